@@ -1,0 +1,631 @@
+//! The `Tenant` custom resource, `atoll.dev/v1alpha1`.
+//!
+//! Every doc comment on a field becomes that field's description in the CRD's
+//! OpenAPI schema, which is what `kubectl explain tenant.spec...` prints, so
+//! they are written for the person editing a Tenant in Git.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::quantity::Quantity;
+
+/// Longest tenant name. The namespace is `<prefix><name>` (the default prefix
+/// `atoll-` is 6 characters) and the host is `<name>.<baseDomain>`; 40 keeps
+/// both valid DNS labels with room for a longer prefix.
+pub const MAX_NAME_LEN: usize = 40;
+/// A tenant name: a DNS label that starts with a letter.
+pub const NAME_PATTERN: &str = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
+/// A lower-case e-mail address (identity compares e-mails case-insensitively,
+/// so the spec keeps one spelling to make duplicates visible).
+pub const EMAIL_PATTERN: &str = r"^[a-z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$";
+/// A lower-case DNS subdomain without wildcards.
+pub const HOST_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$";
+/// An environment variable name.
+pub const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
+/// A Kubernetes object name (DNS subdomain), for references to Secrets and
+/// ConfigMaps.
+pub const OBJECT_NAME_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A key in a Secret or ConfigMap.
+pub const DATA_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
+/// A container image reference without a tag (the tag comes from `version`)
+/// or with a digest.
+pub const IMAGE_PATTERN: &str =
+    r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*(@sha256:[a-f0-9]{64})?$";
+/// An image tag.
+pub const VERSION_PATTERN: &str = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$";
+/// Environment variable names the operator sets itself.
+pub const RESERVED_ENV_PREFIX: &str = "ATOLL_";
+/// Most members one Tenant may list (bounds the uniqueness rule's cost).
+pub const MAX_MEMBERS: usize = 256;
+/// Most extra environment variables.
+pub const MAX_ENV: usize = 64;
+
+/// Desired state of a tenant: its instance, database, ingress, quota and members.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "atoll.dev",
+    version = "v1alpha1",
+    kind = "Tenant",
+    plural = "tenants",
+    singular = "tenant",
+    shortname = "tnt",
+    category = "atoll",
+    status = "TenantStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    doc = "A Tenant is one customer of the platform: Atoll runs a dedicated orchestration instance for it, with its own database, in namespace atoll-<name>, at its own URL.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Lifecycle phase"),
+    printcolumn(name = "URL", type_ = "string", json_path = ".status.url", description = "Where the tenant's instance answers"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether the instance is ready for users"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("size(self.metadata.name) <= 40")
+        .message("metadata.name must be at most 40 characters, so that the namespace atoll-<name> and the host <name>.<baseDomain> stay valid DNS labels")
+        .reason(Reason::FieldValueInvalid),
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
+        .message("metadata.name must be a DNS label: lower-case letters, digits and '-', starting with a letter and ending with a letter or digit")
+        .reason(Reason::FieldValueInvalid)
+)]
+#[x_kube(
+    validation = Rule::new("!has(self.database.dedicated) || !has(self.database.dedicated.storage) || !has(self.database.dedicated.storage.size) || !has(self.quota) || !has(self.quota.storage) || quantity(string(self.database.dedicated.storage.size)).compareTo(quantity(string(self.quota.storage))) <= 0")
+        .message("spec.database.dedicated.storage.size must not exceed spec.quota.storage: the volume would be refused by the namespace quota")
+        .field_path(".database.dedicated.storage.size")
+        .reason(Reason::FieldValueInvalid)
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantSpec {
+    /// Human-readable name shown in the identity service's tenant list. Defaults to metadata.name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub display_name: Option<String>,
+
+    /// The tenant's orchestration instance: image, version, replicas, resources and settings.
+    #[serde(default)]
+    pub instance: InstanceSpec,
+
+    /// The tenant's dedicated database: an in-cluster PostgreSQL (Dedicated) or a database on a shared server (External).
+    #[serde(default)]
+    pub database: DatabaseSpec,
+
+    /// How users reach the instance: host name, ingress class and TLS.
+    #[serde(default)]
+    pub ingress: IngressSpec,
+
+    /// Resource limits for the tenant's whole namespace (ResourceQuota).
+    #[serde(default)]
+    pub quota: QuotaSpec,
+
+    /// People who may enter this tenant, by e-mail, with their role. Pushed to the identity service; a member who has no account yet gets the role when they sign up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    #[x_kube(
+        merge_strategy = ListMerge::Map(vec!["user".into()]),
+        validation = Rule::new("self.all(m, self.exists_one(o, o.user == m.user))")
+            .message("spec.members must not name the same user twice")
+            .reason(Reason::FieldValueDuplicate)
+    )]
+    pub members: Vec<Member>,
+
+    /// Scale the instance and the database to zero while keeping all data. Set back to false to resume.
+    #[serde(default)]
+    pub suspended: bool,
+
+    /// What happens to the tenant's data when the Tenant is deleted: Retain (default) keeps the namespace's database volume and credentials, and a new Tenant of the same name adopts them; Delete removes the namespace and everything in it.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// The orchestration instance.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceSpec {
+    /// Container image of the instance, without tag (for example `ghcr.io/acme/atoll-instance`). Defaults to the operator's configured image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(IMAGE_PATTERN), length(max = 255))]
+    pub image: Option<String>,
+
+    /// Image tag to run (the instance version). Changing it rolls the instance. Defaults to the operator's own version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(VERSION_PATTERN))]
+    pub version: Option<String>,
+
+    /// Number of instance replicas. 0 stops the instance without suspending the database.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 10))]
+    pub replicas: i32,
+
+    /// CPU and memory for each instance replica.
+    #[serde(default = "default_instance_resources")]
+    pub resources: ComputeResources,
+
+    /// Extra environment variables for the instance. Names starting with ATOLL_ are reserved for the operator.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub env: Vec<EnvVar>,
+
+    /// Engine settings. Changing them rolls the instance.
+    #[serde(default)]
+    pub config: InstanceConfig,
+}
+
+impl Default for InstanceSpec {
+    fn default() -> Self {
+        Self {
+            image: None,
+            version: None,
+            replicas: default_replicas(),
+            resources: default_instance_resources(),
+            env: Vec::new(),
+            config: InstanceConfig::default(),
+        }
+    }
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+fn default_instance_resources() -> ComputeResources {
+    ComputeResources {
+        requests: ResourceAmounts {
+            cpu: Some(Quantity::from("50m")),
+            memory: Some(Quantity::from("64Mi")),
+        },
+        limits: ResourceAmounts {
+            cpu: Some(Quantity::from("1")),
+            memory: Some(Quantity::from("256Mi")),
+        },
+    }
+}
+
+fn default_database_resources() -> ComputeResources {
+    ComputeResources {
+        requests: ResourceAmounts {
+            cpu: Some(Quantity::from("100m")),
+            memory: Some(Quantity::from("128Mi")),
+        },
+        limits: ResourceAmounts {
+            cpu: Some(Quantity::from("1")),
+            memory: Some(Quantity::from("512Mi")),
+        },
+    }
+}
+
+/// Engine settings of the instance.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceConfig {
+    /// Log verbosity of the instance.
+    #[serde(default)]
+    pub log_level: LogLevel,
+
+    /// Most task runs one replica executes at the same time.
+    #[serde(default = "default_max_concurrent_task_runs")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub max_concurrent_task_runs: i32,
+
+    /// Days to keep finished executions and their logs. Unset keeps them forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3650))]
+    pub execution_retention_days: Option<i32>,
+}
+
+impl Default for InstanceConfig {
+    fn default() -> Self {
+        Self {
+            log_level: LogLevel::default(),
+            max_concurrent_task_runs: default_max_concurrent_task_runs(),
+            execution_retention_days: None,
+        }
+    }
+}
+
+fn default_max_concurrent_task_runs() -> i32 {
+    16
+}
+
+/// Log verbosity.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Errors and warnings.
+    Warn,
+    /// Normal operation (default).
+    #[default]
+    Info,
+    /// Detailed diagnostics.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+/// CPU and memory requests and limits of one container.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(
+    validation = Rule::new("!has(self.requests) || !has(self.limits) || !has(self.requests.cpu) || !has(self.limits.cpu) || quantity(string(self.limits.cpu)).compareTo(quantity(string(self.requests.cpu))) >= 0")
+        .message("limits.cpu must be at least requests.cpu")
+        .field_path(".limits.cpu")
+        .reason(Reason::FieldValueInvalid),
+    validation = Rule::new("!has(self.requests) || !has(self.limits) || !has(self.requests.memory) || !has(self.limits.memory) || quantity(string(self.limits.memory)).compareTo(quantity(string(self.requests.memory))) >= 0")
+        .message("limits.memory must be at least requests.memory")
+        .field_path(".limits.memory")
+        .reason(Reason::FieldValueInvalid)
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ComputeResources {
+    /// What the scheduler reserves for the container.
+    #[serde(default)]
+    pub requests: ResourceAmounts,
+    /// The most the container may use.
+    #[serde(default)]
+    pub limits: ResourceAmounts,
+}
+
+/// Amounts of CPU and memory.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceAmounts {
+    /// CPU, in cores or millicores (for example 500m or 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Quantity>,
+    /// Memory, in bytes with an optional suffix (for example 256Mi or 1Gi).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Quantity>,
+}
+
+/// An environment variable of the instance.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new("!self.name.startsWith('ATOLL_')")
+        .message("environment variable names starting with ATOLL_ are reserved for the operator")
+        .field_path(".name")
+        .reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!(has(self.value) && has(self.valueFrom))")
+        .message("set either value or valueFrom, not both")
+        .reason(Reason::FieldValueInvalid)
+)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVar {
+    /// Variable name (letters, digits and '_', not starting with a digit).
+    #[schemars(pattern(ENV_NAME_PATTERN), length(min = 1, max = 128))]
+    pub name: String,
+    /// Literal value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32768))]
+    pub value: Option<String>,
+    /// Take the value from a key of a Secret or ConfigMap in the tenant's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<EnvVarSource>,
+}
+
+/// Where an environment variable's value comes from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new("has(self.secretKeyRef) != has(self.configMapKeyRef)")
+        .message("valueFrom needs exactly one of secretKeyRef or configMapKeyRef")
+        .reason(Reason::FieldValueInvalid)
+)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVarSource {
+    /// A key of a Secret in the tenant's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<KeyRef>,
+    /// A key of a ConfigMap in the tenant's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_key_ref: Option<KeyRef>,
+}
+
+/// A key of a Secret or ConfigMap.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyRef {
+    /// Name of the Secret or ConfigMap.
+    #[schemars(pattern(OBJECT_NAME_PATTERN), length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within it.
+    #[schemars(pattern(DATA_KEY_PATTERN), length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// The tenant's database.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(
+    validation = Rule::new("self.mode != 'External' || has(self.external)")
+        .message("spec.database.external is required when mode is External")
+        .field_path(".external")
+        .reason(Reason::FieldValueRequired),
+    validation = Rule::new("self.mode != 'Dedicated' || !has(self.external)")
+        .message("spec.database.external must not be set when mode is Dedicated")
+        .field_path(".external")
+        .reason(Reason::FieldValueForbidden),
+    validation = Rule::new("self.mode != 'External' || !has(self.dedicated)")
+        .message("spec.database.dedicated must not be set when mode is External")
+        .field_path(".dedicated")
+        .reason(Reason::FieldValueForbidden)
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseSpec {
+    /// Dedicated (default): a PostgreSQL StatefulSet in the tenant's namespace. External: a database and role created for the tenant on a shared PostgreSQL server.
+    #[serde(default)]
+    pub mode: DatabaseMode,
+    /// Settings of the in-cluster PostgreSQL (mode Dedicated only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedicated: Option<DedicatedDatabase>,
+    /// The shared server (mode External only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalDatabase>,
+}
+
+/// Where the tenant's database lives.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DatabaseMode {
+    /// A PostgreSQL server of the tenant's own, in its namespace.
+    #[default]
+    Dedicated,
+    /// A database of the tenant's own on a shared PostgreSQL server.
+    External,
+}
+
+/// The in-cluster PostgreSQL server.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DedicatedDatabase {
+    /// PostgreSQL image with tag (for example postgres:16). Defaults to the operator's configured image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub image: Option<String>,
+    /// The database volume.
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// CPU and memory of the PostgreSQL container.
+    #[serde(default = "default_database_resources")]
+    pub resources: ComputeResources,
+}
+
+impl Default for DedicatedDatabase {
+    fn default() -> Self {
+        Self {
+            image: None,
+            storage: StorageSpec::default(),
+            resources: default_database_resources(),
+        }
+    }
+}
+
+/// A persistent volume.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Size of the volume (for example 1Gi). Growing it needs a storage class that allows expansion.
+    #[serde(default = "default_storage_size")]
+    pub size: Quantity,
+    /// Storage class of the volume. Defaults to the cluster's default class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(OBJECT_NAME_PATTERN), length(min = 1, max = 253))]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self {
+            size: default_storage_size(),
+            storage_class_name: None,
+        }
+    }
+}
+
+fn default_storage_size() -> Quantity {
+    Quantity::from("1Gi")
+}
+
+/// A shared PostgreSQL server on which the operator creates a database and a role for the tenant.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalDatabase {
+    /// Secret, in the operator's own namespace, holding an admin connection URL (postgres://user:password@host:port/db) to the shared server. Only the operator's namespace is read, so a Tenant cannot point the operator at other people's secrets.
+    pub admin_secret_ref: SecretKeySelector,
+}
+
+/// A key of a Secret in the operator's namespace.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeySelector {
+    /// Name of the Secret.
+    #[schemars(pattern(OBJECT_NAME_PATTERN), length(min = 1, max = 253))]
+    pub name: String,
+    /// Key holding the connection URL.
+    #[serde(default = "default_url_key")]
+    #[schemars(pattern(DATA_KEY_PATTERN), length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_url_key() -> String {
+    "url".to_owned()
+}
+
+/// How users reach the instance.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressSpec {
+    /// Host name of the instance. Defaults to <name>.<baseDomain> from the operator's configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(HOST_PATTERN), length(min = 1, max = 253))]
+    pub host: Option<String>,
+    /// IngressClass to use. Defaults to the operator's configured class, or the cluster default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(OBJECT_NAME_PATTERN), length(min = 1, max = 253))]
+    pub class_name: Option<String>,
+    /// Serve the instance over HTTPS. Unset uses the operator's default issuer if it has one, else plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<IngressTls>,
+}
+
+/// TLS for the instance's host.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new("has(self.secretName) || has(self.clusterIssuer)")
+        .message("spec.ingress.tls needs secretName, clusterIssuer or both")
+        .reason(Reason::FieldValueRequired)
+)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressTls {
+    /// Secret in the tenant's namespace holding the certificate (type kubernetes.io/tls). With clusterIssuer, cert-manager writes it; defaults then to instance-tls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(OBJECT_NAME_PATTERN), length(min = 1, max = 253))]
+    pub secret_name: Option<String>,
+    /// cert-manager ClusterIssuer that issues the certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(OBJECT_NAME_PATTERN), length(min = 1, max = 253))]
+    pub cluster_issuer: Option<String>,
+}
+
+/// Limits for everything in the tenant's namespace.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotaSpec {
+    /// Total CPU limit of all pods.
+    #[serde(default = "default_quota_cpu")]
+    pub cpu: Quantity,
+    /// Total memory limit of all pods.
+    #[serde(default = "default_quota_memory")]
+    pub memory: Quantity,
+    /// Total size of all volume claims.
+    #[serde(default = "default_quota_storage")]
+    pub storage: Quantity,
+    /// Most pods at once.
+    #[serde(default = "default_quota_pods")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub pods: i32,
+}
+
+impl Default for QuotaSpec {
+    fn default() -> Self {
+        Self {
+            cpu: default_quota_cpu(),
+            memory: default_quota_memory(),
+            storage: default_quota_storage(),
+            pods: default_quota_pods(),
+        }
+    }
+}
+
+fn default_quota_cpu() -> Quantity {
+    Quantity::from("4")
+}
+fn default_quota_memory() -> Quantity {
+    Quantity::from("4Gi")
+}
+fn default_quota_storage() -> Quantity {
+    Quantity::from("10Gi")
+}
+fn default_quota_pods() -> i32 {
+    20
+}
+
+/// A person who may enter the tenant.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    /// The person's e-mail address, in lower case.
+    #[schemars(pattern(EMAIL_PATTERN), length(min = 3, max = 254))]
+    pub user: String,
+    /// What they may do: Admin (everything), Editor (write and run flows), Viewer (read only).
+    pub role: Role,
+}
+
+/// A member's role in a tenant.
+#[derive(
+    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+pub enum Role {
+    /// Reads flows, executions and logs.
+    Viewer,
+    /// Also writes and runs flows.
+    Editor,
+    /// Everything, including the tenant's settings.
+    Admin,
+}
+
+impl Role {
+    /// The role's name as written in the spec and in tokens.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "Viewer",
+            Role::Editor => "Editor",
+            Role::Admin => "Admin",
+        }
+    }
+}
+
+/// What deleting the Tenant does to its data.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeletionPolicy {
+    /// Keep the database volume and credentials; a new Tenant of the same name adopts them.
+    #[default]
+    Retain,
+    /// Remove the namespace and everything in it.
+    Delete,
+}
+
+/// Observed state of a Tenant, written by the operator.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantStatus {
+    /// Where the tenant is in its life: Provisioning, Ready, Suspended, Degraded or Deleting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// URL at which the tenant's instance answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Namespace that holds the tenant's objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Instance version (image tag) currently rolled out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, DatabaseReady, InstanceReady and IdentitySynced, each with a reason and a message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// Lifecycle phase of a Tenant.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Objects are being created or are not ready yet.
+    Provisioning,
+    /// The instance answers at its URL.
+    Ready,
+    /// Scaled to zero on request; data kept.
+    Suspended,
+    /// Was ready, and something is now failing; see the conditions.
+    Degraded,
+    /// Being deleted.
+    Deleting,
+}
+
+impl Phase {
+    /// The phase's name as written in status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Provisioning => "Provisioning",
+            Phase::Ready => "Ready",
+            Phase::Suspended => "Suspended",
+            Phase::Degraded => "Degraded",
+            Phase::Deleting => "Deleting",
+        }
+    }
+}
