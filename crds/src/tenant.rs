@@ -127,7 +127,7 @@ pub struct TenantSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceSpec {
-    /// Container image of the instance, without tag (for example `ghcr.io/acme/atoll-instance`). Defaults to the operator's configured image.
+    /// Container image of the instance, without tag (for example `registry.example.com/acme/atoll-instance`). Defaults to the operator's configured image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(IMAGE_PATTERN), length(max = 255))]
     pub image: Option<String>,

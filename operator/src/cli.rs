@@ -1,8 +1,12 @@
 //! Command line of `atoll-operator`.
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+
+use crate::config::OperatorConfig;
+use crate::render::{self, RenderError};
 
 /// Reconciles Atoll Tenants into dedicated orchestration instances.
 #[derive(Debug, Parser)]
@@ -18,6 +22,20 @@ pub struct Cli {
 pub enum Command {
     /// Print the Tenant CustomResourceDefinition as YAML.
     Crd,
+    /// Print every object a Tenant produces (for review; secrets are
+    /// placeholders), after checking the Tenant as the operator would.
+    Render(RenderArgs),
+}
+
+/// Arguments of `render`.
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    /// The Tenant YAML file, or - for standard input.
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+    /// Settings the objects depend on.
+    #[command(flatten)]
+    pub config: Box<OperatorConfig>,
 }
 
 /// Errors the command line reports before exiting non-zero.
@@ -26,6 +44,17 @@ pub enum CliError {
     /// The CRD could not be rendered.
     #[error("rendering the CRD as YAML: {0}")]
     RenderCrd(#[from] serde_norway::Error),
+    /// A file could not be read.
+    #[error("reading {path}: {source}")]
+    ReadFile {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The Tenant could not be rendered.
+    #[error(transparent)]
+    Render(#[from] RenderError),
     /// Standard output could not be written.
     #[error("writing to standard output: {0}")]
     WriteOutput(#[from] std::io::Error),
@@ -35,6 +64,25 @@ pub enum CliError {
 pub fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
     match cli.command {
         Command::Crd => out.write_all(crate::crd::crd_yaml()?.as_bytes())?,
+        Command::Render(RenderArgs { file, config }) => {
+            let path = file.display().to_string();
+            let text = read_input(&file).map_err(|source| CliError::ReadFile {
+                path: path.clone(),
+                source,
+            })?;
+            let tenant = render::parse_tenant(&path, &text)?;
+            out.write_all(render::render(&path, tenant, &config)?.as_bytes())?;
+        }
     }
     Ok(())
+}
+
+fn read_input(file: &PathBuf) -> std::io::Result<String> {
+    if file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(file)
+    }
 }

@@ -1,7 +1,11 @@
 //! The Atoll operator: reconciles each `Tenant` into its dedicated instance.
 //!
-//! This crate grows with the operator issue; today it holds the command line
-//! and the CRD printer that the Helm chart's copy is generated from.
+//! Today it holds the command line, the CRD printer the Helm chart's copy is
+//! generated from, the operator's configuration and the pure builders of
+//! every object a Tenant produces (`atoll-operator render`).
 
+pub mod build;
 pub mod cli;
+pub mod config;
 pub mod crd;
+pub mod render;

@@ -1,0 +1,568 @@
+//! Pure builders: `fn(&Tenant, &OperatorConfig, …) -> Object`, one per object
+//! a Tenant produces. No I/O: the reconciler applies what these return, and
+//! `atoll-operator render` prints it for review.
+
+mod database;
+mod instance;
+mod namespace;
+mod network;
+
+use std::collections::BTreeMap;
+
+use atoll_crds::{DatabaseMode, Tenant};
+use k8s_openapi::api::core::v1::{
+    Capabilities, PodSecurityContext, SeccompProfile, SecurityContext,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
+
+use crate::config::OperatorConfig;
+
+pub use database::{
+    DATABASE_NAME, DATABASE_PORT, DATABASE_SECRET, DATABASE_USER, DatabaseCredentials,
+    database_secret, database_service, database_stateful_set,
+};
+pub use instance::{
+    INSTANCE, INSTANCE_PORT, instance_deployment, instance_ingress, instance_service,
+};
+pub use namespace::{
+    limit_range, namespace, resource_quota, service_account_database, service_account_instance,
+};
+pub use network::network_policies;
+
+/// The field manager of every write the operator makes.
+pub const FIELD_MANAGER: &str = "atoll-operator";
+/// Label naming the tenant an object belongs to.
+pub const TENANT_LABEL: &str = "atoll.dev/tenant";
+/// Label naming the part of a tenant an object is (instance, database).
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+/// Label marking objects the operator manages (used to prune).
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+
+/// Why objects could not be built for a Tenant.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BuildError {
+    /// The Tenant has no name (it was never stored by an API server).
+    #[error("the Tenant has no metadata.name")]
+    MissingName,
+    /// The Tenant has no uid, so children cannot name it as their owner.
+    #[error("the Tenant has no metadata.uid; it must come from the API server")]
+    MissingUid,
+}
+
+/// Facts about one Tenant that every builder needs, derived once.
+#[derive(Clone, Debug)]
+pub struct TenantContext<'a> {
+    /// The Tenant.
+    pub tenant: &'a Tenant,
+    /// The operator's settings.
+    pub config: &'a OperatorConfig,
+    /// metadata.name.
+    pub name: &'a str,
+    /// The tenant's namespace.
+    pub namespace: String,
+    /// Controller owner reference to the Tenant.
+    pub owner: OwnerReference,
+}
+
+impl<'a> TenantContext<'a> {
+    /// Derives the context; fails only for Tenants that did not come from an
+    /// API server.
+    pub fn new(tenant: &'a Tenant, config: &'a OperatorConfig) -> Result<Self, BuildError> {
+        let name = tenant
+            .metadata
+            .name
+            .as_deref()
+            .ok_or(BuildError::MissingName)?;
+        let owner = tenant
+            .controller_owner_ref(&())
+            .ok_or(BuildError::MissingUid)?;
+        Ok(Self {
+            tenant,
+            config,
+            name,
+            namespace: namespace_name(config, name),
+            owner,
+        })
+    }
+
+    /// Labels every child carries.
+    pub fn labels(&self, component: Option<&str>) -> BTreeMap<String, String> {
+        let mut labels = BTreeMap::from([
+            (TENANT_LABEL.to_owned(), self.name.to_owned()),
+            (MANAGED_BY_LABEL.to_owned(), FIELD_MANAGER.to_owned()),
+            ("app.kubernetes.io/part-of".to_owned(), "atoll".to_owned()),
+        ]);
+        if let Some(component) = component {
+            labels.insert(COMPONENT_LABEL.to_owned(), component.to_owned());
+        }
+        labels
+    }
+
+    /// Labels that select a component's pods (stable across upgrades).
+    pub fn selector(&self, component: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (TENANT_LABEL.to_owned(), self.name.to_owned()),
+            (COMPONENT_LABEL.to_owned(), component.to_owned()),
+        ])
+    }
+
+    /// Metadata of a namespaced child.
+    pub fn meta(&self, name: &str, component: Option<&str>) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(self.namespace.clone()),
+            labels: Some(self.labels(component)),
+            owner_references: Some(vec![self.owner.clone()]),
+            ..ObjectMeta::default()
+        }
+    }
+
+    /// Host the instance answers at.
+    pub fn host(&self) -> String {
+        self.tenant
+            .spec
+            .ingress
+            .host
+            .clone()
+            .unwrap_or_else(|| format!("{}.{}", self.name, self.config.base_domain))
+    }
+
+    /// Whether the ingress serves TLS, and with which secret and issuer.
+    pub fn tls(&self) -> Option<(String, Option<String>)> {
+        match &self.tenant.spec.ingress.tls {
+            Some(tls) => Some((
+                tls.secret_name
+                    .clone()
+                    .unwrap_or_else(|| "instance-tls".to_owned()),
+                tls.cluster_issuer.clone(),
+            )),
+            None => self
+                .config
+                .cluster_issuer
+                .as_ref()
+                .map(|issuer| ("instance-tls".to_owned(), Some(issuer.clone()))),
+        }
+    }
+
+    /// The URL users reach the instance at.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls().is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        match self.config.public_port {
+            Some(port) => format!("{scheme}://{}:{port}", self.host()),
+            None => format!("{scheme}://{}", self.host()),
+        }
+    }
+
+    /// The instance version (image tag) to run.
+    pub fn version(&self) -> &str {
+        self.tenant
+            .spec
+            .instance
+            .version
+            .as_deref()
+            .unwrap_or(&self.config.instance_version)
+    }
+
+    /// Whether the database runs in the tenant's namespace.
+    pub fn dedicated_database(&self) -> bool {
+        self.tenant.spec.database.mode == DatabaseMode::Dedicated
+    }
+}
+
+/// The namespace of a tenant.
+pub fn namespace_name(config: &OperatorConfig, tenant: &str) -> String {
+    format!("{}{tenant}", config.namespace_prefix)
+}
+
+/// Container security settings for Pod Security `restricted`.
+fn restricted_container(read_only_root: bool) -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            ..Capabilities::default()
+        }),
+        read_only_root_filesystem: Some(read_only_root),
+        run_as_non_root: Some(true),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            ..SeccompProfile::default()
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+/// Pod security settings for Pod Security `restricted`.
+fn restricted_pod(user: i64) -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(user),
+        run_as_group: Some(user),
+        fs_group: Some(user),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// Converts our quantity into the core API's.
+fn quantity(q: &atoll_crds::Quantity) -> k8s_openapi::apimachinery::pkg::api::resource::Quantity {
+    k8s_openapi::apimachinery::pkg::api::resource::Quantity(q.as_str().to_owned())
+}
+
+/// Core resource requirements from a Tenant's compute resources.
+fn resources(r: &atoll_crds::ComputeResources) -> k8s_openapi::api::core::v1::ResourceRequirements {
+    let list = |amounts: &atoll_crds::ResourceAmounts| {
+        let mut map = BTreeMap::new();
+        if let Some(cpu) = &amounts.cpu {
+            map.insert("cpu".to_owned(), quantity(cpu));
+        }
+        if let Some(memory) = &amounts.memory {
+            map.insert("memory".to_owned(), quantity(memory));
+        }
+        (!map.is_empty()).then_some(map)
+    };
+    k8s_openapi::api::core::v1::ResourceRequirements {
+        requests: list(&r.requests),
+        limits: list(&r.limits),
+        ..Default::default()
+    }
+}
+
+/// Every object a Tenant produces, in apply order.
+#[derive(Clone, Debug)]
+pub struct Children {
+    /// The tenant's namespace.
+    pub namespace: k8s_openapi::api::core::v1::Namespace,
+    /// Namespace quota.
+    pub resource_quota: k8s_openapi::api::core::v1::ResourceQuota,
+    /// Container defaults.
+    pub limit_range: k8s_openapi::api::core::v1::LimitRange,
+    /// Default deny plus the allowed paths.
+    pub network_policies: Vec<k8s_openapi::api::networking::v1::NetworkPolicy>,
+    /// Identity of the instance pods.
+    pub instance_service_account: k8s_openapi::api::core::v1::ServiceAccount,
+    /// Identity of the database pods (Dedicated mode).
+    pub database_service_account: Option<k8s_openapi::api::core::v1::ServiceAccount>,
+    /// Database credentials.
+    pub database_secret: k8s_openapi::api::core::v1::Secret,
+    /// The PostgreSQL server (Dedicated mode).
+    pub database_stateful_set: Option<k8s_openapi::api::apps::v1::StatefulSet>,
+    /// Its Service (Dedicated mode).
+    pub database_service: Option<k8s_openapi::api::core::v1::Service>,
+    /// The instance.
+    pub instance_deployment: k8s_openapi::api::apps::v1::Deployment,
+    /// Its Service.
+    pub instance_service: k8s_openapi::api::core::v1::Service,
+    /// Its Ingress.
+    pub instance_ingress: k8s_openapi::api::networking::v1::Ingress,
+}
+
+/// Builds every child of a Tenant from the credentials its database uses.
+pub fn children(ctx: &TenantContext<'_>, credentials: &DatabaseCredentials) -> Children {
+    let dedicated = ctx.dedicated_database();
+    Children {
+        namespace: namespace(ctx),
+        resource_quota: resource_quota(ctx),
+        limit_range: limit_range(ctx),
+        network_policies: network_policies(ctx),
+        instance_service_account: service_account_instance(ctx),
+        database_service_account: dedicated.then(|| service_account_database(ctx)),
+        database_secret: database_secret(ctx, credentials),
+        database_stateful_set: dedicated.then(|| database_stateful_set(ctx)),
+        database_service: dedicated.then(|| database_service(ctx)),
+        instance_deployment: instance_deployment(ctx),
+        instance_service: instance_service(ctx),
+        instance_ingress: instance_ingress(ctx),
+    }
+}
+
+impl Children {
+    /// The objects as JSON values in apply order (namespace first, workloads
+    /// after what they use).
+    pub fn to_values(&self) -> Result<Vec<serde_json::Value>, serde_json::Error> {
+        use serde_json::to_value;
+        let mut out = vec![
+            to_value(&self.namespace)?,
+            to_value(&self.resource_quota)?,
+            to_value(&self.limit_range)?,
+        ];
+        for policy in &self.network_policies {
+            out.push(to_value(policy)?);
+        }
+        out.push(to_value(&self.instance_service_account)?);
+        if let Some(sa) = &self.database_service_account {
+            out.push(to_value(sa)?);
+        }
+        out.push(to_value(&self.database_secret)?);
+        if let Some(service) = &self.database_service {
+            out.push(to_value(service)?);
+        }
+        if let Some(sts) = &self.database_stateful_set {
+            out.push(to_value(sts)?);
+        }
+        out.push(to_value(&self.instance_service)?);
+        out.push(to_value(&self.instance_deployment)?);
+        out.push(to_value(&self.instance_ingress)?);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use atoll_crds::{IngressTls, TenantSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+    fn tenant(spec: TenantSpec) -> Tenant {
+        let mut tenant = Tenant::new("acme", spec);
+        tenant.metadata.uid = Some("uid-1".into());
+        tenant
+    }
+
+    fn build(tenant: &Tenant, config: &OperatorConfig) -> Children {
+        let ctx = TenantContext::new(tenant, config).expect("context");
+        let credentials = DatabaseCredentials::dedicated(&ctx, "pw".into());
+        children(&ctx, &credentials)
+    }
+
+    fn pod_template(children: &Children) -> serde_json::Value {
+        serde_json::to_value(
+            &children
+                .instance_deployment
+                .spec
+                .as_ref()
+                .expect("spec")
+                .template,
+        )
+        .expect("serializes")
+    }
+
+    #[test]
+    fn a_tenant_without_uid_is_refused() {
+        let mut t = tenant(TenantSpec::default());
+        t.metadata.uid = None;
+        let config = OperatorConfig::default();
+        assert_eq!(
+            TenantContext::new(&t, &config).err(),
+            Some(BuildError::MissingUid)
+        );
+    }
+
+    #[test]
+    fn suspension_scales_instance_and_database_to_zero() {
+        let config = OperatorConfig::default();
+        let running = build(&tenant(TenantSpec::default()), &config);
+        let suspended = build(
+            &tenant(TenantSpec {
+                suspended: true,
+                ..TenantSpec::default()
+            }),
+            &config,
+        );
+        let replicas = |c: &Children| {
+            (
+                c.instance_deployment.spec.as_ref().and_then(|s| s.replicas),
+                c.database_stateful_set
+                    .as_ref()
+                    .and_then(|s| s.spec.as_ref())
+                    .and_then(|s| s.replicas),
+            )
+        };
+        assert_eq!(replicas(&running), (Some(1), Some(1)));
+        assert_eq!(replicas(&suspended), (Some(0), Some(0)));
+        // Suspension keeps the volume: the claim template is unchanged.
+        assert_eq!(
+            running
+                .database_stateful_set
+                .as_ref()
+                .and_then(|s| s.spec.as_ref())
+                .map(|s| &s.volume_claim_templates),
+            suspended
+                .database_stateful_set
+                .as_ref()
+                .and_then(|s| s.spec.as_ref())
+                .map(|s| &s.volume_claim_templates),
+        );
+    }
+
+    #[test]
+    fn a_new_version_changes_the_pod_template_and_nothing_else_does_by_accident() {
+        let config = OperatorConfig::default();
+        let mut spec = TenantSpec::default();
+        let before = build(&tenant(spec.clone()), &config);
+        assert_eq!(
+            pod_template(&before),
+            pod_template(&build(&tenant(spec.clone()), &config))
+        );
+        spec.instance.version = Some("9.9.9".into());
+        let after = build(&tenant(spec), &config);
+        assert_ne!(pod_template(&before), pod_template(&after));
+        assert!(
+            pod_template(&after)
+                .to_string()
+                .contains("atoll/atoll-instance:9.9.9")
+        );
+    }
+
+    #[test]
+    fn every_container_runs_restricted() {
+        let config = OperatorConfig::default();
+        let children = build(&tenant(TenantSpec::default()), &config);
+        let templates = [
+            children
+                .instance_deployment
+                .spec
+                .as_ref()
+                .map(|s| s.template.clone()),
+            children
+                .database_stateful_set
+                .as_ref()
+                .and_then(|s| s.spec.as_ref())
+                .map(|s| s.template.clone()),
+        ];
+        for template in templates.into_iter().flatten() {
+            let pod = template.spec.expect("pod spec");
+            assert_eq!(pod.automount_service_account_token, Some(false));
+            assert_eq!(
+                pod.security_context
+                    .as_ref()
+                    .and_then(|s| s.run_as_non_root),
+                Some(true)
+            );
+            for container in pod.containers {
+                let sc = container.security_context.expect("security context");
+                assert_eq!(sc.allow_privilege_escalation, Some(false));
+                assert_eq!(sc.read_only_root_filesystem, Some(true));
+                assert_eq!(
+                    sc.capabilities.and_then(|c| c.drop),
+                    Some(vec!["ALL".to_owned()])
+                );
+                assert!(
+                    container.resources.and_then(|r| r.limits).is_some(),
+                    "limits needed under the quota"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn env_contract_and_secret_agree() {
+        let config = OperatorConfig {
+            identity_issuer: Some("https://id.example.com".into()),
+            ..OperatorConfig::default()
+        };
+        let children = build(&tenant(TenantSpec::default()), &config);
+        let template = pod_template(&children);
+        let env = template["spec"]["containers"][0]["env"]
+            .as_array()
+            .expect("env")
+            .clone();
+        let names: Vec<&str> = env.iter().filter_map(|e| e["name"].as_str()).collect();
+        for required in [
+            "ATOLL_TENANT",
+            "ATOLL_DATABASE_URL",
+            "ATOLL_LISTEN",
+            "ATOLL_PUBLIC_URL",
+            "ATOLL_IDENTITY_ISSUER",
+        ] {
+            assert!(
+                names.contains(&required),
+                "{required} missing from {names:?}"
+            );
+        }
+        let url_ref = &env[1]["valueFrom"]["secretKeyRef"];
+        assert_eq!(url_ref["name"], DATABASE_SECRET);
+        let data = children.database_secret.data.as_ref().expect("data");
+        let url = String::from_utf8(data[url_ref["key"].as_str().expect("key")].0.clone())
+            .expect("utf-8");
+        assert_eq!(
+            url,
+            "postgres://atoll:pw@database.atoll-acme.svc:5432/atoll"
+        );
+    }
+
+    #[test]
+    fn host_url_and_tls_follow_spec_then_config() {
+        let config = OperatorConfig {
+            base_domain: "example.net".into(),
+            public_port: Some(8080),
+            ..OperatorConfig::default()
+        };
+        let plain = tenant(TenantSpec::default());
+        let ctx = TenantContext::new(&plain, &config).expect("context");
+        assert_eq!(ctx.url(), "http://acme.example.net:8080");
+        assert!(ctx.tls().is_none());
+
+        let with_issuer = OperatorConfig {
+            cluster_issuer: Some("letsencrypt".into()),
+            ..config.clone()
+        };
+        let ctx = TenantContext::new(&plain, &with_issuer).expect("context");
+        assert_eq!(
+            ctx.tls(),
+            Some(("instance-tls".to_owned(), Some("letsencrypt".to_owned())))
+        );
+        let ingress = instance_ingress(&ctx);
+        assert_eq!(
+            ingress
+                .metadata
+                .annotations
+                .as_ref()
+                .map(|a| a["cert-manager.io/cluster-issuer"].as_str()),
+            Some("letsencrypt")
+        );
+
+        let mut spec = TenantSpec::default();
+        spec.ingress.host = Some("flows.acme.com".into());
+        spec.ingress.tls = Some(IngressTls {
+            secret_name: Some("acme-cert".into()),
+            cluster_issuer: None,
+        });
+        let own = tenant(spec);
+        let ctx = TenantContext::new(&own, &config).expect("context");
+        assert_eq!(ctx.url(), "https://flows.acme.com:8080");
+        assert!(instance_ingress(&ctx).metadata.annotations.is_none());
+    }
+
+    #[test]
+    fn network_policies_deny_by_default_and_open_only_what_the_mode_needs() {
+        let config = OperatorConfig::default();
+        let dedicated = build(&tenant(TenantSpec::default()), &config);
+        let names = |c: &Children| -> Vec<String> {
+            c.network_policies
+                .iter()
+                .filter_map(|p| p.metadata.name.clone())
+                .collect()
+        };
+        assert_eq!(
+            names(&dedicated),
+            [
+                "default-deny",
+                "allow-dns",
+                "instance-from-ingress",
+                "database-from-instance",
+                "instance-egress"
+            ]
+        );
+        let deny = dedicated.network_policies[0].spec.as_ref().expect("spec");
+        assert_eq!(
+            deny.policy_types.as_deref(),
+            Some(&["Ingress".to_owned(), "Egress".to_owned()][..])
+        );
+        assert_eq!(deny.pod_selector, Some(LabelSelector::default()));
+
+        let mut spec = TenantSpec::default();
+        spec.database.mode = DatabaseMode::External;
+        let external = build(&tenant(spec), &config);
+        assert!(!names(&external).contains(&"database-from-instance".to_owned()));
+        assert!(external.database_stateful_set.is_none() && external.database_service.is_none());
+    }
+}

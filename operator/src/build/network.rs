@@ -1,0 +1,179 @@
+//! NetworkPolicies: deny everything, then open exactly the paths a tenant
+//! needs. Tenants can never reach each other.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::database::{DATABASE, DATABASE_PORT};
+use super::{INSTANCE, INSTANCE_PORT, TenantContext};
+
+/// Private address ranges: "outside the cluster" excludes them.
+const PRIVATE_RANGES: [&str; 3] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];
+
+fn selector(labels: BTreeMap<String, String>) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(labels),
+        ..LabelSelector::default()
+    }
+}
+
+fn port(protocol: &str, number: i32) -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        protocol: Some(protocol.to_owned()),
+        port: Some(IntOrString::Int(number)),
+        ..NetworkPolicyPort::default()
+    }
+}
+
+fn policy(
+    ctx: &TenantContext<'_>,
+    name: &str,
+    pods: LabelSelector,
+    ingress: Option<Vec<NetworkPolicyIngressRule>>,
+    egress: Option<Vec<NetworkPolicyEgressRule>>,
+) -> NetworkPolicy {
+    let mut types = Vec::new();
+    if ingress.is_some() {
+        types.push("Ingress".to_owned());
+    }
+    if egress.is_some() {
+        types.push("Egress".to_owned());
+    }
+    NetworkPolicy {
+        metadata: ctx.meta(name, None),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(pods),
+            policy_types: Some(types),
+            ingress,
+            egress,
+        }),
+    }
+}
+
+/// All policies of a tenant's namespace.
+pub fn network_policies(ctx: &TenantContext<'_>) -> Vec<NetworkPolicy> {
+    let instance_pods = selector(ctx.selector(INSTANCE));
+    let database_pods = selector(ctx.selector(DATABASE));
+    let mut policies = vec![
+        // Nothing in, nothing out, unless a policy below allows it.
+        policy(
+            ctx,
+            "default-deny",
+            LabelSelector::default(),
+            Some(vec![]),
+            Some(vec![]),
+        ),
+        policy(
+            ctx,
+            "allow-dns",
+            LabelSelector::default(),
+            None,
+            Some(vec![NetworkPolicyEgressRule {
+                to: Some(vec![NetworkPolicyPeer {
+                    namespace_selector: Some(LabelSelector::default()),
+                    pod_selector: Some(selector(BTreeMap::from([(
+                        "k8s-app".to_owned(),
+                        "kube-dns".to_owned(),
+                    )]))),
+                    ..NetworkPolicyPeer::default()
+                }]),
+                ports: Some(vec![port("UDP", 53), port("TCP", 53)]),
+            }]),
+        ),
+        // Users reach the instance only through the ingress controller.
+        policy(
+            ctx,
+            "instance-from-ingress",
+            instance_pods.clone(),
+            Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![NetworkPolicyPeer {
+                    namespace_selector: Some(selector(
+                        ctx.config.ingress_namespace_selector.0.clone(),
+                    )),
+                    ..NetworkPolicyPeer::default()
+                }]),
+                ports: Some(vec![port("TCP", INSTANCE_PORT)]),
+            }]),
+            None,
+        ),
+    ];
+
+    // The instance talks to its database, to identity (JWKS) and to the
+    // world outside the cluster (HTTP tasks), never to other tenants.
+    let mut egress = vec![
+        NetworkPolicyEgressRule {
+            to: Some(vec![NetworkPolicyPeer {
+                namespace_selector: Some(selector(
+                    ctx.config.identity_namespace_selector.0.clone(),
+                )),
+                ..NetworkPolicyPeer::default()
+            }]),
+            ports: None,
+        },
+        NetworkPolicyEgressRule {
+            to: Some(vec![NetworkPolicyPeer {
+                ip_block: Some(IPBlock {
+                    cidr: "0.0.0.0/0".to_owned(),
+                    except: Some(PRIVATE_RANGES.iter().map(|r| (*r).to_owned()).collect()),
+                }),
+                ..NetworkPolicyPeer::default()
+            }]),
+            ports: None,
+        },
+    ];
+    if ctx.dedicated_database() {
+        egress.insert(
+            0,
+            NetworkPolicyEgressRule {
+                to: Some(vec![NetworkPolicyPeer {
+                    pod_selector: Some(database_pods.clone()),
+                    ..NetworkPolicyPeer::default()
+                }]),
+                ports: Some(vec![port("TCP", DATABASE_PORT)]),
+            },
+        );
+        policies.push(policy(
+            ctx,
+            "database-from-instance",
+            database_pods,
+            Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![NetworkPolicyPeer {
+                    pod_selector: Some(instance_pods.clone()),
+                    ..NetworkPolicyPeer::default()
+                }]),
+                ports: Some(vec![port("TCP", DATABASE_PORT)]),
+            }]),
+            None,
+        ));
+    } else {
+        // A shared server may sit anywhere, private ranges included; only
+        // its port is opened.
+        egress.insert(
+            0,
+            NetworkPolicyEgressRule {
+                to: Some(vec![NetworkPolicyPeer {
+                    ip_block: Some(IPBlock {
+                        cidr: "0.0.0.0/0".to_owned(),
+                        except: None,
+                    }),
+                    ..NetworkPolicyPeer::default()
+                }]),
+                ports: Some(vec![port("TCP", DATABASE_PORT)]),
+            },
+        );
+    }
+    policies.push(policy(
+        ctx,
+        "instance-egress",
+        instance_pods,
+        None,
+        Some(egress),
+    ));
+    policies
+}
