@@ -9,3 +9,4 @@ pub mod cli;
 pub mod config;
 pub mod crd;
 pub mod render;
+pub mod status;
