@@ -25,6 +25,8 @@ pub enum Command {
     /// Print every object a Tenant produces (for review; secrets are
     /// placeholders), after checking the Tenant as the operator would.
     Render(RenderArgs),
+    /// Run the operator: reconcile Tenants until SIGTERM or Ctrl-C.
+    Run(Box<crate::run::RunArgs>),
 }
 
 /// Arguments of `render`.
@@ -55,6 +57,12 @@ pub enum CliError {
     /// The Tenant could not be rendered.
     #[error(transparent)]
     Render(#[from] RenderError),
+    /// The operator stopped with an error.
+    #[error(transparent)]
+    Run(#[from] crate::run::RunError),
+    /// The async runtime could not start.
+    #[error("starting the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
     /// Standard output could not be written.
     #[error("writing to standard output: {0}")]
     WriteOutput(#[from] std::io::Error),
@@ -73,8 +81,27 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
             let tenant = render::parse_tenant(&path, &text)?;
             out.write_all(render::render(&path, tenant, &config)?.as_bytes())?;
         }
+        Command::Run(args) => {
+            init_tracing();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(CliError::Runtime)?;
+            runtime.block_on(crate::run::run(*args))?;
+        }
     }
     Ok(())
+}
+
+/// JSON logs to stderr; `RUST_LOG` filters (default info).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn read_input(file: &PathBuf) -> std::io::Result<String> {

@@ -1,0 +1,160 @@
+//! The operator's side of the identity contract: register a tenant (URL,
+//! display name, phase, cluster, members) and remove it. Idempotent PUT and
+//! DELETE with the operator's service token.
+
+use std::time::Duration;
+
+use atoll_crds::Tenant;
+use serde::Serialize;
+
+/// Why identity did not take the tenant.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// Identity could not be reached.
+    #[error("identity is unreachable: {0}")]
+    Unreachable(String),
+    /// Another cluster owns the name.
+    #[error("another cluster has registered a tenant named {0}")]
+    NameConflict(String),
+    /// Identity answered with an error status.
+    #[error("identity answered {status} to {action}")]
+    Refused {
+        /// What we asked.
+        action: &'static str,
+        /// HTTP status.
+        status: u16,
+    },
+}
+
+/// A member as identity stores it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct MemberRecord {
+    /// E-mail address.
+    pub email: String,
+    /// Admin, Editor or Viewer.
+    pub role: String,
+}
+
+/// The tenant record pushed to identity.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantRecord {
+    /// Display name.
+    pub display_name: String,
+    /// Where the instance answers.
+    pub url: String,
+    /// Lifecycle phase.
+    pub phase: String,
+    /// Which cluster registers it.
+    pub cluster: String,
+    /// Who may enter, with which role.
+    pub members: Vec<MemberRecord>,
+}
+
+impl TenantRecord {
+    /// The record for a Tenant in the given phase.
+    pub fn new(tenant: &Tenant, url: &str, phase: &str, cluster: &str) -> Self {
+        let name = tenant.metadata.name.clone().unwrap_or_default();
+        Self {
+            display_name: tenant.spec.display_name.clone().unwrap_or(name),
+            url: url.to_owned(),
+            phase: phase.to_owned(),
+            cluster: cluster.to_owned(),
+            members: tenant
+                .spec
+                .members
+                .iter()
+                .map(|m| MemberRecord {
+                    email: m.user.clone(),
+                    role: m.role.as_str().to_owned(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// HTTP client for identity's tenant directory.
+#[derive(Clone)]
+pub struct IdentityClient {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl std::fmt::Debug for IdentityClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityClient")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IdentityClient {
+    /// A client for identity at `base` (its public URL), presenting `token`.
+    pub fn new(base: &str, token: String) -> Result<Self, IdentityError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .map_err(|e| IdentityError::Unreachable(e.to_string()))?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        })
+    }
+
+    fn url(&self, name: &str) -> String {
+        format!("{}/api/v1/tenants/{name}", self.base)
+    }
+
+    /// Creates or updates the tenant's record.
+    pub async fn register(&self, name: &str, record: &TenantRecord) -> Result<(), IdentityError> {
+        let response = self
+            .http
+            .put(self.url(name))
+            .bearer_auth(&self.token)
+            .json(record)
+            .send()
+            .await
+            .map_err(|e| IdentityError::Unreachable(without_url(&e)))?;
+        match response.status().as_u16() {
+            200..=299 => Ok(()),
+            409 => Err(IdentityError::NameConflict(name.to_owned())),
+            status => Err(IdentityError::Refused {
+                action: "the tenant registration",
+                status,
+            }),
+        }
+    }
+
+    /// Removes the tenant's record; a record that is already gone is fine.
+    pub async fn deregister(&self, name: &str) -> Result<(), IdentityError> {
+        let response = self
+            .http
+            .delete(self.url(name))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| IdentityError::Unreachable(without_url(&e)))?;
+        match response.status().as_u16() {
+            200..=299 | 404 => Ok(()),
+            status => Err(IdentityError::Refused {
+                action: "the tenant removal",
+                status,
+            }),
+        }
+    }
+}
+
+/// reqwest's errors are safe (no headers), but keep messages short and stable.
+fn without_url(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    kind.to_owned()
+}

@@ -1,0 +1,595 @@
+//! The reconcile pipeline: fetch → validate → build → apply → observe →
+//! sync identity → status. Only the apply, observe, identity and status
+//! steps do I/O; validation, building and status computation are pure.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use atoll_crds::{DatabaseMode, Phase, Tenant, TenantStatus, validate};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::{NamespaceResourceScope, jiff::Timestamp};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::finalizer::{self, finalizer};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::build::{
+    self, BuildError, Children, DATABASE_SECRET, DatabaseCredentials, FIELD_MANAGER, TenantContext,
+};
+use crate::config::OperatorConfig;
+use crate::identity::{IdentityClient, IdentityError, TenantRecord};
+use crate::metrics::Metrics;
+use crate::status::{self, DatabaseState, IdentityState, Observed, WorkloadReadiness};
+
+/// Finalizer guarding state outside Kubernetes (identity record, retained data).
+pub const FINALIZER: &str = "atoll.dev/cleanup";
+/// Label on what a Retain deletion kept for a future Tenant of the same name.
+pub const RETAINED_LABEL: &str = "atoll.dev/retained";
+
+/// What went wrong in one reconcile, by the action that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A server-side apply of a child failed.
+    #[error("applying {kind} {name}: {source}")]
+    Apply {
+        /// Kind of the child.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// Reading an object failed.
+    #[error("reading {what}: {source}")]
+    Read {
+        /// What was read.
+        what: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// Writing the Tenant's status failed.
+    #[error("updating the Tenant's status: {0}")]
+    PatchStatus(#[source] kube::Error),
+    /// Releasing or deleting what the Tenant owns failed.
+    #[error("cleaning up after the Tenant: {0}")]
+    Cleanup(#[source] kube::Error),
+    /// Objects could not be built (the Tenant lacks server-set metadata).
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// Identity refused or could not be reached during deletion.
+    #[error("removing the tenant from identity: {0}")]
+    Deregister(#[source] IdentityError),
+    /// The namespace is still being deleted.
+    #[error("waiting for namespace {0} to be deleted")]
+    NamespaceTerminating(String),
+    /// The finalizer helper failed around our step.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// A small fixed set of categories for metrics labels and event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Apply { .. } => "ApplyFailed",
+            Error::Read { .. } => "ReadFailed",
+            Error::PatchStatus(_) => "StatusFailed",
+            Error::Cleanup(_) => "CleanupFailed",
+            Error::Build(_) => "InvalidObject",
+            Error::Deregister(_) => "IdentityFailed",
+            Error::NamespaceTerminating(_) => "Waiting",
+            Error::Finalizer(inner) => match inner.as_ref() {
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
+                    e.category()
+                }
+                _ => "FinalizerFailed",
+            },
+        }
+    }
+}
+
+/// Shared state of the controller.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Operator settings.
+    pub config: OperatorConfig,
+    /// Identity's tenant directory, when configured.
+    pub identity: Option<IdentityClient>,
+    /// Name of this cluster in identity.
+    pub cluster: String,
+    /// Publishes events on Tenants.
+    pub recorder: Recorder,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Consecutive failures per tenant, for exponential backoff.
+    failures: Mutex<HashMap<String, u32>>,
+    /// The last record identity accepted per tenant, so an unchanged tenant
+    /// is not pushed again.
+    synced: Mutex<HashMap<String, TenantRecord>>,
+    /// Identity state per tenant from its last push.
+    identity_state: Mutex<HashMap<String, IdentityState>>,
+}
+
+impl Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// A context for the given client and settings.
+    pub fn new(
+        client: Client,
+        config: OperatorConfig,
+        identity: Option<IdentityClient>,
+        cluster: String,
+        recorder: Recorder,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            client,
+            config,
+            identity,
+            cluster,
+            recorder,
+            metrics,
+            failures: Mutex::default(),
+            synced: Mutex::default(),
+            identity_state: Mutex::default(),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Entry point for the Controller.
+pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let name = tenant.name_any();
+    let api: Api<Tenant> = Api::all(ctx.client.clone());
+    let result = finalizer(&api, FINALIZER, tenant, |event| async {
+        match event {
+            finalizer::Event::Apply(tenant) => apply(&tenant, &ctx).await,
+            finalizer::Event::Cleanup(tenant) => cleanup(&tenant, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics.observe_reconcile(
+        result.as_ref().err().map(Error::category),
+        started.elapsed(),
+    );
+    if result.is_ok() {
+        lock(&ctx.failures).remove(&name);
+    }
+    result
+}
+
+/// Backs off exponentially with jitter; waiting is not a failure.
+pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Action {
+    if let Error::Finalizer(inner) = error
+        && let finalizer::Error::CleanupFailed(Error::NamespaceTerminating(_)) = inner.as_ref()
+    {
+        return Action::requeue(Duration::from_secs(2));
+    }
+    let name = tenant.name_any();
+    let attempts = {
+        let mut failures = lock(&ctx.failures);
+        let count = failures.entry(name.clone()).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    };
+    tracing::warn!(tenant = %name, category = error.category(), attempts, error = %error, "reconcile failed");
+    Action::requeue(backoff(attempts))
+}
+
+/// 1 s, 2 s, 4 s … capped at 5 minutes, each scaled by a random 0.5–1.5.
+pub fn backoff(attempts: u32) -> Duration {
+    let base = 2f64
+        .powi(attempts.saturating_sub(1).min(9) as i32)
+        .min(300.0);
+    let mut byte = [0u8; 1];
+    let jitter = match getrandom::fill(&mut byte) {
+        Ok(()) => 0.5 + f64::from(byte[0]) / 255.0,
+        Err(_) => 1.0,
+    };
+    Duration::from_secs_f64(base * jitter)
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+/// Server-side apply of one namespaced child under our field manager.
+async fn apply_namespaced<K>(client: &Client, namespace: &str, object: &K) -> Result<K, Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + k8s_openapi::Resource
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let name = object.meta().name.clone().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map_err(|source| Error::Apply {
+        kind: <K as k8s_openapi::Resource>::KIND,
+        name,
+        source,
+    })
+}
+
+/// The database password: the one already in the namespace, or a new one.
+async fn database_password(client: &Client, namespace: &str) -> Result<String, Error> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let existing = secrets
+        .get_opt(DATABASE_SECRET)
+        .await
+        .map_err(|source| Error::Read {
+            what: format!("Secret {namespace}/{DATABASE_SECRET}"),
+            source,
+        })?;
+    let stored = existing
+        .and_then(|s| s.data)
+        .and_then(|mut data| data.remove("password"))
+        .and_then(|bytes| String::from_utf8(bytes.0).ok())
+        .filter(|p| !p.is_empty());
+    Ok(stored.unwrap_or_else(generate_password))
+}
+
+/// 32 random characters from [A-Za-z0-9].
+fn generate_password() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(32);
+    while out.len() < 32 {
+        let mut bytes = [0u8; 64];
+        if getrandom::fill(&mut bytes).is_err() {
+            // The OS random source is required; an empty password would be
+            // worse than stopping here.
+            panic!("the operating system's random source failed");
+        }
+        // Rejection sampling keeps the distribution uniform.
+        for byte in bytes {
+            if usize::from(byte) < ALPHABET.len() * 4 && out.len() < 32 {
+                out.push(char::from(ALPHABET[usize::from(byte) % ALPHABET.len()]));
+            }
+        }
+    }
+    out
+}
+
+fn readiness_of_deployment(d: &Deployment) -> WorkloadReadiness {
+    let status = d.status.clone().unwrap_or_default();
+    WorkloadReadiness {
+        desired: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+        ready: status.ready_replicas.unwrap_or(0),
+        updated: status.updated_replicas.unwrap_or(0),
+        observed_current: status.observed_generation.is_some()
+            && status.observed_generation == d.metadata.generation,
+    }
+}
+
+fn readiness_of_stateful_set(s: &StatefulSet) -> WorkloadReadiness {
+    let status = s.status.clone().unwrap_or_default();
+    WorkloadReadiness {
+        desired: s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+        ready: status.ready_replicas.unwrap_or(0),
+        updated: status.updated_replicas.unwrap_or(0),
+        observed_current: status.observed_generation.is_some()
+            && status.observed_generation == s.metadata.generation,
+    }
+}
+
+async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
+    let tenant_ctx = TenantContext::new(tenant, &ctx.config)?;
+    let url = tenant_ctx.url();
+    let namespace = tenant_ctx.namespace.clone();
+
+    if let Err(errors) = validate(tenant) {
+        let observed = Observed::Invalid(errors);
+        let status = status::desired_status(tenant, &observed, &url, &namespace, &now());
+        write_status(tenant, status, ctx).await?;
+        // Nothing to retry until someone changes the Tenant.
+        return Ok(Action::await_change());
+    }
+
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    let children = {
+        let password = match tenant.spec.database.mode {
+            DatabaseMode::Dedicated => {
+                // The namespace must exist before its Secret can be read.
+                let ns = build::namespace(&tenant_ctx);
+                namespaces
+                    .patch(
+                        &namespace,
+                        &PatchParams::apply(FIELD_MANAGER).force(),
+                        &Patch::Apply(&ns),
+                    )
+                    .await
+                    .map_err(|source| Error::Apply {
+                        kind: "Namespace",
+                        name: namespace.clone(),
+                        source,
+                    })?;
+                database_password(&ctx.client, &namespace).await?
+            }
+            DatabaseMode::External => String::new(),
+        };
+        let credentials = DatabaseCredentials::dedicated(&tenant_ctx, password);
+        build::children(&tenant_ctx, &credentials)
+    };
+    let (database, instance) = apply_children(&ctx.client, &namespace, &children).await?;
+    let database = match tenant.spec.database.mode {
+        DatabaseMode::Dedicated => DatabaseState::Dedicated(database.unwrap_or_default()),
+        DatabaseMode::External => DatabaseState::ExternalFailed(
+            "External databases are not provisioned by this operator version yet; use mode Dedicated.".to_owned(),
+        ),
+    };
+    let version = tenant_ctx.version().to_owned();
+    let identity = lock(&ctx.identity_state)
+        .get(tenant_ctx.name)
+        .cloned()
+        .unwrap_or(if ctx.identity.is_some() {
+            IdentityState::Pending
+        } else {
+            IdentityState::NotConfigured
+        });
+    let observed = |identity: IdentityState| Observed::Applied {
+        database: database.clone(),
+        instance: instance.clone(),
+        identity,
+        version: version.clone(),
+    };
+    let mut status = status::desired_status(
+        tenant,
+        &observed(identity.clone()),
+        &url,
+        &namespace,
+        &now(),
+    );
+
+    // Register with identity once the instance is reachable, and whenever
+    // the record changes (members, URL, phase).
+    if let Some(client) = &ctx.identity
+        && (instance.complete() || matches!(identity, IdentityState::Synced))
+    {
+        let phase = status.phase.map(Phase::as_str).unwrap_or("Provisioning");
+        let record = TenantRecord::new(tenant, &url, phase, &ctx.cluster);
+        let unchanged = lock(&ctx.synced).get(tenant_ctx.name) == Some(&record);
+        if !unchanged {
+            let state = match client.register(tenant_ctx.name, &record).await {
+                Ok(()) => {
+                    lock(&ctx.synced).insert(tenant_ctx.name.to_owned(), record);
+                    IdentityState::Synced
+                }
+                Err(IdentityError::NameConflict(_)) => IdentityState::NameConflict,
+                Err(error) => IdentityState::Unavailable(error.to_string()),
+            };
+            lock(&ctx.identity_state).insert(tenant_ctx.name.to_owned(), state.clone());
+            status = status::desired_status(tenant, &observed(state), &url, &namespace, &now());
+        }
+    }
+    let retry_identity = matches!(
+        lock(&ctx.identity_state).get(tenant_ctx.name),
+        Some(IdentityState::Unavailable(_))
+    );
+    let ready = status.phase == Some(Phase::Ready);
+    write_status(tenant, status, ctx).await?;
+    Ok(if retry_identity {
+        Action::requeue(backoff(3))
+    } else if ready || tenant.spec.suspended {
+        Action::requeue(Duration::from_secs(600))
+    } else {
+        // Owned workloads wake us on every status change; this is a safety net.
+        Action::requeue(Duration::from_secs(30))
+    })
+}
+
+/// Applies every child in order; returns database and instance readiness.
+async fn apply_children(
+    client: &Client,
+    namespace: &str,
+    children: &Children,
+) -> Result<(Option<WorkloadReadiness>, WorkloadReadiness), Error> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .patch(
+            namespace,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&children.namespace),
+        )
+        .await
+        .map_err(|source| Error::Apply {
+            kind: "Namespace",
+            name: namespace.to_owned(),
+            source,
+        })?;
+    apply_namespaced(client, namespace, &children.resource_quota).await?;
+    apply_namespaced(client, namespace, &children.limit_range).await?;
+    for policy in &children.network_policies {
+        apply_namespaced(client, namespace, policy).await?;
+    }
+    apply_namespaced(client, namespace, &children.instance_service_account).await?;
+    if let Some(sa) = &children.database_service_account {
+        apply_namespaced(client, namespace, sa).await?;
+    }
+    apply_namespaced(client, namespace, &children.database_secret).await?;
+    let mut database = None;
+    if let Some(service) = &children.database_service {
+        apply_namespaced(client, namespace, service).await?;
+    }
+    if let Some(sts) = &children.database_stateful_set {
+        let applied = apply_namespaced(client, namespace, sts).await?;
+        database = Some(readiness_of_stateful_set(&applied));
+    }
+    apply_namespaced(client, namespace, &children.instance_service).await?;
+    let deployment = apply_namespaced(client, namespace, &children.instance_deployment).await?;
+    apply_namespaced(client, namespace, &children.instance_ingress).await?;
+    Ok((database, readiness_of_deployment(&deployment)))
+}
+
+/// Patches status only when it differs, and records phase transitions.
+async fn write_status(tenant: &Tenant, status: TenantStatus, ctx: &Context) -> Result<(), Error> {
+    let previous = tenant.status.clone().unwrap_or_default();
+    if previous == status {
+        return Ok(());
+    }
+    let api: Api<Tenant> = Api::all(ctx.client.clone());
+    let patch = serde_json::json!({"status": status});
+    api.patch_status(
+        &tenant.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(Error::PatchStatus)?;
+    ctx.metrics.set_phase(&tenant.name_any(), status.phase);
+    if previous.phase != status.phase || ready_reason(&previous) != ready_reason(&status) {
+        publish_transition(tenant, &status, ctx).await;
+    }
+    Ok(())
+}
+
+fn ready_reason(status: &TenantStatus) -> Option<(String, String)> {
+    atoll_crds::conditions::get(&status.conditions, atoll_crds::conditions::types::READY)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+async fn publish_transition(tenant: &Tenant, status: &TenantStatus, ctx: &Context) {
+    let Some(ready) =
+        atoll_crds::conditions::get(&status.conditions, atoll_crds::conditions::types::READY)
+    else {
+        return;
+    };
+    let warning = ready.reason == "InvalidSpec" || status.phase == Some(Phase::Degraded);
+    let event = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: ready.reason.clone(),
+        note: Some(ready.message.chars().take(1000).collect()),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &tenant.object_ref(&())).await {
+        tracing::warn!(tenant = %tenant.name_any(), error = %error, "could not publish event");
+    }
+}
+
+/// Deletion: deregister from identity, then remove or release the data.
+async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
+    let name = tenant.name_any();
+    let namespace = build::namespace_name(&ctx.config, &name);
+    if let Some(client) = &ctx.identity {
+        client.deregister(&name).await.map_err(Error::Deregister)?;
+        lock(&ctx.synced).remove(&name);
+        lock(&ctx.identity_state).remove(&name);
+    }
+    ctx.metrics.set_phase(&name, None);
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    match tenant.spec.deletion_policy {
+        atoll_crds::DeletionPolicy::Delete => {
+            match namespaces
+                .get_opt(&namespace)
+                .await
+                .map_err(Error::Cleanup)?
+            {
+                None => Ok(Action::await_change()),
+                Some(ns) => {
+                    if ns.metadata.deletion_timestamp.is_none() {
+                        namespaces
+                            .delete(&namespace, &DeleteParams::foreground())
+                            .await
+                            .map_err(Error::Cleanup)?;
+                    }
+                    Err(Error::NamespaceTerminating(namespace))
+                }
+            }
+        }
+        atoll_crds::DeletionPolicy::Retain => {
+            // Detach the namespace and the credentials from the Tenant so the
+            // garbage collector keeps them (the volume has no owner: the
+            // StatefulSet retains it); everything else goes with the Tenant.
+            let release = serde_json::json!({
+                "metadata": {
+                    "ownerReferences": null,
+                    "labels": {RETAINED_LABEL: "true"},
+                }
+            });
+            let params = PatchParams::default();
+            if namespaces
+                .get_opt(&namespace)
+                .await
+                .map_err(Error::Cleanup)?
+                .is_some()
+            {
+                namespaces
+                    .patch(&namespace, &params, &Patch::Merge(&release))
+                    .await
+                    .map_err(Error::Cleanup)?;
+                let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+                if secrets
+                    .get_opt(DATABASE_SECRET)
+                    .await
+                    .map_err(Error::Cleanup)?
+                    .is_some()
+                {
+                    secrets
+                        .patch(DATABASE_SECRET, &params, &Patch::Merge(&release))
+                        .await
+                        .map_err(Error::Cleanup)?;
+                }
+            }
+            Ok(Action::await_change())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_long_random_and_url_safe() {
+        let a = generate_password();
+        let b = generate_password();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        for attempts in 1..20 {
+            let d = backoff(attempts).as_secs_f64();
+            let base = 2f64.powi((attempts - 1).min(9) as i32).min(300.0);
+            assert!(
+                d >= base * 0.5 && d <= base * 1.5,
+                "attempt {attempts}: {d}"
+            );
+        }
+        assert!(backoff(30).as_secs_f64() <= 450.0);
+    }
+}
