@@ -313,31 +313,27 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
 
+    // The namespace first: everything else lives in it, and an existing
+    // credentials Secret in it is read back rather than regenerated.
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-    let children = {
-        let password = match tenant.spec.database.mode {
-            DatabaseMode::Dedicated => {
-                // The namespace must exist before its Secret can be read.
-                let ns = build::namespace(&tenant_ctx);
-                namespaces
-                    .patch(
-                        &namespace,
-                        &PatchParams::apply(FIELD_MANAGER).force(),
-                        &Patch::Apply(&ns),
-                    )
-                    .await
-                    .map_err(|source| Error::Apply {
-                        kind: "Namespace",
-                        name: namespace.clone(),
-                        source,
-                    })?;
-                database_password(&ctx.client, &namespace).await?
-            }
-            DatabaseMode::External => String::new(),
-        };
-        let credentials = DatabaseCredentials::dedicated(&tenant_ctx, password);
-        build::children(&tenant_ctx, &credentials)
+    namespaces
+        .patch(
+            &namespace,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&build::namespace(&tenant_ctx)),
+        )
+        .await
+        .map_err(|source| Error::Apply {
+            kind: "Namespace",
+            name: namespace.clone(),
+            source,
+        })?;
+    let password = match tenant.spec.database.mode {
+        DatabaseMode::Dedicated => database_password(&ctx.client, &namespace).await?,
+        DatabaseMode::External => String::new(),
     };
+    let credentials = DatabaseCredentials::dedicated(&tenant_ctx, password);
+    let children = build::children(&tenant_ctx, &credentials);
     let (database, instance) = apply_children(&ctx.client, &namespace, &children).await?;
     let database = match tenant.spec.database.mode {
         DatabaseMode::Dedicated => DatabaseState::Dedicated(database.unwrap_or_default()),
