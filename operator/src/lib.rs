@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod crd;
 pub mod identity;
+pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod render;

@@ -18,6 +18,7 @@ use kube::{Api, Client};
 use crate::build::{FIELD_MANAGER, MANAGED_BY_LABEL};
 use crate::config::OperatorConfig;
 use crate::identity::IdentityClient;
+use crate::leader::{Candidate, LeaseTiming};
 use crate::metrics::Metrics;
 use crate::reconcile::{Context, error_policy, reconcile};
 
@@ -48,6 +49,23 @@ pub struct RunArgs {
     /// Most tenants reconciled at the same time.
     #[arg(long, env = "ATOLL_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
+
+    /// Elect a leader on a Lease before reconciling, so that several
+    /// replicas can run and only one acts.
+    #[arg(long, env = "ATOLL_LEADER_ELECTION")]
+    pub leader_election: bool,
+
+    /// Namespace of the leader Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "atoll-system")]
+    pub lease_namespace: String,
+
+    /// Name of the leader Lease.
+    #[arg(long, env = "ATOLL_LEASE_NAME", default_value = "atoll-operator")]
+    pub lease_name: String,
+
+    /// This replica's name in the Lease (defaults to the pod name).
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
 }
 
 /// Why the operator could not start or stopped.
@@ -75,6 +93,12 @@ pub enum RunError {
     /// The identity client could not be built.
     #[error("identity client: {0}")]
     Identity(#[from] crate::identity::IdentityError),
+    /// Another replica holds the lease now.
+    #[error("leadership was lost; exiting so that a restart competes again")]
+    LostLeadership,
+    /// The leader Lease could not be used.
+    #[error(transparent)]
+    Leader(#[from] crate::leader::LeaderError),
     /// The metrics address could not be bound.
     #[error("listening on {addr}: {source}")]
     Listen {
@@ -128,6 +152,25 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
         controller: FIELD_MANAGER.to_owned(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let candidate = args.leader_election.then(|| {
+        let identity = args
+            .pod_name
+            .clone()
+            .unwrap_or_else(|| format!("atoll-operator-{}", std::process::id()));
+        Candidate::new(
+            client.clone(),
+            &args.lease_namespace,
+            &args.lease_name,
+            &identity,
+            LeaseTiming::default(),
+        )
+    });
+    if let Some(candidate) = &candidate {
+        tracing::info!(lease = %args.lease_name, "waiting to become the leader");
+        candidate.acquire().await?;
+        tracing::info!("became the leader");
+    }
+
     let ctx = Arc::new(Context::new(
         client.clone(),
         args.config,
@@ -137,11 +180,40 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
         metrics,
     ));
     let ours = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={FIELD_MANAGER}"));
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = {
+        let candidate = candidate.clone();
+        let lost = lost.clone();
+        async move {
+            let keep = async {
+                match &candidate {
+                    Some(candidate) => {
+                        candidate.keep().await;
+                        lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = shutdown_signal() => tracing::info!("shutting down"),
+                () = keep => {}
+            }
+        }
+    };
+    // The controller wants a Sync trigger; the lease loop holds API futures
+    // that are not, so it runs as its own task and signals through a channel.
+    let (stop_tx, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        stop.await;
+        let _ = stop_tx.send(());
+    });
     Controller::new(tenants, watcher::Config::default())
         .owns(Api::<Deployment>::all(client.clone()), ours.clone())
         .owns(Api::<StatefulSet>::all(client.clone()), ours)
         .with_config(controller::Config::default().concurrency(args.concurrency))
-        .shutdown_on_signal()
+        .graceful_shutdown_on(async move {
+            let _ = stopped.await;
+        })
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(error) = result {
@@ -149,8 +221,35 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
             }
         })
         .await;
+    if lost.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(RunError::LostLeadership);
+    }
+    if let Some(candidate) = &candidate {
+        candidate.release().await?;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
 }
 
 async fn serve_health(listener: tokio::net::TcpListener, metrics: Metrics) {
