@@ -8,6 +8,7 @@ pub mod build;
 pub mod cli;
 pub mod config;
 pub mod crd;
+pub mod external;
 pub mod identity;
 pub mod leader;
 pub mod metrics;

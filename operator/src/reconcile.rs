@@ -66,6 +66,9 @@ pub enum Error {
     /// Identity refused or could not be reached during deletion.
     #[error("removing the tenant from identity: {0}")]
     Deregister(#[source] IdentityError),
+    /// The tenant's database on the shared server could not be removed.
+    #[error("removing the tenant's external database: {0}")]
+    ExternalDatabase(String),
     /// The namespace is still being deleted.
     #[error("waiting for namespace {0} to be deleted")]
     NamespaceTerminating(String),
@@ -84,6 +87,7 @@ impl Error {
             Error::Cleanup(_) => "CleanupFailed",
             Error::Build(_) => "InvalidObject",
             Error::Deregister(_) => "IdentityFailed",
+            Error::ExternalDatabase(_) => "ExternalDatabaseFailed",
             Error::NamespaceTerminating(_) => "Waiting",
             Error::Finalizer(inner) => match inner.as_ref() {
                 finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
@@ -105,6 +109,8 @@ pub struct Context {
     pub identity: Option<IdentityClient>,
     /// Name of this cluster in identity.
     pub cluster: String,
+    /// The operator's namespace (admin Secrets of External databases).
+    pub operator_namespace: String,
     /// Publishes events on Tenants.
     pub recorder: Recorder,
     /// Prometheus metrics.
@@ -116,6 +122,9 @@ pub struct Context {
     synced: Mutex<HashMap<String, TenantRecord>>,
     /// Identity state per tenant from its last push.
     identity_state: Mutex<HashMap<String, IdentityState>>,
+    /// External databases provisioned by this process (by tenant), so the
+    /// shared server is not visited on every resync.
+    provisioned: Mutex<HashMap<String, DatabaseCredentials>>,
 }
 
 impl Debug for Context {
@@ -133,6 +142,7 @@ impl Context {
         config: OperatorConfig,
         identity: Option<IdentityClient>,
         cluster: String,
+        operator_namespace: String,
         recorder: Recorder,
         metrics: Metrics,
     ) -> Self {
@@ -141,11 +151,13 @@ impl Context {
             config,
             identity,
             cluster,
+            operator_namespace,
             recorder,
             metrics,
             failures: Mutex::default(),
             synced: Mutex::default(),
             identity_state: Mutex::default(),
+            provisioned: Mutex::default(),
         }
     }
 }
@@ -328,19 +340,35 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
             name: namespace.clone(),
             source,
         })?;
-    let password = match tenant.spec.database.mode {
-        DatabaseMode::Dedicated => database_password(&ctx.client, &namespace).await?,
-        DatabaseMode::External => String::new(),
+    let password = database_password(&ctx.client, &namespace).await?;
+    let (credentials, external) = match &tenant.spec.database.external {
+        Some(external) if tenant.spec.database.mode == DatabaseMode::External => {
+            match provision_external(tenant_ctx.name, &external.admin_secret_ref, &password, ctx)
+                .await
+            {
+                Ok(credentials) => (credentials, Some(DatabaseState::ExternalProvisioned)),
+                Err(message) => {
+                    // Without a database the instance cannot start; report
+                    // and retry with backoff, keeping what already runs.
+                    let observed = Observed::Applied {
+                        database: DatabaseState::ExternalFailed(message),
+                        instance: WorkloadReadiness::default(),
+                        identity: IdentityState::Pending,
+                        version: tenant_ctx.version().to_owned(),
+                    };
+                    let status =
+                        status::desired_status(tenant, &observed, &url, &namespace, &now());
+                    write_status(tenant, status, ctx).await?;
+                    return Ok(Action::requeue(backoff(4)));
+                }
+            }
+        }
+        _ => (DatabaseCredentials::dedicated(&tenant_ctx, password), None),
     };
-    let credentials = DatabaseCredentials::dedicated(&tenant_ctx, password);
     let children = build::children(&tenant_ctx, &credentials);
     let (database, instance) = apply_children(&ctx.client, &namespace, &children).await?;
-    let database = match tenant.spec.database.mode {
-        DatabaseMode::Dedicated => DatabaseState::Dedicated(database.unwrap_or_default()),
-        DatabaseMode::External => DatabaseState::ExternalFailed(
-            "External databases are not provisioned by this operator version yet; use mode Dedicated.".to_owned(),
-        ),
-    };
+    let database =
+        external.unwrap_or_else(|| DatabaseState::Dedicated(database.unwrap_or_default()));
     let version = tenant_ctx.version().to_owned();
     let identity = lock(&ctx.identity_state)
         .get(tenant_ctx.name)
@@ -401,25 +429,52 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     })
 }
 
-/// Applies every child in order; returns database and instance readiness.
+/// Reads the admin URL and provisions the tenant's database on the shared
+/// server; the error is a message for status (never a secret).
+async fn provision_external(
+    tenant: &str,
+    secret_ref: &atoll_crds::SecretKeySelector,
+    password: &str,
+    ctx: &Context,
+) -> Result<DatabaseCredentials, String> {
+    if let Some(credentials) = lock(&ctx.provisioned).get(tenant)
+        && credentials.password == password
+    {
+        return Ok(credentials.clone());
+    }
+    let admin_url = admin_url(secret_ref, ctx).await?;
+    let credentials = crate::external::provision(&admin_url, tenant, password)
+        .await
+        .map_err(|e| e.to_string())?;
+    lock(&ctx.provisioned).insert(tenant.to_owned(), credentials.clone());
+    Ok(credentials)
+}
+
+async fn admin_url(
+    secret_ref: &atoll_crds::SecretKeySelector,
+    ctx: &Context,
+) -> Result<String, String> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.operator_namespace);
+    let place = format!("Secret {}/{}", ctx.operator_namespace, secret_ref.name);
+    let secret = secrets
+        .get_opt(&secret_ref.name)
+        .await
+        .map_err(|e| format!("reading {place}: {e}"))?
+        .ok_or_else(|| format!("{place} (spec.database.external.adminSecretRef) does not exist"))?;
+    secret
+        .data
+        .and_then(|mut data| data.remove(&secret_ref.key))
+        .and_then(|bytes| String::from_utf8(bytes.0).ok())
+        .ok_or_else(|| format!("{place} has no key {:?}", secret_ref.key))
+}
+
+/// Applies every namespaced child in order (the caller applies the
+/// namespace first); returns database and instance readiness.
 async fn apply_children(
     client: &Client,
     namespace: &str,
     children: &Children,
 ) -> Result<(Option<WorkloadReadiness>, WorkloadReadiness), Error> {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .patch(
-            namespace,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&children.namespace),
-        )
-        .await
-        .map_err(|source| Error::Apply {
-            kind: "Namespace",
-            name: namespace.to_owned(),
-            source,
-        })?;
     apply_namespaced(client, namespace, &children.resource_quota).await?;
     apply_namespaced(client, namespace, &children.limit_range).await?;
     for policy in &children.network_policies {
@@ -507,6 +562,17 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     match tenant.spec.deletion_policy {
         atoll_crds::DeletionPolicy::Delete => {
+            if let (DatabaseMode::External, Some(external)) =
+                (tenant.spec.database.mode, &tenant.spec.database.external)
+            {
+                let url = admin_url(&external.admin_secret_ref, ctx)
+                    .await
+                    .map_err(Error::ExternalDatabase)?;
+                crate::external::drop_database(&url, &name)
+                    .await
+                    .map_err(|e| Error::ExternalDatabase(e.to_string()))?;
+                lock(&ctx.provisioned).remove(&name);
+            }
             match namespaces
                 .get_opt(&namespace)
                 .await

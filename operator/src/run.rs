@@ -55,9 +55,10 @@ pub struct RunArgs {
     #[arg(long, env = "ATOLL_LEADER_ELECTION")]
     pub leader_election: bool,
 
-    /// Namespace of the leader Lease (the operator's own namespace).
+    /// The operator's own namespace: holds the leader Lease and the admin
+    /// Secrets that External-mode Tenants reference.
     #[arg(long, env = "POD_NAMESPACE", default_value = "atoll-system")]
-    pub lease_namespace: String,
+    pub operator_namespace: String,
 
     /// Name of the leader Lease.
     #[arg(long, env = "ATOLL_LEASE_NAME", default_value = "atoll-operator")]
@@ -159,7 +160,7 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
             .unwrap_or_else(|| format!("atoll-operator-{}", std::process::id()));
         Candidate::new(
             client.clone(),
-            &args.lease_namespace,
+            &args.operator_namespace,
             &args.lease_name,
             &identity,
             LeaseTiming::default(),
@@ -176,6 +177,7 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
         args.config,
         identity,
         args.cluster_name,
+        args.operator_namespace.clone(),
         Recorder::new(client.clone(), reporter),
         metrics,
     ));

@@ -1,0 +1,235 @@
+//! External database mode: a database and a role of the tenant's own on a
+//! shared PostgreSQL server, created idempotently with the admin URL from a
+//! Secret in the operator's namespace.
+
+use std::str::FromStr;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, Row};
+
+use crate::build::DatabaseCredentials;
+
+/// Why the tenant's database could not be provisioned. Messages never carry
+/// the admin URL or any password.
+#[derive(Debug, thiserror::Error)]
+pub enum ExternalError {
+    /// The Secret's value is not a PostgreSQL URL.
+    #[error("the admin secret does not hold a valid postgres:// URL")]
+    BadAdminUrl,
+    /// The shared server could not be reached or refused the admin login.
+    #[error("connecting to the shared server {server}: {reason}")]
+    Connect {
+        /// host:port.
+        server: String,
+        /// What failed.
+        reason: String,
+    },
+    /// A statement failed.
+    #[error("{action} on the shared server {server}: {reason}")]
+    Statement {
+        /// What we were doing.
+        action: &'static str,
+        /// host:port.
+        server: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// The role and database name for a tenant: `atoll_<name>` with `-` → `_`.
+pub fn database_identifier(tenant: &str) -> String {
+    format!("atoll_{}", tenant.replace('-', "_"))
+}
+
+/// A PostgreSQL identifier, quoted.
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A PostgreSQL string literal, quoted.
+fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// sqlx errors can echo connection details; keep only their kind.
+fn reason(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(db) => db.code().map_or_else(
+            || "database error".to_owned(),
+            |code| format!("database error {code}"),
+        ),
+        sqlx::Error::Io(io) => io.kind().to_string(),
+        sqlx::Error::Tls(_) => "TLS error".to_owned(),
+        sqlx::Error::PoolTimedOut => "timed out".to_owned(),
+        _ => "request failed".to_owned(),
+    }
+}
+
+/// Runs one DDL statement built from quoted identifiers and literals.
+async fn run(connection: &mut sqlx::PgConnection, statement: String) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+        .execute(&mut *connection)
+        .await
+        .map(|_| ())
+}
+
+/// Creates (or updates the password of) the tenant's role and creates its
+/// database, owned by the role, closed to other roles. Returns the
+/// credentials the instance connects with.
+pub async fn provision(
+    admin_url: &str,
+    tenant: &str,
+    password: &str,
+) -> Result<DatabaseCredentials, ExternalError> {
+    let options =
+        PgConnectOptions::from_str(admin_url.trim()).map_err(|_| ExternalError::BadAdminUrl)?;
+    let server = format!("{}:{}", options.get_host(), options.get_port());
+    let (host, port) = (options.get_host().to_owned(), options.get_port());
+    let mut connection = options
+        .disable_statement_logging()
+        .connect()
+        .await
+        .map_err(|e| ExternalError::Connect {
+            server: server.clone(),
+            reason: reason(&e),
+        })?;
+    let name = database_identifier(tenant);
+    let role = quote_identifier(&name);
+    let statement_error = |action: &'static str| {
+        let server = server.clone();
+        move |e: sqlx::Error| ExternalError::Statement {
+            action,
+            server,
+            reason: reason(&e),
+        }
+    };
+
+    let role_exists = sqlx::query("SELECT 1 FROM pg_roles WHERE rolname = $1")
+        .bind(&name)
+        .fetch_optional(&mut connection)
+        .await
+        .map_err(statement_error("looking up the tenant's role"))?
+        .is_some();
+    // Passwords cannot be bound as parameters in DDL; ours are generated
+    // alphanumerics, and quoting keeps even a hand-set one inert.
+    let verb = if role_exists { "ALTER" } else { "CREATE" };
+    run(
+        &mut connection,
+        format!(
+            "{verb} ROLE {role} WITH LOGIN PASSWORD {}",
+            quote_literal(password)
+        ),
+    )
+    .await
+    .map_err(statement_error("creating the tenant's role"))?;
+
+    let database_exists = sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_optional(&mut connection)
+        .await
+        .map_err(statement_error("looking up the tenant's database"))?
+        .is_some();
+    if !database_exists {
+        run(
+            &mut connection,
+            format!("CREATE DATABASE {role} OWNER {role}"),
+        )
+        .await
+        .map_err(statement_error("creating the tenant's database"))?;
+    }
+    run(
+        &mut connection,
+        format!("REVOKE ALL ON DATABASE {role} FROM PUBLIC"),
+    )
+    .await
+    .map_err(statement_error(
+        "closing the tenant's database to other roles",
+    ))?;
+    let _ = connection.close().await;
+
+    Ok(DatabaseCredentials {
+        username: name.clone(),
+        password: password.to_owned(),
+        database: name,
+        host,
+        port,
+    })
+}
+
+/// Drops the tenant's database and role (deletionPolicy Delete).
+pub async fn drop_database(admin_url: &str, tenant: &str) -> Result<(), ExternalError> {
+    let options =
+        PgConnectOptions::from_str(admin_url.trim()).map_err(|_| ExternalError::BadAdminUrl)?;
+    let server = format!("{}:{}", options.get_host(), options.get_port());
+    let mut connection = options
+        .disable_statement_logging()
+        .connect()
+        .await
+        .map_err(|e| ExternalError::Connect {
+            server: server.clone(),
+            reason: reason(&e),
+        })?;
+    let role = quote_identifier(&database_identifier(tenant));
+    for (action, statement) in [
+        (
+            "dropping the tenant's database",
+            format!("DROP DATABASE IF EXISTS {role} WITH (FORCE)"),
+        ),
+        (
+            "dropping the tenant's role",
+            format!("DROP ROLE IF EXISTS {role}"),
+        ),
+    ] {
+        run(&mut connection, statement)
+            .await
+            .map_err(|e| ExternalError::Statement {
+                action,
+                server: server.clone(),
+                reason: reason(&e),
+            })?;
+    }
+    let _ = connection.close().await;
+    Ok(())
+}
+
+/// Whether a role may log in to a database (used by tests and diagnostics).
+pub async fn can_connect(credentials: &DatabaseCredentials) -> bool {
+    let Ok(options) = PgConnectOptions::from_str(&credentials.url()) else {
+        return false;
+    };
+    match options.disable_statement_logging().connect().await {
+        Ok(mut connection) => {
+            let ok = sqlx::query("SELECT 1")
+                .fetch_one(&mut connection)
+                .await
+                .map(|row| row.get::<i32, _>(0) == 1)
+                .unwrap_or(false);
+            let _ = connection.close().await;
+            ok
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_and_literals_are_quoted() {
+        assert_eq!(database_identifier("acme-corp"), "atoll_acme_corp");
+        assert_eq!(quote_identifier("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+
+    #[tokio::test]
+    async fn a_bad_admin_url_is_named_without_echoing_it() {
+        let error = provision("not a url with secret-password", "acme", "pw")
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "the admin secret does not hold a valid postgres:// URL"
+        );
+    }
+}
