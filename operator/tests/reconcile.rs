@@ -1,0 +1,378 @@
+//! The operator against kubesim, in process: a Tenant becomes its objects
+//! and its status, a restarted operator finds nothing to write, an invalid
+//! Tenant is reported once and not retried, deletion follows the policy.
+//!
+//! Workload readiness is written by the test in kubelet's place (nodesim
+//! runs real processes in the end-to-end suite).
+
+use std::future::Future;
+use std::time::Duration;
+
+use atoll_crds::{Phase, Tenant, tenant_crd};
+use atoll_operator::cli::{Cli, Command};
+use atoll_operator::run::{RunArgs, run_with_client};
+use atoll_testkit::kubesim::{KubeSim, Verb};
+use clap::Parser;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Polls `check` until it returns Some, or fails the test naming `what`.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn run_args() -> RunArgs {
+    let cli = Cli::parse_from([
+        "atoll-operator",
+        "run",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--base-domain",
+        "atoll.localhost",
+        "--public-port",
+        "8080",
+    ]);
+    match cli.command {
+        Command::Run(args) => *args,
+        other => panic!("parsed {other:?}"),
+    }
+}
+
+fn start_operator(client: &Client) -> JoinHandle<()> {
+    let client = client.clone();
+    tokio::spawn(async move {
+        if let Err(error) = run_with_client(run_args(), client).await {
+            panic!("operator stopped: {error}");
+        }
+    })
+}
+
+async fn install_crd(client: &Client, crd: CustomResourceDefinition) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &crd)
+        .await
+        .expect("CRD created");
+}
+
+async fn create_tenant(client: &Client, yaml: &str) -> Tenant {
+    let tenant: Tenant = serde_norway::from_str(yaml).expect("tenant YAML");
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    tenants
+        .create(&PostParams::default(), &tenant)
+        .await
+        .expect("tenant created")
+}
+
+async fn tenant_phase(client: &Client, name: &str) -> Option<Phase> {
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    tenants.get(name).await.ok()?.status?.phase
+}
+
+/// Plays kubelet and the workload controllers: marks the tenant's
+/// StatefulSet and Deployment ready at their current generation.
+async fn mark_workloads_ready(client: &Client, namespace: &str) {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    let deployment = eventually("the instance Deployment", || async {
+        deployments.get("instance").await.ok()
+    })
+    .await;
+    let set = eventually("the database StatefulSet", || async {
+        sets.get("database").await.ok()
+    })
+    .await;
+    let replicas = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let status = |generation: Option<i64>, replicas: i32| {
+        json!({"status": {
+            "observedGeneration": generation, "replicas": replicas, "readyReplicas": replicas,
+            "updatedReplicas": replicas, "availableReplicas": replicas, "currentReplicas": replicas,
+        }})
+    };
+    deployments
+        .patch_status(
+            "instance",
+            &PatchParams::default(),
+            &Patch::Merge(status(deployment.metadata.generation, replicas)),
+        )
+        .await
+        .expect("deployment status");
+    sets.patch_status(
+        "database",
+        &PatchParams::default(),
+        &Patch::Merge(status(set.metadata.generation, 1)),
+    )
+    .await
+    .expect("statefulset status");
+}
+
+/// Writes that changed something, by the operator (its applies, and its
+/// patches of Tenants: finalizer and status), events apart.
+fn operator_writes(sim: &KubeSim, mark: usize) -> Vec<String> {
+    sim.request_log()
+        .writes_since(mark)
+        .into_iter()
+        .filter(|r| r.wrote && r.resource != "events")
+        .filter(|r| {
+            r.field_manager == "atoll-operator"
+                || (r.resource == "tenants" && r.verb != Verb::Create)
+        })
+        .map(|r| {
+            format!(
+                "{:?} {} {}/{} {}",
+                r.verb, r.resource, r.namespace, r.name, r.subresource
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_converges_and_a_restarted_operator_writes_nothing() {
+    let sim = KubeSim::new();
+    let client = sim.client();
+    install_crd(&client, tenant_crd()).await;
+    let minimal = include_str!("../../examples/tenant-minimal.yaml");
+    let mark = sim.request_log().mark();
+    create_tenant(&client, minimal).await;
+    let operator = start_operator(&client);
+
+    eventually("acme to report Provisioning", || async {
+        (tenant_phase(&client, "acme").await == Some(Phase::Provisioning)).then_some(())
+    })
+    .await;
+    let provisioning_writes = operator_writes(&sim, mark);
+    mark_workloads_ready(&client, "atoll-acme").await;
+    eventually("acme to become Ready", || async {
+        (tenant_phase(&client, "acme").await == Some(Phase::Ready)).then_some(())
+    })
+    .await;
+
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    let acme = tenants.get("acme").await.expect("acme");
+    let status = acme.status.clone().expect("status");
+    assert_eq!(
+        status.url.as_deref(),
+        Some("http://acme.atoll.localhost:8080")
+    );
+    assert_eq!(status.namespace.as_deref(), Some("atoll-acme"));
+    assert_eq!(status.observed_generation, acme.metadata.generation);
+    assert!(acme.finalizers().contains(&"atoll.dev/cleanup".to_owned()));
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "atoll-acme");
+    let password = secrets
+        .get("database-credentials")
+        .await
+        .expect("secret")
+        .data
+        .expect("data")["password"]
+        .clone();
+
+    // 16 objects for a Dedicated tenant; creating it writes each once, plus
+    // the finalizer and the first status.
+    let children = 16;
+    println!(
+        "writes to create a tenant (first pass): {}",
+        provisioning_writes.len()
+    );
+    assert!(
+        provisioning_writes.len() <= children + 2,
+        "{} writes: {provisioning_writes:#?}",
+        provisioning_writes.len()
+    );
+
+    // A new operator process reconciles everything once; nothing changes.
+    operator.abort();
+    let _ = operator.await;
+    let mark = sim.request_log().mark();
+    let operator = start_operator(&client);
+    eventually("the restarted operator to reconcile acme", || async {
+        sim.request_log()
+            .since(mark)
+            .iter()
+            .any(|r| r.resource == "ingresses" && r.field_manager == "atoll-operator")
+            .then_some(())
+    })
+    .await;
+    let writes = operator_writes(&sim, mark);
+    assert!(writes.is_empty(), "writes at rest: {writes:#?}");
+    // The password was read back, never regenerated.
+    let again = secrets
+        .get("database-credentials")
+        .await
+        .expect("secret")
+        .data
+        .expect("data")["password"]
+        .clone();
+    assert_eq!(password, again);
+    operator.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_tenant_is_reported_once_and_not_retried() {
+    let sim = KubeSim::new();
+    let client = sim.client();
+    // An API server that enforces nothing (as if the CRD predates the rules).
+    let mut crd = tenant_crd();
+    for version in &mut crd.spec.versions {
+        version.schema = Some(
+            serde_json::from_value(json!({
+                "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+            }))
+            .expect("schema"),
+        );
+    }
+    install_crd(&client, crd).await;
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    let bad = json!({
+        "apiVersion": "atoll.dev/v1alpha1", "kind": "Tenant",
+        "metadata": {"name": "broken"},
+        "spec": {"instance": {"replicas": 50}}
+    });
+    tenants
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(bad).expect("tenant"),
+        )
+        .await
+        .expect("created");
+    let operator = start_operator(&client);
+    let ready = eventually("the InvalidSpec condition", || async {
+        let status = tenants.get("broken").await.ok()?.status?;
+        atoll_crds::conditions::get(&status.conditions, "Ready")
+            .filter(|c| c.reason == "InvalidSpec")
+            .cloned()
+    })
+    .await;
+    assert!(
+        ready.message.contains("spec.instance.replicas"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(tenant_phase(&client, "broken").await, Some(Phase::Degraded));
+    // Nothing was built for it.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    assert!(
+        namespaces
+            .get_opt("atoll-broken")
+            .await
+            .expect("list")
+            .is_none()
+    );
+
+    // While a valid tenant is created and converges, the invalid one causes
+    // no further writes.
+    let mark = sim.request_log().mark();
+    create_tenant(&client, include_str!("../../examples/tenant-minimal.yaml")).await;
+    eventually("acme to report Provisioning", || async {
+        (tenant_phase(&client, "acme").await == Some(Phase::Provisioning)).then_some(())
+    })
+    .await;
+    let retries: Vec<_> = sim
+        .request_log()
+        .writes_since(mark)
+        .into_iter()
+        .filter(|r| r.name == "broken" || r.namespace == "atoll-broken")
+        .collect();
+    assert!(
+        retries.is_empty(),
+        "writes for the invalid tenant: {retries:#?}"
+    );
+    operator.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_follows_the_policy() {
+    let sim = KubeSim::new();
+    let client = sim.client();
+    install_crd(&client, tenant_crd()).await;
+    let operator = start_operator(&client);
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+
+    for (name, policy) in [("keep", "Retain"), ("drop", "Delete")] {
+        create_tenant(
+            &client,
+            &format!("apiVersion: atoll.dev/v1alpha1\nkind: Tenant\nmetadata: {{name: {name}}}\nspec: {{deletionPolicy: {policy}}}\n"),
+        )
+        .await;
+        eventually("the tenant's secret", || async {
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), &format!("atoll-{name}"));
+            secrets.get_opt("database-credentials").await.ok().flatten()
+        })
+        .await;
+        tenants
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
+        eventually("the Tenant to be gone", || async {
+            tenants
+                .get_opt(name)
+                .await
+                .ok()
+                .and_then(|t| t.is_none().then_some(()))
+        })
+        .await;
+    }
+
+    // Delete: the namespace is gone.
+    eventually("atoll-drop to be deleted", || async {
+        namespaces
+            .get_opt("atoll-drop")
+            .await
+            .ok()
+            .and_then(|n| n.is_none().then_some(()))
+    })
+    .await;
+    // Retain: the namespace and credentials stay, released and labelled.
+    let kept = namespaces.get("atoll-keep").await.expect("kept namespace");
+    assert!(kept.owner_references().is_empty());
+    assert_eq!(
+        kept.labels().get("atoll.dev/retained").map(String::as_str),
+        Some("true")
+    );
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "atoll-keep");
+    let secret = secrets
+        .get("database-credentials")
+        .await
+        .expect("kept secret");
+    assert!(secret.owner_references().is_empty());
+    let password = secret.data.expect("data")["password"].clone();
+
+    // A new Tenant of the same name adopts them, password intact.
+    create_tenant(
+        &client,
+        "apiVersion: atoll.dev/v1alpha1\nkind: Tenant\nmetadata: {name: keep}\nspec: {}\n",
+    )
+    .await;
+    eventually("the namespace to be adopted", || async {
+        let ns = namespaces.get("atoll-keep").await.ok()?;
+        (!ns.owner_references().is_empty()).then_some(())
+    })
+    .await;
+    let adopted = secrets.get("database-credentials").await.expect("secret");
+    assert_eq!(adopted.data.expect("data")["password"], password);
+    operator.abort();
+}
