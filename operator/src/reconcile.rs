@@ -222,6 +222,38 @@ pub fn backoff(attempts: u32) -> Duration {
     Duration::from_secs_f64(base * jitter)
 }
 
+/// Errors worth another try within the same reconcile: the server was
+/// briefly unable (5xx, 429), a write raced another (409), or the
+/// connection failed.
+fn is_transient(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => matches!(status.code, 409 | 429 | 500 | 502 | 503 | 504),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
+/// Runs one idempotent API call, retrying transient failures a few times
+/// with short jittered delays, so a flaky API server costs milliseconds
+/// rather than a whole reconcile and its backoff.
+async fn retry<T, F, Fut>(mut call: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        match call().await {
+            Err(error) if attempt < 4 && is_transient(&error) => {
+                attempt += 1;
+                let delay = Duration::from_millis(25 << attempt).mul_f64(backoff(1).as_secs_f64());
+                tokio::time::sleep(delay).await;
+            }
+            result => return result,
+        }
+    }
+}
+
 fn now() -> Time {
     Time(Timestamp::now())
 }
@@ -238,24 +270,21 @@ where
 {
     let name = object.meta().name.clone().unwrap_or_default();
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(object),
-    )
-    .await
-    .map_err(|source| Error::Apply {
-        kind: <K as k8s_openapi::Resource>::KIND,
-        name,
-        source,
-    })
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let patch = Patch::Apply(object);
+    retry(|| api.patch(&name, &params, &patch))
+        .await
+        .map_err(|source| Error::Apply {
+            kind: <K as k8s_openapi::Resource>::KIND,
+            name,
+            source,
+        })
 }
 
 /// The database password: the one already in the namespace, or a new one.
 async fn database_password(client: &Client, namespace: &str) -> Result<String, Error> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let existing = secrets
-        .get_opt(DATABASE_SECRET)
+    let existing = retry(|| secrets.get_opt(DATABASE_SECRET))
         .await
         .map_err(|source| Error::Read {
             what: format!("Secret {namespace}/{DATABASE_SECRET}"),
@@ -328,12 +357,10 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     // The namespace first: everything else lives in it, and an existing
     // credentials Secret in it is read back rather than regenerated.
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-    namespaces
-        .patch(
-            &namespace,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&build::namespace(&tenant_ctx)),
-        )
+    let namespace_object = build::namespace(&tenant_ctx);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let patch = Patch::Apply(&namespace_object);
+    retry(|| namespaces.patch(&namespace, &params, &patch))
         .await
         .map_err(|source| Error::Apply {
             kind: "Namespace",
@@ -507,13 +534,12 @@ async fn write_status(tenant: &Tenant, status: TenantStatus, ctx: &Context) -> R
     }
     let api: Api<Tenant> = Api::all(ctx.client.clone());
     let patch = serde_json::json!({"status": status});
-    api.patch_status(
-        &tenant.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(Error::PatchStatus)?;
+    let name = tenant.name_any();
+    let params = PatchParams::default();
+    let patch = Patch::Merge(&patch);
+    retry(|| api.patch_status(&name, &params, &patch))
+        .await
+        .map_err(Error::PatchStatus)?;
     ctx.metrics.set_phase(&tenant.name_any(), status.phase);
     if previous.phase != status.phase || ready_reason(&previous) != ready_reason(&status) {
         publish_transition(tenant, &status, ctx).await;
