@@ -20,12 +20,20 @@ pub struct LeaseTiming {
     pub retry: Duration,
 }
 
+impl LeaseTiming {
+    /// Renew and retry about seven times per lease duration (2 s for 15 s,
+    /// as client-go).
+    pub fn for_duration(duration: Duration) -> Self {
+        Self {
+            duration,
+            retry: (duration / 7).max(Duration::from_millis(100)),
+        }
+    }
+}
+
 impl Default for LeaseTiming {
     fn default() -> Self {
-        Self {
-            duration: Duration::from_secs(15),
-            retry: Duration::from_secs(2),
-        }
+        Self::for_duration(Duration::from_secs(15))
     }
 }
 

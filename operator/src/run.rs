@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use atoll_crds::Tenant;
 use axum::Router;
@@ -63,6 +64,11 @@ pub struct RunArgs {
     /// Name of the leader Lease.
     #[arg(long, env = "ATOLL_LEASE_NAME", default_value = "atoll-operator")]
     pub lease_name: String,
+
+    /// How long a leader's lease lasts without renewal: after a leader dies,
+    /// another replica takes over within this time.
+    #[arg(long, env = "ATOLL_LEASE_DURATION_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub lease_duration_seconds: u64,
 
     /// This replica's name in the Lease (defaults to the pod name).
     #[arg(long, env = "POD_NAME")]
@@ -163,7 +169,7 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
             &args.operator_namespace,
             &args.lease_name,
             &identity,
-            LeaseTiming::default(),
+            LeaseTiming::for_duration(Duration::from_secs(args.lease_duration_seconds)),
         )
     });
     if let Some(candidate) = &candidate {

@@ -376,3 +376,97 @@ async fn deletion_follows_the_policy() {
     assert_eq!(adopted.data.expect("data")["password"], password);
     operator.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_replica_stays_idle_until_the_leader_is_gone() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    use k8s_openapi::jiff::Timestamp;
+
+    let sim = KubeSim::new();
+    let client = sim.client();
+    install_crd(&client, tenant_crd()).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "atoll-system"}}))
+                .expect("namespace"),
+        )
+        .await
+        .expect("namespace");
+    // Another replica holds the lease and renews it.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "atoll-system");
+    let lease = |renewed: Timestamp| -> Lease {
+        serde_json::from_value(json!({
+            "metadata": {"name": "atoll-operator", "namespace": "atoll-system"},
+            "spec": {"holderIdentity": "leader-0", "leaseDurationSeconds": 2,
+                     "renewTime": MicroTime(renewed), "acquireTime": MicroTime(renewed)}
+        }))
+        .expect("lease")
+    };
+    leases
+        .create(&PostParams::default(), &lease(Timestamp::now()))
+        .await
+        .expect("lease");
+    create_tenant(&client, include_str!("../../examples/tenant-minimal.yaml")).await;
+
+    let cli = Cli::parse_from([
+        "atoll-operator",
+        "run",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--leader-election",
+        "--pod-name",
+        "standby-1",
+        "--operator-namespace",
+        "atoll-system",
+        "--lease-duration-seconds",
+        "2",
+    ]);
+    let Command::Run(args) = cli.command else {
+        panic!("run")
+    };
+    let standby_client = client.clone();
+    let standby = tokio::spawn(async move { run_with_client(*args, standby_client).await });
+
+    // While the leader renews (three renewals, each watched by the standby),
+    // the standby does nothing to the tenant.
+    for _ in 0..3 {
+        let mark = sim.request_log().mark();
+        eventually("the standby to look at the lease", || async {
+            sim.request_log()
+                .since(mark)
+                .iter()
+                .any(|r| r.resource == "leases")
+                .then_some(())
+        })
+        .await;
+        let mut current = leases.get("atoll-operator").await.expect("lease");
+        current.spec.as_mut().expect("spec").renew_time = Some(MicroTime(Timestamp::now()));
+        leases
+            .replace("atoll-operator", &PostParams::default(), &current)
+            .await
+            .expect("renew");
+    }
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    let untouched = tenants.get("acme").await.expect("acme");
+    assert!(
+        untouched.finalizers().is_empty() && untouched.status.is_none(),
+        "the standby reconciled"
+    );
+    let namespace = namespaces.get_opt("atoll-acme").await.expect("get");
+    assert!(namespace.is_none(), "the standby created objects");
+
+    // The leader dies (stops renewing): the standby takes over and works.
+    eventually("the standby to take over the lease", || async {
+        let lease = leases.get("atoll-operator").await.ok()?;
+        (lease.spec?.holder_identity.as_deref() == Some("standby-1")).then_some(())
+    })
+    .await;
+    eventually("acme to be reconciled by the new leader", || async {
+        (tenant_phase(&client, "acme").await == Some(Phase::Provisioning)).then_some(())
+    })
+    .await;
+    standby.abort();
+}
