@@ -179,14 +179,9 @@ async fn run(n: usize) {
     let writes = log
         .writes_since(mark)
         .into_iter()
-        .filter(|r| {
-            r.wrote
-                && (r.field_manager == "atoll-operator"
-                    || (r.resource == "tenants" && !r.subresource.is_empty())
-                    || r.resource == "tenants")
-        })
-        .filter(|r| r.resource != "deployments" || r.subresource != "status")
-        .filter(|r| r.resource != "statefulsets" || r.subresource != "status")
+        // The operator's applies and its Tenant patches (finalizer, status);
+        // not the stand-in kubelet's workload status writes, not events.
+        .filter(|r| r.wrote && (r.field_manager == "atoll-operator" || r.resource == "tenants"))
         .count();
 
     // Resync at rest: a fresh operator process reconciles every tenant.
