@@ -1,0 +1,192 @@
+//! The Helm chart: lint, render with the default values and every file under
+//! `charts/atoll/ci/`, validate the manifests against the Kubernetes schemas
+//! of 1.33 to 1.37, snapshot what it renders, refuse bad values.
+//!
+//! Needs `helm` and `kubernetes-validate` (`scripts/test` installs both and
+//! sets `ATOLL_HELM` / `ATOLL_KUBERNETES_VALIDATE`); without them the tests
+//! fail and say so.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn chart() -> PathBuf {
+    root().join("charts/atoll")
+}
+
+fn tool(env: &str, name: &str) -> PathBuf {
+    if let Ok(path) = std::env::var(env) {
+        return PathBuf::from(path);
+    }
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!("{name} not found: run scripts/test (it installs {name}) or set {env} to its path")
+    })
+}
+
+fn helm(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(tool("ATOLL_HELM", "helm"))
+        .args(args)
+        .output()
+        .expect("helm runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn value_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(chart().join("ci"))
+        .expect("charts/atoll/ci exists")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn render(values: Option<&Path>) -> String {
+    let chart = chart();
+    let mut args = vec!["template", "atoll", chart.to_str().expect("utf-8"), "--namespace", "atoll-system"];
+    let values_path;
+    if let Some(values) = values {
+        values_path = values.to_str().expect("utf-8").to_owned();
+        args.extend(["--values", &values_path]);
+    }
+    let (ok, stdout, stderr) = helm(&args);
+    assert!(ok, "helm template {values:?} failed:\n{stderr}");
+    stdout
+}
+
+fn documents(rendered: &str) -> Vec<Value> {
+    rendered
+        .split("\n---")
+        .filter_map(|doc| serde_norway::from_str::<Value>(doc).ok())
+        .filter(|v| v.is_object())
+        .collect()
+}
+
+#[test]
+fn chart_lints_with_every_value_file() {
+    let chart = chart();
+    let chart = chart.to_str().expect("utf-8");
+    let (ok, stdout, stderr) = helm(&["lint", chart, "--strict"]);
+    assert!(ok, "helm lint:\n{stdout}{stderr}");
+    for file in value_files() {
+        let (ok, stdout, stderr) = helm(&["lint", chart, "--strict", "--values", file.to_str().expect("utf-8")]);
+        assert!(ok, "helm lint with {}:\n{stdout}{stderr}", file.display());
+    }
+}
+
+#[test]
+fn rendered_manifests_validate_against_kubernetes_1_33_to_1_37() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut renders = vec![("default".to_owned(), render(None))];
+    for file in value_files() {
+        renders.push((file.display().to_string(), render(Some(&file))));
+    }
+    let validate = tool("ATOLL_KUBERNETES_VALIDATE", "kubernetes-validate");
+    for (name, rendered) in renders {
+        let path = dir.path().join("rendered.yaml");
+        std::fs::write(&path, &rendered).expect("write");
+        for version in ["1.33.0", "1.34.0", "1.35.0", "1.36.0", "1.37.0"] {
+            let output = Command::new(&validate)
+                .args(["--kubernetes-version", version, "--strict", "--quiet"])
+                .arg(&path)
+                .output()
+                .expect("kubernetes-validate runs");
+            let report = String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr);
+            assert!(output.status.success(), "{name} against {version}:\n{report}");
+            // Only kinds from other projects' CRDs may lack a schema.
+            for line in report.lines().filter(|l| l.contains("Couldn't find schema")) {
+                assert!(line.contains("monitoring.coreos.com"), "{name} against {version}: {line}");
+            }
+        }
+    }
+}
+
+/// Generated secrets differ on every render; the snapshot shows their keys.
+fn redacted(rendered: &str) -> String {
+    let mut out = String::new();
+    for mut doc in documents(rendered) {
+        if doc["kind"] == "Secret"
+            && let Some(data) = doc.get_mut("data").and_then(Value::as_object_mut)
+        {
+            for value in data.values_mut() {
+                *value = Value::String("<generated>".into());
+            }
+        }
+        out.push_str("---\n");
+        out.push_str(&serde_norway::to_string(&doc).expect("yaml"));
+    }
+    out
+}
+
+#[test]
+fn default_render_snapshot() {
+    insta::assert_snapshot!(redacted(&render(None)));
+}
+
+#[test]
+fn ha_render_snapshot() {
+    let file = chart().join("ci/ha-values.yaml");
+    insta::assert_snapshot!(redacted(&render(Some(&file))));
+}
+
+#[test]
+fn the_crd_is_kept_on_uninstall_and_optional() {
+    let docs = documents(&render(None));
+    let crd = docs
+        .iter()
+        .find(|d| d["kind"] == "CustomResourceDefinition")
+        .expect("the CRD is rendered by default");
+    assert_eq!(crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep");
+    assert_eq!(crd["metadata"]["name"], "tenants.atoll.dev");
+    let file = chart().join("ci/supplied-secrets-values.yaml");
+    let docs = documents(&render(Some(&file)));
+    assert!(docs.iter().all(|d| d["kind"] != "CustomResourceDefinition"));
+    assert!(docs.iter().all(|d| d["kind"] != "Secret"), "supplied secrets are not generated");
+}
+
+#[test]
+fn no_wildcards_in_rbac() {
+    for doc in documents(&render(None)) {
+        if doc["kind"] != "ClusterRole" && doc["kind"] != "Role" {
+            continue;
+        }
+        for rule in doc["rules"].as_array().expect("rules") {
+            for field in ["apiGroups", "resources", "verbs"] {
+                let items = rule[field].as_array().expect("a list");
+                assert!(!items.iter().any(|v| v == "*"), "wildcard in {}: {rule}", doc["metadata"]["name"]);
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_values_are_refused_with_a_clear_message() {
+    let chart = chart();
+    let chart = chart.to_str().expect("utf-8");
+    for (set, expected) in [
+        ("identity.replicas=3", "identity/replicas"),
+        ("operator.replicas=0", "operator/replicas"),
+        ("baseDomain=Not A Domain", "baseDomain"),
+        ("operator.ingressNamespaceSelector=oops", "ingressNamespaceSelector"),
+        ("operator.unknownKey=1", "unknownKey"),
+    ] {
+        let (ok, _, stderr) = helm(&["template", "atoll", chart, "--set", set]);
+        assert!(!ok, "--set {set} was accepted");
+        assert!(stderr.contains(expected), "--set {set}: {stderr}");
+    }
+}
