@@ -57,7 +57,13 @@ fn value_files() -> Vec<PathBuf> {
 
 fn render(values: Option<&Path>) -> String {
     let chart = chart();
-    let mut args = vec!["template", "atoll", chart.to_str().expect("utf-8"), "--namespace", "atoll-system"];
+    let mut args = vec![
+        "template",
+        "atoll",
+        chart.to_str().expect("utf-8"),
+        "--namespace",
+        "atoll-system",
+    ];
     let values_path;
     if let Some(values) = values {
         values_path = values.to_str().expect("utf-8").to_owned();
@@ -83,7 +89,13 @@ fn chart_lints_with_every_value_file() {
     let (ok, stdout, stderr) = helm(&["lint", chart, "--strict"]);
     assert!(ok, "helm lint:\n{stdout}{stderr}");
     for file in value_files() {
-        let (ok, stdout, stderr) = helm(&["lint", chart, "--strict", "--values", file.to_str().expect("utf-8")]);
+        let (ok, stdout, stderr) = helm(&[
+            "lint",
+            chart,
+            "--strict",
+            "--values",
+            file.to_str().expect("utf-8"),
+        ]);
         assert!(ok, "helm lint with {}:\n{stdout}{stderr}", file.display());
     }
 }
@@ -107,10 +119,19 @@ fn rendered_manifests_validate_against_kubernetes_1_33_to_1_37() {
                 .expect("kubernetes-validate runs");
             let report = String::from_utf8_lossy(&output.stdout).into_owned()
                 + &String::from_utf8_lossy(&output.stderr);
-            assert!(output.status.success(), "{name} against {version}:\n{report}");
+            assert!(
+                output.status.success(),
+                "{name} against {version}:\n{report}"
+            );
             // Only kinds from other projects' CRDs may lack a schema.
-            for line in report.lines().filter(|l| l.contains("Couldn't find schema")) {
-                assert!(line.contains("monitoring.coreos.com"), "{name} against {version}: {line}");
+            for line in report
+                .lines()
+                .filter(|l| l.contains("Couldn't find schema"))
+            {
+                assert!(
+                    line.contains("monitoring.coreos.com"),
+                    "{name} against {version}: {line}"
+                );
             }
         }
     }
@@ -151,12 +172,18 @@ fn the_crd_is_kept_on_uninstall_and_optional() {
         .iter()
         .find(|d| d["kind"] == "CustomResourceDefinition")
         .expect("the CRD is rendered by default");
-    assert_eq!(crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep");
+    assert_eq!(
+        crd["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
     assert_eq!(crd["metadata"]["name"], "tenants.atoll.dev");
     let file = chart().join("ci/supplied-secrets-values.yaml");
     let docs = documents(&render(Some(&file)));
     assert!(docs.iter().all(|d| d["kind"] != "CustomResourceDefinition"));
-    assert!(docs.iter().all(|d| d["kind"] != "Secret"), "supplied secrets are not generated");
+    assert!(
+        docs.iter().all(|d| d["kind"] != "Secret"),
+        "supplied secrets are not generated"
+    );
 }
 
 #[test]
@@ -168,7 +195,11 @@ fn no_wildcards_in_rbac() {
         for rule in doc["rules"].as_array().expect("rules") {
             for field in ["apiGroups", "resources", "verbs"] {
                 let items = rule[field].as_array().expect("a list");
-                assert!(!items.iter().any(|v| v == "*"), "wildcard in {}: {rule}", doc["metadata"]["name"]);
+                assert!(
+                    !items.iter().any(|v| v == "*"),
+                    "wildcard in {}: {rule}",
+                    doc["metadata"]["name"]
+                );
             }
         }
     }
@@ -182,7 +213,10 @@ fn bad_values_are_refused_with_a_clear_message() {
         ("identity.replicas=3", "identity/replicas"),
         ("operator.replicas=0", "operator/replicas"),
         ("baseDomain=Not A Domain", "baseDomain"),
-        ("operator.ingressNamespaceSelector=oops", "ingressNamespaceSelector"),
+        (
+            "operator.ingressNamespaceSelector=oops",
+            "ingressNamespaceSelector",
+        ),
         ("operator.unknownKey=1", "unknownKey"),
     ] {
         let (ok, _, stderr) = helm(&["template", "atoll", chart, "--set", set]);
