@@ -10,4 +10,26 @@
 pub mod verify;
 
 #[cfg(feature = "server")]
+pub mod api;
+#[cfg(feature = "server")]
+pub mod audit;
+#[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
+pub mod console;
+#[cfg(feature = "server")]
 pub mod keys;
+#[cfg(feature = "server")]
+pub mod logging;
+#[cfg(feature = "server")]
+pub mod passwords;
+#[cfg(feature = "server")]
+pub mod ratelimit;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "server")]
+pub mod sessions;
+#[cfg(feature = "server")]
+pub mod store;
+#[cfg(feature = "server")]
+pub mod users;
