@@ -117,6 +117,8 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { AppError::NotFound })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
+        // Method, path, status, latency; never headers (they carry tokens).
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 

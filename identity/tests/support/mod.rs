@@ -4,10 +4,13 @@
 
 pub mod pg;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use atoll_identity::config::{Argon2Params, Config, LoginLimits, Secret};
+use atoll_identity::keys::KeyRing;
 use atoll_identity::server::{AdminPasswordPolicy, Identity, StartError};
+use atoll_identity::store::Store;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -77,6 +80,10 @@ pub fn config(database_url: &str) -> Config {
 pub struct Service {
     pub base: String,
     pub http: reqwest::Client,
+    /// The running service's database and key ring, for tests that move
+    /// its clock (key rotation).
+    pub store: Store,
+    pub keys: Arc<KeyRing>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), StartError>>>,
 }
@@ -92,6 +99,8 @@ impl Service {
         let identity = Identity::open(config, AdminPasswordPolicy::RequireConfigured)
             .await
             .expect("identity opens");
+        let store = identity.store().clone();
+        let keys = identity.keys().clone();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(identity.serve(listener, async {
             let _ = rx.await;
@@ -99,6 +108,8 @@ impl Service {
         Service {
             base: format!("http://{addr}"),
             http: reqwest::Client::new(),
+            store,
+            keys,
             shutdown: Some(tx),
             task: Some(task),
         }
