@@ -26,7 +26,8 @@ use crate::passwords::{Passwords, Verified, check_new_password};
 use crate::ratelimit::{LoginThrottle, Refusal};
 use crate::sessions::{self, PAT_PREFIX, SESSION_PREFIX};
 use crate::store::{
-    Authenticated, CredentialKind, Member, NewCredential, Registered, Store, TenantSpec, User,
+    Authenticated, CredentialKind, Grant, Member, NewCredential, Registered, Store, TenantSpec,
+    User,
 };
 use crate::users::{display_name, normalize_email};
 use crate::verify::{Claims, Role};
@@ -287,6 +288,15 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The session or access token presented; only its shape is checked here.
+fn user_token(headers: &HeaderMap) -> Result<&str, AppError> {
+    let token = bearer(headers).ok_or(AppError::Unauthorized)?;
+    if !(token.starts_with(SESSION_PREFIX) || token.starts_with(PAT_PREFIX)) || token.len() > 200 {
+        return Err(AppError::Unauthorized);
+    }
+    Ok(token)
+}
+
 /// A caller with a valid session or personal access token.
 #[derive(Debug)]
 pub struct Caller(pub Authenticated);
@@ -295,12 +305,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let token = bearer(&parts.headers).ok_or(AppError::Unauthorized)?;
-        if !(token.starts_with(SESSION_PREFIX) || token.starts_with(PAT_PREFIX))
-            || token.len() > 200
-        {
-            return Err(AppError::Unauthorized);
-        }
+        let token = user_token(&parts.headers)?;
         let found = state
             .inner
             .store
@@ -723,31 +728,35 @@ struct TokenResponse {
 
 async fn issue_token(
     State(state): State<AppState>,
-    Caller(caller): Caller,
+    headers: HeaderMap,
     Body(request): Body<TokenRequest>,
 ) -> Result<Json<TokenResponse>, AppError> {
     let inner = &state.inner;
     let now = now();
-    let user = &caller.user;
+    let token_hash = sessions::token_hash(user_token(&headers)?);
     // Not a member and no such tenant get the same answer.
-    let membership = if is_dns_label(&request.tenant) {
-        inner.store.membership(&user.email, &request.tenant).await?
+    let tenant = if is_dns_label(&request.tenant) {
+        request.tenant.as_str()
     } else {
-        None
+        ""
     };
-    let Some(membership) = membership else {
-        inner
-            .audit
-            .record(
-                now,
-                Some(&user.id),
-                "token.issue",
-                None,
-                Outcome::Denied,
-                None,
-            )
-            .await;
-        return Err(AppError::Forbidden);
+    let (user, membership) = match inner.store.token_grant(&token_hash, now, tenant).await? {
+        Grant::Member { user, membership } => (user, membership),
+        Grant::NotMember { user } => {
+            inner
+                .audit
+                .record(
+                    now,
+                    Some(&user.id),
+                    "token.issue",
+                    None,
+                    Outcome::Denied,
+                    None,
+                )
+                .await;
+            return Err(AppError::Forbidden);
+        }
+        Grant::Unauthenticated => return Err(AppError::Unauthorized),
     };
     let ttl = inner.config.token_ttl.as_secs();
     let issued_at = u64::try_from(now).unwrap_or_default();
@@ -871,7 +880,12 @@ fn tenant_spec(name: String, request: TenantRequest) -> Result<TenantSpec, AppEr
         });
     }
     Ok(TenantSpec {
-        display_name: display_name(request.display_name.as_deref(), &name).replace('@', ""),
+        display_name: request
+            .display_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map_or_else(|| name.clone(), |d| d.chars().take(200).collect()),
         name,
         url: request.url,
         phase: request.phase,
@@ -927,10 +941,8 @@ async fn register_tenant(
         .await;
     let tenant = inner
         .store
-        .list_tenants()
+        .tenant(&spec.name)
         .await?
-        .into_iter()
-        .find(|t| t.name == spec.name)
         .ok_or(AppError::NotFound)?;
     Ok((status, Json(tenant.into())))
 }

@@ -20,10 +20,9 @@ use aws_lc_rs::rand::SecureRandom;
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{EncodingKey, Header};
 use serde_json::json;
 
-use crate::verify::{ALGORITHM, Claims};
+use crate::verify::Claims;
 
 /// One stored signing key.
 #[derive(Clone)]
@@ -182,7 +181,14 @@ pub struct KeyRing {
 
 struct RingState {
     records: Vec<KeyRecord>,
-    signers: HashMap<String, EncodingKey>,
+    signers: HashMap<String, Signer>,
+}
+
+/// A parsed key pair and its encoded JWS header, ready to sign.
+struct Signer {
+    pair: Ed25519KeyPair,
+    /// base64url of `{"alg":"EdDSA","typ":"JWT","kid":…}`.
+    header: String,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -220,15 +226,14 @@ impl KeyRing {
     pub fn replace(&self, records: Vec<KeyRecord>) -> Result<(), KeyError> {
         let mut signers = HashMap::new();
         for record in &records {
-            Ed25519KeyPair::from_pkcs8(&record.private_pkcs8).map_err(|_| {
+            let pair = Ed25519KeyPair::from_pkcs8(&record.private_pkcs8).map_err(|_| {
                 KeyError::InvalidStoredKey {
                     kid: record.kid.clone(),
                 }
             })?;
-            signers.insert(
-                record.kid.clone(),
-                EncodingKey::from_ed_der(&record.private_pkcs8),
-            );
+            let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": record.kid});
+            let header = URL_SAFE_NO_PAD.encode(header.to_string());
+            signers.insert(record.kid.clone(), Signer { pair, header });
         }
         *self.state.write().unwrap_or_else(|p| p.into_inner()) =
             Arc::new(RingState { records, signers });
@@ -250,19 +255,27 @@ impl KeyRing {
         signing_key(&self.state().records, now).map(|k| k.kid.clone())
     }
 
-    /// Signs `claims` with the key that signs at `now`.
+    /// Signs `claims` with the key that signs at `now`: a JWS in compact
+    /// serialisation (RFC 7515), EdDSA over `header.payload`. The key pair
+    /// is parsed once per key, not once per token.
     pub fn mint(&self, claims: &Claims, now: i64) -> Result<String, KeyError> {
         let state = self.state();
         let record = signing_key(&state.records, now).ok_or(KeyError::NoActiveKey)?;
-        let key = state
+        let signer = state
             .signers
             .get(&record.kid)
             .ok_or(KeyError::NoActiveKey)?;
-        let mut header = Header::new(ALGORITHM);
-        header.kid = Some(record.kid.clone());
-        jsonwebtoken::encode(&header, claims, key).map_err(|_| KeyError::Sign {
+        let payload = serde_json::to_vec(claims).map_err(|_| KeyError::Sign {
             kid: record.kid.clone(),
-        })
+        })?;
+        let mut token = String::with_capacity(signer.header.len() + payload.len() * 4 / 3 + 90);
+        token.push_str(&signer.header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(payload, &mut token);
+        let signature = signer.pair.sign(token.as_bytes());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut token);
+        Ok(token)
     }
 }
 

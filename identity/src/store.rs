@@ -196,6 +196,21 @@ pub struct MyTenant {
     pub phase: String,
 }
 
+/// What the token endpoint learns from one query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// No valid session or access token.
+    Unauthenticated,
+    /// Authenticated, but no member of the tenant (or no such tenant).
+    NotMember {
+        user: User,
+    },
+    Member {
+        user: User,
+        membership: Membership,
+    },
+}
+
 /// What a tenant token needs about one membership.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Membership {
@@ -497,6 +512,48 @@ impl Store {
         }))
     }
 
+    /// Authenticates a token and finds the caller's membership of `tenant`,
+    /// in one round trip: the token endpoint's whole database work.
+    pub async fn token_grant(
+        &self,
+        token_hash: &str,
+        now: i64,
+        tenant: &str,
+    ) -> Result<Grant, StoreError> {
+        const OP: &str = "authorize tenant token";
+        let row = sqlx::query(
+            "SELECT u.id, u.email, u.display_name, u.is_admin, u.disabled, u.created_at,
+                    t.id AS tenant_id, m.role
+             FROM credentials c
+             JOIN users u ON u.id = c.user_id
+             LEFT JOIN memberships m ON m.email = u.email AND m.tenant = $3
+             LEFT JOIN tenants t ON t.name = m.tenant
+             WHERE c.token_hash = $1 AND c.expires_at > $2 AND u.disabled = 0",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .bind(tenant)
+        .fetch_optional(&self.pool)
+        .await
+        .ctx(OP)?;
+        let Some(row) = row else {
+            return Ok(Grant::Unauthenticated);
+        };
+        let user = user_of(&row).ctx(OP)?;
+        let tenant_id: Option<String> = row.try_get("tenant_id").ctx(OP)?;
+        let role: Option<String> = row.try_get("role").ctx(OP)?;
+        Ok(match (tenant_id, role) {
+            (Some(tenant_id), Some(role)) => Grant::Member {
+                user,
+                membership: Membership {
+                    tenant_id,
+                    role: role_of(OP, &role)?,
+                },
+            },
+            _ => Grant::NotMember { user },
+        })
+    }
+
     /// Deletes one credential of a user; returns whether it existed.
     pub async fn delete_credential(
         &self,
@@ -636,39 +693,48 @@ impl Store {
         Ok(Ok(outcome))
     }
 
-    /// Deletes a tenant; `Ok(false)` when it did not exist. `cluster`, when
-    /// given, must own it.
+    /// Deletes a tenant and its memberships; `Ok(false)` when it did not
+    /// exist. `cluster`, when given, must own it.
     pub async fn delete_tenant(
         &self,
         name: &str,
         cluster: Option<&str>,
     ) -> Result<Result<bool, OwnedElsewhere>, StoreError> {
         const OP: &str = "delete tenant";
-        let mut tx = self.pool.begin().await.ctx(OP)?;
+        // One statement (memberships go by ON DELETE CASCADE): on SQLite a
+        // read-then-write transaction could not take the write lock while
+        // another connection writes.
+        let deleted = match cluster {
+            Some(cluster) => {
+                sqlx::query("DELETE FROM tenants WHERE name = $1 AND cluster = $2")
+                    .bind(name)
+                    .bind(cluster)
+                    .execute(&self.pool)
+                    .await
+            }
+            None => {
+                sqlx::query("DELETE FROM tenants WHERE name = $1")
+                    .bind(name)
+                    .execute(&self.pool)
+                    .await
+            }
+        }
+        .ctx(OP)?
+        .rows_affected();
+        if deleted == 1 {
+            return Ok(Ok(true));
+        }
         let owner = sqlx::query("SELECT cluster FROM tenants WHERE name = $1")
             .bind(name)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&self.pool)
             .await
             .ctx(OP)?;
-        let Some(owner) = owner else {
-            return Ok(Ok(false));
-        };
-        let owner: String = owner.try_get("cluster").ctx(OP)?;
-        if cluster.is_some_and(|c| c != owner) {
-            return Ok(Err(OwnedElsewhere { owner }));
+        match owner {
+            Some(row) => Ok(Err(OwnedElsewhere {
+                owner: row.try_get("cluster").ctx(OP)?,
+            })),
+            None => Ok(Ok(false)),
         }
-        sqlx::query("DELETE FROM memberships WHERE tenant = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .ctx(OP)?;
-        sqlx::query("DELETE FROM tenants WHERE name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .ctx(OP)?;
-        tx.commit().await.ctx(OP)?;
-        Ok(Ok(true))
     }
 
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
@@ -684,6 +750,19 @@ impl Store {
             .map(tenant_of)
             .collect::<Result<_, _>>()
             .ctx("list tenants")
+    }
+
+    pub async fn tenant(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
+        let row = sqlx::query(
+            "SELECT t.name, t.id, t.display_name, t.url, t.phase, t.cluster, t.created_at, t.updated_at,
+                    (SELECT COUNT(*) FROM memberships m WHERE m.tenant = t.name) AS members
+             FROM tenants t WHERE t.name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .ctx("get tenant")?;
+        row.as_ref().map(tenant_of).transpose().ctx("get tenant")
     }
 
     pub async fn tenants_of(&self, email: &str) -> Result<Vec<MyTenant>, StoreError> {
@@ -709,29 +788,6 @@ impl Store {
                 })
             })
             .collect()
-    }
-
-    pub async fn membership(
-        &self,
-        email: &str,
-        tenant: &str,
-    ) -> Result<Option<Membership>, StoreError> {
-        const OP: &str = "find membership";
-        let row = sqlx::query(
-            "SELECT t.id, m.role FROM memberships m JOIN tenants t ON t.name = m.tenant
-             WHERE m.email = $1 AND m.tenant = $2",
-        )
-        .bind(email)
-        .bind(tenant)
-        .fetch_optional(&self.pool)
-        .await
-        .ctx(OP)?;
-        let Some(row) = row else { return Ok(None) };
-        let role: String = row.try_get("role").ctx(OP)?;
-        Ok(Some(Membership {
-            tenant_id: row.try_get("id").ctx(OP)?,
-            role: role_of(OP, &role)?,
-        }))
     }
 
     // Signing keys.

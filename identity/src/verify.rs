@@ -392,16 +392,17 @@ pub fn verify_with_keys(
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.validate_aud = false;
-    let data = jsonwebtoken::decode::<serde_json::Value>(token, key, &validation).map_err(|e| {
-        use jsonwebtoken::errors::ErrorKind;
-        match e.kind() {
-            ErrorKind::InvalidSignature => VerifyError::BadSignature,
-            ErrorKind::InvalidAlgorithm => VerifyError::DisallowedAlgorithm("mismatch".into()),
-            _ => VerifyError::Malformed,
-        }
-    })?;
-    let claims: Claims =
-        serde_json::from_value(data.claims).map_err(|_| VerifyError::MalformedClaims)?;
+    let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
+        .map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::InvalidSignature => VerifyError::BadSignature,
+                ErrorKind::InvalidAlgorithm => VerifyError::DisallowedAlgorithm("mismatch".into()),
+                ErrorKind::Json(_) => VerifyError::MalformedClaims,
+                _ => VerifyError::Malformed,
+            }
+        })?
+        .claims;
     check_claims(&claims, config, now)?;
     Ok(claims)
 }

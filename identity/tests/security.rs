@@ -36,6 +36,7 @@ const SUITE: &[(&str, support::Scenario)] = scenarios![
     lockout_holds_across_a_restart,
     address_rate_limit_holds_across_a_restart,
     unknown_email_and_wrong_password_look_the_same,
+    login_rehashes_at_new_parameters,
 ];
 
 const HOUR: i64 = 3600;
@@ -403,5 +404,45 @@ async fn unknown_email_and_wrong_password_look_the_same(url: String) {
     );
     assert_eq!(wrong_password, malformed_email);
     assert_eq!(wrong_password, disabled);
+    svc.stop().await;
+}
+
+async fn login_rehashes_at_new_parameters(url: String) {
+    let settings = config(&url);
+    let svc = Service::start(settings.clone()).await;
+    let admin = svc.admin().await;
+    svc.sign_up(&admin, ALICE, ALICE_PW).await;
+    let stored = |store: Store| async move {
+        store
+            .user_credentials(ALICE)
+            .await
+            .expect("query")
+            .expect("alice")
+            .password_hash
+    };
+    let before = stored(svc.store.clone()).await;
+    assert!(
+        before.starts_with("$argon2id$v=19$m=64,t=1,p=1$"),
+        "{before}"
+    );
+    svc.stop().await;
+
+    // The operator raises the cost; the next login upgrades the hash.
+    let mut stronger = settings;
+    stronger.argon2.memory_kib = 128;
+    stronger.argon2.iterations = 2;
+    let svc = Service::start(stronger).await;
+    svc.login(ALICE, ALICE_PW).await;
+    let after = stored(svc.store.clone()).await;
+    assert!(
+        after.starts_with("$argon2id$v=19$m=128,t=2,p=1$"),
+        "{after}"
+    );
+    svc.login(ALICE, ALICE_PW).await;
+    assert_eq!(
+        stored(svc.store.clone()).await,
+        after,
+        "no re-hash at current parameters"
+    );
     svc.stop().await;
 }
