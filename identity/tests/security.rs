@@ -8,7 +8,7 @@ use std::time::Duration;
 use atoll_identity::config::LoginLimits;
 use atoll_identity::keys::{KeyPolicy, KeyRing};
 use atoll_identity::server::maintain_keys;
-use atoll_identity::store::Store;
+use atoll_identity::store::{AuditEvent, Store};
 use atoll_identity::verify::{
     Claims, KeySet, Role, VerifierConfig, VerifyError, unix_now, verify_with_keys,
 };
@@ -37,6 +37,7 @@ const SUITE: &[(&str, support::Scenario)] = scenarios![
     address_rate_limit_holds_across_a_restart,
     unknown_email_and_wrong_password_look_the_same,
     login_rehashes_at_new_parameters,
+    the_audit_log_is_append_only,
 ];
 
 const HOUR: i64 = 3600;
@@ -445,4 +446,46 @@ async fn login_rehashes_at_new_parameters(url: String) {
         "no re-hash at current parameters"
     );
     svc.stop().await;
+}
+
+async fn the_audit_log_is_append_only(url: String) {
+    let store = Store::open(&url, 2).await.expect("store");
+    let events: Vec<AuditEvent> = (0..250)
+        .map(|n| AuditEvent {
+            at: n,
+            actor: Some(format!("user-{n}")),
+            action: "token.issue".into(),
+            subject: (n % 2 == 0).then(|| "acme".to_owned()),
+            outcome: "success".into(),
+            client_ip: None,
+        })
+        .collect();
+    store.append_audit(&events).await.expect("append");
+    let mut read: Vec<AuditEvent> = store
+        .audit_log(1000, None)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    read.reverse();
+    assert_eq!(
+        read, events,
+        "every event, in order, across statement chunks"
+    );
+    // Neither updates nor deletes get through, on either database.
+    sqlx::any::install_default_drivers();
+    let raw = sqlx::AnyPool::connect(&url).await.expect("connect");
+    for sql in [
+        "UPDATE audit_log SET outcome = 'failure'",
+        "DELETE FROM audit_log",
+    ] {
+        assert!(
+            sqlx::query(sql).execute(&raw).await.is_err(),
+            "{sql} was allowed"
+        );
+    }
+    raw.close().await;
+    assert_eq!(store.audit_log(1000, None).await.expect("read").len(), 250);
+    store.close().await;
 }
