@@ -1,0 +1,387 @@
+//! Configuration, read once at start-up from the environment.
+//!
+//! Every variable may instead be given as `<NAME>_FILE`, the path of a file
+//! holding the value (a mounted Kubernetes Secret); setting both is an error.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::keys::KeyPolicy;
+
+pub const LISTEN: &str = "ATOLL_IDENTITY_LISTEN";
+pub const DATABASE_URL: &str = "ATOLL_IDENTITY_DATABASE_URL";
+pub const ISSUER: &str = "ATOLL_IDENTITY_ISSUER";
+pub const ADMIN_EMAIL: &str = "ATOLL_IDENTITY_ADMIN_EMAIL";
+pub const ADMIN_PASSWORD: &str = "ATOLL_IDENTITY_ADMIN_PASSWORD";
+pub const SERVICE_TOKEN: &str = "ATOLL_IDENTITY_SERVICE_TOKEN";
+pub const TOKEN_TTL: &str = "ATOLL_IDENTITY_TOKEN_TTL_SECONDS";
+pub const SESSION_TTL: &str = "ATOLL_IDENTITY_SESSION_TTL_SECONDS";
+pub const ARGON2_MEMORY: &str = "ATOLL_IDENTITY_ARGON2_MEMORY_KIB";
+pub const ARGON2_ITERATIONS: &str = "ATOLL_IDENTITY_ARGON2_ITERATIONS";
+pub const ARGON2_PARALLELISM: &str = "ATOLL_IDENTITY_ARGON2_PARALLELISM";
+pub const LOGIN_ATTEMPTS_PER_MINUTE: &str = "ATOLL_IDENTITY_LOGIN_ATTEMPTS_PER_MINUTE";
+pub const LOCKOUT_AFTER: &str = "ATOLL_IDENTITY_LOCKOUT_AFTER_FAILURES";
+pub const LOCKOUT_SECONDS: &str = "ATOLL_IDENTITY_LOCKOUT_SECONDS";
+pub const KEY_ROTATION_DAYS: &str = "ATOLL_IDENTITY_KEY_ROTATION_DAYS";
+pub const TRUST_FORWARDED_FOR: &str = "ATOLL_IDENTITY_TRUST_FORWARDED_FOR";
+pub const DB_MAX_CONNECTIONS: &str = "ATOLL_IDENTITY_DB_MAX_CONNECTIONS";
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7800";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://atoll-identity.db?mode=rwc";
+pub const DEFAULT_ADMIN_EMAIL: &str = "admin@atoll.localhost";
+
+/// A secret value: shown by `Debug` as `[redacted]`, never `Display`ed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Params {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Params {
+    /// OWASP's recommendation for Argon2id: 19 MiB, 2 iterations, 1 lane.
+    fn default() -> Self {
+        Argon2Params {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// Login abuse limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginLimits {
+    /// Login attempts one client address may make per minute.
+    pub attempts_per_minute: u32,
+    /// Consecutive failures that lock an account (known or not).
+    pub lockout_after: u32,
+    /// How long a lockout lasts; also the window failures are counted in.
+    pub lockout: Duration,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        LoginLimits {
+            attempts_per_minute: 30,
+            lockout_after: 5,
+            lockout: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    /// Public URL of this service; the `iss` of its tokens.
+    pub issuer: String,
+    pub admin_email: String,
+    /// First admin's password; when unset and no user exists, `main`
+    /// generates one and shows it on the operator's terminal.
+    pub admin_password: Option<Secret>,
+    /// What operators present to register tenants; unset disables the
+    /// tenant directory API.
+    pub service_token: Option<Secret>,
+    pub token_ttl: Duration,
+    pub session_ttl: Duration,
+    pub argon2: Argon2Params,
+    /// Password hashes computed at once; more wait.
+    pub hashing_concurrency: usize,
+    pub login_limits: LoginLimits,
+    pub keys: KeyPolicy,
+    /// Take the client address from the last `X-Forwarded-For` entry (set
+    /// this only behind a proxy that writes it).
+    pub trust_forwarded_for: bool,
+    pub db_max_connections: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("both {name} and {name}_FILE are set; set one")]
+    Both { name: &'static str },
+    #[error("reading {name}_FILE ({path}) failed")]
+    ReadFile {
+        name: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+impl Config {
+    /// Defaults for everything but the database.
+    pub fn with_database(database_url: impl Into<String>) -> Config {
+        let listen: SocketAddr = DEFAULT_LISTEN
+            .parse()
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7800)));
+        let token_ttl = Duration::from_secs(15 * 60);
+        Config {
+            listen,
+            database_url: database_url.into(),
+            issuer: format!("http://{listen}"),
+            admin_email: DEFAULT_ADMIN_EMAIL.to_owned(),
+            admin_password: None,
+            service_token: None,
+            token_ttl,
+            session_ttl: Duration::from_secs(12 * 3600),
+            argon2: Argon2Params::default(),
+            hashing_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            login_limits: LoginLimits::default(),
+            keys: KeyPolicy {
+                token_ttl_max: token_ttl,
+                ..KeyPolicy::default()
+            },
+            trust_forwarded_for: false,
+            db_max_connections: 8,
+        }
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
+    }
+
+    /// Reads configuration through `lookup` (the environment, in
+    /// production; a map, in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &'static str| read(&lookup, name);
+        let mut config = Config::with_database(
+            get(DATABASE_URL)?.unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
+        );
+        if let Some(listen) = get(LISTEN)? {
+            config.listen = parse(LISTEN, &listen)?;
+        }
+        config.issuer = match get(ISSUER)? {
+            Some(issuer) => validate_issuer(issuer)?,
+            None => format!("http://{}", config.listen),
+        };
+        if let Some(email) = get(ADMIN_EMAIL)? {
+            config.admin_email =
+                crate::users::normalize_email(&email).map_err(|e| ConfigError::Invalid {
+                    name: ADMIN_EMAIL,
+                    reason: e.to_string(),
+                })?;
+        }
+        config.admin_password = get(ADMIN_PASSWORD)?.map(Secret);
+        config.service_token = get(SERVICE_TOKEN)?.map(Secret);
+        if let Some(token) = &config.service_token
+            && token.expose().len() < 32
+        {
+            return Err(ConfigError::Invalid {
+                name: SERVICE_TOKEN,
+                reason: "must be at least 32 characters".into(),
+            });
+        }
+        if let Some(v) = get(TOKEN_TTL)? {
+            config.token_ttl = Duration::from_secs(parse_range(TOKEN_TTL, &v, 60, 3600)?);
+            config.keys.token_ttl_max = config.token_ttl;
+        }
+        if let Some(v) = get(SESSION_TTL)? {
+            config.session_ttl = Duration::from_secs(parse_range(SESSION_TTL, &v, 60, 30 * 86400)?);
+        }
+        if let Some(v) = get(ARGON2_MEMORY)? {
+            config.argon2.memory_kib = parse_range(ARGON2_MEMORY, &v, 8, 4 * 1024 * 1024)?;
+        }
+        if let Some(v) = get(ARGON2_ITERATIONS)? {
+            config.argon2.iterations = parse_range(ARGON2_ITERATIONS, &v, 1, 100)?;
+        }
+        if let Some(v) = get(ARGON2_PARALLELISM)? {
+            config.argon2.parallelism = parse_range(ARGON2_PARALLELISM, &v, 1, 64)?;
+        }
+        if let Some(v) = get(LOGIN_ATTEMPTS_PER_MINUTE)? {
+            config.login_limits.attempts_per_minute =
+                parse_range(LOGIN_ATTEMPTS_PER_MINUTE, &v, 1, 1_000_000)?;
+        }
+        if let Some(v) = get(LOCKOUT_AFTER)? {
+            config.login_limits.lockout_after = parse_range(LOCKOUT_AFTER, &v, 1, 1000)?;
+        }
+        if let Some(v) = get(LOCKOUT_SECONDS)? {
+            config.login_limits.lockout =
+                Duration::from_secs(parse_range(LOCKOUT_SECONDS, &v, 1, 86400)?);
+        }
+        if let Some(v) = get(KEY_ROTATION_DAYS)? {
+            config.keys.rotate_every =
+                Duration::from_secs(86400 * parse_range::<u64>(KEY_ROTATION_DAYS, &v, 1, 365)?);
+        }
+        if let Some(v) = get(TRUST_FORWARDED_FOR)? {
+            config.trust_forwarded_for = parse(TRUST_FORWARDED_FOR, &v)?;
+        }
+        if let Some(v) = get(DB_MAX_CONNECTIONS)? {
+            config.db_max_connections = parse_range(DB_MAX_CONNECTIONS, &v, 1, 1000)?;
+        }
+        Ok(config)
+    }
+}
+
+fn read(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    let direct = lookup(name).filter(|v| !v.is_empty());
+    let file = lookup(&format!("{name}_FILE")).filter(|v| !v.is_empty());
+    match (direct, file) {
+        (Some(_), Some(_)) => Err(ConfigError::Both { name }),
+        (Some(value), None) => Ok(Some(value)),
+        (None, Some(path)) => {
+            let path = PathBuf::from(path);
+            let value = std::fs::read_to_string(&path).map_err(|source| ConfigError::ReadFile {
+                name,
+                path: path.clone(),
+                source,
+            })?;
+            // Secrets written with `echo` end in a newline that is not part
+            // of the value.
+            Ok(Some(value.trim_end_matches(['\n', '\r']).to_owned()))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn parse<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .trim()
+        .parse()
+        .map_err(|e: T::Err| ConfigError::Invalid {
+            name,
+            reason: e.to_string(),
+        })
+}
+
+fn parse_range<T>(name: &'static str, value: &str, min: T, max: T) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    T::Err: std::fmt::Display,
+{
+    let v: T = parse(name, value)?;
+    if v < min || v > max {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: format!("{v} is outside {min}..={max}"),
+        });
+    }
+    Ok(v)
+}
+
+fn validate_issuer(issuer: String) -> Result<String, ConfigError> {
+    let invalid = |reason: &str| ConfigError::Invalid {
+        name: ISSUER,
+        reason: reason.to_owned(),
+    };
+    if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+        return Err(invalid("must be an http(s) URL"));
+    }
+    if issuer.ends_with('/') || issuer.contains('?') || issuer.contains('#') {
+        return Err(invalid("must have no trailing slash, query or fragment"));
+    }
+    Ok(issuer)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn no_configuration_gives_a_local_sqlite_service() {
+        let config = config(&[]).expect("defaults");
+        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(config.issuer, "http://127.0.0.1:7800");
+        assert_eq!(config.argon2, Argon2Params::default());
+        assert!(config.admin_password.is_none());
+    }
+
+    #[test]
+    fn secrets_come_from_files_without_the_trailing_newline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "s3rvice-token-with-enough-characters!!\n").expect("write");
+        let path = path.to_string_lossy().into_owned();
+        let config = config(&[("ATOLL_IDENTITY_SERVICE_TOKEN_FILE", &path)]).expect("config");
+        assert_eq!(
+            config.service_token.as_ref().map(Secret::expose),
+            Some("s3rvice-token-with-enough-characters!!")
+        );
+    }
+
+    #[test]
+    fn a_value_and_its_file_together_are_refused() {
+        let error = config(&[
+            ("ATOLL_IDENTITY_ADMIN_PASSWORD", "x"),
+            ("ATOLL_IDENTITY_ADMIN_PASSWORD_FILE", "/nonexistent"),
+        ])
+        .expect_err("both set");
+        assert!(
+            error
+                .to_string()
+                .contains("ATOLL_IDENTITY_ADMIN_PASSWORD_FILE")
+        );
+    }
+
+    #[test]
+    fn errors_name_the_variable_and_never_the_secret() {
+        let error =
+            config(&[("ATOLL_IDENTITY_SERVICE_TOKEN", "short-secret")]).expect_err("too short");
+        let shown = format!("{error} {error:?}");
+        assert!(shown.contains("ATOLL_IDENTITY_SERVICE_TOKEN"));
+        assert!(!shown.contains("short-secret"));
+        let missing = config(&[("ATOLL_IDENTITY_ISSUER_FILE", "/nonexistent/issuer")])
+            .expect_err("missing file");
+        assert!(missing.to_string().contains("/nonexistent/issuer"));
+    }
+
+    #[test]
+    fn the_issuer_must_be_a_clean_url() {
+        assert!(config(&[("ATOLL_IDENTITY_ISSUER", "https://id.example/")]).is_err());
+        assert!(config(&[("ATOLL_IDENTITY_ISSUER", "id.example")]).is_err());
+        let ok = config(&[("ATOLL_IDENTITY_ISSUER", "https://id.example")]).expect("valid");
+        assert_eq!(ok.issuer, "https://id.example");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let config = config(&[("ATOLL_IDENTITY_ADMIN_PASSWORD", "hunter2-hunter2")]).expect("ok");
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}
