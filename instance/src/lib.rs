@@ -1,0 +1,6 @@
+//! The per-tenant Atoll orchestration engine.
+//!
+//! Each tenant runs its own instance of this crate's binary, on its own
+//! database. Flows are written in Kestra's YAML shape ([`flow`]).
+
+pub mod flow;
