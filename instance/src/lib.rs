@@ -3,4 +3,6 @@
 //! Each tenant runs its own instance of this crate's binary, on its own
 //! database. Flows are written in Kestra's YAML shape ([`flow`]).
 
+pub mod execution;
 pub mod flow;
+pub mod store;

@@ -1,0 +1,4 @@
+//! Helpers shared by the integration tests (meant to move to the testkit).
+#![allow(dead_code)]
+
+pub mod postgres;
