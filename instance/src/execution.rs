@@ -196,6 +196,36 @@ pub struct TaskRun {
     /// When the next attempt may start (while RETRYING).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<Timestamp>,
+    /// The branch an If (`then`/`else`) or Switch (case key) took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// The values a ForEach iterates over, as evaluated when it started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub iterations: Vec<String>,
+}
+
+impl TaskRun {
+    pub fn new(
+        id: String,
+        task_id: String,
+        parent_task_run_id: Option<String>,
+        values: Vec<String>,
+        now: Timestamp,
+    ) -> Self {
+        TaskRun {
+            id,
+            task_id,
+            parent_task_run_id,
+            value: values.last().cloned(),
+            values,
+            state: StateInfo::new(State::Created, now),
+            attempts: Vec::new(),
+            outputs: Map::new(),
+            next_attempt_at: None,
+            branch: None,
+            iterations: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
