@@ -1,10 +1,16 @@
 //! The per-tenant Atoll orchestration engine.
 //!
 //! Each tenant runs its own instance of this crate's binary, on its own
-//! database. Flows are written in Kestra's YAML shape ([`flow`]).
+//! database: flows in Kestra's YAML shape ([`flow`]), executions driven by
+//! the [`engine`] from a durable queue in the [`store`], a Kestra-shaped
+//! REST [`api`] behind bearer-token [`auth`].
 
+pub mod api;
+pub mod auth;
+pub mod config;
 pub mod engine;
 pub mod execution;
 pub mod flow;
+pub mod server;
 pub mod store;
 pub mod template;
