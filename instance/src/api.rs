@@ -1,0 +1,829 @@
+//! The REST API, shaped like Kestra's, under `/api/v1` and under Kestra's
+//! tenant segment `/api/v1/{tenant}` (answered only for this instance's
+//! tenant). Operational endpoints `/healthz`, `/readyz` and `/metrics` sit
+//! at the root without authentication.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::auth::{AuthError, Principal, Role, Verifier};
+use crate::engine::{Engine, EngineError};
+use crate::execution::{Execution, LogEntry, State as ExecState};
+use crate::flow::{self, FlowError, Label};
+use crate::store::{ExecutionFilter, FlowRecord, Repository, StoreError};
+
+/// Largest request body accepted (flows are at most this big too).
+pub const MAX_BODY_BYTES: usize = flow::MAX_SOURCE_BYTES;
+
+/// Everything the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub tenant: String,
+    /// `None`: authentication is off and every caller is an Admin.
+    pub verifier: Option<Arc<dyn Verifier>>,
+    pub metrics: Arc<Metrics>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: String,
+}
+
+/// Prometheus metrics. Labels are bounded: HTTP status classes and execution states.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<StatusLabel, Counter>,
+    pub executions_started: Counter,
+    pub executions_finished: Family<StateLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("atoll");
+        let http_requests = Family::<StatusLabel, Counter>::default();
+        registry.register(
+            "http_requests",
+            "API requests by status class",
+            http_requests.clone(),
+        );
+        let executions_started = Counter::default();
+        registry.register(
+            "executions_started",
+            "Executions created",
+            executions_started.clone(),
+        );
+        let executions_finished = Family::<StateLabel, Counter>::default();
+        registry.register(
+            "executions_finished",
+            "Executions finished by this process, by final state",
+            executions_finished.clone(),
+        );
+        Metrics {
+            registry,
+            http_requests,
+            executions_started,
+            executions_finished,
+        }
+    }
+}
+
+/// The JSON error every failing call answers: `{"message", "status", "code"}`
+/// plus `details` for refused flows. Internal failures are logged, not echoed.
+#[derive(Debug)]
+pub enum ApiError {
+    Unauthorized,
+    Forbidden,
+    NotFound(String),
+    Conflict(String),
+    BadRequest {
+        code: &'static str,
+        message: String,
+        details: Vec<Value>,
+    },
+    PayloadTooLarge,
+    Internal(String),
+    Unavailable,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message, details) = match self {
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token for this tenant is required".to_owned(),
+                Vec::new(),
+            ),
+            ApiError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "your role does not allow this".to_owned(),
+                Vec::new(),
+            ),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "notFound", m, Vec::new()),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m, Vec::new()),
+            ApiError::BadRequest {
+                code,
+                message,
+                details,
+            } => (StatusCode::BAD_REQUEST, code, message, details),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payloadTooLarge",
+                format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+                Vec::new(),
+            ),
+            ApiError::Internal(detail) => {
+                tracing::error!(error = %detail, "request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error".to_owned(),
+                    Vec::new(),
+                )
+            }
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "not ready".to_owned(),
+                Vec::new(),
+            ),
+        };
+        let mut body = json!({"message": message, "status": status.as_u16(), "code": code});
+        if !details.is_empty() {
+            body["details"] = Value::Array(details);
+        }
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        ApiError::Internal(err.to_string())
+    }
+}
+
+impl From<FlowError> for ApiError {
+    fn from(err: FlowError) -> Self {
+        let details = match &err {
+            FlowError::Yaml {
+                line,
+                column,
+                message,
+            } => vec![json!({"line": line, "column": column, "message": message})],
+            FlowError::Invalid { problems } => problems
+                .iter()
+                .map(|p| {
+                    json!({"path": p.path, "task": p.task, "kind": p.kind.as_str(), "message": p.to_string()})
+                })
+                .collect(),
+        };
+        ApiError::BadRequest {
+            code: "invalidFlow",
+            message: err.to_string(),
+            details,
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(err: EngineError) -> Self {
+        match err {
+            EngineError::FlowNotFound { .. } | EngineError::ExecutionNotFound(_) => {
+                ApiError::NotFound(err.to_string())
+            }
+            EngineError::FlowDisabled { .. } => ApiError::Conflict(err.to_string()),
+            EngineError::Inputs(e) => ApiError::BadRequest {
+                code: "invalidInputs",
+                message: e.to_string(),
+                details: Vec::new(),
+            },
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/flows", post(create_flow))
+        .route("/flows/search", get(search_flows))
+        .route("/flows/{namespace}", get(list_namespace))
+        .route(
+            "/flows/{namespace}/{id}",
+            get(get_flow).put(update_flow).delete(delete_flow),
+        )
+        .route("/flows/{namespace}/{id}/revisions", get(flow_revisions))
+        .route("/executions/search", get(search_executions))
+        .route("/executions/{namespace}/{flow_id}", post(create_execution))
+        .route("/executions/{id}", get(get_execution))
+        .route(
+            "/executions/{id}/kill",
+            post(kill_execution).delete(kill_execution),
+        )
+        .route("/logs/{execution_id}", get(execution_logs))
+        .route("/logs/{execution_id}/follow", get(follow_logs));
+    let tenant_api = api
+        .clone()
+        .layer(middleware::from_fn_with_state(state.clone(), tenant_guard));
+    Router::new()
+        .nest("/api/v1", api)
+        .nest("/api/v1/{tenant}", tenant_api)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .with_state(state)
+}
+
+async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let class = format!("{}xx", response.status().as_u16() / 100);
+    state
+        .metrics
+        .http_requests
+        .get_or_create(&StatusLabel { status: class })
+        .inc();
+    response
+}
+
+/// Kestra's tenant path segment must name this instance's tenant; any other
+/// answers 404 as an unknown path would.
+async fn tenant_guard(
+    State(state): State<AppState>,
+    Path(params): Path<std::collections::HashMap<String, String>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match params.get("tenant") {
+        Some(tenant) if *tenant == state.tenant => next.run(request).await,
+        _ => ApiError::NotFound("no such endpoint".into()).into_response(),
+    }
+}
+
+async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let principal = match &state.verifier {
+        None => Principal {
+            subject: "local".into(),
+            role: Role::Admin,
+        },
+        Some(verifier) => {
+            let token = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            let Some(token) = token else {
+                return ApiError::Unauthorized.into_response();
+            };
+            match verifier.verify(token).await {
+                Ok(principal) => principal,
+                Err(AuthError::KeysUnavailable) => {
+                    tracing::warn!("no identity keys yet; refusing the token");
+                    return ApiError::Unauthorized.into_response();
+                }
+                Err(err) => {
+                    tracing::debug!(reason = %err, "token refused");
+                    return ApiError::Unauthorized.into_response();
+                }
+            }
+        }
+    };
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
+
+fn require(principal: &Principal, role: Role) -> ApiResult<()> {
+    if principal.role >= role {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden)
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.engine.store().ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(err) => {
+            tracing::warn!(error = %err, "database not reachable");
+            ApiError::Unavailable.into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut text = String::new();
+    if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &state.metrics.registry)
+    {
+        return ApiError::Internal(err.to_string()).into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn read_body(body: Body) -> ApiResult<Bytes> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge)
+}
+
+fn body_text(bytes: &[u8]) -> ApiResult<&str> {
+    std::str::from_utf8(bytes).map_err(|_| ApiError::BadRequest {
+        code: "invalidBody",
+        message: "the body must be UTF-8 text".into(),
+        details: Vec::new(),
+    })
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FlowView {
+    id: String,
+    namespace: String,
+    revision: i64,
+    source: String,
+    deleted: bool,
+    updated: String,
+}
+
+impl From<FlowRecord> for FlowView {
+    fn from(r: FlowRecord) -> Self {
+        FlowView {
+            id: r.id,
+            namespace: r.namespace,
+            revision: r.revision,
+            source: r.source,
+            deleted: r.deleted,
+            updated: r.updated.to_string(),
+        }
+    }
+}
+
+fn check_path(namespace: &str, id: Option<&str>) -> ApiResult<()> {
+    let id_ok = id.is_none_or(flow::is_valid_flow_id);
+    if flow::is_valid_namespace(namespace) && id_ok {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound("no such flow".into()))
+    }
+}
+
+async fn create_flow(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Body,
+) -> ApiResult<Response> {
+    require(&principal, Role::Editor)?;
+    let bytes = read_body(body).await?;
+    let source = body_text(&bytes)?;
+    let parsed = flow::parse(source)?;
+    let store = state.engine.store();
+    if store
+        .get_flow(&parsed.namespace, &parsed.id, None)
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::Conflict(format!(
+            "flow {}/{} already exists; update it with PUT",
+            parsed.namespace, parsed.id
+        )));
+    }
+    let record = store
+        .save_flow(&parsed.namespace, &parsed.id, source)
+        .await?;
+    Ok((StatusCode::OK, Json(FlowView::from(record))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct FlowPath {
+    namespace: String,
+    id: String,
+}
+
+async fn update_flow(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(path): Path<FlowPath>,
+    body: Body,
+) -> ApiResult<Json<FlowView>> {
+    require(&principal, Role::Editor)?;
+    check_path(&path.namespace, Some(&path.id))?;
+    let bytes = read_body(body).await?;
+    let source = body_text(&bytes)?;
+    let parsed = flow::parse(source)?;
+    if parsed.namespace != path.namespace || parsed.id != path.id {
+        return Err(ApiError::BadRequest {
+            code: "invalidFlow",
+            message: "the flow's namespace and id must match the URL".into(),
+            details: Vec::new(),
+        });
+    }
+    let store = state.engine.store();
+    if store
+        .get_flow(&path.namespace, &path.id, None)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::NotFound("no such flow".into()));
+    }
+    let record = store.save_flow(&path.namespace, &path.id, source).await?;
+    Ok(Json(record.into()))
+}
+
+#[derive(Debug, Deserialize)]
+struct RevisionQuery {
+    revision: Option<i64>,
+}
+
+async fn get_flow(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(path): Path<FlowPath>,
+    Query(query): Query<RevisionQuery>,
+) -> ApiResult<Json<FlowView>> {
+    require(&principal, Role::Viewer)?;
+    check_path(&path.namespace, Some(&path.id))?;
+    let record = state
+        .engine
+        .store()
+        .get_flow(&path.namespace, &path.id, query.revision)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such flow".into()))?;
+    Ok(Json(record.into()))
+}
+
+async fn flow_revisions(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(path): Path<FlowPath>,
+) -> ApiResult<Json<Vec<FlowView>>> {
+    require(&principal, Role::Viewer)?;
+    check_path(&path.namespace, Some(&path.id))?;
+    let revisions = state
+        .engine
+        .store()
+        .flow_revisions(&path.namespace, &path.id)
+        .await?;
+    if revisions.is_empty() {
+        return Err(ApiError::NotFound("no such flow".into()));
+    }
+    Ok(Json(revisions.into_iter().map(Into::into).collect()))
+}
+
+async fn delete_flow(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(path): Path<FlowPath>,
+) -> ApiResult<StatusCode> {
+    require(&principal, Role::Editor)?;
+    check_path(&path.namespace, Some(&path.id))?;
+    if state
+        .engine
+        .store()
+        .delete_flow(&path.namespace, &path.id)
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound("no such flow".into()))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct NamespacePath {
+    namespace: String,
+}
+
+async fn list_namespace(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(path): Path<NamespacePath>,
+) -> ApiResult<Json<Vec<FlowView>>> {
+    require(&principal, Role::Viewer)?;
+    check_path(&path.namespace, None)?;
+    let flows = state
+        .engine
+        .store()
+        .list_flows(Some(&path.namespace))
+        .await?;
+    Ok(Json(flows.into_iter().map(Into::into).collect()))
+}
+
+#[derive(Debug, Deserialize)]
+struct FlowSearch {
+    namespace: Option<String>,
+}
+
+async fn search_flows(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(query): Query<FlowSearch>,
+) -> ApiResult<Json<Value>> {
+    require(&principal, Role::Viewer)?;
+    if let Some(ns) = &query.namespace {
+        check_path(ns, None)?;
+    }
+    let flows = state
+        .engine
+        .store()
+        .list_flows(query.namespace.as_deref())
+        .await?;
+    let total = flows.len();
+    let results: Vec<FlowView> = flows.into_iter().map(Into::into).collect();
+    Ok(Json(json!({"results": results, "total": total})))
+}
+
+#[derive(Debug, Deserialize)]
+struct ExecutionPath {
+    namespace: String,
+    flow_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RunQuery {
+    #[serde(default)]
+    wait: bool,
+    /// `key:value` labels, comma-separated.
+    labels: Option<String>,
+}
+
+/// Inputs arrive as a JSON object or as a URL-encoded form (values are
+/// strings, as Kestra's API receives them).
+fn parse_inputs(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<Map<String, Value>> {
+    if bytes.is_empty() {
+        return Ok(Map::new());
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let invalid = |message: &str| ApiError::BadRequest {
+        code: "invalidInputs",
+        message: message.into(),
+        details: Vec::new(),
+    };
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded_pairs(bytes).ok_or_else(|| invalid("the form body is not valid"))?;
+        return Ok(pairs
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect());
+    }
+    match serde_json::from_slice(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(invalid("inputs must be a JSON object")),
+    }
+}
+
+fn serde_urlencoded_pairs(bytes: &[u8]) -> Option<Vec<(String, String)>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let url = reqwest::Url::parse(&format!("http://form.invalid/?{text}")).ok()?;
+    Some(url.query_pairs().into_owned().collect())
+}
+
+fn parse_labels(text: Option<&str>) -> ApiResult<Vec<Label>> {
+    let mut labels = Vec::new();
+    for item in text
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+    {
+        let (key, value) = item.split_once(':').ok_or_else(|| ApiError::BadRequest {
+            code: "invalidLabels",
+            message: "labels are written key:value".into(),
+            details: Vec::new(),
+        })?;
+        labels.push(Label {
+            key: key.into(),
+            value: value.into(),
+        });
+    }
+    Ok(labels)
+}
+
+/// How long `wait=true` waits before answering with the running execution.
+const WAIT_LIMIT: Duration = Duration::from_secs(60);
+
+async fn create_execution(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(path): Path<ExecutionPath>,
+    Query(query): Query<RunQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Execution>> {
+    require(&principal, Role::Editor)?;
+    check_path(&path.namespace, Some(&path.flow_id))?;
+    let bytes = read_body(body).await?;
+    let inputs = parse_inputs(&headers, &bytes)?;
+    let labels = parse_labels(query.labels.as_deref())?;
+    let execution = state
+        .engine
+        .start_execution(&path.namespace, &path.flow_id, &inputs, labels, None)
+        .await?;
+    state.metrics.executions_started.inc();
+    if !query.wait {
+        return Ok(Json(execution));
+    }
+    match state.engine.wait(&execution.id, WAIT_LIMIT).await {
+        Ok(done) => Ok(Json(done)),
+        Err(EngineError::Timeout(_)) => Ok(Json(
+            state
+                .engine
+                .store()
+                .get_execution(&execution.id)
+                .await?
+                .unwrap_or(execution),
+        )),
+        Err(err) => Err(err.into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct IdPath {
+    id: String,
+}
+
+fn check_id(id: &str) -> ApiResult<()> {
+    if !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound("no such execution".into()))
+    }
+}
+
+async fn get_execution(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(path): Path<IdPath>,
+) -> ApiResult<Json<Execution>> {
+    require(&principal, Role::Viewer)?;
+    check_id(&path.id)?;
+    let execution = state
+        .engine
+        .store()
+        .get_execution(&path.id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such execution".into()))?;
+    Ok(Json(execution))
+}
+
+async fn kill_execution(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(path): Path<IdPath>,
+) -> ApiResult<StatusCode> {
+    require(&principal, Role::Editor)?;
+    check_id(&path.id)?;
+    if state.engine.kill(&path.id).await? {
+        return Ok(StatusCode::ACCEPTED);
+    }
+    match state.engine.store().get_execution(&path.id).await? {
+        Some(_) => Err(ApiError::Conflict("the execution has already ended".into())),
+        None => Err(ApiError::NotFound("no such execution".into())),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExecutionSearch {
+    namespace: Option<String>,
+    flow_id: Option<String>,
+    /// Comma-separated states.
+    state: Option<String>,
+    page: Option<u32>,
+    size: Option<u32>,
+}
+
+async fn search_executions(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(query): Query<ExecutionSearch>,
+) -> ApiResult<Json<Value>> {
+    require(&principal, Role::Viewer)?;
+    let mut states = Vec::new();
+    for name in query.state.as_deref().unwrap_or_default().split(',') {
+        if name.is_empty() {
+            continue;
+        }
+        states.push(ExecState::parse(name).ok_or_else(|| ApiError::BadRequest {
+            code: "invalidQuery",
+            message: "unknown state".into(),
+            details: Vec::new(),
+        })?);
+    }
+    let size = query.size.unwrap_or(25).clamp(1, 500);
+    let page = query.page.unwrap_or(1).max(1);
+    let filter = ExecutionFilter {
+        namespace: query.namespace,
+        flow_id: query.flow_id,
+        states,
+        limit: size,
+        offset: (page - 1).saturating_mul(size),
+    };
+    let results = state.engine.store().search_executions(&filter).await?;
+    let total = results.len();
+    Ok(Json(json!({"results": results, "total": total})))
+}
+
+#[derive(Debug, Deserialize)]
+struct LogsPath {
+    execution_id: String,
+}
+
+async fn execution_logs(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(path): Path<LogsPath>,
+) -> ApiResult<Json<Vec<LogEntry>>> {
+    require(&principal, Role::Viewer)?;
+    check_id(&path.execution_id)?;
+    let store = state.engine.store();
+    if store.get_execution(&path.execution_id).await?.is_none() {
+        return Err(ApiError::NotFound("no such execution".into()));
+    }
+    Ok(Json(store.logs(&path.execution_id, 0, 10_000).await?))
+}
+
+/// Server-sent events: every log line of the execution, then the stream
+/// ends once the execution has finished and its logs are all sent.
+async fn follow_logs(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(path): Path<LogsPath>,
+) -> ApiResult<Sse<impl futures::Stream<Item = Result<Event, Infallible>>>> {
+    require(&principal, Role::Viewer)?;
+    check_id(&path.execution_id)?;
+    if state
+        .engine
+        .store()
+        .get_execution(&path.execution_id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::NotFound("no such execution".into()));
+    }
+    struct Follow {
+        engine: Engine,
+        id: String,
+        after: i64,
+        pending: std::collections::VecDeque<LogEntry>,
+        done: bool,
+    }
+    let start = Follow {
+        engine: state.engine.clone(),
+        id: path.execution_id,
+        after: 0,
+        pending: Default::default(),
+        done: false,
+    };
+    let stream = futures::stream::unfold(start, |mut f| async move {
+        loop {
+            if let Some(entry) = f.pending.pop_front() {
+                let event = Event::default()
+                    .id(entry.seq.to_string())
+                    .json_data(&entry)
+                    .unwrap_or_default();
+                return Some((Ok(event), f));
+            }
+            if f.done {
+                return None;
+            }
+            let store = f.engine.store();
+            // Read the state before the logs: logs written before the end are then all seen.
+            let finished = match store.get_execution(&f.id).await {
+                Ok(Some(e)) => e.state.current.is_terminal(),
+                _ => true,
+            };
+            match store.logs(&f.id, f.after, 500).await {
+                Ok(batch) if !batch.is_empty() => {
+                    f.after = batch.last().map_or(f.after, |l| l.seq);
+                    f.pending.extend(batch);
+                }
+                Ok(_) if finished => f.done = true,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(_) => f.done = true,
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

@@ -1,0 +1,555 @@
+//! Drives one claimed execution to its end: plan, apply, persist, wait for
+//! attempts, repeat. The database is written before anything a restart
+//! would need to know about, so a killed process loses nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+use super::plan::{DEFAULTS_BRANCH, ELSE_BRANCH, Step, THEN_BRANCH, plan};
+use super::runner::{self, Event, LogSink, is_truthy};
+use super::{EngineError, Inner, context};
+use crate::execution::{Attempt, Execution, NewLog, State, StateInfo, TaskRun};
+use crate::flow::{Flow, LogLevel, Retry, Task, TaskKind};
+use crate::store::Repository;
+
+/// How a driver stopped before its execution finished.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Stop {
+    Finished,
+    /// Shutting down: the lease was released for another process.
+    HandedBack,
+    /// Another process took the execution over.
+    LeaseLost,
+}
+
+struct Driver<'a> {
+    inner: &'a Inner,
+    flow: Arc<Flow>,
+    exec: Execution,
+    events: mpsc::UnboundedSender<Event>,
+    workers: HashMap<String, AbortHandle>,
+    logs: Vec<NewLog>,
+    error_logs: Vec<(String, String)>,
+    dirty: bool,
+}
+
+pub(crate) async fn drive(inner: &Inner, exec: Execution) -> Result<Stop, EngineError> {
+    let flow = inner.flow_for(&exec).await?;
+    let (events, mut rx) = mpsc::unbounded_channel();
+    let mut driver = Driver {
+        inner,
+        flow,
+        exec,
+        events,
+        workers: HashMap::new(),
+        logs: Vec::new(),
+        error_logs: Vec::new(),
+        dirty: true,
+    };
+    let result = driver.run(&mut rx).await;
+    for handle in driver.workers.values() {
+        handle.abort();
+    }
+    result
+}
+
+impl Driver<'_> {
+    async fn run(&mut self, rx: &mut mpsc::UnboundedReceiver<Event>) -> Result<Stop, EngineError> {
+        let now = Timestamp::now();
+        if matches!(self.exec.state.current, State::Created | State::Queued) {
+            self.exec.state.set(State::Running, now);
+        }
+        self.recover_in_flight(now);
+        let lease = self.inner.config.lease;
+        let mut renew = tokio::time::interval(lease / 3);
+        renew.tick().await;
+        let kill = self.inner.kill_signal(&self.exec.id);
+        loop {
+            self.advance();
+            if self.dirty {
+                self.persist().await?;
+            }
+            if self.exec.state.current.is_terminal() {
+                return Ok(Stop::Finished);
+            }
+            let wake = self
+                .exec
+                .task_run_list
+                .iter()
+                .filter(|r| r.state.current == State::Retrying)
+                .filter_map(|r| r.next_attempt_at)
+                .min();
+            let sleep = wake
+                .map(|at| {
+                    let left = at.duration_since(Timestamp::now());
+                    Duration::try_from(left).unwrap_or(Duration::ZERO)
+                })
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                event = rx.recv() => {
+                    if let Some(event) = event {
+                        self.handle(event);
+                    }
+                    while let Ok(event) = rx.try_recv() {
+                        self.handle(event);
+                    }
+                }
+                () = tokio::time::sleep(sleep) => {}
+                () = kill.notified() => self.kill(),
+                _ = renew.tick() => {
+                    let held = self.inner.store.renew_lease(&self.exec.id, &self.inner.owner, lease).await?;
+                    if !held.held {
+                        return Ok(Stop::LeaseLost);
+                    }
+                    if held.kill_requested {
+                        self.kill();
+                    }
+                }
+                () = self.inner.shutdown.cancelled() => {
+                    self.flush_logs().await?;
+                    self.inner.store.release_lease(&self.exec.id, &self.inner.owner).await?;
+                    return Ok(Stop::HandedBack);
+                }
+            }
+        }
+    }
+
+    /// Plans and applies until nothing more can happen without waiting.
+    fn advance(&mut self) {
+        loop {
+            let steps = plan(&self.flow, &self.exec, Timestamp::now());
+            if steps.is_empty() {
+                return;
+            }
+            self.dirty = true;
+            for step in steps {
+                self.apply(step);
+            }
+            if self.exec.state.current.is_terminal() {
+                return;
+            }
+        }
+    }
+
+    async fn flush_logs(&mut self) -> Result<(), EngineError> {
+        if !self.logs.is_empty() {
+            let logs = std::mem::take(&mut self.logs);
+            self.inner.store.append_logs(&logs).await?;
+        }
+        Ok(())
+    }
+
+    async fn persist(&mut self) -> Result<(), EngineError> {
+        self.flush_logs().await?;
+        self.inner
+            .store
+            .save_execution(&self.exec, &self.inner.owner, self.inner.config.lease)
+            .await?;
+        self.dirty = false;
+        if self.exec.state.current.is_terminal() {
+            self.inner.finished(&self.exec);
+        }
+        Ok(())
+    }
+
+    fn log(&mut self, run: Option<&TaskRun>, level: LogLevel, message: String) {
+        if level == LogLevel::Error
+            && let Some(run) = run
+        {
+            self.error_logs.push((run.task_id.clone(), message.clone()));
+        }
+        self.logs.push(NewLog {
+            execution_id: self.exec.id.clone(),
+            task_run_id: run.map(|r| r.id.clone()),
+            task_id: run.map(|r| r.task_id.clone()),
+            attempt_number: run.map_or(0, |r| r.attempts.len() as i64),
+            level: level.name().into(),
+            message,
+            timestamp: Timestamp::now(),
+        });
+    }
+
+    fn task(&self, task_id: &str) -> Option<Task> {
+        self.flow.find_task(task_id).cloned()
+    }
+
+    fn vars(&self, task: &Task, run: &TaskRun) -> minijinja::Value {
+        let base = context::base(&self.flow, &self.exec);
+        context::for_run(base, &self.exec, task, run, &self.error_logs)
+    }
+
+    fn apply(&mut self, step: Step) {
+        let now = Timestamp::now();
+        match step {
+            Step::Create {
+                task_id,
+                parent,
+                values,
+            } => {
+                let id = uuid::Uuid::now_v7().simple().to_string();
+                self.exec
+                    .task_run_list
+                    .push(TaskRun::new(id, task_id, parent, values, now));
+            }
+            Step::Start { run_id } => self.start(&run_id, now),
+            Step::Evaluate { run_id } => self.evaluate(&run_id, now),
+            Step::Complete { run_id, state } => {
+                if let Some(run) = self.exec.task_run_mut(&run_id) {
+                    run.state.set(state, now);
+                }
+            }
+            Step::Finish { state } => self.finish(state, now),
+        }
+    }
+
+    fn start(&mut self, run_id: &str, now: Timestamp) {
+        let Some(run) = self.exec.task_run(run_id) else {
+            return;
+        };
+        let Some(task) = self.task(&run.task_id) else {
+            return;
+        };
+        let Some(run) = self.exec.task_run_mut(run_id) else {
+            return;
+        };
+        run.state.set(State::Running, now);
+        run.next_attempt_at = None;
+        run.attempts.push(Attempt {
+            state: StateInfo::new(State::Running, now),
+            error: None,
+        });
+        let attempt_number = run.attempts.len() as i64;
+        let run = run.clone();
+        let attempt = runner::Attempt {
+            vars: self.vars(&task, &run),
+            task,
+            templates: self.inner.templates.clone(),
+            http: self.inner.http.clone(),
+            logs: LogSink {
+                execution_id: self.exec.id.clone(),
+                task_run_id: run.id.clone(),
+                task_id: run.task_id.clone(),
+                attempt: attempt_number,
+                events: self.events.clone(),
+            },
+        };
+        let handle = tokio::spawn(runner::run(attempt));
+        self.workers.insert(run.id, handle.abort_handle());
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Log(log) => self.logs.push(log),
+            Event::Done { run_id, result } => {
+                self.workers.remove(&run_id);
+                self.attempt_done(&run_id, result, Timestamp::now());
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// The retry policy of a task: its own, else that of the nearest flowable
+    /// around it that has one, else the flow's.
+    fn retry_for(&self, run: &TaskRun, task: &Task) -> Option<Retry> {
+        if let Some(retry) = &task.retry {
+            return Some(retry.clone());
+        }
+        let mut next = run.parent_task_run_id.as_deref();
+        while let Some(id) = next {
+            let parent = self.exec.task_run(id)?;
+            if let Some(retry) = self
+                .flow
+                .find_task(&parent.task_id)
+                .and_then(|t| t.retry.clone())
+            {
+                return Some(retry);
+            }
+            next = parent.parent_task_run_id.as_deref();
+        }
+        self.flow.retry.clone()
+    }
+
+    fn attempt_done(
+        &mut self,
+        run_id: &str,
+        result: Result<Map<String, Value>, String>,
+        now: Timestamp,
+    ) {
+        let Some(run) = self.exec.task_run(run_id).cloned() else {
+            return;
+        };
+        if run.state.current != State::Running {
+            return; // killed meanwhile
+        }
+        let Some(task) = self.task(&run.task_id) else {
+            return;
+        };
+        let retry = self.retry_for(&run, &task);
+        match result {
+            Ok(outputs) => {
+                let warn =
+                    retry.as_ref().is_some_and(|r| r.warning_on_retry) && run.attempts.len() > 1;
+                if let Some(run) = self.exec.task_run_mut(run_id) {
+                    run.outputs = outputs;
+                    if let Some(attempt) = run.attempts.last_mut() {
+                        attempt.state.set(State::Success, now);
+                    }
+                    run.state
+                        .set(if warn { State::Warning } else { State::Success }, now);
+                }
+            }
+            Err(message) => {
+                self.log(Some(&run), LogLevel::Error, message.clone());
+                self.fail_attempt(run_id, &task, retry, message, now);
+            }
+        }
+    }
+
+    /// Records a failed attempt and either schedules the next one or fails
+    /// the task run (WARNING when the task allows failure).
+    fn fail_attempt(
+        &mut self,
+        run_id: &str,
+        task: &Task,
+        retry: Option<Retry>,
+        message: String,
+        now: Timestamp,
+    ) {
+        let Some(run) = self.exec.task_run_mut(run_id) else {
+            return;
+        };
+        if let Some(attempt) = run.attempts.last_mut() {
+            attempt.state.set(State::Failed, now);
+            attempt.error = Some(message);
+        }
+        let first_start = run.attempts.first().map_or(now, |a| a.state.start_date);
+        let elapsed = Duration::try_from(now.duration_since(first_start)).unwrap_or_default();
+        let next = u32::try_from(run.attempts.len() + 1).unwrap_or(u32::MAX);
+        let delay = retry.and_then(|r| r.delay_before(next, elapsed));
+        match delay {
+            Some(delay) => {
+                run.state.set(State::Retrying, now);
+                let delay = jiff::SignedDuration::try_from(delay).unwrap_or_default();
+                run.next_attempt_at = now.checked_add(delay).ok();
+            }
+            None => {
+                let state = if task.allow_failure {
+                    State::Warning
+                } else {
+                    State::Failed
+                };
+                run.state.set(state, now);
+            }
+        }
+    }
+
+    /// Task runs that were RUNNING when the previous owner stopped: their
+    /// attempt is lost. Side-effect-free tasks simply run again; the others
+    /// fail that attempt and follow their retry policy.
+    fn recover_in_flight(&mut self, now: Timestamp) {
+        let in_flight: Vec<TaskRun> = self
+            .exec
+            .task_run_list
+            .iter()
+            .filter(|r| r.state.current == State::Running)
+            .cloned()
+            .collect();
+        for run in in_flight {
+            let Some(task) = self.task(&run.task_id) else {
+                continue;
+            };
+            if task.kind.is_flowable() {
+                continue;
+            }
+            let repeatable = matches!(
+                task.kind,
+                TaskKind::Log { .. }
+                    | TaskKind::Return { .. }
+                    | TaskKind::OutputValues { .. }
+                    | TaskKind::Fail { .. }
+                    | TaskKind::Sleep { .. }
+            );
+            let message = "the instance stopped while this attempt was running".to_owned();
+            if repeatable {
+                if let Some(r) = self.exec.task_run_mut(&run.id) {
+                    if let Some(attempt) = r.attempts.last_mut() {
+                        attempt.state.set(State::Failed, now);
+                        attempt.error = Some(message);
+                    }
+                    r.state.set(State::Retrying, now);
+                    r.next_attempt_at = None;
+                }
+            } else {
+                self.log(Some(&run), LogLevel::Warn, message.clone());
+                let retry = self.retry_for(&run, &task);
+                self.fail_attempt(&run.id, &task, retry, message, now);
+            }
+        }
+    }
+
+    fn fail_run(&mut self, run_id: &str, message: String, now: Timestamp) {
+        let run = self.exec.task_run(run_id).cloned();
+        self.log(run.as_ref(), LogLevel::Error, message);
+        if let Some(run) = self.exec.task_run_mut(run_id) {
+            run.state.set(State::Failed, now);
+        }
+    }
+
+    /// Decides what a flowable task run will do (branch, loop values).
+    fn evaluate(&mut self, run_id: &str, now: Timestamp) {
+        let Some(run) = self.exec.task_run(run_id).cloned() else {
+            return;
+        };
+        let Some(task) = self.task(&run.task_id) else {
+            return;
+        };
+        match self.decide(&task, &run) {
+            Ok((branch, iterations, outputs)) => {
+                if let Some(run) = self.exec.task_run_mut(run_id) {
+                    run.branch = branch;
+                    run.iterations = iterations;
+                    run.outputs = outputs;
+                    run.state.set(State::Running, now);
+                }
+            }
+            Err(message) => self.fail_run(run_id, message, now),
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn decide(
+        &self,
+        task: &Task,
+        run: &TaskRun,
+    ) -> Result<(Option<String>, Vec<String>, Map<String, Value>), String> {
+        let render = |text: &str| {
+            self.inner
+                .templates
+                .render(text, &self.vars(task, run))
+                .map_err(|e| e.to_string())
+        };
+        let mut outputs = Map::new();
+        match &task.kind {
+            TaskKind::If { condition, .. } => {
+                let branch = if is_truthy(&render(condition)?) {
+                    THEN_BRANCH
+                } else {
+                    ELSE_BRANCH
+                };
+                Ok((Some(branch.into()), Vec::new(), outputs))
+            }
+            TaskKind::Switch {
+                value,
+                cases,
+                defaults,
+            } => {
+                let value = render(value)?;
+                let matched = cases.iter().find(|(key, _)| *key == value);
+                outputs.insert("value".into(), Value::String(value.clone()));
+                outputs.insert("defaults".into(), Value::Bool(matched.is_none()));
+                match matched {
+                    Some((key, _)) => Ok((Some(key.clone()), Vec::new(), outputs)),
+                    None if !defaults.is_empty() => {
+                        Ok((Some(DEFAULTS_BRANCH.into()), Vec::new(), outputs))
+                    }
+                    None => Err(format!(
+                        "Switch value `{value}` matches no case and there are no defaults"
+                    )),
+                }
+            }
+            TaskKind::ForEach { values, .. } => {
+                let items = match values {
+                    Value::String(text) => {
+                        let rendered = render(text)?;
+                        match serde_json::from_str::<Value>(&rendered) {
+                            Ok(Value::Array(items)) => items,
+                            _ => return Err("ForEach values must render to a JSON array".into()),
+                        }
+                    }
+                    Value::Array(items) => items
+                        .iter()
+                        .map(|item| match item {
+                            Value::String(s) => render(s).map(Value::String),
+                            other => Ok(other.clone()),
+                        })
+                        .collect::<Result<_, _>>()?,
+                    _ => return Err("ForEach values must be a list".into()),
+                };
+                let nulls = items.iter().filter(|v| v.is_null()).count();
+                if nulls > 0 {
+                    return Err(format!(
+                        "Found '{nulls}' null values on Each, with values={}",
+                        Value::Array(items)
+                    ));
+                }
+                let iterations = items
+                    .into_iter()
+                    .map(|item| match item {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    })
+                    .collect();
+                Ok((None, iterations, outputs))
+            }
+            _ => Ok((None, Vec::new(), outputs)),
+        }
+    }
+
+    /// Ends the execution; a successful end renders the flow's outputs.
+    fn finish(&mut self, state: State, now: Timestamp) {
+        let mut state = state;
+        if !state.is_failure() && !self.flow.outputs.is_empty() {
+            match self.render_outputs() {
+                Ok(outputs) => self.exec.outputs = Some(outputs),
+                Err(message) => {
+                    self.log(None, LogLevel::Error, message.clone());
+                    self.exec.error = Some(message);
+                    state = State::Failed;
+                }
+            }
+        }
+        self.exec.state.set(state, now);
+    }
+
+    fn render_outputs(&self) -> Result<Map<String, Value>, String> {
+        let vars =
+            minijinja::Value::from_serialize(Value::Object(context::base(&self.flow, &self.exec)));
+        let mut out = Map::new();
+        for output in &self.flow.outputs {
+            let value = self
+                .inner
+                .templates
+                .render_json(&output.value, &vars)
+                .map_err(|e| format!("flow output `{}`: {e}", output.id))?;
+            out.insert(output.id.clone(), value);
+        }
+        Ok(out)
+    }
+
+    /// Stops every attempt and marks everything unfinished KILLED.
+    fn kill(&mut self) {
+        let now = Timestamp::now();
+        for (_, handle) in self.workers.drain() {
+            handle.abort();
+        }
+        for run in &mut self.exec.task_run_list {
+            if !run.state.current.is_terminal() {
+                if let Some(attempt) = run.attempts.last_mut()
+                    && !attempt.state.current.is_terminal()
+                {
+                    attempt.state.set(State::Killed, now);
+                }
+                run.state.set(State::Killed, now);
+            }
+        }
+        self.exec.state.set(State::Killing, now);
+        self.exec.state.set(State::Killed, now);
+        self.dirty = true;
+    }
+}

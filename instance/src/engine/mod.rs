@@ -1,0 +1,351 @@
+//! The orchestration engine: starts executions, claims them from the store's
+//! queue and drives each to its end.
+
+mod context;
+mod driver;
+mod plan;
+mod runner;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde_json::{Map, Value};
+use tokio::sync::{Notify, Semaphore, broadcast};
+use tokio_util::sync::CancellationToken;
+
+use crate::execution::{Execution, State};
+use crate::flow::{self, Flow, FlowError, InputError, Label};
+use crate::store::{Repository, Store, StoreError};
+use crate::template::Templates;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("flow {namespace}/{id} not found")]
+    FlowNotFound { namespace: String, id: String },
+    #[error("flow {namespace}/{id} is disabled")]
+    FlowDisabled { namespace: String, id: String },
+    #[error("stored flow {namespace}/{id} revision {revision} no longer parses: {source}")]
+    StoredFlowInvalid {
+        namespace: String,
+        id: String,
+        revision: i64,
+        #[source]
+        source: FlowError,
+    },
+    #[error(transparent)]
+    Inputs(#[from] InputError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("execution {0} not found")]
+    ExecutionNotFound(String),
+    #[error("execution {0} did not finish in time")]
+    Timeout(String),
+}
+
+/// Tuning of the engine (from the instance configuration).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How long a claim holds an execution without renewal; after a crash
+    /// other processes (or a restart) resume the execution once it expires.
+    pub lease: Duration,
+    /// Executions driven at once by this process.
+    pub max_running: usize,
+    /// How often the queue is polled when nothing signals new work.
+    pub poll: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            lease: Duration::from_secs(30),
+            max_running: 256,
+            poll: Duration::from_millis(500),
+        }
+    }
+}
+
+type FlowKey = (String, String, i64);
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    store: Store,
+    config: EngineConfig,
+    owner: String,
+    templates: Arc<Templates>,
+    http: reqwest::Client,
+    flows: Mutex<HashMap<FlowKey, Arc<Flow>>>,
+    kills: Mutex<HashMap<String, Arc<Notify>>>,
+    work: Notify,
+    finished: broadcast::Sender<(String, State)>,
+    shutdown: CancellationToken,
+}
+
+/// A handle on the engine; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    pub fn new(store: Store, config: EngineConfig) -> Engine {
+        let (finished, _) = broadcast::channel(1024);
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Engine {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                owner: format!("atoll-{}", uuid::Uuid::now_v7().simple()),
+                templates: Arc::new(Templates::new()),
+                http,
+                flows: Mutex::new(HashMap::new()),
+                kills: Mutex::new(HashMap::new()),
+                work: Notify::new(),
+                finished,
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Creates an execution of the latest revision of a flow and queues it.
+    pub async fn start_execution(
+        &self,
+        namespace: &str,
+        flow_id: &str,
+        inputs: &Map<String, Value>,
+        labels: Vec<Label>,
+        trigger: Option<Value>,
+    ) -> Result<Execution, EngineError> {
+        let record = self
+            .inner
+            .store
+            .get_flow(namespace, flow_id, None)
+            .await?
+            .ok_or_else(|| EngineError::FlowNotFound {
+                namespace: namespace.into(),
+                id: flow_id.into(),
+            })?;
+        let flow = self.inner.parsed(
+            &record.namespace,
+            &record.id,
+            record.revision,
+            &record.source,
+        )?;
+        if flow.disabled {
+            return Err(EngineError::FlowDisabled {
+                namespace: namespace.into(),
+                id: flow_id.into(),
+            });
+        }
+        let inputs = flow::resolve_inputs(&flow.inputs, inputs)?;
+        let mut all_labels = flow.labels.clone();
+        for label in labels {
+            all_labels.retain(|l| l.key != label.key);
+            all_labels.push(label);
+        }
+        let mut execution = Execution::new(
+            uuid::Uuid::now_v7().simple().to_string(),
+            flow.namespace.clone(),
+            flow.id.clone(),
+            record.revision,
+            all_labels,
+            inputs,
+            Timestamp::now(),
+        );
+        execution.trigger = trigger;
+        self.inner.store.insert_execution(&execution).await?;
+        self.inner.work.notify_one();
+        Ok(execution)
+    }
+
+    /// Asks for an execution to be killed (wherever it runs).
+    pub async fn kill(&self, id: &str) -> Result<bool, EngineError> {
+        let requested = self.inner.store.request_kill(id).await?;
+        if requested {
+            let notify = self
+                .inner
+                .kills
+                .lock()
+                .ok()
+                .and_then(|k| k.get(id).cloned());
+            if let Some(notify) = notify {
+                notify.notify_one();
+            }
+            self.inner.work.notify_one();
+        }
+        Ok(requested)
+    }
+
+    /// Waits until the execution is in a final state.
+    pub async fn wait(&self, id: &str, timeout: Duration) -> Result<Execution, EngineError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut finished = self.inner.finished.subscribe();
+        loop {
+            let execution = self
+                .inner
+                .store
+                .get_execution(id)
+                .await?
+                .ok_or_else(|| EngineError::ExecutionNotFound(id.into()))?;
+            if execution.state.current.is_terminal() {
+                return Ok(execution);
+            }
+            // Finishing elsewhere (another replica) is seen by the periodic re-read.
+            let tick = tokio::time::sleep(Duration::from_millis(250));
+            tokio::select! {
+                _ = finished.recv() => {}
+                () = tick => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(EngineError::Timeout(id.into()));
+                }
+            }
+        }
+    }
+
+    /// A receiver of (execution id, final state) for executions this process finishes.
+    pub fn finished_events(&self) -> broadcast::Receiver<(String, State)> {
+        self.inner.finished.subscribe()
+    }
+
+    /// Claims and drives executions until `shutdown` is cancelled; then stops
+    /// claiming, hands back unfinished executions and returns.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let inner = self.inner.clone();
+        let stop = inner.shutdown.clone();
+        let forward = tokio::spawn(async move {
+            shutdown.cancelled().await;
+            stop.cancel();
+        });
+        let slots = Arc::new(Semaphore::new(inner.config.max_running));
+        let mut drivers = tokio::task::JoinSet::new();
+        loop {
+            let permit = tokio::select! {
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                () = inner.shutdown.cancelled() => break,
+            };
+            while drivers.try_join_next().is_some() {}
+            let claimed = inner
+                .store
+                .claim_execution(&inner.owner, inner.config.lease)
+                .await;
+            match claimed {
+                Ok(Some(execution)) => {
+                    let inner = inner.clone();
+                    drivers.spawn(async move {
+                        let id = execution.id.clone();
+                        let result = driver::drive(&inner, execution).await;
+                        inner.forget(&id);
+                        if let Err(err) = result {
+                            tracing::error!(execution = %id, error = %err, "driving the execution failed");
+                            let _ = inner.store.release_lease(&id, &inner.owner).await;
+                        }
+                        drop(permit);
+                    });
+                }
+                Ok(None) => {
+                    drop(permit);
+                    tokio::select! {
+                        () = inner.work.notified() => {}
+                        () = tokio::time::sleep(inner.config.poll) => {}
+                        () = inner.shutdown.cancelled() => break,
+                    }
+                }
+                Err(err) => {
+                    drop(permit);
+                    tracing::warn!(error = %err, "claiming work failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = inner.shutdown.cancelled() => break,
+                    }
+                }
+            }
+        }
+        while drivers.join_next().await.is_some() {}
+        forward.abort();
+    }
+}
+
+impl Inner {
+    fn parsed(
+        &self,
+        namespace: &str,
+        id: &str,
+        revision: i64,
+        source: &str,
+    ) -> Result<Arc<Flow>, EngineError> {
+        let key = (namespace.to_owned(), id.to_owned(), revision);
+        if let Some(flow) = self.flows.lock().ok().and_then(|f| f.get(&key).cloned()) {
+            return Ok(flow);
+        }
+        let flow =
+            Arc::new(
+                flow::parse(source).map_err(|source| EngineError::StoredFlowInvalid {
+                    namespace: namespace.into(),
+                    id: id.into(),
+                    revision,
+                    source,
+                })?,
+            );
+        if let Ok(mut flows) = self.flows.lock() {
+            flows.insert(key, flow.clone());
+        }
+        Ok(flow)
+    }
+
+    async fn flow_for(&self, execution: &Execution) -> Result<Arc<Flow>, EngineError> {
+        let key = (
+            execution.namespace.clone(),
+            execution.flow_id.clone(),
+            execution.flow_revision,
+        );
+        if let Some(flow) = self.flows.lock().ok().and_then(|f| f.get(&key).cloned()) {
+            return Ok(flow);
+        }
+        let record = self
+            .store
+            .get_flow(
+                &execution.namespace,
+                &execution.flow_id,
+                Some(execution.flow_revision),
+            )
+            .await?
+            .ok_or_else(|| EngineError::FlowNotFound {
+                namespace: execution.namespace.clone(),
+                id: execution.flow_id.clone(),
+            })?;
+        self.parsed(
+            &record.namespace,
+            &record.id,
+            record.revision,
+            &record.source,
+        )
+    }
+
+    fn kill_signal(&self, id: &str) -> Arc<Notify> {
+        let mut kills = self.kills.lock().unwrap_or_else(|e| e.into_inner());
+        kills.entry(id.to_owned()).or_default().clone()
+    }
+
+    fn forget(&self, id: &str) {
+        if let Ok(mut kills) = self.kills.lock() {
+            kills.remove(id);
+        }
+    }
+
+    fn finished(&self, execution: &Execution) {
+        let _ = self
+            .finished
+            .send((execution.id.clone(), execution.state.current));
+    }
+}

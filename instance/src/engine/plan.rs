@@ -1,0 +1,361 @@
+//! The pure core of the engine: from a flow and the current state of an
+//! execution, what must happen next. Everything the engine knows about an
+//! execution is in its task runs, so planning again after a restart picks up
+//! exactly where the last process stopped.
+
+use std::collections::HashMap;
+
+use jiff::Timestamp;
+
+use crate::execution::{Execution, State, TaskRun};
+use crate::flow::{DagTask, Flow, Task, TaskKind};
+
+/// Branch marker of a Switch that took its `defaults`.
+pub(crate) const DEFAULTS_BRANCH: &str = "\u{0}defaults";
+pub(crate) const THEN_BRANCH: &str = "then";
+pub(crate) const ELSE_BRANCH: &str = "else";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Create a task run (state CREATED).
+    Create {
+        task_id: String,
+        parent: Option<String>,
+        values: Vec<String>,
+    },
+    /// Start the next attempt of a runnable task run.
+    Start { run_id: String },
+    /// Evaluate a flowable task run (condition, switch value, loop values).
+    Evaluate { run_id: String },
+    /// A flowable task run is done.
+    Complete { run_id: String, state: State },
+    /// The flow's tasks, error handlers and finally blocks are done.
+    Finish { state: State },
+}
+
+enum Status {
+    Pending,
+    Done(State),
+}
+
+#[derive(Clone)]
+struct Scope<'a> {
+    parent: Option<&'a TaskRun>,
+    values: Vec<String>,
+}
+
+impl Scope<'_> {
+    fn value(&self) -> Option<&str> {
+        self.values.last().map(String::as_str)
+    }
+}
+
+type Key<'a> = (Option<&'a str>, &'a str, Option<&'a str>);
+
+struct Planner<'a> {
+    now: Timestamp,
+    runs: HashMap<Key<'a>, &'a TaskRun>,
+    steps: Vec<Step>,
+}
+
+pub(crate) fn plan(flow: &Flow, execution: &Execution, now: Timestamp) -> Vec<Step> {
+    if execution.state.current.is_terminal() {
+        return Vec::new();
+    }
+    let runs = execution
+        .task_run_list
+        .iter()
+        .map(|run| {
+            (
+                (
+                    run.parent_task_run_id.as_deref(),
+                    run.task_id.as_str(),
+                    run.value.as_deref(),
+                ),
+                run,
+            )
+        })
+        .collect();
+    let mut planner = Planner {
+        now,
+        runs,
+        steps: Vec::new(),
+    };
+    let root = Scope {
+        parent: None,
+        values: Vec::new(),
+    };
+    let main = planner.sequential(&flow.tasks, &root);
+    if let Status::Done(state) = planner.handlers(main, &flow.errors, &flow.finally, &root) {
+        planner.steps.push(Step::Finish { state });
+    }
+    planner.steps
+}
+
+fn enabled(tasks: &[Task]) -> impl Iterator<Item = &Task> {
+    tasks.iter().filter(|t| !t.disabled)
+}
+
+/// SUCCESS < WARNING < failures.
+fn rank(state: State) -> u8 {
+    match state {
+        State::Success => 0,
+        State::Warning => 1,
+        _ => 2,
+    }
+}
+
+fn worse(a: State, b: State) -> State {
+    if rank(b) > rank(a) { b } else { a }
+}
+
+impl<'a> Planner<'a> {
+    fn find(&self, task: &'a Task, scope: &Scope<'a>) -> Option<&'a TaskRun> {
+        let parent = scope.parent.map(|p| p.id.as_str());
+        self.runs
+            .get(&(parent, task.id.as_str(), scope.value()))
+            .copied()
+    }
+
+    fn create(&mut self, task: &Task, scope: &Scope<'_>) {
+        self.steps.push(Step::Create {
+            task_id: task.id.clone(),
+            parent: scope.parent.map(|p| p.id.clone()),
+            values: scope.values.clone(),
+        });
+    }
+
+    /// Runs `errors` after a failed main part, then `finally` in any case.
+    /// Neither changes the outcome of the main part.
+    fn handlers(
+        &mut self,
+        main: Status,
+        errors: &'a [Task],
+        finally: &'a [Task],
+        scope: &Scope<'a>,
+    ) -> Status {
+        let Status::Done(state) = main else {
+            return Status::Pending;
+        };
+        if state.is_failure() && matches!(self.sequential(errors, scope), Status::Pending) {
+            return Status::Pending;
+        }
+        if matches!(self.sequential(finally, scope), Status::Pending) {
+            return Status::Pending;
+        }
+        Status::Done(state)
+    }
+
+    fn sequential(&mut self, tasks: &'a [Task], scope: &Scope<'a>) -> Status {
+        let mut result = State::Success;
+        for task in enabled(tasks) {
+            match self.find(task, scope) {
+                None => {
+                    self.create(task, scope);
+                    return Status::Pending;
+                }
+                Some(run) if !run.state.current.is_terminal() => {
+                    self.visit(task, run);
+                    return Status::Pending;
+                }
+                Some(run) if run.state.current.is_failure() => {
+                    return Status::Done(run.state.current);
+                }
+                Some(run) => result = worse(result, run.state.current),
+            }
+        }
+        Status::Done(result)
+    }
+
+    /// Children run side by side, at most `limit` at once (0 = all). After a
+    /// failure no new child starts; the running ones finish.
+    fn parallel(&mut self, tasks: &'a [Task], scope: &Scope<'a>, limit: u32) -> Status {
+        let mut result = State::Success;
+        let mut active = 0u32;
+        let mut done = true;
+        let mut missing = Vec::new();
+        for task in enabled(tasks) {
+            match self.find(task, scope) {
+                None => missing.push(task),
+                Some(run) if !run.state.current.is_terminal() => {
+                    self.visit(task, run);
+                    active += 1;
+                    done = false;
+                }
+                Some(run) => result = worse(result, run.state.current),
+            }
+        }
+        if !result.is_failure() {
+            for task in missing {
+                done = false;
+                if limit == 0 || active < limit {
+                    self.create(task, scope);
+                    active += 1;
+                }
+            }
+        }
+        if done {
+            Status::Done(result)
+        } else {
+            Status::Pending
+        }
+    }
+
+    /// Drives a task run that is not finished yet.
+    fn visit(&mut self, task: &'a Task, run: &'a TaskRun) {
+        let state = run.state.current;
+        if !task.kind.is_flowable() {
+            let due = match state {
+                State::Created => true,
+                State::Retrying => run.next_attempt_at.is_none_or(|at| at <= self.now),
+                _ => false,
+            };
+            if due {
+                self.steps.push(Step::Start {
+                    run_id: run.id.clone(),
+                });
+            }
+            return;
+        }
+        match state {
+            State::Created => self.steps.push(Step::Evaluate {
+                run_id: run.id.clone(),
+            }),
+            State::Running => {
+                if let Status::Done(mut result) = self.children(task, run) {
+                    let downgrade =
+                        task.allow_failure || matches!(task.kind, TaskKind::AllowFailure { .. });
+                    if downgrade && result.is_failure() {
+                        result = State::Warning;
+                    }
+                    self.steps.push(Step::Complete {
+                        run_id: run.id.clone(),
+                        state: result,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn children(&mut self, task: &'a Task, run: &'a TaskRun) -> Status {
+        let scope = Scope {
+            parent: Some(run),
+            values: run.values.clone(),
+        };
+        let main = match &task.kind {
+            TaskKind::Sequential { tasks } | TaskKind::AllowFailure { tasks } => {
+                self.sequential(tasks, &scope)
+            }
+            TaskKind::Parallel { tasks, concurrent } => self.parallel(tasks, &scope, *concurrent),
+            TaskKind::If {
+                then, otherwise, ..
+            } => {
+                let branch = if run.branch.as_deref() == Some(THEN_BRANCH) {
+                    then
+                } else {
+                    otherwise
+                };
+                self.sequential(branch, &scope)
+            }
+            TaskKind::Switch {
+                cases, defaults, ..
+            } => {
+                let branch = cases
+                    .iter()
+                    .find(|(key, _)| Some(key.as_str()) == run.branch.as_deref())
+                    .map_or(defaults, |(_, tasks)| tasks);
+                self.sequential(branch, &scope)
+            }
+            TaskKind::ForEach {
+                tasks,
+                concurrency_limit,
+                ..
+            } => self.for_each(tasks, run, *concurrency_limit),
+            TaskKind::Dag { tasks, concurrent } => self.dag(tasks, &scope, *concurrent),
+            _ => Status::Done(State::Success),
+        };
+        self.handlers(main, &task.errors, &task.finally, &scope)
+    }
+
+    /// Each value runs the children in sequence; values run side by side up
+    /// to `limit` (0 = all). After a failure no new iteration starts.
+    fn for_each(&mut self, tasks: &'a [Task], run: &'a TaskRun, limit: u32) -> Status {
+        let mut result = State::Success;
+        let mut active = 0u32;
+        let mut done = true;
+        for value in &run.iterations {
+            let mut values = run.values.clone();
+            values.push(value.clone());
+            let scope = Scope {
+                parent: Some(run),
+                values,
+            };
+            let started = enabled(tasks).any(|t| self.find(t, &scope).is_some());
+            if !started && (result.is_failure() || (limit != 0 && active >= limit)) {
+                if !result.is_failure() {
+                    done = false;
+                }
+                continue;
+            }
+            match self.sequential(tasks, &scope) {
+                Status::Pending => {
+                    active += 1;
+                    done = false;
+                }
+                Status::Done(state) => result = worse(result, state),
+            }
+        }
+        if done {
+            Status::Done(result)
+        } else {
+            Status::Pending
+        }
+    }
+
+    /// A task starts once everything it depends on succeeded; at most
+    /// `limit` run at once (0 = all that are ready).
+    fn dag(&mut self, tasks: &'a [DagTask], scope: &Scope<'a>, limit: u32) -> Status {
+        let mut result = State::Success;
+        let mut active = 0u32;
+        let mut done = true;
+        let mut finished: HashMap<&str, bool> = HashMap::new();
+        let mut missing = Vec::new();
+        for entry in tasks {
+            if entry.task.disabled {
+                finished.insert(entry.task.id.as_str(), true);
+                continue;
+            }
+            match self.find(&entry.task, scope) {
+                None => missing.push(entry),
+                Some(run) if !run.state.current.is_terminal() => {
+                    self.visit(&entry.task, run);
+                    active += 1;
+                    done = false;
+                }
+                Some(run) => {
+                    result = worse(result, run.state.current);
+                    finished.insert(entry.task.id.as_str(), !run.state.current.is_failure());
+                }
+            }
+        }
+        if !result.is_failure() {
+            for entry in missing {
+                done = false;
+                let ready = entry
+                    .depends_on
+                    .iter()
+                    .all(|dep| finished.get(dep.as_str()) == Some(&true));
+                if ready && (limit == 0 || active < limit) {
+                    self.create(&entry.task, scope);
+                    active += 1;
+                }
+            }
+        }
+        if done {
+            Status::Done(result)
+        } else {
+            Status::Pending
+        }
+    }
+}

@@ -1,0 +1,449 @@
+//! The flow model: what a parsed, validated Kestra-shaped flow holds.
+//!
+//! Template strings (`{{ … }}`) are kept as written and rendered by the
+//! engine when a task runs; JSON-shaped properties stay `serde_json::Value`
+//! trees whose strings are rendered the same way.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A flow as written by its author, after parsing and validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flow {
+    pub id: String,
+    pub namespace: String,
+    pub description: Option<String>,
+    /// Labels in declaration order (executions copy them in that order).
+    pub labels: Vec<Label>,
+    pub inputs: Vec<Input>,
+    pub variables: Map<String, Value>,
+    pub tasks: Vec<Task>,
+    pub errors: Vec<Task>,
+    pub finally: Vec<Task>,
+    pub outputs: Vec<FlowOutput>,
+    pub disabled: bool,
+    /// Default retry for tasks that declare none (Kestra's flow-level `retry`).
+    pub retry: Option<Retry>,
+    /// Triggers are stored with the flow; firing them is not part of this engine yet.
+    pub triggers: Vec<Trigger>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Label {
+    pub key: String,
+    pub value: String,
+}
+
+/// A declared flow input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Input {
+    pub id: String,
+    pub kind: InputType,
+    pub required: bool,
+    pub defaults: Option<Value>,
+    pub description: Option<String>,
+    /// Allowed values of a `SELECT` input.
+    pub values: Vec<String>,
+    /// Item type of an `ARRAY` input.
+    pub item_type: Option<InputType>,
+}
+
+/// Input and flow-output types, with Kestra's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InputType {
+    String,
+    Int,
+    Float,
+    Boolean,
+    Datetime,
+    Json,
+    Select,
+    Array,
+}
+
+impl InputType {
+    /// Every name accepted in YAML, with the type it means (`BOOL` is Kestra's
+    /// newer alias of `BOOLEAN`).
+    pub const NAMES: &[(&str, InputType)] = &[
+        ("STRING", InputType::String),
+        ("INT", InputType::Int),
+        ("FLOAT", InputType::Float),
+        ("BOOLEAN", InputType::Boolean),
+        ("BOOL", InputType::Boolean),
+        ("DATETIME", InputType::Datetime),
+        ("JSON", InputType::Json),
+        ("SELECT", InputType::Select),
+        ("ARRAY", InputType::Array),
+    ];
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, kind)| *kind)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            InputType::String => "STRING",
+            InputType::Int => "INT",
+            InputType::Float => "FLOAT",
+            InputType::Boolean => "BOOLEAN",
+            InputType::Datetime => "DATETIME",
+            InputType::Json => "JSON",
+            InputType::Select => "SELECT",
+            InputType::Array => "ARRAY",
+        }
+    }
+}
+
+/// A flow-level output, rendered when the execution's tasks are done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowOutput {
+    pub id: String,
+    pub kind: InputType,
+    /// A template string, or a list/map whose strings are templates.
+    pub value: Value,
+    pub required: bool,
+}
+
+/// A trigger as declared; kept so flows that carry one can be stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub id: String,
+    pub type_name: String,
+    pub disabled: bool,
+    /// The remaining properties, as written.
+    pub properties: Map<String, Value>,
+}
+
+/// One task of a flow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    /// The type name exactly as written (canonical name or older alias).
+    pub type_name: String,
+    pub description: Option<String>,
+    pub retry: Option<Retry>,
+    pub timeout: Option<Duration>,
+    pub allow_failure: bool,
+    pub disabled: bool,
+    /// Error handlers of a flowable task (run when its children fail).
+    pub errors: Vec<Task>,
+    /// Tasks a flowable task always runs after its children and handlers.
+    pub finally: Vec<Task>,
+    pub kind: TaskKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "TRACE" => LogLevel::Trace,
+            "DEBUG" => LogLevel::Debug,
+            "INFO" => LogLevel::Info,
+            "WARN" => LogLevel::Warn,
+            "ERROR" => LogLevel::Error,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "TRACE",
+            LogLevel::Debug => "DEBUG",
+            LogLevel::Info => "INFO",
+            LogLevel::Warn => "WARN",
+            LogLevel::Error => "ERROR",
+        }
+    }
+}
+
+/// What a task does. Runnable kinds do work; flowable kinds hold child tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TaskKind {
+    Log {
+        /// One or several message templates.
+        messages: Vec<String>,
+        level: LogLevel,
+    },
+    Return {
+        format: Option<String>,
+    },
+    OutputValues {
+        values: Map<String, Value>,
+    },
+    Fail {
+        condition: Option<String>,
+        error_message: String,
+    },
+    Sleep {
+        duration: Duration,
+    },
+    Commands(CommandsSpec),
+    HttpRequest(HttpRequestSpec),
+    Sequential {
+        tasks: Vec<Task>,
+    },
+    Parallel {
+        tasks: Vec<Task>,
+        /// How many children run at once; 0 = all.
+        concurrent: u32,
+    },
+    AllowFailure {
+        tasks: Vec<Task>,
+    },
+    If {
+        condition: String,
+        then: Vec<Task>,
+        otherwise: Vec<Task>,
+    },
+    Switch {
+        value: String,
+        /// Cases in declaration order; keys are compared with the rendered value.
+        cases: Vec<(String, Vec<Task>)>,
+        /// Empty: no default branch (an unmatched value fails the Switch).
+        defaults: Vec<Task>,
+    },
+    ForEach {
+        /// A JSON array as a (template) string, or a YAML list.
+        values: Value,
+        /// How many iterations run at once; 0 = all.
+        concurrency_limit: u32,
+        tasks: Vec<Task>,
+    },
+    Dag {
+        tasks: Vec<DagTask>,
+        /// How many tasks run at once; 0 = all that are ready.
+        concurrent: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DagTask {
+    pub task: Task,
+    pub depends_on: Vec<String>,
+}
+
+/// Shell commands run as a local process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandsSpec {
+    pub commands: Vec<String>,
+    pub before_commands: Vec<String>,
+    pub interpreter: Vec<String>,
+    pub env: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpRequestSpec {
+    pub uri: String,
+    pub method: String,
+    pub body: Option<String>,
+    pub content_type: Option<String>,
+    pub headers: Map<String, Value>,
+    /// Accept any status code instead of failing on 4xx/5xx.
+    pub allow_failed: bool,
+}
+
+impl TaskKind {
+    /// Direct children, in declaration order (not `errors`/`finally`).
+    pub fn children(&self) -> Vec<&Task> {
+        match self {
+            TaskKind::Sequential { tasks }
+            | TaskKind::Parallel { tasks, .. }
+            | TaskKind::AllowFailure { tasks }
+            | TaskKind::ForEach { tasks, .. } => tasks.iter().collect(),
+            TaskKind::If {
+                then, otherwise, ..
+            } => then.iter().chain(otherwise).collect(),
+            TaskKind::Switch {
+                cases, defaults, ..
+            } => cases
+                .iter()
+                .flat_map(|(_, tasks)| tasks)
+                .chain(defaults)
+                .collect(),
+            TaskKind::Dag { tasks, .. } => tasks.iter().map(|t| &t.task).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn is_flowable(&self) -> bool {
+        matches!(
+            self,
+            TaskKind::Sequential { .. }
+                | TaskKind::Parallel { .. }
+                | TaskKind::AllowFailure { .. }
+                | TaskKind::If { .. }
+                | TaskKind::Switch { .. }
+                | TaskKind::ForEach { .. }
+                | TaskKind::Dag { .. }
+        )
+    }
+}
+
+/// A retry policy (Kestra's `retry` property).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Retry {
+    pub backoff: Backoff,
+    /// Attempts in total, the first one included.
+    pub max_attempts: Option<u32>,
+    /// No new attempt starts once this much time has passed since the first.
+    pub max_duration: Option<Duration>,
+    /// A task that succeeded only after a retry ends WARNING.
+    pub warning_on_retry: bool,
+    pub behavior: RetryBehavior,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Backoff {
+    Constant {
+        interval: Duration,
+    },
+    Exponential {
+        interval: Duration,
+        max_interval: Duration,
+        delay_factor: f64,
+    },
+    Random {
+        min_interval: Duration,
+        max_interval: Duration,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RetryBehavior {
+    RetryFailedTask,
+    CreateNewExecution,
+}
+
+impl Retry {
+    /// Delay before attempt number `next_attempt` (1-based; the first retry
+    /// is attempt 2), or `None` when the policy allows no further attempt.
+    pub fn delay_before(&self, next_attempt: u32, elapsed: Duration) -> Option<Duration> {
+        if self.max_attempts.is_some_and(|max| next_attempt > max) {
+            return None;
+        }
+        let retries_done = next_attempt.saturating_sub(2);
+        let delay = match &self.backoff {
+            Backoff::Constant { interval } => *interval,
+            Backoff::Exponential {
+                interval,
+                max_interval,
+                delay_factor,
+            } => {
+                let factor = delay_factor.powi(i32::try_from(retries_done).unwrap_or(i32::MAX));
+                let secs = (interval.as_secs_f64() * factor).min(max_interval.as_secs_f64());
+                Duration::try_from_secs_f64(secs).unwrap_or(*max_interval)
+            }
+            // Deterministic midpoint: jitter adds nothing a test could check
+            // and would need a random source here.
+            Backoff::Random {
+                min_interval,
+                max_interval,
+            } => (*min_interval + *max_interval) / 2,
+        };
+        if self
+            .max_duration
+            .is_some_and(|max| elapsed.saturating_add(delay) > max)
+        {
+            return None;
+        }
+        Some(delay)
+    }
+}
+
+impl Flow {
+    /// Every task of the flow, depth first, handlers included.
+    pub fn all_tasks(&self) -> Vec<&Task> {
+        let mut out = Vec::new();
+        for task in self.tasks.iter().chain(&self.errors).chain(&self.finally) {
+            collect(task, &mut out);
+        }
+        out
+    }
+
+    /// The task with this id anywhere in the flow.
+    pub fn find_task(&self, id: &str) -> Option<&Task> {
+        self.all_tasks().into_iter().find(|t| t.id == id)
+    }
+
+    pub fn input(&self, id: &str) -> Option<&Input> {
+        self.inputs.iter().find(|i| i.id == id)
+    }
+}
+
+fn collect<'a>(task: &'a Task, out: &mut Vec<&'a Task>) {
+    out.push(task);
+    for child in task
+        .kind
+        .children()
+        .into_iter()
+        .chain(&task.errors)
+        .chain(&task.finally)
+    {
+        collect(child, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn constant(max: Option<u32>, max_duration: Option<Duration>) -> Retry {
+        Retry {
+            backoff: Backoff::Constant {
+                interval: Duration::from_millis(250),
+            },
+            max_attempts: max,
+            max_duration,
+            warning_on_retry: false,
+            behavior: RetryBehavior::RetryFailedTask,
+        }
+    }
+
+    #[test]
+    fn max_attempts_counts_the_first_attempt() {
+        let retry = constant(Some(3), None);
+        assert_eq!(
+            retry.delay_before(2, Duration::ZERO),
+            Some(Duration::from_millis(250))
+        );
+        assert!(retry.delay_before(3, Duration::ZERO).is_some());
+        assert_eq!(retry.delay_before(4, Duration::ZERO), None);
+    }
+
+    #[test]
+    fn max_duration_stops_retries() {
+        let retry = constant(None, Some(Duration::from_secs(1)));
+        assert!(retry.delay_before(2, Duration::from_millis(700)).is_some());
+        assert_eq!(retry.delay_before(2, Duration::from_millis(800)), None);
+    }
+
+    #[test]
+    fn exponential_backoff_grows_and_caps() {
+        let retry = Retry {
+            backoff: Backoff::Exponential {
+                interval: Duration::from_secs(1),
+                max_interval: Duration::from_secs(5),
+                delay_factor: 2.0,
+            },
+            ..constant(None, None)
+        };
+        let delays: Vec<_> = (2..=6)
+            .filter_map(|n| retry.delay_before(n, Duration::ZERO))
+            .map(|d| d.as_secs())
+            .collect();
+        assert_eq!(delays, vec![1, 2, 4, 5, 5]);
+    }
+}

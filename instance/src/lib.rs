@@ -1,0 +1,16 @@
+//! The per-tenant Atoll orchestration engine.
+//!
+//! Each tenant runs its own instance of this crate's binary, on its own
+//! database: flows in Kestra's YAML shape ([`flow`]), executions driven by
+//! the [`engine`] from a durable queue in the [`store`], a Kestra-shaped
+//! REST [`api`] behind bearer-token [`auth`].
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod engine;
+pub mod execution;
+pub mod flow;
+pub mod server;
+pub mod store;
+pub mod template;

@@ -1,0 +1,138 @@
+//! Start-up and shutdown: connect the store (migrating it), start the
+//! engine, serve the API until SIGTERM or Ctrl-C, then hand back unfinished
+//! work.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState, Metrics, StateLabel};
+use crate::auth::{JwksVerifier, Verifier};
+use crate::config::{AuthMode, Config};
+use crate::engine::{Engine, EngineConfig};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot create the data directory: {0}")]
+    DataDir(#[source] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Runs the instance on `config.listen` until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    serve(config, listener, shutdown).await
+}
+
+/// Runs the instance on an already bound listener until `shutdown` is cancelled.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    if config.database_url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir).map_err(ServeError::DataDir)?;
+    }
+    let store = Store::connect(&config.database_url).await?;
+    tracing::info!(backend = store.backend(), "database ready");
+    let engine = Engine::new(
+        store,
+        EngineConfig {
+            lease: config.lease,
+            ..EngineConfig::default()
+        },
+    );
+    let verifier: Option<Arc<dyn Verifier>> = match &config.auth {
+        AuthMode::Identity { issuer } => {
+            let verifier = JwksVerifier::new(issuer, &config.tenant);
+            let first = verifier.clone();
+            tokio::spawn(async move {
+                if let Err(err) = first.refresh().await {
+                    tracing::warn!(error = %err, "identity keys not loaded yet; will retry on the first token");
+                }
+            });
+            Some(verifier)
+        }
+        AuthMode::Disabled { explicit } => {
+            tracing::warn!(
+                explicit,
+                "authentication is DISABLED: every caller is an Admin; use only for local, single-user work"
+            );
+            None
+        }
+    };
+    let metrics = Arc::new(Metrics::default());
+    let mut finished = engine.finished_events();
+    let counted = metrics.clone();
+    tokio::spawn(async move {
+        while let Ok((_, state)) = finished.recv().await {
+            counted
+                .executions_finished
+                .get_or_create(&StateLabel {
+                    state: state.as_str().into(),
+                })
+                .inc();
+        }
+    });
+    let state = AppState {
+        engine: engine.clone(),
+        tenant: config.tenant.clone(),
+        verifier,
+        metrics,
+    };
+    let local = listener.local_addr().map_err(ServeError::Serve)?;
+    tracing::info!(listen = %local, tenant = %config.tenant, "serving");
+    let engine_task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { engine.run(shutdown).await }
+    });
+    let served = axum::serve(listener, api::app(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+    shutdown.cancel();
+    let _ = engine_task.await;
+    served.map_err(ServeError::Serve)
+}
+
+/// Cancels the token on SIGTERM or Ctrl-C.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(term) => term,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        token.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+        token.cancel();
+    });
+}

@@ -1,0 +1,338 @@
+//! Durable state: flows (every revision), executions (which double as the
+//! work queue) and logs. One [`Repository`] trait with a SQLite and a
+//! PostgreSQL implementation; [`Store`] picks one from a database URL.
+//!
+//! The queue: an unfinished execution is claimed by a process with a lease
+//! (owner + expiry). The owner renews the lease while it works; when a
+//! process dies its leases expire and another claim picks the execution up,
+//! so nothing is lost and nothing runs twice at the same time.
+
+use std::future::Future;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::execution::{Execution, LogEntry, NewLog, State};
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PostgresRepository;
+pub use sqlite::SqliteRepository;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("database query `{action}` failed: {source}")]
+    Query {
+        action: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("stored {what} is not valid JSON: {source}")]
+    Corrupt {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Another process holds (or took over) the execution's lease.
+    #[error("the lease on execution {0} is no longer held by this process")]
+    LeaseLost(String),
+    #[error("execution {0} already exists")]
+    Duplicate(String),
+    #[error("unsupported database URL (expected sqlite: or postgres:)")]
+    UnsupportedUrl,
+}
+
+pub(crate) fn query_error(action: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Query { action, source }
+}
+
+/// One stored revision of a flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowRecord {
+    pub namespace: String,
+    pub id: String,
+    pub revision: i64,
+    pub source: String,
+    pub deleted: bool,
+    pub updated: Timestamp,
+}
+
+/// Which executions a search returns, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecutionFilter {
+    /// Matches this namespace and every namespace below it.
+    pub namespace: Option<String>,
+    pub flow_id: Option<String>,
+    pub states: Vec<State>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+/// What the owner of a lease learns when renewing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub held: bool,
+    pub kill_requested: bool,
+}
+
+/// Everything the engine and the API store.
+pub trait Repository: Send + Sync + 'static {
+    /// Checks the database answers (readiness).
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores `source` as the next revision of the flow, unless it equals the
+    /// latest (live) revision, which is then returned unchanged.
+    fn save_flow(
+        &self,
+        namespace: &str,
+        id: &str,
+        source: &str,
+    ) -> impl Future<Output = Result<FlowRecord, StoreError>> + Send;
+
+    /// The given revision, or the latest live one when `revision` is `None`.
+    fn get_flow(
+        &self,
+        namespace: &str,
+        id: &str,
+        revision: Option<i64>,
+    ) -> impl Future<Output = Result<Option<FlowRecord>, StoreError>> + Send;
+
+    /// Latest live revision of every flow, optionally under a namespace.
+    fn list_flows(
+        &self,
+        namespace: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<FlowRecord>, StoreError>> + Send;
+
+    /// Every revision of a flow, oldest first (deletions included).
+    fn flow_revisions(
+        &self,
+        namespace: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Vec<FlowRecord>, StoreError>> + Send;
+
+    /// Marks the flow deleted (a tombstone revision); false if it did not exist.
+    fn delete_flow(
+        &self,
+        namespace: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Enqueues a new execution.
+    fn insert_execution(
+        &self,
+        execution: &Execution,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn get_execution(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Execution>, StoreError>> + Send;
+
+    fn search_executions(
+        &self,
+        filter: &ExecutionFilter,
+    ) -> impl Future<Output = Result<Vec<Execution>, StoreError>> + Send;
+
+    /// Claims the oldest unfinished execution whose lease is free or expired.
+    fn claim_execution(
+        &self,
+        owner: &str,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Option<Execution>, StoreError>> + Send;
+
+    /// Writes the execution if `owner` still holds its lease, renewing it;
+    /// a finished execution's lease is released.
+    fn save_execution(
+        &self,
+        execution: &Execution,
+        owner: &str,
+        lease: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Extends the lease if `owner` holds it.
+    fn renew_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Lease, StoreError>> + Send;
+
+    /// Gives the lease up so another process (or a restart) can claim at once.
+    fn release_lease(
+        &self,
+        id: &str,
+        owner: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Asks whoever runs the execution to kill it. False when it is unknown
+    /// or already finished.
+    fn request_kill(&self, id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    fn append_logs(&self, logs: &[NewLog]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Log lines of an execution with `seq` greater than `after`, in order.
+    fn logs(
+        &self,
+        execution_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<LogEntry>, StoreError>> + Send;
+}
+
+/// The repository picked by the database URL.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(SqliteRepository),
+    Postgres(PostgresRepository),
+}
+
+impl Store {
+    /// Connects and runs the embedded migrations.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Store::Sqlite(SqliteRepository::connect(url).await?))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Store::Postgres(PostgresRepository::connect(url).await?))
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $repo:ident => $call:expr) => {
+        match $self {
+            Store::Sqlite($repo) => $call.await,
+            Store::Postgres($repo) => $call.await,
+        }
+    };
+}
+
+impl Repository for Store {
+    async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, r => r.ping())
+    }
+    async fn save_flow(&self, ns: &str, id: &str, source: &str) -> Result<FlowRecord, StoreError> {
+        dispatch!(self, r => r.save_flow(ns, id, source))
+    }
+    async fn get_flow(
+        &self,
+        ns: &str,
+        id: &str,
+        revision: Option<i64>,
+    ) -> Result<Option<FlowRecord>, StoreError> {
+        dispatch!(self, r => r.get_flow(ns, id, revision))
+    }
+    async fn list_flows(&self, ns: Option<&str>) -> Result<Vec<FlowRecord>, StoreError> {
+        dispatch!(self, r => r.list_flows(ns))
+    }
+    async fn flow_revisions(&self, ns: &str, id: &str) -> Result<Vec<FlowRecord>, StoreError> {
+        dispatch!(self, r => r.flow_revisions(ns, id))
+    }
+    async fn delete_flow(&self, ns: &str, id: &str) -> Result<bool, StoreError> {
+        dispatch!(self, r => r.delete_flow(ns, id))
+    }
+    async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError> {
+        dispatch!(self, r => r.insert_execution(execution))
+    }
+    async fn get_execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
+        dispatch!(self, r => r.get_execution(id))
+    }
+    async fn search_executions(
+        &self,
+        filter: &ExecutionFilter,
+    ) -> Result<Vec<Execution>, StoreError> {
+        dispatch!(self, r => r.search_executions(filter))
+    }
+    async fn claim_execution(
+        &self,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<Execution>, StoreError> {
+        dispatch!(self, r => r.claim_execution(owner, lease))
+    }
+    async fn save_execution(
+        &self,
+        execution: &Execution,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, r => r.save_execution(execution, owner, lease))
+    }
+    async fn renew_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Lease, StoreError> {
+        dispatch!(self, r => r.renew_lease(id, owner, lease))
+    }
+    async fn release_lease(&self, id: &str, owner: &str) -> Result<(), StoreError> {
+        dispatch!(self, r => r.release_lease(id, owner))
+    }
+    async fn request_kill(&self, id: &str) -> Result<bool, StoreError> {
+        dispatch!(self, r => r.request_kill(id))
+    }
+    async fn append_logs(&self, logs: &[NewLog]) -> Result<(), StoreError> {
+        dispatch!(self, r => r.append_logs(logs))
+    }
+    async fn logs(
+        &self,
+        execution_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        dispatch!(self, r => r.logs(execution_id, after, limit))
+    }
+}
+
+/// Microseconds since the Unix epoch: the one time format both databases store.
+pub(crate) fn micros(ts: Timestamp) -> i64 {
+    ts.as_microsecond()
+}
+
+pub(crate) fn from_micros(us: i64) -> Timestamp {
+    Timestamp::from_microsecond(us).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+pub(crate) fn lease_until(lease: Duration) -> i64 {
+    let lease = i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2);
+    micros(Timestamp::now()).saturating_add(lease)
+}
+
+pub(crate) fn encode_execution(execution: &Execution) -> Result<String, StoreError> {
+    serde_json::to_string(execution).map_err(|source| StoreError::Corrupt {
+        what: "execution",
+        source,
+    })
+}
+
+pub(crate) fn decode_execution(body: &str) -> Result<Execution, StoreError> {
+    serde_json::from_str(body).map_err(|source| StoreError::Corrupt {
+        what: "execution",
+        source,
+    })
+}
+
+/// `LIKE` pattern for a namespace and its children, with wildcards escaped.
+pub(crate) fn namespace_prefix(namespace: &str) -> String {
+    let escaped = namespace
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("{escaped}.%")
+}

@@ -1,0 +1,468 @@
+//! SQLite: the embedded default, a file in the data directory. Claims run in
+//! `BEGIN IMMEDIATE` transactions, which take the write lock up front so two
+//! claimers never read the same free row.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, SqlSafeStr};
+
+use super::*;
+
+#[derive(Debug, Clone)]
+pub struct SqliteRepository {
+    pool: SqlitePool,
+}
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "init".into(),
+        MigrationType::Simple,
+        include_str!("../../migrations/sqlite/0001_init.sql").into_sql_str(),
+        false,
+    )])
+}
+
+impl SqliteRepository {
+    /// Opens (creating if needed) the database at `url` (`sqlite:path`) and
+    /// migrates it.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(StoreError::Connect)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL survives a killed process; only a power loss can
+            // drop the last transactions.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(StoreError::Connect)?;
+        migrator().run(&pool).await.map_err(StoreError::Migrate)?;
+        Ok(SqliteRepository { pool })
+    }
+}
+
+fn flow_record(row: &SqliteRow) -> FlowRecord {
+    FlowRecord {
+        namespace: row.get("namespace"),
+        id: row.get("id"),
+        revision: row.get("revision"),
+        source: row.get("source"),
+        deleted: row.get::<i64, _>("deleted") != 0,
+        updated: from_micros(row.get("updated_at")),
+    }
+}
+
+fn log_entry(row: &SqliteRow) -> LogEntry {
+    LogEntry {
+        seq: row.get("seq"),
+        execution_id: row.get("execution_id"),
+        task_run_id: row.get("task_run_id"),
+        task_id: row.get("task_id"),
+        attempt_number: row.get("attempt_number"),
+        level: row.get("level"),
+        message: row.get("message"),
+        timestamp: from_micros(row.get("ts")),
+    }
+}
+
+const FLOW_COLUMNS_LATEST: &str =
+    "SELECT namespace, id, revision, source, deleted, updated_at FROM flows f
+     WHERE namespace = ?1 AND id = ?2
+     ORDER BY revision DESC LIMIT 1";
+
+impl Repository for SqliteRepository {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(query_error("ping"))?;
+        Ok(())
+    }
+
+    async fn save_flow(
+        &self,
+        namespace: &str,
+        id: &str,
+        source: &str,
+    ) -> Result<FlowRecord, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(query_error("save flow"))?;
+        let latest = sqlx::query(FLOW_COLUMNS_LATEST)
+            .bind(namespace)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query_error("save flow"))?
+            .map(|row| flow_record(&row));
+        if let Some(latest) = &latest
+            && !latest.deleted
+            && latest.source == source
+        {
+            return Ok(latest.clone());
+        }
+        let record = FlowRecord {
+            namespace: namespace.into(),
+            id: id.into(),
+            revision: latest.map_or(1, |l| l.revision + 1),
+            source: source.into(),
+            deleted: false,
+            updated: Timestamp::now(),
+        };
+        sqlx::query(
+            "INSERT INTO flows (namespace, id, revision, source, deleted, updated_at)
+             VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+        )
+        .bind(&record.namespace)
+        .bind(&record.id)
+        .bind(record.revision)
+        .bind(&record.source)
+        .bind(micros(record.updated))
+        .execute(&mut *tx)
+        .await
+        .map_err(query_error("save flow"))?;
+        tx.commit().await.map_err(query_error("save flow"))?;
+        Ok(record)
+    }
+
+    async fn get_flow(
+        &self,
+        namespace: &str,
+        id: &str,
+        revision: Option<i64>,
+    ) -> Result<Option<FlowRecord>, StoreError> {
+        let row = match revision {
+            None => sqlx::query(FLOW_COLUMNS_LATEST)
+                .bind(namespace)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(query_error("get flow"))?
+                .map(|row| flow_record(&row))
+                .filter(|f| !f.deleted),
+            Some(revision) => sqlx::query(
+                "SELECT namespace, id, revision, source, deleted, updated_at FROM flows
+                 WHERE namespace = ?1 AND id = ?2 AND revision = ?3",
+            )
+            .bind(namespace)
+            .bind(id)
+            .bind(revision)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_error("get flow"))?
+            .map(|row| flow_record(&row)),
+        };
+        Ok(row)
+    }
+
+    async fn list_flows(&self, namespace: Option<&str>) -> Result<Vec<FlowRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT f.namespace, f.id, f.revision, f.source, f.deleted, f.updated_at
+             FROM flows f
+             JOIN (SELECT namespace, id, MAX(revision) AS revision FROM flows GROUP BY namespace, id) l
+               ON l.namespace = f.namespace AND l.id = f.id AND l.revision = f.revision
+             WHERE f.deleted = 0
+               AND (?1 IS NULL OR f.namespace = ?1 OR f.namespace LIKE ?2 ESCAPE '\\')
+             ORDER BY f.namespace, f.id",
+        )
+        .bind(namespace)
+        .bind(namespace.map(namespace_prefix))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("list flows"))?;
+        Ok(rows.iter().map(flow_record).collect())
+    }
+
+    async fn flow_revisions(
+        &self,
+        namespace: &str,
+        id: &str,
+    ) -> Result<Vec<FlowRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT namespace, id, revision, source, deleted, updated_at FROM flows
+             WHERE namespace = ?1 AND id = ?2 ORDER BY revision",
+        )
+        .bind(namespace)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("flow revisions"))?;
+        Ok(rows.iter().map(flow_record).collect())
+    }
+
+    async fn delete_flow(&self, namespace: &str, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(query_error("delete flow"))?;
+        let latest = sqlx::query(FLOW_COLUMNS_LATEST)
+            .bind(namespace)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query_error("delete flow"))?
+            .map(|row| flow_record(&row));
+        let Some(latest) = latest.filter(|l| !l.deleted) else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "INSERT INTO flows (namespace, id, revision, source, deleted, updated_at)
+             VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+        )
+        .bind(namespace)
+        .bind(id)
+        .bind(latest.revision + 1)
+        .bind(&latest.source)
+        .bind(micros(Timestamp::now()))
+        .execute(&mut *tx)
+        .await
+        .map_err(query_error("delete flow"))?;
+        tx.commit().await.map_err(query_error("delete flow"))?;
+        Ok(true)
+    }
+
+    async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError> {
+        let body = encode_execution(execution)?;
+        let now = micros(Timestamp::now());
+        let result = sqlx::query(
+            "INSERT INTO executions (id, namespace, flow_id, state, finished, created_at, updated_at, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+        )
+        .bind(&execution.id)
+        .bind(&execution.namespace)
+        .bind(&execution.flow_id)
+        .bind(execution.state.current.as_str())
+        .bind(execution.state.current.is_terminal())
+        .bind(now)
+        .bind(body)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(StoreError::Duplicate(execution.id.clone()))
+            }
+            Err(e) => Err(query_error("insert execution")(e)),
+        }
+    }
+
+    async fn get_execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
+        let row = sqlx::query("SELECT body FROM executions WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_error("get execution"))?;
+        row.map(|row| decode_execution(row.get("body"))).transpose()
+    }
+
+    async fn search_executions(
+        &self,
+        filter: &ExecutionFilter,
+    ) -> Result<Vec<Execution>, StoreError> {
+        let states: String = filter
+            .states
+            .iter()
+            .map(|s| format!(",{},", s.as_str()))
+            .collect();
+        let rows = sqlx::query(
+            "SELECT body FROM executions
+             WHERE (?1 IS NULL OR namespace = ?1 OR namespace LIKE ?2 ESCAPE '\\')
+               AND (?3 IS NULL OR flow_id = ?3)
+               AND (?4 = '' OR instr(?4, ',' || state || ',') > 0)
+             ORDER BY created_at DESC, id DESC
+             LIMIT ?5 OFFSET ?6",
+        )
+        .bind(filter.namespace.as_deref())
+        .bind(filter.namespace.as_deref().map(namespace_prefix))
+        .bind(filter.flow_id.as_deref())
+        .bind(states)
+        .bind(i64::from(filter.limit.max(1)))
+        .bind(i64::from(filter.offset))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("search executions"))?;
+        rows.iter()
+            .map(|row| decode_execution(row.get("body")))
+            .collect()
+    }
+
+    async fn claim_execution(
+        &self,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<Execution>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(query_error("claim execution"))?;
+        let now = micros(Timestamp::now());
+        let row = sqlx::query(
+            "SELECT id, body FROM executions
+             WHERE finished = 0 AND (lease_until IS NULL OR lease_until < ?1)
+             ORDER BY created_at LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(query_error("claim execution"))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let id: String = row.get("id");
+        sqlx::query("UPDATE executions SET lease_owner = ?1, lease_until = ?2 WHERE id = ?3")
+            .bind(owner)
+            .bind(lease_until(lease))
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_error("claim execution"))?;
+        tx.commit().await.map_err(query_error("claim execution"))?;
+        decode_execution(row.get("body")).map(Some)
+    }
+
+    async fn save_execution(
+        &self,
+        execution: &Execution,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        let body = encode_execution(execution)?;
+        let finished = execution.state.current.is_terminal();
+        let result = sqlx::query(
+            "UPDATE executions
+             SET state = ?1, finished = ?2, updated_at = ?3, body = ?4,
+                 lease_owner = CASE WHEN ?2 THEN NULL ELSE lease_owner END,
+                 lease_until = CASE WHEN ?2 THEN NULL ELSE ?5 END
+             WHERE id = ?6 AND lease_owner = ?7",
+        )
+        .bind(execution.state.current.as_str())
+        .bind(finished)
+        .bind(micros(Timestamp::now()))
+        .bind(body)
+        .bind(lease_until(lease))
+        .bind(&execution.id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("save execution"))?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::LeaseLost(execution.id.clone()));
+        }
+        Ok(())
+    }
+
+    async fn renew_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Lease, StoreError> {
+        let row = sqlx::query(
+            "UPDATE executions SET lease_until = ?1
+             WHERE id = ?2 AND lease_owner = ?3
+             RETURNING kill_requested",
+        )
+        .bind(lease_until(lease))
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_error("renew lease"))?;
+        Ok(match row {
+            Some(row) => Lease {
+                held: true,
+                kill_requested: row.get::<i64, _>("kill_requested") != 0,
+            },
+            None => Lease {
+                held: false,
+                kill_requested: false,
+            },
+        })
+    }
+
+    async fn release_lease(&self, id: &str, owner: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE executions SET lease_owner = NULL, lease_until = NULL
+             WHERE id = ?1 AND lease_owner = ?2",
+        )
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("release lease"))?;
+        Ok(())
+    }
+
+    async fn request_kill(&self, id: &str) -> Result<bool, StoreError> {
+        let result =
+            sqlx::query("UPDATE executions SET kill_requested = 1 WHERE id = ?1 AND finished = 0")
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(query_error("request kill"))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn append_logs(&self, logs: &[NewLog]) -> Result<(), StoreError> {
+        if logs.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_error("append logs"))?;
+        for log in logs {
+            sqlx::query(
+                "INSERT INTO logs (execution_id, task_run_id, task_id, attempt_number, level, message, ts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .bind(&log.execution_id)
+            .bind(log.task_run_id.as_deref())
+            .bind(log.task_id.as_deref())
+            .bind(log.attempt_number)
+            .bind(&log.level)
+            .bind(&log.message)
+            .bind(micros(log.timestamp))
+            .execute(&mut *tx)
+            .await
+            .map_err(query_error("append logs"))?;
+        }
+        tx.commit().await.map_err(query_error("append logs"))?;
+        Ok(())
+    }
+
+    async fn logs(
+        &self,
+        execution_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, execution_id, task_run_id, task_id, attempt_number, level, message, ts
+             FROM logs WHERE execution_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )
+        .bind(execution_id)
+        .bind(after)
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("read logs"))?;
+        Ok(rows.iter().map(log_entry).collect())
+    }
+}

@@ -1,0 +1,541 @@
+//! The REST API over real HTTP on loopback, with and without authentication.
+
+mod support;
+
+use std::time::Duration;
+
+use atoll_instance::config::{AuthMode, Config};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::identity::{self, KEY_A_PEM, KEY_B_PEM, TestIdentity};
+use tokio_util::sync::CancellationToken;
+
+const TENANT: &str = "acme";
+
+struct Instance {
+    base: String,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Instance {
+    async fn start(auth: AuthMode) -> Instance {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let config = Config {
+            tenant: TENANT.into(),
+            listen: addr,
+            data_dir: dir.path().to_owned(),
+            database_url: format!("sqlite:{}", dir.path().join("api.db").display()),
+            public_url: None,
+            auth,
+            lease: Duration::from_secs(30),
+        };
+        let shutdown = CancellationToken::new();
+        tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { atoll_instance::server::serve(config, listener, shutdown).await }
+        });
+        let instance = Instance {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            shutdown,
+            _dir: dir,
+        };
+        instance.wait_ready().await;
+        instance
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = self
+                .http
+                .get(format!("{}/readyz", self.base))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK);
+            if ok {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, String)>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some((content_type, body)) = body {
+            request = request.header("content-type", content_type).body(body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+const HELLO: &str = r#"
+id: hello
+namespace: acme.team
+inputs:
+  - {id: name, type: STRING, defaults: world}
+tasks:
+  - id: say
+    type: io.kestra.plugin.core.log.Log
+    message: "hello {{ inputs.name }}"
+  - id: out
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ inputs.name }}"
+"#;
+
+fn yaml(source: &str) -> Option<(&'static str, String)> {
+    Some(("application/x-yaml", source.to_owned()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flows_and_executions_round_trip() {
+    let i = Instance::start(AuthMode::Disabled { explicit: false }).await;
+    let (status, body) = i
+        .send(reqwest::Method::POST, "/api/v1/flows", None, yaml(HELLO))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["revision"], 1);
+    let (status, _) = i
+        .send(reqwest::Method::POST, "/api/v1/flows", None, yaml(HELLO))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let changed = HELLO.replace("hello {{", "hi {{");
+    let (status, body) = i
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/flows/acme.team/hello",
+            None,
+            yaml(&changed),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["revision"], 2);
+    let (_, revisions) = i
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/flows/acme.team/hello/revisions",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(revisions.as_array().map(Vec::len), Some(2));
+    let (_, listed) = i
+        .send(reqwest::Method::GET, "/api/v1/flows/acme", None, None)
+        .await;
+    assert_eq!(listed[0]["id"], "hello");
+
+    // Run and wait, under Kestra's tenant path too.
+    let (status, execution) = i
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/acme/executions/acme.team/hello?wait=true&labels=team:data",
+            None,
+            Some(("application/json", json!({"name": "Ada"}).to_string())),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{execution}");
+    assert_eq!(execution["state"]["current"], "SUCCESS");
+    assert_eq!(execution["taskRunList"][1]["outputs"]["value"], "Ada");
+    assert_eq!(
+        execution["labels"][0],
+        json!({"key": "team", "value": "data"})
+    );
+    let id = execution["id"].as_str().expect("id").to_owned();
+
+    let (status, got) = i
+        .send(
+            reqwest::Method::GET,
+            &format!("/api/v1/executions/{id}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["id"], id.as_str());
+    let (_, logs) = i
+        .send(
+            reqwest::Method::GET,
+            &format!("/api/v1/logs/{id}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(logs[0]["message"], "hi Ada");
+    let (_, found) = i
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/executions/search?namespace=acme&flowId=hello&state=SUCCESS",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(found["results"][0]["id"], id.as_str());
+
+    // Follow the logs of a finished execution: every line, then the end.
+    let text = i
+        .http
+        .get(i.url(&format!("/api/v1/logs/{id}/follow")))
+        .send()
+        .await
+        .expect("follow")
+        .text()
+        .await
+        .expect("stream ends");
+    assert!(text.contains("data:") && text.contains("hi Ada"), "{text}");
+
+    // Form-encoded inputs as Kestra's clients send strings.
+    let (status, form_run) = i
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/executions/acme.team/hello?wait=true",
+            None,
+            Some(("application/x-www-form-urlencoded", "name=Grace".into())),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(form_run["taskRunList"][1]["outputs"]["value"], "Grace");
+
+    let (status, _) = i
+        .send(
+            reqwest::Method::DELETE,
+            "/api/v1/flows/acme.team/hello",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = i
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/flows/acme.team/hello",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, metrics) = i.send(reqwest::Method::GET, "/metrics", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let metrics = metrics.as_str().unwrap_or_default().to_owned();
+    assert!(
+        metrics.contains("atoll_executions_started_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("atoll_executions_finished_total{state=\"SUCCESS\"}"),
+        "{metrics}"
+    );
+    let (status, _) = i.send(reqwest::Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_and_nothing_is_stored() {
+    let i = Instance::start(AuthMode::Disabled { explicit: false }).await;
+    let (status, body) = i
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/flows",
+            None,
+            yaml("id: broken\nnamespace: acme\ntasks:\n  - id: t\n    type: [unclosed\n"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["code"], "invalidFlow");
+    assert_eq!(body["status"], 400);
+    assert!(body["details"][0]["line"].as_u64().is_some(), "{body}");
+    assert!(body["details"][0]["column"].as_u64().is_some(), "{body}");
+    let (status, _) = i
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/flows/acme/broken",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let unknown = "id: u\nnamespace: acme\ntasks:\n  - {id: t, type: io.example.Nope}\n";
+    let (status, body) = i
+        .send(reqwest::Method::POST, "/api/v1/flows", None, yaml(unknown))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["details"][0]["kind"], "unknownType");
+    let (_, listed) = i
+        .send(reqwest::Method::GET, "/api/v1/flows/search", None, None)
+        .await;
+    assert_eq!(listed["total"], 0, "nothing stored: {listed}");
+
+    let huge = format!(
+        "id: big\nnamespace: acme\ndescription: \"{}\"\ntasks: []\n",
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let (status, body) = i
+        .send(reqwest::Method::POST, "/api/v1/flows", None, yaml(&huge))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["code"], "payloadTooLarge");
+
+    for path in [
+        "/api/v1/flows/..%2F..%2Fetc/passwd",
+        "/api/v1/flows/acme/%E2%80%AEevil",
+        "/api/v1/executions/..%2Fx",
+        "/api/v1/other-tenant/flows/search",
+    ] {
+        let (status, body) = i.send(reqwest::Method::GET, path, None, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert!(body["message"].is_string(), "{path}: {body}");
+    }
+
+    let (status, _) = i
+        .send(reqwest::Method::POST, "/api/v1/flows", None, yaml(HELLO))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let required = HELLO.replace("defaults: world", "required: true");
+    i.send(
+        reqwest::Method::PUT,
+        "/api/v1/flows/acme.team/hello",
+        None,
+        yaml(&required),
+    )
+    .await;
+    let (status, body) = i
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/executions/acme.team/hello",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "invalidInputs");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`name`")
+    );
+    let (_, found) = i
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/executions/search",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(found["total"], 0, "no execution created: {found}");
+}
+
+fn hs256_with_public_key(claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("key-a".into());
+    let key = EncodingKey::from_secret(identity::KEY_A_PUBLIC_PEM.as_bytes());
+    jsonwebtoken::encode(&header, claims, &key).expect("sign")
+}
+
+fn alg_none(claims: &Value) -> String {
+    let header = identity::base64url(br#"{"alg":"none","typ":"JWT","kid":"key-a"}"#);
+    let payload = identity::base64url(claims.to_string().as_bytes());
+    format!("{header}.{payload}.")
+}
+
+fn tampered(token: &str, claims: &Value) -> String {
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    parts[1] = identity::base64url(claims.to_string().as_bytes());
+    parts.join(".")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_verified_offline_against_identity() {
+    let id = TestIdentity::start().await;
+    let i = Instance::start(AuthMode::Identity {
+        issuer: id.issuer.clone(),
+    })
+    .await;
+    let get = |token: Option<String>| {
+        let i = &i;
+        async move {
+            i.send(
+                reqwest::Method::GET,
+                "/api/v1/flows/search",
+                token.as_deref(),
+                None,
+            )
+            .await
+            .0
+        }
+    };
+    let editor = identity::sign(&id.claims(TENANT, "Editor"), KEY_A_PEM, "key-a");
+    assert_eq!(get(Some(editor.clone())).await, StatusCode::OK);
+
+    let now = jiff::Timestamp::now().as_second();
+    let with = |patch: Value| {
+        let mut claims = id.claims(TENANT, "Viewer");
+        for (k, v) in patch.as_object().into_iter().flatten() {
+            claims[k] = v.clone();
+        }
+        claims
+    };
+    let admin = with(json!({"role": "Admin"}));
+    let refused = [
+        ("no token", None),
+        (
+            "expired",
+            Some(identity::sign(
+                &with(json!({"exp": now - 3600})),
+                KEY_A_PEM,
+                "key-a",
+            )),
+        ),
+        (
+            "not yet valid",
+            Some(identity::sign(
+                &with(json!({"nbf": now + 3600})),
+                KEY_A_PEM,
+                "key-a",
+            )),
+        ),
+        (
+            "wrong issuer",
+            Some(identity::sign(
+                &with(json!({"iss": "http://127.0.0.1:1"})),
+                KEY_A_PEM,
+                "key-a",
+            )),
+        ),
+        (
+            "other tenant",
+            Some(identity::sign(
+                &id.claims("globex", "Admin"),
+                KEY_A_PEM,
+                "key-a",
+            )),
+        ),
+        ("alg none", Some(alg_none(&admin))),
+        (
+            "HS256 with the public key",
+            Some(hs256_with_public_key(&admin)),
+        ),
+        (
+            "unknown kid",
+            Some(identity::sign(&admin, KEY_B_PEM, "key-b")),
+        ),
+        (
+            "unpublished key under a known kid",
+            Some(identity::sign(&admin, KEY_B_PEM, "key-a")),
+        ),
+        (
+            "tampered payload",
+            Some(tampered(
+                &identity::sign(&with(json!({})), KEY_A_PEM, "key-a"),
+                &admin,
+            )),
+        ),
+        (
+            "unknown role",
+            Some(identity::sign(
+                &with(json!({"role": "Root"})),
+                KEY_A_PEM,
+                "key-a",
+            )),
+        ),
+        ("garbage", Some("not.a.token".into())),
+    ];
+    for (case, token) in refused {
+        let (status, body) = i
+            .send(
+                reqwest::Method::GET,
+                "/api/v1/flows/search",
+                token.as_deref(),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{case} must be refused");
+        assert_eq!(
+            body["code"], "unauthorized",
+            "{case}: same answer for every refusal"
+        );
+    }
+
+    // Viewer reads but cannot write.
+    let viewer = identity::sign(&id.claims(TENANT, "Viewer"), KEY_A_PEM, "key-a");
+    assert_eq!(get(Some(viewer.clone())).await, StatusCode::OK);
+    let (status, body) = i
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/flows",
+            Some(&viewer),
+            yaml(HELLO),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _) = i
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/flows",
+            Some(&editor),
+            yaml(HELLO),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = i
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/executions/acme.team/hello",
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Unknown kids trigger at most one refresh per interval.
+    let before = id.fetches();
+    for _ in 0..5 {
+        let token = identity::sign(&admin, KEY_B_PEM, "key-c");
+        assert_eq!(get(Some(token)).await, StatusCode::UNAUTHORIZED);
+    }
+    assert!(id.fetches() <= before + 1, "refreshes are rate-limited");
+
+    // Identity goes down: the cached keys still verify valid tokens.
+    id.stop();
+    assert_eq!(get(Some(editor)).await, StatusCode::OK);
+    assert_eq!(get(Some(viewer)).await, StatusCode::OK);
+    // Operational endpoints need no token.
+    assert_eq!(
+        i.send(reqwest::Method::GET, "/readyz", None, None).await.0,
+        StatusCode::OK
+    );
+}

@@ -1,0 +1,300 @@
+//! Engine behaviour the Kestra corpus does not cover: shell commands, HTTP
+//! requests, timeouts, kills, typed inputs and variables.
+
+use std::time::Duration;
+
+use atoll_instance::engine::{Engine, EngineConfig, EngineError};
+use atoll_instance::execution::{Execution, State};
+use atoll_instance::store::{Repository, Store};
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+struct Harness {
+    engine: Engine,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn new() -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite:{}", dir.path().join("engine.db").display());
+        let store = Store::connect(&url).await.expect("store");
+        let engine = Engine::new(store, EngineConfig::default());
+        let shutdown = CancellationToken::new();
+        tokio::spawn({
+            let engine = engine.clone();
+            let shutdown = shutdown.clone();
+            async move { engine.run(shutdown).await }
+        });
+        Harness {
+            engine,
+            shutdown,
+            _dir: dir,
+        }
+    }
+
+    async fn start(&self, source: &str, inputs: Value) -> Result<Execution, EngineError> {
+        let flow = atoll_instance::flow::parse(source).expect("valid flow");
+        self.engine
+            .store()
+            .save_flow(&flow.namespace, &flow.id, source)
+            .await
+            .expect("save");
+        let inputs: Map<String, Value> = inputs.as_object().cloned().unwrap_or_default();
+        self.engine
+            .start_execution(&flow.namespace, &flow.id, &inputs, Vec::new(), None)
+            .await
+    }
+
+    async fn run(&self, source: &str, inputs: Value) -> Execution {
+        let started = self.start(source, inputs).await.expect("start");
+        self.engine
+            .wait(&started.id, Duration::from_secs(30))
+            .await
+            .expect("finished")
+    }
+
+    async fn logs(&self, id: &str) -> Vec<String> {
+        let logs = self.engine.store().logs(id, 0, 1000).await.expect("logs");
+        logs.into_iter().map(|l| l.message).collect()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn outputs(execution: &Execution, task: &str) -> Value {
+    execution
+        .task_run_list
+        .iter()
+        .find(|r| r.task_id == task)
+        .map(|r| Value::Object(r.outputs.clone()))
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shell_commands_log_lines_and_set_outputs() {
+    let h = Harness::new().await;
+    let execution = h
+        .run(
+            r#"
+id: shell
+namespace: tests
+inputs:
+  - {id: who, type: STRING}
+tasks:
+  - id: sh
+    type: io.kestra.plugin.scripts.shell.Commands
+    env:
+      GREETING: "hello {{ inputs.who }}"
+    commands:
+      - echo "$GREETING"
+      - echo oops >&2
+      - echo '::{"outputs":{"count":3,"name":"x"}}::'
+  - id: use
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ outputs.sh.vars.count }} {{ outputs.sh.exitCode }}"
+"#,
+            json!({"who": "world"}),
+        )
+        .await;
+    assert_eq!(execution.state.current, State::Success);
+    assert_eq!(
+        outputs(&execution, "sh")["vars"],
+        json!({"count": 3, "name": "x"})
+    );
+    assert_eq!(outputs(&execution, "use")["value"], "3 0");
+    let logs = h.logs(&execution.id).await;
+    assert!(logs.contains(&"hello world".to_owned()), "{logs:?}");
+    assert!(logs.contains(&"oops".to_owned()), "{logs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_commands_fail_with_the_exit_code_and_retry() {
+    let h = Harness::new().await;
+    let execution = h
+        .run(
+            r#"
+id: shell-fail
+namespace: tests
+tasks:
+  - id: sh
+    type: io.kestra.plugin.scripts.shell.Commands
+    commands: ["exit 3"]
+    retry: {type: constant, interval: PT0.05S, maxAttempt: 2}
+"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(execution.state.current, State::Failed);
+    assert_eq!(execution.task_run_list[0].attempts.len(), 2);
+    let logs = h.logs(&execution.id).await;
+    assert!(
+        logs.iter().any(|l| l.contains("exited with code 3")),
+        "{logs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_request_reads_a_local_server() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let app = axum::Router::new().route(
+        "/hello",
+        axum::routing::post(|body: String| async move { format!("got {body}") }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let h = Harness::new().await;
+    let execution = h
+        .run(
+            &format!(
+                r#"
+id: http
+namespace: tests
+tasks:
+  - id: call
+    type: io.kestra.plugin.core.http.Request
+    uri: "http://127.0.0.1:{port}/hello"
+    method: POST
+    body: "{{{{ flow.id }}}}"
+  - id: missing
+    type: io.kestra.plugin.core.http.Request
+    uri: "http://127.0.0.1:{port}/nope"
+    allowFailure: true
+"#
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(execution.state.current, State::Warning);
+    assert_eq!(outputs(&execution, "call")["code"], 200);
+    assert_eq!(outputs(&execution, "call")["body"], "got http");
+    let logs = h.logs(&execution.id).await;
+    assert!(logs.iter().any(|l| l.contains("HTTP 404")), "{logs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_timeout_fails_the_attempt() {
+    let h = Harness::new().await;
+    let execution = h
+        .run(
+            r#"
+id: slow
+namespace: tests
+tasks:
+  - id: nap
+    type: io.kestra.plugin.core.flow.Sleep
+    duration: PT30S
+    timeout: PT0.2S
+"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(execution.state.current, State::Failed);
+    let logs = h.logs(&execution.id).await;
+    assert!(logs.iter().any(|l| l.contains("timed out")), "{logs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_stops_a_running_execution() {
+    let h = Harness::new().await;
+    let started = h
+        .start(
+            r#"
+id: long
+namespace: tests
+tasks:
+  - id: sh
+    type: io.kestra.plugin.scripts.shell.Commands
+    commands: ["sleep 30"]
+  - id: never
+    type: io.kestra.plugin.core.log.Log
+    message: never
+"#,
+            json!({}),
+        )
+        .await
+        .expect("start");
+    // Wait for the command to be running before killing it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let current = h
+            .engine
+            .store()
+            .get_execution(&started.id)
+            .await
+            .expect("get");
+        let running = current.is_some_and(|e| {
+            e.task_run_list
+                .iter()
+                .any(|r| r.task_id == "sh" && r.state.current == State::Running)
+        });
+        if running {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(h.engine.kill(&started.id).await.expect("kill"));
+    let execution = h
+        .engine
+        .wait(&started.id, Duration::from_secs(10))
+        .await
+        .expect("finished");
+    assert_eq!(execution.state.current, State::Killed);
+    assert_eq!(execution.task_run_list.len(), 1);
+    assert_eq!(execution.task_run_list[0].state.current, State::Killed);
+    assert!(
+        !h.engine.kill(&started.id).await.expect("kill"),
+        "already over"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_inputs_and_variables_render() {
+    let h = Harness::new().await;
+    let source = r#"
+id: typed
+namespace: tests
+variables:
+  greeting: hi
+inputs:
+  - {id: n, type: INT}
+  - {id: f, type: FLOAT}
+  - {id: when, type: DATETIME}
+  - {id: list, type: ARRAY, itemType: INT}
+tasks:
+  - id: out
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ vars.greeting }} {{ inputs.n + 1 }} {{ inputs.f }} {{ inputs.when }} {{ inputs.list | length }}"
+"#;
+    let execution = h
+        .run(
+            source,
+            json!({"n": "41", "f": "1.5", "when": "2024-01-02T03:04:05Z", "list": "[1,2,3]"}),
+        )
+        .await;
+    assert_eq!(execution.state.current, State::Success);
+    assert_eq!(
+        outputs(&execution, "out")["value"],
+        "hi 42 1.5 2024-01-02T03:04:05Z 3"
+    );
+    let missing = h.start(source, json!({"n": "1"})).await;
+    assert!(
+        matches!(missing, Err(EngineError::Inputs(_))),
+        "{missing:?}"
+    );
+    let bad = h
+        .start(
+            source,
+            json!({"n": "x", "f": "1", "when": "2024-01-02T03:04:05Z", "list": "[]"}),
+        )
+        .await;
+    assert!(matches!(bad, Err(EngineError::Inputs(_))), "{bad:?}");
+}

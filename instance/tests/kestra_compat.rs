@@ -1,0 +1,356 @@
+//! Runs Kestra's own test flows (the compatibility corpus in
+//! `shared/compat/kestra` beside the repository) and checks each execution
+//! reaches the state, task-run count and outputs Kestra's tests assert.
+//! Entries left out are listed with their reason in
+//! `kestra_compat_deferred.txt`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use atoll_instance::engine::{Engine, EngineConfig, EngineError};
+use atoll_instance::execution::{Execution, LogEntry};
+use atoll_instance::flow;
+use atoll_instance::store::{Repository, Store};
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+/// The corpus: `$ATOLL_KESTRA_COMPAT_DIR`, else `shared/compat/kestra` in the
+/// nearest ancestor of this crate that has it (the repository's parent when
+/// cloned with `shared/` beside it).
+fn corpus_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ATOLL_KESTRA_COMPAT_DIR") {
+        return PathBuf::from(dir);
+    }
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .map(|a| a.join("shared/compat/kestra"))
+        .find(|dir| dir.join("expected.json").is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "the Kestra compatibility corpus was not found: expected shared/compat/kestra \
+                 (with expected.json) beside the repository, above {}; or set ATOLL_KESTRA_COMPAT_DIR",
+                manifest.display()
+            )
+        })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Deferred,
+    Refused,
+    Rejected,
+    Wording,
+}
+
+#[derive(Debug)]
+struct ListEntry {
+    kind: Kind,
+    file: String,
+    inputs: Option<Value>,
+}
+
+fn read_list() -> Vec<ListEntry> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kestra_compat_deferred.txt");
+    let text = std::fs::read_to_string(&path).expect("read the deferred list");
+    let mut entries = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (head, reason) = line.split_once(" -- ").expect("`-- reason` on every line");
+        assert!(!reason.trim().is_empty(), "a reason is required: {line}");
+        let mut parts = head.splitn(3, ' ');
+        let kind = match parts.next() {
+            Some("deferred") => Kind::Deferred,
+            Some("refused") => Kind::Refused,
+            Some("rejected") => Kind::Rejected,
+            Some("wording") => Kind::Wording,
+            other => panic!("unknown kind {other:?} in: {line}"),
+        };
+        let file = parts.next().expect("file name").to_owned();
+        let inputs = parts
+            .next()
+            .map(|json| serde_json::from_str(json).expect("inputs JSON"));
+        entries.push(ListEntry { kind, file, inputs });
+    }
+    entries
+}
+
+fn listed<'a>(list: &'a [ListEntry], file: &str, inputs: &Value) -> Option<&'a ListEntry> {
+    list.iter()
+        .find(|e| e.file == file && e.inputs.as_ref().is_none_or(|i| i == inputs))
+}
+
+/// Checks one expected value against the actual one; `None` when it matches.
+fn mismatch(expected: &Value, actual: Option<&Value>) -> Option<String> {
+    let null = Value::Null;
+    let actual_value = actual.unwrap_or(&null);
+    let ok = match expected {
+        Value::Object(m) if m.contains_key("$contains") => {
+            let needle = m["$contains"].as_str().unwrap_or_default();
+            actual_value.as_str().is_some_and(|s| s.contains(needle))
+        }
+        Value::Object(m) if m.contains_key("$matches") => {
+            let pattern = format!("^(?:{})$", m["$matches"].as_str().unwrap_or_default());
+            let re = regex::Regex::new(&pattern).expect("regex");
+            actual_value.as_str().is_some_and(|s| re.is_match(s))
+        }
+        Value::Object(m) if m.contains_key("$containsAll") => {
+            let items = actual_value.as_array().cloned().unwrap_or_default();
+            m["$containsAll"]
+                .as_array()
+                .is_some_and(|want| want.iter().all(|w| items.contains(w)))
+        }
+        _ => expected == actual_value,
+    };
+    (!ok).then(|| format!("expected {expected}, got {actual_value}"))
+}
+
+fn path_get<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    if path.is_empty() {
+        return Some(value);
+    }
+    path.split('.').try_fold(value, |v, key| v.get(key))
+}
+
+/// Resolves one key of the `outputs` grammar of expected.json.
+fn actual(key: &str, execution: &Execution, logs: &[LogEntry]) -> Result<Option<Value>, String> {
+    let runs = &execution.task_run_list;
+    let first = |task: &str| runs.iter().find(|r| r.task_id == task);
+    if let Some(task) = key.strip_prefix("$state.") {
+        return Ok(Some(
+            first(task).map_or(Value::Null, |r| Value::from(r.state.current.as_str())),
+        ));
+    }
+    if let Some(task) = key.strip_prefix("$attempts.") {
+        return Ok(first(task).map(|r| Value::from(r.attempts.len())));
+    }
+    if key == "$flowOutputs" {
+        return Ok(Some(
+            execution.outputs.clone().map_or(Value::Null, Value::Object),
+        ));
+    }
+    if key == "$flowOutputs.size" {
+        return Ok(execution.outputs.as_ref().map(|o| Value::from(o.len())));
+    }
+    if key == "$logs" {
+        let messages: Vec<Value> = logs
+            .iter()
+            .map(|l| Value::from(l.message.clone()))
+            .collect();
+        return Ok(Some(Value::Array(messages)));
+    }
+    if let Some(rest) = key.strip_prefix("$taskRunList[") {
+        let (index, field) = rest.split_once("].").ok_or("bad $taskRunList key")?;
+        let index: usize = index.parse().map_err(|_| "bad index")?;
+        let Some(run) = runs.get(index) else {
+            return Ok(None);
+        };
+        return Ok(match field {
+            "taskId" => Some(Value::from(run.task_id.clone())),
+            "state" => Some(Value::from(run.state.current.as_str())),
+            "attempts" => Some(Value::from(run.attempts.len())),
+            _ => match field.strip_prefix("outputs.") {
+                Some(path) => path_get(&Value::Object(run.outputs.clone()), path).cloned(),
+                None => return Err(format!("unsupported $taskRunList field {field}")),
+            },
+        });
+    }
+    if let Some(id) = key.strip_prefix("flow.") {
+        return Ok(execution.outputs.as_ref().and_then(|o| o.get(id)).cloned());
+    }
+    if key.starts_with('$') {
+        return Err(format!(
+            "assertion {key} needs a feature this test does not run"
+        ));
+    }
+    // `<taskId>[v1,v2].<path>` or `<taskId>.<path>`.
+    let (task, values, path) = match key.split_once('[') {
+        Some((task, rest)) if !task.contains('.') => {
+            let (values, path) = rest.split_once("].").ok_or("bad loop key")?;
+            (
+                task,
+                Some(values.split(',').map(str::to_owned).collect::<Vec<_>>()),
+                path,
+            )
+        }
+        _ => {
+            let (task, path) = key.split_once('.').ok_or("bad key")?;
+            (task, None, path)
+        }
+    };
+    let run = runs
+        .iter()
+        .find(|r| r.task_id == task && values.as_ref().is_none_or(|v| *v == r.values));
+    Ok(run.and_then(|r| path_get(&Value::Object(r.outputs.clone()), path).cloned()))
+}
+
+fn check(entry: &Value, execution: &Execution, logs: &[LogEntry], wording: bool) -> Vec<String> {
+    let mut failures = Vec::new();
+    let state = execution.state.current.as_str();
+    if entry["state"] != state {
+        failures.push(format!("state: expected {}, got {state}", entry["state"]));
+    }
+    if let Some(count) = entry["taskRunCount"].as_u64()
+        && count != execution.task_run_list.len() as u64
+    {
+        failures.push(format!(
+            "taskRunCount: expected {count}, got {}",
+            execution.task_run_list.len()
+        ));
+    }
+    for (key, expected) in entry["outputs"].as_object().into_iter().flatten() {
+        if key == "$logs" {
+            if wording {
+                continue;
+            }
+            let messages: Vec<&str> = logs.iter().map(|l| l.message.as_str()).collect();
+            for want in expected.as_array().into_iter().flatten() {
+                let want = want.as_str().unwrap_or_default();
+                if !messages.iter().any(|m| m.contains(want)) {
+                    failures.push(format!("$logs: no log contains {want:?} in {messages:?}"));
+                }
+            }
+            continue;
+        }
+        match actual(key, execution, logs) {
+            Ok(value) => {
+                if let Some(problem) = mismatch(expected, value.as_ref()) {
+                    failures.push(format!("{key}: {problem}"));
+                }
+            }
+            Err(problem) => failures.push(format!("{key}: {problem}")),
+        }
+    }
+    failures
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kestra_corpus() {
+    let corpus = corpus_dir();
+    let expected: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(corpus.join("expected.json")).expect("read expected.json"),
+    )
+    .expect("expected.json is JSON");
+    let list = read_list();
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("compat.db").display());
+    let store = Store::connect(&url).await.expect("store");
+    let engine = Engine::new(store.clone(), EngineConfig::default());
+    let shutdown = CancellationToken::new();
+    let runner = tokio::spawn({
+        let engine = engine.clone();
+        let shutdown = shutdown.clone();
+        async move { engine.run(shutdown).await }
+    });
+
+    let mut failures = Vec::new();
+    let mut saved = std::collections::HashSet::new();
+    let mut started = Vec::new();
+    let mut refused_ok = 0;
+    let mut rejected_ok = 0;
+    let mut deferred = 0;
+    for entry in &expected {
+        let file = entry["file"].as_str().expect("file");
+        let inputs = entry["inputs"].clone();
+        let label = format!("{file} {inputs}");
+        let listing = listed(&list, file, &inputs);
+        if listing.is_some_and(|l| l.kind == Kind::Deferred) {
+            deferred += 1;
+            continue;
+        }
+        let source =
+            std::fs::read_to_string(corpus.join("flows").join(file)).expect("read flow file");
+        let parsed = flow::parse(&source);
+        if listing.is_some_and(|l| l.kind == Kind::Refused) {
+            match parsed {
+                Err(_) => refused_ok += 1,
+                Ok(_) => failures.push(format!("{label}: listed as refused but was accepted")),
+            }
+            continue;
+        }
+        let flow = match parsed {
+            Ok(flow) => flow,
+            Err(err) => {
+                failures.push(format!("{label}: flow refused: {err}"));
+                continue;
+            }
+        };
+        if saved.insert(file.to_owned()) {
+            store
+                .save_flow(&flow.namespace, &flow.id, &source)
+                .await
+                .expect("save flow");
+        }
+        let inputs_map: Map<String, Value> = inputs.as_object().cloned().unwrap_or_default();
+        let start = engine
+            .start_execution(&flow.namespace, &flow.id, &inputs_map, Vec::new(), None)
+            .await;
+        if listing.is_some_and(|l| l.kind == Kind::Rejected) {
+            match start {
+                Err(EngineError::Inputs(_)) => rejected_ok += 1,
+                other => failures.push(format!("{label}: listed as rejected, got {other:?}")),
+            }
+            continue;
+        }
+        match start {
+            Ok(execution) => started.push((
+                label,
+                entry,
+                execution.id,
+                listing.is_some_and(|l| l.kind == Kind::Wording),
+            )),
+            Err(err) => failures.push(format!("{label}: start failed: {err}")),
+        }
+    }
+
+    let mut passed = 0;
+    for (label, entry, id, wording) in &started {
+        let execution = match engine.wait(id, Duration::from_secs(60)).await {
+            Ok(execution) => execution,
+            Err(err) => {
+                failures.push(format!("{label}: {err}"));
+                continue;
+            }
+        };
+        let logs = store.logs(id, 0, 10_000).await.expect("logs");
+        let problems = check(entry, &execution, &logs, *wording);
+        if problems.is_empty() {
+            passed += 1;
+        } else {
+            let runs: Vec<String> = execution
+                .task_run_list
+                .iter()
+                .map(|r| format!("{}{:?}={}", r.task_id, r.values, r.state.current.as_str()))
+                .collect();
+            failures.push(format!(
+                "{label}: {} [runs: {}]",
+                problems.join("; "),
+                runs.join(", ")
+            ));
+        }
+    }
+    shutdown.cancel();
+    runner.await.expect("engine stopped");
+
+    #[allow(clippy::print_stdout)]
+    {
+        println!(
+            "kestra corpus: {passed} of {} entries passed as Kestra asserts; {refused_ok} refused at save and {rejected_ok} rejected at start by design; {deferred} deferred (see kestra_compat_deferred.txt)",
+            expected.len()
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(
+        passed + refused_ok + rejected_ok + deferred,
+        expected.len(),
+        "every entry is either run or listed"
+    );
+}

@@ -1,0 +1,369 @@
+//! One store test suite, run on SQLite and on a throwaway PostgreSQL.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use atoll_instance::execution::{Execution, NewLog, State};
+use atoll_instance::store::{ExecutionFilter, Repository, Store, StoreError};
+use jiff::Timestamp;
+use serde_json::Map;
+
+const LEASE: Duration = Duration::from_secs(60);
+
+fn execution(id: &str, namespace: &str, flow_id: &str) -> Execution {
+    Execution::new(
+        id.into(),
+        namespace.into(),
+        flow_id.into(),
+        1,
+        Vec::new(),
+        Map::new(),
+        Timestamp::now(),
+    )
+}
+
+async fn flows_are_revisioned(store: &Store) {
+    let first = store
+        .save_flow("acme.team", "hello", "v1")
+        .await
+        .expect("save");
+    assert_eq!(first.revision, 1);
+    let same = store
+        .save_flow("acme.team", "hello", "v1")
+        .await
+        .expect("save");
+    assert_eq!(same.revision, 1, "unchanged source keeps the revision");
+    let second = store
+        .save_flow("acme.team", "hello", "v2")
+        .await
+        .expect("save");
+    assert_eq!(second.revision, 2);
+    let latest = store
+        .get_flow("acme.team", "hello", None)
+        .await
+        .expect("get");
+    assert_eq!(latest.map(|f| f.source), Some("v2".into()));
+    let old = store
+        .get_flow("acme.team", "hello", Some(1))
+        .await
+        .expect("get");
+    assert_eq!(old.map(|f| f.source), Some("v1".into()));
+    let revisions = store
+        .flow_revisions("acme.team", "hello")
+        .await
+        .expect("revisions");
+    assert_eq!(revisions.len(), 2);
+
+    assert!(
+        store
+            .delete_flow("acme.team", "hello")
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !store
+            .delete_flow("acme.team", "hello")
+            .await
+            .expect("delete")
+    );
+    assert_eq!(
+        store
+            .get_flow("acme.team", "hello", None)
+            .await
+            .expect("get"),
+        None
+    );
+    let again = store
+        .save_flow("acme.team", "hello", "v2")
+        .await
+        .expect("save");
+    assert_eq!(
+        again.revision, 4,
+        "re-creating after a delete is a new revision"
+    );
+}
+
+async fn flows_list_by_namespace_prefix(store: &Store) {
+    for (ns, id) in [
+        ("list", "a"),
+        ("list.sub", "b"),
+        ("listx", "c"),
+        ("lis_", "d"),
+    ] {
+        store.save_flow(ns, id, "src").await.expect("save");
+    }
+    let ids = |flows: Vec<atoll_instance::store::FlowRecord>| {
+        flows.into_iter().map(|f| f.id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(store.list_flows(Some("list")).await.expect("list")),
+        ["a", "b"]
+    );
+    // `_` is a LIKE wildcard: it must match only itself.
+    assert_eq!(
+        ids(store.list_flows(Some("lis_")).await.expect("list")),
+        ["d"]
+    );
+    assert!(store.list_flows(None).await.expect("list").len() >= 4);
+}
+
+async fn executions_are_stored_and_searched(store: &Store) {
+    let mut first = execution("search-1", "search.a", "f1");
+    store.insert_execution(&first).await.expect("insert");
+    let dup = store.insert_execution(&first).await;
+    assert!(matches!(dup, Err(StoreError::Duplicate(_))), "{dup:?}");
+    store
+        .insert_execution(&execution("search-2", "search.a.b", "f2"))
+        .await
+        .expect("insert");
+    store
+        .insert_execution(&execution("search-3", "search.c", "f1"))
+        .await
+        .expect("insert");
+
+    let got = store.get_execution("search-1").await.expect("get");
+    assert_eq!(got.as_ref(), Some(&first));
+    assert_eq!(store.get_execution("nope").await.expect("get"), None);
+
+    let search = |namespace: Option<&str>, flow_id: Option<&str>, states: Vec<State>| {
+        let filter = ExecutionFilter {
+            namespace: namespace.map(str::to_owned),
+            flow_id: flow_id.map(str::to_owned),
+            states,
+            limit: 100,
+            offset: 0,
+        };
+        async move {
+            let mut ids: Vec<String> = store
+                .search_executions(&filter)
+                .await
+                .expect("search")
+                .into_iter()
+                .map(|e| e.id)
+                .filter(|id| id.starts_with("search-"))
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    assert_eq!(
+        search(Some("search.a"), None, vec![]).await,
+        ["search-1", "search-2"]
+    );
+    assert_eq!(
+        search(None, Some("f1"), vec![]).await,
+        ["search-1", "search-3"]
+    );
+
+    // Finish one through its lease and search by state.
+    let owner = "search-owner";
+    loop {
+        let claimed = store.claim_execution(owner, LEASE).await.expect("claim");
+        match claimed {
+            Some(e) if e.id == "search-1" => break,
+            Some(_) => continue,
+            None => panic!("search-1 was never claimable"),
+        }
+    }
+    first.state.set(State::Success, Timestamp::now());
+    store
+        .save_execution(&first, owner, LEASE)
+        .await
+        .expect("save");
+    assert_eq!(search(None, None, vec![State::Success]).await, ["search-1"]);
+    assert_eq!(
+        search(Some("search"), None, vec![State::Created]).await,
+        ["search-2", "search-3"],
+        "search-2 was claimed but is still CREATED"
+    );
+}
+
+async fn claims_are_exclusive(store: Arc<Store>) {
+    drain(&store).await;
+    let ids: Vec<String> = (0..30).map(|i| format!("claim-{i:02}")).collect();
+    for id in &ids {
+        store
+            .insert_execution(&execution(id, "claims", "f"))
+            .await
+            .expect("insert");
+    }
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        workers.push(tokio::spawn(async move {
+            let owner = format!("worker-{w}");
+            let mut got = Vec::new();
+            while let Some(e) = store.claim_execution(&owner, LEASE).await.expect("claim") {
+                got.push(e.id);
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for worker in workers {
+        all.extend(worker.await.expect("worker"));
+    }
+    let unique: HashSet<_> = all.iter().cloned().collect();
+    assert_eq!(
+        all.len(),
+        unique.len(),
+        "an execution was claimed twice: {all:?}"
+    );
+    assert_eq!(unique, ids.into_iter().collect::<HashSet<_>>());
+}
+
+async fn expired_leases_are_taken_over(store: &Store) {
+    drain(store).await;
+    let mut e = execution("lease-1", "leases", "f");
+    store.insert_execution(&e).await.expect("insert");
+    let claimed = store
+        .claim_execution("dead", Duration::ZERO)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.map(|c| c.id), Some("lease-1".into()));
+    // The first owner "died": its zero-length lease has expired.
+    let taken = store.claim_execution("alive", LEASE).await.expect("claim");
+    assert_eq!(taken.map(|c| c.id), Some("lease-1".into()));
+    e.state.set(State::Running, Timestamp::now());
+    let lost = store.save_execution(&e, "dead", LEASE).await;
+    assert!(matches!(lost, Err(StoreError::LeaseLost(_))), "{lost:?}");
+    assert!(
+        !store
+            .renew_lease("lease-1", "dead", LEASE)
+            .await
+            .expect("renew")
+            .held
+    );
+    let lease = store
+        .renew_lease("lease-1", "alive", LEASE)
+        .await
+        .expect("renew");
+    assert!(lease.held && !lease.kill_requested);
+    assert_eq!(
+        store.claim_execution("third", LEASE).await.expect("claim"),
+        None
+    );
+
+    assert!(store.request_kill("lease-1").await.expect("kill"));
+    assert!(
+        store
+            .renew_lease("lease-1", "alive", LEASE)
+            .await
+            .expect("renew")
+            .kill_requested
+    );
+
+    store
+        .release_lease("lease-1", "alive")
+        .await
+        .expect("release");
+    let reclaimed = store.claim_execution("third", LEASE).await.expect("claim");
+    assert_eq!(reclaimed.map(|c| c.id), Some("lease-1".into()));
+
+    e.state.set(State::Killed, Timestamp::now());
+    store
+        .save_execution(&e, "third", LEASE)
+        .await
+        .expect("save");
+    assert_eq!(
+        store
+            .claim_execution("fourth", Duration::ZERO)
+            .await
+            .expect("claim"),
+        None
+    );
+    assert!(
+        !store.request_kill("lease-1").await.expect("kill"),
+        "finished"
+    );
+}
+
+async fn logs_are_ordered_and_followable(store: &Store) {
+    let log = |message: &str| NewLog {
+        execution_id: "logs-1".into(),
+        task_run_id: Some("tr".into()),
+        task_id: Some("t".into()),
+        attempt_number: 1,
+        level: "INFO".into(),
+        message: message.into(),
+        timestamp: Timestamp::now(),
+    };
+    store
+        .append_logs(&[log("one"), log("two")])
+        .await
+        .expect("append");
+    store.append_logs(&[]).await.expect("append nothing");
+    let first = store.logs("logs-1", 0, 100).await.expect("logs");
+    let messages: Vec<_> = first.iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(messages, ["one", "two"]);
+    store.append_logs(&[log("three")]).await.expect("append");
+    let after = store.logs("logs-1", first[1].seq, 100).await.expect("logs");
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].message, "three");
+    assert!(store.logs("other", 0, 100).await.expect("logs").is_empty());
+}
+
+/// Claims and finishes whatever earlier steps left unfinished.
+async fn drain(store: &Store) {
+    while let Some(mut e) = store.claim_execution("drain", LEASE).await.expect("claim") {
+        e.state.set(State::Cancelled, Timestamp::now());
+        store
+            .save_execution(&e, "drain", LEASE)
+            .await
+            .expect("save");
+    }
+}
+
+async fn suite(store: Store) {
+    store.ping().await.expect("ping");
+    flows_are_revisioned(&store).await;
+    flows_list_by_namespace_prefix(&store).await;
+    executions_are_stored_and_searched(&store).await;
+    expired_leases_are_taken_over(&store).await;
+    logs_are_ordered_and_followable(&store).await;
+    claims_are_exclusive(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_store() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("atoll.db").display());
+    let store = Store::connect(&url).await.expect("connect");
+    assert_eq!(store.backend(), "sqlite");
+    suite(store).await;
+    // Migrations are idempotent: a second start on the same file works.
+    let again = Store::connect(&url).await.expect("reconnect");
+    assert!(
+        again
+            .get_flow("acme.team", "hello", None)
+            .await
+            .expect("get")
+            .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_store() {
+    let server = support::postgres::TestPostgres::start();
+    let url = server.database_url("store_suite");
+    let store = Store::connect(&url).await.expect("connect");
+    assert_eq!(store.backend(), "postgres");
+    suite(store).await;
+    let again = Store::connect(&url).await.expect("reconnect");
+    assert!(
+        again
+            .get_flow("acme.team", "hello", None)
+            .await
+            .expect("get")
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn unsupported_urls_are_refused() {
+    let err = Store::connect("mysql://x").await.expect_err("refused");
+    assert!(matches!(err, StoreError::UnsupportedUrl));
+}

@@ -1,0 +1,5 @@
+//! Helpers shared by the integration tests (meant to move to the testkit).
+#![allow(dead_code)]
+
+pub mod identity;
+pub mod postgres;
