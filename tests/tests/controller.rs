@@ -37,8 +37,12 @@ async fn apply(tenant: Arc<Tenant>, ctx: &Ctx) -> Result<Action, kube::Error> {
         "metadata": {"name": format!("tenant-{name}"), "ownerReferences": [owner]},
         "data": {"tenant": name},
     });
-    cms.patch(&format!("tenant-{name}"), &PatchParams::apply(MANAGER).force(), &Patch::Apply(child))
-        .await?;
+    cms.patch(
+        &format!("tenant-{name}"),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(child),
+    )
+    .await?;
     let ready = tenant.status.as_ref().and_then(|s| s.phase) == Some(Phase::Ready);
     if !ready {
         let tenants: Api<Tenant> = Api::all(ctx.client.clone());
@@ -47,13 +51,20 @@ async fn apply(tenant: Arc<Tenant>, ctx: &Ctx) -> Result<Action, kube::Error> {
             "status": {"phase": "Ready", "observedGeneration": tenant.metadata.generation},
         });
         tenants
-            .patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(status))
+            .patch_status(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(status),
+            )
             .await?;
     }
     Ok(Action::requeue(Duration::from_millis(200)))
 }
 
-async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Ctx>) -> Result<Action, kube::runtime::finalizer::Error<kube::Error>> {
+async fn reconcile(
+    tenant: Arc<Tenant>,
+    ctx: Arc<Ctx>,
+) -> Result<Action, kube::runtime::finalizer::Error<kube::Error>> {
     ctx.reconciles.fetch_add(1, Ordering::SeqCst);
     let tenants: Api<Tenant> = Api::all(ctx.client.clone());
     finalizer(&tenants, FINALIZER, tenant, |event| async {
@@ -68,7 +79,11 @@ async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Ctx>) -> Result<Action, kube::r
     .await
 }
 
-fn error_policy(_: Arc<Tenant>, _: &kube::runtime::finalizer::Error<kube::Error>, _: Arc<Ctx>) -> Action {
+fn error_policy(
+    _: Arc<Tenant>,
+    _: &kube::runtime::finalizer::Error<kube::Error>,
+    _: Arc<Ctx>,
+) -> Action {
     Action::requeue(Duration::from_millis(100))
 }
 
@@ -79,7 +94,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -90,7 +108,14 @@ async fn converged(tenants: &Api<Tenant>, cms: &Api<ConfigMap>, name: &str) -> b
     };
     let ready = t.status.as_ref().and_then(|s| s.phase) == Some(Phase::Ready);
     let finalized = t.finalizers().iter().any(|f| f == FINALIZER);
-    ready && finalized && cms.get_opt(&format!("tenant-{name}")).await.ok().flatten().is_some()
+    ready
+        && finalized
+        && cms
+            .get_opt(&format!("tenant-{name}"))
+            .await
+            .ok()
+            .flatten()
+            .is_some()
 }
 
 #[tokio::test]
@@ -98,11 +123,16 @@ async fn controller_with_owns_and_finalizer_converges_then_rests() {
     let sim = KubeSim::new();
     let client = sim.client();
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &tenant_crd()).await.expect("CRD created");
+    crds.create(&PostParams::default(), &tenant_crd())
+        .await
+        .expect("CRD created");
     let tenants: Api<Tenant> = Api::all(client.clone());
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     tenants
-        .create(&PostParams::default(), &Tenant::new("before", TenantSpec::default()))
+        .create(
+            &PostParams::default(),
+            &Tenant::new("before", TenantSpec::default()),
+        )
         .await
         .expect("tenant created before the controller starts");
 
@@ -118,31 +148,55 @@ async fn controller_with_owns_and_finalizer_converges_then_rests() {
     let running = tokio::spawn(controller);
 
     tenants
-        .create(&PostParams::default(), &Tenant::new("after", TenantSpec::default()))
+        .create(
+            &PostParams::default(),
+            &Tenant::new("after", TenantSpec::default()),
+        )
         .await
         .expect("tenant created after the controller started");
     for name in ["before", "after"] {
-        eventually(&format!("{name} to converge"), || converged(&tenants, &cms, name)).await;
+        eventually(&format!("{name} to converge"), || {
+            converged(&tenants, &cms, name)
+        })
+        .await;
     }
     let owner = cms.get("tenant-after").await.expect("child");
     assert_eq!(owner.owner_references()[0].name, "after");
 
     // At rest: further resyncs of converged tenants write nothing.
     let settle = ctx.reconciles.load(Ordering::SeqCst) + 4;
-    eventually("a settling round", || async { ctx.reconciles.load(Ordering::SeqCst) >= settle }).await;
+    eventually("a settling round", || async {
+        ctx.reconciles.load(Ordering::SeqCst) >= settle
+    })
+    .await;
     let mark = sim.request_log().mark();
     let resync = ctx.reconciles.load(Ordering::SeqCst) + 6;
-    eventually("a resync", || async { ctx.reconciles.load(Ordering::SeqCst) >= resync }).await;
+    eventually("a resync", || async {
+        ctx.reconciles.load(Ordering::SeqCst) >= resync
+    })
+    .await;
     let writes = sim.request_log().writes_since(mark);
     assert!(writes.is_empty(), "writes at rest: {writes:#?}");
     let requests = sim.request_log().since(mark);
-    assert!(requests.iter().any(|r| r.resource == "configmaps"), "the resync did re-apply children");
+    assert!(
+        requests.iter().any(|r| r.resource == "configmaps"),
+        "the resync did re-apply children"
+    );
 
     // Deletion runs the cleanup, then the tenant and its child go.
-    tenants.delete("after", &DeleteParams::default()).await.expect("deleting");
-    eventually("the tenant to go", || async { tenants.get_opt("after").await.ok().flatten().is_none() }).await;
+    tenants
+        .delete("after", &DeleteParams::default())
+        .await
+        .expect("deleting");
+    eventually("the tenant to go", || async {
+        tenants.get_opt("after").await.ok().flatten().is_none()
+    })
+    .await;
     assert!(ctx.cleaned.lock().expect("lock").contains("after"));
-    assert!(cms.get_opt("tenant-after").await.expect("read").is_none(), "child collected");
+    assert!(
+        cms.get_opt("tenant-after").await.expect("read").is_none(),
+        "child collected"
+    );
     assert!(tenants.get_opt("before").await.expect("read").is_some());
     running.abort();
 }
