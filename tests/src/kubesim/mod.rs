@@ -50,11 +50,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use axum::body::Bytes;
 use futures::stream::BoxStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use axum::body::Bytes;
 pub use error::{ApiError, Cause};
 pub use faults::{Fault, FaultRule, Faults};
 pub use log::{RequestLog, RequestRecord, Verb};
@@ -79,7 +79,8 @@ pub struct PodLogRequest {
     pub previous: bool,
 }
 
-/// Supplies pod logs; nodesim implements it for the processes it runs.
+/// Supplies pod logs (the `log` subresource); nodesim implements it for
+/// the processes it runs. [`Bytes`] is re-exported here for implementors.
 pub trait PodLogs: Send + Sync + 'static {
     /// The log text as a stream of chunks, or a message explaining why
     /// there is none (answered as 400, like kubelet's errors).

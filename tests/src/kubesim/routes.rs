@@ -365,6 +365,7 @@ async fn serve(
         dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
         applied: false,
         part,
+        strict: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
     };
     let table = wants_table(headers);
     match verb {

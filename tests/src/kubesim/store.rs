@@ -70,6 +70,9 @@ pub struct WriteOptions {
     pub applied: bool,
     /// The main resource or its `status` subresource.
     pub part: Part,
+    /// `fieldValidation=Strict`: refuse fields the schema does not declare
+    /// (custom resources; built-in kinds are not checked).
+    pub strict: bool,
 }
 
 /// Deletion options.
@@ -547,6 +550,23 @@ impl Store {
             ));
         }
         if let Some(schema) = self.schema_for(rt) {
+            let unknown = if options.strict {
+                schema.unknown_fields(&new)
+            } else {
+                Vec::new()
+            };
+            if !unknown.is_empty() {
+                let listed: Vec<String> = unknown
+                    .iter()
+                    .map(|f| format!("unknown field \"{f}\""))
+                    .collect();
+                return Err(ApiError::bad_request(format!(
+                    "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+                    listed.join(", "),
+                    kind = rt.kind,
+                    version = rt.version,
+                )));
+            }
             let old_for_rules = old.as_deref().map(|o| present(o, rt));
             new = schema
                 .admit(&new, old_for_rules.as_ref())
