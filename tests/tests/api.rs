@@ -335,3 +335,47 @@ async fn deleting_a_namespace_removes_everything_inside() {
     .expect("released");
     assert!(namespaces.get_opt("doomed").await.expect("read").is_none());
 }
+
+#[tokio::test]
+async fn delete_collection_and_dry_run() {
+    let sim = KubeSim::new();
+    let cms: Api<ConfigMap> = Api::default_namespaced(sim.client());
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let preview = cms
+        .create(&dry, &cm("dry", json!({})))
+        .await
+        .expect("dry run");
+    assert_eq!(preview.metadata.name.as_deref(), Some("dry"));
+    assert!(
+        cms.get_opt("dry").await.expect("read").is_none(),
+        "a dry run stores nothing"
+    );
+    for name in ["a", "b"] {
+        cms.create(&PostParams::default(), &cm(name, json!({})))
+            .await
+            .expect("created");
+    }
+    let mut other = cm("c", json!({}));
+    other.metadata.labels = Some([("app".to_string(), "other".to_string())].into());
+    cms.create(&PostParams::default(), &other)
+        .await
+        .expect("created");
+    cms.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("app=demo"),
+    )
+    .await
+    .expect("deleted");
+    let left: Vec<String> = cms
+        .list(&ListParams::default())
+        .await
+        .expect("listed")
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    assert_eq!(left, ["c"]);
+}

@@ -255,3 +255,36 @@ async fn a_kube_watcher_recovers_from_faults_and_closed_streams() {
     assert!(served >= 4, "re-watched after each close: {watches:?}");
     running.abort();
 }
+
+#[tokio::test]
+async fn a_streaming_list_watcher_gets_initial_events_then_changes() {
+    let sim = KubeSim::new();
+    let cms: Api<ConfigMap> = Api::default_namespaced(sim.client());
+    cms.create(&PostParams::default(), &cm("before", json!({})))
+        .await
+        .expect("created");
+    let config = watcher::Config::default().streaming_lists();
+    let mut events = watcher(cms.clone(), config).boxed();
+    let mut seen = Vec::new();
+    while !seen.iter().any(|e| matches!(e, watcher::Event::InitDone)) {
+        let event = tokio::time::timeout(TIMEOUT, events.next())
+            .await
+            .expect("in time")
+            .expect("open");
+        seen.push(event.expect("no error"));
+    }
+    assert!(seen.iter().any(|e| matches!(e, watcher::Event::InitApply(o) if o.metadata.name.as_deref() == Some("before"))));
+    cms.create(&PostParams::default(), &cm("after", json!({})))
+        .await
+        .expect("created");
+    loop {
+        let event = tokio::time::timeout(TIMEOUT, events.next())
+            .await
+            .expect("in time")
+            .expect("open");
+        if let Ok(watcher::Event::Apply(o)) = event {
+            assert_eq!(o.metadata.name.as_deref(), Some("after"));
+            break;
+        }
+    }
+}

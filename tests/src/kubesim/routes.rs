@@ -249,6 +249,18 @@ fn manager_of(query: &HashMap<String, String>, headers: &HeaderMap) -> String {
         .to_string()
 }
 
+/// Refuses Protocol Buffers bodies (typed Go clients such as `kubectl create
+/// configmap` send them); kubesim speaks JSON and YAML only.
+fn check_media_type(headers: &HeaderMap) -> ApiResult<()> {
+    let media = content_type(headers);
+    if media.contains("protobuf") || media.contains("cbor") {
+        return Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {media})"
+        )));
+    }
+    Ok(())
+}
+
 fn parse_body(body: &Bytes) -> ApiResult<Value> {
     if body.is_empty() {
         return Ok(Value::Null);
@@ -368,6 +380,9 @@ async fn serve(
         strict: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
     };
     let table = wants_table(headers);
+    if !body.is_empty() {
+        check_media_type(headers)?;
+    }
     match verb {
         Verb::Get if target.subresource.as_deref() == Some("log") => {
             pod_log(shared, &ns, &name, query).await.map(|r| (r, false))
@@ -438,6 +453,7 @@ async fn serve(
                     .get("timeoutSeconds")
                     .and_then(|t| t.parse::<u64>().ok())
                     .map(Duration::from_secs),
+                send_initial_events: flag(query, "sendInitialEvents"),
             };
             let stream = watch::open(
                 &shared.store,

@@ -423,10 +423,9 @@ impl Store {
         ] {
             meta.remove(server_owned);
         }
-        if rt.status_subresource && !rt.custom {
-            // Built-in kinds start with the status the client sent; custom
-            // resources with a status subresource drop it on create.
-        } else if rt.status_subresource
+        // Status is the server's (and controllers') to write: a create
+        // through an endpoint with a status subresource starts without one.
+        if rt.status_subresource
             && let Some(m) = object.as_object_mut()
         {
             m.remove("status");
@@ -436,6 +435,7 @@ impl Store {
                 object["spec"] = json!({"finalizers": ["kubernetes"]});
                 object["status"] = json!({"phase": "Active"});
             }
+            ("", "pods") => object["status"] = json!({"phase": "Pending"}),
             ("apiextensions.k8s.io", "customresourcedefinitions") => {
                 object["status"] = crd_status(&object);
             }
@@ -473,8 +473,9 @@ impl Store {
                 ));
             }
             Some(rv) if !rv.is_empty() => {}
-            _ if rt.custom || rt.status_subresource => {
-                // Like the real server for these kinds: an update must name the version it replaces.
+            _ if rt.custom => {
+                // Like the real server for custom resources: an update must
+                // name the version it replaces.
                 return Err(ApiError::invalid(
                     &rt.kind,
                     &rt.group,
