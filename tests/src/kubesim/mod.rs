@@ -34,6 +34,7 @@ mod discovery;
 pub mod error;
 pub mod faults;
 mod fields;
+mod handlers;
 pub mod log;
 mod openapi;
 mod patch;
