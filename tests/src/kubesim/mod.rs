@@ -44,6 +44,7 @@ mod schema;
 mod selectors;
 mod store;
 mod table;
+mod validation;
 mod watch;
 
 use std::net::SocketAddr;

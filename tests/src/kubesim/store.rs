@@ -14,6 +14,7 @@ use crate::kubesim::fields::{self, Part, Writer};
 use crate::kubesim::resources::{Registry, ResourceType, StoreKind};
 use crate::kubesim::schema::CompiledSchema;
 use crate::kubesim::selectors::{FieldSelector, LabelSelector};
+use crate::kubesim::validation;
 
 mod gc;
 
@@ -121,20 +122,6 @@ fn now() -> String {
             |_| jiff::Timestamp::now().to_string(),
             |t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
         )
-}
-
-/// Lower-case DNS subdomain, as object names must be.
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 fn name_of(object: &Value) -> Option<&str> {
@@ -538,19 +525,12 @@ impl Store {
         if rt.namespaced {
             meta.insert("namespace".into(), json!(namespace));
         }
-        if !valid_name(name) {
-            return Err(ApiError::invalid(
-                &rt.kind,
-                &rt.group,
-                name,
-                vec![Cause {
-                    reason: "FieldValueInvalid".into(),
-                    field: "metadata.name".into(),
-                    message: format!(
-                        "metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
-                    ),
-                }],
-            ));
+        let mut causes = validation::metadata(rt, &new);
+        if let Some(old) = &old {
+            causes.extend(validation::update(rt, old, &new));
+        }
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(&rt.kind, &rt.group, name, causes));
         }
         if let Some(schema) = self.schema_for(rt) {
             let unknown = if options.strict {
