@@ -379,3 +379,49 @@ async fn delete_collection_and_dry_run() {
         .collect();
     assert_eq!(left, ["c"]);
 }
+
+#[tokio::test]
+async fn built_in_defaults_are_filled_in_once() {
+    use k8s_openapi::api::core::v1::{Secret, Service};
+    let sim = KubeSim::new();
+    let client = sim.client();
+    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    let applied = json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+        "stringData": {"password": "hunter22"}
+    });
+    let pp = PatchParams::apply("test");
+    let secret = secrets
+        .patch("db", &pp, &Patch::Apply(&applied))
+        .await
+        .expect("applied");
+    assert!(secret.string_data.is_none(), "stringData is write-only");
+    assert_eq!(secret.data.expect("data")["password"].0, b"hunter22");
+    assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+
+    let services: Api<Service> = Api::default_namespaced(client);
+    let svc = json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80}]}
+    });
+    let created = services
+        .patch("web", &pp, &Patch::Apply(&svc))
+        .await
+        .expect("applied");
+    let spec = created.spec.expect("spec");
+    assert!(spec.cluster_ip.is_some_and(|ip| ip.starts_with("10.96.")));
+    assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+    let mark = sim.request_log().mark();
+    services
+        .patch("web", &pp, &Patch::Apply(&svc))
+        .await
+        .expect("re-applied");
+    secrets
+        .patch("db", &pp, &Patch::Apply(&applied))
+        .await
+        .expect("re-applied");
+    assert!(
+        sim.request_log().writes_since(mark).is_empty(),
+        "defaults do not make re-applies write"
+    );
+}

@@ -30,6 +30,7 @@
 //! other than the garbage collector and namespace lifecycle: workloads are
 //! brought to life by nodesim.
 
+mod defaults;
 mod discovery;
 pub mod error;
 pub mod faults;

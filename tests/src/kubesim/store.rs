@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+use crate::kubesim::defaults;
 use crate::kubesim::error::{ApiError, ApiResult, Cause};
 use crate::kubesim::fields::{self, Part, Writer};
 use crate::kubesim::resources::{Registry, ResourceType, StoreKind};
@@ -113,6 +114,7 @@ pub struct Store {
     changes: broadcast::Sender<Arc<Change>>,
     schemas: HashMap<(String, String, String), Arc<CompiledSchema>>,
     name_seed: u64,
+    cluster_ips: u64,
 }
 
 fn now() -> String {
@@ -193,6 +195,8 @@ impl Store {
             changes,
             schemas: HashMap::new(),
             name_seed: 0x9e37_79b9_7f4a_7c15,
+            // 10.96.0.1 is the `kubernetes` Service in a real cluster.
+            cluster_ips: 1,
         };
         let namespaces = store
             .registry
@@ -525,6 +529,12 @@ impl Store {
         if rt.namespaced {
             meta.insert("namespace".into(), json!(namespace));
         }
+        let mut next_ip = self.cluster_ips;
+        defaults::apply(rt, old.as_deref(), &mut new, &mut || {
+            next_ip += 1;
+            format!("10.96.{}.{}", next_ip / 254, next_ip % 254 + 1)
+        });
+        self.cluster_ips = next_ip;
         let mut causes = validation::metadata(rt, &new);
         if let Some(old) = &old {
             causes.extend(validation::update(rt, old, &new));
