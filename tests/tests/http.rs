@@ -5,7 +5,10 @@
 use atoll_crds::{Tenant, TenantSpec, tenant_crd};
 use atoll_testkit::kubesim::KubeSim;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::Discovery;
 use kube::{Client, Config};
@@ -71,5 +74,20 @@ async fn a_client_from_the_kubeconfig_discovers_custom_resources() {
         .expect("discovery");
     assert!(!gone.has_group("atoll.dev"));
     assert!(tenants.list(&ListParams::default()).await.is_err());
-    server.shutdown().await;
+
+    // Shutting down ends open watches instead of waiting on them.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let mut watch = namespaces
+        .watch(&WatchParams::default(), &sim.resource_version().to_string())
+        .await
+        .expect("watching")
+        .boxed();
+    tokio::time::timeout(Duration::from_secs(10), server.shutdown())
+        .await
+        .expect("shutdown does not hang on open watches");
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(_)) = watch.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the watch stream ended");
 }

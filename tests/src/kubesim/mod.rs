@@ -190,6 +190,7 @@ impl KubeSim {
             addr,
             stop: Some(stop),
             task: Some(task),
+            faults: self.faults(),
         })
     }
 
@@ -224,6 +225,7 @@ pub struct Server {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    faults: Faults,
 }
 
 impl Server {
@@ -250,15 +252,20 @@ impl Server {
         std::fs::write(path, self.kubeconfig())
     }
 
-    /// Stops accepting connections and waits for open ones to end (watch
-    /// streams end with the simulator's watchers; close them first with
-    /// [`Faults::close_watches`] for a quick stop).
+    /// Stops accepting connections, ends open watch streams (in-process
+    /// clients see them close too, and simply watch again), and waits up to
+    /// five seconds for open requests to finish.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        self.faults.close_watches();
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
         }
     }
 }

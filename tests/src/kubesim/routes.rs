@@ -311,6 +311,15 @@ async fn resource(
             error.into_response()
         }
     };
+    tracing::debug!(
+        verb = ?record.verb,
+        resource = %record.resource,
+        namespace = %record.namespace,
+        name = %record.name,
+        code = record.code,
+        wrote = record.wrote,
+        "kubesim request"
+    );
     shared.log.push(record);
     response
 }
