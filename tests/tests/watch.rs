@@ -8,7 +8,9 @@ use std::time::Duration;
 use atoll_testkit::kubesim::{Fault, FaultRule, KubeSim, Verb};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde_json::json;
 
@@ -287,4 +289,39 @@ async fn a_streaming_list_watcher_gets_initial_events_then_changes() {
             break;
         }
     }
+}
+
+#[tokio::test]
+async fn metadata_only_reads_and_watches() {
+    let sim = KubeSim::new();
+    let cms: Api<ConfigMap> = Api::default_namespaced(sim.client());
+    cms.create(&PostParams::default(), &cm("meta", json!({"app": "x"})))
+        .await
+        .expect("created");
+    let one = cms.get_metadata("meta").await.expect("metadata");
+    assert_eq!(one.metadata.labels.expect("labels")["app"], "x");
+    let all = cms
+        .list_metadata(&ListParams::default())
+        .await
+        .expect("metadata list");
+    assert_eq!(all.items.len(), 1);
+    let mut events =
+        kube::runtime::metadata_watcher(cms.clone(), watcher::Config::default()).boxed();
+    let mut names = BTreeSet::new();
+    cms.create(&PostParams::default(), &cm("later", json!({})))
+        .await
+        .expect("created");
+    while names.len() < 2 {
+        let event = tokio::time::timeout(TIMEOUT, events.next())
+            .await
+            .expect("in time")
+            .expect("open");
+        if let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) = event {
+            names.extend(o.metadata.name);
+        }
+    }
+    assert_eq!(
+        names,
+        BTreeSet::from(["later".to_string(), "meta".to_string()])
+    );
 }

@@ -34,7 +34,60 @@ pub(crate) struct Request<'a> {
     pub(crate) headers: &'a HeaderMap,
     pub(crate) body: &'a Bytes,
     pub(crate) options: WriteOptions,
-    pub(crate) table: bool,
+    pub(crate) output: Output,
+}
+
+/// How objects are rendered, from the `Accept` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Output {
+    /// The objects themselves.
+    Full,
+    /// `meta.k8s.io/v1` `Table` (kubectl's server-side printing).
+    Table,
+    /// `PartialObjectMetadata` (metadata-only clients and watches).
+    Metadata,
+}
+
+impl Output {
+    /// Picks the rendering an `Accept` header asks for.
+    pub(crate) fn from_accept(accept: &str) -> Self {
+        if accept.contains("as=Table") {
+            Self::Table
+        } else if accept.contains("as=PartialObjectMetadata") {
+            Self::Metadata
+        } else {
+            Self::Full
+        }
+    }
+}
+
+fn partial(object: &Value) -> Value {
+    let mut metadata = object["metadata"].clone();
+    if let Some(m) = metadata.as_object_mut() {
+        m.remove("managedFields");
+    }
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata})
+}
+
+/// Rewrites a watch stream so each event carries only metadata.
+fn watch_as_metadata(
+    stream: impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static,
+) -> impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
+    futures::StreamExt::map(stream, |line| {
+        let Ok(bytes) = line;
+        let Ok(mut event) = serde_json::from_slice::<Value>(&bytes) else {
+            return Ok(bytes);
+        };
+        if matches!(
+            event["type"].as_str(),
+            Some("ADDED" | "MODIFIED" | "DELETED")
+        ) {
+            event["object"] = partial(&event["object"]);
+        }
+        let mut text = event.to_string();
+        text.push('\n');
+        Ok(Bytes::from(text))
+    })
 }
 
 /// A boolean query parameter.
@@ -75,10 +128,10 @@ fn parse_rv(text: &str) -> ApiResult<u64> {
 pub(crate) fn get(r: Request<'_>) -> Served {
     let rt = &r.target.rt;
     let object = r.shared.lock().get(rt, &r.namespace, &r.name)?;
-    let out = if r.table {
-        table::table(rt, &[object], None, None)
-    } else {
-        object
+    let out = match r.output {
+        Output::Table => table::table(rt, &[object], None, None),
+        Output::Metadata => partial(&object),
+        Output::Full => object,
     };
     Ok((json_response(StatusCode::OK, &out), false))
 }
@@ -110,13 +163,22 @@ pub(crate) fn list(r: Request<'_>) -> Served {
     );
     drop(store);
     let token = next.map(|key| encode_continue(rv, &key));
-    let out = if r.table {
-        table::table(rt, &items, Some(rv), token.as_deref())
+    if r.output == Output::Table {
+        let out = table::table(rt, &items, Some(rv), token.as_deref());
+        return Ok((json_response(StatusCode::OK, &out), false));
+    }
+    let mut metadata = json!({"resourceVersion": rv.to_string()});
+    if let Some(token) = &token {
+        metadata["continue"] = json!(token);
+    }
+    let out = if r.output == Output::Metadata {
+        json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": metadata,
+            "items": items.iter().map(partial).collect::<Vec<_>>(),
+        })
     } else {
-        let mut metadata = json!({"resourceVersion": rv.to_string()});
-        if let Some(token) = &token {
-            metadata["continue"] = json!(token);
-        }
         json!({
             "kind": format!("{}List", rt.kind),
             "apiVersion": rt.api_version(),
@@ -156,10 +218,10 @@ pub(crate) fn watch(r: Request<'_>) -> Served {
         request,
         shared.bookmark_interval,
     );
-    let body = if r.table {
-        Body::from_stream(table::watch_as_table(rt.clone(), stream))
-    } else {
-        Body::from_stream(stream)
+    let body = match r.output {
+        Output::Table => Body::from_stream(table::watch_as_table(rt.clone(), stream)),
+        Output::Metadata => Body::from_stream(watch_as_metadata(stream)),
+        Output::Full => Body::from_stream(stream),
     };
     let response = Response::builder()
         .status(StatusCode::OK)

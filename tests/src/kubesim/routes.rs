@@ -18,7 +18,7 @@ use crate::kubesim::discovery;
 use crate::kubesim::error::{ApiError, ApiResult};
 use crate::kubesim::faults::Faults;
 use crate::kubesim::fields::Part;
-use crate::kubesim::handlers::{self, Request, Served, flag};
+use crate::kubesim::handlers::{self, Output, Request, Served, flag};
 use crate::kubesim::log::{RequestLog, RequestRecord, Verb};
 use crate::kubesim::openapi;
 use crate::kubesim::resources::ResourceType;
@@ -253,13 +253,6 @@ fn check_media_type(headers: &HeaderMap) -> ApiResult<()> {
     Ok(())
 }
 
-fn wants_table(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("as=Table"))
-}
-
 /// Every resource request.
 async fn resource(
     State(shared): State<Arc<Shared>>,
@@ -361,7 +354,12 @@ async fn serve(
             part,
             strict: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
         },
-        table: wants_table(headers),
+        output: Output::from_accept(
+            headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default(),
+        ),
     };
     match verb {
         Verb::Get if target.subresource.as_deref() == Some("log") => {
