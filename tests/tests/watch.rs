@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
+use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde_json::json;
 
@@ -305,8 +306,8 @@ async fn metadata_only_reads_and_watches() {
         .await
         .expect("metadata list");
     assert_eq!(all.items.len(), 1);
-    let mut events =
-        kube::runtime::metadata_watcher(cms.clone(), watcher::Config::default()).boxed();
+    let metadata_only: Api<PartialObjectMeta<ConfigMap>> = Api::default_namespaced(sim.client());
+    let mut events = watcher(metadata_only, watcher::Config::default()).boxed();
     let mut names = BTreeSet::new();
     cms.create(&PostParams::default(), &cm("later", json!({})))
         .await
