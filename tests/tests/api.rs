@@ -425,3 +425,49 @@ async fn built_in_defaults_are_filled_in_once() {
         "defaults do not make re-applies write"
     );
 }
+
+#[tokio::test]
+async fn graceful_pod_deletion_and_dangling_owners() {
+    use k8s_openapi::api::core::v1::Pod;
+    let sim = KubeSim::builder().graceful_pod_deletion(true).build();
+    let pods: Api<Pod> = Api::default_namespaced(sim.client());
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "web"}, "spec": {"containers": [{"name": "c", "image": "i"}]}
+    }))
+    .expect("pod");
+    let created = pods
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("created");
+    assert_eq!(
+        created.status.and_then(|s| s.phase).as_deref(),
+        Some("Pending")
+    );
+    pods.delete("web", &DeleteParams::default())
+        .await
+        .expect("deleting");
+    let terminating = pods
+        .get("web")
+        .await
+        .expect("stays until its kubelet confirms");
+    assert_eq!(terminating.metadata.deletion_grace_period_seconds, Some(30));
+    pods.delete("web", &DeleteParams::default().grace_period(0))
+        .await
+        .expect("confirmed");
+    assert!(pods.get_opt("web").await.expect("read").is_none());
+
+    // An object whose only owner does not exist is collected.
+    let cms: Api<ConfigMap> = Api::default_namespaced(sim.client());
+    let mut orphan = cm("orphan", json!({}));
+    orphan.metadata.owner_references = Some(vec![serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "name": "ghost", "uid": "00000000-0000-0000-0000-000000000000"
+    }))
+    .expect("owner ref")]);
+    cms.create(&PostParams::default(), &orphan)
+        .await
+        .expect("accepted");
+    assert!(
+        cms.get_opt("orphan").await.expect("read").is_none(),
+        "collected"
+    );
+}

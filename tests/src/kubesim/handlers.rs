@@ -450,6 +450,10 @@ fn delete_options(query: &HashMap<String, String>, body: &Bytes) -> ApiResult<De
             .as_str()
             .map(str::to_string),
         dry_run,
+        grace_period: query
+            .get("gracePeriodSeconds")
+            .and_then(|g| g.parse().ok())
+            .or_else(|| body["gracePeriodSeconds"].as_i64()),
     })
 }
 

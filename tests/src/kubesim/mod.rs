@@ -95,6 +95,7 @@ pub trait PodLogs: Send + Sync + 'static {
 pub struct KubeSimBuilder {
     history: usize,
     bookmark_interval: Duration,
+    graceful_pods: bool,
 }
 
 impl Default for KubeSimBuilder {
@@ -102,6 +103,7 @@ impl Default for KubeSimBuilder {
         Self {
             history: 50_000,
             bookmark_interval: Duration::from_secs(5),
+            graceful_pods: false,
         }
     }
 }
@@ -120,12 +122,26 @@ impl KubeSimBuilder {
         self
     }
 
+    /// Graceful pod deletion, as with a kubelet: deleting a pod marks it
+    /// terminating (deletionTimestamp, deletionGracePeriodSeconds) and it
+    /// stays until deleted again with `gracePeriodSeconds=0`, which is what
+    /// nodesim does once the pod's processes have stopped. Off by default:
+    /// pods without finalizers then go at once.
+    pub fn graceful_pod_deletion(mut self, on: bool) -> Self {
+        self.graceful_pods = on;
+        self
+    }
+
     /// Builds the simulator, with the namespaces `default`, `kube-system`,
     /// `kube-public` and `kube-node-lease`.
     pub fn build(self) -> KubeSim {
         KubeSim {
             shared: Arc::new(Shared {
-                store: Mutex::new(Store::new(self.history)),
+                store: Mutex::new({
+                    let mut store = Store::new(self.history);
+                    store.graceful_pods = self.graceful_pods;
+                    store
+                }),
                 log: RequestLog::default(),
                 faults: Faults::default(),
                 pod_logs: RwLock::new(None),

@@ -90,6 +90,8 @@ pub struct DeleteOptions {
     pub resource_version: Option<String>,
     /// `dryRun=All`.
     pub dry_run: bool,
+    /// `gracePeriodSeconds` (pods, with graceful pod deletion on).
+    pub grace_period: Option<i64>,
 }
 
 /// The result of a write: the object and whether anything changed.
@@ -115,6 +117,7 @@ pub struct Store {
     schemas: HashMap<(String, String, String), Arc<CompiledSchema>>,
     name_seed: u64,
     cluster_ips: u64,
+    pub(crate) graceful_pods: bool,
 }
 
 fn now() -> String {
@@ -197,6 +200,7 @@ impl Store {
             name_seed: 0x9e37_79b9_7f4a_7c15,
             // 10.96.0.1 is the `kubernetes` Service in a real cluster.
             cluster_ips: 1,
+            graceful_pods: false,
         };
         let namespaces = store
             .registry
@@ -603,13 +607,21 @@ impl Store {
             });
         }
         let is_namespace = rt.group.is_empty() && rt.plural == "namespaces";
-        let finished =
-            !new["metadata"]["deletionTimestamp"].is_null() && finalizers(&new).is_empty();
+        // Gone once deleted, unheld, and (pods) past their grace period.
+        let finished = !new["metadata"]["deletionTimestamp"].is_null()
+            && finalizers(&new).is_empty()
+            && new["metadata"]["deletionGracePeriodSeconds"]
+                .as_i64()
+                .unwrap_or(0)
+                == 0;
         let stored = self.put(rt, namespace, name, new, old);
         if finished && is_namespace {
             self.finish_namespace(name);
         } else if finished {
             self.remove(&rt.store_key(), namespace, name, None);
+        } else if self.owners_all_gone(&stored) {
+            // The garbage collector deletes what only absent owners own.
+            self.delete_located(rt, namespace, name, None);
         }
         if rt.group == "apiextensions.k8s.io" {
             self.refresh_custom_types();

@@ -89,6 +89,14 @@ impl Store {
         }
     }
 
+    /// Whether an object names owners and none of them exists (by uid).
+    pub(super) fn owners_all_gone(&self, object: &Value) -> bool {
+        let owners = owner_uids(object);
+        object["metadata"]["deletionTimestamp"].is_null()
+            && !owners.is_empty()
+            && owners.iter().all(|uid| !self.by_uid.contains_key(uid))
+    }
+
     /// Garbage collection: dependents of a deleted owner are deleted (or,
     /// for `Orphan`, released from it).
     fn collect_dependents(&mut self, owner_uid: &str, orphan: bool) {
@@ -221,7 +229,7 @@ impl Store {
         }
     }
 
-    fn delete_located(
+    pub(super) fn delete_located(
         &mut self,
         rt: &ResourceType,
         ns: &str,
@@ -279,6 +287,18 @@ impl Store {
         }
         let propagation = options.propagation.as_deref();
         let is_namespace = kind.group.is_empty() && kind.plural == "namespaces";
+        let is_pod = kind.group.is_empty() && kind.plural == "pods";
+        // With graceful pod deletion a pod stays, terminating, until its
+        // kubelet (nodesim) deletes it again with a zero grace period.
+        let grace = if is_pod && self.graceful_pods {
+            options.grace_period.unwrap_or_else(|| {
+                object["spec"]["terminationGracePeriodSeconds"]
+                    .as_i64()
+                    .unwrap_or(30)
+            })
+        } else {
+            0
+        };
         let mut held = finalizers(&object);
         if propagation == Some("Foreground")
             && self
@@ -289,17 +309,22 @@ impl Store {
         {
             held.push("foregroundDeletion".into());
         }
-        if held.is_empty() && !is_namespace {
+        if held.is_empty() && !is_namespace && grace == 0 {
             self.remove(&kind, namespace, name, propagation);
             return Ok((present(&object, rt), true));
         }
-        if object["metadata"]["deletionTimestamp"].is_null() || held != finalizers(&object) {
+        let grace_changed =
+            object["metadata"]["deletionGracePeriodSeconds"].as_i64() != Some(grace);
+        if object["metadata"]["deletionTimestamp"].is_null()
+            || held != finalizers(&object)
+            || grace_changed
+        {
             let mut marked = (*object).clone();
             let meta = meta_mut(&mut marked);
             if meta.get("deletionTimestamp").is_none_or(Value::is_null) {
                 meta.insert("deletionTimestamp".into(), json!(now()));
-                meta.insert("deletionGracePeriodSeconds".into(), json!(0));
             }
+            meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
             meta.insert("finalizers".into(), json!(held));
             if is_namespace {
                 marked["status"]["phase"] = json!("Terminating");
