@@ -178,7 +178,8 @@ fn parse_path(store: &Store, path: &str) -> ApiResult<Target> {
     }
     if let Some(sub) = subresource {
         let known = (sub == "status" && rt.status_subresource)
-            || (sub == "log" && rt.group.is_empty() && rt.plural == "pods");
+            || (sub == "log" && rt.group.is_empty() && rt.plural == "pods")
+            || (sub == "scale" && rt.scale_subresource());
         if !known {
             return Err(ApiError::no_route(path));
         }
@@ -364,6 +365,11 @@ async fn serve(
     match verb {
         Verb::Get if target.subresource.as_deref() == Some("log") => {
             handlers::pod_log(request).await
+        }
+        Verb::Get | Verb::Update | Verb::Patch
+            if target.subresource.as_deref() == Some("scale") =>
+        {
+            handlers::scale(request, verb)
         }
         Verb::Get => handlers::get(request),
         Verb::List => handlers::list(request),
