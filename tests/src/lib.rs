@@ -1,0 +1,3 @@
+//! Atoll's simulated cluster: what its tests and `atoll-sandbox` run on.
+
+pub mod nodesim;
