@@ -77,7 +77,8 @@ impl Rewriter<'_> {
         value.replace("0.0.0.0", &ip).replace("[::]", &ip)
     }
 
-    fn rewrite_hosts(&self, value: &str) -> String {
+    /// Rewrites only in-cluster Service names.
+    pub fn rewrite_hosts(&self, value: &str) -> String {
         let mut out = String::with_capacity(value.len());
         let mut run_start = None;
         for (i, ch) in value
