@@ -209,6 +209,11 @@ impl Supervisor {
         self.state.borrow().clone()
     }
 
+    /// A receiver that sees every state change.
+    pub fn subscribe(&self) -> watch::Receiver<ContainerState> {
+        self.state.clone()
+    }
+
     /// Stops the container (SIGTERM, SIGKILL after the grace period) and waits
     /// until its process group is gone.
     pub async fn stop(mut self) {
