@@ -1,3 +1,4 @@
 //! Atoll's simulated cluster: what its tests and `atoll-sandbox` run on.
 
+pub mod kubesim;
 pub mod nodesim;

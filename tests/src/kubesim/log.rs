@@ -1,0 +1,118 @@
+//! The request log: every API request kubesim served, with whether it
+//! changed the store, so tests can assert "zero writes at rest" or count
+//! the writes a reconcile made.
+
+use std::sync::{Arc, Mutex};
+
+/// What a request asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verb {
+    /// GET of one object.
+    Get,
+    /// GET of a collection.
+    List,
+    /// GET with `watch=true`.
+    Watch,
+    /// POST.
+    Create,
+    /// PUT.
+    Update,
+    /// PATCH other than server-side apply.
+    Patch,
+    /// PATCH with `application/apply-patch+yaml` (server-side apply).
+    Apply,
+    /// DELETE of one object.
+    Delete,
+    /// DELETE of a collection.
+    DeleteCollection,
+}
+
+impl Verb {
+    /// Whether the verb may change the store.
+    pub fn is_write(self) -> bool {
+        !matches!(self, Self::Get | Self::List | Self::Watch)
+    }
+}
+
+/// One served request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// The verb.
+    pub verb: Verb,
+    /// API group (`""` for core).
+    pub group: String,
+    /// Resource plural (`configmaps`).
+    pub resource: String,
+    /// Subresource (`status`, `log`), or empty.
+    pub subresource: String,
+    /// Namespace, or empty.
+    pub namespace: String,
+    /// Object name, or empty for collections.
+    pub name: String,
+    /// `fieldManager` query parameter, or empty.
+    pub field_manager: String,
+    /// HTTP status code of the answer.
+    pub code: u16,
+    /// Whether the store changed (a write that changed nothing is `false`).
+    pub wrote: bool,
+    /// Whether an injected fault answered it.
+    pub faulted: bool,
+}
+
+/// A shared, append-only log of requests. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct RequestLog {
+    records: Arc<Mutex<Vec<RequestRecord>>>,
+}
+
+impl RequestLog {
+    pub(crate) fn push(&self, record: RequestRecord) {
+        self.lock().push(record);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<RequestRecord>> {
+        self.records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Every record so far.
+    pub fn records(&self) -> Vec<RequestRecord> {
+        self.lock().clone()
+    }
+
+    /// The number of records so far: a mark for [`RequestLog::since`].
+    pub fn mark(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Records after a [`RequestLog::mark`].
+    pub fn since(&self, mark: usize) -> Vec<RequestRecord> {
+        self.lock().iter().skip(mark).cloned().collect()
+    }
+
+    /// Requests that changed the store, after a mark.
+    pub fn writes_since(&self, mark: usize) -> Vec<RequestRecord> {
+        self.lock()
+            .iter()
+            .skip(mark)
+            .filter(|r| r.wrote)
+            .cloned()
+            .collect()
+    }
+
+    /// How many requests changed the store, in all.
+    pub fn write_count(&self) -> usize {
+        self.lock().iter().filter(|r| r.wrote).count()
+    }
+
+    /// How many requests of a verb were served, in all.
+    pub fn count(&self, verb: Verb) -> usize {
+        self.lock().iter().filter(|r| r.verb == verb).count()
+    }
+
+    /// Forgets every record.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+}

@@ -1,0 +1,1100 @@
+//! The object store: every object as JSON, one global resourceVersion
+//! counter, a bounded history of changes for watch replay, and the write
+//! path shared by every verb (metadata rules, status subresource, schema
+//! admission, generation, field ownership, no-op detection).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use crate::kubesim::error::{ApiError, ApiResult, Cause};
+use crate::kubesim::fields::{self, Part, Writer};
+use crate::kubesim::resources::{Registry, ResourceType, StoreKind};
+use crate::kubesim::schema::CompiledSchema;
+use crate::kubesim::selectors::{FieldSelector, LabelSelector};
+
+/// Kind of a watch event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    /// Created.
+    Added,
+    /// Changed.
+    Modified,
+    /// Removed.
+    Deleted,
+}
+
+impl EventType {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Added => "ADDED",
+            Self::Modified => "MODIFIED",
+            Self::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, as kept in the history and sent to watchers.
+#[derive(Debug)]
+pub struct Change {
+    /// resourceVersion of the change.
+    pub rv: u64,
+    /// Which resource.
+    pub kind: StoreKind,
+    /// Namespace (`""` for cluster-scoped).
+    pub namespace: String,
+    /// Event type.
+    pub event: EventType,
+    /// The object after the change (the last state for deletions).
+    pub object: Arc<Value>,
+    /// The object before the change, for selector transitions.
+    pub old: Option<Arc<Value>>,
+}
+
+/// (namespace, name)
+pub type ObjectKey = (String, String);
+type Located = (StoreKind, String, String);
+
+/// What a write request may say about ownership and intent.
+#[derive(Clone, Debug, Default)]
+pub struct WriteOptions {
+    /// `fieldManager`, or the one derived from the user agent.
+    pub manager: String,
+    /// `dryRun=All`: validate and answer, store nothing.
+    pub dry_run: bool,
+    /// The new object comes from server-side apply, which has already
+    /// updated `managedFields`.
+    pub applied: bool,
+    /// The main resource or its `status` subresource.
+    pub part: Part,
+}
+
+/// Deletion options.
+#[derive(Clone, Debug, Default)]
+pub struct DeleteOptions {
+    /// `Background` (default), `Foreground` or `Orphan`.
+    pub propagation: Option<String>,
+    /// `preconditions.uid`.
+    pub uid: Option<String>,
+    /// `preconditions.resourceVersion`.
+    pub resource_version: Option<String>,
+    /// `dryRun=All`.
+    pub dry_run: bool,
+}
+
+/// The result of a write: the object and whether anything changed.
+#[derive(Clone, Debug)]
+pub struct Written {
+    /// The object as stored (or as it would be, for dry runs).
+    pub object: Value,
+    /// Whether the store changed.
+    pub wrote: bool,
+}
+
+/// The in-memory cluster state.
+#[derive(Debug)]
+pub struct Store {
+    pub(crate) registry: Registry,
+    objects: HashMap<StoreKind, BTreeMap<ObjectKey, Arc<Value>>>,
+    by_uid: HashMap<String, Located>,
+    dependents: HashMap<String, BTreeSet<Located>>,
+    rv: u64,
+    history: VecDeque<Arc<Change>>,
+    history_limit: usize,
+    changes: broadcast::Sender<Arc<Change>>,
+    schemas: HashMap<(String, String, String), Arc<CompiledSchema>>,
+    name_seed: u64,
+}
+
+fn now() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .map_or_else(
+            |_| jiff::Timestamp::now().to_string(),
+            |t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        )
+}
+
+/// Lower-case DNS subdomain, as object names must be.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+fn name_of(object: &Value) -> Option<&str> {
+    object["metadata"]["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+}
+
+fn meta_mut(object: &mut Value) -> &mut serde_json::Map<String, Value> {
+    if !object["metadata"].is_object() {
+        object["metadata"] = json!({});
+    }
+    object["metadata"]
+        .as_object_mut()
+        .expect("metadata was just made an object")
+}
+
+/// Whether two objects differ outside metadata and status: what bumps
+/// `metadata.generation`.
+fn spec_changed(old: &Value, new: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("metadata");
+            m.remove("status");
+            m.remove("apiVersion");
+            m.remove("kind");
+        }
+        v
+    };
+    strip(old) != strip(new)
+}
+
+fn finalizers(object: &Value) -> Vec<String> {
+    object["metadata"]["finalizers"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn owner_uids(object: &Value) -> Vec<String> {
+    object["metadata"]["ownerReferences"]
+        .as_array()
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|r| r["uid"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Store {
+    /// An empty cluster with the `default`, `kube-system` and `kube-public`
+    /// namespaces.
+    pub fn new(history_limit: usize) -> Self {
+        let (changes, _) = broadcast::channel(65_536);
+        let mut store = Self {
+            registry: Registry::builtin(),
+            objects: HashMap::new(),
+            by_uid: HashMap::new(),
+            dependents: HashMap::new(),
+            rv: 0,
+            history: VecDeque::new(),
+            history_limit: history_limit.max(16),
+            changes,
+            schemas: HashMap::new(),
+            name_seed: 0x9e37_79b9_7f4a_7c15,
+        };
+        let namespaces = store
+            .registry
+            .find("", "v1", "namespaces")
+            .expect("namespaces are built in");
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            let options = WriteOptions {
+                manager: "kubesim".into(),
+                ..WriteOptions::default()
+            };
+            store
+                .create(&namespaces, "", object, &options)
+                .expect("built-in namespaces are valid");
+        }
+        store
+    }
+
+    /// The current resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.rv
+    }
+
+    /// Subscribes to every future change.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
+        self.changes.subscribe()
+    }
+
+    /// Changes after `rv` from the history, or 410 when they are gone.
+    pub fn changes_since(&self, rv: u64) -> ApiResult<Vec<Arc<Change>>> {
+        if let Some(oldest) = self.history.front()
+            && rv + 1 < oldest.rv
+        {
+            return Err(ApiError::gone(format!(
+                "too old resource version: {rv} ({})",
+                oldest.rv - 1
+            )));
+        }
+        Ok(self.history.iter().filter(|c| c.rv > rv).cloned().collect())
+    }
+
+    /// Objects of a resource, in one namespace or all.
+    pub fn objects(&self, kind: &StoreKind, namespace: Option<&str>) -> Vec<Arc<Value>> {
+        let Some(map) = self.objects.get(kind) else {
+            return Vec::new();
+        };
+        match namespace {
+            Some(ns) => map
+                .range((ns.to_string(), String::new())..)
+                .take_while(|((n, _), _)| n == ns)
+                .map(|(_, v)| v.clone())
+                .collect(),
+            None => map.values().cloned().collect(),
+        }
+    }
+
+    /// One object.
+    pub fn object(&self, kind: &StoreKind, namespace: &str, name: &str) -> Option<Arc<Value>> {
+        self.objects
+            .get(kind)?
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// Reads one object, 404 if missing.
+    pub fn get(&self, rt: &ResourceType, namespace: &str, name: &str) -> ApiResult<Value> {
+        self.object(&rt.store_key(), namespace, name)
+            .map(|o| present(&o, rt))
+            .ok_or_else(|| ApiError::not_found(rt.subject(), name))
+    }
+
+    /// Lists objects matching the selectors, after `continue_from`, at most
+    /// `limit`; returns the items and the key to continue from.
+    pub fn list(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+        limit: Option<usize>,
+        continue_from: Option<&ObjectKey>,
+    ) -> (Vec<Value>, Option<ObjectKey>) {
+        let Some(map) = self.objects.get(&rt.store_key()) else {
+            return (Vec::new(), None);
+        };
+        let start = continue_from.cloned();
+        let mut items = Vec::new();
+        let mut iter = map
+            .iter()
+            .filter(|((ns, _), _)| namespace.is_none_or(|n| n == ns))
+            .filter(|(key, _)| start.as_ref().is_none_or(|s| *key > s))
+            .filter(|(_, o)| labels.matches(o) && fields.matches(o));
+        let mut last = None;
+        for (key, object) in iter.by_ref() {
+            items.push(present(object, rt));
+            last = Some(key.clone());
+            if limit.is_some_and(|l| items.len() >= l) {
+                break;
+            }
+        }
+        let more = limit.is_some() && iter.next().is_some();
+        (items, if more { last } else { None })
+    }
+
+    fn schema_for(&mut self, rt: &ResourceType) -> Option<Arc<CompiledSchema>> {
+        let schema = rt.schema.as_ref()?;
+        let key = (rt.group.clone(), rt.version.clone(), rt.plural.clone());
+        Some(
+            self.schemas
+                .entry(key)
+                .or_insert_with(|| Arc::new(CompiledSchema::new(schema.clone())))
+                .clone(),
+        )
+    }
+
+    fn next_name_suffix(&mut self) -> String {
+        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+        // xorshift; deterministic per store, unique enough for generateName.
+        let mut out = String::new();
+        for _ in 0..5 {
+            self.name_seed ^= self.name_seed << 13;
+            self.name_seed ^= self.name_seed >> 7;
+            self.name_seed ^= self.name_seed << 17;
+            out.push(ALPHABET[(self.name_seed % ALPHABET.len() as u64) as usize] as char);
+        }
+        out
+    }
+
+    fn check_namespace(&self, rt: &ResourceType, namespace: &str, name: &str) -> ApiResult<()> {
+        if !rt.namespaced {
+            return Ok(());
+        }
+        let ns_kind = StoreKind {
+            group: String::new(),
+            plural: "namespaces".into(),
+        };
+        match self.object(&ns_kind, "", namespace) {
+            None => Err(ApiError::not_found(
+                crate::kubesim::error::Subject {
+                    group: "",
+                    resource: "namespaces",
+                },
+                namespace,
+            )),
+            Some(ns) if !ns["metadata"]["deletionTimestamp"].is_null() => {
+                Err(ApiError::forbidden(format!(
+                    "{} \"{name}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated",
+                    rt.plural,
+                )))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Creates an object (POST).
+    pub fn create(
+        &mut self,
+        rt: &ResourceType,
+        namespace: &str,
+        mut object: Value,
+        options: &WriteOptions,
+    ) -> ApiResult<Written> {
+        if !object.is_object() {
+            return Err(ApiError::bad_request("the body must be a JSON object"));
+        }
+        object["apiVersion"] = json!(rt.api_version());
+        object["kind"] = json!(rt.kind);
+        let meta = meta_mut(&mut object);
+        if rt.namespaced {
+            match meta.get("namespace").and_then(Value::as_str) {
+                Some(ns) if !ns.is_empty() && ns != namespace => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                _ => {
+                    meta.insert("namespace".into(), json!(namespace));
+                }
+            }
+        } else {
+            meta.remove("namespace");
+        }
+        if name_of(&object).is_none()
+            && let Some(prefix) = object["metadata"]["generateName"]
+                .as_str()
+                .map(str::to_string)
+        {
+            let name = format!("{prefix}{}", self.next_name_suffix());
+            meta_mut(&mut object).insert("name".into(), json!(name));
+        }
+        let name = name_of(&object).map(str::to_string).ok_or_else(|| {
+            ApiError::invalid(
+                &rt.kind,
+                &rt.group,
+                "",
+                vec![Cause {
+                    reason: "FieldValueRequired".into(),
+                    field: "metadata.name".into(),
+                    message: "metadata.name: Required value: name or generateName is required"
+                        .into(),
+                }],
+            )
+        })?;
+        self.check_namespace(rt, namespace, &name)?;
+        if self.object(&rt.store_key(), namespace, &name).is_some() {
+            return Err(ApiError::already_exists(rt.subject(), &name));
+        }
+        let meta = meta_mut(&mut object);
+        meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        meta.insert("creationTimestamp".into(), json!(now()));
+        meta.insert("generation".into(), json!(1));
+        for server_owned in [
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "resourceVersion",
+            "selfLink",
+        ] {
+            meta.remove(server_owned);
+        }
+        if rt.status_subresource && !rt.custom {
+            // Built-in kinds start with the status the client sent; custom
+            // resources with a status subresource drop it on create.
+        } else if rt.status_subresource
+            && let Some(m) = object.as_object_mut()
+        {
+            m.remove("status");
+        }
+        match (rt.group.as_str(), rt.plural.as_str()) {
+            ("", "namespaces") => {
+                object["spec"] = json!({"finalizers": ["kubernetes"]});
+                object["status"] = json!({"phase": "Active"});
+            }
+            ("apiextensions.k8s.io", "customresourcedefinitions") => {
+                object["status"] = crd_status(&object);
+            }
+            _ => {}
+        }
+        self.commit(rt, namespace, &name, None, object, options)
+    }
+
+    /// Replaces an object (PUT), on the main resource or `status`.
+    pub fn update(
+        &mut self,
+        rt: &ResourceType,
+        namespace: &str,
+        name: &str,
+        object: Value,
+        options: &WriteOptions,
+    ) -> ApiResult<Written> {
+        let old = self
+            .object(&rt.store_key(), namespace, name)
+            .ok_or_else(|| ApiError::not_found(rt.subject(), name))?;
+        if name_of(&object).is_some_and(|n| n != name) {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                name_of(&object).unwrap_or_default()
+            )));
+        }
+        match object["metadata"]["resourceVersion"].as_str() {
+            Some(rv)
+                if !rv.is_empty() && Some(rv) != old["metadata"]["resourceVersion"].as_str() =>
+            {
+                return Err(ApiError::conflict(
+                    rt.subject(),
+                    name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                ));
+            }
+            Some(rv) if !rv.is_empty() => {}
+            _ if rt.custom || rt.status_subresource => {
+                // Like the real server for these kinds: an update must name the version it replaces.
+                return Err(ApiError::invalid(
+                    &rt.kind,
+                    &rt.group,
+                    name,
+                    vec![Cause {
+                        reason: "FieldValueInvalid".into(),
+                        field: "metadata.resourceVersion".into(),
+                        message: "metadata.resourceVersion: Invalid value: 0: must be specified for an update".into(),
+                    }],
+                ));
+            }
+            _ => {}
+        }
+        self.commit(rt, namespace, name, Some(old), object, options)
+    }
+
+    /// Writes a new version computed from the old one (patches, apply).
+    pub fn replace_with(
+        &mut self,
+        rt: &ResourceType,
+        namespace: &str,
+        name: &str,
+        old: Arc<Value>,
+        new: Value,
+        options: &WriteOptions,
+    ) -> ApiResult<Written> {
+        if let Some(rv) = new["metadata"]["resourceVersion"].as_str()
+            && !rv.is_empty()
+            && Some(rv) != old["metadata"]["resourceVersion"].as_str()
+        {
+            return Err(ApiError::conflict(
+                rt.subject(),
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
+        }
+        self.commit(rt, namespace, name, Some(old), new, options)
+    }
+
+    /// The write path every verb ends in.
+    fn commit(
+        &mut self,
+        rt: &ResourceType,
+        namespace: &str,
+        name: &str,
+        old: Option<Arc<Value>>,
+        mut new: Value,
+        options: &WriteOptions,
+    ) -> ApiResult<Written> {
+        let part = options.part;
+        new["apiVersion"] = json!(rt.api_version());
+        new["kind"] = json!(rt.kind);
+        if let Some(old) = &old {
+            new = carry_over(rt, old, new, part);
+        }
+        let meta = meta_mut(&mut new);
+        meta.insert("name".into(), json!(name));
+        if rt.namespaced {
+            meta.insert("namespace".into(), json!(namespace));
+        }
+        if !valid_name(name) {
+            return Err(ApiError::invalid(
+                &rt.kind,
+                &rt.group,
+                name,
+                vec![Cause {
+                    reason: "FieldValueInvalid".into(),
+                    field: "metadata.name".into(),
+                    message: format!(
+                        "metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+                    ),
+                }],
+            ));
+        }
+        if let Some(schema) = self.schema_for(rt) {
+            let old_for_rules = old.as_deref().map(|o| present(o, rt));
+            new = schema
+                .admit(&new, old_for_rules.as_ref())
+                .map_err(|causes| ApiError::invalid(&rt.kind, &rt.group, name, causes))?;
+        }
+        if let Some(old) = &old {
+            let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
+            let bumped = if spec_changed(old, &new) {
+                generation + 1
+            } else {
+                generation
+            };
+            meta_mut(&mut new).insert("generation".into(), json!(bumped));
+        }
+        if !options.applied {
+            let writer = Writer {
+                manager: &options.manager,
+                api_version: &rt.api_version(),
+                part,
+                now: &now(),
+            };
+            fields::track_update(old.as_deref(), &mut new, rt.schema.as_deref(), &writer);
+        }
+        if let Some(old) = &old {
+            let mut same = new.clone();
+            meta_mut(&mut same).insert(
+                "resourceVersion".into(),
+                old["metadata"]["resourceVersion"].clone(),
+            );
+            if same == **old {
+                return Ok(Written {
+                    object: present(old, rt),
+                    wrote: false,
+                });
+            }
+        }
+        if options.dry_run {
+            return Ok(Written {
+                object: present(&new, rt),
+                wrote: false,
+            });
+        }
+        let is_namespace = rt.group.is_empty() && rt.plural == "namespaces";
+        let finished =
+            !new["metadata"]["deletionTimestamp"].is_null() && finalizers(&new).is_empty();
+        let stored = self.put(rt, namespace, name, new, old);
+        if finished && is_namespace {
+            self.finish_namespace(name);
+        } else if finished {
+            self.remove(&rt.store_key(), namespace, name, None);
+        }
+        if rt.group == "apiextensions.k8s.io" {
+            self.refresh_custom_types();
+        }
+        Ok(Written {
+            object: present(&stored, rt),
+            wrote: true,
+        })
+    }
+
+    /// Stores a new version, bumps the resourceVersion, records the change.
+    fn put(
+        &mut self,
+        rt: &ResourceType,
+        namespace: &str,
+        name: &str,
+        mut object: Value,
+        old: Option<Arc<Value>>,
+    ) -> Arc<Value> {
+        self.rv += 1;
+        meta_mut(&mut object).insert("resourceVersion".into(), json!(self.rv.to_string()));
+        let object = Arc::new(object);
+        let kind = rt.store_key();
+        let key = (namespace.to_string(), name.to_string());
+        let located = (kind.clone(), namespace.to_string(), name.to_string());
+        if let Some(old) = &old {
+            for owner in owner_uids(old) {
+                if let Some(set) = self.dependents.get_mut(&owner) {
+                    set.remove(&located);
+                }
+            }
+        }
+        for owner in owner_uids(&object) {
+            self.dependents
+                .entry(owner)
+                .or_default()
+                .insert(located.clone());
+        }
+        if let Some(uid) = object["metadata"]["uid"].as_str() {
+            self.by_uid.insert(uid.to_string(), located);
+        }
+        self.objects
+            .entry(kind.clone())
+            .or_default()
+            .insert(key, object.clone());
+        let event = if old.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
+        self.record(Change {
+            rv: self.rv,
+            kind,
+            namespace: namespace.to_string(),
+            event,
+            object: object.clone(),
+            old,
+        });
+        object
+    }
+
+    fn record(&mut self, change: Change) {
+        let change = Arc::new(change);
+        self.history.push_back(change.clone());
+        while self.history.len() > self.history_limit {
+            self.history.pop_front();
+        }
+        // No receivers is fine.
+        let _ = self.changes.send(change);
+    }
+
+    /// Removes an object for good, then collects what depended on it.
+    fn remove(&mut self, kind: &StoreKind, namespace: &str, name: &str, propagation: Option<&str>) {
+        let key = (namespace.to_string(), name.to_string());
+        let Some(old) = self.objects.get_mut(kind).and_then(|m| m.remove(&key)) else {
+            return;
+        };
+        self.rv += 1;
+        let mut last = (*old).clone();
+        meta_mut(&mut last).insert("resourceVersion".into(), json!(self.rv.to_string()));
+        let located = (kind.clone(), namespace.to_string(), name.to_string());
+        for owner in owner_uids(&old) {
+            if let Some(set) = self.dependents.get_mut(&owner) {
+                set.remove(&located);
+                if set.is_empty() {
+                    self.dependents.remove(&owner);
+                }
+            }
+        }
+        self.record(Change {
+            rv: self.rv,
+            kind: kind.clone(),
+            namespace: namespace.to_string(),
+            event: EventType::Deleted,
+            object: Arc::new(last),
+            old: Some(old.clone()),
+        });
+        let uid = old["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        self.by_uid.remove(&uid);
+        self.collect_dependents(&uid, propagation == Some("Orphan"));
+        self.finish_foreground_owners(&old);
+        if kind.group.is_empty() && kind.plural == "namespaces" {
+            // Nothing may outlive its namespace.
+            self.purge_namespace(name);
+        } else if !namespace.is_empty() {
+            self.finish_namespace(namespace);
+        }
+        if kind.group == "apiextensions.k8s.io" {
+            self.refresh_custom_types();
+            self.purge_custom_objects(&old);
+        }
+    }
+
+    fn refresh_custom_types(&mut self) {
+        let crd_kind = StoreKind {
+            group: "apiextensions.k8s.io".into(),
+            plural: "customresourcedefinitions".into(),
+        };
+        let crds = self.objects(&crd_kind, Some(""));
+        self.registry.set_custom(&crds);
+        self.schemas.clear();
+    }
+
+    fn purge_custom_objects(&mut self, crd: &Value) {
+        let (Some(group), Some(plural)) = (
+            crd["spec"]["group"].as_str(),
+            crd["spec"]["names"]["plural"].as_str(),
+        ) else {
+            return;
+        };
+        let kind = StoreKind {
+            group: group.into(),
+            plural: plural.into(),
+        };
+        for object in self.objects(&kind, None) {
+            let ns = object["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let name = object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            self.remove(&kind, &ns, &name, None);
+        }
+    }
+
+    /// Garbage collection: dependents of a deleted owner are deleted (or,
+    /// for `Orphan`, released from it).
+    fn collect_dependents(&mut self, owner_uid: &str, orphan: bool) {
+        let Some(dependents) = self.dependents.remove(owner_uid) else {
+            return;
+        };
+        for (kind, ns, name) in dependents {
+            let Some(object) = self.object(&kind, &ns, &name) else {
+                continue;
+            };
+            let Some(rt) = self.registry.storage_type(&kind) else {
+                continue;
+            };
+            if orphan {
+                let mut released = (*object).clone();
+                if let Some(refs) = released["metadata"]["ownerReferences"].as_array_mut() {
+                    refs.retain(|r| r["uid"].as_str() != Some(owner_uid));
+                }
+                let options = WriteOptions {
+                    manager: "kube-controller-manager".into(),
+                    ..WriteOptions::default()
+                };
+                let _ = self.commit(&rt, &ns, &name, Some(object), released, &options);
+            } else {
+                self.delete_located(&rt, &ns, &name, None);
+            }
+        }
+    }
+
+    /// An owner waiting in foreground deletion goes once its dependents are gone.
+    fn finish_foreground_owners(&mut self, dependent: &Value) {
+        for owner in owner_uids(dependent) {
+            let Some((kind, ns, name)) = self.by_uid.get(&owner).cloned() else {
+                continue;
+            };
+            if self.dependents.get(&owner).is_some_and(|d| !d.is_empty()) {
+                continue;
+            }
+            let Some(object) = self.object(&kind, &ns, &name) else {
+                continue;
+            };
+            if finalizers(&object)
+                .iter()
+                .any(|f| f == "foregroundDeletion")
+            {
+                self.drop_finalizer(&kind, &ns, &name, &object, "foregroundDeletion");
+            }
+        }
+    }
+
+    fn drop_finalizer(
+        &mut self,
+        kind: &StoreKind,
+        ns: &str,
+        name: &str,
+        object: &Arc<Value>,
+        finalizer: &str,
+    ) {
+        let Some(rt) = self.registry.storage_type(kind) else {
+            return;
+        };
+        let mut updated = (**object).clone();
+        if let Some(list) = updated["metadata"]["finalizers"].as_array_mut() {
+            list.retain(|f| f.as_str() != Some(finalizer));
+        }
+        let options = WriteOptions {
+            manager: "kube-controller-manager".into(),
+            ..WriteOptions::default()
+        };
+        let _ = self.commit(&rt, ns, name, Some(object.clone()), updated, &options);
+    }
+
+    fn namespaced_kinds(&self) -> Vec<StoreKind> {
+        self.objects.keys().cloned().collect()
+    }
+
+    /// Deletes everything in a terminating namespace, and the namespace once empty.
+    fn terminate_namespace(&mut self, namespace: &str) {
+        for kind in self.namespaced_kinds() {
+            for object in self.objects(&kind, Some(namespace)) {
+                if !object["metadata"]["deletionTimestamp"].is_null() {
+                    continue;
+                }
+                let name = object["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                if let Some(rt) = self.registry.storage_type(&kind) {
+                    self.delete_located(&rt, namespace, &name, None);
+                }
+            }
+        }
+        self.finish_namespace(namespace);
+    }
+
+    fn finish_namespace(&mut self, namespace: &str) {
+        let ns_kind = StoreKind {
+            group: String::new(),
+            plural: "namespaces".into(),
+        };
+        let Some(ns) = self.object(&ns_kind, "", namespace) else {
+            return;
+        };
+        if ns["metadata"]["deletionTimestamp"].is_null() || !finalizers(&ns).is_empty() {
+            return;
+        }
+        let empty = self
+            .objects
+            .iter()
+            .filter(|(k, _)| **k != ns_kind)
+            .all(|(_, m)| {
+                m.range((namespace.to_string(), String::new())..)
+                    .next()
+                    .is_none_or(|((n, _), _)| n != namespace)
+            });
+        if empty {
+            self.remove(&ns_kind, "", namespace, None);
+        }
+    }
+
+    fn purge_namespace(&mut self, namespace: &str) {
+        for kind in self.namespaced_kinds() {
+            for object in self.objects(&kind, Some(namespace)) {
+                let name = object["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                self.remove(&kind, namespace, &name, None);
+            }
+        }
+    }
+
+    fn delete_located(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        propagation: Option<&str>,
+    ) {
+        let _ = self.delete(
+            rt,
+            ns,
+            name,
+            &DeleteOptions {
+                propagation: propagation.map(str::to_string),
+                ..DeleteOptions::default()
+            },
+        );
+    }
+
+    /// Deletes an object: at once when nothing holds it, otherwise marks it
+    /// with a deletionTimestamp until its finalizers are gone. Returns the
+    /// object and whether it is gone.
+    pub fn delete(
+        &mut self,
+        rt: &ResourceType,
+        namespace: &str,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> ApiResult<(Value, bool)> {
+        let kind = rt.store_key();
+        let object = self
+            .object(&kind, namespace, name)
+            .ok_or_else(|| ApiError::not_found(rt.subject(), name))?;
+        if let Some(uid) = &options.uid
+            && object["metadata"]["uid"].as_str() != Some(uid)
+        {
+            return Err(ApiError::conflict(
+                rt.subject(),
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    object["metadata"]["uid"].as_str().unwrap_or_default()
+                ),
+            ));
+        }
+        if let Some(rv) = &options.resource_version
+            && object["metadata"]["resourceVersion"].as_str() != Some(rv)
+        {
+            return Err(ApiError::conflict(
+                rt.subject(),
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
+        }
+        if options.dry_run {
+            return Ok((present(&object, rt), false));
+        }
+        let propagation = options.propagation.as_deref();
+        let is_namespace = kind.group.is_empty() && kind.plural == "namespaces";
+        let mut held = finalizers(&object);
+        if propagation == Some("Foreground")
+            && self
+                .dependents
+                .get(object["metadata"]["uid"].as_str().unwrap_or_default())
+                .is_some_and(|d| !d.is_empty())
+            && !held.iter().any(|f| f == "foregroundDeletion")
+        {
+            held.push("foregroundDeletion".into());
+        }
+        if held.is_empty() && !is_namespace {
+            self.remove(&kind, namespace, name, propagation);
+            return Ok((present(&object, rt), true));
+        }
+        if object["metadata"]["deletionTimestamp"].is_null() || held != finalizers(&object) {
+            let mut marked = (*object).clone();
+            let meta = meta_mut(&mut marked);
+            if meta.get("deletionTimestamp").is_none_or(Value::is_null) {
+                meta.insert("deletionTimestamp".into(), json!(now()));
+                meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+            }
+            meta.insert("finalizers".into(), json!(held));
+            if is_namespace {
+                marked["status"]["phase"] = json!("Terminating");
+            }
+            let generation = marked["metadata"]["generation"].as_i64().unwrap_or(1);
+            meta_mut(&mut marked).insert("generation".into(), json!(generation + 1));
+            self.put(rt, namespace, name, marked, Some(object.clone()));
+        }
+        if is_namespace {
+            self.terminate_namespace(name);
+        } else if propagation == Some("Foreground") {
+            let uid = object["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            self.collect_dependents(&uid, false);
+            if let Some(current) = self.object(&kind, namespace, name) {
+                self.finish_foreground_owners_of(&current);
+            }
+        }
+        match self.object(&kind, namespace, name) {
+            Some(current) => Ok((present(&current, rt), false)),
+            None => Ok((present(&object, rt), true)),
+        }
+    }
+
+    fn finish_foreground_owners_of(&mut self, owner: &Arc<Value>) {
+        let uid = owner["metadata"]["uid"].as_str().unwrap_or_default();
+        if self.dependents.get(uid).is_none_or(|d| d.is_empty())
+            && finalizers(owner).iter().any(|f| f == "foregroundDeletion")
+        {
+            let ns = owner["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let name = owner["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if let Some((kind, _, _)) = self.by_uid.get(uid).cloned() {
+                self.drop_finalizer(&kind, &ns, &name, owner, "foregroundDeletion");
+            }
+        }
+    }
+}
+
+/// The stored object as served at a version: only apiVersion differs.
+pub fn present(object: &Value, rt: &ResourceType) -> Value {
+    let mut out = object.clone();
+    out["apiVersion"] = json!(rt.api_version());
+    out
+}
+
+/// Keeps what a client may not change: identity, timestamps, and status or
+/// everything but status depending on the endpoint.
+fn carry_over(rt: &ResourceType, old: &Value, mut new: Value, part: Part) -> Value {
+    if part == Part::Status {
+        let mut merged = old.clone();
+        merged["status"] = new.get("status").cloned().unwrap_or(Value::Null);
+        if merged["status"].is_null()
+            && let Some(m) = merged.as_object_mut()
+        {
+            m.remove("status");
+        }
+        if let Some(rv) = new["metadata"].get("resourceVersion") {
+            meta_mut(&mut merged).insert("resourceVersion".into(), rv.clone());
+        }
+        // Field ownership of status writers is tracked on the stored list.
+        if let Some(mf) = new["metadata"].get("managedFields") {
+            meta_mut(&mut merged).insert("managedFields".into(), mf.clone());
+        }
+        return merged;
+    }
+    if rt.status_subresource {
+        match old.get("status") {
+            Some(status) => new["status"] = status.clone(),
+            None => {
+                if let Some(m) = new.as_object_mut() {
+                    m.remove("status");
+                }
+            }
+        }
+    }
+    let meta = meta_mut(&mut new);
+    for key in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
+        match old["metadata"].get(key) {
+            Some(v) => {
+                meta.insert(key.into(), v.clone());
+            }
+            None => {
+                meta.remove(key);
+            }
+        }
+    }
+    if meta
+        .get("resourceVersion")
+        .is_none_or(|v| v.as_str().is_none_or(str::is_empty))
+    {
+        meta.insert(
+            "resourceVersion".into(),
+            old["metadata"]["resourceVersion"].clone(),
+        );
+    }
+    if meta.get("managedFields").is_none() && old["metadata"].get("managedFields").is_some() {
+        meta.insert(
+            "managedFields".into(),
+            old["metadata"]["managedFields"].clone(),
+        );
+    }
+    if rt.group.is_empty() && rt.plural == "namespaces" {
+        new["spec"] = old["spec"].clone();
+    }
+    new
+}
+
+/// The status a CRD gets at once: names accepted, established.
+fn crd_status(crd: &Value) -> Value {
+    let now = now();
+    json!({
+        "acceptedNames": crd["spec"]["names"],
+        "storedVersions": crd["spec"]["versions"].as_array().map(|vs| {
+            vs.iter().filter(|v| v["storage"].as_bool() == Some(true)).map(|v| v["name"].clone()).collect::<Vec<_>>()
+        }).unwrap_or_default(),
+        "conditions": [
+            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now},
+            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now},
+        ]
+    })
+}
+
+/// Sets `metadata.name`.
+pub fn set_name(object: &mut Value, name: &str) {
+    meta_mut(object).insert("name".into(), json!(name));
+}

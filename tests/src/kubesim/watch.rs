@@ -1,0 +1,194 @@
+//! Watch streams: newline-delimited `WatchEvent`s, replayed from the
+//! history after the requested resourceVersion (410 Gone, as an `ERROR`
+//! event, when that is too old), synthetic `ADDED` events when no version
+//! is given, selector transitions (an object leaving the selector is
+//! `DELETED` for that watcher), periodic bookmarks, `timeoutSeconds`, and
+//! closing on demand for fault tests.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use futures::Stream;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, watch};
+use tokio::time::{Instant, Interval};
+
+use crate::kubesim::error::ApiError;
+use crate::kubesim::resources::ResourceType;
+use crate::kubesim::selectors::{FieldSelector, LabelSelector};
+use crate::kubesim::store::{Change, EventType, Store, present};
+
+/// What a watch asks for.
+#[derive(Clone, Debug)]
+pub struct WatchRequest {
+    /// The resource, at the version the client speaks.
+    pub rt: Arc<ResourceType>,
+    /// Namespace, or all.
+    pub namespace: Option<String>,
+    /// `labelSelector`.
+    pub labels: LabelSelector,
+    /// `fieldSelector`.
+    pub fields: FieldSelector,
+    /// `resourceVersion`; `None` (or `0`) starts with the current state.
+    pub resource_version: Option<u64>,
+    /// `allowWatchBookmarks`.
+    pub bookmarks: bool,
+    /// `timeoutSeconds`.
+    pub timeout: Option<Duration>,
+}
+
+impl WatchRequest {
+    fn selects(&self, object: &Value) -> bool {
+        self.labels.matches(object) && self.fields.matches(object)
+    }
+
+    fn concerns(&self, change: &Change) -> bool {
+        change.kind == self.rt.store_key()
+            && self
+                .namespace
+                .as_deref()
+                .is_none_or(|ns| ns == change.namespace)
+    }
+
+    /// The event this watcher sees for a change, if any.
+    fn render(&self, change: &Change) -> Option<Bytes> {
+        if !self.concerns(change) {
+            return None;
+        }
+        let now = self.selects(&change.object);
+        let before = change.old.as_deref().is_some_and(|o| self.selects(o));
+        let event = match change.event {
+            EventType::Added if now => EventType::Added,
+            EventType::Modified if now && before => EventType::Modified,
+            EventType::Modified if now => EventType::Added,
+            EventType::Modified if before => EventType::Deleted,
+            EventType::Deleted if now || before => EventType::Deleted,
+            _ => return None,
+        };
+        Some(line(event.as_str(), present(&change.object, &self.rt)))
+    }
+
+    fn bookmark(&self, rv: u64) -> Bytes {
+        line(
+            "BOOKMARK",
+            json!({
+                "kind": self.rt.kind,
+                "apiVersion": self.rt.api_version(),
+                "metadata": {"resourceVersion": rv.to_string()},
+            }),
+        )
+    }
+}
+
+fn line(kind: &str, object: Value) -> Bytes {
+    let mut text = json!({"type": kind, "object": object}).to_string();
+    text.push('\n');
+    Bytes::from(text)
+}
+
+struct Watcher {
+    request: WatchRequest,
+    pending: VecDeque<Bytes>,
+    changes: broadcast::Receiver<Arc<Change>>,
+    closer: watch::Receiver<u64>,
+    deadline: Option<Instant>,
+    bookmarks: Interval,
+    last_rv: u64,
+    done: bool,
+}
+
+/// Opens a watch: the replay is taken and the live feed subscribed under
+/// one lock, so no change is missed or seen twice.
+pub fn open(
+    store: &Mutex<Store>,
+    closer: watch::Receiver<u64>,
+    request: WatchRequest,
+    bookmark_interval: Duration,
+) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
+    let mut pending = VecDeque::new();
+    let mut done = false;
+    let (changes, last_rv) = {
+        let store = store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let changes = store.subscribe();
+        match request.resource_version {
+            None => {
+                let ns = request.namespace.as_deref();
+                for object in store.objects(&request.rt.store_key(), ns) {
+                    if request.selects(&object) {
+                        pending.push_back(line("ADDED", present(&object, &request.rt)));
+                    }
+                }
+            }
+            Some(rv) => match store.changes_since(rv) {
+                Ok(replay) => pending.extend(replay.iter().filter_map(|c| request.render(c))),
+                Err(gone) => {
+                    pending.push_back(line("ERROR", gone_status(&gone)));
+                    done = true;
+                }
+            },
+        }
+        (changes, store.resource_version())
+    };
+    let mut bookmarks =
+        tokio::time::interval_at(Instant::now() + bookmark_interval, bookmark_interval);
+    bookmarks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let watcher = Watcher {
+        deadline: request.timeout.map(|t| Instant::now() + t),
+        request,
+        pending,
+        changes,
+        closer,
+        bookmarks,
+        last_rv,
+        done,
+    };
+    futures::stream::unfold(watcher, next)
+}
+
+fn gone_status(error: &ApiError) -> Value {
+    error.status()
+}
+
+async fn next(mut w: Watcher) -> Option<(Result<Bytes, std::convert::Infallible>, Watcher)> {
+    loop {
+        if let Some(line) = w.pending.pop_front() {
+            return Some((Ok(line), w));
+        }
+        if w.done {
+            return None;
+        }
+        let deadline = w.deadline;
+        tokio::select! {
+            received = w.changes.recv() => match received {
+                Ok(change) => {
+                    if change.rv > w.last_rv {
+                        w.last_rv = change.rv;
+                        if let Some(line) = w.request.render(&change) {
+                            w.pending.push_back(line);
+                        }
+                    }
+                }
+                // Too slow a reader, or the store is gone: end the stream;
+                // the client resumes from the last version it saw.
+                Err(_) => w.done = true,
+            },
+            _ = w.closer.changed() => w.done = true,
+            _ = async move {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            } => w.done = true,
+            _ = w.bookmarks.tick() => {
+                if w.request.bookmarks {
+                    let bookmark = w.request.bookmark(w.last_rv);
+                    w.pending.push_back(bookmark);
+                }
+            }
+        }
+    }
+}
