@@ -37,6 +37,7 @@ fn launch(data: &std::path::Path, logs: &std::path::Path, ip: Ipv4Addr) -> Launc
         run_as,
         prepare: Prepare::Postgres(init),
         log_path: logs.join("postgres.log"),
+        stop_signal: rustix::process::Signal::INT,
         grace: Duration::from_secs(10),
         readiness: Some(ProbeSpec {
             action: ProbeAction::Exec {

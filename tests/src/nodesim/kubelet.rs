@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
+use rustix::process::Signal;
 
 use super::env::{ConfigLookup, PodFields, resolve_env};
 use super::postgres::{self, PostgresInit};
@@ -360,7 +361,7 @@ fn prepare_container(
     let restart = RestartPolicy::parse(spec.and_then(|s| s.restart_policy.as_deref()));
     let ports = container.ports.clone().unwrap_or_default();
 
-    let (program_path, args, prepare, run_as, path_prefix) = match program {
+    let (program_path, args, prepare, run_as, path_prefix, stop_signal) = match program {
         Program::Instant => return Ok(None),
         Program::Binary {
             path,
@@ -372,7 +373,14 @@ fn prepare_container(
                 command.iter().skip(1).cloned().chain(args).collect()
             };
             let dir = path.parent().map(Path::to_path_buf).into_iter().collect();
-            (path.clone(), args, Prepare::Nothing, None, dir)
+            (
+                path.clone(),
+                args,
+                Prepare::Nothing,
+                None,
+                dir,
+                Signal::TERM,
+            )
         }
         Program::Postgres { bindir } => {
             let get = |k: &str| {
@@ -408,6 +416,9 @@ fn prepare_container(
                 Prepare::Postgres(init),
                 run_as,
                 vec![bindir.clone()],
+                // The official image stops with SIGINT: a fast shutdown
+                // that does not wait for clients to disconnect.
+                Signal::INT,
             )
         }
     };
@@ -436,6 +447,7 @@ fn prepare_container(
             uid,
             &container.name,
         ),
+        stop_signal,
         grace,
         readiness: probe(&container.readiness_probe),
         liveness: probe(&container.liveness_probe),

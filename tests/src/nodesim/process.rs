@@ -105,7 +105,9 @@ pub struct LaunchSpec {
     pub prepare: Prepare,
     /// File that receives stdout and stderr.
     pub log_path: PathBuf,
-    /// Time between SIGTERM and SIGKILL.
+    /// The signal that asks it to stop (the image's `STOPSIGNAL`).
+    pub stop_signal: Signal,
+    /// Time between the stop signal and SIGKILL.
     pub grace: Duration,
     /// Readiness probe.
     pub readiness: Option<ProbeSpec>,
@@ -454,7 +456,7 @@ async fn run_once(
         Outcome::Exited(status) => Some(*status),
         Outcome::Stopped | Outcome::LivenessFailed(_) => {
             publish.update(|s| s.ready = false);
-            guard.signal(Signal::TERM);
+            guard.signal(spec.stop_signal);
             match tokio::time::timeout(spec.grace, child.wait()).await {
                 Ok(status) => status.ok(),
                 Err(_) => {
@@ -629,6 +631,7 @@ mod tests {
             run_as: None,
             prepare: Prepare::Nothing,
             log_path: dir.join("sh.log"),
+            stop_signal: Signal::TERM,
             grace: Duration::from_secs(5),
             readiness: None,
             liveness: None,
