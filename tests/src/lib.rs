@@ -2,3 +2,4 @@
 
 pub mod kubesim;
 pub mod nodesim;
+pub mod sandbox;

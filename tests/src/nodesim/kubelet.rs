@@ -82,13 +82,20 @@ pub fn log_path(logs: &Path, namespace: &str, pod: &str, uid: &str, container: &
 }
 
 /// Finds the program for an image: the first matching rule, else the
-/// default.
+/// default. A rule's prefix matches the start of the image, or, when it has
+/// no `/`, the start of the image's last path segment (so `atoll-instance`
+/// matches `ghcr.io/acme/atoll-instance:0.1.0`).
 pub fn program_for<'c>(config: &'c NodeSimConfig, image: &str) -> Option<&'c Program> {
     let image = normalize_image(image);
+    let last_segment = image.rsplit('/').next().unwrap_or(&image);
     config
         .images
         .iter()
-        .find(|rule| image.starts_with(&normalize_image(&rule.prefix)))
+        .find(|rule| {
+            let prefix = normalize_image(&rule.prefix);
+            image.starts_with(&prefix)
+                || (!prefix.contains('/') && last_segment.starts_with(&prefix))
+        })
         .map(|rule| &rule.program)
         .or(config.default_program.as_ref())
 }

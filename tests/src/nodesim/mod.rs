@@ -38,6 +38,7 @@ pub mod addr;
 pub mod env;
 pub mod ingress;
 pub mod kubelet;
+pub mod logs;
 pub mod postgres;
 pub mod probe;
 pub mod process;
@@ -101,7 +102,9 @@ pub enum Program {
 }
 
 /// Maps images that start with `prefix` (after dropping `docker.io/` and
-/// `library/`) to a program.
+/// `library/`) to a program; a prefix without `/` also matches the image's
+/// last path segment (`atoll-instance` matches
+/// `ghcr.io/acme/atoll-instance:0.1.0`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRule {
     /// Image prefix, e.g. `postgres:` or `ghcr.io/atoll/atoll-instance`.
@@ -438,28 +441,17 @@ impl NodeSim {
     /// The log of a pod's container (the first one when `container` is
     /// `None`), across restarts; `None` when nodesim has none.
     pub fn logs(&self, namespace: &str, pod: &str, container: Option<&str>) -> Option<String> {
-        let prefix = format!("{namespace}_{pod}_");
-        let dirs = std::fs::read_dir(self.config.logs_dir()).ok()?;
-        let mut dirs: Vec<PathBuf> = dirs
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-            .map(|e| e.path())
-            .collect();
-        dirs.sort_by_key(|d| std::fs::metadata(d).and_then(|m| m.modified()).ok());
-        let dir = dirs.pop()?;
-        let file = match container {
-            Some(c) => dir.join(format!("{c}.log")),
-            None => {
-                let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-                    .ok()?
-                    .flatten()
-                    .map(|e| e.path())
-                    .collect();
-                files.sort();
-                files.into_iter().next()?
-            }
-        };
+        let file = logs::log_file(&self.config.logs_dir(), namespace, pod, container)?;
         std::fs::read_to_string(file).ok()
+    }
+
+    /// Serves these logs to kubesim's pod `log` subresource
+    /// (`KubeSim::set_pod_logs`), so `kubectl logs` works.
+    pub fn log_source(&self) -> logs::PodLogSource {
+        logs::PodLogSource {
+            logs_dir: self.config.logs_dir(),
+            shared: self.shared.clone(),
+        }
     }
 
     /// Stops every container gracefully and waits for all processes to end.
@@ -1093,6 +1085,10 @@ mod tests {
         assert!(matches!(
             kubelet::program_for(&config, "ghcr.io/atoll/atoll-instance:0.1.0"),
             Some(Program::Binary { .. })
+        ));
+        assert!(matches!(
+            kubelet::program_for(&config, "bitnami/postgres:16"),
+            Some(Program::Postgres { .. })
         ));
         assert_eq!(kubelet::program_for(&config, "redis:7"), None);
         assert_eq!(
