@@ -212,10 +212,18 @@ impl ApiError {
     }
 }
 
+/// Causes as the server sends them: the message without the field prefix
+/// (clients print `field: message`).
 fn causes_json(causes: &[Cause]) -> Value {
     causes
         .iter()
-        .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+        .map(|c| {
+            let message = c
+                .message
+                .strip_prefix(&format!("{}: ", c.field))
+                .unwrap_or(&c.message);
+            json!({"reason": c.reason, "message": message, "field": c.field})
+        })
         .collect()
 }
 

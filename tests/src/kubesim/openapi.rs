@@ -69,6 +69,31 @@ pub fn v3_root(registry: &Registry) -> Value {
     json!({"paths": paths})
 }
 
+/// The operations on one object, with the query parameters kubectl looks
+/// for before it relies on server-side field validation and dry runs.
+fn object_path(t: &ResourceType) -> (String, Value) {
+    let namespace = if t.namespaced {
+        "namespaces/{namespace}/"
+    } else {
+        ""
+    };
+    let path = format!("/{}/{namespace}{}/{{name}}", group_path(t), t.plural);
+    let gvk = json!({"group": t.group, "version": t.version, "kind": t.kind});
+    let param = |name: &str| json!({"name": name, "in": "query", "uniqueItems": true, "schema": {"type": "string"}});
+    let operation = |action: &str| {
+        json!({
+            "x-kubernetes-action": action,
+            "x-kubernetes-group-version-kind": gvk,
+            "parameters": [param("dryRun"), param("fieldManager"), param("fieldValidation"), param("force")],
+            "responses": {"200": {"description": "OK"}},
+        })
+    };
+    (
+        path,
+        json!({"get": operation("get"), "put": operation("put"), "patch": operation("patch"), "delete": operation("delete")}),
+    )
+}
+
 /// `/openapi/v3/{api/v1 | apis/group/version}`.
 pub fn v3_group(registry: &Registry, path: &str) -> Option<Value> {
     let types: Vec<_> = registry
@@ -83,10 +108,11 @@ pub fn v3_group(registry: &Registry, path: &str) -> Option<Value> {
         .iter()
         .map(|t| (definition_name(t), schema_of(t)))
         .collect();
+    let paths: Map<String, Value> = types.iter().map(|t| object_path(t)).collect();
     Some(json!({
         "openapi": "3.0.0",
         "info": info(),
-        "paths": {},
+        "paths": paths,
         "components": {"schemas": schemas},
     }))
 }
