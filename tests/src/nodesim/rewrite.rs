@@ -10,8 +10,9 @@
 //!   `svc.ns.svc.cluster.local` (with or without a trailing dot or `:port`)
 //!   become the Service's loopback address; ports stay as written because each
 //!   Service listens on its own declared ports at its own address.
-//! - **Mount paths.** A value that starts with a volume's `mountPath` (or has
-//!   it right after `=`) points into the host directory that backs the volume.
+//! - **Mount paths.** A volume's `mountPath`, wherever it stands as a path
+//!   (at the start, after whitespace, `=`, `:`, `,` or a quote), points into
+//!   the host directory that backs the volume.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -52,18 +53,11 @@ impl Rewriter<'_> {
     }
 
     fn rewrite_mounts(&self, value: &str) -> String {
+        let mut value = value.to_owned();
         for (mount, host) in &self.mounts {
-            let host = host.to_string_lossy();
-            if let Some(rest) = strip_path_prefix(value, mount) {
-                return format!("{host}{rest}");
-            }
-            if let Some(eq) = value.find('=')
-                && let Some(rest) = strip_path_prefix(&value[eq + 1..], mount)
-            {
-                return format!("{}={host}{rest}", &value[..eq]);
-            }
+            value = replace_path(&value, mount, &host.to_string_lossy());
         }
-        value.to_owned()
+        value
     }
 
     fn rewrite_listen(&self, value: &str) -> String {
@@ -129,10 +123,33 @@ impl Rewriter<'_> {
     }
 }
 
-fn strip_path_prefix<'v>(value: &'v str, mount: &str) -> Option<&'v str> {
+/// Replaces `mount` where it stands as a whole path (or the start of one):
+/// after the start, whitespace, `=`, `:`, `,` or a quote, and before the end,
+/// `/` or a character that cannot continue a path component.
+fn replace_path(value: &str, mount: &str, host: &str) -> String {
     let mount = mount.trim_end_matches('/');
-    let rest = value.strip_prefix(mount)?;
-    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+    if mount.is_empty() {
+        return value.to_owned();
+    }
+    let starts_path = |c: char| c.is_whitespace() || matches!(c, '=' | ':' | ',' | '\'' | '"');
+    let continues_name = |c: char| c.is_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    let mut previous: Option<char> = None;
+    while let Some(pos) = rest.find(mount) {
+        let before = rest[..pos].chars().next_back().or(previous);
+        let after = rest[pos + mount.len()..].chars().next();
+        out.push_str(&rest[..pos]);
+        if before.is_none_or(starts_path) && after.is_none_or(|c| !continues_name(c)) {
+            out.push_str(host);
+        } else {
+            out.push_str(mount);
+        }
+        previous = mount.chars().next_back();
+        rest = &rest[pos + mount.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn is_dns_label(s: &str) -> bool {
@@ -219,6 +236,14 @@ mod tests {
         assert_eq!(
             r.rewrite("/var/lib/postgresql/database"),
             "/var/lib/postgresql/database"
+        );
+        assert_eq!(
+            r.rewrite("echo x > /var/lib/postgresql/data/f; cat '/var/lib/postgresql/data'"),
+            "echo x > /tmp/sim/pvc/atoll-acme/data-db-0/f; cat '/tmp/sim/pvc/atoll-acme/data-db-0'"
+        );
+        assert_eq!(
+            r.rewrite("/x/var/lib/postgresql/data"),
+            "/x/var/lib/postgresql/data"
         );
     }
 }
