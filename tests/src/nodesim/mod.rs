@@ -150,7 +150,7 @@ impl NodeSimConfig {
             serve_services: true,
             max_probe_period: Duration::from_millis(500),
             backoff: Backoff::default(),
-            resync: Duration::from_secs(1),
+            resync: Duration::from_secs(5),
         }
     }
 
@@ -282,9 +282,111 @@ struct Stores {
     pvcs: Store<PersistentVolumeClaim>,
 }
 
-fn watch_all<K>(client: &Client, changed: &Arc<Notify>) -> (Store<K>, JoinHandle<()>)
+type Key = (String, String);
+
+fn key_of<K: Resource>(object: &K) -> Key {
+    (object.namespace().unwrap_or_default(), object.name_any())
+}
+
+/// What changed since the last pass, so a pass only does the expensive work
+/// (plans, status comparisons, writes) for what it must; everything is
+/// revisited by a full pass after a re-list and every `resync`.
+#[derive(Debug, Default)]
+struct Dirty {
+    full: bool,
+    deployments: BTreeSet<Key>,
+    statefulsets: BTreeSet<Key>,
+    pods: BTreeSet<Key>,
+    /// Services, or `(namespace, "")` for every Service of a namespace
+    /// whose pods changed.
+    services: BTreeSet<Key>,
+    ingresses: BTreeSet<Key>,
+    pvcs: BTreeSet<Key>,
+    /// Namespaces whose Secrets, ConfigMaps or PVCs changed: their waiting
+    /// pods are retried.
+    config_namespaces: BTreeSet<String>,
+    /// A pod stopped: PVC directories it held may go now.
+    volumes_released: bool,
+}
+
+impl Dirty {
+    fn mark_pod(&mut self, pod: &Pod) {
+        let (ns, name) = key_of(pod);
+        for owner in pod.owner_references() {
+            let owner_key = (ns.clone(), owner.name.clone());
+            match owner.kind.as_str() {
+                "Deployment" => self.deployments.insert(owner_key),
+                "StatefulSet" => self.statefulsets.insert(owner_key),
+                _ => false,
+            };
+        }
+        self.services.insert((ns.clone(), String::new()));
+        self.pods.insert((ns, name));
+    }
+}
+
+/// How each kind marks what its changes affect.
+trait MarkDirty {
+    fn mark(&self, dirty: &mut Dirty);
+}
+
+impl MarkDirty for Deployment {
+    fn mark(&self, dirty: &mut Dirty) {
+        dirty.deployments.insert(key_of(self));
+    }
+}
+
+impl MarkDirty for StatefulSet {
+    fn mark(&self, dirty: &mut Dirty) {
+        dirty.statefulsets.insert(key_of(self));
+    }
+}
+
+impl MarkDirty for Pod {
+    fn mark(&self, dirty: &mut Dirty) {
+        dirty.mark_pod(self);
+    }
+}
+
+impl MarkDirty for Service {
+    fn mark(&self, dirty: &mut Dirty) {
+        dirty.services.insert(key_of(self));
+    }
+}
+
+impl MarkDirty for Ingress {
+    fn mark(&self, dirty: &mut Dirty) {
+        dirty.ingresses.insert(key_of(self));
+    }
+}
+
+impl MarkDirty for Secret {
+    fn mark(&self, dirty: &mut Dirty) {
+        dirty.config_namespaces.insert(key_of(self).0);
+    }
+}
+
+impl MarkDirty for ConfigMap {
+    fn mark(&self, dirty: &mut Dirty) {
+        dirty.config_namespaces.insert(key_of(self).0);
+    }
+}
+
+impl MarkDirty for PersistentVolumeClaim {
+    fn mark(&self, dirty: &mut Dirty) {
+        let key = key_of(self);
+        dirty.config_namespaces.insert(key.0.clone());
+        dirty.pvcs.insert(key);
+    }
+}
+
+fn watch_all<K>(
+    client: &Client,
+    changed: &Arc<Notify>,
+    dirty: &Arc<Mutex<Dirty>>,
+) -> (Store<K>, JoinHandle<()>)
 where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource + MarkDirty + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
     let (reader, writer) = reflector::store();
@@ -294,11 +396,26 @@ where
     )
     .default_backoff();
     let changed = changed.clone();
+    let dirty = dirty.clone();
     let task = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
-            if let Err(error) = event {
-                tracing::debug!(%error, kind = %K::kind(&K::DynamicType::default()), "watch error");
+            {
+                let mut dirty = dirty.lock().unwrap_or_else(|e| e.into_inner());
+                match &event {
+                    Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => o.mark(&mut dirty),
+                    // A (re-)list may hide deletions: look at everything.
+                    Ok(
+                        watcher::Event::Init
+                        | watcher::Event::InitApply(_)
+                        | watcher::Event::InitDone,
+                    ) => {
+                        dirty.full = true;
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, kind = %K::kind(&K::DynamicType::default()), "watch error");
+                    }
+                }
             }
             changed.notify_one();
         }
@@ -329,23 +446,27 @@ impl NodeSim {
         };
         let ingress_addr = router.as_ref().map(IngressRouter::addr);
         let changed = Arc::new(Notify::new());
+        let dirty = Arc::new(Mutex::new(Dirty {
+            full: true,
+            ..Dirty::default()
+        }));
         let mut watchers = Vec::new();
         let mut add = |task| watchers.push(task);
-        let (deployments, t) = watch_all(&client, &changed);
+        let (deployments, t) = watch_all(&client, &changed, &dirty);
         add(t);
-        let (statefulsets, t) = watch_all(&client, &changed);
+        let (statefulsets, t) = watch_all(&client, &changed, &dirty);
         add(t);
-        let (pods, t) = watch_all(&client, &changed);
+        let (pods, t) = watch_all(&client, &changed, &dirty);
         add(t);
-        let (services, t) = watch_all(&client, &changed);
+        let (services, t) = watch_all(&client, &changed, &dirty);
         add(t);
-        let (ingresses, t) = watch_all(&client, &changed);
+        let (ingresses, t) = watch_all(&client, &changed, &dirty);
         add(t);
-        let (secrets, t) = watch_all(&client, &changed);
+        let (secrets, t) = watch_all(&client, &changed, &dirty);
         add(t);
-        let (config_maps, t) = watch_all(&client, &changed);
+        let (config_maps, t) = watch_all(&client, &changed, &dirty);
         add(t);
-        let (pvcs, t) = watch_all(&client, &changed);
+        let (pvcs, t) = watch_all(&client, &changed, &dirty);
         add(t);
         let stores = Stores {
             deployments,
@@ -378,6 +499,9 @@ impl NodeSim {
             runtimes: HashMap::new(),
             stopping: HashMap::new(),
             changed,
+            containers_changed: Arc::new(Notify::new()),
+            dirty,
+            last_full: tokio::time::Instant::now(),
             router,
         };
         let main = tokio::spawn(node.run(shutdown_rx));
@@ -510,8 +634,26 @@ struct Node {
     pod_pool: Arc<AddressPool>,
     runtimes: HashMap<String, PodRuntime>,
     stopping: HashMap<(String, String), JoinHandle<()>>,
+    /// Woken by watch events.
     changed: Arc<Notify>,
+    /// Woken by container state changes (processes, probes).
+    containers_changed: Arc<Notify>,
+    dirty: Arc<Mutex<Dirty>>,
+    last_full: tokio::time::Instant,
     router: Option<IngressRouter>,
+}
+
+/// The work of one pass.
+struct PassScope {
+    dirty: Dirty,
+    /// Recompute the status of every pod with processes.
+    containers: bool,
+}
+
+impl PassScope {
+    fn full(&self) -> bool {
+        self.dirty.full
+    }
 }
 
 struct Context<'a> {
@@ -644,10 +786,21 @@ const POD_STATUS: &[&str] = &[
 
 impl Node {
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut containers = true;
         loop {
-            self.pass().await;
+            let mut dirty =
+                std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|e| e.into_inner()));
+            if self.last_full.elapsed() >= self.config.resync {
+                dirty.full = true;
+            }
+            if dirty.full {
+                self.last_full = tokio::time::Instant::now();
+            }
+            self.pass(PassScope { dirty, containers }).await;
+            containers = false;
             tokio::select! {
                 () = self.changed.notified() => {}
+                () = self.containers_changed.notified() => containers = true,
                 () = tokio::time::sleep(self.config.resync) => {}
                 _ = shutdown.changed() => break,
             }
@@ -663,34 +816,65 @@ impl Node {
         }
     }
 
-    async fn pass(&mut self) {
+    async fn pass(&mut self, scope: PassScope) {
         let pods = self.stores.pods.state();
         let mut by_owner: HashMap<&str, Vec<&Pod>> = HashMap::new();
+        let mut by_namespace: HashMap<String, Vec<&Pod>> = HashMap::new();
         for pod in &pods {
             for owner in pod.owner_references() {
                 if owner.controller == Some(true) {
                     by_owner.entry(owner.uid.as_str()).or_default().push(pod);
                 }
             }
+            by_namespace
+                .entry(pod.namespace().unwrap_or_default())
+                .or_default()
+                .push(pod);
         }
-        self.sync_deployments(&by_owner).await;
-        self.sync_statefulsets(&by_owner).await;
-        self.collect_orphans(&pods).await;
-        self.sync_pods(&pods).await;
+        self.sync_deployments(&by_owner, &scope).await;
+        self.sync_statefulsets(&by_owner, &scope).await;
+        if scope.full() {
+            self.collect_orphans(&pods).await;
+        }
+        self.sync_pods(&pods, &scope).await;
         let services = self.stores.services.state();
         let service_refs: Vec<&Service> = services.iter().map(AsRef::as_ref).collect();
-        let pod_refs: Vec<&Pod> = pods.iter().map(AsRef::as_ref).collect();
+        let dirty = &scope.dirty;
+        let revisit = |service: &Service| {
+            let key = key_of(service);
+            scope.full()
+                || dirty.services.contains(&key)
+                || dirty.services.contains(&(key.0, String::new()))
+        };
         self.shared
             .services
-            .sync(&service_refs, &pod_refs, self.config.serve_services)
+            .sync(
+                &service_refs,
+                &by_namespace,
+                self.config.serve_services,
+                revisit,
+            )
             .await;
-        self.sync_ingresses(&services).await;
-        self.sync_pvcs().await;
+        if scope.full() || !dirty.ingresses.is_empty() || !dirty.services.is_empty() {
+            self.sync_ingresses(&services, &scope).await;
+        }
+        self.sync_pvcs(&scope).await;
     }
 
-    async fn sync_deployments(&self, by_owner: &HashMap<&str, Vec<&Pod>>) {
+    async fn sync_deployments(&self, by_owner: &HashMap<&str, Vec<&Pod>>, scope: &PassScope) {
         let now = process::now();
-        for deployment in self.stores.deployments.state() {
+        let store = &self.stores.deployments;
+        let deployments = if scope.full() {
+            store.state()
+        } else {
+            scope
+                .dirty
+                .deployments
+                .iter()
+                .filter_map(|(ns, name)| store.get(&reflector::ObjectRef::new(name).within(ns)))
+                .collect()
+        };
+        for deployment in deployments {
             if deployment.metadata.deletion_timestamp.is_some() {
                 continue;
             }
@@ -700,6 +884,11 @@ impl Node {
             let ns = deployment.namespace().unwrap_or_default();
             self.apply_pods(&ns, &plan.create_pods, &plan.delete_pods)
                 .await;
+            if !plan.create_pods.is_empty() {
+                // The new pods' events bring the next pass, with a status
+                // that counts them: one write instead of two.
+                continue;
+            }
             let existing = deployment
                 .status
                 .as_ref()
@@ -716,21 +905,38 @@ impl Node {
         }
     }
 
-    async fn sync_statefulsets(&self, by_owner: &HashMap<&str, Vec<&Pod>>) {
-        let pvcs = self.stores.pvcs.state();
-        for sts in self.stores.statefulsets.state() {
+    async fn sync_statefulsets(&self, by_owner: &HashMap<&str, Vec<&Pod>>, scope: &PassScope) {
+        let store = &self.stores.statefulsets;
+        let sets = if scope.full() {
+            store.state()
+        } else {
+            scope
+                .dirty
+                .statefulsets
+                .iter()
+                .filter_map(|(ns, name)| store.get(&reflector::ObjectRef::new(name).within(ns)))
+                .collect()
+        };
+        if sets.is_empty() {
+            return;
+        }
+        let mut claims_by_namespace: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for pvc in self.stores.pvcs.state() {
+            claims_by_namespace
+                .entry(pvc.namespace().unwrap_or_default())
+                .or_default()
+                .insert(pvc.name_any());
+        }
+        for sts in sets {
             if sts.metadata.deletion_timestamp.is_some() {
                 continue;
             }
             let ns = sts.namespace().unwrap_or_default();
             let uid = sts.uid().unwrap_or_default();
             let owned = by_owner.get(uid.as_str()).cloned().unwrap_or_default();
-            let claims: BTreeSet<String> = pvcs
-                .iter()
-                .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-                .map(|p| p.name_any())
-                .collect();
-            let plan = workloads::plan_statefulset(&sts, &owned, &claims);
+            let no_claims = BTreeSet::new();
+            let claims = claims_by_namespace.get(&ns).unwrap_or(&no_claims);
+            let plan = workloads::plan_statefulset(&sts, &owned, claims);
             let pvc_api = Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), &ns);
             for pvc in &plan.create_pvcs {
                 if let Err(error) = pvc_api.create(&post_params(), pvc).await
@@ -741,6 +947,11 @@ impl Node {
             }
             self.apply_pods(&ns, &plan.create_pods, &plan.delete_pods)
                 .await;
+            if !plan.create_pods.is_empty() {
+                // The new pods' events bring the next pass, with a status
+                // that counts them: one write instead of two.
+                continue;
+            }
             let existing = sts
                 .status
                 .as_ref()
@@ -805,7 +1016,7 @@ impl Node {
         }
     }
 
-    async fn sync_pods(&mut self, pods: &[Arc<Pod>]) {
+    async fn sync_pods(&mut self, pods: &[Arc<Pod>], scope: &PassScope) {
         let live: HashMap<String, &Arc<Pod>> = pods
             .iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none())
@@ -831,6 +1042,7 @@ impl Node {
             let key = (runtime.namespace.clone(), runtime.name.clone());
             let pool = self.pod_pool.clone();
             let changed = self.changed.clone();
+            let dirty = self.dirty.clone();
             let api = Api::<Pod>::namespaced(self.client.clone(), &runtime.namespace);
             let terminating = pods
                 .iter()
@@ -849,6 +1061,10 @@ impl Node {
                     };
                     let _ = api.delete(&name, &params).await;
                 }
+                dirty
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .volumes_released = true;
                 changed.notify_one();
             });
             self.stopping.insert(key, task);
@@ -857,10 +1073,12 @@ impl Node {
 
         // Start new pods and retry waiting ones.
         let ctx_services = &self.shared.services;
+        let mut started = BTreeSet::new();
         for (uid, pod) in &live {
             let ns = pod.namespace().unwrap_or_default();
             let key = (ns.clone(), pod.name_any());
-            let retry = self.runtimes.get(uid).is_some_and(PodRuntime::is_waiting);
+            let retry = self.runtimes.get(uid).is_some_and(PodRuntime::is_waiting)
+                && (scope.full() || scope.dirty.config_namespaces.contains(&ns));
             if self.runtimes.contains_key(uid) && !retry {
                 continue;
             }
@@ -894,11 +1112,13 @@ impl Node {
                 stores: &self.stores,
                 services: ctx_services,
             };
-            let mut runtime = kubelet::start_pod(pod, ip, &self.config, &ctx, &self.changed);
+            let mut runtime =
+                kubelet::start_pod(pod, ip, &self.config, &ctx, &self.containers_changed);
             if let Some(old) = self.runtimes.remove(uid) {
                 runtime.started = old.started;
             }
             self.runtimes.insert(uid.clone(), runtime);
+            started.insert(uid.clone());
         }
 
         // Report.
@@ -912,6 +1132,20 @@ impl Node {
                 },
             );
             let Some(pod) = live.get(uid) else { continue };
+            let has_processes = runtime
+                .slots
+                .iter()
+                .any(|s| matches!(s, kubelet::Slot::Process { .. }));
+            let wanted = scope.full()
+                || started.contains(uid)
+                || (scope.containers && has_processes)
+                || scope
+                    .dirty
+                    .pods
+                    .contains(&(runtime.namespace.clone(), runtime.name.clone()));
+            if !wanted {
+                continue;
+            }
             let status = kubelet::pod_status(runtime, pod.status.as_ref());
             let existing = pod
                 .status
@@ -930,24 +1164,26 @@ impl Node {
         *self.shared.pods.lock().unwrap_or_else(|e| e.into_inner()) = index;
     }
 
-    async fn sync_ingresses(&self, services: &[Arc<Service>]) {
+    async fn sync_ingresses(&self, services: &[Arc<Service>], scope: &PassScope) {
         let Some(router) = &self.router else {
             return;
         };
+        let by_key: HashMap<Key, &Service> = services
+            .iter()
+            .map(|s| (key_of(s.as_ref()), s.as_ref()))
+            .collect();
         let mut routes = Vec::new();
         for ingress in self.stores.ingresses.state() {
             let ns = ingress.namespace().unwrap_or_default();
-            let lookup = |name: &str| {
-                services
-                    .iter()
-                    .find(|s| s.namespace().as_deref() == Some(ns.as_str()) && s.name_any() == name)
-                    .map(AsRef::as_ref)
-            };
+            let lookup = |name: &str| by_key.get(&(ns.clone(), name.to_owned())).copied();
             routes.extend(services::ingress_routes(
                 &ingress,
                 lookup,
                 &self.shared.services,
             ));
+            if !scope.full() && !scope.dirty.ingresses.contains(&key_of(ingress.as_ref())) {
+                continue;
+            }
             let desired = json!({
                 "loadBalancer": {"ingress": [{
                     "ip": router.addr().ip().to_string(),
@@ -972,14 +1208,19 @@ impl Node {
 
     /// PVCs are directories: created and marked Bound while the claim exists,
     /// removed once it is gone and no pod of this node uses it.
-    async fn sync_pvcs(&self) {
+    async fn sync_pvcs(&self, scope: &PassScope) {
+        if !scope.full() && scope.dirty.pvcs.is_empty() && !scope.dirty.volumes_released {
+            return;
+        }
         let pvcs = self.stores.pvcs.state();
         let mut wanted = BTreeSet::new();
         for pvc in &pvcs {
             let ns = pvc.namespace().unwrap_or_default();
             let dir = kubelet::pvc_dir(&self.config.state_dir, &ns, &pvc.name_any());
             wanted.insert(dir.clone());
-            if pvc.metadata.deletion_timestamp.is_some() {
+            if pvc.metadata.deletion_timestamp.is_some()
+                || (!scope.full() && !scope.dirty.pvcs.contains(&key_of(pvc.as_ref())))
+            {
                 continue;
             }
             if let Err(error) = std::fs::create_dir_all(&dir) {

@@ -122,9 +122,17 @@ impl ServiceTable {
             .copied()
     }
 
-    /// Makes the proxies match `services` and feeds them the ready pods.
-    /// With `serve` false, Services only get addresses (instant mode).
-    pub async fn sync(&self, services: &[&Service], pods: &[&Pod], serve: bool) {
+    /// Makes the proxies match `services` and feeds them the ready pods of
+    /// their namespace (`pods` by namespace). Services that already have an
+    /// address are only revisited when `revisit` says so. With `serve`
+    /// false, Services only get addresses (instant mode).
+    pub async fn sync(
+        &self,
+        services: &[&Service],
+        pods: &HashMap<String, Vec<&Pod>>,
+        serve: bool,
+        revisit: impl Fn(&Service) -> bool,
+    ) {
         let wanted: HashMap<Key, &Service> = services
             .iter()
             .map(|s| ((s.namespace().unwrap_or_default(), s.name_any()), *s))
@@ -148,6 +156,7 @@ impl ServiceTable {
             let ip = {
                 let mut ips = self.ips.lock().unwrap_or_else(|e| e.into_inner());
                 match ips.get(&key) {
+                    Some(_) if !revisit(service) => continue,
                     Some(ip) => *ip,
                     None => {
                         let Some(ip) = self.pool.allocate(if serve { &ports } else { &[] }) else {
@@ -183,7 +192,8 @@ impl ServiceTable {
                     }
                 }
             }
-            let endpoints = endpoints(service, pods);
+            let no_pods = Vec::new();
+            let endpoints = endpoints(service, pods.get(&key.0).unwrap_or(&no_pods));
             let mut proxies = self.proxies.lock().unwrap_or_else(|e| e.into_inner());
             let entry = proxies.entry(key).or_default();
             entry.retain(|port, _| ports.contains(port));
