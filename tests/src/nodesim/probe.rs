@@ -27,8 +27,8 @@ pub struct ProbeSpec {
     pub failure_threshold: u32,
 }
 
-/// The check itself.
-#[derive(Debug, Clone)]
+/// The check itself. `Debug` never shows the exec environment's values.
+#[derive(Clone)]
 pub enum ProbeAction {
     /// `GET path` over HTTP/1.1; 200–399 passes.
     Http {
@@ -56,6 +56,19 @@ pub enum ProbeAction {
     /// A probe nodesim cannot run (e.g. gRPC, HTTPS); it always fails, with
     /// this reason.
     Unsupported(String),
+}
+
+impl std::fmt::Debug for ProbeAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Http { addr, path, .. } => write!(f, "Http({addr}{path})"),
+            Self::Tcp { addr } => write!(f, "Tcp({addr})"),
+            Self::Exec { argv, .. } => {
+                write!(f, "Exec({})", argv.first().map_or("", String::as_str))
+            }
+            Self::Unsupported(why) => write!(f, "Unsupported({why})"),
+        }
+    }
 }
 
 impl ProbeSpec {

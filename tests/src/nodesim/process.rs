@@ -86,8 +86,9 @@ pub enum Prepare {
     Postgres(PostgresInit),
 }
 
-/// Everything needed to run one container.
-#[derive(Debug, Clone)]
+/// Everything needed to run one container. Its `Debug` output names the
+/// environment variables but never shows their values (they carry secrets).
+#[derive(Clone)]
 pub struct LaunchSpec {
     /// Container name (for messages).
     pub name: String,
@@ -117,6 +118,25 @@ pub struct LaunchSpec {
     pub restart: RestartPolicy,
     /// Restart backoff.
     pub backoff: Backoff,
+}
+
+impl std::fmt::Debug for LaunchSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaunchSpec")
+            .field("name", &self.name)
+            .field("program", &self.program)
+            .field("args", &self.args.len())
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("workdir", &self.workdir)
+            .field("run_as", &self.run_as)
+            .field("prepare", &self.prepare)
+            .field("log_path", &self.log_path)
+            .field("grace", &self.grace)
+            .field("readiness", &self.readiness)
+            .field("liveness", &self.liveness)
+            .field("restart", &self.restart)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A container's observed state, in the shape of `ContainerStatus`.
@@ -655,6 +675,17 @@ mod tests {
             Ok(Ok(state)) => state.clone(),
             _ => panic!("timed out waiting for {what}; state {:?}", sup.state()),
         }
+    }
+
+    #[test]
+    fn debug_output_never_shows_env_values_or_args() {
+        let mut spec = shell("echo hunter2", Path::new("/tmp"));
+        spec.env.push(("PASSWORD".to_owned(), "hunter2".to_owned()));
+        let shown = format!("{spec:?}");
+        assert!(
+            shown.contains("PASSWORD") && !shown.contains("hunter2"),
+            "{shown}"
+        );
     }
 
     #[test]
