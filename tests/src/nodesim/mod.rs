@@ -546,12 +546,17 @@ impl NodeSim {
             .unwrap_or_default()
     }
 
-    /// Rewrites in-cluster Service names in `text` to their loopback
-    /// addresses, as a process in the cluster would see them.
+    /// Rewrites in-cluster Service (and StatefulSet pod) names in `text` to
+    /// their loopback addresses, as a process in the cluster would reach
+    /// them; for tests and tools running outside nodesim.
     pub fn resolve(&self, text: &str) -> String {
+        let dns = ClusterDns {
+            services: &self.shared.services,
+            pods: &self.shared.pods,
+        };
         Rewriter {
             pod_ip: Ipv4Addr::LOCALHOST,
-            services: &self.shared.services,
+            services: &dns,
             mounts: Vec::new(),
         }
         .rewrite_hosts(text)
@@ -659,7 +664,27 @@ impl PassScope {
 struct Context<'a> {
     namespace: String,
     stores: &'a Stores,
+    dns: ClusterDns<'a>,
+}
+
+/// Names to addresses: Services from the table, pods from the last pass.
+struct ClusterDns<'a> {
     services: &'a ServiceTable,
+    pods: &'a Mutex<HashMap<(String, String), PodInfo>>,
+}
+
+impl ServiceResolver for ClusterDns<'_> {
+    fn resolve(&self, namespace: &str, name: &str, explicit: bool) -> Option<Ipv4Addr> {
+        self.services.resolve(namespace, name, explicit)
+    }
+
+    fn resolve_pod(&self, namespace: &str, _service: &str, pod: &str) -> Option<Ipv4Addr> {
+        self.pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(namespace.to_owned(), pod.to_owned()))
+            .and_then(|p| p.ip)
+    }
 }
 
 impl env::ConfigLookup for Context<'_> {
@@ -687,7 +712,7 @@ impl PodContext for Context<'_> {
     }
 
     fn services(&self) -> &dyn ServiceResolver {
-        self.services
+        &self.dns
     }
 }
 
@@ -1110,7 +1135,10 @@ impl Node {
             let ctx = Context {
                 namespace: ns.clone(),
                 stores: &self.stores,
-                services: ctx_services,
+                dns: ClusterDns {
+                    services: ctx_services,
+                    pods: &self.shared.pods,
+                },
             };
             let mut runtime =
                 kubelet::start_pod(pod, ip, &self.config, &ctx, &self.containers_changed);

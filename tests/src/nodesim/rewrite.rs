@@ -9,7 +9,9 @@
 //! - **In-cluster DNS names.** `svc.ns`, `svc.ns.svc` and
 //!   `svc.ns.svc.cluster.local` (with or without a trailing dot or `:port`)
 //!   become the Service's loopback address; ports stay as written because each
-//!   Service listens on its own declared ports at its own address.
+//!   Service listens on its own declared ports at its own address. A
+//!   StatefulSet pod's own name, `pod.svc.ns.svc[.cluster.local]`, becomes
+//!   its pod IP.
 //! - **Mount paths.** A volume's `mountPath`, wherever it stands as a path
 //!   (at the start, after whitespace, `=`, `:`, `,` or a quote), points into
 //!   the host directory that backs the volume.
@@ -23,6 +25,12 @@ pub trait ServiceResolver {
     /// the name carried the `.svc` suffix, i.e. it certainly means a Service,
     /// even one that does not exist yet.
     fn resolve(&self, namespace: &str, name: &str, explicit: bool) -> Option<Ipv4Addr>;
+
+    /// The pod IP behind `pod.service.namespace.svc` (a StatefulSet pod's
+    /// own name), if that pod runs.
+    fn resolve_pod(&self, _namespace: &str, _service: &str, _pod: &str) -> Option<Ipv4Addr> {
+        None
+    }
 }
 
 /// Rewrites the strings of one container.
@@ -112,6 +120,15 @@ impl Rewriter<'_> {
         let (svc, ns, explicit) = match parts.as_slice() {
             [svc, ns] => (*svc, *ns, false),
             [svc, ns, "svc"] | [svc, ns, "svc", "cluster", "local"] => (*svc, *ns, true),
+            [pod, svc, ns, "svc"] | [pod, svc, ns, "svc", "cluster", "local"] => {
+                if ![pod, svc, ns].iter().all(|l| is_dns_label(l)) {
+                    return None;
+                }
+                return self
+                    .services
+                    .resolve_pod(ns, svc, pod)
+                    .map(|ip| ip.to_string());
+            }
             _ => return None,
         };
         if !is_dns_label(svc) || !is_dns_label(ns) {
@@ -174,6 +191,11 @@ mod tests {
                 _ => None,
             }
         }
+
+        fn resolve_pod(&self, namespace: &str, service: &str, pod: &str) -> Option<Ipv4Addr> {
+            ((namespace, service, pod) == ("atoll-acme", "db", "db-0"))
+                .then_some(Ipv4Addr::new(127, 64, 0, 5))
+        }
     }
 
     fn rewriter() -> Rewriter<'static> {
@@ -206,6 +228,11 @@ mod tests {
             ("later.atoll-acme.svc:80", "127.200.0.8:80"),
             ("later.atoll-acme:80", "later.atoll-acme:80"),
             ("example.com", "example.com"),
+            (
+                "db-0.db.atoll-acme.svc.cluster.local:5432",
+                "127.64.0.5:5432",
+            ),
+            ("db-1.db.atoll-acme.svc:5432", "db-1.db.atoll-acme.svc:5432"),
             ("db.other.svc", "db.other.svc"),
         ] {
             assert_eq!(r.rewrite(input), expected, "{input}");
