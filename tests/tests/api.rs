@@ -335,3 +335,139 @@ async fn deleting_a_namespace_removes_everything_inside() {
     .expect("released");
     assert!(namespaces.get_opt("doomed").await.expect("read").is_none());
 }
+
+#[tokio::test]
+async fn delete_collection_and_dry_run() {
+    let sim = KubeSim::new();
+    let cms: Api<ConfigMap> = Api::default_namespaced(sim.client());
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let preview = cms
+        .create(&dry, &cm("dry", json!({})))
+        .await
+        .expect("dry run");
+    assert_eq!(preview.metadata.name.as_deref(), Some("dry"));
+    assert!(
+        cms.get_opt("dry").await.expect("read").is_none(),
+        "a dry run stores nothing"
+    );
+    for name in ["a", "b"] {
+        cms.create(&PostParams::default(), &cm(name, json!({})))
+            .await
+            .expect("created");
+    }
+    let mut other = cm("c", json!({}));
+    other.metadata.labels = Some([("app".to_string(), "other".to_string())].into());
+    cms.create(&PostParams::default(), &other)
+        .await
+        .expect("created");
+    cms.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("app=demo"),
+    )
+    .await
+    .expect("deleted");
+    let left: Vec<String> = cms
+        .list(&ListParams::default())
+        .await
+        .expect("listed")
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    assert_eq!(left, ["c"]);
+}
+
+#[tokio::test]
+async fn built_in_defaults_are_filled_in_once() {
+    use k8s_openapi::api::core::v1::{Secret, Service};
+    let sim = KubeSim::new();
+    let client = sim.client();
+    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    let applied = json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+        "stringData": {"password": "hunter22"}
+    });
+    let pp = PatchParams::apply("test");
+    let secret = secrets
+        .patch("db", &pp, &Patch::Apply(&applied))
+        .await
+        .expect("applied");
+    assert!(secret.string_data.is_none(), "stringData is write-only");
+    assert_eq!(secret.data.expect("data")["password"].0, b"hunter22");
+    assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+
+    let services: Api<Service> = Api::default_namespaced(client);
+    let svc = json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80}]}
+    });
+    let created = services
+        .patch("web", &pp, &Patch::Apply(&svc))
+        .await
+        .expect("applied");
+    let spec = created.spec.expect("spec");
+    assert!(spec.cluster_ip.is_some_and(|ip| ip.starts_with("10.96.")));
+    assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+    let mark = sim.request_log().mark();
+    services
+        .patch("web", &pp, &Patch::Apply(&svc))
+        .await
+        .expect("re-applied");
+    secrets
+        .patch("db", &pp, &Patch::Apply(&applied))
+        .await
+        .expect("re-applied");
+    assert!(
+        sim.request_log().writes_since(mark).is_empty(),
+        "defaults do not make re-applies write"
+    );
+}
+
+#[tokio::test]
+async fn graceful_pod_deletion_and_dangling_owners() {
+    use k8s_openapi::api::core::v1::Pod;
+    let sim = KubeSim::builder().graceful_pod_deletion(true).build();
+    let pods: Api<Pod> = Api::default_namespaced(sim.client());
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "web"}, "spec": {"containers": [{"name": "c", "image": "i"}]}
+    }))
+    .expect("pod");
+    let created = pods
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("created");
+    assert_eq!(
+        created.status.and_then(|s| s.phase).as_deref(),
+        Some("Pending")
+    );
+    pods.delete("web", &DeleteParams::default())
+        .await
+        .expect("deleting");
+    let terminating = pods
+        .get("web")
+        .await
+        .expect("stays until its kubelet confirms");
+    assert_eq!(terminating.metadata.deletion_grace_period_seconds, Some(30));
+    pods.delete("web", &DeleteParams::default().grace_period(0))
+        .await
+        .expect("confirmed");
+    assert!(pods.get_opt("web").await.expect("read").is_none());
+
+    // An object whose only owner does not exist is collected.
+    let cms: Api<ConfigMap> = Api::default_namespaced(sim.client());
+    let mut orphan = cm("orphan", json!({}));
+    orphan.metadata.owner_references = Some(vec![serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "name": "ghost", "uid": "00000000-0000-0000-0000-000000000000"
+    }))
+    .expect("owner ref")]);
+    cms.create(&PostParams::default(), &orphan)
+        .await
+        .expect("accepted");
+    assert!(
+        cms.get_opt("orphan").await.expect("read").is_none(),
+        "collected"
+    );
+}

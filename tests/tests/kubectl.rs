@@ -10,7 +10,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use atoll_crds::{Tenant, tenant_crd};
-use atoll_testkit::kubesim::{KubeSim, Server, Verb};
+use std::sync::Arc;
+
+use atoll_testkit::kubesim::{Bytes, KubeSim, PodLogRequest, PodLogs, Server, Verb};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -210,8 +214,116 @@ async fn a_tenant_that_breaks_the_schema_is_refused_naming_the_field() {
         err.contains("spec.members[0].role: Unsupported value: \"Boss\""),
         "{err}"
     );
+
+    // A misspelt field is refused (kubectl asks for strict field validation).
+    let typo = cluster.write(
+        "typo.yaml",
+        "apiVersion: atoll.dev/v1alpha1\nkind: Tenant\nmetadata: {name: typo}\nspec:\n  instance: {replica: 2}\n",
+    );
+    let (ok, _, err) = cluster
+        .run(&[
+            "apply",
+            "--server-side",
+            "-f",
+            typo.to_str().expect("utf-8 path"),
+        ])
+        .await;
+    assert!(!ok);
+    assert!(
+        err.contains("unknown field \"spec.instance.replica\""),
+        "{err}"
+    );
+
+    // The CRD's CEL rules run too.
+    let long = "a".repeat(41);
+    let too_long = cluster.write(
+        "long.yaml",
+        &format!(
+            "apiVersion: atoll.dev/v1alpha1\nkind: Tenant\nmetadata: {{name: {long}}}\nspec: {{}}\n"
+        ),
+    );
+    let (ok, _, err) = cluster
+        .run(&[
+            "apply",
+            "--server-side",
+            "-f",
+            too_long.to_str().expect("utf-8 path"),
+        ])
+        .await;
+    assert!(!ok);
+    assert!(
+        err.contains("metadata.name must be at most 40 characters"),
+        "{err}"
+    );
+
     let (_, out, _) = cluster.run(&["get", "tenants", "-o", "name"]).await;
     assert!(out.trim().is_empty(), "nothing was stored: {out}");
+}
+
+struct Greeting;
+
+impl PodLogs for Greeting {
+    fn logs(&self, request: PodLogRequest) -> Result<BoxStream<'static, Bytes>, String> {
+        let line = format!(
+            "hello from {}/{} container {}\n",
+            request.namespace,
+            request.pod,
+            request.container.unwrap_or_default()
+        );
+        Ok(futures::stream::iter([Bytes::from(line)]).boxed())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_come_from_the_pod_log_provider_and_discovery_lists_builtins() {
+    let cluster = Cluster::start().await;
+    cluster.sim.set_pod_logs(Arc::new(Greeting));
+    let pod = cluster.write(
+        "pod.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers: [{name: app, image: demo}]\n",
+    );
+    cluster
+        .ok(&[
+            "apply",
+            "--server-side",
+            "-f",
+            pod.to_str().expect("utf-8 path"),
+        ])
+        .await;
+    let logs = cluster.ok(&["logs", "web"]).await;
+    assert_eq!(logs, "hello from default/web container app\n");
+
+    let resources = cluster.ok(&["api-resources", "-o", "name"]).await;
+    for name in [
+        "namespaces",
+        "secrets",
+        "configmaps",
+        "services",
+        "serviceaccounts",
+        "pods",
+        "events",
+        "resourcequotas",
+        "limitranges",
+        "persistentvolumeclaims",
+        "deployments.apps",
+        "statefulsets.apps",
+        "events.events.k8s.io",
+        "ingresses.networking.k8s.io",
+        "networkpolicies.networking.k8s.io",
+        "roles.rbac.authorization.k8s.io",
+        "rolebindings.rbac.authorization.k8s.io",
+        "clusterroles.rbac.authorization.k8s.io",
+        "clusterrolebindings.rbac.authorization.k8s.io",
+        "leases.coordination.k8s.io",
+        "customresourcedefinitions.apiextensions.k8s.io",
+    ] {
+        assert!(
+            resources.lines().any(|l| l == name),
+            "{name} missing from:\n{resources}"
+        );
+    }
+    let version = cluster.ok(&["version", "-o", "json"]).await;
+    assert!(version.contains("\"serverVersion\""), "{version}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

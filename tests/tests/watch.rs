@@ -8,7 +8,10 @@ use std::time::Duration;
 use atoll_testkit::kubesim::{Fault, FaultRule, KubeSim, Verb};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde_json::json;
 
@@ -254,4 +257,72 @@ async fn a_kube_watcher_recovers_from_faults_and_closed_streams() {
     let served = watches.iter().filter(|w| **w == (Verb::Watch, 200)).count();
     assert!(served >= 4, "re-watched after each close: {watches:?}");
     running.abort();
+}
+
+#[tokio::test]
+async fn a_streaming_list_watcher_gets_initial_events_then_changes() {
+    let sim = KubeSim::new();
+    let cms: Api<ConfigMap> = Api::default_namespaced(sim.client());
+    cms.create(&PostParams::default(), &cm("before", json!({})))
+        .await
+        .expect("created");
+    let config = watcher::Config::default().streaming_lists();
+    let mut events = watcher(cms.clone(), config).boxed();
+    let mut seen = Vec::new();
+    while !seen.iter().any(|e| matches!(e, watcher::Event::InitDone)) {
+        let event = tokio::time::timeout(TIMEOUT, events.next())
+            .await
+            .expect("in time")
+            .expect("open");
+        seen.push(event.expect("no error"));
+    }
+    assert!(seen.iter().any(|e| matches!(e, watcher::Event::InitApply(o) if o.metadata.name.as_deref() == Some("before"))));
+    cms.create(&PostParams::default(), &cm("after", json!({})))
+        .await
+        .expect("created");
+    loop {
+        let event = tokio::time::timeout(TIMEOUT, events.next())
+            .await
+            .expect("in time")
+            .expect("open");
+        if let Ok(watcher::Event::Apply(o)) = event {
+            assert_eq!(o.metadata.name.as_deref(), Some("after"));
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn metadata_only_reads_and_watches() {
+    let sim = KubeSim::new();
+    let cms: Api<ConfigMap> = Api::default_namespaced(sim.client());
+    cms.create(&PostParams::default(), &cm("meta", json!({"app": "x"})))
+        .await
+        .expect("created");
+    let one = cms.get_metadata("meta").await.expect("metadata");
+    assert_eq!(one.metadata.labels.expect("labels")["app"], "x");
+    let all = cms
+        .list_metadata(&ListParams::default())
+        .await
+        .expect("metadata list");
+    assert_eq!(all.items.len(), 1);
+    let metadata_only: Api<PartialObjectMeta<ConfigMap>> = Api::default_namespaced(sim.client());
+    let mut events = watcher(metadata_only, watcher::Config::default()).boxed();
+    let mut names = BTreeSet::new();
+    cms.create(&PostParams::default(), &cm("later", json!({})))
+        .await
+        .expect("created");
+    while names.len() < 2 {
+        let event = tokio::time::timeout(TIMEOUT, events.next())
+            .await
+            .expect("in time")
+            .expect("open");
+        if let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) = event {
+            names.extend(o.metadata.name);
+        }
+    }
+    assert_eq!(
+        names,
+        BTreeSet::from(["later".to_string(), "meta".to_string()])
+    );
 }

@@ -30,10 +30,12 @@
 //! other than the garbage collector and namespace lifecycle: workloads are
 //! brought to life by nodesim.
 
+mod defaults;
 mod discovery;
 pub mod error;
 pub mod faults;
 mod fields;
+mod handlers;
 pub mod log;
 mod openapi;
 mod patch;
@@ -43,6 +45,7 @@ mod schema;
 mod selectors;
 mod store;
 mod table;
+mod validation;
 mod watch;
 
 use std::net::SocketAddr;
@@ -50,11 +53,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use axum::body::Bytes;
 use futures::stream::BoxStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use axum::body::Bytes;
 pub use error::{ApiError, Cause};
 pub use faults::{Fault, FaultRule, Faults};
 pub use log::{RequestLog, RequestRecord, Verb};
@@ -79,7 +82,8 @@ pub struct PodLogRequest {
     pub previous: bool,
 }
 
-/// Supplies pod logs; nodesim implements it for the processes it runs.
+/// Supplies pod logs (the `log` subresource); nodesim implements it for
+/// the processes it runs. [`Bytes`] is re-exported here for implementors.
 pub trait PodLogs: Send + Sync + 'static {
     /// The log text as a stream of chunks, or a message explaining why
     /// there is none (answered as 400, like kubelet's errors).
@@ -91,6 +95,7 @@ pub trait PodLogs: Send + Sync + 'static {
 pub struct KubeSimBuilder {
     history: usize,
     bookmark_interval: Duration,
+    graceful_pods: bool,
 }
 
 impl Default for KubeSimBuilder {
@@ -98,6 +103,7 @@ impl Default for KubeSimBuilder {
         Self {
             history: 50_000,
             bookmark_interval: Duration::from_secs(5),
+            graceful_pods: false,
         }
     }
 }
@@ -116,12 +122,26 @@ impl KubeSimBuilder {
         self
     }
 
+    /// Graceful pod deletion, as with a kubelet: deleting a pod marks it
+    /// terminating (deletionTimestamp, deletionGracePeriodSeconds) and it
+    /// stays until deleted again with `gracePeriodSeconds=0`, which is what
+    /// nodesim does once the pod's processes have stopped. Off by default:
+    /// pods without finalizers then go at once.
+    pub fn graceful_pod_deletion(mut self, on: bool) -> Self {
+        self.graceful_pods = on;
+        self
+    }
+
     /// Builds the simulator, with the namespaces `default`, `kube-system`,
     /// `kube-public` and `kube-node-lease`.
     pub fn build(self) -> KubeSim {
         KubeSim {
             shared: Arc::new(Shared {
-                store: Mutex::new(Store::new(self.history)),
+                store: Mutex::new({
+                    let mut store = Store::new(self.history);
+                    store.graceful_pods = self.graceful_pods;
+                    store
+                }),
                 log: RequestLog::default(),
                 faults: Faults::default(),
                 pod_logs: RwLock::new(None),
@@ -186,6 +206,7 @@ impl KubeSim {
             addr,
             stop: Some(stop),
             task: Some(task),
+            faults: self.faults(),
         })
     }
 
@@ -220,6 +241,7 @@ pub struct Server {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    faults: Faults,
 }
 
 impl Server {
@@ -246,15 +268,20 @@ impl Server {
         std::fs::write(path, self.kubeconfig())
     }
 
-    /// Stops accepting connections and waits for open ones to end (watch
-    /// streams end with the simulator's watchers; close them first with
-    /// [`Faults::close_watches`] for a quick stop).
+    /// Stops accepting connections, ends open watch streams (in-process
+    /// clients see them close too, and simply watch again), and waits up to
+    /// five seconds for open requests to finish.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        self.faults.close_watches();
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
         }
     }
 }

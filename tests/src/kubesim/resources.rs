@@ -289,6 +289,53 @@ const fn b(
 /// Kinds kubectl lists under `kubectl get all`.
 const IN_CATEGORY_ALL: &[&str] = &["pods", "services", "deployments", "statefulsets"];
 
+fn column(name: &str, type_: &str, json_path: &str) -> PrinterColumn {
+    PrinterColumn {
+        name: name.into(),
+        type_: type_.into(),
+        json_path: json_path.into(),
+        description: String::new(),
+        priority: 0,
+    }
+}
+
+/// A few columns `kubectl get` shows for built-in kinds.
+fn builtin_columns(plural: &str) -> Vec<PrinterColumn> {
+    match plural {
+        "namespaces" | "persistentvolumeclaims" => {
+            vec![column("Status", "string", ".status.phase")]
+        }
+        "pods" => vec![
+            column("Status", "string", ".status.phase"),
+            column(
+                "Restarts",
+                "integer",
+                ".status.containerStatuses[0].restartCount",
+            ),
+        ],
+        "deployments" | "statefulsets" => vec![
+            column("Replicas", "integer", ".spec.replicas"),
+            column("Ready", "integer", ".status.readyReplicas"),
+            column("Available", "integer", ".status.availableReplicas"),
+        ],
+        "services" => vec![
+            column("Type", "string", ".spec.type"),
+            column("Cluster-IP", "string", ".spec.clusterIP"),
+        ],
+        "ingresses" => vec![
+            column("Class", "string", ".spec.ingressClassName"),
+            column("Hosts", "string", ".spec.rules[0].host"),
+        ],
+        "leases" => vec![column("Holder", "string", ".spec.holderIdentity")],
+        "events" => vec![
+            column("Type", "string", ".type"),
+            column("Reason", "string", ".reason"),
+            column("Message", "string", ".message"),
+        ],
+        _ => Vec::new(),
+    }
+}
+
 /// Every served resource type.
 #[derive(Clone, Debug, Default)]
 pub struct Registry {
@@ -316,7 +363,7 @@ impl Registry {
                     },
                     status_subresource: b.status,
                     schema: None,
-                    printer_columns: Vec::new(),
+                    printer_columns: builtin_columns(b.plural),
                     custom: false,
                     storage: true,
                 })

@@ -1,32 +1,28 @@
 //! The HTTP face of kubesim: an axum router that parses Kubernetes API
 //! paths and query parameters, applies injected faults, dispatches to the
-//! verbs, logs each request, and answers JSON (or `Table`s for kubectl).
+//! verb handlers, and logs each request.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::{HeaderMap, Method, StatusCode, Uri, header};
-use serde_json::{Value, json};
+use http::{HeaderMap, Method, Uri, header};
 
+use crate::kubesim::PodLogs;
 use crate::kubesim::discovery;
-use crate::kubesim::error::{ApiError, ApiResult, Cause};
+use crate::kubesim::error::{ApiError, ApiResult};
 use crate::kubesim::faults::Faults;
-use crate::kubesim::fields::{self, Part, Writer};
+use crate::kubesim::fields::Part;
+use crate::kubesim::handlers::{self, Output, Request, Served, flag};
 use crate::kubesim::log::{RequestLog, RequestRecord, Verb};
 use crate::kubesim::openapi;
-use crate::kubesim::patch;
 use crate::kubesim::resources::ResourceType;
-use crate::kubesim::selectors::{FieldSelector, LabelSelector};
-use crate::kubesim::store::{DeleteOptions, Store, WriteOptions, Written};
-use crate::kubesim::table;
-use crate::kubesim::watch::{self, WatchRequest};
-use crate::kubesim::{PodLogRequest, PodLogs};
+use crate::kubesim::store::{Store, WriteOptions};
 
 /// State shared by every request.
 pub(crate) struct Shared {
@@ -138,11 +134,11 @@ async fn openapi_v3(
 
 /// A parsed resource path.
 #[derive(Debug)]
-struct Target {
-    rt: Arc<ResourceType>,
-    namespace: Option<String>,
-    name: Option<String>,
-    subresource: Option<String>,
+pub(crate) struct Target {
+    pub(crate) rt: Arc<ResourceType>,
+    pub(crate) namespace: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) subresource: Option<String>,
 }
 
 fn parse_path(store: &Store, path: &str) -> ApiResult<Target> {
@@ -195,10 +191,6 @@ fn parse_path(store: &Store, path: &str) -> ApiResult<Target> {
     })
 }
 
-fn flag(query: &HashMap<String, String>, key: &str) -> bool {
-    matches!(query.get(key).map(String::as_str), Some("true" | "1"))
-}
-
 fn verb_of(
     method: &Method,
     target: &Target,
@@ -229,7 +221,7 @@ fn verb_of(
     })
 }
 
-fn content_type(headers: &HeaderMap) -> &str {
+pub(crate) fn content_type(headers: &HeaderMap) -> &str {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -249,24 +241,16 @@ fn manager_of(query: &HashMap<String, String>, headers: &HeaderMap) -> String {
         .to_string()
 }
 
-fn parse_body(body: &Bytes) -> ApiResult<Value> {
-    if body.is_empty() {
-        return Ok(Value::Null);
+/// Refuses Protocol Buffers bodies (typed Go clients such as `kubectl create
+/// configmap` send them); kubesim speaks JSON and YAML only.
+fn check_media_type(headers: &HeaderMap) -> ApiResult<()> {
+    let media = content_type(headers);
+    if media.contains("protobuf") || media.contains("cbor") {
+        return Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {media})"
+        )));
     }
-    serde_json::from_slice(body).or_else(|json_error| {
-        serde_norway::from_slice::<Value>(body).map_err(|_| {
-            ApiError::bad_request(format!(
-                "the request body is neither JSON nor YAML: {json_error}"
-            ))
-        })
-    })
-}
-
-fn wants_table(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("as=Table"))
+    Ok(())
 }
 
 /// Every resource request.
@@ -320,23 +304,17 @@ async fn resource(
             error.into_response()
         }
     };
+    tracing::debug!(
+        verb = ?record.verb,
+        resource = %record.resource,
+        namespace = %record.namespace,
+        name = %record.name,
+        code = record.code,
+        wrote = record.wrote,
+        "kubesim request"
+    );
     shared.log.push(record);
     response
-}
-
-fn json_response(code: StatusCode, value: &Value) -> Response {
-    (code, axum::Json(value)).into_response()
-}
-
-fn selectors(query: &HashMap<String, String>) -> ApiResult<(LabelSelector, FieldSelector)> {
-    let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))?;
-    let fields = FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))?;
-    Ok((labels, fields))
-}
-
-fn parse_rv(text: &str) -> ApiResult<u64> {
-    text.parse()
-        .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {text:?}")))
 }
 
 async fn serve(
@@ -346,11 +324,9 @@ async fn serve(
     query: &HashMap<String, String>,
     headers: &HeaderMap,
     body: &Bytes,
-) -> ApiResult<(Response, bool)> {
+) -> Served {
     let rt = &target.rt;
-    let ns = target.namespace.clone().unwrap_or_default();
-    let name = target.name.clone().unwrap_or_default();
-    if rt.namespaced && ns.is_empty() && !matches!(verb, Verb::List | Verb::Watch) {
+    if rt.namespaced && target.namespace.is_none() && !matches!(verb, Verb::List | Verb::Watch) {
         return Err(ApiError::no_route(
             "a namespaced resource needs a namespace",
         ));
@@ -360,359 +336,43 @@ async fn serve(
     } else {
         Part::Main
     };
-    let options = WriteOptions {
-        manager: manager_of(query, headers),
-        dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
-        applied: false,
-        part,
+    if !body.is_empty() {
+        check_media_type(headers)?;
+    }
+    let request = Request {
+        shared,
+        target,
+        namespace: target.namespace.clone().unwrap_or_default(),
+        name: target.name.clone().unwrap_or_default(),
+        query,
+        headers,
+        body,
+        options: WriteOptions {
+            manager: manager_of(query, headers),
+            dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
+            applied: false,
+            part,
+            strict: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
+        },
+        output: Output::from_accept(
+            headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default(),
+        ),
     };
-    let table = wants_table(headers);
     match verb {
         Verb::Get if target.subresource.as_deref() == Some("log") => {
-            pod_log(shared, &ns, &name, query).await.map(|r| (r, false))
+            handlers::pod_log(request).await
         }
-        Verb::Get => {
-            let object = shared.lock().get(rt, &ns, &name)?;
-            let out = if table {
-                table::table(rt, &[object], None, None)
-            } else {
-                object
-            };
-            Ok((json_response(StatusCode::OK, &out), false))
-        }
-        Verb::List => {
-            let (labels, fields) = selectors(query)?;
-            let limit = query
-                .get("limit")
-                .and_then(|l| l.parse::<usize>().ok())
-                .filter(|l| *l > 0);
-            let continue_from = match query.get("continue").filter(|c| !c.is_empty()) {
-                Some(token) => Some(decode_continue(token)?),
-                None => None,
-            };
-            let store = shared.lock();
-            let rv = continue_from
-                .as_ref()
-                .map_or(store.resource_version(), |c| c.0);
-            let (items, next) = store.list(
-                rt,
-                target.namespace.as_deref(),
-                &labels,
-                &fields,
-                limit,
-                continue_from.as_ref().map(|c| &c.1),
-            );
-            drop(store);
-            let token = next.map(|key| encode_continue(rv, &key));
-            let out = if table {
-                table::table(rt, &items, Some(rv), token.as_deref())
-            } else {
-                let mut metadata = json!({"resourceVersion": rv.to_string()});
-                if let Some(token) = &token {
-                    metadata["continue"] = json!(token);
-                }
-                json!({
-                    "kind": format!("{}List", rt.kind),
-                    "apiVersion": rt.api_version(),
-                    "metadata": metadata,
-                    "items": items,
-                })
-            };
-            Ok((json_response(StatusCode::OK, &out), false))
-        }
-        Verb::Watch => {
-            let (labels, fields) = selectors(query)?;
-            let resource_version = match query.get("resourceVersion").map(String::as_str) {
-                None | Some("") | Some("0") => None,
-                Some(rv) => Some(parse_rv(rv)?),
-            };
-            let request = WatchRequest {
-                rt: rt.clone(),
-                namespace: target.namespace.clone(),
-                labels,
-                fields,
-                resource_version,
-                bookmarks: flag(query, "allowWatchBookmarks"),
-                timeout: query
-                    .get("timeoutSeconds")
-                    .and_then(|t| t.parse::<u64>().ok())
-                    .map(Duration::from_secs),
-            };
-            let stream = watch::open(
-                &shared.store,
-                shared.faults.watch_closer(),
-                request,
-                shared.bookmark_interval,
-            );
-            let stream: std::pin::Pin<
-                Box<dyn futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send>,
-            > = if table {
-                Box::pin(table::watch_as_table(rt.clone(), stream))
-            } else {
-                Box::pin(stream)
-            };
-            let response = Response::builder()
-                .status(StatusCode::OK)
-                .header(header::CONTENT_TYPE, "application/json")
-                .header(header::CACHE_CONTROL, "no-cache, private")
-                .body(Body::from_stream(stream))
-                .map_err(|e| ApiError::internal(e.to_string()))?;
-            Ok((response, false))
-        }
-        Verb::Create => {
-            let object = parse_body(body)?;
-            let written = shared.lock().create(rt, &ns, object, &options)?;
-            Ok((
-                json_response(StatusCode::CREATED, &written.object),
-                written.wrote,
-            ))
-        }
-        Verb::Update => {
-            let object = parse_body(body)?;
-            let written = shared.lock().update(rt, &ns, &name, object, &options)?;
-            Ok((
-                json_response(StatusCode::OK, &written.object),
-                written.wrote,
-            ))
-        }
-        Verb::Patch => {
-            let patch = parse_body(body)?;
-            let kind = content_type(headers)
-                .split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_string();
-            let mut store = shared.lock();
-            let old = store
-                .object(&rt.store_key(), &ns, &name)
-                .ok_or_else(|| ApiError::not_found(rt.subject(), &name))?;
-            let mut new = crate::kubesim::store::present(&old, rt);
-            match kind.as_str() {
-                "application/merge-patch+json" => patch::merge_patch(&mut new, &patch),
-                "application/json-patch+json" => patch::json_patch(&mut new, &patch)?,
-                "application/strategic-merge-patch+json" if !rt.custom => {
-                    patch::strategic_merge_patch(&mut new, &patch);
-                }
-                other => {
-                    return Err(ApiError::unsupported_media_type(format!(
-                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {other})"
-                    )));
-                }
-            }
-            let written = store.replace_with(rt, &ns, &name, old, new, &options)?;
-            Ok((
-                json_response(StatusCode::OK, &written.object),
-                written.wrote,
-            ))
-        }
-        Verb::Apply => {
-            let applied = parse_body(body)?;
-            let written = apply(shared, rt, &ns, &name, &applied, query, options)?;
-            let code = if written.1 {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            Ok((json_response(code, &written.0.object), written.0.wrote))
-        }
-        Verb::Delete => {
-            let options = delete_options(query, body)?;
-            let (object, gone) = shared.lock().delete(rt, &ns, &name, &options)?;
-            let out = if gone && !options.dry_run {
-                json!({
-                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                    "details": {"name": name, "group": rt.group, "kind": rt.plural,
-                                "uid": object["metadata"]["uid"]},
-                })
-            } else {
-                object
-            };
-            Ok((json_response(StatusCode::OK, &out), !options.dry_run))
-        }
-        Verb::DeleteCollection => {
-            let (labels, fields) = selectors(query)?;
-            let options = delete_options(query, body)?;
-            let mut store = shared.lock();
-            let (items, _) = store.list(
-                rt,
-                target.namespace.as_deref(),
-                &labels,
-                &fields,
-                None,
-                None,
-            );
-            let mut deleted = Vec::new();
-            for item in &items {
-                let item_ns = item["metadata"]["namespace"].as_str().unwrap_or_default();
-                let item_name = item["metadata"]["name"].as_str().unwrap_or_default();
-                if let Ok((object, _)) = store.delete(rt, item_ns, item_name, &options) {
-                    deleted.push(object);
-                }
-            }
-            let wrote = !deleted.is_empty() && !options.dry_run;
-            let out = json!({
-                "kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(),
-                "metadata": {"resourceVersion": store.resource_version().to_string()}, "items": deleted,
-            });
-            Ok((json_response(StatusCode::OK, &out), wrote))
-        }
+        Verb::Get => handlers::get(request),
+        Verb::List => handlers::list(request),
+        Verb::Watch => handlers::watch(request),
+        Verb::Create => handlers::create(request),
+        Verb::Update => handlers::update(request),
+        Verb::Patch => handlers::patch(request),
+        Verb::Apply => handlers::apply(request),
+        Verb::Delete => handlers::delete(request),
+        Verb::DeleteCollection => handlers::delete_collection(request),
     }
-}
-
-fn apply(
-    shared: &Shared,
-    rt: &ResourceType,
-    ns: &str,
-    name: &str,
-    applied: &Value,
-    query: &HashMap<String, String>,
-    mut options: WriteOptions,
-) -> ApiResult<(Written, bool)> {
-    let part = options.part;
-    let Some(manager) = query.get("fieldManager").filter(|m| !m.is_empty()) else {
-        return Err(ApiError::invalid(
-            "PatchOptions",
-            "meta.k8s.io",
-            "",
-            vec![Cause {
-                reason: "FieldValueRequired".into(),
-                field: "fieldManager".into(),
-                message: "fieldManager: Required value: is required for apply patch".into(),
-            }],
-        ));
-    };
-    if !applied.is_object() {
-        return Err(ApiError::bad_request("an apply patch must be an object"));
-    }
-    if let Some(body_name) = applied["metadata"]["name"].as_str()
-        && body_name != name
-    {
-        return Err(ApiError::bad_request(format!(
-            "the name of the object ({body_name}) does not match the name on the URL ({name})"
-        )));
-    }
-    let force = flag(query, "force");
-    options.applied = true;
-    let now = jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
-    let api_version = rt.api_version();
-    let writer = Writer {
-        manager,
-        api_version: &api_version,
-        part,
-        now: &now,
-    };
-    let schema = rt.schema.as_deref();
-    let mut store = shared.lock();
-    match store.object(&rt.store_key(), ns, name) {
-        Some(old) => {
-            let current = crate::kubesim::store::present(&old, rt);
-            let new = fields::apply(Some(&current), applied, schema, &writer, force).map_err(
-                |conflicts| {
-                    ApiError::apply_conflict(
-                        rt.subject(),
-                        name,
-                        conflicts
-                            .into_iter()
-                            .map(|c| Cause {
-                                reason: "FieldManagerConflict".into(),
-                                message: format!("conflict with \"{}\": {}", c.manager, c.field),
-                                field: c.field,
-                            })
-                            .collect(),
-                    )
-                },
-            )?;
-            Ok((store.replace_with(rt, ns, name, old, new, &options)?, false))
-        }
-        None if part == Part::Status => Err(ApiError::not_found(rt.subject(), name)),
-        None => {
-            let mut new = fields::apply(None, applied, schema, &writer, true)
-                .unwrap_or_else(|_| applied.clone());
-            crate::kubesim::store::set_name(&mut new, name);
-            Ok((store.create(rt, ns, new, &options)?, true))
-        }
-    }
-}
-
-fn delete_options(query: &HashMap<String, String>, body: &Bytes) -> ApiResult<DeleteOptions> {
-    let body = parse_body(body)?;
-    let dry_run = query.get("dryRun").is_some_and(|d| d == "All")
-        || body["dryRun"]
-            .as_array()
-            .is_some_and(|d| d.iter().any(|v| v == "All"));
-    Ok(DeleteOptions {
-        propagation: query
-            .get("propagationPolicy")
-            .cloned()
-            .or_else(|| body["propagationPolicy"].as_str().map(str::to_string))
-            .or_else(|| match body["orphanDependents"].as_bool() {
-                Some(true) => Some("Orphan".into()),
-                _ => None,
-            }),
-        uid: body["preconditions"]["uid"].as_str().map(str::to_string),
-        resource_version: body["preconditions"]["resourceVersion"]
-            .as_str()
-            .map(str::to_string),
-        dry_run,
-    })
-}
-
-fn encode_continue(rv: u64, key: &(String, String)) -> String {
-    format!("{rv}:{}/{}", key.0, key.1)
-}
-
-fn decode_continue(token: &str) -> ApiResult<(u64, (String, String))> {
-    let bad = || ApiError::bad_request(format!("invalid continue token {token:?}"));
-    let (rv, key) = token.split_once(':').ok_or_else(bad)?;
-    let (ns, name) = key.split_once('/').ok_or_else(bad)?;
-    Ok((
-        rv.parse().map_err(|_| bad())?,
-        (ns.to_string(), name.to_string()),
-    ))
-}
-
-async fn pod_log(
-    shared: &Arc<Shared>,
-    ns: &str,
-    name: &str,
-    query: &HashMap<String, String>,
-) -> ApiResult<Response> {
-    let pods = shared
-        .lock()
-        .registry
-        .find("", "v1", "pods")
-        .ok_or_else(|| ApiError::internal("pods are not served"))?;
-    let pod = shared.lock().get(&pods, ns, name)?;
-    let provider = shared
-        .pod_logs
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    let request = PodLogRequest {
-        namespace: ns.to_string(),
-        pod: name.to_string(),
-        container: query.get("container").cloned().or_else(|| {
-            pod["spec"]["containers"][0]["name"]
-                .as_str()
-                .map(str::to_string)
-        }),
-        follow: flag(query, "follow"),
-        tail_lines: query.get("tailLines").and_then(|t| t.parse().ok()),
-        previous: flag(query, "previous"),
-    };
-    let Some(provider) = provider else {
-        return Ok((StatusCode::OK, "").into_response());
-    };
-    let stream = provider.logs(request).map_err(ApiError::bad_request)?;
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/plain")
-        .body(Body::from_stream(futures::StreamExt::map(
-            stream,
-            Ok::<Bytes, std::convert::Infallible>,
-        )))
-        .map_err(|e| ApiError::internal(e.to_string()))
 }

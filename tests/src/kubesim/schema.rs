@@ -30,6 +30,14 @@ impl CompiledSchema {
         Self { schema, cel }
     }
 
+    /// Fields the schema does not declare (what pruning would drop), as
+    /// dotted paths; `fieldValidation=Strict` refuses them.
+    pub fn unknown_fields(&self, object: &Value) -> Vec<String> {
+        let mut out = Vec::new();
+        unknown(&self.schema, object, true, "", &mut out);
+        out
+    }
+
     /// Prunes unknown fields and applies defaults, then validates; returns
     /// the object as it will be stored, or every problem found.
     pub fn admit(&self, object: &Value, old: Option<&Value>) -> Result<Value, Vec<Cause>> {
@@ -107,6 +115,33 @@ fn prune(schema: &Value, value: &mut Value, root: bool) {
         Value::Array(items) if schema["items"].is_object() => {
             for item in items {
                 prune(&schema["items"], item, false);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn unknown(schema: &Value, value: &Value, root: bool, path: &str, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            let properties = schema["properties"].as_object();
+            let additional = &schema["additionalProperties"];
+            for (k, v) in map {
+                if root && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                    continue;
+                }
+                let field = child(path, k);
+                match properties.and_then(|p| p.get(k)) {
+                    Some(s) => unknown(s, v, false, &field, out),
+                    None if additional.is_object() => unknown(additional, v, false, &field, out),
+                    None if preserves_unknown(schema) || additional == &Value::Bool(true) => {}
+                    None => out.push(field),
+                }
+            }
+        }
+        Value::Array(items) if schema["items"].is_object() => {
+            for (i, item) in items.iter().enumerate() {
+                unknown(&schema["items"], item, false, &format!("{path}[{i}]"), out);
             }
         }
         _ => {}
@@ -434,6 +469,9 @@ mod tests {
             .expect("valid");
         assert_eq!(admitted["spec"], json!({"size": 2, "mode": "A"}));
         assert_eq!(admitted["kind"], "X");
+        let unknown = schema()
+            .unknown_fields(&json!({"spec": {"size": 2, "junk": 1, "tags": ["a"]}, "extra": {}}));
+        assert_eq!(unknown, ["extra", "spec.junk"]);
     }
 
     #[test]

@@ -9,11 +9,15 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+use crate::kubesim::defaults;
 use crate::kubesim::error::{ApiError, ApiResult, Cause};
 use crate::kubesim::fields::{self, Part, Writer};
 use crate::kubesim::resources::{Registry, ResourceType, StoreKind};
 use crate::kubesim::schema::CompiledSchema;
 use crate::kubesim::selectors::{FieldSelector, LabelSelector};
+use crate::kubesim::validation;
+
+mod gc;
 
 /// Kind of a watch event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +74,9 @@ pub struct WriteOptions {
     pub applied: bool,
     /// The main resource or its `status` subresource.
     pub part: Part,
+    /// `fieldValidation=Strict`: refuse fields the schema does not declare
+    /// (custom resources; built-in kinds are not checked).
+    pub strict: bool,
 }
 
 /// Deletion options.
@@ -83,6 +90,8 @@ pub struct DeleteOptions {
     pub resource_version: Option<String>,
     /// `dryRun=All`.
     pub dry_run: bool,
+    /// `gracePeriodSeconds` (pods, with graceful pod deletion on).
+    pub grace_period: Option<i64>,
 }
 
 /// The result of a write: the object and whether anything changed.
@@ -107,6 +116,8 @@ pub struct Store {
     changes: broadcast::Sender<Arc<Change>>,
     schemas: HashMap<(String, String, String), Arc<CompiledSchema>>,
     name_seed: u64,
+    cluster_ips: u64,
+    pub(crate) graceful_pods: bool,
 }
 
 fn now() -> String {
@@ -116,20 +127,6 @@ fn now() -> String {
             |_| jiff::Timestamp::now().to_string(),
             |t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
         )
-}
-
-/// Lower-case DNS subdomain, as object names must be.
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 fn name_of(object: &Value) -> Option<&str> {
@@ -201,6 +198,9 @@ impl Store {
             changes,
             schemas: HashMap::new(),
             name_seed: 0x9e37_79b9_7f4a_7c15,
+            // 10.96.0.1 is the `kubernetes` Service in a real cluster.
+            cluster_ips: 1,
+            graceful_pods: false,
         };
         let namespaces = store
             .registry
@@ -420,10 +420,9 @@ impl Store {
         ] {
             meta.remove(server_owned);
         }
-        if rt.status_subresource && !rt.custom {
-            // Built-in kinds start with the status the client sent; custom
-            // resources with a status subresource drop it on create.
-        } else if rt.status_subresource
+        // Status is the server's (and controllers') to write: a create
+        // through an endpoint with a status subresource starts without one.
+        if rt.status_subresource
             && let Some(m) = object.as_object_mut()
         {
             m.remove("status");
@@ -433,6 +432,7 @@ impl Store {
                 object["spec"] = json!({"finalizers": ["kubernetes"]});
                 object["status"] = json!({"phase": "Active"});
             }
+            ("", "pods") => object["status"] = json!({"phase": "Pending"}),
             ("apiextensions.k8s.io", "customresourcedefinitions") => {
                 object["status"] = crd_status(&object);
             }
@@ -470,8 +470,9 @@ impl Store {
                 ));
             }
             Some(rv) if !rv.is_empty() => {}
-            _ if rt.custom || rt.status_subresource => {
-                // Like the real server for these kinds: an update must name the version it replaces.
+            _ if rt.custom => {
+                // Like the real server for custom resources: an update must
+                // name the version it replaces.
                 return Err(ApiError::invalid(
                     &rt.kind,
                     &rt.group,
@@ -532,21 +533,37 @@ impl Store {
         if rt.namespaced {
             meta.insert("namespace".into(), json!(namespace));
         }
-        if !valid_name(name) {
-            return Err(ApiError::invalid(
-                &rt.kind,
-                &rt.group,
-                name,
-                vec![Cause {
-                    reason: "FieldValueInvalid".into(),
-                    field: "metadata.name".into(),
-                    message: format!(
-                        "metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
-                    ),
-                }],
-            ));
+        let mut next_ip = self.cluster_ips;
+        defaults::apply(rt, old.as_deref(), &mut new, &mut || {
+            next_ip += 1;
+            format!("10.96.{}.{}", next_ip / 254, next_ip % 254 + 1)
+        });
+        self.cluster_ips = next_ip;
+        let mut causes = validation::metadata(rt, &new);
+        if let Some(old) = &old {
+            causes.extend(validation::update(rt, old, &new));
+        }
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(&rt.kind, &rt.group, name, causes));
         }
         if let Some(schema) = self.schema_for(rt) {
+            let unknown = if options.strict {
+                schema.unknown_fields(&new)
+            } else {
+                Vec::new()
+            };
+            if !unknown.is_empty() {
+                let listed: Vec<String> = unknown
+                    .iter()
+                    .map(|f| format!("unknown field \"{f}\""))
+                    .collect();
+                return Err(ApiError::bad_request(format!(
+                    "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+                    listed.join(", "),
+                    kind = rt.kind,
+                    version = rt.version,
+                )));
+            }
             let old_for_rules = old.as_deref().map(|o| present(o, rt));
             new = schema
                 .admit(&new, old_for_rules.as_ref())
@@ -590,13 +607,21 @@ impl Store {
             });
         }
         let is_namespace = rt.group.is_empty() && rt.plural == "namespaces";
-        let finished =
-            !new["metadata"]["deletionTimestamp"].is_null() && finalizers(&new).is_empty();
+        // Gone once deleted, unheld, and (pods) past their grace period.
+        let finished = !new["metadata"]["deletionTimestamp"].is_null()
+            && finalizers(&new).is_empty()
+            && new["metadata"]["deletionGracePeriodSeconds"]
+                .as_i64()
+                .unwrap_or(0)
+                == 0;
         let stored = self.put(rt, namespace, name, new, old);
         if finished && is_namespace {
             self.finish_namespace(name);
         } else if finished {
             self.remove(&rt.store_key(), namespace, name, None);
+        } else if self.owners_all_gone(&stored) {
+            // The garbage collector deletes what only absent owners own.
+            self.delete_located(rt, namespace, name, None);
         }
         if rt.group == "apiextensions.k8s.io" {
             self.refresh_custom_types();
@@ -605,6 +630,17 @@ impl Store {
             object: present(&stored, rt),
             wrote: true,
         })
+    }
+
+    /// Serves exactly the resources the stored CRDs define.
+    fn refresh_custom_types(&mut self) {
+        let crd_kind = StoreKind {
+            group: "apiextensions.k8s.io".into(),
+            plural: "customresourcedefinitions".into(),
+        };
+        let crds = self.objects(&crd_kind, Some(""));
+        self.registry.set_custom(&crds);
+        self.schemas.clear();
     }
 
     /// Stores a new version, bumps the resourceVersion, records the change.
@@ -666,341 +702,6 @@ impl Store {
         }
         // No receivers is fine.
         let _ = self.changes.send(change);
-    }
-
-    /// Removes an object for good, then collects what depended on it.
-    fn remove(&mut self, kind: &StoreKind, namespace: &str, name: &str, propagation: Option<&str>) {
-        let key = (namespace.to_string(), name.to_string());
-        let Some(old) = self.objects.get_mut(kind).and_then(|m| m.remove(&key)) else {
-            return;
-        };
-        self.rv += 1;
-        let mut last = (*old).clone();
-        meta_mut(&mut last).insert("resourceVersion".into(), json!(self.rv.to_string()));
-        let located = (kind.clone(), namespace.to_string(), name.to_string());
-        for owner in owner_uids(&old) {
-            if let Some(set) = self.dependents.get_mut(&owner) {
-                set.remove(&located);
-                if set.is_empty() {
-                    self.dependents.remove(&owner);
-                }
-            }
-        }
-        self.record(Change {
-            rv: self.rv,
-            kind: kind.clone(),
-            namespace: namespace.to_string(),
-            event: EventType::Deleted,
-            object: Arc::new(last),
-            old: Some(old.clone()),
-        });
-        let uid = old["metadata"]["uid"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        self.by_uid.remove(&uid);
-        self.collect_dependents(&uid, propagation == Some("Orphan"));
-        self.finish_foreground_owners(&old);
-        if kind.group.is_empty() && kind.plural == "namespaces" {
-            // Nothing may outlive its namespace.
-            self.purge_namespace(name);
-        } else if !namespace.is_empty() {
-            self.finish_namespace(namespace);
-        }
-        if kind.group == "apiextensions.k8s.io" {
-            self.refresh_custom_types();
-            self.purge_custom_objects(&old);
-        }
-    }
-
-    fn refresh_custom_types(&mut self) {
-        let crd_kind = StoreKind {
-            group: "apiextensions.k8s.io".into(),
-            plural: "customresourcedefinitions".into(),
-        };
-        let crds = self.objects(&crd_kind, Some(""));
-        self.registry.set_custom(&crds);
-        self.schemas.clear();
-    }
-
-    fn purge_custom_objects(&mut self, crd: &Value) {
-        let (Some(group), Some(plural)) = (
-            crd["spec"]["group"].as_str(),
-            crd["spec"]["names"]["plural"].as_str(),
-        ) else {
-            return;
-        };
-        let kind = StoreKind {
-            group: group.into(),
-            plural: plural.into(),
-        };
-        for object in self.objects(&kind, None) {
-            let ns = object["metadata"]["namespace"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let name = object["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            self.remove(&kind, &ns, &name, None);
-        }
-    }
-
-    /// Garbage collection: dependents of a deleted owner are deleted (or,
-    /// for `Orphan`, released from it).
-    fn collect_dependents(&mut self, owner_uid: &str, orphan: bool) {
-        let Some(dependents) = self.dependents.remove(owner_uid) else {
-            return;
-        };
-        for (kind, ns, name) in dependents {
-            let Some(object) = self.object(&kind, &ns, &name) else {
-                continue;
-            };
-            let Some(rt) = self.registry.storage_type(&kind) else {
-                continue;
-            };
-            if orphan {
-                let mut released = (*object).clone();
-                if let Some(refs) = released["metadata"]["ownerReferences"].as_array_mut() {
-                    refs.retain(|r| r["uid"].as_str() != Some(owner_uid));
-                }
-                let options = WriteOptions {
-                    manager: "kube-controller-manager".into(),
-                    ..WriteOptions::default()
-                };
-                let _ = self.commit(&rt, &ns, &name, Some(object), released, &options);
-            } else {
-                self.delete_located(&rt, &ns, &name, None);
-            }
-        }
-    }
-
-    /// An owner waiting in foreground deletion goes once its dependents are gone.
-    fn finish_foreground_owners(&mut self, dependent: &Value) {
-        for owner in owner_uids(dependent) {
-            let Some((kind, ns, name)) = self.by_uid.get(&owner).cloned() else {
-                continue;
-            };
-            if self.dependents.get(&owner).is_some_and(|d| !d.is_empty()) {
-                continue;
-            }
-            let Some(object) = self.object(&kind, &ns, &name) else {
-                continue;
-            };
-            if finalizers(&object)
-                .iter()
-                .any(|f| f == "foregroundDeletion")
-            {
-                self.drop_finalizer(&kind, &ns, &name, &object, "foregroundDeletion");
-            }
-        }
-    }
-
-    fn drop_finalizer(
-        &mut self,
-        kind: &StoreKind,
-        ns: &str,
-        name: &str,
-        object: &Arc<Value>,
-        finalizer: &str,
-    ) {
-        let Some(rt) = self.registry.storage_type(kind) else {
-            return;
-        };
-        let mut updated = (**object).clone();
-        if let Some(list) = updated["metadata"]["finalizers"].as_array_mut() {
-            list.retain(|f| f.as_str() != Some(finalizer));
-        }
-        let options = WriteOptions {
-            manager: "kube-controller-manager".into(),
-            ..WriteOptions::default()
-        };
-        let _ = self.commit(&rt, ns, name, Some(object.clone()), updated, &options);
-    }
-
-    fn namespaced_kinds(&self) -> Vec<StoreKind> {
-        self.objects.keys().cloned().collect()
-    }
-
-    /// Deletes everything in a terminating namespace, and the namespace once empty.
-    fn terminate_namespace(&mut self, namespace: &str) {
-        for kind in self.namespaced_kinds() {
-            for object in self.objects(&kind, Some(namespace)) {
-                if !object["metadata"]["deletionTimestamp"].is_null() {
-                    continue;
-                }
-                let name = object["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                if let Some(rt) = self.registry.storage_type(&kind) {
-                    self.delete_located(&rt, namespace, &name, None);
-                }
-            }
-        }
-        self.finish_namespace(namespace);
-    }
-
-    fn finish_namespace(&mut self, namespace: &str) {
-        let ns_kind = StoreKind {
-            group: String::new(),
-            plural: "namespaces".into(),
-        };
-        let Some(ns) = self.object(&ns_kind, "", namespace) else {
-            return;
-        };
-        if ns["metadata"]["deletionTimestamp"].is_null() || !finalizers(&ns).is_empty() {
-            return;
-        }
-        let empty = self
-            .objects
-            .iter()
-            .filter(|(k, _)| **k != ns_kind)
-            .all(|(_, m)| {
-                m.range((namespace.to_string(), String::new())..)
-                    .next()
-                    .is_none_or(|((n, _), _)| n != namespace)
-            });
-        if empty {
-            self.remove(&ns_kind, "", namespace, None);
-        }
-    }
-
-    fn purge_namespace(&mut self, namespace: &str) {
-        for kind in self.namespaced_kinds() {
-            for object in self.objects(&kind, Some(namespace)) {
-                let name = object["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                self.remove(&kind, namespace, &name, None);
-            }
-        }
-    }
-
-    fn delete_located(
-        &mut self,
-        rt: &ResourceType,
-        ns: &str,
-        name: &str,
-        propagation: Option<&str>,
-    ) {
-        let _ = self.delete(
-            rt,
-            ns,
-            name,
-            &DeleteOptions {
-                propagation: propagation.map(str::to_string),
-                ..DeleteOptions::default()
-            },
-        );
-    }
-
-    /// Deletes an object: at once when nothing holds it, otherwise marks it
-    /// with a deletionTimestamp until its finalizers are gone. Returns the
-    /// object and whether it is gone.
-    pub fn delete(
-        &mut self,
-        rt: &ResourceType,
-        namespace: &str,
-        name: &str,
-        options: &DeleteOptions,
-    ) -> ApiResult<(Value, bool)> {
-        let kind = rt.store_key();
-        let object = self
-            .object(&kind, namespace, name)
-            .ok_or_else(|| ApiError::not_found(rt.subject(), name))?;
-        if let Some(uid) = &options.uid
-            && object["metadata"]["uid"].as_str() != Some(uid)
-        {
-            return Err(ApiError::conflict(
-                rt.subject(),
-                name,
-                &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    object["metadata"]["uid"].as_str().unwrap_or_default()
-                ),
-            ));
-        }
-        if let Some(rv) = &options.resource_version
-            && object["metadata"]["resourceVersion"].as_str() != Some(rv)
-        {
-            return Err(ApiError::conflict(
-                rt.subject(),
-                name,
-                "the object has been modified; please apply your changes to the latest version and try again",
-            ));
-        }
-        if options.dry_run {
-            return Ok((present(&object, rt), false));
-        }
-        let propagation = options.propagation.as_deref();
-        let is_namespace = kind.group.is_empty() && kind.plural == "namespaces";
-        let mut held = finalizers(&object);
-        if propagation == Some("Foreground")
-            && self
-                .dependents
-                .get(object["metadata"]["uid"].as_str().unwrap_or_default())
-                .is_some_and(|d| !d.is_empty())
-            && !held.iter().any(|f| f == "foregroundDeletion")
-        {
-            held.push("foregroundDeletion".into());
-        }
-        if held.is_empty() && !is_namespace {
-            self.remove(&kind, namespace, name, propagation);
-            return Ok((present(&object, rt), true));
-        }
-        if object["metadata"]["deletionTimestamp"].is_null() || held != finalizers(&object) {
-            let mut marked = (*object).clone();
-            let meta = meta_mut(&mut marked);
-            if meta.get("deletionTimestamp").is_none_or(Value::is_null) {
-                meta.insert("deletionTimestamp".into(), json!(now()));
-                meta.insert("deletionGracePeriodSeconds".into(), json!(0));
-            }
-            meta.insert("finalizers".into(), json!(held));
-            if is_namespace {
-                marked["status"]["phase"] = json!("Terminating");
-            }
-            let generation = marked["metadata"]["generation"].as_i64().unwrap_or(1);
-            meta_mut(&mut marked).insert("generation".into(), json!(generation + 1));
-            self.put(rt, namespace, name, marked, Some(object.clone()));
-        }
-        if is_namespace {
-            self.terminate_namespace(name);
-        } else if propagation == Some("Foreground") {
-            let uid = object["metadata"]["uid"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            self.collect_dependents(&uid, false);
-            if let Some(current) = self.object(&kind, namespace, name) {
-                self.finish_foreground_owners_of(&current);
-            }
-        }
-        match self.object(&kind, namespace, name) {
-            Some(current) => Ok((present(&current, rt), false)),
-            None => Ok((present(&object, rt), true)),
-        }
-    }
-
-    fn finish_foreground_owners_of(&mut self, owner: &Arc<Value>) {
-        let uid = owner["metadata"]["uid"].as_str().unwrap_or_default();
-        if self.dependents.get(uid).is_none_or(|d| d.is_empty())
-            && finalizers(owner).iter().any(|f| f == "foregroundDeletion")
-        {
-            let ns = owner["metadata"]["namespace"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let name = owner["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            if let Some((kind, _, _)) = self.by_uid.get(uid).cloned() {
-                self.drop_finalizer(&kind, &ns, &name, owner, "foregroundDeletion");
-            }
-        }
     }
 }
 

@@ -37,6 +37,9 @@ pub struct WatchRequest {
     pub bookmarks: bool,
     /// `timeoutSeconds`.
     pub timeout: Option<Duration>,
+    /// `sendInitialEvents`: after the synthetic `ADDED` events, a bookmark
+    /// annotated `k8s.io/initial-events-end` (streaming lists).
+    pub send_initial_events: bool,
 }
 
 impl WatchRequest {
@@ -70,14 +73,14 @@ impl WatchRequest {
         Some(line(event.as_str(), present(&change.object, &self.rt)))
     }
 
-    fn bookmark(&self, rv: u64) -> Bytes {
+    fn bookmark(&self, rv: u64, initial_events_end: bool) -> Bytes {
+        let mut metadata = json!({"resourceVersion": rv.to_string()});
+        if initial_events_end {
+            metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
         line(
             "BOOKMARK",
-            json!({
-                "kind": self.rt.kind,
-                "apiVersion": self.rt.api_version(),
-                "metadata": {"resourceVersion": rv.to_string()},
-            }),
+            json!({"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": metadata}),
         )
     }
 }
@@ -121,6 +124,9 @@ pub fn open(
                     if request.selects(&object) {
                         pending.push_back(line("ADDED", present(&object, &request.rt)));
                     }
+                }
+                if request.send_initial_events {
+                    pending.push_back(request.bookmark(store.resource_version(), true));
                 }
             }
             Some(rv) => match store.changes_since(rv) {
@@ -185,7 +191,7 @@ async fn next(mut w: Watcher) -> Option<(Result<Bytes, std::convert::Infallible>
             } => w.done = true,
             _ = w.bookmarks.tick() => {
                 if w.request.bookmarks {
-                    let bookmark = w.request.bookmark(w.last_rv);
+                    let bookmark = w.request.bookmark(w.last_rv, false);
                     w.pending.push_back(bookmark);
                 }
             }
