@@ -354,10 +354,22 @@ async fn deletion_follows_the_policy() {
         Some("true")
     );
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "atoll-keep");
+    let history: Vec<String> = sim
+        .request_log()
+        .records()
+        .iter()
+        .filter(|r| (r.namespace == "atoll-keep" && r.resource == "secrets") || r.name == "keep")
+        .map(|r| {
+            format!(
+                "{:?} {} {}/{} {} wrote={} code={}",
+                r.verb, r.resource, r.namespace, r.name, r.subresource, r.wrote, r.code
+            )
+        })
+        .collect();
     let secret = secrets
         .get("database-credentials")
         .await
-        .expect("kept secret");
+        .unwrap_or_else(|e| panic!("kept secret: {e}\nrequests: {history:#?}"));
     assert!(secret.owner_references().is_empty());
     let password = secret.data.expect("data")["password"].clone();
 
