@@ -61,6 +61,13 @@ pub struct Args {
     /// anything (instead of ErrImagePull).
     #[arg(long)]
     pub instant: bool,
+    /// Where identity listens (loopback only); its URL is the token issuer.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub identity: SocketAddr,
+    /// Run only the cluster (API server, nodesim, router): no operator and
+    /// no identity.
+    #[arg(long)]
+    pub no_platform: bool,
 }
 
 fn parse_image(value: &str) -> Result<(String, PathBuf), String> {
@@ -133,6 +140,19 @@ pub enum SandboxError {
     /// Standard output could not be written.
     #[error("writing to standard output: {0}")]
     Output(#[source] std::io::Error),
+    /// One of our binaries has not been built.
+    #[error(
+        "{0} is not built next to atoll-sandbox; run `cargo build --bins` first (or pass --no-platform)"
+    )]
+    NotBuilt(&'static str),
+    /// A platform process could not start or become ready.
+    #[error("starting {what}: {message}")]
+    Platform {
+        /// Which process.
+        what: &'static str,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 fn io_error<'p>(
@@ -173,7 +193,11 @@ pub async fn run(
     out: &mut (dyn Write + Send),
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), SandboxError> {
-    for (what, addr) in [("--api", args.api), ("--ingress", args.ingress)] {
+    for (what, addr) in [
+        ("--api", args.api),
+        ("--ingress", args.ingress),
+        ("--identity", args.identity),
+    ] {
         if !addr.ip().is_loopback() {
             return Err(SandboxError::NotLoopback { what, addr });
         }
@@ -223,8 +247,13 @@ async fn run_in(
     sim.set_pod_logs(Arc::new(node.log_source()));
     let ingress = node.ingress_addr().unwrap_or(args.ingress);
 
+    let platform = if args.no_platform {
+        None
+    } else {
+        Some(Platform::start(args, state_dir, &kubeconfig, ingress.port()).await?)
+    };
     let applied = apply_files(&client, &args.apply).await;
-    let summary = format!(
+    let mut summary = format!(
         "atoll-sandbox: API server at {api}, ingress router at http://{ingress}\n\
          atoll-sandbox: tenant URLs look like http://<tenant>.{domain}:{port}\n\
          atoll-sandbox: state in {state}; Ctrl-C stops everything\n\
@@ -235,11 +264,17 @@ async fn run_in(
         state = state_dir.display(),
         kubeconfig = kubeconfig.display(),
     );
+    if let Some(platform) = &platform {
+        summary.insert_str(0, &platform.summary());
+    }
     out.write_all(summary.as_bytes())
         .and_then(|()| out.flush())
         .map_err(SandboxError::Output)?;
     if let Err(error) = applied {
         // Tear down before reporting: the error ends the sandbox.
+        if let Some(platform) = platform {
+            platform.stop().await;
+        }
         node.shutdown().await;
         sim.faults().close_watches();
         server.shutdown().await;
@@ -248,10 +283,179 @@ async fn run_in(
 
     shutdown.await;
     tracing::info!("stopping");
+    if let Some(platform) = platform {
+        platform.stop().await;
+    }
     node.shutdown().await;
     sim.faults().close_watches();
     server.shutdown().await;
     Ok(())
+}
+
+/// Identity and the operator, run as local processes the way their
+/// Deployments run them in a cluster.
+struct Platform {
+    identity: tokio::process::Child,
+    operator: tokio::process::Child,
+    identity_url: String,
+    admin_email: String,
+    admin_password: String,
+    logs: PathBuf,
+}
+
+/// 32 random hex digits (a v4 UUID's 122 random bits).
+fn random_secret() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+impl Platform {
+    async fn start(
+        args: &Args,
+        state_dir: &Path,
+        kubeconfig: &Path,
+        ingress_port: u16,
+    ) -> Result<Self, SandboxError> {
+        let identity_bin = workspace_binary("atoll-identity");
+        let operator_bin = workspace_binary("atoll-operator");
+        for (name, path) in [
+            ("atoll-identity", &identity_bin),
+            ("atoll-operator", &operator_bin),
+        ] {
+            if !path.is_file() {
+                return Err(SandboxError::NotBuilt(name));
+            }
+        }
+        let logs = state_dir.join("logs");
+        std::fs::create_dir_all(&logs).map_err(io_error("creating", &logs))?;
+        let identity_url = format!("http://{}", args.identity);
+        let admin_email = "admin@atoll.localhost".to_owned();
+        let admin_password = random_secret();
+        let service_token = random_secret();
+        let token_file = state_dir.join("service-token");
+        std::fs::write(&token_file, &service_token).map_err(io_error("writing", &token_file))?;
+        let log_file = |name: &str| -> Result<std::fs::File, SandboxError> {
+            let path = logs.join(name);
+            std::fs::File::create(&path).map_err(io_error("creating", &path))
+        };
+        let spawn = |what: &'static str, command: &mut tokio::process::Command| {
+            command.spawn().map_err(|e| SandboxError::Platform {
+                what,
+                message: e.to_string(),
+            })
+        };
+
+        let identity_log = log_file("identity.log")?;
+        let database = state_dir.join("identity.db");
+        let identity = spawn(
+            "identity",
+            tokio::process::Command::new(&identity_bin)
+                .env("ATOLL_IDENTITY_LISTEN", args.identity.to_string())
+                .env(
+                    "ATOLL_IDENTITY_DATABASE_URL",
+                    format!("sqlite://{}?mode=rwc", database.display()),
+                )
+                .env("ATOLL_IDENTITY_ISSUER", &identity_url)
+                .env("ATOLL_IDENTITY_ADMIN_EMAIL", &admin_email)
+                .env("ATOLL_IDENTITY_ADMIN_PASSWORD", &admin_password)
+                .env("ATOLL_IDENTITY_SERVICE_TOKEN", &service_token)
+                .stdout(
+                    identity_log
+                        .try_clone()
+                        .map_err(io_error("opening", &logs))?,
+                )
+                .stderr(identity_log)
+                .kill_on_drop(true),
+        )?;
+        wait_ready("identity", args.identity, "/readyz").await?;
+
+        let operator_log = log_file("operator.log")?;
+        let operator = spawn(
+            "operator",
+            tokio::process::Command::new(&operator_bin)
+                .arg("run")
+                .env("KUBECONFIG", kubeconfig)
+                .env("ATOLL_BASE_DOMAIN", &args.base_domain)
+                .env("ATOLL_PUBLIC_PORT", ingress_port.to_string())
+                .env("ATOLL_IDENTITY_ISSUER", &identity_url)
+                .env("ATOLL_IDENTITY_URL", &identity_url)
+                .env("ATOLL_IDENTITY_TOKEN_FILE", &token_file)
+                .env("ATOLL_CLUSTER_NAME", "sandbox")
+                .env("ATOLL_METRICS_ADDR", "127.0.0.1:0")
+                .stdout(
+                    operator_log
+                        .try_clone()
+                        .map_err(io_error("opening", &logs))?,
+                )
+                .stderr(operator_log)
+                .kill_on_drop(true),
+        )?;
+        Ok(Self {
+            identity,
+            operator,
+            identity_url,
+            admin_email,
+            admin_password,
+            logs,
+        })
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "atoll-sandbox: identity at {url} (log in as {email} / {password})\n\
+             atoll-sandbox: operator and identity logs in {logs}\n",
+            url = self.identity_url,
+            email = self.admin_email,
+            password = self.admin_password,
+            logs = self.logs.display(),
+        )
+    }
+
+    /// SIGTERM, then SIGKILL after 10 seconds.
+    async fn stop(mut self) {
+        for child in [&mut self.operator, &mut self.identity] {
+            if let Some(pid) = child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            if tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+        }
+    }
+}
+
+/// Polls `GET path` on `addr` until it answers 200, for up to 30 seconds.
+async fn wait_ready(what: &'static str, addr: SocketAddr, path: &str) -> Result<(), SandboxError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await {
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            let mut head = [0u8; 12];
+            if stream.write_all(request.as_bytes()).await.is_ok()
+                && stream.read_exact(&mut head).await.is_ok()
+                && head.ends_with(b" 200")
+            {
+                return Ok(());
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(SandboxError::Platform {
+                what,
+                message: format!(
+                    "http://{addr}{path} did not answer within 30 seconds; see its log"
+                ),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Applies every document of `files` server-side, in order.

@@ -82,6 +82,7 @@ async fn the_sandbox_serves_kubectl_runs_workloads_and_stops_cleanly_on_sigint()
             "127.0.0.1:0",
             "--ingress",
             "127.0.0.1:0",
+            "--no-platform",
             "--state-dir",
         ])
         .arg(dir.path().join("state"))

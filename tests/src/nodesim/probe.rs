@@ -121,8 +121,17 @@ impl ProbeSpec {
                 None => ProbeAction::Unsupported(format!("unknown probe port {:?}", tcp.port)),
             }
         } else if let Some(exec) = &probe.exec {
+            // The command runs "inside the pod": its loopback is the pod's
+            // address here (`pg_isready --host=127.0.0.1` must reach the pod's
+            // own server, not the host's).
+            let pod = pod_ip.to_string();
             ProbeAction::Exec {
-                argv: exec.command.clone().unwrap_or_default(),
+                argv: exec
+                    .command
+                    .iter()
+                    .flatten()
+                    .map(|arg| arg.replace("127.0.0.1", &pod).replace("localhost", &pod))
+                    .collect(),
                 env: env.to_vec(),
                 path_prefix: path_prefix.to_vec(),
             }
