@@ -135,7 +135,7 @@ pub enum SandboxError {
         /// The object's name.
         name: String,
         /// The cause.
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// Standard output could not be written.
     #[error("writing to standard output: {0}")]
@@ -333,18 +333,8 @@ impl Platform {
         let service_token = random_secret();
         let token_file = state_dir.join("service-token");
         std::fs::write(&token_file, &service_token).map_err(io_error("writing", &token_file))?;
-        let log_file = |name: &str| -> Result<std::fs::File, SandboxError> {
-            let path = logs.join(name);
-            std::fs::File::create(&path).map_err(io_error("creating", &path))
-        };
-        let spawn = |what: &'static str, command: &mut tokio::process::Command| {
-            command.spawn().map_err(|e| SandboxError::Platform {
-                what,
-                message: e.to_string(),
-            })
-        };
 
-        let identity_log = log_file("identity.log")?;
+        let identity_log = create_log(&logs, "identity.log")?;
         let database = state_dir.join("identity.db");
         let identity = spawn(
             "identity",
@@ -368,7 +358,7 @@ impl Platform {
         )?;
         wait_ready("identity", args.identity, "/readyz").await?;
 
-        let operator_log = log_file("operator.log")?;
+        let operator_log = create_log(&logs, "operator.log")?;
         let operator = spawn(
             "operator",
             tokio::process::Command::new(&operator_bin)
@@ -428,6 +418,21 @@ impl Platform {
             }
         }
     }
+}
+
+fn create_log(dir: &Path, name: &str) -> Result<std::fs::File, SandboxError> {
+    let path = dir.join(name);
+    std::fs::File::create(&path).map_err(io_error("creating", &path))
+}
+
+fn spawn(
+    what: &'static str,
+    command: &mut tokio::process::Command,
+) -> Result<tokio::process::Child, SandboxError> {
+    command.spawn().map_err(|e| SandboxError::Platform {
+        what,
+        message: e.to_string(),
+    })
 }
 
 /// Polls `GET path` on `addr` until it answers 200, for up to 30 seconds.
@@ -494,7 +499,7 @@ async fn apply_object(
         path: path.to_owned(),
         kind: kind.clone(),
         name: name.clone(),
-        source,
+        source: Box::new(source),
     };
     let gvk = GroupVersionKind::try_from(&types).map_err(|e| SandboxError::Parse {
         path: path.to_owned(),
