@@ -62,7 +62,9 @@
 //! admission webhooks, no controllers besides the garbage collector and
 //! namespace lifecycle (workloads come to life with nodesim), no Protocol
 //! Buffers (kubectl's typed generators such as `kubectl create configmap`
-//! get a 415; `kubectl apply`/`create -f` use JSON and work), no CRD
+//! get a 415; `kubectl apply`/`create -f` use JSON and work; kubectl
+//! older than 1.29 wants the OpenAPI v2 document in protobuf and needs
+//! `--validate=false`), no CRD
 //! conversion webhooks (versions share one stored form), and built-in kinds
 //! are not validated against their full OpenAPI schemas.
 
