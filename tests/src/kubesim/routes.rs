@@ -111,7 +111,21 @@ async fn group_resources(
     )
 }
 
-async fn openapi_v2(State(shared): State<Arc<Shared>>) -> Response {
+/// `/openapi/v2` as JSON. A client that accepts only the protobuf form
+/// gets 406, which kubectl treats as "no OpenAPI v2" rather than as a
+/// document it cannot parse.
+async fn openapi_v2(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    if accept.contains("protobuf") && !accept.contains("json") {
+        return (
+            http::StatusCode::NOT_ACCEPTABLE,
+            "only application/json is served",
+        )
+            .into_response();
+    }
     let registry = shared.lock().registry.clone();
     axum::Json(openapi::v2(&registry)).into_response()
 }
@@ -293,7 +307,16 @@ async fn resource(
         shared.log.push(record);
         return error.into_response();
     }
-    let outcome = serve(&shared, verb, &target, &query, &headers, &body).await;
+    let outcome = serve(
+        &shared,
+        verb,
+        &target,
+        &query,
+        &headers,
+        &body,
+        decision.watch_lifetime,
+    )
+    .await;
     let response = match outcome {
         Ok((response, wrote)) => {
             record.wrote = wrote;
@@ -325,6 +348,7 @@ async fn serve(
     query: &HashMap<String, String>,
     headers: &HeaderMap,
     body: &Bytes,
+    watch_lifetime: Option<Duration>,
 ) -> Served {
     let rt = &target.rt;
     if rt.namespaced && target.namespace.is_none() && !matches!(verb, Verb::List | Verb::Watch) {
@@ -355,6 +379,7 @@ async fn serve(
             part,
             strict: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
         },
+        watch_lifetime,
         output: Output::from_accept(
             headers
                 .get(header::ACCEPT)
