@@ -166,6 +166,15 @@ impl Config {
         }
     }
 
+    /// Records the address actually bound (port 0 picks one); a defaulted
+    /// issuer follows it.
+    pub fn bound_to(&mut self, addr: SocketAddr) {
+        if self.issuer == format!("http://{}", self.listen) {
+            self.issuer = format!("http://{addr}");
+        }
+        self.listen = addr;
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
@@ -369,6 +378,24 @@ mod tests {
         let missing = config(&[("ATOLL_IDENTITY_ISSUER_FILE", "/nonexistent/issuer")])
             .expect_err("missing file");
         assert!(missing.to_string().contains("/nonexistent/issuer"));
+    }
+
+    #[test]
+    fn a_defaulted_issuer_follows_the_bound_port() {
+        let mut config = config(&[("ATOLL_IDENTITY_LISTEN", "127.0.0.1:0")]).expect("ok");
+        config.bound_to("127.0.0.1:4321".parse().expect("addr"));
+        assert_eq!(config.issuer, "http://127.0.0.1:4321");
+        let mut explicit = config_with_issuer();
+        explicit.bound_to("127.0.0.1:4321".parse().expect("addr"));
+        assert_eq!(explicit.issuer, "https://id.example");
+    }
+
+    fn config_with_issuer() -> Config {
+        config(&[
+            ("ATOLL_IDENTITY_LISTEN", "127.0.0.1:0"),
+            ("ATOLL_IDENTITY_ISSUER", "https://id.example"),
+        ])
+        .expect("ok")
     }
 
     #[test]

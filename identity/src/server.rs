@@ -137,6 +137,7 @@ impl Identity {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let app = self.app();
+        let self_limits = self.config.login_limits;
         let Identity {
             store,
             keys,
@@ -144,7 +145,7 @@ impl Identity {
             audit_writer,
             ..
         } = self;
-        let maintenance = tokio::spawn(maintenance_loop(store.clone(), keys));
+        let maintenance = tokio::spawn(maintenance_loop(store.clone(), keys, self_limits));
         let served = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -228,7 +229,7 @@ pub async fn maintain_keys(store: &Store, ring: &KeyRing, now: i64) -> Result<()
     Ok(())
 }
 
-async fn maintenance_loop(store: Store, keys: Arc<KeyRing>) {
+async fn maintenance_loop(store: Store, keys: Arc<KeyRing>, limits: crate::config::LoginLimits) {
     let mut ticker = tokio::time::interval(KEY_MAINTENANCE_INTERVAL);
     ticker.tick().await;
     loop {
@@ -239,6 +240,11 @@ async fn maintenance_loop(store: Store, keys: Arc<KeyRing>) {
         }
         if let Err(error) = store.delete_expired_credentials(now).await {
             tracing::warn!(error = %error_chain(&error), "purging expired sessions failed");
+        }
+        // Rate-limit windows and lockouts that ended.
+        let longest = i64::try_from(limits.lockout.as_secs().max(60)).unwrap_or(i64::MAX);
+        if let Err(error) = store.purge_throttle(now, longest).await {
+            tracing::warn!(error = %error_chain(&error), "purging rate-limit counters failed");
         }
     }
 }

@@ -38,6 +38,7 @@ const SUITE: &[(&str, support::Scenario)] = scenarios![
     unknown_email_and_wrong_password_look_the_same,
     login_rehashes_at_new_parameters,
     the_audit_log_is_append_only,
+    ended_counters_are_purged,
 ];
 
 const HOUR: i64 = 3600;
@@ -487,5 +488,43 @@ async fn the_audit_log_is_append_only(url: String) {
     }
     raw.close().await;
     assert_eq!(store.audit_log(1000, None).await.expect("read").len(), 250);
+    store.close().await;
+}
+
+async fn ended_counters_are_purged(url: String) {
+    let store = Store::open(&url, 2).await.expect("store");
+    let t0 = 1_800_000_000;
+    store
+        .throttle_hit("login-ip:192.0.2.1", 60, t0)
+        .await
+        .expect("hit");
+    store
+        .throttle_hit("login-account:a@acme.test", 900, t0)
+        .await
+        .expect("hit");
+    store
+        .throttle_lock("login-account:a@acme.test", t0 + 5000)
+        .await
+        .expect("lock");
+    // The window has ended but the lockout has not: only the first goes.
+    assert_eq!(store.purge_throttle(t0 + 900, 900).await.expect("purge"), 1);
+    assert!(
+        store
+            .throttle("login-ip:192.0.2.1")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert!(
+        store
+            .throttle("login-account:a@acme.test")
+            .await
+            .expect("read")
+            .is_some()
+    );
+    assert_eq!(
+        store.purge_throttle(t0 + 5000, 900).await.expect("purge"),
+        1
+    );
     store.close().await;
 }
