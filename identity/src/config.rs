@@ -26,6 +26,7 @@ pub const LOCKOUT_SECONDS: &str = "ATOLL_IDENTITY_LOCKOUT_SECONDS";
 pub const KEY_ROTATION_DAYS: &str = "ATOLL_IDENTITY_KEY_ROTATION_DAYS";
 pub const TRUST_FORWARDED_FOR: &str = "ATOLL_IDENTITY_TRUST_FORWARDED_FOR";
 pub const DB_MAX_CONNECTIONS: &str = "ATOLL_IDENTITY_DB_MAX_CONNECTIONS";
+pub const KEY_ENCRYPTION_KEY: &str = "ATOLL_IDENTITY_KEY_ENCRYPTION_KEY";
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7800";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://atoll-identity.db?mode=rwc";
@@ -121,6 +122,8 @@ pub struct Config {
     /// this only behind a proxy that writes it).
     pub trust_forwarded_for: bool,
     pub db_max_connections: u32,
+    /// 32 bytes, base64: seals signing keys in the database (AES-256-GCM).
+    pub key_encryption_key: Option<Secret>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +166,7 @@ impl Config {
             },
             trust_forwarded_for: false,
             db_max_connections: 8,
+            key_encryption_key: None,
         }
     }
 
@@ -244,6 +248,13 @@ impl Config {
         }
         if let Some(v) = get(TRUST_FORWARDED_FOR)? {
             config.trust_forwarded_for = parse(TRUST_FORWARDED_FOR, &v)?;
+        }
+        if let Some(v) = get(KEY_ENCRYPTION_KEY)? {
+            crate::keys::KeyEncryption::from_base64(&v).map_err(|e| ConfigError::Invalid {
+                name: KEY_ENCRYPTION_KEY,
+                reason: e.to_string(),
+            })?;
+            config.key_encryption_key = Some(Secret(v));
         }
         if let Some(v) = get(DB_MAX_CONNECTIONS)? {
             config.db_max_connections = parse_range(DB_MAX_CONNECTIONS, &v, 1, 1000)?;

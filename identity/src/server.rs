@@ -88,7 +88,12 @@ impl Identity {
         let store = Store::open(&config.database_url, config.db_max_connections).await?;
         let passwords = Passwords::new(config.argon2, config.hashing_concurrency).await?;
         let first_admin = create_first_admin(&config, &store, &passwords, admin_policy).await?;
-        let keys = Arc::new(KeyRing::new(config.keys, Vec::new())?);
+        let encryption = config
+            .key_encryption_key
+            .as_ref()
+            .map(|k| keys::KeyEncryption::from_base64(k.expose()))
+            .transpose()?;
+        let keys = Arc::new(KeyRing::new(config.keys, Vec::new())?.with_encryption(encryption));
         maintain_keys(&store, &keys, unix_now()).await?;
         let (audit, audit_writer) = AuditLog::start(store.clone());
         let state = AppState::new(
@@ -211,7 +216,8 @@ pub async fn maintain_keys(store: &Store, ring: &KeyRing, now: i64) -> Result<()
     let mut records = store.signing_keys().await?;
     if let Some(not_before) = keys::successor_due(&records, now, &policy) {
         let key = keys::generate(now, not_before)?;
-        if store.insert_signing_key(&key).await? {
+        let stored = keys::seal_for_storage(&key, ring.encryption())?;
+        if store.insert_signing_key(&stored).await? {
             tracing::info!(kid = %key.kid, not_before, "published a new signing key");
         }
         records = store.signing_keys().await?;
@@ -225,6 +231,10 @@ pub async fn maintain_keys(store: &Store, ring: &KeyRing, now: i64) -> Result<()
         tracing::info!(%kid, "removed a signing key whose tokens have all expired");
     }
     records.retain(|k| !expired.contains(&k.kid));
+    let records = records
+        .into_iter()
+        .map(|stored| keys::open_from_storage(stored, ring.encryption()))
+        .collect::<Result<Vec<_>, _>>()?;
     ring.replace(records)?;
     Ok(())
 }

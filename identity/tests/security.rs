@@ -39,6 +39,7 @@ const SUITE: &[(&str, support::Scenario)] = scenarios![
     login_rehashes_at_new_parameters,
     the_audit_log_is_append_only,
     ended_counters_are_purged,
+    signing_keys_are_sealed_at_rest,
 ];
 
 const HOUR: i64 = 3600;
@@ -527,4 +528,47 @@ async fn ended_counters_are_purged(url: String) {
         1
     );
     store.close().await;
+}
+
+async fn signing_keys_are_sealed_at_rest(url: String) {
+    use base64::Engine;
+    let kek = base64::engine::general_purpose::STANDARD.encode([42u8; 32]);
+    let mut sealed = config(&url);
+    sealed.key_encryption_key = Some(atoll_identity::config::Secret::new(kek));
+    let svc = Service::start(sealed.clone()).await;
+    let admin = svc.admin().await;
+    svc.sign_up(&admin, ALICE, ALICE_PW).await;
+    svc.register(
+        "acme",
+        "cluster-a",
+        json!([{"email": ALICE, "role": "Viewer"}]),
+    )
+    .await;
+    let alice = svc.login(ALICE, ALICE_PW).await;
+    let (status, _) = svc.tenant_token(&alice, "acme").await;
+    assert_eq!(status, StatusCode::OK);
+    let in_memory = svc.keys.records().remove(0);
+    let stored = svc.store.signing_keys().await.expect("keys").remove(0);
+    assert_eq!(stored.kid, in_memory.kid);
+    assert_eq!(stored.private_pkcs8[0], 0x01, "sealed");
+    let seed = &in_memory.private_pkcs8[16..48];
+    assert!(!stored.private_pkcs8.windows(32).any(|w| w == seed));
+    svc.stop().await;
+
+    // Without the key-encryption key the service refuses to start, naming
+    // the problem.
+    let error = atoll_identity::server::Identity::open(
+        config(&url),
+        atoll_identity::server::AdminPasswordPolicy::RequireConfigured,
+    )
+    .await
+    .expect_err("a sealed key cannot be used without its key");
+    let chain = atoll_identity::server::error_chain(&error);
+    assert!(chain.contains("encrypted"), "{chain}");
+
+    // With it, the same key signs again.
+    let svc = Service::start(sealed).await;
+    let now = i64::try_from(unix_now()).expect("time");
+    assert_eq!(svc.keys.signing_kid(now), Some(in_memory.kid));
+    svc.stop().await;
 }
