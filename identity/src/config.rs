@@ -28,6 +28,9 @@ pub const TRUST_FORWARDED_FOR: &str = "ATOLL_IDENTITY_TRUST_FORWARDED_FOR";
 pub const DB_MAX_CONNECTIONS: &str = "ATOLL_IDENTITY_DB_MAX_CONNECTIONS";
 pub const KEY_ENCRYPTION_KEY: &str = "ATOLL_IDENTITY_KEY_ENCRYPTION_KEY";
 
+/// The longest tenant-token lifetime that may be configured.
+pub const MAX_TOKEN_TTL_SECONDS: u64 = 3600;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7800";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://atoll-identity.db?mode=rwc";
 pub const DEFAULT_ADMIN_EMAIL: &str = "admin@atoll.localhost";
@@ -160,8 +163,11 @@ impl Config {
             argon2: Argon2Params::default(),
             hashing_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             login_limits: LoginLimits::default(),
+            // Retired keys stay published for the longest lifetime a token
+            // may be configured to have, not today's setting: tokens issued
+            // before a restart with a shorter TTL still verify.
             keys: KeyPolicy {
-                token_ttl_max: token_ttl,
+                token_ttl_max: Duration::from_secs(MAX_TOKEN_TTL_SECONDS),
                 ..KeyPolicy::default()
             },
             trust_forwarded_for: false,
@@ -216,8 +222,8 @@ impl Config {
             });
         }
         if let Some(v) = get(TOKEN_TTL)? {
-            config.token_ttl = Duration::from_secs(parse_range(TOKEN_TTL, &v, 60, 3600)?);
-            config.keys.token_ttl_max = config.token_ttl;
+            config.token_ttl =
+                Duration::from_secs(parse_range(TOKEN_TTL, &v, 60, MAX_TOKEN_TTL_SECONDS)?);
         }
         if let Some(v) = get(SESSION_TTL)? {
             config.session_ttl = Duration::from_secs(parse_range(SESSION_TTL, &v, 60, 30 * 86400)?);
