@@ -30,7 +30,8 @@ const ADMIN_PW: &str = "bench-admin-password";
 const USER: &str = "bench-user@atoll.test";
 const USER_PW: &str = "bench-user-password";
 const SERVICE_TOKEN: &str = "bench-service-token-0123456789abcdef";
-const CONCURRENCY: usize = 32;
+/// Client connections for the issuance runs: light and heavy load.
+const CONCURRENCY: [usize; 2] = [8, 32];
 /// Distinct users asking for tokens, round robin.
 const USERS: usize = 200;
 
@@ -74,7 +75,7 @@ async fn start(database_url: &str) -> Result<Running, Error> {
             .await;
     });
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(CONCURRENCY)
+        .pool_max_idle_per_host(32)
         .build()?;
     Ok(Running {
         base: format!("http://{addr}"),
@@ -265,6 +266,7 @@ where
 
 async fn issuance(
     run: &Running,
+    concurrency: usize,
     sessions: &[String],
     seconds: f64,
     out: &mut impl Write,
@@ -273,7 +275,7 @@ async fn issuance(
     let url = format!("{}/api/v1/tokens", run.base);
     let sessions: Arc<[String]> = sessions.into();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let m = load(seconds, CONCURRENCY, move || {
+    let m = load(seconds, concurrency, move || {
         let http = http.clone();
         let url = url.clone();
         let session = sessions[next.fetch_add(1, Ordering::Relaxed) % sessions.len()].clone();
@@ -295,7 +297,7 @@ async fn issuance(
     .await?;
     writeln!(
         out,
-        "  tenant-token issuance: {:.0} tokens/s   p50 {:.2} ms   p99 {:.2} ms   ({} requests, {CONCURRENCY} connections, {USERS} users; target >= 10000/s, p99 <= 5 ms)",
+        "  tenant-token issuance: {:.0} tokens/s   p50 {:.2} ms   p99 {:.2} ms   ({} requests, {concurrency} connections, {USERS} users; target >= 10000/s, p99 <= 5 ms)",
         m.rate,
         ms(percentile(&m.latencies, 0.50)),
         ms(percentile(&m.latencies, 0.99)),
@@ -420,7 +422,9 @@ async fn bench_database(name: &str, url: &str, seconds: f64, full: bool) -> Resu
     writeln!(out, "{name}:")?;
     let sessions = prepare(&run).await?;
     let session = &sessions[0];
-    issuance(&run, &sessions, seconds, &mut out).await?;
+    for concurrency in CONCURRENCY {
+        issuance(&run, concurrency, &sessions, seconds, &mut out).await?;
+    }
     if full {
         verification(&run, session, seconds, &mut out).await?;
         logins(&run, seconds, &mut out).await?;

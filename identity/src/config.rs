@@ -26,6 +26,10 @@ pub const LOCKOUT_SECONDS: &str = "ATOLL_IDENTITY_LOCKOUT_SECONDS";
 pub const KEY_ROTATION_DAYS: &str = "ATOLL_IDENTITY_KEY_ROTATION_DAYS";
 pub const TRUST_FORWARDED_FOR: &str = "ATOLL_IDENTITY_TRUST_FORWARDED_FOR";
 pub const DB_MAX_CONNECTIONS: &str = "ATOLL_IDENTITY_DB_MAX_CONNECTIONS";
+pub const KEY_ENCRYPTION_KEY: &str = "ATOLL_IDENTITY_KEY_ENCRYPTION_KEY";
+
+/// The longest tenant-token lifetime that may be configured.
+pub const MAX_TOKEN_TTL_SECONDS: u64 = 3600;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7800";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://atoll-identity.db?mode=rwc";
@@ -121,6 +125,8 @@ pub struct Config {
     /// this only behind a proxy that writes it).
     pub trust_forwarded_for: bool,
     pub db_max_connections: u32,
+    /// 32 bytes, base64: seals signing keys in the database (AES-256-GCM).
+    pub key_encryption_key: Option<Secret>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,13 +163,26 @@ impl Config {
             argon2: Argon2Params::default(),
             hashing_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             login_limits: LoginLimits::default(),
+            // Retired keys stay published for the longest lifetime a token
+            // may be configured to have, not today's setting: tokens issued
+            // before a restart with a shorter TTL still verify.
             keys: KeyPolicy {
-                token_ttl_max: token_ttl,
+                token_ttl_max: Duration::from_secs(MAX_TOKEN_TTL_SECONDS),
                 ..KeyPolicy::default()
             },
             trust_forwarded_for: false,
             db_max_connections: 8,
+            key_encryption_key: None,
         }
+    }
+
+    /// Records the address actually bound (port 0 picks one); a defaulted
+    /// issuer follows it.
+    pub fn bound_to(&mut self, addr: SocketAddr) {
+        if self.issuer == format!("http://{}", self.listen) {
+            self.issuer = format!("http://{addr}");
+        }
+        self.listen = addr;
     }
 
     /// Reads the process environment.
@@ -203,8 +222,8 @@ impl Config {
             });
         }
         if let Some(v) = get(TOKEN_TTL)? {
-            config.token_ttl = Duration::from_secs(parse_range(TOKEN_TTL, &v, 60, 3600)?);
-            config.keys.token_ttl_max = config.token_ttl;
+            config.token_ttl =
+                Duration::from_secs(parse_range(TOKEN_TTL, &v, 60, MAX_TOKEN_TTL_SECONDS)?);
         }
         if let Some(v) = get(SESSION_TTL)? {
             config.session_ttl = Duration::from_secs(parse_range(SESSION_TTL, &v, 60, 30 * 86400)?);
@@ -235,6 +254,13 @@ impl Config {
         }
         if let Some(v) = get(TRUST_FORWARDED_FOR)? {
             config.trust_forwarded_for = parse(TRUST_FORWARDED_FOR, &v)?;
+        }
+        if let Some(v) = get(KEY_ENCRYPTION_KEY)? {
+            crate::keys::KeyEncryption::from_base64(&v).map_err(|e| ConfigError::Invalid {
+                name: KEY_ENCRYPTION_KEY,
+                reason: e.to_string(),
+            })?;
+            config.key_encryption_key = Some(Secret(v));
         }
         if let Some(v) = get(DB_MAX_CONNECTIONS)? {
             config.db_max_connections = parse_range(DB_MAX_CONNECTIONS, &v, 1, 1000)?;
@@ -369,6 +395,24 @@ mod tests {
         let missing = config(&[("ATOLL_IDENTITY_ISSUER_FILE", "/nonexistent/issuer")])
             .expect_err("missing file");
         assert!(missing.to_string().contains("/nonexistent/issuer"));
+    }
+
+    #[test]
+    fn a_defaulted_issuer_follows_the_bound_port() {
+        let mut config = config(&[("ATOLL_IDENTITY_LISTEN", "127.0.0.1:0")]).expect("ok");
+        config.bound_to("127.0.0.1:4321".parse().expect("addr"));
+        assert_eq!(config.issuer, "http://127.0.0.1:4321");
+        let mut explicit = config_with_issuer();
+        explicit.bound_to("127.0.0.1:4321".parse().expect("addr"));
+        assert_eq!(explicit.issuer, "https://id.example");
+    }
+
+    fn config_with_issuer() -> Config {
+        config(&[
+            ("ATOLL_IDENTITY_LISTEN", "127.0.0.1:0"),
+            ("ATOLL_IDENTITY_ISSUER", "https://id.example"),
+        ])
+        .expect("ok")
     }
 
     #[test]

@@ -74,6 +74,14 @@ impl Default for KeyPolicy {
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    #[error("the key-encryption key must be 32 bytes in base64 ({0})")]
+    InvalidEncryptionKey(&'static str),
+    #[error("stored signing key {kid} is encrypted and no key-encryption key is configured")]
+    MissingEncryptionKey { kid: String },
+    #[error("stored signing key {kid} does not decrypt with the configured key-encryption key")]
+    Decrypt { kid: String },
+    #[error("encrypting signing key {kid} failed")]
+    Encrypt { kid: String },
     #[error("generating an Ed25519 key failed")]
     Generate,
     #[error("stored signing key {kid} is not a valid Ed25519 PKCS#8 key")]
@@ -82,6 +90,116 @@ pub enum KeyError {
     NoActiveKey,
     #[error("signing a token with key {kid} failed")]
     Sign { kid: String },
+}
+
+/// The first byte of a sealed private key. A PKCS#8 document (DER) always
+/// starts with 0x30, so stored keys from before encryption still load.
+const SEALED_V1: u8 = 0x01;
+const NONCE_LEN: usize = 12;
+
+/// AES-256-GCM key that seals signing keys at rest (from a Secret, never
+/// from the database), with the kid as associated data so a sealed key
+/// cannot be swapped under another kid.
+pub struct KeyEncryption {
+    key: aws_lc_rs::aead::LessSafeKey,
+}
+
+impl std::fmt::Debug for KeyEncryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyEncryption([redacted])")
+    }
+}
+
+impl KeyEncryption {
+    /// From 32 bytes in standard or URL-safe base64.
+    pub fn from_base64(encoded: &str) -> Result<Self, KeyError> {
+        use base64::engine::general_purpose::STANDARD;
+        let encoded = encoded.trim();
+        let bytes = STANDARD
+            .decode(encoded)
+            .or_else(|_| URL_SAFE_NO_PAD.decode(encoded.trim_end_matches('=')))
+            .map_err(|_| KeyError::InvalidEncryptionKey("not base64"))?;
+        if bytes.len() != 32 {
+            return Err(KeyError::InvalidEncryptionKey("not 32 bytes"));
+        }
+        let unbound = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &bytes)
+            .map_err(|_| KeyError::InvalidEncryptionKey("rejected by AES-256-GCM"))?;
+        Ok(KeyEncryption {
+            key: aws_lc_rs::aead::LessSafeKey::new(unbound),
+        })
+    }
+
+    fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let fail = || KeyError::Encrypt {
+            kid: kid.to_owned(),
+        };
+        let mut nonce = [0u8; NONCE_LEN];
+        aws_lc_rs::rand::SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| fail())?;
+        let mut sealed = plaintext.to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+                aws_lc_rs::aead::Aad::from(kid.as_bytes()),
+                &mut sealed,
+            )
+            .map_err(|_| fail())?;
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+        out.push(SEALED_V1);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    fn open(&self, kid: &str, stored: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let fail = || KeyError::Decrypt {
+            kid: kid.to_owned(),
+        };
+        let rest = stored.get(1..).ok_or_else(fail)?;
+        if rest.len() < NONCE_LEN {
+            return Err(fail());
+        }
+        let (nonce, sealed) = rest.split_at(NONCE_LEN);
+        let nonce = aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| fail())?;
+        let mut buffer = sealed.to_vec();
+        let plain = self
+            .key
+            .open_in_place(
+                nonce,
+                aws_lc_rs::aead::Aad::from(kid.as_bytes()),
+                &mut buffer,
+            )
+            .map_err(|_| fail())?;
+        Ok(plain.to_vec())
+    }
+}
+
+/// The record as stored: the private key sealed when a key-encryption key
+/// is configured.
+pub fn seal_for_storage(
+    record: &KeyRecord,
+    encryption: Option<&KeyEncryption>,
+) -> Result<KeyRecord, KeyError> {
+    let mut stored = record.clone();
+    if let Some(encryption) = encryption {
+        stored.private_pkcs8 = encryption.seal(&record.kid, &record.private_pkcs8)?;
+    }
+    Ok(stored)
+}
+
+/// The record as loaded from storage, with its private key in the clear.
+pub fn open_from_storage(
+    mut stored: KeyRecord,
+    encryption: Option<&KeyEncryption>,
+) -> Result<KeyRecord, KeyError> {
+    if stored.private_pkcs8.first() == Some(&SEALED_V1) {
+        let encryption = encryption.ok_or_else(|| KeyError::MissingEncryptionKey {
+            kid: stored.kid.clone(),
+        })?;
+        stored.private_pkcs8 = encryption.open(&stored.kid, &stored.private_pkcs8)?;
+    }
+    Ok(stored)
 }
 
 fn secs(d: Duration) -> i64 {
@@ -176,6 +294,7 @@ pub fn jwks_json(keys: &[&KeyRecord]) -> serde_json::Value {
 /// The keys in memory, ready to sign, and the JWKS ready to serve.
 pub struct KeyRing {
     policy: KeyPolicy,
+    encryption: Option<KeyEncryption>,
     state: RwLock<Arc<RingState>>,
 }
 
@@ -205,6 +324,7 @@ impl KeyRing {
     pub fn new(policy: KeyPolicy, records: Vec<KeyRecord>) -> Result<Self, KeyError> {
         let ring = KeyRing {
             policy,
+            encryption: None,
             state: RwLock::new(Arc::new(RingState {
                 records: Vec::new(),
                 signers: HashMap::new(),
@@ -216,6 +336,16 @@ impl KeyRing {
 
     pub fn policy(&self) -> &KeyPolicy {
         &self.policy
+    }
+
+    /// Seals new keys at rest with `encryption`, and opens sealed ones.
+    pub fn with_encryption(mut self, encryption: Option<KeyEncryption>) -> Self {
+        self.encryption = encryption;
+        self
+    }
+
+    pub fn encryption(&self) -> Option<&KeyEncryption> {
+        self.encryption.as_ref()
     }
 
     fn state(&self) -> Arc<RingState> {
@@ -358,6 +488,48 @@ mod tests {
         let jwks = ring.jwks(0);
         assert_eq!(jwks["keys"][0]["kid"], record.kid.as_str());
         assert_eq!(ring.signing_kid(0), Some(record.kid));
+    }
+
+    #[test]
+    fn sealed_keys_open_only_with_their_key_and_kid() {
+        let record = generate(0, 0).expect("key");
+        let kek = KeyEncryption::from_base64(
+            &base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+        )
+        .expect("kek");
+        let stored = seal_for_storage(&record, Some(&kek)).expect("seal");
+        assert_eq!(stored.private_pkcs8[0], SEALED_V1);
+        assert!(
+            !stored
+                .private_pkcs8
+                .windows(32)
+                .any(|w| w == &record.private_pkcs8[16..48]),
+            "the seed is not stored in the clear"
+        );
+        let opened = open_from_storage(stored.clone(), Some(&kek)).expect("open");
+        assert_eq!(opened.private_pkcs8, record.private_pkcs8);
+        assert!(matches!(
+            open_from_storage(stored.clone(), None),
+            Err(KeyError::MissingEncryptionKey { .. })
+        ));
+        let other = KeyEncryption::from_base64(
+            &base64::engine::general_purpose::STANDARD.encode([8u8; 32]),
+        )
+        .expect("kek");
+        assert!(matches!(
+            open_from_storage(stored.clone(), Some(&other)),
+            Err(KeyError::Decrypt { .. })
+        ));
+        let mut moved = stored;
+        moved.kid = "another-kid".into();
+        assert!(matches!(
+            open_from_storage(moved, Some(&kek)),
+            Err(KeyError::Decrypt { .. })
+        ));
+        // Keys stored before encryption was configured still load.
+        let plain = open_from_storage(record.clone(), Some(&kek)).expect("plain");
+        assert_eq!(plain.private_pkcs8, record.private_pkcs8);
+        assert!(KeyEncryption::from_base64("c2hvcnQ=").is_err());
     }
 
     #[test]

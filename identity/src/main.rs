@@ -17,7 +17,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let config = Config::from_env()?;
+    let mut config = Config::from_env()?;
+    let listener = server::bind(&config).await?;
+    config.bound_to(listener.local_addr()?);
     // A generated first-admin password is only worth anything if a person
     // sees it; never put it in the log stream.
     let policy = if std::io::stdout().is_terminal() {
@@ -26,7 +28,6 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         AdminPasswordPolicy::RequireConfigured
     };
     let identity = Identity::open(config, policy).await?;
-    let listener = server::bind(identity.config()).await?;
     atoll_identity::console::print_welcome(&identity, &mut std::io::stdout().lock())?;
     identity
         .serve(listener, atoll_identity::console::shutdown_signal())

@@ -88,7 +88,12 @@ impl Identity {
         let store = Store::open(&config.database_url, config.db_max_connections).await?;
         let passwords = Passwords::new(config.argon2, config.hashing_concurrency).await?;
         let first_admin = create_first_admin(&config, &store, &passwords, admin_policy).await?;
-        let keys = Arc::new(KeyRing::new(config.keys, Vec::new())?);
+        let encryption = config
+            .key_encryption_key
+            .as_ref()
+            .map(|k| keys::KeyEncryption::from_base64(k.expose()))
+            .transpose()?;
+        let keys = Arc::new(KeyRing::new(config.keys, Vec::new())?.with_encryption(encryption));
         maintain_keys(&store, &keys, unix_now()).await?;
         let (audit, audit_writer) = AuditLog::start(store.clone());
         let state = AppState::new(
@@ -137,6 +142,7 @@ impl Identity {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let app = self.app();
+        let self_limits = self.config.login_limits;
         let Identity {
             store,
             keys,
@@ -144,7 +150,7 @@ impl Identity {
             audit_writer,
             ..
         } = self;
-        let maintenance = tokio::spawn(maintenance_loop(store.clone(), keys));
+        let maintenance = tokio::spawn(maintenance_loop(store.clone(), keys, self_limits));
         let served = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -210,7 +216,8 @@ pub async fn maintain_keys(store: &Store, ring: &KeyRing, now: i64) -> Result<()
     let mut records = store.signing_keys().await?;
     if let Some(not_before) = keys::successor_due(&records, now, &policy) {
         let key = keys::generate(now, not_before)?;
-        if store.insert_signing_key(&key).await? {
+        let stored = keys::seal_for_storage(&key, ring.encryption())?;
+        if store.insert_signing_key(&stored).await? {
             tracing::info!(kid = %key.kid, not_before, "published a new signing key");
         }
         records = store.signing_keys().await?;
@@ -224,11 +231,15 @@ pub async fn maintain_keys(store: &Store, ring: &KeyRing, now: i64) -> Result<()
         tracing::info!(%kid, "removed a signing key whose tokens have all expired");
     }
     records.retain(|k| !expired.contains(&k.kid));
+    let records = records
+        .into_iter()
+        .map(|stored| keys::open_from_storage(stored, ring.encryption()))
+        .collect::<Result<Vec<_>, _>>()?;
     ring.replace(records)?;
     Ok(())
 }
 
-async fn maintenance_loop(store: Store, keys: Arc<KeyRing>) {
+async fn maintenance_loop(store: Store, keys: Arc<KeyRing>, limits: crate::config::LoginLimits) {
     let mut ticker = tokio::time::interval(KEY_MAINTENANCE_INTERVAL);
     ticker.tick().await;
     loop {
@@ -239,6 +250,11 @@ async fn maintenance_loop(store: Store, keys: Arc<KeyRing>) {
         }
         if let Err(error) = store.delete_expired_credentials(now).await {
             tracing::warn!(error = %error_chain(&error), "purging expired sessions failed");
+        }
+        // Rate-limit windows and lockouts that ended.
+        let longest = i64::try_from(limits.lockout.as_secs().max(60)).unwrap_or(i64::MAX);
+        if let Err(error) = store.purge_throttle(now, longest).await {
+            tracing::warn!(error = %error_chain(&error), "purging rate-limit counters failed");
         }
     }
 }

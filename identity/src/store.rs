@@ -907,6 +907,21 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes counters whose window (at most `longest` seconds) and lockout
+    /// have both ended.
+    pub async fn purge_throttle(&self, now: i64, longest: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM throttle WHERE window_start + $2 <= $1
+               AND (locked_until IS NULL OR locked_until <= $1)",
+        )
+        .bind(now)
+        .bind(longest)
+        .execute(&self.pool)
+        .await
+        .ctx("purge rate limits")?;
+        Ok(done.rows_affected())
+    }
+
     // The audit log (append-only; the schema refuses updates and deletes).
 
     pub async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {

@@ -66,7 +66,10 @@ async fn no_secret_reaches_the_log_on_postgres() {
 /// Runs every path that handles a secret, then greps the whole log.
 async fn exercise(databases: &support::Databases) {
     let url = databases.fresh("logs").await;
-    let svc = Service::start(config(&url)).await;
+    let kek = STANDARD.encode([0x5au8; 32]);
+    let mut settings = config(&url);
+    settings.key_encryption_key = Some(atoll_identity::config::Secret::new(kek.clone()));
+    let svc = Service::start(settings).await;
     let alice_pw = "alice-secret-Pa55-phrase";
     let wrong_pw = "wrong-secret-Pa55-phrase";
     let reset_pw = "reset-secret-Pa55-phrase";
@@ -76,6 +79,7 @@ async fn exercise(databases: &support::Databases) {
         alice_pw.into(),
         wrong_pw.into(),
         reset_pw.into(),
+        kek,
     ];
 
     let admin = svc.admin().await;
@@ -148,7 +152,7 @@ async fn exercise(databases: &support::Databases) {
         "atoll_ses_not-a-real-session-token".into(),
         "wrong-service-token-0123456789abcdef".into(),
     ]);
-    for key in svc.store.signing_keys().await.expect("keys") {
+    for key in svc.keys.records() {
         let der = &key.private_pkcs8;
         // The PKCS#8 document and the 32-byte seed inside it, in every
         // encoding a log line could carry.

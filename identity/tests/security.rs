@@ -38,6 +38,8 @@ const SUITE: &[(&str, support::Scenario)] = scenarios![
     unknown_email_and_wrong_password_look_the_same,
     login_rehashes_at_new_parameters,
     the_audit_log_is_append_only,
+    ended_counters_are_purged,
+    signing_keys_are_sealed_at_rest,
 ];
 
 const HOUR: i64 = 3600;
@@ -488,4 +490,85 @@ async fn the_audit_log_is_append_only(url: String) {
     raw.close().await;
     assert_eq!(store.audit_log(1000, None).await.expect("read").len(), 250);
     store.close().await;
+}
+
+async fn ended_counters_are_purged(url: String) {
+    let store = Store::open(&url, 2).await.expect("store");
+    let t0 = 1_800_000_000;
+    store
+        .throttle_hit("login-ip:192.0.2.1", 60, t0)
+        .await
+        .expect("hit");
+    store
+        .throttle_hit("login-account:a@acme.test", 900, t0)
+        .await
+        .expect("hit");
+    store
+        .throttle_lock("login-account:a@acme.test", t0 + 5000)
+        .await
+        .expect("lock");
+    // The window has ended but the lockout has not: only the first goes.
+    assert_eq!(store.purge_throttle(t0 + 900, 900).await.expect("purge"), 1);
+    assert!(
+        store
+            .throttle("login-ip:192.0.2.1")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert!(
+        store
+            .throttle("login-account:a@acme.test")
+            .await
+            .expect("read")
+            .is_some()
+    );
+    assert_eq!(
+        store.purge_throttle(t0 + 5000, 900).await.expect("purge"),
+        1
+    );
+    store.close().await;
+}
+
+async fn signing_keys_are_sealed_at_rest(url: String) {
+    use base64::Engine;
+    let kek = base64::engine::general_purpose::STANDARD.encode([42u8; 32]);
+    let mut sealed = config(&url);
+    sealed.key_encryption_key = Some(atoll_identity::config::Secret::new(kek));
+    let svc = Service::start(sealed.clone()).await;
+    let admin = svc.admin().await;
+    svc.sign_up(&admin, ALICE, ALICE_PW).await;
+    svc.register(
+        "acme",
+        "cluster-a",
+        json!([{"email": ALICE, "role": "Viewer"}]),
+    )
+    .await;
+    let alice = svc.login(ALICE, ALICE_PW).await;
+    let (status, _) = svc.tenant_token(&alice, "acme").await;
+    assert_eq!(status, StatusCode::OK);
+    let in_memory = svc.keys.records().remove(0);
+    let stored = svc.store.signing_keys().await.expect("keys").remove(0);
+    assert_eq!(stored.kid, in_memory.kid);
+    assert_eq!(stored.private_pkcs8[0], 0x01, "sealed");
+    let seed = &in_memory.private_pkcs8[16..48];
+    assert!(!stored.private_pkcs8.windows(32).any(|w| w == seed));
+    svc.stop().await;
+
+    // Without the key-encryption key the service refuses to start, naming
+    // the problem.
+    let error = atoll_identity::server::Identity::open(
+        config(&url),
+        atoll_identity::server::AdminPasswordPolicy::RequireConfigured,
+    )
+    .await
+    .expect_err("a sealed key cannot be used without its key");
+    let chain = atoll_identity::server::error_chain(&error);
+    assert!(chain.contains("encrypted"), "{chain}");
+
+    // With it, the same key signs again.
+    let svc = Service::start(sealed).await;
+    let now = i64::try_from(unix_now()).expect("time");
+    assert_eq!(svc.keys.signing_kid(now), Some(in_memory.kid));
+    svc.stop().await;
 }

@@ -1,0 +1,403 @@
+//! The HTTP API (see DESIGN.md, "Contracts between components").
+//!
+//! Every handler returns `Result<_, AppError>`; an `AppError` logs internal
+//! causes and answers with a fixed message that never echoes the request,
+//! the database or a secret.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State,
+};
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{AuditLog, Outcome};
+use crate::config::{Config, Secret};
+use crate::keys::KeyRing;
+use crate::passwords::{Passwords, Verified, check_new_password};
+use crate::ratelimit::{LoginThrottle, Refusal};
+use crate::sessions::{self, PAT_PREFIX, SESSION_PREFIX};
+use crate::store::{
+    Authenticated, CredentialKind, Grant, Member, NewCredential, Registered, Store, TenantSpec,
+    User,
+};
+use crate::users::{display_name, normalize_email};
+use crate::verify::{Claims, Role};
+
+/// Largest request body accepted (a tenant with a few thousand members).
+pub const BODY_LIMIT: usize = 256 * 1024;
+/// Longest personal access token lifetime.
+pub const PAT_MAX_DAYS: u32 = 366;
+
+/// Everything handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    store: Store,
+    keys: Arc<KeyRing>,
+    passwords: Passwords,
+    throttle: LoginThrottle,
+    audit: AuditLog,
+    /// SHA-256 of the operators' service token.
+    service_token_hash: Option<String>,
+}
+
+impl AppState {
+    pub fn new(
+        config: Config,
+        store: Store,
+        keys: Arc<KeyRing>,
+        passwords: Passwords,
+        audit: AuditLog,
+    ) -> AppState {
+        let service_token_hash = config
+            .service_token
+            .as_ref()
+            .map(|t| sessions::token_hash(t.expose()));
+        let throttle = LoginThrottle::new(store.clone(), config.login_limits);
+        AppState {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                keys,
+                passwords,
+                throttle,
+                audit,
+                service_token_hash,
+            }),
+        }
+    }
+}
+
+mod admin;
+mod login;
+mod oidc;
+mod pats;
+mod tenants;
+mod tokens;
+
+pub use tenants::is_dns_label;
+
+/// The router; `serve` adds the listener. Tests call it directly.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(oidc::readyz))
+        .route("/.well-known/openid-configuration", get(oidc::discovery))
+        .route("/.well-known/jwks.json", get(oidc::jwks))
+        .route("/api/v1/login", post(login::login))
+        .route("/api/v1/logout", post(login::logout))
+        .route("/api/v1/me", get(login::me))
+        .route("/api/v1/me/tenants", get(login::my_tenants))
+        .route(
+            "/api/v1/me/access-tokens",
+            get(pats::list_pats).post(pats::create_pat),
+        )
+        .route(
+            "/api/v1/me/access-tokens/{id}",
+            axum::routing::delete(pats::revoke_pat),
+        )
+        .route("/api/v1/tokens", post(tokens::issue_token))
+        .route(
+            "/api/v1/tenants/{name}",
+            put(tenants::register_tenant).delete(tenants::delete_tenant),
+        )
+        .route(
+            "/api/v1/admin/users",
+            get(admin::admin_list_users).post(admin::admin_create_user),
+        )
+        .route(
+            "/api/v1/admin/users/{id}/disable",
+            post(admin::admin_disable_user),
+        )
+        .route(
+            "/api/v1/admin/users/{id}/enable",
+            post(admin::admin_enable_user),
+        )
+        .route(
+            "/api/v1/admin/users/{id}/password",
+            put(admin::admin_reset_password),
+        )
+        .route("/api/v1/admin/tenants", get(admin::admin_list_tenants))
+        .route("/api/v1/admin/audit", get(admin::admin_audit))
+        .fallback(|| async { AppError::NotFound })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
+        // Method, path, status, latency; never headers (they carry tokens).
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+// Errors.
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("unauthorized")]
+    Unauthorized,
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("too many attempts; try again later")]
+    TooManyRequests { retry_after: i64 },
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl AppError {
+    fn internal(error: impl std::error::Error + Send + Sync + 'static) -> AppError {
+        AppError::Internal(Box::new(error))
+    }
+}
+
+macro_rules! internal_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for AppError {
+            fn from(error: $t) -> Self {
+                AppError::internal(error)
+            }
+        }
+    )*};
+}
+internal_from!(
+    crate::store::StoreError,
+    crate::passwords::PasswordError,
+    crate::keys::KeyError,
+    crate::sessions::RandomError
+);
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: String,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Unauthorized | AppError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden => StatusCode::FORBIDDEN,
+            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Internal(source) => {
+                let mut chain = source.to_string();
+                let mut cause = source.source();
+                while let Some(next) = cause {
+                    chain.push_str(": ");
+                    chain.push_str(&next.to_string());
+                    cause = next.source();
+                }
+                tracing::error!(error = %chain, "request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                error: self.to_string(),
+            }),
+        )
+            .into_response();
+        match self {
+            AppError::Unauthorized => {
+                response
+                    .headers_mut()
+                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            AppError::TooManyRequests { retry_after } => {
+                if let Ok(value) = HeaderValue::from_str(&retry_after.max(1).to_string()) {
+                    response.headers_mut().insert(RETRY_AFTER, value);
+                }
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// `Json` whose rejection never echoes the body (serde messages can quote
+/// the offending value, which may be a password).
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<S, T> FromRequest<S> for Body<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(AppError::BadRequest(
+                "expected a JSON body (Content-Type: application/json)".into(),
+            )),
+            Err(JsonRejection::BytesRejection(_)) => Err(AppError::BadRequest(
+                "the request body is too large or unreadable".into(),
+            )),
+            Err(_) => Err(AppError::BadRequest(
+                "the request body is not the JSON this endpoint expects".into(),
+            )),
+        }
+    }
+}
+
+// Request context.
+
+fn now() -> i64 {
+    i64::try_from(crate::verify::unix_now()).unwrap_or(i64::MAX)
+}
+
+fn rfc3339(secs: i64) -> String {
+    jiff::Timestamp::from_second(secs).map_or_else(|_| secs.to_string(), |t| t.to_string())
+}
+
+/// The client address: the socket peer, or the last `X-Forwarded-For`
+/// entry when configured to trust the proxy in front.
+#[derive(Debug)]
+pub struct ClientIp(pub String);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        if state.inner.config.trust_forwarded_for
+            && let Some(ip) = parts
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').next())
+                .and_then(|v| v.trim().parse::<IpAddr>().ok())
+        {
+            return Ok(ClientIp(ip.to_string()));
+        }
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
+        Ok(ClientIp(peer))
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The session or access token presented; only its shape is checked here.
+fn user_token(headers: &HeaderMap) -> Result<&str, AppError> {
+    let token = bearer(headers).ok_or(AppError::Unauthorized)?;
+    if !(token.starts_with(SESSION_PREFIX) || token.starts_with(PAT_PREFIX)) || token.len() > 200 {
+        return Err(AppError::Unauthorized);
+    }
+    Ok(token)
+}
+
+/// A caller with a valid session or personal access token.
+#[derive(Debug)]
+pub struct Caller(pub Authenticated);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let token = user_token(&parts.headers)?;
+        let found = state
+            .inner
+            .store
+            .authenticate(&sessions::token_hash(token), now())
+            .await?;
+        found.map(Caller).ok_or(AppError::Unauthorized)
+    }
+}
+
+/// A caller who is a platform admin.
+#[derive(Debug)]
+pub struct Admin(pub Authenticated);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let Caller(caller) = Caller::from_request_parts(parts, state).await?;
+        if !caller.user.is_admin {
+            return Err(AppError::Forbidden);
+        }
+        Ok(Admin(caller))
+    }
+}
+
+/// An operator presenting the service token.
+#[derive(Debug)]
+pub struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let expected = state
+            .inner
+            .service_token_hash
+            .as_deref()
+            .ok_or(AppError::Unauthorized)?;
+        let token = bearer(&parts.headers).ok_or(AppError::Unauthorized)?;
+        if sessions::secrets_equal(sessions::token_hash(token).as_bytes(), expected.as_bytes()) {
+            Ok(Operator)
+        } else {
+            Err(AppError::Unauthorized)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_names_are_dns_labels() {
+        for good in ["acme", "a", "acme-2", &"a".repeat(63)] {
+            assert!(is_dns_label(good), "{good}");
+        }
+        for bad in [
+            "",
+            "-acme",
+            "acme-",
+            "Acme",
+            "ac.me",
+            "ac_me",
+            &"a".repeat(64),
+        ] {
+            assert!(!is_dns_label(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn internal_errors_answer_without_their_cause() {
+        let error = AppError::internal(std::io::Error::other("password=hunter2"));
+        assert_eq!(error.to_string(), "internal error");
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

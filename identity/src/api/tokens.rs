@@ -1,0 +1,81 @@
+//! Tenant tokens: one JWT per tenant, for members only.
+
+use super::*;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TokenRequest {
+    tenant: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+}
+
+pub(super) async fn issue_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Body(request): Body<TokenRequest>,
+) -> Result<Json<TokenResponse>, AppError> {
+    let inner = &state.inner;
+    let now = now();
+    let token_hash = sessions::token_hash(user_token(&headers)?);
+    // Not a member and no such tenant get the same answer.
+    let tenant = if is_dns_label(&request.tenant) {
+        request.tenant.as_str()
+    } else {
+        ""
+    };
+    let (user, membership) = match inner.store.token_grant(&token_hash, now, tenant).await? {
+        Grant::Member { user, membership } => (user, membership),
+        Grant::NotMember { user } => {
+            inner
+                .audit
+                .record(
+                    now,
+                    Some(&user.id),
+                    "token.issue",
+                    None,
+                    Outcome::Denied,
+                    None,
+                )
+                .await;
+            return Err(AppError::Forbidden);
+        }
+        Grant::Unauthenticated => return Err(AppError::Unauthorized),
+    };
+    let ttl = inner.config.token_ttl.as_secs();
+    let issued_at = u64::try_from(now).unwrap_or_default();
+    let claims = Claims {
+        iss: inner.config.issuer.clone(),
+        sub: user.id.clone(),
+        email: user.email.clone(),
+        aud: request.tenant.clone(),
+        tid: membership.tenant_id,
+        role: membership.role,
+        iat: issued_at,
+        exp: issued_at + ttl,
+        nbf: None,
+    };
+    let token = inner.keys.mint(&claims, now)?;
+    inner
+        .audit
+        .record(
+            now,
+            Some(&user.id),
+            "token.issue",
+            Some(&request.tenant),
+            Outcome::Success,
+            None,
+        )
+        .await;
+    Ok(Json(TokenResponse {
+        access_token: token,
+        token_type: "Bearer",
+        expires_in: ttl,
+    }))
+}
