@@ -198,13 +198,22 @@ impl Engine {
             if execution.state.current.is_terminal() {
                 return Ok(execution);
             }
-            // Finishing elsewhere (another replica) is seen by the periodic re-read.
+            // Re-read when this process finishes it, or periodically for an
+            // execution finished elsewhere (another replica).
             let tick = tokio::time::sleep(Duration::from_millis(250));
-            tokio::select! {
-                _ = finished.recv() => {}
-                () = tick => {}
-                () = tokio::time::sleep_until(deadline) => {
-                    return Err(EngineError::Timeout(id.into()));
+            tokio::pin!(tick);
+            loop {
+                tokio::select! {
+                    event = finished.recv() => match event {
+                        Ok((done, _)) if done == id => break,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => tick.as_mut().await,
+                    },
+                    () = &mut tick => break,
+                    () = tokio::time::sleep_until(deadline) => {
+                        return Err(EngineError::Timeout(id.into()));
+                    }
                 }
             }
         }
