@@ -228,6 +228,56 @@ async fn flows_and_executions_round_trip() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(form_run["taskRunList"][1]["outputs"]["value"], "Grace");
 
+    // Kill a running execution through the API.
+    let sleepy = "id: sleepy\nnamespace: acme.team\ntasks:\n  - {id: nap, type: io.kestra.plugin.core.flow.Sleep, duration: PT30S}\n";
+    let (status, _) = i
+        .send(reqwest::Method::POST, "/api/v1/flows", None, yaml(sleepy))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, running) = i
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/executions/acme.team/sleepy",
+            None,
+            None,
+        )
+        .await;
+    let sleepy_id = running["id"].as_str().expect("id").to_owned();
+    let (status, _) = i
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/executions/{sleepy_id}/kill"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, e) = i
+            .send(
+                reqwest::Method::GET,
+                &format!("/api/v1/executions/{sleepy_id}"),
+                None,
+                None,
+            )
+            .await;
+        if e["state"]["current"] == "KILLED" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not killed: {e}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, _) = i
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/v1/executions/{sleepy_id}/kill"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "already ended");
+
     let (status, _) = i
         .send(
             reqwest::Method::DELETE,
@@ -251,7 +301,7 @@ async fn flows_and_executions_round_trip() {
     assert_eq!(status, StatusCode::OK);
     let metrics = metrics.as_str().unwrap_or_default().to_owned();
     assert!(
-        metrics.contains("atoll_executions_started_total 2"),
+        metrics.contains("atoll_executions_started_total 3"),
         "{metrics}"
     );
     assert!(

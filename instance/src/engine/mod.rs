@@ -170,15 +170,8 @@ impl Engine {
     pub async fn kill(&self, id: &str) -> Result<bool, EngineError> {
         let requested = self.inner.store.request_kill(id).await?;
         if requested {
-            let notify = self
-                .inner
-                .kills
-                .lock()
-                .ok()
-                .and_then(|k| k.get(id).cloned());
-            if let Some(notify) = notify {
-                notify.notify_one();
-            }
+            // The permit waits for the driver if it has not started yet here.
+            self.inner.kill_signal(id).notify_one();
             self.inner.work.notify_one();
         }
         Ok(requested)
