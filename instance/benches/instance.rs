@@ -152,7 +152,12 @@ async fn bench(label: &str, database_url: &str) {
 
 #[tokio::main]
 async fn main() {
-    // `cargo bench` passes `--bench`; nothing else is read from the arguments.
+    // `cargo bench` passes `--bench`; a plain `cargo test --benches` does
+    // not, and then the (long) measurement is skipped.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("instance benchmark: run with `cargo bench -p atoll-instance`");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let sqlite = format!("sqlite:{}", dir.path().join("bench.db").display());
     bench("sqlite", &sqlite).await;
