@@ -313,6 +313,59 @@ async fn flows_and_executions_round_trip() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_followed_live_until_the_execution_ends() {
+    let i = Instance::start(AuthMode::Disabled { explicit: false }).await;
+    let flow = "id: chatty\nnamespace: acme\ntasks:\n  - id: sh\n    type: io.kestra.plugin.scripts.shell.Commands\n    commands: [\"echo first\", \"sleep 1\", \"echo second\"]\n";
+    let (status, _) = i
+        .send(reqwest::Method::POST, "/api/v1/flows", None, yaml(flow))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, execution) = i
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/executions/acme/chatty",
+            None,
+            None,
+        )
+        .await;
+    let id = execution["id"].as_str().expect("id").to_owned();
+    // Opened while the execution runs; the stream ends when it is over.
+    let mut response = i
+        .http
+        .get(i.url(&format!("/api/v1/logs/{id}/follow")))
+        .send()
+        .await
+        .expect("follow");
+    assert_eq!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default(),
+        "text/event-stream"
+    );
+    let mut text = String::new();
+    let mut saw_first_while_running = false;
+    while let Some(chunk) = response.chunk().await.expect("chunk") {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        if text.contains("first") && !text.contains("second") {
+            let (_, now) = i
+                .send(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/executions/{id}"),
+                    None,
+                    None,
+                )
+                .await;
+            saw_first_while_running |= now["state"]["current"] == "RUNNING";
+        }
+    }
+    assert!(text.contains("first") && text.contains("second"), "{text}");
+    assert!(
+        saw_first_while_running,
+        "a line arrived before the execution ended"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_and_nothing_is_stored() {
     let i = Instance::start(AuthMode::Disabled { explicit: false }).await;
     let (status, body) = i

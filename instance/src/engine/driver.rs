@@ -108,6 +108,11 @@ impl Driver<'_> {
                     while let Ok(event) = rx.try_recv() {
                         self.handle(event);
                     }
+                    // Lines of a task still running are written now, so
+                    // followers see them live.
+                    if !self.dirty {
+                        self.flush_logs().await?;
+                    }
                 }
                 () = tokio::time::sleep(sleep) => {}
                 () = kill.notified() => self.kill(),
