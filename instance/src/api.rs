@@ -786,8 +786,9 @@ async fn search_executions(
         limit: size,
         offset: (page - 1).saturating_mul(size),
     };
-    let results = state.engine.store().search_executions(&filter).await?;
-    let total = results.len();
+    let store = state.engine.store();
+    let results = store.search_executions(&filter).await?;
+    let total = store.count_executions(&filter).await?;
     Ok(Json(json!({"results": results, "total": total})))
 }
 
