@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use axum::extract::FromRequest;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -622,18 +623,63 @@ fn parse_labels(text: Option<&str>) -> ApiResult<Vec<Label>> {
 /// How long `wait=true` waits before answering with the running execution.
 const WAIT_LIMIT: Duration = Duration::from_secs(60);
 
+/// Kestra's clients send inputs as multipart/form-data text fields.
+async fn multipart_inputs(request: Request) -> ApiResult<Map<String, Value>> {
+    let invalid = |message: &str| ApiError::BadRequest {
+        code: "invalidInputs",
+        message: message.into(),
+        details: Vec::new(),
+    };
+    let mut multipart = axum::extract::Multipart::from_request(request, &())
+        .await
+        .map_err(|_| invalid("the multipart body is not valid"))?;
+    let mut inputs = Map::new();
+    let mut total = 0usize;
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|_| invalid("the multipart body is not valid"))?
+    {
+        let Some(name) = field.name().map(str::to_owned) else {
+            continue;
+        };
+        if field.file_name().is_some() {
+            return Err(invalid("file inputs are not supported"));
+        }
+        let value = field
+            .text()
+            .await
+            .map_err(|_| invalid("a multipart field is not valid text"))?;
+        total += value.len();
+        if total > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        inputs.insert(name, Value::String(value));
+    }
+    Ok(inputs)
+}
+
 async fn create_execution(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(path): Path<ExecutionPath>,
     Query(query): Query<RunQuery>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> ApiResult<Json<Execution>> {
     require(&principal, Role::Editor)?;
     check_path(&path.namespace, Some(&path.flow_id))?;
-    let bytes = read_body(body).await?;
-    let inputs = parse_inputs(&headers, &bytes)?;
+    let is_multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let inputs = if is_multipart {
+        multipart_inputs(request).await?
+    } else {
+        let headers = request.headers().clone();
+        let bytes = read_body(request.into_body()).await?;
+        parse_inputs(&headers, &bytes)?
+    };
     let labels = parse_labels(query.labels.as_deref())?;
     let execution = state
         .engine
@@ -740,8 +786,9 @@ async fn search_executions(
         limit: size,
         offset: (page - 1).saturating_mul(size),
     };
-    let results = state.engine.store().search_executions(&filter).await?;
-    let total = results.len();
+    let store = state.engine.store();
+    let results = store.search_executions(&filter).await?;
+    let total = store.count_executions(&filter).await?;
     Ok(Json(json!({"results": results, "total": total})))
 }
 

@@ -115,9 +115,15 @@ impl JwksVerifier {
         })
     }
 
-    /// Fetches the key set now (at start-up); failures keep the current set.
+    /// Fetches the key set now; failures keep the current set. Concurrent
+    /// callers wait for the fetch in flight instead of starting another.
     pub async fn refresh(&self) -> Result<usize, String> {
-        *self.last_fetch.lock().await = Some(Instant::now());
+        let mut last = self.last_fetch.lock().await;
+        *last = Some(Instant::now());
+        self.fetch().await
+    }
+
+    async fn fetch(&self) -> Result<usize, String> {
         let discovery_url = format!("{}/.well-known/openid-configuration", self.issuer);
         let discovery: Discovery = self
             .http
@@ -156,12 +162,16 @@ impl JwksVerifier {
         if let Some(key) = self.keys.read().await.get(kid) {
             return Some(key.clone());
         }
-        let due = {
-            let last = self.last_fetch.lock().await;
-            last.is_none_or(|at| at.elapsed() >= REFRESH_INTERVAL)
-        };
-        if due && let Err(err) = self.refresh().await {
-            tracing::warn!(error = %err, "refreshing identity keys failed; keeping the last good set");
+        // Held across the fetch: a refresh in flight is waited for, not repeated.
+        let mut last = self.last_fetch.lock().await;
+        if let Some(key) = self.keys.read().await.get(kid) {
+            return Some(key.clone());
+        }
+        if last.is_none_or(|at| at.elapsed() >= REFRESH_INTERVAL) {
+            *last = Some(Instant::now());
+            if let Err(err) = self.fetch().await {
+                tracing::warn!(error = %err, "refreshing identity keys failed; keeping the last good set");
+            }
         }
         self.keys.read().await.get(kid).cloned()
     }

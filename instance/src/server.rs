@@ -13,6 +13,9 @@ use crate::config::{AuthMode, Config};
 use crate::engine::{Engine, EngineConfig};
 use crate::store::{Store, StoreError};
 
+/// How often identity's key set is re-read (besides unknown `kid`s).
+const KEY_REFRESH: std::time::Duration = std::time::Duration::from_secs(300);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot create the data directory: {0}")]
@@ -61,10 +64,20 @@ pub async fn serve(
     let verifier: Option<Arc<dyn Verifier>> = match &config.auth {
         AuthMode::Identity { issuer } => {
             let verifier = JwksVerifier::new(issuer, &config.tenant);
-            let first = verifier.clone();
+            // Load the keys now, then re-read them periodically so a key
+            // identity has retired stops being trusted.
+            let refresher = verifier.clone();
+            let stop = shutdown.clone();
             tokio::spawn(async move {
-                if let Err(err) = first.refresh().await {
-                    tracing::warn!(error = %err, "identity keys not loaded yet; will retry on the first token");
+                let mut every = tokio::time::interval(KEY_REFRESH);
+                loop {
+                    tokio::select! {
+                        _ = every.tick() => {}
+                        () = stop.cancelled() => return,
+                    }
+                    if let Err(err) = refresher.refresh().await {
+                        tracing::warn!(error = %err, "loading identity keys failed; keeping the last good set");
+                    }
                 }
             });
             Some(verifier)

@@ -42,6 +42,9 @@ impl Default for Templates {
     }
 }
 
+/// Instructions one render may execute.
+const MAX_FUEL: u64 = 2_000_000;
+
 /// Names of context entries the engine sets for the functions below.
 pub const LOOP_VALUES_VAR: &str = "__loopValues";
 pub const ERROR_LOGS_VAR: &str = "__errorLogs";
@@ -53,6 +56,9 @@ impl Templates {
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         env.set_formatter(format_value);
         env.set_recursion_limit(100);
+        // Bounds the work one render may do, so a hostile template cannot
+        // keep an engine thread busy forever.
+        env.set_fuel(Some(MAX_FUEL));
         env.add_filter("json", to_json);
         env.add_filter("toJson", to_json);
         env.add_filter("jq", jq);
@@ -563,6 +569,15 @@ mod tests {
             render(source, ctx).as_deref(),
             Ok("- task: failed, message: Task failure")
         );
+    }
+
+    #[test]
+    fn runaway_templates_run_out_of_fuel() {
+        let err = render(
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            serde_json::json!({}),
+        );
+        assert!(err.is_err());
     }
 
     #[test]

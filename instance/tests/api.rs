@@ -227,6 +227,69 @@ async fn flows_and_executions_round_trip() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(form_run["taskRunList"][1]["outputs"]["value"], "Grace");
+    // Multipart, as Kestra's own clients send inputs.
+    let form = reqwest::multipart::Form::new().text("name", "Linus");
+    let multipart_run: Value = i
+        .http
+        .post(i.url("/api/v1/executions/acme.team/hello?wait=true"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("multipart run")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(multipart_run["taskRunList"][1]["outputs"]["value"], "Linus");
+
+    // Kill a running execution through the API.
+    let sleepy = "id: sleepy\nnamespace: acme.team\ntasks:\n  - {id: nap, type: io.kestra.plugin.core.flow.Sleep, duration: PT30S}\n";
+    let (status, _) = i
+        .send(reqwest::Method::POST, "/api/v1/flows", None, yaml(sleepy))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, running) = i
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/executions/acme.team/sleepy",
+            None,
+            None,
+        )
+        .await;
+    let sleepy_id = running["id"].as_str().expect("id").to_owned();
+    let (status, _) = i
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/executions/{sleepy_id}/kill"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, e) = i
+            .send(
+                reqwest::Method::GET,
+                &format!("/api/v1/executions/{sleepy_id}"),
+                None,
+                None,
+            )
+            .await;
+        if e["state"]["current"] == "KILLED" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not killed: {e}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, _) = i
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/v1/executions/{sleepy_id}/kill"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "already ended");
 
     let (status, _) = i
         .send(
@@ -251,7 +314,7 @@ async fn flows_and_executions_round_trip() {
     assert_eq!(status, StatusCode::OK);
     let metrics = metrics.as_str().unwrap_or_default().to_owned();
     assert!(
-        metrics.contains("atoll_executions_started_total 2"),
+        metrics.contains("atoll_executions_started_total 4"),
         "{metrics}"
     );
     assert!(
@@ -260,6 +323,59 @@ async fn flows_and_executions_round_trip() {
     );
     let (status, _) = i.send(reqwest::Method::GET, "/healthz", None, None).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_followed_live_until_the_execution_ends() {
+    let i = Instance::start(AuthMode::Disabled { explicit: false }).await;
+    let flow = "id: chatty\nnamespace: acme\ntasks:\n  - id: sh\n    type: io.kestra.plugin.scripts.shell.Commands\n    commands: [\"echo first\", \"sleep 1\", \"echo second\"]\n";
+    let (status, _) = i
+        .send(reqwest::Method::POST, "/api/v1/flows", None, yaml(flow))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, execution) = i
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/executions/acme/chatty",
+            None,
+            None,
+        )
+        .await;
+    let id = execution["id"].as_str().expect("id").to_owned();
+    // Opened while the execution runs; the stream ends when it is over.
+    let mut response = i
+        .http
+        .get(i.url(&format!("/api/v1/logs/{id}/follow")))
+        .send()
+        .await
+        .expect("follow");
+    assert_eq!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default(),
+        "text/event-stream"
+    );
+    let mut text = String::new();
+    let mut saw_first_while_running = false;
+    while let Some(chunk) = response.chunk().await.expect("chunk") {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        if text.contains("first") && !text.contains("second") {
+            let (_, now) = i
+                .send(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/executions/{id}"),
+                    None,
+                    None,
+                )
+                .await;
+            saw_first_while_running |= now["state"]["current"] == "RUNNING";
+        }
+    }
+    assert!(text.contains("first") && text.contains("second"), "{text}");
+    assert!(
+        saw_first_while_running,
+        "a line arrived before the execution ended"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,12 +417,19 @@ async fn bad_input_is_refused_and_nothing_is_stored() {
 
     let huge = format!(
         "id: big\nnamespace: acme\ndescription: \"{}\"\ntasks: []\n",
-        "x".repeat(2 * 1024 * 1024)
+        "x".repeat(1024 * 1024 + 1024)
     );
-    let (status, body) = i
-        .send(reqwest::Method::POST, "/api/v1/flows", None, yaml(&huge))
-        .await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // The server answers before reading the whole body and then closes the
+    // connection, so this request gets a client of its own.
+    let response = reqwest::Client::new()
+        .post(i.url("/api/v1/flows"))
+        .header("content-type", "application/x-yaml")
+        .body(huge)
+        .send()
+        .await
+        .expect("oversized request answered");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = response.json().await.expect("json error");
     assert_eq!(body["code"], "payloadTooLarge");
 
     for path in [

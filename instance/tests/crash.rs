@@ -93,7 +93,17 @@ async fn get_json(http: &reqwest::Client, url: &str) -> Value {
         .expect("json")
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Kill,
+    Terminate,
+}
+
 async fn crash_and_resume(database_url: String) {
+    stop_and_resume(database_url, Stop::Kill).await;
+}
+
+async fn stop_and_resume(database_url: String, stop: Stop) {
     let dir = tempfile::tempdir().expect("temp dir");
     let http = reqwest::Client::new();
     let first = spawn(dir.path(), &database_url).await;
@@ -138,7 +148,29 @@ async fn crash_and_resume(database_url: String) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    drop(first); // SIGKILL
+    match stop {
+        Stop::Kill => drop(first), // SIGKILL
+        Stop::Terminate => {
+            let mut first = first;
+            let status = Command::new("kill")
+                .args(["-TERM", &first.child.id().to_string()])
+                .status()
+                .expect("send SIGTERM");
+            assert!(status.success());
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Some(exit) = first.child.try_wait().expect("wait") {
+                    assert!(exit.success(), "graceful shutdown exits 0, got {exit}");
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no exit after SIGTERM"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
 
     let second = spawn(dir.path(), &database_url).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -182,4 +214,11 @@ async fn sigkill_then_restart_finishes_every_execution_on_sqlite() {
 async fn sigkill_then_restart_finishes_every_execution_on_postgres() {
     let server = support::postgres::TestPostgres::start();
     crash_and_resume(server.database_url("crash")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_executions_back_and_a_restart_finishes_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("term.db").display());
+    stop_and_resume(url, Stop::Terminate).await;
 }

@@ -94,6 +94,7 @@ tasks:
     commands:
       - echo "$GREETING"
       - echo oops >&2
+      - pwd
       - echo '::{"outputs":{"count":3,"name":"x"}}::'
   - id: use
     type: io.kestra.plugin.core.debug.Return
@@ -111,6 +112,14 @@ tasks:
     let logs = h.logs(&execution.id).await;
     assert!(logs.contains(&"hello world".to_owned()), "{logs:?}");
     assert!(logs.contains(&"oops".to_owned()), "{logs:?}");
+    let workdir = logs
+        .iter()
+        .find(|l| l.contains("atoll-task-"))
+        .expect("runs in its own working directory");
+    assert!(
+        !std::path::Path::new(workdir).exists(),
+        "the working directory is removed afterwards"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

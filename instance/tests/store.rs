@@ -157,6 +157,15 @@ async fn executions_are_stored_and_searched(store: &Store) {
         search(None, Some("f1"), vec![]).await,
         ["search-1", "search-3"]
     );
+    let count = store
+        .count_executions(&ExecutionFilter {
+            namespace: Some("search.a".into()),
+            limit: 1,
+            ..ExecutionFilter::default()
+        })
+        .await
+        .expect("count");
+    assert_eq!(count, 2, "the count ignores the page size");
 
     // Finish one through its lease and search by state.
     let owner = "search-owner";

@@ -52,6 +52,15 @@ pub(crate) async fn drive(inner: &Inner, exec: Execution) -> Result<Stop, Engine
         error_logs: Vec::new(),
         dirty: true,
     };
+    if !driver.exec.task_run_list.is_empty() {
+        // Resuming: `errorLogs()` also sees failures logged before the restart.
+        let logs = inner.store.logs(&driver.exec.id, 0, 10_000).await?;
+        driver.error_logs = logs
+            .into_iter()
+            .filter(|l| l.level == LogLevel::Error.name())
+            .filter_map(|l| Some((l.task_id?, l.message)))
+            .collect();
+    }
     let result = driver.run(&mut rx).await;
     for handle in driver.workers.values() {
         handle.abort();
@@ -98,6 +107,11 @@ impl Driver<'_> {
                     }
                     while let Ok(event) = rx.try_recv() {
                         self.handle(event);
+                    }
+                    // Lines of a task still running are written now, so
+                    // followers see them live.
+                    if !self.dirty {
+                        self.flush_logs().await?;
                     }
                 }
                 () = tokio::time::sleep(sleep) => {}

@@ -170,15 +170,8 @@ impl Engine {
     pub async fn kill(&self, id: &str) -> Result<bool, EngineError> {
         let requested = self.inner.store.request_kill(id).await?;
         if requested {
-            let notify = self
-                .inner
-                .kills
-                .lock()
-                .ok()
-                .and_then(|k| k.get(id).cloned());
-            if let Some(notify) = notify {
-                notify.notify_one();
-            }
+            // The permit waits for the driver if it has not started yet here.
+            self.inner.kill_signal(id).notify_one();
             self.inner.work.notify_one();
         }
         Ok(requested)
@@ -198,13 +191,22 @@ impl Engine {
             if execution.state.current.is_terminal() {
                 return Ok(execution);
             }
-            // Finishing elsewhere (another replica) is seen by the periodic re-read.
+            // Re-read when this process finishes it, or periodically for an
+            // execution finished elsewhere (another replica).
             let tick = tokio::time::sleep(Duration::from_millis(250));
-            tokio::select! {
-                _ = finished.recv() => {}
-                () = tick => {}
-                () = tokio::time::sleep_until(deadline) => {
-                    return Err(EngineError::Timeout(id.into()));
+            tokio::pin!(tick);
+            loop {
+                tokio::select! {
+                    event = finished.recv() => match event {
+                        Ok((done, _)) if done == id => break,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => tick.as_mut().await,
+                    },
+                    () = &mut tick => break,
+                    () = tokio::time::sleep_until(deadline) => {
+                        return Err(EngineError::Timeout(id.into()));
+                    }
                 }
             }
         }

@@ -179,9 +179,18 @@ async fn commands(attempt: &Attempt, spec: &CommandsSpec) -> Result<Map<String, 
         };
         command.env(key, text);
     }
+    // Each attempt runs in a fresh working directory, removed afterwards.
+    let workdir = std::env::temp_dir().join(format!(
+        "atoll-task-{}-{}",
+        attempt.logs.task_run_id, attempt.logs.attempt
+    ));
+    std::fs::create_dir_all(&workdir)
+        .map_err(|e| format!("cannot create the working directory: {}", e.kind()))?;
+    let _cleanup = RemoveOnDrop(workdir.clone());
+    command.current_dir(&workdir);
     let mut child = command
         .spawn()
-        .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+        .map_err(|e| format!("cannot start `{program}`: {}", e.kind()))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let stderr = child.stderr.take().ok_or("no stderr")?;
     let err_logs = attempt.logs.clone();
@@ -212,6 +221,15 @@ async fn commands(attempt: &Attempt, spec: &CommandsSpec) -> Result<Map<String, 
     outputs.insert("exitCode".into(), Value::from(code));
     outputs.insert("vars".into(), Value::Object(vars));
     Ok(outputs)
+}
+
+/// Removes a directory tree when dropped (also when the attempt is aborted).
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn truncate(mut line: String) -> String {

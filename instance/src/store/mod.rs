@@ -140,6 +140,12 @@ pub trait Repository: Send + Sync + 'static {
         filter: &ExecutionFilter,
     ) -> impl Future<Output = Result<Vec<Execution>, StoreError>> + Send;
 
+    /// How many executions match the filter (its limit and offset aside).
+    fn count_executions(
+        &self,
+        filter: &ExecutionFilter,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// Claims the oldest unfinished execution whose lease is free or expired.
     fn claim_execution(
         &self,
@@ -258,6 +264,9 @@ impl Repository for Store {
     ) -> Result<Vec<Execution>, StoreError> {
         dispatch!(self, r => r.search_executions(filter))
     }
+    async fn count_executions(&self, filter: &ExecutionFilter) -> Result<u64, StoreError> {
+        dispatch!(self, r => r.count_executions(filter))
+    }
     async fn claim_execution(
         &self,
         owner: &str,
@@ -326,6 +335,11 @@ pub(crate) fn decode_execution(body: &str) -> Result<Execution, StoreError> {
         what: "execution",
         source,
     })
+}
+
+/// The `state` filter as `,A,,B,` for a substring match in SQL.
+pub(crate) fn state_list(states: &[State]) -> String {
+    states.iter().map(|s| format!(",{},", s.as_str())).collect()
 }
 
 /// `LIKE` pattern for a namespace and its children, with wildcards escaped.

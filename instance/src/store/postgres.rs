@@ -275,11 +275,7 @@ impl Repository for PostgresRepository {
         &self,
         filter: &ExecutionFilter,
     ) -> Result<Vec<Execution>, StoreError> {
-        let states: String = filter
-            .states
-            .iter()
-            .map(|s| format!(",{},", s.as_str()))
-            .collect();
+        let states = state_list(&filter.states);
         let rows = sqlx::query(
             "SELECT body FROM executions
              WHERE ($1::TEXT IS NULL OR namespace = $1 OR namespace LIKE $2 ESCAPE '\\')
@@ -300,6 +296,23 @@ impl Repository for PostgresRepository {
         rows.iter()
             .map(|row| decode_execution(row.get("body")))
             .collect()
+    }
+
+    async fn count_executions(&self, filter: &ExecutionFilter) -> Result<u64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM executions
+             WHERE ($1::TEXT IS NULL OR namespace = $1 OR namespace LIKE $2 ESCAPE '\\')
+               AND ($3::TEXT IS NULL OR flow_id = $3)
+               AND ($4 = '' OR strpos($4, ',' || state || ',') > 0)",
+        )
+        .bind(filter.namespace.as_deref())
+        .bind(filter.namespace.as_deref().map(namespace_prefix))
+        .bind(filter.flow_id.as_deref())
+        .bind(state_list(&filter.states))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(query_error("count executions"))?;
+        Ok(u64::try_from(row.get::<i64, _>("n")).unwrap_or(0))
     }
 
     async fn claim_execution(

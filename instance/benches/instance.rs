@@ -1,0 +1,167 @@
+//! Instance benchmark (not a test): starts the `atoll-instance` binary on
+//! SQLite and on a throwaway PostgreSQL and prints
+//! - idle RSS a second after it is ready (VmRSS from /proc),
+//! - time from process start to `/readyz` answering 200,
+//! - executions per second of a one-task flow, and the p50/p99 latency of
+//!   one execution (API call with `wait=true` until its final state).
+//!
+//! `cargo bench -p atoll-instance` (set BENCH_EXECUTIONS / BENCH_CONCURRENCY
+//! to change the load; defaults 2000 and 64).
+#![allow(clippy::print_stdout, clippy::unwrap_used)]
+
+#[path = "../tests/support/postgres.rs"]
+mod postgres;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const FLOW: &str = "id: one\nnamespace: bench\ntasks:\n  - id: only\n    type: io.kestra.plugin.core.debug.Return\n    format: \"{{ execution.id }}\"\n";
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+async fn bench(label: &str, database_url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_atoll-instance"))
+        .env("ATOLL_DATA_DIR", dir.path())
+        .env("ATOLL_DATABASE_URL", database_url)
+        .env("ATOLL_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start atoll-instance");
+    let proc = Proc(child);
+    loop {
+        let ready = http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ready {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "never ready");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let ready_after = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_rss = rss_kib(proc.0.id());
+
+    let saved = http
+        .post(format!("{base}/api/v1/flows"))
+        .header("content-type", "application/x-yaml")
+        .body(FLOW)
+        .send()
+        .await
+        .unwrap();
+    assert!(saved.status().is_success(), "saving the flow failed");
+
+    let total = env_number("BENCH_EXECUTIONS", 2000);
+    let concurrency = env_number("BENCH_CONCURRENCY", 64);
+    let url = Arc::new(format!("{base}/api/v1/executions/bench/one?wait=true"));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let run_started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (http, url, next) = (http.clone(), url.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failed = 0usize;
+            while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < total {
+                let t = Instant::now();
+                let response = http.post(url.as_str()).send().await;
+                let ok = match response {
+                    Ok(r) => r
+                        .json::<serde_json::Value>()
+                        .await
+                        .is_ok_and(|e| e["state"]["current"] == "SUCCESS"),
+                    Err(_) => false,
+                };
+                if ok {
+                    latencies.push(t.elapsed());
+                } else {
+                    failed += 1;
+                }
+            }
+            (latencies, failed)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut failed = 0;
+    for worker in workers {
+        let (l, f) = worker.await.unwrap();
+        latencies.extend(l);
+        failed += f;
+    }
+    let elapsed = run_started.elapsed();
+    latencies.sort();
+    let loaded_rss = rss_kib(proc.0.id());
+    println!(
+        "{label:<10} ready {:>6.0} ms | idle RSS {:>6.1} MiB | {total} executions x1 task, {concurrency} concurrent: {:>7.1}/s, p50 {:>6.1} ms, p99 {:>6.1} ms, failed {failed} | RSS after load {:.1} MiB",
+        ready_after.as_secs_f64() * 1000.0,
+        idle_rss as f64 / 1024.0,
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
+        percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+        loaded_rss as f64 / 1024.0,
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes `--bench`; a plain `cargo test --benches` does
+    // not, and then the (long) measurement is skipped.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("instance benchmark: run with `cargo bench -p atoll-instance`");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite:{}", dir.path().join("bench.db").display());
+    bench("sqlite", &sqlite).await;
+    let server = postgres::TestPostgres::start();
+    let url = server.database_url("bench");
+    bench("postgres", &url).await;
+}
