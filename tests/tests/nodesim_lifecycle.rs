@@ -22,7 +22,9 @@ const NS: &str = "life";
 async fn start(
     config: impl FnOnce(NodeSimConfig) -> NodeSimConfig,
 ) -> (KubeSim, Client, NodeSim, tempfile::TempDir) {
-    let sim = KubeSim::new();
+    // Pods stay terminating until nodesim confirms their processes ended,
+    // as with a real kubelet.
+    let sim = KubeSim::builder().graceful_pod_deletion(true).build();
     let client = sim.client();
     namespace(&client, NS).await;
     let state = tempfile::tempdir().expect("tempdir");
