@@ -327,7 +327,16 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         assert!(spec(ProbeAction::Tcp { addr }).check().await.is_ok());
         drop(listener);
-        assert!(spec(ProbeAction::Tcp { addr }).check().await.is_err());
+        // A fresh pod address where nothing listens (a freed 127.0.0.1 port
+        // could be taken by a test running in parallel).
+        let pool = crate::nodesim::addr::AddressPool::new(crate::nodesim::addr::Block::Pods);
+        let closed = SocketAddr::from((pool.allocate(&[8080]).expect("address"), 8080));
+        assert!(
+            spec(ProbeAction::Tcp { addr: closed })
+                .check()
+                .await
+                .is_err()
+        );
         let exec = |code: &str| ProbeAction::Exec {
             argv: vec![
                 "sh".into(),
