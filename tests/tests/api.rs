@@ -302,6 +302,11 @@ async fn deleting_a_namespace_removes_everything_inside() {
         )
         .await
         .expect("namespace created");
+    let doomed = namespaces.get("doomed").await.expect("namespace");
+    assert_eq!(
+        doomed.metadata.labels.expect("labels")["kubernetes.io/metadata.name"],
+        "doomed"
+    );
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "doomed");
     cms.create(&PostParams::default(), &cm("a", json!({})))
         .await

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use atoll_crds::{Phase, Tenant, TenantSpec, tenant_crd};
-use atoll_testkit::kubesim::KubeSim;
+use atoll_testkit::kubesim::{Fault, FaultRule, KubeSim};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -198,5 +198,71 @@ async fn controller_with_owns_and_finalizer_converges_then_rests() {
         "child collected"
     );
     assert!(tenants.get_opt("before").await.expect("read").is_some());
+    running.abort();
+}
+
+#[tokio::test]
+async fn the_controller_converges_through_random_faults() {
+    let sim = KubeSim::new();
+    let client = sim.client();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &tenant_crd())
+        .await
+        .expect("CRD created");
+    let faults = sim.faults();
+    faults.seed(7);
+    faults.add(
+        FaultRule::new(Fault::InternalError)
+            .writes()
+            .probability(0.10),
+    );
+    faults.add(FaultRule::new(Fault::Conflict).writes().probability(0.05));
+    faults.add(FaultRule::new(Fault::Latency(Duration::from_millis(5))).probability(0.2));
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        reconciles: AtomicUsize::new(0),
+        cleaned: Mutex::new(BTreeSet::new()),
+    });
+    let controller = Controller::new(tenants.clone(), watcher::Config::default())
+        .owns(cms.clone(), watcher::Config::default())
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let running = tokio::spawn(controller);
+    let names: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+    for name in &names {
+        // The test's own writes retry through the faults too.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            assert!(attempts < 100, "could not create {name} through the faults");
+            match tenants
+                .create(
+                    &PostParams::default(),
+                    &Tenant::new(name, TenantSpec::default()),
+                )
+                .await
+            {
+                Ok(_) => break,
+                Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => break,
+                Err(_) => {}
+            }
+        }
+    }
+    for name in &names {
+        eventually(&format!("{name} to converge"), || {
+            converged(&tenants, &cms, name)
+        })
+        .await;
+    }
+    assert!(faults.injected() > 0, "faults were injected");
+    // Reads are only delayed, never failed, by the rules above.
+    let children = cms.list(&Default::default()).await.expect("listed");
+    assert_eq!(
+        children.items.len(),
+        names.len(),
+        "one child each, no duplicates"
+    );
     running.abort();
 }

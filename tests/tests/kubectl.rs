@@ -275,7 +275,7 @@ impl PodLogs for Greeting {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logs_come_from_the_pod_log_provider_and_discovery_lists_builtins() {
+async fn logs_scale_and_discovery_of_built_in_kinds() {
     let cluster = Cluster::start().await;
     cluster.sim.set_pod_logs(Arc::new(Greeting));
     let pod = cluster.write(
@@ -322,6 +322,31 @@ async fn logs_come_from_the_pod_log_provider_and_discovery_lists_builtins() {
             "{name} missing from:\n{resources}"
         );
     }
+    let deployment = cluster.write(
+        "deployment.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: app, image: demo}]\n",
+    );
+    cluster
+        .ok(&[
+            "apply",
+            "--server-side",
+            "-f",
+            deployment.to_str().expect("utf-8 path"),
+        ])
+        .await;
+    cluster
+        .ok(&["scale", "deployment", "web", "--replicas=3"])
+        .await;
+    let replicas = cluster
+        .ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ])
+        .await;
+    assert_eq!(replicas, "3");
     let version = cluster.ok(&["version", "-o", "json"]).await;
     assert!(version.contains("\"serverVersion\""), "{version}");
 }

@@ -2,7 +2,7 @@
 //! apply with field ownership, strategic merge, JSON patch, and the
 //! Foreground and Orphan propagation policies.
 
-use atoll_testkit::kubesim::KubeSim;
+use atoll_testkit::kubesim::{KubeSim, Verb};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
@@ -108,6 +108,20 @@ async fn server_side_apply_owns_fields_per_manager() {
         .expect("idempotent");
     }
     assert!(sim.request_log().writes_since(mark).is_empty());
+    let applies: Vec<_> = sim
+        .request_log()
+        .since(mark)
+        .into_iter()
+        .map(|r| (r.verb, r.resource, r.name, r.field_manager, r.wrote))
+        .collect();
+    let expected = (
+        Verb::Apply,
+        "configmaps".to_string(),
+        "shared".to_string(),
+        "two".to_string(),
+        false,
+    );
+    assert_eq!(applies, [expected.clone(), expected]);
 }
 
 #[tokio::test]

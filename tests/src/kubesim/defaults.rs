@@ -1,9 +1,9 @@
 //! What the real server fills in on every write of a built-in kind, so an
 //! object read back looks as it would in a cluster (and a controller that
 //! compares whole objects instead of applying its own fields shows the
-//! endless updates it would cause there): Secret `stringData` folded into
-//! `data`, Service types, ports and cluster IPs, workload and pod template
-//! defaults.
+//! endless updates it would cause there): the namespace name label, Secret
+//! `stringData` folded into `data`, Service types, ports and cluster IPs,
+//! workload and pod template defaults.
 
 use serde_json::{Map, Value, json};
 
@@ -49,6 +49,16 @@ pub fn apply(
         return;
     }
     match (rt.group.as_str(), rt.plural.as_str()) {
+        ("", "namespaces") => {
+            // Set on every write, so network policies can select namespaces by name.
+            let name = object["metadata"]["name"].clone();
+            if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+                let labels = meta.entry("labels").or_insert_with(|| json!({}));
+                if let Some(labels) = labels.as_object_mut() {
+                    labels.insert("kubernetes.io/metadata.name".into(), name);
+                }
+            }
+        }
         ("", "secrets") => secret(object),
         ("", "services") => {
             if let (Some(old), Some(spec)) =

@@ -109,6 +109,12 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
                 "kind": t.kind, "verbs": ["get", "patch", "update"],
             }));
         }
+        if t.scale_subresource() {
+            resources.push(json!({
+                "name": format!("{}/scale", t.plural), "singularName": "", "namespaced": true,
+                "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"],
+            }));
+        }
         if t.group.is_empty() && t.plural == "pods" {
             resources.push(json!({
                 "name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"],

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use crate::kubesim::PodLogRequest;
 use crate::kubesim::error::{ApiError, ApiResult, Cause};
 use crate::kubesim::fields::{self, Part, Writer};
+use crate::kubesim::log::Verb;
 use crate::kubesim::patch;
 use crate::kubesim::routes::{Shared, Target, content_type};
 use crate::kubesim::selectors::{FieldSelector, LabelSelector};
@@ -377,6 +378,72 @@ pub(crate) fn apply(r: Request<'_>) -> Served {
         StatusCode::OK
     };
     Ok((json_response(code, &written.object), written.wrote))
+}
+
+/// The `autoscaling/v1` `Scale` view of a workload.
+fn scale_of(object: &Value) -> Value {
+    let selector = object["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let meta = &object["metadata"];
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
+            "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"],
+        },
+        "spec": {"replicas": object["spec"]["replicas"].as_i64().unwrap_or(1)},
+        "status": {"replicas": object["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+    })
+}
+
+/// GET, PUT or PATCH of `deployments|statefulsets/{name}/scale`: reads or
+/// sets `spec.replicas`.
+pub(crate) fn scale(r: Request<'_>, verb: Verb) -> Served {
+    let rt = &r.target.rt;
+    let mut store = r.shared.lock();
+    let old = store
+        .object(&rt.store_key(), &r.namespace, &r.name)
+        .ok_or_else(|| ApiError::not_found(rt.subject(), &r.name))?;
+    let mut wanted = scale_of(&old);
+    match verb {
+        Verb::Get => return Ok((json_response(StatusCode::OK, &wanted), false)),
+        Verb::Update => wanted = parse_body(r.body)?,
+        _ => {
+            let patch = parse_body(r.body)?;
+            match content_type(r.headers)
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+            {
+                "application/json-patch+json" => patch::json_patch(&mut wanted, &patch)?,
+                _ => patch::merge_patch(&mut wanted, &patch),
+            }
+        }
+    }
+    let replicas = wanted["spec"]["replicas"]
+        .as_i64()
+        .ok_or_else(|| ApiError::bad_request("a Scale needs spec.replicas"))?;
+    let mut new = present(&old, rt);
+    new["spec"]["replicas"] = json!(replicas);
+    let options = WriteOptions {
+        part: Part::Main,
+        ..r.options.clone()
+    };
+    let written = store.replace_with(rt, &r.namespace, &r.name, old, new, &options)?;
+    Ok((
+        json_response(StatusCode::OK, &scale_of(&written.object)),
+        written.wrote,
+    ))
 }
 
 /// DELETE of one object: the object while finalizers hold it, a `Status`

@@ -18,17 +18,55 @@
 //! # Ok(()) }
 //! ```
 //!
-//! What it implements: discovery (built-in kinds Atoll uses, plus every
-//! CRD created in it), get/list/watch/create/update/patch (merge, JSON,
-//! strategic, server-side apply with managedFields)/delete/deletecollection,
-//! the status subresource, resourceVersion and generation rules, no-op
-//! writes that change nothing, label and field selectors, watch replay,
-//! bookmarks and 410 Gone, finalizers, ownerReference garbage collection
-//! and namespace deletion, CRD schema validation (OpenAPI and CEL rules) and
-//! defaulting, `Table` output for kubectl, a request log and fault
-//! injection. It has no authentication, admission webhooks or controllers
-//! other than the garbage collector and namespace lifecycle: workloads are
-//! brought to life by nodesim.
+//! # What it implements
+//!
+//! - Discovery (`/api`, `/apis`, group/version resource lists, `/version`)
+//!   for the built-in kinds Atoll touches and every version of every CRD
+//!   created in it; OpenAPI v2 and v3 documents (CRD schemas, and the
+//!   parameters kubectl looks for to use server-side field validation).
+//! - get, list (label and field selectors, `limit`/`continue` pages), watch,
+//!   create (`generateName`, uid, creationTimestamp, generation 1, 404 for a
+//!   missing namespace, 403 in a terminating one), update (409 on a stale
+//!   resourceVersion), patch (merge, JSON, strategic merge for built-in
+//!   kinds), server-side apply (`managedFields` per manager, conflicts,
+//!   `force`, fields a manager stops applying are removed), delete and
+//!   deletecollection, `dryRun=All`, the `status` and `scale` subresources
+//!   and pod `log` (through [`PodLogs`]).
+//! - One global resourceVersion; `generation` bumps only when something
+//!   outside metadata and status changes; a write that changes nothing
+//!   keeps the resourceVersion and sends no watch event.
+//! - Watches: replay after a resourceVersion from a bounded history (an
+//!   `ERROR` event with 410 Gone when it is too old), synthetic `ADDED`
+//!   events without one, `sendInitialEvents`, bookmarks, `timeoutSeconds`,
+//!   selector transitions; `Table` and `PartialObjectMetadata` renderings.
+//! - Deletion: finalizers and deletionTimestamp, Background, Foreground
+//!   and Orphan propagation, ownerReference garbage collection (also of
+//!   objects whose owners are all absent), namespaces removing everything
+//!   inside, CRDs taking their objects with them; opt-in graceful pod
+//!   deletion for nodesim playing kubelet.
+//! - Custom resources pruned, defaulted and validated against the CRD's
+//!   `openAPIV3Schema` and CEL rules, with 422 `Status` causes naming each
+//!   field; `fieldValidation=Strict` refuses unknown fields.
+//! - Built-in kinds: name, label and annotation syntax; immutable fields
+//!   (immutable ConfigMaps/Secrets, workload selectors, StatefulSet and PVC
+//!   specs); the defaults the server adds (Secret `stringData` folded into
+//!   `data`, Service cluster IPs and port defaults, workload and pod template
+//!   defaults).
+//! - For tests: a [`RequestLog`] (verb, resource, namespace, name, field
+//!   manager, code, whether it wrote) and [`Faults`] (scripted or random
+//!   500, 409, 429 with `Retry-After`, latency; closing every watch).
+//!
+//! # What it does not do
+//!
+//! No authentication or authorization (every request is allowed), no
+//! admission webhooks, no controllers besides the garbage collector and
+//! namespace lifecycle (workloads come to life with nodesim), no Protocol
+//! Buffers (kubectl's typed generators such as `kubectl create configmap`
+//! get a 415; `kubectl apply`/`create -f` use JSON and work; kubectl
+//! older than 1.29 wants the OpenAPI v2 document in protobuf and needs
+//! `--validate=false`), no CRD
+//! conversion webhooks (versions share one stored form), and built-in kinds
+//! are not validated against their full OpenAPI schemas.
 
 mod defaults;
 mod discovery;

@@ -78,6 +78,11 @@ impl ResourceType {
         }
     }
 
+    /// Whether the `scale` subresource exists (Deployments, StatefulSets).
+    pub fn scale_subresource(&self) -> bool {
+        self.group == "apps" && matches!(self.plural.as_str(), "deployments" | "statefulsets")
+    }
+
     /// Verbs listed in discovery.
     pub fn verbs(&self) -> Vec<&'static str> {
         vec![

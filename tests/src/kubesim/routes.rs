@@ -111,7 +111,21 @@ async fn group_resources(
     )
 }
 
-async fn openapi_v2(State(shared): State<Arc<Shared>>) -> Response {
+/// `/openapi/v2` as JSON. A client that accepts only the protobuf form
+/// gets 406, which kubectl treats as "no OpenAPI v2" rather than as a
+/// document it cannot parse.
+async fn openapi_v2(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    if accept.contains("protobuf") && !accept.contains("json") {
+        return (
+            http::StatusCode::NOT_ACCEPTABLE,
+            "only application/json is served",
+        )
+            .into_response();
+    }
     let registry = shared.lock().registry.clone();
     axum::Json(openapi::v2(&registry)).into_response()
 }
@@ -178,7 +192,8 @@ fn parse_path(store: &Store, path: &str) -> ApiResult<Target> {
     }
     if let Some(sub) = subresource {
         let known = (sub == "status" && rt.status_subresource)
-            || (sub == "log" && rt.group.is_empty() && rt.plural == "pods");
+            || (sub == "log" && rt.group.is_empty() && rt.plural == "pods")
+            || (sub == "scale" && rt.scale_subresource());
         if !known {
             return Err(ApiError::no_route(path));
         }
@@ -364,6 +379,11 @@ async fn serve(
     match verb {
         Verb::Get if target.subresource.as_deref() == Some("log") => {
             handlers::pod_log(request).await
+        }
+        Verb::Get | Verb::Update | Verb::Patch
+            if target.subresource.as_deref() == Some("scale") =>
+        {
+            handlers::scale(request, verb)
         }
         Verb::Get => handlers::get(request),
         Verb::List => handlers::list(request),

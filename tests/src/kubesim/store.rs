@@ -588,7 +588,9 @@ impl Store {
             fields::track_update(old.as_deref(), &mut new, rt.schema.as_deref(), &writer);
         }
         if let Some(old) = &old {
+            // Compared as stored: the version written through does not count.
             let mut same = new.clone();
+            same["apiVersion"] = old["apiVersion"].clone();
             meta_mut(&mut same).insert(
                 "resourceVersion".into(),
                 old["metadata"]["resourceVersion"].clone(),
