@@ -3,7 +3,8 @@
 //! process's resident memory. Prints figures; asserts nothing.
 //!
 //! `cargo bench -p atoll-testkit --bench kubesim` (set `KUBESIM_BENCH_N`
-//! to change the object count, default 10000).
+//! to change the object count, default 10000, and `KUBESIM_BENCH_HISTORY`
+//! the watch history kept, default 50000).
 
 // A benchmark prints its figures.
 #![allow(clippy::print_stdout)]
@@ -51,10 +52,14 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let sim = KubeSim::new();
+    let history: usize = std::env::var("KUBESIM_BENCH_HISTORY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
+    let sim = KubeSim::builder().history(history).build();
     let cms: Api<ConfigMap> = Api::default_namespaced(sim.client());
     println!(
-        "kubesim bench, {n} ConfigMaps, RSS at start {:.1} MiB",
+        "kubesim bench, {n} ConfigMaps, history {history}, RSS at start {:.1} MiB",
         rss_mib()
     );
 
@@ -96,6 +101,7 @@ async fn main() {
         last = last.max(w.await.expect("watcher"));
     }
     report("10 watchers saw every create", n, last - start);
+    println!("RSS after the creates {:.1} MiB", rss_mib());
 
     let pp = PatchParams::apply("bench").force();
     let start = Instant::now();
@@ -118,6 +124,7 @@ async fn main() {
         sim.request_log().write_count() - writes_before
     );
 
+    println!("RSS after the applies {:.1} MiB", rss_mib());
     let start = Instant::now();
     let all = cms.list(&ListParams::default()).await.expect("listed");
     report("list all (one request)", all.items.len(), start.elapsed());

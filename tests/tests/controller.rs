@@ -266,3 +266,51 @@ async fn the_controller_converges_through_random_faults() {
     );
     running.abort();
 }
+
+#[tokio::test]
+async fn the_event_recorder_publishes_and_counts_repeats() {
+    use k8s_openapi::api::events::v1::Event as K8sEvent;
+    use kube::runtime::events::{Event as RecordedEvent, EventType, Recorder, Reporter};
+    let sim = KubeSim::new();
+    let client = sim.client();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &tenant_crd())
+        .await
+        .expect("CRD created");
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    let tenant = tenants
+        .create(
+            &PostParams::default(),
+            &Tenant::new("acme", TenantSpec::default()),
+        )
+        .await
+        .expect("tenant");
+    let recorder = Recorder::new(client.clone(), Reporter::from(MANAGER));
+    let event = RecordedEvent {
+        type_: EventType::Normal,
+        reason: "Provisioned".into(),
+        note: Some("namespace atoll-acme created".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    let reference = tenant.object_ref(&());
+    for _ in 0..2 {
+        recorder
+            .publish(&event, &reference)
+            .await
+            .expect("published");
+    }
+    let events: Api<K8sEvent> = Api::default_namespaced(client);
+    let listed = events.list(&Default::default()).await.expect("listed");
+    assert_eq!(
+        listed.items.len(),
+        1,
+        "the repeat is counted on the same event"
+    );
+    let published = &listed.items[0];
+    assert_eq!(published.reason.as_deref(), Some("Provisioned"));
+    assert_eq!(
+        published.regarding.as_ref().and_then(|r| r.name.as_deref()),
+        Some("acme")
+    );
+}

@@ -326,3 +326,69 @@ async fn metadata_only_reads_and_watches() {
         BTreeSet::from(["later".to_string(), "meta".to_string()])
     );
 }
+
+#[tokio::test]
+async fn watches_cut_short_by_a_fault_rule_are_resumed_without_losses() {
+    let sim = KubeSim::new();
+    let cms: Api<ConfigMap> = Api::default_namespaced(sim.client());
+    sim.faults().add(
+        FaultRule::new(Fault::CloseWatchAfter(Duration::from_millis(50)))
+            .verbs(&[Verb::Watch])
+            .probability(0.8),
+    );
+    let (reader, writer) = reflector::store::<ConfigMap>();
+    let running = tokio::spawn(
+        reflector(writer, watcher(cms.clone(), watcher::Config::default()))
+            .default_backoff()
+            .for_each(|_| async {}),
+    );
+    let mut expected = BTreeSet::new();
+    for i in 0..40 {
+        let name = format!("cm-{i}");
+        cms.create(&PostParams::default(), &cm(&name, json!({})))
+            .await
+            .expect("created");
+        expected.insert(name);
+    }
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let seen: BTreeSet<String> = reader
+            .state()
+            .iter()
+            .filter_map(|o| o.metadata.name.clone())
+            .collect();
+        if seen == expected {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "store has {seen:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Streams keep being cut and resumed; a later change still arrives.
+    let before = sim.request_log().count(Verb::Watch);
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while sim.request_log().count(Verb::Watch) < before + 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the watcher stopped re-watching"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cms.delete("cm-0", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    expected.remove("cm-0");
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let seen: BTreeSet<String> = reader
+            .state()
+            .iter()
+            .filter_map(|o| o.metadata.name.clone())
+            .collect();
+        if seen == expected {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "store has {seen:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.abort();
+}

@@ -1,7 +1,8 @@
 //! Fault injection, configured at run time: scripted faults (the next N
 //! matching requests) or random ones (each matching request with a
-//! probability), answering 500, 409 or 429 (with `Retry-After`) or adding
-//! latency; and closing every open watch stream on demand.
+//! probability), answering 500, 409 or 429 (with `Retry-After`), adding
+//! latency or cutting watch streams short; and closing every open watch
+//! stream on demand.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,6 +26,9 @@ pub enum Fault {
     },
     /// Delay the request, then serve it normally.
     Latency(Duration),
+    /// For watch requests: serve the watch, but end the stream after this
+    /// long (as a load balancer or an API server restart would).
+    CloseWatchAfter(Duration),
 }
 
 /// When a fault applies.
@@ -125,6 +129,7 @@ impl Default for Faults {
 pub(crate) struct Decision {
     pub(crate) delay: Duration,
     pub(crate) error: Option<ApiError>,
+    pub(crate) watch_lifetime: Option<Duration>,
 }
 
 impl Faults {
@@ -191,6 +196,9 @@ impl Faults {
             state.injected += 1;
             match fault {
                 Fault::Latency(d) => decision.delay += d,
+                Fault::CloseWatchAfter(d) => {
+                    decision.watch_lifetime = Some(decision.watch_lifetime.map_or(d, |w| w.min(d)));
+                }
                 Fault::InternalError => {
                     decision.error = Some(ApiError::internal("injected fault: internal error"));
                     break;

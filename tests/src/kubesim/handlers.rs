@@ -36,6 +36,8 @@ pub(crate) struct Request<'a> {
     pub(crate) body: &'a Bytes,
     pub(crate) options: WriteOptions,
     pub(crate) output: Output,
+    /// An injected limit on how long a watch stream lives.
+    pub(crate) watch_lifetime: Option<Duration>,
 }
 
 /// How objects are rendered, from the `Accept` header.
@@ -209,7 +211,10 @@ pub(crate) fn watch(r: Request<'_>) -> Served {
             .query
             .get("timeoutSeconds")
             .and_then(|t| t.parse::<u64>().ok())
-            .map(Duration::from_secs),
+            .map(Duration::from_secs)
+            .into_iter()
+            .chain(r.watch_lifetime)
+            .min(),
         send_initial_events: flag(r.query, "sendInitialEvents"),
     };
     let shared = r.shared;

@@ -54,7 +54,8 @@
 //!   defaults).
 //! - For tests: a [`RequestLog`] (verb, resource, namespace, name, field
 //!   manager, code, whether it wrote) and [`Faults`] (scripted or random
-//!   500, 409, 429 with `Retry-After`, latency; closing every watch).
+//!   500, 409, 429 with `Retry-After`, latency, watch streams cut short;
+//!   closing every open watch on demand).
 //!
 //! # What it does not do
 //!

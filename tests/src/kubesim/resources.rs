@@ -377,8 +377,8 @@ impl Registry {
         Self { types }
     }
 
-    /// Replaces the CRD-served types with those the given CRDs define
-    /// (only CRDs that are not being deleted... and still exist).
+    /// Replaces the CRD-served types with those the given (stored) CRDs
+    /// define; a CRD being deleted is served until it is gone.
     pub fn set_custom(&mut self, crds: &[Arc<Value>]) {
         self.types.retain(|t| !t.custom);
         for crd in crds {

@@ -307,7 +307,16 @@ async fn resource(
         shared.log.push(record);
         return error.into_response();
     }
-    let outcome = serve(&shared, verb, &target, &query, &headers, &body).await;
+    let outcome = serve(
+        &shared,
+        verb,
+        &target,
+        &query,
+        &headers,
+        &body,
+        decision.watch_lifetime,
+    )
+    .await;
     let response = match outcome {
         Ok((response, wrote)) => {
             record.wrote = wrote;
@@ -339,6 +348,7 @@ async fn serve(
     query: &HashMap<String, String>,
     headers: &HeaderMap,
     body: &Bytes,
+    watch_lifetime: Option<Duration>,
 ) -> Served {
     let rt = &target.rt;
     if rt.namespaced && target.namespace.is_none() && !matches!(verb, Verb::List | Verb::Watch) {
@@ -369,6 +379,7 @@ async fn serve(
             part,
             strict: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
         },
+        watch_lifetime,
         output: Output::from_accept(
             headers
                 .get(header::ACCEPT)

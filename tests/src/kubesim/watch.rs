@@ -15,7 +15,6 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 use tokio::time::{Instant, Interval};
 
-use crate::kubesim::error::ApiError;
 use crate::kubesim::resources::ResourceType;
 use crate::kubesim::selectors::{FieldSelector, LabelSelector};
 use crate::kubesim::store::{Change, EventType, Store, present};
@@ -132,7 +131,7 @@ pub fn open(
             Some(rv) => match store.changes_since(rv) {
                 Ok(replay) => pending.extend(replay.iter().filter_map(|c| request.render(c))),
                 Err(gone) => {
-                    pending.push_back(line("ERROR", gone_status(&gone)));
+                    pending.push_back(line("ERROR", gone.status()));
                     done = true;
                 }
             },
@@ -153,10 +152,6 @@ pub fn open(
         done,
     };
     futures::stream::unfold(watcher, next)
-}
-
-fn gone_status(error: &ApiError) -> Value {
-    error.status()
 }
 
 async fn next(mut w: Watcher) -> Option<(Result<Bytes, std::convert::Infallible>, Watcher)> {
