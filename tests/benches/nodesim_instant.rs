@@ -4,7 +4,9 @@
 //!
 //! `cargo bench -p atoll-testkit --bench nodesim_instant -- [N]` (default
 //! 1000): N namespaces, each with a Deployment, a one-replica StatefulSet
-//! with a claim template, and a Service.
+//! with a claim template, and a Service. Measured on the 2-core machine
+//! (kubesim in process): 1,000 tenants ready in 7.8 s, 5,000 in 40 s, 10
+//! writes per tenant, 0 writes at rest.
 
 use std::time::{Duration, Instant};
 

@@ -223,7 +223,8 @@ async fn run_in(
     out: &mut (dyn Write + Send),
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), SandboxError> {
-    let sim = KubeSim::new();
+    // Pods stay terminating until nodesim has stopped their processes.
+    let sim = KubeSim::builder().graceful_pod_deletion(true).build();
     let server = sim
         .serve(args.api)
         .await

@@ -22,7 +22,9 @@ const NS: &str = "life";
 async fn start(
     config: impl FnOnce(NodeSimConfig) -> NodeSimConfig,
 ) -> (KubeSim, Client, NodeSim, tempfile::TempDir) {
-    let sim = KubeSim::new();
+    // Pods stay terminating until nodesim confirms their processes ended,
+    // as with a real kubelet.
+    let sim = KubeSim::builder().graceful_pod_deletion(true).build();
     let client = sim.client();
     namespace(&client, NS).await;
     let state = tempfile::tempdir().expect("tempdir");
@@ -391,5 +393,43 @@ async fn instant_mode_reports_workloads_ready_without_running_anything() {
                 .is_empty()
         );
     }
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn secret_volumes_are_files_at_their_mount_paths() {
+    let (_sim, client, node, _state) = start(|c| c).await;
+    let secret: Secret = from_json(
+        json!({"metadata": {"name": "creds", "namespace": NS}, "stringData": {"token": "s3cr3t-token"}}),
+    );
+    Api::<Secret>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
+    let pod: Pod = from_json(json!({
+        "metadata": {"name": "reader", "namespace": NS},
+        "spec": {
+            "restartPolicy": "Never",
+            "volumes": [{"name": "creds", "secret": {"secretName": "creds"}}],
+            "containers": [{
+                "name": "reader",
+                "image": "shell",
+                "env": [{"name": "TOKEN_FILE", "value": "/etc/atoll/token"}],
+                "args": ["-c", "test \"$(cat \"$TOKEN_FILE\")\" = s3cr3t-token && test -f /etc/atoll/token && echo matched"],
+                "volumeMounts": [{"name": "creds", "mountPath": "/etc/atoll", "readOnly": true}]
+            }]
+        }
+    }));
+    let pods = Api::<Pod>::namespaced(client.clone(), NS);
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("pod");
+    let phase = eventually("the pod to finish", LIMIT, || async {
+        let phase = pods.get("reader").await.ok()?.status?.phase?;
+        matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
+    })
+    .await;
+    assert_eq!(phase, "Succeeded", "{:?}", node.logs(NS, "reader", None));
+    assert_eq!(node.logs(NS, "reader", None).as_deref(), Some("matched\n"));
     node.shutdown().await;
 }

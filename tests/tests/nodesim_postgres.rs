@@ -115,7 +115,7 @@ async fn db_ready(client: &Client, generation_of: Option<&str>) -> Pod {
 
 #[tokio::test]
 async fn a_postgres_statefulset_serves_through_its_service_name_and_keeps_data_across_restarts() {
-    let sim = KubeSim::new();
+    let sim = KubeSim::builder().graceful_pod_deletion(true).build();
     let client = sim.client();
     namespace(&client, NS).await;
     let state = tempfile::tempdir().expect("tempdir");

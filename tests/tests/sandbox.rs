@@ -168,6 +168,8 @@ async fn the_sandbox_serves_kubectl_runs_workloads_and_stops_cleanly_on_sigint()
     assert!(group_alive(server_pid));
     let (ok, out) = kubectl(&kubeconfig, &["logs", "deployment/web"]);
     assert!(ok && out.contains("atoll-testserver listening"), "{out}");
+    let (ok, out) = kubectl(&kubeconfig, &["logs", "--tail=1", "deployment/web"]);
+    assert!(ok && out.lines().count() == 1, "{out}");
     let (status, body) = eventually("the host to answer", LIMIT, || async {
         http_get(ingress, "web.atoll.localhost", "/pid")
             .await

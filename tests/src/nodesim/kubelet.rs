@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
@@ -665,6 +665,3 @@ pub fn pod_status(runtime: &PodRuntime, previous: Option<&PodStatus>) -> PodStat
         ..PodStatus::default()
     }
 }
-
-/// Shared, lockable view of the runtimes for queries from outside the loop.
-pub type RuntimeIndex = Arc<Mutex<HashMap<(String, String), Vec<u32>>>>;

@@ -1096,6 +1096,35 @@ impl Node {
         }
         self.stopping.retain(|_, task| !task.is_finished());
 
+        // Terminating pods this node never ran (deleted before they
+        // started): confirm at once, as kubelet does.
+        for pod in pods {
+            let key = key_of(pod.as_ref());
+            let never_ran = pod.metadata.deletion_timestamp.is_some()
+                && pod
+                    .uid()
+                    .is_some_and(|uid| !self.runtimes.contains_key(&uid))
+                && !self.stopping.contains_key(&key)
+                && pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_deref())
+                    .is_none_or(|n| n == self.config.node_name);
+            if never_ran && (scope.full() || scope.dirty.pods.contains(&key)) {
+                let params = DeleteParams {
+                    grace_period_seconds: Some(0),
+                    ..DeleteParams::default()
+                };
+                if let Err(error) = Api::<Pod>::namespaced(self.client.clone(), &key.0)
+                    .delete(&key.1, &params)
+                    .await
+                    && !is_conflict_or_missing(&error)
+                {
+                    tracing::warn!(%error, pod = %key.1, "confirming pod deletion failed");
+                }
+            }
+        }
+
         // Start new pods and retry waiting ones.
         let ctx_services = &self.shared.services;
         let mut started = BTreeSet::new();

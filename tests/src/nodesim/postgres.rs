@@ -1,6 +1,7 @@
 //! The `postgres` image, played by the local PostgreSQL server binaries.
 //!
-//! Does what the official image's entrypoint does on first start: `initdb`
+//! Does what the official image's entrypoint does on first start (each
+//! variable also as `<NAME>_FILE`): `initdb`
 //! into `PGDATA` with `POSTGRES_USER` as superuser and `POSTGRES_PASSWORD` as
 //! its password, `host all all all scram-sha-256` in `pg_hba.conf`, then
 //! creates `POSTGRES_DB`. Later starts find `PG_VERSION` and skip all that, so
@@ -73,12 +74,20 @@ impl PostgresInit {
         env: &[(String, String)],
         run_as: Option<(u32, u32)>,
     ) -> Self {
-        let get = |name: &str| {
+        let value = |name: &str| {
             env.iter()
                 .rev()
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.clone())
                 .filter(|v| !v.is_empty())
+        };
+        // Like the image: `NAME` or else the contents of the file `NAME_FILE`.
+        let get = |name: &str| {
+            value(name).or_else(|| {
+                let path = value(&format!("{name}_FILE"))?;
+                let text = std::fs::read_to_string(path).ok()?;
+                Some(text.trim_end_matches(['\r', '\n']).to_owned()).filter(|v| !v.is_empty())
+            })
         };
         let user = get("POSTGRES_USER").unwrap_or_else(|| "postgres".to_owned());
         Self {
@@ -354,6 +363,17 @@ mod tests {
         assert_eq!(init.database, "atoll");
         assert_eq!(init.host_auth_method, "scram-sha-256");
         assert!(!format!("{init:?}").contains("hunter2"));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("password");
+        std::fs::write(&file, "from-file\n").expect("write");
+        let env = vec![(
+            "POSTGRES_PASSWORD_FILE".to_owned(),
+            file.to_string_lossy().into_owned(),
+        )];
+        let init = PostgresInit::from_env("/pg".into(), "/data".into(), &env, None);
+        assert_eq!(init.password.as_deref(), Some("from-file"));
+        assert_eq!(init.user, "postgres");
         let args = init.server_args(
             std::net::Ipv4Addr::new(127, 64, 1, 2),
             5432,

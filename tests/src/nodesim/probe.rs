@@ -336,7 +336,19 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         assert!(spec(ProbeAction::Tcp { addr }).check().await.is_ok());
         drop(listener);
-        assert!(spec(ProbeAction::Tcp { addr }).check().await.is_err());
+        // A port held by a socket that never listens: connections are
+        // refused, and no test running in parallel can take it.
+        let held = tokio::net::TcpSocket::new_v4().expect("socket");
+        held.bind("127.0.0.1:0".parse().expect("addr"))
+            .expect("bind");
+        let closed = held.local_addr().expect("addr");
+        assert!(
+            spec(ProbeAction::Tcp { addr: closed })
+                .check()
+                .await
+                .is_err()
+        );
+        drop(held);
         let exec = |code: &str| ProbeAction::Exec {
             argv: vec![
                 "sh".into(),

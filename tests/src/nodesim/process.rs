@@ -300,6 +300,15 @@ pub fn group_alive(pid: u32) -> bool {
     })
 }
 
+/// Waits until no process of the group led by `pid` is alive, polling
+/// `/proc`, for at most `limit`.
+async fn wait_group_gone(pid: u32, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while group_alive(pid) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Resolves once a stop was requested.
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
@@ -486,8 +495,11 @@ async fn run_once(
             }
         }
     };
-    // Whatever the main process left behind in its group goes with it.
+    // Whatever the main process left behind in its group goes with it, and
+    // the run only ends once the group is gone (a killed process lingers
+    // until the kernel has torn it down).
     drop(guard);
+    wait_group_gone(pid, Duration::from_secs(5)).await;
     let termination = termination(status, started_at, &outcome);
     match outcome {
         Outcome::Stopped => RunResult::Stopped(termination),
