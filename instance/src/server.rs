@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState, Metrics, StateLabel};
-use crate::auth::{JwksVerifier, Verifier};
+use crate::auth::{IdentityVerifier, Verifier};
 use crate::config::{AuthMode, Config};
 use crate::engine::{Engine, EngineConfig};
 use crate::store::{Store, StoreError};
@@ -63,7 +63,7 @@ pub async fn serve(
     );
     let verifier: Option<Arc<dyn Verifier>> = match &config.auth {
         AuthMode::Identity { issuer } => {
-            let verifier = JwksVerifier::new(issuer, &config.tenant);
+            let verifier = IdentityVerifier::new(issuer, &config.tenant);
             // Load the keys now, then re-read them periodically so a key
             // identity has retired stops being trusted.
             let refresher = verifier.clone();
