@@ -2,6 +2,8 @@
 //! writes with 409 and delays half of them; afterwards every tenant has
 //! exactly its objects, and deleting them all leaves nothing behind.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -22,22 +24,12 @@ use serde_json::json;
 const TENANTS: usize = 50;
 const TIMEOUT: Duration = Duration::from_secs(180);
 
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::eventually(what, TIMEOUT, check).await
 }
 
 /// The test's own calls go through the same faulty server: retry them.

@@ -5,6 +5,8 @@
 //! Workload readiness is written by the test in kubelet's place (nodesim
 //! runs real processes in the end-to-end suite).
 
+mod common;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -23,23 +25,12 @@ use tokio::task::JoinHandle;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Polls `check` until it returns Some, or fails the test naming `what`.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually(what, TIMEOUT, check).await
 }
 
 fn run_args() -> RunArgs {
