@@ -32,6 +32,9 @@ use crate::status::{self, DatabaseState, IdentityState, Observed, WorkloadReadin
 pub const FINALIZER: &str = "atoll.dev/cleanup";
 /// Label on what a Retain deletion kept for a future Tenant of the same name.
 pub const RETAINED_LABEL: &str = "atoll.dev/retained";
+/// Annotation naming the uid of the deleted Tenant whose data a namespace
+/// keeps, so only a new Tenant of the same name adopts it.
+pub const RETAINED_FROM_ANNOTATION: &str = "atoll.dev/retained-from-uid";
 
 /// What went wrong in one reconcile, by the action that failed.
 #[derive(Debug, thiserror::Error)]
@@ -360,13 +363,32 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     let namespace_object = build::namespace(&tenant_ctx);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let patch = Patch::Apply(&namespace_object);
-    retry(|| namespaces.patch(&namespace, &params, &patch))
+    let applied = retry(|| namespaces.patch(&namespace, &params, &patch))
         .await
         .map_err(|source| Error::Apply {
             kind: "Namespace",
             name: namespace.clone(),
             source,
         })?;
+    let retained_from = applied.annotations().get(RETAINED_FROM_ANNOTATION);
+    if applied.labels().contains_key(RETAINED_LABEL)
+        && retained_from.map(String::as_str) != tenant.metadata.uid.as_deref()
+    {
+        // A new Tenant of this name is back: what was kept is in use again.
+        // (A last reconcile of the deleted Tenant, same uid, changes nothing.)
+        let adopt = serde_json::json!({"metadata": {
+            "labels": {RETAINED_LABEL: null},
+            "annotations": {RETAINED_FROM_ANNOTATION: null},
+        }});
+        let (merge, adopt) = (PatchParams::default(), Patch::Merge(&adopt));
+        retry(|| namespaces.patch(&namespace, &merge, &adopt))
+            .await
+            .map_err(|source| Error::Apply {
+                kind: "Namespace",
+                name: namespace.clone(),
+                source,
+            })?;
+    }
     let password = database_password(&ctx.client, &namespace).await?;
     let (credentials, external) = match &tenant.spec.database.external {
         Some(external) if tenant.spec.database.mode == DatabaseMode::External => {
@@ -617,13 +639,18 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
             }
         }
         atoll_crds::DeletionPolicy::Retain => {
-            // Detach the namespace and the credentials from the Tenant so the
-            // garbage collector keeps them (the volume has no owner: the
-            // StatefulSet retains it); everything else goes with the Tenant.
+            // Under Retain the namespace and the credentials never had the
+            // Tenant as owner (see `TenantContext::data_owner`), so the
+            // garbage collector keeps them even if a reconcile that started
+            // before the deletion applies them once more; the volume has no
+            // owner (the StatefulSet retains it); everything else goes with
+            // the Tenant. The patch labels what was kept, and detaches it in
+            // case the policy was Delete when it was created.
             let release = serde_json::json!({
                 "metadata": {
                     "ownerReferences": null,
                     "labels": {RETAINED_LABEL: "true"},
+                    "annotations": {RETAINED_FROM_ANNOTATION: tenant.metadata.uid},
                 }
             });
             let params = PatchParams::default();
@@ -638,14 +665,15 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
                     .await
                     .map_err(Error::Cleanup)?;
                 let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-                if secrets
+                let owned = secrets
                     .get_opt(DATABASE_SECRET)
                     .await
                     .map_err(Error::Cleanup)?
-                    .is_some()
-                {
+                    .is_some_and(|secret| !secret.owner_references().is_empty());
+                if owned {
+                    let detach = serde_json::json!({"metadata": {"ownerReferences": null}});
                     secrets
-                        .patch(DATABASE_SECRET, &params, &Patch::Merge(&release))
+                        .patch(DATABASE_SECRET, &params, &Patch::Merge(&detach))
                         .await
                         .map_err(Error::Cleanup)?;
                 }

@@ -105,7 +105,10 @@ fn percent_encode(text: &str) -> String {
 pub fn database_secret(ctx: &TenantContext<'_>, credentials: &DatabaseCredentials) -> Secret {
     let bytes = |s: &str| ByteString(s.as_bytes().to_vec());
     Secret {
-        metadata: ctx.meta(DATABASE_SECRET, Some(DATABASE)),
+        metadata: ObjectMeta {
+            owner_references: ctx.data_owner(),
+            ..ctx.meta(DATABASE_SECRET, Some(DATABASE))
+        },
         type_: Some("Opaque".to_owned()),
         data: Some(BTreeMap::from([
             ("username".to_owned(), bytes(&credentials.username)),

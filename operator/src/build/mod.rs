@@ -118,6 +118,15 @@ impl<'a> TenantContext<'a> {
         }
     }
 
+    /// Owner reference for what deletionPolicy decides the fate of (the
+    /// namespace and the database credentials): the Tenant under `Delete`,
+    /// none under `Retain`, so the garbage collector can never take retained
+    /// data, whatever order deletion and a last reconcile happen in.
+    pub fn data_owner(&self) -> Option<Vec<OwnerReference>> {
+        (self.tenant.spec.deletion_policy == atoll_crds::DeletionPolicy::Delete)
+            .then(|| vec![self.owner.clone()])
+    }
+
     /// Host the instance answers at.
     pub fn host(&self) -> String {
         self.tenant

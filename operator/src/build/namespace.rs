@@ -12,7 +12,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{TenantContext, quantity};
 
-/// The namespace, labelled for the tenant and for Pod Security `restricted`.
+/// The namespace, labelled for the tenant and for Pod Security `restricted`;
+/// owned by the Tenant only under `deletionPolicy: Delete`.
 pub fn namespace(ctx: &TenantContext<'_>) -> Namespace {
     let mut labels = ctx.labels(None);
     for mode in ["enforce", "audit", "warn"] {
@@ -25,7 +26,7 @@ pub fn namespace(ctx: &TenantContext<'_>) -> Namespace {
         metadata: ObjectMeta {
             name: Some(ctx.namespace.clone()),
             labels: Some(labels),
-            owner_references: Some(vec![ctx.owner.clone()]),
+            owner_references: ctx.data_owner(),
             ..ObjectMeta::default()
         },
         ..Namespace::default()
