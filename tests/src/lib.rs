@@ -2,4 +2,5 @@
 
 pub mod kubesim;
 pub mod nodesim;
+pub mod pg;
 pub mod sandbox;

@@ -1342,6 +1342,10 @@ impl Node {
                     tracing::warn!(%error, dir = %path.display(), "removing PVC directory failed");
                 }
             }
+            // The namespace's directory goes with its last claim.
+            if self.stopping.is_empty() {
+                let _ = std::fs::remove_dir(ns_dir.path());
+            }
         }
     }
 }

@@ -61,11 +61,7 @@ impl Rewriter<'_> {
     }
 
     fn rewrite_mounts(&self, value: &str) -> String {
-        let mut value = value.to_owned();
-        for (mount, host) in &self.mounts {
-            value = replace_path(&value, mount, &host.to_string_lossy());
-        }
-        value
+        replace_paths(value, &self.mounts)
     }
 
     fn rewrite_listen(&self, value: &str) -> String {
@@ -140,32 +136,38 @@ impl Rewriter<'_> {
     }
 }
 
-/// Replaces `mount` where it stands as a whole path (or the start of one):
-/// after the start, whitespace, `=`, `:`, `,` or a quote, and before the end,
-/// `/` or a character that cannot continue a path component.
-fn replace_path(value: &str, mount: &str, host: &str) -> String {
-    let mount = mount.trim_end_matches('/');
-    if mount.is_empty() {
-        return value.to_owned();
-    }
+/// Replaces each mount path where it stands as a whole path (or the start
+/// of one): after the start, whitespace, `=`, `:`, `,` or a quote, and
+/// before the end, `/` or a character that cannot continue a path
+/// component. One pass: the first mount that matches at a place wins
+/// (`mounts` is longest first), and what was put in is never rewritten
+/// again, so a host directory under another mount path (say `/tmp`) stays.
+fn replace_paths(value: &str, mounts: &[(String, PathBuf)]) -> String {
     let starts_path = |c: char| c.is_whitespace() || matches!(c, '=' | ':' | ',' | '\'' | '"');
     let continues_name = |c: char| c.is_alphanumeric() || matches!(c, '-' | '_' | '.');
     let mut out = String::with_capacity(value.len());
-    let mut rest = value;
     let mut previous: Option<char> = None;
-    while let Some(pos) = rest.find(mount) {
-        let before = rest[..pos].chars().next_back().or(previous);
-        let after = rest[pos + mount.len()..].chars().next();
-        out.push_str(&rest[..pos]);
-        if before.is_none_or(starts_path) && after.is_none_or(|c| !continues_name(c)) {
-            out.push_str(host);
-        } else {
-            out.push_str(mount);
+    let mut rest = value;
+    'scan: while let Some(c) = rest.chars().next() {
+        if previous.is_none_or(starts_path) {
+            for (mount, host) in mounts {
+                let mount = mount.trim_end_matches('/');
+                if mount.is_empty() || !rest.starts_with(mount) {
+                    continue;
+                }
+                let after = rest[mount.len()..].chars().next();
+                if after.is_none_or(|c| !continues_name(c)) {
+                    out.push_str(&host.to_string_lossy());
+                    previous = mount.chars().next_back();
+                    rest = &rest[mount.len()..];
+                    continue 'scan;
+                }
+            }
         }
-        previous = mount.chars().next_back();
-        rest = &rest[pos + mount.len()..];
+        out.push(c);
+        previous = Some(c);
+        rest = &rest[c.len_utf8()..];
     }
-    out.push_str(rest);
     out
 }
 
@@ -202,10 +204,15 @@ mod tests {
         Rewriter {
             pod_ip: Ipv4Addr::new(127, 100, 0, 3),
             services: &Table,
-            mounts: vec![(
-                "/var/lib/postgresql/data".to_owned(),
-                PathBuf::from("/tmp/sim/pvc/atoll-acme/data-db-0"),
-            )],
+            // Longest first, as kubelet sorts them; the PVC's host directory
+            // lies under another mount path (`/tmp`).
+            mounts: vec![
+                (
+                    "/var/lib/postgresql/data".to_owned(),
+                    PathBuf::from("/tmp/sim/pvc/atoll-acme/data-db-0"),
+                ),
+                ("/tmp".to_owned(), PathBuf::from("/tmp/sim/pods/p1/tmp")),
+            ],
         }
     }
 
@@ -271,6 +278,15 @@ mod tests {
         assert_eq!(
             r.rewrite("/x/var/lib/postgresql/data"),
             "/x/var/lib/postgresql/data"
+        );
+        // What one mount put in is not rewritten by another.
+        assert_eq!(
+            r.rewrite("/tmp/x /tmp"),
+            "/tmp/sim/pods/p1/tmp/x /tmp/sim/pods/p1/tmp"
+        );
+        assert_eq!(
+            r.rewrite("PGDATA=/var/lib/postgresql/data/pgdata"),
+            "PGDATA=/tmp/sim/pvc/atoll-acme/data-db-0/pgdata"
         );
     }
 }
