@@ -13,7 +13,7 @@ use atoll_crds::{Phase, Tenant, tenant_crd};
 use atoll_testkit::kubesim::KubeSim;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
@@ -102,17 +102,42 @@ fn spawn_operator(kubeconfig: &std::path::Path) -> std::process::Child {
         .expect("operator binary starts")
 }
 
-async fn ready_count(tenants: &Api<Tenant>) -> usize {
-    tenants
-        .list(&ListParams::default())
-        .await
-        .map(|l| {
-            l.items
-                .iter()
-                .filter(|t| t.status.as_ref().and_then(|s| s.phase) == Some(Phase::Ready))
-                .count()
-        })
-        .unwrap_or(0)
+/// Tenants with a status and Ready ones, kept by a watch: the bench's own
+/// polling must not cost O(tenants) per look, or it measures itself.
+#[derive(Default)]
+struct Progress {
+    with_status: std::collections::HashSet<String>,
+    ready: std::collections::HashSet<String>,
+}
+
+fn track(client: Client) -> std::sync::Arc<std::sync::Mutex<Progress>> {
+    use futures::StreamExt;
+    use kube::runtime::watcher::{self, Event};
+
+    let progress = std::sync::Arc::new(std::sync::Mutex::new(Progress::default()));
+    let shared = progress.clone();
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(watcher::watcher(
+            Api::<Tenant>::all(client),
+            watcher::Config::default()
+        ));
+        while let Some(event) = events.next().await {
+            let (Ok(Event::Apply(t)) | Ok(Event::InitApply(t))) = event else {
+                continue;
+            };
+            let mut p = shared.lock().expect("progress");
+            let name = t.name_any();
+            if t.status.is_some() {
+                p.with_status.insert(name.clone());
+            }
+            if t.status.as_ref().and_then(|s| s.phase) == Some(Phase::Ready) {
+                p.ready.insert(name);
+            } else {
+                p.ready.remove(&name);
+            }
+        }
+    });
+    progress
 }
 
 async fn run(n: usize) {
@@ -151,20 +176,18 @@ async fn run(n: usize) {
     let mut peak = 0f64;
     let deadline = Instant::now() + Duration::from_secs(900);
     let mut first_status: Option<Duration> = None;
-    while ready_count(&tenants).await < n {
-        if first_status.is_none() {
-            let with_status = tenants
-                .list(&ListParams::default())
-                .await
-                .map(|l| l.items.iter().filter(|t| t.status.is_some()).count())
-                .unwrap_or(0);
-            if with_status == n {
-                first_status = Some(started.elapsed());
-                eprintln!(
-                    "all {n} tenants provisioned (objects applied) after {:.1}s",
-                    started.elapsed().as_secs_f64()
-                );
-            }
+    let progress = track(client.clone());
+    let counts = || {
+        let p = progress.lock().expect("progress");
+        (p.with_status.len(), p.ready.len())
+    };
+    while counts().1 < n {
+        if first_status.is_none() && counts().0 == n {
+            first_status = Some(started.elapsed());
+            eprintln!(
+                "all {n} tenants provisioned (objects applied) after {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
         }
         peak = peak.max(peak_rss_mb(operator.id()).unwrap_or(0.0));
         assert!(
@@ -190,12 +213,9 @@ async fn run(n: usize) {
     let mark = log.mark();
     let mut operator = spawn_operator(&kubeconfig);
     let resync_started = Instant::now();
-    while log
-        .since(mark)
-        .iter()
-        .filter(|r| r.resource == "ingresses" && r.field_manager == "atoll-operator")
-        .count()
-        < n
+    while log.count_since(mark, |r| {
+        r.resource == "ingresses" && r.field_manager == "atoll-operator"
+    }) < n
     {
         assert!(Instant::now() < deadline, "resync did not finish");
         tokio::time::sleep(Duration::from_millis(250)).await;

@@ -19,7 +19,7 @@ use kube::Resource;
 use crate::config::OperatorConfig;
 
 pub use database::{
-    DATABASE_NAME, DATABASE_PORT, DATABASE_SECRET, DATABASE_USER, DatabaseCredentials,
+    DATABASE, DATABASE_NAME, DATABASE_PORT, DATABASE_SECRET, DATABASE_USER, DatabaseCredentials,
     database_secret, database_service, database_stateful_set,
 };
 pub use instance::{

@@ -91,6 +91,16 @@ impl RequestLog {
         self.lock().iter().skip(mark).cloned().collect()
     }
 
+    /// How many records after a mark satisfy `predicate`, without copying
+    /// any (for polling a long log).
+    pub fn count_since(&self, mark: usize, predicate: impl Fn(&RequestRecord) -> bool) -> usize {
+        self.lock()
+            .iter()
+            .skip(mark)
+            .filter(|r| predicate(r))
+            .count()
+    }
+
     /// Requests that changed the store, after a mark.
     pub fn writes_since(&self, mark: usize) -> Vec<RequestRecord> {
         self.lock()

@@ -4,6 +4,7 @@
 //! admission, generation, field ownership, no-op detection).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -286,12 +287,17 @@ impl Store {
         let Some(map) = self.objects.get(&rt.store_key()) else {
             return (Vec::new(), None);
         };
-        let start = continue_from.cloned();
+        // Keys sort by (namespace, name): a namespaced list, or a page after
+        // `continue_from`, starts where it should instead of scanning.
+        let lower = match (continue_from, namespace) {
+            (Some(after), _) => Bound::Excluded(after.clone()),
+            (None, Some(ns)) => Bound::Included((ns.to_owned(), String::new())),
+            (None, None) => Bound::Unbounded,
+        };
         let mut items = Vec::new();
         let mut iter = map
-            .iter()
-            .filter(|((ns, _), _)| namespace.is_none_or(|n| n == ns))
-            .filter(|(key, _)| start.as_ref().is_none_or(|s| *key > s))
+            .range((lower, Bound::Unbounded))
+            .take_while(|((ns, _), _)| namespace.is_none_or(|n| n == ns))
             .filter(|(_, o)| labels.matches(o) && fields.matches(o));
         let mut last = None;
         for (key, object) in iter.by_ref() {
