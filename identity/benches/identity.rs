@@ -11,9 +11,6 @@
 //! `cargo bench -p atoll-identity` (add `-- --seconds N` to change the
 //! measuring time per figure, `--sqlite-only` to skip PostgreSQL).
 
-#[path = "../tests/support/pg.rs"]
-mod pg;
-
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -456,8 +453,8 @@ async fn main() -> Result<(), Error> {
     )?;
     bench_database("SQLite", &sqlite, seconds, true).await?;
     if !sqlite_only {
-        let server = pg::PgServer::start().await;
-        let url = server.create_database("bench").await;
+        let server = tokio::task::spawn_blocking(atoll_testkit::pg::TestPostgres::start).await?;
+        let url = server.database_url("bench");
         bench_database("PostgreSQL", &url, seconds, false).await?;
     }
     Ok(())

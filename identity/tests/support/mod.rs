@@ -2,8 +2,6 @@
 
 #![allow(dead_code)]
 
-pub mod pg;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +22,7 @@ pub const SERVICE_TOKEN: &str = "operator-service-token-0123456789abcdef";
 #[derive(Debug)]
 pub enum Databases {
     Sqlite(tempfile::TempDir),
-    Postgres(pg::PgServer),
+    Postgres(atoll_testkit::pg::TestPostgres),
 }
 
 impl Databases {
@@ -33,7 +31,10 @@ impl Databases {
     }
 
     pub async fn postgres() -> Databases {
-        Databases::Postgres(pg::PgServer::start().await)
+        let server = tokio::task::spawn_blocking(atoll_testkit::pg::TestPostgres::start)
+            .await
+            .expect("PostgreSQL started");
+        Databases::Postgres(server)
     }
 
     pub fn name(&self) -> &'static str {
@@ -50,7 +51,7 @@ impl Databases {
                 "sqlite://{}?mode=rwc",
                 dir.path().join(format!("{name}.db")).display()
             ),
-            Databases::Postgres(server) => server.create_database(name).await,
+            Databases::Postgres(server) => server.database_url(name),
         }
     }
 }
