@@ -13,7 +13,8 @@
 //!   StatefulSet pod's own name, `pod.svc.ns.svc[.cluster.local]`, becomes
 //!   its pod IP.
 //! - **Mount paths.** A volume's `mountPath`, wherever it stands as a path
-//!   (at the start, after whitespace, `=`, `:`, `,` or a quote), points into
+//!   (at the start, after whitespace, `=`, `:`, `,`, a quote or a URL's
+//!   `://`), points into
 //!   the host directory that backs the volume.
 
 use std::net::Ipv4Addr;
@@ -61,11 +62,7 @@ impl Rewriter<'_> {
     }
 
     fn rewrite_mounts(&self, value: &str) -> String {
-        let mut value = value.to_owned();
-        for (mount, host) in &self.mounts {
-            value = replace_path(&value, mount, &host.to_string_lossy());
-        }
-        value
+        replace_paths(value, &self.mounts)
     }
 
     fn rewrite_listen(&self, value: &str) -> String {
@@ -140,32 +137,49 @@ impl Rewriter<'_> {
     }
 }
 
-/// Replaces `mount` where it stands as a whole path (or the start of one):
-/// after the start, whitespace, `=`, `:`, `,` or a quote, and before the end,
-/// `/` or a character that cannot continue a path component.
-fn replace_path(value: &str, mount: &str, host: &str) -> String {
-    let mount = mount.trim_end_matches('/');
-    if mount.is_empty() {
-        return value.to_owned();
-    }
+/// Replaces each mount path where it stands as a whole path (or the start
+/// of one): after the start, whitespace, `=`, `:`, `,`, a quote or a URL's
+/// `://`, and before the end, `/` or a character that cannot continue a
+/// path component. One pass over `value`, the longest mount first at each
+/// position, so a replacement is never rewritten again by a shorter mount
+/// (`/tmp` must not touch a host directory under `/tmp`).
+fn replace_paths(value: &str, mounts: &[(String, PathBuf)]) -> String {
     let starts_path = |c: char| c.is_whitespace() || matches!(c, '=' | ':' | ',' | '\'' | '"');
     let continues_name = |c: char| c.is_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let mut mounts: Vec<(&str, String)> = mounts
+        .iter()
+        .map(|(mount, host)| {
+            (
+                mount.trim_end_matches('/'),
+                host.to_string_lossy().into_owned(),
+            )
+        })
+        .filter(|(mount, _)| !mount.is_empty())
+        .collect();
+    mounts.sort_by_key(|(mount, _)| std::cmp::Reverse(mount.len()));
     let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    let mut previous: Option<char> = None;
-    while let Some(pos) = rest.find(mount) {
-        let before = rest[..pos].chars().next_back().or(previous);
-        let after = rest[pos + mount.len()..].chars().next();
-        out.push_str(&rest[..pos]);
-        if before.is_none_or(starts_path) && after.is_none_or(|c| !continues_name(c)) {
-            out.push_str(host);
-        } else {
-            out.push_str(mount);
+    let mut i = 0;
+    'scan: while let Some(ch) = value[i..].chars().next() {
+        let before = &value[..i];
+        let at_path_start =
+            before.ends_with("://") || before.chars().next_back().is_none_or(starts_path);
+        if at_path_start {
+            for (mount, host) in &mounts {
+                let after = value[i..]
+                    .strip_prefix(mount)
+                    .map(|rest| rest.chars().next());
+                if let Some(after) = after
+                    && after.is_none_or(|c| !continues_name(c))
+                {
+                    out.push_str(host);
+                    i += mount.len();
+                    continue 'scan;
+                }
+            }
         }
-        previous = mount.chars().next_back();
-        rest = &rest[pos + mount.len()..];
+        out.push(ch);
+        i += ch.len_utf8();
     }
-    out.push_str(rest);
     out
 }
 
@@ -271,6 +285,22 @@ mod tests {
         assert_eq!(
             r.rewrite("/x/var/lib/postgresql/data"),
             "/x/var/lib/postgresql/data"
+        );
+        let nested = Rewriter {
+            mounts: vec![
+                ("/var/run/secrets/x".to_owned(), PathBuf::from("/tmp/pod/x")),
+                ("/tmp".to_owned(), PathBuf::from("/tmp/pod/tmp")),
+            ],
+            ..rewriter()
+        };
+        assert_eq!(
+            nested.rewrite("/var/run/secrets/x/token /tmp/a"),
+            "/tmp/pod/x/token /tmp/pod/tmp/a",
+            "a replacement is not rewritten again"
+        );
+        assert_eq!(
+            r.rewrite("sqlite:///var/lib/postgresql/data/x.db?mode=rwc"),
+            "sqlite:///tmp/sim/pvc/atoll-acme/data-db-0/x.db?mode=rwc"
         );
     }
 }
