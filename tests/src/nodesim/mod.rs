@@ -30,6 +30,11 @@
 //!   Service address, ports unchanged.
 //! - **Ingress** ([`ingress`]): one loopback HTTP port routing by `Host` and
 //!   path to the Service behind each Ingress rule; Ingress status shows it.
+//! - **API access** ([`NodeSimConfig::api_server`]): pods get
+//!   `KUBERNETES_SERVICE_HOST`/`_PORT` and, when they mount their
+//!   service-account token, one from the TokenRequest API with the files
+//!   kubelet writes and a `KUBECONFIG` using it, so they act as their
+//!   service account (kubesim logs it and, with RBAC on, authorizes it).
 //! - **Volumes**: a PVC is the directory `<state>/pvc/<namespace>/<name>`,
 //!   removed with the PVC; Secret and ConfigMap volumes are written as files;
 //!   mount paths in env and args point into these directories.
@@ -144,7 +149,9 @@ pub struct NodeSimConfig {
     /// and args point there), plus `KUBECONFIG` naming a kubeconfig that
     /// uses it: a process on a shared host cannot read the fixed in-cluster
     /// path, and clients try `KUBECONFIG` first. The service account must
-    /// exist (kubesim has no controller creating `default`).
+    /// exist (kubesim has no controller creating `default`). Go clients
+    /// (kubectl) send credentials only over TLS, so against kubesim's plain
+    /// HTTP they act without any; kube-rs and plain HTTP clients send them.
     pub api_server: Option<String>,
 }
 
