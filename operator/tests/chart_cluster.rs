@@ -19,13 +19,13 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use atoll_testkit::kubesim::rbac::{Policy, UserInfo};
+use atoll_testkit::kubesim::rbac::Policy;
 use atoll_testkit::kubesim::{KubeSim, RequestRecord};
 use atoll_testkit::nodesim::{NodeSim, NodeSimConfig};
 use atoll_testkit::sandbox::apply_files;
+use common::RELEASE_NAMESPACE;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
@@ -34,9 +34,8 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 const LIMIT: Duration = Duration::from_secs(120);
-const RELEASE_NAMESPACE: &str = "atoll-system";
-/// `<release>-operator` with release `atoll`.
-const OPERATOR: &str = "atoll-operator";
+/// The operator's Deployment, named like its ServiceAccount.
+const OPERATOR: &str = common::OPERATOR_ACCOUNT;
 const IDENTITY: &str = "atoll-identity";
 
 fn root() -> PathBuf {
@@ -51,33 +50,6 @@ fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-/// The chart rendered as `helm install atoll charts/atoll -n atoll-system`
-/// renders it.
-fn render(helm: &Path) -> String {
-    let chart = root().join("charts/atoll");
-    let output = Command::new(helm)
-        .args(["template", "atoll"])
-        .arg(&chart)
-        .args(["--namespace", RELEASE_NAMESPACE])
-        .args(["--set", "operator.leaderElection=true"])
-        .output()
-        .expect("helm runs");
-    assert!(
-        output.status.success(),
-        "helm template failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8")
-}
-
-fn documents(rendered: &str) -> Vec<Value> {
-    rendered
-        .split("\n---")
-        .filter_map(|doc| serde_norway::from_str::<Value>(doc).ok())
-        .filter(Value::is_object)
-        .collect()
 }
 
 /// Helm's order, except that CRDs go first: nothing may use a kind before
@@ -163,7 +135,7 @@ fn condition(tenant: &Value, type_: &str) -> Option<String> {
 
 #[tokio::test]
 async fn the_chart_runs_atoll_in_the_simulated_cluster_with_exactly_its_rbac() {
-    let Some(helm) = std::env::var_os("ATOLL_HELM").map(PathBuf::from) else {
+    let Some(docs) = common::render_chart(&["--set", "operator.leaderElection=true"]) else {
         eprintln!(
             "SKIPPED: ATOLL_HELM is not set (scripts/test installs helm and sets it); \
              the chart was not installed in the simulated cluster"
@@ -173,7 +145,7 @@ async fn the_chart_runs_atoll_in_the_simulated_cluster_with_exactly_its_rbac() {
     let operator_bin = binary("atoll-operator");
     let identity_bin = binary("atoll-identity");
     let instance_bin = binary("atoll-instance");
-    let docs = install_order(documents(&render(&helm)));
+    let docs = install_order(docs);
     let dir = tempfile::tempdir().expect("tempdir");
 
     // The cluster: kubesim with RBAC for token holders, served on loopback
@@ -396,7 +368,7 @@ async fn the_chart_runs_atoll_in_the_simulated_cluster_with_exactly_its_rbac() {
 /// every permission they grant was used.
 fn assert_rbac_is_exact(docs: &[Value], records: &[RequestRecord]) {
     let policy = Policy::from_objects(docs).expect("the chart's RBAC objects read");
-    let operator = UserInfo::service_account(RELEASE_NAMESPACE, OPERATOR);
+    let operator = common::operator_user();
     let made: Vec<&RequestRecord> = records
         .iter()
         .filter(|r| r.user.as_deref() == Some(operator.name.as_str()))

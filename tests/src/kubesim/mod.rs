@@ -247,6 +247,26 @@ impl KubeSim {
         kube::Client::new(self.router(), "default")
     }
 
+    /// A `kube::Client` in process that authenticates as `user` with a
+    /// bearer token this simulator issued, so that the request log names
+    /// the user and RBAC (when on) applies to it; default namespace
+    /// `default`.
+    pub fn client_as(&self, user: rbac::UserInfo) -> kube::Client {
+        let token = self.shared.issue_token(user);
+        // The token is ASCII letters, digits and a dot: a valid header value.
+        let bearer = http::HeaderValue::from_str(&format!("Bearer {token}"))
+            .expect("kubesim tokens are valid header values");
+        let service = tower::ServiceBuilder::new()
+            .map_request(move |mut request: http::Request<kube::client::Body>| {
+                request
+                    .headers_mut()
+                    .insert(http::header::AUTHORIZATION, bearer.clone());
+                request
+            })
+            .service(self.router());
+        kube::Client::new(service, "default")
+    }
+
     /// Serves the API over plain HTTP on `addr` (use port 0 for a free one)
     /// until the returned [`Server`] is shut down or dropped.
     pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<Server> {
