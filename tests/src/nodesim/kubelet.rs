@@ -364,16 +364,13 @@ pub fn start_pod(
     let mut launches = Vec::new();
     for container in &spec.containers {
         let image = container.image.clone().unwrap_or_default();
-        match prepare_container(
-            pod,
-            container,
+        let setup = PodSetup {
             ip,
-            &fields,
-            &volumes,
-            api.as_ref(),
-            config,
-            ctx,
-        ) {
+            fields: &fields,
+            volumes: &volumes,
+            api: api.as_ref(),
+        };
+        match prepare_container(pod, container, setup, config, ctx) {
             Ok(launch) => launches.push((container.name.clone(), image, launch)),
             Err((reason, message)) => {
                 runtime
@@ -404,17 +401,29 @@ pub fn start_pod(
 
 type ContainerError = (String, String);
 
-#[allow(clippy::too_many_arguments)]
+/// What the containers of one pod share.
+#[derive(Clone, Copy)]
+struct PodSetup<'a> {
+    ip: Ipv4Addr,
+    fields: &'a PodFields,
+    /// Host directories of the pod's volumes, by volume name.
+    volumes: &'a HashMap<String, PathBuf>,
+    api: Option<&'a ApiAccess>,
+}
+
 fn prepare_container(
     pod: &Pod,
     container: &Container,
-    ip: Ipv4Addr,
-    fields: &PodFields,
-    volumes: &HashMap<String, PathBuf>,
-    api: Option<&ApiAccess>,
+    setup: PodSetup<'_>,
     config: &NodeSimConfig,
     ctx: &dyn PodContext,
 ) -> Result<Option<LaunchSpec>, ContainerError> {
+    let PodSetup {
+        ip,
+        fields,
+        volumes,
+        api,
+    } = setup;
     let image = container.image.clone().unwrap_or_default();
     let program = program_for(config, &image).ok_or_else(|| {
         (
