@@ -2,11 +2,11 @@
 //! install it: every rendered object is applied to kubesim, nodesim runs the
 //! operator and identity from the chart's own Deployments (their args, env
 //! with fieldRefs, ports, probes, mounted Secrets, the identity PVC and the
-//! operator's service-account token), and a Tenant becomes Ready and
-//! answers at its URL. kubesim enforces RBAC for the operator's token, so
-//! the chart's ClusterRole and Role must allow everything the operator does;
-//! the RBAC check then proves the converse: every permission they grant was
-//! used.
+//! operator's service-account token), and a Tenant becomes Ready, answers
+//! at its URL, is suspended and resumed, and is deleted. kubesim enforces
+//! RBAC for the operator's token, so the chart's ClusterRole and Role must
+//! allow everything the operator does; the RBAC check then proves the
+//! converse: every permission they grant was used.
 //!
 //! Values: the defaults, plus `operator.leaderElection=true` so that the
 //! leader-election Role (only bound for that path) is exercised too.
@@ -315,6 +315,30 @@ async fn the_chart_runs_atoll_in_the_simulated_cluster_with_exactly_its_rbac() {
     .await
     .expect("answer");
     assert_eq!(status, 401, "the instance wants a token");
+
+    // Suspended and resumed: the instance and database scale to zero and
+    // back, and the Ready event repeats (the Recorder patches its series).
+    for (suspended, phase) in [(true, "Suspended"), (false, "Ready")] {
+        tenants
+            .patch(
+                "acme",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"suspended": suspended}})),
+            )
+            .await
+            .expect("suspended set");
+        eventually(&format!("acme to be {phase}"), || async {
+            let tenant = serde_json::to_value(tenants.get("acme").await.ok()?).ok()?;
+            (tenant["status"]["phase"] == phase).then_some(())
+        })
+        .await;
+    }
+    eventually("acme's URL to answer again", || async {
+        http(router, "GET", "acme.atoll.example.com", "/healthz", None)
+            .await
+            .filter(|(s, _)| *s == 200)
+    })
+    .await;
 
     // Deletion with policy Delete: the operator deregisters the tenant and
     // deletes its namespace (the path that needs `delete namespaces`).
