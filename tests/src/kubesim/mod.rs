@@ -65,9 +65,11 @@
 //! Authentication only by bearer tokens from the TokenRequest API
 //! (`serviceaccounts/<name>/token`, which nodesim uses to give pods their
 //! service account's credentials); requests without credentials are
-//! allowed everything. RBAC is off unless turned on
-//! ([`KubeSimBuilder::rbac`]); then it applies to token holders only. No
-//! admission webhooks, no controllers besides the garbage collector and
+//! allowed everything. Tokens do not expire. No TLS, so Go clients
+//! (kubectl) send no credentials to it. RBAC is off unless turned on
+//! ([`KubeSimBuilder::rbac`]); then it applies to token holders' resource
+//! requests only (discovery stays open), without aggregated ClusterRoles.
+//! No admission webhooks, no controllers besides the garbage collector and
 //! namespace lifecycle (workloads come to life with nodesim), no Protocol
 //! Buffers (kubectl's typed generators such as `kubectl create configmap`
 //! get a 415; `kubectl apply`/`create -f` use JSON and work; kubectl
