@@ -402,6 +402,15 @@ fn assert_rbac_is_exact(docs: &[Value], records: &[RequestRecord]) {
         "the operator's requests carry its service-account token ({} found)",
         made.len()
     );
+    let others: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r.user.as_deref())
+        .filter(|u| *u != operator.name)
+        .collect();
+    assert!(
+        others.is_empty(),
+        "only the operator holds a token (identity's pod mounts none): {others:?}"
+    );
     let refused: Vec<&&RequestRecord> = made.iter().filter(|r| r.code == 403).collect();
     assert!(
         refused.is_empty(),
