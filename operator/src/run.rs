@@ -13,8 +13,9 @@ use axum::routing::get;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, controller, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::build::{FIELD_MANAGER, MANAGED_BY_LABEL};
 use crate::config::OperatorConfig;
@@ -216,8 +217,17 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
         let _ = stop_tx.send(());
     });
     Controller::new(tenants, watcher::Config::default())
-        .owns(Api::<Deployment>::all(client.clone()), ours.clone())
-        .owns(Api::<StatefulSet>::all(client.clone()), ours)
+        // Not `owns()`: it keys a cluster-scoped owner by its child's
+        // namespace, which the controller takes for another object than the
+        // Tenant itself, so a child's change could reconcile a Tenant while
+        // a reconcile of the same Tenant runs (an apply racing a cleanup
+        // re-owned the Secret that Retain had just released).
+        .watches(
+            Api::<Deployment>::all(client.clone()),
+            ours.clone(),
+            owning_tenant,
+        )
+        .watches(Api::<StatefulSet>::all(client.clone()), ours, owning_tenant)
         .with_config(controller::Config::default().concurrency(args.concurrency))
         .graceful_shutdown_on(async move {
             let _ = stopped.await;
@@ -237,6 +247,18 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The Tenant that owns a child, keyed as the cluster-scoped object it is.
+fn owning_tenant<K: Resource>(child: K) -> Option<ObjectRef<Tenant>> {
+    child
+        .owner_references()
+        .iter()
+        .find(|owner| {
+            owner.kind == "Tenant"
+                && owner.api_version.split('/').next() == Some(&*Tenant::group(&()))
+        })
+        .map(|owner| ObjectRef::new(&owner.name))
 }
 
 /// Ctrl-C or SIGTERM.
@@ -283,5 +305,29 @@ async fn serve_health(listener: tokio::net::TcpListener, metrics: Metrics) {
         );
     if let Err(error) = axum::serve(listener, app).await {
         tracing::error!(error = %error, "health server stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_triggers_its_tenant_as_a_cluster_scoped_object() {
+        let deployment: Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "instance",
+                "namespace": "atoll-acme",
+                "ownerReferences": [
+                    {"apiVersion": "apps/v1", "kind": "Tenant", "name": "impostor", "uid": "1"},
+                    {"apiVersion": "atoll.dev/v1alpha1", "kind": "Tenant", "name": "acme", "uid": "2", "controller": true}
+                ]
+            }
+        }))
+        .expect("deployment");
+        let tenant = owning_tenant(deployment).expect("an owner");
+        assert_eq!(tenant, ObjectRef::new("acme"));
+        assert_eq!(tenant.namespace, None);
+        assert!(owning_tenant(Deployment::default()).is_none());
     }
 }

@@ -50,8 +50,10 @@ fn run_args() -> RunArgs {
     }
 }
 
-fn start_operator(client: &Client) -> JoinHandle<()> {
-    let client = client.clone();
+/// Runs the operator as the chart's service account, so that the request
+/// log names its requests for the RBAC check.
+fn start_operator(sim: &KubeSim) -> JoinHandle<()> {
+    let client = sim.client_as(common::operator_user());
     tokio::spawn(async move {
         if let Err(error) = run_with_client(run_args(), client).await {
             panic!("operator stopped: {error}");
@@ -149,7 +151,7 @@ async fn tenant_converges_and_a_restarted_operator_writes_nothing() {
     let minimal = include_str!("../../examples/tenant-minimal.yaml");
     let mark = sim.request_log().mark();
     create_tenant(&client, minimal).await;
-    let operator = start_operator(&client);
+    let operator = start_operator(&sim);
 
     eventually("acme to report Provisioning", || async {
         (tenant_phase(&client, "acme").await == Some(Phase::Provisioning)).then_some(())
@@ -201,7 +203,7 @@ async fn tenant_converges_and_a_restarted_operator_writes_nothing() {
     operator.abort();
     let _ = operator.await;
     let mark = sim.request_log().mark();
-    let operator = start_operator(&client);
+    let operator = start_operator(&sim);
     eventually("the restarted operator to reconcile acme", || async {
         sim.request_log()
             .since(mark)
@@ -222,6 +224,7 @@ async fn tenant_converges_and_a_restarted_operator_writes_nothing() {
         .clone();
     assert_eq!(password, again);
     operator.abort();
+    common::assert_chart_allows_the_operator(&sim.request_log().records());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,7 +255,7 @@ async fn invalid_tenant_is_reported_once_and_not_retried() {
         )
         .await
         .expect("created");
-    let operator = start_operator(&client);
+    let operator = start_operator(&sim);
     let ready = eventually("the InvalidSpec condition", || async {
         let status = tenants.get("broken").await.ok()?.status?;
         atoll_crds::conditions::get(&status.conditions, "Ready")
@@ -295,6 +298,7 @@ async fn invalid_tenant_is_reported_once_and_not_retried() {
         "writes for the invalid tenant: {retries:#?}"
     );
     operator.abort();
+    common::assert_chart_allows_the_operator(&sim.request_log().records());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,7 +306,7 @@ async fn deletion_follows_the_policy() {
     let sim = KubeSim::new();
     let client = sim.client();
     install_crd(&client, tenant_crd()).await;
-    let operator = start_operator(&client);
+    let operator = start_operator(&sim);
     let tenants: Api<Tenant> = Api::all(client.clone());
     let namespaces: Api<Namespace> = Api::all(client.clone());
 
@@ -381,6 +385,7 @@ async fn deletion_follows_the_policy() {
     let adopted = secrets.get("database-credentials").await.expect("secret");
     assert_eq!(adopted.data.expect("data")["password"], password);
     operator.abort();
+    common::assert_chart_allows_the_operator(&sim.request_log().records());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -433,7 +438,7 @@ async fn a_standby_replica_stays_idle_until_the_leader_is_gone() {
     let Command::Run(args) = cli.command else {
         panic!("run")
     };
-    let standby_client = client.clone();
+    let standby_client = sim.client_as(common::operator_user());
     let standby = tokio::spawn(async move { run_with_client(*args, standby_client).await });
 
     // While the leader renews (three renewals, each watched by the standby),
@@ -475,4 +480,5 @@ async fn a_standby_replica_stays_idle_until_the_leader_is_gone() {
     })
     .await;
     standby.abort();
+    common::assert_chart_allows_the_operator(&sim.request_log().records());
 }

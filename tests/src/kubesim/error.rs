@@ -157,6 +157,18 @@ impl ApiError {
         Self::new(400, "BadRequest", message)
     }
 
+    /// 401 for a bearer token the server did not issue.
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized")
+    }
+
+    /// 403 from RBAC, with the details the API server sends.
+    pub fn forbidden_by_rbac(subject: Subject<'_>, name: &str, message: String) -> Self {
+        let mut e = Self::new(403, "Forbidden", message);
+        e.details = Some(subject.details(name));
+        e
+    }
+
     /// 403, e.g. creating in a terminating namespace.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(403, "Forbidden", message)

@@ -251,6 +251,61 @@ pub(crate) fn create(r: Request<'_>) -> Served {
     ))
 }
 
+/// TokenRequest (`POST serviceaccounts/<name>/token`): a bearer token that
+/// authenticates as the service account. Tokens do not expire here; the
+/// answer states the expiry the request asked for (default one hour).
+pub(crate) fn token_request(r: Request<'_>) -> Served {
+    let body = parse_body(r.body)?;
+    r.shared.lock().get(&r.target.rt, &r.namespace, &r.name)?;
+    let seconds = match &body["spec"]["expirationSeconds"] {
+        Value::Null => 3600,
+        value => value.as_i64().ok_or_else(|| {
+            ApiError::bad_request("spec.expirationSeconds must be an integer".to_owned())
+        })?,
+    };
+    if seconds < 600 {
+        return Err(ApiError::invalid(
+            "TokenRequest",
+            "authentication.k8s.io",
+            &r.name,
+            vec![Cause {
+                reason: "FieldValueInvalid".to_owned(),
+                field: "spec.expirationSeconds".to_owned(),
+                message: format!(
+                    "spec.expirationSeconds: Invalid value: {seconds}: may not specify a duration less than 10 minutes"
+                ),
+            }],
+        ));
+    }
+    let now = jiff::Timestamp::now();
+    let format = |t: jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let expires = now
+        .checked_add(jiff::SignedDuration::from_secs(seconds))
+        .map_err(|e| ApiError::bad_request(format!("spec.expirationSeconds: {e}")))?;
+    let token = r
+        .shared
+        .issue_token(crate::kubesim::rbac::UserInfo::service_account(
+            &r.namespace,
+            &r.name,
+        ));
+    let mut spec = body["spec"].clone();
+    if !spec.is_object() {
+        spec = json!({});
+    }
+    spec["expirationSeconds"] = json!(seconds);
+    if spec["audiences"].is_null() {
+        spec["audiences"] = json!(["https://kubernetes.default.svc.cluster.local"]);
+    }
+    let answer = json!({
+        "kind": "TokenRequest",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"name": r.name, "namespace": r.namespace, "creationTimestamp": format(now)},
+        "spec": spec,
+        "status": {"token": token, "expirationTimestamp": format(expires)},
+    });
+    Ok((json_response(StatusCode::CREATED, &answer), false))
+}
+
 /// PUT.
 pub(crate) fn update(r: Request<'_>) -> Served {
     let object = parse_body(r.body)?;

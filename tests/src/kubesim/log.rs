@@ -32,11 +32,29 @@ impl Verb {
     pub fn is_write(self) -> bool {
         !matches!(self, Self::Get | Self::List | Self::Watch)
     }
+
+    /// The verb as RBAC rules name it (server-side apply is `patch`).
+    pub fn rbac_verb(self) -> &'static str {
+        match self {
+            Self::Get => "get",
+            Self::List => "list",
+            Self::Watch => "watch",
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Patch | Self::Apply => "patch",
+            Self::Delete => "delete",
+            Self::DeleteCollection => "deletecollection",
+        }
+    }
 }
 
 /// One served request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestRecord {
+    /// Who asked: the user a bearer token was issued to
+    /// (`system:serviceaccount:<namespace>:<name>` for a TokenRequest), or
+    /// `None` for a request without credentials.
+    pub user: Option<String>,
     /// The verb.
     pub verb: Verb,
     /// API group (`""` for core).

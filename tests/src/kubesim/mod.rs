@@ -52,15 +52,24 @@
 //!   specs); the defaults the server adds (Secret `stringData` folded into
 //!   `data`, Service cluster IPs and port defaults, workload and pod template
 //!   defaults).
-//! - For tests: a [`RequestLog`] (verb, resource, namespace, name, field
-//!   manager, code, whether it wrote) and [`Faults`] (scripted or random
+//! - Service-account tokens through the TokenRequest API; each request is
+//!   logged with the user its token names; optional RBAC authorization
+//!   ([`rbac`], also usable on its own to check roles against a log).
+//! - For tests: a [`RequestLog`] (user, verb, resource, namespace, name,
+//!   field manager, code, whether it wrote) and [`Faults`] (scripted or random
 //!   500, 409, 429 with `Retry-After`, latency, watch streams cut short;
 //!   closing every open watch on demand).
 //!
 //! # What it does not do
 //!
-//! No authentication or authorization (every request is allowed), no
-//! admission webhooks, no controllers besides the garbage collector and
+//! Authentication only by bearer tokens from the TokenRequest API
+//! (`serviceaccounts/<name>/token`, which nodesim uses to give pods their
+//! service account's credentials); requests without credentials are
+//! allowed everything. Tokens do not expire. No TLS, so Go clients
+//! (kubectl) send no credentials to it. RBAC is off unless turned on
+//! ([`KubeSimBuilder::rbac`]); then it applies to token holders' resource
+//! requests only (discovery stays open), without aggregated ClusterRoles.
+//! No admission webhooks, no controllers besides the garbage collector and
 //! namespace lifecycle (workloads come to life with nodesim), no Protocol
 //! Buffers (kubectl's typed generators such as `kubectl create configmap`
 //! get a 415; `kubectl apply`/`create -f` use JSON and work; kubectl
@@ -78,6 +87,7 @@ mod handlers;
 pub mod log;
 mod openapi;
 mod patch;
+pub mod rbac;
 mod resources;
 mod routes;
 mod schema;
@@ -135,6 +145,7 @@ pub struct KubeSimBuilder {
     history: usize,
     bookmark_interval: Duration,
     graceful_pods: bool,
+    rbac: bool,
 }
 
 impl Default for KubeSimBuilder {
@@ -143,6 +154,7 @@ impl Default for KubeSimBuilder {
             history: 50_000,
             bookmark_interval: Duration::from_secs(5),
             graceful_pods: false,
+            rbac: false,
         }
     }
 }
@@ -171,6 +183,17 @@ impl KubeSimBuilder {
         self
     }
 
+    /// Authorizes requests that carry a bearer token (issued through the
+    /// TokenRequest API, `serviceaccounts/<name>/token`) with RBAC: the
+    /// Roles, ClusterRoles and bindings in the store decide, and a denied
+    /// request gets the API server's 403 `Forbidden`. Requests without
+    /// credentials (tests, nodesim, kubectl with the plain kubeconfig) stay
+    /// allowed, like a cluster administrator. Off by default.
+    pub fn rbac(mut self, on: bool) -> Self {
+        self.rbac = on;
+        self
+    }
+
     /// Builds the simulator, with the namespaces `default`, `kube-system`,
     /// `kube-public` and `kube-node-lease`.
     pub fn build(self) -> KubeSim {
@@ -185,6 +208,8 @@ impl KubeSimBuilder {
                 faults: Faults::default(),
                 pod_logs: RwLock::new(None),
                 bookmark_interval: self.bookmark_interval,
+                tokens: Mutex::default(),
+                rbac: self.rbac,
             }),
         }
     }
@@ -222,6 +247,26 @@ impl KubeSim {
     /// namespace `default`.
     pub fn client(&self) -> kube::Client {
         kube::Client::new(self.router(), "default")
+    }
+
+    /// A `kube::Client` in process that authenticates as `user` with a
+    /// bearer token this simulator issued, so that the request log names
+    /// the user and RBAC (when on) applies to it; default namespace
+    /// `default`.
+    pub fn client_as(&self, user: rbac::UserInfo) -> kube::Client {
+        let token = self.shared.issue_token(user);
+        // The token is ASCII letters, digits and a dot: a valid header value.
+        let bearer = http::HeaderValue::from_str(&format!("Bearer {token}"))
+            .expect("kubesim tokens are valid header values");
+        let service = tower::ServiceBuilder::new()
+            .map_request(move |mut request: http::Request<kube::client::Body>| {
+                request
+                    .headers_mut()
+                    .insert(http::header::AUTHORIZATION, bearer.clone());
+                request
+            })
+            .service(self.router());
+        kube::Client::new(service, "default")
     }
 
     /// Serves the API over plain HTTP on `addr` (use port 0 for a free one)
@@ -274,6 +319,15 @@ impl KubeSim {
     }
 }
 
+/// A kubeconfig for the API server at `url` with default namespace
+/// `namespace`; `user` is the YAML flow mapping of the user's credentials
+/// (`{}` for none, `{tokenFile: /path}` for a bearer token read from a file).
+pub fn kubeconfig(url: &str, namespace: &str, user: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kubesim\n  cluster:\n    server: {url}\ncontexts:\n- name: kubesim\n  context:\n    cluster: kubesim\n    user: kubesim\n    namespace: {namespace}\ncurrent-context: kubesim\nusers:\n- name: kubesim\n  user: {user}\npreferences: {{}}\n"
+    )
+}
+
 /// A running HTTP listener; stops when shut down or dropped.
 #[derive(Debug)]
 pub struct Server {
@@ -296,10 +350,7 @@ impl Server {
 
     /// A kubeconfig (context `kubesim`, namespace `default`, no credentials).
     pub fn kubeconfig(&self) -> String {
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: kubesim\n  cluster:\n    server: {}\ncontexts:\n- name: kubesim\n  context:\n    cluster: kubesim\n    user: kubesim\n    namespace: default\ncurrent-context: kubesim\nusers:\n- name: kubesim\n  user: {{}}\npreferences: {{}}\n",
-            self.url()
-        )
+        kubeconfig(&self.url(), "default", "{}")
     }
 
     /// Writes [`Server::kubeconfig`] to `path`.

@@ -21,6 +21,7 @@ use crate::kubesim::fields::Part;
 use crate::kubesim::handlers::{self, Output, Request, Served, flag};
 use crate::kubesim::log::{RequestLog, RequestRecord, Verb};
 use crate::kubesim::openapi;
+use crate::kubesim::rbac::{Attributes, Policy, UserInfo};
 use crate::kubesim::resources::ResourceType;
 use crate::kubesim::store::{Store, WriteOptions};
 
@@ -31,6 +32,10 @@ pub(crate) struct Shared {
     pub(crate) faults: Faults,
     pub(crate) pod_logs: RwLock<Option<Arc<dyn PodLogs>>>,
     pub(crate) bookmark_interval: Duration,
+    /// Bearer tokens issued through the TokenRequest API, and their users.
+    pub(crate) tokens: Mutex<HashMap<String, UserInfo>>,
+    /// Whether token holders are authorized with RBAC.
+    pub(crate) rbac: bool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -44,6 +49,82 @@ impl Shared {
         self.store
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, UserInfo>> {
+        self.tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A new bearer token for `user`: 244 random bits.
+    pub(crate) fn issue_token(&self, user: UserInfo) -> String {
+        let token = format!(
+            "kubesim.{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        self.tokens().insert(token.clone(), user);
+        token
+    }
+
+    /// The user of the request's bearer token: `Ok(None)` without one,
+    /// 401 for a token this server did not issue.
+    fn authenticate(&self, headers: &HeaderMap) -> ApiResult<Option<UserInfo>> {
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Ok(None);
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(ApiError::unauthorized)?;
+        self.tokens()
+            .get(token)
+            .cloned()
+            .map(Some)
+            .ok_or_else(ApiError::unauthorized)
+    }
+
+    /// RBAC for token holders, from the roles and bindings in the store.
+    fn authorize(&self, user: &UserInfo, target: &Target, verb: Verb) -> ApiResult<()> {
+        let attributes = Attributes {
+            verb: verb.rbac_verb().to_owned(),
+            group: target.rt.group.clone(),
+            resource: target.rt.plural.clone(),
+            subresource: target.subresource.clone().unwrap_or_default(),
+            namespace: target.namespace.clone().unwrap_or_default(),
+            name: target.name.clone().unwrap_or_default(),
+        };
+        let policy = {
+            let store = self.lock();
+            let mut objects = Vec::new();
+            for resource in [
+                "roles",
+                "clusterroles",
+                "rolebindings",
+                "clusterrolebindings",
+            ] {
+                if let Some(rt) = store
+                    .registry
+                    .find("rbac.authorization.k8s.io", "v1", resource)
+                {
+                    objects.extend(store.objects(&rt.store_key(), None));
+                }
+            }
+            Policy::from_objects(objects.iter().map(AsRef::as_ref))
+                .map_err(|e| ApiError::internal(format!("reading RBAC objects: {e}")))?
+        };
+        if policy.allows(user, &attributes) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden_by_rbac(
+                target.rt.subject(),
+                &attributes.name,
+                attributes.forbidden_message(&user.name),
+            ))
+        }
     }
 }
 
@@ -193,7 +274,8 @@ fn parse_path(store: &Store, path: &str) -> ApiResult<Target> {
     if let Some(sub) = subresource {
         let known = (sub == "status" && rt.status_subresource)
             || (sub == "log" && rt.group.is_empty() && rt.plural == "pods")
-            || (sub == "scale" && rt.scale_subresource());
+            || (sub == "scale" && rt.scale_subresource())
+            || (sub == "token" && rt.group.is_empty() && rt.plural == "serviceaccounts");
         if !known {
             return Err(ApiError::no_route(path));
         }
@@ -218,6 +300,8 @@ fn verb_of(
         ("GET", false) => Verb::List,
         ("GET", true) => Verb::Get,
         ("POST", false) => Verb::Create,
+        // TokenRequest: POST serviceaccounts/<name>/token.
+        ("POST", true) if target.subresource.as_deref() == Some("token") => Verb::Create,
         ("PUT", true) => Verb::Update,
         ("PATCH", true) => {
             if content_type(headers).starts_with("application/apply-patch") {
@@ -285,7 +369,13 @@ async fn resource(
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
+    let user = shared.authenticate(&headers);
     let mut record = RequestRecord {
+        user: user
+            .as_ref()
+            .ok()
+            .and_then(Option::as_ref)
+            .map(|u| u.name.clone()),
         verb,
         group: target.rt.group.clone(),
         resource: target.rt.plural.clone(),
@@ -297,6 +387,15 @@ async fn resource(
         wrote: false,
         faulted: false,
     };
+    let access = user.and_then(|user| match user {
+        Some(user) if shared.rbac => shared.authorize(&user, &target, verb),
+        _ => Ok(()),
+    });
+    if let Err(error) = access {
+        record.code = error.code;
+        shared.log.push(record);
+        return error.into_response();
+    }
     let decision = shared.faults.decide(verb, &target.rt.plural);
     if !decision.delay.is_zero() {
         tokio::time::sleep(decision.delay).await;
@@ -390,6 +489,9 @@ async fn serve(
     match verb {
         Verb::Get if target.subresource.as_deref() == Some("log") => {
             handlers::pod_log(request).await
+        }
+        Verb::Create if target.subresource.as_deref() == Some("token") => {
+            handlers::token_request(request)
         }
         Verb::Get | Verb::Update | Verb::Patch
             if target.subresource.as_deref() == Some("scale") =>

@@ -31,6 +31,61 @@ pub trait PodContext: ConfigLookup {
     fn pvc_exists(&self, name: &str) -> bool;
     /// Service addresses.
     fn services(&self) -> &dyn ServiceResolver;
+    /// The pod's service-account token, when nodesim gives pods API access
+    /// and the pod mounts the token; `Err` says why it could not be had.
+    fn service_account_token(&self) -> Option<&Result<String, String>> {
+        None
+    }
+}
+
+/// Where kubelet mounts a pod's service-account token, CA and namespace.
+pub const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// How a pod's containers reach the API server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ApiAccess {
+    /// `KUBERNETES_SERVICE_HOST` and `KUBERNETES_SERVICE_PORT`.
+    host: String,
+    port: String,
+    /// The directory playing the token mount, with `token`, `namespace` and
+    /// `kubeconfig`, when the pod mounts its token.
+    token_dir: Option<PathBuf>,
+}
+
+/// Writes the service-account files into `dir`: `token` and `namespace`
+/// as kubelet mounts them, and a `kubeconfig` that reads the token, since
+/// a process on a shared host cannot be given the fixed in-cluster path.
+fn write_service_account(
+    dir: &Path,
+    server: &str,
+    namespace: &str,
+    token: &str,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    let token_path = dir.join("token");
+    std::fs::write(&token_path, token)?;
+    std::fs::set_permissions(&token_path, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::write(dir.join("namespace"), namespace)?;
+    let user = format!(
+        "{{tokenFile: {}}}",
+        serde_json::Value::String(token_path.display().to_string())
+    );
+    std::fs::write(
+        dir.join("kubeconfig"),
+        crate::kubesim::kubeconfig(server, namespace, &user),
+    )
+}
+
+/// `KUBERNETES_SERVICE_HOST` and `_PORT` of an `http://host:port` URL.
+fn host_and_port(url: &str) -> Option<(String, String)> {
+    let uri: http::Uri = url.parse().ok()?;
+    let host = uri.host()?.to_owned();
+    let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    });
+    Some((host, port.to_string()))
 }
 
 /// One container of a pod.
@@ -261,6 +316,41 @@ pub fn start_pod(
             return runtime;
         }
     };
+    let api = match &config.api_server {
+        None => None,
+        Some(server) => {
+            let token_dir = match ctx.service_account_token() {
+                None => Ok(None),
+                Some(Err(message)) => Err(message.clone()),
+                Some(Ok(token)) => {
+                    let token_dir = dir.join("serviceaccount");
+                    write_service_account(&token_dir, server, &namespace, token)
+                        .map(|()| Some(token_dir.clone()))
+                        .map_err(|e| format!("preparing {}: {e}", token_dir.display()))
+                }
+            };
+            match (token_dir, host_and_port(server)) {
+                (Ok(token_dir), Some((host, port))) => Some(ApiAccess {
+                    host,
+                    port,
+                    token_dir,
+                }),
+                (Ok(_), None) => None,
+                (Err(message), _) => {
+                    for c in &spec.containers {
+                        runtime.waiting.push((
+                            c.name.clone(),
+                            "ContainerCreating".to_owned(),
+                            format!(
+                                "MountVolume.SetUp failed for volume \"kube-api-access\" : {message}"
+                            ),
+                        ));
+                    }
+                    return runtime;
+                }
+            }
+        }
+    };
     let fields = PodFields {
         name: name.clone(),
         namespace: namespace.clone(),
@@ -274,7 +364,13 @@ pub fn start_pod(
     let mut launches = Vec::new();
     for container in &spec.containers {
         let image = container.image.clone().unwrap_or_default();
-        match prepare_container(pod, container, ip, &fields, &volumes, config, ctx) {
+        let setup = PodSetup {
+            ip,
+            fields: &fields,
+            volumes: &volumes,
+            api: api.as_ref(),
+        };
+        match prepare_container(pod, container, setup, config, ctx) {
             Ok(launch) => launches.push((container.name.clone(), image, launch)),
             Err((reason, message)) => {
                 runtime
@@ -305,15 +401,29 @@ pub fn start_pod(
 
 type ContainerError = (String, String);
 
+/// What the containers of one pod share.
+#[derive(Clone, Copy)]
+struct PodSetup<'a> {
+    ip: Ipv4Addr,
+    fields: &'a PodFields,
+    /// Host directories of the pod's volumes, by volume name.
+    volumes: &'a HashMap<String, PathBuf>,
+    api: Option<&'a ApiAccess>,
+}
+
 fn prepare_container(
     pod: &Pod,
     container: &Container,
-    ip: Ipv4Addr,
-    fields: &PodFields,
-    volumes: &HashMap<String, PathBuf>,
+    setup: PodSetup<'_>,
     config: &NodeSimConfig,
     ctx: &dyn PodContext,
 ) -> Result<Option<LaunchSpec>, ContainerError> {
+    let PodSetup {
+        ip,
+        fields,
+        volumes,
+        api,
+    } = setup;
     let image = container.image.clone().unwrap_or_default();
     let program = program_for(config, &image).ok_or_else(|| {
         (
@@ -324,8 +434,25 @@ fn prepare_container(
     if matches!(program, Program::Instant) {
         return Ok(None);
     }
-    let env = resolve_env(container, fields, ctx)
+    let mut env = resolve_env(container, fields, ctx)
         .map_err(|e| ("CreateContainerConfigError".to_owned(), e.to_string()))?;
+    if let Some(api) = api {
+        // As kubelet, the API server's address comes first, and the
+        // container's own variables win.
+        let mut service = vec![
+            ("KUBERNETES_SERVICE_HOST".to_owned(), api.host.clone()),
+            ("KUBERNETES_SERVICE_PORT".to_owned(), api.port.clone()),
+        ];
+        if let Some(dir) = &api.token_dir {
+            service.push((
+                "KUBECONFIG".to_owned(),
+                dir.join("kubeconfig").display().to_string(),
+            ));
+        }
+        service.retain(|(name, _)| !env.iter().any(|(n, _)| n == name));
+        service.append(&mut env);
+        env = service;
+    }
     let mut mounts: Vec<(String, PathBuf)> = container
         .volume_mounts
         .iter()
@@ -340,6 +467,9 @@ fn prepare_container(
             Some((m.mount_path.clone(), dir))
         })
         .collect();
+    if let Some(dir) = api.and_then(|a| a.token_dir.as_ref()) {
+        mounts.push((SERVICE_ACCOUNT_MOUNT.to_owned(), dir.clone()));
+    }
     mounts.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
     let rewriter = Rewriter {
         pod_ip: ip,

@@ -30,6 +30,11 @@
 //!   Service address, ports unchanged.
 //! - **Ingress** ([`ingress`]): one loopback HTTP port routing by `Host` and
 //!   path to the Service behind each Ingress rule; Ingress status shows it.
+//! - **API access** ([`NodeSimConfig::api_server`]): pods get
+//!   `KUBERNETES_SERVICE_HOST`/`_PORT` and, when they mount their
+//!   service-account token, one from the TokenRequest API with the files
+//!   kubelet writes and a `KUBECONFIG` using it, so they act as their
+//!   service account (kubesim logs it and, with RBAC on, authorizes it).
 //! - **Volumes**: a PVC is the directory `<state>/pvc/<namespace>/<name>`,
 //!   removed with the PVC; Secret and ConfigMap volumes are written as files;
 //!   mount paths in env and args point into these directories.
@@ -135,6 +140,19 @@ pub struct NodeSimConfig {
     pub backoff: Backoff,
     /// Full resync interval (retries of waiting pods, missed events).
     pub resync: Duration,
+    /// The API server's URL as pods reach it (kubesim's HTTP listener).
+    /// When set, every pod gets `KUBERNETES_SERVICE_HOST`/`_PORT`, and a
+    /// pod that mounts its service-account token (as
+    /// `automountServiceAccountToken` decides) gets one from the
+    /// TokenRequest API, written as kubelet would under
+    /// `/var/run/secrets/kubernetes.io/serviceaccount` (mount paths in env
+    /// and args point there), plus `KUBECONFIG` naming a kubeconfig that
+    /// uses it: a process on a shared host cannot read the fixed in-cluster
+    /// path, and clients try `KUBECONFIG` first. The service account must
+    /// exist (kubesim has no controller creating `default`). Go clients
+    /// (kubectl) send credentials only over TLS, so against kubesim's plain
+    /// HTTP they act without any; kube-rs and plain HTTP clients send them.
+    pub api_server: Option<String>,
 }
 
 impl NodeSimConfig {
@@ -151,7 +169,15 @@ impl NodeSimConfig {
             max_probe_period: Duration::from_millis(500),
             backoff: Backoff::default(),
             resync: Duration::from_secs(5),
+            api_server: None,
         }
+    }
+
+    /// Gives pods access to the API server at `url` with their service
+    /// account's token (see [`NodeSimConfig::api_server`]).
+    pub fn api_server(mut self, url: impl Into<String>) -> Self {
+        self.api_server = Some(url.into());
+        self
     }
 
     /// Adds an image rule.
@@ -665,6 +691,70 @@ struct Context<'a> {
     namespace: String,
     stores: &'a Stores,
     dns: ClusterDns<'a>,
+    token: Option<Result<String, String>>,
+}
+
+/// The token a pod mounts, from the TokenRequest API: `None` when nodesim
+/// gives pods no API access or the pod does not mount its token.
+async fn service_account_token(
+    client: &Client,
+    config: &NodeSimConfig,
+    pod: &Pod,
+) -> Option<Result<String, String>> {
+    use k8s_openapi::api::authentication::v1::{
+        BoundObjectReference, TokenRequest, TokenRequestSpec,
+    };
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    config.api_server.as_ref()?;
+    let spec = pod.spec.as_ref()?;
+    if spec.automount_service_account_token == Some(false) {
+        return None;
+    }
+    let namespace = pod.namespace().unwrap_or_default();
+    let account = spec
+        .service_account_name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".to_owned());
+    let api = Api::<ServiceAccount>::namespaced(client.clone(), &namespace);
+    let failed = |e: &dyn std::fmt::Display| Some(Err(format!("failed to fetch token: {e}")));
+    match api.get_opt(&account).await {
+        Ok(Some(found)) => {
+            if spec
+                .automount_service_account_token
+                .or(found.automount_service_account_token)
+                == Some(false)
+            {
+                return None;
+            }
+        }
+        Ok(None) => return failed(&format!("serviceaccounts \"{account}\" not found")),
+        Err(error) => return failed(&error),
+    }
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: Vec::new(),
+            // kubelet's default for projected tokens.
+            expiration_seconds: Some(3607),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".to_owned()),
+                kind: Some("Pod".to_owned()),
+                name: Some(pod.name_any()),
+                uid: pod.uid(),
+            }),
+        },
+        ..TokenRequest::default()
+    };
+    match api
+        .create_token_request(&account, &post_params(), &request)
+        .await
+    {
+        Ok(answer) => match answer.status {
+            Some(status) => Some(Ok(status.token)),
+            None => failed(&"the TokenRequest answer has no status"),
+        },
+        Err(error) => failed(&error),
+    }
 }
 
 /// Names to addresses: Services from the table, pods from the last pass.
@@ -713,6 +803,10 @@ impl PodContext for Context<'_> {
 
     fn services(&self) -> &dyn ServiceResolver {
         &self.dns
+    }
+
+    fn service_account_token(&self) -> Option<&Result<String, String>> {
+        self.token.as_ref()
     }
 }
 
@@ -1161,6 +1255,7 @@ impl Node {
                     ip
                 }
             };
+            let token = service_account_token(&self.client, &self.config, pod).await;
             let ctx = Context {
                 namespace: ns.clone(),
                 stores: &self.stores,
@@ -1168,6 +1263,7 @@ impl Node {
                     services: ctx_services,
                     pods: &self.shared.pods,
                 },
+                token,
             };
             let mut runtime =
                 kubelet::start_pod(pod, ip, &self.config, &ctx, &self.containers_changed);

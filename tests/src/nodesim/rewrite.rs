@@ -13,7 +13,8 @@
 //!   StatefulSet pod's own name, `pod.svc.ns.svc[.cluster.local]`, becomes
 //!   its pod IP.
 //! - **Mount paths.** A volume's `mountPath`, wherever it stands as a path
-//!   (at the start, after whitespace, `=`, `:`, `,` or a quote), points into
+//!   (at the start, after whitespace, `=`, `:`, `,`, a quote or a URL's
+//!   `://`), points into
 //!   the host directory that backs the volume.
 
 use std::net::Ipv4Addr;
@@ -137,36 +138,47 @@ impl Rewriter<'_> {
 }
 
 /// Replaces each mount path where it stands as a whole path (or the start
-/// of one): after the start, whitespace, `=`, `:`, `,` or a quote, and
-/// before the end, `/` or a character that cannot continue a path
-/// component. One pass: the first mount that matches at a place wins
-/// (`mounts` is longest first), and what was put in is never rewritten
-/// again, so a host directory under another mount path (say `/tmp`) stays.
+/// of one): after the start, whitespace, `=`, `:`, `,`, a quote or a URL's
+/// `://`, and before the end, `/` or a character that cannot continue a
+/// path component. One pass over `value`, the longest mount first at each
+/// position, so a replacement is never rewritten again by a shorter mount
+/// (`/tmp` must not touch a host directory under `/tmp`).
 fn replace_paths(value: &str, mounts: &[(String, PathBuf)]) -> String {
     let starts_path = |c: char| c.is_whitespace() || matches!(c, '=' | ':' | ',' | '\'' | '"');
     let continues_name = |c: char| c.is_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let mut mounts: Vec<(&str, String)> = mounts
+        .iter()
+        .map(|(mount, host)| {
+            (
+                mount.trim_end_matches('/'),
+                host.to_string_lossy().into_owned(),
+            )
+        })
+        .filter(|(mount, _)| !mount.is_empty())
+        .collect();
+    mounts.sort_by_key(|(mount, _)| std::cmp::Reverse(mount.len()));
     let mut out = String::with_capacity(value.len());
-    let mut previous: Option<char> = None;
-    let mut rest = value;
-    'scan: while let Some(c) = rest.chars().next() {
-        if previous.is_none_or(starts_path) {
-            for (mount, host) in mounts {
-                let mount = mount.trim_end_matches('/');
-                if mount.is_empty() || !rest.starts_with(mount) {
-                    continue;
-                }
-                let after = rest[mount.len()..].chars().next();
-                if after.is_none_or(|c| !continues_name(c)) {
-                    out.push_str(&host.to_string_lossy());
-                    previous = mount.chars().next_back();
-                    rest = &rest[mount.len()..];
+    let mut i = 0;
+    'scan: while let Some(ch) = value[i..].chars().next() {
+        let before = &value[..i];
+        let at_path_start =
+            before.ends_with("://") || before.chars().next_back().is_none_or(starts_path);
+        if at_path_start {
+            for (mount, host) in &mounts {
+                let after = value[i..]
+                    .strip_prefix(mount)
+                    .map(|rest| rest.chars().next());
+                if let Some(after) = after
+                    && after.is_none_or(|c| !continues_name(c))
+                {
+                    out.push_str(host);
+                    i += mount.len();
                     continue 'scan;
                 }
             }
         }
-        out.push(c);
-        previous = Some(c);
-        rest = &rest[c.len_utf8()..];
+        out.push(ch);
+        i += ch.len_utf8();
     }
     out
 }
@@ -204,15 +216,10 @@ mod tests {
         Rewriter {
             pod_ip: Ipv4Addr::new(127, 100, 0, 3),
             services: &Table,
-            // Longest first, as kubelet sorts them; the PVC's host directory
-            // lies under another mount path (`/tmp`).
-            mounts: vec![
-                (
-                    "/var/lib/postgresql/data".to_owned(),
-                    PathBuf::from("/tmp/sim/pvc/atoll-acme/data-db-0"),
-                ),
-                ("/tmp".to_owned(), PathBuf::from("/tmp/sim/pods/p1/tmp")),
-            ],
+            mounts: vec![(
+                "/var/lib/postgresql/data".to_owned(),
+                PathBuf::from("/tmp/sim/pvc/atoll-acme/data-db-0"),
+            )],
         }
     }
 
@@ -279,14 +286,21 @@ mod tests {
             r.rewrite("/x/var/lib/postgresql/data"),
             "/x/var/lib/postgresql/data"
         );
-        // What one mount put in is not rewritten by another.
+        let nested = Rewriter {
+            mounts: vec![
+                ("/var/run/secrets/x".to_owned(), PathBuf::from("/tmp/pod/x")),
+                ("/tmp".to_owned(), PathBuf::from("/tmp/pod/tmp")),
+            ],
+            ..rewriter()
+        };
         assert_eq!(
-            r.rewrite("/tmp/x /tmp"),
-            "/tmp/sim/pods/p1/tmp/x /tmp/sim/pods/p1/tmp"
+            nested.rewrite("/var/run/secrets/x/token /tmp/a"),
+            "/tmp/pod/x/token /tmp/pod/tmp/a",
+            "a replacement is not rewritten again"
         );
         assert_eq!(
-            r.rewrite("PGDATA=/var/lib/postgresql/data/pgdata"),
-            "PGDATA=/tmp/sim/pvc/atoll-acme/data-db-0/pgdata"
+            r.rewrite("sqlite:///var/lib/postgresql/data/x.db?mode=rwc"),
+            "sqlite:///tmp/sim/pvc/atoll-acme/data-db-0/x.db?mode=rwc"
         );
     }
 }

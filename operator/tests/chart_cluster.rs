@@ -1,0 +1,431 @@
+//! The Helm chart installed in the simulated cluster, as `helm install` would
+//! install it: every rendered object is applied to kubesim, nodesim runs the
+//! operator and identity from the chart's own Deployments (their args, env
+//! with fieldRefs, ports, probes, mounted Secrets, the identity PVC and the
+//! operator's service-account token), and a Tenant becomes Ready, answers
+//! at its URL, is suspended and resumed, and is deleted. kubesim enforces
+//! RBAC for the operator's token, so the chart's ClusterRole and Role must
+//! allow everything the operator does; the RBAC check then proves the
+//! converse: every permission they grant was used.
+//!
+//! Values: the defaults, plus `operator.leaderElection=true` so that the
+//! leader-election Role (only bound for that path) is exercised too.
+//!
+//! Needs helm (`ATOLL_HELM`; `scripts/test` installs it and sets it; the
+//! test is skipped with a message without it) and the workspace binaries
+//! (`cargo test --workspace` or `cargo build --bins` builds them).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use atoll_testkit::kubesim::rbac::Policy;
+use atoll_testkit::kubesim::{KubeSim, RequestRecord};
+use atoll_testkit::nodesim::{NodeSim, NodeSimConfig};
+use atoll_testkit::sandbox::apply_files;
+use common::RELEASE_NAMESPACE;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+const LIMIT: Duration = Duration::from_secs(120);
+/// The operator's Deployment, named like its ServiceAccount.
+const OPERATOR: &str = common::OPERATOR_ACCOUNT;
+const IDENTITY: &str = "atoll-identity";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn binary(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_atoll-operator")).with_file_name(name);
+    assert!(
+        path.is_file(),
+        "{} is not built: run `cargo build --bins` (cargo test --workspace does)",
+        path.display()
+    );
+    path
+}
+
+/// Helm's order, except that CRDs go first: nothing may use a kind before
+/// its definition exists.
+fn install_order(mut docs: Vec<Value>) -> Vec<Value> {
+    docs.sort_by_key(|d| d["kind"] != "CustomResourceDefinition");
+    docs
+}
+
+async fn eventually<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    common::eventually(what, LIMIT, check).await
+}
+
+/// Pod phases, container states and logs of a namespace, for failures.
+async fn describe(client: &Client, node: &NodeSim, namespace: &str) -> String {
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    let mut out = String::new();
+    for pod in pods {
+        let name = pod.name_any();
+        let status = serde_json::to_string_pretty(&pod.status).unwrap_or_default();
+        let logs = node.logs(namespace, &name, None).unwrap_or_default();
+        let tail: Vec<&str> = logs.lines().rev().take(30).collect();
+        out.push_str(&format!(
+            "--- pod {namespace}/{name}\n{status}\n--- last log lines (newest first)\n{}\n",
+            tail.join("\n")
+        ));
+    }
+    out
+}
+
+async fn available(client: &Client, namespace: &str, name: &str) -> Option<()> {
+    let deployment = Api::<Deployment>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .ok()??;
+    let status = deployment.status?;
+    (status.available_replicas.unwrap_or(0) >= 1).then_some(())
+}
+
+/// A plain HTTP/1.1 request; returns the status code and body.
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.ok()?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+fn condition(tenant: &Value, type_: &str) -> Option<String> {
+    tenant["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .and_then(|c| c["status"].as_str())
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn the_chart_runs_atoll_in_the_simulated_cluster_with_exactly_its_rbac() {
+    let Some(docs) = common::render_chart(&["--set", "operator.leaderElection=true"]) else {
+        eprintln!(
+            "SKIPPED: ATOLL_HELM is not set (scripts/test installs helm and sets it); \
+             the chart was not installed in the simulated cluster"
+        );
+        return;
+    };
+    let operator_bin = binary("atoll-operator");
+    let identity_bin = binary("atoll-identity");
+    let instance_bin = binary("atoll-instance");
+    let docs = install_order(docs);
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // The cluster: kubesim with RBAC for token holders, served on loopback
+    // for the processes nodesim runs; nodesim maps the chart's images to
+    // the workspace binaries (by their last path segment, so any registry
+    // or tag in the values matches).
+    let sim = KubeSim::builder()
+        .graceful_pod_deletion(true)
+        .rbac(true)
+        .build();
+    let server = sim
+        .serve("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("kubesim listens");
+    let client = sim.client();
+    let config = NodeSimConfig::new(dir.path().join("node"))
+        .postgres()
+        .binary("atoll-operator", &operator_bin)
+        .binary("atoll-identity", &identity_bin)
+        .binary("atoll-instance", &instance_bin)
+        .ingress("127.0.0.1:0".parse().expect("addr"))
+        .api_server(server.url());
+    let node = NodeSim::start(client.clone(), config)
+        .await
+        .expect("nodesim starts");
+    let router = node.ingress_addr().expect("router");
+
+    // `helm install --create-namespace`, then every rendered object.
+    let namespace: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": RELEASE_NAMESPACE}})).expect("ns");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("release namespace created");
+    let manifest = dir.path().join("rendered.yaml");
+    let text: String = docs
+        .iter()
+        .map(|d| format!("---\n{}", serde_norway::to_string(d).expect("yaml")))
+        .collect();
+    std::fs::write(&manifest, text).expect("write manifest");
+    apply_files(&client, &[manifest])
+        .await
+        .expect("every rendered object is accepted");
+
+    for deployment in [IDENTITY, OPERATOR] {
+        let found = tokio::time::timeout(LIMIT, async {
+            loop {
+                if available(&client, RELEASE_NAMESPACE, deployment)
+                    .await
+                    .is_some()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        assert!(
+            found.is_ok(),
+            "Deployment {deployment} did not become Available:\n{}",
+            describe(&client, &node, RELEASE_NAMESPACE).await
+        );
+    }
+
+    // The operator runs with its service account's token and holds the
+    // Lease under its pod name (POD_NAME from a fieldRef).
+    let operator_pod = Api::<Pod>::namespaced(client.clone(), RELEASE_NAMESPACE)
+        .list(&ListParams::default().labels("app.kubernetes.io/name=atoll-operator"))
+        .await
+        .expect("pods")
+        .items
+        .into_iter()
+        .next()
+        .expect("an operator pod");
+    let holder = eventually("the operator to hold the leader Lease", || async {
+        Api::<Lease>::namespaced(client.clone(), RELEASE_NAMESPACE)
+            .get_opt("atoll-operator")
+            .await
+            .ok()??
+            .spec?
+            .holder_identity
+    })
+    .await;
+    assert_eq!(holder, operator_pod.name_any());
+
+    // The first admin logs in to identity through its Service, with the
+    // password the chart generated (mounted as a file into identity).
+    let password = Api::<Secret>::namespaced(client.clone(), RELEASE_NAMESPACE)
+        .get("atoll-identity-first-admin")
+        .await
+        .expect("first-admin secret")
+        .data
+        .expect("data")["password"]
+        .clone();
+    let identity_ip = node
+        .service_ip(RELEASE_NAMESPACE, IDENTITY)
+        .expect("identity Service has an address");
+    let login = json!({
+        "email": "admin@atoll.example.com",
+        "password": String::from_utf8(password.0).expect("utf-8"),
+    });
+    let (status, body) = http(
+        SocketAddr::from((identity_ip, 80)),
+        "POST",
+        "atoll-identity.atoll-system.svc",
+        "/api/v1/login",
+        Some(&login),
+    )
+    .await
+    .expect("identity answers");
+    assert_eq!(status, 200, "first admin login: {body}");
+
+    // A Tenant becomes Ready and answers at its URL.
+    apply_files(&client, &[root().join("examples/tenant-minimal.yaml")])
+        .await
+        .expect("tenant applied");
+    let tenants = Api::<kube::api::DynamicObject>::all_with(
+        client.clone(),
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("atoll.dev", "v1alpha1", "Tenant"),
+            "tenants",
+        ),
+    );
+    let ready = tokio::time::timeout(LIMIT, async {
+        loop {
+            if let Ok(tenant) = tenants.get("acme").await {
+                let tenant = serde_json::to_value(&tenant).expect("json");
+                if condition(&tenant, "Ready").as_deref() == Some("True") {
+                    return tenant;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let Ok(tenant) = ready else {
+        let tenant = tenants
+            .get("acme")
+            .await
+            .map(|t| serde_json::to_value(t).ok());
+        panic!(
+            "Tenant acme did not become Ready: {tenant:#?}\n{}\n{}",
+            describe(&client, &node, RELEASE_NAMESPACE).await,
+            describe(&client, &node, "atoll-acme").await
+        );
+    };
+    assert_eq!(
+        condition(&tenant, "IdentitySynced").as_deref(),
+        Some("True"),
+        "the operator registers the tenant with identity using the chart's service token"
+    );
+    assert_eq!(tenant["status"]["url"], "http://acme.atoll.example.com");
+    let (status, _) = eventually("acme's URL to answer through the router", || async {
+        http(router, "GET", "acme.atoll.example.com", "/healthz", None)
+            .await
+            .filter(|(s, _)| *s == 200)
+    })
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = http(
+        router,
+        "GET",
+        "acme.atoll.example.com",
+        "/api/v1/flows",
+        None,
+    )
+    .await
+    .expect("answer");
+    assert_eq!(status, 401, "the instance wants a token");
+
+    // Suspended and resumed: the instance and database scale to zero and
+    // back, and the Ready event repeats (the Recorder patches its series).
+    for (suspended, phase) in [(true, "Suspended"), (false, "Ready")] {
+        tenants
+            .patch(
+                "acme",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"suspended": suspended}})),
+            )
+            .await
+            .expect("suspended set");
+        eventually(&format!("acme to be {phase}"), || async {
+            let tenant = serde_json::to_value(tenants.get("acme").await.ok()?).ok()?;
+            (tenant["status"]["phase"] == phase).then_some(())
+        })
+        .await;
+    }
+    eventually("acme's URL to answer again", || async {
+        http(router, "GET", "acme.atoll.example.com", "/healthz", None)
+            .await
+            .filter(|(s, _)| *s == 200)
+    })
+    .await;
+
+    // Deletion with policy Delete: the operator deregisters the tenant and
+    // deletes its namespace (the path that needs `delete namespaces`).
+    tenants
+        .patch(
+            "acme",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"deletionPolicy": "Delete"}})),
+        )
+        .await
+        .expect("deletion policy set");
+    tenants
+        .delete("acme", &DeleteParams::default())
+        .await
+        .expect("tenant deleted");
+    let namespaces = Api::<Namespace>::all(client.clone());
+    eventually("the tenant and its namespace to be gone", || async {
+        let tenant_gone = matches!(tenants.get_opt("acme").await, Ok(None));
+        let namespace_gone = matches!(namespaces.get_opt("atoll-acme").await, Ok(None));
+        (tenant_gone && namespace_gone).then_some(())
+    })
+    .await;
+
+    // Stop the operator the way a rollout does (it releases the Lease).
+    Api::<Deployment>::namespaced(client.clone(), RELEASE_NAMESPACE)
+        .patch(
+            OPERATOR,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 0}})),
+        )
+        .await
+        .expect("operator scaled to zero");
+    eventually("the operator to release the Lease", || async {
+        let lease = Api::<Lease>::namespaced(client.clone(), RELEASE_NAMESPACE)
+            .get("atoll-operator")
+            .await
+            .ok()?;
+        lease
+            .spec
+            .is_some_and(|s| s.holder_identity.is_none())
+            .then_some(())
+    })
+    .await;
+    node.shutdown().await;
+
+    assert_rbac_is_exact(&docs, &sim.request_log().records());
+    server.shutdown().await;
+}
+
+/// Every request the operator made was allowed by the chart's roles, and
+/// every permission they grant was used.
+fn assert_rbac_is_exact(docs: &[Value], records: &[RequestRecord]) {
+    let policy = Policy::from_objects(docs).expect("the chart's RBAC objects read");
+    let operator = common::operator_user();
+    let made: Vec<&RequestRecord> = records
+        .iter()
+        .filter(|r| r.user.as_deref() == Some(operator.name.as_str()))
+        .collect();
+    assert!(
+        made.len() > 10,
+        "the operator's requests carry its service-account token ({} found)",
+        made.len()
+    );
+    let others: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r.user.as_deref())
+        .filter(|u| *u != operator.name)
+        .collect();
+    assert!(
+        others.is_empty(),
+        "only the operator holds a token (identity's pod mounts none): {others:?}"
+    );
+    let refused: Vec<&&RequestRecord> = made.iter().filter(|r| r.code == 403).collect();
+    assert!(
+        refused.is_empty(),
+        "the API server refused the operator: {refused:#?}"
+    );
+    let coverage = policy.coverage(&operator, records);
+    assert!(
+        coverage.denied.is_empty(),
+        "requests the chart's roles do not allow: {:#?}",
+        coverage.denied
+    );
+    let unused: Vec<String> = coverage.unused.iter().map(ToString::to_string).collect();
+    assert!(
+        unused.is_empty(),
+        "permissions the chart grants but the operator never used:\n  {}",
+        unused.join("\n  ")
+    );
+}
