@@ -14,7 +14,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, controller, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::build::{FIELD_MANAGER, MANAGED_BY_LABEL};
@@ -216,7 +216,16 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
         stop.await;
         let _ = stop_tx.send(());
     });
-    Controller::new(tenants, watcher::Config::default())
+    // The Tenant cache keeps what reconciling reads: not managedFields,
+    // which are a large share of each object and so of the operator's
+    // memory at thousands of tenants.
+    let (store, writer) = reflector::store();
+    let tenant_events = watcher(tenants, watcher::Config::default())
+        .default_backoff()
+        .modify(|tenant| tenant.managed_fields_mut().clear())
+        .reflect(writer)
+        .touched_objects();
+    Controller::for_stream(tenant_events, store)
         // Not `owns()`: it keys a cluster-scoped owner by its child's
         // namespace, which the controller takes for another object than the
         // Tenant itself, so a child's change could reconcile a Tenant while
