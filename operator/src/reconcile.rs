@@ -139,6 +139,8 @@ struct Applied {
     fingerprint: u64,
     /// The database password they carry (read from the Secret once).
     password: String,
+    /// Generations of the StatefulSet and Deployment as applied.
+    workloads: [Option<i64>; 2],
     /// When.
     at: std::time::Instant,
 }
@@ -423,28 +425,32 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     // the children no watch reports).
     let observed = match &cached {
         Some(applied) if applied.fingerprint == fingerprint => {
-            observe_workloads(&ctx.client, &namespace, &children).await?
+            observe_workloads(&ctx.client, &namespace, &children, &applied.workloads).await?
         }
         _ => None,
     };
-    let (database, instance) = match observed {
-        Some(readiness) => readiness,
+    let workloads = match observed {
+        Some(workloads) => workloads,
         None => {
             if !namespace_applied {
                 apply_namespace(tenant, &tenant_ctx, ctx).await?;
             }
-            let readiness = apply_children(&ctx.client, &namespace, &children).await?;
+            let workloads = apply_children(&ctx.client, &namespace, &children).await?;
             lock(&ctx.applied).insert(
                 uid,
                 Applied {
                     fingerprint,
                     password: credentials.password.clone(),
+                    workloads: workloads.generations,
                     at: std::time::Instant::now(),
                 },
             );
-            readiness
+            workloads
         }
     };
+    let Workloads {
+        database, instance, ..
+    } = workloads;
     let database =
         external.unwrap_or_else(|| DatabaseState::Dedicated(database.unwrap_or_default()));
     let version = tenant_ctx.version().to_owned();
@@ -601,13 +607,23 @@ fn fingerprint(children: &Children) -> u64 {
     hasher.finish()
 }
 
-/// Readiness of the workloads as they are, or None when one is missing
-/// (then everything is applied again).
+/// Readiness of the workloads and the generations their specs are at.
+struct Workloads {
+    database: Option<WorkloadReadiness>,
+    instance: WorkloadReadiness,
+    /// metadata.generation of the StatefulSet (if any) and the Deployment.
+    generations: [Option<i64>; 2],
+}
+
+/// The workloads as they are, or None when one is missing or its spec was
+/// changed by someone else since `applied` (then everything is applied
+/// again).
 async fn observe_workloads(
     client: &Client,
     namespace: &str,
     children: &Children,
-) -> Result<Option<(Option<WorkloadReadiness>, WorkloadReadiness)>, Error> {
+    applied: &[Option<i64>; 2],
+) -> Result<Option<Workloads>, Error> {
     let read = |what: &str| {
         let what = format!("{what} {namespace}");
         move |source| Error::Read { what, source }
@@ -619,8 +635,8 @@ async fn observe_workloads(
     else {
         return Ok(None);
     };
-    let database = match &children.database_stateful_set {
-        None => None,
+    let (database, set_generation) = match &children.database_stateful_set {
+        None => (None, None),
         Some(_) => {
             let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
             let Some(set) = retry(|| sets.get_opt(build::DATABASE))
@@ -629,19 +645,27 @@ async fn observe_workloads(
             else {
                 return Ok(None);
             };
-            Some(readiness_of_stateful_set(&set))
+            (
+                Some(readiness_of_stateful_set(&set)),
+                set.metadata.generation,
+            )
         }
     };
-    Ok(Some((database, readiness_of_deployment(&deployment))))
+    let generations = [set_generation, deployment.metadata.generation];
+    Ok((&generations == applied).then(|| Workloads {
+        database,
+        instance: readiness_of_deployment(&deployment),
+        generations,
+    }))
 }
 
 /// Applies every namespaced child in order (the caller applies the
-/// namespace first); returns database and instance readiness.
+/// namespace first); returns the workloads as applied.
 async fn apply_children(
     client: &Client,
     namespace: &str,
     children: &Children,
-) -> Result<(Option<WorkloadReadiness>, WorkloadReadiness), Error> {
+) -> Result<Workloads, Error> {
     apply_namespaced(client, namespace, &children.resource_quota).await?;
     apply_namespaced(client, namespace, &children.limit_range).await?;
     for policy in &children.network_policies {
@@ -652,18 +676,23 @@ async fn apply_children(
         apply_namespaced(client, namespace, sa).await?;
     }
     apply_namespaced(client, namespace, &children.database_secret).await?;
-    let mut database = None;
+    let (mut database, mut set_generation) = (None, None);
     if let Some(service) = &children.database_service {
         apply_namespaced(client, namespace, service).await?;
     }
     if let Some(sts) = &children.database_stateful_set {
         let applied = apply_namespaced(client, namespace, sts).await?;
         database = Some(readiness_of_stateful_set(&applied));
+        set_generation = applied.metadata.generation;
     }
     apply_namespaced(client, namespace, &children.instance_service).await?;
     let deployment = apply_namespaced(client, namespace, &children.instance_deployment).await?;
     apply_namespaced(client, namespace, &children.instance_ingress).await?;
-    Ok((database, readiness_of_deployment(&deployment)))
+    Ok(Workloads {
+        database,
+        instance: readiness_of_deployment(&deployment),
+        generations: [set_generation, deployment.metadata.generation],
+    })
 }
 
 /// Patches status only when it differs, and records phase transitions.

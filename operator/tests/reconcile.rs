@@ -223,6 +223,22 @@ async fn tenant_converges_and_a_restarted_operator_writes_nothing() {
         .expect("data")["password"]
         .clone();
     assert_eq!(password, again);
+
+    // A hand edit of a workload's spec is undone at once.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "atoll-acme");
+    deployments
+        .patch(
+            "instance",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .expect("hand edit");
+    eventually("the operator to undo the hand edit", || async {
+        let replicas = deployments.get("instance").await.ok()?.spec?.replicas;
+        (replicas == Some(1)).then_some(())
+    })
+    .await;
     operator.abort();
     common::assert_chart_allows_the_operator(&sim.request_log().records());
 }
