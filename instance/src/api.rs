@@ -227,6 +227,7 @@ pub fn app(state: AppState) -> Router {
             "/executions/{id}/kill",
             post(kill_execution).delete(kill_execution),
         )
+        .route("/triggers/search", get(search_triggers))
         .route("/logs/{execution_id}", get(execution_logs))
         .route("/logs/{execution_id}/follow", get(follow_logs));
     let tenant_api = api
@@ -409,6 +410,7 @@ async fn create_flow(
     let record = store
         .save_flow(&parsed.namespace, &parsed.id, source)
         .await?;
+    state.engine.flows_changed();
     Ok((StatusCode::OK, Json(FlowView::from(record))).into_response())
 }
 
@@ -445,6 +447,7 @@ async fn update_flow(
         return Err(ApiError::NotFound("no such flow".into()));
     }
     let record = store.save_flow(&path.namespace, &path.id, source).await?;
+    state.engine.flows_changed();
     Ok(Json(record.into()))
 }
 
@@ -501,6 +504,7 @@ async fn delete_flow(
         .delete_flow(&path.namespace, &path.id)
         .await?
     {
+        state.engine.flows_changed();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound("no such flow".into()))
@@ -549,6 +553,22 @@ async fn search_flows(
     let total = flows.len();
     let results: Vec<FlowView> = flows.into_iter().map(Into::into).collect();
     Ok(Json(json!({"results": results, "total": total})))
+}
+
+/// Triggers with their next run time and last execution (Kestra's
+/// `/triggers/search`).
+async fn search_triggers(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(query): Query<FlowSearch>,
+) -> ApiResult<Json<Value>> {
+    require(&principal, Role::Viewer)?;
+    if let Some(ns) = &query.namespace {
+        check_path(ns, None)?;
+    }
+    let triggers = state.engine.triggers(query.namespace.as_deref()).await?;
+    let total = triggers.len();
+    Ok(Json(json!({"results": triggers, "total": total})))
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use atoll_instance::flow::{self, Backoff, FlowError, InputType, ProblemKind, TaskKind};
+use atoll_instance::flow::{
+    self, Backoff, FlowError, InputType, ProblemKind, TaskKind, TriggerKind,
+};
 
 fn problems(source: &str) -> Vec<(ProblemKind, String)> {
     match flow::parse(source) {
@@ -383,4 +385,81 @@ fn yaml_tags_and_anchors() {
     // An anchor is fine; the extra top-level key it lives under is not.
     let err = flow.expect_err("must be refused");
     assert!(err.to_string().contains("base"), "{err}");
+}
+
+#[test]
+fn triggers_are_checked_and_problems_name_the_field() {
+    let found = problems(
+        r#"
+id: f
+namespace: n
+tasks:
+  - {id: t, type: io.kestra.plugin.core.log.Log, message: x}
+triggers:
+  - {id: bad-cron, type: io.kestra.plugin.core.trigger.Schedule, cron: "61 * * * *"}
+  - {id: bad-tz, type: io.kestra.plugin.core.trigger.Schedule, cron: "* * * * *", timezone: Mars/Olympus}
+  - {id: nope, type: io.example.trigger.Nope}
+  - {id: hook, type: io.kestra.plugin.core.trigger.Webhook, key: short}
+  - {id: seconds, type: io.kestra.plugin.core.trigger.Schedule, cron: "*/5 * * * * *"}
+  - {id: backfill, type: io.kestra.plugin.core.trigger.Schedule, cron: "@daily", backfill: {start: yesterday}}
+"#,
+    );
+    assert!(has(
+        &found,
+        ProblemKind::Field,
+        "triggers[0].cron: `61 * * * *` is not a valid cron"
+    ));
+    assert!(has(
+        &found,
+        ProblemKind::Field,
+        "triggers[1].timezone: `Mars/Olympus`"
+    ));
+    assert!(has(
+        &found,
+        ProblemKind::UnknownType,
+        "triggers[2].type: unknown trigger type `io.example.trigger.Nope`"
+    ));
+    assert!(has(
+        &found,
+        ProblemKind::Field,
+        "triggers[3].key: must be 8 to 256"
+    ));
+    assert!(has(&found, ProblemKind::Field, "triggers[4].cron"));
+    assert!(has(
+        &found,
+        ProblemKind::Field,
+        "triggers[5].backfill.start: must be an RFC 3339"
+    ));
+    assert!(
+        !found.iter().any(|(_, m)| m.contains("short")),
+        "a webhook key is never echoed: {found:?}"
+    );
+    let flow = flow::parse(
+        r#"
+id: f
+namespace: n
+tasks:
+  - {id: t, type: io.kestra.plugin.core.log.Log, message: x}
+triggers:
+  - id: every-second
+    type: io.kestra.core.models.triggers.types.Schedule
+    cron: "* * * * * *"
+    withSeconds: true
+    timezone: Europe/Paris
+    backfill: {start: "2024-01-01T00:00:00Z"}
+    inputs: {name: "{{ trigger.date }}"}
+  - {id: hook, type: io.kestra.plugin.core.trigger.Webhook, key: a-secret-key, wait: true}
+"#,
+    )
+    .expect("valid triggers");
+    let TriggerKind::Schedule(schedule) = &flow.triggers[0].kind else {
+        panic!("a schedule");
+    };
+    assert!(schedule.with_seconds);
+    assert_eq!(schedule.timezone.as_deref(), Some("Europe/Paris"));
+    assert!(schedule.backfill_start.is_some());
+    let TriggerKind::Webhook(hook) = &flow.triggers[1].kind else {
+        panic!("a webhook");
+    };
+    assert!(hook.wait);
 }

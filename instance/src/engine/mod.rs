@@ -5,6 +5,9 @@ mod context;
 mod driver;
 mod plan;
 mod runner;
+mod scheduler;
+
+pub use scheduler::TriggerView;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -42,6 +45,8 @@ pub enum EngineError {
     ExecutionNotFound(String),
     #[error("execution {0} did not finish in time")]
     Timeout(String),
+    #[error("the trigger's inputs did not render: {0}")]
+    TriggerInputs(String),
 }
 
 /// Tuning of the engine (from the instance configuration).
@@ -78,6 +83,7 @@ pub(crate) struct Inner {
     flows: Mutex<HashMap<FlowKey, Arc<Flow>>>,
     kills: Mutex<HashMap<String, Arc<Notify>>>,
     work: Notify,
+    flows_changed: Notify,
     finished: broadcast::Sender<(String, State)>,
     shutdown: CancellationToken,
 }
@@ -105,6 +111,7 @@ impl Engine {
                 flows: Mutex::new(HashMap::new()),
                 kills: Mutex::new(HashMap::new()),
                 work: Notify::new(),
+                flows_changed: Notify::new(),
                 finished,
                 shutdown: CancellationToken::new(),
             }),
@@ -124,46 +131,32 @@ impl Engine {
         labels: Vec<Label>,
         trigger: Option<Value>,
     ) -> Result<Execution, EngineError> {
-        let record = self
-            .inner
-            .store
-            .get_flow(namespace, flow_id, None)
-            .await?
-            .ok_or_else(|| EngineError::FlowNotFound {
-                namespace: namespace.into(),
-                id: flow_id.into(),
-            })?;
-        let flow = self.inner.parsed(
-            &record.namespace,
-            &record.id,
-            record.revision,
-            &record.source,
-        )?;
+        let (flow, revision) = self.inner.latest_flow(namespace, flow_id).await?;
         if flow.disabled {
             return Err(EngineError::FlowDisabled {
                 namespace: namespace.into(),
                 id: flow_id.into(),
             });
         }
-        let inputs = flow::resolve_inputs(&flow.inputs, inputs)?;
-        let mut all_labels = flow.labels.clone();
-        for label in labels {
-            all_labels.retain(|l| l.key != label.key);
-            all_labels.push(label);
-        }
-        let mut execution = Execution::new(
-            uuid::Uuid::now_v7().simple().to_string(),
-            flow.namespace.clone(),
-            flow.id.clone(),
-            record.revision,
-            all_labels,
-            inputs,
-            Timestamp::now(),
-        );
-        execution.trigger = trigger;
+        let execution = new_execution(&flow, revision, inputs, labels, trigger)?;
         self.inner.store.insert_execution(&execution).await?;
         self.inner.work.notify_one();
         Ok(execution)
+    }
+
+    /// Tells the scheduler that flows changed (saved, deleted), so new or
+    /// changed schedules take effect at once in this process.
+    pub fn flows_changed(&self) {
+        self.inner.flows_changed.notify_one();
+    }
+
+    /// Every trigger of the flows under `namespace` (all when `None`), with
+    /// its next run time and last execution.
+    pub async fn triggers(
+        &self,
+        namespace: Option<&str>,
+    ) -> Result<Vec<scheduler::TriggerView>, EngineError> {
+        scheduler::list(&self.inner, namespace).await
     }
 
     /// Asks for an execution to be killed (wherever it runs).
@@ -226,6 +219,7 @@ impl Engine {
             shutdown.cancelled().await;
             stop.cancel();
         });
+        let schedules = tokio::spawn(scheduler::run(inner.clone()));
         let slots = Arc::new(Semaphore::new(inner.config.max_running));
         let mut drivers = tokio::task::JoinSet::new();
         loop {
@@ -274,11 +268,63 @@ impl Engine {
             }
         }
         while drivers.join_next().await.is_some() {}
+        let _ = schedules.await;
         forward.abort();
     }
 }
 
+/// A new execution of `flow` (not stored yet): inputs resolved against the
+/// declarations, the flow's labels followed by `labels` (which win).
+pub(crate) fn new_execution(
+    flow: &Flow,
+    revision: i64,
+    inputs: &Map<String, Value>,
+    labels: Vec<Label>,
+    trigger: Option<Value>,
+) -> Result<Execution, EngineError> {
+    let inputs = flow::resolve_inputs(&flow.inputs, inputs)?;
+    let mut all_labels = flow.labels.clone();
+    for label in labels {
+        all_labels.retain(|l| l.key != label.key);
+        all_labels.push(label);
+    }
+    let mut execution = Execution::new(
+        uuid::Uuid::now_v7().simple().to_string(),
+        flow.namespace.clone(),
+        flow.id.clone(),
+        revision,
+        all_labels,
+        inputs,
+        Timestamp::now(),
+    );
+    execution.trigger = trigger;
+    Ok(execution)
+}
+
 impl Inner {
+    /// The latest live revision of a flow, parsed.
+    async fn latest_flow(
+        &self,
+        namespace: &str,
+        flow_id: &str,
+    ) -> Result<(Arc<Flow>, i64), EngineError> {
+        let record = self
+            .store
+            .get_flow(namespace, flow_id, None)
+            .await?
+            .ok_or_else(|| EngineError::FlowNotFound {
+                namespace: namespace.into(),
+                id: flow_id.into(),
+            })?;
+        let flow = self.parsed(
+            &record.namespace,
+            &record.id,
+            record.revision,
+            &record.source,
+        )?;
+        Ok((flow, record.revision))
+    }
+
     fn parsed(
         &self,
         namespace: &str,

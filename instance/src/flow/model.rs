@@ -26,7 +26,6 @@ pub struct Flow {
     pub disabled: bool,
     /// Default retry for tasks that declare none (Kestra's flow-level `retry`).
     pub retry: Option<Retry>,
-    /// Triggers are stored with the flow; firing them is not part of this engine yet.
     pub triggers: Vec<Trigger>,
 }
 
@@ -109,14 +108,77 @@ pub struct FlowOutput {
     pub required: bool,
 }
 
-/// A trigger as declared; kept so flows that carry one can be stored.
+/// A trigger: what starts executions of the flow besides the API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trigger {
     pub id: String,
+    /// The type name exactly as written (canonical name or older alias).
     pub type_name: String,
     pub disabled: bool,
-    /// The remaining properties, as written.
-    pub properties: Map<String, Value>,
+    pub kind: TriggerKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TriggerKind {
+    Schedule(ScheduleTrigger),
+    Webhook(WebhookTrigger),
+}
+
+impl TriggerKind {
+    /// Kestra's canonical type name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            TriggerKind::Schedule(_) => "io.kestra.plugin.core.trigger.Schedule",
+            TriggerKind::Webhook(_) => "io.kestra.plugin.core.trigger.Webhook",
+        }
+    }
+}
+
+/// A cron schedule (validated when the flow is parsed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleTrigger {
+    pub cron: String,
+    /// Six fields, seconds first.
+    pub with_seconds: bool,
+    /// IANA time zone; UTC when absent.
+    pub timezone: Option<String>,
+    /// Ticks from this instant on are fired (once) when the trigger is first seen.
+    pub backfill_start: Option<jiff::Timestamp>,
+    /// Backfilling stops here; the schedule then continues from the present.
+    pub backfill_end: Option<jiff::Timestamp>,
+    /// Inputs of each execution (strings are templates seeing `trigger`).
+    pub inputs: Map<String, Value>,
+    pub recover: RecoverMissed,
+}
+
+impl ScheduleTrigger {
+    pub fn schedule(&self) -> Result<crate::schedule::Schedule, crate::schedule::ScheduleError> {
+        crate::schedule::Schedule::parse(&self.cron, self.with_seconds, self.timezone.as_deref())
+    }
+}
+
+/// What happens to ticks that passed while no instance was running
+/// (Kestra's `recoverMissedSchedules`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecoverMissed {
+    /// Every missed tick fires, oldest first.
+    All,
+    /// Only the most recent missed tick fires.
+    Last,
+    /// Missed ticks are skipped.
+    None,
+}
+
+/// Starts an execution on `/api/v1/executions/webhook/{namespace}/{flowId}/{key}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookTrigger {
+    /// The secret part of the URL.
+    pub key: String,
+    /// Answer with the finished execution instead of the created one.
+    pub wait: bool,
+    /// With `wait`: answer with the flow's outputs only.
+    pub return_outputs: bool,
+    pub inputs: Map<String, Value>,
 }
 
 /// One task of a flow.

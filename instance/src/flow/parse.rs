@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::error::{FlowError, Problem, ProblemKind};
 use super::model::*;
-use super::types::{TaskType, lookup_task_type};
+use super::types::{TaskType, TriggerType, lookup_task_type, lookup_trigger_type};
 use super::validate::{IdRule, check_id, is_valid_id};
 
 /// Largest flow source accepted, in bytes.
@@ -645,17 +645,148 @@ fn triggers_from(f: &mut Fields<'_>) -> Vec<Trigger> {
         };
         let mut g = Fields::new(map, path, None, f.problems);
         let id = g.required_string("id");
+        let id_path = g.field_path("id");
+        check_id(&id, &id_path, IdRule::Task, g.problems);
         let type_name = g.required_string("type");
         let disabled = g.bool("disabled", false);
-        let properties = std::mem::take(&mut g.map);
-        triggers.push(Trigger {
-            id,
-            type_name,
-            disabled,
-            properties,
-        });
+        let _description = g.string("description");
+        let kind = if type_name.is_empty() {
+            None
+        } else {
+            match lookup_trigger_type(&type_name) {
+                Ok(TriggerType::Schedule) => schedule_from(&mut g),
+                Ok(TriggerType::Webhook) => webhook_from(&mut g),
+                Err((kind, message)) => {
+                    g.report("type", kind, message);
+                    g.map.clear();
+                    None
+                }
+            }
+        };
+        g.finish();
+        if let Some(kind) = kind {
+            triggers.push(Trigger {
+                id,
+                type_name,
+                disabled,
+                kind,
+            });
+        }
     }
     triggers
+}
+
+fn timestamp(f: &mut Fields<'_>, key: &'static str) -> Option<jiff::Timestamp> {
+    let text = f.string(key)?;
+    match text.parse::<jiff::Timestamp>() {
+        Ok(ts) => Some(ts),
+        Err(_) => {
+            f.report(
+                key,
+                ProblemKind::Field,
+                "must be an RFC 3339 date-time with an offset, such as 2024-01-01T00:00:00Z".into(),
+            );
+            None
+        }
+    }
+}
+
+fn schedule_from(f: &mut Fields<'_>) -> Option<TriggerKind> {
+    let cron = f.required_string("cron");
+    let with_seconds = f.bool("withSeconds", false);
+    let timezone = f.string("timezone");
+    let inputs = f.object("inputs");
+    let recover = match f.string("recoverMissedSchedules").as_deref() {
+        None | Some("ALL") => RecoverMissed::All,
+        Some("LAST") => RecoverMissed::Last,
+        Some("NONE") => RecoverMissed::None,
+        Some(_) => {
+            f.report(
+                "recoverMissedSchedules",
+                ProblemKind::Field,
+                "must be ALL, LAST or NONE".into(),
+            );
+            RecoverMissed::All
+        }
+    };
+    let (backfill_start, backfill_end) = match f.value("backfill") {
+        None => (None, None),
+        Some(Value::Object(map)) => {
+            let path = f.field_path("backfill");
+            let mut g = Fields::new(map, path, None, f.problems);
+            let start = timestamp(&mut g, "start");
+            if start.is_none() && !g.problem_at("start") {
+                g.missing("start");
+            }
+            let end = timestamp(&mut g, "end");
+            g.finish();
+            (start, end)
+        }
+        Some(other) => {
+            f.wrong_type(
+                "backfill",
+                "a mapping with `start` (and optional `end`)",
+                &other,
+            );
+            (None, None)
+        }
+    };
+    if cron.is_empty() {
+        return None;
+    }
+    let spec = ScheduleTrigger {
+        cron,
+        with_seconds,
+        timezone,
+        backfill_start,
+        backfill_end,
+        inputs,
+        recover,
+    };
+    if let Err(err) = spec.schedule() {
+        let key = match err {
+            crate::schedule::ScheduleError::Cron { .. } => "cron",
+            crate::schedule::ScheduleError::TimeZone(_) => "timezone",
+        };
+        f.report(key, ProblemKind::Field, err.to_string());
+        return None;
+    }
+    Some(TriggerKind::Schedule(spec))
+}
+
+/// Shortest webhook key accepted: the key is the only secret of the URL.
+const MIN_WEBHOOK_KEY: usize = 8;
+
+fn webhook_from(f: &mut Fields<'_>) -> Option<TriggerKind> {
+    let key = f.required_string("key");
+    let wait = f.bool("wait", false);
+    let return_outputs = f.bool("returnOutputs", false);
+    let inputs = f.object("inputs");
+    if key.is_empty() {
+        return None;
+    }
+    let key_ok = key.len() >= MIN_WEBHOOK_KEY
+        && key.len() <= 256
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c));
+    if !key_ok {
+        // The key is a secret: it is never echoed.
+        f.report(
+            "key",
+            ProblemKind::Field,
+            format!(
+                "must be {MIN_WEBHOOK_KEY} to 256 URL-safe characters (letters, digits, `-`, `_`, `.`, `~`)"
+            ),
+        );
+        return None;
+    }
+    Some(TriggerKind::Webhook(WebhookTrigger {
+        key,
+        wait,
+        return_outputs,
+        inputs,
+    }))
 }
 
 fn retry_from_fields(f: &mut Fields<'_>) -> Option<Retry> {

@@ -127,17 +127,7 @@ pub(crate) fn lookup_task_type(name: &str) -> Result<TaskType, (ProblemKind, Str
     {
         return Ok(*kind);
     }
-    // The name is echoed only when it looks like a type name, so a hostile
-    // value cannot inject arbitrary text into messages and logs.
-    let shown = if name.len() <= 200
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
-    {
-        format!("`{name}`")
-    } else {
-        "(not a type name)".to_owned()
-    };
+    let shown = shown_type(name);
     if NOT_YET.contains(&name) {
         return Err((
             ProblemKind::Unsupported,
@@ -152,4 +142,67 @@ pub(crate) fn lookup_task_type(name: &str) -> Result<TaskType, (ProblemKind, Str
             supported.join(", ")
         ),
     ))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TriggerType {
+    Schedule,
+    Webhook,
+}
+
+/// (canonical name, older aliases, type).
+const TRIGGER_TYPES: &[(&str, &[&str], TriggerType)] = &[
+    (
+        "io.kestra.plugin.core.trigger.Schedule",
+        &["io.kestra.core.models.triggers.types.Schedule"],
+        TriggerType::Schedule,
+    ),
+    (
+        "io.kestra.plugin.core.trigger.Webhook",
+        &["io.kestra.core.models.triggers.types.Webhook"],
+        TriggerType::Webhook,
+    ),
+];
+
+const TRIGGERS_NOT_YET: &[&str] = &[
+    "io.kestra.plugin.core.trigger.Flow",
+    "io.kestra.core.models.triggers.types.Flow",
+];
+
+pub(crate) fn lookup_trigger_type(name: &str) -> Result<TriggerType, (ProblemKind, String)> {
+    if let Some((_, _, kind)) = TRIGGER_TYPES
+        .iter()
+        .find(|(canonical, aliases, _)| *canonical == name || aliases.contains(&name))
+    {
+        return Ok(*kind);
+    }
+    let shown = shown_type(name);
+    if TRIGGERS_NOT_YET.contains(&name) {
+        return Err((
+            ProblemKind::Unsupported,
+            format!("trigger type {shown} is not supported yet"),
+        ));
+    }
+    let supported: Vec<&str> = TRIGGER_TYPES.iter().map(|(n, _, _)| *n).collect();
+    Err((
+        ProblemKind::UnknownType,
+        format!(
+            "unknown trigger type {shown}; supported types: {}",
+            supported.join(", ")
+        ),
+    ))
+}
+
+/// The name is echoed only when it looks like a type name, so a hostile
+/// value cannot inject arbitrary text into messages and logs.
+fn shown_type(name: &str) -> String {
+    if name.len() <= 200
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+    {
+        format!("`{name}`")
+    } else {
+        "(not a type name)".to_owned()
+    }
 }

@@ -47,6 +47,18 @@ pub(super) fn validate(flow: &Flow) -> Vec<Problem> {
         }
     }
 
+    let mut trigger_ids = HashSet::new();
+    for (i, trigger) in flow.triggers.iter().enumerate() {
+        if !trigger_ids.insert(trigger.id.as_str()) {
+            problems.push(problem(
+                &format!("triggers[{i}].id"),
+                None,
+                ProblemKind::DuplicateId,
+                format!("trigger id `{}` is declared twice", trigger.id),
+            ));
+        }
+    }
+
     let mut seen: HashMap<&str, ()> = HashMap::new();
     for task in flow.all_tasks() {
         if seen.insert(task.id.as_str(), ()).is_some() {

@@ -82,6 +82,26 @@ pub struct Lease {
     pub kill_requested: bool,
 }
 
+/// One trigger of one flow.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TriggerKey {
+    pub namespace: String,
+    pub flow_id: String,
+    pub trigger_id: String,
+}
+
+/// What a trigger has done so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerState {
+    pub key: TriggerKey,
+    /// The last schedule tick handled (fired, or skipped on purpose).
+    pub cursor: Option<Timestamp>,
+    /// The trigger was seen disabled; enabling it again restarts from the present.
+    pub disabled: bool,
+    pub last_execution_id: Option<String>,
+    pub last_fired: Option<Timestamp>,
+}
+
 /// Everything the engine and the API store.
 pub trait Repository: Send + Sync + 'static {
     /// Checks the database answers (readiness).
@@ -182,6 +202,36 @@ pub trait Repository: Send + Sync + 'static {
     fn request_kill(&self, id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     fn append_logs(&self, logs: &[NewLog]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The state of every trigger that has one.
+    fn trigger_states(&self) -> impl Future<Output = Result<Vec<TriggerState>, StoreError>> + Send;
+
+    /// Records a trigger's cursor unless it already has a state.
+    fn init_trigger(
+        &self,
+        key: &TriggerKey,
+        cursor: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Sets a trigger's cursor and disabled mark (disabling, re-enabling).
+    fn reset_trigger(
+        &self,
+        key: &TriggerKey,
+        cursor: Timestamp,
+        disabled: bool,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Fires one trigger event at most once: records `event_key` for the
+    /// trigger and, in the same transaction, enqueues `execution` and moves
+    /// the cursor forward to `cursor`. False (and nothing written) when the
+    /// event was already fired, by this process or another.
+    fn fire_trigger(
+        &self,
+        key: &TriggerKey,
+        event_key: &str,
+        cursor: Option<Timestamp>,
+        execution: Option<&Execution>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Log lines of an execution with `seq` greater than `after`, in order.
     fn logs(
@@ -307,6 +357,29 @@ impl Repository for Store {
     ) -> Result<Vec<LogEntry>, StoreError> {
         dispatch!(self, r => r.logs(execution_id, after, limit))
     }
+    async fn trigger_states(&self) -> Result<Vec<TriggerState>, StoreError> {
+        dispatch!(self, r => r.trigger_states())
+    }
+    async fn init_trigger(&self, key: &TriggerKey, cursor: Timestamp) -> Result<(), StoreError> {
+        dispatch!(self, r => r.init_trigger(key, cursor))
+    }
+    async fn reset_trigger(
+        &self,
+        key: &TriggerKey,
+        cursor: Timestamp,
+        disabled: bool,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, r => r.reset_trigger(key, cursor, disabled))
+    }
+    async fn fire_trigger(
+        &self,
+        key: &TriggerKey,
+        event_key: &str,
+        cursor: Option<Timestamp>,
+        execution: Option<&Execution>,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, r => r.fire_trigger(key, event_key, cursor, execution))
+    }
 }
 
 /// Microseconds since the Unix epoch: the one time format both databases store.
@@ -349,4 +422,16 @@ pub(crate) fn namespace_prefix(namespace: &str) -> String {
         .replace('%', "\\%")
         .replace('_', "\\_");
     format!("{escaped}.%")
+}
+
+/// Labels as `\u{1f}key=value\u{1f}…` so one substring test finds a label.
+pub(crate) fn label_text(labels: &[crate::flow::Label]) -> String {
+    let mut text = String::from("\u{1f}");
+    for label in labels {
+        text.push_str(&label.key);
+        text.push('=');
+        text.push_str(&label.value);
+        text.push('\u{1f}');
+    }
+    text
 }

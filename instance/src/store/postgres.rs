@@ -17,13 +17,22 @@ pub struct PostgresRepository {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/postgres/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "triggers".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0002_triggers.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 impl PostgresRepository {
@@ -238,28 +247,7 @@ impl Repository for PostgresRepository {
     }
 
     async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError> {
-        let body = encode_execution(execution)?;
-        let now = micros(Timestamp::now());
-        let result = sqlx::query(
-            "INSERT INTO executions (id, namespace, flow_id, state, finished, created_at, updated_at, body)
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
-        )
-        .bind(&execution.id)
-        .bind(&execution.namespace)
-        .bind(&execution.flow_id)
-        .bind(execution.state.current.as_str())
-        .bind(execution.state.current.is_terminal())
-        .bind(now)
-        .bind(body)
-        .execute(&self.pool)
-        .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(StoreError::Duplicate(execution.id.clone()))
-            }
-            Err(e) => Err(query_error("insert execution")(e)),
-        }
+        insert_execution_in(&self.pool, execution).await
     }
 
     async fn get_execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
@@ -325,7 +313,8 @@ impl Repository for PostgresRepository {
             "UPDATE executions SET lease_owner = $1, lease_until = $2
              WHERE id = (
                  SELECT id FROM executions
-                 WHERE NOT finished AND (lease_until IS NULL OR lease_until < $3)
+                 WHERE NOT finished AND not_before <= $3
+                   AND (lease_until IS NULL OR lease_until < $3)
                  ORDER BY created_at LIMIT 1
                  FOR UPDATE SKIP LOCKED)
              RETURNING body",
@@ -472,5 +461,153 @@ impl Repository for PostgresRepository {
         .await
         .map_err(query_error("read logs"))?;
         Ok(rows.iter().map(log_entry).collect())
+    }
+
+    async fn trigger_states(&self) -> Result<Vec<TriggerState>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT namespace, flow_id, trigger_id, cursor_at, disabled, last_execution_id, last_fired_at
+             FROM trigger_state",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("read trigger states"))?;
+        Ok(rows.iter().map(trigger_state).collect())
+    }
+
+    async fn init_trigger(&self, key: &TriggerKey, cursor: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO trigger_state (namespace, flow_id, trigger_id, cursor_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (namespace, flow_id, trigger_id) DO NOTHING",
+        )
+        .bind(&key.namespace)
+        .bind(&key.flow_id)
+        .bind(&key.trigger_id)
+        .bind(micros(cursor))
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("init trigger"))?;
+        Ok(())
+    }
+
+    async fn reset_trigger(
+        &self,
+        key: &TriggerKey,
+        cursor: Timestamp,
+        disabled: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO trigger_state (namespace, flow_id, trigger_id, cursor_at, disabled)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (namespace, flow_id, trigger_id)
+             DO UPDATE SET cursor_at = excluded.cursor_at, disabled = excluded.disabled",
+        )
+        .bind(&key.namespace)
+        .bind(&key.flow_id)
+        .bind(&key.trigger_id)
+        .bind(micros(cursor))
+        .bind(disabled)
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("reset trigger"))?;
+        Ok(())
+    }
+
+    async fn fire_trigger(
+        &self,
+        key: &TriggerKey,
+        event_key: &str,
+        cursor: Option<Timestamp>,
+        execution: Option<&Execution>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_error("fire trigger"))?;
+        let now = micros(Timestamp::now());
+        let inserted = sqlx::query(
+            "INSERT INTO trigger_events (namespace, flow_id, trigger_id, event_key, execution_id, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(&key.namespace)
+        .bind(&key.flow_id)
+        .bind(&key.trigger_id)
+        .bind(event_key)
+        .bind(execution.map(|e| e.id.as_str()))
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_error("fire trigger"))?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(false);
+        }
+        if let Some(execution) = execution {
+            insert_execution_in(&mut *tx, execution).await?;
+        }
+        sqlx::query(
+            "INSERT INTO trigger_state (namespace, flow_id, trigger_id, cursor_at, last_execution_id, last_fired_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (namespace, flow_id, trigger_id) DO UPDATE SET
+                 cursor_at = CASE WHEN excluded.cursor_at IS NULL THEN trigger_state.cursor_at
+                                  WHEN trigger_state.cursor_at IS NULL THEN excluded.cursor_at
+                                  ELSE GREATEST(trigger_state.cursor_at, excluded.cursor_at) END,
+                 last_execution_id = COALESCE(excluded.last_execution_id, trigger_state.last_execution_id),
+                 last_fired_at = excluded.last_fired_at",
+        )
+        .bind(&key.namespace)
+        .bind(&key.flow_id)
+        .bind(&key.trigger_id)
+        .bind(cursor.map(micros))
+        .bind(execution.map(|e| e.id.as_str()))
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_error("fire trigger"))?;
+        tx.commit().await.map_err(query_error("fire trigger"))?;
+        Ok(true)
+    }
+}
+
+async fn insert_execution_in<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Postgres>,
+    execution: &Execution,
+) -> Result<(), StoreError> {
+    let body = encode_execution(execution)?;
+    let now = micros(Timestamp::now());
+    let result = sqlx::query(
+        "INSERT INTO executions (id, namespace, flow_id, state, finished, created_at, updated_at, body, labels)
+         VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8)",
+    )
+    .bind(&execution.id)
+    .bind(&execution.namespace)
+    .bind(&execution.flow_id)
+    .bind(execution.state.current.as_str())
+    .bind(execution.state.current.is_terminal())
+    .bind(now)
+    .bind(body)
+    .bind(label_text(&execution.labels))
+    .execute(executor)
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(StoreError::Duplicate(execution.id.clone()))
+        }
+        Err(e) => Err(query_error("insert execution")(e)),
+    }
+}
+
+fn trigger_state(row: &PgRow) -> TriggerState {
+    TriggerState {
+        key: TriggerKey {
+            namespace: row.get("namespace"),
+            flow_id: row.get("flow_id"),
+            trigger_id: row.get("trigger_id"),
+        },
+        cursor: row.get::<Option<i64>, _>("cursor_at").map(from_micros),
+        disabled: row.get("disabled"),
+        last_execution_id: row.get("last_execution_id"),
+        last_fired: row.get::<Option<i64>, _>("last_fired_at").map(from_micros),
     }
 }

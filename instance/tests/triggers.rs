@@ -1,0 +1,293 @@
+//! Triggers over real HTTP on loopback: schedules that fire exactly once
+//! per tick across a restart and across two replicas on one PostgreSQL,
+//! webhooks, and the trigger listing.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use atoll_instance::config::{AuthMode, Config};
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+struct Instance {
+    base: String,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Instance {
+    async fn start(data_dir: &std::path::Path, database_url: &str) -> Instance {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let config = Config {
+            tenant: "acme".into(),
+            listen: addr,
+            data_dir: data_dir.to_owned(),
+            database_url: database_url.to_owned(),
+            public_url: None,
+            auth: AuthMode::Disabled { explicit: true },
+            lease: Duration::from_secs(5),
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                atoll_instance::server::serve(config, listener, shutdown)
+                    .await
+                    .expect("instance ran");
+            }
+        });
+        let instance = Instance {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            shutdown,
+            task: Some(task),
+        };
+        eventually("the instance is ready", Duration::from_secs(30), || async {
+            instance
+                .http
+                .get(instance.url("/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK)
+        })
+        .await;
+        instance
+    }
+
+    /// Stops the instance and waits until it has handed its work back.
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("instance stopped");
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn put_flow(&self, namespace: &str, id: &str, source: &str) {
+        let exists = self
+            .http
+            .get(self.url(&format!("/api/v1/flows/{namespace}/{id}")))
+            .send()
+            .await
+            .expect("get flow")
+            .status()
+            == StatusCode::OK;
+        let request = if exists {
+            self.http
+                .put(self.url(&format!("/api/v1/flows/{namespace}/{id}")))
+        } else {
+            self.http.post(self.url("/api/v1/flows"))
+        };
+        let response = request
+            .header("content-type", "application/x-yaml")
+            .body(source.to_owned())
+            .send()
+            .await
+            .expect("save flow");
+        let status = response.status();
+        assert!(status.is_success(), "{status}: {:?}", response.text().await);
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    async fn executions(&self, flow_id: &str) -> Vec<Value> {
+        let found = self
+            .get(&format!(
+                "/api/v1/executions/search?flowId={flow_id}&size=500"
+            ))
+            .await;
+        found["results"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Polls `condition` until it holds; fails the test after `timeout`.
+async fn eventually<F, Fut>(what: &str, timeout: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn every_second(id: &str, disabled: bool) -> String {
+    format!(
+        r#"
+id: {id}
+namespace: sched.test
+disabled: {disabled}
+tasks:
+  - id: when
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{{{ trigger.date }}}}"
+triggers:
+  - id: every-second
+    type: io.kestra.plugin.core.trigger.Schedule
+    cron: "* * * * * *"
+    withSeconds: true
+"#
+    )
+}
+
+/// The tick (whole seconds) each execution was started for.
+fn ticks(executions: &[Value]) -> Vec<i64> {
+    let mut ticks: Vec<i64> = executions
+        .iter()
+        .map(|e| {
+            let date = e["trigger"]["date"].as_str().expect("trigger.date");
+            let ts: jiff::Timestamp = date.parse().expect("a timestamp");
+            assert_eq!(ts.subsec_nanosecond(), 0, "ticks fall on whole seconds");
+            ts.as_second()
+        })
+        .collect();
+    ticks.sort_unstable();
+    ticks
+}
+
+/// Every tick from the first to the last, each exactly once.
+fn assert_once_per_tick(ticks: &[i64]) {
+    let unique: BTreeSet<i64> = ticks.iter().copied().collect();
+    assert_eq!(unique.len(), ticks.len(), "a tick fired twice: {ticks:?}");
+    let (first, last) = (ticks[0], ticks[ticks.len() - 1]);
+    assert_eq!(
+        ticks.len() as i64,
+        last - first + 1,
+        "a tick is missing between {first} and {last}: {ticks:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_fires_once_per_tick_across_a_restart_and_stops_when_disabled() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("sched.db").display());
+    let first = Instance::start(dir.path(), &url).await;
+    first
+        .put_flow("sched.test", "tick", &every_second("tick", false))
+        .await;
+    eventually("three ticks fired", Duration::from_secs(20), || async {
+        first.executions("tick").await.len() >= 3
+    })
+    .await;
+    let listed = first
+        .get("/api/v1/triggers/search?namespace=sched.test")
+        .await;
+    let trigger = &listed["results"][0];
+    assert_eq!(trigger["triggerId"], "every-second");
+    assert_eq!(trigger["disabled"], false);
+    assert!(trigger["nextExecutionDate"].is_string(), "{listed}");
+    assert!(trigger["executionId"].is_string(), "{listed}");
+    let before_restart = ticks(&first.executions("tick").await);
+    first.stop().await;
+
+    // Restarted on the same database.
+    let second = Instance::start(dir.path(), &url).await;
+    let last_before = *before_restart.last().expect("ticks before the restart");
+    eventually(
+        "three more ticks fired",
+        Duration::from_secs(20),
+        || async {
+            ticks(&second.executions("tick").await)
+                .last()
+                .is_some_and(|t| *t >= last_before + 3)
+        },
+    )
+    .await;
+    let all = second.executions("tick").await;
+    assert_once_per_tick(&ticks(&all));
+    eventually(
+        "every execution succeeded",
+        Duration::from_secs(20),
+        || async {
+            second
+                .executions("tick")
+                .await
+                .iter()
+                .filter(|e| ticks(std::slice::from_ref(e))[0] <= last_before + 3)
+                .all(|e| e["state"]["current"] == "SUCCESS")
+        },
+    )
+    .await;
+
+    // Disabled: no tick fires, while another schedule keeps ticking.
+    second
+        .put_flow("sched.test", "tick", &every_second("tick", true))
+        .await;
+    eventually(
+        "the trigger shows disabled",
+        Duration::from_secs(10),
+        || async {
+            let listed = second
+                .get("/api/v1/triggers/search?namespace=sched.test")
+                .await;
+            listed["results"][0]["disabled"] == true
+        },
+    )
+    .await;
+    let count_when_disabled = second.executions("tick").await.len();
+    second
+        .put_flow("sched.test", "clock", &every_second("clock", false))
+        .await;
+    eventually(
+        "the clock ticked three times",
+        Duration::from_secs(20),
+        || async { second.executions("clock").await.len() >= 3 },
+    )
+    .await;
+    // One tick may have been in flight when the flow was disabled.
+    assert!(second.executions("tick").await.len() <= count_when_disabled + 1);
+    second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_on_one_postgres_never_both_fire_a_tick() {
+    let postgres = support::postgres::TestPostgres::start();
+    let url = postgres.database_url("replicas");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let a = Instance::start(dir.path(), &url).await;
+    let b = Instance::start(dir.path(), &url).await;
+    a.put_flow("sched.test", "tick", &every_second("tick", false))
+        .await;
+    eventually("eight ticks fired", Duration::from_secs(30), || async {
+        b.executions("tick").await.len() >= 8
+    })
+    .await;
+    let all = b.executions("tick").await;
+    assert_once_per_tick(&ticks(&all));
+    a.stop().await;
+    b.stop().await;
+}
