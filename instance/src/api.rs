@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Extension, Json, Router};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::auth::{AuthError, Principal, Role, Verifier};
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, WebhookRequest};
 use crate::execution::{Execution, LogEntry, State as ExecState};
 use crate::flow::{self, FlowError, Label};
 use crate::store::{ExecutionFilter, FlowRecord, Repository, StoreError};
@@ -237,6 +237,16 @@ pub fn app(state: AppState) -> Router {
         .nest("/api/v1", api)
         .nest("/api/v1/{tenant}", tenant_api)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        // Webhooks take no bearer token: the key in the path is the secret
+        // (see `engine::webhook`).
+        .route(
+            "/api/v1/executions/webhook/{namespace}/{flow_id}/{key}",
+            any(webhook),
+        )
+        .route(
+            "/api/v1/{tenant}/executions/webhook/{namespace}/{flow_id}/{key}",
+            any(tenant_webhook),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -721,6 +731,86 @@ async fn create_execution(
         )),
         Err(err) => Err(err.into()),
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct WebhookPath {
+    namespace: String,
+    flow_id: String,
+    key: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct TenantWebhookPath {
+    tenant: String,
+    namespace: String,
+    flow_id: String,
+    key: String,
+}
+
+async fn tenant_webhook(
+    State(state): State<AppState>,
+    Path(path): Path<TenantWebhookPath>,
+    request: Request,
+) -> ApiResult<Response> {
+    if path.tenant != state.tenant {
+        return Err(ApiError::NotFound("no such endpoint".into()));
+    }
+    let path = WebhookPath {
+        namespace: path.namespace,
+        flow_id: path.flow_id,
+        key: path.key,
+    };
+    webhook(State(state), Path(path), request).await
+}
+
+/// Starts an execution from a webhook call (GET, POST, PUT…). A wrong key,
+/// an unknown or disabled flow and a disabled trigger all answer the same 404.
+async fn webhook(
+    State(state): State<AppState>,
+    Path(path): Path<WebhookPath>,
+    request: Request,
+) -> ApiResult<Response> {
+    let not_found = || ApiError::NotFound("no such webhook".into());
+    if check_path(&path.namespace, Some(&path.flow_id)).is_err() || path.key.len() > 256 {
+        return Err(not_found());
+    }
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    let headers = request.headers().clone();
+    let bytes = read_body(request.into_body()).await?;
+    let parameters = serde_urlencoded_pairs(query.as_bytes()).unwrap_or_default();
+    let request = WebhookRequest::new(
+        &bytes,
+        headers
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))),
+        parameters,
+    );
+    let started = state
+        .engine
+        .webhook(&path.namespace, &path.flow_id, &path.key, request)
+        .await?
+        .ok_or_else(not_found)?;
+    state.metrics.executions_started.inc();
+    let execution = started.execution;
+    if !started.trigger.wait {
+        return Ok(Json(execution).into_response());
+    }
+    let done = match state.engine.wait(&execution.id, WAIT_LIMIT).await {
+        Ok(done) => done,
+        Err(EngineError::Timeout(_)) => state
+            .engine
+            .store()
+            .get_execution(&execution.id)
+            .await?
+            .unwrap_or(execution),
+        Err(err) => return Err(err.into()),
+    };
+    if started.trigger.return_outputs {
+        let outputs = done.outputs.clone().unwrap_or_default();
+        return Ok(Json(Value::Object(outputs)).into_response());
+    }
+    Ok(Json(done).into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use atoll_instance::engine::{Engine, EngineConfig, EngineError};
+use atoll_instance::engine::{Engine, EngineConfig, EngineError, WebhookRequest};
 use atoll_instance::execution::{Execution, LogEntry};
 use atoll_instance::flow;
 use atoll_instance::store::{Repository, Store};
@@ -160,6 +160,13 @@ fn actual(key: &str, execution: &Execution, logs: &[LogEntry]) -> Result<Option<
     if let Some(id) = key.strip_prefix("flow.") {
         return Ok(execution.outputs.as_ref().and_then(|o| o.get(id)).cloned());
     }
+    if let Some(path) = key.strip_prefix("$trigger.") {
+        return Ok(execution
+            .trigger
+            .as_ref()
+            .and_then(|t| path_get(t, path))
+            .cloned());
+    }
     if key.starts_with('$') {
         return Err(format!(
             "assertion {key} needs a feature this test does not run"
@@ -214,6 +221,15 @@ fn check(entry: &Value, execution: &Execution, logs: &[LogEntry], wording: bool)
             }
             continue;
         }
+        if key == "$labels" {
+            for (label, want) in expected.as_object().into_iter().flatten() {
+                let found = execution.labels.iter().find(|l| l.key == *label);
+                if found.map(|l| Value::from(l.value.clone())).as_ref() != Some(want) {
+                    failures.push(format!("$labels: expected {label}={want}, got {found:?}"));
+                }
+            }
+            continue;
+        }
         match actual(key, execution, logs) {
             Ok(value) => {
                 if let Some(problem) = mismatch(expected, value.as_ref()) {
@@ -224,6 +240,35 @@ fn check(entry: &Value, execution: &Execution, logs: &[LogEntry], wording: bool)
         }
     }
     failures
+}
+
+/// Starts an execution the way a webhook call would (the `$webhook` inputs
+/// of expected.json: method, key, optional query and body).
+async fn start_by_webhook(
+    engine: &Engine,
+    namespace: &str,
+    flow_id: &str,
+    call: &Value,
+) -> Result<Execution, EngineError> {
+    let body = match &call["body"] {
+        Value::Null => Vec::new(),
+        Value::String(text) => text.clone().into_bytes(),
+        other => other.to_string().into_bytes(),
+    };
+    let query: Vec<(String, String)> = call["query"]
+        .as_str()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let request = WebhookRequest::new(&body, [("content-type", "application/json")], query);
+    let key = call["key"].as_str().unwrap_or_default();
+    let started = engine
+        .webhook(namespace, flow_id, key, request)
+        .await?
+        .ok_or_else(|| EngineError::ExecutionNotFound("webhook refused".into()))?;
+    Ok(started.execution)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,9 +330,14 @@ async fn kestra_corpus() {
                 .expect("save flow");
         }
         let inputs_map: Map<String, Value> = inputs.as_object().cloned().unwrap_or_default();
-        let start = engine
-            .start_execution(&flow.namespace, &flow.id, &inputs_map, Vec::new(), None)
-            .await;
+        let start = match inputs_map.get("$webhook") {
+            Some(call) => start_by_webhook(&engine, &flow.namespace, &flow.id, call).await,
+            None => {
+                engine
+                    .start_execution(&flow.namespace, &flow.id, &inputs_map, Vec::new(), None)
+                    .await
+            }
+        };
         if listing.is_some_and(|l| l.kind == Kind::Rejected) {
             match start {
                 Err(EngineError::Inputs(_)) => rejected_ok += 1,

@@ -291,3 +291,112 @@ async fn two_replicas_on_one_postgres_never_both_fire_a_tick() {
     a.stop().await;
     b.stop().await;
 }
+
+const HOOKED: &str = r#"
+id: hooked
+namespace: hook.test
+labels:
+  team: data
+inputs:
+  - {id: who, type: STRING, defaults: nobody}
+tasks:
+  - id: echo
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ inputs.who }} {{ trigger.body.a ?? '-' }} {{ trigger.parameters.age[1] ?? '-' }} {{ trigger.headers['x-token'][0] ?? '-' }}"
+outputs:
+  - {id: said, type: STRING, value: "{{ outputs.echo.value }}"}
+triggers:
+  - id: hook
+    type: io.kestra.plugin.core.trigger.Webhook
+    key: a-secret-key
+    inputs: {who: "{{ trigger.body.who }}"}
+  - id: waiting
+    type: io.kestra.plugin.core.trigger.Webhook
+    key: wait-for-it-key
+    wait: true
+    returnOutputs: true
+  - id: off
+    type: io.kestra.plugin.core.trigger.Webhook
+    key: switched-off-key
+    disabled: true
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_start_executions_only_with_the_right_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("hooks.db").display());
+    let instance = Instance::start(dir.path(), &url).await;
+    instance.put_flow("hook.test", "hooked", HOOKED).await;
+    let hook = |path: &str| instance.url(&format!("/api/v1/executions/webhook/{path}"));
+
+    let response = instance
+        .http
+        .post(hook("hook.test/hooked/a-secret-key?age=12&age=13"))
+        .header("x-token", "t0k")
+        .header("authorization", "Bearer not-for-the-flow")
+        .json(&serde_json::json!({"a": 1, "who": "alice"}))
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(response.status(), StatusCode::OK);
+    let created: Value = response.json().await.expect("json");
+    assert_eq!(created["labels"][0]["key"], "team");
+    assert!(created["trigger"]["headers"].get("authorization").is_none());
+    let id = created["id"].as_str().expect("id").to_owned();
+    eventually(
+        "the webhook execution succeeded",
+        Duration::from_secs(20),
+        || async {
+            instance.get(&format!("/api/v1/executions/{id}")).await["state"]["current"] == "SUCCESS"
+        },
+    )
+    .await;
+    let done = instance.get(&format!("/api/v1/executions/{id}")).await;
+    assert_eq!(done["outputs"]["said"], "alice 1 13 t0k");
+
+    // wait + returnOutputs answer with the finished execution's outputs.
+    let response = instance
+        .http
+        .get(hook("hook.test/hooked/wait-for-it-key"))
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(response.status(), StatusCode::OK);
+    let outputs: Value = response.json().await.expect("json");
+    assert_eq!(outputs["said"], "nobody - - -");
+
+    // Wrong key, disabled trigger, unknown flow: the same 404, nothing started.
+    let before = instance.executions("hooked").await.len();
+    let mut answers = Vec::new();
+    for path in [
+        "hook.test/hooked/a-secret-kez",
+        "hook.test/hooked/a-secret-key-and-more",
+        "hook.test/hooked/switched-off-key",
+        "hook.test/nope/a-secret-key",
+    ] {
+        let response = instance
+            .http
+            .post(hook(path))
+            .send()
+            .await
+            .expect("webhook");
+        answers.push((response.status(), response.text().await.expect("body")));
+    }
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+    assert_eq!(answers[0].0, StatusCode::NOT_FOUND);
+    assert_eq!(instance.executions("hooked").await.len(), before);
+
+    let listed = instance
+        .get("/api/v1/triggers/search?namespace=hook.test")
+        .await;
+    let hook_view = listed["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .find(|t| t["triggerId"] == "hook")
+        .cloned()
+        .expect("the webhook trigger is listed");
+    assert_eq!(hook_view["executionId"], id.as_str());
+    assert!(hook_view.get("nextExecutionDate").is_none());
+    instance.stop().await;
+}

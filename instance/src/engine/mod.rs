@@ -6,8 +6,10 @@ mod driver;
 mod plan;
 mod runner;
 mod scheduler;
+mod webhook;
 
 pub use scheduler::TriggerView;
+pub use webhook::{WebhookRequest, WebhookStart};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
