@@ -463,3 +463,25 @@ triggers:
     };
     assert!(hook.wait);
 }
+
+#[test]
+fn concurrency_limits_are_checked() {
+    let found = problems(
+        "id: f\nnamespace: n\nconcurrency: {limit: 0, behavior: WAIT}\ntasks:\n  - {id: t, type: io.kestra.plugin.core.log.Log, message: x}\n",
+    );
+    assert!(has(
+        &found,
+        ProblemKind::Field,
+        "concurrency.limit: must be at least 1"
+    ));
+    assert!(has(
+        &found,
+        ProblemKind::Field,
+        "concurrency.behavior: must be QUEUE, CANCEL or FAIL"
+    ));
+    let flow = flow::parse(
+        "id: f\nnamespace: n\nconcurrency: {limit: 2}\ntasks:\n  - {id: t, type: io.kestra.plugin.core.log.Log, message: x}\n",
+    )
+    .expect("valid");
+    assert_eq!(flow.concurrency.map(|c| c.limit), Some(2));
+}

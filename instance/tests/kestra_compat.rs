@@ -115,8 +115,28 @@ fn path_get<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 /// Resolves one key of the `outputs` grammar of expected.json.
-fn actual(key: &str, execution: &Execution, logs: &[LogEntry]) -> Result<Option<Value>, String> {
+fn actual(
+    key: &str,
+    execution: &Execution,
+    logs: &[LogEntry],
+    second: Option<&Execution>,
+) -> Result<Option<Value>, String> {
     let runs = &execution.task_run_list;
+    if let Some(field) = key.strip_prefix("$concurrent.second.") {
+        let second = second.ok_or("no second execution was started")?;
+        return match field {
+            "state" => Ok(Some(Value::from(second.state.current.as_str()))),
+            "stateHistoryPrefix" => Ok(Some(Value::Array(
+                second
+                    .state
+                    .histories
+                    .iter()
+                    .map(|h| Value::from(h.state.as_str()))
+                    .collect(),
+            ))),
+            _ => Err(format!("unsupported {key}")),
+        };
+    }
     let first = |task: &str| runs.iter().find(|r| r.task_id == task);
     if let Some(task) = key.strip_prefix("$state.") {
         return Ok(Some(
@@ -193,7 +213,13 @@ fn actual(key: &str, execution: &Execution, logs: &[LogEntry]) -> Result<Option<
     Ok(run.and_then(|r| path_get(&Value::Object(r.outputs.clone()), path).cloned()))
 }
 
-fn check(entry: &Value, execution: &Execution, logs: &[LogEntry], wording: bool) -> Vec<String> {
+fn check(
+    entry: &Value,
+    execution: &Execution,
+    logs: &[LogEntry],
+    wording: bool,
+    second: Option<&Execution>,
+) -> Vec<String> {
     let mut failures = Vec::new();
     let state = execution.state.current.as_str();
     if entry["state"] != state {
@@ -230,7 +256,20 @@ fn check(entry: &Value, execution: &Execution, logs: &[LogEntry], wording: bool)
             }
             continue;
         }
-        match actual(key, execution, logs) {
+        if key == "$concurrent.second.stateHistoryPrefix" {
+            let history = actual(key, execution, logs, second).unwrap_or_default();
+            let prefix = history.as_ref().and_then(Value::as_array).map(|h| {
+                h.iter()
+                    .take(expected.as_array().map_or(0, Vec::len))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            });
+            if prefix.as_ref() != expected.as_array() {
+                failures.push(format!("{key}: expected {expected}, got {history:?}"));
+            }
+            continue;
+        }
+        match actual(key, execution, logs, second) {
             Ok(value) => {
                 if let Some(problem) = mismatch(expected, value.as_ref()) {
                     failures.push(format!("{key}: {problem}"));
@@ -240,6 +279,23 @@ fn check(entry: &Value, execution: &Execution, logs: &[LogEntry], wording: bool)
         }
     }
     failures
+}
+
+/// Polls until the execution is RUNNING.
+async fn wait_running(store: &Store, id: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let execution = store
+            .get_execution(id)
+            .await
+            .expect("read")
+            .expect("exists");
+        if execution.state.current == atoll_instance::execution::State::Running {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{id} never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Starts an execution the way a webhook call would (the `$webhook` inputs
@@ -345,19 +401,36 @@ async fn kestra_corpus() {
             }
             continue;
         }
-        match start {
-            Ok(execution) => started.push((
-                label,
-                entry,
-                execution.id,
-                listing.is_some_and(|l| l.kind == Kind::Wording),
-            )),
-            Err(err) => failures.push(format!("{label}: start failed: {err}")),
-        }
+        let execution = match start {
+            Ok(execution) => execution,
+            Err(err) => {
+                failures.push(format!("{label}: start failed: {err}"));
+                continue;
+            }
+        };
+        // The concurrency scenario: a second execution started while the
+        // first one runs.
+        let second = if entry["outputs"].get("$concurrent.second.state").is_some() {
+            wait_running(&store, &execution.id).await;
+            let second = engine
+                .start_execution(&flow.namespace, &flow.id, &Map::new(), Vec::new(), None)
+                .await
+                .expect("start the second execution");
+            Some(second.id)
+        } else {
+            None
+        };
+        started.push((
+            label,
+            entry,
+            execution.id,
+            listing.is_some_and(|l| l.kind == Kind::Wording),
+            second,
+        ));
     }
 
     let mut passed = 0;
-    for (label, entry, id, wording) in &started {
+    for (label, entry, id, wording, second) in &started {
         let execution = match engine.wait(id, Duration::from_secs(60)).await {
             Ok(execution) => execution,
             Err(err) => {
@@ -366,7 +439,17 @@ async fn kestra_corpus() {
             }
         };
         let logs = store.logs(id, 0, 10_000).await.expect("logs");
-        let problems = check(entry, &execution, &logs, *wording);
+        let second = match second {
+            Some(second) => match engine.wait(second, Duration::from_secs(60)).await {
+                Ok(second) => Some(second),
+                Err(err) => {
+                    failures.push(format!("{label}: second execution: {err}"));
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let problems = check(entry, &execution, &logs, *wording, second.as_ref());
         if problems.is_empty() {
             passed += 1;
         } else {

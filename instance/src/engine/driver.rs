@@ -15,7 +15,7 @@ use super::plan::{DEFAULTS_BRANCH, ELSE_BRANCH, Step, THEN_BRANCH, plan};
 use super::runner::{self, Event, LogSink, is_truthy};
 use super::{EngineError, Inner, context};
 use crate::execution::{Attempt, Execution, NewLog, State, StateInfo, TaskRun};
-use crate::flow::{Flow, LogLevel, Retry, Task, TaskKind};
+use crate::flow::{ConcurrencyBehavior, Flow, LogLevel, Retry, Task, TaskKind};
 use crate::store::Repository;
 
 /// How a driver stopped before its execution finished.
@@ -26,6 +26,8 @@ pub(crate) enum Stop {
     HandedBack,
     /// Another process took the execution over.
     LeaseLost,
+    /// Waiting (QUEUED or PAUSED) without a lease until something wakes it.
+    Parked,
 }
 
 struct Driver<'a> {
@@ -72,7 +74,10 @@ impl Driver<'_> {
     async fn run(&mut self, rx: &mut mpsc::UnboundedReceiver<Event>) -> Result<Stop, EngineError> {
         let now = Timestamp::now();
         if matches!(self.exec.state.current, State::Created | State::Queued) {
-            self.exec.state.set(State::Running, now);
+            if let Some(stop) = self.admit().await? {
+                return Ok(stop);
+            }
+            self.exec.state.set(State::Running, Timestamp::now());
         }
         self.recover_in_flight(now);
         let lease = self.inner.config.lease;
@@ -130,6 +135,59 @@ impl Driver<'_> {
                     self.inner.store.release_lease(&self.exec.id, &self.inner.owner).await?;
                     return Ok(Stop::HandedBack);
                 }
+            }
+        }
+    }
+
+    /// Applies the flow's concurrency limit to an execution about to start:
+    /// `None` when it may run; otherwise it is queued, cancelled or failed.
+    async fn admit(&mut self) -> Result<Option<Stop>, EngineError> {
+        let Some(limit) = self.flow.concurrency else {
+            return Ok(None);
+        };
+        let store = &self.inner.store;
+        let owner = &self.inner.owner;
+        let lease = store
+            .renew_lease(&self.exec.id, owner, self.inner.config.lease)
+            .await?;
+        if !lease.held {
+            return Ok(Some(Stop::LeaseLost));
+        }
+        if lease.kill_requested {
+            self.kill();
+            self.persist().await?;
+            return Ok(Some(Stop::Finished));
+        }
+        let now = Timestamp::now();
+        let queued = (limit.behavior == ConcurrencyBehavior::Queue).then(|| {
+            let mut queued = self.exec.clone();
+            queued.state.set(State::Queued, now);
+            queued
+        });
+        if store
+            .admit(&self.exec, limit.limit, owner, queued.as_ref())
+            .await?
+        {
+            return Ok(None);
+        }
+        let message = format!("the flow's concurrency limit ({}) is reached", limit.limit);
+        match (limit.behavior, queued) {
+            (ConcurrencyBehavior::Queue, Some(queued)) => {
+                self.exec = queued;
+                Ok(Some(Stop::Parked))
+            }
+            (ConcurrencyBehavior::Cancel, _) => {
+                self.log(None, LogLevel::Warn, format!("{message}: cancelled"));
+                self.exec.state.set(State::Cancelled, now);
+                self.persist().await?;
+                Ok(Some(Stop::Finished))
+            }
+            _ => {
+                self.log(None, LogLevel::Error, format!("{message}: failed"));
+                self.exec.error = Some(message);
+                self.exec.state.set(State::Failed, now);
+                self.persist().await?;
+                Ok(Some(Stop::Finished))
             }
         }
     }

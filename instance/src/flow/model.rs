@@ -27,6 +27,26 @@ pub struct Flow {
     /// Default retry for tasks that declare none (Kestra's flow-level `retry`).
     pub retry: Option<Retry>,
     pub triggers: Vec<Trigger>,
+    /// At most this many executions of the flow run at once.
+    pub concurrency: Option<Concurrency>,
+}
+
+/// The flow-level `concurrency` limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Concurrency {
+    pub limit: u32,
+    pub behavior: ConcurrencyBehavior,
+}
+
+/// What happens to an execution that finds the limit reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConcurrencyBehavior {
+    /// It waits (QUEUED) and starts when a slot frees, oldest first.
+    Queue,
+    /// It ends CANCELLED at once.
+    Cancel,
+    /// It ends FAILED at once.
+    Fail,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -451,13 +451,7 @@ fn flow_from_fields(f: &mut Fields<'_>) -> Flow {
     let disabled = f.bool("disabled", false);
     let retry = f.retry("retry");
     let triggers = triggers_from(f);
-    if f.take("concurrency").is_some() {
-        f.report(
-            "concurrency",
-            ProblemKind::Unsupported,
-            "flow-level `concurrency` limits are not supported yet".into(),
-        );
-    }
+    let concurrency = concurrency_from(f);
     Flow {
         id,
         namespace,
@@ -472,6 +466,7 @@ fn flow_from_fields(f: &mut Fields<'_>) -> Flow {
         disabled,
         retry,
         triggers,
+        concurrency,
     }
 }
 
@@ -674,6 +669,44 @@ fn triggers_from(f: &mut Fields<'_>) -> Vec<Trigger> {
         }
     }
     triggers
+}
+
+fn concurrency_from(f: &mut Fields<'_>) -> Option<Concurrency> {
+    let value = f.value("concurrency")?;
+    let Value::Object(map) = value else {
+        f.wrong_type(
+            "concurrency",
+            "a mapping with `limit` and `behavior`",
+            &value,
+        );
+        return None;
+    };
+    let path = f.field_path("concurrency");
+    let mut g = Fields::new(map, path, None, f.problems);
+    let limit = g.u32("limit");
+    match limit {
+        None if !g.problem_at("limit") => g.missing("limit"),
+        Some(0) => g.report("limit", ProblemKind::Field, "must be at least 1".into()),
+        _ => {}
+    }
+    let behavior = match g.string("behavior").as_deref() {
+        None | Some("QUEUE") => ConcurrencyBehavior::Queue,
+        Some("CANCEL") => ConcurrencyBehavior::Cancel,
+        Some("FAIL") => ConcurrencyBehavior::Fail,
+        Some(_) => {
+            g.report(
+                "behavior",
+                ProblemKind::Field,
+                "must be QUEUE, CANCEL or FAIL".into(),
+            );
+            ConcurrencyBehavior::Queue
+        }
+    };
+    g.finish();
+    Some(Concurrency {
+        limit: limit.filter(|l| *l > 0)?,
+        behavior,
+    })
 }
 
 fn timestamp(f: &mut Fields<'_>, key: &'static str) -> Option<jiff::Timestamp> {

@@ -182,6 +182,29 @@ pub trait Repository: Send + Sync + 'static {
         lease: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Writes a waiting execution (PAUSED, or QUEUED by a concurrency
+    /// limit) and gives its lease up: no process claims it before
+    /// `not_before` (never, when `None`, until something wakes it).
+    fn park_execution(
+        &self,
+        execution: &Execution,
+        owner: &str,
+        not_before: Option<Timestamp>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Takes a slot of the flow's concurrency `limit` for the execution
+    /// (held by `owner`): true when fewer than `limit` executions of the
+    /// flow run and none waits ahead of it. Otherwise, when `queued` is
+    /// given (the execution in state QUEUED), it is parked in the same
+    /// transaction until an execution of the flow finishes.
+    fn admit(
+        &self,
+        execution: &Execution,
+        limit: u32,
+        owner: &str,
+        queued: Option<&Execution>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Extends the lease if `owner` holds it.
     fn renew_lease(
         &self,
@@ -331,6 +354,23 @@ impl Repository for Store {
         lease: Duration,
     ) -> Result<(), StoreError> {
         dispatch!(self, r => r.save_execution(execution, owner, lease))
+    }
+    async fn park_execution(
+        &self,
+        execution: &Execution,
+        owner: &str,
+        not_before: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, r => r.park_execution(execution, owner, not_before))
+    }
+    async fn admit(
+        &self,
+        execution: &Execution,
+        limit: u32,
+        owner: &str,
+        queued: Option<&Execution>,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, r => r.admit(execution, limit, owner, queued))
     }
     async fn renew_lease(
         &self,

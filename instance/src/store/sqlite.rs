@@ -345,6 +345,11 @@ impl Repository for SqliteRepository {
     ) -> Result<(), StoreError> {
         let body = encode_execution(execution)?;
         let finished = execution.state.current.is_terminal();
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(query_error("save execution"))?;
         let result = sqlx::query(
             "UPDATE executions
              SET state = ?1, finished = ?2, updated_at = ?3, body = ?4,
@@ -359,13 +364,120 @@ impl Repository for SqliteRepository {
         .bind(lease_until(lease))
         .bind(&execution.id)
         .bind(owner)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(query_error("save execution"))?;
         if result.rows_affected() == 0 {
             return Err(StoreError::LeaseLost(execution.id.clone()));
         }
+        if finished {
+            // A slot of the flow's concurrency limit is free: queued
+            // executions of the flow are claimable again.
+            sqlx::query(
+                "UPDATE executions SET not_before = 0
+                 WHERE namespace = ?1 AND flow_id = ?2 AND finished = 0 AND state = 'QUEUED'",
+            )
+            .bind(&execution.namespace)
+            .bind(&execution.flow_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_error("save execution"))?;
+        }
+        tx.commit().await.map_err(query_error("save execution"))?;
         Ok(())
+    }
+
+    async fn park_execution(
+        &self,
+        execution: &Execution,
+        owner: &str,
+        not_before: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        let body = encode_execution(execution)?;
+        let result = sqlx::query(
+            "UPDATE executions
+             SET state = ?1, updated_at = ?2, body = ?3, not_before = ?4,
+                 lease_owner = NULL, lease_until = NULL
+             WHERE id = ?5 AND lease_owner = ?6",
+        )
+        .bind(execution.state.current.as_str())
+        .bind(micros(Timestamp::now()))
+        .bind(body)
+        .bind(not_before.map_or(i64::MAX, micros))
+        .bind(&execution.id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("park execution"))?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::LeaseLost(execution.id.clone()));
+        }
+        Ok(())
+    }
+
+    async fn admit(
+        &self,
+        execution: &Execution,
+        limit: u32,
+        owner: &str,
+        queued: Option<&Execution>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(query_error("admit execution"))?;
+        let row = sqlx::query(
+            "SELECT
+               (SELECT COUNT(*) FROM executions
+                 WHERE namespace = ?1 AND flow_id = ?2 AND finished = 0
+                   AND state NOT IN ('CREATED', 'QUEUED') AND id <> ?3) AS running,
+               (SELECT COUNT(*) FROM executions
+                 WHERE namespace = ?1 AND flow_id = ?2 AND finished = 0
+                   AND state IN ('CREATED', 'QUEUED')
+                   AND (created_at, id) < (SELECT created_at, id FROM executions WHERE id = ?3)) AS ahead",
+        )
+        .bind(&execution.namespace)
+        .bind(&execution.flow_id)
+        .bind(&execution.id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(query_error("admit execution"))?;
+        let taken = row.get::<i64, _>("running") + row.get::<i64, _>("ahead");
+        if taken < i64::from(limit) {
+            sqlx::query(
+                "UPDATE executions SET state = 'RUNNING' WHERE id = ?1 AND lease_owner = ?2",
+            )
+            .bind(&execution.id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_error("admit execution"))?;
+            tx.commit().await.map_err(query_error("admit execution"))?;
+            return Ok(true);
+        }
+        if let Some(queued) = queued {
+            // Queued in the same transaction that found no slot, so a slot
+            // freed right after is seen by the finishing execution's wake-up.
+            let body = encode_execution(queued)?;
+            sqlx::query(
+                "UPDATE executions
+                 SET state = ?1, updated_at = ?2, body = ?3, not_before = ?4,
+                     lease_owner = NULL, lease_until = NULL
+                 WHERE id = ?5 AND lease_owner = ?6",
+            )
+            .bind(queued.state.current.as_str())
+            .bind(micros(Timestamp::now()))
+            .bind(body)
+            .bind(i64::MAX)
+            .bind(&queued.id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_error("admit execution"))?;
+        }
+        tx.commit().await.map_err(query_error("admit execution"))?;
+        Ok(false)
     }
 
     async fn renew_lease(
@@ -412,7 +524,7 @@ impl Repository for SqliteRepository {
 
     async fn request_kill(&self, id: &str) -> Result<bool, StoreError> {
         let result =
-            sqlx::query("UPDATE executions SET kill_requested = 1 WHERE id = ?1 AND finished = 0")
+            sqlx::query("UPDATE executions SET kill_requested = 1, not_before = 0 WHERE id = ?1 AND finished = 0")
                 .bind(id)
                 .execute(&self.pool)
                 .await

@@ -1,0 +1,240 @@
+//! Flow-level control: the concurrency limit (QUEUE, CANCEL, FAIL), Pause
+//! and resume, Subflow and Exit, on a real store.
+
+mod support;
+
+use std::time::Duration;
+
+use atoll_instance::engine::{Engine, EngineConfig};
+use atoll_instance::execution::{Execution, State};
+use atoll_instance::store::{Repository, Store};
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+struct Harness {
+    engine: Engine,
+    shutdown: CancellationToken,
+    runner: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Harness {
+    async fn sqlite(dir: &tempfile::TempDir) -> Harness {
+        let url = format!("sqlite:{}", dir.path().join("control.db").display());
+        Harness::on(&url).await
+    }
+
+    async fn on(url: &str) -> Harness {
+        let store = Store::connect(url).await.expect("store");
+        let engine = Engine::new(store, EngineConfig::default());
+        let shutdown = CancellationToken::new();
+        let runner = tokio::spawn({
+            let engine = engine.clone();
+            let shutdown = shutdown.clone();
+            async move { engine.run(shutdown).await }
+        });
+        Harness {
+            engine,
+            shutdown,
+            runner: Some(runner),
+        }
+    }
+
+    /// Stops the engine and waits until it has handed its work back.
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(runner) = self.runner.take() {
+            runner.await.expect("engine stopped");
+        }
+    }
+
+    async fn save(&self, source: &str) {
+        let flow = atoll_instance::flow::parse(source).expect("valid flow");
+        self.engine
+            .store()
+            .save_flow(&flow.namespace, &flow.id, source)
+            .await
+            .expect("save");
+    }
+
+    async fn start(&self, namespace: &str, id: &str, inputs: Value) -> Execution {
+        let inputs: Map<String, Value> = inputs.as_object().cloned().unwrap_or_default();
+        self.engine
+            .start_execution(namespace, id, &inputs, Vec::new(), None)
+            .await
+            .expect("start")
+    }
+
+    async fn finished(&self, id: &str) -> Execution {
+        self.engine
+            .wait(id, Duration::from_secs(30))
+            .await
+            .expect("finished")
+    }
+
+    async fn get(&self, id: &str) -> Execution {
+        self.engine
+            .store()
+            .get_execution(id)
+            .await
+            .expect("read")
+            .expect("exists")
+    }
+
+    /// Polls until the execution is in `state`.
+    async fn reaches(&self, id: &str, state: State) -> Execution {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let execution = self.get(id).await;
+            if execution.state.current == state {
+                return execution;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{id} never reached {state:?}; it is {:?}",
+                execution.state.current
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn states(execution: &Execution) -> Vec<State> {
+    execution.state.histories.iter().map(|h| h.state).collect()
+}
+
+fn first_time(execution: &Execution, state: State) -> jiff::Timestamp {
+    execution
+        .state
+        .histories
+        .iter()
+        .find(|h| h.state == state)
+        .map(|h| h.date)
+        .unwrap_or_else(|| panic!("{} was never {state:?}", execution.id))
+}
+
+const QUEUED: &str = r#"
+id: one-at-a-time
+namespace: control.test
+concurrency: {limit: 1, behavior: QUEUE}
+inputs:
+  - {id: n, type: INT}
+tasks:
+  - id: nap
+    type: io.kestra.plugin.core.flow.Sleep
+    duration: PT0.2S
+  - id: done
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ inputs.n }}"
+"#;
+
+async fn five_queued_executions_run_one_after_another(harness: &Harness) {
+    harness.save(QUEUED).await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let execution = harness
+            .start("control.test", "one-at-a-time", json!({"n": n}))
+            .await;
+        ids.push(execution.id);
+    }
+    let mut done = Vec::new();
+    for id in &ids {
+        done.push(harness.finished(id).await);
+    }
+    for pair in done.windows(2) {
+        let (earlier, later) = (&pair[0], &pair[1]);
+        assert_eq!(earlier.state.current, State::Success);
+        let ended = earlier.state.end_date.expect("ended");
+        let started = first_time(later, State::Running);
+        assert!(
+            started >= ended,
+            "{} started at {started} before {} ended at {ended}",
+            later.id,
+            earlier.id
+        );
+    }
+    assert_eq!(done[4].state.current, State::Success);
+    // All but the first waited in the queue.
+    for execution in &done[1..] {
+        assert_eq!(
+            &states(execution)[..3],
+            [State::Created, State::Queued, State::Running],
+            "{}",
+            execution.id
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_limit_one_queues_five_executions_in_order_on_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let harness = Harness::sqlite(&dir).await;
+    five_queued_executions_run_one_after_another(&harness).await;
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_limit_one_queues_five_executions_in_order_on_postgres() {
+    let postgres = support::postgres::TestPostgres::start();
+    let harness = Harness::on(&postgres.database_url("queue")).await;
+    five_queued_executions_run_one_after_another(&harness).await;
+    harness.stop().await;
+}
+
+fn limited(id: &str, behavior: &str) -> String {
+    format!(
+        r#"
+id: {id}
+namespace: control.test
+concurrency: {{limit: 1, behavior: {behavior}}}
+tasks:
+  - id: nap
+    type: io.kestra.plugin.core.flow.Sleep
+    duration: PT1S
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_cancel_and_fail_end_the_extra_execution_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let harness = Harness::sqlite(&dir).await;
+    for (behavior, expected) in [("CANCEL", State::Cancelled), ("FAIL", State::Failed)] {
+        let id = format!("limited-{}", behavior.to_lowercase());
+        harness.save(&limited(&id, behavior)).await;
+        let first = harness.start("control.test", &id, json!({})).await;
+        harness.reaches(&first.id, State::Running).await;
+        let second = harness.start("control.test", &id, json!({})).await;
+        let second = harness.finished(&second.id).await;
+        assert_eq!(second.state.current, expected, "{behavior}");
+        assert!(second.task_run_list.is_empty());
+        let first = harness.finished(&first.id).await;
+        assert_eq!(first.state.current, State::Success, "{behavior}");
+    }
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_executions_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let harness = Harness::sqlite(&dir).await;
+    harness.save(&limited("slow-queue", "QUEUE")).await;
+    let first = harness.start("control.test", "slow-queue", json!({})).await;
+    harness.reaches(&first.id, State::Running).await;
+    let second = harness.start("control.test", "slow-queue", json!({})).await;
+    harness.reaches(&second.id, State::Queued).await;
+    harness.stop().await;
+
+    let harness = Harness::sqlite(&dir).await;
+    let first = harness.finished(&first.id).await;
+    let second = harness.finished(&second.id).await;
+    assert_eq!(first.state.current, State::Success);
+    assert_eq!(second.state.current, State::Success);
+    assert!(first_time(&second, State::Running) >= first.state.end_date.expect("ended"));
+    harness.stop().await;
+}
