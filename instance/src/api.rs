@@ -196,7 +196,9 @@ impl From<EngineError> for ApiError {
             EngineError::FlowNotFound { .. } | EngineError::ExecutionNotFound(_) => {
                 ApiError::NotFound(err.to_string())
             }
-            EngineError::FlowDisabled { .. } => ApiError::Conflict(err.to_string()),
+            EngineError::FlowDisabled { .. } | EngineError::NotPaused(_) | EngineError::Busy(_) => {
+                ApiError::Conflict(err.to_string())
+            }
             EngineError::Inputs(e) => ApiError::BadRequest {
                 code: "invalidInputs",
                 message: e.to_string(),
@@ -223,6 +225,7 @@ pub fn app(state: AppState) -> Router {
         .route("/executions/search", get(search_executions))
         .route("/executions/{namespace}/{flow_id}", post(create_execution))
         .route("/executions/{id}", get(get_execution))
+        .route("/executions/{id}/resume", post(resume_execution))
         .route(
             "/executions/{id}/kill",
             post(kill_execution).delete(kill_execution),
@@ -689,6 +692,35 @@ async fn multipart_inputs(request: Request) -> ApiResult<Map<String, Value>> {
     Ok(inputs)
 }
 
+/// Inputs from a JSON object, a URL-encoded form or multipart/form-data.
+async fn request_inputs(request: Request) -> ApiResult<Map<String, Value>> {
+    let is_multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if is_multipart {
+        multipart_inputs(request).await
+    } else {
+        let headers = request.headers().clone();
+        let bytes = read_body(request.into_body()).await?;
+        parse_inputs(&headers, &bytes)
+    }
+}
+
+/// Resumes a PAUSED execution, with optional `onResume` inputs.
+async fn resume_execution(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(path): Path<IdPath>,
+    request: Request,
+) -> ApiResult<Json<Execution>> {
+    require(&principal, Role::Editor)?;
+    check_id(&path.id)?;
+    let inputs = request_inputs(request).await?;
+    Ok(Json(state.engine.resume(&path.id, &inputs).await?))
+}
+
 async fn create_execution(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -698,18 +730,7 @@ async fn create_execution(
 ) -> ApiResult<Json<Execution>> {
     require(&principal, Role::Editor)?;
     check_path(&path.namespace, Some(&path.flow_id))?;
-    let is_multipart = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
-    let inputs = if is_multipart {
-        multipart_inputs(request).await?
-    } else {
-        let headers = request.headers().clone();
-        let bytes = read_body(request.into_body()).await?;
-        parse_inputs(&headers, &bytes)?
-    };
+    let inputs = request_inputs(request).await?;
     let labels = parse_labels(query.labels.as_deref())?;
     let execution = state
         .engine

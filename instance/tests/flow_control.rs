@@ -238,3 +238,32 @@ async fn queued_executions_survive_a_restart() {
     assert!(first_time(&second, State::Running) >= first.state.end_date.expect("ended"));
     harness.stop().await;
 }
+
+const PAUSED: &str = r#"
+id: paused
+namespace: control.test
+tasks:
+  - id: wait
+    type: io.kestra.plugin.core.flow.Pause
+    timeout: PT1H
+  - id: after
+    type: io.kestra.plugin.core.log.Log
+    message: never
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_execution_can_be_killed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let harness = Harness::sqlite(&dir).await;
+    harness.save(PAUSED).await;
+    let execution = harness.start("control.test", "paused", json!({})).await;
+    let paused = harness.reaches(&execution.id, State::Paused).await;
+    let wait = &paused.task_run_list[0];
+    assert_eq!(wait.state.current, State::Paused);
+    assert!(wait.next_attempt_at.is_some(), "the timeout is a timer");
+    assert!(harness.engine.kill(&execution.id).await.expect("kill"));
+    let killed = harness.finished(&execution.id).await;
+    assert_eq!(killed.state.current, State::Killed);
+    assert_eq!(killed.task_run_list.len(), 1);
+    harness.stop().await;
+}

@@ -179,7 +179,7 @@ fn unknown_task_type_names_itself_and_lists_supported_ones() {
 #[test]
 fn not_yet_supported_kestra_types_say_so() {
     let found = problems(
-        "id: f\nnamespace: n\ntasks:\n  - id: p\n    type: io.kestra.plugin.core.flow.Pause\n",
+        "id: f\nnamespace: n\ntasks:\n  - id: p\n    type: io.kestra.plugin.core.flow.ForEachItem\n",
     );
     assert!(has(&found, ProblemKind::Unsupported, "not supported yet"));
 }

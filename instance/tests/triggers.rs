@@ -1,6 +1,7 @@
-//! Triggers over real HTTP on loopback: schedules that fire exactly once
-//! per tick across a restart and across two replicas on one PostgreSQL,
-//! webhooks, and the trigger listing.
+//! Triggers and waiting executions over real HTTP on loopback: schedules
+//! that fire exactly once per tick across a restart and across two
+//! replicas on one PostgreSQL, webhooks, the trigger listing, and paused
+//! executions resumed through the API (across a restart too).
 
 mod support;
 
@@ -399,4 +400,95 @@ async fn webhooks_start_executions_only_with_the_right_key() {
     assert_eq!(hook_view["executionId"], id.as_str());
     assert!(hook_view.get("nextExecutionDate").is_none());
     instance.stop().await;
+}
+
+const APPROVAL: &str = r#"
+id: approval
+namespace: pause.test
+tasks:
+  - id: wait
+    type: io.kestra.plugin.core.flow.Pause
+    onResume:
+      - {id: approver, type: STRING}
+      - {id: note, type: STRING, required: false}
+  - id: approved
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ outputs.wait.onResume.approver }} {{ outputs.wait.onResume.note ?? '-' }}"
+"#;
+
+async fn state_of(instance: &Instance, id: &str) -> Value {
+    instance.get(&format!("/api/v1/executions/{id}")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_survives_a_restart_and_resumes_through_the_api() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("pause.db").display());
+    let first = Instance::start(dir.path(), &url).await;
+    first.put_flow("pause.test", "approval", APPROVAL).await;
+    let created: Value = first
+        .http
+        .post(first.url("/api/v1/executions/pause.test/approval"))
+        .send()
+        .await
+        .expect("start")
+        .json()
+        .await
+        .expect("json");
+    let id = created["id"].as_str().expect("id").to_owned();
+    eventually(
+        "the execution is paused",
+        Duration::from_secs(20),
+        || async { state_of(&first, &id).await["state"]["current"] == "PAUSED" },
+    )
+    .await;
+    first.stop().await;
+
+    let second = Instance::start(dir.path(), &url).await;
+    let resume = second.url(&format!("/api/v1/executions/{id}/resume"));
+    // A required onResume input is missing: refused, still paused.
+    let refused = second.http.post(&resume).send().await.expect("resume");
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(state_of(&second, &id).await["state"]["current"], "PAUSED");
+    let resumed = second
+        .http
+        .post(&resume)
+        .multipart(reqwest::multipart::Form::new().text("approver", "alice"))
+        .send()
+        .await
+        .expect("resume");
+    assert_eq!(resumed.status(), StatusCode::OK);
+    eventually(
+        "the resumed execution succeeded",
+        Duration::from_secs(20),
+        || async { state_of(&second, &id).await["state"]["current"] == "SUCCESS" },
+    )
+    .await;
+    let done = state_of(&second, &id).await;
+    let approved = done["taskRunList"]
+        .as_array()
+        .expect("task runs")
+        .iter()
+        .find(|r| r["taskId"] == "approved")
+        .expect("approved ran")
+        .clone();
+    assert_eq!(approved["outputs"]["value"], "alice -");
+    let states: Vec<&str> = done["state"]["histories"]
+        .as_array()
+        .expect("histories")
+        .iter()
+        .filter_map(|h| h["state"].as_str())
+        .collect();
+    assert!(states.contains(&"PAUSED"), "{states:?}");
+    // Resuming twice is a conflict.
+    let again = second.http.post(&resume).send().await.expect("resume");
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    let unknown = second
+        .http
+        .post(second.url("/api/v1/executions/nope/resume"))
+        .send()
+        .await
+        .expect("resume");
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    second.stop().await;
 }

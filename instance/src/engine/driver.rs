@@ -79,6 +79,23 @@ impl Driver<'_> {
             }
             self.exec.state.set(State::Running, Timestamp::now());
         }
+        if self.exec.state.current == State::Paused {
+            // Woken by a timer, a resume or a kill request.
+            let lease = self
+                .inner
+                .store
+                .renew_lease(&self.exec.id, &self.inner.owner, self.inner.config.lease)
+                .await?;
+            if !lease.held {
+                return Ok(Stop::LeaseLost);
+            }
+            if lease.kill_requested {
+                self.kill();
+                self.persist().await?;
+                return Ok(Stop::Finished);
+            }
+            self.exec.state.set(State::Running, Timestamp::now());
+        }
         self.recover_in_flight(now);
         let lease = self.inner.config.lease;
         let mut renew = tokio::time::interval(lease / 3);
@@ -92,13 +109,10 @@ impl Driver<'_> {
             if self.exec.state.current.is_terminal() {
                 return Ok(Stop::Finished);
             }
-            let wake = self
-                .exec
-                .task_run_list
-                .iter()
-                .filter(|r| r.state.current == State::Retrying)
-                .filter_map(|r| r.next_attempt_at)
-                .min();
+            if self.waiting_only() {
+                return self.park().await;
+            }
+            let wake = self.next_timer();
             let sleep = wake
                 .map(|at| {
                     let left = at.duration_since(Timestamp::now());
@@ -277,6 +291,20 @@ impl Driver<'_> {
                 }
             }
             Step::Finish { state } => self.finish(state, now),
+            Step::Pause { run_id } => self.pause(&run_id, now),
+            Step::Resume { run_id } => {
+                if let Some(run) = self.exec.task_run_mut(&run_id) {
+                    run.state.set(State::Running, now);
+                    run.next_attempt_at = None;
+                }
+            }
+            Step::Expire { run_id } => {
+                self.fail_run(
+                    &run_id,
+                    "the pause was not resumed before its timeout".into(),
+                    now,
+                );
+            }
         }
     }
 
@@ -313,6 +341,60 @@ impl Driver<'_> {
         };
         let handle = tokio::spawn(runner::run(attempt));
         self.workers.insert(run.id, handle.abort_handle());
+    }
+
+    /// A Pause task run starts waiting: until its delay is over, or until
+    /// resumed through the API (failing at its timeout, if it has one).
+    fn pause(&mut self, run_id: &str, now: Timestamp) {
+        let Some(run) = self.exec.task_run(run_id) else {
+            return;
+        };
+        let Some(task) = self.task(&run.task_id) else {
+            return;
+        };
+        let TaskKind::Pause { delay, .. } = &task.kind else {
+            return;
+        };
+        let wait = delay.or(task.timeout);
+        if let Some(run) = self.exec.task_run_mut(run_id) {
+            run.state.set(State::Running, now);
+            run.state.set(State::Paused, now);
+            run.next_attempt_at = wait
+                .and_then(|w| jiff::SignedDuration::try_from(w).ok())
+                .and_then(|w| now.checked_add(w).ok());
+        }
+    }
+
+    /// Nothing runs and a Pause waits: the execution is written PAUSED and
+    /// its lease given up until the earliest timer (or a resume, or a kill).
+    fn waiting_only(&self) -> bool {
+        self.workers.is_empty()
+            && self
+                .exec
+                .task_run_list
+                .iter()
+                .any(|r| r.state.current == State::Paused)
+    }
+
+    async fn park(&mut self) -> Result<Stop, EngineError> {
+        let not_before = self.next_timer();
+        self.exec.state.set(State::Paused, Timestamp::now());
+        self.flush_logs().await?;
+        self.inner
+            .store
+            .park_execution(&self.exec, &self.inner.owner, not_before)
+            .await?;
+        Ok(Stop::Parked)
+    }
+
+    /// The earliest moment a waiting task run (retry or pause) is due.
+    fn next_timer(&self) -> Option<Timestamp> {
+        self.exec
+            .task_run_list
+            .iter()
+            .filter(|r| matches!(r.state.current, State::Retrying | State::Paused))
+            .filter_map(|r| r.next_attempt_at)
+            .min()
     }
 
     fn handle(&mut self, event: Event) {

@@ -49,6 +49,10 @@ pub enum EngineError {
     Timeout(String),
     #[error("the trigger's inputs did not render: {0}")]
     TriggerInputs(String),
+    #[error("execution {0} is not paused")]
+    NotPaused(String),
+    #[error("execution {0} is busy; try again")]
+    Busy(String),
 }
 
 /// Tuning of the engine (from the instance configuration).
@@ -170,6 +174,90 @@ impl Engine {
             self.inner.work.notify_one();
         }
         Ok(requested)
+    }
+
+    /// Resumes a PAUSED execution: its waiting Pause task runs go on, with
+    /// `inputs` checked against their `onResume` declarations and given to
+    /// them as `outputs.<pause>.onResume`.
+    pub async fn resume(
+        &self,
+        id: &str,
+        inputs: &Map<String, Value>,
+    ) -> Result<Execution, EngineError> {
+        let store = &self.inner.store;
+        let owner = &self.inner.owner;
+        let lease = self.inner.config.lease;
+        // A driver may still hold the execution for the moment it takes to
+        // park it.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut execution = loop {
+            if let Some(execution) = store.claim_one(id, owner, lease).await? {
+                break execution;
+            }
+            let current = store
+                .get_execution(id)
+                .await?
+                .ok_or_else(|| EngineError::ExecutionNotFound(id.into()))?;
+            if current.state.current != State::Paused {
+                return Err(EngineError::NotPaused(id.into()));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EngineError::Busy(id.into()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let resumed = self.resume_claimed(&mut execution, inputs).await;
+        let not_before = resumed.is_ok().then(Timestamp::now);
+        if resumed.is_err() {
+            // Put it back exactly as it was, waiting as before.
+            let original = store.get_execution(id).await?.unwrap_or(execution.clone());
+            execution = original;
+        }
+        let wait_until = match &resumed {
+            Ok(()) => not_before,
+            Err(_) => execution
+                .task_run_list
+                .iter()
+                .filter_map(|r| r.next_attempt_at)
+                .min(),
+        };
+        store.park_execution(&execution, owner, wait_until).await?;
+        resumed?;
+        self.inner.work.notify_one();
+        Ok(execution)
+    }
+
+    async fn resume_claimed(
+        &self,
+        execution: &mut Execution,
+        inputs: &Map<String, Value>,
+    ) -> Result<(), EngineError> {
+        if execution.state.current != State::Paused {
+            return Err(EngineError::NotPaused(execution.id.clone()));
+        }
+        let flow = self.inner.flow_for(execution).await?;
+        let now = Timestamp::now();
+        let mut any = false;
+        for run in &mut execution.task_run_list {
+            if run.state.current != State::Paused {
+                continue;
+            }
+            let Some(flow::TaskKind::Pause { on_resume, .. }) =
+                flow.find_task(&run.task_id).map(|t| &t.kind)
+            else {
+                continue;
+            };
+            let given = flow::resolve_inputs(on_resume, inputs)?;
+            run.outputs.insert("onResume".into(), Value::Object(given));
+            run.state.set(State::Running, now);
+            run.next_attempt_at = None;
+            any = true;
+        }
+        if !any {
+            return Err(EngineError::NotPaused(execution.id.clone()));
+        }
+        execution.state.set(State::Running, now);
+        Ok(())
     }
 
     /// Waits until the execution is in a final state.

@@ -309,6 +309,14 @@ pub enum TaskKind {
         /// How many tasks run at once; 0 = all that are ready.
         concurrent: u32,
     },
+    /// Waits for `delay`, or until resumed through the API (the task's
+    /// `timeout` then fails it if nobody does), then runs `tasks`.
+    Pause {
+        delay: Option<Duration>,
+        /// Inputs the resume call may give; they become `outputs.<id>.onResume`.
+        on_resume: Vec<Input>,
+        tasks: Vec<Task>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -344,7 +352,8 @@ impl TaskKind {
             TaskKind::Sequential { tasks }
             | TaskKind::Parallel { tasks, .. }
             | TaskKind::AllowFailure { tasks }
-            | TaskKind::ForEach { tasks, .. } => tasks.iter().collect(),
+            | TaskKind::ForEach { tasks, .. }
+            | TaskKind::Pause { tasks, .. } => tasks.iter().collect(),
             TaskKind::If {
                 then, otherwise, ..
             } => then.iter().chain(otherwise).collect(),
@@ -370,6 +379,7 @@ impl TaskKind {
                 | TaskKind::Switch { .. }
                 | TaskKind::ForEach { .. }
                 | TaskKind::Dag { .. }
+                | TaskKind::Pause { .. }
         )
     }
 }

@@ -442,7 +442,7 @@ fn flow_from_fields(f: &mut Fields<'_>) -> Flow {
     let _ = f.take("revision");
     let description = f.string("description");
     let labels = labels_from(f);
-    let inputs = inputs_from(f);
+    let inputs = inputs_from(f, "inputs");
     let variables = f.object("variables");
     let tasks = f.required_tasks("tasks");
     let errors = f.tasks("errors");
@@ -514,11 +514,11 @@ fn scalar_text(value: &Value) -> Option<String> {
     }
 }
 
-fn inputs_from(f: &mut Fields<'_>) -> Vec<Input> {
-    let items = f.list("inputs");
+fn inputs_from(f: &mut Fields<'_>, key: &'static str) -> Vec<Input> {
+    let items = f.list(key);
     let mut inputs = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
-        let path = f.field_path(&format!("inputs[{i}]"));
+        let path = f.field_path(&format!("{key}[{i}]"));
         let Value::Object(map) = item else {
             f.problems.push(problem(
                 &path,
@@ -1048,6 +1048,18 @@ fn kind_from_fields(task_type: TaskType, f: &mut Fields<'_>) -> TaskKind {
             }
         }
         TaskType::Dag => dag_from(f),
+        TaskType::Pause => {
+            // `pauseDuration` is Kestra's newer name for `delay`.
+            let delay = match f.duration("delay") {
+                Some(delay) => Some(delay),
+                None => f.duration("pauseDuration"),
+            };
+            TaskKind::Pause {
+                delay,
+                on_resume: inputs_from(f, "onResume"),
+                tasks: f.tasks("tasks"),
+            }
+        }
         TaskType::Commands => commands_from(f),
         TaskType::HttpRequest => {
             let uri = f.required_string("uri");

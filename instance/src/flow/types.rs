@@ -18,6 +18,7 @@ pub(crate) enum TaskType {
     EachSequential,
     EachParallel,
     Dag,
+    Pause,
     Commands,
     HttpRequest,
 }
@@ -91,6 +92,11 @@ const TASK_TYPES: &[(&str, &[&str], TaskType)] = &[
         TaskType::Dag,
     ),
     (
+        "io.kestra.plugin.core.flow.Pause",
+        &["io.kestra.core.tasks.flows.Pause"],
+        TaskType::Pause,
+    ),
+    (
         "io.kestra.plugin.scripts.shell.Commands",
         &[],
         TaskType::Commands,
@@ -108,8 +114,6 @@ const NOT_YET: &[&str] = &[
     "io.kestra.plugin.core.flow.Subflow",
     "io.kestra.core.tasks.flows.Subflow",
     "io.kestra.core.tasks.flows.Flow",
-    "io.kestra.plugin.core.flow.Pause",
-    "io.kestra.core.tasks.flows.Pause",
     "io.kestra.plugin.core.execution.Exit",
     "io.kestra.plugin.core.flow.ForEachItem",
     "io.kestra.plugin.core.flow.WorkingDirectory",

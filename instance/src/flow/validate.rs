@@ -317,7 +317,8 @@ pub(super) fn task_templates(task: &Task) -> Vec<(&'static str, &str)> {
         | TaskKind::Sequential { .. }
         | TaskKind::Parallel { .. }
         | TaskKind::AllowFailure { .. }
-        | TaskKind::Dag { .. } => {}
+        | TaskKind::Dag { .. }
+        | TaskKind::Pause { .. } => {}
     }
     out
 }

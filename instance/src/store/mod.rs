@@ -173,6 +173,15 @@ pub trait Repository: Send + Sync + 'static {
         lease: Duration,
     ) -> impl Future<Output = Result<Option<Execution>, StoreError>> + Send;
 
+    /// Claims one unfinished execution whose lease is free or expired
+    /// (whatever its `not_before`), e.g. to resume it.
+    fn claim_one(
+        &self,
+        id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Option<Execution>, StoreError>> + Send;
+
     /// Writes the execution if `owner` still holds its lease, renewing it;
     /// a finished execution's lease is released.
     fn save_execution(
@@ -346,6 +355,14 @@ impl Repository for Store {
         lease: Duration,
     ) -> Result<Option<Execution>, StoreError> {
         dispatch!(self, r => r.claim_execution(owner, lease))
+    }
+    async fn claim_one(
+        &self,
+        id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<Execution>, StoreError> {
+        dispatch!(self, r => r.claim_one(id, owner, lease))
     }
     async fn save_execution(
         &self,

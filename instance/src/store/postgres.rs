@@ -331,6 +331,27 @@ impl Repository for PostgresRepository {
         decode_execution(row.get("body")).map(Some)
     }
 
+    async fn claim_one(
+        &self,
+        id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<Execution>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE executions SET lease_owner = $1, lease_until = $2
+             WHERE id = $3 AND NOT finished AND (lease_until IS NULL OR lease_until < $4)
+             RETURNING body",
+        )
+        .bind(owner)
+        .bind(lease_until(lease))
+        .bind(id)
+        .bind(micros(Timestamp::now()))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_error("claim execution"))?;
+        row.map(|row| decode_execution(row.get("body"))).transpose()
+    }
+
     async fn save_execution(
         &self,
         execution: &Execution,
