@@ -267,3 +267,135 @@ async fn a_paused_execution_can_be_killed() {
     assert_eq!(killed.task_run_list.len(), 1);
     harness.stop().await;
 }
+
+const CHILD: &str = r#"
+id: child
+namespace: control.test
+inputs:
+  - {id: fail, type: BOOLEAN}
+  - {id: word, type: STRING}
+tasks:
+  - id: maybe-fail
+    type: io.kestra.plugin.core.execution.Fail
+    condition: "{{ inputs.fail }}"
+  - id: shout
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ inputs.word | upper }}"
+outputs:
+  - {id: result, type: STRING, value: "{{ outputs.shout.value }}"}
+"#;
+
+fn parent(id: &str, transmit_failed: bool, fail: bool) -> String {
+    format!(
+        r#"
+id: {id}
+namespace: control.test
+labels: {{team: ops}}
+tasks:
+  - id: call
+    type: io.kestra.plugin.core.flow.Subflow
+    namespace: control.test
+    flowId: child
+    inheritLabels: true
+    transmitFailed: {transmit_failed}
+    inputs:
+      fail: {fail}
+      word: "{{{{ flow.id }}}}"
+  - id: use
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{{{ outputs.call.outputs.result ?? 'none' }}}} {{{{ outputs.call.state }}}}"
+"#
+    )
+}
+
+fn run_of<'a>(execution: &'a Execution, task: &str) -> &'a atoll_instance::execution::TaskRun {
+    execution
+        .task_run_list
+        .iter()
+        .find(|r| r.task_id == task)
+        .unwrap_or_else(|| panic!("no run of {task}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subflows_pass_inputs_and_outputs_and_transmit_failures() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let harness = Harness::sqlite(&dir).await;
+    harness.save(CHILD).await;
+
+    // Outputs of the child are usable by the parent.
+    harness.save(&parent("caller", true, false)).await;
+    let ok = harness.start("control.test", "caller", json!({})).await;
+    let ok = harness.finished(&ok.id).await;
+    assert_eq!(ok.state.current, State::Success);
+    assert_eq!(run_of(&ok, "use").outputs["value"], "CALLER SUCCESS");
+    let child_id = run_of(&ok, "call").outputs["executionId"]
+        .as_str()
+        .expect("child id")
+        .to_owned();
+    let child = harness.get(&child_id).await;
+    assert_eq!(child.state.current, State::Success);
+    let labels: Vec<(&str, &str)> = child
+        .labels
+        .iter()
+        .map(|l| (l.key.as_str(), l.value.as_str()))
+        .collect();
+    assert!(labels.contains(&("team", "ops")), "{labels:?}");
+    assert!(
+        labels.contains(&("system.correlationId", ok.id.as_str())),
+        "{labels:?}"
+    );
+    assert_eq!(
+        child.trigger.as_ref().expect("trigger")["variables"]["executionId"],
+        ok.id.as_str()
+    );
+
+    // transmitFailed: the child's failure fails the Subflow task and the parent.
+    harness.save(&parent("strict", true, true)).await;
+    let failed = harness.start("control.test", "strict", json!({})).await;
+    let failed = harness.finished(&failed.id).await;
+    assert_eq!(failed.state.current, State::Failed);
+    let call = run_of(&failed, "call");
+    assert_eq!(call.state.current, State::Failed);
+    assert_eq!(call.outputs["state"], "FAILED");
+    assert!(failed.task_run_list.iter().all(|r| r.task_id != "use"));
+
+    // Without it, the parent goes on.
+    harness.save(&parent("lenient", false, true)).await;
+    let lenient = harness.start("control.test", "lenient", json!({})).await;
+    let lenient = harness.finished(&lenient.id).await;
+    assert_eq!(lenient.state.current, State::Success);
+    assert_eq!(run_of(&lenient, "use").outputs["value"], "none FAILED");
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subflow_without_wait_ends_once_the_child_exists() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let harness = Harness::sqlite(&dir).await;
+    harness.save(PAUSED).await;
+    harness
+        .save(
+            r#"
+id: fire-and-forget
+namespace: control.test
+tasks:
+  - id: call
+    type: io.kestra.plugin.core.flow.Subflow
+    namespace: control.test
+    flowId: paused
+    wait: false
+"#,
+        )
+        .await;
+    let execution = harness
+        .start("control.test", "fire-and-forget", json!({}))
+        .await;
+    let done = harness.finished(&execution.id).await;
+    assert_eq!(done.state.current, State::Success);
+    let child_id = run_of(&done, "call").outputs["executionId"]
+        .as_str()
+        .expect("child id")
+        .to_owned();
+    harness.reaches(&child_id, State::Paused).await;
+    harness.stop().await;
+}

@@ -114,16 +114,40 @@ fn path_get<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(value, |v, key| v.get(key))
 }
 
+/// Executions besides the one under test that an entry's facts name.
+#[derive(Debug, Default)]
+struct Related {
+    /// The second execution of the concurrency scenario.
+    second: Option<Execution>,
+    /// The execution a Subflow task created.
+    subflow: Option<Execution>,
+}
+
 /// Resolves one key of the `outputs` grammar of expected.json.
 fn actual(
     key: &str,
     execution: &Execution,
     logs: &[LogEntry],
-    second: Option<&Execution>,
+    related: &Related,
 ) -> Result<Option<Value>, String> {
     let runs = &execution.task_run_list;
+    if key.starts_with("$subflow.") {
+        let child = related
+            .subflow
+            .as_ref()
+            .ok_or("no subflow execution found")?;
+        let field = key.rsplit('.').next().unwrap_or_default();
+        return match field {
+            "state" => Ok(Some(Value::from(child.state.current.as_str()))),
+            "taskRunCount" => Ok(Some(Value::from(child.task_run_list.len()))),
+            _ => Err(format!("unsupported {key}")),
+        };
+    }
     if let Some(field) = key.strip_prefix("$concurrent.second.") {
-        let second = second.ok_or("no second execution was started")?;
+        let second = related
+            .second
+            .as_ref()
+            .ok_or("no second execution was started")?;
         return match field {
             "state" => Ok(Some(Value::from(second.state.current.as_str()))),
             "stateHistoryPrefix" => Ok(Some(Value::Array(
@@ -218,7 +242,7 @@ fn check(
     execution: &Execution,
     logs: &[LogEntry],
     wording: bool,
-    second: Option<&Execution>,
+    related: &Related,
 ) -> Vec<String> {
     let mut failures = Vec::new();
     let state = execution.state.current.as_str();
@@ -257,7 +281,7 @@ fn check(
             continue;
         }
         if key == "$concurrent.second.stateHistoryPrefix" {
-            let history = actual(key, execution, logs, second).unwrap_or_default();
+            let history = actual(key, execution, logs, related).unwrap_or_default();
             let prefix = history.as_ref().and_then(Value::as_array).map(|h| {
                 h.iter()
                     .take(expected.as_array().map_or(0, Vec::len))
@@ -269,7 +293,24 @@ fn check(
             }
             continue;
         }
-        match actual(key, execution, logs, second) {
+        if key.starts_with("$subflow.") && key.ends_with(".labels") {
+            let Some(child) = &related.subflow else {
+                failures.push(format!("{key}: no subflow execution found"));
+                continue;
+            };
+            for (label, want) in expected.as_object().into_iter().flatten() {
+                let want = match want.as_str() {
+                    Some("<parent execution id>") => Value::from(execution.id.clone()),
+                    _ => want.clone(),
+                };
+                let found = child.labels.iter().find(|l| l.key == *label);
+                if found.map(|l| Value::from(l.value.clone())) != Some(want.clone()) {
+                    failures.push(format!("{key}: expected {label}={want}, got {found:?}"));
+                }
+            }
+            continue;
+        }
+        match actual(key, execution, logs, related) {
             Ok(value) => {
                 if let Some(problem) = mismatch(expected, value.as_ref()) {
                     failures.push(format!("{key}: {problem}"));
@@ -336,12 +377,72 @@ async fn paused_then_resumed(
             }
         }
     }
-    let problems = check(&Value::Object(after), &execution, &logs, false, None);
+    let problems = check(
+        &Value::Object(after),
+        &execution,
+        &logs,
+        false,
+        &Related::default(),
+    );
     if problems.is_empty() {
         Ok(())
     } else {
         Err(problems.join("; "))
     }
+}
+
+/// Labels the Kestra test gives the execution at start: those a
+/// `$subflow.*.labels` fact expects on the child besides the flows' own
+/// (`mainFlowExecutionLabel` in FlowCaseTest).
+fn execution_labels(entry: &Value) -> Vec<atoll_instance::flow::Label> {
+    let outputs = entry["outputs"].as_object();
+    let expected = outputs
+        .into_iter()
+        .flatten()
+        .find(|(k, _)| k.starts_with("$subflow.") && k.ends_with(".labels"))
+        .and_then(|(_, v)| v.get("mainFlowExecutionLabel"))
+        .and_then(Value::as_str);
+    expected
+        .map(|value| atoll_instance::flow::Label {
+            key: "mainFlowExecutionLabel".into(),
+            value: value.to_owned(),
+        })
+        .into_iter()
+        .collect()
+}
+
+/// `$subflow.<namespace>.<flowId>.<field>` keys name a child flow.
+fn subflow_named(entry: &Value) -> Option<(String, String)> {
+    let key = entry["outputs"]
+        .as_object()?
+        .keys()
+        .find(|k| k.starts_with("$subflow."))?;
+    let path = key.strip_prefix("$subflow.")?;
+    let (flow, _field) = path.rsplit_once('.')?;
+    let (namespace, flow_id) = flow.rsplit_once('.')?;
+    Some((namespace.to_owned(), flow_id.to_owned()))
+}
+
+/// The finished execution of `namespace/flow_id` that `parent` started.
+async fn subflow_of(
+    engine: &Engine,
+    namespace: &str,
+    flow_id: &str,
+    parent: &str,
+) -> Option<Execution> {
+    let filter = atoll_instance::store::ExecutionFilter {
+        namespace: Some(namespace.to_owned()),
+        flow_id: Some(flow_id.to_owned()),
+        limit: 500,
+        ..Default::default()
+    };
+    let found = engine.store().search_executions(&filter).await.ok()?;
+    let child = found.into_iter().find(|e| {
+        e.trigger
+            .as_ref()
+            .is_some_and(|t| t["variables"]["executionId"] == parent)
+    })?;
+    engine.wait(&child.id, Duration::from_secs(60)).await.ok()
 }
 
 /// Polls until the execution is RUNNING.
@@ -453,7 +554,13 @@ async fn kestra_corpus() {
             Some(call) => start_by_webhook(&engine, &flow.namespace, &flow.id, call).await,
             None => {
                 engine
-                    .start_execution(&flow.namespace, &flow.id, &inputs_map, Vec::new(), None)
+                    .start_execution(
+                        &flow.namespace,
+                        &flow.id,
+                        &inputs_map,
+                        execution_labels(entry),
+                        None,
+                    )
                     .await
             }
         };
@@ -509,17 +616,20 @@ async fn kestra_corpus() {
             }
         };
         let logs = store.logs(id, 0, 10_000).await.expect("logs");
-        let second = match second {
-            Some(second) => match engine.wait(second, Duration::from_secs(60)).await {
-                Ok(second) => Some(second),
+        let mut related = Related::default();
+        if let Some(second) = second {
+            match engine.wait(second, Duration::from_secs(60)).await {
+                Ok(second) => related.second = Some(second),
                 Err(err) => {
                     failures.push(format!("{label}: second execution: {err}"));
                     continue;
                 }
-            },
-            None => None,
-        };
-        let problems = check(entry, &execution, &logs, *wording, second.as_ref());
+            }
+        }
+        if let Some((namespace, flow_id)) = subflow_named(entry) {
+            related.subflow = subflow_of(&engine, &namespace, &flow_id, &execution.id).await;
+        }
+        let problems = check(entry, &execution, &logs, *wording, &related);
         if problems.is_empty() {
             passed += 1;
         } else {

@@ -13,7 +13,7 @@ use tokio::task::AbortHandle;
 
 use super::plan::{DEFAULTS_BRANCH, ELSE_BRANCH, Step, THEN_BRANCH, plan};
 use super::runner::{self, Event, LogSink, is_truthy};
-use super::{EngineError, Inner, context};
+use super::{EngineError, Inner, context, subflow};
 use crate::execution::{Attempt, Execution, NewLog, State, StateInfo, TaskRun};
 use crate::flow::{ConcurrencyBehavior, Flow, LogLevel, Retry, Task, TaskKind};
 use crate::store::Repository;
@@ -32,6 +32,8 @@ pub(crate) enum Stop {
 
 struct Driver<'a> {
     inner: &'a Inner,
+    /// For attempts that need the engine itself (subflows).
+    shared: Arc<Inner>,
     flow: Arc<Flow>,
     exec: Execution,
     events: mpsc::UnboundedSender<Event>,
@@ -41,11 +43,12 @@ struct Driver<'a> {
     dirty: bool,
 }
 
-pub(crate) async fn drive(inner: &Inner, exec: Execution) -> Result<Stop, EngineError> {
+pub(crate) async fn drive(inner: &Arc<Inner>, exec: Execution) -> Result<Stop, EngineError> {
     let flow = inner.flow_for(&exec).await?;
     let (events, mut rx) = mpsc::unbounded_channel();
     let mut driver = Driver {
         inner,
+        shared: inner.clone(),
         flow,
         exec,
         events,
@@ -271,6 +274,9 @@ impl Driver<'_> {
     }
 
     fn apply(&mut self, step: Step) {
+        if self.exec.state.current.is_terminal() {
+            return; // ended by an Exit earlier in the same plan
+        }
         let now = Timestamp::now();
         match step {
             Step::Create {
@@ -315,6 +321,10 @@ impl Driver<'_> {
         let Some(task) = self.task(&run.task_id) else {
             return;
         };
+        if let TaskKind::Exit { state } = task.kind {
+            self.exit(run_id, state, now);
+            return;
+        }
         let Some(run) = self.exec.task_run_mut(run_id) else {
             return;
         };
@@ -325,22 +335,71 @@ impl Driver<'_> {
             error: None,
         });
         let attempt_number = run.attempts.len() as i64;
-        let run = run.clone();
-        let attempt = runner::Attempt {
-            vars: self.vars(&task, &run),
-            task,
-            templates: self.inner.templates.clone(),
-            http: self.inner.http.clone(),
-            logs: LogSink {
-                execution_id: self.exec.id.clone(),
-                task_run_id: run.id.clone(),
-                task_id: run.task_id.clone(),
-                attempt: attempt_number,
-                events: self.events.clone(),
-            },
+        self.spawn_attempt(run_id, task, attempt_number);
+    }
+
+    /// Runs attempt `attempt_number` of a task run in its own tokio task.
+    fn spawn_attempt(&mut self, run_id: &str, task: Task, attempt_number: i64) {
+        let Some(run) = self.exec.task_run(run_id).cloned() else {
+            return;
         };
-        let handle = tokio::spawn(runner::run(attempt));
+        let logs = LogSink {
+            execution_id: self.exec.id.clone(),
+            task_run_id: run.id.clone(),
+            task_id: run.task_id.clone(),
+            attempt: attempt_number,
+            events: self.events.clone(),
+        };
+        let vars = self.vars(&task, &run);
+        let handle = match &task.kind {
+            TaskKind::Subflow(spec) => {
+                let parent = subflow::Parent {
+                    execution_id: self.exec.id.clone(),
+                    namespace: self.exec.namespace.clone(),
+                    flow_id: self.exec.flow_id.clone(),
+                    flow_revision: self.exec.flow_revision,
+                    labels: self.exec.labels.clone(),
+                };
+                tokio::spawn(subflow::run(
+                    self.shared.clone(),
+                    spec.clone(),
+                    parent,
+                    vars,
+                    logs,
+                ))
+            }
+            _ => tokio::spawn(runner::run(runner::Attempt {
+                vars,
+                task,
+                templates: self.inner.templates.clone(),
+                http: self.inner.http.clone(),
+                logs,
+            })),
+        };
         self.workers.insert(run.id, handle.abort_handle());
+    }
+
+    /// An Exit task ends the execution in `state` at once: the Exit run and
+    /// every unfinished task run around or beside it take that state.
+    fn exit(&mut self, run_id: &str, state: State, now: Timestamp) {
+        for (_, handle) in self.workers.drain() {
+            handle.abort();
+        }
+        for run in &mut self.exec.task_run_list {
+            if run.id == run_id || !run.state.current.is_terminal() {
+                if run.id == run_id {
+                    run.state.set(State::Running, now);
+                }
+                if let Some(attempt) = run.attempts.last_mut()
+                    && !attempt.state.current.is_terminal()
+                {
+                    attempt.state.set(state, now);
+                }
+                run.next_attempt_at = None;
+                run.state.set(state, now);
+            }
+        }
+        self.finish(state, now);
     }
 
     /// A Pause task run starts waiting: until its delay is over, or until
@@ -400,8 +459,18 @@ impl Driver<'_> {
     fn handle(&mut self, event: Event) {
         match event {
             Event::Log(log) => self.logs.push(log),
-            Event::Done { run_id, result } => {
+            Event::Done {
+                run_id,
+                result,
+                partial,
+            } => {
                 self.workers.remove(&run_id);
+                if result.is_err()
+                    && !partial.is_empty()
+                    && let Some(run) = self.exec.task_run_mut(&run_id)
+                {
+                    run.outputs = partial;
+                }
                 self.attempt_done(&run_id, result, Timestamp::now());
                 self.dirty = true;
             }
@@ -519,6 +588,13 @@ impl Driver<'_> {
                 continue;
             };
             if task.kind.is_flowable() {
+                continue;
+            }
+            if matches!(task.kind, TaskKind::Subflow(_)) {
+                // Same attempt again: it finds the child it created and
+                // follows it, instead of starting another one.
+                let attempt = run.attempts.len() as i64;
+                self.spawn_attempt(&run.id, task, attempt);
                 continue;
             }
             let repeatable = matches!(

@@ -6,6 +6,7 @@ mod driver;
 mod plan;
 mod runner;
 mod scheduler;
+mod subflow;
 mod webhook;
 
 pub use scheduler::TriggerView;

@@ -309,6 +309,12 @@ pub enum TaskKind {
         /// How many tasks run at once; 0 = all that are ready.
         concurrent: u32,
     },
+    /// Starts an execution of another flow and (with `wait`) follows it.
+    Subflow(SubflowSpec),
+    /// Ends the execution at once in the given state.
+    Exit {
+        state: crate::execution::State,
+    },
     /// Waits for `delay`, or until resumed through the API (the task's
     /// `timeout` then fails it if nobody does), then runs `tasks`.
     Pause {
@@ -323,6 +329,25 @@ pub enum TaskKind {
 pub struct DagTask {
     pub task: Task,
     pub depends_on: Vec<String>,
+}
+
+/// A `Subflow` task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubflowSpec {
+    pub namespace: String,
+    pub flow_id: String,
+    /// Input values; strings are templates.
+    pub inputs: Map<String, Value>,
+    /// Follow the child to its end (else the task ends once it is created).
+    pub wait: bool,
+    /// A failed child fails the task.
+    pub transmit_failed: bool,
+    /// The child gets the parent execution's labels.
+    pub inherit_labels: bool,
+    pub labels: Vec<Label>,
+    /// Kestra's task-level `outputs`: templates rendered against the child
+    /// execution once it ends (else the child's flow outputs are used).
+    pub outputs: Map<String, Value>,
 }
 
 /// Shell commands run as a local process.

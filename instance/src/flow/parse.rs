@@ -1048,6 +1048,54 @@ fn kind_from_fields(task_type: TaskType, f: &mut Fields<'_>) -> TaskKind {
             }
         }
         TaskType::Dag => dag_from(f),
+        TaskType::Subflow => {
+            let namespace = f.required_string("namespace");
+            let flow_id = f.required_string("flowId");
+            let inputs = f.object("inputs");
+            let wait = f.bool("wait", true);
+            let transmit_failed = f.bool("transmitFailed", true);
+            let inherit_labels = f.bool("inheritLabels", false);
+            let labels = labels_from(f);
+            let outputs = f.object("outputs");
+            if f.has("revision") {
+                f.report(
+                    "revision",
+                    ProblemKind::Unsupported,
+                    "a fixed subflow `revision` is not supported yet; the latest revision runs"
+                        .into(),
+                );
+                let _ = f.take("revision");
+            }
+            TaskKind::Subflow(SubflowSpec {
+                namespace,
+                flow_id,
+                inputs,
+                wait,
+                transmit_failed,
+                inherit_labels,
+                labels,
+                outputs,
+            })
+        }
+        TaskType::Exit => {
+            use crate::execution::State;
+            let state = match f.string("state").as_deref() {
+                None | Some("SUCCESS") => State::Success,
+                Some("WARNING") => State::Warning,
+                Some("FAILED") => State::Failed,
+                Some("KILLED") => State::Killed,
+                Some("CANCELLED") => State::Cancelled,
+                Some(_) => {
+                    f.report(
+                        "state",
+                        ProblemKind::Field,
+                        "must be SUCCESS, WARNING, FAILED, KILLED or CANCELLED".into(),
+                    );
+                    State::Success
+                }
+            };
+            TaskKind::Exit { state }
+        }
         TaskType::Pause => {
             // `pauseDuration` is Kestra's newer name for `delay`.
             let delay = match f.duration("delay") {

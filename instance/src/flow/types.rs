@@ -19,6 +19,8 @@ pub(crate) enum TaskType {
     EachParallel,
     Dag,
     Pause,
+    Subflow,
+    Exit,
     Commands,
     HttpRequest,
 }
@@ -92,6 +94,15 @@ const TASK_TYPES: &[(&str, &[&str], TaskType)] = &[
         TaskType::Dag,
     ),
     (
+        "io.kestra.plugin.core.flow.Subflow",
+        &[
+            "io.kestra.core.tasks.flows.Subflow",
+            "io.kestra.core.tasks.flows.Flow",
+        ],
+        TaskType::Subflow,
+    ),
+    ("io.kestra.plugin.core.execution.Exit", &[], TaskType::Exit),
+    (
         "io.kestra.plugin.core.flow.Pause",
         &["io.kestra.core.tasks.flows.Pause"],
         TaskType::Pause,
@@ -111,10 +122,6 @@ const TASK_TYPES: &[(&str, &[&str], TaskType)] = &[
 /// Kestra types a user may reasonably write that this engine does not run
 /// yet; refused with a message saying so rather than "unknown".
 const NOT_YET: &[&str] = &[
-    "io.kestra.plugin.core.flow.Subflow",
-    "io.kestra.core.tasks.flows.Subflow",
-    "io.kestra.core.tasks.flows.Flow",
-    "io.kestra.plugin.core.execution.Exit",
     "io.kestra.plugin.core.flow.ForEachItem",
     "io.kestra.plugin.core.flow.WorkingDirectory",
 ];

@@ -313,7 +313,13 @@ pub(super) fn task_templates(task: &Task) -> Vec<(&'static str, &str)> {
         TaskKind::ForEach { values, .. } => {
             out.extend(strings_in(values).into_iter().map(|s| ("values", s)));
         }
+        TaskKind::Subflow(spec) => {
+            for value in spec.inputs.values() {
+                out.extend(strings_in(value).into_iter().map(|s| ("inputs", s)));
+            }
+        }
         TaskKind::Sleep { .. }
+        | TaskKind::Exit { .. }
         | TaskKind::Sequential { .. }
         | TaskKind::Parallel { .. }
         | TaskKind::AllowFailure { .. }
