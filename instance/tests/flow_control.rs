@@ -54,6 +54,7 @@ impl Harness {
             .save_flow(&flow.namespace, &flow.id, source)
             .await
             .expect("save");
+        self.engine.flows_changed();
     }
 
     async fn start(&self, namespace: &str, id: &str, inputs: Value) -> Execution {
@@ -397,5 +398,88 @@ tasks:
         .expect("child id")
         .to_owned();
     harness.reaches(&child_id, State::Paused).await;
+    harness.stop().await;
+}
+
+const CONSUMER: &str = r#"
+id: consumer
+namespace: control.downstream
+inputs:
+  - {id: got, type: STRING}
+tasks:
+  - id: echo
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ inputs.got }} from {{ trigger.flowId }} {{ trigger.state }}"
+triggers:
+  - id: after-child
+    type: io.kestra.plugin.core.trigger.Flow
+    states: [SUCCESS]
+    inputs: {got: "{{ trigger.outputs.result }}"}
+    conditions:
+      - type: io.kestra.plugin.core.condition.ExecutionFlow
+        namespace: control.test
+        flowId: child
+"#;
+
+async fn executions_of(harness: &Harness, namespace: &str, flow_id: &str) -> Vec<Execution> {
+    let filter = atoll_instance::store::ExecutionFilter {
+        namespace: Some(namespace.into()),
+        flow_id: Some(flow_id.into()),
+        limit: 100,
+        ..Default::default()
+    };
+    harness
+        .engine
+        .store()
+        .search_executions(&filter)
+        .await
+        .expect("search")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_trigger_starts_a_flow_when_another_ends_in_a_given_state() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let harness = Harness::sqlite(&dir).await;
+    harness.save(CHILD).await;
+    harness.save(CONSUMER).await;
+    // A failed upstream execution starts nothing (states: [SUCCESS]).
+    let failed = harness
+        .start("control.test", "child", json!({"fail": true, "word": "x"}))
+        .await;
+    assert_eq!(
+        harness.finished(&failed.id).await.state.current,
+        State::Failed
+    );
+    let ok = harness
+        .start(
+            "control.test",
+            "child",
+            json!({"fail": false, "word": "hi"}),
+        )
+        .await;
+    assert_eq!(harness.finished(&ok.id).await.state.current, State::Success);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let started = loop {
+        let found = executions_of(&harness, "control.downstream", "consumer").await;
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing was triggered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(started.len(), 1, "only the successful execution triggers");
+    let consumer = harness.finished(&started[0].id).await;
+    assert_eq!(consumer.state.current, State::Success);
+    assert_eq!(
+        run_of(&consumer, "echo").outputs["value"],
+        "HI from child SUCCESS"
+    );
+    assert_eq!(
+        consumer.trigger.as_ref().expect("trigger")["executionId"],
+        ok.id.as_str()
+    );
     harness.stop().await;
 }

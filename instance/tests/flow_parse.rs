@@ -485,3 +485,37 @@ fn concurrency_limits_are_checked() {
     .expect("valid");
     assert_eq!(flow.concurrency.map(|c| c.limit), Some(2));
 }
+
+#[test]
+fn flow_triggers_need_conditions_and_known_states() {
+    let found = problems(
+        r#"
+id: f
+namespace: n
+tasks:
+  - {id: t, type: io.kestra.plugin.core.log.Log, message: x}
+triggers:
+  - {id: none, type: io.kestra.plugin.core.trigger.Flow}
+  - id: bad
+    type: io.kestra.plugin.core.trigger.Flow
+    states: [DONE]
+    conditions:
+      - {type: io.example.Condition}
+"#,
+    );
+    assert!(has(
+        &found,
+        ProblemKind::Field,
+        "triggers[0].conditions: a Flow trigger needs"
+    ));
+    assert!(has(
+        &found,
+        ProblemKind::Field,
+        "triggers[1].states: names an unknown state"
+    ));
+    assert!(has(
+        &found,
+        ProblemKind::Unsupported,
+        "triggers[1].conditions[0].type"
+    ));
+}

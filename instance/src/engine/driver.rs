@@ -13,7 +13,7 @@ use tokio::task::AbortHandle;
 
 use super::plan::{DEFAULTS_BRANCH, ELSE_BRANCH, Step, THEN_BRANCH, plan};
 use super::runner::{self, Event, LogSink, is_truthy};
-use super::{EngineError, Inner, context, subflow};
+use super::{EngineError, Inner, context, flow_trigger, subflow};
 use crate::execution::{Attempt, Execution, NewLog, State, StateInfo, TaskRun};
 use crate::flow::{ConcurrencyBehavior, Flow, LogLevel, Retry, Task, TaskKind};
 use crate::store::Repository;
@@ -235,6 +235,11 @@ impl Driver<'_> {
     }
 
     async fn persist(&mut self) -> Result<(), EngineError> {
+        if self.exec.state.current.is_terminal() {
+            // Before the final state is written: a re-drive fires again and
+            // the trigger events make that a no-op.
+            flow_trigger::fire(self.inner, &self.exec).await?;
+        }
         self.flush_logs().await?;
         self.inner
             .store

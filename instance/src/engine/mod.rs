@@ -3,6 +3,7 @@
 
 mod context;
 mod driver;
+mod flow_trigger;
 mod plan;
 mod runner;
 mod scheduler;
@@ -91,6 +92,11 @@ pub(crate) struct Inner {
     kills: Mutex<HashMap<String, Arc<Notify>>>,
     work: Notify,
     flows_changed: Notify,
+    /// Enabled Flow triggers of every flow; `None` after a local change.
+    downstream: Mutex<Option<Arc<Vec<flow_trigger::Downstream>>>>,
+    /// Counts local flow changes, so a pass that read flows before one does
+    /// not install a stale index.
+    flows_generation: std::sync::atomic::AtomicU64,
     finished: broadcast::Sender<(String, State)>,
     shutdown: CancellationToken,
 }
@@ -119,6 +125,8 @@ impl Engine {
                 kills: Mutex::new(HashMap::new()),
                 work: Notify::new(),
                 flows_changed: Notify::new(),
+                downstream: Mutex::new(None),
+                flows_generation: std::sync::atomic::AtomicU64::new(0),
                 finished,
                 shutdown: CancellationToken::new(),
             }),
@@ -154,6 +162,12 @@ impl Engine {
     /// Tells the scheduler that flows changed (saved, deleted), so new or
     /// changed schedules take effect at once in this process.
     pub fn flows_changed(&self) {
+        if let Ok(mut index) = self.inner.downstream.lock() {
+            self.inner
+                .flows_generation
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            *index = None;
+        }
         self.inner.flows_changed.notify_one();
     }
 

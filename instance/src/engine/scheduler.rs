@@ -8,6 +8,7 @@
 //! `recoverMissedSchedules` (all of them by default, as in Kestra).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -54,6 +55,7 @@ fn key_of(flow: &Flow, trigger: &Trigger) -> TriggerKey {
 
 /// One look at every schedule; returns how long to wait before the next.
 async fn pass(inner: &Inner) -> Result<Duration, EngineError> {
+    let generation = inner.flows_generation.load(Ordering::SeqCst);
     let flows = inner.store.list_flows(None).await?;
     let states: HashMap<TriggerKey, TriggerState> = inner
         .store
@@ -64,6 +66,7 @@ async fn pass(inner: &Inner) -> Result<Duration, EngineError> {
         .collect();
     let mut wait = MAX_WAIT;
     let mut seen = HashSet::new();
+    let mut parsed = Vec::with_capacity(flows.len());
     for record in &flows {
         let Ok(flow) = inner.parsed(
             &record.namespace,
@@ -73,6 +76,7 @@ async fn pass(inner: &Inner) -> Result<Duration, EngineError> {
         ) else {
             continue;
         };
+        parsed.push((flow.clone(), record.revision));
         for trigger in &flow.triggers {
             let key = key_of(&flow, trigger);
             seen.insert(key.clone());
@@ -122,6 +126,12 @@ async fn pass(inner: &Inner) -> Result<Duration, EngineError> {
                 wait = wait.min(left);
             }
         }
+    }
+    // Refreshes the Flow trigger index, so other replicas' changes are seen.
+    if let Ok(mut index) = inner.downstream.lock()
+        && inner.flows_generation.load(Ordering::SeqCst) == generation
+    {
+        *index = Some(std::sync::Arc::new(super::flow_trigger::index(&parsed)));
     }
     // Triggers whose flow was deleted (or that were removed from it).
     for (key, state) in &states {

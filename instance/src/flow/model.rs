@@ -142,6 +142,7 @@ pub struct Trigger {
 pub enum TriggerKind {
     Schedule(ScheduleTrigger),
     Webhook(WebhookTrigger),
+    Flow(FlowTrigger),
 }
 
 impl TriggerKind {
@@ -150,7 +151,64 @@ impl TriggerKind {
         match self {
             TriggerKind::Schedule(_) => "io.kestra.plugin.core.trigger.Schedule",
             TriggerKind::Webhook(_) => "io.kestra.plugin.core.trigger.Webhook",
+            TriggerKind::Flow(_) => "io.kestra.plugin.core.trigger.Flow",
         }
+    }
+}
+
+/// Starts an execution when an execution of another flow ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowTrigger {
+    /// The ending states that count (every final state when empty).
+    pub states: Vec<crate::execution::State>,
+    /// All must hold for the ended execution.
+    pub conditions: Vec<FlowCondition>,
+    /// Inputs of each execution (strings are templates seeing `trigger`).
+    pub inputs: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum FlowCondition {
+    /// The ended execution is of this flow.
+    Flow { namespace: String, flow_id: String },
+    /// The ended execution is in this namespace (or below it, with `prefix`).
+    Namespace { namespace: String, prefix: bool },
+    /// Its state is one of `within` (when given) and none of `except`.
+    Status {
+        within: Vec<crate::execution::State>,
+        except: Vec<crate::execution::State>,
+    },
+}
+
+impl FlowTrigger {
+    /// Whether an execution of `namespace/flow_id` that ended in `state`
+    /// starts this trigger (pure).
+    pub fn matches(&self, namespace: &str, flow_id: &str, state: crate::execution::State) -> bool {
+        let state_ok = if self.states.is_empty() {
+            state.is_terminal()
+        } else {
+            self.states.contains(&state)
+        };
+        state_ok
+            && self.conditions.iter().all(|condition| match condition {
+                FlowCondition::Flow {
+                    namespace: ns,
+                    flow_id: id,
+                } => ns == namespace && id == flow_id,
+                FlowCondition::Namespace {
+                    namespace: ns,
+                    prefix,
+                } => {
+                    ns == namespace
+                        || (*prefix
+                            && namespace
+                                .strip_prefix(ns.as_str())
+                                .is_some_and(|rest| rest.starts_with('.')))
+                }
+                FlowCondition::Status { within, except } => {
+                    (within.is_empty() || within.contains(&state)) && !except.contains(&state)
+                }
+            })
     }
 }
 
@@ -538,6 +596,30 @@ mod tests {
         );
         assert!(retry.delay_before(3, Duration::ZERO).is_some());
         assert_eq!(retry.delay_before(4, Duration::ZERO), None);
+    }
+
+    #[test]
+    fn flow_triggers_match_flow_namespace_and_state() {
+        use crate::execution::State;
+        let trigger = FlowTrigger {
+            states: Vec::new(),
+            conditions: vec![
+                FlowCondition::Namespace {
+                    namespace: "acme".into(),
+                    prefix: true,
+                },
+                FlowCondition::Status {
+                    within: Vec::new(),
+                    except: vec![State::Killed],
+                },
+            ],
+            inputs: Map::new(),
+        };
+        assert!(trigger.matches("acme.etl", "load", State::Failed));
+        assert!(trigger.matches("acme", "load", State::Success));
+        assert!(!trigger.matches("acmeco", "load", State::Success));
+        assert!(!trigger.matches("acme.etl", "load", State::Killed));
+        assert!(!trigger.matches("acme.etl", "load", State::Running));
     }
 
     #[test]

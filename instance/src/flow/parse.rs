@@ -651,6 +651,7 @@ fn triggers_from(f: &mut Fields<'_>) -> Vec<Trigger> {
             match lookup_trigger_type(&type_name) {
                 Ok(TriggerType::Schedule) => schedule_from(&mut g),
                 Ok(TriggerType::Webhook) => webhook_from(&mut g),
+                Ok(TriggerType::Flow) => flow_trigger_from(&mut g),
                 Err((kind, message)) => {
                     g.report("type", kind, message);
                     g.map.clear();
@@ -785,6 +786,185 @@ fn schedule_from(f: &mut Fields<'_>) -> Option<TriggerKind> {
         return None;
     }
     Some(TriggerKind::Schedule(spec))
+}
+
+fn state_list(f: &mut Fields<'_>, key: &'static str) -> Vec<crate::execution::State> {
+    let names = f.strings(key);
+    let mut states = Vec::new();
+    for name in names {
+        match crate::execution::State::parse(&name) {
+            Some(state) => states.push(state),
+            None => f.report(
+                key,
+                ProblemKind::Field,
+                "names an unknown state; use SUCCESS, WARNING, FAILED, KILLED, CANCELLED…".into(),
+            ),
+        }
+    }
+    states
+}
+
+const CONDITION_TYPES: &[(&str, &str)] = &[
+    ("io.kestra.plugin.core.condition.ExecutionFlow", "flow"),
+    (
+        "io.kestra.plugin.core.condition.ExecutionFlowCondition",
+        "flow",
+    ),
+    (
+        "io.kestra.core.models.conditions.types.ExecutionFlowCondition",
+        "flow",
+    ),
+    (
+        "io.kestra.plugin.core.condition.ExecutionNamespace",
+        "namespace",
+    ),
+    (
+        "io.kestra.plugin.core.condition.ExecutionNamespaceCondition",
+        "namespace",
+    ),
+    (
+        "io.kestra.core.models.conditions.types.ExecutionNamespaceCondition",
+        "namespace",
+    ),
+    ("io.kestra.plugin.core.condition.ExecutionStatus", "status"),
+    (
+        "io.kestra.plugin.core.condition.ExecutionStatusCondition",
+        "status",
+    ),
+    (
+        "io.kestra.core.models.conditions.types.ExecutionStatusCondition",
+        "status",
+    ),
+];
+
+fn flow_trigger_from(f: &mut Fields<'_>) -> Option<TriggerKind> {
+    let states = state_list(f, "states");
+    let inputs = f.object("inputs");
+    let mut conditions = Vec::new();
+    // Conditions are a list, or (older flows) a mapping of name to condition.
+    let items: Vec<Value> = match f.take("conditions") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(Value::Object(map)) => map.into_iter().map(|(_, v)| v).collect(),
+        Some(other) => {
+            f.wrong_type("conditions", "a list of conditions", &other);
+            Vec::new()
+        }
+    };
+    for (i, item) in items.into_iter().enumerate() {
+        let path = f.field_path(&format!("conditions[{i}]"));
+        let Value::Object(map) = item else {
+            f.problems.push(problem(
+                &path,
+                None,
+                ProblemKind::Field,
+                "a condition must be a mapping".into(),
+            ));
+            continue;
+        };
+        let mut g = Fields::new(map, path, None, f.problems);
+        let kind = g.required_string("type");
+        let known = CONDITION_TYPES.iter().find(|(name, _)| *name == kind);
+        match known.map(|(_, k)| *k) {
+            Some("flow") => {
+                let namespace = g.required_string("namespace");
+                let flow_id = g.required_string("flowId");
+                conditions.push(FlowCondition::Flow { namespace, flow_id });
+            }
+            Some("namespace") => {
+                let namespace = g.required_string("namespace");
+                let prefix = g.bool("prefix", false);
+                conditions.push(FlowCondition::Namespace { namespace, prefix });
+            }
+            Some(_) => {
+                let within = state_list(&mut g, "in");
+                let except = state_list(&mut g, "notIn");
+                conditions.push(FlowCondition::Status { within, except });
+            }
+            None if kind.is_empty() => {}
+            None => {
+                let supported: Vec<&str> = CONDITION_TYPES
+                    .iter()
+                    .filter(|(name, _)| name.starts_with("io.kestra.plugin"))
+                    .map(|(name, _)| *name)
+                    .collect();
+                g.report(
+                    "type",
+                    ProblemKind::Unsupported,
+                    format!(
+                        "this condition type is not supported; supported: {}",
+                        supported.join(", ")
+                    ),
+                );
+                g.map.clear();
+            }
+        }
+        g.finish();
+    }
+    // Kestra's newer form: preconditions.flows (one upstream flow here).
+    if let Some(value) = f.value("preconditions") {
+        let path = f.field_path("preconditions");
+        match value {
+            Value::Object(map) => {
+                let mut g = Fields::new(map, path, None, f.problems);
+                let _id = g.string("id");
+                let flows = g.list("flows");
+                if flows.len() > 1 {
+                    g.report(
+                        "flows",
+                        ProblemKind::Unsupported,
+                        "preconditions on several flows (all within a time window) are not supported yet; use one".into(),
+                    );
+                }
+                for (i, item) in flows.into_iter().enumerate() {
+                    let path = g.field_path(&format!("flows[{i}]"));
+                    let Value::Object(map) = item else {
+                        g.report(
+                            &format!("flows[{i}]"),
+                            ProblemKind::Field,
+                            "must be a mapping with namespace, flowId and states".into(),
+                        );
+                        continue;
+                    };
+                    let mut h = Fields::new(map, path, None, g.problems);
+                    let namespace = h.required_string("namespace");
+                    let flow_id = h.string("flowId");
+                    let within = state_list(&mut h, "states");
+                    h.finish();
+                    match flow_id {
+                        Some(flow_id) => {
+                            conditions.push(FlowCondition::Flow { namespace, flow_id })
+                        }
+                        None => conditions.push(FlowCondition::Namespace {
+                            namespace,
+                            prefix: false,
+                        }),
+                    }
+                    if !within.is_empty() {
+                        conditions.push(FlowCondition::Status {
+                            within,
+                            except: Vec::new(),
+                        });
+                    }
+                }
+                g.finish();
+            }
+            other => f.wrong_type("preconditions", "a mapping", &other),
+        }
+    }
+    if conditions.is_empty() && !f.problem_at("conditions") {
+        f.report(
+            "conditions",
+            ProblemKind::Field,
+            "a Flow trigger needs `conditions` (or `preconditions`) naming the upstream flow or namespace".into(),
+        );
+        return None;
+    }
+    Some(TriggerKind::Flow(FlowTrigger {
+        states,
+        conditions,
+        inputs,
+    }))
 }
 
 /// Shortest webhook key accepted: the key is the only secret of the URL.

@@ -159,6 +159,7 @@ pub(crate) fn lookup_task_type(name: &str) -> Result<TaskType, (ProblemKind, Str
 pub(crate) enum TriggerType {
     Schedule,
     Webhook,
+    Flow,
 }
 
 /// (canonical name, older aliases, type).
@@ -173,12 +174,14 @@ const TRIGGER_TYPES: &[(&str, &[&str], TriggerType)] = &[
         &["io.kestra.core.models.triggers.types.Webhook"],
         TriggerType::Webhook,
     ),
+    (
+        "io.kestra.plugin.core.trigger.Flow",
+        &["io.kestra.core.models.triggers.types.Flow"],
+        TriggerType::Flow,
+    ),
 ];
 
-const TRIGGERS_NOT_YET: &[&str] = &[
-    "io.kestra.plugin.core.trigger.Flow",
-    "io.kestra.core.models.triggers.types.Flow",
-];
+const TRIGGERS_NOT_YET: &[&str] = &[];
 
 pub(crate) fn lookup_trigger_type(name: &str) -> Result<TriggerType, (ProblemKind, String)> {
     if let Some((_, _, kind)) = TRIGGER_TYPES
