@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::FromRequest;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -24,10 +24,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::auth::{AuthError, Principal, Role, Verifier};
-use crate::engine::{Engine, EngineError, WebhookRequest};
+use crate::engine::{Engine, EngineError, RerunError, WebhookRequest};
 use crate::execution::{Execution, LogEntry, State as ExecState};
 use crate::flow::{self, FlowError, Label};
-use crate::store::{ExecutionFilter, FlowRecord, Repository, StoreError};
+use crate::store::{ExecutionFilter, FlowRecord, MAX_LABEL_FILTERS, Repository, StoreError};
 
 /// Largest request body accepted (flows are at most this big too).
 pub const MAX_BODY_BYTES: usize = flow::MAX_SOURCE_BYTES;
@@ -196,9 +196,13 @@ impl From<EngineError> for ApiError {
             EngineError::FlowNotFound { .. } | EngineError::ExecutionNotFound(_) => {
                 ApiError::NotFound(err.to_string())
             }
-            EngineError::FlowDisabled { .. } | EngineError::NotPaused(_) | EngineError::Busy(_) => {
+            EngineError::FlowDisabled { .. }
+            | EngineError::NotPaused(_)
+            | EngineError::Busy(_)
+            | EngineError::Rerun(RerunError::NotEnded(_) | RerunError::NotFailed(_)) => {
                 ApiError::Conflict(err.to_string())
             }
+            EngineError::Rerun(RerunError::NoTaskRun { .. }) => ApiError::NotFound(err.to_string()),
             EngineError::Inputs(e) => ApiError::BadRequest {
                 code: "invalidInputs",
                 message: e.to_string(),
@@ -224,7 +228,12 @@ pub fn app(state: AppState) -> Router {
         .route("/flows/{namespace}/{id}/revisions", get(flow_revisions))
         .route("/executions/search", get(search_executions))
         .route("/executions/{namespace}/{flow_id}", post(create_execution))
-        .route("/executions/{id}", get(get_execution))
+        .route(
+            "/executions/{id}",
+            get(get_execution).delete(delete_execution),
+        )
+        .route("/executions/{id}/restart", post(restart_execution))
+        .route("/executions/{id}/replay", post(replay_execution))
         .route("/executions/{id}/resume", post(resume_execution))
         .route(
             "/executions/{id}/kill",
@@ -708,6 +717,55 @@ async fn request_inputs(request: Request) -> ApiResult<Map<String, Value>> {
     }
 }
 
+/// Runs a FAILED or KILLED execution again from its failed task runs.
+async fn restart_execution(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(path): Path<IdPath>,
+) -> ApiResult<Json<Execution>> {
+    require(&principal, Role::Editor)?;
+    check_id(&path.id)?;
+    Ok(Json(state.engine.restart(&path.id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReplayQuery {
+    task_run_id: String,
+}
+
+/// A new execution repeating an ended one from `taskRunId` on.
+async fn replay_execution(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(path): Path<IdPath>,
+    Query(query): Query<ReplayQuery>,
+) -> ApiResult<Json<Execution>> {
+    require(&principal, Role::Editor)?;
+    check_id(&path.id)?;
+    check_id(&query.task_run_id)?;
+    let replayed = state.engine.replay(&path.id, &query.task_run_id).await?;
+    state.metrics.executions_started.inc();
+    Ok(Json(replayed))
+}
+
+/// Deletes an ended execution and its logs.
+async fn delete_execution(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(path): Path<IdPath>,
+) -> ApiResult<StatusCode> {
+    require(&principal, Role::Editor)?;
+    check_id(&path.id)?;
+    match state.engine.store().delete_execution(&path.id).await? {
+        Some(true) => Ok(StatusCode::NO_CONTENT),
+        Some(false) => Err(ApiError::Conflict(
+            "the execution has not ended; kill it first".into(),
+        )),
+        None => Err(ApiError::NotFound("no such execution".into())),
+    }
+}
+
 /// Resumes a PAUSED execution, with optional `onResume` inputs.
 async fn resume_execution(
     State(state): State<AppState>,
@@ -895,8 +953,24 @@ async fn search_executions(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Query(query): Query<ExecutionSearch>,
+    RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
     require(&principal, Role::Viewer)?;
+    // `labels=key:value`, repeated or comma-separated.
+    let mut labels = Vec::new();
+    let pairs = serde_urlencoded_pairs(raw.unwrap_or_default().as_bytes()).unwrap_or_default();
+    for (name, value) in pairs {
+        if name == "labels" {
+            labels.extend(parse_labels(Some(&value))?);
+        }
+    }
+    if labels.len() > MAX_LABEL_FILTERS {
+        return Err(ApiError::BadRequest {
+            code: "invalidQuery",
+            message: format!("at most {MAX_LABEL_FILTERS} labels can be searched at once"),
+            details: Vec::new(),
+        });
+    }
     let mut states = Vec::new();
     for name in query.state.as_deref().unwrap_or_default().split(',') {
         if name.is_empty() {
@@ -914,6 +988,7 @@ async fn search_executions(
         namespace: query.namespace,
         flow_id: query.flow_id,
         states,
+        labels,
         limit: size,
         offset: (page - 1).saturating_mul(size),
     };

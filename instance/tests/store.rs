@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use atoll_instance::execution::{Execution, NewLog, State};
+use atoll_instance::flow::Label;
 use atoll_instance::store::{ExecutionFilter, Repository, Store, StoreError};
 use jiff::Timestamp;
 use serde_json::Map;
@@ -133,6 +134,7 @@ async fn executions_are_stored_and_searched(store: &Store) {
             namespace: namespace.map(str::to_owned),
             flow_id: flow_id.map(str::to_owned),
             states,
+            labels: Vec::new(),
             limit: 100,
             offset: 0,
         };
@@ -166,6 +168,48 @@ async fn executions_are_stored_and_searched(store: &Store) {
         .await
         .expect("count");
     assert_eq!(count, 2, "the count ignores the page size");
+
+    // Labels: every label searched for must be on the execution.
+    let mut labelled = execution("labelled-4", "labelled", "f4");
+    labelled.labels = vec![
+        Label {
+            key: "team".into(),
+            value: "data".into(),
+        },
+        Label {
+            key: "env".into(),
+            value: "prod".into(),
+        },
+    ];
+    store.insert_execution(&labelled).await.expect("insert");
+    let by_labels = |labels: &[(&str, &str)]| ExecutionFilter {
+        labels: labels
+            .iter()
+            .map(|(k, v)| Label {
+                key: (*k).into(),
+                value: (*v).into(),
+            })
+            .collect(),
+        limit: 10,
+        ..ExecutionFilter::default()
+    };
+    for (labels, expected) in [
+        (&[("team", "data")][..], 1),
+        (&[("team", "data"), ("env", "prod")][..], 1),
+        (&[("team", "data"), ("env", "dev")][..], 0),
+        (&[("team", "dat")][..], 0),
+    ] {
+        let found = store
+            .search_executions(&by_labels(labels))
+            .await
+            .expect("search");
+        assert_eq!(found.len(), expected, "{labels:?}");
+        let counted = store
+            .count_executions(&by_labels(labels))
+            .await
+            .expect("count");
+        assert_eq!(counted, expected as u64, "{labels:?}");
+    }
 
     // Finish one through its lease and search by state.
     let owner = "search-owner";

@@ -1,7 +1,8 @@
 //! Triggers and waiting executions over real HTTP on loopback: schedules
 //! that fire exactly once per tick across a restart and across two
 //! replicas on one PostgreSQL, webhooks, the trigger listing, and paused
-//! executions resumed through the API (across a restart too).
+//! executions resumed through the API (across a restart too), and ended
+//! executions restarted, replayed, searched by label and deleted.
 
 mod support;
 
@@ -491,4 +492,173 @@ async fn a_pause_survives_a_restart_and_resumes_through_the_api() {
         .expect("resume");
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     second.stop().await;
+}
+
+fn flaky(marker: &std::path::Path) -> String {
+    format!(
+        r#"
+id: flaky
+namespace: exec.test
+tasks:
+  - id: first
+    type: io.kestra.plugin.core.debug.Return
+    format: one
+  - id: flaky
+    type: io.kestra.plugin.scripts.shell.Commands
+    commands:
+      - "if [ -f {marker} ]; then echo ok; else touch {marker}; exit 1; fi"
+  - id: last
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{{{ outputs.first.value }}}}-{{{{ outputs.flaky.exitCode }}}}"
+errors:
+  - id: on-error
+    type: io.kestra.plugin.core.log.Log
+    message: failed
+"#,
+        marker = marker.display()
+    )
+}
+
+fn run<'a>(execution: &'a Value, task: &str) -> &'a Value {
+    execution["taskRunList"]
+        .as_array()
+        .expect("task runs")
+        .iter()
+        .find(|r| r["taskId"] == task)
+        .unwrap_or_else(|| panic!("no run of {task} in {execution}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_restart_replay_search_by_label_and_delete() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("exec.db").display());
+    let instance = Instance::start(dir.path(), &url).await;
+    instance
+        .put_flow("exec.test", "flaky", &flaky(&dir.path().join("marker")))
+        .await;
+    let post = |path: &str| instance.http.post(instance.url(path));
+    let created: Value = post("/api/v1/executions/exec.test/flaky?labels=team:data,run:1")
+        .send()
+        .await
+        .expect("start")
+        .json()
+        .await
+        .expect("json");
+    let id = created["id"].as_str().expect("id").to_owned();
+    eventually("the first run failed", Duration::from_secs(20), || async {
+        state_of(&instance, &id).await["state"]["current"] == "FAILED"
+    })
+    .await;
+    let failed = state_of(&instance, &id).await;
+    let first_run = run(&failed, "first")["id"].clone();
+    run(&failed, "on-error");
+
+    // Restart: only the failed task runs again (a second attempt).
+    let restarted = post(&format!("/api/v1/executions/{id}/restart"))
+        .send()
+        .await
+        .expect("restart");
+    assert_eq!(restarted.status(), StatusCode::OK);
+    eventually(
+        "the restarted execution succeeded",
+        Duration::from_secs(20),
+        || async { state_of(&instance, &id).await["state"]["current"] == "SUCCESS" },
+    )
+    .await;
+    let done = state_of(&instance, &id).await;
+    assert_eq!(run(&done, "first")["id"], first_run);
+    assert_eq!(
+        run(&done, "first")["attempts"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        run(&done, "flaky")["attempts"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(run(&done, "last")["outputs"]["value"], "one-0");
+    assert!(
+        done["taskRunList"]
+            .as_array()
+            .expect("runs")
+            .iter()
+            .all(|r| r["taskId"] != "on-error"),
+        "error handlers of the failed run are dropped"
+    );
+    let again = post(&format!("/api/v1/executions/{id}/restart"))
+        .send()
+        .await
+        .expect("restart");
+    assert_eq!(
+        again.status(),
+        StatusCode::CONFLICT,
+        "only failed executions restart"
+    );
+
+    // Replay from `last`: a new execution that keeps what came before it.
+    let last_run = run(&done, "last")["id"].as_str().expect("id").to_owned();
+    let replayed: Value = post(&format!(
+        "/api/v1/executions/{id}/replay?taskRunId={last_run}"
+    ))
+    .send()
+    .await
+    .expect("replay")
+    .json()
+    .await
+    .expect("json");
+    let replay_id = replayed["id"].as_str().expect("id").to_owned();
+    assert_ne!(replay_id, id);
+    eventually("the replay succeeded", Duration::from_secs(20), || async {
+        state_of(&instance, &replay_id).await["state"]["current"] == "SUCCESS"
+    })
+    .await;
+    let replay = state_of(&instance, &replay_id).await;
+    assert_eq!(run(&replay, "first")["id"], first_run);
+    assert_ne!(run(&replay, "last")["id"], last_run.as_str());
+
+    // Labels given at start are searchable (all must match).
+    let search = |labels: &'static str| {
+        let instance = &instance;
+        async move {
+            instance
+                .get(&format!("/api/v1/executions/search?labels={labels}"))
+                .await["total"]
+                .clone()
+        }
+    };
+    assert_eq!(search("team:data").await, 2);
+    assert_eq!(search("team:data&labels=run:1").await, 2);
+    assert_eq!(search("team:other").await, 0);
+
+    // Delete: ended executions only.
+    let deleted = instance
+        .http
+        .delete(instance.url(&format!("/api/v1/executions/{replay_id}")))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let gone = instance
+        .http
+        .get(instance.url(&format!("/api/v1/executions/{replay_id}")))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    instance.put_flow("pause.test", "approval", APPROVAL).await;
+    let paused: Value = post("/api/v1/executions/pause.test/approval")
+        .send()
+        .await
+        .expect("start")
+        .json()
+        .await
+        .expect("json");
+    let paused_id = paused["id"].as_str().expect("id").to_owned();
+    let running = instance
+        .http
+        .delete(instance.url(&format!("/api/v1/executions/{paused_id}")))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(running.status(), StatusCode::CONFLICT);
+    instance.stop().await;
 }

@@ -5,11 +5,13 @@ mod context;
 mod driver;
 mod flow_trigger;
 mod plan;
+mod rerun;
 mod runner;
 mod scheduler;
 mod subflow;
 mod webhook;
 
+pub use rerun::RerunError;
 pub use scheduler::TriggerView;
 pub use webhook::{WebhookRequest, WebhookStart};
 
@@ -55,6 +57,8 @@ pub enum EngineError {
     NotPaused(String),
     #[error("execution {0} is busy; try again")]
     Busy(String),
+    #[error(transparent)]
+    Rerun(#[from] RerunError),
 }
 
 /// Tuning of the engine (from the instance configuration).
@@ -273,6 +277,36 @@ impl Engine {
         }
         execution.state.set(State::Running, now);
         Ok(())
+    }
+
+    /// Runs a FAILED or KILLED execution again from its failed task runs.
+    pub async fn restart(&self, id: &str) -> Result<Execution, EngineError> {
+        let store = &self.inner.store;
+        let execution = store
+            .get_execution(id)
+            .await?
+            .ok_or_else(|| EngineError::ExecutionNotFound(id.into()))?;
+        let flow = self.inner.flow_for(&execution).await?;
+        let next = rerun::restart(&flow, &execution, Timestamp::now())?;
+        if !store.requeue_execution(&next).await? {
+            return Err(RerunError::NotEnded(id.into()).into());
+        }
+        self.inner.work.notify_one();
+        Ok(next)
+    }
+
+    /// A new execution repeating an ended one from one of its task runs.
+    pub async fn replay(&self, id: &str, task_run_id: &str) -> Result<Execution, EngineError> {
+        let store = &self.inner.store;
+        let execution = store
+            .get_execution(id)
+            .await?
+            .ok_or_else(|| EngineError::ExecutionNotFound(id.into()))?;
+        let new_id = uuid::Uuid::now_v7().simple().to_string();
+        let next = rerun::replay(&execution, task_run_id, new_id, Timestamp::now())?;
+        store.insert_execution(&next).await?;
+        self.inner.work.notify_one();
+        Ok(next)
     }
 
     /// Waits until the execution is in a final state.

@@ -71,9 +71,14 @@ pub struct ExecutionFilter {
     pub namespace: Option<String>,
     pub flow_id: Option<String>,
     pub states: Vec<State>,
+    /// Every one of these labels (at most [`MAX_LABEL_FILTERS`]).
+    pub labels: Vec<crate::flow::Label>,
     pub limit: u32,
     pub offset: u32,
 }
+
+/// How many labels one execution search can filter on.
+pub const MAX_LABEL_FILTERS: usize = 5;
 
 /// What the owner of a lease learns when renewing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +186,20 @@ pub trait Repository: Send + Sync + 'static {
         owner: &str,
         lease: Duration,
     ) -> impl Future<Output = Result<Option<Execution>, StoreError>> + Send;
+
+    /// Puts an ended execution back in the queue with this body (restart).
+    /// False when it has not ended (or does not exist).
+    fn requeue_execution(
+        &self,
+        execution: &Execution,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes an ended execution and its logs: `Some(true)` when deleted,
+    /// `Some(false)` when it has not ended, `None` when unknown.
+    fn delete_execution(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<bool>, StoreError>> + Send;
 
     /// Writes the execution if `owner` still holds its lease, renewing it;
     /// a finished execution's lease is released.
@@ -364,6 +383,12 @@ impl Repository for Store {
     ) -> Result<Option<Execution>, StoreError> {
         dispatch!(self, r => r.claim_one(id, owner, lease))
     }
+    async fn requeue_execution(&self, execution: &Execution) -> Result<bool, StoreError> {
+        dispatch!(self, r => r.requeue_execution(execution))
+    }
+    async fn delete_execution(&self, id: &str) -> Result<Option<bool>, StoreError> {
+        dispatch!(self, r => r.delete_execution(id))
+    }
     async fn save_execution(
         &self,
         execution: &Execution,
@@ -491,4 +516,9 @@ pub(crate) fn label_text(labels: &[crate::flow::Label]) -> String {
         text.push('\u{1f}');
     }
     text
+}
+
+/// The search needle of one label.
+pub(crate) fn label_needle(key: &str, value: &str) -> String {
+    format!("\u{1f}{key}={value}\u{1f}")
 }

@@ -264,11 +264,14 @@ impl Repository for PostgresRepository {
         filter: &ExecutionFilter,
     ) -> Result<Vec<Execution>, StoreError> {
         let states = state_list(&filter.states);
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT body FROM executions
              WHERE ($1::TEXT IS NULL OR namespace = $1 OR namespace LIKE $2 ESCAPE '\\')
                AND ($3::TEXT IS NULL OR flow_id = $3)
                AND ($4 = '' OR strpos($4, ',' || state || ',') > 0)
+               AND ($7 = '' OR strpos(labels, $7) > 0) AND ($8 = '' OR strpos(labels, $8) > 0)
+               AND ($9 = '' OR strpos(labels, $9) > 0) AND ($10 = '' OR strpos(labels, $10) > 0)
+               AND ($11 = '' OR strpos(labels, $11) > 0)
              ORDER BY created_at DESC, id DESC
              LIMIT $5 OFFSET $6",
         )
@@ -277,29 +280,37 @@ impl Repository for PostgresRepository {
         .bind(filter.flow_id.as_deref())
         .bind(states)
         .bind(i64::from(filter.limit.max(1)))
-        .bind(i64::from(filter.offset))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_error("search executions"))?;
+        .bind(i64::from(filter.offset));
+        let rows = bind_labels(query, filter)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_error("search executions"))?;
         rows.iter()
             .map(|row| decode_execution(row.get("body")))
             .collect()
     }
 
     async fn count_executions(&self, filter: &ExecutionFilter) -> Result<u64, StoreError> {
-        let row = sqlx::query(
+        let query = sqlx::query(
             "SELECT COUNT(*) AS n FROM executions
              WHERE ($1::TEXT IS NULL OR namespace = $1 OR namespace LIKE $2 ESCAPE '\\')
                AND ($3::TEXT IS NULL OR flow_id = $3)
-               AND ($4 = '' OR strpos($4, ',' || state || ',') > 0)",
+               AND ($4 = '' OR strpos($4, ',' || state || ',') > 0)
+               AND ($7 = '' OR strpos(labels, $7) > 0) AND ($8 = '' OR strpos(labels, $8) > 0)
+               AND ($9 = '' OR strpos(labels, $9) > 0) AND ($10 = '' OR strpos(labels, $10) > 0)
+               AND ($11 = '' OR strpos(labels, $11) > 0)",
         )
         .bind(filter.namespace.as_deref())
         .bind(filter.namespace.as_deref().map(namespace_prefix))
         .bind(filter.flow_id.as_deref())
         .bind(state_list(&filter.states))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(query_error("count executions"))?;
+        // Limit and offset slots, unused when counting.
+        .bind(0i64)
+        .bind(0i64);
+        let row = bind_labels(query, filter)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query_error("count executions"))?;
         Ok(u64::try_from(row.get::<i64, _>("n")).unwrap_or(0))
     }
 
@@ -350,6 +361,54 @@ impl Repository for PostgresRepository {
         .await
         .map_err(query_error("claim execution"))?;
         row.map(|row| decode_execution(row.get("body"))).transpose()
+    }
+
+    async fn requeue_execution(&self, execution: &Execution) -> Result<bool, StoreError> {
+        let body = encode_execution(execution)?;
+        let result = sqlx::query(
+            "UPDATE executions
+             SET state = $1, finished = FALSE, updated_at = $2, body = $3,
+                 lease_owner = NULL, lease_until = NULL, not_before = 0, kill_requested = FALSE
+             WHERE id = $4 AND finished",
+        )
+        .bind(execution.state.current.as_str())
+        .bind(micros(Timestamp::now()))
+        .bind(body)
+        .bind(&execution.id)
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("requeue execution"))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn delete_execution(&self, id: &str) -> Result<Option<bool>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_error("delete execution"))?;
+        let deleted = sqlx::query("DELETE FROM executions WHERE id = $1 AND finished")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_error("delete execution"))?
+            .rows_affected();
+        if deleted == 0 {
+            let exists = sqlx::query("SELECT 1 AS one FROM executions WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(query_error("delete execution"))?
+                .is_some();
+            return Ok(exists.then_some(false));
+        }
+        sqlx::query("DELETE FROM logs WHERE execution_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_error("delete execution"))?;
+        tx.commit().await.map_err(query_error("delete execution"))?;
+        Ok(Some(true))
     }
 
     async fn save_execution(
@@ -747,4 +806,20 @@ fn trigger_state(row: &PgRow) -> TriggerState {
         last_execution_id: row.get("last_execution_id"),
         last_fired: row.get::<Option<i64>, _>("last_fired_at").map(from_micros),
     }
+}
+
+/// Binds the label filter slots (empty = no filter).
+fn bind_labels<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    filter: &ExecutionFilter,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    for slot in 0..MAX_LABEL_FILTERS {
+        let needle = filter
+            .labels
+            .get(slot)
+            .map(|l| label_needle(&l.key, &l.value))
+            .unwrap_or_default();
+        query = query.bind(needle);
+    }
+    query
 }

@@ -262,11 +262,14 @@ impl Repository for SqliteRepository {
         filter: &ExecutionFilter,
     ) -> Result<Vec<Execution>, StoreError> {
         let states = state_list(&filter.states);
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT body FROM executions
              WHERE (?1 IS NULL OR namespace = ?1 OR namespace LIKE ?2 ESCAPE '\\')
                AND (?3 IS NULL OR flow_id = ?3)
                AND (?4 = '' OR instr(?4, ',' || state || ',') > 0)
+               AND (?7 = '' OR instr(labels, ?7) > 0) AND (?8 = '' OR instr(labels, ?8) > 0)
+               AND (?9 = '' OR instr(labels, ?9) > 0) AND (?10 = '' OR instr(labels, ?10) > 0)
+               AND (?11 = '' OR instr(labels, ?11) > 0)
              ORDER BY created_at DESC, id DESC
              LIMIT ?5 OFFSET ?6",
         )
@@ -275,29 +278,37 @@ impl Repository for SqliteRepository {
         .bind(filter.flow_id.as_deref())
         .bind(states)
         .bind(i64::from(filter.limit.max(1)))
-        .bind(i64::from(filter.offset))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_error("search executions"))?;
+        .bind(i64::from(filter.offset));
+        let rows = bind_labels(query, filter)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_error("search executions"))?;
         rows.iter()
             .map(|row| decode_execution(row.get("body")))
             .collect()
     }
 
     async fn count_executions(&self, filter: &ExecutionFilter) -> Result<u64, StoreError> {
-        let row = sqlx::query(
+        let query = sqlx::query(
             "SELECT COUNT(*) AS n FROM executions
              WHERE (?1 IS NULL OR namespace = ?1 OR namespace LIKE ?2 ESCAPE '\\')
                AND (?3 IS NULL OR flow_id = ?3)
-               AND (?4 = '' OR instr(?4, ',' || state || ',') > 0)",
+               AND (?4 = '' OR instr(?4, ',' || state || ',') > 0)
+               AND (?7 = '' OR instr(labels, ?7) > 0) AND (?8 = '' OR instr(labels, ?8) > 0)
+               AND (?9 = '' OR instr(labels, ?9) > 0) AND (?10 = '' OR instr(labels, ?10) > 0)
+               AND (?11 = '' OR instr(labels, ?11) > 0)",
         )
         .bind(filter.namespace.as_deref())
         .bind(filter.namespace.as_deref().map(namespace_prefix))
         .bind(filter.flow_id.as_deref())
         .bind(state_list(&filter.states))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(query_error("count executions"))?;
+        // Limit and offset slots, unused when counting.
+        .bind(0i64)
+        .bind(0i64);
+        let row = bind_labels(query, filter)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query_error("count executions"))?;
         Ok(u64::try_from(row.get::<i64, _>("n")).unwrap_or(0))
     }
 
@@ -356,6 +367,54 @@ impl Repository for SqliteRepository {
         .await
         .map_err(query_error("claim execution"))?;
         row.map(|row| decode_execution(row.get("body"))).transpose()
+    }
+
+    async fn requeue_execution(&self, execution: &Execution) -> Result<bool, StoreError> {
+        let body = encode_execution(execution)?;
+        let result = sqlx::query(
+            "UPDATE executions
+             SET state = ?1, finished = 0, updated_at = ?2, body = ?3,
+                 lease_owner = NULL, lease_until = NULL, not_before = 0, kill_requested = 0
+             WHERE id = ?4 AND finished = 1",
+        )
+        .bind(execution.state.current.as_str())
+        .bind(micros(Timestamp::now()))
+        .bind(body)
+        .bind(&execution.id)
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("requeue execution"))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn delete_execution(&self, id: &str) -> Result<Option<bool>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(query_error("delete execution"))?;
+        let deleted = sqlx::query("DELETE FROM executions WHERE id = ?1 AND finished = 1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_error("delete execution"))?
+            .rows_affected();
+        if deleted == 0 {
+            let exists = sqlx::query("SELECT 1 AS one FROM executions WHERE id = ?1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(query_error("delete execution"))?
+                .is_some();
+            return Ok(exists.then_some(false));
+        }
+        sqlx::query("DELETE FROM logs WHERE execution_id = ?1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_error("delete execution"))?;
+        tx.commit().await.map_err(query_error("delete execution"))?;
+        Ok(Some(true))
     }
 
     async fn save_execution(
@@ -748,4 +807,20 @@ fn trigger_state(row: &SqliteRow) -> TriggerState {
         last_execution_id: row.get("last_execution_id"),
         last_fired: row.get::<Option<i64>, _>("last_fired_at").map(from_micros),
     }
+}
+
+/// Binds the label filter slots (empty = no filter).
+fn bind_labels<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    filter: &ExecutionFilter,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    for slot in 0..MAX_LABEL_FILTERS {
+        let needle = filter
+            .labels
+            .get(slot)
+            .map(|l| label_needle(&l.key, &l.value))
+            .unwrap_or_default();
+        query = query.bind(needle);
+    }
+    query
 }
