@@ -26,7 +26,7 @@ use serde_json::{Map, Value, json};
 use crate::auth::{AuthError, Principal, Role, Verifier};
 use crate::engine::{Engine, EngineError, RerunError, WebhookRequest};
 use crate::execution::{Execution, LogEntry, State as ExecState};
-use crate::flow::{self, FlowError, Label};
+use crate::flow::{self, FlowError, Label, archive};
 use crate::store::{ExecutionFilter, FlowRecord, MAX_LABEL_FILTERS, Repository, StoreError};
 
 /// Largest request body accepted (flows are at most this big too).
@@ -220,6 +220,8 @@ pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/flows", post(create_flow))
         .route("/flows/search", get(search_flows))
+        .route("/flows/export/by-query", get(export_flows))
+        .route("/flows/import", post(import_flows))
         .route("/flows/{namespace}", get(list_namespace))
         .route(
             "/flows/{namespace}/{id}",
@@ -591,6 +593,167 @@ async fn search_triggers(
     let triggers = state.engine.triggers(query.namespace.as_deref()).await?;
     let total = triggers.len();
     Ok(Json(json!({"results": triggers, "total": total})))
+}
+
+/// Largest import accepted (an archive of many flows).
+const MAX_IMPORT_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Deserialize)]
+struct ExportQuery {
+    namespace: String,
+}
+
+/// The namespace's flows (and those below it) as a tar archive of
+/// `<namespace>/<id>.yml` files holding each flow's source as saved.
+async fn export_flows(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(query): Query<ExportQuery>,
+) -> ApiResult<Response> {
+    require(&principal, Role::Viewer)?;
+    check_path(&query.namespace, None)?;
+    let flows = state
+        .engine
+        .store()
+        .list_flows(Some(&query.namespace))
+        .await?;
+    let files: Vec<archive::ArchiveFile> = flows
+        .into_iter()
+        .map(|f| archive::ArchiveFile {
+            path: format!("{}/{}.yml", f.namespace, f.id),
+            text: f.source,
+        })
+        .collect();
+    let tar = archive::write_tar(&files, jiff::Timestamp::now().as_second());
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}.tar\"", query.namespace),
+            ),
+        ],
+        tar,
+    )
+        .into_response())
+}
+
+/// Flow sources from an import body: a tar archive (its .yml/.yaml files),
+/// or YAML text with one or several flows; either may come as the file of
+/// a multipart form (Kestra's `fileUpload`).
+async fn import_sources(request: Request) -> ApiResult<Vec<(String, String)>> {
+    let invalid = |message: String| ApiError::BadRequest {
+        code: "invalidImport",
+        message,
+        details: Vec::new(),
+    };
+    let is_multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let mut uploads: Vec<(String, Vec<u8>)> = Vec::new();
+    if is_multipart {
+        let mut multipart = axum::extract::Multipart::from_request(request, &())
+            .await
+            .map_err(|_| invalid("the multipart body is not valid".into()))?;
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|_| invalid("the multipart body is not valid".into()))?
+        {
+            let name = field
+                .file_name()
+                .or(field.name())
+                .unwrap_or("upload")
+                .to_owned();
+            let bytes = field
+                .bytes()
+                .await
+                .map_err(|_| invalid("a multipart field could not be read".into()))?;
+            uploads.push((name, bytes.to_vec()));
+        }
+    } else {
+        let bytes = axum::body::to_bytes(request.into_body(), MAX_IMPORT_BYTES)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge)?;
+        uploads.push(("body".into(), bytes.to_vec()));
+    }
+    let mut sources = Vec::new();
+    for (name, bytes) in uploads {
+        let is_tar = bytes.get(257..262) == Some(b"ustar");
+        if is_tar {
+            let files = archive::read_tar(&bytes).map_err(|e| invalid(e.to_string()))?;
+            for file in files.into_iter().filter(|f| archive::is_flow_file(&f.path)) {
+                for (i, doc) in archive::split_documents(&file.text).into_iter().enumerate() {
+                    sources.push((format!("{}#{i}", file.path), doc));
+                }
+            }
+        } else {
+            let text = String::from_utf8(bytes).map_err(|_| {
+                invalid(format!("`{name}` is neither a tar archive nor UTF-8 YAML"))
+            })?;
+            for (i, doc) in archive::split_documents(&text).into_iter().enumerate() {
+                sources.push((format!("{name}#{i}"), doc));
+            }
+        }
+    }
+    Ok(sources)
+}
+
+/// Imports flows: every one is checked first and nothing is stored unless
+/// all are valid; each then becomes the flow's next revision (unchanged
+/// flows keep theirs).
+async fn import_flows(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    request: Request,
+) -> ApiResult<Json<Value>> {
+    require(&principal, Role::Editor)?;
+    let sources = import_sources(request).await?;
+    if sources.is_empty() {
+        return Err(ApiError::BadRequest {
+            code: "invalidImport",
+            message: "no flow found in the upload".into(),
+            details: Vec::new(),
+        });
+    }
+    let mut parsed = Vec::new();
+    let mut details = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (file, source) in &sources {
+        match flow::parse(source) {
+            Ok(flow) => {
+                if !seen.insert((flow.namespace.clone(), flow.id.clone())) {
+                    details.push(json!({"file": file, "message": format!("flow {}/{} appears twice", flow.namespace, flow.id)}));
+                }
+                parsed.push((flow, source));
+            }
+            Err(err) => details.push(json!({"file": file, "message": err.to_string()})),
+        }
+    }
+    if !details.is_empty() {
+        return Err(ApiError::BadRequest {
+            code: "invalidFlow",
+            message: format!(
+                "{} of {} flows are not valid; nothing was imported",
+                details.len(),
+                sources.len()
+            ),
+            details,
+        });
+    }
+    let store = state.engine.store();
+    let mut imported = Vec::new();
+    for (flow, source) in parsed {
+        let record = store.save_flow(&flow.namespace, &flow.id, source).await?;
+        imported.push(
+            json!({"namespace": record.namespace, "id": record.id, "revision": record.revision}),
+        );
+    }
+    state.engine.flows_changed();
+    let total = imported.len();
+    Ok(Json(json!({"imported": imported, "total": total})))
 }
 
 #[derive(Debug, Deserialize)]

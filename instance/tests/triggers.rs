@@ -2,7 +2,8 @@
 //! that fire exactly once per tick across a restart and across two
 //! replicas on one PostgreSQL, webhooks, the trigger listing, and paused
 //! executions resumed through the API (across a restart too), and ended
-//! executions restarted, replayed, searched by label and deleted.
+//! executions restarted, replayed, searched by label and deleted; a
+//! namespace exported to a directory and imported back.
 
 mod support;
 
@@ -660,5 +661,118 @@ async fn executions_restart_replay_search_by_label_and_delete() {
         .await
         .expect("delete");
     assert_eq!(running.status(), StatusCode::CONFLICT);
+    instance.stop().await;
+}
+
+fn simple_flow(namespace: &str, id: &str) -> String {
+    format!(
+        "id: {id}\nnamespace: {namespace}\ntasks:\n  - id: hello\n    type: io.kestra.plugin.core.log.Log\n    message: hello from {id}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_exports_to_a_directory_and_imports_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("io.db").display());
+    let instance = Instance::start(dir.path(), &url).await;
+    for (namespace, id) in [
+        ("git.team", "one"),
+        ("git.team.sub", "two"),
+        ("other", "three"),
+    ] {
+        instance
+            .put_flow(namespace, id, &simple_flow(namespace, id))
+            .await;
+    }
+    let response = instance
+        .http
+        .get(instance.url("/api/v1/flows/export/by-query?namespace=git.team"))
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(response.status(), StatusCode::OK);
+    let tar = response.bytes().await.expect("archive");
+
+    // Unpacked with the system's tar into a directory, as a team would.
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).expect("dir");
+    std::fs::write(dir.path().join("flows.tar"), &tar).expect("write");
+    let status = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(dir.path().join("flows.tar"))
+        .arg("-C")
+        .arg(&repo)
+        .status()
+        .expect("run tar");
+    assert!(status.success());
+    let one = std::fs::read_to_string(repo.join("git.team/one.yml")).expect("one.yml");
+    assert_eq!(one, simple_flow("git.team", "one"));
+    assert!(repo.join("git.team.sub/two.yml").is_file());
+    assert!(!repo.join("other").exists());
+
+    // Edited in the directory, packed again with tar, imported.
+    std::fs::write(
+        repo.join("git.team/one.yml"),
+        simple_flow("git.team", "one").replace("hello from", "hi from"),
+    )
+    .expect("edit");
+    let status = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(dir.path().join("edited.tar"))
+        .arg("-C")
+        .arg(&repo)
+        .arg(".")
+        .status()
+        .expect("run tar");
+    assert!(status.success());
+    let edited = std::fs::read(dir.path().join("edited.tar")).expect("read");
+    let response = instance
+        .http
+        .post(instance.url("/api/v1/flows/import"))
+        .header("content-type", "application/x-tar")
+        .body(edited)
+        .send()
+        .await
+        .expect("import");
+    assert_eq!(response.status(), StatusCode::OK);
+    let imported: Value = response.json().await.expect("json");
+    assert_eq!(imported["total"], 2);
+    let one = instance.get("/api/v1/flows/git.team/one").await;
+    assert_eq!(one["revision"], 2);
+    assert!(
+        one["source"]
+            .as_str()
+            .expect("source")
+            .contains("hi from one")
+    );
+    let two = instance.get("/api/v1/flows/git.team.sub/two").await;
+    assert_eq!(two["revision"], 1, "an unchanged flow keeps its revision");
+
+    // One bad flow in a multi-document YAML: nothing is imported.
+    let mixed = format!(
+        "{}---\nid: broken\nnamespace: git.team\ntasks: []\n",
+        simple_flow("git.team", "four")
+    );
+    let response = instance
+        .http
+        .post(instance.url("/api/v1/flows/import"))
+        .header("content-type", "application/x-yaml")
+        .body(mixed)
+        .send()
+        .await
+        .expect("import");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let refused: Value = response.json().await.expect("json");
+    assert!(
+        refused["details"][0]["file"].as_str().is_some(),
+        "{refused}"
+    );
+    let four = instance
+        .http
+        .get(instance.url("/api/v1/flows/git.team/four"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(four.status(), StatusCode::NOT_FOUND);
     instance.stop().await;
 }
