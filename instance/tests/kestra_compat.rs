@@ -121,6 +121,8 @@ struct Related {
     second: Option<Execution>,
     /// The execution a Subflow task created.
     subflow: Option<Execution>,
+    /// Every execution of the flow, for CREATE_NEW_EXECUTION retries.
+    retries: Vec<Execution>,
 }
 
 /// Resolves one key of the `outputs` grammar of expected.json.
@@ -131,6 +133,15 @@ fn actual(
     related: &Related,
 ) -> Result<Option<Value>, String> {
     let runs = &execution.task_run_list;
+    if key == "$retryExecutions.states" {
+        let mut states: Vec<Value> = related
+            .retries
+            .iter()
+            .map(|e| Value::from(e.state.current.as_str()))
+            .collect();
+        states.sort_by_key(Value::to_string);
+        return Ok(Some(Value::Array(states)));
+    }
     if key.starts_with("$subflow.") {
         let child = related
             .subflow
@@ -310,6 +321,15 @@ fn check(
             }
             continue;
         }
+        let sorted_expected;
+        let expected = if key == "$retryExecutions.states" {
+            let mut items = expected.as_array().cloned().unwrap_or_default();
+            items.sort_by_key(Value::to_string);
+            sorted_expected = Value::Array(items);
+            &sorted_expected
+        } else {
+            expected
+        };
         match actual(key, execution, logs, related) {
             Ok(value) => {
                 if let Some(problem) = mismatch(expected, value.as_ref()) {
@@ -409,6 +429,39 @@ fn execution_labels(entry: &Value) -> Vec<atoll_instance::flow::Label> {
         })
         .into_iter()
         .collect()
+}
+
+/// Waits until the flow has `count` ended executions (the original and
+/// the ones its CREATE_NEW_EXECUTION retries created) and returns them.
+async fn retry_chain(
+    engine: &Engine,
+    namespace: &str,
+    flow_id: &str,
+    count: usize,
+) -> Vec<Execution> {
+    let filter = atoll_instance::store::ExecutionFilter {
+        namespace: Some(namespace.to_owned()),
+        flow_id: Some(flow_id.to_owned()),
+        limit: 100,
+        ..Default::default()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = engine
+            .store()
+            .search_executions(&filter)
+            .await
+            .expect("search");
+        let ended = found
+            .iter()
+            .filter(|e| e.state.current.is_terminal())
+            .count();
+        if (found.len() >= count && ended == found.len()) || tokio::time::Instant::now() >= deadline
+        {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// `$subflow.<namespace>.<flowId>.<field>` keys name a child flow.
@@ -625,6 +678,15 @@ async fn kestra_corpus() {
                     continue;
                 }
             }
+        }
+        if let Some(expected) = entry["outputs"]["$retryExecutions.states"].as_array() {
+            related.retries = retry_chain(
+                &engine,
+                &execution.namespace,
+                &execution.flow_id,
+                expected.len(),
+            )
+            .await;
         }
         if let Some((namespace, flow_id)) = subflow_named(entry) {
             related.subflow = subflow_of(&engine, &namespace, &flow_id, &execution.id).await;

@@ -15,8 +15,8 @@ use super::plan::{DEFAULTS_BRANCH, ELSE_BRANCH, Step, THEN_BRANCH, plan};
 use super::runner::{self, Event, LogSink, is_truthy};
 use super::{EngineError, Inner, context, flow_trigger, subflow};
 use crate::execution::{Attempt, Execution, NewLog, State, StateInfo, TaskRun};
-use crate::flow::{ConcurrencyBehavior, Flow, LogLevel, Retry, Task, TaskKind};
-use crate::store::Repository;
+use crate::flow::{ConcurrencyBehavior, Flow, LogLevel, Retry, RetryBehavior, Task, TaskKind};
+use crate::store::{Repository, StoreError};
 
 /// How a driver stopped before its execution finished.
 #[derive(Debug, PartialEq, Eq)]
@@ -41,6 +41,9 @@ struct Driver<'a> {
     logs: Vec<NewLog>,
     error_logs: Vec<(String, String)>,
     dirty: bool,
+    /// A CREATE_NEW_EXECUTION retry: this execution ends RETRIED and a new
+    /// one starts at this time.
+    retry_at: Option<Timestamp>,
 }
 
 pub(crate) async fn drive(inner: &Arc<Inner>, exec: Execution) -> Result<Stop, EngineError> {
@@ -56,6 +59,7 @@ pub(crate) async fn drive(inner: &Arc<Inner>, exec: Execution) -> Result<Stop, E
         logs: Vec::new(),
         error_logs: Vec::new(),
         dirty: true,
+        retry_at: None,
     };
     if !driver.exec.task_run_list.is_empty() {
         // Resuming: `errorLogs()` also sees failures logged before the restart.
@@ -212,6 +216,10 @@ impl Driver<'_> {
     /// Plans and applies until nothing more can happen without waiting.
     fn advance(&mut self) {
         loop {
+            if self.retry_at.is_some() && !self.exec.state.current.is_terminal() {
+                self.end_retried();
+                return;
+            }
             let steps = plan(&self.flow, &self.exec, Timestamp::now());
             if steps.is_empty() {
                 return;
@@ -237,8 +245,19 @@ impl Driver<'_> {
     async fn persist(&mut self) -> Result<(), EngineError> {
         if self.exec.state.current.is_terminal() {
             // Before the final state is written: a re-drive fires again and
-            // the trigger events make that a no-op.
+            // the trigger events (and the retry's derived id) make that a no-op.
             flow_trigger::fire(self.inner, &self.exec).await?;
+            if let (State::Retried, Some(at)) = (self.exec.state.current, self.retry_at) {
+                match self
+                    .inner
+                    .store
+                    .schedule_execution(&self.retry_execution(), at)
+                    .await
+                {
+                    Ok(()) | Err(StoreError::Duplicate(_)) => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
         }
         self.flush_logs().await?;
         self.inner
@@ -549,12 +568,35 @@ impl Driver<'_> {
         message: String,
         now: Timestamp,
     ) {
+        let execution_attempt = self.exec.metadata.as_ref().map_or(1, |m| m.attempt_number);
+        let execution_elapsed =
+            Duration::try_from(now.duration_since(self.exec.state.start_date)).unwrap_or_default();
         let Some(run) = self.exec.task_run_mut(run_id) else {
             return;
         };
         if let Some(attempt) = run.attempts.last_mut() {
             attempt.state.set(State::Failed, now);
             attempt.error = Some(message);
+        }
+        if let Some(retry) = retry
+            .as_ref()
+            .filter(|r| r.behavior == RetryBehavior::CreateNewExecution)
+        {
+            // The retry is a new execution; this one ends RETRIED.
+            let delay = retry.delay_before(execution_attempt.saturating_add(1), execution_elapsed);
+            run.state.set(
+                if task.allow_failure && delay.is_none() {
+                    State::Warning
+                } else {
+                    State::Failed
+                },
+                now,
+            );
+            if let Some(delay) = delay {
+                let delay = jiff::SignedDuration::try_from(delay).unwrap_or_default();
+                self.retry_at = Some(now.checked_add(delay).unwrap_or(now));
+            }
+            return;
         }
         let first_start = run.attempts.first().map_or(now, |a| a.state.start_date);
         let elapsed = Duration::try_from(now.duration_since(first_start)).unwrap_or_default();
@@ -765,6 +807,47 @@ impl Driver<'_> {
             out.insert(output.id.clone(), value);
         }
         Ok(out)
+    }
+
+    /// Ends the execution RETRIED (its retry is a new execution): attempts
+    /// still running stop.
+    fn end_retried(&mut self) {
+        let now = Timestamp::now();
+        for (_, handle) in self.workers.drain() {
+            handle.abort();
+        }
+        for run in &mut self.exec.task_run_list {
+            if !run.state.current.is_terminal() {
+                run.state.set(State::Killed, now);
+            }
+        }
+        self.exec.state.set(State::Retried, now);
+        self.dirty = true;
+    }
+
+    /// The execution a CREATE_NEW_EXECUTION retry starts: same flow
+    /// revision, inputs, labels and trigger, the next attempt number, and an
+    /// id derived from the first execution's, so it is created once.
+    fn retry_execution(&self) -> Execution {
+        let (attempt, original) = match &self.exec.metadata {
+            Some(m) => (m.attempt_number, m.original_id.clone()),
+            None => (1, self.exec.id.clone()),
+        };
+        let mut next = Execution::new(
+            format!("{original}-{}", attempt + 1),
+            self.exec.namespace.clone(),
+            self.exec.flow_id.clone(),
+            self.exec.flow_revision,
+            self.exec.labels.clone(),
+            self.exec.inputs.clone(),
+            Timestamp::now(),
+        );
+        next.trigger = self.exec.trigger.clone();
+        next.metadata = Some(crate::execution::ExecutionMetadata {
+            attempt_number: attempt + 1,
+            original_id: original,
+        });
+        next
     }
 
     /// Stops every attempt and marks everything unfinished KILLED.

@@ -1013,14 +1013,7 @@ fn retry_from_fields(f: &mut Fields<'_>) -> Option<Retry> {
     let warning_on_retry = f.bool("warningOnRetry", false);
     let behavior = match f.string("behavior").as_deref() {
         None | Some("RETRY_FAILED_TASK") => RetryBehavior::RetryFailedTask,
-        Some("CREATE_NEW_EXECUTION") => {
-            f.report(
-                "behavior",
-                ProblemKind::Unsupported,
-                "retry behavior CREATE_NEW_EXECUTION is not supported yet".into(),
-            );
-            RetryBehavior::CreateNewExecution
-        }
+        Some("CREATE_NEW_EXECUTION") => RetryBehavior::CreateNewExecution,
         Some(other) => {
             f.report(
                 "behavior",

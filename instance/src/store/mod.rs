@@ -155,6 +155,13 @@ pub trait Repository: Send + Sync + 'static {
         execution: &Execution,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Enqueues a new execution that no process claims before `not_before`.
+    fn schedule_execution(
+        &self,
+        execution: &Execution,
+        not_before: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     fn get_execution(
         &self,
         id: &str,
@@ -355,6 +362,13 @@ impl Repository for Store {
     }
     async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError> {
         dispatch!(self, r => r.insert_execution(execution))
+    }
+    async fn schedule_execution(
+        &self,
+        execution: &Execution,
+        not_before: Timestamp,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, r => r.schedule_execution(execution, not_before))
     }
     async fn get_execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
         dispatch!(self, r => r.get_execution(id))

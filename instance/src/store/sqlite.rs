@@ -245,7 +245,15 @@ impl Repository for SqliteRepository {
     }
 
     async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError> {
-        insert_execution_in(&self.pool, execution).await
+        insert_execution_in(&self.pool, execution, 0).await
+    }
+
+    async fn schedule_execution(
+        &self,
+        execution: &Execution,
+        not_before: Timestamp,
+    ) -> Result<(), StoreError> {
+        insert_execution_in(&self.pool, execution, micros(not_before)).await
     }
 
     async fn get_execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
@@ -740,7 +748,7 @@ impl Repository for SqliteRepository {
             return Ok(false);
         }
         if let Some(execution) = execution {
-            insert_execution_in(&mut *tx, execution).await?;
+            insert_execution_in(&mut *tx, execution, 0).await?;
         }
         sqlx::query(
             "INSERT INTO trigger_state (namespace, flow_id, trigger_id, cursor_at, last_execution_id, last_fired_at)
@@ -769,12 +777,13 @@ impl Repository for SqliteRepository {
 async fn insert_execution_in<'e>(
     executor: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
     execution: &Execution,
+    not_before: i64,
 ) -> Result<(), StoreError> {
     let body = encode_execution(execution)?;
     let now = micros(Timestamp::now());
     let result = sqlx::query(
-        "INSERT INTO executions (id, namespace, flow_id, state, finished, created_at, updated_at, body, labels)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)",
+        "INSERT INTO executions (id, namespace, flow_id, state, finished, created_at, updated_at, body, labels, not_before)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)",
     )
     .bind(&execution.id)
     .bind(&execution.namespace)
@@ -784,6 +793,7 @@ async fn insert_execution_in<'e>(
     .bind(now)
     .bind(body)
     .bind(label_text(&execution.labels))
+    .bind(not_before)
     .execute(executor)
     .await;
     match result {
