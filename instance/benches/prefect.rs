@@ -74,6 +74,7 @@ impl Drop for Proc {
         let pid = self.0.id();
         let _ = Command::new("kill")
             .args(["-TERM", "--", &format!("-{pid}")])
+            .stderr(Stdio::null())
             .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -84,6 +85,7 @@ impl Drop for Proc {
         }
         let _ = Command::new("kill")
             .args(["-KILL", "--", &format!("-{pid}")])
+            .stderr(Stdio::null())
             .status();
         let _ = self.0.wait();
     }

@@ -229,6 +229,15 @@ async fn queued_executions_survive_a_restart() {
     harness.reaches(&first.id, State::Running).await;
     let second = harness.start("control.test", "slow-queue", json!({})).await;
     harness.reaches(&second.id, State::Queued).await;
+    // Only paused executions resume; a queued one is left as it is.
+    let refused = harness.engine.resume(&second.id, &Map::new()).await;
+    assert!(
+        matches!(
+            refused,
+            Err(atoll_instance::engine::EngineError::NotPaused(_))
+        ),
+        "{refused:?}"
+    );
     harness.stop().await;
 
     let harness = Harness::sqlite(&dir).await;

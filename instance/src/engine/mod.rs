@@ -210,9 +210,6 @@ impl Engine {
         // park it.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         let mut execution = loop {
-            if let Some(execution) = store.claim_one(id, owner, lease).await? {
-                break execution;
-            }
             let current = store
                 .get_execution(id)
                 .await?
@@ -220,30 +217,39 @@ impl Engine {
             if current.state.current != State::Paused {
                 return Err(EngineError::NotPaused(id.into()));
             }
+            if let Some(execution) = store.claim_one(id, owner, lease).await? {
+                break execution;
+            }
             if tokio::time::Instant::now() >= deadline {
                 return Err(EngineError::Busy(id.into()));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        let resumed = self.resume_claimed(&mut execution, inputs).await;
-        let not_before = resumed.is_ok().then(Timestamp::now);
-        if resumed.is_err() {
-            // Put it back exactly as it was, waiting as before.
-            let original = store.get_execution(id).await?.unwrap_or(execution.clone());
-            execution = original;
+        let original = execution.clone();
+        match self.resume_claimed(&mut execution, inputs).await {
+            Ok(()) => {
+                store
+                    .park_execution(&execution, owner, Some(Timestamp::now()))
+                    .await?;
+                self.inner.work.notify_one();
+                Ok(execution)
+            }
+            Err(err) => {
+                // Left exactly as it was: parked until its timers if it
+                // still waits, else only the lease is given back.
+                if original.state.current == State::Paused {
+                    let timers = original
+                        .task_run_list
+                        .iter()
+                        .filter_map(|r| r.next_attempt_at)
+                        .min();
+                    store.park_execution(&original, owner, timers).await?;
+                } else {
+                    store.release_lease(id, owner).await?;
+                }
+                Err(err)
+            }
         }
-        let wait_until = match &resumed {
-            Ok(()) => not_before,
-            Err(_) => execution
-                .task_run_list
-                .iter()
-                .filter_map(|r| r.next_attempt_at)
-                .min(),
-        };
-        store.park_execution(&execution, owner, wait_until).await?;
-        resumed?;
-        self.inner.work.notify_one();
-        Ok(execution)
     }
 
     async fn resume_claimed(
