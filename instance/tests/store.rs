@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use atoll_instance::execution::{Execution, NewLog, State};
 use atoll_instance::flow::Label;
-use atoll_instance::store::{ExecutionFilter, Repository, Store, StoreError};
+use atoll_instance::store::{ExecutionFilter, Repository, Store, StoreError, TriggerKey};
 use jiff::Timestamp;
 use serde_json::Map;
 
@@ -370,6 +370,77 @@ async fn drain(store: &Store) {
     }
 }
 
+async fn trigger_events_fire_once(store: &Store) {
+    let key = TriggerKey {
+        namespace: "trig".into(),
+        flow_id: "f".into(),
+        trigger_id: "t".into(),
+    };
+    let start = Timestamp::from_second(1_700_000_000).expect("time");
+    store.init_trigger(&key, start).await.expect("init");
+    let later = Timestamp::from_second(1_700_000_100).expect("time");
+    store.init_trigger(&key, later).await.expect("init again");
+    let state = |store: &Store| {
+        let key = key.clone();
+        let store = store.clone();
+        async move {
+            store
+                .trigger_states()
+                .await
+                .expect("states")
+                .into_iter()
+                .find(|s| s.key == key)
+                .expect("state")
+        }
+    };
+    assert_eq!(
+        state(store).await.cursor,
+        Some(start),
+        "init keeps the first cursor"
+    );
+
+    let tick = Timestamp::from_second(1_700_000_010).expect("time");
+    let first = execution("trig-1", "trig", "f");
+    assert!(
+        store
+            .fire_trigger(&key, "10", Some(tick), Some(&first))
+            .await
+            .expect("fire")
+    );
+    let again = execution("trig-2", "trig", "f");
+    assert!(
+        !store
+            .fire_trigger(&key, "10", Some(tick), Some(&again))
+            .await
+            .expect("fire"),
+        "a tick fires once"
+    );
+    assert!(store.get_execution("trig-2").await.expect("get").is_none());
+    let fired = state(store).await;
+    assert_eq!(fired.cursor, Some(tick));
+    assert_eq!(fired.last_execution_id.as_deref(), Some("trig-1"));
+    // The cursor never moves back.
+    let earlier = Timestamp::from_second(1_700_000_005).expect("time");
+    assert!(
+        store
+            .fire_trigger(&key, "5", Some(earlier), None)
+            .await
+            .expect("fire")
+    );
+    assert_eq!(state(store).await.cursor, Some(tick));
+
+    store.reset_trigger(&key, later, true).await.expect("reset");
+    let reset = state(store).await;
+    assert_eq!((reset.cursor, reset.disabled), (Some(later), true));
+
+    let purged = store
+        .purge_trigger_events(Timestamp::now() + jiff::SignedDuration::from_secs(1))
+        .await
+        .expect("purge");
+    assert!(purged >= 2, "{purged}");
+    drain(store).await;
+}
+
 async fn suite(store: Store) {
     store.ping().await.expect("ping");
     flows_are_revisioned(&store).await;
@@ -377,6 +448,7 @@ async fn suite(store: Store) {
     executions_are_stored_and_searched(&store).await;
     expired_leases_are_taken_over(&store).await;
     logs_are_ordered_and_followable(&store).await;
+    trigger_events_fire_once(&store).await;
     claims_are_exclusive(Arc::new(store)).await;
 }
 

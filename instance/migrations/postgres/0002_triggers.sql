@@ -3,6 +3,9 @@
 ALTER TABLE executions ADD COLUMN not_before BIGINT NOT NULL DEFAULT 0;
 -- Labels as `\x1fkey=value\x1f...` for searching.
 ALTER TABLE executions ADD COLUMN labels TEXT NOT NULL DEFAULT '';
+UPDATE executions SET labels = chr(31) || COALESCE((
+    SELECT string_agg((l ->> 'key') || '=' || (l ->> 'value'), chr(31) ORDER BY ord) || chr(31)
+    FROM jsonb_array_elements(body::jsonb -> 'labels') WITH ORDINALITY AS t(l, ord)), '');
 DROP INDEX executions_queue;
 CREATE INDEX executions_queue ON executions (not_before, created_at) WHERE NOT finished;
 
@@ -31,3 +34,4 @@ CREATE TABLE trigger_events (
     created_at   BIGINT  NOT NULL,
     PRIMARY KEY (namespace, flow_id, trigger_id, event_key)
 );
+CREATE INDEX trigger_events_age ON trigger_events (created_at);

@@ -3,6 +3,9 @@
 ALTER TABLE executions ADD COLUMN not_before INTEGER NOT NULL DEFAULT 0;
 -- Labels as `\x1fkey=value\x1f...` for searching.
 ALTER TABLE executions ADD COLUMN labels TEXT NOT NULL DEFAULT '';
+UPDATE executions SET labels = char(31) || COALESCE((
+    SELECT group_concat(json_extract(l.value, '$.key') || '=' || json_extract(l.value, '$.value'), char(31)) || char(31)
+    FROM json_each(executions.body, '$.labels') AS l), '');
 DROP INDEX executions_queue;
 CREATE INDEX executions_queue ON executions (finished, not_before, created_at);
 
@@ -31,3 +34,4 @@ CREATE TABLE trigger_events (
     created_at   INTEGER NOT NULL,
     PRIMARY KEY (namespace, flow_id, trigger_id, event_key)
 );
+CREATE INDEX trigger_events_age ON trigger_events (created_at);

@@ -28,8 +28,22 @@ const MAX_WAIT: Duration = Duration::from_secs(1);
 /// running, or the trigger was just created with a backfill).
 const MISSED_AFTER: SignedDuration = SignedDuration::from_secs(10);
 
+/// How long trigger events are kept, and how often old ones are purged.
+const EVENTS_KEPT: SignedDuration = SignedDuration::from_hours(24);
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
 pub(crate) async fn run(inner: std::sync::Arc<Inner>) {
+    let mut last_purge: Option<tokio::time::Instant> = None;
     loop {
+        if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+            last_purge = Some(tokio::time::Instant::now());
+            let before = Timestamp::now()
+                .checked_sub(EVENTS_KEPT)
+                .unwrap_or(Timestamp::UNIX_EPOCH);
+            if let Err(err) = inner.store.purge_trigger_events(before).await {
+                tracing::warn!(error = %err, "purging old trigger events failed");
+            }
+        }
         let wait = match pass(&inner).await {
             Ok(wait) => wait,
             Err(err) => {

@@ -264,6 +264,15 @@ pub trait Repository: Send + Sync + 'static {
     /// The state of every trigger that has one.
     fn trigger_states(&self) -> impl Future<Output = Result<Vec<TriggerState>, StoreError>> + Send;
 
+    /// Forgets trigger events recorded before `before`. An event is only
+    /// needed while a process might fire it again: a schedule tick until
+    /// every cursor has passed it, an ended execution until its lease has
+    /// expired; both are minutes, not days.
+    fn purge_trigger_events(
+        &self,
+        before: Timestamp,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// Records a trigger's cursor unless it already has a state.
     fn init_trigger(
         &self,
@@ -455,6 +464,9 @@ impl Repository for Store {
     }
     async fn trigger_states(&self) -> Result<Vec<TriggerState>, StoreError> {
         dispatch!(self, r => r.trigger_states())
+    }
+    async fn purge_trigger_events(&self, before: Timestamp) -> Result<u64, StoreError> {
+        dispatch!(self, r => r.purge_trigger_events(before))
     }
     async fn init_trigger(&self, key: &TriggerKey, cursor: Timestamp) -> Result<(), StoreError> {
         dispatch!(self, r => r.init_trigger(key, cursor))

@@ -679,6 +679,15 @@ impl Repository for SqliteRepository {
         Ok(rows.iter().map(trigger_state).collect())
     }
 
+    async fn purge_trigger_events(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let result = sqlx::query("DELETE FROM trigger_events WHERE created_at < ?1")
+            .bind(micros(before))
+            .execute(&self.pool)
+            .await
+            .map_err(query_error("purge trigger events"))?;
+        Ok(result.rows_affected())
+    }
+
     async fn init_trigger(&self, key: &TriggerKey, cursor: Timestamp) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO trigger_state (namespace, flow_id, trigger_id, cursor_at)
