@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::FromRequest;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Extension, Json, Router};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -24,10 +24,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::auth::{AuthError, Principal, Role, Verifier};
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, RerunError, WebhookRequest};
 use crate::execution::{Execution, LogEntry, State as ExecState};
-use crate::flow::{self, FlowError, Label};
-use crate::store::{ExecutionFilter, FlowRecord, Repository, StoreError};
+use crate::flow::{self, FlowError, Label, archive};
+use crate::store::{ExecutionFilter, FlowRecord, MAX_LABEL_FILTERS, Repository, StoreError};
 
 /// Largest request body accepted (flows are at most this big too).
 pub const MAX_BODY_BYTES: usize = flow::MAX_SOURCE_BYTES;
@@ -196,7 +196,13 @@ impl From<EngineError> for ApiError {
             EngineError::FlowNotFound { .. } | EngineError::ExecutionNotFound(_) => {
                 ApiError::NotFound(err.to_string())
             }
-            EngineError::FlowDisabled { .. } => ApiError::Conflict(err.to_string()),
+            EngineError::FlowDisabled { .. }
+            | EngineError::NotPaused(_)
+            | EngineError::Busy(_)
+            | EngineError::Rerun(RerunError::NotEnded(_) | RerunError::NotFailed(_)) => {
+                ApiError::Conflict(err.to_string())
+            }
+            EngineError::Rerun(RerunError::NoTaskRun { .. }) => ApiError::NotFound(err.to_string()),
             EngineError::Inputs(e) => ApiError::BadRequest {
                 code: "invalidInputs",
                 message: e.to_string(),
@@ -214,6 +220,8 @@ pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/flows", post(create_flow))
         .route("/flows/search", get(search_flows))
+        .route("/flows/export/by-query", get(export_flows))
+        .route("/flows/import", post(import_flows))
         .route("/flows/{namespace}", get(list_namespace))
         .route(
             "/flows/{namespace}/{id}",
@@ -222,11 +230,18 @@ pub fn app(state: AppState) -> Router {
         .route("/flows/{namespace}/{id}/revisions", get(flow_revisions))
         .route("/executions/search", get(search_executions))
         .route("/executions/{namespace}/{flow_id}", post(create_execution))
-        .route("/executions/{id}", get(get_execution))
+        .route(
+            "/executions/{id}",
+            get(get_execution).delete(delete_execution),
+        )
+        .route("/executions/{id}/restart", post(restart_execution))
+        .route("/executions/{id}/replay", post(replay_execution))
+        .route("/executions/{id}/resume", post(resume_execution))
         .route(
             "/executions/{id}/kill",
             post(kill_execution).delete(kill_execution),
         )
+        .route("/triggers/search", get(search_triggers))
         .route("/logs/{execution_id}", get(execution_logs))
         .route("/logs/{execution_id}/follow", get(follow_logs));
     let tenant_api = api
@@ -236,6 +251,16 @@ pub fn app(state: AppState) -> Router {
         .nest("/api/v1", api)
         .nest("/api/v1/{tenant}", tenant_api)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        // Webhooks take no bearer token: the key in the path is the secret
+        // (see `engine::webhook`).
+        .route(
+            "/api/v1/executions/webhook/{namespace}/{flow_id}/{key}",
+            any(webhook),
+        )
+        .route(
+            "/api/v1/{tenant}/executions/webhook/{namespace}/{flow_id}/{key}",
+            any(tenant_webhook),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -409,6 +434,7 @@ async fn create_flow(
     let record = store
         .save_flow(&parsed.namespace, &parsed.id, source)
         .await?;
+    state.engine.flows_changed();
     Ok((StatusCode::OK, Json(FlowView::from(record))).into_response())
 }
 
@@ -445,6 +471,7 @@ async fn update_flow(
         return Err(ApiError::NotFound("no such flow".into()));
     }
     let record = store.save_flow(&path.namespace, &path.id, source).await?;
+    state.engine.flows_changed();
     Ok(Json(record.into()))
 }
 
@@ -501,6 +528,7 @@ async fn delete_flow(
         .delete_flow(&path.namespace, &path.id)
         .await?
     {
+        state.engine.flows_changed();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound("no such flow".into()))
@@ -549,6 +577,183 @@ async fn search_flows(
     let total = flows.len();
     let results: Vec<FlowView> = flows.into_iter().map(Into::into).collect();
     Ok(Json(json!({"results": results, "total": total})))
+}
+
+/// Triggers with their next run time and last execution (Kestra's
+/// `/triggers/search`).
+async fn search_triggers(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(query): Query<FlowSearch>,
+) -> ApiResult<Json<Value>> {
+    require(&principal, Role::Viewer)?;
+    if let Some(ns) = &query.namespace {
+        check_path(ns, None)?;
+    }
+    let triggers = state.engine.triggers(query.namespace.as_deref()).await?;
+    let total = triggers.len();
+    Ok(Json(json!({"results": triggers, "total": total})))
+}
+
+/// Largest import accepted (an archive of many flows).
+const MAX_IMPORT_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Deserialize)]
+struct ExportQuery {
+    namespace: String,
+}
+
+/// The namespace's flows (and those below it) as a tar archive of
+/// `<namespace>/<id>.yml` files holding each flow's source as saved.
+async fn export_flows(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(query): Query<ExportQuery>,
+) -> ApiResult<Response> {
+    require(&principal, Role::Viewer)?;
+    check_path(&query.namespace, None)?;
+    let flows = state
+        .engine
+        .store()
+        .list_flows(Some(&query.namespace))
+        .await?;
+    let files: Vec<archive::ArchiveFile> = flows
+        .into_iter()
+        .map(|f| archive::ArchiveFile {
+            path: format!("{}/{}.yml", f.namespace, f.id),
+            text: f.source,
+        })
+        .collect();
+    let tar = archive::write_tar(&files, jiff::Timestamp::now().as_second());
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}.tar\"", query.namespace),
+            ),
+        ],
+        tar,
+    )
+        .into_response())
+}
+
+/// Flow sources from an import body: a tar archive (its .yml/.yaml files),
+/// or YAML text with one or several flows; either may come as the file of
+/// a multipart form (Kestra's `fileUpload`).
+async fn import_sources(request: Request) -> ApiResult<Vec<(String, String)>> {
+    let invalid = |message: String| ApiError::BadRequest {
+        code: "invalidImport",
+        message,
+        details: Vec::new(),
+    };
+    let is_multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let mut uploads: Vec<(String, Vec<u8>)> = Vec::new();
+    if is_multipart {
+        let mut multipart = axum::extract::Multipart::from_request(request, &())
+            .await
+            .map_err(|_| invalid("the multipart body is not valid".into()))?;
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|_| invalid("the multipart body is not valid".into()))?
+        {
+            let name = field
+                .file_name()
+                .or(field.name())
+                .unwrap_or("upload")
+                .to_owned();
+            let bytes = field
+                .bytes()
+                .await
+                .map_err(|_| invalid("a multipart field could not be read".into()))?;
+            uploads.push((name, bytes.to_vec()));
+        }
+    } else {
+        let bytes = axum::body::to_bytes(request.into_body(), MAX_IMPORT_BYTES)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge)?;
+        uploads.push(("body".into(), bytes.to_vec()));
+    }
+    let mut sources = Vec::new();
+    for (name, bytes) in uploads {
+        let is_tar = bytes.get(257..262) == Some(b"ustar");
+        if is_tar {
+            let files = archive::read_tar(&bytes).map_err(|e| invalid(e.to_string()))?;
+            for file in files.into_iter().filter(|f| archive::is_flow_file(&f.path)) {
+                for (i, doc) in archive::split_documents(&file.text).into_iter().enumerate() {
+                    sources.push((format!("{}#{i}", file.path), doc));
+                }
+            }
+        } else {
+            let text = String::from_utf8(bytes).map_err(|_| {
+                invalid(format!("`{name}` is neither a tar archive nor UTF-8 YAML"))
+            })?;
+            for (i, doc) in archive::split_documents(&text).into_iter().enumerate() {
+                sources.push((format!("{name}#{i}"), doc));
+            }
+        }
+    }
+    Ok(sources)
+}
+
+/// Imports flows: every one is checked first and nothing is stored unless
+/// all are valid; each then becomes the flow's next revision (unchanged
+/// flows keep theirs).
+async fn import_flows(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    request: Request,
+) -> ApiResult<Json<Value>> {
+    require(&principal, Role::Editor)?;
+    let sources = import_sources(request).await?;
+    if sources.is_empty() {
+        return Err(ApiError::BadRequest {
+            code: "invalidImport",
+            message: "no flow found in the upload".into(),
+            details: Vec::new(),
+        });
+    }
+    let mut parsed = Vec::new();
+    let mut details = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (file, source) in &sources {
+        match flow::parse(source) {
+            Ok(flow) => {
+                if !seen.insert((flow.namespace.clone(), flow.id.clone())) {
+                    details.push(json!({"file": file, "message": format!("flow {}/{} appears twice", flow.namespace, flow.id)}));
+                }
+                parsed.push((flow, source));
+            }
+            Err(err) => details.push(json!({"file": file, "message": err.to_string()})),
+        }
+    }
+    if !details.is_empty() {
+        return Err(ApiError::BadRequest {
+            code: "invalidFlow",
+            message: format!(
+                "{} of {} flows are not valid; nothing was imported",
+                details.len(),
+                sources.len()
+            ),
+            details,
+        });
+    }
+    let store = state.engine.store();
+    let mut imported = Vec::new();
+    for (flow, source) in parsed {
+        let record = store.save_flow(&flow.namespace, &flow.id, source).await?;
+        imported.push(
+            json!({"namespace": record.namespace, "id": record.id, "revision": record.revision}),
+        );
+    }
+    state.engine.flows_changed();
+    let total = imported.len();
+    Ok(Json(json!({"imported": imported, "total": total})))
 }
 
 #[derive(Debug, Deserialize)]
@@ -659,6 +864,84 @@ async fn multipart_inputs(request: Request) -> ApiResult<Map<String, Value>> {
     Ok(inputs)
 }
 
+/// Inputs from a JSON object, a URL-encoded form or multipart/form-data.
+async fn request_inputs(request: Request) -> ApiResult<Map<String, Value>> {
+    let is_multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if is_multipart {
+        multipart_inputs(request).await
+    } else {
+        let headers = request.headers().clone();
+        let bytes = read_body(request.into_body()).await?;
+        parse_inputs(&headers, &bytes)
+    }
+}
+
+/// Runs a FAILED or KILLED execution again from its failed task runs.
+async fn restart_execution(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(path): Path<IdPath>,
+) -> ApiResult<Json<Execution>> {
+    require(&principal, Role::Editor)?;
+    check_id(&path.id)?;
+    Ok(Json(state.engine.restart(&path.id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReplayQuery {
+    task_run_id: String,
+}
+
+/// A new execution repeating an ended one from `taskRunId` on.
+async fn replay_execution(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(path): Path<IdPath>,
+    Query(query): Query<ReplayQuery>,
+) -> ApiResult<Json<Execution>> {
+    require(&principal, Role::Editor)?;
+    check_id(&path.id)?;
+    check_id(&query.task_run_id)?;
+    let replayed = state.engine.replay(&path.id, &query.task_run_id).await?;
+    state.metrics.executions_started.inc();
+    Ok(Json(replayed))
+}
+
+/// Deletes an ended execution and its logs.
+async fn delete_execution(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(path): Path<IdPath>,
+) -> ApiResult<StatusCode> {
+    require(&principal, Role::Editor)?;
+    check_id(&path.id)?;
+    match state.engine.store().delete_execution(&path.id).await? {
+        Some(true) => Ok(StatusCode::NO_CONTENT),
+        Some(false) => Err(ApiError::Conflict(
+            "the execution has not ended; kill it first".into(),
+        )),
+        None => Err(ApiError::NotFound("no such execution".into())),
+    }
+}
+
+/// Resumes a PAUSED execution, with optional `onResume` inputs.
+async fn resume_execution(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(path): Path<IdPath>,
+    request: Request,
+) -> ApiResult<Json<Execution>> {
+    require(&principal, Role::Editor)?;
+    check_id(&path.id)?;
+    let inputs = request_inputs(request).await?;
+    Ok(Json(state.engine.resume(&path.id, &inputs).await?))
+}
+
 async fn create_execution(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -668,18 +951,7 @@ async fn create_execution(
 ) -> ApiResult<Json<Execution>> {
     require(&principal, Role::Editor)?;
     check_path(&path.namespace, Some(&path.flow_id))?;
-    let is_multipart = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
-    let inputs = if is_multipart {
-        multipart_inputs(request).await?
-    } else {
-        let headers = request.headers().clone();
-        let bytes = read_body(request.into_body()).await?;
-        parse_inputs(&headers, &bytes)?
-    };
+    let inputs = request_inputs(request).await?;
     let labels = parse_labels(query.labels.as_deref())?;
     let execution = state
         .engine
@@ -701,6 +973,86 @@ async fn create_execution(
         )),
         Err(err) => Err(err.into()),
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct WebhookPath {
+    namespace: String,
+    flow_id: String,
+    key: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct TenantWebhookPath {
+    tenant: String,
+    namespace: String,
+    flow_id: String,
+    key: String,
+}
+
+async fn tenant_webhook(
+    State(state): State<AppState>,
+    Path(path): Path<TenantWebhookPath>,
+    request: Request,
+) -> ApiResult<Response> {
+    if path.tenant != state.tenant {
+        return Err(ApiError::NotFound("no such endpoint".into()));
+    }
+    let path = WebhookPath {
+        namespace: path.namespace,
+        flow_id: path.flow_id,
+        key: path.key,
+    };
+    webhook(State(state), Path(path), request).await
+}
+
+/// Starts an execution from a webhook call (GET, POST, PUT…). A wrong key,
+/// an unknown or disabled flow and a disabled trigger all answer the same 404.
+async fn webhook(
+    State(state): State<AppState>,
+    Path(path): Path<WebhookPath>,
+    request: Request,
+) -> ApiResult<Response> {
+    let not_found = || ApiError::NotFound("no such webhook".into());
+    if check_path(&path.namespace, Some(&path.flow_id)).is_err() || path.key.len() > 256 {
+        return Err(not_found());
+    }
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    let headers = request.headers().clone();
+    let bytes = read_body(request.into_body()).await?;
+    let parameters = serde_urlencoded_pairs(query.as_bytes()).unwrap_or_default();
+    let request = WebhookRequest::new(
+        &bytes,
+        headers
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))),
+        parameters,
+    );
+    let started = state
+        .engine
+        .webhook(&path.namespace, &path.flow_id, &path.key, request)
+        .await?
+        .ok_or_else(not_found)?;
+    state.metrics.executions_started.inc();
+    let execution = started.execution;
+    if !started.trigger.wait {
+        return Ok(Json(execution).into_response());
+    }
+    let done = match state.engine.wait(&execution.id, WAIT_LIMIT).await {
+        Ok(done) => done,
+        Err(EngineError::Timeout(_)) => state
+            .engine
+            .store()
+            .get_execution(&execution.id)
+            .await?
+            .unwrap_or(execution),
+        Err(err) => return Err(err.into()),
+    };
+    if started.trigger.return_outputs {
+        let outputs = done.outputs.clone().unwrap_or_default();
+        return Ok(Json(Value::Object(outputs)).into_response());
+    }
+    Ok(Json(done).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -764,8 +1116,24 @@ async fn search_executions(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Query(query): Query<ExecutionSearch>,
+    RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
     require(&principal, Role::Viewer)?;
+    // `labels=key:value`, repeated or comma-separated.
+    let mut labels = Vec::new();
+    let pairs = serde_urlencoded_pairs(raw.unwrap_or_default().as_bytes()).unwrap_or_default();
+    for (name, value) in pairs {
+        if name == "labels" {
+            labels.extend(parse_labels(Some(&value))?);
+        }
+    }
+    if labels.len() > MAX_LABEL_FILTERS {
+        return Err(ApiError::BadRequest {
+            code: "invalidQuery",
+            message: format!("at most {MAX_LABEL_FILTERS} labels can be searched at once"),
+            details: Vec::new(),
+        });
+    }
     let mut states = Vec::new();
     for name in query.state.as_deref().unwrap_or_default().split(',') {
         if name.is_empty() {
@@ -783,6 +1151,7 @@ async fn search_executions(
         namespace: query.namespace,
         flow_id: query.flow_id,
         states,
+        labels,
         limit: size,
         offset: (page - 1).saturating_mul(size),
     };

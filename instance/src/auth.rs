@@ -1,6 +1,13 @@
 //! Bearer-token authentication, verified offline with identity's own
 //! verification module (`atoll_identity::verify`), behind [`Verifier`] so
 //! the API can be tested with any implementation.
+//!
+//! One route is outside this scheme: webhooks
+//! (`/api/v1/executions/webhook/{namespace}/{flowId}/{key}`) are called by
+//! other systems that hold no identity token, so the trigger's `key` is the
+//! credential. It is compared in constant time and every refusal answers
+//! the same 404 (see `engine::webhook`); a webhook can only start the one
+//! flow that declares it, with that flow's own checks on inputs.
 
 use std::future::Future;
 use std::pin::Pin;

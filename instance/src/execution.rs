@@ -141,6 +141,19 @@ pub struct Execution {
     /// Why the execution failed outside any task (e.g. an output that did not render).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Set on executions created by a `CREATE_NEW_EXECUTION` retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<ExecutionMetadata>,
+}
+
+/// Where an execution stands in a chain of `CREATE_NEW_EXECUTION` retries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionMetadata {
+    /// 1 for the first execution, 2 for its first retry…
+    pub attempt_number: u32,
+    /// The first execution of the chain.
+    pub original_id: String,
 }
 
 impl Execution {
@@ -165,6 +178,7 @@ impl Execution {
             outputs: None,
             trigger: None,
             error: None,
+            metadata: None,
         }
     }
 

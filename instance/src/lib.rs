@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod execution;
 pub mod flow;
+pub mod schedule;
 pub mod server;
 pub mod store;
 pub mod template;

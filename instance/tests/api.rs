@@ -662,3 +662,66 @@ async fn tokens_are_verified_offline_against_identity() {
         StatusCode::OK
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_need_their_key_not_a_token_and_triggers_need_a_token() {
+    let id = TestIdentity::start().await;
+    let i = Instance::start(AuthMode::Identity {
+        issuer: id.issuer.clone(),
+    })
+    .await;
+    let editor = identity::sign(&id.claims(TENANT, "Editor"), KEY_A_PEM, "key-a");
+    let hooked = r#"
+id: hooked
+namespace: acme.team
+tasks:
+  - id: out
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ trigger.body.n }}"
+triggers:
+  - {id: hook, type: io.kestra.plugin.core.trigger.Webhook, key: the-right-key}
+"#;
+    let (status, _) = i
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/flows",
+            Some(&editor),
+            yaml(hooked),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let body = Some(("application/json", r#"{"n": 7}"#.to_owned()));
+    for path in [
+        "/api/v1/executions/webhook/acme.team/hooked/the-right-key",
+        "/api/v1/acme/executions/webhook/acme.team/hooked/the-right-key",
+    ] {
+        let (status, created) = i
+            .send(reqwest::Method::POST, path, None, body.clone())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{path}: {created}");
+        assert_eq!(created["flowId"], "hooked");
+    }
+    for path in [
+        "/api/v1/executions/webhook/acme.team/hooked/the-wrong-key",
+        "/api/v1/other/executions/webhook/acme.team/hooked/the-right-key",
+    ] {
+        let (status, _) = i
+            .send(reqwest::Method::POST, path, None, body.clone())
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let (status, _) = i
+        .send(reqwest::Method::GET, "/api/v1/triggers/search", None, None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, listed) = i
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/triggers/search",
+            Some(&editor),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["results"][0]["triggerId"], "hook");
+}

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use atoll_instance::flow::{self, Backoff, FlowError, InputType, ProblemKind, TaskKind};
+use atoll_instance::flow::{
+    self, Backoff, FlowError, InputType, ProblemKind, TaskKind, TriggerKind,
+};
 
 fn problems(source: &str) -> Vec<(ProblemKind, String)> {
     match flow::parse(source) {
@@ -177,7 +179,7 @@ fn unknown_task_type_names_itself_and_lists_supported_ones() {
 #[test]
 fn not_yet_supported_kestra_types_say_so() {
     let found = problems(
-        "id: f\nnamespace: n\ntasks:\n  - id: p\n    type: io.kestra.plugin.core.flow.Pause\n",
+        "id: f\nnamespace: n\ntasks:\n  - id: p\n    type: io.kestra.plugin.core.flow.ForEachItem\n",
     );
     assert!(has(&found, ProblemKind::Unsupported, "not supported yet"));
 }
@@ -383,4 +385,137 @@ fn yaml_tags_and_anchors() {
     // An anchor is fine; the extra top-level key it lives under is not.
     let err = flow.expect_err("must be refused");
     assert!(err.to_string().contains("base"), "{err}");
+}
+
+#[test]
+fn triggers_are_checked_and_problems_name_the_field() {
+    let found = problems(
+        r#"
+id: f
+namespace: n
+tasks:
+  - {id: t, type: io.kestra.plugin.core.log.Log, message: x}
+triggers:
+  - {id: bad-cron, type: io.kestra.plugin.core.trigger.Schedule, cron: "61 * * * *"}
+  - {id: bad-tz, type: io.kestra.plugin.core.trigger.Schedule, cron: "* * * * *", timezone: Mars/Olympus}
+  - {id: nope, type: io.example.trigger.Nope}
+  - {id: hook, type: io.kestra.plugin.core.trigger.Webhook, key: short}
+  - {id: seconds, type: io.kestra.plugin.core.trigger.Schedule, cron: "*/5 * * * * *"}
+  - {id: backfill, type: io.kestra.plugin.core.trigger.Schedule, cron: "@daily", backfill: {start: yesterday}}
+"#,
+    );
+    assert!(has(
+        &found,
+        ProblemKind::Field,
+        "triggers[0].cron: `61 * * * *` is not a valid cron"
+    ));
+    assert!(has(
+        &found,
+        ProblemKind::Field,
+        "triggers[1].timezone: `Mars/Olympus`"
+    ));
+    assert!(has(
+        &found,
+        ProblemKind::UnknownType,
+        "triggers[2].type: unknown trigger type `io.example.trigger.Nope`"
+    ));
+    assert!(has(
+        &found,
+        ProblemKind::Field,
+        "triggers[3].key: must be 8 to 256"
+    ));
+    assert!(has(&found, ProblemKind::Field, "triggers[4].cron"));
+    assert!(has(
+        &found,
+        ProblemKind::Field,
+        "triggers[5].backfill.start: must be an RFC 3339"
+    ));
+    assert!(
+        !found.iter().any(|(_, m)| m.contains("short")),
+        "a webhook key is never echoed: {found:?}"
+    );
+    let flow = flow::parse(
+        r#"
+id: f
+namespace: n
+tasks:
+  - {id: t, type: io.kestra.plugin.core.log.Log, message: x}
+triggers:
+  - id: every-second
+    type: io.kestra.core.models.triggers.types.Schedule
+    cron: "* * * * * *"
+    withSeconds: true
+    timezone: Europe/Paris
+    backfill: {start: "2024-01-01T00:00:00Z"}
+    inputs: {name: "{{ trigger.date }}"}
+  - {id: hook, type: io.kestra.plugin.core.trigger.Webhook, key: a-secret-key, wait: true}
+"#,
+    )
+    .expect("valid triggers");
+    let TriggerKind::Schedule(schedule) = &flow.triggers[0].kind else {
+        panic!("a schedule");
+    };
+    assert!(schedule.with_seconds);
+    assert_eq!(schedule.timezone.as_deref(), Some("Europe/Paris"));
+    assert!(schedule.backfill_start.is_some());
+    let TriggerKind::Webhook(hook) = &flow.triggers[1].kind else {
+        panic!("a webhook");
+    };
+    assert!(hook.wait);
+}
+
+#[test]
+fn concurrency_limits_are_checked() {
+    let found = problems(
+        "id: f\nnamespace: n\nconcurrency: {limit: 0, behavior: WAIT}\ntasks:\n  - {id: t, type: io.kestra.plugin.core.log.Log, message: x}\n",
+    );
+    assert!(has(
+        &found,
+        ProblemKind::Field,
+        "concurrency.limit: must be at least 1"
+    ));
+    assert!(has(
+        &found,
+        ProblemKind::Field,
+        "concurrency.behavior: must be QUEUE, CANCEL or FAIL"
+    ));
+    let flow = flow::parse(
+        "id: f\nnamespace: n\nconcurrency: {limit: 2}\ntasks:\n  - {id: t, type: io.kestra.plugin.core.log.Log, message: x}\n",
+    )
+    .expect("valid");
+    assert_eq!(flow.concurrency.map(|c| c.limit), Some(2));
+}
+
+#[test]
+fn flow_triggers_need_conditions_and_known_states() {
+    let found = problems(
+        r#"
+id: f
+namespace: n
+tasks:
+  - {id: t, type: io.kestra.plugin.core.log.Log, message: x}
+triggers:
+  - {id: none, type: io.kestra.plugin.core.trigger.Flow}
+  - id: bad
+    type: io.kestra.plugin.core.trigger.Flow
+    states: [DONE]
+    conditions:
+      - {type: io.example.Condition}
+"#,
+    );
+    assert!(has(
+        &found,
+        ProblemKind::Field,
+        "triggers[0].conditions: a Flow trigger needs"
+    ));
+    assert!(has(
+        &found,
+        ProblemKind::Field,
+        "triggers[1].states: names an unknown state"
+    ));
+    assert!(has(
+        &found,
+        ProblemKind::Unsupported,
+        "triggers[1].conditions[0].type"
+    ));
 }

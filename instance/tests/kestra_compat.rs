@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use atoll_instance::engine::{Engine, EngineConfig, EngineError};
+use atoll_instance::engine::{Engine, EngineConfig, EngineError, WebhookRequest};
 use atoll_instance::execution::{Execution, LogEntry};
 use atoll_instance::flow;
 use atoll_instance::store::{Repository, Store};
@@ -114,9 +114,64 @@ fn path_get<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(value, |v, key| v.get(key))
 }
 
+/// Executions besides the one under test that an entry's facts name.
+#[derive(Debug, Default)]
+struct Related {
+    /// The second execution of the concurrency scenario.
+    second: Option<Execution>,
+    /// The execution a Subflow task created.
+    subflow: Option<Execution>,
+    /// Every execution of the flow, for CREATE_NEW_EXECUTION retries.
+    retries: Vec<Execution>,
+}
+
 /// Resolves one key of the `outputs` grammar of expected.json.
-fn actual(key: &str, execution: &Execution, logs: &[LogEntry]) -> Result<Option<Value>, String> {
+fn actual(
+    key: &str,
+    execution: &Execution,
+    logs: &[LogEntry],
+    related: &Related,
+) -> Result<Option<Value>, String> {
     let runs = &execution.task_run_list;
+    if key == "$retryExecutions.states" {
+        let mut states: Vec<Value> = related
+            .retries
+            .iter()
+            .map(|e| Value::from(e.state.current.as_str()))
+            .collect();
+        states.sort_by_key(Value::to_string);
+        return Ok(Some(Value::Array(states)));
+    }
+    if key.starts_with("$subflow.") {
+        let child = related
+            .subflow
+            .as_ref()
+            .ok_or("no subflow execution found")?;
+        let field = key.rsplit('.').next().unwrap_or_default();
+        return match field {
+            "state" => Ok(Some(Value::from(child.state.current.as_str()))),
+            "taskRunCount" => Ok(Some(Value::from(child.task_run_list.len()))),
+            _ => Err(format!("unsupported {key}")),
+        };
+    }
+    if let Some(field) = key.strip_prefix("$concurrent.second.") {
+        let second = related
+            .second
+            .as_ref()
+            .ok_or("no second execution was started")?;
+        return match field {
+            "state" => Ok(Some(Value::from(second.state.current.as_str()))),
+            "stateHistoryPrefix" => Ok(Some(Value::Array(
+                second
+                    .state
+                    .histories
+                    .iter()
+                    .map(|h| Value::from(h.state.as_str()))
+                    .collect(),
+            ))),
+            _ => Err(format!("unsupported {key}")),
+        };
+    }
     let first = |task: &str| runs.iter().find(|r| r.task_id == task);
     if let Some(task) = key.strip_prefix("$state.") {
         return Ok(Some(
@@ -160,6 +215,13 @@ fn actual(key: &str, execution: &Execution, logs: &[LogEntry]) -> Result<Option<
     if let Some(id) = key.strip_prefix("flow.") {
         return Ok(execution.outputs.as_ref().and_then(|o| o.get(id)).cloned());
     }
+    if let Some(path) = key.strip_prefix("$trigger.") {
+        return Ok(execution
+            .trigger
+            .as_ref()
+            .and_then(|t| path_get(t, path))
+            .cloned());
+    }
     if key.starts_with('$') {
         return Err(format!(
             "assertion {key} needs a feature this test does not run"
@@ -186,7 +248,13 @@ fn actual(key: &str, execution: &Execution, logs: &[LogEntry]) -> Result<Option<
     Ok(run.and_then(|r| path_get(&Value::Object(r.outputs.clone()), path).cloned()))
 }
 
-fn check(entry: &Value, execution: &Execution, logs: &[LogEntry], wording: bool) -> Vec<String> {
+fn check(
+    entry: &Value,
+    execution: &Execution,
+    logs: &[LogEntry],
+    wording: bool,
+    related: &Related,
+) -> Vec<String> {
     let mut failures = Vec::new();
     let state = execution.state.current.as_str();
     if entry["state"] != state {
@@ -214,7 +282,55 @@ fn check(entry: &Value, execution: &Execution, logs: &[LogEntry], wording: bool)
             }
             continue;
         }
-        match actual(key, execution, logs) {
+        if key == "$labels" {
+            for (label, want) in expected.as_object().into_iter().flatten() {
+                let found = execution.labels.iter().find(|l| l.key == *label);
+                if found.map(|l| Value::from(l.value.clone())).as_ref() != Some(want) {
+                    failures.push(format!("$labels: expected {label}={want}, got {found:?}"));
+                }
+            }
+            continue;
+        }
+        if key == "$concurrent.second.stateHistoryPrefix" {
+            let history = actual(key, execution, logs, related).unwrap_or_default();
+            let prefix = history.as_ref().and_then(Value::as_array).map(|h| {
+                h.iter()
+                    .take(expected.as_array().map_or(0, Vec::len))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            });
+            if prefix.as_ref() != expected.as_array() {
+                failures.push(format!("{key}: expected {expected}, got {history:?}"));
+            }
+            continue;
+        }
+        if key.starts_with("$subflow.") && key.ends_with(".labels") {
+            let Some(child) = &related.subflow else {
+                failures.push(format!("{key}: no subflow execution found"));
+                continue;
+            };
+            for (label, want) in expected.as_object().into_iter().flatten() {
+                let want = match want.as_str() {
+                    Some("<parent execution id>") => Value::from(execution.id.clone()),
+                    _ => want.clone(),
+                };
+                let found = child.labels.iter().find(|l| l.key == *label);
+                if found.map(|l| Value::from(l.value.clone())) != Some(want.clone()) {
+                    failures.push(format!("{key}: expected {label}={want}, got {found:?}"));
+                }
+            }
+            continue;
+        }
+        let sorted_expected;
+        let expected = if key == "$retryExecutions.states" {
+            let mut items = expected.as_array().cloned().unwrap_or_default();
+            items.sort_by_key(Value::to_string);
+            sorted_expected = Value::Array(items);
+            &sorted_expected
+        } else {
+            expected
+        };
+        match actual(key, execution, logs, related) {
             Ok(value) => {
                 if let Some(problem) = mismatch(expected, value.as_ref()) {
                     failures.push(format!("{key}: {problem}"));
@@ -224,6 +340,208 @@ fn check(entry: &Value, execution: &Execution, logs: &[LogEntry], wording: bool)
         }
     }
     failures
+}
+
+/// An entry that stays PAUSED: checks it pauses, resumes it with
+/// `$afterResume.with` and checks the `$afterResume.*` facts.
+async fn paused_then_resumed(
+    engine: &Engine,
+    store: &Store,
+    entry: &Value,
+    id: &str,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let execution = store
+            .get_execution(id)
+            .await
+            .expect("read")
+            .expect("exists");
+        if execution.state.current == atoll_instance::execution::State::Paused {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("never paused; it is {:?}", execution.state.current));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let outputs = entry["outputs"].as_object().cloned().unwrap_or_default();
+    let with: Map<String, Value> = outputs
+        .get("$afterResume.with")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    engine.resume(id, &with).await.map_err(|e| e.to_string())?;
+    let execution = engine
+        .wait(id, Duration::from_secs(60))
+        .await
+        .map_err(|e| e.to_string())?;
+    let logs = store.logs(id, 0, 10_000).await.expect("logs");
+    let mut after = Map::new();
+    for (key, value) in &outputs {
+        match key.strip_prefix("$afterResume.") {
+            Some("with") | None => {}
+            Some("state") => {
+                after.insert("state".into(), value.clone());
+            }
+            Some("taskRunCount") => {
+                after.insert("taskRunCount".into(), value.clone());
+            }
+            Some(rest) => {
+                let facts = after
+                    .entry("outputs")
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(facts) = facts {
+                    facts.insert(rest.to_owned(), value.clone());
+                }
+            }
+        }
+    }
+    let problems = check(
+        &Value::Object(after),
+        &execution,
+        &logs,
+        false,
+        &Related::default(),
+    );
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// Labels the Kestra test gives the execution at start: those a
+/// `$subflow.*.labels` fact expects on the child besides the flows' own
+/// (`mainFlowExecutionLabel` in FlowCaseTest).
+fn execution_labels(entry: &Value) -> Vec<atoll_instance::flow::Label> {
+    let outputs = entry["outputs"].as_object();
+    let expected = outputs
+        .into_iter()
+        .flatten()
+        .find(|(k, _)| k.starts_with("$subflow.") && k.ends_with(".labels"))
+        .and_then(|(_, v)| v.get("mainFlowExecutionLabel"))
+        .and_then(Value::as_str);
+    expected
+        .map(|value| atoll_instance::flow::Label {
+            key: "mainFlowExecutionLabel".into(),
+            value: value.to_owned(),
+        })
+        .into_iter()
+        .collect()
+}
+
+/// Waits until the flow has `count` ended executions (the original and
+/// the ones its CREATE_NEW_EXECUTION retries created) and returns them.
+async fn retry_chain(
+    engine: &Engine,
+    namespace: &str,
+    flow_id: &str,
+    count: usize,
+) -> Vec<Execution> {
+    let filter = atoll_instance::store::ExecutionFilter {
+        namespace: Some(namespace.to_owned()),
+        flow_id: Some(flow_id.to_owned()),
+        limit: 100,
+        ..Default::default()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = engine
+            .store()
+            .search_executions(&filter)
+            .await
+            .expect("search");
+        let ended = found
+            .iter()
+            .filter(|e| e.state.current.is_terminal())
+            .count();
+        if (found.len() >= count && ended == found.len()) || tokio::time::Instant::now() >= deadline
+        {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `$subflow.<namespace>.<flowId>.<field>` keys name a child flow.
+fn subflow_named(entry: &Value) -> Option<(String, String)> {
+    let key = entry["outputs"]
+        .as_object()?
+        .keys()
+        .find(|k| k.starts_with("$subflow."))?;
+    let path = key.strip_prefix("$subflow.")?;
+    let (flow, _field) = path.rsplit_once('.')?;
+    let (namespace, flow_id) = flow.rsplit_once('.')?;
+    Some((namespace.to_owned(), flow_id.to_owned()))
+}
+
+/// The finished execution of `namespace/flow_id` that `parent` started.
+async fn subflow_of(
+    engine: &Engine,
+    namespace: &str,
+    flow_id: &str,
+    parent: &str,
+) -> Option<Execution> {
+    let filter = atoll_instance::store::ExecutionFilter {
+        namespace: Some(namespace.to_owned()),
+        flow_id: Some(flow_id.to_owned()),
+        limit: 500,
+        ..Default::default()
+    };
+    let found = engine.store().search_executions(&filter).await.ok()?;
+    let child = found.into_iter().find(|e| {
+        e.trigger
+            .as_ref()
+            .is_some_and(|t| t["variables"]["executionId"] == parent)
+    })?;
+    engine.wait(&child.id, Duration::from_secs(60)).await.ok()
+}
+
+/// Polls until the execution is RUNNING.
+async fn wait_running(store: &Store, id: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let execution = store
+            .get_execution(id)
+            .await
+            .expect("read")
+            .expect("exists");
+        if execution.state.current == atoll_instance::execution::State::Running {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{id} never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts an execution the way a webhook call would (the `$webhook` inputs
+/// of expected.json: method, key, optional query and body).
+async fn start_by_webhook(
+    engine: &Engine,
+    namespace: &str,
+    flow_id: &str,
+    call: &Value,
+) -> Result<Execution, EngineError> {
+    let body = match &call["body"] {
+        Value::Null => Vec::new(),
+        Value::String(text) => text.clone().into_bytes(),
+        other => other.to_string().into_bytes(),
+    };
+    let query: Vec<(String, String)> = call["query"]
+        .as_str()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let request = WebhookRequest::new(&body, [("content-type", "application/json")], query);
+    let key = call["key"].as_str().unwrap_or_default();
+    let started = engine
+        .webhook(namespace, flow_id, key, request)
+        .await?
+        .ok_or_else(|| EngineError::ExecutionNotFound("webhook refused".into()))?;
+    Ok(started.execution)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,9 +603,20 @@ async fn kestra_corpus() {
                 .expect("save flow");
         }
         let inputs_map: Map<String, Value> = inputs.as_object().cloned().unwrap_or_default();
-        let start = engine
-            .start_execution(&flow.namespace, &flow.id, &inputs_map, Vec::new(), None)
-            .await;
+        let start = match inputs_map.get("$webhook") {
+            Some(call) => start_by_webhook(&engine, &flow.namespace, &flow.id, call).await,
+            None => {
+                engine
+                    .start_execution(
+                        &flow.namespace,
+                        &flow.id,
+                        &inputs_map,
+                        execution_labels(entry),
+                        None,
+                    )
+                    .await
+            }
+        };
         if listing.is_some_and(|l| l.kind == Kind::Rejected) {
             match start {
                 Err(EngineError::Inputs(_)) => rejected_ok += 1,
@@ -295,19 +624,43 @@ async fn kestra_corpus() {
             }
             continue;
         }
-        match start {
-            Ok(execution) => started.push((
-                label,
-                entry,
-                execution.id,
-                listing.is_some_and(|l| l.kind == Kind::Wording),
-            )),
-            Err(err) => failures.push(format!("{label}: start failed: {err}")),
-        }
+        let execution = match start {
+            Ok(execution) => execution,
+            Err(err) => {
+                failures.push(format!("{label}: start failed: {err}"));
+                continue;
+            }
+        };
+        // The concurrency scenario: a second execution started while the
+        // first one runs.
+        let second = if entry["outputs"].get("$concurrent.second.state").is_some() {
+            wait_running(&store, &execution.id).await;
+            let second = engine
+                .start_execution(&flow.namespace, &flow.id, &Map::new(), Vec::new(), None)
+                .await
+                .expect("start the second execution");
+            Some(second.id)
+        } else {
+            None
+        };
+        started.push((
+            label,
+            entry,
+            execution.id,
+            listing.is_some_and(|l| l.kind == Kind::Wording),
+            second,
+        ));
     }
 
     let mut passed = 0;
-    for (label, entry, id, wording) in &started {
+    for (label, entry, id, wording, second) in &started {
+        if entry["state"] == "PAUSED" {
+            match paused_then_resumed(&engine, &store, entry, id).await {
+                Ok(()) => passed += 1,
+                Err(problem) => failures.push(format!("{label}: {problem}")),
+            }
+            continue;
+        }
         let execution = match engine.wait(id, Duration::from_secs(60)).await {
             Ok(execution) => execution,
             Err(err) => {
@@ -316,7 +669,29 @@ async fn kestra_corpus() {
             }
         };
         let logs = store.logs(id, 0, 10_000).await.expect("logs");
-        let problems = check(entry, &execution, &logs, *wording);
+        let mut related = Related::default();
+        if let Some(second) = second {
+            match engine.wait(second, Duration::from_secs(60)).await {
+                Ok(second) => related.second = Some(second),
+                Err(err) => {
+                    failures.push(format!("{label}: second execution: {err}"));
+                    continue;
+                }
+            }
+        }
+        if let Some(expected) = entry["outputs"]["$retryExecutions.states"].as_array() {
+            related.retries = retry_chain(
+                &engine,
+                &execution.namespace,
+                &execution.flow_id,
+                expected.len(),
+            )
+            .await;
+        }
+        if let Some((namespace, flow_id)) = subflow_named(entry) {
+            related.subflow = subflow_of(&engine, &namespace, &flow_id, &execution.id).await;
+        }
+        let problems = check(entry, &execution, &logs, *wording, &related);
         if problems.is_empty() {
             passed += 1;
         } else {

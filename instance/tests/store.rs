@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use atoll_instance::execution::{Execution, NewLog, State};
-use atoll_instance::store::{ExecutionFilter, Repository, Store, StoreError};
+use atoll_instance::flow::Label;
+use atoll_instance::store::{ExecutionFilter, Repository, Store, StoreError, TriggerKey};
 use jiff::Timestamp;
 use serde_json::Map;
 
@@ -133,6 +134,7 @@ async fn executions_are_stored_and_searched(store: &Store) {
             namespace: namespace.map(str::to_owned),
             flow_id: flow_id.map(str::to_owned),
             states,
+            labels: Vec::new(),
             limit: 100,
             offset: 0,
         };
@@ -166,6 +168,48 @@ async fn executions_are_stored_and_searched(store: &Store) {
         .await
         .expect("count");
     assert_eq!(count, 2, "the count ignores the page size");
+
+    // Labels: every label searched for must be on the execution.
+    let mut labelled = execution("labelled-4", "labelled", "f4");
+    labelled.labels = vec![
+        Label {
+            key: "team".into(),
+            value: "data".into(),
+        },
+        Label {
+            key: "env".into(),
+            value: "prod".into(),
+        },
+    ];
+    store.insert_execution(&labelled).await.expect("insert");
+    let by_labels = |labels: &[(&str, &str)]| ExecutionFilter {
+        labels: labels
+            .iter()
+            .map(|(k, v)| Label {
+                key: (*k).into(),
+                value: (*v).into(),
+            })
+            .collect(),
+        limit: 10,
+        ..ExecutionFilter::default()
+    };
+    for (labels, expected) in [
+        (&[("team", "data")][..], 1),
+        (&[("team", "data"), ("env", "prod")][..], 1),
+        (&[("team", "data"), ("env", "dev")][..], 0),
+        (&[("team", "dat")][..], 0),
+    ] {
+        let found = store
+            .search_executions(&by_labels(labels))
+            .await
+            .expect("search");
+        assert_eq!(found.len(), expected, "{labels:?}");
+        let counted = store
+            .count_executions(&by_labels(labels))
+            .await
+            .expect("count");
+        assert_eq!(counted, expected as u64, "{labels:?}");
+    }
 
     // Finish one through its lease and search by state.
     let owner = "search-owner";
@@ -326,6 +370,77 @@ async fn drain(store: &Store) {
     }
 }
 
+async fn trigger_events_fire_once(store: &Store) {
+    let key = TriggerKey {
+        namespace: "trig".into(),
+        flow_id: "f".into(),
+        trigger_id: "t".into(),
+    };
+    let start = Timestamp::from_second(1_700_000_000).expect("time");
+    store.init_trigger(&key, start).await.expect("init");
+    let later = Timestamp::from_second(1_700_000_100).expect("time");
+    store.init_trigger(&key, later).await.expect("init again");
+    let state = |store: &Store| {
+        let key = key.clone();
+        let store = store.clone();
+        async move {
+            store
+                .trigger_states()
+                .await
+                .expect("states")
+                .into_iter()
+                .find(|s| s.key == key)
+                .expect("state")
+        }
+    };
+    assert_eq!(
+        state(store).await.cursor,
+        Some(start),
+        "init keeps the first cursor"
+    );
+
+    let tick = Timestamp::from_second(1_700_000_010).expect("time");
+    let first = execution("trig-1", "trig", "f");
+    assert!(
+        store
+            .fire_trigger(&key, "10", Some(tick), Some(&first))
+            .await
+            .expect("fire")
+    );
+    let again = execution("trig-2", "trig", "f");
+    assert!(
+        !store
+            .fire_trigger(&key, "10", Some(tick), Some(&again))
+            .await
+            .expect("fire"),
+        "a tick fires once"
+    );
+    assert!(store.get_execution("trig-2").await.expect("get").is_none());
+    let fired = state(store).await;
+    assert_eq!(fired.cursor, Some(tick));
+    assert_eq!(fired.last_execution_id.as_deref(), Some("trig-1"));
+    // The cursor never moves back.
+    let earlier = Timestamp::from_second(1_700_000_005).expect("time");
+    assert!(
+        store
+            .fire_trigger(&key, "5", Some(earlier), None)
+            .await
+            .expect("fire")
+    );
+    assert_eq!(state(store).await.cursor, Some(tick));
+
+    store.reset_trigger(&key, later, true).await.expect("reset");
+    let reset = state(store).await;
+    assert_eq!((reset.cursor, reset.disabled), (Some(later), true));
+
+    let purged = store
+        .purge_trigger_events(Timestamp::now() + jiff::SignedDuration::from_secs(1))
+        .await
+        .expect("purge");
+    assert!(purged >= 2, "{purged}");
+    drain(store).await;
+}
+
 async fn suite(store: Store) {
     store.ping().await.expect("ping");
     flows_are_revisioned(&store).await;
@@ -333,6 +448,7 @@ async fn suite(store: Store) {
     executions_are_stored_and_searched(&store).await;
     expired_leases_are_taken_over(&store).await;
     logs_are_ordered_and_followable(&store).await;
+    trigger_events_fire_once(&store).await;
     claims_are_exclusive(Arc::new(store)).await;
 }
 

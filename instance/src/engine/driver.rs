@@ -13,10 +13,10 @@ use tokio::task::AbortHandle;
 
 use super::plan::{DEFAULTS_BRANCH, ELSE_BRANCH, Step, THEN_BRANCH, plan};
 use super::runner::{self, Event, LogSink, is_truthy};
-use super::{EngineError, Inner, context};
+use super::{EngineError, Inner, context, flow_trigger, subflow};
 use crate::execution::{Attempt, Execution, NewLog, State, StateInfo, TaskRun};
-use crate::flow::{Flow, LogLevel, Retry, Task, TaskKind};
-use crate::store::Repository;
+use crate::flow::{ConcurrencyBehavior, Flow, LogLevel, Retry, RetryBehavior, Task, TaskKind};
+use crate::store::{Repository, StoreError};
 
 /// How a driver stopped before its execution finished.
 #[derive(Debug, PartialEq, Eq)]
@@ -26,10 +26,14 @@ pub(crate) enum Stop {
     HandedBack,
     /// Another process took the execution over.
     LeaseLost,
+    /// Waiting (QUEUED or PAUSED) without a lease until something wakes it.
+    Parked,
 }
 
 struct Driver<'a> {
     inner: &'a Inner,
+    /// For attempts that need the engine itself (subflows).
+    shared: Arc<Inner>,
     flow: Arc<Flow>,
     exec: Execution,
     events: mpsc::UnboundedSender<Event>,
@@ -37,13 +41,17 @@ struct Driver<'a> {
     logs: Vec<NewLog>,
     error_logs: Vec<(String, String)>,
     dirty: bool,
+    /// A CREATE_NEW_EXECUTION retry: this execution ends RETRIED and a new
+    /// one starts at this time.
+    retry_at: Option<Timestamp>,
 }
 
-pub(crate) async fn drive(inner: &Inner, exec: Execution) -> Result<Stop, EngineError> {
+pub(crate) async fn drive(inner: &Arc<Inner>, exec: Execution) -> Result<Stop, EngineError> {
     let flow = inner.flow_for(&exec).await?;
     let (events, mut rx) = mpsc::unbounded_channel();
     let mut driver = Driver {
         inner,
+        shared: inner.clone(),
         flow,
         exec,
         events,
@@ -51,6 +59,7 @@ pub(crate) async fn drive(inner: &Inner, exec: Execution) -> Result<Stop, Engine
         logs: Vec::new(),
         error_logs: Vec::new(),
         dirty: true,
+        retry_at: None,
     };
     if !driver.exec.task_run_list.is_empty() {
         // Resuming: `errorLogs()` also sees failures logged before the restart.
@@ -72,7 +81,27 @@ impl Driver<'_> {
     async fn run(&mut self, rx: &mut mpsc::UnboundedReceiver<Event>) -> Result<Stop, EngineError> {
         let now = Timestamp::now();
         if matches!(self.exec.state.current, State::Created | State::Queued) {
-            self.exec.state.set(State::Running, now);
+            if let Some(stop) = self.admit().await? {
+                return Ok(stop);
+            }
+            self.exec.state.set(State::Running, Timestamp::now());
+        }
+        if self.exec.state.current == State::Paused {
+            // Woken by a timer, a resume or a kill request.
+            let lease = self
+                .inner
+                .store
+                .renew_lease(&self.exec.id, &self.inner.owner, self.inner.config.lease)
+                .await?;
+            if !lease.held {
+                return Ok(Stop::LeaseLost);
+            }
+            if lease.kill_requested {
+                self.kill();
+                self.persist().await?;
+                return Ok(Stop::Finished);
+            }
+            self.exec.state.set(State::Running, Timestamp::now());
         }
         self.recover_in_flight(now);
         let lease = self.inner.config.lease;
@@ -87,13 +116,10 @@ impl Driver<'_> {
             if self.exec.state.current.is_terminal() {
                 return Ok(Stop::Finished);
             }
-            let wake = self
-                .exec
-                .task_run_list
-                .iter()
-                .filter(|r| r.state.current == State::Retrying)
-                .filter_map(|r| r.next_attempt_at)
-                .min();
+            if self.waiting_only() {
+                return self.park().await;
+            }
+            let wake = self.next_timer();
             let sleep = wake
                 .map(|at| {
                     let left = at.duration_since(Timestamp::now());
@@ -134,9 +160,66 @@ impl Driver<'_> {
         }
     }
 
+    /// Applies the flow's concurrency limit to an execution about to start:
+    /// `None` when it may run; otherwise it is queued, cancelled or failed.
+    async fn admit(&mut self) -> Result<Option<Stop>, EngineError> {
+        let Some(limit) = self.flow.concurrency else {
+            return Ok(None);
+        };
+        let store = &self.inner.store;
+        let owner = &self.inner.owner;
+        let lease = store
+            .renew_lease(&self.exec.id, owner, self.inner.config.lease)
+            .await?;
+        if !lease.held {
+            return Ok(Some(Stop::LeaseLost));
+        }
+        if lease.kill_requested {
+            self.kill();
+            self.persist().await?;
+            return Ok(Some(Stop::Finished));
+        }
+        let now = Timestamp::now();
+        let queued = (limit.behavior == ConcurrencyBehavior::Queue).then(|| {
+            let mut queued = self.exec.clone();
+            queued.state.set(State::Queued, now);
+            queued
+        });
+        if store
+            .admit(&self.exec, limit.limit, owner, queued.as_ref())
+            .await?
+        {
+            return Ok(None);
+        }
+        let message = format!("the flow's concurrency limit ({}) is reached", limit.limit);
+        match (limit.behavior, queued) {
+            (ConcurrencyBehavior::Queue, Some(queued)) => {
+                self.exec = queued;
+                Ok(Some(Stop::Parked))
+            }
+            (ConcurrencyBehavior::Cancel, _) => {
+                self.log(None, LogLevel::Warn, format!("{message}: cancelled"));
+                self.exec.state.set(State::Cancelled, now);
+                self.persist().await?;
+                Ok(Some(Stop::Finished))
+            }
+            _ => {
+                self.log(None, LogLevel::Error, format!("{message}: failed"));
+                self.exec.error = Some(message);
+                self.exec.state.set(State::Failed, now);
+                self.persist().await?;
+                Ok(Some(Stop::Finished))
+            }
+        }
+    }
+
     /// Plans and applies until nothing more can happen without waiting.
     fn advance(&mut self) {
         loop {
+            if self.retry_at.is_some() && !self.exec.state.current.is_terminal() {
+                self.end_retried();
+                return;
+            }
             let steps = plan(&self.flow, &self.exec, Timestamp::now());
             if steps.is_empty() {
                 return;
@@ -160,6 +243,22 @@ impl Driver<'_> {
     }
 
     async fn persist(&mut self) -> Result<(), EngineError> {
+        if self.exec.state.current.is_terminal() {
+            // Before the final state is written: a re-drive fires again and
+            // the trigger events (and the retry's derived id) make that a no-op.
+            flow_trigger::fire(self.inner, &self.exec).await?;
+            if let (State::Retried, Some(at)) = (self.exec.state.current, self.retry_at) {
+                match self
+                    .inner
+                    .store
+                    .schedule_execution(&self.retry_execution(), at)
+                    .await
+                {
+                    Ok(()) | Err(StoreError::Duplicate(_)) => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
+        }
         self.flush_logs().await?;
         self.inner
             .store
@@ -199,6 +298,9 @@ impl Driver<'_> {
     }
 
     fn apply(&mut self, step: Step) {
+        if self.exec.state.current.is_terminal() {
+            return; // ended by an Exit earlier in the same plan
+        }
         let now = Timestamp::now();
         match step {
             Step::Create {
@@ -219,6 +321,20 @@ impl Driver<'_> {
                 }
             }
             Step::Finish { state } => self.finish(state, now),
+            Step::Pause { run_id } => self.pause(&run_id, now),
+            Step::Resume { run_id } => {
+                if let Some(run) = self.exec.task_run_mut(&run_id) {
+                    run.state.set(State::Running, now);
+                    run.next_attempt_at = None;
+                }
+            }
+            Step::Expire { run_id } => {
+                self.fail_run(
+                    &run_id,
+                    "the pause was not resumed before its timeout".into(),
+                    now,
+                );
+            }
         }
     }
 
@@ -229,6 +345,10 @@ impl Driver<'_> {
         let Some(task) = self.task(&run.task_id) else {
             return;
         };
+        if let TaskKind::Exit { state } = task.kind {
+            self.exit(run_id, state, now);
+            return;
+        }
         let Some(run) = self.exec.task_run_mut(run_id) else {
             return;
         };
@@ -239,29 +359,142 @@ impl Driver<'_> {
             error: None,
         });
         let attempt_number = run.attempts.len() as i64;
-        let run = run.clone();
-        let attempt = runner::Attempt {
-            vars: self.vars(&task, &run),
-            task,
-            templates: self.inner.templates.clone(),
-            http: self.inner.http.clone(),
-            logs: LogSink {
-                execution_id: self.exec.id.clone(),
-                task_run_id: run.id.clone(),
-                task_id: run.task_id.clone(),
-                attempt: attempt_number,
-                events: self.events.clone(),
-            },
+        self.spawn_attempt(run_id, task, attempt_number);
+    }
+
+    /// Runs attempt `attempt_number` of a task run in its own tokio task.
+    fn spawn_attempt(&mut self, run_id: &str, task: Task, attempt_number: i64) {
+        let Some(run) = self.exec.task_run(run_id).cloned() else {
+            return;
         };
-        let handle = tokio::spawn(runner::run(attempt));
+        let logs = LogSink {
+            execution_id: self.exec.id.clone(),
+            task_run_id: run.id.clone(),
+            task_id: run.task_id.clone(),
+            attempt: attempt_number,
+            events: self.events.clone(),
+        };
+        let vars = self.vars(&task, &run);
+        let handle = match &task.kind {
+            TaskKind::Subflow(spec) => {
+                let parent = subflow::Parent {
+                    execution_id: self.exec.id.clone(),
+                    namespace: self.exec.namespace.clone(),
+                    flow_id: self.exec.flow_id.clone(),
+                    flow_revision: self.exec.flow_revision,
+                    labels: self.exec.labels.clone(),
+                };
+                tokio::spawn(subflow::run(
+                    self.shared.clone(),
+                    spec.clone(),
+                    parent,
+                    vars,
+                    logs,
+                ))
+            }
+            _ => tokio::spawn(runner::run(runner::Attempt {
+                vars,
+                task,
+                templates: self.inner.templates.clone(),
+                http: self.inner.http.clone(),
+                logs,
+            })),
+        };
         self.workers.insert(run.id, handle.abort_handle());
+    }
+
+    /// An Exit task ends the execution in `state` at once: the Exit run and
+    /// every unfinished task run around or beside it take that state.
+    fn exit(&mut self, run_id: &str, state: State, now: Timestamp) {
+        for (_, handle) in self.workers.drain() {
+            handle.abort();
+        }
+        for run in &mut self.exec.task_run_list {
+            if run.id == run_id || !run.state.current.is_terminal() {
+                if run.id == run_id {
+                    run.state.set(State::Running, now);
+                }
+                if let Some(attempt) = run.attempts.last_mut()
+                    && !attempt.state.current.is_terminal()
+                {
+                    attempt.state.set(state, now);
+                }
+                run.next_attempt_at = None;
+                run.state.set(state, now);
+            }
+        }
+        self.finish(state, now);
+    }
+
+    /// A Pause task run starts waiting: until its delay is over, or until
+    /// resumed through the API (failing at its timeout, if it has one).
+    fn pause(&mut self, run_id: &str, now: Timestamp) {
+        let Some(run) = self.exec.task_run(run_id) else {
+            return;
+        };
+        let Some(task) = self.task(&run.task_id) else {
+            return;
+        };
+        let TaskKind::Pause { delay, .. } = &task.kind else {
+            return;
+        };
+        let wait = delay.or(task.timeout);
+        if let Some(run) = self.exec.task_run_mut(run_id) {
+            run.state.set(State::Running, now);
+            run.state.set(State::Paused, now);
+            run.next_attempt_at = wait
+                .and_then(|w| jiff::SignedDuration::try_from(w).ok())
+                .and_then(|w| now.checked_add(w).ok());
+        }
+    }
+
+    /// Nothing runs and a Pause waits: the execution is written PAUSED and
+    /// its lease given up until the earliest timer (or a resume, or a kill).
+    fn waiting_only(&self) -> bool {
+        self.workers.is_empty()
+            && self
+                .exec
+                .task_run_list
+                .iter()
+                .any(|r| r.state.current == State::Paused)
+    }
+
+    async fn park(&mut self) -> Result<Stop, EngineError> {
+        let not_before = self.next_timer();
+        self.exec.state.set(State::Paused, Timestamp::now());
+        self.flush_logs().await?;
+        self.inner
+            .store
+            .park_execution(&self.exec, &self.inner.owner, not_before)
+            .await?;
+        Ok(Stop::Parked)
+    }
+
+    /// The earliest moment a waiting task run (retry or pause) is due.
+    fn next_timer(&self) -> Option<Timestamp> {
+        self.exec
+            .task_run_list
+            .iter()
+            .filter(|r| matches!(r.state.current, State::Retrying | State::Paused))
+            .filter_map(|r| r.next_attempt_at)
+            .min()
     }
 
     fn handle(&mut self, event: Event) {
         match event {
             Event::Log(log) => self.logs.push(log),
-            Event::Done { run_id, result } => {
+            Event::Done {
+                run_id,
+                result,
+                partial,
+            } => {
                 self.workers.remove(&run_id);
+                if result.is_err()
+                    && !partial.is_empty()
+                    && let Some(run) = self.exec.task_run_mut(&run_id)
+                {
+                    run.outputs = partial;
+                }
                 self.attempt_done(&run_id, result, Timestamp::now());
                 self.dirty = true;
             }
@@ -335,12 +568,35 @@ impl Driver<'_> {
         message: String,
         now: Timestamp,
     ) {
+        let execution_attempt = self.exec.metadata.as_ref().map_or(1, |m| m.attempt_number);
+        let execution_elapsed =
+            Duration::try_from(now.duration_since(self.exec.state.start_date)).unwrap_or_default();
         let Some(run) = self.exec.task_run_mut(run_id) else {
             return;
         };
         if let Some(attempt) = run.attempts.last_mut() {
             attempt.state.set(State::Failed, now);
             attempt.error = Some(message);
+        }
+        if let Some(retry) = retry
+            .as_ref()
+            .filter(|r| r.behavior == RetryBehavior::CreateNewExecution)
+        {
+            // The retry is a new execution; this one ends RETRIED.
+            let delay = retry.delay_before(execution_attempt.saturating_add(1), execution_elapsed);
+            run.state.set(
+                if task.allow_failure && delay.is_none() {
+                    State::Warning
+                } else {
+                    State::Failed
+                },
+                now,
+            );
+            if let Some(delay) = delay {
+                let delay = jiff::SignedDuration::try_from(delay).unwrap_or_default();
+                self.retry_at = Some(now.checked_add(delay).unwrap_or(now));
+            }
+            return;
         }
         let first_start = run.attempts.first().map_or(now, |a| a.state.start_date);
         let elapsed = Duration::try_from(now.duration_since(first_start)).unwrap_or_default();
@@ -379,6 +635,13 @@ impl Driver<'_> {
                 continue;
             };
             if task.kind.is_flowable() {
+                continue;
+            }
+            if matches!(task.kind, TaskKind::Subflow(_)) {
+                // Same attempt again: it finds the child it created and
+                // follows it, instead of starting another one.
+                let attempt = run.attempts.len() as i64;
+                self.spawn_attempt(&run.id, task, attempt);
                 continue;
             }
             let repeatable = matches!(
@@ -544,6 +807,47 @@ impl Driver<'_> {
             out.insert(output.id.clone(), value);
         }
         Ok(out)
+    }
+
+    /// Ends the execution RETRIED (its retry is a new execution): attempts
+    /// still running stop.
+    fn end_retried(&mut self) {
+        let now = Timestamp::now();
+        for (_, handle) in self.workers.drain() {
+            handle.abort();
+        }
+        for run in &mut self.exec.task_run_list {
+            if !run.state.current.is_terminal() {
+                run.state.set(State::Killed, now);
+            }
+        }
+        self.exec.state.set(State::Retried, now);
+        self.dirty = true;
+    }
+
+    /// The execution a CREATE_NEW_EXECUTION retry starts: same flow
+    /// revision, inputs, labels and trigger, the next attempt number, and an
+    /// id derived from the first execution's, so it is created once.
+    fn retry_execution(&self) -> Execution {
+        let (attempt, original) = match &self.exec.metadata {
+            Some(m) => (m.attempt_number, m.original_id.clone()),
+            None => (1, self.exec.id.clone()),
+        };
+        let mut next = Execution::new(
+            format!("{original}-{}", attempt + 1),
+            self.exec.namespace.clone(),
+            self.exec.flow_id.clone(),
+            self.exec.flow_revision,
+            self.exec.labels.clone(),
+            self.exec.inputs.clone(),
+            Timestamp::now(),
+        );
+        next.trigger = self.exec.trigger.clone();
+        next.metadata = Some(crate::execution::ExecutionMetadata {
+            attempt_number: attempt + 1,
+            original_id: original,
+        });
+        next
     }
 
     /// Stops every attempt and marks everything unfinished KILLED.

@@ -3,8 +3,17 @@
 
 mod context;
 mod driver;
+mod flow_trigger;
 mod plan;
+mod rerun;
 mod runner;
+mod scheduler;
+mod subflow;
+mod webhook;
+
+pub use rerun::RerunError;
+pub use scheduler::TriggerView;
+pub use webhook::{WebhookRequest, WebhookStart};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -42,6 +51,14 @@ pub enum EngineError {
     ExecutionNotFound(String),
     #[error("execution {0} did not finish in time")]
     Timeout(String),
+    #[error("the trigger's inputs did not render: {0}")]
+    TriggerInputs(String),
+    #[error("execution {0} is not paused")]
+    NotPaused(String),
+    #[error("execution {0} is busy; try again")]
+    Busy(String),
+    #[error(transparent)]
+    Rerun(#[from] RerunError),
 }
 
 /// Tuning of the engine (from the instance configuration).
@@ -78,6 +95,12 @@ pub(crate) struct Inner {
     flows: Mutex<HashMap<FlowKey, Arc<Flow>>>,
     kills: Mutex<HashMap<String, Arc<Notify>>>,
     work: Notify,
+    flows_changed: Notify,
+    /// Enabled Flow triggers of every flow; `None` after a local change.
+    downstream: Mutex<Option<Arc<Vec<flow_trigger::Downstream>>>>,
+    /// Counts local flow changes, so a pass that read flows before one does
+    /// not install a stale index.
+    flows_generation: std::sync::atomic::AtomicU64,
     finished: broadcast::Sender<(String, State)>,
     shutdown: CancellationToken,
 }
@@ -105,6 +128,9 @@ impl Engine {
                 flows: Mutex::new(HashMap::new()),
                 kills: Mutex::new(HashMap::new()),
                 work: Notify::new(),
+                flows_changed: Notify::new(),
+                downstream: Mutex::new(None),
+                flows_generation: std::sync::atomic::AtomicU64::new(0),
                 finished,
                 shutdown: CancellationToken::new(),
             }),
@@ -124,46 +150,38 @@ impl Engine {
         labels: Vec<Label>,
         trigger: Option<Value>,
     ) -> Result<Execution, EngineError> {
-        let record = self
-            .inner
-            .store
-            .get_flow(namespace, flow_id, None)
-            .await?
-            .ok_or_else(|| EngineError::FlowNotFound {
-                namespace: namespace.into(),
-                id: flow_id.into(),
-            })?;
-        let flow = self.inner.parsed(
-            &record.namespace,
-            &record.id,
-            record.revision,
-            &record.source,
-        )?;
+        let (flow, revision) = self.inner.latest_flow(namespace, flow_id).await?;
         if flow.disabled {
             return Err(EngineError::FlowDisabled {
                 namespace: namespace.into(),
                 id: flow_id.into(),
             });
         }
-        let inputs = flow::resolve_inputs(&flow.inputs, inputs)?;
-        let mut all_labels = flow.labels.clone();
-        for label in labels {
-            all_labels.retain(|l| l.key != label.key);
-            all_labels.push(label);
-        }
-        let mut execution = Execution::new(
-            uuid::Uuid::now_v7().simple().to_string(),
-            flow.namespace.clone(),
-            flow.id.clone(),
-            record.revision,
-            all_labels,
-            inputs,
-            Timestamp::now(),
-        );
-        execution.trigger = trigger;
+        let execution = new_execution(&flow, revision, inputs, labels, trigger)?;
         self.inner.store.insert_execution(&execution).await?;
         self.inner.work.notify_one();
         Ok(execution)
+    }
+
+    /// Tells the scheduler that flows changed (saved, deleted), so new or
+    /// changed schedules take effect at once in this process.
+    pub fn flows_changed(&self) {
+        if let Ok(mut index) = self.inner.downstream.lock() {
+            self.inner
+                .flows_generation
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            *index = None;
+        }
+        self.inner.flows_changed.notify_one();
+    }
+
+    /// Every trigger of the flows under `namespace` (all when `None`), with
+    /// its next run time and last execution.
+    pub async fn triggers(
+        &self,
+        namespace: Option<&str>,
+    ) -> Result<Vec<scheduler::TriggerView>, EngineError> {
+        scheduler::list(&self.inner, namespace).await
     }
 
     /// Asks for an execution to be killed (wherever it runs).
@@ -175,6 +193,126 @@ impl Engine {
             self.inner.work.notify_one();
         }
         Ok(requested)
+    }
+
+    /// Resumes a PAUSED execution: its waiting Pause task runs go on, with
+    /// `inputs` checked against their `onResume` declarations and given to
+    /// them as `outputs.<pause>.onResume`.
+    pub async fn resume(
+        &self,
+        id: &str,
+        inputs: &Map<String, Value>,
+    ) -> Result<Execution, EngineError> {
+        let store = &self.inner.store;
+        let owner = &self.inner.owner;
+        let lease = self.inner.config.lease;
+        // A driver may still hold the execution for the moment it takes to
+        // park it.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut execution = loop {
+            let current = store
+                .get_execution(id)
+                .await?
+                .ok_or_else(|| EngineError::ExecutionNotFound(id.into()))?;
+            if current.state.current != State::Paused {
+                return Err(EngineError::NotPaused(id.into()));
+            }
+            if let Some(execution) = store.claim_one(id, owner, lease).await? {
+                break execution;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EngineError::Busy(id.into()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let original = execution.clone();
+        match self.resume_claimed(&mut execution, inputs).await {
+            Ok(()) => {
+                store
+                    .park_execution(&execution, owner, Some(Timestamp::now()))
+                    .await?;
+                self.inner.work.notify_one();
+                Ok(execution)
+            }
+            Err(err) => {
+                // Left exactly as it was: parked until its timers if it
+                // still waits, else only the lease is given back.
+                if original.state.current == State::Paused {
+                    let timers = original
+                        .task_run_list
+                        .iter()
+                        .filter_map(|r| r.next_attempt_at)
+                        .min();
+                    store.park_execution(&original, owner, timers).await?;
+                } else {
+                    store.release_lease(id, owner).await?;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    async fn resume_claimed(
+        &self,
+        execution: &mut Execution,
+        inputs: &Map<String, Value>,
+    ) -> Result<(), EngineError> {
+        if execution.state.current != State::Paused {
+            return Err(EngineError::NotPaused(execution.id.clone()));
+        }
+        let flow = self.inner.flow_for(execution).await?;
+        let now = Timestamp::now();
+        let mut any = false;
+        for run in &mut execution.task_run_list {
+            if run.state.current != State::Paused {
+                continue;
+            }
+            let Some(flow::TaskKind::Pause { on_resume, .. }) =
+                flow.find_task(&run.task_id).map(|t| &t.kind)
+            else {
+                continue;
+            };
+            let given = flow::resolve_inputs(on_resume, inputs)?;
+            run.outputs.insert("onResume".into(), Value::Object(given));
+            run.state.set(State::Running, now);
+            run.next_attempt_at = None;
+            any = true;
+        }
+        if !any {
+            return Err(EngineError::NotPaused(execution.id.clone()));
+        }
+        execution.state.set(State::Running, now);
+        Ok(())
+    }
+
+    /// Runs a FAILED or KILLED execution again from its failed task runs.
+    pub async fn restart(&self, id: &str) -> Result<Execution, EngineError> {
+        let store = &self.inner.store;
+        let execution = store
+            .get_execution(id)
+            .await?
+            .ok_or_else(|| EngineError::ExecutionNotFound(id.into()))?;
+        let flow = self.inner.flow_for(&execution).await?;
+        let next = rerun::restart(&flow, &execution, Timestamp::now())?;
+        if !store.requeue_execution(&next).await? {
+            return Err(RerunError::NotEnded(id.into()).into());
+        }
+        self.inner.work.notify_one();
+        Ok(next)
+    }
+
+    /// A new execution repeating an ended one from one of its task runs.
+    pub async fn replay(&self, id: &str, task_run_id: &str) -> Result<Execution, EngineError> {
+        let store = &self.inner.store;
+        let execution = store
+            .get_execution(id)
+            .await?
+            .ok_or_else(|| EngineError::ExecutionNotFound(id.into()))?;
+        let new_id = uuid::Uuid::now_v7().simple().to_string();
+        let next = rerun::replay(&execution, task_run_id, new_id, Timestamp::now())?;
+        store.insert_execution(&next).await?;
+        self.inner.work.notify_one();
+        Ok(next)
     }
 
     /// Waits until the execution is in a final state.
@@ -226,6 +364,7 @@ impl Engine {
             shutdown.cancelled().await;
             stop.cancel();
         });
+        let schedules = tokio::spawn(scheduler::run(inner.clone()));
         let slots = Arc::new(Semaphore::new(inner.config.max_running));
         let mut drivers = tokio::task::JoinSet::new();
         loop {
@@ -274,11 +413,63 @@ impl Engine {
             }
         }
         while drivers.join_next().await.is_some() {}
+        let _ = schedules.await;
         forward.abort();
     }
 }
 
+/// A new execution of `flow` (not stored yet): inputs resolved against the
+/// declarations, the flow's labels followed by `labels` (which win).
+pub(crate) fn new_execution(
+    flow: &Flow,
+    revision: i64,
+    inputs: &Map<String, Value>,
+    labels: Vec<Label>,
+    trigger: Option<Value>,
+) -> Result<Execution, EngineError> {
+    let inputs = flow::resolve_inputs(&flow.inputs, inputs)?;
+    let mut all_labels = flow.labels.clone();
+    for label in labels {
+        all_labels.retain(|l| l.key != label.key);
+        all_labels.push(label);
+    }
+    let mut execution = Execution::new(
+        uuid::Uuid::now_v7().simple().to_string(),
+        flow.namespace.clone(),
+        flow.id.clone(),
+        revision,
+        all_labels,
+        inputs,
+        Timestamp::now(),
+    );
+    execution.trigger = trigger;
+    Ok(execution)
+}
+
 impl Inner {
+    /// The latest live revision of a flow, parsed.
+    async fn latest_flow(
+        &self,
+        namespace: &str,
+        flow_id: &str,
+    ) -> Result<(Arc<Flow>, i64), EngineError> {
+        let record = self
+            .store
+            .get_flow(namespace, flow_id, None)
+            .await?
+            .ok_or_else(|| EngineError::FlowNotFound {
+                namespace: namespace.into(),
+                id: flow_id.into(),
+            })?;
+        let flow = self.parsed(
+            &record.namespace,
+            &record.id,
+            record.revision,
+            &record.source,
+        )?;
+        Ok((flow, record.revision))
+    }
+
     fn parsed(
         &self,
         namespace: &str,

@@ -29,6 +29,12 @@ pub(crate) enum Step {
     Evaluate { run_id: String },
     /// A flowable task run is done.
     Complete { run_id: String, state: State },
+    /// A Pause task run starts waiting.
+    Pause { run_id: String },
+    /// A Pause task run's delay is over: it goes on with its tasks.
+    Resume { run_id: String },
+    /// A Pause task run was not resumed within its timeout.
+    Expire { run_id: String },
     /// The flow's tasks, error handlers and finally blocks are done.
     Finish { state: State },
 }
@@ -217,10 +223,22 @@ impl<'a> Planner<'a> {
             }
             return;
         }
+        let pause_delay = match &task.kind {
+            TaskKind::Pause { delay, .. } => Some(*delay),
+            _ => None,
+        };
+        let run_id = run.id.clone();
         match state {
-            State::Created => self.steps.push(Step::Evaluate {
-                run_id: run.id.clone(),
-            }),
+            State::Created if pause_delay.is_some() => self.steps.push(Step::Pause { run_id }),
+            State::Created => self.steps.push(Step::Evaluate { run_id }),
+            State::Paused => {
+                let due = run.next_attempt_at.is_some_and(|at| at <= self.now);
+                match pause_delay {
+                    Some(Some(_)) if due => self.steps.push(Step::Resume { run_id }),
+                    Some(None) if due => self.steps.push(Step::Expire { run_id }),
+                    _ => {}
+                }
+            }
             State::Running => {
                 if let Status::Done(mut result) = self.children(task, run) {
                     let downgrade =
@@ -244,9 +262,9 @@ impl<'a> Planner<'a> {
             values: run.values.clone(),
         };
         let main = match &task.kind {
-            TaskKind::Sequential { tasks } | TaskKind::AllowFailure { tasks } => {
-                self.sequential(tasks, &scope)
-            }
+            TaskKind::Sequential { tasks }
+            | TaskKind::AllowFailure { tasks }
+            | TaskKind::Pause { tasks, .. } => self.sequential(tasks, &scope),
             TaskKind::Parallel { tasks, concurrent } => self.parallel(tasks, &scope, *concurrent),
             TaskKind::If {
                 then, otherwise, ..

@@ -21,6 +21,8 @@ pub(crate) enum Event {
     Done {
         run_id: String,
         result: Result<Map<String, Value>, String>,
+        /// Outputs kept even when the attempt failed (a failed subflow's).
+        partial: Map<String, Value>,
     },
 }
 
@@ -76,7 +78,11 @@ pub(crate) async fn run(attempt: Attempt) {
         },
         None => execute(&attempt).await,
     };
-    let _ = events.send(Event::Done { run_id, result });
+    let _ = events.send(Event::Done {
+        run_id,
+        result,
+        partial: Map::new(),
+    });
 }
 
 async fn execute(attempt: &Attempt) -> Result<Map<String, Value>, String> {

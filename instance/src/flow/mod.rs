@@ -1,6 +1,7 @@
 //! Flows: the Kestra-shaped YAML model, its parser and save-time validation,
 //! and the resolution of execution inputs against a flow's declarations.
 
+pub mod archive;
 mod error;
 mod inputs;
 mod model;

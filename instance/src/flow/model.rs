@@ -26,8 +26,27 @@ pub struct Flow {
     pub disabled: bool,
     /// Default retry for tasks that declare none (Kestra's flow-level `retry`).
     pub retry: Option<Retry>,
-    /// Triggers are stored with the flow; firing them is not part of this engine yet.
     pub triggers: Vec<Trigger>,
+    /// At most this many executions of the flow run at once.
+    pub concurrency: Option<Concurrency>,
+}
+
+/// The flow-level `concurrency` limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Concurrency {
+    pub limit: u32,
+    pub behavior: ConcurrencyBehavior,
+}
+
+/// What happens to an execution that finds the limit reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConcurrencyBehavior {
+    /// It waits (QUEUED) and starts when a slot frees, oldest first.
+    Queue,
+    /// It ends CANCELLED at once.
+    Cancel,
+    /// It ends FAILED at once.
+    Fail,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,14 +128,135 @@ pub struct FlowOutput {
     pub required: bool,
 }
 
-/// A trigger as declared; kept so flows that carry one can be stored.
+/// A trigger: what starts executions of the flow besides the API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trigger {
     pub id: String,
+    /// The type name exactly as written (canonical name or older alias).
     pub type_name: String,
     pub disabled: bool,
-    /// The remaining properties, as written.
-    pub properties: Map<String, Value>,
+    pub kind: TriggerKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TriggerKind {
+    Schedule(ScheduleTrigger),
+    Webhook(WebhookTrigger),
+    Flow(FlowTrigger),
+}
+
+impl TriggerKind {
+    /// Kestra's canonical type name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            TriggerKind::Schedule(_) => "io.kestra.plugin.core.trigger.Schedule",
+            TriggerKind::Webhook(_) => "io.kestra.plugin.core.trigger.Webhook",
+            TriggerKind::Flow(_) => "io.kestra.plugin.core.trigger.Flow",
+        }
+    }
+}
+
+/// Starts an execution when an execution of another flow ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowTrigger {
+    /// The ending states that count (every final state when empty).
+    pub states: Vec<crate::execution::State>,
+    /// All must hold for the ended execution.
+    pub conditions: Vec<FlowCondition>,
+    /// Inputs of each execution (strings are templates seeing `trigger`).
+    pub inputs: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum FlowCondition {
+    /// The ended execution is of this flow.
+    Flow { namespace: String, flow_id: String },
+    /// The ended execution is in this namespace (or below it, with `prefix`).
+    Namespace { namespace: String, prefix: bool },
+    /// Its state is one of `within` (when given) and none of `except`.
+    Status {
+        within: Vec<crate::execution::State>,
+        except: Vec<crate::execution::State>,
+    },
+}
+
+impl FlowTrigger {
+    /// Whether an execution of `namespace/flow_id` that ended in `state`
+    /// starts this trigger (pure).
+    pub fn matches(&self, namespace: &str, flow_id: &str, state: crate::execution::State) -> bool {
+        let state_ok = if self.states.is_empty() {
+            state.is_terminal()
+        } else {
+            self.states.contains(&state)
+        };
+        state_ok
+            && self.conditions.iter().all(|condition| match condition {
+                FlowCondition::Flow {
+                    namespace: ns,
+                    flow_id: id,
+                } => ns == namespace && id == flow_id,
+                FlowCondition::Namespace {
+                    namespace: ns,
+                    prefix,
+                } => {
+                    ns == namespace
+                        || (*prefix
+                            && namespace
+                                .strip_prefix(ns.as_str())
+                                .is_some_and(|rest| rest.starts_with('.')))
+                }
+                FlowCondition::Status { within, except } => {
+                    (within.is_empty() || within.contains(&state)) && !except.contains(&state)
+                }
+            })
+    }
+}
+
+/// A cron schedule (validated when the flow is parsed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleTrigger {
+    pub cron: String,
+    /// Six fields, seconds first.
+    pub with_seconds: bool,
+    /// IANA time zone; UTC when absent.
+    pub timezone: Option<String>,
+    /// Ticks from this instant on are fired (once) when the trigger is first seen.
+    pub backfill_start: Option<jiff::Timestamp>,
+    /// Backfilling stops here; the schedule then continues from the present.
+    pub backfill_end: Option<jiff::Timestamp>,
+    /// Inputs of each execution (strings are templates seeing `trigger`).
+    pub inputs: Map<String, Value>,
+    pub recover: RecoverMissed,
+}
+
+impl ScheduleTrigger {
+    pub fn schedule(&self) -> Result<crate::schedule::Schedule, crate::schedule::ScheduleError> {
+        crate::schedule::Schedule::parse(&self.cron, self.with_seconds, self.timezone.as_deref())
+    }
+}
+
+/// What happens to ticks that passed while no instance was running
+/// (Kestra's `recoverMissedSchedules`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecoverMissed {
+    /// Every missed tick fires, oldest first.
+    All,
+    /// Only the most recent missed tick fires.
+    Last,
+    /// Missed ticks are skipped.
+    None,
+}
+
+/// Starts an execution on `/api/v1/executions/webhook/{namespace}/{flowId}/{key}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookTrigger {
+    /// The secret part of the URL.
+    pub key: String,
+    /// Answer with the finished execution instead of the created one.
+    pub wait: bool,
+    /// With `wait`: answer with the flow's outputs only.
+    pub return_outputs: bool,
+    pub inputs: Map<String, Value>,
 }
 
 /// One task of a flow.
@@ -227,12 +367,45 @@ pub enum TaskKind {
         /// How many tasks run at once; 0 = all that are ready.
         concurrent: u32,
     },
+    /// Starts an execution of another flow and (with `wait`) follows it.
+    Subflow(SubflowSpec),
+    /// Ends the execution at once in the given state.
+    Exit {
+        state: crate::execution::State,
+    },
+    /// Waits for `delay`, or until resumed through the API (the task's
+    /// `timeout` then fails it if nobody does), then runs `tasks`.
+    Pause {
+        delay: Option<Duration>,
+        /// Inputs the resume call may give; they become `outputs.<id>.onResume`.
+        on_resume: Vec<Input>,
+        tasks: Vec<Task>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DagTask {
     pub task: Task,
     pub depends_on: Vec<String>,
+}
+
+/// A `Subflow` task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubflowSpec {
+    pub namespace: String,
+    pub flow_id: String,
+    /// Input values; strings are templates.
+    pub inputs: Map<String, Value>,
+    /// Follow the child to its end (else the task ends once it is created).
+    pub wait: bool,
+    /// A failed child fails the task.
+    pub transmit_failed: bool,
+    /// The child gets the parent execution's labels.
+    pub inherit_labels: bool,
+    pub labels: Vec<Label>,
+    /// Kestra's task-level `outputs`: templates rendered against the child
+    /// execution once it ends (else the child's flow outputs are used).
+    pub outputs: Map<String, Value>,
 }
 
 /// Shell commands run as a local process.
@@ -262,7 +435,8 @@ impl TaskKind {
             TaskKind::Sequential { tasks }
             | TaskKind::Parallel { tasks, .. }
             | TaskKind::AllowFailure { tasks }
-            | TaskKind::ForEach { tasks, .. } => tasks.iter().collect(),
+            | TaskKind::ForEach { tasks, .. }
+            | TaskKind::Pause { tasks, .. } => tasks.iter().collect(),
             TaskKind::If {
                 then, otherwise, ..
             } => then.iter().chain(otherwise).collect(),
@@ -288,6 +462,7 @@ impl TaskKind {
                 | TaskKind::Switch { .. }
                 | TaskKind::ForEach { .. }
                 | TaskKind::Dag { .. }
+                | TaskKind::Pause { .. }
         )
     }
 }
@@ -421,6 +596,30 @@ mod tests {
         );
         assert!(retry.delay_before(3, Duration::ZERO).is_some());
         assert_eq!(retry.delay_before(4, Duration::ZERO), None);
+    }
+
+    #[test]
+    fn flow_triggers_match_flow_namespace_and_state() {
+        use crate::execution::State;
+        let trigger = FlowTrigger {
+            states: Vec::new(),
+            conditions: vec![
+                FlowCondition::Namespace {
+                    namespace: "acme".into(),
+                    prefix: true,
+                },
+                FlowCondition::Status {
+                    within: Vec::new(),
+                    except: vec![State::Killed],
+                },
+            ],
+            inputs: Map::new(),
+        };
+        assert!(trigger.matches("acme.etl", "load", State::Failed));
+        assert!(trigger.matches("acme", "load", State::Success));
+        assert!(!trigger.matches("acmeco", "load", State::Success));
+        assert!(!trigger.matches("acme.etl", "load", State::Killed));
+        assert!(!trigger.matches("acme.etl", "load", State::Running));
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub(crate) enum TaskType {
     EachSequential,
     EachParallel,
     Dag,
+    Pause,
+    Subflow,
+    Exit,
     Commands,
     HttpRequest,
 }
@@ -91,6 +94,20 @@ const TASK_TYPES: &[(&str, &[&str], TaskType)] = &[
         TaskType::Dag,
     ),
     (
+        "io.kestra.plugin.core.flow.Subflow",
+        &[
+            "io.kestra.core.tasks.flows.Subflow",
+            "io.kestra.core.tasks.flows.Flow",
+        ],
+        TaskType::Subflow,
+    ),
+    ("io.kestra.plugin.core.execution.Exit", &[], TaskType::Exit),
+    (
+        "io.kestra.plugin.core.flow.Pause",
+        &["io.kestra.core.tasks.flows.Pause"],
+        TaskType::Pause,
+    ),
+    (
         "io.kestra.plugin.scripts.shell.Commands",
         &[],
         TaskType::Commands,
@@ -105,12 +122,6 @@ const TASK_TYPES: &[(&str, &[&str], TaskType)] = &[
 /// Kestra types a user may reasonably write that this engine does not run
 /// yet; refused with a message saying so rather than "unknown".
 const NOT_YET: &[&str] = &[
-    "io.kestra.plugin.core.flow.Subflow",
-    "io.kestra.core.tasks.flows.Subflow",
-    "io.kestra.core.tasks.flows.Flow",
-    "io.kestra.plugin.core.flow.Pause",
-    "io.kestra.core.tasks.flows.Pause",
-    "io.kestra.plugin.core.execution.Exit",
     "io.kestra.plugin.core.flow.ForEachItem",
     "io.kestra.plugin.core.flow.WorkingDirectory",
 ];
@@ -127,17 +138,7 @@ pub(crate) fn lookup_task_type(name: &str) -> Result<TaskType, (ProblemKind, Str
     {
         return Ok(*kind);
     }
-    // The name is echoed only when it looks like a type name, so a hostile
-    // value cannot inject arbitrary text into messages and logs.
-    let shown = if name.len() <= 200
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
-    {
-        format!("`{name}`")
-    } else {
-        "(not a type name)".to_owned()
-    };
+    let shown = shown_type(name);
     if NOT_YET.contains(&name) {
         return Err((
             ProblemKind::Unsupported,
@@ -152,4 +153,70 @@ pub(crate) fn lookup_task_type(name: &str) -> Result<TaskType, (ProblemKind, Str
             supported.join(", ")
         ),
     ))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TriggerType {
+    Schedule,
+    Webhook,
+    Flow,
+}
+
+/// (canonical name, older aliases, type).
+const TRIGGER_TYPES: &[(&str, &[&str], TriggerType)] = &[
+    (
+        "io.kestra.plugin.core.trigger.Schedule",
+        &["io.kestra.core.models.triggers.types.Schedule"],
+        TriggerType::Schedule,
+    ),
+    (
+        "io.kestra.plugin.core.trigger.Webhook",
+        &["io.kestra.core.models.triggers.types.Webhook"],
+        TriggerType::Webhook,
+    ),
+    (
+        "io.kestra.plugin.core.trigger.Flow",
+        &["io.kestra.core.models.triggers.types.Flow"],
+        TriggerType::Flow,
+    ),
+];
+
+const TRIGGERS_NOT_YET: &[&str] = &[];
+
+pub(crate) fn lookup_trigger_type(name: &str) -> Result<TriggerType, (ProblemKind, String)> {
+    if let Some((_, _, kind)) = TRIGGER_TYPES
+        .iter()
+        .find(|(canonical, aliases, _)| *canonical == name || aliases.contains(&name))
+    {
+        return Ok(*kind);
+    }
+    let shown = shown_type(name);
+    if TRIGGERS_NOT_YET.contains(&name) {
+        return Err((
+            ProblemKind::Unsupported,
+            format!("trigger type {shown} is not supported yet"),
+        ));
+    }
+    let supported: Vec<&str> = TRIGGER_TYPES.iter().map(|(n, _, _)| *n).collect();
+    Err((
+        ProblemKind::UnknownType,
+        format!(
+            "unknown trigger type {shown}; supported types: {}",
+            supported.join(", ")
+        ),
+    ))
+}
+
+/// The name is echoed only when it looks like a type name, so a hostile
+/// value cannot inject arbitrary text into messages and logs.
+fn shown_type(name: &str) -> String {
+    if name.len() <= 200
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+    {
+        format!("`{name}`")
+    } else {
+        "(not a type name)".to_owned()
+    }
 }

@@ -47,6 +47,18 @@ pub(super) fn validate(flow: &Flow) -> Vec<Problem> {
         }
     }
 
+    let mut trigger_ids = HashSet::new();
+    for (i, trigger) in flow.triggers.iter().enumerate() {
+        if !trigger_ids.insert(trigger.id.as_str()) {
+            problems.push(problem(
+                &format!("triggers[{i}].id"),
+                None,
+                ProblemKind::DuplicateId,
+                format!("trigger id `{}` is declared twice", trigger.id),
+            ));
+        }
+    }
+
     let mut seen: HashMap<&str, ()> = HashMap::new();
     for task in flow.all_tasks() {
         if seen.insert(task.id.as_str(), ()).is_some() {
@@ -301,11 +313,18 @@ pub(super) fn task_templates(task: &Task) -> Vec<(&'static str, &str)> {
         TaskKind::ForEach { values, .. } => {
             out.extend(strings_in(values).into_iter().map(|s| ("values", s)));
         }
+        TaskKind::Subflow(spec) => {
+            for value in spec.inputs.values() {
+                out.extend(strings_in(value).into_iter().map(|s| ("inputs", s)));
+            }
+        }
         TaskKind::Sleep { .. }
+        | TaskKind::Exit { .. }
         | TaskKind::Sequential { .. }
         | TaskKind::Parallel { .. }
         | TaskKind::AllowFailure { .. }
-        | TaskKind::Dag { .. } => {}
+        | TaskKind::Dag { .. }
+        | TaskKind::Pause { .. } => {}
     }
     out
 }

@@ -71,15 +71,40 @@ pub struct ExecutionFilter {
     pub namespace: Option<String>,
     pub flow_id: Option<String>,
     pub states: Vec<State>,
+    /// Every one of these labels (at most [`MAX_LABEL_FILTERS`]).
+    pub labels: Vec<crate::flow::Label>,
     pub limit: u32,
     pub offset: u32,
 }
+
+/// How many labels one execution search can filter on.
+pub const MAX_LABEL_FILTERS: usize = 5;
 
 /// What the owner of a lease learns when renewing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lease {
     pub held: bool,
     pub kill_requested: bool,
+}
+
+/// One trigger of one flow.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TriggerKey {
+    pub namespace: String,
+    pub flow_id: String,
+    pub trigger_id: String,
+}
+
+/// What a trigger has done so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerState {
+    pub key: TriggerKey,
+    /// The last schedule tick handled (fired, or skipped on purpose).
+    pub cursor: Option<Timestamp>,
+    /// The trigger was seen disabled; enabling it again restarts from the present.
+    pub disabled: bool,
+    pub last_execution_id: Option<String>,
+    pub last_fired: Option<Timestamp>,
 }
 
 /// Everything the engine and the API store.
@@ -130,6 +155,13 @@ pub trait Repository: Send + Sync + 'static {
         execution: &Execution,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Enqueues a new execution that no process claims before `not_before`.
+    fn schedule_execution(
+        &self,
+        execution: &Execution,
+        not_before: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     fn get_execution(
         &self,
         id: &str,
@@ -153,6 +185,29 @@ pub trait Repository: Send + Sync + 'static {
         lease: Duration,
     ) -> impl Future<Output = Result<Option<Execution>, StoreError>> + Send;
 
+    /// Claims one unfinished execution whose lease is free or expired
+    /// (whatever its `not_before`), e.g. to resume it.
+    fn claim_one(
+        &self,
+        id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Option<Execution>, StoreError>> + Send;
+
+    /// Puts an ended execution back in the queue with this body (restart).
+    /// False when it has not ended (or does not exist).
+    fn requeue_execution(
+        &self,
+        execution: &Execution,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes an ended execution and its logs: `Some(true)` when deleted,
+    /// `Some(false)` when it has not ended, `None` when unknown.
+    fn delete_execution(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<bool>, StoreError>> + Send;
+
     /// Writes the execution if `owner` still holds its lease, renewing it;
     /// a finished execution's lease is released.
     fn save_execution(
@@ -161,6 +216,29 @@ pub trait Repository: Send + Sync + 'static {
         owner: &str,
         lease: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Writes a waiting execution (PAUSED, or QUEUED by a concurrency
+    /// limit) and gives its lease up: no process claims it before
+    /// `not_before` (never, when `None`, until something wakes it).
+    fn park_execution(
+        &self,
+        execution: &Execution,
+        owner: &str,
+        not_before: Option<Timestamp>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Takes a slot of the flow's concurrency `limit` for the execution
+    /// (held by `owner`): true when fewer than `limit` executions of the
+    /// flow run and none waits ahead of it. Otherwise, when `queued` is
+    /// given (the execution in state QUEUED), it is parked in the same
+    /// transaction until an execution of the flow finishes.
+    fn admit(
+        &self,
+        execution: &Execution,
+        limit: u32,
+        owner: &str,
+        queued: Option<&Execution>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Extends the lease if `owner` holds it.
     fn renew_lease(
@@ -182,6 +260,45 @@ pub trait Repository: Send + Sync + 'static {
     fn request_kill(&self, id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     fn append_logs(&self, logs: &[NewLog]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The state of every trigger that has one.
+    fn trigger_states(&self) -> impl Future<Output = Result<Vec<TriggerState>, StoreError>> + Send;
+
+    /// Forgets trigger events recorded before `before`. An event is only
+    /// needed while a process might fire it again: a schedule tick until
+    /// every cursor has passed it, an ended execution until its lease has
+    /// expired; both are minutes, not days.
+    fn purge_trigger_events(
+        &self,
+        before: Timestamp,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Records a trigger's cursor unless it already has a state.
+    fn init_trigger(
+        &self,
+        key: &TriggerKey,
+        cursor: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Sets a trigger's cursor and disabled mark (disabling, re-enabling).
+    fn reset_trigger(
+        &self,
+        key: &TriggerKey,
+        cursor: Timestamp,
+        disabled: bool,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Fires one trigger event at most once: records `event_key` for the
+    /// trigger and, in the same transaction, enqueues `execution` and moves
+    /// the cursor forward to `cursor`. False (and nothing written) when the
+    /// event was already fired, by this process or another.
+    fn fire_trigger(
+        &self,
+        key: &TriggerKey,
+        event_key: &str,
+        cursor: Option<Timestamp>,
+        execution: Option<&Execution>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Log lines of an execution with `seq` greater than `after`, in order.
     fn logs(
@@ -255,6 +372,13 @@ impl Repository for Store {
     async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError> {
         dispatch!(self, r => r.insert_execution(execution))
     }
+    async fn schedule_execution(
+        &self,
+        execution: &Execution,
+        not_before: Timestamp,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, r => r.schedule_execution(execution, not_before))
+    }
     async fn get_execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
         dispatch!(self, r => r.get_execution(id))
     }
@@ -274,6 +398,20 @@ impl Repository for Store {
     ) -> Result<Option<Execution>, StoreError> {
         dispatch!(self, r => r.claim_execution(owner, lease))
     }
+    async fn claim_one(
+        &self,
+        id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<Execution>, StoreError> {
+        dispatch!(self, r => r.claim_one(id, owner, lease))
+    }
+    async fn requeue_execution(&self, execution: &Execution) -> Result<bool, StoreError> {
+        dispatch!(self, r => r.requeue_execution(execution))
+    }
+    async fn delete_execution(&self, id: &str) -> Result<Option<bool>, StoreError> {
+        dispatch!(self, r => r.delete_execution(id))
+    }
     async fn save_execution(
         &self,
         execution: &Execution,
@@ -281,6 +419,23 @@ impl Repository for Store {
         lease: Duration,
     ) -> Result<(), StoreError> {
         dispatch!(self, r => r.save_execution(execution, owner, lease))
+    }
+    async fn park_execution(
+        &self,
+        execution: &Execution,
+        owner: &str,
+        not_before: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, r => r.park_execution(execution, owner, not_before))
+    }
+    async fn admit(
+        &self,
+        execution: &Execution,
+        limit: u32,
+        owner: &str,
+        queued: Option<&Execution>,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, r => r.admit(execution, limit, owner, queued))
     }
     async fn renew_lease(
         &self,
@@ -306,6 +461,32 @@ impl Repository for Store {
         limit: u32,
     ) -> Result<Vec<LogEntry>, StoreError> {
         dispatch!(self, r => r.logs(execution_id, after, limit))
+    }
+    async fn trigger_states(&self) -> Result<Vec<TriggerState>, StoreError> {
+        dispatch!(self, r => r.trigger_states())
+    }
+    async fn purge_trigger_events(&self, before: Timestamp) -> Result<u64, StoreError> {
+        dispatch!(self, r => r.purge_trigger_events(before))
+    }
+    async fn init_trigger(&self, key: &TriggerKey, cursor: Timestamp) -> Result<(), StoreError> {
+        dispatch!(self, r => r.init_trigger(key, cursor))
+    }
+    async fn reset_trigger(
+        &self,
+        key: &TriggerKey,
+        cursor: Timestamp,
+        disabled: bool,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, r => r.reset_trigger(key, cursor, disabled))
+    }
+    async fn fire_trigger(
+        &self,
+        key: &TriggerKey,
+        event_key: &str,
+        cursor: Option<Timestamp>,
+        execution: Option<&Execution>,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, r => r.fire_trigger(key, event_key, cursor, execution))
     }
 }
 
@@ -349,4 +530,21 @@ pub(crate) fn namespace_prefix(namespace: &str) -> String {
         .replace('%', "\\%")
         .replace('_', "\\_");
     format!("{escaped}.%")
+}
+
+/// Labels as `\u{1f}key=value\u{1f}…` so one substring test finds a label.
+pub(crate) fn label_text(labels: &[crate::flow::Label]) -> String {
+    let mut text = String::from("\u{1f}");
+    for label in labels {
+        text.push_str(&label.key);
+        text.push('=');
+        text.push_str(&label.value);
+        text.push('\u{1f}');
+    }
+    text
+}
+
+/// The search needle of one label.
+pub(crate) fn label_needle(key: &str, value: &str) -> String {
+    format!("\u{1f}{key}={value}\u{1f}")
 }

@@ -20,13 +20,22 @@ pub struct SqliteRepository {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/sqlite/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "triggers".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0002_triggers.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 impl SqliteRepository {
@@ -236,28 +245,15 @@ impl Repository for SqliteRepository {
     }
 
     async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError> {
-        let body = encode_execution(execution)?;
-        let now = micros(Timestamp::now());
-        let result = sqlx::query(
-            "INSERT INTO executions (id, namespace, flow_id, state, finished, created_at, updated_at, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
-        )
-        .bind(&execution.id)
-        .bind(&execution.namespace)
-        .bind(&execution.flow_id)
-        .bind(execution.state.current.as_str())
-        .bind(execution.state.current.is_terminal())
-        .bind(now)
-        .bind(body)
-        .execute(&self.pool)
-        .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(StoreError::Duplicate(execution.id.clone()))
-            }
-            Err(e) => Err(query_error("insert execution")(e)),
-        }
+        insert_execution_in(&self.pool, execution, 0).await
+    }
+
+    async fn schedule_execution(
+        &self,
+        execution: &Execution,
+        not_before: Timestamp,
+    ) -> Result<(), StoreError> {
+        insert_execution_in(&self.pool, execution, micros(not_before)).await
     }
 
     async fn get_execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
@@ -274,11 +270,14 @@ impl Repository for SqliteRepository {
         filter: &ExecutionFilter,
     ) -> Result<Vec<Execution>, StoreError> {
         let states = state_list(&filter.states);
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT body FROM executions
              WHERE (?1 IS NULL OR namespace = ?1 OR namespace LIKE ?2 ESCAPE '\\')
                AND (?3 IS NULL OR flow_id = ?3)
                AND (?4 = '' OR instr(?4, ',' || state || ',') > 0)
+               AND (?7 = '' OR instr(labels, ?7) > 0) AND (?8 = '' OR instr(labels, ?8) > 0)
+               AND (?9 = '' OR instr(labels, ?9) > 0) AND (?10 = '' OR instr(labels, ?10) > 0)
+               AND (?11 = '' OR instr(labels, ?11) > 0)
              ORDER BY created_at DESC, id DESC
              LIMIT ?5 OFFSET ?6",
         )
@@ -287,29 +286,37 @@ impl Repository for SqliteRepository {
         .bind(filter.flow_id.as_deref())
         .bind(states)
         .bind(i64::from(filter.limit.max(1)))
-        .bind(i64::from(filter.offset))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(query_error("search executions"))?;
+        .bind(i64::from(filter.offset));
+        let rows = bind_labels(query, filter)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_error("search executions"))?;
         rows.iter()
             .map(|row| decode_execution(row.get("body")))
             .collect()
     }
 
     async fn count_executions(&self, filter: &ExecutionFilter) -> Result<u64, StoreError> {
-        let row = sqlx::query(
+        let query = sqlx::query(
             "SELECT COUNT(*) AS n FROM executions
              WHERE (?1 IS NULL OR namespace = ?1 OR namespace LIKE ?2 ESCAPE '\\')
                AND (?3 IS NULL OR flow_id = ?3)
-               AND (?4 = '' OR instr(?4, ',' || state || ',') > 0)",
+               AND (?4 = '' OR instr(?4, ',' || state || ',') > 0)
+               AND (?7 = '' OR instr(labels, ?7) > 0) AND (?8 = '' OR instr(labels, ?8) > 0)
+               AND (?9 = '' OR instr(labels, ?9) > 0) AND (?10 = '' OR instr(labels, ?10) > 0)
+               AND (?11 = '' OR instr(labels, ?11) > 0)",
         )
         .bind(filter.namespace.as_deref())
         .bind(filter.namespace.as_deref().map(namespace_prefix))
         .bind(filter.flow_id.as_deref())
         .bind(state_list(&filter.states))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(query_error("count executions"))?;
+        // Limit and offset slots, unused when counting.
+        .bind(0i64)
+        .bind(0i64);
+        let row = bind_labels(query, filter)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query_error("count executions"))?;
         Ok(u64::try_from(row.get::<i64, _>("n")).unwrap_or(0))
     }
 
@@ -326,7 +333,8 @@ impl Repository for SqliteRepository {
         let now = micros(Timestamp::now());
         let row = sqlx::query(
             "SELECT id, body FROM executions
-             WHERE finished = 0 AND (lease_until IS NULL OR lease_until < ?1)
+             WHERE finished = 0 AND not_before <= ?1
+               AND (lease_until IS NULL OR lease_until < ?1)
              ORDER BY created_at LIMIT 1",
         )
         .bind(now)
@@ -348,6 +356,75 @@ impl Repository for SqliteRepository {
         decode_execution(row.get("body")).map(Some)
     }
 
+    async fn claim_one(
+        &self,
+        id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<Execution>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE executions SET lease_owner = ?1, lease_until = ?2
+             WHERE id = ?3 AND finished = 0 AND (lease_until IS NULL OR lease_until < ?4)
+             RETURNING body",
+        )
+        .bind(owner)
+        .bind(lease_until(lease))
+        .bind(id)
+        .bind(micros(Timestamp::now()))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_error("claim execution"))?;
+        row.map(|row| decode_execution(row.get("body"))).transpose()
+    }
+
+    async fn requeue_execution(&self, execution: &Execution) -> Result<bool, StoreError> {
+        let body = encode_execution(execution)?;
+        let result = sqlx::query(
+            "UPDATE executions
+             SET state = ?1, finished = 0, updated_at = ?2, body = ?3,
+                 lease_owner = NULL, lease_until = NULL, not_before = 0, kill_requested = 0
+             WHERE id = ?4 AND finished = 1",
+        )
+        .bind(execution.state.current.as_str())
+        .bind(micros(Timestamp::now()))
+        .bind(body)
+        .bind(&execution.id)
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("requeue execution"))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn delete_execution(&self, id: &str) -> Result<Option<bool>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(query_error("delete execution"))?;
+        let deleted = sqlx::query("DELETE FROM executions WHERE id = ?1 AND finished = 1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_error("delete execution"))?
+            .rows_affected();
+        if deleted == 0 {
+            let exists = sqlx::query("SELECT 1 AS one FROM executions WHERE id = ?1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(query_error("delete execution"))?
+                .is_some();
+            return Ok(exists.then_some(false));
+        }
+        sqlx::query("DELETE FROM logs WHERE execution_id = ?1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_error("delete execution"))?;
+        tx.commit().await.map_err(query_error("delete execution"))?;
+        Ok(Some(true))
+    }
+
     async fn save_execution(
         &self,
         execution: &Execution,
@@ -356,6 +433,11 @@ impl Repository for SqliteRepository {
     ) -> Result<(), StoreError> {
         let body = encode_execution(execution)?;
         let finished = execution.state.current.is_terminal();
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(query_error("save execution"))?;
         let result = sqlx::query(
             "UPDATE executions
              SET state = ?1, finished = ?2, updated_at = ?3, body = ?4,
@@ -370,13 +452,120 @@ impl Repository for SqliteRepository {
         .bind(lease_until(lease))
         .bind(&execution.id)
         .bind(owner)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(query_error("save execution"))?;
         if result.rows_affected() == 0 {
             return Err(StoreError::LeaseLost(execution.id.clone()));
         }
+        if finished {
+            // A slot of the flow's concurrency limit is free: queued
+            // executions of the flow are claimable again.
+            sqlx::query(
+                "UPDATE executions SET not_before = 0
+                 WHERE namespace = ?1 AND flow_id = ?2 AND finished = 0 AND state = 'QUEUED'",
+            )
+            .bind(&execution.namespace)
+            .bind(&execution.flow_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_error("save execution"))?;
+        }
+        tx.commit().await.map_err(query_error("save execution"))?;
         Ok(())
+    }
+
+    async fn park_execution(
+        &self,
+        execution: &Execution,
+        owner: &str,
+        not_before: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        let body = encode_execution(execution)?;
+        let result = sqlx::query(
+            "UPDATE executions
+             SET state = ?1, updated_at = ?2, body = ?3, not_before = ?4,
+                 lease_owner = NULL, lease_until = NULL
+             WHERE id = ?5 AND lease_owner = ?6",
+        )
+        .bind(execution.state.current.as_str())
+        .bind(micros(Timestamp::now()))
+        .bind(body)
+        .bind(not_before.map_or(i64::MAX, micros))
+        .bind(&execution.id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("park execution"))?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::LeaseLost(execution.id.clone()));
+        }
+        Ok(())
+    }
+
+    async fn admit(
+        &self,
+        execution: &Execution,
+        limit: u32,
+        owner: &str,
+        queued: Option<&Execution>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(query_error("admit execution"))?;
+        let row = sqlx::query(
+            "SELECT
+               (SELECT COUNT(*) FROM executions
+                 WHERE namespace = ?1 AND flow_id = ?2 AND finished = 0
+                   AND state NOT IN ('CREATED', 'QUEUED') AND id <> ?3) AS running,
+               (SELECT COUNT(*) FROM executions
+                 WHERE namespace = ?1 AND flow_id = ?2 AND finished = 0
+                   AND state IN ('CREATED', 'QUEUED')
+                   AND (created_at, id) < (SELECT created_at, id FROM executions WHERE id = ?3)) AS ahead",
+        )
+        .bind(&execution.namespace)
+        .bind(&execution.flow_id)
+        .bind(&execution.id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(query_error("admit execution"))?;
+        let taken = row.get::<i64, _>("running") + row.get::<i64, _>("ahead");
+        if taken < i64::from(limit) {
+            sqlx::query(
+                "UPDATE executions SET state = 'RUNNING' WHERE id = ?1 AND lease_owner = ?2",
+            )
+            .bind(&execution.id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_error("admit execution"))?;
+            tx.commit().await.map_err(query_error("admit execution"))?;
+            return Ok(true);
+        }
+        if let Some(queued) = queued {
+            // Queued in the same transaction that found no slot, so a slot
+            // freed right after is seen by the finishing execution's wake-up.
+            let body = encode_execution(queued)?;
+            sqlx::query(
+                "UPDATE executions
+                 SET state = ?1, updated_at = ?2, body = ?3, not_before = ?4,
+                     lease_owner = NULL, lease_until = NULL
+                 WHERE id = ?5 AND lease_owner = ?6",
+            )
+            .bind(queued.state.current.as_str())
+            .bind(micros(Timestamp::now()))
+            .bind(body)
+            .bind(i64::MAX)
+            .bind(&queued.id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_error("admit execution"))?;
+        }
+        tx.commit().await.map_err(query_error("admit execution"))?;
+        Ok(false)
     }
 
     async fn renew_lease(
@@ -423,7 +612,7 @@ impl Repository for SqliteRepository {
 
     async fn request_kill(&self, id: &str) -> Result<bool, StoreError> {
         let result =
-            sqlx::query("UPDATE executions SET kill_requested = 1 WHERE id = ?1 AND finished = 0")
+            sqlx::query("UPDATE executions SET kill_requested = 1, not_before = 0 WHERE id = ?1 AND finished = 0")
                 .bind(id)
                 .execute(&self.pool)
                 .await
@@ -478,4 +667,179 @@ impl Repository for SqliteRepository {
         .map_err(query_error("read logs"))?;
         Ok(rows.iter().map(log_entry).collect())
     }
+
+    async fn trigger_states(&self) -> Result<Vec<TriggerState>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT namespace, flow_id, trigger_id, cursor_at, disabled, last_execution_id, last_fired_at
+             FROM trigger_state",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("read trigger states"))?;
+        Ok(rows.iter().map(trigger_state).collect())
+    }
+
+    async fn purge_trigger_events(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let result = sqlx::query("DELETE FROM trigger_events WHERE created_at < ?1")
+            .bind(micros(before))
+            .execute(&self.pool)
+            .await
+            .map_err(query_error("purge trigger events"))?;
+        Ok(result.rows_affected())
+    }
+
+    async fn init_trigger(&self, key: &TriggerKey, cursor: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO trigger_state (namespace, flow_id, trigger_id, cursor_at)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (namespace, flow_id, trigger_id) DO NOTHING",
+        )
+        .bind(&key.namespace)
+        .bind(&key.flow_id)
+        .bind(&key.trigger_id)
+        .bind(micros(cursor))
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("init trigger"))?;
+        Ok(())
+    }
+
+    async fn reset_trigger(
+        &self,
+        key: &TriggerKey,
+        cursor: Timestamp,
+        disabled: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO trigger_state (namespace, flow_id, trigger_id, cursor_at, disabled)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (namespace, flow_id, trigger_id)
+             DO UPDATE SET cursor_at = excluded.cursor_at, disabled = excluded.disabled",
+        )
+        .bind(&key.namespace)
+        .bind(&key.flow_id)
+        .bind(&key.trigger_id)
+        .bind(micros(cursor))
+        .bind(disabled)
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("reset trigger"))?;
+        Ok(())
+    }
+
+    async fn fire_trigger(
+        &self,
+        key: &TriggerKey,
+        event_key: &str,
+        cursor: Option<Timestamp>,
+        execution: Option<&Execution>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(query_error("fire trigger"))?;
+        let now = micros(Timestamp::now());
+        let inserted = sqlx::query(
+            "INSERT OR IGNORE INTO trigger_events (namespace, flow_id, trigger_id, event_key, execution_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(&key.namespace)
+        .bind(&key.flow_id)
+        .bind(&key.trigger_id)
+        .bind(event_key)
+        .bind(execution.map(|e| e.id.as_str()))
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_error("fire trigger"))?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(false);
+        }
+        if let Some(execution) = execution {
+            insert_execution_in(&mut *tx, execution, 0).await?;
+        }
+        sqlx::query(
+            "INSERT INTO trigger_state (namespace, flow_id, trigger_id, cursor_at, last_execution_id, last_fired_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (namespace, flow_id, trigger_id) DO UPDATE SET
+                 cursor_at = CASE WHEN excluded.cursor_at IS NULL THEN trigger_state.cursor_at
+                                  WHEN trigger_state.cursor_at IS NULL THEN excluded.cursor_at
+                                  ELSE MAX(trigger_state.cursor_at, excluded.cursor_at) END,
+                 last_execution_id = COALESCE(excluded.last_execution_id, trigger_state.last_execution_id),
+                 last_fired_at = excluded.last_fired_at",
+        )
+        .bind(&key.namespace)
+        .bind(&key.flow_id)
+        .bind(&key.trigger_id)
+        .bind(cursor.map(micros))
+        .bind(execution.map(|e| e.id.as_str()))
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_error("fire trigger"))?;
+        tx.commit().await.map_err(query_error("fire trigger"))?;
+        Ok(true)
+    }
+}
+
+async fn insert_execution_in<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    execution: &Execution,
+    not_before: i64,
+) -> Result<(), StoreError> {
+    let body = encode_execution(execution)?;
+    let now = micros(Timestamp::now());
+    let result = sqlx::query(
+        "INSERT INTO executions (id, namespace, flow_id, state, finished, created_at, updated_at, body, labels, not_before)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)",
+    )
+    .bind(&execution.id)
+    .bind(&execution.namespace)
+    .bind(&execution.flow_id)
+    .bind(execution.state.current.as_str())
+    .bind(execution.state.current.is_terminal())
+    .bind(now)
+    .bind(body)
+    .bind(label_text(&execution.labels))
+    .bind(not_before)
+    .execute(executor)
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(StoreError::Duplicate(execution.id.clone()))
+        }
+        Err(e) => Err(query_error("insert execution")(e)),
+    }
+}
+
+fn trigger_state(row: &SqliteRow) -> TriggerState {
+    TriggerState {
+        key: TriggerKey {
+            namespace: row.get("namespace"),
+            flow_id: row.get("flow_id"),
+            trigger_id: row.get("trigger_id"),
+        },
+        cursor: row.get::<Option<i64>, _>("cursor_at").map(from_micros),
+        disabled: row.get::<i64, _>("disabled") != 0,
+        last_execution_id: row.get("last_execution_id"),
+        last_fired: row.get::<Option<i64>, _>("last_fired_at").map(from_micros),
+    }
+}
+
+/// Binds the label filter slots (empty = no filter).
+fn bind_labels<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    filter: &ExecutionFilter,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    for slot in 0..MAX_LABEL_FILTERS {
+        let needle = filter
+            .labels
+            .get(slot)
+            .map(|l| label_needle(&l.key, &l.value))
+            .unwrap_or_default();
+        query = query.bind(needle);
+    }
+    query
 }
