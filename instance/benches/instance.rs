@@ -9,9 +9,6 @@
 //! to change the load; defaults 2000 and 64).
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
-#[path = "../tests/support/postgres.rs"]
-mod postgres;
-
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -161,7 +158,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = format!("sqlite:{}", dir.path().join("bench.db").display());
     bench("sqlite", &sqlite).await;
-    let server = postgres::TestPostgres::start();
+    let server = atoll_testkit::pg::TestPostgres::start();
     let url = server.database_url("bench");
     bench("postgres", &url).await;
 }

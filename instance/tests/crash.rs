@@ -212,7 +212,7 @@ async fn sigkill_then_restart_finishes_every_execution_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_then_restart_finishes_every_execution_on_postgres() {
-    let server = support::postgres::TestPostgres::start();
+    let server = atoll_testkit::pg::TestPostgres::start();
     crash_and_resume(server.database_url("crash")).await;
 }
 

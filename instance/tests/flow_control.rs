@@ -181,7 +181,7 @@ async fn concurrency_limit_one_queues_five_executions_in_order_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrency_limit_one_queues_five_executions_in_order_on_postgres() {
-    let postgres = support::postgres::TestPostgres::start();
+    let postgres = atoll_testkit::pg::TestPostgres::start();
     let harness = Harness::on(&postgres.database_url("queue")).await;
     five_queued_executions_run_one_after_another(&harness).await;
     harness.stop().await;

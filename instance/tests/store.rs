@@ -472,7 +472,7 @@ async fn sqlite_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_store() {
-    let server = support::postgres::TestPostgres::start();
+    let server = atoll_testkit::pg::TestPostgres::start();
     let url = server.database_url("store_suite");
     let store = Store::connect(&url).await.expect("connect");
     assert_eq!(store.backend(), "postgres");

@@ -278,7 +278,7 @@ async fn a_schedule_fires_once_per_tick_across_a_restart_and_stops_when_disabled
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_on_one_postgres_never_both_fire_a_tick() {
-    let postgres = support::postgres::TestPostgres::start();
+    let postgres = atoll_testkit::pg::TestPostgres::start();
     let url = postgres.database_url("replicas");
     let dir = tempfile::tempdir().expect("temp dir");
     let a = Instance::start(dir.path(), &url).await;

@@ -2,4 +2,3 @@
 #![allow(dead_code)]
 
 pub mod identity;
-pub mod postgres;
