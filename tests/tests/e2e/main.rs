@@ -62,6 +62,9 @@ fn main() -> ExitCode {
         scenario!("suspend_and_resume", scenarios::suspend_and_resume),
         scenario!("deletion", scenarios::deletion),
         scenario!("hostile_input", scenarios::hostile_input),
+        scenario!("fault_identity_down", scenarios::fault_identity_down),
+        scenario!("fault_instance_killed", scenarios::fault_instance_killed),
+        scenario!("fault_database_killed", scenarios::fault_database_killed),
         // Last: it scans what every other scenario left in logs and objects.
         scenario!("secrets", scenarios::secrets),
     ];

@@ -971,3 +971,209 @@ pub async fn secrets(platform: Arc<Platform>, report: Arc<Report>) {
     assert!(hits.is_empty(), "secrets leaked: {hits:#?}");
     p.delete_tenant("secret", true).await;
 }
+
+/// Sets the replicas of one of the chart's Deployments.
+async fn scale(platform: &Platform, deployment: &str, replicas: i32) {
+    Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
+        platform.client.clone(),
+        crate::harness::RELEASE_NAMESPACE,
+    )
+    .patch(
+        deployment,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"replicas": replicas}})),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("scaling {deployment} to {replicas}: {e}"));
+}
+
+fn condition_status(tenant: &atoll_crds::Tenant, kind: &str) -> Option<String> {
+    tenant
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == kind)
+        .map(|c| c.status.clone())
+}
+
+/// Scenario 6d: identity is stopped. Instances keep accepting valid tokens
+/// (their key set is cached), a Tenant changed meanwhile shows
+/// IdentitySynced=False, and all recovers when identity returns.
+pub async fn fault_identity_down(platform: Arc<Platform>, report: Arc<Report>) {
+    let p = &*platform;
+    let (alice, bob) = ("alice@down-acme.example", "bob@down-acme.example");
+    let world = world(p, &[alice, bob], &[("down-acme", &[(alice, "Admin")], "")]).await;
+    let acme = &world.instances[0];
+    let token = token_when_synced(p, &world.sessions[0], "down-acme").await;
+    let execution = save_and_run(acme, &token, "down acme").await;
+
+    scale(p, "atoll-identity", 0).await;
+    eventually("identity to stop answering", LIMIT, || async {
+        let answer = p
+            .http(&format!("http://{}", crate::harness::IDENTITY_HOST))
+            .get(format!("http://{}/readyz", crate::harness::IDENTITY_HOST))
+            .send()
+            .await;
+        answer
+            .map_or(true, |a| !a.status().is_success())
+            .then_some(())
+    })
+    .await;
+    let mut accepted = 0;
+    for _ in 0..10 {
+        let answer = acme
+            .call(
+                "GET",
+                &format!("/api/v1/executions/{execution}"),
+                Some(&token),
+                None,
+            )
+            .await
+            .expect("the instance answers");
+        assert_eq!(
+            answer.status, 200,
+            "a valid token while identity is down: {}",
+            answer.body
+        );
+        accepted += 1;
+    }
+    let second = acme.run(&token, "team", "hello").await;
+    assert_eq!(acme.wait_final(&token, &second).await, "SUCCESS");
+    report.figure(format!(
+        "identity down: {accepted} reads and 1 execution accepted with a valid token"
+    ));
+
+    // A Git change while identity is down: the operator cannot sync it.
+    let (ok, out) = p
+        .apply_yaml(
+            "down-acme",
+            &tenant_yaml("down-acme", &[(alice, "Admin"), (bob, "Viewer")], ""),
+        )
+        .await;
+    assert!(ok, "{out}");
+    eventually("IdentitySynced=False", LIMIT, || async {
+        let tenant = p.tenant("down-acme").await?;
+        (condition_status(&tenant, conditions::types::IDENTITY_SYNCED).as_deref() == Some("False"))
+            .then_some(())
+    })
+    .await;
+    report.figure("Tenant changed meanwhile shows IdentitySynced=False");
+
+    scale(p, "atoll-identity", 1).await;
+    eventually("IdentitySynced=True again", LIMIT, || async {
+        let tenant = p.tenant("down-acme").await?;
+        (condition_status(&tenant, conditions::types::IDENTITY_SYNCED).as_deref() == Some("True"))
+            .then_some(())
+    })
+    .await;
+    eventually("identity to take logins again", LIMIT, || async {
+        let (status, _) = world.sessions[1].get("/api/v1/me").await;
+        (status == 200).then_some(())
+    })
+    .await;
+    token_when_synced(p, &world.sessions[1], "down-acme").await;
+    report.figure("identity back: IdentitySynced=True, the change (bob added) is in effect");
+    p.delete_tenant("down-acme", true).await;
+}
+
+/// Sends SIGKILL to every process of a pod (nodesim).
+fn kill_pod(node: &atoll_testkit::nodesim::NodeSim, namespace: &str, pod: &str) -> usize {
+    let pids = node.pod_pids(namespace, pod);
+    for pid in &pids {
+        let pid = rustix::process::Pid::from_raw(i32::try_from(*pid).expect("pid")).expect("pid");
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+    pids.len()
+}
+
+async fn pod_named(platform: &Platform, namespace: &str, component: &str) -> String {
+    eventually(&format!("a running {component} pod"), LIMIT, || async {
+        Api::<Pod>::namespaced(platform.client.clone(), namespace)
+            .list(
+                &ListParams::default().labels(&format!("app.kubernetes.io/component={component}")),
+            )
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| p.name_any())
+    })
+    .await
+}
+
+/// Scenario 6e: the instance is SIGKILLed while executions run; after
+/// nodesim restarts it, every execution reaches a final state.
+pub async fn fault_instance_killed(platform: Arc<Platform>, report: Arc<Report>) {
+    let p = &*platform;
+    let Some(node) = p.node("killing an instance process") else {
+        return;
+    };
+    let alice = "alice@kill-acme.example";
+    let world = world(p, &[alice], &[("kill-acme", &[(alice, "Admin")], "")]).await;
+    let acme = &world.instances[0];
+    let token = token_when_synced(p, &world.sessions[0], "kill-acme").await;
+    let slow = "id: slow\nnamespace: team\ntasks:\n  - id: wait\n    type: io.kestra.plugin.core.flow.Sleep\n    duration: PT2S\n  - id: say\n    type: io.kestra.plugin.core.log.Log\n    message: done\n";
+    let saved = acme.save_flow(&token, slow).await;
+    assert!((200..300).contains(&saved.status), "{}", saved.body);
+    let mut executions = Vec::new();
+    for _ in 0..5 {
+        executions.push(acme.run(&token, "team", "slow").await);
+    }
+    let pod = pod_named(p, "atoll-kill-acme", "instance").await;
+    let killed = kill_pod(node, "atoll-kill-acme", &pod);
+    assert!(killed >= 1, "the instance had a process");
+    acme.wait_healthy().await;
+    let mut states = std::collections::BTreeMap::new();
+    for id in &executions {
+        *states.entry(acme.wait_final(&token, id).await).or_insert(0) += 1;
+    }
+    let lost = executions.len() - states.values().sum::<usize>();
+    report.figure(format!(
+        "instance SIGKILLed with {} executions running: final states {states:?}, executions lost = {lost}",
+        executions.len()
+    ));
+    assert_eq!(lost, 0);
+    p.delete_tenant("kill-acme", true).await;
+}
+
+/// Scenario 6f: a tenant's PostgreSQL is killed: the instance's /readyz
+/// fails and the Tenant shows Degraded, then both recover.
+pub async fn fault_database_killed(platform: Arc<Platform>, report: Arc<Report>) {
+    let p = &*platform;
+    let Some(node) = p.node("killing a tenant's PostgreSQL") else {
+        return;
+    };
+    let alice = "alice@pg-acme.example";
+    let world = world(p, &[alice], &[("pg-acme", &[(alice, "Admin")], "")]).await;
+    let acme = &world.instances[0];
+    let token = token_when_synced(p, &world.sessions[0], "pg-acme").await;
+    let execution = save_and_run(acme, &token, "pg acme").await;
+
+    let pod = pod_named(p, "atoll-pg-acme", "database").await;
+    assert!(kill_pod(node, "atoll-pg-acme", &pod) >= 1, "PostgreSQL ran");
+    let not_ready = eventually("the instance's /readyz to fail", LIMIT, || async {
+        let answer = acme.call("GET", "/readyz", None, None).await;
+        answer.map_or(Some(0), |a| (a.status != 200).then_some(a.status))
+    })
+    .await;
+    let degraded = eventually("the Tenant to be Degraded", LIMIT, || async {
+        let tenant = p.tenant("pg-acme").await?;
+        let phase = tenant.status.as_ref()?.phase?;
+        (phase == Phase::Degraded).then_some(phase)
+    })
+    .await;
+    report.figure(format!(
+        "PostgreSQL SIGKILLed: instance /readyz {not_ready}, Tenant phase {degraded:?}"
+    ));
+    p.wait_phase("pg-acme", Phase::Ready).await;
+    eventually("the instance's /readyz to pass again", LIMIT, || async {
+        let answer = acme.call("GET", "/readyz", None, None).await?;
+        (answer.status == 200).then_some(())
+    })
+    .await;
+    assert_kept(acme, &token, &execution, "pg acme").await;
+    report.figure("recovered: Tenant Ready, /readyz 200, flow and execution intact");
+    p.delete_tenant("pg-acme", true).await;
+}
