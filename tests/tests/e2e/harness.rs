@@ -310,6 +310,18 @@ impl Platform {
         }
     }
 
+    /// kubesim's fault injection, when the cluster is simulated; prints
+    /// why a check is skipped otherwise.
+    pub fn faults(&self, check: &str) -> Option<atoll_testkit::kubesim::Faults> {
+        match &self.backend {
+            Some(Backend::Simulated { sim, .. }) => Some(sim.faults()),
+            _ => {
+                println!("    SKIPPED on a real cluster (needs kubesim): {check}");
+                None
+            }
+        }
+    }
+
     /// Where nodesim keeps a namespace's volume directories.
     pub fn pvc_dir(&self, namespace: &str) -> PathBuf {
         self.dir.path().join("node/pvc").join(namespace)

@@ -1177,3 +1177,258 @@ pub async fn fault_database_killed(platform: Arc<Platform>, report: Arc<Report>)
     report.figure("recovered: Tenant Ready, /readyz 200, flow and execution intact");
     p.delete_tenant("pg-acme", true).await;
 }
+
+/// Clears kubesim's faults when dropped, so a failing scenario does not
+/// leave them on for the next.
+struct FaultsOn(atoll_testkit::kubesim::Faults);
+
+impl Drop for FaultsOn {
+    fn drop(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// kubectl that a flaky API server may refuse: retried, as a GitOps tool
+/// retries, up to 30 times.
+async fn kubectl_retried(platform: &Platform, args: &[&str]) -> (usize, String) {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let (ok, out) = platform.kubectl(args).await;
+        if ok {
+            return (attempts, out);
+        }
+        assert!(attempts < 30, "kubectl {}: {out}", args.join(" "));
+    }
+}
+
+/// SIGKILLs the operator's running pod; returns 1 when it had a process.
+async fn kill_operator(platform: &Platform, node: &atoll_testkit::nodesim::NodeSim) -> usize {
+    let pod = eventually("a running operator pod", LIMIT, || async {
+        Api::<Pod>::namespaced(platform.client.clone(), crate::harness::RELEASE_NAMESPACE)
+            .list(&ListParams::default().labels("app.kubernetes.io/name=atoll-operator"))
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| p.name_any())
+    })
+    .await;
+    usize::from(kill_pod(node, crate::harness::RELEASE_NAMESPACE, &pod) > 0)
+}
+
+/// Scenario 6a+6b: kubesim answers 10 % of requests with 500, 5 % of
+/// writes with 409 and delays 30 % by 20 ms while N tenants are created
+/// (N = `ATOLL_E2E_FAULT_TENANTS`, default 50; suspended, so the run fits
+/// on 2 cores: every object is written, no PostgreSQL starts), and the
+/// operator is SIGKILLed at random moments of the run. All converge, each
+/// namespace holds the same objects, identity knows each tenant once, and
+/// deleting them all leaves nothing.
+pub async fn fault_api_errors_and_operator_kills(platform: Arc<Platform>, report: Arc<Report>) {
+    use atoll_testkit::kubesim::{Fault, FaultRule};
+    let p = &*platform;
+    let (Some(faults), Some(node)) = (
+        p.faults("injecting API errors"),
+        p.node("killing the operator"),
+    ) else {
+        return;
+    };
+    let count: usize = std::env::var("ATOLL_E2E_FAULT_TENANTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(50);
+    let names: Vec<String> = (0..count).map(|i| format!("flt-{i:03}")).collect();
+    let member = "alice@flt.example";
+
+    let seed = u64::from(uuid::Uuid::new_v4().as_fields().1);
+    faults.seed(seed);
+    faults.add(FaultRule::new(Fault::InternalError).probability(0.10));
+    faults.add(FaultRule::new(Fault::Conflict).writes().probability(0.05));
+    faults.add(
+        FaultRule::new(Fault::Latency(std::time::Duration::from_millis(20))).probability(0.30),
+    );
+    let guard = FaultsOn(faults.clone());
+    let started = std::time::Instant::now();
+    // The operator is SIGKILLed at random points of the run: one in each of
+    // the first three quarters of the applies, at a random place in it.
+    let quarter = (count / 4).max(1);
+    let mut kill_at: Vec<usize> = (0..3u64)
+        .map(|i| {
+            let jitter = usize::try_from((seed >> (i * 5)) % quarter as u64).unwrap_or(0);
+            (quarter * usize::try_from(i).unwrap_or(0) + jitter).min(count.saturating_sub(1))
+        })
+        .collect();
+    kill_at.sort_unstable();
+    let mut kills = 0;
+    // One file per Tenant, as a GitOps tool applies them, each retried
+    // when the API server fails it.
+    let mut attempts = 0;
+    for (applied, name) in names.iter().enumerate() {
+        if kill_at.first() == Some(&applied) {
+            kill_at.remove(0);
+            let killed = kill_operator(p, node).await;
+            kills += killed;
+            if killed > 0 {
+                println!("    operator SIGKILLed after {applied}/{count} Tenants applied");
+            } else {
+                println!("    operator was restarting after {applied}/{count}: no process to kill");
+            }
+        }
+        let path = p.dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            tenant_yaml(name, &[(member, "Viewer")], "  suspended: true\n"),
+        )
+        .expect("write tenant");
+        let path = path.to_str().expect("utf-8").to_owned();
+        attempts += kubectl_retried(
+            p,
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=atoll-e2e",
+                "-f",
+                &path,
+            ],
+        )
+        .await
+        .0;
+    }
+
+    let converged = |tenant: &atoll_crds::Tenant| {
+        tenant.status.as_ref().is_some_and(|s| {
+            s.phase == Some(Phase::Suspended) && s.observed_generation == tenant.metadata.generation
+        })
+    };
+    let limit = LIMIT * 3;
+    let count_converged = || async {
+        p.tenants()
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+            .iter()
+            .filter(|t| names.contains(&t.name_any()) && converged(t))
+            .count()
+    };
+    // Polls progress with a deadline.
+    loop {
+        let done = count_converged().await;
+        if done == count {
+            break;
+        }
+        if started.elapsed() > limit {
+            let tenants = p.tenants().list(&ListParams::default()).await;
+            let stuck = tenants.ok().and_then(|l| {
+                l.items
+                    .into_iter()
+                    .find(|t| names.contains(&t.name_any()) && !converged(t))
+            });
+            panic!(
+                "timed out after {limit:?}: {done}/{count} tenants converged under faults; one not converged: {stuck:#?}"
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let took = started.elapsed();
+    let injected = faults.injected();
+    report.figure(format!(
+        "{count} tenants converged (Suspended) in {:.1}s under {injected} injected API faults (seed {seed}), {kills} operator SIGKILLs, {attempts} kubectl apply attempts",
+        took.as_secs_f64()
+    ));
+
+    // No duplicates: every namespace holds the same objects; identity
+    // knows each tenant once.
+    let mut shapes = std::collections::BTreeMap::new();
+    for name in &names {
+        let namespace = format!("atoll-{name}");
+        let (_, out) = kubectl_retried(
+            p,
+            &[
+                "get",
+                "statefulsets,deployments,services,ingresses,secrets,resourcequotas,limitranges,networkpolicies,persistentvolumeclaims",
+                "-n",
+                &namespace,
+                "-o",
+                "name",
+            ],
+        )
+        .await;
+        let mut objects: Vec<&str> = out.lines().collect();
+        objects.sort_unstable();
+        *shapes.entry(objects.join(" ")).or_insert(0) += 1;
+    }
+    assert_eq!(
+        shapes.len(),
+        1,
+        "every namespace holds the same objects: {shapes:#?}"
+    );
+    let admin = p.admin().await;
+    let (status, directory) = admin.get("/api/v1/admin/tenants").await;
+    assert_eq!(status, 200);
+    for name in &names {
+        let entries = directory.as_array().map_or(0, |a| {
+            a.iter().filter(|t| t["name"] == name.as_str()).count()
+        });
+        // A suspended tenant is registered once it is reachable: not yet.
+        assert!(entries <= 1, "identity knows {name} at most once");
+    }
+    report.figure(format!(
+        "no duplicates: the same {} objects in each of {count} namespaces, no tenant twice in identity",
+        shapes.keys().next().map_or(0, |k| k.split(' ').count())
+    ));
+
+    // No leaks: delete them all, still under faults.
+    for name in &names {
+        kubectl_retried(
+            p,
+            &[
+                "delete",
+                "tenant",
+                name,
+                "--wait=false",
+                "--ignore-not-found",
+            ],
+        )
+        .await;
+    }
+    let namespaces = Api::<Namespace>::all(p.client.clone());
+    eventually(
+        "every fault tenant and namespace to be gone",
+        limit,
+        || async {
+            let left = namespaces
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .iter()
+                .filter(|n| n.name_any().starts_with("atoll-flt-"))
+                .count();
+            let tenants = p
+                .tenants()
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .iter()
+                .filter(|t| t.name_any().starts_with("flt-"))
+                .count();
+            (left == 0 && tenants == 0).then_some(())
+        },
+    )
+    .await;
+    drop(guard);
+    let (_, directory) = admin.get("/api/v1/admin/tenants").await;
+    let records = directory.as_array().map_or(0, |a| {
+        a.iter()
+            .filter(|t| t["name"].as_str().is_some_and(|n| n.starts_with("flt-")))
+            .count()
+    });
+    assert_eq!(records, 0, "identity forgot every fault tenant");
+    report.figure(format!(
+        "no leaks: all {count} deleted under faults: 0 namespaces, 0 Tenants, 0 identity records left; {} faults injected in all",
+        faults.injected()
+    ));
+}
