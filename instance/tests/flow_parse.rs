@@ -519,3 +519,29 @@ triggers:
         "triggers[1].conditions[0].type"
     ));
 }
+
+#[test]
+fn deeply_nested_yaml_is_refused_before_the_parser_spends_minutes_on_it() {
+    let deep = format!(
+        "id: deep\nnamespace: team\ntasks: {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let refused = problems(&deep);
+    assert!(
+        has(&refused, ProblemKind::Field, "nested deeper than"),
+        "{refused:?}"
+    );
+    // A flow nested to the limit still parses as YAML (and is then judged
+    // on its fields).
+    let at_limit = format!(
+        "id: deep\nnamespace: team\nlabels: {{k: {}{}}}\n",
+        "[".repeat(flow::MAX_FLOW_NESTING - 1),
+        "]".repeat(flow::MAX_FLOW_NESTING - 1)
+    );
+    let judged = problems(&at_limit);
+    assert!(
+        !has(&judged, ProblemKind::Field, "nested deeper than"),
+        "{judged:?}"
+    );
+}

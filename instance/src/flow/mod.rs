@@ -12,7 +12,7 @@ mod validate;
 pub use error::{FlowError, Problem, ProblemKind};
 pub use inputs::{InputError, resolve_inputs};
 pub use model::*;
-pub use parse::{MAX_SOURCE_BYTES, parse_duration};
+pub use parse::{MAX_FLOW_NESTING, MAX_SOURCE_BYTES, parse_duration};
 pub use types::supported_task_types;
 
 /// Parses and validates flow YAML. Every problem found is reported at once;

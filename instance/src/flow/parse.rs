@@ -14,6 +14,47 @@ use super::validate::{IdRule, check_id, is_valid_id};
 /// Largest flow source accepted, in bytes.
 pub const MAX_SOURCE_BYTES: usize = 1024 * 1024;
 
+/// Deepest nesting of flow collections (`[...]`, `{...}`) accepted. The YAML
+/// parser's work grows with the square of this depth (it rechecks every open
+/// level at each token): 100,000 levels in 200 KB keep a core busy for a
+/// minute. Real flows nest a handful of levels.
+pub const MAX_FLOW_NESTING: usize = 100;
+
+/// The deepest nesting of flow collections in `source`, counting the
+/// brackets outside quoted scalars and comments. A plain scalar may hold an
+/// unmatched bracket, which can only over-count by one per bracket.
+fn flow_nesting(source: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut in_comment = false;
+    let mut previous = '\n';
+    let mut chars = source.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (_, '\n') if in_comment => in_comment = false,
+            _ if in_comment => {}
+            (Some('\''), '\'') if chars.peek() == Some(&'\'') => {
+                chars.next();
+            }
+            (Some('"'), '\\') => {
+                chars.next();
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '#') if previous.is_whitespace() => in_comment = true,
+            (None, '[' | '{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (None, ']' | '}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        previous = c;
+    }
+    deepest
+}
+
 /// Parses YAML into a flow without the cross-task checks of `validate`.
 pub(super) fn parse_flow(source: &str) -> Result<Flow, FlowError> {
     if source.len() > MAX_SOURCE_BYTES {
@@ -21,6 +62,15 @@ pub(super) fn parse_flow(source: &str) -> Result<Flow, FlowError> {
             "$",
             ProblemKind::Field,
             format!("flow source is larger than {MAX_SOURCE_BYTES} bytes"),
+        ));
+    }
+    if flow_nesting(source) > MAX_FLOW_NESTING {
+        return Err(invalid(
+            "$",
+            ProblemKind::Field,
+            format!(
+                "flow collections ([...], {{...}}) are nested deeper than {MAX_FLOW_NESTING} levels"
+            ),
         ));
     }
     let mut yaml: serde_norway::Value = serde_norway::from_str(source).map_err(yaml_error)?;
@@ -1451,4 +1501,17 @@ fn commands_from(f: &mut Fields<'_>) -> TaskKind {
         interpreter,
         env,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_nesting_counts_brackets_outside_quotes_and_comments() {
+        assert_eq!(flow_nesting("a: [1, {b: [2]}]\n"), 3);
+        assert_eq!(flow_nesting("a: '[[[['\nb: \"{{{\\\"{\"\n"), 0);
+        assert_eq!(flow_nesting("a: 1 # [[[[\nb: [x]\n"), 1);
+        assert_eq!(flow_nesting("a: 'it''s [' \nb: [[]]\n"), 2);
+    }
 }

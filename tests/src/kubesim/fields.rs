@@ -600,6 +600,11 @@ pub fn apply(
         .filter(|p| !applied_fields.contains(*p) && !others.contains(*p))
         .filter(|p| !others.iter().any(|o| o.starts_with(p)))
         .collect();
+    // A dropped list item (or map) takes its dropped fields with it. Removing
+    // those fields first would remove the item's key fields too, and the
+    // item could then no longer be found by its key: it would stay, empty.
+    let whole: Vec<Path> = dropped.iter().map(|p| (*p).clone()).collect();
+    dropped.retain(|p| !whole.iter().any(|w| w.len() < p.len() && p.starts_with(w)));
     // Deepest first, so list items go after their fields.
     dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in dropped {
@@ -696,6 +701,24 @@ mod tests {
         let owners = entries(&forced);
         assert_eq!(owners.len(), 1, "{owners:?}");
         assert_eq!(owners[0].manager, "two");
+    }
+
+    #[test]
+    fn an_item_dropped_from_a_keyed_list_is_removed_whole() {
+        let schema = json!({"properties": {"spec": {"properties": {"members": {
+            "type": "array",
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["user"],
+            "items": {"properties": {"user": {}, "role": {}}},
+        }}}}});
+        let both = json!({"spec": {"members": [
+            {"user": "alice", "role": "Admin"},
+            {"user": "bob", "role": "Viewer"},
+        ]}});
+        let obj = apply(None, &both, Some(&schema), &writer("git"), false).expect("applies");
+        let alice = json!({"spec": {"members": [{"user": "alice", "role": "Admin"}]}});
+        let obj = apply(Some(&obj), &alice, Some(&schema), &writer("git"), false).expect("applies");
+        assert_eq!(obj["spec"]["members"], alice["spec"]["members"]);
     }
 
     #[test]

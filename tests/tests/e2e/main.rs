@@ -1,0 +1,148 @@
+//! Atoll end to end: the chart installed into a cluster (nodesim's by
+//! default, a real one with `ATOLL_E2E_KUBECONFIG`), tenants applied from
+//! YAML with kubectl, people logging in to identity once and working in
+//! their tenants through the ingress.
+//!
+//! One installed platform is shared by every scenario; each scenario has
+//! its own users and tenants and deletes them, so scenarios stay
+//! independent. Run one or a few by name:
+//! `cargo test -p atoll-testkit --test e2e -- isolation`.
+//!
+//! The summary at the end prints, per scenario, what it checked and its
+//! figures.
+
+mod harness;
+mod scenarios;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use harness::Platform;
+
+/// Figures one scenario reports for the summary.
+#[derive(Debug, Default)]
+pub struct Report {
+    lines: std::sync::Mutex<Vec<String>>,
+}
+
+impl Report {
+    /// Prints a figure now and keeps it for the summary.
+    pub fn figure(&self, line: impl Into<String>) {
+        let line = line.into();
+        println!("    {line}");
+        self.lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(line);
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+type ScenarioFn = fn(
+    Arc<Platform>,
+    Arc<Report>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+macro_rules! scenario {
+    ($name:literal, $f:path) => {
+        ($name, (|p, r| Box::pin($f(p, r))) as ScenarioFn)
+    };
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let scenarios: Vec<(&str, ScenarioFn)> = vec![
+        scenario!("platform_story", scenarios::platform_story),
+        scenario!("isolation_matrix", scenarios::isolation_matrix),
+        scenario!("git_driven_change", scenarios::git_driven_change),
+        scenario!("suspend_and_resume", scenarios::suspend_and_resume),
+        scenario!("deletion", scenarios::deletion),
+        scenario!("hostile_input", scenarios::hostile_input),
+        scenario!("fault_identity_down", scenarios::fault_identity_down),
+        scenario!("fault_instance_killed", scenarios::fault_instance_killed),
+        scenario!("fault_database_killed", scenarios::fault_database_killed),
+        scenario!(
+            "fault_api_errors_and_operator_kills",
+            scenarios::fault_api_errors_and_operator_kills
+        ),
+        // Last: it scans what every other scenario left in logs and objects.
+        scenario!("secrets", scenarios::secrets),
+    ];
+    if args.iter().any(|a| a == "--list") {
+        for (name, _) in &scenarios {
+            println!("{name}: test");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let selected: Vec<_> = scenarios
+        .into_iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    if selected.is_empty() {
+        println!("no e2e scenario matches {filters:?}");
+        return ExitCode::SUCCESS;
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async move {
+        let started = Instant::now();
+        let platform = match Platform::install().await {
+            Ok(platform) => Arc::new(platform),
+            Err(why) => {
+                println!("SKIPPED the end-to-end suite: {why}");
+                return ExitCode::SUCCESS;
+            }
+        };
+        println!(
+            "e2e: chart installed ({}) in {:.1}s",
+            if platform.simulated() {
+                "simulated cluster"
+            } else {
+                "real cluster from ATOLL_E2E_KUBECONFIG"
+            },
+            started.elapsed().as_secs_f64()
+        );
+        let mut results = Vec::new();
+        for (name, run) in selected {
+            println!("\n== scenario {name}");
+            let report = Arc::new(Report::default());
+            let began = Instant::now();
+            let outcome = tokio::spawn(run(platform.clone(), report.clone())).await;
+            let passed = outcome.is_ok();
+            println!(
+                "== scenario {name}: {} in {:.1}s",
+                if passed { "ok" } else { "FAILED" },
+                began.elapsed().as_secs_f64()
+            );
+            results.push((name, passed, began.elapsed(), report.lines()));
+        }
+        let platform = Arc::try_unwrap(platform).expect("scenarios ended");
+        platform.uninstall().await;
+
+        println!("\n== e2e summary ({:.1}s)", started.elapsed().as_secs_f64());
+        for (name, passed, took, lines) in &results {
+            println!(
+                "{} {name} ({:.1}s)",
+                if *passed { "ok    " } else { "FAILED" },
+                took.as_secs_f64()
+            );
+            for line in lines {
+                println!("         {line}");
+            }
+        }
+        if results.iter().all(|(_, passed, _, _)| *passed) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    })
+}
