@@ -160,6 +160,21 @@ impl Cluster {
             .unwrap_or_default()
     }
 
+    /// Uids of the instance's pods in the namespace.
+    async fn instance_pods(&self, namespace: &str) -> BTreeSet<String> {
+        self.pods(namespace)
+            .await
+            .iter()
+            .filter(|p| {
+                p.labels()
+                    .get("app.kubernetes.io/component")
+                    .map(String::as_str)
+                    == Some("instance")
+            })
+            .filter_map(|p| p.uid())
+            .collect()
+    }
+
     /// Process ids of every container of every pod in the namespace.
     async fn pids(&self, namespace: &str) -> BTreeSet<u32> {
         self.pods(namespace)
@@ -323,18 +338,7 @@ async fn a_tenant_rolls_suspends_and_resumes_with_its_data() {
     let execution = cluster.save_and_run("life").await;
 
     // A version change rolls the instance: a new pod runs the new tag.
-    let before: BTreeSet<String> = cluster
-        .pods(ns)
-        .await
-        .iter()
-        .filter(|p| {
-            p.labels()
-                .get("app.kubernetes.io/component")
-                .map(String::as_str)
-                == Some("instance")
-        })
-        .filter_map(|p| p.uid())
-        .collect();
+    let before = cluster.instance_pods(ns).await;
     assert_eq!(before.len(), 1, "one instance pod before the change");
     cluster
         .apply("life", json!({"instance": {"version": "9.9.9"}}))
@@ -357,18 +361,7 @@ async fn a_tenant_rolls_suspends_and_resumes_with_its_data() {
     assert!(image.ends_with(":9.9.9"), "{image}");
     let after: BTreeSet<String> =
         common::eventually("the new instance pod alone", TIMEOUT, || async {
-            let uids: BTreeSet<String> = cluster
-                .pods(ns)
-                .await
-                .iter()
-                .filter(|p| {
-                    p.labels()
-                        .get("app.kubernetes.io/component")
-                        .map(String::as_str)
-                        == Some("instance")
-                })
-                .filter_map(|p| p.uid())
-                .collect();
+            let uids = cluster.instance_pods(ns).await;
             (uids.len() == 1 && uids.is_disjoint(&before)).then_some(uids)
         })
         .await;
