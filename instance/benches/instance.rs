@@ -9,10 +9,12 @@
 //! to change the load; defaults 2000 and 64).
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
-use std::net::TcpListener;
+mod common;
+
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use common::{Load, env_number, free_port, percentile, run_executions};
 
 const FLOW: &str = "id: one\nnamespace: bench\ntasks:\n  - id: only\n    type: io.kestra.plugin.core.debug.Return\n    format: \"{{ execution.id }}\"\n";
 
@@ -35,28 +37,9 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
 async fn bench(label: &str, database_url: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let started = Instant::now();
@@ -98,43 +81,17 @@ async fn bench(label: &str, database_url: &str) {
 
     let total = env_number("BENCH_EXECUTIONS", 2000);
     let concurrency = env_number("BENCH_CONCURRENCY", 64);
-    let url = Arc::new(format!("{base}/api/v1/executions/bench/one?wait=true"));
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let run_started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..concurrency {
-        let (http, url, next) = (http.clone(), url.clone(), next.clone());
-        workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut failed = 0usize;
-            while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < total {
-                let t = Instant::now();
-                let response = http.post(url.as_str()).send().await;
-                let ok = match response {
-                    Ok(r) => r
-                        .json::<serde_json::Value>()
-                        .await
-                        .is_ok_and(|e| e["state"]["current"] == "SUCCESS"),
-                    Err(_) => false,
-                };
-                if ok {
-                    latencies.push(t.elapsed());
-                } else {
-                    failed += 1;
-                }
-            }
-            (latencies, failed)
-        }));
-    }
-    let mut latencies = Vec::new();
-    let mut failed = 0;
-    for worker in workers {
-        let (l, f) = worker.await.unwrap();
-        latencies.extend(l);
-        failed += f;
-    }
-    let elapsed = run_started.elapsed();
-    latencies.sort();
+    let Load {
+        latencies,
+        failed,
+        elapsed,
+    } = run_executions(
+        &http,
+        format!("{base}/api/v1/executions/bench/one?wait=true"),
+        total,
+        concurrency,
+    )
+    .await;
     let loaded_rss = rss_kib(proc.0.id());
     println!(
         "{label:<10} ready {:>6.0} ms | idle RSS {:>6.1} MiB | {total} executions x1 task, {concurrency} concurrent: {:>7.1}/s, p50 {:>6.1} ms, p99 {:>6.1} ms, failed {failed} | RSS after load {:.1} MiB",

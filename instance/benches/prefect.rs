@@ -30,11 +30,13 @@
 //! | prefect, 1 at a time | 13.0 s | 222 MiB | 3.4 | 265 ms | 743 ms |
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::TcpListener;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use common::{Load, env_number, free_port, percentile, run_executions};
 
 const FLOW: &str = "id: one\nnamespace: bench\ntasks:\n  - id: only\n    type: io.kestra.plugin.core.debug.Return\n    format: \"1\"\n";
 
@@ -106,21 +108,6 @@ fn spawn_in_own_group(command: &mut Command) -> Proc {
     Proc(command.process_group(0).spawn().expect("start"))
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn status_field(pid: u32, field: &str) -> Option<String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -160,14 +147,6 @@ fn tree_rss_kib(pid: u32) -> u64 {
         .filter_map(|p| status_field(*p, "VmRSS:"))
         .filter_map(|v| v.parse::<u64>().ok())
         .sum()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
 }
 
 #[derive(Debug)]
@@ -247,43 +226,13 @@ async fn atoll(runs: usize, concurrency: usize) -> Figures {
         .await
         .unwrap();
     assert!(saved.status().is_success(), "saving the flow failed");
-    let url = Arc::new(format!("{base}/api/v1/executions/bench/one?wait=true"));
-    http.post(url.as_str()).send().await.unwrap(); // warm-up
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let run_started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..concurrency {
-        let (http, url, next) = (http.clone(), url.clone(), next.clone());
-        workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut failed = 0usize;
-            while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < runs {
-                let t = Instant::now();
-                let ok = match http.post(url.as_str()).send().await {
-                    Ok(r) => r
-                        .json::<serde_json::Value>()
-                        .await
-                        .is_ok_and(|e| e["state"]["current"] == "SUCCESS"),
-                    Err(_) => false,
-                };
-                if ok {
-                    latencies.push(t.elapsed());
-                } else {
-                    failed += 1;
-                }
-            }
-            (latencies, failed)
-        }));
-    }
-    let mut latencies = Vec::new();
-    let mut failed = 0;
-    for worker in workers {
-        let (l, f) = worker.await.unwrap();
-        latencies.extend(l);
-        failed += f;
-    }
-    let elapsed = run_started.elapsed();
-    latencies.sort();
+    let url = format!("{base}/api/v1/executions/bench/one?wait=true");
+    http.post(&url).send().await.unwrap(); // warm-up
+    let Load {
+        latencies,
+        failed,
+        elapsed,
+    } = run_executions(&http, url, runs, concurrency).await;
     drop(proc);
     Figures {
         ready,
