@@ -8,8 +8,8 @@
 //! allow everything the operator does; the RBAC check then proves the
 //! converse: every permission they grant was used.
 //!
-//! Values: the defaults, plus `operator.leaderElection=true` so that the
-//! leader-election Role (only bound for that path) is exercised too.
+//! Values: the defaults (leader election on, so the Lease Role is exercised
+//! too).
 //!
 //! Needs helm (`ATOLL_HELM`; `scripts/test` installs it and sets it; the
 //! test is skipped with a message without it) and the workspace binaries
@@ -135,7 +135,7 @@ fn condition(tenant: &Value, type_: &str) -> Option<String> {
 
 #[tokio::test]
 async fn the_chart_runs_atoll_in_the_simulated_cluster_with_exactly_its_rbac() {
-    let Some(docs) = common::render_chart(&["--set", "operator.leaderElection=true"]) else {
+    let Some(docs) = common::render_chart(&[]) else {
         eprintln!(
             "SKIPPED: ATOLL_HELM is not set (scripts/test installs helm and sets it); \
              the chart was not installed in the simulated cluster"

@@ -65,6 +65,7 @@ fn main() -> ExitCode {
         scenario!("fault_identity_down", scenarios::fault_identity_down),
         scenario!("fault_instance_killed", scenarios::fault_instance_killed),
         scenario!("fault_database_killed", scenarios::fault_database_killed),
+        scenario!("fault_leader_takeover", scenarios::fault_leader_takeover),
         scenario!(
             "fault_api_errors_and_operator_kills",
             scenarios::fault_api_errors_and_operator_kills

@@ -222,6 +222,47 @@ fn tampered(token: &str, alg: Option<&str>, edit: impl FnOnce(&mut Value)) -> St
     parts.join(".")
 }
 
+/// Tokens identity's own signing key signed, for the same user, tenant and
+/// role as `valid`, expiring at `now + offset` for each offset (seconds):
+/// the key ring is loaded from identity's database on its volume (nodesim
+/// only; `None` elsewhere, or when the keys are sealed with a
+/// key-encryption key).
+async fn signed_by_identity(
+    platform: &Platform,
+    valid: &str,
+    offsets: &[i64],
+) -> Option<Vec<String>> {
+    use atoll_identity::keys::{KeyPolicy, KeyRing};
+    use atoll_identity::verify::Claims;
+    use base64::Engine;
+    platform.node("minting an expired token with identity's signing key")?;
+    let db = platform
+        .pvc_dir(crate::harness::RELEASE_NAMESPACE)
+        .join("atoll-identity-data/identity.db");
+    let store = atoll_identity::store::Store::open(&format!("sqlite://{}", db.display()), 1)
+        .await
+        .map_err(|e| println!("    identity's database at {}: {e}", db.display()))
+        .ok()?;
+    let ring = KeyRing::new(KeyPolicy::default(), store.signing_keys().await.ok()?)
+        .map_err(|e| println!("    identity's signing keys: {e}"))
+        .ok()?;
+    store.close().await;
+    let payload = valid.split('.').nth(1)?;
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let mut claims: Claims = serde_json::from_slice(&payload).ok()?;
+    let now = jiff::Timestamp::now().as_second();
+    let ttl = claims.exp.saturating_sub(claims.iat);
+    let mut tokens = Vec::new();
+    for offset in offsets {
+        claims.exp = u64::try_from(now + offset).ok()?;
+        claims.iat = claims.exp.saturating_sub(ttl);
+        tokens.push(ring.mint(&claims, now).ok()?);
+    }
+    Some(tokens)
+}
+
 /// Every instance endpoint: (method, path, needs Editor).
 fn endpoints(tenant: &str, execution: &str) -> Vec<(&'static str, String, bool)> {
     let mut list = Vec::new();
@@ -306,10 +347,29 @@ pub async fn isolation_matrix(platform: Arc<Platform>, report: Arc<Report>) {
     let globex_before = snapshot(globex, &carol_token).await;
 
     let now = jiff::Timestamp::now().as_second();
-    let expired = tampered(&alice_token, None, |c| {
+    let expired_rewritten = tampered(&alice_token, None, |c| {
         c["iat"] = json!(now - 7200);
         c["exp"] = json!(now - 3600);
     });
+    // The same claims signed with identity's key: valid while unexpired
+    // (so the refusal below is for the expiry alone), refused 10 min late.
+    let expired_signed = match signed_by_identity(p, &alice_token, &[600, -600]).await {
+        Some(tokens) => {
+            let control = acme
+                .call("GET", "/api/v1/flows/search", Some(&tokens[0]), None)
+                .await
+                .expect("instance answers");
+            assert_eq!(
+                control.status, 200,
+                "a token minted with identity's key is accepted before it expires"
+            );
+            report.figure(
+                "expired token signed by identity's own key (the unexpired twin is accepted)",
+            );
+            Some(tokens[1].clone())
+        }
+        None => None,
+    };
     let admin_claim = tampered(&bob_token, None, |c| c["role"] = json!("Admin"));
     let alg_none = tampered(&alice_token, Some("none"), |_| {});
     let alg_hs256 = tampered(&alice_token, Some("HS256"), |_| {});
@@ -336,7 +396,7 @@ pub async fn isolation_matrix(platform: Arc<Platform>, report: Arc<Report>) {
     };
     let attackers = vec![
         at_acme("no token", None, false),
-        at_acme("expired (exp rewritten)", Some(&expired), false),
+        at_acme("expired (exp rewritten)", Some(&expired_rewritten), false),
         at_acme("forged role claim", Some(&admin_claim), false),
         at_acme("alg none", Some(&alg_none), false),
         at_acme("alg HS256", Some(&alg_hs256), false),
@@ -348,7 +408,14 @@ pub async fn isolation_matrix(platform: Arc<Platform>, report: Arc<Report>) {
             editor_only: true,
             ..at_acme("bob (Viewer) on Editor endpoints", Some(&bob_token), false)
         },
-    ];
+    ]
+    .into_iter()
+    .chain(
+        expired_signed
+            .as_deref()
+            .map(|token| at_acme("expired (signed by identity)", Some(token), false)),
+    )
+    .collect::<Vec<_>>();
     for Attacker {
         instance,
         tenant,
@@ -1077,13 +1144,18 @@ pub async fn fault_identity_down(platform: Arc<Platform>, report: Arc<Report>) {
     p.delete_tenant("down-acme", true).await;
 }
 
+/// Sends `signal` to each of `pids`.
+fn signal(pids: &[u32], signal: rustix::process::Signal) {
+    for pid in pids {
+        let pid = rustix::process::Pid::from_raw(i32::try_from(*pid).expect("pid")).expect("pid");
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
 /// Sends SIGKILL to every process of a pod (nodesim).
 fn kill_pod(node: &atoll_testkit::nodesim::NodeSim, namespace: &str, pod: &str) -> usize {
     let pids = node.pod_pids(namespace, pod);
-    for pid in &pids {
-        let pid = rustix::process::Pid::from_raw(i32::try_from(*pid).expect("pid")).expect("pid");
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-    }
+    signal(&pids, rustix::process::Signal::KILL);
     pids.len()
 }
 
@@ -1121,9 +1193,33 @@ pub async fn fault_instance_killed(platform: Arc<Platform>, report: Arc<Report>)
     for _ in 0..5 {
         executions.push(acme.run(&token, "team", "slow").await);
     }
+    // Kill while they run: wait until the instance reports them RUNNING
+    // (each sleeps 2 s, so they still are when the signal lands).
+    let running = eventually("the executions to be running", LIMIT, || async {
+        let mut running = 0;
+        for id in &executions {
+            let answer = acme
+                .call(
+                    "GET",
+                    &format!("/api/v1/executions/{id}"),
+                    Some(&token),
+                    None,
+                )
+                .await?;
+            if answer.json()["state"]["current"] == "RUNNING" {
+                running += 1;
+            }
+        }
+        (running > 0).then_some(running)
+    })
+    .await;
     let pod = pod_named(p, "atoll-kill-acme", "instance").await;
     let killed = kill_pod(node, "atoll-kill-acme", &pod);
     assert!(killed >= 1, "the instance had a process");
+    report.figure(format!(
+        "instance SIGKILLed while {running} of {} executions were RUNNING",
+        executions.len()
+    ));
     acme.wait_healthy().await;
     let mut states = std::collections::BTreeMap::new();
     for id in &executions {
@@ -1176,6 +1272,155 @@ pub async fn fault_database_killed(platform: Arc<Platform>, report: Arc<Report>)
     assert_kept(acme, &token, &execution, "pg acme").await;
     report.figure("recovered: Tenant Ready, /readyz 200, flow and execution intact");
     p.delete_tenant("pg-acme", true).await;
+}
+
+/// The chart's operator pods that run (not being deleted), by name.
+async fn operator_pods(platform: &Platform) -> Vec<String> {
+    Api::<Pod>::namespaced(platform.client.clone(), crate::harness::RELEASE_NAMESPACE)
+        .list(&ListParams::default().labels("app.kubernetes.io/name=atoll-operator"))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| {
+            p.metadata.deletion_timestamp.is_none()
+                && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+        })
+        .map(|p| p.name_any())
+        .collect()
+}
+
+/// The holder of the operator's leader Lease, with its duration.
+async fn lease_holder(platform: &Platform) -> Option<(String, u64)> {
+    let lease = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(
+        platform.client.clone(),
+        crate::harness::RELEASE_NAMESPACE,
+    )
+    .get_opt("atoll-operator")
+    .await
+    .ok()??;
+    let spec = lease.spec?;
+    Some((
+        spec.holder_identity?,
+        u64::try_from(spec.lease_duration_seconds?).ok()?,
+    ))
+}
+
+/// How often a line occurs in a pod's log (across restarts).
+fn log_count(node: &atoll_testkit::nodesim::NodeSim, pod: &str, line: &str) -> usize {
+    node.logs(crate::harness::RELEASE_NAMESPACE, pod, None)
+        .map_or(0, |log| log.matches(line).count())
+}
+
+/// Scenario 6c: two operator replicas; one holds the Lease and reconciles,
+/// the other waits. The leader hangs (SIGSTOP, so it can neither renew nor
+/// release the Lease) and is then SIGKILLed: the standby takes over within
+/// the lease duration and reconciles what was applied meanwhile; the
+/// restarted replica waits as the new standby.
+pub async fn fault_leader_takeover(platform: Arc<Platform>, report: Arc<Report>) {
+    const WAITING: &str = "waiting to become the leader";
+    const BECAME: &str = "became the leader";
+    let p = &*platform;
+    let Some(node) = p.node("freezing and killing the leading operator") else {
+        return;
+    };
+    scale(p, "atoll-operator", 2).await;
+    let (leader, standby, duration) = eventually(
+        "two operator replicas, one holding the Lease",
+        LIMIT,
+        || async {
+            let pods = operator_pods(p).await;
+            let (holder, duration) = lease_holder(p).await?;
+            let standby = pods.iter().find(|name| **name != holder)?.clone();
+            (pods.len() == 2 && pods.contains(&holder) && log_count(node, &standby, WAITING) > 0)
+                .then_some((holder, standby, duration))
+        },
+    )
+    .await;
+    let duration = std::time::Duration::from_secs(duration);
+    // The standby is idle while the leader reconciles a new Tenant.
+    let (ok, out) = p
+        .apply_yaml("ha-one", &tenant_yaml("ha-one", &[], "  suspended: true\n"))
+        .await;
+    assert!(ok, "{out}");
+    p.wait_phase("ha-one", Phase::Suspended).await;
+    assert_eq!(
+        log_count(node, &standby, BECAME),
+        0,
+        "the standby stays idle while the leader lives"
+    );
+    report.figure(format!(
+        "2 replicas: {leader} leads and reconciled ha-one, {standby} waits on the Lease"
+    ));
+
+    // The leader hangs: no renewal, no release.
+    let frozen = node.pod_pids(crate::harness::RELEASE_NAMESPACE, &leader);
+    assert!(!frozen.is_empty(), "the leader has a process");
+    let hung = std::time::Instant::now();
+    signal(&frozen, rustix::process::Signal::STOP);
+    let (ok, out) = p
+        .apply_yaml("ha-two", &tenant_yaml("ha-two", &[], "  suspended: true\n"))
+        .await;
+    assert!(ok, "{out}");
+    eventually("the standby to take the Lease", LIMIT, || async {
+        let (holder, _) = lease_holder(p).await?;
+        (holder == standby && log_count(node, &standby, BECAME) > 0).then_some(())
+    })
+    .await;
+    let took = hung.elapsed();
+    p.wait_phase("ha-two", Phase::Suspended).await;
+    let reconciled = hung.elapsed();
+    // The Lease runs out at most `duration` after the leader's last renewal;
+    // the standby retries every duration/7 and the check above polls.
+    let bound = duration + duration / 7 + std::time::Duration::from_secs(1);
+    report.figure(format!(
+        "leader hung: {standby} took the Lease after {:.1}s (lease duration {}s) and reconciled ha-two {:.1}s after the hang",
+        took.as_secs_f64(),
+        duration.as_secs(),
+        reconciled.as_secs_f64()
+    ));
+    assert!(
+        took <= bound,
+        "takeover took {took:?}, more than the lease duration {duration:?} plus one retry"
+    );
+
+    // Now kill it: nodesim restarts the container, which waits on the Lease.
+    let waited_before = log_count(node, &leader, WAITING);
+    signal(&frozen, rustix::process::Signal::KILL);
+    eventually("the killed replica to restart and wait", LIMIT, || async {
+        let pids = node.pod_pids(crate::harness::RELEASE_NAMESPACE, &leader);
+        (!pids.is_empty()
+            && pids.iter().all(|pid| !frozen.contains(pid))
+            && log_count(node, &leader, WAITING) > waited_before)
+            .then_some(())
+    })
+    .await;
+    let (ok, out) = p
+        .apply_yaml(
+            "ha-three",
+            &tenant_yaml("ha-three", &[], "  suspended: true\n"),
+        )
+        .await;
+    assert!(ok, "{out}");
+    p.wait_phase("ha-three", Phase::Suspended).await;
+    let (holder, _) = lease_holder(p).await.expect("a Lease");
+    assert_eq!(holder, standby, "the new leader keeps the Lease");
+    report.figure(format!(
+        "old leader SIGKILLed and restarted: it waits; {standby} keeps the Lease and reconciled ha-three"
+    ));
+
+    // Back to one replica; whichever goes hands the Lease over cleanly.
+    scale(p, "atoll-operator", 1).await;
+    eventually("one operator replica holding the Lease", LIMIT, || async {
+        let pods = operator_pods(p).await;
+        let (holder, _) = lease_holder(p).await?;
+        (pods.len() == 1 && pods.contains(&holder)).then_some(())
+    })
+    .await;
+    for name in ["ha-one", "ha-two", "ha-three"] {
+        p.delete_tenant(name, true).await;
+    }
+    report.figure("back to 1 replica: it holds the Lease and deleted ha-one..ha-three");
 }
 
 /// Clears kubesim's faults when dropped, so a failing scenario does not
