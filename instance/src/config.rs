@@ -14,6 +14,53 @@
 //! Each variable can also be given as `<NAME>_FILE`, naming a file that holds
 //! the value (for mounted secrets such as the database URL).
 
+/// What `atoll-instance --help` prints.
+pub const USAGE: &str = "\
+atoll-instance: one tenant's orchestration engine (flows, executions,
+triggers) behind an HTTP API. It takes no arguments: it is configured by
+its environment.
+
+  ATOLL_TENANT            the tenant it serves (default: default)
+  ATOLL_LISTEN            address to listen on (default: 127.0.0.1:8080)
+  ATOLL_DATA_DIR          holds the SQLite file (default: atoll-data)
+  ATOLL_DATABASE_URL      sqlite:<file> (default: <data dir>/atoll.db) or a
+                          postgres:// URL
+  ATOLL_PUBLIC_URL        the URL users reach it at (default: none)
+  ATOLL_IDENTITY_ISSUER   identity's URL; tokens it signs are required
+  ATOLL_AUTH=disabled     run without authentication (loopback only unless
+                          set explicitly; logged as a warning)
+  ATOLL_LEASE_SECONDS     how soon another process resumes a dead one's
+                          executions (default: 30)
+
+Each variable can also be given as <NAME>_FILE, naming a file that holds the
+value (for mounted secrets such as the database URL).
+";
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invocation {
+    /// No arguments: serve.
+    Run,
+    /// `-h` / `--help`.
+    Help,
+    /// `-V` / `--version`.
+    Version,
+    /// Anything else, refused.
+    Unknown(String),
+}
+
+/// Reads the arguments after the program name.
+pub fn invocation<I: IntoIterator<Item = String>>(args: I) -> Invocation {
+    match args.into_iter().next() {
+        None => Invocation::Run,
+        Some(arg) => match arg.as_str() {
+            "-h" | "--help" | "help" => Invocation::Help,
+            "-V" | "--version" => Invocation::Version,
+            _ => Invocation::Unknown(arg),
+        },
+    }
+}
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -226,5 +273,17 @@ mod tests {
         let c = config(&[("ATOLL_DATABASE_URL_FILE", path.as_str())]).expect("file");
         assert_eq!(c.database_url, "postgres://u:p@127.0.0.1/db");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_command_line_asks_for_help_version_or_nothing() {
+        let args = |a: &[&str]| invocation(a.iter().map(|s| (*s).to_owned()));
+        assert_eq!(args(&[]), Invocation::Run);
+        assert_eq!(args(&["--help"]), Invocation::Help);
+        assert_eq!(args(&["-V"]), Invocation::Version);
+        assert_eq!(
+            args(&["--listen", "x"]),
+            Invocation::Unknown("--listen".into())
+        );
     }
 }

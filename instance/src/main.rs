@@ -3,11 +3,29 @@
 
 use std::process::ExitCode;
 
-use atoll_instance::{config::Config, server};
+use atoll_instance::config::{self, Config, Invocation};
+use atoll_instance::server;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    match config::invocation(std::env::args().skip(1)) {
+        Invocation::Run => {}
+        Invocation::Help => {
+            print!("{}", config::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Invocation::Version => {
+            println!("atoll-instance {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Invocation::Unknown(arg) => {
+            eprintln!(
+                "atoll-instance: unexpected argument {arg:?}: it takes none and is configured by its environment (see atoll-instance --help)"
+            );
+            return ExitCode::from(2);
+        }
+    }
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(

@@ -129,23 +129,17 @@ impl Drop for Instance {
     }
 }
 
-/// Polls `condition` until it holds; fails the test after `timeout`.
+/// Waits until `condition` holds; fails the test after `timeout`.
 async fn eventually<F, Fut>(what: &str, timeout: Duration, mut condition: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if condition().await {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    atoll_testkit::eventually(what, timeout, || {
+        let holds = condition();
+        async move { holds.await.then_some(()) }
+    })
+    .await;
 }
 
 fn every_second(id: &str, disabled: bool) -> String {

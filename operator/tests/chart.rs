@@ -6,43 +6,30 @@
 //! sets `ATOLL_HELM` / `ATOLL_KUBERNETES_VALIDATE`); without them the tests
 //! fail and say so.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use atoll_testkit::chart::{ChartError, chart_dir as chart, documents, run_helm, template};
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn chart() -> PathBuf {
-    root().join("charts/atoll")
-}
-
-fn tool(env: &str, name: &str) -> PathBuf {
-    if let Ok(path) = std::env::var(env) {
+/// kubernetes-validate: `ATOLL_KUBERNETES_VALIDATE`, else the first on
+/// `PATH`.
+fn kubernetes_validate() -> PathBuf {
+    const ENV: &str = "ATOLL_KUBERNETES_VALIDATE";
+    if let Ok(path) = std::env::var(ENV) {
         return PathBuf::from(path);
     }
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
+            .map(|dir| dir.join("kubernetes-validate"))
             .find(|candidate| candidate.is_file())
     });
     found.unwrap_or_else(|| {
-        panic!("{name} not found: run scripts/test (it installs {name}) or set {env} to its path")
+        panic!(
+            "kubernetes-validate not found: run scripts/test (it installs it) or set {ENV} to its path"
+        )
     })
-}
-
-fn helm(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(tool("ATOLL_HELM", "helm"))
-        .args(args)
-        .output()
-        .expect("helm runs");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 fn value_files() -> Vec<PathBuf> {
@@ -56,47 +43,33 @@ fn value_files() -> Vec<PathBuf> {
 }
 
 fn render(values: Option<&Path>) -> String {
-    let chart = chart();
-    let mut args = vec![
-        "template",
-        "atoll",
-        chart.to_str().expect("utf-8"),
-        "--namespace",
-        "atoll-system",
-    ];
-    let values_path;
-    if let Some(values) = values {
-        values_path = values.to_str().expect("utf-8").to_owned();
-        args.extend(["--values", &values_path]);
-    }
-    let (ok, stdout, stderr) = helm(&args);
-    assert!(ok, "helm template {values:?} failed:\n{stderr}");
-    stdout
-}
-
-fn documents(rendered: &str) -> Vec<Value> {
-    rendered
-        .split("\n---")
-        .filter_map(|doc| serde_norway::from_str::<Value>(doc).ok())
-        .filter(|v| v.is_object())
-        .collect()
+    let args: Vec<&Path> = values
+        .map(|v| vec![Path::new("--values"), v])
+        .unwrap_or_default();
+    template(&args).unwrap_or_else(|e| panic!("rendering with {values:?}: {e}"))
 }
 
 #[test]
 fn chart_lints_with_every_value_file() {
     let chart = chart();
-    let chart = chart.to_str().expect("utf-8");
-    let (ok, stdout, stderr) = helm(&["lint", chart, "--strict"]);
-    assert!(ok, "helm lint:\n{stdout}{stderr}");
+    if let Err(e) = run_helm(&[
+        OsStr::new("lint"),
+        chart.as_os_str(),
+        OsStr::new("--strict"),
+    ]) {
+        panic!("{e}");
+    }
     for file in value_files() {
-        let (ok, stdout, stderr) = helm(&[
-            "lint",
-            chart,
-            "--strict",
-            "--values",
-            file.to_str().expect("utf-8"),
-        ]);
-        assert!(ok, "helm lint with {}:\n{stdout}{stderr}", file.display());
+        let args = [
+            OsStr::new("lint"),
+            chart.as_os_str(),
+            OsStr::new("--strict"),
+            OsStr::new("--values"),
+            file.as_os_str(),
+        ];
+        if let Err(e) = run_helm(&args) {
+            panic!("with {}: {e}", file.display());
+        }
     }
 }
 
@@ -107,7 +80,7 @@ fn rendered_manifests_validate_against_kubernetes_1_33_to_1_37() {
     for file in value_files() {
         renders.push((file.display().to_string(), render(Some(&file))));
     }
-    let validate = tool("ATOLL_KUBERNETES_VALIDATE", "kubernetes-validate");
+    let validate = kubernetes_validate();
     for (name, rendered) in renders {
         let path = dir.path().join("rendered.yaml");
         std::fs::write(&path, &rendered).expect("write");
@@ -207,8 +180,6 @@ fn no_wildcards_in_rbac() {
 
 #[test]
 fn bad_values_are_refused_with_a_clear_message() {
-    let chart = chart();
-    let chart = chart.to_str().expect("utf-8");
     for (set, expected) in [
         ("identity.replicas=3", "identity/replicas"),
         ("operator.replicas=0", "operator/replicas"),
@@ -219,8 +190,12 @@ fn bad_values_are_refused_with_a_clear_message() {
         ),
         ("operator.unknownKey=1", "unknownKey"),
     ] {
-        let (ok, _, stderr) = helm(&["template", "atoll", chart, "--set", set]);
-        assert!(!ok, "--set {set} was accepted");
-        assert!(stderr.contains(expected), "--set {set}: {stderr}");
+        match template(&["--set", set]) {
+            Ok(_) => panic!("--set {set} was accepted"),
+            Err(ChartError::Failed { output, .. }) => {
+                assert!(output.contains(expected), "--set {set}: {output}");
+            }
+            Err(e) => panic!("--set {set}: {e}"),
+        }
     }
 }

@@ -18,7 +18,7 @@ use atoll_crds::{Phase, Tenant, conditions, tenant_crd};
 use atoll_operator::cli::{Cli, Command};
 use atoll_operator::run::{RunArgs, run_with_client};
 use atoll_testkit::kubesim::KubeSim;
-use atoll_testkit::nodesim::{NodeSim, NodeSimConfig, workspace_binary};
+use atoll_testkit::nodesim::{NodeSim, NodeSimConfig, pid_alive, workspace_binary};
 use atoll_testkit::pg::TestPostgres;
 use clap::Parser;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -279,21 +279,6 @@ fn condition_true(tenant: &Tenant, kind: &str) -> bool {
         .status
         .as_ref()
         .is_some_and(|s| conditions::is_true(&s.conditions, kind))
-}
-
-fn pid_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let state = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .next()?
-                .to_owned();
-            Some(state != "Z" && state != "X")
-        })
-        .unwrap_or(false)
 }
 
 async fn secret_value(client: &Client, namespace: &str, key: &str) -> String {

@@ -33,7 +33,7 @@ async fn create_tenant(client: &kube::Client, i: usize) {
         .create(&post, &object(json!({
             "metadata": {"name": "instance"},
             "spec": {"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "instance", "image": "ghcr.io/example/atoll-instance:1", "ports": [{"containerPort": 8080}]}]}}}
+                "spec": {"containers": [{"name": "instance", "image": "registry.example.com/example/atoll-instance:1", "ports": [{"containerPort": 8080}]}]}}}
         })))
         .await
         .expect("deployment");

@@ -1,6 +1,10 @@
 //! Atoll's simulated cluster: what its tests and `atoll-sandbox` run on.
 
+pub mod chart;
 pub mod kubesim;
 pub mod nodesim;
 pub mod pg;
 pub mod sandbox;
+pub mod wait;
+
+pub use wait::eventually;

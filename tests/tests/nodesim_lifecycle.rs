@@ -377,7 +377,7 @@ async fn instant_mode_reports_workloads_ready_without_running_anything() {
     let (_sim, client, node, _state) = start(NodeSimConfig::instant).await;
     create_deployment(
         &client,
-        deployment("fake", 3, json!({"name": "fake", "image": "ghcr.io/example/unmapped:1", "ports": [{"containerPort": 80}]})),
+        deployment("fake", 3, json!({"name": "fake", "image": "registry.example.com/example/unmapped:1", "ports": [{"containerPort": 80}]})),
     )
     .await;
     let deployments = Api::<Deployment>::namespaced(client.clone(), NS);

@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use atoll_identity::config::{Argon2Params, Config, LoginLimits, Secret};
 use atoll_identity::keys::KeyRing;
@@ -225,21 +224,8 @@ impl Service {
     }
 }
 
-/// Polls `check` until it returns `Some`, or panics after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+#[allow(unused_imports)]
+pub use atoll_testkit::eventually;
 
 /// A scenario of the shared suite: gets a fresh database URL.
 pub type Scenario = fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;

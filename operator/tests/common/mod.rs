@@ -1,36 +1,15 @@
 //! Helpers shared by the operator's integration tests.
 #![allow(dead_code)]
 
-use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
+use atoll_testkit::chart;
 use atoll_testkit::kubesim::RequestRecord;
 use atoll_testkit::kubesim::rbac::{Policy, UserInfo};
 use serde_json::Value;
 
-/// Polls `check` until it returns Some, or fails the test naming `what`
-/// after `timeout`. A condition with a deadline, never a fixed sleep.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+#[allow(unused_imports)]
+pub use atoll_testkit::eventually;
 
-/// The namespace the chart is installed into by the tests.
-pub const RELEASE_NAMESPACE: &str = "atoll-system";
+pub use atoll_testkit::chart::RELEASE_NAMESPACE;
 /// The operator's ServiceAccount with release name `atoll`.
 pub const OPERATOR_ACCOUNT: &str = "atoll-operator";
 
@@ -40,31 +19,14 @@ pub fn operator_user() -> UserInfo {
 }
 
 /// The chart's objects as `helm template atoll charts/atoll -n atoll-system
-/// <extra>` renders them; `None` when `ATOLL_HELM` is unset (`scripts/test`
-/// always sets it).
+/// <extra>` renders them; `None` when there is no helm (`scripts/test`
+/// always installs it).
 pub fn render_chart(extra: &[&str]) -> Option<Vec<Value>> {
-    let helm = PathBuf::from(std::env::var_os("ATOLL_HELM")?);
-    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/atoll");
-    let output = std::process::Command::new(helm)
-        .args(["template", "atoll"])
-        .arg(&chart)
-        .args(["--namespace", RELEASE_NAMESPACE])
-        .args(extra)
-        .output()
-        .expect("helm runs");
-    assert!(
-        output.status.success(),
-        "helm template failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let rendered = String::from_utf8(output.stdout).expect("utf-8");
-    Some(
-        rendered
-            .split("\n---")
-            .filter_map(|doc| serde_norway::from_str::<Value>(doc).ok())
-            .filter(Value::is_object)
-            .collect(),
-    )
+    match chart::template(extra) {
+        Ok(rendered) => Some(chart::documents(&rendered)),
+        Err(chart::ChartError::HelmMissing) => None,
+        Err(e) => panic!("{e}"),
+    }
 }
 
 /// Every request the operator made (those of [`operator_user`]) is allowed

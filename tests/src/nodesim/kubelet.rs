@@ -139,7 +139,7 @@ pub fn log_path(logs: &Path, namespace: &str, pod: &str, uid: &str, container: &
 /// Finds the program for an image: the first matching rule, else the
 /// default. A rule's prefix matches the start of the image, or, when it has
 /// no `/`, the start of the image's last path segment (so `atoll-instance`
-/// matches `ghcr.io/acme/atoll-instance:0.1.0`).
+/// matches `registry.example.com/acme/atoll-instance:0.1.0`).
 pub fn program_for<'c>(config: &'c NodeSimConfig, image: &str) -> Option<&'c Program> {
     let image = normalize_image(image);
     let last_segment = image.rsplit('/').next().unwrap_or(&image);
@@ -155,10 +155,20 @@ pub fn program_for<'c>(config: &'c NodeSimConfig, image: &str) -> Option<&'c Pro
         .or(config.default_program.as_ref())
 }
 
-/// `docker.io/library/postgres:16` and `docker.io/postgres:16` are
-/// `postgres:16`.
+/// An image without its registry host and the default `library/`
+/// namespace: `registry.example.com/library/postgres:16`,
+/// `registry.example.com:5000/postgres:16` and `library/postgres:16` are all
+/// `postgres:16`. As in image references, the first path component is a
+/// host when it holds a `.` or a `:` or is `localhost`.
 pub fn normalize_image(image: &str) -> String {
-    let image = image.strip_prefix("docker.io/").unwrap_or(image);
+    let image = match image.split_once('/') {
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            rest
+        }
+        _ => image,
+    };
     image.strip_prefix("library/").unwrap_or(image).to_owned()
 }
 

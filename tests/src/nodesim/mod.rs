@@ -74,7 +74,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-pub use process::Backoff;
+pub use process::{Backoff, pid_alive};
 
 use addr::{AddressPool, Block};
 use ingress::IngressRouter;
@@ -106,13 +106,13 @@ pub enum Program {
     Instant,
 }
 
-/// Maps images that start with `prefix` (after dropping `docker.io/` and
-/// `library/`) to a program; a prefix without `/` also matches the image's
-/// last path segment (`atoll-instance` matches
-/// `ghcr.io/acme/atoll-instance:0.1.0`).
+/// Maps images that start with `prefix` (after dropping the registry host
+/// and `library/`) to a program; a prefix without `/` also matches the
+/// image's last path segment (`atoll-instance` matches
+/// `registry.example.com/acme/atoll-instance:0.1.0`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRule {
-    /// Image prefix, e.g. `postgres:` or `ghcr.io/atoll/atoll-instance`.
+    /// Image prefix, e.g. `postgres:` or `atoll/atoll-instance`.
     pub prefix: String,
     /// What runs.
     pub program: Program,
@@ -1475,13 +1475,16 @@ mod tests {
     fn images_match_by_prefix_after_normalisation() {
         let config = NodeSimConfig::new("/tmp/x")
             .postgres()
-            .binary("ghcr.io/atoll/atoll-instance", "/bin/true");
+            .binary("atoll/atoll-instance", "/bin/true");
         assert!(matches!(
-            kubelet::program_for(&config, "docker.io/library/postgres:16"),
+            kubelet::program_for(&config, "registry.example.com/library/postgres:16"),
             Some(Program::Postgres { .. })
         ));
         assert!(matches!(
-            kubelet::program_for(&config, "ghcr.io/atoll/atoll-instance:0.1.0"),
+            kubelet::program_for(
+                &config,
+                "registry.example.com:5000/atoll/atoll-instance:0.1.0"
+            ),
             Some(Program::Binary { .. })
         ));
         assert!(matches!(

@@ -649,6 +649,25 @@ async fn monitor(
     }
 }
 
+/// True while process `pid` runs: it exists and is not a zombie (a process
+/// that exited but was not reaped yet counts as gone).
+pub fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // The state follows the command name, which may hold spaces and
+            // parentheses: split at the last ')'.
+            let state = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_owned();
+            Some(state != "Z" && state != "X")
+        })
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,33 +1,14 @@
 //! Helpers shared by the nodesim tests: condition waits and object fixtures.
 #![allow(dead_code)]
 
-use std::future::Future;
-use std::time::Duration;
-
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-/// Polls `check` until it yields a value; fails the test after `limit`.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+#[allow(unused_imports)]
+pub use atoll_testkit::eventually;
 
 /// Creates a namespace.
 pub async fn namespace(client: &Client, name: &str) {

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use atoll_crds::{Phase, Tenant};
+use atoll_testkit::chart;
 use atoll_testkit::kubesim::{KubeSim, Server};
 use atoll_testkit::nodesim::{NodeSim, NodeSimConfig, workspace_binary};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -30,7 +31,7 @@ use serde_json::{Value, json};
 /// Long enough for a first PostgreSQL start on a busy 2-core machine.
 pub const LIMIT: Duration = Duration::from_secs(120);
 /// Where the chart is installed.
-pub const RELEASE_NAMESPACE: &str = "atoll-system";
+pub use atoll_testkit::chart::RELEASE_NAMESPACE;
 /// The chart's base domain: tenant URLs are `http://<tenant>.<domain>`.
 pub const DOMAIN: &str = "atoll.example.com";
 /// Identity's Ingress host (the chart's value `identity.ingress.host`).
@@ -38,25 +39,7 @@ pub const IDENTITY_HOST: &str = "id.atoll.example.com";
 /// The first admin the chart creates in identity.
 pub const ADMIN_EMAIL: &str = "admin@atoll.example.com";
 
-/// Polls `check` until it returns Some, or panics naming `what` after
-/// `limit`. A condition with a deadline, never a fixed sleep.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+pub use atoll_testkit::eventually;
 
 /// A random secret of 32 hex digits.
 pub fn random_secret() -> String {
@@ -93,57 +76,29 @@ impl std::fmt::Debug for Platform {
     }
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The chart rendered by `helm template` with the suite's values.
+/// The chart rendered by `helm template` with the suite's values, CRDs
+/// first.
 fn render_chart(extra: &[String]) -> Result<String, String> {
-    let helm = std::env::var_os("ATOLL_HELM")
-        .ok_or("ATOLL_HELM is not set (scripts/test installs helm and sets it)")?;
-    let output = std::process::Command::new(helm)
-        .args(["template", "atoll"])
-        .arg(repo_root().join("charts/atoll"))
-        .args(["--namespace", RELEASE_NAMESPACE])
-        .args(["--set", "identity.ingress.enabled=true"])
-        .args(["--set", &format!("identity.ingress.host={IDENTITY_HOST}")])
+    let mut args = vec![
+        "--set".to_owned(),
+        "identity.ingress.enabled=true".to_owned(),
+        "--set".to_owned(),
+        format!("identity.ingress.host={IDENTITY_HOST}"),
         // Instances reach identity inside the cluster; users go through
         // the Ingress. Tokens carry the in-cluster issuer either way.
-        .args([
-            "--set",
-            &format!("identity.issuer=http://atoll-identity.{RELEASE_NAMESPACE}.svc"),
-        ])
-        .args(["--set", &format!("baseDomain={DOMAIN}")])
-        .args(extra)
-        .output()
-        .map_err(|e| format!("running helm: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "helm template failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let text = String::from_utf8(output.stdout).map_err(|e| e.to_string())?;
-    // CRDs first: nothing may use a kind before its definition exists.
-    let (crds, rest): (Vec<&str>, Vec<&str>) = text
-        .split("\n---")
-        .filter(|d| d.lines().any(|l| l.starts_with("kind:")))
-        .partition(|d| d.contains("\nkind: CustomResourceDefinition"));
-    Ok(crds
-        .into_iter()
-        .chain(rest)
-        .map(|d| {
-            format!(
-                "---\n{}\n",
-                d.trim_start_matches("---").trim_start_matches('\n')
-            )
-        })
-        .collect())
+        "--set".to_owned(),
+        format!("identity.issuer=http://atoll-identity.{RELEASE_NAMESPACE}.svc"),
+        "--set".to_owned(),
+        format!("baseDomain={DOMAIN}"),
+    ];
+    args.extend(extra.iter().cloned());
+    let rendered = chart::template(&args).map_err(|e| e.to_string())?;
+    Ok(chart::crds_first(&rendered))
 }
 
 impl Platform {
-    /// Installs the chart and waits for identity and the operator.
-    /// `Err` says why the suite cannot run here (missing tool).
+    /// Installs the chart and waits for identity and the operator; `Err`
+    /// says what failed.
     pub async fn install() -> Result<Platform, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let real = std::env::var_os("ATOLL_E2E_KUBECONFIG").map(PathBuf::from);
@@ -788,18 +743,4 @@ pub async fn pids(platform: &Platform, node: &NodeSim, namespace: &str) -> Vec<u
         .collect()
 }
 
-/// True while a process runs (not a zombie).
-pub fn pid_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let state = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .next()?
-                .to_owned();
-            Some(state != "Z" && state != "X")
-        })
-        .unwrap_or(false)
-}
+pub use atoll_testkit::nodesim::pid_alive;

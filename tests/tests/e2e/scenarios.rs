@@ -1465,11 +1465,15 @@ async fn kill_operator(platform: &Platform, node: &atoll_testkit::nodesim::NodeS
 
 /// Scenario 6a+6b: kubesim answers 10 % of requests with 500, 5 % of
 /// writes with 409 and delays 30 % by 20 ms while N tenants are created
-/// (N = `ATOLL_E2E_FAULT_TENANTS`, default 50; suspended, so the run fits
-/// on 2 cores: every object is written, no PostgreSQL starts), and the
-/// operator is SIGKILLed at random moments of the run. All converge, each
-/// namespace holds the same objects, identity knows each tenant once, and
-/// deleting them all leaves nothing.
+/// (N = `ATOLL_E2E_FAULT_TENANTS`, default 50), and the operator is
+/// SIGKILLed at random moments of the run. Every k-th tenant runs (its own
+/// PostgreSQL and instance; `ATOLL_E2E_FAULT_RUNNING`, default 10 of the
+/// 50, since 50 PostgreSQL servers and instances of a debug build saturate
+/// 2 cores); the others are suspended, so every object is written but
+/// scaled to zero. All converge (Ready, or Suspended), the namespaces of
+/// each kind hold the same objects, identity knows each running tenant
+/// exactly once, and deleting them all leaves no object, process, volume
+/// directory or identity record.
 pub async fn fault_api_errors_and_operator_kills(platform: Arc<Platform>, report: Arc<Report>) {
     use atoll_testkit::kubesim::{Fault, FaultRule};
     let p = &*platform;
@@ -1483,7 +1487,22 @@ pub async fn fault_api_errors_and_operator_kills(platform: Arc<Platform>, report
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(50);
+    let running: usize = std::env::var("ATOLL_E2E_FAULT_RUNNING")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10)
+        .min(count);
     let names: Vec<String> = (0..count).map(|i| format!("flt-{i:03}")).collect();
+    // Spread the running ones over the run, so kills land among them too.
+    let every = if running == 0 {
+        usize::MAX
+    } else {
+        count.div_ceil(running)
+    };
+    let runs = |name: &String| {
+        let index: usize = name["flt-".len()..].parse().expect("index");
+        index.is_multiple_of(every) && index / every < running
+    };
     let member = "alice@flt.example";
 
     let seed = u64::from(uuid::Uuid::new_v4().as_fields().1);
@@ -1523,7 +1542,15 @@ pub async fn fault_api_errors_and_operator_kills(platform: Arc<Platform>, report
         let path = p.dir.path().join(format!("{name}.yaml"));
         std::fs::write(
             &path,
-            tenant_yaml(name, &[(member, "Viewer")], "  suspended: true\n"),
+            tenant_yaml(
+                name,
+                &[(member, "Viewer")],
+                if runs(name) {
+                    ""
+                } else {
+                    "  suspended: true\n"
+                },
+            ),
         )
         .expect("write tenant");
         let path = path.to_str().expect("utf-8").to_owned();
@@ -1542,8 +1569,13 @@ pub async fn fault_api_errors_and_operator_kills(platform: Arc<Platform>, report
     }
 
     let converged = |tenant: &atoll_crds::Tenant| {
+        let wanted = if runs(&tenant.name_any()) {
+            Phase::Ready
+        } else {
+            Phase::Suspended
+        };
         tenant.status.as_ref().is_some_and(|s| {
-            s.phase == Some(Phase::Suspended) && s.observed_generation == tenant.metadata.generation
+            s.phase == Some(wanted) && s.observed_generation == tenant.metadata.generation
         })
     };
     let limit = LIMIT * 3;
@@ -1570,8 +1602,35 @@ pub async fn fault_api_errors_and_operator_kills(platform: Arc<Platform>, report
                     .into_iter()
                     .find(|t| names.contains(&t.name_any()) && !converged(t))
             });
+            let (status, pods) = match &stuck {
+                Some(tenant) => {
+                    let namespace = format!("atoll-{}", tenant.name_any());
+                    let pods = Api::<Pod>::namespaced(p.client.clone(), &namespace)
+                        .list(&ListParams::default())
+                        .await
+                        .map(|l| l.items)
+                        .unwrap_or_default();
+                    let pods: Vec<String> = pods
+                        .iter()
+                        .map(|pod| {
+                            let log = node
+                                .logs(&namespace, &pod.name_any(), None)
+                                .unwrap_or_default();
+                            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                            format!(
+                                "{}: {:?}\n  log tail (newest first):\n    {}",
+                                pod.name_any(),
+                                pod.status,
+                                tail.join("\n    ")
+                            )
+                        })
+                        .collect();
+                    (format!("{:#?}", tenant.status), pods.join("\n"))
+                }
+                None => (String::new(), String::new()),
+            };
             panic!(
-                "timed out after {limit:?}: {done}/{count} tenants converged under faults; one not converged: {stuck:#?}"
+                "timed out after {limit:?}: {done}/{count} tenants converged under faults; one not converged: {status}\n{pods}"
             );
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -1579,11 +1638,13 @@ pub async fn fault_api_errors_and_operator_kills(platform: Arc<Platform>, report
     let took = started.elapsed();
     let injected = faults.injected();
     report.figure(format!(
-        "{count} tenants converged (Suspended) in {:.1}s under {injected} injected API faults (seed {seed}), {kills} operator SIGKILLs, {attempts} kubectl apply attempts",
+        "{count} tenants converged ({running} Ready with PostgreSQL and instance running, {} Suspended) in {:.1}s under {injected} injected API faults (seed {seed}), {kills} operator SIGKILLs, {attempts} kubectl apply attempts",
+        count - running,
         took.as_secs_f64()
     ));
 
-    // No duplicates: every namespace holds the same objects; identity
+    // No duplicates: the namespaces of each kind (running, suspended) hold
+    // the same objects; identity
     // knows each tenant once.
     let mut shapes = std::collections::BTreeMap::new();
     for name in &names {
@@ -1602,12 +1663,13 @@ pub async fn fault_api_errors_and_operator_kills(platform: Arc<Platform>, report
         .await;
         let mut objects: Vec<&str> = out.lines().collect();
         objects.sort_unstable();
-        *shapes.entry(objects.join(" ")).or_insert(0) += 1;
+        *shapes.entry((runs(name), objects.join(" "))).or_insert(0) += 1;
     }
+    let kinds = usize::from(running > 0) + usize::from(running < count);
     assert_eq!(
         shapes.len(),
-        1,
-        "every namespace holds the same objects: {shapes:#?}"
+        kinds,
+        "the namespaces of each kind hold the same objects: {shapes:#?}"
     );
     let admin = p.admin().await;
     let (status, directory) = admin.get("/api/v1/admin/tenants").await;
@@ -1616,15 +1678,33 @@ pub async fn fault_api_errors_and_operator_kills(platform: Arc<Platform>, report
         let entries = directory.as_array().map_or(0, |a| {
             a.iter().filter(|t| t["name"] == name.as_str()).count()
         });
-        // A suspended tenant is registered once it is reachable: not yet.
-        assert!(entries <= 1, "identity knows {name} at most once");
+        if runs(name) {
+            assert_eq!(entries, 1, "identity knows {name} exactly once");
+        } else {
+            // Registered once reachable: a suspended tenant never was.
+            assert!(entries <= 1, "identity knows {name} at most once");
+        }
     }
+    let sizes: Vec<String> = shapes
+        .iter()
+        .map(|((runs, objects), namespaces)| {
+            format!(
+                "{} objects in each of {namespaces} {} namespaces",
+                objects.split(' ').count(),
+                if *runs { "running" } else { "suspended" }
+            )
+        })
+        .collect();
     report.figure(format!(
-        "no duplicates: the same {} objects in each of {count} namespaces, no tenant twice in identity",
-        shapes.keys().next().map_or(0, |k| k.split(' ').count())
+        "no duplicates: the same {}; each running tenant once in identity",
+        sizes.join(", the same ")
     ));
 
     // No leaks: delete them all, still under faults.
+    let mut processes = Vec::new();
+    for name in &names {
+        processes.extend(pids(p, node, &format!("atoll-{name}")).await);
+    }
     for name in &names {
         kubectl_retried(
             p,
@@ -1665,6 +1745,23 @@ pub async fn fault_api_errors_and_operator_kills(platform: Arc<Platform>, report
     )
     .await;
     drop(guard);
+    // nodesim stops the processes and then removes the volume directories
+    // after the API objects are gone: a leak is what is still there after
+    // the time limit.
+    let left = || {
+        let running = processes.iter().filter(|pid| pid_alive(**pid)).count();
+        let volumes = names
+            .iter()
+            .filter(|name| p.pvc_dir(&format!("atoll-{name}")).exists())
+            .count();
+        (running, volumes)
+    };
+    eventually(
+        "every tenant process to stop and volume directory to go",
+        LIMIT,
+        || async { (left() == (0, 0)).then_some(()) },
+    )
+    .await;
     let (_, directory) = admin.get("/api/v1/admin/tenants").await;
     let records = directory.as_array().map_or(0, |a| {
         a.iter()
@@ -1673,7 +1770,8 @@ pub async fn fault_api_errors_and_operator_kills(platform: Arc<Platform>, report
     });
     assert_eq!(records, 0, "identity forgot every fault tenant");
     report.figure(format!(
-        "no leaks: all {count} deleted under faults: 0 namespaces, 0 Tenants, 0 identity records left; {} faults injected in all",
+        "no leaks: all {count} deleted under faults: 0 namespaces, 0 Tenants, 0 of {} processes, 0 volume directories, 0 identity records left; {} faults injected in all",
+        processes.len(),
         faults.injected()
     ));
 }
