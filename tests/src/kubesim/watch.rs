@@ -47,7 +47,10 @@ impl WatchRequest {
     }
 
     fn concerns(&self, change: &Change) -> bool {
-        change.kind == self.rt.store_key()
+        // The store key, compared without building it: every watcher sees
+        // every change.
+        change.kind.group == self.rt.group
+            && change.kind.plural == self.rt.plural
             && self
                 .namespace
                 .as_deref()
