@@ -110,13 +110,21 @@ struct Progress {
     ready: std::collections::HashSet<String>,
 }
 
-fn track(client: Client) -> std::sync::Arc<std::sync::Mutex<Progress>> {
+/// Also returns the watching task, to stop once converged: left running past
+/// the server's shutdown it was once seen re-watching in a tight loop that
+/// kept the bench process from exiting.
+fn track(
+    client: Client,
+) -> (
+    std::sync::Arc<std::sync::Mutex<Progress>>,
+    tokio::task::JoinHandle<()>,
+) {
     use futures::StreamExt;
     use kube::runtime::watcher::{self, Event};
 
     let progress = std::sync::Arc::new(std::sync::Mutex::new(Progress::default()));
     let shared = progress.clone();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut events = std::pin::pin!(watcher::watcher(
             Api::<Tenant>::all(client),
             watcher::Config::default()
@@ -137,7 +145,7 @@ fn track(client: Client) -> std::sync::Arc<std::sync::Mutex<Progress>> {
             }
         }
     });
-    progress
+    (progress, task)
 }
 
 async fn run(n: usize) {
@@ -176,7 +184,7 @@ async fn run(n: usize) {
     let mut peak = 0f64;
     let deadline = Instant::now() + Duration::from_secs(900);
     let mut first_status: Option<Duration> = None;
-    let progress = track(client.clone());
+    let (progress, tracker) = track(client.clone());
     let counts = || {
         let p = progress.lock().expect("progress");
         (p.with_status.len(), p.ready.len())
@@ -199,6 +207,7 @@ async fn run(n: usize) {
     let converge = started.elapsed();
     peak = peak.max(peak_rss_mb(operator.id()).unwrap_or(0.0));
     kubelet.abort();
+    tracker.abort();
     let writes = log
         .writes_since(mark)
         .into_iter()

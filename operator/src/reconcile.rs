@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::{NamespaceResourceScope, jiff::Timestamp};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, finalizer};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -102,6 +102,48 @@ impl Error {
     }
 }
 
+/// Publishes events on Tenants through a fixed set of [`Recorder`]s, each
+/// for its share of the tenant names.
+///
+/// A `Recorder` keeps the events of the last minutes so that a repeated
+/// event patches its series instead of creating another, and sweeps that
+/// whole cache on every publish: one recorder for thousands of tenants
+/// makes each publish cost O(tenants). A tenant always goes through the
+/// same recorder, so its repeated events still form one series.
+pub struct TenantEvents {
+    shards: Vec<Recorder>,
+}
+
+impl Debug for TenantEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantEvents")
+            .field("shards", &self.shards.len())
+            .finish()
+    }
+}
+
+impl TenantEvents {
+    /// Recorders sharing one client and reporter.
+    const SHARDS: usize = 64;
+
+    /// Recorders reporting as `reporter`.
+    pub fn new(client: &Client, reporter: &Reporter) -> Self {
+        Self {
+            shards: (0..Self::SHARDS)
+                .map(|_| Recorder::new(client.clone(), reporter.clone()))
+                .collect(),
+        }
+    }
+
+    /// The recorder for a tenant's events.
+    fn for_tenant(&self, name: &str) -> &Recorder {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let hash = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one(name);
+        &self.shards[(hash % self.shards.len() as u64) as usize]
+    }
+}
+
 /// Shared state of the controller.
 pub struct Context {
     /// The API client.
@@ -115,7 +157,7 @@ pub struct Context {
     /// The operator's namespace (admin Secrets of External databases).
     pub operator_namespace: String,
     /// Publishes events on Tenants.
-    pub recorder: Recorder,
+    pub recorder: TenantEvents,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// Consecutive failures per tenant, for exponential backoff.
@@ -165,7 +207,7 @@ impl Context {
         identity: Option<IdentityClient>,
         cluster: String,
         operator_namespace: String,
-        recorder: Recorder,
+        recorder: TenantEvents,
         metrics: Metrics,
     ) -> Self {
         Self {
@@ -739,7 +781,8 @@ async fn publish_transition(tenant: &Tenant, status: &TenantStatus, ctx: &Contex
         action: "Reconcile".to_owned(),
         secondary: None,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &tenant.object_ref(&())).await {
+    let recorder = ctx.recorder.for_tenant(&tenant.name_any());
+    if let Err(error) = recorder.publish(&event, &tenant.object_ref(&())).await {
         tracing::warn!(tenant = %tenant.name_any(), error = %error, "could not publish event");
     }
 }

@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, WatchStreamExt, controller, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -22,7 +22,7 @@ use crate::config::OperatorConfig;
 use crate::identity::IdentityClient;
 use crate::leader::{Candidate, LeaseTiming};
 use crate::metrics::Metrics;
-use crate::reconcile::{Context, error_policy, reconcile};
+use crate::reconcile::{Context, TenantEvents, error_policy, reconcile};
 
 /// Arguments of `run`.
 #[derive(Debug, clap::Args)]
@@ -185,7 +185,7 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
         identity,
         args.cluster_name,
         args.operator_namespace.clone(),
-        Recorder::new(client.clone(), reporter),
+        TenantEvents::new(&client, &reporter),
         metrics,
     ));
     let ours = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={FIELD_MANAGER}"));

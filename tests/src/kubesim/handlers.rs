@@ -18,7 +18,7 @@ use crate::kubesim::log::Verb;
 use crate::kubesim::patch;
 use crate::kubesim::routes::{Shared, Target, content_type};
 use crate::kubesim::selectors::{FieldSelector, LabelSelector};
-use crate::kubesim::store::{DeleteOptions, WriteOptions, present, set_name};
+use crate::kubesim::store::{DeleteOptions, WriteOptions, present, served, set_name};
 use crate::kubesim::table;
 use crate::kubesim::watch::{self, WatchRequest};
 
@@ -112,8 +112,18 @@ fn parse_body(body: &Bytes) -> ApiResult<Value> {
     })
 }
 
-fn json_response(code: StatusCode, value: &Value) -> Response {
+fn json_response(code: StatusCode, value: &impl serde::Serialize) -> Response {
     (code, axum::Json(value)).into_response()
+}
+
+/// A list answer, borrowing its items.
+#[derive(serde::Serialize)]
+struct ListOut<'a> {
+    kind: String,
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    metadata: Value,
+    items: Vec<&'a Value>,
 }
 
 fn selectors(query: &HashMap<String, String>) -> ApiResult<(LabelSelector, FieldSelector)> {
@@ -131,12 +141,12 @@ fn parse_rv(text: &str) -> ApiResult<u64> {
 pub(crate) fn get(r: Request<'_>) -> Served {
     let rt = &r.target.rt;
     let object = r.shared.lock().get(rt, &r.namespace, &r.name)?;
-    let out = match r.output {
-        Output::Table => table::table(rt, &[object], None, None),
-        Output::Metadata => partial(&object),
-        Output::Full => object,
+    let response = match r.output {
+        Output::Table => json_response(StatusCode::OK, &table::table(rt, &[object], None, None)),
+        Output::Metadata => json_response(StatusCode::OK, &partial(&object)),
+        Output::Full => json_response(StatusCode::OK, &*object),
     };
-    Ok((json_response(StatusCode::OK, &out), false))
+    Ok((response, false))
 }
 
 /// GET of a collection, with selectors and pages.
@@ -179,15 +189,17 @@ pub(crate) fn list(r: Request<'_>) -> Served {
             "kind": "PartialObjectMetadataList",
             "apiVersion": "meta.k8s.io/v1",
             "metadata": metadata,
-            "items": items.iter().map(partial).collect::<Vec<_>>(),
+            "items": items.iter().map(|o| partial(o)).collect::<Vec<_>>(),
         })
     } else {
-        json!({
-            "kind": format!("{}List", rt.kind),
-            "apiVersion": rt.api_version(),
-            "metadata": metadata,
-            "items": items,
-        })
+        // Serialized straight from the stored objects, without copies.
+        let list = ListOut {
+            kind: format!("{}List", rt.kind),
+            api_version: rt.api_version(),
+            metadata,
+            items: items.iter().map(|o| &**o).collect(),
+        };
+        return Ok((json_response(StatusCode::OK, &list), false));
     };
     Ok((json_response(StatusCode::OK, &out), false))
 }
@@ -246,7 +258,7 @@ pub(crate) fn create(r: Request<'_>) -> Served {
         .lock()
         .create(&r.target.rt, &r.namespace, object, &r.options)?;
     Ok((
-        json_response(StatusCode::CREATED, &written.object),
+        json_response(StatusCode::CREATED, &*written.object),
         written.wrote,
     ))
 }
@@ -314,7 +326,7 @@ pub(crate) fn update(r: Request<'_>) -> Served {
             .lock()
             .update(&r.target.rt, &r.namespace, &r.name, object, &r.options)?;
     Ok((
-        json_response(StatusCode::OK, &written.object),
+        json_response(StatusCode::OK, &*written.object),
         written.wrote,
     ))
 }
@@ -349,7 +361,7 @@ pub(crate) fn patch(r: Request<'_>) -> Served {
     }
     let written = store.replace_with(rt, &r.namespace, &r.name, old, new, &r.options)?;
     Ok((
-        json_response(StatusCode::OK, &written.object),
+        json_response(StatusCode::OK, &*written.object),
         written.wrote,
     ))
 }
@@ -401,7 +413,7 @@ pub(crate) fn apply(r: Request<'_>) -> Served {
     let mut store = r.shared.lock();
     let (written, created) = match store.object(&rt.store_key(), &r.namespace, name) {
         Some(old) => {
-            let current = present(&old, rt);
+            let current = served(&old, rt);
             let new = fields::apply(Some(&current), &applied, schema, &writer, force).map_err(
                 |conflicts| {
                     ApiError::apply_conflict(
@@ -437,7 +449,7 @@ pub(crate) fn apply(r: Request<'_>) -> Served {
     } else {
         StatusCode::OK
     };
-    Ok((json_response(code, &written.object), written.wrote))
+    Ok((json_response(code, &*written.object), written.wrote))
 }
 
 /// The `autoscaling/v1` `Scale` view of a workload.
@@ -542,7 +554,7 @@ pub(crate) fn delete_collection(r: Request<'_>) -> Served {
         None,
     );
     let mut deleted = Vec::new();
-    for item in &items {
+    for item in items.iter().map(|i| &**i) {
         let item_ns = item["metadata"]["namespace"].as_str().unwrap_or_default();
         let item_name = item["metadata"]["name"].as_str().unwrap_or_default();
         if let Ok((object, _)) = store.delete(rt, item_ns, item_name, &options) {

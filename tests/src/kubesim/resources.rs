@@ -62,6 +62,19 @@ impl ResourceType {
         }
     }
 
+    /// Whether `api_version` is this type's (`api_version()`, without
+    /// building it).
+    pub fn is_api_version(&self, api_version: &str) -> bool {
+        if self.group.is_empty() {
+            api_version == self.version
+        } else {
+            api_version
+                .strip_prefix(self.group.as_str())
+                .and_then(|rest| rest.strip_prefix('/'))
+                == Some(self.version.as_str())
+        }
+    }
+
     /// The key objects are stored under: shared by all versions of a resource.
     pub fn store_key(&self) -> StoreKind {
         StoreKind {

@@ -4,6 +4,7 @@
 //! the CEL `x-kubernetes-validations` rules, each failure a [`Cause`] naming
 //! the field with the server's wording.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use regex::Regex;
@@ -11,10 +12,14 @@ use serde_json::{Map, Value};
 
 use crate::kubesim::error::Cause;
 
+/// Every `pattern` of a schema, compiled (or why it does not compile).
+type Patterns = HashMap<String, Result<Regex, String>>;
+
 /// A CRD version's schema, prepared once for repeated use.
 pub struct CompiledSchema {
     schema: Arc<Value>,
     cel: kube_cel::CompiledSchema,
+    patterns: Patterns,
 }
 
 impl std::fmt::Debug for CompiledSchema {
@@ -27,7 +32,13 @@ impl CompiledSchema {
     /// Compiles the schema's CEL rules.
     pub fn new(schema: Arc<Value>) -> Self {
         let cel = kube_cel::compile_schema(&schema);
-        Self { schema, cel }
+        let mut patterns = Patterns::new();
+        collect_patterns(&schema, &mut patterns);
+        Self {
+            schema,
+            cel,
+            patterns,
+        }
     }
 
     /// Fields the schema does not declare (what pruning would drop), as
@@ -40,15 +51,14 @@ impl CompiledSchema {
 
     /// Prunes unknown fields and applies defaults, then validates; returns
     /// the object as it will be stored, or every problem found.
-    pub fn admit(&self, object: &Value, old: Option<&Value>) -> Result<Value, Vec<Cause>> {
-        let mut object = object.clone();
+    pub fn admit(&self, mut object: Value, old: Option<&Value>) -> Result<Value, Vec<Cause>> {
         prune(&self.schema, &mut object, true);
         let mut object = kube_cel::apply_defaults(&self.schema, &object);
         // Defaults may not bring back fields pruning removed, but they may
         // introduce empty parents; prune again for a stable result.
         prune(&self.schema, &mut object, true);
         let mut causes = Vec::new();
-        validate(&self.schema, &object, "", true, &mut causes);
+        validate(&self.schema, &object, "", true, &self.patterns, &mut causes);
         if causes.is_empty()
             && let Err(errors) = kube_cel::validate_compiled(&self.cel, &object, old)
         {
@@ -73,6 +83,29 @@ impl CompiledSchema {
         } else {
             Err(causes)
         }
+    }
+}
+
+/// Compiles every `pattern` in a schema once, wherever it is nested.
+fn collect_patterns(schema: &Value, out: &mut Patterns) {
+    match schema {
+        Value::Object(map) => {
+            if let Some(Value::String(pattern)) = map.get("pattern")
+                && !out.contains_key(pattern)
+            {
+                let compiled = Regex::new(pattern).map_err(|e| e.to_string());
+                out.insert(pattern.clone(), compiled);
+            }
+            for (key, value) in map {
+                // Under `properties` the keys are field names, so a field
+                // called `pattern` is a schema, not a pattern.
+                if key != "pattern" || !value.is_string() {
+                    collect_patterns(value, out);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| collect_patterns(i, out)),
+        _ => {}
     }
 }
 
@@ -192,7 +225,14 @@ fn invalid(causes: &mut Vec<Cause>, path: &str, value: &Value, detail: String) {
     });
 }
 
-fn validate(schema: &Value, value: &Value, path: &str, root: bool, causes: &mut Vec<Cause>) {
+fn validate(
+    schema: &Value,
+    value: &Value,
+    path: &str,
+    root: bool,
+    patterns: &Patterns,
+    causes: &mut Vec<Cause>,
+) {
     let shown_path = if path.is_empty() { "<root>" } else { path };
     if value.is_null() {
         if schema["nullable"].as_bool() != Some(true) && !root {
@@ -236,7 +276,7 @@ fn validate(schema: &Value, value: &Value, path: &str, root: bool, causes: &mut 
         if let Some(options) = schema[key].as_array() {
             let fits = options.iter().any(|o| {
                 let mut inner = Vec::new();
-                validate(o, value, path, root, &mut inner);
+                validate(o, value, path, root, patterns, &mut inner);
                 inner.is_empty()
             });
             if !fits {
@@ -251,7 +291,7 @@ fn validate(schema: &Value, value: &Value, path: &str, root: bool, causes: &mut 
     }
     if let Some(all) = schema["allOf"].as_array() {
         for s in all {
-            validate(s, value, path, root, causes);
+            validate(s, value, path, root, patterns, causes);
         }
     }
     if let Some(options) = schema["enum"].as_array()
@@ -269,7 +309,7 @@ fn validate(schema: &Value, value: &Value, path: &str, root: bool, causes: &mut 
         });
     }
     match value {
-        Value::String(s) => check_string(schema, s, value, shown_path, causes),
+        Value::String(s) => check_string(schema, s, value, shown_path, patterns, causes),
         Value::Number(n) => {
             check_number(schema, n.as_f64().unwrap_or(0.0), value, shown_path, causes)
         }
@@ -282,17 +322,25 @@ fn validate(schema: &Value, value: &Value, path: &str, root: bool, causes: &mut 
                         item,
                         &format!("{path}[{i}]"),
                         false,
+                        patterns,
                         causes,
                     );
                 }
             }
         }
-        Value::Object(map) => check_object(schema, map, path, root, causes),
+        Value::Object(map) => check_object(schema, map, path, root, patterns, causes),
         _ => {}
     }
 }
 
-fn check_string(schema: &Value, s: &str, value: &Value, path: &str, causes: &mut Vec<Cause>) {
+fn check_string(
+    schema: &Value,
+    s: &str,
+    value: &Value,
+    path: &str,
+    patterns: &Patterns,
+    causes: &mut Vec<Cause>,
+) {
     let chars = s.chars().count() as u64;
     if let Some(max) = schema["maxLength"].as_u64()
         && chars > max
@@ -314,7 +362,16 @@ fn check_string(schema: &Value, s: &str, value: &Value, path: &str, causes: &mut
         );
     }
     if let Some(pattern) = schema["pattern"].as_str() {
-        match Regex::new(pattern) {
+        // `CompiledSchema::new` compiled every pattern of the schema.
+        let fresh;
+        let compiled = match patterns.get(pattern) {
+            Some(compiled) => compiled.as_ref(),
+            None => {
+                fresh = Regex::new(pattern).map_err(|e| e.to_string());
+                fresh.as_ref()
+            }
+        };
+        match compiled {
             Ok(re) if !re.is_match(s) => invalid(
                 causes,
                 path,
@@ -400,6 +457,7 @@ fn check_object(
     map: &Map<String, Value>,
     path: &str,
     root: bool,
+    patterns: &Patterns,
     causes: &mut Vec<Cause>,
 ) {
     let shown_path = if path.is_empty() { "<root>" } else { path };
@@ -423,13 +481,14 @@ fn check_object(
         }
         let field = child(path, key);
         if let Some(s) = properties.and_then(|p| p.get(key)) {
-            validate(s, value, &field, false, causes);
+            validate(s, value, &field, false, patterns, causes);
         } else if schema["additionalProperties"].is_object() {
             validate(
                 &schema["additionalProperties"],
                 value,
                 &field,
                 false,
+                patterns,
                 causes,
             );
         }
@@ -463,7 +522,7 @@ mod tests {
     fn prunes_defaults_and_accepts_a_good_object() {
         let admitted = schema()
             .admit(
-                &json!({"kind": "X", "metadata": {"name": "a"}, "spec": {"size": 2, "junk": 1}}),
+                json!({"kind": "X", "metadata": {"name": "a"}, "spec": {"size": 2, "junk": 1}}),
                 None,
             )
             .expect("valid");
@@ -478,7 +537,7 @@ mod tests {
     fn every_failure_names_its_field() {
         let causes = schema()
             .admit(
-                &json!({"spec": {"size": 11, "mode": "C", "name": "Abcdef", "tags": ["a", "b"]}}),
+                json!({"spec": {"size": 11, "mode": "C", "name": "Abcdef", "tags": ["a", "b"]}}),
                 None,
             )
             .expect_err("invalid");
@@ -499,11 +558,11 @@ mod tests {
                 .contains("should be less than or equal to 10")
         );
         let missing = schema()
-            .admit(&json!({"spec": {}}), None)
+            .admit(json!({"spec": {}}), None)
             .expect_err("invalid");
         assert_eq!(missing[0].message, "spec.size: Required value");
         let wrong_type = schema()
-            .admit(&json!({"spec": {"size": "x"}}), None)
+            .admit(json!({"spec": {"size": "x"}}), None)
             .expect_err("invalid");
         assert!(wrong_type[0].message.contains("must be of type integer"));
     }

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
@@ -57,6 +57,16 @@ pub struct Change {
     pub object: Arc<Value>,
     /// The object before the change, for selector transitions.
     pub old: Option<Arc<Value>>,
+    /// `object` serialized, once for every watcher that sends it.
+    pub(crate) json: OnceLock<Vec<u8>>,
+}
+
+impl Change {
+    /// `object` as JSON (serialized on first use).
+    pub fn json(&self) -> &[u8] {
+        self.json
+            .get_or_init(|| serde_json::to_vec(&*self.object).unwrap_or_default())
+    }
 }
 
 /// (namespace, name)
@@ -98,8 +108,8 @@ pub struct DeleteOptions {
 /// The result of a write: the object and whether anything changed.
 #[derive(Clone, Debug)]
 pub struct Written {
-    /// The object as stored (or as it would be, for dry runs).
-    pub object: Value,
+    /// The object as stored (or as it would be, for dry runs), as served.
+    pub object: Arc<Value>,
     /// Whether the store changed.
     pub wrote: bool,
 }
@@ -145,20 +155,37 @@ fn meta_mut(object: &mut Value) -> &mut serde_json::Map<String, Value> {
         .expect("metadata was just made an object")
 }
 
+/// Whether two objects are equal at the top level apart from the `skipped`
+/// keys (compared in place: no copies of either).
+fn equal_except(old: &Value, new: &Value, skipped: &[&str]) -> bool {
+    match (old.as_object(), new.as_object()) {
+        (Some(old), Some(new)) => {
+            let kept = |m: &'_ serde_json::Map<String, Value>| {
+                m.iter()
+                    .filter(|(k, _)| !skipped.contains(&k.as_str()))
+                    .count()
+            };
+            kept(old) == kept(new)
+                && old
+                    .iter()
+                    .filter(|(k, _)| !skipped.contains(&k.as_str()))
+                    .all(|(k, v)| new.get(k) == Some(v))
+        }
+        _ => old == new,
+    }
+}
+
 /// Whether two objects differ outside metadata and status: what bumps
 /// `metadata.generation`.
 fn spec_changed(old: &Value, new: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(m) = v.as_object_mut() {
-            m.remove("metadata");
-            m.remove("status");
-            m.remove("apiVersion");
-            m.remove("kind");
-        }
-        v
-    };
-    strip(old) != strip(new)
+    !equal_except(old, new, &["metadata", "status", "apiVersion", "kind"])
+}
+
+/// Whether a new version equals the stored one, apart from the apiVersion
+/// it was written through and the resourceVersion it names.
+fn unchanged(old: &Value, new: &Value) -> bool {
+    equal_except(old, new, &["apiVersion", "metadata"])
+        && equal_except(&old["metadata"], &new["metadata"], &["resourceVersion"])
 }
 
 fn finalizers(object: &Value) -> Vec<String> {
@@ -267,9 +294,9 @@ impl Store {
     }
 
     /// Reads one object, 404 if missing.
-    pub fn get(&self, rt: &ResourceType, namespace: &str, name: &str) -> ApiResult<Value> {
+    pub fn get(&self, rt: &ResourceType, namespace: &str, name: &str) -> ApiResult<Arc<Value>> {
         self.object(&rt.store_key(), namespace, name)
-            .map(|o| present(&o, rt))
+            .map(|o| served(&o, rt))
             .ok_or_else(|| ApiError::not_found(rt.subject(), name))
     }
 
@@ -283,7 +310,7 @@ impl Store {
         fields: &FieldSelector,
         limit: Option<usize>,
         continue_from: Option<&ObjectKey>,
-    ) -> (Vec<Value>, Option<ObjectKey>) {
+    ) -> (Vec<Arc<Value>>, Option<ObjectKey>) {
         let Some(map) = self.objects.get(&rt.store_key()) else {
             return (Vec::new(), None);
         };
@@ -301,7 +328,7 @@ impl Store {
             .filter(|(_, o)| labels.matches(o) && fields.matches(o));
         let mut last = None;
         for (key, object) in iter.by_ref() {
-            items.push(present(object, rt));
+            items.push(served(object, rt));
             last = Some(key.clone());
             if limit.is_some_and(|l| items.len() >= l) {
                 break;
@@ -570,9 +597,9 @@ impl Store {
                     version = rt.version,
                 )));
             }
-            let old_for_rules = old.as_deref().map(|o| present(o, rt));
+            let old_for_rules = old.as_ref().map(|o| served(o, rt));
             new = schema
-                .admit(&new, old_for_rules.as_ref())
+                .admit(new, old_for_rules.as_deref())
                 .map_err(|causes| ApiError::invalid(&rt.kind, &rt.group, name, causes))?;
         }
         if let Some(old) = &old {
@@ -595,22 +622,16 @@ impl Store {
         }
         if let Some(old) = &old {
             // Compared as stored: the version written through does not count.
-            let mut same = new.clone();
-            same["apiVersion"] = old["apiVersion"].clone();
-            meta_mut(&mut same).insert(
-                "resourceVersion".into(),
-                old["metadata"]["resourceVersion"].clone(),
-            );
-            if same == **old {
+            if unchanged(old, &new) {
                 return Ok(Written {
-                    object: present(old, rt),
+                    object: served(old, rt),
                     wrote: false,
                 });
             }
         }
         if options.dry_run {
             return Ok(Written {
-                object: present(&new, rt),
+                object: Arc::new(present(&new, rt)),
                 wrote: false,
             });
         }
@@ -635,7 +656,7 @@ impl Store {
             self.refresh_custom_types();
         }
         Ok(Written {
-            object: present(&stored, rt),
+            object: served(&stored, rt),
             wrote: true,
         })
     }
@@ -698,6 +719,7 @@ impl Store {
             event,
             object: object.clone(),
             old,
+            json: OnceLock::new(),
         });
         object
     }
@@ -714,10 +736,24 @@ impl Store {
 }
 
 /// The stored object as served at a version: only apiVersion differs.
+/// A copy to change; [`served`] shares the stored object where it can.
 pub fn present(object: &Value, rt: &ResourceType) -> Value {
     let mut out = object.clone();
     out["apiVersion"] = json!(rt.api_version());
     out
+}
+
+/// The stored object as served at a version, shared with the store when
+/// it is stored at that version (copied only to rewrite `apiVersion`).
+pub fn served(object: &Arc<Value>, rt: &ResourceType) -> Arc<Value> {
+    if object["apiVersion"]
+        .as_str()
+        .is_some_and(|v| rt.is_api_version(v))
+    {
+        object.clone()
+    } else {
+        Arc::new(present(object, rt))
+    }
 }
 
 /// Keeps what a client may not change: identity, timestamps, and status or

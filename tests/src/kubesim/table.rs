@@ -2,6 +2,7 @@
 //! with Name, the CRD's printer columns (a small JSONPath subset: `.a.b`,
 //! `[n]`, `[*]`, `[?(@.k=="v")]`) and Age.
 
+use std::borrow::Borrow;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -136,7 +137,7 @@ fn row(rt: &ResourceType, object: &Value) -> Value {
 /// A Table of objects.
 pub fn table(
     rt: &ResourceType,
-    objects: &[Value],
+    objects: &[impl Borrow<Value>],
     rv: Option<u64>,
     continue_token: Option<&str>,
 ) -> Value {
@@ -152,7 +153,7 @@ pub fn table(
         "apiVersion": "meta.k8s.io/v1",
         "metadata": metadata,
         "columnDefinitions": columns(rt),
-        "rows": objects.iter().map(|o| row(rt, o)).collect::<Vec<_>>(),
+        "rows": objects.iter().map(|o| row(rt, o.borrow())).collect::<Vec<_>>(),
     })
 }
 

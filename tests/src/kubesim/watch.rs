@@ -17,7 +17,7 @@ use tokio::time::{Instant, Interval};
 
 use crate::kubesim::resources::ResourceType;
 use crate::kubesim::selectors::{FieldSelector, LabelSelector};
-use crate::kubesim::store::{Change, EventType, Store, present};
+use crate::kubesim::store::{Change, EventType, Store, present, served};
 
 /// What a watch asks for.
 #[derive(Clone, Debug)]
@@ -47,7 +47,10 @@ impl WatchRequest {
     }
 
     fn concerns(&self, change: &Change) -> bool {
-        change.kind == self.rt.store_key()
+        // The store key, compared without building it: every watcher sees
+        // every change.
+        change.kind.group == self.rt.group
+            && change.kind.plural == self.rt.plural
             && self
                 .namespace
                 .as_deref()
@@ -69,7 +72,16 @@ impl WatchRequest {
             EventType::Deleted if now || before => EventType::Deleted,
             _ => return None,
         };
-        Some(line(event.as_str(), present(&change.object, &self.rt)))
+        // Every watcher of the version the object is stored at shares one
+        // serialization of it.
+        let stored_version = change.object["apiVersion"]
+            .as_str()
+            .is_some_and(|v| self.rt.is_api_version(v));
+        Some(if stored_version {
+            line_of_json(event.as_str(), change.json())
+        } else {
+            line(event.as_str(), &present(&change.object, &self.rt))
+        })
     }
 
     fn bookmark(&self, rv: u64, initial_events_end: bool) -> Bytes {
@@ -79,15 +91,25 @@ impl WatchRequest {
         }
         line(
             "BOOKMARK",
-            json!({"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": metadata}),
+            &json!({"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": metadata}),
         )
     }
 }
 
-fn line(kind: &str, object: Value) -> Bytes {
-    let mut text = json!({"type": kind, "object": object}).to_string();
-    text.push('\n');
-    Bytes::from(text)
+/// One event: `{"type":…,"object":…}` and a newline.
+fn line(kind: &str, object: &Value) -> Bytes {
+    line_of_json(kind, &serde_json::to_vec(object).unwrap_or_default())
+}
+
+/// One event around an object already serialized.
+fn line_of_json(kind: &str, object: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(object.len() + kind.len() + 24);
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",\"object\":");
+    out.extend_from_slice(object);
+    out.extend_from_slice(b"}\n");
+    Bytes::from(out)
 }
 
 struct Watcher {
@@ -121,7 +143,7 @@ pub fn open(
                 let ns = request.namespace.as_deref();
                 for object in store.objects(&request.rt.store_key(), ns) {
                     if request.selects(&object) {
-                        pending.push_back(line("ADDED", present(&object, &request.rt)));
+                        pending.push_back(line("ADDED", &served(&object, &request.rt)));
                     }
                 }
                 if request.send_initial_events {
@@ -131,7 +153,7 @@ pub fn open(
             Some(rv) => match store.changes_since(rv) {
                 Ok(replay) => pending.extend(replay.iter().filter_map(|c| request.render(c))),
                 Err(gone) => {
-                    pending.push_back(line("ERROR", gone.status()));
+                    pending.push_back(line("ERROR", &gone.status()));
                     done = true;
                 }
             },

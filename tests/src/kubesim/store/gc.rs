@@ -45,6 +45,7 @@ impl Store {
             event: EventType::Deleted,
             object: Arc::new(last),
             old: Some(old.clone()),
+            json: std::sync::OnceLock::new(),
         });
         let uid = old["metadata"]["uid"]
             .as_str()
