@@ -629,3 +629,14 @@ impl Phase {
         }
     }
 }
+
+impl Tenant {
+    /// The phase the operator reported for the Tenant's current generation;
+    /// `None` while the status is missing or describes an older spec.
+    pub fn current_phase(&self) -> Option<Phase> {
+        let status = self.status.as_ref()?;
+        (status.observed_generation == self.metadata.generation)
+            .then_some(status.phase)
+            .flatten()
+    }
+}

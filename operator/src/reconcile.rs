@@ -606,13 +606,14 @@ async fn apply_namespace(
     let namespace_object = build::namespace(tenant_ctx);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let patch = Patch::Apply(&namespace_object);
+    let apply_error = |source| Error::Apply {
+        kind: "Namespace",
+        name: namespace.clone(),
+        source,
+    };
     let applied = retry(|| namespaces.patch(namespace, &params, &patch))
         .await
-        .map_err(|source| Error::Apply {
-            kind: "Namespace",
-            name: namespace.clone(),
-            source,
-        })?;
+        .map_err(apply_error)?;
     let retained_from = applied.annotations().get(RETAINED_FROM_ANNOTATION);
     if applied.labels().contains_key(RETAINED_LABEL)
         && retained_from.map(String::as_str) != tenant.metadata.uid.as_deref()
@@ -626,11 +627,7 @@ async fn apply_namespace(
         let (merge, adopt) = (PatchParams::default(), Patch::Merge(&adopt));
         retry(|| namespaces.patch(namespace, &merge, &adopt))
             .await
-            .map_err(|source| Error::Apply {
-                kind: "Namespace",
-                name: namespace.clone(),
-                source,
-            })?;
+            .map_err(apply_error)?;
     }
     Ok(())
 }

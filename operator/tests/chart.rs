@@ -10,22 +10,14 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use atoll_testkit::chart::{ChartError, chart_dir as chart, documents, run_helm, template};
+use atoll_testkit::chart::{ChartError, chart_dir as chart, documents, run_helm, template, tool};
 use serde_json::Value;
 
 /// kubernetes-validate: `ATOLL_KUBERNETES_VALIDATE`, else the first on
 /// `PATH`.
 fn kubernetes_validate() -> PathBuf {
     const ENV: &str = "ATOLL_KUBERNETES_VALIDATE";
-    if let Ok(path) = std::env::var(ENV) {
-        return PathBuf::from(path);
-    }
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("kubernetes-validate"))
-            .find(|candidate| candidate.is_file())
-    });
-    found.unwrap_or_else(|| {
+    tool(ENV, "kubernetes-validate").unwrap_or_else(|| {
         panic!(
             "kubernetes-validate not found: run scripts/test (it installs it) or set {ENV} to its path"
         )

@@ -133,10 +133,7 @@ impl Cluster {
         let what = format!("Tenant {name} to be {phase:?}");
         common::eventually(&what, TIMEOUT, || async {
             let tenant = self.tenant(name).await?;
-            let status = tenant.status.as_ref()?;
-            (status.phase == Some(phase)
-                && status.observed_generation == tenant.metadata.generation)
-                .then_some(tenant)
+            (tenant.current_phase() == Some(phase)).then_some(tenant)
         })
         .await
     }

@@ -48,18 +48,22 @@ pub fn chart_dir() -> PathBuf {
     workspace_root().join("charts/atoll")
 }
 
+/// A tool the tests run: the path in `env` when set, else the first `name`
+/// on `PATH`.
+pub fn tool(env: &str, name: &str) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(env) {
+        return Some(PathBuf::from(path));
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
 /// helm: `ATOLL_HELM`, else the first `helm` on `PATH`.
 pub fn helm() -> Result<PathBuf, ChartError> {
-    if let Some(path) = std::env::var_os("ATOLL_HELM") {
-        return Ok(PathBuf::from(path));
-    }
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join("helm"))
-                .find(|candidate| candidate.is_file())
-        })
-        .ok_or(ChartError::HelmMissing)
+    tool("ATOLL_HELM", "helm").ok_or(ChartError::HelmMissing)
 }
 
 /// What `helm <args>` printed to stdout, or why it failed.

@@ -365,10 +365,7 @@ impl Platform {
     pub async fn wait_phase(&self, name: &str, phase: Phase) -> Tenant {
         eventually(&format!("Tenant {name} to be {phase:?}"), LIMIT, || async {
             let tenant = self.tenant(name).await?;
-            let status = tenant.status.as_ref()?;
-            (status.phase == Some(phase)
-                && status.observed_generation == tenant.metadata.generation)
-                .then_some(tenant)
+            (tenant.current_phase() == Some(phase)).then_some(tenant)
         })
         .await
     }

@@ -1450,14 +1450,7 @@ async fn kubectl_retried(platform: &Platform, args: &[&str]) -> (usize, String) 
 /// SIGKILLs the operator's running pod; returns 1 when it had a process.
 async fn kill_operator(platform: &Platform, node: &atoll_testkit::nodesim::NodeSim) -> usize {
     let pod = eventually("a running operator pod", LIMIT, || async {
-        Api::<Pod>::namespaced(platform.client.clone(), crate::harness::RELEASE_NAMESPACE)
-            .list(&ListParams::default().labels("app.kubernetes.io/name=atoll-operator"))
-            .await
-            .ok()?
-            .items
-            .into_iter()
-            .find(|p| p.metadata.deletion_timestamp.is_none())
-            .map(|p| p.name_any())
+        operator_pods(platform).await.into_iter().next()
     })
     .await;
     usize::from(kill_pod(node, crate::harness::RELEASE_NAMESPACE, &pod) > 0)
@@ -1574,9 +1567,7 @@ pub async fn fault_api_errors_and_operator_kills(platform: Arc<Platform>, report
         } else {
             Phase::Suspended
         };
-        tenant.status.as_ref().is_some_and(|s| {
-            s.phase == Some(wanted) && s.observed_generation == tenant.metadata.generation
-        })
+        tenant.current_phase() == Some(wanted)
     };
     let limit = LIMIT * 3;
     let count_converged = || async {
