@@ -7,6 +7,7 @@
 //! generator all build on this crate.
 
 pub mod conditions;
+pub mod contract;
 pub mod quantity;
 mod tenant;
 mod validation;

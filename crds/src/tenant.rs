@@ -15,6 +15,13 @@ use crate::quantity::Quantity;
 /// `atoll-` is 6 characters) and the host is `<name>.<baseDomain>`; 40 keeps
 /// both valid DNS labels with room for a longer prefix.
 pub const MAX_NAME_LEN: usize = 40;
+/// Tenant names refused because their namespace (`atoll-<name>`) or host
+/// would be the platform's own: `atoll-system` is where the chart installs
+/// the operator and identity by default, `identity` and `operator` are the
+/// platform's components. The operator also refuses, at reconcile time, any
+/// namespace it did not label for the Tenant (`NamespaceConflict`), whatever
+/// the prefix.
+pub const RESERVED_NAMES: &[&str] = &["system", "identity", "operator", "platform"];
 /// A tenant name: a DNS label that starts with a letter.
 pub const NAME_PATTERN: &str = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
 /// A lower-case e-mail address (identity compares e-mails case-insensitively,
@@ -70,6 +77,9 @@ pub const MAX_ENV: usize = 64;
     validation = Rule::new("size(self.metadata.name) <= 40")
         .message("metadata.name must be at most 40 characters, so that the namespace atoll-<name> and the host <name>.<baseDomain> stay valid DNS labels")
         .reason(Reason::FieldValueInvalid),
+    validation = Rule::new("!(self.metadata.name in ['system', 'identity', 'operator', 'platform'])")
+        .message("metadata.name is reserved for the platform (system, identity, operator and platform would map onto the platform's own namespace or components)")
+        .reason(Reason::FieldValueForbidden),
     validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
         .message("metadata.name must be a DNS label: lower-case letters, digits and '-', starting with a letter and ending with a letter or digit")
         .reason(Reason::FieldValueInvalid)
@@ -432,7 +442,7 @@ fn default_storage_size() -> Quantity {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalDatabase {
-    /// Secret, in the operator's own namespace, holding an admin connection URL (postgres://user:password@host:port/db) to the shared server. Only the operator's namespace is read, so a Tenant cannot point the operator at other people's secrets.
+    /// Secret, in the operator's own namespace, holding an admin connection URL (postgres://user:password@host:port/db) to the shared server. The operator reads only Secrets of its own namespace that carry the label atoll.dev/database-admin=true, so a Tenant cannot point the operator at any other secret (an unlabelled one leaves the Tenant DatabaseReady=False with reason SecretNotLabelled).
     pub admin_secret_ref: SecretKeySelector,
 }
 
@@ -457,7 +467,7 @@ fn default_url_key() -> String {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct IngressSpec {
-    /// Host name of the instance. Defaults to <name>.<baseDomain> from the operator's configuration.
+    /// Host name of the instance. Defaults to <name>.<baseDomain> from the operator's configuration. It must lie under one of the operator's allowed domains (Ready=False, reason HostNotAllowed, otherwise) and be used by no other Tenant and not by identity: when two Tenants ask for the same host the older one keeps it and the other shows Ready=False, reason HostConflict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(HOST_PATTERN), length(min = 1, max = 253))]
     pub host: Option<String>,

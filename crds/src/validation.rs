@@ -199,6 +199,15 @@ fn validate_name(errors: &mut Errors, name: Option<&str>) {
             ),
         );
     }
+    if RESERVED_NAMES.contains(&name) {
+        errors.push(
+            "metadata.name",
+            format!(
+                "{name:?} is reserved for the platform (reserved: {}): its namespace or host would be the platform's own",
+                RESERVED_NAMES.join(", ")
+            ),
+        );
+    }
     if !PATTERNS.name.is_match(name) {
         errors.push(
             "metadata.name",

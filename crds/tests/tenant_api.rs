@@ -158,6 +158,13 @@ fn cases() -> Vec<Case> {
             good: json!({"metadata": {"name": "acme-corp-2"}}),
         },
         Case {
+            rule: "names of the platform's own namespace and components are reserved",
+            gate: Gate::Cel,
+            field: "metadata.name",
+            bad: json!({"metadata": {"name": "system"}}),
+            good: json!({"metadata": {"name": "systems"}}),
+        },
+        Case {
             rule: "displayName at most 128 characters",
             gate: Gate::Schema,
             field: "spec.displayName",

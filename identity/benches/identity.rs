@@ -154,6 +154,7 @@ async fn prepare(run: &Running) -> Result<Vec<String>, Error> {
                 user_id: user.id,
                 kind: CredentialKind::Session,
                 name: None,
+                scope: None,
                 created_at: now,
                 expires_at: now + 3600,
             })
@@ -166,7 +167,7 @@ async fn prepare(run: &Running) -> Result<Vec<String>, Error> {
         .put(format!("{}/api/v1/tenants/acme", run.base))
         .bearer_auth(SERVICE_TOKEN)
         .json(
-            &json!({"cluster": "bench", "url": "https://acme.test", "phase": "Ready",
+            &json!({"uid": "bench-acme-uid", "url": "https://acme.test", "phase": "Ready",
                       "members": members}),
         )
         .send()

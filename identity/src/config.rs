@@ -15,6 +15,10 @@ pub const ISSUER: &str = "ATOLL_IDENTITY_ISSUER";
 pub const ADMIN_EMAIL: &str = "ATOLL_IDENTITY_ADMIN_EMAIL";
 pub const ADMIN_PASSWORD: &str = "ATOLL_IDENTITY_ADMIN_PASSWORD";
 pub const SERVICE_TOKEN: &str = "ATOLL_IDENTITY_SERVICE_TOKEN";
+pub const SERVICE_CLUSTER: &str = "ATOLL_IDENTITY_SERVICE_CLUSTER";
+pub const CLUSTER_TOKENS_DIR: &str = "ATOLL_IDENTITY_CLUSTER_TOKENS_DIR";
+pub const PAT_MAX_DAYS: &str = "ATOLL_IDENTITY_PAT_MAX_DAYS";
+pub const TRUSTED_PROXIES: &str = "ATOLL_IDENTITY_TRUSTED_PROXIES";
 pub const TOKEN_TTL: &str = "ATOLL_IDENTITY_TOKEN_TTL_SECONDS";
 pub const SESSION_TTL: &str = "ATOLL_IDENTITY_SESSION_TTL_SECONDS";
 pub const ARGON2_MEMORY: &str = "ATOLL_IDENTITY_ARGON2_MEMORY_KIB";
@@ -34,6 +38,82 @@ pub const MAX_TOKEN_TTL_SECONDS: u64 = 3600;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7800";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://atoll-identity.db?mode=rwc";
 pub const DEFAULT_ADMIN_EMAIL: &str = "admin@atoll.localhost";
+/// The cluster `ATOLL_IDENTITY_SERVICE_TOKEN` belongs to unless
+/// `ATOLL_IDENTITY_SERVICE_CLUSTER` names another.
+pub const DEFAULT_SERVICE_CLUSTER: &str = "default";
+/// The shortest cluster credential accepted.
+pub const MIN_CLUSTER_TOKEN_LEN: usize = 32;
+/// Personal access tokens live at most this many days unless configured.
+pub const DEFAULT_PAT_MAX_DAYS: u32 = 90;
+
+/// What `atoll-identity --help` prints.
+pub const USAGE: &str = "\
+atoll-identity: Atoll's global identity service (users, the tenant directory,
+tenant-scoped tokens, JWKS). It takes no arguments and is configured by its
+environment; each variable may instead be given as <NAME>_FILE, the path of a
+file holding the value (a mounted Secret; a trailing newline is dropped).
+
+Usage: atoll-identity            run the service
+       atoll-identity --help     print this and exit (also -h)
+       atoll-identity --version  print the version and exit (also -V)
+
+Environment:
+  ATOLL_IDENTITY_LISTEN                  address to listen on (127.0.0.1:7800)
+  ATOLL_IDENTITY_DATABASE_URL            sqlite://... or postgres://... (sqlite://atoll-identity.db?mode=rwc)
+  ATOLL_IDENTITY_ISSUER                  public URL, the tokens' iss (http://<listen>)
+  ATOLL_IDENTITY_ADMIN_EMAIL             first admin, created when no user exists (admin@atoll.localhost)
+  ATOLL_IDENTITY_ADMIN_PASSWORD          first admin's password, at least 12 characters
+  ATOLL_IDENTITY_CLUSTER_TOKENS_DIR      directory of cluster credentials: each file is named after
+                                         a cluster (a DNS label) and holds that cluster's operator
+                                         token (at least 32 characters). Identity takes the cluster
+                                         from the credential, never from a request, and scopes every
+                                         tenant directory write to it. Re-read on use, at most every
+                                         5 s: adding or removing a cluster needs no restart.
+  ATOLL_IDENTITY_SERVICE_TOKEN           one cluster's credential (single-cluster and development
+                                         setups), at least 32 characters
+  ATOLL_IDENTITY_SERVICE_CLUSTER         the cluster ATOLL_IDENTITY_SERVICE_TOKEN belongs to (default)
+  ATOLL_IDENTITY_KEY_ENCRYPTION_KEY      32 bytes, base64 or hex: seals the signing keys in the
+                                         database (AES-256-GCM); keys stored in the clear are sealed
+                                         at start-up; a key that does not open them stops the start.
+                                         Without it keys are stored unencrypted (warned).
+  ATOLL_IDENTITY_TOKEN_TTL_SECONDS       tenant token lifetime, 60-3600 (900)
+  ATOLL_IDENTITY_SESSION_TTL_SECONDS     login session lifetime (43200)
+  ATOLL_IDENTITY_PAT_MAX_DAYS            longest personal access token lifetime, and the lifetime of
+                                         one created without expiresInDays, 1-3650 (90)
+  ATOLL_IDENTITY_ARGON2_MEMORY_KIB       Argon2id memory (19456)
+  ATOLL_IDENTITY_ARGON2_ITERATIONS       Argon2id iterations (2)
+  ATOLL_IDENTITY_ARGON2_PARALLELISM      Argon2id lanes (1)
+  ATOLL_IDENTITY_LOGIN_ATTEMPTS_PER_MINUTE  login attempts per client address per minute (30)
+  ATOLL_IDENTITY_LOCKOUT_AFTER_FAILURES  failures for one account from one address that lock that
+                                         address out of the account (5)
+  ATOLL_IDENTITY_LOCKOUT_SECONDS         how long such a lockout lasts (900)
+  ATOLL_IDENTITY_TRUSTED_PROXIES         comma-separated CIDR ranges of proxies (the ingress
+                                         controller) whose X-Forwarded-For is believed (none)
+  ATOLL_IDENTITY_TRUST_FORWARDED_FOR     believe X-Forwarded-For from any peer (false; legacy)
+  ATOLL_IDENTITY_KEY_ROTATION_DAYS       signing key rotation period, 1-365 (30)
+  ATOLL_IDENTITY_DB_MAX_CONNECTIONS      database connections (8)
+  RUST_LOG                               log filter (info); logs go to stderr, JSON off a terminal
+";
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invocation {
+    Run,
+    Help,
+    Version,
+    /// An argument that is not documented: refused.
+    Unknown(String),
+}
+
+/// Reads the command line (without the program name).
+pub fn invocation(mut args: impl Iterator<Item = String>) -> Invocation {
+    match args.next().as_deref() {
+        None => Invocation::Run,
+        Some("--help" | "-h" | "help") => Invocation::Help,
+        Some("--version" | "-V") => Invocation::Version,
+        Some(other) => Invocation::Unknown(other.to_owned()),
+    }
+}
 
 /// A secret value: shown by `Debug` as `[redacted]`, never `Display`ed.
 #[derive(Clone, PartialEq, Eq)]
@@ -61,6 +141,68 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// An address range (CIDR): `10.0.0.0/8`, `fd00::/8`, or one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    network: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpRange {
+    /// Whether `ip` is in the range (IPv4-mapped IPv6 addresses count as
+    /// their IPv4 address).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.network, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IpRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (address, prefix) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
+        let network: std::net::IpAddr = address
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP address or CIDR range"))?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?} has an invalid prefix length (0..={max})"))?,
+        };
+        Ok(IpRange { network, prefix })
+    }
+}
+
+impl std::fmt::Display for IpRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
 /// Argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Argon2Params {
@@ -85,7 +227,9 @@ impl Default for Argon2Params {
 pub struct LoginLimits {
     /// Login attempts one client address may make per minute.
     pub attempts_per_minute: u32,
-    /// Consecutive failures that lock an account (known or not).
+    /// Failures for one account from one client address that lock that
+    /// address out of that account (the account stays open to its owner
+    /// elsewhere).
     pub lockout_after: u32,
     /// How long a lockout lasts; also the window failures are counted in.
     pub lockout: Duration,
@@ -111,9 +255,22 @@ pub struct Config {
     /// First admin's password; when unset and no user exists, `main`
     /// generates one and shows it on the operator's terminal.
     pub admin_password: Option<Secret>,
-    /// What operators present to register tenants; unset disables the
-    /// tenant directory API.
+    /// One cluster's credential for the tenant directory (single-cluster
+    /// and development setups): the cluster is `service_cluster`.
     pub service_token: Option<Secret>,
+    /// The cluster `service_token` belongs to.
+    pub service_cluster: String,
+    /// A directory (a mounted Secret) of cluster credentials: each file is
+    /// named after a cluster and holds its token. Re-read when a presented
+    /// token matches none, at most once per `cluster_tokens_reload`.
+    pub cluster_tokens_dir: Option<PathBuf>,
+    pub cluster_tokens_reload: Duration,
+    /// Longest lifetime of a personal access token, in days; also the
+    /// lifetime of one created without `expiresInDays`.
+    pub pat_max_days: u32,
+    /// Proxies (the ingress controller) whose `X-Forwarded-For` is believed:
+    /// the client address is the right-most entry not in these ranges.
+    pub trusted_proxies: Vec<IpRange>,
     pub token_ttl: Duration,
     pub session_ttl: Duration,
     pub argon2: Argon2Params,
@@ -121,8 +278,8 @@ pub struct Config {
     pub hashing_concurrency: usize,
     pub login_limits: LoginLimits,
     pub keys: KeyPolicy,
-    /// Take the client address from the last `X-Forwarded-For` entry (set
-    /// this only behind a proxy that writes it).
+    /// Believe `X-Forwarded-For` from any peer (legacy; prefer
+    /// `trusted_proxies`).
     pub trust_forwarded_for: bool,
     pub db_max_connections: u32,
     /// 32 bytes, base64: seals signing keys in the database (AES-256-GCM).
@@ -158,6 +315,11 @@ impl Config {
             admin_email: DEFAULT_ADMIN_EMAIL.to_owned(),
             admin_password: None,
             service_token: None,
+            service_cluster: DEFAULT_SERVICE_CLUSTER.to_owned(),
+            cluster_tokens_dir: None,
+            cluster_tokens_reload: Duration::from_secs(5),
+            pat_max_days: DEFAULT_PAT_MAX_DAYS,
+            trusted_proxies: Vec::new(),
             token_ttl,
             session_ttl: Duration::from_secs(12 * 3600),
             argon2: Argon2Params::default(),
@@ -214,12 +376,47 @@ impl Config {
         config.admin_password = get(ADMIN_PASSWORD)?.map(Secret);
         config.service_token = get(SERVICE_TOKEN)?.map(Secret);
         if let Some(token) = &config.service_token
-            && token.expose().len() < 32
+            && token.expose().len() < MIN_CLUSTER_TOKEN_LEN
         {
             return Err(ConfigError::Invalid {
                 name: SERVICE_TOKEN,
-                reason: "must be at least 32 characters".into(),
+                reason: format!("must be at least {MIN_CLUSTER_TOKEN_LEN} characters"),
             });
+        }
+        if let Some(cluster) = get(SERVICE_CLUSTER)? {
+            let cluster = cluster.trim().to_owned();
+            if !crate::clusters::is_cluster_name(&cluster) {
+                return Err(ConfigError::Invalid {
+                    name: SERVICE_CLUSTER,
+                    reason: crate::clusters::CLUSTER_NAME_RULE.into(),
+                });
+            }
+            config.service_cluster = cluster;
+        }
+        if let Some(dir) = get(CLUSTER_TOKENS_DIR)? {
+            let dir = PathBuf::from(dir);
+            if !dir.is_dir() {
+                return Err(ConfigError::Invalid {
+                    name: CLUSTER_TOKENS_DIR,
+                    reason: format!("{} is not a readable directory", dir.display()),
+                });
+            }
+            config.cluster_tokens_dir = Some(dir);
+        }
+        if let Some(v) = get(PAT_MAX_DAYS)? {
+            config.pat_max_days = parse_range(PAT_MAX_DAYS, &v, 1, 3650)?;
+        }
+        if let Some(v) = get(TRUSTED_PROXIES)? {
+            config.trusted_proxies = v
+                .split(',')
+                .filter(|r| !r.trim().is_empty())
+                .map(|r| {
+                    r.parse().map_err(|reason| ConfigError::Invalid {
+                        name: TRUSTED_PROXIES,
+                        reason,
+                    })
+                })
+                .collect::<Result<_, _>>()?;
         }
         if let Some(v) = get(TOKEN_TTL)? {
             config.token_ttl =
@@ -421,6 +618,72 @@ mod tests {
         assert!(config(&[("ATOLL_IDENTITY_ISSUER", "id.example")]).is_err());
         let ok = config(&[("ATOLL_IDENTITY_ISSUER", "https://id.example")]).expect("valid");
         assert_eq!(ok.issuer, "https://id.example");
+    }
+
+    #[test]
+    fn the_command_line_only_asks_for_help_or_the_version() {
+        let args = |a: &[&str]| invocation(a.iter().map(|s| (*s).to_owned()));
+        assert_eq!(args(&[]), Invocation::Run);
+        assert_eq!(args(&["--help"]), Invocation::Help);
+        assert_eq!(args(&["-h"]), Invocation::Help);
+        assert_eq!(args(&["--version"]), Invocation::Version);
+        assert_eq!(
+            args(&["--listen", "0.0.0.0:80"]),
+            Invocation::Unknown("--listen".into())
+        );
+        for name in [
+            CLUSTER_TOKENS_DIR,
+            SERVICE_CLUSTER,
+            PAT_MAX_DAYS,
+            TRUSTED_PROXIES,
+            KEY_ENCRYPTION_KEY,
+            SERVICE_TOKEN,
+            LISTEN,
+            ISSUER,
+        ] {
+            assert!(USAGE.contains(name), "--help documents {name}");
+        }
+    }
+
+    #[test]
+    fn cluster_and_proxy_settings_are_validated() {
+        let ok = config(&[
+            ("ATOLL_IDENTITY_SERVICE_CLUSTER", "eu-west-1"),
+            (
+                "ATOLL_IDENTITY_TRUSTED_PROXIES",
+                "10.0.0.0/8, fd00::/8,192.0.2.1",
+            ),
+            ("ATOLL_IDENTITY_PAT_MAX_DAYS", "30"),
+        ])
+        .expect("valid");
+        assert_eq!(ok.service_cluster, "eu-west-1");
+        assert_eq!(ok.trusted_proxies.len(), 3);
+        assert_eq!(ok.pat_max_days, 30);
+        assert_eq!(config(&[]).expect("defaults").pat_max_days, 90);
+        assert_eq!(config(&[]).expect("defaults").service_cluster, "default");
+        for (name, value) in [
+            ("ATOLL_IDENTITY_SERVICE_CLUSTER", "Not_A_Label"),
+            ("ATOLL_IDENTITY_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("ATOLL_IDENTITY_TRUSTED_PROXIES", "in-cluster"),
+            ("ATOLL_IDENTITY_PAT_MAX_DAYS", "0"),
+            ("ATOLL_IDENTITY_CLUSTER_TOKENS_DIR", "/nonexistent/clusters"),
+        ] {
+            let error = config(&[(name, value)]).expect_err(value);
+            assert!(error.to_string().contains(name), "{error}");
+        }
+    }
+
+    #[test]
+    fn ip_ranges_contain_their_addresses() {
+        let range: IpRange = "10.0.0.0/8".parse().expect("range");
+        assert!(range.contains("10.200.0.1".parse().expect("ip")));
+        assert!(!range.contains("11.0.0.1".parse().expect("ip")));
+        assert!(!range.contains("::1".parse().expect("ip")));
+        let all: IpRange = "0.0.0.0/0".parse().expect("range");
+        assert!(all.contains("203.0.113.7".parse().expect("ip")));
+        let one: IpRange = "fd00::1".parse().expect("range");
+        assert!(one.contains("fd00::1".parse().expect("ip")));
+        assert!(!one.contains("fd00::2".parse().expect("ip")));
     }
 
     #[test]

@@ -74,11 +74,15 @@ impl Default for KeyPolicy {
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("the key-encryption key must be 32 bytes in base64 ({0})")]
+    #[error("the key-encryption key must be 32 bytes, in base64 or hex ({0})")]
     InvalidEncryptionKey(&'static str),
     #[error("stored signing key {kid} is encrypted and no key-encryption key is configured")]
     MissingEncryptionKey { kid: String },
-    #[error("stored signing key {kid} does not decrypt with the configured key-encryption key")]
+    #[error(
+        "stored signing key {kid} does not decrypt with the configured key-encryption key \
+         (ATOLL_IDENTITY_KEY_ENCRYPTION_KEY): it is not the key it was sealed with; \
+         nothing was changed"
+    )]
     Decrypt { kid: String },
     #[error("encrypting signing key {kid} failed")]
     Encrypt { kid: String },
@@ -111,17 +115,24 @@ impl std::fmt::Debug for KeyEncryption {
 }
 
 impl KeyEncryption {
-    /// From 32 bytes in standard or URL-safe base64.
+    /// From 32 bytes in standard or URL-safe base64, or in hex (64 digits).
     pub fn from_base64(encoded: &str) -> Result<Self, KeyError> {
         use base64::engine::general_purpose::STANDARD;
         let encoded = encoded.trim();
-        let bytes = STANDARD
+        let base64 = STANDARD
             .decode(encoded)
             .or_else(|_| URL_SAFE_NO_PAD.decode(encoded.trim_end_matches('=')))
-            .map_err(|_| KeyError::InvalidEncryptionKey("not base64"))?;
-        if bytes.len() != 32 {
-            return Err(KeyError::InvalidEncryptionKey("not 32 bytes"));
-        }
+            .ok()
+            .filter(|b| b.len() == 32);
+        let bytes = match base64 {
+            Some(bytes) => bytes,
+            None if encoded.len() == 64 && encoded.bytes().all(|b| b.is_ascii_hexdigit()) => (0
+                ..32)
+                .map(|i| u8::from_str_radix(&encoded[2 * i..2 * i + 2], 16))
+                .collect::<Result<Vec<u8>, _>>()
+                .map_err(|_| KeyError::InvalidEncryptionKey("not hex"))?,
+            None => return Err(KeyError::InvalidEncryptionKey("not 32 bytes")),
+        };
         let unbound = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &bytes)
             .map_err(|_| KeyError::InvalidEncryptionKey("rejected by AES-256-GCM"))?;
         Ok(KeyEncryption {
@@ -186,6 +197,11 @@ pub fn seal_for_storage(
         stored.private_pkcs8 = encryption.seal(&record.kid, &record.private_pkcs8)?;
     }
     Ok(stored)
+}
+
+/// Whether a stored record's private key is sealed.
+pub fn is_sealed(stored: &KeyRecord) -> bool {
+    stored.private_pkcs8.first() == Some(&SEALED_V1)
 }
 
 /// The record as loaded from storage, with its private key in the clear.
@@ -530,6 +546,12 @@ mod tests {
         let plain = open_from_storage(record.clone(), Some(&kek)).expect("plain");
         assert_eq!(plain.private_pkcs8, record.private_pkcs8);
         assert!(KeyEncryption::from_base64("c2hvcnQ=").is_err());
+        // Hex works too, and means the same key.
+        let hex: String = [7u8; 32].iter().map(|b| format!("{b:02x}")).collect();
+        let from_hex = KeyEncryption::from_base64(&hex).expect("hex");
+        let sealed = seal_for_storage(&record, Some(&from_hex)).expect("seal");
+        assert!(open_from_storage(sealed, Some(&kek)).is_ok());
+        assert!(KeyEncryption::from_base64(&"zz".repeat(32)).is_err());
     }
 
     #[test]

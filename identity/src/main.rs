@@ -1,11 +1,28 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use atoll_identity::config::Config;
+use atoll_identity::config::{Config, Invocation};
 use atoll_identity::server::{self, AdminPasswordPolicy, Identity};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    match atoll_identity::config::invocation(std::env::args().skip(1)) {
+        Invocation::Run => {}
+        Invocation::Help => {
+            print!("{}", atoll_identity::config::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Invocation::Version => {
+            println!("atoll-identity {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Invocation::Unknown(arg) => {
+            eprintln!(
+                "atoll-identity: unexpected argument {arg:?}: it takes none and is configured by its environment (see atoll-identity --help)"
+            );
+            return ExitCode::from(2);
+        }
+    }
     atoll_identity::logging::init();
     match run().await {
         Ok(()) => ExitCode::SUCCESS,

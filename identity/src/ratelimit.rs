@@ -3,9 +3,18 @@
 //!
 //! - per client address: at most `attempts_per_minute` login attempts in a
 //!   fixed one-minute window;
-//! - per account: `lockout_after` failures within the lockout window lock the
-//!   email for `lockout`. Unknown emails are counted exactly like known ones,
-//!   so a lockout reveals nothing about whether an account exists.
+//! - per account and client address: `lockout_after` failures for one email
+//!   from one address within the lockout window lock that address out of
+//!   that email for `lockout`. The attacker is slowed down; the owner,
+//!   logging in from anywhere else, is not locked out by someone else's
+//!   failures. (Spreading guesses over many addresses is bounded by the
+//!   per-address budget of each and by the password hash's cost.) Unknown
+//!   emails are counted exactly like known ones, so a lockout reveals
+//!   nothing about whether an account exists.
+//!
+//! Behind a proxy the client address is only the real one when the proxy
+//! is trusted (`ATOLL_IDENTITY_TRUSTED_PROXIES`); otherwise every client
+//! shares the proxy's address and its budget.
 
 use crate::config::LoginLimits;
 use crate::store::{Store, StoreError};
@@ -23,8 +32,13 @@ fn ip_key(ip: &str) -> String {
     format!("login-ip:{ip}")
 }
 
-fn account_key(email: &str) -> String {
-    format!("login-account:{email}")
+/// Every counter of one account starts with this.
+fn account_prefix(email: &str) -> String {
+    format!("login-account:{email}|")
+}
+
+fn account_key(email: &str, ip: &str) -> String {
+    format!("{}{ip}", account_prefix(email))
 }
 
 #[derive(Debug, Clone)]
@@ -53,7 +67,7 @@ impl LoginThrottle {
         if per_ip.hits > i64::from(self.limits.attempts_per_minute) {
             return Ok(Err(Refusal::TooManyAttempts { retry_after: 60 }));
         }
-        if let Some(account) = self.store.throttle(&account_key(email)).await?
+        if let Some(account) = self.store.throttle(&account_key(email, ip)).await?
             && let Some(until) = account.locked_until
             && until > now
         {
@@ -64,9 +78,10 @@ impl LoginThrottle {
         Ok(Ok(()))
     }
 
-    /// Records a failed password; locks the account at the threshold.
-    pub async fn failed(&self, email: &str, now: i64) -> Result<(), StoreError> {
-        let key = account_key(email);
+    /// Records a failed password for `email` from `ip`; at the threshold
+    /// locks that address out of that account.
+    pub async fn failed(&self, ip: &str, email: &str, now: i64) -> Result<(), StoreError> {
+        let key = account_key(email, ip);
         let count = self
             .store
             .throttle_hit(&key, self.lockout_secs(), now)
@@ -79,13 +94,16 @@ impl LoginThrottle {
         Ok(())
     }
 
-    /// A successful login clears the account's failures.
-    pub async fn succeeded(&self, email: &str) -> Result<(), StoreError> {
-        self.store.throttle_clear(&account_key(email)).await
+    /// A successful login clears the failures from its address.
+    pub async fn succeeded(&self, ip: &str, email: &str) -> Result<(), StoreError> {
+        self.store.throttle_clear(&account_key(email, ip)).await
     }
 
-    /// Lifts a lockout (an admin resetting the password).
+    /// Lifts every lockout of an account (an admin resetting the password).
     pub async fn unlock(&self, email: &str) -> Result<(), StoreError> {
-        self.store.throttle_clear(&account_key(email)).await
+        self.store
+            .throttle_clear_prefix(&account_prefix(email))
+            .await
+            .map(drop)
     }
 }

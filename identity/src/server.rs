@@ -29,6 +29,8 @@ pub enum StartError {
     Passwords(#[from] PasswordError),
     #[error("loading the signing keys failed")]
     Keys(#[from] KeyError),
+    #[error("loading the cluster credentials failed")]
+    Clusters(#[from] crate::clusters::ClusterTokensError),
     #[error(
         "no user exists and {} is not set: set it (or {}_FILE) to create the first admin",
         crate::config::ADMIN_PASSWORD,
@@ -93,6 +95,24 @@ impl Identity {
             .as_ref()
             .map(|k| keys::KeyEncryption::from_base64(k.expose()))
             .transpose()?;
+        match &encryption {
+            Some(encryption) => seal_stored_keys(&store, encryption).await?,
+            None => tracing::warn!(
+                "no key-encryption key is configured ({}_FILE or {}): signing keys are stored \
+                 UNENCRYPTED in the database, and anyone who can read it can sign tokens for \
+                 every tenant; configure one (the chart does)",
+                crate::config::KEY_ENCRYPTION_KEY,
+                crate::config::KEY_ENCRYPTION_KEY
+            ),
+        }
+        let clusters = crate::clusters::ClusterCredentials::from_config(&config)?;
+        if clusters.clusters().is_empty() {
+            tracing::warn!(
+                "no cluster credential is configured ({} or {}): the tenant directory API refuses every request",
+                crate::config::CLUSTER_TOKENS_DIR,
+                crate::config::SERVICE_TOKEN
+            );
+        }
         let keys = Arc::new(KeyRing::new(config.keys, Vec::new())?.with_encryption(encryption));
         maintain_keys(&store, &keys, unix_now()).await?;
         let (audit, audit_writer) = AuditLog::start(store.clone());
@@ -102,6 +122,7 @@ impl Identity {
             keys.clone(),
             passwords,
             audit,
+            clusters,
         );
         Ok(Identity {
             config,
@@ -208,12 +229,45 @@ async fn create_first_admin(
     }))
 }
 
+/// Checks that every stored signing key opens with `encryption` (a wrong
+/// key-encryption key fails here, before anything is written), then seals
+/// the keys stored in the clear (from before a key-encryption key was
+/// configured).
+pub async fn seal_stored_keys(
+    store: &Store,
+    encryption: &keys::KeyEncryption,
+) -> Result<(), StartError> {
+    let stored = store.signing_keys().await?;
+    let opened = stored
+        .iter()
+        .cloned()
+        .map(|record| keys::open_from_storage(record, Some(encryption)))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (before, plain) in stored.iter().zip(&opened) {
+        if keys::is_sealed(before) {
+            continue;
+        }
+        let sealed = keys::seal_for_storage(plain, Some(encryption))?;
+        if store
+            .replace_private_key(&before.kid, &before.private_pkcs8, &sealed.private_pkcs8)
+            .await?
+        {
+            tracing::info!(kid = %before.kid, "sealed a signing key stored in the clear");
+        }
+    }
+    Ok(())
+}
+
 /// Reloads keys from the database, creates a successor when one is due,
 /// deletes keys whose tokens have all expired, and swaps the result into
 /// `ring`. Safe to run on every replica at once.
 pub async fn maintain_keys(store: &Store, ring: &KeyRing, now: i64) -> Result<(), StartError> {
     let policy = *ring.policy();
     let mut records = store.signing_keys().await?;
+    // Every stored key must open before anything is written.
+    for record in &records {
+        keys::open_from_storage(record.clone(), ring.encryption())?;
+    }
     if let Some(not_before) = keys::successor_due(&records, now, &policy) {
         let key = keys::generate(now, not_before)?;
         let stored = keys::seal_for_storage(&key, ring.encryption())?;

@@ -107,6 +107,37 @@ pub enum CredentialKind {
     Pat,
 }
 
+/// What a personal access token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PatScope {
+    /// Read: tenant tokens minted with it carry at most the Viewer role.
+    Read,
+    /// Everything the user may do, except minting more access tokens.
+    Full,
+}
+
+impl PatScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PatScope::Read => "read",
+            PatScope::Full => "full",
+        }
+    }
+
+    fn of(op: &'static str, value: Option<&str>) -> Result<Option<PatScope>, StoreError> {
+        match value {
+            None => Ok(None),
+            Some("read") => Ok(Some(PatScope::Read)),
+            Some("full") => Ok(Some(PatScope::Full)),
+            Some(other) => Err(StoreError::Corrupt {
+                op,
+                reason: format!("unknown access-token scope {other:?}"),
+            }),
+        }
+    }
+}
+
 impl CredentialKind {
     fn as_str(self) -> &'static str {
         match self {
@@ -124,6 +155,8 @@ pub struct NewCredential {
     pub user_id: String,
     pub kind: CredentialKind,
     pub name: Option<String>,
+    /// Set for personal access tokens only.
+    pub scope: Option<PatScope>,
     pub created_at: i64,
     pub expires_at: i64,
 }
@@ -133,6 +166,7 @@ pub struct NewCredential {
 pub struct PatInfo {
     pub id: String,
     pub name: String,
+    pub scope: PatScope,
     pub created_at: i64,
     pub expires_at: i64,
 }
@@ -143,6 +177,8 @@ pub struct Authenticated {
     pub user: User,
     pub credential_id: String,
     pub kind: CredentialKind,
+    /// The access token's scope; `None` for a session.
+    pub scope: Option<PatScope>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,7 +194,10 @@ pub struct TenantSpec {
     pub display_name: String,
     pub url: String,
     pub phase: String,
+    /// The cluster whose credential registered it (never from the body).
     pub cluster: String,
+    /// The Tenant object's Kubernetes `metadata.uid`.
+    pub uid: String,
     pub members: Vec<Member>,
 }
 
@@ -170,6 +209,7 @@ pub struct Tenant {
     pub url: String,
     pub phase: String,
     pub cluster: String,
+    pub uid: String,
     pub members: i64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -202,12 +242,12 @@ pub enum Grant {
     /// No valid session or access token.
     Unauthenticated,
     /// Authenticated, but no member of the tenant (or no such tenant).
-    NotMember {
-        user: User,
-    },
+    NotMember { user: User },
     Member {
         user: User,
         membership: Membership,
+        /// The access token's scope; `None` for a session.
+        scope: Option<PatScope>,
     },
 }
 
@@ -215,6 +255,10 @@ pub enum Grant {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Membership {
     pub tenant_id: String,
+    /// The Tenant's Kubernetes uid (empty for a record registered before
+    /// uids were).
+    pub tenant_uid: String,
+    pub cluster: String,
     pub role: Role,
 }
 
@@ -249,17 +293,36 @@ pub struct Store {
 }
 
 fn migrator(backend: Backend) -> Migrator {
-    let (description, sql) = match backend {
-        Backend::Sqlite => ("init", include_str!("../migrations/sqlite/0001_init.sql")),
-        Backend::Postgres => ("init", include_str!("../migrations/postgres/0001_init.sql")),
+    let sqls: [(&str, &str); 2] = match backend {
+        Backend::Sqlite => [
+            ("init", include_str!("../migrations/sqlite/0001_init.sql")),
+            (
+                "clusters and scopes",
+                include_str!("../migrations/sqlite/0002_clusters_and_scopes.sql"),
+            ),
+        ],
+        Backend::Postgres => [
+            ("init", include_str!("../migrations/postgres/0001_init.sql")),
+            (
+                "clusters and scopes",
+                include_str!("../migrations/postgres/0002_clusters_and_scopes.sql"),
+            ),
+        ],
     };
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed(description),
-        MigrationType::Simple,
-        sqlx::SqlSafeStr::into_sql_str(sql),
-        false,
-    )])
+    Migrator::with_migrations(
+        sqls.into_iter()
+            .zip(1..)
+            .map(|((description, sql), version)| {
+                Migration::new(
+                    version,
+                    Cow::Borrowed(description),
+                    MigrationType::Simple,
+                    sqlx::SqlSafeStr::into_sql_str(sql),
+                    false,
+                )
+            })
+            .collect(),
+    )
 }
 
 fn role_of(op: &'static str, value: &str) -> Result<Role, StoreError> {
@@ -288,6 +351,7 @@ fn tenant_of(row: &AnyRow) -> Result<Tenant, sqlx::Error> {
         url: row.try_get("url")?,
         phase: row.try_get("phase")?,
         cluster: row.try_get("cluster")?,
+        uid: row.try_get("uid")?,
         members: row.try_get("members")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -466,8 +530,8 @@ impl Store {
 
     pub async fn insert_credential(&self, credential: &NewCredential) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO credentials (id, token_hash, user_id, kind, name, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO credentials (id, token_hash, user_id, kind, name, created_at, expires_at, scope)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&credential.id)
         .bind(&credential.token_hash)
@@ -476,6 +540,7 @@ impl Store {
         .bind(credential.name.as_deref())
         .bind(credential.created_at)
         .bind(credential.expires_at)
+        .bind(credential.scope.map(PatScope::as_str))
         .execute(&self.pool)
         .await
         .ctx("store credential")?;
@@ -490,7 +555,7 @@ impl Store {
     ) -> Result<Option<Authenticated>, StoreError> {
         let row = sqlx::query(
             "SELECT u.id, u.email, u.display_name, u.is_admin, u.disabled, u.created_at,
-                    c.id AS credential_id, c.kind
+                    c.id AS credential_id, c.kind, c.scope
              FROM credentials c JOIN users u ON u.id = c.user_id
              WHERE c.token_hash = $1 AND c.expires_at > $2 AND u.disabled = 0",
         )
@@ -501,7 +566,9 @@ impl Store {
         .ctx("authenticate")?;
         let Some(row) = row else { return Ok(None) };
         let kind: String = row.try_get("kind").ctx("authenticate")?;
+        let scope: Option<String> = row.try_get("scope").ctx("authenticate")?;
         Ok(Some(Authenticated {
+            scope: PatScope::of("authenticate", scope.as_deref())?,
             user: user_of(&row).ctx("authenticate")?,
             credential_id: row.try_get("credential_id").ctx("authenticate")?,
             kind: if kind == "pat" {
@@ -523,7 +590,7 @@ impl Store {
         const OP: &str = "authorize tenant token";
         let row = sqlx::query(
             "SELECT u.id, u.email, u.display_name, u.is_admin, u.disabled, u.created_at,
-                    t.id AS tenant_id, m.role
+                    t.id AS tenant_id, t.uid AS tenant_uid, t.cluster, m.role, c.scope
              FROM credentials c
              JOIN users u ON u.id = c.user_id
              LEFT JOIN memberships m ON m.email = u.email AND m.tenant = $3
@@ -542,13 +609,23 @@ impl Store {
         let user = user_of(&row).ctx(OP)?;
         let tenant_id: Option<String> = row.try_get("tenant_id").ctx(OP)?;
         let role: Option<String> = row.try_get("role").ctx(OP)?;
+        let scope: Option<String> = row.try_get("scope").ctx(OP)?;
         Ok(match (tenant_id, role) {
             (Some(tenant_id), Some(role)) => Grant::Member {
                 user,
                 membership: Membership {
                     tenant_id,
+                    tenant_uid: row
+                        .try_get::<Option<String>, _>("tenant_uid")
+                        .ctx(OP)?
+                        .unwrap_or_default(),
+                    cluster: row
+                        .try_get::<Option<String>, _>("cluster")
+                        .ctx(OP)?
+                        .unwrap_or_default(),
                     role: role_of(OP, &role)?,
                 },
+                scope: PatScope::of(OP, scope.as_deref())?,
             },
             _ => Grant::NotMember { user },
         })
@@ -584,7 +661,7 @@ impl Store {
 
     pub async fn list_pats(&self, user_id: &str, now: i64) -> Result<Vec<PatInfo>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, name, created_at, expires_at FROM credentials
+            "SELECT id, name, scope, created_at, expires_at FROM credentials
              WHERE user_id = $1 AND kind = 'pat' AND expires_at > $2 ORDER BY created_at, id",
         )
         .bind(user_id)
@@ -594,17 +671,19 @@ impl Store {
         .ctx("list tokens")?;
         rows.iter()
             .map(|row| {
+                let scope: Option<String> = row.try_get("scope").ctx("list tokens")?;
                 Ok(PatInfo {
-                    id: row.try_get("id")?,
+                    id: row.try_get("id").ctx("list tokens")?,
                     name: row
-                        .try_get::<Option<String>, _>("name")?
+                        .try_get::<Option<String>, _>("name")
+                        .ctx("list tokens")?
                         .unwrap_or_default(),
-                    created_at: row.try_get("created_at")?,
-                    expires_at: row.try_get("expires_at")?,
+                    scope: PatScope::of("list tokens", scope.as_deref())?.unwrap_or(PatScope::Full),
+                    created_at: row.try_get("created_at").ctx("list tokens")?,
+                    expires_at: row.try_get("expires_at").ctx("list tokens")?,
                 })
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .ctx("list tokens")
+            .collect()
     }
 
     pub async fn delete_expired_credentials(&self, now: i64) -> Result<u64, StoreError> {
@@ -629,8 +708,8 @@ impl Store {
         const OP: &str = "register tenant";
         let mut tx = self.pool.begin().await.ctx(OP)?;
         let inserted = sqlx::query(
-            "INSERT INTO tenants (name, id, display_name, url, phase, cluster, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+            "INSERT INTO tenants (name, id, display_name, url, phase, cluster, created_at, updated_at, uid)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(&spec.name)
@@ -640,6 +719,7 @@ impl Store {
         .bind(&spec.phase)
         .bind(&spec.cluster)
         .bind(now)
+        .bind(&spec.uid)
         .execute(&mut *tx)
         .await
         .ctx(OP)?
@@ -658,15 +738,19 @@ impl Store {
             if owner != spec.cluster {
                 return Ok(Err(OwnedElsewhere { owner }));
             }
+            // Scoped to the owner in the statement too: the record is only
+            // ever written by the cluster that registered it.
             sqlx::query(
-                "UPDATE tenants SET display_name = $2, url = $3, phase = $4, updated_at = $5
-                 WHERE name = $1",
+                "UPDATE tenants SET display_name = $2, url = $3, phase = $4, updated_at = $5, uid = $6
+                 WHERE name = $1 AND cluster = $7",
             )
             .bind(&spec.name)
             .bind(&spec.display_name)
             .bind(&spec.url)
             .bind(&spec.phase)
             .bind(now)
+            .bind(&spec.uid)
+            .bind(&spec.cluster)
             .execute(&mut *tx)
             .await
             .ctx(OP)?;
@@ -693,34 +777,24 @@ impl Store {
         Ok(Ok(outcome))
     }
 
-    /// Deletes a tenant and its memberships; `Ok(false)` when it did not
-    /// exist. `cluster`, when given, must own it.
+    /// Deletes `cluster`'s tenant `name` and its memberships; `Ok(false)`
+    /// when it did not exist; a record another cluster owns is left alone.
     pub async fn delete_tenant(
         &self,
         name: &str,
-        cluster: Option<&str>,
+        cluster: &str,
     ) -> Result<Result<bool, OwnedElsewhere>, StoreError> {
         const OP: &str = "delete tenant";
         // One statement (memberships go by ON DELETE CASCADE): on SQLite a
         // read-then-write transaction could not take the write lock while
         // another connection writes.
-        let deleted = match cluster {
-            Some(cluster) => {
-                sqlx::query("DELETE FROM tenants WHERE name = $1 AND cluster = $2")
-                    .bind(name)
-                    .bind(cluster)
-                    .execute(&self.pool)
-                    .await
-            }
-            None => {
-                sqlx::query("DELETE FROM tenants WHERE name = $1")
-                    .bind(name)
-                    .execute(&self.pool)
-                    .await
-            }
-        }
-        .ctx(OP)?
-        .rows_affected();
+        let deleted = sqlx::query("DELETE FROM tenants WHERE name = $1 AND cluster = $2")
+            .bind(name)
+            .bind(cluster)
+            .execute(&self.pool)
+            .await
+            .ctx(OP)?
+            .rows_affected();
         if deleted == 1 {
             return Ok(Ok(true));
         }
@@ -739,7 +813,7 @@ impl Store {
 
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
         let rows = sqlx::query(
-            "SELECT t.name, t.id, t.display_name, t.url, t.phase, t.cluster, t.created_at, t.updated_at,
+            "SELECT t.name, t.id, t.display_name, t.url, t.phase, t.cluster, t.uid, t.created_at, t.updated_at,
                     (SELECT COUNT(*) FROM memberships m WHERE m.tenant = t.name) AS members
              FROM tenants t ORDER BY t.name",
         )
@@ -754,7 +828,7 @@ impl Store {
 
     pub async fn tenant(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
         let row = sqlx::query(
-            "SELECT t.name, t.id, t.display_name, t.url, t.phase, t.cluster, t.created_at, t.updated_at,
+            "SELECT t.name, t.id, t.display_name, t.url, t.phase, t.cluster, t.uid, t.created_at, t.updated_at,
                     (SELECT COUNT(*) FROM memberships m WHERE m.tenant = t.name) AS members
              FROM tenants t WHERE t.name = $1",
         )
@@ -832,6 +906,26 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Replaces a stored private key (sealing one stored in the clear),
+    /// only if it still holds `old`: a replica that sealed it first wins.
+    pub async fn replace_private_key(
+        &self,
+        kid: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE signing_keys SET private_pkcs8 = $3 WHERE kid = $1 AND private_pkcs8 = $2",
+        )
+        .bind(kid)
+        .bind(old)
+        .bind(new)
+        .execute(&self.pool)
+        .await
+        .ctx("seal signing key")?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn delete_signing_key(&self, kid: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
             .bind(kid)
@@ -905,6 +999,24 @@ impl Store {
             .await
             .ctx("clear rate limit")?;
         Ok(())
+    }
+
+    /// Deletes every counter whose key starts with `prefix`.
+    pub async fn throttle_clear_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+        let mut pattern = String::with_capacity(prefix.len() + 1);
+        for c in prefix.chars() {
+            if matches!(c, '\\' | '%' | '_') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        let done = sqlx::query("DELETE FROM throttle WHERE key LIKE $1 ESCAPE '\\'")
+            .bind(pattern)
+            .execute(&self.pool)
+            .await
+            .ctx("clear rate limits")?;
+        Ok(done.rows_affected())
     }
 
     /// Deletes counters whose window (at most `longest` seconds) and lockout

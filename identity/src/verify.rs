@@ -84,6 +84,15 @@ pub struct Claims {
     pub aud: String,
     /// The tenant's stable id in identity's directory.
     pub tid: String,
+    /// The Tenant object's Kubernetes uid, as its cluster registered it. An
+    /// instance accepts only tokens carrying its own tenant's uid, so a
+    /// same-named tenant of another cluster (or a deleted and re-created
+    /// Tenant) cannot be entered with this token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_uid: Option<String>,
+    /// The cluster that registered the tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     pub role: Role,
     /// Issued at, seconds since the Unix epoch.
     pub iat: u64,
@@ -115,6 +124,8 @@ pub enum VerifyError {
     WrongIssuer { expected: String, found: String },
     #[error("the token is for tenant {found:?}, expected {expected:?}")]
     WrongAudience { expected: String, found: String },
+    #[error("the token is for another tenant with the same name")]
+    WrongTenantUid,
     #[error("the token has expired")]
     Expired,
     #[error("the token is not valid yet")]
@@ -136,6 +147,9 @@ pub struct VerifierConfig {
     pub issuer: String,
     /// This instance's tenant name: the expected `aud`.
     pub audience: String,
+    /// This instance's Tenant uid: when set, the expected `tenant_uid`
+    /// (a token without one is refused too).
+    pub tenant_uid: Option<String>,
     /// Where the JWKS is fetched; defaults to `<issuer>/.well-known/jwks.json`.
     pub jwks_url: String,
     /// Clock skew tolerated on `exp` and `nbf`.
@@ -157,12 +171,19 @@ impl VerifierConfig {
         VerifierConfig {
             issuer,
             audience: audience.into(),
+            tenant_uid: None,
             jwks_url,
             leeway: Duration::from_secs(30),
             min_refresh_interval: Duration::from_secs(30),
             refresh_interval: Duration::from_secs(300),
             http_timeout: Duration::from_secs(5),
         }
+    }
+
+    /// Also requires the token's `tenant_uid` to be `uid`.
+    pub fn with_tenant_uid(mut self, uid: impl Into<String>) -> Self {
+        self.tenant_uid = Some(uid.into());
+        self
     }
 }
 
@@ -421,6 +442,11 @@ pub fn check_claims(claims: &Claims, config: &VerifierConfig, now: u64) -> Resul
             found: claims.aud.clone(),
         });
     }
+    if let Some(expected) = &config.tenant_uid
+        && claims.tenant_uid.as_ref() != Some(expected)
+    {
+        return Err(VerifyError::WrongTenantUid);
+    }
     let leeway = config.leeway.as_secs();
     if claims.exp.saturating_add(leeway) <= now {
         return Err(VerifyError::Expired);
@@ -453,6 +479,8 @@ mod tests {
             email: "a@example.com".into(),
             aud: "acme".into(),
             tid: "t1".into(),
+            tenant_uid: Some("uid-1".into()),
+            cluster: Some("east".into()),
             role: Role::Editor,
             iat: 1_000,
             exp: 1_900,
@@ -511,6 +539,25 @@ mod tests {
             check_claims(&other, &config(), 1_500),
             Err(VerifyError::WrongIssuer { .. })
         ));
+    }
+
+    #[test]
+    fn tenant_uid_must_match_when_configured() {
+        let pinned = config().with_tenant_uid("uid-1");
+        assert!(check_claims(&claims(), &pinned, 1_500).is_ok());
+        let mut other = claims();
+        other.tenant_uid = Some("uid-2".into());
+        assert!(matches!(
+            check_claims(&other, &pinned, 1_500),
+            Err(VerifyError::WrongTenantUid)
+        ));
+        other.tenant_uid = None;
+        assert!(matches!(
+            check_claims(&other, &pinned, 1_500),
+            Err(VerifyError::WrongTenantUid)
+        ));
+        // Without a pinned uid only the name (aud) is checked.
+        assert!(check_claims(&other, &config(), 1_500).is_ok());
     }
 
     #[test]

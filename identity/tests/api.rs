@@ -8,7 +8,9 @@ use std::time::Duration;
 use atoll_identity::verify::{Role, Verifier, VerifierConfig, VerifyError};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{ADMIN_EMAIL, SERVICE_TOKEN, Service, config, eventually};
+use support::{
+    ADMIN_EMAIL, CLUSTER_B_TOKEN, SERVICE_TOKEN, Service, config, eventually, with_cluster_b,
+};
 
 const ALICE: &str = "alice@acme.test";
 const ALICE_PW: &str = "alice-correct-horse";
@@ -34,6 +36,14 @@ const SUITE: &[(&str, support::Scenario)] = scenarios![
     membership_changes_apply_to_the_next_token,
     members_without_an_account_yet,
     a_second_cluster_gets_409,
+    another_clusters_credential_cannot_touch_a_tenant,
+    a_body_cluster_that_lies_is_refused,
+    the_tenant_uid_is_required_and_stored,
+    tokens_carry_the_tenant_uid_and_cluster,
+    a_cluster_added_to_the_directory_needs_no_restart,
+    only_a_password_session_creates_access_tokens,
+    access_token_lifetimes_are_capped,
+    read_access_tokens_only_read,
     tenant_listings,
     tenant_tokens_verify_offline,
     tokens_are_refused_alike_for_strangers_and_missing_tenants,
@@ -216,7 +226,7 @@ async fn personal_access_tokens(url: String) {
         .post(
             "/api/v1/me/access-tokens",
             Some(&session),
-            json!({"name": "ci", "expiresInDays": 30}),
+            json!({"name": "ci", "expiresInDays": 30, "scope": "full", "password": ALICE_PW}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
@@ -245,7 +255,7 @@ async fn personal_access_tokens(url: String) {
         .post(
             "/api/v1/me/access-tokens",
             Some(&session),
-            json!({"name": "forever", "expiresInDays": 10_000}),
+            json!({"name": "forever", "expiresInDays": 10_000, "password": ALICE_PW}),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -287,7 +297,7 @@ async fn tenant_registration_needs_the_service_token(url: String) {
         .put(
             "/api/v1/tenants/acme",
             Some(SERVICE_TOKEN),
-            json!({"cluster": "cluster-a", "url": "https://acme.example", "phase": "Degraded", "displayName": "ACME"}),
+            json!({"cluster": "cluster-a", "uid": "uid-acme", "url": "https://acme.example", "phase": "Degraded", "displayName": "ACME"}),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
@@ -371,7 +381,8 @@ async fn members_without_an_account_yet(url: String) {
 }
 
 async fn a_second_cluster_gets_409(url: String) {
-    let svc = Service::start(config(&url)).await;
+    let (settings, _clusters) = with_cluster_b(config(&url));
+    let svc = Service::start(settings).await;
     let (status, _) = svc.register("acme", "cluster-a", json!([])).await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, body) = svc.register("acme", "cluster-b", json!([])).await;
@@ -381,21 +392,11 @@ async fn a_second_cluster_gets_409(url: String) {
             .as_str()
             .is_some_and(|e| e.contains("another cluster"))
     );
-    let (status, _) = svc
-        .delete(
-            "/api/v1/tenants/acme?cluster=cluster-b",
-            Some(SERVICE_TOKEN),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CONFLICT);
     // The owner is untouched and still updates it.
     let (status, _) = svc.register("acme", "cluster-a", json!([])).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = svc
-        .delete(
-            "/api/v1/tenants/acme?cluster=cluster-a",
-            Some(SERVICE_TOKEN),
-        )
+        .delete("/api/v1/tenants/acme", Some(SERVICE_TOKEN))
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     // Once released, another cluster may take the name.
@@ -404,8 +405,370 @@ async fn a_second_cluster_gets_409(url: String) {
     svc.stop().await;
 }
 
-async fn tenant_listings(url: String) {
+/// The tenant as the admin listing shows it.
+async fn tenant_record(svc: &Service, admin: &str, name: &str) -> Value {
+    let (_, all) = svc.get("/api/v1/admin/tenants", Some(admin)).await;
+    all.as_array()
+        .expect("list")
+        .iter()
+        .find(|t| t["name"] == name)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+async fn another_clusters_credential_cannot_touch_a_tenant(url: String) {
+    let (settings, _clusters) = with_cluster_b(config(&url));
+    let svc = Service::start(settings).await;
+    let admin = svc.admin().await;
+    svc.sign_up(&admin, ALICE, ALICE_PW).await;
+    let (status, _) = svc
+        .register(
+            "acme",
+            "cluster-a",
+            json!([{"email": ALICE, "role": "Admin"}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let before = tenant_record(&svc, &admin, "acme").await;
+
+    // Delete: with or without a `?cluster=` naming the owner, cluster B's
+    // credential deletes nothing and hears 404, as if it were gone.
+    for path in [
+        "/api/v1/tenants/acme",
+        "/api/v1/tenants/acme?cluster=cluster-a",
+    ] {
+        let (status, _) = svc.delete(path, Some(CLUSTER_B_TOKEN)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "DELETE {path}");
+    }
+    // Overwrite or claim it, with or without naming the owner in the body.
+    for body in [
+        json!({"uid": "uid-evil", "url": "https://evil.example", "phase": "Ready",
+               "members": [{"email": "mallory@evil.test", "role": "Admin"}]}),
+        json!({"uid": "uid-evil", "url": "https://evil.example", "phase": "Ready",
+               "cluster": "cluster-b", "members": []}),
+    ] {
+        let (status, _) = svc
+            .put("/api/v1/tenants/acme", Some(CLUSTER_B_TOKEN), body)
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+    }
+    let (status, _) = svc
+        .put(
+            "/api/v1/tenants/acme",
+            Some(CLUSTER_B_TOKEN),
+            json!({"uid": "uid-evil", "url": "https://evil.example", "cluster": "cluster-a"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a lying body is refused");
+
+    let after = tenant_record(&svc, &admin, "acme").await;
+    assert_eq!(after, before, "the record is untouched");
+    let alice = svc.login(ALICE, ALICE_PW).await;
+    assert_eq!(role_in_token(&svc, &alice, "acme").await, Ok(Role::Admin));
+
+    // Every refusal is in the audit log, as cluster B.
+    eventually(
+        "the denials in the audit log",
+        Duration::from_secs(10),
+        || async {
+            let (_, log) = svc.get("/api/v1/admin/audit?limit=100", Some(&admin)).await;
+            let denied = |action: &str| {
+                log.as_array().is_some_and(|entries| {
+                    entries.iter().any(|e| {
+                        e["action"] == action
+                            && e["outcome"] == "denied"
+                            && e["actor"] == "cluster:cluster-b"
+                            && e["subject"] == "acme"
+                    })
+                })
+            };
+            (denied("tenant.delete") && denied("tenant.register")).then_some(())
+        },
+    )
+    .await;
+    svc.stop().await;
+}
+
+async fn a_body_cluster_that_lies_is_refused(url: String) {
+    let (settings, _clusters) = with_cluster_b(config(&url));
+    let svc = Service::start(settings).await;
+    let (status, body) = svc
+        .put(
+            "/api/v1/tenants/globex",
+            Some(CLUSTER_B_TOKEN),
+            json!({"uid": "uid-globex", "cluster": "cluster-a"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let message = body["error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("cluster") && message.contains("credential"),
+        "{message}"
+    );
+    // The credential's own cluster, or none, is fine: the cluster is the
+    // credential's.
+    let (status, created) = svc
+        .put(
+            "/api/v1/tenants/globex",
+            Some(CLUSTER_B_TOKEN),
+            json!({"uid": "uid-globex", "cluster": "cluster-b"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["cluster"], "cluster-b");
+    let (status, created) = svc
+        .put(
+            "/api/v1/tenants/initech",
+            Some(CLUSTER_B_TOKEN),
+            json!({"uid": "uid-initech"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["cluster"], "cluster-b");
+    svc.stop().await;
+}
+
+async fn the_tenant_uid_is_required_and_stored(url: String) {
     let svc = Service::start(config(&url)).await;
+    for body in [
+        json!({"url": "https://acme.atoll.test"}),
+        json!({"uid": ""}),
+        json!({"uid": "u".repeat(129)}),
+    ] {
+        let (status, answer) = svc
+            .put("/api/v1/tenants/acme", Some(SERVICE_TOKEN), body)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(answer["error"].as_str().is_some_and(|e| e.contains("uid")));
+    }
+    let (status, created) = svc
+        .register_uid("acme", "cluster-a", "uid-1", json!([]))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(created["uid"], "uid-1");
+    // The Tenant deleted and re-created: the same cluster registers the
+    // new uid.
+    let (status, updated) = svc
+        .register_uid("acme", "cluster-a", "uid-2", json!([]))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(updated["uid"], "uid-2");
+    svc.stop().await;
+}
+
+fn claims_of(body: &Value) -> atoll_identity::verify::Claims {
+    let token = body["accessToken"].as_str().expect("token");
+    jsonwebtoken::dangerous::insecure_decode::<atoll_identity::verify::Claims>(token)
+        .expect("claims")
+        .claims
+}
+
+async fn tokens_carry_the_tenant_uid_and_cluster(url: String) {
+    let svc = Service::start(config(&url)).await;
+    let admin = svc.admin().await;
+    svc.sign_up(&admin, ALICE, ALICE_PW).await;
+    let members = json!([{"email": ALICE, "role": "Editor"}]);
+    svc.register_uid("acme", "cluster-a", "uid-1", members.clone())
+        .await;
+    let alice = svc.login(ALICE, ALICE_PW).await;
+    let (status, first) = svc.tenant_token(&alice, "acme").await;
+    assert_eq!(status, StatusCode::OK);
+    let claims = claims_of(&first);
+    assert_eq!(claims.tenant_uid.as_deref(), Some("uid-1"));
+    assert_eq!(claims.cluster.as_deref(), Some("cluster-a"));
+
+    // The Tenant is deleted and re-created (a new uid): the instance of the
+    // old one, pinned to uid-1, refuses tokens for the new one.
+    svc.register_uid("acme", "cluster-a", "uid-2", members)
+        .await;
+    let (_, second) = svc.tenant_token(&alice, "acme").await;
+    assert_eq!(claims_of(&second).tenant_uid.as_deref(), Some("uid-2"));
+    let pinned = Verifier::new(VerifierConfig::new(&svc.base, "acme").with_tenant_uid("uid-1"));
+    let first = first["accessToken"].as_str().expect("token");
+    let second = second["accessToken"].as_str().expect("token");
+    assert!(pinned.verify(first).await.is_ok());
+    assert!(matches!(
+        pinned.verify(second).await,
+        Err(VerifyError::WrongTenantUid)
+    ));
+
+    let (_, discovery) = svc.get("/.well-known/openid-configuration", None).await;
+    let supported = discovery["claims_supported"].as_array().expect("claims");
+    assert!(supported.contains(&json!("tenant_uid")) && supported.contains(&json!("cluster")));
+    svc.stop().await;
+}
+
+async fn a_cluster_added_to_the_directory_needs_no_restart(url: String) {
+    let (settings, clusters) = with_cluster_b(config(&url));
+    let svc = Service::start(settings).await;
+    let token = "cluster-c-operator-token-0123456789abcdef";
+    let register = || {
+        svc.put(
+            "/api/v1/tenants/hooli",
+            Some(token),
+            json!({"uid": "uid-hooli"}),
+        )
+    };
+    assert_eq!(register().await.0, StatusCode::UNAUTHORIZED);
+    std::fs::write(clusters.path().join("cluster-c"), token).expect("write");
+    let created = eventually(
+        "the new cluster's credential",
+        Duration::from_secs(10),
+        || async {
+            let (status, body) = register().await;
+            (status == StatusCode::CREATED).then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(created["cluster"], "cluster-c");
+    svc.stop().await;
+}
+
+/// Creates an access token with the session; returns status and body.
+async fn create_pat(svc: &Service, bearer: &str, body: Value) -> (StatusCode, Value) {
+    svc.post("/api/v1/me/access-tokens", Some(bearer), body)
+        .await
+}
+
+async fn only_a_password_session_creates_access_tokens(url: String) {
+    let svc = Service::start(config(&url)).await;
+    let admin = svc.admin().await;
+    svc.sign_up(&admin, ALICE, ALICE_PW).await;
+    let session = svc.login(ALICE, ALICE_PW).await;
+
+    // The password is re-stated, and checked.
+    let (status, body) = create_pat(&svc, &session, json!({"name": "ci"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("password"))
+    );
+    let (status, body) = create_pat(
+        &svc,
+        &session,
+        json!({"name": "ci", "password": "not alice's password"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, created) = create_pat(
+        &svc,
+        &session,
+        json!({"name": "ci", "scope": "full", "password": ALICE_PW}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["scope"], "full");
+    let pat = created["token"].as_str().expect("token").to_owned();
+
+    // A token, even a full one with the right password, breeds no tokens.
+    let (status, body) = create_pat(
+        &svc,
+        &pat,
+        json!({"name": "child", "scope": "full", "password": ALICE_PW}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (_, list) = svc.get("/api/v1/me/access-tokens", Some(&session)).await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+    svc.stop().await;
+}
+
+async fn access_token_lifetimes_are_capped(url: String) {
+    let mut settings = config(&url);
+    settings.pat_max_days = 30;
+    let svc = Service::start(settings).await;
+    let admin = svc.admin().await;
+    svc.sign_up(&admin, ALICE, ALICE_PW).await;
+    let session = svc.login(ALICE, ALICE_PW).await;
+    let (status, body) = create_pat(
+        &svc,
+        &session,
+        json!({"name": "long", "expiresInDays": 31, "password": ALICE_PW}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("30")),
+        "{body}"
+    );
+    let (status, created) = create_pat(
+        &svc,
+        &session,
+        json!({"name": "default", "password": ALICE_PW}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["scope"], "read", "read is the default scope");
+    let expires = created["expiresAt"]
+        .as_str()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .expect("expiresAt");
+    let created_at = created["createdAt"]
+        .as_str()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .expect("createdAt");
+    assert_eq!(
+        expires.as_second() - created_at.as_second(),
+        30 * 86400,
+        "no lifetime asked: the maximum"
+    );
+    svc.stop().await;
+}
+
+async fn read_access_tokens_only_read(url: String) {
+    let svc = Service::start(config(&url)).await;
+    let admin = svc.admin().await;
+    svc.sign_up(&admin, ALICE, ALICE_PW).await;
+    svc.register(
+        "acme",
+        "cluster-a",
+        json!([{"email": ALICE, "role": "Admin"}, {"email": ADMIN_EMAIL, "role": "Admin"}]),
+    )
+    .await;
+    let session = svc.login(ALICE, ALICE_PW).await;
+    let mut pats = Vec::new();
+    for scope in ["read", "full"] {
+        let (status, created) = create_pat(
+            &svc,
+            &session,
+            json!({"name": scope, "scope": scope, "password": ALICE_PW}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        pats.push(created["token"].as_str().expect("token").to_owned());
+    }
+    assert_eq!(
+        role_in_token(&svc, &pats[0], "acme").await,
+        Ok(Role::Viewer)
+    );
+    assert_eq!(role_in_token(&svc, &pats[1], "acme").await, Ok(Role::Admin));
+
+    // An admin's read token reads the admin API but changes nothing.
+    let (status, created) = create_pat(
+        &svc,
+        &admin,
+        json!({"name": "audit", "scope": "read", "password": support::ADMIN_PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let read = created["token"].as_str().expect("token");
+    let (status, _) = svc.get("/api/v1/admin/users", Some(read)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = svc
+        .post(
+            "/api/v1/admin/users",
+            Some(read),
+            json!({"email": BOB, "password": BOB_PW}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    svc.stop().await;
+}
+
+async fn tenant_listings(url: String) {
+    let (settings, _clusters) = with_cluster_b(config(&url));
+    let svc = Service::start(settings).await;
     let admin = svc.admin().await;
     svc.sign_up(&admin, ALICE, ALICE_PW).await;
     svc.register(

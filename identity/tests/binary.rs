@@ -111,3 +111,50 @@ async fn runs_from_secret_files_serves_and_stops_on_sigterm() {
         );
     }
 }
+
+#[test]
+fn help_documents_the_configuration_and_exits_and_unknown_arguments_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for flag in ["--help", "-h"] {
+        // No configuration and no database: --help must not start anything.
+        let output = Command::new(BIN)
+            .current_dir(dir.path())
+            .env_clear()
+            .arg(flag)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        assert!(output.status.success(), "{flag}: {output:?}");
+        let help = String::from_utf8_lossy(&output.stdout);
+        for documented in [
+            "ATOLL_IDENTITY_CLUSTER_TOKENS_DIR",
+            "ATOLL_IDENTITY_SERVICE_CLUSTER",
+            "ATOLL_IDENTITY_PAT_MAX_DAYS",
+            "ATOLL_IDENTITY_TRUSTED_PROXIES",
+            "ATOLL_IDENTITY_KEY_ENCRYPTION_KEY",
+        ] {
+            assert!(help.contains(documented), "{flag} documents {documented}");
+        }
+    }
+    let output = Command::new(BIN)
+        .current_dir(dir.path())
+        .env_clear()
+        .arg("--version")
+        .output()
+        .expect("run");
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("atoll-identity "));
+    let output = Command::new(BIN)
+        .current_dir(dir.path())
+        .env_clear()
+        .arg("--listen=0.0.0.0:80")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--help"));
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("dir").count(),
+        0,
+        "no database was created"
+    );
+}

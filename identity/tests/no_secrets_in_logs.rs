@@ -113,7 +113,7 @@ async fn exercise(databases: &support::Databases) {
         .post(
             "/api/v1/me/access-tokens",
             Some(&session),
-            json!({"name": "ci"}),
+            json!({"name": "ci", "scope": "full", "password": alice_pw}),
         )
         .await;
     let pat = pat["token"].as_str().expect("pat").to_owned();

@@ -40,6 +40,10 @@ const SUITE: &[(&str, support::Scenario)] = scenarios![
     the_audit_log_is_append_only,
     ended_counters_are_purged,
     signing_keys_are_sealed_at_rest,
+    the_owner_is_not_locked_out_by_failures_from_elsewhere,
+    behind_a_trusted_proxy_each_client_has_its_own_budget,
+    keys_stored_in_the_clear_are_sealed_at_start_up,
+    a_wrong_key_encryption_key_is_refused_and_changes_nothing,
 ];
 
 const HOUR: i64 = 3600;
@@ -62,6 +66,8 @@ fn claims_at(iat: i64) -> Claims {
         email: ALICE.into(),
         aud: "acme".into(),
         tid: "t".into(),
+        tenant_uid: None,
+        cluster: None,
         role: Role::Viewer,
         iat,
         exp: iat + 900,
@@ -571,4 +577,203 @@ async fn signing_keys_are_sealed_at_rest(url: String) {
     let now = i64::try_from(unix_now()).expect("time");
     assert_eq!(svc.keys.signing_kid(now), Some(in_memory.kid));
     svc.stop().await;
+}
+
+/// A login from `client`, through a proxy on loopback that sets
+/// `X-Forwarded-For`.
+async fn login_from(svc: &Service, client: &str, email: &str, password: &str) -> StatusCode {
+    svc.http
+        .post(format!("{}/api/v1/login", svc.base))
+        .header("x-forwarded-for", client)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .expect("request")
+        .status()
+}
+
+fn behind_a_loopback_proxy(url: &str) -> atoll_identity::config::Config {
+    let mut settings = config(url);
+    settings.trusted_proxies = vec![
+        "127.0.0.0/8".parse().expect("range"),
+        "::1/128".parse().expect("range"),
+    ];
+    settings
+}
+
+async fn the_owner_is_not_locked_out_by_failures_from_elsewhere(url: String) {
+    let mut settings = behind_a_loopback_proxy(&url);
+    settings.login_limits = strict_limits();
+    let svc = Service::start(settings).await;
+    let attacker = "203.0.113.7";
+    for _ in 0..10 {
+        let status = login_from(&svc, attacker, support::ADMIN_EMAIL, "guess guess guess").await;
+        assert!(
+            status == StatusCode::UNAUTHORIZED || status == StatusCode::TOO_MANY_REQUESTS,
+            "{status}"
+        );
+    }
+    // The attacker's address is locked out of the account, even with the
+    // right password...
+    assert_eq!(
+        login_from(
+            &svc,
+            attacker,
+            support::ADMIN_EMAIL,
+            support::ADMIN_PASSWORD
+        )
+        .await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // ...the owner, from their own address, is not.
+    assert_eq!(
+        login_from(
+            &svc,
+            "198.51.100.20",
+            support::ADMIN_EMAIL,
+            support::ADMIN_PASSWORD
+        )
+        .await,
+        StatusCode::OK
+    );
+    svc.stop().await;
+}
+
+async fn behind_a_trusted_proxy_each_client_has_its_own_budget(url: String) {
+    let mut settings = behind_a_loopback_proxy(&url);
+    settings.login_limits = LoginLimits {
+        attempts_per_minute: 3,
+        lockout_after: 1_000,
+        lockout: Duration::from_secs(900),
+    };
+    let svc = Service::start(settings).await;
+    for n in 0..3 {
+        let email = format!("user{n}@acme.test");
+        assert_eq!(
+            login_from(&svc, "203.0.113.7", &email, "wrong password!").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login_from(&svc, "203.0.113.7", ALICE, "wrong password!").await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the client behind the proxy used up its budget"
+    );
+    // Another client behind the same proxy has its own; what a client
+    // writes to the left of the proxy's entry is not believed.
+    assert_eq!(
+        login_from(
+            &svc,
+            "198.51.100.20",
+            support::ADMIN_EMAIL,
+            support::ADMIN_PASSWORD
+        )
+        .await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        login_from(&svc, "198.51.100.99, 203.0.113.7", ALICE, "wrong password!").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    svc.stop().await;
+}
+
+fn kek(byte: u8) -> atoll_identity::config::Secret {
+    use base64::Engine;
+    atoll_identity::config::Secret::new(
+        base64::engine::general_purpose::STANDARD.encode([byte; 32]),
+    )
+}
+
+async fn keys_stored_in_the_clear_are_sealed_at_start_up(url: String) {
+    // Before a key-encryption key was configured.
+    let svc = Service::start(config(&url)).await;
+    let admin = svc.admin().await;
+    svc.sign_up(&admin, ALICE, ALICE_PW).await;
+    svc.register(
+        "acme",
+        "cluster-a",
+        json!([{"email": ALICE, "role": "Viewer"}]),
+    )
+    .await;
+    let alice = svc.login(ALICE, ALICE_PW).await;
+    let (_, body) = svc.tenant_token(&alice, "acme").await;
+    let token = body["accessToken"].as_str().expect("token").to_owned();
+    let plain = svc.store.signing_keys().await.expect("keys").remove(0);
+    assert_ne!(plain.private_pkcs8[0], 0x01, "stored in the clear");
+    let seed = plain.private_pkcs8[16..48].to_vec();
+    let old_issuer = svc.base.clone();
+    svc.stop().await;
+
+    // Configured now: the stored key is sealed at start-up, and keeps
+    // signing and verifying; again after a restart with the same key.
+    let mut sealed = config(&url);
+    sealed.key_encryption_key = Some(kek(7));
+    for _ in 0..2 {
+        let svc = Service::start(sealed.clone()).await;
+        let stored = svc.store.signing_keys().await.expect("keys");
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].kid, plain.kid);
+        assert_eq!(stored[0].private_pkcs8[0], 0x01, "sealed");
+        assert!(
+            !stored[0].private_pkcs8.windows(32).any(|w| w == seed),
+            "the private key is no longer in the database"
+        );
+        // (Each start listens on a new port, so a new issuer.)
+        let mut old = VerifierConfig::new(&old_issuer, "acme");
+        old.jwks_url = format!("{}/.well-known/jwks.json", svc.base);
+        let old = atoll_identity::verify::Verifier::new(old);
+        old.verify(&token).await.expect("the old token verifies");
+        let verifier =
+            atoll_identity::verify::Verifier::new(VerifierConfig::new(&svc.base, "acme"));
+        let alice = svc.login(ALICE, ALICE_PW).await;
+        let (_, body) = svc.tenant_token(&alice, "acme").await;
+        let fresh = body["accessToken"].as_str().expect("token");
+        assert_eq!(kid_of(fresh), plain.kid, "the same key signs");
+        verifier.verify(fresh).await.expect("a new token verifies");
+        svc.stop().await;
+    }
+}
+
+async fn a_wrong_key_encryption_key_is_refused_and_changes_nothing(url: String) {
+    let mut right = config(&url);
+    right.key_encryption_key = Some(kek(1));
+    Service::start(right.clone()).await.stop().await;
+    let store = Store::open(&url, 2).await.expect("store");
+    let before: Vec<(String, Vec<u8>)> = store
+        .signing_keys()
+        .await
+        .expect("keys")
+        .into_iter()
+        .map(|k| (k.kid, k.private_pkcs8))
+        .collect();
+
+    let mut wrong = config(&url);
+    wrong.key_encryption_key = Some(kek(2));
+    // A key due for rotation makes no difference: nothing is written.
+    wrong.keys.rotate_every = Duration::from_secs(1);
+    wrong.keys.publish_ahead = Duration::from_secs(3600);
+    let error = atoll_identity::server::Identity::open(
+        wrong,
+        atoll_identity::server::AdminPasswordPolicy::RequireConfigured,
+    )
+    .await
+    .expect_err("a wrong key-encryption key");
+    let chain = atoll_identity::server::error_chain(&error);
+    assert!(chain.contains("does not decrypt"), "{chain}");
+    assert!(
+        chain.contains("ATOLL_IDENTITY_KEY_ENCRYPTION_KEY"),
+        "{chain}"
+    );
+    let after: Vec<(String, Vec<u8>)> = store
+        .signing_keys()
+        .await
+        .expect("keys")
+        .into_iter()
+        .map(|k| (k.kid, k.private_pkcs8))
+        .collect();
+    assert_eq!(after, before, "nothing stored was changed");
+    store.close().await;
+    // The right key still opens them.
+    Service::start(right).await.stop().await;
 }

@@ -29,6 +29,8 @@ fn claims(aud: &str) -> Claims {
         email: "alice@acme.test".into(),
         aud: aud.into(),
         tid: "0190-tenant".into(),
+        tenant_uid: Some("0190-uid".into()),
+        cluster: Some("cluster-a".into()),
         role: Role::Editor,
         iat: now,
         exp: now + 900,

@@ -70,6 +70,8 @@ fn token(ring: &KeyRing, issuer: &str) -> String {
         email: "alice@acme.test".into(),
         aud: "acme".into(),
         tid: "t".into(),
+        tenant_uid: None,
+        cluster: None,
         role: Role::Admin,
         iat: now,
         exp: now + 900,

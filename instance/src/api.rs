@@ -1,7 +1,8 @@
 //! The REST API, shaped like Kestra's, under `/api/v1` and under Kestra's
 //! tenant segment `/api/v1/{tenant}` (answered only for this instance's
-//! tenant). Operational endpoints `/healthz`, `/readyz` and `/metrics` sit
-//! at the root without authentication.
+//! tenant). Operational endpoints `/healthz` and `/readyz` sit at the root
+//! without authentication; `/metrics` is served only by [`metrics_app`], on
+//! a separate listener the Ingress does not route.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -263,12 +264,21 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
+        .with_state(state)
+}
+
+/// The metrics listener's application: `/metrics` and `/healthz` only, for
+/// a port the Ingress does not route (`ATOLL_METRICS_LISTEN`).
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)
 }
 
@@ -402,6 +412,22 @@ impl From<FlowRecord> for FlowView {
     }
 }
 
+/// The source as `principal` may read it: Viewers get the webhook keys
+/// redacted (a key is enough to start the flow, which Viewers may not).
+fn visible_source(source: String, principal: &Principal) -> String {
+    if principal.role >= Role::Editor {
+        source
+    } else {
+        flow::redact_webhook_keys(&source)
+    }
+}
+
+fn flow_view(record: FlowRecord, principal: &Principal) -> FlowView {
+    let mut view = FlowView::from(record);
+    view.source = visible_source(view.source, principal);
+    view
+}
+
 fn check_path(namespace: &str, id: Option<&str>) -> ApiResult<()> {
     let id_ok = id.is_none_or(flow::is_valid_flow_id);
     if flow::is_valid_namespace(namespace) && id_ok {
@@ -494,7 +520,7 @@ async fn get_flow(
         .get_flow(&path.namespace, &path.id, query.revision)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such flow".into()))?;
-    Ok(Json(record.into()))
+    Ok(Json(flow_view(record, &principal)))
 }
 
 async fn flow_revisions(
@@ -512,7 +538,12 @@ async fn flow_revisions(
     if revisions.is_empty() {
         return Err(ApiError::NotFound("no such flow".into()));
     }
-    Ok(Json(revisions.into_iter().map(Into::into).collect()))
+    Ok(Json(
+        revisions
+            .into_iter()
+            .map(|r| flow_view(r, &principal))
+            .collect(),
+    ))
 }
 
 async fn delete_flow(
@@ -552,7 +583,12 @@ async fn list_namespace(
         .store()
         .list_flows(Some(&path.namespace))
         .await?;
-    Ok(Json(flows.into_iter().map(Into::into).collect()))
+    Ok(Json(
+        flows
+            .into_iter()
+            .map(|f| flow_view(f, &principal))
+            .collect(),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -575,7 +611,10 @@ async fn search_flows(
         .list_flows(query.namespace.as_deref())
         .await?;
     let total = flows.len();
-    let results: Vec<FlowView> = flows.into_iter().map(Into::into).collect();
+    let results: Vec<FlowView> = flows
+        .into_iter()
+        .map(|f| flow_view(f, &principal))
+        .collect();
     Ok(Json(json!({"results": results, "total": total})))
 }
 
@@ -604,7 +643,8 @@ struct ExportQuery {
 }
 
 /// The namespace's flows (and those below it) as a tar archive of
-/// `<namespace>/<id>.yml` files holding each flow's source as saved.
+/// `<namespace>/<id>.yml` files holding each flow's source as saved (with
+/// the webhook keys redacted for Viewers).
 async fn export_flows(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -621,7 +661,7 @@ async fn export_flows(
         .into_iter()
         .map(|f| archive::ArchiveFile {
             path: format!("{}/{}.yml", f.namespace, f.id),
-            text: f.source,
+            text: visible_source(f.source, &principal),
         })
         .collect();
     let tar = archive::write_tar(&files, jiff::Timestamp::now().as_second());
@@ -1166,18 +1206,85 @@ struct LogsPath {
     execution_id: String,
 }
 
+#[derive(Debug, Deserialize)]
+struct LogsQuery {
+    /// Only lines after this position (`seq`): the next page's start.
+    after: Option<i64>,
+    /// Most lines in the page (at most [`LOG_PAGE_SIZE`]).
+    size: Option<u32>,
+}
+
+/// Most log lines in one page of `/logs/{executionId}`.
+const LOG_PAGE_SIZE: u32 = 1000;
+/// Most bytes of log messages in one page (a page holds at least one line).
+const LOG_PAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Longest message in a page (lines are stored at most this long).
+const LOG_MESSAGE_BYTES: usize = 64 * 1024;
+/// Lines read from the store at a time while filling a page.
+const LOG_READ_BATCH: u32 = 100;
+
+/// The execution's log lines, in order, a bounded page at a time: at most
+/// `size` lines and [`LOG_PAGE_BYTES`] of messages. When more lines
+/// follow, a `Link: <…?after=<seq>&size=<n>>; rel="next"` header gives the
+/// next page.
 async fn execution_logs(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(path): Path<LogsPath>,
-) -> ApiResult<Json<Vec<LogEntry>>> {
+    Query(query): Query<LogsQuery>,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+) -> ApiResult<Response> {
     require(&principal, Role::Viewer)?;
     check_id(&path.execution_id)?;
     let store = state.engine.store();
     if store.get_execution(&path.execution_id).await?.is_none() {
         return Err(ApiError::NotFound("no such execution".into()));
     }
-    Ok(Json(store.logs(&path.execution_id, 0, 10_000).await?))
+    let size = query.size.unwrap_or(LOG_PAGE_SIZE).clamp(1, LOG_PAGE_SIZE);
+    let mut after = query.after.unwrap_or(0).max(0);
+    let mut page: Vec<LogEntry> = Vec::new();
+    let mut bytes = 0usize;
+    let mut more = false;
+    'fill: while page.len() < size as usize {
+        let want = LOG_READ_BATCH.min(size - page.len() as u32);
+        let batch = store.logs(&path.execution_id, after, want).await?;
+        let exhausted = batch.len() < want as usize;
+        for mut entry in batch {
+            truncate_message(&mut entry.message);
+            let cost = entry.message.len();
+            if !page.is_empty() && bytes + cost > LOG_PAGE_BYTES {
+                more = true;
+                break 'fill;
+            }
+            bytes += cost;
+            after = entry.seq;
+            page.push(entry);
+        }
+        if exhausted {
+            break;
+        }
+    }
+    if !more && page.len() == size as usize {
+        more = !store.logs(&path.execution_id, after, 1).await?.is_empty();
+    }
+    let mut response = Json(page).into_response();
+    if more {
+        let next = format!("<{}?after={after}&size={size}>; rel=\"next\"", uri.path());
+        if let Ok(value) = header::HeaderValue::from_str(&next) {
+            response.headers_mut().insert(header::LINK, value);
+        }
+    }
+    Ok(response)
+}
+
+fn truncate_message(message: &mut String) {
+    if message.len() > LOG_MESSAGE_BYTES {
+        let mut cut = LOG_MESSAGE_BYTES;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+    }
 }
 
 /// Server-sent events: every log line of the execution, then the stream

@@ -67,10 +67,14 @@ pub struct IdentityVerifier {
 }
 
 impl IdentityVerifier {
-    /// A verifier trusting `issuer` for tokens whose audience is `tenant`.
-    pub fn new(issuer: &str, tenant: &str) -> Arc<IdentityVerifier> {
+    /// A verifier trusting `issuer` for tokens whose audience is `tenant`
+    /// and whose `tenant_uid` is `tenant_uid` (a token for a same-named
+    /// tenant of another cluster, or of a deleted and re-created Tenant, is
+    /// refused like any invalid one).
+    pub fn new(issuer: &str, tenant: &str, tenant_uid: &str) -> Arc<IdentityVerifier> {
         let config =
-            atoll_identity::verify::VerifierConfig::new(issuer.trim_end_matches('/'), tenant);
+            atoll_identity::verify::VerifierConfig::new(issuer.trim_end_matches('/'), tenant)
+                .with_tenant_uid(tenant_uid);
         Arc::new(IdentityVerifier {
             inner: atoll_identity::verify::Verifier::new(config),
         })
@@ -102,7 +106,9 @@ impl IdentityVerifier {
                 VerifyError::DisallowedAlgorithm(_) => AuthError::Invalid("algorithm not allowed"),
                 VerifyError::MissingKeyId => AuthError::Invalid("no key id"),
                 VerifyError::UnknownKey { .. } => AuthError::Invalid("unknown key id"),
-                VerifyError::WrongIssuer { .. } | VerifyError::WrongAudience { .. } => {
+                VerifyError::WrongIssuer { .. }
+                | VerifyError::WrongAudience { .. }
+                | VerifyError::WrongTenantUid => {
                     AuthError::Invalid("signature or claims not valid")
                 }
                 VerifyError::Expired | VerifyError::NotYetValid => {

@@ -1,18 +1,30 @@
 //! Configuration from the environment, read once at start-up.
 //!
+//! The variables the operator renders are named by the shared contract
+//! (`atoll_crds::contract`); this module reads every one of them through
+//! those constants, so the two sides cannot spell a name differently.
+//!
 //! | variable | default |
 //! |---|---|
 //! | `ATOLL_TENANT` | `default` |
+//! | `ATOLL_TENANT_UID` | none; required with `ATOLL_IDENTITY_ISSUER`: tokens must carry it (`tenant_uid`) |
 //! | `ATOLL_LISTEN` | `127.0.0.1:8080` |
+//! | `ATOLL_METRICS_LISTEN` | none: no metrics listener; else where `/metrics` (and `/healthz`) are served, apart from the API |
 //! | `ATOLL_DATA_DIR` | `atoll-data` (holds the SQLite file) |
 //! | `ATOLL_DATABASE_URL` | `sqlite:<data dir>/atoll.db`; a `postgres://` URL uses PostgreSQL |
 //! | `ATOLL_PUBLIC_URL` | none |
 //! | `ATOLL_IDENTITY_ISSUER` | none: auth is off, allowed on loopback only |
 //! | `ATOLL_AUTH` | `disabled` turns auth off explicitly (logged as a warning) |
+//! | `ATOLL_LOG_LEVEL` | `info` (`error`, `warn`, `info`, `debug`, `trace`); `RUST_LOG`, when set, wins |
+//! | `ATOLL_MAX_CONCURRENT_TASK_RUNS` | `256`: task runs executing at once |
+//! | `ATOLL_EXECUTION_RETENTION_DAYS` | none: keep forever; else ended executions (with logs and outputs) older than this are deleted |
+//! | `ATOLL_HTTP_ALLOW_PRIVATE` | `false`: HTTP tasks may not reach private, loopback, link-local or metadata addresses |
 //! | `ATOLL_LEASE_SECONDS` | `30`: how soon another process resumes a dead one's executions |
 //!
 //! Each variable can also be given as `<NAME>_FILE`, naming a file that holds
 //! the value (for mounted secrets such as the database URL).
+
+use atoll_crds::contract;
 
 /// What `atoll-instance --help` prints.
 pub const USAGE: &str = "\
@@ -21,7 +33,12 @@ triggers) behind an HTTP API. It takes no arguments: it is configured by
 its environment.
 
   ATOLL_TENANT            the tenant it serves (default: default)
+  ATOLL_TENANT_UID        the Tenant's uid; required with
+                          ATOLL_IDENTITY_ISSUER: only tokens carrying it
+                          are accepted
   ATOLL_LISTEN            address to listen on (default: 127.0.0.1:8080)
+  ATOLL_METRICS_LISTEN    address of a second listener serving only
+                          /metrics and /healthz (default: none, no metrics)
   ATOLL_DATA_DIR          holds the SQLite file (default: atoll-data)
   ATOLL_DATABASE_URL      sqlite:<file> (default: <data dir>/atoll.db) or a
                           postgres:// URL
@@ -29,6 +46,16 @@ its environment.
   ATOLL_IDENTITY_ISSUER   identity's URL; tokens it signs are required
   ATOLL_AUTH=disabled     run without authentication (loopback only unless
                           set explicitly; logged as a warning)
+  ATOLL_LOG_LEVEL         error, warn, info, debug or trace (default: info);
+                          RUST_LOG, when set, wins over it
+  ATOLL_MAX_CONCURRENT_TASK_RUNS
+                          task runs executing at once (default: 256)
+  ATOLL_EXECUTION_RETENTION_DAYS
+                          delete ended executions, with their logs and
+                          outputs, older than this many days (default: keep)
+  ATOLL_HTTP_ALLOW_PRIVATE=true
+                          let HTTP tasks reach private, loopback, link-local
+                          and cloud metadata addresses (default: refused)
   ATOLL_LEASE_SECONDS     how soon another process resumes a dead one's
                           executions (default: 30)
 
@@ -69,6 +96,8 @@ use std::time::Duration;
 pub enum ConfigError {
     #[error("{name} is not valid: {reason}")]
     Invalid { name: &'static str, reason: String },
+    #[error("{name} is required: {reason}")]
+    Missing { name: &'static str, reason: String },
     #[error("cannot read {name}_FILE: {reason}")]
     File { name: &'static str, reason: String },
     #[error(
@@ -80,27 +109,72 @@ pub enum ConfigError {
 /// How API callers are authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthMode {
-    /// Bearer tokens from this identity issuer, audience = the tenant.
-    Identity { issuer: String },
+    /// Bearer tokens from this identity issuer, audience = the tenant's
+    /// name, `tenant_uid` = the Tenant's uid.
+    Identity { issuer: String, tenant_uid: String },
     /// Everyone is an Admin. For local, single-user use.
     Disabled { explicit: bool },
 }
+
+/// Task runs executing at once unless configured.
+pub const DEFAULT_MAX_CONCURRENT_TASK_RUNS: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub tenant: String,
     pub listen: SocketAddr,
+    /// Where `/metrics` is served, apart from the API; `None`: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub database_url: String,
     pub public_url: Option<String>,
     pub auth: AuthMode,
     pub lease: Duration,
+    /// The level of the instance's own logs (`RUST_LOG` wins when set).
+    pub log_level: tracing::Level,
+    /// Task runs executing at once.
+    pub max_concurrent_task_runs: usize,
+    /// Ended executions older than this are deleted; `None` keeps them.
+    pub execution_retention: Option<Duration>,
+    /// HTTP tasks may reach private, loopback, link-local and metadata addresses.
+    pub http_allow_private: bool,
 }
+
+impl Default for Config {
+    /// What an empty environment gives: local SQLite on loopback, no auth.
+    fn default() -> Self {
+        let data_dir = PathBuf::from("atoll-data");
+        Config {
+            tenant: "default".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: None,
+            database_url: format!("sqlite:{}", data_dir.join("atoll.db").display()),
+            data_dir,
+            public_url: None,
+            auth: AuthMode::Disabled { explicit: false },
+            lease: Duration::from_secs(30),
+            log_level: tracing::Level::INFO,
+            max_concurrent_task_runs: DEFAULT_MAX_CONCURRENT_TASK_RUNS,
+            execution_retention: None,
+            http_allow_private: false,
+        }
+    }
+}
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
 
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The log filter: `RUST_LOG` when given (non-empty), else the configured level.
+    pub fn log_filter(&self, rust_log: Option<&str>) -> String {
+        match rust_log.map(str::trim).filter(|v| !v.is_empty()) {
+            Some(filter) => filter.to_owned(),
+            None => self.log_level.as_str().to_ascii_lowercase(),
+        }
     }
 
     /// Builds the configuration from a variable lookup (pure, for tests).
@@ -119,27 +193,54 @@ impl Config {
                 None => Ok(None),
             }
         };
-        let tenant = get("ATOLL_TENANT")?.unwrap_or_else(|| "default".into());
+        let defaults = Config::default();
+        let tenant = get(contract::TENANT)?.unwrap_or(defaults.tenant);
         if !is_dns_label(&tenant) {
             return Err(ConfigError::Invalid {
-                name: "ATOLL_TENANT",
+                name: contract::TENANT,
                 reason: "must be a DNS label (lowercase letters, digits and '-', at most 63)"
                     .into(),
             });
         }
-        let listen_text = get("ATOLL_LISTEN")?.unwrap_or_else(|| "127.0.0.1:8080".into());
-        let listen: SocketAddr = listen_text.parse().map_err(|_| ConfigError::Invalid {
-            name: "ATOLL_LISTEN",
-            reason: "expected an address and port such as 127.0.0.1:8080".into(),
-        })?;
-        let data_dir = PathBuf::from(get("ATOLL_DATA_DIR")?.unwrap_or_else(|| "atoll-data".into()));
-        let database_url = match get("ATOLL_DATABASE_URL")? {
+        let tenant_uid = get(contract::TENANT_UID)?;
+        if let Some(uid) = &tenant_uid
+            && (uid.len() > 128 || !uid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        {
+            return Err(ConfigError::Invalid {
+                name: contract::TENANT_UID,
+                reason: "expected a Kubernetes uid (letters, digits and '-')".into(),
+            });
+        }
+        let address = |name: &'static str, text: String| -> Result<SocketAddr, ConfigError> {
+            text.parse().map_err(|_| ConfigError::Invalid {
+                name,
+                reason: "expected an address and port such as 127.0.0.1:8080".into(),
+            })
+        };
+        let listen = match get(contract::LISTEN)? {
+            Some(text) => address(contract::LISTEN, text)?,
+            None => defaults.listen,
+        };
+        let metrics_listen = match get(contract::METRICS_LISTEN)? {
+            Some(text) => Some(address(contract::METRICS_LISTEN, text)?),
+            None => None,
+        };
+        if metrics_listen.is_some_and(|m| m.port() != 0 && m.port() == listen.port()) {
+            return Err(ConfigError::Invalid {
+                name: contract::METRICS_LISTEN,
+                reason: format!("must be another port than {}", contract::LISTEN),
+            });
+        }
+        let data_dir = get("ATOLL_DATA_DIR")?
+            .map(PathBuf::from)
+            .unwrap_or(defaults.data_dir);
+        let database_url = match get(contract::DATABASE_URL)? {
             Some(url) => {
                 let known = ["sqlite:", "postgres:", "postgresql:"];
                 if !known.iter().any(|p| url.starts_with(p)) {
                     // The URL may hold a password: never echo it.
                     return Err(ConfigError::Invalid {
-                        name: "ATOLL_DATABASE_URL",
+                        name: contract::DATABASE_URL,
                         reason: "expected a sqlite: or postgres:// URL".into(),
                     });
                 }
@@ -147,8 +248,16 @@ impl Config {
             }
             None => format!("sqlite:{}", data_dir.join("atoll.db").display()),
         };
-        let public_url = get("ATOLL_PUBLIC_URL")?;
-        let issuer = get("ATOLL_IDENTITY_ISSUER")?;
+        let public_url = get(contract::PUBLIC_URL)?;
+        if let Some(url) = &public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError::Invalid {
+                name: contract::PUBLIC_URL,
+                reason: "expected an http(s) URL".into(),
+            });
+        }
+        let issuer = get(contract::IDENTITY_ISSUER)?;
         let auth_disabled = match get("ATOLL_AUTH")?.as_deref() {
             None | Some("enabled") => false,
             Some("disabled") => true,
@@ -164,12 +273,22 @@ impl Config {
             (Some(issuer), false) => {
                 if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
                     return Err(ConfigError::Invalid {
-                        name: "ATOLL_IDENTITY_ISSUER",
+                        name: contract::IDENTITY_ISSUER,
                         reason: "expected an http(s) URL".into(),
                     });
                 }
+                let Some(tenant_uid) = tenant_uid else {
+                    return Err(ConfigError::Missing {
+                        name: contract::TENANT_UID,
+                        reason: format!(
+                            "with {} set, tokens are accepted only for this Tenant's uid",
+                            contract::IDENTITY_ISSUER
+                        ),
+                    });
+                };
                 AuthMode::Identity {
                     issuer: issuer.trim_end_matches('/').to_owned(),
+                    tenant_uid,
                 }
             }
             (None, false) => {
@@ -188,16 +307,76 @@ impl Config {
                     name: "ATOLL_LEASE_SECONDS",
                     reason: "expected whole seconds between 1 and 3600".into(),
                 })?,
-            None => 30,
+            None => defaults.lease.as_secs(),
+        };
+        let log_level = match get(contract::LOG_LEVEL)? {
+            Some(text) => match text.trim().to_ascii_lowercase().as_str() {
+                "error" => tracing::Level::ERROR,
+                "warn" | "warning" => tracing::Level::WARN,
+                "info" => tracing::Level::INFO,
+                "debug" => tracing::Level::DEBUG,
+                "trace" => tracing::Level::TRACE,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: contract::LOG_LEVEL,
+                        reason: "expected error, warn, info, debug or trace".into(),
+                    });
+                }
+            },
+            None => defaults.log_level,
+        };
+        let max_concurrent_task_runs = match get(contract::MAX_CONCURRENT_TASK_RUNS)? {
+            Some(text) => text
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=100_000).contains(n))
+                .ok_or(ConfigError::Invalid {
+                    name: contract::MAX_CONCURRENT_TASK_RUNS,
+                    reason: "expected a whole number between 1 and 100000".into(),
+                })?,
+            None => defaults.max_concurrent_task_runs,
+        };
+        let execution_retention = match get(contract::EXECUTION_RETENTION_DAYS)? {
+            Some(text) => Some(
+                text.trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=36_500).contains(n))
+                    .map(|days| DAY * days)
+                    .ok_or(ConfigError::Invalid {
+                        name: contract::EXECUTION_RETENTION_DAYS,
+                        reason: "expected whole days between 1 and 36500".into(),
+                    })?,
+            ),
+            None => defaults.execution_retention,
+        };
+        let http_allow_private = match get(contract::HTTP_ALLOW_PRIVATE)? {
+            Some(text) => match text.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: contract::HTTP_ALLOW_PRIVATE,
+                        reason: "expected true or false".into(),
+                    });
+                }
+            },
+            None => defaults.http_allow_private,
         };
         Ok(Config {
             tenant,
             listen,
+            metrics_listen,
             data_dir,
             database_url,
             public_url,
             auth,
             lease: Duration::from_secs(lease_seconds),
+            log_level,
+            max_concurrent_task_runs,
+            execution_retention,
+            http_allow_private,
         })
     }
 }
@@ -244,14 +423,134 @@ mod tests {
         let c = config(&[
             ("ATOLL_LISTEN", "0.0.0.0:8080"),
             ("ATOLL_IDENTITY_ISSUER", "https://id.example.test/"),
+            ("ATOLL_TENANT_UID", "0f6c3b9e-1d2a-4c1e-9a57-3f0e5d1c2b7a"),
         ])
         .expect("with identity");
         assert_eq!(
             c.auth,
             AuthMode::Identity {
-                issuer: "https://id.example.test".into()
+                issuer: "https://id.example.test".into(),
+                tenant_uid: "0f6c3b9e-1d2a-4c1e-9a57-3f0e5d1c2b7a".into(),
             }
         );
+    }
+
+    #[test]
+    fn identity_auth_requires_the_tenant_uid() {
+        let err = config(&[
+            ("ATOLL_LISTEN", "0.0.0.0:8080"),
+            ("ATOLL_IDENTITY_ISSUER", "https://id.example.test/"),
+        ])
+        .expect_err("no uid");
+        assert!(matches!(err, ConfigError::Missing { .. }), "{err}");
+        assert!(err.to_string().contains("ATOLL_TENANT_UID"), "{err}");
+        assert!(config(&[("ATOLL_TENANT_UID", "not a uid!")]).is_err());
+    }
+
+    #[test]
+    fn an_empty_environment_gives_the_defaults() {
+        assert_eq!(config(&[]).expect("defaults"), Config::default());
+    }
+
+    /// A value for each contract variable that differs from its default
+    /// (or from its value beside), and the variables it needs beside it. A name added to the contract
+    /// fails here until the instance reads it.
+    fn contract_sample(name: &str) -> (&'static str, &'static [(&'static str, &'static str)]) {
+        const UID: &[(&str, &str)] = &[(contract::TENANT_UID, "uid-1")];
+        match name {
+            contract::TENANT => ("globex", &[]),
+            contract::TENANT_UID => (
+                "uid-2",
+                &[
+                    (contract::IDENTITY_ISSUER, "https://id.test"),
+                    (contract::TENANT_UID, "uid-1"),
+                ],
+            ),
+            contract::DATABASE_URL => ("postgres://u:p@127.0.0.1:5432/db", &[]),
+            contract::LISTEN => ("127.0.0.1:9999", &[]),
+            contract::METRICS_LISTEN => ("0.0.0.0:9090", &[]),
+            contract::PUBLIC_URL => ("https://acme.example.test", &[]),
+            contract::IDENTITY_ISSUER => ("https://id.example.test", UID),
+            contract::LOG_LEVEL => ("debug", &[]),
+            contract::MAX_CONCURRENT_TASK_RUNS => ("7", &[]),
+            contract::EXECUTION_RETENTION_DAYS => ("30", &[]),
+            contract::HTTP_ALLOW_PRIVATE => ("true", &[]),
+            other => panic!("the instance does not read contract variable {other}"),
+        }
+    }
+
+    #[test]
+    fn every_contract_variable_is_read_and_changes_the_config() {
+        for &name in contract::ALL {
+            let (value, beside) = contract_sample(name);
+            let base = config(beside).unwrap_or_else(|e| panic!("{name}: base: {e}"));
+            let mut vars = beside.to_vec();
+            vars.push((name, value));
+            let set = config(&vars).unwrap_or_else(|e| panic!("{name}={value}: {e}"));
+            assert_ne!(set, base, "{name} is accepted but changes nothing");
+            // The same value from a file (mounted secrets) gives the same config.
+            let dir = tempfile_dir(name);
+            let file = dir.join("value");
+            std::fs::write(&file, format!("{value}\n")).expect("write");
+            let path = file.display().to_string();
+            let file_name = format!("{name}_FILE");
+            let mut from_file: Vec<_> =
+                beside.iter().copied().filter(|(n, _)| *n != name).collect();
+            from_file.push((file_name.as_str(), path.as_str()));
+            assert_eq!(config(&from_file).as_ref(), Ok(&set), "{file_name}");
+            let _ = std::fs::remove_dir_all(dir);
+            // A bad value is refused, naming the variable.
+            let mut bad = beside.to_vec();
+            bad.push((name, "\u{1}bad value"));
+            let err = config(&bad).expect_err(name);
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    fn tempfile_dir(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("atoll-config-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
+    #[test]
+    fn contract_values_are_parsed() {
+        let c = config(&[
+            (contract::LOG_LEVEL, "WARN"),
+            (contract::MAX_CONCURRENT_TASK_RUNS, "3"),
+            (contract::EXECUTION_RETENTION_DAYS, "2"),
+            (contract::HTTP_ALLOW_PRIVATE, "true"),
+            (contract::METRICS_LISTEN, "127.0.0.1:9090"),
+        ])
+        .expect("valid");
+        assert_eq!(c.log_level, tracing::Level::WARN);
+        assert_eq!(c.log_filter(None), "warn");
+        assert_eq!(
+            c.log_filter(Some("atoll=trace")),
+            "atoll=trace",
+            "RUST_LOG wins"
+        );
+        assert_eq!(c.max_concurrent_task_runs, 3);
+        assert_eq!(
+            c.execution_retention,
+            Some(Duration::from_secs(2 * 24 * 3600))
+        );
+        assert!(c.http_allow_private);
+        assert_eq!(
+            c.metrics_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9090)))
+        );
+        for (name, bad) in [
+            (contract::LOG_LEVEL, "loud"),
+            (contract::MAX_CONCURRENT_TASK_RUNS, "0"),
+            (contract::EXECUTION_RETENTION_DAYS, "-1"),
+            (contract::HTTP_ALLOW_PRIVATE, "maybe"),
+            (contract::METRICS_LISTEN, "127.0.0.1:8080"),
+            (contract::PUBLIC_URL, "ftp://x"),
+        ] {
+            let err = config(&[(name, bad)]).expect_err(name);
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]

@@ -26,19 +26,32 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    // The configuration first: it sets the log level (RUST_LOG still wins).
+    let config = Config::from_env();
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = match &config {
+        Ok(config) => config.log_filter(rust_log.as_deref()),
+        Err(_) => Config::default().log_filter(rust_log.as_deref()),
+    };
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let config = match Config::from_env() {
+    let config = match config {
         Ok(config) => config,
         Err(err) => {
             tracing::error!(error = %err, "invalid configuration");
             return ExitCode::FAILURE;
         }
     };
+    // Commands tasks run as this process's user: they must not read its
+    // memory or its environment (the database URL, mapped-in secrets).
+    if let Err(err) = server::protect_process() {
+        tracing::error!(error = %err, "cannot mark the process non-dumpable");
+        return ExitCode::FAILURE;
+    }
     let shutdown = CancellationToken::new();
     server::cancel_on_signal(shutdown.clone());
     match server::run(config, shutdown).await {

@@ -32,21 +32,48 @@ pub enum ServeError {
     Serve(#[source] std::io::Error),
 }
 
-/// Runs the instance on `config.listen` until `shutdown` is cancelled.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), ServeError> {
-    let listener = TcpListener::bind(config.listen)
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
         .await
-        .map_err(|source| ServeError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// Runs the instance on `config.listen` (and its metrics on
+/// `config.metrics_listen`) until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let listener = bind(config.listen).await?;
     serve(config, listener, shutdown).await
 }
 
-/// Runs the instance on an already bound listener until `shutdown` is cancelled.
+/// Runs the instance on an already bound listener (binding
+/// `config.metrics_listen` for the metrics) until `shutdown` is cancelled.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    serve_with_metrics(config, listener, metrics, shutdown).await
+}
+
+/// Marks the process non-dumpable, so that the commands tasks run (same
+/// user) cannot read its memory or `/proc/<pid>/environ` (which holds the
+/// database URL and every secret the instance was started with).
+pub fn protect_process() -> Result<(), std::io::Error> {
+    #[cfg(target_os = "linux")]
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
+    Ok(())
+}
+
+/// Runs the instance on already bound listeners (the API's, and the
+/// metrics' when given) until `shutdown` is cancelled.
+pub async fn serve_with_metrics(
+    config: Config,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     if config.database_url.starts_with("sqlite:") {
@@ -58,12 +85,21 @@ pub async fn serve(
         store,
         EngineConfig {
             lease: config.lease,
+            max_task_runs: config.max_concurrent_task_runs,
+            retention: config.execution_retention,
+            http_allow_private: config.http_allow_private,
             ..EngineConfig::default()
         },
     );
+    if config.http_allow_private {
+        tracing::warn!(
+            "HTTP tasks may reach private, loopback, link-local and metadata addresses ({} is true)",
+            atoll_crds::contract::HTTP_ALLOW_PRIVATE
+        );
+    }
     let verifier: Option<Arc<dyn Verifier>> = match &config.auth {
-        AuthMode::Identity { issuer } => {
-            let verifier = IdentityVerifier::new(issuer, &config.tenant);
+        AuthMode::Identity { issuer, tenant_uid } => {
+            let verifier = IdentityVerifier::new(issuer, &config.tenant, tenant_uid);
             // Load the keys now, then re-read them periodically so a key
             // identity has retired stops being trusted.
             let refresher = verifier.clone();
@@ -110,7 +146,26 @@ pub async fn serve(
         metrics,
     };
     let local = listener.local_addr().map_err(ServeError::Serve)?;
-    tracing::info!(listen = %local, tenant = %config.tenant, "serving");
+    tracing::info!(
+        listen = %local,
+        tenant = %config.tenant,
+        public_url = config.public_url.as_deref().unwrap_or("(none)"),
+        "serving"
+    );
+    let metrics_task = match metrics_listener {
+        Some(metrics_listener) => {
+            let local = metrics_listener.local_addr().map_err(ServeError::Serve)?;
+            tracing::info!(listen = %local, "serving metrics");
+            let app = api::metrics_app(state.clone());
+            let stop = shutdown.clone();
+            Some(tokio::spawn(async move {
+                axum::serve(metrics_listener, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
+            }))
+        }
+        None => None,
+    };
     let engine_task = tokio::spawn({
         let shutdown = shutdown.clone();
         async move { engine.run(shutdown).await }
@@ -120,6 +175,11 @@ pub async fn serve(
         .await;
     shutdown.cancel();
     let _ = engine_task.await;
+    if let Some(task) = metrics_task
+        && let Ok(Err(err)) = task.await
+    {
+        tracing::warn!(error = %err, "the metrics listener failed");
+    }
     served.map_err(ServeError::Serve)
 }
 

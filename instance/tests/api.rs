@@ -12,9 +12,21 @@ use support::identity::{self, KEY_A_PEM, KEY_B_PEM, TestIdentity};
 use tokio_util::sync::CancellationToken;
 
 const TENANT: &str = "acme";
+/// The Tenant's uid the instance is pinned to (the test identity puts
+/// `uid-<tenant>` in its tokens).
+const TENANT_UID: &str = "uid-acme";
+
+fn identity_auth(id: &TestIdentity) -> AuthMode {
+    AuthMode::Identity {
+        issuer: id.issuer.clone(),
+        tenant_uid: TENANT_UID.into(),
+    }
+}
 
 struct Instance {
     base: String,
+    /// The metrics listener's base URL, when it has one.
+    metrics_base: Option<String>,
     http: reqwest::Client,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
@@ -22,11 +34,27 @@ struct Instance {
 
 impl Instance {
     async fn start(auth: AuthMode) -> Instance {
+        Instance::start_with(auth, false).await
+    }
+
+    async fn start_with(auth: AuthMode, metrics: bool) -> Instance {
         let dir = tempfile::tempdir().expect("temp dir");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let metrics_listener = if metrics {
+            Some(
+                tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind metrics"),
+            )
+        } else {
+            None
+        };
+        let metrics_base = metrics_listener
+            .as_ref()
+            .map(|l| format!("http://{}", l.local_addr().expect("addr")));
         let config = Config {
             tenant: TENANT.into(),
             listen: addr,
@@ -35,14 +63,24 @@ impl Instance {
             public_url: None,
             auth,
             lease: Duration::from_secs(30),
+            ..Config::default()
         };
         let shutdown = CancellationToken::new();
         tokio::spawn({
             let shutdown = shutdown.clone();
-            async move { atoll_instance::server::serve(config, listener, shutdown).await }
+            async move {
+                atoll_instance::server::serve_with_metrics(
+                    config,
+                    listener,
+                    metrics_listener,
+                    shutdown,
+                )
+                .await
+            }
         });
         let instance = Instance {
             base: format!("http://{addr}"),
+            metrics_base,
             http: reqwest::Client::new(),
             shutdown,
             _dir: dir,
@@ -310,19 +348,74 @@ async fn flows_and_executions_round_trip() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let (status, metrics) = i.send(reqwest::Method::GET, "/metrics", None, None).await;
-    assert_eq!(status, StatusCode::OK);
-    let metrics = metrics.as_str().unwrap_or_default().to_owned();
-    assert!(
-        metrics.contains("atoll_executions_started_total 4"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("atoll_executions_finished_total{state=\"SUCCESS\"}"),
-        "{metrics}"
-    );
     let (status, _) = i.send(reqwest::Method::GET, "/healthz", None, None).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// Metrics are served on their own listener (a port the Ingress does not
+/// route), not at the tenant's URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_only_on_the_metrics_listener() {
+    let i = Instance::start_with(AuthMode::Disabled { explicit: false }, true).await;
+    let (status, _) = i
+        .send(reqwest::Method::POST, "/api/v1/flows", None, yaml(HELLO))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, execution) = i
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/executions/acme.team/hello?wait=true",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(execution["state"]["current"], "SUCCESS");
+
+    let (status, body) = i.send(reqwest::Method::GET, "/metrics", None, None).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the API port has no metrics: {body}"
+    );
+    let (status, _) = i
+        .send(reqwest::Method::GET, "/api/v1/metrics", None, None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let metrics_base = i.metrics_base.clone().expect("a metrics listener");
+    let response = i
+        .http
+        .get(format!("{metrics_base}/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(response.status(), StatusCode::OK);
+    let metrics = response.text().await.expect("text");
+    assert!(
+        metrics.contains("atoll_executions_started_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("atoll_executions_finished_total{state=\"SUCCESS\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("atoll_http_requests_total"), "{metrics}");
+    let health = i
+        .http
+        .get(format!("{metrics_base}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), StatusCode::OK);
+    // Nothing of the API is reachable on the metrics port.
+    let api = i
+        .http
+        .get(format!("{metrics_base}/api/v1/flows/search"))
+        .send()
+        .await
+        .expect("api on metrics port");
+    assert_eq!(api.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -504,10 +597,7 @@ fn tampered(token: &str, claims: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_verified_offline_against_identity() {
     let id = TestIdentity::start().await;
-    let i = Instance::start(AuthMode::Identity {
-        issuer: id.issuer.clone(),
-    })
-    .await;
+    let i = Instance::start(identity_auth(&id)).await;
     let get = |token: Option<String>| {
         let i = &i;
         async move {
@@ -596,6 +686,28 @@ async fn tokens_are_verified_offline_against_identity() {
             )),
         ),
         ("garbage", Some("not.a.token".into())),
+        (
+            "same tenant name, another Tenant's uid",
+            Some(identity::sign(
+                &with(json!({"role": "Admin", "tenant_uid": "uid-acme-recreated"})),
+                KEY_A_PEM,
+                "key-a",
+            )),
+        ),
+        (
+            "no tenant uid",
+            Some(identity::sign(
+                &{
+                    let mut claims = with(json!({"role": "Admin"}));
+                    if let Some(map) = claims.as_object_mut() {
+                        map.remove("tenant_uid");
+                    }
+                    claims
+                },
+                KEY_A_PEM,
+                "key-a",
+            )),
+        ),
     ];
     for (case, token) in refused {
         let (status, body) = i
@@ -666,10 +778,7 @@ async fn tokens_are_verified_offline_against_identity() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_need_their_key_not_a_token_and_triggers_need_a_token() {
     let id = TestIdentity::start().await;
-    let i = Instance::start(AuthMode::Identity {
-        issuer: id.issuer.clone(),
-    })
-    .await;
+    let i = Instance::start(identity_auth(&id)).await;
     let editor = identity::sign(&id.claims(TENANT, "Editor"), KEY_A_PEM, "key-a");
     let hooked = r#"
 id: hooked
@@ -724,4 +833,157 @@ triggers:
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(listed["results"][0]["triggerId"], "hook");
+}
+
+/// A huge log comes back a bounded page at a time, each page pointing at
+/// the next, and every line exactly once across the pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_come_back_in_bounded_pages() {
+    let i = Instance::start(AuthMode::Disabled { explicit: false }).await;
+    // 3,000 lines of 10 kB: 30 MB of log.
+    let flow = "id: loud\nnamespace: acme\ntasks:\n  - id: sh\n    type: io.kestra.plugin.scripts.shell.Commands\n    commands:\n      - line=$(head -c 10000 /dev/zero | tr '\\0' x); i=0; while [ $i -lt 3000 ]; do echo \"$i $line\"; i=$((i+1)); done\n";
+    let (status, body) = i
+        .send(reqwest::Method::POST, "/api/v1/flows", None, yaml(flow))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, execution) = i
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/executions/acme/loud?wait=true",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(execution["state"]["current"], "SUCCESS", "{execution}");
+    let id = execution["id"].as_str().expect("id").to_owned();
+
+    let mut next = Some(format!("/api/v1/acme/logs/{id}"));
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    while let Some(path) = next.take() {
+        let response = i.http.get(i.url(&path)).send().await.expect("logs");
+        assert_eq!(response.status(), StatusCode::OK);
+        next = response
+            .headers()
+            .get("link")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix('<'))
+            .and_then(|v| v.split_once(">; rel=\"next\""))
+            .map(|(url, _)| url.to_owned());
+        let bytes = response.bytes().await.expect("body");
+        assert!(
+            bytes.len() <= 5 * 1024 * 1024,
+            "a page is bounded: {} bytes",
+            bytes.len()
+        );
+        let page: Vec<Value> = serde_json::from_slice(&bytes).expect("json array");
+        assert!(!page.is_empty());
+        for line in page {
+            let message = line["message"].as_str().expect("message");
+            let n: usize = message
+                .split(' ')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .expect("numbered line");
+            seen.push(n);
+        }
+        pages += 1;
+        assert!(pages < 100, "the pages end");
+    }
+    assert!(pages >= 7, "30 MB in pages of at most 4 MiB: {pages}");
+    assert_eq!(
+        seen,
+        (0..3000).collect::<Vec<_>>(),
+        "every line once, in order"
+    );
+
+    // A smaller page on request.
+    let response = i
+        .http
+        .get(i.url(&format!("/api/v1/logs/{id}?size=10")))
+        .send()
+        .await
+        .expect("logs");
+    assert!(response.headers().get("link").is_some());
+    let page: Vec<Value> = response.json().await.expect("json");
+    assert_eq!(page.len(), 10);
+}
+
+/// Viewers read flows, but not the webhook keys in them (a key starts the
+/// flow); Editors and Admins see the source as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_never_see_webhook_keys() {
+    const KEY: &str = "k3y-only-editors-see";
+    let id = TestIdentity::start().await;
+    let i = Instance::start(identity_auth(&id)).await;
+    let token = |role: &str| identity::sign(&id.claims(TENANT, role), KEY_A_PEM, "key-a");
+    let (editor, admin, viewer) = (token("Editor"), token("Admin"), token("Viewer"));
+    let hooked = format!(
+        "id: hooked\nnamespace: acme.team\ntasks:\n  - {{id: out, type: io.kestra.plugin.core.debug.Return, format: x}}\ntriggers:\n  - id: hook\n    type: io.kestra.plugin.core.trigger.Webhook\n    key: {KEY}\n"
+    );
+    let (status, _) = i
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/flows",
+            Some(&editor),
+            yaml(&hooked),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // A second revision, so the revisions list has an older one too.
+    let (status, _) = i
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/flows/acme.team/hooked",
+            Some(&editor),
+            yaml(&hooked.replace("format: x", "format: y")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let reads = [
+        "/api/v1/flows/acme.team/hooked",
+        "/api/v1/flows/acme.team/hooked?revision=1",
+        "/api/v1/acme/flows/acme.team/hooked",
+        "/api/v1/flows/acme.team/hooked/revisions",
+        "/api/v1/flows/acme.team",
+        "/api/v1/flows/search",
+        "/api/v1/flows/search?namespace=acme",
+        "/api/v1/flows/export/by-query?namespace=acme",
+    ];
+    for path in reads {
+        let read = |token: String| {
+            let i = &i;
+            async move {
+                let response = i
+                    .http
+                    .get(i.url(path))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .expect("read");
+                assert_eq!(response.status(), StatusCode::OK, "{path}");
+                let bytes = response.bytes().await.expect("body");
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+        };
+        let seen = read(viewer.clone()).await;
+        assert!(!seen.contains(KEY), "{path}: a Viewer sees the key: {seen}");
+        assert!(seen.contains("******"), "{path}: {seen}");
+        assert!(seen.contains("hooked"), "{path}: the flow is still shown");
+        for token in [&editor, &admin] {
+            let seen = read(token.clone()).await;
+            assert!(seen.contains(KEY), "{path}: Editors and Admins see the key");
+        }
+    }
+    // The key still works for the systems that hold it.
+    let (status, _) = i
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/v1/executions/webhook/acme.team/hooked/{KEY}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
 }

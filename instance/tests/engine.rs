@@ -17,10 +17,23 @@ struct Harness {
 
 impl Harness {
     async fn new() -> Harness {
+        Harness::with_config(EngineConfig::default()).await
+    }
+
+    /// An engine whose HTTP tasks may reach the loopback test servers.
+    async fn allowing_private() -> Harness {
+        Harness::with_config(EngineConfig {
+            http_allow_private: true,
+            ..EngineConfig::default()
+        })
+        .await
+    }
+
+    async fn with_config(config: EngineConfig) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite:{}", dir.path().join("engine.db").display());
         let store = Store::connect(&url).await.expect("store");
-        let engine = Engine::new(store, EngineConfig::default());
+        let engine = Engine::new(store, config);
         let shutdown = CancellationToken::new();
         tokio::spawn({
             let engine = engine.clone();
@@ -159,7 +172,7 @@ async fn http_request_reads_a_local_server() {
         axum::routing::post(|body: String| async move { format!("got {body}") }),
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let h = Harness::new().await;
+    let h = Harness::allowing_private().await;
     let execution = h
         .run(
             &format!(
@@ -306,4 +319,254 @@ tasks:
         )
         .await;
     assert!(matches!(bad, Err(EngineError::Inputs(_))), "{bad:?}");
+}
+
+fn error_of(execution: &Execution, logs: &[String]) -> String {
+    assert_eq!(execution.state.current, State::Failed, "{logs:?}");
+    logs.iter()
+        .find(|l| l.contains("private address"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no address refusal in {logs:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_requests_to_private_addresses_are_refused_by_default() {
+    // Something answers on loopback, so a refusal is the policy, not a
+    // closed port.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let app = axum::Router::new().route("/", axum::routing::get(|| async { "secret" }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let h = Harness::new().await;
+    for (uri, host) in [
+        (
+            "http://169.254.169.254/latest/meta-data/".to_owned(),
+            "169.254.169.254",
+        ),
+        (format!("http://localhost:{port}/"), "localhost"),
+        (
+            format!("http://[::ffff:127.0.0.1]:{port}/"),
+            "[::ffff:7f00:1]",
+        ),
+        (format!("http://127.0.0.1:{port}/"), "127.0.0.1"),
+        (format!("http://2130706433:{port}/"), "127.0.0.1"),
+        ("http://[fd00:ec2::254]/".to_owned(), "[fd00:ec2::254]"),
+    ] {
+        let execution = h
+            .run(
+                &format!(
+                    r#"
+id: ssrf
+namespace: tests
+tasks:
+  - id: call
+    type: io.kestra.plugin.core.http.Request
+    uri: "{uri}"
+    timeout: PT20S
+"#
+                ),
+                json!({}),
+            )
+            .await;
+        let logs = h.logs(&execution.id).await;
+        let error = error_of(&execution, &logs);
+        assert!(error.contains(host), "{uri}: {error}");
+        assert!(
+            error.contains("ATOLL_HTTP_ALLOW_PRIVATE=true"),
+            "{uri}: {error}"
+        );
+        assert!(!error.contains("secret"), "{uri}: {error}");
+        assert!(
+            outputs(&execution, "call").get("body").is_none(),
+            "{uri}: nothing was read"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_bodies_are_read_up_to_the_limit_only() {
+    // An endless body: reading it whole never ends; the task must stop at
+    // the limit and say the body was cut.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let app = axum::Router::new().route(
+        "/endless",
+        axum::routing::get(|| async {
+            let chunk = axum::body::Bytes::from(vec![b'x'; 64 * 1024]);
+            let stream = futures::stream::repeat_with(move || {
+                Ok::<_, std::convert::Infallible>(chunk.clone())
+            });
+            axum::body::Body::from_stream(stream)
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let h = Harness::allowing_private().await;
+    let execution = h
+        .run(
+            &format!(
+                r#"
+id: endless
+namespace: tests
+tasks:
+  - id: call
+    type: io.kestra.plugin.core.http.Request
+    uri: "http://127.0.0.1:{port}/endless"
+    timeout: PT20S
+"#
+            ),
+            json!({}),
+        )
+        .await;
+    let logs = h.logs(&execution.id).await;
+    assert_eq!(execution.state.current, State::Success, "{logs:?}");
+    let call = outputs(&execution, "call");
+    assert_eq!(call["body"].as_str().map(str::len), Some(1024 * 1024));
+    assert_eq!(call["bodyTruncated"], true);
+    assert!(
+        logs.iter().any(|l| l.contains("only the first")),
+        "{logs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_see_only_a_clean_environment_and_what_they_declare() {
+    let h = Harness::new().await;
+    let execution = h
+        .run(
+            r#"
+id: env
+namespace: tests
+tasks:
+  - id: sh
+    type: io.kestra.plugin.scripts.shell.Commands
+    env:
+      DECLARED: "{{ flow.id }}-value"
+    commands:
+      - env
+      - ls / > /dev/null && echo "path works"
+"#,
+            json!({}),
+        )
+        .await;
+    let logs = h.logs(&execution.id).await;
+    assert_eq!(execution.state.current, State::Success, "{logs:?}");
+    assert!(logs.contains(&"DECLARED=env-value".to_owned()), "{logs:?}");
+    assert!(logs.contains(&"path works".to_owned()), "{logs:?}");
+    // Nothing of this (test) process's environment reaches the command but
+    // the allow-list and what the shell sets itself.
+    let allowed = [
+        "PATH", "HOME", "LANG", "TZ", "DECLARED", "PWD", "SHLVL", "_", "OLDPWD",
+    ];
+    for line in logs.iter().filter(|l| l.contains('=')) {
+        let name = line.split('=').next().unwrap_or_default();
+        assert!(
+            allowed.contains(&name),
+            "the command inherited {name}: {logs:?}"
+        );
+    }
+    assert!(
+        std::env::vars().any(|(name, _)| !allowed.contains(&name.as_str())),
+        "this process has variables that could have leaked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_runs_are_limited_to_the_configured_concurrency() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lock = dir.path().join("lock");
+    let h = Harness::with_config(EngineConfig {
+        max_task_runs: 1,
+        ..EngineConfig::default()
+    })
+    .await;
+    // Each task takes a lock directory (mkdir is atomic) and fails if
+    // another task holds it: with one slot they never overlap.
+    let task = |id: &str| {
+        format!(
+            r#"      - id: {id}
+        type: io.kestra.plugin.scripts.shell.Commands
+        commands:
+          - mkdir {lock} || exit 7
+          - sleep 0.3
+          - rmdir {lock}
+"#,
+            lock = lock.display()
+        )
+    };
+    let source = format!(
+        "id: parallel\nnamespace: tests\ntasks:\n  - id: all\n    type: io.kestra.plugin.core.flow.Parallel\n    tasks:\n{}{}{}",
+        task("a"),
+        task("b"),
+        task("c")
+    );
+    let execution = h.run(&source, json!({})).await;
+    let logs = h.logs(&execution.id).await;
+    assert_eq!(execution.state.current, State::Success, "{logs:?}");
+
+    // The same flow with room for all three overlaps (so the test can tell).
+    let h = Harness::new().await;
+    let execution = h.run(&source, json!({})).await;
+    assert_eq!(execution.state.current, State::Failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retention_sweep_deletes_old_ended_executions_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("engine.db").display());
+    let store = Store::connect(&url).await.expect("store");
+    let ended = |id: &str| {
+        let mut e = Execution::new(
+            id.into(),
+            "tests".into(),
+            "old".into(),
+            1,
+            Vec::new(),
+            Map::new(),
+            jiff::Timestamp::now(),
+        );
+        e.state.set(State::Running, jiff::Timestamp::now());
+        e.state.set(State::Success, jiff::Timestamp::now());
+        e
+    };
+    for id in ["old-1", "old-2", "recent"] {
+        store.insert_execution(&ended(id)).await.expect("insert");
+    }
+    // Ended 10 days ago.
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("connect");
+    let then = jiff::Timestamp::now().as_microsecond() - 10 * 24 * 3600 * 1_000_000;
+    sqlx::query("UPDATE executions SET created_at = ?1, updated_at = ?1 WHERE id LIKE 'old-%'")
+        .bind(then)
+        .execute(&pool)
+        .await
+        .expect("backdate");
+    pool.close().await;
+
+    let engine = Engine::new(
+        store.clone(),
+        EngineConfig {
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            ..EngineConfig::default()
+        },
+    );
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { engine.run(shutdown).await }
+    });
+    atoll_testkit::eventually("old executions deleted", Duration::from_secs(10), || {
+        let store = store.clone();
+        async move {
+            let old = store.get_execution("old-1").await.expect("get").is_none()
+                && store.get_execution("old-2").await.expect("get").is_none();
+            old.then_some(())
+        }
+    })
+    .await;
+    assert!(store.get_execution("recent").await.expect("get").is_some());
+    shutdown.cancel();
+    running.await.expect("engine stopped");
 }

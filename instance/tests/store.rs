@@ -441,6 +441,132 @@ async fn trigger_events_fire_once(store: &Store) {
     drain(store).await;
 }
 
+/// Moves executions' timestamps back by `days`, as if they were that old.
+async fn backdate(url: &str, ids: &[&str], days: i64) {
+    let then = Timestamp::now().as_microsecond() - days * 24 * 3600 * 1_000_000;
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.expect("connect");
+        for id in ids {
+            sqlx::query("UPDATE executions SET created_at = ?1, updated_at = ?1 WHERE id = ?2")
+                .bind(then)
+                .bind(*id)
+                .execute(&pool)
+                .await
+                .expect("backdate");
+        }
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.expect("connect");
+        for id in ids {
+            sqlx::query("UPDATE executions SET created_at = $1, updated_at = $1 WHERE id = $2")
+                .bind(then)
+                .bind(*id)
+                .execute(&pool)
+                .await
+                .expect("backdate");
+        }
+        pool.close().await;
+    }
+}
+
+fn with_state(id: &str, state: State) -> Execution {
+    let mut e = execution(id, "retention", "f");
+    if state == State::Created {
+        return e;
+    }
+    e.state.set(State::Running, Timestamp::now());
+    e.state.set(state, Timestamp::now());
+    e
+}
+
+/// Old ended executions go with their logs, in batches; recent ones and
+/// unfinished ones (however old) stay.
+async fn old_ended_executions_are_purged(store: &Store, url: &str) {
+    let mut old_ended = Vec::new();
+    for i in 0..7 {
+        let state = [State::Success, State::Failed, State::Killed, State::Warning][i % 4];
+        old_ended.push(format!("ret-old-{i}"));
+        store
+            .insert_execution(&with_state(&old_ended[i], state))
+            .await
+            .expect("insert");
+    }
+    for (id, state) in [
+        ("ret-old-running", State::Running),
+        ("ret-old-paused", State::Paused),
+        ("ret-old-created", State::Created),
+        ("ret-recent", State::Success),
+    ] {
+        store
+            .insert_execution(&with_state(id, state))
+            .await
+            .expect("insert");
+    }
+    let log = |id: &str| NewLog {
+        execution_id: id.into(),
+        task_run_id: None,
+        task_id: None,
+        attempt_number: 1,
+        level: "INFO".into(),
+        message: format!("line of {id}"),
+        timestamp: Timestamp::now(),
+    };
+    let logs: Vec<NewLog> = ["ret-old-0", "ret-old-6", "ret-recent", "ret-old-running"]
+        .iter()
+        .map(|id| log(id))
+        .collect();
+    store.append_logs(&logs).await.expect("logs");
+    let mut old: Vec<&str> = old_ended.iter().map(String::as_str).collect();
+    old.extend(["ret-old-running", "ret-old-paused", "ret-old-created"]);
+    backdate(url, &old, 40).await;
+
+    let cutoff = Timestamp::now() - jiff::SignedDuration::from_hours(30 * 24);
+    // Batches of 3: 3, 3, 1, then nothing.
+    let mut batches = Vec::new();
+    loop {
+        let deleted = store.purge_executions(cutoff, 3).await.expect("purge");
+        batches.push(deleted);
+        if deleted < 3 {
+            break;
+        }
+    }
+    assert_eq!(batches, [3, 3, 1]);
+    for id in &old_ended {
+        assert!(
+            store.get_execution(id).await.expect("get").is_none(),
+            "{id}"
+        );
+        assert!(
+            store.logs(id, 0, 10).await.expect("logs").is_empty(),
+            "{id}"
+        );
+    }
+    for id in [
+        "ret-old-running",
+        "ret-old-paused",
+        "ret-old-created",
+        "ret-recent",
+    ] {
+        assert!(
+            store.get_execution(id).await.expect("get").is_some(),
+            "{id} kept"
+        );
+    }
+    assert_eq!(
+        store.logs("ret-recent", 0, 10).await.expect("logs").len(),
+        1
+    );
+    assert_eq!(
+        store
+            .logs("ret-old-running", 0, 10)
+            .await
+            .expect("logs")
+            .len(),
+        1
+    );
+    assert_eq!(store.purge_executions(cutoff, 3).await.expect("purge"), 0);
+}
+
 async fn suite(store: Store) {
     store.ping().await.expect("ping");
     flows_are_revisioned(&store).await;
@@ -458,7 +584,8 @@ async fn sqlite_store() {
     let url = format!("sqlite:{}", dir.path().join("atoll.db").display());
     let store = Store::connect(&url).await.expect("connect");
     assert_eq!(store.backend(), "sqlite");
-    suite(store).await;
+    suite(store.clone()).await;
+    old_ended_executions_are_purged(&store, &url).await;
     // Migrations are idempotent: a second start on the same file works.
     let again = Store::connect(&url).await.expect("reconnect");
     assert!(
@@ -476,7 +603,8 @@ async fn postgres_store() {
     let url = server.database_url("store_suite");
     let store = Store::connect(&url).await.expect("connect");
     assert_eq!(store.backend(), "postgres");
-    suite(store).await;
+    suite(store.clone()).await;
+    old_ended_executions_are_purged(&store, &url).await;
     let again = Store::connect(&url).await.expect("reconnect");
     assert!(
         again

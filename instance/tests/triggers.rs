@@ -37,6 +37,7 @@ impl Instance {
             public_url: None,
             auth: AuthMode::Disabled { explicit: true },
             lease: Duration::from_secs(5),
+            ..Config::default()
         };
         let shutdown = CancellationToken::new();
         let task = tokio::spawn({

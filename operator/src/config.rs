@@ -67,6 +67,113 @@ pub struct OperatorConfig {
         value_parser = parse_labels
     )]
     pub identity_namespace_selector: Labels,
+
+    /// Labels (k=v,k=v) selecting identity's pods in that namespace: the
+    /// only pods there that instances may reach.
+    #[arg(
+        long,
+        env = "ATOLL_IDENTITY_POD_SELECTOR",
+        default_value = "app.kubernetes.io/name=atoll-identity",
+        value_parser = parse_labels
+    )]
+    pub identity_pod_selector: Labels,
+
+    /// Port identity's pods listen on (the container port, which is what a
+    /// NetworkPolicy matches).
+    #[arg(long, env = "ATOLL_IDENTITY_PORT", default_value_t = 8080)]
+    pub identity_port: u16,
+
+    /// Address ranges (CIDR, comma-separated) that instances may never
+    /// reach outside the cluster: cloud metadata, private and link-local
+    /// networks, in IPv4 and IPv6. Replaces the default list when set.
+    #[arg(
+        long,
+        env = "ATOLL_EGRESS_BLOCKED_CIDRS",
+        default_value = DEFAULT_BLOCKED_CIDRS,
+        value_parser = parse_cidrs
+    )]
+    pub egress_blocked_cidrs: Cidrs,
+
+    /// Domains (comma-separated) under which Tenants may set
+    /// spec.ingress.host. The base domain is always allowed.
+    #[arg(long, env = "ATOLL_ALLOWED_DOMAINS", value_delimiter = ',')]
+    pub allowed_domains: Vec<String>,
+}
+
+/// Ranges instances may not reach by default: RFC 1918, CGNAT (RFC 6598),
+/// link-local (cloud metadata at 169.254.169.254), loopback, "this
+/// network", and IPv6 unique-local (AWS's metadata at fd00:ec2::254),
+/// link-local, loopback, unspecified and the IPv4-mapped and NAT64 forms.
+pub const DEFAULT_BLOCKED_CIDRS: &str = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,169.254.0.0/16,127.0.0.0/8,0.0.0.0/8,fc00::/7,fe80::/10,::1/128,::/128,::ffff:0:0/96,64:ff9b::/96";
+
+/// A list of CIDR ranges, each checked to be `address/prefix`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cidrs(pub Vec<String>);
+
+impl Cidrs {
+    /// The IPv4 ranges.
+    pub fn v4(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .map(String::as_str)
+            .filter(|c| !c.contains(':'))
+    }
+
+    /// The IPv6 ranges.
+    pub fn v6(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .map(String::as_str)
+            .filter(|c| c.contains(':'))
+    }
+}
+
+fn parse_cidrs(text: &str) -> Result<Cidrs, String> {
+    let mut cidrs = Vec::new();
+    for cidr in text.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+        let (address, prefix) = cidr
+            .split_once('/')
+            .ok_or_else(|| format!("{cidr:?} is not a CIDR range (address/prefix)"))?;
+        let max = match address.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(_)) => 32,
+            Ok(std::net::IpAddr::V6(_)) => 128,
+            Err(_) => return Err(format!("{cidr:?}: {address:?} is not an IP address")),
+        };
+        match prefix.parse::<u8>() {
+            Ok(bits) if bits <= max => cidrs.push(cidr.to_owned()),
+            _ => return Err(format!("{cidr:?}: the prefix must be 0 to {max}")),
+        }
+    }
+    Ok(Cidrs(cidrs))
+}
+
+impl OperatorConfig {
+    /// Whether `host` lies under the base domain or an allowed domain.
+    pub fn host_allowed(&self, host: &str) -> bool {
+        std::iter::once(&self.base_domain)
+            .chain(&self.allowed_domains)
+            .map(|domain| domain.trim().trim_matches('.'))
+            .filter(|domain| !domain.is_empty())
+            .any(|domain| {
+                host == domain
+                    || host
+                        .strip_suffix(domain)
+                        .is_some_and(|rest| rest.ends_with('.'))
+            })
+    }
+
+    /// Identity's own host (from its issuer URL), which no Tenant may take.
+    pub fn identity_host(&self) -> Option<String> {
+        let issuer = self.identity_issuer.as_deref()?;
+        let rest = issuer.split_once("://").map_or(issuer, |(_, rest)| rest);
+        let authority = rest.split(['/', '?', '#']).next()?;
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        };
+        (!host.is_empty()).then(|| host.to_ascii_lowercase())
+    }
 }
 
 /// A label map parsed from `k=v,k=v`.
@@ -107,6 +214,13 @@ impl Default for OperatorConfig {
                 "kubernetes.io/metadata.name".into(),
                 "atoll-system".into(),
             )])),
+            identity_pod_selector: Labels(BTreeMap::from([(
+                "app.kubernetes.io/name".into(),
+                "atoll-identity".into(),
+            )])),
+            identity_port: 8080,
+            egress_blocked_cidrs: parse_cidrs(DEFAULT_BLOCKED_CIDRS).unwrap_or_default(),
+            allowed_domains: Vec::new(),
         }
     }
 }
@@ -123,5 +237,62 @@ mod tests {
         assert!(parse_labels("novalue").is_err());
         assert!(parse_labels("=x").is_err());
         assert_eq!(parse_labels("").expect("empty is fine").0.len(), 0);
+    }
+
+    #[test]
+    fn the_default_blocked_ranges_cover_metadata_and_private_networks() {
+        let cidrs = parse_cidrs(DEFAULT_BLOCKED_CIDRS).expect("valid");
+        assert_eq!(cidrs, OperatorConfig::default().egress_blocked_cidrs);
+        for range in [
+            "169.254.0.0/16",
+            "100.64.0.0/10",
+            "127.0.0.0/8",
+            "10.0.0.0/8",
+            "fc00::/7",
+            "fe80::/10",
+            "::1/128",
+        ] {
+            assert!(cidrs.0.iter().any(|c| c == range), "{range} missing");
+        }
+        assert!(cidrs.v4().all(|c| !c.contains(':')));
+        assert!(cidrs.v6().all(|c| c.contains(':')));
+        assert!(parse_cidrs("10.0.0.0").is_err());
+        assert!(parse_cidrs("10.0.0.0/33").is_err());
+        assert!(parse_cidrs("fc00::/129").is_err());
+        assert!(parse_cidrs("example.com/8").is_err());
+    }
+
+    #[test]
+    fn hosts_must_lie_under_an_allowed_domain() {
+        let config = OperatorConfig {
+            base_domain: "tenants.example.com".into(),
+            allowed_domains: vec!["customers.example.org".into()],
+            ..OperatorConfig::default()
+        };
+        assert!(config.host_allowed("acme.tenants.example.com"));
+        assert!(config.host_allowed("a.b.customers.example.org"));
+        assert!(config.host_allowed("customers.example.org"));
+        assert!(!config.host_allowed("eviltenants.example.com"));
+        assert!(!config.host_allowed("id.example.com"));
+        assert!(!config.host_allowed("example.com"));
+    }
+
+    #[test]
+    fn identity_host_comes_from_the_issuer() {
+        let config = |issuer: &str| OperatorConfig {
+            identity_issuer: Some(issuer.into()),
+            ..OperatorConfig::default()
+        };
+        assert_eq!(
+            config("https://id.example.com/").identity_host().as_deref(),
+            Some("id.example.com")
+        );
+        assert_eq!(
+            config("http://ID.example.com:8090")
+                .identity_host()
+                .as_deref(),
+            Some("id.example.com")
+        );
+        assert_eq!(OperatorConfig::default().identity_host(), None);
     }
 }

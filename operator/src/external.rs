@@ -104,39 +104,89 @@ pub async fn provision(
         }
     };
 
-    let role_exists = sqlx::query("SELECT 1 FROM pg_roles WHERE rolname = $1")
-        .bind(&name)
-        .fetch_optional(&mut connection)
-        .await
-        .map_err(statement_error("looking up the tenant's role"))?
-        .is_some();
+    // The role owns its database and nothing more: every attribute that
+    // reaches beyond it is off, whatever an earlier version or a hand set.
+    // Demoting a superuser, replication or bypassrls role needs a superuser
+    // admin; naming those attributes when already off does not (managed
+    // servers' admins are not superusers).
+    let existing = sqlx::query(
+        "SELECT rolsuper, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = $1",
+    )
+    .bind(&name)
+    .fetch_optional(&mut connection)
+    .await
+    .map_err(statement_error("looking up the tenant's role"))?;
     // Passwords cannot be bound as parameters in DDL; ours are generated
     // alphanumerics, and quoting keeps even a hand-set one inert.
-    let verb = if role_exists { "ALTER" } else { "CREATE" };
-    run(
-        &mut connection,
-        format!(
-            "{verb} ROLE {role} WITH LOGIN PASSWORD {}",
-            quote_literal(password)
+    let password = quote_literal(password);
+    let statement = match existing {
+        None => format!(
+            "CREATE ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE \
+             NOREPLICATION NOBYPASSRLS INHERIT PASSWORD {password}"
         ),
-    )
-    .await
-    .map_err(statement_error("creating the tenant's role"))?;
-
-    let database_exists = sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
-        .bind(&name)
-        .fetch_optional(&mut connection)
+        Some(row) => {
+            let mut demote = String::new();
+            for (column, attribute) in [
+                ("rolsuper", " NOSUPERUSER"),
+                ("rolreplication", " NOREPLICATION"),
+                ("rolbypassrls", " NOBYPASSRLS"),
+            ] {
+                if row.try_get::<bool, _>(column).unwrap_or(true) {
+                    demote.push_str(attribute);
+                }
+            }
+            format!(
+                "ALTER ROLE {role} WITH LOGIN NOCREATEDB NOCREATEROLE INHERIT{demote} \
+                 PASSWORD {password}"
+            )
+        }
+    };
+    run(&mut connection, statement)
         .await
-        .map_err(statement_error("looking up the tenant's database"))?
-        .is_some();
-    if !database_exists {
+        .map_err(statement_error("creating the tenant's role"))?;
+    // Nor a member of any other role (predefined ones such as
+    // pg_read_server_files included).
+    let memberships: Vec<String> = sqlx::query_scalar(
+        "SELECT r.rolname::text FROM pg_auth_members m \
+         JOIN pg_roles r ON r.oid = m.roleid \
+         JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = $1",
+    )
+    .bind(&name)
+    .fetch_all(&mut connection)
+    .await
+    .map_err(statement_error("looking up the tenant role's memberships"))?;
+    for granted in memberships {
         run(
+            &mut connection,
+            format!("REVOKE {} FROM {role}", quote_identifier(&granted)),
+        )
+        .await
+        .map_err(statement_error("revoking the tenant role's memberships"))?;
+    }
+
+    let owner: Option<String> = sqlx::query_scalar(
+        "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
+    )
+    .bind(&name)
+    .fetch_optional(&mut connection)
+    .await
+    .map_err(statement_error("looking up the tenant's database"))?;
+    match owner {
+        None => run(
             &mut connection,
             format!("CREATE DATABASE {role} OWNER {role}"),
         )
         .await
-        .map_err(statement_error("creating the tenant's database"))?;
+        .map_err(statement_error("creating the tenant's database"))?,
+        Some(owner) if owner != name => run(
+            &mut connection,
+            format!("ALTER DATABASE {role} OWNER TO {role}"),
+        )
+        .await
+        .map_err(statement_error("giving the tenant's database to its role"))?,
+        Some(_) => {}
     }
+    // Other tenants' roles on the same server cannot even connect.
     run(
         &mut connection,
         format!("REVOKE ALL ON DATABASE {role} FROM PUBLIC"),

@@ -1,6 +1,7 @@
 //! The operator's side of the identity contract: register a tenant (URL,
-//! display name, phase, cluster, members) and remove it. Idempotent PUT and
-//! DELETE with the operator's service token.
+//! display name, phase, uid, members) and remove it. Idempotent PUT and
+//! DELETE with this cluster's own credential, from which identity derives
+//! the cluster: one cluster can neither change nor remove another's tenant.
 
 use std::time::Duration;
 
@@ -45,8 +46,12 @@ pub struct TenantRecord {
     pub url: String,
     /// Lifecycle phase.
     pub phase: String,
-    /// Which cluster registers it.
+    /// Which cluster registers it. Identity takes the cluster from the
+    /// operator's credential and refuses a record naming another one.
     pub cluster: String,
+    /// The Tenant's Kubernetes uid: tokens for this tenant carry it, and its
+    /// instance accepts no token without it.
+    pub uid: String,
     /// Who may enter, with which role.
     pub members: Vec<MemberRecord>,
 }
@@ -60,6 +65,7 @@ impl TenantRecord {
             url: url.to_owned(),
             phase: phase.to_owned(),
             cluster: cluster.to_owned(),
+            uid: tenant.metadata.uid.clone().unwrap_or_default(),
             members: tenant
                 .spec
                 .members

@@ -1,10 +1,13 @@
 //! The Atoll operator: reconciles each `Tenant` into its dedicated instance.
 //!
-//! Today it holds the command line, the CRD printer the Helm chart's copy is
-//! generated from, the operator's configuration and the pure builders of
-//! every object a Tenant produces (`atoll-operator render`).
+//! The command line (`cli`, `run`, `render`, `crd`), the operator's
+//! configuration, the pure builders of every object a Tenant produces
+//! (`build`), the pure checks of what a Tenant may claim (`claims`), status
+//! computation (`status`), the reconcile pipeline (`reconcile`), and the
+//! clients of identity and of shared database servers.
 
 pub mod build;
+pub mod claims;
 pub mod cli;
 pub mod config;
 pub mod crd;

@@ -9,20 +9,24 @@ use std::time::Duration;
 
 use atoll_crds::{DatabaseMode, Phase, Tenant, TenantStatus, validate};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::{NamespaceResourceScope, jiff::Timestamp};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, finalizer};
+use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::build::{
-    self, BuildError, Children, DATABASE_SECRET, DatabaseCredentials, FIELD_MANAGER, TenantContext,
+    self, BuildError, Children, DATABASE_SECRET, DatabaseCredentials, FIELD_MANAGER,
+    MANAGED_BY_LABEL, TENANT_LABEL, TenantContext,
 };
+use crate::claims::{self, Refusal};
 use crate::config::OperatorConfig;
 use crate::identity::{IdentityClient, IdentityError, TenantRecord};
 use crate::metrics::Metrics;
@@ -35,6 +39,9 @@ pub const RETAINED_LABEL: &str = "atoll.dev/retained";
 /// Annotation naming the uid of the deleted Tenant whose data a namespace
 /// keeps, so only a new Tenant of the same name adopts it.
 pub const RETAINED_FROM_ANNOTATION: &str = "atoll.dev/retained-from-uid";
+/// Label a Secret of the operator's namespace must carry before a Tenant's
+/// `spec.database.external.adminSecretRef` may name it.
+pub const DATABASE_ADMIN_LABEL: &str = "atoll.dev/database-admin";
 
 /// What went wrong in one reconcile, by the action that failed.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +82,19 @@ pub enum Error {
     /// The namespace is still being deleted.
     #[error("waiting for namespace {0} to be deleted")]
     NamespaceTerminating(String),
+    /// The Tenant asks for what it cannot have (reported in its status).
+    #[error(transparent)]
+    Refused(Refusal),
+    /// Removing a child the Tenant no longer needs failed.
+    #[error("removing {kind} {name}, which the Tenant no longer needs: {source}")]
+    Prune {
+        /// Kind of the child.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// The API error.
+        source: kube::Error,
+    },
     /// The finalizer helper failed around our step.
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
@@ -92,6 +112,8 @@ impl Error {
             Error::Deregister(_) => "IdentityFailed",
             Error::ExternalDatabase(_) => "ExternalDatabaseFailed",
             Error::NamespaceTerminating(_) => "Waiting",
+            Error::Refused(refusal) => refusal.reason(),
+            Error::Prune { .. } => "PruneFailed",
             Error::Finalizer(inner) => match inner.as_ref() {
                 finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
                     e.category()
@@ -158,6 +180,8 @@ pub struct Context {
     pub operator_namespace: String,
     /// Publishes events on Tenants.
     pub recorder: TenantEvents,
+    /// Every Tenant as the controller's cache holds it (for host clashes).
+    pub tenants: Store<Tenant>,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// Consecutive failures per tenant, for exponential backoff.
@@ -199,24 +223,35 @@ impl Debug for Context {
     }
 }
 
+/// Where this operator stands: its cluster's name in identity and its own
+/// namespace.
+#[derive(Clone, Debug)]
+pub struct Placement {
+    /// Name of this cluster in identity.
+    pub cluster: String,
+    /// The operator's namespace.
+    pub operator_namespace: String,
+}
+
 impl Context {
     /// A context for the given client and settings.
     pub fn new(
         client: Client,
         config: OperatorConfig,
         identity: Option<IdentityClient>,
-        cluster: String,
-        operator_namespace: String,
+        placement: Placement,
         recorder: TenantEvents,
+        tenants: Store<Tenant>,
         metrics: Metrics,
     ) -> Self {
         Self {
             client,
             config,
             identity,
-            cluster,
-            operator_namespace,
+            cluster: placement.cluster,
+            operator_namespace: placement.operator_namespace,
             recorder,
+            tenants,
             metrics,
             failures: Mutex::default(),
             synced: Mutex::default(),
@@ -418,6 +453,47 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
         // Nothing to retry until someone changes the Tenant.
         return Ok(Action::await_change());
     }
+    let refusal = match host_refusal(&tenant_ctx, ctx).await {
+        Some(refusal) => Err(Error::Refused(refusal)),
+        None => apply_valid(tenant, &tenant_ctx, ctx).await,
+    };
+    match refusal {
+        Err(Error::Refused(refusal)) => {
+            lock(&ctx.applied).remove(tenant.metadata.uid.as_deref().unwrap_or_default());
+            let observed = Observed::Refused(refusal);
+            let status = status::desired_status(tenant, &observed, &url, &namespace, &now());
+            write_status(tenant, status, ctx).await?;
+            // The holder of the host or namespace may let go of it; no
+            // event tells us, so look again now and then.
+            Ok(Action::requeue(Duration::from_secs(60)))
+        }
+        result => result,
+    }
+}
+
+/// A host clash with an older Tenant or identity, or a host outside the
+/// allowed domains. Reads only the controller's cache.
+async fn host_refusal(tenant_ctx: &TenantContext<'_>, ctx: &Context) -> Option<Refusal> {
+    // A cache still filling could hide the older holder of a host.
+    if ctx.tenants.wait_until_ready().await.is_err() {
+        tracing::warn!("the Tenant cache is gone; host clashes are not checked");
+    }
+    let host = tenant_ctx.host();
+    let base = &ctx.config.base_domain;
+    let candidates = ctx
+        .tenants
+        .state_filter(|other| claims::may_hold(other, &host, base));
+    claims::check_host(tenant_ctx, candidates.iter().map(AsRef::as_ref)).err()
+}
+
+/// Applies a valid Tenant whose host is its own.
+async fn apply_valid(
+    tenant: &Tenant,
+    tenant_ctx: &TenantContext<'_>,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let url = tenant_ctx.url();
+    let namespace = tenant_ctx.namespace.clone();
 
     // The namespace first: everything else lives in it, and an existing
     // credentials Secret in it is read back rather than regenerated.
@@ -430,7 +506,7 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     let password = match &cached {
         Some(applied) => applied.password.clone(),
         None => {
-            apply_namespace(tenant, &tenant_ctx, ctx).await?;
+            apply_namespace(tenant, tenant_ctx, ctx).await?;
             namespace_applied = true;
             database_password(&ctx.client, &namespace).await?
         }
@@ -457,9 +533,9 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
                 }
             }
         }
-        _ => (DatabaseCredentials::dedicated(&tenant_ctx, password), None),
+        _ => (DatabaseCredentials::dedicated(tenant_ctx, password), None),
     };
-    let children = build::children(&tenant_ctx, &credentials);
+    let children = build::children(tenant_ctx, &credentials);
     let fingerprint = fingerprint(&children);
     // What this process applied moments ago, unchanged, is only read back;
     // everything is applied again when anything differs, a workload is
@@ -475,9 +551,10 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
         Some(workloads) => workloads,
         None => {
             if !namespace_applied {
-                apply_namespace(tenant, &tenant_ctx, ctx).await?;
+                apply_namespace(tenant, tenant_ctx, ctx).await?;
             }
             let workloads = apply_children(&ctx.client, &namespace, &children).await?;
+            prune(&ctx.client, tenant_ctx, &children).await?;
             lock(&ctx.applied).insert(
                 uid,
                 Applied {
@@ -587,6 +664,18 @@ async fn admin_url(
         .await
         .map_err(|e| format!("reading {place}: {e}"))?
         .ok_or_else(|| format!("{place} (spec.database.external.adminSecretRef) does not exist"))?;
+    if secret
+        .labels()
+        .get(DATABASE_ADMIN_LABEL)
+        .map(String::as_str)
+        != Some("true")
+    {
+        // Only Secrets the platform admin marked for this purpose: a Tenant
+        // must not be able to make the operator use any other secret.
+        return Err(format!(
+            "{place} (spec.database.external.adminSecretRef) is not labelled {DATABASE_ADMIN_LABEL}=true; only Secrets the platform admin labelled so may be used"
+        ));
+    }
     secret
         .data
         .and_then(|mut data| data.remove(&secret_ref.key))
@@ -603,6 +692,21 @@ async fn apply_namespace(
 ) -> Result<(), Error> {
     let namespace = &tenant_ctx.namespace;
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    // Create or adopt only what the operator labelled for this Tenant: a
+    // Tenant must never take over a namespace someone else made.
+    let existing = retry(|| namespaces.get_opt(namespace))
+        .await
+        .map_err(|source| Error::Read {
+            what: format!("Namespace {namespace}"),
+            source,
+        })?;
+    claims::check_namespace(
+        tenant_ctx.name,
+        namespace,
+        existing.as_ref().map(|ns| ns.labels()),
+        &ctx.operator_namespace,
+    )
+    .map_err(Error::Refused)?;
     let namespace_object = build::namespace(tenant_ctx);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let patch = Patch::Apply(&namespace_object);
@@ -715,6 +819,9 @@ async fn apply_children(
         apply_namespaced(client, namespace, sa).await?;
     }
     apply_namespaced(client, namespace, &children.database_secret).await?;
+    if let Some(config_map) = &children.database_init_config_map {
+        apply_namespaced(client, namespace, config_map).await?;
+    }
     let (mut database, mut set_generation) = (None, None);
     if let Some(service) = &children.database_service {
         apply_namespaced(client, namespace, service).await?;
@@ -732,6 +839,90 @@ async fn apply_children(
         instance: readiness_of_deployment(&deployment),
         generations: [set_generation, deployment.metadata.generation],
     })
+}
+
+/// Removes the children the Tenant no longer needs: today the Dedicated
+/// database's objects once the Tenant uses an External one. Only objects
+/// carrying this Tenant's labels under the operator's field manager are
+/// removed, each with its uid as precondition; the database volume and the
+/// credentials Secret (what a Retain deletion keeps) are never touched.
+/// Reads one StatefulSet per full apply of an External Tenant, and nothing
+/// else unless there is something to remove.
+async fn prune(
+    client: &Client,
+    tenant_ctx: &TenantContext<'_>,
+    children: &Children,
+) -> Result<(), Error> {
+    if children.database_stateful_set.is_some() {
+        return Ok(());
+    }
+    let namespace = &tenant_ctx.namespace;
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    let read = |source| Error::Read {
+        what: format!("StatefulSet {namespace}/{}", build::DATABASE),
+        source,
+    };
+    let Some(set) = retry(|| sets.get_opt(build::DATABASE))
+        .await
+        .map_err(read)?
+    else {
+        return Ok(());
+    };
+    if !is_ours(set.labels(), tenant_ctx.name) {
+        return Ok(());
+    }
+    // The StatefulSet goes last, so that while it exists the others may too.
+    prune_one::<NetworkPolicy>(client, tenant_ctx, build::DATABASE_NETWORK_POLICY).await?;
+    prune_one::<Service>(client, tenant_ctx, build::DATABASE).await?;
+    prune_one::<ServiceAccount>(client, tenant_ctx, build::DATABASE).await?;
+    prune_one::<ConfigMap>(client, tenant_ctx, build::DATABASE_INIT).await?;
+    prune_one::<StatefulSet>(client, tenant_ctx, build::DATABASE).await
+}
+
+fn is_ours(labels: &std::collections::BTreeMap<String, String>, tenant: &str) -> bool {
+    labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(FIELD_MANAGER)
+        && labels.get(TENANT_LABEL).map(String::as_str) == Some(tenant)
+}
+
+async fn prune_one<K>(
+    client: &Client,
+    tenant_ctx: &TenantContext<'_>,
+    name: &str,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + k8s_openapi::Resource
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &tenant_ctx.namespace);
+    let error = |source| Error::Prune {
+        kind: <K as k8s_openapi::Resource>::KIND,
+        name: name.to_owned(),
+        source,
+    };
+    let Some(object) = retry(|| api.get_opt(name)).await.map_err(error)? else {
+        return Ok(());
+    };
+    if !is_ours(object.labels(), tenant_ctx.name) {
+        return Ok(());
+    }
+    let params = DeleteParams {
+        preconditions: object.uid().map(|uid| kube::api::Preconditions {
+            uid: Some(uid),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match retry(|| api.delete(name, &params)).await {
+        Ok(_) => {
+            tracing::info!(tenant = %tenant_ctx.name, kind = <K as k8s_openapi::Resource>::KIND, %name, "removed a child the Tenant no longer needs");
+            Ok(())
+        }
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(error(source)),
+    }
 }
 
 /// Patches status only when it differs, and records phase transitions.
@@ -788,6 +979,16 @@ async fn publish_transition(tenant: &Tenant, status: &TenantStatus, ctx: &Contex
 async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     let name = tenant.name_any();
     let namespace = build::namespace_name(&ctx.config, &name);
+    if let Ok(tenant_ctx) = TenantContext::new(tenant, &ctx.config) {
+        let status = status::desired_status(
+            tenant,
+            &Observed::Deleting,
+            &tenant_ctx.url(),
+            &namespace,
+            &now(),
+        );
+        write_status(tenant, status, ctx).await?;
+    }
     if let Some(client) = &ctx.identity {
         client.deregister(&name).await.map_err(Error::Deregister)?;
         lock(&ctx.synced).remove(&name);
@@ -798,6 +999,24 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
         lock(&ctx.applied).remove(uid);
     }
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    // Only a namespace the operator labelled for this Tenant is deleted or
+    // kept for it: one it was refused (NamespaceConflict) is not its own.
+    let existing = namespaces
+        .get_opt(&namespace)
+        .await
+        .map_err(Error::Cleanup)?
+        .filter(|ns| {
+            let own = claims::check_namespace(
+                &name,
+                &namespace,
+                Some(ns.labels()),
+                &ctx.operator_namespace,
+            );
+            if let Err(refusal) = &own {
+                tracing::warn!(tenant = %name, %refusal, "leaving the namespace alone");
+            }
+            own.is_ok()
+        });
     match tenant.spec.deletion_policy {
         atoll_crds::DeletionPolicy::Delete => {
             if let (DatabaseMode::External, Some(external)) =
@@ -811,11 +1030,7 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
                     .map_err(|e| Error::ExternalDatabase(e.to_string()))?;
                 lock(&ctx.provisioned).remove(&name);
             }
-            match namespaces
-                .get_opt(&namespace)
-                .await
-                .map_err(Error::Cleanup)?
-            {
+            match existing {
                 None => Ok(Action::await_change()),
                 Some(ns) => {
                     if ns.metadata.deletion_timestamp.is_none() {
@@ -844,12 +1059,7 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
                 }
             });
             let params = PatchParams::default();
-            if namespaces
-                .get_opt(&namespace)
-                .await
-                .map_err(Error::Cleanup)?
-                .is_some()
-            {
+            if existing.is_some() {
                 namespaces
                     .patch(&namespace, &params, &Patch::Merge(&release))
                     .await

@@ -22,7 +22,7 @@ use crate::config::OperatorConfig;
 use crate::identity::IdentityClient;
 use crate::leader::{Candidate, LeaseTiming};
 use crate::metrics::Metrics;
-use crate::reconcile::{Context, TenantEvents, error_policy, reconcile};
+use crate::reconcile::{Context, Placement, TenantEvents, error_policy, reconcile};
 
 /// Arguments of `run`.
 #[derive(Debug, clap::Args)]
@@ -36,7 +36,8 @@ pub struct RunArgs {
     #[arg(long, env = "ATOLL_IDENTITY_URL")]
     pub identity_url: Option<String>,
 
-    /// File holding the service token presented to identity (a mounted Secret).
+    /// File holding this cluster's credential at identity (a mounted
+    /// Secret); identity derives the cluster from it.
     #[arg(long, env = "ATOLL_IDENTITY_TOKEN_FILE", requires = "identity_url")]
     pub identity_token_file: Option<PathBuf>,
 
@@ -87,7 +88,7 @@ pub enum RunError {
         "the Tenant CRD is not installed (install it with `atoll-operator crd | kubectl apply -f -`): {0}"
     )]
     CrdMissing(#[source] kube::Error),
-    /// The service token file could not be read.
+    /// The credential file could not be read.
     #[error("reading the identity token file {path}: {source}")]
     TokenFile {
         /// The file.
@@ -96,7 +97,7 @@ pub enum RunError {
         source: std::io::Error,
     },
     /// identity_url without a token.
-    #[error("--identity-url needs --identity-token-file (the service token)")]
+    #[error("--identity-url needs --identity-token-file (this cluster's credential at identity)")]
     TokenMissing,
     /// The identity client could not be built.
     #[error("identity client: {0}")]
@@ -179,13 +180,20 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
         tracing::info!("became the leader");
     }
 
+    // The Tenant cache keeps what reconciling reads: not managedFields,
+    // which are a large share of each object and so of the operator's
+    // memory at thousands of tenants.
+    let (store, writer) = reflector::store();
     let ctx = Arc::new(Context::new(
         client.clone(),
         args.config,
         identity,
-        args.cluster_name,
-        args.operator_namespace.clone(),
+        Placement {
+            cluster: args.cluster_name,
+            operator_namespace: args.operator_namespace.clone(),
+        },
         TenantEvents::new(&client, &reporter),
+        store.clone(),
         metrics,
     ));
     let ours = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={FIELD_MANAGER}"));
@@ -216,10 +224,6 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
         stop.await;
         let _ = stop_tx.send(());
     });
-    // The Tenant cache keeps what reconciling reads: not managedFields,
-    // which are a large share of each object and so of the operator's
-    // memory at thousands of tenants.
-    let (store, writer) = reflector::store();
     let tenant_events = watcher(tenants, watcher::Config::default())
         .default_backoff()
         .modify(|tenant| tenant.managed_fields_mut().clear())

@@ -71,6 +71,9 @@ pub enum Observed {
         /// The instance version the Deployment runs.
         version: String,
     },
+    /// The Tenant asks for a host or namespace it cannot have; nothing was
+    /// applied.
+    Refused(crate::claims::Refusal),
     /// The Tenant is being deleted.
     Deleting,
 }
@@ -118,6 +121,15 @@ pub fn desired_status(
                 "The Tenant is being deleted.",
             );
             Phase::Deleting
+        }
+        Observed::Refused(refusal) => {
+            set(
+                types::READY,
+                Some(false),
+                refusal.reason(),
+                &format!("Nothing was changed: {refusal}"),
+            );
+            Phase::Degraded
         }
         Observed::Invalid(errors) => {
             let message = errors

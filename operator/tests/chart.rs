@@ -10,7 +10,9 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use atoll_testkit::chart::{ChartError, chart_dir as chart, documents, run_helm, template, tool};
+use atoll_testkit::chart::{
+    ChartError, TEST_VALUES, chart_dir as chart, documents, run_helm, template, tool,
+};
 use serde_json::Value;
 
 /// kubernetes-validate: `ATOLL_KUBERNETES_VALIDATE`, else the first on
@@ -44,10 +46,13 @@ fn render(values: Option<&Path>) -> String {
 #[test]
 fn chart_lints_with_every_value_file() {
     let chart = chart();
+    let [set, allow_insecure] = TEST_VALUES.map(OsStr::new);
     if let Err(e) = run_helm(&[
         OsStr::new("lint"),
         chart.as_os_str(),
         OsStr::new("--strict"),
+        set,
+        allow_insecure,
     ]) {
         panic!("{e}");
     }
@@ -56,6 +61,8 @@ fn chart_lints_with_every_value_file() {
             OsStr::new("lint"),
             chart.as_os_str(),
             OsStr::new("--strict"),
+            set,
+            allow_insecure,
             OsStr::new("--values"),
             file.as_os_str(),
         ];
@@ -143,7 +150,8 @@ fn the_crd_is_kept_on_uninstall_and_optional() {
     );
     assert_eq!(crd["metadata"]["name"], "tenants.atoll.dev");
     let file = chart().join("ci/supplied-secrets-values.yaml");
-    let docs = documents(&render(Some(&file)));
+    let rendered = template(&[Path::new("--values"), &file]).expect("renders");
+    let docs = documents(&rendered);
     assert!(docs.iter().all(|d| d["kind"] != "CustomResourceDefinition"));
     assert!(
         docs.iter().all(|d| d["kind"] != "Secret"),
@@ -181,6 +189,9 @@ fn bad_values_are_refused_with_a_clear_message() {
             "ingressNamespaceSelector",
         ),
         ("operator.unknownKey=1", "unknownKey"),
+        // Not https, and not explicitly allowed.
+        ("identity.allowInsecureIssuer=false", "allowInsecureIssuer"),
+        ("identity.trustedProxies={in-cluster}", "trustedProxies"),
     ] {
         match template(&["--set", set]) {
             Ok(_) => panic!("--set {set} was accepted"),
@@ -190,4 +201,79 @@ fn bad_values_are_refused_with_a_clear_message() {
             Err(e) => panic!("--set {set}: {e}"),
         }
     }
+}
+
+/// The pieces of identity's security the chart sets up.
+#[test]
+fn identity_gets_cluster_credentials_a_key_encryption_key_and_trusted_proxies() {
+    let docs = documents(&render(None));
+    let find = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{kind} {name} is rendered"))
+            .clone()
+    };
+    // One credential per cluster, this cluster's under its name; a
+    // key-encryption key; both kept across upgrades and on uninstall.
+    let clusters = find("Secret", "atoll-identity-clusters");
+    assert!(clusters["data"]["default"].is_string(), "{clusters}");
+    let kek = find("Secret", "atoll-identity-key-encryption");
+    for secret in [&clusters, &kek] {
+        assert_eq!(
+            secret["metadata"]["annotations"]["helm.sh/resource-policy"],
+            "keep"
+        );
+    }
+    // 32 random bytes in base64 (44 characters), base64 again as Secret
+    // data (60 characters).
+    let key = kek["data"]["key"].as_str().expect("key");
+    assert_eq!(key.len(), 60, "{key}");
+
+    let env = |deployment: &Value| -> Vec<(String, String)> {
+        deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap_or_default().to_owned(),
+                    e["value"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let identity = find("Deployment", "atoll-identity");
+    let identity_env = env(&identity);
+    let value = |name: &str| {
+        identity_env
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("identity has {name}"))
+    };
+    assert_eq!(
+        value("ATOLL_IDENTITY_CLUSTER_TOKENS_DIR"),
+        "/var/run/secrets/atoll/clusters"
+    );
+    assert_eq!(
+        value("ATOLL_IDENTITY_KEY_ENCRYPTION_KEY_FILE"),
+        "/var/run/secrets/atoll/key-encryption/key"
+    );
+    assert!(value("ATOLL_IDENTITY_TRUSTED_PROXIES").contains("10.0.0.0/8"));
+    assert!(
+        !identity_env
+            .iter()
+            .any(|(n, _)| n == "ATOLL_IDENTITY_SERVICE_TOKEN_FILE"),
+        "no shared service token"
+    );
+    // The operator's credential is this cluster's key of that Secret.
+    let operator = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] != "atoll-identity")
+        .expect("the operator Deployment");
+    let volumes = operator["spec"]["template"]["spec"]["volumes"].to_string();
+    assert!(
+        volumes.contains("atoll-identity-clusters") && volumes.contains(r#""key":"default""#),
+        "{volumes}"
+    );
 }

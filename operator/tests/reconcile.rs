@@ -498,3 +498,187 @@ async fn a_standby_replica_stays_idle_until_the_leader_is_gone() {
     standby.abort();
     common::assert_chart_allows_the_operator(&sim.request_log().records());
 }
+
+async fn ready_reason(client: &Client, name: &str) -> Option<(String, String)> {
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    let tenant = tenants.get(name).await.ok()?;
+    let status = tenant.status?;
+    if status.observed_generation != tenant.metadata.generation {
+        return None;
+    }
+    let ready = atoll_crds::conditions::get(&status.conditions, "Ready")?;
+    Some((ready.reason.clone(), ready.message.clone()))
+}
+
+/// Waits until the Tenant's Ready condition has `reason`; returns its message.
+async fn wait_reason(client: &Client, name: &str, reason: &str) -> String {
+    eventually(&format!("Tenant {name} Ready reason {reason}"), || async {
+        let (found, message) = ready_reason(client, name).await?;
+        (found == reason).then_some(message)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_cannot_take_a_namespace_or_host_it_does_not_own() {
+    let sim = KubeSim::new();
+    let client = sim.client();
+    install_crd(&client, tenant_crd()).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    // Someone else's namespace that happens to be atoll-<name>.
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {
+                "name": "atoll-payments", "labels": {"team": "payments"}}}))
+            .expect("namespace"),
+        )
+        .await
+        .expect("foreign namespace");
+    let operator = start_operator(&sim);
+
+    create_tenant(
+        &client,
+        "apiVersion: atoll.dev/v1alpha1\nkind: Tenant\nmetadata: {name: first}\nspec: {}\n",
+    )
+    .await;
+    eventually("the first tenant's namespace", || async {
+        namespaces.get_opt("atoll-first").await.ok().flatten()
+    })
+    .await;
+    let mark = sim.request_log().mark();
+
+    // A namespace the operator did not label for the Tenant.
+    create_tenant(
+        &client,
+        "apiVersion: atoll.dev/v1alpha1\nkind: Tenant\nmetadata: {name: payments}\nspec: {deletionPolicy: Delete}\n",
+    )
+    .await;
+    let message = wait_reason(&client, "payments", "NamespaceConflict").await;
+    assert!(message.contains("atoll-payments"), "{message}");
+    // Another Tenant's host, and a host outside the allowed domains.
+    create_tenant(
+        &client,
+        "apiVersion: atoll.dev/v1alpha1\nkind: Tenant\nmetadata: {name: thief}\nspec: {ingress: {host: first.atoll.localhost}}\n",
+    )
+    .await;
+    let message = wait_reason(&client, "thief", "HostConflict").await;
+    assert!(message.contains("Tenant first"), "{message}");
+    create_tenant(
+        &client,
+        "apiVersion: atoll.dev/v1alpha1\nkind: Tenant\nmetadata: {name: phish}\nspec: {ingress: {host: login.bank.example}}\n",
+    )
+    .await;
+    let message = wait_reason(&client, "phish", "HostNotAllowed").await;
+    assert!(message.contains("atoll.localhost"), "{message}");
+    assert_eq!(
+        tenant_phase(&client, "thief").await,
+        Some(Phase::Degraded),
+        "a refused Tenant is Degraded"
+    );
+
+    // Nothing was written for them but the Tenants themselves (finalizer,
+    // status).
+    let writes: Vec<String> = operator_writes(&sim, mark)
+        .into_iter()
+        .filter(|w| !w.starts_with("Patch tenants "))
+        .filter(|w| ["payments", "thief", "phish"].iter().any(|n| w.contains(n)))
+        .collect();
+    assert!(writes.is_empty(), "writes for refused Tenants: {writes:#?}");
+    let foreign = namespaces.get("atoll-payments").await.expect("still there");
+    assert_eq!(
+        foreign.labels().get("team").map(String::as_str),
+        Some("payments")
+    );
+    assert!(!foreign.labels().contains_key("atoll.dev/tenant"));
+    for name in ["atoll-thief", "atoll-phish"] {
+        assert!(namespaces.get_opt(name).await.expect("read").is_none());
+    }
+    // The first Tenant keeps its host.
+    let (reason, _) = eventually("first to be applied", || async {
+        ready_reason(&client, "first").await
+    })
+    .await;
+    assert_ne!(reason, "HostConflict");
+
+    // Deleting the refused Tenant (policy Delete) leaves the namespace alone.
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    tenants
+        .delete("payments", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("payments to be gone", || async {
+        tenants
+            .get_opt("payments")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        namespaces
+            .get("atoll-payments")
+            .await
+            .expect("still there")
+            .metadata
+            .deletion_timestamp
+            .is_none(),
+        "the foreign namespace was not deleted"
+    );
+    operator.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_being_deleted_shows_phase_deleting() {
+    let sim = KubeSim::new();
+    let client = sim.client();
+    install_crd(&client, tenant_crd()).await;
+    let operator = start_operator(&sim);
+    create_tenant(
+        &client,
+        "apiVersion: atoll.dev/v1alpha1\nkind: Tenant\nmetadata: {name: going}\nspec: {deletionPolicy: Delete}\n",
+    )
+    .await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    eventually("the namespace", || async {
+        namespaces.get_opt("atoll-going").await.ok().flatten()
+    })
+    .await;
+    // Something else holds the namespace for a while (as a slow
+    // controller's finalizer would), so the deletion takes time.
+    namespaces
+        .patch(
+            "atoll-going",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": ["example.com/hold"]}})),
+        )
+        .await
+        .expect("hold");
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    tenants
+        .delete("going", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("phase Deleting", || async {
+        (tenant_phase(&client, "going").await == Some(Phase::Deleting)).then_some(())
+    })
+    .await;
+    let (reason, _) = ready_reason(&client, "going")
+        .await
+        .expect("Ready condition");
+    assert_eq!(reason, "Deleting");
+    namespaces
+        .patch(
+            "atoll-going",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .expect("release");
+    eventually("the Tenant to be gone", || async {
+        tenants.get_opt("going").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    operator.abort();
+}

@@ -100,6 +100,7 @@ fn command_renders_a_file() {
             "ServiceAccount",
             "ServiceAccount",
             "Secret",
+            "ConfigMap",
             "Service",
             "StatefulSet",
             "Service",

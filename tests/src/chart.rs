@@ -93,7 +93,14 @@ pub fn run_helm<S: AsRef<OsStr>>(args: &[S]) -> Result<String, ChartError> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// `helm template atoll charts/atoll --namespace atoll-system <extra>`.
+/// What the tests set on every render: the simulated cluster has no TLS,
+/// so identity's issuer is its plain-http Service URL, which the chart
+/// refuses unless told that this is a development install.
+pub const TEST_VALUES: [&str; 2] = ["--set", "identity.allowInsecureIssuer=true"];
+
+/// `helm template atoll charts/atoll --namespace atoll-system
+/// --set identity.allowInsecureIssuer=true <extra>` (`extra` may override
+/// it).
 pub fn template<S: AsRef<OsStr>>(extra: &[S]) -> Result<String, ChartError> {
     let chart = chart_dir();
     let mut args: Vec<&OsStr> = vec![
@@ -103,6 +110,7 @@ pub fn template<S: AsRef<OsStr>>(extra: &[S]) -> Result<String, ChartError> {
         OsStr::new("--namespace"),
         OsStr::new(RELEASE_NAMESPACE),
     ];
+    args.extend(TEST_VALUES.iter().map(OsStr::new));
     args.extend(extra.iter().map(AsRef::as_ref));
     run_helm(&args)
 }

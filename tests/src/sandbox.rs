@@ -305,6 +305,9 @@ struct Platform {
 }
 
 /// 32 random hex digits (a v4 UUID's 122 random bits).
+/// The sandbox's cluster name at identity.
+const SANDBOX_CLUSTER: &str = "sandbox";
+
 fn random_secret() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
@@ -331,9 +334,21 @@ impl Platform {
         let identity_url = format!("http://{}", args.identity);
         let admin_email = "admin@atoll.localhost".to_owned();
         let admin_password = random_secret();
-        let service_token = random_secret();
-        let token_file = state_dir.join("service-token");
+        // The operator's credential at identity: cluster "sandbox"'s file
+        // in identity's cluster credentials directory (a 64-character
+        // token; identity wants at least 32).
+        let service_token = format!("{}{}", random_secret(), random_secret());
+        let clusters_dir = state_dir.join("identity-clusters");
+        std::fs::create_dir_all(&clusters_dir).map_err(io_error("creating", &clusters_dir))?;
+        let token_file = clusters_dir.join(SANDBOX_CLUSTER);
         std::fs::write(&token_file, &service_token).map_err(io_error("writing", &token_file))?;
+        // Seals identity's signing keys; kept with the state it seals (64
+        // hex digits: 32 bytes).
+        let kek_file = state_dir.join("identity-key-encryption-key");
+        if !kek_file.is_file() {
+            let kek = format!("{}{}", random_secret(), random_secret());
+            std::fs::write(&kek_file, kek).map_err(io_error("writing", &kek_file))?;
+        }
 
         let identity_log = create_log(&logs, "identity.log")?;
         let database = state_dir.join("identity.db");
@@ -348,7 +363,8 @@ impl Platform {
                 .env("ATOLL_IDENTITY_ISSUER", &identity_url)
                 .env("ATOLL_IDENTITY_ADMIN_EMAIL", &admin_email)
                 .env("ATOLL_IDENTITY_ADMIN_PASSWORD", &admin_password)
-                .env("ATOLL_IDENTITY_SERVICE_TOKEN", &service_token)
+                .env("ATOLL_IDENTITY_CLUSTER_TOKENS_DIR", &clusters_dir)
+                .env("ATOLL_IDENTITY_KEY_ENCRYPTION_KEY_FILE", &kek_file)
                 .stdout(
                     identity_log
                         .try_clone()
@@ -370,7 +386,7 @@ impl Platform {
                 .env("ATOLL_IDENTITY_ISSUER", &identity_url)
                 .env("ATOLL_IDENTITY_URL", &identity_url)
                 .env("ATOLL_IDENTITY_TOKEN_FILE", &token_file)
-                .env("ATOLL_CLUSTER_NAME", "sandbox")
+                .env("ATOLL_CLUSTER_NAME", SANDBOX_CLUSTER)
                 .env("ATOLL_METRICS_ADDR", "127.0.0.1:0")
                 .stdout(
                     operator_log

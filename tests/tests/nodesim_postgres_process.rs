@@ -35,7 +35,7 @@ fn launch(data: &std::path::Path, logs: &std::path::Path, ip: Ipv4Addr) -> Launc
         env,
         workdir: Some(PathBuf::from("/")),
         run_as,
-        prepare: Prepare::Postgres(init),
+        prepare: Prepare::Postgres(Box::new(init)),
         log_path: logs.join("postgres.log"),
         stop_signal: rustix::process::Signal::INT,
         grace: Duration::from_secs(10),

@@ -42,8 +42,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 http://{{ include "atoll.identity.name" . }}.{{ .Release.Namespace }}.svc
 {{- end -}}
 
-{{/* The token issuer instances trust. */}}
-{{- define "atoll.identity.issuer" -}}
+{{/* The token issuer instances trust, as configured (unchecked). */}}
+{{- define "atoll.identity.issuerUrl" -}}
 {{- if .Values.identity.issuer -}}
 {{ .Values.identity.issuer }}
 {{- else if .Values.identity.ingress.enabled -}}
@@ -53,12 +53,51 @@ http://{{ include "atoll.identity.name" . }}.{{ .Release.Namespace }}.svc
 {{- end -}}
 {{- end -}}
 
+{{/* The token issuer instances trust: https, unless explicitly allowed. */}}
+{{- define "atoll.identity.issuer" -}}
+{{- $issuer := include "atoll.identity.issuerUrl" . -}}
+{{- if and (not (hasPrefix "https://" $issuer)) (not .Values.identity.allowInsecureIssuer) -}}
+{{- fail (printf "identity's issuer %s is not https: logins and tokens would cross the network in the clear. Set identity.issuer to an https URL (or enable identity.ingress with a tlsSecretName), or, for development only, set identity.allowInsecureIssuer=true" $issuer) -}}
+{{- end -}}
+{{ $issuer }}
+{{- end -}}
+
 {{- define "atoll.identity.adminSecret" -}}
 {{- .Values.identity.firstAdmin.existingSecret | default (printf "%s-first-admin" (include "atoll.identity.name" .)) -}}
 {{- end -}}
 
-{{- define "atoll.identity.tokenSecret" -}}
-{{- .Values.identity.serviceToken.existingSecret | default (printf "%s-service-token" (include "atoll.identity.name" .)) -}}
+{{/* Per-cluster credentials: one key per cluster name. Unless
+clusters.existingSecret is set, a legacy serviceToken.existingSecret (key
+`token`) is this cluster's only credential. */}}
+{{- define "atoll.identity.legacyToken" -}}
+{{- if and (not .Values.identity.clusters.existingSecret) .Values.identity.serviceToken.existingSecret -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{- define "atoll.identity.clustersSecret" -}}
+{{- .Values.identity.clusters.existingSecret | default (printf "%s-clusters" (include "atoll.identity.name" .)) -}}
+{{- end -}}
+
+{{/* The Secret and key holding this cluster's operator credential. */}}
+{{- define "atoll.identity.operatorCredentialSecret" -}}
+{{- if include "atoll.identity.legacyToken" . -}}
+{{ .Values.identity.serviceToken.existingSecret }}
+{{- else -}}
+{{ include "atoll.identity.clustersSecret" . }}
+{{- end -}}
+{{- end -}}
+
+{{- define "atoll.identity.operatorCredentialKey" -}}
+{{- if include "atoll.identity.legacyToken" . -}}
+token
+{{- else -}}
+{{ .Values.clusterName }}
+{{- end -}}
+{{- end -}}
+
+{{- define "atoll.identity.keyEncryptionSecret" -}}
+{{- .Values.identity.keyEncryption.existingSecret | default (printf "%s-key-encryption" (include "atoll.identity.name" .)) -}}
 {{- end -}}
 
 {{/* Pod and container security for Pod Security "restricted". */}}
@@ -79,6 +118,31 @@ capabilities:
   drop: ["ALL"]
 seccompProfile:
   type: RuntimeDefault
+{{- end -}}
+
+{{/* 32 random bytes, base64, kept across upgrades: the existing Secret's,
+or new. */}}
+{{- define "atoll.keptRandomKey" -}}
+{{- $existing := lookup "v1" "Secret" .namespace .name -}}
+{{- if and $existing (index $existing.data .key) -}}
+{{- index $existing.data .key | b64dec -}}
+{{- else -}}
+{{- randBytes 32 -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The data of the generated clusters Secret: every key it already has
+(remote clusters added to it stay) and this cluster's, generated once. */}}
+{{- define "atoll.identity.clustersData" -}}
+{{- $existing := lookup "v1" "Secret" .namespace .name -}}
+{{- $data := dict -}}
+{{- if and $existing $existing.data -}}
+{{- $data = deepCopy $existing.data -}}
+{{- end -}}
+{{- if not (index $data .cluster) -}}
+{{- $_ := set $data .cluster (randAlphaNum 48 | b64enc) -}}
+{{- end -}}
+{{- toYaml $data -}}
 {{- end -}}
 
 {{/* A random value kept across upgrades: the existing Secret's, or new. */}}

@@ -62,7 +62,7 @@ pub(super) async fn login(
             found.user
         }
         _ => {
-            inner.throttle.failed(&email, now).await?;
+            inner.throttle.failed(&ip, &email, now).await?;
             inner
                 .audit
                 .record(
@@ -77,7 +77,7 @@ pub(super) async fn login(
             return Err(AppError::InvalidCredentials);
         }
     };
-    inner.throttle.succeeded(&email).await?;
+    inner.throttle.succeeded(&ip, &email).await?;
     let token = sessions::new_token(SESSION_PREFIX)?;
     let expires_at = now.saturating_add(secs(inner.config.session_ttl));
     inner
@@ -88,6 +88,7 @@ pub(super) async fn login(
             user_id: user.id.clone(),
             kind: CredentialKind::Session,
             name: None,
+            scope: None,
             created_at: now,
             expires_at,
         })

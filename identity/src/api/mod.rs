@@ -20,22 +20,21 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditLog, Outcome};
+use crate::clusters::ClusterCredentials;
 use crate::config::{Config, Secret};
 use crate::keys::KeyRing;
 use crate::passwords::{Passwords, Verified, check_new_password};
 use crate::ratelimit::{LoginThrottle, Refusal};
 use crate::sessions::{self, PAT_PREFIX, SESSION_PREFIX};
 use crate::store::{
-    Authenticated, CredentialKind, Grant, Member, NewCredential, Registered, Store, TenantSpec,
-    User,
+    Authenticated, CredentialKind, Grant, Member, NewCredential, PatScope, Registered, Store,
+    TenantSpec, User,
 };
 use crate::users::{display_name, normalize_email};
 use crate::verify::{Claims, Role};
 
 /// Largest request body accepted (a tenant with a few thousand members).
 pub const BODY_LIMIT: usize = 256 * 1024;
-/// Longest personal access token lifetime.
-pub const PAT_MAX_DAYS: u32 = 366;
 
 /// Everything handlers share.
 #[derive(Debug, Clone)]
@@ -51,8 +50,8 @@ struct Inner {
     passwords: Passwords,
     throttle: LoginThrottle,
     audit: AuditLog,
-    /// SHA-256 of the operators' service token.
-    service_token_hash: Option<String>,
+    /// Which cluster each operator credential belongs to.
+    clusters: ClusterCredentials,
 }
 
 impl AppState {
@@ -62,11 +61,8 @@ impl AppState {
         keys: Arc<KeyRing>,
         passwords: Passwords,
         audit: AuditLog,
+        clusters: ClusterCredentials,
     ) -> AppState {
-        let service_token_hash = config
-            .service_token
-            .as_ref()
-            .map(|t| sessions::token_hash(t.expose()));
         let throttle = LoginThrottle::new(store.clone(), config.login_limits);
         AppState {
             inner: Arc::new(Inner {
@@ -76,7 +72,7 @@ impl AppState {
                 passwords,
                 throttle,
                 audit,
-                service_token_hash,
+                clusters,
             }),
         }
     }
@@ -153,6 +149,9 @@ pub enum AppError {
     InvalidCredentials,
     #[error("forbidden")]
     Forbidden,
+    /// Forbidden, saying why (the reason must not echo the request).
+    #[error("{0}")]
+    Refused(String),
     #[error("not found")]
     NotFound,
     #[error("{0}")]
@@ -195,7 +194,7 @@ impl IntoResponse for AppError {
         let status = match &self {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Unauthorized | AppError::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden => StatusCode::FORBIDDEN,
+            AppError::Forbidden | AppError::Refused(_) => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -273,30 +272,63 @@ fn rfc3339(secs: i64) -> String {
     jiff::Timestamp::from_second(secs).map_or_else(|_| secs.to_string(), |t| t.to_string())
 }
 
-/// The client address: the socket peer, or the last `X-Forwarded-For`
-/// entry when configured to trust the proxy in front.
+/// The client address: the socket peer; when the peer is a trusted proxy
+/// (`ATOLL_IDENTITY_TRUSTED_PROXIES`), the right-most `X-Forwarded-For`
+/// entry that is not itself a trusted proxy.
 #[derive(Debug)]
 pub struct ClientIp(pub String);
+
+/// The client behind `peer`, given the `X-Forwarded-For` values in order.
+pub fn client_address(
+    peer: IpAddr,
+    forwarded_for: &[&str],
+    trusted: &[crate::config::IpRange],
+    trust_any: bool,
+) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trust_any || trusted.iter().any(|r| r.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let mut client = peer;
+    // Walk from the proxy nearest to us outwards; stop at the first hop we
+    // do not trust (anything left of it may be forged by the client).
+    for entry in forwarded_for.iter().rev().flat_map(|v| v.rsplit(',')) {
+        let Ok(ip) = entry.trim().parse::<IpAddr>() else {
+            break;
+        };
+        client = ip;
+        if !is_trusted(ip) || trust_any {
+            break;
+        }
+    }
+    client
+}
 
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        if state.inner.config.trust_forwarded_for
-            && let Some(ip) = parts
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit(',').next())
-                .and_then(|v| v.trim().parse::<IpAddr>().ok())
-        {
-            return Ok(ClientIp(ip.to_string()));
-        }
-        let peer = parts
+        let config = &state.inner.config;
+        let Some(peer) = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
-        Ok(ClientIp(peer))
+            .map(|c| c.0.ip())
+        else {
+            return Ok(ClientIp("unknown".to_owned()));
+        };
+        let forwarded: Vec<&str> = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let client = client_address(
+            peer,
+            &forwarded,
+            &config.trusted_proxies,
+            config.trust_forwarded_for,
+        );
+        Ok(ClientIp(client.to_string()))
     }
 }
 
@@ -333,7 +365,7 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// A caller who is a platform admin.
+/// A caller who is a platform admin. A `read` access token may only read.
 #[derive(Debug)]
 pub struct Admin(pub Authenticated);
 
@@ -345,29 +377,37 @@ impl FromRequestParts<AppState> for Admin {
         if !caller.user.is_admin {
             return Err(AppError::Forbidden);
         }
+        if caller.scope == Some(PatScope::Read) && parts.method != axum::http::Method::GET {
+            return Err(AppError::Forbidden);
+        }
         Ok(Admin(caller))
     }
 }
 
-/// An operator presenting the service token.
+/// An operator presenting its cluster's credential: the cluster is the
+/// credential's, never anything the request says.
 #[derive(Debug)]
-pub struct Operator;
+pub struct Operator {
+    pub cluster: String,
+}
 
 impl FromRequestParts<AppState> for Operator {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let expected = state
-            .inner
-            .service_token_hash
-            .as_deref()
-            .ok_or(AppError::Unauthorized)?;
         let token = bearer(&parts.headers).ok_or(AppError::Unauthorized)?;
-        if sessions::secrets_equal(sessions::token_hash(token).as_bytes(), expected.as_bytes()) {
-            Ok(Operator)
-        } else {
-            Err(AppError::Unauthorized)
+        // Session and access tokens are never cluster credentials.
+        if token.starts_with(SESSION_PREFIX) || token.starts_with(PAT_PREFIX) || token.len() > 4096
+        {
+            return Err(AppError::Unauthorized);
         }
+        let cluster = state
+            .inner
+            .clusters
+            .cluster_of(token)
+            .await
+            .ok_or(AppError::Unauthorized)?;
+        Ok(Operator { cluster })
     }
 }
 
@@ -391,6 +431,49 @@ mod tests {
         ] {
             assert!(!is_dns_label(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_client_is_the_first_untrusted_hop() {
+        let ranges: Vec<crate::config::IpRange> = ["10.0.0.0/8", "fd00::/8"]
+            .iter()
+            .map(|r| r.parse().expect("range"))
+            .collect();
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        // From a trusted proxy: the right-most untrusted entry; what the
+        // client wrote to the left of it is ignored.
+        assert_eq!(
+            client_address(ip("10.1.2.3"), &["1.1.1.1, 203.0.113.7"], &ranges, false),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            client_address(
+                ip("10.1.2.3"),
+                &["1.1.1.1", "203.0.113.7, 10.9.9.9"],
+                &ranges,
+                false
+            ),
+            ip("203.0.113.7")
+        );
+        // From anyone else the header is not believed.
+        assert_eq!(
+            client_address(ip("198.51.100.1"), &["203.0.113.7"], &ranges, false),
+            ip("198.51.100.1")
+        );
+        // No header, or garbage: the proxy itself.
+        assert_eq!(
+            client_address(ip("10.1.2.3"), &[], &ranges, false),
+            ip("10.1.2.3")
+        );
+        assert_eq!(
+            client_address(ip("10.1.2.3"), &["garbage"], &ranges, false),
+            ip("10.1.2.3")
+        );
+        // IPv4-mapped peers match IPv4 ranges.
+        assert_eq!(
+            client_address(ip("::ffff:10.0.0.1"), &["203.0.113.7"], &ranges, false),
+            ip("203.0.113.7")
+        );
     }
 
     #[test]

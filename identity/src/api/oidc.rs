@@ -18,7 +18,9 @@ pub(super) async fn discovery(State(state): State<AppState>) -> impl IntoRespons
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["EdDSA"],
             "token_endpoint": format!("{issuer}/api/v1/tokens"),
-            "claims_supported": ["iss", "sub", "email", "aud", "tid", "role", "iat", "exp"],
+            "claims_supported": [
+                "iss", "sub", "email", "aud", "tid", "tenant_uid", "cluster", "role", "iat", "exp"
+            ],
         })),
     )
 }

@@ -1,4 +1,13 @@
 //! Personal access tokens: created (shown once), listed, revoked.
+//!
+//! Only a person can create one: the request must come with a login
+//! session (never an access token: tokens do not breed tokens) and re-state
+//! the account's password, checked like a login (wrong ones count towards
+//! the same lockout). Each token has a scope, `read` (the default: tenant
+//! tokens minted with it carry the Viewer role at most, admin endpoints
+//! only read) or `full`, and a lifetime of at most
+//! `ATOLL_IDENTITY_PAT_MAX_DAYS` (90 by default; also the lifetime of a
+//! token created without `expiresInDays`).
 
 use super::*;
 
@@ -7,6 +16,11 @@ use super::*;
 pub(super) struct PatRequest {
     name: String,
     expires_in_days: Option<u32>,
+    #[serde(default)]
+    scope: Option<PatScope>,
+    /// The caller's password, re-stated.
+    #[serde(default)]
+    password: Option<Secret>,
 }
 
 #[derive(Serialize)]
@@ -14,6 +28,7 @@ pub(super) struct PatRequest {
 pub(super) struct PatView {
     id: String,
     name: String,
+    scope: PatScope,
     created_at: String,
     expires_at: String,
     /// Only in the creation response: shown once.
@@ -24,21 +39,48 @@ pub(super) struct PatView {
 pub(super) async fn create_pat(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    ClientIp(ip): ClientIp,
     Body(request): Body<PatRequest>,
 ) -> Result<(StatusCode, Json<PatView>), AppError> {
+    let inner = &state.inner;
+    let now = now();
+    if caller.kind != CredentialKind::Session {
+        inner
+            .audit
+            .record(
+                now,
+                Some(&caller.user.id),
+                "access-token.create",
+                None,
+                Outcome::Denied,
+                Some(&ip),
+            )
+            .await;
+        return Err(AppError::Refused(
+            "an access token cannot create access tokens; log in with your password".into(),
+        ));
+    }
     let name = request.name.trim();
     if name.is_empty() || name.len() > 100 {
         return Err(AppError::BadRequest(
             "name must have 1 to 100 characters".into(),
         ));
     }
-    let days = request.expires_in_days.unwrap_or(90);
-    if !(1..=PAT_MAX_DAYS).contains(&days) {
+    let max = inner.config.pat_max_days;
+    let days = request.expires_in_days.unwrap_or(max);
+    if !(1..=max).contains(&days) {
         return Err(AppError::BadRequest(format!(
-            "expiresInDays must be between 1 and {PAT_MAX_DAYS}"
+            "expiresInDays must be between 1 and {max}, the longest lifetime this service allows \
+             (leave it out to get {max})"
         )));
     }
-    let now = now();
+    let scope = request.scope.unwrap_or(PatScope::Read);
+    let Some(password) = request.password else {
+        return Err(AppError::BadRequest(
+            "password is required: re-state your password to create an access token".into(),
+        ));
+    };
+    check_password_again(&state, &caller.user, &password, &ip, now).await?;
     let token = sessions::new_token(PAT_PREFIX)?;
     let credential = NewCredential {
         id: uuid::Uuid::now_v7().to_string(),
@@ -46,6 +88,7 @@ pub(super) async fn create_pat(
         user_id: caller.user.id.clone(),
         kind: CredentialKind::Pat,
         name: Some(name.to_owned()),
+        scope: Some(scope),
         created_at: now,
         expires_at: now.saturating_add(i64::from(days) * 86400),
     };
@@ -67,6 +110,7 @@ pub(super) async fn create_pat(
         Json(PatView {
             id: credential.id,
             name: name.to_owned(),
+            scope,
             created_at: rfc3339(now),
             expires_at: rfc3339(credential.expires_at),
             token: Some(token.expose().to_owned()),
@@ -84,12 +128,54 @@ pub(super) async fn list_pats(
             .map(|p| PatView {
                 id: p.id,
                 name: p.name,
+                scope: p.scope,
                 created_at: rfc3339(p.created_at),
                 expires_at: rfc3339(p.expires_at),
                 token: None,
             })
             .collect(),
     ))
+}
+
+/// Checks the password a request re-states, like a login would: the same
+/// per-address and per-account-and-address limits, failures counted.
+async fn check_password_again(
+    state: &AppState,
+    user: &User,
+    password: &Secret,
+    ip: &str,
+    now: i64,
+) -> Result<(), AppError> {
+    let inner = &state.inner;
+    if let Err(refusal) = inner.throttle.admit(ip, &user.email, now).await? {
+        let (Refusal::Locked { retry_after } | Refusal::TooManyAttempts { retry_after }) = refusal;
+        return Err(AppError::TooManyRequests { retry_after });
+    }
+    let found = inner.store.user_credentials(&user.email).await?;
+    let verified = if password.expose().len() > crate::passwords::MAX_PASSWORD_BYTES {
+        Verified::Invalid
+    } else {
+        inner
+            .passwords
+            .verify(password, found.as_ref().map(|f| f.password_hash.as_str()))
+            .await?
+    };
+    if matches!(verified, Verified::Valid { .. }) {
+        return Ok(());
+    }
+    inner.throttle.failed(ip, &user.email, now).await?;
+    inner
+        .audit
+        .record(
+            now,
+            Some(&user.id),
+            "access-token.create",
+            None,
+            Outcome::Failure,
+            Some(ip),
+        )
+        .await;
+    Err(AppError::Refused("the password is not correct".into()))
 }
 
 pub(super) async fn revoke_pat(

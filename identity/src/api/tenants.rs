@@ -1,4 +1,6 @@
-//! The tenant directory, pushed by operators with the service token.
+//! The tenant directory, pushed by operators, each with its cluster's
+//! credential: the cluster comes from the credential, and every write is
+//! scoped to that cluster.
 
 use super::*;
 
@@ -22,10 +24,18 @@ pub(super) struct TenantRequest {
     url: String,
     #[serde(default)]
     phase: String,
-    cluster: String,
+    /// Optional; when present it must be the credential's cluster.
+    #[serde(default)]
+    cluster: Option<String>,
+    /// The Tenant object's Kubernetes `metadata.uid`.
+    #[serde(default)]
+    uid: Option<String>,
     #[serde(default)]
     members: Vec<MemberRequest>,
 }
+
+/// Longest Tenant uid accepted (Kubernetes uids are 36-character UUIDs).
+pub const MAX_UID_LEN: usize = 128;
 
 #[derive(Deserialize)]
 pub(super) struct MemberRequest {
@@ -44,6 +54,7 @@ pub(super) struct TenantView {
     url: String,
     phase: String,
     cluster: String,
+    uid: String,
     members: i64,
     created_at: String,
     updated_at: String,
@@ -58,6 +69,7 @@ impl From<crate::store::Tenant> for TenantView {
             url: t.url,
             phase: t.phase,
             cluster: t.cluster,
+            uid: t.uid,
             members: t.members,
             created_at: rfc3339(t.created_at),
             updated_at: rfc3339(t.updated_at),
@@ -65,18 +77,34 @@ impl From<crate::store::Tenant> for TenantView {
     }
 }
 
-pub(super) fn tenant_spec(name: String, request: TenantRequest) -> Result<TenantSpec, AppError> {
+/// The registration `request` of the caller's `cluster` (from its
+/// credential).
+pub(super) fn tenant_spec(
+    name: String,
+    cluster: &str,
+    request: TenantRequest,
+) -> Result<TenantSpec, AppError> {
     if !is_dns_label(&name) {
         return Err(AppError::BadRequest(
             "tenant name must be a DNS label (lowercase letters, digits, '-', at most 63)".into(),
         ));
     }
-    let cluster = request.cluster.trim().to_owned();
-    if cluster.is_empty() || cluster.len() > 253 {
-        return Err(AppError::BadRequest(
-            "cluster must have 1 to 253 characters".into(),
-        ));
+    if let Some(claimed) = &request.cluster
+        && claimed.trim() != cluster
+    {
+        return Err(AppError::BadRequest(format!(
+            "cluster {:?} in the body is not the cluster of the credential presented ({cluster:?}); \
+             leave it out or send the credential's cluster",
+            claimed.chars().take(64).collect::<String>()
+        )));
     }
+    let uid = request.uid.as_deref().map(str::trim).unwrap_or_default();
+    if uid.is_empty() || uid.len() > MAX_UID_LEN {
+        return Err(AppError::BadRequest(format!(
+            "uid (the Tenant's metadata.uid) is required, 1 to {MAX_UID_LEN} characters"
+        )));
+    }
+    let uid = uid.to_owned();
     if request.url.len() > 2048 || request.phase.len() > 64 {
         return Err(AppError::BadRequest("url or phase is too long".into()));
     }
@@ -99,18 +127,25 @@ pub(super) fn tenant_spec(name: String, request: TenantRequest) -> Result<Tenant
         name,
         url: request.url,
         phase: request.phase,
-        cluster,
+        cluster: cluster.to_owned(),
+        uid,
         members,
     })
 }
 
+/// The audit actor of a cluster's operator.
+fn actor(cluster: &str) -> String {
+    format!("cluster:{cluster}")
+}
+
 pub(super) async fn register_tenant(
     State(state): State<AppState>,
-    _operator: Operator,
+    operator: Operator,
     Path(name): Path<String>,
     Body(request): Body<TenantRequest>,
 ) -> Result<(StatusCode, Json<TenantView>), AppError> {
-    let spec = tenant_spec(name, request)?;
+    let spec = tenant_spec(name, &operator.cluster, request)?;
+    let actor = actor(&operator.cluster);
     let now = now();
     let inner = &state.inner;
     let outcome = inner
@@ -125,7 +160,7 @@ pub(super) async fn register_tenant(
                 .audit
                 .record(
                     now,
-                    Some(&spec.cluster),
+                    Some(&actor),
                     "tenant.register",
                     Some(&spec.name),
                     Outcome::Denied,
@@ -142,7 +177,7 @@ pub(super) async fn register_tenant(
         .audit
         .record(
             now,
-            Some(&spec.cluster),
+            Some(&actor),
             action,
             Some(&spec.name),
             Outcome::Success,
@@ -157,30 +192,28 @@ pub(super) async fn register_tenant(
     Ok((status, Json(tenant.into())))
 }
 
-#[derive(Deserialize)]
-pub(super) struct DeleteTenantQuery {
-    cluster: Option<String>,
-}
-
+/// Deletes the caller's cluster's record. A `?cluster=` query is ignored:
+/// the cluster is the credential's. A record another cluster owns is left
+/// alone and answered like an absent one (404; the operator reads "already
+/// gone"), and the attempt is audited.
 pub(super) async fn delete_tenant(
     State(state): State<AppState>,
-    _operator: Operator,
+    operator: Operator,
     Path(name): Path<String>,
-    Query(query): Query<DeleteTenantQuery>,
 ) -> Result<StatusCode, AppError> {
     let inner = &state.inner;
-    match inner
-        .store
-        .delete_tenant(&name, query.cluster.as_deref())
-        .await?
-    {
+    let actor = actor(&operator.cluster);
+    if !is_dns_label(&name) {
+        return Err(AppError::NotFound);
+    }
+    match inner.store.delete_tenant(&name, &operator.cluster).await? {
         Ok(existed) => {
             if existed {
                 inner
                     .audit
                     .record(
                         now(),
-                        query.cluster.as_deref(),
+                        Some(&actor),
                         "tenant.delete",
                         Some(&name),
                         Outcome::Success,
@@ -190,8 +223,19 @@ pub(super) async fn delete_tenant(
             }
             Ok(StatusCode::NO_CONTENT)
         }
-        Err(_) => Err(AppError::Conflict(format!(
-            "tenant {name} is registered by another cluster"
-        ))),
+        Err(_) => {
+            inner
+                .audit
+                .record(
+                    now(),
+                    Some(&actor),
+                    "tenant.delete",
+                    Some(&name),
+                    Outcome::Denied,
+                    None,
+                )
+                .await;
+            Err(AppError::NotFound)
+        }
     }
 }

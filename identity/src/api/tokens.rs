@@ -31,7 +31,17 @@ pub(super) async fn issue_token(
         ""
     };
     let (user, membership) = match inner.store.token_grant(&token_hash, now, tenant).await? {
-        Grant::Member { user, membership } => (user, membership),
+        Grant::Member {
+            user,
+            mut membership,
+            scope,
+        } => {
+            // A read-only access token mints read-only tenant tokens.
+            if scope == Some(PatScope::Read) {
+                membership.role = Role::Viewer;
+            }
+            (user, membership)
+        }
         Grant::NotMember { user } => {
             inner
                 .audit
@@ -56,6 +66,8 @@ pub(super) async fn issue_token(
         email: user.email.clone(),
         aud: request.tenant.clone(),
         tid: membership.tenant_id,
+        tenant_uid: Some(membership.tenant_uid).filter(|u| !u.is_empty()),
+        cluster: Some(membership.cluster).filter(|c| !c.is_empty()),
         role: membership.role,
         iat: issued_at,
         exp: issued_at + ttl,

@@ -15,7 +15,31 @@ use tokio::task::JoinHandle;
 
 pub const ADMIN_EMAIL: &str = "root@atoll.test";
 pub const ADMIN_PASSWORD: &str = "first-admin-Pa55word!";
+/// Cluster A's credential (given as the service token).
 pub const SERVICE_TOKEN: &str = "operator-service-token-0123456789abcdef";
+pub const CLUSTER_A: &str = "cluster-a";
+/// Cluster B's credential (in a cluster tokens directory, see
+/// [`with_cluster_b`]).
+pub const CLUSTER_B_TOKEN: &str = "cluster-b-operator-token-0123456789abcdef";
+pub const CLUSTER_B: &str = "cluster-b";
+
+/// The credential of a test cluster.
+pub fn cluster_token(cluster: &str) -> &'static str {
+    match cluster {
+        CLUSTER_A => SERVICE_TOKEN,
+        CLUSTER_B => CLUSTER_B_TOKEN,
+        other => panic!("no credential for test cluster {other}"),
+    }
+}
+
+/// `config` with a cluster tokens directory holding cluster B's
+/// credential; keep the directory as long as the service runs.
+pub fn with_cluster_b(mut config: Config) -> (Config, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join(CLUSTER_B), format!("{CLUSTER_B_TOKEN}\n")).expect("write");
+    config.cluster_tokens_dir = Some(dir.path().to_owned());
+    (config, dir)
+}
 
 /// Where fresh databases come from.
 #[derive(Debug)]
@@ -62,6 +86,9 @@ pub fn config(database_url: &str) -> Config {
     config.admin_email = ADMIN_EMAIL.into();
     config.admin_password = Some(Secret::new(ADMIN_PASSWORD));
     config.service_token = Some(Secret::new(SERVICE_TOKEN));
+    config.service_cluster = CLUSTER_A.into();
+    // Tests add clusters to the directory and want them seen at once.
+    config.cluster_tokens_reload = std::time::Duration::ZERO;
     config.argon2 = Argon2Params {
         memory_kib: 64,
         iterations: 1,
@@ -197,16 +224,29 @@ impl Service {
         body["id"].as_str().expect("id").to_owned()
     }
 
-    /// Registers or updates a tenant as an operator.
+    /// Registers or updates a tenant as `cluster`'s operator, with uid
+    /// `uid-<name>`.
     pub async fn register(&self, name: &str, cluster: &str, members: Value) -> (StatusCode, Value) {
+        self.register_uid(name, cluster, &format!("uid-{name}"), members)
+            .await
+    }
+
+    /// Registers or updates a tenant as `cluster`'s operator.
+    pub async fn register_uid(
+        &self,
+        name: &str,
+        cluster: &str,
+        uid: &str,
+        members: Value,
+    ) -> (StatusCode, Value) {
         self.put(
             &format!("/api/v1/tenants/{name}"),
-            Some(SERVICE_TOKEN),
+            Some(cluster_token(cluster)),
             serde_json::json!({
                 "displayName": format!("{name} Corp"),
                 "url": format!("https://{name}.atoll.test"),
                 "phase": "Ready",
-                "cluster": cluster,
+                "uid": uid,
                 "members": members,
             }),
         )

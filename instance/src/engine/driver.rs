@@ -397,6 +397,7 @@ impl Driver<'_> {
                 task,
                 templates: self.inner.templates.clone(),
                 http: self.inner.http.clone(),
+                slots: self.inner.task_slots.clone(),
                 logs,
             })),
         };

@@ -3,9 +3,11 @@
 
 mod context;
 mod driver;
+mod egress;
 mod flow_trigger;
 mod plan;
 mod rerun;
+mod retention;
 mod runner;
 mod scheduler;
 mod subflow;
@@ -71,6 +73,17 @@ pub struct EngineConfig {
     pub max_running: usize,
     /// How often the queue is polled when nothing signals new work.
     pub poll: Duration,
+    /// Task runs executing at once in this process (the attempts of
+    /// runnable tasks: commands, HTTP requests, sleeps...).
+    pub max_task_runs: usize,
+    /// Ended executions older than this are deleted (with their task runs,
+    /// logs and outputs); `None` keeps them forever.
+    pub retention: Option<Duration>,
+    /// How often the retention sweep runs (it also runs at start).
+    pub retention_sweep: Duration,
+    /// HTTP tasks may reach private, loopback, link-local and metadata
+    /// addresses (see `egress`).
+    pub http_allow_private: bool,
 }
 
 impl Default for EngineConfig {
@@ -79,6 +92,10 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(30),
             max_running: 256,
             poll: Duration::from_millis(500),
+            max_task_runs: crate::config::DEFAULT_MAX_CONCURRENT_TASK_RUNS,
+            retention: None,
+            retention_sweep: Duration::from_secs(3600),
+            http_allow_private: false,
         }
     }
 }
@@ -91,7 +108,9 @@ pub(crate) struct Inner {
     config: EngineConfig,
     owner: String,
     templates: Arc<Templates>,
-    http: reqwest::Client,
+    http: egress::TaskHttp,
+    /// One permit per task run executing (`max_task_runs`).
+    task_slots: Arc<Semaphore>,
     flows: Mutex<HashMap<FlowKey, Arc<Flow>>>,
     kills: Mutex<HashMap<String, Arc<Notify>>>,
     work: Notify,
@@ -114,10 +133,8 @@ pub struct Engine {
 impl Engine {
     pub fn new(store: Store, config: EngineConfig) -> Engine {
         let (finished, _) = broadcast::channel(1024);
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
+        let http = egress::TaskHttp::new(config.http_allow_private);
+        let task_slots = Arc::new(Semaphore::new(config.max_task_runs.max(1)));
         Engine {
             inner: Arc::new(Inner {
                 store,
@@ -125,6 +142,7 @@ impl Engine {
                 owner: format!("atoll-{}", uuid::Uuid::now_v7().simple()),
                 templates: Arc::new(Templates::new()),
                 http,
+                task_slots,
                 flows: Mutex::new(HashMap::new()),
                 kills: Mutex::new(HashMap::new()),
                 work: Notify::new(),
@@ -365,6 +383,7 @@ impl Engine {
             stop.cancel();
         });
         let schedules = tokio::spawn(scheduler::run(inner.clone()));
+        let retention = tokio::spawn(retention::run(inner.clone()));
         let slots = Arc::new(Semaphore::new(inner.config.max_running));
         let mut drivers = tokio::task::JoinSet::new();
         loop {
@@ -414,6 +433,7 @@ impl Engine {
         }
         while drivers.join_next().await.is_some() {}
         let _ = schedules.await;
+        let _ = retention.await;
         forward.abort();
     }
 }

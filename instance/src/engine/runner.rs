@@ -8,7 +8,10 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::Semaphore;
 use tokio::sync::mpsc::UnboundedSender;
+
+use super::egress::{TaskHttp, blocked_cause};
 
 use crate::execution::NewLog;
 use crate::flow::{CommandsSpec, HttpRequestSpec, LogLevel, Task, TaskKind};
@@ -37,14 +40,16 @@ pub(crate) struct LogSink {
 }
 
 impl LogSink {
+    /// Logs a line, cut at [`MAX_LINE`] bytes.
     pub fn log(&self, level: LogLevel, message: impl Into<String>) {
+        let message = truncate(message.into());
         let _ = self.events.send(Event::Log(NewLog {
             execution_id: self.execution_id.clone(),
             task_run_id: Some(self.task_run_id.clone()),
             task_id: Some(self.task_id.clone()),
             attempt_number: self.attempt,
             level: level.name().into(),
-            message: message.into(),
+            message,
             timestamp: Timestamp::now(),
         }));
     }
@@ -55,17 +60,24 @@ pub(crate) struct Attempt {
     pub task: Task,
     pub vars: minijinja::Value,
     pub templates: Arc<Templates>,
-    pub http: reqwest::Client,
+    pub http: TaskHttp,
+    /// Task runs executing at once (`ATOLL_MAX_CONCURRENT_TASK_RUNS`).
+    pub slots: Arc<Semaphore>,
     pub logs: LogSink,
 }
 
-/// Longest stdout line kept from a command (longer lines are cut).
-const MAX_LINE: usize = 64 * 1024;
+/// Longest log line kept (longer lines, from a command's output or a Log
+/// task, are cut).
+pub(crate) const MAX_LINE: usize = 64 * 1024;
 
-/// Runs the attempt within the task's timeout and reports the result.
+/// Runs the attempt within the task's timeout and reports the result. The
+/// attempt first waits for one of the engine's task-run slots; the timeout
+/// counts from when it starts executing.
 pub(crate) async fn run(attempt: Attempt) {
     let run_id = attempt.logs.task_run_id.clone();
     let events = attempt.logs.events.clone();
+    // Closed only if the engine is gone; run anyway then.
+    let _slot = attempt.slots.clone().acquire_owned().await.ok();
     let result = match attempt.task.timeout {
         Some(limit) => match tokio::time::timeout(limit, execute(&attempt)).await {
             Ok(result) => result,
@@ -178,6 +190,13 @@ async fn commands(attempt: &Attempt, spec: &CommandsSpec) -> Result<Map<String, 
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    // The command starts from an empty environment: nothing of the
+    // instance's (its database URL, secrets mapped into it) is inherited,
+    // only a few harmless variables and what the task declares.
+    command.env_clear();
+    for (key, value) in inherited_env(|name| std::env::var_os(name)) {
+        command.env(key, value);
+    }
     for (key, value) in &spec.env {
         let text = match value {
             Value::String(s) => render(s)?,
@@ -229,6 +248,26 @@ async fn commands(attempt: &Attempt, spec: &CommandsSpec) -> Result<Map<String, 
     Ok(outputs)
 }
 
+/// Variables a command inherits from the instance; nothing else is.
+const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "TZ"];
+
+/// `PATH` when the instance has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The environment a command starts with, from the instance's own.
+fn inherited_env(
+    lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Vec<(&'static str, std::ffi::OsString)> {
+    let mut env: Vec<_> = INHERITED_ENV
+        .iter()
+        .filter_map(|&name| lookup(name).map(|value| (name, value)))
+        .collect();
+    if !env.iter().any(|(name, _)| *name == "PATH") {
+        env.push(("PATH", DEFAULT_PATH.into()));
+    }
+    env
+}
+
 /// Removes a directory tree when dropped (also when the attempt is aborted).
 struct RemoveOnDrop(std::path::PathBuf);
 
@@ -249,7 +288,7 @@ fn truncate(mut line: String) -> String {
     line
 }
 
-/// Largest response body kept in outputs.
+/// Largest response body kept in outputs; the rest is not read.
 const MAX_BODY: usize = 1024 * 1024;
 
 async fn http_request(
@@ -269,8 +308,8 @@ async fn http_request(
     }
     let method = reqwest::Method::from_bytes(spec.method.as_bytes())
         .map_err(|_| format!("invalid method `{}`", spec.method))?;
-    let mut request = attempt
-        .http
+    let client = attempt.http.client_for(&url)?;
+    let mut request = client
         .request(method, url)
         .timeout(attempt.task.timeout.unwrap_or(Duration::from_secs(60)));
     for (name, value) in &spec.headers {
@@ -286,12 +325,17 @@ async fn http_request(
     if let Some(body) = &spec.body {
         request = request.body(render(body)?);
     }
-    // Errors from the client name the URL; keep only the kind of failure.
-    let response = request.send().await.map_err(|e| {
-        if e.is_timeout() {
+    // Errors from the client name the URL; keep only the kind of failure
+    // (or the address refusal, which names the host and nothing else).
+    let mut response = request.send().await.map_err(|e| {
+        if let Some(refused) = blocked_cause(&e) {
+            refused
+        } else if e.is_timeout() {
             "request timed out".to_owned()
         } else if e.is_connect() {
             "cannot connect to the server".to_owned()
+        } else if e.is_redirect() {
+            "too many redirects".to_owned()
         } else {
             "request failed".to_owned()
         }
@@ -303,11 +347,32 @@ async fn http_request(
             headers.insert(name.as_str().to_owned(), Value::String(text.to_owned()));
         }
     }
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|_| "reading the response failed".to_owned())?;
-    let body = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_BODY)]).into_owned();
+    // Read the body chunk by chunk, keeping at most MAX_BODY bytes.
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut truncated = false;
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
+        if e.is_timeout() {
+            "reading the response timed out".to_owned()
+        } else {
+            "reading the response failed".to_owned()
+        }
+    })? {
+        let room = MAX_BODY - bytes.len();
+        if chunk.len() > room {
+            bytes.extend_from_slice(&chunk[..room]);
+            truncated = true;
+            break;
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    drop(response);
+    if truncated {
+        attempt.logs.log(
+            LogLevel::Warn,
+            format!("the response body is larger than {MAX_BODY} bytes: only the first {MAX_BODY} are kept"),
+        );
+    }
+    let body = utf8_prefix(bytes);
     if !spec.allow_failed && code >= 400 {
         return Err(format!("server answered HTTP {code}"));
     }
@@ -315,8 +380,23 @@ async fn http_request(
     outputs.insert("code".into(), Value::from(code));
     outputs.insert("headers".into(), Value::Object(headers));
     outputs.insert("body".into(), Value::String(body));
+    outputs.insert("bodyTruncated".into(), Value::Bool(truncated));
     outputs.insert("uri".into(), Value::String(uri));
     Ok(outputs)
+}
+
+/// The bytes as text; a character cut at the end by truncation is dropped,
+/// other invalid sequences become U+FFFD.
+fn utf8_prefix(mut bytes: Vec<u8>) -> String {
+    if let Err(err) = std::str::from_utf8(&bytes)
+        && err.error_len().is_none()
+    {
+        bytes.truncate(err.valid_up_to());
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -331,6 +411,30 @@ mod tests {
         for truthy in ["true", "1", "yes", "value"] {
             assert!(is_truthy(truthy), "{truthy:?}");
         }
+    }
+
+    #[test]
+    fn commands_inherit_only_harmless_variables() {
+        let instance = |name: &str| match name {
+            "PATH" => Some("/opt/bin:/usr/bin".into()),
+            "HOME" => Some("/home/atoll".into()),
+            "ATOLL_DATABASE_URL" => Some("postgres://u:secret@db/x".into()),
+            "AWS_SECRET_ACCESS_KEY" => Some("secret".into()),
+            _ => None,
+        };
+        let env = inherited_env(instance);
+        let names: Vec<&str> = env.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["PATH", "HOME"]);
+        // Without a PATH of its own, commands still find the usual programs.
+        let env = inherited_env(|_| None);
+        assert_eq!(env, vec![("PATH", DEFAULT_PATH.into())]);
+    }
+
+    #[test]
+    fn truncated_bodies_stay_valid_text() {
+        assert_eq!(utf8_prefix("héllo".as_bytes()[..2].to_vec()), "h");
+        assert_eq!(utf8_prefix(b"ok".to_vec()), "ok");
+        assert_eq!(utf8_prefix(vec![b'a', 0xff, b'b']), "a\u{fffd}b");
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod error;
 mod inputs;
 mod model;
 mod parse;
+mod redact;
 mod types;
 mod validate;
 
@@ -13,6 +14,7 @@ pub use error::{FlowError, Problem, ProblemKind};
 pub use inputs::{InputError, resolve_inputs};
 pub use model::*;
 pub use parse::{MAX_FLOW_NESTING, MAX_SOURCE_BYTES, parse_duration};
+pub use redact::{REDACTED, redact_webhook_keys};
 pub use types::supported_task_types;
 
 /// Parses and validates flow YAML. Every problem found is reported at once;

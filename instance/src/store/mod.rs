@@ -208,6 +208,16 @@ pub trait Repository: Send + Sync + 'static {
         id: &str,
     ) -> impl Future<Output = Result<Option<bool>, StoreError>> + Send;
 
+    /// Deletes at most `limit` ended executions that ended (were last
+    /// written) before `before`, with their logs (task runs and outputs
+    /// live in the execution), in one transaction; returns how many.
+    /// Unfinished executions (running, paused, queued) are never deleted.
+    fn purge_executions(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// Writes the execution if `owner` still holds its lease, renewing it;
     /// a finished execution's lease is released.
     fn save_execution(
@@ -411,6 +421,9 @@ impl Repository for Store {
     }
     async fn delete_execution(&self, id: &str) -> Result<Option<bool>, StoreError> {
         dispatch!(self, r => r.delete_execution(id))
+    }
+    async fn purge_executions(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        dispatch!(self, r => r.purge_executions(before, limit))
     }
     async fn save_execution(
         &self,

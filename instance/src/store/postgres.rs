@@ -32,6 +32,13 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/postgres/0002_triggers.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            3,
+            "retention".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0003_retention.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -417,6 +424,27 @@ impl Repository for PostgresRepository {
             .map_err(query_error("delete execution"))?;
         tx.commit().await.map_err(query_error("delete execution"))?;
         Ok(Some(true))
+    }
+
+    async fn purge_executions(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        // One statement, so one transaction: the batch's logs and the
+        // executions go together; rows another process holds are skipped.
+        let deleted = sqlx::query(
+            "WITH doomed AS (
+                 SELECT id FROM executions WHERE finished AND updated_at < $1
+                 ORDER BY updated_at, id LIMIT $2 FOR UPDATE SKIP LOCKED
+             ), gone_logs AS (
+                 DELETE FROM logs WHERE execution_id IN (SELECT id FROM doomed)
+             )
+             DELETE FROM executions WHERE id IN (SELECT id FROM doomed)",
+        )
+        .bind(micros(before))
+        .bind(i64::from(limit.max(1)))
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("purge executions"))?
+        .rows_affected();
+        Ok(deleted)
     }
 
     async fn save_execution(

@@ -35,6 +35,13 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/sqlite/0002_triggers.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            3,
+            "retention".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0003_retention.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -423,6 +430,39 @@ impl Repository for SqliteRepository {
             .map_err(query_error("delete execution"))?;
         tx.commit().await.map_err(query_error("delete execution"))?;
         Ok(Some(true))
+    }
+
+    async fn purge_executions(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(query_error("purge executions"))?;
+        // One batch: the same rows for both statements, as the transaction
+        // holds the write lock.
+        sqlx::query(
+            "DELETE FROM logs WHERE execution_id IN (
+                 SELECT id FROM executions WHERE finished = 1 AND updated_at < ?1
+                 ORDER BY updated_at, id LIMIT ?2)",
+        )
+        .bind(micros(before))
+        .bind(i64::from(limit.max(1)))
+        .execute(&mut *tx)
+        .await
+        .map_err(query_error("purge executions"))?;
+        let deleted = sqlx::query(
+            "DELETE FROM executions WHERE id IN (
+                 SELECT id FROM executions WHERE finished = 1 AND updated_at < ?1
+                 ORDER BY updated_at, id LIMIT ?2)",
+        )
+        .bind(micros(before))
+        .bind(i64::from(limit.max(1)))
+        .execute(&mut *tx)
+        .await
+        .map_err(query_error("purge executions"))?
+        .rows_affected();
+        tx.commit().await.map_err(query_error("purge executions"))?;
+        Ok(deleted)
     }
 
     async fn save_execution(

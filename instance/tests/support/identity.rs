@@ -72,11 +72,12 @@ impl TestIdentity {
         self.jwks_fetches.load(Ordering::SeqCst)
     }
 
-    /// Claims valid for `tenant` with `role`, for an hour.
+    /// Claims valid for `tenant` (Tenant uid `uid-<tenant>`) with `role`, for an hour.
     pub fn claims(&self, tenant: &str, role: &str) -> Value {
         let now = jiff::Timestamp::now().as_second();
         json!({"iss": self.issuer, "sub": "user-1", "email": "user@example.test", "aud": tenant,
-               "tid": tenant, "role": role, "iat": now, "nbf": now - 5, "exp": now + 3600})
+               "tid": tenant, "tenant_uid": format!("uid-{tenant}"), "role": role,
+               "iat": now, "nbf": now - 5, "exp": now + 3600})
     }
 }
 

@@ -1,5 +1,8 @@
 //! The tenant's database: credentials Secret, and in Dedicated mode a
-//! PostgreSQL StatefulSet with its volume and Service.
+//! PostgreSQL StatefulSet with its volume and Service, and the ConfigMap of
+//! scripts that give the instance a role owning its database and nothing
+//! more (the superuser is `postgres`, whose password the instance never
+//! sees).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -9,10 +12,10 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, Secret,
-    SecretKeySelector, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, ExecAction, KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
+    PodTemplateSpec, Probe, Secret, SecretKeySelector, Service, ServicePort, ServiceSpec, Volume,
+    VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -26,8 +29,27 @@ pub const DATABASE: &str = "database";
 pub const DATABASE_PORT: i32 = 5432;
 /// The Secret holding the database credentials and the instance's URL.
 pub const DATABASE_SECRET: &str = "database-credentials";
-/// Role the instance logs in as.
+/// Role the instance logs in as: it owns the database and nothing more.
 pub const DATABASE_USER: &str = "atoll";
+/// The superuser of a Dedicated database (`POSTGRES_USER`). It has no
+/// password unless the Secret holds [`DATABASE_ADMIN_PASSWORD_KEY`]; it
+/// logs in through the pod's Unix socket (`kubectl exec`).
+pub const DATABASE_ADMIN_USER: &str = "postgres";
+/// Key of the credentials Secret that may hold the superuser's password
+/// (optional; never given to the instance).
+pub const DATABASE_ADMIN_PASSWORD_KEY: &str = "admin-password";
+/// The ConfigMap of the database's init and upgrade scripts.
+pub const DATABASE_INIT: &str = "database-init";
+/// The init script (run by the image on first initialisation, and by
+/// [`DATABASE_UPGRADE_SCRIPT`] on every later start).
+pub const DATABASE_ROLES_SCRIPT: &str = "10-atoll-roles.sh";
+/// The init container's script: brings a database initialised by an
+/// earlier layout (the instance's role as superuser) to this one.
+pub const DATABASE_UPGRADE_SCRIPT: &str = "upgrade.sh";
+/// Where the image looks for init scripts.
+const INITDB_DIR: &str = "/docker-entrypoint-initdb.d";
+/// Where the init container finds its scripts.
+const SCRIPTS_DIR: &str = "/atoll-scripts";
 /// Database the instance uses.
 pub const DATABASE_NAME: &str = "atoll";
 /// UID of the `postgres` user in the official image.
@@ -193,7 +215,82 @@ fn mount(name: &str, path: &str) -> VolumeMount {
     }
 }
 
+/// The scripts that set up the roles: the image runs the init script on
+/// first initialisation, the init container the upgrade script at every
+/// start (a no-op unless the database predates this layout).
+pub fn database_init_config_map(ctx: &TenantContext<'_>) -> ConfigMap {
+    ConfigMap {
+        metadata: ctx.meta(DATABASE_INIT, Some(DATABASE)),
+        data: Some(BTreeMap::from([
+            (
+                DATABASE_ROLES_SCRIPT.to_owned(),
+                include_str!("scripts/10-atoll-roles.sh").to_owned(),
+            ),
+            (
+                DATABASE_UPGRADE_SCRIPT.to_owned(),
+                include_str!("scripts/upgrade.sh").to_owned(),
+            ),
+        ])),
+        ..ConfigMap::default()
+    }
+}
+
+fn config_map_volume(name: &str, only: Option<&str>) -> Volume {
+    Volume {
+        name: name.to_owned(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: DATABASE_INIT.to_owned(),
+            items: only.map(|key| {
+                vec![KeyToPath {
+                    key: key.to_owned(),
+                    path: key.to_owned(),
+                    ..KeyToPath::default()
+                }]
+            }),
+            optional: Some(false),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+fn optional_secret_env(name: &str, key: &str) -> EnvVar {
+    let mut env = secret_env(name, key);
+    if let Some(selector) = env
+        .value_from
+        .as_mut()
+        .and_then(|source| source.secret_key_ref.as_mut())
+    {
+        selector.optional = Some(true);
+    }
+    env
+}
+
+/// What the init script and the upgrade script read: the instance's role,
+/// password and database, the optional superuser password, PGDATA.
+fn roles_env() -> Vec<EnvVar> {
+    vec![
+        secret_env("ATOLL_DATABASE_USER", "username"),
+        secret_env("ATOLL_DATABASE_PASSWORD", "password"),
+        secret_env("ATOLL_DATABASE_NAME", "database"),
+        optional_secret_env("ATOLL_DATABASE_ADMIN_PASSWORD", DATABASE_ADMIN_PASSWORD_KEY),
+        EnvVar {
+            name: "PGDATA".to_owned(),
+            value: Some(format!("{DATA_DIR}/pgdata")),
+            ..EnvVar::default()
+        },
+    ]
+}
+
 /// PostgreSQL as a one-replica StatefulSet whose volume outlives it.
+///
+/// The image initialises the database with `postgres` as superuser (its
+/// initial password, the image's required `POSTGRES_PASSWORD`, is replaced
+/// by the init script before the server listens on the network) and runs
+/// [`DATABASE_ROLES_SCRIPT`], which creates the instance's role without any
+/// privilege but owning its database. An init container runs
+/// [`DATABASE_UPGRADE_SCRIPT`] first, which brings a database of the
+/// earlier layout (the instance's role as superuser) to this one.
 pub fn database_stateful_set(ctx: &TenantContext<'_>) -> StatefulSet {
     let spec = &ctx.tenant.spec;
     let dedicated = spec.database.dedicated.clone().unwrap_or_default();
@@ -202,19 +299,27 @@ pub fn database_stateful_set(ctx: &TenantContext<'_>) -> StatefulSet {
         .clone()
         .unwrap_or_else(|| ctx.config.postgres_image.clone());
     let labels = ctx.labels(Some(DATABASE));
+    let mounts = || {
+        vec![
+            mount("data", DATA_DIR),
+            mount("run", "/var/run/postgresql"),
+            mount("tmp", "/tmp"),
+        ]
+    };
+    let mut env = vec![
+        EnvVar {
+            name: "POSTGRES_USER".to_owned(),
+            value: Some(DATABASE_ADMIN_USER.to_owned()),
+            ..EnvVar::default()
+        },
+        secret_env("POSTGRES_PASSWORD", "password"),
+        secret_env("POSTGRES_DB", "database"),
+    ];
+    env.extend(roles_env());
     let container = Container {
         name: "postgres".to_owned(),
-        image: Some(image),
-        env: Some(vec![
-            secret_env("POSTGRES_USER", "username"),
-            secret_env("POSTGRES_PASSWORD", "password"),
-            secret_env("POSTGRES_DB", "database"),
-            EnvVar {
-                name: "PGDATA".to_owned(),
-                value: Some(format!("{DATA_DIR}/pgdata")),
-                ..EnvVar::default()
-            },
-        ]),
+        image: Some(image.clone()),
+        env: Some(env),
         ports: Some(vec![ContainerPort {
             name: Some("postgres".to_owned()),
             container_port: DATABASE_PORT,
@@ -228,11 +333,30 @@ pub fn database_stateful_set(ctx: &TenantContext<'_>) -> StatefulSet {
         }),
         resources: Some(resources(&dedicated.resources)),
         security_context: Some(restricted_container(true)),
-        volume_mounts: Some(vec![
-            mount("data", DATA_DIR),
-            mount("run", "/var/run/postgresql"),
-            mount("tmp", "/tmp"),
+        volume_mounts: Some(
+            mounts()
+                .into_iter()
+                .chain([mount("initdb", INITDB_DIR)])
+                .collect(),
+        ),
+        ..Container::default()
+    };
+    let upgrade = Container {
+        name: "upgrade-roles".to_owned(),
+        image: Some(image),
+        command: Some(vec![
+            "bash".to_owned(),
+            format!("{SCRIPTS_DIR}/{DATABASE_UPGRADE_SCRIPT}"),
         ]),
+        env: Some(roles_env()),
+        resources: Some(resources(&dedicated.resources)),
+        security_context: Some(restricted_container(true)),
+        volume_mounts: Some(
+            mounts()
+                .into_iter()
+                .chain([mount("scripts", SCRIPTS_DIR)])
+                .collect(),
+        ),
         ..Container::default()
     };
     StatefulSet {
@@ -260,8 +384,15 @@ pub fn database_stateful_set(ctx: &TenantContext<'_>) -> StatefulSet {
                     service_account_name: Some(DATABASE.to_owned()),
                     automount_service_account_token: Some(false),
                     security_context: Some(restricted_pod(POSTGRES_UID)),
+                    init_containers: Some(vec![upgrade]),
                     containers: vec![container],
-                    volumes: Some(vec![empty_dir("run"), empty_dir("tmp")]),
+                    volumes: Some(vec![
+                        empty_dir("run"),
+                        empty_dir("tmp"),
+                        // Only the init script: the image runs every file.
+                        config_map_volume("initdb", Some(DATABASE_ROLES_SCRIPT)),
+                        config_map_volume("scripts", None),
+                    ]),
                     termination_grace_period_seconds: Some(60),
                     ..PodSpec::default()
                 }),
@@ -310,5 +441,108 @@ mod tests {
             "postgres://atoll:p%40ss%3Aw%2Frd@database.atoll-acme.svc:5432/atoll"
         );
         assert!(!format!("{credentials:?}").contains("p@ss"));
+    }
+
+    fn tenant() -> atoll_crds::Tenant {
+        let mut tenant = atoll_crds::Tenant::new("acme", atoll_crds::TenantSpec::default());
+        tenant.metadata.uid = Some("uid-1".into());
+        tenant
+    }
+
+    fn env_of(container: &Container) -> BTreeMap<String, (Option<String>, Option<String>)> {
+        container
+            .env
+            .iter()
+            .flatten()
+            .map(|e| {
+                let key = e
+                    .value_from
+                    .as_ref()
+                    .and_then(|v| v.secret_key_ref.as_ref())
+                    .map(|r| r.key.clone());
+                (e.name.clone(), (e.value.clone(), key))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_instance_role_is_not_the_superuser_and_the_init_script_creates_it_unprivileged() {
+        let tenant = tenant();
+        let config = crate::config::OperatorConfig::default();
+        let ctx = TenantContext::new(&tenant, &config).expect("context");
+        let credentials = DatabaseCredentials::dedicated(&ctx, "pw".into());
+        let set = database_stateful_set(&ctx);
+        let pod = set.spec.expect("spec").template.spec.expect("pod spec");
+        let env = env_of(&pod.containers[0]);
+
+        // The superuser is postgres; the instance's URL names another role.
+        assert_eq!(
+            env["POSTGRES_USER"],
+            (Some(DATABASE_ADMIN_USER.to_owned()), None)
+        );
+        assert!(credentials.url().starts_with("postgres://atoll:"));
+        assert_ne!(credentials.username, DATABASE_ADMIN_USER);
+        // The scripts learn the instance's role from the Secret the URL is in.
+        assert_eq!(env["ATOLL_DATABASE_USER"].1.as_deref(), Some("username"));
+        assert_eq!(
+            env["ATOLL_DATABASE_PASSWORD"].1.as_deref(),
+            Some("password")
+        );
+        assert_eq!(
+            env["ATOLL_DATABASE_ADMIN_PASSWORD"].1.as_deref(),
+            Some(DATABASE_ADMIN_PASSWORD_KEY)
+        );
+        let secret = database_secret(&ctx, &credentials);
+        let data = secret.data.expect("data");
+        assert_eq!(data["username"].0, b"atoll");
+        assert!(!data.contains_key(DATABASE_ADMIN_PASSWORD_KEY));
+
+        // The image runs the init script; the init container the upgrade.
+        let mount_of = |c: &Container, path: &str| {
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| m.mount_path == path)
+                .map(|m| m.name.clone())
+        };
+        assert_eq!(
+            mount_of(&pod.containers[0], INITDB_DIR).as_deref(),
+            Some("initdb")
+        );
+        let volumes = pod.volumes.expect("volumes");
+        let initdb = volumes
+            .iter()
+            .find(|v| v.name == "initdb")
+            .and_then(|v| v.config_map.as_ref())
+            .expect("initdb volume");
+        assert_eq!(initdb.name, DATABASE_INIT);
+        assert_eq!(
+            initdb.items.as_ref().map(|i| i[0].key.as_str()),
+            Some(DATABASE_ROLES_SCRIPT)
+        );
+        let init = &pod.init_containers.expect("init containers")[0];
+        assert_eq!(
+            init.command.as_deref(),
+            Some(
+                &[
+                    "bash".to_owned(),
+                    format!("{SCRIPTS_DIR}/{DATABASE_UPGRADE_SCRIPT}")
+                ][..]
+            )
+        );
+        assert!(!env_of(init).contains_key("POSTGRES_PASSWORD"));
+
+        let config_map = database_init_config_map(&ctx);
+        assert_eq!(config_map.metadata.name.as_deref(), Some(DATABASE_INIT));
+        let data = config_map.data.expect("data");
+        let script = &data[DATABASE_ROLES_SCRIPT];
+        assert!(script.contains(
+            "ALTER ROLE :\"user\" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION\n  NOBYPASSRLS"
+        ));
+        assert!(!script.contains(" SUPERUSER LOGIN PASSWORD"));
+        assert!(script.contains("REVOKE ALL ON DATABASE :\"db\" FROM PUBLIC;"));
+        assert!(script.contains("ALTER DATABASE :\"db\" OWNER TO :\"user\";"));
+        assert!(script.contains("ALTER SCHEMA public OWNER TO :\"user\";"));
+        assert!(data[DATABASE_UPGRADE_SCRIPT].contains(DATABASE_ROLES_SCRIPT));
     }
 }

@@ -45,14 +45,20 @@ fn log_level(level: LogLevel) -> &'static str {
     }
 }
 
-/// The environment contract between operator and instance (DESIGN.md), then
-/// the Tenant's own variables.
+/// The environment contract between operator and instance
+/// ([`atoll_crds::contract`], the names the instance reads), then the
+/// Tenant's own variables (which may not start with `ATOLL_`).
 fn instance_env(ctx: &TenantContext<'_>) -> Vec<EnvVar> {
+    use atoll_crds::contract;
     let spec = &ctx.tenant.spec.instance;
     let mut env = vec![
-        value("ATOLL_TENANT", ctx.name),
+        value(contract::TENANT, ctx.name),
+        value(
+            contract::TENANT_UID,
+            ctx.tenant.metadata.uid.clone().unwrap_or_default(),
+        ),
         EnvVar {
-            name: "ATOLL_DATABASE_URL".to_owned(),
+            name: contract::DATABASE_URL.to_owned(),
             value_from: Some(EnvVarSource {
                 secret_key_ref: Some(SecretKeySelector {
                     name: DATABASE_SECRET.to_owned(),
@@ -63,19 +69,23 @@ fn instance_env(ctx: &TenantContext<'_>) -> Vec<EnvVar> {
             }),
             ..EnvVar::default()
         },
-        value("ATOLL_LISTEN", format!("0.0.0.0:{INSTANCE_PORT}")),
-        value("ATOLL_PUBLIC_URL", ctx.url()),
+        value(contract::LISTEN, format!("0.0.0.0:{INSTANCE_PORT}")),
+        value(
+            contract::METRICS_LISTEN,
+            format!("0.0.0.0:{}", contract::METRICS_PORT),
+        ),
+        value(contract::PUBLIC_URL, ctx.url()),
     ];
     if let Some(issuer) = &ctx.config.identity_issuer {
-        env.push(value("ATOLL_IDENTITY_ISSUER", issuer.clone()));
+        env.push(value(contract::IDENTITY_ISSUER, issuer.clone()));
     }
-    env.push(value("ATOLL_LOG_LEVEL", log_level(spec.config.log_level)));
+    env.push(value(contract::LOG_LEVEL, log_level(spec.config.log_level)));
     env.push(value(
-        "ATOLL_MAX_CONCURRENT_TASK_RUNS",
+        contract::MAX_CONCURRENT_TASK_RUNS,
         spec.config.max_concurrent_task_runs.to_string(),
     ));
     if let Some(days) = spec.config.execution_retention_days {
-        env.push(value("ATOLL_EXECUTION_RETENTION_DAYS", days.to_string()));
+        env.push(value(contract::EXECUTION_RETENTION_DAYS, days.to_string()));
     }
     for var in &spec.env {
         let source = var.value_from.as_ref().map(|source| EnvVarSource {
@@ -139,12 +149,22 @@ pub fn instance_deployment(ctx: &TenantContext<'_>) -> Deployment {
         name: INSTANCE.to_owned(),
         image: Some(image(ctx)),
         env: Some(instance_env(ctx)),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".to_owned()),
-            container_port: INSTANCE_PORT,
-            protocol: Some("TCP".to_owned()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("http".to_owned()),
+                container_port: INSTANCE_PORT,
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            },
+            // Not in the Service the Ingress routes to: /metrics is never
+            // public at the tenant's URL.
+            ContainerPort {
+                name: Some("metrics".to_owned()),
+                container_port: i32::from(atoll_crds::contract::METRICS_PORT),
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            },
+        ]),
         readiness_probe: Some(http_probe("/readyz", 5)),
         liveness_probe: Some(Probe {
             initial_delay_seconds: Some(10),

@@ -19,8 +19,9 @@ use kube::Resource;
 use crate::config::OperatorConfig;
 
 pub use database::{
-    DATABASE, DATABASE_NAME, DATABASE_PORT, DATABASE_SECRET, DATABASE_USER, DatabaseCredentials,
-    database_secret, database_service, database_stateful_set,
+    DATABASE, DATABASE_INIT, DATABASE_NAME, DATABASE_PORT, DATABASE_SECRET, DATABASE_USER,
+    DatabaseCredentials, database_init_config_map, database_secret, database_service,
+    database_stateful_set,
 };
 pub use instance::{
     INSTANCE, INSTANCE_PORT, instance_deployment, instance_ingress, instance_service,
@@ -28,7 +29,7 @@ pub use instance::{
 pub use namespace::{
     limit_range, namespace, resource_quota, service_account_database, service_account_instance,
 };
-pub use network::network_policies;
+pub use network::{DATABASE_NETWORK_POLICY, network_policies};
 
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "atoll-operator";
@@ -262,6 +263,9 @@ pub struct Children {
     pub database_service_account: Option<k8s_openapi::api::core::v1::ServiceAccount>,
     /// Database credentials.
     pub database_secret: k8s_openapi::api::core::v1::Secret,
+    /// PostgreSQL's init scripts: the instance's unprivileged role
+    /// (Dedicated mode).
+    pub database_init_config_map: Option<k8s_openapi::api::core::v1::ConfigMap>,
     /// The PostgreSQL server (Dedicated mode).
     pub database_stateful_set: Option<k8s_openapi::api::apps::v1::StatefulSet>,
     /// Its Service (Dedicated mode).
@@ -285,6 +289,7 @@ pub fn children(ctx: &TenantContext<'_>, credentials: &DatabaseCredentials) -> C
         instance_service_account: service_account_instance(ctx),
         database_service_account: dedicated.then(|| service_account_database(ctx)),
         database_secret: database_secret(ctx, credentials),
+        database_init_config_map: dedicated.then(|| database_init_config_map(ctx)),
         database_stateful_set: dedicated.then(|| database_stateful_set(ctx)),
         database_service: dedicated.then(|| database_service(ctx)),
         instance_deployment: instance_deployment(ctx),
@@ -311,6 +316,9 @@ impl Children {
             out.push(to_value(sa)?);
         }
         out.push(to_value(&self.database_secret)?);
+        if let Some(config_map) = &self.database_init_config_map {
+            out.push(to_value(config_map)?);
+        }
         if let Some(service) = &self.database_service {
             out.push(to_value(service)?);
         }
@@ -329,6 +337,7 @@ mod tests {
     use super::*;
     use atoll_crds::{IngressTls, TenantSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     fn tenant(spec: TenantSpec) -> Tenant {
         let mut tenant = Tenant::new("acme", spec);
@@ -487,7 +496,10 @@ mod tests {
                 "{required} missing from {names:?}"
             );
         }
-        let url_ref = &env[1]["valueFrom"]["secretKeyRef"];
+        let url_ref = &env
+            .iter()
+            .find(|e| e["name"] == "ATOLL_DATABASE_URL")
+            .expect("database url")["valueFrom"]["secretKeyRef"];
         assert_eq!(url_ref["name"], DATABASE_SECRET);
         let data = children.database_secret.data.as_ref().expect("data");
         let url = String::from_utf8(data[url_ref["key"].as_str().expect("key")].0.clone())
@@ -573,5 +585,166 @@ mod tests {
         let external = build(&tenant(spec), &config);
         assert!(!names(&external).contains(&"database-from-instance".to_owned()));
         assert!(external.database_stateful_set.is_none() && external.database_service.is_none());
+    }
+
+    #[test]
+    fn the_instance_env_is_the_shared_contract() {
+        let mut spec = TenantSpec::default();
+        spec.instance.config.execution_retention_days = Some(30);
+        let config = OperatorConfig {
+            identity_issuer: Some("https://id.example.com".into()),
+            ..OperatorConfig::default()
+        };
+        let children = build(&tenant(spec), &config);
+        let env = pod_template(&children)["spec"]["containers"][0]["env"].clone();
+        let rendered: Vec<String> = env
+            .as_array()
+            .expect("env")
+            .iter()
+            .filter_map(|v| v["name"].as_str().map(str::to_owned))
+            .filter(|name| name.starts_with("ATOLL_"))
+            .collect();
+        for name in &rendered {
+            assert!(
+                atoll_crds::contract::ALL.contains(&name.as_str()),
+                "{name} is rendered but not part of atoll_crds::contract"
+            );
+        }
+        let uid = env
+            .as_array()
+            .expect("env")
+            .iter()
+            .find(|v| v["name"] == atoll_crds::contract::TENANT_UID)
+            .expect("tenant uid rendered");
+        assert_eq!(uid["value"], "uid-1");
+        for required in [
+            atoll_crds::contract::TENANT,
+            atoll_crds::contract::DATABASE_URL,
+            atoll_crds::contract::METRICS_LISTEN,
+            atoll_crds::contract::LOG_LEVEL,
+            atoll_crds::contract::MAX_CONCURRENT_TASK_RUNS,
+            atoll_crds::contract::EXECUTION_RETENTION_DAYS,
+            atoll_crds::contract::IDENTITY_ISSUER,
+        ] {
+            assert!(rendered.iter().any(|n| n == required), "{required} missing");
+        }
+        // The Service routes the API port only, never the metrics port.
+        let service = serde_json::to_value(&children.instance_service).expect("json");
+        let ports = service["spec"]["ports"].as_array().expect("ports");
+        assert_eq!(ports.len(), 1);
+        assert_eq!(ports[0]["targetPort"], "http");
+    }
+
+    /// Whether an address is inside a CIDR range (test helper).
+    fn in_cidr(ip: std::net::IpAddr, cidr: &str) -> bool {
+        use std::net::IpAddr;
+        let (base, bits) = cidr.split_once('/').expect("cidr");
+        let bits: u32 = bits.parse().expect("prefix");
+        match (ip, base.parse::<IpAddr>().expect("address")) {
+            (IpAddr::V4(ip), IpAddr::V4(base)) => {
+                let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+                u32::from(ip) & mask == u32::from(base) & mask
+            }
+            (IpAddr::V6(ip), IpAddr::V6(base)) => {
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                u128::from(ip) & mask == u128::from(base) & mask
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the instance's egress policies let it reach `ip` on `port`
+    /// (an address outside the cluster: only ipBlock peers can match it).
+    fn instance_may_reach(children: &Children, ip: &str, port: i32) -> bool {
+        let ip: std::net::IpAddr = ip.parse().expect("ip");
+        children
+            .network_policies
+            .iter()
+            .filter_map(|p| p.spec.as_ref())
+            .flat_map(|spec| spec.egress.iter().flatten())
+            .any(|rule| {
+                let port_ok = rule.ports.as_ref().is_none_or(|ports| {
+                    ports.iter().any(|p| p.port == Some(IntOrString::Int(port)))
+                });
+                let peer_ok = rule.to.iter().flatten().any(|peer| {
+                    peer.ip_block.as_ref().is_some_and(|block| {
+                        in_cidr(ip, &block.cidr)
+                            && !block
+                                .except
+                                .iter()
+                                .flatten()
+                                .any(|except| in_cidr(ip, except))
+                    })
+                });
+                port_ok && peer_ok
+            })
+    }
+
+    #[test]
+    fn instances_never_reach_cloud_metadata_or_private_networks() {
+        let config = OperatorConfig::default();
+        let children = build(&tenant(TenantSpec::default()), &config);
+        for blocked in [
+            "169.254.169.254",
+            "169.254.170.2",
+            "100.100.100.200",
+            "10.1.2.3",
+            "172.20.0.1",
+            "192.168.1.1",
+            "127.0.0.1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::1",
+            "::ffff:169.254.169.254",
+        ] {
+            for port in [80, 443, 5432] {
+                assert!(
+                    !instance_may_reach(&children, blocked, port),
+                    "{blocked}:{port} is reachable"
+                );
+            }
+        }
+        for open in ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2e"] {
+            assert!(instance_may_reach(&children, open, 443), "{open} blocked");
+        }
+        // A shared database server may sit in a private range: only its port.
+        let mut spec = TenantSpec::default();
+        spec.database.mode = DatabaseMode::External;
+        let external = build(&tenant(spec), &config);
+        assert!(instance_may_reach(&external, "10.1.2.3", 5432));
+        assert!(!instance_may_reach(&external, "10.1.2.3", 80));
+        assert!(!instance_may_reach(&external, "169.254.169.254", 80));
+
+        // Identity: its pods and its port only, not the whole namespace.
+        let egress = children
+            .network_policies
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some("instance-egress"))
+            .and_then(|p| p.spec.as_ref())
+            .and_then(|s| s.egress.as_ref())
+            .expect("instance egress");
+        let identity = egress
+            .iter()
+            .find(|rule| {
+                rule.to
+                    .iter()
+                    .flatten()
+                    .any(|peer| peer.namespace_selector.is_some())
+            })
+            .expect("identity rule");
+        let peer = &identity.to.as_ref().expect("peers")[0];
+        assert_eq!(
+            peer.pod_selector
+                .as_ref()
+                .and_then(|s| s.match_labels.as_ref())
+                .and_then(|l| l.get("app.kubernetes.io/name"))
+                .map(String::as_str),
+            Some("atoll-identity")
+        );
+        assert_eq!(
+            identity.ports.as_ref().map(|p| p.len()),
+            Some(1),
+            "only identity's port"
+        );
     }
 }

@@ -13,9 +13,6 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::database::{DATABASE, DATABASE_PORT};
 use super::{INSTANCE, INSTANCE_PORT, TenantContext};
 
-/// Private address ranges: "outside the cluster" excludes them.
-const PRIVATE_RANGES: [&str; 3] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];
-
 fn selector(labels: BTreeMap<String, String>) -> LabelSelector {
     LabelSelector {
         match_labels: Some(labels),
@@ -28,6 +25,21 @@ fn port(protocol: &str, number: i32) -> NetworkPolicyPort {
         protocol: Some(protocol.to_owned()),
         port: Some(IntOrString::Int(number)),
         ..NetworkPolicyPort::default()
+    }
+}
+
+/// The policy letting the instance reach a Dedicated database.
+pub const DATABASE_NETWORK_POLICY: &str = "database-from-instance";
+
+/// Everything in `all` except the blocked ranges.
+fn outside<'a>(all: &str, blocked: impl Iterator<Item = &'a str>) -> NetworkPolicyPeer {
+    let except: Vec<String> = blocked.map(str::to_owned).collect();
+    NetworkPolicyPeer {
+        ip_block: Some(IPBlock {
+            cidr: all.to_owned(),
+            except: (!except.is_empty()).then_some(except),
+        }),
+        ..NetworkPolicyPeer::default()
     }
 }
 
@@ -104,26 +116,25 @@ pub fn network_policies(ctx: &TenantContext<'_>) -> Vec<NetworkPolicy> {
         ),
     ];
 
-    // The instance talks to its database, to identity (JWKS) and to the
-    // world outside the cluster (HTTP tasks), never to other tenants.
+    // The instance talks to its database, to identity's pods on identity's
+    // port (JWKS) and to the world outside the cluster (HTTP tasks), never
+    // to other tenants, private networks or cloud metadata.
     let mut egress = vec![
         NetworkPolicyEgressRule {
             to: Some(vec![NetworkPolicyPeer {
                 namespace_selector: Some(selector(
                     ctx.config.identity_namespace_selector.0.clone(),
                 )),
+                pod_selector: Some(selector(ctx.config.identity_pod_selector.0.clone())),
                 ..NetworkPolicyPeer::default()
             }]),
-            ports: None,
+            ports: Some(vec![port("TCP", i32::from(ctx.config.identity_port))]),
         },
         NetworkPolicyEgressRule {
-            to: Some(vec![NetworkPolicyPeer {
-                ip_block: Some(IPBlock {
-                    cidr: "0.0.0.0/0".to_owned(),
-                    except: Some(PRIVATE_RANGES.iter().map(|r| (*r).to_owned()).collect()),
-                }),
-                ..NetworkPolicyPeer::default()
-            }]),
+            to: Some(vec![
+                outside("0.0.0.0/0", ctx.config.egress_blocked_cidrs.v4()),
+                outside("::/0", ctx.config.egress_blocked_cidrs.v6()),
+            ]),
             ports: None,
         },
     ];
@@ -140,7 +151,7 @@ pub fn network_policies(ctx: &TenantContext<'_>) -> Vec<NetworkPolicy> {
         );
         policies.push(policy(
             ctx,
-            "database-from-instance",
+            DATABASE_NETWORK_POLICY,
             database_pods,
             Some(vec![NetworkPolicyIngressRule {
                 from: Some(vec![NetworkPolicyPeer {

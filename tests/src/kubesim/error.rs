@@ -169,6 +169,28 @@ impl ApiError {
         e
     }
 
+    /// A refusal by admission (a ValidatingAdmissionPolicy), as the API
+    /// server words it: `<resource> "<name>" is forbidden: <why>`, with the
+    /// code of `reason` and `why` as the one cause.
+    pub fn denied_by_admission(
+        subject: Subject<'_>,
+        name: &str,
+        reason: &'static str,
+        code: u16,
+        why: String,
+    ) -> Self {
+        let message = if name.is_empty() {
+            format!("{} is forbidden: {why}", subject.qualified())
+        } else {
+            format!("{} \"{name}\" is forbidden: {why}", subject.qualified())
+        };
+        let mut e = Self::new(code, reason, message);
+        let mut details = subject.details(name);
+        details["causes"] = json!([{"message": why}]);
+        e.details = Some(details);
+        e
+    }
+
     /// 403, e.g. creating in a terminating namespace.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(403, "Forbidden", message)

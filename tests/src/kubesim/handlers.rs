@@ -522,7 +522,8 @@ pub(crate) fn scale(r: Request<'_>, verb: Verb) -> Served {
 /// once it is gone.
 pub(crate) fn delete(r: Request<'_>) -> Served {
     let rt = &r.target.rt;
-    let options = delete_options(r.query, r.body)?;
+    let mut options = delete_options(r.query, r.body)?;
+    options.requester = r.options.requester.clone();
     let (object, gone) = r
         .shared
         .lock()
@@ -543,7 +544,8 @@ pub(crate) fn delete(r: Request<'_>) -> Served {
 pub(crate) fn delete_collection(r: Request<'_>) -> Served {
     let rt = &r.target.rt;
     let (labels, fields) = selectors(r.query)?;
-    let options = delete_options(r.query, r.body)?;
+    let mut options = delete_options(r.query, r.body)?;
+    options.requester = r.options.requester.clone();
     let mut store = r.shared.lock();
     let (items, _) = store.list(
         rt,
@@ -557,8 +559,12 @@ pub(crate) fn delete_collection(r: Request<'_>) -> Served {
     for item in items.iter().map(|i| &**i) {
         let item_ns = item["metadata"]["namespace"].as_str().unwrap_or_default();
         let item_name = item["metadata"]["name"].as_str().unwrap_or_default();
-        if let Ok((object, _)) = store.delete(rt, item_ns, item_name, &options) {
-            deleted.push(object);
+        match store.delete(rt, item_ns, item_name, &options) {
+            Ok((object, _)) => deleted.push(object),
+            // An admission policy refusing one item fails the request, as
+            // in the API server; the items deleted before it stay deleted.
+            Err(e) if e.code != 404 && options.requester.is_some() => return Err(e),
+            Err(_) => {}
         }
     }
     let wrote = !deleted.is_empty() && !options.dry_run;
@@ -593,6 +599,7 @@ fn delete_options(query: &HashMap<String, String>, body: &Bytes) -> ApiResult<De
             .get("gracePeriodSeconds")
             .and_then(|g| g.parse().ok())
             .or_else(|| body["gracePeriodSeconds"].as_i64()),
+        requester: None,
     })
 }
 

@@ -52,6 +52,11 @@
 //!   specs); the defaults the server adds (Secret `stringData` folded into
 //!   `data`, Service cluster IPs and port defaults, workload and pod template
 //!   defaults).
+//! - ValidatingAdmissionPolicies and their bindings
+//!   (`admissionregistration.k8s.io/v1`), evaluated in CEL on every write
+//!   a client makes, after RBAC and before storing, with the API server's
+//!   denials (the `admission` module: match constraints and
+//!   conditions, variables, validations, failure policy; no `paramKind`).
 //! - Service-account tokens through the TokenRequest API; each request is
 //!   logged with the user its token names; optional RBAC authorization
 //!   ([`rbac`], also usable on its own to check roles against a log).
@@ -78,6 +83,7 @@
 //! conversion webhooks (versions share one stored form), and built-in kinds
 //! are not validated against their full OpenAPI schemas.
 
+mod admission;
 mod defaults;
 mod discovery;
 pub mod error;

@@ -44,6 +44,21 @@ impl UserInfo {
     }
 }
 
+impl UserInfo {
+    /// Whom kubesim takes a request without credentials for (tests,
+    /// nodesim, kubectl with the plain kubeconfig): a cluster administrator
+    /// in `system:masters`, which is what admission policies see.
+    pub fn administrator() -> Self {
+        Self {
+            name: "system:admin".to_owned(),
+            groups: vec![
+                "system:masters".to_owned(),
+                "system:authenticated".to_owned(),
+            ],
+        }
+    }
+}
+
 /// What a request asks for, in RBAC's terms.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attributes {

@@ -14,6 +14,7 @@ use axum::routing::get;
 use http::{HeaderMap, Method, Uri, header};
 
 use crate::kubesim::PodLogs;
+use crate::kubesim::admission::Requester;
 use crate::kubesim::discovery;
 use crate::kubesim::error::{ApiError, ApiResult};
 use crate::kubesim::faults::Faults;
@@ -388,14 +389,22 @@ async fn resource(
         faulted: false,
     };
     let access = user.and_then(|user| match user {
-        Some(user) if shared.rbac => shared.authorize(&user, &target, verb),
-        _ => Ok(()),
+        Some(user) if shared.rbac => shared.authorize(&user, &target, verb).map(|()| user),
+        Some(user) => Ok(user),
+        None => Ok(UserInfo::administrator()),
     });
-    if let Err(error) = access {
-        record.code = error.code;
-        shared.log.push(record);
-        return error.into_response();
-    }
+    let user = match access {
+        Ok(user) => user,
+        Err(error) => {
+            record.code = error.code;
+            shared.log.push(record);
+            return error.into_response();
+        }
+    };
+    let requester = Requester {
+        user,
+        subresource: target.subresource.clone().unwrap_or_default(),
+    };
     let decision = shared.faults.decide(verb, &target.rt.plural);
     if !decision.delay.is_zero() {
         tokio::time::sleep(decision.delay).await;
@@ -408,8 +417,7 @@ async fn resource(
     }
     let outcome = serve(
         &shared,
-        verb,
-        &target,
+        (verb, &target, requester),
         &query,
         &headers,
         &body,
@@ -442,8 +450,7 @@ async fn resource(
 
 async fn serve(
     shared: &Arc<Shared>,
-    verb: Verb,
-    target: &Target,
+    (verb, target, requester): (Verb, &Target, Requester),
     query: &HashMap<String, String>,
     headers: &HeaderMap,
     body: &Bytes,
@@ -477,6 +484,7 @@ async fn serve(
             applied: false,
             part,
             strict: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
+            requester: Some(requester),
         },
         watch_lifetime,
         output: Output::from_accept(

@@ -108,6 +108,54 @@ impl LabelSelector {
         Ok(Self { requirements })
     }
 
+    /// A `metav1.LabelSelector` object (`matchLabels`, `matchExpressions`
+    /// with `In`, `NotIn`, `Exists`, `DoesNotExist`), as admission policies
+    /// and webhooks carry it; `null` and `{}` match everything.
+    pub fn from_object(selector: &Value) -> Result<Self, String> {
+        let mut requirements = Vec::new();
+        if let Some(labels) = selector["matchLabels"].as_object() {
+            for (key, value) in labels {
+                let value = value
+                    .as_str()
+                    .ok_or_else(|| format!("matchLabels.{key}: must be a string"))?;
+                requirements.push(Requirement::Equals(key.clone(), value.to_owned()));
+            }
+        }
+        for (index, expression) in selector["matchExpressions"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let key = expression["key"]
+                .as_str()
+                .filter(|k| !k.is_empty())
+                .ok_or_else(|| format!("matchExpressions[{index}].key: Required value"))?
+                .to_owned();
+            let values: Vec<String> = expression["values"]
+                .as_array()
+                .map(|v| {
+                    v.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            requirements.push(match expression["operator"].as_str() {
+                Some("In") => Requirement::In(key, values),
+                Some("NotIn") => Requirement::NotIn(key, values),
+                Some("Exists") => Requirement::Exists(key),
+                Some("DoesNotExist") => Requirement::NotExists(key),
+                other => {
+                    return Err(format!(
+                        "matchExpressions[{index}].operator: Unsupported value: {other:?}: supported values: \"In\", \"NotIn\", \"Exists\", \"DoesNotExist\""
+                    ));
+                }
+            });
+        }
+        Ok(Self { requirements })
+    }
+
     /// Whether an object's labels satisfy every requirement.
     pub fn matches(&self, object: &Value) -> bool {
         let labels = &object["metadata"]["labels"];

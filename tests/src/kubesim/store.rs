@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+use crate::kubesim::admission::{self, Operation, PolicyCache, Requester};
 use crate::kubesim::defaults;
 use crate::kubesim::error::{ApiError, ApiResult, Cause};
 use crate::kubesim::fields::{self, Part, Writer};
@@ -88,6 +89,9 @@ pub struct WriteOptions {
     /// `fieldValidation=Strict`: refuse fields the schema does not declare
     /// (custom resources; built-in kinds are not checked).
     pub strict: bool,
+    /// Who asks, for admission policies; `None` for kubesim's own writes
+    /// (garbage collection, namespace lifecycle), which are not admitted.
+    pub requester: Option<Requester>,
 }
 
 /// Deletion options.
@@ -103,6 +107,8 @@ pub struct DeleteOptions {
     pub dry_run: bool,
     /// `gracePeriodSeconds` (pods, with graceful pod deletion on).
     pub grace_period: Option<i64>,
+    /// Who asks, for admission policies; `None` for kubesim's own deletions.
+    pub requester: Option<Requester>,
 }
 
 /// The result of a write: the object and whether anything changed.
@@ -126,6 +132,7 @@ pub struct Store {
     history_limit: usize,
     changes: broadcast::Sender<Arc<Change>>,
     schemas: HashMap<(String, String, String), Arc<CompiledSchema>>,
+    admission: PolicyCache,
     name_seed: u64,
     cluster_ips: u64,
     pub(crate) graceful_pods: bool,
@@ -225,6 +232,7 @@ impl Store {
             history_limit: history_limit.max(16),
             changes,
             schemas: HashMap::new(),
+            admission: PolicyCache::default(),
             name_seed: 0x9e37_79b9_7f4a_7c15,
             // 10.96.0.1 is the `kubernetes` Service in a real cluster.
             cluster_ips: 1,
@@ -576,6 +584,7 @@ impl Store {
         if let Some(old) = &old {
             causes.extend(validation::update(rt, old, &new));
         }
+        causes.extend(admission::check_definition(rt, &new));
         if !causes.is_empty() {
             return Err(ApiError::invalid(&rt.kind, &rt.group, name, causes));
         }
@@ -620,6 +629,24 @@ impl Store {
             };
             fields::track_update(old.as_deref(), &mut new, rt.schema.as_deref(), &writer);
         }
+        if let Some(requester) = &options.requester {
+            // Validating admission sees the object as it would be stored,
+            // and runs even when the write changes nothing.
+            let operation = if old.is_some() {
+                Operation::Update
+            } else {
+                Operation::Create
+            };
+            let old = old.as_ref().map(|o| served(o, rt));
+            self.admit(
+                rt,
+                operation,
+                (namespace, name),
+                (Some(&new), old.as_deref()),
+                requester,
+                options.dry_run,
+            )?;
+        }
         if let Some(old) = &old {
             // Compared as stored: the version written through does not count.
             if unchanged(old, &new) {
@@ -659,6 +686,55 @@ impl Store {
             object: served(&stored, rt),
             wrote: true,
         })
+    }
+
+    /// Checks a client's write against the stored admission policies.
+    pub(crate) fn admit(
+        &mut self,
+        rt: &ResourceType,
+        operation: Operation,
+        (namespace, name): (&str, &str),
+        (object, old): (Option<&Value>, Option<&Value>),
+        requester: &Requester,
+        dry_run: bool,
+    ) -> ApiResult<()> {
+        let kind = |plural: &str| StoreKind {
+            group: admission::GROUP.to_owned(),
+            plural: plural.to_owned(),
+        };
+        let bindings = self.objects(&kind(admission::BINDINGS), Some(""));
+        if bindings.is_empty() {
+            return Ok(());
+        }
+        let policies = self.objects(&kind(admission::POLICIES), Some(""));
+        let is_namespace = rt.group.is_empty() && rt.plural == "namespaces";
+        let namespace_object = if rt.namespaced {
+            let namespaces = StoreKind {
+                group: String::new(),
+                plural: "namespaces".into(),
+            };
+            self.object(&namespaces, "", namespace)
+        } else {
+            None
+        };
+        let request = admission::Request {
+            rt,
+            operation,
+            // The API server's request info names a Namespace's own name as
+            // the namespace of a request to it (not of a create by POST).
+            namespace: if is_namespace && operation != Operation::Create {
+                name
+            } else {
+                namespace
+            },
+            name,
+            object,
+            old,
+            namespace_object: namespace_object.as_deref(),
+            requester,
+            dry_run,
+        };
+        self.admission.admit(&policies, &bindings, &request)
     }
 
     /// Serves exactly the resources the stored CRDs define.

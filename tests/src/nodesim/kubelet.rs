@@ -545,7 +545,12 @@ fn prepare_container(
             }
             let port: u16 = get("PGPORT").and_then(|p| p.parse().ok()).unwrap_or(5432);
             let run_as = postgres::unprivileged_user();
-            let init = PostgresInit::from_env(bindir.clone(), pgdata, &env, run_as);
+            // The image's init scripts: wherever a volume is mounted at
+            // /docker-entrypoint-initdb.d.
+            let scripts = rewriter.rewrite(postgres::INITDB_DIR);
+            let scripts = (scripts != postgres::INITDB_DIR).then(|| PathBuf::from(scripts));
+            let init = PostgresInit::from_env(bindir.clone(), pgdata, &env, run_as)
+                .with_init_scripts(scripts, env.clone(), port);
             let extra: Vec<String> = if command.is_empty() {
                 args
             } else {
@@ -560,7 +565,7 @@ fn prepare_container(
             (
                 bindir.join("postgres"),
                 args,
-                Prepare::Postgres(init),
+                Prepare::Postgres(Box::new(init)),
                 run_as,
                 vec![bindir.clone()],
                 // The official image stops with SIGINT: a fast shutdown

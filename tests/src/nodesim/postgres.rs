@@ -4,7 +4,13 @@
 //! variable also as `<NAME>_FILE`): `initdb`
 //! into `PGDATA` with `POSTGRES_USER` as superuser and `POSTGRES_PASSWORD` as
 //! its password, `host all all all scram-sha-256` in `pg_hba.conf`, then
-//! creates `POSTGRES_DB`. Later starts find `PG_VERSION` and skip all that, so
+//! creates `POSTGRES_DB`, then runs the init scripts mounted at
+//! `/docker-entrypoint-initdb.d` in sorted order on a temporary server that
+//! listens on a private Unix socket only (`*.sh` sourced by bash with
+//! `set -Eeo pipefail`, or run when executable; `*.sql` through
+//! `psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --no-password
+//! --dbname "$POSTGRES_DB"`; anything else ignored), as `docker-entrypoint.sh`
+//! does. Later starts find `PG_VERSION` and skip all that, so
 //! the data lives as long as the directory (the PVC's).
 //!
 //! PostgreSQL refuses to run as root. When the simulator is root (CI), the
@@ -19,6 +25,9 @@ use std::process::Stdio;
 
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
+
+/// Where the image looks for init scripts.
+pub const INITDB_DIR: &str = "/docker-entrypoint-initdb.d";
 
 /// Default directory of the server binaries.
 pub const DEFAULT_BINDIR: &str = "/usr/lib/postgresql/15/bin";
@@ -50,6 +59,13 @@ pub struct PostgresInit {
     pub initdb_args: Vec<String>,
     /// `(uid, gid)` the server runs as.
     pub run_as: Option<(u32, u32)>,
+    /// The host directory mounted at `/docker-entrypoint-initdb.d`.
+    pub init_scripts: Option<PathBuf>,
+    /// The container's environment, which the init scripts run with
+    /// (carries secrets: never printed).
+    pub script_env: Vec<(String, String)>,
+    /// The port of the temporary server's socket (`PGPORT`, else 5432).
+    pub port: u16,
 }
 
 impl std::fmt::Debug for PostgresInit {
@@ -62,6 +78,7 @@ impl std::fmt::Debug for PostgresInit {
             .field("database", &self.database)
             .field("host_auth_method", &self.host_auth_method)
             .field("run_as", &self.run_as)
+            .field("init_scripts", &self.init_scripts)
             .finish_non_exhaustive()
     }
 }
@@ -102,7 +119,25 @@ impl PostgresInit {
                 .unwrap_or_default(),
             user,
             run_as,
+            init_scripts: None,
+            script_env: env.to_vec(),
+            port: 5432,
         }
+    }
+
+    /// Runs the scripts in `dir` (the host side of
+    /// `/docker-entrypoint-initdb.d`) on first initialisation, with `env`
+    /// (the container's) and a temporary server's socket on `port`.
+    pub fn with_init_scripts(
+        mut self,
+        dir: Option<PathBuf>,
+        env: Vec<(String, String)>,
+        port: u16,
+    ) -> Self {
+        self.init_scripts = dir;
+        self.script_env = env;
+        self.port = port;
+        self
     }
 
     /// Arguments of the server process, listening on `ip:port` only, with no
@@ -242,7 +277,211 @@ pub async fn prepare(init: &PostgresInit, log: &File) -> Result<(), PostgresErro
         );
         run(&mut single, "creating database", Some(sql)).await?;
     }
-    Ok(())
+    run_init_scripts(init, log).await
+}
+
+/// The init scripts, in the order the image's `/docker-entrypoint-initdb.d/*`
+/// glob lists them.
+fn init_script_files(dir: &Path) -> Result<Vec<PathBuf>, PostgresError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(data_dir_error(dir))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// `docker_process_init_files` on a temporary server, as the image's
+/// entrypoint does on first initialisation.
+async fn run_init_scripts(init: &PostgresInit, log: &File) -> Result<(), PostgresError> {
+    let Some(dir) = &init.init_scripts else {
+        return Ok(());
+    };
+    let files = init_script_files(dir)?;
+    if files.is_empty() {
+        return Ok(());
+    }
+    let socket = SocketDir::create(init)?;
+    let mut server = command(init, log, "postgres")?;
+    server
+        .arg("-D")
+        .arg(&init.pgdata)
+        .args(["-c", "listen_addresses="])
+        .arg("-c")
+        .arg(format!("unix_socket_directories={}", socket.0.display()))
+        .args(["-p", &init.port.to_string(), "-c", "fsync=off"])
+        .stdin(Stdio::null());
+    let mut child = server.spawn().map_err(|e| PostgresError::Step {
+        step: "starting the temporary server",
+        detail: e.to_string(),
+    })?;
+    let result = async {
+        wait_for_socket(init, log, &socket.0, &mut child).await?;
+        for file in &files {
+            run_init_script(init, log, &socket.0, file).await?;
+        }
+        Ok(())
+    }
+    .await;
+    // Fast shutdown, as `pg_ctl -m fast stop` in the image.
+    if let Some(pid) = child
+        .id()
+        .and_then(|pid| rustix::process::Pid::from_raw(pid as i32))
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(60), child.wait()).await {
+        Ok(_) => {}
+        Err(_) => {
+            let _ = child.kill().await;
+        }
+    }
+    result
+}
+
+/// Waits until the temporary server accepts connections on its socket.
+async fn wait_for_socket(
+    init: &PostgresInit,
+    log: &File,
+    socket: &Path,
+    server: &mut tokio::process::Child,
+) -> Result<(), PostgresError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let mut ready = command(init, log, "pg_isready")?;
+        ready
+            .arg("-q")
+            .arg("-h")
+            .arg(socket)
+            .args(["-p", &init.port.to_string()])
+            .stdin(Stdio::null());
+        if run(&mut ready, "waiting for the temporary server", None)
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = server.try_wait() {
+            return Err(PostgresError::Step {
+                step: "starting the temporary server",
+                detail: format!("exited with {status}"),
+            });
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(PostgresError::Step {
+                step: "starting the temporary server",
+                detail: "not ready after 60 s".to_owned(),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// One init script, as `docker_process_init_files` runs it.
+async fn run_init_script(
+    init: &PostgresInit,
+    log: &File,
+    socket: &Path,
+    file: &Path,
+) -> Result<(), PostgresError> {
+    use std::os::unix::fs::PermissionsExt;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let note = |text: String| {
+        let _ = writeln!(&*log, "docker-entrypoint.sh: {text}");
+    };
+    let executable = std::fs::metadata(file).is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
+    let mut script = if name.ends_with(".sh") {
+        if executable {
+            note(format!("running {}", file.display()));
+            Command::new(file)
+        } else {
+            // The image sources it into its own `set -Eeo pipefail` shell.
+            note(format!("sourcing {}", file.display()));
+            let mut bash = Command::new("bash");
+            bash.args(["-c", "set -Eeo pipefail; . \"$1\"", "docker-entrypoint.sh"])
+                .arg(file);
+            bash
+        }
+    } else if name.ends_with(".sql") {
+        note(format!("running {}", file.display()));
+        let mut psql = Command::new(init.bindir.join("psql"));
+        psql.args(["-v", "ON_ERROR_STOP=1", "--username", &init.user])
+            .args(["--no-password", "--no-psqlrc", "--dbname", &init.database])
+            .arg("-f")
+            .arg(file);
+        psql
+    } else {
+        note(format!("ignoring {}", file.display()));
+        return Ok(());
+    };
+    let io = |source: std::io::Error| PostgresError::Step {
+        step: "opening the log",
+        detail: source.to_string(),
+    };
+    script
+        .env_clear()
+        .envs(init.script_env.iter().map(|(k, v)| (k, v)))
+        .env(
+            "PATH",
+            format!("{}:/usr/local/bin:/usr/bin:/bin", init.bindir.display()),
+        )
+        .env("PGDATA", &init.pgdata)
+        .env("PGHOST", socket)
+        .env("PGPORT", init.port.to_string())
+        .env_remove("PGHOSTADDR")
+        .current_dir("/")
+        .stdout(Stdio::from(log.try_clone().map_err(io)?))
+        .stderr(Stdio::from(log.try_clone().map_err(io)?))
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some((uid, gid)) = init.run_as {
+        script.uid(uid).gid(gid);
+    }
+    run(&mut script, "running an init script", None)
+        .await
+        .map_err(|e| match e {
+            PostgresError::Step { detail, .. } => PostgresError::Step {
+                step: "running an init script",
+                detail: format!("{name}: {detail}"),
+            },
+            other => other,
+        })
+}
+
+/// A private directory for the temporary server's socket, removed when
+/// dropped.
+struct SocketDir(PathBuf);
+
+impl SocketDir {
+    fn create(init: &PostgresInit) -> Result<Self, PostgresError> {
+        use std::os::unix::fs::DirBuilderExt;
+        // Short: a socket path has a length limit of about 100 bytes.
+        let path = std::env::temp_dir().join(format!(
+            "nodesim-pg-{}-{}",
+            std::process::id(),
+            super::addr::random_u32()
+        ));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(data_dir_error(&path))?;
+        let dir = Self(path);
+        if let Some((uid, gid)) = init.run_as {
+            chown(&dir.0, Some(uid), Some(gid)).map_err(data_dir_error(&dir.0))?;
+        }
+        Ok(dir)
+    }
+}
+
+impl Drop for SocketDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn command(init: &PostgresInit, log: &File, program: &str) -> Result<Command, PostgresError> {

@@ -83,7 +83,7 @@ pub enum Prepare {
     /// Nothing.
     Nothing,
     /// The official PostgreSQL image's first-start initialisation.
-    Postgres(PostgresInit),
+    Postgres(Box<PostgresInit>),
 }
 
 /// Everything needed to run one container. Its `Debug` output names the

@@ -73,7 +73,7 @@ impl Rewriter<'_> {
         {
             return format!("{ip}:{port}");
         }
-        value.replace("0.0.0.0", &ip).replace("[::]", &ip)
+        replace_whole_address(value, "0.0.0.0", &ip).replace("[::]", &ip)
     }
 
     /// Rewrites only in-cluster Service names.
@@ -192,6 +192,32 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// Replaces `address` where it stands as a whole listen address: not inside
+/// a longer one such as `10.0.0.0/8` (which holds `0.0.0.0`), nor as a
+/// CIDR range (`0.0.0.0/0`).
+fn replace_whole_address(value: &str, address: &str, with: &str) -> String {
+    let is_part = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit() || c == '.');
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    let mut before: Option<char> = None;
+    while let Some(at) = rest.find(address) {
+        let prefix = &rest[..at];
+        let previous = prefix.chars().next_back().or(before);
+        let after = rest[at + address.len()..].chars().next();
+        out.push_str(prefix);
+        // A digit, dot or prefix length after it: part of a range.
+        if !is_part(previous) && !is_part(after) && after != Some('/') {
+            out.push_str(with);
+        } else {
+            out.push_str(address);
+        }
+        before = Some('0');
+        rest = &rest[at + address.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +283,10 @@ mod tests {
     fn listen_addresses_become_the_pod_address() {
         let r = rewriter();
         assert_eq!(r.rewrite("0.0.0.0:8080"), "127.100.0.3:8080");
+        assert_eq!(
+            r.rewrite("10.0.0.0/8,172.16.0.0/12,0.0.0.0/0"),
+            "10.0.0.0/8,172.16.0.0/12,0.0.0.0/0"
+        );
         assert_eq!(r.rewrite("[::]:8080"), "127.100.0.3:8080");
         assert_eq!(r.rewrite(":8080"), "127.100.0.3:8080");
         assert_eq!(r.rewrite("--listen=0.0.0.0:80"), "--listen=127.100.0.3:80");

@@ -223,17 +223,24 @@ impl Platform {
         let password = secret.data.unwrap_or_default()["password"].0.clone();
         platform.admin_password = String::from_utf8(password).map_err(|e| e.to_string())?;
         platform.remember_secret("first admin password", &platform.admin_password.clone());
-        let service_token = Api::<Secret>::namespaced(platform.client.clone(), RELEASE_NAMESPACE)
+        // Every cluster credential identity holds (one key per cluster).
+        let credentials = Api::<Secret>::namespaced(platform.client.clone(), RELEASE_NAMESPACE)
             .list(&ListParams::default())
             .await
             .map_err(|e| e.to_string())?
             .items
             .into_iter()
-            .filter(|s| s.name_any().contains("service-token"))
-            .filter_map(|s| s.data?.get("token").map(|t| t.0.clone()))
-            .next();
-        if let Some(token) = service_token {
-            platform.remember_secret("identity service token", &String::from_utf8_lossy(&token));
+            .filter(|s| s.name_any().ends_with("-clusters"))
+            .flat_map(|s| s.data.unwrap_or_default().into_iter())
+            .collect::<Vec<_>>();
+        if credentials.is_empty() {
+            return Err("no identity cluster credentials Secret (…-clusters) found".into());
+        }
+        for (cluster, token) in credentials {
+            platform.remember_secret(
+                &format!("identity credential of cluster {cluster}"),
+                &String::from_utf8_lossy(&token.0),
+            );
         }
         eventually("identity to answer through the ingress", LIMIT, || async {
             let response = platform

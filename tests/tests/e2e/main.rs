@@ -11,6 +11,7 @@
 //! The summary at the end prints, per scenario, what it checked and its
 //! figures.
 
+mod attacks;
 mod harness;
 mod scenarios;
 
@@ -62,6 +63,7 @@ fn main() -> ExitCode {
         scenario!("suspend_and_resume", scenarios::suspend_and_resume),
         scenario!("deletion", scenarios::deletion),
         scenario!("hostile_input", scenarios::hostile_input),
+        scenario!("tenant_attacks", attacks::tenant_attacks),
         scenario!("fault_identity_down", scenarios::fault_identity_down),
         scenario!("fault_instance_killed", scenarios::fault_instance_killed),
         scenario!("fault_database_killed", scenarios::fault_database_killed),

@@ -25,15 +25,19 @@ fn flow(marker: &str) -> String {
 type TenantSpec<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
 
 /// Users and their Tenants, ready to work in.
-struct World {
-    sessions: Vec<Session>,
-    instances: Vec<Instance>,
+pub(crate) struct World {
+    pub(crate) sessions: Vec<Session>,
+    pub(crate) instances: Vec<Instance>,
 }
 
 /// Creates `users` (by e-mail) in identity, applies `tenants` (name,
 /// members, extra spec YAML) with kubectl, waits until each is Ready, and
 /// logs every user in.
-async fn world(platform: &Platform, users: &[&str], tenants: &[TenantSpec<'_>]) -> World {
+pub(crate) async fn world(
+    platform: &Platform,
+    users: &[&str],
+    tenants: &[TenantSpec<'_>],
+) -> World {
     let admin = platform.admin().await;
     let mut passwords = Vec::new();
     for user in users {
@@ -68,7 +72,7 @@ async fn world(platform: &Platform, users: &[&str], tenants: &[TenantSpec<'_>]) 
 
 /// Waits until identity knows `user` is a member of `tenant` (the operator
 /// syncs members after the Tenant is Ready) and returns the token.
-async fn token_when_synced(platform: &Platform, user: &Session, tenant: &str) -> String {
+pub(crate) async fn token_when_synced(platform: &Platform, user: &Session, tenant: &str) -> String {
     eventually(
         &format!("{} to get a {tenant} token", user.email),
         LIMIT,
@@ -222,20 +226,50 @@ fn tampered(token: &str, alg: Option<&str>, edit: impl FnOnce(&mut Value)) -> St
     parts.join(".")
 }
 
+/// The Secret (and key) with the key-encryption key that seals identity's
+/// signing keys in its database, as the chart generates it.
+const IDENTITY_KEK_SECRET: (&str, &str) = ("atoll-identity-key-encryption", "key");
+
+/// The key-encryption key identity reads from the chart's Secret, through
+/// the cluster's API like any other Secret; `None` when there is none
+/// (then keys are stored in the clear).
+async fn identity_key_encryption(
+    platform: &Platform,
+) -> Option<atoll_identity::keys::KeyEncryption> {
+    use k8s_openapi::api::core::v1::Secret;
+    let (name, key) = IDENTITY_KEK_SECRET;
+    let namespace = crate::harness::RELEASE_NAMESPACE;
+    let secret = Api::<Secret>::namespaced(platform.client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|e| println!("    reading Secret {name}: {e}"))
+        .ok()??;
+    let value = secret.data?.get(key)?.0.clone();
+    let value = String::from_utf8(value)
+        .map_err(|_| println!("    Secret {name} key {key} is not text"))
+        .ok()?;
+    platform.remember_secret("identity key-encryption key", &value);
+    atoll_identity::keys::KeyEncryption::from_base64(&value)
+        .map_err(|e| println!("    Secret {name} key {key}: {e}"))
+        .ok()
+}
+
 /// Tokens identity's own signing key signed, for the same user, tenant and
 /// role as `valid`, expiring at `now + offset` for each offset (seconds):
 /// the key ring is loaded from identity's database on its volume (nodesim
-/// only; `None` elsewhere, or when the keys are sealed with a
-/// key-encryption key).
+/// only; `None` elsewhere), its private keys opened with the key-encryption
+/// key from the chart's Secret.
 async fn signed_by_identity(
     platform: &Platform,
     valid: &str,
     offsets: &[i64],
+    tenant_uid: Option<&str>,
 ) -> Option<Vec<String>> {
-    use atoll_identity::keys::{KeyPolicy, KeyRing};
+    use atoll_identity::keys::{KeyPolicy, KeyRing, open_from_storage};
     use atoll_identity::verify::Claims;
     use base64::Engine;
     platform.node("minting an expired token with identity's signing key")?;
+    let encryption = identity_key_encryption(platform).await;
     let db = platform
         .pvc_dir(crate::harness::RELEASE_NAMESPACE)
         .join("atoll-identity-data/identity.db");
@@ -243,15 +277,25 @@ async fn signed_by_identity(
         .await
         .map_err(|e| println!("    identity's database at {}: {e}", db.display()))
         .ok()?;
-    let ring = KeyRing::new(KeyPolicy::default(), store.signing_keys().await.ok()?)
+    let stored = store.signing_keys().await.ok()?;
+    store.close().await;
+    let records = stored
+        .into_iter()
+        .map(|record| open_from_storage(record, encryption.as_ref()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| println!("    opening identity's signing keys: {e}"))
+        .ok()?;
+    let ring = KeyRing::new(KeyPolicy::default(), records)
         .map_err(|e| println!("    identity's signing keys: {e}"))
         .ok()?;
-    store.close().await;
     let payload = valid.split('.').nth(1)?;
     let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)
         .ok()?;
     let mut claims: Claims = serde_json::from_slice(&payload).ok()?;
+    if let Some(uid) = tenant_uid {
+        claims.tenant_uid = Some(uid.to_owned());
+    }
     let now = jiff::Timestamp::now().as_second();
     let ttl = claims.exp.saturating_sub(claims.iat);
     let mut tokens = Vec::new();
@@ -353,7 +397,7 @@ pub async fn isolation_matrix(platform: Arc<Platform>, report: Arc<Report>) {
     });
     // The same claims signed with identity's key: valid while unexpired
     // (so the refusal below is for the expiry alone), refused 10 min late.
-    let expired_signed = match signed_by_identity(p, &alice_token, &[600, -600]).await {
+    let expired_signed = match signed_by_identity(p, &alice_token, &[600, -600], None).await {
         Some(tokens) => {
             let control = acme
                 .call("GET", "/api/v1/flows/search", Some(&tokens[0]), None)
@@ -370,6 +414,12 @@ pub async fn isolation_matrix(platform: Arc<Platform>, report: Arc<Report>) {
         }
         None => None,
     };
+    // The same tenant name, user and role, signed by identity, but for
+    // another Tenant object (a same-named tenant of another cluster, or a
+    // deleted and re-created one): its uid differs.
+    let other_uid = signed_by_identity(p, &alice_token, &[600], Some("uid-of-another-iso-acme"))
+        .await
+        .map(|mut tokens| tokens.remove(0));
     let admin_claim = tampered(&bob_token, None, |c| c["role"] = json!("Admin"));
     let alg_none = tampered(&alice_token, Some("none"), |_| {});
     let alg_hs256 = tampered(&alice_token, Some("HS256"), |_| {});
@@ -415,6 +465,13 @@ pub async fn isolation_matrix(platform: Arc<Platform>, report: Arc<Report>) {
             .as_deref()
             .map(|token| at_acme("expired (signed by identity)", Some(token), false)),
     )
+    .chain(other_uid.as_deref().map(|token| {
+        at_acme(
+            "signed by identity for a same-named Tenant (other uid)",
+            Some(token),
+            true,
+        )
+    }))
     .collect::<Vec<_>>();
     for Attacker {
         instance,
@@ -971,8 +1028,53 @@ pub async fn secrets(platform: Arc<Platform>, report: Arc<Report>) {
     save_and_run(&world.instances[0], &token, "secret").await;
     p.tenant_sql("secret", "SELECT 1").await;
 
+    // What a task can see ends up in task logs and outputs: a shell task
+    // prints its whole environment, and outputs it too.
+    let instance = &world.instances[0];
+    let snoop = "id: snoop\nnamespace: team\ntasks:\n  - id: env\n    type: io.kestra.plugin.scripts.shell.Commands\n    commands:\n      - env\n      - echo \"::{\\\"outputs\\\":{\\\"env\\\":\\\"$(env | tr '\\n' ' ')\\\"}}::\"\n";
+    let saved = instance.save_flow(&token, snoop).await;
+    assert!(
+        (200..300).contains(&saved.status),
+        "save snoop: {} {}",
+        saved.status,
+        saved.body
+    );
+    let snooped = instance.run(&token, "team", "snoop").await;
+    instance.wait_final(&token, &snooped).await;
+    let mut task_texts = Vec::new();
+    let executions = instance
+        .call(
+            "GET",
+            "/api/v1/executions/search?size=100",
+            Some(&token),
+            None,
+        )
+        .await
+        .expect("executions answer");
+    let ids: Vec<String> = executions.json()["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["id"].as_str().map(str::to_owned))
+        .collect();
+    assert!(ids.contains(&snooped), "the snoop execution is listed");
+    for id in &ids {
+        for path in [
+            format!("/api/v1/logs/{id}"),
+            format!("/api/v1/executions/{id}"),
+        ] {
+            let answer = instance
+                .call("GET", &path, Some(&token), None)
+                .await
+                .expect("instance answers");
+            task_texts.push((format!("task logs and outputs at {path}"), answer.body));
+        }
+    }
+
     let secrets = p.secrets();
     let mut haystacks: Vec<(String, String)> = Vec::new();
+    let task_places = task_texts.len();
+    haystacks.extend(task_texts);
     match p.node("process logs from nodesim's log directory") {
         Some(node) => {
             let mut dirs = vec![node.logs_dir()];
@@ -1030,8 +1132,9 @@ pub async fn secrets(platform: Arc<Platform>, report: Arc<Report>) {
         }
     }
     report.figure(format!(
-        "{} secrets searched in {log_files} process logs and {} object kinds (events and Tenants included): {} hits",
+        "{} secrets searched in {} process logs, {task_places} task log and output documents and {} object kinds (events and Tenants included): {} hits",
         secrets.len(),
+        log_files - task_places,
         kinds.len(),
         hits.len()
     ));
@@ -1040,7 +1143,7 @@ pub async fn secrets(platform: Arc<Platform>, report: Arc<Report>) {
 }
 
 /// Sets the replicas of one of the chart's Deployments.
-async fn scale(platform: &Platform, deployment: &str, replicas: i32) {
+pub(crate) async fn scale(platform: &Platform, deployment: &str, replicas: i32) {
     Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
         platform.client.clone(),
         crate::harness::RELEASE_NAMESPACE,

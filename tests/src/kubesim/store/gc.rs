@@ -8,8 +8,9 @@ use serde_json::{Value, json};
 
 use super::{
     Change, DeleteOptions, EventType, Store, WriteOptions, finalizers, meta_mut, now, owner_uids,
-    present,
+    present, served,
 };
+use crate::kubesim::admission::Operation;
 use crate::kubesim::error::{ApiError, ApiResult};
 use crate::kubesim::resources::{ResourceType, StoreKind};
 
@@ -282,6 +283,17 @@ impl Store {
                 name,
                 "the object has been modified; please apply your changes to the latest version and try again",
             ));
+        }
+        if let Some(requester) = &options.requester {
+            let old = served(&object, rt);
+            self.admit(
+                rt,
+                Operation::Delete,
+                (namespace, name),
+                (None, Some(&old)),
+                requester,
+                options.dry_run,
+            )?;
         }
         if options.dry_run {
             return Ok((present(&object, rt), false));
