@@ -183,10 +183,11 @@ async fn tenant_converges_and_a_restarted_operator_writes_nothing() {
         .expect("data")["password"]
         .clone();
 
-    // 16 objects for a Dedicated tenant; creating it writes each once, plus
-    // the finalizer and the first status. Later status patches report
-    // progress (workloads becoming ready) and are not part of creating it.
-    let children = 16;
+    // 17 objects for a Dedicated tenant (the database's init scripts
+    // included); creating it writes each once, plus the finalizer and the
+    // first status. Later status patches report progress (workloads
+    // becoming ready) and are not part of creating it.
+    let children = 17;
     let first_status = provisioning_writes
         .iter()
         .position(|w| w.contains("tenants") && w.ends_with("status"))

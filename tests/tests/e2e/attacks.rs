@@ -148,7 +148,14 @@ pub async fn tenant_attacks(platform: Arc<Platform>, report: Arc<Report>) {
     assert!(!ok, "a Tenant named system is refused by the schema: {out}");
     assert!(out.contains("reserved"), "the refusal says why: {out}");
     assert!(p.tenant("system").await.is_none());
-    p.kubectl_ok(&["create", "namespace", "atoll-squat"]).await;
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(p.client.clone())
+        .create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "atoll-squat"}}))
+                .expect("namespace"),
+        )
+        .await
+        .expect("someone else's namespace");
     let (ok, out) = p.apply_yaml("squat", &tenant_yaml("squat", &[], "")).await;
     assert!(ok, "apply squat: {out}");
     let message = wait_ready_reason(p, "squat", "NamespaceConflict").await;
