@@ -21,8 +21,9 @@ use atoll_testkit::kubesim::KubeSim;
 use atoll_testkit::nodesim::{NodeSim, NodeSimConfig, pid_alive, workspace_binary};
 use atoll_testkit::pg::TestPostgres;
 use clap::Parser;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -495,6 +496,51 @@ async fn external_mode_provisions_on_a_shared_server_and_drops_on_delete() {
         .await
         .expect("admin Secret");
 
+    // The tenant starts with a Dedicated database, then moves to the shared
+    // server: the Dedicated database's objects are pruned, its volume kept.
+    cluster
+        .apply("ext", json!({"deletionPolicy": "Delete"}))
+        .await;
+    cluster.wait_phase("ext", Phase::Ready).await;
+    let database_objects = |client: kube::Client| async move {
+        let ns = "atoll-ext";
+        let mut left = Vec::new();
+        if Api::<StatefulSet>::namespaced(client.clone(), ns)
+            .get_opt("database")
+            .await
+            .expect("read")
+            .is_some()
+        {
+            left.push("StatefulSet");
+        }
+        if Api::<Service>::namespaced(client.clone(), ns)
+            .get_opt("database")
+            .await
+            .expect("read")
+            .is_some()
+        {
+            left.push("Service");
+        }
+        if Api::<ServiceAccount>::namespaced(client.clone(), ns)
+            .get_opt("database")
+            .await
+            .expect("read")
+            .is_some()
+        {
+            left.push("ServiceAccount");
+        }
+        if Api::<NetworkPolicy>::namespaced(client, ns)
+            .get_opt("database-from-instance")
+            .await
+            .expect("read")
+            .is_some()
+        {
+            left.push("NetworkPolicy");
+        }
+        left
+    };
+    assert_eq!(database_objects(cluster.client.clone()).await.len(), 4);
+
     // A Secret the platform admin did not label is never used.
     cluster
         .apply(
@@ -526,6 +572,36 @@ async fn external_mode_provisions_on_a_shared_server_and_drops_on_delete() {
         )
         .await;
     cluster.wait_phase("ext", Phase::Ready).await;
+    common::eventually(
+        "the Dedicated database's objects to be pruned",
+        TIMEOUT,
+        || async {
+            database_objects(cluster.client.clone())
+                .await
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        cluster.pvc_dir("atoll-ext").is_dir(),
+        "the Dedicated database's volume is kept"
+    );
+    // The instance pod of the Dedicated days is gone (its database is), so
+    // the ingress routes only to the one on the shared server.
+    common::eventually("one instance pod, no database pod", TIMEOUT, || async {
+        let pods = cluster.pods("atoll-ext").await;
+        let component = |p: &Pod, c: &str| {
+            p.labels()
+                .get("app.kubernetes.io/component")
+                .map(String::as_str)
+                == Some(c)
+        };
+        let instances = pods.iter().filter(|p| component(p, "instance")).count();
+        let databases = pods.iter().filter(|p| component(p, "database")).count();
+        (instances == 1 && databases == 0).then_some(())
+    })
+    .await;
     let execution = cluster.save_and_run("ext").await;
 
     // The execution is a row in the tenant's own database on the server.

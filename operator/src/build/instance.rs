@@ -16,7 +16,7 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::database::DATABASE_SECRET;
+use super::database::{DATABASE_SECRET, DatabaseCredentials};
 use super::{TenantContext, resources, restricted_container, restricted_pod};
 
 /// Name of the instance's Deployment, Service, Ingress and ServiceAccount,
@@ -141,9 +141,15 @@ fn image(ctx: &TenantContext<'_>) -> String {
     }
 }
 
+/// Annotation naming the database the instance's pods connect to (user,
+/// host, port, database; never the password). The URL reaches the pod from
+/// a Secret, which a pod reads only when it starts: a new database (a
+/// switch between Dedicated and External) must roll the Deployment.
+pub const DATABASE_ANNOTATION: &str = "atoll.dev/database";
+
 /// The instance Deployment. Any change to the pod template (version, env,
-/// settings) rolls it; suspension scales it to zero.
-pub fn instance_deployment(ctx: &TenantContext<'_>) -> Deployment {
+/// settings, the database it uses) rolls it; suspension scales it to zero.
+pub fn instance_deployment(ctx: &TenantContext<'_>, database: &DatabaseCredentials) -> Deployment {
     let spec = &ctx.tenant.spec;
     let container = Container {
         name: INSTANCE.to_owned(),
@@ -195,10 +201,16 @@ pub fn instance_deployment(ctx: &TenantContext<'_>) -> Deployment {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(ctx.labels(Some(INSTANCE))),
-                    annotations: Some(BTreeMap::from([(
-                        "atoll.dev/version".to_owned(),
-                        ctx.version().to_owned(),
-                    )])),
+                    annotations: Some(BTreeMap::from([
+                        ("atoll.dev/version".to_owned(), ctx.version().to_owned()),
+                        (
+                            DATABASE_ANNOTATION.to_owned(),
+                            format!(
+                                "{}@{}:{}/{}",
+                                database.username, database.host, database.port, database.database
+                            ),
+                        ),
+                    ])),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {

@@ -24,7 +24,8 @@ pub use database::{
     database_stateful_set,
 };
 pub use instance::{
-    INSTANCE, INSTANCE_PORT, instance_deployment, instance_ingress, instance_service,
+    DATABASE_ANNOTATION, INSTANCE, INSTANCE_PORT, instance_deployment, instance_ingress,
+    instance_service,
 };
 pub use namespace::{
     limit_range, namespace, resource_quota, service_account_database, service_account_instance,
@@ -292,7 +293,7 @@ pub fn children(ctx: &TenantContext<'_>, credentials: &DatabaseCredentials) -> C
         database_init_config_map: dedicated.then(|| database_init_config_map(ctx)),
         database_stateful_set: dedicated.then(|| database_stateful_set(ctx)),
         database_service: dedicated.then(|| database_service(ctx)),
-        instance_deployment: instance_deployment(ctx),
+        instance_deployment: instance_deployment(ctx, credentials),
         instance_service: instance_service(ctx),
         instance_ingress: instance_ingress(ctx),
     }
@@ -633,6 +634,33 @@ mod tests {
         let ports = service["spec"]["ports"].as_array().expect("ports");
         assert_eq!(ports.len(), 1);
         assert_eq!(ports[0]["targetPort"], "http");
+    }
+
+    #[test]
+    fn another_database_rolls_the_instance_without_naming_the_password() {
+        let tenant = tenant(TenantSpec::default());
+        let config = OperatorConfig::default();
+        let ctx = TenantContext::new(&tenant, &config).expect("context");
+        let dedicated = DatabaseCredentials::dedicated(&ctx, "secret-pw".into());
+        let shared = DatabaseCredentials {
+            host: "db.internal".into(),
+            ..dedicated.clone()
+        };
+        let template = |credentials: &DatabaseCredentials| {
+            serde_json::to_value(
+                instance_deployment(&ctx, credentials)
+                    .spec
+                    .expect("spec")
+                    .template,
+            )
+            .expect("json")
+        };
+        // The URL comes from a Secret, read only when a pod starts: the pod
+        // template itself must change for the pods to be replaced.
+        assert_ne!(template(&dedicated), template(&shared));
+        let annotation = template(&shared)["metadata"]["annotations"][DATABASE_ANNOTATION].clone();
+        assert_eq!(annotation, "atoll@db.internal:5432/atoll");
+        assert!(!template(&shared).to_string().contains("secret-pw"));
     }
 
     /// Whether an address is inside a CIDR range (test helper).
