@@ -743,6 +743,23 @@ async fn read_access_tokens_only_read(url: String) {
         Ok(Role::Viewer)
     );
     assert_eq!(role_in_token(&svc, &pats[1], "acme").await, Ok(Role::Admin));
+    // A read token changes nothing of the user's: it cannot revoke the full
+    // one (which still works afterwards).
+    let (status, listed) = svc.get("/api/v1/me/access-tokens", Some(&pats[0])).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let full_id = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|t| t["name"] == "full")
+        .and_then(|t| t["id"].as_str())
+        .expect("the full token's id")
+        .to_owned();
+    let (status, _) = svc
+        .delete(&format!("/api/v1/me/access-tokens/{full_id}"), Some(&pats[0]))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(role_in_token(&svc, &pats[1], "acme").await, Ok(Role::Admin));
 
     // An admin's read token reads the admin API but changes nothing.
     let (status, created) = create_pat(

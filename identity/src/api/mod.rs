@@ -360,9 +360,22 @@ impl FromRequestParts<AppState> for Caller {
             .inner
             .store
             .authenticate(&sessions::token_hash(token), now())
-            .await?;
-        found.map(Caller).ok_or(AppError::Unauthorized)
+            .await?
+            .ok_or(AppError::Unauthorized)?;
+        if found.scope == Some(PatScope::Read) && !read_only_request(parts) {
+            return Err(AppError::Forbidden);
+        }
+        Ok(Caller(found))
     }
+}
+
+/// What a `read` access token may ask for: reads, and tenant tokens (whose
+/// role it caps at Viewer). It changes nothing: no revocation, no logout,
+/// no admin writes.
+fn read_only_request(parts: &Parts) -> bool {
+    use axum::http::Method;
+    matches!(parts.method, Method::GET | Method::HEAD)
+        || (parts.method == Method::POST && parts.uri.path() == "/api/v1/tokens")
 }
 
 /// A caller who is a platform admin. A `read` access token may only read.
