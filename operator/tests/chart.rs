@@ -277,3 +277,45 @@ fn identity_gets_cluster_credentials_a_key_encryption_key_and_trusted_proxies() 
         "{volumes}"
     );
 }
+
+#[test]
+fn tenant_domains_and_blocked_ranges_reach_the_operator() {
+    let rendered = template(&[
+        Path::new("--set"),
+        Path::new("operator.allowedDomains={customers.example.org,eu.example.org}"),
+        Path::new("--set"),
+        Path::new("operator.egressBlockedCIDRs={169.254.0.0/16,fd00::/8}"),
+    ])
+    .expect("renders");
+    let docs = documents(&rendered);
+    let operator = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "atoll-operator")
+        .expect("the operator's Deployment");
+    let env = operator["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env");
+    let value = |name: &str| {
+        env.iter()
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["value"].as_str())
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        value("ATOLL_ALLOWED_DOMAINS").as_deref(),
+        Some("customers.example.org,eu.example.org")
+    );
+    assert_eq!(
+        value("ATOLL_EGRESS_BLOCKED_CIDRS").as_deref(),
+        Some("169.254.0.0/16,fd00::/8")
+    );
+    // Unset, the operator's own defaults apply.
+    let default = documents(&render(None));
+    let operator = default
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "atoll-operator")
+        .expect("the operator's Deployment");
+    let names = operator["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
+    assert!(!names.contains("ATOLL_ALLOWED_DOMAINS"));
+    assert!(!names.contains("ATOLL_EGRESS_BLOCKED_CIDRS"));
+}
