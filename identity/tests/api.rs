@@ -756,7 +756,10 @@ async fn read_access_tokens_only_read(url: String) {
         .expect("the full token's id")
         .to_owned();
     let (status, _) = svc
-        .delete(&format!("/api/v1/me/access-tokens/{full_id}"), Some(&pats[0]))
+        .delete(
+            &format!("/api/v1/me/access-tokens/{full_id}"),
+            Some(&pats[0]),
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(role_in_token(&svc, &pats[1], "acme").await, Ok(Role::Admin));
