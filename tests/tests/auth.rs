@@ -8,6 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use atoll_testkit::kubesim::rbac::{Policy, UserInfo};
 use atoll_testkit::kubesim::{KubeSim, Verb};
 use atoll_testkit::nodesim::{NodeSim, NodeSimConfig};
 use common::{eventually, from_json, namespace, pods};
@@ -15,7 +16,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, Config};
 use serde_json::json;
 
@@ -168,6 +169,223 @@ async fn tokens_name_their_service_account_and_rbac_decides_what_it_may_do() {
             (Verb::List, "secrets".to_owned(), 403),
         ]
     );
+    server.shutdown().await;
+}
+
+/// Grants service account `writer` exactly `rules` in the namespace
+/// (replacing what it had).
+async fn writer_role(client: &Client, rules: serde_json::Value) {
+    let apply = PatchParams::apply("test").force();
+    let role: Role = from_json(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "writer", "namespace": NS},
+        "rules": rules,
+    }));
+    Api::<Role>::namespaced(client.clone(), NS)
+        .patch("writer", &apply, &Patch::Apply(&role))
+        .await
+        .expect("role applied");
+    let binding: RoleBinding = from_json(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "writer", "namespace": NS},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "writer"},
+        "subjects": [{"kind": "ServiceAccount", "name": "writer", "namespace": NS}],
+    }));
+    Api::<RoleBinding>::namespaced(client.clone(), NS)
+        .patch("writer", &apply, &Patch::Apply(&binding))
+        .await
+        .expect("binding applied");
+}
+
+fn applied_config_map(name: &str) -> ConfigMap {
+    from_json(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": NS},
+        "data": {"applied": "yes"},
+    }))
+}
+
+/// As on a real API server (k8s.io/apiserver `handlers/patch.go`): a
+/// server-side apply that creates its object is authorized for `create`
+/// too, with the object's name; an apply that updates needs `patch` only,
+/// and other patches never create.
+#[tokio::test]
+async fn an_apply_that_creates_needs_create_as_well_as_patch() {
+    let sim = KubeSim::builder().rbac(true).build();
+    let server = sim
+        .serve("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("listens");
+    let admin = sim.client();
+    namespace(&admin, NS).await;
+    service_account(&admin, "writer", None).await;
+    let writer = client_with_token(
+        &server.url(),
+        &token(&admin, "writer", 3600).await.expect("token"),
+    );
+    let apply = PatchParams::apply("writer");
+    let as_admin = Api::<ConfigMap>::namespaced(admin.clone(), NS);
+    let as_writer = Api::<ConfigMap>::namespaced(writer.clone(), NS);
+
+    // patch only: an apply that would create is refused, and creates nothing.
+    writer_role(
+        &admin,
+        json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["patch"]}]),
+    )
+    .await;
+    let refused = api_status(
+        as_writer
+            .patch("new", &apply, &Patch::Apply(applied_config_map("new")))
+            .await
+            .expect_err("no create"),
+    );
+    assert_eq!((refused.code, refused.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        refused.message,
+        "configmaps \"new\" is forbidden: User \"system:serviceaccount:auth:writer\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"auth\""
+    );
+    let details = refused.details.expect("details");
+    assert_eq!(
+        (details.name.as_str(), details.kind.as_str()),
+        ("new", "configmaps")
+    );
+    assert!(
+        as_admin.get_opt("new").await.expect("get").is_none(),
+        "a refused create stores nothing"
+    );
+    // Dry run or not, the create is authorized.
+    let dry = api_status(
+        as_writer
+            .patch(
+                "new",
+                &PatchParams::apply("writer").dry_run(),
+                &Patch::Apply(applied_config_map("new")),
+            )
+            .await
+            .expect_err("no create, even dry"),
+    );
+    assert_eq!(dry.code, 403);
+    // An apply to an object that exists is an update: patch suffices.
+    as_admin
+        .create(
+            &PostParams::default(),
+            &from_json(json!({"metadata": {"name": "existing"}})),
+        )
+        .await
+        .expect("created by the administrator");
+    let updated = as_writer
+        .patch(
+            "existing",
+            &apply,
+            &Patch::Apply(applied_config_map("existing")),
+        )
+        .await
+        .expect("an apply that updates needs patch only");
+    assert_eq!(updated.data.expect("data")["applied"], "yes");
+    // Other patch types never create: 404, whatever the roles.
+    let missing = api_status(
+        as_writer
+            .patch(
+                "absent",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"data": {"a": "b"}})),
+            )
+            .await
+            .expect_err("a merge patch does not create"),
+    );
+    assert_eq!(missing.code, 404);
+
+    // patch and create: the apply creates.
+    writer_role(
+        &admin,
+        json!([
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["patch", "create"]},
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["named"], "verbs": ["patch", "create"]},
+        ]),
+    )
+    .await;
+    as_writer
+        .patch("new", &apply, &Patch::Apply(applied_config_map("new")))
+        .await
+        .expect("an apply with create creates");
+    assert!(as_admin.get_opt("new").await.expect("get").is_some());
+    // The create is authorized with the object's name: resourceNames hold.
+    let secret = |name: &str| -> Secret {
+        from_json(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": NS},
+            "stringData": {"k": "v"},
+        }))
+    };
+    let secrets = Api::<Secret>::namespaced(writer.clone(), NS);
+    secrets
+        .patch("named", &apply, &Patch::Apply(secret("named")))
+        .await
+        .expect("the named secret is created");
+    let other = api_status(
+        secrets
+            .patch("other", &apply, &Patch::Apply(secret("other")))
+            .await
+            .expect_err("not a named secret"),
+    );
+    assert_eq!(other.code, 403);
+
+    // The log says which applies were also authorized for create, and the
+    // RBAC coverage check counts them.
+    let user = UserInfo::service_account(NS, "writer");
+    let records: Vec<_> = sim
+        .request_log()
+        .records()
+        .into_iter()
+        .filter(|r| r.user.as_deref() == Some(user.name.as_str()))
+        .collect();
+    let summary: Vec<(Verb, &str, u16, &[&str])> = records
+        .iter()
+        .map(|r| {
+            (
+                r.verb,
+                r.name.as_str(),
+                r.code,
+                r.also_authorized.as_slice(),
+            )
+        })
+        .collect();
+    let create: &[&str] = &["create"];
+    assert_eq!(
+        summary,
+        [
+            (Verb::Apply, "new", 403, create),
+            (Verb::Apply, "new", 403, create),
+            (Verb::Apply, "existing", 200, &[][..]),
+            (Verb::Patch, "absent", 404, &[][..]),
+            (Verb::Apply, "new", 201, create),
+            (Verb::Apply, "named", 201, create),
+            (Verb::Apply, "other", 403, &[][..]),
+        ]
+    );
+    let roles: Vec<serde_json::Value> = [
+        serde_json::to_value(
+            Api::<Role>::namespaced(admin.clone(), NS)
+                .get("writer")
+                .await
+                .expect("role"),
+        ),
+        serde_json::to_value(
+            Api::<RoleBinding>::namespaced(admin.clone(), NS)
+                .get("writer")
+                .await
+                .expect("binding"),
+        ),
+    ]
+    .into_iter()
+    .map(|v| v.expect("serialises"))
+    .collect();
+    let coverage = Policy::from_objects(&roles)
+        .expect("RBAC objects")
+        .coverage(&user, &records[4..]);
+    let denied: Vec<&str> = coverage.denied.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(denied, ["other"]);
+    assert!(coverage.unused.is_empty(), "{:?}", coverage.unused);
     server.shutdown().await;
 }
 

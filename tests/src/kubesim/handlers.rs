@@ -16,7 +16,7 @@ use crate::kubesim::error::{ApiError, ApiResult, Cause};
 use crate::kubesim::fields::{self, Part, Writer};
 use crate::kubesim::log::Verb;
 use crate::kubesim::patch;
-use crate::kubesim::routes::{Shared, Target, content_type};
+use crate::kubesim::routes::{Access, Shared, Target, content_type};
 use crate::kubesim::selectors::{FieldSelector, LabelSelector};
 use crate::kubesim::store::{DeleteOptions, WriteOptions, present, served, set_name};
 use crate::kubesim::table;
@@ -29,6 +29,8 @@ pub(crate) type Served = ApiResult<(Response, bool)>;
 pub(crate) struct Request<'a> {
     pub(crate) shared: &'a Arc<Shared>,
     pub(crate) target: &'a Target,
+    /// Authorization beyond the request's own verb (a PATCH that creates).
+    pub(crate) access: &'a Access,
     pub(crate) namespace: String,
     pub(crate) name: String,
     pub(crate) query: &'a HashMap<String, String>,
@@ -367,7 +369,8 @@ pub(crate) fn patch(r: Request<'_>) -> Served {
 }
 
 /// PATCH with `application/apply-patch+yaml`: server-side apply; creates
-/// the object when missing.
+/// the object when missing, which the user must also be allowed to
+/// `create` (other patches of a missing object answer 404).
 pub(crate) fn apply(r: Request<'_>) -> Served {
     let rt = &r.target.rt;
     let name = r.name.as_str();
@@ -441,6 +444,11 @@ pub(crate) fn apply(r: Request<'_>) -> Served {
             let mut new = fields::apply(None, &applied, schema, &writer, true)
                 .unwrap_or_else(|_| applied.clone());
             set_name(&mut new, name);
+            // As the API server: `create` is authorized too, with the name
+            // (so `resourceNames` apply), once the patch has made the
+            // object. (The API server validates the new object first, so a
+            // refused and invalid create is 422 there, 403 here.)
+            r.access.also_authorize(&store, r.target, "create")?;
             (store.create(rt, &r.namespace, new, &options)?, true)
         }
     };

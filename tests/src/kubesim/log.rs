@@ -33,7 +33,9 @@ impl Verb {
         !matches!(self, Self::Get | Self::List | Self::Watch)
     }
 
-    /// The verb as RBAC rules name it (server-side apply is `patch`).
+    /// The verb as RBAC rules name it (server-side apply is `patch`; an
+    /// apply that creates the object is also authorized for `create`, see
+    /// [`RequestRecord::also_authorized`]).
     pub fn rbac_verb(self) -> &'static str {
         match self {
             Self::Get => "get",
@@ -75,6 +77,11 @@ pub struct RequestRecord {
     pub wrote: bool,
     /// Whether an injected fault answered it.
     pub faulted: bool,
+    /// RBAC verbs the request was authorized for besides its own
+    /// ([`Verb::rbac_verb`]), with the same user, resource, namespace and
+    /// name: `create` for a server-side apply that created (or was refused
+    /// creating) the object, as the API server checks it. Empty otherwise.
+    pub also_authorized: Vec<&'static str>,
 }
 
 /// A shared, append-only log of requests. Cheap to clone.

@@ -59,9 +59,11 @@
 //!   conditions, variables, validations, failure policy; no `paramKind`).
 //! - Service-account tokens through the TokenRequest API; each request is
 //!   logged with the user its token names; optional RBAC authorization
-//!   ([`rbac`], also usable on its own to check roles against a log).
+//!   ([`rbac`], also usable on its own to check roles against a log),
+//!   including `create` for a server-side apply that creates its object.
 //! - For tests: a [`RequestLog`] (user, verb, resource, namespace, name,
-//!   field manager, code, whether it wrote) and [`Faults`] (scripted or random
+//!   field manager, code, whether it wrote, the verbs it was also
+//!   authorized for) and [`Faults`] (scripted or random
 //!   500, 409, 429 with `Retry-After`, latency, watch streams cut short;
 //!   closing every open watch on demand).
 //!
@@ -192,7 +194,8 @@ impl KubeSimBuilder {
     /// Authorizes requests that carry a bearer token (issued through the
     /// TokenRequest API, `serviceaccounts/<name>/token`) with RBAC: the
     /// Roles, ClusterRoles and bindings in the store decide, and a denied
-    /// request gets the API server's 403 `Forbidden`. Requests without
+    /// request gets the API server's 403 `Forbidden`. A server-side apply
+    /// that creates its object needs `create` too, as on a real cluster. Requests without
     /// credentials (tests, nodesim, kubectl with the plain kubeconfig) stay
     /// allowed, like a cluster administrator. Off by default.
     pub fn rbac(mut self, on: bool) -> Self {

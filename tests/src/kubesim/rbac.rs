@@ -12,6 +12,12 @@
 //! (`resource/subresource` for a subresource; `*` and `*/sub` as
 //! wildcards) and, when the rule lists `resourceNames`, its object name.
 //! There is no deny rule and no aggregation.
+//!
+//! A server-side apply that creates its object needs `create` as well as
+//! `patch`, with the object's name (so `resourceNames` apply to it), as
+//! the API server checks it (k8s.io/apiserver `handlers/patch.go`); the
+//! request log lists it in [`RequestRecord::also_authorized`] and
+//! [`Policy::coverage`] counts it.
 
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
@@ -78,7 +84,7 @@ pub struct Attributes {
 }
 
 impl Attributes {
-    /// The attributes of a logged request.
+    /// The attributes of a logged request, for its own verb.
     pub fn of(record: &RequestRecord) -> Self {
         Self {
             verb: record.verb.rbac_verb().to_owned(),
@@ -88,6 +94,18 @@ impl Attributes {
             namespace: record.namespace.clone(),
             name: record.name.clone(),
         }
+    }
+
+    /// Every authorization a logged request needed: its own verb, then
+    /// each of [`RequestRecord::also_authorized`] (`create` for an apply
+    /// that created the object).
+    pub fn all_of(record: &RequestRecord) -> Vec<Self> {
+        let own = Self::of(record);
+        let also = record.also_authorized.iter().map(|verb| Self {
+            verb: (*verb).to_owned(),
+            ..own.clone()
+        });
+        std::iter::once(own.clone()).chain(also).collect()
     }
 
     /// `resource` or `resource/subresource`.
@@ -340,8 +358,9 @@ impl Policy {
     }
 
     /// Checks `user`'s requests in `records` (others are skipped) against
-    /// the roles bound to it: which were not allowed, and which permissions
-    /// of those roles no request used.
+    /// the roles bound to it: which were not allowed (for their own verb
+    /// or for one they were also authorized for, [`Attributes::all_of`]),
+    /// and which permissions of those roles no request used.
     pub fn coverage(&self, user: &UserInfo, records: &[RequestRecord]) -> Coverage {
         let mut denied = Vec::new();
         let mut allowed: Vec<(Attributes, Vec<RuleRef>)> = Vec::new();
@@ -349,12 +368,17 @@ impl Policy {
             .iter()
             .filter(|r| r.user.as_deref() == Some(user.name.as_str()))
         {
-            let attributes = Attributes::of(record);
-            let rules = self.allowing_rules(user, &attributes);
-            if rules.is_empty() {
+            let mut refused = false;
+            for attributes in Attributes::all_of(record) {
+                let rules = self.allowing_rules(user, &attributes);
+                if rules.is_empty() {
+                    refused = true;
+                } else {
+                    allowed.push((attributes, rules));
+                }
+            }
+            if refused {
                 denied.push(record.clone());
-            } else {
-                allowed.push((attributes, rules));
             }
         }
         let bound: Vec<RuleRef> = self
@@ -581,6 +605,7 @@ mod tests {
             code: 200,
             wrote: false,
             faulted: false,
+            also_authorized: Vec::new(),
         }
     }
 
@@ -608,6 +633,51 @@ mod tests {
                 "update leases (coordination.k8s.io) from Role sys/leader rule 0",
             ]
         );
+    }
+
+    #[test]
+    fn an_apply_that_creates_needs_and_uses_create_by_name() {
+        let objects = [
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "op"},
+            "rules": [
+                {"apiGroups": [""], "resources": ["secrets"], "verbs": ["patch", "create"], "resourceNames": ["acme"]},
+                {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["patch"]},
+            ]}),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": "op"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "op"},
+                "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": "sys"}]}),
+        ];
+        let policy = Policy::from_objects(objects.iter()).expect("valid RBAC objects");
+        let op = UserInfo::service_account("sys", "op");
+        let created = |resource: &str| RequestRecord {
+            also_authorized: vec!["create"],
+            code: 201,
+            ..record(&op.name, Verb::Apply, "", resource, "")
+        };
+        let updated = record(&op.name, Verb::Apply, "", "configmaps", "");
+
+        let coverage = policy.coverage(&op, &[created("secrets"), updated.clone()]);
+        assert!(coverage.denied.is_empty(), "{:?}", coverage.denied);
+        assert!(coverage.unused.is_empty(), "{:?}", coverage.unused);
+
+        let coverage = policy.coverage(&op, &[updated]);
+        let unused: Vec<String> = coverage.unused.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            unused,
+            [
+                "patch secrets (core) from ClusterRole op rule 0",
+                "create secrets (core) from ClusterRole op rule 0",
+            ]
+        );
+
+        let coverage = policy.coverage(&op, &[created("configmaps")]);
+        assert_eq!(coverage.denied, [created("configmaps")]);
+        let mut other_name = created("secrets");
+        other_name.name = "other".into();
+        let coverage = policy.coverage(&op, std::slice::from_ref(&other_name));
+        assert_eq!(coverage.denied, [other_name]);
     }
 
     #[test]

@@ -90,42 +90,89 @@ impl Shared {
 
     /// RBAC for token holders, from the roles and bindings in the store.
     fn authorize(&self, user: &UserInfo, target: &Target, verb: Verb) -> ApiResult<()> {
-        let attributes = Attributes {
-            verb: verb.rbac_verb().to_owned(),
-            group: target.rt.group.clone(),
-            resource: target.rt.plural.clone(),
-            subresource: target.subresource.clone().unwrap_or_default(),
-            namespace: target.namespace.clone().unwrap_or_default(),
-            name: target.name.clone().unwrap_or_default(),
-        };
-        let policy = {
-            let store = self.lock();
-            let mut objects = Vec::new();
-            for resource in [
-                "roles",
-                "clusterroles",
-                "rolebindings",
-                "clusterrolebindings",
-            ] {
-                if let Some(rt) = store
-                    .registry
-                    .find("rbac.authorization.k8s.io", "v1", resource)
-                {
-                    objects.extend(store.objects(&rt.store_key(), None));
-                }
-            }
-            Policy::from_objects(objects.iter().map(AsRef::as_ref))
-                .map_err(|e| ApiError::internal(format!("reading RBAC objects: {e}")))?
-        };
-        if policy.allows(user, &attributes) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden_by_rbac(
-                target.rt.subject(),
-                &attributes.name,
-                attributes.forbidden_message(&user.name),
-            ))
+        authorize_in(&self.lock(), user, target, verb.rbac_verb())
+    }
+}
+
+/// The roles and bindings in the store.
+fn policy_of(store: &Store) -> ApiResult<Policy> {
+    let mut objects = Vec::new();
+    for resource in [
+        "roles",
+        "clusterroles",
+        "rolebindings",
+        "clusterrolebindings",
+    ] {
+        if let Some(rt) = store
+            .registry
+            .find("rbac.authorization.k8s.io", "v1", resource)
+        {
+            objects.extend(store.objects(&rt.store_key(), None));
         }
+    }
+    Policy::from_objects(objects.iter().map(AsRef::as_ref))
+        .map_err(|e| ApiError::internal(format!("reading RBAC objects: {e}")))
+}
+
+/// RBAC's decision on `verb` (an RBAC verb) of `target` for `user`, from
+/// the roles and bindings in `store`: the API server's 403 when refused.
+fn authorize_in(store: &Store, user: &UserInfo, target: &Target, verb: &str) -> ApiResult<()> {
+    let attributes = Attributes {
+        verb: verb.to_owned(),
+        group: target.rt.group.clone(),
+        resource: target.rt.plural.clone(),
+        subresource: target.subresource.clone().unwrap_or_default(),
+        namespace: target.namespace.clone().unwrap_or_default(),
+        name: target.name.clone().unwrap_or_default(),
+    };
+    if policy_of(store)?.allows(user, &attributes) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden_by_rbac(
+            target.rt.subject(),
+            &attributes.name,
+            attributes.forbidden_message(&user.name),
+        ))
+    }
+}
+
+/// Authorization a handler does itself, after the request's own verb was
+/// allowed: the API server authorizes `create` as well when a PATCH
+/// creates the object (k8s.io/apiserver, `handlers/patch.go`:
+/// `createAuthorizerAttributes`, checked only on the create path).
+#[derive(Debug)]
+pub(crate) struct Access {
+    /// The user RBAC applies to: a token holder when RBAC is on; `None`
+    /// when everything is allowed.
+    rbac_user: Option<UserInfo>,
+    /// The verbs authorized so far, for the request log.
+    also: Mutex<Vec<&'static str>>,
+}
+
+impl Access {
+    /// Authorizes `verb` (an RBAC verb) on the request's target too, with
+    /// the RBAC objects of `store` (the caller holds its lock), and records
+    /// it: the API server's 403 when refused.
+    pub(crate) fn also_authorize(
+        &self,
+        store: &Store,
+        target: &Target,
+        verb: &'static str,
+    ) -> ApiResult<()> {
+        self.also
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(verb);
+        match &self.rbac_user {
+            Some(user) => authorize_in(store, user, target, verb),
+            None => Ok(()),
+        }
+    }
+
+    fn into_verbs(self) -> Vec<&'static str> {
+        self.also
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -387,19 +434,26 @@ async fn resource(
         code: 200,
         wrote: false,
         faulted: false,
+        also_authorized: Vec::new(),
     };
-    let access = user.and_then(|user| match user {
-        Some(user) if shared.rbac => shared.authorize(&user, &target, verb).map(|()| user),
-        Some(user) => Ok(user),
-        None => Ok(UserInfo::administrator()),
+    let allowed = user.and_then(|user| match user {
+        Some(user) if shared.rbac => shared
+            .authorize(&user, &target, verb)
+            .map(|()| (user, true)),
+        Some(user) => Ok((user, false)),
+        None => Ok((UserInfo::administrator(), false)),
     });
-    let user = match access {
-        Ok(user) => user,
+    let (user, rbac) = match allowed {
+        Ok(allowed) => allowed,
         Err(error) => {
             record.code = error.code;
             shared.log.push(record);
             return error.into_response();
         }
+    };
+    let access = Access {
+        rbac_user: rbac.then(|| user.clone()),
+        also: Mutex::default(),
     };
     let requester = Requester {
         user,
@@ -417,13 +471,14 @@ async fn resource(
     }
     let outcome = serve(
         &shared,
-        (verb, &target, requester),
+        (verb, &target, requester, &access),
         &query,
         &headers,
         &body,
         decision.watch_lifetime,
     )
     .await;
+    record.also_authorized = access.into_verbs();
     let response = match outcome {
         Ok((response, wrote)) => {
             record.wrote = wrote;
@@ -450,7 +505,7 @@ async fn resource(
 
 async fn serve(
     shared: &Arc<Shared>,
-    (verb, target, requester): (Verb, &Target, Requester),
+    (verb, target, requester, access): (Verb, &Target, Requester, &Access),
     query: &HashMap<String, String>,
     headers: &HeaderMap,
     body: &Bytes,
@@ -473,6 +528,7 @@ async fn serve(
     let request = Request {
         shared,
         target,
+        access,
         namespace: target.namespace.clone().unwrap_or_default(),
         name: target.name.clone().unwrap_or_default(),
         query,
