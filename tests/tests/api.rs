@@ -2,9 +2,12 @@
 //! controller relies on.
 
 use atoll_testkit::kubesim::{KubeSim, Verb};
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use serde_json::json;
 
 fn cm(name: &str, data: serde_json::Value) -> ConfigMap {
@@ -475,4 +478,110 @@ async fn graceful_pod_deletion_and_dangling_owners() {
         cms.get_opt("orphan").await.expect("read").is_none(),
         "collected"
     );
+}
+
+/// The `n` a counter ConfigMap holds.
+fn counter_of(cm: &ConfigMap) -> usize {
+    cm.data
+        .as_ref()
+        .and_then(|d| d.get("n"))
+        .and_then(|n| n.parse().ok())
+        .expect("a counter")
+}
+
+/// The request log never lags what clients see: a write is logged before
+/// another client can read it (GET) or be told of it (watch), so a mark
+/// taken after seeing the n-th write has it before the mark, never after.
+/// A writer, two readers and a watcher run on their own threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_is_logged_before_another_client_sees_it() {
+    const WRITES: usize = 300;
+    let sim = KubeSim::new();
+    let cms: Api<ConfigMap> = Api::default_namespaced(sim.client());
+    let created = cms
+        .create(&PostParams::default(), &cm("counter", json!({"n": "0"})))
+        .await
+        .expect("created");
+    let start = sim.request_log().mark();
+    let mut events = cms
+        .watch(
+            &WatchParams::default(),
+            created.metadata.resource_version.as_deref().expect("rv"),
+        )
+        .await
+        .expect("watch")
+        .boxed();
+
+    let writer = {
+        let cms: Api<ConfigMap> = Api::default_namespaced(sim.client());
+        tokio::spawn(async move {
+            for n in 1..=WRITES {
+                let patch = Patch::Merge(json!({"data": {"n": n.to_string()}}));
+                cms.patch("counter", &PatchParams::default(), &patch)
+                    .await
+                    .expect("patched");
+            }
+        })
+    };
+    // Each sees some n, then takes a mark: (n, mark) pairs.
+    let reader = |sim: KubeSim| {
+        tokio::spawn(async move {
+            let cms: Api<ConfigMap> = Api::default_namespaced(sim.client());
+            let mut seen = Vec::new();
+            loop {
+                let n = counter_of(&cms.get("counter").await.expect("read"));
+                seen.push((n, sim.request_log().mark()));
+                if n == WRITES {
+                    return seen;
+                }
+            }
+        })
+    };
+    let readers = [reader(sim.clone()), reader(sim.clone())];
+    let watched = {
+        let log = sim.request_log();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Some(event) = events.try_next().await.expect("watch event") {
+                if let WatchEvent::Modified(cm) = event {
+                    let n = counter_of(&cm);
+                    seen.push((n, log.mark()));
+                    if n == WRITES {
+                        return seen;
+                    }
+                }
+            }
+            panic!("the watch ended before the last write");
+        })
+    };
+    writer.await.expect("writer");
+    let mut seen = watched.await.expect("watcher");
+    for reader in readers {
+        seen.extend(reader.await.expect("reader"));
+    }
+
+    // How many of the counter's writes are logged before each position.
+    let log = sim.request_log();
+    let records = log.records();
+    let mut writes_before = vec![0];
+    for record in &records {
+        let counted = record.wrote && record.verb == Verb::Patch && record.name == "counter";
+        writes_before.push(writes_before.last().copied().unwrap_or(0) + usize::from(counted));
+    }
+    assert_eq!(writes_before[records.len()] - writes_before[start], WRITES);
+    for (n, mark) in seen {
+        assert!(
+            writes_before[mark] - writes_before[start] >= n,
+            "write {n} was seen before it was logged (mark {mark})"
+        );
+        let after = log
+            .writes_since(mark)
+            .iter()
+            .filter(|r| r.name == "counter")
+            .count();
+        assert!(
+            after <= WRITES - n,
+            "{after} writes logged after a mark taken once write {n} was seen"
+        );
+    }
 }

@@ -1,6 +1,8 @@
 //! One handler per verb: each reads what it needs from the request, calls
 //! the store, and answers JSON (or a `Table` for kubectl), saying whether
-//! the store changed.
+//! the store changed. Handlers of writes get the store locked by the
+//! caller, which logs the request before it lets go of the lock (see
+//! `routes::serve_write`); they must not lock it again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use crate::kubesim::log::Verb;
 use crate::kubesim::patch;
 use crate::kubesim::routes::{Access, Shared, Target, content_type};
 use crate::kubesim::selectors::{FieldSelector, LabelSelector};
-use crate::kubesim::store::{DeleteOptions, WriteOptions, present, served, set_name};
+use crate::kubesim::store::{DeleteOptions, Store, WriteOptions, present, served, set_name};
 use crate::kubesim::table;
 use crate::kubesim::watch::{self, WatchRequest};
 
@@ -233,7 +235,7 @@ pub(crate) fn watch(r: Request<'_>) -> Served {
     };
     let shared = r.shared;
     let stream = watch::open(
-        &shared.store,
+        &shared.lock(),
         shared.faults.watch_closer(),
         request,
         shared.bookmark_interval,
@@ -253,12 +255,9 @@ pub(crate) fn watch(r: Request<'_>) -> Served {
 }
 
 /// POST.
-pub(crate) fn create(r: Request<'_>) -> Served {
+pub(crate) fn create(r: Request<'_>, store: &mut Store) -> Served {
     let object = parse_body(r.body)?;
-    let written = r
-        .shared
-        .lock()
-        .create(&r.target.rt, &r.namespace, object, &r.options)?;
+    let written = store.create(&r.target.rt, &r.namespace, object, &r.options)?;
     Ok((
         json_response(StatusCode::CREATED, &*written.object),
         written.wrote,
@@ -268,9 +267,9 @@ pub(crate) fn create(r: Request<'_>) -> Served {
 /// TokenRequest (`POST serviceaccounts/<name>/token`): a bearer token that
 /// authenticates as the service account. Tokens do not expire here; the
 /// answer states the expiry the request asked for (default one hour).
-pub(crate) fn token_request(r: Request<'_>) -> Served {
+pub(crate) fn token_request(r: Request<'_>, store: &Store) -> Served {
     let body = parse_body(r.body)?;
-    r.shared.lock().get(&r.target.rt, &r.namespace, &r.name)?;
+    store.get(&r.target.rt, &r.namespace, &r.name)?;
     let seconds = match &body["spec"]["expirationSeconds"] {
         Value::Null => 3600,
         value => value.as_i64().ok_or_else(|| {
@@ -321,12 +320,9 @@ pub(crate) fn token_request(r: Request<'_>) -> Served {
 }
 
 /// PUT.
-pub(crate) fn update(r: Request<'_>) -> Served {
+pub(crate) fn update(r: Request<'_>, store: &mut Store) -> Served {
     let object = parse_body(r.body)?;
-    let written =
-        r.shared
-            .lock()
-            .update(&r.target.rt, &r.namespace, &r.name, object, &r.options)?;
+    let written = store.update(&r.target.rt, &r.namespace, &r.name, object, &r.options)?;
     Ok((
         json_response(StatusCode::OK, &*written.object),
         written.wrote,
@@ -335,7 +331,7 @@ pub(crate) fn update(r: Request<'_>) -> Served {
 
 /// PATCH: merge, JSON or strategic merge (built-in kinds only, as in the
 /// real server).
-pub(crate) fn patch(r: Request<'_>) -> Served {
+pub(crate) fn patch(r: Request<'_>, store: &mut Store) -> Served {
     let rt = &r.target.rt;
     let patch = parse_body(r.body)?;
     let media = content_type(r.headers)
@@ -344,7 +340,6 @@ pub(crate) fn patch(r: Request<'_>) -> Served {
         .unwrap_or_default()
         .trim()
         .to_string();
-    let mut store = r.shared.lock();
     let old = store
         .object(&rt.store_key(), &r.namespace, &r.name)
         .ok_or_else(|| ApiError::not_found(rt.subject(), &r.name))?;
@@ -371,7 +366,7 @@ pub(crate) fn patch(r: Request<'_>) -> Served {
 /// PATCH with `application/apply-patch+yaml`: server-side apply; creates
 /// the object when missing, which the user must also be allowed to
 /// `create` (other patches of a missing object answer 404).
-pub(crate) fn apply(r: Request<'_>) -> Served {
+pub(crate) fn apply(r: Request<'_>, store: &mut Store) -> Served {
     let rt = &r.target.rt;
     let name = r.name.as_str();
     let applied = parse_body(r.body)?;
@@ -413,7 +408,6 @@ pub(crate) fn apply(r: Request<'_>) -> Served {
         now: &now,
     };
     let schema = rt.schema.as_deref();
-    let mut store = r.shared.lock();
     let (written, created) = match store.object(&rt.store_key(), &r.namespace, name) {
         Some(old) => {
             let current = served(&old, rt);
@@ -448,7 +442,7 @@ pub(crate) fn apply(r: Request<'_>) -> Served {
             // (so `resourceNames` apply), once the patch has made the
             // object. (The API server validates the new object first, so a
             // refused and invalid create is 422 there, 403 here.)
-            r.access.also_authorize(&store, r.target, "create")?;
+            r.access.also_authorize(store, r.target, "create")?;
             (store.create(rt, &r.namespace, new, &options)?, true)
         }
     };
@@ -487,9 +481,8 @@ fn scale_of(object: &Value) -> Value {
 
 /// GET, PUT or PATCH of `deployments|statefulsets/{name}/scale`: reads or
 /// sets `spec.replicas`.
-pub(crate) fn scale(r: Request<'_>, verb: Verb) -> Served {
+pub(crate) fn scale(r: Request<'_>, verb: Verb, store: &mut Store) -> Served {
     let rt = &r.target.rt;
-    let mut store = r.shared.lock();
     let old = store
         .object(&rt.store_key(), &r.namespace, &r.name)
         .ok_or_else(|| ApiError::not_found(rt.subject(), &r.name))?;
@@ -528,14 +521,11 @@ pub(crate) fn scale(r: Request<'_>, verb: Verb) -> Served {
 
 /// DELETE of one object: the object while finalizers hold it, a `Status`
 /// once it is gone.
-pub(crate) fn delete(r: Request<'_>) -> Served {
+pub(crate) fn delete(r: Request<'_>, store: &mut Store) -> Served {
     let rt = &r.target.rt;
     let mut options = delete_options(r.query, r.body)?;
     options.requester = r.options.requester.clone();
-    let (object, gone) = r
-        .shared
-        .lock()
-        .delete(rt, &r.namespace, &r.name, &options)?;
+    let (object, gone) = store.delete(rt, &r.namespace, &r.name, &options)?;
     let out = if gone && !options.dry_run {
         json!({
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
@@ -549,12 +539,11 @@ pub(crate) fn delete(r: Request<'_>) -> Served {
 }
 
 /// DELETE of a collection (with selectors).
-pub(crate) fn delete_collection(r: Request<'_>) -> Served {
+pub(crate) fn delete_collection(r: Request<'_>, store: &mut Store) -> Served {
     let rt = &r.target.rt;
     let (labels, fields) = selectors(r.query)?;
     let mut options = delete_options(r.query, r.body)?;
     options.requester = r.options.requester.clone();
-    let mut store = r.shared.lock();
     let (items, _) = store.list(
         rt,
         r.target.namespace.as_deref(),

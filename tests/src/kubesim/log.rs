@@ -85,6 +85,14 @@ pub struct RequestRecord {
 }
 
 /// A shared, append-only log of requests. Cheap to clone.
+///
+/// Records are in the order requests were answered, and a write's record is
+/// in the log before any other client can see the write: it is pushed
+/// while the store lock that applied it is still held, before watchers are
+/// sent its changes. So a request that observed a write comes after it,
+/// and a [`RequestLog::mark`] taken after seeing a write's effect (through
+/// a read or a watch) never counts that write in [`RequestLog::since`] or
+/// [`RequestLog::writes_since`], while one taken before does.
 #[derive(Clone, Debug, Default)]
 pub struct RequestLog {
     records: Arc<Mutex<Vec<RequestRecord>>>,

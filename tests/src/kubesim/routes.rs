@@ -1,9 +1,17 @@
 //! The HTTP face of kubesim: an axum router that parses Kubernetes API
 //! paths and query parameters, applies injected faults, dispatches to the
 //! verb handlers, and logs each request.
+//!
+//! The request log is faithful to what other clients can see: a write is
+//! served under one hold of the store lock, and its record is pushed
+//! before that lock is released and before watchers are sent its changes
+//! ([`Locked`]). So a request that observed a write (a read, or a watch
+//! event) is logged after it, and a test that saw a write's effect finds
+//! its record before any mark it takes next.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -28,6 +36,8 @@ use crate::kubesim::store::{Store, WriteOptions};
 
 /// State shared by every request.
 pub(crate) struct Shared {
+    /// Locked only through [`Shared::lock`], which sends watchers the
+    /// changes made under the lock when releasing it.
     pub(crate) store: Mutex<Store>,
     pub(crate) log: RequestLog,
     pub(crate) faults: Faults,
@@ -45,11 +55,39 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// The store, locked. Changes made through it reach watchers when it is
+/// released ([`Store::publish`]), so that readers and watchers see a write
+/// at the same moment: after whoever holds the lock has logged it.
+pub(crate) struct Locked<'a>(MutexGuard<'a, Store>);
+
+impl Deref for Locked<'_> {
+    type Target = Store;
+
+    fn deref(&self) -> &Store {
+        &self.0
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Store {
+        &mut self.0
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        self.0.publish();
+    }
+}
+
 impl Shared {
-    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
-        self.store
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Locks the store (every use of it goes through here).
+    pub(crate) fn lock(&self) -> Locked<'_> {
+        Locked(
+            self.store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     fn tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, UserInfo>> {
@@ -169,10 +207,14 @@ impl Access {
         }
     }
 
-    fn into_verbs(self) -> Vec<&'static str> {
-        self.also
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// The verbs authorized besides the request's own, for its record.
+    fn take_verbs(&self) -> Vec<&'static str> {
+        std::mem::take(
+            &mut *self
+                .also
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 }
 
@@ -469,16 +511,33 @@ async fn resource(
         shared.log.push(record);
         return error.into_response();
     }
-    let outcome = serve(
+    let request = match prepare(
         &shared,
         (verb, &target, requester, &access),
         &query,
         &headers,
         &body,
         decision.watch_lifetime,
-    )
-    .await;
-    record.also_authorized = access.into_verbs();
+    ) {
+        Ok(request) => request,
+        Err(error) => return finish(&shared.log, record, &access, Err(error)),
+    };
+    if verb.is_write() {
+        serve_write(&shared, verb, request, record, &access)
+    } else {
+        let outcome = serve_read(&shared, verb, request).await;
+        finish(&shared.log, record, &access, outcome)
+    }
+}
+
+/// Completes a request's record from its outcome, logs it, and answers.
+fn finish(
+    log: &RequestLog,
+    mut record: RequestRecord,
+    access: &Access,
+    outcome: Served,
+) -> Response {
+    record.also_authorized = access.take_verbs();
     let response = match outcome {
         Ok((response, wrote)) => {
             record.wrote = wrote;
@@ -499,18 +558,20 @@ async fn resource(
         wrote = record.wrote,
         "kubesim request"
     );
-    shared.log.push(record);
+    log.push(record);
     response
 }
 
-async fn serve(
-    shared: &Arc<Shared>,
-    (verb, target, requester, access): (Verb, &Target, Requester, &Access),
-    query: &HashMap<String, String>,
-    headers: &HeaderMap,
-    body: &Bytes,
+/// The handler's view of a request: 404 for a namespaced resource without
+/// a namespace (collections apart), 415 for a body kubesim cannot read.
+fn prepare<'a>(
+    shared: &'a Arc<Shared>,
+    (verb, target, requester, access): (Verb, &'a Target, Requester, &'a Access),
+    query: &'a HashMap<String, String>,
+    headers: &'a HeaderMap,
+    body: &'a Bytes,
     watch_lifetime: Option<Duration>,
-) -> Served {
+) -> ApiResult<Request<'a>> {
     let rt = &target.rt;
     if rt.namespaced && target.namespace.is_none() && !matches!(verb, Verb::List | Verb::Watch) {
         return Err(ApiError::no_route(
@@ -525,7 +586,7 @@ async fn serve(
     if !body.is_empty() {
         check_media_type(headers)?;
     }
-    let request = Request {
+    Ok(Request {
         shared,
         target,
         access,
@@ -549,27 +610,56 @@ async fn serve(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default(),
         ),
+    })
+}
+
+/// Serves a write ([`Verb::is_write`]) under one hold of the store lock
+/// and logs it before releasing the lock: no other request can see what
+/// it changed (readers need the lock; watchers get changes when it is
+/// released) before its record is in the log.
+fn serve_write(
+    shared: &Shared,
+    verb: Verb,
+    request: Request<'_>,
+    record: RequestRecord,
+    access: &Access,
+) -> Response {
+    let mut store = shared.lock();
+    let outcome = match verb {
+        Verb::Create if request.target.subresource.as_deref() == Some("token") => {
+            handlers::token_request(request, &store)
+        }
+        Verb::Update | Verb::Patch if request.target.subresource.as_deref() == Some("scale") => {
+            handlers::scale(request, verb, &mut store)
+        }
+        Verb::Create => handlers::create(request, &mut store),
+        Verb::Update => handlers::update(request, &mut store),
+        Verb::Patch => handlers::patch(request, &mut store),
+        Verb::Apply => handlers::apply(request, &mut store),
+        Verb::Delete => handlers::delete(request, &mut store),
+        Verb::DeleteCollection => handlers::delete_collection(request, &mut store),
+        Verb::Get | Verb::List | Verb::Watch => {
+            Err(ApiError::internal(format!("{verb:?} is not a write")))
+        }
     };
+    let response = finish(&shared.log, record, access, outcome);
+    // Only now may others see the write.
+    drop(store);
+    response
+}
+
+/// Serves a read; it is logged once answered, after any write it saw.
+async fn serve_read(shared: &Shared, verb: Verb, request: Request<'_>) -> Served {
     match verb {
-        Verb::Get if target.subresource.as_deref() == Some("log") => {
+        Verb::Get if request.target.subresource.as_deref() == Some("log") => {
             handlers::pod_log(request).await
         }
-        Verb::Create if target.subresource.as_deref() == Some("token") => {
-            handlers::token_request(request)
-        }
-        Verb::Get | Verb::Update | Verb::Patch
-            if target.subresource.as_deref() == Some("scale") =>
-        {
-            handlers::scale(request, verb)
+        Verb::Get if request.target.subresource.as_deref() == Some("scale") => {
+            handlers::scale(request, verb, &mut shared.lock())
         }
         Verb::Get => handlers::get(request),
         Verb::List => handlers::list(request),
         Verb::Watch => handlers::watch(request),
-        Verb::Create => handlers::create(request),
-        Verb::Update => handlers::update(request),
-        Verb::Patch => handlers::patch(request),
-        Verb::Apply => handlers::apply(request),
-        Verb::Delete => handlers::delete(request),
-        Verb::DeleteCollection => handlers::delete_collection(request),
+        _ => Err(ApiError::internal(format!("{verb:?} is not a read"))),
     }
 }

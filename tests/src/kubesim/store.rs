@@ -131,6 +131,9 @@ pub struct Store {
     history: VecDeque<Arc<Change>>,
     history_limit: usize,
     changes: broadcast::Sender<Arc<Change>>,
+    /// Changes made under the current lock, not yet sent to watchers: see
+    /// [`Store::publish`].
+    outbox: Vec<Arc<Change>>,
     schemas: HashMap<(String, String, String), Arc<CompiledSchema>>,
     admission: PolicyCache,
     name_seed: u64,
@@ -231,6 +234,7 @@ impl Store {
             history: VecDeque::new(),
             history_limit: history_limit.max(16),
             changes,
+            outbox: Vec::new(),
             schemas: HashMap::new(),
             admission: PolicyCache::default(),
             name_seed: 0x9e37_79b9_7f4a_7c15,
@@ -252,6 +256,7 @@ impl Store {
                 .create(&namespaces, "", object, &options)
                 .expect("built-in namespaces are valid");
         }
+        store.publish();
         store
     }
 
@@ -800,14 +805,26 @@ impl Store {
         object
     }
 
+    /// Keeps a change in the history (read under the lock) and holds it
+    /// for watchers until [`Store::publish`].
     fn record(&mut self, change: Change) {
         let change = Arc::new(change);
         self.history.push_back(change.clone());
         while self.history.len() > self.history_limit {
             self.history.pop_front();
         }
-        // No receivers is fine.
-        let _ = self.changes.send(change);
+        self.outbox.push(change);
+    }
+
+    /// Sends the changes made since the last call to watchers. Whoever
+    /// locks the store for writing calls it just before releasing the lock
+    /// (`routes::Locked` does), so that watchers see a write when readers
+    /// can: after the request that made it is in the request log.
+    pub(crate) fn publish(&mut self) {
+        for change in self.outbox.drain(..) {
+            // No receivers is fine.
+            let _ = self.changes.send(change);
+        }
     }
 }
 

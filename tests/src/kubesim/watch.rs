@@ -6,7 +6,7 @@
 //! closing on demand for fault tests.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -124,9 +124,10 @@ struct Watcher {
 }
 
 /// Opens a watch: the replay is taken and the live feed subscribed under
-/// one lock, so no change is missed or seen twice.
+/// one lock (the caller's, on `store`), so no change is missed or seen
+/// twice.
 pub fn open(
-    store: &Mutex<Store>,
+    store: &Store,
     closer: watch::Receiver<u64>,
     request: WatchRequest,
     bookmark_interval: Duration,
@@ -134,9 +135,6 @@ pub fn open(
     let mut pending = VecDeque::new();
     let mut done = false;
     let (changes, last_rv) = {
-        let store = store
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let changes = store.subscribe();
         match request.resource_version {
             None => {
