@@ -78,6 +78,40 @@ pub enum Observed {
     Deleting,
 }
 
+/// The phase [`desired_status`] gives for what was observed (identity's
+/// state plays no part in it): what the reconciler tells identity before it
+/// writes the status.
+pub fn phase(tenant: &Tenant, observed: &Observed) -> Phase {
+    match observed {
+        Observed::Deleting => Phase::Deleting,
+        Observed::Invalid(_) | Observed::Refused(_) => Phase::Degraded,
+        Observed::Applied {
+            database, instance, ..
+        } => {
+            let suspended = tenant.spec.suspended;
+            let database_ready = match database {
+                DatabaseState::Dedicated(db) => db.complete(),
+                DatabaseState::ExternalProvisioned => true,
+                DatabaseState::ExternalFailed(_) => false,
+            };
+            let instance_ready = tenant.spec.instance.replicas != 0 && instance.complete();
+            let was_ready = matches!(
+                tenant.status.as_ref().and_then(|s| s.phase),
+                Some(Phase::Ready | Phase::Degraded)
+            );
+            if suspended {
+                Phase::Suspended
+            } else if database_ready && instance_ready {
+                Phase::Ready
+            } else if was_ready {
+                Phase::Degraded
+            } else {
+                Phase::Provisioning
+            }
+        }
+    }
+}
+
 /// The status the Tenant should have. `url` and `namespace` are derived by
 /// the caller from the same builders the children use.
 pub fn desired_status(
@@ -370,6 +404,51 @@ mod tests {
     fn condition<'a>(status: &'a TenantStatus, type_: &str) -> (&'a str, &'a str) {
         let c = conditions::get(&status.conditions, type_).expect("condition present");
         (c.status.as_str(), c.reason.as_str())
+    }
+
+    #[test]
+    fn the_phase_alone_is_the_phase_of_the_whole_status() {
+        let starting = WorkloadReadiness::default();
+        let mut observations = vec![Observed::Deleting, Observed::Invalid(Vec::new())];
+        for (db, instance) in [
+            (ready_workload(), ready_workload()),
+            (starting.clone(), ready_workload()),
+            (ready_workload(), starting.clone()),
+        ] {
+            for identity in [IdentityState::Synced, IdentityState::NameConflict] {
+                observations.push(applied(db.clone(), instance.clone(), identity));
+            }
+        }
+        for database in [
+            DatabaseState::ExternalProvisioned,
+            DatabaseState::ExternalFailed("no".into()),
+        ] {
+            observations.push(Observed::Applied {
+                database,
+                instance: ready_workload(),
+                identity: IdentityState::Pending,
+                version: "0.1.0".into(),
+            });
+        }
+        let before = |phase| {
+            Some(TenantStatus {
+                phase: Some(phase),
+                ..TenantStatus::default()
+            })
+        };
+        for suspended in [false, true] {
+            for previous in [None, before(Phase::Ready), before(Phase::Provisioning)] {
+                let tenant = tenant(suspended, previous);
+                for observed in &observations {
+                    let status = desired_status(&tenant, observed, "u", "ns", &at(1));
+                    assert_eq!(
+                        Some(phase(&tenant, observed)),
+                        status.phase,
+                        "{observed:?}, suspended {suspended}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

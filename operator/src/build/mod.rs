@@ -10,9 +10,12 @@ mod network;
 use std::collections::BTreeMap;
 
 use atoll_crds::{DatabaseMode, Tenant};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    Capabilities, PodSecurityContext, SeccompProfile, SecurityContext,
+    Capabilities, ConfigMap, LimitRange, PodSecurityContext, ResourceQuota, SeccompProfile, Secret,
+    SecurityContext, Service, ServiceAccount,
 };
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 
@@ -299,37 +302,81 @@ pub fn children(ctx: &TenantContext<'_>, credentials: &DatabaseCredentials) -> C
     }
 }
 
-impl Children {
-    /// The objects as JSON values in apply order (namespace first, workloads
-    /// after what they use).
-    pub fn to_values(&self) -> Result<Vec<serde_json::Value>, serde_json::Error> {
+/// One namespaced child, borrowed: [`Children::in_order`] walks them in the
+/// order they are applied, the one place that order is written.
+#[derive(Clone, Copy, Debug)]
+pub enum Child<'a> {
+    /// Namespace quota.
+    ResourceQuota(&'a ResourceQuota),
+    /// Container defaults.
+    LimitRange(&'a LimitRange),
+    /// A network policy.
+    NetworkPolicy(&'a NetworkPolicy),
+    /// A pod identity.
+    ServiceAccount(&'a ServiceAccount),
+    /// The database credentials.
+    Secret(&'a Secret),
+    /// PostgreSQL's init scripts.
+    ConfigMap(&'a ConfigMap),
+    /// A Service.
+    Service(&'a Service),
+    /// The PostgreSQL server.
+    StatefulSet(&'a StatefulSet),
+    /// The instance.
+    Deployment(&'a Deployment),
+    /// The instance's Ingress.
+    Ingress(&'a Ingress),
+}
+
+impl Child<'_> {
+    /// The object as JSON.
+    pub fn to_value(self) -> Result<serde_json::Value, serde_json::Error> {
         use serde_json::to_value;
+        match self {
+            Child::ResourceQuota(o) => to_value(o),
+            Child::LimitRange(o) => to_value(o),
+            Child::NetworkPolicy(o) => to_value(o),
+            Child::ServiceAccount(o) => to_value(o),
+            Child::Secret(o) => to_value(o),
+            Child::ConfigMap(o) => to_value(o),
+            Child::Service(o) => to_value(o),
+            Child::StatefulSet(o) => to_value(o),
+            Child::Deployment(o) => to_value(o),
+            Child::Ingress(o) => to_value(o),
+        }
+    }
+}
+
+impl Children {
+    /// The namespaced children in apply order (the namespace itself comes
+    /// before all of them): what a workload uses is applied before it.
+    pub fn in_order(&self) -> Vec<Child<'_>> {
         let mut out = vec![
-            to_value(&self.namespace)?,
-            to_value(&self.resource_quota)?,
-            to_value(&self.limit_range)?,
+            Child::ResourceQuota(&self.resource_quota),
+            Child::LimitRange(&self.limit_range),
         ];
-        for policy in &self.network_policies {
-            out.push(to_value(policy)?);
-        }
-        out.push(to_value(&self.instance_service_account)?);
-        if let Some(sa) = &self.database_service_account {
-            out.push(to_value(sa)?);
-        }
-        out.push(to_value(&self.database_secret)?);
-        if let Some(config_map) = &self.database_init_config_map {
-            out.push(to_value(config_map)?);
-        }
-        if let Some(service) = &self.database_service {
-            out.push(to_value(service)?);
-        }
-        if let Some(sts) = &self.database_stateful_set {
-            out.push(to_value(sts)?);
-        }
-        out.push(to_value(&self.instance_service)?);
-        out.push(to_value(&self.instance_deployment)?);
-        out.push(to_value(&self.instance_ingress)?);
-        Ok(out)
+        out.extend(self.network_policies.iter().map(Child::NetworkPolicy));
+        out.push(Child::ServiceAccount(&self.instance_service_account));
+        out.extend(
+            self.database_service_account
+                .iter()
+                .map(Child::ServiceAccount),
+        );
+        out.push(Child::Secret(&self.database_secret));
+        out.extend(self.database_init_config_map.iter().map(Child::ConfigMap));
+        out.extend(self.database_service.iter().map(Child::Service));
+        out.extend(self.database_stateful_set.iter().map(Child::StatefulSet));
+        out.push(Child::Service(&self.instance_service));
+        out.push(Child::Deployment(&self.instance_deployment));
+        out.push(Child::Ingress(&self.instance_ingress));
+        out
+    }
+
+    /// Every object as JSON, in apply order (the namespace first).
+    pub fn to_values(&self) -> Result<Vec<serde_json::Value>, serde_json::Error> {
+        std::iter::once(serde_json::to_value(&self.namespace))
+            .chain(self.in_order().into_iter().map(Child::to_value))
+            .collect()
     }
 }
 
