@@ -4,6 +4,7 @@ pub mod chart;
 pub mod kubesim;
 pub mod nodesim;
 pub mod pg;
+pub mod realkube;
 pub mod sandbox;
 pub mod wait;
 

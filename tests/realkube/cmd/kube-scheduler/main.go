@@ -1,0 +1,18 @@
+// Command kube-scheduler is the upstream kube-scheduler, built from the
+// published k8s.io/kubernetes module at the version pinned in go.mod (see
+// scripts/realkube-build). Same body as upstream.
+package main
+
+import (
+	"os"
+
+	"k8s.io/component-base/cli"
+	_ "k8s.io/component-base/logs/json/register"          // JSON log format
+	_ "k8s.io/component-base/metrics/prometheus/clientgo" // client-go metrics
+	_ "k8s.io/component-base/metrics/prometheus/version"  // version metric
+	"k8s.io/kubernetes/cmd/kube-scheduler/app"
+)
+
+func main() {
+	os.Exit(cli.Run(app.NewSchedulerCommand()))
+}
