@@ -1,6 +1,23 @@
 //! Durable state: flows (every revision), executions (which double as the
-//! work queue) and logs. One [`Repository`] trait with a SQLite and a
-//! PostgreSQL implementation; [`Store`] picks one from a database URL.
+//! work queue) and logs, behind one [`Repository`] trait.
+//!
+//! One implementation serves SQLite and PostgreSQL: `sql.rs`, generic over
+//! the sqlx database, with `dialect.rs` holding what really differs
+//! (opening and migrating, how a writing transaction excludes others, the
+//! claim's row lock, the substring function, the retention purge). Shared
+//! statement pieces (the execution filter, row decoding) are in `query.rs`.
+//! [`Store`] picks the database from a URL.
+//!
+//! Why generic over `sqlx::Database` rather than one `sqlx::Any` path as in
+//! identity: `Any` copies every bound value and every returned row into
+//! its own value type and boxes each call, on the hot path (creating and
+//! claiming executions, writing them and their logs) where identity has
+//! none; `Any`'s `QueryBuilder` writes `?` placeholders, which PostgreSQL
+//! rejects, so the filters could not be built with it; and `Any` decodes no
+//! `bool` from SQLite's integer columns, where the instance's PostgreSQL
+//! schema uses `BOOLEAN`. Generic code is compiled once per database and
+//! runs the drivers' own types, at no cost; the price is the `match` in
+//! [`Store`]'s forwarding below, which the compiler checks.
 //!
 //! The queue: an unfinished execution is claimed by a process with a lease
 //! (owner + expiry). The owner renews the lease while it works; when a
@@ -15,11 +32,17 @@ use serde::Serialize;
 
 use crate::execution::{Execution, LogEntry, NewLog, State};
 
-mod postgres;
-mod sqlite;
+mod dialect;
+mod query;
+mod sql;
 
-pub use postgres::PostgresRepository;
-pub use sqlite::SqliteRepository;
+pub use dialect::Dialect;
+pub use sql::SqlRepository;
+
+/// The store on SQLite.
+pub type SqliteRepository = SqlRepository<sqlx::Sqlite>;
+/// The store on PostgreSQL.
+pub type PostgresRepository = SqlRepository<sqlx::Postgres>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -71,13 +94,14 @@ pub struct ExecutionFilter {
     pub namespace: Option<String>,
     pub flow_id: Option<String>,
     pub states: Vec<State>,
-    /// Every one of these labels (at most [`MAX_LABEL_FILTERS`]).
+    /// Every one of these labels.
     pub labels: Vec<crate::flow::Label>,
     pub limit: u32,
     pub offset: u32,
 }
 
-/// How many labels one execution search can filter on.
+/// How many labels one execution search through the API can filter on
+/// (each is one more condition in the statement).
 pub const MAX_LABEL_FILTERS: usize = 5;
 
 /// What the owner of a lease learns when renewing it.
@@ -340,8 +364,8 @@ impl Store {
 
     pub fn backend(&self) -> &'static str {
         match self {
-            Store::Sqlite(_) => "sqlite",
-            Store::Postgres(_) => "postgres",
+            Store::Sqlite(_) => <sqlx::Sqlite as Dialect>::BACKEND,
+            Store::Postgres(_) => <sqlx::Postgres as Dialect>::BACKEND,
         }
     }
 }
@@ -501,63 +525,4 @@ impl Repository for Store {
     ) -> Result<bool, StoreError> {
         dispatch!(self, r => r.fire_trigger(key, event_key, cursor, execution))
     }
-}
-
-/// Microseconds since the Unix epoch: the one time format both databases store.
-pub(crate) fn micros(ts: Timestamp) -> i64 {
-    ts.as_microsecond()
-}
-
-pub(crate) fn from_micros(us: i64) -> Timestamp {
-    Timestamp::from_microsecond(us).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
-pub(crate) fn lease_until(lease: Duration) -> i64 {
-    let lease = i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2);
-    micros(Timestamp::now()).saturating_add(lease)
-}
-
-pub(crate) fn encode_execution(execution: &Execution) -> Result<String, StoreError> {
-    serde_json::to_string(execution).map_err(|source| StoreError::Corrupt {
-        what: "execution",
-        source,
-    })
-}
-
-pub(crate) fn decode_execution(body: &str) -> Result<Execution, StoreError> {
-    serde_json::from_str(body).map_err(|source| StoreError::Corrupt {
-        what: "execution",
-        source,
-    })
-}
-
-/// The `state` filter as `,A,,B,` for a substring match in SQL.
-pub(crate) fn state_list(states: &[State]) -> String {
-    states.iter().map(|s| format!(",{},", s.as_str())).collect()
-}
-
-/// `LIKE` pattern for a namespace and its children, with wildcards escaped.
-pub(crate) fn namespace_prefix(namespace: &str) -> String {
-    let escaped = namespace
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    format!("{escaped}.%")
-}
-
-/// Labels as `\u{1f}key=value\u{1f}…` so one substring test finds a label.
-pub(crate) fn label_text(labels: &[crate::flow::Label]) -> String {
-    let mut text = String::from("\u{1f}");
-    for label in labels {
-        text.push_str(&label.key);
-        text.push('=');
-        text.push_str(&label.value);
-        text.push('\u{1f}');
-    }
-    text
-}
-
-/// The search needle of one label.
-pub(crate) fn label_needle(key: &str, value: &str) -> String {
-    format!("\u{1f}{key}={value}\u{1f}")
 }
