@@ -103,8 +103,10 @@ pub struct OperatorConfig {
 /// Ranges instances may not reach by default: RFC 1918, CGNAT (RFC 6598),
 /// link-local (cloud metadata at 169.254.169.254), loopback, "this
 /// network", and IPv6 unique-local (AWS's metadata at fd00:ec2::254),
-/// link-local, loopback, unspecified and the IPv4-mapped and NAT64 forms.
-pub const DEFAULT_BLOCKED_CIDRS: &str = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,169.254.0.0/16,127.0.0.0/8,0.0.0.0/8,fc00::/7,fe80::/10,::1/128,::/128,::ffff:0:0/96,64:ff9b::/96";
+/// link-local, loopback, unspecified and NAT64. (IPv4-mapped IPv6 addresses
+/// travel as IPv4 and meet the IPv4 ranges; Kubernetes refuses such a range
+/// in a NetworkPolicy.)
+pub const DEFAULT_BLOCKED_CIDRS: &str = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,169.254.0.0/16,127.0.0.0/8,0.0.0.0/8,fc00::/7,fe80::/10,::1/128,::/128,64:ff9b::/96";
 
 /// A list of CIDR ranges, each checked to be `address/prefix`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -136,6 +138,11 @@ fn parse_cidrs(text: &str) -> Result<Cidrs, String> {
             .ok_or_else(|| format!("{cidr:?} is not a CIDR range (address/prefix)"))?;
         let max = match address.parse::<std::net::IpAddr>() {
             Ok(std::net::IpAddr::V4(_)) => 32,
+            Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_some() => {
+                return Err(format!(
+                    "{cidr:?} is an IPv4-mapped IPv6 range, which Kubernetes refuses in a NetworkPolicy; list the IPv4 range instead"
+                ));
+            }
             Ok(std::net::IpAddr::V6(_)) => 128,
             Err(_) => return Err(format!("{cidr:?}: {address:?} is not an IP address")),
         };
@@ -260,6 +267,8 @@ mod tests {
         assert!(parse_cidrs("10.0.0.0/33").is_err());
         assert!(parse_cidrs("fc00::/129").is_err());
         assert!(parse_cidrs("example.com/8").is_err());
+        let mapped = parse_cidrs("::ffff:0:0/96").expect_err("IPv4-mapped");
+        assert!(mapped.contains("IPv4-mapped"), "{mapped}");
     }
 
     #[test]
