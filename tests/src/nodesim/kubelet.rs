@@ -806,7 +806,13 @@ pub fn pod_status(runtime: &PodRuntime, previous: Option<&PodStatus>) -> PodStat
                 .and_then(|p| p.start_time.clone())
                 .unwrap_or_else(|| runtime.started.clone()),
         ),
-        qos_class: Some("BestEffort".to_owned()),
+        // The API server sets the QoS class at creation and refuses to
+        // change it.
+        qos_class: Some(
+            previous
+                .and_then(|p| p.qos_class.clone())
+                .unwrap_or_else(|| "BestEffort".to_owned()),
+        ),
         ..PodStatus::default()
     }
 }

@@ -48,6 +48,7 @@ pub mod postgres;
 pub mod probe;
 pub mod process;
 pub mod proxy;
+pub mod registration;
 pub mod rewrite;
 pub mod services;
 pub mod testserver;
@@ -263,6 +264,14 @@ pub enum NodeSimError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Kubelet-only mode could not register its Node (or its Lease).
+    #[error("registering node {node}: {source}")]
+    Register {
+        /// The node's name.
+        node: String,
+        /// The API server's answer.
+        source: kube::Error,
+    },
     /// The watches did not deliver their first list in time.
     #[error("the initial list of {kind} did not arrive within {seconds}s")]
     InitialSync {
@@ -406,8 +415,22 @@ impl MarkDirty for PersistentVolumeClaim {
     }
 }
 
+/// A store that is ready and stays empty: the kinds kubelet mode leaves to
+/// the real controllers.
+fn empty_store<K>() -> Store<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let (reader, mut writer) = reflector::store();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    reader
+}
+
 fn watch_all<K>(
     client: &Client,
+    watch_config: watcher::Config,
     changed: &Arc<Notify>,
     dirty: &Arc<Mutex<Dirty>>,
 ) -> (Store<K>, JoinHandle<()>)
@@ -416,11 +439,8 @@ where
     K::DynamicType: Default + Eq + Hash + Clone,
 {
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(
-        writer,
-        watcher(Api::<K>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff();
+    let stream = reflector::reflector(writer, watcher(Api::<K>::all(client.clone()), watch_config))
+        .default_backoff();
     let changed = changed.clone();
     let dirty = dirty.clone();
     let task = tokio::spawn(async move {
@@ -450,9 +470,45 @@ where
 }
 
 impl NodeSim {
-    /// Starts watching and running workloads through `client`. Returns once
+    /// Starts watching and running workloads through `client`, playing
+    /// kubelet and the workload controllers (for kubesim). Returns once
     /// every watch has delivered its first list.
     pub async fn start(client: Client, config: NodeSimConfig) -> Result<Self, NodeSimError> {
+        Self::start_with(client.clone(), client, config, false).await
+    }
+
+    /// Kubelet-only mode, for a real API server whose controller manager
+    /// and scheduler own the workloads: registers Node
+    /// `config.node_name` and keeps it Ready (status and a Lease in
+    /// `kube-node-lease`), runs the pods bound to it, reports their status
+    /// and confirms their deletion, all through `node` (a client
+    /// authenticated as `system:node:<name>` in `system:nodes`, so the Node
+    /// authorizer and NodeRestriction judge it as they judge kubelet). It
+    /// creates no Pod, ReplicaSet or PVC and writes no workload status.
+    ///
+    /// `cluster` plays the other node-side components: it watches Secrets,
+    /// ConfigMaps and PVCs (kubelet gets them one by one, as its pods need
+    /// them), Services (kube-proxy) and Ingresses (an ingress controller,
+    /// which also writes Ingress status), and provisions a hostPath
+    /// PersistentVolume, pre-bound to its claim, for every unbound PVC
+    /// (the cluster has no provisioner; PVs need cluster-wide rights). The
+    /// real PV controller binds them; nodesim deletes its PVs once their
+    /// claims are gone. Service endpoints are computed from the pods'
+    /// readiness, as in kubesim mode (there is one node).
+    pub async fn start_kubelet(
+        node: Client,
+        cluster: Client,
+        config: NodeSimConfig,
+    ) -> Result<Self, NodeSimError> {
+        Self::start_with(node, cluster, config, true).await
+    }
+
+    async fn start_with(
+        client: Client,
+        cluster: Client,
+        config: NodeSimConfig,
+        kubelet_only: bool,
+    ) -> Result<Self, NodeSimError> {
         use std::os::unix::fs::PermissionsExt;
         let state_err = |source| NodeSimError::StateDir {
             path: config.state_dir.clone(),
@@ -478,21 +534,43 @@ impl NodeSim {
         }));
         let mut watchers = Vec::new();
         let mut add = |task| watchers.push(task);
-        let (deployments, t) = watch_all(&client, &changed, &dirty);
+        let all = watcher::Config::default();
+        let (deployments, statefulsets) = if kubelet_only {
+            // The real controller manager owns the workloads.
+            (empty_store(), empty_store())
+        } else {
+            let (deployments, t) = watch_all(&cluster, all.clone(), &changed, &dirty);
+            add(t);
+            let (statefulsets, t) = watch_all(&cluster, all.clone(), &changed, &dirty);
+            add(t);
+            (deployments, statefulsets)
+        };
+        // As kubelet: only the pods bound to this node (the Node authorizer
+        // lets a node list pods with exactly this selector).
+        let pod_config = if kubelet_only {
+            watcher::Config::default().fields(&format!("spec.nodeName={}", config.node_name))
+        } else {
+            all.clone()
+        };
+        let (pods, t) = watch_all(&client, pod_config, &changed, &dirty);
         add(t);
-        let (statefulsets, t) = watch_all(&client, &changed, &dirty);
+        let (services, t) = watch_all(&cluster, all.clone(), &changed, &dirty);
         add(t);
-        let (pods, t) = watch_all(&client, &changed, &dirty);
+        let (ingresses, t) = watch_all(&cluster, all.clone(), &changed, &dirty);
         add(t);
-        let (services, t) = watch_all(&client, &changed, &dirty);
-        add(t);
-        let (ingresses, t) = watch_all(&client, &changed, &dirty);
-        add(t);
-        let (secrets, t) = watch_all(&client, &changed, &dirty);
-        add(t);
-        let (config_maps, t) = watch_all(&client, &changed, &dirty);
-        add(t);
-        let (pvcs, t) = watch_all(&client, &changed, &dirty);
+        let (secrets, config_maps) = if kubelet_only {
+            // As kubelet: each pod's Secrets and ConfigMaps are read one by
+            // one with the node's identity when it starts (see
+            // `fetch_referenced`); waiting pods are retried every resync.
+            (empty_store(), empty_store())
+        } else {
+            let (secrets, t) = watch_all(&cluster, all.clone(), &changed, &dirty);
+            add(t);
+            let (config_maps, t) = watch_all(&cluster, all.clone(), &changed, &dirty);
+            add(t);
+            (secrets, config_maps)
+        };
+        let (pvcs, t) = watch_all(&cluster, all, &changed, &dirty);
         add(t);
         let stores = Stores {
             deployments,
@@ -510,6 +588,17 @@ impl NodeSim {
             }
             return Err(error);
         }
+        if kubelet_only {
+            match registration::register(&client, &config.node_name).await {
+                Ok(heartbeat) => watchers.push(heartbeat),
+                Err(error) => {
+                    for w in &watchers {
+                        w.abort();
+                    }
+                    return Err(error);
+                }
+            }
+        }
         let config = Arc::new(config);
         let shared = Arc::new(Shared {
             services: ServiceTable::default(),
@@ -518,6 +607,8 @@ impl NodeSim {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let node = Node {
             client,
+            cluster,
+            kubelet_only,
             config: config.clone(),
             shared: shared.clone(),
             stores,
@@ -658,7 +749,12 @@ impl Stores {
 
 /// The controller loop's state.
 struct Node {
+    /// Kubelet's client: pods, their status and deletion, tokens.
     client: Client,
+    /// Everything else (the same client in kubesim mode).
+    cluster: Client,
+    /// Kubelet only: the real controllers own the workloads.
+    kubelet_only: bool,
     config: Arc<NodeSimConfig>,
     shared: Arc<Shared>,
     stores: Stores,
@@ -692,12 +788,114 @@ struct Context<'a> {
     stores: &'a Stores,
     dns: ClusterDns<'a>,
     token: Option<Result<String, String>>,
+    /// Kubelet-only mode: the pod's Secrets and ConfigMaps as the node read
+    /// them (instead of the stores).
+    fetched: Option<Fetched>,
+}
+
+/// The Secrets and ConfigMaps one pod refers to, as its node may read them.
+#[derive(Debug, Default)]
+struct Fetched {
+    secrets: HashMap<String, Secret>,
+    config_maps: HashMap<String, ConfigMap>,
+}
+
+/// The names of the Secrets and ConfigMaps a pod refers to (env, envFrom,
+/// volumes, projected volumes): what the Node authorizer lets its node get.
+fn referenced(pod: &Pod) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut secrets = BTreeSet::new();
+    let mut config_maps = BTreeSet::new();
+    let Some(spec) = pod.spec.as_ref() else {
+        return (secrets, config_maps);
+    };
+    let containers = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
+    for container in containers {
+        for var in container.env.iter().flatten() {
+            if let Some(from) = &var.value_from {
+                if let Some(r) = &from.secret_key_ref {
+                    secrets.insert(r.name.clone());
+                }
+                if let Some(r) = &from.config_map_key_ref {
+                    config_maps.insert(r.name.clone());
+                }
+            }
+        }
+        for source in container.env_from.iter().flatten() {
+            if let Some(r) = &source.secret_ref {
+                secrets.insert(r.name.clone());
+            }
+            if let Some(r) = &source.config_map_ref {
+                config_maps.insert(r.name.clone());
+            }
+        }
+    }
+    for volume in spec.volumes.iter().flatten() {
+        if let Some(name) = volume.secret.as_ref().and_then(|s| s.secret_name.clone()) {
+            secrets.insert(name);
+        }
+        if let Some(cm) = &volume.config_map {
+            config_maps.insert(cm.name.clone());
+        }
+        let projected = volume
+            .projected
+            .iter()
+            .flat_map(|p| p.sources.iter().flatten());
+        for source in projected {
+            if let Some(s) = &source.secret {
+                secrets.insert(s.name.clone());
+            }
+            if let Some(c) = &source.config_map {
+                config_maps.insert(c.name.clone());
+            }
+        }
+    }
+    secrets.remove("");
+    config_maps.remove("");
+    (secrets, config_maps)
+}
+
+/// Reads a pod's Secrets and ConfigMaps one by one through the node's
+/// client, as kubelet does; a missing one is left out (the pod waits, as
+/// with kubelet's `CreateContainerConfigError`), a refusal is logged.
+async fn fetch_referenced(client: &Client, pod: &Pod) -> Fetched {
+    async fn get<K>(api: Api<K>, name: &str) -> Option<K>
+    where
+        K: Resource + Clone + DeserializeOwned + Debug,
+    {
+        match api.get_opt(name).await {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(%error, name, "the node could not read a pod's Secret or ConfigMap");
+                None
+            }
+        }
+    }
+    let namespace = pod.namespace().unwrap_or_default();
+    let (secrets, config_maps) = referenced(pod);
+    let mut fetched = Fetched::default();
+    for name in secrets {
+        let api = Api::<Secret>::namespaced(client.clone(), &namespace);
+        if let Some(secret) = get(api, &name).await {
+            fetched.secrets.insert(name, secret);
+        }
+    }
+    for name in config_maps {
+        let api = Api::<ConfigMap>::namespaced(client.clone(), &namespace);
+        if let Some(cm) = get(api, &name).await {
+            fetched.config_maps.insert(name, cm);
+        }
+    }
+    fetched
 }
 
 /// The token a pod mounts, from the TokenRequest API: `None` when nodesim
 /// gives pods no API access or the pod does not mount its token.
 async fn service_account_token(
     client: &Client,
+    cluster: &Client,
     config: &NodeSimConfig,
     pod: &Pod,
 ) -> Option<Result<String, String>> {
@@ -718,7 +916,10 @@ async fn service_account_token(
         .unwrap_or_else(|| "default".to_owned());
     let api = Api::<ServiceAccount>::namespaced(client.clone(), &namespace);
     let failed = |e: &dyn std::fmt::Display| Some(Err(format!("failed to fetch token: {e}")));
-    match api.get_opt(&account).await {
+    match Api::<ServiceAccount>::namespaced(cluster.clone(), &namespace)
+        .get_opt(&account)
+        .await
+    {
         Ok(Some(found)) => {
             if spec
                 .automount_service_account_token
@@ -779,6 +980,9 @@ impl ServiceResolver for ClusterDns<'_> {
 
 impl env::ConfigLookup for Context<'_> {
     fn secret(&self, name: &str) -> Option<Secret> {
+        if let Some(fetched) = &self.fetched {
+            return fetched.secrets.get(name).cloned();
+        }
         self.stores
             .secrets
             .get(&reflector::ObjectRef::new(name).within(&self.namespace))
@@ -786,6 +990,9 @@ impl env::ConfigLookup for Context<'_> {
     }
 
     fn config_map(&self, name: &str) -> Option<ConfigMap> {
+        if let Some(fetched) = &self.fetched {
+            return fetched.config_maps.get(name).cloned();
+        }
         self.stores
             .config_maps
             .get(&reflector::ObjectRef::new(name).within(&self.namespace))
@@ -950,10 +1157,12 @@ impl Node {
                 .or_default()
                 .push(pod);
         }
-        self.sync_deployments(&by_owner, &scope).await;
-        self.sync_statefulsets(&by_owner, &scope).await;
-        if scope.full() {
-            self.collect_orphans(&pods).await;
+        if !self.kubelet_only {
+            self.sync_deployments(&by_owner, &scope).await;
+            self.sync_statefulsets(&by_owner, &scope).await;
+            if scope.full() {
+                self.collect_orphans(&pods).await;
+            }
         }
         self.sync_pods(&pods, &scope).await;
         let services = self.stores.services.state();
@@ -1255,7 +1464,12 @@ impl Node {
                     ip
                 }
             };
-            let token = service_account_token(&self.client, &self.config, pod).await;
+            let token = service_account_token(&self.client, &self.cluster, &self.config, pod).await;
+            let fetched = if self.kubelet_only {
+                Some(fetch_referenced(&self.client, pod).await)
+            } else {
+                None
+            };
             let ctx = Context {
                 namespace: ns.clone(),
                 stores: &self.stores,
@@ -1264,6 +1478,7 @@ impl Node {
                     pods: &self.shared.pods,
                 },
                 token,
+                fetched,
             };
             let mut runtime =
                 kubelet::start_pod(pod, ip, &self.config, &ctx, &self.containers_changed);
@@ -1348,7 +1563,7 @@ impl Node {
                 .as_ref()
                 .and_then(|s| serde_json::to_value(s).ok());
             patch_status(
-                Api::<Ingress>::namespaced(self.client.clone(), &ns),
+                Api::<Ingress>::namespaced(self.cluster.clone(), &ns),
                 &ingress.name_any(),
                 existing,
                 desired,
@@ -1380,6 +1595,10 @@ impl Node {
                 tracing::warn!(%error, dir = %dir.display(), "creating PVC directory failed");
                 continue;
             }
+            if self.kubelet_only {
+                // The real PV controller binds the claim to nodesim's PV.
+                continue;
+            }
             let spec = pvc.spec.clone().unwrap_or_default();
             let capacity = spec
                 .resources
@@ -1401,6 +1620,15 @@ impl Node {
                 existing,
                 desired,
                 &[],
+            )
+            .await;
+        }
+        if self.kubelet_only {
+            registration::provision_volumes(
+                &self.cluster,
+                &self.config.node_name,
+                &self.config.state_dir,
+                &pvcs,
             )
             .await;
         }
