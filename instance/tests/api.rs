@@ -5,6 +5,7 @@ mod support;
 use std::time::Duration;
 
 use atoll_instance::config::{AuthMode, Config};
+use atoll_testkit::eventually;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -38,6 +39,16 @@ impl Instance {
     }
 
     async fn start_with(auth: AuthMode, metrics: bool) -> Instance {
+        Instance::start_full(auth, metrics, None).await
+    }
+
+    /// On the database at `database_url` (SQLite in a temporary directory
+    /// when `None`).
+    async fn start_on(auth: AuthMode, database_url: Option<String>) -> Instance {
+        Instance::start_full(auth, false, database_url).await
+    }
+
+    async fn start_full(auth: AuthMode, metrics: bool, database_url: Option<String>) -> Instance {
         let dir = tempfile::tempdir().expect("temp dir");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -59,7 +70,8 @@ impl Instance {
             tenant: TENANT.into(),
             listen: addr,
             data_dir: dir.path().to_owned(),
-            database_url: format!("sqlite:{}", dir.path().join("api.db").display()),
+            database_url: database_url
+                .unwrap_or_else(|| format!("sqlite:{}", dir.path().join("api.db").display())),
             public_url: None,
             auth,
             lease: Duration::from_secs(30),
@@ -90,24 +102,23 @@ impl Instance {
     }
 
     async fn wait_ready(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let ok = self
-                .http
-                .get(format!("{}/readyz", self.base))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == StatusCode::OK);
-            if ok {
-                return;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "never ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let readyz = format!("{}/readyz", self.base);
+        eventually("the instance ready", Duration::from_secs(30), || async {
+            let response = self.http.get(&readyz).send().await;
+            response
+                .is_ok_and(|r| r.status() == StatusCode::OK)
+                .then_some(())
+        })
+        .await;
     }
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// `send` without a token or a body.
+    async fn call(&self, method: reqwest::Method, path: &str) -> (StatusCode, Value) {
+        self.send(method, path, None, None).await
     }
 
     async fn send(
@@ -158,18 +169,34 @@ fn yaml(source: &str) -> Option<(&'static str, String)> {
     Some(("application/x-yaml", source.to_owned()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn flows_and_executions_round_trip() {
+/// An instance without authentication, with `sources` created.
+async fn open_instance_with(sources: &[&str]) -> Instance {
     let i = Instance::start(AuthMode::Disabled { explicit: false }).await;
+    for source in sources {
+        let (status, body) = i
+            .send(reqwest::Method::POST, "/api/v1/flows", None, yaml(source))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    i
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flows_are_created_updated_listed_and_deleted() {
+    let i = open_instance_with(&[]).await;
     let (status, body) = i
         .send(reqwest::Method::POST, "/api/v1/flows", None, yaml(HELLO))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["revision"], 1);
-    let (status, _) = i
+    let (status, body) = i
         .send(reqwest::Method::POST, "/api/v1/flows", None, yaml(HELLO))
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        body["message"],
+        "flow acme.team/hello already exists; update it with PUT"
+    );
     let changed = HELLO.replace("hello {{", "hi {{");
     let (status, body) = i
         .send(
@@ -182,19 +209,92 @@ async fn flows_and_executions_round_trip() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["revision"], 2);
     let (_, revisions) = i
-        .send(
+        .call(
             reqwest::Method::GET,
             "/api/v1/flows/acme.team/hello/revisions",
-            None,
-            None,
         )
         .await;
     assert_eq!(revisions.as_array().map(Vec::len), Some(2));
-    let (_, listed) = i
-        .send(reqwest::Method::GET, "/api/v1/flows/acme", None, None)
-        .await;
+    let (_, listed) = i.call(reqwest::Method::GET, "/api/v1/flows/acme").await;
     assert_eq!(listed[0]["id"], "hello");
 
+    let (status, _) = i
+        .call(reqwest::Method::DELETE, "/api/v1/flows/acme.team/hello")
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = i
+        .call(reqwest::Method::GET, "/api/v1/flows/acme.team/hello")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = i
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/flows/acme.team/hello",
+            None,
+            yaml(&changed),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a deleted flow is not updated"
+    );
+    assert_eq!(body["message"], "no such flow");
+
+    let (status, _) = i.call(reqwest::Method::GET, "/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Two creates of one flow at the same time: the existence check and the
+/// save are one transaction, so exactly one succeeds and the other gets
+/// the conflict a later create gets.
+async fn concurrent_creates_of_one_flow_one_wins(database_url: Option<String>) {
+    let i = Instance::start_on(AuthMode::Disabled { explicit: false }, database_url).await;
+    for round in 0..5 {
+        let source = HELLO.replace("id: hello", &format!("id: race{round}"));
+        let (first, second) = tokio::join!(
+            i.send(reqwest::Method::POST, "/api/v1/flows", None, yaml(&source)),
+            i.send(reqwest::Method::POST, "/api/v1/flows", None, yaml(&source)),
+        );
+        let mut statuses = [first.0, second.0];
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            [StatusCode::OK, StatusCode::CONFLICT],
+            "round {round}: {} / {}",
+            first.1,
+            second.1
+        );
+        let lost = if first.0 == StatusCode::CONFLICT {
+            first.1
+        } else {
+            second.1
+        };
+        assert_eq!(lost["code"], "conflict");
+        let (_, revisions) = i
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/v1/flows/acme.team/race{round}/revisions"),
+            )
+            .await;
+        assert_eq!(revisions.as_array().map(Vec::len), Some(1), "{revisions}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_of_one_flow_one_wins_on_sqlite() {
+    concurrent_creates_of_one_flow_one_wins(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_of_one_flow_one_wins_on_postgres() {
+    let server = atoll_testkit::pg::TestPostgres::start();
+    concurrent_creates_of_one_flow_one_wins(Some(server.database_url("api_race"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_is_found_by_id_in_logs_and_in_search() {
+    let i = open_instance_with(&[HELLO]).await;
     // Run and wait, under Kestra's tenant path too.
     let (status, execution) = i
         .send(
@@ -214,30 +314,18 @@ async fn flows_and_executions_round_trip() {
     let id = execution["id"].as_str().expect("id").to_owned();
 
     let (status, got) = i
-        .send(
-            reqwest::Method::GET,
-            &format!("/api/v1/executions/{id}"),
-            None,
-            None,
-        )
+        .call(reqwest::Method::GET, &format!("/api/v1/executions/{id}"))
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(got["id"], id.as_str());
     let (_, logs) = i
-        .send(
-            reqwest::Method::GET,
-            &format!("/api/v1/logs/{id}"),
-            None,
-            None,
-        )
+        .call(reqwest::Method::GET, &format!("/api/v1/logs/{id}"))
         .await;
-    assert_eq!(logs[0]["message"], "hi Ada");
+    assert_eq!(logs[0]["message"], "hello Ada");
     let (_, found) = i
-        .send(
+        .call(
             reqwest::Method::GET,
             "/api/v1/executions/search?namespace=acme&flowId=hello&state=SUCCESS",
-            None,
-            None,
         )
         .await;
     assert_eq!(found["results"][0]["id"], id.as_str());
@@ -252,8 +340,15 @@ async fn flows_and_executions_round_trip() {
         .text()
         .await
         .expect("stream ends");
-    assert!(text.contains("data:") && text.contains("hi Ada"), "{text}");
+    assert!(
+        text.contains("data:") && text.contains("hello Ada"),
+        "{text}"
+    );
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_come_as_a_form_or_multipart() {
+    let i = open_instance_with(&[HELLO]).await;
     // Form-encoded inputs as Kestra's clients send strings.
     let (status, form_run) = i
         .send(
@@ -278,78 +373,36 @@ async fn flows_and_executions_round_trip() {
         .await
         .expect("json");
     assert_eq!(multipart_run["taskRunList"][1]["outputs"]["value"], "Linus");
+}
 
-    // Kill a running execution through the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_execution_is_killed_once() {
     let sleepy = "id: sleepy\nnamespace: acme.team\ntasks:\n  - {id: nap, type: io.kestra.plugin.core.flow.Sleep, duration: PT30S}\n";
-    let (status, _) = i
-        .send(reqwest::Method::POST, "/api/v1/flows", None, yaml(sleepy))
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    let i = open_instance_with(&[sleepy]).await;
     let (_, running) = i
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/executions/acme.team/sleepy",
-            None,
-            None,
-        )
+        .call(reqwest::Method::POST, "/api/v1/executions/acme.team/sleepy")
         .await;
     let sleepy_id = running["id"].as_str().expect("id").to_owned();
     let (status, _) = i
-        .send(
+        .call(
             reqwest::Method::DELETE,
             &format!("/api/v1/executions/{sleepy_id}/kill"),
-            None,
-            None,
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, e) = i
-            .send(
-                reqwest::Method::GET,
-                &format!("/api/v1/executions/{sleepy_id}"),
-                None,
-                None,
-            )
-            .await;
-        if e["state"]["current"] == "KILLED" {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not killed: {e}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let path = format!("/api/v1/executions/{sleepy_id}");
+    eventually("the execution KILLED", Duration::from_secs(10), || async {
+        let (_, e) = i.call(reqwest::Method::GET, &path).await;
+        (e["state"]["current"] == "KILLED").then_some(())
+    })
+    .await;
     let (status, _) = i
-        .send(
+        .call(
             reqwest::Method::POST,
             &format!("/api/v1/executions/{sleepy_id}/kill"),
-            None,
-            None,
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "already ended");
-
-    let (status, _) = i
-        .send(
-            reqwest::Method::DELETE,
-            "/api/v1/flows/acme.team/hello",
-            None,
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = i
-        .send(
-            reqwest::Method::GET,
-            "/api/v1/flows/acme.team/hello",
-            None,
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-
-    let (status, _) = i.send(reqwest::Method::GET, "/healthz", None, None).await;
-    assert_eq!(status, StatusCode::OK);
 }
 
 /// Metrics are served on their own listener (a port the Ingress does not
@@ -362,25 +415,21 @@ async fn metrics_are_served_only_on_the_metrics_listener() {
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, execution) = i
-        .send(
+        .call(
             reqwest::Method::POST,
             "/api/v1/executions/acme.team/hello?wait=true",
-            None,
-            None,
         )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(execution["state"]["current"], "SUCCESS");
 
-    let (status, body) = i.send(reqwest::Method::GET, "/metrics", None, None).await;
+    let (status, body) = i.call(reqwest::Method::GET, "/metrics").await;
     assert_eq!(
         status,
         StatusCode::NOT_FOUND,
         "the API port has no metrics: {body}"
     );
-    let (status, _) = i
-        .send(reqwest::Method::GET, "/api/v1/metrics", None, None)
-        .await;
+    let (status, _) = i.call(reqwest::Method::GET, "/api/v1/metrics").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     let metrics_base = i.metrics_base.clone().expect("a metrics listener");
@@ -427,12 +476,7 @@ async fn logs_are_followed_live_until_the_execution_ends() {
         .await;
     assert_eq!(status, StatusCode::OK);
     let (_, execution) = i
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/executions/acme/chatty",
-            None,
-            None,
-        )
+        .call(reqwest::Method::POST, "/api/v1/executions/acme/chatty")
         .await;
     let id = execution["id"].as_str().expect("id").to_owned();
     // Opened while the execution runs; the stream ends when it is over.
@@ -454,12 +498,7 @@ async fn logs_are_followed_live_until_the_execution_ends() {
         text.push_str(&String::from_utf8_lossy(&chunk));
         if text.contains("first") && !text.contains("second") {
             let (_, now) = i
-                .send(
-                    reqwest::Method::GET,
-                    &format!("/api/v1/executions/{id}"),
-                    None,
-                    None,
-                )
+                .call(reqwest::Method::GET, &format!("/api/v1/executions/{id}"))
                 .await;
             saw_first_while_running |= now["state"]["current"] == "RUNNING";
         }
@@ -488,12 +527,7 @@ async fn bad_input_is_refused_and_nothing_is_stored() {
     assert!(body["details"][0]["line"].as_u64().is_some(), "{body}");
     assert!(body["details"][0]["column"].as_u64().is_some(), "{body}");
     let (status, _) = i
-        .send(
-            reqwest::Method::GET,
-            "/api/v1/flows/acme/broken",
-            None,
-            None,
-        )
+        .call(reqwest::Method::GET, "/api/v1/flows/acme/broken")
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
@@ -503,9 +537,7 @@ async fn bad_input_is_refused_and_nothing_is_stored() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["details"][0]["kind"], "unknownType");
-    let (_, listed) = i
-        .send(reqwest::Method::GET, "/api/v1/flows/search", None, None)
-        .await;
+    let (_, listed) = i.call(reqwest::Method::GET, "/api/v1/flows/search").await;
     assert_eq!(listed["total"], 0, "nothing stored: {listed}");
 
     let huge = format!(
@@ -531,7 +563,7 @@ async fn bad_input_is_refused_and_nothing_is_stored() {
         "/api/v1/executions/..%2Fx",
         "/api/v1/other-tenant/flows/search",
     ] {
-        let (status, body) = i.send(reqwest::Method::GET, path, None, None).await;
+        let (status, body) = i.call(reqwest::Method::GET, path).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
         assert!(body["message"].is_string(), "{path}: {body}");
     }
@@ -549,12 +581,7 @@ async fn bad_input_is_refused_and_nothing_is_stored() {
     )
     .await;
     let (status, body) = i
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/executions/acme.team/hello",
-            None,
-            None,
-        )
+        .call(reqwest::Method::POST, "/api/v1/executions/acme.team/hello")
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["code"], "invalidInputs");
@@ -565,12 +592,7 @@ async fn bad_input_is_refused_and_nothing_is_stored() {
             .contains("`name`")
     );
     let (_, found) = i
-        .send(
-            reqwest::Method::GET,
-            "/api/v1/executions/search",
-            None,
-            None,
-        )
+        .call(reqwest::Method::GET, "/api/v1/executions/search")
         .await;
     assert_eq!(found["total"], 0, "no execution created: {found}");
 }
@@ -770,7 +792,7 @@ async fn tokens_are_verified_offline_against_identity() {
     assert_eq!(get(Some(viewer)).await, StatusCode::OK);
     // Operational endpoints need no token.
     assert_eq!(
-        i.send(reqwest::Method::GET, "/readyz", None, None).await.0,
+        i.call(reqwest::Method::GET, "/readyz").await.0,
         StatusCode::OK
     );
 }
@@ -820,7 +842,7 @@ triggers:
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }
     let (status, _) = i
-        .send(reqwest::Method::GET, "/api/v1/triggers/search", None, None)
+        .call(reqwest::Method::GET, "/api/v1/triggers/search")
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, listed) = i
@@ -847,11 +869,9 @@ async fn logs_come_back_in_bounded_pages() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, execution) = i
-        .send(
+        .call(
             reqwest::Method::POST,
             "/api/v1/executions/acme/loud?wait=true",
-            None,
-            None,
         )
         .await;
     assert_eq!(status, StatusCode::OK);
@@ -978,11 +998,9 @@ async fn viewers_never_see_webhook_keys() {
     }
     // The key still works for the systems that hold it.
     let (status, _) = i
-        .send(
+        .call(
             reqwest::Method::POST,
             &format!("/api/v1/executions/webhook/acme.team/hooked/{KEY}"),
-            None,
-            None,
         )
         .await;
     assert_eq!(status, StatusCode::OK);

@@ -8,6 +8,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use atoll_testkit::eventually;
+
 use serde_json::Value;
 
 const SLOW: &str = r#"
@@ -68,19 +70,15 @@ async fn spawn(data_dir: &Path, database_url: &str) -> Proc {
         base: format!("http://127.0.0.1:{port}"),
     };
     let http = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready = http
-            .get(format!("{}/readyz", proc.base))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if ready {
-            return proc;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "instance not ready");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let readyz = format!("{}/readyz", proc.base);
+    eventually("the instance ready", Duration::from_secs(30), || async {
+        let response = http.get(&readyz).send().await;
+        response
+            .is_ok_and(|r| r.status().is_success())
+            .then_some(())
+    })
+    .await;
+    proc
 }
 
 async fn get_json(http: &reqwest::Client, url: &str) -> Value {
@@ -128,26 +126,20 @@ async fn stop_and_resume(database_url: String, stop: Stop) {
         ids.push(execution["id"].as_str().expect("id").to_owned());
     }
     // Kill once every execution has started running.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let found = get_json(
-            &http,
-            &format!(
-                "{}/api/v1/executions/search?state=RUNNING&size=100",
-                first.base
-            ),
-        )
-        .await;
-        let running = found["results"].as_array().map_or(0, Vec::len);
-        if running == ids.len() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "executions never all ran"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let search = format!(
+        "{}/api/v1/executions/search?state=RUNNING&size=100",
+        first.base
+    );
+    eventually(
+        "every execution running",
+        Duration::from_secs(30),
+        || async {
+            let found = get_json(&http, &search).await;
+            let running = found["results"].as_array().map_or(0, Vec::len);
+            (running == ids.len()).then_some(())
+        },
+    )
+    .await;
     match stop {
         Stop::Kill => drop(first), // SIGKILL
         Stop::Terminate => {
@@ -157,48 +149,35 @@ async fn stop_and_resume(database_url: String, stop: Stop) {
                 .status()
                 .expect("send SIGTERM");
             assert!(status.success());
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-            loop {
-                if let Some(exit) = first.child.try_wait().expect("wait") {
-                    assert!(exit.success(), "graceful shutdown exits 0, got {exit}");
-                    break;
-                }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "no exit after SIGTERM"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            let exit = eventually("an exit after SIGTERM", Duration::from_secs(20), || {
+                let exit = first.child.try_wait().expect("wait");
+                async move { exit }
+            })
+            .await;
+            assert!(exit.success(), "graceful shutdown exits 0, got {exit}");
         }
     }
 
     let second = spawn(dir.path(), &database_url).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     for id in &ids {
-        loop {
-            let execution =
-                get_json(&http, &format!("{}/api/v1/executions/{id}", second.base)).await;
-            let state = execution["state"]["current"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            if ["SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED"].contains(&state.as_str()) {
-                if state != "SUCCESS" {
-                    // A lost attempt of a task with side effects fails with a reason.
-                    let logs = get_json(&http, &format!("{}/api/v1/logs/{id}", second.base)).await;
-                    let text = logs.to_string();
-                    assert!(
-                        text.contains("the instance stopped"),
-                        "{id} {state}: {text}"
-                    );
-                }
-                break;
-            }
+        let url = format!("{}/api/v1/executions/{id}", second.base);
+        let what = format!("execution {id} ended");
+        let state = eventually(&what, Duration::from_secs(60), || async {
+            let execution = get_json(&http, &url).await;
+            let state = execution["state"]["current"].as_str().unwrap_or_default();
+            ["SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED"]
+                .contains(&state)
+                .then(|| state.to_owned())
+        })
+        .await;
+        if state != "SUCCESS" {
+            // A lost attempt of a task with side effects fails with a reason.
+            let logs = get_json(&http, &format!("{}/api/v1/logs/{id}", second.base)).await;
+            let text = logs.to_string();
             assert!(
-                tokio::time::Instant::now() < deadline,
-                "execution {id} stuck in {state}"
+                text.contains("the instance stopped"),
+                "{id} {state}: {text}"
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }

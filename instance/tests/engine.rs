@@ -48,12 +48,7 @@ impl Harness {
     }
 
     async fn start(&self, source: &str, inputs: Value) -> Result<Execution, EngineError> {
-        let flow = atoll_instance::flow::parse(source).expect("valid flow");
-        self.engine
-            .store()
-            .save_flow(&flow.namespace, &flow.id, source)
-            .await
-            .expect("save");
+        let flow = self.engine.flows().save(source).await.expect("save");
         let inputs: Map<String, Value> = inputs.as_object().cloned().unwrap_or_default();
         self.engine
             .start_execution(&flow.namespace, &flow.id, &inputs, Vec::new(), None)
@@ -69,7 +64,7 @@ impl Harness {
     }
 
     async fn logs(&self, id: &str) -> Vec<String> {
-        let logs = self.engine.store().logs(id, 0, 1000).await.expect("logs");
+        let logs = self.engine.logs(id, 0, 1000).await.expect("logs");
         logs.into_iter().map(|l| l.message).collect()
     }
 }
@@ -244,25 +239,17 @@ tasks:
         .await
         .expect("start");
     // Wait for the command to be running before killing it.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let current = h
-            .engine
-            .store()
-            .get_execution(&started.id)
-            .await
-            .expect("get");
-        let running = current.is_some_and(|e| {
-            e.task_run_list
-                .iter()
-                .any(|r| r.task_id == "sh" && r.state.current == State::Running)
-        });
-        if running {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    atoll_testkit::eventually("the command running", Duration::from_secs(10), || async {
+        let current = h.engine.execution(&started.id).await.expect("get");
+        current
+            .is_some_and(|e| {
+                e.task_run_list
+                    .iter()
+                    .any(|r| r.task_id == "sh" && r.state.current == State::Running)
+            })
+            .then_some(())
+    })
+    .await;
     assert!(h.engine.kill(&started.id).await.expect("kill"));
     let execution = h
         .engine

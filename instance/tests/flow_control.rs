@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use atoll_instance::engine::{Engine, EngineConfig};
 use atoll_instance::execution::{Execution, State};
-use atoll_instance::store::{Repository, Store};
+use atoll_instance::store::Store;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -48,13 +48,7 @@ impl Harness {
     }
 
     async fn save(&self, source: &str) {
-        let flow = atoll_instance::flow::parse(source).expect("valid flow");
-        self.engine
-            .store()
-            .save_flow(&flow.namespace, &flow.id, source)
-            .await
-            .expect("save");
-        self.engine.flows_changed();
+        self.engine.flows().save(source).await.expect("save");
     }
 
     async fn start(&self, namespace: &str, id: &str, inputs: Value) -> Execution {
@@ -74,8 +68,7 @@ impl Harness {
 
     async fn get(&self, id: &str) -> Execution {
         self.engine
-            .store()
-            .get_execution(id)
+            .execution(id)
             .await
             .expect("read")
             .expect("exists")
@@ -83,19 +76,12 @@ impl Harness {
 
     /// Polls until the execution is in `state`.
     async fn reaches(&self, id: &str, state: State) -> Execution {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
+        let what = format!("{id} to reach {state:?}");
+        atoll_testkit::eventually(&what, Duration::from_secs(30), || async {
             let execution = self.get(id).await;
-            if execution.state.current == state {
-                return execution;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{id} never reached {state:?}; it is {:?}",
-                execution.state.current
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            (execution.state.current == state).then_some(execution)
+        })
+        .await
     }
 }
 
@@ -437,12 +423,12 @@ async fn executions_of(harness: &Harness, namespace: &str, flow_id: &str) -> Vec
         limit: 100,
         ..Default::default()
     };
-    harness
+    let (found, _) = harness
         .engine
-        .store()
         .search_executions(&filter)
         .await
-        .expect("search")
+        .expect("search");
+    found
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -467,18 +453,15 @@ async fn a_flow_trigger_starts_a_flow_when_another_ends_in_a_given_state() {
         )
         .await;
     assert_eq!(harness.finished(&ok.id).await.state.current, State::Success);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let started = loop {
-        let found = executions_of(&harness, "control.downstream", "consumer").await;
-        if !found.is_empty() {
-            break found;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nothing was triggered"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let started = atoll_testkit::eventually(
+        "the downstream flow triggered",
+        Duration::from_secs(20),
+        || async {
+            let found = executions_of(&harness, "control.downstream", "consumer").await;
+            (!found.is_empty()).then_some(found)
+        },
+    )
+    .await;
     assert_eq!(started.len(), 1, "only the successful execution triggers");
     let consumer = harness.finished(&started[0].id).await;
     assert_eq!(consumer.state.current, State::Success);

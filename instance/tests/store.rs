@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use atoll_instance::execution::{Execution, NewLog, State};
 use atoll_instance::flow::Label;
-use atoll_instance::store::{ExecutionFilter, Repository, Store, StoreError, TriggerKey};
+use atoll_instance::store::{
+    ExecutionFilter, FlowExpect, Repository, Store, StoreError, TriggerKey,
+};
 use jiff::Timestamp;
 use serde_json::Map;
 
@@ -28,19 +30,22 @@ fn execution(id: &str, namespace: &str, flow_id: &str) -> Execution {
 
 async fn flows_are_revisioned(store: &Store) {
     let first = store
-        .save_flow("acme.team", "hello", "v1")
+        .save_flow("acme.team", "hello", "v1", FlowExpect::Any)
         .await
-        .expect("save");
+        .expect("save")
+        .expect("saved");
     assert_eq!(first.revision, 1);
     let same = store
-        .save_flow("acme.team", "hello", "v1")
+        .save_flow("acme.team", "hello", "v1", FlowExpect::Any)
         .await
-        .expect("save");
+        .expect("save")
+        .expect("saved");
     assert_eq!(same.revision, 1, "unchanged source keeps the revision");
     let second = store
-        .save_flow("acme.team", "hello", "v2")
+        .save_flow("acme.team", "hello", "v2", FlowExpect::Any)
         .await
-        .expect("save");
+        .expect("save")
+        .expect("saved");
     assert_eq!(second.revision, 2);
     let latest = store
         .get_flow("acme.team", "hello", None)
@@ -78,13 +83,40 @@ async fn flows_are_revisioned(store: &Store) {
         None
     );
     let again = store
-        .save_flow("acme.team", "hello", "v2")
+        .save_flow("acme.team", "hello", "v2", FlowExpect::Any)
         .await
-        .expect("save");
+        .expect("save")
+        .expect("saved");
     assert_eq!(
         again.revision, 4,
         "re-creating after a delete is a new revision"
     );
+}
+
+/// A create needs the flow absent (or deleted) and an update needs it
+/// live; a save that does not meet its expectation stores nothing.
+async fn flow_saves_check_presence(store: &Store) {
+    let update = |source| store.save_flow("acme.team", "presence", source, FlowExpect::Live);
+    assert_eq!(
+        update("v0").await.expect("update"),
+        None,
+        "nothing to update"
+    );
+    let create = |source| store.save_flow("acme.team", "presence", source, FlowExpect::Absent);
+    let created = create("v1").await.expect("create").expect("created");
+    assert_eq!(created.revision, 1);
+    assert_eq!(create("v2").await.expect("create"), None, "already exists");
+    let updated = update("v2").await.expect("update").expect("updated");
+    assert_eq!(updated.revision, 2);
+    assert!(
+        store
+            .delete_flow("acme.team", "presence")
+            .await
+            .expect("delete")
+    );
+    assert_eq!(update("v3").await.expect("update"), None, "deleted");
+    let recreated = create("v3").await.expect("create").expect("re-created");
+    assert_eq!(recreated.revision, 4);
 }
 
 async fn flows_list_by_namespace_prefix(store: &Store) {
@@ -94,7 +126,10 @@ async fn flows_list_by_namespace_prefix(store: &Store) {
         ("listx", "c"),
         ("lis_", "d"),
     ] {
-        store.save_flow(ns, id, "src").await.expect("save");
+        store
+            .save_flow(ns, id, "src", FlowExpect::Any)
+            .await
+            .expect("save");
     }
     let ids = |flows: Vec<atoll_instance::store::FlowRecord>| {
         flows.into_iter().map(|f| f.id).collect::<Vec<_>>()
@@ -570,6 +605,7 @@ async fn old_ended_executions_are_purged(store: &Store, url: &str) {
 async fn suite(store: Store) {
     store.ping().await.expect("ping");
     flows_are_revisioned(&store).await;
+    flow_saves_check_presence(&store).await;
     flows_list_by_namespace_prefix(&store).await;
     executions_are_stored_and_searched(&store).await;
     expired_leases_are_taken_over(&store).await;

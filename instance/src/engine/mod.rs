@@ -5,7 +5,9 @@ mod context;
 mod driver;
 mod egress;
 mod flow_trigger;
+mod flows;
 mod plan;
+mod reads;
 mod rerun;
 mod retention;
 mod runner;
@@ -13,6 +15,7 @@ mod scheduler;
 mod subflow;
 mod webhook;
 
+pub use flows::{FlowChangeError, Flows, ImportProblem};
 pub use rerun::RerunError;
 pub use scheduler::TriggerView;
 pub use webhook::{WebhookRequest, WebhookStart};
@@ -155,10 +158,6 @@ impl Engine {
         }
     }
 
-    pub fn store(&self) -> &Store {
-        &self.inner.store
-    }
-
     /// Creates an execution of the latest revision of a flow and queues it.
     pub async fn start_execution(
         &self,
@@ -179,18 +178,6 @@ impl Engine {
         self.inner.store.insert_execution(&execution).await?;
         self.inner.work.notify_one();
         Ok(execution)
-    }
-
-    /// Tells the scheduler that flows changed (saved, deleted), so new or
-    /// changed schedules take effect at once in this process.
-    pub fn flows_changed(&self) {
-        if let Ok(mut index) = self.inner.downstream.lock() {
-            self.inner
-                .flows_generation
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            *index = None;
-        }
-        self.inner.flows_changed.notify_one();
     }
 
     /// Every trigger of the flows under `namespace` (all when `None`), with
@@ -467,6 +454,18 @@ pub(crate) fn new_execution(
 }
 
 impl Inner {
+    /// Forgets what was derived from the set of flows (the flow trigger
+    /// index) and tells the scheduler, so new or changed schedules take
+    /// effect at once in this process. Only the flows service changes flows.
+    fn flows_changed(&self) {
+        if let Ok(mut index) = self.downstream.lock() {
+            self.flows_generation
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            *index = None;
+        }
+        self.flows_changed.notify_one();
+    }
+
     /// The latest live revision of a flow, parsed.
     async fn latest_flow(
         &self,

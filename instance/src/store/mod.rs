@@ -87,6 +87,28 @@ pub struct FlowRecord {
     pub updated: Timestamp,
 }
 
+/// What a flow save requires of the flow's latest revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowExpect {
+    /// Saved whether or not the flow exists.
+    Any,
+    /// Only a new flow (none yet, or deleted): a create.
+    Absent,
+    /// Only an existing live flow: an update.
+    Live,
+}
+
+impl FlowExpect {
+    fn met_by(self, latest: Option<&FlowRecord>) -> bool {
+        let live = latest.is_some_and(|l| !l.deleted);
+        match self {
+            FlowExpect::Any => true,
+            FlowExpect::Absent => !live,
+            FlowExpect::Live => live,
+        }
+    }
+}
+
 /// Which executions a search returns, newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecutionFilter {
@@ -137,13 +159,17 @@ pub trait Repository: Send + Sync + 'static {
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Stores `source` as the next revision of the flow, unless it equals the
-    /// latest (live) revision, which is then returned unchanged.
+    /// latest (live) revision, which is then returned unchanged. The check
+    /// of `expect` and the write are one transaction, serialised with every
+    /// other write of the flow: `None` when the flow's presence is not what
+    /// `expect` asks (never for [`FlowExpect::Any`]).
     fn save_flow(
         &self,
         namespace: &str,
         id: &str,
         source: &str,
-    ) -> impl Future<Output = Result<FlowRecord, StoreError>> + Send;
+        expect: FlowExpect,
+    ) -> impl Future<Output = Result<Option<FlowRecord>, StoreError>> + Send;
 
     /// The given revision, or the latest live one when `revision` is `None`.
     fn get_flow(
@@ -383,8 +409,14 @@ impl Repository for Store {
     async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(self, r => r.ping())
     }
-    async fn save_flow(&self, ns: &str, id: &str, source: &str) -> Result<FlowRecord, StoreError> {
-        dispatch!(self, r => r.save_flow(ns, id, source))
+    async fn save_flow(
+        &self,
+        ns: &str,
+        id: &str,
+        source: &str,
+        expect: FlowExpect,
+    ) -> Result<Option<FlowRecord>, StoreError> {
+        dispatch!(self, r => r.save_flow(ns, id, source, expect))
     }
     async fn get_flow(
         &self,

@@ -18,8 +18,8 @@ use sqlx::{Database, Pool, QueryBuilder, Row};
 use super::dialect::Dialect;
 use super::query::{decode_execution, encode_execution, lease_until, micros};
 use super::{
-    ExecutionFilter, FlowRecord, Lease, Repository, StoreError, TriggerKey, TriggerState,
-    query_error,
+    ExecutionFilter, FlowExpect, FlowRecord, Lease, Repository, StoreError, TriggerKey,
+    TriggerState, query_error,
 };
 use crate::execution::{Execution, LogEntry, NewLog};
 
@@ -86,7 +86,8 @@ where
         namespace: &str,
         id: &str,
         source: &str,
-    ) -> Result<FlowRecord, StoreError> {
+        expect: FlowExpect,
+    ) -> Result<Option<FlowRecord>, StoreError> {
         let action = "save flow";
         let mut tx = DB::begin_write(&self.pool, Some((namespace, id)), action).await?;
         let latest = sqlx::query(FLOW_LATEST)
@@ -96,11 +97,14 @@ where
             .await
             .map_err(query_error(action))?
             .map(|row| Self::flow_record(&row));
+        if !expect.met_by(latest.as_ref()) {
+            return Ok(None);
+        }
         if let Some(latest) = &latest
             && !latest.deleted
             && latest.source == source
         {
-            return Ok(latest.clone());
+            return Ok(Some(latest.clone()));
         }
         let record = FlowRecord {
             namespace: namespace.into(),
@@ -121,7 +125,7 @@ where
             .await
             .map_err(query_error(action))?;
         tx.commit().await.map_err(query_error(action))?;
-        Ok(record)
+        Ok(Some(record))
     }
 
     async fn get_flow(

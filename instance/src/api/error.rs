@@ -1,0 +1,163 @@
+//! [`ApiError`]: the one JSON error answer, and how engine, store and flow
+//! errors map to it.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::MAX_BODY_BYTES;
+use crate::engine::{EngineError, FlowChangeError, RerunError};
+use crate::flow::FlowError;
+use crate::store::StoreError;
+
+/// The JSON error every failing call answers: `{"message", "status", "code"}`
+/// plus `details` for refused flows. Internal failures are logged, not echoed.
+#[derive(Debug)]
+pub enum ApiError {
+    Unauthorized,
+    Forbidden,
+    NotFound(String),
+    Conflict(String),
+    BadRequest {
+        code: &'static str,
+        message: String,
+        details: Vec<Value>,
+    },
+    PayloadTooLarge,
+    Internal(String),
+    Unavailable,
+}
+
+pub(super) type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    /// A 400 with no details.
+    pub(super) fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+            details: Vec::new(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message, details) = match self {
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token for this tenant is required".to_owned(),
+                Vec::new(),
+            ),
+            ApiError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "your role does not allow this".to_owned(),
+                Vec::new(),
+            ),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "notFound", m, Vec::new()),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m, Vec::new()),
+            ApiError::BadRequest {
+                code,
+                message,
+                details,
+            } => (StatusCode::BAD_REQUEST, code, message, details),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payloadTooLarge",
+                format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+                Vec::new(),
+            ),
+            ApiError::Internal(detail) => {
+                tracing::error!(error = %detail, "request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error".to_owned(),
+                    Vec::new(),
+                )
+            }
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "not ready".to_owned(),
+                Vec::new(),
+            ),
+        };
+        let mut body = json!({"message": message, "status": status.as_u16(), "code": code});
+        if !details.is_empty() {
+            body["details"] = Value::Array(details);
+        }
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        ApiError::Internal(err.to_string())
+    }
+}
+
+impl From<FlowError> for ApiError {
+    fn from(err: FlowError) -> Self {
+        let details = match &err {
+            FlowError::Yaml {
+                line,
+                column,
+                message,
+            } => vec![json!({"line": line, "column": column, "message": message})],
+            FlowError::Invalid { problems } => problems
+                .iter()
+                .map(|p| {
+                    json!({"path": p.path, "task": p.task, "kind": p.kind.as_str(), "message": p.to_string()})
+                })
+                .collect(),
+        };
+        ApiError::BadRequest {
+            code: "invalidFlow",
+            message: err.to_string(),
+            details,
+        }
+    }
+}
+
+impl From<FlowChangeError> for ApiError {
+    fn from(err: FlowChangeError) -> Self {
+        match err {
+            FlowChangeError::Invalid(e) => e.into(),
+            FlowChangeError::Exists { .. } => ApiError::Conflict(err.to_string()),
+            FlowChangeError::NotFound => ApiError::NotFound("no such flow".into()),
+            FlowChangeError::KeyMismatch => ApiError::bad_request("invalidFlow", err.to_string()),
+            FlowChangeError::ImportInvalid { ref problems, .. } => ApiError::BadRequest {
+                code: "invalidFlow",
+                details: problems
+                    .iter()
+                    .map(|p| json!({"file": p.file, "message": p.message}))
+                    .collect(),
+                message: err.to_string(),
+            },
+            FlowChangeError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(err: EngineError) -> Self {
+        match err {
+            EngineError::FlowNotFound { .. } | EngineError::ExecutionNotFound(_) => {
+                ApiError::NotFound(err.to_string())
+            }
+            EngineError::FlowDisabled { .. }
+            | EngineError::NotPaused(_)
+            | EngineError::Busy(_)
+            | EngineError::Rerun(RerunError::NotEnded(_) | RerunError::NotFailed(_)) => {
+                ApiError::Conflict(err.to_string())
+            }
+            EngineError::Rerun(RerunError::NoTaskRun { .. }) => ApiError::NotFound(err.to_string()),
+            EngineError::Inputs(e) => ApiError::bad_request("invalidInputs", e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}

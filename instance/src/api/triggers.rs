@@ -1,0 +1,85 @@
+//! Triggers: `/triggers/search` (for callers with a token) and the webhook
+//! endpoints, which take no token: the key in the path is the secret (see
+//! `engine::webhook`).
+
+use axum::Json;
+use axum::extract::{Path, Query, Request, State};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::executions::ended_or_current;
+use super::extract::{FlowKey, Viewer};
+use super::flows::NamespaceQuery;
+use super::inputs::form_pairs;
+use super::{ApiError, ApiResult, AppState, read_body};
+use crate::engine::WebhookRequest;
+
+/// Triggers with their next run time and last execution (Kestra's
+/// `/triggers/search`).
+pub(super) async fn search_triggers(
+    State(state): State<AppState>,
+    Query(query): Query<NamespaceQuery>,
+    Viewer(_): Viewer,
+) -> ApiResult<Json<Value>> {
+    let triggers = state.engine.triggers(query.checked()?).await?;
+    let total = triggers.len();
+    Ok(Json(json!({"results": triggers, "total": total})))
+}
+
+/// Longest webhook key looked up.
+const MAX_KEY_LEN: usize = 256;
+
+#[derive(Debug, Deserialize)]
+pub(super) struct WebhookPath {
+    /// Kestra's tenant segment, on `/api/v1/{tenant}/…`.
+    tenant: Option<String>,
+    namespace: String,
+    flow_id: String,
+    key: String,
+}
+
+/// Starts an execution from a webhook call (GET, POST, PUT…). A wrong
+/// tenant, a wrong key, an unknown or disabled flow and a disabled trigger
+/// all answer the same 404.
+pub(super) async fn webhook(
+    State(state): State<AppState>,
+    Path(path): Path<WebhookPath>,
+    request: Request,
+) -> ApiResult<Response> {
+    if path.tenant.as_ref().is_some_and(|t| *t != state.tenant) {
+        return Err(ApiError::NotFound("no such endpoint".into()));
+    }
+    let not_found = || ApiError::NotFound("no such webhook".into());
+    let key = FlowKey::parse(path.namespace, path.flow_id).ok_or_else(not_found)?;
+    if path.key.len() > MAX_KEY_LEN {
+        return Err(not_found());
+    }
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    let headers = request.headers().clone();
+    let bytes = read_body(request.into_body()).await?;
+    let parameters = form_pairs(query.as_bytes()).unwrap_or_default();
+    let request = WebhookRequest::new(
+        &bytes,
+        headers
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))),
+        parameters,
+    );
+    let started = state
+        .engine
+        .webhook(&key.namespace, &key.id, &path.key, request)
+        .await?
+        .ok_or_else(not_found)?;
+    state.metrics.executions_started.inc();
+    let execution = started.execution;
+    if !started.trigger.wait {
+        return Ok(Json(execution).into_response());
+    }
+    let done = ended_or_current(&state, execution).await?;
+    if started.trigger.return_outputs {
+        let outputs = done.outputs.clone().unwrap_or_default();
+        return Ok(Json(Value::Object(outputs)).into_response());
+    }
+    Ok(Json(done).into_response())
+}

@@ -1,0 +1,44 @@
+//! What the API reads of executions and logs, and the readiness check: the
+//! store stays private to the engine.
+
+use super::Engine;
+use crate::execution::{Execution, LogEntry};
+use crate::store::{ExecutionFilter, Repository, StoreError};
+
+impl Engine {
+    /// Checks the database answers (readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.store.ping().await
+    }
+
+    pub async fn execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
+        self.inner.store.get_execution(id).await
+    }
+
+    /// One page of the executions `filter` selects, newest first, and how
+    /// many it selects in all.
+    pub async fn search_executions(
+        &self,
+        filter: &ExecutionFilter,
+    ) -> Result<(Vec<Execution>, u64), StoreError> {
+        let results = self.inner.store.search_executions(filter).await?;
+        let total = self.inner.store.count_executions(filter).await?;
+        Ok((results, total))
+    }
+
+    /// Deletes an ended execution with its logs: `Some(false)` when it has
+    /// not ended, `None` when there is no such execution.
+    pub async fn delete_execution(&self, id: &str) -> Result<Option<bool>, StoreError> {
+        self.inner.store.delete_execution(id).await
+    }
+
+    /// Log lines of an execution with `seq` greater than `after`, in order.
+    pub async fn logs(
+        &self,
+        execution_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        self.inner.store.logs(execution_id, after, limit).await
+    }
+}
