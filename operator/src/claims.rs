@@ -117,27 +117,15 @@ fn host_of(tenant: &Tenant, base_domain: &str) -> String {
 }
 
 /// Creation time, then name: a total order, so exactly one Tenant wins.
-fn age_key(tenant: &Tenant) -> (Option<String>, String) {
+fn age_key(tenant: &Tenant) -> (Option<k8s_openapi::jiff::Timestamp>, String) {
     (
-        tenant
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map(|t| t.0.to_string()),
+        tenant.metadata.creation_timestamp.as_ref().map(|t| t.0),
         tenant.name_any(),
     )
 }
 
 fn older(a: &Tenant, b: &Tenant) -> bool {
-    let (a_time, a_name) = age_key(a);
-    let (b_time, b_name) = age_key(b);
-    match (
-        a.metadata.creation_timestamp.as_ref(),
-        b.metadata.creation_timestamp.as_ref(),
-    ) {
-        (Some(x), Some(y)) if x.0 != y.0 => x.0 < y.0,
-        _ => (a_time, a_name) < (b_time, b_name),
-    }
+    age_key(a) < age_key(b)
 }
 
 /// The namespace may be created (absent) or adopted only when the operator

@@ -407,13 +407,13 @@ async fn sync_identity(
         (Some(_), Some(state)) => state,
         (Some(_), None) => IdentityState::Pending,
     };
+    let reachable = instance.complete();
     let mut observed = Observed::Applied {
         database,
         instance,
         identity: identity.clone(),
         version,
     };
-    let reachable = matches!(&observed, Observed::Applied { instance, .. } if instance.complete());
     if let Some(client) = &ctx.identity
         && (reachable || identity == IdentityState::Synced)
     {

@@ -198,23 +198,19 @@ fn is_dns_label(s: &str) -> bool {
 fn replace_whole_address(value: &str, address: &str, with: &str) -> String {
     let is_part = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit() || c == '.');
     let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    let mut before: Option<char> = None;
-    while let Some(at) = rest.find(address) {
-        let prefix = &rest[..at];
-        let previous = prefix.chars().next_back().or(before);
-        let after = rest[at + address.len()..].chars().next();
-        out.push_str(prefix);
-        // A digit, dot or prefix length after it: part of a range.
-        if !is_part(previous) && !is_part(after) && after != Some('/') {
+    let mut copied = 0;
+    for (at, _) in value.match_indices(address) {
+        let end = at + address.len();
+        let before = value[..at].chars().next_back();
+        let after = value[end..].chars().next();
+        // A digit, dot or prefix length next to it: part of a range.
+        if at >= copied && !is_part(before) && !is_part(after) && after != Some('/') {
+            out.push_str(&value[copied..at]);
             out.push_str(with);
-        } else {
-            out.push_str(address);
+            copied = end;
         }
-        before = Some('0');
-        rest = &rest[at + address.len()..];
     }
-    out.push_str(rest);
+    out.push_str(&value[copied..]);
     out
 }
 
