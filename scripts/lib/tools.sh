@@ -36,3 +36,47 @@ ensure_postgres() {
   fi
   export ATOLL_PG_BINDIR
 }
+
+# The channel rust-toolchain.toml pins (for example 1.95.0).
+pinned_rust() { sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml; }
+
+# Makes the pinned toolchain usable without surprises. When rustup lacks it
+# but its default toolchain is that same release, the default is linked under
+# the pinned name (no download); otherwise rustup installs it. When neither
+# works, or the pinned toolchain cannot get clippy and rustfmt, the default
+# toolchain is used through RUSTUP_TOOLCHAIN, which says so loudly.
+# Exports ATOLL_NO_CLIPPY / ATOLL_NO_RUSTFMT when a component is missing.
+ensure_rust_toolchain() {
+  local want have toolchains
+  want=$(pinned_rust)
+  if command -v rustup >/dev/null && [ -n "$want" ] && [ -z "${RUSTUP_TOOLCHAIN:-}" ]; then
+    toolchains=$(rustup toolchain list)
+    if ! grep -q "^$want-" <<<"$toolchains"; then
+      have=$(cd / && rustc --version | awk '{print $2}')
+      local home="${RUSTUP_HOME:-$HOME/.rustup}" host default
+      host=$(cd / && rustc -vV | sed -n 's/^host: //p')
+      default=$(cd / && rustup default | awk '{print $1}')
+      if [ "$have" = "$want" ] && [ -d "$home/toolchains/$default" ]; then
+        log "linking the default toolchain ($default, rustc $have) as $want"
+        ln -s "$home/toolchains/$default" "$home/toolchains/$want-$host"
+      else
+        log "installing Rust $want (rust-toolchain.toml)"
+        rustup toolchain install "$want" --profile minimal -c clippy -c rustfmt \
+          || { log "WARNING: cannot install Rust $want; building with the default toolchain (rustc $have)"
+               export RUSTUP_TOOLCHAIN="$default"; }
+      fi
+    fi
+    if [ -z "${RUSTUP_TOOLCHAIN:-}" ]; then
+      local component
+      for component in clippy rustfmt; do
+        rustup component list --toolchain "$want" --installed 2>/dev/null | grep -q "^$component" \
+          || rustup component add --toolchain "$want" "$component" >/dev/null 2>&1 \
+          || { log "WARNING: Rust $want has no $component and it cannot be installed"
+               export RUSTUP_TOOLCHAIN="$want"; }
+      done
+    fi
+  fi
+  cargo clippy --version >/dev/null 2>&1 || export ATOLL_NO_CLIPPY=1
+  cargo fmt --version >/dev/null 2>&1 || export ATOLL_NO_RUSTFMT=1
+  log "Rust: $(rustc --version)"
+}
