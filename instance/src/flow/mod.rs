@@ -10,6 +10,7 @@ mod redact;
 mod types;
 mod validate;
 
+pub use crate::vocabulary::Label;
 pub use error::{FlowError, Problem, ProblemKind};
 pub use inputs::{InputError, resolve_inputs};
 pub use model::*;

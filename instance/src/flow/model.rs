@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::vocabulary::{Label, State};
+
 /// A flow as written by its author, after parsing and validation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Flow {
@@ -47,12 +49,6 @@ pub enum ConcurrencyBehavior {
     Cancel,
     /// It ends FAILED at once.
     Fail,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Label {
-    pub key: String,
-    pub value: String,
 }
 
 /// A declared flow input.
@@ -160,7 +156,7 @@ impl TriggerKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlowTrigger {
     /// The ending states that count (every final state when empty).
-    pub states: Vec<crate::execution::State>,
+    pub states: Vec<State>,
     /// All must hold for the ended execution.
     pub conditions: Vec<FlowCondition>,
     /// Inputs of each execution (strings are templates seeing `trigger`).
@@ -175,15 +171,15 @@ pub enum FlowCondition {
     Namespace { namespace: String, prefix: bool },
     /// Its state is one of `within` (when given) and none of `except`.
     Status {
-        within: Vec<crate::execution::State>,
-        except: Vec<crate::execution::State>,
+        within: Vec<State>,
+        except: Vec<State>,
     },
 }
 
 impl FlowTrigger {
     /// Whether an execution of `namespace/flow_id` that ended in `state`
     /// starts this trigger (pure).
-    pub fn matches(&self, namespace: &str, flow_id: &str, state: crate::execution::State) -> bool {
+    pub fn matches(&self, namespace: &str, flow_id: &str, state: State) -> bool {
         let state_ok = if self.states.is_empty() {
             state.is_terminal()
         } else {
@@ -230,8 +226,8 @@ pub struct ScheduleTrigger {
 }
 
 impl ScheduleTrigger {
-    pub fn schedule(&self) -> Result<crate::schedule::Schedule, crate::schedule::ScheduleError> {
-        crate::schedule::Schedule::parse(&self.cron, self.with_seconds, self.timezone.as_deref())
+    pub fn schedule(&self) -> Result<crate::cron::Schedule, crate::cron::ScheduleError> {
+        crate::cron::Schedule::parse(&self.cron, self.with_seconds, self.timezone.as_deref())
     }
 }
 
@@ -371,7 +367,7 @@ pub enum TaskKind {
     Subflow(SubflowSpec),
     /// Ends the execution at once in the given state.
     Exit {
-        state: crate::execution::State,
+        state: State,
     },
     /// Waits for `delay`, or until resumed through the API (the task's
     /// `timeout` then fails it if nobody does), then runs `tasks`.
@@ -600,7 +596,6 @@ mod tests {
 
     #[test]
     fn flow_triggers_match_flow_namespace_and_state() {
-        use crate::execution::State;
         let trigger = FlowTrigger {
             states: Vec::new(),
             conditions: vec![

@@ -10,6 +10,7 @@ use super::error::{FlowError, Problem, ProblemKind};
 use super::model::*;
 use super::types::{TaskType, TriggerType, lookup_task_type, lookup_trigger_type};
 use super::validate::{IdRule, check_id, is_valid_id};
+use crate::vocabulary::Label;
 
 /// Largest flow source accepted, in bytes.
 pub const MAX_SOURCE_BYTES: usize = 1024 * 1024;
@@ -829,8 +830,8 @@ fn schedule_from(f: &mut Fields<'_>) -> Option<TriggerKind> {
     };
     if let Err(err) = spec.schedule() {
         let key = match err {
-            crate::schedule::ScheduleError::Cron { .. } => "cron",
-            crate::schedule::ScheduleError::TimeZone(_) => "timezone",
+            crate::cron::ScheduleError::Cron { .. } => "cron",
+            crate::cron::ScheduleError::TimeZone(_) => "timezone",
         };
         f.report(key, ProblemKind::Field, err.to_string());
         return None;
@@ -838,11 +839,11 @@ fn schedule_from(f: &mut Fields<'_>) -> Option<TriggerKind> {
     Some(TriggerKind::Schedule(spec))
 }
 
-fn state_list(f: &mut Fields<'_>, key: &'static str) -> Vec<crate::execution::State> {
+fn state_list(f: &mut Fields<'_>, key: &'static str) -> Vec<crate::vocabulary::State> {
     let names = f.strings(key);
     let mut states = Vec::new();
     for name in names {
-        match crate::execution::State::parse(&name) {
+        match crate::vocabulary::State::parse(&name) {
             Some(state) => states.push(state),
             None => f.report(
                 key,
@@ -1301,7 +1302,7 @@ fn kind_from_fields(task_type: TaskType, f: &mut Fields<'_>) -> TaskKind {
             })
         }
         TaskType::Exit => {
-            use crate::execution::State;
+            use crate::vocabulary::State;
             let state = match f.string("state").as_deref() {
                 None | Some("SUCCESS") => State::Success,
                 Some("WARNING") => State::Warning,

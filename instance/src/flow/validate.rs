@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::error::{Problem, ProblemKind};
 use super::model::*;
 use super::parse::problem;
+use crate::vocabulary::Label;
 
 const MAX_ID_LEN: usize = 100;
 const MAX_NAMESPACE_LEN: usize = 150;
