@@ -3,7 +3,6 @@
 
 mod context;
 mod driver;
-mod egress;
 mod flows;
 mod plan;
 mod reads;
@@ -29,6 +28,7 @@ use tokio::sync::{Notify, Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use crate::execution::{Execution, State};
+use crate::flow::tasks::egress;
 use crate::flow::{self, Flow, FlowError, InputError, Label};
 use crate::store::{Repository, Store, StoreError};
 use crate::template::Templates;

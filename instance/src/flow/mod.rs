@@ -7,6 +7,7 @@ mod inputs;
 mod model;
 mod parse;
 mod redact;
+pub mod tasks;
 mod types;
 mod validate;
 

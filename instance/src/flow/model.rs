@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use super::tasks::TaskKind;
 use crate::vocabulary::{Label, State};
 
 /// A flow as written by its author, after parsing and validation.
@@ -305,80 +306,6 @@ impl LogLevel {
     }
 }
 
-/// What a task does. Runnable kinds do work; flowable kinds hold child tasks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum TaskKind {
-    Log {
-        /// One or several message templates.
-        messages: Vec<String>,
-        level: LogLevel,
-    },
-    Return {
-        format: Option<String>,
-    },
-    OutputValues {
-        values: Map<String, Value>,
-    },
-    Fail {
-        condition: Option<String>,
-        error_message: String,
-    },
-    Sleep {
-        duration: Duration,
-    },
-    Commands(CommandsSpec),
-    HttpRequest(HttpRequestSpec),
-    Sequential {
-        tasks: Vec<Task>,
-    },
-    Parallel {
-        tasks: Vec<Task>,
-        /// How many children run at once; 0 = all.
-        concurrent: u32,
-    },
-    AllowFailure {
-        tasks: Vec<Task>,
-    },
-    If {
-        condition: String,
-        then: Vec<Task>,
-        otherwise: Vec<Task>,
-    },
-    Switch {
-        value: String,
-        /// Cases in declaration order; keys are compared with the rendered value.
-        cases: Vec<(String, Vec<Task>)>,
-        /// Empty: no default branch (an unmatched value fails the Switch).
-        defaults: Vec<Task>,
-    },
-    ForEach {
-        /// A JSON array as a (template) string, or a YAML list.
-        values: Value,
-        /// How many iterations run at once; 0 = all.
-        concurrency_limit: u32,
-        tasks: Vec<Task>,
-    },
-    Dag {
-        tasks: Vec<DagTask>,
-        /// How many tasks run at once; 0 = all that are ready.
-        concurrent: u32,
-    },
-    /// Starts an execution of another flow and (with `wait`) follows it.
-    Subflow(SubflowSpec),
-    /// Ends the execution at once in the given state.
-    Exit {
-        state: State,
-    },
-    /// Waits for `delay`, or until resumed through the API (the task's
-    /// `timeout` then fails it if nobody does), then runs `tasks`.
-    Pause {
-        delay: Option<Duration>,
-        /// Inputs the resume call may give; they become `outputs.<id>.onResume`.
-        on_resume: Vec<Input>,
-        tasks: Vec<Task>,
-    },
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DagTask {
     pub task: Task,
@@ -402,26 +329,6 @@ pub struct SubflowSpec {
     /// Kestra's task-level `outputs`: templates rendered against the child
     /// execution once it ends (else the child's flow outputs are used).
     pub outputs: Map<String, Value>,
-}
-
-/// Shell commands run as a local process.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CommandsSpec {
-    pub commands: Vec<String>,
-    pub before_commands: Vec<String>,
-    pub interpreter: Vec<String>,
-    pub env: Map<String, Value>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HttpRequestSpec {
-    pub uri: String,
-    pub method: String,
-    pub body: Option<String>,
-    pub content_type: Option<String>,
-    pub headers: Map<String, Value>,
-    /// Accept any status code instead of failing on 4xx/5xx.
-    pub allow_failed: bool,
 }
 
 impl TaskKind {

@@ -3,11 +3,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde_json::Value;
-
 use super::error::{Problem, ProblemKind};
 use super::model::*;
 use super::parse::problem;
+use super::tasks::strings_in;
 use crate::vocabulary::Label;
 
 const MAX_ID_LEN: usize = 100;
@@ -273,42 +272,11 @@ fn find_cycle<'a>(
 
 /// The template-bearing properties of a task, with their field names.
 pub(super) fn task_templates(task: &Task) -> Vec<(&'static str, &str)> {
+    if let Some(templates) = task.kind.runnable_templates() {
+        return templates;
+    }
     let mut out = Vec::new();
     match &task.kind {
-        TaskKind::Log { messages, .. } => {
-            out.extend(messages.iter().map(|m| ("message", m.as_str())));
-        }
-        TaskKind::Return { format } => out.extend(format.as_deref().map(|f| ("format", f))),
-        TaskKind::OutputValues { values } => {
-            for value in values.values() {
-                out.extend(strings_in(value).into_iter().map(|s| ("values", s)));
-            }
-        }
-        TaskKind::Fail {
-            condition,
-            error_message,
-        } => {
-            out.extend(condition.as_deref().map(|c| ("condition", c)));
-            out.push(("errorMessage", error_message.as_str()));
-        }
-        TaskKind::Commands(spec) => {
-            out.extend(spec.commands.iter().map(|c| ("commands", c.as_str())));
-            out.extend(
-                spec.before_commands
-                    .iter()
-                    .map(|c| ("beforeCommands", c.as_str())),
-            );
-            for value in spec.env.values() {
-                out.extend(strings_in(value).into_iter().map(|s| ("env", s)));
-            }
-        }
-        TaskKind::HttpRequest(spec) => {
-            out.push(("uri", spec.uri.as_str()));
-            out.extend(spec.body.as_deref().map(|b| ("body", b)));
-            for value in spec.headers.values() {
-                out.extend(strings_in(value).into_iter().map(|s| ("headers", s)));
-            }
-        }
         TaskKind::If { condition, .. } => out.push(("condition", condition.as_str())),
         TaskKind::Switch { value, .. } => out.push(("value", value.as_str())),
         TaskKind::ForEach { values, .. } => {
@@ -319,24 +287,9 @@ pub(super) fn task_templates(task: &Task) -> Vec<(&'static str, &str)> {
                 out.extend(strings_in(value).into_iter().map(|s| ("inputs", s)));
             }
         }
-        TaskKind::Sleep { .. }
-        | TaskKind::Exit { .. }
-        | TaskKind::Sequential { .. }
-        | TaskKind::Parallel { .. }
-        | TaskKind::AllowFailure { .. }
-        | TaskKind::Dag { .. }
-        | TaskKind::Pause { .. } => {}
+        _ => {}
     }
     out
-}
-
-pub(super) fn strings_in(value: &Value) -> Vec<&str> {
-    match value {
-        Value::String(s) => vec![s.as_str()],
-        Value::Array(items) => items.iter().flat_map(strings_in).collect(),
-        Value::Object(map) => map.values().flat_map(strings_in).collect(),
-        _ => Vec::new(),
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
