@@ -12,6 +12,7 @@
 
 pub(crate) mod egress;
 
+mod assert;
 mod commands;
 mod debug_return;
 mod fail;
@@ -174,6 +175,7 @@ task_kinds! {
         Sleep(Sleep),
         Commands(Commands),
         HttpRequest(HttpRequest),
+        Assert(assert::Assert),
     }
     others {
         Sequential {
