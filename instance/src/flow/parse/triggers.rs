@@ -188,113 +188,14 @@ const CONDITION_TYPES: &[(&str, &str)] = &[
 fn flow_trigger_from(f: &mut Fields<'_>) -> Option<TriggerKind> {
     let states = state_list(f, "states");
     let inputs = f.object("inputs");
-    let mut conditions = Vec::new();
-    // Conditions are a list, or (older flows) a mapping of name to condition.
-    let items: Vec<Value> = match f.take("conditions") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items,
-        Some(Value::Object(map)) => map.into_iter().map(|(_, v)| v).collect(),
-        Some(other) => {
-            f.wrong_type("conditions", "a list of conditions", &other);
-            Vec::new()
-        }
-    };
-    for (i, item) in items.into_iter().enumerate() {
-        let path = f.field_path(&format!("conditions[{i}]"));
-        let Value::Object(map) = item else {
-            f.problems.push(problem(
-                &path,
-                None,
-                ProblemKind::Field,
-                "a condition must be a mapping".into(),
-            ));
-            continue;
-        };
-        let mut g = Fields::new(map, path, None, f.problems);
-        let kind = g.required_string("type");
-        let known = CONDITION_TYPES.iter().find(|(name, _)| *name == kind);
-        match known.map(|(_, k)| *k) {
-            Some("flow") => {
-                let namespace = g.required_string("namespace");
-                let flow_id = g.required_string("flowId");
-                conditions.push(FlowCondition::Flow { namespace, flow_id });
-            }
-            Some("namespace") => {
-                let namespace = g.required_string("namespace");
-                let prefix = g.bool("prefix", false);
-                conditions.push(FlowCondition::Namespace { namespace, prefix });
-            }
-            Some(_) => {
-                let within = state_list(&mut g, "in");
-                let except = state_list(&mut g, "notIn");
-                conditions.push(FlowCondition::Status { within, except });
-            }
-            None if kind.is_empty() => {}
-            None => {
-                let supported: Vec<&str> = CONDITION_TYPES
-                    .iter()
-                    .filter(|(name, _)| name.starts_with("io.kestra.plugin"))
-                    .map(|(name, _)| *name)
-                    .collect();
-                g.report(
-                    "type",
-                    ProblemKind::Unsupported,
-                    format!(
-                        "this condition type is not supported; supported: {}",
-                        supported.join(", ")
-                    ),
-                );
-                g.map.clear();
-            }
-        }
-        g.finish();
-    }
+    let mut conditions = conditions_from(f);
     // Kestra's newer form: preconditions.flows (one upstream flow here).
     if let Some(value) = f.value("preconditions") {
         let path = f.field_path("preconditions");
         match value {
             Value::Object(map) => {
                 let mut g = Fields::new(map, path, None, f.problems);
-                let _id = g.string("id");
-                let flows = g.list("flows");
-                if flows.len() > 1 {
-                    g.report(
-                        "flows",
-                        ProblemKind::Unsupported,
-                        "preconditions on several flows (all within a time window) are not supported yet; use one".into(),
-                    );
-                }
-                for (i, item) in flows.into_iter().enumerate() {
-                    let path = g.field_path(&format!("flows[{i}]"));
-                    let Value::Object(map) = item else {
-                        g.report(
-                            &format!("flows[{i}]"),
-                            ProblemKind::Field,
-                            "must be a mapping with namespace, flowId and states".into(),
-                        );
-                        continue;
-                    };
-                    let mut h = Fields::new(map, path, None, g.problems);
-                    let namespace = h.required_string("namespace");
-                    let flow_id = h.string("flowId");
-                    let within = state_list(&mut h, "states");
-                    h.finish();
-                    match flow_id {
-                        Some(flow_id) => {
-                            conditions.push(FlowCondition::Flow { namespace, flow_id })
-                        }
-                        None => conditions.push(FlowCondition::Namespace {
-                            namespace,
-                            prefix: false,
-                        }),
-                    }
-                    if !within.is_empty() {
-                        conditions.push(FlowCondition::Status {
-                            within,
-                            except: Vec::new(),
-                        });
-                    }
-                }
+                preconditions_from(&mut g, &mut conditions);
                 g.finish();
             }
             other => f.wrong_type("preconditions", "a mapping", &other),
@@ -313,6 +214,119 @@ fn flow_trigger_from(f: &mut Fields<'_>) -> Option<TriggerKind> {
         conditions,
         inputs,
     }))
+}
+
+/// A Flow trigger's `conditions`: a list, or (older flows) a mapping of
+/// name to condition.
+fn conditions_from(f: &mut Fields<'_>) -> Vec<FlowCondition> {
+    let items: Vec<Value> = match f.take("conditions") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(Value::Object(map)) => map.into_iter().map(|(_, v)| v).collect(),
+        Some(other) => {
+            f.wrong_type("conditions", "a list of conditions", &other);
+            Vec::new()
+        }
+    };
+    let mut conditions = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let path = f.field_path(&format!("conditions[{i}]"));
+        let Value::Object(map) = item else {
+            f.problems.push(problem(
+                &path,
+                None,
+                ProblemKind::Field,
+                "a condition must be a mapping".into(),
+            ));
+            continue;
+        };
+        let mut g = Fields::new(map, path, None, f.problems);
+        conditions.extend(condition_from(&mut g));
+        g.finish();
+    }
+    conditions
+}
+
+fn condition_from(g: &mut Fields<'_>) -> Option<FlowCondition> {
+    let kind = g.required_string("type");
+    let known = CONDITION_TYPES.iter().find(|(name, _)| *name == kind);
+    match known.map(|(_, k)| *k) {
+        Some("flow") => {
+            let namespace = g.required_string("namespace");
+            let flow_id = g.required_string("flowId");
+            Some(FlowCondition::Flow { namespace, flow_id })
+        }
+        Some("namespace") => {
+            let namespace = g.required_string("namespace");
+            let prefix = g.bool("prefix", false);
+            Some(FlowCondition::Namespace { namespace, prefix })
+        }
+        Some(_) => {
+            let within = state_list(g, "in");
+            let except = state_list(g, "notIn");
+            Some(FlowCondition::Status { within, except })
+        }
+        None if kind.is_empty() => None,
+        None => {
+            let supported: Vec<&str> = CONDITION_TYPES
+                .iter()
+                .filter(|(name, _)| name.starts_with("io.kestra.plugin"))
+                .map(|(name, _)| *name)
+                .collect();
+            g.report(
+                "type",
+                ProblemKind::Unsupported,
+                format!(
+                    "this condition type is not supported; supported: {}",
+                    supported.join(", ")
+                ),
+            );
+            g.map.clear();
+            None
+        }
+    }
+}
+
+/// `preconditions.flows`, as conditions (one upstream flow is supported).
+fn preconditions_from(g: &mut Fields<'_>, conditions: &mut Vec<FlowCondition>) {
+    let _id = g.string("id");
+    let flows = g.list("flows");
+    if flows.len() > 1 {
+        g.report(
+            "flows",
+            ProblemKind::Unsupported,
+            "preconditions on several flows (all within a time window) are not supported yet; use one".into(),
+        );
+    }
+    for (i, item) in flows.into_iter().enumerate() {
+        let path = g.field_path(&format!("flows[{i}]"));
+        let Value::Object(map) = item else {
+            g.report(
+                &format!("flows[{i}]"),
+                ProblemKind::Field,
+                "must be a mapping with namespace, flowId and states".into(),
+            );
+            continue;
+        };
+        let mut h = Fields::new(map, path, None, g.problems);
+        let namespace = h.required_string("namespace");
+        let flow_id = h.string("flowId");
+        let within = state_list(&mut h, "states");
+        h.finish();
+        match flow_id {
+            Some(flow_id) => conditions.push(FlowCondition::Flow { namespace, flow_id }),
+            None => conditions.push(FlowCondition::Namespace {
+                namespace,
+                prefix: false,
+            }),
+        }
+        if !within.is_empty() {
+            conditions.push(FlowCondition::Status {
+                within,
+                except: Vec::new(),
+            });
+        }
+    }
 }
 
 /// Shortest webhook key accepted: the key is the only secret of the URL.
