@@ -3,9 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::error::{Problem, ProblemKind};
+use super::error::{Problem, ProblemKind, problem};
 use super::model::*;
-use super::parse::problem;
 use super::tasks::strings_in;
 use crate::vocabulary::Label;
 

@@ -6,7 +6,8 @@
 
 use serde_json::json;
 
-use super::{FlowIndex, fire as fire_event, key_of, triggered_execution};
+use super::FlowIndex;
+use super::fire::{fire as fire_event, key_of, triggered_execution};
 use crate::engine::{EngineError, Inner};
 use crate::execution::Execution;
 

@@ -2,9 +2,11 @@
 //! ([`schedule`]) fire from the trigger loop every process runs ([`run`]);
 //! `Flow` triggers ([`flow`]) fire when an execution ends; `Webhook`
 //! triggers ([`webhook`]) fire on a request. All of them see the flows
-//! through one [`FlowIndex`] and fire through the store's trigger events,
-//! which record the firing and enqueue its execution in one transaction.
+//! through one [`FlowIndex`] and fire the same way (`fire.rs`): through the
+//! store's trigger events, which record the firing and enqueue its
+//! execution in one transaction.
 
+mod fire;
 pub(crate) mod flow;
 mod index;
 mod schedule;
@@ -13,22 +15,17 @@ mod webhook;
 pub(crate) use index::FlowIndex;
 pub use webhook::{WebhookRequest, WebhookStart};
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
 
-use super::{EngineError, Inner, new_execution};
-use crate::execution::Execution;
-use crate::flow::{Flow, Trigger, TriggerKind};
-use crate::store::{Repository, TriggerKey, TriggerState};
-
-/// Longest wait between two passes: flows changed by another replica are
-/// seen within this time.
-const MAX_WAIT: Duration = Duration::from_secs(1);
+use super::{EngineError, Inner};
+use crate::flow::TriggerKind;
+use crate::store::Repository;
+use fire::{key_of, trigger_states};
+use schedule::MAX_WAIT;
 
 /// How long trigger events are kept, and how often old ones are purged.
 const EVENTS_KEPT: SignedDuration = SignedDuration::from_hours(24);
@@ -69,76 +66,6 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 async fn pass(inner: &Inner) -> Result<Duration, EngineError> {
     let index = FlowIndex::refresh(inner).await?;
     schedule::pass(inner, &index).await
-}
-
-fn key_of(flow: &Flow, trigger: &Trigger) -> TriggerKey {
-    TriggerKey {
-        namespace: flow.namespace.clone(),
-        flow_id: flow.id.clone(),
-        trigger_id: trigger.id.clone(),
-    }
-}
-
-async fn trigger_states(inner: &Inner) -> Result<HashMap<TriggerKey, TriggerState>, EngineError> {
-    Ok(inner
-        .store
-        .trigger_states()
-        .await?
-        .into_iter()
-        .map(|s| (s.key.clone(), s))
-        .collect())
-}
-
-/// Trigger inputs: strings are templates that see `trigger`.
-fn render_inputs(
-    inner: &Inner,
-    inputs: &Map<String, Value>,
-    trigger: &Value,
-) -> Result<Map<String, Value>, EngineError> {
-    if inputs.is_empty() {
-        return Ok(Map::new());
-    }
-    let vars = minijinja::Value::from_serialize(json!({ "trigger": trigger }));
-    match inner
-        .templates
-        .render_json(&Value::Object(inputs.clone()), &vars)
-    {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Ok(Map::new()),
-        Err(err) => Err(EngineError::TriggerInputs(err.to_string())),
-    }
-}
-
-/// A new execution of `flow` for a trigger firing with `variables`
-/// (rendered into the trigger's `inputs`).
-fn triggered_execution(
-    inner: &Inner,
-    flow: &Flow,
-    revision: i64,
-    inputs: &Map<String, Value>,
-    variables: Value,
-) -> Result<Execution, EngineError> {
-    let inputs = render_inputs(inner, inputs, &variables)?;
-    new_execution(flow, revision, &inputs, Vec::new(), Some(variables))
-}
-
-/// Records the trigger event `event` (once: a second firing of the same
-/// event is a no-op) with the execution it starts, if any.
-async fn fire(
-    inner: &Inner,
-    key: &TriggerKey,
-    event: &str,
-    tick: Option<Timestamp>,
-    execution: Option<&Execution>,
-) -> Result<(), EngineError> {
-    let fired = inner
-        .store
-        .fire_trigger(key, event, tick, execution)
-        .await?;
-    if fired && execution.is_some() {
-        inner.work.notify_one();
-    }
-    Ok(())
 }
 
 /// A trigger as the API lists it (Kestra's trigger context fields).

@@ -13,11 +13,16 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
-use super::{FlowIndex, MAX_WAIT, fire, key_of, trigger_states, triggered_execution};
+use super::FlowIndex;
+use super::fire::{fire, key_of, trigger_states, triggered_execution};
 use crate::cron::Schedule;
 use crate::engine::{EngineError, Inner};
 use crate::flow::{Flow, RecoverMissed, ScheduleTrigger, Trigger, TriggerKind};
 use crate::store::{Repository, TriggerKey, TriggerState};
+
+/// Longest wait between two passes: flows changed by another replica are
+/// seen within this time.
+pub(super) const MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// A tick older than this when a pass sees it was missed (no process was
 /// running, or the trigger was just created with a backfill).

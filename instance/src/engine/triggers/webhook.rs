@@ -12,7 +12,7 @@
 use aws_lc_rs::{constant_time, digest};
 use serde_json::{Map, Value, json};
 
-use super::{key_of, triggered_execution};
+use super::fire::{key_of, triggered_execution};
 use crate::engine::{Engine, EngineError};
 use crate::execution::Execution;
 use crate::flow::{TriggerKind, WebhookTrigger};

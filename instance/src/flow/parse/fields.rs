@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 
 use super::parts::retry_from_fields;
 use super::tasks::parse_task;
-use super::{parse_duration, problem, type_name};
-use crate::flow::error::{Problem, ProblemKind};
+use super::{parse_duration, type_name};
+use crate::flow::error::{Problem, ProblemKind, problem};
 use crate::flow::model::{Retry, Task};
 
 /// The properties of one YAML mapping being read, remembering which were

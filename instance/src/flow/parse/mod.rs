@@ -14,7 +14,7 @@ mod triggers;
 
 pub(crate) use fields::Fields;
 
-use super::error::{FlowError, Problem, ProblemKind};
+use super::error::{FlowError, Problem, ProblemKind, problem};
 use super::model::*;
 use parts::{concurrency_from, inputs_from, labels_from, outputs_from};
 use triggers::triggers_from;
@@ -129,24 +129,6 @@ fn yaml_error(err: serde_norway::Error) -> FlowError {
 fn invalid(path: &str, kind: ProblemKind, message: String) -> FlowError {
     FlowError::Invalid {
         problems: vec![problem(path, None, kind, message)],
-    }
-}
-
-pub(super) fn problem(
-    path: &str,
-    task: Option<&str>,
-    kind: ProblemKind,
-    message: String,
-) -> Problem {
-    Problem {
-        path: if path.is_empty() {
-            "$".into()
-        } else {
-            path.into()
-        },
-        task: task.map(str::to_owned),
-        kind,
-        message,
     }
 }
 

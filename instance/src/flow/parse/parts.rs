@@ -4,8 +4,7 @@
 use serde_json::Value;
 
 use super::fields::Fields;
-use super::problem;
-use crate::flow::error::ProblemKind;
+use crate::flow::error::{ProblemKind, problem};
 use crate::flow::model::*;
 use crate::vocabulary::Label;
 

@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use super::fields::Fields;
 use super::parts::{inputs_from, labels_from};
-use super::{problem, type_name};
-use crate::flow::error::{Problem, ProblemKind};
+use super::type_name;
+use crate::flow::error::{Problem, ProblemKind, problem};
 use crate::flow::model::*;
 use crate::flow::tasks::parse_runnable;
 use crate::flow::types::{FlowableType, lookup_task_type};

@@ -3,8 +3,7 @@
 use serde_json::Value;
 
 use super::fields::Fields;
-use super::problem;
-use crate::flow::error::ProblemKind;
+use crate::flow::error::{ProblemKind, problem};
 use crate::flow::model::*;
 use crate::flow::types::{TriggerType, lookup_trigger_type};
 use crate::flow::validate::{IdRule, check_id};
