@@ -45,7 +45,7 @@ pub(super) fn parse_task(item: Value, path: String, problems: &mut Vec<Problem>)
     } else {
         let found = match parse_runnable(&type_name, &mut f) {
             Some(kind) => Ok(kind),
-            None => lookup_task_type(&type_name).map(|t| kind_from_fields(t, &mut f)),
+            None => lookup_task_type(&type_name).map(|t| flowable_from_fields(t, &mut f)),
         };
         match found {
             Ok(kind) => Some(kind),
@@ -77,7 +77,7 @@ pub(super) fn parse_task(item: Value, path: String, problems: &mut Vec<Problem>)
 }
 
 /// The properties of a flowable task (or one the driver interprets itself).
-fn kind_from_fields(task_type: FlowableType, f: &mut Fields<'_>) -> TaskKind {
+fn flowable_from_fields(task_type: FlowableType, f: &mut Fields<'_>) -> TaskKind {
     match task_type {
         FlowableType::Sequential => TaskKind::Sequential {
             tasks: f.required_tasks("tasks"),
