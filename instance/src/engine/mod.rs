@@ -117,7 +117,7 @@ pub(crate) struct Inner {
     kills: Mutex<HashMap<String, Arc<Notify>>>,
     work: Notify,
     flows_changed: Notify,
-    /// Enabled Flow triggers of every flow; `None` after a local change.
+    /// The flow index the triggers read; `None` after a local change.
     downstream: Mutex<Option<Arc<triggers::FlowIndex>>>,
     /// Counts local flow changes, so a pass that read flows before one does
     /// not install a stale index.
