@@ -23,6 +23,9 @@
 //!
 //! Each variable can also be given as `<NAME>_FILE`, naming a file that holds
 //! the value (for mounted secrets such as the database URL).
+//!
+//! (Over 600 lines with its tests: one reader per variable, each with its
+//! checks, and a test per rule; none of it is worth a module of its own.)
 
 use atoll_crds::contract;
 
@@ -178,192 +181,19 @@ impl Config {
     }
 
     /// Builds the configuration from a variable lookup (pure, for tests).
+    /// Variables are checked in a fixed order; the first bad one is reported.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let get = |name: &'static str| -> Result<Option<String>, ConfigError> {
-            if let Some(value) = lookup(name).filter(|v| !v.is_empty()) {
-                return Ok(Some(value));
-            }
-            match lookup(&format!("{name}_FILE")).filter(|v| !v.is_empty()) {
-                Some(path) => std::fs::read_to_string(&path)
-                    .map(|v| Some(v.trim().to_owned()))
-                    .map_err(|e| ConfigError::File {
-                        name,
-                        reason: e.kind().to_string(),
-                    }),
-                None => Ok(None),
-            }
-        };
+        let env = Env(lookup);
         let defaults = Config::default();
-        let tenant = get(contract::TENANT)?.unwrap_or(defaults.tenant);
-        if !is_dns_label(&tenant) {
-            return Err(ConfigError::Invalid {
-                name: contract::TENANT,
-                reason: "must be a DNS label (lowercase letters, digits and '-', at most 63)"
-                    .into(),
-            });
-        }
-        let tenant_uid = get(contract::TENANT_UID)?;
-        if let Some(uid) = &tenant_uid
-            && (uid.len() > 128 || !uid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-        {
-            return Err(ConfigError::Invalid {
-                name: contract::TENANT_UID,
-                reason: "expected a Kubernetes uid (letters, digits and '-')".into(),
-            });
-        }
-        let address = |name: &'static str, text: String| -> Result<SocketAddr, ConfigError> {
-            text.parse().map_err(|_| ConfigError::Invalid {
-                name,
-                reason: "expected an address and port such as 127.0.0.1:8080".into(),
-            })
-        };
-        let listen = match get(contract::LISTEN)? {
-            Some(text) => address(contract::LISTEN, text)?,
-            None => defaults.listen,
-        };
-        let metrics_listen = match get(contract::METRICS_LISTEN)? {
-            Some(text) => Some(address(contract::METRICS_LISTEN, text)?),
-            None => None,
-        };
-        if metrics_listen.is_some_and(|m| m.port() != 0 && m.port() == listen.port()) {
-            return Err(ConfigError::Invalid {
-                name: contract::METRICS_LISTEN,
-                reason: format!("must be another port than {}", contract::LISTEN),
-            });
-        }
-        let data_dir = get("ATOLL_DATA_DIR")?
+        let (tenant, tenant_uid) = tenant(&env)?;
+        let (listen, metrics_listen) = listeners(&env, defaults.listen)?;
+        let data_dir = env
+            .get("ATOLL_DATA_DIR")?
             .map(PathBuf::from)
             .unwrap_or(defaults.data_dir);
-        let database_url = match get(contract::DATABASE_URL)? {
-            Some(url) => {
-                let known = ["sqlite:", "postgres:", "postgresql:"];
-                if !known.iter().any(|p| url.starts_with(p)) {
-                    // The URL may hold a password: never echo it.
-                    return Err(ConfigError::Invalid {
-                        name: contract::DATABASE_URL,
-                        reason: "expected a sqlite: or postgres:// URL".into(),
-                    });
-                }
-                url
-            }
-            None => format!("sqlite:{}", data_dir.join("atoll.db").display()),
-        };
-        let public_url = get(contract::PUBLIC_URL)?;
-        if let Some(url) = &public_url
-            && !(url.starts_with("https://") || url.starts_with("http://"))
-        {
-            return Err(ConfigError::Invalid {
-                name: contract::PUBLIC_URL,
-                reason: "expected an http(s) URL".into(),
-            });
-        }
-        let issuer = get(contract::IDENTITY_ISSUER)?;
-        let auth_disabled = match get("ATOLL_AUTH")?.as_deref() {
-            None | Some("enabled") => false,
-            Some("disabled") => true,
-            Some(_) => {
-                return Err(ConfigError::Invalid {
-                    name: "ATOLL_AUTH",
-                    reason: "expected `enabled` or `disabled`".into(),
-                });
-            }
-        };
-        let auth = match (issuer, auth_disabled) {
-            (_, true) => AuthMode::Disabled { explicit: true },
-            (Some(issuer), false) => {
-                if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
-                    return Err(ConfigError::Invalid {
-                        name: contract::IDENTITY_ISSUER,
-                        reason: "expected an http(s) URL".into(),
-                    });
-                }
-                let Some(tenant_uid) = tenant_uid else {
-                    return Err(ConfigError::Missing {
-                        name: contract::TENANT_UID,
-                        reason: format!(
-                            "with {} set, tokens are accepted only for this Tenant's uid",
-                            contract::IDENTITY_ISSUER
-                        ),
-                    });
-                };
-                AuthMode::Identity {
-                    issuer: issuer.trim_end_matches('/').to_owned(),
-                    tenant_uid,
-                }
-            }
-            (None, false) => {
-                if !listen.ip().is_loopback() {
-                    return Err(ConfigError::OpenListener { listen });
-                }
-                AuthMode::Disabled { explicit: false }
-            }
-        };
-        let lease_seconds = match get("ATOLL_LEASE_SECONDS")? {
-            Some(text) => text
-                .parse::<u64>()
-                .ok()
-                .filter(|s| (1..=3600).contains(s))
-                .ok_or(ConfigError::Invalid {
-                    name: "ATOLL_LEASE_SECONDS",
-                    reason: "expected whole seconds between 1 and 3600".into(),
-                })?,
-            None => defaults.lease.as_secs(),
-        };
-        let log_level = match get(contract::LOG_LEVEL)? {
-            Some(text) => match text.trim().to_ascii_lowercase().as_str() {
-                "error" => tracing::Level::ERROR,
-                "warn" | "warning" => tracing::Level::WARN,
-                "info" => tracing::Level::INFO,
-                "debug" => tracing::Level::DEBUG,
-                "trace" => tracing::Level::TRACE,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        name: contract::LOG_LEVEL,
-                        reason: "expected error, warn, info, debug or trace".into(),
-                    });
-                }
-            },
-            None => defaults.log_level,
-        };
-        let max_concurrent_task_runs = match get(contract::MAX_CONCURRENT_TASK_RUNS)? {
-            Some(text) => text
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=100_000).contains(n))
-                .ok_or(ConfigError::Invalid {
-                    name: contract::MAX_CONCURRENT_TASK_RUNS,
-                    reason: "expected a whole number between 1 and 100000".into(),
-                })?,
-            None => defaults.max_concurrent_task_runs,
-        };
-        let execution_retention = match get(contract::EXECUTION_RETENTION_DAYS)? {
-            Some(text) => Some(
-                text.trim()
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=36_500).contains(n))
-                    .map(|days| DAY * days)
-                    .ok_or(ConfigError::Invalid {
-                        name: contract::EXECUTION_RETENTION_DAYS,
-                        reason: "expected whole days between 1 and 36500".into(),
-                    })?,
-            ),
-            None => defaults.execution_retention,
-        };
-        let http_allow_private = match get(contract::HTTP_ALLOW_PRIVATE)? {
-            Some(text) => match text.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" => true,
-                "false" | "0" | "no" => false,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        name: contract::HTTP_ALLOW_PRIVATE,
-                        reason: "expected true or false".into(),
-                    });
-                }
-            },
-            None => defaults.http_allow_private,
-        };
+        let database_url = database_url(&env, &data_dir)?;
+        let public_url = public_url(&env)?;
+        let auth = auth(&env, tenant_uid, listen)?;
         Ok(Config {
             tenant,
             listen,
@@ -372,12 +202,256 @@ impl Config {
             database_url,
             public_url,
             auth,
-            lease: Duration::from_secs(lease_seconds),
-            log_level,
-            max_concurrent_task_runs,
-            execution_retention,
-            http_allow_private,
+            lease: lease(&env)?.unwrap_or(defaults.lease),
+            log_level: log_level(&env)?.unwrap_or(defaults.log_level),
+            max_concurrent_task_runs: max_task_runs(&env)?
+                .unwrap_or(defaults.max_concurrent_task_runs),
+            execution_retention: retention(&env)?.or(defaults.execution_retention),
+            http_allow_private: http_allow_private(&env)?.unwrap_or(defaults.http_allow_private),
         })
+    }
+}
+
+/// The variables, each also readable from the file `<NAME>_FILE` names.
+struct Env<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    /// The variable's value; an empty one counts as unset.
+    fn get(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        if let Some(value) = (self.0)(name).filter(|v| !v.is_empty()) {
+            return Ok(Some(value));
+        }
+        match (self.0)(&format!("{name}_FILE")).filter(|v| !v.is_empty()) {
+            Some(path) => std::fs::read_to_string(&path)
+                .map(|v| Some(v.trim().to_owned()))
+                .map_err(|e| ConfigError::File {
+                    name,
+                    reason: e.kind().to_string(),
+                }),
+            None => Ok(None),
+        }
+    }
+}
+
+fn invalid(name: &'static str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        reason: reason.into(),
+    }
+}
+
+/// The tenant's name and (when given) uid.
+fn tenant<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<(String, Option<String>), ConfigError> {
+    let tenant = env
+        .get(contract::TENANT)?
+        .unwrap_or_else(|| Config::default().tenant);
+    if !is_dns_label(&tenant) {
+        return Err(invalid(
+            contract::TENANT,
+            "must be a DNS label (lowercase letters, digits and '-', at most 63)",
+        ));
+    }
+    let tenant_uid = env.get(contract::TENANT_UID)?;
+    if let Some(uid) = &tenant_uid
+        && (uid.len() > 128 || !uid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    {
+        return Err(invalid(
+            contract::TENANT_UID,
+            "expected a Kubernetes uid (letters, digits and '-')",
+        ));
+    }
+    Ok((tenant, tenant_uid))
+}
+
+/// The API's address and the metrics' (on another port).
+fn listeners<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+    default: SocketAddr,
+) -> Result<(SocketAddr, Option<SocketAddr>), ConfigError> {
+    let address = |name: &'static str, text: String| -> Result<SocketAddr, ConfigError> {
+        text.parse()
+            .map_err(|_| invalid(name, "expected an address and port such as 127.0.0.1:8080"))
+    };
+    let listen = match env.get(contract::LISTEN)? {
+        Some(text) => address(contract::LISTEN, text)?,
+        None => default,
+    };
+    let metrics_listen = match env.get(contract::METRICS_LISTEN)? {
+        Some(text) => Some(address(contract::METRICS_LISTEN, text)?),
+        None => None,
+    };
+    if metrics_listen.is_some_and(|m| m.port() != 0 && m.port() == listen.port()) {
+        return Err(ConfigError::Invalid {
+            name: contract::METRICS_LISTEN,
+            reason: format!("must be another port than {}", contract::LISTEN),
+        });
+    }
+    Ok((listen, metrics_listen))
+}
+
+fn database_url<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+    data_dir: &std::path::Path,
+) -> Result<String, ConfigError> {
+    match env.get(contract::DATABASE_URL)? {
+        Some(url) => {
+            let known = ["sqlite:", "postgres:", "postgresql:"];
+            if !known.iter().any(|p| url.starts_with(p)) {
+                // The URL may hold a password: never echo it.
+                return Err(invalid(
+                    contract::DATABASE_URL,
+                    "expected a sqlite: or postgres:// URL",
+                ));
+            }
+            Ok(url)
+        }
+        None => Ok(format!("sqlite:{}", data_dir.join("atoll.db").display())),
+    }
+}
+
+fn public_url<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Option<String>, ConfigError> {
+    let public_url = env.get(contract::PUBLIC_URL)?;
+    if let Some(url) = &public_url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        return Err(invalid(contract::PUBLIC_URL, "expected an http(s) URL"));
+    }
+    Ok(public_url)
+}
+
+/// Identity's tokens when an issuer is set (they must carry the tenant's
+/// uid), else no authentication: on loopback, or anywhere when asked for.
+fn auth<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+    tenant_uid: Option<String>,
+    listen: SocketAddr,
+) -> Result<AuthMode, ConfigError> {
+    let issuer = env.get(contract::IDENTITY_ISSUER)?;
+    let auth_disabled = match env.get("ATOLL_AUTH")?.as_deref() {
+        None | Some("enabled") => false,
+        Some("disabled") => true,
+        Some(_) => return Err(invalid("ATOLL_AUTH", "expected `enabled` or `disabled`")),
+    };
+    match (issuer, auth_disabled) {
+        (_, true) => Ok(AuthMode::Disabled { explicit: true }),
+        (Some(issuer), false) => {
+            if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+                return Err(invalid(
+                    contract::IDENTITY_ISSUER,
+                    "expected an http(s) URL",
+                ));
+            }
+            let Some(tenant_uid) = tenant_uid else {
+                return Err(ConfigError::Missing {
+                    name: contract::TENANT_UID,
+                    reason: format!(
+                        "with {} set, tokens are accepted only for this Tenant's uid",
+                        contract::IDENTITY_ISSUER
+                    ),
+                });
+            };
+            Ok(AuthMode::Identity {
+                issuer: issuer.trim_end_matches('/').to_owned(),
+                tenant_uid,
+            })
+        }
+        (None, false) => {
+            if !listen.ip().is_loopback() {
+                return Err(ConfigError::OpenListener { listen });
+            }
+            Ok(AuthMode::Disabled { explicit: false })
+        }
+    }
+}
+
+fn lease<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Option<Duration>, ConfigError> {
+    let Some(text) = env.get("ATOLL_LEASE_SECONDS")? else {
+        return Ok(None);
+    };
+    text.parse::<u64>()
+        .ok()
+        .filter(|s| (1..=3600).contains(s))
+        .map(|s| Some(Duration::from_secs(s)))
+        .ok_or_else(|| {
+            invalid(
+                "ATOLL_LEASE_SECONDS",
+                "expected whole seconds between 1 and 3600",
+            )
+        })
+}
+
+fn log_level<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<Option<tracing::Level>, ConfigError> {
+    let Some(text) = env.get(contract::LOG_LEVEL)? else {
+        return Ok(None);
+    };
+    Ok(Some(match text.trim().to_ascii_lowercase().as_str() {
+        "error" => tracing::Level::ERROR,
+        "warn" | "warning" => tracing::Level::WARN,
+        "info" => tracing::Level::INFO,
+        "debug" => tracing::Level::DEBUG,
+        "trace" => tracing::Level::TRACE,
+        _ => {
+            return Err(invalid(
+                contract::LOG_LEVEL,
+                "expected error, warn, info, debug or trace",
+            ));
+        }
+    }))
+}
+
+fn max_task_runs<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<Option<usize>, ConfigError> {
+    let Some(text) = env.get(contract::MAX_CONCURRENT_TASK_RUNS)? else {
+        return Ok(None);
+    };
+    text.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=100_000).contains(n))
+        .map(Some)
+        .ok_or_else(|| {
+            invalid(
+                contract::MAX_CONCURRENT_TASK_RUNS,
+                "expected a whole number between 1 and 100000",
+            )
+        })
+}
+
+fn retention<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Option<Duration>, ConfigError> {
+    let Some(text) = env.get(contract::EXECUTION_RETENTION_DAYS)? else {
+        return Ok(None);
+    };
+    text.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (1..=36_500).contains(n))
+        .map(|days| Some(DAY * days))
+        .ok_or_else(|| {
+            invalid(
+                contract::EXECUTION_RETENTION_DAYS,
+                "expected whole days between 1 and 36500",
+            )
+        })
+}
+
+fn http_allow_private<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<Option<bool>, ConfigError> {
+    let Some(text) = env.get(contract::HTTP_ALLOW_PRIVATE)? else {
+        return Ok(None);
+    };
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(Some(true)),
+        "false" | "0" | "no" => Ok(Some(false)),
+        _ => Err(invalid(
+            contract::HTTP_ALLOW_PRIVATE,
+            "expected true or false",
+        )),
     }
 }
 

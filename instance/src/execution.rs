@@ -5,81 +5,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::flow::Label;
-
-/// Kestra's execution and task-run states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum State {
-    Created,
-    Queued,
-    Running,
-    Paused,
-    Retrying,
-    Success,
-    Warning,
-    Failed,
-    Killing,
-    Killed,
-    Cancelled,
-    /// The execution ended and a new one was created to retry it.
-    Retried,
-}
-
-impl State {
-    pub const ALL: [State; 12] = [
-        State::Created,
-        State::Queued,
-        State::Running,
-        State::Paused,
-        State::Retrying,
-        State::Success,
-        State::Warning,
-        State::Failed,
-        State::Killing,
-        State::Killed,
-        State::Cancelled,
-        State::Retried,
-    ];
-
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            State::Success
-                | State::Warning
-                | State::Failed
-                | State::Killed
-                | State::Cancelled
-                | State::Retried
-        )
-    }
-
-    /// A terminal state that stops a sequence of tasks.
-    pub fn is_failure(self) -> bool {
-        matches!(self, State::Failed | State::Killed | State::Cancelled)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Created => "CREATED",
-            State::Queued => "QUEUED",
-            State::Running => "RUNNING",
-            State::Paused => "PAUSED",
-            State::Retrying => "RETRYING",
-            State::Success => "SUCCESS",
-            State::Warning => "WARNING",
-            State::Failed => "FAILED",
-            State::Killing => "KILLING",
-            State::Killed => "KILLED",
-            State::Cancelled => "CANCELLED",
-            State::Retried => "RETRIED",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<State> {
-        State::ALL.into_iter().find(|s| s.as_str() == name)
-    }
-}
+use crate::vocabulary::Label;
+pub use crate::vocabulary::State;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -293,14 +220,5 @@ mod tests {
         let states: Vec<_> = info.histories.iter().map(|h| h.state).collect();
         assert_eq!(states, [State::Created, State::Running, State::Success]);
         assert_eq!(info.end_date, Some(now));
-    }
-
-    #[test]
-    fn state_names_round_trip() {
-        for state in State::ALL {
-            assert_eq!(State::parse(state.as_str()), Some(state));
-            let json = serde_json::to_value(state).ok();
-            assert_eq!(json, Some(Value::String(state.as_str().into())));
-        }
     }
 }

@@ -3,15 +3,17 @@
 //! Each tenant runs its own instance of this crate's binary, on its own
 //! database: flows in Kestra's YAML shape ([`flow`]), executions driven by
 //! the [`engine`] from a durable queue in the [`store`], a Kestra-shaped
-//! REST [`api`] behind bearer-token [`auth`].
+//! REST [`api`] behind bearer-token [`auth`]. [`vocabulary`] (states,
+//! labels) and [`cron`] (cron expressions) are leaves the others share.
 
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod cron;
 pub mod engine;
 pub mod execution;
 pub mod flow;
-pub mod schedule;
 pub mod server;
 pub mod store;
 pub mod template;
+pub mod vocabulary;

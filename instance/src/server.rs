@@ -97,7 +97,46 @@ pub async fn serve_with_metrics(
             atoll_crds::contract::HTTP_ALLOW_PRIVATE
         );
     }
-    let verifier: Option<Arc<dyn Verifier>> = match &config.auth {
+    let verifier = verifier(&config, &shutdown);
+    let metrics = count_finished(&engine);
+    let state = AppState {
+        engine: engine.clone(),
+        tenant: config.tenant.clone(),
+        verifier,
+        metrics,
+    };
+    let local = listener.local_addr().map_err(ServeError::Serve)?;
+    tracing::info!(
+        listen = %local,
+        tenant = %config.tenant,
+        public_url = config.public_url.as_deref().unwrap_or("(none)"),
+        "serving"
+    );
+    let metrics_task = match metrics_listener {
+        Some(listener) => Some(serve_metrics(listener, &state, &shutdown)?),
+        None => None,
+    };
+    let engine_task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { engine.run(shutdown).await }
+    });
+    let served = axum::serve(listener, api::app(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+    shutdown.cancel();
+    let _ = engine_task.await;
+    if let Some(task) = metrics_task
+        && let Ok(Err(err)) = task.await
+    {
+        tracing::warn!(error = %err, "the metrics listener failed");
+    }
+    served.map_err(ServeError::Serve)
+}
+
+/// The token verifier: identity's keys (re-read periodically until
+/// `shutdown`), or none when authentication is disabled.
+fn verifier(config: &Config, shutdown: &CancellationToken) -> Option<Arc<dyn Verifier>> {
+    match &config.auth {
         AuthMode::Identity { issuer, tenant_uid } => {
             let verifier = IdentityVerifier::new(issuer, &config.tenant, tenant_uid);
             // Load the keys now, then re-read them periodically so a key
@@ -125,7 +164,11 @@ pub async fn serve_with_metrics(
             );
             None
         }
-    };
+    }
+}
+
+/// The metrics, counting the executions this process finishes.
+fn count_finished(engine: &Engine) -> Arc<Metrics> {
     let metrics = Arc::new(Metrics::default());
     let mut finished = engine.finished_events();
     let counted = metrics.clone();
@@ -139,48 +182,26 @@ pub async fn serve_with_metrics(
                 .inc();
         }
     });
-    let state = AppState {
-        engine: engine.clone(),
-        tenant: config.tenant.clone(),
-        verifier,
-        metrics,
-    };
+    metrics
+}
+
+type MetricsTask = tokio::task::JoinHandle<Result<(), std::io::Error>>;
+
+/// Serves the metrics on their own listener until `shutdown`.
+fn serve_metrics(
+    listener: TcpListener,
+    state: &AppState,
+    shutdown: &CancellationToken,
+) -> Result<MetricsTask, ServeError> {
     let local = listener.local_addr().map_err(ServeError::Serve)?;
-    tracing::info!(
-        listen = %local,
-        tenant = %config.tenant,
-        public_url = config.public_url.as_deref().unwrap_or("(none)"),
-        "serving"
-    );
-    let metrics_task = match metrics_listener {
-        Some(metrics_listener) => {
-            let local = metrics_listener.local_addr().map_err(ServeError::Serve)?;
-            tracing::info!(listen = %local, "serving metrics");
-            let app = api::metrics_app(state.clone());
-            let stop = shutdown.clone();
-            Some(tokio::spawn(async move {
-                axum::serve(metrics_listener, app)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await
-            }))
-        }
-        None => None,
-    };
-    let engine_task = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move { engine.run(shutdown).await }
-    });
-    let served = axum::serve(listener, api::app(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
-    shutdown.cancel();
-    let _ = engine_task.await;
-    if let Some(task) = metrics_task
-        && let Ok(Err(err)) = task.await
-    {
-        tracing::warn!(error = %err, "the metrics listener failed");
-    }
-    served.map_err(ServeError::Serve)
+    tracing::info!(listen = %local, "serving metrics");
+    let app = api::metrics_app(state.clone());
+    let stop = shutdown.clone();
+    Ok(tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+    }))
 }
 
 /// Cancels the token on SIGTERM or Ctrl-C.

@@ -557,3 +557,39 @@ async fn the_retention_sweep_deletes_old_ended_executions_at_start() {
     shutdown.cancel();
     running.await.expect("engine stopped");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assert_tasks_fail_on_a_falsy_condition_and_log_which() {
+    let h = Harness::new().await;
+    let source = r#"
+id: check
+namespace: tests
+inputs:
+  - {id: param, type: STRING}
+tasks:
+  - id: assert
+    type: io.kestra.plugin.core.execution.Assert
+    conditions:
+      - "{{ inputs.param == 'ok' }}"
+      - "{{ 1 + 1 == 2 }}"
+    errorMessage: "param was {{ inputs.param }}"
+"#;
+    let passed = h.run(source, json!({"param": "ok"})).await;
+    assert_eq!(passed.state.current, State::Success);
+
+    let failed = h.run(source, json!({"param": "ko"})).await;
+    assert_eq!(failed.state.current, State::Failed);
+    let run = failed
+        .task_run_list
+        .iter()
+        .find(|r| r.task_id == "assert")
+        .expect("the assert ran");
+    let error = run.attempts.last().and_then(|a| a.error.clone());
+    assert_eq!(error.as_deref(), Some("1 assertion failed!\nparam was ko"));
+    let logs = h.logs(&failed.id).await;
+    assert!(
+        logs.iter()
+            .any(|l| l == "Assertion `{{ inputs.param == 'ok' }}` failed!"),
+        "{logs:?}"
+    );
+}

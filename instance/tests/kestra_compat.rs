@@ -11,6 +11,7 @@ use atoll_instance::engine::{Engine, EngineConfig, EngineError, WebhookRequest};
 use atoll_instance::execution::{Execution, LogEntry};
 use atoll_instance::flow;
 use atoll_instance::store::{FlowExpect, Repository, Store};
+use atoll_testkit::eventually;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -350,20 +351,20 @@ async fn paused_then_resumed(
     entry: &Value,
     id: &str,
 ) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let state = || async {
         let execution = store
             .get_execution(id)
             .await
             .expect("read")
             .expect("exists");
-        if execution.state.current == atoll_instance::execution::State::Paused {
-            break;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(format!("never paused; it is {:?}", execution.state.current));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        execution.state.current
+    };
+    let paused = within("the execution PAUSED", Duration::from_secs(30), || async {
+        (state().await == atoll_instance::execution::State::Paused).then_some(())
+    })
+    .await;
+    if paused.is_none() {
+        return Err(format!("never paused; it is {:?}", state().await));
     }
     let outputs = entry["outputs"].as_object().cloned().unwrap_or_default();
     let with: Map<String, Value> = outputs
@@ -445,19 +446,32 @@ async fn retry_chain(
         limit: 100,
         ..Default::default()
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (found, _) = engine.search_executions(&filter).await.expect("search");
+    let search = || async { engine.search_executions(&filter).await.expect("search").0 };
+    let chain = within("the retry chain ended", Duration::from_secs(30), || async {
+        let found = search().await;
         let ended = found
             .iter()
             .filter(|e| e.state.current.is_terminal())
             .count();
-        if (found.len() >= count && ended == found.len()) || tokio::time::Instant::now() >= deadline
-        {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        (found.len() >= count && ended == found.len()).then_some(found)
+    })
+    .await;
+    match chain {
+        Some(found) => found,
+        // What there is; the entry's checks then say what is missing.
+        None => search().await,
     }
+}
+
+/// `eventually`, but `None` instead of a panic once `limit` has passed:
+/// one corpus entry that fails must not stop the others.
+async fn within<T, F, Fut>(what: &str, limit: Duration, check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let polling = eventually(what, limit + Duration::from_secs(1), check);
+    tokio::time::timeout(limit, polling).await.ok()
 }
 
 /// `$subflow.<namespace>.<flowId>.<field>` keys name a child flow.

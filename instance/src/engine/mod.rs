@@ -3,22 +3,20 @@
 
 mod context;
 mod driver;
-mod egress;
-mod flow_trigger;
 mod flows;
 mod plan;
 mod reads;
 mod rerun;
 mod retention;
 mod runner;
-mod scheduler;
 mod subflow;
-mod webhook;
+mod triggers;
 
 pub use flows::{FlowChangeError, Flows, ImportProblem};
 pub use rerun::RerunError;
-pub use scheduler::TriggerView;
-pub use webhook::{WebhookRequest, WebhookStart};
+pub use triggers::{TriggerView, WebhookRequest, WebhookStart};
+// The driver fires Flow triggers when an execution ends.
+use triggers::flow as flow_trigger;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,6 +28,7 @@ use tokio::sync::{Notify, Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use crate::execution::{Execution, State};
+use crate::flow::tasks::egress;
 use crate::flow::{self, Flow, FlowError, InputError, Label};
 use crate::store::{Repository, Store, StoreError};
 use crate::template::Templates;
@@ -118,8 +117,8 @@ pub(crate) struct Inner {
     kills: Mutex<HashMap<String, Arc<Notify>>>,
     work: Notify,
     flows_changed: Notify,
-    /// Enabled Flow triggers of every flow; `None` after a local change.
-    downstream: Mutex<Option<Arc<Vec<flow_trigger::Downstream>>>>,
+    /// The flow index the triggers read; `None` after a local change.
+    downstream: Mutex<Option<Arc<triggers::FlowIndex>>>,
     /// Counts local flow changes, so a pass that read flows before one does
     /// not install a stale index.
     flows_generation: std::sync::atomic::AtomicU64,
@@ -185,8 +184,8 @@ impl Engine {
     pub async fn triggers(
         &self,
         namespace: Option<&str>,
-    ) -> Result<Vec<scheduler::TriggerView>, EngineError> {
-        scheduler::list(&self.inner, namespace).await
+    ) -> Result<Vec<triggers::TriggerView>, EngineError> {
+        triggers::list(&self.inner, namespace).await
     }
 
     /// Asks for an execution to be killed (wherever it runs).
@@ -369,7 +368,7 @@ impl Engine {
             shutdown.cancelled().await;
             stop.cancel();
         });
-        let schedules = tokio::spawn(scheduler::run(inner.clone()));
+        let schedules = tokio::spawn(triggers::run(inner.clone()));
         let retention = tokio::spawn(retention::run(inner.clone()));
         let slots = Arc::new(Semaphore::new(inner.config.max_running));
         let mut drivers = tokio::task::JoinSet::new();

@@ -377,3 +377,183 @@ impl<'a> Planner<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Map;
+
+    const NOW: Timestamp = Timestamp::UNIX_EPOCH;
+
+    fn flow(body: &str) -> Flow {
+        crate::flow::parse(&format!("id: f\nnamespace: t\n{body}")).expect("flow parses")
+    }
+
+    fn log(id: &str) -> String {
+        format!("{{id: {id}, type: io.kestra.plugin.core.log.Log, message: hi}}")
+    }
+
+    fn run(id: &str, task_id: &str, parent: Option<&str>, state: State) -> TaskRun {
+        let mut run = TaskRun::new(
+            id.into(),
+            task_id.into(),
+            parent.map(Into::into),
+            Vec::new(),
+            NOW,
+        );
+        run.state.set(state, NOW);
+        run
+    }
+
+    fn execution(runs: Vec<TaskRun>) -> Execution {
+        let mut execution = Execution::new(
+            "e".into(),
+            "t".into(),
+            "f".into(),
+            1,
+            Vec::new(),
+            Map::new(),
+            NOW,
+        );
+        execution.state.set(State::Running, NOW);
+        execution.task_run_list = runs;
+        execution
+    }
+
+    fn create(task_id: &str, parent: Option<&str>) -> Step {
+        Step::Create {
+            task_id: task_id.into(),
+            parent: parent.map(Into::into),
+            values: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn tasks_run_one_after_the_other_then_the_execution_finishes() {
+        let flow = flow(&format!("tasks:\n  - {}\n  - {}\n", log("a"), log("b")));
+        assert_eq!(plan(&flow, &execution(vec![]), NOW), [create("a", None)]);
+        let a = run("1", "a", None, State::Created);
+        assert_eq!(
+            plan(&flow, &execution(vec![a]), NOW),
+            [Step::Start { run_id: "1".into() }]
+        );
+        let a = run("1", "a", None, State::Success);
+        assert_eq!(
+            plan(&flow, &execution(vec![a.clone()]), NOW),
+            [create("b", None)]
+        );
+        let b = run("2", "b", None, State::Warning);
+        assert_eq!(
+            plan(&flow, &execution(vec![a, b]), NOW),
+            [Step::Finish {
+                state: State::Warning
+            }]
+        );
+    }
+
+    #[test]
+    fn a_failure_stops_the_sequence_and_runs_errors_then_finally() {
+        let flow = flow(&format!(
+            "tasks:\n  - {}\n  - {}\nerrors:\n  - {}\nfinally:\n  - {}\n",
+            log("a"),
+            log("b"),
+            log("on-error"),
+            log("always")
+        ));
+        let a = run("1", "a", None, State::Failed);
+        assert_eq!(
+            plan(&flow, &execution(vec![a.clone()]), NOW),
+            [create("on-error", None)]
+        );
+        let handled = run("2", "on-error", None, State::Success);
+        assert_eq!(
+            plan(&flow, &execution(vec![a.clone(), handled.clone()]), NOW),
+            [create("always", None)]
+        );
+        let always = run("3", "always", None, State::Success);
+        assert_eq!(
+            plan(&flow, &execution(vec![a, handled, always]), NOW),
+            [Step::Finish {
+                state: State::Failed
+            }]
+        );
+    }
+
+    #[test]
+    fn parallel_children_start_up_to_the_limit() {
+        let flow = flow(&format!(
+            "tasks:\n  - id: p\n    type: io.kestra.plugin.core.flow.Parallel\n    concurrent: 2\n    tasks:\n      - {}\n      - {}\n      - {}\n",
+            log("a"),
+            log("b"),
+            log("c")
+        ));
+        let p = run("p1", "p", None, State::Running);
+        assert_eq!(
+            plan(&flow, &execution(vec![p.clone()]), NOW),
+            [create("a", Some("p1")), create("b", Some("p1"))]
+        );
+        let a = run("a1", "a", Some("p1"), State::Success);
+        let b = run("b1", "b", Some("p1"), State::Running);
+        assert_eq!(
+            plan(&flow, &execution(vec![p, a, b]), NOW),
+            [create("c", Some("p1"))]
+        );
+    }
+
+    #[test]
+    fn a_retry_starts_only_once_its_time_has_come() {
+        let flow = flow(&format!("tasks:\n  - {}\n", log("a")));
+        let mut a = run("1", "a", None, State::Retrying);
+        a.next_attempt_at = Some(NOW + jiff::SignedDuration::from_secs(5));
+        assert!(plan(&flow, &execution(vec![a.clone()]), NOW).is_empty());
+        let later = NOW + jiff::SignedDuration::from_secs(5);
+        assert_eq!(
+            plan(&flow, &execution(vec![a]), later),
+            [Step::Start { run_id: "1".into() }]
+        );
+    }
+
+    #[test]
+    fn a_dag_task_waits_for_what_it_depends_on() {
+        let flow = flow(&format!(
+            "tasks:\n  - id: d\n    type: io.kestra.plugin.core.flow.Dag\n    tasks:\n      - task: {}\n      - task: {}\n        dependsOn: [a]\n",
+            log("a"),
+            log("b")
+        ));
+        let d = run("d1", "d", None, State::Running);
+        assert_eq!(
+            plan(&flow, &execution(vec![d.clone()]), NOW),
+            [create("a", Some("d1"))]
+        );
+        let a = run("a1", "a", Some("d1"), State::Success);
+        assert_eq!(
+            plan(&flow, &execution(vec![d, a]), NOW),
+            [create("b", Some("d1"))]
+        );
+    }
+
+    #[test]
+    fn allow_failure_ends_warning_when_a_child_fails() {
+        let flow = flow(&format!(
+            "tasks:\n  - id: tolerant\n    type: io.kestra.plugin.core.flow.AllowFailure\n    tasks:\n      - {}\n",
+            log("a")
+        ));
+        let parent = run("t1", "tolerant", None, State::Running);
+        let a = run("a1", "a", Some("t1"), State::Failed);
+        assert_eq!(
+            plan(&flow, &execution(vec![parent, a]), NOW),
+            [Step::Complete {
+                run_id: "t1".into(),
+                state: State::Warning
+            }]
+        );
+    }
+
+    #[test]
+    fn an_ended_execution_plans_nothing() {
+        let flow = flow(&format!("tasks:\n  - {}\n", log("a")));
+        let mut ended = execution(vec![]);
+        ended.state.set(State::Killed, NOW);
+        assert!(plan(&flow, &ended, NOW).is_empty());
+    }
+}

@@ -62,76 +62,7 @@ async fn attempt(
     logs: &LogSink,
 ) -> Result<Map<String, Value>, Failure> {
     let fail = |message: String| (message, Map::new());
-    let inputs = match inner
-        .templates
-        .render_json(&Value::Object(spec.inputs.clone()), vars)
-    {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => Map::new(),
-        Err(err) => return Err(fail(format!("subflow inputs: {err}"))),
-    };
-    let (flow, revision) = inner
-        .latest_flow(&spec.namespace, &spec.flow_id)
-        .await
-        .map_err(|err| fail(err.to_string()))?;
-    if flow.disabled {
-        return Err(fail(format!(
-            "flow {}/{} is disabled",
-            spec.namespace, spec.flow_id
-        )));
-    }
-    let correlation = parent
-        .labels
-        .iter()
-        .find(|l| l.key == CORRELATION_LABEL)
-        .map_or_else(|| parent.execution_id.clone(), |l| l.value.clone());
-    let mut labels = Vec::new();
-    if spec.inherit_labels {
-        labels.extend(
-            parent
-                .labels
-                .iter()
-                .filter(|l| l.key != CORRELATION_LABEL)
-                .cloned(),
-        );
-    }
-    labels.extend(spec.labels.iter().cloned());
-    labels.push(Label {
-        key: CORRELATION_LABEL.into(),
-        value: correlation,
-    });
-    let trigger = json!({
-        "type": "io.kestra.plugin.core.flow.Subflow",
-        "variables": {
-            "executionId": parent.execution_id,
-            "namespace": parent.namespace,
-            "flowId": parent.flow_id,
-            "flowRevision": parent.flow_revision,
-        },
-    });
-    let mut child =
-        new_execution(&flow, revision, &inputs, labels, Some(trigger)).map_err(|err| {
-            fail(format!(
-                "subflow {}/{}: {err}",
-                spec.namespace, spec.flow_id
-            ))
-        })?;
-    child.id = child_id(&logs.task_run_id, logs.attempt);
-    match inner.store.insert_execution(&child).await {
-        Ok(()) => {
-            inner.work.notify_one();
-            logs.log(
-                LogLevel::Info,
-                format!(
-                    "started execution {} of {}/{}",
-                    child.id, spec.namespace, spec.flow_id
-                ),
-            );
-        }
-        // Created by this attempt before a restart: follow it.
-        Err(StoreError::Duplicate(_)) => {}
-        Err(err) => return Err(fail(err.to_string())),
-    }
+    let child = create_child(inner, spec, parent, vars, logs).await?;
     let mut outputs = Map::new();
     outputs.insert("executionId".into(), Value::String(child.id.clone()));
     if !spec.wait {
@@ -166,6 +97,96 @@ async fn attempt(
         ));
     }
     Ok(outputs)
+}
+
+/// Creates (and queues) the child execution of this attempt, or finds the
+/// one it created before a restart.
+async fn create_child(
+    inner: &Inner,
+    spec: &SubflowSpec,
+    parent: &Parent,
+    vars: &minijinja::Value,
+    logs: &LogSink,
+) -> Result<Execution, Failure> {
+    let fail = |message: String| (message, Map::new());
+    let inputs = match inner
+        .templates
+        .render_json(&Value::Object(spec.inputs.clone()), vars)
+    {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => Map::new(),
+        Err(err) => return Err(fail(format!("subflow inputs: {err}"))),
+    };
+    let (flow, revision) = inner
+        .latest_flow(&spec.namespace, &spec.flow_id)
+        .await
+        .map_err(|err| fail(err.to_string()))?;
+    if flow.disabled {
+        return Err(fail(format!(
+            "flow {}/{} is disabled",
+            spec.namespace, spec.flow_id
+        )));
+    }
+    let trigger = json!({
+        "type": "io.kestra.plugin.core.flow.Subflow",
+        "variables": {
+            "executionId": parent.execution_id,
+            "namespace": parent.namespace,
+            "flowId": parent.flow_id,
+            "flowRevision": parent.flow_revision,
+        },
+    });
+    let labels = child_labels(spec, parent);
+    let mut child =
+        new_execution(&flow, revision, &inputs, labels, Some(trigger)).map_err(|err| {
+            fail(format!(
+                "subflow {}/{}: {err}",
+                spec.namespace, spec.flow_id
+            ))
+        })?;
+    child.id = child_id(&logs.task_run_id, logs.attempt);
+    match inner.store.insert_execution(&child).await {
+        Ok(()) => {
+            inner.work.notify_one();
+            logs.log(
+                LogLevel::Info,
+                format!(
+                    "started execution {} of {}/{}",
+                    child.id, spec.namespace, spec.flow_id
+                ),
+            );
+        }
+        // Created by this attempt before a restart: follow it.
+        Err(StoreError::Duplicate(_)) => {}
+        Err(err) => return Err(fail(err.to_string())),
+    }
+    Ok(child)
+}
+
+/// The child's labels: the parent's (with `inheritLabels`), the task's,
+/// and the call tree's correlation id.
+fn child_labels(spec: &SubflowSpec, parent: &Parent) -> Vec<Label> {
+    let correlation = parent
+        .labels
+        .iter()
+        .find(|l| l.key == CORRELATION_LABEL)
+        .map_or_else(|| parent.execution_id.clone(), |l| l.value.clone());
+    let mut labels = Vec::new();
+    if spec.inherit_labels {
+        labels.extend(
+            parent
+                .labels
+                .iter()
+                .filter(|l| l.key != CORRELATION_LABEL)
+                .cloned(),
+        );
+    }
+    labels.extend(spec.labels.iter().cloned());
+    labels.push(Label {
+        key: CORRELATION_LABEL.into(),
+        value: correlation,
+    });
+    labels
 }
 
 /// The task-level `outputs` rendered against the child, else the child's

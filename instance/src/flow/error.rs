@@ -75,6 +75,25 @@ impl ProblemKind {
     }
 }
 
+/// A problem at `path` (`$` when empty), about `task` when given.
+pub(crate) fn problem(
+    path: &str,
+    task: Option<&str>,
+    kind: ProblemKind,
+    message: String,
+) -> Problem {
+    Problem {
+        path: if path.is_empty() {
+            "$".into()
+        } else {
+            path.into()
+        },
+        task: task.map(str::to_owned),
+        kind,
+        message,
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.task {

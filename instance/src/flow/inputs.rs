@@ -101,28 +101,36 @@ fn convert(input: &Input, kind: InputType, value: Value) -> Result<Value, InputE
             }
             value
         }
-        InputType::Array => {
-            let items = match value {
-                Value::Array(items) => items,
-                Value::String(s) => match serde_json::from_str(&s) {
-                    Ok(Value::Array(items)) => items,
-                    _ => return Err(invalid("a JSON array")),
-                },
-                _ => return Err(invalid("a list")),
-            };
-            let item_type = input.item_type.unwrap_or(InputType::String);
-            if matches!(item_type, InputType::Array | InputType::Select) {
-                Value::Array(items)
-            } else {
-                Value::Array(
-                    items
-                        .into_iter()
-                        .map(|item| convert(input, item_type, item))
-                        .collect::<Result<_, _>>()?,
-                )
-            }
-        }
+        InputType::Array => convert_array(input, value)?,
     })
+}
+
+/// An `ARRAY` input: a list (or a JSON array as text) whose items are
+/// converted to the declared `itemType` (strings by default).
+fn convert_array(input: &Input, value: Value) -> Result<Value, InputError> {
+    let invalid = |expected: &str| InputError::Invalid {
+        id: input.id.clone(),
+        expected: expected.to_owned(),
+    };
+    let items = match value {
+        Value::Array(items) => items,
+        Value::String(s) => match serde_json::from_str(&s) {
+            Ok(Value::Array(items)) => items,
+            _ => return Err(invalid("a JSON array")),
+        },
+        _ => return Err(invalid("a list")),
+    };
+    let item_type = input.item_type.unwrap_or(InputType::String);
+    if matches!(item_type, InputType::Array | InputType::Select) {
+        Ok(Value::Array(items))
+    } else {
+        Ok(Value::Array(
+            items
+                .into_iter()
+                .map(|item| convert(input, item_type, item))
+                .collect::<Result<_, _>>()?,
+        ))
+    }
 }
 
 #[cfg(test)]

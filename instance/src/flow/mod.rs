@@ -7,9 +7,11 @@ mod inputs;
 mod model;
 mod parse;
 mod redact;
+pub mod tasks;
 mod types;
 mod validate;
 
+pub use crate::vocabulary::Label;
 pub use error::{FlowError, Problem, ProblemKind};
 pub use inputs::{InputError, resolve_inputs};
 pub use model::*;

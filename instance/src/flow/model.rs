@@ -9,6 +9,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use super::tasks::TaskKind;
+use crate::vocabulary::{Label, State};
+
 /// A flow as written by its author, after parsing and validation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Flow {
@@ -47,12 +50,6 @@ pub enum ConcurrencyBehavior {
     Cancel,
     /// It ends FAILED at once.
     Fail,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Label {
-    pub key: String,
-    pub value: String,
 }
 
 /// A declared flow input.
@@ -160,7 +157,7 @@ impl TriggerKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlowTrigger {
     /// The ending states that count (every final state when empty).
-    pub states: Vec<crate::execution::State>,
+    pub states: Vec<State>,
     /// All must hold for the ended execution.
     pub conditions: Vec<FlowCondition>,
     /// Inputs of each execution (strings are templates seeing `trigger`).
@@ -175,15 +172,15 @@ pub enum FlowCondition {
     Namespace { namespace: String, prefix: bool },
     /// Its state is one of `within` (when given) and none of `except`.
     Status {
-        within: Vec<crate::execution::State>,
-        except: Vec<crate::execution::State>,
+        within: Vec<State>,
+        except: Vec<State>,
     },
 }
 
 impl FlowTrigger {
     /// Whether an execution of `namespace/flow_id` that ended in `state`
     /// starts this trigger (pure).
-    pub fn matches(&self, namespace: &str, flow_id: &str, state: crate::execution::State) -> bool {
+    pub fn matches(&self, namespace: &str, flow_id: &str, state: State) -> bool {
         let state_ok = if self.states.is_empty() {
             state.is_terminal()
         } else {
@@ -230,8 +227,8 @@ pub struct ScheduleTrigger {
 }
 
 impl ScheduleTrigger {
-    pub fn schedule(&self) -> Result<crate::schedule::Schedule, crate::schedule::ScheduleError> {
-        crate::schedule::Schedule::parse(&self.cron, self.with_seconds, self.timezone.as_deref())
+    pub fn schedule(&self) -> Result<crate::cron::Schedule, crate::cron::ScheduleError> {
+        crate::cron::Schedule::parse(&self.cron, self.with_seconds, self.timezone.as_deref())
     }
 }
 
@@ -309,80 +306,6 @@ impl LogLevel {
     }
 }
 
-/// What a task does. Runnable kinds do work; flowable kinds hold child tasks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum TaskKind {
-    Log {
-        /// One or several message templates.
-        messages: Vec<String>,
-        level: LogLevel,
-    },
-    Return {
-        format: Option<String>,
-    },
-    OutputValues {
-        values: Map<String, Value>,
-    },
-    Fail {
-        condition: Option<String>,
-        error_message: String,
-    },
-    Sleep {
-        duration: Duration,
-    },
-    Commands(CommandsSpec),
-    HttpRequest(HttpRequestSpec),
-    Sequential {
-        tasks: Vec<Task>,
-    },
-    Parallel {
-        tasks: Vec<Task>,
-        /// How many children run at once; 0 = all.
-        concurrent: u32,
-    },
-    AllowFailure {
-        tasks: Vec<Task>,
-    },
-    If {
-        condition: String,
-        then: Vec<Task>,
-        otherwise: Vec<Task>,
-    },
-    Switch {
-        value: String,
-        /// Cases in declaration order; keys are compared with the rendered value.
-        cases: Vec<(String, Vec<Task>)>,
-        /// Empty: no default branch (an unmatched value fails the Switch).
-        defaults: Vec<Task>,
-    },
-    ForEach {
-        /// A JSON array as a (template) string, or a YAML list.
-        values: Value,
-        /// How many iterations run at once; 0 = all.
-        concurrency_limit: u32,
-        tasks: Vec<Task>,
-    },
-    Dag {
-        tasks: Vec<DagTask>,
-        /// How many tasks run at once; 0 = all that are ready.
-        concurrent: u32,
-    },
-    /// Starts an execution of another flow and (with `wait`) follows it.
-    Subflow(SubflowSpec),
-    /// Ends the execution at once in the given state.
-    Exit {
-        state: crate::execution::State,
-    },
-    /// Waits for `delay`, or until resumed through the API (the task's
-    /// `timeout` then fails it if nobody does), then runs `tasks`.
-    Pause {
-        delay: Option<Duration>,
-        /// Inputs the resume call may give; they become `outputs.<id>.onResume`.
-        on_resume: Vec<Input>,
-        tasks: Vec<Task>,
-    },
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DagTask {
     pub task: Task,
@@ -406,26 +329,6 @@ pub struct SubflowSpec {
     /// Kestra's task-level `outputs`: templates rendered against the child
     /// execution once it ends (else the child's flow outputs are used).
     pub outputs: Map<String, Value>,
-}
-
-/// Shell commands run as a local process.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CommandsSpec {
-    pub commands: Vec<String>,
-    pub before_commands: Vec<String>,
-    pub interpreter: Vec<String>,
-    pub env: Map<String, Value>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HttpRequestSpec {
-    pub uri: String,
-    pub method: String,
-    pub body: Option<String>,
-    pub content_type: Option<String>,
-    pub headers: Map<String, Value>,
-    /// Accept any status code instead of failing on 4xx/5xx.
-    pub allow_failed: bool,
 }
 
 impl TaskKind {
@@ -600,7 +503,6 @@ mod tests {
 
     #[test]
     fn flow_triggers_match_flow_namespace_and_state() {
-        use crate::execution::State;
         let trigger = FlowTrigger {
             states: Vec::new(),
             conditions: vec![

@@ -1,14 +1,12 @@
-//! The task types this engine runs, under Kestra's names and older aliases.
+//! The names of the task types this engine runs (Kestra's names and older
+//! aliases): the runnable ones come from their modules (`tasks/`), the
+//! flowable ones (and those the driver interprets itself) are listed here.
 
 use super::error::ProblemKind;
+use super::tasks::RUNNABLE;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TaskType {
-    Log,
-    Return,
-    OutputValues,
-    Fail,
-    Sleep,
+pub(crate) enum FlowableType {
     Sequential,
     Parallel,
     AllowFailure,
@@ -21,77 +19,54 @@ pub(crate) enum TaskType {
     Pause,
     Subflow,
     Exit,
-    Commands,
-    HttpRequest,
 }
 
 /// (canonical name, older aliases, type).
-const TASK_TYPES: &[(&str, &[&str], TaskType)] = &[
-    (
-        "io.kestra.plugin.core.log.Log",
-        &["io.kestra.core.tasks.log.Log"],
-        TaskType::Log,
-    ),
-    (
-        "io.kestra.plugin.core.debug.Return",
-        &["io.kestra.core.tasks.debugs.Return"],
-        TaskType::Return,
-    ),
-    (
-        "io.kestra.plugin.core.output.OutputValues",
-        &["io.kestra.core.tasks.outputs.OutputValues"],
-        TaskType::OutputValues,
-    ),
-    (
-        "io.kestra.plugin.core.execution.Fail",
-        &["io.kestra.core.tasks.executions.Fail"],
-        TaskType::Fail,
-    ),
-    (
-        "io.kestra.plugin.core.flow.Sleep",
-        &["io.kestra.core.tasks.flows.Sleep"],
-        TaskType::Sleep,
-    ),
+const TASK_TYPES: &[(&str, &[&str], FlowableType)] = &[
     (
         "io.kestra.plugin.core.flow.Sequential",
         &["io.kestra.core.tasks.flows.Sequential"],
-        TaskType::Sequential,
+        FlowableType::Sequential,
     ),
     (
         "io.kestra.plugin.core.flow.Parallel",
         &["io.kestra.core.tasks.flows.Parallel"],
-        TaskType::Parallel,
+        FlowableType::Parallel,
     ),
     (
         "io.kestra.plugin.core.flow.AllowFailure",
         &["io.kestra.core.tasks.flows.AllowFailure"],
-        TaskType::AllowFailure,
+        FlowableType::AllowFailure,
     ),
     (
         "io.kestra.plugin.core.flow.If",
         &["io.kestra.core.tasks.flows.If"],
-        TaskType::If,
+        FlowableType::If,
     ),
     (
         "io.kestra.plugin.core.flow.Switch",
         &["io.kestra.core.tasks.flows.Switch"],
-        TaskType::Switch,
+        FlowableType::Switch,
     ),
-    ("io.kestra.plugin.core.flow.ForEach", &[], TaskType::ForEach),
+    (
+        "io.kestra.plugin.core.flow.ForEach",
+        &[],
+        FlowableType::ForEach,
+    ),
     (
         "io.kestra.plugin.core.flow.EachSequential",
         &["io.kestra.core.tasks.flows.EachSequential"],
-        TaskType::EachSequential,
+        FlowableType::EachSequential,
     ),
     (
         "io.kestra.plugin.core.flow.EachParallel",
         &["io.kestra.core.tasks.flows.EachParallel"],
-        TaskType::EachParallel,
+        FlowableType::EachParallel,
     ),
     (
         "io.kestra.plugin.core.flow.Dag",
         &["io.kestra.core.tasks.flows.Dag"],
-        TaskType::Dag,
+        FlowableType::Dag,
     ),
     (
         "io.kestra.plugin.core.flow.Subflow",
@@ -99,23 +74,17 @@ const TASK_TYPES: &[(&str, &[&str], TaskType)] = &[
             "io.kestra.core.tasks.flows.Subflow",
             "io.kestra.core.tasks.flows.Flow",
         ],
-        TaskType::Subflow,
+        FlowableType::Subflow,
     ),
-    ("io.kestra.plugin.core.execution.Exit", &[], TaskType::Exit),
+    (
+        "io.kestra.plugin.core.execution.Exit",
+        &[],
+        FlowableType::Exit,
+    ),
     (
         "io.kestra.plugin.core.flow.Pause",
         &["io.kestra.core.tasks.flows.Pause"],
-        TaskType::Pause,
-    ),
-    (
-        "io.kestra.plugin.scripts.shell.Commands",
-        &[],
-        TaskType::Commands,
-    ),
-    (
-        "io.kestra.plugin.core.http.Request",
-        &["io.kestra.plugin.fs.http.Request"],
-        TaskType::HttpRequest,
+        FlowableType::Pause,
     ),
 ];
 
@@ -128,10 +97,15 @@ const NOT_YET: &[&str] = &[
 
 /// The canonical names of every supported task type.
 pub fn supported_task_types() -> impl Iterator<Item = &'static str> {
-    TASK_TYPES.iter().map(|(name, _, _)| *name)
+    RUNNABLE
+        .iter()
+        .map(|(name, _)| *name)
+        .chain(TASK_TYPES.iter().map(|(name, _, _)| *name))
 }
 
-pub(crate) fn lookup_task_type(name: &str) -> Result<TaskType, (ProblemKind, String)> {
+/// A flowable type by name; the error (for any name that is not a flowable
+/// type) lists every supported type, runnable ones included.
+pub(crate) fn lookup_task_type(name: &str) -> Result<FlowableType, (ProblemKind, String)> {
     if let Some((_, _, kind)) = TASK_TYPES
         .iter()
         .find(|(canonical, aliases, _)| *canonical == name || aliases.contains(&name))

@@ -3,11 +3,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde_json::Value;
-
-use super::error::{Problem, ProblemKind};
+use super::error::{Problem, ProblemKind, problem};
 use super::model::*;
-use super::parse::problem;
+use super::tasks::strings_in;
+use crate::vocabulary::Label;
 
 const MAX_ID_LEN: usize = 100;
 const MAX_NAMESPACE_LEN: usize = 150;
@@ -19,49 +18,58 @@ pub(super) fn validate(flow: &Flow) -> Vec<Problem> {
     for (i, label) in flow.labels.iter().enumerate() {
         check_label(label, i, &mut problems);
     }
+    let input_ids = unique_ids(
+        flow.inputs.iter().map(|i| i.id.as_str()),
+        ("inputs", "input", Some(IdRule::Input)),
+        &mut problems,
+    );
+    unique_ids(
+        flow.outputs.iter().map(|o| o.id.as_str()),
+        ("outputs", "output", Some(IdRule::Task)),
+        &mut problems,
+    );
+    // Trigger ids are checked as they are parsed.
+    unique_ids(
+        flow.triggers.iter().map(|t| t.id.as_str()),
+        ("triggers", "trigger", None),
+        &mut problems,
+    );
+    let task_ids = check_tasks(flow, &mut problems);
+    check_references(flow, &task_ids, &input_ids, &mut problems);
+    problems
+}
 
-    let mut input_ids = HashSet::new();
-    for (i, input) in flow.inputs.iter().enumerate() {
-        let path = format!("inputs[{i}].id");
-        check_id(&input.id, &path, IdRule::Input, &mut problems);
-        if !input_ids.insert(input.id.as_str()) {
+/// The ids of a list (`inputs`, `outputs`, `triggers`): each checked
+/// against `rule` (when given), one declared twice reported at its second
+/// declaration.
+fn unique_ids<'a>(
+    ids: impl Iterator<Item = &'a str>,
+    (list, what, rule): (&str, &str, Option<IdRule>),
+    problems: &mut Vec<Problem>,
+) -> HashSet<&'a str> {
+    let mut seen = HashSet::new();
+    for (i, id) in ids.enumerate() {
+        let path = format!("{list}[{i}].id");
+        if let Some(rule) = rule {
+            check_id(id, &path, rule, problems);
+        }
+        if !seen.insert(id) {
             problems.push(problem(
                 &path,
                 None,
                 ProblemKind::DuplicateId,
-                format!("input id `{}` is declared twice", input.id),
+                format!("{what} id `{id}` is declared twice"),
             ));
         }
     }
-    let mut output_ids = HashSet::new();
-    for (i, output) in flow.outputs.iter().enumerate() {
-        let path = format!("outputs[{i}].id");
-        check_id(&output.id, &path, IdRule::Task, &mut problems);
-        if !output_ids.insert(output.id.as_str()) {
-            problems.push(problem(
-                &path,
-                None,
-                ProblemKind::DuplicateId,
-                format!("output id `{}` is declared twice", output.id),
-            ));
-        }
-    }
+    seen
+}
 
-    let mut trigger_ids = HashSet::new();
-    for (i, trigger) in flow.triggers.iter().enumerate() {
-        if !trigger_ids.insert(trigger.id.as_str()) {
-            problems.push(problem(
-                &format!("triggers[{i}].id"),
-                None,
-                ProblemKind::DuplicateId,
-                format!("trigger id `{}` is declared twice", trigger.id),
-            ));
-        }
-    }
-
-    let mut seen: HashMap<&str, ()> = HashMap::new();
+/// Task ids are unique across the flow, Dags well formed; returns the ids.
+fn check_tasks<'a>(flow: &'a Flow, problems: &mut Vec<Problem>) -> HashSet<&'a str> {
+    let mut seen = HashSet::new();
     for task in flow.all_tasks() {
-        if seen.insert(task.id.as_str(), ()).is_some() {
+        if !seen.insert(task.id.as_str()) {
             problems.push(problem(
                 "id",
                 Some(&task.id),
@@ -73,16 +81,24 @@ pub(super) fn validate(flow: &Flow) -> Vec<Problem> {
             ));
         }
         if let TaskKind::Dag { tasks, .. } = &task.kind {
-            check_dag(task, tasks, &mut problems);
+            check_dag(task, tasks, problems);
         }
     }
+    seen
+}
 
-    let task_ids: HashSet<&str> = seen.keys().copied().collect();
+/// Templates refer only to declared tasks and inputs (unless guarded).
+fn check_references(
+    flow: &Flow,
+    task_ids: &HashSet<&str>,
+    input_ids: &HashSet<&str>,
+    problems: &mut Vec<Problem>,
+) {
     let mut check_text = |task: Option<&str>, field: &str, text: &str| {
         for reference in references(text) {
             let (kind, known, what) = match reference.root {
-                Root::Outputs => (ProblemKind::MissingTask, &task_ids, "task"),
-                Root::Inputs => (ProblemKind::MissingInput, &input_ids, "input"),
+                Root::Outputs => (ProblemKind::MissingTask, task_ids, "task"),
+                Root::Inputs => (ProblemKind::MissingInput, input_ids, "input"),
             };
             if !reference.guarded && !known.contains(reference.name.as_str()) {
                 problems.push(problem(
@@ -107,7 +123,6 @@ pub(super) fn validate(flow: &Flow) -> Vec<Problem> {
             check_text(None, &format!("outputs[{i}].value"), text);
         }
     }
-    problems
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -272,42 +287,11 @@ fn find_cycle<'a>(
 
 /// The template-bearing properties of a task, with their field names.
 pub(super) fn task_templates(task: &Task) -> Vec<(&'static str, &str)> {
+    if let Some(templates) = task.kind.runnable_templates() {
+        return templates;
+    }
     let mut out = Vec::new();
     match &task.kind {
-        TaskKind::Log { messages, .. } => {
-            out.extend(messages.iter().map(|m| ("message", m.as_str())));
-        }
-        TaskKind::Return { format } => out.extend(format.as_deref().map(|f| ("format", f))),
-        TaskKind::OutputValues { values } => {
-            for value in values.values() {
-                out.extend(strings_in(value).into_iter().map(|s| ("values", s)));
-            }
-        }
-        TaskKind::Fail {
-            condition,
-            error_message,
-        } => {
-            out.extend(condition.as_deref().map(|c| ("condition", c)));
-            out.push(("errorMessage", error_message.as_str()));
-        }
-        TaskKind::Commands(spec) => {
-            out.extend(spec.commands.iter().map(|c| ("commands", c.as_str())));
-            out.extend(
-                spec.before_commands
-                    .iter()
-                    .map(|c| ("beforeCommands", c.as_str())),
-            );
-            for value in spec.env.values() {
-                out.extend(strings_in(value).into_iter().map(|s| ("env", s)));
-            }
-        }
-        TaskKind::HttpRequest(spec) => {
-            out.push(("uri", spec.uri.as_str()));
-            out.extend(spec.body.as_deref().map(|b| ("body", b)));
-            for value in spec.headers.values() {
-                out.extend(strings_in(value).into_iter().map(|s| ("headers", s)));
-            }
-        }
         TaskKind::If { condition, .. } => out.push(("condition", condition.as_str())),
         TaskKind::Switch { value, .. } => out.push(("value", value.as_str())),
         TaskKind::ForEach { values, .. } => {
@@ -318,24 +302,9 @@ pub(super) fn task_templates(task: &Task) -> Vec<(&'static str, &str)> {
                 out.extend(strings_in(value).into_iter().map(|s| ("inputs", s)));
             }
         }
-        TaskKind::Sleep { .. }
-        | TaskKind::Exit { .. }
-        | TaskKind::Sequential { .. }
-        | TaskKind::Parallel { .. }
-        | TaskKind::AllowFailure { .. }
-        | TaskKind::Dag { .. }
-        | TaskKind::Pause { .. } => {}
+        _ => {}
     }
     out
-}
-
-pub(super) fn strings_in(value: &Value) -> Vec<&str> {
-    match value {
-        Value::String(s) => vec![s.as_str()],
-        Value::Array(items) => items.iter().flat_map(strings_in).collect(),
-        Value::Object(map) => map.values().flat_map(strings_in).collect(),
-        _ => Vec::new(),
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

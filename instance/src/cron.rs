@@ -1,6 +1,6 @@
 //! Cron schedules: parsing (five fields, or six with seconds), time zones
-//! and the ticks due in a window. Pure: the scheduler loop that fires them
-//! lives in the engine.
+//! and the ticks due in a window. Pure: the engine's trigger loop fires
+//! them (`engine/triggers/schedule.rs`).
 
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};

@@ -12,11 +12,11 @@
 use aws_lc_rs::{constant_time, digest};
 use serde_json::{Map, Value, json};
 
-use super::scheduler::render_inputs;
-use super::{Engine, EngineError, new_execution};
+use super::fire::{key_of, triggered_execution};
+use crate::engine::{Engine, EngineError};
 use crate::execution::Execution;
 use crate::flow::{TriggerKind, WebhookTrigger};
-use crate::store::{Repository, TriggerKey};
+use crate::store::Repository;
 
 /// What the webhook request carried, as the execution's `trigger` sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,13 +125,8 @@ impl Engine {
             "headers": request.headers,
             "parameters": request.parameters,
         });
-        let inputs = render_inputs(&self.inner, &spec.inputs, &variables)?;
-        let execution = new_execution(&flow, revision, &inputs, Vec::new(), Some(variables))?;
-        let trigger_key = TriggerKey {
-            namespace: flow.namespace.clone(),
-            flow_id: flow.id.clone(),
-            trigger_id: trigger.id.clone(),
-        };
+        let execution = triggered_execution(&self.inner, &flow, revision, &spec.inputs, variables)?;
+        let trigger_key = key_of(&flow, trigger);
         self.inner
             .store
             .fire_trigger(&trigger_key, &execution.id, None, Some(&execution))
