@@ -112,9 +112,12 @@ concurrency: {limit: 1, behavior: QUEUE}
 inputs:
   - {id: n, type: INT}
 tasks:
-  - id: nap
-    type: io.kestra.plugin.core.flow.Sleep
-    duration: PT0.2S
+  - id: first-holds
+    type: io.kestra.plugin.core.flow.If
+    condition: "{{ inputs.n == 0 }}"
+    then:
+      - id: hold
+        type: io.kestra.plugin.core.flow.Pause
   - id: done
     type: io.kestra.plugin.core.debug.Return
     format: "{{ inputs.n }}"
@@ -122,13 +125,22 @@ tasks:
 
 async fn five_queued_executions_run_one_after_another(harness: &Harness) {
     harness.save(QUEUED).await;
+    // The first execution holds the only slot (paused) until all five exist,
+    // so the other four queue however slow the machine is.
     let mut ids = Vec::new();
     for n in 0..5 {
         let execution = harness
             .start("control.test", "one-at-a-time", json!({"n": n}))
             .await;
+        let expected = if n == 0 { State::Paused } else { State::Queued };
+        harness.reaches(&execution.id, expected).await;
         ids.push(execution.id);
     }
+    harness
+        .engine
+        .resume(&ids[0], &Map::new())
+        .await
+        .expect("resume the first");
     let mut done = Vec::new();
     for id in &ids {
         done.push(harness.finished(id).await);
