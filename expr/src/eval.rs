@@ -12,7 +12,7 @@ use crate::parser::{Args, BinOp, Expr, ExprKind, Interp, Macro, Node, Template, 
 use crate::value::{Map, Value};
 
 /// Macro calls and nested `render()` calls one render may stack.
-pub(crate) const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 32;
 /// Largest output one render may produce.
 const MAX_OUTPUT: usize = 16 * 1024 * 1024;
 
@@ -76,6 +76,17 @@ impl<'a> Renderer<'a> {
         self.depth -= 1;
         self.template = saved;
         result.map(|()| out)
+    }
+
+    /// Charges the budget for work proportional to `n` (items built).
+    pub(crate) fn charge(&mut self, n: usize, pos: Pos) -> R<()> {
+        let n = n as u64;
+        if n > self.fuel {
+            self.fuel = 0;
+            return self.step(pos);
+        }
+        self.fuel -= n;
+        Ok(())
     }
 
     pub(crate) fn step(&mut self, pos: Pos) -> R<()> {
@@ -413,7 +424,11 @@ impl<'a> Renderer<'a> {
             BinOp::Div => ops::arith(Arith::Div, &x, &y).map_err(err),
             BinOp::Rem => ops::arith(Arith::Rem, &x, &y).map_err(err),
             BinOp::Concat => Ok(Value::from(format!("{}{}", x.to_print(), y.to_print()))),
-            BinOp::Range => ops::range(&x, &y, 1).map_err(err),
+            BinOp::Range => {
+                let v = ops::range(&x, &y, 1).map_err(err)?;
+                self.charge_list(&v, pos)?;
+                Ok(v)
+            }
             BinOp::Contains => Ok(Value::Bool(ops::contains(&x, &y).map_err(err)?)),
             BinOp::IsIn => Ok(Value::Bool(ops::contains(&y, &x).map_err(err)?)),
             BinOp::And | BinOp::Or | BinOp::Coalesce | BinOp::CoalesceUndefined => {
@@ -453,7 +468,9 @@ impl<'a> Renderer<'a> {
             return Err(Error::render(message, pos));
         };
         let bound = self.bind(filter.params, args, "filter", name, pos)?;
-        (filter.f)(self, input, &bound).map_err(|m| wrap(m, "filter", name, pos))
+        let v = (filter.f)(self, input, &bound).map_err(|m| wrap(m, "filter", name, pos))?;
+        self.charge_list(&v, pos)?;
+        Ok(v)
     }
 
     fn call(&mut self, name: &str, args: &Args, pos: Pos) -> R<Value> {
@@ -476,7 +493,9 @@ impl<'a> Renderer<'a> {
             return Err(Error::render(message, pos));
         };
         let bound = self.bind(function.params, args, "function", name, pos)?;
-        (function.f)(self, &bound).map_err(|m| wrap(m, "function", name, pos))
+        let v = (function.f)(self, &bound).map_err(|m| wrap(m, "function", name, pos))?;
+        self.charge_list(&v, pos)?;
+        Ok(v)
     }
 
     fn call_macro(&mut self, name: &str, m: &Macro, args: &Args, pos: Pos) -> R<Value> {
@@ -543,6 +562,14 @@ impl<'a> Renderer<'a> {
             values[i] = Some(self.eval(e)?);
         }
         Ok(Bound(values))
+    }
+
+    /// Lists built by builtins and ranges cost one step per item.
+    fn charge_list(&mut self, v: &Value, pos: Pos) -> R<()> {
+        match v {
+            Value::List(items) => self.charge(items.len(), pos),
+            _ => Ok(()),
+        }
     }
 
     pub(crate) fn template_block(&self, name: &str) -> Option<Arc<Vec<Node>>> {

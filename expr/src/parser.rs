@@ -9,8 +9,10 @@ use crate::error::{Error, Pos};
 use crate::lexer::{StrPart, Tok, Token, lex, lex_expression};
 use crate::value::Value;
 
-/// Deepest expression nesting the parser accepts.
-const MAX_DEPTH: usize = 200;
+/// Deepest expression nesting the parser accepts (parentheses, operands,
+/// filter chains and attribute chains all count), so evaluating and
+/// dropping the tree cannot overflow the stack.
+const MAX_DEPTH: usize = 100;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Expr {
@@ -571,7 +573,15 @@ impl Parser {
             let primary = self.primary()?;
             self.postfix(primary)?
         };
+        let mut chain = 0;
         while let Some(tok) = self.peek_tok() {
+            chain += 1;
+            if self.depth + chain > MAX_DEPTH {
+                return Err(Error::syntax(
+                    "expression nested too deeply",
+                    self.last_pos(),
+                ));
+            }
             let opos = self.last_pos();
             if matches!(tok, Tok::Op("|")) && FILTER_PRECEDENCE >= min {
                 self.i += 1;
@@ -703,7 +713,15 @@ impl Parser {
     }
 
     fn postfix(&mut self, mut e: Expr) -> Result<Expr, Error> {
+        let mut chain = 0;
         loop {
+            chain += 1;
+            if self.depth + chain > MAX_DEPTH {
+                return Err(Error::syntax(
+                    "expression nested too deeply",
+                    self.last_pos(),
+                ));
+            }
             if self.is_op(".") {
                 let pos = self.last_pos();
                 self.i += 1;

@@ -1,5 +1,230 @@
-//! jq (filled in below).
+//! `jq(expression)` with the jaq crates. As Kestra's filter, it always
+//! returns the list of every output; a string input is parsed as JSON,
+//! a null input gives null.
+//!
+//! jaq takes no countermeasures against runaway programs, and a stack
+//! overflow aborts the process, so: programs whose own `def`s call
+//! themselves, and the unbounded generators `repeat`, `while`, `until` and
+//! `recurse(f)`, are rejected before running; at most [`MAX_OUTPUTS`]
+//! outputs are collected; the program runs on its own thread with a large
+//! stack.
 
-use super::{Def, FilterFn};
+use jaq_core::load::{Arena, File, Loader};
+use jaq_core::{Compiler, Ctx, Vars, data, unwrap_valr};
+use jaq_json::Val;
 
-pub(crate) const FILTERS: &[Def<FilterFn>] = &[];
+use super::{Args, Def, FilterFn, def};
+use crate::eval::Renderer;
+use crate::value::{Map, Value};
+
+pub(crate) const FILTERS: &[Def<FilterFn>] = &[def("jq", &["expression"], jq)];
+
+/// Outputs one `jq` call may produce.
+const MAX_OUTPUTS: usize = 10_000;
+/// Stack of the thread jq runs on.
+const STACK_SIZE: usize = 64 * 1024 * 1024;
+
+fn jq(_: &mut Renderer<'_>, v: Value, a: &Args) -> Result<Value, String> {
+    let program = a.str(0, "expression")?;
+    let input = match v {
+        Value::Null => return Ok(Value::Null),
+        Value::String(s) => crate::builtins::json::parse_json(&s)
+            .map_err(|e| format!("Unable to parse jq input as JSON: {e}"))?,
+        other => other,
+    };
+    check_program(&program)?;
+    let handle = std::thread::Builder::new()
+        .name("jq".into())
+        .stack_size(STACK_SIZE)
+        .spawn(move || run(&program, &input))
+        .map_err(|e| format!("cannot start jq: {e}"))?;
+    handle
+        .join()
+        .map_err(|_| "jq failed unexpectedly".to_string())?
+}
+
+fn run(program: &str, input: &Value) -> Result<Value, String> {
+    let defs = jaq_core::defs()
+        .chain(jaq_std::defs())
+        .chain(jaq_json::defs());
+    let funs = jaq_core::funs()
+        .chain(jaq_std::funs())
+        .chain(jaq_json::funs());
+    let loader = Loader::new(defs);
+    let arena = Arena::default();
+    let modules = loader
+        .load(
+            &arena,
+            File {
+                code: program,
+                path: (),
+            },
+        )
+        .map_err(|errs| {
+            format!(
+                "Unable to parse jq value `{program}`: {}",
+                errs.iter()
+                    .map(|(_, e)| format!("{e:?}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })?;
+    let filter = Compiler::default()
+        .with_funs(funs)
+        .compile(modules)
+        .map_err(|errs| {
+            format!(
+                "Unable to parse jq value `{program}`: {}",
+                errs.iter()
+                    .map(|(_, e)| format!("{e:?}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })?;
+    let ctx = Ctx::<data::JustLut<Val>>::new(&filter.lut, Vars::new([]));
+    let mut outputs = Vec::new();
+    for out in filter.id.run((ctx, to_val(input))).map(unwrap_valr) {
+        let out = out.map_err(|e| format!("Failed to resolve JQ expression `{program}`: {e}"))?;
+        if outputs.len() == MAX_OUTPUTS {
+            return Err(format!("jq produced more than {MAX_OUTPUTS} outputs"));
+        }
+        outputs.push(from_val(&out));
+    }
+    Ok(Value::list(outputs))
+}
+
+/// Rejects what could run without bound: recursive `def`s and the
+/// unbounded generators.
+fn check_program(program: &str) -> Result<(), String> {
+    let words: Vec<(usize, &str)> = program
+        .match_indices(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .scan(0, |start, (i, sep)| {
+            let word = (*start, &program[*start..i]);
+            *start = i + sep.len();
+            Some(word)
+        })
+        .chain(std::iter::once_with(|| {
+            let last = program
+                .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .map_or(0, |i| i + 1);
+            (last, &program[last..])
+        }))
+        .filter(|(_, w)| !w.is_empty())
+        .collect();
+    for (i, (at, word)) in words.iter().enumerate() {
+        match *word {
+            "repeat" | "while" | "until" => {
+                return Err(format!(
+                    "jq: `{word}` is not allowed (it can run without end)"
+                ));
+            }
+            "recurse" if program[at + word.len()..].trim_start().starts_with('(') => {
+                return Err(
+                    "jq: `recurse(f)` is not allowed (it can run without end); use `..`".into(),
+                );
+            }
+            "def" => {
+                if let Some((_, name)) = words.get(i + 1) {
+                    let body_start = at + 3;
+                    let rest = &program[body_start..];
+                    let after_name = rest.find(name).map_or(0, |p| p + name.len());
+                    let body = def_body(&rest[after_name..]);
+                    let recursive = body.match_indices(name).any(|(p, _)| {
+                        let before = body[..p].chars().last();
+                        let after = body[p + name.len()..].chars().next();
+                        !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$')
+                            && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                    });
+                    if recursive {
+                        return Err(format!(
+                            "jq: the recursive function `{name}` is not allowed (it can run without end)"
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The text of a `def` from after its name to its closing `;` (nested
+/// `def`s close their own `;` first).
+fn def_body(rest: &str) -> &str {
+    let mut depth = 0i32;
+    let mut pending = 0;
+    let mut word = String::new();
+    for (i, c) in rest.char_indices() {
+        if c.is_alphanumeric() || c == '_' {
+            word.push(c);
+            continue;
+        }
+        if word == "def" {
+            pending += 1;
+        }
+        word.clear();
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            ';' if depth == 0 && pending == 0 => return &rest[..i],
+            ';' if depth == 0 => pending -= 1,
+            _ => {}
+        }
+    }
+    rest
+}
+
+fn to_val(v: &Value) -> Val {
+    match v {
+        Value::Null => Val::Null,
+        Value::Bool(b) => Val::from(*b),
+        Value::Int(i) => Val::from(*i as isize),
+        Value::Long(l) => isize::try_from(*l).map_or(Val::from(*l as f64), Val::from),
+        Value::Float(f) => Val::from(f64::from(*f)),
+        Value::Double(d) => Val::from(*d),
+        Value::BigDecimal(s) | Value::BigInteger(s) => {
+            Val::from(s.parse::<f64>().unwrap_or(f64::NAN))
+        }
+        Value::String(s) => Val::from(s.to_string()),
+        Value::List(items) => items.iter().map(to_val).collect(),
+        Value::Map(map) => {
+            let mut m = jaq_json::Map::default();
+            for (k, item) in map.iter() {
+                m.insert(Val::from(k.clone()), to_val(item));
+            }
+            Val::obj(m)
+        }
+    }
+}
+
+fn from_val(v: &Val) -> Value {
+    match v {
+        Val::Null => Value::Null,
+        Val::Bool(b) => Value::Bool(*b),
+        Val::Num(n) => match n {
+            jaq_json::Num::Int(i) => {
+                let i = *i as i64;
+                i32::try_from(i).map_or(Value::Long(i), Value::Int)
+            }
+            jaq_json::Num::Float(f) => Value::Double(*f),
+            jaq_json::Num::BigInt(b) => Value::BigInteger(b.to_string().into()),
+            jaq_json::Num::Dec(s) => match s.parse::<i64>() {
+                Ok(i) => i32::try_from(i).map_or(Value::Long(i), Value::Int),
+                Err(_) => Value::Double(s.parse().unwrap_or(f64::NAN)),
+            },
+        },
+        Val::TStr(b) | Val::BStr(b) => Value::from(String::from_utf8_lossy(b).into_owned()),
+        Val::Arr(items) => Value::list(items.iter().map(from_val).collect()),
+        Val::Obj(map) => {
+            let mut out = Map::new();
+            for (k, item) in map.iter() {
+                let key = match k {
+                    Val::TStr(b) | Val::BStr(b) => String::from_utf8_lossy(b).into_owned(),
+                    other => other.to_string(),
+                };
+                out.insert(key, from_val(item));
+            }
+            Value::map(out)
+        }
+    }
+}

@@ -8,7 +8,7 @@ mod collection;
 mod date;
 mod hash;
 mod jq;
-mod json;
+pub(crate) mod json;
 mod misc;
 mod number;
 mod string;

@@ -1,0 +1,60 @@
+//! What a hostile or broken template meets: step budget, depth limits,
+//! jq guards, and errors that say where and what failed.
+
+use atoll_expr::{Engine, ErrorKind, Map};
+
+fn render(source: &str) -> Result<String, atoll_expr::Error> {
+    Engine::new().render(source, &Map::new())
+}
+
+#[test]
+fn an_endless_loop_runs_out_of_steps() {
+    let err = render("{% for i in 0..1000000 %}{% for j in 0..1000000 %}x{% endfor %}{% endfor %}")
+        .expect_err("the budget stops it");
+    assert_eq!(err.kind, ErrorKind::Limit);
+}
+
+#[test]
+fn self_recursive_macros_stop() {
+    let err =
+        render("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}").expect_err("depth limit");
+    assert_eq!(err.kind, ErrorKind::Limit);
+}
+
+#[test]
+fn deeply_nested_expressions_are_rejected_not_overflowing() {
+    let source = format!("{{{{ {}1{} }}}}", "(".repeat(5000), ")".repeat(5000));
+    let err = render(&source).expect_err("too deep");
+    assert_eq!(err.kind, ErrorKind::Syntax);
+}
+
+#[test]
+fn runaway_jq_programs_are_rejected() {
+    for program in [
+        "def f: 1 + f; f",
+        "repeat(.)",
+        "0 | recurse(. + 1)",
+        "[.] | until(false; .)",
+    ] {
+        let err = render(&format!("{{{{ 1 | jq('{program}') }}}}")).expect_err(program);
+        assert!(err.message.contains("not allowed"), "{program}: {err}");
+    }
+    let err = render("{{ 1 | jq('range(20000)') }}").expect_err("output cap");
+    assert!(err.message.contains("more than 10000 outputs"), "{err}");
+    assert_eq!(
+        render("{{ [1, 2] | jq('def double: . * 2; map(double)') | first }}").as_deref(),
+        Ok("[2,4]")
+    );
+}
+
+#[test]
+fn errors_name_the_filter_and_the_position() {
+    let err = render("line one\n  {{ 'x' | chunk(2) }}").expect_err("chunk needs a list");
+    assert!(err.message.contains("filter `chunk`"), "{err}");
+    assert_eq!((err.pos.line, err.pos.column), (2, 12));
+    let err = render("{{ nope(1) }}").expect_err("unknown function");
+    assert!(err.to_string().contains("Unknown function `nope`"), "{err}");
+    let err = render("{{ secret('X') }}").expect_err("no secrets store");
+    assert_eq!(err.kind, ErrorKind::Unavailable);
+    assert!(err.message.contains("secret() needs"), "{err}");
+}
