@@ -344,20 +344,7 @@ impl<'a> Renderer<'a> {
                 let result = self.test(value, name, args, e.pos)?;
                 Ok(Value::Bool(result != *negated))
             }
-            ExprKind::Unary(op, operand) => {
-                let v = self.eval(operand)?;
-                match op {
-                    UnOp::Not => Ok(Value::Bool(
-                        !ops::truthy(&v).map_err(|m| Error::render(m, e.pos))?,
-                    )),
-                    UnOp::Neg => ops::negate(&v).map_err(|m| Error::render(m, e.pos)),
-                    UnOp::Plus if v.is_number() => Ok(v),
-                    UnOp::Plus => Err(Error::render(
-                        "invalid operands for mathematical operation",
-                        e.pos,
-                    )),
-                }
-            }
+            ExprKind::Unary(op, operand) => self.unary(*op, operand, e.pos),
             ExprKind::Binary(op, a, b) => self.binary(*op, a, b, e.pos),
             ExprKind::Ternary(c, a, b) => {
                 let cond = self.eval(c)?;
@@ -367,6 +354,21 @@ impl<'a> Renderer<'a> {
                     self.eval(b)
                 }
             }
+        }
+    }
+
+    fn unary(&mut self, op: UnOp, operand: &Expr, pos: Pos) -> R<Value> {
+        let v = self.eval(operand)?;
+        match op {
+            UnOp::Not => Ok(Value::Bool(
+                !ops::truthy(&v).map_err(|m| Error::render(m, pos))?,
+            )),
+            UnOp::Neg => ops::negate(&v).map_err(|m| Error::render(m, pos)),
+            UnOp::Plus if v.is_number() => Ok(v),
+            UnOp::Plus => Err(Error::render(
+                "invalid operands for mathematical operation",
+                pos,
+            )),
         }
     }
 
@@ -418,15 +420,23 @@ impl<'a> Renderer<'a> {
             BinOp::Gt => cmp(|o| o.is_gt()),
             BinOp::Le => cmp(|o| o.is_le()),
             BinOp::Ge => cmp(|o| o.is_ge()),
-            BinOp::Add => ops::add(&x, &y).map_err(err),
+            BinOp::Add => {
+                let v = ops::add(&x, &y).map_err(err)?;
+                self.charge_built(&v, pos)?;
+                Ok(v)
+            }
             BinOp::Sub => ops::arith(Arith::Sub, &x, &y).map_err(err),
             BinOp::Mul => ops::arith(Arith::Mul, &x, &y).map_err(err),
             BinOp::Div => ops::arith(Arith::Div, &x, &y).map_err(err),
             BinOp::Rem => ops::arith(Arith::Rem, &x, &y).map_err(err),
-            BinOp::Concat => Ok(Value::from(format!("{}{}", x.to_print(), y.to_print()))),
+            BinOp::Concat => {
+                let v = Value::from(format!("{}{}", x.to_print(), y.to_print()));
+                self.charge_built(&v, pos)?;
+                Ok(v)
+            }
             BinOp::Range => {
                 let v = ops::range(&x, &y, 1).map_err(err)?;
-                self.charge_list(&v, pos)?;
+                self.charge_built(&v, pos)?;
                 Ok(v)
             }
             BinOp::Contains => Ok(Value::Bool(ops::contains(&x, &y).map_err(err)?)),
@@ -469,7 +479,7 @@ impl<'a> Renderer<'a> {
         };
         let bound = self.bind(filter.params, args, "filter", name, pos)?;
         let v = (filter.f)(self, input, &bound).map_err(|m| wrap(m, "filter", name, pos))?;
-        self.charge_list(&v, pos)?;
+        self.charge_built(&v, pos)?;
         Ok(v)
     }
 
@@ -494,7 +504,7 @@ impl<'a> Renderer<'a> {
         };
         let bound = self.bind(function.params, args, "function", name, pos)?;
         let v = (function.f)(self, &bound).map_err(|m| wrap(m, "function", name, pos))?;
-        self.charge_list(&v, pos)?;
+        self.charge_built(&v, pos)?;
         Ok(v)
     }
 
@@ -564,10 +574,17 @@ impl<'a> Renderer<'a> {
         Ok(Bound(values))
     }
 
-    /// Lists built by builtins and ranges cost one step per item.
-    fn charge_list(&mut self, v: &Value, pos: Pos) -> R<()> {
+    /// Values built by operators, filters and functions cost one step per
+    /// list item and per KiB of text; no string may outgrow the output.
+    fn charge_built(&mut self, v: &Value, pos: Pos) -> R<()> {
         match v {
             Value::List(items) => self.charge(items.len(), pos),
+            Value::String(s) if s.len() > MAX_OUTPUT => Err(Error::new(
+                ErrorKind::Limit,
+                format!("a string grew larger than {MAX_OUTPUT} bytes"),
+                pos,
+            )),
+            Value::String(s) => self.charge(s.len() / 1024, pos),
             _ => Ok(()),
         }
     }

@@ -555,24 +555,7 @@ impl Parser {
     }
 
     fn expr_inner(&mut self, min: u8) -> Result<Expr, Error> {
-        let pos = self.last_pos();
-        let unary = match self.peek_tok() {
-            Some(Tok::Name(n)) if n == "not" => Some((UnOp::Not, 50)),
-            Some(Tok::Op("-")) => Some((UnOp::Neg, 200)),
-            Some(Tok::Op("+")) => Some((UnOp::Plus, 200)),
-            _ => None,
-        };
-        let mut left = if let Some((op, prec)) = unary {
-            self.i += 1;
-            let operand = self.expr(prec)?;
-            Expr {
-                kind: ExprKind::Unary(op, Box::new(operand)),
-                pos,
-            }
-        } else {
-            let primary = self.primary()?;
-            self.postfix(primary)?
-        };
+        let mut left = self.operand()?;
         let mut chain = 0;
         while let Some(tok) = self.peek_tok() {
             chain += 1;
@@ -624,17 +607,45 @@ impl Parser {
             };
         }
         if min == 0 && self.is_op("?") {
-            let qpos = self.last_pos();
-            self.i += 1;
-            let then = self.expr(0)?;
-            self.expect_op(":")?;
-            let otherwise = self.expr(0)?;
-            left = Expr {
-                kind: ExprKind::Ternary(Box::new(left), Box::new(then), Box::new(otherwise)),
-                pos: qpos,
-            };
+            return self.ternary(left);
         }
         Ok(left)
+    }
+
+    /// `cond ? a : b`, after the condition.
+    fn ternary(&mut self, cond: Expr) -> Result<Expr, Error> {
+        let pos = self.last_pos();
+        self.i += 1;
+        let then = self.expr(0)?;
+        self.expect_op(":")?;
+        let otherwise = self.expr(0)?;
+        Ok(Expr {
+            kind: ExprKind::Ternary(Box::new(cond), Box::new(then), Box::new(otherwise)),
+            pos,
+        })
+    }
+
+    /// A unary operator with its operand, or a primary with its postfix
+    /// attribute and subscript accesses. `not` binds tighter than `and`
+    /// and `or` (Pebble's testNotOperatorPrecedence).
+    fn operand(&mut self) -> Result<Expr, Error> {
+        let pos = self.last_pos();
+        let unary = match self.peek_tok() {
+            Some(Tok::Name(n)) if n == "not" => Some((UnOp::Not, 50)),
+            Some(Tok::Op("-")) => Some((UnOp::Neg, 200)),
+            Some(Tok::Op("+")) => Some((UnOp::Plus, 200)),
+            _ => None,
+        };
+        if let Some((op, prec)) = unary {
+            self.i += 1;
+            let operand = self.expr(prec)?;
+            return Ok(Expr {
+                kind: ExprKind::Unary(op, Box::new(operand)),
+                pos,
+            });
+        }
+        let primary = self.primary()?;
+        self.postfix(primary)
     }
 
     fn primary(&mut self) -> Result<Expr, Error> {

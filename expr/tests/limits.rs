@@ -58,3 +58,15 @@ fn errors_name_the_filter_and_the_position() {
     assert_eq!(err.kind, ErrorKind::Unavailable);
     assert!(err.message.contains("secret() needs"), "{err}");
 }
+
+#[test]
+fn strings_cannot_grow_without_bound() {
+    let err = render("{% set s = 'xxxxxxxxxxxxxxxx' %}{% for i in 0..40 %}{% set s = s ~ s %}{% endfor %}{{ s | length }}")
+        .expect_err("doubling a string 40 times");
+    assert_eq!(err.kind, ErrorKind::Limit);
+    let err = render(
+        "{% set l = [1] %}{% for i in 0..40 %}{% set l = l + l %}{% endfor %}{{ l | length }}",
+    )
+    .expect_err("doubling a list 40 times");
+    assert_eq!(err.kind, ErrorKind::Limit);
+}

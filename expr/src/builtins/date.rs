@@ -561,9 +561,15 @@ fn zone_abbreviation(z: &Zoned) -> String {
 }
 
 fn field(z: &Zoned, c: char, n: usize, locale: Locale) -> Result<String, String> {
+    date_field(z, c, n, locale)
+        .or_else(|| time_field(z, c, n))
+        .or_else(|| zone_field(z, c, n))
+        .ok_or_else(|| format!("Unsupported pattern letter: {c}"))
+}
+
+fn date_field(z: &Zoned, c: char, n: usize, locale: Locale) -> Option<String> {
     let year = i64::from(z.year());
-    let offset = z.offset().seconds();
-    Ok(match c {
+    Some(match c {
         'G' => {
             if n == 4 {
                 "Anno Domini".into()
@@ -608,6 +614,12 @@ fn field(z: &Zoned, c: char, n: usize, locale: Locale) -> Result<String, String>
             _ => day_name(z.weekday(), n, locale),
         },
         'F' => pad(i64::from((z.day() - 1) / 7 + 1), n),
+        _ => return None,
+    })
+}
+
+fn time_field(z: &Zoned, c: char, n: usize) -> Option<String> {
+    Some(match c {
         'a' => if z.hour() < 12 { "AM" } else { "PM" }.into(),
         'B' => match z.hour() {
             6..=11 => "in the morning",
@@ -645,6 +657,13 @@ fn field(z: &Zoned, c: char, n: usize, locale: Locale) -> Result<String, String>
                 .as_nanos() as i64,
             n,
         ),
+        _ => return None,
+    })
+}
+
+fn zone_field(z: &Zoned, c: char, n: usize) -> Option<String> {
+    let offset = z.offset().seconds();
+    Some(match c {
         'V' => z
             .time_zone()
             .iana_name()
@@ -667,7 +686,7 @@ fn field(z: &Zoned, c: char, n: usize, locale: Locale) -> Result<String, String>
             4 => gmt_offset(offset, true),
             _ => offset_text(offset, true, true, true),
         },
-        other => return Err(format!("Unsupported pattern letter: {other}")),
+        _ => return None,
     })
 }
 
@@ -893,20 +912,10 @@ fn parse_with(text: &str, format: &str, tz: &TimeZone) -> Result<Zoned, String> 
 }
 
 fn read_pieces(r: &mut Reader<'_>, pieces: &[Piece], f: &mut Fields) -> Result<(), String> {
-    let en_months: Vec<String> = MONTHS_EN.iter().map(|m| (*m).to_string()).collect();
-    let en_short: Vec<String> = MONTHS_EN.iter().map(|m| m[..3].to_string()).collect();
-    let en_days: Vec<String> = DAYS_EN.iter().map(|d| (*d).to_string()).collect();
-    let en_days_short: Vec<String> = DAYS_EN.iter().map(|d| d[..3].to_string()).collect();
     for (idx, p) in pieces.iter().enumerate() {
-        let next_is_digit =
+        // A number followed by another number is read with its exact width.
+        let adjacent =
             matches!(pieces.get(idx + 1), Some(Piece::Field(c, _)) if "yuMdDHhKkmsSn".contains(*c));
-        let width = |n: usize, max: usize| {
-            if next_is_digit {
-                (n.max(1), n.max(1))
-            } else {
-                (n.max(1), max)
-            }
-        };
         match p {
             Piece::Lit(l) => {
                 if !r.rest().starts_with(l.as_str()) {
@@ -920,97 +929,101 @@ fn read_pieces(r: &mut Reader<'_>, pieces: &[Piece], f: &mut Fields) -> Result<(
                     r.i = save;
                 }
             }
-            Piece::Field(c, n) => {
-                let n = *n;
-                match c {
-                    'y' | 'u' | 'Y' => {
-                        let (min, max) = if n == 2 { (2, 2) } else { width(n, 9) };
-                        let y = r.digits(min, max)?;
-                        f.year = Some(if n == 2 { 2000 + y } else { y });
-                    }
-                    'M' | 'L' if n >= 3 => {
-                        let names = if n == 3 { &en_short } else { &en_months };
-                        f.month = Some(r.name(names)? as i64 + 1);
-                    }
-                    'M' | 'L' => {
-                        let (min, max) = width(n, 2);
-                        f.month = Some(r.digits(min, max)?);
-                    }
-                    'd' => {
-                        let (min, max) = width(n, 2);
-                        f.day = Some(r.digits(min, max)?);
-                    }
-                    'D' => {
-                        let (min, max) = width(n, 3);
-                        f.day_of_year = Some(r.digits(min, max)?);
-                    }
-                    'E' => {
-                        let names = if n >= 4 { &en_days } else { &en_days_short };
-                        r.name(names)?;
-                    }
-                    'a' => {
-                        f.pm = Some(r.name(&["AM".to_string(), "PM".to_string()])? == 1);
-                    }
-                    'H' | 'k' => {
-                        let (min, max) = width(n, 2);
-                        f.hour = Some(r.digits(min, max)? % 24);
-                    }
-                    'h' | 'K' => {
-                        let (min, max) = width(n, 2);
-                        f.hour12 = Some(r.digits(min, max)? % 12);
-                    }
-                    'm' => {
-                        let (min, max) = width(n, 2);
-                        f.minute = Some(r.digits(min, max)?);
-                    }
-                    's' => {
-                        let (min, max) = width(n, 2);
-                        f.second = Some(r.digits(min, max)?);
-                    }
-                    'S' => {
-                        let start = r.i;
-                        let v = r.digits(n, n)?;
-                        let len = r.i - start;
-                        f.nano = Some(v * 10i64.pow(9u32.saturating_sub(len as u32)));
-                    }
-                    'n' => f.nano = Some(r.digits(1, 9)?),
-                    'X' | 'x' | 'Z' => {
-                        let rest = r.rest();
-                        let len = if rest.starts_with(['Z', 'z']) {
-                            1
-                        } else {
-                            rest.char_indices()
-                                .skip(1)
-                                .find(|(_, ch)| !(ch.is_ascii_digit() || *ch == ':'))
-                                .map_or(rest.len(), |(b, _)| b)
-                        };
-                        let off = parse_offset(&rest[..len])
-                            .ok_or_else(|| format!("invalid offset at `{rest}`"))?;
-                        f.offset = Some(off);
-                        r.i += len;
-                    }
-                    'z' | 'V' | 'O' => {
-                        let rest = r.rest();
-                        let len = rest
-                            .find(|ch: char| ch.is_whitespace())
-                            .unwrap_or(rest.len());
-                        let word = &rest[..len];
-                        let word = word
-                            .strip_prefix("GMT")
-                            .filter(|w| !w.is_empty())
-                            .unwrap_or(word);
-                        if let Some(off) = parse_offset(word) {
-                            f.offset = Some(off);
-                        } else {
-                            f.zone = Some(time_zone(word)?);
-                        }
-                        r.i += len;
-                    }
-                    other => return Err(format!("cannot read the pattern letter `{other}`")),
-                }
-            }
+            Piece::Field(c, n) => read_field(r, *c, *n, adjacent, f)?,
         }
     }
+    Ok(())
+}
+
+fn read_field(
+    r: &mut Reader<'_>,
+    c: char,
+    n: usize,
+    adjacent: bool,
+    f: &mut Fields,
+) -> Result<(), String> {
+    let width = |max: usize| {
+        if adjacent {
+            (n.max(1), n.max(1))
+        } else {
+            (n.max(1), max)
+        }
+    };
+    let names = |list: &[&str], len: Option<usize>| -> Vec<String> {
+        list.iter()
+            .map(|m| len.map_or((*m).to_string(), |l| m[..l].to_string()))
+            .collect()
+    };
+    let numeric = match c {
+        'M' | 'L' if n < 3 => Some((&mut f.month, 2)),
+        'd' => Some((&mut f.day, 2)),
+        'D' => Some((&mut f.day_of_year, 3)),
+        'H' | 'k' => Some((&mut f.hour, 2)),
+        'h' | 'K' => Some((&mut f.hour12, 2)),
+        'm' => Some((&mut f.minute, 2)),
+        's' => Some((&mut f.second, 2)),
+        _ => None,
+    };
+    if let Some((slot, widest)) = numeric {
+        let (min, max) = width(widest);
+        *slot = Some(r.digits(min, max)?);
+        f.hour = f.hour.map(|h| h % 24);
+        f.hour12 = f.hour12.map(|h| h % 12);
+        return Ok(());
+    }
+    match c {
+        'y' | 'u' | 'Y' => {
+            let (min, max) = if n == 2 { (2, 2) } else { width(9) };
+            let y = r.digits(min, max)?;
+            f.year = Some(if n == 2 { 2000 + y } else { y });
+        }
+        'M' | 'L' => f.month = Some(r.name(&names(&MONTHS_EN, (n == 3).then_some(3)))? as i64 + 1),
+        'E' => {
+            r.name(&names(&DAYS_EN, (n < 4).then_some(3)))?;
+        }
+        'a' => f.pm = Some(r.name(&["AM".to_string(), "PM".to_string()])? == 1),
+        'S' => {
+            let start = r.i;
+            let v = r.digits(n, n)?;
+            let len = r.i - start;
+            f.nano = Some(v * 10i64.pow(9u32.saturating_sub(len as u32)));
+        }
+        'n' => f.nano = Some(r.digits(1, 9)?),
+        'X' | 'x' | 'Z' | 'z' | 'V' | 'O' => read_zone(r, c, f)?,
+        other => return Err(format!("cannot read the pattern letter `{other}`")),
+    }
+    Ok(())
+}
+
+/// An offset (`X`, `x`, `Z`: `Z`, `+02`, `+0200`, `+02:00`) or a zone
+/// (`z`, `V`, `O`: `GMT`, `UTC`, `GMT+2`, a region).
+fn read_zone(r: &mut Reader<'_>, c: char, f: &mut Fields) -> Result<(), String> {
+    let rest = r.rest();
+    if matches!(c, 'X' | 'x' | 'Z') {
+        let len = if rest.starts_with(['Z', 'z']) {
+            1
+        } else {
+            rest.char_indices()
+                .skip(1)
+                .find(|(_, ch)| !(ch.is_ascii_digit() || *ch == ':'))
+                .map_or(rest.len(), |(b, _)| b)
+        };
+        f.offset =
+            Some(parse_offset(&rest[..len]).ok_or_else(|| format!("invalid offset at `{rest}`"))?);
+        r.i += len;
+        return Ok(());
+    }
+    let len = rest.find(char::is_whitespace).unwrap_or(rest.len());
+    let word = &rest[..len];
+    let word = word
+        .strip_prefix("GMT")
+        .filter(|w| !w.is_empty())
+        .unwrap_or(word);
+    match parse_offset(word) {
+        Some(off) => f.offset = Some(off),
+        None => f.zone = Some(time_zone(word)?),
+    }
+    r.i += len;
     Ok(())
 }
 

@@ -138,104 +138,108 @@ impl IonParser<'_> {
             return Err("unexpected end of Ion text".into());
         };
         match c {
-            b'{' => {
-                self.i += 1;
-                let mut map = Map::new();
-                loop {
-                    self.ws();
-                    match self.s.get(self.i) {
-                        Some(b'}') => {
-                            self.i += 1;
-                            return Ok(Value::map(map));
-                        }
-                        None => return Err("unclosed Ion struct".into()),
-                        _ => {}
-                    }
-                    let key = self.value(depth + 1)?.to_print();
-                    self.ws();
-                    if self.s.get(self.i) != Some(&b':') {
-                        return Err("expected `:` in Ion struct".into());
-                    }
+            b'{' => self.structure(depth),
+            b'[' | b'(' => self.sequence(c, depth),
+            b'"' | b'\'' => self.string(c),
+            _ => self.word(c),
+        }
+    }
+
+    fn structure(&mut self, depth: usize) -> Result<Value, String> {
+        self.i += 1;
+        let mut map = Map::new();
+        loop {
+            self.ws();
+            match self.s.get(self.i) {
+                Some(b'}') => {
                     self.i += 1;
-                    let v = self.value(depth + 1)?;
-                    map.insert(key, v);
+                    return Ok(Value::map(map));
                 }
+                None => return Err("unclosed Ion struct".into()),
+                _ => {}
             }
-            b'[' | b'(' => {
-                let close = if c == b'[' { b']' } else { b')' };
-                self.i += 1;
-                let mut items = Vec::new();
-                loop {
-                    self.ws();
-                    match self.s.get(self.i) {
-                        Some(x) if *x == close => {
-                            self.i += 1;
-                            return Ok(Value::list(items));
-                        }
-                        None => return Err("unclosed Ion list".into()),
-                        _ => items.push(self.value(depth + 1)?),
-                    }
-                }
+            let key = self.value(depth + 1)?.to_print();
+            self.ws();
+            if self.s.get(self.i) != Some(&b':') {
+                return Err("expected `:` in Ion struct".into());
             }
-            b'"' | b'\'' => {
-                self.i += 1;
-                let mut out = Vec::new();
-                while let Some(&b) = self.s.get(self.i) {
+            self.i += 1;
+            let v = self.value(depth + 1)?;
+            map.insert(key, v);
+        }
+    }
+
+    fn sequence(&mut self, c: u8, depth: usize) -> Result<Value, String> {
+        let close = if c == b'[' { b']' } else { b')' };
+        self.i += 1;
+        let mut items = Vec::new();
+        loop {
+            self.ws();
+            match self.s.get(self.i) {
+                Some(x) if *x == close => {
                     self.i += 1;
-                    if b == c {
-                        return String::from_utf8(out)
-                            .map(Value::from)
-                            .map_err(|_| "invalid UTF-8".into());
-                    }
-                    if b == b'\\' {
-                        if let Some(&n) = self.s.get(self.i) {
-                            self.i += 1;
-                            out.push(match n {
-                                b'n' => b'\n',
-                                b't' => b'\t',
-                                b'r' => b'\r',
-                                other => other,
-                            });
-                        }
-                    } else {
-                        out.push(b);
-                    }
+                    return Ok(Value::list(items));
                 }
-                Err("unclosed Ion string".into())
-            }
-            _ => {
-                let start = self.i;
-                // Timestamps (`2024-04-21T23:00:00.000Z`) keep their colons.
-                let timestamp = c.is_ascii_digit();
-                while let Some(&b) = self.s.get(self.i) {
-                    if b.is_ascii_whitespace()
-                        || b",{}[]()".contains(&b)
-                        || (b == b':' && !timestamp)
-                    {
-                        break;
-                    }
-                    self.i += 1;
-                }
-                let word =
-                    std::str::from_utf8(&self.s[start..self.i]).map_err(|_| "invalid UTF-8")?;
-                if word.is_empty() {
-                    return Err(format!("unexpected `{}` in Ion text", c as char));
-                }
-                Ok(match word {
-                    "null" => Value::Null,
-                    "true" => Value::Bool(true),
-                    "false" => Value::Bool(false),
-                    w => {
-                        if let Ok(i) = w.parse::<i64>() {
-                            i32::try_from(i).map_or(Value::Long(i), Value::Int)
-                        } else if let Ok(d) = w.parse::<f64>() {
-                            Value::Double(d)
-                        } else {
-                            Value::from(w)
-                        }
-                    }
-                })
+                None => return Err("unclosed Ion list".into()),
+                _ => items.push(self.value(depth + 1)?),
             }
         }
+    }
+
+    fn string(&mut self, c: u8) -> Result<Value, String> {
+        self.i += 1;
+        let mut out = Vec::new();
+        while let Some(&b) = self.s.get(self.i) {
+            self.i += 1;
+            if b == c {
+                return String::from_utf8(out)
+                    .map(Value::from)
+                    .map_err(|_| "invalid UTF-8".into());
+            }
+            if b == b'\\' {
+                if let Some(&n) = self.s.get(self.i) {
+                    self.i += 1;
+                    out.push(match n {
+                        b'n' => b'\n',
+                        b't' => b'\t',
+                        b'r' => b'\r',
+                        other => other,
+                    });
+                }
+            } else {
+                out.push(b);
+            }
+        }
+        Err("unclosed Ion string".into())
+    }
+
+    fn word(&mut self, c: u8) -> Result<Value, String> {
+        let start = self.i;
+        // Timestamps (`2024-04-21T23:00:00.000Z`) keep their colons.
+        let timestamp = c.is_ascii_digit();
+        while let Some(&b) = self.s.get(self.i) {
+            if b.is_ascii_whitespace() || b",{}[]()".contains(&b) || (b == b':' && !timestamp) {
+                break;
+            }
+            self.i += 1;
+        }
+        let word = std::str::from_utf8(&self.s[start..self.i]).map_err(|_| "invalid UTF-8")?;
+        if word.is_empty() {
+            return Err(format!("unexpected `{}` in Ion text", c as char));
+        }
+        Ok(match word {
+            "null" => Value::Null,
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            w => {
+                if let Ok(i) = w.parse::<i64>() {
+                    i32::try_from(i).map_or(Value::Long(i), Value::Int)
+                } else if let Ok(d) = w.parse::<f64>() {
+                    Value::Double(d)
+                } else {
+                    Value::from(w)
+                }
+            }
+        })
     }
 }

@@ -231,7 +231,10 @@ fn indent(v: Value, a: &Args, newline_first: bool) -> Result<Value, String> {
     if s.is_empty() {
         return Ok(Value::from(""));
     }
-    let amount = usize::try_from(a.int(0, "amount")?).map_err(|_| "amount must be positive")?;
+    let amount = usize::try_from(a.int(0, "amount")?)
+        .ok()
+        .filter(|n| *n <= 1000)
+        .ok_or("amount must be between 0 and 1000")?;
     let prefix = a.opt_str(1).unwrap_or_else(|| " ".into()).repeat(amount);
     let mut out = String::new();
     let sep = if s.contains("\r\n") {
