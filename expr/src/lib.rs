@@ -57,6 +57,12 @@ impl Engine {
         }
     }
 
+    /// A render context from a JSON map, as the instance builds its
+    /// variables (`flow`, `execution`, `outputs`, ...).
+    pub fn context_from_map(map: &serde_json::Map<String, serde_json::Value>) -> Map {
+        map.iter().map(|(k, v)| (k.clone(), Value::from(v))).collect()
+    }
+
     /// Parses a template (cached by source text).
     pub fn parse(&self, source: &str) -> Result<Arc<Template>, Error> {
         if let Ok(cache) = self.cache.lock()
