@@ -60,7 +60,9 @@ impl Engine {
     /// A render context from a JSON map, as the instance builds its
     /// variables (`flow`, `execution`, `outputs`, ...).
     pub fn context_from_map(map: &serde_json::Map<String, serde_json::Value>) -> Map {
-        map.iter().map(|(k, v)| (k.clone(), Value::from(v))).collect()
+        map.iter()
+            .map(|(k, v)| (k.clone(), Value::from(v)))
+            .collect()
     }
 
     /// Parses a template (cached by source text).

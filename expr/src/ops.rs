@@ -156,19 +156,22 @@ pub(crate) fn range(a: &Value, b: &Value, step: i64) -> Result<Value, String> {
         return Err("The increment of the range function must be different than 0".into());
     }
     if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
-        let count = if step > 0 {
-            (y - x) / step
+        let span = if step > 0 {
+            i128::from(y) - i128::from(x)
         } else {
-            (x - y) / -step
+            i128::from(x) - i128::from(y)
         };
-        if count > 1_000_000 {
+        if span / i128::from(step).abs() > 1_000_000 {
             return Err("range is too large (more than 1000000 items)".into());
         }
         let mut out = Vec::new();
         let mut i = x;
         while (step > 0 && i <= y) || (step < 0 && i >= y) {
             out.push(Value::Long(i));
-            i += step;
+            let Some(next) = i.checked_add(step) else {
+                break;
+            };
+            i = next;
         }
         return Ok(Value::list(out));
     }
@@ -178,11 +181,17 @@ pub(crate) fn range(a: &Value, b: &Value, step: i64) -> Result<Value, String> {
         };
         let mut out = Vec::new();
         let (mut i, y) = (x as i64, y as i64);
+        if (y - i).abs() / step.abs().max(1) > 1_000_000 {
+            return Err("range is too large (more than 1000000 items)".into());
+        }
         while (step > 0 && i <= y) || (step < 0 && i >= y) {
             if let Some(c) = char::from_u32(i as u32) {
                 out.push(Value::from(c.to_string()));
             }
-            i += step;
+            let Some(next) = i.checked_add(step) else {
+                break;
+            };
+            i = next;
         }
         return Ok(Value::list(out));
     }

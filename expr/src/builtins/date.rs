@@ -1028,13 +1028,19 @@ fn read_zone(r: &mut Reader<'_>, c: char, f: &mut Fields) -> Result<(), String> 
 }
 
 fn build(f: &Fields, tz: &TimeZone, text: &str) -> Result<Zoned, String> {
+    let out_of_range = |what: &str| format!("`{text}`: {what} is out of range");
+    let small = |v: i64, what: &str| i8::try_from(v).map_err(|_| out_of_range(what));
     let year = f.year.ok_or_else(|| format!("`{text}` has no year"))?;
+    let year = i16::try_from(year).map_err(|_| out_of_range("the year"))?;
     let date = match (f.month, f.day, f.day_of_year) {
-        (Some(m), Some(d), _) => {
-            Date::new(year as i16, m as i8, d as i8).map_err(|e| e.to_string())?
-        }
-        (_, _, Some(doy)) => Date::new(year as i16, 1, 1)
-            .and_then(|d| d.with().day_of_year(doy as i16).build())
+        (Some(m), Some(d), _) => Date::new(year, small(m, "the month")?, small(d, "the day")?)
+            .map_err(|e| e.to_string())?,
+        (_, _, Some(doy)) => Date::new(year, 1, 1)
+            .and_then(|d| {
+                d.with()
+                    .day_of_year(i16::try_from(doy).unwrap_or(i16::MAX))
+                    .build()
+            })
             .map_err(|e| e.to_string())?,
         _ => return Err(format!("`{text}` has no complete date")),
     };
@@ -1044,12 +1050,16 @@ fn build(f: &Fields, tz: &TimeZone, text: &str) -> Result<Zoned, String> {
         (None, Some(h), _) => h,
         _ => 0,
     };
-    let dt = date.at(
-        hour as i8,
-        f.minute.unwrap_or(0) as i8,
-        f.second.unwrap_or(0) as i8,
-        f.nano.unwrap_or(0) as i32,
-    );
+    let dt = DateTime::new(
+        date.year(),
+        date.month(),
+        date.day(),
+        small(hour, "the hour")?,
+        small(f.minute.unwrap_or(0), "the minute")?,
+        small(f.second.unwrap_or(0), "the second")?,
+        i32::try_from(f.nano.unwrap_or(0)).map_err(|_| out_of_range("the fraction"))?,
+    )
+    .map_err(|e| e.to_string())?;
     let zone = match (&f.offset, &f.zone) {
         (Some(off), _) => TimeZone::fixed(*off),
         (None, Some(z)) => z.clone(),

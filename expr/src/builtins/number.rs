@@ -113,18 +113,22 @@ fn number(_: &mut Renderer<'_>, v: Value, a: &Args) -> Result<Value, String> {
             {
                 return Ok(Value::BigInteger(text.into()));
             }
-            if let Ok(f) = text.parse::<f32>()
+            // commons-lang: up to 7 decimals a Float, up to 16 a Double,
+            // beyond that a BigDecimal.
+            let d = text.parse::<f64>().map_err(|_| bad())?;
+            let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
+            let decimals = mantissa.split_once('.').map_or(0, |(_, f)| f.len());
+            if decimals <= 7
+                && let Ok(f) = text.parse::<f32>()
                 && f.is_finite()
+                && !(f == 0.0 && d != 0.0)
             {
-                if text
-                    .parse::<f64>()
-                    .is_ok_and(|d| d.to_string() == f.to_string())
-                {
-                    return Ok(Value::Float(f));
-                }
-                return Ok(Value::Double(text.parse::<f64>().map_err(|_| bad())?));
+                return Ok(Value::Float(f));
             }
-            Err(bad())
+            if decimals <= 16 && d.is_finite() {
+                return Ok(Value::Double(d));
+            }
+            Ok(Value::BigDecimal(text.into()))
         }
         Some("INT" | "INTEGER") => text.parse().map(Value::Int).map_err(|_| bad()),
         Some("LONG") => text.parse().map(Value::Long).map_err(|_| bad()),
@@ -184,11 +188,13 @@ fn random_int(_: &mut Renderer<'_>, a: &Args) -> Result<Value, String> {
     if upper <= lower {
         return Err("upper must be greater than lower".into());
     }
-    let span = (upper - lower) as u64;
+    let span = (i128::from(upper) - i128::from(lower)) as u128;
     let r = u64::from_le_bytes(
         uuid::Uuid::new_v4().as_bytes()[..8]
             .try_into()
             .unwrap_or([0; 8]),
     );
-    Ok(Value::Long(lower + (r % span) as i64))
+    Ok(Value::Long(
+        (i128::from(lower) + (u128::from(r) % span) as i128) as i64,
+    ))
 }
