@@ -9,6 +9,9 @@
 //! outputs are collected; the program runs on its own thread with a large
 //! stack.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Vars, data, unwrap_valr};
 use jaq_json::Val;
@@ -43,7 +46,29 @@ fn jq(_: &mut Renderer<'_>, v: Value, a: &Args) -> Result<Value, String> {
         .map_err(|_| "jq failed unexpectedly".to_string())?
 }
 
-fn run(program: &str, input: &Value) -> Result<Value, String> {
+type JqFilter = jaq_core::Filter<data::JustLut<Val>>;
+
+/// Compiled programs, by program text (compiling the standard library
+/// costs far more than running a typical program).
+static COMPILED: OnceLock<Mutex<HashMap<String, Arc<JqFilter>>>> = OnceLock::new();
+const COMPILED_CACHE_SIZE: usize = 256;
+
+fn compiled(program: &str) -> Result<Arc<JqFilter>, String> {
+    let cache = COMPILED.get_or_init(Mutex::default);
+    if let Some(f) = cache.lock().ok().and_then(|c| c.get(program).cloned()) {
+        return Ok(f);
+    }
+    let filter = Arc::new(compile(program)?);
+    if let Ok(mut c) = cache.lock() {
+        if c.len() >= COMPILED_CACHE_SIZE {
+            c.clear();
+        }
+        c.insert(program.to_owned(), filter.clone());
+    }
+    Ok(filter)
+}
+
+fn compile(program: &str) -> Result<JqFilter, String> {
     let defs = jaq_core::defs()
         .chain(jaq_std::defs())
         .chain(jaq_json::defs());
@@ -81,6 +106,11 @@ fn run(program: &str, input: &Value) -> Result<Value, String> {
                     .join("; ")
             )
         })?;
+    Ok(filter)
+}
+
+fn run(program: &str, input: &Value) -> Result<Value, String> {
+    let filter = compiled(program)?;
     let ctx = Ctx::<data::JustLut<Val>>::new(&filter.lut, Vars::new([]));
     let mut outputs = Vec::new();
     for out in filter.id.run((ctx, to_val(input))).map(unwrap_valr) {
