@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::Engine;
 use crate::builtins::{self, Args as Bound};
 use crate::error::{Error, ErrorKind, Pos};
+use crate::methods;
 use crate::ops::{self, Arith};
 use crate::parser::{Args, BinOp, Expr, ExprKind, Interp, Macro, Node, Template, UnOp};
 use crate::value::{Map, Value};
@@ -316,7 +317,9 @@ impl<'a> Renderer<'a> {
             ExprKind::Attr(obj, name) => {
                 let base = self.eval(obj)?;
                 attribute(&base, &Value::from(name.as_str()), name, e.pos)
+                    .or_else(|err| methods::property(&base, name).ok_or(err))
             }
+            ExprKind::Method(obj, name, args) => self.method(obj, name, args, e.pos),
             ExprKind::Index(obj, index) => {
                 let base = self.eval(obj)?;
                 let key = self.eval(index)?;
@@ -355,6 +358,22 @@ impl<'a> Renderer<'a> {
                 }
             }
         }
+    }
+
+    fn method(&mut self, obj: &Expr, name: &str, args: &Args, pos: Pos) -> R<Value> {
+        if !args.named.is_empty() {
+            return Err(Error::render(
+                format!("method `{name}` takes no named arguments"),
+                pos,
+            ));
+        }
+        let base = self.eval(obj)?;
+        let args = args
+            .positional
+            .iter()
+            .map(|a| self.eval(a))
+            .collect::<R<Vec<_>>>()?;
+        methods::call(&base, name, &args).map_err(|m| Error::render(m, pos))
     }
 
     fn unary(&mut self, op: UnOp, operand: &Expr, pos: Pos) -> R<Value> {

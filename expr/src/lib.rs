@@ -16,6 +16,7 @@ mod builtins;
 mod error;
 mod eval;
 mod lexer;
+mod methods;
 mod ops;
 mod parser;
 mod value;

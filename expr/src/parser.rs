@@ -29,6 +29,9 @@ pub(crate) enum ExprKind {
     Map(Vec<(Expr, Expr)>),
     Attr(Box<Expr>, String),
     Index(Box<Expr>, Box<Expr>),
+    /// `value.method(args)`: the Java methods Pebble can call on strings,
+    /// lists and maps (a fixed list, see `methods.rs`).
+    Method(Box<Expr>, String, Args),
     Call(String, Args),
     Filter(Box<Expr>, String, Args),
     Test {
@@ -748,10 +751,13 @@ impl Parser {
                     }
                 };
                 if self.is_op("(") {
-                    return Err(Error::syntax(
-                        format!("method calls like `.{name}(...)` are not supported"),
+                    self.i += 1;
+                    let args = self.args()?;
+                    e = Expr {
+                        kind: ExprKind::Method(Box::new(e), name, args),
                         pos,
-                    ));
+                    };
+                    continue;
                 }
                 e = Expr {
                     kind: ExprKind::Attr(Box::new(e), name),

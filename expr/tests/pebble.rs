@@ -137,3 +137,25 @@ fn render_json_renders_every_string() {
         .expect("renders");
     assert_eq!(out, json!({"a": ["x", 1], "b": {"c": "X"}}));
 }
+
+#[test]
+fn java_methods_and_properties_pebble_reaches() {
+    let context = json!({"users": [{"name": "a"}], "s": " Hello ", "m": {"size": "key wins"}});
+    let out = render_with(
+        "{{ users.size }} {{ users.size() }} {{ users.empty }} {{ s.trim().toUpperCase() }} {{ s.length }} \
+         {{ 'a,b'.split is defined }} {{ 'kestra'.substring(1, 3) }} {{ m.size }} {{ m.containsKey('size') }}",
+        context.clone(),
+    );
+    assert_eq!(
+        out.as_deref(),
+        Ok("1 1 false HELLO 7 false es key wins true")
+    );
+    let err = render_with("{{ s.getClass() }}", context).expect_err("not on the list");
+    assert!(
+        err.message.contains("method `getClass` is not available"),
+        "{err}"
+    );
+    let err =
+        render_with("{{ users.length }}", json!({"users": []})).expect_err("lists have no length");
+    assert_eq!(err.kind, ErrorKind::Undefined);
+}
