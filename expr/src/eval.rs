@@ -459,7 +459,7 @@ impl<'a> Renderer<'a> {
                 Ok(v)
             }
             BinOp::Contains => Ok(Value::Bool(ops::contains(&x, &y).map_err(err)?)),
-            BinOp::IsIn => Ok(Value::Bool(ops::contains(&y, &x).map_err(err)?)),
+            BinOp::IsIn => Ok(Value::Bool(ops::is_in(&x, &y))),
             BinOp::And | BinOp::Or | BinOp::Coalesce | BinOp::CoalesceUndefined => {
                 unreachable!("handled above")
             }

@@ -150,6 +150,22 @@ pub(crate) fn contains(a: &Value, b: &Value) -> Result<bool, String> {
     })
 }
 
+/// `a isIn b` (Kestra's InExpression): `a`'s text equals the text of an
+/// item of the list, or of a key or a value of the map; false otherwise.
+pub(crate) fn is_in(a: &Value, b: &Value) -> bool {
+    if a.is_null() {
+        return false;
+    }
+    let text = a.to_print();
+    match b {
+        Value::List(items) => items.iter().any(|i| !i.is_null() && i.to_print() == text),
+        Value::Map(map) => map
+            .iter()
+            .any(|(k, v)| *k == text || (!v.is_null() && v.to_print() == text)),
+        _ => false,
+    }
+}
+
 /// `a..b`: an inclusive range of integers, or of characters.
 pub(crate) fn range(a: &Value, b: &Value, step: i64) -> Result<Value, String> {
     if step == 0 {

@@ -159,3 +159,13 @@ fn java_methods_and_properties_pebble_reaches() {
         render_with("{{ users.length }}", json!({"users": []})).expect_err("lists have no length");
     assert_eq!(err.kind, ErrorKind::Undefined);
 }
+
+#[test]
+fn is_in_compares_text_with_list_items_and_map_keys_or_values() {
+    let context = json!({"m": {"a": "x"}, "n": 1});
+    let out = render_with(
+        "{{ n isIn ['1', 2] }} {{ 'a' isIn m }} {{ 'x' isIn m }} {{ 'b' isIn m }} {{ 'a' isIn 'abc' }} {{ null isIn [null] }}",
+        context,
+    );
+    assert_eq!(out.as_deref(), Ok("true true true false false false"));
+}

@@ -29,9 +29,8 @@ pub(crate) const FUNCTIONS: &[Def<FunctionFn>] = &[
         let r = u16::from_le_bytes([random_bytes(2)[0], random_bytes(2)[1]]);
         Ok(Value::Int(i32::from(1024 + r % (65535 - 1024))))
     }),
-    def("printContext", &[], |r, _| {
-        Ok(Value::from(Value::map(r.visible()).to_json()))
-    }),
+    // Kestra registers the same function under both names.
+    def("printContext", &[], |r, _| Ok(Value::map(r.visible()))),
     def("fetchContext", &[], |r, _| Ok(Value::map(r.visible()))),
     def("render", &["expression", "recursive"], |r, a| {
         let recursive = a.bool(1).unwrap_or(true);
