@@ -169,3 +169,14 @@ fn is_in_compares_text_with_list_items_and_map_keys_or_values() {
     );
     assert_eq!(out.as_deref(), Ok("true true true false false false"));
 }
+
+#[test]
+fn kestra_filters_outside_the_documentation() {
+    let out = render(
+        "{{ 'order-12345-done' | regexExtract('\\d+') }} {{ 'a1b2' | regexExtract('([a-z])(\\d)', 2) }} \
+         {{ 'hello world' | regexMatch(regex='wor') }} {{ 'hello world' | regexReplace('o', '0') }} \
+         {{ [1, 1, 2] | uniq }} {{ 'x' | uniq }} {{ [1] | jsonEncode }} {{ jsonDecode('[2]')[0] }} \
+         {{ isDateAfter('2024-01-02', '2024-01-01T23:00:00Z') }} {{ isDateBefore('2024-01-02T00:00:00+02:00', '2024-01-01T23:00:00Z') }}",
+    );
+    assert_eq!(out, "12345 1 true hell0 w0rld [1,2] x [1] 2 true true");
+}

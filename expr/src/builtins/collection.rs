@@ -20,6 +20,11 @@ pub(crate) const FILTERS: &[Def<FilterFn>] = &[
     def("values", &[], values),
     def("flatten", &[], flatten),
     def("distinct", &[], distinct),
+    // `uniq`: an older name outside the documentation; non-lists pass through.
+    def("uniq", &[], |r, v, a| match v {
+        Value::List(_) => distinct(r, v, a),
+        other => Ok(other),
+    }),
 ];
 
 pub(crate) const FUNCTIONS: &[Def<FunctionFn>] =

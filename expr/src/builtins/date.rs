@@ -88,6 +88,16 @@ pub(crate) const FUNCTIONS: &[Def<FunctionFn>] = &[
             .ok_or_else(|| format!("could not parse `{text}` as a zoned date-time"))?;
         Ok(Value::Int(i32::from(z.hour())))
     }),
+    def("isDateBefore", &["date", "reference"], |_, a| {
+        Ok(Value::Bool(
+            instant(a, 0, "date")? < instant(a, 1, "reference")?,
+        ))
+    }),
+    def("isDateAfter", &["date", "reference"], |_, a| {
+        Ok(Value::Bool(
+            instant(a, 0, "date")? > instant(a, 1, "reference")?,
+        ))
+    }),
     def(
         "isDayWeekInMonth",
         &["date", "dayOfWeek", "position"],
@@ -280,6 +290,23 @@ fn calendar_date(a: &Args) -> Result<Date, String> {
     }
     text.parse::<Date>()
         .map_err(|_| format!("could not parse `{text}` as a date"))
+}
+
+/// Kestra's `DateUtils.parseInstant`: any ISO date or date-time; without
+/// an offset it is UTC.
+fn instant(a: &Args, i: usize, name: &str) -> Result<Timestamp, String> {
+    let text = a.str(i, name)?;
+    if let Some(z) = parse_iso_zoned(&text) {
+        return Ok(z.timestamp());
+    }
+    let local = text.parse::<DateTime>().or_else(|_| {
+        text.parse::<Date>()
+            .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+    });
+    local
+        .and_then(|dt| dt.to_zoned(TimeZone::UTC))
+        .map(|z| z.timestamp())
+        .map_err(|_| format!("could not parse the `{name}` argument `{text}` as a date"))
 }
 
 fn weekday_from_name(name: &str) -> Result<Weekday, String> {

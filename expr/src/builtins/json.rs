@@ -9,12 +9,17 @@ pub(crate) const FILTERS: &[Def<FilterFn>] = &[
     def("toJson", &[], |_, v, _| Ok(Value::from(v.to_json()))),
     def("json", &[], |_, v, _| Ok(Value::from(v.to_json()))),
     def("toIon", &[], |_, v, _| Ok(Value::from(to_ion(&v)))),
+    // Older names of toJson, outside the documentation.
+    def("jsonEncode", &[], |_, v, _| Ok(Value::from(v.to_json()))),
 ];
 
 pub(crate) const FUNCTIONS: &[Def<FunctionFn>] = &[
     def("fromJson", &["json"], from_json),
     def("json", &["json"], from_json),
     def("fromIon", &["ion", "allRows"], from_ion),
+    // Older names of fromJson and fromIon, outside the documentation.
+    def("jsonDecode", &["json"], from_json),
+    def("ionDecode", &["ion", "allRows"], from_ion),
 ];
 
 /// Parses JSON text keeping map order.

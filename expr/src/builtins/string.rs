@@ -48,6 +48,29 @@ pub(crate) const FILTERS: &[Def<FilterFn>] = &[
     def("indent", &["amount", "prefix"], |_, v, a| {
         indent(v, a, false)
     }),
+    // Kestra filters outside the documentation (read from its sources).
+    def("regexMatch", &["regex"], |_, v, a| {
+        if v.is_null() {
+            return Ok(Value::Bool(false));
+        }
+        Ok(Value::Bool(regex(a)?.is_match(&v.to_print())))
+    }),
+    def("regexExtract", &["regex", "group"], regex_extract),
+    def("regexReplace", &["regex", "replacement"], |_, v, a| {
+        if v.is_null() {
+            return Ok(Value::Null);
+        }
+        let replacement = a.str(1, "replacement")?;
+        Ok(Value::from(
+            regex(a)?
+                .replace_all(&v.to_print(), replacement.as_str())
+                .into_owned(),
+        ))
+    }),
+    def("condenseString", &[], |_, v, _| match v {
+        Value::String(s) => Ok(Value::from(s.replace('\n', ""))),
+        _ => Err("condense can only be applied on strings".into()),
+    }),
     def("nindent", &["amount", "prefix"], |_, v, a| {
         indent(v, a, true)
     }),
@@ -58,6 +81,33 @@ fn map_str(v: &Value, name: &str, f: impl Fn(&str) -> String) -> Result<Value, S
         return Ok(Value::Null);
     }
     Ok(Value::from(f(&input_str(v, name)?)))
+}
+
+fn regex(a: &Args) -> Result<regex::Regex, String> {
+    let pattern = a.str(0, "regex")?;
+    regex::Regex::new(&pattern).map_err(|e| format!("invalid regex `{pattern}`: {e}"))
+}
+
+fn regex_extract(_: &mut Renderer<'_>, v: Value, a: &Args) -> Result<Value, String> {
+    if v.is_null() {
+        return Ok(Value::Null);
+    }
+    let group = if a.opt(1).is_some() {
+        a.int(1, "group")?
+    } else {
+        0
+    };
+    let text = v.to_print();
+    let Some(caps) = regex(a)?.captures(&text) else {
+        return Ok(Value::Null);
+    };
+    let group = usize::try_from(group).map_err(|_| "group must not be negative")?;
+    if group >= caps.len() {
+        return Err(format!("No group {group}"));
+    }
+    Ok(caps
+        .get(group)
+        .map_or(Value::Null, |m| Value::from(m.as_str())))
 }
 
 fn abbreviate(_: &mut Renderer<'_>, v: Value, a: &Args) -> Result<Value, String> {
