@@ -267,6 +267,27 @@ fn table(results: &[EntryResult]) -> String {
             failing.join("<br>")
         );
     }
+    let documented: Vec<&str> = results.iter().map(|e| e.name.as_str()).collect();
+    let extra: Vec<String> = atoll_expr::builtin_names()
+        .into_iter()
+        .filter(|n| !documented.contains(n))
+        .map(|n| format!("`{n}`"))
+        .collect();
+    md.push_str("\n## Beyond the catalogue\n\n");
+    let _ = writeln!(
+        md,
+        "Builtins Kestra has but does not document (read from its sources): {}.\n",
+        extra.join(", ")
+    );
+    md.push_str(
+        "Java methods and properties Pebble reaches by reflection, on strings: `length`, `empty`,\n\
+         `blank`, `length()`, `isEmpty()`, `isBlank()`, `trim()`, `strip()`, `toUpperCase()`,\n\
+         `toLowerCase()`, `contains(s)`, `startsWith(s)`, `endsWith(s)`, `equals(x)`,\n\
+         `equalsIgnoreCase(s)`, `indexOf(s)`, `replace(a, b)`, `substring(from[, to])`, `charAt(i)`,\n\
+         `toString()`; on lists: `size`, `empty`, `size()`, `isEmpty()`, `contains(x)`, `indexOf(x)`,\n\
+         `get(i)`; on maps: `size()`, `isEmpty()`, `containsKey(k)`, `get(k)`, `keySet()`, `values()`.\n\
+         Other methods fail naming the method.\n",
+    );
     md
 }
 
