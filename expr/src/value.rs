@@ -223,7 +223,9 @@ impl Value {
             Value::Int(i) => J::from(*i),
             Value::Long(l) => J::from(*l),
             Value::Float(f) => {
-                serde_json::Number::from_f64(f64::from(*f)).map_or(J::Null, J::Number)
+                // Jackson writes a Float with its own shortest digits (12.3).
+                let shortest = java_float(*f).parse().unwrap_or(f64::from(*f));
+                serde_json::Number::from_f64(shortest).map_or(J::Null, J::Number)
             }
             Value::Double(d) => serde_json::Number::from_f64(*d).map_or(J::Null, J::Number),
             Value::BigDecimal(s) | Value::BigInteger(s) => s

@@ -70,3 +70,13 @@ fn strings_cannot_grow_without_bound() {
     .expect_err("doubling a list 40 times");
     assert_eq!(err.kind, ErrorKind::Limit);
 }
+
+#[test]
+fn jq_ranges_are_bounded() {
+    let err = render("{{ 1 | jq('[range(1e12)] | length') }}").expect_err("too large");
+    assert!(err.message.contains("more than 1000000 values"), "{err}");
+    assert_eq!(
+        render("{{ 1 | jq('[range(3)], [range(1; 7; 2)], [range(3; 0; -1)]') }}").as_deref(),
+        Ok("[[0,1,2],[1,3,5],[3,2,1]]")
+    );
+}

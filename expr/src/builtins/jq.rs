@@ -73,7 +73,8 @@ fn compiled(program: &str) -> Result<Arc<JqFilter>, String> {
 fn compile(program: &str) -> Result<JqFilter, String> {
     let defs = jaq_core::defs()
         .chain(jaq_std::defs())
-        .chain(jaq_json::defs());
+        .chain(jaq_json::defs())
+        .chain(bounded_defs());
     let funs = jaq_core::funs()
         .chain(jaq_std::funs())
         .chain(jaq_json::funs());
@@ -109,6 +110,24 @@ fn compile(program: &str) -> Result<JqFilter, String> {
             )
         })?;
     Ok(filter)
+}
+
+/// `range` redefined to refuse more than [`MAX_RANGE`] values, so that
+/// `[range(1e12)]` fails at once instead of exhausting memory.
+const BOUNDED_DEFS: &str = r#"
+def _unbounded_range($from; $upto; $by): range($from; $upto; $by);
+def range($from; $upto; $by):
+  if ($by > 0 and ($upto - $from) / $by > 1000000) or ($by < 0 and ($from - $upto) / (0 - $by) > 1000000)
+  then error("jq: range would produce more than 1000000 values")
+  else _unbounded_range($from; $upto; $by) end;
+def range($from; $upto): range($from; $upto; 1);
+def range($upto): range(0; $upto);
+"#;
+
+fn bounded_defs() -> impl Iterator<Item = jaq_core::load::parse::Def<&'static str>> {
+    jaq_core::load::parse(BOUNDED_DEFS, |p| p.defs())
+        .unwrap_or_default()
+        .into_iter()
 }
 
 fn run(program: &str, input: &Value) -> Result<Value, String> {
