@@ -7,9 +7,10 @@
 //! themselves, and the unbounded generators `repeat`, `while`, `until` and
 //! `recurse(f)`, are rejected before running; at most [`MAX_OUTPUTS`]
 //! outputs are collected; the program runs on its own thread with a large
-//! stack. What this does not bound: programs that loop or allocate
-//! without recursion (`[range(1e12)]`, `"x" * 1e10`); jaq cannot be
-//! interrupted, so that needs a subprocess with resource limits.
+//! stack; `range` refuses more than a million values. What this does not
+//! bound: other programs that loop or allocate without recursion
+//! (`"x" * 1e10`, nested ranges); jaq cannot be interrupted, so that
+//! needs a subprocess with resource limits.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
