@@ -180,3 +180,11 @@ fn kestra_filters_outside_the_documentation() {
     );
     assert_eq!(out, "12345 1 true hell0 w0rld [1,2] x [1] 2 true true");
 }
+
+#[test]
+fn the_engine_is_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Engine>();
+    shared::<Value>();
+    shared::<atoll_expr::Error>();
+}
