@@ -54,7 +54,9 @@ impl Error {
     pub(crate) fn undefined(name: &str, pos: Pos) -> Self {
         Error::new(
             ErrorKind::Undefined,
-            format!("Unable to find `{name}` used in the expression"),
+            format!(
+                "Unable to find `{name}` used in the expression (undefined variable or attribute)"
+            ),
             pos,
         )
     }
