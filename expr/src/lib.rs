@@ -8,6 +8,15 @@
 //! let context = Engine::context(&serde_json::json!({"name": "Bob"}));
 //! assert_eq!(engine.render("Hello {{ name | upper }}", &context).unwrap(), "Hello BOB");
 //! ```
+//!
+//! Switching the instance from its minijinja `Templates`: `Engine` takes
+//! its place (`render`, `render_json` keep their shape), contexts become a
+//! [`Map`] built with [`Engine::context_from_map`] from the same
+//! `serde_json` map, and `TemplateError` converts from [`Error`] (its
+//! `Display` gives the message with line and column). [`Engine::evaluate`]
+//! gives a typed [`Value`] for typed outputs. Errors quote template
+//! literals and, like Kestra's, sometimes the input value they could not
+//! read (a date, a number).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,14 +48,30 @@ pub const ERROR_LOGS_VAR: &str = "__errorLogs";
 const CACHE_SIZE: usize = 1024;
 
 /// The configured engine; cheap to share between threads.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Engine {
     cache: Mutex<HashMap<String, Arc<Template>>>,
+    fuel: u64,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine {
+            cache: Mutex::default(),
+            fuel: MAX_FUEL,
+        }
+    }
 }
 
 impl Engine {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same engine with another step budget per render.
+    pub fn with_fuel(mut self, fuel: u64) -> Self {
+        self.fuel = fuel;
+        self
     }
 
     /// A render context from a JSON object (other JSON values give an
@@ -90,7 +115,7 @@ impl Engine {
             return Ok(source.to_owned());
         }
         let template = self.parse(source)?;
-        eval::Renderer::new(self, context, template, MAX_FUEL).render_template()
+        eval::Renderer::new(self, context, template, self.fuel).render_template()
     }
 
     /// Renders every string inside a JSON value (map keys stay as they are).
@@ -124,7 +149,7 @@ impl Engine {
         let template = self.parse(source)?;
         if let [parser::Node::Print(e)] = template.nodes.as_slice() {
             let e = e.clone();
-            return eval::Renderer::new(self, context, template, MAX_FUEL).eval(&e);
+            return eval::Renderer::new(self, context, template, self.fuel).eval(&e);
         }
         self.render(source, context).map(Value::from)
     }

@@ -80,3 +80,17 @@ fn jq_ranges_are_bounded() {
         Ok("[[0,1,2],[1,3,5],[3,2,1]]")
     );
 }
+
+#[test]
+fn the_step_budget_is_configurable() {
+    let engine = Engine::new().with_fuel(50);
+    let err = engine
+        .render("{% for i in 1..100 %}{{ i }}{% endfor %}", &Map::new())
+        .expect_err("50 steps are not enough");
+    assert_eq!(err.kind, ErrorKind::Limit);
+    assert!(
+        Engine::new()
+            .render("{% for i in 1..100 %}{{ i }}{% endfor %}", &Map::new())
+            .is_ok()
+    );
+}
