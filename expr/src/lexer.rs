@@ -149,63 +149,49 @@ impl<'a> Lexer<'a> {
 
     /// `{% raw %}…{% endraw %}` and `{% verbatim %}…{% endverbatim %}`:
     /// the body is text. Kestra strips raw blocks before Pebble sees
-    /// them, ignoring their whitespace control.
+    /// them, ignoring their whitespace control; `verbatim` honours it.
     fn raw_block(&mut self, text: &str, at: usize) -> Result<bool, Error> {
         let rest = self.rest();
-        let inner = rest[at + 2..].trim_start_matches('-').trim_start();
-        let word: String = inner
-            .chars()
-            .take_while(char::is_ascii_alphabetic)
-            .collect();
-        if word != "raw" && word != "verbatim" {
+        let Some(open) = tag_words(&rest[at..]) else {
+            return Ok(false);
+        };
+        if open.word != "raw" && open.word != "verbatim" {
             return Ok(false);
         }
-        let after_word = inner[word.len()..].trim_start().trim_start_matches('-');
-        if !after_word.starts_with("%}") {
-            return Ok(false);
-        }
-        let kestra_raw = word == "raw";
-        let open_trim = rest[at + 2..].starts_with('-');
-        let open_end = rest.len() - after_word.len() + 2;
-        let end_word = format!("end{word}");
+        let kestra_raw = open.word == "raw";
+        let end_word = format!("end{}", open.word);
         let pos = self.pos();
-        let mut search = open_end;
-        let (body_end, close_end, close_trim) = loop {
+        let body_start = at + open.len;
+        let mut search = body_start;
+        let (body_end, close) = loop {
             let Some(found) = rest[search..].find("{%") else {
-                return Err(Error::syntax(format!("unclosed {word} block"), pos));
+                return Err(Error::syntax(format!("unclosed {} block", open.word), pos));
             };
             let start = search + found;
-            let tail = &rest[start + 2..];
-            let trim_before = tail.starts_with('-');
-            let tail2 = tail.trim_start_matches('-').trim_start();
-            if let Some(after) = tail2.strip_prefix(end_word.as_str()) {
-                let after2 = after.trim_start();
-                let trim_after = after2.starts_with('-');
-                let after3 = after2.trim_start_matches('-');
-                if let Some(after4) = after3.strip_prefix("%}") {
-                    let _ = trim_before;
-                    break (start, rest.len() - after4.len(), trim_after);
-                }
+            match tag_words(&rest[start..]) {
+                Some(close) if close.word == end_word => break (start, close),
+                _ => search = start + 2,
             }
-            search = start + 2;
         };
-        let mut body = rest[open_end..body_end].to_string();
+        let mut body = &rest[body_start..body_end];
         if !kestra_raw {
-            if open_trim {
-                body = body.trim_start().to_string();
+            if open.trim_after {
+                body = body.trim_start();
             }
-            self.push_text(text, open_trim);
-        } else {
-            self.push_text(text, false);
+            if close.trim_before {
+                body = body.trim_end();
+            }
         }
+        let body = body.to_string();
+        self.push_text(text, !kestra_raw && open.trim_before);
         if !body.is_empty() {
             self.out.push(Token {
                 tok: Tok::Text(body),
                 pos,
             });
         }
-        self.advance(close_end);
-        self.trim_next = !kestra_raw && close_trim;
+        self.advance(body_end + close.len);
+        self.trim_next = !kestra_raw && close.trim_after;
         Ok(true)
     }
 
@@ -358,6 +344,37 @@ impl<'a> Lexer<'a> {
         self.advance(end + 1);
         Ok(Tok::Str(parts))
     }
+}
+
+/// A one-word tag at the start of `s` (`{%- word -%}`).
+struct TagWords<'a> {
+    word: &'a str,
+    trim_before: bool,
+    trim_after: bool,
+    /// Bytes from `{%` to after `%}`.
+    len: usize,
+}
+
+fn tag_words(s: &str) -> Option<TagWords<'_>> {
+    let inner = s.strip_prefix("{%")?;
+    let trim_before = inner.starts_with('-');
+    let inner = inner.trim_start_matches('-').trim_start();
+    let word_len = inner
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(inner.len());
+    let word = &inner[..word_len];
+    let after = inner[word_len..].trim_start();
+    let trim_after = after.starts_with('-');
+    let tail = after
+        .strip_prefix('-')
+        .unwrap_or(after)
+        .strip_prefix("%}")?;
+    Some(TagWords {
+        word,
+        trim_before,
+        trim_after,
+        len: s.len() - tail.len(),
+    })
 }
 
 /// Tokens of a bare expression (string interpolation).

@@ -188,3 +188,16 @@ fn the_engine_is_shared_between_threads() {
     shared::<Value>();
     shared::<atoll_expr::Error>();
 }
+
+#[test]
+fn verbatim_honours_whitespace_control_and_raw_ignores_it() {
+    assert_eq!(
+        render("a {%- verbatim -%} {{ x }} {%- endverbatim -%} b"),
+        "a{{ x }}b"
+    );
+    assert_eq!(
+        render("a {%- raw -%} {{ x }} {%- endraw -%} b"),
+        "a  {{ x }}  b"
+    );
+    assert_eq!(render("{% raw %}{% if %}{% endraw %}"), "{% if %}");
+}
