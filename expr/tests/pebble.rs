@@ -201,3 +201,12 @@ fn verbatim_honours_whitespace_control_and_raw_ignores_it() {
     );
     assert_eq!(render("{% raw %}{% if %}{% endraw %}"), "{% if %}");
 }
+
+#[test]
+fn slugify_follows_kestra() {
+    assert_eq!(
+        render("{{ 'Café crème_brûlée 2.0!' | slugify }}"),
+        "cafe-creme-brulee-20"
+    );
+    assert_eq!(render("{{ ' -a--b- ' | slugify }}"), "a-b");
+}

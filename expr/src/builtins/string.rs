@@ -225,16 +225,31 @@ fn urldecode(_: &mut Renderer<'_>, v: Value, _: &Args) -> Result<Value, String> 
         .map_err(|_| "the decoded text is not UTF-8".into())
 }
 
+/// Kestra's `Slugify.of`: whitespace becomes `-`, accents go (NFD, then
+/// everything but `[A-Za-z0-9_-]` is dropped), `_` becomes `-`, dashes
+/// collapse, one leading and one trailing dash go, then lower case.
 pub(crate) fn slugify(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.to_lowercase().chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c);
-        } else if !out.ends_with('-') && !out.is_empty() {
-            out.push('-');
+    use unicode_normalization::UnicodeNormalization as _;
+    let dashed: String = text
+        .chars()
+        .map(|c| {
+            if matches!(c, ' ' | '\t' | '\n' | '\u{b}' | '\u{c}' | '\r') {
+                '-'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let mut slug = String::with_capacity(dashed.len());
+    for c in dashed.nfd() {
+        let c = if c == '_' { '-' } else { c };
+        if c.is_ascii_alphanumeric() || (c == '-' && !slug.ends_with('-')) {
+            slug.push(c);
         }
     }
-    out.trim_end_matches('-').to_owned()
+    let slug = slug.strip_prefix('-').unwrap_or(&slug);
+    let slug = slug.strip_suffix('-').unwrap_or(slug);
+    slug.to_ascii_lowercase()
 }
 
 #[derive(Clone, Copy)]
