@@ -44,8 +44,10 @@ pub const MAX_FUEL: u64 = 2_000_000;
 pub const LOOP_VALUES_VAR: &str = "__loopValues";
 pub const ERROR_LOGS_VAR: &str = "__errorLogs";
 
-/// Parsed templates kept per engine.
+/// Parsed templates kept per engine, and the largest source kept (so the
+/// cache stays within a few tens of MiB).
 const CACHE_SIZE: usize = 1024;
+const CACHE_MAX_SOURCE: usize = 16 * 1024;
 
 /// The configured engine; cheap to share between threads.
 #[derive(Debug)]
@@ -99,6 +101,9 @@ impl Engine {
             return Ok(t.clone());
         }
         let template = Arc::new(parser::parse(source)?);
+        if source.len() > CACHE_MAX_SOURCE {
+            return Ok(template);
+        }
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_SIZE {
                 cache.clear();
