@@ -94,3 +94,19 @@ fn the_step_budget_is_configurable() {
             .is_ok()
     );
 }
+
+#[test]
+fn jq_cannot_read_the_instance_environment_or_write_its_logs() {
+    for program in ["env", "env.PATH", "halt", "halt_error", "halt_error(1)"] {
+        let err = render(&format!("{{{{ 1 | jq('{program}') }}}}")).expect_err(program);
+        assert!(
+            err.message.contains("not available in Atoll"),
+            "{program}: {err}"
+        );
+    }
+    assert_eq!(
+        render("{{ 1 | jq('stderr, debug, debug(\"x\"), (stderr_empty), (debug_empty)') }}")
+            .as_deref(),
+        Ok("[1,1,1]")
+    );
+}

@@ -4,13 +4,16 @@
 //!
 //! jaq takes no countermeasures against runaway programs, and a stack
 //! overflow aborts the process, so: programs whose own `def`s call
-//! themselves, and the unbounded generators `repeat`, `while`, `until` and
-//! `recurse(f)`, are rejected before running; at most [`MAX_OUTPUTS`]
+//! themselves are rejected before running, the unbounded generators
+//! `repeat`, `while`, `until` and `recurse(f)` fail; at most [`MAX_OUTPUTS`]
 //! outputs are collected; the program runs on its own thread with a large
 //! stack; `range` refuses more than a million values. What this does not
-//! bound: other programs that loop or allocate without recursion
-//! (`"x" * 1e10`, nested ranges); jaq cannot be interrupted, so that
-//! needs a subprocess with resource limits.
+//! bound: programs that loop or allocate without recursion (`"x" * 1e10`,
+//! nested ranges), and values nested very deeply inside jq
+//! (`reduce range(100000) as $x (null; [.]) | tojson` overflows jaq's
+//! recursive serializer, comparisons and drop, which aborts the process).
+//! jaq cannot be interrupted or bounded from outside: closing this needs
+//! jq in a child process with resource limits.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -27,8 +30,9 @@ pub(crate) const FILTERS: &[Def<FilterFn>] = &[def("jq", &["expression"], jq)];
 
 /// Outputs one `jq` call may produce.
 const MAX_OUTPUTS: usize = 10_000;
-/// Stack of the thread jq runs on.
-const STACK_SIZE: usize = 64 * 1024 * 1024;
+/// Stack of the thread jq runs on (address space; pages are only
+/// committed when used).
+const STACK_SIZE: usize = 256 * 1024 * 1024;
 
 fn jq(_: &mut Renderer<'_>, v: Value, a: &Args) -> Result<Value, String> {
     let program = a.str(0, "expression")?;
@@ -113,9 +117,31 @@ fn compile(program: &str) -> Result<JqFilter, String> {
     Ok(filter)
 }
 
-/// `range` redefined to refuse more than [`MAX_RANGE`] values, so that
-/// `[range(1e12)]` fails at once instead of exhausting memory.
+/// Definitions over jaq's standard library. The unbounded generators
+/// `repeat`, `while`, `until` and `recurse(f)` fail (the standard
+/// library's own uses, like `..`, keep the originals). `range` refuses more than a
+/// million values, so `[range(1e12)]` fails at once instead of exhausting
+/// memory. `env` would hand a flow the instance's own environment (its
+/// database URL, its keys), `halt` would end nothing useful, and
+/// `stderr`/`debug` would write into the instance's log stream: all are
+/// shadowed (jaq resolves a name to the latest definition, natives
+/// included).
 const BOUNDED_DEFS: &str = r#"
+def repeat(f): error("jq: `repeat` is not allowed in Atoll (it can run without end)");
+def while(cond; update): error("jq: `while` is not allowed in Atoll (it can run without end)");
+def until(cond; next): error("jq: `until` is not allowed in Atoll (it can run without end)");
+def recurse(f): error("jq: `recurse(f)` is not allowed in Atoll (it can run without end); use `..`");
+def recurse(f; cond): error("jq: `recurse(f; cond)` is not allowed in Atoll (it can run without end); use `..`");
+def env: error("jq: env is not available in Atoll");
+def halt: error("jq: halt is not available in Atoll");
+def halt($code): error("jq: halt is not available in Atoll");
+def halt_error: error("jq: halt_error is not available in Atoll");
+def halt_error($code): error("jq: halt_error is not available in Atoll");
+def stderr_empty: empty;
+def debug_empty: empty;
+def stderr: .;
+def debug: .;
+def debug(msgs): .;
 def _unbounded_range($from; $upto; $by): range($from; $upto; $by);
 def range($from; $upto; $by):
   if ($by > 0 and ($upto - $from) / $by > 1000000) or ($by < 0 and ($from - $upto) / (0 - $by) > 1000000)
@@ -145,59 +171,80 @@ fn run(program: &str, input: &Value) -> Result<Value, String> {
     Ok(Value::list(outputs))
 }
 
-/// Rejects what could run without bound: recursive `def`s and the
-/// unbounded generators.
+/// Rejects programs whose own `def`s call themselves (jaq would recurse
+/// until the stack overflows). The unbounded generators are shadowed in
+/// [`BOUNDED_DEFS`] instead.
 fn check_program(program: &str) -> Result<(), String> {
-    let words: Vec<(usize, &str)> = program
-        .match_indices(|c: char| !(c.is_alphanumeric() || c == '_'))
-        .scan(0, |start, (i, sep)| {
-            let word = (*start, &program[*start..i]);
-            *start = i + sep.len();
-            Some(word)
-        })
-        .chain(std::iter::once_with(|| {
-            let last = program
-                .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
-                .map_or(0, |i| i + 1);
-            (last, &program[last..])
-        }))
-        .filter(|(_, w)| !w.is_empty())
-        .collect();
+    let code = blank_strings(program);
+    let words = words(&code);
     for (i, (at, word)) in words.iter().enumerate() {
-        match *word {
-            "repeat" | "while" | "until" => {
-                return Err(format!(
-                    "jq: `{word}` is not allowed (it can run without end)"
-                ));
+        if *word != "def" || code[..*at].ends_with(['.', '$']) {
+            continue;
+        }
+        let Some((name_at, name)) = words.get(i + 1) else {
+            continue;
+        };
+        let body = def_body(&code[name_at + name.len()..]);
+        let recursive = body.match_indices(name).any(|(p, _)| {
+            let before = body[..p].chars().last();
+            let after = body[p + name.len()..].chars().next();
+            !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$' || c == '.')
+                && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+        });
+        if recursive {
+            return Err(format!(
+                "jq: the recursive function `{name}` is not allowed (it can run without end)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The program with the text of its string literals blanked out, so names
+/// inside strings are not taken for code (byte offsets are kept).
+fn blank_strings(program: &str) -> String {
+    let mut out = String::with_capacity(program.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in program.chars() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+                out.push('"');
+                continue;
             }
-            "recurse" if program[at + word.len()..].trim_start().starts_with('(') => {
-                return Err(
-                    "jq: `recurse(f)` is not allowed (it can run without end); use `..`".into(),
-                );
-            }
-            "def" => {
-                if let Some((_, name)) = words.get(i + 1) {
-                    let body_start = at + 3;
-                    let rest = &program[body_start..];
-                    let after_name = rest.find(name).map_or(0, |p| p + name.len());
-                    let body = def_body(&rest[after_name..]);
-                    let recursive = body.match_indices(name).any(|(p, _)| {
-                        let before = body[..p].chars().last();
-                        let after = body[p + name.len()..].chars().next();
-                        !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$')
-                            && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
-                    });
-                    if recursive {
-                        return Err(format!(
-                            "jq: the recursive function `{name}` is not allowed (it can run without end)"
-                        ));
-                    }
-                }
+            out.extend(std::iter::repeat_n(' ', c.len_utf8()));
+        } else {
+            in_string = c == '"';
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Identifier-like words with their byte offsets.
+fn words(code: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, c) in code.char_indices() {
+        let word_char = c.is_alphanumeric() || c == '_';
+        match (word_char, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                out.push((s, &code[s..i]));
+                start = None;
             }
             _ => {}
         }
     }
-    Ok(())
+    if let Some(s) = start {
+        out.push((s, &code[s..]));
+    }
+    out
 }
 
 /// The text of a `def` from after its name to its closing `;` (nested
