@@ -303,16 +303,20 @@ impl<'a> Renderer<'a> {
                 }
                 Ok(Value::from(s))
             }
-            ExprKind::List(items) => Ok(Value::list(
-                items.iter().map(|i| self.eval(i)).collect::<R<_>>()?,
-            )),
+            ExprKind::List(items) => {
+                let v = Value::list(items.iter().map(|i| self.eval(i)).collect::<R<_>>()?);
+                check_nesting(&v, e.pos)?;
+                Ok(v)
+            }
             ExprKind::Map(entries) => {
                 let mut map = Map::new();
                 for (k, v) in entries {
                     let key = self.eval(k)?.to_print();
                     map.insert(key, self.eval(v)?);
                 }
-                Ok(Value::map(map))
+                let v = Value::map(map);
+                check_nesting(&v, e.pos)?;
+                Ok(v)
             }
             ExprKind::Attr(obj, name) => {
                 let base = self.eval(obj)?;
@@ -597,7 +601,11 @@ impl<'a> Renderer<'a> {
     /// list item and per KiB of text; no string may outgrow the output.
     fn charge_built(&mut self, v: &Value, pos: Pos) -> R<()> {
         match v {
-            Value::List(items) => self.charge(items.len(), pos),
+            Value::List(items) => {
+                check_nesting(v, pos)?;
+                self.charge(items.len(), pos)
+            }
+            Value::Map(_) => check_nesting(v, pos),
             Value::String(s) if s.len() > MAX_OUTPUT => Err(Error::new(
                 ErrorKind::Limit,
                 format!("a string grew larger than {MAX_OUTPUT} bytes"),
@@ -611,6 +619,37 @@ impl<'a> Renderer<'a> {
     pub(crate) fn template_block(&self, name: &str) -> Option<Arc<Vec<Node>>> {
         self.template.blocks.get(name).cloned()
     }
+}
+
+/// Deepest nesting of lists and maps a template may build (as deep as
+/// JSON parsing accepts), so printing and dropping values cannot
+/// overflow the stack.
+pub(crate) const MAX_NESTING: usize = 128;
+
+fn check_nesting(v: &Value, pos: Pos) -> R<()> {
+    if nests_deeper(v, MAX_NESTING) {
+        return Err(Error::new(
+            ErrorKind::Limit,
+            format!("lists and maps nest deeper than {MAX_NESTING} levels"),
+            pos,
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `v` has containers nested more than `levels` deep (the walk
+/// itself goes no deeper than that).
+fn nests_deeper(v: &Value, levels: usize) -> bool {
+    let children: Box<dyn Iterator<Item = &Value>> = match v {
+        Value::List(items) => Box::new(items.iter()),
+        Value::Map(map) => Box::new(map.values()),
+        _ => return false,
+    };
+    if levels == 0 {
+        return true;
+    }
+    let mut children = children.peekable();
+    children.peek().is_some() && children.any(|c| nests_deeper(c, levels - 1))
 }
 
 fn wrap(message: String, kind: &str, name: &str, pos: Pos) -> Error {

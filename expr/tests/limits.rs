@@ -110,3 +110,21 @@ fn jq_cannot_read_the_instance_environment_or_write_its_logs() {
         Ok("[1,1,1]")
     );
 }
+
+#[test]
+fn values_cannot_nest_without_bound() {
+    for source in [
+        "{% set x = [] %}{% for i in 0..100000 %}{% set x = [x] %}{% endfor %}{{ x | length }}",
+        "{% set x = {} %}{% for i in 0..100000 %}{% set x = {'a': x} %}{% endfor %}{{ x | length }}",
+        "{% set x = [1] %}{% for i in 0..100000 %}{% set x = x | chunk(1) %}{% endfor %}{{ x | length }}",
+    ] {
+        let err = render(source).expect_err(source);
+        assert_eq!(err.kind, ErrorKind::Limit, "{source}: {err}");
+        assert!(err.message.contains("nest deeper"), "{err}");
+    }
+    assert_eq!(
+        render("{% set x = [] %}{% for i in 0..50 %}{% set x = [x] %}{% endfor %}{{ x | length }}")
+            .as_deref(),
+        Ok("1")
+    );
+}
