@@ -154,12 +154,17 @@ pub(crate) fn parse(src: &str) -> Result<Template, Error> {
     })
 }
 
-pub(crate) fn parse_expression(src: &str, pos: Pos) -> Result<Expr, Error> {
+/// An interpolated expression (`"#{...}"`), nested `depth` deep in the
+/// expression around it.
+fn parse_expression(src: &str, pos: Pos, depth: usize) -> Result<Expr, Error> {
+    if depth > MAX_DEPTH {
+        return Err(Error::syntax("expression nested too deeply", pos));
+    }
     let toks = lex_expression(src, pos)?;
     let mut p = Parser {
         toks,
         i: 0,
-        depth: 0,
+        depth,
         macros: HashMap::new(),
         blocks: HashMap::new(),
     };
@@ -720,7 +725,9 @@ impl Parser {
         for part in parts {
             out.push(match part {
                 StrPart::Lit(s) => Interp::Lit(s),
-                StrPart::Expr(src, pos) => Interp::Expr(parse_expression(&src, pos)?),
+                StrPart::Expr(src, pos) => {
+                    Interp::Expr(parse_expression(&src, pos, self.depth + 1)?)
+                }
             });
         }
         Ok(ExprKind::Interp(out))

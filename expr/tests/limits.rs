@@ -128,3 +128,19 @@ fn values_cannot_nest_without_bound() {
         Ok("1")
     );
 }
+
+#[test]
+fn nested_interpolations_and_date_sections_are_bounded() {
+    let mut inner = String::from("1");
+    for _ in 0..2000 {
+        inner = format!("\"#{{{inner}}}\"");
+    }
+    let err = render(&format!("{{{{ {inner} }}}}")).expect_err("too deep");
+    assert_eq!(err.kind, ErrorKind::Syntax);
+    let err = render(&format!("{{{{ now('{}') }}}}", "[".repeat(100_000))).expect_err("too deep");
+    assert!(err.message.contains("nest too deeply"), "{err}");
+    assert_eq!(
+        render(r##"{{ "a#{ "b#{ 1 + 1 }" }" }}"##).as_deref(),
+        Ok("ab2")
+    );
+}

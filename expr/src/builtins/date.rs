@@ -463,15 +463,22 @@ enum Piece {
 fn tokenize(pattern: &str) -> Result<Vec<Piece>, String> {
     let chars: Vec<char> = pattern.chars().collect();
     let mut i = 0;
-    let (pieces, _) = tokenize_until(&chars, &mut i, false)?;
+    let (pieces, _) = tokenize_until(&chars, &mut i, 0)?;
     Ok(pieces)
 }
+
+/// Optional sections a pattern may nest.
+const MAX_OPTIONAL_DEPTH: usize = 8;
 
 fn tokenize_until(
     chars: &[char],
     i: &mut usize,
-    nested: bool,
+    depth: usize,
 ) -> Result<(Vec<Piece>, bool), String> {
+    if depth > MAX_OPTIONAL_DEPTH {
+        return Err("optional sections `[...]` nest too deeply in the date pattern".into());
+    }
+    let nested = depth > 0;
     let mut out = Vec::new();
     while *i < chars.len() {
         let c = chars[*i];
@@ -503,7 +510,7 @@ fn tokenize_until(
             }
             '[' => {
                 *i += 1;
-                let (inner, _) = tokenize_until(chars, i, true)?;
+                let (inner, _) = tokenize_until(chars, i, depth + 1)?;
                 out.push(Piece::Optional(inner));
             }
             ']' if nested => {
