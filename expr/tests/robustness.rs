@@ -68,3 +68,23 @@ fn odd_inputs_never_panic() {
         let _ = engine.render(source, &context);
     }
 }
+
+#[test]
+fn hostile_documents_fail_cleanly() {
+    let engine = Engine::new();
+    let mut context = Map::new();
+    let deep_yaml = format!("{}1{}", "[".repeat(20_000), "]".repeat(20_000));
+    let deep_json = deep_yaml.clone();
+    let laughs = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: [*g, *g, *g, *g, *g, *g, *g, *g, *g]\n";
+    context.insert("deepYaml".into(), deep_yaml.into());
+    context.insert("deepJson".into(), deep_json.into());
+    context.insert("laughs".into(), laughs.into());
+    assert!(engine.render("{{ yaml(deepYaml) }}", &context).is_err());
+    assert!(engine.render("{{ fromJson(deepJson) }}", &context).is_err());
+    assert!(engine.render("{{ deepJson | jq('.') }}", &context).is_err());
+    assert!(
+        engine
+            .render("{{ yaml(laughs) | length }}", &context)
+            .is_err()
+    );
+}
