@@ -1,0 +1,680 @@
+//! The evaluator: strict variables (an undefined name is an error that only
+//! `is defined`, `??`, `???` and `default` absorb), Pebble's scoping rules,
+//! and a step budget and recursion limit per render.
+
+use std::sync::Arc;
+
+use crate::Engine;
+use crate::builtins::{self, Args as Bound};
+use crate::error::{Error, ErrorKind, Pos};
+use crate::methods;
+use crate::ops::{self, Arith};
+use crate::parser::{Args, BinOp, Expr, ExprKind, Interp, Macro, Node, Template, UnOp};
+use crate::value::{Map, Value};
+
+/// Macro calls and nested `render()` calls one render may stack.
+pub(crate) const MAX_DEPTH: usize = 32;
+/// Largest output one render may produce.
+const MAX_OUTPUT: usize = 16 * 1024 * 1024;
+
+pub(crate) struct Renderer<'a> {
+    pub(crate) engine: &'a Engine,
+    pub(crate) root: &'a Map,
+    template: Arc<Template>,
+    frames: Vec<Map>,
+    /// Frames below this index are invisible (inside a macro).
+    barrier: usize,
+    pub(crate) fuel: u64,
+    pub(crate) depth: usize,
+}
+
+type R<T> = Result<T, Error>;
+
+impl<'a> Renderer<'a> {
+    pub(crate) fn new(
+        engine: &'a Engine,
+        root: &'a Map,
+        template: Arc<Template>,
+        fuel: u64,
+    ) -> Self {
+        Renderer {
+            engine,
+            root,
+            template,
+            frames: vec![Map::new()],
+            barrier: 0,
+            fuel,
+            depth: 0,
+        }
+    }
+
+    pub(crate) fn render_template(&mut self) -> R<String> {
+        let mut out = String::new();
+        let template = self.template.clone();
+        self.nodes(&template.nodes, &mut out)?;
+        Ok(out)
+    }
+
+    /// Renders another template source with the variables visible here
+    /// (`render()`), sharing this render's budget.
+    pub(crate) fn render_nested(&mut self, source: &str, pos: Pos) -> R<String> {
+        if !source.contains("{{") && !source.contains("{%") {
+            return Ok(source.to_owned());
+        }
+        if self.depth >= MAX_DEPTH {
+            return Err(Error::new(
+                ErrorKind::Limit,
+                "templates nested too deeply",
+                pos,
+            ));
+        }
+        let template = self.engine.parse(source)?;
+        let saved = std::mem::replace(&mut self.template, template);
+        self.depth += 1;
+        let mut out = String::new();
+        let nodes = self.template.clone();
+        let result = self.nodes(&nodes.nodes, &mut out);
+        self.depth -= 1;
+        self.template = saved;
+        result.map(|()| out)
+    }
+
+    /// Charges the budget for work proportional to `n` (items built).
+    pub(crate) fn charge(&mut self, n: usize, pos: Pos) -> R<()> {
+        let n = n as u64;
+        if n > self.fuel {
+            self.fuel = 0;
+            return self.step(pos);
+        }
+        self.fuel -= n;
+        Ok(())
+    }
+
+    pub(crate) fn step(&mut self, pos: Pos) -> R<()> {
+        if self.fuel == 0 {
+            return Err(Error::new(
+                ErrorKind::Limit,
+                "the template used up its step budget (is it looping forever?)",
+                pos,
+            ));
+        }
+        self.fuel -= 1;
+        Ok(())
+    }
+
+    /// Every variable visible here, as `_context` and `printContext()` see them.
+    pub(crate) fn visible(&self) -> Map {
+        let mut all = if self.barrier == 0 {
+            self.root.clone()
+        } else {
+            Map::new()
+        };
+        for frame in &self.frames[self.barrier..] {
+            for (k, v) in frame {
+                all.insert(k.clone(), v.clone());
+            }
+        }
+        all
+    }
+
+    fn lookup(&self, name: &str) -> Option<Value> {
+        for frame in self.frames[self.barrier..].iter().rev() {
+            if let Some(v) = frame.get(name) {
+                return Some(v.clone());
+            }
+        }
+        if self.barrier == 0
+            && let Some(v) = self.root.get(name)
+        {
+            return Some(v.clone());
+        }
+        if name == "_context" {
+            return Some(Value::map(self.visible()));
+        }
+        None
+    }
+
+    fn assign(&mut self, name: &str, value: Value) {
+        for frame in self.frames[self.barrier..].iter_mut().rev() {
+            if let Some(slot) = frame.get_mut(name) {
+                *slot = value;
+                return;
+            }
+        }
+        let top = self.frames.len() - 1;
+        self.frames[top].insert(name.to_owned(), value);
+    }
+
+    fn write(&self, out: &mut String, text: &str, pos: Pos) -> R<()> {
+        if out.len() + text.len() > MAX_OUTPUT {
+            return Err(Error::new(
+                ErrorKind::Limit,
+                format!("the output is larger than {MAX_OUTPUT} bytes"),
+                pos,
+            ));
+        }
+        out.push_str(text);
+        Ok(())
+    }
+
+    pub(crate) fn nodes(&mut self, nodes: &[Node], out: &mut String) -> R<()> {
+        for node in nodes {
+            self.node(node, out)?;
+        }
+        Ok(())
+    }
+
+    fn node(&mut self, node: &Node, out: &mut String) -> R<()> {
+        match node {
+            Node::Text(t) => self.write(out, t, Pos::default()),
+            Node::Print(e) => {
+                let v = self.eval(e)?;
+                self.write(out, &v.to_print(), e.pos)
+            }
+            Node::If(branches, otherwise) => {
+                for (cond, body) in branches {
+                    let v = self.eval(cond)?;
+                    let yes = match v {
+                        Value::Null => {
+                            return Err(Error::render(
+                                "null value given to if statement",
+                                cond.pos,
+                            ));
+                        }
+                        Value::List(_) | Value::Map(_) => {
+                            return Err(Error::render(
+                                format!(
+                                    "Unsupported value type {} in an if statement",
+                                    v.class_name()
+                                ),
+                                cond.pos,
+                            ));
+                        }
+                        other => ops::truthy(&other).map_err(|m| Error::render(m, cond.pos))?,
+                    };
+                    if yes {
+                        return self.nodes(body, out);
+                    }
+                }
+                self.nodes(otherwise, out)
+            }
+            Node::For {
+                var,
+                iter,
+                body,
+                otherwise,
+                pos,
+            } => self.for_loop(var, iter, body, otherwise, *pos, out),
+            Node::Set(name, e) => {
+                let v = self.eval(e)?;
+                self.assign(name, v);
+                Ok(())
+            }
+            Node::Filter(chain, body) => {
+                let mut inner = String::new();
+                self.nodes(body, &mut inner)?;
+                let mut v = Value::from(inner);
+                for (name, args, pos) in chain {
+                    v = self.apply_filter(name, v, args, *pos)?;
+                }
+                self.write(out, &v.to_print(), Pos::default())
+            }
+            Node::Block(name) => {
+                let Some(body) = self.template.blocks.get(name).cloned() else {
+                    return Ok(());
+                };
+                self.nodes(&body, out)
+            }
+        }
+    }
+
+    fn for_loop(
+        &mut self,
+        var: &str,
+        iter: &Expr,
+        body: &[Node],
+        otherwise: &[Node],
+        pos: Pos,
+        out: &mut String,
+    ) -> R<()> {
+        let items: Vec<Value> = match self.eval(iter)? {
+            Value::Null => Vec::new(),
+            Value::List(items) => items.as_ref().clone(),
+            Value::Map(map) => map
+                .iter()
+                .map(|(k, v)| {
+                    let mut entry = Map::new();
+                    entry.insert("key".into(), Value::from(k.as_str()));
+                    entry.insert("value".into(), v.clone());
+                    Value::map(entry)
+                })
+                .collect(),
+            Value::String(s) => s.chars().map(|c| Value::from(c.to_string())).collect(),
+            other => {
+                return Err(Error::render(
+                    format!("cannot loop over a {}", other.type_name()),
+                    iter.pos,
+                ));
+            }
+        };
+        if items.is_empty() {
+            return self.nodes(otherwise, out);
+        }
+        let length = items.len();
+        self.frames.push(Map::new());
+        let mut result = Ok(());
+        for (index, item) in items.into_iter().enumerate() {
+            if let Err(e) = self.step(pos) {
+                result = Err(e);
+                break;
+            }
+            let mut lp = Map::new();
+            lp.insert("index".into(), Value::Long(index as i64));
+            lp.insert("revindex".into(), Value::Long((length - index - 1) as i64));
+            lp.insert("length".into(), Value::Long(length as i64));
+            lp.insert("first".into(), Value::Bool(index == 0));
+            lp.insert("last".into(), Value::Bool(index + 1 == length));
+            let top = self.frames.len() - 1;
+            self.frames[top].insert("loop".into(), Value::map(lp));
+            self.frames[top].insert(var.to_owned(), item);
+            if let Err(e) = self.nodes(body, out) {
+                result = Err(e);
+                break;
+            }
+        }
+        self.frames.pop();
+        result
+    }
+
+    pub(crate) fn eval(&mut self, e: &Expr) -> R<Value> {
+        self.step(e.pos)?;
+        match &e.kind {
+            ExprKind::Lit(v) => Ok(v.clone()),
+            ExprKind::Var(name) => self
+                .lookup(name)
+                .ok_or_else(|| Error::undefined(name, e.pos)),
+            ExprKind::Interp(parts) => {
+                let mut s = String::new();
+                for part in parts {
+                    match part {
+                        Interp::Lit(l) => s.push_str(l),
+                        Interp::Expr(x) => s.push_str(&self.eval(x)?.to_print()),
+                    }
+                }
+                Ok(Value::from(s))
+            }
+            ExprKind::List(items) => {
+                let v = Value::list(items.iter().map(|i| self.eval(i)).collect::<R<_>>()?);
+                check_nesting(&v, e.pos)?;
+                Ok(v)
+            }
+            ExprKind::Map(entries) => {
+                let mut map = Map::new();
+                for (k, v) in entries {
+                    let key = self.eval(k)?.to_print();
+                    map.insert(key, self.eval(v)?);
+                }
+                let v = Value::map(map);
+                check_nesting(&v, e.pos)?;
+                Ok(v)
+            }
+            ExprKind::Attr(obj, name) => {
+                let base = self.eval(obj)?;
+                attribute(&base, &Value::from(name.as_str()), name, e.pos)
+                    .or_else(|err| methods::property(&base, name).ok_or(err))
+            }
+            ExprKind::Method(obj, name, args) => self.method(obj, name, args, e.pos),
+            ExprKind::Index(obj, index) => {
+                let base = self.eval(obj)?;
+                let key = self.eval(index)?;
+                let label = key.to_print();
+                attribute(&base, &key, &label, e.pos)
+            }
+            ExprKind::Call(name, args) => self.call(name, args, e.pos),
+            ExprKind::Filter(input, name, args) => {
+                let v = if name == "default" {
+                    match self.eval(input) {
+                        Err(err) if err.is_undefined() => Value::Null,
+                        other => other?,
+                    }
+                } else {
+                    self.eval(input)?
+                };
+                self.apply_filter(name, v, args, e.pos)
+            }
+            ExprKind::Test {
+                value,
+                name,
+                args,
+                negated,
+            } => {
+                let result = self.test(value, name, args, e.pos)?;
+                Ok(Value::Bool(result != *negated))
+            }
+            ExprKind::Unary(op, operand) => self.unary(*op, operand, e.pos),
+            ExprKind::Binary(op, a, b) => self.binary(*op, a, b, e.pos),
+            ExprKind::Ternary(c, a, b) => {
+                let cond = self.eval(c)?;
+                if ops::truthy(&cond).map_err(|m| Error::render(m, c.pos))? {
+                    self.eval(a)
+                } else {
+                    self.eval(b)
+                }
+            }
+        }
+    }
+
+    fn method(&mut self, obj: &Expr, name: &str, args: &Args, pos: Pos) -> R<Value> {
+        if !args.named.is_empty() {
+            return Err(Error::render(
+                format!("method `{name}` takes no named arguments"),
+                pos,
+            ));
+        }
+        let base = self.eval(obj)?;
+        let args = args
+            .positional
+            .iter()
+            .map(|a| self.eval(a))
+            .collect::<R<Vec<_>>>()?;
+        methods::call(&base, name, &args).map_err(|m| Error::render(m, pos))
+    }
+
+    fn unary(&mut self, op: UnOp, operand: &Expr, pos: Pos) -> R<Value> {
+        let v = self.eval(operand)?;
+        match op {
+            UnOp::Not => Ok(Value::Bool(
+                !ops::truthy(&v).map_err(|m| Error::render(m, pos))?,
+            )),
+            UnOp::Neg => ops::negate(&v).map_err(|m| Error::render(m, pos)),
+            UnOp::Plus if v.is_number() => Ok(v),
+            UnOp::Plus => Err(Error::render(
+                "invalid operands for mathematical operation",
+                pos,
+            )),
+        }
+    }
+
+    fn binary(&mut self, op: BinOp, a: &Expr, b: &Expr, pos: Pos) -> R<Value> {
+        let err = |m: String| Error::render(m, pos);
+        match op {
+            BinOp::Coalesce => {
+                return match self.eval(a) {
+                    Ok(Value::Null) => self.eval(b),
+                    Err(e) if e.is_undefined() => self.eval(b),
+                    other => other,
+                };
+            }
+            BinOp::CoalesceUndefined => {
+                return match self.eval(a) {
+                    Err(e) if e.is_undefined() => self.eval(b),
+                    other => other,
+                };
+            }
+            BinOp::And => {
+                let x = self.eval(a)?;
+                if !ops::truthy(&x).map_err(err)? {
+                    return Ok(Value::Bool(false));
+                }
+                let y = self.eval(b)?;
+                return Ok(Value::Bool(ops::truthy(&y).map_err(err)?));
+            }
+            BinOp::Or => {
+                let x = self.eval(a)?;
+                if ops::truthy(&x).map_err(err)? {
+                    return Ok(Value::Bool(true));
+                }
+                let y = self.eval(b)?;
+                return Ok(Value::Bool(ops::truthy(&y).map_err(err)?));
+            }
+            _ => {}
+        }
+        let x = self.eval(a)?;
+        let y = self.eval(b)?;
+        let cmp = |want: fn(std::cmp::Ordering) -> bool| -> R<Value> {
+            Ok(Value::Bool(
+                ops::compare(&x, &y).map_err(err)?.is_some_and(want),
+            ))
+        };
+        match op {
+            BinOp::Eq => Ok(Value::Bool(x.java_eq(&y))),
+            BinOp::Ne => Ok(Value::Bool(!x.java_eq(&y))),
+            BinOp::Lt => cmp(|o| o.is_lt()),
+            BinOp::Gt => cmp(|o| o.is_gt()),
+            BinOp::Le => cmp(|o| o.is_le()),
+            BinOp::Ge => cmp(|o| o.is_ge()),
+            BinOp::Add => {
+                let v = ops::add(&x, &y).map_err(err)?;
+                self.charge_built(&v, pos)?;
+                Ok(v)
+            }
+            BinOp::Sub => ops::arith(Arith::Sub, &x, &y).map_err(err),
+            BinOp::Mul => ops::arith(Arith::Mul, &x, &y).map_err(err),
+            BinOp::Div => ops::arith(Arith::Div, &x, &y).map_err(err),
+            BinOp::Rem => ops::arith(Arith::Rem, &x, &y).map_err(err),
+            BinOp::Concat => {
+                let v = Value::from(format!("{}{}", x.to_print(), y.to_print()));
+                self.charge_built(&v, pos)?;
+                Ok(v)
+            }
+            BinOp::Range => {
+                let v = ops::range(&x, &y, 1).map_err(err)?;
+                self.charge_built(&v, pos)?;
+                Ok(v)
+            }
+            BinOp::Contains => Ok(Value::Bool(ops::contains(&x, &y).map_err(err)?)),
+            BinOp::IsIn => Ok(Value::Bool(ops::is_in(&x, &y))),
+            BinOp::And | BinOp::Or | BinOp::Coalesce | BinOp::CoalesceUndefined => {
+                unreachable!("handled above")
+            }
+        }
+    }
+
+    fn test(&mut self, value: &Expr, name: &str, args: &Args, pos: Pos) -> R<bool> {
+        if name == "defined" {
+            return match self.eval(value) {
+                Ok(v) => Ok(!v.is_null()),
+                Err(e) if e.is_undefined() => Ok(false),
+                Err(e) => Err(e),
+            };
+        }
+        let Some(test) = builtins::test(name) else {
+            return Err(Error::render(format!("Unknown test `{name}`"), pos));
+        };
+        let v = self.eval(value)?;
+        let bound = self.bind(test.params, args, "test", name, pos)?;
+        (test.f)(&v, &bound).map_err(|m| Error::render(format!("test `{name}`: {m}"), pos))
+    }
+
+    pub(crate) fn apply_filter(
+        &mut self,
+        name: &str,
+        input: Value,
+        args: &Args,
+        pos: Pos,
+    ) -> R<Value> {
+        let Some(filter) = builtins::filter(name) else {
+            let message = match builtins::removed_filter(name) {
+                Some(why) => format!("Unknown filter `{name}`: {why}"),
+                None => format!("Unknown filter `{name}`"),
+            };
+            return Err(Error::render(message, pos));
+        };
+        let bound = self.bind(filter.params, args, "filter", name, pos)?;
+        let v = (filter.f)(self, input, &bound).map_err(|m| wrap(m, "filter", name, pos))?;
+        self.charge_built(&v, pos)?;
+        Ok(v)
+    }
+
+    fn call(&mut self, name: &str, args: &Args, pos: Pos) -> R<Value> {
+        if let Some(m) = self.template.macros.get(name).cloned() {
+            return self.call_macro(name, &m, args, pos);
+        }
+        if let Some(feature) = builtins::needs(name) {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("{name}() needs {feature}, which this instance does not have yet"),
+                pos,
+            ));
+        }
+        let Some(function) = builtins::function(name) else {
+            let message = if name == "parent" {
+                "Unknown function `parent`: Kestra removes template inheritance (`extends`)".into()
+            } else {
+                format!("Unknown function `{name}`")
+            };
+            return Err(Error::render(message, pos));
+        };
+        let bound = self.bind(function.params, args, "function", name, pos)?;
+        let v = (function.f)(self, &bound).map_err(|m| wrap(m, "function", name, pos))?;
+        self.charge_built(&v, pos)?;
+        Ok(v)
+    }
+
+    fn call_macro(&mut self, name: &str, m: &Macro, args: &Args, pos: Pos) -> R<Value> {
+        if self.depth >= MAX_DEPTH {
+            return Err(Error::new(
+                ErrorKind::Limit,
+                format!("macro `{name}` nested too deeply"),
+                pos,
+            ));
+        }
+        if args.positional.len() > m.params.len() {
+            return Err(Error::render(
+                format!("macro `{name}` takes {} arguments", m.params.len()),
+                pos,
+            ));
+        }
+        let mut frame = Map::new();
+        for (i, (param, default)) in m.params.iter().enumerate() {
+            let arg = match args.positional.get(i) {
+                Some(e) => Some(e),
+                None => args.named.iter().find(|(n, _)| n == param).map(|(_, e)| e),
+            };
+            let v = match (arg, default) {
+                (Some(e), _) => self.eval(e)?,
+                (None, Some(d)) => self.eval(d)?,
+                (None, None) => Value::Null,
+            };
+            frame.insert(param.clone(), v);
+        }
+        self.frames.push(frame);
+        let saved = std::mem::replace(&mut self.barrier, self.frames.len() - 1);
+        self.depth += 1;
+        let mut out = String::new();
+        let result = self.nodes(&m.body, &mut out);
+        self.depth -= 1;
+        self.barrier = saved;
+        self.frames.pop();
+        result.map(|()| Value::from(out))
+    }
+
+    fn bind(&mut self, params: &[&str], args: &Args, kind: &str, name: &str, pos: Pos) -> R<Bound> {
+        let variadic = params.first() == Some(&"*");
+        let mut values: Vec<Option<Value>> = vec![None; if variadic { 0 } else { params.len() }];
+        for (i, e) in args.positional.iter().enumerate() {
+            let v = self.eval(e)?;
+            if variadic {
+                values.push(Some(v));
+            } else if i < params.len() {
+                values[i] = Some(v);
+            } else {
+                return Err(Error::render(
+                    format!("{kind} `{name}` takes at most {} arguments", params.len()),
+                    e.pos,
+                ));
+            }
+        }
+        for (arg, e) in &args.named {
+            let Some(i) = params.iter().position(|p| p == arg) else {
+                return Err(Error::render(
+                    format!("{kind} `{name}` has no argument named `{arg}`"),
+                    pos,
+                ));
+            };
+            values[i] = Some(self.eval(e)?);
+        }
+        Ok(Bound(values))
+    }
+
+    /// Values built by operators, filters and functions cost one step per
+    /// list item and per KiB of text; no string may outgrow the output.
+    fn charge_built(&mut self, v: &Value, pos: Pos) -> R<()> {
+        match v {
+            Value::List(items) => {
+                check_nesting(v, pos)?;
+                self.charge(items.len(), pos)
+            }
+            Value::Map(_) => check_nesting(v, pos),
+            Value::String(s) if s.len() > MAX_OUTPUT => Err(Error::new(
+                ErrorKind::Limit,
+                format!("a string grew larger than {MAX_OUTPUT} bytes"),
+                pos,
+            )),
+            Value::String(s) => self.charge(s.len() / 1024, pos),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn template_block(&self, name: &str) -> Option<Arc<Vec<Node>>> {
+        self.template.blocks.get(name).cloned()
+    }
+}
+
+/// Deepest nesting of lists and maps a template may build (as deep as
+/// JSON parsing accepts), so printing and dropping values cannot
+/// overflow the stack.
+pub(crate) const MAX_NESTING: usize = 128;
+
+fn check_nesting(v: &Value, pos: Pos) -> R<()> {
+    if nests_deeper(v, MAX_NESTING) {
+        return Err(Error::new(
+            ErrorKind::Limit,
+            format!("lists and maps nest deeper than {MAX_NESTING} levels"),
+            pos,
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `v` has containers nested more than `levels` deep (the walk
+/// itself goes no deeper than that).
+fn nests_deeper(v: &Value, levels: usize) -> bool {
+    let children: Box<dyn Iterator<Item = &Value>> = match v {
+        Value::List(items) => Box::new(items.iter()),
+        Value::Map(map) => Box::new(map.values()),
+        _ => return false,
+    };
+    if levels == 0 {
+        return true;
+    }
+    let mut children = children.peekable();
+    children.peek().is_some() && children.any(|c| nests_deeper(c, levels - 1))
+}
+
+fn wrap(message: String, kind: &str, name: &str, pos: Pos) -> Error {
+    Error::render(format!("{kind} `{name}` failed: {message}"), pos)
+}
+
+/// `a.b` and `a[b]`: map keys, list indexes; anything missing is undefined.
+fn attribute(base: &Value, key: &Value, label: &str, pos: Pos) -> R<Value> {
+    let found = match base {
+        Value::Map(map) => map.get(key.to_print().as_str()).cloned(),
+        Value::List(items) => {
+            let index = key
+                .as_i64()
+                .or_else(|| key.as_str().and_then(|s| s.parse().ok()));
+            index
+                .and_then(|i| usize::try_from(i).ok())
+                .and_then(|i| items.get(i).cloned())
+        }
+        _ => None,
+    };
+    found.ok_or_else(|| {
+        let mut e = Error::undefined(label, pos);
+        if base.is_null() {
+            e.message = format!("Unable to find `{label}` on a null value");
+        }
+        e
+    })
+}
