@@ -118,11 +118,11 @@ pub async fn provision(
     .map_err(statement_error("looking up the tenant's role"))?;
     // Passwords cannot be bound as parameters in DDL; ours are generated
     // alphanumerics, and quoting keeps even a hand-set one inert.
-    let password = quote_literal(password);
+    let literal = quote_literal(password);
     let statement = match existing {
         None => format!(
             "CREATE ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE \
-             NOREPLICATION NOBYPASSRLS INHERIT PASSWORD {password}"
+             NOREPLICATION NOBYPASSRLS INHERIT PASSWORD {literal}"
         ),
         Some(row) => {
             let mut demote = String::new();
@@ -137,7 +137,7 @@ pub async fn provision(
             }
             format!(
                 "ALTER ROLE {role} WITH LOGIN NOCREATEDB NOCREATEROLE INHERIT{demote} \
-                 PASSWORD {password}"
+                 PASSWORD {literal}"
             )
         }
     };
