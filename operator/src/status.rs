@@ -112,8 +112,30 @@ pub fn phase(tenant: &Tenant, observed: &Observed) -> Phase {
     }
 }
 
+/// One condition's desired value.
+struct Verdict {
+    status: Option<bool>,
+    reason: &'static str,
+    message: String,
+}
+
+impl Verdict {
+    fn new(status: Option<bool>, reason: &'static str, message: impl Into<String>) -> Verdict {
+        Verdict {
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    fn is_true(&self) -> bool {
+        self.status == Some(true)
+    }
+}
+
 /// The status the Tenant should have. `url` and `namespace` are derived by
-/// the caller from the same builders the children use.
+/// the caller from the same builders the children use. Each condition has
+/// its own function below; this one sets them in order and picks the phase.
 pub fn desired_status(
     tenant: &Tenant,
     observed: &Observed,
@@ -131,14 +153,14 @@ pub fn desired_status(
         observed_generation: generation,
         conditions: previous.conditions.clone(),
     };
-    let mut set = |type_: &str, value: Option<bool>, reason: &str, message: &str| {
+    let mut set = |type_: &str, verdict: &Verdict| {
         conditions::set(
             &mut status.conditions,
             Desired {
                 type_,
-                status: value,
-                reason,
-                message,
+                status: verdict.status,
+                reason: verdict.reason,
+                message: &verdict.message,
             },
             generation,
             now,
@@ -146,37 +168,18 @@ pub fn desired_status(
     };
     let was_ready = matches!(previous.phase, Some(Phase::Ready | Phase::Degraded));
 
+    let mut version_ready = None;
     let phase = match observed {
         Observed::Deleting => {
-            set(
-                types::READY,
-                Some(false),
-                "Deleting",
-                "The Tenant is being deleted.",
-            );
+            set(types::READY, &deleting());
             Phase::Deleting
         }
         Observed::Refused(refusal) => {
-            set(
-                types::READY,
-                Some(false),
-                refusal.reason(),
-                &format!("Nothing was changed: {refusal}"),
-            );
+            set(types::READY, &refused(refusal));
             Phase::Degraded
         }
         Observed::Invalid(errors) => {
-            let message = errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            set(
-                types::READY,
-                Some(false),
-                "InvalidSpec",
-                &format!("The spec is invalid, nothing was changed: {message}"),
-            );
+            set(types::READY, &invalid(errors));
             Phase::Degraded
         }
         Observed::Applied {
@@ -186,174 +189,194 @@ pub fn desired_status(
             version,
         } => {
             let suspended = tenant.spec.suspended;
-            let database_ready = match database {
-                _ if suspended => {
-                    set(
-                        types::DATABASE_READY,
-                        Some(false),
-                        "Suspended",
-                        "The database is scaled to zero; its data is kept.",
-                    );
-                    false
-                }
-                DatabaseState::Dedicated(db) if db.complete() => {
-                    set(
-                        types::DATABASE_READY,
-                        Some(true),
-                        "AcceptingConnections",
-                        "PostgreSQL accepts connections.",
-                    );
-                    true
-                }
-                DatabaseState::Dedicated(db) => {
-                    set(
-                        types::DATABASE_READY,
-                        Some(false),
-                        "NotReady",
-                        &format!(
-                            "PostgreSQL is starting: {}/{} ready.",
-                            db.ready,
-                            db.desired.max(1)
-                        ),
-                    );
-                    false
-                }
-                DatabaseState::ExternalProvisioned => {
-                    set(
-                        types::DATABASE_READY,
-                        Some(true),
-                        "Provisioned",
-                        "The database and role exist on the shared server.",
-                    );
-                    true
-                }
-                DatabaseState::ExternalFailed(message) => {
-                    set(
-                        types::DATABASE_READY,
-                        Some(false),
-                        "ProvisioningFailed",
-                        message,
-                    );
-                    false
-                }
-            };
-            let instance_ready = if suspended {
-                set(
-                    types::INSTANCE_READY,
-                    Some(false),
-                    "Suspended",
-                    "The instance is scaled to zero.",
-                );
-                false
-            } else if tenant.spec.instance.replicas == 0 {
-                set(
-                    types::INSTANCE_READY,
-                    Some(false),
-                    "ScaledToZero",
-                    "spec.instance.replicas is 0.",
-                );
-                false
-            } else if instance.complete() {
-                set(
-                    types::INSTANCE_READY,
-                    Some(true),
-                    "Available",
-                    &format!(
-                        "{}/{} replicas ready, running version {version}.",
-                        instance.ready, instance.desired
-                    ),
-                );
-                true
-            } else {
-                let reason = if instance.ready > 0 {
-                    "RollingOut"
-                } else {
-                    "NotReady"
-                };
-                set(
-                    types::INSTANCE_READY,
-                    Some(false),
-                    reason,
-                    &format!(
-                        "{}/{} replicas ready, {} on the current version.",
-                        instance.ready, instance.desired, instance.updated
-                    ),
-                );
-                false
-            };
-            if instance_ready {
-                status.version = Some(version.clone());
+            let database = database_ready(suspended, database);
+            set(types::DATABASE_READY, &database);
+            let instance = instance_ready(tenant, instance, version);
+            set(types::INSTANCE_READY, &instance);
+            if instance.is_true() {
+                version_ready = Some(version.clone());
             }
-            match identity {
-                IdentityState::NotConfigured => set(
-                    types::IDENTITY_SYNCED,
-                    None,
-                    "NotConfigured",
-                    "The operator has no identity service configured.",
-                ),
-                IdentityState::Pending => set(
-                    types::IDENTITY_SYNCED,
-                    None,
-                    "Pending",
-                    "The tenant is registered once its instance is reachable.",
-                ),
-                IdentityState::Synced => set(
-                    types::IDENTITY_SYNCED,
-                    Some(true),
-                    "Registered",
-                    "Identity knows the tenant, its URL and members.",
-                ),
-                IdentityState::Unavailable(message) => set(
-                    types::IDENTITY_SYNCED,
-                    Some(false),
-                    "IdentityUnavailable",
-                    message,
-                ),
-                IdentityState::NameConflict => set(
-                    types::IDENTITY_SYNCED,
-                    Some(false),
-                    "NameConflict",
-                    "Another cluster has registered a tenant with this name in identity; rename one of them.",
-                ),
-            }
-            if suspended {
-                set(
-                    types::READY,
-                    Some(false),
-                    "Suspended",
-                    "The tenant is suspended; set spec.suspended to false to resume.",
-                );
-                Phase::Suspended
-            } else if database_ready && instance_ready {
-                set(
-                    types::READY,
-                    Some(true),
-                    "Ready",
-                    &format!("The instance answers at {url}."),
-                );
-                Phase::Ready
-            } else {
-                let waiting = if database_ready {
-                    "InstanceNotReady"
-                } else {
-                    "DatabaseNotReady"
-                };
-                set(
-                    types::READY,
-                    Some(false),
-                    waiting,
-                    "Waiting for the database and the instance; see the other conditions.",
-                );
-                if was_ready {
-                    Phase::Degraded
-                } else {
-                    Phase::Provisioning
-                }
-            }
+            set(types::IDENTITY_SYNCED, &identity_synced(identity));
+            let (ready, phase) = ready(
+                suspended,
+                database.is_true(),
+                instance.is_true(),
+                was_ready,
+                url,
+            );
+            set(types::READY, &ready);
+            phase
         }
     };
+    if version_ready.is_some() {
+        status.version = version_ready;
+    }
     status.phase = Some(phase);
     status
+}
+
+/// `Ready` while the Tenant is being deleted.
+fn deleting() -> Verdict {
+    Verdict::new(Some(false), "Deleting", "The Tenant is being deleted.")
+}
+
+/// `Ready` when the Tenant asks for what it cannot have.
+fn refused(refusal: &crate::claims::Refusal) -> Verdict {
+    Verdict::new(
+        Some(false),
+        refusal.reason(),
+        format!("Nothing was changed: {refusal}"),
+    )
+}
+
+/// `Ready` when the spec breaks the API's rules.
+fn invalid(errors: &[FieldError]) -> Verdict {
+    let message = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    Verdict::new(
+        Some(false),
+        "InvalidSpec",
+        format!("The spec is invalid, nothing was changed: {message}"),
+    )
+}
+
+/// `DatabaseReady`.
+fn database_ready(suspended: bool, database: &DatabaseState) -> Verdict {
+    match database {
+        _ if suspended => Verdict::new(
+            Some(false),
+            "Suspended",
+            "The database is scaled to zero; its data is kept.",
+        ),
+        DatabaseState::Dedicated(db) if db.complete() => Verdict::new(
+            Some(true),
+            "AcceptingConnections",
+            "PostgreSQL accepts connections.",
+        ),
+        DatabaseState::Dedicated(db) => Verdict::new(
+            Some(false),
+            "NotReady",
+            format!(
+                "PostgreSQL is starting: {}/{} ready.",
+                db.ready,
+                db.desired.max(1)
+            ),
+        ),
+        DatabaseState::ExternalProvisioned => Verdict::new(
+            Some(true),
+            "Provisioned",
+            "The database and role exist on the shared server.",
+        ),
+        DatabaseState::ExternalFailed(message) => {
+            Verdict::new(Some(false), "ProvisioningFailed", message.as_str())
+        }
+    }
+}
+
+/// `InstanceReady`.
+fn instance_ready(tenant: &Tenant, instance: &WorkloadReadiness, version: &str) -> Verdict {
+    if tenant.spec.suspended {
+        Verdict::new(Some(false), "Suspended", "The instance is scaled to zero.")
+    } else if tenant.spec.instance.replicas == 0 {
+        Verdict::new(Some(false), "ScaledToZero", "spec.instance.replicas is 0.")
+    } else if instance.complete() {
+        Verdict::new(
+            Some(true),
+            "Available",
+            format!(
+                "{}/{} replicas ready, running version {version}.",
+                instance.ready, instance.desired
+            ),
+        )
+    } else {
+        let reason = if instance.ready > 0 {
+            "RollingOut"
+        } else {
+            "NotReady"
+        };
+        Verdict::new(
+            Some(false),
+            reason,
+            format!(
+                "{}/{} replicas ready, {} on the current version.",
+                instance.ready, instance.desired, instance.updated
+            ),
+        )
+    }
+}
+
+/// `IdentitySynced`.
+fn identity_synced(identity: &IdentityState) -> Verdict {
+    match identity {
+        IdentityState::NotConfigured => Verdict::new(
+            None,
+            "NotConfigured",
+            "The operator has no identity service configured.",
+        ),
+        IdentityState::Pending => Verdict::new(
+            None,
+            "Pending",
+            "The tenant is registered once its instance is reachable.",
+        ),
+        IdentityState::Synced => Verdict::new(
+            Some(true),
+            "Registered",
+            "Identity knows the tenant, its URL and members.",
+        ),
+        IdentityState::Unavailable(message) => {
+            Verdict::new(Some(false), "IdentityUnavailable", message.as_str())
+        }
+        IdentityState::NameConflict => Verdict::new(
+            Some(false),
+            "NameConflict",
+            "Another cluster has registered a tenant with this name in identity; rename one of them.",
+        ),
+    }
+}
+
+/// `Ready` and the phase of an applied Tenant.
+fn ready(
+    suspended: bool,
+    database_ready: bool,
+    instance_ready: bool,
+    was_ready: bool,
+    url: &str,
+) -> (Verdict, Phase) {
+    if suspended {
+        let verdict = Verdict::new(
+            Some(false),
+            "Suspended",
+            "The tenant is suspended; set spec.suspended to false to resume.",
+        );
+        (verdict, Phase::Suspended)
+    } else if database_ready && instance_ready {
+        let verdict = Verdict::new(
+            Some(true),
+            "Ready",
+            format!("The instance answers at {url}."),
+        );
+        (verdict, Phase::Ready)
+    } else {
+        let waiting = if database_ready {
+            "InstanceNotReady"
+        } else {
+            "DatabaseNotReady"
+        };
+        let verdict = Verdict::new(
+            Some(false),
+            waiting,
+            "Waiting for the database and the instance; see the other conditions.",
+        );
+        let phase = if was_ready {
+            Phase::Degraded
+        } else {
+            Phase::Provisioning
+        };
+        (verdict, phase)
+    }
 }
 
 #[cfg(test)]
