@@ -289,9 +289,9 @@ fn roles_env() -> Vec<EnvVar> {
 /// The image initialises the database with `postgres` as superuser (its
 /// initial password, the image's required `POSTGRES_PASSWORD`, is replaced
 /// by the init script before the server listens on the network) and runs
-/// [`DATABASE_ROLES_SCRIPT`], which creates the instance's role without any
+/// `DATABASE_ROLES_SCRIPT`, which creates the instance's role without any
 /// privilege but owning its database. An init container runs
-/// [`DATABASE_UPGRADE_SCRIPT`] first, which brings a database of the
+/// `DATABASE_UPGRADE_SCRIPT` first, which brings a database of the
 /// earlier layout (the instance's role as superuser) to this one.
 pub fn database_stateful_set(ctx: &TenantContext<'_>) -> StatefulSet {
     let spec = &ctx.tenant.spec;

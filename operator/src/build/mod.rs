@@ -1,5 +1,8 @@
-//! Pure builders: `fn(&Tenant, &OperatorConfig, …) -> Object`, one per object
-//! a Tenant produces. No I/O: the reconciler applies what these return, and
+//! Pure builders: `fn(&TenantContext, …) -> Object`, one per object a
+//! Tenant produces, one file per area (namespace, network, database,
+//! instance); [`TenantContext`] holds what every builder derives from the
+//! Tenant and the operator's configuration, once. No I/O: the reconciler
+//! applies what [`children`] returns in [`Children::in_order`], and
 //! `atoll-operator render` prints it for review.
 
 mod database;
