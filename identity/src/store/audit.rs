@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{QueryContext, Store, StoreError};
+use super::{QueryContext, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
@@ -20,44 +20,25 @@ pub struct AuditEntry {
     pub event: AuditEvent,
 }
 
-impl Store {
+queries! {
     pub async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
         const OP: &str = "append audit log";
         // Many rows per statement: one round trip to the database for a
         // whole batch of token issuances.
         const ROWS: usize = 100;
-        const COLUMNS: usize = 6;
         for chunk in events.chunks(ROWS) {
-            let mut sql = String::from(
-                "INSERT INTO audit_log (at, actor, action, subject, outcome, client_ip) VALUES ",
+            let mut query = sqlx::QueryBuilder::<DB>::new(
+                "INSERT INTO audit_log (at, actor, action, subject, outcome, client_ip) ",
             );
-            for row in 0..chunk.len() {
-                if row > 0 {
-                    sql.push_str(", ");
-                }
-                let first = row * COLUMNS + 1;
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${})",
-                    first,
-                    first + 1,
-                    first + 2,
-                    first + 3,
-                    first + 4,
-                    first + 5
-                ));
-            }
-            // Only placeholders are generated; every value is bound.
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for event in chunk {
-                query = query
-                    .bind(event.at)
-                    .bind(event.actor.clone())
-                    .bind(event.action.clone())
-                    .bind(event.subject.clone())
-                    .bind(event.outcome.clone())
-                    .bind(event.client_ip.clone());
-            }
-            query.execute(&self.pool).await.ctx(OP)?;
+            query.push_values(chunk, |mut row, event| {
+                row.push_bind(event.at)
+                    .push_bind(event.actor.clone())
+                    .push_bind(event.action.clone())
+                    .push_bind(event.subject.clone())
+                    .push_bind(event.outcome.clone())
+                    .push_bind(event.client_ip.clone());
+            });
+            query.build().execute(&self.pool).await.ctx(OP)?;
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 use sqlx::Row;
 
 use super::users::{User, user_of};
-use super::{QueryContext, Store, StoreError, role_of};
+use super::{QueryContext, RowsAffected, StoreError, role_of};
 use crate::verify::Role;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +113,7 @@ pub struct Membership {
     pub role: Role,
 }
 
-impl Store {
+queries! {
     pub async fn insert_credential(&self, credential: &NewCredential) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO credentials (id, token_hash, user_id, kind, name, created_at, expires_at, scope)

@@ -2,10 +2,10 @@
 
 use sqlx::Row;
 
-use super::{QueryContext, Store, StoreError};
+use super::{QueryContext, RowsAffected, StoreError};
 use crate::keys::KeyRecord;
 
-impl Store {
+queries! {
     pub async fn signing_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
         const OP: &str = "load signing keys";
         let rows = sqlx::query(

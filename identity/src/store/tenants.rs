@@ -1,9 +1,8 @@
 //! The tenant directory operators push, with each tenant's members.
 
 use sqlx::Row;
-use sqlx::any::AnyRow;
 
-use super::{QueryContext, Store, StoreError, role_of};
+use super::{QueryContext, RowsAffected, StoreError, role_of};
 use crate::verify::Role;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +60,13 @@ pub struct MyTenant {
     pub phase: String,
 }
 
-fn tenant_of(row: &AnyRow) -> Result<Tenant, sqlx::Error> {
+fn tenant_of<R>(row: &R) -> Result<Tenant, sqlx::Error>
+where
+    R: Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
     Ok(Tenant {
         name: row.try_get("name")?,
         id: row.try_get("id")?,
@@ -76,7 +81,7 @@ fn tenant_of(row: &AnyRow) -> Result<Tenant, sqlx::Error> {
     })
 }
 
-impl Store {
+queries! {
     /// Registers or updates a tenant and replaces its members, unless another
     /// cluster owns the name.
     pub async fn register_tenant(

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{QueryContext, Store, StoreError};
+use super::{QueryContext, RowsAffected, StoreError};
 
 /// A rate-limit window or lockout counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,7 +11,7 @@ pub struct Throttle {
     pub locked_until: Option<i64>,
 }
 
-impl Store {
+queries! {
     /// Counts one hit on `key` in a fixed window of `window` seconds and
     /// returns the count in the current window and any lockout.
     pub async fn throttle_hit(

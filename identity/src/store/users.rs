@@ -1,9 +1,8 @@
 //! Users: accounts, password hashes, enabling and disabling.
 
 use sqlx::Row;
-use sqlx::any::AnyRow;
 
-use super::{QueryContext, Store, StoreError, is_unique_violation};
+use super::{QueryContext, RowsAffected, StoreError, is_unique_violation};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -30,7 +29,13 @@ impl std::fmt::Debug for UserCredentials {
     }
 }
 
-pub(super) fn user_of(row: &AnyRow) -> Result<User, sqlx::Error> {
+pub(super) fn user_of<R>(row: &R) -> Result<User, sqlx::Error>
+where
+    R: Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
     Ok(User {
         id: row.try_get("id")?,
         email: row.try_get("email")?,
@@ -41,7 +46,7 @@ pub(super) fn user_of(row: &AnyRow) -> Result<User, sqlx::Error> {
     })
 }
 
-impl Store {
+queries! {
     pub async fn count_users(&self) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM users")
             .fetch_one(&self.pool)
