@@ -159,7 +159,7 @@ impl<DB: Database> Clone for SqlStore<DB> {
 
 /// [`Store`]'s methods, each forwarded to the store of the database in use.
 macro_rules! forward {
-    ($($(#[$meta:meta])* pub async fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+    ($($(#[$meta:meta])* pub async fn $name:ident(&self $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty;)*) => {
         impl Store {
             $(
                 $(#[$meta])*
@@ -237,10 +237,19 @@ queries! {
 
 forward! {
     pub async fn ping(&self) -> Result<(), StoreError>;
+
+    // Users.
     pub async fn count_users(&self) -> Result<i64, StoreError>;
     /// Creates a user; `None` when the email is taken.
-    pub async fn create_user(&self, user: &User, password_hash: &str) -> Result<Option<User>, StoreError>;
-    pub async fn user_credentials(&self, email: &str) -> Result<Option<UserCredentials>, StoreError>;
+    pub async fn create_user(
+        &self,
+        user: &User,
+        password_hash: &str,
+    ) -> Result<Option<User>, StoreError>;
+    pub async fn user_credentials(
+        &self,
+        email: &str,
+    ) -> Result<Option<UserCredentials>, StoreError>;
     pub async fn user(&self, id: &str) -> Result<Option<User>, StoreError>;
     pub async fn list_users(&self) -> Result<Vec<User>, StoreError>;
     /// Returns whether the user exists.
@@ -248,37 +257,78 @@ forward! {
     /// Disables or enables a user; disabling ends every session and token.
     /// Returns whether the user exists.
     pub async fn set_disabled(&self, id: &str, disabled: bool) -> Result<bool, StoreError>;
+
+    // Sessions and personal access tokens.
     pub async fn insert_credential(&self, credential: &NewCredential) -> Result<(), StoreError>;
     /// The enabled user behind an unexpired token hash.
-    pub async fn authenticate(&self, token_hash: &str, now: i64) -> Result<Option<Authenticated>, StoreError>;
+    pub async fn authenticate(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<Authenticated>, StoreError>;
     /// Authenticates a token and finds the caller's membership of `tenant`,
     /// in one round trip: the token endpoint's whole database work.
-    pub async fn token_grant(&self, token_hash: &str, now: i64, tenant: &str) -> Result<Grant, StoreError>;
+    pub async fn token_grant(
+        &self,
+        token_hash: &str,
+        now: i64,
+        tenant: &str,
+    ) -> Result<Grant, StoreError>;
     /// Deletes one credential of a user; returns whether it existed.
-    pub async fn delete_credential(&self, user_id: &str, id: &str, kind: CredentialKind) -> Result<bool, StoreError>;
+    pub async fn delete_credential(
+        &self,
+        user_id: &str,
+        id: &str,
+        kind: CredentialKind,
+    ) -> Result<bool, StoreError>;
     /// Ends every session and token of a user (after a password reset).
     pub async fn delete_credentials_of(&self, user_id: &str) -> Result<u64, StoreError>;
     pub async fn list_pats(&self, user_id: &str, now: i64) -> Result<Vec<PatInfo>, StoreError>;
     pub async fn delete_expired_credentials(&self, now: i64) -> Result<u64, StoreError>;
+
+    // The tenant directory.
     /// Registers or updates a tenant and replaces its members, unless another
     /// cluster owns the name.
-    pub async fn register_tenant(&self, spec: &TenantSpec, new_id: &str, now: i64) -> Result<Result<Registered, OwnedElsewhere>, StoreError>;
+    pub async fn register_tenant(
+        &self,
+        spec: &TenantSpec,
+        new_id: &str,
+        now: i64,
+    ) -> Result<Result<Registered, OwnedElsewhere>, StoreError>;
     /// Deletes `cluster`'s tenant `name` and its memberships; `Ok(false)`
     /// when it did not exist; a record another cluster owns is left alone.
-    pub async fn delete_tenant(&self, name: &str, cluster: &str) -> Result<Result<bool, OwnedElsewhere>, StoreError>;
+    pub async fn delete_tenant(
+        &self,
+        name: &str,
+        cluster: &str,
+    ) -> Result<Result<bool, OwnedElsewhere>, StoreError>;
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
     pub async fn tenant(&self, name: &str) -> Result<Option<Tenant>, StoreError>;
     pub async fn tenants_of(&self, email: &str) -> Result<Vec<MyTenant>, StoreError>;
+
+    // Signing keys.
     pub async fn signing_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
     /// Stores a key unless another replica stored one for the same start.
     pub async fn insert_signing_key(&self, key: &KeyRecord) -> Result<bool, StoreError>;
     /// Replaces a stored private key (sealing one stored in the clear),
     /// only if it still holds `old`: a replica that sealed it first wins.
-    pub async fn replace_private_key(&self, kid: &str, old: &[u8], new: &[u8]) -> Result<bool, StoreError>;
+    pub async fn replace_private_key(
+        &self,
+        kid: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError>;
     pub async fn delete_signing_key(&self, kid: &str) -> Result<(), StoreError>;
+
+    // Rate limits and lockouts.
     /// Counts one hit on `key` in a fixed window of `window` seconds and
     /// returns the count in the current window and any lockout.
-    pub async fn throttle_hit(&self, key: &str, window: i64, now: i64) -> Result<Throttle, StoreError>;
+    pub async fn throttle_hit(
+        &self,
+        key: &str,
+        window: i64,
+        now: i64,
+    ) -> Result<Throttle, StoreError>;
     pub async fn throttle(&self, key: &str) -> Result<Option<Throttle>, StoreError>;
     pub async fn throttle_lock(&self, key: &str, until: i64) -> Result<(), StoreError>;
     pub async fn throttle_clear(&self, key: &str) -> Result<(), StoreError>;
@@ -287,7 +337,13 @@ forward! {
     /// Deletes counters whose window (at most `longest` seconds) and lockout
     /// have both ended.
     pub async fn purge_throttle(&self, now: i64, longest: i64) -> Result<u64, StoreError>;
+
+    // The audit log.
     pub async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
     /// The newest entries first, `limit` of them, older than `before` if set.
-    pub async fn audit_log(&self, limit: i64, before: Option<i64>) -> Result<Vec<AuditEntry>, StoreError>;
+    pub async fn audit_log(
+        &self,
+        limit: i64,
+        before: Option<i64>,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
 }
