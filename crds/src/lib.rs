@@ -9,10 +9,14 @@
 pub mod conditions;
 pub mod contract;
 pub mod quantity;
+mod role;
+mod status;
 mod tenant;
 mod validation;
 
 pub use quantity::Quantity;
+pub use role::{Role, UnknownRole};
+pub use status::{Phase, TenantStatus};
 pub use tenant::*;
 pub use validation::{FieldError, from_value, validate};
 

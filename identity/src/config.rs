@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::ip_range::IpRange;
 use crate::keys::KeyPolicy;
 
 pub const LISTEN: &str = "ATOLL_IDENTITY_LISTEN";
@@ -138,68 +139,6 @@ impl<'de> serde::Deserialize<'de> for Secret {
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("[redacted]")
-    }
-}
-
-/// An address range (CIDR): `10.0.0.0/8`, `fd00::/8`, or one address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpRange {
-    network: std::net::IpAddr,
-    prefix: u8,
-}
-
-impl IpRange {
-    /// Whether `ip` is in the range (IPv4-mapped IPv6 addresses count as
-    /// their IPv4 address).
-    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
-        use std::net::IpAddr;
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.network, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-impl std::str::FromStr for IpRange {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let (address, prefix) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
-        let network: std::net::IpAddr = address
-            .parse()
-            .map_err(|_| format!("{s:?} is not an IP address or CIDR range"))?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("{s:?} has an invalid prefix length (0..={max})"))?,
-        };
-        Ok(IpRange { network, prefix })
-    }
-}
-
-impl std::fmt::Display for IpRange {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
     }
 }
 
@@ -366,16 +305,26 @@ impl Config {
             Some(issuer) => validate_issuer(issuer)?,
             None => format!("http://{}", config.listen),
         };
+        config.read_accounts_and_clusters(&get)?;
+        config.read_limits(&get)?;
+        Ok(config)
+    }
+
+    /// The first admin and the clusters' credentials.
+    fn read_accounts_and_clusters(
+        &mut self,
+        get: &impl Fn(&'static str) -> Result<Option<String>, ConfigError>,
+    ) -> Result<(), ConfigError> {
         if let Some(email) = get(ADMIN_EMAIL)? {
-            config.admin_email =
+            self.admin_email =
                 crate::users::normalize_email(&email).map_err(|e| ConfigError::Invalid {
                     name: ADMIN_EMAIL,
                     reason: e.to_string(),
                 })?;
         }
-        config.admin_password = get(ADMIN_PASSWORD)?.map(Secret);
-        config.service_token = get(SERVICE_TOKEN)?.map(Secret);
-        if let Some(token) = &config.service_token
+        self.admin_password = get(ADMIN_PASSWORD)?.map(Secret);
+        self.service_token = get(SERVICE_TOKEN)?.map(Secret);
+        if let Some(token) = &self.service_token
             && token.expose().len() < MIN_CLUSTER_TOKEN_LEN
         {
             return Err(ConfigError::Invalid {
@@ -391,7 +340,7 @@ impl Config {
                     reason: crate::clusters::CLUSTER_NAME_RULE.into(),
                 });
             }
-            config.service_cluster = cluster;
+            self.service_cluster = cluster;
         }
         if let Some(dir) = get(CLUSTER_TOKENS_DIR)? {
             let dir = PathBuf::from(dir);
@@ -401,13 +350,21 @@ impl Config {
                     reason: format!("{} is not a readable directory", dir.display()),
                 });
             }
-            config.cluster_tokens_dir = Some(dir);
+            self.cluster_tokens_dir = Some(dir);
         }
+        Ok(())
+    }
+
+    /// Lifetimes, costs, limits and the key policy.
+    fn read_limits(
+        &mut self,
+        get: &impl Fn(&'static str) -> Result<Option<String>, ConfigError>,
+    ) -> Result<(), ConfigError> {
         if let Some(v) = get(PAT_MAX_DAYS)? {
-            config.pat_max_days = parse_range(PAT_MAX_DAYS, &v, 1, 3650)?;
+            self.pat_max_days = parse_range(PAT_MAX_DAYS, &v, 1, 3650)?;
         }
         if let Some(v) = get(TRUSTED_PROXIES)? {
-            config.trusted_proxies = v
+            self.trusted_proxies = v
                 .split(',')
                 .filter(|r| !r.trim().is_empty())
                 .map(|r| {
@@ -419,50 +376,50 @@ impl Config {
                 .collect::<Result<_, _>>()?;
         }
         if let Some(v) = get(TOKEN_TTL)? {
-            config.token_ttl =
+            self.token_ttl =
                 Duration::from_secs(parse_range(TOKEN_TTL, &v, 60, MAX_TOKEN_TTL_SECONDS)?);
         }
         if let Some(v) = get(SESSION_TTL)? {
-            config.session_ttl = Duration::from_secs(parse_range(SESSION_TTL, &v, 60, 30 * 86400)?);
+            self.session_ttl = Duration::from_secs(parse_range(SESSION_TTL, &v, 60, 30 * 86400)?);
         }
         if let Some(v) = get(ARGON2_MEMORY)? {
-            config.argon2.memory_kib = parse_range(ARGON2_MEMORY, &v, 8, 4 * 1024 * 1024)?;
+            self.argon2.memory_kib = parse_range(ARGON2_MEMORY, &v, 8, 4 * 1024 * 1024)?;
         }
         if let Some(v) = get(ARGON2_ITERATIONS)? {
-            config.argon2.iterations = parse_range(ARGON2_ITERATIONS, &v, 1, 100)?;
+            self.argon2.iterations = parse_range(ARGON2_ITERATIONS, &v, 1, 100)?;
         }
         if let Some(v) = get(ARGON2_PARALLELISM)? {
-            config.argon2.parallelism = parse_range(ARGON2_PARALLELISM, &v, 1, 64)?;
+            self.argon2.parallelism = parse_range(ARGON2_PARALLELISM, &v, 1, 64)?;
         }
         if let Some(v) = get(LOGIN_ATTEMPTS_PER_MINUTE)? {
-            config.login_limits.attempts_per_minute =
+            self.login_limits.attempts_per_minute =
                 parse_range(LOGIN_ATTEMPTS_PER_MINUTE, &v, 1, 1_000_000)?;
         }
         if let Some(v) = get(LOCKOUT_AFTER)? {
-            config.login_limits.lockout_after = parse_range(LOCKOUT_AFTER, &v, 1, 1000)?;
+            self.login_limits.lockout_after = parse_range(LOCKOUT_AFTER, &v, 1, 1000)?;
         }
         if let Some(v) = get(LOCKOUT_SECONDS)? {
-            config.login_limits.lockout =
+            self.login_limits.lockout =
                 Duration::from_secs(parse_range(LOCKOUT_SECONDS, &v, 1, 86400)?);
         }
         if let Some(v) = get(KEY_ROTATION_DAYS)? {
-            config.keys.rotate_every =
+            self.keys.rotate_every =
                 Duration::from_secs(86400 * parse_range::<u64>(KEY_ROTATION_DAYS, &v, 1, 365)?);
         }
         if let Some(v) = get(TRUST_FORWARDED_FOR)? {
-            config.trust_forwarded_for = parse(TRUST_FORWARDED_FOR, &v)?;
+            self.trust_forwarded_for = parse(TRUST_FORWARDED_FOR, &v)?;
         }
         if let Some(v) = get(KEY_ENCRYPTION_KEY)? {
             crate::keys::KeyEncryption::from_base64(&v).map_err(|e| ConfigError::Invalid {
                 name: KEY_ENCRYPTION_KEY,
                 reason: e.to_string(),
             })?;
-            config.key_encryption_key = Some(Secret(v));
+            self.key_encryption_key = Some(Secret(v));
         }
         if let Some(v) = get(DB_MAX_CONNECTIONS)? {
-            config.db_max_connections = parse_range(DB_MAX_CONNECTIONS, &v, 1, 1000)?;
+            self.db_max_connections = parse_range(DB_MAX_CONNECTIONS, &v, 1, 1000)?;
         }
-        Ok(config)
+        Ok(())
     }
 }
 
@@ -533,162 +490,4 @@ fn validate_issuer(issuer: String) -> Result<String, ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-
-    use super::*;
-
-    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        Config::from_lookup(|name| map.get(name).cloned())
-    }
-
-    #[test]
-    fn no_configuration_gives_a_local_sqlite_service() {
-        let config = config(&[]).expect("defaults");
-        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
-        assert_eq!(config.issuer, "http://127.0.0.1:7800");
-        assert_eq!(config.argon2, Argon2Params::default());
-        assert!(config.admin_password.is_none());
-    }
-
-    #[test]
-    fn secrets_come_from_files_without_the_trailing_newline() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("token");
-        std::fs::write(&path, "s3rvice-token-with-enough-characters!!\n").expect("write");
-        let path = path.to_string_lossy().into_owned();
-        let config = config(&[("ATOLL_IDENTITY_SERVICE_TOKEN_FILE", &path)]).expect("config");
-        assert_eq!(
-            config.service_token.as_ref().map(Secret::expose),
-            Some("s3rvice-token-with-enough-characters!!")
-        );
-    }
-
-    #[test]
-    fn a_value_and_its_file_together_are_refused() {
-        let error = config(&[
-            ("ATOLL_IDENTITY_ADMIN_PASSWORD", "x"),
-            ("ATOLL_IDENTITY_ADMIN_PASSWORD_FILE", "/nonexistent"),
-        ])
-        .expect_err("both set");
-        assert!(
-            error
-                .to_string()
-                .contains("ATOLL_IDENTITY_ADMIN_PASSWORD_FILE")
-        );
-    }
-
-    #[test]
-    fn errors_name_the_variable_and_never_the_secret() {
-        let error =
-            config(&[("ATOLL_IDENTITY_SERVICE_TOKEN", "short-secret")]).expect_err("too short");
-        let shown = format!("{error} {error:?}");
-        assert!(shown.contains("ATOLL_IDENTITY_SERVICE_TOKEN"));
-        assert!(!shown.contains("short-secret"));
-        let missing = config(&[("ATOLL_IDENTITY_ISSUER_FILE", "/nonexistent/issuer")])
-            .expect_err("missing file");
-        assert!(missing.to_string().contains("/nonexistent/issuer"));
-    }
-
-    #[test]
-    fn a_defaulted_issuer_follows_the_bound_port() {
-        let mut config = config(&[("ATOLL_IDENTITY_LISTEN", "127.0.0.1:0")]).expect("ok");
-        config.bound_to("127.0.0.1:4321".parse().expect("addr"));
-        assert_eq!(config.issuer, "http://127.0.0.1:4321");
-        let mut explicit = config_with_issuer();
-        explicit.bound_to("127.0.0.1:4321".parse().expect("addr"));
-        assert_eq!(explicit.issuer, "https://id.example");
-    }
-
-    fn config_with_issuer() -> Config {
-        config(&[
-            ("ATOLL_IDENTITY_LISTEN", "127.0.0.1:0"),
-            ("ATOLL_IDENTITY_ISSUER", "https://id.example"),
-        ])
-        .expect("ok")
-    }
-
-    #[test]
-    fn the_issuer_must_be_a_clean_url() {
-        assert!(config(&[("ATOLL_IDENTITY_ISSUER", "https://id.example/")]).is_err());
-        assert!(config(&[("ATOLL_IDENTITY_ISSUER", "id.example")]).is_err());
-        let ok = config(&[("ATOLL_IDENTITY_ISSUER", "https://id.example")]).expect("valid");
-        assert_eq!(ok.issuer, "https://id.example");
-    }
-
-    #[test]
-    fn the_command_line_only_asks_for_help_or_the_version() {
-        let args = |a: &[&str]| invocation(a.iter().map(|s| (*s).to_owned()));
-        assert_eq!(args(&[]), Invocation::Run);
-        assert_eq!(args(&["--help"]), Invocation::Help);
-        assert_eq!(args(&["-h"]), Invocation::Help);
-        assert_eq!(args(&["--version"]), Invocation::Version);
-        assert_eq!(
-            args(&["--listen", "0.0.0.0:80"]),
-            Invocation::Unknown("--listen".into())
-        );
-        for name in [
-            CLUSTER_TOKENS_DIR,
-            SERVICE_CLUSTER,
-            PAT_MAX_DAYS,
-            TRUSTED_PROXIES,
-            KEY_ENCRYPTION_KEY,
-            SERVICE_TOKEN,
-            LISTEN,
-            ISSUER,
-        ] {
-            assert!(USAGE.contains(name), "--help documents {name}");
-        }
-    }
-
-    #[test]
-    fn cluster_and_proxy_settings_are_validated() {
-        let ok = config(&[
-            ("ATOLL_IDENTITY_SERVICE_CLUSTER", "eu-west-1"),
-            (
-                "ATOLL_IDENTITY_TRUSTED_PROXIES",
-                "10.0.0.0/8, fd00::/8,192.0.2.1",
-            ),
-            ("ATOLL_IDENTITY_PAT_MAX_DAYS", "30"),
-        ])
-        .expect("valid");
-        assert_eq!(ok.service_cluster, "eu-west-1");
-        assert_eq!(ok.trusted_proxies.len(), 3);
-        assert_eq!(ok.pat_max_days, 30);
-        assert_eq!(config(&[]).expect("defaults").pat_max_days, 90);
-        assert_eq!(config(&[]).expect("defaults").service_cluster, "default");
-        for (name, value) in [
-            ("ATOLL_IDENTITY_SERVICE_CLUSTER", "Not_A_Label"),
-            ("ATOLL_IDENTITY_TRUSTED_PROXIES", "10.0.0.0/33"),
-            ("ATOLL_IDENTITY_TRUSTED_PROXIES", "in-cluster"),
-            ("ATOLL_IDENTITY_PAT_MAX_DAYS", "0"),
-            ("ATOLL_IDENTITY_CLUSTER_TOKENS_DIR", "/nonexistent/clusters"),
-        ] {
-            let error = config(&[(name, value)]).expect_err(value);
-            assert!(error.to_string().contains(name), "{error}");
-        }
-    }
-
-    #[test]
-    fn ip_ranges_contain_their_addresses() {
-        let range: IpRange = "10.0.0.0/8".parse().expect("range");
-        assert!(range.contains("10.200.0.1".parse().expect("ip")));
-        assert!(!range.contains("11.0.0.1".parse().expect("ip")));
-        assert!(!range.contains("::1".parse().expect("ip")));
-        let all: IpRange = "0.0.0.0/0".parse().expect("range");
-        assert!(all.contains("203.0.113.7".parse().expect("ip")));
-        let one: IpRange = "fd00::1".parse().expect("range");
-        assert!(one.contains("fd00::1".parse().expect("ip")));
-        assert!(!one.contains("fd00::2".parse().expect("ip")));
-    }
-
-    #[test]
-    fn secrets_are_redacted_in_debug_output() {
-        let config = config(&[("ATOLL_IDENTITY_ADMIN_PASSWORD", "hunter2-hunter2")]).expect("ok");
-        assert!(!format!("{config:?}").contains("hunter2"));
-    }
-}
+mod tests;

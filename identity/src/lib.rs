@@ -20,6 +20,8 @@ pub mod config;
 #[cfg(feature = "server")]
 pub mod console;
 #[cfg(feature = "server")]
+mod ip_range;
+#[cfg(feature = "server")]
 pub mod keys;
 #[cfg(feature = "server")]
 pub mod logging;

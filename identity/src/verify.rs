@@ -30,47 +30,9 @@ pub const ALGORITHM: Algorithm = Algorithm::EdDSA;
 /// Where identity publishes its keys, relative to the issuer URL.
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
-/// A member's role in one tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Role {
-    Admin,
-    Editor,
-    Viewer,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "Admin",
-            Role::Editor => "Editor",
-            Role::Viewer => "Viewer",
-        }
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = UnknownRole;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value {
-            "Admin" => Ok(Role::Admin),
-            "Editor" => Ok(Role::Editor),
-            "Viewer" => Ok(Role::Viewer),
-            other => Err(UnknownRole(other.to_owned())),
-        }
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A role name that is none of `Admin`, `Editor`, `Viewer`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown role {0:?} (expected Admin, Editor or Viewer)")]
-pub struct UnknownRole(pub String);
+/// A member's role in one tenant: the Tenant API's own type, so the
+/// `role` claim, identity's JSON and the CRD spell roles the same way.
+pub use atoll_crds::{Role, UnknownRole};
 
 /// The claims of a tenant token: one user, one tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -558,14 +520,6 @@ mod tests {
         ));
         // Without a pinned uid only the name (aud) is checked.
         assert!(check_claims(&other, &config(), 1_500).is_ok());
-    }
-
-    #[test]
-    fn roles_round_trip() {
-        for role in [Role::Admin, Role::Editor, Role::Viewer] {
-            assert_eq!(role.as_str().parse::<Role>().ok(), Some(role));
-        }
-        assert!("Owner".parse::<Role>().is_err());
     }
 
     #[test]

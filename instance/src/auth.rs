@@ -13,23 +13,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    Viewer,
-    Editor,
-    Admin,
-}
-
-impl Role {
-    pub fn parse(name: &str) -> Option<Role> {
-        match name {
-            "Viewer" => Some(Role::Viewer),
-            "Editor" => Some(Role::Editor),
-            "Admin" => Some(Role::Admin),
-            _ => None,
-        }
-    }
-}
+/// A caller's role in the tenant: the Tenant API's own type, ordered from
+/// least to most privileged.
+pub use atoll_crds::Role;
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +72,7 @@ impl IdentityVerifier {
     }
 
     async fn verify_token(&self, token: &str) -> Result<Principal, AuthError> {
-        use atoll_identity::verify::{Role as IdentityRole, VerifyError};
+        use atoll_identity::verify::VerifyError;
         let claims = self
             .inner
             .verify(token)
@@ -116,14 +102,9 @@ impl IdentityVerifier {
                 }
                 _ => AuthError::Invalid("signature or claims not valid"),
             })?;
-        let role = match claims.role {
-            IdentityRole::Viewer => Role::Viewer,
-            IdentityRole::Editor => Role::Editor,
-            IdentityRole::Admin => Role::Admin,
-        };
         Ok(Principal {
             subject: claims.sub,
-            role,
+            role: claims.role,
         })
     }
 }

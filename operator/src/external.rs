@@ -73,6 +73,59 @@ async fn run(connection: &mut sqlx::PgConnection, statement: String) -> Result<(
         .map(|_| ())
 }
 
+/// An admin connection to the shared server, and where it goes (for
+/// messages: host and port only).
+struct Admin {
+    connection: sqlx::PgConnection,
+    server: String,
+    host: String,
+    port: u16,
+}
+
+impl Admin {
+    async fn connect(admin_url: &str) -> Result<Admin, ExternalError> {
+        let options =
+            PgConnectOptions::from_str(admin_url.trim()).map_err(|_| ExternalError::BadAdminUrl)?;
+        let server = format!("{}:{}", options.get_host(), options.get_port());
+        let (host, port) = (options.get_host().to_owned(), options.get_port());
+        let connection = options
+            .disable_statement_logging()
+            .connect()
+            .await
+            .map_err(|e| ExternalError::Connect {
+                server: server.clone(),
+                reason: reason(&e),
+            })?;
+        Ok(Admin {
+            connection,
+            server,
+            host,
+            port,
+        })
+    }
+
+    /// What `action` failing with `error` is reported as.
+    fn failed(&self, action: &'static str, error: &sqlx::Error) -> ExternalError {
+        ExternalError::Statement {
+            action,
+            server: self.server.clone(),
+            reason: reason(error),
+        }
+    }
+
+    /// Runs one DDL statement built from quoted identifiers and literals.
+    async fn run(&mut self, action: &'static str, statement: String) -> Result<(), ExternalError> {
+        match run(&mut self.connection, statement).await {
+            Ok(()) => Ok(()),
+            Err(error) => Err(self.failed(action, &error)),
+        }
+    }
+
+    async fn close(self) {
+        let _ = self.connection.close().await;
+    }
+}
+
 /// Creates (or updates the password of) the tenant's role and creates its
 /// database, owned by the role, closed to other roles. Returns the
 /// credentials the instance connects with.
@@ -81,48 +134,55 @@ pub async fn provision(
     tenant: &str,
     password: &str,
 ) -> Result<DatabaseCredentials, ExternalError> {
-    let options =
-        PgConnectOptions::from_str(admin_url.trim()).map_err(|_| ExternalError::BadAdminUrl)?;
-    let server = format!("{}:{}", options.get_host(), options.get_port());
-    let (host, port) = (options.get_host().to_owned(), options.get_port());
-    let mut connection = options
-        .disable_statement_logging()
-        .connect()
-        .await
-        .map_err(|e| ExternalError::Connect {
-            server: server.clone(),
-            reason: reason(&e),
-        })?;
+    let mut admin = Admin::connect(admin_url).await?;
     let name = database_identifier(tenant);
     let role = quote_identifier(&name);
-    let statement_error = |action: &'static str| {
-        let server = server.clone();
-        move |e: sqlx::Error| ExternalError::Statement {
-            action,
-            server,
-            reason: reason(&e),
-        }
-    };
+    ensure_role(&mut admin, &name, password).await?;
+    revoke_memberships(&mut admin, &name).await?;
+    ensure_database(&mut admin, &name).await?;
+    // Other tenants' roles on the same server cannot even connect.
+    admin
+        .run(
+            "closing the tenant's database to other roles",
+            format!("REVOKE ALL ON DATABASE {role} FROM PUBLIC"),
+        )
+        .await?;
+    let (host, port) = (admin.host.clone(), admin.port);
+    admin.close().await;
 
-    // The role owns its database and nothing more: every attribute that
-    // reaches beyond it is off, whatever an earlier version or a hand set.
-    // Demoting a superuser, replication or bypassrls role needs a superuser
-    // admin; naming those attributes when already off does not (managed
-    // servers' admins are not superusers).
+    Ok(DatabaseCredentials {
+        username: name.clone(),
+        password: password.to_owned(),
+        database: name,
+        host,
+        port,
+    })
+}
+
+/// Creates the tenant's role, or brings an existing one to the attributes
+/// and password it should have.
+///
+/// The role owns its database and nothing more: every attribute that
+/// reaches beyond it is off, whatever an earlier version or a hand set.
+/// Demoting a superuser, replication or bypassrls role needs a superuser
+/// admin; naming those attributes when already off does not (managed
+/// servers' admins are not superusers).
+async fn ensure_role(admin: &mut Admin, name: &str, password: &str) -> Result<(), ExternalError> {
+    let role = quote_identifier(name);
     let existing = sqlx::query(
         "SELECT rolsuper, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = $1",
     )
-    .bind(&name)
-    .fetch_optional(&mut connection)
-    .await
-    .map_err(statement_error("looking up the tenant's role"))?;
+    .bind(name)
+    .fetch_optional(&mut admin.connection)
+    .await;
+    let existing = existing.map_err(|e| admin.failed("looking up the tenant's role", &e))?;
     // Passwords cannot be bound as parameters in DDL; ours are generated
     // alphanumerics, and quoting keeps even a hand-set one inert.
-    let password = quote_literal(password);
+    let literal = quote_literal(password);
     let statement = match existing {
         None => format!(
             "CREATE ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE \
-             NOREPLICATION NOBYPASSRLS INHERIT PASSWORD {password}"
+             NOREPLICATION NOBYPASSRLS INHERIT PASSWORD {literal}"
         ),
         Some(row) => {
             let mut demote = String::new();
@@ -137,108 +197,86 @@ pub async fn provision(
             }
             format!(
                 "ALTER ROLE {role} WITH LOGIN NOCREATEDB NOCREATEROLE INHERIT{demote} \
-                 PASSWORD {password}"
+                 PASSWORD {literal}"
             )
         }
     };
-    run(&mut connection, statement)
-        .await
-        .map_err(statement_error("creating the tenant's role"))?;
-    // Nor a member of any other role (predefined ones such as
-    // pg_read_server_files included).
-    let memberships: Vec<String> = sqlx::query_scalar(
+    admin.run("creating the tenant's role", statement).await
+}
+
+/// The tenant's role is a member of no other role (predefined ones such
+/// as pg_read_server_files included).
+async fn revoke_memberships(admin: &mut Admin, name: &str) -> Result<(), ExternalError> {
+    let role = quote_identifier(name);
+    let memberships: Result<Vec<String>, _> = sqlx::query_scalar(
         "SELECT r.rolname::text FROM pg_auth_members m \
          JOIN pg_roles r ON r.oid = m.roleid \
          JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = $1",
     )
-    .bind(&name)
-    .fetch_all(&mut connection)
-    .await
-    .map_err(statement_error("looking up the tenant role's memberships"))?;
+    .bind(name)
+    .fetch_all(&mut admin.connection)
+    .await;
+    let memberships =
+        memberships.map_err(|e| admin.failed("looking up the tenant role's memberships", &e))?;
     for granted in memberships {
-        run(
-            &mut connection,
-            format!("REVOKE {} FROM {role}", quote_identifier(&granted)),
-        )
-        .await
-        .map_err(statement_error("revoking the tenant role's memberships"))?;
+        admin
+            .run(
+                "revoking the tenant role's memberships",
+                format!("REVOKE {} FROM {role}", quote_identifier(&granted)),
+            )
+            .await?;
     }
+    Ok(())
+}
 
-    let owner: Option<String> = sqlx::query_scalar(
+/// Creates the tenant's database, or gives an existing one to its role.
+async fn ensure_database(admin: &mut Admin, name: &str) -> Result<(), ExternalError> {
+    let role = quote_identifier(name);
+    let owner: Result<Option<String>, _> = sqlx::query_scalar(
         "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
     )
-    .bind(&name)
-    .fetch_optional(&mut connection)
-    .await
-    .map_err(statement_error("looking up the tenant's database"))?;
+    .bind(name)
+    .fetch_optional(&mut admin.connection)
+    .await;
+    let owner = owner.map_err(|e| admin.failed("looking up the tenant's database", &e))?;
     match owner {
-        None => run(
-            &mut connection,
-            format!("CREATE DATABASE {role} OWNER {role}"),
-        )
-        .await
-        .map_err(statement_error("creating the tenant's database"))?,
-        Some(owner) if owner != name => run(
-            &mut connection,
-            format!("ALTER DATABASE {role} OWNER TO {role}"),
-        )
-        .await
-        .map_err(statement_error("giving the tenant's database to its role"))?,
-        Some(_) => {}
+        None => {
+            admin
+                .run(
+                    "creating the tenant's database",
+                    format!("CREATE DATABASE {role} OWNER {role}"),
+                )
+                .await
+        }
+        Some(owner) if owner != name => {
+            admin
+                .run(
+                    "giving the tenant's database to its role",
+                    format!("ALTER DATABASE {role} OWNER TO {role}"),
+                )
+                .await
+        }
+        Some(_) => Ok(()),
     }
-    // Other tenants' roles on the same server cannot even connect.
-    run(
-        &mut connection,
-        format!("REVOKE ALL ON DATABASE {role} FROM PUBLIC"),
-    )
-    .await
-    .map_err(statement_error(
-        "closing the tenant's database to other roles",
-    ))?;
-    let _ = connection.close().await;
-
-    Ok(DatabaseCredentials {
-        username: name.clone(),
-        password: password.to_owned(),
-        database: name,
-        host,
-        port,
-    })
 }
 
 /// Drops the tenant's database and role (deletionPolicy Delete).
 pub async fn drop_database(admin_url: &str, tenant: &str) -> Result<(), ExternalError> {
-    let options =
-        PgConnectOptions::from_str(admin_url.trim()).map_err(|_| ExternalError::BadAdminUrl)?;
-    let server = format!("{}:{}", options.get_host(), options.get_port());
-    let mut connection = options
-        .disable_statement_logging()
-        .connect()
-        .await
-        .map_err(|e| ExternalError::Connect {
-            server: server.clone(),
-            reason: reason(&e),
-        })?;
+    let mut admin = Admin::connect(admin_url).await?;
     let role = quote_identifier(&database_identifier(tenant));
-    for (action, statement) in [
-        (
+    admin
+        .run(
             "dropping the tenant's database",
             format!("DROP DATABASE IF EXISTS {role} WITH (FORCE)"),
-        ),
-        (
+        )
+        .await?;
+    admin
+        .run(
             "dropping the tenant's role",
             format!("DROP ROLE IF EXISTS {role}"),
-        ),
-    ] {
-        run(&mut connection, statement)
-            .await
-            .map_err(|e| ExternalError::Statement {
-                action,
-                server: server.clone(),
-                reason: reason(&e),
-            })?;
-    }
-    let _ = connection.close().await;
+        )
+        .await?;
+    admin.close().await;
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use atoll_crds::Tenant;
+use atoll_crds::{Role, Tenant};
 use serde::Serialize;
 
 /// Why identity did not take the tenant.
@@ -32,8 +32,8 @@ pub enum IdentityError {
 pub struct MemberRecord {
     /// E-mail address.
     pub email: String,
-    /// Admin, Editor or Viewer.
-    pub role: String,
+    /// Admin, Editor or Viewer: the Tenant API's role, sent by its name.
+    pub role: Role,
 }
 
 /// The tenant record pushed to identity.
@@ -72,7 +72,7 @@ impl TenantRecord {
                 .iter()
                 .map(|m| MemberRecord {
                     email: m.user.clone(),
-                    role: m.role.as_str().to_owned(),
+                    role: m.role,
                 })
                 .collect(),
         }
@@ -163,4 +163,29 @@ fn without_url(error: &reqwest::Error) -> String {
         "request failed"
     };
     kind.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use atoll_crds::{Member, TenantSpec};
+
+    #[test]
+    fn members_are_sent_with_the_role_by_name() {
+        let tenant = Tenant::new(
+            "acme",
+            TenantSpec {
+                members: vec![Member {
+                    user: "alice@acme.com".into(),
+                    role: Role::Editor,
+                }],
+                ..TenantSpec::default()
+            },
+        );
+        let record = TenantRecord::new(&tenant, "https://acme.example", "Ready", "eu-1");
+        assert_eq!(
+            serde_json::to_value(&record.members).ok(),
+            Some(serde_json::json!([{"email": "alice@acme.com", "role": "Editor"}]))
+        );
+    }
 }

@@ -1,10 +1,18 @@
-//! The Atoll operator: reconciles each `Tenant` into its dedicated instance.
+//! The Atoll operator: reconciles each `Tenant` into its namespace, its
+//! database and its instance, and registers it with identity.
 //!
-//! The command line (`cli`, `run`, `render`, `crd`), the operator's
-//! configuration, the pure builders of every object a Tenant produces
-//! (`build`), the pure checks of what a Tenant may claim (`claims`), status
-//! computation (`status`), the reconcile pipeline (`reconcile`), and the
-//! clients of identity and of shared database servers.
+//! - The binary: [`cli`] (the subcommands `crd`, `render` and `run`),
+//!   [`crd`] (the CRD as YAML), [`render`] (every object a Tenant produces,
+//!   for review), [`run`] (the controller, health and metrics endpoints),
+//!   [`leader`] (Lease-based election), [`metrics`].
+//! - Pure, tested without an API server: [`config`] (parsed once at start),
+//!   [`build`] (one builder per object, from a [`build::TenantContext`]),
+//!   [`claims`] (the host and namespace a Tenant may take), [`status`]
+//!   (conditions and phase from what was observed).
+//! - [`reconcile`]: the pipeline admit → fetch → build → apply or observe →
+//!   identity → one status write, and deletion.
+//! - Clients: [`identity`] (the tenant directory) and [`external`] (a
+//!   shared PostgreSQL server for External-mode databases).
 
 pub mod build;
 pub mod claims;

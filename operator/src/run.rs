@@ -131,54 +131,14 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
         .list(&kube::api::ListParams::default().limit(1))
         .await
         .map_err(RunError::CrdMissing)?;
-
-    let identity = match (&args.identity_url, &args.identity_token_file) {
-        (Some(url), Some(path)) => {
-            let token = std::fs::read_to_string(path).map_err(|source| RunError::TokenFile {
-                path: path.display().to_string(),
-                source,
-            })?;
-            Some(IdentityClient::new(url, token.trim().to_owned())?)
-        }
-        (Some(_), None) => return Err(RunError::TokenMissing),
-        _ => None,
-    };
-    if identity.is_none() {
-        tracing::warn!("no identity service configured: tenants will not be registered for login");
-    }
-
+    let identity = identity_client(&args)?;
     let metrics = Metrics::default();
-    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
-        .await
-        .map_err(|source| RunError::Listen {
-            addr: args.metrics_addr,
-            source,
-        })?;
-    tracing::info!(addr = %listener.local_addr().unwrap_or(args.metrics_addr), "serving /healthz, /readyz and /metrics");
-    tokio::spawn(serve_health(listener, metrics.clone()));
-
+    serve_health_on(args.metrics_addr, metrics.clone()).await?;
     let reporter = Reporter {
         controller: FIELD_MANAGER.to_owned(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let candidate = args.leader_election.then(|| {
-        let identity = args
-            .pod_name
-            .clone()
-            .unwrap_or_else(|| format!("atoll-operator-{}", std::process::id()));
-        Candidate::new(
-            client.clone(),
-            &args.operator_namespace,
-            &args.lease_name,
-            &identity,
-            LeaseTiming::for_duration(Duration::from_secs(args.lease_duration_seconds)),
-        )
-    });
-    if let Some(candidate) = &candidate {
-        tracing::info!(lease = %args.lease_name, "waiting to become the leader");
-        candidate.acquire().await?;
-        tracing::info!("became the leader");
-    }
+    let candidate = become_leader(&args, &client).await?;
 
     // The Tenant cache keeps what reconciling reads: not managedFields,
     // which are a large share of each object and so of the operator's
@@ -196,39 +156,14 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
         store.clone(),
         metrics,
     ));
-    let ours = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={FIELD_MANAGER}"));
     let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop = {
-        let candidate = candidate.clone();
-        let lost = lost.clone();
-        async move {
-            let keep = async {
-                match &candidate {
-                    Some(candidate) => {
-                        candidate.keep().await;
-                        lost.store(true, std::sync::atomic::Ordering::SeqCst);
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                () = shutdown_signal() => tracing::info!("shutting down"),
-                () = keep => {}
-            }
-        }
-    };
-    // The controller wants a Sync trigger; the lease loop holds API futures
-    // that are not, so it runs as its own task and signals through a channel.
-    let (stop_tx, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        stop.await;
-        let _ = stop_tx.send(());
-    });
+    let stopped = stop_signal(candidate.clone(), lost.clone());
     let tenant_events = watcher(tenants, watcher::Config::default())
         .default_backoff()
         .modify(|tenant| tenant.managed_fields_mut().clear())
         .reflect(writer)
         .touched_objects();
+    let ours = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={FIELD_MANAGER}"));
     Controller::for_stream(tenant_events, store)
         // Not `owns()`: it keys a cluster-scoped owner by its child's
         // namespace, which the controller takes for another object than the
@@ -260,6 +195,89 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The client of identity's tenant directory, when one is configured.
+fn identity_client(args: &RunArgs) -> Result<Option<IdentityClient>, RunError> {
+    let identity = match (&args.identity_url, &args.identity_token_file) {
+        (Some(url), Some(path)) => {
+            let token = std::fs::read_to_string(path).map_err(|source| RunError::TokenFile {
+                path: path.display().to_string(),
+                source,
+            })?;
+            Some(IdentityClient::new(url, token.trim().to_owned())?)
+        }
+        (Some(_), None) => return Err(RunError::TokenMissing),
+        _ => None,
+    };
+    if identity.is_none() {
+        tracing::warn!("no identity service configured: tenants will not be registered for login");
+    }
+    Ok(identity)
+}
+
+/// Binds the health and metrics address and serves it in the background.
+async fn serve_health_on(addr: SocketAddr, metrics: Metrics) -> Result<(), RunError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Listen { addr, source })?;
+    tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "serving /healthz, /readyz and /metrics");
+    tokio::spawn(serve_health(listener, metrics));
+    Ok(())
+}
+
+/// With leader election, waits until this replica holds the Lease.
+async fn become_leader(args: &RunArgs, client: &Client) -> Result<Option<Candidate>, RunError> {
+    let candidate = args.leader_election.then(|| {
+        let identity = args
+            .pod_name
+            .clone()
+            .unwrap_or_else(|| format!("atoll-operator-{}", std::process::id()));
+        Candidate::new(
+            client.clone(),
+            &args.operator_namespace,
+            &args.lease_name,
+            &identity,
+            LeaseTiming::for_duration(Duration::from_secs(args.lease_duration_seconds)),
+        )
+    });
+    if let Some(candidate) = &candidate {
+        tracing::info!(lease = %args.lease_name, "waiting to become the leader");
+        candidate.acquire().await?;
+        tracing::info!("became the leader");
+    }
+    Ok(candidate)
+}
+
+/// Resolves on SIGTERM or Ctrl-C, or when the lease is lost (then `lost`
+/// is set). The controller wants a Sync trigger; the lease loop holds API
+/// futures that are not, so it runs as its own task and signals through a
+/// channel.
+fn stop_signal(
+    candidate: Option<Candidate>,
+    lost: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let stop = async move {
+        let keep = async {
+            match &candidate {
+                Some(candidate) => {
+                    candidate.keep().await;
+                    lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = shutdown_signal() => tracing::info!("shutting down"),
+            () = keep => {}
+        }
+    };
+    let (stop_tx, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        stop.await;
+        let _ = stop_tx.send(());
+    });
+    stopped
 }
 
 /// The Tenant that owns a child, keyed as the cluster-scoped object it is.

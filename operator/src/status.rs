@@ -112,8 +112,30 @@ pub fn phase(tenant: &Tenant, observed: &Observed) -> Phase {
     }
 }
 
+/// One condition's desired value.
+struct Verdict {
+    status: Option<bool>,
+    reason: &'static str,
+    message: String,
+}
+
+impl Verdict {
+    fn new(status: Option<bool>, reason: &'static str, message: impl Into<String>) -> Verdict {
+        Verdict {
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    fn is_true(&self) -> bool {
+        self.status == Some(true)
+    }
+}
+
 /// The status the Tenant should have. `url` and `namespace` are derived by
-/// the caller from the same builders the children use.
+/// the caller from the same builders the children use. Each condition has
+/// its own function below; this one sets them in order and picks the phase.
 pub fn desired_status(
     tenant: &Tenant,
     observed: &Observed,
@@ -131,14 +153,14 @@ pub fn desired_status(
         observed_generation: generation,
         conditions: previous.conditions.clone(),
     };
-    let mut set = |type_: &str, value: Option<bool>, reason: &str, message: &str| {
+    let mut set = |type_: &str, verdict: &Verdict| {
         conditions::set(
             &mut status.conditions,
             Desired {
                 type_,
-                status: value,
-                reason,
-                message,
+                status: verdict.status,
+                reason: verdict.reason,
+                message: &verdict.message,
             },
             generation,
             now,
@@ -146,37 +168,18 @@ pub fn desired_status(
     };
     let was_ready = matches!(previous.phase, Some(Phase::Ready | Phase::Degraded));
 
+    let mut version_ready = None;
     let phase = match observed {
         Observed::Deleting => {
-            set(
-                types::READY,
-                Some(false),
-                "Deleting",
-                "The Tenant is being deleted.",
-            );
+            set(types::READY, &deleting());
             Phase::Deleting
         }
         Observed::Refused(refusal) => {
-            set(
-                types::READY,
-                Some(false),
-                refusal.reason(),
-                &format!("Nothing was changed: {refusal}"),
-            );
+            set(types::READY, &refused(refusal));
             Phase::Degraded
         }
         Observed::Invalid(errors) => {
-            let message = errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            set(
-                types::READY,
-                Some(false),
-                "InvalidSpec",
-                &format!("The spec is invalid, nothing was changed: {message}"),
-            );
+            set(types::READY, &invalid(errors));
             Phase::Degraded
         }
         Observed::Applied {
@@ -186,410 +189,195 @@ pub fn desired_status(
             version,
         } => {
             let suspended = tenant.spec.suspended;
-            let database_ready = match database {
-                _ if suspended => {
-                    set(
-                        types::DATABASE_READY,
-                        Some(false),
-                        "Suspended",
-                        "The database is scaled to zero; its data is kept.",
-                    );
-                    false
-                }
-                DatabaseState::Dedicated(db) if db.complete() => {
-                    set(
-                        types::DATABASE_READY,
-                        Some(true),
-                        "AcceptingConnections",
-                        "PostgreSQL accepts connections.",
-                    );
-                    true
-                }
-                DatabaseState::Dedicated(db) => {
-                    set(
-                        types::DATABASE_READY,
-                        Some(false),
-                        "NotReady",
-                        &format!(
-                            "PostgreSQL is starting: {}/{} ready.",
-                            db.ready,
-                            db.desired.max(1)
-                        ),
-                    );
-                    false
-                }
-                DatabaseState::ExternalProvisioned => {
-                    set(
-                        types::DATABASE_READY,
-                        Some(true),
-                        "Provisioned",
-                        "The database and role exist on the shared server.",
-                    );
-                    true
-                }
-                DatabaseState::ExternalFailed(message) => {
-                    set(
-                        types::DATABASE_READY,
-                        Some(false),
-                        "ProvisioningFailed",
-                        message,
-                    );
-                    false
-                }
-            };
-            let instance_ready = if suspended {
-                set(
-                    types::INSTANCE_READY,
-                    Some(false),
-                    "Suspended",
-                    "The instance is scaled to zero.",
-                );
-                false
-            } else if tenant.spec.instance.replicas == 0 {
-                set(
-                    types::INSTANCE_READY,
-                    Some(false),
-                    "ScaledToZero",
-                    "spec.instance.replicas is 0.",
-                );
-                false
-            } else if instance.complete() {
-                set(
-                    types::INSTANCE_READY,
-                    Some(true),
-                    "Available",
-                    &format!(
-                        "{}/{} replicas ready, running version {version}.",
-                        instance.ready, instance.desired
-                    ),
-                );
-                true
-            } else {
-                let reason = if instance.ready > 0 {
-                    "RollingOut"
-                } else {
-                    "NotReady"
-                };
-                set(
-                    types::INSTANCE_READY,
-                    Some(false),
-                    reason,
-                    &format!(
-                        "{}/{} replicas ready, {} on the current version.",
-                        instance.ready, instance.desired, instance.updated
-                    ),
-                );
-                false
-            };
-            if instance_ready {
-                status.version = Some(version.clone());
+            let database = database_ready(suspended, database);
+            set(types::DATABASE_READY, &database);
+            let instance = instance_ready(tenant, instance, version);
+            set(types::INSTANCE_READY, &instance);
+            if instance.is_true() {
+                version_ready = Some(version.clone());
             }
-            match identity {
-                IdentityState::NotConfigured => set(
-                    types::IDENTITY_SYNCED,
-                    None,
-                    "NotConfigured",
-                    "The operator has no identity service configured.",
-                ),
-                IdentityState::Pending => set(
-                    types::IDENTITY_SYNCED,
-                    None,
-                    "Pending",
-                    "The tenant is registered once its instance is reachable.",
-                ),
-                IdentityState::Synced => set(
-                    types::IDENTITY_SYNCED,
-                    Some(true),
-                    "Registered",
-                    "Identity knows the tenant, its URL and members.",
-                ),
-                IdentityState::Unavailable(message) => set(
-                    types::IDENTITY_SYNCED,
-                    Some(false),
-                    "IdentityUnavailable",
-                    message,
-                ),
-                IdentityState::NameConflict => set(
-                    types::IDENTITY_SYNCED,
-                    Some(false),
-                    "NameConflict",
-                    "Another cluster has registered a tenant with this name in identity; rename one of them.",
-                ),
-            }
-            if suspended {
-                set(
-                    types::READY,
-                    Some(false),
-                    "Suspended",
-                    "The tenant is suspended; set spec.suspended to false to resume.",
-                );
-                Phase::Suspended
-            } else if database_ready && instance_ready {
-                set(
-                    types::READY,
-                    Some(true),
-                    "Ready",
-                    &format!("The instance answers at {url}."),
-                );
-                Phase::Ready
-            } else {
-                let waiting = if database_ready {
-                    "InstanceNotReady"
-                } else {
-                    "DatabaseNotReady"
-                };
-                set(
-                    types::READY,
-                    Some(false),
-                    waiting,
-                    "Waiting for the database and the instance; see the other conditions.",
-                );
-                if was_ready {
-                    Phase::Degraded
-                } else {
-                    Phase::Provisioning
-                }
-            }
+            set(types::IDENTITY_SYNCED, &identity_synced(identity));
+            let (ready, phase) = ready(
+                suspended,
+                database.is_true(),
+                instance.is_true(),
+                was_ready,
+                url,
+            );
+            set(types::READY, &ready);
+            phase
         }
     };
+    if version_ready.is_some() {
+        status.version = version_ready;
+    }
     status.phase = Some(phase);
     status
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use atoll_crds::TenantSpec;
-    use k8s_openapi::jiff::Timestamp;
+/// `Ready` while the Tenant is being deleted.
+fn deleting() -> Verdict {
+    Verdict::new(Some(false), "Deleting", "The Tenant is being deleted.")
+}
 
-    fn at(seconds: i64) -> Time {
-        Time(Timestamp::from_second(seconds).expect("valid"))
-    }
+/// `Ready` when the Tenant asks for what it cannot have.
+fn refused(refusal: &crate::claims::Refusal) -> Verdict {
+    Verdict::new(
+        Some(false),
+        refusal.reason(),
+        format!("Nothing was changed: {refusal}"),
+    )
+}
 
-    fn tenant(suspended: bool, status: Option<TenantStatus>) -> Tenant {
-        let mut tenant = Tenant::new(
-            "acme",
-            TenantSpec {
-                suspended,
-                ..TenantSpec::default()
-            },
-        );
-        tenant.metadata.generation = Some(3);
-        tenant.status = status;
-        tenant
-    }
+/// `Ready` when the spec breaks the API's rules.
+fn invalid(errors: &[FieldError]) -> Verdict {
+    let message = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    Verdict::new(
+        Some(false),
+        "InvalidSpec",
+        format!("The spec is invalid, nothing was changed: {message}"),
+    )
+}
 
-    fn ready_workload() -> WorkloadReadiness {
-        WorkloadReadiness {
-            desired: 1,
-            ready: 1,
-            updated: 1,
-            observed_current: true,
-        }
-    }
-
-    fn applied(
-        db: WorkloadReadiness,
-        instance: WorkloadReadiness,
-        identity: IdentityState,
-    ) -> Observed {
-        Observed::Applied {
-            database: DatabaseState::Dedicated(db),
-            instance,
-            identity,
-            version: "0.1.0".into(),
-        }
-    }
-
-    fn condition<'a>(status: &'a TenantStatus, type_: &str) -> (&'a str, &'a str) {
-        let c = conditions::get(&status.conditions, type_).expect("condition present");
-        (c.status.as_str(), c.reason.as_str())
-    }
-
-    #[test]
-    fn the_phase_alone_is_the_phase_of_the_whole_status() {
-        let starting = WorkloadReadiness::default();
-        let mut observations = vec![Observed::Deleting, Observed::Invalid(Vec::new())];
-        for (db, instance) in [
-            (ready_workload(), ready_workload()),
-            (starting.clone(), ready_workload()),
-            (ready_workload(), starting.clone()),
-        ] {
-            for identity in [IdentityState::Synced, IdentityState::NameConflict] {
-                observations.push(applied(db.clone(), instance.clone(), identity));
-            }
-        }
-        for database in [
-            DatabaseState::ExternalProvisioned,
-            DatabaseState::ExternalFailed("no".into()),
-        ] {
-            observations.push(Observed::Applied {
-                database,
-                instance: ready_workload(),
-                identity: IdentityState::Pending,
-                version: "0.1.0".into(),
-            });
-        }
-        let before = |phase| {
-            Some(TenantStatus {
-                phase: Some(phase),
-                ..TenantStatus::default()
-            })
-        };
-        for suspended in [false, true] {
-            for previous in [None, before(Phase::Ready), before(Phase::Provisioning)] {
-                let tenant = tenant(suspended, previous);
-                for observed in &observations {
-                    let status = desired_status(&tenant, observed, "u", "ns", &at(1));
-                    assert_eq!(
-                        Some(phase(&tenant, observed)),
-                        status.phase,
-                        "{observed:?}, suspended {suspended}"
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn provisioning_then_ready_then_degraded() {
-        let url = "http://acme.atoll.localhost:8080";
-        let starting = applied(
-            WorkloadReadiness::default(),
-            WorkloadReadiness::default(),
-            IdentityState::Pending,
-        );
-        let first = desired_status(&tenant(false, None), &starting, url, "atoll-acme", &at(1));
-        assert_eq!(first.phase, Some(Phase::Provisioning));
-        assert_eq!(
-            condition(&first, types::READY),
-            ("False", "DatabaseNotReady")
-        );
-        assert_eq!(first.observed_generation, Some(3));
-        assert_eq!(
-            first.version, None,
-            "no version is reported before the instance runs"
-        );
-
-        let running = applied(ready_workload(), ready_workload(), IdentityState::Synced);
-        let ready = desired_status(
-            &tenant(false, Some(first)),
-            &running,
-            url,
-            "atoll-acme",
-            &at(2),
-        );
-        assert_eq!(ready.phase, Some(Phase::Ready));
-        assert_eq!(condition(&ready, types::READY), ("True", "Ready"));
-        assert_eq!(
-            condition(&ready, types::IDENTITY_SYNCED),
-            ("True", "Registered")
-        );
-        assert_eq!(ready.version.as_deref(), Some("0.1.0"));
-
-        // Same observation again: nothing changes, so no status write.
-        let again = desired_status(
-            &tenant(false, Some(ready.clone())),
-            &running,
-            url,
-            "atoll-acme",
-            &at(3),
-        );
-        assert_eq!(again, ready);
-
-        let db_down = applied(
-            WorkloadReadiness {
-                ready: 0,
-                ..ready_workload()
-            },
-            ready_workload(),
-            IdentityState::Synced,
-        );
-        let degraded = desired_status(
-            &tenant(false, Some(ready)),
-            &db_down,
-            url,
-            "atoll-acme",
-            &at(4),
-        );
-        assert_eq!(degraded.phase, Some(Phase::Degraded));
-        assert_eq!(
-            condition(&degraded, types::DATABASE_READY),
-            ("False", "NotReady")
-        );
-        let ready_condition = conditions::get(&degraded.conditions, types::READY).expect("Ready");
-        assert_eq!(ready_condition.last_transition_time, at(4));
-    }
-
-    #[test]
-    fn invalid_spec_names_the_field() {
-        let errors = vec![FieldError {
-            field: "spec.quota.pods".into(),
-            message: "must be between 1 and 1000 (is 0)".into(),
-        }];
-        let status = desired_status(
-            &tenant(false, None),
-            &Observed::Invalid(errors),
-            "u",
-            "ns",
-            &at(1),
-        );
-        assert_eq!(status.phase, Some(Phase::Degraded));
-        let ready = conditions::get(&status.conditions, types::READY).expect("Ready");
-        assert_eq!(ready.reason, "InvalidSpec");
-        assert!(
-            ready.message.contains("spec.quota.pods"),
-            "{}",
-            ready.message
-        );
-    }
-
-    #[test]
-    fn suspended_tenant_reports_suspended_everywhere() {
-        let observed = applied(
-            WorkloadReadiness::default(),
-            WorkloadReadiness::default(),
-            IdentityState::Synced,
-        );
-        let status = desired_status(&tenant(true, None), &observed, "u", "ns", &at(1));
-        assert_eq!(status.phase, Some(Phase::Suspended));
-        for type_ in [types::READY, types::DATABASE_READY, types::INSTANCE_READY] {
-            assert_eq!(condition(&status, type_), ("False", "Suspended"));
-        }
-    }
-
-    #[test]
-    fn identity_problems_do_not_block_readiness() {
-        for (identity, reason) in [
-            (
-                IdentityState::Unavailable("connection refused".into()),
-                "IdentityUnavailable",
+/// `DatabaseReady`.
+fn database_ready(suspended: bool, database: &DatabaseState) -> Verdict {
+    match database {
+        _ if suspended => Verdict::new(
+            Some(false),
+            "Suspended",
+            "The database is scaled to zero; its data is kept.",
+        ),
+        DatabaseState::Dedicated(db) if db.complete() => Verdict::new(
+            Some(true),
+            "AcceptingConnections",
+            "PostgreSQL accepts connections.",
+        ),
+        DatabaseState::Dedicated(db) => Verdict::new(
+            Some(false),
+            "NotReady",
+            format!(
+                "PostgreSQL is starting: {}/{} ready.",
+                db.ready,
+                db.desired.max(1)
             ),
-            (IdentityState::NameConflict, "NameConflict"),
-        ] {
-            let observed = applied(ready_workload(), ready_workload(), identity);
-            let status = desired_status(&tenant(false, None), &observed, "u", "ns", &at(1));
-            assert_eq!(status.phase, Some(Phase::Ready));
-            assert_eq!(
-                condition(&status, types::IDENTITY_SYNCED),
-                ("False", reason)
-            );
+        ),
+        DatabaseState::ExternalProvisioned => Verdict::new(
+            Some(true),
+            "Provisioned",
+            "The database and role exist on the shared server.",
+        ),
+        DatabaseState::ExternalFailed(message) => {
+            Verdict::new(Some(false), "ProvisioningFailed", message.as_str())
         }
-    }
-
-    #[test]
-    fn rollout_in_progress_is_not_ready() {
-        let rolling = WorkloadReadiness {
-            desired: 2,
-            ready: 2,
-            updated: 1,
-            observed_current: true,
-        };
-        let observed = applied(ready_workload(), rolling, IdentityState::Synced);
-        let status = desired_status(&tenant(false, None), &observed, "u", "ns", &at(1));
-        assert_eq!(
-            condition(&status, types::INSTANCE_READY),
-            ("False", "RollingOut")
-        );
     }
 }
+
+/// `InstanceReady`.
+fn instance_ready(tenant: &Tenant, instance: &WorkloadReadiness, version: &str) -> Verdict {
+    if tenant.spec.suspended {
+        Verdict::new(Some(false), "Suspended", "The instance is scaled to zero.")
+    } else if tenant.spec.instance.replicas == 0 {
+        Verdict::new(Some(false), "ScaledToZero", "spec.instance.replicas is 0.")
+    } else if instance.complete() {
+        Verdict::new(
+            Some(true),
+            "Available",
+            format!(
+                "{}/{} replicas ready, running version {version}.",
+                instance.ready, instance.desired
+            ),
+        )
+    } else {
+        let reason = if instance.ready > 0 {
+            "RollingOut"
+        } else {
+            "NotReady"
+        };
+        Verdict::new(
+            Some(false),
+            reason,
+            format!(
+                "{}/{} replicas ready, {} on the current version.",
+                instance.ready, instance.desired, instance.updated
+            ),
+        )
+    }
+}
+
+/// `IdentitySynced`.
+fn identity_synced(identity: &IdentityState) -> Verdict {
+    match identity {
+        IdentityState::NotConfigured => Verdict::new(
+            None,
+            "NotConfigured",
+            "The operator has no identity service configured.",
+        ),
+        IdentityState::Pending => Verdict::new(
+            None,
+            "Pending",
+            "The tenant is registered once its instance is reachable.",
+        ),
+        IdentityState::Synced => Verdict::new(
+            Some(true),
+            "Registered",
+            "Identity knows the tenant, its URL and members.",
+        ),
+        IdentityState::Unavailable(message) => {
+            Verdict::new(Some(false), "IdentityUnavailable", message.as_str())
+        }
+        IdentityState::NameConflict => Verdict::new(
+            Some(false),
+            "NameConflict",
+            "Another cluster has registered a tenant with this name in identity; rename one of them.",
+        ),
+    }
+}
+
+/// `Ready` and the phase of an applied Tenant.
+fn ready(
+    suspended: bool,
+    database_ready: bool,
+    instance_ready: bool,
+    was_ready: bool,
+    url: &str,
+) -> (Verdict, Phase) {
+    if suspended {
+        let verdict = Verdict::new(
+            Some(false),
+            "Suspended",
+            "The tenant is suspended; set spec.suspended to false to resume.",
+        );
+        (verdict, Phase::Suspended)
+    } else if database_ready && instance_ready {
+        let verdict = Verdict::new(
+            Some(true),
+            "Ready",
+            format!("The instance answers at {url}."),
+        );
+        (verdict, Phase::Ready)
+    } else {
+        let waiting = if database_ready {
+            "InstanceNotReady"
+        } else {
+            "DatabaseNotReady"
+        };
+        let verdict = Verdict::new(
+            Some(false),
+            waiting,
+            "Waiting for the database and the instance; see the other conditions.",
+        );
+        let phase = if was_ready {
+            Phase::Degraded
+        } else {
+            Phase::Provisioning
+        };
+        (verdict, phase)
+    }
+}
+
+#[cfg(test)]
+mod tests;

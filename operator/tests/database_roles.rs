@@ -237,6 +237,8 @@ async fn external_tenants_roles_are_unprivileged_and_cannot_enter_each_others_da
     let beta = external::provision(&server.url, "beta", "beta-password")
         .await
         .expect("beta provisioned");
+    // The instance is given the password itself, not its SQL literal.
+    assert_eq!(alpha.password, "alpha-password");
     // Provisioning again changes nothing.
     external::provision(&server.url, "alpha", "alpha-password")
         .await

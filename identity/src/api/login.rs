@@ -23,16 +23,7 @@ pub(super) async fn login(
 ) -> Result<Json<SessionResponse>, AppError> {
     let inner = &state.inner;
     let now = now();
-    // A malformed email is just an unknown one: same answer, same work.
-    let email = normalize_email(&request.email).unwrap_or_else(|_| {
-        request
-            .email
-            .trim()
-            .to_lowercase()
-            .chars()
-            .take(254)
-            .collect()
-    });
+    let email = login_email(&request.email);
     if let Err(refusal) = inner.throttle.admit(&ip, &email, now).await? {
         let (Refusal::Locked { retry_after } | Refusal::TooManyAttempts { retry_after }) = refusal;
         inner
@@ -41,58 +32,9 @@ pub(super) async fn login(
             .await;
         return Err(AppError::TooManyRequests { retry_after });
     }
-    let found = inner.store.user_credentials(&email).await?;
-    let verified = if request.password.expose().len() > crate::passwords::MAX_PASSWORD_BYTES {
-        Verified::Invalid
-    } else {
-        inner
-            .passwords
-            .verify(
-                &request.password,
-                found.as_ref().map(|f| f.password_hash.as_str()),
-            )
-            .await?
-    };
-    let user = match (verified, found) {
-        (Verified::Valid { rehash }, Some(found)) if !found.user.disabled => {
-            if rehash {
-                let hash = inner.passwords.hash(&request.password).await?;
-                inner.store.set_password_hash(&found.user.id, &hash).await?;
-            }
-            found.user
-        }
-        _ => {
-            inner.throttle.failed(&ip, &email, now).await?;
-            inner
-                .audit
-                .record(
-                    now,
-                    Some(&email),
-                    "login",
-                    None,
-                    Outcome::Failure,
-                    Some(&ip),
-                )
-                .await;
-            return Err(AppError::InvalidCredentials);
-        }
-    };
+    let user = check_login(inner, &email, &request.password, &ip, now).await?;
     inner.throttle.succeeded(&ip, &email).await?;
-    let token = sessions::new_token(SESSION_PREFIX)?;
-    let expires_at = now.saturating_add(secs(inner.config.session_ttl));
-    inner
-        .store
-        .insert_credential(&NewCredential {
-            id: uuid::Uuid::now_v7().to_string(),
-            token_hash: sessions::token_hash(token.expose()),
-            user_id: user.id.clone(),
-            kind: CredentialKind::Session,
-            name: None,
-            scope: None,
-            created_at: now,
-            expires_at,
-        })
-        .await?;
+    let (token, expires_at) = start_session(inner, &user, now).await?;
     inner
         .audit
         .record(
@@ -108,6 +50,69 @@ pub(super) async fn login(
         token: token.expose().to_owned(),
         expires_at: rfc3339(expires_at),
     }))
+}
+
+/// The email a login is counted and looked up under. A malformed email is
+/// just an unknown one: same answer, same work.
+fn login_email(raw: &str) -> String {
+    normalize_email(raw).unwrap_or_else(|_| raw.trim().to_lowercase().chars().take(254).collect())
+}
+
+/// The enabled user whose password this is (rehashing it if its cost is
+/// outdated); a failure is counted towards the lockout and audited.
+async fn check_login(
+    inner: &Inner,
+    email: &str,
+    password: &Secret,
+    ip: &str,
+    now: i64,
+) -> Result<User, AppError> {
+    let found = inner.store.user_credentials(email).await?;
+    let verified = if password.expose().len() > crate::passwords::MAX_PASSWORD_BYTES {
+        Verified::Invalid
+    } else {
+        inner
+            .passwords
+            .verify(password, found.as_ref().map(|f| f.password_hash.as_str()))
+            .await?
+    };
+    match (verified, found) {
+        (Verified::Valid { rehash }, Some(found)) if !found.user.disabled => {
+            if rehash {
+                let hash = inner.passwords.hash(password).await?;
+                inner.store.set_password_hash(&found.user.id, &hash).await?;
+            }
+            Ok(found.user)
+        }
+        _ => {
+            inner.throttle.failed(ip, email, now).await?;
+            inner
+                .audit
+                .record(now, Some(email), "login", None, Outcome::Failure, Some(ip))
+                .await;
+            Err(AppError::InvalidCredentials)
+        }
+    }
+}
+
+/// A new login session for `user`: its token (shown once) and expiry.
+async fn start_session(inner: &Inner, user: &User, now: i64) -> Result<(Secret, i64), AppError> {
+    let token = sessions::new_token(SESSION_PREFIX)?;
+    let expires_at = now.saturating_add(secs(inner.config.session_ttl));
+    inner
+        .store
+        .insert_credential(&NewCredential {
+            id: uuid::Uuid::now_v7().to_string(),
+            token_hash: sessions::token_hash(token.expose()),
+            user_id: user.id.clone(),
+            kind: CredentialKind::Session,
+            name: None,
+            scope: None,
+            created_at: now,
+            expires_at,
+        })
+        .await?;
+    Ok((token, expires_at))
 }
 
 pub(super) fn secs(d: std::time::Duration) -> i64 {

@@ -36,6 +36,28 @@ pub(super) struct PatView {
     token: Option<String>,
 }
 
+/// The token's name, trimmed, and its lifetime in days (`max` when unset).
+fn name_and_days(
+    name: &str,
+    expires_in_days: Option<u32>,
+    max: u32,
+) -> Result<(&str, u32), AppError> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(AppError::BadRequest(
+            "name must have 1 to 100 characters".into(),
+        ));
+    }
+    let days = expires_in_days.unwrap_or(max);
+    if !(1..=max).contains(&days) {
+        return Err(AppError::BadRequest(format!(
+            "expiresInDays must be between 1 and {max}, the longest lifetime this service allows \
+             (leave it out to get {max})"
+        )));
+    }
+    Ok((name, days))
+}
+
 pub(super) async fn create_pat(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -60,20 +82,11 @@ pub(super) async fn create_pat(
             "an access token cannot create access tokens; log in with your password".into(),
         ));
     }
-    let name = request.name.trim();
-    if name.is_empty() || name.len() > 100 {
-        return Err(AppError::BadRequest(
-            "name must have 1 to 100 characters".into(),
-        ));
-    }
-    let max = inner.config.pat_max_days;
-    let days = request.expires_in_days.unwrap_or(max);
-    if !(1..=max).contains(&days) {
-        return Err(AppError::BadRequest(format!(
-            "expiresInDays must be between 1 and {max}, the longest lifetime this service allows \
-             (leave it out to get {max})"
-        )));
-    }
+    let (name, days) = name_and_days(
+        &request.name,
+        request.expires_in_days,
+        inner.config.pat_max_days,
+    )?;
     let scope = request.scope.unwrap_or(PatScope::Read);
     let Some(password) = request.password else {
         return Err(AppError::BadRequest(

@@ -8,11 +8,11 @@
 //! statement pieces (the execution filter, row decoding) are in `query.rs`.
 //! [`Store`] picks the database from a URL.
 //!
-//! Why generic over `sqlx::Database` rather than one `sqlx::Any` path as in
-//! identity: `Any` copies every bound value and every returned row into
-//! its own value type and boxes each call, on the hot path (creating and
-//! claiming executions, writing them and their logs) where identity has
-//! none; `Any`'s `QueryBuilder` writes `?` placeholders, which PostgreSQL
+//! Why generic over `sqlx::Database` rather than one `sqlx::Any` path (and
+//! identity's store likewise): `Any` copies every bound value and every
+//! returned row into its own value type and boxes each call, on the hot path
+//! (creating and claiming executions, writing them and their logs);
+//! `Any`'s `QueryBuilder` writes `?` placeholders, which PostgreSQL
 //! rejects, so the filters could not be built with it; and `Any` decodes no
 //! `bool` from SQLite's integer columns, where the instance's PostgreSQL
 //! schema uses `BOOLEAN`. Generic code is compiled once per database and

@@ -20,6 +20,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use atoll_crds::DedicatedDatabase;
+
 use super::{TenantContext, quantity, resources, restricted_container, restricted_pod};
 
 /// Name of the database's StatefulSet, Service and ServiceAccount, and its
@@ -287,9 +289,9 @@ fn roles_env() -> Vec<EnvVar> {
 /// The image initialises the database with `postgres` as superuser (its
 /// initial password, the image's required `POSTGRES_PASSWORD`, is replaced
 /// by the init script before the server listens on the network) and runs
-/// [`DATABASE_ROLES_SCRIPT`], which creates the instance's role without any
+/// `DATABASE_ROLES_SCRIPT`, which creates the instance's role without any
 /// privilege but owning its database. An init container runs
-/// [`DATABASE_UPGRADE_SCRIPT`] first, which brings a database of the
+/// `DATABASE_UPGRADE_SCRIPT` first, which brings a database of the
 /// earlier layout (the instance's role as superuser) to this one.
 pub fn database_stateful_set(ctx: &TenantContext<'_>) -> StatefulSet {
     let spec = &ctx.tenant.spec;
@@ -299,66 +301,8 @@ pub fn database_stateful_set(ctx: &TenantContext<'_>) -> StatefulSet {
         .clone()
         .unwrap_or_else(|| ctx.config.postgres_image.clone());
     let labels = ctx.labels(Some(DATABASE));
-    let mounts = || {
-        vec![
-            mount("data", DATA_DIR),
-            mount("run", "/var/run/postgresql"),
-            mount("tmp", "/tmp"),
-        ]
-    };
-    let mut env = vec![
-        EnvVar {
-            name: "POSTGRES_USER".to_owned(),
-            value: Some(DATABASE_ADMIN_USER.to_owned()),
-            ..EnvVar::default()
-        },
-        secret_env("POSTGRES_PASSWORD", "password"),
-        secret_env("POSTGRES_DB", "database"),
-    ];
-    env.extend(roles_env());
-    let container = Container {
-        name: "postgres".to_owned(),
-        image: Some(image.clone()),
-        env: Some(env),
-        ports: Some(vec![ContainerPort {
-            name: Some("postgres".to_owned()),
-            container_port: DATABASE_PORT,
-            protocol: Some("TCP".to_owned()),
-            ..ContainerPort::default()
-        }]),
-        readiness_probe: Some(pg_isready()),
-        liveness_probe: Some(Probe {
-            initial_delay_seconds: Some(30),
-            ..pg_isready()
-        }),
-        resources: Some(resources(&dedicated.resources)),
-        security_context: Some(restricted_container(true)),
-        volume_mounts: Some(
-            mounts()
-                .into_iter()
-                .chain([mount("initdb", INITDB_DIR)])
-                .collect(),
-        ),
-        ..Container::default()
-    };
-    let upgrade = Container {
-        name: "upgrade-roles".to_owned(),
-        image: Some(image),
-        command: Some(vec![
-            "bash".to_owned(),
-            format!("{SCRIPTS_DIR}/{DATABASE_UPGRADE_SCRIPT}"),
-        ]),
-        env: Some(roles_env()),
-        resources: Some(resources(&dedicated.resources)),
-        security_context: Some(restricted_container(true)),
-        volume_mounts: Some(
-            mounts()
-                .into_iter()
-                .chain([mount("scripts", SCRIPTS_DIR)])
-                .collect(),
-        ),
-        ..Container::default()
-    };
+    let container = postgres_container(&image, &dedicated);
+    let upgrade = upgrade_container(image, &dedicated);
     StatefulSet {
         metadata: ctx.meta(DATABASE, Some(DATABASE)),
         spec: Some(StatefulSetSpec {
@@ -397,29 +341,107 @@ pub fn database_stateful_set(ctx: &TenantContext<'_>) -> StatefulSet {
                     ..PodSpec::default()
                 }),
             },
-            volume_claim_templates: Some(vec![PersistentVolumeClaim {
-                metadata: ObjectMeta {
-                    name: Some("data".to_owned()),
-                    labels: Some(labels),
-                    ..ObjectMeta::default()
-                },
-                spec: Some(PersistentVolumeClaimSpec {
-                    access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
-                    storage_class_name: dedicated.storage.storage_class_name.clone(),
-                    resources: Some(VolumeResourceRequirements {
-                        requests: Some(BTreeMap::from([(
-                            "storage".to_owned(),
-                            quantity(&dedicated.storage.size),
-                        )])),
-                        ..VolumeResourceRequirements::default()
-                    }),
-                    ..PersistentVolumeClaimSpec::default()
-                }),
-                ..PersistentVolumeClaim::default()
-            }]),
+            volume_claim_templates: Some(vec![data_volume_claim(&dedicated, labels)]),
             ..StatefulSetSpec::default()
         }),
         ..StatefulSet::default()
+    }
+}
+
+/// The mounts both PostgreSQL containers share: data, socket, scratch.
+fn postgres_mounts() -> Vec<VolumeMount> {
+    vec![
+        mount("data", DATA_DIR),
+        mount("run", "/var/run/postgresql"),
+        mount("tmp", "/tmp"),
+    ]
+}
+
+/// The server itself.
+fn postgres_container(image: &str, dedicated: &DedicatedDatabase) -> Container {
+    let mut env = vec![
+        EnvVar {
+            name: "POSTGRES_USER".to_owned(),
+            value: Some(DATABASE_ADMIN_USER.to_owned()),
+            ..EnvVar::default()
+        },
+        secret_env("POSTGRES_PASSWORD", "password"),
+        secret_env("POSTGRES_DB", "database"),
+    ];
+    env.extend(roles_env());
+    Container {
+        name: "postgres".to_owned(),
+        image: Some(image.to_owned()),
+        env: Some(env),
+        ports: Some(vec![ContainerPort {
+            name: Some("postgres".to_owned()),
+            container_port: DATABASE_PORT,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        readiness_probe: Some(pg_isready()),
+        liveness_probe: Some(Probe {
+            initial_delay_seconds: Some(30),
+            ..pg_isready()
+        }),
+        resources: Some(resources(&dedicated.resources)),
+        security_context: Some(restricted_container(true)),
+        volume_mounts: Some(
+            postgres_mounts()
+                .into_iter()
+                .chain([mount("initdb", INITDB_DIR)])
+                .collect(),
+        ),
+        ..Container::default()
+    }
+}
+
+/// The init container that runs [`DATABASE_UPGRADE_SCRIPT`].
+fn upgrade_container(image: String, dedicated: &DedicatedDatabase) -> Container {
+    Container {
+        name: "upgrade-roles".to_owned(),
+        image: Some(image),
+        command: Some(vec![
+            "bash".to_owned(),
+            format!("{SCRIPTS_DIR}/{DATABASE_UPGRADE_SCRIPT}"),
+        ]),
+        env: Some(roles_env()),
+        resources: Some(resources(&dedicated.resources)),
+        security_context: Some(restricted_container(true)),
+        volume_mounts: Some(
+            postgres_mounts()
+                .into_iter()
+                .chain([mount("scripts", SCRIPTS_DIR)])
+                .collect(),
+        ),
+        ..Container::default()
+    }
+}
+
+/// The data volume's claim template.
+fn data_volume_claim(
+    dedicated: &DedicatedDatabase,
+    labels: BTreeMap<String, String>,
+) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("data".to_owned()),
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+            storage_class_name: dedicated.storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    quantity(&dedicated.storage.size),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
     }
 }
 

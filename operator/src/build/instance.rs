@@ -151,41 +151,7 @@ pub const DATABASE_ANNOTATION: &str = "atoll.dev/database";
 /// settings, the database it uses) rolls it; suspension scales it to zero.
 pub fn instance_deployment(ctx: &TenantContext<'_>, database: &DatabaseCredentials) -> Deployment {
     let spec = &ctx.tenant.spec;
-    let container = Container {
-        name: INSTANCE.to_owned(),
-        image: Some(image(ctx)),
-        env: Some(instance_env(ctx)),
-        ports: Some(vec![
-            ContainerPort {
-                name: Some("http".to_owned()),
-                container_port: INSTANCE_PORT,
-                protocol: Some("TCP".to_owned()),
-                ..ContainerPort::default()
-            },
-            // Not in the Service the Ingress routes to: /metrics is never
-            // public at the tenant's URL.
-            ContainerPort {
-                name: Some("metrics".to_owned()),
-                container_port: i32::from(atoll_crds::contract::METRICS_PORT),
-                protocol: Some("TCP".to_owned()),
-                ..ContainerPort::default()
-            },
-        ]),
-        readiness_probe: Some(http_probe("/readyz", 5)),
-        liveness_probe: Some(Probe {
-            initial_delay_seconds: Some(10),
-            failure_threshold: Some(3),
-            ..http_probe("/healthz", 10)
-        }),
-        resources: Some(resources(&spec.instance.resources)),
-        security_context: Some(restricted_container(true)),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "tmp".to_owned(),
-            mount_path: "/tmp".to_owned(),
-            ..VolumeMount::default()
-        }]),
-        ..Container::default()
-    };
+    let container = instance_container(ctx);
     Deployment {
         metadata: ctx.meta(INSTANCE, Some(INSTANCE)),
         spec: Some(DeploymentSpec {
@@ -230,6 +196,46 @@ pub fn instance_deployment(ctx: &TenantContext<'_>, database: &DatabaseCredentia
             ..DeploymentSpec::default()
         }),
         ..Deployment::default()
+    }
+}
+
+/// The instance's one container.
+fn instance_container(ctx: &TenantContext<'_>) -> Container {
+    let spec = &ctx.tenant.spec;
+    Container {
+        name: INSTANCE.to_owned(),
+        image: Some(image(ctx)),
+        env: Some(instance_env(ctx)),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("http".to_owned()),
+                container_port: INSTANCE_PORT,
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            },
+            // Not in the Service the Ingress routes to: /metrics is never
+            // public at the tenant's URL.
+            ContainerPort {
+                name: Some("metrics".to_owned()),
+                container_port: i32::from(atoll_crds::contract::METRICS_PORT),
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            },
+        ]),
+        readiness_probe: Some(http_probe("/readyz", 5)),
+        liveness_probe: Some(Probe {
+            initial_delay_seconds: Some(10),
+            failure_threshold: Some(3),
+            ..http_probe("/healthz", 10)
+        }),
+        resources: Some(resources(&spec.instance.resources)),
+        security_context: Some(restricted_container(true)),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "tmp".to_owned(),
+            mount_path: "/tmp".to_owned(),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
     }
 }
 

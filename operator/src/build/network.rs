@@ -81,45 +81,103 @@ pub fn network_policies(ctx: &TenantContext<'_>) -> Vec<NetworkPolicy> {
             Some(vec![]),
             Some(vec![]),
         ),
-        policy(
+        allow_dns(ctx),
+        instance_from_ingress(ctx, instance_pods.clone()),
+    ];
+    if ctx.dedicated_database() {
+        policies.push(policy(
             ctx,
-            "allow-dns",
-            LabelSelector::default(),
-            None,
-            Some(vec![NetworkPolicyEgressRule {
-                to: Some(vec![NetworkPolicyPeer {
-                    namespace_selector: Some(LabelSelector::default()),
-                    pod_selector: Some(selector(BTreeMap::from([(
-                        "k8s-app".to_owned(),
-                        "kube-dns".to_owned(),
-                    )]))),
-                    ..NetworkPolicyPeer::default()
-                }]),
-                ports: Some(vec![port("UDP", 53), port("TCP", 53)]),
-            }]),
-        ),
-        // Users reach the instance only through the ingress controller.
-        policy(
-            ctx,
-            "instance-from-ingress",
-            instance_pods.clone(),
+            DATABASE_NETWORK_POLICY,
+            database_pods.clone(),
             Some(vec![NetworkPolicyIngressRule {
                 from: Some(vec![NetworkPolicyPeer {
-                    namespace_selector: Some(selector(
-                        ctx.config.ingress_namespace_selector.0.clone(),
-                    )),
+                    pod_selector: Some(instance_pods.clone()),
                     ..NetworkPolicyPeer::default()
                 }]),
-                ports: Some(vec![port("TCP", INSTANCE_PORT)]),
+                ports: Some(vec![port("TCP", DATABASE_PORT)]),
             }]),
             None,
-        ),
-    ];
+        ));
+    }
+    policies.push(policy(
+        ctx,
+        "instance-egress",
+        instance_pods,
+        None,
+        Some(instance_egress(ctx, database_pods)),
+    ));
+    policies
+}
 
-    // The instance talks to its database, to identity's pods on identity's
-    // port (JWKS) and to the world outside the cluster (HTTP tasks), never
-    // to other tenants, private networks or cloud metadata.
-    let mut egress = vec![
+/// Every pod may resolve names with the cluster's DNS.
+fn allow_dns(ctx: &TenantContext<'_>) -> NetworkPolicy {
+    policy(
+        ctx,
+        "allow-dns",
+        LabelSelector::default(),
+        None,
+        Some(vec![NetworkPolicyEgressRule {
+            to: Some(vec![NetworkPolicyPeer {
+                namespace_selector: Some(LabelSelector::default()),
+                pod_selector: Some(selector(BTreeMap::from([(
+                    "k8s-app".to_owned(),
+                    "kube-dns".to_owned(),
+                )]))),
+                ..NetworkPolicyPeer::default()
+            }]),
+            ports: Some(vec![port("UDP", 53), port("TCP", 53)]),
+        }]),
+    )
+}
+
+/// Users reach the instance only through the ingress controller.
+fn instance_from_ingress(ctx: &TenantContext<'_>, instance_pods: LabelSelector) -> NetworkPolicy {
+    policy(
+        ctx,
+        "instance-from-ingress",
+        instance_pods,
+        Some(vec![NetworkPolicyIngressRule {
+            from: Some(vec![NetworkPolicyPeer {
+                namespace_selector: Some(selector(ctx.config.ingress_namespace_selector.0.clone())),
+                ..NetworkPolicyPeer::default()
+            }]),
+            ports: Some(vec![port("TCP", INSTANCE_PORT)]),
+        }]),
+        None,
+    )
+}
+
+/// The instance talks to its database, to identity's pods on identity's
+/// port (JWKS) and to the world outside the cluster (HTTP tasks), never to
+/// other tenants, private networks or cloud metadata.
+fn instance_egress(
+    ctx: &TenantContext<'_>,
+    database_pods: LabelSelector,
+) -> Vec<NetworkPolicyEgressRule> {
+    let database = if ctx.dedicated_database() {
+        NetworkPolicyEgressRule {
+            to: Some(vec![NetworkPolicyPeer {
+                pod_selector: Some(database_pods),
+                ..NetworkPolicyPeer::default()
+            }]),
+            ports: Some(vec![port("TCP", DATABASE_PORT)]),
+        }
+    } else {
+        // A shared server may sit anywhere, private ranges included; only
+        // its port is opened.
+        NetworkPolicyEgressRule {
+            to: Some(vec![NetworkPolicyPeer {
+                ip_block: Some(IPBlock {
+                    cidr: "0.0.0.0/0".to_owned(),
+                    except: None,
+                }),
+                ..NetworkPolicyPeer::default()
+            }]),
+            ports: Some(vec![port("TCP", DATABASE_PORT)]),
+        }
+    };
+    vec![
+        database,
         NetworkPolicyEgressRule {
             to: Some(vec![NetworkPolicyPeer {
                 namespace_selector: Some(selector(
@@ -137,54 +195,5 @@ pub fn network_policies(ctx: &TenantContext<'_>) -> Vec<NetworkPolicy> {
             ]),
             ports: None,
         },
-    ];
-    if ctx.dedicated_database() {
-        egress.insert(
-            0,
-            NetworkPolicyEgressRule {
-                to: Some(vec![NetworkPolicyPeer {
-                    pod_selector: Some(database_pods.clone()),
-                    ..NetworkPolicyPeer::default()
-                }]),
-                ports: Some(vec![port("TCP", DATABASE_PORT)]),
-            },
-        );
-        policies.push(policy(
-            ctx,
-            DATABASE_NETWORK_POLICY,
-            database_pods,
-            Some(vec![NetworkPolicyIngressRule {
-                from: Some(vec![NetworkPolicyPeer {
-                    pod_selector: Some(instance_pods.clone()),
-                    ..NetworkPolicyPeer::default()
-                }]),
-                ports: Some(vec![port("TCP", DATABASE_PORT)]),
-            }]),
-            None,
-        ));
-    } else {
-        // A shared server may sit anywhere, private ranges included; only
-        // its port is opened.
-        egress.insert(
-            0,
-            NetworkPolicyEgressRule {
-                to: Some(vec![NetworkPolicyPeer {
-                    ip_block: Some(IPBlock {
-                        cidr: "0.0.0.0/0".to_owned(),
-                        except: None,
-                    }),
-                    ..NetworkPolicyPeer::default()
-                }]),
-                ports: Some(vec![port("TCP", DATABASE_PORT)]),
-            },
-        );
-    }
-    policies.push(policy(
-        ctx,
-        "instance-egress",
-        instance_pods,
-        None,
-        Some(egress),
-    ));
-    policies
+    ]
 }

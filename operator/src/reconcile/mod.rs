@@ -1,17 +1,17 @@
-//! The reconcile pipeline, in the order [`apply`] runs it:
+//! The reconcile pipeline, in the order `apply` runs it:
 //!
 //! 1. **admit** (pure, and the Tenant cache): the spec is valid and the host
 //!    is the Tenant's to take; otherwise nothing is written but status;
 //! 2. **fetch inputs**: the namespace (created or adopted only when it is
 //!    the Tenant's), the database password, an External database;
 //! 3. **build** (pure, [`crate::build`]): every child, in apply order;
-//! 4. **apply or observe** ([`children`]): apply what changed (or everything
+//! 4. **apply or observe** (`children.rs`): apply what changed (or everything
 //!    every few minutes), prune what is no longer wanted, read readiness;
 //! 5. **identity**: register the tenant once its instance is reachable;
-//! 6. **one status write** ([`report`]), only when it changed.
+//! 6. **one status write** (`report.rs`), only when it changed.
 //!
-//! Deletion runs [`cleanup`] instead. What the process remembers between
-//! reconciles lives in one [`memory::Memory`], keyed by the Tenant's uid.
+//! Deletion runs `cleanup` instead. What the process remembers between
+//! reconciles lives in one `memory::Memory`, keyed by the Tenant's uid.
 
 mod children;
 mod cleanup;

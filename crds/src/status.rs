@@ -1,0 +1,72 @@
+//! The Tenant's status: what the operator observed and reports.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::tenant::Tenant;
+
+/// Observed state of a Tenant, written by the operator.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantStatus {
+    /// Where the tenant is in its life: Provisioning, Ready, Suspended, Degraded or Deleting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// URL at which the tenant's instance answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Namespace that holds the tenant's objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Instance version (image tag) currently rolled out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, DatabaseReady, InstanceReady and IdentitySynced, each with a reason and a message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// Lifecycle phase of a Tenant.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Objects are being created or are not ready yet.
+    Provisioning,
+    /// The instance answers at its URL.
+    Ready,
+    /// Scaled to zero on request; data kept.
+    Suspended,
+    /// Was ready, and something is now failing; see the conditions.
+    Degraded,
+    /// Being deleted.
+    Deleting,
+}
+
+impl Phase {
+    /// The phase's name as written in status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Provisioning => "Provisioning",
+            Phase::Ready => "Ready",
+            Phase::Suspended => "Suspended",
+            Phase::Degraded => "Degraded",
+            Phase::Deleting => "Deleting",
+        }
+    }
+}
+
+impl Tenant {
+    /// The phase the operator reported for the Tenant's current generation;
+    /// `None` while the status is missing or describes an older spec.
+    pub fn current_phase(&self) -> Option<Phase> {
+        let status = self.status.as_ref()?;
+        (status.observed_generation == self.metadata.generation)
+            .then_some(status.phase)
+            .flatten()
+    }
+}
