@@ -156,6 +156,10 @@ impl Dialect for Sqlite {
     }
 }
 
+/// How long a PostgreSQL connection may sit idle and still be used
+/// without first checking that it is alive.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
 /// PostgreSQL: the tenant's dedicated database.
 impl Dialect for Postgres {
     const BACKEND: &'static str = "postgres";
@@ -167,6 +171,19 @@ impl Dialect for Postgres {
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
+            // A connection is checked (one round trip) before use only when
+            // it sat idle long enough for the server to have gone away; a
+            // busy one is not, as that would double the round trips of
+            // every statement outside a transaction.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_CHECK {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await
             .map_err(StoreError::Connect)?;

@@ -205,6 +205,16 @@ pub trait Repository: Send + Sync + 'static {
         execution: &Execution,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Enqueues a new execution already claimed by `owner`, for the process
+    /// that created it to drive at once: creating and claiming are one
+    /// statement, and no other process takes it while the lease holds.
+    fn insert_claimed_execution(
+        &self,
+        execution: &Execution,
+        owner: &str,
+        lease: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Enqueues a new execution that no process claims before `not_before`.
     fn schedule_execution(
         &self,
@@ -269,12 +279,15 @@ pub trait Repository: Send + Sync + 'static {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Writes the execution if `owner` still holds its lease, renewing it;
-    /// a finished execution's lease is released.
+    /// a finished execution's lease is released. `logs` (lines logged since
+    /// the last write) are appended in the same transaction, and only if
+    /// the lease is held.
     fn save_execution(
         &self,
         execution: &Execution,
         owner: &str,
         lease: Duration,
+        logs: &[NewLog],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Writes a waiting execution (PAUSED, or QUEUED by a concurrency
@@ -438,6 +451,14 @@ impl Repository for Store {
     async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError> {
         dispatch!(self, r => r.insert_execution(execution))
     }
+    async fn insert_claimed_execution(
+        &self,
+        execution: &Execution,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, r => r.insert_claimed_execution(execution, owner, lease))
+    }
     async fn schedule_execution(
         &self,
         execution: &Execution,
@@ -486,8 +507,9 @@ impl Repository for Store {
         execution: &Execution,
         owner: &str,
         lease: Duration,
+        logs: &[NewLog],
     ) -> Result<(), StoreError> {
-        dispatch!(self, r => r.save_execution(execution, owner, lease))
+        dispatch!(self, r => r.save_execution(execution, owner, lease, logs))
     }
     async fn park_execution(
         &self,

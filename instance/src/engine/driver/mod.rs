@@ -175,7 +175,7 @@ impl Driver<'_> {
             self.handle(event);
         }
         // Lines of a task still running are written now, so followers see
-        // them live.
+        // them live (otherwise they go with the execution's next write).
         if !self.dirty {
             self.flush_logs().await?;
         }
@@ -298,10 +298,16 @@ impl Driver<'_> {
                 }
             }
         }
-        self.flush_logs().await?;
+        // The lines logged since the last write go in the same transaction.
+        let logs = std::mem::take(&mut self.logs);
         self.inner
             .store
-            .save_execution(&self.exec, &self.inner.owner, self.inner.config.lease)
+            .save_execution(
+                &self.exec,
+                &self.inner.owner,
+                self.inner.config.lease,
+                &logs,
+            )
             .await?;
         self.dirty = false;
         if self.exec.state.current.is_terminal() {
