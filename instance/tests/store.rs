@@ -119,6 +119,26 @@ async fn flow_saves_check_presence(store: &Store) {
     assert_eq!(recreated.revision, 4);
 }
 
+/// Names that are not plain identifiers take the same locks and are
+/// stored as given.
+async fn odd_names_are_saved(store: &Store) {
+    for source in ["v1", "v2"] {
+        store
+            .save_flow("o'dd; ns", "x y\\", source, FlowExpect::Any)
+            .await
+            .expect("save")
+            .expect("saved");
+    }
+    let latest = store
+        .get_flow("o'dd; ns", "x y\\", None)
+        .await
+        .expect("get");
+    assert_eq!(
+        latest.map(|f| (f.revision, f.source)),
+        Some((2, "v2".into()))
+    );
+}
+
 async fn flows_list_by_namespace_prefix(store: &Store) {
     for (ns, id) in [
         ("list", "a"),
@@ -709,6 +729,7 @@ async fn suite(store: Store) {
     store.ping().await.expect("ping");
     flows_are_revisioned(&store).await;
     flow_saves_check_presence(&store).await;
+    odd_names_are_saved(&store).await;
     flows_list_by_namespace_prefix(&store).await;
     executions_are_stored_and_searched(&store).await;
     expired_leases_are_taken_over(&store).await;

@@ -135,7 +135,6 @@ async fn claim(
             }
             () = inner.shutdown.cancelled() => return,
         };
-        while drivers.try_join_next().is_some() {}
         let claimed = inner
             .store
             .claim_execution(&inner.owner, inner.config.lease)
@@ -180,6 +179,7 @@ async fn idle(
 }
 
 fn spawn_driver(drivers: &mut JoinSet<()>, inner: &Arc<Inner>, (execution, slot): Handoff) {
+    while drivers.try_join_next().is_some() {}
     let inner = inner.clone();
     drivers.spawn(async move {
         let id = execution.id.clone();

@@ -11,6 +11,23 @@ use super::sql::SqlRepository;
 use super::{ExecutionFilter, FlowRecord, StoreError, TriggerKey, TriggerState, query_error};
 use crate::execution::{Execution, LogEntry, NewLog};
 
+/// Writes an execution its owner holds.
+const UPDATE: &str = "UPDATE executions
+     SET state = $1, finished = $2, updated_at = $3, body = $4,
+         lease_owner = $5, lease_until = $6
+     WHERE id = $7 AND lease_owner = $8";
+
+/// [`UPDATE`], and the queued executions of the flow (`$9`/`$10`) made
+/// claimable; both see the same rows, and touch different ones.
+const WAKE_AND_UPDATE: &str = "WITH woken AS (
+         UPDATE executions SET not_before = 0
+         WHERE namespace = $9 AND flow_id = $10 AND finished = FALSE
+           AND state = 'QUEUED' AND id <> $7)
+     UPDATE executions
+     SET state = $1, finished = $2, updated_at = $3, body = $4,
+         lease_owner = $5, lease_until = $6
+     WHERE id = $7 AND lease_owner = $8";
+
 /// Log lines per `INSERT`: 7 parameters each, far below both databases'
 /// limit on parameters in one statement (SQLite 32766, PostgreSQL 65535).
 pub(super) const LOG_ROWS: usize = 1000;
@@ -105,21 +122,23 @@ where
     }
 
     /// Writes an execution `owner` holds, renewing its lease (released when
-    /// it has finished): false when `owner` no longer holds it.
+    /// it has finished): false when `owner` no longer holds it. With `wake`
+    /// (its flow), the same statement makes the flow's queued executions
+    /// claimable ([`Dialect::WAKE_IN_SAVE`]).
     pub(super) async fn update_execution_in<'e>(
         executor: impl sqlx::Executor<'e, Database = DB>,
         execution: &Execution,
         owner: &str,
         lease: std::time::Duration,
+        wake: Option<(&str, &str)>,
     ) -> Result<bool, StoreError> {
         let body = encode_execution(execution)?;
         let finished = execution.state.current.is_terminal();
-        let result = sqlx::query(
-            "UPDATE executions
-             SET state = $1, finished = $2, updated_at = $3, body = $4,
-                 lease_owner = $5, lease_until = $6
-             WHERE id = $7 AND lease_owner = $8",
-        )
+        let mut query = sqlx::query(if wake.is_some() {
+            WAKE_AND_UPDATE
+        } else {
+            UPDATE
+        })
         .bind(execution.state.current.as_str())
         .bind(finished)
         .bind(micros(Timestamp::now()))
@@ -127,10 +146,14 @@ where
         .bind((!finished).then_some(owner))
         .bind((!finished).then(|| lease_until(lease)))
         .bind(execution.id.as_str())
-        .bind(owner)
-        .execute(executor)
-        .await
-        .map_err(query_error("save execution"))?;
+        .bind(owner);
+        if let Some((namespace, flow_id)) = wake {
+            query = query.bind(namespace).bind(flow_id);
+        }
+        let result = query
+            .execute(executor)
+            .await
+            .map_err(query_error("save execution"))?;
         Ok(DB::rows_affected(&result) > 0)
     }
 

@@ -388,18 +388,20 @@ where
         let finished = execution.state.current.is_terminal();
         if !finished && logs.is_empty() {
             // One statement, its own transaction.
-            let held = Self::update_execution_in(&self.pool, execution, owner, lease).await?;
+            let held = Self::update_execution_in(&self.pool, execution, owner, lease, None).await?;
             return if held { Ok(()) } else { Err(lost()) };
         }
         let flow = (execution.namespace.as_str(), execution.flow_id.as_str());
         let mut tx = DB::begin_write(&self.pool, finished.then_some(flow), action).await?;
-        if !Self::update_execution_in(&mut *tx, execution, owner, lease).await? {
+        // Finished: after the flow's lock (see `admit`), a slot of its
+        // concurrency limit is free and its queued executions are
+        // claimable again.
+        let wake = (finished && DB::WAKE_IN_SAVE).then_some(flow);
+        if !Self::update_execution_in(&mut *tx, execution, owner, lease, wake).await? {
             return Err(lost());
         }
         Self::insert_logs_in(&mut *tx, logs).await?;
-        if finished {
-            // A slot of the flow's concurrency limit is free: queued
-            // executions of the flow are claimable again.
+        if finished && !DB::WAKE_IN_SAVE {
             sqlx::query(
                 "UPDATE executions SET not_before = 0
                  WHERE namespace = $1 AND flow_id = $2 AND finished = FALSE AND state = 'QUEUED'",
