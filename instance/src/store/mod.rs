@@ -22,7 +22,10 @@
 //! The queue: an unfinished execution is claimed by a process with a lease
 //! (owner + expiry). The owner renews the lease while it works; when a
 //! process dies its leases expire and another claim picks the execution up,
-//! so nothing is lost and nothing runs twice at the same time.
+//! so nothing is lost and nothing runs twice at the same time. A process
+//! that creates an execution it can drive at once creates it already
+//! claimed ([`Repository::insert_claimed_execution`]): one statement
+//! instead of an insert, a claim and the claimer's poll.
 
 use std::future::Future;
 use std::time::Duration;
