@@ -508,6 +508,62 @@ async fn claimed_inserts_and_saves_with_logs(store: &Store) {
     assert_eq!(messages(store, "own-many").await, expected);
 }
 
+/// An execution is only created of its flow's latest live revision.
+async fn inserts_check_the_latest_revision(store: &Store) {
+    drain(store).await;
+    let save = |source: &'static str| store.save_flow("guard", "f", source, FlowExpect::Any);
+    save("v1").await.expect("save").expect("saved");
+    let mut first = execution("guard-1", "guard", "f");
+    first.flow_revision = 1;
+    assert!(
+        store
+            .insert_execution_if_latest(&first, None)
+            .await
+            .expect("insert")
+    );
+    save("v2").await.expect("save").expect("saved");
+    let mut stale = execution("guard-2", "guard", "f");
+    stale.flow_revision = 1;
+    assert!(
+        !store
+            .insert_execution_if_latest(&stale, None)
+            .await
+            .expect("insert")
+    );
+    assert!(store.get_execution("guard-2").await.expect("get").is_none());
+    let mut current = execution("guard-3", "guard", "f");
+    current.flow_revision = 2;
+    let claimed = store
+        .insert_execution_if_latest(&current, Some(("creator", LEASE)))
+        .await
+        .expect("insert");
+    assert!(claimed);
+    let queued = store.claim_execution("other", LEASE).await.expect("claim");
+    assert_eq!(
+        queued.map(|e| e.id),
+        Some("guard-1".into()),
+        "guard-3 is claimed"
+    );
+    assert!(store.delete_flow("guard", "f").await.expect("delete"));
+    current.id = "guard-4".into();
+    assert!(
+        !store
+            .insert_execution_if_latest(&current, None)
+            .await
+            .expect("insert")
+    );
+    let mut missing = execution("guard-5", "guard", "none");
+    missing.flow_revision = 1;
+    assert!(
+        !store
+            .insert_execution_if_latest(&missing, None)
+            .await
+            .expect("insert")
+    );
+    drain_owned(store, "guard-1", "other").await;
+    drain_owned(store, "guard-3", "creator").await;
+}
+
 async fn drain_owned(store: &Store, id: &str, owner: &str) {
     let mut e = store.get_execution(id).await.expect("get").expect("stored");
     e.state.set(State::Cancelled, Timestamp::now());
@@ -735,6 +791,7 @@ async fn suite(store: Store) {
     expired_leases_are_taken_over(&store).await;
     logs_are_ordered_and_followable(&store).await;
     claimed_inserts_and_saves_with_logs(&store).await;
+    inserts_check_the_latest_revision(&store).await;
     trigger_events_fire_once(&store).await;
     claims_are_exclusive(Arc::new(store)).await;
 }

@@ -131,6 +131,9 @@ pub(crate) struct Inner {
     handoff: Mutex<Option<tokio::sync::mpsc::UnboundedSender<queue::Handoff>>>,
     /// The ends of executions created and driven here, for their waiters.
     ends: Mutex<HashMap<String, queue::End>>,
+    /// The latest revision of each flow as last read here (a hint: inserts
+    /// check it).
+    latest: Mutex<HashMap<(String, String), i64>>,
     shutdown: CancellationToken,
 }
 
@@ -164,6 +167,7 @@ impl Engine {
                 drive_slots,
                 handoff: Mutex::new(None),
                 ends: Mutex::new(HashMap::new()),
+                latest: Mutex::new(HashMap::new()),
                 shutdown: CancellationToken::new(),
             }),
         }
@@ -178,6 +182,16 @@ impl Engine {
         labels: Vec<Label>,
         trigger: Option<Value>,
     ) -> Result<Execution, EngineError> {
+        // The flow's latest revision as this process last read it: the
+        // insert checks that it still is, so nothing is read first.
+        if let Some((flow, revision)) = self.inner.known_latest(namespace, flow_id)
+            && !flow.disabled
+            && let Ok(execution) =
+                new_execution(&flow, revision, inputs, labels.clone(), trigger.clone())
+            && self.enqueue(&execution, true).await?
+        {
+            return Ok(execution);
+        }
         let (flow, revision) = self.inner.latest_flow(namespace, flow_id).await?;
         if flow.disabled {
             return Err(EngineError::FlowDisabled {
@@ -186,17 +200,36 @@ impl Engine {
             });
         }
         let execution = new_execution(&flow, revision, inputs, labels, trigger)?;
-        let Some((handoff, slot)) = self.inner.free_slot() else {
-            self.inner.store.insert_execution(&execution).await?;
-            self.inner.work.notify_one();
-            return Ok(execution);
-        };
-        // A driver slot is free here: created and claimed at once, and
-        // driven here without going through the queue.
+        self.enqueue(&execution, false).await?;
+        Ok(execution)
+    }
+
+    /// Stores a new execution and has it driven: here and at once when a
+    /// driver slot is free (it is created claimed), else through the queue.
+    /// With `if_latest`, false (nothing stored) when its flow revision is no
+    /// longer the flow's latest live one.
+    async fn enqueue(&self, execution: &Execution, if_latest: bool) -> Result<bool, EngineError> {
         let (store, owner) = (&self.inner.store, &self.inner.owner);
-        store
-            .insert_claimed_execution(&execution, owner, self.inner.config.lease)
-            .await?;
+        let lease = self.inner.config.lease;
+        let slot = self.inner.free_slot();
+        if if_latest {
+            let claim = slot.is_some().then_some((owner.as_str(), lease));
+            if !store.insert_execution_if_latest(execution, claim).await? {
+                self.inner
+                    .forget_latest(&execution.namespace, &execution.flow_id);
+                return Ok(false);
+            }
+        } else if slot.is_some() {
+            store
+                .insert_claimed_execution(execution, owner, lease)
+                .await?;
+        } else {
+            store.insert_execution(execution).await?;
+        }
+        let Some((handoff, slot)) = slot else {
+            self.inner.work.notify_one();
+            return Ok(true);
+        };
         self.inner.watch_end(&execution.id);
         if handoff.send((execution.clone(), slot)).is_err() {
             // The claim loop stopped meanwhile: back to the queue.
@@ -204,7 +237,7 @@ impl Engine {
             store.release_lease(&execution.id, owner).await?;
             self.inner.work.notify_one();
         }
-        Ok(execution)
+        Ok(true)
     }
 
     /// Every trigger of the flows under `namespace` (all when `None`), with
@@ -391,7 +424,29 @@ impl Inner {
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             *index = None;
         }
+        if let Ok(mut latest) = self.latest.lock() {
+            latest.clear();
+        }
         self.flows_changed.notify_one();
+    }
+
+    /// The flow's latest revision as last read here, parsed.
+    fn known_latest(&self, namespace: &str, flow_id: &str) -> Option<(Arc<Flow>, i64)> {
+        let key = (namespace.to_owned(), flow_id.to_owned());
+        let revision = *self.latest.lock().ok()?.get(&key)?;
+        let flow = self
+            .flows
+            .lock()
+            .ok()?
+            .get(&(key.0, key.1, revision))?
+            .clone();
+        Some((flow, revision))
+    }
+
+    fn forget_latest(&self, namespace: &str, flow_id: &str) {
+        if let Ok(mut latest) = self.latest.lock() {
+            latest.remove(&(namespace.to_owned(), flow_id.to_owned()));
+        }
     }
 
     /// The latest live revision of a flow, parsed.
@@ -414,6 +469,9 @@ impl Inner {
             record.revision,
             &record.source,
         )?;
+        if let Ok(mut latest) = self.latest.lock() {
+            latest.insert((record.namespace, record.id), record.revision);
+        }
         Ok((flow, record.revision))
     }
 

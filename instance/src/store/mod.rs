@@ -218,6 +218,16 @@ pub trait Repository: Send + Sync + 'static {
         lease: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Enqueues a new execution (claimed as by
+    /// [`Repository::insert_claimed_execution`] when `claim` is given) only
+    /// if its flow revision is still the flow's latest live one, in the
+    /// same statement: false, and nothing written, otherwise.
+    fn insert_execution_if_latest(
+        &self,
+        execution: &Execution,
+        claim: Option<(&str, Duration)>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Enqueues a new execution that no process claims before `not_before`.
     fn schedule_execution(
         &self,
@@ -461,6 +471,13 @@ impl Repository for Store {
         lease: Duration,
     ) -> Result<(), StoreError> {
         dispatch!(self, r => r.insert_claimed_execution(execution, owner, lease))
+    }
+    async fn insert_execution_if_latest(
+        &self,
+        execution: &Execution,
+        claim: Option<(&str, Duration)>,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, r => r.insert_execution_if_latest(execution, claim))
     }
     async fn schedule_execution(
         &self,

@@ -11,6 +11,19 @@ use super::sql::SqlRepository;
 use super::{ExecutionFilter, FlowRecord, StoreError, TriggerKey, TriggerState, query_error};
 use crate::execution::{Execution, LogEntry, NewLog};
 
+/// Inserts an execution.
+const INSERT: &str = "INSERT INTO executions (id, namespace, flow_id, state, finished, created_at, updated_at, body, labels, not_before, lease_owner, lease_until)
+     VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10, $11)";
+
+/// [`INSERT`] if the flow's latest revision is `$12` and live.
+const INSERT_IF_LATEST: &str = "INSERT INTO executions (id, namespace, flow_id, state, finished, created_at, updated_at, body, labels, not_before, lease_owner, lease_until)
+     SELECT $1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10, $11
+     WHERE EXISTS (
+         SELECT 1 FROM (
+             SELECT revision, deleted FROM flows WHERE namespace = $2 AND id = $3
+             ORDER BY revision DESC LIMIT 1) latest
+         WHERE latest.revision = $12 AND latest.deleted = FALSE)";
+
 /// Writes an execution its owner holds.
 const UPDATE: &str = "UPDATE executions
      SET state = $1, finished = $2, updated_at = $3, body = $4,
@@ -86,34 +99,35 @@ where
     }
 
     /// Inserts a new execution; with `lease` (owner, until), already
-    /// claimed by that owner.
+    /// claimed by that owner. With `if_latest`, only while its flow
+    /// revision is the flow's latest live one: false (nothing written)
+    /// otherwise.
     pub(super) async fn insert_execution_in<'e>(
         executor: impl sqlx::Executor<'e, Database = DB>,
         execution: &Execution,
         not_before: i64,
         lease: Option<(&str, i64)>,
-    ) -> Result<(), StoreError> {
+        if_latest: bool,
+    ) -> Result<bool, StoreError> {
         let body = encode_execution(execution)?;
         let labels = label_text(&execution.labels);
-        let result = sqlx::query(
-            "INSERT INTO executions (id, namespace, flow_id, state, finished, created_at, updated_at, body, labels, not_before, lease_owner, lease_until)
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(execution.id.as_str())
-        .bind(execution.namespace.as_str())
-        .bind(execution.flow_id.as_str())
-        .bind(execution.state.current.as_str())
-        .bind(execution.state.current.is_terminal())
-        .bind(micros(Timestamp::now()))
-        .bind(body.as_str())
-        .bind(labels.as_str())
-        .bind(not_before)
-        .bind(lease.map(|(owner, _)| owner))
-        .bind(lease.map(|(_, until)| until))
-        .execute(executor)
-        .await;
-        match result {
-            Ok(_) => Ok(()),
+        let mut query = sqlx::query(if if_latest { INSERT_IF_LATEST } else { INSERT })
+            .bind(execution.id.as_str())
+            .bind(execution.namespace.as_str())
+            .bind(execution.flow_id.as_str())
+            .bind(execution.state.current.as_str())
+            .bind(execution.state.current.is_terminal())
+            .bind(micros(Timestamp::now()))
+            .bind(body.as_str())
+            .bind(labels.as_str())
+            .bind(not_before)
+            .bind(lease.map(|(owner, _)| owner))
+            .bind(lease.map(|(_, until)| until));
+        if if_latest {
+            query = query.bind(execution.flow_revision);
+        }
+        match query.execute(executor).await {
+            Ok(result) => Ok(DB::rows_affected(&result) > 0),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 Err(StoreError::Duplicate(execution.id.clone()))
             }

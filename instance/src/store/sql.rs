@@ -223,7 +223,9 @@ where
     }
 
     async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError> {
-        Self::insert_execution_in(&self.pool, execution, 0, None).await
+        Self::insert_execution_in(&self.pool, execution, 0, None, false)
+            .await
+            .map(drop)
     }
 
     async fn insert_claimed_execution(
@@ -233,7 +235,18 @@ where
         lease: Duration,
     ) -> Result<(), StoreError> {
         let lease = Some((owner, lease_until(lease)));
-        Self::insert_execution_in(&self.pool, execution, 0, lease).await
+        Self::insert_execution_in(&self.pool, execution, 0, lease, false)
+            .await
+            .map(drop)
+    }
+
+    async fn insert_execution_if_latest(
+        &self,
+        execution: &Execution,
+        claim: Option<(&str, Duration)>,
+    ) -> Result<bool, StoreError> {
+        let lease = claim.map(|(owner, lease)| (owner, lease_until(lease)));
+        Self::insert_execution_in(&self.pool, execution, 0, lease, true).await
     }
 
     async fn schedule_execution(
@@ -241,7 +254,9 @@ where
         execution: &Execution,
         not_before: Timestamp,
     ) -> Result<(), StoreError> {
-        Self::insert_execution_in(&self.pool, execution, micros(not_before), None).await
+        Self::insert_execution_in(&self.pool, execution, micros(not_before), None, false)
+            .await
+            .map(drop)
     }
 
     async fn get_execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
@@ -667,7 +682,7 @@ where
             return Ok(false);
         }
         if let Some(execution) = execution {
-            Self::insert_execution_in(&mut *tx, execution, 0, None).await?;
+            Self::insert_execution_in(&mut *tx, execution, 0, None, false).await?;
         }
         // The cursor only moves forward.
         sqlx::query(
