@@ -6,7 +6,8 @@
 //! (opening and migrating, how a writing transaction excludes others, the
 //! claim's row lock, the substring function, the retention purge). Shared
 //! statement pieces (the execution filter, row decoding) are in `query.rs`.
-//! [`Store`] picks the database from a URL.
+//! [`Store`] picks the database from a URL. This file is the trait and
+//! `Store`'s forwarding of each of its methods, hence its length.
 //!
 //! Why generic over `sqlx::Database` rather than one `sqlx::Any` path as in
 //! identity: `Any` copies every bound value and every returned row into
