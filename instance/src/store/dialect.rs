@@ -1,7 +1,8 @@
 //! What really differs between SQLite and PostgreSQL, and nothing else: how
 //! a database is opened and migrated, how a writing transaction excludes
-//! other writers, the claim's row lock, the substring function and the
-//! retention purge. Everything else is one implementation in `sql.rs`.
+//! other writers, the claim's row lock, whether the finishing write also
+//! wakes queued executions, the substring function and the retention
+//! purge. Everything else is one implementation in `sql.rs`.
 
 use std::future::Future;
 use std::str::FromStr;
