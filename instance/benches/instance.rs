@@ -3,17 +3,24 @@
 //! - idle RSS a second after it is ready (VmRSS from /proc),
 //! - time from process start to `/readyz` answering 200,
 //! - executions per second of a one-task flow, and the p50/p99 latency of
-//!   one execution (API call with `wait=true` until its final state).
+//!   one execution (API call with `wait=true` until its final state),
+//! - on PostgreSQL, what one execution costs the server (transactions and
+//!   statements, see `pgstats`) and, as the ceiling, `pgbench -N`'s
+//!   transactions per second on the same server in the same run, with the
+//!   ratio of executions per second to it.
 //!
-//! `cargo bench -p atoll-instance` (set BENCH_EXECUTIONS / BENCH_CONCURRENCY
-//! to change the load; defaults 2000 and 64).
+//! `cargo bench -p atoll-instance --bench instance` (set BENCH_EXECUTIONS /
+//! BENCH_CONCURRENCY to change the load, defaults 2000 and 64;
+//! BENCH_PGBENCH_SECONDS for the ceiling's run, default 10).
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 mod common;
+mod pgstats;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use atoll_testkit::pg::TestPostgres;
 use common::{Load, env_number, free_port, percentile, run_executions};
 
 const FLOW: &str = "id: one\nnamespace: bench\ntasks:\n  - id: only\n    type: io.kestra.plugin.core.debug.Return\n    format: \"{{ execution.id }}\"\n";
@@ -37,7 +44,14 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-async fn bench(label: &str, database_url: &str) {
+/// The PostgreSQL server and database a run is measured on.
+struct Measured<'a> {
+    server: &'a TestPostgres,
+    database: &'a str,
+}
+
+/// Runs the instance on `database_url`; returns its executions per second.
+async fn bench(label: &str, database_url: &str, measured: Option<Measured<'_>>) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -81,6 +95,9 @@ async fn bench(label: &str, database_url: &str) {
 
     let total = env_number("BENCH_EXECUTIONS", 2000);
     let concurrency = env_number("BENCH_CONCURRENCY", 64);
+    let before = measured
+        .as_ref()
+        .map(|m| pgstats::read(m.server, m.database));
     let Load {
         latencies,
         failed,
@@ -93,15 +110,26 @@ async fn bench(label: &str, database_url: &str) {
     )
     .await;
     let loaded_rss = rss_kib(proc.0.id());
+    let rate = latencies.len() as f64 / elapsed.as_secs_f64();
     println!(
         "{label:<10} ready {:>6.0} ms | idle RSS {:>6.1} MiB | {total} executions x1 task, {concurrency} concurrent: {:>7.1}/s, p50 {:>6.1} ms, p99 {:>6.1} ms, failed {failed} | RSS after load {:.1} MiB",
         ready_after.as_secs_f64() * 1000.0,
         idle_rss as f64 / 1024.0,
-        latencies.len() as f64 / elapsed.as_secs_f64(),
+        rate,
         percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
         percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
         loaded_rss as f64 / 1024.0,
     );
+    if let (Some(m), Some(before)) = (measured, before) {
+        let after = pgstats::read(m.server, m.database);
+        let per = |n: u64| n as f64 / total as f64;
+        println!(
+            "{label:<10} per execution: {:.2} transactions, {:.2} statements (pg_stat_database xact_commit+xact_rollback, pg_stat_statements calls; over {total})",
+            per(after.transactions - before.transactions),
+            per(after.statements - before.statements),
+        );
+    }
+    rate
 }
 
 #[tokio::main]
@@ -114,8 +142,20 @@ async fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     let sqlite = format!("sqlite:{}", dir.path().join("bench.db").display());
-    bench("sqlite", &sqlite).await;
-    let server = atoll_testkit::pg::TestPostgres::start();
+    bench("sqlite", &sqlite, None).await;
+    let server = TestPostgres::start_with(pgstats::SETTINGS);
+    pgstats::enable(&server);
     let url = server.database_url("bench");
-    bench("postgres", &url).await;
+    let measured = Measured {
+        server: &server,
+        database: "bench",
+    };
+    let rate = bench("postgres", &url, Some(measured)).await;
+    let seconds = env_number("BENCH_PGBENCH_SECONDS", 10);
+    let ceiling = pgstats::ceiling(&server, seconds);
+    println!(
+        "{:<10} pgbench -N (simple-update), same server: {ceiling:.0} tps; executions/s over it: {:.3}",
+        "postgres",
+        rate / ceiling
+    );
 }

@@ -119,6 +119,26 @@ async fn flow_saves_check_presence(store: &Store) {
     assert_eq!(recreated.revision, 4);
 }
 
+/// Names that are not plain identifiers take the same locks and are
+/// stored as given.
+async fn odd_names_are_saved(store: &Store) {
+    for source in ["v1", "v2"] {
+        store
+            .save_flow("o'dd; ns", "x y\\", source, FlowExpect::Any)
+            .await
+            .expect("save")
+            .expect("saved");
+    }
+    let latest = store
+        .get_flow("o'dd; ns", "x y\\", None)
+        .await
+        .expect("get");
+    assert_eq!(
+        latest.map(|f| (f.revision, f.source)),
+        Some((2, "v2".into()))
+    );
+}
+
 async fn flows_list_by_namespace_prefix(store: &Store) {
     for (ns, id) in [
         ("list", "a"),
@@ -258,7 +278,7 @@ async fn executions_are_stored_and_searched(store: &Store) {
     }
     first.state.set(State::Success, Timestamp::now());
     store
-        .save_execution(&first, owner, LEASE)
+        .save_execution(&first, owner, LEASE, &[])
         .await
         .expect("save");
     assert_eq!(search(None, None, vec![State::Success]).await, ["search-1"]);
@@ -316,7 +336,7 @@ async fn expired_leases_are_taken_over(store: &Store) {
     let taken = store.claim_execution("alive", LEASE).await.expect("claim");
     assert_eq!(taken.map(|c| c.id), Some("lease-1".into()));
     e.state.set(State::Running, Timestamp::now());
-    let lost = store.save_execution(&e, "dead", LEASE).await;
+    let lost = store.save_execution(&e, "dead", LEASE, &[]).await;
     assert!(matches!(lost, Err(StoreError::LeaseLost(_))), "{lost:?}");
     assert!(
         !store
@@ -353,7 +373,7 @@ async fn expired_leases_are_taken_over(store: &Store) {
 
     e.state.set(State::Killed, Timestamp::now());
     store
-        .save_execution(&e, "third", LEASE)
+        .save_execution(&e, "third", LEASE, &[])
         .await
         .expect("save");
     assert_eq!(
@@ -394,12 +414,171 @@ async fn logs_are_ordered_and_followable(store: &Store) {
     assert!(store.logs("other", 0, 100).await.expect("logs").is_empty());
 }
 
+fn line(execution_id: &str, message: &str) -> NewLog {
+    NewLog {
+        execution_id: execution_id.into(),
+        task_run_id: None,
+        task_id: None,
+        attempt_number: 0,
+        level: "INFO".into(),
+        message: message.into(),
+        timestamp: Timestamp::now(),
+    }
+}
+
+async fn messages(store: &Store, execution_id: &str) -> Vec<String> {
+    let logs = store.logs(execution_id, 0, 10_000).await.expect("logs");
+    logs.into_iter().map(|l| l.message).collect()
+}
+
+/// An execution created already claimed is its creator's alone until the
+/// lease expires; the lines a save carries are written with it, and only
+/// while the lease is held.
+async fn claimed_inserts_and_saves_with_logs(store: &Store) {
+    drain(store).await;
+    let mut e = execution("own-1", "own", "f");
+    store
+        .insert_claimed_execution(&e, "creator", LEASE)
+        .await
+        .expect("insert claimed");
+    assert!(matches!(
+        store.insert_claimed_execution(&e, "creator", LEASE).await,
+        Err(StoreError::Duplicate(_))
+    ));
+    assert_eq!(
+        store.claim_execution("other", LEASE).await.expect("claim"),
+        None
+    );
+    assert_eq!(
+        store
+            .claim_one("own-1", "other", LEASE)
+            .await
+            .expect("claim"),
+        None
+    );
+    assert!(
+        store
+            .renew_lease("own-1", "creator", LEASE)
+            .await
+            .expect("renew")
+            .held
+    );
+
+    e.state.set(State::Running, Timestamp::now());
+    let lines = [line("own-1", "a"), line("own-1", "b")];
+    store
+        .save_execution(&e, "creator", LEASE, &lines)
+        .await
+        .expect("save");
+    assert_eq!(messages(store, "own-1").await, ["a", "b"]);
+    let lost = store
+        .save_execution(&e, "other", LEASE, &[line("own-1", "c")])
+        .await;
+    assert!(matches!(lost, Err(StoreError::LeaseLost(_))), "{lost:?}");
+    assert_eq!(messages(store, "own-1").await, ["a", "b"], "not written");
+    e.state.set(State::Success, Timestamp::now());
+    store
+        .save_execution(&e, "creator", LEASE, &[line("own-1", "d")])
+        .await
+        .expect("save finished");
+    assert_eq!(messages(store, "own-1").await, ["a", "b", "d"]);
+    let stored = store
+        .get_execution("own-1")
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(stored.state.current, State::Success);
+
+    // A creator that died: its lease expires and another process takes over.
+    let orphan = execution("own-2", "own", "f");
+    store
+        .insert_claimed_execution(&orphan, "dead", Duration::ZERO)
+        .await
+        .expect("insert claimed");
+    let taken = store.claim_execution("alive", LEASE).await.expect("claim");
+    assert_eq!(taken.map(|c| c.id), Some("own-2".into()));
+    drain_owned(store, "own-2", "alive").await;
+
+    // More lines than one statement carries, in order.
+    let many: Vec<_> = (0..2500)
+        .map(|i| line("own-many", &i.to_string()))
+        .collect();
+    store.append_logs(&many).await.expect("append");
+    let expected: Vec<String> = (0..2500).map(|i| i.to_string()).collect();
+    assert_eq!(messages(store, "own-many").await, expected);
+}
+
+/// An execution is only created of its flow's latest live revision.
+async fn inserts_check_the_latest_revision(store: &Store) {
+    drain(store).await;
+    let save = |source: &'static str| store.save_flow("guard", "f", source, FlowExpect::Any);
+    save("v1").await.expect("save").expect("saved");
+    let mut first = execution("guard-1", "guard", "f");
+    first.flow_revision = 1;
+    assert!(
+        store
+            .insert_execution_if_latest(&first, None)
+            .await
+            .expect("insert")
+    );
+    save("v2").await.expect("save").expect("saved");
+    let mut stale = execution("guard-2", "guard", "f");
+    stale.flow_revision = 1;
+    assert!(
+        !store
+            .insert_execution_if_latest(&stale, None)
+            .await
+            .expect("insert")
+    );
+    assert!(store.get_execution("guard-2").await.expect("get").is_none());
+    let mut current = execution("guard-3", "guard", "f");
+    current.flow_revision = 2;
+    let claimed = store
+        .insert_execution_if_latest(&current, Some(("creator", LEASE)))
+        .await
+        .expect("insert");
+    assert!(claimed);
+    let queued = store.claim_execution("other", LEASE).await.expect("claim");
+    assert_eq!(
+        queued.map(|e| e.id),
+        Some("guard-1".into()),
+        "guard-3 is claimed"
+    );
+    assert!(store.delete_flow("guard", "f").await.expect("delete"));
+    current.id = "guard-4".into();
+    assert!(
+        !store
+            .insert_execution_if_latest(&current, None)
+            .await
+            .expect("insert")
+    );
+    let mut missing = execution("guard-5", "guard", "none");
+    missing.flow_revision = 1;
+    assert!(
+        !store
+            .insert_execution_if_latest(&missing, None)
+            .await
+            .expect("insert")
+    );
+    drain_owned(store, "guard-1", "other").await;
+    drain_owned(store, "guard-3", "creator").await;
+}
+
+async fn drain_owned(store: &Store, id: &str, owner: &str) {
+    let mut e = store.get_execution(id).await.expect("get").expect("stored");
+    e.state.set(State::Cancelled, Timestamp::now());
+    store
+        .save_execution(&e, owner, LEASE, &[])
+        .await
+        .expect("save");
+}
+
 /// Claims and finishes whatever earlier steps left unfinished.
 async fn drain(store: &Store) {
     while let Some(mut e) = store.claim_execution("drain", LEASE).await.expect("claim") {
         e.state.set(State::Cancelled, Timestamp::now());
         store
-            .save_execution(&e, "drain", LEASE)
+            .save_execution(&e, "drain", LEASE, &[])
             .await
             .expect("save");
     }
@@ -606,10 +785,13 @@ async fn suite(store: Store) {
     store.ping().await.expect("ping");
     flows_are_revisioned(&store).await;
     flow_saves_check_presence(&store).await;
+    odd_names_are_saved(&store).await;
     flows_list_by_namespace_prefix(&store).await;
     executions_are_stored_and_searched(&store).await;
     expired_leases_are_taken_over(&store).await;
     logs_are_ordered_and_followable(&store).await;
+    claimed_inserts_and_saves_with_logs(&store).await;
+    inserts_check_the_latest_revision(&store).await;
     trigger_events_fire_once(&store).await;
     claims_are_exclusive(Arc::new(store)).await;
 }

@@ -52,6 +52,12 @@ impl TestPostgres {
     /// Starts a server and waits (up to a minute) until it accepts
     /// connections. Panics with the reason when it cannot.
     pub fn start() -> TestPostgres {
+        TestPostgres::start_with(&[])
+    }
+
+    /// [`TestPostgres::start`] with extra server settings (`name=value`,
+    /// each passed as `-c`), e.g. a library to preload.
+    pub fn start_with(settings: &[&str]) -> TestPostgres {
         let bin = bindir_from_env();
         assert!(
             bin.join("initdb").is_file(),
@@ -87,7 +93,11 @@ impl TestPostgres {
             String::from_utf8_lossy(&out.stderr)
         );
         let port = free_port();
-        let child = command(&bin.join("postgres"), user)
+        let mut server = command(&bin.join("postgres"), user);
+        for setting in settings {
+            server.args(["-c", setting]);
+        }
+        let child = server
             .arg("-D")
             .arg(&data)
             .arg("-k")

@@ -5,6 +5,7 @@ mod context;
 mod driver;
 mod flows;
 mod plan;
+mod queue;
 mod reads;
 mod rerun;
 mod retention;
@@ -123,6 +124,15 @@ pub(crate) struct Inner {
     /// not install a stale index.
     flows_generation: std::sync::atomic::AtomicU64,
     finished: broadcast::Sender<(String, State)>,
+    /// One per execution driven at once (`max_running`).
+    drive_slots: Arc<Semaphore>,
+    /// To the claim loop, while it runs: executions created here, claimed.
+    handoff: Mutex<Option<tokio::sync::mpsc::UnboundedSender<queue::Handoff>>>,
+    /// The ends of executions created and driven here, for their waiters.
+    ends: Mutex<HashMap<String, queue::End>>,
+    /// The latest revision of each flow as last read here (a hint: inserts
+    /// check it).
+    latest: Mutex<HashMap<(String, String), i64>>,
     shutdown: CancellationToken,
 }
 
@@ -137,6 +147,7 @@ impl Engine {
         let (finished, _) = broadcast::channel(1024);
         let http = egress::TaskHttp::new(config.http_allow_private);
         let task_slots = Arc::new(Semaphore::new(config.max_task_runs.max(1)));
+        let drive_slots = Arc::new(Semaphore::new(config.max_running));
         Engine {
             inner: Arc::new(Inner {
                 store,
@@ -152,6 +163,10 @@ impl Engine {
                 downstream: Mutex::new(None),
                 flows_generation: std::sync::atomic::AtomicU64::new(0),
                 finished,
+                drive_slots,
+                handoff: Mutex::new(None),
+                ends: Mutex::new(HashMap::new()),
+                latest: Mutex::new(HashMap::new()),
                 shutdown: CancellationToken::new(),
             }),
         }
@@ -166,6 +181,16 @@ impl Engine {
         labels: Vec<Label>,
         trigger: Option<Value>,
     ) -> Result<Execution, EngineError> {
+        // The flow's latest revision as this process last read it: the
+        // insert checks that it still is, so nothing is read first.
+        if let Some((flow, revision)) = self.inner.known_latest(namespace, flow_id)
+            && !flow.disabled
+            && let Ok(execution) =
+                new_execution(&flow, revision, inputs, labels.clone(), trigger.clone())
+            && self.enqueue(&execution, true).await?
+        {
+            return Ok(execution);
+        }
         let (flow, revision) = self.inner.latest_flow(namespace, flow_id).await?;
         if flow.disabled {
             return Err(EngineError::FlowDisabled {
@@ -174,9 +199,44 @@ impl Engine {
             });
         }
         let execution = new_execution(&flow, revision, inputs, labels, trigger)?;
-        self.inner.store.insert_execution(&execution).await?;
-        self.inner.work.notify_one();
+        self.enqueue(&execution, false).await?;
         Ok(execution)
+    }
+
+    /// Stores a new execution and has it driven: here and at once when a
+    /// driver slot is free (it is created claimed), else through the queue.
+    /// With `if_latest`, false (nothing stored) when its flow revision is no
+    /// longer the flow's latest live one.
+    async fn enqueue(&self, execution: &Execution, if_latest: bool) -> Result<bool, EngineError> {
+        let (store, owner) = (&self.inner.store, &self.inner.owner);
+        let lease = self.inner.config.lease;
+        let slot = self.inner.free_slot();
+        if if_latest {
+            let claim = slot.is_some().then_some((owner.as_str(), lease));
+            if !store.insert_execution_if_latest(execution, claim).await? {
+                self.inner
+                    .forget_latest(&execution.namespace, &execution.flow_id);
+                return Ok(false);
+            }
+        } else if slot.is_some() {
+            store
+                .insert_claimed_execution(execution, owner, lease)
+                .await?;
+        } else {
+            store.insert_execution(execution).await?;
+        }
+        let Some((handoff, slot)) = slot else {
+            self.inner.work.notify_one();
+            return Ok(true);
+        };
+        self.inner.watch_end(&execution.id);
+        if handoff.send((execution.clone(), slot)).is_err() {
+            // The claim loop stopped meanwhile: back to the queue.
+            self.inner.forget(&execution.id);
+            store.release_lease(&execution.id, owner).await?;
+            self.inner.work.notify_one();
+        }
+        Ok(true)
     }
 
     /// Every trigger of the flows under `namespace` (all when `None`), with
@@ -319,108 +379,9 @@ impl Engine {
         Ok(next)
     }
 
-    /// Waits until the execution is in a final state.
-    pub async fn wait(&self, id: &str, timeout: Duration) -> Result<Execution, EngineError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut finished = self.inner.finished.subscribe();
-        loop {
-            let execution = self
-                .inner
-                .store
-                .get_execution(id)
-                .await?
-                .ok_or_else(|| EngineError::ExecutionNotFound(id.into()))?;
-            if execution.state.current.is_terminal() {
-                return Ok(execution);
-            }
-            // Re-read when this process finishes it, or periodically for an
-            // execution finished elsewhere (another replica).
-            let tick = tokio::time::sleep(Duration::from_millis(250));
-            tokio::pin!(tick);
-            loop {
-                tokio::select! {
-                    event = finished.recv() => match event {
-                        Ok((done, _)) if done == id => break,
-                        Ok(_) => {}
-                        Err(broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(broadcast::error::RecvError::Closed) => tick.as_mut().await,
-                    },
-                    () = &mut tick => break,
-                    () = tokio::time::sleep_until(deadline) => {
-                        return Err(EngineError::Timeout(id.into()));
-                    }
-                }
-            }
-        }
-    }
-
     /// A receiver of (execution id, final state) for executions this process finishes.
     pub fn finished_events(&self) -> broadcast::Receiver<(String, State)> {
         self.inner.finished.subscribe()
-    }
-
-    /// Claims and drives executions until `shutdown` is cancelled; then stops
-    /// claiming, hands back unfinished executions and returns.
-    pub async fn run(&self, shutdown: CancellationToken) {
-        let inner = self.inner.clone();
-        let stop = inner.shutdown.clone();
-        let forward = tokio::spawn(async move {
-            shutdown.cancelled().await;
-            stop.cancel();
-        });
-        let schedules = tokio::spawn(triggers::run(inner.clone()));
-        let retention = tokio::spawn(retention::run(inner.clone()));
-        let slots = Arc::new(Semaphore::new(inner.config.max_running));
-        let mut drivers = tokio::task::JoinSet::new();
-        loop {
-            let permit = tokio::select! {
-                permit = slots.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-                () = inner.shutdown.cancelled() => break,
-            };
-            while drivers.try_join_next().is_some() {}
-            let claimed = inner
-                .store
-                .claim_execution(&inner.owner, inner.config.lease)
-                .await;
-            match claimed {
-                Ok(Some(execution)) => {
-                    let inner = inner.clone();
-                    drivers.spawn(async move {
-                        let id = execution.id.clone();
-                        let result = driver::drive(&inner, execution).await;
-                        inner.forget(&id);
-                        if let Err(err) = result {
-                            tracing::error!(execution = %id, error = %err, "driving the execution failed");
-                            let _ = inner.store.release_lease(&id, &inner.owner).await;
-                        }
-                        drop(permit);
-                    });
-                }
-                Ok(None) => {
-                    drop(permit);
-                    tokio::select! {
-                        () = inner.work.notified() => {}
-                        () = tokio::time::sleep(inner.config.poll) => {}
-                        () = inner.shutdown.cancelled() => break,
-                    }
-                }
-                Err(err) => {
-                    drop(permit);
-                    tracing::warn!(error = %err, "claiming work failed; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        () = inner.shutdown.cancelled() => break,
-                    }
-                }
-            }
-        }
-        while drivers.join_next().await.is_some() {}
-        let _ = schedules.await;
-        let _ = retention.await;
-        forward.abort();
     }
 }
 
@@ -462,7 +423,29 @@ impl Inner {
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             *index = None;
         }
+        if let Ok(mut latest) = self.latest.lock() {
+            latest.clear();
+        }
         self.flows_changed.notify_one();
+    }
+
+    /// The flow's latest revision as last read here, parsed.
+    fn known_latest(&self, namespace: &str, flow_id: &str) -> Option<(Arc<Flow>, i64)> {
+        let key = (namespace.to_owned(), flow_id.to_owned());
+        let revision = *self.latest.lock().ok()?.get(&key)?;
+        let flow = self
+            .flows
+            .lock()
+            .ok()?
+            .get(&(key.0, key.1, revision))?
+            .clone();
+        Some((flow, revision))
+    }
+
+    fn forget_latest(&self, namespace: &str, flow_id: &str) {
+        if let Ok(mut latest) = self.latest.lock() {
+            latest.remove(&(namespace.to_owned(), flow_id.to_owned()));
+        }
     }
 
     /// The latest live revision of a flow, parsed.
@@ -485,6 +468,9 @@ impl Inner {
             record.revision,
             &record.source,
         )?;
+        if let Ok(mut latest) = self.latest.lock() {
+            latest.insert((record.namespace, record.id), record.revision);
+        }
         Ok((flow, record.revision))
     }
 
@@ -548,13 +534,18 @@ impl Inner {
         kills.entry(id.to_owned()).or_default().clone()
     }
 
+    /// Drops what this process kept for an execution it drove.
     fn forget(&self, id: &str) {
         if let Ok(mut kills) = self.kills.lock() {
             kills.remove(id);
         }
+        if let Ok(mut ends) = self.ends.lock() {
+            ends.remove(id);
+        }
     }
 
     fn finished(&self, execution: &Execution) {
+        self.ended(execution);
         let _ = self
             .finished
             .send((execution.id.clone(), execution.state.current));

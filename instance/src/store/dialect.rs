@@ -1,7 +1,8 @@
 //! What really differs between SQLite and PostgreSQL, and nothing else: how
 //! a database is opened and migrated, how a writing transaction excludes
-//! other writers, the claim's row lock, the substring function and the
-//! retention purge. Everything else is one implementation in `sql.rs`.
+//! other writers, the claim's row lock, whether the finishing write also
+//! wakes queued executions, the substring function and the retention
+//! purge. Everything else is one implementation in `sql.rs`.
 
 use std::future::Future;
 use std::str::FromStr;
@@ -27,6 +28,11 @@ pub trait Dialect: Database {
     /// SQLite needs nothing: a writing statement holds the database's only
     /// write lock from its start.
     const PICK_LOCK: &'static str;
+
+    /// The write that finishes an execution also wakes the queued
+    /// executions of its flow, in one statement (a data-modifying `WITH`);
+    /// otherwise that is a second statement.
+    const WAKE_IN_SAVE: bool;
 
     /// Opens (SQLite: creating if needed) the database and migrates it.
     fn open(url: &str) -> impl Future<Output = Result<Pool<Self>, StoreError>> + Send;
@@ -80,6 +86,7 @@ impl Dialect for Sqlite {
     const BACKEND: &'static str = "sqlite";
     const POSITION: &'static str = "instr";
     const PICK_LOCK: &'static str = "";
+    const WAKE_IN_SAVE: bool = false;
 
     async fn open(url: &str) -> Result<Pool<Self>, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
@@ -156,17 +163,43 @@ impl Dialect for Sqlite {
     }
 }
 
+/// How long a PostgreSQL connection may sit idle and still be used
+/// without first checking that it is alive.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+/// A name that can be written as an SQL literal as it is.
+fn plain(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// PostgreSQL: the tenant's dedicated database.
 impl Dialect for Postgres {
     const BACKEND: &'static str = "postgres";
     const POSITION: &'static str = "strpos";
     const PICK_LOCK: &'static str = " FOR UPDATE SKIP LOCKED";
+    const WAKE_IN_SAVE: bool = true;
 
     async fn open(url: &str) -> Result<Pool<Self>, StoreError> {
         let options = PgConnectOptions::from_str(url).map_err(StoreError::Connect)?;
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
+            // A connection is checked (one round trip) before use only when
+            // it sat idle long enough for the server to have gone away; a
+            // busy one is not, as that would double the round trips of
+            // every statement outside a transaction.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_CHECK {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await
             .map_err(StoreError::Connect)?;
@@ -186,6 +219,20 @@ impl Dialect for Postgres {
         flow: Option<(&str, &str)>,
         action: &'static str,
     ) -> Result<Transaction<'static, Self>, StoreError> {
+        if let Some((namespace, id)) = flow
+            && plain(namespace)
+            && plain(id)
+        {
+            // One round trip for both: names of letters, digits, `.`, `_`
+            // and `-` are safe as literals whatever the server's settings.
+            let begin = format!(
+                "BEGIN; SELECT pg_advisory_xact_lock(hashtext('{namespace}' || '/' || '{id}'))"
+            );
+            return pool
+                .begin_with(sqlx::AssertSqlSafe(begin))
+                .await
+                .map_err(query_error(action));
+        }
         let mut tx = pool.begin().await.map_err(query_error(action))?;
         if let Some((namespace, id)) = flow {
             sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2))")

@@ -6,7 +6,8 @@
 //! (opening and migrating, how a writing transaction excludes others, the
 //! claim's row lock, the substring function, the retention purge). Shared
 //! statement pieces (the execution filter, row decoding) are in `query.rs`.
-//! [`Store`] picks the database from a URL.
+//! [`Store`] picks the database from a URL. This file is the trait and
+//! `Store`'s forwarding of each of its methods, hence its length.
 //!
 //! Why generic over `sqlx::Database` rather than one `sqlx::Any` path (and
 //! identity's store likewise): `Any` copies every bound value and every
@@ -22,7 +23,10 @@
 //! The queue: an unfinished execution is claimed by a process with a lease
 //! (owner + expiry). The owner renews the lease while it works; when a
 //! process dies its leases expire and another claim picks the execution up,
-//! so nothing is lost and nothing runs twice at the same time.
+//! so nothing is lost and nothing runs twice at the same time. A process
+//! that creates an execution it can drive at once creates it already
+//! claimed ([`Repository::insert_claimed_execution`]): one statement
+//! instead of an insert, a claim and the claimer's poll.
 
 use std::future::Future;
 use std::time::Duration;
@@ -205,6 +209,26 @@ pub trait Repository: Send + Sync + 'static {
         execution: &Execution,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Enqueues a new execution already claimed by `owner`, for the process
+    /// that created it to drive at once: creating and claiming are one
+    /// statement, and no other process takes it while the lease holds.
+    fn insert_claimed_execution(
+        &self,
+        execution: &Execution,
+        owner: &str,
+        lease: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Enqueues a new execution (claimed as by
+    /// [`Repository::insert_claimed_execution`] when `claim` is given) only
+    /// if its flow revision is still the flow's latest live one, in the
+    /// same statement: false, and nothing written, otherwise.
+    fn insert_execution_if_latest(
+        &self,
+        execution: &Execution,
+        claim: Option<(&str, Duration)>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Enqueues a new execution that no process claims before `not_before`.
     fn schedule_execution(
         &self,
@@ -269,12 +293,15 @@ pub trait Repository: Send + Sync + 'static {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Writes the execution if `owner` still holds its lease, renewing it;
-    /// a finished execution's lease is released.
+    /// a finished execution's lease is released. `logs` (lines logged since
+    /// the last write) are appended in the same transaction, and only if
+    /// the lease is held.
     fn save_execution(
         &self,
         execution: &Execution,
         owner: &str,
         lease: Duration,
+        logs: &[NewLog],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Writes a waiting execution (PAUSED, or QUEUED by a concurrency
@@ -438,6 +465,21 @@ impl Repository for Store {
     async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError> {
         dispatch!(self, r => r.insert_execution(execution))
     }
+    async fn insert_claimed_execution(
+        &self,
+        execution: &Execution,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, r => r.insert_claimed_execution(execution, owner, lease))
+    }
+    async fn insert_execution_if_latest(
+        &self,
+        execution: &Execution,
+        claim: Option<(&str, Duration)>,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, r => r.insert_execution_if_latest(execution, claim))
+    }
     async fn schedule_execution(
         &self,
         execution: &Execution,
@@ -486,8 +528,9 @@ impl Repository for Store {
         execution: &Execution,
         owner: &str,
         lease: Duration,
+        logs: &[NewLog],
     ) -> Result<(), StoreError> {
-        dispatch!(self, r => r.save_execution(execution, owner, lease))
+        dispatch!(self, r => r.save_execution(execution, owner, lease, logs))
     }
     async fn park_execution(
         &self,

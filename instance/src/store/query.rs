@@ -1,6 +1,6 @@
 //! What the statements in `sql.rs` share: the execution filter (one
-//! builder for search and count), row decoding, inserting an execution,
-//! and how values are stored (times as microseconds, executions as JSON,
+//! builder for search and count), row decoding, inserting and updating an
+//! execution, appending log lines, and how values are stored (times as microseconds, executions as JSON,
 //! labels as one searchable string).
 
 use jiff::Timestamp;
@@ -9,7 +9,41 @@ use sqlx::{QueryBuilder, Row};
 use super::dialect::Dialect;
 use super::sql::SqlRepository;
 use super::{ExecutionFilter, FlowRecord, StoreError, TriggerKey, TriggerState, query_error};
-use crate::execution::{Execution, LogEntry};
+use crate::execution::{Execution, LogEntry, NewLog};
+
+/// Inserts an execution.
+const INSERT: &str = "INSERT INTO executions (id, namespace, flow_id, state, finished, created_at, updated_at, body, labels, not_before, lease_owner, lease_until)
+     VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10, $11)";
+
+/// [`INSERT`] if the flow's latest revision is `$12` and live.
+const INSERT_IF_LATEST: &str = "INSERT INTO executions (id, namespace, flow_id, state, finished, created_at, updated_at, body, labels, not_before, lease_owner, lease_until)
+     SELECT $1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10, $11
+     WHERE EXISTS (
+         SELECT 1 FROM (
+             SELECT revision, deleted FROM flows WHERE namespace = $2 AND id = $3
+             ORDER BY revision DESC LIMIT 1) latest
+         WHERE latest.revision = $12 AND latest.deleted = FALSE)";
+
+/// Writes an execution its owner holds.
+const UPDATE: &str = "UPDATE executions
+     SET state = $1, finished = $2, updated_at = $3, body = $4,
+         lease_owner = $5, lease_until = $6
+     WHERE id = $7 AND lease_owner = $8";
+
+/// [`UPDATE`], and the queued executions of the flow (`$9`/`$10`) made
+/// claimable; both see the same rows, and touch different ones.
+const WAKE_AND_UPDATE: &str = "WITH woken AS (
+         UPDATE executions SET not_before = 0
+         WHERE namespace = $9 AND flow_id = $10 AND finished = FALSE
+           AND state = 'QUEUED' AND id <> $7)
+     UPDATE executions
+     SET state = $1, finished = $2, updated_at = $3, body = $4,
+         lease_owner = $5, lease_until = $6
+     WHERE id = $7 AND lease_owner = $8";
+
+/// Log lines per `INSERT`: 7 parameters each, far below both databases'
+/// limit on parameters in one statement (SQLite 32766, PostgreSQL 65535).
+pub(super) const LOG_ROWS: usize = 1000;
 
 impl<DB> SqlRepository<DB>
 where
@@ -64,35 +98,104 @@ where
             .push(" ESCAPE '\\')");
     }
 
+    /// Inserts a new execution; with `lease` (owner, until), already
+    /// claimed by that owner. With `if_latest`, only while its flow
+    /// revision is the flow's latest live one: false (nothing written)
+    /// otherwise.
     pub(super) async fn insert_execution_in<'e>(
         executor: impl sqlx::Executor<'e, Database = DB>,
         execution: &Execution,
         not_before: i64,
-    ) -> Result<(), StoreError> {
+        lease: Option<(&str, i64)>,
+        if_latest: bool,
+    ) -> Result<bool, StoreError> {
         let body = encode_execution(execution)?;
         let labels = label_text(&execution.labels);
-        let result = sqlx::query(
-            "INSERT INTO executions (id, namespace, flow_id, state, finished, created_at, updated_at, body, labels, not_before)
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9)",
-        )
-        .bind(execution.id.as_str())
-        .bind(execution.namespace.as_str())
-        .bind(execution.flow_id.as_str())
-        .bind(execution.state.current.as_str())
-        .bind(execution.state.current.is_terminal())
-        .bind(micros(Timestamp::now()))
-        .bind(body.as_str())
-        .bind(labels.as_str())
-        .bind(not_before)
-        .execute(executor)
-        .await;
-        match result {
-            Ok(_) => Ok(()),
+        let mut query = sqlx::query(if if_latest { INSERT_IF_LATEST } else { INSERT })
+            .bind(execution.id.as_str())
+            .bind(execution.namespace.as_str())
+            .bind(execution.flow_id.as_str())
+            .bind(execution.state.current.as_str())
+            .bind(execution.state.current.is_terminal())
+            .bind(micros(Timestamp::now()))
+            .bind(body.as_str())
+            .bind(labels.as_str())
+            .bind(not_before)
+            .bind(lease.map(|(owner, _)| owner))
+            .bind(lease.map(|(_, until)| until));
+        if if_latest {
+            query = query.bind(execution.flow_revision);
+        }
+        match query.execute(executor).await {
+            Ok(result) => Ok(DB::rows_affected(&result) > 0),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 Err(StoreError::Duplicate(execution.id.clone()))
             }
             Err(e) => Err(query_error("insert execution")(e)),
         }
+    }
+
+    /// Writes an execution `owner` holds, renewing its lease (released when
+    /// it has finished): false when `owner` no longer holds it. With `wake`
+    /// (its flow), the same statement makes the flow's queued executions
+    /// claimable ([`Dialect::WAKE_IN_SAVE`]).
+    pub(super) async fn update_execution_in<'e>(
+        executor: impl sqlx::Executor<'e, Database = DB>,
+        execution: &Execution,
+        owner: &str,
+        lease: std::time::Duration,
+        wake: Option<(&str, &str)>,
+    ) -> Result<bool, StoreError> {
+        let body = encode_execution(execution)?;
+        let finished = execution.state.current.is_terminal();
+        let mut query = sqlx::query(if wake.is_some() {
+            WAKE_AND_UPDATE
+        } else {
+            UPDATE
+        })
+        .bind(execution.state.current.as_str())
+        .bind(finished)
+        .bind(micros(Timestamp::now()))
+        .bind(body.as_str())
+        .bind((!finished).then_some(owner))
+        .bind((!finished).then(|| lease_until(lease)))
+        .bind(execution.id.as_str())
+        .bind(owner);
+        if let Some((namespace, flow_id)) = wake {
+            query = query.bind(namespace).bind(flow_id);
+        }
+        let result = query
+            .execute(executor)
+            .await
+            .map_err(query_error("save execution"))?;
+        Ok(DB::rows_affected(&result) > 0)
+    }
+
+    /// Appends log lines, one multi-row `INSERT` per [`LOG_ROWS`] lines.
+    pub(super) async fn insert_logs_in(
+        conn: &mut DB::Connection,
+        logs: &[NewLog],
+    ) -> Result<(), StoreError> {
+        for chunk in logs.chunks(LOG_ROWS) {
+            let mut query = QueryBuilder::<DB>::new(
+                "INSERT INTO logs (execution_id, task_run_id, task_id, attempt_number, level, message, ts) ",
+            );
+            query.push_values(chunk, |mut row, log| {
+                row.push_bind(log.execution_id.as_str())
+                    .push_bind(log.task_run_id.as_deref())
+                    .push_bind(log.task_id.as_deref())
+                    .push_bind(log.attempt_number)
+                    .push_bind(log.level.as_str())
+                    .push_bind(log.message.as_str())
+                    .push_bind(micros(log.timestamp));
+            });
+            query
+                .build()
+                .execute(&mut *conn)
+                .await
+                .map_err(query_error("append logs"))?;
+        }
+        Ok(())
     }
 
     pub(super) fn flow_record(row: &DB::Row) -> FlowRecord {

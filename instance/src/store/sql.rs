@@ -16,7 +16,7 @@ use jiff::Timestamp;
 use sqlx::{Database, Pool, QueryBuilder, Row};
 
 use super::dialect::Dialect;
-use super::query::{decode_execution, encode_execution, lease_until, micros};
+use super::query::{LOG_ROWS, decode_execution, encode_execution, lease_until, micros};
 use super::{
     ExecutionFilter, FlowExpect, FlowRecord, Lease, Repository, StoreError, TriggerKey,
     TriggerState, query_error,
@@ -223,7 +223,30 @@ where
     }
 
     async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError> {
-        Self::insert_execution_in(&self.pool, execution, 0).await
+        Self::insert_execution_in(&self.pool, execution, 0, None, false)
+            .await
+            .map(drop)
+    }
+
+    async fn insert_claimed_execution(
+        &self,
+        execution: &Execution,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        let lease = Some((owner, lease_until(lease)));
+        Self::insert_execution_in(&self.pool, execution, 0, lease, false)
+            .await
+            .map(drop)
+    }
+
+    async fn insert_execution_if_latest(
+        &self,
+        execution: &Execution,
+        claim: Option<(&str, Duration)>,
+    ) -> Result<bool, StoreError> {
+        let lease = claim.map(|(owner, lease)| (owner, lease_until(lease)));
+        Self::insert_execution_in(&self.pool, execution, 0, lease, true).await
     }
 
     async fn schedule_execution(
@@ -231,7 +254,9 @@ where
         execution: &Execution,
         not_before: Timestamp,
     ) -> Result<(), StoreError> {
-        Self::insert_execution_in(&self.pool, execution, micros(not_before)).await
+        Self::insert_execution_in(&self.pool, execution, micros(not_before), None, false)
+            .await
+            .map(drop)
     }
 
     async fn get_execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
@@ -371,36 +396,27 @@ where
         execution: &Execution,
         owner: &str,
         lease: Duration,
+        logs: &[NewLog],
     ) -> Result<(), StoreError> {
         let action = "save execution";
-        let body = encode_execution(execution)?;
+        let lost = || StoreError::LeaseLost(execution.id.clone());
         let finished = execution.state.current.is_terminal();
+        if !finished && logs.is_empty() {
+            // One statement, its own transaction.
+            let held = Self::update_execution_in(&self.pool, execution, owner, lease, None).await?;
+            return if held { Ok(()) } else { Err(lost()) };
+        }
         let flow = (execution.namespace.as_str(), execution.flow_id.as_str());
         let mut tx = DB::begin_write(&self.pool, finished.then_some(flow), action).await?;
-        // A finished execution's lease is released.
-        let result = sqlx::query(
-            "UPDATE executions
-             SET state = $1, finished = $2, updated_at = $3, body = $4,
-                 lease_owner = $5, lease_until = $6
-             WHERE id = $7 AND lease_owner = $8",
-        )
-        .bind(execution.state.current.as_str())
-        .bind(finished)
-        .bind(micros(Timestamp::now()))
-        .bind(body.as_str())
-        .bind((!finished).then_some(owner))
-        .bind((!finished).then(|| lease_until(lease)))
-        .bind(execution.id.as_str())
-        .bind(owner)
-        .execute(&mut *tx)
-        .await
-        .map_err(query_error(action))?;
-        if DB::rows_affected(&result) == 0 {
-            return Err(StoreError::LeaseLost(execution.id.clone()));
+        // Finished: after the flow's lock (see `admit`), a slot of its
+        // concurrency limit is free and its queued executions are
+        // claimable again.
+        let wake = (finished && DB::WAKE_IN_SAVE).then_some(flow);
+        if !Self::update_execution_in(&mut *tx, execution, owner, lease, wake).await? {
+            return Err(lost());
         }
-        if finished {
-            // A slot of the flow's concurrency limit is free: queued
-            // executions of the flow are claimable again.
+        Self::insert_logs_in(&mut *tx, logs).await?;
+        if finished && !DB::WAKE_IN_SAVE {
             sqlx::query(
                 "UPDATE executions SET not_before = 0
                  WHERE namespace = $1 AND flow_id = $2 AND finished = FALSE AND state = 'QUEUED'",
@@ -545,27 +561,17 @@ where
     }
 
     async fn append_logs(&self, logs: &[NewLog]) -> Result<(), StoreError> {
+        let action = "append logs";
         if logs.is_empty() {
             return Ok(());
         }
-        let action = "append logs";
-        let mut tx = self.pool.begin().await.map_err(query_error(action))?;
-        for log in logs {
-            sqlx::query(
-                "INSERT INTO logs (execution_id, task_run_id, task_id, attempt_number, level, message, ts)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(log.execution_id.as_str())
-            .bind(log.task_run_id.as_deref())
-            .bind(log.task_id.as_deref())
-            .bind(log.attempt_number)
-            .bind(log.level.as_str())
-            .bind(log.message.as_str())
-            .bind(micros(log.timestamp))
-            .execute(&mut *tx)
-            .await
-            .map_err(query_error(action))?;
+        if logs.len() <= LOG_ROWS {
+            // At most one statement: no transaction around it.
+            let mut conn = self.pool.acquire().await.map_err(query_error(action))?;
+            return Self::insert_logs_in(&mut *conn, logs).await;
         }
+        let mut tx = self.pool.begin().await.map_err(query_error(action))?;
+        Self::insert_logs_in(&mut *tx, logs).await?;
         tx.commit().await.map_err(query_error(action))?;
         Ok(())
     }
@@ -676,7 +682,7 @@ where
             return Ok(false);
         }
         if let Some(execution) = execution {
-            Self::insert_execution_in(&mut *tx, execution, 0).await?;
+            Self::insert_execution_in(&mut *tx, execution, 0, None, false).await?;
         }
         // The cursor only moves forward.
         sqlx::query(
