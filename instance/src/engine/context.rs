@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 
 use crate::execution::{Execution, TaskRun};
 use crate::flow::{Flow, Task};
-use crate::template::{ERROR_LOGS_VAR, LOOP_VALUES_VAR};
+use crate::template::{ERROR_LOGS_VAR, LOOP_VALUES_VAR, Templates, Vars};
 
 /// `outputs`: task outputs by task id; looped tasks nested by loop value,
 /// outermost first (`outputs['t']['v1']['v2'].value`).
@@ -99,7 +99,7 @@ pub(crate) fn for_run(
     task: &Task,
     run: &TaskRun,
     error_logs: &[(String, String)],
-) -> minijinja::Value {
+) -> Vars {
     vars.insert(
         "task".into(),
         json!({"id": task.id, "type": task.type_name}),
@@ -127,7 +127,7 @@ pub(crate) fn for_run(
         .map(|(task_id, message)| json!({"taskId": task_id, "message": message, "level": "ERROR"}))
         .collect();
     vars.insert(ERROR_LOGS_VAR.into(), Value::Array(logs));
-    minijinja::Value::from_serialize(Value::Object(vars))
+    Templates::vars(&vars)
 }
 
 #[cfg(test)]

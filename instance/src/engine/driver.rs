@@ -292,7 +292,7 @@ impl Driver<'_> {
         self.flow.find_task(task_id).cloned()
     }
 
-    fn vars(&self, task: &Task, run: &TaskRun) -> minijinja::Value {
+    fn vars(&self, task: &Task, run: &TaskRun) -> crate::template::Vars {
         let base = context::base(&self.flow, &self.exec);
         context::for_run(base, &self.exec, task, run, &self.error_logs)
     }
@@ -710,7 +710,7 @@ impl Driver<'_> {
             self.inner
                 .templates
                 .render(text, &self.vars(task, run))
-                .map_err(|e| e.to_string())
+                .map_err(|e| crate::flow::tasks::template_error(task, text, &e))
         };
         let mut outputs = Map::new();
         match &task.kind {
@@ -796,8 +796,7 @@ impl Driver<'_> {
     }
 
     fn render_outputs(&self) -> Result<Map<String, Value>, String> {
-        let vars =
-            minijinja::Value::from_serialize(Value::Object(context::base(&self.flow, &self.exec)));
+        let vars = crate::template::Templates::vars(&context::base(&self.flow, &self.exec));
         let mut out = Map::new();
         for output in &self.flow.outputs {
             let value = self

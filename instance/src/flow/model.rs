@@ -260,6 +260,10 @@ pub struct WebhookTrigger {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     pub id: String,
+    /// Where the task is in the flow's document (`tasks[2]`,
+    /// `tasks[0].then[1]`), for messages.
+    #[serde(default)]
+    pub path: String,
     /// The type name exactly as written (canonical name or older alias).
     pub type_name: String,
     pub description: Option<String>,
