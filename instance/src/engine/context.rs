@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::execution::{Execution, TaskRun};
-use crate::flow::{Flow, Task};
+use crate::flow::{Flow, InputError, InputType, Task, typed_output};
 use crate::template::{ERROR_LOGS_VAR, LOOP_VALUES_VAR, Templates, Vars};
 
 /// `outputs`: task outputs by task id; looped tasks nested by loop value,
@@ -66,6 +66,46 @@ pub(crate) fn base(flow: &Flow, execution: &Execution) -> Map<String, Value> {
     }
     vars.insert("outputs".into(), Value::Object(outputs(execution)));
     vars
+}
+
+/// The flow's `outputs`, each rendered against the finished execution and
+/// converted to its declared type (an `INT` output is a number, as in
+/// Kestra). A value that is one `{{ expression }}` keeps the expression's
+/// type; text types take the rendered text.
+pub(crate) fn flow_outputs(
+    templates: &Templates,
+    flow: &Flow,
+    execution: &Execution,
+) -> Result<Map<String, Value>, String> {
+    let vars = Templates::vars(&base(flow, execution));
+    let mut out = Map::new();
+    for (i, output) in flow.outputs.iter().enumerate() {
+        let property = format!("outputs[{i}].value");
+        let textual = matches!(
+            output.kind,
+            InputType::String | InputType::Secret | InputType::Uri | InputType::Email
+        );
+        let rendered = if textual {
+            templates.render_json(&output.value, &vars)
+        } else {
+            templates.evaluate_json(&output.value, &vars)
+        }
+        .map_err(|e| {
+            format!(
+                "flow output `{}`: {}",
+                output.id,
+                e.in_property(None, &property)
+            )
+        })?;
+        let value = typed_output(output, rendered).map_err(|e| match e {
+            InputError::Invalid { expected, .. } => {
+                format!("flow output `{}` must be {expected}", output.id)
+            }
+            other => other.to_string(),
+        })?;
+        out.insert(output.id.clone(), value);
+    }
+    Ok(out)
 }
 
 fn taskrun_vars(run: &TaskRun) -> Value {
