@@ -116,7 +116,7 @@ async fn create_child(
     {
         Ok(Value::Object(map)) => map,
         Ok(_) => Map::new(),
-        Err(err) => return Err(fail(format!("subflow inputs: {err}"))),
+        Err(err) => return Err(fail(err.in_property(Some(&logs.task_id), "inputs"))),
     };
     let (flow, revision) = inner
         .latest_flow(&spec.namespace, &spec.flow_id)
