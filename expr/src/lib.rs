@@ -9,12 +9,11 @@
 //! assert_eq!(engine.render("Hello {{ name | upper }}", &context).unwrap(), "Hello BOB");
 //! ```
 //!
-//! Switching the instance from its minijinja `Templates`: `Engine` takes
-//! its place (`render`, `render_json` keep their shape), contexts become a
-//! [`Map`] built with [`Engine::context_from_map`] from the same
-//! `serde_json` map, and `TemplateError` converts from [`Error`] (its
-//! `Display` gives the message with line and column). [`Engine::evaluate`]
-//! gives a typed [`Value`] for typed outputs. Errors quote template
+//! The instance calls it through its `Templates` adapter: contexts are a
+//! [`Map`] built with [`Engine::context_from_map`] from the engine's
+//! `serde_json` variables, and its `TemplateError` converts from [`Error`]
+//! (message, line and column). [`Engine::evaluate`] gives a typed [`Value`]
+//! for typed flow outputs. Errors quote template
 //! literals and, like Kestra's, sometimes the input value they could not
 //! read (a date, a number).
 

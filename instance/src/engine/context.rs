@@ -5,8 +5,8 @@
 use serde_json::{Map, Value, json};
 
 use crate::execution::{Execution, TaskRun};
-use crate::flow::{Flow, Task};
-use crate::template::{ERROR_LOGS_VAR, LOOP_VALUES_VAR};
+use crate::flow::{Flow, InputError, InputType, Task, typed_output};
+use crate::template::{ERROR_LOGS_VAR, LOOP_VALUES_VAR, Templates, Vars};
 
 /// `outputs`: task outputs by task id; looped tasks nested by loop value,
 /// outermost first (`outputs['t']['v1']['v2'].value`).
@@ -68,6 +68,46 @@ pub(crate) fn base(flow: &Flow, execution: &Execution) -> Map<String, Value> {
     vars
 }
 
+/// The flow's `outputs`, each rendered against the finished execution and
+/// converted to its declared type (an `INT` output is a number, as in
+/// Kestra). A value that is one `{{ expression }}` keeps the expression's
+/// type; text types take the rendered text.
+pub(crate) fn flow_outputs(
+    templates: &Templates,
+    flow: &Flow,
+    execution: &Execution,
+) -> Result<Map<String, Value>, String> {
+    let vars = Templates::vars(&base(flow, execution));
+    let mut out = Map::new();
+    for (i, output) in flow.outputs.iter().enumerate() {
+        let property = format!("outputs[{i}].value");
+        let textual = matches!(
+            output.kind,
+            InputType::String | InputType::Secret | InputType::Uri | InputType::Email
+        );
+        let rendered = if textual {
+            templates.render_json(&output.value, &vars)
+        } else {
+            templates.evaluate_json(&output.value, &vars)
+        }
+        .map_err(|e| {
+            format!(
+                "flow output `{}`: {}",
+                output.id,
+                e.in_property(None, &property)
+            )
+        })?;
+        let value = typed_output(output, rendered).map_err(|e| match e {
+            InputError::Invalid { expected, .. } => {
+                format!("flow output `{}` must be {expected}", output.id)
+            }
+            other => other.to_string(),
+        })?;
+        out.insert(output.id.clone(), value);
+    }
+    Ok(out)
+}
+
 fn taskrun_vars(run: &TaskRun) -> Value {
     let mut map = Map::new();
     map.insert("id".into(), Value::String(run.id.clone()));
@@ -99,7 +139,7 @@ pub(crate) fn for_run(
     task: &Task,
     run: &TaskRun,
     error_logs: &[(String, String)],
-) -> minijinja::Value {
+) -> Vars {
     vars.insert(
         "task".into(),
         json!({"id": task.id, "type": task.type_name}),
@@ -127,7 +167,7 @@ pub(crate) fn for_run(
         .map(|(task_id, message)| json!({"taskId": task_id, "message": message, "level": "ERROR"}))
         .collect();
     vars.insert(ERROR_LOGS_VAR.into(), Value::Array(logs));
-    minijinja::Value::from_serialize(Value::Object(vars))
+    Templates::vars(&vars)
 }
 
 #[cfg(test)]

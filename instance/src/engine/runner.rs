@@ -15,7 +15,7 @@ use crate::execution::NewLog;
 use crate::flow::tasks::egress::TaskHttp;
 use crate::flow::tasks::{Context, Logs};
 use crate::flow::{LogLevel, Task};
-use crate::template::Templates;
+use crate::template::{Templates, Vars};
 
 /// What the driver hears from a running attempt.
 #[derive(Debug)]
@@ -58,7 +58,7 @@ impl LogSink {
 /// Everything one attempt needs.
 pub(crate) struct Attempt {
     pub task: Task,
-    pub vars: minijinja::Value,
+    pub vars: Vars,
     pub templates: Arc<Templates>,
     pub http: TaskHttp,
     /// Task runs executing at once (`ATOLL_MAX_CONCURRENT_TASK_RUNS`).
@@ -101,6 +101,7 @@ async fn execute(attempt: &Attempt) -> Result<Map<String, Value>, String> {
     let sink = attempt.logs.clone();
     let logs: Logs = Arc::new(move |level, message| sink.log(level, message));
     let cx = Context {
+        task: &attempt.task,
         templates: &attempt.templates,
         vars: &attempt.vars,
         http: &attempt.http,

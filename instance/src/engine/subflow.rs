@@ -13,6 +13,7 @@ use super::{Engine, EngineError, Inner, context, new_execution};
 use crate::execution::Execution;
 use crate::flow::{Label, LogLevel, SubflowSpec};
 use crate::store::{Repository, StoreError};
+use crate::template::{Templates, Vars};
 
 /// Label every execution of a call tree carries: the id of its root.
 pub(crate) const CORRELATION_LABEL: &str = "system.correlationId";
@@ -36,7 +37,7 @@ pub(crate) async fn run(
     inner: Arc<Inner>,
     spec: SubflowSpec,
     parent: Parent,
-    vars: minijinja::Value,
+    vars: Vars,
     logs: LogSink,
 ) {
     let run_id = logs.task_run_id.clone();
@@ -58,7 +59,7 @@ async fn attempt(
     inner: &Arc<Inner>,
     spec: &SubflowSpec,
     parent: &Parent,
-    vars: &minijinja::Value,
+    vars: &Vars,
     logs: &LogSink,
 ) -> Result<Map<String, Value>, Failure> {
     let fail = |message: String| (message, Map::new());
@@ -105,7 +106,7 @@ async fn create_child(
     inner: &Inner,
     spec: &SubflowSpec,
     parent: &Parent,
-    vars: &minijinja::Value,
+    vars: &Vars,
     logs: &LogSink,
 ) -> Result<Execution, Failure> {
     let fail = |message: String| (message, Map::new());
@@ -115,7 +116,7 @@ async fn create_child(
     {
         Ok(Value::Object(map)) => map,
         Ok(_) => Map::new(),
-        Err(err) => return Err(fail(format!("subflow inputs: {err}"))),
+        Err(err) => return Err(fail(err.in_property(Some(&logs.task_id), "inputs"))),
     };
     let (flow, revision) = inner
         .latest_flow(&spec.namespace, &spec.flow_id)
@@ -200,7 +201,7 @@ async fn child_outputs(
         return Ok(child.outputs.clone());
     }
     let flow = inner.flow_for(child).await.map_err(|e| e.to_string())?;
-    let vars = minijinja::Value::from_serialize(Value::Object(context::base(&flow, child)));
+    let vars = Templates::vars(&context::base(&flow, child));
     match inner
         .templates
         .render_json(&Value::Object(spec.outputs.clone()), &vars)

@@ -13,7 +13,7 @@ mod validate;
 
 pub use crate::vocabulary::Label;
 pub use error::{FlowError, Problem, ProblemKind};
-pub use inputs::{InputError, resolve_inputs};
+pub use inputs::{InputError, resolve_inputs, typed_output};
 pub use model::*;
 pub use parse::{MAX_FLOW_NESTING, MAX_SOURCE_BYTES, parse_duration};
 pub use redact::{REDACTED, redact_webhook_keys};

@@ -77,6 +77,18 @@ pub enum InputType {
     Json,
     Select,
     Array,
+    /// An ISO local date (`2024-01-31`).
+    Date,
+    /// An ISO local time (`13:45:00`).
+    Time,
+    /// An ISO-8601 duration (`PT5M`).
+    Duration,
+    /// Several of the allowed `values`.
+    MultiSelect,
+    Uri,
+    Email,
+    /// A string that is never shown in messages or logs.
+    Secret,
 }
 
 impl InputType {
@@ -92,6 +104,15 @@ impl InputType {
         ("JSON", InputType::Json),
         ("SELECT", InputType::Select),
         ("ARRAY", InputType::Array),
+        ("DATE", InputType::Date),
+        ("TIME", InputType::Time),
+        ("DURATION", InputType::Duration),
+        // `ENUM` is Kestra's older name of `SELECT`.
+        ("ENUM", InputType::Select),
+        ("MULTISELECT", InputType::MultiSelect),
+        ("URI", InputType::Uri),
+        ("EMAIL", InputType::Email),
+        ("SECRET", InputType::Secret),
     ];
 
     pub fn from_name(name: &str) -> Option<Self> {
@@ -111,6 +132,13 @@ impl InputType {
             InputType::Json => "JSON",
             InputType::Select => "SELECT",
             InputType::Array => "ARRAY",
+            InputType::Date => "DATE",
+            InputType::Time => "TIME",
+            InputType::Duration => "DURATION",
+            InputType::MultiSelect => "MULTISELECT",
+            InputType::Uri => "URI",
+            InputType::Email => "EMAIL",
+            InputType::Secret => "SECRET",
         }
     }
 }
@@ -123,6 +151,12 @@ pub struct FlowOutput {
     /// A template string, or a list/map whose strings are templates.
     pub value: Value,
     pub required: bool,
+    /// Item type of an `ARRAY` output.
+    #[serde(default)]
+    pub item_type: Option<InputType>,
+    /// Allowed values of a `SELECT`/`MULTISELECT` output.
+    #[serde(default)]
+    pub values: Vec<String>,
 }
 
 /// A trigger: what starts executions of the flow besides the API.
@@ -260,6 +294,10 @@ pub struct WebhookTrigger {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     pub id: String,
+    /// Where the task is in the flow's document (`tasks[2]`,
+    /// `tasks[0].then[1]`), for messages.
+    #[serde(default)]
+    pub path: String,
     /// The type name exactly as written (canonical name or older alias).
     pub type_name: String,
     pub description: Option<String>,

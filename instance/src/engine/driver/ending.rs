@@ -27,18 +27,7 @@ impl Driver<'_> {
     }
 
     pub(super) fn render_outputs(&self) -> Result<Map<String, Value>, String> {
-        let vars =
-            minijinja::Value::from_serialize(Value::Object(context::base(&self.flow, &self.exec)));
-        let mut out = Map::new();
-        for output in &self.flow.outputs {
-            let value = self
-                .inner
-                .templates
-                .render_json(&output.value, &vars)
-                .map_err(|e| format!("flow output `{}`: {e}", output.id))?;
-            out.insert(output.id.clone(), value);
-        }
-        Ok(out)
+        context::flow_outputs(&self.inner.templates, &self.flow, &self.exec)
     }
 
     /// Ends the execution RETRIED (its retry is a new execution): attempts

@@ -41,7 +41,7 @@ impl Driver<'_> {
             self.inner
                 .templates
                 .render(text, &self.vars(task, run))
-                .map_err(|e| e.to_string())
+                .map_err(|e| crate::flow::tasks::template_error(task, text, &e))
         };
         let mut outputs = Map::new();
         match &task.kind {

@@ -337,7 +337,7 @@ impl Driver<'_> {
         self.flow.find_task(task_id).cloned()
     }
 
-    fn vars(&self, task: &Task, run: &TaskRun) -> minijinja::Value {
+    fn vars(&self, task: &Task, run: &TaskRun) -> crate::template::Vars {
         let base = context::base(&self.flow, &self.exec);
         context::for_run(base, &self.exec, task, run, &self.error_logs)
     }

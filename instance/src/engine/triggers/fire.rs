@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use jiff::Timestamp;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::engine::{EngineError, Inner, new_execution};
 use crate::execution::Execution;
@@ -40,7 +40,8 @@ fn render_inputs(
     if inputs.is_empty() {
         return Ok(Map::new());
     }
-    let vars = minijinja::Value::from_serialize(json!({ "trigger": trigger }));
+    let mut vars = crate::template::Vars::new();
+    vars.insert("trigger".into(), trigger.into());
     match inner
         .templates
         .render_json(&Value::Object(inputs.clone()), &vars)

@@ -82,11 +82,14 @@ pub(super) fn inputs_from(f: &mut Fields<'_>, key: &'static str) -> Vec<Input> {
         } else {
             None
         };
-        if kind == Some(InputType::Select) && values.is_empty() && !g.problem_at("values") {
+        if let Some(kind @ (InputType::Select | InputType::MultiSelect)) = kind
+            && values.is_empty()
+            && !g.problem_at("values")
+        {
             g.report(
                 "values",
                 ProblemKind::Field,
-                "a SELECT input needs a non-empty `values` list".into(),
+                format!("a {} input needs a non-empty `values` list", kind.name()),
             );
         }
         g.finish();
@@ -149,6 +152,12 @@ pub(super) fn outputs_from(f: &mut Fields<'_>) -> Vec<FlowOutput> {
         }
         let required = g.bool("required", true);
         let _description = g.string("description");
+        let values = g.strings("values");
+        let item_type = if g.has("itemType") {
+            input_type(&mut g, "itemType", false)
+        } else {
+            None
+        };
         g.finish();
         if let (Some(kind), Some(value)) = (kind, value) {
             outputs.push(FlowOutput {
@@ -156,6 +165,8 @@ pub(super) fn outputs_from(f: &mut Fields<'_>) -> Vec<FlowOutput> {
                 kind,
                 value,
                 required,
+                item_type,
+                values,
             });
         }
     }

@@ -30,7 +30,7 @@ pub(super) fn parse_task(item: Value, path: String, problems: &mut Vec<Problem>)
         .and_then(Value::as_str)
         .filter(|id| is_valid_id(id, IdRule::Task))
         .map(str::to_owned);
-    let mut f = Fields::new(map, path, task_id, problems);
+    let mut f = Fields::new(map, path.clone(), task_id, problems);
     let id = f.required_string("id");
     let id_path = f.field_path("id");
     check_id(&id, &id_path, IdRule::Task, f.problems);
@@ -64,6 +64,7 @@ pub(super) fn parse_task(item: Value, path: String, problems: &mut Vec<Problem>)
     f.finish();
     Some(Task {
         id,
+        path,
         type_name,
         description,
         retry,

@@ -30,7 +30,7 @@ use serde_json::{Map, Value};
 
 use super::model::{DagTask, Input, LogLevel, SubflowSpec, Task};
 use super::parse::Fields;
-use crate::template::Templates;
+use crate::template::{TemplateError, Templates, Vars};
 use crate::vocabulary::State;
 
 pub use commands::Commands;
@@ -68,8 +68,10 @@ pub(crate) type Logs = Arc<dyn Fn(LogLevel, String) + Send + Sync>;
 
 /// What an attempt works with; the engine's runner builds it.
 pub(crate) struct Context<'a> {
+    /// The task being run (its id and path name a template that fails).
+    pub task: &'a Task,
     pub templates: &'a Templates,
-    pub vars: &'a minijinja::Value,
+    pub vars: &'a Vars,
     pub http: &'a egress::TaskHttp,
     pub logs: &'a Logs,
     /// The task's `timeout`.
@@ -83,19 +85,36 @@ impl Context<'_> {
     pub fn render(&self, template: &str) -> Result<String, String> {
         self.templates
             .render(template, self.vars)
-            .map_err(|e| e.to_string())
+            .map_err(|e| template_error(self.task, template, &e))
     }
 
     /// Renders every string of a JSON tree.
     pub fn render_json(&self, value: &Value) -> Result<Value, String> {
-        self.templates
-            .render_json(value, self.vars)
-            .map_err(|e| e.to_string())
+        self.templates.render_json(value, self.vars).map_err(|e| {
+            let template = strings_in(value).into_iter().next().unwrap_or_default();
+            template_error(self.task, template, &e)
+        })
     }
 
     pub fn log(&self, level: LogLevel, message: impl Into<String>) {
         (self.logs)(level, message.into());
     }
+}
+
+/// A template of `task` that failed, said with the task's id and the
+/// property it is in: "task `fmt` (tasks[2].format): unknown filter `dtae`
+/// at line 1, column 12".
+pub(crate) fn template_error(task: &Task, template: &str, err: &TemplateError) -> String {
+    let field = super::validate::task_templates(task)
+        .into_iter()
+        .find(|(_, text)| *text == template)
+        .map(|(field, _)| field);
+    let property = match (task.path.as_str(), field) {
+        ("", Some(field)) => field.to_owned(),
+        (path, Some(field)) => format!("{path}.{field}"),
+        (path, None) => path.to_owned(),
+    };
+    err.in_property(Some(&task.id), &property)
 }
 
 /// Kestra's truthiness of a rendered condition.
