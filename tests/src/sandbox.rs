@@ -312,6 +312,41 @@ fn random_secret() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// The files of the secrets identity and the operator share.
+struct Secrets {
+    /// Identity's cluster credentials directory.
+    clusters_dir: PathBuf,
+    /// The operator's credential at identity.
+    token_file: PathBuf,
+    /// The key sealing identity's signing keys.
+    kek_file: PathBuf,
+}
+
+impl Secrets {
+    fn prepare(state_dir: &Path) -> Result<Self, SandboxError> {
+        // The operator's credential at identity: cluster "sandbox"'s file
+        // in identity's cluster credentials directory (a 64-character
+        // token; identity wants at least 32).
+        let service_token = format!("{}{}", random_secret(), random_secret());
+        let clusters_dir = state_dir.join("identity-clusters");
+        std::fs::create_dir_all(&clusters_dir).map_err(io_error("creating", &clusters_dir))?;
+        let token_file = clusters_dir.join(SANDBOX_CLUSTER);
+        std::fs::write(&token_file, &service_token).map_err(io_error("writing", &token_file))?;
+        // Seals identity's signing keys; kept with the state it seals (64
+        // hex digits: 32 bytes).
+        let kek_file = state_dir.join("identity-key-encryption-key");
+        if !kek_file.is_file() {
+            let kek = format!("{}{}", random_secret(), random_secret());
+            std::fs::write(&kek_file, kek).map_err(io_error("writing", &kek_file))?;
+        }
+        Ok(Self {
+            clusters_dir,
+            token_file,
+            kek_file,
+        })
+    }
+}
+
 impl Platform {
     async fn start(
         args: &Args,
@@ -331,25 +366,10 @@ impl Platform {
         }
         let logs = state_dir.join("logs");
         std::fs::create_dir_all(&logs).map_err(io_error("creating", &logs))?;
+        let secrets = Secrets::prepare(state_dir)?;
         let identity_url = format!("http://{}", args.identity);
         let admin_email = "admin@atoll.localhost".to_owned();
         let admin_password = random_secret();
-        // The operator's credential at identity: cluster "sandbox"'s file
-        // in identity's cluster credentials directory (a 64-character
-        // token; identity wants at least 32).
-        let service_token = format!("{}{}", random_secret(), random_secret());
-        let clusters_dir = state_dir.join("identity-clusters");
-        std::fs::create_dir_all(&clusters_dir).map_err(io_error("creating", &clusters_dir))?;
-        let token_file = clusters_dir.join(SANDBOX_CLUSTER);
-        std::fs::write(&token_file, &service_token).map_err(io_error("writing", &token_file))?;
-        // Seals identity's signing keys; kept with the state it seals (64
-        // hex digits: 32 bytes).
-        let kek_file = state_dir.join("identity-key-encryption-key");
-        if !kek_file.is_file() {
-            let kek = format!("{}{}", random_secret(), random_secret());
-            std::fs::write(&kek_file, kek).map_err(io_error("writing", &kek_file))?;
-        }
-
         let identity_log = create_log(&logs, "identity.log")?;
         let database = state_dir.join("identity.db");
         let identity = spawn(
@@ -363,8 +383,8 @@ impl Platform {
                 .env("ATOLL_IDENTITY_ISSUER", &identity_url)
                 .env("ATOLL_IDENTITY_ADMIN_EMAIL", &admin_email)
                 .env("ATOLL_IDENTITY_ADMIN_PASSWORD", &admin_password)
-                .env("ATOLL_IDENTITY_CLUSTER_TOKENS_DIR", &clusters_dir)
-                .env("ATOLL_IDENTITY_KEY_ENCRYPTION_KEY_FILE", &kek_file)
+                .env("ATOLL_IDENTITY_CLUSTER_TOKENS_DIR", &secrets.clusters_dir)
+                .env("ATOLL_IDENTITY_KEY_ENCRYPTION_KEY_FILE", &secrets.kek_file)
                 .stdout(
                     identity_log
                         .try_clone()
@@ -374,7 +394,6 @@ impl Platform {
                 .kill_on_drop(true),
         )?;
         wait_ready("identity", args.identity, "/readyz").await?;
-
         let operator_log = create_log(&logs, "operator.log")?;
         let operator = spawn(
             "operator",
@@ -385,7 +404,7 @@ impl Platform {
                 .env("ATOLL_PUBLIC_PORT", ingress_port.to_string())
                 .env("ATOLL_IDENTITY_ISSUER", &identity_url)
                 .env("ATOLL_IDENTITY_URL", &identity_url)
-                .env("ATOLL_IDENTITY_TOKEN_FILE", &token_file)
+                .env("ATOLL_IDENTITY_TOKEN_FILE", &secrets.token_file)
                 .env("ATOLL_CLUSTER_NAME", SANDBOX_CLUSTER)
                 .env("ATOLL_METRICS_ADDR", "127.0.0.1:0")
                 .stdout(
