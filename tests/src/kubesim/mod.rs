@@ -86,6 +86,7 @@
 //! are not validated against their full OpenAPI schemas.
 
 mod admission;
+mod conversion;
 mod defaults;
 mod discovery;
 pub mod error;

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use crate::kubesim::admission::{PolicyCache, Requester};
+use crate::kubesim::conversion;
 use crate::kubesim::error::{ApiError, ApiResult};
 use crate::kubesim::fields::Part;
 use crate::kubesim::resources::{Registry, ResourceType, StoreKind};
@@ -337,7 +338,7 @@ impl Store {
         let mut iter = map
             .range((lower, Bound::Unbounded))
             .take_while(|((ns, _), _)| namespace.is_none_or(|n| n == ns))
-            .filter(|(_, o)| labels.matches(o) && fields.matches(o));
+            .filter(|(_, o)| labels.matches(o) && conversion::fields_match(fields, o, rt));
         let mut last = None;
         for (key, object) in iter.by_ref() {
             items.push(served(object, rt));
@@ -449,7 +450,7 @@ impl Store {
 /// The stored object as served at a version: only apiVersion differs.
 /// A copy to change; [`served`] shares the stored object where it can.
 pub fn present(object: &Value, rt: &ResourceType) -> Value {
-    let mut out = object.clone();
+    let mut out = conversion::from_storage(rt, object.clone());
     out["apiVersion"] = json!(rt.api_version());
     out
 }

@@ -12,6 +12,7 @@ use super::{
     spec_changed, unchanged,
 };
 use crate::kubesim::admission::{self, Operation, Requester};
+use crate::kubesim::conversion;
 use crate::kubesim::defaults;
 use crate::kubesim::error::{ApiError, ApiResult, Cause};
 use crate::kubesim::fields::{self, Part, Writer};
@@ -188,6 +189,7 @@ impl Store {
         new: Value,
         options: &WriteOptions,
     ) -> ApiResult<Written> {
+        let new = conversion::to_storage(rt, new);
         let new = self.normalise(rt, (namespace, name), old.as_deref(), new, options.part);
         let mut new = self.validate(rt, name, old.as_ref(), new, options.strict)?;
         if let Some(old) = &old {
@@ -256,7 +258,7 @@ impl Store {
         mut new: Value,
         part: Part,
     ) -> Value {
-        new["apiVersion"] = json!(rt.api_version());
+        new["apiVersion"] = json!(conversion::storage_api_version(rt));
         new["kind"] = json!(rt.kind);
         if let Some(old) = old {
             new = carry_over(rt, old, new, part);
