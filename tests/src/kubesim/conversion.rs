@@ -59,13 +59,27 @@ pub fn storage_api_version(rt: &ResourceType) -> String {
     }
 }
 
-/// An object written through `rt`, in its stored form.
+/// An object written through `rt`, in its stored form. A core Event
+/// always has `reportingComponent` and `reportingInstance` (empty when
+/// unset: core v1 serializes them without `omitempty`).
 pub fn to_storage(rt: &ResourceType, object: Value) -> Value {
-    if !converts(rt) {
+    let core_event = rt.group.is_empty() && rt.plural == "events";
+    if !converts(rt) && !core_event {
         return object;
     }
-    let mut object = rename(object, EVENT_FIELDS.iter().map(|(from, to)| (*from, *to)));
-    object["apiVersion"] = Value::String("v1".to_owned());
+    let mut object = if core_event {
+        object
+    } else {
+        let mut object = rename(object, EVENT_FIELDS.iter().map(|(from, to)| (*from, *to)));
+        object["apiVersion"] = Value::String("v1".to_owned());
+        object
+    };
+    if let Some(map) = object.as_object_mut() {
+        for field in ["reportingComponent", "reportingInstance"] {
+            map.entry(field)
+                .or_insert_with(|| Value::String(String::new()));
+        }
+    }
     object
 }
 
@@ -74,7 +88,15 @@ pub fn from_storage(rt: &ResourceType, object: Value) -> Value {
     if !converts(rt) {
         return object;
     }
-    rename(object, EVENT_FIELDS.iter().map(|(to, from)| (*from, *to)))
+    let mut object = rename(object, EVENT_FIELDS.iter().map(|(to, from)| (*from, *to)));
+    // `omitempty` in events.k8s.io/v1.
+    if let Some(map) = object.as_object_mut() {
+        map.retain(|k, v| {
+            !(matches!(k.as_str(), "reportingController" | "reportingInstance")
+                && v.as_str() == Some(""))
+        });
+    }
+    object
 }
 
 /// Whether a stored object matches a field selector written for `rt`

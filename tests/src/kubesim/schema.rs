@@ -79,10 +79,29 @@ impl CompiledSchema {
             }
         }
         if causes.is_empty() {
-            Ok(object)
-        } else {
-            Err(causes)
+            return Ok(object);
         }
+        if has_rules(&self.schema) && !causes.iter().any(|c| c.field == "<nil>") {
+            // As the API server: CEL rules run only on an otherwise valid
+            // object, and it says so.
+            causes.push(Cause {
+                reason: "FieldValueInvalid".into(),
+                message: "<nil>: Invalid value: \"object\": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation".into(),
+                field: "<nil>".into(),
+            });
+        }
+        Err(causes)
+    }
+}
+
+/// Whether a schema has CEL rules anywhere.
+fn has_rules(schema: &Value) -> bool {
+    match schema {
+        Value::Object(map) => {
+            map.contains_key("x-kubernetes-validations") || map.values().any(has_rules)
+        }
+        Value::Array(items) => items.iter().any(has_rules),
+        _ => false,
     }
 }
 

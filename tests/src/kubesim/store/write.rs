@@ -289,8 +289,15 @@ impl Store {
         strict: bool,
     ) -> ApiResult<Value> {
         let mut causes = validation::metadata(rt, &new);
-        if let Some(old) = old {
-            causes.extend(validation::update(rt, old, &new));
+        if !rt.custom {
+            causes.extend(validation::spec(rt, &new));
+        }
+        match old {
+            Some(old) => causes.extend(validation::update(rt, old, &new)),
+            None if rt.store_key().plural == "events" && rt.store_key().group.is_empty() => {
+                causes.extend(validation::event_create(rt, &new));
+            }
+            None => {}
         }
         causes.extend(admission::check_definition(rt, &new));
         if !causes.is_empty() {
