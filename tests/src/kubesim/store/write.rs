@@ -294,7 +294,7 @@ impl Store {
         }
         match old {
             Some(old) => causes.extend(validation::update(rt, old, &new)),
-            None if rt.store_key().plural == "events" && rt.store_key().group.is_empty() => {
+            None if conversion::stored_as(&rt.group, &rt.plural) == ("", "events") => {
                 causes.extend(validation::event_create(rt, &new));
             }
             None => {}
