@@ -4,6 +4,12 @@
 //! workloads as local processes and routes `*.atoll.localhost` hosts from
 //! one loopback port, and Ctrl-C (or SIGTERM) stops every process it
 //! started before it exits.
+//!
+//! With `--real` the API is the real control plane instead (realkube:
+//! etcd, kube-apiserver, kube-controller-manager and kube-scheduler, built
+//! by `scripts/realkube-build`), served on the same `--api` port (forwarded
+//! to realkube's own port, TLS end to end) with an admin kubeconfig, and
+//! nodesim plays only the kubelet, as `system:node:nodesim`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -11,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{Scope, pinned_kind};
 use kube::{Client, ResourceExt};
@@ -19,6 +25,7 @@ use serde::Deserialize;
 
 use crate::kubesim::KubeSim;
 use crate::nodesim::{NodeSim, NodeSimConfig, NodeSimError, workspace_binary};
+use crate::realkube::{RealKube, RealKubeOptions};
 
 /// The field manager of the objects `--apply` creates.
 pub const FIELD_MANAGER: &str = "atoll-sandbox";
@@ -68,6 +75,9 @@ pub struct Args {
     /// no identity.
     #[arg(long)]
     pub no_platform: bool,
+    /// Run on the real control plane (realkube) instead of kubesim.
+    #[arg(long)]
+    pub real: bool,
 }
 
 fn parse_image(value: &str) -> Result<(String, PathBuf), String> {
@@ -109,6 +119,9 @@ pub enum SandboxError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The real control plane could not start.
+    #[error("starting the real control plane: {0}")]
+    RealKube(String),
     /// The Tenant CRD could not be installed.
     #[error("installing the Tenant CRD: {0}")]
     InstallCrd(#[source] kube::Error),
@@ -223,29 +236,27 @@ async fn run_in(
     out: &mut (dyn Write + Send),
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), SandboxError> {
-    // Pods stay terminating until nodesim has stopped their processes.
-    let sim = KubeSim::builder().graceful_pod_deletion(true).build();
-    let server = sim
-        .serve(args.api)
-        .await
-        .map_err(|source| SandboxError::Listen {
-            addr: args.api,
-            source,
-        })?;
     let kubeconfig = args
         .kubeconfig
         .clone()
         .unwrap_or_else(|| state_dir.join("kubeconfig"));
-    server
-        .write_kubeconfig(&kubeconfig)
-        .map_err(io_error("writing", &kubeconfig))?;
-    let client = sim.client();
-    Api::<CustomResourceDefinition>::all(client.clone())
-        .create(&PostParams::default(), &atoll_crds::tenant_crd())
-        .await
-        .map_err(SandboxError::InstallCrd)?;
-    let node = NodeSim::start(client.clone(), node_config(args, state_dir)).await?;
-    sim.set_pod_logs(Arc::new(node.log_source()));
+    let backend = if args.real {
+        Backend::real(args, &kubeconfig).await?
+    } else {
+        Backend::sim(args, &kubeconfig).await?
+    };
+    let client = backend.client();
+    if let Err(error) = install_crd(&client).await {
+        backend.stop().await;
+        return Err(error);
+    }
+    let node = match backend.start_node(node_config(args, state_dir)).await {
+        Ok(node) => node,
+        Err(error) => {
+            backend.stop().await;
+            return Err(error);
+        }
+    };
     let ingress = node.ingress_addr().unwrap_or(args.ingress);
 
     let platform = if args.no_platform {
@@ -259,7 +270,7 @@ async fn run_in(
          atoll-sandbox: tenant URLs look like http://<tenant>.{domain}:{port}\n\
          atoll-sandbox: state in {state}; Ctrl-C stops everything\n\
          export KUBECONFIG={kubeconfig}\n",
-        api = server.url(),
+        api = backend.url(),
         domain = args.base_domain,
         port = ingress.port(),
         state = state_dir.display(),
@@ -277,8 +288,7 @@ async fn run_in(
             platform.stop().await;
         }
         node.shutdown().await;
-        sim.faults().close_watches();
-        server.shutdown().await;
+        backend.stop().await;
         return Err(error);
     }
 
@@ -288,9 +298,176 @@ async fn run_in(
         platform.stop().await;
     }
     node.shutdown().await;
-    sim.faults().close_watches();
-    server.shutdown().await;
+    backend.stop().await;
     Ok(())
+}
+
+/// The Tenant CRD, applied, once it is established.
+async fn install_crd(client: &Client) -> Result<(), SandboxError> {
+    let crd = atoll_crds::tenant_crd();
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    let name = crd.name_any();
+    crds.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .map_err(SandboxError::InstallCrd)?;
+    for _ in 0..600 {
+        let established = crds
+            .get(&name)
+            .await
+            .map_err(SandboxError::InstallCrd)?
+            .status
+            .and_then(|s| s.conditions)
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
+        if established {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Err(SandboxError::RealKube(
+        "the Tenant CRD was not established within 60s".into(),
+    ))
+}
+
+/// The API server: kubesim in process, or realkube behind a forwarder.
+enum Backend {
+    Sim {
+        sim: KubeSim,
+        server: crate::kubesim::Server,
+    },
+    Real {
+        kube: Box<RealKube>,
+        forwarder: tokio::task::JoinHandle<()>,
+        url: String,
+    },
+}
+
+impl Backend {
+    /// kubesim on `--api`, its kubeconfig written to `kubeconfig`.
+    async fn sim(args: &Args, kubeconfig: &Path) -> Result<Self, SandboxError> {
+        // Pods stay terminating until nodesim has stopped their processes.
+        let sim = KubeSim::builder().graceful_pod_deletion(true).build();
+        let server = sim
+            .serve(args.api)
+            .await
+            .map_err(|source| SandboxError::Listen {
+                addr: args.api,
+                source,
+            })?;
+        server
+            .write_kubeconfig(kubeconfig)
+            .map_err(io_error("writing", kubeconfig))?;
+        Ok(Self::Sim { sim, server })
+    }
+
+    /// realkube, reached on `--api` through a TCP forwarder (its
+    /// certificate names 127.0.0.1); its admin kubeconfig, pointed there,
+    /// written to `kubeconfig`.
+    async fn real(args: &Args, kubeconfig: &Path) -> Result<Self, SandboxError> {
+        let listener = tokio::net::TcpListener::bind(args.api)
+            .await
+            .map_err(|source| SandboxError::Listen {
+                addr: args.api,
+                source,
+            })?;
+        let kube = RealKube::start(RealKubeOptions::default())
+            .await
+            .map_err(|e| SandboxError::RealKube(e.to_string()))?;
+        let target = kube
+            .server()
+            .trim_start_matches("https://")
+            .trim_end_matches('/')
+            .to_owned();
+        let bound = listener
+            .local_addr()
+            .map_err(|source| SandboxError::Listen {
+                addr: args.api,
+                source,
+            })?;
+        let url = format!("https://{bound}");
+        let admin = std::fs::read_to_string(kube.kubeconfig_path())
+            .map_err(io_error("reading", kube.kubeconfig_path()))?;
+        std::fs::write(kubeconfig, admin.replace(kube.server(), &url))
+            .map_err(io_error("writing", kubeconfig))?;
+        let forwarder = tokio::spawn(forward(listener, target));
+        Ok(Self::Real {
+            kube: Box::new(kube),
+            forwarder,
+            url,
+        })
+    }
+
+    fn client(&self) -> Client {
+        match self {
+            Self::Sim { sim, .. } => sim.client(),
+            Self::Real { kube, .. } => kube.client(),
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Self::Sim { server, .. } => server.url(),
+            Self::Real { url, .. } => url.clone(),
+        }
+    }
+
+    /// nodesim: the kubelet and the controllers on kubesim (which then
+    /// serves its logs to `kubectl logs`), the kubelet alone on realkube.
+    async fn start_node(&self, config: NodeSimConfig) -> Result<NodeSim, SandboxError> {
+        match self {
+            Self::Sim { sim, .. } => {
+                let node = NodeSim::start(sim.client(), config).await?;
+                sim.set_pod_logs(Arc::new(node.log_source()));
+                Ok(node)
+            }
+            Self::Real { kube, .. } => {
+                let user = format!("system:node:{}", config.node_name);
+                let node_client = kube
+                    .client_as(&user, &["system:nodes"])
+                    .await
+                    .map_err(|e| SandboxError::RealKube(e.to_string()))?;
+                Ok(NodeSim::start_kubelet(node_client, kube.client(), config).await?)
+            }
+        }
+    }
+
+    async fn stop(self) {
+        match self {
+            Self::Sim { sim, server } => {
+                sim.faults().close_watches();
+                server.shutdown().await;
+            }
+            Self::Real {
+                kube, forwarder, ..
+            } => {
+                forwarder.abort();
+                if let Err(error) = kube.stop() {
+                    tracing::warn!(%error, "stopping the real control plane");
+                }
+            }
+        }
+    }
+}
+
+/// Forwards every connection to `listener` to `target`, bytes unchanged.
+async fn forward(listener: tokio::net::TcpListener, target: String) {
+    loop {
+        let Ok((mut inbound, _)) = listener.accept().await else {
+            continue;
+        };
+        let target = target.clone();
+        tokio::spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
 }
 
 /// Identity and the operator, run as local processes the way their
@@ -312,6 +489,41 @@ fn random_secret() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// The files of the secrets identity and the operator share.
+struct Secrets {
+    /// Identity's cluster credentials directory.
+    clusters_dir: PathBuf,
+    /// The operator's credential at identity.
+    token_file: PathBuf,
+    /// The key sealing identity's signing keys.
+    kek_file: PathBuf,
+}
+
+impl Secrets {
+    fn prepare(state_dir: &Path) -> Result<Self, SandboxError> {
+        // The operator's credential at identity: cluster "sandbox"'s file
+        // in identity's cluster credentials directory (a 64-character
+        // token; identity wants at least 32).
+        let service_token = format!("{}{}", random_secret(), random_secret());
+        let clusters_dir = state_dir.join("identity-clusters");
+        std::fs::create_dir_all(&clusters_dir).map_err(io_error("creating", &clusters_dir))?;
+        let token_file = clusters_dir.join(SANDBOX_CLUSTER);
+        std::fs::write(&token_file, &service_token).map_err(io_error("writing", &token_file))?;
+        // Seals identity's signing keys; kept with the state it seals (64
+        // hex digits: 32 bytes).
+        let kek_file = state_dir.join("identity-key-encryption-key");
+        if !kek_file.is_file() {
+            let kek = format!("{}{}", random_secret(), random_secret());
+            std::fs::write(&kek_file, kek).map_err(io_error("writing", &kek_file))?;
+        }
+        Ok(Self {
+            clusters_dir,
+            token_file,
+            kek_file,
+        })
+    }
+}
+
 impl Platform {
     async fn start(
         args: &Args,
@@ -331,25 +543,10 @@ impl Platform {
         }
         let logs = state_dir.join("logs");
         std::fs::create_dir_all(&logs).map_err(io_error("creating", &logs))?;
+        let secrets = Secrets::prepare(state_dir)?;
         let identity_url = format!("http://{}", args.identity);
         let admin_email = "admin@atoll.localhost".to_owned();
         let admin_password = random_secret();
-        // The operator's credential at identity: cluster "sandbox"'s file
-        // in identity's cluster credentials directory (a 64-character
-        // token; identity wants at least 32).
-        let service_token = format!("{}{}", random_secret(), random_secret());
-        let clusters_dir = state_dir.join("identity-clusters");
-        std::fs::create_dir_all(&clusters_dir).map_err(io_error("creating", &clusters_dir))?;
-        let token_file = clusters_dir.join(SANDBOX_CLUSTER);
-        std::fs::write(&token_file, &service_token).map_err(io_error("writing", &token_file))?;
-        // Seals identity's signing keys; kept with the state it seals (64
-        // hex digits: 32 bytes).
-        let kek_file = state_dir.join("identity-key-encryption-key");
-        if !kek_file.is_file() {
-            let kek = format!("{}{}", random_secret(), random_secret());
-            std::fs::write(&kek_file, kek).map_err(io_error("writing", &kek_file))?;
-        }
-
         let identity_log = create_log(&logs, "identity.log")?;
         let database = state_dir.join("identity.db");
         let identity = spawn(
@@ -363,8 +560,8 @@ impl Platform {
                 .env("ATOLL_IDENTITY_ISSUER", &identity_url)
                 .env("ATOLL_IDENTITY_ADMIN_EMAIL", &admin_email)
                 .env("ATOLL_IDENTITY_ADMIN_PASSWORD", &admin_password)
-                .env("ATOLL_IDENTITY_CLUSTER_TOKENS_DIR", &clusters_dir)
-                .env("ATOLL_IDENTITY_KEY_ENCRYPTION_KEY_FILE", &kek_file)
+                .env("ATOLL_IDENTITY_CLUSTER_TOKENS_DIR", &secrets.clusters_dir)
+                .env("ATOLL_IDENTITY_KEY_ENCRYPTION_KEY_FILE", &secrets.kek_file)
                 .stdout(
                     identity_log
                         .try_clone()
@@ -374,7 +571,6 @@ impl Platform {
                 .kill_on_drop(true),
         )?;
         wait_ready("identity", args.identity, "/readyz").await?;
-
         let operator_log = create_log(&logs, "operator.log")?;
         let operator = spawn(
             "operator",
@@ -385,7 +581,7 @@ impl Platform {
                 .env("ATOLL_PUBLIC_PORT", ingress_port.to_string())
                 .env("ATOLL_IDENTITY_ISSUER", &identity_url)
                 .env("ATOLL_IDENTITY_URL", &identity_url)
-                .env("ATOLL_IDENTITY_TOKEN_FILE", &token_file)
+                .env("ATOLL_IDENTITY_TOKEN_FILE", &secrets.token_file)
                 .env("ATOLL_CLUSTER_NAME", SANDBOX_CLUSTER)
                 .env("ATOLL_METRICS_ADDR", "127.0.0.1:0")
                 .stdout(

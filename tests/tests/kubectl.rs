@@ -1,6 +1,8 @@
 //! kubectl against kubesim's HTTP listener: server-side apply of the Tenant
 //! CRD and a Tenant, `get -o yaml`, `get -w`, selectors, `wait`, `delete`
-//! held by a finalizer, and a Tenant that breaks the schema.
+//! held by a finalizer, a Tenant that breaks the schema, and Events
+//! recorded through `events.k8s.io/v1` as `kubectl get events` and
+//! `kubectl describe` show them.
 //!
 //! kubectl is `$ATOLL_KUBECTL`, else `kubectl` on the PATH (the test
 //! command installs it where missing).
@@ -465,4 +467,64 @@ async fn watch_wait_and_delete_held_by_a_finalizer() {
         .expect("exit status");
     assert!(done.success());
     assert!(tenants.get_opt("acme").await.expect("read").is_none());
+}
+
+/// The operator records Events through `events.k8s.io/v1`; kubectl reads
+/// them as core `v1` Events: one resource, as the API server serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_recorded_through_events_k8s_io_show_in_get_events_and_describe() {
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use k8s_openapi::api::events::v1::Event;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+
+    let cluster = Cluster::start().await;
+    with_tenant_crd(&cluster).await;
+    apply_minimal_tenant(&cluster).await;
+    let tenant = Api::<Tenant>::all(cluster.sim.client())
+        .get("acme")
+        .await
+        .expect("tenant");
+    let event = Event {
+        metadata: ObjectMeta {
+            generate_name: Some("acme.".into()),
+            ..ObjectMeta::default()
+        },
+        event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+        action: Some("Reconcile".into()),
+        reason: Some("Provisioned".into()),
+        type_: Some("Normal".into()),
+        note: Some("instance database created".into()),
+        reporting_controller: Some("atoll.dev/operator".into()),
+        reporting_instance: Some("atoll-operator-0".into()),
+        regarding: Some(ObjectReference {
+            api_version: Some("atoll.dev/v1alpha1".into()),
+            kind: Some("Tenant".into()),
+            name: tenant.metadata.name.clone(),
+            uid: tenant.metadata.uid.clone(),
+            ..ObjectReference::default()
+        }),
+        ..Event::default()
+    };
+    Api::<Event>::namespaced(cluster.sim.client(), "default")
+        .create(&Default::default(), &event)
+        .await
+        .expect("event recorded");
+
+    let events = cluster.ok(&["get", "events"]).await;
+    assert!(events.contains("instance database created"), "{events}");
+    let described = cluster.ok(&["describe", "tenant", "acme"]).await;
+    let (_, listed) = described
+        .split_once("Events:")
+        .unwrap_or_else(|| panic!("no events in:\n{described}"));
+    assert!(listed.contains("Provisioned"), "{described}");
+    assert!(listed.contains("instance database created"), "{described}");
+    let as_events_k8s_io = cluster
+        .ok(&[
+            "get",
+            "events.events.k8s.io",
+            "-o",
+            "jsonpath={.items[0].note}",
+        ])
+        .await;
+    assert_eq!(as_events_k8s_io, "instance database created");
 }

@@ -3,6 +3,10 @@
 //! turns Ready with a real PostgreSQL and the real instance binary, and its
 //! URL answers through the ingress router. Needs the workspace binaries
 //! (`cargo test --workspace` or `cargo build --bins` builds them).
+//!
+//! The same with `--real`, on the real control plane: skipped, loudly,
+//! without the realkube binaries (`scripts/realkube-build`) unless
+//! `ATOLL_REALKUBE_REQUIRED` is set.
 
 mod common;
 
@@ -48,6 +52,34 @@ fn binary(name: &str) -> PathBuf {
 
 #[tokio::test]
 async fn a_tenant_applied_to_the_sandbox_answers_at_its_url() {
+    tenant_answers(&[]).await;
+}
+
+#[tokio::test]
+async fn on_the_real_control_plane_a_tenant_answers_at_its_url() {
+    let bin = atoll_testkit::realkube::bin_dir();
+    let missing = atoll_testkit::realkube::missing_binaries(&bin);
+    if !missing.is_empty() {
+        let message = format!(
+            "realkube binaries missing in {} ({}): build them with scripts/realkube-build",
+            bin.display(),
+            missing.join(", ")
+        );
+        assert!(
+            std::env::var_os("ATOLL_REALKUBE_REQUIRED").is_none(),
+            "ATOLL_REALKUBE_REQUIRED is set but {message}"
+        );
+        println!("\n!!! SKIPPED the sandbox on realkube: {message} !!!\n");
+        eprintln!("\n!!! SKIPPED the sandbox on realkube: {message} !!!\n");
+        return;
+    }
+    tenant_answers(&["--real"]).await;
+}
+
+/// `atoll-sandbox --apply examples/tenant-minimal.yaml` with `extra`
+/// arguments: the Tenant becomes Ready, its URL answers, identity knows
+/// it, and SIGINT stops the sandbox cleanly.
+async fn tenant_answers(extra: &[&str]) {
     for name in ["atoll-operator", "atoll-identity", "atoll-instance"] {
         binary(name);
     }
@@ -68,6 +100,7 @@ async fn a_tenant_applied_to_the_sandbox_answers_at_its_url() {
         .arg(dir.path().join("state"))
         .arg("--apply")
         .arg(repo_root().join("examples/tenant-minimal.yaml"))
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)

@@ -49,9 +49,13 @@
 //!   field; `fieldValidation=Strict` refuses unknown fields.
 //! - Built-in kinds: name, label and annotation syntax; immutable fields
 //!   (immutable ConfigMaps/Secrets, workload selectors, StatefulSet and PVC
-//!   specs); the defaults the server adds (Secret `stringData` folded into
+//!   specs, Service cluster IPs, RoleBinding `roleRef`); workload selectors
+//!   that must select their template, Ingress `pathType`, Event creation
+//!   rules; the defaults the server adds (Secret `stringData` folded into
 //!   `data`, Service cluster IPs and port defaults, workload and pod template
 //!   defaults).
+//! - Events: one resource served as core `v1` and `events.k8s.io/v1`,
+//!   converted as Kubernetes converts them (the `conversion` module).
 //! - ValidatingAdmissionPolicies and their bindings
 //!   (`admissionregistration.k8s.io/v1`), evaluated in CEL on every write
 //!   a client makes, after RBAC and before storing, with the API server's
@@ -86,6 +90,7 @@
 //! are not validated against their full OpenAPI schemas.
 
 mod admission;
+mod conversion;
 mod defaults;
 mod discovery;
 pub mod error;

@@ -76,10 +76,13 @@ impl ResourceType {
     }
 
     /// The key objects are stored under: shared by all versions of a resource.
+    /// (`events.k8s.io` Events are core Events: see
+    /// [`conversion`](crate::kubesim::conversion).)
     pub fn store_key(&self) -> StoreKind {
+        let (group, plural) = crate::kubesim::conversion::stored_as(&self.group, &self.plural);
         StoreKind {
-            group: self.group.clone(),
-            plural: self.plural.clone(),
+            group: group.to_owned(),
+            plural: plural.to_owned(),
         }
     }
 
@@ -336,7 +339,7 @@ fn column(name: &str, type_: &str, json_path: &str) -> PrinterColumn {
 }
 
 /// A few columns `kubectl get` shows for built-in kinds.
-fn builtin_columns(plural: &str) -> Vec<PrinterColumn> {
+fn builtin_columns(group: &str, plural: &str) -> Vec<PrinterColumn> {
     match plural {
         "namespaces" | "persistentvolumeclaims" => {
             vec![column("Status", "string", ".status.phase")]
@@ -366,7 +369,12 @@ fn builtin_columns(plural: &str) -> Vec<PrinterColumn> {
         "events" => vec![
             column("Type", "string", ".type"),
             column("Reason", "string", ".reason"),
-            column("Message", "string", ".message"),
+            // The same Events: `note` is core's `message`.
+            if group == crate::kubesim::conversion::EVENTS_GROUP {
+                column("Message", "string", ".note")
+            } else {
+                column("Message", "string", ".message")
+            },
         ],
         _ => Vec::new(),
     }
@@ -399,7 +407,7 @@ impl Registry {
                     },
                     status_subresource: b.status,
                     schema: None,
-                    printer_columns: builtin_columns(b.plural),
+                    printer_columns: builtin_columns(b.group, b.plural),
                     custom: false,
                     storage: true,
                 })

@@ -79,10 +79,29 @@ impl CompiledSchema {
             }
         }
         if causes.is_empty() {
-            Ok(object)
-        } else {
-            Err(causes)
+            return Ok(object);
         }
+        if has_rules(&self.schema) && !causes.iter().any(|c| c.field == "<nil>") {
+            // As the API server: CEL rules run only on an otherwise valid
+            // object, and it says so.
+            causes.push(Cause {
+                reason: "FieldValueInvalid".into(),
+                message: "<nil>: Invalid value: \"object\": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation".into(),
+                field: "<nil>".into(),
+            });
+        }
+        Err(causes)
+    }
+}
+
+/// Whether a schema has CEL rules anywhere.
+fn has_rules(schema: &Value) -> bool {
+    match schema {
+        Value::Object(map) => {
+            map.contains_key("x-kubernetes-validations") || map.values().any(has_rules)
+        }
+        Value::Array(items) => items.iter().any(has_rules),
+        _ => false,
     }
 }
 
@@ -234,6 +253,45 @@ fn validate(
     causes: &mut Vec<Cause>,
 ) {
     let shown_path = if path.is_empty() { "<root>" } else { path };
+    if !check_type(schema, value, path, root, causes) {
+        return;
+    }
+    check_combinators(schema, value, path, root, patterns, causes);
+    match value {
+        Value::String(s) => check_string(schema, s, value, shown_path, patterns, causes),
+        Value::Number(n) => {
+            check_number(schema, n.as_f64().unwrap_or(0.0), value, shown_path, causes)
+        }
+        Value::Array(items) => {
+            check_count(schema, items.len(), shown_path, "items", causes);
+            if schema["items"].is_object() {
+                for (i, item) in items.iter().enumerate() {
+                    validate(
+                        &schema["items"],
+                        item,
+                        &format!("{path}[{i}]"),
+                        false,
+                        patterns,
+                        causes,
+                    );
+                }
+            }
+        }
+        Value::Object(map) => check_object(schema, map, path, root, patterns, causes),
+        _ => {}
+    }
+}
+
+/// `null` (allowed when `nullable`, and at the root) and the declared type
+/// (or int-or-string); `false` when the value goes no further.
+fn check_type(
+    schema: &Value,
+    value: &Value,
+    path: &str,
+    root: bool,
+    causes: &mut Vec<Cause>,
+) -> bool {
+    let shown_path = if path.is_empty() { "<root>" } else { path };
     if value.is_null() {
         if schema["nullable"].as_bool() != Some(true) && !root {
             causes.push(Cause {
@@ -245,7 +303,7 @@ fn validate(
                 field: path.into(),
             });
         }
-        return;
+        return false;
     }
     let int_or_string = schema["x-kubernetes-int-or-string"].as_bool() == Some(true);
     if int_or_string {
@@ -256,7 +314,7 @@ fn validate(
                 value,
                 format!("{shown_path} in body must be of type integer-or-string"),
             );
-            return;
+            return false;
         }
     } else if let Some(expected) = schema["type"].as_str()
         && !type_matches(expected, value)
@@ -270,8 +328,21 @@ fn validate(
             ),
             field: path.into(),
         });
-        return;
+        return false;
     }
+    true
+}
+
+/// `anyOf`, `oneOf`, `allOf` and `enum`.
+fn check_combinators(
+    schema: &Value,
+    value: &Value,
+    path: &str,
+    root: bool,
+    patterns: &Patterns,
+    causes: &mut Vec<Cause>,
+) {
+    let shown_path = if path.is_empty() { "<root>" } else { path };
     for key in ["anyOf", "oneOf"] {
         if let Some(options) = schema[key].as_array() {
             let fits = options.iter().any(|o| {
@@ -307,29 +378,6 @@ fn validate(
             ),
             field: path.into(),
         });
-    }
-    match value {
-        Value::String(s) => check_string(schema, s, value, shown_path, patterns, causes),
-        Value::Number(n) => {
-            check_number(schema, n.as_f64().unwrap_or(0.0), value, shown_path, causes)
-        }
-        Value::Array(items) => {
-            check_count(schema, items.len(), shown_path, "items", causes);
-            if schema["items"].is_object() {
-                for (i, item) in items.iter().enumerate() {
-                    validate(
-                        &schema["items"],
-                        item,
-                        &format!("{path}[{i}]"),
-                        false,
-                        patterns,
-                        causes,
-                    );
-                }
-            }
-        }
-        Value::Object(map) => check_object(schema, map, path, root, patterns, causes),
-        _ => {}
     }
 }
 

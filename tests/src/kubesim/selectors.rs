@@ -178,6 +178,11 @@ pub struct FieldSelector {
 }
 
 impl FieldSelector {
+    /// Whether it selects everything.
+    pub fn is_empty(&self) -> bool {
+        self.requirements.is_empty()
+    }
+
     /// Parses `metadata.name=x,metadata.namespace!=y`.
     pub fn parse(text: &str) -> Result<Self, ApiError> {
         let mut requirements = Vec::new();

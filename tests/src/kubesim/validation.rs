@@ -3,6 +3,10 @@
 //! and annotation syntax, `immutable` ConfigMaps and Secrets, workload
 //! selectors, StatefulSet specs and PersistentVolumeClaim specs.
 
+mod kinds;
+
+pub use kinds::{event_create, spec};
+
 use serde_json::Value;
 
 use crate::kubesim::error::Cause;
@@ -163,6 +167,30 @@ pub fn update(rt: &ResourceType, old: &Value, new: &Value) -> Vec<Cause> {
                 "FieldValueForbidden",
                 "spec",
                 "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden".into(),
+            ));
+        }
+        ("", "services")
+            if old["spec"]["clusterIP"]
+                .as_str()
+                .is_some_and(|ip| !ip.is_empty() && ip != "None")
+                && new["spec"]["clusterIP"] != old["spec"]["clusterIP"] =>
+        {
+            causes.push(cause(
+                "FieldValueInvalid",
+                "spec.clusterIPs[0]",
+                format!(
+                    "Invalid value: {}: may not change once set",
+                    new["spec"]["clusterIP"]
+                ),
+            ));
+        }
+        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings")
+            if old["roleRef"] != new["roleRef"] =>
+        {
+            causes.push(cause(
+                "FieldValueInvalid",
+                "roleRef",
+                format!("Invalid value: {}: cannot change roleRef", new["roleRef"]),
             ));
         }
         ("", "persistentvolumeclaims") => {

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 use tokio::time::{Instant, Interval};
 
+use crate::kubesim::conversion;
 use crate::kubesim::resources::ResourceType;
 use crate::kubesim::selectors::{FieldSelector, LabelSelector};
 use crate::kubesim::store::{Change, EventType, Store, present, served};
@@ -43,14 +44,15 @@ pub struct WatchRequest {
 
 impl WatchRequest {
     fn selects(&self, object: &Value) -> bool {
-        self.labels.matches(object) && self.fields.matches(object)
+        self.labels.matches(object) && conversion::fields_match(&self.fields, object, &self.rt)
     }
 
     fn concerns(&self, change: &Change) -> bool {
         // The store key, compared without building it: every watcher sees
         // every change.
-        change.kind.group == self.rt.group
-            && change.kind.plural == self.rt.plural
+        let (group, plural) = conversion::stored_as(&self.rt.group, &self.rt.plural);
+        change.kind.group == group
+            && change.kind.plural == plural
             && self
                 .namespace
                 .as_deref()

@@ -1,28 +1,20 @@
 //! The kubelet part: turns each Pod into running containers (processes or
-//! instant stand-ins) and computes the Pod's status from them.
+//! instant stand-ins; each container is prepared in `container`), its
+//! volumes and token into host directories; the status is `podstatus`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, ContainerState as K8sContainerState, ContainerStateRunning,
-    ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP, KeyToPath, Pod,
-    PodCondition, PodIP, PodStatus, Secret,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use rustix::process::Signal;
 
-use super::env::{ConfigLookup, PodFields, resolve_env};
-use super::postgres::{self, PostgresInit};
-use super::probe::ProbeSpec;
-use super::process::{
-    ContainerState, LaunchSpec, Prepare, RestartPolicy, RunState, Supervisor, Termination, now,
-};
-use super::rewrite::{Rewriter, ServiceResolver};
+use super::container::{PodSetup, prepare_container};
+use super::env::{ConfigLookup, PodFields};
+use super::process::{LaunchSpec, RunState, Supervisor, now};
+use super::rewrite::ServiceResolver;
 use super::{NodeSimConfig, Program};
 
 /// Everything a pod start reads from the cluster.
@@ -43,13 +35,13 @@ pub const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/servicea
 
 /// How a pod's containers reach the API server.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct ApiAccess {
+pub(super) struct ApiAccess {
     /// `KUBERNETES_SERVICE_HOST` and `KUBERNETES_SERVICE_PORT`.
-    host: String,
-    port: String,
+    pub(super) host: String,
+    pub(super) port: String,
     /// The directory playing the token mount, with `token`, `namespace` and
     /// `kubeconfig`, when the pod mounts its token.
-    token_dir: Option<PathBuf>,
+    pub(super) token_dir: Option<PathBuf>,
 }
 
 /// Writes the service-account files into `dir`: `token` and `namespace`
@@ -299,11 +291,10 @@ pub fn start_pod(
 ) -> PodRuntime {
     let uid = pod.uid().unwrap_or_default();
     let namespace = pod.namespace().unwrap_or_default();
-    let name = pod.name_any();
     let dir = config.state_dir.join("pods").join(&uid);
     let mut runtime = PodRuntime {
         namespace: namespace.clone(),
-        name: name.clone(),
+        name: pod.name_any(),
         ip,
         started: now(),
         dir: dir.clone(),
@@ -313,73 +304,48 @@ pub fn start_pod(
     let Some(spec) = pod.spec.as_ref() else {
         return runtime;
     };
+    let wait_all = |runtime: &mut PodRuntime, message: String| {
+        for c in &spec.containers {
+            let reason = "ContainerCreating".to_owned();
+            runtime
+                .waiting
+                .push((c.name.clone(), reason, message.clone()));
+        }
+    };
     let volumes = match volume_dirs(pod, &dir, config, ctx) {
         Ok(v) => v,
         Err(message) => {
-            for c in &spec.containers {
-                runtime.waiting.push((
-                    c.name.clone(),
-                    "ContainerCreating".to_owned(),
-                    message.clone(),
-                ));
-            }
+            wait_all(&mut runtime, message);
             return runtime;
         }
     };
-    let api = match &config.api_server {
-        None => None,
-        Some(server) => {
-            let token_dir = match ctx.service_account_token() {
-                None => Ok(None),
-                Some(Err(message)) => Err(message.clone()),
-                Some(Ok(token)) => {
-                    let token_dir = dir.join("serviceaccount");
-                    write_service_account(&token_dir, server, &namespace, token)
-                        .map(|()| Some(token_dir.clone()))
-                        .map_err(|e| format!("preparing {}: {e}", token_dir.display()))
-                }
-            };
-            match (token_dir, host_and_port(server)) {
-                (Ok(token_dir), Some((host, port))) => Some(ApiAccess {
-                    host,
-                    port,
-                    token_dir,
-                }),
-                (Ok(_), None) => None,
-                (Err(message), _) => {
-                    for c in &spec.containers {
-                        runtime.waiting.push((
-                            c.name.clone(),
-                            "ContainerCreating".to_owned(),
-                            format!(
-                                "MountVolume.SetUp failed for volume \"kube-api-access\" : {message}"
-                            ),
-                        ));
-                    }
-                    return runtime;
-                }
-            }
+    let api = match api_access(config, ctx, &dir, &namespace) {
+        Ok(api) => api,
+        Err(message) => {
+            let volume = "MountVolume.SetUp failed for volume \"kube-api-access\"";
+            wait_all(&mut runtime, format!("{volume} : {message}"));
+            return runtime;
         }
     };
     let fields = PodFields {
-        name: name.clone(),
-        namespace: namespace.clone(),
-        uid: uid.clone(),
+        name: runtime.name.clone(),
+        namespace,
+        uid,
         pod_ip: ip.to_string(),
         node_name: config.node_name.clone(),
         service_account: spec.service_account_name.clone().unwrap_or_default(),
         labels: pod.labels().clone(),
         annotations: pod.annotations().clone(),
     };
+    let setup = PodSetup {
+        ip,
+        fields: &fields,
+        volumes: &volumes,
+        api: api.as_ref(),
+    };
     let mut launches = Vec::new();
     for container in &spec.containers {
         let image = container.image.clone().unwrap_or_default();
-        let setup = PodSetup {
-            ip,
-            fields: &fields,
-            volumes: &volumes,
-            api: api.as_ref(),
-        };
         match prepare_container(pod, container, setup, config, ctx) {
             Ok(launch) => launches.push((container.name.clone(), image, launch)),
             Err((reason, message)) => {
@@ -389,11 +355,50 @@ pub fn start_pod(
             }
         }
     }
-    if !runtime.waiting.is_empty() {
-        return runtime;
+    if runtime.waiting.is_empty() {
+        runtime.slots = launch(launches, changed);
     }
-    for (name, image, launch) in launches {
-        runtime.slots.push(match launch {
+    runtime
+}
+
+/// The pod's access to the API server (`None` without one); writes its
+/// token files when it mounts its token. `Err` says why the token mount
+/// could not be set up.
+fn api_access(
+    config: &NodeSimConfig,
+    ctx: &dyn PodContext,
+    pod_dir: &Path,
+    namespace: &str,
+) -> Result<Option<ApiAccess>, String> {
+    let Some(server) = &config.api_server else {
+        return Ok(None);
+    };
+    let token_dir = match ctx.service_account_token() {
+        None => None,
+        Some(Err(message)) => return Err(message.clone()),
+        Some(Ok(token)) => {
+            let token_dir = pod_dir.join("serviceaccount");
+            write_service_account(&token_dir, server, namespace, token)
+                .map_err(|e| format!("preparing {}: {e}", token_dir.display()))?;
+            Some(token_dir)
+        }
+    };
+    Ok(host_and_port(server).map(|(host, port)| ApiAccess {
+        host,
+        port,
+        token_dir,
+    }))
+}
+
+/// Starts the prepared containers: processes under supervision, instant
+/// ones as they are.
+fn launch(
+    launches: Vec<(String, String, Option<LaunchSpec>)>,
+    changed: &Arc<tokio::sync::Notify>,
+) -> Vec<Slot> {
+    launches
+        .into_iter()
+        .map(|(name, image, launch)| match launch {
             None => Slot::Instant {
                 name,
                 image,
@@ -404,208 +409,8 @@ pub fn start_pod(
                 image,
                 supervisor: Supervisor::spawn(spec, changed.clone()),
             },
-        });
-    }
-    runtime
-}
-
-type ContainerError = (String, String);
-
-/// What the containers of one pod share.
-#[derive(Clone, Copy)]
-struct PodSetup<'a> {
-    ip: Ipv4Addr,
-    fields: &'a PodFields,
-    /// Host directories of the pod's volumes, by volume name.
-    volumes: &'a HashMap<String, PathBuf>,
-    api: Option<&'a ApiAccess>,
-}
-
-fn prepare_container(
-    pod: &Pod,
-    container: &Container,
-    setup: PodSetup<'_>,
-    config: &NodeSimConfig,
-    ctx: &dyn PodContext,
-) -> Result<Option<LaunchSpec>, ContainerError> {
-    let PodSetup {
-        ip,
-        fields,
-        volumes,
-        api,
-    } = setup;
-    let image = container.image.clone().unwrap_or_default();
-    let program = program_for(config, &image).ok_or_else(|| {
-        (
-            "ErrImagePull".to_owned(),
-            format!("nodesim has no mapping for image \"{image}\""),
-        )
-    })?;
-    if matches!(program, Program::Instant) {
-        return Ok(None);
-    }
-    let mut env = resolve_env(container, fields, ctx)
-        .map_err(|e| ("CreateContainerConfigError".to_owned(), e.to_string()))?;
-    if let Some(api) = api {
-        // As kubelet, the API server's address comes first, and the
-        // container's own variables win.
-        let mut service = vec![
-            ("KUBERNETES_SERVICE_HOST".to_owned(), api.host.clone()),
-            ("KUBERNETES_SERVICE_PORT".to_owned(), api.port.clone()),
-        ];
-        if let Some(dir) = &api.token_dir {
-            service.push((
-                "KUBECONFIG".to_owned(),
-                dir.join("kubeconfig").display().to_string(),
-            ));
-        }
-        service.retain(|(name, _)| !env.iter().any(|(n, _)| n == name));
-        service.append(&mut env);
-        env = service;
-    }
-    let mut mounts: Vec<(String, PathBuf)> = container
-        .volume_mounts
-        .iter()
-        .flatten()
-        .filter_map(|m| {
-            let dir = volumes.get(&m.name)?;
-            let dir = match m.sub_path.as_deref() {
-                Some(sub) if !sub.is_empty() && !sub.split('/').any(|p| p == "..") => dir.join(sub),
-                _ => dir.clone(),
-            };
-            let _ = std::fs::create_dir_all(&dir);
-            Some((m.mount_path.clone(), dir))
         })
-        .collect();
-    if let Some(dir) = api.and_then(|a| a.token_dir.as_ref()) {
-        mounts.push((SERVICE_ACCOUNT_MOUNT.to_owned(), dir.clone()));
-    }
-    mounts.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
-    let rewriter = Rewriter {
-        pod_ip: ip,
-        services: ctx.services(),
-        mounts,
-    };
-    let env_list = super::env::EnvList(env.clone());
-    let mut env: Vec<(String, String)> = env
-        .into_iter()
-        .map(|(k, v)| {
-            let v = rewriter.rewrite(&v);
-            (k, v)
-        })
-        .collect();
-    let expand = |s: &String| rewriter.rewrite(&super::env::expand(s, &env_list));
-    let command: Vec<String> = container.command.iter().flatten().map(expand).collect();
-    let args: Vec<String> = container.args.iter().flatten().map(expand).collect();
-    let uid = fields.uid.as_str();
-    let namespace = fields.namespace.as_str();
-    let spec = pod.spec.as_ref();
-    let grace = Duration::from_secs(
-        spec.and_then(|s| s.termination_grace_period_seconds)
-            .unwrap_or(30)
-            .max(0) as u64,
-    );
-    let restart = RestartPolicy::parse(spec.and_then(|s| s.restart_policy.as_deref()));
-    let ports = container.ports.clone().unwrap_or_default();
-
-    let (program_path, args, prepare, run_as, path_prefix, stop_signal) = match program {
-        Program::Instant => return Ok(None),
-        Program::Binary {
-            path,
-            args: default_args,
-        } => {
-            let args = if command.is_empty() {
-                default_args.iter().cloned().chain(args).collect()
-            } else {
-                command.iter().skip(1).cloned().chain(args).collect()
-            };
-            let dir = path.parent().map(Path::to_path_buf).into_iter().collect();
-            (
-                path.clone(),
-                args,
-                Prepare::Nothing,
-                None,
-                dir,
-                Signal::TERM,
-            )
-        }
-        Program::Postgres { bindir } => {
-            let get = |k: &str| {
-                env.iter()
-                    .rev()
-                    .find(|(n, _)| n == k)
-                    .map(|(_, v)| v.clone())
-            };
-            let mut pgdata = PathBuf::from(
-                get("PGDATA").unwrap_or_else(|| rewriter.rewrite("/var/lib/postgresql/data")),
-            );
-            if pgdata.starts_with("/var/lib/postgresql") {
-                // No volume behind it: data lives and dies with the pod.
-                pgdata = config.state_dir.join("pods").join(uid).join("pgdata");
-            }
-            let port: u16 = get("PGPORT").and_then(|p| p.parse().ok()).unwrap_or(5432);
-            let run_as = postgres::unprivileged_user();
-            // The image's init scripts: wherever a volume is mounted at
-            // /docker-entrypoint-initdb.d.
-            let scripts = rewriter.rewrite(postgres::INITDB_DIR);
-            let scripts = (scripts != postgres::INITDB_DIR).then(|| PathBuf::from(scripts));
-            let init = PostgresInit::from_env(bindir.clone(), pgdata, &env, run_as)
-                .with_init_scripts(scripts, env.clone(), port);
-            let extra: Vec<String> = if command.is_empty() {
-                args
-            } else {
-                command.iter().skip(1).cloned().chain(args).collect()
-            };
-            let args = init.server_args(ip, port, &extra);
-            for (k, v) in [("PGHOST", ip.to_string()), ("PGPORT", port.to_string())] {
-                if !env.iter().any(|(n, _)| n == k) {
-                    env.push((k.to_owned(), v));
-                }
-            }
-            (
-                bindir.join("postgres"),
-                args,
-                Prepare::Postgres(Box::new(init)),
-                run_as,
-                vec![bindir.clone()],
-                // The official image stops with SIGINT: a fast shutdown
-                // that does not wait for clients to disconnect.
-                Signal::INT,
-            )
-        }
-    };
-    let probe = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
-        p.as_ref().map(|p| {
-            ProbeSpec::from_probe(p, ip, &ports, &env, &path_prefix, config.max_probe_period)
-        })
-    };
-    Ok(Some(LaunchSpec {
-        name: container.name.clone(),
-        program: program_path,
-        args,
-        env: env.clone(),
-        workdir: container
-            .working_dir
-            .as_ref()
-            .map(|w| PathBuf::from(rewriter.rewrite(w)))
-            .filter(|w| w.is_dir())
-            .or_else(|| run_as.map(|_| PathBuf::from("/"))),
-        run_as,
-        prepare,
-        log_path: log_path(
-            &config.logs_dir(),
-            namespace,
-            &fields.name,
-            uid,
-            &container.name,
-        ),
-        stop_signal,
-        grace,
-        readiness: probe(&container.readiness_probe),
-        liveness: probe(&container.liveness_probe),
-        restart,
-        backoff: config.backoff,
-    }))
+        .collect()
 }
 
 impl PodRuntime {
@@ -640,179 +445,4 @@ impl PodRuntime {
     }
 }
 
-fn waiting(reason: &str, message: Option<String>) -> K8sContainerState {
-    K8sContainerState {
-        waiting: Some(ContainerStateWaiting {
-            reason: Some(reason.to_owned()),
-            message,
-        }),
-        ..K8sContainerState::default()
-    }
-}
-
-fn terminated(t: &Termination, pid: Option<u32>) -> K8sContainerState {
-    K8sContainerState {
-        terminated: Some(ContainerStateTerminated {
-            exit_code: t.exit_code,
-            signal: t.signal,
-            reason: Some(t.reason.clone()),
-            message: t.message.clone(),
-            started_at: t.started_at.clone(),
-            finished_at: Some(t.finished_at.clone()),
-            container_id: pid.map(|p| format!("nodesim://{p}")),
-        }),
-        ..K8sContainerState::default()
-    }
-}
-
-fn container_status(name: &str, image: &str, state: &ContainerState) -> ContainerStatus {
-    let (k8s_state, pid) = match &state.current {
-        RunState::Waiting { reason, message } => (waiting(reason, message.clone()), None),
-        RunState::Running { pid, started_at } => (
-            K8sContainerState {
-                running: Some(ContainerStateRunning {
-                    started_at: Some(started_at.clone()),
-                }),
-                ..K8sContainerState::default()
-            },
-            Some(*pid),
-        ),
-        RunState::Terminated(t) => (terminated(t, None), None),
-    };
-    ContainerStatus {
-        name: name.to_owned(),
-        image: image.to_owned(),
-        image_id: String::new(),
-        container_id: pid.map(|p| format!("nodesim://{p}")),
-        ready: state.ready,
-        restart_count: state.restart_count,
-        started: Some(matches!(state.current, RunState::Running { .. })),
-        state: Some(k8s_state),
-        last_state: state.last_termination.as_ref().map(|t| terminated(t, None)),
-        ..ContainerStatus::default()
-    }
-}
-
-/// The Pod status for a runtime, keeping condition transition times from
-/// `previous` where nothing changed.
-pub fn pod_status(runtime: &PodRuntime, previous: Option<&PodStatus>) -> PodStatus {
-    let mut statuses = Vec::new();
-    let mut any_started = false;
-    let mut all_final = true;
-    let mut all_succeeded = true;
-    for (name, reason, message) in &runtime.waiting {
-        all_final = false;
-        statuses.push(ContainerStatus {
-            name: name.clone(),
-            state: Some(waiting(reason, Some(message.clone()))),
-            started: Some(false),
-            ..ContainerStatus::default()
-        });
-    }
-    for slot in &runtime.slots {
-        match slot {
-            Slot::Instant {
-                name,
-                image,
-                started_at,
-            } => {
-                any_started = true;
-                all_final = false;
-                statuses.push(ContainerStatus {
-                    name: name.clone(),
-                    image: image.clone(),
-                    ready: true,
-                    started: Some(true),
-                    container_id: Some("nodesim://instant".to_owned()),
-                    state: Some(K8sContainerState {
-                        running: Some(ContainerStateRunning {
-                            started_at: Some(started_at.clone()),
-                        }),
-                        ..K8sContainerState::default()
-                    }),
-                    ..ContainerStatus::default()
-                });
-            }
-            Slot::Process {
-                name,
-                image,
-                supervisor,
-            } => {
-                let state = supervisor.state();
-                match &state.current {
-                    RunState::Terminated(t) => {
-                        any_started = true;
-                        all_succeeded &= t.exit_code == 0;
-                    }
-                    RunState::Running { .. } => {
-                        any_started = true;
-                        all_final = false;
-                    }
-                    RunState::Waiting { .. } => {
-                        any_started |= state.restart_count > 0;
-                        all_final = false;
-                    }
-                }
-                statuses.push(container_status(name, image, &state));
-            }
-        }
-    }
-    statuses.sort_by(|a, b| a.name.cmp(&b.name));
-    let all_ready = !statuses.is_empty() && statuses.iter().all(|s| s.ready);
-    let phase = if all_final && !statuses.is_empty() {
-        if all_succeeded { "Succeeded" } else { "Failed" }
-    } else if any_started {
-        "Running"
-    } else {
-        "Pending"
-    };
-    let now = now();
-    let prev = previous.and_then(|p| p.conditions.as_ref());
-    let condition = |type_: &str, ok: bool, reason: Option<&str>| {
-        let status = if ok { "True" } else { "False" }.to_owned();
-        let last_transition_time = prev
-            .and_then(|c| c.iter().find(|c| c.type_ == type_ && c.status == status))
-            .and_then(|c| c.last_transition_time.clone())
-            .unwrap_or_else(|| now.clone());
-        PodCondition {
-            type_: type_.to_owned(),
-            status,
-            reason: reason.map(str::to_owned),
-            last_transition_time: Some(last_transition_time),
-            ..PodCondition::default()
-        }
-    };
-    let not_ready = (!all_ready).then_some("ContainersNotReady");
-    let scheduled_ok = true;
-    let ip = runtime.ip.to_string();
-    PodStatus {
-        phase: Some(phase.to_owned()),
-        conditions: Some(vec![
-            condition("PodReadyToStartContainers", true, None),
-            condition("Initialized", true, None),
-            condition("Ready", all_ready, not_ready),
-            condition("ContainersReady", all_ready, not_ready),
-            condition("PodScheduled", scheduled_ok, None),
-        ]),
-        container_statuses: Some(statuses),
-        host_ip: Some("127.0.0.1".to_owned()),
-        host_ips: Some(vec![HostIP {
-            ip: "127.0.0.1".to_owned(),
-        }]),
-        pod_ip: Some(ip.clone()),
-        pod_ips: Some(vec![PodIP { ip }]),
-        start_time: Some(
-            previous
-                .and_then(|p| p.start_time.clone())
-                .unwrap_or_else(|| runtime.started.clone()),
-        ),
-        // The API server sets the QoS class at creation and refuses to
-        // change it.
-        qos_class: Some(
-            previous
-                .and_then(|p| p.qos_class.clone())
-                .unwrap_or_else(|| "BestEffort".to_owned()),
-        ),
-        ..PodStatus::default()
-    }
-}
+pub use super::podstatus::pod_status;

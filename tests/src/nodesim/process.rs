@@ -22,6 +22,10 @@ use tokio::task::JoinHandle;
 use super::postgres::{self, PostgresInit};
 use super::probe::ProbeSpec;
 
+mod monitor;
+
+use monitor::monitor;
+
 /// How a container is restarted after it exits (`spec.restartPolicy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartPolicy {
@@ -565,90 +569,6 @@ fn spawn(spec: &LaunchSpec, log: &File) -> std::io::Result<Child> {
     command.spawn()
 }
 
-/// Probe bookkeeping with kubelet's thresholds.
-struct ProbeState {
-    spec: ProbeSpec,
-    next: tokio::time::Instant,
-    successes: u32,
-    failures: u32,
-}
-
-impl ProbeState {
-    fn new(spec: &ProbeSpec) -> Self {
-        Self {
-            next: tokio::time::Instant::now() + spec.initial_delay,
-            spec: spec.clone(),
-            successes: 0,
-            failures: 0,
-        }
-    }
-
-    /// Runs the probe; `Some(passing)` when a threshold was crossed.
-    async fn run(&mut self) -> (Option<bool>, Option<String>) {
-        self.next = tokio::time::Instant::now() + self.spec.period;
-        match self.spec.check().await {
-            Ok(()) => {
-                self.failures = 0;
-                self.successes += 1;
-                (
-                    (self.successes >= self.spec.success_threshold).then_some(true),
-                    None,
-                )
-            }
-            Err(why) => {
-                self.successes = 0;
-                self.failures += 1;
-                (
-                    (self.failures >= self.spec.failure_threshold).then_some(false),
-                    Some(why),
-                )
-            }
-        }
-    }
-}
-
-async fn sleep_until(probe: &Option<ProbeState>) {
-    match probe {
-        Some(p) => tokio::time::sleep_until(p.next).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn monitor(
-    spec: &LaunchSpec,
-    child: &mut Child,
-    publish: &Publisher,
-    stop: &mut watch::Receiver<bool>,
-) -> Outcome {
-    let mut readiness = spec.readiness.as_ref().map(ProbeState::new);
-    let mut liveness = spec.liveness.as_ref().map(ProbeState::new);
-    loop {
-        tokio::select! {
-            status = child.wait() => {
-                return match status {
-                    Ok(status) => Outcome::Exited(status),
-                    Err(_) => Outcome::Stopped,
-                };
-            }
-            () = stopped(stop) => return Outcome::Stopped,
-            () = sleep_until(&readiness) => {
-                if let Some(probe) = readiness.as_mut()
-                    && let (Some(passing), _) = probe.run().await
-                {
-                    publish.update(|s| s.ready = passing);
-                }
-            }
-            () = sleep_until(&liveness) => {
-                if let Some(probe) = liveness.as_mut()
-                    && let (Some(false), why) = probe.run().await
-                {
-                    return Outcome::LivenessFailed(why.unwrap_or_default());
-                }
-            }
-        }
-    }
-}
-
 /// True while process `pid` runs: it exists and is not a zombie (a process
 /// that exited but was not reaped yet counts as gone).
 pub fn pid_alive(pid: u32) -> bool {
@@ -669,126 +589,4 @@ pub fn pid_alive(pid: u32) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn shell(script: &str, dir: &Path) -> LaunchSpec {
-        LaunchSpec {
-            name: "sh".to_owned(),
-            program: PathBuf::from("/bin/sh"),
-            args: vec!["-c".to_owned(), script.to_owned()],
-            env: vec![("GREETING".to_owned(), "hello".to_owned())],
-            workdir: None,
-            run_as: None,
-            prepare: Prepare::Nothing,
-            log_path: dir.join("sh.log"),
-            stop_signal: Signal::TERM,
-            grace: Duration::from_secs(5),
-            readiness: None,
-            liveness: None,
-            restart: RestartPolicy::Always,
-            backoff: Backoff {
-                initial: Duration::from_millis(50),
-                max: Duration::from_millis(200),
-                reset_after: Duration::from_secs(60),
-            },
-        }
-    }
-
-    async fn wait_for(
-        sup: &Supervisor,
-        what: &str,
-        mut cond: impl FnMut(&ContainerState) -> bool,
-    ) -> ContainerState {
-        let mut rx = sup.state.clone();
-        let found = tokio::time::timeout(Duration::from_secs(20), rx.wait_for(|s| cond(s))).await;
-        match found {
-            Ok(Ok(state)) => state.clone(),
-            _ => panic!("timed out waiting for {what}; state {:?}", sup.state()),
-        }
-    }
-
-    #[test]
-    fn debug_output_never_shows_env_values_or_args() {
-        let mut spec = shell("echo hunter2", Path::new("/tmp"));
-        spec.env.push(("PASSWORD".to_owned(), "hunter2".to_owned()));
-        let shown = format!("{spec:?}");
-        assert!(
-            shown.contains("PASSWORD") && !shown.contains("hunter2"),
-            "{shown}"
-        );
-    }
-
-    #[test]
-    fn backoff_doubles_from_an_immediate_first_restart() {
-        let b = Backoff {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(5),
-            reset_after: Duration::from_secs(10),
-        };
-        let delays: Vec<u64> = (1..=6).map(|n| b.delay(n).as_secs()).collect();
-        assert_eq!(delays, [0, 1, 2, 4, 5, 5]);
-    }
-
-    #[tokio::test]
-    async fn a_crashing_container_restarts_with_backoff_and_logs_its_output() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sup = Supervisor::spawn(
-            shell("echo \"$GREETING\"; exit 3", dir.path()),
-            Arc::new(Notify::new()),
-        );
-        let state = wait_for(&sup, "crash loop", |s| {
-            s.restart_count >= 3
-                && matches!(&s.current, RunState::Waiting { reason, .. } if reason == "CrashLoopBackOff")
-        })
-        .await;
-        assert_eq!(
-            state.last_termination.as_ref().map(|t| t.exit_code),
-            Some(3)
-        );
-        sup.stop().await;
-        let log = std::fs::read_to_string(dir.path().join("sh.log")).expect("log");
-        assert!(log.lines().filter(|l| *l == "hello").count() >= 3, "{log}");
-    }
-
-    #[tokio::test]
-    async fn stop_terminates_the_whole_group_and_escalates_to_sigkill() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        // The shell ignores SIGTERM and has a child; both must go.
-        let mut spec = shell("trap '' TERM; sleep 600 & wait", dir.path());
-        spec.grace = Duration::from_millis(300);
-        let sup = Supervisor::spawn(spec, Arc::new(Notify::new()));
-        let state = wait_for(&sup, "running", |s| {
-            matches!(s.current, RunState::Running { .. })
-        })
-        .await;
-        let RunState::Running { pid, .. } = state.current else {
-            unreachable!()
-        };
-        assert!(group_alive(pid));
-        sup.stop().await;
-        assert!(!group_alive(pid), "process group {pid} survived stop");
-    }
-
-    #[tokio::test]
-    async fn dropping_the_supervisor_kills_the_group() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sup = Supervisor::spawn(
-            shell("sleep 600 & wait", dir.path()),
-            Arc::new(Notify::new()),
-        );
-        let state = wait_for(&sup, "running", |s| {
-            matches!(s.current, RunState::Running { .. })
-        })
-        .await;
-        let RunState::Running { pid, .. } = state.current else {
-            unreachable!()
-        };
-        drop(sup);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while group_alive(pid) {
-            assert!(Instant::now() < deadline, "group {pid} survived drop");
-            tokio::task::yield_now().await;
-        }
-    }
-}
+mod tests;

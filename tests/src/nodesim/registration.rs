@@ -277,7 +277,7 @@ pub async fn provision_volumes(
             }
         };
         if let Err(error) = created
-            && !super::is_conflict_or_missing(&error)
+            && !super::status::is_conflict_or_missing(&error)
         {
             tracing::warn!(%error, pvc = %pvc.name_any(), "creating a PersistentVolume failed");
         }
@@ -292,7 +292,7 @@ pub async fn provision_volumes(
         if orphaned
             && pv.metadata.deletion_timestamp.is_none()
             && let Err(error) = api.delete(&pv.name_any(), &DeleteParams::default()).await
-            && !super::is_conflict_or_missing(&error)
+            && !super::status::is_conflict_or_missing(&error)
         {
             tracing::warn!(%error, pv = %pv.name_any(), "deleting a PersistentVolume failed");
         }

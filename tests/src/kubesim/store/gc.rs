@@ -263,27 +263,7 @@ impl Store {
         let object = self
             .object(&kind, namespace, name)
             .ok_or_else(|| ApiError::not_found(rt.subject(), name))?;
-        if let Some(uid) = &options.uid
-            && object["metadata"]["uid"].as_str() != Some(uid)
-        {
-            return Err(ApiError::conflict(
-                rt.subject(),
-                name,
-                &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    object["metadata"]["uid"].as_str().unwrap_or_default()
-                ),
-            ));
-        }
-        if let Some(rv) = &options.resource_version
-            && object["metadata"]["resourceVersion"].as_str() != Some(rv)
-        {
-            return Err(ApiError::conflict(
-                rt.subject(),
-                name,
-                "the object has been modified; please apply your changes to the latest version and try again",
-            ));
-        }
+        check_preconditions(rt, name, &object, options)?;
         if let Some(requester) = &options.requester {
             let old = served(&object, rt);
             self.admit(
@@ -300,52 +280,13 @@ impl Store {
         }
         let propagation = options.propagation.as_deref();
         let is_namespace = kind.group.is_empty() && kind.plural == "namespaces";
-        let is_pod = kind.group.is_empty() && kind.plural == "pods";
-        // With graceful pod deletion a pod stays, terminating, until its
-        // kubelet (nodesim) deletes it again with a zero grace period.
-        let grace = if is_pod && self.graceful_pods {
-            options.grace_period.unwrap_or_else(|| {
-                object["spec"]["terminationGracePeriodSeconds"]
-                    .as_i64()
-                    .unwrap_or(30)
-            })
-        } else {
-            0
-        };
-        let mut held = finalizers(&object);
-        if propagation == Some("Foreground")
-            && self
-                .dependents
-                .get(object["metadata"]["uid"].as_str().unwrap_or_default())
-                .is_some_and(|d| !d.is_empty())
-            && !held.iter().any(|f| f == "foregroundDeletion")
-        {
-            held.push("foregroundDeletion".into());
-        }
+        let grace = self.grace_period(&kind, &object, options);
+        let held = self.holding_finalizers(&object, propagation);
         if held.is_empty() && !is_namespace && grace == 0 {
             self.remove(&kind, namespace, name, propagation);
             return Ok((present(&object, rt), true));
         }
-        let grace_changed =
-            object["metadata"]["deletionGracePeriodSeconds"].as_i64() != Some(grace);
-        if object["metadata"]["deletionTimestamp"].is_null()
-            || held != finalizers(&object)
-            || grace_changed
-        {
-            let mut marked = (*object).clone();
-            let meta = meta_mut(&mut marked);
-            if meta.get("deletionTimestamp").is_none_or(Value::is_null) {
-                meta.insert("deletionTimestamp".into(), json!(now()));
-            }
-            meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
-            meta.insert("finalizers".into(), json!(held));
-            if is_namespace {
-                marked["status"]["phase"] = json!("Terminating");
-            }
-            let generation = marked["metadata"]["generation"].as_i64().unwrap_or(1);
-            meta_mut(&mut marked).insert("generation".into(), json!(generation + 1));
-            self.put(rt, namespace, name, marked, Some(object.clone()));
-        }
+        self.mark_deleted(rt, (namespace, name), &object, held, grace);
         if is_namespace {
             self.terminate_namespace(name);
         } else if propagation == Some("Foreground") {
@@ -362,6 +303,70 @@ impl Store {
             Some(current) => Ok((present(&current, rt), false)),
             None => Ok((present(&object, rt), true)),
         }
+    }
+
+    /// The grace period of a deletion: with graceful pod deletion a pod
+    /// stays, terminating, until its kubelet (nodesim) deletes it again
+    /// with a zero grace period; everything else goes at once.
+    fn grace_period(&self, kind: &StoreKind, object: &Value, options: &DeleteOptions) -> i64 {
+        let is_pod = kind.group.is_empty() && kind.plural == "pods";
+        if !(is_pod && self.graceful_pods) {
+            return 0;
+        }
+        options.grace_period.unwrap_or_else(|| {
+            object["spec"]["terminationGracePeriodSeconds"]
+                .as_i64()
+                .unwrap_or(30)
+        })
+    }
+
+    /// The finalizers that hold the object, `foregroundDeletion` added for
+    /// a foreground deletion of an object with dependents.
+    fn holding_finalizers(&self, object: &Value, propagation: Option<&str>) -> Vec<String> {
+        let mut held = finalizers(object);
+        if propagation == Some("Foreground")
+            && self
+                .dependents
+                .get(object["metadata"]["uid"].as_str().unwrap_or_default())
+                .is_some_and(|d| !d.is_empty())
+            && !held.iter().any(|f| f == "foregroundDeletion")
+        {
+            held.push("foregroundDeletion".into());
+        }
+        held
+    }
+
+    /// Marks a held object deleted (deletionTimestamp, grace period,
+    /// finalizers; a namespace Terminating), unless it already is so.
+    fn mark_deleted(
+        &mut self,
+        rt: &ResourceType,
+        (namespace, name): (&str, &str),
+        object: &Arc<Value>,
+        held: Vec<String>,
+        grace: i64,
+    ) {
+        let grace_changed =
+            object["metadata"]["deletionGracePeriodSeconds"].as_i64() != Some(grace);
+        if !object["metadata"]["deletionTimestamp"].is_null()
+            && held == finalizers(object)
+            && !grace_changed
+        {
+            return;
+        }
+        let mut marked = (**object).clone();
+        let meta = meta_mut(&mut marked);
+        if meta.get("deletionTimestamp").is_none_or(Value::is_null) {
+            meta.insert("deletionTimestamp".into(), json!(now()));
+        }
+        meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+        meta.insert("finalizers".into(), json!(held));
+        if rt.group.is_empty() && rt.plural == "namespaces" {
+            marked["status"]["phase"] = json!("Terminating");
+        }
+        let generation = marked["metadata"]["generation"].as_i64().unwrap_or(1);
+        meta_mut(&mut marked).insert("generation".into(), json!(generation + 1));
+        self.put(rt, namespace, name, marked, Some(object.clone()));
     }
 
     fn finish_foreground_owners_of(&mut self, owner: &Arc<Value>) {
@@ -382,4 +387,35 @@ impl Store {
             }
         }
     }
+}
+
+/// `preconditions.uid` and `preconditions.resourceVersion`.
+fn check_preconditions(
+    rt: &ResourceType,
+    name: &str,
+    object: &Value,
+    options: &DeleteOptions,
+) -> ApiResult<()> {
+    if let Some(uid) = &options.uid
+        && object["metadata"]["uid"].as_str() != Some(uid)
+    {
+        return Err(ApiError::conflict(
+            rt.subject(),
+            name,
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                object["metadata"]["uid"].as_str().unwrap_or_default()
+            ),
+        ));
+    }
+    if let Some(rv) = &options.resource_version
+        && object["metadata"]["resourceVersion"].as_str() != Some(rv)
+    {
+        return Err(ApiError::conflict(
+            rt.subject(),
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        ));
+    }
+    Ok(())
 }

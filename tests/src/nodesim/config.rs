@@ -1,0 +1,204 @@
+//! How nodesim runs: which program runs for which image, and the knobs
+//! of [`NodeSimConfig`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::postgres;
+use super::process::Backoff;
+
+/// The field manager of every write nodesim makes.
+pub const FIELD_MANAGER: &str = "nodesim";
+
+/// What runs for a container image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    /// A local executable. The container's `command` (minus its first word,
+    /// the in-image path) and `args` are its arguments; without `command`,
+    /// `args` follows these default arguments.
+    Binary {
+        /// The executable.
+        path: PathBuf,
+        /// Arguments before the container's `args` when it sets no `command`.
+        args: Vec<String>,
+    },
+    /// A real PostgreSQL server started like the official `postgres` image.
+    Postgres {
+        /// Directory of `initdb` and `postgres`.
+        bindir: PathBuf,
+    },
+    /// Nothing runs; the container is reported running and ready at once.
+    Instant,
+}
+
+/// Maps images that start with `prefix` (after dropping the registry host
+/// and `library/`) to a program; a prefix without `/` also matches the
+/// image's last path segment (`atoll-instance` matches
+/// `registry.example.com/acme/atoll-instance:0.1.0`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRule {
+    /// Image prefix, e.g. `postgres:` or `atoll/atoll-instance`.
+    pub prefix: String,
+    /// What runs.
+    pub program: Program,
+}
+
+/// How nodesim runs.
+#[derive(Debug, Clone)]
+pub struct NodeSimConfig {
+    /// Where PVC directories, pod scratch space and logs go.
+    pub state_dir: PathBuf,
+    /// Image rules, first match wins.
+    pub images: Vec<ImageRule>,
+    /// For images no rule matches; `None` leaves such pods in `ErrImagePull`.
+    pub default_program: Option<Program>,
+    /// `spec.nodeName` of the pods.
+    pub node_name: String,
+    /// Where the ingress router listens (`None`: no router).
+    pub ingress_listen: Option<SocketAddr>,
+    /// Whether Services listen and proxy (off in instant mode, where nothing
+    /// would answer).
+    pub serve_services: bool,
+    /// Probe periods and initial delays are shortened to at most this.
+    pub max_probe_period: Duration,
+    /// Restart backoff.
+    pub backoff: Backoff,
+    /// Full resync interval (retries of waiting pods, missed events).
+    pub resync: Duration,
+    /// The API server's URL as pods reach it (kubesim's HTTP listener).
+    /// When set, every pod gets `KUBERNETES_SERVICE_HOST`/`_PORT`, and a
+    /// pod that mounts its service-account token (as
+    /// `automountServiceAccountToken` decides) gets one from the
+    /// TokenRequest API, written as kubelet would under
+    /// `/var/run/secrets/kubernetes.io/serviceaccount` (mount paths in env
+    /// and args point there), plus `KUBECONFIG` naming a kubeconfig that
+    /// uses it: a process on a shared host cannot read the fixed in-cluster
+    /// path, and clients try `KUBECONFIG` first. The service account must
+    /// exist (kubesim has no controller creating `default`). Go clients
+    /// (kubectl) send credentials only over TLS, so against kubesim's plain
+    /// HTTP they act without any; kube-rs and plain HTTP clients send them.
+    pub api_server: Option<String>,
+}
+
+impl NodeSimConfig {
+    /// Defaults: no image rules, node `nodesim`, no ingress router, probes at
+    /// most every 500 ms, backoff 0.5 s doubling to 10 s.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            state_dir: state_dir.into(),
+            images: Vec::new(),
+            default_program: None,
+            node_name: "nodesim".to_owned(),
+            ingress_listen: None,
+            serve_services: true,
+            max_probe_period: Duration::from_millis(500),
+            backoff: Backoff::default(),
+            resync: Duration::from_secs(5),
+            api_server: None,
+        }
+    }
+
+    /// Gives pods access to the API server at `url` with their service
+    /// account's token (see [`NodeSimConfig::api_server`]).
+    pub fn api_server(mut self, url: impl Into<String>) -> Self {
+        self.api_server = Some(url.into());
+        self
+    }
+
+    /// Adds an image rule.
+    pub fn image(mut self, prefix: impl Into<String>, program: Program) -> Self {
+        self.images.push(ImageRule {
+            prefix: prefix.into(),
+            program,
+        });
+        self
+    }
+
+    /// Adds an image rule running a local binary.
+    pub fn binary(self, prefix: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        self.image(
+            prefix,
+            Program::Binary {
+                path: path.into(),
+                args: Vec::new(),
+            },
+        )
+    }
+
+    /// Maps `postgres:*` and `postgres@*` to the PostgreSQL binaries of
+    /// `$ATOLL_PG_BINDIR` (or the Debian default).
+    pub fn postgres(self) -> Self {
+        let bindir = postgres::bindir_from_env();
+        self.image(
+            "postgres:",
+            Program::Postgres {
+                bindir: bindir.clone(),
+            },
+        )
+        .image("postgres@", Program::Postgres { bindir })
+    }
+
+    /// Instant mode for every image no rule matches, and no Service
+    /// listeners: for scale benchmarks.
+    pub fn instant(mut self) -> Self {
+        self.default_program = Some(Program::Instant);
+        self.serve_services = false;
+        self
+    }
+
+    /// Runs the ingress router on `addr` (port 0 picks one).
+    pub fn ingress(mut self, addr: SocketAddr) -> Self {
+        self.ingress_listen = Some(addr);
+        self
+    }
+
+    /// Where container logs go.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.state_dir.join("logs")
+    }
+}
+
+/// A binary of this workspace, next to the running executable (tests run
+/// from `target/<profile>/deps`, binaries live in `target/<profile>`).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::kubelet;
+    use super::*;
+
+    #[test]
+    fn images_match_by_prefix_after_normalisation() {
+        let config = NodeSimConfig::new("/tmp/x")
+            .postgres()
+            .binary("atoll/atoll-instance", "/bin/true");
+        assert!(matches!(
+            kubelet::program_for(&config, "registry.example.com/library/postgres:16"),
+            Some(Program::Postgres { .. })
+        ));
+        assert!(matches!(
+            kubelet::program_for(
+                &config,
+                "registry.example.com:5000/atoll/atoll-instance:0.1.0"
+            ),
+            Some(Program::Binary { .. })
+        ));
+        assert!(matches!(
+            kubelet::program_for(&config, "bitnami/postgres:16"),
+            Some(Program::Postgres { .. })
+        ));
+        assert_eq!(kubelet::program_for(&config, "redis:7"), None);
+        assert_eq!(
+            kubelet::program_for(&config.instant(), "redis:7"),
+            Some(&Program::Instant)
+        );
+    }
+}

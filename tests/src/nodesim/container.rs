@@ -1,0 +1,303 @@
+//! How one container of a pod is launched: its program for the image, its
+//! environment, mounts, arguments and probes, all pointed at the pod's
+//! loopback address and host directories.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use rustix::process::Signal;
+
+use super::env::{self, PodFields, resolve_env};
+use super::kubelet::{ApiAccess, PodContext, SERVICE_ACCOUNT_MOUNT, log_path, program_for};
+use super::postgres::{self, PostgresInit};
+use super::probe::ProbeSpec;
+use super::process::{LaunchSpec, Prepare, RestartPolicy};
+use super::rewrite::Rewriter;
+use super::{NodeSimConfig, Program};
+
+/// Why a container cannot be created: (reason, message).
+pub(super) type ContainerError = (String, String);
+
+/// What the containers of one pod share.
+#[derive(Clone, Copy)]
+pub(super) struct PodSetup<'a> {
+    pub(super) ip: Ipv4Addr,
+    pub(super) fields: &'a PodFields,
+    /// Host directories of the pod's volumes, by volume name.
+    pub(super) volumes: &'a HashMap<String, PathBuf>,
+    pub(super) api: Option<&'a ApiAccess>,
+}
+
+/// The program-specific part of a launch.
+struct Launch {
+    program: PathBuf,
+    args: Vec<String>,
+    prepare: Prepare,
+    run_as: Option<(u32, u32)>,
+    /// Directories searched for the programs of `exec` probes.
+    path_prefix: Vec<PathBuf>,
+    stop_signal: Signal,
+}
+
+/// How a container launches, `None` for an instant one; an error leaves
+/// the pod waiting.
+pub(super) fn prepare_container(
+    pod: &Pod,
+    container: &Container,
+    setup: PodSetup<'_>,
+    config: &NodeSimConfig,
+    ctx: &dyn PodContext,
+) -> Result<Option<LaunchSpec>, ContainerError> {
+    let image = container.image.clone().unwrap_or_default();
+    let program = program_for(config, &image).ok_or_else(|| {
+        (
+            "ErrImagePull".to_owned(),
+            format!("nodesim has no mapping for image \"{image}\""),
+        )
+    })?;
+    if matches!(program, Program::Instant) {
+        return Ok(None);
+    }
+    let env = container_env(container, setup, ctx)?;
+    let rewriter = Rewriter {
+        pod_ip: setup.ip,
+        services: ctx.services(),
+        mounts: container_mounts(container, setup),
+    };
+    let env_list = env::EnvList(env.clone());
+    let mut env: Vec<(String, String)> = env
+        .into_iter()
+        .map(|(k, v)| {
+            let v = rewriter.rewrite(&v);
+            (k, v)
+        })
+        .collect();
+    let expand = |s: &String| rewriter.rewrite(&env::expand(s, &env_list));
+    let command: Vec<String> = container.command.iter().flatten().map(expand).collect();
+    let args: Vec<String> = container.args.iter().flatten().map(expand).collect();
+    let launch = match program {
+        Program::Instant => return Ok(None),
+        Program::Binary {
+            path,
+            args: default_args,
+        } => binary_launch(path, default_args, &command, args),
+        Program::Postgres { bindir } => {
+            let run = PostgresRun {
+                bindir,
+                ip: setup.ip,
+                uid: &setup.fields.uid,
+                config,
+                rewriter: &rewriter,
+            };
+            run.launch(&mut env, &command, args)
+        }
+    };
+    Ok(Some(launch_spec(
+        pod, container, setup, config, &rewriter, env, launch,
+    )))
+}
+
+/// The container's environment; with API access, the API server's address
+/// comes first (as kubelet puts it) and the container's own variables win.
+fn container_env(
+    container: &Container,
+    setup: PodSetup<'_>,
+    ctx: &dyn PodContext,
+) -> Result<Vec<(String, String)>, ContainerError> {
+    let mut env = resolve_env(container, setup.fields, ctx)
+        .map_err(|e| ("CreateContainerConfigError".to_owned(), e.to_string()))?;
+    let Some(api) = setup.api else {
+        return Ok(env);
+    };
+    let mut service = vec![
+        ("KUBERNETES_SERVICE_HOST".to_owned(), api.host.clone()),
+        ("KUBERNETES_SERVICE_PORT".to_owned(), api.port.clone()),
+    ];
+    if let Some(dir) = &api.token_dir {
+        service.push((
+            "KUBECONFIG".to_owned(),
+            dir.join("kubeconfig").display().to_string(),
+        ));
+    }
+    service.retain(|(name, _)| !env.iter().any(|(n, _)| n == name));
+    service.append(&mut env);
+    Ok(service)
+}
+
+/// Mount paths and the host directories behind them, longest path first
+/// (so the rewriter maps the most specific mount).
+fn container_mounts(container: &Container, setup: PodSetup<'_>) -> Vec<(String, PathBuf)> {
+    let mut mounts: Vec<(String, PathBuf)> = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .filter_map(|m| {
+            let dir = setup.volumes.get(&m.name)?;
+            let dir = match m.sub_path.as_deref() {
+                Some(sub) if !sub.is_empty() && !sub.split('/').any(|p| p == "..") => dir.join(sub),
+                _ => dir.clone(),
+            };
+            let _ = std::fs::create_dir_all(&dir);
+            Some((m.mount_path.clone(), dir))
+        })
+        .collect();
+    if let Some(dir) = setup.api.and_then(|a| a.token_dir.as_ref()) {
+        mounts.push((SERVICE_ACCOUNT_MOUNT.to_owned(), dir.clone()));
+    }
+    mounts.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
+    mounts
+}
+
+/// One of our binaries: the container's `command` (minus the in-image
+/// path) or the default arguments, then `args`.
+fn binary_launch(
+    path: &Path,
+    default_args: &[String],
+    command: &[String],
+    args: Vec<String>,
+) -> Launch {
+    let args = if command.is_empty() {
+        default_args.iter().cloned().chain(args).collect()
+    } else {
+        command.iter().skip(1).cloned().chain(args).collect()
+    };
+    let dir = path.parent().map(Path::to_path_buf).into_iter().collect();
+    Launch {
+        program: path.to_path_buf(),
+        args,
+        prepare: Prepare::Nothing,
+        run_as: None,
+        path_prefix: dir,
+        stop_signal: Signal::TERM,
+    }
+}
+
+/// A real PostgreSQL started as the official image starts it.
+struct PostgresRun<'a> {
+    bindir: &'a Path,
+    ip: Ipv4Addr,
+    uid: &'a str,
+    config: &'a NodeSimConfig,
+    rewriter: &'a Rewriter<'a>,
+}
+
+impl PostgresRun<'_> {
+    /// Adds `PGHOST`/`PGPORT` to `env` unless set.
+    fn launch(
+        &self,
+        env: &mut Vec<(String, String)>,
+        command: &[String],
+        args: Vec<String>,
+    ) -> Launch {
+        let get = |k: &str| {
+            env.iter()
+                .rev()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+        };
+        let mut pgdata = PathBuf::from(
+            get("PGDATA").unwrap_or_else(|| self.rewriter.rewrite("/var/lib/postgresql/data")),
+        );
+        if pgdata.starts_with("/var/lib/postgresql") {
+            // No volume behind it: data lives and dies with the pod.
+            pgdata = self
+                .config
+                .state_dir
+                .join("pods")
+                .join(self.uid)
+                .join("pgdata");
+        }
+        let port: u16 = get("PGPORT").and_then(|p| p.parse().ok()).unwrap_or(5432);
+        let run_as = postgres::unprivileged_user();
+        // The image's init scripts: wherever a volume is mounted at
+        // /docker-entrypoint-initdb.d.
+        let scripts = self.rewriter.rewrite(postgres::INITDB_DIR);
+        let scripts = (scripts != postgres::INITDB_DIR).then(|| PathBuf::from(scripts));
+        let init = PostgresInit::from_env(self.bindir.to_path_buf(), pgdata, env, run_as)
+            .with_init_scripts(scripts, env.clone(), port);
+        let extra: Vec<String> = if command.is_empty() {
+            args
+        } else {
+            command.iter().skip(1).cloned().chain(args).collect()
+        };
+        let args = init.server_args(self.ip, port, &extra);
+        for (k, v) in [
+            ("PGHOST", self.ip.to_string()),
+            ("PGPORT", port.to_string()),
+        ] {
+            if !env.iter().any(|(n, _)| n == k) {
+                env.push((k.to_owned(), v));
+            }
+        }
+        Launch {
+            program: self.bindir.join("postgres"),
+            args,
+            prepare: Prepare::Postgres(Box::new(init)),
+            run_as,
+            path_prefix: vec![self.bindir.to_path_buf()],
+            // The official image stops with SIGINT: a fast shutdown that
+            // does not wait for clients to disconnect.
+            stop_signal: Signal::INT,
+        }
+    }
+}
+
+/// The whole launch: the program's part plus what every container has
+/// (working directory, log file, grace period, probes, restart policy).
+fn launch_spec(
+    pod: &Pod,
+    container: &Container,
+    setup: PodSetup<'_>,
+    config: &NodeSimConfig,
+    rewriter: &Rewriter<'_>,
+    env: Vec<(String, String)>,
+    launch: Launch,
+) -> LaunchSpec {
+    let spec = pod.spec.as_ref();
+    let grace = Duration::from_secs(
+        spec.and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30)
+            .max(0) as u64,
+    );
+    let restart = RestartPolicy::parse(spec.and_then(|s| s.restart_policy.as_deref()));
+    let ports = container.ports.clone().unwrap_or_default();
+    let probe = |p: &Option<Probe>| {
+        p.as_ref().map(|p| {
+            let period = config.max_probe_period;
+            ProbeSpec::from_probe(p, setup.ip, &ports, &env, &launch.path_prefix, period)
+        })
+    };
+    let readiness = probe(&container.readiness_probe);
+    let liveness = probe(&container.liveness_probe);
+    let fields = setup.fields;
+    LaunchSpec {
+        name: container.name.clone(),
+        program: launch.program,
+        args: launch.args,
+        workdir: container
+            .working_dir
+            .as_ref()
+            .map(|w| PathBuf::from(rewriter.rewrite(w)))
+            .filter(|w| w.is_dir())
+            .or_else(|| launch.run_as.map(|_| PathBuf::from("/"))),
+        env,
+        run_as: launch.run_as,
+        log_path: log_path(
+            &config.logs_dir(),
+            &fields.namespace,
+            &fields.name,
+            &fields.uid,
+            &container.name,
+        ),
+        stop_signal: launch.stop_signal,
+        grace,
+        readiness,
+        liveness,
+        restart,
+        backoff: config.backoff,
+        prepare: launch.prepare,
+    }
+}
