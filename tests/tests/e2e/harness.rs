@@ -517,12 +517,22 @@ impl Platform {
                     .expect("database Service address");
                 let bindir = std::env::var("ATOLL_PG_BINDIR")
                     .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
-                let output = std::process::Command::new(Path::new(&bindir).join("psql"))
+                // Async: nodesim's Service proxy runs on this process's
+                // runtime, and a blocked worker can hold the task that
+                // would answer psql.
+                let output = tokio::process::Command::new(Path::new(&bindir).join("psql"))
                     .args(["-h", &ip.to_string(), "-p", "5432", "-U", &user, "-d"])
                     .arg(&database)
                     .args(["-tAc", sql])
                     .env("PGPASSWORD", &password)
-                    .output()
+                    .env("PGCONNECT_TIMEOUT", "30")
+                    .kill_on_drop(true)
+                    .output();
+                let output = tokio::time::timeout(LIMIT, output)
+                    .await
+                    .unwrap_or_else(|_| {
+                        panic!("psql in {tenant}'s database: no answer in {LIMIT:?}")
+                    })
                     .expect("psql runs");
                 assert!(
                     output.status.success(),
