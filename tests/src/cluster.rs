@@ -101,6 +101,55 @@ pub fn announce(test: &str, kind: ClusterKind) {
     println!("\n== {test} on {kind}");
 }
 
+/// Whether `test` runs on `kind`: true (and says so) when [`ENV`] selects
+/// it; false, saying why, when not. Panics when realkube is selected but
+/// missing (see [`clusters_from_env`]).
+pub fn selected(test: &str, kind: ClusterKind) -> bool {
+    if clusters_from_env().contains(&kind) {
+        announce(test, kind);
+        true
+    } else {
+        println!(
+            "{test} on {kind}: not run, {ENV}={} does not select {kind} (scripts/test runs both)",
+            std::env::var(ENV).unwrap_or_default()
+        );
+        false
+    }
+}
+
+/// One test per cluster for each `async fn name(kind: ClusterKind)`
+/// named: a module `name` with tests `name::kubesim` and `name::realkube`,
+/// each calling `name` when [`ENV`] selects its cluster (see [`selected`]).
+///
+/// ```ignore
+/// async fn a_tenant_becomes_ready(kind: ClusterKind) { /* ... */ }
+/// atoll_testkit::on_each_cluster!(a_tenant_becomes_ready);
+/// ```
+#[macro_export]
+macro_rules! on_each_cluster {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn kubesim() {
+                    let kind = $crate::cluster::ClusterKind::KubeSim;
+                    if $crate::cluster::selected(stringify!($name), kind) {
+                        super::$name(kind).await;
+                    }
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn realkube() {
+                    let kind = $crate::cluster::ClusterKind::RealKube;
+                    if $crate::cluster::selected(stringify!($name), kind) {
+                        super::$name(kind).await;
+                    }
+                }
+            }
+        )+
+    };
+}
+
 /// What serves the API.
 enum Backend {
     Sim { sim: KubeSim, server: Server },
