@@ -69,13 +69,18 @@ pub fn parse_clusters(
     }
 }
 
+/// The clusters [`ENV`] selects; panics on an unknown value.
+fn selection() -> Vec<ClusterKind> {
+    let value = std::env::var(ENV).ok();
+    let bin_set = std::env::var_os("ATOLL_REALKUBE_BIN").is_some_and(|v| !v.is_empty());
+    parse_clusters(value.as_deref(), bin_set).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// The clusters [`ENV`] selects. Panics on an unknown value, and when
 /// realkube is selected but its binaries are missing (naming
 /// `scripts/realkube-build`).
 pub fn clusters_from_env() -> Vec<ClusterKind> {
-    let value = std::env::var(ENV).ok();
-    let bin_set = std::env::var_os("ATOLL_REALKUBE_BIN").is_some_and(|v| !v.is_empty());
-    let kinds = parse_clusters(value.as_deref(), bin_set).unwrap_or_else(|e| panic!("{e}"));
+    let kinds = selection();
     if kinds.contains(&ClusterKind::RealKube) {
         require_realkube();
     }
@@ -102,10 +107,14 @@ pub fn announce(test: &str, kind: ClusterKind) {
 }
 
 /// Whether `test` runs on `kind`: true (and says so) when [`ENV`] selects
-/// it; false, saying why, when not. Panics when realkube is selected but
-/// missing (see [`clusters_from_env`]).
+/// it; false, saying why, when not. Panics on an unknown value, and for
+/// realkube when selected but its binaries are missing.
 pub fn selected(test: &str, kind: ClusterKind) -> bool {
-    if clusters_from_env().contains(&kind) {
+    if selection().contains(&kind) {
+        // Only the realkube run fails for missing realkube binaries.
+        if kind == ClusterKind::RealKube {
+            require_realkube();
+        }
         announce(test, kind);
         true
     } else {
