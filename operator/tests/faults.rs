@@ -1,6 +1,9 @@
 //! 50 tenants converge while kubesim fails 10% of requests with 500, 5% of
 //! writes with 409 and delays half of them; afterwards every tenant has
 //! exactly its objects, and deleting them all leaves nothing behind.
+//!
+//! kubesim only: only kubesim injects API faults. It says so when
+//! `ATOLL_TEST_CLUSTER` selects realkube too.
 
 mod common;
 
@@ -109,6 +112,11 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_tenants_converge_under_api_faults_without_duplicates_or_leaks() {
+    if std::env::var(atoll_testkit::cluster::ENV).is_ok_and(|v| v != "kubesim") {
+        println!(
+            "fifty_tenants_converge_under_api_faults runs on kubesim only: only kubesim injects API faults"
+        );
+    }
     let sim = KubeSim::new();
     let client = sim.client();
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());

@@ -1,11 +1,15 @@
-//! A Tenant's life with real processes: kubesim serves the API, nodesim
-//! runs the tenant's PostgreSQL and the instance binary as processes, the
-//! operator runs in this test. A version change rolls the instance,
+//! A Tenant's life with real processes, on kubesim and on the real control
+//! plane (`ATOLL_TEST_CLUSTER`, see `atoll_testkit::cluster`): the API
+//! server serves the API, nodesim runs the tenant's PostgreSQL and the
+//! instance binary as processes (on realkube as kubelet only: the real
+//! controllers make the pods and the real garbage collector and namespace
+//! controller delete them), the operator runs in this test. A version change rolls the instance,
 //! suspend and resume keep the data, Delete leaves no object, process or
 //! volume directory, Retain then re-apply finds the same flows and
 //! executions, and External mode provisions on a real shared server.
 //!
-//! Needs the workspace binaries (`cargo test --workspace` builds them).
+//! Needs the workspace binaries (`cargo test --workspace` builds them) and,
+//! for realkube, its binaries (`scripts/realkube-build`).
 
 mod common;
 
@@ -17,14 +21,12 @@ use std::time::Duration;
 use atoll_crds::{Phase, Tenant, conditions, tenant_crd};
 use atoll_operator::cli::{Cli, Command};
 use atoll_operator::run::{RunArgs, run_with_client};
-use atoll_testkit::kubesim::KubeSim;
 use atoll_testkit::nodesim::{NodeSim, NodeSimConfig, pid_alive, workspace_binary};
 use atoll_testkit::pg::TestPostgres;
 use clap::Parser;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -38,6 +40,7 @@ const DOMAIN: &str = "atoll.localhost";
 const FLOW: &str = "id: hello\nnamespace: team\ntasks:\n  - id: say\n    type: io.kestra.plugin.core.log.Log\n    message: hello from the lifecycle test\n";
 
 struct Cluster {
+    cluster: Option<common::TestCluster>,
     client: Client,
     node: Option<NodeSim>,
     operator: JoinHandle<()>,
@@ -63,27 +66,25 @@ fn run_args() -> RunArgs {
 }
 
 impl Cluster {
-    async fn start() -> Cluster {
+    async fn start(kind: common::ClusterKind) -> Cluster {
         let instance = workspace_binary("atoll-instance");
         assert!(
             instance.is_file(),
             "{} is not built: run `cargo build --bins` (cargo test --workspace does)",
             instance.display()
         );
-        let sim = KubeSim::builder().graceful_pod_deletion(true).build();
-        let client = sim.client();
-        Api::<CustomResourceDefinition>::all(client.clone())
-            .create(&PostParams::default(), &tenant_crd())
-            .await
-            .expect("CRD created");
+        let cluster = common::start_cluster(kind).await;
+        let client = cluster.client();
+        common::install_crd(&client, &tenant_crd()).await;
         let state = tempfile::tempdir().expect("state dir");
         let config = NodeSimConfig::new(state.path().join("node"))
             .postgres()
             .binary("atoll-instance", instance)
             .ingress("127.0.0.1:0".parse().expect("addr"));
-        let node = NodeSim::start(client.clone(), config)
+        let node = cluster
+            .start_node(config)
             .await
-            .expect("nodesim starts");
+            .unwrap_or_else(|e| panic!("nodesim on {kind}: {e}"));
         let ingress = node.ingress_addr().expect("ingress router");
         let operator = {
             let client = client.clone();
@@ -94,6 +95,7 @@ impl Cluster {
             })
         };
         Cluster {
+            cluster: Some(cluster),
             client,
             node: Some(node),
             operator,
@@ -285,8 +287,20 @@ impl Cluster {
         if let Some(node) = self.node.take() {
             node.shutdown().await;
         }
+        if let Some(cluster) = self.cluster.take() {
+            cluster
+                .stop()
+                .await
+                .expect("the cluster stops leaving nothing");
+        }
     }
 }
+
+atoll_testkit::on_each_cluster!(
+    a_tenant_rolls_suspends_and_resumes_with_its_data,
+    deletion_leaves_nothing_or_keeps_the_data_for_a_new_tenant,
+    external_mode_provisions_on_a_shared_server_and_drops_on_delete,
+);
 
 fn condition_true(tenant: &Tenant, kind: &str) -> bool {
     tenant
@@ -304,9 +318,8 @@ async fn secret_value(client: &Client, namespace: &str, key: &str) -> String {
     String::from_utf8(bytes).expect("utf-8")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tenant_rolls_suspends_and_resumes_with_its_data() {
-    let cluster = Cluster::start().await;
+async fn a_tenant_rolls_suspends_and_resumes_with_its_data(kind: common::ClusterKind) {
+    let cluster = Cluster::start(kind).await;
     let ns = "atoll-life";
     cluster.apply("life", json!({})).await;
 
@@ -400,9 +413,8 @@ async fn a_tenant_rolls_suspends_and_resumes_with_its_data() {
     cluster.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deletion_leaves_nothing_or_keeps_the_data_for_a_new_tenant() {
-    let cluster = Cluster::start().await;
+async fn deletion_leaves_nothing_or_keeps_the_data_for_a_new_tenant(kind: common::ClusterKind) {
+    let cluster = Cluster::start(kind).await;
     let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
 
     // Delete: no object, no process, no volume directory.
@@ -457,10 +469,11 @@ async fn deletion_leaves_nothing_or_keeps_the_data_for_a_new_tenant() {
     cluster.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn external_mode_provisions_on_a_shared_server_and_drops_on_delete() {
+async fn external_mode_provisions_on_a_shared_server_and_drops_on_delete(
+    kind: common::ClusterKind,
+) {
     let shared = TestPostgres::start();
-    let cluster = Cluster::start().await;
+    let cluster = Cluster::start(kind).await;
     let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
     namespaces
         .create(

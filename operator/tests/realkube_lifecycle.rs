@@ -12,9 +12,10 @@
 //! The same scenario runs on kubesim (nodesim playing the controllers too)
 //! for the timing comparison it prints.
 //!
-//! Needs the workspace binaries (`cargo build --bins`) and the realkube
-//! binaries (`scripts/realkube-build`); without the latter it prints a
-//! loud SKIPPED line and passes, unless `ATOLL_REALKUBE_REQUIRED` is set.
+//! Each runs when `ATOLL_TEST_CLUSTER` selects its cluster (see
+//! `atoll_testkit::cluster`). Needs the workspace binaries (`cargo build
+//! --bins`) and, for realkube, its binaries (`scripts/realkube-build`):
+//! selected without them, the test fails saying so.
 
 mod common;
 
@@ -25,10 +26,11 @@ use std::time::{Duration, Instant};
 use atoll_crds::{Phase, Tenant, tenant_crd};
 use atoll_operator::cli::{Cli, Command};
 use atoll_operator::run::{RunArgs, run_with_client};
+use atoll_testkit::cluster::{self, ClusterKind};
 use atoll_testkit::kubesim::KubeSim;
 use atoll_testkit::nodesim::registration::PV_LABEL;
 use atoll_testkit::nodesim::{NodeSim, NodeSimConfig, pid_alive, workspace_binary};
-use atoll_testkit::realkube::{self, RealKube, RealKubeOptions};
+use atoll_testkit::realkube::{RealKube, RealKubeOptions};
 use clap::Parser;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{
@@ -540,20 +542,7 @@ async fn tenant_lives_and_dies(cluster: &Cluster) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_lives_and_dies_on_the_real_control_plane() {
-    let bin = realkube::bin_dir();
-    let missing = realkube::missing_binaries(&bin);
-    if !missing.is_empty() {
-        let message = format!(
-            "realkube binaries missing in {} ({}): build them with scripts/realkube-build",
-            bin.display(),
-            missing.join(", ")
-        );
-        assert!(
-            std::env::var_os("ATOLL_REALKUBE_REQUIRED").is_none(),
-            "ATOLL_REALKUBE_REQUIRED is set but {message}"
-        );
-        println!("\n!!! SKIPPED realkube lifecycle: {message} !!!\n");
-        eprintln!("\n!!! SKIPPED realkube lifecycle: {message} !!!\n");
+    if !cluster::selected("a_tenant_lives_and_dies", ClusterKind::RealKube) {
         return;
     }
     let _ = tracing_subscriber::fmt()
@@ -577,6 +566,9 @@ async fn a_tenant_lives_and_dies_on_the_real_control_plane() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_tenant_lives_and_dies_on_kubesim() {
+    if !cluster::selected("a_tenant_lives_and_dies", ClusterKind::KubeSim) {
+        return;
+    }
     let cluster = Cluster::sim().await;
     let ready = tenant_lives_and_dies(&cluster).await;
     println!(

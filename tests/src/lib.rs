@@ -1,6 +1,7 @@
 //! Atoll's simulated cluster: what its tests and `atoll-sandbox` run on.
 
 pub mod chart;
+pub mod cluster;
 pub mod kubesim;
 pub mod nodesim;
 pub mod pg;

@@ -57,6 +57,11 @@ fn policy(
     if egress.is_some() {
         types.push("Egress".to_owned());
     }
+    // No rule at all is left out, not sent as `[]`: the API server stores
+    // no empty list, so an applied `[]` would differ from what is stored
+    // and every apply would be a write (a new generation each time).
+    let ingress = ingress.filter(|rules| !rules.is_empty());
+    let egress = egress.filter(|rules| !rules.is_empty());
     NetworkPolicy {
         metadata: ctx.meta(name, None),
         spec: Some(NetworkPolicySpec {

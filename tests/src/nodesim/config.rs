@@ -79,6 +79,9 @@ pub struct NodeSimConfig {
     /// (kubectl) send credentials only over TLS, so against kubesim's plain
     /// HTTP they act without any; kube-rs and plain HTTP clients send them.
     pub api_server: Option<String>,
+    /// The CA certificate of an `https` API server (a real one): written
+    /// as the token mount's `ca.crt` and named in the pods' kubeconfig.
+    pub api_server_ca: Option<PathBuf>,
 }
 
 impl NodeSimConfig {
@@ -96,6 +99,7 @@ impl NodeSimConfig {
             backoff: Backoff::default(),
             resync: Duration::from_secs(5),
             api_server: None,
+            api_server_ca: None,
         }
     }
 
@@ -103,6 +107,13 @@ impl NodeSimConfig {
     /// account's token (see [`NodeSimConfig::api_server`]).
     pub fn api_server(mut self, url: impl Into<String>) -> Self {
         self.api_server = Some(url.into());
+        self
+    }
+
+    /// Gives pods the CA of an `https` API server (see
+    /// [`NodeSimConfig::api_server_ca`]).
+    pub fn api_server_ca(mut self, ca: impl Into<PathBuf>) -> Self {
+        self.api_server_ca = Some(ca.into());
         self
     }
 

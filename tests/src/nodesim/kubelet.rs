@@ -45,11 +45,13 @@ pub(super) struct ApiAccess {
 }
 
 /// Writes the service-account files into `dir`: `token` and `namespace`
-/// as kubelet mounts them, and a `kubeconfig` that reads the token, since
-/// a process on a shared host cannot be given the fixed in-cluster path.
+/// as kubelet mounts them (and `ca.crt` for an `https` API server), and a
+/// `kubeconfig` that reads the token, since a process on a shared host
+/// cannot be given the fixed in-cluster path.
 fn write_service_account(
     dir: &Path,
     server: &str,
+    ca: Option<&Path>,
     namespace: &str,
     token: &str,
 ) -> std::io::Result<()> {
@@ -63,10 +65,21 @@ fn write_service_account(
         "{{tokenFile: {}}}",
         serde_json::Value::String(token_path.display().to_string())
     );
-    std::fs::write(
-        dir.join("kubeconfig"),
-        crate::kubesim::kubeconfig(server, namespace, &user),
-    )
+    let mut kubeconfig = crate::kubesim::kubeconfig(server, namespace, &user);
+    if let Some(ca) = ca {
+        let ca_path = dir.join("ca.crt");
+        std::fs::copy(ca, &ca_path)?;
+        let server_line = format!("    server: {server}\n");
+        kubeconfig = kubeconfig.replacen(
+            &server_line,
+            &format!(
+                "{server_line}    certificate-authority: {}\n",
+                serde_json::Value::String(ca_path.display().to_string())
+            ),
+            1,
+        );
+    }
+    std::fs::write(dir.join("kubeconfig"), kubeconfig)
 }
 
 /// `KUBERNETES_SERVICE_HOST` and `_PORT` of an `http://host:port` URL.
@@ -378,7 +391,13 @@ fn api_access(
         Some(Err(message)) => return Err(message.clone()),
         Some(Ok(token)) => {
             let token_dir = pod_dir.join("serviceaccount");
-            write_service_account(&token_dir, server, namespace, token)
+            write_service_account(
+                &token_dir,
+                server,
+                config.api_server_ca.as_deref(),
+                namespace,
+                token,
+            )
                 .map_err(|e| format!("preparing {}: {e}", token_dir.display()))?;
             Some(token_dir)
         }

@@ -340,3 +340,123 @@ fn decode_claims(token: &str) -> serde_json::Value {
         .expect("base64url");
     serde_json::from_slice(&bytes).expect("claims JSON")
 }
+
+/// The refusal a request as the operator's account got: `(code, message)`.
+fn refusal<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &str) -> (u16, String) {
+    match result {
+        Err(kube::Error::Api(status)) => (status.code, status.message),
+        other => panic!("{what} was not refused: {other:?}"),
+    }
+}
+
+/// Scenario: the chart's RBAC and its ValidatingAdmissionPolicy are
+/// enforced by the cluster's API server (kubesim's, or the real
+/// authorizer and admission chain on realkube). As the operator's service
+/// account: reading a Secret the ClusterRole does not name and listing
+/// Pods are refused by RBAC; creating a ConfigMap (allowed by RBAC
+/// cluster-wide) outside a tenant namespace is refused by the admission
+/// policy; and nothing was stored.
+pub async fn chart_enforced(platform: Arc<Platform>, report: Arc<Report>) {
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+    use kube::api::{ListParams, PostParams};
+    let p = &*platform;
+    let Some(cluster) = p.cluster() else {
+        println!(
+            "    SKIPPED on an external cluster (needs a client certificate or token for the operator's account): RBAC and admission checks"
+        );
+        return;
+    };
+    let bystander = "e2e-bystander";
+    let namespaces = Api::<Namespace>::all(p.client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": bystander}})).expect("namespace"),
+        )
+        .await
+        .expect("a namespace that is not a tenant's");
+    Api::<Secret>::namespaced(p.client.clone(), bystander)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "payroll"}, "stringData": {"key": "x"}}),
+            )
+            .expect("secret"),
+        )
+        .await
+        .expect("a Secret in it");
+    let operator = cluster
+        .client_as_service_account(RELEASE_NAMESPACE, "atoll-operator")
+        .await
+        .expect("a client as the operator's account");
+
+    // RBAC: a Secret the ClusterRole does not name, and Pods.
+    let (code, rbac_secret) = refusal(
+        Api::<Secret>::namespaced(operator.clone(), bystander)
+            .get("payroll")
+            .await,
+        "reading Secret payroll as the operator",
+    );
+    assert_eq!(code, 403, "{rbac_secret}");
+    assert!(
+        rbac_secret.contains("cannot get resource \"secrets\""),
+        "an RBAC refusal: {rbac_secret}"
+    );
+    let (code, rbac_pods) = refusal(
+        Api::<Pod>::all(operator.clone())
+            .list(&ListParams::default())
+            .await,
+        "listing Pods as the operator",
+    );
+    assert_eq!(code, 403, "{rbac_pods}");
+    assert!(
+        rbac_pods.contains("cannot list resource \"pods\""),
+        "{rbac_pods}"
+    );
+
+    // Admission: RBAC lets the operator create ConfigMaps anywhere; the
+    // policy keeps it inside tenant namespaces.
+    let configmaps = Api::<ConfigMap>::namespaced(operator.clone(), bystander);
+    let (code, admission) = refusal(
+        configmaps
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "planted"}}))
+                    .expect("configmap"),
+            )
+            .await,
+        "creating a ConfigMap outside tenant namespaces as the operator",
+    );
+    assert_eq!(code, 403, "{admission}");
+    assert!(
+        admission.contains("ValidatingAdmissionPolicy")
+            && admission.contains("is not an Atoll tenant namespace"),
+        "refused by the chart's admission policy: {admission}"
+    );
+    let stored = Api::<ConfigMap>::namespaced(p.client.clone(), bystander)
+        .get_opt("planted")
+        .await
+        .expect("read");
+    assert!(stored.is_none(), "the refused ConfigMap was stored");
+    // And a namespace it did not label is not its to delete.
+    let (code, delete) = refusal(
+        Api::<Namespace>::all(operator)
+            .delete(bystander, &Default::default())
+            .await,
+        "deleting a foreign namespace as the operator",
+    );
+    assert_eq!(code, 403, "{delete}");
+    assert!(delete.contains("ValidatingAdmissionPolicy"), "{delete}");
+    namespaces
+        .delete(bystander, &Default::default())
+        .await
+        .expect("the bystander namespace deleted");
+
+    let server = p.cluster_name();
+    println!("    refused by RBAC on {server}: {rbac_secret}");
+    println!("    refused by RBAC on {server}: {rbac_pods}");
+    println!("    refused by the chart's admission policy on {server}: {admission}");
+    report.figure(format!(
+        "{server} enforced the chart: RBAC refused the operator's account a Secret it does not name and listing Pods (403); the ValidatingAdmissionPolicy refused it a ConfigMap and a namespace deletion outside tenant namespaces (403), nothing stored"
+    ));
+}

@@ -2,17 +2,25 @@
 //! cluster, tenants applied with kubectl, HTTP to identity and to tenant URLs
 //! through the cluster's ingress.
 //!
-//! Two back ends, one interface:
+//! Three back ends, one interface:
 //!
-//! - **Simulated** (default): kubesim with RBAC serves the API on a loopback
-//!   port, nodesim runs the chart's Deployments (operator, identity) and each
-//!   tenant's PostgreSQL and instance as local processes, and its ingress
-//!   router serves every Ingress host from one loopback port.
-//! - **Real** (`ATOLL_E2E_KUBECONFIG` set): the same chart is applied to that
-//!   cluster; HTTP goes to `ATOLL_E2E_INGRESS` (default `127.0.0.1:80`, what
-//!   kind's usual port mapping gives) with the tenant's host name. What only
-//!   nodesim can do (process ids, volume directories, killing a process) is
-//!   skipped there with a message.
+//! - **kubesim** and **realkube** (`ATOLL_TEST_CLUSTER=kubesim|realkube|both`,
+//!   see `atoll_testkit::cluster`): the suite starts the API server (kubesim
+//!   with RBAC and admission policies, or the real control plane) and
+//!   nodesim as its node, which runs the chart's Deployments (operator,
+//!   identity) and each tenant's PostgreSQL and instance as local
+//!   processes; its ingress router serves every Ingress host from one
+//!   loopback port. On realkube nodesim plays only kubelet: the real
+//!   controller manager and scheduler own the workloads, and the real
+//!   authorizer and admission plugins judge every request.
+//! - **External** (`ATOLL_E2E_KUBECONFIG` set): the same chart is applied to
+//!   that cluster; HTTP goes to `ATOLL_E2E_INGRESS` (default `127.0.0.1:80`,
+//!   what kind's usual port mapping gives) with the tenant's host name. What
+//!   only nodesim can do (process ids, volume directories, killing a
+//!   process) is skipped there with a message.
+//!
+//! What only kubesim can do (API fault injection) is skipped on the others
+//! with a message.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,7 +28,7 @@ use std::time::Duration;
 
 use atoll_crds::{Phase, Tenant};
 use atoll_testkit::chart;
-use atoll_testkit::kubesim::{KubeSim, Server};
+use atoll_testkit::cluster::{ClusterKind, TestCluster};
 use atoll_testkit::nodesim::{NodeSim, NodeSimConfig, workspace_binary};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -46,19 +54,43 @@ pub fn random_secret() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// Where the suite runs.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A cluster the suite starts, nodesim as its node.
+    Local(ClusterKind),
+    /// The cluster of a kubeconfig (`ATOLL_E2E_KUBECONFIG`).
+    External(PathBuf),
+}
+
+impl Target {
+    /// `ATOLL_E2E_KUBECONFIG` when set, else each cluster
+    /// `ATOLL_TEST_CLUSTER` selects.
+    pub fn from_env() -> Vec<Target> {
+        match std::env::var_os("ATOLL_E2E_KUBECONFIG") {
+            Some(kubeconfig) => vec![Target::External(PathBuf::from(kubeconfig))],
+            None => atoll_testkit::cluster::clusters_from_env()
+                .into_iter()
+                .map(Target::Local)
+                .collect(),
+        }
+    }
+}
+
 /// What runs the cluster.
 enum Backend {
-    Simulated {
+    Local {
         node: NodeSim,
-        server: Server,
-        sim: KubeSim,
+        cluster: Box<TestCluster>,
     },
-    Real,
+    External,
 }
 
 /// The installed platform, shared by every scenario.
 pub struct Platform {
     backend: Option<Backend>,
+    /// Which cluster, and its Kubernetes version, for the summary.
+    cluster_name: String,
     pub client: Client,
     kubeconfig: PathBuf,
     ingress: SocketAddr,
@@ -97,36 +129,34 @@ fn render_chart(extra: &[String]) -> Result<String, String> {
 }
 
 impl Platform {
-    /// Installs the chart and waits for identity and the operator; `Err`
-    /// says what failed.
-    pub async fn install() -> Result<Platform, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let real = std::env::var_os("ATOLL_E2E_KUBECONFIG").map(PathBuf::from);
-        let extra: Vec<String> = std::env::var("ATOLL_E2E_HELM_ARGS")
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
-        let manifest = dir.path().join("chart.yaml");
-        std::fs::write(&manifest, render_chart(&extra)?).map_err(|e| e.to_string())?;
-
-        let (backend, kubeconfig, ingress, client) = match real {
-            Some(kubeconfig) => {
+    /// Starts the cluster of `target` (and nodesim) or connects to it.
+    async fn start_backend(
+        target: &Target,
+        dir: &Path,
+    ) -> Result<(Backend, PathBuf, SocketAddr, Client, String), String> {
+        match target {
+            Target::External(kubeconfig) => {
                 let ingress: SocketAddr = std::env::var("ATOLL_E2E_INGRESS")
                     .unwrap_or_else(|_| "127.0.0.1:80".into())
                     .parse()
                     .map_err(|e| format!("ATOLL_E2E_INGRESS: {e}"))?;
                 let config = kube::Config::from_custom_kubeconfig(
-                    kube::config::Kubeconfig::read_from(&kubeconfig)
+                    kube::config::Kubeconfig::read_from(kubeconfig)
                         .map_err(|e| format!("reading {}: {e}", kubeconfig.display()))?,
                     &kube::config::KubeConfigOptions::default(),
                 )
                 .await
                 .map_err(|e| e.to_string())?;
                 let client = Client::try_from(config).map_err(|e| e.to_string())?;
-                (Backend::Real, kubeconfig, ingress, client)
+                let version = client
+                    .apiserver_version()
+                    .await
+                    .map(|v| v.git_version)
+                    .unwrap_or_else(|e| format!("unknown: {e}"));
+                let name = format!("the cluster of ATOLL_E2E_KUBECONFIG (Kubernetes {version})");
+                Ok((Backend::External, kubeconfig.clone(), ingress, client, name))
             }
-            None => {
+            Target::Local(kind) => {
                 let binaries = ["atoll-operator", "atoll-identity", "atoll-instance"]
                     .map(|name| (name, workspace_binary(name)));
                 for (_, path) in &binaries {
@@ -136,41 +166,48 @@ impl Platform {
                         path.display()
                     );
                 }
-                let sim = KubeSim::builder()
-                    .graceful_pod_deletion(true)
-                    .rbac(true)
-                    .build();
-                let server = sim
-                    .serve("127.0.0.1:0".parse().expect("addr"))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let kubeconfig = dir.path().join("kubeconfig");
-                server
-                    .write_kubeconfig(&kubeconfig)
-                    .map_err(|e| e.to_string())?;
-                let mut config = NodeSimConfig::new(dir.path().join("node"))
+                let cluster = TestCluster::start(*kind).await?;
+                let mut config = NodeSimConfig::new(dir.join("node"))
                     .postgres()
-                    .ingress("127.0.0.1:0".parse().expect("addr"))
-                    .api_server(server.url());
+                    .ingress("127.0.0.1:0".parse().expect("addr"));
                 for (name, path) in binaries {
                     config = config.binary(name, path);
                 }
-                let client = sim.client();
-                let node = NodeSim::start(client.clone(), config)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                sim.set_pod_logs(std::sync::Arc::new(node.log_source()));
+                let node = cluster.start_node(config).await?;
                 let ingress = node.ingress_addr().expect("ingress router");
-                (
-                    Backend::Simulated { node, server, sim },
+                let kubeconfig = cluster.kubeconfig_path().to_owned();
+                let client = cluster.client();
+                let name = cluster.describe();
+                Ok((
+                    Backend::Local {
+                        node,
+                        cluster: Box::new(cluster),
+                    },
                     kubeconfig,
                     ingress,
                     client,
-                )
+                    name,
+                ))
             }
-        };
+        }
+    }
+
+    /// Installs the chart on `target` and waits for identity and the
+    /// operator; `Err` says what failed.
+    pub async fn install(target: &Target) -> Result<Platform, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let extra: Vec<String> = std::env::var("ATOLL_E2E_HELM_ARGS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let manifest = dir.path().join("chart.yaml");
+        std::fs::write(&manifest, render_chart(&extra)?).map_err(|e| e.to_string())?;
+        let (backend, kubeconfig, ingress, client, cluster_name) =
+            Self::start_backend(target, dir.path()).await?;
         let mut platform = Platform {
             backend: Some(backend),
+            cluster_name,
             client,
             kubeconfig,
             ingress,
@@ -255,30 +292,47 @@ impl Platform {
         Ok(platform)
     }
 
-    /// True when the cluster is nodesim's (process-level checks possible).
+    /// True when nodesim is the node (process-level checks possible):
+    /// kubesim and realkube.
     pub fn simulated(&self) -> bool {
-        matches!(self.backend, Some(Backend::Simulated { .. }))
+        matches!(self.backend, Some(Backend::Local { .. }))
     }
 
-    /// nodesim, when the cluster is simulated; prints why a check is
+    /// Which cluster the suite runs on, and its Kubernetes version.
+    pub fn cluster_name(&self) -> &str {
+        &self.cluster_name
+    }
+
+    /// The cluster the suite started (kubesim or realkube), if it did.
+    pub fn cluster(&self) -> Option<&TestCluster> {
+        match &self.backend {
+            Some(Backend::Local { cluster, .. }) => Some(cluster),
+            _ => None,
+        }
+    }
+
+    /// nodesim, when the suite started the cluster; prints why a check is
     /// skipped otherwise.
     pub fn node(&self, check: &str) -> Option<&NodeSim> {
         match &self.backend {
-            Some(Backend::Simulated { node, .. }) => Some(node),
+            Some(Backend::Local { node, .. }) => Some(node),
             _ => {
-                println!("    SKIPPED on a real cluster (needs nodesim): {check}");
+                println!("    SKIPPED on an external cluster (needs nodesim): {check}");
                 None
             }
         }
     }
 
-    /// kubesim's fault injection, when the cluster is simulated; prints
-    /// why a check is skipped otherwise.
+    /// kubesim's fault injection, when the cluster is kubesim; prints why
+    /// a check is skipped otherwise.
     pub fn faults(&self, check: &str) -> Option<atoll_testkit::kubesim::Faults> {
-        match &self.backend {
-            Some(Backend::Simulated { sim, .. }) => Some(sim.faults()),
-            _ => {
-                println!("    SKIPPED on a real cluster (needs kubesim): {check}");
+        match self.cluster().and_then(TestCluster::sim) {
+            Some(sim) => Some(sim.faults()),
+            None => {
+                println!(
+                    "    SKIPPED on {} (only kubesim injects API faults): {check}",
+                    self.cluster_name
+                );
                 None
             }
         }
@@ -457,18 +511,28 @@ impl Platform {
         let database = self.database_secret(&namespace, "database").await;
         self.remember_secret(&format!("database password of {tenant}"), &password);
         match &self.backend {
-            Some(Backend::Simulated { node, .. }) => {
+            Some(Backend::Local { node, .. }) => {
                 let ip = node
                     .service_ip(&namespace, "database")
                     .expect("database Service address");
                 let bindir = std::env::var("ATOLL_PG_BINDIR")
                     .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
-                let output = std::process::Command::new(Path::new(&bindir).join("psql"))
+                // Async: nodesim's Service proxy runs on this process's
+                // runtime, and a blocked worker can hold the task that
+                // would answer psql.
+                let output = tokio::process::Command::new(Path::new(&bindir).join("psql"))
                     .args(["-h", &ip.to_string(), "-p", "5432", "-U", &user, "-d"])
                     .arg(&database)
                     .args(["-tAc", sql])
                     .env("PGPASSWORD", &password)
-                    .output()
+                    .env("PGCONNECT_TIMEOUT", "30")
+                    .kill_on_drop(true)
+                    .output();
+                let output = tokio::time::timeout(LIMIT, output)
+                    .await
+                    .unwrap_or_else(|_| {
+                        panic!("psql in {tenant}'s database: no answer in {LIMIT:?}")
+                    })
                     .expect("psql runs");
                 assert!(
                     output.status.success(),
@@ -499,14 +563,15 @@ impl Platform {
     }
 
     /// Stops everything the suite started. Tenants are deleted by the
-    /// scenarios; the chart's objects go with the cluster (simulated) or
-    /// with `kubectl delete -f` (real).
+    /// scenarios; the chart's objects go with the cluster (kubesim,
+    /// realkube) or with `kubectl delete -f` (external).
     pub async fn uninstall(mut self) {
         match self.backend.take() {
-            Some(Backend::Simulated { node, server, sim }) => {
+            Some(Backend::Local { node, cluster }) => {
                 node.shutdown().await;
-                sim.faults().close_watches();
-                server.shutdown().await;
+                if let Err(e) = cluster.stop().await {
+                    panic!("stopping {}: {e}", self.cluster_name);
+                }
             }
             _ => {
                 let manifest = self.dir.path().join("chart.yaml");

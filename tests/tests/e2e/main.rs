@@ -1,15 +1,19 @@
-//! Atoll end to end: the chart installed into a cluster (nodesim's by
-//! default, a real one with `ATOLL_E2E_KUBECONFIG`), tenants applied from
-//! YAML with kubectl, people logging in to identity once and working in
-//! their tenants through the ingress.
+//! Atoll end to end: the chart installed into a cluster, tenants applied
+//! from YAML with kubectl, people logging in to identity once and working
+//! in their tenants through the ingress.
+//!
+//! The cluster: kubesim, the real control plane (realkube) or both, as
+//! `ATOLL_TEST_CLUSTER=kubesim|realkube|both` selects (`scripts/test`:
+//! both), nodesim as the node; or the cluster of `ATOLL_E2E_KUBECONFIG`.
+//! The whole suite runs once per cluster.
 //!
 //! One installed platform is shared by every scenario; each scenario has
 //! its own users and tenants and deletes them, so scenarios stay
 //! independent. Run one or a few by name:
 //! `cargo test -p atoll-testkit --test e2e -- isolation`.
 //!
-//! The summary at the end prints, per scenario, what it checked and its
-//! figures.
+//! The summary at the end names each run's cluster and its Kubernetes
+//! version and prints, per scenario, what it checked and its figures.
 
 mod attacks;
 mod harness;
@@ -19,7 +23,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use harness::Platform;
+use harness::{Platform, Target};
 
 /// Figures one scenario reports for the summary.
 #[derive(Debug, Default)]
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         scenario!("deletion", scenarios::deletion),
         scenario!("hostile_input", scenarios::hostile_input),
         scenario!("tenant_attacks", attacks::tenant_attacks),
+        scenario!("chart_enforced", attacks::chart_enforced),
         scenario!("fault_identity_down", scenarios::fault_identity_down),
         scenario!("fault_instance_killed", scenarios::fault_instance_killed),
         scenario!("fault_database_killed", scenarios::fault_database_killed),
@@ -97,48 +102,60 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     runtime.block_on(async move {
-        let started = Instant::now();
         // Without helm there is no chart to install (scripts/test installs
         // it, so CI never skips); any other failure to install fails.
         if let Err(why) = atoll_testkit::chart::helm() {
             println!("SKIPPED the end-to-end suite: {why}");
             return ExitCode::SUCCESS;
         }
-        let platform = match Platform::install().await {
-            Ok(platform) => Arc::new(platform),
+        let mut runs = Vec::new();
+        for target in Target::from_env() {
+            runs.push(run_suite(&target, &selected).await);
+        }
+        println!();
+        for run in &runs {
+            run.print();
+        }
+        if runs.iter().all(Run::passed) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    })
+}
+
+/// One scenario's outcome: name, passed, duration, figures.
+type Outcome = (&'static str, bool, std::time::Duration, Vec<String>);
+
+/// One run of the suite on one cluster.
+struct Run {
+    cluster: String,
+    took: std::time::Duration,
+    /// `Err` when the platform did not install.
+    results: Result<Vec<Outcome>, String>,
+}
+
+impl Run {
+    fn passed(&self) -> bool {
+        self.results
+            .as_ref()
+            .is_ok_and(|r| r.iter().all(|(_, passed, _, _)| *passed))
+    }
+
+    fn print(&self) {
+        println!(
+            "== e2e summary on {} ({:.1}s)",
+            self.cluster,
+            self.took.as_secs_f64()
+        );
+        let results = match &self.results {
+            Ok(results) => results,
             Err(why) => {
                 println!("FAILED to install the platform: {why}");
-                return ExitCode::FAILURE;
+                return;
             }
         };
-        println!(
-            "e2e: chart installed ({}) in {:.1}s",
-            if platform.simulated() {
-                "simulated cluster"
-            } else {
-                "real cluster from ATOLL_E2E_KUBECONFIG"
-            },
-            started.elapsed().as_secs_f64()
-        );
-        let mut results = Vec::new();
-        for (name, run) in selected {
-            println!("\n== scenario {name}");
-            let report = Arc::new(Report::default());
-            let began = Instant::now();
-            let outcome = tokio::spawn(run(platform.clone(), report.clone())).await;
-            let passed = outcome.is_ok();
-            println!(
-                "== scenario {name}: {} in {:.1}s",
-                if passed { "ok" } else { "FAILED" },
-                began.elapsed().as_secs_f64()
-            );
-            results.push((name, passed, began.elapsed(), report.lines()));
-        }
-        let platform = Arc::try_unwrap(platform).expect("scenarios ended");
-        platform.uninstall().await;
-
-        println!("\n== e2e summary ({:.1}s)", started.elapsed().as_secs_f64());
-        for (name, passed, took, lines) in &results {
+        for (name, passed, took, lines) in results {
             println!(
                 "{} {name} ({:.1}s)",
                 if *passed { "ok    " } else { "FAILED" },
@@ -148,10 +165,48 @@ fn main() -> ExitCode {
                 println!("         {line}");
             }
         }
-        if results.iter().all(|(_, passed, _, _)| *passed) {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
+    }
+}
+
+/// Installs the platform on `target`, runs the scenarios, uninstalls.
+async fn run_suite(target: &Target, selected: &[(&'static str, ScenarioFn)]) -> Run {
+    let started = Instant::now();
+    println!("\n==== e2e on {target:?}");
+    let platform = match Platform::install(target).await {
+        Ok(platform) => Arc::new(platform),
+        Err(why) => {
+            println!("FAILED to install the platform on {target:?}: {why}");
+            return Run {
+                cluster: format!("{target:?}"),
+                took: started.elapsed(),
+                results: Err(why),
+            };
         }
-    })
+    };
+    let cluster = platform.cluster_name().to_owned();
+    println!(
+        "e2e: chart installed on {cluster} in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let mut results = Vec::new();
+    for (name, run) in selected {
+        println!("\n== scenario {name} on {cluster}");
+        let report = Arc::new(Report::default());
+        let began = Instant::now();
+        let outcome = tokio::spawn(run(platform.clone(), report.clone())).await;
+        let passed = outcome.is_ok();
+        println!(
+            "== scenario {name} on {cluster}: {} in {:.1}s",
+            if passed { "ok" } else { "FAILED" },
+            began.elapsed().as_secs_f64()
+        );
+        results.push((*name, passed, began.elapsed(), report.lines()));
+    }
+    let platform = Arc::try_unwrap(platform).expect("scenarios ended");
+    platform.uninstall().await;
+    Run {
+        cluster,
+        took: started.elapsed(),
+        results: Ok(results),
+    }
 }
