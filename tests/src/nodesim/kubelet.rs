@@ -398,7 +398,7 @@ fn api_access(
                 namespace,
                 token,
             )
-                .map_err(|e| format!("preparing {}: {e}", token_dir.display()))?;
+            .map_err(|e| format!("preparing {}: {e}", token_dir.display()))?;
             Some(token_dir)
         }
     };
