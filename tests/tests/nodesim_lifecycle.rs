@@ -340,11 +340,11 @@ async fn pvc_directories_live_as_long_as_their_claims() {
         .await
         .expect("statefulset");
     let file = state.path().join("node/pvc/life/data-store-0/file");
+    // The shell creates the file before it writes the line: wait for both.
     eventually("the container to write into its PVC", LIMIT, || async {
-        file.is_file().then_some(())
+        (std::fs::read_to_string(&file).ok()? == "kept\n").then_some(())
     })
     .await;
-    assert_eq!(std::fs::read_to_string(&file).expect("file"), "kept\n");
 
     // Deleting the StatefulSet keeps the claim and its data.
     sets.delete("store", &DeleteParams::default())
