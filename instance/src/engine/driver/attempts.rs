@@ -176,14 +176,7 @@ impl Driver<'_> {
                 self.spawn_attempt(&run.id, task, attempt);
                 continue;
             }
-            let repeatable = matches!(
-                task.kind,
-                TaskKind::Log { .. }
-                    | TaskKind::Return { .. }
-                    | TaskKind::OutputValues { .. }
-                    | TaskKind::Fail { .. }
-                    | TaskKind::Sleep { .. }
-            );
+            let repeatable = task.kind.repeatable();
             let message = "the instance stopped while this attempt was running".to_owned();
             if repeatable {
                 if let Some(r) = self.exec.task_run_mut(&run.id) {

@@ -19,6 +19,7 @@ pub struct Assert {
 
 impl TaskType for Assert {
     const NAME: &'static str = "io.kestra.plugin.core.execution.Assert";
+    const REPEATABLE: bool = true;
 
     fn parse(f: &mut Fields<'_>) -> Self {
         let present = f.has("conditions");

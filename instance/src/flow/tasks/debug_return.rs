@@ -14,6 +14,7 @@ pub struct Return {
 impl TaskType for Return {
     const NAME: &'static str = "io.kestra.plugin.core.debug.Return";
     const ALIASES: &'static [&'static str] = &["io.kestra.core.tasks.debugs.Return"];
+    const REPEATABLE: bool = true;
 
     fn parse(f: &mut Fields<'_>) -> Self {
         Return {

@@ -15,6 +15,7 @@ pub struct Fail {
 impl TaskType for Fail {
     const NAME: &'static str = "io.kestra.plugin.core.execution.Fail";
     const ALIASES: &'static [&'static str] = &["io.kestra.core.tasks.executions.Fail"];
+    const REPEATABLE: bool = true;
 
     fn parse(f: &mut Fields<'_>) -> Self {
         Fail {

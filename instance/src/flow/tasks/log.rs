@@ -18,6 +18,7 @@ pub struct Log {
 impl TaskType for Log {
     const NAME: &'static str = "io.kestra.plugin.core.log.Log";
     const ALIASES: &'static [&'static str] = &["io.kestra.core.tasks.log.Log"];
+    const REPEATABLE: bool = true;
 
     fn parse(f: &mut Fields<'_>) -> Self {
         let present = f.has("message");

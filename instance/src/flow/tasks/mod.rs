@@ -47,6 +47,10 @@ pub(crate) trait TaskType: Sized {
     const NAME: &'static str;
     /// Older names Kestra still accepts.
     const ALIASES: &'static [&'static str] = &[];
+    /// An attempt interrupted by a stopped instance may simply run again
+    /// (it has no effect outside the execution). Otherwise the interrupted
+    /// attempt counts as failed and the task's retry policy decides.
+    const REPEATABLE: bool = false;
 
     /// Reads the task's own properties (the common ones, `id`, `type`,
     /// `retry`... are read already); problems go to `f`.
@@ -171,6 +175,15 @@ macro_rules! task_kinds {
                 match self {
                     $(TaskKind::$variant(spec) => Some(spec.templates()),)*
                     _ => None,
+                }
+            }
+
+            /// Whether an interrupted attempt may simply run again (see
+            /// [`TaskType::REPEATABLE`]); `false` for the other kinds.
+            pub(crate) fn repeatable(&self) -> bool {
+                match self {
+                    $(TaskKind::$variant(_) => <$spec as TaskType>::REPEATABLE,)*
+                    _ => false,
                 }
             }
 

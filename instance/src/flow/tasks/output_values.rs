@@ -14,6 +14,7 @@ pub struct OutputValues {
 impl TaskType for OutputValues {
     const NAME: &'static str = "io.kestra.plugin.core.output.OutputValues";
     const ALIASES: &'static [&'static str] = &["io.kestra.core.tasks.outputs.OutputValues"];
+    const REPEATABLE: bool = true;
 
     fn parse(f: &mut Fields<'_>) -> Self {
         OutputValues {

@@ -16,6 +16,7 @@ pub struct Sleep {
 impl TaskType for Sleep {
     const NAME: &'static str = "io.kestra.plugin.core.flow.Sleep";
     const ALIASES: &'static [&'static str] = &["io.kestra.core.tasks.flows.Sleep"];
+    const REPEATABLE: bool = true;
 
     fn parse(f: &mut Fields<'_>) -> Self {
         Sleep {
