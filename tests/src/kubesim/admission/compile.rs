@@ -208,6 +208,43 @@ fn named_expressions(
     out
 }
 
+/// Words CEL reserves: the API server refuses them as variable names
+/// (`variables.namespace` would not parse).
+const CEL_RESERVED: &[&str] = &[
+    "true",
+    "false",
+    "null",
+    "in",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
+    "while",
+];
+
+/// A variable name the API server accepts: a CEL identifier that is not a
+/// reserved word.
+fn is_cel_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+        && !CEL_RESERVED.contains(&name)
+}
+
 const REASONS: &[&str] = &[
     "Unauthorized",
     "Forbidden",
@@ -257,6 +294,17 @@ pub(super) fn compile_policy(spec: &Value) -> Result<CompiledPolicy, Vec<Cause>>
         &mut causes,
     );
     let variables = named_expressions(&spec["variables"], "spec.variables", &mut causes);
+    let entries = spec["variables"].as_array().map(Vec::as_slice);
+    for (i, entry) in entries.unwrap_or_default().iter().enumerate() {
+        let name = entry["name"].as_str().unwrap_or_default();
+        if !name.is_empty() && !is_cel_identifier(name) {
+            causes.push(cause(
+                "FieldValueInvalid",
+                &format!("spec.variables[{i}].name"),
+                format!("Invalid value: {name:?}: name is not a valid CEL identifier"),
+            ));
+        }
+    }
     let validations = validations(spec, &mut causes);
     if causes.is_empty() {
         Ok(CompiledPolicy {

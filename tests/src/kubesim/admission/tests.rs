@@ -119,6 +119,40 @@ fn bad_policies_and_bindings_are_refused_naming_the_field() {
 }
 
 #[test]
+fn variable_names_must_be_cel_identifiers_and_not_reserved_words() {
+    let policies = rt(GROUP, POLICIES);
+    let causes = check_definition(
+        &policies,
+        &json!({"spec": {
+            "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "operations": ["CREATE"]}]},
+            "variables": [
+                {"name": "targetNamespace", "expression": "request.namespace"},
+                {"name": "namespace", "expression": "request.namespace"},
+                {"name": "2fast", "expression": "1"},
+            ],
+            "validations": [{"expression": "true"}],
+        }}),
+    );
+    let found: Vec<(&str, &str)> = causes
+        .iter()
+        .map(|c| (c.field.as_str(), c.message.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "spec.variables[1].name",
+                "spec.variables[1].name: Invalid value: \"namespace\": name is not a valid CEL identifier"
+            ),
+            (
+                "spec.variables[2].name",
+                "spec.variables[2].name: Invalid value: \"2fast\": name is not a valid CEL identifier"
+            ),
+        ]
+    );
+}
+
+#[test]
 fn resource_patterns_follow_the_api_server() {
     let deployments = rt("apps", "deployments");
     let robot = requester("robot");
