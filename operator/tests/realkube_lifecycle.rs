@@ -29,13 +29,13 @@ use atoll_operator::run::{RunArgs, run_with_client};
 use atoll_testkit::cluster::{self, ClusterKind};
 use atoll_testkit::kubesim::KubeSim;
 use atoll_testkit::nodesim::registration::PV_LABEL;
-use atoll_testkit::nodesim::{NodeSim, NodeSimConfig, pid_alive, workspace_binary};
+use atoll_testkit::nodesim::{
+    NodeSim, NodeSimConfig, pid_alive, wait_schedulable, workspace_binary,
+};
 use atoll_testkit::realkube::{RealKube, RealKubeOptions};
 use clap::Parser;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{
-    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
-};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -141,25 +141,7 @@ impl Cluster {
         .expect("nodesim starts in kubelet mode");
         // The Node is Ready and the node lifecycle controller has lifted
         // its not-ready taint: the scheduler may bind to it.
-        let nodes: Api<Node> = Api::all(client.clone());
-        common::eventually(
-            "Node nodesim to be Ready and schedulable",
-            TIMEOUT,
-            || async {
-                let node = nodes.get_opt(NODE).await.ok()??;
-                let ready = node
-                    .status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True");
-                let tainted = node
-                    .spec
-                    .and_then(|s| s.taints)
-                    .is_some_and(|t| t.iter().any(|t| t.effect == "NoSchedule"));
-                (ready && !tainted).then_some(())
-            },
-        )
-        .await;
+        wait_schedulable(&client, NODE, TIMEOUT).await;
         let ingress = node.ingress_addr().expect("ingress router");
         let mut cluster = Cluster {
             client,

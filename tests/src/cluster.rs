@@ -14,9 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Node;
 use kube::Client;
-use kube::api::Api;
 
 use crate::kubesim::rbac::UserInfo;
 use crate::kubesim::{KubeSim, Server};
@@ -357,34 +355,10 @@ impl TestCluster {
                 let node = NodeSim::start_kubelet(node_client, self.client.clone(), config)
                     .await
                     .map_err(|e| format!("nodesim (kubelet mode): {e}"))?;
-                self.wait_schedulable(&name).await;
+                crate::nodesim::wait_schedulable(&self.client, &name, NODE_READY).await;
                 Ok(node)
             }
         }
-    }
-
-    /// Waits until Node `name` is Ready and the node lifecycle controller
-    /// has lifted its not-ready taint: the scheduler may bind to it.
-    async fn wait_schedulable(&self, name: &str) {
-        let nodes: Api<Node> = Api::all(self.client.clone());
-        crate::eventually(
-            &format!("Node {name} to be Ready and schedulable"),
-            NODE_READY,
-            || async {
-                let node = nodes.get_opt(name).await.ok()??;
-                let ready = node
-                    .status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True");
-                let tainted = node
-                    .spec
-                    .and_then(|s| s.taints)
-                    .is_some_and(|t| t.iter().any(|t| t.effect == "NoSchedule"));
-                (ready && !tainted).then_some(())
-            },
-        )
-        .await;
     }
 
     /// Stops the API server; realkube checks no process survived.

@@ -479,22 +479,7 @@ async fn watch_types(client: &Client) -> Vec<String> {
 }
 
 async fn start_realkube() -> Option<RealKube> {
-    let bin = realkube::bin_dir();
-    let missing = realkube::missing_binaries(&bin);
-    if !missing.is_empty() {
-        let message = format!(
-            "realkube binaries missing in {} ({}): build them with scripts/realkube-build",
-            bin.display(),
-            missing.join(", ")
-        );
-        assert!(
-            std::env::var_os("ATOLL_REALKUBE_REQUIRED").is_none(),
-            "ATOLL_REALKUBE_REQUIRED is set but {message}"
-        );
-        println!("\n!!! SKIPPED kubesim against realkube: {message} !!!\n");
-        eprintln!("\n!!! SKIPPED kubesim against realkube: {message} !!!\n");
-        return None;
-    }
+    realkube::binaries_or_skip("kubesim against realkube")?;
     // Only the API server answers these requests.
     let options = RealKubeOptions {
         controller_manager: false,

@@ -18,12 +18,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use atoll_testkit::nodesim::process::group_alive;
-use atoll_testkit::nodesim::{NodeSim, NodeSimConfig};
+use atoll_testkit::nodesim::{NodeSim, NodeSimConfig, wait_schedulable};
 use atoll_testkit::realkube::{self, RealKube, RealKubeOptions};
 use common::{eventually, from_json, http_get, namespace, pods, ready, running_pid};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -72,22 +72,7 @@ fn writers<K: ResourceExt>(object: &K) -> BTreeSet<String> {
 }
 
 async fn start() -> Option<(RealKube, Client, NodeSim, tempfile::TempDir)> {
-    let bin = realkube::bin_dir();
-    let missing = realkube::missing_binaries(&bin);
-    if !missing.is_empty() {
-        let message = format!(
-            "realkube binaries missing in {} ({}): build them with scripts/realkube-build",
-            bin.display(),
-            missing.join(", ")
-        );
-        assert!(
-            std::env::var_os("ATOLL_REALKUBE_REQUIRED").is_none(),
-            "ATOLL_REALKUBE_REQUIRED is set but {message}"
-        );
-        println!("\n!!! SKIPPED nodesim on realkube: {message} !!!\n");
-        eprintln!("\n!!! SKIPPED nodesim on realkube: {message} !!!\n");
-        return None;
-    }
+    realkube::binaries_or_skip("nodesim on realkube")?;
     let kube = RealKube::start(RealKubeOptions::default())
         .await
         .unwrap_or_else(|e| panic!("realkube did not start: {e}"));
@@ -104,21 +89,7 @@ async fn start() -> Option<(RealKube, Client, NodeSim, tempfile::TempDir)> {
     let node = NodeSim::start_kubelet(node_client, client.clone(), config)
         .await
         .expect("nodesim starts in kubelet mode");
-    let nodes = Api::<Node>::all(client.clone());
-    eventually("the Node to be Ready and untainted", LIMIT, || async {
-        let node = nodes.get_opt(NODE).await.ok()??;
-        let ready = node
-            .status?
-            .conditions?
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        let tainted = node
-            .spec
-            .and_then(|s| s.taints)
-            .is_some_and(|t| !t.is_empty());
-        (ready && !tainted).then_some(())
-    })
-    .await;
+    wait_schedulable(&client, NODE, LIMIT).await;
     println!(
         "realkube {}: ready in {:.1} s; Node registered and schedulable {:.1} s after nodesim started",
         kube.version(),

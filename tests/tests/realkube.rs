@@ -68,22 +68,9 @@ fn kubectl(kube: &RealKube, cache: &Path, args: &[&str]) -> std::process::Output
 
 #[tokio::test]
 async fn real_control_plane_judges_tenants_and_runs_controllers() {
-    let bin = realkube::bin_dir();
-    let missing = realkube::missing_binaries(&bin);
-    if !missing.is_empty() {
-        let message = format!(
-            "realkube binaries missing in {} ({}): build them with scripts/realkube-build",
-            bin.display(),
-            missing.join(", ")
-        );
-        assert!(
-            std::env::var_os("ATOLL_REALKUBE_REQUIRED").is_none(),
-            "ATOLL_REALKUBE_REQUIRED is set but {message}"
-        );
-        println!("\n!!! SKIPPED realkube smoke test: {message} !!!\n");
-        eprintln!("\n!!! SKIPPED realkube smoke test: {message} !!!\n");
+    let Some(bin) = realkube::binaries_or_skip("realkube smoke test") else {
         return;
-    }
+    };
 
     let kube = RealKube::start(RealKubeOptions::default())
         .await
@@ -298,15 +285,7 @@ async fn missing_binaries_name_the_build_script() {
 
 #[tokio::test]
 async fn a_failed_start_quotes_the_failing_log_and_leaves_nothing() {
-    if !realkube::binaries_present() {
-        assert!(
-            std::env::var_os("ATOLL_REALKUBE_REQUIRED").is_none(),
-            "ATOLL_REALKUBE_REQUIRED is set but the realkube binaries are missing in {}",
-            realkube::bin_dir().display()
-        );
-        println!(
-            "\n!!! SKIPPED realkube failed-start test: binaries missing; run scripts/realkube-build !!!\n"
-        );
+    if realkube::binaries_or_skip("realkube failed-start test").is_none() {
         return;
     }
     let options = RealKubeOptions {

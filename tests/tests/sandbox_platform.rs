@@ -57,20 +57,7 @@ async fn a_tenant_applied_to_the_sandbox_answers_at_its_url() {
 
 #[tokio::test]
 async fn on_the_real_control_plane_a_tenant_answers_at_its_url() {
-    let bin = atoll_testkit::realkube::bin_dir();
-    let missing = atoll_testkit::realkube::missing_binaries(&bin);
-    if !missing.is_empty() {
-        let message = format!(
-            "realkube binaries missing in {} ({}): build them with scripts/realkube-build",
-            bin.display(),
-            missing.join(", ")
-        );
-        assert!(
-            std::env::var_os("ATOLL_REALKUBE_REQUIRED").is_none(),
-            "ATOLL_REALKUBE_REQUIRED is set but {message}"
-        );
-        println!("\n!!! SKIPPED the sandbox on realkube: {message} !!!\n");
-        eprintln!("\n!!! SKIPPED the sandbox on realkube: {message} !!!\n");
+    if atoll_testkit::realkube::binaries_or_skip("the sandbox on realkube").is_none() {
         return;
     }
     tenant_answers(&["--real"]).await;

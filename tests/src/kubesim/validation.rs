@@ -131,9 +131,29 @@ pub fn update(rt: &ResourceType, old: &Value, new: &Value) -> Vec<Cause> {
     if rt.custom {
         return Vec::new();
     }
+    let plural = rt.plural.as_str();
+    match rt.group.as_str() {
+        "" => core_update(plural, old, new),
+        "apps" => apps_update(plural, old, new),
+        "rbac.authorization.k8s.io"
+            if matches!(plural, "rolebindings" | "clusterrolebindings")
+                && old["roleRef"] != new["roleRef"] =>
+        {
+            vec![cause(
+                "FieldValueInvalid",
+                "roleRef",
+                format!("Invalid value: {}: cannot change roleRef", new["roleRef"]),
+            )]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// [`update`] for the core group (ConfigMaps, Secrets, Services, PVCs).
+fn core_update(plural: &str, old: &Value, new: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
-    match (rt.group.as_str(), rt.plural.as_str()) {
-        ("", "configmaps" | "secrets") if old["immutable"].as_bool() == Some(true) => {
+    match plural {
+        "configmaps" | "secrets" if old["immutable"].as_bool() == Some(true) => {
             for field in ["data", "binaryData", "stringData", "immutable"] {
                 if old.get(field) != new.get(field) {
                     causes.push(cause(
@@ -144,32 +164,12 @@ pub fn update(rt: &ResourceType, old: &Value, new: &Value) -> Vec<Cause> {
                 }
             }
         }
-        ("", "secrets") if old.get("type") != new.get("type") => causes.push(cause(
+        "secrets" if old.get("type") != new.get("type") => causes.push(cause(
             "FieldValueInvalid",
             "type",
             format!("Invalid value: {}: field is immutable", new["type"]),
         )),
-        ("apps", "deployments") if old["spec"]["selector"] != new["spec"]["selector"] => {
-            causes.push(cause(
-                "FieldValueInvalid",
-                "spec.selector",
-                format!(
-                    "Invalid value: {}: field is immutable",
-                    new["spec"]["selector"]
-                ),
-            ));
-        }
-        ("apps", "statefulsets")
-            if without(&old["spec"], STATEFULSET_MUTABLE)
-                != without(&new["spec"], STATEFULSET_MUTABLE) =>
-        {
-            causes.push(cause(
-                "FieldValueForbidden",
-                "spec",
-                "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden".into(),
-            ));
-        }
-        ("", "services")
+        "services"
             if old["spec"]["clusterIP"]
                 .as_str()
                 .is_some_and(|ip| !ip.is_empty() && ip != "None")
@@ -184,16 +184,7 @@ pub fn update(rt: &ResourceType, old: &Value, new: &Value) -> Vec<Cause> {
                 ),
             ));
         }
-        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings")
-            if old["roleRef"] != new["roleRef"] =>
-        {
-            causes.push(cause(
-                "FieldValueInvalid",
-                "roleRef",
-                format!("Invalid value: {}: cannot change roleRef", new["roleRef"]),
-            ));
-        }
-        ("", "persistentvolumeclaims") => {
+        "persistentvolumeclaims" => {
             let strip = |spec: &Value| {
                 let mut spec = without(spec, &["volumeAttributesClassName"]);
                 if let Some(resources) = spec.get_mut("resources").and_then(Value::as_object_mut) {
@@ -212,6 +203,31 @@ pub fn update(rt: &ResourceType, old: &Value, new: &Value) -> Vec<Cause> {
         _ => {}
     }
     causes
+}
+
+/// [`update`] for the apps group (Deployments, StatefulSets).
+fn apps_update(plural: &str, old: &Value, new: &Value) -> Vec<Cause> {
+    match plural {
+        "deployments" if old["spec"]["selector"] != new["spec"]["selector"] => vec![cause(
+            "FieldValueInvalid",
+            "spec.selector",
+            format!(
+                "Invalid value: {}: field is immutable",
+                new["spec"]["selector"]
+            ),
+        )],
+        "statefulsets"
+            if without(&old["spec"], STATEFULSET_MUTABLE)
+                != without(&new["spec"], STATEFULSET_MUTABLE) =>
+        {
+            vec![cause(
+                "FieldValueForbidden",
+                "spec",
+                "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden".into(),
+            )]
+        }
+        _ => Vec::new(),
+    }
 }
 
 #[cfg(test)]

@@ -82,6 +82,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{FIELD_MANAGER, ImageRule, NodeSimConfig, Program, workspace_binary};
 pub use process::{Backoff, pid_alive};
+pub use registration::wait_schedulable;
 pub use status::status_diff;
 
 use addr::{AddressPool, Block};

@@ -36,6 +36,31 @@ const CAPACITY: [(&str, &str); 4] = [
     ("ephemeral-storage", "1Ti"),
 ];
 
+/// Waits until Node `name` is Ready and the node lifecycle controller
+/// has lifted its not-ready taint (no `NoSchedule` taint is left): the
+/// scheduler may bind to it. Panics after `limit`.
+pub async fn wait_schedulable(client: &Client, name: &str, limit: Duration) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    crate::eventually(
+        &format!("Node {name} to be Ready and schedulable"),
+        limit,
+        || async {
+            let node = nodes.get_opt(name).await.ok()??;
+            let ready = node
+                .status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            let tainted = node
+                .spec
+                .and_then(|s| s.taints)
+                .is_some_and(|t| t.iter().any(|t| t.effect == "NoSchedule"));
+            (ready && !tainted).then_some(())
+        },
+    )
+    .await;
+}
+
 fn apply() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
