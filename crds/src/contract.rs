@@ -31,6 +31,45 @@ pub const EXECUTION_RETENTION_DAYS: &str = "ATOLL_EXECUTION_RETENTION_DAYS";
 /// metadata addresses; off by default.
 pub const HTTP_ALLOW_PRIVATE: &str = "ATOLL_HTTP_ALLOW_PRIVATE";
 
+/// The tenant's namespace: where task pods run and secrets are read.
+pub const NAMESPACE: &str = "ATOLL_NAMESPACE";
+/// The instance's own container image: task pods use it for the small
+/// helper containers that fetch input files and upload output files.
+pub const INSTANCE_IMAGE: &str = "ATOLL_INSTANCE_IMAGE";
+/// The URL task pods reach the instance's API at (the in-cluster Service).
+pub const TASK_API_URL: &str = "ATOLL_TASK_API_URL";
+/// The default task runner of script tasks: `Process` or `Kubernetes`.
+pub const TASK_RUNNER: &str = "ATOLL_TASK_RUNNER";
+/// The default container image of script tasks that name none.
+pub const TASK_IMAGE: &str = "ATOLL_TASK_IMAGE";
+/// Default resources of task pods, as JSON: `{"requests": {"cpu": "100m",
+/// "memory": "128Mi"}, "limits": {...}}` (Kubernetes quantities).
+pub const TASK_RESOURCES: &str = "ATOLL_TASK_RESOURCES";
+/// Most task pods running at once; more wait for a free place.
+pub const TASK_MAX_PODS: &str = "ATOLL_TASK_MAX_PODS";
+/// Images task pods may use: comma-separated patterns where `*` matches
+/// any run of characters (`python:*,ghcr.io/acme/*`); unset allows any.
+pub const TASK_ALLOWED_IMAGES: &str = "ATOLL_TASK_ALLOWED_IMAGES";
+/// Longest a task pod may run unless the task sets its own `timeout`
+/// (ISO-8601 duration, `PT1H`).
+pub const TASK_TIMEOUT: &str = "ATOLL_TASK_TIMEOUT";
+/// A directory holding one file per secret (file name = secret name,
+/// content = value): the tenant's labelled Secrets, mounted by the operator.
+pub const SECRETS_DIR: &str = "ATOLL_SECRETS_DIR";
+/// Internal storage on a volume: the directory it is mounted at.
+pub const STORAGE_DIR: &str = "ATOLL_STORAGE_DIR";
+/// Internal storage in an S3-compatible object store: its endpoint URL.
+/// With it, `STORAGE_S3_BUCKET` and the two credentials are required.
+pub const STORAGE_S3_ENDPOINT: &str = "ATOLL_STORAGE_S3_ENDPOINT";
+/// The bucket (it must exist).
+pub const STORAGE_S3_BUCKET: &str = "ATOLL_STORAGE_S3_BUCKET";
+/// The region (`us-east-1` when unset).
+pub const STORAGE_S3_REGION: &str = "ATOLL_STORAGE_S3_REGION";
+/// Access key id (from a Secret).
+pub const STORAGE_S3_ACCESS_KEY_ID: &str = "ATOLL_STORAGE_S3_ACCESS_KEY_ID";
+/// Secret access key (from a Secret).
+pub const STORAGE_S3_SECRET_ACCESS_KEY: &str = "ATOLL_STORAGE_S3_SECRET_ACCESS_KEY";
+
 /// Every variable of the contract. The operator renders only names from
 /// this list (besides the Tenant's own `spec.instance.env`, which may not
 /// start with `ATOLL_`); the instance reads every one of them.
@@ -46,6 +85,22 @@ pub const ALL: &[&str] = &[
     MAX_CONCURRENT_TASK_RUNS,
     EXECUTION_RETENTION_DAYS,
     HTTP_ALLOW_PRIVATE,
+    NAMESPACE,
+    INSTANCE_IMAGE,
+    TASK_API_URL,
+    TASK_RUNNER,
+    TASK_IMAGE,
+    TASK_RESOURCES,
+    TASK_MAX_PODS,
+    TASK_ALLOWED_IMAGES,
+    TASK_TIMEOUT,
+    SECRETS_DIR,
+    STORAGE_DIR,
+    STORAGE_S3_ENDPOINT,
+    STORAGE_S3_BUCKET,
+    STORAGE_S3_REGION,
+    STORAGE_S3_ACCESS_KEY_ID,
+    STORAGE_S3_SECRET_ACCESS_KEY,
 ];
 
 /// The port the instance serves `/metrics` on in its pod.

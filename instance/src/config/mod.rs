@@ -20,6 +20,18 @@
 //! | `ATOLL_EXECUTION_RETENTION_DAYS` | none: keep forever; else ended executions (with logs and outputs) older than this are deleted |
 //! | `ATOLL_HTTP_ALLOW_PRIVATE` | `false`: HTTP tasks may not reach private, loopback, link-local or metadata addresses |
 //! | `ATOLL_LEASE_SECONDS` | `30`: how soon another process resumes a dead one's executions |
+//! | `ATOLL_NAMESPACE` | none: the tenant's namespace (task pods run there) |
+//! | `ATOLL_INSTANCE_IMAGE` | none: the image of task pods' file helper containers |
+//! | `ATOLL_TASK_API_URL` | none: where task pods reach this API |
+//! | `ATOLL_TASK_RUNNER` | `Process` (or `Kubernetes`): the default runner of script tasks |
+//! | `ATOLL_TASK_IMAGE` | none: each task type's own default image |
+//! | `ATOLL_TASK_RESOURCES` | none: JSON `{"requests":{...},"limits":{...}}` for task pods |
+//! | `ATOLL_TASK_MAX_PODS` | `4`: task pods at once; more wait |
+//! | `ATOLL_TASK_ALLOWED_IMAGES` | none: any image; else comma-separated patterns |
+//! | `ATOLL_TASK_TIMEOUT` | none: a task pod's longest run (ISO-8601) unless the task sets `timeout` |
+//! | `ATOLL_SECRETS_DIR` | none: no secrets; else one file per secret |
+//! | `ATOLL_STORAGE_DIR` | `<data dir>/storage`: internal storage on a volume |
+//! | `ATOLL_STORAGE_S3_ENDPOINT` | none; with `_BUCKET`, `_REGION`, `_ACCESS_KEY_ID`, `_SECRET_ACCESS_KEY`: internal storage in an S3-compatible store |
 //!
 //! Each variable can also be given as `<NAME>_FILE`, naming a file that holds
 //! the value (for mounted secrets such as the database URL).
@@ -27,7 +39,13 @@
 //! (Over 600 lines with its tests: one reader per variable, each with its
 //! checks, and a test per rule; none of it is worth a module of its own.)
 
+mod tasks;
+
 use atoll_crds::contract;
+
+pub use tasks::{
+    DEFAULT_MAX_TASK_PODS, RunnerKind, S3Settings, StorageSettings, TaskSettings, iso_duration,
+};
 
 /// What `atoll-instance --help` prints.
 pub const USAGE: &str = "\
@@ -61,6 +79,26 @@ its environment.
                           and cloud metadata addresses (default: refused)
   ATOLL_LEASE_SECONDS     how soon another process resumes a dead one's
                           executions (default: 30)
+
+Script tasks, files and secrets:
+  ATOLL_TASK_RUNNER       Process (default) or Kubernetes: where script
+                          tasks run unless a task sets taskRunner
+  ATOLL_NAMESPACE         the namespace task pods are created in
+  ATOLL_INSTANCE_IMAGE    this image, for task pods' file helpers
+  ATOLL_TASK_API_URL      where task pods reach this API
+  ATOLL_TASK_IMAGE        default image of script tasks
+  ATOLL_TASK_RESOURCES    task pods' resources as JSON
+                          (requests and limits, e.g. cpu 100m)
+  ATOLL_TASK_MAX_PODS     task pods at once; more wait (default: 4)
+  ATOLL_TASK_ALLOWED_IMAGES
+                          comma-separated image patterns (python:*,...);
+                          default: any image
+  ATOLL_TASK_TIMEOUT      a task pod's longest run, ISO-8601 (PT1H)
+  ATOLL_SECRETS_DIR       one file per secret for secret('NAME')
+  ATOLL_STORAGE_DIR       internal storage directory
+                          (default: <data dir>/storage)
+  ATOLL_STORAGE_S3_ENDPOINT, _BUCKET, _REGION, _ACCESS_KEY_ID,
+  _SECRET_ACCESS_KEY      internal storage in an S3-compatible store
 
 Each variable can also be given as <NAME>_FILE, naming a file that holds the
 value (for mounted secrets such as the database URL).
@@ -141,6 +179,10 @@ pub struct Config {
     pub execution_retention: Option<Duration>,
     /// HTTP tasks may reach private, loopback, link-local and metadata addresses.
     pub http_allow_private: bool,
+    /// How script tasks run (runners, images, pods).
+    pub tasks: TaskSettings,
+    /// Where files (execution files, namespace files) are kept.
+    pub storage: StorageSettings,
 }
 
 impl Default for Config {
@@ -160,6 +202,11 @@ impl Default for Config {
             max_concurrent_task_runs: DEFAULT_MAX_CONCURRENT_TASK_RUNS,
             execution_retention: None,
             http_allow_private: false,
+            tasks: TaskSettings {
+                max_pods: DEFAULT_MAX_TASK_PODS,
+                ..TaskSettings::default()
+            },
+            storage: StorageSettings::Dir(PathBuf::from("atoll-data").join("storage")),
         }
     }
 }
@@ -194,6 +241,7 @@ impl Config {
         let database_url = database_url(&env, &data_dir)?;
         let public_url = public_url(&env)?;
         let auth = auth(&env, tenant_uid, listen)?;
+        let storage = tasks::storage(&env, &data_dir)?;
         Ok(Config {
             tenant,
             listen,
@@ -208,6 +256,8 @@ impl Config {
                 .unwrap_or(defaults.max_concurrent_task_runs),
             execution_retention: retention(&env)?.or(defaults.execution_retention),
             http_allow_private: http_allow_private(&env)?.unwrap_or(defaults.http_allow_private),
+            tasks: tasks::tasks(&env)?,
+            storage,
         })
     }
 }
@@ -531,6 +581,17 @@ mod tests {
     /// fails here until the instance reads it.
     fn contract_sample(name: &str) -> (&'static str, &'static [(&'static str, &'static str)]) {
         const UID: &[(&str, &str)] = &[(contract::TENANT_UID, "uid-1")];
+        const S3: &[(&str, &str)] = &[
+            (contract::STORAGE_S3_BUCKET, "atoll"),
+            (contract::STORAGE_S3_ACCESS_KEY_ID, "AKID"),
+            (contract::STORAGE_S3_SECRET_ACCESS_KEY, "sk"),
+        ];
+        const S3_ENDPOINT: &[(&str, &str)] = &[
+            (contract::STORAGE_S3_ENDPOINT, "http://127.0.0.1:9000"),
+            (contract::STORAGE_S3_BUCKET, "atoll"),
+            (contract::STORAGE_S3_ACCESS_KEY_ID, "AKID"),
+            (contract::STORAGE_S3_SECRET_ACCESS_KEY, "sk"),
+        ];
         match name {
             contract::TENANT => ("globex", &[]),
             contract::TENANT_UID => (
@@ -549,6 +610,22 @@ mod tests {
             contract::MAX_CONCURRENT_TASK_RUNS => ("7", &[]),
             contract::EXECUTION_RETENTION_DAYS => ("30", &[]),
             contract::HTTP_ALLOW_PRIVATE => ("true", &[]),
+            contract::NAMESPACE => ("atoll-acme", &[]),
+            contract::INSTANCE_IMAGE => ("atoll/atoll-instance:0.1.0", &[]),
+            contract::TASK_API_URL => ("http://instance.atoll-acme.svc:8080", &[]),
+            contract::TASK_RUNNER => ("Kubernetes", &[]),
+            contract::TASK_IMAGE => ("python:3.12-slim", &[]),
+            contract::TASK_RESOURCES => (r#"{"limits":{"memory":"256Mi"}}"#, &[]),
+            contract::TASK_MAX_PODS => ("9", &[]),
+            contract::TASK_ALLOWED_IMAGES => ("python:*,alpine:*", &[]),
+            contract::TASK_TIMEOUT => ("PT10M", &[]),
+            contract::SECRETS_DIR => ("/var/run/atoll/secrets", &[]),
+            contract::STORAGE_DIR => ("/var/lib/atoll/storage", &[]),
+            contract::STORAGE_S3_ENDPOINT => ("http://127.0.0.1:9000", S3),
+            contract::STORAGE_S3_BUCKET => ("other", S3_ENDPOINT),
+            contract::STORAGE_S3_REGION => ("eu-west-1", S3_ENDPOINT),
+            contract::STORAGE_S3_ACCESS_KEY_ID => ("AKID2", S3_ENDPOINT),
+            contract::STORAGE_S3_SECRET_ACCESS_KEY => ("sk2", S3_ENDPOINT),
             other => panic!("the instance does not read contract variable {other}"),
         }
     }
