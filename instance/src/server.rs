@@ -88,6 +88,7 @@ pub async fn serve_with_metrics(
             max_task_runs: config.max_concurrent_task_runs,
             retention: config.execution_retention,
             http_allow_private: config.http_allow_private,
+            tasks: task_services(&config),
             ..EngineConfig::default()
         },
     );
@@ -131,6 +132,23 @@ pub async fn serve_with_metrics(
         tracing::warn!(error = %err, "the metrics listener failed");
     }
     served.map_err(ServeError::Serve)
+}
+
+/// What script tasks run with: the internal storage, the task-runner
+/// settings, and the runners (the Kubernetes one is added by its module).
+fn task_services(config: &Config) -> crate::runner::TaskServices {
+    let storage = match crate::storage::Storage::open(&config.storage) {
+        Ok(storage) => Some(storage),
+        Err(err) => {
+            tracing::warn!(error = %err, "no internal storage: tasks with files will fail");
+            None
+        }
+    };
+    crate::runner::TaskServices {
+        storage,
+        settings: config.tasks.clone(),
+        runners: crate::runner::Runners::default(),
+    }
 }
 
 /// The token verifier: identity's keys (re-read periodically until

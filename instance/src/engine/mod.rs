@@ -87,6 +87,8 @@ pub struct EngineConfig {
     /// HTTP tasks may reach private, loopback, link-local and metadata
     /// addresses (see `egress`).
     pub http_allow_private: bool,
+    /// Storage, task-runner settings and runners of script tasks.
+    pub tasks: crate::runner::TaskServices,
 }
 
 impl Default for EngineConfig {
@@ -99,6 +101,7 @@ impl Default for EngineConfig {
             retention: None,
             retention_sweep: Duration::from_secs(3600),
             http_allow_private: false,
+            tasks: crate::runner::TaskServices::default(),
         }
     }
 }
@@ -112,6 +115,7 @@ pub(crate) struct Inner {
     owner: String,
     templates: Arc<Templates>,
     http: egress::TaskHttp,
+    tasks: Arc<crate::runner::TaskServices>,
     /// One permit per task run executing (`max_task_runs`).
     task_slots: Arc<Semaphore>,
     flows: Mutex<HashMap<FlowKey, Arc<Flow>>>,
@@ -146,6 +150,7 @@ impl Engine {
     pub fn new(store: Store, config: EngineConfig) -> Engine {
         let (finished, _) = broadcast::channel(1024);
         let http = egress::TaskHttp::new(config.http_allow_private);
+        let tasks = Arc::new(config.tasks.clone());
         let task_slots = Arc::new(Semaphore::new(config.max_task_runs.max(1)));
         let drive_slots = Arc::new(Semaphore::new(config.max_running));
         Engine {
@@ -155,6 +160,7 @@ impl Engine {
                 owner: format!("atoll-{}", uuid::Uuid::now_v7().simple()),
                 templates: Arc::new(Templates::new()),
                 http,
+                tasks,
                 task_slots,
                 flows: Mutex::new(HashMap::new()),
                 kills: Mutex::new(HashMap::new()),

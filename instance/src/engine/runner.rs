@@ -15,6 +15,7 @@ use crate::execution::NewLog;
 use crate::flow::tasks::egress::TaskHttp;
 use crate::flow::tasks::{Context, Logs};
 use crate::flow::{LogLevel, Task};
+use crate::runner::TaskServices;
 use crate::template::{Templates, Vars};
 
 /// What the driver hears from a running attempt.
@@ -64,6 +65,10 @@ pub(crate) struct Attempt {
     /// Task runs executing at once (`ATOLL_MAX_CONCURRENT_TASK_RUNS`).
     pub slots: Arc<Semaphore>,
     pub logs: LogSink,
+    /// The execution's flow (storage paths, pod labels).
+    pub namespace: String,
+    pub flow_id: String,
+    pub services: Arc<TaskServices>,
 }
 
 /// Longest log line kept (longer lines, from a command's output or a Log
@@ -109,6 +114,10 @@ async fn execute(attempt: &Attempt) -> Result<Map<String, Value>, String> {
         timeout: attempt.task.timeout,
         task_run_id: &attempt.logs.task_run_id,
         attempt: attempt.logs.attempt,
+        namespace: &attempt.namespace,
+        flow_id: &attempt.flow_id,
+        execution_id: &attempt.logs.execution_id,
+        services: &attempt.services,
     };
     attempt.task.kind.run(&cx).await
 }

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::config::RunnerKind;
+use crate::config::{RunnerKind, TaskSettings};
+use crate::storage::Storage;
 
 /// One attempt of a script task, ready to run.
 #[derive(Debug, Clone, Default)]
@@ -81,6 +82,17 @@ pub type RunFuture<'a> = Pin<Box<dyn Future<Output = Result<ScriptOutcome, Strin
 /// pulled...); a script that ran and failed is `Ok` with its exit code.
 pub trait ScriptRunner: Send + Sync {
     fn run<'a>(&'a self, job: &'a ScriptJob, lines: Lines<'a>) -> RunFuture<'a>;
+}
+
+/// What script tasks need from the instance: its internal storage (input
+/// files given as `kestra://` URIs, namespace files, output files), the
+/// tenant's task-runner settings and the runners.
+#[derive(Debug, Clone, Default)]
+pub struct TaskServices {
+    /// `None`: no internal storage (tasks that need files fail saying so).
+    pub storage: Option<Storage>,
+    pub settings: TaskSettings,
+    pub runners: Runners,
 }
 
 /// The runners an instance has: the local process always, a Kubernetes one

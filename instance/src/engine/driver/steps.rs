@@ -113,6 +113,9 @@ impl Driver<'_> {
                 http: self.inner.http.clone(),
                 slots: self.inner.task_slots.clone(),
                 logs,
+                namespace: self.exec.namespace.clone(),
+                flow_id: self.exec.flow_id.clone(),
+                services: self.inner.tasks.clone(),
             })),
         };
         self.workers.insert(run.id, handle.abort_handle());

@@ -83,6 +83,13 @@ pub(crate) struct Context<'a> {
     /// The task run and attempt number (they name the working directory).
     pub task_run_id: &'a str,
     pub attempt: i64,
+    /// The flow's namespace and id and the execution (storage paths, pod
+    /// labels).
+    pub namespace: &'a str,
+    pub flow_id: &'a str,
+    pub execution_id: &'a str,
+    /// Storage, task-runner settings and runners (script tasks).
+    pub services: &'a crate::runner::TaskServices,
 }
 
 impl Context<'_> {
