@@ -13,12 +13,12 @@
 pub(crate) mod egress;
 
 mod assert;
-mod commands;
 mod debug_return;
 mod fail;
 mod http_request;
 mod log;
 mod output_values;
+pub mod scripts;
 mod sleep;
 
 use std::future::Future;
@@ -33,12 +33,12 @@ use super::parse::Fields;
 use crate::template::{TemplateError, Templates, Vars};
 use crate::vocabulary::State;
 
-pub use commands::Commands;
 pub use debug_return::Return;
 pub use fail::Fail;
 pub use http_request::HttpRequest;
 pub use log::Log;
 pub use output_values::OutputValues;
+pub use scripts::Commands;
 pub use sleep::Sleep;
 
 /// A runnable task type: what its module provides.
@@ -213,6 +213,9 @@ task_kinds! {
         Fail(Fail),
         Sleep(Sleep),
         Commands(Commands),
+        ShellScript(scripts::ShellScript),
+        PythonCommands(scripts::PythonCommands),
+        PythonScript(scripts::PythonScript),
         HttpRequest(HttpRequest),
         Assert(assert::Assert),
     }
