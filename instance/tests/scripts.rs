@@ -134,7 +134,12 @@ tasks:
     inputFiles:
       orders.csv: "{{ outputs.py.outputFiles['orders.csv'] }}"
     commands:
-      - wc -l < orders.csv
+      - wc -l < {{ workingDir }}/orders.csv
+  - id: read_uri
+    type: io.kestra.plugin.scripts.python.Script
+    script: |
+      with open("{{ outputs.py.outputFiles['orders.csv'] }}") as f:
+          print("rows", len(f.read().splitlines()))
 "#,
         )
         .await;
@@ -164,6 +169,8 @@ tasks:
     assert!(logs.contains(&"status OK".to_owned()), "{logs:?}");
     // The next task read the stored file as an input file.
     assert!(logs.contains(&"3".to_owned()), "{logs:?}");
+    // A kestra:// URI in a script names a local copy of the file.
+    assert!(logs.contains(&"rows 3".to_owned()), "{logs:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

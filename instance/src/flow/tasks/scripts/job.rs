@@ -8,14 +8,11 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::files;
 use super::properties::{ScriptProperties, TaskRunner};
 use crate::config::RunnerKind;
 use crate::flow::tasks::Context;
-use crate::runner::{ScriptJob, check_relative, glob};
-use crate::storage::{SCHEME, Storage, StoragePath};
-
-/// Most bytes of input and namespace files one attempt takes.
-pub const MAX_INPUT_BYTES: u64 = 256 * 1024 * 1024;
+use crate::runner::ScriptJob;
 
 /// The file a Python `Script` is written to, in the working directory.
 pub const PYTHON_SCRIPT_FILE: &str = ".script.py";
@@ -73,10 +70,11 @@ pub async fn build(
     };
     let mut input_files = BTreeMap::new();
     if props.namespace_files.enabled {
-        input_files.extend(namespace_files(cx, props).await?);
+        input_files.extend(files::namespace_files(cx, &props.namespace_files).await?);
     }
-    input_files.extend(declared_input_files(cx, &props.input_files).await?);
+    input_files.extend(files::input_files(cx, &props.input_files).await?);
     let script = script(cx, props, language, body, &mut input_files)?;
+    let script = files::localize_uris(cx, script, &mut input_files).await?;
     let mut env = BTreeMap::new();
     for (key, value) in &props.env {
         let text = match value {
@@ -147,10 +145,12 @@ fn script(
 }
 
 /// Whether `name` is a file written for the script (the Python script's
-/// file, Kestra's module), not one the script made.
+/// file, Kestra's module, files fetched for `kestra://` URIs), not one the
+/// script made.
 pub fn is_ours(language: Language, name: &str, content: &[u8]) -> bool {
-    language == Language::Python
-        && (name == PYTHON_SCRIPT_FILE || (name == "kestra.py" && content == KESTRA_PY.as_bytes()))
+    let python = language == Language::Python
+        && (name == PYTHON_SCRIPT_FILE || (name == "kestra.py" && content == KESTRA_PY.as_bytes()));
+    python || name.starts_with(files::FETCHED_DIR)
 }
 
 /// Whether the script or one of its Python files imports `kestra`.
@@ -163,106 +163,4 @@ fn imports_kestra(script: &str, files: &BTreeMap<String, Bytes>) -> bool {
         || files
             .iter()
             .any(|(name, content)| name.ends_with(".py") && imports(content))
-}
-
-/// `inputFiles`, rendered: each value is the file's content, or a
-/// `kestra://` URI whose file is read from the internal storage.
-async fn declared_input_files(
-    cx: &Context<'_>,
-    declared: &Value,
-) -> Result<BTreeMap<String, Bytes>, String> {
-    let map = match declared {
-        Value::Null => return Ok(BTreeMap::new()),
-        Value::Object(map) => map.clone(),
-        Value::String(template) => {
-            let text = cx.render(template)?;
-            match serde_json::from_str(&text) {
-                Ok(Value::Object(map)) => map,
-                _ => {
-                    return Err(
-                        "inputFiles: expected a mapping of file names to contents (as JSON)".into(),
-                    );
-                }
-            }
-        }
-        _ => return Err("inputFiles: expected a mapping of file names to contents".into()),
-    };
-    let mut files = BTreeMap::new();
-    let mut total = 0u64;
-    for (name, value) in map {
-        check_relative(&name).map_err(|reason| format!("input file `{name}`: {reason}"))?;
-        let text = match &value {
-            Value::String(s) => cx.render(s)?,
-            other => other.to_string(),
-        };
-        let content = if text.trim().starts_with(SCHEME) {
-            read_file(cx, text.trim()).await?
-        } else {
-            Bytes::from(text)
-        };
-        total += content.len() as u64;
-        if total > MAX_INPUT_BYTES {
-            return Err(too_large());
-        }
-        files.insert(name, content);
-    }
-    Ok(files)
-}
-
-/// A `kestra://` file of this flow's namespace.
-async fn read_file(cx: &Context<'_>, uri: &str) -> Result<Bytes, String> {
-    let storage = storage(cx)?;
-    let path = StoragePath::from_uri(uri).map_err(|e| e.to_string())?;
-    let namespace = StoragePath::namespace(cx.namespace).map_err(|e| e.to_string())?;
-    if !path.starts_with(&namespace) {
-        return Err(format!(
-            "file `{uri}` is not in namespace `{}`'s storage",
-            cx.namespace
-        ));
-    }
-    storage.get(&path).await.map_err(|e| e.to_string())
-}
-
-/// The namespace's files that `namespaceFiles` selects, by their paths
-/// relative to the namespace.
-async fn namespace_files(
-    cx: &Context<'_>,
-    props: &ScriptProperties,
-) -> Result<BTreeMap<String, Bytes>, String> {
-    let storage = storage(cx)?;
-    let folder = StoragePath::namespace_files(cx.namespace).map_err(|e| e.to_string())?;
-    let selection = &props.namespace_files;
-    let mut files = BTreeMap::new();
-    let mut total = 0u64;
-    for (path, size) in storage.list(&folder).await.map_err(|e| e.to_string())? {
-        let Some(name) = path.as_str().strip_prefix(&format!("{}/", folder.as_str())) else {
-            continue;
-        };
-        let included = selection.include.is_empty()
-            || selection.include.iter().any(|p| glob::matches(p, name));
-        if !included || selection.exclude.iter().any(|p| glob::matches(p, name)) {
-            continue;
-        }
-        total += size;
-        if total > MAX_INPUT_BYTES {
-            return Err(too_large());
-        }
-        let content = storage.get(&path).await.map_err(|e| e.to_string())?;
-        files.insert(name.to_owned(), content);
-    }
-    Ok(files)
-}
-
-fn storage<'s>(cx: &Context<'s>) -> Result<&'s Storage, String> {
-    cx.services
-        .storage
-        .as_ref()
-        .ok_or_else(|| "the instance has no internal storage for files".to_owned())
-}
-
-fn too_large() -> String {
-    format!(
-        "the input files exceed {} MiB",
-        MAX_INPUT_BYTES / (1024 * 1024)
-    )
 }

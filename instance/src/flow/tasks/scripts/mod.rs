@@ -7,6 +7,7 @@
 //! (logs, `::{"outputs":...}::` lines, output files, exit code) read in
 //! [`outputs`].
 
+mod files;
 mod job;
 mod outputs;
 mod properties;
@@ -193,6 +194,19 @@ async fn run(
     language: Language,
     body: Body<'_>,
 ) -> Result<Map<String, Value>, String> {
+    // `{{ workingDir }}`: the script runs in its working directory.
+    let with_working_dir;
+    let cx = if mentions_working_dir(props, body) {
+        let mut vars = cx.vars.clone();
+        vars.insert("workingDir".into(), atoll_expr::Value::from("."));
+        with_working_dir = vars;
+        &Context {
+            vars: &with_working_dir,
+            ..*cx
+        }
+    } else {
+        cx
+    };
     let (job, kind) = job::build(cx, props, language, body).await?;
     let reader = outputs::LineReader::new(cx, props.warning_on_std_err);
     let lines = |stream, line| reader.line(stream, line);
@@ -212,4 +226,19 @@ async fn run(
         out.insert("outputFiles".into(), Value::Object(uris));
     }
     Ok(out)
+}
+
+/// Whether a template of the task names `workingDir`.
+fn mentions_working_dir(props: &ScriptProperties, body: Body<'_>) -> bool {
+    let mut templates = Vec::new();
+    props.templates(&mut templates);
+    let body: Vec<&str> = match body {
+        Body::Commands(commands) => commands.iter().map(String::as_str).collect(),
+        Body::Script(script) => vec![script],
+    };
+    templates
+        .iter()
+        .map(|(_, t)| *t)
+        .chain(body)
+        .any(|t| t.contains("workingDir"))
 }
