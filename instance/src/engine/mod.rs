@@ -92,6 +92,8 @@ pub struct EngineConfig {
     /// default is a fresh directory under the system's temporary directory
     /// (tests); the server opens the configured one.
     pub storage: Storage,
+    /// Storage, task-runner settings and runners of script tasks.
+    pub tasks: crate::runner::TaskServices,
 }
 
 impl Default for EngineConfig {
@@ -108,6 +110,7 @@ impl Default for EngineConfig {
                 std::env::temp_dir()
                     .join(format!("atoll-storage-{}", uuid::Uuid::new_v4().simple())),
             ),
+            tasks: crate::runner::TaskServices::default(),
         }
     }
 }
@@ -121,6 +124,7 @@ pub(crate) struct Inner {
     owner: String,
     templates: Arc<Templates>,
     http: egress::TaskHttp,
+    tasks: Arc<crate::runner::TaskServices>,
     /// One permit per task run executing (`max_task_runs`).
     task_slots: Arc<Semaphore>,
     flows: Mutex<HashMap<FlowKey, Arc<Flow>>>,
@@ -155,6 +159,7 @@ impl Engine {
     pub fn new(store: Store, config: EngineConfig) -> Engine {
         let (finished, _) = broadcast::channel(1024);
         let http = egress::TaskHttp::new(config.http_allow_private);
+        let tasks = Arc::new(config.tasks.clone());
         let task_slots = Arc::new(Semaphore::new(config.max_task_runs.max(1)));
         let drive_slots = Arc::new(Semaphore::new(config.max_running));
         Engine {
@@ -164,6 +169,7 @@ impl Engine {
                 owner: format!("atoll-{}", uuid::Uuid::now_v7().simple()),
                 templates: Arc::new(Templates::new()),
                 http,
+                tasks,
                 task_slots,
                 flows: Mutex::new(HashMap::new()),
                 kills: Mutex::new(HashMap::new()),
