@@ -321,7 +321,10 @@ fn validate_tasks(errors: &mut Errors, tasks: &TasksSpec) {
         "an ISO-8601 duration of hours, minutes and seconds such as PT1H or PT30M",
     );
     if !tasks.timeout.bytes().any(|b| (b'1'..=b'9').contains(&b)) {
-        errors.push("spec.tasks.timeout", "spec.tasks.timeout must be longer than zero");
+        errors.push(
+            "spec.tasks.timeout",
+            "spec.tasks.timeout must be longer than zero",
+        );
     }
 }
 
@@ -367,7 +370,10 @@ fn validate_secrets(errors: &mut Errors, secrets: &[LocalSecretRef]) {
     if secrets.len() > MAX_SECRETS {
         errors.push(
             "spec.secrets",
-            format!("must have at most {MAX_SECRETS} items (has {})", secrets.len()),
+            format!(
+                "must have at most {MAX_SECRETS} items (has {})",
+                secrets.len()
+            ),
         );
     }
     let mut seen = HashSet::new();
