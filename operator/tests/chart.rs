@@ -325,11 +325,13 @@ fn tenant_domains_and_blocked_ranges_reach_the_operator() {
 /// no pod rights itself) and is told its name.
 #[test]
 fn task_pod_rights_are_bound_by_the_operator_never_held_by_it() {
-    let docs = documents(&template(&[
-        Path::new("--set"),
-        Path::new("operator.apiServerCIDRs={10.0.0.1/32}"),
-    ])
-    .expect("renders"));
+    let docs = documents(
+        &template(&[
+            Path::new("--set"),
+            Path::new("operator.apiServerCIDRs={10.0.0.1/32}"),
+        ])
+        .expect("renders"),
+    );
     let role = docs
         .iter()
         .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "atoll-task-pods")
@@ -342,7 +344,9 @@ fn task_pod_rights_are_bound_by_the_operator_never_held_by_it() {
         ])
     );
     assert!(
-        !docs.iter().any(|d| d["roleRef"]["name"] == "atoll-task-pods"),
+        !docs
+            .iter()
+            .any(|d| d["roleRef"]["name"] == "atoll-task-pods"),
         "the chart binds the task-pods role to nobody"
     );
     let operator_role = docs
@@ -352,10 +356,17 @@ fn task_pod_rights_are_bound_by_the_operator_never_held_by_it() {
     let rules = operator_role["rules"].as_array().expect("rules");
     let bind = rules
         .iter()
-        .find(|r| r["verbs"].as_array().is_some_and(|v| v.iter().any(|v| v == "bind")))
+        .find(|r| {
+            r["verbs"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|v| v == "bind"))
+        })
         .expect("a bind rule");
     assert_eq!(bind["resources"], serde_json::json!(["clusterroles"]));
-    assert_eq!(bind["resourceNames"], serde_json::json!(["atoll-task-pods"]));
+    assert_eq!(
+        bind["resourceNames"],
+        serde_json::json!(["atoll-task-pods"])
+    );
     assert_eq!(bind["verbs"], serde_json::json!(["bind"]));
     assert!(
         !rules.iter().any(|r| r["resources"]
@@ -380,6 +391,9 @@ fn task_pod_rights_are_bound_by_the_operator_never_held_by_it() {
         value("ATOLL_TASK_PODS_CLUSTER_ROLE").as_deref(),
         Some("atoll-task-pods")
     );
-    assert_eq!(value("ATOLL_API_SERVER_CIDRS").as_deref(), Some("10.0.0.1/32"));
+    assert_eq!(
+        value("ATOLL_API_SERVER_CIDRS").as_deref(),
+        Some("10.0.0.1/32")
+    );
     assert_eq!(value("ATOLL_API_SERVER_PORT").as_deref(), Some("6443"));
 }
