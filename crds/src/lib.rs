@@ -11,12 +11,14 @@ pub mod contract;
 pub mod quantity;
 mod role;
 mod status;
+mod tasks;
 mod tenant;
 mod validation;
 
 pub use quantity::Quantity;
 pub use role::{Role, UnknownRole};
 pub use status::{Phase, TenantStatus};
+pub use tasks::*;
 pub use tenant::*;
 pub use validation::{FieldError, from_value, validate};
 

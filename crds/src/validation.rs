@@ -9,6 +9,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use crate::quantity::{QUANTITY_PATTERN, Quantity};
+use crate::tasks::*;
 use crate::tenant::*;
 
 /// One problem with a Tenant, and where it is.

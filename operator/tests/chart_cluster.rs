@@ -491,14 +491,37 @@ fn assert_rbac_is_exact(docs: &[Value], records: &[RequestRecord]) {
         "the operator's requests carry its service-account token ({} found)",
         made.len()
     );
+    // A tenant's instance holds a token too when its tasks run as pods
+    // (spec.tasks.runner Kubernetes): it may only manage pods and read their
+    // logs, in its own namespace.
+    let is_instance = |r: &RequestRecord| {
+        r.namespace.starts_with("atoll-")
+            && r.user.as_deref()
+                == Some(format!("system:serviceaccount:{}:instance", r.namespace).as_str())
+    };
     let others: Vec<&str> = records
         .iter()
+        .filter(|r| !is_instance(r))
         .filter_map(|r| r.user.as_deref())
         .filter(|u| *u != operator.name)
         .collect();
     assert!(
         others.is_empty(),
-        "only the operator holds a token (identity's pod mounts none): {others:?}"
+        "only the operator and instances hold a token (identity's pod mounts none): {others:?}"
+    );
+    let beyond_pods: Vec<&RequestRecord> = records
+        .iter()
+        .filter(|r| is_instance(r))
+        .filter(|r| {
+            !(r.group.is_empty()
+                && r.resource == "pods"
+                && (r.subresource.is_empty() || r.subresource == "log")
+                && r.code != 403)
+        })
+        .collect();
+    assert!(
+        beyond_pods.is_empty(),
+        "an instance asked for more than its pods and their logs: {beyond_pods:#?}"
     );
     let refused: Vec<&&RequestRecord> = made.iter().filter(|r| r.code == 403).collect();
     assert!(

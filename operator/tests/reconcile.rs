@@ -850,7 +850,7 @@ async fn the_crd_rules_refuse_invalid_tenants(kind: ClusterKind) {
     // (name, spec, what the refusal says: any of). A duplicate member is
     // refused by the list's map keys on the real API server before its
     // CEL rule runs; kubesim reaches the CEL rule.
-    let cases: [(&str, serde_json::Value, &[&str]); 4] = [
+    let cases: [(&str, serde_json::Value, &[&str]); 7] = [
         (
             "system",
             json!({}),
@@ -875,6 +875,21 @@ async fn the_crd_rules_refuse_invalid_tenants(kind: ClusterKind) {
             "reserved-env",
             json!({"instance": {"env": [{"name": "ATOLL_SECRET", "value": "x"}]}}),
             &["environment variable names starting with ATOLL_ are reserved"],
+        ),
+        (
+            "replicas-volume",
+            json!({"instance": {"replicas": 2}}),
+            &["spec.instance.replicas above 1 needs spec.storage.s3"],
+        ),
+        (
+            "storage-quota",
+            json!({"storage": {"size": "10Gi"}}),
+            &["spec.storage.size plus the database volume must not exceed spec.quota.storage"],
+        ),
+        (
+            "zero-timeout",
+            json!({"tasks": {"timeout": "PT0S"}}),
+            &["spec.tasks.timeout must be longer than zero"],
         ),
     ];
     for (name, spec, messages) in cases {

@@ -267,8 +267,10 @@ fn files_live_on_a_volume_unless_s3_is_set() {
     let deployment = serde_json::to_value(&volume.instance_deployment).expect("json");
     assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate");
 
-    let mut spec = TenantSpec::default();
-    spec.deletion_policy = atoll_crds::DeletionPolicy::Delete;
+    let mut spec = TenantSpec {
+        deletion_policy: atoll_crds::DeletionPolicy::Delete,
+        ..TenantSpec::default()
+    };
     spec.storage.storage_class_name = Some("fast".into());
     let deleting = build(spec);
     let claim = deleting.storage_claim.as_ref().expect("claim");
@@ -321,15 +323,17 @@ fn files_live_on_a_volume_unless_s3_is_set() {
 
 #[test]
 fn listed_secrets_are_mounted_read_only_into_the_instance_only() {
-    let mut spec = TenantSpec::default();
-    spec.secrets = vec![
-        LocalSecretRef {
-            name: "flow-secrets".into(),
-        },
-        LocalSecretRef {
-            name: "more".into(),
-        },
-    ];
+    let spec = TenantSpec {
+        secrets: vec![
+            LocalSecretRef {
+                name: "flow-secrets".into(),
+            },
+            LocalSecretRef {
+                name: "more".into(),
+            },
+        ],
+        ..TenantSpec::default()
+    };
     let children = build(spec);
     assert_eq!(
         env_value(&children, contract::SECRETS_DIR).as_deref(),

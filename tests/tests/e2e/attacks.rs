@@ -12,6 +12,7 @@ use crate::harness::{IDENTITY_HOST, RELEASE_NAMESPACE, random_secret};
 use crate::harness::{LIMIT, Platform, eventually, tenant_yaml};
 use crate::scenarios::{scale, token_when_synced, world};
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
@@ -355,7 +356,10 @@ fn refusal<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &str) -> (u
 /// account: reading a Secret the ClusterRole does not name and listing
 /// Pods are refused by RBAC; creating a ConfigMap (allowed by RBAC
 /// cluster-wide) outside a tenant namespace is refused by the admission
-/// policy; and nothing was stored.
+/// policy; and nothing was stored. RoleBindings (the instance's task-pod
+/// rights) only in tenant namespaces, and there only to the chart's
+/// task-pods ClusterRole (binding cluster-admin is refused by the real API
+/// server's escalation check).
 pub async fn chart_enforced(platform: Arc<Platform>, report: Arc<Report>) {
     use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
     use kube::api::{ListParams, PostParams};
@@ -440,13 +444,26 @@ pub async fn chart_enforced(platform: Arc<Platform>, report: Arc<Report>) {
     assert!(stored.is_none(), "the refused ConfigMap was stored");
     // And a namespace it did not label is not its to delete.
     let (code, delete) = refusal(
-        Api::<Namespace>::all(operator)
+        Api::<Namespace>::all(operator.clone())
             .delete(bystander, &Default::default())
             .await,
         "deleting a foreign namespace as the operator",
     );
     assert_eq!(code, 403, "{delete}");
     assert!(delete.contains("ValidatingAdmissionPolicy"), "{delete}");
+    // RoleBindings (task-pod rights, #17): none outside tenant namespaces.
+    let (code, binding) = refusal(
+        Api::<RoleBinding>::namespaced(operator.clone(), bystander)
+            .create(
+                &PostParams::default(),
+                &task_pods_binding("atoll-task-pods"),
+            )
+            .await,
+        "binding the task-pods role outside tenant namespaces as the operator",
+    );
+    assert_eq!(code, 403, "{binding}");
+    assert!(binding.contains("ValidatingAdmissionPolicy"), "{binding}");
+    let escalation = bind_only_the_task_pods_role(p, cluster, &operator).await;
     namespaces
         .delete(bystander, &Default::default())
         .await
@@ -456,7 +473,77 @@ pub async fn chart_enforced(platform: Arc<Platform>, report: Arc<Report>) {
     println!("    refused by RBAC on {server}: {rbac_secret}");
     println!("    refused by RBAC on {server}: {rbac_pods}");
     println!("    refused by the chart's admission policy on {server}: {admission}");
+    println!("    refused by the chart's admission policy on {server}: {binding}");
+    println!("    {escalation}");
     report.figure(format!(
-        "{server} enforced the chart: RBAC refused the operator's account a Secret it does not name and listing Pods (403); the ValidatingAdmissionPolicy refused it a ConfigMap and a namespace deletion outside tenant namespaces (403), nothing stored"
+        "{server} enforced the chart: RBAC refused the operator's account a Secret it does not name and listing Pods (403); the ValidatingAdmissionPolicy refused it a ConfigMap, a RoleBinding and a namespace deletion outside tenant namespaces (403), nothing stored; in a tenant namespace it may bind the task-pods role only"
     ));
+}
+
+/// A RoleBinding giving the `instance` account of its namespace `role`.
+fn task_pods_binding(role: &str) -> RoleBinding {
+    serde_json::from_value(json!({
+        "metadata": {"name": "e2e-task-pods"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": "instance"}],
+    }))
+    .expect("rolebinding")
+}
+
+/// In a namespace labelled as a tenant's, the operator may bind the
+/// chart's task-pods ClusterRole (its `bind` right, by name) and no other:
+/// binding cluster-admin is refused by the API server's escalation check.
+/// kubesim does not implement that check, so the refusal is checked on the
+/// real control plane only, saying so.
+async fn bind_only_the_task_pods_role(
+    p: &Platform,
+    cluster: &atoll_testkit::cluster::TestCluster,
+    operator: &kube::Client,
+) -> String {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::PostParams;
+    let namespace = "atoll-e2e-binding";
+    let namespaces = Api::<Namespace>::all(p.client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": namespace, "labels": {
+                "atoll.dev/tenant": "e2e-binding",
+                "app.kubernetes.io/managed-by": "atoll-operator",
+            }}}))
+            .expect("namespace"),
+        )
+        .await
+        .expect("a namespace labelled as a tenant's");
+    let bindings = Api::<RoleBinding>::namespaced(operator.clone(), namespace);
+    bindings
+        .create(
+            &PostParams::default(),
+            &task_pods_binding("atoll-task-pods"),
+        )
+        .await
+        .expect("the operator binds the task-pods role in a tenant namespace");
+    let outcome = if cluster.kind() == atoll_testkit::cluster::ClusterKind::RealKube {
+        let mut admin = task_pods_binding("cluster-admin");
+        admin.metadata.name = Some("e2e-escalation".into());
+        let (code, message) = refusal(
+            bindings.create(&PostParams::default(), &admin).await,
+            "binding cluster-admin as the operator",
+        );
+        assert_eq!(code, 403, "{message}");
+        format!(
+            "refused by RBAC escalation on {}: {message}",
+            p.cluster_name()
+        )
+    } else {
+        format!(
+            "not checked on {} (kubesim has no RBAC escalation check): binding another ClusterRole",
+            p.cluster_name()
+        )
+    };
+    namespaces
+        .delete(namespace, &Default::default())
+        .await
+        .expect("the namespace deleted");
+    outcome
 }
