@@ -436,6 +436,22 @@ async fn files_on_a_directory() {
     let i = Instance::start(None).await;
     let objects = i._dir.path().join("storage");
     file_inputs(&i, &objects).await;
+    // A file over the limit: refused naming it, nothing left behind.
+    let editor = i.token(TENANT, "Editor");
+    let big = vec![b'x'; 64 * 1024 * 1024 + 1];
+    let form = Form::new().part("data", Part::bytes(big).file_name("big.bin"));
+    let (status, body) = i.run(form, &editor).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("input `data`") && m.contains("64 MiB")),
+        "{body}"
+    );
+    assert!(
+        !walk(&objects).iter().any(|p| p.contains("big.bin")),
+        "nothing kept"
+    );
     namespace_files(&i).await;
 }
 
