@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState, Metrics, StateLabel};
 use crate::auth::{IdentityVerifier, Verifier};
-use crate::config::{AuthMode, Config};
+use crate::config::{AuthMode, Config, StorageSettings};
 use crate::engine::{Engine, EngineConfig};
 use crate::storage::{Storage, StorageError};
 use crate::store::{Store, StoreError};
@@ -84,7 +84,9 @@ pub async fn serve_with_metrics(
     }
     let store = Store::connect(&config.database_url).await?;
     tracing::info!(backend = store.backend(), "database ready");
-    let storage = Storage::open(&config.storage)?;
+    let storage_settings = storage_settings(&config);
+    let storage = Storage::open(&storage_settings)?;
+    tracing::info!(storage = ?storage_settings, "internal storage ready");
     let engine = Engine::new(
         store,
         EngineConfig {
@@ -145,6 +147,20 @@ fn task_services(config: &Config) -> crate::runner::TaskServices {
     crate::runner::TaskServices {
         settings: config.tasks.clone(),
         runners: crate::runner::Runners::default(),
+    }
+}
+
+/// Where the files go. A configuration built in code that changed the
+/// data directory but kept the default storage folder (relative to the
+/// working directory) keeps its files in its data directory instead, as
+/// the environment's defaults do.
+fn storage_settings(config: &Config) -> StorageSettings {
+    let defaults = Config::default();
+    match &config.storage {
+        StorageSettings::Dir(dir) if *dir == defaults.data_dir.join("storage") => {
+            StorageSettings::Dir(config.data_dir.join("storage"))
+        }
+        other => other.clone(),
     }
 }
 

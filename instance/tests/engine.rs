@@ -531,11 +531,25 @@ async fn the_retention_sweep_deletes_old_ended_executions_at_start() {
         .await
         .expect("backdate");
     pool.close().await;
+    // Their files go with them.
+    let storage = atoll_instance::storage::Storage::dir(dir.path().join("storage"));
+    let file = |id: &str| {
+        atoll_instance::storage::StoragePath::execution("tests", "old", id)
+            .and_then(|p| p.join("inputs/f/data.txt"))
+            .expect("path")
+    };
+    for id in ["old-1", "recent"] {
+        storage
+            .put(&file(id), bytes::Bytes::from_static(b"x"))
+            .await
+            .expect("put");
+    }
 
     let engine = Engine::new(
         store.clone(),
         EngineConfig {
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            storage: storage.clone(),
             ..EngineConfig::default()
         },
     );
@@ -554,6 +568,16 @@ async fn the_retention_sweep_deletes_old_ended_executions_at_start() {
     })
     .await;
     assert!(store.get_execution("recent").await.expect("get").is_some());
+    atoll_testkit::eventually("old files deleted", Duration::from_secs(10), || {
+        let storage = storage.clone();
+        let old = file("old-1");
+        async move { storage.get(&old).await.is_err().then_some(()) }
+    })
+    .await;
+    assert!(
+        storage.get(&file("recent")).await.is_ok(),
+        "recent files kept"
+    );
     shutdown.cancel();
     running.await.expect("engine stopped");
 }

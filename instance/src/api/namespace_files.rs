@@ -119,7 +119,10 @@ pub(super) async fn download(
 ) -> ApiResult<Response> {
     let (_, path) = resolve(&namespace, query.path.as_deref())?;
     let path = path.ok_or_else(|| {
-        ApiError::bad_request("invalidPath", "the path names the namespace's folder, not a file")
+        ApiError::bad_request(
+            "invalidPath",
+            "the path names the namespace's folder, not a file",
+        )
     })?;
     let bytes = state.engine.storage().get(&path).await?;
     Ok(attachment(path.file_name(), bytes))
@@ -175,12 +178,14 @@ pub(super) async fn delete(
         )
     })?;
     let storage = state.engine.storage();
+    // A folder first: some S3-compatible stores answer a file request for
+    // a folder's name with an error rather than "not found".
+    if !storage.list(&path).await?.is_empty() {
+        storage.delete_prefix(&path).await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
     if storage.delete(&path).await? {
         return Ok(StatusCode::NO_CONTENT);
     }
-    if storage.list(&path).await?.is_empty() {
-        return Err(ApiError::NotFound("no such file".into()));
-    }
-    storage.delete_prefix(&path).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Err(ApiError::NotFound("no such file".into()))
 }

@@ -85,7 +85,8 @@ pub(super) async fn list(
 pub(super) async fn delete(root: &Path, path: &StoragePath) -> Result<bool, StorageError> {
     match tokio::fs::remove_file(root.join(path.as_str())).await {
         Ok(()) => Ok(true),
-        Err(e) if missing(&e) => Ok(false),
+        // A folder is not a file (delete_prefix removes folders).
+        Err(e) if missing(&e) || e.kind() == std::io::ErrorKind::IsADirectory => Ok(false),
         Err(e) => Err(io(path, e)),
     }
 }

@@ -49,12 +49,11 @@ pub fn readable_by_execution(
     flow_id: &str,
     execution_id: &str,
 ) -> bool {
-    if StoragePath::execution(namespace, flow_id, execution_id)
-        .is_ok_and(|own| path.starts_with(&own))
-    {
+    let inside = |folder: StoragePath| path.starts_with(&folder) && *path != folder;
+    if StoragePath::execution(namespace, flow_id, execution_id).is_ok_and(inside) {
         return true;
     }
-    if StoragePath::namespace_files(namespace).is_ok_and(|files| path.starts_with(&files)) {
+    if StoragePath::namespace_files(namespace).is_ok_and(inside) {
         return true;
     }
     let Ok(ns) = StoragePath::namespace(namespace) else {
@@ -66,4 +65,32 @@ pub fn readable_by_execution(
     // `<flow>/executions/<execution>/<at least one more segment>`.
     let segments: Vec<&str> = rest.split('/').collect();
     segments.len() >= 4 && segments[1] == "executions" && crate::flow::is_valid_flow_id(segments[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_an_execution_may_take_as_a_file_input() {
+        let may = |path: &str| {
+            readable_by_execution(
+                &StoragePath::new(path).expect("path"),
+                "company.team",
+                "flow",
+                "e1",
+            )
+        };
+        assert!(may("company/team/flow/executions/e1/inputs/f/a.txt"));
+        assert!(may("company/team/_files/scripts/main.py"));
+        assert!(may("company/team/other/executions/e2/tasks/t/r/out.csv"));
+        assert!(
+            !may("company/team/flow/executions/e1"),
+            "a folder, not a file"
+        );
+        assert!(!may("company/other/flow/executions/e1/inputs/f/a.txt"));
+        assert!(!may("company/_files/a.txt"), "the parent namespace's files");
+        assert!(!may("company/team/flow/secrets/x/y"));
+        assert!(!may("companyX/team/flow/executions/e1/inputs/f/a.txt"));
+    }
 }

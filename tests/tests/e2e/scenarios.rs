@@ -326,6 +326,20 @@ fn endpoints(tenant: &str, execution: &str) -> Vec<(&'static str, String, bool)>
             ("DELETE", "/executions/{x}/kill", true),
             ("GET", "/logs/{x}", false),
             ("GET", "/logs/{x}/follow", false),
+            (
+                "GET",
+                "/executions/{x}/file?path=kestra:///team/hello/executions/{x}/inputs/f/a.txt",
+                false,
+            ),
+            (
+                "GET",
+                "/executions/{x}/file/metas?path=kestra:///team/hello/executions/{x}/inputs/f/a.txt",
+                false,
+            ),
+            ("GET", "/namespaces/team/files/directory?path=/", false),
+            ("GET", "/namespaces/team/files?path=/a.txt", false),
+            ("POST", "/namespaces/team/files?path=/a.txt", true),
+            ("DELETE", "/namespaces/team/files?path=/a.txt", true),
         ] {
             list.push((
                 method,
