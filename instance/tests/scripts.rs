@@ -463,3 +463,55 @@ fn alive(pid: i32) -> bool {
         })
         .unwrap_or(false)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_runners_are_chosen_per_task() {
+    let h = Harness::new().await;
+    let refused = h
+        .engine
+        .flows()
+        .save(
+            r#"
+id: unknown_runner
+namespace: company.team
+tasks:
+  - id: sh
+    type: io.kestra.plugin.scripts.shell.Commands
+    taskRunner:
+      type: io.kestra.plugin.ee.aws.runner.Batch
+    commands: ["true"]
+"#,
+        )
+        .await
+        .expect_err("an unknown runner is refused");
+    assert!(
+        refused.to_string().contains("io.kestra.plugin.ee.aws.runner.Batch"),
+        "{refused}"
+    );
+    // A Docker task runner, or Kestra's legacy `runner: DOCKER`, means the
+    // tenant's default runner (here: a process); `runner: PROCESS` a process.
+    let execution = h
+        .run(
+            r#"
+id: runners
+namespace: company.team
+tasks:
+  - id: docker
+    type: io.kestra.plugin.scripts.shell.Commands
+    taskRunner:
+      type: io.kestra.plugin.scripts.runner.docker.Docker
+    containerImage: alpine:3
+    commands: ["echo docker ran"]
+  - id: legacy
+    type: io.kestra.plugin.scripts.shell.Commands
+    runner: PROCESS
+    commands: ["echo legacy ran"]
+"#,
+        )
+        .await;
+    assert_eq!(execution.state.current, State::Success);
+    let logs = h.messages(&execution.id).await;
+    for line in ["docker ran", "legacy ran"] {
+        assert!(logs.contains(&line.to_owned()), "{logs:?}");
+    }
+}
