@@ -11,6 +11,7 @@ use crate::api::{self, AppState, Metrics, StateLabel};
 use crate::auth::{IdentityVerifier, Verifier};
 use crate::config::{AuthMode, Config};
 use crate::engine::{Engine, EngineConfig};
+use crate::storage::{Storage, StorageError};
 use crate::store::{Store, StoreError};
 
 /// How often identity's key set is re-read (besides unknown `kid`s).
@@ -22,6 +23,8 @@ pub enum ServeError {
     DataDir(#[source] std::io::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot open the internal storage: {0}")]
+    Storage(#[from] StorageError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -81,6 +84,7 @@ pub async fn serve_with_metrics(
     }
     let store = Store::connect(&config.database_url).await?;
     tracing::info!(backend = store.backend(), "database ready");
+    let storage = Storage::open(&config.storage)?;
     let engine = Engine::new(
         store,
         EngineConfig {
@@ -88,7 +92,8 @@ pub async fn serve_with_metrics(
             max_task_runs: config.max_concurrent_task_runs,
             retention: config.execution_retention,
             http_allow_private: config.http_allow_private,
-            tasks: task_services(&config),
+            storage,
+            task_settings: config.tasks.clone(),
             ..EngineConfig::default()
         },
     );
@@ -132,23 +137,6 @@ pub async fn serve_with_metrics(
         tracing::warn!(error = %err, "the metrics listener failed");
     }
     served.map_err(ServeError::Serve)
-}
-
-/// What script tasks run with: the internal storage, the task-runner
-/// settings, and the runners (the Kubernetes one is added by its module).
-fn task_services(config: &Config) -> crate::runner::TaskServices {
-    let storage = match crate::storage::Storage::open(&config.storage) {
-        Ok(storage) => Some(storage),
-        Err(err) => {
-            tracing::warn!(error = %err, "no internal storage: tasks with files will fail");
-            None
-        }
-    };
-    crate::runner::TaskServices {
-        storage,
-        settings: config.tasks.clone(),
-        runners: crate::runner::Runners::default(),
-    }
 }
 
 /// The token verifier: identity's keys (re-read periodically until

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use atoll_instance::engine::{Engine, EngineConfig};
 use atoll_instance::execution::{Execution, State};
-use atoll_instance::runner::{Runners, TaskServices};
 use atoll_instance::storage::{Storage, StoragePath};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
@@ -30,11 +29,7 @@ impl Harness {
             .expect("store");
         let storage = Storage::dir(dir.path().join("storage"));
         let config = EngineConfig {
-            tasks: TaskServices {
-                storage: Some(storage.clone()),
-                settings: Default::default(),
-                runners: Runners::default(),
-            },
+            storage: storage.clone(),
             ..EngineConfig::default()
         };
         let engine = Engine::new(store, config);
@@ -485,7 +480,9 @@ tasks:
         .await
         .expect_err("an unknown runner is refused");
     assert!(
-        refused.to_string().contains("io.kestra.plugin.ee.aws.runner.Batch"),
+        refused
+            .to_string()
+            .contains("io.kestra.plugin.ee.aws.runner.Batch"),
         "{refused}"
     );
     // A Docker task runner, or Kestra's legacy `runner: DOCKER`, means the

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::execution::{Execution, State};
 use crate::flow::tasks::egress;
 use crate::flow::{self, Flow, FlowError, InputError, Label};
+use crate::storage::Storage;
 use crate::store::{Repository, Store, StoreError};
 use crate::template::Templates;
 
@@ -87,8 +88,14 @@ pub struct EngineConfig {
     /// HTTP tasks may reach private, loopback, link-local and metadata
     /// addresses (see `egress`).
     pub http_allow_private: bool,
-    /// Storage, task-runner settings and runners of script tasks.
-    pub tasks: crate::runner::TaskServices,
+    /// The internal storage (files of executions, namespace files). The
+    /// default is a fresh directory under the system's temporary directory
+    /// (tests); the server opens the configured one.
+    pub storage: Storage,
+    /// The tenant's task-runner settings (script tasks).
+    pub task_settings: crate::config::TaskSettings,
+    /// Where script tasks run besides a local process (the Kubernetes runner).
+    pub runners: crate::runner::Runners,
 }
 
 impl Default for EngineConfig {
@@ -101,7 +108,12 @@ impl Default for EngineConfig {
             retention: None,
             retention_sweep: Duration::from_secs(3600),
             http_allow_private: false,
-            tasks: crate::runner::TaskServices::default(),
+            storage: Storage::dir(
+                std::env::temp_dir()
+                    .join(format!("atoll-storage-{}", uuid::Uuid::new_v4().simple())),
+            ),
+            task_settings: crate::config::TaskSettings::default(),
+            runners: crate::runner::Runners::default(),
         }
     }
 }
@@ -150,7 +162,11 @@ impl Engine {
     pub fn new(store: Store, config: EngineConfig) -> Engine {
         let (finished, _) = broadcast::channel(1024);
         let http = egress::TaskHttp::new(config.http_allow_private);
-        let tasks = Arc::new(config.tasks.clone());
+        let tasks = Arc::new(crate::runner::TaskServices {
+            storage: config.storage.clone(),
+            settings: config.task_settings.clone(),
+            runners: config.runners.clone(),
+        });
         let task_slots = Arc::new(Semaphore::new(config.max_task_runs.max(1)));
         let drive_slots = Arc::new(Semaphore::new(config.max_running));
         Engine {
@@ -187,12 +203,40 @@ impl Engine {
         labels: Vec<Label>,
         trigger: Option<Value>,
     ) -> Result<Execution, EngineError> {
+        let id = Engine::new_execution_id();
+        self.start_execution_with_id(namespace, flow_id, id, inputs, labels, trigger)
+            .await
+    }
+
+    /// A fresh execution id, for a caller that stores the execution's files
+    /// (FILE inputs) before [`Engine::start_execution_with_id`].
+    pub fn new_execution_id() -> String {
+        uuid::Uuid::now_v7().simple().to_string()
+    }
+
+    /// [`Engine::start_execution`] with the execution's id chosen by the
+    /// caller (from [`Engine::new_execution_id`]).
+    pub async fn start_execution_with_id(
+        &self,
+        namespace: &str,
+        flow_id: &str,
+        id: String,
+        inputs: &Map<String, Value>,
+        labels: Vec<Label>,
+        trigger: Option<Value>,
+    ) -> Result<Execution, EngineError> {
         // The flow's latest revision as this process last read it: the
         // insert checks that it still is, so nothing is read first.
         if let Some((flow, revision)) = self.inner.known_latest(namespace, flow_id)
             && !flow.disabled
-            && let Ok(execution) =
-                new_execution(&flow, revision, inputs, labels.clone(), trigger.clone())
+            && let Ok(execution) = execution_with_id(
+                &flow,
+                revision,
+                id.clone(),
+                inputs,
+                labels.clone(),
+                trigger.clone(),
+            )
             && self.enqueue(&execution, true).await?
         {
             return Ok(execution);
@@ -204,7 +248,7 @@ impl Engine {
                 id: flow_id.into(),
             });
         }
-        let execution = new_execution(&flow, revision, inputs, labels, trigger)?;
+        let execution = execution_with_id(&flow, revision, id, inputs, labels, trigger)?;
         self.enqueue(&execution, false).await?;
         Ok(execution)
     }
@@ -385,6 +429,11 @@ impl Engine {
         Ok(next)
     }
 
+    /// The internal storage: files of executions and namespace files.
+    pub fn storage(&self) -> &Storage {
+        &self.inner.config.storage
+    }
+
     /// A receiver of (execution id, final state) for executions this process finishes.
     pub fn finished_events(&self) -> broadcast::Receiver<(String, State)> {
         self.inner.finished.subscribe()
@@ -400,14 +449,47 @@ pub(crate) fn new_execution(
     labels: Vec<Label>,
     trigger: Option<Value>,
 ) -> Result<Execution, EngineError> {
+    let id = Engine::new_execution_id();
+    execution_with_id(flow, revision, id, inputs, labels, trigger)
+}
+
+/// [`new_execution`] with its id given. A FILE input must name a file the
+/// execution may read (see [`crate::storage::readable_by_execution`]).
+fn execution_with_id(
+    flow: &Flow,
+    revision: i64,
+    id: String,
+    inputs: &Map<String, Value>,
+    labels: Vec<Label>,
+    trigger: Option<Value>,
+) -> Result<Execution, EngineError> {
     let inputs = flow::resolve_inputs(&flow.inputs, inputs)?;
+    for input in flow
+        .inputs
+        .iter()
+        .filter(|i| i.kind == flow::InputType::File)
+    {
+        let Some(uri) = inputs.get(&input.id).and_then(Value::as_str) else {
+            continue;
+        };
+        let readable = crate::storage::StoragePath::from_uri(uri).is_ok_and(|path| {
+            crate::storage::readable_by_execution(&path, &flow.namespace, &flow.id, &id)
+        });
+        if !readable {
+            return Err(InputError::Invalid {
+                id: input.id.clone(),
+                expected: "a kestra:/// URI of a file of this execution or of its namespace".into(),
+            }
+            .into());
+        }
+    }
     let mut all_labels = flow.labels.clone();
     for label in labels {
         all_labels.retain(|l| l.key != label.key);
         all_labels.push(label);
     }
     let mut execution = Execution::new(
-        uuid::Uuid::now_v7().simple().to_string(),
+        id,
         flow.namespace.clone(),
         flow.id.clone(),
         revision,

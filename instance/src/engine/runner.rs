@@ -69,6 +69,8 @@ pub(crate) struct Attempt {
     pub namespace: String,
     pub flow_id: String,
     pub services: Arc<TaskServices>,
+    /// What `secret()`, `kv()`, `read()`... reach.
+    pub lookups: crate::lookups::Resolver,
 }
 
 /// Longest log line kept (longer lines, from a command's output or a Log
@@ -118,6 +120,7 @@ async fn execute(attempt: &Attempt) -> Result<Map<String, Value>, String> {
         flow_id: &attempt.flow_id,
         execution_id: &attempt.logs.execution_id,
         services: &attempt.services,
+        lookups: &attempt.lookups,
     };
     attempt.task.kind.run(&cx).await
 }

@@ -87,10 +87,9 @@ pub trait ScriptRunner: Send + Sync {
 /// What script tasks need from the instance: its internal storage (input
 /// files given as `kestra://` URIs, namespace files, output files), the
 /// tenant's task-runner settings and the runners.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct TaskServices {
-    /// `None`: no internal storage (tasks that need files fail saying so).
-    pub storage: Option<Storage>,
+    pub storage: Storage,
     pub settings: TaskSettings,
     pub runners: Runners,
 }

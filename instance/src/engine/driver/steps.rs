@@ -116,6 +116,7 @@ impl Driver<'_> {
                 namespace: self.exec.namespace.clone(),
                 flow_id: self.exec.flow_id.clone(),
                 services: self.inner.tasks.clone(),
+                lookups: crate::lookups::Resolver::none(),
             })),
         };
         self.workers.insert(run.id, handle.abort_handle());

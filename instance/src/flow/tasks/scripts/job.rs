@@ -62,7 +62,7 @@ pub async fn build(
         TaskRunner::Kubernetes { resources } => (RunnerKind::Kubernetes, resources.clone()),
     };
     let image = match &props.container_image {
-        Some(image) => cx.render(image)?,
+        Some(image) => cx.render(image).await?,
         None => settings
             .image
             .clone()
@@ -73,12 +73,12 @@ pub async fn build(
         input_files.extend(files::namespace_files(cx, &props.namespace_files).await?);
     }
     input_files.extend(files::input_files(cx, &props.input_files).await?);
-    let script = script(cx, props, language, body, &mut input_files)?;
+    let script = script(cx, props, language, body, &mut input_files).await?;
     let script = files::localize_uris(cx, script, &mut input_files).await?;
     let mut env = BTreeMap::new();
     for (key, value) in &props.env {
         let text = match value {
-            Value::String(s) => cx.render(s)?,
+            Value::String(s) => cx.render(s).await?,
             other => other.to_string(),
         };
         env.insert(key.clone(), text);
@@ -109,7 +109,7 @@ pub async fn build(
 /// The script the interpreter runs: `beforeCommands`, then the commands or
 /// the script, rendered. A Python script goes to a file of its own (and
 /// Kestra's `kestra` module beside it when imported).
-fn script(
+async fn script(
     cx: &Context<'_>,
     props: &ScriptProperties,
     language: Language,
@@ -118,17 +118,17 @@ fn script(
 ) -> Result<String, String> {
     let mut lines = Vec::new();
     for command in &props.before_commands {
-        lines.push(cx.render(command)?);
+        lines.push(cx.render(command).await?);
     }
     match (body, language) {
         (Body::Commands(commands), _) => {
             for command in commands {
-                lines.push(cx.render(command)?);
+                lines.push(cx.render(command).await?);
             }
         }
-        (Body::Script(script), Language::Shell) => lines.push(cx.render(script)?),
+        (Body::Script(script), Language::Shell) => lines.push(cx.render(script).await?),
         (Body::Script(script), Language::Python) => {
-            let script = cx.render(script)?;
+            let script = cx.render(script).await?;
             input_files.insert(PYTHON_SCRIPT_FILE.into(), Bytes::from(script));
             lines.push(format!("python3 {PYTHON_SCRIPT_FILE}"));
         }

@@ -97,11 +97,7 @@ pub async fn store_files(
     if files.is_empty() {
         return Ok(uris);
     }
-    let storage = cx
-        .services
-        .storage
-        .as_ref()
-        .ok_or("output files cannot be kept: the instance has no internal storage")?;
+    let storage = &cx.services.storage;
     let folder = StoragePath::task_run(
         cx.namespace,
         cx.flow_id,
