@@ -512,3 +512,35 @@ tasks:
         assert!(logs.contains(&line.to_owned()), "{logs:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_script_leaves_running_ends_with_it() {
+    let h = Harness::new().await;
+    let execution = h
+        .run(
+            r#"
+id: background
+namespace: company.team
+tasks:
+  - id: sh
+    type: io.kestra.plugin.scripts.shell.Commands
+    timeout: PT30S
+    commands:
+      - sleep 300 &
+      - echo "left $!"
+"#,
+        )
+        .await;
+    assert_eq!(execution.state.current, State::Success);
+    let logs = h.messages(&execution.id).await;
+    let pid: i32 = logs
+        .iter()
+        .find_map(|l| l.strip_prefix("left ")?.parse().ok())
+        .expect("the background pid");
+    atoll_testkit::eventually(
+        "the background process gone",
+        Duration::from_secs(10),
+        || async { (!alive(pid)).then_some(()) },
+    )
+    .await;
+}
