@@ -11,7 +11,7 @@ use atoll_instance::config::{RunnerKind, TaskSettings};
 use atoll_instance::engine::{Engine, EngineConfig};
 use atoll_instance::execution::{Execution, State};
 use atoll_instance::runner::{
-    Lines, RunFuture, Runners, ScriptJob, ScriptOutcome, ScriptRunner, Stream,
+    Lines, RunFuture, Runners, ScriptJob, ScriptOutcome, ScriptRunner, Stream, TaskServices,
 };
 use atoll_instance::storage::{Storage, StoragePath};
 use bytes::Bytes;
@@ -582,9 +582,11 @@ impl ScriptRunner for FakePods {
 async fn with_pods(settings: TaskSettings) -> (Harness, Arc<FakePods>) {
     let pods = Arc::new(FakePods::default());
     let h = Harness::with(EngineConfig {
-        task_settings: settings,
-        runners: Runners {
-            kubernetes: Some(pods.clone()),
+        tasks: TaskServices {
+            settings,
+            runners: Runners {
+                kubernetes: Some(pods.clone()),
+            },
         },
         ..EngineConfig::default()
     })

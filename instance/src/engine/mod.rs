@@ -92,10 +92,8 @@ pub struct EngineConfig {
     /// default is a fresh directory under the system's temporary directory
     /// (tests); the server opens the configured one.
     pub storage: Storage,
-    /// The tenant's task-runner settings (script tasks).
-    pub task_settings: crate::config::TaskSettings,
-    /// Where script tasks run besides a local process (the Kubernetes runner).
-    pub runners: crate::runner::Runners,
+    /// Storage, task-runner settings and runners of script tasks.
+    pub tasks: crate::runner::TaskServices,
 }
 
 impl Default for EngineConfig {
@@ -112,8 +110,7 @@ impl Default for EngineConfig {
                 std::env::temp_dir()
                     .join(format!("atoll-storage-{}", uuid::Uuid::new_v4().simple())),
             ),
-            task_settings: crate::config::TaskSettings::default(),
-            runners: crate::runner::Runners::default(),
+            tasks: crate::runner::TaskServices::default(),
         }
     }
 }
@@ -162,11 +159,7 @@ impl Engine {
     pub fn new(store: Store, config: EngineConfig) -> Engine {
         let (finished, _) = broadcast::channel(1024);
         let http = egress::TaskHttp::new(config.http_allow_private);
-        let tasks = Arc::new(crate::runner::TaskServices {
-            storage: config.storage.clone(),
-            settings: config.task_settings.clone(),
-            runners: config.runners.clone(),
-        });
+        let tasks = Arc::new(config.tasks.clone());
         let task_slots = Arc::new(Semaphore::new(config.max_task_runs.max(1)));
         let drive_slots = Arc::new(Semaphore::new(config.max_running));
         Engine {

@@ -65,12 +65,14 @@ pub(crate) struct Attempt {
     /// Task runs executing at once (`ATOLL_MAX_CONCURRENT_TASK_RUNS`).
     pub slots: Arc<Semaphore>,
     pub logs: LogSink,
+    /// What `secret()`, `kv()`, `read()`... reach.
+    pub lookups: crate::lookups::Resolver,
     /// The execution's flow (storage paths, pod labels).
     pub namespace: String,
     pub flow_id: String,
     pub services: Arc<TaskServices>,
-    /// What `secret()`, `kv()`, `read()`... reach.
-    pub lookups: crate::lookups::Resolver,
+    /// The internal storage.
+    pub storage: crate::storage::Storage,
 }
 
 /// Longest log line kept (longer lines, from a command's output or a Log
@@ -116,11 +118,12 @@ async fn execute(attempt: &Attempt) -> Result<Map<String, Value>, String> {
         timeout: attempt.task.timeout,
         task_run_id: &attempt.logs.task_run_id,
         attempt: attempt.logs.attempt,
+        lookups: &attempt.lookups,
         namespace: &attempt.namespace,
         flow_id: &attempt.flow_id,
         execution_id: &attempt.logs.execution_id,
         services: &attempt.services,
-        lookups: &attempt.lookups,
+        storage: &attempt.storage,
     };
     attempt.task.kind.run(&cx).await
 }

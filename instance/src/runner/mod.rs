@@ -16,7 +16,6 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::config::{RunnerKind, TaskSettings};
-use crate::storage::Storage;
 
 /// One attempt of a script task, ready to run.
 #[derive(Debug, Clone, Default)]
@@ -84,12 +83,11 @@ pub trait ScriptRunner: Send + Sync {
     fn run<'a>(&'a self, job: &'a ScriptJob, lines: Lines<'a>) -> RunFuture<'a>;
 }
 
-/// What script tasks need from the instance: its internal storage (input
-/// files given as `kestra://` URIs, namespace files, output files), the
-/// tenant's task-runner settings and the runners.
-#[derive(Debug, Clone)]
+/// What script tasks need from the instance besides its internal storage
+/// (which the engine owns): the tenant's task-runner settings and the
+/// runners.
+#[derive(Debug, Clone, Default)]
 pub struct TaskServices {
-    pub storage: Storage,
     pub settings: TaskSettings,
     pub runners: Runners,
 }

@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
@@ -29,6 +30,22 @@ fn confirm_deletion() -> DeleteParams {
     }
 }
 
+/// A retried image pull that fails again waits in `ImagePullBackOff`, as
+/// kubelet alternates it with `ErrImagePull`.
+fn back_off_pulls(runtime: &mut PodRuntime, old: &PodRuntime) {
+    for (name, reason, message) in &mut runtime.waiting {
+        let failed_before = old
+            .waiting
+            .iter()
+            .any(|(n, r, _)| n == name && r == "ErrImagePull");
+        if reason == "ErrImagePull" && failed_before {
+            let image = message.split('"').nth(1).unwrap_or_default().to_owned();
+            *reason = "ImagePullBackOff".to_owned();
+            *message = format!("Back-off pulling image \"{image}\"");
+        }
+    }
+}
+
 impl Node {
     pub(super) async fn sync_pods(&mut self, pods: &[Arc<Pod>], scope: &PassScope) {
         let live: Live<'_> = pods
@@ -39,7 +56,8 @@ impl Node {
             .collect();
         self.stop_unwanted(pods, &live);
         self.confirm_never_ran(pods, scope).await;
-        let started = self.start_pods(&live, scope).await;
+        let mut started = self.start_pods(&live, scope).await;
+        self.advance_pods(&live, &mut started);
         self.report_pods(&live, &started, scope).await;
     }
 
@@ -69,13 +87,19 @@ impl Node {
             let changed = self.changed.clone();
             let dirty = self.dirty.clone();
             let api = Api::<Pod>::namespaced(self.client.clone(), &runtime.namespace);
-            let terminating = pods
+            let deleted = pods
                 .iter()
-                .any(|p| p.uid().as_deref() == Some(uid.as_str()));
+                .find(|p| p.uid().as_deref() == Some(uid.as_str()));
+            let terminating = deleted.is_some();
+            // The deletion's grace period, which may be shorter than the pod's.
+            let grace = deleted
+                .and_then(|p| p.metadata.deletion_grace_period_seconds)
+                .and_then(|s| u64::try_from(s).ok())
+                .map_or(Duration::MAX, Duration::from_secs);
             let task = tokio::spawn(async move {
                 let ip = runtime.ip;
                 let name = runtime.name.clone();
-                runtime.stop().await;
+                runtime.stop_within(grace).await;
                 pool.release(ip);
                 if terminating {
                     let _ = api.delete(&name, &confirm_deletion()).await;
@@ -139,12 +163,27 @@ impl Node {
             let mut runtime =
                 kubelet::start_pod(pod, ip, &self.config, &ctx, &self.containers_changed);
             if let Some(old) = self.runtimes.remove(uid) {
+                back_off_pulls(&mut runtime, &old);
                 runtime.started = old.started;
+                runtime.began = old.began;
             }
             self.runtimes.insert(uid.clone(), runtime);
             started.insert(uid.clone());
         }
         started
+    }
+
+    /// Runs the next init container (or the containers) of pods whose
+    /// init container completed, and ends pods past their
+    /// `activeDeadlineSeconds`; adds the uids of pods that changed.
+    fn advance_pods(&mut self, live: &Live<'_>, changed: &mut BTreeSet<String>) {
+        for (uid, runtime) in &mut self.runtimes {
+            let Some(pod) = live.get(uid) else { continue };
+            let deadline = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds);
+            if runtime.check_deadline(deadline) | runtime.advance() {
+                changed.insert(uid.clone());
+            }
+        }
     }
 
     /// A pod address free on the pod's container ports (instant mode, with
@@ -186,30 +225,41 @@ impl Node {
         }
     }
 
-    /// Writes the status of the pods this pass concerns and publishes the
-    /// addresses and processes of all.
+    /// Publishes the addresses and processes of all pods (first, so that a
+    /// client that saw a status finds what it describes), then writes the
+    /// status of the pods this pass concerns.
     async fn report_pods(&self, live: &Live<'_>, started: &BTreeSet<String>, scope: &PassScope) {
-        let mut index = HashMap::new();
+        let index = self
+            .runtimes
+            .values()
+            .map(|runtime| {
+                let key = (runtime.namespace.clone(), runtime.name.clone());
+                let info = PodInfo {
+                    ip: Some(runtime.ip),
+                    pids: runtime.pids(),
+                    finished: runtime.finished_containers(),
+                };
+                (key, info)
+            })
+            .collect();
+        *self.shared.pods.lock().unwrap_or_else(|e| e.into_inner()) = index;
         for (uid, runtime) in &self.runtimes {
             let key = (runtime.namespace.clone(), runtime.name.clone());
-            let info = PodInfo {
-                ip: Some(runtime.ip),
-                pids: runtime.pids(),
-            };
-            index.insert(key.clone(), info);
             let Some(pod) = live.get(uid) else { continue };
-            let has_processes = runtime
-                .slots
-                .iter()
-                .any(|s| matches!(s, kubelet::Slot::Process { .. }));
             let wanted = scope.full()
                 || started.contains(uid)
-                || (scope.containers && has_processes)
+                || (scope.containers && runtime.has_processes())
                 || scope.dirty.pods.contains(&key);
             if !wanted {
                 continue;
             }
-            let status = kubelet::pod_status(runtime, pod.status.as_ref());
+            let images: Vec<(String, String)> = pod
+                .spec
+                .iter()
+                .flat_map(|s| &s.containers)
+                .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+                .collect();
+            let status = kubelet::pod_status(runtime, &images, pod.status.as_ref());
             let existing = pod
                 .status
                 .as_ref()
@@ -224,6 +274,5 @@ impl Node {
             )
             .await;
         }
-        *self.shared.pods.lock().unwrap_or_else(|e| e.into_inner()) = index;
     }
 }

@@ -113,10 +113,11 @@ impl Driver<'_> {
                 http: self.inner.http.clone(),
                 slots: self.inner.task_slots.clone(),
                 logs,
+                lookups: crate::lookups::Resolver::none(),
                 namespace: self.exec.namespace.clone(),
                 flow_id: self.exec.flow_id.clone(),
                 services: self.inner.tasks.clone(),
-                lookups: crate::lookups::Resolver::none(),
+                storage: self.inner.config.storage.clone(),
             })),
         };
         self.workers.insert(run.id, handle.abort_handle());

@@ -83,6 +83,8 @@ pub(crate) struct Context<'a> {
     /// The task run and attempt number (they name the working directory).
     pub task_run_id: &'a str,
     pub attempt: i64,
+    /// What `secret()`, `kv()`, `read()`... reach in this attempt.
+    pub lookups: &'a crate::lookups::Resolver,
     /// The flow's namespace and id and the execution (storage paths, pod
     /// labels).
     pub namespace: &'a str,
@@ -90,8 +92,8 @@ pub(crate) struct Context<'a> {
     pub execution_id: &'a str,
     /// Storage, task-runner settings and runners (script tasks).
     pub services: &'a crate::runner::TaskServices,
-    /// What `secret()`, `kv()`, `read()`... reach in this attempt.
-    pub lookups: &'a crate::lookups::Resolver,
+    /// The internal storage (files of executions, namespace files).
+    pub storage: &'a crate::storage::Storage,
 }
 
 impl Context<'_> {

@@ -79,7 +79,7 @@ async fn read_file(cx: &Context<'_>, uri: &str) -> Result<Bytes, String> {
             cx.namespace
         ));
     }
-    let storage = &cx.services.storage;
+    let storage = cx.storage;
     let size = storage.size(&path).await.map_err(|e| e.to_string())?;
     if size > MAX_INPUT_BYTES {
         return Err(too_large());
@@ -93,7 +93,7 @@ pub async fn namespace_files(
     cx: &Context<'_>,
     selection: &NamespaceFiles,
 ) -> Result<BTreeMap<String, Bytes>, String> {
-    let storage = &cx.services.storage;
+    let storage = cx.storage;
     let folder = StoragePath::namespace_files(cx.namespace).map_err(|e| e.to_string())?;
     let mut files = BTreeMap::new();
     let mut total = 0u64;

@@ -97,7 +97,7 @@ pub async fn store_files(
     if files.is_empty() {
         return Ok(uris);
     }
-    let storage = &cx.services.storage;
+    let storage = cx.storage;
     let folder = StoragePath::task_run(
         cx.namespace,
         cx.flow_id,
