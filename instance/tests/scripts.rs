@@ -4,11 +4,15 @@
 //! outputs with `::{...}::`), files in and out of the internal storage,
 //! namespace files, and what a script may not do or see.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use atoll_instance::config::{RunnerKind, TaskSettings};
 use atoll_instance::engine::{Engine, EngineConfig};
 use atoll_instance::execution::{Execution, State};
-use atoll_instance::runner::{Runners, TaskServices};
+use atoll_instance::runner::{
+    Lines, RunFuture, Runners, ScriptJob, ScriptOutcome, ScriptRunner, Stream, TaskServices,
+};
 use atoll_instance::storage::{Storage, StoragePath};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
@@ -23,6 +27,11 @@ struct Harness {
 
 impl Harness {
     async fn new() -> Harness {
+        Harness::with(EngineConfig::default()).await
+    }
+
+    /// An engine with `config`, on a fresh database and storage.
+    async fn with(config: EngineConfig) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite:{}", dir.path().join("engine.db").display());
         let store = atoll_instance::store::Store::connect(&url)
@@ -31,11 +40,7 @@ impl Harness {
         let storage = Storage::dir(dir.path().join("storage"));
         let config = EngineConfig {
             storage: storage.clone(),
-            tasks: TaskServices {
-                settings: Default::default(),
-                runners: Runners::default(),
-            },
-            ..EngineConfig::default()
+            ..config
         };
         let engine = Engine::new(store, config);
         let shutdown = CancellationToken::new();
@@ -462,4 +467,243 @@ fn alive(pid: i32) -> bool {
             !state.starts_with('Z')
         })
         .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_runners_are_chosen_per_task() {
+    let h = Harness::new().await;
+    let refused = h
+        .engine
+        .flows()
+        .save(
+            r#"
+id: unknown_runner
+namespace: company.team
+tasks:
+  - id: sh
+    type: io.kestra.plugin.scripts.shell.Commands
+    taskRunner:
+      type: io.kestra.plugin.ee.aws.runner.Batch
+    commands: ["true"]
+"#,
+        )
+        .await
+        .expect_err("an unknown runner is refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("io.kestra.plugin.ee.aws.runner.Batch"),
+        "{refused}"
+    );
+    // A Docker task runner, or Kestra's legacy `runner: DOCKER`, means the
+    // tenant's default runner (here: a process); `runner: PROCESS` a process.
+    let execution = h
+        .run(
+            r#"
+id: runners
+namespace: company.team
+tasks:
+  - id: docker
+    type: io.kestra.plugin.scripts.shell.Commands
+    taskRunner:
+      type: io.kestra.plugin.scripts.runner.docker.Docker
+    containerImage: alpine:3
+    commands: ["echo docker ran"]
+  - id: legacy
+    type: io.kestra.plugin.scripts.shell.Commands
+    runner: PROCESS
+    commands: ["echo legacy ran"]
+"#,
+        )
+        .await;
+    assert_eq!(execution.state.current, State::Success);
+    let logs = h.messages(&execution.id).await;
+    for line in ["docker ran", "legacy ran"] {
+        assert!(logs.contains(&line.to_owned()), "{logs:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_script_leaves_running_ends_with_it() {
+    let h = Harness::new().await;
+    let execution = h
+        .run(
+            r#"
+id: background
+namespace: company.team
+tasks:
+  - id: sh
+    type: io.kestra.plugin.scripts.shell.Commands
+    timeout: PT30S
+    commands:
+      - sleep 300 &
+      - echo "left $!"
+"#,
+        )
+        .await;
+    assert_eq!(execution.state.current, State::Success);
+    let logs = h.messages(&execution.id).await;
+    let pid: i32 = logs
+        .iter()
+        .find_map(|l| l.strip_prefix("left ")?.parse().ok())
+        .expect("the background pid");
+    atoll_testkit::eventually(
+        "the background process gone",
+        Duration::from_secs(10),
+        || async { (!alive(pid)).then_some(()) },
+    )
+    .await;
+}
+
+/// A runner standing in for the Kubernetes one: keeps the jobs it is given,
+/// sets an output, writes a line on each stream and gives one output file.
+#[derive(Default)]
+struct FakePods {
+    jobs: std::sync::Mutex<Vec<ScriptJob>>,
+}
+
+impl ScriptRunner for FakePods {
+    fn run<'a>(&'a self, job: &'a ScriptJob, lines: Lines<'a>) -> RunFuture<'a> {
+        Box::pin(async move {
+            self.jobs.lock().expect("jobs").push(job.clone());
+            lines(
+                Stream::Stdout,
+                r#"::{"outputs":{"ran":"in a pod"}}::"#.into(),
+            );
+            lines(Stream::Stderr, "pod stderr".into());
+            Ok(ScriptOutcome {
+                exit_code: 0,
+                output_files: [("out.txt".to_owned(), Bytes::from_static(b"from the pod"))].into(),
+            })
+        })
+    }
+}
+
+async fn with_pods(settings: TaskSettings) -> (Harness, Arc<FakePods>) {
+    let pods = Arc::new(FakePods::default());
+    let h = Harness::with(EngineConfig {
+        tasks: TaskServices {
+            settings,
+            runners: Runners {
+                kubernetes: Some(pods.clone()),
+            },
+        },
+        ..EngineConfig::default()
+    })
+    .await;
+    (h, pods)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenants_default_runner_takes_the_job_kestra_would_build() {
+    let (h, pods) = with_pods(TaskSettings {
+        runner: RunnerKind::Kubernetes,
+        resources: [(
+            "limits".to_owned(),
+            [("memory".to_owned(), "256Mi".to_owned())].into(),
+        )]
+        .into(),
+        timeout: Some(Duration::from_secs(600)),
+        ..TaskSettings::default()
+    })
+    .await;
+    let execution = h
+        .run(
+            r#"
+id: pods
+namespace: company.team
+tasks:
+  - id: py
+    type: io.kestra.plugin.scripts.python.Script
+    env: {MODE: "{{ flow.id }}"}
+    outputFiles: ["*.txt"]
+    script: print("hi")
+  - id: sized
+    type: io.kestra.plugin.scripts.shell.Commands
+    timeout: PT1M
+    containerImage: alpine:3
+    taskRunner:
+      type: io.kestra.plugin.ee.kubernetes.runner.Kubernetes
+      resources: {request: {cpu: 250m}}
+    commands: ["echo sized"]
+"#,
+        )
+        .await;
+    assert_eq!(execution.state.current, State::Success, "{execution:?}");
+    let jobs = pods.jobs.lock().expect("jobs").clone();
+    let (py, sized) = (&jobs[0], &jobs[1]);
+    assert_eq!(py.image, "python:3.13-slim");
+    assert_eq!(py.interpreter, ["/bin/sh", "-c"]);
+    assert!(py.script.contains("python3 .script.py"), "{}", py.script);
+    assert_eq!(
+        py.input_files[".script.py"],
+        Bytes::from_static(b"print(\"hi\")")
+    );
+    assert_eq!(py.env, [("MODE".to_owned(), "pods".to_owned())].into());
+    assert_eq!(py.resources["limits"]["memory"], "256Mi");
+    assert_eq!(py.timeout, Some(Duration::from_secs(600)));
+    assert_eq!(
+        (py.namespace.as_str(), py.flow_id.as_str()),
+        ("company.team", "pods")
+    );
+    assert_eq!(
+        (py.execution_id.as_str(), py.task_id.as_str()),
+        (execution.id.as_str(), "py")
+    );
+    assert_eq!(py.task_run_id, run_id(&execution, "py"));
+    assert_eq!(py.attempt, 1);
+    assert_eq!(sized.image, "alpine:3");
+    assert_eq!(sized.resources["requests"]["cpu"], "250m");
+    assert_eq!(sized.timeout, Some(Duration::from_secs(60)));
+    let out = outputs(&execution, "py");
+    assert_eq!(out["vars"]["ran"], "in a pod");
+    let uri = out["outputFiles"]["out.txt"].as_str().expect("uri");
+    let stored = h
+        .storage
+        .get(&StoragePath::from_uri(uri).expect("path"))
+        .await
+        .expect("stored");
+    assert_eq!(stored, Bytes::from_static(b"from the pod"));
+    let logs = h.logs(&execution.id).await;
+    assert!(
+        logs.contains(&("WARN".to_owned(), "pod stderr".to_owned())),
+        "{logs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenants_image_and_allow_list_apply_to_task_pods() {
+    let (h, pods) = with_pods(TaskSettings {
+        runner: RunnerKind::Kubernetes,
+        image: Some("registry.example/team/base:1".into()),
+        allowed_images: vec!["registry.example/team/*".into()],
+        ..TaskSettings::default()
+    })
+    .await;
+    let execution = h
+        .run(
+            r#"
+id: images
+namespace: company.team
+tasks:
+  - id: default_image
+    type: io.kestra.plugin.scripts.shell.Commands
+    commands: ["echo default"]
+  - id: refused
+    type: io.kestra.plugin.scripts.shell.Commands
+    containerImage: ubuntu
+    commands: ["echo never"]
+"#,
+        )
+        .await;
+    assert_eq!(execution.state.current, State::Failed);
+    let jobs = pods.jobs.lock().expect("jobs").clone();
+    assert_eq!(jobs.len(), 1, "the refused image never reached the runner");
+    assert_eq!(jobs[0].image, "registry.example/team/base:1");
+    let logs = h.messages(&execution.id).await;
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("image `ubuntu` is not allowed for task pods")),
+        "{logs:?}"
+    );
 }

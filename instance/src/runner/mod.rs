@@ -157,9 +157,11 @@ impl Runners {
                 Some(runner) => runner.run(job, lines).await,
                 None => Err(format!(
                     "the Kubernetes task runner is not available: the instance has no cluster \
-                     configuration (it runs in a Tenant's namespace with {} set); use the \
-                     Process task runner",
-                    atoll_crds::contract::NAMESPACE
+                     configuration ({}, {} and {}, set by the operator in a Tenant's namespace); \
+                     use the Process task runner",
+                    atoll_crds::contract::NAMESPACE,
+                    atoll_crds::contract::INSTANCE_IMAGE,
+                    atoll_crds::contract::TASK_API_URL
                 )),
             },
         }

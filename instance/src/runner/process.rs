@@ -37,7 +37,7 @@ pub async fn run(job: &ScriptJob, lines: Lines<'_>) -> Result<ScriptOutcome, Str
         .spawn()
         .map_err(|e| format!("cannot start `{program}`: {}", e.kind()))?;
     // Its own process group: killing it stops what the script started too.
-    let _group = child.id().map(KillGroupOnDrop);
+    let group = ProcessGroup::new(child.id());
     let stdout = child
         .stdout
         .take()
@@ -47,11 +47,19 @@ pub async fn run(job: &ScriptJob, lines: Lines<'_>) -> Result<ScriptOutcome, Str
         .take()
         .ok_or("the script's stderr is missing")?;
     let streamed = async {
-        tokio::join!(
+        let ended = async {
+            let status = child.wait().await;
+            // The script's end ends the attempt: what it left running is
+            // stopped (and no longer holds its output open).
+            group.kill();
+            status
+        };
+        let (status, (), ()) = tokio::join!(
+            ended,
             forward(stdout, Stream::Stdout, lines),
             forward(stderr, Stream::Stderr, lines)
         );
-        child.wait().await
+        status
     };
     let status = match job.timeout {
         Some(limit) => tokio::time::timeout(limit, streamed)
@@ -276,19 +284,36 @@ impl Drop for WorkDir {
     }
 }
 
-/// Kills a process group when dropped: the script and whatever it started
-/// in the background (it has ended already when the script did and left
-/// nothing).
-struct KillGroupOnDrop(u32);
+/// The script's process group, killed once: when the script has ended, or
+/// when the attempt is aborted (a killed execution, a timeout) and this is
+/// dropped.
+struct ProcessGroup {
+    leader: Option<rustix::process::Pid>,
+    killed: std::sync::atomic::AtomicBool,
+}
 
-impl Drop for KillGroupOnDrop {
-    fn drop(&mut self) {
-        if let Some(pid) = i32::try_from(self.0)
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
+impl ProcessGroup {
+    fn new(leader: Option<u32>) -> ProcessGroup {
+        ProcessGroup {
+            leader: leader
+                .and_then(|pid| i32::try_from(pid).ok())
+                .and_then(rustix::process::Pid::from_raw),
+            killed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn kill(&self) {
+        if let Some(pid) = self.leader
+            && !self.killed.swap(true, std::sync::atomic::Ordering::SeqCst)
         {
             let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
         }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

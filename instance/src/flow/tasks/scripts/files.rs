@@ -12,7 +12,7 @@ use super::job::PYTHON_SCRIPT_FILE;
 use super::properties::NamespaceFiles;
 use crate::flow::tasks::Context;
 use crate::runner::{check_relative, glob};
-use crate::storage::{SCHEME, Storage, StoragePath};
+use crate::storage::{MAX_NAMESPACE_FILES, SCHEME, StoragePath, readable_by_execution};
 
 /// Most bytes of input and namespace files one attempt takes.
 pub const MAX_INPUT_BYTES: u64 = 256 * 1024 * 1024;
@@ -68,16 +68,21 @@ pub async fn input_files(
     Ok(files)
 }
 
-/// A `kestra://` file of this flow's namespace.
+/// A `kestra://` file this execution may read: its own, one of another
+/// execution of its namespace's flows, or a namespace file.
 async fn read_file(cx: &Context<'_>, uri: &str) -> Result<Bytes, String> {
-    let storage = storage(cx)?;
     let path = StoragePath::from_uri(uri).map_err(|e| e.to_string())?;
-    let namespace = StoragePath::namespace(cx.namespace).map_err(|e| e.to_string())?;
-    if !path.starts_with(&namespace) {
+    if !readable_by_execution(&path, cx.namespace, cx.flow_id, cx.execution_id) {
         return Err(format!(
-            "file `{uri}` is not in namespace `{}`'s storage",
+            "file `{uri}` is not readable by this execution (only its own files, those of \
+             executions in namespace `{}` and its namespace files are)",
             cx.namespace
         ));
+    }
+    let storage = cx.storage;
+    let size = storage.size(&path).await.map_err(|e| e.to_string())?;
+    if size > MAX_INPUT_BYTES {
+        return Err(too_large());
     }
     storage.get(&path).await.map_err(|e| e.to_string())
 }
@@ -88,11 +93,19 @@ pub async fn namespace_files(
     cx: &Context<'_>,
     selection: &NamespaceFiles,
 ) -> Result<BTreeMap<String, Bytes>, String> {
-    let storage = storage(cx)?;
+    let storage = cx.storage;
     let folder = StoragePath::namespace_files(cx.namespace).map_err(|e| e.to_string())?;
     let mut files = BTreeMap::new();
     let mut total = 0u64;
-    for (path, size) in storage.list(&folder).await.map_err(|e| e.to_string())? {
+    let listed = storage.list(&folder).await.map_err(|e| e.to_string())?;
+    if listed.len() > MAX_NAMESPACE_FILES {
+        return Err(format!(
+            "namespace `{}` has {} files, more than the {MAX_NAMESPACE_FILES} a task can take",
+            cx.namespace,
+            listed.len()
+        ));
+    }
+    for (path, size) in listed {
         let Some(name) = path.as_str().strip_prefix(&format!("{}/", folder.as_str())) else {
             continue;
         };
@@ -109,10 +122,6 @@ pub async fn namespace_files(
         files.insert(name.to_owned(), content);
     }
     Ok(files)
-}
-
-fn storage<'s>(cx: &Context<'s>) -> Result<&'s Storage, String> {
-    Ok(cx.storage)
 }
 
 fn too_large() -> String {
