@@ -88,6 +88,8 @@ pub async fn serve_with_metrics(
             max_task_runs: config.max_concurrent_task_runs,
             retention: config.execution_retention,
             http_allow_private: config.http_allow_private,
+            secrets_dir: config.tasks.secrets_dir.clone(),
+            storage: storage(&config),
             ..EngineConfig::default()
         },
     );
@@ -131,6 +133,18 @@ pub async fn serve_with_metrics(
         tracing::warn!(error = %err, "the metrics listener failed");
     }
     served.map_err(ServeError::Serve)
+}
+
+/// The internal storage, when it can be opened (otherwise `read()` and
+/// the file functions say it is not available).
+fn storage(config: &Config) -> Option<crate::storage::Storage> {
+    match crate::storage::Storage::open(&config.storage) {
+        Ok(storage) => Some(storage),
+        Err(err) => {
+            tracing::warn!(error = %err, "the internal storage is not available");
+            None
+        }
+    }
 }
 
 /// The token verifier: identity's keys (re-read periodically until

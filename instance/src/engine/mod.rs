@@ -87,6 +87,11 @@ pub struct EngineConfig {
     /// HTTP tasks may reach private, loopback, link-local and metadata
     /// addresses (see `egress`).
     pub http_allow_private: bool,
+    /// Where `secret()` reads secrets (one file per key); `None`: no
+    /// secrets.
+    pub secrets_dir: Option<std::path::PathBuf>,
+    /// The internal storage `read()` and the file functions reach.
+    pub storage: Option<crate::storage::Storage>,
 }
 
 impl Default for EngineConfig {
@@ -99,6 +104,8 @@ impl Default for EngineConfig {
             retention: None,
             retention_sweep: Duration::from_secs(3600),
             http_allow_private: false,
+            secrets_dir: None,
+            storage: None,
         }
     }
 }
@@ -134,6 +141,8 @@ pub(crate) struct Inner {
     /// check it).
     latest: Mutex<HashMap<(String, String), i64>>,
     shutdown: CancellationToken,
+    /// What `secret()` reads.
+    secrets: crate::secrets::Secrets,
 }
 
 /// A handle on the engine; cheap to clone.
@@ -148,6 +157,7 @@ impl Engine {
         let http = egress::TaskHttp::new(config.http_allow_private);
         let task_slots = Arc::new(Semaphore::new(config.max_task_runs.max(1)));
         let drive_slots = Arc::new(Semaphore::new(config.max_running));
+        let secrets = crate::secrets::Secrets::new(config.secrets_dir.clone());
         Engine {
             inner: Arc::new(Inner {
                 store,
@@ -168,6 +178,7 @@ impl Engine {
                 ends: Mutex::new(HashMap::new()),
                 latest: Mutex::new(HashMap::new()),
                 shutdown: CancellationToken::new(),
+                secrets,
             }),
         }
     }
