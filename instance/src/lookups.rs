@@ -84,6 +84,18 @@ impl Resolver {
         self
     }
 
+    /// The KV store the tasks of this execution use.
+    pub(crate) fn kv_store(&self) -> Result<&Store, String> {
+        self.store
+            .as_ref()
+            .ok_or_else(|| "the KV store is not available here".to_owned())
+    }
+
+    /// The namespace of the execution's flow.
+    pub(crate) fn flow_namespace(&self) -> Option<&str> {
+        self.scope.as_ref().map(|s| s.namespace.as_str())
+    }
+
     /// The answer to one lookup call.
     pub async fn answer(&self, call: &Call) -> Result<Value, String> {
         match call.function.as_str() {

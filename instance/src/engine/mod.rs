@@ -4,6 +4,7 @@
 mod context;
 mod driver;
 mod flows;
+mod kv;
 mod plan;
 mod queue;
 mod reads;

@@ -17,6 +17,9 @@ mod commands;
 mod debug_return;
 mod fail;
 mod http_request;
+mod kv_delete;
+mod kv_get;
+mod kv_set;
 mod log;
 mod output_values;
 mod sleep;
@@ -37,6 +40,7 @@ pub use commands::Commands;
 pub use debug_return::Return;
 pub use fail::Fail;
 pub use http_request::HttpRequest;
+pub(crate) use kv_set::{expiry as kv_expiry, typed as kv_typed};
 pub use log::Log;
 pub use output_values::OutputValues;
 pub use sleep::Sleep;
@@ -213,6 +217,9 @@ task_kinds! {
         Commands(Commands),
         HttpRequest(HttpRequest),
         Assert(assert::Assert),
+        KvSet(kv_set::KvSet),
+        KvGet(kv_get::KvGet),
+        KvDelete(kv_delete::KvDelete),
     }
     others {
         Sequential {
