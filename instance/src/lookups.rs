@@ -298,3 +298,80 @@ pub async fn evaluate_json(
 ) -> Result<Value, TemplateError> {
     resolve(resolver, |l| templates.evaluate_json_with(value, vars, l)).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vars() -> Vars {
+        Templates::vars(
+            json!({"flow": {"namespace": "company.team"}})
+                .as_object()
+                .expect("an object"),
+        )
+    }
+
+    fn resolver(dir: &std::path::Path) -> (Resolver, Arc<Masker>) {
+        let masker = Arc::new(Masker::new());
+        let resolver = Resolver::for_execution("company.team", "f", "e1")
+            .with_storage(Some(Storage::dir(dir.join("storage"))))
+            .with_secrets(Secrets::new(Some(dir.to_owned())), masker.clone());
+        (resolver, masker)
+    }
+
+    #[tokio::test]
+    async fn the_render_loop_answers_each_call_and_records_secrets_to_mask() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("A"), "alpha-secret").expect("secret");
+        let (resolver, masker) = resolver(dir.path());
+        let out = render(
+            &Templates::new(),
+            &resolver,
+            "{{ secret('A') | upper }}",
+            &vars(),
+        )
+        .await;
+        assert_eq!(out.as_deref(), Ok("ALPHA-SECRET"));
+        assert_eq!(masker.mask("x alpha-secret"), "x ******");
+    }
+
+    #[tokio::test]
+    async fn a_render_makes_at_most_max_lookups() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for i in 0..=MAX_LOOKUPS {
+            std::fs::write(dir.path().join(format!("S{i}")), "v").expect("secret");
+        }
+        let (resolver, _) = resolver(dir.path());
+        // Pebble's range includes its end.
+        let calls = |n: usize| {
+            format!("{{% for i in range(1, {n}) %}}{{{{ secret('S' ~ i) }}}}{{% endfor %}}")
+        };
+        let out = render(&Templates::new(), &resolver, &calls(MAX_LOOKUPS), &vars()).await;
+        assert_eq!(out.map(|s| s.len()), Ok(MAX_LOOKUPS));
+        let source = calls(MAX_LOOKUPS + 1);
+        let err = render(&Templates::new(), &resolver, &source, &vars())
+            .await
+            .expect_err("too many lookups");
+        assert!(err.0.contains("more than 32"), "{err}");
+    }
+
+    #[test]
+    fn files_are_namespace_files_or_this_executions() {
+        let (resolver, _) = resolver(std::path::Path::new("/nonexistent"));
+        let call = |path: &str| Call {
+            function: "read".into(),
+            args: vec![("path".into(), json!(path))],
+        };
+        let path = |p: &str| resolver.file_path(&call(p)).map(|p| p.as_str().to_owned());
+        assert_eq!(
+            path("dir/a.txt").as_deref(),
+            Ok("company/team/_files/dir/a.txt")
+        );
+        assert!(path("../x").is_err());
+        assert!(path("kestra:///company/team/f/executions/e1/tasks/t/r/o.txt").is_ok());
+        assert!(path("kestra:///company/team/f/executions/e2/tasks/t/r/o.txt").is_err());
+        assert!(path("kestra:///other/_files/a.txt").is_err());
+        assert!(path("kestra:///company/team/_files/a.txt").is_ok());
+    }
+}
