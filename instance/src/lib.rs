@@ -15,6 +15,7 @@ pub mod execution;
 pub mod flow;
 pub mod lookups;
 pub mod runner;
+pub mod secrets;
 pub mod server;
 pub mod storage;
 pub mod store;

@@ -96,6 +96,7 @@ pub async fn serve_with_metrics(
             http_allow_private: config.http_allow_private,
             storage,
             tasks: task_services(&config),
+            secrets_dir: config.tasks.secrets_dir.clone(),
             ..EngineConfig::default()
         },
     );

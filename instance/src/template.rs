@@ -19,6 +19,14 @@ pub struct TemplateError(pub String);
 
 impl From<atoll_expr::Error> for TemplateError {
     fn from(err: atoll_expr::Error) -> Self {
+        // A lookup reaching here was rendered without the render loop of
+        // `lookups` (a flowable's condition, a trigger's inputs...).
+        if let Some(call) = err.lookup() {
+            return TemplateError(format!(
+                "{}() is only available in the properties of a runnable task, at line {}, column {}",
+                call.function, err.pos.line, err.pos.column
+            ));
+        }
         TemplateError(format!(
             "{} at line {}, column {}",
             err.message, err.pos.line, err.pos.column
@@ -45,6 +53,11 @@ pub struct Templates {
 impl Templates {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The expression engine (the render loop of `lookups` renders with it).
+    pub(crate) fn engine(&self) -> &atoll_expr::Engine {
+        &self.engine
     }
 
     /// Variables from a JSON map, in the map's key order.
@@ -76,20 +89,33 @@ impl Templates {
         value: &serde_json::Value,
         vars: &Vars,
     ) -> Result<serde_json::Value, TemplateError> {
+        Ok(self.evaluate_json_with(value, vars, &atoll_expr::Lookups::new())?)
+    }
+
+    /// [`Templates::evaluate_json`] with the answers known so far to lookup
+    /// calls (see `crate::lookups`).
+    pub(crate) fn evaluate_json_with(
+        &self,
+        value: &serde_json::Value,
+        vars: &Vars,
+        lookups: &atoll_expr::Lookups,
+    ) -> Result<serde_json::Value, atoll_expr::Error> {
         use serde_json::Value as J;
         Ok(match value {
-            J::String(s) if s.contains("{{") => self.engine.evaluate(s, vars)?.to_serde(),
-            J::String(s) => J::String(self.render(s, vars)?),
+            J::String(s) if s.contains("{{") => {
+                self.engine.evaluate_with(s, vars, lookups)?.to_serde()
+            }
+            J::String(s) => J::String(self.engine.render_with(s, vars, lookups)?),
             J::Array(items) => J::Array(
                 items
                     .iter()
-                    .map(|item| self.evaluate_json(item, vars))
+                    .map(|item| self.evaluate_json_with(item, vars, lookups))
                     .collect::<Result<_, _>>()?,
             ),
             J::Object(map) => J::Object(
                 map.iter()
-                    .map(|(k, v)| Ok((k.clone(), self.evaluate_json(v, vars)?)))
-                    .collect::<Result<_, TemplateError>>()?,
+                    .map(|(k, v)| Ok((k.clone(), self.evaluate_json_with(v, vars, lookups)?)))
+                    .collect::<Result<_, atoll_expr::Error>>()?,
             ),
             other => other.clone(),
         })

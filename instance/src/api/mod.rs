@@ -15,6 +15,7 @@ mod extract;
 mod files;
 mod flows;
 mod inputs;
+mod kv;
 mod logs;
 mod metrics;
 mod namespace_files;
@@ -113,6 +114,11 @@ fn api_routes() -> Router<AppState> {
         .route("/triggers/search", get(triggers::search_triggers))
         .route("/logs/{execution_id}", get(logs::execution_logs))
         .route("/logs/{execution_id}/follow", get(logs::follow_logs))
+        .route("/namespaces/{namespace}/kv", get(kv::list))
+        .route(
+            "/namespaces/{namespace}/kv/{key}",
+            get(kv::get).put(kv::put).delete(kv::delete),
+        )
 }
 
 /// The whole HTTP application.

@@ -4,6 +4,7 @@
 mod context;
 mod driver;
 mod flows;
+mod kv;
 mod plan;
 mod queue;
 mod reads;
@@ -94,6 +95,9 @@ pub struct EngineConfig {
     pub storage: Storage,
     /// Storage, task-runner settings and runners of script tasks.
     pub tasks: crate::runner::TaskServices,
+    /// Where `secret()` reads secrets (one file per key); `None`: no
+    /// secrets.
+    pub secrets_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -111,6 +115,7 @@ impl Default for EngineConfig {
                     .join(format!("atoll-storage-{}", uuid::Uuid::new_v4().simple())),
             ),
             tasks: crate::runner::TaskServices::default(),
+            secrets_dir: None,
         }
     }
 }
@@ -147,6 +152,8 @@ pub(crate) struct Inner {
     /// check it).
     latest: Mutex<HashMap<(String, String), i64>>,
     shutdown: CancellationToken,
+    /// What `secret()` reads.
+    secrets: crate::secrets::Secrets,
 }
 
 /// A handle on the engine; cheap to clone.
@@ -162,6 +169,7 @@ impl Engine {
         let tasks = Arc::new(config.tasks.clone());
         let task_slots = Arc::new(Semaphore::new(config.max_task_runs.max(1)));
         let drive_slots = Arc::new(Semaphore::new(config.max_running));
+        let secrets = crate::secrets::Secrets::new(config.secrets_dir.clone());
         Engine {
             inner: Arc::new(Inner {
                 store,
@@ -183,6 +191,7 @@ impl Engine {
                 ends: Mutex::new(HashMap::new()),
                 latest: Mutex::new(HashMap::new()),
                 shutdown: CancellationToken::new(),
+                secrets,
             }),
         }
     }

@@ -60,8 +60,8 @@ pub trait Dialect: Database {
 }
 
 /// The embedded migrations of one database, same versions and names on both.
-fn migrator(sql: [&'static str; 3]) -> Migrator {
-    let names = ["init", "triggers", "retention"];
+fn migrator(sql: [&'static str; 4]) -> Migrator {
+    let names = ["init", "triggers", "retention", "kv"];
     Migrator::with_migrations(
         (1..)
             .zip(names)
@@ -107,6 +107,7 @@ impl Dialect for Sqlite {
             include_str!("../../migrations/sqlite/0001_init.sql"),
             include_str!("../../migrations/sqlite/0002_triggers.sql"),
             include_str!("../../migrations/sqlite/0003_retention.sql"),
+            include_str!("../../migrations/sqlite/0004_kv.sql"),
         ])
         .run(&pool)
         .await
@@ -207,6 +208,7 @@ impl Dialect for Postgres {
             include_str!("../../migrations/postgres/0001_init.sql"),
             include_str!("../../migrations/postgres/0002_triggers.sql"),
             include_str!("../../migrations/postgres/0003_retention.sql"),
+            include_str!("../../migrations/postgres/0004_kv.sql"),
         ])
         .run(&pool)
         .await

@@ -37,10 +37,12 @@ use serde::Serialize;
 use crate::execution::{Execution, LogEntry, NewLog, State};
 
 mod dialect;
+mod kv;
 mod query;
 mod sql;
 
 pub use dialect::Dialect;
+pub use kv::{KvEntry, KvType, MAX_VALUE_BYTES as MAX_KV_VALUE_BYTES, check_key as check_kv_key};
 pub use sql::SqlRepository;
 
 /// The store on SQLite.

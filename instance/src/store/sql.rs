@@ -26,7 +26,7 @@ use crate::execution::{Execution, LogEntry, NewLog};
 /// The store on one database: a pool and the dialect its type names.
 #[derive(Debug)]
 pub struct SqlRepository<DB: Database> {
-    pool: Pool<DB>,
+    pub(super) pool: Pool<DB>,
 }
 
 impl<DB: Database> Clone for SqlRepository<DB> {

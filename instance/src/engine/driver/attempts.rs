@@ -14,12 +14,16 @@ use crate::flow::{LogLevel, Retry, RetryBehavior, Task, TaskKind};
 impl Driver<'_> {
     pub(super) fn handle(&mut self, event: Event) {
         match event {
-            Event::Log(log) => self.logs.push(log),
+            Event::Log(mut log) => {
+                log.message = self.masker.mask(&log.message);
+                self.logs.push(log);
+            }
             Event::Done {
                 run_id,
-                result,
-                partial,
+                mut result,
+                mut partial,
             } => {
+                self.mask_result(&mut result, &mut partial);
                 self.workers.remove(&run_id);
                 if result.is_err()
                     && !partial.is_empty()
@@ -31,6 +35,29 @@ impl Driver<'_> {
                 self.dirty = true;
             }
         }
+    }
+
+    /// Secret values out of an attempt's outputs and error.
+    fn mask_result(
+        &self,
+        result: &mut Result<Map<String, Value>, String>,
+        partial: &mut Map<String, Value>,
+    ) {
+        if self.masker.is_empty() {
+            return;
+        }
+        let mask_map = |map: &mut Map<String, Value>| {
+            let mut value = Value::Object(std::mem::take(map));
+            self.masker.mask_json(&mut value);
+            if let Value::Object(masked) = value {
+                *map = masked;
+            }
+        };
+        match result {
+            Ok(outputs) => mask_map(outputs),
+            Err(message) => *message = self.masker.mask(message),
+        }
+        mask_map(partial);
     }
 
     /// The retry policy of a task: its own, else that of the nearest flowable

@@ -53,6 +53,9 @@ struct Driver<'a> {
     /// A CREATE_NEW_EXECUTION retry: this execution ends RETRIED and a new
     /// one starts at this time.
     retry_at: Option<Timestamp>,
+    /// The secret values this execution resolved, masked in its logs,
+    /// outputs and errors.
+    masker: Arc<crate::secrets::Masker>,
 }
 
 pub(crate) async fn drive(inner: &Arc<Inner>, exec: Execution) -> Result<Stop, EngineError> {
@@ -69,6 +72,7 @@ pub(crate) async fn drive(inner: &Arc<Inner>, exec: Execution) -> Result<Stop, E
         error_logs: Vec::new(),
         dirty: true,
         retry_at: None,
+        masker: Arc::default(),
     };
     if !driver.exec.task_run_list.is_empty() {
         // Resuming: `errorLogs()` also sees failures logged before the restart.

@@ -113,7 +113,7 @@ impl Driver<'_> {
                 http: self.inner.http.clone(),
                 slots: self.inner.task_slots.clone(),
                 logs,
-                lookups: crate::lookups::Resolver::none(),
+                lookups: self.resolver(),
                 namespace: self.exec.namespace.clone(),
                 flow_id: self.exec.flow_id.clone(),
                 services: self.inner.tasks.clone(),
@@ -121,6 +121,19 @@ impl Driver<'_> {
             })),
         };
         self.workers.insert(run.id, handle.abort_handle());
+    }
+
+    /// What `secret()`, `kv()` and `read()` reach in this execution's
+    /// attempts.
+    pub(super) fn resolver(&self) -> crate::lookups::Resolver {
+        crate::lookups::Resolver::for_execution(
+            &self.exec.namespace,
+            &self.exec.flow_id,
+            &self.exec.id,
+        )
+        .with_store(self.inner.store.clone())
+        .with_storage(Some(self.inner.config.storage.clone()))
+        .with_secrets(self.inner.secrets.clone(), self.masker.clone())
     }
 
     /// An Exit task ends the execution in `state` at once: the Exit run and

@@ -16,6 +16,9 @@ mod assert;
 mod debug_return;
 mod fail;
 mod http_request;
+mod kv_delete;
+mod kv_get;
+mod kv_set;
 mod log;
 mod output_values;
 pub mod scripts;
@@ -36,6 +39,7 @@ use crate::vocabulary::State;
 pub use debug_return::Return;
 pub use fail::Fail;
 pub use http_request::HttpRequest;
+pub(crate) use kv_set::{expiry as kv_expiry, typed as kv_typed};
 pub use log::Log;
 pub use output_values::OutputValues;
 pub use scripts::Commands;
@@ -225,6 +229,9 @@ task_kinds! {
         PythonScript(scripts::PythonScript),
         HttpRequest(HttpRequest),
         Assert(assert::Assert),
+        KvSet(kv_set::KvSet),
+        KvGet(kv_get::KvGet),
+        KvDelete(kv_delete::KvDelete),
     }
     others {
         Sequential {

@@ -1,0 +1,14 @@
+-- The KV store (Kestra's): one typed value per namespace and key, as JSON
+-- text, with an optional expiry (microseconds since the epoch).
+CREATE TABLE kv (
+    namespace   TEXT   NOT NULL,
+    key         TEXT   NOT NULL,
+    value       TEXT   NOT NULL,
+    type        TEXT   NOT NULL,
+    description TEXT,
+    expires_at  BIGINT,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    PRIMARY KEY (namespace, key)
+);
+CREATE INDEX kv_expiry ON kv (expires_at) WHERE expires_at IS NOT NULL;
