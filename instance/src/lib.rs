@@ -17,5 +17,6 @@ pub mod runner;
 pub mod server;
 pub mod storage;
 pub mod store;
+pub mod task_files;
 pub mod template;
 pub mod vocabulary;

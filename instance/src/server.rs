@@ -99,11 +99,17 @@ pub async fn serve_with_metrics(
     }
     let verifier = verifier(&config, &shutdown);
     let metrics = count_finished(&engine);
+    // Task pods (when configured); its orphans are cleaned in the background.
+    let kubernetes = crate::runner::kubernetes::start(&config.tasks).await;
     let state = AppState {
         engine: engine.clone(),
         tenant: config.tenant.clone(),
         verifier,
         metrics,
+        attempts: kubernetes
+            .as_ref()
+            .map(|k| k.attempts())
+            .unwrap_or_default(),
     };
     let local = listener.local_addr().map_err(ServeError::Serve)?;
     tracing::info!(

@@ -61,3 +61,5 @@ pub struct ScriptOutcome {
 
 /// Receives each line of the script's output as it is written.
 pub type Lines<'a> = &'a (dyn Fn(Stream, String) + Send + Sync);
+
+pub mod kubernetes;
