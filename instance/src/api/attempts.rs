@@ -47,22 +47,46 @@ where
         )
 }
 
-fn refuse(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let message = message.into();
-    (
+/// A refused request: its status, code and message as JSON.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+fn refuse(status: StatusCode, code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal {
         status,
-        Json(json!({"message": message, "status": status.as_u16(), "code": code})),
-    )
-        .into_response()
+        code,
+        message: message.into(),
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let body =
+            json!({"message": self.message, "status": self.status.as_u16(), "code": self.code});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<OutputRefused> for Refusal {
+    fn from(refused: OutputRefused) -> Refusal {
+        let status = match refused {
+            OutputRefused::Path(_) => StatusCode::BAD_REQUEST,
+            OutputRefused::NotDeclared(_) => StatusCode::FORBIDDEN,
+            OutputRefused::TooLarge { .. } | OutputRefused::TooMany(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+        };
+        refuse(status, "outputRefused", refused.to_string())
+    }
 }
 
 /// The attempt `key` if the bearer token is its token; any other case
 /// (unknown or ended attempt, wrong token, no token) answers the same 401.
-fn authorize(
-    attempts: &Attempts,
-    key: &str,
-    headers: &HeaderMap,
-) -> Result<Arc<Attempt>, Response> {
+fn authorize(attempts: &Attempts, key: &str, headers: &HeaderMap) -> Result<Arc<Attempt>, Refusal> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -77,57 +101,45 @@ fn authorize(
         })
 }
 
-fn checked(path: &str) -> Result<(), Response> {
-    check_relative_path(path).map_err(|reason| {
-        refuse(
-            StatusCode::BAD_REQUEST,
-            "invalidPath",
-            format!("invalid file path: {reason}"),
-        )
-    })
-}
-
 async fn list_inputs(
     State(attempts): State<Attempts>,
     Path(key): Path<String>,
     headers: HeaderMap,
-) -> Response {
-    let attempt = match authorize(&attempts, &key, &headers) {
-        Ok(attempt) => attempt,
-        Err(refused) => return refused,
-    };
+) -> Result<Response, Refusal> {
+    let attempt = authorize(&attempts, &key, &headers)?;
     let files: Vec<_> = attempt
         .input_list()
         .into_iter()
         .map(|(path, size)| json!({"path": path, "size": size}))
         .collect();
-    Json(json!({ "files": files })).into_response()
+    Ok(Json(json!({ "files": files })).into_response())
 }
 
 async fn get_input(
     State(attempts): State<Attempts>,
     Path((key, path)): Path<(String, String)>,
     headers: HeaderMap,
-) -> Response {
-    let attempt = match authorize(&attempts, &key, &headers) {
-        Ok(attempt) => attempt,
-        Err(refused) => return refused,
-    };
-    if let Err(refused) = checked(&path) {
-        return refused;
-    }
-    match attempt.input(&path) {
-        Some(content) => (
-            [(header::CONTENT_TYPE, "application/octet-stream")],
-            content,
+) -> Result<Response, Refusal> {
+    let attempt = authorize(&attempts, &key, &headers)?;
+    check_relative_path(&path).map_err(|reason| {
+        refuse(
+            StatusCode::BAD_REQUEST,
+            "invalidPath",
+            format!("invalid file path: {reason}"),
         )
-            .into_response(),
-        None => refuse(
+    })?;
+    let content = attempt.input(&path).ok_or_else(|| {
+        refuse(
             StatusCode::NOT_FOUND,
             "notFound",
             format!("no input file `{path}` in this attempt"),
-        ),
-    }
+        )
+    })?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        content,
+    )
+        .into_response())
 }
 
 async fn put_output(
@@ -135,35 +147,19 @@ async fn put_output(
     Path((key, path)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    let attempt = match authorize(&attempts, &key, &headers) {
-        Ok(attempt) => attempt,
-        Err(refused) => return refused,
-    };
-    if let Err(refused) = attempt.check_output_path(&path) {
-        return output_refused(refused);
-    }
+) -> Result<StatusCode, Refusal> {
+    let attempt = authorize(&attempts, &key, &headers)?;
+    attempt.check_output_path(&path)?;
     let limit = MAX_OUTPUT_FILE_BYTES.min(attempt.output_room());
-    let Ok(content) = axum::body::to_bytes(body, limit).await else {
-        return refuse(
+    let content = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payloadTooLarge",
             format!("`{path}` is larger than {limit} bytes (the room this attempt has left)"),
-        );
-    };
-    match attempt.put_output(&path, content) {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(refused) => output_refused(refused),
-    }
-}
-
-fn output_refused(refused: OutputRefused) -> Response {
-    let status = match refused {
-        OutputRefused::Path(_) => StatusCode::BAD_REQUEST,
-        OutputRefused::NotDeclared(_) => StatusCode::FORBIDDEN,
-        OutputRefused::TooLarge { .. } | OutputRefused::TooMany(_) => StatusCode::PAYLOAD_TOO_LARGE,
-    };
-    refuse(status, "outputRefused", refused.to_string())
+        )
+    })?;
+    attempt.put_output(&path, content)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]
