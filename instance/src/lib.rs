@@ -13,6 +13,7 @@ pub mod cron;
 pub mod engine;
 pub mod execution;
 pub mod flow;
+pub mod lookups;
 pub mod runner;
 pub mod server;
 pub mod storage;

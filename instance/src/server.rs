@@ -11,6 +11,7 @@ use crate::api::{self, AppState, Metrics, StateLabel};
 use crate::auth::{IdentityVerifier, Verifier};
 use crate::config::{AuthMode, Config};
 use crate::engine::{Engine, EngineConfig};
+use crate::storage::{Storage, StorageError};
 use crate::store::{Store, StoreError};
 
 /// How often identity's key set is re-read (besides unknown `kid`s).
@@ -22,6 +23,8 @@ pub enum ServeError {
     DataDir(#[source] std::io::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot open the internal storage: {0}")]
+    Storage(#[from] StorageError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -81,6 +84,10 @@ pub async fn serve_with_metrics(
     }
     let store = Store::connect(&config.database_url).await?;
     tracing::info!(backend = store.backend(), "database ready");
+    let storage = Storage::open(&config.storage)?;
+    // Task pods (when configured: `runner::kubernetes::start`); the pods a
+    // previous run left are deleted in the background.
+    let kubernetes = crate::runner::kubernetes::start(&config.tasks).await;
     let engine = Engine::new(
         store,
         EngineConfig {
@@ -88,6 +95,7 @@ pub async fn serve_with_metrics(
             max_task_runs: config.max_concurrent_task_runs,
             retention: config.execution_retention,
             http_allow_private: config.http_allow_private,
+            storage,
             ..EngineConfig::default()
         },
     );
@@ -99,8 +107,6 @@ pub async fn serve_with_metrics(
     }
     let verifier = verifier(&config, &shutdown);
     let metrics = count_finished(&engine);
-    // Task pods (when configured); its orphans are cleaned in the background.
-    let kubernetes = crate::runner::kubernetes::start(&config.tasks).await;
     let state = AppState {
         engine: engine.clone(),
         tenant: config.tenant.clone(),

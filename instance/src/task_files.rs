@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::runner::kubernetes::files::check_relative_path;
-use crate::runner::kubernetes::glob::path_matches;
+use crate::runner::check_relative;
+use crate::runner::glob::matches as path_matches;
 
 /// The attempt's base URL (`.../api/v1/task-attempts/<key>`).
 pub const URL_ENV: &str = "ATOLL_TASK_FILES_URL";
@@ -176,7 +176,7 @@ pub async fn fetch(client: &Client, dir: &Path) -> Result<usize, String> {
         .await
         .map_err(|e| format!("listing the input files: {e}"))?;
     for entry in &list.files {
-        check_relative_path(&entry.path)
+        check_relative(&entry.path)
             .map_err(|e| format!("input file {:?} refused: {e}", entry.path))?;
         let url = format!("{}/inputs/{}", client.base, encode_path(&entry.path));
         let what = format!("fetching {}", entry.path);
@@ -237,7 +237,7 @@ pub fn matching_files(dir: &Path, patterns: &[String]) -> Result<Vec<String>, St
             if kind.is_dir() {
                 pending.push((entry.path(), format!("{relative}/")));
             } else if kind.is_file()
-                && check_relative_path(&relative).is_ok()
+                && check_relative(&relative).is_ok()
                 && patterns.iter().any(|p| path_matches(p, &relative))
             {
                 found.push(relative);

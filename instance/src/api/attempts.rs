@@ -21,10 +21,9 @@ use axum::routing::{get, put};
 use serde_json::json;
 
 use super::AppState;
+use crate::runner::check_relative;
 use crate::runner::kubernetes::Attempts;
-use crate::runner::kubernetes::files::{
-    Attempt, MAX_OUTPUT_FILE_BYTES, OutputRefused, check_relative_path,
-};
+use crate::runner::kubernetes::files::{Attempt, MAX_OUTPUT_FILE_BYTES, OutputRefused};
 
 impl FromRef<AppState> for Attempts {
     fn from_ref(state: &AppState) -> Attempts {
@@ -121,7 +120,7 @@ async fn get_input(
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
     let attempt = authorize(&attempts, &key, &headers)?;
-    check_relative_path(&path).map_err(|reason| {
+    check_relative(&path).map_err(|reason| {
         refuse(
             StatusCode::BAD_REQUEST,
             "invalidPath",

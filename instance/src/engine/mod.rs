@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::execution::{Execution, State};
 use crate::flow::tasks::egress;
 use crate::flow::{self, Flow, FlowError, InputError, Label};
+use crate::storage::Storage;
 use crate::store::{Repository, Store, StoreError};
 use crate::template::Templates;
 
@@ -87,6 +88,10 @@ pub struct EngineConfig {
     /// HTTP tasks may reach private, loopback, link-local and metadata
     /// addresses (see `egress`).
     pub http_allow_private: bool,
+    /// The internal storage (files of executions, namespace files). The
+    /// default is a fresh directory under the system's temporary directory
+    /// (tests); the server opens the configured one.
+    pub storage: Storage,
 }
 
 impl Default for EngineConfig {
@@ -99,6 +104,10 @@ impl Default for EngineConfig {
             retention: None,
             retention_sweep: Duration::from_secs(3600),
             http_allow_private: false,
+            storage: Storage::dir(
+                std::env::temp_dir()
+                    .join(format!("atoll-storage-{}", uuid::Uuid::new_v4().simple())),
+            ),
         }
     }
 }
@@ -377,6 +386,11 @@ impl Engine {
         store.insert_execution(&next).await?;
         self.inner.work.notify_one();
         Ok(next)
+    }
+
+    /// The internal storage: files of executions and namespace files.
+    pub fn storage(&self) -> &Storage {
+        &self.inner.config.storage
     }
 
     /// A receiver of (execution id, final state) for executions this process finishes.

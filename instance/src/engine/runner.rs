@@ -64,6 +64,8 @@ pub(crate) struct Attempt {
     /// Task runs executing at once (`ATOLL_MAX_CONCURRENT_TASK_RUNS`).
     pub slots: Arc<Semaphore>,
     pub logs: LogSink,
+    /// What `secret()`, `kv()`, `read()`... reach.
+    pub lookups: crate::lookups::Resolver,
 }
 
 /// Longest log line kept (longer lines, from a command's output or a Log
@@ -109,6 +111,7 @@ async fn execute(attempt: &Attempt) -> Result<Map<String, Value>, String> {
         timeout: attempt.task.timeout,
         task_run_id: &attempt.logs.task_run_id,
         attempt: attempt.logs.attempt,
+        lookups: &attempt.lookups,
     };
     attempt.task.kind.run(&cx).await
 }

@@ -4,10 +4,19 @@
 //! script task types (`flow/tasks/scripts`) build the job and read the
 //! outcome, so a task behaves the same on either runner.
 
+pub mod glob;
+pub mod kubernetes;
+pub mod process;
+
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+
+use crate::config::RunnerKind;
 
 /// One attempt of a script task, ready to run.
 #[derive(Debug, Clone, Default)]
@@ -62,4 +71,110 @@ pub struct ScriptOutcome {
 /// Receives each line of the script's output as it is written.
 pub type Lines<'a> = &'a (dyn Fn(Stream, String) + Send + Sync);
 
-pub mod kubernetes;
+/// What [`ScriptRunner::run`] returns: the attempt, as a future that may be
+/// dropped (a killed execution aborts it; the runner then stops the script:
+/// kills the process, deletes the pod).
+pub type RunFuture<'a> = Pin<Box<dyn Future<Output = Result<ScriptOutcome, String>> + Send + 'a>>;
+
+/// A place script jobs run other than a local process: the `Kubernetes`
+/// runner (one pod per attempt) implements it. `Err` is the task's error
+/// message as the user reads it (the pod refused by the quota, the image not
+/// pulled...); a script that ran and failed is `Ok` with its exit code.
+pub trait ScriptRunner: Send + Sync {
+    fn run<'a>(&'a self, job: &'a ScriptJob, lines: Lines<'a>) -> RunFuture<'a>;
+}
+
+/// The runners an instance has: the local process always, a Kubernetes one
+/// when the instance runs in a cluster with its task-runner settings.
+#[derive(Clone, Default)]
+pub struct Runners {
+    /// `None`: no cluster configuration (tasks asking for `Kubernetes` fail).
+    pub kubernetes: Option<Arc<dyn ScriptRunner>>,
+}
+
+impl std::fmt::Debug for Runners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runners")
+            .field("kubernetes", &self.kubernetes.is_some())
+            .finish()
+    }
+}
+
+impl Runners {
+    /// Runs `job` on the runner of kind `kind`.
+    pub async fn run(
+        &self,
+        kind: RunnerKind,
+        job: &ScriptJob,
+        lines: Lines<'_>,
+    ) -> Result<ScriptOutcome, String> {
+        match kind {
+            RunnerKind::Process => process::run(job, lines).await,
+            RunnerKind::Kubernetes => match &self.kubernetes {
+                Some(runner) => runner.run(job, lines).await,
+                None => Err(format!(
+                    "the Kubernetes task runner is not available: the instance has no cluster \
+                     configuration (it runs in a Tenant's namespace with {} set); use the \
+                     Process task runner",
+                    atoll_crds::contract::NAMESPACE
+                )),
+            },
+        }
+    }
+}
+
+/// Checks that `path` names a file inside a working directory: relative,
+/// `/`-separated, no empty, `.` or `..` segment, no control character or
+/// backslash. Both runners check input file names with it.
+pub fn check_relative(path: &str) -> Result<(), &'static str> {
+    if path.is_empty() {
+        return Err("the file name is empty");
+    }
+    if path.len() > crate::storage::MAX_PATH {
+        return Err("the file name is too long");
+    }
+    if path.starts_with('/') {
+        return Err("the file name must be relative to the working directory");
+    }
+    if path.chars().any(|c| c.is_control() || c == '\\') {
+        return Err("the file name holds a control character or a backslash");
+    }
+    if path
+        .split('/')
+        .any(|segment| segment.is_empty() || segment == "." || segment == "..")
+    {
+        return Err("the file name holds an empty, `.` or `..` segment");
+    }
+    Ok(())
+}
+
+/// A duration as the engine says it in messages (`1m 30s`).
+pub(crate) fn duration_text(limit: Duration) -> String {
+    jiff::SignedDuration::try_from(limit)
+        .map(|d| format!("{d:#}"))
+        .unwrap_or_else(|_| format!("{limit:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_stay_inside_the_working_directory() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "./a",
+            "a\\b",
+            "a\nb",
+        ] {
+            assert!(check_relative(bad).is_err(), "{bad:?}");
+        }
+        for good in ["data.csv", "in/data.csv", "..hidden", "a b.txt"] {
+            assert!(check_relative(good).is_ok(), "{good:?}");
+        }
+    }
+}

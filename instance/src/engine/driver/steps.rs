@@ -113,6 +113,7 @@ impl Driver<'_> {
                 http: self.inner.http.clone(),
                 slots: self.inner.task_slots.clone(),
                 logs,
+                lookups: crate::lookups::Resolver::none(),
             })),
         };
         self.workers.insert(run.id, handle.abort_handle());

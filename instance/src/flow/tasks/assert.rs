@@ -52,7 +52,7 @@ impl TaskType for Assert {
     async fn run(&self, cx: &Context<'_>) -> Result<Map<String, Value>, String> {
         let mut failed = 0;
         for condition in &self.conditions {
-            match cx.render(condition) {
+            match cx.render(condition).await {
                 Ok(text) if is_truthy(&text) => {}
                 Ok(_) => {
                     failed += 1;
@@ -74,7 +74,7 @@ impl TaskType for Assert {
         let mut message = format!("{failed} assertion{plural} failed!");
         if let Some(extra) = &self.error_message {
             message.push('\n');
-            message.push_str(&cx.render(extra)?);
+            message.push_str(&cx.render(extra).await?);
         }
         Err(message)
     }

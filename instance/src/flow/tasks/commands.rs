@@ -81,7 +81,7 @@ impl TaskType for Commands {
     }
 
     async fn run(&self, cx: &Context<'_>) -> Result<Map<String, Value>, String> {
-        let mut command = self.command(cx)?;
+        let mut command = self.command(cx).await?;
         // Each attempt runs in a fresh working directory, removed afterwards.
         let workdir =
             std::env::temp_dir().join(format!("atoll-task-{}-{}", cx.task_run_id, cx.attempt));
@@ -129,10 +129,10 @@ impl TaskType for Commands {
 impl Commands {
     /// The process to start: the interpreter given the rendered script, in
     /// an environment of its own.
-    fn command(&self, cx: &Context<'_>) -> Result<tokio::process::Command, String> {
+    async fn command(&self, cx: &Context<'_>) -> Result<tokio::process::Command, String> {
         let mut script = String::new();
         for line in self.before_commands.iter().chain(&self.commands) {
-            script.push_str(&cx.render(line)?);
+            script.push_str(&cx.render(line).await?);
             script.push('\n');
         }
         let (program, args) = self
@@ -156,7 +156,7 @@ impl Commands {
         }
         for (key, value) in &self.env {
             let text = match value {
-                Value::String(s) => cx.render(s)?,
+                Value::String(s) => cx.render(s).await?,
                 other => other.to_string(),
             };
             command.env(key, text);

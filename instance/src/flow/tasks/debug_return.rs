@@ -28,7 +28,7 @@ impl TaskType for Return {
 
     async fn run(&self, cx: &Context<'_>) -> Result<Map<String, Value>, String> {
         let value = match &self.format {
-            Some(format) => cx.render(format)?,
+            Some(format) => cx.render(format).await?,
             None => String::new(),
         };
         let mut outputs = Map::new();

@@ -38,11 +38,11 @@ impl TaskType for Fail {
 
     async fn run(&self, cx: &Context<'_>) -> Result<Map<String, Value>, String> {
         let fail = match &self.condition {
-            Some(condition) => is_truthy(&cx.render(condition)?),
+            Some(condition) => is_truthy(&cx.render(condition).await?),
             None => true,
         };
         if fail {
-            return Err(cx.render(&self.error_message)?);
+            return Err(cx.render(&self.error_message).await?);
         }
         Ok(Map::new())
     }

@@ -69,8 +69,8 @@ impl TaskType for HttpRequest {
     }
 
     async fn run(&self, cx: &Context<'_>) -> Result<Map<String, Value>, String> {
-        let uri = cx.render(&self.uri)?;
-        let request = self.request(cx, &uri)?;
+        let uri = cx.render(&self.uri).await?;
+        let request = self.request(cx, &uri).await?;
         // Errors from the client name the URL; keep only the kind of failure
         // (or the address refusal, which names the host and nothing else).
         let mut response = request.send().await.map_err(|e| {
@@ -117,7 +117,11 @@ impl TaskType for HttpRequest {
 
 impl HttpRequest {
     /// The request to send to `uri` (rendered), headers and body rendered.
-    fn request(&self, cx: &Context<'_>, uri: &str) -> Result<reqwest::RequestBuilder, String> {
+    async fn request(
+        &self,
+        cx: &Context<'_>,
+        uri: &str,
+    ) -> Result<reqwest::RequestBuilder, String> {
         let url = reqwest::Url::parse(uri).map_err(|e| format!("invalid uri: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err("uri must be http or https".into());
@@ -130,16 +134,19 @@ impl HttpRequest {
             .timeout(cx.timeout.unwrap_or(Duration::from_secs(60)));
         for (name, value) in &self.headers {
             let text = match value {
-                Value::String(s) => cx.render(s)?,
+                Value::String(s) => cx.render(s).await?,
                 other => other.to_string(),
             };
             request = request.header(name.as_str(), text);
         }
         if let Some(content_type) = &self.content_type {
-            request = request.header(reqwest::header::CONTENT_TYPE, cx.render(content_type)?);
+            request = request.header(
+                reqwest::header::CONTENT_TYPE,
+                cx.render(content_type).await?,
+            );
         }
         if let Some(body) = &self.body {
-            request = request.body(cx.render(body)?);
+            request = request.body(cx.render(body).await?);
         }
         Ok(request)
     }

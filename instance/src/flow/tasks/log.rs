@@ -49,7 +49,7 @@ impl TaskType for Log {
 
     async fn run(&self, cx: &Context<'_>) -> Result<Map<String, Value>, String> {
         for message in &self.messages {
-            let text = cx.render(message)?;
+            let text = cx.render(message).await?;
             cx.log(self.level, text);
         }
         Ok(Map::new())

@@ -83,21 +83,26 @@ pub(crate) struct Context<'a> {
     /// The task run and attempt number (they name the working directory).
     pub task_run_id: &'a str,
     pub attempt: i64,
+    /// What `secret()`, `kv()`, `read()`... reach in this attempt.
+    pub lookups: &'a crate::lookups::Resolver,
 }
 
 impl Context<'_> {
-    pub fn render(&self, template: &str) -> Result<String, String> {
-        self.templates
-            .render(template, self.vars)
+    /// Renders one template of the task (resolving `secret()`, `kv()`...).
+    pub async fn render(&self, template: &str) -> Result<String, String> {
+        crate::lookups::render(self.templates, self.lookups, template, self.vars)
+            .await
             .map_err(|e| template_error(self.task, template, &e))
     }
 
     /// Renders every string of a JSON tree.
-    pub fn render_json(&self, value: &Value) -> Result<Value, String> {
-        self.templates.render_json(value, self.vars).map_err(|e| {
-            let template = strings_in(value).into_iter().next().unwrap_or_default();
-            template_error(self.task, template, &e)
-        })
+    pub async fn render_json(&self, value: &Value) -> Result<Value, String> {
+        crate::lookups::render_json(self.templates, self.lookups, value, self.vars)
+            .await
+            .map_err(|e| {
+                let template = strings_in(value).into_iter().next().unwrap_or_default();
+                template_error(self.task, template, &e)
+            })
     }
 
     pub fn log(&self, level: LogLevel, message: impl Into<String>) {

@@ -31,7 +31,7 @@ impl TaskType for OutputValues {
     }
 
     async fn run(&self, cx: &Context<'_>) -> Result<Map<String, Value>, String> {
-        let rendered = cx.render_json(&Value::Object(self.values.clone()))?;
+        let rendered = cx.render_json(&Value::Object(self.values.clone())).await?;
         let mut outputs = Map::new();
         outputs.insert("values".into(), rendered);
         Ok(outputs)

@@ -136,11 +136,11 @@ impl Attempt {
 
     /// Whether `path` may be uploaded (before its body is read).
     pub fn check_output_path(&self, path: &str) -> Result<(), OutputRefused> {
-        check_relative_path(path).map_err(|e| OutputRefused::Path(e.to_owned()))?;
+        crate::runner::check_relative(path).map_err(|e| OutputRefused::Path(e.to_owned()))?;
         if !self
             .patterns
             .iter()
-            .any(|p| super::glob::path_matches(p, path))
+            .any(|p| crate::runner::glob::matches(p, path))
         {
             return Err(OutputRefused::NotDeclared(path.to_owned()));
         }
@@ -232,30 +232,6 @@ fn random_token() -> Result<String, String> {
         .fill(&mut bytes)
         .map_err(|_| "the system random generator failed".to_owned())?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Checks a file path relative to the working directory: not empty, not
-/// absolute, no empty, `.` or `..` segment, no backslash or control
-/// character, at most 1024 bytes.
-pub fn check_relative_path(path: &str) -> Result<(), &'static str> {
-    if path.is_empty() {
-        return Err("empty path");
-    }
-    if path.len() > 1024 {
-        return Err("path longer than 1024 bytes");
-    }
-    if path.starts_with('/') {
-        return Err("absolute path");
-    }
-    for segment in path.split('/') {
-        if segment.is_empty() || segment == "." || segment == ".." {
-            return Err("empty, `.` or `..` segment");
-        }
-        if segment.chars().any(|c| c.is_control() || c == '\\') {
-            return Err("control character or backslash");
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

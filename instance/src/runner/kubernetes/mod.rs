@@ -22,7 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use files::Attempts;
 
-use super::{Lines, ScriptJob, ScriptOutcome, Stream};
+use super::{Lines, RunFuture, ScriptJob, ScriptOutcome, ScriptRunner, Stream};
 use crate::config::TaskSettings;
 
 /// Runs script tasks as pods in the tenant's namespace.
@@ -221,6 +221,12 @@ pub async fn start(settings: &TaskSettings) -> Option<KubernetesRunner> {
             tracing::error!(error = %err, "the Kubernetes task runner is unavailable");
             None
         }
+    }
+}
+
+impl ScriptRunner for KubernetesRunner {
+    fn run<'a>(&'a self, job: &'a ScriptJob, lines: Lines<'a>) -> RunFuture<'a> {
+        Box::pin(KubernetesRunner::run(self, job, lines))
     }
 }
 
