@@ -9,7 +9,7 @@
 //! caller's role and the path segments are checked by the extractors in
 //! `extract`, and handlers reach data only through the engine.
 
-mod attempts;
+pub mod attempts;
 mod error;
 mod executions;
 mod extract;
