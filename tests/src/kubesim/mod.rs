@@ -100,6 +100,7 @@ mod handlers;
 pub mod log;
 mod openapi;
 mod patch;
+pub mod quota;
 pub mod rbac;
 mod resources;
 mod routes;

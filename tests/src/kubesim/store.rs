@@ -19,6 +19,7 @@ use crate::kubesim::schema::CompiledSchema;
 use crate::kubesim::selectors::{FieldSelector, LabelSelector};
 
 mod gc;
+mod quota;
 mod write;
 
 /// Kind of a watch event.

@@ -30,6 +30,68 @@ pub enum Program {
     },
     /// Nothing runs; the container is reported running and ready at once.
     Instant,
+    /// A script image (`python:*`, `alpine:*`, ...): the container's
+    /// `command` and `args` run as written on this host, each word that
+    /// names an interpreter of the image resolved to the local one (see
+    /// [`ScriptImage`]).
+    Script(ScriptImage),
+}
+
+/// What a script image offers: the interpreters a container's command may
+/// name, and what runs without one.
+///
+/// The first word of `command` (or of [`ScriptImage::default_command`]
+/// without one) is resolved by its last path segment: an interpreter of
+/// the image (`python`, `/usr/local/bin/python3`, `/bin/sh`) runs the
+/// local program; another absolute path runs as it is when it exists here;
+/// a bare name is looked up in `PATH`. The interpreters are also linked,
+/// under their names, into a directory that leads the container's default
+/// `PATH`, so a shell script calling `python` finds it too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptImage {
+    /// Names in the image and the local programs they stand for.
+    pub interpreters: Vec<(String, PathBuf)>,
+    /// The image's entrypoint and command, for containers without `command`.
+    pub default_command: Vec<String>,
+}
+
+/// The local Python 3: `$ATOLL_NODESIM_PYTHON`, else the system one
+/// (`/usr/local/bin/python3`, `/usr/bin/python3`), else the first
+/// `python3` in `PATH`.
+pub fn local_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("ATOLL_NODESIM_PYTHON").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    ["/usr/local/bin/python3", "/usr/bin/python3"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .or_else(|| find_in_path("python3", &std::env::var("PATH").unwrap_or_default()))
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// The first executable file `name` in the directories of `path`.
+pub fn find_in_path(name: &str, path: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// The local shells: `sh` and, where it exists, `bash`.
+fn shells(with_bash: bool) -> Vec<(String, PathBuf)> {
+    let mut shells = vec![("sh".to_owned(), PathBuf::from("/bin/sh"))];
+    let bash = ["/bin/bash", "/usr/bin/bash"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file());
+    if let (true, Some(bash)) = (with_bash, bash) {
+        shells.push(("bash".to_owned(), bash));
+    }
+    shells
 }
 
 /// Maps images that start with `prefix` (after dropping the registry host
@@ -148,6 +210,32 @@ impl NodeSimConfig {
             },
         )
         .image("postgres@", Program::Postgres { bindir })
+    }
+
+    /// Maps the script images task pods use to local interpreters
+    /// ([`Program::Script`]): `python:*` to the local Python 3 (as
+    /// `python` and `python3`, see [`local_python`]) and `/bin/sh`;
+    /// `bash:*`, `ubuntu:*` and `debian:*` to `/bin/sh` and bash;
+    /// `alpine:*` and `busybox:*` to `/bin/sh`.
+    pub fn script_images(self) -> Self {
+        let python = local_python();
+        let mut py = vec![
+            ("python".to_owned(), python.clone()),
+            ("python3".to_owned(), python),
+        ];
+        py.extend(shells(false));
+        let script = |interpreters: Vec<(String, PathBuf)>, default: &[&str]| {
+            Program::Script(ScriptImage {
+                interpreters,
+                default_command: default.iter().map(|s| (*s).to_owned()).collect(),
+            })
+        };
+        self.image("python:", script(py, &["python3"]))
+            .image("bash:", script(shells(true), &["bash"]))
+            .image("ubuntu:", script(shells(true), &["/bin/bash"]))
+            .image("debian:", script(shells(true), &["bash"]))
+            .image("alpine:", script(shells(false), &["/bin/sh"]))
+            .image("busybox:", script(shells(false), &["sh"]))
     }
 
     /// Instant mode for every image no rule matches, and no Service

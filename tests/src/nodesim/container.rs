@@ -16,6 +16,7 @@ use super::postgres::{self, PostgresInit};
 use super::probe::ProbeSpec;
 use super::process::{LaunchSpec, Prepare, RestartPolicy};
 use super::rewrite::Rewriter;
+use super::config::{ScriptImage, find_in_path};
 use super::{NodeSimConfig, Program};
 
 /// Why a container cannot be created: (reason, message).
@@ -29,6 +30,8 @@ pub(super) struct PodSetup<'a> {
     /// Host directories of the pod's volumes, by volume name.
     pub(super) volumes: &'a HashMap<String, PathBuf>,
     pub(super) api: Option<&'a ApiAccess>,
+    /// The pod's scratch directory (removed with the pod).
+    pub(super) dir: &'a Path,
 }
 
 /// The program-specific part of a launch.
@@ -84,6 +87,9 @@ pub(super) fn prepare_container(
             path,
             args: default_args,
         } => binary_launch(path, default_args, &command, args),
+        Program::Script(image) => {
+            script_launch(image, &command, args, &mut env, setup)?
+        }
         Program::Postgres { bindir } => {
             let run = PostgresRun {
                 bindir,
@@ -173,6 +179,84 @@ fn binary_launch(
         path_prefix: dir,
         stop_signal: Signal::TERM,
     }
+}
+
+/// A script image's command, run here: its first word resolved to a local
+/// program (see [`ScriptImage`]), the image's interpreters linked into
+/// `<pod>/bin`, which leads the default `PATH`. The environment gets what
+/// an image and kubelet add (`PATH`, `HOME` in the pod's scratch space,
+/// `HOSTNAME`) unless the container sets them, nothing else.
+fn script_launch(
+    image: &ScriptImage,
+    command: &[String],
+    args: Vec<String>,
+    env: &mut Vec<(String, String)>,
+    setup: PodSetup<'_>,
+) -> Result<Launch, ContainerError> {
+    let bin = setup.dir.join("bin");
+    let home = setup.dir.join("home");
+    let failed = |e: std::io::Error| {
+        (
+            "CreateContainerError".to_owned(),
+            format!("preparing {}: {e}", bin.display()),
+        )
+    };
+    std::fs::create_dir_all(&home).map_err(failed)?;
+    std::fs::create_dir_all(&bin).map_err(failed)?;
+    for (name, program) in &image.interpreters {
+        let link = bin.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(program, &link).map_err(failed)?;
+        }
+    }
+    let mut defaults = vec![
+        (
+            "PATH".to_owned(),
+            format!("{}:{DEFAULT_PATH}", bin.display()),
+        ),
+        ("HOME".to_owned(), home.display().to_string()),
+        ("HOSTNAME".to_owned(), setup.fields.name.clone()),
+    ];
+    defaults.retain(|(name, _)| !env.iter().any(|(n, _)| n == name));
+    let path = defaults
+        .iter()
+        .chain(env.iter())
+        .rev()
+        .find(|(n, _)| n == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    env.splice(0..0, defaults);
+    let mut words: Vec<String> = if command.is_empty() {
+        image.default_command.clone()
+    } else {
+        command.to_vec()
+    };
+    words.extend(args);
+    let first = words.first().cloned().unwrap_or_default();
+    let program = resolve_script_program(image, &first, &path);
+    Ok(Launch {
+        program,
+        args: words.into_iter().skip(1).collect(),
+        prepare: Prepare::Nothing,
+        run_as: None,
+        path_prefix: vec![bin],
+        stop_signal: Signal::TERM,
+    })
+}
+
+/// The `PATH` of a script container that sets none.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// The local program for the first word of a script container's command.
+fn resolve_script_program(image: &ScriptImage, word: &str, path: &str) -> PathBuf {
+    let base = word.rsplit('/').next().unwrap_or(word);
+    if let Some((_, local)) = image.interpreters.iter().find(|(n, _)| n == base) {
+        return local.clone();
+    }
+    if word.contains('/') {
+        return PathBuf::from(word);
+    }
+    find_in_path(word, path).unwrap_or_else(|| PathBuf::from(word))
 }
 
 /// A real PostgreSQL started as the official image starts it.

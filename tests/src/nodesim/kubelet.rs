@@ -2,7 +2,7 @@
 //! instant stand-ins; each container is prepared in `container`), its
 //! volumes and token into host directories; the status is `podstatus`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use kube::ResourceExt;
 
 use super::container::{PodSetup, prepare_container};
 use super::env::{ConfigLookup, PodFields};
-use super::process::{LaunchSpec, RunState, Supervisor, now};
+use super::process::{LaunchSpec, RestartPolicy, Supervisor, now};
 use super::rewrite::ServiceResolver;
 use super::{NodeSimConfig, Program};
 
@@ -116,7 +116,20 @@ pub enum Slot {
     },
 }
 
-/// A pod this node runs.
+/// A container prepared but not started: it waits for the init
+/// containers before it.
+#[derive(Debug)]
+pub struct Prepared {
+    /// Container name.
+    pub name: String,
+    /// Image.
+    pub image: String,
+    /// How it launches, `None` for an instant one.
+    pub launch: Option<LaunchSpec>,
+}
+
+/// A pod this node runs. Its init containers run one after the other, each
+/// once the one before it completed; then its containers start together.
 #[derive(Debug)]
 pub struct PodRuntime {
     /// Namespace.
@@ -127,12 +140,29 @@ pub struct PodRuntime {
     pub ip: Ipv4Addr,
     /// When the node took the pod.
     pub started: Time,
+    /// The same, for `activeDeadlineSeconds`.
+    pub began: std::time::Instant,
     /// Where its volumes live.
     pub dir: PathBuf,
-    /// Containers, once they could be created.
+    /// Names and images of the init containers, in spec order.
+    pub init_names: Vec<(String, String)>,
+    /// Init containers started so far, in spec order.
+    pub init_slots: Vec<Slot>,
+    /// Init containers still to run, the next first.
+    pub pending_init: VecDeque<Prepared>,
+    /// Containers, once started.
     pub slots: Vec<Slot>,
+    /// Containers waiting for the init containers.
+    pub pending: Vec<Prepared>,
     /// Why the containers cannot be created yet: (container, reason, message).
     pub waiting: Vec<(String, String, String)>,
+    /// Whether a failed init container runs again (not under `Never`).
+    pub restart: RestartPolicy,
+    /// Set when the node ended the pod itself: (reason, message), e.g.
+    /// `DeadlineExceeded`.
+    pub ended: Option<(String, String)>,
+    /// Notified on container state changes.
+    pub(super) changed: Arc<tokio::sync::Notify>,
 }
 
 /// The path of a container's log file.
@@ -146,7 +176,11 @@ pub fn log_path(logs: &Path, namespace: &str, pod: &str, uid: &str, container: &
 /// no `/`, the start of the image's last path segment (so `atoll-instance`
 /// matches `registry.example.com/acme/atoll-instance:0.1.0`).
 pub fn program_for<'c>(config: &'c NodeSimConfig, image: &str) -> Option<&'c Program> {
-    let image = normalize_image(image);
+    let mut image = normalize_image(image);
+    // `ubuntu` is `ubuntu:latest`.
+    if !image.rsplit('/').next().unwrap_or("").contains([':', '@']) {
+        image.push_str(":latest");
+    }
     let last_segment = image.rsplit('/').next().unwrap_or(&image);
     config
         .images
@@ -293,8 +327,10 @@ fn write_files(
     Ok(())
 }
 
-/// Starts (or retries starting) a pod. Containers whose configuration fails
-/// leave the pod waiting, as kubelet's `CreateContainerConfigError` does.
+/// Starts (or retries starting) a pod: prepares every container, then
+/// runs the first init container (or the containers, without any).
+/// Containers whose configuration fails leave the pod waiting, as
+/// kubelet's `CreateContainerConfigError` does.
 pub fn start_pod(
     pod: &Pod,
     ip: Ipv4Addr,
@@ -305,20 +341,28 @@ pub fn start_pod(
     let uid = pod.uid().unwrap_or_default();
     let namespace = pod.namespace().unwrap_or_default();
     let dir = config.state_dir.join("pods").join(&uid);
+    let spec = pod.spec.clone().unwrap_or_default();
+    let restart = RestartPolicy::parse(spec.restart_policy.as_deref());
     let mut runtime = PodRuntime {
         namespace: namespace.clone(),
         name: pod.name_any(),
         ip,
         started: now(),
+        began: std::time::Instant::now(),
         dir: dir.clone(),
+        init_names: image_names(spec.init_containers.iter().flatten()),
+        init_slots: Vec::new(),
+        pending_init: VecDeque::new(),
         slots: Vec::new(),
+        pending: Vec::new(),
         waiting: Vec::new(),
+        restart,
+        ended: None,
+        changed: changed.clone(),
     };
-    let Some(spec) = pod.spec.as_ref() else {
-        return runtime;
-    };
+    let all = || spec.init_containers.iter().flatten().chain(&spec.containers);
     let wait_all = |runtime: &mut PodRuntime, message: String| {
-        for c in &spec.containers {
+        for c in all() {
             let reason = "ContainerCreating".to_owned();
             runtime
                 .waiting
@@ -355,12 +399,26 @@ pub fn start_pod(
         fields: &fields,
         volumes: &volumes,
         api: api.as_ref(),
+        dir: &dir,
     };
-    let mut launches = Vec::new();
-    for container in &spec.containers {
+    for (init, container) in all().enumerate().map(|(i, c)| (i < runtime.init_names.len(), c)) {
         let image = container.image.clone().unwrap_or_default();
         match prepare_container(pod, container, setup, config, ctx) {
-            Ok(launch) => launches.push((container.name.clone(), image, launch)),
+            Ok(mut launch) => {
+                if let (true, Some(launch)) = (init, launch.as_mut()) {
+                    launch.restart = init_restart(restart);
+                }
+                let prepared = Prepared {
+                    name: container.name.clone(),
+                    image,
+                    launch,
+                };
+                if init {
+                    runtime.pending_init.push_back(prepared);
+                } else {
+                    runtime.pending.push(prepared);
+                }
+            }
             Err((reason, message)) => {
                 runtime
                     .waiting
@@ -368,10 +426,38 @@ pub fn start_pod(
             }
         }
     }
-    if runtime.waiting.is_empty() {
-        runtime.slots = launch(launches, changed);
+    if !runtime.waiting.is_empty() {
+        runtime.pending_init.clear();
+        runtime.pending.clear();
     }
+    if let Some(seconds) = spec.active_deadline_seconds.and_then(|s| u64::try_from(s).ok()) {
+        // Wakes the node when the deadline passes; the pass ends the pod.
+        let changed = changed.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+            changed.notify_one();
+        });
+    }
+    runtime.advance();
     runtime
+}
+
+/// Names and images of containers.
+fn image_names<'a>(
+    containers: impl Iterator<Item = &'a k8s_openapi::api::core::v1::Container>,
+) -> Vec<(String, String)> {
+    containers
+        .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+        .collect()
+}
+
+/// An init container runs again after a failure unless the pod's policy
+/// is `Never`; it never runs again after succeeding.
+fn init_restart(pod: RestartPolicy) -> RestartPolicy {
+    match pod {
+        RestartPolicy::Never => RestartPolicy::Never,
+        RestartPolicy::Always | RestartPolicy::OnFailure => RestartPolicy::OnFailure,
+    }
 }
 
 /// The pod's access to the API server (`None` without one); writes its
@@ -407,61 +493,6 @@ fn api_access(
         port,
         token_dir,
     }))
-}
-
-/// Starts the prepared containers: processes under supervision, instant
-/// ones as they are.
-fn launch(
-    launches: Vec<(String, String, Option<LaunchSpec>)>,
-    changed: &Arc<tokio::sync::Notify>,
-) -> Vec<Slot> {
-    launches
-        .into_iter()
-        .map(|(name, image, launch)| match launch {
-            None => Slot::Instant {
-                name,
-                image,
-                started_at: now(),
-            },
-            Some(spec) => Slot::Process {
-                name,
-                image,
-                supervisor: Supervisor::spawn(spec, changed.clone()),
-            },
-        })
-        .collect()
-}
-
-impl PodRuntime {
-    /// Stops every container (gracefully, in parallel) and removes the pod's
-    /// scratch directories.
-    pub async fn stop(self) {
-        let stops = self.slots.into_iter().filter_map(|slot| match slot {
-            Slot::Process { supervisor, .. } => Some(supervisor.stop()),
-            Slot::Instant { .. } => None,
-        });
-        futures::future::join_all(stops).await;
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-
-    /// Whether the containers still wait to be created.
-    pub fn is_waiting(&self) -> bool {
-        !self.waiting.is_empty()
-    }
-
-    /// The process ids of the running containers.
-    pub fn pids(&self) -> Vec<u32> {
-        self.slots
-            .iter()
-            .filter_map(|s| match s {
-                Slot::Process { supervisor, .. } => match supervisor.state().current {
-                    RunState::Running { pid, .. } => Some(pid),
-                    _ => None,
-                },
-                Slot::Instant { .. } => None,
-            })
-            .collect()
-    }
 }
 
 pub use super::podstatus::pod_status;

@@ -72,12 +72,16 @@ pub fn tail(text: &str, n: Option<u64>) -> &str {
 }
 
 impl PodLogSource {
-    fn running(&self, namespace: &str, pod: &str) -> bool {
+    /// Whether the container's log may still grow: the pod runs here and
+    /// the container has not ended for good (one not started yet counts as
+    /// running: its log is about to begin).
+    fn running(&self, namespace: &str, pod: &str, container: &str) -> bool {
         self.shared
             .pods
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&(namespace.to_owned(), pod.to_owned()))
+            .get(&(namespace.to_owned(), pod.to_owned()))
+            .is_some_and(|info| !info.finished.iter().any(|c| c == container))
     }
 }
 
@@ -110,20 +114,25 @@ impl PodLogs for PodLogSource {
             return Ok(head.boxed());
         }
         let source = self.clone();
+        let name = container.to_owned();
         let follow = futures::stream::unfold((file, offset), move |(file, offset)| {
             let source = source.clone();
             let (namespace, pod) = (request.namespace.clone(), request.pod.clone());
+            let container = name.clone();
             async move {
                 loop {
+                    // Asked before reading: a line written after the read
+                    // is still sent when the container ends just after.
+                    let running = source.running(&namespace, &pod, &container);
                     let data = std::fs::read(&file).ok()?;
                     if (data.len() as u64) > offset {
                         let chunk = Bytes::copy_from_slice(&data[offset as usize..]);
                         return Some((chunk, (file, data.len() as u64)));
                     }
-                    if !source.running(&namespace, &pod) {
+                    if !running {
                         return None;
                     }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
         });

@@ -65,6 +65,7 @@ pub mod proxy;
 pub mod registration;
 pub mod rewrite;
 pub mod services;
+mod stages;
 pub mod status;
 pub mod testserver;
 mod volumes;
@@ -134,6 +135,8 @@ pub enum NodeSimError {
 struct PodInfo {
     ip: Option<Ipv4Addr>,
     pids: Vec<u32>,
+    /// Containers that ended for good (their logs are complete).
+    finished: Vec<String>,
 }
 
 #[derive(Debug)]

@@ -39,7 +39,8 @@ impl Node {
             .collect();
         self.stop_unwanted(pods, &live);
         self.confirm_never_ran(pods, scope).await;
-        let started = self.start_pods(&live, scope).await;
+        let mut started = self.start_pods(&live, scope).await;
+        self.advance_pods(&live, &mut started);
         self.report_pods(&live, &started, scope).await;
     }
 
@@ -140,11 +141,25 @@ impl Node {
                 kubelet::start_pod(pod, ip, &self.config, &ctx, &self.containers_changed);
             if let Some(old) = self.runtimes.remove(uid) {
                 runtime.started = old.started;
+                runtime.began = old.began;
             }
             self.runtimes.insert(uid.clone(), runtime);
             started.insert(uid.clone());
         }
         started
+    }
+
+    /// Runs the next init container (or the containers) of pods whose
+    /// init container completed, and ends pods past their
+    /// `activeDeadlineSeconds`; adds the uids of pods that changed.
+    fn advance_pods(&mut self, live: &Live<'_>, changed: &mut BTreeSet<String>) {
+        for (uid, runtime) in &mut self.runtimes {
+            let Some(pod) = live.get(uid) else { continue };
+            let deadline = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds);
+            if runtime.check_deadline(deadline) | runtime.advance() {
+                changed.insert(uid.clone());
+            }
+        }
     }
 
     /// A pod address free on the pod's container ports (instant mode, with
@@ -186,30 +201,41 @@ impl Node {
         }
     }
 
-    /// Writes the status of the pods this pass concerns and publishes the
-    /// addresses and processes of all.
+    /// Publishes the addresses and processes of all pods (first, so that a
+    /// client that saw a status finds what it describes), then writes the
+    /// status of the pods this pass concerns.
     async fn report_pods(&self, live: &Live<'_>, started: &BTreeSet<String>, scope: &PassScope) {
-        let mut index = HashMap::new();
+        let index = self
+            .runtimes
+            .values()
+            .map(|runtime| {
+                let key = (runtime.namespace.clone(), runtime.name.clone());
+                let info = PodInfo {
+                    ip: Some(runtime.ip),
+                    pids: runtime.pids(),
+                    finished: runtime.finished_containers(),
+                };
+                (key, info)
+            })
+            .collect();
+        *self.shared.pods.lock().unwrap_or_else(|e| e.into_inner()) = index;
         for (uid, runtime) in &self.runtimes {
             let key = (runtime.namespace.clone(), runtime.name.clone());
-            let info = PodInfo {
-                ip: Some(runtime.ip),
-                pids: runtime.pids(),
-            };
-            index.insert(key.clone(), info);
             let Some(pod) = live.get(uid) else { continue };
-            let has_processes = runtime
-                .slots
-                .iter()
-                .any(|s| matches!(s, kubelet::Slot::Process { .. }));
             let wanted = scope.full()
                 || started.contains(uid)
-                || (scope.containers && has_processes)
+                || (scope.containers && runtime.has_processes())
                 || scope.dirty.pods.contains(&key);
             if !wanted {
                 continue;
             }
-            let status = kubelet::pod_status(runtime, pod.status.as_ref());
+            let images: Vec<(String, String)> = pod
+                .spec
+                .iter()
+                .flat_map(|s| &s.containers)
+                .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+                .collect();
+            let status = kubelet::pod_status(runtime, &images, pod.status.as_ref());
             let existing = pod
                 .status
                 .as_ref()
@@ -224,6 +250,5 @@ impl Node {
             )
             .await;
         }
-        *self.shared.pods.lock().unwrap_or_else(|e| e.into_inner()) = index;
     }
 }

@@ -70,60 +70,134 @@ struct Progress {
     all_succeeded: bool,
 }
 
+/// A container that has not started: waiting with `reason`.
+fn not_started(name: &str, image: &str, reason: &str, message: Option<String>) -> ContainerStatus {
+    ContainerStatus {
+        name: name.to_owned(),
+        image: image.to_owned(),
+        state: Some(waiting(reason, message)),
+        started: Some(false),
+        ..ContainerStatus::default()
+    }
+}
+
+/// The status of a started container; tallies `progress`.
+fn slot_status(slot: &Slot, init: bool, progress: &mut Progress) -> ContainerStatus {
+    match slot {
+        Slot::Instant {
+            name,
+            image,
+            started_at,
+        } => {
+            progress.any_started = true;
+            if init {
+                return instant_init_status(name, image, started_at);
+            }
+            progress.all_final = false;
+            instant_status(name, image, started_at)
+        }
+        Slot::Process {
+            name,
+            image,
+            supervisor,
+        } => {
+            let state = supervisor.state();
+            match &state.current {
+                RunState::Terminated(t) => {
+                    progress.any_started = true;
+                    progress.all_succeeded &= t.exit_code == 0;
+                }
+                RunState::Running { .. } => {
+                    progress.any_started = true;
+                    progress.all_final = false;
+                }
+                RunState::Waiting { .. } => {
+                    progress.any_started |= state.restart_count > 0;
+                    progress.all_final = false;
+                }
+            }
+            let mut status = container_status(name, image, &state);
+            if init {
+                // kubelet reports a completed init container ready.
+                status.ready = matches!(&state.current, RunState::Terminated(t) if t.exit_code == 0);
+            }
+            status
+        }
+    }
+}
+
 /// The status of each container, sorted by name, and how far they got.
-fn container_statuses(runtime: &PodRuntime) -> (Vec<ContainerStatus>, Progress) {
+fn container_statuses(runtime: &PodRuntime, images: &[(String, String)]) -> (Vec<ContainerStatus>, Progress) {
     let mut statuses = Vec::new();
     let mut progress = Progress {
         any_started: false,
         all_final: true,
         all_succeeded: true,
     };
-    for (name, reason, message) in &runtime.waiting {
+    let is_main = |name: &String| images.iter().any(|(n, _)| n == name);
+    for (name, reason, message) in runtime.waiting.iter().filter(|w| is_main(&w.0)) {
         progress.all_final = false;
-        statuses.push(ContainerStatus {
-            name: name.clone(),
-            state: Some(waiting(reason, Some(message.clone()))),
-            started: Some(false),
-            ..ContainerStatus::default()
-        });
+        let image = images.iter().find(|(n, _)| n == name).map(|(_, i)| i.as_str());
+        statuses.push(not_started(name, image.unwrap_or(""), reason, Some(message.clone())));
     }
     for slot in &runtime.slots {
-        match slot {
-            Slot::Instant {
-                name,
-                image,
-                started_at,
-            } => {
-                progress.any_started = true;
-                progress.all_final = false;
-                statuses.push(instant_status(name, image, started_at));
-            }
-            Slot::Process {
-                name,
-                image,
-                supervisor,
-            } => {
-                let state = supervisor.state();
-                match &state.current {
-                    RunState::Terminated(t) => {
-                        progress.any_started = true;
-                        progress.all_succeeded &= t.exit_code == 0;
-                    }
-                    RunState::Running { .. } => {
-                        progress.any_started = true;
-                        progress.all_final = false;
-                    }
-                    RunState::Waiting { .. } => {
-                        progress.any_started |= state.restart_count > 0;
-                        progress.all_final = false;
-                    }
-                }
-                statuses.push(container_status(name, image, &state));
-            }
+        statuses.push(slot_status(slot, false, &mut progress));
+    }
+    if runtime.slots.is_empty() && runtime.waiting.is_empty() {
+        // Waiting for the init containers.
+        progress.all_final = false;
+        for (name, image) in images {
+            statuses.push(not_started(name, image, "PodInitializing", None));
         }
     }
     statuses.sort_by(|a, b| a.name.cmp(&b.name));
     (statuses, progress)
+}
+
+/// The status of each init container, in spec order.
+fn init_statuses(runtime: &PodRuntime) -> Vec<ContainerStatus> {
+    let mut progress = Progress {
+        any_started: false,
+        all_final: true,
+        all_succeeded: true,
+    };
+    runtime
+        .init_names
+        .iter()
+        .enumerate()
+        .map(|(i, (name, image))| {
+            if let Some(slot) = runtime.init_slots.get(i) {
+                return slot_status(slot, true, &mut progress);
+            }
+            match runtime.waiting.iter().find(|w| &w.0 == name) {
+                Some((_, reason, message)) => {
+                    not_started(name, image, reason, Some(message.clone()))
+                }
+                None => not_started(name, image, "PodInitializing", None),
+            }
+        })
+        .collect()
+}
+
+/// An instant init container: completed as soon as it "started".
+fn instant_init_status(name: &str, image: &str, started_at: &Time) -> ContainerStatus {
+    let done = Termination {
+        exit_code: 0,
+        signal: None,
+        reason: "Completed".to_owned(),
+        message: None,
+        started_at: Some(started_at.clone()),
+        finished_at: started_at.clone(),
+    };
+    ContainerStatus {
+        name: name.to_owned(),
+        image: image.to_owned(),
+        ready: true,
+        started: Some(false),
+        container_id: Some("nodesim://instant".to_owned()),
+        state: Some(terminated(&done, None)),
+        ..ContainerStatus::default()
+    }
 }
 
 /// An instant container: running and ready since it "started".
@@ -144,12 +218,28 @@ fn instant_status(name: &str, image: &str, started_at: &Time) -> ContainerStatus
     }
 }
 
+/// `containers with {what} status: [a b]`, kubelet's condition message.
+fn names_message(what: &str, names: &[&str]) -> Option<String> {
+    (!names.is_empty()).then(|| format!("containers with {what} status: [{}]", names.join(" ")))
+}
+
 /// The Pod status for a runtime, keeping condition transition times from
-/// `previous` where nothing changed.
-pub fn pod_status(runtime: &PodRuntime, previous: Option<&PodStatus>) -> PodStatus {
-    let (statuses, progress) = container_statuses(runtime);
+/// `previous` where nothing changed. `images` are the names and images of
+/// the pod's containers, in spec order.
+pub fn pod_status(
+    runtime: &PodRuntime,
+    images: &[(String, String)],
+    previous: Option<&PodStatus>,
+) -> PodStatus {
+    let (statuses, progress) = container_statuses(runtime, images);
+    let init = init_statuses(runtime);
     let all_ready = !statuses.is_empty() && statuses.iter().all(|s| s.ready);
-    let phase = if progress.all_final && !statuses.is_empty() {
+    let initialized = runtime.initialized() && runtime.waiting.is_empty();
+    let phase = if let Some(phase) = runtime.final_phase() {
+        phase
+    } else if !initialized || !runtime.pending.is_empty() {
+        "Pending"
+    } else if progress.all_final && !statuses.is_empty() {
         if progress.all_succeeded {
             "Succeeded"
         } else {
@@ -160,9 +250,19 @@ pub fn pod_status(runtime: &PodRuntime, previous: Option<&PodStatus>) -> PodStat
     } else {
         "Pending"
     };
+    let unready: Vec<&str> = statuses
+        .iter()
+        .filter(|s| !s.ready)
+        .map(|s| s.name.as_str())
+        .collect();
+    let incomplete: Vec<&str> = init
+        .iter()
+        .filter(|s| !s.ready)
+        .map(|s| s.name.as_str())
+        .collect();
     let now = now();
     let prev = previous.and_then(|p| p.conditions.as_ref());
-    let condition = |type_: &str, ok: bool, reason: Option<&str>| {
+    let condition = |type_: &str, ok: bool, reason: Option<&str>, message: &Option<String>| {
         let status = if ok { "True" } else { "False" }.to_owned();
         let last_transition_time = prev
             .and_then(|c| c.iter().find(|c| c.type_ == type_ && c.status == status))
@@ -172,23 +272,48 @@ pub fn pod_status(runtime: &PodRuntime, previous: Option<&PodStatus>) -> PodStat
             type_: type_.to_owned(),
             status,
             reason: reason.map(str::to_owned),
+            message: message.clone(),
             last_transition_time: Some(last_transition_time),
             ..PodCondition::default()
         }
     };
-    let not_ready = (!all_ready).then_some("ContainersNotReady");
+    let completed = phase == "Succeeded";
+    let not_ready = if completed {
+        Some("PodCompleted")
+    } else {
+        (!all_ready).then_some("ContainersNotReady")
+    };
+    let unready_message = (!completed && !all_ready)
+        .then(|| names_message("unready", &unready))
+        .flatten();
+    let not_initialized = if completed {
+        Some("PodCompleted")
+    } else {
+        (!incomplete.is_empty()).then_some("ContainersNotInitialized")
+    };
+    let incomplete_message = (!completed)
+        .then(|| names_message("incomplete", &incomplete))
+        .flatten();
     let scheduled_ok = true;
     let ip = runtime.ip.to_string();
     PodStatus {
         phase: Some(phase.to_owned()),
         conditions: Some(vec![
-            condition("PodReadyToStartContainers", true, None),
-            condition("Initialized", true, None),
-            condition("Ready", all_ready, not_ready),
-            condition("ContainersReady", all_ready, not_ready),
-            condition("PodScheduled", scheduled_ok, None),
+            condition("PodReadyToStartContainers", true, None, &None),
+            condition(
+                "Initialized",
+                incomplete.is_empty(),
+                not_initialized,
+                &incomplete_message,
+            ),
+            condition("Ready", all_ready, not_ready, &unready_message),
+            condition("ContainersReady", all_ready, not_ready, &unready_message),
+            condition("PodScheduled", scheduled_ok, None, &None),
         ]),
+        reason: runtime.ended.as_ref().map(|(reason, _)| reason.clone()),
+        message: runtime.ended.as_ref().map(|(_, message)| message.clone()),
         container_statuses: Some(statuses),
+        init_container_statuses: (!init.is_empty()).then_some(init),
         host_ip: Some("127.0.0.1".to_owned()),
         host_ips: Some(vec![HostIP {
             ip: "127.0.0.1".to_owned(),

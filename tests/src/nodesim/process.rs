@@ -240,6 +240,12 @@ impl Supervisor {
         self.state.clone()
     }
 
+    /// Asks the container to stop (as [`Supervisor::stop`]) without waiting:
+    /// its state turns `Terminated` once its process group is gone.
+    pub fn request_stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
     /// Stops the container (SIGTERM, SIGKILL after the grace period) and waits
     /// until its process group is gone.
     pub async fn stop(mut self) {

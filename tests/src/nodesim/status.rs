@@ -94,8 +94,11 @@ pub(super) const STATEFULSET_STATUS: &[&str] = &[
 ];
 pub(super) const POD_STATUS: &[&str] = &[
     "phase",
+    "reason",
+    "message",
     "conditions",
     "containerStatuses",
+    "initContainerStatuses",
     "podIP",
     "podIPs",
     "hostIP",

@@ -65,6 +65,9 @@ impl Store {
             self.refresh_custom_types();
             self.purge_custom_objects(&old);
         }
+        if super::quota::counted(kind) && !namespace.is_empty() {
+            self.refresh_quotas(namespace);
+        }
     }
 
     fn purge_custom_objects(&mut self, crd: &Value) {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::quota;
 use super::{
     Store, WriteOptions, Written, finalizers, meta_mut, name_of, now, present, served,
     spec_changed, unchanged,
@@ -192,6 +193,9 @@ impl Store {
         let new = conversion::to_storage(rt, new);
         let new = self.normalise(rt, (namespace, name), old.as_deref(), new, options.part);
         let mut new = self.validate(rt, name, old.as_ref(), new, options.strict)?;
+        if old.is_none() && quota::is_pods(rt) {
+            self.admit_pod(namespace, name, &mut new)?;
+        }
         if let Some(old) = &old {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
             let bumped = if spec_changed(old, &new) {
@@ -357,6 +361,9 @@ impl Store {
         }
         if rt.group == "apiextensions.k8s.io" {
             self.refresh_custom_types();
+        }
+        if quota::counted(&rt.store_key()) {
+            self.refresh_quotas(namespace);
         }
         Written {
             object: served(&stored, rt),
