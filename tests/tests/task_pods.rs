@@ -33,8 +33,7 @@ const NS: &str = "tasks";
 /// ServiceAccount admission needs it).
 async fn start(kind: ClusterKind) -> (TestCluster, NodeSim, Client) {
     let cluster = TestCluster::start(kind).await.expect("cluster starts");
-    let config = NodeSimConfig::new(cluster.dir().join("node"))
-        .script_images();
+    let config = NodeSimConfig::new(cluster.dir().join("node")).script_images();
     let node = cluster.start_node(config).await.expect("nodesim starts");
     let client = cluster.client();
     namespace(&client, NS).await;
@@ -97,7 +96,11 @@ fn fetch() -> Value {
 }
 
 fn upload() -> Value {
-    container("upload", "alpine:3", &["/bin/sh", "-c", "cat /work/out.txt"])
+    container(
+        "upload",
+        "alpine:3",
+        &["/bin/sh", "-c", "cat /work/out.txt"],
+    )
 }
 
 async fn create(client: &Client, pod: &Pod) {
@@ -147,7 +150,13 @@ fn exit(pod: &Pod, name: &str) -> Option<(i32, String)> {
 }
 
 fn waiting_reason(pod: &Pod, name: &str) -> Option<String> {
-    status(pod, name)?.state.as_ref()?.waiting.as_ref()?.reason.clone()
+    status(pod, name)?
+        .state
+        .as_ref()?
+        .waiting
+        .as_ref()?
+        .reason
+        .clone()
 }
 
 /// Follows a container's log, line by line: through the API's pod `log`
@@ -218,42 +227,81 @@ async fn init_containers_run_in_order_and_logs_follow_live(kind: ClusterKind) {
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "DECLARED", "value": "yes"}
     ]);
-    create(&client, &task_pod("run-1", vec![fetch(), task], vec![upload()])).await;
+    create(
+        &client,
+        &task_pod("run-1", vec![fetch(), task], vec![upload()]),
+    )
+    .await;
     let pod = pod_where(&client, "run-1", "task running", |p| running(p, "task")).await;
     assert_eq!(exit(&pod, "fetch"), Some((0, "Completed".to_owned())));
     assert_eq!(phase(&pod), "Pending", "init containers still run");
-    assert_eq!(waiting_reason(&pod, "upload").as_deref(), Some("PodInitializing"));
+    assert_eq!(
+        waiting_reason(&pod, "upload").as_deref(),
+        Some("PodInitializing")
+    );
     let mut lines = follow(&cluster, &node, "run-1", "task").await;
     assert_eq!(next_line(&mut lines).await.as_deref(), Some("read hi"));
     // The line came while the task still runs: it waits for the gate.
     let pod = pod_where(&client, "run-1", "task pod", |_| true).await;
-    assert!(running(&pod, "task"), "the line arrived before the task ended");
+    assert!(
+        running(&pod, "task"),
+        "the line arrived before the task ended"
+    );
     std::fs::write(&gate, "").expect("gate written");
     let env_line = next_line(&mut lines).await.expect("env line");
     assert_eq!(next_line(&mut lines).await.as_deref(), Some("token False"));
-    assert_eq!(next_line(&mut lines).await, None, "the log ends with the task");
+    assert_eq!(
+        next_line(&mut lines).await,
+        None,
+        "the log ends with the task"
+    );
     let names: Vec<&str> = env_line.trim_start_matches("env ").split(',').collect();
     for declared in ["GATE", "PYTHONUNBUFFERED", "DECLARED"] {
         assert!(names.contains(&declared), "{declared} missing in {names:?}");
     }
     let allowed = |n: &&str| {
-        ["GATE", "PYTHONUNBUFFERED", "DECLARED", "PATH", "HOME", "HOSTNAME", "LC_CTYPE"]
-            .contains(n)
+        [
+            "GATE",
+            "PYTHONUNBUFFERED",
+            "DECLARED",
+            "PATH",
+            "HOME",
+            "HOSTNAME",
+            "LC_CTYPE",
+        ]
+        .contains(n)
             || n.starts_with("KUBERNETES_")
     };
     let undeclared: Vec<&&str> = names.iter().filter(|n| !allowed(n)).collect();
-    assert!(undeclared.is_empty(), "undeclared env in the task: {undeclared:?}");
-    let pod = pod_where(&client, "run-1", "pod Succeeded", |p| phase(p) == "Succeeded").await;
+    assert!(
+        undeclared.is_empty(),
+        "undeclared env in the task: {undeclared:?}"
+    );
+    let pod = pod_where(&client, "run-1", "pod Succeeded", |p| {
+        phase(p) == "Succeeded"
+    })
+    .await;
     for name in ["fetch", "task", "upload"] {
-        assert_eq!(exit(&pod, name), Some((0, "Completed".to_owned())), "{name}");
+        assert_eq!(
+            exit(&pod, name),
+            Some((0, "Completed".to_owned())),
+            "{name}"
+        );
     }
     let started = |name: &str| {
         let t = status(&pod, name)?.state.as_ref()?.terminated.as_ref()?;
         Some((t.started_at.clone()?.0, t.finished_at.clone()?.0))
     };
     let (fetch, task, upload) = (started("fetch"), started("task"), started("upload"));
-    let (fetch, task, upload) = (fetch.expect("fetch"), task.expect("task"), upload.expect("upload"));
-    assert!(fetch.1 <= task.0 && task.1 <= upload.0, "order: {fetch:?} {task:?} {upload:?}");
+    let (fetch, task, upload) = (
+        fetch.expect("fetch"),
+        task.expect("task"),
+        upload.expect("upload"),
+    );
+    assert!(
+        fetch.1 <= task.0 && task.1 <= upload.0,
+        "order: {fetch:?} {task:?} {upload:?}"
+    );
     let upload_log = node.logs(NS, "run-1", Some("upload")).expect("upload log");
     assert_eq!(upload_log, "HI\n");
     cluster.stop().await.expect("cluster stops");
@@ -261,10 +309,22 @@ async fn init_containers_run_in_order_and_logs_follow_live(kind: ClusterKind) {
 
 async fn failures_deadlines_and_deletion(kind: ClusterKind) {
     let (cluster, _node, client) = start(kind).await;
-    let failing = container("task", "bash:5", &["/bin/sh", "-c", "echo oops >&2; exit 3"]);
-    create(&client, &task_pod("fails", vec![fetch(), failing], vec![upload()])).await;
+    let failing = container(
+        "task",
+        "bash:5",
+        &["/bin/sh", "-c", "echo oops >&2; exit 3"],
+    );
+    create(
+        &client,
+        &task_pod("fails", vec![fetch(), failing], vec![upload()]),
+    )
+    .await;
     let slow = container("task", "ubuntu", &["/bin/sh", "-c", "sleep 300"]);
-    create(&client, &task_pod("slow", vec![slow.clone()], vec![upload()])).await;
+    create(
+        &client,
+        &task_pod("slow", vec![slow.clone()], vec![upload()]),
+    )
+    .await;
     let mut deadline = task_pod("deadline", vec![slow], vec![upload()]);
     deadline
         .spec
@@ -273,22 +333,53 @@ async fn failures_deadlines_and_deletion(kind: ClusterKind) {
         .active_deadline_seconds = Some(2);
     create(&client, &deadline).await;
 
+    let unknown = container("task", "registry.example.com/nosuch:1", &["run"]);
+    create(
+        &client,
+        &task_pod("unknown", vec![fetch(), unknown], vec![upload()]),
+    )
+    .await;
+
     let pod = pod_where(&client, "fails", "pod Failed", |p| phase(p) == "Failed").await;
     assert_eq!(exit(&pod, "task"), Some((3, "Error".to_owned())));
-    assert_eq!(waiting_reason(&pod, "upload").as_deref(), Some("PodInitializing"));
-
-    let pod = pod_where(&client, "deadline", "DeadlineExceeded", |p| phase(p) == "Failed").await;
-    let elapsed = pod_age(&pod);
-    let status = pod.status.clone().expect("status");
-    assert_eq!(status.reason.as_deref(), Some("DeadlineExceeded"));
     assert_eq!(
-        status.message.as_deref(),
+        waiting_reason(&pod, "upload").as_deref(),
+        Some("PodInitializing")
+    );
+
+    let pod = pod_where(&client, "deadline", "DeadlineExceeded", |p| {
+        phase(p) == "Failed"
+    })
+    .await;
+    let elapsed = pod_age(&pod);
+    let pod_status = pod.status.clone().expect("status");
+    assert_eq!(pod_status.reason.as_deref(), Some("DeadlineExceeded"));
+    assert_eq!(
+        pod_status.message.as_deref(),
         Some("Pod was active on the node longer than the specified deadline")
     );
     assert!(elapsed >= 2, "ended after {elapsed}s, before its deadline");
     // Then the task is stopped (the pod is Failed while it terminates).
     pod_where(&client, "deadline", "the task stopped", |p| {
         exit(p, "task").is_some_and(|(code, _)| code != 0)
+    })
+    .await;
+
+    // An image nodesim cannot run waits as an image kubelet cannot pull.
+    let pod = pod_where(&client, "unknown", "ErrImagePull", |p| {
+        waiting_reason(p, "task").as_deref() == Some("ErrImagePull")
+    })
+    .await;
+    assert_eq!(phase(&pod), "Pending");
+    let message = status(&pod, "task")
+        .and_then(|s| s.state.as_ref()?.waiting.as_ref()?.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.starts_with("failed to pull and unpack image \"registry.example.com/nosuch:1\""),
+        "{message}"
+    );
+    pod_where(&client, "unknown", "ImagePullBackOff", |p| {
+        waiting_reason(p, "task").as_deref() == Some("ImagePullBackOff")
     })
     .await;
 
@@ -300,7 +391,12 @@ async fn failures_deadlines_and_deletion(kind: ClusterKind) {
         .await
         .expect("pod deleted");
     eventually("the slow pod gone", LIMIT, || async {
-        api.get_opt("slow").await.ok().flatten().is_none().then_some(())
+        api.get_opt("slow")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
     })
     .await;
     assert!(!group_alive(pid), "the task's processes are gone");
@@ -375,16 +471,29 @@ async fn quota_refuses_pods_over_the_limit(kind: ClusterKind) {
         message,
         "pods \"three\" is forbidden: exceeded quota: tenant-quota, requested: pods=1, used: pods=2, limited: pods=2"
     );
-    let used = quotas.get("tenant-quota").await.expect("quota").status.and_then(|s| s.used);
+    let used = quotas
+        .get("tenant-quota")
+        .await
+        .expect("quota")
+        .status
+        .and_then(|s| s.used);
     let used = serde_json::to_value(used).expect("json");
     assert_eq!(used["pods"], "2");
     assert_eq!(used["limits.cpu"], "500m");
     assert_eq!(used["limits.memory"], "256Mi");
-    pods.delete("one", &DeleteParams::default()).await.expect("deleted");
+    pods.delete("one", &DeleteParams::default())
+        .await
+        .expect("deleted");
     let mut big = sleeper.clone();
     big["resources"]["limits"]["cpu"] = json!("2");
     let refused = eventually("room for one more pod", LIMIT, || async {
-        match pods.create(&PostParams::default(), &task_pod("big", vec![], vec![big.clone()])).await {
+        match pods
+            .create(
+                &PostParams::default(),
+                &task_pod("big", vec![], vec![big.clone()]),
+            )
+            .await
+        {
             Err(kube::Error::Api(s)) if s.message.contains("pods=2") => None,
             Err(kube::Error::Api(s)) => Some(s.message),
             other => panic!("expected a refusal, got {other:?}"),

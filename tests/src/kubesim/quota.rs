@@ -124,9 +124,9 @@ fn container_amounts(container: &Value, key: &str) -> Usage {
         }
     }
     for name in names {
-        let value = resources[key][name.as_str()]
-            .as_str()
-            .or_else(|| (key == "requests").then(|| resources["limits"][name.as_str()].as_str())?);
+        let value = resources[key][name.as_str()].as_str().or_else(|| {
+            (key == "requests").then(|| resources["limits"][name.as_str()].as_str())?
+        });
         if let Some(amount) = value.and_then(parse_quantity) {
             out.insert(name.clone(), amount);
         }
@@ -143,7 +143,11 @@ fn pod_amounts(pod: &Value, key: &str) -> Usage {
             add(&mut sum, &name, amount);
         }
     }
-    for c in pod["spec"]["initContainers"].as_array().into_iter().flatten() {
+    for c in pod["spec"]["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         for (name, amount) in container_amounts(c, key) {
             let entry = sum.entry(name).or_default();
             if amount.milli > entry.milli {
@@ -156,7 +160,10 @@ fn pod_amounts(pod: &Value, key: &str) -> Usage {
 
 /// Whether a pod is charged to quotas (not `Succeeded` or `Failed`).
 pub fn charged(pod: &Value) -> bool {
-    !matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+    !matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 /// What a pod is charged, under every name a quota may use.
@@ -181,8 +188,10 @@ pub fn pod_usage(pod: &Value) -> Usage {
 /// The resources a pod quota counts (others, such as `requests.storage`,
 /// belong to other kinds).
 pub fn counts_pods(resource: &str) -> bool {
-    matches!(resource, "pods" | "count/pods" | "cpu" | "memory" | "ephemeral-storage")
-        || resource.starts_with("requests.") && resource != "requests.storage"
+    matches!(
+        resource,
+        "pods" | "count/pods" | "cpu" | "memory" | "ephemeral-storage"
+    ) || resource.starts_with("requests.") && resource != "requests.storage"
         || resource.starts_with("limits.")
 }
 
@@ -199,11 +208,16 @@ pub fn missing_resources(pod: &Value, hard: &[String]) -> Option<String> {
             let (key, res) = match resource.split_once('.') {
                 Some(("requests", r)) if r != "storage" => ("requests", r),
                 Some(("limits", r)) => ("limits", r),
-                None if matches!(resource.as_str(), "cpu" | "memory") => ("requests", resource.as_str()),
+                None if matches!(resource.as_str(), "cpu" | "memory") => {
+                    ("requests", resource.as_str())
+                }
                 _ => continue,
             };
             if !container_amounts(c, key).contains_key(res) {
-                missing.entry(resource.clone()).or_default().push(name.clone());
+                missing
+                    .entry(resource.clone())
+                    .or_default()
+                    .push(name.clone());
             }
         }
     }
@@ -296,13 +310,16 @@ mod tests {
     #[test]
     fn a_pod_is_charged_its_containers_or_its_largest_init_container() {
         let pod = json!({"spec": {
-            "initContainers": [{"name": "i", "resources": {"limits": {"cpu": "2"}}}],
-            "containers": [
-                {"name": "a", "resources": {"limits": {"cpu": "500m", "memory": "128Mi"}}},
-                {"name": "b", "resources": {"requests": {"cpu": "250m"}, "limits": {"cpu": "1"}}},
-            ]}});
+        "initContainers": [{"name": "i", "resources": {"limits": {"cpu": "2"}}}],
+        "containers": [
+            {"name": "a", "resources": {"limits": {"cpu": "500m", "memory": "128Mi"}}},
+            {"name": "b", "resources": {"requests": {"cpu": "250m"}, "limits": {"cpu": "1"}}},
+        ]}});
         let usage = pod_usage(&pod);
-        assert_eq!(pretty(&usage), "count/pods=1,cpu=2,limits.cpu=2,limits.memory=128Mi,memory=128Mi,pods=1,requests.cpu=2,requests.memory=128Mi");
+        assert_eq!(
+            pretty(&usage),
+            "count/pods=1,cpu=2,limits.cpu=2,limits.memory=128Mi,memory=128Mi,pods=1,requests.cpu=2,requests.memory=128Mi"
+        );
         let hard = vec!["limits.memory".to_owned(), "pods".to_owned()];
         assert_eq!(
             missing_resources(&pod, &hard).as_deref(),

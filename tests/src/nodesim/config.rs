@@ -300,4 +300,33 @@ mod tests {
             Some(&Program::Instant)
         );
     }
+
+    #[test]
+    fn script_images_map_to_local_interpreters() {
+        let config = NodeSimConfig::new("/tmp/x").script_images();
+        let script = |image: &str| match kubelet::program_for(&config, image) {
+            Some(Program::Script(s)) => s.clone(),
+            other => panic!("{image}: {other:?}"),
+        };
+        let python = script("python:3.13-slim");
+        assert_eq!(python.default_command, ["python3"]);
+        assert!(python.interpreters.iter().any(|(n, _)| n == "python"));
+        for image in [
+            "ubuntu",
+            "bash:5",
+            "alpine:3.20",
+            "busybox",
+            "docker.io/library/debian:12",
+        ] {
+            let s = script(image);
+            assert!(
+                s.interpreters
+                    .iter()
+                    .any(|(n, p)| n == "sh" && p.ends_with("sh")),
+                "{image}"
+            );
+        }
+        assert_eq!(kubelet::program_for(&config, "nosuch/image:1"), None);
+        assert_eq!(kubelet::program_for(&config, "pythonic:1"), None);
+    }
 }

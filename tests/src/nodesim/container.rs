@@ -10,13 +10,13 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use rustix::process::Signal;
 
+use super::config::{ScriptImage, find_in_path};
 use super::env::{self, PodFields, resolve_env};
 use super::kubelet::{ApiAccess, PodContext, SERVICE_ACCOUNT_MOUNT, log_path, program_for};
 use super::postgres::{self, PostgresInit};
 use super::probe::ProbeSpec;
 use super::process::{LaunchSpec, Prepare, RestartPolicy};
 use super::rewrite::Rewriter;
-use super::config::{ScriptImage, find_in_path};
 use super::{NodeSimConfig, Program};
 
 /// Why a container cannot be created: (reason, message).
@@ -58,7 +58,9 @@ pub(super) fn prepare_container(
     let program = program_for(config, &image).ok_or_else(|| {
         (
             "ErrImagePull".to_owned(),
-            format!("nodesim has no mapping for image \"{image}\""),
+            format!(
+                "failed to pull and unpack image \"{image}\": nodesim has no image rule for it"
+            ),
         )
     })?;
     if matches!(program, Program::Instant) {
@@ -87,9 +89,7 @@ pub(super) fn prepare_container(
             path,
             args: default_args,
         } => binary_launch(path, default_args, &command, args),
-        Program::Script(image) => {
-            script_launch(image, &command, args, &mut env, setup)?
-        }
+        Program::Script(image) => script_launch(image, &command, args, &mut env, setup)?,
         Program::Postgres { bindir } => {
             let run = PostgresRun {
                 bindir,

@@ -360,7 +360,12 @@ pub fn start_pod(
         ended: None,
         changed: changed.clone(),
     };
-    let all = || spec.init_containers.iter().flatten().chain(&spec.containers);
+    let all = || {
+        spec.init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+    };
     let wait_all = |runtime: &mut PodRuntime, message: String| {
         for c in all() {
             let reason = "ContainerCreating".to_owned();
@@ -401,7 +406,10 @@ pub fn start_pod(
         api: api.as_ref(),
         dir: &dir,
     };
-    for (init, container) in all().enumerate().map(|(i, c)| (i < runtime.init_names.len(), c)) {
+    for (init, container) in all()
+        .enumerate()
+        .map(|(i, c)| (i < runtime.init_names.len(), c))
+    {
         let image = container.image.clone().unwrap_or_default();
         match prepare_container(pod, container, setup, config, ctx) {
             Ok(mut launch) => {
@@ -430,7 +438,10 @@ pub fn start_pod(
         runtime.pending_init.clear();
         runtime.pending.clear();
     }
-    if let Some(seconds) = spec.active_deadline_seconds.and_then(|s| u64::try_from(s).ok()) {
+    if let Some(seconds) = spec
+        .active_deadline_seconds
+        .and_then(|s| u64::try_from(s).ok())
+    {
         // Wakes the node when the deadline passes; the pass ends the pod.
         let changed = changed.clone();
         tokio::spawn(async move {

@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
@@ -26,6 +27,22 @@ fn confirm_deletion() -> DeleteParams {
     DeleteParams {
         grace_period_seconds: Some(0),
         ..DeleteParams::default()
+    }
+}
+
+/// A retried image pull that fails again waits in `ImagePullBackOff`, as
+/// kubelet alternates it with `ErrImagePull`.
+fn back_off_pulls(runtime: &mut PodRuntime, old: &PodRuntime) {
+    for (name, reason, message) in &mut runtime.waiting {
+        let failed_before = old
+            .waiting
+            .iter()
+            .any(|(n, r, _)| n == name && r == "ErrImagePull");
+        if reason == "ErrImagePull" && failed_before {
+            let image = message.split('"').nth(1).unwrap_or_default().to_owned();
+            *reason = "ImagePullBackOff".to_owned();
+            *message = format!("Back-off pulling image \"{image}\"");
+        }
     }
 }
 
@@ -70,13 +87,19 @@ impl Node {
             let changed = self.changed.clone();
             let dirty = self.dirty.clone();
             let api = Api::<Pod>::namespaced(self.client.clone(), &runtime.namespace);
-            let terminating = pods
+            let deleted = pods
                 .iter()
-                .any(|p| p.uid().as_deref() == Some(uid.as_str()));
+                .find(|p| p.uid().as_deref() == Some(uid.as_str()));
+            let terminating = deleted.is_some();
+            // The deletion's grace period, which may be shorter than the pod's.
+            let grace = deleted
+                .and_then(|p| p.metadata.deletion_grace_period_seconds)
+                .and_then(|s| u64::try_from(s).ok())
+                .map_or(Duration::MAX, Duration::from_secs);
             let task = tokio::spawn(async move {
                 let ip = runtime.ip;
                 let name = runtime.name.clone();
-                runtime.stop().await;
+                runtime.stop_within(grace).await;
                 pool.release(ip);
                 if terminating {
                     let _ = api.delete(&name, &confirm_deletion()).await;
@@ -140,6 +163,7 @@ impl Node {
             let mut runtime =
                 kubelet::start_pod(pod, ip, &self.config, &ctx, &self.containers_changed);
             if let Some(old) = self.runtimes.remove(uid) {
+                back_off_pulls(&mut runtime, &old);
                 runtime.started = old.started;
                 runtime.began = old.began;
             }

@@ -119,7 +119,8 @@ fn slot_status(slot: &Slot, init: bool, progress: &mut Progress) -> ContainerSta
             let mut status = container_status(name, image, &state);
             if init {
                 // kubelet reports a completed init container ready.
-                status.ready = matches!(&state.current, RunState::Terminated(t) if t.exit_code == 0);
+                status.ready =
+                    matches!(&state.current, RunState::Terminated(t) if t.exit_code == 0);
             }
             status
         }
@@ -127,27 +128,34 @@ fn slot_status(slot: &Slot, init: bool, progress: &mut Progress) -> ContainerSta
 }
 
 /// The status of each container, sorted by name, and how far they got.
-fn container_statuses(runtime: &PodRuntime, images: &[(String, String)]) -> (Vec<ContainerStatus>, Progress) {
+fn container_statuses(
+    runtime: &PodRuntime,
+    images: &[(String, String)],
+) -> (Vec<ContainerStatus>, Progress) {
     let mut statuses = Vec::new();
     let mut progress = Progress {
         any_started: false,
         all_final: true,
         all_succeeded: true,
     };
-    let is_main = |name: &String| images.iter().any(|(n, _)| n == name);
-    for (name, reason, message) in runtime.waiting.iter().filter(|w| is_main(&w.0)) {
-        progress.all_final = false;
-        let image = images.iter().find(|(n, _)| n == name).map(|(_, i)| i.as_str());
-        statuses.push(not_started(name, image.unwrap_or(""), reason, Some(message.clone())));
-    }
     for slot in &runtime.slots {
         statuses.push(slot_status(slot, false, &mut progress));
     }
-    if runtime.slots.is_empty() && runtime.waiting.is_empty() {
-        // Waiting for the init containers.
+    if runtime.slots.is_empty() {
+        // Not created yet: why, or waiting for the init containers.
         progress.all_final = false;
+        let before = if runtime.init_names.is_empty() {
+            "ContainerCreating"
+        } else {
+            "PodInitializing"
+        };
         for (name, image) in images {
-            statuses.push(not_started(name, image, "PodInitializing", None));
+            statuses.push(match runtime.waiting.iter().find(|w| &w.0 == name) {
+                Some((_, reason, message)) => {
+                    not_started(name, image, reason, Some(message.clone()))
+                }
+                None => not_started(name, image, before, None),
+            });
         }
     }
     statuses.sort_by(|a, b| a.name.cmp(&b.name));

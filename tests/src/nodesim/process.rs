@@ -205,7 +205,9 @@ pub fn now() -> Time {
 #[derive(Debug)]
 pub struct Supervisor {
     state: watch::Receiver<ContainerState>,
-    stop: watch::Sender<bool>,
+    /// `Some(grace)` once a stop was asked, the grace capped by the
+    /// container's own.
+    stop: watch::Sender<Option<Duration>>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -221,7 +223,7 @@ impl Supervisor {
             restart_count: 0,
             ready: false,
         });
-        let (stop, stop_rx) = watch::channel(false);
+        let (stop, stop_rx) = watch::channel(None);
         let task = tokio::spawn(supervise(spec, state_tx, stop_rx, changed));
         Self {
             state,
@@ -243,13 +245,20 @@ impl Supervisor {
     /// Asks the container to stop (as [`Supervisor::stop`]) without waiting:
     /// its state turns `Terminated` once its process group is gone.
     pub fn request_stop(&self) {
-        let _ = self.stop.send(true);
+        let _ = self.stop.send(Some(Duration::MAX));
     }
 
     /// Stops the container (SIGTERM, SIGKILL after the grace period) and waits
     /// until its process group is gone.
-    pub async fn stop(mut self) {
-        let _ = self.stop.send(true);
+    pub async fn stop(self) {
+        self.stop_within(Duration::MAX).await;
+    }
+
+    /// Stops the container as [`Supervisor::stop`] does, with at most
+    /// `grace` between the stop signal and SIGKILL (a deletion's
+    /// `gracePeriodSeconds`).
+    pub async fn stop_within(mut self, grace: Duration) {
+        let _ = self.stop.send(Some(grace));
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
@@ -320,8 +329,8 @@ async fn wait_group_gone(pid: u32, limit: Duration) {
 }
 
 /// Resolves once a stop was requested.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
+async fn stopped(stop: &mut watch::Receiver<Option<Duration>>) {
+    let _ = stop.wait_for(Option::is_some).await;
 }
 
 enum Outcome {
@@ -351,7 +360,7 @@ impl Publisher {
 async fn supervise(
     spec: LaunchSpec,
     state: watch::Sender<ContainerState>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<Option<Duration>>,
     changed: Arc<Notify>,
 ) {
     let publish = Publisher { tx: state, changed };
@@ -447,7 +456,7 @@ fn failed_start(message: String) -> Termination {
 async fn run_once(
     spec: &LaunchSpec,
     publish: &Publisher,
-    stop: &mut watch::Receiver<bool>,
+    stop: &mut watch::Receiver<Option<Duration>>,
 ) -> RunResult {
     let log = match open_log(&spec.log_path) {
         Ok(log) => log,
@@ -496,7 +505,8 @@ async fn run_once(
         Outcome::Stopped | Outcome::LivenessFailed(_) => {
             publish.update(|s| s.ready = false);
             guard.signal(spec.stop_signal);
-            match tokio::time::timeout(spec.grace, child.wait()).await {
+            let grace = stop.borrow().unwrap_or(Duration::MAX).min(spec.grace);
+            match tokio::time::timeout(grace, child.wait()).await {
                 Ok(status) => status.ok(),
                 Err(_) => {
                     guard.signal(Signal::KILL);

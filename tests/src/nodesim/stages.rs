@@ -5,6 +5,7 @@
 //! (`DeadlineExceeded`), stopping what runs.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::kubelet::{PodRuntime, Prepared, Slot};
 use super::process::{RunState, Supervisor, now};
@@ -104,11 +105,7 @@ impl PodRuntime {
         if !self.initialized() || !self.pending.is_empty() || self.slots.is_empty() {
             return None;
         }
-        let codes: Option<Vec<i32>> = self
-            .slots
-            .iter()
-            .map(|s| ended_for_good(s))
-            .collect();
+        let codes: Option<Vec<i32>> = self.slots.iter().map(|s| ended_for_good(s)).collect();
         let codes = codes?;
         Some(if codes.iter().all(|c| *c == 0) {
             "Succeeded"
@@ -144,12 +141,18 @@ impl PodRuntime {
     /// Stops every container (gracefully, in parallel) and removes the pod's
     /// scratch directories.
     pub async fn stop(self) {
+        self.stop_within(Duration::MAX).await;
+    }
+
+    /// Stops as [`PodRuntime::stop`] does, with at most `grace` before
+    /// SIGKILL (a deletion's grace period).
+    pub async fn stop_within(self, grace: Duration) {
         let stops = self
             .init_slots
             .into_iter()
             .chain(self.slots)
             .filter_map(|slot| match slot {
-                Slot::Process { supervisor, .. } => Some(supervisor.stop()),
+                Slot::Process { supervisor, .. } => Some(supervisor.stop_within(grace)),
                 Slot::Instant { .. } => None,
             });
         futures::future::join_all(stops).await;
@@ -190,9 +193,7 @@ impl PodRuntime {
             .iter()
             .chain(&self.slots)
             .filter_map(|slot| match slot {
-                Slot::Process { name, .. } if ended_for_good(slot).is_some() => {
-                    Some(name.clone())
-                }
+                Slot::Process { name, .. } if ended_for_good(slot).is_some() => Some(name.clone()),
                 _ => None,
             })
             .collect()

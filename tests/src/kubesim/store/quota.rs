@@ -81,8 +81,13 @@ impl Store {
         if quotas.is_empty() {
             return Ok(());
         }
-        let forbidden =
-            |why: String| ApiError::forbidden_by_rbac(pod_subject(), name, format!("pods \"{name}\" is forbidden: {why}"));
+        let forbidden = |why: String| {
+            ApiError::forbidden_by_rbac(
+                pod_subject(),
+                name,
+                format!("pods \"{name}\" is forbidden: {why}"),
+            )
+        };
         let requested = pod_usage(pod);
         let used = self.pods_usage(namespace);
         for quota in quotas.iter().filter(|q| unscoped(q)) {
@@ -138,7 +143,11 @@ impl Store {
             let used: BTreeMap<String, String> = hard_of(&quota)
                 .keys()
                 .map(|k| {
-                    let amount = pods.get(k).or_else(|| claims.get(k)).copied().unwrap_or_default();
+                    let amount = pods
+                        .get(k)
+                        .or_else(|| claims.get(k))
+                        .copied()
+                        .unwrap_or_default();
                     (k.clone(), format_amount(amount))
                 })
                 .collect();
@@ -148,7 +157,10 @@ impl Store {
             }
             let mut new = (*quota).clone();
             new["status"] = status;
-            let name = quota["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+            let name = quota["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             self.put(&rt, namespace, &name, new, Some(quota));
         }
     }

@@ -1,6 +1,8 @@
 //! Watching a running container: its readiness and liveness probes, with
 //! kubelet's thresholds, until it exits or is stopped.
 
+use std::time::Duration;
+
 use tokio::process::Child;
 use tokio::sync::watch;
 
@@ -60,7 +62,7 @@ pub(super) async fn monitor(
     spec: &LaunchSpec,
     child: &mut Child,
     publish: &Publisher,
-    stop: &mut watch::Receiver<bool>,
+    stop: &mut watch::Receiver<Option<Duration>>,
 ) -> Outcome {
     let mut readiness = spec.readiness.as_ref().map(ProbeState::new);
     let mut liveness = spec.liveness.as_ref().map(ProbeState::new);
