@@ -174,21 +174,7 @@ pub fn build(input: PodInput<'_>) -> Result<Pod, String> {
         upload_args(&job.output_files),
         &helper_env,
     );
-    let mut command = job.interpreter.clone();
-    command.push(job.script.clone());
-    let task = Container {
-        name: TASK_CONTAINER.into(),
-        image: Some(image),
-        command: Some(command),
-        working_dir: Some(WORK_DIR.into()),
-        env: Some(job.env.iter().map(|(k, v)| env(k, v)).collect()),
-        resources: Some(resources(if job.resources.is_empty() {
-            &settings.resources
-        } else {
-            &job.resources
-        })),
-        ..locked_down()
-    };
+    let task = task_container(job, settings, image);
     Ok(Pod {
         metadata: ObjectMeta {
             name: Some(name.into()),
@@ -202,10 +188,7 @@ pub fn build(input: PodInput<'_>) -> Result<Pod, String> {
             restart_policy: Some("Never".into()),
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
-            active_deadline_seconds: job
-                .timeout
-                .or(settings.timeout)
-                .map(|t| i64::try_from(t.as_secs().max(1)).unwrap_or(i64::MAX)),
+            active_deadline_seconds: job.timeout.or(settings.timeout).map(whole_seconds),
             termination_grace_period_seconds: Some(5),
             security_context: Some(PodSecurityContext {
                 run_as_non_root: Some(true),
@@ -224,6 +207,32 @@ pub fn build(input: PodInput<'_>) -> Result<Pod, String> {
         }),
         status: None,
     })
+}
+
+/// The user's container: the script run by its interpreter in the working
+/// directory, with only the task's declared env.
+fn task_container(job: &ScriptJob, settings: &TaskSettings, image: String) -> Container {
+    let mut command = job.interpreter.clone();
+    command.push(job.script.clone());
+    Container {
+        name: TASK_CONTAINER.into(),
+        image: Some(image),
+        command: Some(command),
+        working_dir: Some(WORK_DIR.into()),
+        env: Some(job.env.iter().map(|(k, v)| env(k, v)).collect()),
+        resources: Some(resources(if job.resources.is_empty() {
+            &settings.resources
+        } else {
+            &job.resources
+        })),
+        ..locked_down()
+    }
+}
+
+/// A deadline in whole seconds, rounded up (never shorter than asked).
+fn whole_seconds(limit: std::time::Duration) -> i64 {
+    let seconds = limit.as_secs() + u64::from(limit.subsec_nanos() > 0);
+    i64::try_from(seconds.max(1)).unwrap_or(i64::MAX)
 }
 
 fn labels(job: &ScriptJob) -> BTreeMap<String, String> {

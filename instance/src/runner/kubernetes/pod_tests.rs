@@ -219,7 +219,7 @@ fn the_job_timeout_and_resources_win_over_the_defaults() {
     };
     let pod = built(&job, &settings());
     let spec = pod.spec.clone().expect("spec");
-    assert_eq!(spec.active_deadline_seconds, Some(1));
+    assert_eq!(spec.active_deadline_seconds, Some(2));
     let task = &all_containers(&pod)[1];
     let resources = task.resources.clone().expect("resources");
     assert_eq!(resources.requests.expect("requests")["cpu"].0, "250m");
