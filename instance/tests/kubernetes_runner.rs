@@ -300,35 +300,62 @@ async fn a_pod_over_the_limit_waits_and_a_dropped_attempt_deletes_its_pod() {
     no_task_pods_left(&setup.client).await;
 }
 
-#[tokio::test]
-async fn orphans_of_a_crashed_instance_are_deleted() {
-    let setup = start(4).await;
-    let orphan: Pod = serde_json::from_value(json!({
-        "metadata": {
-            "name": "atoll-left-behind-1-abc",
-            "labels": {
-                "app.kubernetes.io/managed-by": "atoll-instance",
-                "atoll.dev/task-pod": "true"
-            }
-        },
+/// A pod sleeping for ten minutes, with these labels.
+fn sleeper(name: &str, labels: serde_json::Value) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": labels},
         "spec": {
             "restartPolicy": "Never",
-            "containers": [{"name": "task", "image": "python:3", "command": ["python3", "-c", "import time; time.sleep(600)"]}]
+            "containers": [{
+                "name": "task",
+                "image": "python:3",
+                "command": ["python3", "-c", "import time; time.sleep(600)"]
+            }]
         }
     }))
-    .expect("pod");
-    let other: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "not-a-task-pod"},
-        "spec": {"containers": [{"name": "x", "image": "python:3", "command": ["python3", "-c", "import time; time.sleep(600)"]}]}
-    }))
-    .expect("pod");
+    .expect("pod")
+}
+
+fn task_labels(instance: Option<&str>) -> serde_json::Value {
+    let mut labels = json!({
+        "app.kubernetes.io/managed-by": "atoll-instance",
+        "atoll.dev/task-pod": "true"
+    });
+    if let Some(instance) = instance {
+        labels["atoll.dev/instance"] = json!(instance);
+    }
+    labels
+}
+
+#[tokio::test]
+async fn orphans_of_a_crashed_instance_are_deleted_a_live_replicas_pods_kept() {
+    let mut setup = start(4).await;
+    setup.runner = setup.runner.with_instance_name("instance-a");
     let pods = Api::<Pod>::namespaced(setup.client.clone(), NS);
-    for pod in [&orphan, &other] {
+    let fixtures = [
+        // A live replica of the instance, and its task pod.
+        sleeper("instance-b", json!({"app": "instance"})),
+        sleeper("task-of-b", task_labels(Some("instance-b"))),
+        // Left by this instance pod before it restarted, by a replica that
+        // is gone, and by an instance that did not label its pods.
+        sleeper("task-of-a", task_labels(Some("instance-a"))),
+        sleeper("task-of-c", task_labels(Some("instance-c"))),
+        sleeper("task-unlabelled", task_labels(None)),
+    ];
+    for pod in &fixtures {
         pods.create(&PostParams::default(), pod)
             .await
             .expect("created");
     }
-    assert_eq!(setup.runner.clean_orphans().await, 1);
-    no_task_pods_left(&setup.client).await;
-    assert!(pods.get_opt("not-a-task-pod").await.expect("get").is_some());
+    assert_eq!(setup.runner.clean_orphans().await, 3);
+    eventually("only the live replica's task pod left", LIMIT, || async {
+        let names: Vec<String> = task_pods(&setup.client)
+            .await
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        (names == ["task-of-b"]).then_some(())
+    })
+    .await;
+    assert!(pods.get_opt("instance-b").await.expect("get").is_some());
 }

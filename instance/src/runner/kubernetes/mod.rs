@@ -33,6 +33,8 @@ pub struct KubernetesRunner {
     settings: Arc<TaskSettings>,
     slots: Arc<Semaphore>,
     attempts: Attempts,
+    /// This instance process's pod name (labels its task pods).
+    instance: String,
 }
 
 impl std::fmt::Debug for KubernetesRunner {
@@ -71,7 +73,16 @@ impl KubernetesRunner {
             settings: Arc::new(settings.clone()),
             slots: Arc::new(Semaphore::new(settings.max_pods.max(1))),
             attempts: Attempts::default(),
+            instance: own_pod_name(),
         })
+    }
+
+    /// The same runner labelling its pods as made by the instance pod
+    /// `name` (by default this process's host name, which is its pod's
+    /// name).
+    pub fn with_instance_name(mut self, name: &str) -> KubernetesRunner {
+        self.instance = name.to_owned();
+        self
     }
 
     /// The attempts open for file transfer (the API serves them: put them
@@ -96,6 +107,7 @@ impl KubernetesRunner {
             settings: &self.settings,
             name: &name,
             token: files.token(),
+            instance: &self.instance,
         })?;
         let _pod = self.create(&spec, &name).await?;
         tracing::info!(pod = %name, execution = %job.execution_id, task = %job.task_id, "task pod created");
@@ -152,27 +164,42 @@ impl KubernetesRunner {
         }
     }
 
-    /// Deletes the task pods of this instance whose attempt is not running
-    /// here (at start: all of them, since interrupted attempts run again);
-    /// the number deleted.
+    /// Deletes the orphaned task pods: those this instance pod made whose
+    /// attempt is not running here (at start: all of them, since
+    /// interrupted attempts run again), and those of instance pods that are
+    /// gone (a crashed replica replaced by another). Task pods of other
+    /// live replicas are left alone. The number deleted.
     pub async fn clean_orphans(&self) -> usize {
         let listed = match self
             .pods
             .list(&ListParams::default().labels(pod::SELECTOR))
             .await
         {
-            Ok(list) => list,
+            Ok(list) => list.items,
             Err(err) => {
                 tracing::warn!(namespace = %self.namespace, error = %err, "cannot list task pods to clean orphans");
                 return 0;
             }
         };
+        let me = pod::label_value(&self.instance);
         let mut deleted = 0;
-        for orphan in listed.items {
-            let Some(name) = orphan.metadata.name else {
+        for task_pod in listed {
+            let Some(name) = task_pod.metadata.name.clone() else {
                 continue;
             };
-            if self.attempts.is_open(&name) {
+            let owner = task_pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(pod::INSTANCE_LABEL))
+                .cloned()
+                .unwrap_or_default();
+            let orphan = if owner == me || owner.is_empty() {
+                !self.attempts.is_open(&name)
+            } else {
+                matches!(self.pods.get_opt(&owner).await, Ok(None))
+            };
+            if !orphan {
                 continue;
             }
             match delete(&self.pods, &name).await {
@@ -187,6 +214,16 @@ impl KubernetesRunner {
         }
         deleted
     }
+}
+
+/// This process's host name: in a pod, the pod's name.
+fn own_pod_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "atoll-instance".to_owned())
 }
 
 /// The runner when the settings give what it needs (the namespace, the

@@ -32,6 +32,9 @@ pub const TASK_POD_LABEL: &str = "atoll.dev/task-pod";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Its value.
 pub const MANAGED_BY: &str = "atoll-instance";
+/// The instance pod that created a task pod (orphans are the task pods of
+/// instance pods that are gone).
+pub const INSTANCE_LABEL: &str = "atoll.dev/instance";
 /// The label selector of this instance's task pods.
 pub const SELECTOR: &str = "atoll.dev/task-pod=true,app.kubernetes.io/managed-by=atoll-instance";
 
@@ -132,6 +135,8 @@ pub struct PodInput<'a> {
     pub name: &'a str,
     /// The attempt's file-transfer token (helpers' env only).
     pub token: &'a str,
+    /// The instance process (its pod's name) running the attempt.
+    pub instance: &'a str,
 }
 
 /// The task pod; refused when the image is not allowed or the instance's
@@ -142,6 +147,7 @@ pub fn build(input: PodInput<'_>) -> Result<Pod, String> {
         settings,
         name,
         token,
+        instance,
     } = input;
     let image = image(job, settings)?;
     let helper_image = settings.instance_image.clone().ok_or_else(|| {
@@ -179,7 +185,7 @@ pub fn build(input: PodInput<'_>) -> Result<Pod, String> {
         metadata: ObjectMeta {
             name: Some(name.into()),
             namespace: settings.namespace.clone(),
-            labels: Some(labels(job)),
+            labels: Some(labels(job, instance)),
             ..ObjectMeta::default()
         },
         spec: Some(PodSpec {
@@ -235,8 +241,9 @@ fn whole_seconds(limit: std::time::Duration) -> i64 {
     i64::try_from(seconds.max(1)).unwrap_or(i64::MAX)
 }
 
-fn labels(job: &ScriptJob) -> BTreeMap<String, String> {
+fn labels(job: &ScriptJob, instance: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
+        (INSTANCE_LABEL.into(), label_value(instance)),
         (MANAGED_BY_LABEL.into(), MANAGED_BY.into()),
         (TASK_POD_LABEL.into(), "true".into()),
         ("atoll.dev/execution".into(), label_value(&job.execution_id)),

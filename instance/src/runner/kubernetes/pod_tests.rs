@@ -41,6 +41,7 @@ fn built(job: &ScriptJob, settings: &TaskSettings) -> Pod {
         settings,
         name: "atoll-run-the-script-2-abc",
         token: "T0KEN",
+        instance: "atoll-instance-7d9f-abcde",
     })
     .expect("pod")
 }
@@ -167,6 +168,7 @@ fn labels_and_name_identify_the_attempt() {
     assert_eq!(labels["atoll.dev/execution"], "5wGDm2xPq1rS7nT");
     assert_eq!(labels["atoll.dev/task-run"], "3kLp9QzR");
     assert_eq!(labels["atoll.dev/attempt"], "2");
+    assert_eq!(labels[INSTANCE_LABEL], "atoll-instance-7d9f-abcde");
     assert_eq!(pod.metadata.namespace.as_deref(), Some("atoll-acme"));
     assert_eq!(label_value("-a/b c-"), "a-b-c");
     assert_eq!(label_value(&"x".repeat(80)).len(), 63);
@@ -184,6 +186,7 @@ fn images_outside_the_allow_list_are_refused_before_anything() {
         settings: &settings,
         name: "n",
         token: "t",
+        instance: "i",
     })
     .expect_err("refused");
     assert!(err.contains("evil.example/miner:latest"), "{err}");
