@@ -17,7 +17,8 @@ use atoll_testkit::cluster::{ClusterKind, TestCluster};
 use atoll_testkit::nodesim::{NodeSim, NodeSimConfig};
 use atoll_testkit::wait::eventually;
 use bytes::Bytes;
-use k8s_openapi::api::core::v1::{Namespace, Pod, ResourceQuota, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ResourceQuota, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
@@ -67,7 +68,10 @@ async fn start(max_pods: usize) -> Setup {
         allowed_images: vec!["python:*".into(), "nowhere.example/*".into()],
         ..TaskSettings::default()
     };
-    let runner = KubernetesRunner::with_client(client.clone(), &settings).expect("runner");
+    // The runner acts with the instance's rights only: pods and their logs
+    // in its own namespace (the Role the operator gives it).
+    let instance_client = instance_rights(&cluster, &client).await;
+    let runner = KubernetesRunner::with_client(instance_client, &settings).expect("runner");
     let app = attempts::routes::<atoll_instance::runner::kubernetes::Attempts>()
         .with_state(runner.attempts());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -77,6 +81,55 @@ async fn start(max_pods: usize) -> Setup {
         client,
         runner,
     }
+}
+
+/// A client as the instance's service account, bound to a Role that may
+/// only create, get, list, watch and delete pods and get their logs in the
+/// namespace.
+async fn instance_rights(cluster: &TestCluster, admin: &Client) -> Client {
+    let account: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "atoll-instance"}})).expect("sa");
+    Api::<ServiceAccount>::namespaced(admin.clone(), NS)
+        .create(&PostParams::default(), &account)
+        .await
+        .expect("instance service account created");
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "atoll-instance-task-pods"},
+        "rules": [
+            {"apiGroups": [""], "resources": ["pods"],
+             "verbs": ["create", "get", "list", "watch", "delete"]},
+            {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}
+        ]
+    }))
+    .expect("role");
+    Api::<Role>::namespaced(admin.clone(), NS)
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("role created");
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "atoll-instance-task-pods"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                    "name": "atoll-instance-task-pods"},
+        "subjects": [{"kind": "ServiceAccount", "name": "atoll-instance", "namespace": NS}]
+    }))
+    .expect("binding");
+    Api::<RoleBinding>::namespaced(admin.clone(), NS)
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("binding created");
+    let client = cluster
+        .client_as_service_account(NS, "atoll-instance")
+        .await
+        .expect("service account client");
+    // RBAC holds for this client: nothing beyond pods.
+    let secrets = Api::<Secret>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await;
+    assert!(
+        matches!(&secrets, Err(kube::Error::Api(s)) if s.code == 403),
+        "{secrets:?}"
+    );
+    client
 }
 
 fn python_job(task: &str, script: &str) -> ScriptJob {

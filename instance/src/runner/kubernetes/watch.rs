@@ -18,6 +18,9 @@ use crate::runner::{Lines, Stream};
 
 /// How long the log stream may keep going once the pod is done.
 const LOG_DRAIN: Duration = Duration::from_secs(10);
+/// Watch failures in a row (retried with backoff, about two minutes in all)
+/// before the attempt fails.
+const MAX_WATCH_FAILURES: u32 = 8;
 /// Longest log line kept; longer ones are cut.
 const MAX_LINE_BYTES: usize = 64 * 1024;
 
@@ -159,15 +162,21 @@ async fn until_done(
     started: watch::Sender<bool>,
 ) -> Result<i32, String> {
     let mut events = pin!(watch_object(pods.clone(), name).default_backoff());
+    let mut failures = 0;
     while let Some(event) = events.next().await {
         let pod = match event {
             Ok(Some(pod)) => pod,
             Ok(None) => return Err(format!("the task pod {name} was deleted")),
+            Err(err) if failures >= MAX_WATCH_FAILURES => {
+                return Err(format!("cannot watch the task pod {name}: {err}"));
+            }
             Err(err) => {
+                failures += 1;
                 tracing::warn!(pod = name, error = %err, "watching the task pod failed; retrying");
                 continue;
             }
         };
+        failures = 0;
         match progress(&pod) {
             Progress::Pending => {}
             Progress::TaskStarted => {
