@@ -39,6 +39,12 @@ struct Patterns {
     image: Regex,
     version: Regex,
     quantity: Regex,
+    task_image: Regex,
+    image_glob: Regex,
+    duration: Regex,
+    s3_endpoint: Regex,
+    bucket: Regex,
+    region: Regex,
 }
 
 static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
@@ -53,6 +59,12 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
         image: compile(IMAGE_PATTERN),
         version: compile(VERSION_PATTERN),
         quantity: compile(QUANTITY_PATTERN),
+        task_image: compile(TASK_IMAGE_PATTERN),
+        image_glob: compile(IMAGE_GLOB_PATTERN),
+        duration: compile(DURATION_PATTERN),
+        s3_endpoint: compile(S3_ENDPOINT_PATTERN),
+        bucket: compile(BUCKET_PATTERN),
+        region: compile(REGION_PATTERN),
     }
 });
 
@@ -235,6 +247,143 @@ fn validate_spec(errors: &mut Errors, spec: &TenantSpec) {
         );
     }
     validate_members(errors, &spec.members);
+    validate_tasks(errors, &spec.tasks);
+    let storage = validate_storage(errors, &spec.storage);
+    if spec.instance.replicas > 1 && spec.storage.s3.is_none() {
+        errors.push(
+            "spec.storage.s3",
+            "spec.instance.replicas above 1 needs spec.storage.s3: the internal storage volume is ReadWriteOnce and cannot be shared by replicas on different nodes",
+        );
+    }
+    // The database volume: none for External, the default size when the
+    // Dedicated database sets none.
+    let database_volume = match (&spec.database.mode, &spec.database.dedicated) {
+        (DatabaseMode::External, _) => Some(0.0),
+        (DatabaseMode::Dedicated, Some(_)) => database_storage,
+        (DatabaseMode::Dedicated, None) => StorageSpec::default().size.to_f64(),
+    };
+    if let (Some(size), Some(database), Some(quota)) = (storage, database_volume, quota_storage)
+        && size + database > quota
+    {
+        errors.push(
+            "spec.storage.size",
+            "spec.storage.size plus the database volume must not exceed spec.quota.storage: the storage volume would be refused by the namespace quota",
+        );
+    }
+    validate_secrets(errors, &spec.secrets);
+}
+
+fn validate_tasks(errors: &mut Errors, tasks: &TasksSpec) {
+    if let Some(image) = &tasks.image {
+        errors.length("spec.tasks.image", image, 1, 255);
+        errors.pattern(
+            "spec.tasks.image",
+            image,
+            &PATTERNS.task_image,
+            "an image reference (registry/repository:tag, optionally @sha256:digest)",
+        );
+    }
+    errors.resources("spec.tasks.resources", &tasks.resources);
+    errors.range(
+        "spec.tasks.maxConcurrentPods",
+        tasks.max_concurrent_pods.into(),
+        1,
+        1000,
+    );
+    if tasks.allowed_images.len() > MAX_ALLOWED_IMAGES {
+        errors.push(
+            "spec.tasks.allowedImages",
+            format!(
+                "must have at most {MAX_ALLOWED_IMAGES} items (has {})",
+                tasks.allowed_images.len()
+            ),
+        );
+    }
+    let mut seen = HashSet::new();
+    for (i, pattern) in tasks.allowed_images.iter().enumerate() {
+        let field = format!("spec.tasks.allowedImages[{i}]");
+        errors.length(&field, pattern, 1, 255);
+        errors.pattern(
+            &field,
+            pattern,
+            &PATTERNS.image_glob,
+            "an image pattern (image characters and '*')",
+        );
+        if !seen.insert(pattern.as_str()) {
+            errors.push(&field, format!("{pattern:?} is listed twice"));
+        }
+    }
+    errors.length("spec.tasks.timeout", &tasks.timeout, 3, 32);
+    errors.pattern(
+        "spec.tasks.timeout",
+        &tasks.timeout,
+        &PATTERNS.duration,
+        "an ISO-8601 duration of hours, minutes and seconds such as PT1H or PT30M",
+    );
+    if !tasks.timeout.bytes().any(|b| (b'1'..=b'9').contains(&b)) {
+        errors.push(
+            "spec.tasks.timeout",
+            "spec.tasks.timeout must be longer than zero",
+        );
+    }
+}
+
+/// Returns the volume size when a volume is used and well formed.
+fn validate_storage(errors: &mut Errors, storage: &InstanceStorageSpec) -> Option<f64> {
+    if let Some(class) = &storage.storage_class_name {
+        errors.object_name("spec.storage.storageClassName", class);
+    }
+    let size = errors.quantity("spec.storage.size", &storage.size);
+    let Some(s3) = &storage.s3 else {
+        return size;
+    };
+    errors.length("spec.storage.s3.endpoint", &s3.endpoint, 8, 2048);
+    errors.pattern(
+        "spec.storage.s3.endpoint",
+        &s3.endpoint,
+        &PATTERNS.s3_endpoint,
+        "an http(s) URL",
+    );
+    errors.pattern(
+        "spec.storage.s3.bucket",
+        &s3.bucket,
+        &PATTERNS.bucket,
+        "a bucket name (3-63 lower-case letters, digits, '.' and '-')",
+    );
+    if let Some(region) = &s3.region {
+        errors.length("spec.storage.s3.region", region, 1, 64);
+        errors.pattern(
+            "spec.storage.s3.region",
+            region,
+            &PATTERNS.region,
+            "a region such as us-east-1",
+        );
+    }
+    errors.object_name(
+        "spec.storage.s3.credentialsSecretRef.name",
+        &s3.credentials_secret_ref.name,
+    );
+    None
+}
+
+fn validate_secrets(errors: &mut Errors, secrets: &[LocalSecretRef]) {
+    if secrets.len() > MAX_SECRETS {
+        errors.push(
+            "spec.secrets",
+            format!(
+                "must have at most {MAX_SECRETS} items (has {})",
+                secrets.len()
+            ),
+        );
+    }
+    let mut seen = HashSet::new();
+    for (i, secret) in secrets.iter().enumerate() {
+        let field = format!("spec.secrets[{i}].name");
+        errors.object_name(&field, &secret.name);
+        if !seen.insert(secret.name.as_str()) {
+            errors.push(&field, format!("{:?} is listed twice", secret.name));
+        }
+    }
 }
 
 fn validate_instance(errors: &mut Errors, instance: &InstanceSpec) {

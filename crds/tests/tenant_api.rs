@@ -427,6 +427,132 @@ fn cases() -> Vec<Case> {
             good: json!({"spec": {"members": many_members(256)}}),
         },
         Case {
+            rule: "task runner is Kubernetes or Process",
+            gate: Gate::Schema,
+            field: "spec.tasks.runner",
+            bad: json!({"spec": {"tasks": {"runner": "Docker"}}}),
+            good: json!({"spec": {"tasks": {"runner": "Process"}}}),
+        },
+        Case {
+            rule: "task image is an image reference",
+            gate: Gate::Schema,
+            field: "spec.tasks.image",
+            bad: json!({"spec": {"tasks": {"image": "Python 3"}}}),
+            good: json!({"spec": {"tasks": {"image": "ghcr.io/acme/tools:1.2@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}}}),
+        },
+        Case {
+            rule: "task pod limits at least requests",
+            gate: Gate::Cel,
+            field: "spec.tasks.resources.limits.memory",
+            bad: json!({"spec": {"tasks": {"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}}}}),
+            good: json!({"spec": {"tasks": {"resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "1Gi"}}}}}),
+        },
+        Case {
+            rule: "maxConcurrentPods at most 1000",
+            gate: Gate::Schema,
+            field: "spec.tasks.maxConcurrentPods",
+            bad: json!({"spec": {"tasks": {"maxConcurrentPods": 1001}}}),
+            good: json!({"spec": {"tasks": {"maxConcurrentPods": 1000}}}),
+        },
+        Case {
+            rule: "maxConcurrentPods at least 1",
+            gate: Gate::Schema,
+            field: "spec.tasks.maxConcurrentPods",
+            bad: json!({"spec": {"tasks": {"maxConcurrentPods": 0}}}),
+            good: json!({"spec": {"tasks": {"maxConcurrentPods": 1}}}),
+        },
+        Case {
+            rule: "allowed images are image patterns",
+            gate: Gate::Schema,
+            field: "spec.tasks.allowedImages[0]",
+            bad: json!({"spec": {"tasks": {"allowedImages": ["python:*,bash:*"]}}}),
+            good: json!({"spec": {"tasks": {"allowedImages": ["python:*", "bash:*"]}}}),
+        },
+        Case {
+            rule: "allowed images unique",
+            gate: Gate::ListMapKey,
+            field: "spec.tasks.allowedImages[1]",
+            bad: json!({"spec": {"tasks": {"allowedImages": ["python:*", "python:*"]}}}),
+            good: json!({"spec": {"tasks": {"allowedImages": ["python:*"]}}}),
+        },
+        Case {
+            rule: "task timeout is an ISO-8601 duration",
+            gate: Gate::Schema,
+            field: "spec.tasks.timeout",
+            bad: json!({"spec": {"tasks": {"timeout": "1h"}}}),
+            good: json!({"spec": {"tasks": {"timeout": "PT1H30M"}}}),
+        },
+        Case {
+            rule: "task timeout longer than zero",
+            gate: Gate::Cel,
+            field: "spec.tasks.timeout",
+            bad: json!({"spec": {"tasks": {"timeout": "PT0S"}}}),
+            good: json!({"spec": {"tasks": {"timeout": "PT0.5S"}}}),
+        },
+        Case {
+            rule: "more than one replica needs S3 storage",
+            gate: Gate::Cel,
+            field: "spec.storage.s3",
+            bad: json!({"spec": {"instance": {"replicas": 2}, "storage": {"s3": null}}}),
+            good: json!({"spec": {"instance": {"replicas": 1}, "storage": {"s3": null}}}),
+        },
+        Case {
+            rule: "storage volume plus database volume fit the storage quota",
+            gate: Gate::Cel,
+            field: "spec.storage.size",
+            bad: json!({"spec": {"instance": {"replicas": 1}, "storage": {"s3": null, "size": "16Gi"}}}),
+            good: json!({"spec": {"instance": {"replicas": 1}, "storage": {"s3": null, "size": "15Gi"}}}),
+        },
+        Case {
+            rule: "the default database volume counts in the storage quota",
+            gate: Gate::Cel,
+            field: "spec.storage.size",
+            bad: json!({"spec": {"instance": {"replicas": 1}, "database": {"dedicated": null}, "storage": {"s3": null, "size": "20Gi"}}}),
+            good: json!({"spec": {"instance": {"replicas": 1}, "database": {"dedicated": null}, "storage": {"s3": null, "size": "19Gi"}}}),
+        },
+        Case {
+            rule: "storage class is an object name",
+            gate: Gate::Schema,
+            field: "spec.storage.storageClassName",
+            bad: json!({"spec": {"storage": {"storageClassName": "Fast SSD"}}}),
+            good: json!({"spec": {"storage": {"storageClassName": "fast-ssd"}}}),
+        },
+        Case {
+            rule: "S3 endpoint is an http(s) URL",
+            gate: Gate::Schema,
+            field: "spec.storage.s3.endpoint",
+            bad: json!({"spec": {"storage": {"s3": {"endpoint": "ftp://files.example.com"}}}}),
+            good: json!({"spec": {"storage": {"s3": {"endpoint": "http://minio.example.com:9000"}}}}),
+        },
+        Case {
+            rule: "S3 bucket is a bucket name",
+            gate: Gate::Schema,
+            field: "spec.storage.s3.bucket",
+            bad: json!({"spec": {"storage": {"s3": {"bucket": "Globex_Files"}}}}),
+            good: json!({"spec": {"storage": {"s3": {"bucket": "globex-files"}}}}),
+        },
+        Case {
+            rule: "S3 credentials name a Secret",
+            gate: Gate::Schema,
+            field: "spec.storage.s3.credentialsSecretRef.name",
+            bad: json!({"spec": {"storage": {"s3": {"credentialsSecretRef": {"name": "S3 Keys"}}}}}),
+            good: json!({"spec": {"storage": {"s3": {"credentialsSecretRef": {"name": "s3-keys"}}}}}),
+        },
+        Case {
+            rule: "secrets name Secrets",
+            gate: Gate::Schema,
+            field: "spec.secrets[0].name",
+            bad: json!({"spec": {"secrets": [{"name": "Flow Secrets"}]}}),
+            good: json!({"spec": {"secrets": [{"name": "flow-secrets"}]}}),
+        },
+        Case {
+            rule: "secrets unique",
+            gate: Gate::ListMapKey,
+            field: "spec.secrets[1].name",
+            bad: json!({"spec": {"secrets": [{"name": "a"}, {"name": "a"}]}}),
+            good: json!({"spec": {"secrets": [{"name": "a"}, {"name": "b"}]}}),
+        },
+        Case {
             rule: "deletionPolicy is Retain or Delete",
             gate: Gate::Schema,
             field: "spec.deletionPolicy",
@@ -455,6 +581,7 @@ fn examples_are_valid_through_every_gate() {
         "tenant-minimal.yaml",
         "tenant-full.yaml",
         "tenant-external.yaml",
+        "tenant-tasks.yaml",
     ] {
         let object = example(name);
         assert_eq!(operator_errors(&object), vec![], "{name}: validate");
@@ -718,4 +845,16 @@ fn defaults_fill_an_empty_spec() {
     assert_eq!(schema_defaults["spec"]["instance"]["replicas"], 1);
     assert_eq!(schema_defaults["spec"]["deletionPolicy"], "Retain");
     assert_eq!(schema_defaults["spec"]["quota"]["storage"], "10Gi");
+    assert_eq!(tenant.spec.tasks.runner, atoll_crds::TaskRunner::Kubernetes);
+    assert_eq!(tenant.spec.tasks.max_concurrent_pods, 4);
+    assert_eq!(tenant.spec.tasks.timeout, "PT1H");
+    assert_eq!(tenant.spec.storage.size.as_str(), "1Gi");
+    assert_eq!(schema_defaults["spec"]["tasks"]["runner"], "Kubernetes");
+    assert_eq!(schema_defaults["spec"]["tasks"]["maxConcurrentPods"], 4);
+    assert_eq!(schema_defaults["spec"]["tasks"]["timeout"], "PT1H");
+    assert_eq!(
+        schema_defaults["spec"]["tasks"]["resources"]["limits"]["memory"],
+        "512Mi"
+    );
+    assert_eq!(schema_defaults["spec"]["storage"]["size"], "1Gi");
 }

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::lookup::Call;
+
 /// A position in a template, 1-based.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pos {
@@ -23,6 +25,9 @@ pub enum ErrorKind {
     Limit,
     /// A builtin needs a platform feature this instance does not have.
     Unavailable,
+    /// A lookup function (`secret()`, `kv()`, `read()`...) was called and
+    /// the render has no answer for it yet: [`Error::lookup`] is the call.
+    Lookup,
 }
 
 /// A template that did not render. The message never contains the values
@@ -32,6 +37,8 @@ pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
     pub pos: Pos,
+    /// The call to answer, for [`ErrorKind::Lookup`].
+    call: Option<Box<Call>>,
 }
 
 impl Error {
@@ -40,7 +47,24 @@ impl Error {
             kind,
             message: message.into(),
             pos,
+            call: None,
         }
+    }
+
+    /// The render needs the answer to `call`.
+    pub(crate) fn needs_lookup(call: Call, pos: Pos) -> Self {
+        Error {
+            kind: ErrorKind::Lookup,
+            message: format!("{call} has no answer yet"),
+            pos,
+            call: Some(Box::new(call)),
+        }
+    }
+
+    /// The lookup call to answer before rendering again
+    /// ([`ErrorKind::Lookup`]).
+    pub fn lookup(&self) -> Option<&Call> {
+        self.call.as_deref()
     }
 
     pub(crate) fn syntax(message: impl Into<String>, pos: Pos) -> Self {

@@ -24,6 +24,7 @@ mod builtins;
 mod error;
 mod eval;
 mod lexer;
+mod lookup;
 mod methods;
 mod ops;
 mod parser;
@@ -31,6 +32,7 @@ mod value;
 
 pub use builtins::names as builtin_names;
 pub use error::{Error, ErrorKind, Pos};
+pub use lookup::{Call, Lookups, file_uri};
 pub use parser::Template;
 pub use value::{Map, Value, java_double, java_float};
 
@@ -115,11 +117,24 @@ impl Engine {
     /// Renders one template string. Text without `{{`, `{%` or `{#` is
     /// returned as is.
     pub fn render(&self, source: &str, context: &Map) -> Result<String, Error> {
+        self.render_with(source, context, &Lookups::new())
+    }
+
+    /// Renders one template string with the answers known so far to its
+    /// lookup calls (`secret()`, `kv()`, `read()`...). A call without an
+    /// answer fails the render with [`ErrorKind::Lookup`]; the caller
+    /// answers [`Error::lookup`] and renders again.
+    pub fn render_with(
+        &self,
+        source: &str,
+        context: &Map,
+        lookups: &Lookups,
+    ) -> Result<String, Error> {
         if !source.contains("{{") && !source.contains("{%") && !source.contains("{#") {
             return Ok(source.to_owned());
         }
         let template = self.parse(source)?;
-        eval::Renderer::new(self, context, template, self.fuel).render_template()
+        eval::Renderer::new(self, context, lookups, template, self.fuel).render_template()
     }
 
     /// Renders every string inside a JSON value (map keys stay as they are).
@@ -128,18 +143,29 @@ impl Engine {
         value: &serde_json::Value,
         context: &Map,
     ) -> Result<serde_json::Value, Error> {
+        self.render_json_with(value, context, &Lookups::new())
+    }
+
+    /// [`Engine::render_json`] with the answers known so far to lookup
+    /// calls (see [`Engine::render_with`]).
+    pub fn render_json_with(
+        &self,
+        value: &serde_json::Value,
+        context: &Map,
+        lookups: &Lookups,
+    ) -> Result<serde_json::Value, Error> {
         use serde_json::Value as J;
         Ok(match value {
-            J::String(s) => J::String(self.render(s, context)?),
+            J::String(s) => J::String(self.render_with(s, context, lookups)?),
             J::Array(items) => J::Array(
                 items
                     .iter()
-                    .map(|item| self.render_json(item, context))
+                    .map(|item| self.render_json_with(item, context, lookups))
                     .collect::<Result<_, _>>()?,
             ),
             J::Object(map) => J::Object(
                 map.iter()
-                    .map(|(k, v)| Ok((k.clone(), self.render_json(v, context)?)))
+                    .map(|(k, v)| Ok((k.clone(), self.render_json_with(v, context, lookups)?)))
                     .collect::<Result<_, Error>>()?,
             ),
             other => other.clone(),
@@ -150,11 +176,22 @@ impl Engine {
     /// typed value (a list stays a list); any other template renders to a
     /// string value.
     pub fn evaluate(&self, source: &str, context: &Map) -> Result<Value, Error> {
+        self.evaluate_with(source, context, &Lookups::new())
+    }
+
+    /// [`Engine::evaluate`] with the answers known so far to lookup calls
+    /// (see [`Engine::render_with`]).
+    pub fn evaluate_with(
+        &self,
+        source: &str,
+        context: &Map,
+        lookups: &Lookups,
+    ) -> Result<Value, Error> {
         let template = self.parse(source)?;
         if let [parser::Node::Print(e)] = template.nodes.as_slice() {
             let e = e.clone();
-            return eval::Renderer::new(self, context, template, self.fuel).eval(&e);
+            return eval::Renderer::new(self, context, lookups, template, self.fuel).eval(&e);
         }
-        self.render(source, context).map(Value::from)
+        self.render_with(source, context, lookups).map(Value::from)
     }
 }

@@ -54,9 +54,15 @@ fn errors_name_the_filter_and_the_position() {
     assert_eq!((err.pos.line, err.pos.column), (2, 12));
     let err = render("{{ nope(1) }}").expect_err("unknown function");
     assert!(err.to_string().contains("Unknown function `nope`"), "{err}");
-    let err = render("{{ secret('X') }}").expect_err("no secrets store");
+    let err = render("{{ env('X') }}").expect_err("no envs");
     assert_eq!(err.kind, ErrorKind::Unavailable);
-    assert!(err.message.contains("secret() needs"), "{err}");
+    assert!(err.message.contains("env() needs"), "{err}");
+    let err = render("{{ secret('X') }}").expect_err("no answer yet");
+    assert_eq!(err.kind, ErrorKind::Lookup);
+    assert_eq!(
+        err.lookup().map(ToString::to_string).as_deref(),
+        Some("secret(key=\"X\")")
+    );
 }
 
 #[test]

@@ -96,6 +96,7 @@ pub async fn serve_with_metrics(
             retention: config.execution_retention,
             http_allow_private: config.http_allow_private,
             storage,
+            tasks: task_services(&config),
             ..EngineConfig::default()
         },
     );
@@ -143,6 +144,15 @@ pub async fn serve_with_metrics(
         tracing::warn!(error = %err, "the metrics listener failed");
     }
     served.map_err(ServeError::Serve)
+}
+
+/// What script tasks run with: the task-runner settings and the runners
+/// (the Kubernetes one is added by its module).
+fn task_services(config: &Config) -> crate::runner::TaskServices {
+    crate::runner::TaskServices {
+        settings: config.tasks.clone(),
+        runners: crate::runner::Runners::default(),
+    }
 }
 
 /// The token verifier: identity's keys (re-read periodically until

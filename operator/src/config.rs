@@ -94,6 +94,35 @@ pub struct OperatorConfig {
     )]
     pub egress_blocked_cidrs: Cidrs,
 
+    /// Address ranges (CIDR, comma-separated) of the Kubernetes API
+    /// server's endpoints (`kubectl get endpointslices -n default -l
+    /// kubernetes.io/service-name=kubernetes`). Instances whose tasks run as
+    /// pods may reach them on `api-server-port`. Unset: no such rule, and
+    /// instances reach the API server only when its addresses lie outside
+    /// the blocked ranges (or the cluster enforces no NetworkPolicy).
+    #[arg(
+        long,
+        env = "ATOLL_API_SERVER_CIDRS",
+        default_value = "",
+        value_parser = parse_cidrs
+    )]
+    pub api_server_cidrs: Cidrs,
+
+    /// Port the API server's endpoints listen on (what a NetworkPolicy
+    /// matches, after the `kubernetes` Service's translation).
+    #[arg(long, env = "ATOLL_API_SERVER_PORT", default_value_t = 6443)]
+    pub api_server_port: u16,
+
+    /// The chart's ClusterRole of task-pod rights (pods: create, get, list,
+    /// watch, delete; pods/log: get) that each tenant's instance is bound
+    /// to, in its namespace only, when its tasks run as pods.
+    #[arg(
+        long,
+        env = "ATOLL_TASK_PODS_CLUSTER_ROLE",
+        default_value = "atoll-task-pods"
+    )]
+    pub task_pods_cluster_role: String,
+
     /// Domains (comma-separated) under which Tenants may set
     /// spec.ingress.host. The base domain is always allowed.
     #[arg(long, env = "ATOLL_ALLOWED_DOMAINS", value_delimiter = ',')]
@@ -228,6 +257,9 @@ impl Default for OperatorConfig {
             identity_port: 8080,
             egress_blocked_cidrs: parse_cidrs(DEFAULT_BLOCKED_CIDRS).unwrap_or_default(),
             allowed_domains: Vec::new(),
+            api_server_cidrs: Cidrs::default(),
+            api_server_port: 6443,
+            task_pods_cluster_role: "atoll-task-pods".into(),
         }
     }
 }

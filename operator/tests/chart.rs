@@ -319,3 +319,81 @@ fn tenant_domains_and_blocked_ranges_reach_the_operator() {
     assert!(!names.contains("ATOLL_ALLOWED_DOMAINS"));
     assert!(!names.contains("ATOLL_EGRESS_BLOCKED_CIDRS"));
 }
+
+/// Task pods (#17): the chart owns the ClusterRole of task-pod rights and
+/// binds it to nobody; the operator may only `bind` that one role (it holds
+/// no pod rights itself) and is told its name.
+#[test]
+fn task_pod_rights_are_bound_by_the_operator_never_held_by_it() {
+    let docs = documents(
+        &template(&[
+            Path::new("--set"),
+            Path::new("operator.apiServerCIDRs={10.0.0.1/32}"),
+        ])
+        .expect("renders"),
+    );
+    let role = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "atoll-task-pods")
+        .expect("the task-pods ClusterRole");
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "list", "watch", "delete"]},
+            {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+        ])
+    );
+    assert!(
+        !docs
+            .iter()
+            .any(|d| d["roleRef"]["name"] == "atoll-task-pods"),
+        "the chart binds the task-pods role to nobody"
+    );
+    let operator_role = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "atoll-operator")
+        .expect("the operator's ClusterRole");
+    let rules = operator_role["rules"].as_array().expect("rules");
+    let bind = rules
+        .iter()
+        .find(|r| {
+            r["verbs"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|v| v == "bind"))
+        })
+        .expect("a bind rule");
+    assert_eq!(bind["resources"], serde_json::json!(["clusterroles"]));
+    assert_eq!(
+        bind["resourceNames"],
+        serde_json::json!(["atoll-task-pods"])
+    );
+    assert_eq!(bind["verbs"], serde_json::json!(["bind"]));
+    assert!(
+        !rules.iter().any(|r| r["resources"]
+            .as_array()
+            .is_some_and(|res| res.iter().any(|x| x == "pods" || x == "pods/log"))),
+        "the operator holds no pod rights"
+    );
+    let operator = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "atoll-operator")
+        .expect("the operator's Deployment");
+    let env = operator["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env");
+    let value = |name: &str| {
+        env.iter()
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["value"].as_str())
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        value("ATOLL_TASK_PODS_CLUSTER_ROLE").as_deref(),
+        Some("atoll-task-pods")
+    );
+    assert_eq!(
+        value("ATOLL_API_SERVER_CIDRS").as_deref(),
+        Some("10.0.0.1/32")
+    );
+    assert_eq!(value("ATOLL_API_SERVER_PORT").as_deref(), Some("6443"));
+}

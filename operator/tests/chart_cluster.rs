@@ -524,6 +524,13 @@ fn assert_rbac_is_exact(docs: &[Value], records: &[RequestRecord]) {
         ("get", "networkpolicies"),
         ("delete", "networkpolicies"),
         ("delete", "statefulsets"),
+        // And when a Tenant's tasks stop running as pods (its task-pods
+        // RoleBinding goes; operator/tests/tasks.rs).
+        ("get", "rolebindings"),
+        ("delete", "rolebindings"),
+        // Not a request: the API server checks `bind` when the operator
+        // writes the RoleBinding to the task-pods ClusterRole.
+        ("bind", "clusterroles"),
     ];
     let unused: Vec<String> = coverage
         .unused

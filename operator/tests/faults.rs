@@ -180,6 +180,8 @@ async fn fifty_tenants_converge_under_api_faults_without_duplicates_or_leaks() {
         "default-deny",
         "instance-egress",
         "instance-from-ingress",
+        "instance-from-task-pods",
+        "task-pods",
     ]
     .map(str::to_owned)
     .into();

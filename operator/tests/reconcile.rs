@@ -200,6 +200,7 @@ async fn versions(client: &Client, namespace: &str) -> Vec<(String, Option<Strin
     of::<ServiceAccount>(client, namespace, &mut out).await;
     of::<NetworkPolicy>(client, namespace, &mut out).await;
     of::<Ingress>(client, namespace, &mut out).await;
+    of::<k8s_openapi::api::rbac::v1::RoleBinding>(client, namespace, &mut out).await;
     out.sort();
     out
 }
@@ -272,13 +273,14 @@ async fn tenant_converges_and_a_restarted_operator_writes_nothing(kind: ClusterK
         .expect("data")["password"]
         .clone();
 
-    // 17 objects for a Dedicated tenant (the database's init scripts
-    // included); creating it writes each once, plus the finalizer and the
+    // 21 objects for a Dedicated tenant (the database's init scripts, the
+    // instance's storage claim, task-pod RoleBinding and the task pods'
+    // two NetworkPolicies included); creating it writes each once, plus the finalizer and the
     // first status. Later status patches report progress (workloads
     // becoming ready) and are not part of creating it.
     match &provisioning_writes {
         Some(provisioning_writes) => {
-            let children = 17;
+            let children = 21;
             let first_status = provisioning_writes
                 .iter()
                 .position(|w| w.contains("tenants") && w.ends_with("status"))

@@ -80,3 +80,18 @@ ensure_rust_toolchain() {
   cargo fmt --version >/dev/null 2>&1 || export ATOLL_NO_RUSTFMT=1
   log "Rust: $(rustc --version)"
 }
+
+# Exports ATOLL_S3_SERVER_BIN (and ATOLL_S3_REQUIRED=1): an S3-compatible
+# server (s3s-fs, objects in a directory) that the internal-storage tests
+# run against. Built from the Rust registry once, cached outside the
+# repository under $1 (the tools folder). Pinned: later releases need a newer
+# Rust than rust-toolchain.toml's.
+S3S_FS_VERSION=0.14.1
+ensure_s3_server() {
+  local root="$1/s3s-fs"
+  if [ ! -x "$root/bin/s3s-fs" ]; then
+    log "installing s3s-fs (an S3-compatible server for the storage tests)"
+    cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --locked --root "$root" --quiet
+  fi
+  export ATOLL_S3_SERVER_BIN="$root/bin/s3s-fs" ATOLL_S3_REQUIRED=1
+}

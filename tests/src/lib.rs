@@ -6,6 +6,7 @@ pub mod kubesim;
 pub mod nodesim;
 pub mod pg;
 pub mod realkube;
+pub mod s3;
 pub mod sandbox;
 pub mod wait;
 

@@ -16,6 +16,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 {{- end -}}
 
+{{- define "atoll.taskPodsRole" -}}{{ include "atoll.fullname" . }}-task-pods{{- end -}}
 {{- define "atoll.operator.name" -}}{{ include "atoll.fullname" . }}-operator{{- end -}}
 {{- define "atoll.identity.name" -}}{{ include "atoll.fullname" . }}-identity{{- end -}}
 

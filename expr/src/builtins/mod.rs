@@ -132,14 +132,10 @@ pub(crate) fn removed_filter(name: &str) -> Option<&'static str> {
 }
 
 /// Functions that need a platform feature this instance does not have
-/// yet, with the feature's name.
+/// yet, with the feature's name. (The functions that read platform data,
+/// `secret()`, `kv()`, `read()`..., are lookups: see `crate::lookup`.)
 pub(crate) fn needs(name: &str) -> Option<&'static str> {
     Some(match name {
-        "secret" => "the secrets store (secrets)",
-        "kv" => "the KV store (kv)",
-        "read" => "namespace files / internal storage",
-        "fileURI" => "namespace files",
-        "fileSize" | "fileExists" | "isFileEmpty" | "fileEmpty" => "internal storage",
         "encrypt" | "decrypt" => "an encryption key",
         "http" => "the outbound http() function, which is not enabled",
         "env" => "envs variables (the instance's `envs` configuration)",
@@ -164,6 +160,8 @@ pub fn names() -> Vec<&'static str> {
                 .flat_map(|g| g.iter().map(|d| d.name)),
         )
         .chain(misc::TESTS.iter().map(|d| d.name))
+        .chain(crate::lookup::FUNCTIONS.iter().map(|(name, _)| *name))
+        .chain(["fileURI"])
         .collect();
     out.sort_unstable();
     out.dedup();

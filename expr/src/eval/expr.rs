@@ -4,6 +4,7 @@
 use super::{MAX_OUTPUT, R, Renderer};
 use crate::builtins::{self, Args as Bound};
 use crate::error::{Error, ErrorKind, Pos};
+use crate::lookup;
 use crate::methods;
 use crate::ops::{self, Arith};
 use crate::parser::{Args, BinOp, Expr, ExprKind, Interp, UnOp};
@@ -234,6 +235,21 @@ impl Renderer<'_> {
         if let Some(m) = self.template.macros.get(name).cloned() {
             return self.call_macro(name, &m, args, pos);
         }
+        if let Some(params) = lookup::params(name) {
+            let bound = self.bind(params, args, "function", name, pos)?;
+            let call = lookup::call(name, params, &bound.0);
+            return match self.lookups.get(&call) {
+                Some(Ok(v)) => Ok(v.clone()),
+                Some(Err(message)) => Err(wrap(message.clone(), "function", name, pos)),
+                None => Err(Error::needs_lookup(call, pos)),
+            };
+        }
+        if name == "fileURI" {
+            let bound = self.bind(&["path", "namespace"], args, "function", name, pos)?;
+            return self
+                .file_uri(&bound)
+                .map_err(|m| wrap(m, "function", name, pos));
+        }
         if let Some(feature) = builtins::needs(name) {
             return Err(Error::new(
                 ErrorKind::Unavailable,
@@ -331,6 +347,29 @@ fn nests_deeper(v: &Value, levels: usize) -> bool {
     }
     let mut children = children.peekable();
     children.peek().is_some() && children.any(|c| nests_deeper(c, levels - 1))
+}
+
+impl Renderer<'_> {
+    /// `fileURI(path)`: the `kestra:///` URI of a namespace file of the
+    /// flow's namespace (or of `namespace`); `..` segments are refused.
+    fn file_uri(&self, bound: &Bound) -> Result<Value, String> {
+        let path = bound.str(0, "path")?;
+        let namespace = match bound.opt_str(1) {
+            Some(ns) => ns,
+            None => match self.root.get("flow").and_then(|f| match f {
+                Value::Map(m) => m.get("namespace").cloned(),
+                _ => None,
+            }) {
+                Some(ns) => ns.to_print(),
+                None => return Err("there is no `flow.namespace` to find the file in".into()),
+            },
+        };
+        let path = path.trim_start_matches('/');
+        if path.is_empty() || path.split('/').any(|s| s == ".." || s == ".") {
+            return Err(format!("`{path}` is not a path inside the namespace files"));
+        }
+        Ok(Value::from(lookup::file_uri(&namespace, path)))
+    }
 }
 
 fn wrap(message: String, kind: &str, name: &str, pos: Pos) -> Error {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::Engine;
 use crate::error::{Error, ErrorKind, Pos};
+use crate::lookup::Lookups;
 use crate::parser::{Node, Template};
 use crate::value::{Map, Value};
 
@@ -24,6 +25,7 @@ const MAX_OUTPUT: usize = 16 * 1024 * 1024;
 pub(crate) struct Renderer<'a> {
     pub(crate) engine: &'a Engine,
     pub(crate) root: &'a Map,
+    pub(crate) lookups: &'a Lookups,
     template: Arc<Template>,
     frames: Vec<Map>,
     /// Frames below this index are invisible (inside a macro).
@@ -38,12 +40,14 @@ impl<'a> Renderer<'a> {
     pub(crate) fn new(
         engine: &'a Engine,
         root: &'a Map,
+        lookups: &'a Lookups,
         template: Arc<Template>,
         fuel: u64,
     ) -> Self {
         Renderer {
             engine,
             root,
+            lookups,
             template,
             frames: vec![Map::new()],
             barrier: 0,

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::MAX_BODY_BYTES;
 use crate::engine::{EngineError, FlowChangeError, RerunError};
 use crate::flow::FlowError;
+use crate::storage::StorageError;
 use crate::store::StoreError;
 
 /// The JSON error every failing call answers: `{"message", "status", "code"}`
@@ -17,6 +18,8 @@ use crate::store::StoreError;
 pub enum ApiError {
     Unauthorized,
     Forbidden,
+    /// A 403 that says why (a path outside what the call may reach).
+    ForbiddenBecause(String),
     NotFound(String),
     Conflict(String),
     BadRequest {
@@ -25,6 +28,8 @@ pub enum ApiError {
         details: Vec<Value>,
     },
     PayloadTooLarge,
+    /// A 413 naming what was too large.
+    TooLarge(String),
     Internal(String),
     Unavailable,
 }
@@ -57,6 +62,8 @@ impl IntoResponse for ApiError {
                 "your role does not allow this".to_owned(),
                 Vec::new(),
             ),
+            ApiError::ForbiddenBecause(m) => (StatusCode::FORBIDDEN, "forbidden", m, Vec::new()),
+            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "payloadTooLarge", m, Vec::new()),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "notFound", m, Vec::new()),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m, Vec::new()),
             ApiError::BadRequest {
@@ -97,6 +104,16 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         ApiError::Internal(err.to_string())
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(err: StorageError) -> Self {
+        match err {
+            StorageError::NotFound(_) => ApiError::NotFound("no such file".into()),
+            StorageError::InvalidPath { .. } => ApiError::bad_request("invalidPath", err.to_string()),
+            StorageError::Io { .. } => ApiError::Internal(err.to_string()),
+        }
     }
 }
 

@@ -10,10 +10,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{Editor, ExecutionId, FlowKey, Viewer};
-use super::inputs::{form_pairs, parse_labels, request_inputs};
+use super::inputs::{
+    FileSink, form_pairs, parse_labels, request_inputs, request_inputs_with_files,
+};
 use super::{ApiError, ApiResult, AppState};
-use crate::engine::EngineError;
+use crate::engine::{Engine, EngineError};
 use crate::execution::{Execution, State as ExecState};
+use crate::storage::StoragePath;
 use crate::store::{ExecutionFilter, MAX_LABEL_FILTERS};
 
 /// How long `wait=true` waits before answering with the running execution.
@@ -47,6 +50,9 @@ pub(super) struct RunQuery {
     labels: Option<String>,
 }
 
+/// Starts an execution. File parts of a multipart body (FILE inputs) are
+/// stored in the execution's storage first, under the id it will have;
+/// they are removed again when it does not start.
 pub(super) async fn create_execution(
     State(state): State<AppState>,
     Query(query): Query<RunQuery>,
@@ -54,12 +60,32 @@ pub(super) async fn create_execution(
     key: FlowKey,
     request: Request,
 ) -> ApiResult<Json<Execution>> {
-    let inputs = request_inputs(request).await?;
     let labels = parse_labels(query.labels.as_deref())?;
-    let execution = state
-        .engine
-        .start_execution(&key.namespace, &key.id, &inputs, labels, None)
-        .await?;
+    let id = Engine::new_execution_id();
+    let mut files = FileSink {
+        storage: state.engine.storage(),
+        execution: StoragePath::execution(&key.namespace, &key.id, &id)?,
+        stored: Vec::new(),
+    };
+    let started = match request_inputs_with_files(request, Some(&mut files)).await {
+        Ok(inputs) => state
+            .engine
+            .start_execution_with_id(&key.namespace, &key.id, id, &inputs, labels, None)
+            .await
+            .map_err(ApiError::from),
+        Err(err) => Err(err),
+    };
+    let execution = match started {
+        Ok(execution) => execution,
+        Err(err) => {
+            if !files.stored.is_empty()
+                && let Err(e) = files.storage.delete_prefix(&files.execution).await
+            {
+                tracing::warn!(error = %e, "removing the files of an execution that did not start failed");
+            }
+            return Err(err);
+        }
+    };
     state.metrics.executions_started.inc();
     if !query.wait {
         return Ok(Json(execution));

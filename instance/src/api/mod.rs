@@ -13,10 +13,12 @@ pub mod attempts;
 mod error;
 mod executions;
 mod extract;
+mod files;
 mod flows;
 mod inputs;
 mod logs;
 mod metrics;
+mod namespace_files;
 mod transfer;
 mod triggers;
 
@@ -24,7 +26,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -75,7 +77,21 @@ fn api_routes() -> Router<AppState> {
         .route("/executions/search", get(executions::search_executions))
         .route(
             "/executions/{namespace}/{flow_id}",
-            post(executions::create_execution),
+            // File parts are limited one by one (inputs::MAX_FILE_BYTES).
+            post(executions::create_execution).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/executions/{id}/file", get(files::download))
+        .route("/executions/{id}/file/metas", get(files::metas))
+        .route(
+            "/namespaces/{namespace}/files/directory",
+            get(namespace_files::list_directory),
+        )
+        .route(
+            "/namespaces/{namespace}/files",
+            get(namespace_files::download)
+                .post(namespace_files::upload)
+                .delete(namespace_files::delete)
+                .layer(DefaultBodyLimit::disable()),
         )
         .route(
             "/executions/{id}",

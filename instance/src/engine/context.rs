@@ -83,7 +83,11 @@ pub(crate) fn flow_outputs(
         let property = format!("outputs[{i}].value");
         let textual = matches!(
             output.kind,
-            InputType::String | InputType::Secret | InputType::Uri | InputType::Email
+            InputType::String
+                | InputType::Secret
+                | InputType::Uri
+                | InputType::Email
+                | InputType::File
         );
         let rendered = if textual {
             templates.render_json(&output.value, &vars)

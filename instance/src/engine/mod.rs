@@ -92,6 +92,8 @@ pub struct EngineConfig {
     /// default is a fresh directory under the system's temporary directory
     /// (tests); the server opens the configured one.
     pub storage: Storage,
+    /// Storage, task-runner settings and runners of script tasks.
+    pub tasks: crate::runner::TaskServices,
 }
 
 impl Default for EngineConfig {
@@ -108,6 +110,7 @@ impl Default for EngineConfig {
                 std::env::temp_dir()
                     .join(format!("atoll-storage-{}", uuid::Uuid::new_v4().simple())),
             ),
+            tasks: crate::runner::TaskServices::default(),
         }
     }
 }
@@ -121,6 +124,7 @@ pub(crate) struct Inner {
     owner: String,
     templates: Arc<Templates>,
     http: egress::TaskHttp,
+    tasks: Arc<crate::runner::TaskServices>,
     /// One permit per task run executing (`max_task_runs`).
     task_slots: Arc<Semaphore>,
     flows: Mutex<HashMap<FlowKey, Arc<Flow>>>,
@@ -155,6 +159,7 @@ impl Engine {
     pub fn new(store: Store, config: EngineConfig) -> Engine {
         let (finished, _) = broadcast::channel(1024);
         let http = egress::TaskHttp::new(config.http_allow_private);
+        let tasks = Arc::new(config.tasks.clone());
         let task_slots = Arc::new(Semaphore::new(config.max_task_runs.max(1)));
         let drive_slots = Arc::new(Semaphore::new(config.max_running));
         Engine {
@@ -164,6 +169,7 @@ impl Engine {
                 owner: format!("atoll-{}", uuid::Uuid::now_v7().simple()),
                 templates: Arc::new(Templates::new()),
                 http,
+                tasks,
                 task_slots,
                 flows: Mutex::new(HashMap::new()),
                 kills: Mutex::new(HashMap::new()),
@@ -190,12 +196,40 @@ impl Engine {
         labels: Vec<Label>,
         trigger: Option<Value>,
     ) -> Result<Execution, EngineError> {
+        let id = Engine::new_execution_id();
+        self.start_execution_with_id(namespace, flow_id, id, inputs, labels, trigger)
+            .await
+    }
+
+    /// A fresh execution id, for a caller that stores the execution's files
+    /// (FILE inputs) before [`Engine::start_execution_with_id`].
+    pub fn new_execution_id() -> String {
+        uuid::Uuid::now_v7().simple().to_string()
+    }
+
+    /// [`Engine::start_execution`] with the execution's id chosen by the
+    /// caller (from [`Engine::new_execution_id`]).
+    pub async fn start_execution_with_id(
+        &self,
+        namespace: &str,
+        flow_id: &str,
+        id: String,
+        inputs: &Map<String, Value>,
+        labels: Vec<Label>,
+        trigger: Option<Value>,
+    ) -> Result<Execution, EngineError> {
         // The flow's latest revision as this process last read it: the
         // insert checks that it still is, so nothing is read first.
         if let Some((flow, revision)) = self.inner.known_latest(namespace, flow_id)
             && !flow.disabled
-            && let Ok(execution) =
-                new_execution(&flow, revision, inputs, labels.clone(), trigger.clone())
+            && let Ok(execution) = execution_with_id(
+                &flow,
+                revision,
+                id.clone(),
+                inputs,
+                labels.clone(),
+                trigger.clone(),
+            )
             && self.enqueue(&execution, true).await?
         {
             return Ok(execution);
@@ -207,7 +241,7 @@ impl Engine {
                 id: flow_id.into(),
             });
         }
-        let execution = new_execution(&flow, revision, inputs, labels, trigger)?;
+        let execution = execution_with_id(&flow, revision, id, inputs, labels, trigger)?;
         self.enqueue(&execution, false).await?;
         Ok(execution)
     }
@@ -408,14 +442,47 @@ pub(crate) fn new_execution(
     labels: Vec<Label>,
     trigger: Option<Value>,
 ) -> Result<Execution, EngineError> {
+    let id = Engine::new_execution_id();
+    execution_with_id(flow, revision, id, inputs, labels, trigger)
+}
+
+/// [`new_execution`] with its id given. A FILE input must name a file the
+/// execution may read (see [`crate::storage::readable_by_execution`]).
+fn execution_with_id(
+    flow: &Flow,
+    revision: i64,
+    id: String,
+    inputs: &Map<String, Value>,
+    labels: Vec<Label>,
+    trigger: Option<Value>,
+) -> Result<Execution, EngineError> {
     let inputs = flow::resolve_inputs(&flow.inputs, inputs)?;
+    for input in flow
+        .inputs
+        .iter()
+        .filter(|i| i.kind == flow::InputType::File)
+    {
+        let Some(uri) = inputs.get(&input.id).and_then(Value::as_str) else {
+            continue;
+        };
+        let readable = crate::storage::StoragePath::from_uri(uri).is_ok_and(|path| {
+            crate::storage::readable_by_execution(&path, &flow.namespace, &flow.id, &id)
+        });
+        if !readable {
+            return Err(InputError::Invalid {
+                id: input.id.clone(),
+                expected: "a kestra:/// URI of a file of this execution or of its namespace".into(),
+            }
+            .into());
+        }
+    }
     let mut all_labels = flow.labels.clone();
     for label in labels {
         all_labels.retain(|l| l.key != label.key);
         all_labels.push(label);
     }
     let mut execution = Execution::new(
-        uuid::Uuid::now_v7().simple().to_string(),
+        id,
         flow.namespace.clone(),
         flow.id.clone(),
         revision,

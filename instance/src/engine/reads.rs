@@ -26,10 +26,23 @@ impl Engine {
         Ok((results, total))
     }
 
-    /// Deletes an ended execution with its logs: `Some(false)` when it has
-    /// not ended, `None` when there is no such execution.
+    /// Deletes an ended execution with its logs and files: `Some(false)`
+    /// when it has not ended, `None` when there is no such execution.
     pub async fn delete_execution(&self, id: &str) -> Result<Option<bool>, StoreError> {
-        self.inner.store.delete_execution(id).await
+        let Some(execution) = self.inner.store.get_execution(id).await? else {
+            return Ok(None);
+        };
+        let deleted = self.inner.store.delete_execution(id).await?;
+        if deleted == Some(true) {
+            super::retention::delete_files(
+                &self.inner,
+                &execution.namespace,
+                &execution.flow_id,
+                id,
+            )
+            .await;
+        }
+        Ok(deleted)
     }
 
     /// Log lines of an execution with `seq` greater than `after`, in order.

@@ -15,6 +15,7 @@ use crate::execution::NewLog;
 use crate::flow::tasks::egress::TaskHttp;
 use crate::flow::tasks::{Context, Logs};
 use crate::flow::{LogLevel, Task};
+use crate::runner::TaskServices;
 use crate::template::{Templates, Vars};
 
 /// What the driver hears from a running attempt.
@@ -66,6 +67,12 @@ pub(crate) struct Attempt {
     pub logs: LogSink,
     /// What `secret()`, `kv()`, `read()`... reach.
     pub lookups: crate::lookups::Resolver,
+    /// The execution's flow (storage paths, pod labels).
+    pub namespace: String,
+    pub flow_id: String,
+    pub services: Arc<TaskServices>,
+    /// The internal storage.
+    pub storage: crate::storage::Storage,
 }
 
 /// Longest log line kept (longer lines, from a command's output or a Log
@@ -112,6 +119,11 @@ async fn execute(attempt: &Attempt) -> Result<Map<String, Value>, String> {
         task_run_id: &attempt.logs.task_run_id,
         attempt: attempt.logs.attempt,
         lookups: &attempt.lookups,
+        namespace: &attempt.namespace,
+        flow_id: &attempt.flow_id,
+        execution_id: &attempt.logs.execution_id,
+        services: &attempt.services,
+        storage: &attempt.storage,
     };
     attempt.task.kind.run(&cx).await
 }

@@ -116,6 +116,14 @@ fn convert(input: &Input, kind: InputType, value: Value) -> Result<Value, InputE
             }
             value
         }
+        InputType::File => {
+            let uri = value
+                .as_str()
+                .ok_or_else(|| invalid("a kestra:/// URI of a file"))?;
+            let path = crate::storage::StoragePath::from_uri(uri.trim())
+                .map_err(|_| invalid("a kestra:/// URI of a file"))?;
+            Value::String(path.uri())
+        }
         InputType::Array => convert_array(input, value)?,
         InputType::MultiSelect => convert_multiselect(input, value)?,
         InputType::Date

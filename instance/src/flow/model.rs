@@ -89,6 +89,9 @@ pub enum InputType {
     Email,
     /// A string that is never shown in messages or logs.
     Secret,
+    /// A file in the internal storage, given as its `kestra:///` URI (an
+    /// upload of the execution, or a file of its namespace).
+    File,
 }
 
 impl InputType {
@@ -113,6 +116,7 @@ impl InputType {
         ("URI", InputType::Uri),
         ("EMAIL", InputType::Email),
         ("SECRET", InputType::Secret),
+        ("FILE", InputType::File),
     ];
 
     pub fn from_name(name: &str) -> Option<Self> {
@@ -139,6 +143,7 @@ impl InputType {
             InputType::Uri => "URI",
             InputType::Email => "EMAIL",
             InputType::Secret => "SECRET",
+            InputType::File => "FILE",
         }
     }
 }

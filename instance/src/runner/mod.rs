@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::config::RunnerKind;
+use crate::config::{RunnerKind, TaskSettings};
 
 /// One attempt of a script task, ready to run.
 #[derive(Debug, Clone, Default)]
@@ -82,6 +82,50 @@ pub type RunFuture<'a> = Pin<Box<dyn Future<Output = Result<ScriptOutcome, Strin
 /// pulled...); a script that ran and failed is `Ok` with its exit code.
 pub trait ScriptRunner: Send + Sync {
     fn run<'a>(&'a self, job: &'a ScriptJob, lines: Lines<'a>) -> RunFuture<'a>;
+}
+
+/// What script tasks need from the instance besides its internal storage
+/// (which the engine owns): the tenant's task-runner settings and the
+/// runners.
+#[derive(Debug, Clone, Default)]
+pub struct TaskServices {
+    pub settings: TaskSettings,
+    pub runners: Runners,
+}
+
+impl TaskServices {
+    /// Runs `job` on the runner of kind `kind`; a task pod's image must be
+    /// on the tenant's allow-list (when it has one).
+    pub async fn run(
+        &self,
+        kind: RunnerKind,
+        job: &ScriptJob,
+        lines: Lines<'_>,
+    ) -> Result<ScriptOutcome, String> {
+        let allowed = &self.settings.allowed_images;
+        if kind == RunnerKind::Kubernetes
+            && !allowed.is_empty()
+            && !allowed.iter().any(|p| image_matches(p, &job.image))
+        {
+            return Err(format!(
+                "image `{}` is not allowed for task pods (allowed: {})",
+                job.image,
+                allowed.join(", ")
+            ));
+        }
+        self.runners.run(kind, job, lines).await
+    }
+}
+
+/// Whether `image` matches an allow-list `pattern` (`*` any run of
+/// characters, `/` and `:` included).
+pub fn image_matches(pattern: &str, image: &str) -> bool {
+    let escaped: String = pattern
+        .replace('\\', "\\\\")
+        .replace('?', "\\?")
+        .replace('[', "\\[")
+        .replace('{', "\\{");
+    glob::matches(&escaped.replace('*', "**"), image)
 }
 
 /// The runners an instance has: the local process always, a Kubernetes one
@@ -158,6 +202,16 @@ pub(crate) fn duration_text(limit: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn images_are_matched_against_the_allow_list() {
+        assert!(image_matches("python:*", "python:3.13-slim"));
+        assert!(image_matches("ghcr.io/acme/*", "ghcr.io/acme/tools/etl:1"));
+        assert!(image_matches("ubuntu", "ubuntu"));
+        assert!(!image_matches("ubuntu", "ubuntu:22.04"));
+        assert!(!image_matches("python:*", "evil/python:3"));
+        assert!(!image_matches("a?c", "abc"));
+    }
 
     #[test]
     fn file_names_stay_inside_the_working_directory() {

@@ -8,7 +8,15 @@
 //! `.../executions/<execution>/inputs/<input>/<file>`, and namespace files
 //! under `company/team/_files/<path>`.
 
+mod dir;
+mod namespace;
+mod s3;
+mod s3_list;
+
+pub use namespace::{MAX_NAMESPACE_FILES, namespace_files, readable_by_execution};
+
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -133,17 +141,17 @@ pub struct Storage {
 #[derive(Debug, Clone)]
 enum Backend {
     Dir(PathBuf),
+    S3(Arc<s3::S3>),
 }
 
 impl Storage {
+    /// The configured storage: a directory, or a bucket of an S3-compatible
+    /// store (nothing is sent until the first call).
     pub fn open(settings: &StorageSettings) -> Result<Storage, StorageError> {
         match settings {
-            StorageSettings::Dir(dir) => Ok(Storage {
-                backend: Backend::Dir(dir.clone()),
-            }),
-            StorageSettings::S3(s3) => Err(StorageError::Io {
-                path: s3.endpoint.clone(),
-                reason: "S3-compatible storage is not built yet".into(),
+            StorageSettings::Dir(dir) => Ok(Storage::dir(dir.clone())),
+            StorageSettings::S3(settings) => Ok(Storage {
+                backend: Backend::S3(Arc::new(s3::S3::new(settings)?)),
             }),
         }
     }
@@ -155,36 +163,28 @@ impl Storage {
         }
     }
 
+    /// Stores a file (replacing any at that path).
     pub async fn put(&self, path: &StoragePath, bytes: Bytes) -> Result<(), StorageError> {
         match &self.backend {
-            Backend::Dir(root) => {
-                let file = root.join(path.as_str());
-                if let Some(parent) = file.parent() {
-                    tokio::fs::create_dir_all(parent)
-                        .await
-                        .map_err(|e| io(path, e))?;
-                }
-                // Written aside and renamed: a reader never sees half a file.
-                let tmp = file.with_extension(format!("part-{}", uuid::Uuid::new_v4().simple()));
-                tokio::fs::write(&tmp, &bytes)
-                    .await
-                    .map_err(|e| io(path, e))?;
-                tokio::fs::rename(&tmp, &file)
-                    .await
-                    .map_err(|e| io(path, e))
-            }
+            Backend::Dir(root) => dir::put(root, path, bytes).await,
+            Backend::S3(s3) => s3.put(path, bytes).await,
         }
     }
 
+    /// A file's bytes ([`StorageError::NotFound`] when there is none).
     pub async fn get(&self, path: &StoragePath) -> Result<Bytes, StorageError> {
         match &self.backend {
-            Backend::Dir(root) => match tokio::fs::read(root.join(path.as_str())).await {
-                Ok(bytes) => Ok(Bytes::from(bytes)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    Err(StorageError::NotFound(path.uri()))
-                }
-                Err(e) => Err(io(path, e)),
-            },
+            Backend::Dir(root) => dir::get(root, path).await,
+            Backend::S3(s3) => s3.get(path).await,
+        }
+    }
+
+    /// A file's size in bytes ([`StorageError::NotFound`] when there is
+    /// none).
+    pub async fn size(&self, path: &StoragePath) -> Result<u64, StorageError> {
+        match &self.backend {
+            Backend::Dir(root) => dir::size(root, path).await,
+            Backend::S3(s3) => s3.size(path).await,
         }
     }
 
@@ -194,65 +194,25 @@ impl Storage {
         prefix: &StoragePath,
     ) -> Result<Vec<(StoragePath, u64)>, StorageError> {
         match &self.backend {
-            Backend::Dir(root) => {
-                let mut out = Vec::new();
-                let mut stack = vec![root.join(prefix.as_str())];
-                while let Some(dir) = stack.pop() {
-                    let mut entries = match tokio::fs::read_dir(&dir).await {
-                        Ok(entries) => entries,
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                        Err(e) => return Err(io(prefix, e)),
-                    };
-                    while let Some(entry) = entries.next_entry().await.map_err(|e| io(prefix, e))? {
-                        let kind = entry.file_type().await.map_err(|e| io(prefix, e))?;
-                        if kind.is_dir() {
-                            stack.push(entry.path());
-                        } else if kind.is_file() {
-                            let name = entry.file_name().to_string_lossy().into_owned();
-                            if name.contains(".part-") {
-                                continue;
-                            }
-                            let rel = entry.path();
-                            let rel = rel.strip_prefix(root).unwrap_or(&rel);
-                            let size = entry.metadata().await.map(|m| m.len()).unwrap_or(0);
-                            out.push((StoragePath::new(&rel.to_string_lossy())?, size));
-                        }
-                    }
-                }
-                out.sort();
-                Ok(out)
-            }
+            Backend::Dir(root) => dir::list(root, prefix).await,
+            Backend::S3(s3) => s3.list(prefix).await,
         }
     }
 
     /// Deletes one file; `false` when there was none.
     pub async fn delete(&self, path: &StoragePath) -> Result<bool, StorageError> {
         match &self.backend {
-            Backend::Dir(root) => match tokio::fs::remove_file(root.join(path.as_str())).await {
-                Ok(()) => Ok(true),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-                Err(e) => Err(io(path, e)),
-            },
+            Backend::Dir(root) => dir::delete(root, path).await,
+            Backend::S3(s3) => s3.delete(path).await,
         }
     }
 
     /// Deletes everything under `prefix`.
     pub async fn delete_prefix(&self, prefix: &StoragePath) -> Result<(), StorageError> {
         match &self.backend {
-            Backend::Dir(root) => match tokio::fs::remove_dir_all(root.join(prefix.as_str())).await
-            {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(io(prefix, e)),
-            },
+            Backend::Dir(root) => dir::delete_prefix(root, prefix).await,
+            Backend::S3(s3) => s3.delete_prefix(prefix).await,
         }
-    }
-}
-
-fn io(path: &StoragePath, err: std::io::Error) -> StorageError {
-    StorageError::Io {
-        path: path.uri(),
-        reason: err.kind().to_string(),
     }
 }
 
@@ -283,17 +243,136 @@ mod tests {
         );
     }
 
+    /// The same calls and answers on every backend.
+    async fn suite(s: &Storage) {
+        let p = StoragePath::new("ns/f/executions/e/tasks/t/r/out.txt").expect("p");
+        let odd = StoragePath::new("ns/f/executions/e/inputs/in/a b?c#d%e&é.txt").expect("p");
+        s.put(&p, Bytes::from_static(b"hi")).await.expect("put");
+        s.put(&odd, Bytes::from_static(b"odd"))
+            .await
+            .expect("put odd");
+        assert_eq!(s.get(&p).await.expect("get"), Bytes::from_static(b"hi"));
+        assert_eq!(
+            s.get(&odd).await.expect("get odd"),
+            Bytes::from_static(b"odd")
+        );
+        assert_eq!(s.size(&p).await.expect("size"), 2);
+        s.put(&p, Bytes::from_static(b"again"))
+            .await
+            .expect("replace");
+        assert_eq!(s.get(&p).await.expect("get"), Bytes::from_static(b"again"));
+        let prefix = StoragePath::new("ns/f/executions/e").expect("p");
+        let mut want = vec![(odd.clone(), 3), (p.clone(), 5)];
+        want.sort();
+        assert_eq!(s.list(&prefix).await.expect("list"), want);
+        let other = StoragePath::new("ns/f/executions/e2/x").expect("p");
+        s.put(&other, Bytes::new()).await.expect("put empty");
+        assert_eq!(
+            s.list(&prefix).await.expect("list").len(),
+            2,
+            "e2 is not under e"
+        );
+        let missing = StoragePath::new("ns/f/executions/e/nothing").expect("p");
+        assert!(matches!(
+            s.get(&missing).await,
+            Err(StorageError::NotFound(_))
+        ));
+        assert!(matches!(
+            s.size(&missing).await,
+            Err(StorageError::NotFound(_))
+        ));
+        assert!(s.list(&missing).await.expect("list nothing").is_empty());
+        assert!(s.delete(&p).await.expect("delete"));
+        assert!(!s.delete(&p).await.expect("delete again"));
+        assert!(matches!(s.get(&p).await, Err(StorageError::NotFound(_))));
+        s.delete_prefix(&prefix).await.expect("delete prefix");
+        assert!(s.list(&prefix).await.expect("list").is_empty());
+        assert_eq!(s.get(&other).await.expect("e2 kept"), Bytes::new());
+        // Namespace files, as script tasks read them.
+        let ns = StoragePath::namespace_files("company.team").expect("p");
+        s.put(
+            &ns.join("scripts/main.py").expect("p"),
+            Bytes::from_static(b"print(1)"),
+        )
+        .await
+        .expect("put");
+        s.put(&ns.join("a.txt").expect("p"), Bytes::from_static(b"a"))
+            .await
+            .expect("put");
+        let files = namespace_files(s, "company.team")
+            .await
+            .expect("namespace files");
+        assert_eq!(
+            files,
+            vec![
+                ("a.txt".to_owned(), Bytes::from_static(b"a")),
+                (
+                    "scripts/main.py".to_owned(),
+                    Bytes::from_static(b"print(1)")
+                ),
+            ]
+        );
+        assert!(
+            namespace_files(s, "company")
+                .await
+                .expect("other")
+                .is_empty()
+        );
+    }
+
     #[tokio::test]
     async fn a_directory_stores_lists_and_deletes() {
         let dir = tempfile::tempdir().expect("dir");
-        let s = Storage::dir(dir.path());
-        let p = StoragePath::new("ns/f/executions/e/tasks/t/r/out.txt").expect("p");
-        s.put(&p, Bytes::from_static(b"hi")).await.expect("put");
-        assert_eq!(s.get(&p).await.expect("get"), Bytes::from_static(b"hi"));
-        let prefix = StoragePath::new("ns/f/executions/e").expect("p");
-        assert_eq!(s.list(&prefix).await.expect("list"), vec![(p.clone(), 2)]);
-        assert!(s.delete(&p).await.expect("delete"));
-        assert!(matches!(s.get(&p).await, Err(StorageError::NotFound(_))));
+        suite(&Storage::dir(dir.path())).await;
+    }
+
+    #[tokio::test]
+    async fn an_s3_bucket_stores_lists_and_deletes() {
+        let Some(server) = atoll_testkit::s3::TestS3::start("the S3 storage test") else {
+            return;
+        };
+        let settings = crate::config::S3Settings {
+            endpoint: server.endpoint.clone(),
+            bucket: server.bucket.clone(),
+            region: server.region.clone(),
+            access_key_id: server.access_key_id.clone(),
+            secret_access_key: server.secret_access_key.clone(),
+        };
+        let s = Storage::open(&StorageSettings::S3(settings.clone())).expect("open");
+        suite(&s).await;
+        // Pages of the listing are followed.
+        let prefix = StoragePath::new("many").expect("p");
+        for i in 0..1005 {
+            std::fs::create_dir_all(server.dir().join("atoll-test/many")).expect("dir");
+            std::fs::write(server.dir().join(format!("atoll-test/many/{i:04}")), b"x")
+                .expect("write");
+        }
+        assert_eq!(s.list(&prefix).await.expect("list").len(), 1005);
         s.delete_prefix(&prefix).await.expect("delete prefix");
+        assert!(s.list(&prefix).await.expect("list").is_empty());
+        // Wrong credentials: refused, and the error names neither them nor
+        // the signed URL.
+        let wrong = Storage::open(&StorageSettings::S3(crate::config::S3Settings {
+            secret_access_key: "WRONGSECRET".into(),
+            ..settings
+        }))
+        .expect("open");
+        let err = wrong
+            .get(&StoragePath::new("x").expect("p"))
+            .await
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("kestra:///x") && err.contains("403"), "{err}");
+        for leak in ["WRONGSECRET", &server.access_key_id, "X-Amz", "http:"] {
+            assert!(!err.contains(leak), "{err}");
+        }
+        // Nothing listens: the error says so, without the URL.
+        drop(server);
+        let err = wrong
+            .get(&StoragePath::new("x").expect("p"))
+            .await
+            .expect_err("down")
+            .to_string();
+        assert!(err.contains("could not be reached"), "{err}");
     }
 }

@@ -292,6 +292,15 @@ pub trait Repository: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// (id, namespace, flow id) of the ended executions
+    /// [`Repository::purge_executions`] would delete next with the same
+    /// arguments (same order), so their files can be deleted with them.
+    fn expired_executions(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<(String, String, String)>, StoreError>> + Send;
+
     /// Writes the execution if `owner` still holds its lease, renewing it;
     /// a finished execution's lease is released. `logs` (lines logged since
     /// the last write) are appended in the same transaction, and only if
@@ -522,6 +531,13 @@ impl Repository for Store {
     }
     async fn purge_executions(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
         dispatch!(self, r => r.purge_executions(before, limit))
+    }
+    async fn expired_executions(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        dispatch!(self, r => r.expired_executions(before, limit))
     }
     async fn save_execution(
         &self,

@@ -391,6 +391,26 @@ where
         DB::purge_executions(&self.pool, micros(before), i64::from(limit.max(1))).await
     }
 
+    async fn expired_executions(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, namespace, flow_id FROM executions WHERE finished = TRUE AND updated_at < $1
+             ORDER BY updated_at, id LIMIT $2",
+        )
+        .bind(micros(before))
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("list expired executions"))?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get("id"), row.get("namespace"), row.get("flow_id")))
+            .collect())
+    }
+
     async fn save_execution(
         &self,
         execution: &Execution,

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use atoll_crds::LogLevel;
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     ConfigMapKeySelector, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
     HTTPGetAction, PodSpec, PodTemplateSpec, Probe, SecretKeySelector, Service, ServicePort,
@@ -17,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::database::{DATABASE_SECRET, DatabaseCredentials};
+use super::tasks::{runs_task_pods, task_env, task_volumes, uses_storage_volume};
 use super::{TenantContext, resources, restricted_container, restricted_pod};
 
 /// Name of the instance's Deployment, Service, Ingress and ServiceAccount,
@@ -24,6 +25,9 @@ use super::{TenantContext, resources, restricted_container, restricted_pod};
 pub const INSTANCE: &str = "instance";
 /// Port the instance listens on in its pod.
 pub const INSTANCE_PORT: i32 = 8080;
+/// Port of the instance's Service (users come through the Ingress, task
+/// pods straight to the Service).
+pub const INSTANCE_SERVICE_PORT: i32 = 80;
 /// An unprivileged UID for the instance (distroless `nonroot`).
 const INSTANCE_UID: i64 = 65532;
 
@@ -87,6 +91,7 @@ fn instance_env(ctx: &TenantContext<'_>) -> Vec<EnvVar> {
     if let Some(days) = spec.config.execution_retention_days {
         env.push(value(contract::EXECUTION_RETENTION_DAYS, days.to_string()));
     }
+    env.extend(task_env(ctx, &image(ctx)));
     for var in &spec.env {
         let source = var.value_from.as_ref().map(|source| EnvVarSource {
             secret_key_ref: source.secret_key_ref.as_ref().map(|r| SecretKeySelector {
@@ -149,9 +154,27 @@ pub const DATABASE_ANNOTATION: &str = "atoll.dev/database";
 
 /// The instance Deployment. Any change to the pod template (version, env,
 /// settings, the database it uses) rolls it; suspension scales it to zero.
+/// With a storage volume (ReadWriteOnce) the old pod stops before the new
+/// one starts, so the two never wait for the same volume. The pod gets an
+/// API token only when its tasks run as pods.
 pub fn instance_deployment(ctx: &TenantContext<'_>, database: &DatabaseCredentials) -> Deployment {
     let spec = &ctx.tenant.spec;
-    let container = instance_container(ctx);
+    let (task_volumes, task_mounts) = task_volumes(ctx);
+    let mut container = instance_container(ctx);
+    container
+        .volume_mounts
+        .get_or_insert_with(Vec::new)
+        .extend(task_mounts);
+    let mut volumes = vec![Volume {
+        name: "tmp".to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }];
+    volumes.extend(task_volumes);
+    let strategy = uses_storage_volume(ctx).then(|| DeploymentStrategy {
+        type_: Some("Recreate".to_owned()),
+        rolling_update: None,
+    });
     Deployment {
         metadata: ctx.meta(INSTANCE, Some(INSTANCE)),
         spec: Some(DeploymentSpec {
@@ -164,6 +187,7 @@ pub fn instance_deployment(ctx: &TenantContext<'_>, database: &DatabaseCredentia
                 match_labels: Some(ctx.selector(INSTANCE)),
                 ..LabelSelector::default()
             },
+            strategy,
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(ctx.labels(Some(INSTANCE))),
@@ -181,14 +205,10 @@ pub fn instance_deployment(ctx: &TenantContext<'_>, database: &DatabaseCredentia
                 }),
                 spec: Some(PodSpec {
                     service_account_name: Some(INSTANCE.to_owned()),
-                    automount_service_account_token: Some(false),
+                    automount_service_account_token: Some(runs_task_pods(ctx)),
                     security_context: Some(restricted_pod(INSTANCE_UID)),
                     containers: vec![container],
-                    volumes: Some(vec![Volume {
-                        name: "tmp".to_owned(),
-                        empty_dir: Some(EmptyDirVolumeSource::default()),
-                        ..Volume::default()
-                    }]),
+                    volumes: Some(volumes),
                     termination_grace_period_seconds: Some(30),
                     ..PodSpec::default()
                 }),
@@ -247,7 +267,7 @@ pub fn instance_service(ctx: &TenantContext<'_>) -> Service {
             selector: Some(ctx.selector(INSTANCE)),
             ports: Some(vec![ServicePort {
                 name: Some("http".to_owned()),
-                port: 80,
+                port: INSTANCE_SERVICE_PORT,
                 target_port: Some(IntOrString::String("http".to_owned())),
                 protocol: Some("TCP".to_owned()),
                 ..ServicePort::default()

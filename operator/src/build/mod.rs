@@ -9,16 +9,18 @@ mod database;
 mod instance;
 mod namespace;
 mod network;
+mod tasks;
 
 use std::collections::BTreeMap;
 
 use atoll_crds::{DatabaseMode, Tenant};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, LimitRange, PodSecurityContext, ResourceQuota, SeccompProfile, Secret,
-    SecurityContext, Service, ServiceAccount,
+    Capabilities, ConfigMap, LimitRange, PersistentVolumeClaim, PodSecurityContext, ResourceQuota,
+    SeccompProfile, Secret, SecurityContext, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 
@@ -30,13 +32,18 @@ pub use database::{
     database_stateful_set,
 };
 pub use instance::{
-    DATABASE_ANNOTATION, INSTANCE, INSTANCE_PORT, instance_deployment, instance_ingress,
-    instance_service,
+    DATABASE_ANNOTATION, INSTANCE, INSTANCE_PORT, INSTANCE_SERVICE_PORT, instance_deployment,
+    instance_ingress, instance_service,
 };
 pub use namespace::{
     limit_range, namespace, resource_quota, service_account_database, service_account_instance,
 };
 pub use network::{DATABASE_NETWORK_POLICY, network_policies};
+pub use tasks::{
+    INSTANCE_FROM_TASK_PODS, SECRETS_DIR, STORAGE_CLAIM, STORAGE_DIR, TASK_PODS_NETWORK_POLICY,
+    TASK_PODS_ROLE_BINDING, runs_task_pods, storage_claim, task_pod_selector,
+    task_pods_role_binding, task_resources_json,
+};
 
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "atoll-operator";
@@ -266,6 +273,8 @@ pub struct Children {
     pub network_policies: Vec<k8s_openapi::api::networking::v1::NetworkPolicy>,
     /// Identity of the instance pods.
     pub instance_service_account: k8s_openapi::api::core::v1::ServiceAccount,
+    /// The instance's task-pod rights (Kubernetes runner).
+    pub task_pods_role_binding: Option<RoleBinding>,
     /// Identity of the database pods (Dedicated mode).
     pub database_service_account: Option<k8s_openapi::api::core::v1::ServiceAccount>,
     /// Database credentials.
@@ -277,6 +286,8 @@ pub struct Children {
     pub database_stateful_set: Option<k8s_openapi::api::apps::v1::StatefulSet>,
     /// Its Service (Dedicated mode).
     pub database_service: Option<k8s_openapi::api::core::v1::Service>,
+    /// The instance's storage volume (no S3).
+    pub storage_claim: Option<PersistentVolumeClaim>,
     /// The instance.
     pub instance_deployment: k8s_openapi::api::apps::v1::Deployment,
     /// Its Service.
@@ -294,11 +305,13 @@ pub fn children(ctx: &TenantContext<'_>, credentials: &DatabaseCredentials) -> C
         limit_range: limit_range(ctx),
         network_policies: network_policies(ctx),
         instance_service_account: service_account_instance(ctx),
+        task_pods_role_binding: task_pods_role_binding(ctx),
         database_service_account: dedicated.then(|| service_account_database(ctx)),
         database_secret: database_secret(ctx, credentials),
         database_init_config_map: dedicated.then(|| database_init_config_map(ctx)),
         database_stateful_set: dedicated.then(|| database_stateful_set(ctx)),
         database_service: dedicated.then(|| database_service(ctx)),
+        storage_claim: storage_claim(ctx),
         instance_deployment: instance_deployment(ctx, credentials),
         instance_service: instance_service(ctx),
         instance_ingress: instance_ingress(ctx),
@@ -317,6 +330,10 @@ pub enum Child<'a> {
     NetworkPolicy(&'a NetworkPolicy),
     /// A pod identity.
     ServiceAccount(&'a ServiceAccount),
+    /// The instance's task-pod rights.
+    RoleBinding(&'a RoleBinding),
+    /// The instance's storage volume.
+    PersistentVolumeClaim(&'a PersistentVolumeClaim),
     /// The database credentials.
     Secret(&'a Secret),
     /// PostgreSQL's init scripts.
@@ -340,6 +357,8 @@ impl Child<'_> {
             Child::LimitRange(o) => to_value(o),
             Child::NetworkPolicy(o) => to_value(o),
             Child::ServiceAccount(o) => to_value(o),
+            Child::RoleBinding(o) => to_value(o),
+            Child::PersistentVolumeClaim(o) => to_value(o),
             Child::Secret(o) => to_value(o),
             Child::ConfigMap(o) => to_value(o),
             Child::Service(o) => to_value(o),
@@ -360,6 +379,7 @@ impl Children {
         ];
         out.extend(self.network_policies.iter().map(Child::NetworkPolicy));
         out.push(Child::ServiceAccount(&self.instance_service_account));
+        out.extend(self.task_pods_role_binding.iter().map(Child::RoleBinding));
         out.extend(
             self.database_service_account
                 .iter()
@@ -370,6 +390,7 @@ impl Children {
         out.extend(self.database_service.iter().map(Child::Service));
         out.extend(self.database_stateful_set.iter().map(Child::StatefulSet));
         out.push(Child::Service(&self.instance_service));
+        out.extend(self.storage_claim.iter().map(Child::PersistentVolumeClaim));
         out.push(Child::Deployment(&self.instance_deployment));
         out.push(Child::Ingress(&self.instance_ingress));
         out
@@ -385,3 +406,5 @@ impl Children {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_tasks;

@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::database::{DATABASE, DATABASE_PORT};
+use super::tasks::{INSTANCE_FROM_TASK_PODS, TASK_PODS_NETWORK_POLICY, task_pod_selector};
 use super::{INSTANCE, INSTANCE_PORT, TenantContext};
 
 fn selector(labels: BTreeMap<String, String>) -> LabelSelector {
@@ -107,11 +108,65 @@ pub fn network_policies(ctx: &TenantContext<'_>) -> Vec<NetworkPolicy> {
     policies.push(policy(
         ctx,
         "instance-egress",
-        instance_pods,
+        instance_pods.clone(),
         None,
         Some(instance_egress(ctx, database_pods)),
     ));
+    policies.extend(task_pod_policies(ctx, instance_pods));
     policies
+}
+
+/// Task pods (label `atoll.dev/task-pod: "true"`): nothing comes in; out
+/// only to the instance's API (input and output files), to DNS (allow-dns)
+/// and outside the cluster minus the blocked ranges, so never to the
+/// database, identity or other tenants. Rendered whatever the runner, so a
+/// pod carrying the label is fenced even before the Tenant asks for task
+/// pods. And the instance admits task pods on its API port.
+fn task_pod_policies(ctx: &TenantContext<'_>, instance_pods: LabelSelector) -> [NetworkPolicy; 2] {
+    let task_pods = selector(task_pod_selector());
+    [
+        policy(
+            ctx,
+            TASK_PODS_NETWORK_POLICY,
+            task_pods.clone(),
+            Some(vec![]),
+            Some(vec![
+                NetworkPolicyEgressRule {
+                    to: Some(vec![NetworkPolicyPeer {
+                        pod_selector: Some(instance_pods.clone()),
+                        ..NetworkPolicyPeer::default()
+                    }]),
+                    ports: Some(vec![port("TCP", INSTANCE_PORT)]),
+                },
+                outside_the_cluster(ctx),
+            ]),
+        ),
+        policy(
+            ctx,
+            INSTANCE_FROM_TASK_PODS,
+            instance_pods,
+            Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![NetworkPolicyPeer {
+                    pod_selector: Some(task_pods),
+                    ..NetworkPolicyPeer::default()
+                }]),
+                ports: Some(vec![port("TCP", INSTANCE_PORT)]),
+            }]),
+            None,
+        ),
+    ]
+}
+
+/// Anywhere outside the cluster except the blocked ranges (private
+/// networks, metadata), in IPv4 and IPv6.
+fn outside_the_cluster(ctx: &TenantContext<'_>) -> NetworkPolicyEgressRule {
+    NetworkPolicyEgressRule {
+        to: Some(vec![
+            outside("0.0.0.0/0", ctx.config.egress_blocked_cidrs.v4()),
+            outside("::/0", ctx.config.egress_blocked_cidrs.v6()),
+        ]),
+        ports: None,
+    }
 }
 
 /// Every pod may resolve names with the cluster's DNS.
@@ -181,7 +236,7 @@ fn instance_egress(
             ports: Some(vec![port("TCP", DATABASE_PORT)]),
         }
     };
-    vec![
+    let mut rules = vec![
         database,
         NetworkPolicyEgressRule {
             to: Some(vec![NetworkPolicyPeer {
@@ -193,12 +248,27 @@ fn instance_egress(
             }]),
             ports: Some(vec![port("TCP", i32::from(ctx.config.identity_port))]),
         },
-        NetworkPolicyEgressRule {
-            to: Some(vec![
-                outside("0.0.0.0/0", ctx.config.egress_blocked_cidrs.v4()),
-                outside("::/0", ctx.config.egress_blocked_cidrs.v6()),
-            ]),
-            ports: None,
-        },
-    ]
+        outside_the_cluster(ctx),
+    ];
+    // The instance starts task pods through the API server.
+    if super::tasks::runs_task_pods(ctx) && !ctx.config.api_server_cidrs.0.is_empty() {
+        rules.push(NetworkPolicyEgressRule {
+            to: Some(
+                ctx.config
+                    .api_server_cidrs
+                    .0
+                    .iter()
+                    .map(|cidr| NetworkPolicyPeer {
+                        ip_block: Some(IPBlock {
+                            cidr: cidr.clone(),
+                            except: None,
+                        }),
+                        ..NetworkPolicyPeer::default()
+                    })
+                    .collect(),
+            ),
+            ports: Some(vec![port("TCP", i32::from(ctx.config.api_server_port))]),
+        });
+    }
+    rules
 }

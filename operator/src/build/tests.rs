@@ -99,7 +99,11 @@ fn a_new_version_changes_the_pod_template_and_nothing_else_does_by_accident() {
 #[test]
 fn every_container_runs_restricted() {
     let config = OperatorConfig::default();
-    let children = build(&tenant(TenantSpec::default()), &config);
+    // The Process runner: no pod needs an API token (the Kubernetes
+    // runner's instance does, see tests_tasks.rs).
+    let mut spec = TenantSpec::default();
+    spec.tasks.runner = atoll_crds::TaskRunner::Process;
+    let children = build(&tenant(spec), &config);
     let templates = [
         children
             .instance_deployment
@@ -236,7 +240,9 @@ fn network_policies_deny_by_default_and_open_only_what_the_mode_needs() {
             "allow-dns",
             "instance-from-ingress",
             "database-from-instance",
-            "instance-egress"
+            "instance-egress",
+            "task-pods",
+            "instance-from-task-pods"
         ]
     );
     let deny = dedicated.network_policies[0].spec.as_ref().expect("spec");

@@ -9,6 +9,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -252,6 +253,12 @@ pub(super) async fn apply_children(
             Child::ServiceAccount(o) => {
                 apply_namespaced(client, namespace, o).await?;
             }
+            Child::RoleBinding(o) => {
+                apply_namespaced(client, namespace, o).await?;
+            }
+            Child::PersistentVolumeClaim(o) => {
+                apply_namespaced(client, namespace, o).await?;
+            }
             Child::Secret(o) => {
                 apply_namespaced(client, namespace, o).await?;
             }
@@ -280,14 +287,28 @@ pub(super) async fn apply_children(
     })
 }
 
-/// Removes the children the Tenant no longer needs: today the Dedicated
-/// database's objects once the Tenant uses an External one. Only objects
-/// carrying this Tenant's labels under the operator's field manager are
-/// removed, each with its uid as precondition; the database volume and the
-/// credentials Secret (what a Retain deletion keeps) are never touched.
-/// Reads one StatefulSet per full apply of an External Tenant, and nothing
-/// else unless there is something to remove.
+/// Removes the children the Tenant no longer needs: the Dedicated
+/// database's objects once the Tenant uses an External one, and the
+/// instance's task-pod RoleBinding once its tasks run as processes. Only
+/// objects carrying this Tenant's labels under the operator's field manager
+/// are removed, each with its uid as precondition; the database volume, the
+/// storage volume (files a switch to S3 does not move) and the credentials
+/// Secret (what a Retain deletion keeps) are never touched. Reads one
+/// StatefulSet per full apply of an External Tenant and one RoleBinding per
+/// full apply of a Process Tenant, and nothing else unless there is
+/// something to remove.
 pub(super) async fn prune(
+    client: &Client,
+    tenant_ctx: &TenantContext<'_>,
+    children: &Children,
+) -> Result<(), Error> {
+    if children.task_pods_role_binding.is_none() {
+        prune_one::<RoleBinding>(client, tenant_ctx, build::TASK_PODS_ROLE_BINDING).await?;
+    }
+    prune_database(client, tenant_ctx, children).await
+}
+
+async fn prune_database(
     client: &Client,
     tenant_ctx: &TenantContext<'_>,
     children: &Children,

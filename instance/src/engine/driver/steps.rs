@@ -114,6 +114,10 @@ impl Driver<'_> {
                 slots: self.inner.task_slots.clone(),
                 logs,
                 lookups: crate::lookups::Resolver::none(),
+                namespace: self.exec.namespace.clone(),
+                flow_id: self.exec.flow_id.clone(),
+                services: self.inner.tasks.clone(),
+                storage: self.inner.config.storage.clone(),
             })),
         };
         self.workers.insert(run.id, handle.abort_handle());

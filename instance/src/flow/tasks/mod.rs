@@ -13,12 +13,12 @@
 pub(crate) mod egress;
 
 mod assert;
-mod commands;
 mod debug_return;
 mod fail;
 mod http_request;
 mod log;
 mod output_values;
+pub mod scripts;
 mod sleep;
 
 use std::future::Future;
@@ -33,12 +33,12 @@ use super::parse::Fields;
 use crate::template::{TemplateError, Templates, Vars};
 use crate::vocabulary::State;
 
-pub use commands::Commands;
 pub use debug_return::Return;
 pub use fail::Fail;
 pub use http_request::HttpRequest;
 pub use log::Log;
 pub use output_values::OutputValues;
+pub use scripts::Commands;
 pub use sleep::Sleep;
 
 /// A runnable task type: what its module provides.
@@ -85,6 +85,15 @@ pub(crate) struct Context<'a> {
     pub attempt: i64,
     /// What `secret()`, `kv()`, `read()`... reach in this attempt.
     pub lookups: &'a crate::lookups::Resolver,
+    /// The flow's namespace and id and the execution (storage paths, pod
+    /// labels).
+    pub namespace: &'a str,
+    pub flow_id: &'a str,
+    pub execution_id: &'a str,
+    /// Storage, task-runner settings and runners (script tasks).
+    pub services: &'a crate::runner::TaskServices,
+    /// The internal storage (files of executions, namespace files).
+    pub storage: &'a crate::storage::Storage,
 }
 
 impl Context<'_> {
@@ -211,6 +220,9 @@ task_kinds! {
         Fail(Fail),
         Sleep(Sleep),
         Commands(Commands),
+        ShellScript(scripts::ShellScript),
+        PythonCommands(scripts::PythonCommands),
+        PythonScript(scripts::PythonScript),
         HttpRequest(HttpRequest),
         Assert(assert::Assert),
     }

@@ -1,0 +1,69 @@
+//! Namespace files as script tasks take them (`namespaceFiles: enabled:
+//! true`): every file of a namespace with its path relative to the
+//! namespace's files folder.
+
+use bytes::Bytes;
+
+use super::{Storage, StorageError, StoragePath};
+
+/// Most files a namespace's files are read with at once.
+pub const MAX_NAMESPACE_FILES: usize = 1000;
+
+/// Every file of `namespace`'s files (`company/team/_files/...`), as
+/// (path relative to that folder, bytes), sorted by path. More than
+/// [`MAX_NAMESPACE_FILES`] files is an error naming the limit.
+pub async fn namespace_files(
+    storage: &Storage,
+    namespace: &str,
+) -> Result<Vec<(String, Bytes)>, StorageError> {
+    let root = StoragePath::namespace_files(namespace)?;
+    let listed = storage.list(&root).await?;
+    if listed.len() > MAX_NAMESPACE_FILES {
+        return Err(StorageError::Io {
+            path: root.uri(),
+            reason: format!(
+                "the namespace has {} files, more than the {MAX_NAMESPACE_FILES} a task can take",
+                listed.len()
+            ),
+        });
+    }
+    let prefix = format!("{}/", root.as_str());
+    let mut out = Vec::with_capacity(listed.len());
+    for (path, _) in listed {
+        let Some(relative) = path.as_str().strip_prefix(&prefix) else {
+            continue;
+        };
+        let relative = relative.to_owned();
+        out.push((relative, storage.get(&path).await?));
+    }
+    Ok(out)
+}
+
+/// Whether an execution of `namespace`/`flow_id` may take the file at
+/// `path` as a FILE input: a file of that execution, of another execution
+/// of a flow of the same namespace (`<ns>/<flow>/executions/<id>/...`, as
+/// a parent hands files to a subflow), or one of the namespace's files.
+pub fn readable_by_execution(
+    path: &StoragePath,
+    namespace: &str,
+    flow_id: &str,
+    execution_id: &str,
+) -> bool {
+    if StoragePath::execution(namespace, flow_id, execution_id)
+        .is_ok_and(|own| path.starts_with(&own))
+    {
+        return true;
+    }
+    if StoragePath::namespace_files(namespace).is_ok_and(|files| path.starts_with(&files)) {
+        return true;
+    }
+    let Ok(ns) = StoragePath::namespace(namespace) else {
+        return false;
+    };
+    let Some(rest) = path.as_str().strip_prefix(&format!("{}/", ns.as_str())) else {
+        return false;
+    };
+    // `<flow>/executions/<execution>/<at least one more segment>`.
+    let segments: Vec<&str> = rest.split('/').collect();
+    segments.len() >= 4 && segments[1] == "executions" && crate::flow::is_valid_flow_id(segments[0])
+}
