@@ -96,7 +96,7 @@ pub async fn serve_with_metrics(
             retention: config.execution_retention,
             http_allow_private: config.http_allow_private,
             storage,
-            tasks: task_services(&config),
+            tasks: task_services(&config, kubernetes.as_ref()),
             ..EngineConfig::default()
         },
     );
@@ -147,11 +147,17 @@ pub async fn serve_with_metrics(
 }
 
 /// What script tasks run with: the task-runner settings and the runners
-/// (the Kubernetes one is added by its module).
-fn task_services(config: &Config) -> crate::runner::TaskServices {
+/// (the Kubernetes one when the instance has its cluster configuration).
+fn task_services(
+    config: &Config,
+    kubernetes: Option<&crate::runner::kubernetes::KubernetesRunner>,
+) -> crate::runner::TaskServices {
     crate::runner::TaskServices {
         settings: config.tasks.clone(),
-        runners: crate::runner::Runners::default(),
+        runners: crate::runner::Runners {
+            kubernetes: kubernetes
+                .map(|k| Arc::new(k.clone()) as Arc<dyn crate::runner::ScriptRunner>),
+        },
     }
 }
 
