@@ -63,7 +63,12 @@ impl IntoResponse for ApiError {
                 Vec::new(),
             ),
             ApiError::ForbiddenBecause(m) => (StatusCode::FORBIDDEN, "forbidden", m, Vec::new()),
-            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "payloadTooLarge", m, Vec::new()),
+            ApiError::TooLarge(m) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payloadTooLarge",
+                m,
+                Vec::new(),
+            ),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "notFound", m, Vec::new()),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m, Vec::new()),
             ApiError::BadRequest {
@@ -111,7 +116,9 @@ impl From<StorageError> for ApiError {
     fn from(err: StorageError) -> Self {
         match err {
             StorageError::NotFound(_) => ApiError::NotFound("no such file".into()),
-            StorageError::InvalidPath { .. } => ApiError::bad_request("invalidPath", err.to_string()),
+            StorageError::InvalidPath { .. } => {
+                ApiError::bad_request("invalidPath", err.to_string())
+            }
             StorageError::Io { .. } => ApiError::Internal(err.to_string()),
         }
     }

@@ -119,7 +119,10 @@ pub(super) async fn download(
 ) -> ApiResult<Response> {
     let (_, path) = resolve(&namespace, query.path.as_deref())?;
     let path = path.ok_or_else(|| {
-        ApiError::bad_request("invalidPath", "the path names the namespace's folder, not a file")
+        ApiError::bad_request(
+            "invalidPath",
+            "the path names the namespace's folder, not a file",
+        )
     })?;
     let bytes = state.engine.storage().get(&path).await?;
     Ok(attachment(path.file_name(), bytes))
