@@ -2,7 +2,8 @@
 //! node: real task pods (the `fetch` and `upload` helpers are this crate's
 //! own binary, `atoll-instance task-files`; the `task` container runs the
 //! local Python 3 for `python:*` images), real HTTP between the helpers and
-//! the attempt routes, real log streaming.
+//! the attempt routes, real log streaming. kubesim only: on realkube the
+//! API server reads pod logs from a kubelet endpoint nodesim does not serve.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

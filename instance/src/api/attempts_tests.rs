@@ -2,6 +2,7 @@
 //! helpers (`task_files`) as their client.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -115,4 +116,35 @@ async fn the_file_helpers_fetch_inputs_and_upload_declared_outputs() {
         .await
         .expect_err("undeclared");
     assert!(err.contains("403"), "{err}");
+}
+
+/// In the whole application the routes answer by the attempt's token alone:
+/// not shadowed by the tenant segment, and with authentication disabled
+/// for users they still refuse a caller without the token.
+#[tokio::test]
+async fn the_application_serves_the_routes_outside_user_authentication() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = crate::config::Config {
+        database_url: format!("sqlite:{}", dir.path().join("atoll.db").display()),
+        data_dir: dir.path().to_owned(),
+        storage: crate::config::StorageSettings::Dir(dir.path().join("storage")),
+        ..crate::config::Config::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(crate::server::serve(config, listener, shutdown.clone()));
+    let url = format!("http://{addr}/api/v1/task-attempts/atoll-x-1-abc/inputs");
+    let answer = atoll_testkit::wait::eventually("the server", Duration::from_secs(30), || {
+        let url = url.clone();
+        async move { reqwest::get(&url).await.ok() }
+    })
+    .await;
+    assert_eq!(answer.status().as_u16(), 401);
+    let body: serde_json::Value = answer.json().await.expect("json");
+    assert_eq!(body["message"], "this attempt's token is required");
+    shutdown.cancel();
+    let _ = server.await;
 }
