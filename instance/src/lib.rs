@@ -19,5 +19,6 @@ pub mod secrets;
 pub mod server;
 pub mod storage;
 pub mod store;
+pub mod task_files;
 pub mod template;
 pub mod vocabulary;

@@ -19,6 +19,8 @@ async fn main() -> ExitCode {
             println!("atoll-instance {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
+        // A task pod's file helper: no configuration, no server.
+        Invocation::TaskFiles(args) => return atoll_instance::task_files::main(args).await,
         Invocation::Unknown(arg) => {
             eprintln!(
                 "atoll-instance: unexpected argument {arg:?}: it takes none and is configured by its environment (see atoll-instance --help)"

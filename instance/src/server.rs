@@ -87,6 +87,9 @@ pub async fn serve_with_metrics(
     let storage_settings = storage_settings(&config);
     let storage = Storage::open(&storage_settings)?;
     tracing::info!(storage = ?storage_settings, "internal storage ready");
+    // Task pods (when configured: `runner::kubernetes::start`); the pods a
+    // previous run left are deleted in the background.
+    let kubernetes = crate::runner::kubernetes::start(&config.tasks).await;
     let engine = Engine::new(
         store,
         EngineConfig {
@@ -95,7 +98,7 @@ pub async fn serve_with_metrics(
             retention: config.execution_retention,
             http_allow_private: config.http_allow_private,
             storage,
-            tasks: task_services(&config),
+            tasks: task_services(&config, kubernetes.as_ref()),
             secrets_dir: config.tasks.secrets_dir.clone(),
             ..EngineConfig::default()
         },
@@ -113,6 +116,10 @@ pub async fn serve_with_metrics(
         tenant: config.tenant.clone(),
         verifier,
         metrics,
+        attempts: kubernetes
+            .as_ref()
+            .map(|k| k.attempts())
+            .unwrap_or_default(),
     };
     let local = listener.local_addr().map_err(ServeError::Serve)?;
     tracing::info!(
@@ -143,11 +150,17 @@ pub async fn serve_with_metrics(
 }
 
 /// What script tasks run with: the task-runner settings and the runners
-/// (the Kubernetes one is added by its module).
-fn task_services(config: &Config) -> crate::runner::TaskServices {
+/// (the Kubernetes one when the instance has its cluster configuration).
+fn task_services(
+    config: &Config,
+    kubernetes: Option<&crate::runner::kubernetes::KubernetesRunner>,
+) -> crate::runner::TaskServices {
     crate::runner::TaskServices {
         settings: config.tasks.clone(),
-        runners: crate::runner::Runners::default(),
+        runners: crate::runner::Runners {
+            kubernetes: kubernetes
+                .map(|k| Arc::new(k.clone()) as Arc<dyn crate::runner::ScriptRunner>),
+        },
     }
 }
 

@@ -9,6 +9,7 @@
 //! caller's role and the path segments are checked by the extractors in
 //! `extract`, and handlers reach data only through the engine.
 
+pub mod attempts;
 mod error;
 mod executions;
 mod extract;
@@ -52,6 +53,8 @@ pub struct AppState {
     /// `None`: authentication is off and every caller is an Admin.
     pub verifier: Option<Arc<dyn Verifier>>,
     pub metrics: Arc<Metrics>,
+    /// Task-pod attempts open for file transfer (`attempts` routes).
+    pub attempts: crate::runner::kubernetes::Attempts,
 }
 
 /// The routes under `/api/v1` that need a token.
@@ -141,6 +144,8 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/{tenant}/executions/webhook/{namespace}/{flow_id}/{key}",
             any(triggers::webhook),
         )
+        // Task pods' file transfer: the attempt's token is the credential.
+        .merge(attempts::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })

@@ -51,7 +51,7 @@ pub use tasks::{
 pub const USAGE: &str = "\
 atoll-instance: one tenant's orchestration engine (flows, executions,
 triggers) behind an HTTP API. It takes no arguments: it is configured by
-its environment.
+its environment. (`atoll-instance task-files` is a task pod's file helper.)
 
   ATOLL_TENANT            the tenant it serves (default: default)
   ATOLL_TENANT_UID        the Tenant's uid; required with
@@ -113,17 +113,21 @@ pub enum Invocation {
     Help,
     /// `-V` / `--version`.
     Version,
+    /// `task-files ...`: a task pod's file helper (the arguments after it).
+    TaskFiles(Vec<String>),
     /// Anything else, refused.
     Unknown(String),
 }
 
 /// Reads the arguments after the program name.
 pub fn invocation<I: IntoIterator<Item = String>>(args: I) -> Invocation {
-    match args.into_iter().next() {
+    let mut args = args.into_iter();
+    match args.next() {
         None => Invocation::Run,
         Some(arg) => match arg.as_str() {
             "-h" | "--help" | "help" => Invocation::Help,
             "-V" | "--version" => Invocation::Version,
+            "task-files" => Invocation::TaskFiles(args.collect()),
             _ => Invocation::Unknown(arg),
         },
     }
@@ -731,6 +735,10 @@ mod tests {
         assert_eq!(args(&[]), Invocation::Run);
         assert_eq!(args(&["--help"]), Invocation::Help);
         assert_eq!(args(&["-V"]), Invocation::Version);
+        assert_eq!(
+            args(&["task-files", "fetch", "--dir", "/work"]),
+            Invocation::TaskFiles(vec!["fetch".into(), "--dir".into(), "/work".into()])
+        );
         assert_eq!(
             args(&["--listen", "x"]),
             Invocation::Unknown("--listen".into())

@@ -5,6 +5,7 @@
 //! outcome, so a task behaves the same on either runner.
 
 pub mod glob;
+pub mod kubernetes;
 pub mod process;
 
 use std::collections::BTreeMap;
