@@ -5,28 +5,25 @@
 //! the internal storage. kubesim only: on realkube the API server reads
 //! pod logs from a kubelet endpoint nodesim does not serve.
 
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
-use atoll_instance::api::attempts;
 use atoll_instance::config::{RunnerKind, TaskSettings};
 use atoll_instance::engine::{Engine, EngineConfig};
 use atoll_instance::execution::{Execution, State};
+use atoll_instance::runner::TaskServices;
 use atoll_instance::runner::kubernetes::pod::SELECTOR;
-use atoll_instance::runner::kubernetes::{Attempts, KubernetesRunner};
-use atoll_instance::runner::{Runners, ScriptRunner, TaskServices};
 use atoll_instance::storage::{Storage, StoragePath};
-use atoll_testkit::cluster::{ClusterKind, TestCluster};
-use atoll_testkit::nodesim::{NodeSim, NodeSimConfig};
 use atoll_testkit::wait::eventually;
 use bytes::Bytes;
-use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use serde_json::{Map, json};
+use support::task_cluster::{NS, TaskCluster};
 use tokio_util::sync::CancellationToken;
 
-const NS: &str = "atoll-acme";
 const LIMIT: Duration = Duration::from_secs(60);
 
 struct Harness {
@@ -34,8 +31,7 @@ struct Harness {
     storage: Storage,
     client: Client,
     shutdown: CancellationToken,
-    _cluster: TestCluster,
-    _node: NodeSim,
+    _cluster: TaskCluster,
     _dir: tempfile::TempDir,
 }
 
@@ -45,49 +41,19 @@ impl Drop for Harness {
     }
 }
 
-/// The cluster, the namespace and its `default` service account.
-async fn cluster() -> (TestCluster, NodeSim, Client) {
-    let cluster = TestCluster::start(ClusterKind::KubeSim)
-        .await
-        .expect("kubesim starts");
-    let config = NodeSimConfig::new(cluster.dir().join("node"))
-        .script_images()
-        .binary("atoll-instance", env!("CARGO_BIN_EXE_atoll-instance"));
-    let node = cluster.start_node(config).await.expect("nodesim starts");
-    let client = cluster.client();
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NS}})).expect("ns");
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("namespace created");
-    let account: ServiceAccount =
-        serde_json::from_value(json!({"metadata": {"name": "default"}})).expect("sa");
-    Api::<ServiceAccount>::namespaced(client.clone(), NS)
-        .create(&PostParams::default(), &account)
-        .await
-        .expect("service account created");
-    (cluster, node, client)
-}
-
 impl Harness {
     /// An engine whose default task runner is Kubernetes.
     async fn new() -> Harness {
-        let (cluster, node, client) = cluster().await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let settings = TaskSettings {
-            namespace: Some(NS.into()),
-            instance_image: Some("atoll-instance:test".into()),
-            api_url: Some(format!("http://{}", listener.local_addr().expect("addr"))),
-            runner: RunnerKind::Kubernetes,
-            max_pods: 2,
-            allowed_images: vec!["python:*".into()],
-            ..TaskSettings::default()
-        };
-        let runner = KubernetesRunner::with_client(client.clone(), &settings).expect("runner");
-        let app = attempts::routes::<Attempts>().with_state(runner.attempts());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let cluster = TaskCluster::start().await;
+        let client = cluster.client.clone();
+        let (settings, runners) = cluster
+            .runner(TaskSettings {
+                runner: RunnerKind::Kubernetes,
+                max_pods: 2,
+                allowed_images: vec!["python:*".into()],
+                ..TaskSettings::default()
+            })
+            .await;
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite:{}", dir.path().join("engine.db").display());
         let store = atoll_instance::store::Store::connect(&url)
@@ -96,12 +62,7 @@ impl Harness {
         let storage = Storage::dir(dir.path().join("storage"));
         let config = EngineConfig {
             storage: storage.clone(),
-            tasks: TaskServices {
-                settings,
-                runners: Runners {
-                    kubernetes: Some(Arc::new(runner) as Arc<dyn ScriptRunner>),
-                },
-            },
+            tasks: TaskServices { settings, runners },
             ..EngineConfig::default()
         };
         let engine = Engine::new(store, config);
@@ -117,7 +78,6 @@ impl Harness {
             client,
             shutdown,
             _cluster: cluster,
-            _node: node,
             _dir: dir,
         }
     }

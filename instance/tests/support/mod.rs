@@ -2,3 +2,4 @@
 #![allow(dead_code)]
 
 pub mod identity;
+pub mod task_cluster;
