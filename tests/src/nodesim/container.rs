@@ -10,7 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use rustix::process::Signal;
 
-use super::config::{ScriptImage, find_in_path};
+use super::config::{ScriptImage, find_in_path, shells};
 use super::env::{self, PodFields, resolve_env};
 use super::kubelet::{ApiAccess, PodContext, SERVICE_ACCOUNT_MOUNT, log_path, program_for};
 use super::postgres::{self, PostgresInit};
@@ -90,6 +90,14 @@ pub(super) fn prepare_container(
             args: default_args,
         } => binary_launch(path, default_args, &command, args),
         Program::Script(image) => script_launch(image, &command, args, &mut env, setup)?,
+        Program::Postgres { bindir } if runs_shell(&command) => {
+            // A script in the image (the operator's `upgrade-roles` init
+            // container): a shell with the image's programs, as its user.
+            let image = postgres_tools(bindir);
+            let mut launch = script_launch(&image, &command, args, &mut env, setup)?;
+            launch.run_as = postgres::unprivileged_user();
+            launch
+        }
         Program::Postgres { bindir } => {
             let run = PostgresRun {
                 bindir,
@@ -242,6 +250,26 @@ fn script_launch(
         path_prefix: vec![bin],
         stop_signal: Signal::TERM,
     })
+}
+
+/// Whether a command runs a shell (`bash`, `/bin/sh`), not the server.
+fn runs_shell(command: &[String]) -> bool {
+    command
+        .first()
+        .map(|w| w.rsplit('/').next().unwrap_or(w))
+        .is_some_and(|w| matches!(w, "bash" | "sh"))
+}
+
+/// The PostgreSQL image as a script image: the shells and every program
+/// of `bindir` (`pg_ctl`, `psql`, ...).
+fn postgres_tools(bindir: &Path) -> ScriptImage {
+    let mut interpreters = shells(true);
+    let programs = std::fs::read_dir(bindir).into_iter().flatten().flatten();
+    interpreters.extend(programs.map(|e| (e.file_name().to_string_lossy().into_owned(), e.path())));
+    ScriptImage {
+        interpreters,
+        default_command: Vec::new(),
+    }
 }
 
 /// The `PATH` of a script container that sets none.

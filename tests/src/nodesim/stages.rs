@@ -105,7 +105,7 @@ impl PodRuntime {
         if !self.initialized() || !self.pending.is_empty() || self.slots.is_empty() {
             return None;
         }
-        let codes: Option<Vec<i32>> = self.slots.iter().map(|s| ended_for_good(s)).collect();
+        let codes: Option<Vec<i32>> = self.slots.iter().map(ended_for_good).collect();
         let codes = codes?;
         Some(if codes.iter().all(|c| *c == 0) {
             "Succeeded"
