@@ -413,3 +413,33 @@ fn launch_spec(
         prepare: launch.prepare,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_script_command_runs_the_local_interpreter() {
+        let image = ScriptImage {
+            interpreters: vec![
+                ("python".to_owned(), PathBuf::from("/opt/py/bin/python3")),
+                ("sh".to_owned(), PathBuf::from("/bin/sh")),
+            ],
+            default_command: vec!["python".to_owned()],
+        };
+        let path = "/usr/local/bin:/usr/bin:/bin";
+        let resolve = |word: &str| resolve_script_program(&image, word, path);
+        assert_eq!(resolve("python"), PathBuf::from("/opt/py/bin/python3"));
+        assert_eq!(
+            resolve("/usr/local/bin/python"),
+            PathBuf::from("/opt/py/bin/python3")
+        );
+        assert_eq!(resolve("/bin/sh"), PathBuf::from("/bin/sh"));
+        assert!(resolve("cat").ends_with("cat"));
+        assert!(resolve("cat").is_absolute());
+        assert_eq!(resolve("no-such-program"), PathBuf::from("no-such-program"));
+        assert!(runs_shell(&["bash".to_owned(), "/x/upgrade.sh".to_owned()]));
+        assert!(!runs_shell(&["postgres".to_owned()]));
+        assert!(!runs_shell(&[]));
+    }
+}
