@@ -308,7 +308,7 @@ async fn init_containers_run_in_order_and_logs_follow_live(kind: ClusterKind) {
 }
 
 async fn failures_deadlines_and_deletion(kind: ClusterKind) {
-    let (cluster, _node, client) = start(kind).await;
+    let (cluster, node, client) = start(kind).await;
     let failing = container(
         "task",
         "bash:5",
@@ -340,6 +340,10 @@ async fn failures_deadlines_and_deletion(kind: ClusterKind) {
     )
     .await;
 
+    let mut elsewhere = container("task", "debian:12", &["pwd"]);
+    elsewhere["workingDir"] = json!("/app");
+    create(&client, &task_pod("cwd", vec![], vec![elsewhere])).await;
+
     let pod = pod_where(&client, "fails", "pod Failed", |p| phase(p) == "Failed").await;
     assert_eq!(exit(&pod, "task"), Some((3, "Error".to_owned())));
     assert_eq!(
@@ -364,6 +368,13 @@ async fn failures_deadlines_and_deletion(kind: ClusterKind) {
         exit(p, "task").is_some_and(|(code, _)| code != 0)
     })
     .await;
+
+    // A workingDir that is no mount is made in the pod's own space.
+    pod_where(&client, "cwd", "pwd done", |p| phase(p) == "Succeeded").await;
+    let pwd = node.logs(NS, "cwd", Some("task")).expect("pwd log");
+    let here = std::env::current_dir().expect("cwd");
+    assert!(pwd.trim_end().ends_with("/app"), "{pwd}");
+    assert!(!pwd.starts_with(&*here.to_string_lossy()), "{pwd}");
 
     // An image nodesim cannot run waits as an image kubelet cannot pull.
     let pod = pod_where(&client, "unknown", "ErrImagePull", |p| {

@@ -43,6 +43,10 @@ struct Launch {
     /// Directories searched for the programs of `exec` probes.
     path_prefix: Vec<PathBuf>,
     stop_signal: Signal,
+    /// Script images: the directory playing the image's root, where a
+    /// `workingDir` that is no mount is created (and the working directory
+    /// without one), so a script never runs in nodesim's own directory.
+    root: Option<PathBuf>,
 }
 
 /// How a container launches, `None` for an instant one; an error leaves
@@ -186,6 +190,7 @@ fn binary_launch(
         run_as: None,
         path_prefix: dir,
         stop_signal: Signal::TERM,
+        root: None,
     }
 }
 
@@ -249,6 +254,7 @@ fn script_launch(
         run_as: None,
         path_prefix: vec![bin],
         stop_signal: Signal::TERM,
+        root: Some(setup.dir.join("root")),
     })
 }
 
@@ -353,8 +359,30 @@ impl PostgresRun<'_> {
             // The official image stops with SIGINT: a fast shutdown that
             // does not wait for clients to disconnect.
             stop_signal: Signal::INT,
+            root: None,
         }
     }
+}
+
+/// The process's working directory: `workingDir` where it is (or is in) a
+/// mount; for a script image, created under the pod's image root
+/// otherwise (as kubelet creates a missing one); `/` for a program run as
+/// another user.
+fn working_dir(dir: Option<&str>, rewriter: &Rewriter<'_>, launch: &Launch) -> Option<PathBuf> {
+    let mapped = dir.map(|w| PathBuf::from(rewriter.rewrite(w)));
+    if let Some(mapped) = mapped.as_ref().filter(|w| w.is_dir()) {
+        return Some(mapped.clone());
+    }
+    if let Some(root) = &launch.root {
+        let inside = dir.unwrap_or("/").trim_start_matches('/');
+        let path = if inside.split('/').any(|p| p == "..") {
+            root.clone()
+        } else {
+            root.join(inside)
+        };
+        return std::fs::create_dir_all(&path).ok().map(|()| path);
+    }
+    launch.run_as.map(|_| PathBuf::from("/"))
 }
 
 /// The whole launch: the program's part plus what every container has
@@ -385,16 +413,12 @@ fn launch_spec(
     let readiness = probe(&container.readiness_probe);
     let liveness = probe(&container.liveness_probe);
     let fields = setup.fields;
+    let workdir = working_dir(container.working_dir.as_deref(), rewriter, &launch);
     LaunchSpec {
         name: container.name.clone(),
         program: launch.program,
         args: launch.args,
-        workdir: container
-            .working_dir
-            .as_ref()
-            .map(|w| PathBuf::from(rewriter.rewrite(w)))
-            .filter(|w| w.is_dir())
-            .or_else(|| launch.run_as.map(|_| PathBuf::from("/"))),
+        workdir,
         env,
         run_as: launch.run_as,
         log_path: log_path(
