@@ -239,6 +239,24 @@ async fn init_containers_run_in_order_and_logs_follow_live(kind: ClusterKind) {
         waiting_reason(&pod, "upload").as_deref(),
         Some("PodInitializing")
     );
+    if kind == ClusterKind::KubeSim {
+        // The log of a container that has not started: kubelet's 400.
+        let params = LogParams {
+            container: Some("upload".to_owned()),
+            ..LogParams::default()
+        };
+        let api = Api::<Pod>::namespaced(client.clone(), NS);
+        match api.logs("run-1", &params).await {
+            Err(kube::Error::Api(s)) => assert_eq!(
+                (s.code, s.message.as_str()),
+                (
+                    400,
+                    "container \"upload\" in pod \"run-1\" is waiting to start: PodInitializing"
+                )
+            ),
+            other => panic!("expected 400, got {other:?}"),
+        }
+    }
     let mut lines = follow(&cluster, &node, "run-1", "task").await;
     assert_eq!(next_line(&mut lines).await.as_deref(), Some("read hi"));
     // The line came while the task still runs: it waits for the gate.
