@@ -273,28 +273,7 @@ async fn init_containers_run_in_order_and_logs_follow_live(kind: ClusterKind) {
         None,
         "the log ends with the task"
     );
-    let names: Vec<&str> = env_line.trim_start_matches("env ").split(',').collect();
-    for declared in ["GATE", "PYTHONUNBUFFERED", "DECLARED"] {
-        assert!(names.contains(&declared), "{declared} missing in {names:?}");
-    }
-    let allowed = |n: &&str| {
-        [
-            "GATE",
-            "PYTHONUNBUFFERED",
-            "DECLARED",
-            "PATH",
-            "HOME",
-            "HOSTNAME",
-            "LC_CTYPE",
-        ]
-        .contains(n)
-            || n.starts_with("KUBERNETES_")
-    };
-    let undeclared: Vec<&&str> = names.iter().filter(|n| !allowed(n)).collect();
-    assert!(
-        undeclared.is_empty(),
-        "undeclared env in the task: {undeclared:?}"
-    );
+    assert_only_declared_env(&env_line);
     let pod = pod_where(&client, "run-1", "pod Succeeded", |p| {
         phase(p) == "Succeeded"
     })
@@ -323,6 +302,33 @@ async fn init_containers_run_in_order_and_logs_follow_live(kind: ClusterKind) {
     let upload_log = node.logs(NS, "run-1", Some("upload")).expect("upload log");
     assert_eq!(upload_log, "HI\n");
     cluster.stop().await.expect("cluster stops");
+}
+
+/// The task's `env NAMES` line holds its declared variables and only what
+/// an image and kubelet add.
+fn assert_only_declared_env(env_line: &str) {
+    let names: Vec<&str> = env_line.trim_start_matches("env ").split(',').collect();
+    for declared in ["GATE", "PYTHONUNBUFFERED", "DECLARED"] {
+        assert!(names.contains(&declared), "{declared} missing in {names:?}");
+    }
+    let allowed = |n: &&str| {
+        [
+            "GATE",
+            "PYTHONUNBUFFERED",
+            "DECLARED",
+            "PATH",
+            "HOME",
+            "HOSTNAME",
+            "LC_CTYPE",
+        ]
+        .contains(n)
+            || n.starts_with("KUBERNETES_")
+    };
+    let undeclared: Vec<&&str> = names.iter().filter(|n| !allowed(n)).collect();
+    assert!(
+        undeclared.is_empty(),
+        "undeclared env in the task: {undeclared:?}"
+    );
 }
 
 async fn failures_deadlines_and_deletion(kind: ClusterKind) {
@@ -369,23 +375,7 @@ async fn failures_deadlines_and_deletion(kind: ClusterKind) {
         Some("PodInitializing")
     );
 
-    let pod = pod_where(&client, "deadline", "DeadlineExceeded", |p| {
-        phase(p) == "Failed"
-    })
-    .await;
-    let elapsed = pod_age(&pod);
-    let pod_status = pod.status.clone().expect("status");
-    assert_eq!(pod_status.reason.as_deref(), Some("DeadlineExceeded"));
-    assert_eq!(
-        pod_status.message.as_deref(),
-        Some("Pod was active on the node longer than the specified deadline")
-    );
-    assert!(elapsed >= 2, "ended after {elapsed}s, before its deadline");
-    // Then the task is stopped (the pod is Failed while it terminates).
-    pod_where(&client, "deadline", "the task stopped", |p| {
-        exit(p, "task").is_some_and(|(code, _)| code != 0)
-    })
-    .await;
+    deadline_fails_the_pod(&client).await;
 
     // A workingDir that is no mount is made in the pod's own space.
     pod_where(&client, "cwd", "pwd done", |p| phase(p) == "Succeeded").await;
@@ -412,7 +402,34 @@ async fn failures_deadlines_and_deletion(kind: ClusterKind) {
     })
     .await;
 
-    let pod = pod_where(&client, "slow", "slow task running", |p| running(p, "task")).await;
+    deletion_stops_the_task_promptly(&client).await;
+    cluster.stop().await.expect("cluster stops");
+}
+
+/// Pod `deadline` ends `DeadlineExceeded` after its 2 s, its task stopped.
+async fn deadline_fails_the_pod(client: &Client) {
+    let pod = pod_where(client, "deadline", "DeadlineExceeded", |p| {
+        phase(p) == "Failed"
+    })
+    .await;
+    let elapsed = pod_age(&pod);
+    let pod_status = pod.status.clone().expect("status");
+    assert_eq!(pod_status.reason.as_deref(), Some("DeadlineExceeded"));
+    assert_eq!(
+        pod_status.message.as_deref(),
+        Some("Pod was active on the node longer than the specified deadline")
+    );
+    assert!(elapsed >= 2, "ended after {elapsed}s, before its deadline");
+    // Then the task is stopped (the pod is Failed while it terminates).
+    pod_where(client, "deadline", "the task stopped", |p| {
+        exit(p, "task").is_some_and(|(code, _)| code != 0)
+    })
+    .await;
+}
+
+/// Deleting pod `slow` (a sleeping task) stops its processes at once.
+async fn deletion_stops_the_task_promptly(client: &Client) {
+    let pod = pod_where(client, "slow", "slow task running", |p| running(p, "task")).await;
     let pid: u32 = status_pid(&pod, "task").expect("task pid");
     let api = Api::<Pod>::namespaced(client.clone(), NS);
     let asked = Instant::now();
@@ -432,7 +449,6 @@ async fn failures_deadlines_and_deletion(kind: ClusterKind) {
     let took = asked.elapsed();
     assert!(took < Duration::from_secs(5), "deletion took {took:?}");
     println!("deleting a sleeping task pod took {took:?}");
-    cluster.stop().await.expect("cluster stops");
 }
 
 /// Seconds from the pod's start to now.
