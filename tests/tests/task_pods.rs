@@ -239,6 +239,24 @@ async fn init_containers_run_in_order_and_logs_follow_live(kind: ClusterKind) {
         waiting_reason(&pod, "upload").as_deref(),
         Some("PodInitializing")
     );
+    if kind == ClusterKind::KubeSim {
+        // The log of a container that has not started: kubelet's 400.
+        let params = LogParams {
+            container: Some("upload".to_owned()),
+            ..LogParams::default()
+        };
+        let api = Api::<Pod>::namespaced(client.clone(), NS);
+        match api.logs("run-1", &params).await {
+            Err(kube::Error::Api(s)) => assert_eq!(
+                (s.code, s.message.as_str()),
+                (
+                    400,
+                    "container \"upload\" in pod \"run-1\" is waiting to start: PodInitializing"
+                )
+            ),
+            other => panic!("expected 400, got {other:?}"),
+        }
+    }
     let mut lines = follow(&cluster, &node, "run-1", "task").await;
     assert_eq!(next_line(&mut lines).await.as_deref(), Some("read hi"));
     // The line came while the task still runs: it waits for the gate.
@@ -255,28 +273,7 @@ async fn init_containers_run_in_order_and_logs_follow_live(kind: ClusterKind) {
         None,
         "the log ends with the task"
     );
-    let names: Vec<&str> = env_line.trim_start_matches("env ").split(',').collect();
-    for declared in ["GATE", "PYTHONUNBUFFERED", "DECLARED"] {
-        assert!(names.contains(&declared), "{declared} missing in {names:?}");
-    }
-    let allowed = |n: &&str| {
-        [
-            "GATE",
-            "PYTHONUNBUFFERED",
-            "DECLARED",
-            "PATH",
-            "HOME",
-            "HOSTNAME",
-            "LC_CTYPE",
-        ]
-        .contains(n)
-            || n.starts_with("KUBERNETES_")
-    };
-    let undeclared: Vec<&&str> = names.iter().filter(|n| !allowed(n)).collect();
-    assert!(
-        undeclared.is_empty(),
-        "undeclared env in the task: {undeclared:?}"
-    );
+    assert_only_declared_env(&env_line);
     let pod = pod_where(&client, "run-1", "pod Succeeded", |p| {
         phase(p) == "Succeeded"
     })
@@ -307,8 +304,35 @@ async fn init_containers_run_in_order_and_logs_follow_live(kind: ClusterKind) {
     cluster.stop().await.expect("cluster stops");
 }
 
+/// The task's `env NAMES` line holds its declared variables and only what
+/// an image and kubelet add.
+fn assert_only_declared_env(env_line: &str) {
+    let names: Vec<&str> = env_line.trim_start_matches("env ").split(',').collect();
+    for declared in ["GATE", "PYTHONUNBUFFERED", "DECLARED"] {
+        assert!(names.contains(&declared), "{declared} missing in {names:?}");
+    }
+    let allowed = |n: &&str| {
+        [
+            "GATE",
+            "PYTHONUNBUFFERED",
+            "DECLARED",
+            "PATH",
+            "HOME",
+            "HOSTNAME",
+            "LC_CTYPE",
+        ]
+        .contains(n)
+            || n.starts_with("KUBERNETES_")
+    };
+    let undeclared: Vec<&&str> = names.iter().filter(|n| !allowed(n)).collect();
+    assert!(
+        undeclared.is_empty(),
+        "undeclared env in the task: {undeclared:?}"
+    );
+}
+
 async fn failures_deadlines_and_deletion(kind: ClusterKind) {
-    let (cluster, _node, client) = start(kind).await;
+    let (cluster, node, client) = start(kind).await;
     let failing = container(
         "task",
         "bash:5",
@@ -340,6 +364,10 @@ async fn failures_deadlines_and_deletion(kind: ClusterKind) {
     )
     .await;
 
+    let mut elsewhere = container("task", "debian:12", &["pwd"]);
+    elsewhere["workingDir"] = json!("/app");
+    create(&client, &task_pod("cwd", vec![], vec![elsewhere])).await;
+
     let pod = pod_where(&client, "fails", "pod Failed", |p| phase(p) == "Failed").await;
     assert_eq!(exit(&pod, "task"), Some((3, "Error".to_owned())));
     assert_eq!(
@@ -347,23 +375,14 @@ async fn failures_deadlines_and_deletion(kind: ClusterKind) {
         Some("PodInitializing")
     );
 
-    let pod = pod_where(&client, "deadline", "DeadlineExceeded", |p| {
-        phase(p) == "Failed"
-    })
-    .await;
-    let elapsed = pod_age(&pod);
-    let pod_status = pod.status.clone().expect("status");
-    assert_eq!(pod_status.reason.as_deref(), Some("DeadlineExceeded"));
-    assert_eq!(
-        pod_status.message.as_deref(),
-        Some("Pod was active on the node longer than the specified deadline")
-    );
-    assert!(elapsed >= 2, "ended after {elapsed}s, before its deadline");
-    // Then the task is stopped (the pod is Failed while it terminates).
-    pod_where(&client, "deadline", "the task stopped", |p| {
-        exit(p, "task").is_some_and(|(code, _)| code != 0)
-    })
-    .await;
+    deadline_fails_the_pod(&client).await;
+
+    // A workingDir that is no mount is made in the pod's own space.
+    pod_where(&client, "cwd", "pwd done", |p| phase(p) == "Succeeded").await;
+    let pwd = node.logs(NS, "cwd", Some("task")).expect("pwd log");
+    let here = std::env::current_dir().expect("cwd");
+    assert!(pwd.trim_end().ends_with("/app"), "{pwd}");
+    assert!(!pwd.starts_with(&*here.to_string_lossy()), "{pwd}");
 
     // An image nodesim cannot run waits as an image kubelet cannot pull.
     let pod = pod_where(&client, "unknown", "ErrImagePull", |p| {
@@ -383,7 +402,34 @@ async fn failures_deadlines_and_deletion(kind: ClusterKind) {
     })
     .await;
 
-    let pod = pod_where(&client, "slow", "slow task running", |p| running(p, "task")).await;
+    deletion_stops_the_task_promptly(&client).await;
+    cluster.stop().await.expect("cluster stops");
+}
+
+/// Pod `deadline` ends `DeadlineExceeded` after its 2 s, its task stopped.
+async fn deadline_fails_the_pod(client: &Client) {
+    let pod = pod_where(client, "deadline", "DeadlineExceeded", |p| {
+        phase(p) == "Failed"
+    })
+    .await;
+    let elapsed = pod_age(&pod);
+    let pod_status = pod.status.clone().expect("status");
+    assert_eq!(pod_status.reason.as_deref(), Some("DeadlineExceeded"));
+    assert_eq!(
+        pod_status.message.as_deref(),
+        Some("Pod was active on the node longer than the specified deadline")
+    );
+    assert!(elapsed >= 2, "ended after {elapsed}s, before its deadline");
+    // Then the task is stopped (the pod is Failed while it terminates).
+    pod_where(client, "deadline", "the task stopped", |p| {
+        exit(p, "task").is_some_and(|(code, _)| code != 0)
+    })
+    .await;
+}
+
+/// Deleting pod `slow` (a sleeping task) stops its processes at once.
+async fn deletion_stops_the_task_promptly(client: &Client) {
+    let pod = pod_where(client, "slow", "slow task running", |p| running(p, "task")).await;
     let pid: u32 = status_pid(&pod, "task").expect("task pid");
     let api = Api::<Pod>::namespaced(client.clone(), NS);
     let asked = Instant::now();
@@ -403,7 +449,6 @@ async fn failures_deadlines_and_deletion(kind: ClusterKind) {
     let took = asked.elapsed();
     assert!(took < Duration::from_secs(5), "deletion took {took:?}");
     println!("deleting a sleeping task pod took {took:?}");
-    cluster.stop().await.expect("cluster stops");
 }
 
 /// Seconds from the pod's start to now.

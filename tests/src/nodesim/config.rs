@@ -82,7 +82,7 @@ pub fn find_in_path(name: &str, path: &str) -> Option<PathBuf> {
 }
 
 /// The local shells: `sh` and, where it exists, `bash`.
-fn shells(with_bash: bool) -> Vec<(String, PathBuf)> {
+pub(super) fn shells(with_bash: bool) -> Vec<(String, PathBuf)> {
     let mut shells = vec![("sh".to_owned(), PathBuf::from("/bin/sh"))];
     let bash = ["/bin/bash", "/usr/bin/bash"]
         .iter()

@@ -10,7 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use rustix::process::Signal;
 
-use super::config::{ScriptImage, find_in_path};
+use super::config::{ScriptImage, find_in_path, shells};
 use super::env::{self, PodFields, resolve_env};
 use super::kubelet::{ApiAccess, PodContext, SERVICE_ACCOUNT_MOUNT, log_path, program_for};
 use super::postgres::{self, PostgresInit};
@@ -43,6 +43,10 @@ struct Launch {
     /// Directories searched for the programs of `exec` probes.
     path_prefix: Vec<PathBuf>,
     stop_signal: Signal,
+    /// Script images: the directory playing the image's root, where a
+    /// `workingDir` that is no mount is created (and the working directory
+    /// without one), so a script never runs in nodesim's own directory.
+    root: Option<PathBuf>,
 }
 
 /// How a container launches, `None` for an instant one; an error leaves
@@ -90,6 +94,14 @@ pub(super) fn prepare_container(
             args: default_args,
         } => binary_launch(path, default_args, &command, args),
         Program::Script(image) => script_launch(image, &command, args, &mut env, setup)?,
+        Program::Postgres { bindir } if runs_shell(&command) => {
+            // A script in the image (the operator's `upgrade-roles` init
+            // container): a shell with the image's programs, as its user.
+            let image = postgres_tools(bindir);
+            let mut launch = script_launch(&image, &command, args, &mut env, setup)?;
+            launch.run_as = postgres::unprivileged_user();
+            launch
+        }
         Program::Postgres { bindir } => {
             let run = PostgresRun {
                 bindir,
@@ -178,6 +190,7 @@ fn binary_launch(
         run_as: None,
         path_prefix: dir,
         stop_signal: Signal::TERM,
+        root: None,
     }
 }
 
@@ -241,7 +254,28 @@ fn script_launch(
         run_as: None,
         path_prefix: vec![bin],
         stop_signal: Signal::TERM,
+        root: Some(setup.dir.join("root")),
     })
+}
+
+/// Whether a command runs a shell (`bash`, `/bin/sh`), not the server.
+fn runs_shell(command: &[String]) -> bool {
+    command
+        .first()
+        .map(|w| w.rsplit('/').next().unwrap_or(w))
+        .is_some_and(|w| matches!(w, "bash" | "sh"))
+}
+
+/// The PostgreSQL image as a script image: the shells and every program
+/// of `bindir` (`pg_ctl`, `psql`, ...).
+fn postgres_tools(bindir: &Path) -> ScriptImage {
+    let mut interpreters = shells(true);
+    let programs = std::fs::read_dir(bindir).into_iter().flatten().flatten();
+    interpreters.extend(programs.map(|e| (e.file_name().to_string_lossy().into_owned(), e.path())));
+    ScriptImage {
+        interpreters,
+        default_command: Vec::new(),
+    }
 }
 
 /// The `PATH` of a script container that sets none.
@@ -325,8 +359,30 @@ impl PostgresRun<'_> {
             // The official image stops with SIGINT: a fast shutdown that
             // does not wait for clients to disconnect.
             stop_signal: Signal::INT,
+            root: None,
         }
     }
+}
+
+/// The process's working directory: `workingDir` where it is (or is in) a
+/// mount; for a script image, created under the pod's image root
+/// otherwise (as kubelet creates a missing one); `/` for a program run as
+/// another user.
+fn working_dir(dir: Option<&str>, rewriter: &Rewriter<'_>, launch: &Launch) -> Option<PathBuf> {
+    let mapped = dir.map(|w| PathBuf::from(rewriter.rewrite(w)));
+    if let Some(mapped) = mapped.as_ref().filter(|w| w.is_dir()) {
+        return Some(mapped.clone());
+    }
+    if let Some(root) = &launch.root {
+        let inside = dir.unwrap_or("/").trim_start_matches('/');
+        let path = if inside.split('/').any(|p| p == "..") {
+            root.clone()
+        } else {
+            root.join(inside)
+        };
+        return std::fs::create_dir_all(&path).ok().map(|()| path);
+    }
+    launch.run_as.map(|_| PathBuf::from("/"))
 }
 
 /// The whole launch: the program's part plus what every container has
@@ -357,16 +413,12 @@ fn launch_spec(
     let readiness = probe(&container.readiness_probe);
     let liveness = probe(&container.liveness_probe);
     let fields = setup.fields;
+    let workdir = working_dir(container.working_dir.as_deref(), rewriter, &launch);
     LaunchSpec {
         name: container.name.clone(),
         program: launch.program,
         args: launch.args,
-        workdir: container
-            .working_dir
-            .as_ref()
-            .map(|w| PathBuf::from(rewriter.rewrite(w)))
-            .filter(|w| w.is_dir())
-            .or_else(|| launch.run_as.map(|_| PathBuf::from("/"))),
+        workdir,
         env,
         run_as: launch.run_as,
         log_path: log_path(
@@ -383,5 +435,35 @@ fn launch_spec(
         restart,
         backoff: config.backoff,
         prepare: launch.prepare,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_script_command_runs_the_local_interpreter() {
+        let image = ScriptImage {
+            interpreters: vec![
+                ("python".to_owned(), PathBuf::from("/opt/py/bin/python3")),
+                ("sh".to_owned(), PathBuf::from("/bin/sh")),
+            ],
+            default_command: vec!["python".to_owned()],
+        };
+        let path = "/usr/local/bin:/usr/bin:/bin";
+        let resolve = |word: &str| resolve_script_program(&image, word, path);
+        assert_eq!(resolve("python"), PathBuf::from("/opt/py/bin/python3"));
+        assert_eq!(
+            resolve("/usr/local/bin/python"),
+            PathBuf::from("/opt/py/bin/python3")
+        );
+        assert_eq!(resolve("/bin/sh"), PathBuf::from("/bin/sh"));
+        assert!(resolve("cat").ends_with("cat"));
+        assert!(resolve("cat").is_absolute());
+        assert_eq!(resolve("no-such-program"), PathBuf::from("no-such-program"));
+        assert!(runs_shell(&["bash".to_owned(), "/x/upgrade.sh".to_owned()]));
+        assert!(!runs_shell(&["postgres".to_owned()]));
+        assert!(!runs_shell(&[]));
     }
 }

@@ -406,15 +406,42 @@ pub fn start_pod(
         api: api.as_ref(),
         dir: &dir,
     };
-    for (init, container) in all()
-        .enumerate()
-        .map(|(i, c)| (i < runtime.init_names.len(), c))
+    prepare_all(&mut runtime, pod, setup, config, ctx);
+    if let Some(seconds) = spec
+        .active_deadline_seconds
+        .and_then(|s| u64::try_from(s).ok())
     {
+        // Wakes the node when the deadline passes; the pass ends the pod.
+        let changed = changed.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+            changed.notify_one();
+        });
+    }
+    runtime.advance();
+    runtime
+}
+
+/// Prepares every container of the pod, init containers first, into the
+/// runtime's queues; one that cannot be prepared leaves the whole pod
+/// waiting (nothing starts).
+fn prepare_all(
+    runtime: &mut PodRuntime,
+    pod: &Pod,
+    setup: PodSetup<'_>,
+    config: &NodeSimConfig,
+    ctx: &dyn PodContext,
+) {
+    let Some(spec) = pod.spec.as_ref() else {
+        return;
+    };
+    let inits = spec.init_containers.iter().flatten().map(|c| (true, c));
+    for (init, container) in inits.chain(spec.containers.iter().map(|c| (false, c))) {
         let image = container.image.clone().unwrap_or_default();
         match prepare_container(pod, container, setup, config, ctx) {
             Ok(mut launch) => {
                 if let (true, Some(launch)) = (init, launch.as_mut()) {
-                    launch.restart = init_restart(restart);
+                    launch.restart = init_restart(runtime.restart);
                 }
                 let prepared = Prepared {
                     name: container.name.clone(),
@@ -430,7 +457,7 @@ pub fn start_pod(
             Err((reason, message)) => {
                 runtime
                     .waiting
-                    .push((container.name.clone(), reason, message))
+                    .push((container.name.clone(), reason, message));
             }
         }
     }
@@ -438,19 +465,6 @@ pub fn start_pod(
         runtime.pending_init.clear();
         runtime.pending.clear();
     }
-    if let Some(seconds) = spec
-        .active_deadline_seconds
-        .and_then(|s| u64::try_from(s).ok())
-    {
-        // Wakes the node when the deadline passes; the pass ends the pod.
-        let changed = changed.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
-            changed.notify_one();
-        });
-    }
-    runtime.advance();
-    runtime
 }
 
 /// Names and images of containers.

@@ -85,6 +85,26 @@ impl PodLogSource {
     }
 }
 
+impl PodLogSource {
+    /// Why a container has not started, as its pod's runtime says.
+    fn waiting_reason(&self, namespace: &str, pod: &str, container: &str) -> Option<String> {
+        self.shared
+            .pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(namespace.to_owned(), pod.to_owned()))?
+            .not_started
+            .iter()
+            .find(|(name, _)| name == container)
+            .map(|(_, reason)| match reason.as_str() {
+                // kubelet's words for these.
+                "ErrImagePull" => "trying and failing to pull image".to_owned(),
+                "ImagePullBackOff" => "image can't be pulled".to_owned(),
+                other => other.to_owned(),
+            })
+    }
+}
+
 impl PodLogs for PodLogSource {
     fn logs(&self, request: PodLogRequest) -> Result<BoxStream<'static, Bytes>, String> {
         let container = request.container.as_deref().unwrap_or("");
@@ -100,8 +120,11 @@ impl PodLogs for PodLogSource {
             &request.pod,
             request.container.as_deref(),
         ) else {
+            let why = self
+                .waiting_reason(&request.namespace, &request.pod, container)
+                .unwrap_or_else(|| "ContainerCreating".to_owned());
             return Err(format!(
-                "container \"{container}\" in pod \"{}\" is waiting to start: no logs yet",
+                "container \"{container}\" in pod \"{}\" is waiting to start: {why}",
                 request.pod
             ));
         };

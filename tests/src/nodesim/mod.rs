@@ -137,6 +137,8 @@ struct PodInfo {
     pids: Vec<u32>,
     /// Containers that ended for good (their logs are complete).
     finished: Vec<String>,
+    /// Containers not started yet, and why.
+    not_started: Vec<(String, String)>,
 }
 
 #[derive(Debug)]

@@ -238,6 +238,7 @@ impl Node {
                     ip: Some(runtime.ip),
                     pids: runtime.pids(),
                     finished: runtime.finished_containers(),
+                    not_started: runtime.not_started(),
                 };
                 (key, info)
             })

@@ -226,38 +226,15 @@ fn instant_status(name: &str, image: &str, started_at: &Time) -> ContainerStatus
     }
 }
 
-/// `containers with {what} status: [a b]`, kubelet's condition message.
-fn names_message(what: &str, names: &[&str]) -> Option<String> {
-    (!names.is_empty()).then(|| format!("containers with {what} status: [{}]", names.join(" ")))
-}
-
-/// The Pod status for a runtime, keeping condition transition times from
-/// `previous` where nothing changed. `images` are the names and images of
-/// the pod's containers, in spec order.
-pub fn pod_status(
-    runtime: &PodRuntime,
-    images: &[(String, String)],
+/// The pod's conditions, keeping transition times from `previous` where
+/// nothing changed; reasons and messages as kubelet words them.
+fn conditions(
+    phase: &str,
+    statuses: &[ContainerStatus],
+    init: &[ContainerStatus],
     previous: Option<&PodStatus>,
-) -> PodStatus {
-    let (statuses, progress) = container_statuses(runtime, images);
-    let init = init_statuses(runtime);
+) -> Vec<PodCondition> {
     let all_ready = !statuses.is_empty() && statuses.iter().all(|s| s.ready);
-    let initialized = runtime.initialized() && runtime.waiting.is_empty();
-    let phase = if let Some(phase) = runtime.final_phase() {
-        phase
-    } else if !initialized || !runtime.pending.is_empty() {
-        "Pending"
-    } else if progress.all_final && !statuses.is_empty() {
-        if progress.all_succeeded {
-            "Succeeded"
-        } else {
-            "Failed"
-        }
-    } else if progress.any_started {
-        "Running"
-    } else {
-        "Pending"
-    };
     let unready: Vec<&str> = statuses
         .iter()
         .filter(|s| !s.ready)
@@ -302,22 +279,56 @@ pub fn pod_status(
     let incomplete_message = (!completed)
         .then(|| names_message("incomplete", &incomplete))
         .flatten();
-    let scheduled_ok = true;
+    vec![
+        condition("PodReadyToStartContainers", true, None, &None),
+        condition(
+            "Initialized",
+            incomplete.is_empty(),
+            not_initialized,
+            &incomplete_message,
+        ),
+        condition("Ready", all_ready, not_ready, &unready_message),
+        condition("ContainersReady", all_ready, not_ready, &unready_message),
+        condition("PodScheduled", true, None, &None),
+    ]
+}
+
+/// `containers with {what} status: [a b]`, kubelet's condition message.
+fn names_message(what: &str, names: &[&str]) -> Option<String> {
+    (!names.is_empty()).then(|| format!("containers with {what} status: [{}]", names.join(" ")))
+}
+
+/// The Pod status for a runtime, keeping condition transition times from
+/// `previous` where nothing changed. `images` are the names and images of
+/// the pod's containers, in spec order.
+pub fn pod_status(
+    runtime: &PodRuntime,
+    images: &[(String, String)],
+    previous: Option<&PodStatus>,
+) -> PodStatus {
+    let (statuses, progress) = container_statuses(runtime, images);
+    let init = init_statuses(runtime);
+    let initialized = runtime.initialized() && runtime.waiting.is_empty();
+    let phase = if let Some(phase) = runtime.final_phase() {
+        phase
+    } else if !initialized || !runtime.pending.is_empty() {
+        "Pending"
+    } else if progress.all_final && !statuses.is_empty() {
+        if progress.all_succeeded {
+            "Succeeded"
+        } else {
+            "Failed"
+        }
+    } else if progress.any_started {
+        "Running"
+    } else {
+        "Pending"
+    };
+    let conditions = conditions(phase, &statuses, &init, previous);
     let ip = runtime.ip.to_string();
     PodStatus {
         phase: Some(phase.to_owned()),
-        conditions: Some(vec![
-            condition("PodReadyToStartContainers", true, None, &None),
-            condition(
-                "Initialized",
-                incomplete.is_empty(),
-                not_initialized,
-                &incomplete_message,
-            ),
-            condition("Ready", all_ready, not_ready, &unready_message),
-            condition("ContainersReady", all_ready, not_ready, &unready_message),
-            condition("PodScheduled", scheduled_ok, None, &None),
-        ]),
+        conditions: Some(conditions),
         reason: runtime.ended.as_ref().map(|(reason, _)| reason.clone()),
         message: runtime.ended.as_ref().map(|(_, message)| message.clone()),
         container_statuses: Some(statuses),

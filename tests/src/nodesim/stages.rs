@@ -198,4 +198,24 @@ impl PodRuntime {
             })
             .collect()
     }
+
+    /// Containers not started yet and why, as the log subresource says it
+    /// (`PodInitializing`, `ContainerCreating`, or the waiting reason).
+    pub fn not_started(&self) -> Vec<(String, String)> {
+        let waiting = self.waiting.iter().map(|(n, r, _)| (n.clone(), r.clone()));
+        let init = self
+            .pending_init
+            .iter()
+            .map(|p| (p.name.clone(), "PodInitializing".to_owned()));
+        let before = if self.init_names.is_empty() {
+            "ContainerCreating"
+        } else {
+            "PodInitializing"
+        };
+        let main = self
+            .pending
+            .iter()
+            .map(|p| (p.name.clone(), before.to_owned()));
+        waiting.chain(init).chain(main).collect()
+    }
 }

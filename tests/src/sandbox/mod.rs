@@ -199,6 +199,8 @@ pub fn node_config(args: &Args, state_dir: &Path) -> NodeSimConfig {
             config = config.binary(*name, path);
         }
     }
+    // Task pods' script images, after the rules given (which win).
+    config = config.script_images();
     if args.instant {
         config.default_program = Some(crate::nodesim::Program::Instant);
     }

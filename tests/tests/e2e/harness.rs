@@ -169,6 +169,7 @@ impl Platform {
                 let cluster = TestCluster::start(*kind).await?;
                 let mut config = NodeSimConfig::new(dir.join("node"))
                     .postgres()
+                    .script_images()
                     .ingress("127.0.0.1:0".parse().expect("addr"));
                 for (name, path) in binaries {
                     config = config.binary(name, path);
