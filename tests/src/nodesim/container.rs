@@ -77,9 +77,19 @@ pub(super) fn prepare_container(
         mounts: container_mounts(container, setup),
     };
     let env_list = env::EnvList(env.clone());
+    // The kubeconfig nodesim gives pods with API access is a path on this
+    // host already: never mapped again through the container's mounts (an
+    // emptyDir at /tmp would otherwise capture it).
+    let own_kubeconfig = setup
+        .api
+        .and_then(|api| api.token_dir.as_ref())
+        .map(|dir| dir.join("kubeconfig").display().to_string());
     let mut env: Vec<(String, String)> = env
         .into_iter()
         .map(|(k, v)| {
+            if k == "KUBECONFIG" && Some(&v) == own_kubeconfig.as_ref() {
+                return (k, v);
+            }
             let v = rewriter.rewrite(&v);
             (k, v)
         })

@@ -18,6 +18,7 @@
 mod attacks;
 mod harness;
 mod scenarios;
+mod task_pods;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -69,6 +70,7 @@ fn main() -> ExitCode {
         scenario!("hostile_input", scenarios::hostile_input),
         scenario!("tenant_attacks", attacks::tenant_attacks),
         scenario!("chart_enforced", attacks::chart_enforced),
+        scenario!("task_pods", task_pods::task_pods),
         scenario!("fault_identity_down", scenarios::fault_identity_down),
         scenario!("fault_instance_killed", scenarios::fault_instance_killed),
         scenario!("fault_database_killed", scenarios::fault_database_killed),
