@@ -351,7 +351,11 @@ impl TestCluster {
                     .client_as(&format!("system:node:{name}"), &["system:nodes"])
                     .await
                     .map_err(|e| format!("a client certificate for the node: {e}"))?;
-                let config = config.api_server_ca(kube.ca_path());
+                let tls = kube
+                    .kubelet_tls(&name)
+                    .await
+                    .map_err(|e| format!("the node's kubelet certificate: {e}"))?;
+                let config = config.api_server_ca(kube.ca_path()).kubelet_tls(tls);
                 let node = NodeSim::start_kubelet(node_client, self.client.clone(), config)
                     .await
                     .map_err(|e| format!("nodesim (kubelet mode): {e}"))?;

@@ -85,6 +85,7 @@ async fn start() -> Option<(RealKube, Client, NodeSim, tempfile::TempDir)> {
     let state = tempfile::tempdir().expect("tempdir");
     let config = NodeSimConfig::new(state.path().join("node"))
         .binary("atoll-testserver", env!("CARGO_BIN_EXE_atoll-testserver"));
+    let config = config.kubelet_tls(kube.kubelet_tls(NODE).await.expect("a kubelet certificate"));
     let started = Instant::now();
     let node = NodeSim::start_kubelet(node_client, client.clone(), config)
         .await

@@ -54,6 +54,7 @@ pub mod env;
 pub mod informers;
 pub mod ingress;
 pub mod kubelet;
+pub mod kubelet_server;
 pub mod logs;
 mod node;
 mod pods;
@@ -82,6 +83,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 pub use config::{FIELD_MANAGER, ImageRule, NodeSimConfig, Program, workspace_binary};
+pub use kubelet_server::KubeletTls;
 pub use process::{Backoff, pid_alive};
 pub use registration::wait_schedulable;
 pub use status::status_diff;
@@ -121,6 +123,9 @@ pub enum NodeSimError {
         /// The API server's answer.
         source: kube::Error,
     },
+    /// Kubelet mode's HTTPS endpoint could not be set up.
+    #[error("nodesim's kubelet endpoint: {0}")]
+    KubeletEndpoint(String),
     /// The watches did not deliver their first list in time.
     #[error("the initial list of {kind} did not arrive within {seconds}s")]
     InitialSync {
@@ -216,10 +221,26 @@ impl NodeSim {
         }));
         let (stores, mut watchers) =
             Stores::watch(&client, &cluster, &config, kubelet_only, &changed, &dirty);
+        let shared = Arc::new(Shared {
+            services: ServiceTable::default(),
+            pods: Mutex::new(HashMap::new()),
+        });
         let ready = async {
             stores.wait_ready(Duration::from_secs(30)).await?;
             if kubelet_only {
-                watchers.push(registration::register(&client, &config.node_name).await?);
+                let port = match &config.kubelet_tls {
+                    Some(tls) => {
+                        let logs = logs::PodLogSource {
+                            logs_dir: config.logs_dir(),
+                            shared: shared.clone(),
+                        };
+                        let (addr, server) = kubelet_server::serve(tls, logs).await?;
+                        watchers.push(server);
+                        Some(addr.port())
+                    }
+                    None => None,
+                };
+                watchers.push(registration::register(&client, &config.node_name, port).await?);
             }
             Ok(())
         };
@@ -230,10 +251,6 @@ impl NodeSim {
             return Err(error);
         }
         let config = Arc::new(config);
-        let shared = Arc::new(Shared {
-            services: ServiceTable::default(),
-            pods: Mutex::new(HashMap::new()),
-        });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let node = Node {
             client,
