@@ -334,7 +334,9 @@ impl TestCluster {
     /// Starts nodesim with `config`, giving pods access to the API server:
     /// on kubesim as kubelet and the workload controllers (pod logs served
     /// through kubesim), on realkube as kubelet only, authenticated as
-    /// `system:node:<name>`; returns once its Node is Ready and schedulable.
+    /// `system:node:<name>`, serving kubelet's HTTPS endpoint (pod logs
+    /// through the API server) with a certificate of the cluster CA;
+    /// returns once its Node is Ready and schedulable.
     pub async fn start_node(&self, config: NodeSimConfig) -> Result<NodeSim, String> {
         let config = config.api_server(self.api_url());
         match &self.backend {

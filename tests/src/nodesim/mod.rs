@@ -30,6 +30,11 @@
 //!   Service address, ports unchanged.
 //! - **Ingress** ([`ingress`]): one loopback HTTP port routing by `Host` and
 //!   path to the Service behind each Ingress rule; Ingress status shows it.
+//! - **Logs** ([`logs`], [`kubelet_server`]): served to kubesim's pod
+//!   `log` subresource ([`NodeSim::log_source`]); in kubelet mode with
+//!   [`NodeSimConfig::kubelet_tls`], on kubelet's HTTPS endpoint
+//!   (`/containerLogs`), registered in the Node status, where a real API
+//!   server proxies `pods/log` (and so `kubectl logs`).
 //! - **API access** ([`NodeSimConfig::api_server`]): pods get
 //!   `KUBERNETES_SERVICE_HOST`/`_PORT` and, when they mount their
 //!   service-account token, one from the TokenRequest API with the files
