@@ -109,8 +109,14 @@ pub(super) async fn serve(
     let task = tokio::spawn(async move {
         let mut connections = JoinSet::new();
         loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
+            let tcp = match listener.accept().await {
+                Ok((tcp, _)) => tcp,
+                Err(error) => {
+                    // Out of descriptors, say: wait rather than spin.
+                    tracing::warn!(%error, "the kubelet endpoint cannot accept");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             let (acceptor, app) = (acceptor.clone(), app.clone());
             connections.spawn(async move {
