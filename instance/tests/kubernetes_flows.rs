@@ -2,8 +2,9 @@
 //! to end: the engine, the script task types, the runner, task pods on
 //! kubesim played by nodesim (the local Python 3 for `python:*`, this
 //! crate's binary as the file helpers), the attempt routes over real HTTP,
-//! the internal storage. kubesim only: on realkube the API server reads
-//! pod logs from a kubelet endpoint nodesim does not serve.
+//! the internal storage. Each runs on kubesim and on realkube (see
+//! `atoll_testkit::cluster`), where the real API server proxies the task
+//! log the runner follows to nodesim's kubelet endpoint.
 
 mod support;
 
@@ -15,6 +16,7 @@ use atoll_instance::execution::{Execution, State};
 use atoll_instance::runner::TaskServices;
 use atoll_instance::runner::kubernetes::pod::SELECTOR;
 use atoll_instance::storage::{Storage, StoragePath};
+use atoll_testkit::cluster::ClusterKind;
 use atoll_testkit::wait::eventually;
 use bytes::Bytes;
 use k8s_openapi::api::core::v1::Pod;
@@ -43,8 +45,8 @@ impl Drop for Harness {
 
 impl Harness {
     /// An engine whose default task runner is Kubernetes.
-    async fn new() -> Harness {
-        let cluster = TaskCluster::start().await;
+    async fn new(kind: ClusterKind) -> Harness {
+        let cluster = TaskCluster::start(kind).await;
         let client = cluster.client.clone();
         let (settings, runners) = cluster
             .runner(TaskSettings {
@@ -104,9 +106,10 @@ impl Harness {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_python_script_in_a_task_pod_reads_an_input_file_and_writes_an_output_file() {
-    let h = Harness::new().await;
+async fn a_python_script_in_a_task_pod_reads_an_input_file_and_writes_an_output_file(
+    kind: ClusterKind,
+) {
+    let h = Harness::new(kind).await;
     let started = h
         .start(
             r#"
@@ -158,9 +161,8 @@ tasks:
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_the_execution_deletes_its_task_pod() {
-    let h = Harness::new().await;
+async fn killing_the_execution_deletes_its_task_pod(kind: ClusterKind) {
+    let h = Harness::new(kind).await;
     let started = h
         .start(
             r#"
@@ -194,3 +196,8 @@ tasks:
     })
     .await;
 }
+
+atoll_testkit::on_each_cluster!(
+    a_python_script_in_a_task_pod_reads_an_input_file_and_writes_an_output_file,
+    killing_the_execution_deletes_its_task_pod,
+);

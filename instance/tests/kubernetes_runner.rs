@@ -2,8 +2,9 @@
 //! node: real task pods (the `fetch` and `upload` helpers are this crate's
 //! own binary, `atoll-instance task-files`; the `task` container runs the
 //! local Python 3 for `python:*` images), real HTTP between the helpers and
-//! the attempt routes, real log streaming. kubesim only: on realkube the
-//! API server reads pod logs from a kubelet endpoint nodesim does not serve.
+//! the attempt routes, real log streaming. Each runs on kubesim and on
+//! realkube (see `atoll_testkit::cluster`), where the real API server
+//! proxies the task log to nodesim's kubelet endpoint.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -37,10 +38,10 @@ struct Setup {
 
 /// kubesim, nodesim (script images and this binary), the namespace, and a
 /// runner whose attempt routes are served on a loopback port.
-async fn start(max_pods: usize) -> Setup {
-    let cluster = TestCluster::start(ClusterKind::KubeSim)
+async fn start(kind: ClusterKind, max_pods: usize) -> Setup {
+    let cluster = TestCluster::start(kind)
         .await
-        .expect("kubesim starts");
+        .unwrap_or_else(|e| panic!("{kind} starts: {e}"));
     let config = NodeSimConfig::new(cluster.dir().join("node"))
         .script_images()
         .binary("atoll-instance", env!("CARGO_BIN_EXE_atoll-instance"));
@@ -51,12 +52,20 @@ async fn start(max_pods: usize) -> Setup {
         .create(&PostParams::default(), &ns)
         .await
         .expect("namespace created");
-    let account: ServiceAccount =
-        serde_json::from_value(json!({"metadata": {"name": "default"}})).expect("sa");
-    Api::<ServiceAccount>::namespaced(client.clone(), NS)
-        .create(&PostParams::default(), &account)
-        .await
-        .expect("service account created");
+    let accounts = Api::<ServiceAccount>::namespaced(client.clone(), NS);
+    if kind == ClusterKind::KubeSim {
+        // realkube's controller manager creates it.
+        let account: ServiceAccount =
+            serde_json::from_value(json!({"metadata": {"name": "default"}})).expect("sa");
+        accounts
+            .create(&PostParams::default(), &account)
+            .await
+            .expect("service account created");
+    }
+    eventually("service account default", LIMIT, || async {
+        accounts.get_opt("default").await.ok().flatten()
+    })
+    .await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -177,9 +186,8 @@ async fn no_task_pods_left(client: &Client) {
     .await;
 }
 
-#[tokio::test]
-async fn a_python_script_reads_its_input_writes_its_output_and_logs_as_it_runs() {
-    let setup = start(4).await;
+async fn a_python_script_reads_its_input_writes_its_output_and_logs_as_it_runs(kind: ClusterKind) {
+    let setup = start(kind, 4).await;
     let script = r#"
 import os
 rows = open("data.csv").read().splitlines()
@@ -217,9 +225,8 @@ open("scratch.tmp", "w").write("not an output")
     no_task_pods_left(&setup.client).await;
 }
 
-#[tokio::test]
-async fn exit_codes_refusals_and_pull_failures_end_the_task() {
-    let setup = start(4).await;
+async fn exit_codes_refusals_and_pull_failures_end_the_task(kind: ClusterKind) {
+    let setup = start(kind, 4).await;
     let seen = Collected::default();
     let lines = |s, l| seen.push(s, l);
     let failing = python_job(
@@ -281,9 +288,8 @@ async fn exit_codes_refusals_and_pull_failures_end_the_task() {
     assert!(task_pods(&setup.client).await.is_empty());
 }
 
-#[tokio::test]
-async fn a_pod_over_the_limit_waits_and_a_dropped_attempt_deletes_its_pod() {
-    let setup = start(1).await;
+async fn a_pod_over_the_limit_waits_and_a_dropped_attempt_deletes_its_pod(kind: ClusterKind) {
+    let setup = start(kind, 1).await;
     let first_seen = Collected::default();
     let second_seen = Collected::default();
     let slow = python_job(
@@ -381,9 +387,8 @@ fn task_labels(instance: Option<&str>) -> serde_json::Value {
     labels
 }
 
-#[tokio::test]
-async fn orphans_of_a_crashed_instance_are_deleted_a_live_replicas_pods_kept() {
-    let mut setup = start(4).await;
+async fn orphans_of_a_crashed_instance_are_deleted_a_live_replicas_pods_kept(kind: ClusterKind) {
+    let mut setup = start(kind, 4).await;
     setup.runner = setup.runner.with_instance_name("instance-a");
     let pods = Api::<Pod>::namespaced(setup.client.clone(), NS);
     let fixtures = [
@@ -413,3 +418,10 @@ async fn orphans_of_a_crashed_instance_are_deleted_a_live_replicas_pods_kept() {
     .await;
     assert!(pods.get_opt("instance-b").await.expect("get").is_some());
 }
+
+atoll_testkit::on_each_cluster!(
+    a_python_script_reads_its_input_writes_its_output_and_logs_as_it_runs,
+    exit_codes_refusals_and_pull_failures_end_the_task,
+    a_pod_over_the_limit_waits_and_a_dropped_attempt_deletes_its_pod,
+    orphans_of_a_crashed_instance_are_deleted_a_live_replicas_pods_kept,
+);

@@ -1,7 +1,8 @@
 //! Kestra's documented script-task examples (`tests/script_flows/`), run
 //! on both task runners: `Process` (local processes) and `Kubernetes`
-//! (task pods on kubesim, played by nodesim). The same flows must give the
-//! same states and outputs on both.
+//! (task pods played by nodesim, on kubesim and on realkube: see
+//! `atoll_testkit::cluster`). The same flows must give the same states and
+//! outputs on both runners.
 //!
 //! - `python_files`: a Python script reads an input file and writes an
 //!   output file, which the next task reads back through its URI;
@@ -18,6 +19,7 @@ use atoll_instance::engine::{Engine, EngineConfig};
 use atoll_instance::execution::{Execution, State};
 use atoll_instance::runner::{Runners, TaskServices};
 use atoll_instance::storage::{Storage, StoragePath};
+use atoll_testkit::cluster::ClusterKind;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use support::task_cluster::TaskCluster;
@@ -192,12 +194,13 @@ async fn kestra_script_examples_pass_on_the_process_runner() {
     check_all(&h, "Process").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kestra_script_examples_pass_on_the_kubernetes_runner() {
-    let cluster = TaskCluster::start().await;
+async fn kestra_script_examples_pass_on_the_kubernetes_runner(kind: ClusterKind) {
+    let cluster = TaskCluster::start(kind).await;
     let runner = cluster.runner(TaskSettings::default()).await;
     let h = Harness::new(RunnerKind::Kubernetes, Some(runner)).await;
     check_all(&h, "Kubernetes").await;
     drop(h);
     drop(cluster);
 }
+
+atoll_testkit::on_each_cluster!(kestra_script_examples_pass_on_the_kubernetes_runner);

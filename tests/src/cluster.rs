@@ -334,7 +334,9 @@ impl TestCluster {
     /// Starts nodesim with `config`, giving pods access to the API server:
     /// on kubesim as kubelet and the workload controllers (pod logs served
     /// through kubesim), on realkube as kubelet only, authenticated as
-    /// `system:node:<name>`; returns once its Node is Ready and schedulable.
+    /// `system:node:<name>`, serving kubelet's HTTPS endpoint (pod logs
+    /// through the API server) with a certificate of the cluster CA;
+    /// returns once its Node is Ready and schedulable.
     pub async fn start_node(&self, config: NodeSimConfig) -> Result<NodeSim, String> {
         let config = config.api_server(self.api_url());
         match &self.backend {
@@ -351,7 +353,11 @@ impl TestCluster {
                     .client_as(&format!("system:node:{name}"), &["system:nodes"])
                     .await
                     .map_err(|e| format!("a client certificate for the node: {e}"))?;
-                let config = config.api_server_ca(kube.ca_path());
+                let tls = kube
+                    .kubelet_tls(&name)
+                    .await
+                    .map_err(|e| format!("the node's kubelet certificate: {e}"))?;
+                let config = config.api_server_ca(kube.ca_path()).kubelet_tls(tls);
                 let node = NodeSim::start_kubelet(node_client, self.client.clone(), config)
                     .await
                     .map_err(|e| format!("nodesim (kubelet mode): {e}"))?;

@@ -6,7 +6,9 @@
 //! deployment controller from the status nodesim reports), a killed
 //! process is restarted with its restart count and last state reported,
 //! the Service routes to the pod, and deletion leaves no pod and no
-//! process. nodesim writes no workload object.
+//! process. nodesim writes no workload object. Its kubelet endpoint (what
+//! the API server proxies pod logs to) is in the Node status and answers
+//! only clients whose certificate the cluster CA signed.
 //!
 //! Skipped, loudly, without the realkube binaries (`scripts/realkube-build`)
 //! unless `ATOLL_REALKUBE_REQUIRED` is set.
@@ -85,6 +87,7 @@ async fn start() -> Option<(RealKube, Client, NodeSim, tempfile::TempDir)> {
     let state = tempfile::tempdir().expect("tempdir");
     let config = NodeSimConfig::new(state.path().join("node"))
         .binary("atoll-testserver", env!("CARGO_BIN_EXE_atoll-testserver"));
+    let config = config.kubelet_tls(kube.kubelet_tls(NODE).await.expect("a kubelet certificate"));
     let started = Instant::now();
     let node = NodeSim::start_kubelet(node_client, client.clone(), config)
         .await
@@ -249,4 +252,79 @@ async fn the_real_controllers_schedule_a_deployment_that_nodesim_runs_restarts_a
     .await;
     node.shutdown().await;
     kube.stop().expect("realkube stops leaving nothing");
+}
+
+/// A GET to nodesim's kubelet endpoint with `client`: (status, body), or
+/// the error.
+async fn kubelet_get(
+    client: &reqwest::Client,
+    port: u16,
+    path: &str,
+) -> Result<(u16, String), String> {
+    let response = client
+        .get(format!("https://127.0.0.1:{port}{path}"))
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let status = response.status().as_u16();
+    let body = response.text().await.map_err(|e| format!("{e:?}"))?;
+    Ok((status, body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubelet_endpoint_is_registered_and_serves_logs_to_certified_clients_only() {
+    let Some((kube, client, node, _state)) = start().await else {
+        return;
+    };
+    let status = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+        .get(NODE)
+        .await
+        .expect("the Node")
+        .status
+        .expect("node status");
+    let port = status
+        .daemon_endpoints
+        .and_then(|d| d.kubelet_endpoint)
+        .map(|e| e.port)
+        .expect("a kubelet endpoint");
+    let port = u16::try_from(port).expect("a port");
+    assert_ne!(port, 0);
+    let addresses: Vec<(String, String)> = status
+        .addresses
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| (a.type_, a.address))
+        .collect();
+    assert!(addresses.contains(&("InternalIP".to_owned(), "127.0.0.1".to_owned())));
+
+    let pki = kube.dir().expect("realkube's directory").join("pki");
+    let read = |name: &str| std::fs::read(pki.join(name)).expect("a certificate file");
+    let ca = reqwest::Certificate::from_pem(&read("ca.crt")).expect("the CA");
+    // Without a client certificate: refused in the TLS handshake.
+    let anonymous = reqwest::Client::builder()
+        .add_root_certificate(ca.clone())
+        .build()
+        .expect("a client");
+    let refused = kubelet_get(&anonymous, port, "/containerLogs/demo/web/web").await;
+    assert!(
+        refused.is_err(),
+        "a client without a certificate: {refused:?}"
+    );
+    // With one the cluster CA signed (the admin's): kubelet's answers.
+    let identity = reqwest::Identity::from_pem(&[read("admin.crt"), read("admin.key")].concat())
+        .expect("the admin's identity");
+    let certified = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .identity(identity)
+        .build()
+        .expect("a client");
+    let missing = kubelet_get(&certified, port, "/containerLogs/demo/nope/web").await;
+    assert_eq!(
+        missing,
+        Ok((404, "pod \"nope\" does not exist\n".to_owned()))
+    );
+    let other = kubelet_get(&certified, port, "/pods").await;
+    assert_eq!(other.map(|(s, _)| s), Ok(404));
+    node.shutdown().await;
+    kube.stop().expect("realkube stops");
 }

@@ -14,12 +14,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use atoll_testkit::cluster::{ClusterKind, TestCluster};
-use atoll_testkit::kubesim::PodLogRequest;
 use atoll_testkit::nodesim::process::group_alive;
 use atoll_testkit::nodesim::{NodeSim, NodeSimConfig};
 use common::{eventually, from_json, namespace};
 use futures::stream::BoxStream;
-use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use futures::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, ResourceQuota, ServiceAccount};
 use kube::Client;
 use kube::api::{Api, DeleteParams, LogParams, PostParams};
@@ -159,32 +158,10 @@ fn waiting_reason(pod: &Pod, name: &str) -> Option<String> {
         .clone()
 }
 
-/// Follows a container's log, line by line: through the API's pod `log`
-/// subresource on kubesim; read by nodesim on realkube, whose API server
-/// reaches logs through a kubelet endpoint nodesim does not serve.
-async fn follow(
-    cluster: &TestCluster,
-    node: &NodeSim,
-    pod: &str,
-    container: &str,
-) -> BoxStream<'static, String> {
-    if cluster.kind() == ClusterKind::RealKube {
-        let request = PodLogRequest {
-            namespace: NS.to_owned(),
-            pod: pod.to_owned(),
-            container: Some(container.to_owned()),
-            follow: true,
-            tail_lines: None,
-            previous: false,
-        };
-        let source = node.log_source();
-        let stream = eventually("the task's log", LIMIT, || async {
-            atoll_testkit::kubesim::PodLogs::logs(&source, request.clone()).ok()
-        })
-        .await;
-        let reader = stream.map(Ok::<_, std::io::Error>).into_async_read();
-        return reader.lines().map(|l| l.unwrap_or_default()).boxed();
-    }
+/// Follows a container's log, line by line, through the API's pod `log`
+/// subresource: kubesim asks nodesim's log source; the real API server
+/// proxies to nodesim's kubelet endpoint.
+async fn follow(cluster: &TestCluster, pod: &str, container: &str) -> BoxStream<'static, String> {
     let api = Api::<Pod>::namespaced(cluster.client(), NS);
     let params = LogParams {
         container: Some(container.to_owned()),
@@ -196,6 +173,32 @@ async fn follow(
         .await
         .unwrap_or_else(|e| panic!("following the log of {pod}/{container}: {e}"));
     reader.lines().map(|l| l.unwrap_or_default()).boxed()
+}
+
+/// `kubectl logs` of a container (realkube: through the kubelet
+/// endpoint); kubectl is `$ATOLL_KUBECTL`, else `kubectl` on the PATH.
+async fn kubectl_logs(cluster: &TestCluster, args: &[&str]) -> String {
+    let program = std::env::var("ATOLL_KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let run = tokio::process::Command::new(program)
+        .arg("--kubeconfig")
+        .arg(cluster.kubeconfig_path())
+        .arg("--cache-dir")
+        .arg(cluster.dir().join("kubectl-cache"))
+        .args(["-n", NS, "logs"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(LIMIT, run)
+        .await
+        .unwrap_or_else(|_| panic!("kubectl logs {args:?} timed out"))
+        .unwrap_or_else(|e| panic!("kubectl could not start ({e}); set ATOLL_KUBECTL"));
+    assert!(
+        output.status.success(),
+        "kubectl logs {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 async fn next_line(lines: &mut BoxStream<'static, String>) -> Option<String> {
@@ -239,25 +242,23 @@ async fn init_containers_run_in_order_and_logs_follow_live(kind: ClusterKind) {
         waiting_reason(&pod, "upload").as_deref(),
         Some("PodInitializing")
     );
-    if kind == ClusterKind::KubeSim {
-        // The log of a container that has not started: kubelet's 400.
-        let params = LogParams {
-            container: Some("upload".to_owned()),
-            ..LogParams::default()
-        };
-        let api = Api::<Pod>::namespaced(client.clone(), NS);
-        match api.logs("run-1", &params).await {
-            Err(kube::Error::Api(s)) => assert_eq!(
-                (s.code, s.message.as_str()),
-                (
-                    400,
-                    "container \"upload\" in pod \"run-1\" is waiting to start: PodInitializing"
-                )
-            ),
-            other => panic!("expected 400, got {other:?}"),
-        }
+    // The log of a container that has not started: kubelet's 400.
+    let params = LogParams {
+        container: Some("upload".to_owned()),
+        ..LogParams::default()
+    };
+    let api = Api::<Pod>::namespaced(client.clone(), NS);
+    match api.logs("run-1", &params).await {
+        Err(kube::Error::Api(s)) => assert_eq!(
+            (s.code, s.message.trim_end()),
+            (
+                400,
+                "container \"upload\" in pod \"run-1\" is waiting to start: PodInitializing"
+            )
+        ),
+        other => panic!("expected 400, got {other:?}"),
     }
-    let mut lines = follow(&cluster, &node, "run-1", "task").await;
+    let mut lines = follow(&cluster, "run-1", "task").await;
     assert_eq!(next_line(&mut lines).await.as_deref(), Some("read hi"));
     // The line came while the task still runs: it waits for the gate.
     let pod = pod_where(&client, "run-1", "task pod", |_| true).await;
@@ -299,9 +300,39 @@ async fn init_containers_run_in_order_and_logs_follow_live(kind: ClusterKind) {
         fetch.1 <= task.0 && task.1 <= upload.0,
         "order: {fetch:?} {task:?} {upload:?}"
     );
-    let upload_log = node.logs(NS, "run-1", Some("upload")).expect("upload log");
-    assert_eq!(upload_log, "HI\n");
+    assert_eq!(
+        node.logs(NS, "run-1", Some("upload")).as_deref(),
+        Some("HI\n")
+    );
+    ended_logs_through_the_api(&cluster).await;
     cluster.stop().await.expect("cluster stops");
+}
+
+/// The logs of run-1's ended containers through the API, followed and
+/// tailed (an init container's, an empty one's, the main one's), and
+/// `kubectl logs` on realkube.
+async fn ended_logs_through_the_api(cluster: &TestCluster) {
+    let mut lines = follow(cluster, "run-1", "upload").await;
+    assert_eq!(next_line(&mut lines).await.as_deref(), Some("HI"));
+    assert_eq!(next_line(&mut lines).await, None);
+    let mut lines = follow(cluster, "run-1", "fetch").await;
+    assert_eq!(next_line(&mut lines).await, None, "fetch logs nothing");
+    let api = Api::<Pod>::namespaced(cluster.client(), NS);
+    let tail = LogParams {
+        container: Some("task".to_owned()),
+        tail_lines: Some(1),
+        ..LogParams::default()
+    };
+    assert_eq!(
+        api.logs("run-1", &tail).await.ok().as_deref(),
+        Some("token False\n")
+    );
+    if cluster.kind() == ClusterKind::RealKube {
+        let upload = kubectl_logs(cluster, &["run-1", "-c", "upload"]).await;
+        assert_eq!(upload, "HI\n");
+        let task = kubectl_logs(cluster, &["run-1", "-c", "task", "--tail=1"]).await;
+        assert_eq!(task, "token False\n");
+    }
 }
 
 /// The task's `env NAMES` line holds its declared variables and only what

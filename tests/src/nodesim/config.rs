@@ -144,6 +144,11 @@ pub struct NodeSimConfig {
     /// The CA certificate of an `https` API server (a real one): written
     /// as the token mount's `ca.crt` and named in the pods' kubeconfig.
     pub api_server_ca: Option<PathBuf>,
+    /// Kubelet mode: serve kubelet's HTTPS endpoint (container logs, what
+    /// the API server proxies `pods/log` to) with this certificate, on a
+    /// free loopback port registered in the Node's status. `None`: no
+    /// endpoint, and `kubectl logs` cannot reach the node.
+    pub kubelet_tls: Option<super::KubeletTls>,
 }
 
 impl NodeSimConfig {
@@ -162,6 +167,7 @@ impl NodeSimConfig {
             resync: Duration::from_secs(5),
             api_server: None,
             api_server_ca: None,
+            kubelet_tls: None,
         }
     }
 
@@ -176,6 +182,13 @@ impl NodeSimConfig {
     /// [`NodeSimConfig::api_server_ca`]).
     pub fn api_server_ca(mut self, ca: impl Into<PathBuf>) -> Self {
         self.api_server_ca = Some(ca.into());
+        self
+    }
+
+    /// Serves kubelet's HTTPS endpoint in kubelet mode (see
+    /// [`NodeSimConfig::kubelet_tls`]).
+    pub fn kubelet_tls(mut self, tls: super::KubeletTls) -> Self {
+        self.kubelet_tls = Some(tls);
         self
     }
 

@@ -85,7 +85,36 @@ impl PodLogSource {
     }
 }
 
+/// What nodesim knows of a pod's container, for kubelet's 404s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// The pod runs here (its container may not have started) or left logs.
+    Known,
+    /// Neither running here nor any log of it.
+    UnknownPod,
+    /// The pod ended and left logs, none of this container.
+    UnknownContainer,
+}
+
 impl PodLogSource {
+    /// Whether the pod runs here or left logs, and of which containers.
+    pub fn lookup(&self, namespace: &str, pod: &str, container: &str) -> Lookup {
+        let running = self
+            .shared
+            .pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&(namespace.to_owned(), pod.to_owned()));
+        if running {
+            return Lookup::Known;
+        }
+        match pod_dir(&self.logs_dir, namespace, pod) {
+            None => Lookup::UnknownPod,
+            Some(dir) if dir.join(format!("{container}.log")).is_file() => Lookup::Known,
+            Some(_) => Lookup::UnknownContainer,
+        }
+    }
+
     /// Why a container has not started, as its pod's runtime says.
     fn waiting_reason(&self, namespace: &str, pod: &str, container: &str) -> Option<String> {
         self.shared

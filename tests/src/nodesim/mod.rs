@@ -30,6 +30,11 @@
 //!   Service address, ports unchanged.
 //! - **Ingress** ([`ingress`]): one loopback HTTP port routing by `Host` and
 //!   path to the Service behind each Ingress rule; Ingress status shows it.
+//! - **Logs** ([`logs`], [`kubelet_server`]): served to kubesim's pod
+//!   `log` subresource ([`NodeSim::log_source`]); in kubelet mode with
+//!   [`NodeSimConfig::kubelet_tls`], on kubelet's HTTPS endpoint
+//!   (`/containerLogs`), registered in the Node status, where a real API
+//!   server proxies `pods/log` (and so `kubectl logs`).
 //! - **API access** ([`NodeSimConfig::api_server`]): pods get
 //!   `KUBERNETES_SERVICE_HOST`/`_PORT` and, when they mount their
 //!   service-account token, one from the TokenRequest API with the files
@@ -54,6 +59,7 @@ pub mod env;
 pub mod informers;
 pub mod ingress;
 pub mod kubelet;
+pub mod kubelet_server;
 pub mod logs;
 mod node;
 mod pods;
@@ -82,6 +88,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 pub use config::{FIELD_MANAGER, ImageRule, NodeSimConfig, Program, workspace_binary};
+pub use kubelet_server::KubeletTls;
 pub use process::{Backoff, pid_alive};
 pub use registration::wait_schedulable;
 pub use status::status_diff;
@@ -121,6 +128,9 @@ pub enum NodeSimError {
         /// The API server's answer.
         source: kube::Error,
     },
+    /// Kubelet mode's HTTPS endpoint could not be set up.
+    #[error("nodesim's kubelet endpoint: {0}")]
+    KubeletEndpoint(String),
     /// The watches did not deliver their first list in time.
     #[error("the initial list of {kind} did not arrive within {seconds}s")]
     InitialSync {
@@ -216,10 +226,26 @@ impl NodeSim {
         }));
         let (stores, mut watchers) =
             Stores::watch(&client, &cluster, &config, kubelet_only, &changed, &dirty);
+        let shared = Arc::new(Shared {
+            services: ServiceTable::default(),
+            pods: Mutex::new(HashMap::new()),
+        });
         let ready = async {
             stores.wait_ready(Duration::from_secs(30)).await?;
             if kubelet_only {
-                watchers.push(registration::register(&client, &config.node_name).await?);
+                let port = match &config.kubelet_tls {
+                    Some(tls) => {
+                        let logs = logs::PodLogSource {
+                            logs_dir: config.logs_dir(),
+                            shared: shared.clone(),
+                        };
+                        let (addr, server) = kubelet_server::serve(tls, logs).await?;
+                        watchers.push(server);
+                        Some(addr.port())
+                    }
+                    None => None,
+                };
+                watchers.push(registration::register(&client, &config.node_name, port).await?);
             }
             Ok(())
         };
@@ -230,10 +256,6 @@ impl NodeSim {
             return Err(error);
         }
         let config = Arc::new(config);
-        let shared = Arc::new(Shared {
-            services: ServiceTable::default(),
-            pods: Mutex::new(HashMap::new()),
-        });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let node = Node {
             client,

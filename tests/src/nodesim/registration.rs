@@ -95,8 +95,18 @@ pub fn node_object(name: &str) -> Value {
     })
 }
 
-/// The Node's status: Ready, no pressure, loopback address, capacity.
-pub fn node_status(name: &str, kubelet_version: &str, since: &Time, heartbeat: &Time) -> Value {
+/// What a Node status reports of its kubelet.
+#[derive(Debug, Clone, Copy)]
+pub struct KubeletInfo<'a> {
+    /// The version reported (the API server's).
+    pub version: &'a str,
+    /// The HTTPS port of its endpoint on 127.0.0.1, if it serves one.
+    pub port: Option<u16>,
+}
+
+/// The Node's status: Ready, no pressure, loopback address, capacity,
+/// and the kubelet endpoint's port.
+pub fn node_status(name: &str, kubelet: KubeletInfo<'_>, since: &Time, heartbeat: &Time) -> Value {
     let capacity: serde_json::Map<String, Value> = CAPACITY
         .iter()
         .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
@@ -124,11 +134,12 @@ pub fn node_status(name: &str, kubelet_version: &str, since: &Time, heartbeat: &
                 {"type": "InternalIP", "address": "127.0.0.1"},
                 {"type": "Hostname", "address": name},
             ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet.port.unwrap_or(0)}},
             "nodeInfo": {
                 "machineID": "nodesim", "systemUUID": "nodesim", "bootID": "nodesim",
                 "kernelVersion": "", "osImage": "nodesim",
                 "containerRuntimeVersion": "nodesim://0",
-                "kubeletVersion": kubelet_version, "kubeProxyVersion": "",
+                "kubeletVersion": kubelet.version, "kubeProxyVersion": "",
                 "operatingSystem": std::env::consts::OS, "architecture": arch(),
             },
         },
@@ -156,8 +167,13 @@ fn lease_object(name: &str, node_uid: Option<&str>) -> Value {
 
 /// Registers Node `name` through `client` (the node's own identity), makes
 /// it Ready and starts the heartbeat: the Lease renewed every
-/// [`LEASE_RENEW`], the status re-sent every minute.
-pub async fn register(client: &Client, name: &str) -> Result<JoinHandle<()>, NodeSimError> {
+/// [`LEASE_RENEW`], the status re-sent every minute. `kubelet_port` is
+/// the port of its kubelet endpoint on 127.0.0.1, if it serves one.
+pub async fn register(
+    client: &Client,
+    name: &str,
+    kubelet_port: Option<u16>,
+) -> Result<JoinHandle<()>, NodeSimError> {
     let err = |source| NodeSimError::Register {
         node: name.to_owned(),
         source,
@@ -177,7 +193,15 @@ pub async fn register(client: &Client, name: &str) -> Result<JoinHandle<()>, Nod
         .patch_status(
             name,
             &apply(),
-            &Patch::Apply(node_status(name, &version, &since, &since)),
+            &Patch::Apply(node_status(
+                name,
+                KubeletInfo {
+                    version: &version,
+                    port: kubelet_port,
+                },
+                &since,
+                &since,
+            )),
         )
         .await
         .map_err(err)?;
@@ -208,7 +232,15 @@ pub async fn register(client: &Client, name: &str) -> Result<JoinHandle<()>, Nod
                 tracing::warn!(%error, node = %name, "renewing the node Lease failed");
             }
             if ticks.is_multiple_of(STATUS_EVERY) {
-                let status = node_status(&name, &version, &since, &super::process::now());
+                let status = node_status(
+                    &name,
+                    KubeletInfo {
+                        version: &version,
+                        port: kubelet_port,
+                    },
+                    &since,
+                    &super::process::now(),
+                );
                 if let Err(error) = nodes
                     .patch_status(&name, &apply(), &Patch::Apply(status))
                     .await
@@ -351,7 +383,11 @@ mod tests {
     #[test]
     fn node_status_is_ready_with_capacity() {
         let t = super::super::process::now();
-        let status = node_status("n1", "v1.37.2", &t, &t);
+        let kubelet = KubeletInfo {
+            version: "v1.37.2",
+            port: Some(10250),
+        };
+        let status = node_status("n1", kubelet, &t, &t);
         let ready = status["status"]["conditions"]
             .as_array()
             .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
@@ -359,6 +395,10 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(ready["status"], "True");
         assert_eq!(status["status"]["allocatable"]["pods"], "1000");
+        assert_eq!(
+            status["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"],
+            10250
+        );
         assert!(serde_json::from_value::<Node>(status).is_ok());
     }
 }

@@ -172,6 +172,16 @@ impl Pki {
             .await
     }
 
+    /// A kubelet serving certificate for node `node` on 127.0.0.1
+    /// (`kubelet-<node>.crt` and `.key`), signed by the cluster CA.
+    pub(super) async fn kubelet_serving(&self, node: &str) -> Result<(), RealKubeError> {
+        let name = format!("kubelet-{node}");
+        let subj = format!("/O=system:nodes/CN=system:node:{}", subj_escape(node));
+        let sans = format!("subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:{node}");
+        self.signed("ca", &name, &subj, &["extendedKeyUsage=serverAuth", &sans])
+            .await
+    }
+
     /// The service-account signing key pair (`sa.key`, `sa.pub`).
     async fn service_account(&self) -> Result<(), RealKubeError> {
         let key = self.key("sa").await?;
@@ -222,8 +232,8 @@ fn service_ip() -> &'static str {
 
 /// Every certificate and key the control plane needs: the cluster CA, the
 /// front proxy's CA and client, the API server's serving certificate, the
-/// service-account key pair and the clients of the admin, the controller
-/// manager and the scheduler.
+/// service-account key pair and the clients of the admin, the API server
+/// towards kubelets, the controller manager and the scheduler.
 pub(super) async fn control_plane(pki: &Pki) -> Result<(), RealKubeError> {
     pki.ca("ca", "atoll-realkube-ca").await?;
     // The front proxy (request-header authentication): what aggregated
@@ -245,6 +255,16 @@ pub(super) async fn control_plane(pki: &Pki) -> Result<(), RealKubeError> {
         Subject {
             user: "atoll-admin",
             groups: &["system:masters"],
+        },
+    )
+    .await?;
+    // The API server's client certificate towards kubelets
+    // (`--kubelet-client-certificate`), named as kubeadm names it.
+    pki.client(
+        "apiserver-kubelet-client",
+        Subject {
+            user: "kube-apiserver-kubelet-client",
+            groups: &["kubeadm:cluster-admins"],
         },
     )
     .await?;

@@ -329,6 +329,27 @@ impl RealKube {
         Ok(client_from(&path).await?.0)
     }
 
+    /// The TLS settings of node `node`'s kubelet endpoint (nodesim's
+    /// [`crate::nodesim::NodeSimConfig::kubelet_tls`]): a serving
+    /// certificate for 127.0.0.1 signed by the cluster CA (which the API
+    /// server's `--kubelet-certificate-authority` names), and that CA for
+    /// the clients (the API server presents its kubelet client
+    /// certificate).
+    pub async fn kubelet_tls(
+        &self,
+        node: &str,
+    ) -> Result<crate::nodesim::KubeletTls, RealKubeError> {
+        let pki = Pki {
+            dir: self.certs.clone(),
+        };
+        pki.kubelet_serving(node).await?;
+        Ok(crate::nodesim::KubeletTls {
+            cert: self.certs.join(format!("kubelet-{node}.crt")),
+            key: self.certs.join(format!("kubelet-{node}.key")),
+            client_ca: Some(self.ca_path()),
+        })
+    }
+
     /// The API server's version (`/version`), e.g. `v1.37.2`.
     pub fn version(&self) -> &str {
         &self.version.git_version

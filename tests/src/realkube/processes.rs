@@ -296,6 +296,15 @@ impl RealKube {
             "--requestheader-extra-headers-prefix=X-Remote-Extra-".into(),
             format!("--proxy-client-cert-file={}", f("front-proxy-client.crt")),
             format!("--proxy-client-key-file={}", f("front-proxy-client.key")),
+            // Kubelets (nodesim) serve with certificates of the cluster CA
+            // for 127.0.0.1 and see this client certificate.
+            format!("--kubelet-certificate-authority={}", f("ca.crt")),
+            format!(
+                "--kubelet-client-certificate={}",
+                f("apiserver-kubelet-client.crt")
+            ),
+            format!("--kubelet-client-key={}", f("apiserver-kubelet-client.key")),
+            "--kubelet-preferred-address-types=InternalIP,Hostname".into(),
             "--authorization-mode=Node,RBAC".into(),
             format!("--enable-admission-plugins={ADMISSION_PLUGINS}"),
             format!("--service-account-issuer={SERVICE_ACCOUNT_ISSUER}"),

@@ -107,6 +107,11 @@ impl Backend {
                     .client_as(&user, &["system:nodes"])
                     .await
                     .map_err(|e| SandboxError::RealKube(e.to_string()))?;
+                let tls = kube
+                    .kubelet_tls(&config.node_name)
+                    .await
+                    .map_err(|e| SandboxError::RealKube(e.to_string()))?;
+                let config = config.kubelet_tls(tls);
                 Ok(NodeSim::start_kubelet(node_client, kube.client(), config).await?)
             }
         }
