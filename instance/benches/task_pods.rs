@@ -209,11 +209,19 @@ fn report(
     pods: &[(String, Instant, Instant)],
     steps: &BTreeMap<String, Steps>,
 ) {
-    println!("task-pod overhead, {runs} executions per runner, one after the other (kubesim + nodesim)");
+    println!(
+        "task-pod overhead, {runs} executions per runner, one after the other (kubesim + nodesim)"
+    );
     println!("Process runner (a local process in the instance):");
-    line("execution, start to end", process.iter().map(|(_, s, e)| *e - *s).collect());
+    line(
+        "execution, start to end",
+        process.iter().map(|(_, s, e)| *e - *s).collect(),
+    );
     println!("Kubernetes runner (one pod per attempt):");
-    line("execution, start to end", pods.iter().map(|(_, s, e)| *e - *s).collect());
+    line(
+        "execution, start to end",
+        pods.iter().map(|(_, s, e)| *e - *s).collect(),
+    );
     let mut created = Vec::new();
     let mut to_running = Vec::new();
     let mut script = Vec::new();
@@ -230,7 +238,11 @@ fn report(
         script.push(x.saturating_duration_since(r));
         collected.push(end.saturating_duration_since(x));
     }
-    println!("  ({} of {} pods seen through every step)", created.len(), pods.len());
+    println!(
+        "  ({} of {} pods seen through every step)",
+        created.len(),
+        pods.len()
+    );
     line("start → pod created", created);
     line("created → script running (fetch)", to_running);
     line("script running → ended", script);
