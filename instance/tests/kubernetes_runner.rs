@@ -10,136 +10,45 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use atoll_instance::api::attempts;
+mod support;
+
 use atoll_instance::config::TaskSettings;
 use atoll_instance::runner::kubernetes::KubernetesRunner;
 use atoll_instance::runner::kubernetes::pod::SELECTOR;
 use atoll_instance::runner::{ScriptJob, Stream};
-use atoll_testkit::cluster::{ClusterKind, TestCluster};
-use atoll_testkit::nodesim::{NodeSim, NodeSimConfig};
+use atoll_testkit::cluster::ClusterKind;
 use atoll_testkit::wait::eventually;
 use bytes::Bytes;
-use k8s_openapi::api::core::v1::{Namespace, Pod, ResourceQuota, Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::core::v1::{Pod, ResourceQuota};
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
+use support::task_cluster::{NS, TaskCluster};
 
-const NS: &str = "atoll-acme";
 const LIMIT: Duration = Duration::from_secs(60);
-const INSTANCE_IMAGE: &str = "atoll-instance:test";
 
 struct Setup {
-    _cluster: TestCluster,
-    _node: NodeSim,
+    _cluster: TaskCluster,
     client: Client,
     runner: KubernetesRunner,
 }
 
-/// kubesim, nodesim (script images and this binary), the namespace, and a
-/// runner whose attempt routes are served on a loopback port.
+/// The cluster, the namespace, and a runner acting as the instance's
+/// service account, its attempt routes served on a loopback port.
 async fn start(kind: ClusterKind, max_pods: usize) -> Setup {
-    let cluster = TestCluster::start(kind)
-        .await
-        .unwrap_or_else(|e| panic!("{kind} starts: {e}"));
-    let config = NodeSimConfig::new(cluster.dir().join("node"))
-        .script_images()
-        .binary("atoll-instance", env!("CARGO_BIN_EXE_atoll-instance"));
-    let node = cluster.start_node(config).await.expect("nodesim starts");
-    let client = cluster.client();
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NS}})).expect("ns");
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("namespace created");
-    let accounts = Api::<ServiceAccount>::namespaced(client.clone(), NS);
-    if kind == ClusterKind::KubeSim {
-        // realkube's controller manager creates it.
-        let account: ServiceAccount =
-            serde_json::from_value(json!({"metadata": {"name": "default"}})).expect("sa");
-        accounts
-            .create(&PostParams::default(), &account)
-            .await
-            .expect("service account created");
-    }
-    eventually("service account default", LIMIT, || async {
-        accounts.get_opt("default").await.ok().flatten()
-    })
-    .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let api_url = format!("http://{}", listener.local_addr().expect("addr"));
-    let settings = TaskSettings {
-        namespace: Some(NS.into()),
-        instance_image: Some(INSTANCE_IMAGE.into()),
-        api_url: Some(api_url),
-        max_pods,
-        allowed_images: vec!["python:*".into(), "nowhere.example/*".into()],
-        ..TaskSettings::default()
-    };
-    // The runner acts with the instance's rights only: pods and their logs
-    // in its own namespace (the Role the operator gives it).
-    let instance_client = instance_rights(&cluster, &client).await;
-    let runner = KubernetesRunner::with_client(instance_client, &settings).expect("runner");
-    let app = attempts::routes::<atoll_instance::runner::kubernetes::Attempts>()
-        .with_state(runner.attempts());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let cluster = TaskCluster::start(kind).await;
+    let (_, runner) = cluster
+        .kubernetes_runner(TaskSettings {
+            max_pods,
+            allowed_images: vec!["python:*".into(), "nowhere.example/*".into()],
+            ..TaskSettings::default()
+        })
+        .await;
     Setup {
+        client: cluster.client.clone(),
         _cluster: cluster,
-        _node: node,
-        client,
         runner,
     }
-}
-
-/// A client as the instance's service account, bound to a Role that may
-/// only create, get, list, watch and delete pods and get their logs in the
-/// namespace.
-async fn instance_rights(cluster: &TestCluster, admin: &Client) -> Client {
-    let account: ServiceAccount =
-        serde_json::from_value(json!({"metadata": {"name": "atoll-instance"}})).expect("sa");
-    Api::<ServiceAccount>::namespaced(admin.clone(), NS)
-        .create(&PostParams::default(), &account)
-        .await
-        .expect("instance service account created");
-    let role: Role = serde_json::from_value(json!({
-        "metadata": {"name": "atoll-instance-task-pods"},
-        "rules": [
-            {"apiGroups": [""], "resources": ["pods"],
-             "verbs": ["create", "get", "list", "watch", "delete"]},
-            {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}
-        ]
-    }))
-    .expect("role");
-    Api::<Role>::namespaced(admin.clone(), NS)
-        .create(&PostParams::default(), &role)
-        .await
-        .expect("role created");
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "atoll-instance-task-pods"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                    "name": "atoll-instance-task-pods"},
-        "subjects": [{"kind": "ServiceAccount", "name": "atoll-instance", "namespace": NS}]
-    }))
-    .expect("binding");
-    Api::<RoleBinding>::namespaced(admin.clone(), NS)
-        .create(&PostParams::default(), &binding)
-        .await
-        .expect("binding created");
-    let client = cluster
-        .client_as_service_account(NS, "atoll-instance")
-        .await
-        .expect("service account client");
-    // RBAC holds for this client: nothing beyond pods.
-    let secrets = Api::<Secret>::namespaced(client.clone(), NS)
-        .list(&ListParams::default())
-        .await;
-    assert!(
-        matches!(&secrets, Err(kube::Error::Api(s)) if s.code == 403),
-        "{secrets:?}"
-    );
-    client
 }
 
 fn python_job(task: &str, script: &str) -> ScriptJob {

@@ -17,10 +17,10 @@ use atoll_instance::runner::{Runners, ScriptRunner};
 use atoll_testkit::cluster::{ClusterKind, TestCluster};
 use atoll_testkit::nodesim::{NodeSim, NodeSimConfig};
 use atoll_testkit::wait::eventually;
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 
 /// The tenant namespace task pods run in.
@@ -78,7 +78,10 @@ impl TaskCluster {
 
     /// The Kubernetes runner for `settings` (its namespace, image and API
     /// URL are filled in here), with its attempt routes served.
-    pub async fn runner(&self, mut settings: TaskSettings) -> (TaskSettings, Runners) {
+    pub async fn kubernetes_runner(
+        &self,
+        mut settings: TaskSettings,
+    ) -> (TaskSettings, KubernetesRunner) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -89,6 +92,12 @@ impl TaskCluster {
             KubernetesRunner::with_client(self.runner_client.clone(), &settings).expect("runner");
         let app = attempts::routes::<Attempts>().with_state(runner.attempts());
         tokio::spawn(async move { axum::serve(listener, app).await });
+        (settings, runner)
+    }
+
+    /// The same, as the engine's runners.
+    pub async fn runner(&self, settings: TaskSettings) -> (TaskSettings, Runners) {
+        let (settings, runner) = self.kubernetes_runner(settings).await;
         let runners = Runners {
             kubernetes: Some(Arc::new(runner) as Arc<dyn ScriptRunner>),
         };
@@ -130,8 +139,17 @@ async fn instance_rights(cluster: &TestCluster, admin: &Client) -> Client {
         .create(&PostParams::default(), &binding)
         .await
         .expect("binding created");
-    cluster
+    let client = cluster
         .client_as_service_account(NS, "atoll-instance")
         .await
-        .expect("the instance's client")
+        .expect("the instance's client");
+    // RBAC holds for this client: nothing beyond pods.
+    let secrets = Api::<Secret>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await;
+    assert!(
+        matches!(&secrets, Err(kube::Error::Api(s)) if s.code == 403),
+        "{secrets:?}"
+    );
+    client
 }

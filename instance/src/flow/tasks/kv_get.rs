@@ -4,37 +4,27 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::kv_set::address;
+use super::kv_set::{KeyRef, missing};
 use super::{Context, TaskType};
 use crate::flow::parse::Fields;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct KvGet {
-    pub key: String,
-    pub namespace: Option<String>,
-    pub error_on_missing: bool,
-}
+pub struct KvGet(pub KeyRef);
 
 impl TaskType for KvGet {
     const NAME: &'static str = "io.kestra.plugin.core.kv.Get";
     const REPEATABLE: bool = true;
 
     fn parse(f: &mut Fields<'_>) -> Self {
-        KvGet {
-            key: f.required_string("key"),
-            namespace: f.string("namespace"),
-            error_on_missing: f.bool("errorOnMissing", false),
-        }
+        KvGet(KeyRef::parse(f))
     }
 
     fn templates(&self) -> Vec<(&'static str, &str)> {
-        let mut out = vec![("key", self.key.as_str())];
-        out.extend(self.namespace.as_deref().map(|s| ("namespace", s)));
-        out
+        self.0.templates()
     }
 
     async fn run(&self, cx: &Context<'_>) -> Result<Map<String, Value>, String> {
-        let (namespace, key) = address(cx, self.namespace.as_deref(), &self.key).await?;
+        let (namespace, key) = self.0.address(cx).await?;
         let entry = cx
             .lookups
             .kv_store()?
@@ -43,11 +33,7 @@ impl TaskType for KvGet {
             .map_err(|e| format!("the KV store could not be read: {e}"))?;
         let value = match entry {
             Some(entry) => entry.value,
-            None if self.error_on_missing => {
-                return Err(format!(
-                    "the key `{key}` does not exist in the namespace `{namespace}`"
-                ));
-            }
+            None if self.0.error_on_missing => return Err(missing(&namespace, &key)),
             None => Value::Null,
         };
         let mut outputs = Map::new();

@@ -113,6 +113,41 @@ impl TaskType for KvSet {
     }
 }
 
+/// The entry a `Get` or `Delete` names: `key`, `namespace` (the flow's
+/// when not given) and `errorOnMissing`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyRef {
+    pub key: String,
+    pub namespace: Option<String>,
+    pub error_on_missing: bool,
+}
+
+impl KeyRef {
+    pub(super) fn parse(f: &mut Fields<'_>) -> KeyRef {
+        KeyRef {
+            key: f.required_string("key"),
+            namespace: f.string("namespace"),
+            error_on_missing: f.bool("errorOnMissing", false),
+        }
+    }
+
+    pub(super) fn templates(&self) -> Vec<(&'static str, &str)> {
+        let mut out = vec![("key", self.key.as_str())];
+        out.extend(self.namespace.as_deref().map(|s| ("namespace", s)));
+        out
+    }
+
+    /// The rendered, checked namespace and key.
+    pub(super) async fn address(&self, cx: &Context<'_>) -> Result<(String, String), String> {
+        address(cx, self.namespace.as_deref(), &self.key).await
+    }
+}
+
+/// Why a missing key fails (with `errorOnMissing`).
+pub(super) fn missing(namespace: &str, key: &str) -> String {
+    format!("the key `{key}` does not exist in the namespace `{namespace}`")
+}
+
 /// The rendered namespace (the flow's when not given) and key of a KV
 /// task, both checked.
 pub(super) async fn address(
