@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::quantity::Quantity;
-use crate::tenant::{ComputeResources, OBJECT_NAME_PATTERN, ResourceAmounts, default_storage_size};
+use crate::tenant::{ComputeResources, OBJECT_NAME_PATTERN, default_storage_size};
 
 /// A container image reference with an optional tag and digest (task
 /// images: `python:3.12-slim`, `ghcr.io/acme/tools:1`).
@@ -90,16 +90,7 @@ impl Default for TasksSpec {
 }
 
 fn default_task_resources() -> ComputeResources {
-    ComputeResources {
-        requests: ResourceAmounts {
-            cpu: Some(Quantity::from("100m")),
-            memory: Some(Quantity::from("128Mi")),
-        },
-        limits: ResourceAmounts {
-            cpu: Some(Quantity::from("1")),
-            memory: Some(Quantity::from("512Mi")),
-        },
-    }
+    ComputeResources::of(("100m", "128Mi"), ("1", "512Mi"))
 }
 
 fn default_max_concurrent_pods() -> i32 {

@@ -208,29 +208,11 @@ fn default_replicas() -> i32 {
 }
 
 fn default_instance_resources() -> ComputeResources {
-    ComputeResources {
-        requests: ResourceAmounts {
-            cpu: Some(Quantity::from("50m")),
-            memory: Some(Quantity::from("64Mi")),
-        },
-        limits: ResourceAmounts {
-            cpu: Some(Quantity::from("1")),
-            memory: Some(Quantity::from("256Mi")),
-        },
-    }
+    ComputeResources::of(("50m", "64Mi"), ("1", "256Mi"))
 }
 
 fn default_database_resources() -> ComputeResources {
-    ComputeResources {
-        requests: ResourceAmounts {
-            cpu: Some(Quantity::from("100m")),
-            memory: Some(Quantity::from("128Mi")),
-        },
-        limits: ResourceAmounts {
-            cpu: Some(Quantity::from("1")),
-            memory: Some(Quantity::from("512Mi")),
-        },
-    }
+    ComputeResources::of(("100m", "128Mi"), ("1", "512Mi"))
 }
 
 /// Engine settings of the instance.
@@ -302,6 +284,20 @@ pub struct ComputeResources {
     /// The most the container may use.
     #[serde(default)]
     pub limits: ResourceAmounts,
+}
+
+impl ComputeResources {
+    /// Requests and limits of CPU and memory, as quantities (`100m`, `128Mi`).
+    pub fn of(requests: (&str, &str), limits: (&str, &str)) -> ComputeResources {
+        let amounts = |(cpu, memory): (&str, &str)| ResourceAmounts {
+            cpu: Some(Quantity::from(cpu)),
+            memory: Some(Quantity::from(memory)),
+        };
+        ComputeResources {
+            requests: amounts(requests),
+            limits: amounts(limits),
+        }
+    }
 }
 
 /// Amounts of CPU and memory.

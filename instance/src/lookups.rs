@@ -170,9 +170,7 @@ impl Resolver {
         match entry {
             Some(entry) => Ok(entry.value),
             None if call.arg("errorOnMissing") == Some(&Value::Bool(false)) => Ok(Value::Null),
-            None => Err(format!(
-                "the key `{key}` does not exist in the namespace `{namespace}`"
-            )),
+            None => Err(crate::flow::tasks::kv_missing(&namespace, &key)),
         }
     }
 

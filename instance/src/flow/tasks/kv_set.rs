@@ -144,7 +144,7 @@ impl KeyRef {
 }
 
 /// Why a missing key fails (with `errorOnMissing`).
-pub(super) fn missing(namespace: &str, key: &str) -> String {
+pub(crate) fn missing(namespace: &str, key: &str) -> String {
     format!("the key `{key}` does not exist in the namespace `{namespace}`")
 }
 
