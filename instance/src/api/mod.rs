@@ -10,6 +10,7 @@
 //! `extract`, and handlers reach data only through the engine.
 
 pub mod attempts;
+mod bulk;
 mod error;
 mod executions;
 mod extract;
@@ -20,6 +21,7 @@ mod kv;
 mod logs;
 mod metrics;
 mod namespace_files;
+mod query_filters;
 mod transfer;
 mod triggers;
 
@@ -31,7 +33,7 @@ use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, delete, get, post, put};
 
 pub use error::ApiError;
 use error::ApiResult;
@@ -76,6 +78,16 @@ fn api_routes() -> Router<AppState> {
             get(flows::flow_revisions),
         )
         .route("/executions/search", get(executions::search_executions))
+        .route("/executions/restart/by-ids", post(bulk::restart_by_ids))
+        .route("/executions/restart/by-query", post(bulk::restart_by_query))
+        .route("/executions/replay/by-ids", post(bulk::replay_by_ids))
+        .route("/executions/replay/by-query", post(bulk::replay_by_query))
+        .route("/executions/kill/by-ids", delete(bulk::kill_by_ids))
+        .route("/executions/kill/by-query", delete(bulk::kill_by_query))
+        .route("/executions/resume/by-ids", post(bulk::resume_by_ids))
+        .route("/executions/resume/by-query", post(bulk::resume_by_query))
+        .route("/executions/by-ids", delete(bulk::delete_by_ids))
+        .route("/executions/by-query", delete(bulk::delete_by_query))
         .route(
             "/executions/{namespace}/{flow_id}",
             // File parts are limited one by one (inputs::MAX_FILE_BYTES).

@@ -16,7 +16,10 @@ mod triggers;
 
 pub use flows::{FlowChangeError, Flows, ImportProblem};
 pub use rerun::RerunError;
-pub use triggers::{TriggerView, WebhookRequest, WebhookStart};
+pub use triggers::{
+    AbstractTriggerView, Backfill, BackfillLabel, TriggerActionError, TriggerContextView,
+    TriggerDetail, TriggerView, WebhookRequest, WebhookStart,
+};
 // The driver fires Flow triggers when an execution ends.
 use triggers::flow as flow_trigger;
 

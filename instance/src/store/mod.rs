@@ -40,10 +40,12 @@ mod dialect;
 mod kv;
 mod query;
 mod sql;
+mod trigger_controls;
 
 pub use dialect::Dialect;
 pub use kv::{KvEntry, KvType, MAX_VALUE_BYTES as MAX_KV_VALUE_BYTES, check_key as check_kv_key};
 pub use sql::SqlRepository;
+pub use trigger_controls::TriggerControl;
 
 /// The store on SQLite.
 pub type SqliteRepository = SqlRepository<sqlx::Sqlite>;
