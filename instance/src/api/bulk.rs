@@ -83,7 +83,9 @@ impl Action {
                 .then_some("execution not in state FAILED or KILLED"),
             Action::Replay => (!state.is_terminal()).then_some("execution has not ended"),
             Action::Kill => state.is_terminal().then_some("execution already finished"),
-            Action::Resume => (state != ExecState::Paused).then_some("execution not in state PAUSED"),
+            Action::Resume => {
+                (state != ExecState::Paused).then_some("execution not in state PAUSED")
+            }
             Action::Delete => {
                 (!state.is_terminal()).then_some("execution has not ended; kill it first")
             }

@@ -15,6 +15,7 @@ mod error;
 mod executions;
 mod extract;
 mod files;
+mod flow_tools;
 mod flows;
 mod inputs;
 mod kv;
@@ -23,6 +24,7 @@ mod metrics;
 mod namespace_files;
 mod query_filters;
 mod transfer;
+mod trigger_actions;
 mod triggers;
 
 use std::sync::Arc;
@@ -66,6 +68,25 @@ fn api_routes() -> Router<AppState> {
         .route("/flows/search", get(flows::search_flows))
         .route("/flows/export/by-query", get(transfer::export_flows))
         .route("/flows/import", post(transfer::import_flows))
+        .route("/flows/validate", post(flow_tools::validate_flows))
+        .route("/flows/validate/task", post(flow_tools::validate_task))
+        .route(
+            "/flows/validate/trigger",
+            post(flow_tools::validate_trigger),
+        )
+        .route("/flows/graph", post(flow_tools::graph_from_source))
+        .route(
+            "/flows/distinct-namespaces",
+            get(flow_tools::distinct_namespaces),
+        )
+        .route(
+            "/flows/{namespace}/{id}/graph",
+            get(flow_tools::stored_graph),
+        )
+        .route(
+            "/flows/{namespace}/{id}/tasks/{task_id}",
+            get(flow_tools::flow_task),
+        )
         .route("/flows/{namespace}", get(flows::list_namespace))
         .route(
             "/flows/{namespace}/{id}",
@@ -126,7 +147,88 @@ fn api_routes() -> Router<AppState> {
             "/executions/{id}/kill",
             post(executions::kill_execution).delete(executions::kill_execution),
         )
-        .route("/triggers/search", get(triggers::search_triggers))
+        .route("/triggers/search", get(trigger_actions::search))
+        .route("/triggers/set-disabled", put(trigger_actions::set_disabled))
+        .route(
+            "/triggers/set-disabled/by-triggers",
+            post(trigger_actions::set_disabled_by_triggers),
+        )
+        .route(
+            "/triggers/set-disabled/by-query",
+            post(trigger_actions::set_disabled_by_query),
+        )
+        .route(
+            "/triggers/unlock/by-triggers",
+            post(trigger_actions::unlock_by_triggers),
+        )
+        .route(
+            "/triggers/unlock/by-query",
+            post(trigger_actions::unlock_by_query),
+        )
+        .route(
+            "/triggers/delete/by-triggers",
+            delete(trigger_actions::delete_by_triggers),
+        )
+        .route(
+            "/triggers/delete/by-query",
+            delete(trigger_actions::delete_by_query),
+        )
+        .route(
+            "/triggers/backfill/create",
+            put(trigger_actions::create_backfill),
+        )
+        .route(
+            "/triggers/backfill/pause",
+            put(trigger_actions::pause_backfill),
+        )
+        .route(
+            "/triggers/backfill/unpause",
+            put(trigger_actions::unpause_backfill),
+        )
+        .route(
+            "/triggers/backfill/delete",
+            post(trigger_actions::delete_backfill),
+        )
+        .route(
+            "/triggers/backfill/pause/by-triggers",
+            post(trigger_actions::pause_backfill_by_triggers),
+        )
+        .route(
+            "/triggers/backfill/pause/by-query",
+            post(trigger_actions::pause_backfill_by_query),
+        )
+        .route(
+            "/triggers/backfill/unpause/by-triggers",
+            post(trigger_actions::unpause_backfill_by_triggers),
+        )
+        .route(
+            "/triggers/backfill/unpause/by-query",
+            post(trigger_actions::unpause_backfill_by_query),
+        )
+        .route(
+            "/triggers/backfill/delete/by-triggers",
+            post(trigger_actions::delete_backfill_by_triggers),
+        )
+        .route(
+            "/triggers/backfill/delete/by-query",
+            post(trigger_actions::delete_backfill_by_query),
+        )
+        .route(
+            "/triggers/{namespace}/{flow_id}",
+            get(trigger_actions::search_for_flow),
+        )
+        .route(
+            "/triggers/{namespace}/{flow_id}/{trigger_id}",
+            delete(trigger_actions::delete),
+        )
+        .route(
+            "/triggers/{namespace}/{flow_id}/{trigger_id}/unlock",
+            post(trigger_actions::unlock),
+        )
+        .route(
+            "/triggers/{namespace}/{flow_id}/{trigger_id}/restart",
+            post(trigger_actions::restart),
+        )
         .route("/logs/{execution_id}", get(logs::execution_logs))
         .route("/logs/{execution_id}/follow", get(logs::follow_logs))
         .route("/namespaces/{namespace}/kv", get(kv::list))

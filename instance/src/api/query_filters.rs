@@ -160,7 +160,10 @@ fn apply_execution_leaf(sel: &mut ExecutionSelection, leaf: &Leaf) -> ApiResult<
         // USER/SYSTEM executions: every execution here is a user's.
         ("scope", _) => {}
         ("namespace" | "flowId" | "state" | "labels", _) => {
-            return Err(unsupported(leaf, "this operation is not supported on this field"));
+            return Err(unsupported(
+                leaf,
+                "this operation is not supported on this field",
+            ));
         }
         _ => {
             return Err(unsupported(
@@ -253,7 +256,10 @@ mod tests {
         .expect("parses");
         assert_eq!(sel.filter.namespace.as_deref(), Some("acme"));
         assert_eq!(sel.exact_namespace.as_deref(), Some("acme"));
-        assert_eq!(sel.filter.states, vec![ExecState::Failed, ExecState::Killed]);
+        assert_eq!(
+            sel.filter.states,
+            vec![ExecState::Failed, ExecState::Killed]
+        );
         assert_eq!(sel.filter.labels.len(), 2);
     }
 
@@ -275,8 +281,8 @@ mod tests {
 
     #[test]
     fn trigger_selection_matches_prefixes_on_dots() {
-        let sel = trigger_selection(Some("filters[namespace][PREFIX]=acme&q=nightly"))
-            .expect("parses");
+        let sel =
+            trigger_selection(Some("filters[namespace][PREFIX]=acme&q=nightly")).expect("parses");
         assert!(sel.keeps("acme.data", "load", "nightly"));
         assert!(!sel.keeps("acmes", "load", "nightly"));
         assert!(!sel.keeps("acme", "load", "hourly"));

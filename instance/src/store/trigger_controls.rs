@@ -107,12 +107,12 @@ where
             "DELETE FROM trigger_controls WHERE namespace = $1 AND flow_id = $2 AND trigger_id = $3",
         ] {
             let done = sqlx::query(statement)
-            .bind(key.namespace.as_str())
-            .bind(key.flow_id.as_str())
-            .bind(key.trigger_id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(query_error(action))?;
+                .bind(key.namespace.as_str())
+                .bind(key.flow_id.as_str())
+                .bind(key.trigger_id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(query_error(action))?;
             deleted += DB::rows_affected(&done);
         }
         tx.commit().await.map_err(query_error(action))?;

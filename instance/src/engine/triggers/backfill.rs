@@ -47,10 +47,7 @@ impl Backfilling<'_> {
         });
         let due = schedule.due(after, end);
         let finished = due.len() <= BATCH && due.len() < crate::cron::MAX_DUE;
-        let name = backfill
-            .created
-            .unwrap_or(backfill.start)
-            .as_microsecond();
+        let name = backfill.created.unwrap_or(backfill.start).as_microsecond();
         let mut previous = after;
         for tick in due.into_iter().take(BATCH) {
             let execution = self.execution(inner, schedule, &backfill, tick, previous);
@@ -94,12 +91,7 @@ impl Backfilling<'_> {
         if let Some(given) = &backfill.inputs {
             inputs.extend(given.clone());
         }
-        let labels: Vec<Label> = backfill
-            .labels
-            .iter()
-            .flatten()
-            .map(Label::from)
-            .collect();
+        let labels: Vec<Label> = backfill.labels.iter().flatten().map(Label::from).collect();
         triggered_execution_with(inner, self.flow, self.revision, &inputs, labels, variables)
             .inspect_err(|err| {
                 tracing::warn!(

@@ -14,11 +14,11 @@ mod index;
 mod schedule;
 mod webhook;
 
-pub(crate) use index::FlowIndex;
 pub use controls::{
     AbstractTriggerView, Backfill, BackfillLabel, TriggerActionError, TriggerContextView,
     TriggerDetail,
 };
+pub(crate) use index::FlowIndex;
 pub use webhook::{WebhookRequest, WebhookStart};
 
 use std::sync::Arc;
@@ -116,9 +116,8 @@ pub(crate) async fn list(
         for trigger in &flow.triggers {
             let key = key_of(flow, trigger);
             let state = states.get(&key);
-            let disabled = flow.disabled
-                || trigger.disabled
-                || controls.get(&key).is_some_and(|c| c.disabled);
+            let disabled =
+                flow.disabled || trigger.disabled || controls.get(&key).is_some_and(|c| c.disabled);
             let next_execution_date = match &trigger.kind {
                 TriggerKind::Schedule(spec) if !disabled => schedule::next(spec, state, now),
                 _ => None,
