@@ -66,8 +66,11 @@ fn canonical(field: &str) -> String {
         .map_or_else(|| field.to_owned(), |k| (*k).to_owned())
 }
 
+/// The pairs of a query string that are not filters.
+type OtherPairs = Vec<(String, String)>;
+
 /// Every `filters[...]` leaf of a raw query string, and the other pairs.
-pub(super) fn parse(raw: Option<&str>) -> ApiResult<(Vec<Leaf>, Vec<(String, String)>)> {
+pub(super) fn parse(raw: Option<&str>) -> ApiResult<(Vec<Leaf>, OtherPairs)> {
     let pairs = form_pairs(raw.unwrap_or_default().as_bytes())
         .ok_or_else(|| invalid_filter("the query string is not URL-encoded"))?;
     let mut leaves = Vec::new();
