@@ -175,15 +175,6 @@ def pause_resume(day):
     day.check("executions.execution (paused)", lambda: day.wait_for(paused.id, {"PAUSED"}))
     day.check("executions.resume_execution", lambda: ex.resume_execution(execution_id=paused.id, tenant=t))
     day.check("executions.execution (resumed)", lambda: expect_state(day.wait_for_end(paused.id), "SUCCESS"))
-    # Pausing a running execution by hand, then resuming it.
-    running = ex.create_execution(tenant=t, namespace=day.namespace, id="sleepy")
-    day.wait_for(running.id, {"RUNNING"})
-    day.check("executions.pause_execution", lambda: ex.pause_execution(execution_id=running.id, tenant=t))
-    day.check("executions.execution (paused by hand)", lambda: day.wait_for(running.id, {"PAUSED"}))
-    day.check("executions.resume_execution (paused by hand)", lambda: ex.resume_execution(execution_id=running.id, tenant=t))
-    day.check("executions.execution (running again)", lambda: day.wait_for(running.id, {"RUNNING"}))
-    ex.kill_execution(execution_id=running.id, tenant=t)
-    day.wait_for_end(running.id)
 
 
 def labels_and_delete(day, run_id):
