@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::executions::no_such_execution;
 use super::extract::{Editor, ExecutionId};
@@ -175,9 +175,7 @@ fn body_labels(bytes: &[u8]) -> ApiResult<Vec<Label>> {
         .into_iter()
         .map(|LabelBody { key, value }| {
             if key.trim().is_empty() || value.is_empty() {
-                return Err(invalid_labels(
-                    "a label's key and value must not be empty",
-                ));
+                return Err(invalid_labels("a label's key and value must not be empty"));
             }
             if key.len() > MAX_LABEL_LEN || value.len() > MAX_LABEL_LEN {
                 return Err(invalid_labels(format!(
@@ -206,6 +204,50 @@ pub(super) async fn set_labels(
     Ok(Json(KestraExecution::of(
         &state.engine.set_labels(&id, labels).await?,
     )))
+}
+
+/// Longest expression evaluated.
+const MAX_EXPRESSION_BYTES: usize = 64 * 1024;
+
+/// What an expression rendered to, or why it did not (Kestra's
+/// `EvalResult`).
+#[derive(Debug, Serialize, JsonSchema)]
+pub(super) struct EvalResult {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Renders the expression in the body (text) against the execution, as
+/// its tasks see it; 200 with `result`, or with `error` when it does not
+/// render.
+pub(super) async fn eval_expression(
+    State(state): State<AppState>,
+    Editor(_): Editor,
+    ExecutionId(id): ExecutionId,
+    body: Body,
+) -> ApiResult<Json<EvalResult>> {
+    let bytes = read_body(body).await?;
+    if bytes.len() > MAX_EXPRESSION_BYTES {
+        return Err(ApiError::TooLarge(format!(
+            "the expression is longer than {} KiB",
+            MAX_EXPRESSION_BYTES / 1024
+        )));
+    }
+    let expression = std::str::from_utf8(&bytes)
+        .map_err(|_| ApiError::bad_request("invalidBody", "the expression must be UTF-8 text"))?;
+    let rendered = state.engine.eval_expression(&id, expression).await?;
+    Ok(Json(match rendered {
+        Ok(result) => EvalResult {
+            result: Some(result),
+            error: None,
+        },
+        Err(error) => EvalResult {
+            result: None,
+            error: Some(error),
+        },
+    }))
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -248,7 +290,11 @@ mod tests {
             br#"[{"key":"","value":"1"}]"#,
             br#"[{"key":"system.x","value":"1"}]"#,
         ] {
-            assert!(body_labels(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                body_labels(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

@@ -35,9 +35,7 @@ impl KestraExecution {
             Some(Value::Object(map)) => map,
             _ => Map::new(),
         };
-        metadata
-            .entry("attemptNumber")
-            .or_insert_with(|| json!(1));
+        metadata.entry("attemptNumber").or_insert_with(|| json!(1));
         metadata.insert(
             "originalCreatedDate".into(),
             json!(execution.state.start_date),
@@ -83,7 +81,9 @@ impl KestraExecution {
 fn state(info: &StateInfo) -> Value {
     let mut value = serde_json::to_value(info).unwrap_or_else(|_| json!({}));
     let end = info.end_date.unwrap_or_else(Timestamp::now);
-    let duration = end.duration_since(info.start_date).max(SignedDuration::ZERO);
+    let duration = end
+        .duration_since(info.start_date)
+        .max(SignedDuration::ZERO);
     if let Value::Object(map) = &mut value {
         map.insert("duration".into(), json!(iso_duration(duration)));
     }
@@ -172,7 +172,10 @@ mod tests {
         let body = serde_json::to_value(KestraExecution::of(&execution)).expect("json");
         assert_eq!(body["deleted"], false);
         assert_eq!(body["originalId"], "e1");
-        assert_eq!(body["metadata"]["originalCreatedDate"], "1970-01-01T00:00:00Z");
+        assert_eq!(
+            body["metadata"]["originalCreatedDate"],
+            "1970-01-01T00:00:00Z"
+        );
         assert!(body["state"]["duration"].is_string());
     }
 }

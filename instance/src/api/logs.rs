@@ -14,9 +14,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::extract::{ExecutionId, Viewer};
+use super::kestra_shape::KestraLogEntry;
 use super::{ApiError, ApiResult, AppState};
 use crate::engine::Engine;
-use super::kestra_shape::KestraLogEntry;
 use crate::execution::{Execution, LogEntry};
 
 /// Most log lines in one page of `/logs/{executionId}`.
@@ -135,11 +135,7 @@ pub(super) async fn download_logs(
 }
 
 fn text_response(text: String) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }
 
 fn truncate_message(message: &mut String) {
@@ -208,12 +204,12 @@ pub(super) async fn follow_logs(
     let stream = futures::stream::unfold(start, move |mut follow| {
         let execution = execution.clone();
         async move {
-        let entry = follow.next().await?;
-        let event = Event::default()
-            .id(entry.seq.to_string())
-            .json_data(KestraLogEntry::of(entry, &execution))
-            .unwrap_or_default();
-        Some((Ok(event), follow))
+            let entry = follow.next().await?;
+            let event = Event::default()
+                .id(entry.seq.to_string())
+                .json_data(KestraLogEntry::of(entry, &execution))
+                .unwrap_or_default();
+            Some((Ok(event), follow))
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))

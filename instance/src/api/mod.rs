@@ -149,6 +149,7 @@ fn execution_action_routes(base: &str) -> Router<AppState> {
         )
         .route(&format!("{base}/labels"), post(a::set_labels))
         .route(&format!("{base}/change-status"), post(a::change_status))
+        .route(&format!("{base}/eval"), post(a::eval_expression))
 }
 
 /// The whole HTTP application.

@@ -9,10 +9,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::executions::ended_or_current;
-use super::kestra_shape::KestraExecution;
 use super::extract::{FlowKey, Viewer};
 use super::flows::NamespaceQuery;
 use super::inputs::form_pairs;
+use super::kestra_shape::KestraExecution;
 use super::{ApiError, ApiResult, AppState, read_body};
 use crate::engine::WebhookRequest;
 use crate::execution::Execution;

@@ -5,10 +5,11 @@
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 
-use super::{Engine, EngineError, RerunError, rerun};
+use super::{Engine, EngineError, RerunError, context, rerun};
 use crate::execution::{Execution, State, StateInfo};
 use crate::flow::{self, Label};
 use crate::store::{ExecutionFilter, Repository};
+use crate::template::Templates;
 
 /// How to replay an execution (Kestra's `replay` and `replay-with-inputs`).
 #[derive(Debug, Clone, Default)]
@@ -23,12 +24,8 @@ pub struct Replay {
 }
 
 /// The states an ended execution may be set to by hand.
-pub const SETTABLE_STATES: [State; 4] = [
-    State::Success,
-    State::Warning,
-    State::Failed,
-    State::Killed,
-];
+pub const SETTABLE_STATES: [State; 4] =
+    [State::Success, State::Warning, State::Failed, State::Killed];
 
 /// Labels whose key starts with this are the system's: kept when labels
 /// are set, and never set by hand.
@@ -110,6 +107,29 @@ impl Engine {
             // It started again (restart) in the meantime.
             Err(RerunError::NotEnded(execution.id).into())
         }
+    }
+
+    /// Renders `expression` (a template, `{{ … }}`) against an execution as
+    /// its tasks see it: flow, execution, inputs, labels, outputs, trigger.
+    /// The inner `Err` is why it did not render.
+    pub async fn eval_expression(
+        &self,
+        id: &str,
+        expression: &str,
+    ) -> Result<Result<String, String>, EngineError> {
+        let execution = self
+            .inner
+            .store
+            .get_execution(id)
+            .await?
+            .ok_or_else(|| EngineError::ExecutionNotFound(id.into()))?;
+        let flow = self.inner.flow_for(&execution).await?;
+        let vars = Templates::vars(&context::base(&flow, &execution));
+        Ok(self
+            .inner
+            .templates
+            .render(expression, &vars)
+            .map_err(|e| e.0))
     }
 
     /// The latest execution of each flow `(namespace, id)` that has one.

@@ -16,9 +16,7 @@ use jiff::Timestamp;
 use sqlx::{Database, Pool, QueryBuilder, Row};
 
 use super::dialect::Dialect;
-use super::query::{
-    LOG_ROWS, decode_execution, encode_execution, label_text, lease_until, micros,
-};
+use super::query::{LOG_ROWS, decode_execution, encode_execution, label_text, lease_until, micros};
 use super::{
     ExecutionFilter, FlowExpect, FlowRecord, Lease, Repository, StoreError, TriggerKey,
     TriggerState, query_error,

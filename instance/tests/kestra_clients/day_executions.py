@@ -10,6 +10,7 @@ from kestrapy.models.execution_repository_interface_flow_filter import (
     ExecutionRepositoryInterfaceFlowFilter,
 )
 from kestrapy.models.label import Label
+from kestrapy.models.state_type import StateType
 
 from day import state_of
 
@@ -185,6 +186,11 @@ def labels_and_delete(day, run_id):
         ex.set_labels_on_terminated_execution(execution_id=run_id, tenant=t, labels=labels), labels))
     day.check("executions.execution (labels kept)", lambda: expect_labels(
         ex.execution(execution_id=run_id, tenant=t), labels))
+    day.check("executions.eval_expression", lambda: expect(
+        ex.eval_expression(execution_id=run_id, tenant=t, expression="{{ inputs.who }}")["result"] == "kestra",
+        "the input's value"))
+    day.check("executions.update_execution_status", lambda: expect_state(
+        ex.update_execution_status(execution_id=run_id, status=StateType.WARNING, tenant=t), "WARNING"))
     gone = ex.create_execution(tenant=t, namespace=day.namespace, id="hello", wait=True)
     day.check("executions.delete_execution", lambda: ex.delete_execution(execution_id=gone.id, tenant=t))
     day.check("executions.execution (deleted: 404)", lambda: expect_status(
