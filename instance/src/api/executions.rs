@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::extract::{Editor, ExecutionId, FlowKey, Viewer};
 use super::inputs::{FileSink, form_pairs, parse_labels, request_inputs_with_files};
 use super::kestra_shape::KestraExecution;
+use super::query_filters::apply_filters;
 use super::{ApiError, ApiResult, AppState};
 use crate::engine::{Engine, EngineError};
 use crate::execution::{Execution, State as ExecState};
@@ -148,14 +149,13 @@ fn invalid_query(message: impl Into<String>) -> ApiError {
 }
 
 /// The filter of a search: `labels=key:value` (repeated or comma-separated,
-/// read from the raw query), states, and the page.
-fn execution_filter(query: ExecutionSearch, raw: Option<String>) -> ApiResult<ExecutionFilter> {
+/// read from the raw query), states, the page, and Kestra's
+/// `filters[field][OPERATION]` parameters (see `query_filters`).
+pub(super) fn execution_filter(
+    query: ExecutionSearch,
+    raw: Option<String>,
+) -> ApiResult<ExecutionFilter> {
     let labels = query_labels(raw.as_deref())?;
-    if labels.len() > MAX_LABEL_FILTERS {
-        return Err(invalid_query(format!(
-            "at most {MAX_LABEL_FILTERS} labels can be searched at once"
-        )));
-    }
     let mut states = Vec::new();
     for name in query.state.as_deref().unwrap_or_default().split(',') {
         if !name.is_empty() {
@@ -164,14 +164,21 @@ fn execution_filter(query: ExecutionSearch, raw: Option<String>) -> ApiResult<Ex
     }
     let size = query.size.unwrap_or(25).clamp(1, 500);
     let page = query.page.unwrap_or(1).max(1);
-    Ok(ExecutionFilter {
+    let mut filter = ExecutionFilter {
         namespace: query.namespace,
         flow_id: query.flow_id,
         states,
         labels,
         limit: size,
         offset: (page - 1).saturating_mul(size),
-    })
+    };
+    apply_filters(raw.as_deref(), &mut filter)?;
+    if filter.labels.len() > MAX_LABEL_FILTERS {
+        return Err(invalid_query(format!(
+            "at most {MAX_LABEL_FILTERS} labels can be searched at once"
+        )));
+    }
+    Ok(filter)
 }
 
 /// A page of executions (Kestra's `PagedResults`).

@@ -23,6 +23,7 @@ mod kv;
 mod logs;
 mod metrics;
 mod namespace_files;
+mod query_filters;
 mod transfer;
 mod triggers;
 

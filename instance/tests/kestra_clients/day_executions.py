@@ -91,6 +91,11 @@ def run(day):
         ex.create_execution(tenant=t, namespace=ns, id="hello", wait=True, inputs={"who": "again"}), "SUCCESS"))
     day.check("executions.search_executions", lambda: expect_found(
         ex.search_executions(tenant=t, page=1, size=50), run_id))
+    by_flow = [{"field": "NAMESPACE", "operation": "EQUALS", "value": ns},
+               {"field": "FLOW_ID", "operation": "EQUALS", "value": "hello"},
+               {"field": "STATE", "operation": "IN", "value": ["SUCCESS"]}]
+    day.check("executions.search_executions (filters)", lambda: expect_found(
+        ex.search_executions(tenant=t, filters=by_flow), run_id))
     day.check("executions.search_executions_by_flow_id", lambda: expect_found(
         ex.search_executions_by_flow_id(tenant=t, namespace=ns, flow_id="hello"), run_id))
     logs(day, run_id)
