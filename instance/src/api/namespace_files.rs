@@ -158,6 +158,26 @@ async fn check_writable(storage: &Storage, root: &StoragePath, path: &StoragePat
     Ok(())
 }
 
+/// After `path` left, keeps its parent folder (as on a file system) with
+/// a marker when nothing else is in it; the root needs none.
+pub(super) async fn keep_parent(
+    storage: &Storage,
+    root: &StoragePath,
+    path: &StoragePath,
+) -> ApiResult<()> {
+    let Some((parent, _)) = path.as_str().rsplit_once('/') else {
+        return Ok(());
+    };
+    let parent = StoragePath::new(parent)?;
+    if parent == *root || !parent.starts_with(root) {
+        return Ok(());
+    }
+    if storage.list(&parent).await?.is_empty() {
+        storage.put(&parent.join(FOLDER_MARKER)?, Bytes::new()).await?;
+    }
+    Ok(())
+}
+
 /// Lists one directory: `[{"type": "File"|"Directory", "fileName", "size"}]`.
 pub(super) async fn list_directory(
     State(state): State<AppState>,
@@ -307,6 +327,7 @@ pub(super) async fn delete(
     Editor(_): Editor,
     NamespaceName(namespace): NamespaceName,
 ) -> ApiResult<StatusCode> {
+    let (root, _) = resolve(&namespace, None)?;
     let path = resolve_entry(&namespace, query.path.as_deref())?;
     let storage = state.engine.storage();
     match lookup(storage, &path).await? {
@@ -316,5 +337,6 @@ pub(super) async fn delete(
         }
         None => return Err(ApiError::NotFound("no such file or directory".into())),
     }
+    keep_parent(storage, &root, &path).await?;
     Ok(StatusCode::NO_CONTENT)
 }

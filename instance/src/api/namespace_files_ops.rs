@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{Editor, NamespaceName, Viewer};
 use super::namespace_files::{
-    FileAttributes, FileType, PathQuery, invalid_path, lookup, resolve, resolve_entry,
+    FileAttributes, FileType, PathQuery, invalid_path, keep_parent, lookup, resolve, resolve_entry,
 };
 use super::{ApiError, ApiResult, AppState};
 use crate::storage::{MAX_NAMESPACE_FILES, StoragePath, is_folder_marker};
@@ -135,6 +135,7 @@ pub(super) async fn move_entry(
         }
         FileType::Directory => storage.delete_prefix(&from).await?,
     }
+    keep_parent(storage, &root, &from).await?;
     Ok(StatusCode::OK)
 }
 
