@@ -10,8 +10,9 @@ mod support;
 use std::io::Read;
 use std::time::Duration;
 
-use atoll_instance::config::{AuthMode, Config};
+use atoll_instance::config::{AuthMode, Config, S3Settings, StorageSettings};
 use atoll_testkit::eventually;
+use atoll_testkit::s3::TestS3;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::identity::{self, KEY_A_PEM, TestIdentity};
@@ -23,7 +24,9 @@ struct Instance {
     base: String,
     http: reqwest::Client,
     shutdown: CancellationToken,
-    dir: tempfile::TempDir,
+    /// Where the storage keeps its files (a folder, or an S3 bucket's).
+    stored_in: std::path::PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 /// One request: method, path, bearer token, extra headers, text body.
@@ -62,7 +65,31 @@ impl<'a> Call<'a> {
 
 impl Instance {
     async fn start(auth: AuthMode, database_url: Option<String>) -> Instance {
+        Instance::start_on(auth, database_url, None).await
+    }
+
+    async fn start_on(
+        auth: AuthMode,
+        database_url: Option<String>,
+        s3: Option<&TestS3>,
+    ) -> Instance {
         let dir = tempfile::tempdir().expect("temp dir");
+        let (storage, stored_in) = match s3 {
+            None => (
+                StorageSettings::Dir(dir.path().join("storage")),
+                dir.path().join("storage"),
+            ),
+            Some(s3) => (
+                StorageSettings::S3(S3Settings {
+                    endpoint: s3.endpoint.clone(),
+                    bucket: s3.bucket.clone(),
+                    region: s3.region.clone(),
+                    access_key_id: s3.access_key_id.clone(),
+                    secret_access_key: s3.secret_access_key.clone(),
+                }),
+                s3.dir().join(&s3.bucket),
+            ),
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -74,7 +101,7 @@ impl Instance {
             database_url: database_url
                 .unwrap_or_else(|| format!("sqlite:{}", dir.path().join("db.sqlite").display())),
             auth,
-            storage: atoll_instance::config::StorageSettings::Dir(dir.path().join("storage")),
+            storage,
             ..Config::default()
         };
         let shutdown = CancellationToken::new();
@@ -88,7 +115,8 @@ impl Instance {
             base: format!("http://{addr}"),
             http: reqwest::Client::new(),
             shutdown,
-            dir,
+            stored_in,
+            _dir: dir,
         };
         let readyz = format!("{}/readyz", instance.base);
         eventually("the instance ready", Duration::from_secs(30), || async {
@@ -149,7 +177,7 @@ impl Instance {
 
     /// Every file under the storage folder, relative, sorted.
     fn stored(&self) -> Vec<String> {
-        let root = self.dir.path().join("storage");
+        let root = self.stored_in.clone();
         let mut out = Vec::new();
         let mut stack = vec![root.clone()];
         while let Some(dir) = stack.pop() {
@@ -193,7 +221,12 @@ async fn kv_store_answers_as_kestra(database_url: Option<String>) {
         ("b", "false", "BOOLEAN", json!(false)),
         ("j", "{\"a\": [1, 2]}", "JSON", json!({"a": [1, 2]})),
         ("d", "2025-02-28", "DATE", json!("2025-02-28")),
-        ("dt", "2025-02-28T08:00:00Z", "DATETIME", json!("2025-02-28T08:00:00Z")),
+        (
+            "dt",
+            "2025-02-28T08:00:00Z",
+            "DATETIME",
+            json!("2025-02-28T08:00:00Z"),
+        ),
         ("p", "P3D", "DURATION", json!("P3D")),
     ];
     for (key, body, kind, value) in &typed {
@@ -203,7 +236,11 @@ async fn kv_store_answers_as_kestra(database_url: Option<String>) {
         assert_eq!(status, StatusCode::OK, "{key}");
         let (status, got) = i.send(call(Method::GET, kv("company.team", key))).await;
         assert_eq!(status, StatusCode::OK, "{got}");
-        assert_eq!((&got["type"], &got["value"]), (&json!(kind), value), "{key}");
+        assert_eq!(
+            (&got["type"], &got["value"]),
+            (&json!(kind), value),
+            "{key}"
+        );
     }
     // TTL and description headers; a bad TTL changes nothing.
     let (status, _) = i
@@ -223,7 +260,10 @@ async fn kv_store_answers_as_kestra(database_url: Option<String>) {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
-    assert!(err["message"].as_str().unwrap_or_default().contains("ttl"), "{err}");
+    assert!(
+        err["message"].as_str().unwrap_or_default().contains("ttl"),
+        "{err}"
+    );
     let (_, got) = i.send(call(Method::GET, kv("company.team", "n"))).await;
     assert_eq!(got["value"], json!(7), "the refused write changed nothing");
 
@@ -247,7 +287,12 @@ async fn kv_store_answers_as_kestra(database_url: Option<String>) {
         .as_array()
         .expect("a list")
         .iter()
-        .map(|e| (e["namespace"].as_str().unwrap_or(""), e["key"].as_str().unwrap_or("")))
+        .map(|e| {
+            (
+                e["namespace"].as_str().unwrap_or(""),
+                e["key"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
     // company.team's own keys and `shared`, and company's `only_root`.
     assert_eq!(seen.len(), typed.len() + 2, "{seen:?}");
@@ -289,7 +334,10 @@ async fn search_pages_and_filters(i: &Instance, in_team: usize) {
     ] {
         let (status, err) = i.send(search(query)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {err}");
-        assert!(err["message"].as_str().unwrap_or_default().contains(names), "{err}");
+        assert!(
+            err["message"].as_str().unwrap_or_default().contains(names),
+            "{err}"
+        );
     }
 }
 
@@ -302,13 +350,24 @@ async fn bulk_delete(i: &Instance) {
     };
     let (status, err) = i.send(delete("{\"keys\": [\"s\", \"bad key\"]}")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
-    assert!(err["message"].as_str().unwrap_or_default().contains("bad key"), "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("bad key"),
+        "{err}"
+    );
     let (status, _) = i.send(call(Method::GET, kv("company.team", "s"))).await;
     assert_eq!(status, StatusCode::OK, "nothing was deleted");
     let (status, err) = i.send(delete("[1, 2]")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
-    let (status, done) = i.send(delete("{\"keys\": [\"s\", \"t\", \"never\"]}")).await;
-    assert_eq!((status, done), (StatusCode::OK, json!({"keys": ["s", "t"]})));
+    let (status, done) = i
+        .send(delete("{\"keys\": [\"s\", \"t\", \"never\"]}"))
+        .await;
+    assert_eq!(
+        (status, done),
+        (StatusCode::OK, json!({"keys": ["s", "t"]}))
+    );
     let (status, deleted) = i.send(call(Method::DELETE, kv("company.team", "n"))).await;
     assert_eq!((status, deleted), (StatusCode::OK, json!(true)));
     let (_, deleted) = i.send(call(Method::DELETE, kv("company.team", "n"))).await;
@@ -331,14 +390,29 @@ fn files(query: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn namespace_files_are_managed_as_in_kestra() {
-    let i = Instance::start(no_auth(), None).await;
+async fn namespace_files_are_managed_as_in_kestra_on_a_directory() {
+    namespace_files_are_managed_as_in_kestra(&Instance::start(no_auth(), None).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_files_are_managed_as_in_kestra_on_s3() {
+    let Some(s3) = TestS3::start("namespace files on an S3-compatible store") else {
+        return;
+    };
+    let i = Instance::start_on(no_auth(), None, Some(&s3)).await;
+    namespace_files_are_managed_as_in_kestra(&i).await;
+}
+
+async fn namespace_files_are_managed_as_in_kestra(i: &Instance) {
     for (path, content) in [
         ("/a.txt", &b"A"[..]),
         ("/src/main.py", b"print(1)"),
         ("/src/lib/util.py", b"u = 2"),
     ] {
-        assert_eq!(i.upload("company.team", path, content).await, StatusCode::OK);
+        assert_eq!(
+            i.upload("company.team", path, content).await,
+            StatusCode::OK
+        );
     }
     let (status, _) = i
         .send(call(Method::POST, files("/directory?path=/empty")))
@@ -348,24 +422,40 @@ async fn namespace_files_are_managed_as_in_kestra() {
     assert_eq!(
         root,
         json!([
-            {"fileName": "a.txt", "type": "File", "size": 1, "metadata": {}},
-            {"fileName": "empty", "type": "Directory", "size": 0, "metadata": {}},
-            {"fileName": "src", "type": "Directory", "size": 13, "metadata": {}},
+            {"fileName": "a.txt", "type": "File", "size": 1},
+            {"fileName": "empty", "type": "Directory", "size": 0},
+            {"fileName": "src", "type": "Directory", "size": 13},
         ])
     );
-    let (status, stats) = i.send(call(Method::GET, files("/stats?path=/src/main.py"))).await;
-    assert_eq!((status, &stats["size"]), (StatusCode::OK, &json!(8)), "{stats}");
-    let (_, revisions) = i.send(call(Method::GET, files("/revisions?path=/a.txt"))).await;
+    let (status, stats) = i
+        .send(call(Method::GET, files("/stats?path=/src/main.py")))
+        .await;
+    assert_eq!(
+        (status, &stats["size"]),
+        (StatusCode::OK, &json!(8)),
+        "{stats}"
+    );
+    let (_, revisions) = i
+        .send(call(Method::GET, files("/revisions?path=/a.txt")))
+        .await;
     assert_eq!(revisions, json!([{"revision": 1}]));
-    let (status, _) = i.send(call(Method::GET, files("?path=/a.txt&revision=2"))).await;
+    let (status, _) = i
+        .send(call(Method::GET, files("?path=/a.txt&revision=2")))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "only the current revision");
 
     // Move: a file, a directory; onto an existing path or into itself no.
     let mv = |from: &str, to: &str| call(Method::PUT, files(&format!("?from={from}&to={to}")));
     assert_eq!(i.send(mv("/a.txt", "/docs/a.txt")).await.0, StatusCode::OK);
     assert_eq!(i.send(mv("/src/lib", "/lib")).await.0, StatusCode::OK);
-    assert_eq!(i.send(mv("/lib", "/src/main.py")).await.0, StatusCode::CONFLICT);
-    assert_eq!(i.send(mv("/src", "/src/inner")).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        i.send(mv("/lib", "/src/main.py")).await.0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        i.send(mv("/src", "/src/inner")).await.0,
+        StatusCode::BAD_REQUEST
+    );
     assert_eq!(i.send(mv("/nope", "/x")).await.0, StatusCode::NOT_FOUND);
     let (_, found) = i.send(call(Method::GET, files("/search?q=PY"))).await;
     assert_eq!(found, json!(["/lib/util.py", "/src/main.py"]));
@@ -400,7 +490,7 @@ async fn namespace_files_are_managed_as_in_kestra() {
         .filter_map(|f| f["fileName"].as_str())
         .collect();
     assert_eq!(names, ["docs", "empty", "lib"]);
-    hostile_paths_change_nothing(&i).await;
+    hostile_paths_change_nothing(i).await;
 }
 
 /// `text` percent-encoded for a query value.
@@ -437,7 +527,11 @@ async fn hostile_paths_change_nothing(i: &Instance) {
             call(Method::POST, files(&format!("/directory?path={encoded}"))),
             call(Method::PUT, files(&format!("?from=/lib&to={encoded}"))),
         ] {
-            let what = format!("{} {}", c.method, c.path.chars().take(120).collect::<String>());
+            let what = format!(
+                "{} {}",
+                c.method,
+                c.path.chars().take(120).collect::<String>()
+            );
             let (status, err) = i.send(c).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {err}");
             assert_eq!(err["code"], json!("invalidPath"), "{what}: {err}");
@@ -449,7 +543,10 @@ async fn hostile_paths_change_nothing(i: &Instance) {
         );
     }
     // A file where a directory is, and a directory where a file is.
-    assert_eq!(i.upload("company.team", "/lib", b"x").await, StatusCode::CONFLICT);
+    assert_eq!(
+        i.upload("company.team", "/lib", b"x").await,
+        StatusCode::CONFLICT
+    );
     assert_eq!(
         i.upload("company.team", "/lib/util.py/x", b"x").await,
         StatusCode::CONFLICT
@@ -471,14 +568,21 @@ async fn new_routes_follow_roles_and_tenants() {
     let viewer = identity::sign(&id.claims(TENANT, "Viewer"), KEY_A_PEM, "key-a");
     let other = identity::sign(&id.claims("globex", "Admin"), KEY_A_PEM, "key-a");
     let writes = [
-        call(Method::DELETE, format!("/api/v1/{TENANT}/namespaces/company.team/kv"))
-            .body("{\"keys\": []}"),
+        call(
+            Method::DELETE,
+            format!("/api/v1/{TENANT}/namespaces/company.team/kv"),
+        )
+        .body("{\"keys\": []}"),
         call(Method::POST, files("/directory?path=/d")),
         call(Method::PUT, files("?from=/a&to=/b")),
     ];
     for c in writes {
         let what = format!("{} {}", c.method, c.path);
-        assert_eq!(i.send(c.token(&viewer)).await.0, StatusCode::FORBIDDEN, "{what}");
+        assert_eq!(
+            i.send(c.token(&viewer)).await.0,
+            StatusCode::FORBIDDEN,
+            "{what}"
+        );
     }
     let reads = [
         format!("/api/v1/{TENANT}/kv"),
@@ -489,12 +593,16 @@ async fn new_routes_follow_roles_and_tenants() {
     ];
     for path in reads {
         assert_eq!(
-            i.send(call(Method::GET, path.clone()).token(&viewer)).await.0,
+            i.send(call(Method::GET, path.clone()).token(&viewer))
+                .await
+                .0,
             StatusCode::OK,
             "{path}"
         );
         assert_eq!(
-            i.send(call(Method::GET, path.clone()).token(&other)).await.0,
+            i.send(call(Method::GET, path.clone()).token(&other))
+                .await
+                .0,
             StatusCode::UNAUTHORIZED,
             "{path}"
         );

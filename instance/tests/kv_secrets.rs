@@ -237,7 +237,10 @@ async fn kv_flow_sets_reads_and_deletes(database_url: Option<String>) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{got}");
-    assert_eq!((&got["type"], &got["value"]), (&json!("JSON"), &json!({"retries": 3})));
+    assert_eq!(
+        (&got["type"], &got["value"]),
+        (&json!("JSON"), &json!({"retries": 3}))
+    );
 
     // Without overwrite, an existing key fails the task, naming it.
     i.create_flow(
@@ -349,7 +352,10 @@ async fn kv_api_follows_roles_and_tenants() {
 
     let (status, got) = i.send(Method::GET, path, Some(&viewer), None, None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!((&got["type"], &got["value"]), (&json!("JSON"), &json!({"name": "blue"})));
+    assert_eq!(
+        (&got["type"], &got["value"]),
+        (&json!("JSON"), &json!({"name": "blue"}))
+    );
     assert!(got["updated"].is_string(), "{got}");
     let (status, _) = i.send(Method::GET, path, Some(&other), None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

@@ -309,7 +309,10 @@ mod tests {
         assert_eq!(kind("true"), (json!(true), KvType::Boolean));
         assert_eq!(kind("{\"a\": [1]}"), (json!({"a": [1]}), KvType::Json));
         assert_eq!(kind("[1, 2]"), (json!([1, 2]), KvType::Json));
-        assert_eq!(kind("\"2024-01-01\""), (json!("2024-01-01"), KvType::String));
+        assert_eq!(
+            kind("\"2024-01-01\""),
+            (json!("2024-01-01"), KvType::String)
+        );
         assert_eq!(kind("2024-01-31"), (json!("2024-01-31"), KvType::Date));
         assert_eq!(
             kind("2024-01-31T10:00:00Z"),

@@ -57,10 +57,7 @@ fn filters(raw: Option<&str>) -> ApiResult<Vec<Filter>> {
         let Some(rest) = name.strip_prefix("filters[") else {
             continue;
         };
-        let parts: Vec<&str> = rest
-            .trim_end_matches(']')
-            .split("][")
-            .collect::<Vec<_>>();
+        let parts: Vec<&str> = rest.trim_end_matches(']').split("][").collect::<Vec<_>>();
         let [field, operation] = parts.as_slice() else {
             return Err(invalid(format!(
                 "filter `{}` is not written filters[field][OPERATION]",
@@ -128,8 +125,9 @@ fn order(sort: Option<&str>) -> ApiResult<impl Fn(&KvEntryView, &KvEntryView) ->
         _ => return Err(invalid("sort direction is `asc` or `desc`".into())),
     };
     let field = match field {
-        "key" | "namespace" | "description" | "creationDate" | "updateDate"
-        | "expirationDate" => field.to_owned(),
+        "key" | "namespace" | "description" | "creationDate" | "updateDate" | "expirationDate" => {
+            field.to_owned()
+        }
         other => {
             return Err(invalid(format!(
                 "cannot sort KV entries by `{}` (key, namespace, description, creationDate, updateDate or expirationDate)",

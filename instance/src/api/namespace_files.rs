@@ -51,6 +51,8 @@ pub(super) struct FileAttributes {
     pub(super) kind: FileType,
     /// Bytes; a directory's is the sum of its files'.
     pub(super) size: u64,
+    /// User metadata (none is kept: always absent).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub(super) metadata: BTreeMap<String, String>,
 }
 
@@ -133,16 +135,26 @@ pub(super) async fn lookup(
         let size = inside.iter().map(|(_, size)| size).sum();
         return Ok(Some((FileType::Directory, size)));
     }
-    match storage.size(path).await {
-        Ok(size) => Ok(Some((FileType::File, size))),
-        Err(StorageError::NotFound(_)) => Ok(None),
-        Err(err) => Err(err.into()),
-    }
+    // A file: found in its folder's listing (a request for the file
+    // itself may fail on such stores when a folder of that name was left).
+    let Some((parent, _)) = path.as_str().rsplit_once('/') else {
+        return Ok(None);
+    };
+    let found = storage
+        .list(&StoragePath::new(parent)?)
+        .await?
+        .into_iter()
+        .find(|(p, _)| p == path);
+    Ok(found.map(|(_, size)| (FileType::File, size)))
 }
 
 /// Refuses to write a file at `path` when it is a folder or one of its
 /// parent folders is a file (409).
-async fn check_writable(storage: &Storage, root: &StoragePath, path: &StoragePath) -> ApiResult<()> {
+async fn check_writable(
+    storage: &Storage,
+    root: &StoragePath,
+    path: &StoragePath,
+) -> ApiResult<()> {
     let relative = &path.as_str()[root.as_str().len()..];
     let mut parent = root.clone();
     let segments: Vec<&str> = relative.split('/').filter(|s| !s.is_empty()).collect();
@@ -173,7 +185,9 @@ pub(super) async fn keep_parent(
         return Ok(());
     }
     if storage.list(&parent).await?.is_empty() {
-        storage.put(&parent.join(FOLDER_MARKER)?, Bytes::new()).await?;
+        storage
+            .put(&parent.join(FOLDER_MARKER)?, Bytes::new())
+            .await?;
     }
     Ok(())
 }

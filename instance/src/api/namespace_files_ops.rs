@@ -97,7 +97,10 @@ pub(super) async fn move_entry(
 ) -> ApiResult<StatusCode> {
     let missing = |name| ApiError::bad_request("invalidPath", format!("`{name}` is required"));
     let (root, _) = resolve(&namespace, None)?;
-    let from = resolve_entry(&namespace, Some(query.from.as_deref().ok_or(missing("from"))?))?;
+    let from = resolve_entry(
+        &namespace,
+        Some(query.from.as_deref().ok_or(missing("from"))?),
+    )?;
     let to = resolve_entry(&namespace, Some(query.to.as_deref().ok_or(missing("to"))?))?;
     if to.starts_with(&from) {
         return Err(ApiError::bad_request(

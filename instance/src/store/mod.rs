@@ -43,7 +43,8 @@ mod sql;
 
 pub use dialect::Dialect;
 pub use kv::{
-    KvEntry, KvType, MAX_KV_SEARCH, MAX_VALUE_BYTES as MAX_KV_VALUE_BYTES, check_key as check_kv_key,
+    KvEntry, KvType, MAX_KV_SEARCH, MAX_VALUE_BYTES as MAX_KV_VALUE_BYTES,
+    check_key as check_kv_key,
 };
 pub use sql::SqlRepository;
 
