@@ -508,6 +508,7 @@ fn encode(text: &str) -> String {
 async fn hostile_paths_change_nothing(i: &Instance) {
     let before = i.stored();
     let long = format!("/{}", "a/".repeat(700));
+    let long_name = format!("/{}", "n".repeat(256));
     let hostile = [
         "/../../etc/passwd",
         "/lib/../../x",
@@ -517,6 +518,7 @@ async fn hostile_paths_change_nothing(i: &Instance) {
         "/./lib",
         "/.atoll-folder",
         long.as_str(),
+        long_name.as_str(),
     ];
     for path in hostile {
         let encoded = encode(path);
@@ -551,6 +553,13 @@ async fn hostile_paths_change_nothing(i: &Instance) {
         i.upload("company.team", "/lib/util.py/x", b"x").await,
         StatusCode::CONFLICT
     );
+    let (status, err) = i
+        .send(call(
+            Method::PUT,
+            files("?from=/empty&to=/lib/util.py/empty"),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "under a file: {err}");
     assert_eq!(i.stored(), before, "nothing changed");
 }
 

@@ -25,6 +25,9 @@ use super::inputs::{MAX_FILE_BYTES, read_limited};
 use super::{ApiError, ApiResult, AppState};
 use crate::storage::{FOLDER_MARKER, Storage, StorageError, StoragePath, is_folder_marker};
 
+/// Longest file or directory name (as file systems have it).
+const MAX_NAME_BYTES: usize = 255;
+
 /// `?path=` of the namespace-file routes.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct PathQuery {
@@ -106,6 +109,12 @@ pub(super) fn resolve(
             "control characters and backslashes are not allowed",
         ));
     }
+    if relative.split('/').any(|s| s.len() > MAX_NAME_BYTES) {
+        return Err(invalid_path(
+            raw,
+            "a file or directory name is at most 255 bytes",
+        ));
+    }
     if relative.split('/').any(|s| s == FOLDER_MARKER) {
         return Err(invalid_path(raw, "the name is reserved"));
     }
@@ -148,9 +157,9 @@ pub(super) async fn lookup(
     Ok(found.map(|(_, size)| (FileType::File, size)))
 }
 
-/// Refuses to write a file at `path` when it is a folder or one of its
-/// parent folders is a file (409).
-async fn check_writable(
+/// Refuses to write at `path` when one of its parent folders is a file
+/// (409).
+pub(super) async fn check_writable(
     storage: &Storage,
     root: &StoragePath,
     path: &StoragePath,

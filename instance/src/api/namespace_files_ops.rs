@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{Editor, NamespaceName, Viewer};
 use super::namespace_files::{
-    FileAttributes, FileType, PathQuery, invalid_path, keep_parent, lookup, resolve, resolve_entry,
+    FileAttributes, FileType, PathQuery, check_writable, invalid_path, keep_parent, lookup,
+    resolve, resolve_entry,
 };
 use super::{ApiError, ApiResult, AppState};
 use crate::storage::{MAX_NAMESPACE_FILES, StoragePath, is_folder_marker};
@@ -118,6 +119,7 @@ pub(super) async fn move_entry(
             relative(&root, &to)
         )));
     }
+    check_writable(storage, &root, &to).await?;
     let moves: Vec<(StoragePath, StoragePath)> = match kind {
         FileType::File => vec![(from.clone(), to.clone())],
         FileType::Directory => {
