@@ -20,9 +20,11 @@ mod flows;
 mod inputs;
 mod kestra_shape;
 mod kv;
+mod kv_search;
 mod logs;
 mod metrics;
 mod namespace_files;
+mod namespace_files_ops;
 mod query_filters;
 mod transfer;
 mod triggers;
@@ -89,14 +91,31 @@ fn api_routes() -> Router<AppState> {
         .route("/executions/{id}/file/metas", get(files::metas))
         .route(
             "/namespaces/{namespace}/files/directory",
-            get(namespace_files::list_directory),
+            get(namespace_files::list_directory).post(namespace_files::create_directory),
         )
         .route(
             "/namespaces/{namespace}/files",
             get(namespace_files::download)
                 .post(namespace_files::upload)
+                .put(namespace_files_ops::move_entry)
                 .delete(namespace_files::delete)
                 .layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/namespaces/{namespace}/files/stats",
+            get(namespace_files_ops::stats),
+        )
+        .route(
+            "/namespaces/{namespace}/files/revisions",
+            get(namespace_files_ops::revisions),
+        )
+        .route(
+            "/namespaces/{namespace}/files/search",
+            get(namespace_files_ops::search),
+        )
+        .route(
+            "/namespaces/{namespace}/files/export",
+            get(namespace_files_ops::export),
         )
         .route(
             "/executions/{id}",
@@ -125,7 +144,12 @@ fn api_routes() -> Router<AppState> {
         .route("/logs/{execution_id}", get(logs::execution_logs))
         .route("/logs/{execution_id}/follow", get(logs::follow_logs))
         .route("/logs/{execution_id}/download", get(logs::download_logs))
-        .route("/namespaces/{namespace}/kv", get(kv::list))
+        .route("/kv", get(kv_search::search))
+        .route(
+            "/namespaces/{namespace}/kv",
+            get(kv::list).delete(kv::delete_bulk),
+        )
+        .route("/namespaces/{namespace}/kv/inheritance", get(kv::inherited))
         .route(
             "/namespaces/{namespace}/kv/{key}",
             get(kv::get).put(kv::put).delete(kv::delete),

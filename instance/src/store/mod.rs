@@ -42,7 +42,10 @@ mod query;
 mod sql;
 
 pub use dialect::Dialect;
-pub use kv::{KvEntry, KvType, MAX_VALUE_BYTES as MAX_KV_VALUE_BYTES, check_key as check_kv_key};
+pub use kv::{
+    KvEntry, KvType, MAX_KV_SEARCH, MAX_VALUE_BYTES as MAX_KV_VALUE_BYTES,
+    check_key as check_kv_key,
+};
 pub use sql::SqlRepository;
 
 /// The store on SQLite.
