@@ -10,12 +10,14 @@
 //! `extract`, and handlers reach data only through the engine.
 
 pub mod attempts;
+mod bulk;
 mod error;
 mod execution_actions;
 mod execution_discovery;
 mod executions;
 mod extract;
 mod files;
+mod flow_tools;
 mod flows;
 mod inputs;
 mod kestra_shape;
@@ -27,6 +29,7 @@ mod namespace_files;
 mod namespace_files_ops;
 mod query_filters;
 mod transfer;
+mod trigger_actions;
 mod triggers;
 
 use std::sync::Arc;
@@ -37,7 +40,7 @@ use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, delete, get, post, put};
 
 pub use error::ApiError;
 use error::ApiResult;
@@ -70,6 +73,25 @@ fn api_routes() -> Router<AppState> {
         .route("/flows/search", get(flows::search_flows))
         .route("/flows/export/by-query", get(transfer::export_flows))
         .route("/flows/import", post(transfer::import_flows))
+        .route("/flows/validate", post(flow_tools::validate_flows))
+        .route("/flows/validate/task", post(flow_tools::validate_task))
+        .route(
+            "/flows/validate/trigger",
+            post(flow_tools::validate_trigger),
+        )
+        .route("/flows/graph", post(flow_tools::graph_from_source))
+        .route(
+            "/flows/distinct-namespaces",
+            get(flow_tools::distinct_namespaces),
+        )
+        .route(
+            "/flows/{namespace}/{id}/graph",
+            get(flow_tools::stored_graph),
+        )
+        .route(
+            "/flows/{namespace}/{id}/tasks/{task_id}",
+            get(flow_tools::flow_task),
+        )
         .route("/flows/{namespace}", get(flows::list_namespace))
         .route(
             "/flows/{namespace}/{id}",
@@ -82,6 +104,16 @@ fn api_routes() -> Router<AppState> {
             get(flows::flow_revisions),
         )
         .route("/executions/search", get(executions::search_executions))
+        .route("/executions/restart/by-ids", post(bulk::restart_by_ids))
+        .route("/executions/restart/by-query", post(bulk::restart_by_query))
+        .route("/executions/replay/by-ids", post(bulk::replay_by_ids))
+        .route("/executions/replay/by-query", post(bulk::replay_by_query))
+        .route("/executions/kill/by-ids", delete(bulk::kill_by_ids))
+        .route("/executions/kill/by-query", delete(bulk::kill_by_query))
+        .route("/executions/resume/by-ids", post(bulk::resume_by_ids))
+        .route("/executions/resume/by-query", post(bulk::resume_by_query))
+        .route("/executions/by-ids", delete(bulk::delete_by_ids))
+        .route("/executions/by-query", delete(bulk::delete_by_query))
         .route(
             "/executions/{namespace}/{flow_id}",
             // File parts are limited one by one (inputs::MAX_FILE_BYTES).
@@ -140,7 +172,88 @@ fn api_routes() -> Router<AppState> {
         )
         .merge(execution_action_routes("/executions/{id}"))
         .merge(execution_action_routes("/executions/{id}/actions"))
-        .route("/triggers/search", get(triggers::search_triggers))
+        .route("/triggers/search", get(trigger_actions::search))
+        .route("/triggers/set-disabled", put(trigger_actions::set_disabled))
+        .route(
+            "/triggers/set-disabled/by-triggers",
+            post(trigger_actions::set_disabled_by_triggers),
+        )
+        .route(
+            "/triggers/set-disabled/by-query",
+            post(trigger_actions::set_disabled_by_query),
+        )
+        .route(
+            "/triggers/unlock/by-triggers",
+            post(trigger_actions::unlock_by_triggers),
+        )
+        .route(
+            "/triggers/unlock/by-query",
+            post(trigger_actions::unlock_by_query),
+        )
+        .route(
+            "/triggers/delete/by-triggers",
+            delete(trigger_actions::delete_by_triggers),
+        )
+        .route(
+            "/triggers/delete/by-query",
+            delete(trigger_actions::delete_by_query),
+        )
+        .route(
+            "/triggers/backfill/create",
+            put(trigger_actions::create_backfill),
+        )
+        .route(
+            "/triggers/backfill/pause",
+            put(trigger_actions::pause_backfill),
+        )
+        .route(
+            "/triggers/backfill/unpause",
+            put(trigger_actions::unpause_backfill),
+        )
+        .route(
+            "/triggers/backfill/delete",
+            post(trigger_actions::delete_backfill),
+        )
+        .route(
+            "/triggers/backfill/pause/by-triggers",
+            post(trigger_actions::pause_backfill_by_triggers),
+        )
+        .route(
+            "/triggers/backfill/pause/by-query",
+            post(trigger_actions::pause_backfill_by_query),
+        )
+        .route(
+            "/triggers/backfill/unpause/by-triggers",
+            post(trigger_actions::unpause_backfill_by_triggers),
+        )
+        .route(
+            "/triggers/backfill/unpause/by-query",
+            post(trigger_actions::unpause_backfill_by_query),
+        )
+        .route(
+            "/triggers/backfill/delete/by-triggers",
+            post(trigger_actions::delete_backfill_by_triggers),
+        )
+        .route(
+            "/triggers/backfill/delete/by-query",
+            post(trigger_actions::delete_backfill_by_query),
+        )
+        .route(
+            "/triggers/{namespace}/{flow_id}",
+            get(trigger_actions::search_for_flow),
+        )
+        .route(
+            "/triggers/{namespace}/{flow_id}/{trigger_id}",
+            delete(trigger_actions::delete),
+        )
+        .route(
+            "/triggers/{namespace}/{flow_id}/{trigger_id}/unlock",
+            post(trigger_actions::unlock),
+        )
+        .route(
+            "/triggers/{namespace}/{flow_id}/{trigger_id}/restart",
+            post(trigger_actions::restart),
+        )
         .route("/logs/{execution_id}", get(logs::execution_logs))
         .route("/logs/{execution_id}/follow", get(logs::follow_logs))
         .route("/logs/{execution_id}/download", get(logs::download_logs))

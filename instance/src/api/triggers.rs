@@ -1,33 +1,20 @@
-//! Triggers: `/triggers/search` (for callers with a token) and the webhook
-//! endpoints, which take no token: the key in the path is the secret (see
+//! The webhook endpoints (the rest of the trigger API is in
+//! `trigger_actions`), which take no token: the key in the path is the secret (see
 //! `engine::webhook`).
 
 use axum::Json;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::executions::ended_or_current;
-use super::extract::{FlowKey, Viewer};
-use super::flows::NamespaceQuery;
+use super::extract::FlowKey;
 use super::inputs::form_pairs;
 use super::kestra_shape::KestraExecution;
 use super::{ApiError, ApiResult, AppState, read_body};
 use crate::engine::WebhookRequest;
 use crate::execution::Execution;
-
-/// Triggers with their next run time and last execution (Kestra's
-/// `/triggers/search`).
-pub(super) async fn search_triggers(
-    State(state): State<AppState>,
-    Query(query): Query<NamespaceQuery>,
-    Viewer(_): Viewer,
-) -> ApiResult<Json<Value>> {
-    let triggers = state.engine.triggers(query.checked()?).await?;
-    let total = triggers.len();
-    Ok(Json(json!({"results": triggers, "total": total})))
-}
 
 /// Longest webhook key looked up.
 const MAX_KEY_LEN: usize = 256;

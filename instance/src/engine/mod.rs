@@ -18,7 +18,10 @@ mod triggers;
 pub use actions::{Replay, SETTABLE_STATES, SYSTEM_LABEL_PREFIX};
 pub use flows::{FlowChangeError, Flows, ImportProblem};
 pub use rerun::RerunError;
-pub use triggers::{TriggerView, WebhookRequest, WebhookStart};
+pub use triggers::{
+    AbstractTriggerView, Backfill, BackfillLabel, TriggerActionError, TriggerContextView,
+    TriggerDetail, TriggerView, WebhookRequest, WebhookStart,
+};
 // The driver fires Flow triggers when an execution ends.
 use triggers::flow as flow_trigger;
 

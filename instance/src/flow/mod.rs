@@ -3,6 +3,7 @@
 
 pub mod archive;
 mod error;
+pub mod graph;
 mod inputs;
 mod model;
 mod parse;

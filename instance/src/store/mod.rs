@@ -40,6 +40,7 @@ mod dialect;
 mod kv;
 mod query;
 mod sql;
+mod trigger_controls;
 
 pub use dialect::Dialect;
 pub use kv::{
@@ -47,6 +48,7 @@ pub use kv::{
     check_key as check_kv_key,
 };
 pub use sql::SqlRepository;
+pub use trigger_controls::TriggerControl;
 
 /// The store on SQLite.
 pub type SqliteRepository = SqlRepository<sqlx::Sqlite>;

@@ -61,8 +61,20 @@ pub(super) fn triggered_execution(
     inputs: &Map<String, Value>,
     variables: Value,
 ) -> Result<Execution, EngineError> {
+    triggered_execution_with(inner, flow, revision, inputs, Vec::new(), variables)
+}
+
+/// [`triggered_execution`] with labels (a backfill's).
+pub(super) fn triggered_execution_with(
+    inner: &Inner,
+    flow: &Flow,
+    revision: i64,
+    inputs: &Map<String, Value>,
+    labels: Vec<crate::flow::Label>,
+    variables: Value,
+) -> Result<Execution, EngineError> {
     let inputs = render_inputs(inner, inputs, &variables)?;
-    new_execution(flow, revision, &inputs, Vec::new(), Some(variables))
+    new_execution(flow, revision, &inputs, labels, Some(variables))
 }
 
 /// Records the trigger event `event` (once: a second firing of the same

@@ -6,12 +6,18 @@
 //! store's trigger events, which record the firing and enqueue its
 //! execution in one transaction.
 
+mod backfill;
+mod controls;
 mod fire;
 pub(crate) mod flow;
 mod index;
 mod schedule;
 mod webhook;
 
+pub use controls::{
+    AbstractTriggerView, Backfill, BackfillLabel, TriggerActionError, TriggerContextView,
+    TriggerDetail,
+};
 pub(crate) use index::FlowIndex;
 pub use webhook::{WebhookRequest, WebhookStart};
 
@@ -19,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::{EngineError, Inner};
@@ -69,7 +76,7 @@ async fn pass(inner: &Inner) -> Result<Duration, EngineError> {
 }
 
 /// A trigger as the API lists it (Kestra's trigger context fields).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TriggerView {
     pub namespace: String,
@@ -81,14 +88,17 @@ pub struct TriggerView {
     pub disabled: bool,
     /// When a schedule fires next (none for other triggers or when disabled).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
     pub next_execution_date: Option<Timestamp>,
     /// The last tick a schedule handled.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
     pub date: Option<Timestamp>,
     /// The last execution this trigger started.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub execution_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
     pub last_triggered_date: Option<Timestamp>,
 }
 
@@ -99,12 +109,15 @@ pub(crate) async fn list(
 ) -> Result<Vec<TriggerView>, EngineError> {
     let index = FlowIndex::load(inner, namespace).await?;
     let states = trigger_states(inner).await?;
+    let controls = controls::controls(inner).await?;
     let now = Timestamp::now();
     let mut out = Vec::new();
     for (flow, _) in index.flows() {
         for trigger in &flow.triggers {
-            let state = states.get(&key_of(flow, trigger));
-            let disabled = flow.disabled || trigger.disabled;
+            let key = key_of(flow, trigger);
+            let state = states.get(&key);
+            let disabled =
+                flow.disabled || trigger.disabled || controls.get(&key).is_some_and(|c| c.disabled);
             let next_execution_date = match &trigger.kind {
                 TriggerKind::Schedule(spec) if !disabled => schedule::next(spec, state, now),
                 _ => None,

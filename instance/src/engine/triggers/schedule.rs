@@ -14,11 +14,13 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
 use super::FlowIndex;
+use super::backfill::Backfilling;
+use super::controls::{backfill_of, controls};
 use super::fire::{fire, key_of, trigger_states, triggered_execution};
 use crate::cron::Schedule;
 use crate::engine::{EngineError, Inner};
 use crate::flow::{Flow, RecoverMissed, ScheduleTrigger, Trigger, TriggerKind};
-use crate::store::{Repository, TriggerKey, TriggerState};
+use crate::store::{Repository, TriggerControl, TriggerKey, TriggerState};
 
 /// Longest wait between two passes: flows changed by another replica are
 /// seen within this time.
@@ -32,6 +34,7 @@ const MISSED_AFTER: SignedDuration = SignedDuration::from_secs(10);
 /// wait before the next pass.
 pub(super) async fn pass(inner: &Inner, index: &FlowIndex) -> Result<Duration, EngineError> {
     let states = trigger_states(inner).await?;
+    let controls = controls(inner).await?;
     let mut wait = MAX_WAIT;
     let mut seen = HashSet::new();
     for (flow, revision) in index.flows() {
@@ -46,7 +49,8 @@ pub(super) async fn pass(inner: &Inner, index: &FlowIndex) -> Result<Duration, E
                     spec,
                     key: &key,
                 };
-                if let Some(next) = scheduled.handle(inner, states.get(&key)).await? {
+                let control = controls.get(&key);
+                if let Some(next) = scheduled.handle(inner, states.get(&key), control).await? {
                     let left = Duration::try_from(next.duration_since(Timestamp::now()))
                         .unwrap_or(Duration::ZERO);
                     wait = wait.min(left);
@@ -82,9 +86,11 @@ impl Scheduled<'_> {
         &self,
         inner: &Inner,
         state: Option<&TriggerState>,
+        control: Option<&TriggerControl>,
     ) -> Result<Option<Timestamp>, EngineError> {
         let now = Timestamp::now();
-        if self.flow.disabled || self.trigger.disabled {
+        let switched_off = control.is_some_and(|c| c.disabled);
+        if self.flow.disabled || self.trigger.disabled || switched_off {
             // Remembered, so enabling it again starts from that moment
             // instead of catching up the ticks missed meanwhile.
             if state.is_none_or(|s| !s.disabled) {
@@ -108,6 +114,16 @@ impl Scheduled<'_> {
             Some(s) => s.cursor.unwrap_or(now),
         };
         let cursor = self.fire_due(inner, &schedule, cursor, now).await?;
+        if let Some(backfill) = backfill_of(control) {
+            let backfilling = Backfilling {
+                flow: self.flow,
+                revision: self.revision,
+                trigger: self.trigger,
+                spec: self.spec,
+                key: self.key,
+            };
+            backfilling.advance(inner, &schedule, backfill).await?;
+        }
         Ok(schedule.next_after(cursor))
     }
 
