@@ -6,14 +6,14 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Query, RawQuery, Request, State};
 use axum::http::StatusCode;
+use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::extract::{Editor, ExecutionId, FlowKey, Viewer};
 use super::inputs::{
     FileSink, form_pairs, parse_labels, request_inputs, request_inputs_with_files,
 };
-use super::{ApiError, ApiResult, AppState};
+use super::{ApiError, ApiResult, AppState, Page};
 use crate::engine::{Engine, EngineError};
 use crate::execution::{Execution, State as ExecState};
 use crate::storage::StoragePath;
@@ -42,7 +42,7 @@ pub(super) async fn ended_or_current(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct RunQuery {
     #[serde(default)]
     wait: bool,
@@ -130,7 +130,7 @@ pub(super) async fn restart_execution(
     Ok(Json(state.engine.restart(&id).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct ReplayQuery {
     task_run_id: String,
@@ -174,7 +174,7 @@ pub(super) async fn kill_execution(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct ExecutionSearch {
     namespace: Option<String>,
@@ -226,8 +226,11 @@ pub(super) async fn search_executions(
     Query(query): Query<ExecutionSearch>,
     RawQuery(raw): RawQuery,
     Viewer(_): Viewer,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Page<Execution>>> {
     let filter = execution_filter(query, raw)?;
     let (results, total) = state.engine.search_executions(&filter).await?;
-    Ok(Json(json!({"results": results, "total": total})))
+    Ok(Json(Page {
+        results,
+        total: total as u64,
+    }))
 }

@@ -11,6 +11,8 @@ use axum::extract::{OriginalUri, Query, State};
 use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::extract::{ExecutionId, Viewer};
@@ -27,7 +29,7 @@ const LOG_MESSAGE_BYTES: usize = 64 * 1024;
 /// Lines read from the store at a time while filling a page.
 const LOG_READ_BATCH: u32 = 100;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct LogsQuery {
     /// Only lines after this position (`seq`): the next page's start.
     after: Option<i64>,
@@ -153,7 +155,7 @@ pub(super) async fn follow_logs(
     State(state): State<AppState>,
     Viewer(_): Viewer,
     ExecutionId(id): ExecutionId,
-) -> ApiResult<Sse<impl futures::Stream<Item = Result<Event, Infallible>>>> {
+) -> ApiResult<Response> {
     require_execution(&state.engine, &id).await?;
     let start = Follow {
         engine: state.engine.clone(),
@@ -168,7 +170,10 @@ pub(super) async fn follow_logs(
             .id(entry.seq.to_string())
             .json_data(&entry)
             .unwrap_or_default();
-        Some((Ok(event), follow))
+        Some((event, follow))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    let events = stream.map(Ok::<Event, Infallible>);
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }

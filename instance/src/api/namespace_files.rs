@@ -13,6 +13,7 @@ use axum::Json;
 use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -22,7 +23,7 @@ use super::inputs::{MAX_FILE_BYTES, read_limited};
 use super::{ApiError, ApiResult, AppState};
 use crate::storage::StoragePath;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct PathQuery {
     path: Option<String>,
 }

@@ -5,14 +5,16 @@
 use axum::Json;
 use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::executions::ended_or_current;
 use super::extract::{FlowKey, Viewer};
 use super::flows::NamespaceQuery;
 use super::inputs::form_pairs;
-use super::{ApiError, ApiResult, AppState, read_body};
+use super::{ApiError, ApiResult, AppState, Page, read_body};
+use crate::engine::TriggerView;
 use crate::engine::WebhookRequest;
 
 /// Triggers with their next run time and last execution (Kestra's
@@ -21,16 +23,19 @@ pub(super) async fn search_triggers(
     State(state): State<AppState>,
     Query(query): Query<NamespaceQuery>,
     Viewer(_): Viewer,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Page<TriggerView>>> {
     let triggers = state.engine.triggers(query.checked()?).await?;
-    let total = triggers.len();
-    Ok(Json(json!({"results": triggers, "total": total})))
+    let total = triggers.len() as u64;
+    Ok(Json(Page {
+        results: triggers,
+        total,
+    }))
 }
 
 /// Longest webhook key looked up.
 const MAX_KEY_LEN: usize = 256;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct WebhookPath {
     /// Kestra's tenant segment, on `/api/v1/{tenant}/…`.
     tenant: Option<String>,

@@ -69,7 +69,7 @@ async fn pass(inner: &Inner) -> Result<Duration, EngineError> {
 }
 
 /// A trigger as the API lists it (Kestra's trigger context fields).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TriggerView {
     pub namespace: String,
