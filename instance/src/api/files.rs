@@ -17,6 +17,8 @@ use crate::storage::StoragePath;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct FileQuery {
+    /// The file's `kestra:///` URI (required: a 400 says so without it).
+    #[schemars(with = "String")]
     path: Option<String>,
 }
 

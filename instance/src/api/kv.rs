@@ -9,12 +9,27 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
+use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{Editor, Viewer};
 use super::{ApiError, ApiResult, AppState, body_text, read_body};
 use crate::flow::tasks::kv_expiry;
 use crate::store::{KvEntry, MAX_KV_VALUE_BYTES, check_kv_key};
+
+/// `{namespace}` (by name: the tenant form adds `{tenant}` before it).
+#[derive(Debug, Deserialize, JsonSchema)]
+pub(super) struct NamespacePath {
+    namespace: String,
+}
+
+/// `{namespace}/kv/{key}`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub(super) struct KeyPath {
+    namespace: String,
+    key: String,
+}
 
 fn check(namespace: &str, key: Option<&str>) -> ApiResult<()> {
     if !crate::flow::is_valid_namespace(namespace) {
@@ -37,7 +52,7 @@ fn time(t: Option<Timestamp>) -> Value {
 pub(super) async fn list(
     _: Viewer,
     State(state): State<AppState>,
-    Path(namespace): Path<String>,
+    Path(NamespacePath { namespace }): Path<NamespacePath>,
 ) -> ApiResult<Json<Value>> {
     check(&namespace, None)?;
     let entries = state.engine.kv_list(&namespace).await?;
@@ -60,7 +75,7 @@ pub(super) async fn list(
 pub(super) async fn get(
     _: Viewer,
     State(state): State<AppState>,
-    Path((namespace, key)): Path<(String, String)>,
+    Path(KeyPath { namespace, key }): Path<KeyPath>,
 ) -> ApiResult<Json<Value>> {
     check(&namespace, Some(&key))?;
     match state.engine.kv_get(&namespace, &key).await? {
@@ -76,7 +91,7 @@ pub(super) async fn get(
 pub(super) async fn put(
     _: Editor,
     State(state): State<AppState>,
-    Path((namespace, key)): Path<(String, String)>,
+    Path(KeyPath { namespace, key }): Path<KeyPath>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
@@ -120,7 +135,7 @@ pub(super) async fn put(
 pub(super) async fn delete(
     _: Editor,
     State(state): State<AppState>,
-    Path((namespace, key)): Path<(String, String)>,
+    Path(KeyPath { namespace, key }): Path<KeyPath>,
 ) -> ApiResult<Json<bool>> {
     check(&namespace, Some(&key))?;
     Ok(Json(state.engine.kv_delete(&namespace, &key).await?))

@@ -200,7 +200,10 @@ pub fn log_page(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
 
 /// Server-sent events, one log line (JSON) each.
 pub fn event_stream(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
-    let content = vec![("text/event-stream", text())];
+    let event = json_schema!({"type": "object", "properties": {
+        "data": {"type": "string", "description": "the log line as JSON"},
+        "id": {"type": "string"}, "event": {"type": "string"}, "retry": {"type": "integer"}}});
+    let content = vec![("text/event-stream", event)];
     set_response(
         t.inner_mut(),
         200,
