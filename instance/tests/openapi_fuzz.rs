@@ -103,7 +103,11 @@ async fn seed(http: &reqwest::Client, base: &str, token: &str) -> String {
         .send()
         .await
         .expect("create the flow");
-    assert!(created.status().is_success(), "create: {}", created.status());
+    assert!(
+        created.status().is_success(),
+        "create: {}",
+        created.status()
+    );
     let started = http
         .post(format!(
             "{base}/api/v1/{TENANT}/executions/fuzz.team/hello?wait=true"
@@ -123,6 +127,8 @@ struct Figures {
     tested: String,
     generated: String,
     failures: Vec<String>,
+    /// Each failing operation, its failures and how to reproduce them.
+    details: Vec<String>,
 }
 
 fn figures(out: &str) -> Figures {
@@ -134,6 +140,8 @@ fn figures(out: &str) -> Figures {
             f.generated = line.to_owned();
         } else if let Some(rest) = line.strip_prefix("❌ ST") {
             f.failures.push(format!("ST{rest}"));
+        } else if line.starts_with("___") || line.starts_with("- ST") || line.starts_with("curl ") {
+            f.details.push(line.to_owned());
         }
     }
     f
@@ -163,8 +171,11 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
 
     // The tenant segment is this instance's; other segments are fuzzed.
     let config = dir.path().join("schemathesis.toml");
-    std::fs::write(&config, format!("[parameters]\n\"path.tenant\" = \"{TENANT}\"\n"))
-        .expect("config");
+    std::fs::write(
+        &config,
+        format!("[parameters]\n\"path.tenant\" = \"{TENANT}\"\n"),
+    )
+    .expect("config");
     let out = Command::new(&schemathesis)
         .current_dir(dir.path())
         .arg("--config-file")
@@ -183,6 +194,9 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
         "schemathesis: operations tested {}; {}; failures: {:?} (execution seeded: {execution})",
         figures.tested, figures.generated, figures.failures
     );
+    for line in &figures.details {
+        println!("  {line}");
+    }
     let fatal: Vec<&String> = figures
         .failures
         .iter()

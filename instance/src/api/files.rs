@@ -18,7 +18,7 @@ use crate::storage::StoragePath;
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct FileQuery {
     /// The file's `kestra:///` URI (required: a 400 says so without it).
-    #[schemars(with = "String")]
+    #[schemars(with = "String", regex(pattern = r"^kestra:///[^\\\x00-\x1f]+$"))]
     path: Option<String>,
 }
 

@@ -86,6 +86,7 @@ pub(super) async fn update_flow(
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct RevisionQuery {
+    #[schemars(range(min = 1))]
     revision: Option<i64>,
 }
 

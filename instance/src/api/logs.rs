@@ -34,6 +34,7 @@ pub(super) struct LogsQuery {
     /// Only lines after this position (`seq`): the next page's start.
     after: Option<i64>,
     /// Most lines in the page (at most [`LOG_PAGE_SIZE`]).
+    #[schemars(range(max = u32::MAX))]
     size: Option<u32>,
 }
 

@@ -25,6 +25,14 @@ use crate::storage::StoragePath;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct PathQuery {
+    /// A path in the namespace's files, as `/dir/file.txt`: segments of
+    /// printable characters, none `.` or `..`, no backslash.
+    #[schemars(
+        with = "String",
+        regex(
+            pattern = r"^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*$"
+        )
+    )]
     path: Option<String>,
 }
 

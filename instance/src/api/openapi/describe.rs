@@ -160,7 +160,12 @@ pub fn kv_value(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
         ("application/json", json_schema!(true)),
         ("text/plain", text()),
     ];
-    set_body(t.inner_mut(), "The value.", true, content);
+    set_body(
+        t.inner_mut(),
+        "The value (none: an empty string).",
+        false,
+        content,
+    );
     empty(t, 200, "stored")
 }
 

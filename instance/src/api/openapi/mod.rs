@@ -188,6 +188,12 @@ fn name_path_parameters(path: &str, operation: &mut Map<String, Value>) {
     params.retain(|p| p["in"] != "path" || names.iter().any(|n| p["name"] == *n));
     for param in params.iter_mut().filter(|p| p["in"] == "path") {
         param["required"] = Value::Bool(true);
+        if let Some(schema) = param["name"]
+            .as_str()
+            .and_then(|n| parameter_schema(path, n))
+        {
+            param["schema"] = schema;
+        }
     }
     for name in names {
         if !params
@@ -199,9 +205,21 @@ fn name_path_parameters(path: &str, operation: &mut Map<String, Value>) {
                 "in": "path",
                 "required": true,
                 "description": parameter_description(name),
-                "schema": {"type": "string"},
+                "schema": parameter_schema(path, name).unwrap_or_else(|| json!({"type": "string"})),
             }));
         }
+    }
+}
+
+/// What the handlers accept of a segment where a refusal is a 400 rather
+/// than a 404: namespaces (as flows name them) and KV keys.
+fn parameter_schema(path: &str, name: &str) -> Option<Value> {
+    match name {
+        "namespace" => Some(json!({"type": "string", "maxLength": 150,
+            "pattern": "^[a-z0-9][a-z0-9_-]*(\\.[a-z0-9][a-z0-9_-]*)*$"})),
+        "key" if path.contains("/kv/") => Some(json!({"type": "string",
+            "pattern": "^[A-Za-z0-9_.-]{1,255}$"})),
+        _ => None,
     }
 }
 
