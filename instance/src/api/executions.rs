@@ -139,8 +139,13 @@ pub(super) struct ExecutionSearch {
     namespace: Option<String>,
     flow_id: Option<String>,
     /// Comma-separated states.
+    #[schemars(regex(
+        pattern = r"^((CREATED|QUEUED|RUNNING|PAUSED|RETRYING|SUCCESS|WARNING|FAILED|KILLING|KILLED|CANCELLED|RETRIED)(,(CREATED|QUEUED|RUNNING|PAUSED|RETRYING|SUCCESS|WARNING|FAILED|KILLING|KILLED|CANCELLED|RETRIED))*)?$"
+    ))]
     state: Option<String>,
+    #[schemars(range(max = u32::MAX))]
     page: Option<u32>,
+    #[schemars(range(max = u32::MAX))]
     size: Option<u32>,
 }
 

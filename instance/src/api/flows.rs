@@ -6,16 +6,18 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::extract::{Editor, FlowKey, NamespaceName, Viewer, check_namespace};
-use super::{ApiError, ApiResult, AppState, body_text, read_body};
+use super::{ApiError, ApiResult, AppState, Page, body_text, read_body};
 use crate::auth::{Principal, Role};
 use crate::flow;
 use crate::store::FlowRecord;
 
-#[derive(Debug, Serialize)]
+/// A flow revision as the API shows it.
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct FlowView {
     pub(super) id: String,
@@ -133,8 +135,9 @@ pub(super) async fn update_flow(
     Ok(Json(FlowView::for_caller(record, &principal)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct RevisionQuery {
+    #[schemars(range(min = 1))]
     revision: Option<i64>,
 }
 
@@ -190,7 +193,7 @@ pub(super) async fn list_namespace(
     Ok(Json(FlowView::list(flows, &principal)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct NamespaceQuery {
     pub(super) namespace: Option<String>,
 }
@@ -209,9 +212,9 @@ pub(super) async fn search_flows(
     State(state): State<AppState>,
     Query(query): Query<NamespaceQuery>,
     Viewer(principal): Viewer,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Page<FlowView>>> {
     let flows = state.engine.flows().list(query.checked()?).await?;
-    let total = flows.len();
+    let total = flows.len() as u64;
     let results = FlowView::list(flows, &principal);
-    Ok(Json(json!({"results": results, "total": total})))
+    Ok(Json(Page { results, total }))
 }

@@ -11,6 +11,7 @@ use axum::extract::{OriginalUri, Query, State};
 use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::extract::{ExecutionId, Viewer};
@@ -28,11 +29,12 @@ const LOG_MESSAGE_BYTES: usize = 64 * 1024;
 /// Lines read from the store at a time while filling a page.
 const LOG_READ_BATCH: u32 = 100;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct LogsQuery {
     /// Only lines after this position (`seq`): the next page's start.
     after: Option<i64>,
     /// Most lines in the page (at most [`LOG_PAGE_SIZE`]).
+    #[schemars(range(max = u32::MAX))]
     size: Option<u32>,
 }
 
@@ -192,7 +194,7 @@ pub(super) async fn follow_logs(
     State(state): State<AppState>,
     Viewer(_): Viewer,
     ExecutionId(id): ExecutionId,
-) -> ApiResult<Sse<impl futures::Stream<Item = Result<Event, Infallible>>>> {
+) -> ApiResult<Response> {
     let execution = require_execution(&state.engine, &id).await?;
     let start = Follow {
         engine: state.engine.clone(),
@@ -209,8 +211,10 @@ pub(super) async fn follow_logs(
                 .id(entry.seq.to_string())
                 .json_data(KestraLogEntry::of(entry, &execution))
                 .unwrap_or_default();
-            Some((Ok(event), follow))
+            Some((Ok::<Event, Infallible>(event), follow))
         }
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }

@@ -5,6 +5,7 @@
 use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -19,7 +20,7 @@ use crate::execution::Execution;
 /// Longest webhook key looked up.
 const MAX_KEY_LEN: usize = 256;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct WebhookPath {
     /// Kestra's tenant segment, on `/api/v1/{tenant}/…`.
     tenant: Option<String>,
