@@ -11,17 +11,21 @@
 
 pub mod attempts;
 mod error;
+mod execution_actions;
+mod execution_discovery;
 mod executions;
 mod extract;
 mod files;
 mod flows;
 mod inputs;
+mod kestra_shape;
 mod kv;
 mod kv_search;
 mod logs;
 mod metrics;
 mod namespace_files;
 mod namespace_files_ops;
+mod query_filters;
 mod transfer;
 mod triggers;
 
@@ -117,25 +121,29 @@ fn api_routes() -> Router<AppState> {
             "/executions/{id}",
             get(executions::get_execution).delete(executions::delete_execution),
         )
+        .route("/executions", get(executions::search_executions))
         .route(
-            "/executions/{id}/restart",
-            post(executions::restart_execution),
+            "/executions/latest",
+            post(execution_discovery::latest_executions),
         )
         .route(
-            "/executions/{id}/replay",
-            post(executions::replay_execution),
+            "/executions/namespaces",
+            get(execution_discovery::executable_namespaces),
         )
         .route(
-            "/executions/{id}/resume",
-            post(executions::resume_execution),
+            "/executions/namespaces/{namespace}/flows",
+            get(execution_discovery::executable_flows),
         )
         .route(
-            "/executions/{id}/kill",
-            post(executions::kill_execution).delete(executions::kill_execution),
+            "/executions/{namespace}/{flow_id}/validate",
+            post(execution_discovery::validate_inputs),
         )
+        .merge(execution_action_routes("/executions/{id}"))
+        .merge(execution_action_routes("/executions/{id}/actions"))
         .route("/triggers/search", get(triggers::search_triggers))
         .route("/logs/{execution_id}", get(logs::execution_logs))
         .route("/logs/{execution_id}/follow", get(logs::follow_logs))
+        .route("/logs/{execution_id}/download", get(logs::download_logs))
         .route("/kv", get(kv_search::search))
         .route(
             "/namespaces/{namespace}/kv",
@@ -146,6 +154,27 @@ fn api_routes() -> Router<AppState> {
             "/namespaces/{namespace}/kv/{key}",
             get(kv::get).put(kv::put).delete(kv::delete),
         )
+}
+
+/// What is done to a started execution, under `base`: Kestra 1.x's
+/// `/executions/{id}` and 2.x's `/executions/{id}/actions`.
+fn execution_action_routes(base: &str) -> Router<AppState> {
+    use execution_actions as a;
+    Router::new()
+        .route(&format!("{base}/restart"), post(a::restart_execution))
+        .route(&format!("{base}/replay"), post(a::replay_execution))
+        .route(
+            &format!("{base}/replay-with-inputs"),
+            post(a::replay_with_inputs),
+        )
+        .route(&format!("{base}/resume"), post(a::resume_execution))
+        .route(
+            &format!("{base}/kill"),
+            post(a::kill_execution).delete(a::kill_execution),
+        )
+        .route(&format!("{base}/labels"), post(a::set_labels))
+        .route(&format!("{base}/change-status"), post(a::change_status))
+        .route(&format!("{base}/eval"), post(a::eval_expression))
 }
 
 /// The whole HTTP application.
@@ -165,7 +194,15 @@ pub fn app(state: AppState) -> Router {
             any(triggers::webhook),
         )
         .route(
+            "/api/v1/executions/webhook/{namespace}/{flow_id}/{key}/{*path}",
+            any(triggers::webhook),
+        )
+        .route(
             "/api/v1/{tenant}/executions/webhook/{namespace}/{flow_id}/{key}",
+            any(triggers::webhook),
+        )
+        .route(
+            "/api/v1/{tenant}/executions/webhook/{namespace}/{flow_id}/{key}/{*path}",
             any(triggers::webhook),
         )
         // Task pods' file transfer: the attempt's token is the credential.

@@ -273,6 +273,14 @@ pub trait Repository: Send + Sync + 'static {
         lease: Duration,
     ) -> impl Future<Output = Result<Option<Execution>, StoreError>> + Send;
 
+    /// Rewrites an ended execution with this body (its labels, its final
+    /// state), leaving it ended. False when it has not ended (or does not
+    /// exist).
+    fn rewrite_ended_execution(
+        &self,
+        execution: &Execution,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Puts an ended execution back in the queue with this body (restart).
     /// False when it has not ended (or does not exist).
     fn requeue_execution(
@@ -527,6 +535,9 @@ impl Repository for Store {
         lease: Duration,
     ) -> Result<Option<Execution>, StoreError> {
         dispatch!(self, r => r.claim_one(id, owner, lease))
+    }
+    async fn rewrite_ended_execution(&self, execution: &Execution) -> Result<bool, StoreError> {
+        dispatch!(self, r => r.rewrite_ended_execution(execution))
     }
     async fn requeue_execution(&self, execution: &Execution) -> Result<bool, StoreError> {
         dispatch!(self, r => r.requeue_execution(execution))
