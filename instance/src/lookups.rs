@@ -163,10 +163,14 @@ impl Resolver {
             .store
             .as_ref()
             .ok_or("kv() needs the KV store, which is not available here")?;
-        let entry = store
-            .kv_get(&namespace, &key)
-            .await
-            .map_err(|e| format!("the KV store could not be read: {e}"))?;
+        // As Kestra: without `namespace`, the flow's namespace and then its
+        // parents (`company.team`, then `company`); with it, that one only.
+        let entry = if call.text("namespace").is_some() {
+            store.kv_get(&namespace, &key).await
+        } else {
+            store.kv_get_inherited(&namespace, &key).await
+        };
+        let entry = entry.map_err(|e| format!("the KV store could not be read: {e}"))?;
         match entry {
             Some(entry) => Ok(entry.value),
             None if call.arg("errorOnMissing") == Some(&Value::Bool(false)) => Ok(Value::Null),

@@ -2,10 +2,11 @@
 //! states, and labels. A leaf: it depends on nothing else in the crate, so
 //! `flow` and `execution` both build on it without depending on each other.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Kestra's execution and task-run states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum State {
     Created,
@@ -79,7 +80,7 @@ impl State {
 }
 
 /// A label of a flow or an execution, in declaration order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Label {
     pub key: String,
     pub value: String,

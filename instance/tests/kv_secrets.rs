@@ -1,5 +1,6 @@
 //! The KV store and secrets on a real instance over HTTP: a flow that sets
-//! a key with a TTL, reads it with `kv()` and `Get`, and deletes it (on
+//! a key with a TTL, reads it with `kv()` (a parent namespace's key too)
+//! and `Get`, and deletes it (on
 //! SQLite and PostgreSQL); the KV API with its roles and another tenant's
 //! token refused; a secret that a flow logs and returns is masked in the
 //! stored logs and outputs; a missing secret fails naming it.
@@ -183,6 +184,14 @@ tasks:
   - id: read
     type: io.kestra.plugin.core.debug.Return
     format: "{{ kv('my_key') + 1 }} {{ kv('config', namespace='company.other').retries }}"
+  - id: set_parent
+    type: io.kestra.plugin.core.kv.Set
+    key: shared
+    namespace: company
+    value: from the parent
+  - id: inherit
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ kv('shared') }}, {{ kv('shared', namespace='company.team', errorOnMissing=false) ?? 'not in company.team' }}"
   - id: get
     type: io.kestra.plugin.core.kv.Get
     key: my_key
@@ -206,6 +215,11 @@ async fn kv_flow_sets_reads_and_deletes(database_url: Option<String>) {
     let (execution, _) = i.run("kv").await;
     assert_eq!(execution["state"]["current"], "SUCCESS", "{execution}");
     assert_eq!(outputs(&execution, "read")["value"], "43 3");
+    // Without `namespace`, kv() reads the parents' keys too (as Kestra).
+    assert_eq!(
+        outputs(&execution, "inherit")["value"],
+        "from the parent, not in company.team"
+    );
     assert_eq!(outputs(&execution, "get")["value"], 42);
     assert_eq!(outputs(&execution, "delete")["deleted"], true);
     assert_eq!(outputs(&execution, "delete_again")["deleted"], false);
@@ -223,7 +237,10 @@ async fn kv_flow_sets_reads_and_deletes(database_url: Option<String>) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{got}");
-    assert_eq!(got, json!({"type": "JSON", "value": {"retries": 3}}));
+    assert_eq!(
+        (&got["type"], &got["value"]),
+        (&json!("JSON"), &json!({"retries": 3}))
+    );
 
     // Without overwrite, an existing key fails the task, naming it.
     i.create_flow(
@@ -335,7 +352,11 @@ async fn kv_api_follows_roles_and_tenants() {
 
     let (status, got) = i.send(Method::GET, path, Some(&viewer), None, None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(got, json!({"type": "JSON", "value": {"name": "blue"}}));
+    assert_eq!(
+        (&got["type"], &got["value"]),
+        (&json!("JSON"), &json!({"name": "blue"}))
+    );
+    assert!(got["updated"].is_string(), "{got}");
     let (status, _) = i.send(Method::GET, path, Some(&other), None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, list) = i

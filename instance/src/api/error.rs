@@ -1,9 +1,14 @@
 //! [`ApiError`]: the one JSON error answer, and how engine, store and flow
 //! errors map to it.
 
+use aide::OperationOutput;
+use aide::generate::GenContext;
+use aide::openapi::{self, Operation};
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::MAX_BODY_BYTES;
@@ -32,6 +37,26 @@ pub enum ApiError {
     TooLarge(String),
     Internal(String),
     Unavailable,
+    /// A Kestra route Atoll does not implement (501): the feature's name
+    /// and why (see `unimplemented`).
+    NotImplemented {
+        feature: &'static str,
+        why: &'static str,
+    },
+}
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for people.
+    pub message: String,
+    /// The HTTP status, repeated.
+    pub status: u16,
+    /// What went wrong, for programs (`notFound`, `invalidFlow`…).
+    pub code: String,
+    /// What was refused in a request, one entry per problem (flows, imports).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<Value>,
 }
 
 pub(super) type ApiResult<T> = Result<T, ApiError>;
@@ -97,12 +122,89 @@ impl IntoResponse for ApiError {
                 "not ready".to_owned(),
                 Vec::new(),
             ),
+            ApiError::NotImplemented { feature, why } => (
+                StatusCode::NOT_IMPLEMENTED,
+                "notImplemented",
+                format!("this endpoint is not implemented by Atoll: {feature}. {why}"),
+                Vec::new(),
+            ),
         };
-        let mut body = json!({"message": message, "status": status.as_u16(), "code": code});
-        if !details.is_empty() {
-            body["details"] = Value::Array(details);
-        }
+        let body = ErrorBody {
+            message,
+            status: status.as_u16(),
+            code: code.to_owned(),
+            details,
+        };
         (status, Json(body)).into_response()
+    }
+}
+
+/// The documented error answer with `status` and `description`, JSON
+/// [`ErrorBody`]; a 400 may also be axum's plain-text refusal of a query
+/// string or a path it cannot read.
+pub(super) fn error_response(
+    ctx: &mut GenContext,
+    status: u16,
+    description: &str,
+) -> (Option<openapi::StatusCode>, openapi::Response) {
+    let schema = ctx.schema.subschema_for::<ErrorBody>();
+    let mut content = indexmap::IndexMap::new();
+    content.insert(
+        "application/json".to_owned(),
+        openapi::MediaType {
+            schema: Some(openapi::SchemaObject {
+                json_schema: schema,
+                example: None,
+                external_docs: None,
+            }),
+            ..Default::default()
+        },
+    );
+    if status == 400 {
+        content.insert(
+            "text/plain".to_owned(),
+            openapi::MediaType {
+                schema: Some(openapi::SchemaObject {
+                    json_schema: schemars::json_schema!({"type": "string"}),
+                    example: None,
+                    external_docs: None,
+                }),
+                ..Default::default()
+            },
+        );
+    }
+    let response = openapi::Response {
+        description: description.to_owned(),
+        content,
+        ..Default::default()
+    };
+    (Some(openapi::StatusCode::Code(status)), response)
+}
+
+/// Any handler may refuse a request (400), find nothing (404), meet a
+/// conflict (409), a body too large (413) or fail (500); 401 and 403 come
+/// from the role extractors.
+impl OperationOutput for ApiError {
+    type Inner = ErrorBody;
+
+    fn operation_response(ctx: &mut GenContext, _: &mut Operation) -> Option<openapi::Response> {
+        Some(error_response(ctx, 500, "internal error").1)
+    }
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        _: &mut Operation,
+    ) -> Vec<(Option<openapi::StatusCode>, openapi::Response)> {
+        [
+            (400, "the request is not valid"),
+            (404, "no such resource"),
+            (409, "the resource is not in a state that allows this"),
+            (413, "the request body is too large"),
+            (500, "internal error"),
+        ]
+        .into_iter()
+        .map(|(status, description)| error_response(ctx, status, description))
+        .collect()
     }
 }
 

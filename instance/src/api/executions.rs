@@ -1,18 +1,18 @@
-//! `/executions`: start, read, search, restart, replay, resume, kill and
-//! delete executions.
+//! `/executions`: start, read, search and delete executions (what is done
+//! to them after they start is in `execution_actions`).
 
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Query, RawQuery, Request, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::extract::{Editor, ExecutionId, FlowKey, Viewer};
-use super::inputs::{
-    FileSink, form_pairs, parse_labels, request_inputs, request_inputs_with_files,
-};
+use super::inputs::{FileSink, form_pairs, parse_labels, request_inputs_with_files};
+use super::kestra_shape::KestraExecution;
+use super::query_filters::apply_filters;
 use super::{ApiError, ApiResult, AppState};
 use crate::engine::{Engine, EngineError};
 use crate::execution::{Execution, State as ExecState};
@@ -22,7 +22,7 @@ use crate::store::{ExecutionFilter, MAX_LABEL_FILTERS};
 /// How long `wait=true` waits before answering with the running execution.
 const WAIT_LIMIT: Duration = Duration::from_secs(60);
 
-fn no_such_execution() -> ApiError {
+pub(super) fn no_such_execution() -> ApiError {
     ApiError::NotFound("no such execution".into())
 }
 
@@ -42,12 +42,22 @@ pub(super) async fn ended_or_current(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct RunQuery {
+    /// Answer once the execution has ended (or after a minute).
     #[serde(default)]
     wait: bool,
-    /// `key:value` labels, comma-separated.
-    labels: Option<String>,
+}
+
+/// `labels=key:value` of a query string, repeated or comma-separated.
+pub(super) fn query_labels(raw: Option<&str>) -> ApiResult<Vec<crate::flow::Label>> {
+    let mut labels = Vec::new();
+    for (name, value) in form_pairs(raw.unwrap_or_default().as_bytes()).unwrap_or_default() {
+        if name == "labels" {
+            labels.extend(parse_labels(Some(&value))?);
+        }
+    }
+    Ok(labels)
 }
 
 /// Starts an execution. File parts of a multipart body (FILE inputs) are
@@ -56,11 +66,12 @@ pub(super) struct RunQuery {
 pub(super) async fn create_execution(
     State(state): State<AppState>,
     Query(query): Query<RunQuery>,
+    RawQuery(raw): RawQuery,
     Editor(_): Editor,
     key: FlowKey,
     request: Request,
-) -> ApiResult<Json<Execution>> {
-    let labels = parse_labels(query.labels.as_deref())?;
+) -> ApiResult<Json<KestraExecution>> {
+    let labels = query_labels(raw.as_deref())?;
     let id = Engine::new_execution_id();
     let mut files = FileSink {
         storage: state.engine.storage(),
@@ -88,22 +99,23 @@ pub(super) async fn create_execution(
     };
     state.metrics.executions_started.inc();
     if !query.wait {
-        return Ok(Json(execution));
+        return Ok(Json(KestraExecution::of(&execution)));
     }
-    Ok(Json(ended_or_current(&state, execution).await?))
+    let execution = ended_or_current(&state, execution).await?;
+    Ok(Json(KestraExecution::of(&execution)))
 }
 
 pub(super) async fn get_execution(
     State(state): State<AppState>,
     Viewer(_): Viewer,
     ExecutionId(id): ExecutionId,
-) -> ApiResult<Json<Execution>> {
+) -> ApiResult<Json<KestraExecution>> {
     let execution = state
         .engine
         .execution(&id)
         .await?
         .ok_or_else(no_such_execution)?;
-    Ok(Json(execution))
+    Ok(Json(KestraExecution::of(&execution)))
 }
 
 /// Deletes an ended execution and its logs.
@@ -121,67 +133,19 @@ pub(super) async fn delete_execution(
     }
 }
 
-/// Runs a FAILED or KILLED execution again from its failed task runs.
-pub(super) async fn restart_execution(
-    State(state): State<AppState>,
-    Editor(_): Editor,
-    ExecutionId(id): ExecutionId,
-) -> ApiResult<Json<Execution>> {
-    Ok(Json(state.engine.restart(&id).await?))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct ReplayQuery {
-    task_run_id: String,
-}
-
-/// A new execution repeating an ended one from `taskRunId` on.
-pub(super) async fn replay_execution(
-    State(state): State<AppState>,
-    Query(query): Query<ReplayQuery>,
-    Editor(_): Editor,
-    ExecutionId(id): ExecutionId,
-) -> ApiResult<Json<Execution>> {
-    let ExecutionId(task_run_id) = ExecutionId::parse(query.task_run_id)?;
-    let replayed = state.engine.replay(&id, &task_run_id).await?;
-    state.metrics.executions_started.inc();
-    Ok(Json(replayed))
-}
-
-/// Resumes a PAUSED execution, with optional `onResume` inputs.
-pub(super) async fn resume_execution(
-    State(state): State<AppState>,
-    Editor(_): Editor,
-    ExecutionId(id): ExecutionId,
-    request: Request,
-) -> ApiResult<Json<Execution>> {
-    let inputs = request_inputs(request).await?;
-    Ok(Json(state.engine.resume(&id, &inputs).await?))
-}
-
-pub(super) async fn kill_execution(
-    State(state): State<AppState>,
-    Editor(_): Editor,
-    ExecutionId(id): ExecutionId,
-) -> ApiResult<StatusCode> {
-    if state.engine.kill(&id).await? {
-        return Ok(StatusCode::ACCEPTED);
-    }
-    match state.engine.execution(&id).await? {
-        Some(_) => Err(ApiError::Conflict("the execution has already ended".into())),
-        None => Err(no_such_execution()),
-    }
-}
-
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct ExecutionSearch {
     namespace: Option<String>,
     flow_id: Option<String>,
     /// Comma-separated states.
+    #[schemars(regex(
+        pattern = r"^((CREATED|QUEUED|RUNNING|PAUSED|RETRYING|SUCCESS|WARNING|FAILED|KILLING|KILLED|CANCELLED|RETRIED)(,(CREATED|QUEUED|RUNNING|PAUSED|RETRYING|SUCCESS|WARNING|FAILED|KILLING|KILLED|CANCELLED|RETRIED))*)?$"
+    ))]
     state: Option<String>,
+    #[schemars(range(max = u32::MAX))]
     page: Option<u32>,
+    #[schemars(range(max = u32::MAX))]
     size: Option<u32>,
 }
 
@@ -190,19 +154,13 @@ fn invalid_query(message: impl Into<String>) -> ApiError {
 }
 
 /// The filter of a search: `labels=key:value` (repeated or comma-separated,
-/// read from the raw query), states, and the page.
-fn execution_filter(query: ExecutionSearch, raw: Option<String>) -> ApiResult<ExecutionFilter> {
-    let mut labels = Vec::new();
-    for (name, value) in form_pairs(raw.unwrap_or_default().as_bytes()).unwrap_or_default() {
-        if name == "labels" {
-            labels.extend(parse_labels(Some(&value))?);
-        }
-    }
-    if labels.len() > MAX_LABEL_FILTERS {
-        return Err(invalid_query(format!(
-            "at most {MAX_LABEL_FILTERS} labels can be searched at once"
-        )));
-    }
+/// read from the raw query), states, the page, and Kestra's
+/// `filters[field][OPERATION]` parameters (see `query_filters`).
+pub(super) fn execution_filter(
+    query: ExecutionSearch,
+    raw: Option<String>,
+) -> ApiResult<ExecutionFilter> {
+    let labels = query_labels(raw.as_deref())?;
     let mut states = Vec::new();
     for name in query.state.as_deref().unwrap_or_default().split(',') {
         if !name.is_empty() {
@@ -211,23 +169,42 @@ fn execution_filter(query: ExecutionSearch, raw: Option<String>) -> ApiResult<Ex
     }
     let size = query.size.unwrap_or(25).clamp(1, 500);
     let page = query.page.unwrap_or(1).max(1);
-    Ok(ExecutionFilter {
+    let mut filter = ExecutionFilter {
         namespace: query.namespace,
         flow_id: query.flow_id,
         states,
         labels,
         limit: size,
         offset: (page - 1).saturating_mul(size),
-    })
+    };
+    apply_filters(raw.as_deref(), &mut filter)?;
+    if filter.labels.len() > MAX_LABEL_FILTERS {
+        return Err(invalid_query(format!(
+            "at most {MAX_LABEL_FILTERS} labels can be searched at once"
+        )));
+    }
+    Ok(filter)
 }
 
+/// A page of executions (Kestra's `PagedResults`).
+#[derive(Debug, Serialize, JsonSchema)]
+pub(super) struct ExecutionPage {
+    results: Vec<KestraExecution>,
+    total: u64,
+}
+
+/// `/executions/search` and `/executions?namespace=&flowId=`: executions
+/// newest first, one page.
 pub(super) async fn search_executions(
     State(state): State<AppState>,
     Query(query): Query<ExecutionSearch>,
     RawQuery(raw): RawQuery,
     Viewer(_): Viewer,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ExecutionPage>> {
     let filter = execution_filter(query, raw)?;
     let (results, total) = state.engine.search_executions(&filter).await?;
-    Ok(Json(json!({"results": results, "total": total})))
+    Ok(Json(ExecutionPage {
+        results: KestraExecution::all(&results),
+        total,
+    }))
 }

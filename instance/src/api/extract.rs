@@ -159,3 +159,44 @@ impl<S: Send + Sync> FromRequestParts<S> for ExecutionId {
         ExecutionId::parse(params.id).map_err(IntoResponse::into_response)
     }
 }
+
+// What the extractors add to the OpenAPI document: the bearer token and
+// the role a route needs (`x-atoll-role`), the refusals they answer.
+
+impl aide::OperationInput for Viewer {
+    fn operation_input(
+        _: &mut aide::generate::GenContext,
+        operation: &mut aide::openapi::Operation,
+    ) {
+        super::openapi::require_role(operation, Role::Viewer);
+    }
+
+    fn inferred_early_responses(
+        ctx: &mut aide::generate::GenContext,
+        _: &mut aide::openapi::Operation,
+    ) -> Vec<(Option<aide::openapi::StatusCode>, aide::openapi::Response)> {
+        super::openapi::refusals(ctx)
+    }
+}
+
+impl aide::OperationInput for Editor {
+    fn operation_input(
+        _: &mut aide::generate::GenContext,
+        operation: &mut aide::openapi::Operation,
+    ) {
+        super::openapi::require_role(operation, Role::Editor);
+    }
+
+    fn inferred_early_responses(
+        ctx: &mut aide::generate::GenContext,
+        _: &mut aide::openapi::Operation,
+    ) -> Vec<(Option<aide::openapi::StatusCode>, aide::openapi::Response)> {
+        super::openapi::refusals(ctx)
+    }
+}
+
+/// Path segments: the document names them from the route's template (see
+/// `openapi::name_path_parameters`), as routes name them differently.
+impl aide::OperationInput for FlowKey {}
+impl aide::OperationInput for NamespaceName {}
+impl aide::OperationInput for ExecutionId {}

@@ -8,15 +8,17 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::extract::{ExecutionId, Viewer};
 use super::{ApiError, ApiResult, AppState};
 use crate::storage::StoragePath;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct FileQuery {
+    /// The file's `kestra:///` URI (required: a 400 says so without it).
+    #[schemars(with = "String", regex(pattern = r"^kestra:///[^\\\x00-\x1f]+$"))]
     path: Option<String>,
 }
 
@@ -54,16 +56,23 @@ pub(super) async fn download(
     Ok(attachment(path.file_name(), bytes))
 }
 
+/// What `/file/metas` tells of a file.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(super) struct FileMetas {
+    /// Its size in bytes.
+    size: u64,
+}
+
 /// `{"size": n}` of one of an execution's files.
 pub(super) async fn metas(
     State(state): State<AppState>,
     Query(query): Query<FileQuery>,
     Viewer(_): Viewer,
     ExecutionId(id): ExecutionId,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<FileMetas>> {
     let path = execution_file(&state, &id, query).await?;
     let size = state.engine.storage().size(&path).await?;
-    Ok(Json(json!({ "size": size })))
+    Ok(Json(FileMetas { size }))
 }
 
 /// A file download: its bytes with a `Content-Disposition` naming it (an

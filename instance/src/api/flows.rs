@@ -6,44 +6,96 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::extract::{Editor, FlowKey, NamespaceName, Viewer, check_namespace};
-use super::{ApiError, ApiResult, AppState, body_text, read_body};
+use super::{ApiError, ApiResult, AppState, Page, body_text, read_body};
 use crate::auth::{Principal, Role};
 use crate::flow;
 use crate::store::FlowRecord;
 
-#[derive(Debug, Serialize)]
+/// A flow revision as the API shows it.
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct FlowView {
-    id: String,
-    namespace: String,
+    pub(super) id: String,
+    pub(super) namespace: String,
     revision: i64,
     source: String,
     deleted: bool,
     updated: String,
+    /// From the source, as Kestra's clients expect them on a flow.
+    disabled: bool,
+    draft: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    /// `[{"key", "value"}]`, or a map (see [`FlowView::labels_as_map`]).
+    labels: Value,
+    tasks: Vec<Value>,
 }
 
 impl FlowView {
     /// The flow as `principal` may read it (see [`visible_source`]).
-    fn for_caller(record: FlowRecord, principal: &Principal) -> FlowView {
+    pub(super) fn for_caller(record: FlowRecord, principal: &Principal) -> FlowView {
+        let source = visible_source(record.source, principal);
+        let parsed: Value = serde_norway::from_str(&source).unwrap_or(Value::Null);
         FlowView {
             id: record.id,
             namespace: record.namespace,
             revision: record.revision,
-            source: visible_source(record.source, principal),
             deleted: record.deleted,
             updated: record.updated.to_string(),
+            disabled: parsed["disabled"].as_bool().unwrap_or(false),
+            draft: false,
+            description: parsed["description"].as_str().map(str::to_owned),
+            labels: Value::Array(label_list(&parsed["labels"])),
+            tasks: parsed["tasks"].as_array().cloned().unwrap_or_default(),
+            source,
         }
     }
 
-    fn list(records: Vec<FlowRecord>, principal: &Principal) -> Vec<FlowView> {
+    /// The labels as a map of key to value, as Kestra's `FlowForExecution`
+    /// has them.
+    pub(super) fn labels_as_map(mut self) -> FlowView {
+        if let Value::Array(items) = &self.labels {
+            let map: serde_json::Map<String, Value> = items
+                .iter()
+                .filter_map(|l| Some((l["key"].as_str()?.to_owned(), l["value"].clone())))
+                .collect();
+            self.labels = Value::Object(map);
+        }
+        self
+    }
+
+    /// Whether the flow can be run (live and not disabled).
+    pub(super) fn executable(&self) -> bool {
+        !self.deleted && !self.disabled
+    }
+
+    pub(super) fn list(records: Vec<FlowRecord>, principal: &Principal) -> Vec<FlowView> {
         records
             .into_iter()
             .map(|r| FlowView::for_caller(r, principal))
             .collect()
+    }
+}
+
+/// A flow's labels as Kestra lists them: `[{"key", "value"}]`, from the
+/// source's map (or list).
+fn label_list(labels: &Value) -> Vec<Value> {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match labels {
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| json!({"key": k, "value": text(v)}))
+            .collect(),
+        Value::Array(items) => items.clone(),
+        _ => Vec::new(),
     }
 }
 
@@ -83,8 +135,9 @@ pub(super) async fn update_flow(
     Ok(Json(FlowView::for_caller(record, &principal)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct RevisionQuery {
+    #[schemars(range(min = 1))]
     revision: Option<i64>,
 }
 
@@ -140,7 +193,7 @@ pub(super) async fn list_namespace(
     Ok(Json(FlowView::list(flows, &principal)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct NamespaceQuery {
     pub(super) namespace: Option<String>,
 }
@@ -159,9 +212,9 @@ pub(super) async fn search_flows(
     State(state): State<AppState>,
     Query(query): Query<NamespaceQuery>,
     Viewer(principal): Viewer,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Page<FlowView>>> {
     let flows = state.engine.flows().list(query.checked()?).await?;
-    let total = flows.len();
+    let total = flows.len() as u64;
     let results = FlowView::list(flows, &principal);
-    Ok(Json(json!({"results": results, "total": total})))
+    Ok(Json(Page { results, total }))
 }

@@ -11,12 +11,14 @@ use axum::extract::{OriginalUri, Query, State};
 use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::extract::{ExecutionId, Viewer};
+use super::kestra_shape::KestraLogEntry;
 use super::{ApiError, ApiResult, AppState};
 use crate::engine::Engine;
-use crate::execution::LogEntry;
+use crate::execution::{Execution, LogEntry};
 
 /// Most log lines in one page of `/logs/{executionId}`.
 const LOG_PAGE_SIZE: u32 = 1000;
@@ -27,19 +29,20 @@ const LOG_MESSAGE_BYTES: usize = 64 * 1024;
 /// Lines read from the store at a time while filling a page.
 const LOG_READ_BATCH: u32 = 100;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct LogsQuery {
     /// Only lines after this position (`seq`): the next page's start.
     after: Option<i64>,
     /// Most lines in the page (at most [`LOG_PAGE_SIZE`]).
+    #[schemars(range(max = u32::MAX))]
     size: Option<u32>,
 }
 
-async fn require_execution(engine: &Engine, id: &str) -> ApiResult<()> {
-    match engine.execution(id).await? {
-        Some(_) => Ok(()),
-        None => Err(ApiError::NotFound("no such execution".into())),
-    }
+async fn require_execution(engine: &Engine, id: &str) -> ApiResult<Execution> {
+    engine
+        .execution(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such execution".into()))
 }
 
 /// One page: the lines after `after`, at most `size` and [`LOG_PAGE_BYTES`]
@@ -85,10 +88,14 @@ pub(super) async fn execution_logs(
     Viewer(_): Viewer,
     ExecutionId(id): ExecutionId,
 ) -> ApiResult<Response> {
-    require_execution(&state.engine, &id).await?;
+    let execution = require_execution(&state.engine, &id).await?;
     let size = query.size.unwrap_or(LOG_PAGE_SIZE).clamp(1, LOG_PAGE_SIZE);
     let after = query.after.unwrap_or(0).max(0);
     let (page, after, more) = log_page(&state.engine, &id, after, size).await?;
+    let page: Vec<KestraLogEntry> = page
+        .into_iter()
+        .map(|entry| KestraLogEntry::of(entry, &execution))
+        .collect();
     let mut response = Json(page).into_response();
     if more {
         let next = format!("<{}?after={after}&size={size}>; rel=\"next\"", uri.path());
@@ -97,6 +104,40 @@ pub(super) async fn execution_logs(
         }
     }
     Ok(response)
+}
+
+/// Most bytes of one download of an execution's logs.
+const LOG_DOWNLOAD_BYTES: usize = 64 * 1024 * 1024;
+
+/// `/logs/{executionId}/download`: the execution's log lines as plain text,
+/// one `timestamp level message` line each (at most
+/// [`LOG_DOWNLOAD_BYTES`]; a last line says when it was cut).
+pub(super) async fn download_logs(
+    State(state): State<AppState>,
+    Viewer(_): Viewer,
+    ExecutionId(id): ExecutionId,
+) -> ApiResult<Response> {
+    require_execution(&state.engine, &id).await?;
+    let mut text = String::new();
+    let mut after = 0;
+    loop {
+        let batch = state.engine.logs(&id, after, 500).await?;
+        let Some(last) = batch.last() else { break };
+        after = last.seq;
+        for entry in batch {
+            let line = format!("{} {} {}\n", entry.timestamp, entry.level, entry.message);
+            if text.len() + line.len() > LOG_DOWNLOAD_BYTES {
+                text.push_str("[logs cut: the download is limited to 64 MiB]\n");
+                return Ok(text_response(text));
+            }
+            text.push_str(&line);
+        }
+    }
+    Ok(text_response(text))
+}
+
+fn text_response(text: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }
 
 fn truncate_message(message: &mut String) {
@@ -153,8 +194,8 @@ pub(super) async fn follow_logs(
     State(state): State<AppState>,
     Viewer(_): Viewer,
     ExecutionId(id): ExecutionId,
-) -> ApiResult<Sse<impl futures::Stream<Item = Result<Event, Infallible>>>> {
-    require_execution(&state.engine, &id).await?;
+) -> ApiResult<Response> {
+    let execution = require_execution(&state.engine, &id).await?;
     let start = Follow {
         engine: state.engine.clone(),
         id,
@@ -162,13 +203,18 @@ pub(super) async fn follow_logs(
         pending: VecDeque::new(),
         done: false,
     };
-    let stream = futures::stream::unfold(start, |mut follow| async move {
-        let entry = follow.next().await?;
-        let event = Event::default()
-            .id(entry.seq.to_string())
-            .json_data(&entry)
-            .unwrap_or_default();
-        Some((Ok(event), follow))
+    let stream = futures::stream::unfold(start, move |mut follow| {
+        let execution = execution.clone();
+        async move {
+            let entry = follow.next().await?;
+            let event = Event::default()
+                .id(entry.seq.to_string())
+                .json_data(KestraLogEntry::of(entry, &execution))
+                .unwrap_or_default();
+            Some((Ok::<Event, Infallible>(event), follow))
+        }
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }

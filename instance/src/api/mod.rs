@@ -12,35 +12,46 @@
 pub mod attempts;
 mod bulk;
 mod error;
+mod execution_actions;
+mod execution_discovery;
 mod executions;
 mod extract;
 mod files;
 mod flow_tools;
 mod flows;
 mod inputs;
+mod kestra_shape;
 mod kv;
+mod kv_search;
 mod logs;
 mod metrics;
 mod namespace_files;
+mod namespace_files_ops;
+pub mod openapi;
 mod query_filters;
 mod transfer;
 mod trigger_actions;
 mod triggers;
+mod unimplemented;
 
 use std::sync::Arc;
 
-use axum::Router;
+use aide::axum::ApiRouter;
+use aide::axum::routing::{delete, get, get_with, post, post_with, put};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, delete, get, post, put};
+use axum::routing::get as get_plain;
+use axum::{Json, Router};
 
 pub use error::ApiError;
 use error::ApiResult;
 pub use extract::{Editor, ExecutionId, FlowKey, Viewer};
 pub use metrics::{Metrics, StateLabel, StatusLabel};
+use openapi::{Routes, describe};
+pub use unimplemented::{TABLE as UNIMPLEMENTED, Unimplemented};
 
 use crate::auth::{AuthError, Principal, Role, Verifier};
 use crate::engine::Engine;
@@ -48,6 +59,14 @@ use crate::flow;
 
 /// Largest request body accepted (flows are at most this big too).
 pub const MAX_BODY_BYTES: usize = flow::MAX_SOURCE_BYTES;
+
+/// A search's answer: one page of `results` and how many there are in all.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "PageOf{T}")]
+pub struct Page<T> {
+    pub results: Vec<T>,
+    pub total: u64,
+}
 
 /// Everything the handlers share.
 #[derive(Debug, Clone)]
@@ -61,13 +80,25 @@ pub struct AppState {
     pub attempts: crate::runner::kubernetes::Attempts,
 }
 
-/// The routes under `/api/v1` that need a token.
-fn api_routes() -> Router<AppState> {
-    Router::new()
-        .route("/flows", post(flows::create_flow))
+/// The routes under `/api/v1` that need a token. Handlers join with
+/// `.route(path, get(handler))`: `get`, `post`… are aide's, so the route
+/// is in the OpenAPI document (see `openapi`); `*_with` variants describe
+/// what aide cannot read from the types (`openapi::describe`).
+pub fn api_routes() -> Routes {
+    let routes = Routes::new()
+        .route(
+            "/flows",
+            post_with(flows::create_flow, describe::flow_source),
+        )
         .route("/flows/search", get(flows::search_flows))
-        .route("/flows/export/by-query", get(transfer::export_flows))
-        .route("/flows/import", post(transfer::import_flows))
+        .route(
+            "/flows/export/by-query",
+            get_with(transfer::export_flows, describe::tar_download),
+        )
+        .route(
+            "/flows/import",
+            post_with(transfer::import_flows, describe::import),
+        )
         .route("/flows/validate", post(flow_tools::validate_flows))
         .route("/flows/validate/task", post(flow_tools::validate_task))
         .route(
@@ -91,8 +122,8 @@ fn api_routes() -> Router<AppState> {
         .route(
             "/flows/{namespace}/{id}",
             get(flows::get_flow)
-                .put(flows::update_flow)
-                .delete(flows::delete_flow),
+                .put_with(flows::update_flow, describe::flow_source)
+                .delete_with(flows::delete_flow, describe::no_content),
         )
         .route(
             "/flows/{namespace}/{id}/revisions",
@@ -112,40 +143,63 @@ fn api_routes() -> Router<AppState> {
         .route(
             "/executions/{namespace}/{flow_id}",
             // File parts are limited one by one (inputs::MAX_FILE_BYTES).
-            post(executions::create_execution).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/executions/{id}/file", get(files::download))
-        .route("/executions/{id}/file/metas", get(files::metas))
-        .route(
-            "/namespaces/{namespace}/files/directory",
-            get(namespace_files::list_directory),
-        )
-        .route(
-            "/namespaces/{namespace}/files",
-            get(namespace_files::download)
-                .post(namespace_files::upload)
-                .delete(namespace_files::delete)
+            post_with(executions::create_execution, describe::inputs)
                 .layer(DefaultBodyLimit::disable()),
         )
         .route(
+            "/executions/{id}/file",
+            get_with(files::download, describe::download),
+        )
+        .route("/executions/{id}/file/metas", get(files::metas))
+        .route(
+            "/namespaces/{namespace}/files/directory",
+            get(namespace_files::list_directory).post(namespace_files::create_directory),
+        )
+        .route(
+            "/namespaces/{namespace}/files",
+            get_with(namespace_files::download, describe::download)
+                .post_with(namespace_files::upload, describe::upload)
+                .put(namespace_files_ops::move_entry)
+                .delete_with(namespace_files::delete, describe::no_content)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/namespaces/{namespace}/files/stats",
+            get(namespace_files_ops::stats),
+        )
+        .route(
+            "/namespaces/{namespace}/files/revisions",
+            get(namespace_files_ops::revisions),
+        )
+        .route(
+            "/namespaces/{namespace}/files/search",
+            get(namespace_files_ops::search),
+        )
+        .route(
+            "/namespaces/{namespace}/files/export",
+            get(namespace_files_ops::export),
+        )
+        .route(
             "/executions/{id}",
-            get(executions::get_execution).delete(executions::delete_execution),
+            get(executions::get_execution)
+                .delete_with(executions::delete_execution, describe::no_content),
+        )
+        .route("/executions", get(executions::search_executions))
+        .route(
+            "/executions/latest",
+            post(execution_discovery::latest_executions),
         )
         .route(
-            "/executions/{id}/restart",
-            post(executions::restart_execution),
+            "/executions/namespaces",
+            get(execution_discovery::executable_namespaces),
         )
         .route(
-            "/executions/{id}/replay",
-            post(executions::replay_execution),
+            "/executions/namespaces/{namespace}/flows",
+            get(execution_discovery::executable_flows),
         )
         .route(
-            "/executions/{id}/resume",
-            post(executions::resume_execution),
-        )
-        .route(
-            "/executions/{id}/kill",
-            post(executions::kill_execution).delete(executions::kill_execution),
+            "/executions/{namespace}/{flow_id}/validate",
+            post(execution_discovery::validate_inputs),
         )
         .route("/triggers/search", get(trigger_actions::search))
         .route("/triggers/set-disabled", put(trigger_actions::set_disabled))
@@ -229,39 +283,116 @@ fn api_routes() -> Router<AppState> {
             "/triggers/{namespace}/{flow_id}/{trigger_id}/restart",
             post(trigger_actions::restart),
         )
-        .route("/logs/{execution_id}", get(logs::execution_logs))
-        .route("/logs/{execution_id}/follow", get(logs::follow_logs))
-        .route("/namespaces/{namespace}/kv", get(kv::list))
+        .route(
+            "/logs/{execution_id}",
+            get_with(logs::execution_logs, describe::log_page),
+        )
+        .route(
+            "/logs/{execution_id}/follow",
+            get_with(logs::follow_logs, describe::event_stream),
+        )
+        .route("/logs/{execution_id}/download", get(logs::download_logs))
+        .route("/kv", get(kv_search::search))
+        .route(
+            "/namespaces/{namespace}/kv",
+            get(kv::list).delete(kv::delete_bulk),
+        )
+        .route("/namespaces/{namespace}/kv/inheritance", get(kv::inherited))
         .route(
             "/namespaces/{namespace}/kv/{key}",
-            get(kv::get).put(kv::put).delete(kv::delete),
+            get(kv::get)
+                .put_with(kv::put, describe::kv_value)
+                .delete(kv::delete),
+        );
+    let routes = execution_action_routes(routes, "/executions/{id}");
+    execution_action_routes(routes, "/executions/{id}/actions")
+}
+
+/// What is done to a started execution, under `base`: Kestra 1.x's
+/// `/executions/{id}` and 2.x's `/executions/{id}/actions`.
+fn execution_action_routes(routes: Routes, base: &str) -> Routes {
+    use execution_actions as a;
+    routes
+        .route(&format!("{base}/restart"), post(a::restart_execution))
+        .route(&format!("{base}/replay"), post(a::replay_execution))
+        .route(
+            &format!("{base}/replay-with-inputs"),
+            post(a::replay_with_inputs),
         )
+        .route(&format!("{base}/resume"), post(a::resume_execution))
+        .route(
+            &format!("{base}/kill"),
+            post(a::kill_execution).delete(a::kill_execution),
+        )
+        .route(&format!("{base}/labels"), post(a::set_labels))
+        .route(&format!("{base}/change-status"), post(a::change_status))
+        .route(&format!("{base}/eval"), post(a::eval_expression))
+}
+
+/// Routes with their full path and no token: the webhooks, where the key
+/// in the path is the secret (see `engine::webhook`). Kestra calls them
+/// with GET, POST or PUT.
+pub fn public_routes() -> ApiRouter<AppState> {
+    let webhook = || {
+        get_with(triggers::webhook, describe::webhook)
+            .post_with(triggers::webhook, describe::webhook)
+            .put_with(triggers::webhook, describe::webhook)
+    };
+    ApiRouter::new()
+        .api_route(
+            "/api/v1/executions/webhook/{namespace}/{flow_id}/{key}",
+            webhook(),
+        )
+        .api_route(
+            "/api/v1/{tenant}/executions/webhook/{namespace}/{flow_id}/{key}",
+            webhook(),
+        )
+}
+
+/// The OpenAPI document of [`api_routes`] and [`public_routes`].
+pub fn openapi_document() -> serde_json::Value {
+    openapi::document(api_routes().into_router(), public_routes())
 }
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    let api = api_routes();
+    let document = Arc::new(openapi_document());
+    let api: Router<AppState> = api_routes()
+        .into_router()
+        .merge(unimplemented::routes())
+        .into();
     let tenant_api = api
         .clone()
         .layer(middleware::from_fn_with_state(state.clone(), tenant_guard));
+    let tenant_document = document.clone();
     Router::new()
         .nest("/api/v1", api)
         .nest("/api/v1/{tenant}", tenant_api)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        // Webhooks take no bearer token: the key in the path is the secret
-        // (see `engine::webhook`).
+        .merge(Router::from(public_routes()))
+        // The document describes routes and holds nothing of the tenant:
+        // served without a token, so tools can read it before they have one.
         .route(
-            "/api/v1/executions/webhook/{namespace}/{flow_id}/{key}",
-            any(triggers::webhook),
+            "/api/v1/openapi.json",
+            axum::routing::get(move || async move { Json(document.as_ref().clone()) }),
         )
         .route(
-            "/api/v1/{tenant}/executions/webhook/{namespace}/{flow_id}/{key}",
-            any(triggers::webhook),
+            "/api/v1/{tenant}/openapi.json",
+            axum::routing::get(
+                move |State(state): State<AppState>, Path(tenant): Path<String>| async move {
+                    if tenant == state.tenant {
+                        Json(tenant_document.as_ref().clone()).into_response()
+                    } else {
+                        ApiError::NotFound("no such endpoint".into()).into_response()
+                    }
+                },
+            ),
         )
         // Task pods' file transfer: the attempt's token is the credential.
+        // Not in the document: only task pods call them.
         .merge(attempts::routes())
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+        .route("/healthz", get_plain(|| async { "ok" }))
+        .route("/readyz", get_plain(readyz))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -274,8 +405,8 @@ pub fn app(state: AppState) -> Router {
 /// a port the Ingress does not route (`ATOLL_METRICS_LISTEN`).
 pub fn metrics_app(state: AppState) -> Router {
     Router::new()
-        .route("/metrics", get(metrics::metrics))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get_plain(metrics::metrics))
+        .route("/healthz", get_plain(|| async { "ok" }))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)
 }

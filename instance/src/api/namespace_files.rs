@@ -1,11 +1,13 @@
 //! `/namespaces/{namespace}/files`: a namespace's files as Kestra's API
-//! serves them (list a directory, download, upload, delete), kept under
-//! the namespace's `_files` folder of the internal storage. Script tasks
-//! read them with `namespaceFiles: enabled: true`.
+//! serves them (list a directory, create one, download, upload, delete),
+//! kept under the namespace's `_files` folder of the internal storage,
+//! where script tasks read them (`namespaceFiles: enabled: true`). Stats,
+//! revisions, move, search and export are in `namespace_files_ops`.
 //!
 //! Paths are relative to the namespace (`/scripts/main.py`); a path with
-//! `..` or `.` segments, empty segments (`//`), control characters or
-//! backslashes is refused before anything is read or written.
+//! `..` or `.` segments, empty segments (`//`), control characters (NUL),
+//! backslashes or more than the storage's length is refused with a 400
+//! before anything is read or written.
 
 use std::collections::BTreeMap;
 
@@ -13,21 +15,67 @@ use axum::Json;
 use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use bytes::Bytes;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::extract::{Editor, NamespaceName, Viewer};
 use super::files::attachment;
 use super::inputs::{MAX_FILE_BYTES, read_limited};
 use super::{ApiError, ApiResult, AppState};
-use crate::storage::StoragePath;
+use crate::storage::{FOLDER_MARKER, Storage, StorageError, StoragePath, is_folder_marker};
 
-#[derive(Debug, Deserialize)]
+/// Longest file or directory name (as file systems have it).
+const MAX_NAME_BYTES: usize = 255;
+
+/// `?path=` of the namespace-file routes.
+#[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct PathQuery {
-    path: Option<String>,
+    /// The file or directory, relative to the namespace (`/dir/file.txt`);
+    /// the namespace's root when absent.
+    #[schemars(
+        regex(
+            pattern = r"^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*$"
+        )
+    )]
+    pub(super) path: Option<String>,
+    /// The revision to read (only the current one, 1, is kept).
+    pub(super) revision: Option<u32>,
 }
 
-fn invalid_path(raw: &str, reason: &str) -> ApiError {
+/// What a path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+pub(super) enum FileType {
+    File,
+    Directory,
+}
+
+/// A file or directory (Kestra's `FileAttributes`).
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct FileAttributes {
+    pub(super) file_name: String,
+    #[serde(rename = "type")]
+    pub(super) kind: FileType,
+    /// Bytes; a directory's is the sum of its files'.
+    pub(super) size: u64,
+    /// User metadata (none is kept: always absent).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(super) metadata: BTreeMap<String, String>,
+}
+
+impl FileAttributes {
+    pub(super) fn new(name: &str, kind: FileType, size: u64) -> FileAttributes {
+        FileAttributes {
+            file_name: name.to_owned(),
+            kind,
+            size,
+            metadata: BTreeMap::new(),
+        }
+    }
+}
+
+pub(super) fn invalid_path(raw: &str, reason: &str) -> ApiError {
     let shown: String = raw.chars().take(200).collect();
     ApiError::bad_request(
         "invalidPath",
@@ -38,9 +86,12 @@ fn invalid_path(raw: &str, reason: &str) -> ApiError {
     )
 }
 
-/// The namespace's files folder, or the file or folder `path` names in
+/// The namespace's files folder, and the file or folder `path` names in
 /// it; `None` for the folder itself (`/` or no path).
-fn resolve(namespace: &str, path: Option<&str>) -> ApiResult<(StoragePath, Option<StoragePath>)> {
+pub(super) fn resolve(
+    namespace: &str,
+    path: Option<&str>,
+) -> ApiResult<(StoragePath, Option<StoragePath>)> {
     let root = StoragePath::namespace_files(namespace)?;
     let raw = path.unwrap_or("/");
     let relative = raw.strip_prefix('/').unwrap_or(raw);
@@ -63,13 +114,96 @@ fn resolve(namespace: &str, path: Option<&str>) -> ApiResult<(StoragePath, Optio
             "control characters and backslashes are not allowed",
         ));
     }
+    if relative.split('/').any(|s| s.len() > MAX_NAME_BYTES) {
+        return Err(invalid_path(
+            raw,
+            "a file or directory name is at most 255 bytes",
+        ));
+    }
+    if relative.split('/').any(|s| s == FOLDER_MARKER) {
+        return Err(invalid_path(raw, "the name is reserved"));
+    }
     match root.join(relative) {
         Ok(path) => Ok((root, Some(path))),
-        Err(crate::storage::StorageError::InvalidPath { reason, .. }) => {
-            Err(invalid_path(raw, reason))
-        }
+        Err(StorageError::InvalidPath { reason, .. }) => Err(invalid_path(raw, reason)),
         Err(err) => Err(err.into()),
     }
+}
+
+/// The file or folder a path names, which must not be the root.
+pub(super) fn resolve_entry(namespace: &str, path: Option<&str>) -> ApiResult<StoragePath> {
+    let (_, path) = resolve(namespace, path)?;
+    path.ok_or_else(|| invalid_path("/", "it names the namespace's root folder"))
+}
+
+/// What is at `path`: a file (with its size), a folder (with the sum),
+/// or nothing.
+pub(super) async fn lookup(
+    storage: &Storage,
+    path: &StoragePath,
+) -> ApiResult<Option<(FileType, u64)>> {
+    // A folder first: some S3-compatible stores answer a file request for
+    // a folder's name with an error rather than "not found".
+    let inside = storage.list(path).await?;
+    if inside.iter().any(|(p, _)| p != path) {
+        let size = inside.iter().map(|(_, size)| size).sum();
+        return Ok(Some((FileType::Directory, size)));
+    }
+    // A file: found in its folder's listing (a request for the file
+    // itself may fail on such stores when a folder of that name was left).
+    let Some((parent, _)) = path.as_str().rsplit_once('/') else {
+        return Ok(None);
+    };
+    let found = storage
+        .list(&StoragePath::new(parent)?)
+        .await?
+        .into_iter()
+        .find(|(p, _)| p == path);
+    Ok(found.map(|(_, size)| (FileType::File, size)))
+}
+
+/// Refuses to write at `path` when one of its parent folders is a file
+/// (409).
+pub(super) async fn check_writable(
+    storage: &Storage,
+    root: &StoragePath,
+    path: &StoragePath,
+) -> ApiResult<()> {
+    let relative = &path.as_str()[root.as_str().len()..];
+    let mut parent = root.clone();
+    let segments: Vec<&str> = relative.split('/').filter(|s| !s.is_empty()).collect();
+    for segment in &segments[..segments.len().saturating_sub(1)] {
+        parent = parent.join(segment)?;
+        if matches!(lookup(storage, &parent).await?, Some((FileType::File, _))) {
+            return Err(ApiError::Conflict(format!(
+                "`{}` is a file, not a directory",
+                &parent.as_str()[root.as_str().len()..]
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// After `path` left, keeps its parent folder (as on a file system) with
+/// a marker when nothing else is in it; the root needs none.
+pub(super) async fn keep_parent(
+    storage: &Storage,
+    root: &StoragePath,
+    path: &StoragePath,
+) -> ApiResult<()> {
+    let Some((parent, _)) = path.as_str().rsplit_once('/') else {
+        return Ok(());
+    };
+    let parent = StoragePath::new(parent)?;
+    if parent == *root || !parent.starts_with(root) {
+        return Ok(());
+    }
+    if storage.list(&parent).await?.is_empty() {
+        storage
+            .put(&parent.join(FOLDER_MARKER)?, Bytes::new())
+            .await?;
+    }
+    Ok(())
 }
 
 /// Lists one directory: `[{"type": "File"|"Directory", "fileName", "size"}]`.
@@ -78,10 +212,14 @@ pub(super) async fn list_directory(
     Query(query): Query<PathQuery>,
     Viewer(_): Viewer,
     NamespaceName(namespace): NamespaceName,
-) -> ApiResult<Json<Vec<Value>>> {
+) -> ApiResult<Json<Vec<FileAttributes>>> {
     let (root, dir) = resolve(&namespace, query.path.as_deref())?;
+    let is_root = dir.is_none();
     let dir = dir.unwrap_or(root);
     let files = state.engine.storage().list(&dir).await?;
+    if files.is_empty() && !is_root {
+        return Err(ApiError::NotFound("no such directory".into()));
+    }
     let prefix = format!("{}/", dir.as_str());
     // name → (is a directory, size)
     let mut entries: BTreeMap<String, (bool, u64)> = BTreeMap::new();
@@ -94,6 +232,7 @@ pub(super) async fn list_directory(
                 let entry = entries.entry(folder.to_owned()).or_insert((true, 0));
                 entry.1 += size;
             }
+            None if is_folder_marker(&path) => {}
             None => {
                 entries.insert(rest.to_owned(), (false, size));
             }
@@ -103,33 +242,73 @@ pub(super) async fn list_directory(
         entries
             .into_iter()
             .map(|(name, (folder, size))| {
-                let kind = if folder { "Directory" } else { "File" };
-                json!({"type": kind, "fileName": name, "size": size})
+                let kind = if folder {
+                    FileType::Directory
+                } else {
+                    FileType::File
+                };
+                FileAttributes::new(&name, kind, size)
             })
             .collect(),
     ))
 }
 
-/// Downloads one namespace file.
+/// Creates an (empty) directory; nothing changes when it exists.
+pub(super) async fn create_directory(
+    State(state): State<AppState>,
+    Query(query): Query<PathQuery>,
+    Editor(_): Editor,
+    NamespaceName(namespace): NamespaceName,
+) -> ApiResult<StatusCode> {
+    let (root, _) = resolve(&namespace, None)?;
+    let dir = resolve_entry(&namespace, query.path.as_deref())?;
+    make_directory(state.engine.storage(), &root, &dir).await?;
+    Ok(StatusCode::OK)
+}
+
+async fn make_directory(storage: &Storage, root: &StoragePath, dir: &StoragePath) -> ApiResult<()> {
+    match lookup(storage, dir).await? {
+        Some((FileType::Directory, _)) => return Ok(()),
+        Some((FileType::File, _)) => {
+            return Err(ApiError::Conflict(format!(
+                "`{}` is a file",
+                &dir.as_str()[root.as_str().len()..]
+            )));
+        }
+        None => {}
+    }
+    let marker = dir.join(FOLDER_MARKER)?;
+    check_writable(storage, root, &marker).await?;
+    storage.put(&marker, Bytes::new()).await?;
+    Ok(())
+}
+
+/// Downloads one namespace file (its current revision).
 pub(super) async fn download(
     State(state): State<AppState>,
     Query(query): Query<PathQuery>,
     Viewer(_): Viewer,
     NamespaceName(namespace): NamespaceName,
 ) -> ApiResult<Response> {
-    let (_, path) = resolve(&namespace, query.path.as_deref())?;
-    let path = path.ok_or_else(|| {
-        ApiError::bad_request(
-            "invalidPath",
-            "the path names the namespace's folder, not a file",
-        )
-    })?;
-    let bytes = state.engine.storage().get(&path).await?;
+    let path = resolve_entry(&namespace, query.path.as_deref())?;
+    if query.revision.is_some_and(|r| r != 1) {
+        return Err(ApiError::NotFound(
+            "no such revision: only the current revision (1) of a namespace file is kept".into(),
+        ));
+    }
+    let storage = state.engine.storage();
+    if let Some((FileType::Directory, _)) = lookup(storage, &path).await? {
+        return Err(invalid_path(
+            query.path.as_deref().unwrap_or_default(),
+            "it names a directory, not a file",
+        ));
+    }
+    let bytes = storage.get(&path).await?;
     Ok(attachment(path.file_name(), bytes))
 }
 
 /// Uploads (or replaces) one namespace file from the multipart field
-/// `fileContent`.
+/// `fileContent`; a path ending with `/` (and no file) creates a directory.
 pub(super) async fn upload(
     State(state): State<AppState>,
     Query(query): Query<PathQuery>,
@@ -138,11 +317,13 @@ pub(super) async fn upload(
     request: Request,
 ) -> ApiResult<StatusCode> {
     let raw = query.path.clone().unwrap_or_default();
-    let (_, path) = resolve(&namespace, query.path.as_deref())?;
-    let path = match path {
-        Some(path) if !raw.ends_with('/') => path,
-        _ => return Err(invalid_path(&raw, "it must name a file, as /dir/file.txt")),
-    };
+    let (root, _) = resolve(&namespace, None)?;
+    let path = resolve_entry(&namespace, query.path.as_deref())?;
+    let storage = state.engine.storage();
+    if raw.ends_with('/') {
+        make_directory(storage, &root, &path).await?;
+        return Ok(StatusCode::OK);
+    }
     let not_valid = || {
         ApiError::bad_request(
             "invalidBody",
@@ -157,7 +338,11 @@ pub(super) async fn upload(
             continue;
         }
         let bytes = read_limited(field, MAX_FILE_BYTES, "the file").await?;
-        state.engine.storage().put(&path, bytes).await?;
+        if let Some((FileType::Directory, _)) = lookup(storage, &path).await? {
+            return Err(ApiError::Conflict(format!("`{raw}` is a directory")));
+        }
+        check_writable(storage, &root, &path).await?;
+        storage.put(&path, bytes).await?;
         return Ok(StatusCode::OK);
     }
     Err(not_valid())
@@ -170,22 +355,16 @@ pub(super) async fn delete(
     Editor(_): Editor,
     NamespaceName(namespace): NamespaceName,
 ) -> ApiResult<StatusCode> {
-    let (_, path) = resolve(&namespace, query.path.as_deref())?;
-    let path = path.ok_or_else(|| {
-        ApiError::bad_request(
-            "invalidPath",
-            "the path names the namespace's folder; delete its files one by one",
-        )
-    })?;
+    let (root, _) = resolve(&namespace, None)?;
+    let path = resolve_entry(&namespace, query.path.as_deref())?;
     let storage = state.engine.storage();
-    // A folder first: some S3-compatible stores answer a file request for
-    // a folder's name with an error rather than "not found".
-    if !storage.list(&path).await?.is_empty() {
-        storage.delete_prefix(&path).await?;
-        return Ok(StatusCode::NO_CONTENT);
+    match lookup(storage, &path).await? {
+        Some((FileType::Directory, _)) => storage.delete_prefix(&path).await?,
+        Some((FileType::File, _)) => {
+            storage.delete(&path).await?;
+        }
+        None => return Err(ApiError::NotFound("no such file or directory".into())),
     }
-    if storage.delete(&path).await? {
-        return Ok(StatusCode::NO_CONTENT);
-    }
-    Err(ApiError::NotFound("no such file".into()))
+    keep_parent(storage, &root, &path).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -175,6 +175,23 @@ pub(super) fn execution_selection(raw: Option<&str>) -> ApiResult<ExecutionSelec
     Ok(sel)
 }
 
+/// Applies the `filters[...]` leaves of a raw query to a search's filter
+/// (the search reads the plain parameters itself). Unlike a bulk action's
+/// selection, `namespace EQUALS` searches the namespace and those below it,
+/// as the plain `namespace` parameter does.
+pub(super) fn apply_filters(raw: Option<&str>, filter: &mut ExecutionFilter) -> ApiResult<()> {
+    let (leaves, _) = parse(raw)?;
+    let mut sel = ExecutionSelection {
+        filter: std::mem::take(filter),
+        exact_namespace: None,
+    };
+    for leaf in &leaves {
+        apply_execution_leaf(&mut sel, leaf)?;
+    }
+    *filter = sel.filter;
+    Ok(())
+}
+
 fn apply_execution_leaf(sel: &mut ExecutionSelection, leaf: &Leaf) -> ApiResult<()> {
     let op = leaf.operation.as_str();
     match (leaf.field.as_str(), op) {

@@ -5,8 +5,8 @@ use axum::Json;
 use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::extract::{Editor, Viewer, check_namespace};
 use super::flows::visible_source;
@@ -16,7 +16,7 @@ use crate::flow::archive;
 /// Largest import accepted (an archive of many flows).
 const MAX_IMPORT_BYTES: usize = 16 * 1024 * 1024;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct ExportQuery {
     namespace: String,
 }
@@ -111,6 +111,21 @@ async fn import_sources(request: Request) -> ApiResult<Vec<(String, String)>> {
     Ok(sources)
 }
 
+/// What an import did: each flow with the revision it now has.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(super) struct Imported {
+    imported: Vec<ImportedFlow>,
+    total: u64,
+}
+
+/// One imported flow.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(super) struct ImportedFlow {
+    namespace: String,
+    id: String,
+    revision: i64,
+}
+
 /// Imports flows: every one is checked first and nothing is stored unless
 /// all are valid; each then becomes the flow's next revision (unchanged
 /// flows keep theirs).
@@ -118,19 +133,23 @@ pub(super) async fn import_flows(
     State(state): State<AppState>,
     Editor(_): Editor,
     request: Request,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Imported>> {
     let sources = import_sources(request).await?;
     if sources.is_empty() {
         return Err(invalid_import("no flow found in the upload"));
     }
-    let imported: Vec<Value> = state
+    let imported: Vec<ImportedFlow> = state
         .engine
         .flows()
         .import(&sources)
         .await?
         .into_iter()
-        .map(|r| json!({"namespace": r.namespace, "id": r.id, "revision": r.revision}))
+        .map(|r| ImportedFlow {
+            namespace: r.namespace,
+            id: r.id,
+            revision: r.revision,
+        })
         .collect();
-    let total = imported.len();
-    Ok(Json(json!({"imported": imported, "total": total})))
+    let total = imported.len() as u64;
+    Ok(Json(Imported { imported, total }))
 }

@@ -5,19 +5,22 @@
 use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::executions::ended_or_current;
 use super::extract::FlowKey;
 use super::inputs::form_pairs;
+use super::kestra_shape::KestraExecution;
 use super::{ApiError, ApiResult, AppState, read_body};
 use crate::engine::WebhookRequest;
+use crate::execution::Execution;
 
 /// Longest webhook key looked up.
 const MAX_KEY_LEN: usize = 256;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct WebhookPath {
     /// Kestra's tenant segment, on `/api/v1/{tenant}/…`.
     tenant: Option<String>,
@@ -26,7 +29,9 @@ pub(super) struct WebhookPath {
     key: String,
 }
 
-/// Starts an execution from a webhook call (GET, POST, PUT…). A wrong
+/// Starts an execution from a webhook call (GET, POST, PUT…), with or
+/// without a path after the key (given to nothing: Kestra ignores it too,
+/// but for routing on the caller's side). A wrong
 /// tenant, a wrong key, an unknown or disabled flow and a disabled trigger
 /// all answer the same 404.
 pub(super) async fn webhook(
@@ -61,12 +66,29 @@ pub(super) async fn webhook(
     state.metrics.executions_started.inc();
     let execution = started.execution;
     if !started.trigger.wait {
-        return Ok(Json(execution).into_response());
+        return Ok(Json(webhook_response(&state.tenant, &execution)).into_response());
     }
     let done = ended_or_current(&state, execution).await?;
     if started.trigger.return_outputs {
         let outputs = done.outputs.clone().unwrap_or_default();
         return Ok(Json(Value::Object(outputs)).into_response());
     }
-    Ok(Json(done).into_response())
+    Ok(Json(KestraExecution::of(&done)).into_response())
+}
+
+/// The execution a webhook started, as Kestra's `WebhookResponse`.
+fn webhook_response(tenant: &str, execution: &Execution) -> KestraExecution {
+    const KEPT: [&str; 7] = [
+        "id",
+        "namespace",
+        "flowId",
+        "flowRevision",
+        "trigger",
+        "labels",
+        "state",
+    ];
+    let mut shape = KestraExecution::of(execution);
+    shape.retain(|key| KEPT.contains(&key));
+    shape.insert("tenantId", Value::String(tenant.to_owned()));
+    shape
 }

@@ -10,6 +10,12 @@ impl Engine {
         self.inner.store.kv_list(namespace).await
     }
 
+    /// The live entries of every namespace (at most
+    /// [`crate::store::MAX_KV_SEARCH`]), by namespace and key.
+    pub async fn kv_list_all(&self) -> Result<Vec<KvEntry>, StoreError> {
+        self.inner.store.kv_list_all().await
+    }
+
     /// One live entry.
     pub async fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<KvEntry>, StoreError> {
         self.inner.store.kv_get(namespace, key).await

@@ -1,6 +1,7 @@
 //! The orchestration engine: starts executions, claims them from the store's
 //! queue and drives each to its end.
 
+mod actions;
 mod context;
 mod driver;
 mod flows;
@@ -14,6 +15,7 @@ mod runner;
 mod subflow;
 mod triggers;
 
+pub use actions::{Replay, SETTABLE_STATES, SYSTEM_LABEL_PREFIX};
 pub use flows::{FlowChangeError, Flows, ImportProblem};
 pub use rerun::RerunError;
 pub use triggers::{

@@ -13,7 +13,9 @@ mod namespace;
 mod s3;
 mod s3_list;
 
-pub use namespace::{MAX_NAMESPACE_FILES, namespace_files, readable_by_execution};
+pub use namespace::{
+    FOLDER_MARKER, MAX_NAMESPACE_FILES, is_folder_marker, namespace_files, readable_by_execution,
+};
 
 use std::path::PathBuf;
 use std::sync::Arc;

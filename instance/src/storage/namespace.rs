@@ -9,6 +9,15 @@ use super::{Storage, StorageError, StoragePath};
 /// Most files a namespace's files are read with at once.
 pub const MAX_NAMESPACE_FILES: usize = 1000;
 
+/// The name of the empty file that keeps an empty folder of namespace
+/// files (object stores have no folders); never listed, read or exported.
+pub const FOLDER_MARKER: &str = ".atoll-folder";
+
+/// Whether a storage path is a folder marker.
+pub fn is_folder_marker(path: &StoragePath) -> bool {
+    path.file_name() == FOLDER_MARKER
+}
+
 /// Every file of `namespace`'s files (`company/team/_files/...`), as
 /// (path relative to that folder, bytes), sorted by path. More than
 /// [`MAX_NAMESPACE_FILES`] files is an error naming the limit.
@@ -30,6 +39,9 @@ pub async fn namespace_files(
     let prefix = format!("{}/", root.as_str());
     let mut out = Vec::with_capacity(listed.len());
     for (path, _) in listed {
+        if is_folder_marker(&path) {
+            continue;
+        }
         let Some(relative) = path.as_str().strip_prefix(&prefix) else {
             continue;
         };

@@ -12,7 +12,7 @@ use super::sql::SqlRepository;
 use super::{Store, StoreError, query_error};
 
 /// The type of a stored value, as Kestra names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum KvType {
     String,
@@ -97,6 +97,13 @@ const LIST: &str =
     "SELECT namespace, key, value, type, description, expires_at, created_at, updated_at
      FROM kv WHERE namespace = $1 ORDER BY key";
 
+const LIST_ALL: &str =
+    "SELECT namespace, key, value, type, description, expires_at, created_at, updated_at
+     FROM kv WHERE expires_at IS NULL OR expires_at > $1 ORDER BY namespace, key LIMIT $2";
+
+/// Most entries a search across namespaces reads.
+pub const MAX_KV_SEARCH: usize = 10_000;
+
 /// Inserts or (with `$8` true, or over an expired entry) replaces.
 const UPSERT: &str =
     "INSERT INTO kv (namespace, key, value, type, description, expires_at, created_at, updated_at)
@@ -180,6 +187,18 @@ where
         rows.iter().map(Self::kv_entry).collect()
     }
 
+    /// The live entries of every namespace, by namespace and key, at most
+    /// [`MAX_KV_SEARCH`].
+    pub(super) async fn kv_list_all(&self) -> Result<Vec<KvEntry>, StoreError> {
+        let rows = sqlx::query(LIST_ALL)
+            .bind(micros(Timestamp::now()))
+            .bind(MAX_KV_SEARCH as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_error("list KV entries"))?;
+        rows.iter().map(Self::kv_entry).collect()
+    }
+
     pub(super) async fn kv_put(
         &self,
         entry: &KvEntry,
@@ -232,6 +251,35 @@ impl Store {
         match self {
             Store::Sqlite(r) => r.kv_list(namespace).await,
             Store::Postgres(r) => r.kv_list(namespace).await,
+        }
+    }
+
+    /// The live entries of every namespace, by namespace and key (at most
+    /// [`MAX_KV_SEARCH`]).
+    pub async fn kv_list_all(&self) -> Result<Vec<KvEntry>, StoreError> {
+        match self {
+            Store::Sqlite(r) => r.kv_list_all().await,
+            Store::Postgres(r) => r.kv_list_all().await,
+        }
+    }
+
+    /// The live entry of `key` in `namespace` or, when it has none, in the
+    /// nearest parent namespace that has one (`company.team`, then
+    /// `company`), as Kestra's `kv()` reads a key without `namespace`.
+    pub async fn kv_get_inherited(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<KvEntry>, StoreError> {
+        let mut current = namespace;
+        loop {
+            if let Some(entry) = self.kv_get(current, key).await? {
+                return Ok(Some(entry));
+            }
+            match current.rsplit_once('.') {
+                Some((parent, _)) => current = parent,
+                None => return Ok(None),
+            }
         }
     }
 

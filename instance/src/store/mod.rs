@@ -43,7 +43,10 @@ mod sql;
 mod trigger_controls;
 
 pub use dialect::Dialect;
-pub use kv::{KvEntry, KvType, MAX_VALUE_BYTES as MAX_KV_VALUE_BYTES, check_key as check_kv_key};
+pub use kv::{
+    KvEntry, KvType, MAX_KV_SEARCH, MAX_VALUE_BYTES as MAX_KV_VALUE_BYTES,
+    check_key as check_kv_key,
+};
 pub use sql::SqlRepository;
 pub use trigger_controls::TriggerControl;
 
@@ -271,6 +274,14 @@ pub trait Repository: Send + Sync + 'static {
         owner: &str,
         lease: Duration,
     ) -> impl Future<Output = Result<Option<Execution>, StoreError>> + Send;
+
+    /// Rewrites an ended execution with this body (its labels, its final
+    /// state), leaving it ended. False when it has not ended (or does not
+    /// exist).
+    fn rewrite_ended_execution(
+        &self,
+        execution: &Execution,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Puts an ended execution back in the queue with this body (restart).
     /// False when it has not ended (or does not exist).
@@ -526,6 +537,9 @@ impl Repository for Store {
         lease: Duration,
     ) -> Result<Option<Execution>, StoreError> {
         dispatch!(self, r => r.claim_one(id, owner, lease))
+    }
+    async fn rewrite_ended_execution(&self, execution: &Execution) -> Result<bool, StoreError> {
+        dispatch!(self, r => r.rewrite_ended_execution(execution))
     }
     async fn requeue_execution(&self, execution: &Execution) -> Result<bool, StoreError> {
         dispatch!(self, r => r.requeue_execution(execution))

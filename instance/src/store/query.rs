@@ -275,7 +275,7 @@ fn namespace_prefix(namespace: &str) -> String {
 }
 
 /// Labels as `\u{1f}key=value\u{1f}…` so one substring test finds a label.
-fn label_text(labels: &[crate::flow::Label]) -> String {
+pub(super) fn label_text(labels: &[crate::flow::Label]) -> String {
     let mut text = String::from("\u{1f}");
     for label in labels {
         text.push_str(&label.key);

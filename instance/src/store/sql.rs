@@ -16,7 +16,7 @@ use jiff::Timestamp;
 use sqlx::{Database, Pool, QueryBuilder, Row};
 
 use super::dialect::Dialect;
-use super::query::{LOG_ROWS, decode_execution, encode_execution, lease_until, micros};
+use super::query::{LOG_ROWS, decode_execution, encode_execution, label_text, lease_until, micros};
 use super::{
     ExecutionFilter, FlowExpect, FlowRecord, Lease, Repository, StoreError, TriggerKey,
     TriggerState, query_error,
@@ -341,6 +341,23 @@ where
         .await
         .map_err(query_error("claim execution"))?;
         row.map(|row| decode_execution(row.get("body"))).transpose()
+    }
+
+    async fn rewrite_ended_execution(&self, execution: &Execution) -> Result<bool, StoreError> {
+        let body = encode_execution(execution)?;
+        let result = sqlx::query(
+            "UPDATE executions SET state = $1, updated_at = $2, body = $3, labels = $4
+             WHERE id = $5 AND finished = TRUE",
+        )
+        .bind(execution.state.current.as_str())
+        .bind(micros(Timestamp::now()))
+        .bind(body.as_str())
+        .bind(label_text(&execution.labels).as_str())
+        .bind(execution.id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("rewrite execution"))?;
+        Ok(DB::rows_affected(&result) > 0)
     }
 
     async fn requeue_execution(&self, execution: &Execution) -> Result<bool, StoreError> {

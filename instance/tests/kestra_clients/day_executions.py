@@ -10,6 +10,7 @@ from kestrapy.models.execution_repository_interface_flow_filter import (
     ExecutionRepositoryInterfaceFlowFilter,
 )
 from kestrapy.models.label import Label
+from kestrapy.models.state_type import StateType
 
 from day import state_of
 
@@ -90,6 +91,11 @@ def run(day):
         ex.create_execution(tenant=t, namespace=ns, id="hello", wait=True, inputs={"who": "again"}), "SUCCESS"))
     day.check("executions.search_executions", lambda: expect_found(
         ex.search_executions(tenant=t, page=1, size=50), run_id))
+    by_flow = [{"field": "NAMESPACE", "operation": "EQUALS", "value": ns},
+               {"field": "FLOW_ID", "operation": "EQUALS", "value": "hello"},
+               {"field": "STATE", "operation": "IN", "value": ["SUCCESS"]}]
+    day.check("executions.search_executions (filters)", lambda: expect_found(
+        ex.search_executions(tenant=t, filters=by_flow), run_id))
     day.check("executions.search_executions_by_flow_id", lambda: expect_found(
         ex.search_executions_by_flow_id(tenant=t, namespace=ns, flow_id="hello"), run_id))
     logs(day, run_id)
@@ -175,15 +181,6 @@ def pause_resume(day):
     day.check("executions.execution (paused)", lambda: day.wait_for(paused.id, {"PAUSED"}))
     day.check("executions.resume_execution", lambda: ex.resume_execution(execution_id=paused.id, tenant=t))
     day.check("executions.execution (resumed)", lambda: expect_state(day.wait_for_end(paused.id), "SUCCESS"))
-    # Pausing a running execution by hand, then resuming it.
-    running = ex.create_execution(tenant=t, namespace=day.namespace, id="sleepy")
-    day.wait_for(running.id, {"RUNNING"})
-    day.check("executions.pause_execution", lambda: ex.pause_execution(execution_id=running.id, tenant=t))
-    day.check("executions.execution (paused by hand)", lambda: day.wait_for(running.id, {"PAUSED"}))
-    day.check("executions.resume_execution (paused by hand)", lambda: ex.resume_execution(execution_id=running.id, tenant=t))
-    day.check("executions.execution (running again)", lambda: day.wait_for(running.id, {"RUNNING"}))
-    ex.kill_execution(execution_id=running.id, tenant=t)
-    day.wait_for_end(running.id)
 
 
 def labels_and_delete(day, run_id):
@@ -194,6 +191,11 @@ def labels_and_delete(day, run_id):
         ex.set_labels_on_terminated_execution(execution_id=run_id, tenant=t, labels=labels), labels))
     day.check("executions.execution (labels kept)", lambda: expect_labels(
         ex.execution(execution_id=run_id, tenant=t), labels))
+    day.check("executions.eval_expression", lambda: expect(
+        ex.eval_expression(execution_id=run_id, tenant=t, expression="{{ inputs.who }}")["result"] == "kestra",
+        "the input's value"))
+    day.check("executions.update_execution_status", lambda: expect_state(
+        ex.update_execution_status(execution_id=run_id, status=StateType.WARNING, tenant=t), "WARNING"))
     gone = ex.create_execution(tenant=t, namespace=day.namespace, id="hello", wait=True)
     day.check("executions.delete_execution", lambda: ex.delete_execution(execution_id=gone.id, tenant=t))
     day.check("executions.execution (deleted: 404)", lambda: expect_status(

@@ -16,6 +16,7 @@
 //! version and prints, per scenario, what it checked and its figures.
 
 mod attacks;
+mod endpoints;
 mod harness;
 mod scenarios;
 mod task_pods;

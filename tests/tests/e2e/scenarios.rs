@@ -10,6 +10,7 @@ use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 
 use crate::Report;
+use crate::endpoints;
 use crate::harness::{
     Instance, LIMIT, Platform, Session, eventually, pid_alive, pids, tenant_yaml,
 };
@@ -307,50 +308,6 @@ async fn signed_by_identity(
     Some(tokens)
 }
 
-/// Every instance endpoint: (method, path, needs Editor).
-fn endpoints(tenant: &str, execution: &str) -> Vec<(&'static str, String, bool)> {
-    let mut list = Vec::new();
-    for prefix in ["/api/v1".to_owned(), format!("/api/v1/{tenant}")] {
-        for (method, path, editor) in [
-            ("POST", "/flows", true),
-            ("GET", "/flows/search", false),
-            ("GET", "/flows/team", false),
-            ("GET", "/flows/team/hello", false),
-            ("PUT", "/flows/team/hello", true),
-            ("DELETE", "/flows/team/hello", true),
-            ("GET", "/flows/team/hello/revisions", false),
-            ("GET", "/executions/search", false),
-            ("POST", "/executions/team/hello", true),
-            ("GET", "/executions/{x}", false),
-            ("POST", "/executions/{x}/kill", true),
-            ("DELETE", "/executions/{x}/kill", true),
-            ("GET", "/logs/{x}", false),
-            ("GET", "/logs/{x}/follow", false),
-            (
-                "GET",
-                "/executions/{x}/file?path=kestra:///team/hello/executions/{x}/inputs/f/a.txt",
-                false,
-            ),
-            (
-                "GET",
-                "/executions/{x}/file/metas?path=kestra:///team/hello/executions/{x}/inputs/f/a.txt",
-                false,
-            ),
-            ("GET", "/namespaces/team/files/directory?path=/", false),
-            ("GET", "/namespaces/team/files?path=/a.txt", false),
-            ("POST", "/namespaces/team/files?path=/a.txt", true),
-            ("DELETE", "/namespaces/team/files?path=/a.txt", true),
-        ] {
-            list.push((
-                method,
-                format!("{prefix}{}", path.replace("{x}", execution)),
-                editor,
-            ));
-        }
-    }
-    list
-}
-
 /// What a tenant holds, to prove a refused request changed nothing.
 async fn snapshot(instance: &Instance, token: &str) -> (String, String) {
     let flows = instance
@@ -403,6 +360,15 @@ pub async fn isolation_matrix(platform: Arc<Platform>, report: Arc<Report>) {
     let globex_execution = save_and_run(globex, &carol_token, "iso globex").await;
     let acme_before = snapshot(acme, &alice_token).await;
     let globex_before = snapshot(globex, &carol_token).await;
+    // Every operation of the document the instance serves.
+    let operations = endpoints::from_document(acme).await;
+    assert!(
+        operations.len() >= 40,
+        "the OpenAPI document lists only {} operations with a token",
+        operations.len()
+    );
+    let endpoints =
+        |tenant: &str, execution: &str| endpoints::endpoints(&operations, tenant, execution);
 
     let now = jiff::Timestamp::now().as_second();
     let expired_rewritten = tampered(&alice_token, None, |c| {
@@ -520,7 +486,7 @@ pub async fn isolation_matrix(platform: Arc<Platform>, report: Arc<Report>) {
             let body = (method == "POST" || method == "PUT")
                 .then(|| ("application/x-yaml", flow("attacker").into_bytes()));
             let answer = instance
-                .call(method, &path, *token, body)
+                .call(&method, &path, *token, body)
                 .await
                 .expect("instance answers");
             requests += 1;
@@ -540,7 +506,7 @@ pub async fn isolation_matrix(platform: Arc<Platform>, report: Arc<Report>) {
         .filter(|(_, path, _)| path.contains("iso-globex"))
     {
         let answer = acme
-            .call(method, &path, Some(&alice_token), None)
+            .call(&method, &path, Some(&alice_token), None)
             .await
             .expect("instance answers");
         requests += 1;
@@ -550,7 +516,8 @@ pub async fn isolation_matrix(platform: Arc<Platform>, report: Arc<Report>) {
         }
     }
     report.figure(format!(
-        "{requests} refused-case requests over {} credentials x {} endpoints; accepted: {}",
+        "{requests} refused-case requests over {} credentials x {} endpoints \
+         (the instance's OpenAPI document); accepted: {}",
         attackers.len(),
         endpoints("t", "x").len(),
         accepted.len()

@@ -39,7 +39,7 @@ use crate::vocabulary::State;
 pub use debug_return::Return;
 pub use fail::Fail;
 pub use http_request::HttpRequest;
-pub(crate) use kv_set::{expiry as kv_expiry, missing as kv_missing, typed as kv_typed};
+pub(crate) use kv_set::{expiry as kv_expiry, missing as kv_missing};
 pub use log::Log;
 pub use output_values::OutputValues;
 pub use scripts::Commands;

@@ -1,0 +1,244 @@
+//! What aide cannot read from a handler's types: bodies read raw (flow
+//! YAML, inputs, uploads) and answers built by hand (downloads, empty
+//! statuses, event streams). Each function edits one operation; routes use
+//! them as `post_with(handler, describe::flow_source)`.
+
+use aide::openapi::{
+    Header, MediaType, Operation, ParameterSchemaOrContent, ReferenceOr, RequestBody, Response,
+    SchemaObject, StatusCode,
+};
+use aide::transform::TransformOperation;
+use indexmap::IndexMap;
+use schemars::{JsonSchema, Schema, json_schema};
+
+fn media(entries: Vec<(&str, Schema)>) -> IndexMap<String, MediaType> {
+    entries
+        .into_iter()
+        .map(|(name, schema)| {
+            let media = MediaType {
+                schema: Some(SchemaObject {
+                    json_schema: schema,
+                    example: None,
+                    external_docs: None,
+                }),
+                ..Default::default()
+            };
+            (name.to_owned(), media)
+        })
+        .collect()
+}
+
+fn schema_of<T: JsonSchema>() -> Schema {
+    aide::generate::in_context(|ctx| ctx.schema.subschema_for::<T>())
+}
+
+fn set_body(op: &mut Operation, description: &str, required: bool, content: Vec<(&str, Schema)>) {
+    op.request_body = Some(ReferenceOr::Item(RequestBody {
+        description: Some(description.to_owned()),
+        content: media(content),
+        required,
+        extensions: IndexMap::new(),
+    }));
+}
+
+fn set_response(op: &mut Operation, status: u16, description: &str, content: Vec<(&str, Schema)>) {
+    let responses = op.responses.get_or_insert_with(Default::default);
+    responses.responses.insert(
+        StatusCode::Code(status),
+        ReferenceOr::Item(Response {
+            description: description.to_owned(),
+            content: media(content),
+            ..Default::default()
+        }),
+    );
+}
+
+fn text() -> Schema {
+    json_schema!({"type": "string"})
+}
+
+fn binary() -> Schema {
+    json_schema!({"type": "string", "format": "binary"})
+}
+
+fn object() -> Schema {
+    json_schema!({"type": "object"})
+}
+
+/// A flow's YAML source as the body.
+pub fn flow_source(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let yaml = [("application/x-yaml", text()), ("text/plain", text())];
+    set_body(t.inner_mut(), "The flow's YAML source.", true, yaml.into());
+    t
+}
+
+/// Inputs: a JSON object, a URL-encoded form or a multipart form (FILE
+/// inputs as file parts); none at all is no inputs.
+pub fn inputs(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let content = vec![
+        ("application/json", object()),
+        ("application/x-www-form-urlencoded", object()),
+        ("multipart/form-data", object()),
+    ];
+    set_body(t.inner_mut(), "The inputs, by name.", false, content);
+    t
+}
+
+/// An answer with no body.
+fn empty<'t>(
+    mut t: TransformOperation<'t>,
+    status: u16,
+    description: &str,
+) -> TransformOperation<'t> {
+    set_response(t.inner_mut(), status, description, Vec::new());
+    t
+}
+
+/// `204 No Content` when done.
+pub fn no_content(t: TransformOperation<'_>) -> TransformOperation<'_> {
+    empty(t, 204, "done")
+}
+
+/// `202 Accepted`: the kill is under way.
+pub fn accepted(t: TransformOperation<'_>) -> TransformOperation<'_> {
+    empty(t, 202, "the execution is being killed")
+}
+
+/// A file download.
+pub fn download(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let content = vec![("application/octet-stream", binary())];
+    set_response(t.inner_mut(), 200, "the file's bytes", content);
+    t
+}
+
+/// A tar archive of flows.
+pub fn tar_download(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let content = vec![("application/x-tar", binary())];
+    set_response(
+        t.inner_mut(),
+        200,
+        "a tar archive of the flows' YAML",
+        content,
+    );
+    t
+}
+
+/// Flows to import: a tar archive or YAML, raw or as a multipart file.
+pub fn import(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let multipart = json_schema!({"type": "object",
+        "properties": {"fileUpload": {"type": "string", "format": "binary"}}});
+    let content = vec![
+        ("multipart/form-data", multipart),
+        ("application/x-yaml", text()),
+        ("application/x-tar", binary()),
+    ];
+    set_body(
+        t.inner_mut(),
+        "A tar archive of flows, or YAML.",
+        true,
+        content,
+    );
+    t
+}
+
+/// A namespace file upload (`fileContent`), answered `200` with no body.
+pub fn upload(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let multipart = json_schema!({"type": "object", "required": ["fileContent"],
+        "properties": {"fileContent": {"type": "string", "format": "binary"}}});
+    set_body(
+        t.inner_mut(),
+        "The file.",
+        true,
+        vec![("multipart/form-data", multipart)],
+    );
+    empty(t, 200, "stored")
+}
+
+/// A KV value: JSON, or text (a string); `200` with no body.
+pub fn kv_value(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let content = vec![
+        ("application/json", json_schema!(true)),
+        ("text/plain", text()),
+    ];
+    set_body(
+        t.inner_mut(),
+        "The value (none: an empty string).",
+        false,
+        content,
+    );
+    empty(t, 200, "stored")
+}
+
+/// A page of log lines; a `Link` header gives the next.
+pub fn log_page(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let lines = schema_of::<Vec<crate::execution::LogEntry>>();
+    let op = t.inner_mut();
+    set_response(
+        op,
+        200,
+        "the log lines, in order",
+        vec![("application/json", lines)],
+    );
+    let link = Header {
+        description: Some("`<…?after=<seq>&size=<n>>; rel=\"next\"` when more lines follow".into()),
+        style: Default::default(),
+        required: false,
+        deprecated: None,
+        format: ParameterSchemaOrContent::Schema(SchemaObject {
+            json_schema: text(),
+            example: None,
+            external_docs: None,
+        }),
+        example: None,
+        examples: IndexMap::new(),
+        extensions: IndexMap::new(),
+    };
+    if let Some(ReferenceOr::Item(ok)) = op
+        .responses
+        .as_mut()
+        .and_then(|r| r.responses.get_mut(&StatusCode::Code(200)))
+    {
+        ok.headers.insert("Link".into(), ReferenceOr::Item(link));
+    }
+    t
+}
+
+/// Server-sent events, one log line (JSON) each.
+pub fn event_stream(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let event = json_schema!({"type": "object", "properties": {
+        "data": {"type": "string", "description": "the log line as JSON"},
+        "id": {"type": "string"}, "event": {"type": "string"}, "retry": {"type": "integer"}}});
+    let content = vec![("text/event-stream", event)];
+    set_response(
+        t.inner_mut(),
+        200,
+        "log lines as server-sent events",
+        content,
+    );
+    t
+}
+
+/// A webhook call: any body; the answer is the execution, or the flow's
+/// outputs when the trigger says `returnOutputs`.
+pub fn webhook(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let any = json_schema!(true);
+    let content = vec![
+        ("application/json", any.clone()),
+        ("application/x-www-form-urlencoded", object()),
+        ("text/plain", text()),
+    ];
+    let op = t.inner_mut();
+    set_body(
+        op,
+        "Anything: the flow reads it as `trigger.body`.",
+        false,
+        content,
+    );
+    set_response(
+        op,
+        200,
+        "the execution started, or its outputs",
+        vec![("application/json", object())],
+    );
+    t
+}

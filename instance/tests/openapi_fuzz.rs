@@ -1,0 +1,211 @@
+//! The OpenAPI document against the real instance: the `atoll-instance`
+//! binary, authentication on (Identity's tokens, an Admin's), a flow and
+//! an execution in it, fuzzed by schemathesis (4.x, from the test
+//! command's throwaway environment: `ATOLL_SCHEMATHESIS`) with every
+//! check. No answer may be a 5xx, break the document (status, media type,
+//! headers, body schema) or let a call through without a valid token.
+//!
+//! Without schemathesis the test is skipped, loudly; with
+//! `ATOLL_SCHEMATHESIS_REQUIRED=1` it fails instead.
+
+mod support;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use atoll_testkit::eventually;
+use support::identity::{self, KEY_A_PEM, TestIdentity};
+
+const TENANT: &str = "acme";
+const TENANT_UID: &str = "uid-acme";
+/// Examples per operation: the run takes about a minute on 2 cores.
+const MAX_EXAMPLES: &str = "25";
+
+/// The failure codes that fail the test: server errors and answers that
+/// break the document (ST1xx), resources lost or kept across calls
+/// (ST3xx), calls let through without valid credentials (ST401).
+const FATAL: &[&str] = &["ST1", "ST3", "ST401"];
+
+const FLOW: &str = "id: hello
+namespace: fuzz.team
+inputs:
+  - id: who
+    type: STRING
+    defaults: world
+tasks:
+  - id: log
+    type: io.kestra.plugin.core.log.Log
+    message: hello {{ inputs.who }}
+";
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn schemathesis() -> Option<String> {
+    let bin = std::env::var("ATOLL_SCHEMATHESIS")
+        .ok()
+        .filter(|b| std::path::Path::new(b).exists());
+    if bin.is_none() {
+        assert!(
+            std::env::var("ATOLL_SCHEMATHESIS_REQUIRED").as_deref() != Ok("1"),
+            "ATOLL_SCHEMATHESIS_REQUIRED=1 but ATOLL_SCHEMATHESIS names no schemathesis"
+        );
+        eprintln!("SKIPPED openapi_fuzz: set ATOLL_SCHEMATHESIS (scripts/test installs it)");
+    }
+    bin
+}
+
+/// The binary, with Identity's tokens required.
+fn start_instance(dir: &std::path::Path, port: u16, issuer: &str) -> Proc {
+    let log = std::fs::File::create(dir.join("instance.log")).expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_atoll-instance"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("ATOLL_DATA_DIR", dir)
+        .env(
+            "ATOLL_DATABASE_URL",
+            format!("sqlite:{}", dir.join("atoll.db").display()),
+        )
+        .env("ATOLL_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ATOLL_TENANT", TENANT)
+        .env("ATOLL_TENANT_UID", TENANT_UID)
+        .env("ATOLL_IDENTITY_ISSUER", issuer)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start the instance binary");
+    Proc(child)
+}
+
+/// A flow and one ended execution of it, so reads find something.
+async fn seed(http: &reqwest::Client, base: &str, token: &str) -> String {
+    let created = http
+        .post(format!("{base}/api/v1/{TENANT}/flows"))
+        .bearer_auth(token)
+        .header("content-type", "application/x-yaml")
+        .body(FLOW)
+        .send()
+        .await
+        .expect("create the flow");
+    assert!(
+        created.status().is_success(),
+        "create: {}",
+        created.status()
+    );
+    let started = http
+        .post(format!(
+            "{base}/api/v1/{TENANT}/executions/fuzz.team/hello?wait=true"
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("start an execution");
+    assert!(started.status().is_success(), "start: {}", started.status());
+    let execution: serde_json::Value = started.json().await.expect("execution");
+    execution["id"].as_str().expect("id").to_owned()
+}
+
+/// The figures of a run, from schemathesis' summary.
+#[derive(Debug, Default)]
+struct Figures {
+    tested: String,
+    generated: String,
+    failures: Vec<String>,
+    /// Each failing operation, its failures and how to reproduce them.
+    details: Vec<String>,
+}
+
+fn figures(out: &str) -> Figures {
+    let mut f = Figures::default();
+    for line in out.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("Tested: ") {
+            f.tested = rest.to_owned();
+        } else if line.contains(" generated") {
+            f.generated = line.to_owned();
+        } else if let Some(rest) = line.strip_prefix("❌ ST") {
+            f.failures.push(format!("ST{rest}"));
+        } else if line.starts_with("___") || line.starts_with("- ST") || line.starts_with("curl ") {
+            f.details.push(line.to_owned());
+        }
+    }
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
+    let Some(schemathesis) = schemathesis() else {
+        return;
+    };
+    let id = TestIdentity::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _instance = start_instance(dir.path(), port, &id.issuer);
+    let http = reqwest::Client::new();
+    eventually("the instance is ready", Duration::from_secs(30), || async {
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+            .then_some(())
+    })
+    .await;
+    let admin = identity::sign(&id.claims(TENANT, "Admin"), KEY_A_PEM, "key-a");
+    let execution = seed(&http, &base, &admin).await;
+
+    // The tenant segment is this instance's; other segments are fuzzed.
+    let config = dir.path().join("schemathesis.toml");
+    std::fs::write(
+        &config,
+        format!("[parameters]\n\"path.tenant\" = \"{TENANT}\"\n"),
+    )
+    .expect("config");
+    let out = Command::new(&schemathesis)
+        .current_dir(dir.path())
+        .arg("--config-file")
+        .arg(&config)
+        .args(["run", &format!("{base}/api/v1/openapi.json")])
+        .args(["--checks", "all", "--max-examples", MAX_EXAMPLES])
+        .args(["--workers", "2", "--no-color", "--seed", "21"])
+        .args(["--suppress-health-check", "all"])
+        .args(["--header", &format!("Authorization: Bearer {admin}")])
+        .env("SCHEMATHESIS_TELEMETRY", "false")
+        .output()
+        .expect("run schemathesis");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let figures = figures(&stdout);
+    println!(
+        "schemathesis: operations tested {}; {}; failures: {:?} (execution seeded: {execution})",
+        figures.tested, figures.generated, figures.failures
+    );
+    for line in &figures.details {
+        println!("  {line}");
+    }
+    let fatal: Vec<&String> = figures
+        .failures
+        .iter()
+        .filter(|f| FATAL.iter().any(|code| f.starts_with(code)))
+        .collect();
+    let log = std::fs::read_to_string(dir.path().join("instance.log")).unwrap_or_default();
+    assert!(
+        fatal.is_empty() && !figures.tested.is_empty(),
+        "schemathesis found {fatal:?}\n{stdout}\n{}\ninstance log:\n{log}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
