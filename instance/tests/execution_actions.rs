@@ -194,6 +194,23 @@ async fn labels_replace_an_ended_executions_own_and_are_searchable() {
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(message(&body).contains("has not ended"), "{body}");
+    i.wait_state(running_id, &["RUNNING"]).await;
+    for action in ["pause", "actions/pause"] {
+        let (status, body) = i
+            .send(
+                Method::POST,
+                &format!("/executions/{running_id}/{action}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
+        assert!(message(&body).contains("Pause task"), "{body}");
+        let (status, body) = i
+            .send(Method::POST, &format!("/executions/{id}/{action}"), None)
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert!(message(&body).contains("is SUCCESS"), "{body}");
+    }
     let (status, _) = i
         .send(
             Method::DELETE,

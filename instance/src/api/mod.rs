@@ -144,6 +144,7 @@ fn execution_action_routes(base: &str) -> Router<AppState> {
             post(a::replay_with_inputs),
         )
         .route(&format!("{base}/resume"), post(a::resume_execution))
+        .route(&format!("{base}/pause"), post(a::pause_execution))
         .route(
             &format!("{base}/kill"),
             post(a::kill_execution).delete(a::kill_execution),
