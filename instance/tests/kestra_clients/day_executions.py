@@ -86,7 +86,15 @@ def run(day):
         return
     run_id = started.id
     day.check("executions.execution (wait for end)", lambda: expect_state(day.wait_for_end(run_id), "SUCCESS"))
-    day.check("executions.execution", lambda: ex.execution(execution_id=run_id, tenant=t))
+    done = day.check("executions.execution", lambda: ex.execution(execution_id=run_id, tenant=t))
+    if done is not None:
+        uri = done.inputs["attachment"]
+        day.check("executions.file_metadatas_from_execution", lambda: expect(
+            ex.file_metadatas_from_execution(execution_id=run_id, path_uri=uri, tenant=t).size == 11,
+            "the uploaded file's size"))
+        day.check("executions.download_file_from_execution", lambda: expect(
+            ex.download_file_from_execution(execution_id=run_id, path_uri=uri, tenant=t) == b"some notes\n",
+            "the uploaded file"))
     day.check("executions.create_execution (wait=true)", lambda: expect_state(
         ex.create_execution(tenant=t, namespace=ns, id="hello", wait=True, inputs={"who": "again"}), "SUCCESS"))
     day.check("executions.search_executions", lambda: expect_found(
@@ -133,6 +141,9 @@ def logs(day, run_id):
     day.check("logs.list_logs_from_execution", lambda: expect(
         any("hi kestra" in (e.message or "") for e in lg.list_logs_from_execution(execution_id=run_id, tenant=t)),
         "the greeting in the logs"))
+    day.check("logs.follow_logs_from_execution", lambda: expect(
+        any("hi kestra" in (e.message or "") for e in lg.follow_logs_from_execution(execution_id=run_id, tenant=t)),
+        "the greeting in the followed logs"))
     day.check("logs.download_logs_from_execution", lambda: expect(
         "hi kestra" in str(lg.download_logs_from_execution(execution_id=run_id, tenant=t)), "the greeting"))
 
