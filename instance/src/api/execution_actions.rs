@@ -7,7 +7,6 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -151,33 +150,27 @@ pub(super) async fn kill_execution(
     Ok((StatusCode::ACCEPTED, Json(KestraExecution::of(&execution))))
 }
 
-/// Pausing a running execution by hand (Kestra's `pause` action) is not
-/// implemented: 501 naming the feature for a running execution (a flow
-/// pauses at a Pause task), 409 for one that does not run, 404 for none.
+/// Pauses a RUNNING execution (Kestra's `pause` action): no task run
+/// starts any more and it is PAUSED; `resume` goes on. 409 when it does
+/// not run.
 pub(super) async fn pause_execution(
     State(state): State<AppState>,
     Editor(_): Editor,
     ExecutionId(id): ExecutionId,
-) -> ApiResult<Response> {
+) -> ApiResult<Json<KestraExecution>> {
+    let requested = state.engine.pause(&id).await?;
     let execution = state
         .engine
         .execution(&id)
         .await?
         .ok_or_else(no_such_execution)?;
-    if execution.state.current != ExecState::Running {
+    if !requested {
         return Err(ApiError::Conflict(format!(
             "only a RUNNING execution can be paused; this one is {}",
             execution.state.current.as_str()
         )));
     }
-    let status = StatusCode::NOT_IMPLEMENTED;
-    let body = serde_json::json!({
-        "message": "pausing a running execution by hand is not supported by Atoll; \
-                    add a Pause task (io.kestra.plugin.core.flow.Pause) where the flow should wait",
-        "status": status.as_u16(),
-        "code": "notImplemented",
-    });
-    Ok((status, Json(body)).into_response())
+    Ok(Json(KestraExecution::of(&execution)))
 }
 
 /// A label as Kestra's clients send it.

@@ -313,6 +313,20 @@ impl Engine {
         Ok(requested)
     }
 
+    /// Asks a RUNNING execution to pause (Kestra's `pause` action): no task
+    /// run starts any more, it is PAUSED at once and parked once its
+    /// running task runs are done; [`Engine::resume`] goes on. False when
+    /// it is not running.
+    pub async fn pause(&self, id: &str) -> Result<bool, EngineError> {
+        let requested = self.inner.store.request_pause(id, true).await?;
+        if requested {
+            // The driver looks at the store when signalled (as for a kill).
+            self.inner.kill_signal(id).notify_one();
+            self.inner.work.notify_one();
+        }
+        Ok(requested)
+    }
+
     /// Resumes a PAUSED execution: its waiting Pause task runs go on, with
     /// `inputs` checked against their `onResume` declarations and given to
     /// them as `outputs.<pause>.onResume`.
@@ -334,6 +348,12 @@ impl Engine {
                 .ok_or_else(|| EngineError::ExecutionNotFound(id.into()))?;
             if current.state.current != State::Paused {
                 return Err(EngineError::NotPaused(id.into()));
+            }
+            if store.request_pause(id, false).await? {
+                // Paused by hand while task runs still run: its driver
+                // goes on.
+                self.inner.kill_signal(id).notify_one();
+                return Ok(current);
             }
             if let Some(execution) = store.claim_one(id, owner, lease).await? {
                 break execution;
@@ -396,9 +416,14 @@ impl Engine {
             run.next_attempt_at = None;
             any = true;
         }
-        if !any {
+        let waiting = execution
+            .task_run_list
+            .iter()
+            .any(|r| r.state.current == State::Paused);
+        if !any && waiting {
             return Err(EngineError::NotPaused(execution.id.clone()));
         }
+        // With no task run waiting, it was paused by hand: it goes on.
         execution.state.set(State::Running, now);
         Ok(())
     }

@@ -60,8 +60,8 @@ pub trait Dialect: Database {
 }
 
 /// The embedded migrations of one database, same versions and names on both.
-fn migrator(sql: [&'static str; 4]) -> Migrator {
-    let names = ["init", "triggers", "retention", "kv"];
+fn migrator(sql: [&'static str; 5]) -> Migrator {
+    let names = ["init", "triggers", "retention", "kv", "pause"];
     Migrator::with_migrations(
         (1..)
             .zip(names)
@@ -108,6 +108,7 @@ impl Dialect for Sqlite {
             include_str!("../../migrations/sqlite/0002_triggers.sql"),
             include_str!("../../migrations/sqlite/0003_retention.sql"),
             include_str!("../../migrations/sqlite/0004_kv.sql"),
+            include_str!("../../migrations/sqlite/0005_pause.sql"),
         ])
         .run(&pool)
         .await
@@ -209,6 +210,7 @@ impl Dialect for Postgres {
             include_str!("../../migrations/postgres/0002_triggers.sql"),
             include_str!("../../migrations/postgres/0003_retention.sql"),
             include_str!("../../migrations/postgres/0004_kv.sql"),
+            include_str!("../../migrations/postgres/0005_pause.sql"),
         ])
         .run(&pool)
         .await
