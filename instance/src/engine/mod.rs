@@ -313,20 +313,6 @@ impl Engine {
         Ok(requested)
     }
 
-    /// Asks a RUNNING execution to pause (Kestra's `pause` action): no task
-    /// run starts any more, it is PAUSED at once and parked once its
-    /// running task runs are done; [`Engine::resume`] goes on. False when
-    /// it is not running.
-    pub async fn pause(&self, id: &str) -> Result<bool, EngineError> {
-        let requested = self.inner.store.request_pause(id, true).await?;
-        if requested {
-            // The driver looks at the store when signalled (as for a kill).
-            self.inner.kill_signal(id).notify_one();
-            self.inner.work.notify_one();
-        }
-        Ok(requested)
-    }
-
     /// Resumes a PAUSED execution: its waiting Pause task runs go on, with
     /// `inputs` checked against their `onResume` declarations and given to
     /// them as `outputs.<pause>.onResume`.
