@@ -320,6 +320,7 @@ fn execution_action_routes(routes: Routes, base: &str) -> Routes {
             post(a::replay_with_inputs),
         )
         .route(&format!("{base}/resume"), post(a::resume_execution))
+        .route(&format!("{base}/pause"), post(a::pause_execution))
         .route(
             &format!("{base}/kill"),
             post(a::kill_execution).delete(a::kill_execution),
