@@ -234,8 +234,5 @@ pub(super) async fn search_executions(
 ) -> ApiResult<Json<Page<Execution>>> {
     let filter = execution_filter(query, raw)?;
     let (results, total) = state.engine.search_executions(&filter).await?;
-    Ok(Json(Page {
-        results,
-        total: total as u64,
-    }))
+    Ok(Json(Page { results, total }))
 }
