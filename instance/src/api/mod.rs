@@ -348,6 +348,14 @@ pub fn public_routes() -> ApiRouter<AppState> {
             "/api/v1/{tenant}/executions/webhook/{namespace}/{flow_id}/{key}",
             webhook(),
         )
+        .api_route(
+            "/api/v1/executions/webhook/{namespace}/{flow_id}/{key}/{*path}",
+            webhook(),
+        )
+        .api_route(
+            "/api/v1/{tenant}/executions/webhook/{namespace}/{flow_id}/{key}/{*path}",
+            webhook(),
+        )
 }
 
 /// The OpenAPI document of [`api_routes`] and [`public_routes`].
