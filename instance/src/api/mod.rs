@@ -103,6 +103,7 @@ fn api_routes() -> Router<AppState> {
             get(executions::get_execution).delete(executions::delete_execution),
         )
         .route("/executions", get(executions::search_executions))
+        .route("/executions/{id}/follow", get(executions::follow_execution))
         .route(
             "/executions/latest",
             post(execution_discovery::latest_executions),
