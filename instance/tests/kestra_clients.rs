@@ -141,7 +141,7 @@ async fn a_day_with_each_kestra_python_client_release() {
 }
 
 /// The routes added for Kestra's clients, with a body each would take.
-const NEW_ROUTES: [(&str, &str, bool); 19] = [
+const NEW_ROUTES: [(&str, &str, bool); 20] = [
     // (method, path under /api/v1/acme, needs Editor)
     ("POST", "/executions/{id}/actions/restart", true),
     ("POST", "/executions/{id}/actions/replay", true),
@@ -166,6 +166,7 @@ const NEW_ROUTES: [(&str, &str, bool); 19] = [
     ("GET", "/executions/namespaces/acme.team/flows", false),
     ("POST", "/executions/acme.team/hello/validate", false),
     ("GET", "/logs/{id}/download", false),
+    ("GET", "/executions/{id}/follow", false),
 ];
 
 /// Every route added for Kestra's clients refuses no token and another

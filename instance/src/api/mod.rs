@@ -185,6 +185,7 @@ pub fn api_routes() -> Routes {
                 .delete_with(executions::delete_execution, describe::no_content),
         )
         .route("/executions", get(executions::search_executions))
+        .route("/executions/{id}/follow", get(executions::follow_execution))
         .route(
             "/executions/latest",
             post(execution_discovery::latest_executions),

@@ -105,6 +105,9 @@ def run(day):
         day.check("executions.download_file_from_execution", lambda: expect(
             ex.download_file_from_execution(execution_id=run_id, path_uri=uri, tenant=t) == b"some notes\n",
             "the uploaded file"))
+    day.check("executions.follow_execution", lambda: expect(
+        state_of(list(ex.follow_execution(execution_id=run_id, tenant=t))[-1]) == "SUCCESS",
+        "the followed execution ends in SUCCESS"))
     day.check("executions.create_execution (wait=true)", lambda: expect_state(
         ex.create_execution(tenant=t, namespace=ns, id="hello", wait=True, inputs={"who": "again"}), "SUCCESS"))
     day.check("executions.search_executions", lambda: expect_found(
@@ -203,6 +206,11 @@ def pause_resume(day):
     day.check("executions.execution (paused)", lambda: day.wait_for(paused.id, {"PAUSED"}))
     day.check("executions.resume_execution", lambda: ex.resume_execution(execution_id=paused.id, tenant=t))
     day.check("executions.execution (resumed)", lambda: expect_state(day.wait_for_end(paused.id), "SUCCESS"))
+    # Followed while it runs, until it ends.
+    followed = ex.create_execution(tenant=t, namespace=day.namespace, id="naps")
+    day.check("executions.follow_execution (running)", lambda: expect(
+        [state_of(e) for e in ex.follow_execution(execution_id=followed.id, tenant=t)][-1] == "SUCCESS",
+        "updates until SUCCESS"))
     # Paused by hand while it runs, then resumed.
     napping = ex.create_execution(tenant=t, namespace=day.namespace, id="naps")
     day.wait_for(napping.id, {"RUNNING"})
