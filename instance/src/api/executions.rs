@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::{Query, RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -222,7 +223,7 @@ pub(super) async fn follow_execution(
     State(state): State<AppState>,
     Viewer(_): Viewer,
     ExecutionId(id): ExecutionId,
-) -> ApiResult<Sse<impl futures::Stream<Item = Result<Event, Infallible>>>> {
+) -> ApiResult<Response> {
     let first = state
         .engine
         .execution(&id)
@@ -257,7 +258,12 @@ pub(super) async fn follow_execution(
         let event = Event::default()
             .json_data(KestraExecution::of(&execution))
             .unwrap_or_default();
-        Some((Ok(event), (engine, id, None, Some(execution), ended)))
+        Some((
+            Ok::<Event, Infallible>(event),
+            (engine, id, None, Some(execution), ended),
+        ))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }

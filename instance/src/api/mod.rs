@@ -185,7 +185,10 @@ pub fn api_routes() -> Routes {
                 .delete_with(executions::delete_execution, describe::no_content),
         )
         .route("/executions", get(executions::search_executions))
-        .route("/executions/{id}/follow", get(executions::follow_execution))
+        .route(
+            "/executions/{id}/follow",
+            get_with(executions::follow_execution, describe::event_stream),
+        )
         .route(
             "/executions/latest",
             post(execution_discovery::latest_executions),

@@ -61,7 +61,14 @@ pub trait Dialect: Database {
 
 /// The embedded migrations of one database, same versions and names on both.
 fn migrator(sql: [&'static str; 6]) -> Migrator {
-    let names = ["init", "triggers", "retention", "kv", "trigger_controls", "pause"];
+    let names = [
+        "init",
+        "triggers",
+        "retention",
+        "kv",
+        "trigger_controls",
+        "pause",
+    ];
     Migrator::with_migrations(
         (1..)
             .zip(names)
