@@ -17,8 +17,10 @@ use crate::runner::ScriptJob;
 /// The file a Python `Script` is written to, in the working directory.
 pub const PYTHON_SCRIPT_FILE: &str = ".script.py";
 
-/// Kestra's `kestra` Python module (outputs, logs, metrics), given to
-/// Python tasks that import it and bring none of their own.
+/// A stand-in for Kestra's `kestra` Python library (outputs, metrics,
+/// logs, assets), given to Python tasks that import it and bring no
+/// `kestra.py` of their own. When the task's Python has Kestra's library
+/// installed, importing the stand-in gives that library instead.
 const KESTRA_PY: &str = include_str!("kestra.py");
 
 /// The language of a script task: its default image, how a `Script` runs.
