@@ -2,7 +2,9 @@
 //! inside a script task, on the `Process` runner, against a real instance
 //! over HTTP with authentication on: outputs (nested), metrics of each
 //! type, logs at each level, read back through the API as a user sees
-//! them; and a flow started from a script with `Flow().execute(...)`.
+//! them; the execution's context read with `kestra.context`
+//! (`executionContext: true`); and a flow started from a script with
+//! `Flow().execute(...)`.
 //!
 //! Kestra's own library (the `kestra` package) runs from the Python named
 //! by `ATOLL_KESTRA_PYTHON` (`scripts/test` installs it in a throwaway
@@ -171,11 +173,14 @@ fn library_flow(i: &Instance, command: &str) -> String {
         r#"
 id: library
 namespace: company.team
+labels:
+  team: data
 tasks:
   - id: py
     type: io.kestra.plugin.scripts.python.Commands
     taskRunner:
       type: io.kestra.plugin.core.runner.Process
+    executionContext: true
     env:
       KESTRA_HOSTNAME: "{host}"
       KESTRA_API_TOKEN: "{token}"
@@ -219,6 +224,8 @@ async fn assert_library_effects(i: &Instance, execution: &Value) -> Vec<(String,
     assert_eq!(vars["count"], 3);
     let nested = json!({"list": [1, 2, 3], "flag": true, "inner": {"x": 1.5}});
     assert_eq!(vars["nested"], nested);
+    let context = json!({"flow": "library", "execution": execution["id"], "team": "data"});
+    assert_eq!(vars["context"], context, "what `kestra.context` read");
     let id = execution["id"].as_str().expect("id");
     let logs = i.logs(id).await;
     let has = |level: &str, wanted: &str| {

@@ -160,6 +160,14 @@ class Flow:
 CONTEXT_FILE = ".kestra-execution-context.json"
 
 
+def _wrap(value):
+    if isinstance(value, dict):
+        return ExecutionContext(value)
+    if isinstance(value, list):
+        return [_wrap(item) for item in value]
+    return value
+
+
 class ExecutionContext(Mapping):
     """Read-only view over an execution context, with attribute access."""
 
@@ -177,10 +185,7 @@ class ExecutionContext(Mapping):
             raise AttributeError(f"'{name}' is not available in the execution context") from None
 
     def __getitem__(self, name):
-        value = self._data[name]
-        if isinstance(value, dict):
-            return ExecutionContext(value)
-        return value
+        return _wrap(self._data[name])
 
     def __iter__(self):
         return iter(self._data)
