@@ -306,3 +306,55 @@ async fn without_the_library_the_instances_stand_in_sends_the_same_lines() {
         "`kestra` came from {module}, not from the stand-in in the working directory"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_script_task_imports_kestras_library_from_its_path() {
+    let Some(python) = kestra_python() else {
+        return;
+    };
+    let i = Instance::start().await;
+    // A `Script` runs `python3`: the environment's comes first on `PATH`.
+    let bin = python.parent().expect("bin").display().to_string();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let flow = format!(
+        r#"
+id: script
+namespace: company.team
+tasks:
+  - id: py
+    type: io.kestra.plugin.scripts.python.Script
+    taskRunner:
+      type: io.kestra.plugin.core.runner.Process
+    env:
+      PATH: "{bin}:{path}"
+    script: |
+      import kestra
+      from kestra import Kestra
+
+      Kestra.outputs({{"module": kestra.__file__, "rows": [{{"id": 1}}] }})
+      Kestra.gauge("ratio", 0.5)
+      Kestra.logger().warning("from a Script task")
+"#
+    );
+    i.save_flow(flow).await;
+    let execution = i.run("script").await;
+    assert_eq!(execution["state"]["current"], "SUCCESS", "{execution:#}");
+    let vars = &execution["taskRunList"][0]["outputs"]["vars"];
+    let module = vars["module"].as_str().expect("module");
+    let venv = python.parent().and_then(|bin| bin.parent()).expect("venv");
+    assert!(
+        module.starts_with(&*venv.to_string_lossy()),
+        "`kestra` came from {module}"
+    );
+    assert_eq!(vars["rows"], json!([{"id": 1}]));
+    let logs = i.logs(execution["id"].as_str().expect("id")).await;
+    let warned = logs
+        .iter()
+        .any(|(l, m)| l == "WARN" && m.ends_with("Z - from a Script task"));
+    assert!(warned, "{logs:#?}");
+    assert!(
+        logs.iter()
+            .any(|(l, m)| l == "DEBUG" && m == "metric gauge ratio = 0.5"),
+        "{logs:#?}"
+    );
+}
