@@ -250,6 +250,22 @@ async fn assert_library_effects(i: &Instance, execution: &Value) -> Vec<(String,
     logs
 }
 
+/// The flow `child` the script started through the API with
+/// `Flow().execute`, with its input, ended.
+async fn assert_child_started(i: &Instance, execution: &Value) {
+    let child = &execution["taskRunList"][0]["outputs"]["vars"]["child"];
+    assert_eq!(child["status"], "SUCCESS", "{child:#}");
+    let child_id = child["id"].as_str().expect("child execution id");
+    let child = i.ended(child_id).await;
+    assert_eq!(child["flowId"], "child");
+    assert_eq!(child["inputs"]["who"], "a script");
+    let child_logs = i.logs(child_id).await;
+    assert!(
+        child_logs.iter().any(|(_, m)| m == "hello a script"),
+        "{child_logs:#?}"
+    );
+}
+
 /// The file `kestra` was imported from, as the script printed it.
 fn kestra_module(logs: &[(String, String)]) -> String {
     logs.iter()
@@ -279,25 +295,16 @@ async fn kestras_own_library_is_imported_and_its_lines_read_and_a_flow_started()
         venv.display()
     );
 
-    // The flow the script started through the API, with its input.
-    let child = &execution["taskRunList"][0]["outputs"]["vars"]["child"];
-    assert_eq!(child["status"], "SUCCESS", "{child:#}");
-    let child_id = child["id"].as_str().expect("child execution id");
-    let child = i.ended(child_id).await;
-    assert_eq!(child["flowId"], "child");
-    assert_eq!(child["inputs"]["who"], "a script");
-    let child_logs = i.logs(child_id).await;
-    assert!(
-        child_logs.iter().any(|(_, m)| m == "hello a script"),
-        "{child_logs:#?}"
-    );
+    assert_child_started(&i, &execution).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_library_the_instances_stand_in_sends_the_same_lines() {
     let i = Instance::start().await;
+    i.save_flow(CHILD.to_owned()).await;
     // `-S`: no site-packages, so no installed `kestra` can answer.
-    i.save_flow(library_flow(&i, "python3 -S main.py")).await;
+    i.save_flow(library_flow(&i, "python3 -S main.py subflow"))
+        .await;
     let execution = i.run("library").await;
     let logs = assert_library_effects(&i, &execution).await;
     let module = kestra_module(&logs);
@@ -305,6 +312,7 @@ async fn without_the_library_the_instances_stand_in_sends_the_same_lines() {
         !module.contains("site-packages") && module.ends_with("/kestra.py"),
         "`kestra` came from {module}, not from the stand-in in the working directory"
     );
+    assert_child_started(&i, &execution).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

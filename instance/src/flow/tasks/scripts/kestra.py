@@ -5,7 +5,7 @@ This file is put in the working directory of a Python script task that
 imports `kestra`. When Kestra's own library (the `kestra` package) is
 installed in the interpreter, importing this module gives that library: the
 user's library wins. Otherwise this stand-in answers, with the same calls
-and the same lines.
+and the same lines (`Kestra.read`, for Ion files, needs the library).
 """
 
 import base64
@@ -147,14 +147,133 @@ class JsonFormatter(logging.Formatter):
         return Kestra.format({"logs": [{"level": level, "message": message}]})
 
 
-class Flow:
-    """Starting flows from a script needs Kestra's own library."""
+class FlowExecution:
+    """What `Flow.execute` gives: the execution's id, state, logs, error."""
 
-    def __init__(self, *args, **kwargs):
-        raise ImportError(
-            "kestra.Flow needs Kestra's own library: install the `kestra` package "
-            "in the task's Python (for example in `beforeCommands`)"
-        )
+    def __init__(self, execution_id, status=None, log=None, error=None):
+        self.execution_id = execution_id
+        self.status = status
+        self.log = log
+        self.error = error
+
+    def __repr__(self):
+        return f"FlowExecution(execution_id={self.execution_id!r}, status={self.status!r})"
+
+
+class _Response:
+    """The little of an HTTP response `Flow` callers use."""
+
+    def __init__(self, status_code, content):
+        self.status_code = status_code
+        self.content = content
+        self.text = content.decode("utf-8", "replace")
+
+    def json(self):
+        return json.loads(self.text)
+
+
+class Flow:
+    """Starts a flow through the instance's API, and waits for its end
+    unless told not to: `KESTRA_HOSTNAME` names the instance,
+    `KESTRA_API_TOKEN` (or `KESTRA_USER` and `KESTRA_PASSWORD`)
+    authenticates."""
+
+    _ENDED = ("SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED")
+
+    def __init__(self, wait_for_completion=True, poll_interval=1, labels_from_inputs=False, tenant=None):
+        self.wait_for_completion = wait_for_completion
+        self.poll_interval = poll_interval
+        self.labels_from_inputs = labels_from_inputs
+        self.user = os.environ.get("KESTRA_USER")
+        self.password = os.environ.get("KESTRA_PASSWORD")
+        self.hostname = os.environ.get("KESTRA_HOSTNAME", "http://localhost:8080")
+        self.api_token = os.environ.get("KESTRA_API_TOKEN")
+        prefix = f"/api/v1/{tenant}" if tenant is not None else "/api/v1"
+        self.API_ENDPOINT_EXECUTION_CREATE = prefix + "/executions/{namespace}/{flow_id}"
+        self.API_ENDPOINT_EXECUTION_STATUS = prefix + "/executions/{execution_id}"
+        self.API_ENDPOINT_EXECUTION_LOG = prefix + "/logs/{execution_id}/download"
+
+    def _make_request(self, method, url, body=None, content_type=None):
+        import urllib.error
+        import urllib.request
+
+        headers = {}
+        if self.api_token is not None:
+            headers["Authorization"] = f"Bearer {self.api_token}"
+        elif self.user is not None and self.password is not None:
+            pair = f"{self.user}:{self.password}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        for attempt in range(5):
+            request = urllib.request.Request(url, data=body, headers=headers, method=method.upper())
+            try:
+                with urllib.request.urlopen(request) as response:
+                    return _Response(response.status, response.read())
+            except urllib.error.HTTPError as e:
+                if e.code == 401:
+                    raise Exception("Authentication required but not provided. Set KESTRA_API_TOKEN.") from None
+                if e.code not in (408, 429, 500, 502, 503, 504):
+                    detail = e.read().decode("utf-8", "replace")
+                    raise Exception(f"{method.upper()} {url} answered {e.code}: {detail}") from None
+            time.sleep(2**attempt)
+        raise Exception("Failed to make the request after 5 retries")
+
+    def check_status(self, execution_id):
+        url = self.hostname + self.API_ENDPOINT_EXECUTION_STATUS.format(execution_id=execution_id)
+        return self._make_request("get", url)
+
+    def get_logs(self, execution_id):
+        url = self.hostname + self.API_ENDPOINT_EXECUTION_LOG.format(execution_id=execution_id)
+        return self._make_request("get", url)
+
+    def execute(self, namespace, flow, inputs=None):
+        inputs = inputs or {}
+        url = self.hostname + self.API_ENDPOINT_EXECUTION_CREATE.format(namespace=namespace, flow_id=flow)
+        if self.labels_from_inputs and inputs:
+            from urllib.parse import urlencode
+
+            url += "?" + urlencode([("labels", f"{k}:{v}") for k, v in inputs.items()])
+        if inputs:
+            body, content_type = _multipart(inputs)
+            response = self._make_request("post", url, body, content_type).json()
+        else:
+            response = self._make_request("post", url).json()
+        if "id" not in response:
+            raise Exception("Starting execution failed: " + str(response))
+        result = FlowExecution(response["id"])
+        if not self.wait_for_completion:
+            result.status = "STARTED"
+            return result
+        while True:
+            time.sleep(self.poll_interval)
+            state = self.check_status(result.execution_id).json()["state"]["current"]
+            if state in self._ENDED:
+                result.status = state
+                result.log = self.get_logs(result.execution_id).text
+                return result
+
+
+def _multipart(inputs):
+    """`inputs` as a multipart form: text fields, and files given as
+    `(file name, file object, content type)`."""
+    boundary = "kestra-" + os.urandom(12).hex()
+    parts = []
+    for name, value in inputs.items():
+        if isinstance(value, tuple):
+            filename, handle, content_type = (tuple(value) + (None, None))[:3]
+            data = handle.read() if hasattr(handle, "read") else handle
+            data = data.encode() if isinstance(data, str) else data
+            head = (
+                f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                f"Content-Type: {content_type or 'application/octet-stream'}\r\n"
+            )
+        else:
+            data = str(value).encode()
+            head = f'Content-Disposition: form-data; name="{name}"\r\n'
+        parts.append(f"--{boundary}\r\n{head}\r\n".encode() + data + b"\r\n")
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
 
 
 CONTEXT_FILE = ".kestra-execution-context.json"
