@@ -140,6 +140,59 @@ async fn a_day_with_each_kestra_python_client_release() {
     }
 }
 
+/// Runs `routes_served.py` with one client release: every call of the
+/// client reaches a route (implemented, or 501 naming the feature), none
+/// the generic 404 or a 5xx. Returns the closing figures line.
+fn run_routes_served(python: &Path, base: &str, token: &str) -> String {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kestra_clients/routes_served.py");
+    let output = Command::new(python)
+        .arg(&script)
+        .args(["--host", base, "--tenant", TENANT, "--token", token])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run routes_served.py");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "calls of {} fell outside the instance's routes ({}):\n{stdout}{stderr}",
+        python.display(),
+        output.status
+    );
+    let last = stdout.lines().last().unwrap_or_default().to_owned();
+    assert!(
+        last.ends_with(" failed 0"),
+        "unexpected closing line: {last}"
+    );
+    last
+}
+
+/// Every call of each client release, on a fresh instance with an Editor's
+/// token: implemented or 501 with the feature's name, never "no such
+/// endpoint" (`kestra_clients/routes_served.py`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_of_each_client_release_reaches_a_route() {
+    let Some(pythons) = pythons() else {
+        return;
+    };
+    let identity = TestIdentity::start().await;
+    let token = identity::sign(&identity.claims(TENANT, "Editor"), KEY_A_PEM, "key-a");
+    for python in &pythons {
+        // Fresh per release: by-query calls with no filter act on everything.
+        let data = tempfile::tempdir().expect("temp dir");
+        let (_instance, base) = start_instance(&identity, data.path()).await;
+        let (py, token) = (python.clone(), token.clone());
+        let figures =
+            tokio::task::spawn_blocking(move || run_routes_served(&py, &base, &token)).await;
+        match figures {
+            Ok(figures) => println!("{}: {figures}", python.display()),
+            Err(err) => std::panic::resume_unwind(err.into_panic()),
+        }
+    }
+}
+
 /// The routes added for Kestra's clients, with a body each would take.
 const NEW_ROUTES: [(&str, &str, bool); 20] = [
     // (method, path under /api/v1/acme, needs Editor)

@@ -30,6 +30,21 @@ const ADMIN: &str =
     "An Atoll instance is set up and administered through its Tenant resource in Kubernetes.";
 const NAMESPACES: &str = "A namespace exists when a flow names it; it has no settings of its own.";
 
+const BULK: &str = "Atoll acts on executions one at a time for this (`/executions/{id}/...`).";
+const QUEUE: &str =
+    "Atoll has no execution queue to skip or leave: an execution starts when created.";
+const TASK_RUN: &str =
+    "A task run's state follows its attempts; change the execution's with change-status.";
+const CSV: &str =
+    "Search results are served as JSON; export flows as YAML with /flows/export/by-query.";
+const FLOW_FILES: &str =
+    "Flows are saved, replaced and deleted one at a time (`/flows/{namespace}/{id}`).";
+const DISABLED: &str =
+    "A flow is disabled by `disabled: true` in its source; save the flow to change it.";
+const SOURCE: &str = "Keep flows as YAML in your repository and search or edit them there.";
+const LOGS: &str =
+    "Logs are read per execution (`/logs/{execution_id}`) and go with their execution.";
+
 const fn all(path: &'static str, feature: &'static str, why: &'static str) -> Unimplemented {
     Unimplemented {
         methods: &[],
@@ -248,6 +263,263 @@ pub const TABLE: &[Unimplemented] = &[
         "/flows/policies/preview",
         "policies",
         "Atoll has no policy engine; review flows where they are kept.",
+    ),
+    // Calls of Kestra's clients on flows, executions and logs that Atoll
+    // does not serve (checked by tests/kestra_clients/routes_served.py).
+    some(&["POST"], "/executions/pause/by-ids", "bulk pause", BULK),
+    some(&["POST"], "/executions/pause/by-query", "bulk pause", BULK),
+    some(&["POST"], "/executions/labels/by-ids", "bulk labels", BULK),
+    some(
+        &["POST"],
+        "/executions/labels/by-query",
+        "bulk labels",
+        BULK,
+    ),
+    some(
+        &["POST"],
+        "/executions/change-status/by-ids",
+        "bulk status change",
+        BULK,
+    ),
+    some(
+        &["POST"],
+        "/executions/change-status/by-query",
+        "bulk status change",
+        BULK,
+    ),
+    some(
+        &["POST"],
+        "/executions/force-run/by-ids",
+        "force-run",
+        QUEUE,
+    ),
+    some(
+        &["POST"],
+        "/executions/force-run/by-query",
+        "force-run",
+        QUEUE,
+    ),
+    some(&["POST"], "/executions/unqueue/by-ids", "unqueue", QUEUE),
+    some(&["POST"], "/executions/unqueue/by-query", "unqueue", QUEUE),
+    some(&["POST"], "/executions/{id}/force-run", "force-run", QUEUE),
+    some(
+        &["POST"],
+        "/executions/{id}/actions/force-run",
+        "force-run",
+        QUEUE,
+    ),
+    some(&["POST"], "/executions/{id}/unqueue", "unqueue", QUEUE),
+    some(
+        &["POST"],
+        "/executions/{id}/actions/unqueue",
+        "unqueue",
+        QUEUE,
+    ),
+    some(
+        &["POST"],
+        "/executions/{id}/state",
+        "task run state change",
+        TASK_RUN,
+    ),
+    some(
+        &["POST"],
+        "/executions/{id}/actions/state",
+        "task run state change",
+        TASK_RUN,
+    ),
+    some(
+        &["POST"],
+        "/executions/{id}/actions/eval/{task_run_id}",
+        "expression evaluation in a task run",
+        "Expressions are evaluated against the whole execution (`/eval`).",
+    ),
+    some(
+        &["POST"],
+        "/executions/{id}/actions/resume-from-breakpoint",
+        "breakpoints",
+        "Atoll runs executions to the end; it does not stop at breakpoints.",
+    ),
+    some(
+        &["POST"],
+        "/executions/{id}/actions/resume/validate",
+        "validation of resume inputs",
+        "A paused execution is resumed with `/resume`, which checks its inputs.",
+    ),
+    some(
+        &["GET"],
+        "/executions/{id}/graph",
+        "execution graph",
+        "Atoll draws no graphs of executions; the flow's graph is served under /flows.",
+    ),
+    some(
+        &["GET"],
+        "/executions/{id}/flow",
+        "flow of an execution",
+        "Read the flow with /flows/{namespace}/{id}?revision= from the execution's flowRevision.",
+    ),
+    some(
+        &["GET"],
+        "/executions/flows/{namespace}/{id}",
+        "flow of an execution",
+        "Read the flow with /flows/{namespace}/{id}.",
+    ),
+    some(
+        &["GET"],
+        "/executions/{id}/follow-dependencies",
+        "flow dependencies",
+        "Atoll does not track dependencies between flows.",
+    ),
+    some(
+        &["GET"],
+        "/executions/{id}/file/preview",
+        "output file preview",
+        "Download the file with /executions/{id}/file.",
+    ),
+    some(
+        &["GET"],
+        "/executions/distinct-field-values",
+        "distinct execution field values",
+        "Search executions with /executions/search.",
+    ),
+    some(
+        &["GET"],
+        "/executions/export/by-query/csv",
+        "execution CSV export",
+        CSV,
+    ),
+    some(
+        &["GET"],
+        "/flows/export/by-query/csv",
+        "flow CSV export",
+        CSV,
+    ),
+    some(
+        &["GET"],
+        "/triggers/export/by-query/csv",
+        "trigger CSV export",
+        CSV,
+    ),
+    some(
+        &["GET"],
+        "/executions/namespaces/{namespace}/flows/{id}/average-duration",
+        "average execution duration",
+        "The instance exports execution durations as Prometheus metrics.",
+    ),
+    some(&["POST"], "/flows/bulk", "flow bulk update", FLOW_FILES),
+    some(
+        &["POST"],
+        "/flows/{namespace}",
+        "namespace flow update",
+        FLOW_FILES,
+    ),
+    some(
+        &["POST"],
+        "/flows/enable/by-ids",
+        "enabling and disabling flows",
+        DISABLED,
+    ),
+    some(
+        &["POST"],
+        "/flows/enable/by-query",
+        "enabling and disabling flows",
+        DISABLED,
+    ),
+    some(
+        &["POST"],
+        "/flows/disable/by-ids",
+        "enabling and disabling flows",
+        DISABLED,
+    ),
+    some(
+        &["POST"],
+        "/flows/disable/by-query",
+        "enabling and disabling flows",
+        DISABLED,
+    ),
+    some(
+        &["DELETE"],
+        "/flows/delete/by-ids",
+        "bulk flow deletion",
+        FLOW_FILES,
+    ),
+    some(
+        &["DELETE"],
+        "/flows/delete/by-query",
+        "bulk flow deletion",
+        FLOW_FILES,
+    ),
+    some(
+        &["POST"],
+        "/flows/export/by-ids",
+        "flow export by ids",
+        "Export flows with /flows/export/by-query.",
+    ),
+    some(
+        &["DELETE"],
+        "/flows/{namespace}/{id}/revisions",
+        "flow revision deletion",
+        "A flow's revisions are its history; Atoll keeps them all.",
+    ),
+    some(
+        &["POST"],
+        "/flows/hashes/by-ids",
+        "flow hashes",
+        "Compare flows by their source (/flows/{namespace}/{id}).",
+    ),
+    some(
+        &["POST"],
+        "/flows/expressions",
+        "expression autocompletion",
+        "Atoll has no flow editor.",
+    ),
+    some(&["GET"], "/flows/source", "flow source search", SOURCE),
+    some(
+        &["POST"],
+        "/flows/source/replace/preview",
+        "flow source replace",
+        SOURCE,
+    ),
+    some(
+        &["POST"],
+        "/flows/source/replace/apply",
+        "flow source replace",
+        SOURCE,
+    ),
+    some(
+        &["POST"],
+        "/flows/source/replace/line",
+        "flow source replace",
+        SOURCE,
+    ),
+    some(
+        &["GET"],
+        "/flows/deprecated",
+        "deprecated plugin report",
+        "Atoll runs a fixed set of Kestra task types, listed in its documentation.",
+    ),
+    some(&["GET"], "/logs/search", "log search", LOGS),
+    some(&["DELETE"], "/logs/{execution_id}", "log deletion", LOGS),
+    some(&["DELETE"], "/logs/{namespace}/{id}", "log deletion", LOGS),
+    all(
+        "/namespaces/{namespace}/policies/*",
+        "policies",
+        "Atoll has no policy engine; review flows where they are kept.",
+    ),
+    all(
+        "/namespaces/{namespace}/reusable-inputs/*",
+        "reusable inputs",
+        "Declare inputs in each flow.",
+    ),
+    all("/invitation/*", "invitations", IDENTITY),
+    all(
+        "/basicAuthValidationErrors",
+        "instance administration",
+        ADMIN,
+    ),
+    all(
+        "/pebble/*",
+        "expression function catalog",
+        "Atoll's expressions are described in its documentation.",
     ),
 ];
 
