@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
@@ -20,7 +20,7 @@ use serde_json::Map;
 use super::extract::{Editor, ExecutionId};
 use super::query_filters::execution_selection;
 use super::{ApiError, ApiResult, AppState, read_body};
-use crate::engine::EngineError;
+use crate::engine::{EngineError, SETTABLE_STATES};
 use crate::execution::{Execution, State as ExecState};
 
 /// Most executions one bulk call acts on (ids given, or selected by a query).
@@ -62,6 +62,9 @@ enum Action {
     Kill,
     Resume,
     Delete,
+    Pause,
+    /// Kestra's change-status: the final state set by hand.
+    ChangeStatus(ExecState),
 }
 
 impl Action {
@@ -72,6 +75,8 @@ impl Action {
             Action::Kill => "kill",
             Action::Resume => "resume",
             Action::Delete => "delete",
+            Action::Pause => "pause",
+            Action::ChangeStatus(_) => "change-status",
         }
     }
 
@@ -89,6 +94,10 @@ impl Action {
             Action::Delete => {
                 (!state.is_terminal()).then_some("execution has not ended; kill it first")
             }
+            Action::Pause => {
+                (state != ExecState::Running).then_some("execution not in state RUNNING")
+            }
+            Action::ChangeStatus(_) => (!state.is_terminal()).then_some("execution has not ended"),
         }
     }
 }
@@ -156,6 +165,8 @@ async fn apply(state: &AppState, action: Action, execution: &Execution) -> ApiRe
         Action::Kill => state.engine.kill(id).await,
         Action::Resume => state.engine.resume(id, &Map::new()).await.map(|_| true),
         Action::Delete => return Ok(state.engine.delete_execution(id).await? == Some(true)),
+        Action::Pause => state.engine.pause(id).await,
+        Action::ChangeStatus(to) => state.engine.change_state(id, to).await.map(|_| true),
     };
     match done {
         Ok(done) => Ok(done),
@@ -225,4 +236,49 @@ bulk_handlers!(
     (kill_by_ids, kill_by_query, Action::Kill),
     (resume_by_ids, resume_by_query, Action::Resume),
     (delete_by_ids, delete_by_query, Action::Delete),
+    (pause_by_ids, pause_by_query, Action::Pause),
 );
+
+/// Kestra's `newStatus` of a bulk change-status.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct NewStatusQuery {
+    new_status: String,
+}
+
+fn settable(query: &NewStatusQuery) -> ApiResult<Action> {
+    ExecState::parse(&query.new_status)
+        .filter(|s| SETTABLE_STATES.contains(s))
+        .map(Action::ChangeStatus)
+        .ok_or_else(|| {
+            let names: Vec<&str> = SETTABLE_STATES.iter().map(|s| s.as_str()).collect();
+            ApiError::bad_request(
+                "invalidQuery",
+                format!("`newStatus` must be one of {}", names.join(", ")),
+            )
+        })
+}
+
+/// Sets the state of the ended executions of a JSON list of ids.
+pub(super) async fn change_status_by_ids(
+    State(state): State<AppState>,
+    Query(query): Query<NewStatusQuery>,
+    Editor(_): Editor,
+    body: Body,
+) -> ApiResult<Response> {
+    let action = settable(&query)?;
+    let ids: Vec<String> = json_body(body, IDS).await?;
+    bulk(&state, action, ids).await
+}
+
+/// Sets the state of the ended executions the filters select.
+pub(super) async fn change_status_by_query(
+    State(state): State<AppState>,
+    Query(query): Query<NewStatusQuery>,
+    RawQuery(raw): RawQuery,
+    Editor(_): Editor,
+) -> ApiResult<Response> {
+    let action = settable(&query)?;
+    let ids = selected_ids(&state, raw).await?;
+    bulk(&state, action, ids).await
+}

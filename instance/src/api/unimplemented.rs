@@ -266,25 +266,11 @@ pub const TABLE: &[Unimplemented] = &[
     ),
     // Calls of Kestra's clients on flows, executions and logs that Atoll
     // does not serve (checked by tests/kestra_clients/routes_served.py).
-    some(&["POST"], "/executions/pause/by-ids", "bulk pause", BULK),
-    some(&["POST"], "/executions/pause/by-query", "bulk pause", BULK),
     some(&["POST"], "/executions/labels/by-ids", "bulk labels", BULK),
     some(
         &["POST"],
         "/executions/labels/by-query",
         "bulk labels",
-        BULK,
-    ),
-    some(
-        &["POST"],
-        "/executions/change-status/by-ids",
-        "bulk status change",
-        BULK,
-    ),
-    some(
-        &["POST"],
-        "/executions/change-status/by-query",
-        "bulk status change",
         BULK,
     ),
     some(
