@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use aide::transform::TransformOperation;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Query, RawQuery, State};
@@ -44,6 +45,13 @@ impl IntoResponse for BulkErrorResponse {
     fn into_response(self) -> Response {
         (StatusCode::BAD_REQUEST, Json(self)).into_response()
     }
+}
+
+/// How the document describes a bulk action's answers (the handlers answer
+/// a [`Response`], which aide cannot read): for `*_with` routes.
+pub(super) fn described(t: TransformOperation<'_>) -> TransformOperation<'_> {
+    t.response::<200, Json<BulkResponse>>()
+        .response::<400, Json<BulkErrorResponse>>()
 }
 
 /// A JSON request body read into `T`; a 400 saying `expected` otherwise.

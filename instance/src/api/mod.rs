@@ -138,15 +138,21 @@ pub fn api_routes() -> Routes {
         .route("/executions/kill/by-query", delete(bulk::kill_by_query))
         .route("/executions/resume/by-ids", post(bulk::resume_by_ids))
         .route("/executions/resume/by-query", post(bulk::resume_by_query))
-        .route("/executions/pause/by-ids", post(bulk::pause_by_ids))
-        .route("/executions/pause/by-query", post(bulk::pause_by_query))
+        .route(
+            "/executions/pause/by-ids",
+            post_with(bulk::pause_by_ids, bulk::described),
+        )
+        .route(
+            "/executions/pause/by-query",
+            post_with(bulk::pause_by_query, bulk::described),
+        )
         .route(
             "/executions/change-status/by-ids",
-            post(bulk::change_status_by_ids),
+            post_with(bulk::change_status_by_ids, bulk::described),
         )
         .route(
             "/executions/change-status/by-query",
-            post(bulk::change_status_by_query),
+            post_with(bulk::change_status_by_query, bulk::described),
         )
         .route("/executions/by-ids", delete(bulk::delete_by_ids))
         .route("/executions/by-query", delete(bulk::delete_by_query))
