@@ -18,11 +18,13 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
 
+use super::execution_actions::body_labels;
 use super::extract::{Editor, ExecutionId};
 use super::query_filters::execution_selection;
 use super::{ApiError, ApiResult, AppState, read_body};
 use crate::engine::{EngineError, SETTABLE_STATES};
 use crate::execution::{Execution, State as ExecState};
+use crate::flow::Label;
 
 /// Most executions one bulk call acts on (ids given, or selected by a query).
 pub const MAX_BULK: usize = 1000;
@@ -63,7 +65,7 @@ pub(super) async fn json_body<T: DeserializeOwned>(body: Body, expected: &str) -
 }
 
 /// The bulk actions on executions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Action {
     Restart,
     Replay,
@@ -73,10 +75,12 @@ enum Action {
     Pause,
     /// Kestra's change-status: the final state set by hand.
     ChangeStatus(ExecState),
+    /// Kestra's labels on terminated executions: these labels are set.
+    Labels(Vec<Label>),
 }
 
 impl Action {
-    fn name(self) -> &'static str {
+    fn name(&self) -> &'static str {
         match self {
             Action::Restart => "restart",
             Action::Replay => "replay",
@@ -85,11 +89,12 @@ impl Action {
             Action::Delete => "delete",
             Action::Pause => "pause",
             Action::ChangeStatus(_) => "change-status",
+            Action::Labels(_) => "labels",
         }
     }
 
     /// Why `execution` cannot take this action, if it cannot.
-    fn refusal(self, execution: &Execution) -> Option<&'static str> {
+    fn refusal(&self, execution: &Execution) -> Option<&'static str> {
         let state = execution.state.current;
         match self {
             Action::Restart => (!matches!(state, ExecState::Failed | ExecState::Killed))
@@ -105,7 +110,9 @@ impl Action {
             Action::Pause => {
                 (state != ExecState::Running).then_some("execution not in state RUNNING")
             }
-            Action::ChangeStatus(_) => (!state.is_terminal()).then_some("execution has not ended"),
+            Action::ChangeStatus(_) | Action::Labels(_) => {
+                (!state.is_terminal()).then_some("execution has not ended")
+            }
         }
     }
 }
@@ -146,7 +153,7 @@ async fn bulk(state: &AppState, action: Action, ids: Vec<String>) -> ApiResult<R
     }
     let mut count = 0;
     for execution in &selected {
-        if apply(state, action, execution).await? {
+        if apply(state, &action, execution).await? {
             count += 1;
         }
     }
@@ -155,7 +162,7 @@ async fn bulk(state: &AppState, action: Action, ids: Vec<String>) -> ApiResult<R
 
 /// Applies the action to one checked execution: false when it changed
 /// meanwhile so that the action no longer applies (another caller won).
-async fn apply(state: &AppState, action: Action, execution: &Execution) -> ApiResult<bool> {
+async fn apply(state: &AppState, action: &Action, execution: &Execution) -> ApiResult<bool> {
     let id = execution.id.as_str();
     let done = match action {
         Action::Restart => state.engine.restart(id).await.map(|_| true),
@@ -174,7 +181,12 @@ async fn apply(state: &AppState, action: Action, execution: &Execution) -> ApiRe
         Action::Resume => state.engine.resume(id, &Map::new()).await.map(|_| true),
         Action::Delete => return Ok(state.engine.delete_execution(id).await? == Some(true)),
         Action::Pause => state.engine.pause(id).await,
-        Action::ChangeStatus(to) => state.engine.change_state(id, to).await.map(|_| true),
+        Action::ChangeStatus(to) => state.engine.change_state(id, *to).await.map(|_| true),
+        Action::Labels(labels) => state
+            .engine
+            .set_labels(id, labels.clone())
+            .await
+            .map(|_| true),
     };
     match done {
         Ok(done) => Ok(done),
@@ -287,6 +299,49 @@ pub(super) async fn change_status_by_query(
     Editor(_): Editor,
 ) -> ApiResult<Response> {
     let action = settable(&query)?;
+    let ids = selected_ids(&state, raw).await?;
+    bulk(&state, action, ids).await
+}
+
+/// Kestra's body for labels by ids: the executions and the labels to set.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct LabelsByIds {
+    executions_id: Vec<String>,
+    /// A JSON list of `{"key", "value"}` labels.
+    execution_labels: serde_json::Value,
+}
+
+fn labels_of(value: &serde_json::Value) -> ApiResult<Action> {
+    let bytes = serde_json::to_vec(value)
+        .map_err(|e| ApiError::bad_request("invalidLabels", e.to_string()))?;
+    Ok(Action::Labels(body_labels(&bytes)?))
+}
+
+/// Sets labels on the ended executions of a list of ids.
+pub(super) async fn labels_by_ids(
+    State(state): State<AppState>,
+    Editor(_): Editor,
+    body: Body,
+) -> ApiResult<Response> {
+    let request: LabelsByIds = json_body(
+        body,
+        "{\"executionsId\": [...], \"executionLabels\": [...]}",
+    )
+    .await?;
+    let action = labels_of(&request.execution_labels)?;
+    bulk(&state, action, request.executions_id).await
+}
+
+/// Sets the labels of the body (a JSON list) on the ended executions the
+/// filters select.
+pub(super) async fn labels_by_query(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    Editor(_): Editor,
+    body: Body,
+) -> ApiResult<Response> {
+    let action = Action::Labels(body_labels(&read_body(body).await?)?);
     let ids = selected_ids(&state, raw).await?;
     bulk(&state, action, ids).await
 }

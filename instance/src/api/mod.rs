@@ -147,6 +147,14 @@ pub fn api_routes() -> Routes {
             post_with(bulk::pause_by_query, bulk::described),
         )
         .route(
+            "/executions/labels/by-ids",
+            post_with(bulk::labels_by_ids, bulk::described),
+        )
+        .route(
+            "/executions/labels/by-query",
+            post_with(bulk::labels_by_query, bulk::described),
+        )
+        .route(
             "/executions/change-status/by-ids",
             post_with(bulk::change_status_by_ids, bulk::described),
         )

@@ -30,7 +30,6 @@ const ADMIN: &str =
     "An Atoll instance is set up and administered through its Tenant resource in Kubernetes.";
 const NAMESPACES: &str = "A namespace exists when a flow names it; it has no settings of its own.";
 
-const BULK: &str = "Atoll acts on executions one at a time for this (`/executions/{id}/...`).";
 const QUEUE: &str =
     "Atoll has no execution queue to skip or leave: an execution starts when created.";
 const TASK_RUN: &str =
@@ -266,13 +265,6 @@ pub const TABLE: &[Unimplemented] = &[
     ),
     // Calls of Kestra's clients on flows, executions and logs that Atoll
     // does not serve (checked by tests/kestra_clients/routes_served.py).
-    some(&["POST"], "/executions/labels/by-ids", "bulk labels", BULK),
-    some(
-        &["POST"],
-        "/executions/labels/by-query",
-        "bulk labels",
-        BULK,
-    ),
     some(
         &["POST"],
         "/executions/force-run/by-ids",
