@@ -194,7 +194,7 @@ async fn every_call_of_each_client_release_reaches_a_route() {
 }
 
 /// The routes added for Kestra's clients, with a body each would take.
-const NEW_ROUTES: [(&str, &str, bool); 20] = [
+const NEW_ROUTES: [(&str, &str, bool); 26] = [
     // (method, path under /api/v1/acme, needs Editor)
     ("POST", "/executions/{id}/actions/restart", true),
     ("POST", "/executions/{id}/actions/replay", true),
@@ -220,6 +220,20 @@ const NEW_ROUTES: [(&str, &str, bool); 20] = [
     ("POST", "/executions/acme.team/hello/validate", false),
     ("GET", "/logs/{id}/download", false),
     ("GET", "/executions/{id}/follow", false),
+    ("POST", "/executions/pause/by-ids", true),
+    ("POST", "/executions/pause/by-query", true),
+    ("POST", "/executions/labels/by-ids", true),
+    ("POST", "/executions/labels/by-query", true),
+    (
+        "POST",
+        "/executions/change-status/by-ids?newStatus=FAILED",
+        true,
+    ),
+    (
+        "POST",
+        "/executions/change-status/by-query?newStatus=FAILED",
+        true,
+    ),
 ];
 
 /// Every route added for Kestra's clients refuses no token and another
