@@ -194,7 +194,7 @@ async fn every_call_of_each_client_release_reaches_a_route() {
 }
 
 /// The routes added for Kestra's clients, with a body each would take.
-const NEW_ROUTES: [(&str, &str, bool); 26] = [
+const NEW_ROUTES: [(&str, &str, bool); 27] = [
     // (method, path under /api/v1/acme, needs Editor)
     ("POST", "/executions/{id}/actions/restart", true),
     ("POST", "/executions/{id}/actions/replay", true),
@@ -234,6 +234,7 @@ const NEW_ROUTES: [(&str, &str, bool); 26] = [
         "/executions/change-status/by-query?newStatus=FAILED",
         true,
     ),
+    ("DELETE", "/flows/delete/by-ids", true),
 ];
 
 /// Every route added for Kestra's clients refuses no token and another

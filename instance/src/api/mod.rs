@@ -19,6 +19,7 @@ mod extract;
 mod files;
 mod flow_tools;
 mod flows;
+mod flows_bulk;
 mod inputs;
 mod kestra_shape;
 mod kv;
@@ -91,6 +92,7 @@ pub fn api_routes() -> Routes {
             post_with(flows::create_flow, describe::flow_source),
         )
         .route("/flows/search", get(flows::search_flows))
+        .route("/flows/delete/by-ids", delete(flows_bulk::delete_by_ids))
         .route(
             "/flows/export/by-query",
             get_with(transfer::export_flows, describe::tar_download),

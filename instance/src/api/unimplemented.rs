@@ -416,15 +416,9 @@ pub const TABLE: &[Unimplemented] = &[
     ),
     some(
         &["DELETE"],
-        "/flows/delete/by-ids",
-        "bulk flow deletion",
-        FLOW_FILES,
-    ),
-    some(
-        &["DELETE"],
         "/flows/delete/by-query",
-        "bulk flow deletion",
-        FLOW_FILES,
+        "flow deletion by query",
+        "Delete flows by ids (`/flows/delete/by-ids`) or one at a time.",
     ),
     some(
         &["POST"],
