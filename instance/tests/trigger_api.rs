@@ -430,6 +430,9 @@ async fn bulk_actions_check_every_execution_first() {
     let before = i
         .ok(Method::GET, &format!("/executions/{failed}"), None)
         .await;
+    let fine_before = i
+        .ok(Method::GET, &format!("/executions/{fine}"), None)
+        .await;
     let (status, answer) = i
         .call(
             Method::POST,
@@ -449,6 +452,10 @@ async fn bulk_actions_check_every_execution_first() {
         .ok(Method::GET, &format!("/executions/{failed}"), None)
         .await;
     assert_eq!(still, before);
+    let fine_still = i
+        .ok(Method::GET, &format!("/executions/{fine}"), None)
+        .await;
+    assert_eq!(fine_still, fine_before);
 
     // Refused filters name themselves; bodies that are not id lists too.
     let (status, answer) = i
@@ -482,6 +489,39 @@ async fn bulk_actions_check_every_execution_first() {
     assert_eq!(
         i.executions("fails").await.len() + i.executions("fine").await.len(),
         2
+    );
+
+    // Labels on ended executions, by ids; refused on an unknown one.
+    let labelled = i
+        .ok(
+            Method::POST,
+            "/executions/labels/by-ids",
+            Some(json!({"executionsId": [failed, fine], "executionLabels": [{"key": "seen", "value": "yes"}]})),
+        )
+        .await;
+    assert_eq!(labelled, json!({"count": 2}));
+    let seen = i
+        .ok(Method::GET, &format!("/executions/{fine}"), None)
+        .await;
+    assert!(
+        seen["labels"]
+            .as_array()
+            .is_some_and(|l| l.contains(&json!({"key": "seen", "value": "yes"}))),
+        "{seen}"
+    );
+    let (status, answer) = i
+        .call(
+            Method::POST,
+            "/executions/labels/by-query?filters[flowId][EQUALS]=fine",
+            Some(json!([{"key": "system.correlationId", "value": "x"}])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("system.correlationId")),
+        "{answer}"
     );
 
     // By query, selected exactly: only the ended executions of `fine`.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
@@ -20,8 +20,9 @@ use serde_json::Map;
 use super::extract::{Editor, ExecutionId};
 use super::query_filters::execution_selection;
 use super::{ApiError, ApiResult, AppState, read_body};
-use crate::engine::EngineError;
+use crate::engine::{EngineError, Replay, SYSTEM_LABEL_PREFIX};
 use crate::execution::{Execution, State as ExecState};
+use crate::flow::Label;
 
 /// Most executions one bulk call acts on (ids given, or selected by a query).
 pub const MAX_BULK: usize = 1000;
@@ -55,20 +56,26 @@ pub(super) async fn json_body<T: DeserializeOwned>(body: Body, expected: &str) -
 }
 
 /// The bulk actions on executions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Action {
     Restart,
-    Replay,
+    /// From the start; on the flow's latest revision when `latest`.
+    Replay {
+        latest: bool,
+    },
     Kill,
     Resume,
     Delete,
+    /// Labels set on ended executions (over theirs, system labels kept).
+    Labels(Vec<Label>),
 }
 
 impl Action {
-    fn name(self) -> &'static str {
+    fn name(&self) -> &'static str {
         match self {
             Action::Restart => "restart",
-            Action::Replay => "replay",
+            Action::Replay { .. } => "replay",
+            Action::Labels(_) => "labels",
             Action::Kill => "kill",
             Action::Resume => "resume",
             Action::Delete => "delete",
@@ -76,12 +83,13 @@ impl Action {
     }
 
     /// Why `execution` cannot take this action, if it cannot.
-    fn refusal(self, execution: &Execution) -> Option<&'static str> {
+    fn refusal(&self, execution: &Execution) -> Option<&'static str> {
         let state = execution.state.current;
         match self {
             Action::Restart => (!matches!(state, ExecState::Failed | ExecState::Killed))
                 .then_some("execution not in state FAILED or KILLED"),
-            Action::Replay => (!state.is_terminal()).then_some("execution has not ended"),
+            Action::Replay { .. } => (!state.is_terminal()).then_some("execution has not ended"),
+            Action::Labels(_) => (!state.is_terminal()).then_some("execution is not terminated"),
             Action::Kill => state.is_terminal().then_some("execution already finished"),
             Action::Resume => {
                 (state != ExecState::Paused).then_some("execution not in state PAUSED")
@@ -129,7 +137,7 @@ async fn bulk(state: &AppState, action: Action, ids: Vec<String>) -> ApiResult<R
     }
     let mut count = 0;
     for execution in &selected {
-        if apply(state, action, execution).await? {
+        if apply(state, &action, execution).await? {
             count += 1;
         }
     }
@@ -138,16 +146,27 @@ async fn bulk(state: &AppState, action: Action, ids: Vec<String>) -> ApiResult<R
 
 /// Applies the action to one checked execution: false when it changed
 /// meanwhile so that the action no longer applies (another caller won).
-async fn apply(state: &AppState, action: Action, execution: &Execution) -> ApiResult<bool> {
+async fn apply(state: &AppState, action: &Action, execution: &Execution) -> ApiResult<bool> {
     let id = execution.id.as_str();
     let done = match action {
         Action::Restart => state.engine.restart(id).await.map(|_| true),
-        Action::Replay => {
-            // From its first task run: the whole execution again.
-            let Some(first) = execution.task_run_list.first() else {
-                return Ok(false);
+        Action::Replay { latest } => {
+            let revision = if *latest {
+                state
+                    .engine
+                    .flows()
+                    .get(&execution.namespace, &execution.flow_id, None)
+                    .await?
+                    .filter(|r| !r.deleted)
+                    .map(|r| r.revision)
+            } else {
+                None
             };
-            let replayed = state.engine.replay(id, &first.id).await.map(|_| true);
+            let replay = Replay {
+                revision,
+                ..Replay::default()
+            };
+            let replayed = state.engine.replay_with(id, replay).await.map(|_| true);
             if replayed.is_ok() {
                 state.metrics.executions_started.inc();
             }
@@ -156,6 +175,11 @@ async fn apply(state: &AppState, action: Action, execution: &Execution) -> ApiRe
         Action::Kill => state.engine.kill(id).await,
         Action::Resume => state.engine.resume(id, &Map::new()).await.map(|_| true),
         Action::Delete => return Ok(state.engine.delete_execution(id).await? == Some(true)),
+        Action::Labels(labels) => state
+            .engine
+            .set_labels(id, labels.clone())
+            .await
+            .map(|_| true),
     };
     match done {
         Ok(done) => Ok(done),
@@ -221,8 +245,124 @@ macro_rules! bulk_handlers {
 
 bulk_handlers!(
     (restart_by_ids, restart_by_query, Action::Restart),
-    (replay_by_ids, replay_by_query, Action::Replay),
     (kill_by_ids, kill_by_query, Action::Kill),
     (resume_by_ids, resume_by_query, Action::Resume),
     (delete_by_ids, delete_by_query, Action::Delete),
 );
+
+/// `latestRevision` of the bulk replay.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ReplayOptions {
+    /// Replay on the flow's latest revision instead of each execution's.
+    #[serde(default)]
+    latest_revision: bool,
+}
+
+/// `POST /executions/replay/by-ids`: new executions repeating the listed
+/// ended ones from the start.
+pub(super) async fn replay_by_ids(
+    State(state): State<AppState>,
+    Query(options): Query<ReplayOptions>,
+    Editor(_): Editor,
+    body: Body,
+) -> ApiResult<Response> {
+    let ids: Vec<String> = json_body(body, IDS).await?;
+    let latest = options.latest_revision;
+    bulk(&state, Action::Replay { latest }, ids).await
+}
+
+/// `POST /executions/replay/by-query`: replays the selected executions.
+pub(super) async fn replay_by_query(
+    State(state): State<AppState>,
+    Query(options): Query<ReplayOptions>,
+    RawQuery(raw): RawQuery,
+    Editor(_): Editor,
+) -> ApiResult<Response> {
+    let ids = selected_ids(&state, raw).await?;
+    let latest = options.latest_revision;
+    bulk(&state, Action::Replay { latest }, ids).await
+}
+
+/// A label of Kestra's bodies.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub(super) struct LabelBody {
+    key: String,
+    value: String,
+}
+
+/// Most labels set at once, and their longest key or value.
+const MAX_LABELS: usize = 100;
+const MAX_LABEL_LEN: usize = 1024;
+
+fn checked_labels(labels: Vec<LabelBody>) -> ApiResult<Vec<Label>> {
+    if labels.len() > MAX_LABELS {
+        return Err(ApiError::bad_request(
+            "invalidLabels",
+            format!("at most {MAX_LABELS} labels can be set at once"),
+        ));
+    }
+    labels
+        .into_iter()
+        .map(|l| {
+            if l.key.is_empty() || l.key.len() > MAX_LABEL_LEN || l.value.len() > MAX_LABEL_LEN {
+                return Err(ApiError::bad_request(
+                    "invalidLabels",
+                    format!(
+                        "label keys are 1 to {MAX_LABEL_LEN} bytes, values at most {MAX_LABEL_LEN}"
+                    ),
+                ));
+            }
+            if l.key.starts_with(SYSTEM_LABEL_PREFIX) {
+                return Err(ApiError::bad_request(
+                    "invalidLabels",
+                    format!(
+                        "label {:?}: {SYSTEM_LABEL_PREFIX}… labels are the system's",
+                        l.key
+                    ),
+                ));
+            }
+            Ok(Label {
+                key: l.key,
+                value: l.value,
+            })
+        })
+        .collect()
+}
+
+/// `POST /executions/labels/by-ids` body (Kestra's `SetLabelsByIdsRequest`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct LabelsByIds {
+    executions_id: Vec<String>,
+    execution_labels: Vec<LabelBody>,
+}
+
+/// Sets labels on the listed ended executions.
+pub(super) async fn labels_by_ids(
+    State(state): State<AppState>,
+    Editor(_): Editor,
+    body: Body,
+) -> ApiResult<Response> {
+    let request: LabelsByIds = json_body(
+        body,
+        "{\"executionsId\": [ids], \"executionLabels\": [{\"key\", \"value\"}]}",
+    )
+    .await?;
+    let labels = checked_labels(request.execution_labels)?;
+    bulk(&state, Action::Labels(labels), request.executions_id).await
+}
+
+/// Sets labels (the body, a JSON list) on the selected ended executions.
+pub(super) async fn labels_by_query(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    Editor(_): Editor,
+    body: Body,
+) -> ApiResult<Response> {
+    let labels: Vec<LabelBody> =
+        json_body(body, "a JSON list of labels ({\"key\", \"value\"})").await?;
+    let labels = checked_labels(labels)?;
+    let ids = selected_ids(&state, raw).await?;
+    bulk(&state, Action::Labels(labels), ids).await
+}

@@ -140,6 +140,8 @@ pub fn api_routes() -> Routes {
         .route("/executions/resume/by-query", post(bulk::resume_by_query))
         .route("/executions/by-ids", delete(bulk::delete_by_ids))
         .route("/executions/by-query", delete(bulk::delete_by_query))
+        .route("/executions/labels/by-ids", post(bulk::labels_by_ids))
+        .route("/executions/labels/by-query", post(bulk::labels_by_query))
         .route(
             "/executions/{namespace}/{flow_id}",
             // File parts are limited one by one (inputs::MAX_FILE_BYTES).

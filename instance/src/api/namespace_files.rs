@@ -33,11 +33,9 @@ const MAX_NAME_BYTES: usize = 255;
 pub(super) struct PathQuery {
     /// The file or directory, relative to the namespace (`/dir/file.txt`);
     /// the namespace's root when absent.
-    #[schemars(
-        regex(
-            pattern = r"^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*$"
-        )
-    )]
+    #[schemars(regex(
+        pattern = r"^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*$"
+    ))]
     pub(super) path: Option<String>,
     /// The revision to read (only the current one, 1, is kept).
     pub(super) revision: Option<u32>,
