@@ -264,7 +264,8 @@ async fn backfill(dir: &std::path::Path, url: &str) {
     let kept = second.trigger("hourly").await;
     assert_eq!(kept["backfill"]["paused"], true, "{kept}");
     let count = second.executions("hourly").await.len();
-    clock_ticks_on(&second).await;
+    second.create_flow(&every_second("clock")).await;
+    clock_ticks(&second, 3).await;
     assert_eq!(
         second.executions("hourly").await.len(),
         count,
@@ -280,14 +281,6 @@ async fn backfill(dir: &std::path::Path, url: &str) {
     assert_eq!(deleted, json!({"count": 1}));
     assert!(second.trigger("hourly").await.get("backfill").is_none());
     second.stop().await;
-}
-
-/// A clock flow created on this instance, ticking three times.
-async fn clock_ticks_on(instance: &Instance) {
-    if instance.executions("clock").await.is_empty() {
-        instance.create_flow(&every_second("clock")).await;
-    }
-    clock_ticks(instance, 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
