@@ -33,17 +33,53 @@ pub struct BulkResponse {
     pub count: u64,
 }
 
-/// Kestra's `BulkErrorResponse`: why the bulk action was refused, by id.
+/// Kestra's `BulkErrorResponse`: why the bulk action was refused, by id;
+/// with `status` and `code` as every error answer here has them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct BulkErrorResponse {
     pub message: String,
     /// Each refused id and the reason.
     pub invalids: BTreeMap<String, String>,
+    /// 400.
+    pub status: u16,
+    /// `invalidBulk`.
+    pub code: String,
 }
 
-impl IntoResponse for BulkErrorResponse {
+/// What a bulk action answers: done (200, [`BulkResponse`]) or refused
+/// before anything was done (400, [`BulkErrorResponse`]).
+#[derive(Debug)]
+pub enum BulkAnswer {
+    Done(BulkResponse),
+    Refused(BulkErrorResponse),
+}
+
+impl IntoResponse for BulkAnswer {
     fn into_response(self) -> Response {
-        (StatusCode::BAD_REQUEST, Json(self)).into_response()
+        match self {
+            BulkAnswer::Done(done) => Json(done).into_response(),
+            BulkAnswer::Refused(refused) => {
+                (StatusCode::BAD_REQUEST, Json(refused)).into_response()
+            }
+        }
+    }
+}
+
+impl aide::OperationOutput for BulkAnswer {
+    type Inner = BulkResponse;
+
+    fn operation_response(
+        ctx: &mut aide::generate::GenContext,
+        operation: &mut aide::openapi::Operation,
+    ) -> Option<aide::openapi::Response> {
+        Json::<BulkResponse>::operation_response(ctx, operation)
+    }
+
+    fn inferred_responses(
+        ctx: &mut aide::generate::GenContext,
+        operation: &mut aide::openapi::Operation,
+    ) -> Vec<(Option<aide::openapi::StatusCode>, aide::openapi::Response)> {
+        Json::<BulkResponse>::inferred_responses(ctx, operation)
     }
 }
 
@@ -102,7 +138,7 @@ impl Action {
 }
 
 /// Checks every id, then applies the action to all (or to none).
-async fn bulk(state: &AppState, action: Action, ids: Vec<String>) -> ApiResult<Response> {
+async fn bulk(state: &AppState, action: Action, ids: Vec<String>) -> ApiResult<BulkAnswer> {
     if ids.len() > MAX_BULK {
         return Err(ApiError::bad_request(
             "tooManyExecutions",
@@ -129,11 +165,12 @@ async fn bulk(state: &AppState, action: Action, ids: Vec<String>) -> ApiResult<R
         }
     }
     if !invalids.is_empty() {
-        return Ok(BulkErrorResponse {
+        return Ok(BulkAnswer::Refused(BulkErrorResponse {
             message: format!("invalid bulk {}", action.name()),
             invalids,
-        }
-        .into_response());
+            status: 400,
+            code: "invalidBulk".into(),
+        }));
     }
     let mut count = 0;
     for execution in &selected {
@@ -141,7 +178,7 @@ async fn bulk(state: &AppState, action: Action, ids: Vec<String>) -> ApiResult<R
             count += 1;
         }
     }
-    Ok(Json(BulkResponse { count }).into_response())
+    Ok(BulkAnswer::Done(BulkResponse { count }))
 }
 
 /// Applies the action to one checked execution: false when it changed
@@ -226,7 +263,7 @@ macro_rules! bulk_handlers {
             State(state): State<AppState>,
             Editor(_): Editor,
             body: Body,
-        ) -> ApiResult<Response> {
+        ) -> ApiResult<BulkAnswer> {
             let ids: Vec<String> = json_body(body, IDS).await?;
             bulk(&state, $action, ids).await
         }
@@ -236,7 +273,7 @@ macro_rules! bulk_handlers {
             State(state): State<AppState>,
             RawQuery(raw): RawQuery,
             Editor(_): Editor,
-        ) -> ApiResult<Response> {
+        ) -> ApiResult<BulkAnswer> {
             let ids = selected_ids(&state, raw).await?;
             bulk(&state, $action, ids).await
         }
@@ -266,7 +303,7 @@ pub(super) async fn replay_by_ids(
     Query(options): Query<ReplayOptions>,
     Editor(_): Editor,
     body: Body,
-) -> ApiResult<Response> {
+) -> ApiResult<BulkAnswer> {
     let ids: Vec<String> = json_body(body, IDS).await?;
     let latest = options.latest_revision;
     bulk(&state, Action::Replay { latest }, ids).await
@@ -278,7 +315,7 @@ pub(super) async fn replay_by_query(
     Query(options): Query<ReplayOptions>,
     RawQuery(raw): RawQuery,
     Editor(_): Editor,
-) -> ApiResult<Response> {
+) -> ApiResult<BulkAnswer> {
     let ids = selected_ids(&state, raw).await?;
     let latest = options.latest_revision;
     bulk(&state, Action::Replay { latest }, ids).await
@@ -343,7 +380,7 @@ pub(super) async fn labels_by_ids(
     State(state): State<AppState>,
     Editor(_): Editor,
     body: Body,
-) -> ApiResult<Response> {
+) -> ApiResult<BulkAnswer> {
     let request: LabelsByIds = json_body(
         body,
         "{\"executionsId\": [ids], \"executionLabels\": [{\"key\", \"value\"}]}",
@@ -359,7 +396,7 @@ pub(super) async fn labels_by_query(
     RawQuery(raw): RawQuery,
     Editor(_): Editor,
     body: Body,
-) -> ApiResult<Response> {
+) -> ApiResult<BulkAnswer> {
     let labels: Vec<LabelBody> =
         json_body(body, "a JSON list of labels ({\"key\", \"value\"})").await?;
     let labels = checked_labels(labels)?;
