@@ -47,6 +47,7 @@ pub(super) struct RunQuery {
     #[serde(default)]
     wait: bool,
     /// `key:value` labels, comma-separated.
+    #[schemars(regex(pattern = r"^([^,:]*:[^,]*)?(,([^,:]*:[^,]*)?)*$"))]
     labels: Option<String>,
 }
 

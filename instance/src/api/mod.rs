@@ -101,7 +101,10 @@ pub fn api_routes() -> Routes {
             "/flows/{namespace}/{id}/revisions",
             get(flows::flow_revisions),
         )
-        .route("/executions/search", get(executions::search_executions))
+        .route(
+            "/executions/search",
+            get_with(executions::search_executions, describe::label_filter),
+        )
         .route(
             "/executions/{namespace}/{flow_id}",
             // File parts are limited one by one (inputs::MAX_FILE_BYTES).
