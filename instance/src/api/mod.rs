@@ -129,7 +129,10 @@ pub fn api_routes() -> Routes {
             "/flows/{namespace}/{id}/revisions",
             get(flows::flow_revisions),
         )
-        .route("/executions/search", get(executions::search_executions))
+        .route(
+            "/executions/search",
+            get_with(executions::search_executions, describe::label_filter),
+        )
         .route("/executions/restart/by-ids", post(bulk::restart_by_ids))
         .route("/executions/restart/by-query", post(bulk::restart_by_query))
         .route("/executions/replay/by-ids", post(bulk::replay_by_ids))
