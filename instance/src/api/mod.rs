@@ -129,7 +129,10 @@ pub fn api_routes() -> Routes {
             "/flows/{namespace}/{id}/revisions",
             get(flows::flow_revisions),
         )
-        .route("/executions/search", get(executions::search_executions))
+        .route(
+            "/executions/search",
+            get_with(executions::search_executions, describe::label_filter),
+        )
         .route("/executions/restart/by-ids", post(bulk::restart_by_ids))
         .route("/executions/restart/by-query", post(bulk::restart_by_query))
         .route("/executions/replay/by-ids", post(bulk::replay_by_ids))
@@ -187,6 +190,10 @@ pub fn api_routes() -> Routes {
                 .delete_with(executions::delete_execution, describe::no_content),
         )
         .route("/executions", get(executions::search_executions))
+        .route(
+            "/executions/{id}/follow",
+            get_with(executions::follow_execution, describe::event_stream),
+        )
         .route(
             "/executions/latest",
             post(execution_discovery::latest_executions),
@@ -322,6 +329,7 @@ fn execution_action_routes(routes: Routes, base: &str) -> Routes {
             post(a::replay_with_inputs),
         )
         .route(&format!("{base}/resume"), post(a::resume_execution))
+        .route(&format!("{base}/pause"), post(a::pause_execution))
         .route(
             &format!("{base}/kill"),
             post(a::kill_execution).delete(a::kill_execution),
@@ -347,6 +355,14 @@ pub fn public_routes() -> ApiRouter<AppState> {
         )
         .api_route(
             "/api/v1/{tenant}/executions/webhook/{namespace}/{flow_id}/{key}",
+            webhook(),
+        )
+        .api_route(
+            "/api/v1/executions/webhook/{namespace}/{flow_id}/{key}/{*path}",
+            webhook(),
+        )
+        .api_route(
+            "/api/v1/{tenant}/executions/webhook/{namespace}/{flow_id}/{key}/{*path}",
             webhook(),
         )
 }
