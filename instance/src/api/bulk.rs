@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 
-use aide::transform::TransformOperation;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Query, RawQuery, State};
@@ -18,11 +17,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
 
-use super::execution_actions::body_labels;
 use super::extract::{Editor, ExecutionId};
 use super::query_filters::execution_selection;
 use super::{ApiError, ApiResult, AppState, read_body};
-use crate::engine::{EngineError, SETTABLE_STATES};
+use crate::engine::{EngineError, Replay, SETTABLE_STATES, SYSTEM_LABEL_PREFIX};
 use crate::execution::{Execution, State as ExecState};
 use crate::flow::Label;
 
@@ -35,25 +33,54 @@ pub struct BulkResponse {
     pub count: u64,
 }
 
-/// Kestra's `BulkErrorResponse`: why the bulk action was refused, by id.
+/// Kestra's `BulkErrorResponse`: why the bulk action was refused, by id;
+/// with `status` and `code` as every error answer here has them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct BulkErrorResponse {
     pub message: String,
     /// Each refused id and the reason.
     pub invalids: BTreeMap<String, String>,
+    /// 400.
+    pub status: u16,
+    /// `invalidBulk`.
+    pub code: String,
 }
 
-impl IntoResponse for BulkErrorResponse {
+/// What a bulk action answers: done (200, [`BulkResponse`]) or refused
+/// before anything was done (400, [`BulkErrorResponse`]).
+#[derive(Debug)]
+pub enum BulkAnswer {
+    Done(BulkResponse),
+    Refused(BulkErrorResponse),
+}
+
+impl IntoResponse for BulkAnswer {
     fn into_response(self) -> Response {
-        (StatusCode::BAD_REQUEST, Json(self)).into_response()
+        match self {
+            BulkAnswer::Done(done) => Json(done).into_response(),
+            BulkAnswer::Refused(refused) => {
+                (StatusCode::BAD_REQUEST, Json(refused)).into_response()
+            }
+        }
     }
 }
 
-/// How the document describes a bulk action's answers (the handlers answer
-/// a [`Response`], which aide cannot read): for `*_with` routes.
-pub(super) fn described(t: TransformOperation<'_>) -> TransformOperation<'_> {
-    t.response::<200, Json<BulkResponse>>()
-        .response::<400, Json<BulkErrorResponse>>()
+impl aide::OperationOutput for BulkAnswer {
+    type Inner = BulkResponse;
+
+    fn operation_response(
+        ctx: &mut aide::generate::GenContext,
+        operation: &mut aide::openapi::Operation,
+    ) -> Option<aide::openapi::Response> {
+        Json::<BulkResponse>::operation_response(ctx, operation)
+    }
+
+    fn inferred_responses(
+        ctx: &mut aide::generate::GenContext,
+        operation: &mut aide::openapi::Operation,
+    ) -> Vec<(Option<aide::openapi::StatusCode>, aide::openapi::Response)> {
+        Json::<BulkResponse>::inferred_responses(ctx, operation)
+    }
 }
 
 /// A JSON request body read into `T`; a 400 saying `expected` otherwise.
@@ -68,28 +95,31 @@ pub(super) async fn json_body<T: DeserializeOwned>(body: Body, expected: &str) -
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Action {
     Restart,
-    Replay,
+    /// From the start; on the flow's latest revision when `latest`.
+    Replay {
+        latest: bool,
+    },
     Kill,
     Resume,
     Delete,
+    /// Labels set on ended executions (over theirs, system labels kept).
+    Labels(Vec<Label>),
     Pause,
     /// Kestra's change-status: the final state set by hand.
     ChangeStatus(ExecState),
-    /// Kestra's labels on terminated executions: these labels are set.
-    Labels(Vec<Label>),
 }
 
 impl Action {
     fn name(&self) -> &'static str {
         match self {
             Action::Restart => "restart",
-            Action::Replay => "replay",
+            Action::Replay { .. } => "replay",
+            Action::Labels(_) => "labels",
             Action::Kill => "kill",
             Action::Resume => "resume",
             Action::Delete => "delete",
             Action::Pause => "pause",
             Action::ChangeStatus(_) => "change-status",
-            Action::Labels(_) => "labels",
         }
     }
 
@@ -99,7 +129,8 @@ impl Action {
         match self {
             Action::Restart => (!matches!(state, ExecState::Failed | ExecState::Killed))
                 .then_some("execution not in state FAILED or KILLED"),
-            Action::Replay => (!state.is_terminal()).then_some("execution has not ended"),
+            Action::Replay { .. } => (!state.is_terminal()).then_some("execution has not ended"),
+            Action::Labels(_) => (!state.is_terminal()).then_some("execution is not terminated"),
             Action::Kill => state.is_terminal().then_some("execution already finished"),
             Action::Resume => {
                 (state != ExecState::Paused).then_some("execution not in state PAUSED")
@@ -110,15 +141,13 @@ impl Action {
             Action::Pause => {
                 (state != ExecState::Running).then_some("execution not in state RUNNING")
             }
-            Action::ChangeStatus(_) | Action::Labels(_) => {
-                (!state.is_terminal()).then_some("execution has not ended")
-            }
+            Action::ChangeStatus(_) => (!state.is_terminal()).then_some("execution has not ended"),
         }
     }
 }
 
 /// Checks every id, then applies the action to all (or to none).
-async fn bulk(state: &AppState, action: Action, ids: Vec<String>) -> ApiResult<Response> {
+async fn bulk(state: &AppState, action: Action, ids: Vec<String>) -> ApiResult<BulkAnswer> {
     if ids.len() > MAX_BULK {
         return Err(ApiError::bad_request(
             "tooManyExecutions",
@@ -145,11 +174,12 @@ async fn bulk(state: &AppState, action: Action, ids: Vec<String>) -> ApiResult<R
         }
     }
     if !invalids.is_empty() {
-        return Ok(BulkErrorResponse {
+        return Ok(BulkAnswer::Refused(BulkErrorResponse {
             message: format!("invalid bulk {}", action.name()),
             invalids,
-        }
-        .into_response());
+            status: 400,
+            code: "invalidBulk".into(),
+        }));
     }
     let mut count = 0;
     for execution in &selected {
@@ -157,7 +187,7 @@ async fn bulk(state: &AppState, action: Action, ids: Vec<String>) -> ApiResult<R
             count += 1;
         }
     }
-    Ok(Json(BulkResponse { count }).into_response())
+    Ok(BulkAnswer::Done(BulkResponse { count }))
 }
 
 /// Applies the action to one checked execution: false when it changed
@@ -166,12 +196,23 @@ async fn apply(state: &AppState, action: &Action, execution: &Execution) -> ApiR
     let id = execution.id.as_str();
     let done = match action {
         Action::Restart => state.engine.restart(id).await.map(|_| true),
-        Action::Replay => {
-            // From its first task run: the whole execution again.
-            let Some(first) = execution.task_run_list.first() else {
-                return Ok(false);
+        Action::Replay { latest } => {
+            let revision = if *latest {
+                state
+                    .engine
+                    .flows()
+                    .get(&execution.namespace, &execution.flow_id, None)
+                    .await?
+                    .filter(|r| !r.deleted)
+                    .map(|r| r.revision)
+            } else {
+                None
             };
-            let replayed = state.engine.replay(id, &first.id).await.map(|_| true);
+            let replay = Replay {
+                revision,
+                ..Replay::default()
+            };
+            let replayed = state.engine.replay_with(id, replay).await.map(|_| true);
             if replayed.is_ok() {
                 state.metrics.executions_started.inc();
             }
@@ -233,7 +274,7 @@ macro_rules! bulk_handlers {
             State(state): State<AppState>,
             Editor(_): Editor,
             body: Body,
-        ) -> ApiResult<Response> {
+        ) -> ApiResult<BulkAnswer> {
             let ids: Vec<String> = json_body(body, IDS).await?;
             bulk(&state, $action, ids).await
         }
@@ -243,7 +284,7 @@ macro_rules! bulk_handlers {
             State(state): State<AppState>,
             RawQuery(raw): RawQuery,
             Editor(_): Editor,
-        ) -> ApiResult<Response> {
+        ) -> ApiResult<BulkAnswer> {
             let ids = selected_ids(&state, raw).await?;
             bulk(&state, $action, ids).await
         }
@@ -252,7 +293,6 @@ macro_rules! bulk_handlers {
 
 bulk_handlers!(
     (restart_by_ids, restart_by_query, Action::Restart),
-    (replay_by_ids, replay_by_query, Action::Replay),
     (kill_by_ids, kill_by_query, Action::Kill),
     (resume_by_ids, resume_by_query, Action::Resume),
     (delete_by_ids, delete_by_query, Action::Delete),
@@ -285,7 +325,7 @@ pub(super) async fn change_status_by_ids(
     Query(query): Query<NewStatusQuery>,
     Editor(_): Editor,
     body: Body,
-) -> ApiResult<Response> {
+) -> ApiResult<BulkAnswer> {
     let action = settable(&query)?;
     let ids: Vec<String> = json_body(body, IDS).await?;
     bulk(&state, action, ids).await
@@ -297,51 +337,125 @@ pub(super) async fn change_status_by_query(
     Query(query): Query<NewStatusQuery>,
     RawQuery(raw): RawQuery,
     Editor(_): Editor,
-) -> ApiResult<Response> {
+) -> ApiResult<BulkAnswer> {
     let action = settable(&query)?;
     let ids = selected_ids(&state, raw).await?;
     bulk(&state, action, ids).await
 }
 
-/// Kestra's body for labels by ids: the executions and the labels to set.
+/// `latestRevision` of the bulk replay.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ReplayOptions {
+    /// Replay on the flow's latest revision instead of each execution's.
+    #[serde(default)]
+    latest_revision: bool,
+}
+
+/// `POST /executions/replay/by-ids`: new executions repeating the listed
+/// ended ones from the start.
+pub(super) async fn replay_by_ids(
+    State(state): State<AppState>,
+    Query(options): Query<ReplayOptions>,
+    Editor(_): Editor,
+    body: Body,
+) -> ApiResult<BulkAnswer> {
+    let ids: Vec<String> = json_body(body, IDS).await?;
+    let latest = options.latest_revision;
+    bulk(&state, Action::Replay { latest }, ids).await
+}
+
+/// `POST /executions/replay/by-query`: replays the selected executions.
+pub(super) async fn replay_by_query(
+    State(state): State<AppState>,
+    Query(options): Query<ReplayOptions>,
+    RawQuery(raw): RawQuery,
+    Editor(_): Editor,
+) -> ApiResult<BulkAnswer> {
+    let ids = selected_ids(&state, raw).await?;
+    let latest = options.latest_revision;
+    bulk(&state, Action::Replay { latest }, ids).await
+}
+
+/// A label of Kestra's bodies.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub(super) struct LabelBody {
+    key: String,
+    value: String,
+}
+
+/// Most labels set at once, and their longest key or value.
+const MAX_LABELS: usize = 100;
+const MAX_LABEL_LEN: usize = 1024;
+
+fn checked_labels(labels: Vec<LabelBody>) -> ApiResult<Vec<Label>> {
+    if labels.len() > MAX_LABELS {
+        return Err(ApiError::bad_request(
+            "invalidLabels",
+            format!("at most {MAX_LABELS} labels can be set at once"),
+        ));
+    }
+    labels
+        .into_iter()
+        .map(|l| {
+            if l.key.is_empty() || l.key.len() > MAX_LABEL_LEN || l.value.len() > MAX_LABEL_LEN {
+                return Err(ApiError::bad_request(
+                    "invalidLabels",
+                    format!(
+                        "label keys are 1 to {MAX_LABEL_LEN} bytes, values at most {MAX_LABEL_LEN}"
+                    ),
+                ));
+            }
+            if l.key.starts_with(SYSTEM_LABEL_PREFIX) {
+                return Err(ApiError::bad_request(
+                    "invalidLabels",
+                    format!(
+                        "label {:?}: {SYSTEM_LABEL_PREFIX}… labels are the system's",
+                        l.key
+                    ),
+                ));
+            }
+            Ok(Label {
+                key: l.key,
+                value: l.value,
+            })
+        })
+        .collect()
+}
+
+/// `POST /executions/labels/by-ids` body (Kestra's `SetLabelsByIdsRequest`).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct LabelsByIds {
     executions_id: Vec<String>,
-    /// A JSON list of `{"key", "value"}` labels.
-    execution_labels: serde_json::Value,
+    execution_labels: Vec<LabelBody>,
 }
 
-fn labels_of(value: &serde_json::Value) -> ApiResult<Action> {
-    let bytes = serde_json::to_vec(value)
-        .map_err(|e| ApiError::bad_request("invalidLabels", e.to_string()))?;
-    Ok(Action::Labels(body_labels(&bytes)?))
-}
-
-/// Sets labels on the ended executions of a list of ids.
+/// Sets labels on the listed ended executions.
 pub(super) async fn labels_by_ids(
     State(state): State<AppState>,
     Editor(_): Editor,
     body: Body,
-) -> ApiResult<Response> {
+) -> ApiResult<BulkAnswer> {
     let request: LabelsByIds = json_body(
         body,
-        "{\"executionsId\": [...], \"executionLabels\": [...]}",
+        "{\"executionsId\": [ids], \"executionLabels\": [{\"key\", \"value\"}]}",
     )
     .await?;
-    let action = labels_of(&request.execution_labels)?;
-    bulk(&state, action, request.executions_id).await
+    let labels = checked_labels(request.execution_labels)?;
+    bulk(&state, Action::Labels(labels), request.executions_id).await
 }
 
-/// Sets the labels of the body (a JSON list) on the ended executions the
-/// filters select.
+/// Sets labels (the body, a JSON list) on the selected ended executions.
 pub(super) async fn labels_by_query(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
     Editor(_): Editor,
     body: Body,
-) -> ApiResult<Response> {
-    let action = Action::Labels(body_labels(&read_body(body).await?)?);
+) -> ApiResult<BulkAnswer> {
+    let labels: Vec<LabelBody> =
+        json_body(body, "a JSON list of labels ({\"key\", \"value\"})").await?;
+    let labels = checked_labels(labels)?;
     let ids = selected_ids(&state, raw).await?;
-    bulk(&state, action, ids).await
+    bulk(&state, Action::Labels(labels), ids).await
 }

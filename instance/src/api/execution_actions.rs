@@ -185,7 +185,7 @@ fn invalid_labels(message: impl Into<String>) -> ApiError {
 }
 
 /// The labels of a body: a JSON list of `{"key", "value"}`.
-pub(super) fn body_labels(bytes: &[u8]) -> ApiResult<Vec<Label>> {
+fn body_labels(bytes: &[u8]) -> ApiResult<Vec<Label>> {
     let labels: Vec<LabelBody> = serde_json::from_slice(bytes).map_err(|e| {
         invalid_labels(format!(
             "the body must be a JSON list of {{\"key\", \"value\"}} labels: {e}"

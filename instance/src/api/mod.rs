@@ -131,7 +131,10 @@ pub fn api_routes() -> Routes {
             "/flows/{namespace}/{id}/revisions",
             get(flows::flow_revisions),
         )
-        .route("/executions/search", get(executions::search_executions))
+        .route(
+            "/executions/search",
+            get_with(executions::search_executions, describe::label_filter),
+        )
         .route("/executions/restart/by-ids", post(bulk::restart_by_ids))
         .route("/executions/restart/by-query", post(bulk::restart_by_query))
         .route("/executions/replay/by-ids", post(bulk::replay_by_ids))
@@ -140,32 +143,20 @@ pub fn api_routes() -> Routes {
         .route("/executions/kill/by-query", delete(bulk::kill_by_query))
         .route("/executions/resume/by-ids", post(bulk::resume_by_ids))
         .route("/executions/resume/by-query", post(bulk::resume_by_query))
-        .route(
-            "/executions/pause/by-ids",
-            post_with(bulk::pause_by_ids, bulk::described),
-        )
-        .route(
-            "/executions/pause/by-query",
-            post_with(bulk::pause_by_query, bulk::described),
-        )
-        .route(
-            "/executions/labels/by-ids",
-            post_with(bulk::labels_by_ids, bulk::described),
-        )
-        .route(
-            "/executions/labels/by-query",
-            post_with(bulk::labels_by_query, bulk::described),
-        )
+        .route("/executions/pause/by-ids", post(bulk::pause_by_ids))
+        .route("/executions/pause/by-query", post(bulk::pause_by_query))
         .route(
             "/executions/change-status/by-ids",
-            post_with(bulk::change_status_by_ids, bulk::described),
+            post(bulk::change_status_by_ids),
         )
         .route(
             "/executions/change-status/by-query",
-            post_with(bulk::change_status_by_query, bulk::described),
+            post(bulk::change_status_by_query),
         )
         .route("/executions/by-ids", delete(bulk::delete_by_ids))
         .route("/executions/by-query", delete(bulk::delete_by_query))
+        .route("/executions/labels/by-ids", post(bulk::labels_by_ids))
+        .route("/executions/labels/by-query", post(bulk::labels_by_query))
         .route(
             "/executions/{namespace}/{flow_id}",
             // File parts are limited one by one (inputs::MAX_FILE_BYTES).

@@ -328,6 +328,31 @@ mod tests {
         suite(&Storage::dir(dir.path())).await;
     }
 
+    /// A folder read as a file is a missing file (as S3 answers); a file
+    /// where a folder is, or under a file, is a path that cannot be.
+    #[tokio::test]
+    async fn a_directory_tells_files_from_folders() {
+        let dir = tempfile::tempdir().expect("dir");
+        let s = Storage::dir(dir.path());
+        let path = |p: &str| StoragePath::new(p).expect("p");
+        s.put(&path("ns/d/x"), Bytes::from_static(b"x"))
+            .await
+            .expect("put");
+        assert!(matches!(
+            s.get(&path("ns/d")).await,
+            Err(StorageError::NotFound(_))
+        ));
+        for clash in ["ns/d", "ns/d/x/y"] {
+            assert!(
+                matches!(
+                    s.put(&path(clash), Bytes::new()).await,
+                    Err(StorageError::InvalidPath { .. })
+                ),
+                "{clash}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn an_s3_bucket_stores_lists_and_deletes() {
         let Some(server) = atoll_testkit::s3::TestS3::start("the S3 storage test") else {
