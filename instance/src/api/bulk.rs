@@ -36,6 +36,10 @@ pub struct BulkResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct BulkErrorResponse {
     pub message: String,
+    /// 400, as every error answer repeats its status.
+    pub status: u16,
+    /// `invalidBulk`, as every error answer names what went wrong.
+    pub code: String,
     /// Each refused id and the reason.
     pub invalids: BTreeMap<String, String>,
 }
@@ -123,6 +127,8 @@ async fn bulk(state: &AppState, action: Action, ids: Vec<String>) -> ApiResult<R
     if !invalids.is_empty() {
         return Ok(BulkErrorResponse {
             message: format!("invalid bulk {}", action.name()),
+            status: StatusCode::BAD_REQUEST.as_u16(),
+            code: "invalidBulk".to_owned(),
             invalids,
         }
         .into_response());

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Query, RawQuery, Request, State};
+use axum::extract::{RawQuery, Request, State};
+use super::query::Query;
 use axum::http::StatusCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

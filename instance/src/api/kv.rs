@@ -10,7 +10,8 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
+use super::query::Path;
 use axum::http::{HeaderMap, StatusCode};
 use jiff::Timestamp;
 use schemars::JsonSchema;

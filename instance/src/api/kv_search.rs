@@ -6,7 +6,8 @@
 use std::cmp::Ordering;
 
 use axum::Json;
-use axum::extract::{Query, RawQuery, State};
+use axum::extract::{RawQuery, State};
+use super::query::Query;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

@@ -28,6 +28,7 @@ mod metrics;
 mod namespace_files;
 mod namespace_files_ops;
 pub mod openapi;
+mod query;
 mod query_filters;
 mod transfer;
 mod trigger_actions;
@@ -37,7 +38,7 @@ mod unimplemented;
 use std::sync::Arc;
 
 use aide::axum::ApiRouter;
-use aide::axum::routing::{delete, get, get_with, post, post_with, put};
+use aide::axum::routing::{delete, delete_with, get, get_with, post, post_with, put};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::header;
@@ -130,16 +131,16 @@ pub fn api_routes() -> Routes {
             get(flows::flow_revisions),
         )
         .route("/executions/search", get(executions::search_executions))
-        .route("/executions/restart/by-ids", post(bulk::restart_by_ids))
-        .route("/executions/restart/by-query", post(bulk::restart_by_query))
-        .route("/executions/replay/by-ids", post(bulk::replay_by_ids))
-        .route("/executions/replay/by-query", post(bulk::replay_by_query))
-        .route("/executions/kill/by-ids", delete(bulk::kill_by_ids))
-        .route("/executions/kill/by-query", delete(bulk::kill_by_query))
-        .route("/executions/resume/by-ids", post(bulk::resume_by_ids))
-        .route("/executions/resume/by-query", post(bulk::resume_by_query))
-        .route("/executions/by-ids", delete(bulk::delete_by_ids))
-        .route("/executions/by-query", delete(bulk::delete_by_query))
+        .route("/executions/restart/by-ids", post_with(bulk::restart_by_ids, describe::bulk_by_ids))
+        .route("/executions/restart/by-query", post_with(bulk::restart_by_query, describe::bulk_by_query))
+        .route("/executions/replay/by-ids", post_with(bulk::replay_by_ids, describe::bulk_by_ids))
+        .route("/executions/replay/by-query", post_with(bulk::replay_by_query, describe::bulk_by_query))
+        .route("/executions/kill/by-ids", delete_with(bulk::kill_by_ids, describe::bulk_by_ids))
+        .route("/executions/kill/by-query", delete_with(bulk::kill_by_query, describe::bulk_by_query))
+        .route("/executions/resume/by-ids", post_with(bulk::resume_by_ids, describe::bulk_by_ids))
+        .route("/executions/resume/by-query", post_with(bulk::resume_by_query, describe::bulk_by_query))
+        .route("/executions/by-ids", delete_with(bulk::delete_by_ids, describe::bulk_by_ids))
+        .route("/executions/by-query", delete_with(bulk::delete_by_query, describe::bulk_by_query))
         .route(
             "/executions/{namespace}/{flow_id}",
             // File parts are limited one by one (inputs::MAX_FILE_BYTES).
@@ -153,13 +154,13 @@ pub fn api_routes() -> Routes {
         .route("/executions/{id}/file/metas", get(files::metas))
         .route(
             "/namespaces/{namespace}/files/directory",
-            get(namespace_files::list_directory).post(namespace_files::create_directory),
+            get(namespace_files::list_directory).post_with(namespace_files::create_directory, describe::ok_empty),
         )
         .route(
             "/namespaces/{namespace}/files",
             get_with(namespace_files::download, describe::download)
                 .post_with(namespace_files::upload, describe::upload)
-                .put(namespace_files_ops::move_entry)
+                .put_with(namespace_files_ops::move_entry, describe::ok_empty)
                 .delete_with(namespace_files::delete, describe::no_content)
                 .layer(DefaultBodyLimit::disable()),
         )
@@ -177,7 +178,7 @@ pub fn api_routes() -> Routes {
         )
         .route(
             "/namespaces/{namespace}/files/export",
-            get(namespace_files_ops::export),
+            get_with(namespace_files_ops::export, describe::download),
         )
         .route(
             "/executions/{id}",
@@ -273,7 +274,7 @@ pub fn api_routes() -> Routes {
         )
         .route(
             "/triggers/{namespace}/{flow_id}/{trigger_id}",
-            delete(trigger_actions::delete),
+            delete_with(trigger_actions::delete, describe::no_content),
         )
         .route(
             "/triggers/{namespace}/{flow_id}/{trigger_id}/unlock",
@@ -291,7 +292,7 @@ pub fn api_routes() -> Routes {
             "/logs/{execution_id}/follow",
             get_with(logs::follow_logs, describe::event_stream),
         )
-        .route("/logs/{execution_id}/download", get(logs::download_logs))
+        .route("/logs/{execution_id}/download", get_with(logs::download_logs, describe::text_download))
         .route("/kv", get(kv_search::search))
         .route(
             "/namespaces/{namespace}/kv",
@@ -322,7 +323,8 @@ fn execution_action_routes(routes: Routes, base: &str) -> Routes {
         .route(&format!("{base}/resume"), post(a::resume_execution))
         .route(
             &format!("{base}/kill"),
-            post(a::kill_execution).delete(a::kill_execution),
+            post_with(a::kill_execution, describe::kill)
+                .delete_with(a::kill_execution, describe::kill),
         )
         .route(&format!("{base}/labels"), post(a::set_labels))
         .route(&format!("{base}/change-status"), post(a::change_status))

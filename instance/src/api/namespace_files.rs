@@ -12,7 +12,8 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
+use super::query::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;

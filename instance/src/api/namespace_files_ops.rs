@@ -5,7 +5,8 @@
 use std::io::Write;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
+use super::query::Query;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;

@@ -2,7 +2,8 @@
 //! archive) and `/flows/import` (a tar archive or YAML, raw or multipart).
 
 use axum::Json;
-use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
+use super::query::Query;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;

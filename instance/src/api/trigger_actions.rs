@@ -6,7 +6,9 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{RawQuery, State};
+use super::query::Path;
+use super::query::Query;
 use axum::http::StatusCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -99,11 +99,6 @@ pub fn no_content(t: TransformOperation<'_>) -> TransformOperation<'_> {
     empty(t, 204, "done")
 }
 
-/// `202 Accepted`: the kill is under way.
-pub fn accepted(t: TransformOperation<'_>) -> TransformOperation<'_> {
-    empty(t, 202, "the execution is being killed")
-}
-
 /// A file download.
 pub fn download(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
     let content = vec![("application/octet-stream", binary())];
@@ -240,5 +235,49 @@ pub fn webhook(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
         "the execution started, or its outputs",
         vec![("application/json", object())],
     );
+    t
+}
+
+/// `200 OK` with no body.
+pub fn ok_empty(t: TransformOperation<'_>) -> TransformOperation<'_> {
+    empty(t, 200, "done")
+}
+
+/// A plain-text download (a log).
+pub fn text_download(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let content = vec![("text/plain", text())];
+    set_response(t.inner_mut(), 200, "the text", content);
+    t
+}
+
+/// A bulk action's count of executions or triggers acted on.
+fn bulk_count(op: &mut Operation) {
+    let count = schema_of::<crate::api::bulk::BulkResponse>();
+    let content = vec![("application/json", count)];
+    set_response(op, 200, "how many were acted on", content);
+}
+
+/// A bulk action on executions chosen by id: a JSON list of ids. A 400
+/// names each id that cannot take the action (`invalids`).
+pub fn bulk_by_ids(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let ids = json_schema!({"type": "array", "items": {"type": "string"}});
+    let op = t.inner_mut();
+    set_body(op, "The execution ids.", true, vec![("application/json", ids)]);
+    bulk_count(op);
+    t
+}
+
+/// A bulk action on the executions the query's filters select (the
+/// search's filters; none selects every execution).
+pub fn bulk_by_query(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    bulk_count(t.inner_mut());
+    t
+}
+
+/// `202 Accepted` with the execution as it is: the kill is under way.
+pub fn kill(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let execution = schema_of::<crate::api::kestra_shape::KestraExecution>();
+    let content = vec![("application/json", execution)];
+    set_response(t.inner_mut(), 202, "the execution is being killed", content);
     t
 }
