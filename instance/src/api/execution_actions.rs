@@ -27,7 +27,9 @@ const MAX_LABEL_LEN: usize = 1024;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct RestartQuery {
-    /// Kestra restarts on another revision of the flow; Atoll does not.
+    /// Kestra restarts on another revision of the flow; Atoll does not
+    /// (refused, so not in the document).
+    #[schemars(skip)]
     revision: Option<i64>,
 }
 
@@ -51,10 +53,13 @@ pub(super) async fn restart_execution(
 #[serde(rename_all = "camelCase")]
 pub(super) struct ReplayQuery {
     /// Replay from this task run on; from the start when absent.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9-]{0,64}$"))]
     task_run_id: Option<String>,
     /// The flow revision to replay with; the execution's when absent.
+    #[schemars(range(min = 1))]
     revision: Option<i64>,
-    /// Kestra's debugging breakpoints (not supported).
+    /// Kestra's debugging breakpoints: not supported, only empty.
+    #[schemars(regex(pattern = r"^$"))]
     breakpoints: Option<String>,
 }
 
@@ -254,6 +259,7 @@ pub(super) async fn eval_expression(
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct StatusQuery {
     /// SUCCESS, WARNING, FAILED or KILLED.
+    #[schemars(regex(pattern = r"^(SUCCESS|WARNING|FAILED|KILLED)$"))]
     status: String,
 }
 

@@ -109,6 +109,8 @@ pub(super) async fn validate_flows(
 /// `section` of `/flows/validate/task` (TASKS or TRIGGERS).
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct SectionQuery {
+    /// TASKS (default) or TRIGGERS, in any case.
+    #[schemars(regex(pattern = r"^(TASKS|TRIGGERS|tasks|triggers)$"))]
     section: Option<String>,
 }
 

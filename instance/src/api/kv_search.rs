@@ -24,11 +24,14 @@ pub const MAX_PAGE_SIZE: usize = 1000;
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct KvSearchQuery {
     /// The page, from 1 (default 1).
+    #[schemars(range(min = 1, max = 4_294_967_295u32))]
     page: Option<usize>,
     /// Entries a page (default 10, at most 1000).
+    #[schemars(range(min = 1, max = 1000))]
     size: Option<usize>,
     /// `key`, `namespace`, `description`, `creationDate`, `updateDate` or
     /// `expirationDate`, with `:asc` (default) or `:desc`.
+    #[schemars(regex(pattern = r"^(key|namespace|description|creationDate|updateDate|expirationDate)(:(asc|desc))?$"))]
     sort: Option<String>,
 }
 

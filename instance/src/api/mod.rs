@@ -38,7 +38,7 @@ mod unimplemented;
 use std::sync::Arc;
 
 use aide::axum::ApiRouter;
-use aide::axum::routing::{delete, delete_with, get, get_with, post, post_with, put};
+use aide::axum::routing::{delete, delete_with, get, get_with, post, post_with, put_with};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::header;
@@ -100,13 +100,13 @@ pub fn api_routes() -> Routes {
             "/flows/import",
             post_with(transfer::import_flows, describe::import),
         )
-        .route("/flows/validate", post(flow_tools::validate_flows))
-        .route("/flows/validate/task", post(flow_tools::validate_task))
+        .route("/flows/validate", post_with(flow_tools::validate_flows, describe::flow_source))
+        .route("/flows/validate/task", post_with(flow_tools::validate_task, describe::plugin_object))
         .route(
             "/flows/validate/trigger",
-            post(flow_tools::validate_trigger),
+            post_with(flow_tools::validate_trigger, describe::plugin_object),
         )
-        .route("/flows/graph", post(flow_tools::graph_from_source))
+        .route("/flows/graph", post_with(flow_tools::graph_from_source, describe::flow_source))
         .route(
             "/flows/distinct-namespaces",
             get(flow_tools::distinct_namespaces),
@@ -188,7 +188,10 @@ pub fn api_routes() -> Routes {
         .route("/executions", get(executions::search_executions))
         .route(
             "/executions/latest",
-            post(execution_discovery::latest_executions),
+            post_with(
+                execution_discovery::latest_executions,
+                describe::json_body::<Vec<execution_discovery::FlowFilter>>,
+            ),
         )
         .route(
             "/executions/namespaces",
@@ -203,10 +206,16 @@ pub fn api_routes() -> Routes {
             post(execution_discovery::validate_inputs),
         )
         .route("/triggers/search", get(trigger_actions::search))
-        .route("/triggers/set-disabled", put(trigger_actions::set_disabled))
+        .route("/triggers/set-disabled", put_with(
+                trigger_actions::set_disabled,
+                describe::json_body::<trigger_actions::SetDisabled>,
+            ))
         .route(
             "/triggers/set-disabled/by-triggers",
-            post(trigger_actions::set_disabled_by_triggers),
+            post_with(
+                trigger_actions::set_disabled_by_triggers,
+                describe::json_body::<trigger_actions::SetDisabledMany>,
+            ),
         )
         .route(
             "/triggers/set-disabled/by-query",
@@ -214,7 +223,10 @@ pub fn api_routes() -> Routes {
         )
         .route(
             "/triggers/unlock/by-triggers",
-            post(trigger_actions::unlock_by_triggers),
+            post_with(
+                trigger_actions::unlock_by_triggers,
+                describe::json_body::<Vec<trigger_actions::TriggerRef>>,
+            ),
         )
         .route(
             "/triggers/unlock/by-query",
@@ -222,7 +234,10 @@ pub fn api_routes() -> Routes {
         )
         .route(
             "/triggers/delete/by-triggers",
-            delete(trigger_actions::delete_by_triggers),
+            delete_with(
+                trigger_actions::delete_by_triggers,
+                describe::json_body::<Vec<trigger_actions::TriggerRef>>,
+            ),
         )
         .route(
             "/triggers/delete/by-query",
@@ -230,23 +245,29 @@ pub fn api_routes() -> Routes {
         )
         .route(
             "/triggers/backfill/create",
-            put(trigger_actions::create_backfill),
+            put_with(
+                trigger_actions::create_backfill,
+                describe::json_body::<trigger_actions::CreateBackfill>,
+            ),
         )
         .route(
             "/triggers/backfill/pause",
-            put(trigger_actions::pause_backfill),
+            put_with(trigger_actions::pause_backfill, describe::json_body::<trigger_actions::TriggerRef>),
         )
         .route(
             "/triggers/backfill/unpause",
-            put(trigger_actions::unpause_backfill),
+            put_with(trigger_actions::unpause_backfill, describe::json_body::<trigger_actions::TriggerRef>),
         )
         .route(
             "/triggers/backfill/delete",
-            post(trigger_actions::delete_backfill),
+            post_with(trigger_actions::delete_backfill, describe::json_body::<trigger_actions::TriggerRef>),
         )
         .route(
             "/triggers/backfill/pause/by-triggers",
-            post(trigger_actions::pause_backfill_by_triggers),
+            post_with(
+                trigger_actions::pause_backfill_by_triggers,
+                describe::json_body::<Vec<trigger_actions::TriggerRef>>,
+            ),
         )
         .route(
             "/triggers/backfill/pause/by-query",
@@ -254,7 +275,10 @@ pub fn api_routes() -> Routes {
         )
         .route(
             "/triggers/backfill/unpause/by-triggers",
-            post(trigger_actions::unpause_backfill_by_triggers),
+            post_with(
+                trigger_actions::unpause_backfill_by_triggers,
+                describe::json_body::<Vec<trigger_actions::TriggerRef>>,
+            ),
         )
         .route(
             "/triggers/backfill/unpause/by-query",
@@ -262,7 +286,10 @@ pub fn api_routes() -> Routes {
         )
         .route(
             "/triggers/backfill/delete/by-triggers",
-            post(trigger_actions::delete_backfill_by_triggers),
+            post_with(
+                trigger_actions::delete_backfill_by_triggers,
+                describe::json_body::<Vec<trigger_actions::TriggerRef>>,
+            ),
         )
         .route(
             "/triggers/backfill/delete/by-query",
@@ -296,7 +323,10 @@ pub fn api_routes() -> Routes {
         .route("/kv", get(kv_search::search))
         .route(
             "/namespaces/{namespace}/kv",
-            get(kv::list).delete(kv::delete_bulk),
+            get(kv::list).delete_with(
+                kv::delete_bulk,
+                describe::optional_json_body::<kv::DeleteBulkRequest>,
+            ),
         )
         .route("/namespaces/{namespace}/kv/inheritance", get(kv::inherited))
         .route(
@@ -326,9 +356,10 @@ fn execution_action_routes(routes: Routes, base: &str) -> Routes {
             post_with(a::kill_execution, describe::kill)
                 .delete_with(a::kill_execution, describe::kill),
         )
-        .route(&format!("{base}/labels"), post(a::set_labels))
+        .route(&format!("{base}/labels"), post_with(a::set_labels, describe::json_body::<Vec<a::LabelBody>>),
+        )
         .route(&format!("{base}/change-status"), post(a::change_status))
-        .route(&format!("{base}/eval"), post(a::eval_expression))
+        .route(&format!("{base}/eval"), post_with(a::eval_expression, describe::expression))
 }
 
 /// Routes with their full path and no token: the webhooks, where the key

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{Editor, NamespaceName, Viewer};
 use super::namespace_files::{
-    FileAttributes, FileType, PathQuery, check_writable, invalid_path, keep_parent, lookup,
+    FileAttributes, FileType, EntryQuery, PathQuery, check_writable, invalid_path, keep_parent, lookup,
     resolve, resolve_entry,
 };
 use super::{ApiError, ApiResult, AppState};
@@ -33,9 +33,11 @@ pub(super) struct FileRevision {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct MoveQuery {
     /// The file or directory to move, as `/dir/file.txt`.
-    from: Option<String>,
+    #[schemars(regex(pattern = r"^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*$"))]
+    from: String,
     /// Where it goes; it must not exist.
-    to: Option<String>,
+    #[schemars(regex(pattern = r"^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*$"))]
+    to: String,
 }
 
 /// `?q=` of a search.
@@ -75,15 +77,15 @@ pub(super) async fn stats(
 /// A file's revisions: only its current one is kept, revision 1.
 pub(super) async fn revisions(
     State(state): State<AppState>,
-    Query(query): Query<PathQuery>,
+    Query(query): Query<EntryQuery>,
     Viewer(_): Viewer,
     NamespaceName(namespace): NamespaceName,
 ) -> ApiResult<Json<Vec<FileRevision>>> {
-    let path = resolve_entry(&namespace, query.path.as_deref())?;
+    let path = resolve_entry(&namespace, Some(query.path.as_str()))?;
     match lookup(state.engine.storage(), &path).await? {
         Some((FileType::File, _)) => Ok(Json(vec![FileRevision { revision: 1 }])),
         Some((FileType::Directory, _)) => Err(invalid_path(
-            query.path.as_deref().unwrap_or_default(),
+            query.path.as_str(),
             "a directory has no revisions",
         )),
         None => Err(ApiError::NotFound("no such file".into())),
@@ -97,13 +99,9 @@ pub(super) async fn move_entry(
     Editor(_): Editor,
     NamespaceName(namespace): NamespaceName,
 ) -> ApiResult<StatusCode> {
-    let missing = |name| ApiError::bad_request("invalidPath", format!("`{name}` is required"));
     let (root, _) = resolve(&namespace, None)?;
-    let from = resolve_entry(
-        &namespace,
-        Some(query.from.as_deref().ok_or(missing("from"))?),
-    )?;
-    let to = resolve_entry(&namespace, Some(query.to.as_deref().ok_or(missing("to"))?))?;
+    let from = resolve_entry(&namespace, Some(query.from.as_str()))?;
+    let to = resolve_entry(&namespace, Some(query.to.as_str()))?;
     if to.starts_with(&from) {
         return Err(ApiError::bad_request(
             "invalidPath",

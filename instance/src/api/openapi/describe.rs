@@ -281,3 +281,34 @@ pub fn kill(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
     set_response(t.inner_mut(), 202, "the execution is being killed", content);
     t
 }
+
+/// A JSON body read into `T` (the handler reads it raw, to say what it
+/// expected when it does not parse).
+pub fn json_body<T: JsonSchema>(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let content = vec![("application/json", schema_of::<T>())];
+    set_body(t.inner_mut(), "The request.", true, content);
+    t
+}
+
+/// Like [`json_body`], but none at all is allowed (an empty request).
+pub fn optional_json_body<T: JsonSchema>(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let content = vec![("application/json", schema_of::<T>())];
+    set_body(t.inner_mut(), "The request (none: empty).", false, content);
+    t
+}
+
+/// A task or trigger as a JSON object.
+pub fn plugin_object(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let item = json_schema!({"type": "object", "required": ["id", "type"],
+        "properties": {"id": {"type": "string"}, "type": {"type": "string"}}});
+    let content = vec![("application/json", item)];
+    set_body(t.inner_mut(), "The task or trigger.", true, content);
+    t
+}
+
+/// An expression as text.
+pub fn expression(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let content = vec![("text/plain", text())];
+    set_body(t.inner_mut(), "The expression.", true, content);
+    t
+}
