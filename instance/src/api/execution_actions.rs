@@ -3,10 +3,10 @@
 //! restart, replay (with new inputs too), resume, kill, labels on an ended
 //! execution, and its state changed by hand.
 
+use super::query::Query;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use super::query::Query;
 use axum::http::StatusCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -159,7 +159,13 @@ pub(super) async fn kill_execution(
 /// A label as Kestra's clients send it.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct LabelBody {
+    /// Not blank, and not the system's (`system.`).
+    #[schemars(
+        length(min = 1, max = 1024),
+        regex(pattern = r"^(?!system\.)[\s\S]*\S")
+    )]
     key: String,
+    #[schemars(length(min = 1, max = 1024))]
     value: String,
 }
 

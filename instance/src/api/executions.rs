@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use super::query::Query;
 use axum::Json;
 use axum::extract::{RawQuery, Request, State};
-use super::query::Query;
 use axum::http::StatusCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

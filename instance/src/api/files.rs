@@ -3,10 +3,10 @@
 //! them, to anyone who may read the execution, and only from that
 //! execution's own storage folder.
 
+use super::query::Query;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use super::query::Query;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;

@@ -100,13 +100,22 @@ pub fn api_routes() -> Routes {
             "/flows/import",
             post_with(transfer::import_flows, describe::import),
         )
-        .route("/flows/validate", post_with(flow_tools::validate_flows, describe::flow_source))
-        .route("/flows/validate/task", post_with(flow_tools::validate_task, describe::plugin_object))
+        .route(
+            "/flows/validate",
+            post_with(flow_tools::validate_flows, describe::flow_sources),
+        )
+        .route(
+            "/flows/validate/task",
+            post_with(flow_tools::validate_task, describe::plugin_object),
+        )
         .route(
             "/flows/validate/trigger",
             post_with(flow_tools::validate_trigger, describe::plugin_object),
         )
-        .route("/flows/graph", post_with(flow_tools::graph_from_source, describe::flow_source))
+        .route(
+            "/flows/graph",
+            post_with(flow_tools::graph_from_source, describe::flow_source),
+        )
         .route(
             "/flows/distinct-namespaces",
             get(flow_tools::distinct_namespaces),
@@ -131,16 +140,46 @@ pub fn api_routes() -> Routes {
             get(flows::flow_revisions),
         )
         .route("/executions/search", get(executions::search_executions))
-        .route("/executions/restart/by-ids", post_with(bulk::restart_by_ids, describe::bulk_by_ids))
-        .route("/executions/restart/by-query", post_with(bulk::restart_by_query, describe::bulk_by_query))
-        .route("/executions/replay/by-ids", post_with(bulk::replay_by_ids, describe::bulk_by_ids))
-        .route("/executions/replay/by-query", post_with(bulk::replay_by_query, describe::bulk_by_query))
-        .route("/executions/kill/by-ids", delete_with(bulk::kill_by_ids, describe::bulk_by_ids))
-        .route("/executions/kill/by-query", delete_with(bulk::kill_by_query, describe::bulk_by_query))
-        .route("/executions/resume/by-ids", post_with(bulk::resume_by_ids, describe::bulk_by_ids))
-        .route("/executions/resume/by-query", post_with(bulk::resume_by_query, describe::bulk_by_query))
-        .route("/executions/by-ids", delete_with(bulk::delete_by_ids, describe::bulk_by_ids))
-        .route("/executions/by-query", delete_with(bulk::delete_by_query, describe::bulk_by_query))
+        .route(
+            "/executions/restart/by-ids",
+            post_with(bulk::restart_by_ids, describe::bulk_by_ids),
+        )
+        .route(
+            "/executions/restart/by-query",
+            post_with(bulk::restart_by_query, describe::bulk_by_query),
+        )
+        .route(
+            "/executions/replay/by-ids",
+            post_with(bulk::replay_by_ids, describe::bulk_by_ids),
+        )
+        .route(
+            "/executions/replay/by-query",
+            post_with(bulk::replay_by_query, describe::bulk_by_query),
+        )
+        .route(
+            "/executions/kill/by-ids",
+            delete_with(bulk::kill_by_ids, describe::bulk_by_ids),
+        )
+        .route(
+            "/executions/kill/by-query",
+            delete_with(bulk::kill_by_query, describe::bulk_by_query),
+        )
+        .route(
+            "/executions/resume/by-ids",
+            post_with(bulk::resume_by_ids, describe::bulk_by_ids),
+        )
+        .route(
+            "/executions/resume/by-query",
+            post_with(bulk::resume_by_query, describe::bulk_by_query),
+        )
+        .route(
+            "/executions/by-ids",
+            delete_with(bulk::delete_by_ids, describe::bulk_by_ids),
+        )
+        .route(
+            "/executions/by-query",
+            delete_with(bulk::delete_by_query, describe::bulk_by_query),
+        )
         .route(
             "/executions/{namespace}/{flow_id}",
             // File parts are limited one by one (inputs::MAX_FILE_BYTES).
@@ -154,7 +193,8 @@ pub fn api_routes() -> Routes {
         .route("/executions/{id}/file/metas", get(files::metas))
         .route(
             "/namespaces/{namespace}/files/directory",
-            get(namespace_files::list_directory).post_with(namespace_files::create_directory, describe::ok_empty),
+            get(namespace_files::list_directory)
+                .post_with(namespace_files::create_directory, describe::ok_empty),
         )
         .route(
             "/namespaces/{namespace}/files",
@@ -206,10 +246,13 @@ pub fn api_routes() -> Routes {
             post(execution_discovery::validate_inputs),
         )
         .route("/triggers/search", get(trigger_actions::search))
-        .route("/triggers/set-disabled", put_with(
+        .route(
+            "/triggers/set-disabled",
+            put_with(
                 trigger_actions::set_disabled,
                 describe::json_body::<trigger_actions::SetDisabled>,
-            ))
+            ),
+        )
         .route(
             "/triggers/set-disabled/by-triggers",
             post_with(
@@ -252,15 +295,24 @@ pub fn api_routes() -> Routes {
         )
         .route(
             "/triggers/backfill/pause",
-            put_with(trigger_actions::pause_backfill, describe::json_body::<trigger_actions::TriggerRef>),
+            put_with(
+                trigger_actions::pause_backfill,
+                describe::json_body::<trigger_actions::TriggerRef>,
+            ),
         )
         .route(
             "/triggers/backfill/unpause",
-            put_with(trigger_actions::unpause_backfill, describe::json_body::<trigger_actions::TriggerRef>),
+            put_with(
+                trigger_actions::unpause_backfill,
+                describe::json_body::<trigger_actions::TriggerRef>,
+            ),
         )
         .route(
             "/triggers/backfill/delete",
-            post_with(trigger_actions::delete_backfill, describe::json_body::<trigger_actions::TriggerRef>),
+            post_with(
+                trigger_actions::delete_backfill,
+                describe::json_body::<trigger_actions::TriggerRef>,
+            ),
         )
         .route(
             "/triggers/backfill/pause/by-triggers",
@@ -319,7 +371,10 @@ pub fn api_routes() -> Routes {
             "/logs/{execution_id}/follow",
             get_with(logs::follow_logs, describe::event_stream),
         )
-        .route("/logs/{execution_id}/download", get_with(logs::download_logs, describe::text_download))
+        .route(
+            "/logs/{execution_id}/download",
+            get_with(logs::download_logs, describe::text_download),
+        )
         .route("/kv", get(kv_search::search))
         .route(
             "/namespaces/{namespace}/kv",
@@ -356,10 +411,15 @@ fn execution_action_routes(routes: Routes, base: &str) -> Routes {
             post_with(a::kill_execution, describe::kill)
                 .delete_with(a::kill_execution, describe::kill),
         )
-        .route(&format!("{base}/labels"), post_with(a::set_labels, describe::json_body::<Vec<a::LabelBody>>),
+        .route(
+            &format!("{base}/labels"),
+            post_with(a::set_labels, describe::json_body::<Vec<a::LabelBody>>),
         )
         .route(&format!("{base}/change-status"), post(a::change_status))
-        .route(&format!("{base}/eval"), post_with(a::eval_expression, describe::expression))
+        .route(
+            &format!("{base}/eval"),
+            post_with(a::eval_expression, describe::expression),
+        )
 }
 
 /// Routes with their full path and no token: the webhooks, where the key

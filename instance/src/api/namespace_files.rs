@@ -11,9 +11,9 @@
 
 use std::collections::BTreeMap;
 
+use super::query::Query;
 use axum::Json;
 use axum::extract::{FromRequest, Multipart, Request, State};
-use super::query::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
@@ -35,7 +35,9 @@ const MAX_NAME_BYTES: usize = 255;
 pub(super) struct PathQuery {
     /// The file or directory, relative to the namespace (`/dir/file.txt`);
     /// the namespace's root when absent, empty or `/`.
-    #[schemars(regex(pattern = r"^/?$|^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*$"))]
+    #[schemars(regex(
+        pattern = r"^/?$|^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*$"
+    ))]
     pub(super) path: Option<String>,
 }
 
@@ -45,7 +47,9 @@ pub(super) struct PathQuery {
 pub(super) struct EntryQuery {
     /// The file or directory, relative to the namespace (`/dir/file.txt`);
     /// a trailing `/` on an upload makes a directory.
-    #[schemars(regex(pattern = r"^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*/?$"))]
+    #[schemars(regex(
+        pattern = r"^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*/?$"
+    ))]
     pub(super) path: String,
     /// The revision to read (only the current one, 1, is kept).
     pub(super) revision: Option<u32>,

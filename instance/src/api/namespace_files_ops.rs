@@ -4,9 +4,9 @@
 
 use std::io::Write;
 
+use super::query::Query;
 use axum::Json;
 use axum::extract::State;
-use super::query::Query;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{Editor, NamespaceName, Viewer};
 use super::namespace_files::{
-    FileAttributes, FileType, EntryQuery, PathQuery, check_writable, invalid_path, keep_parent, lookup,
-    resolve, resolve_entry,
+    EntryQuery, FileAttributes, FileType, PathQuery, check_writable, invalid_path, keep_parent,
+    lookup, resolve, resolve_entry,
 };
 use super::{ApiError, ApiResult, AppState};
 use crate::storage::{MAX_NAMESPACE_FILES, StoragePath, is_folder_marker};
@@ -33,10 +33,14 @@ pub(super) struct FileRevision {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct MoveQuery {
     /// The file or directory to move, as `/dir/file.txt`.
-    #[schemars(regex(pattern = r"^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*$"))]
+    #[schemars(regex(
+        pattern = r"^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*$"
+    ))]
     from: String,
     /// Where it goes; it must not exist.
-    #[schemars(regex(pattern = r"^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*$"))]
+    #[schemars(regex(
+        pattern = r"^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*$"
+    ))]
     to: String,
 }
 
@@ -84,9 +88,9 @@ pub(super) async fn revisions(
     let path = resolve_entry(&namespace, Some(query.path.as_str()))?;
     match lookup(state.engine.storage(), &path).await? {
         Some((FileType::File, _)) => Ok(Json(vec![FileRevision { revision: 1 }])),
-        Some((FileType::Directory, _)) => Err(invalid_path(
-            query.path.as_str(),
-            "a directory has no revisions",
+        // Revisions are a file's: no file is there (404, as for no entry).
+        Some((FileType::Directory, _)) => Err(ApiError::NotFound(
+            "no such file: the path names a directory, which has no revisions".into(),
         )),
         None => Err(ApiError::NotFound("no such file".into())),
     }

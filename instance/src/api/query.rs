@@ -29,10 +29,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Query(value)),
-            Err(rejection) => Err(ApiError::bad_request(
-                "invalidQuery",
-                rejection.body_text(),
-            )),
+            Err(rejection) => Err(ApiError::bad_request("invalidQuery", rejection.body_text())),
         }
     }
 }
@@ -58,9 +55,9 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Path(value)),
-            Err(rejection) if rejection.status() == StatusCode::BAD_REQUEST => Err(
-                ApiError::bad_request("invalidPath", rejection.body_text()),
-            ),
+            Err(rejection) if rejection.status() == StatusCode::BAD_REQUEST => {
+                Err(ApiError::bad_request("invalidPath", rejection.body_text()))
+            }
             Err(rejection) => Err(ApiError::Internal(rejection.body_text())),
         }
     }
@@ -89,16 +86,23 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreadable_query_is_a_json_400() {
-        let request = Request::get("/x?page=minus-one").body(Body::empty()).expect("request");
+        let request = Request::get("/x?page=minus-one")
+            .body(Body::empty())
+            .expect("request");
         let (mut parts, _) = request.into_parts();
         let err = Query::<Paging>::from_request_parts(&mut parts, &())
             .await
             .expect_err("refused");
         let response = err.into_response();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-        let bytes = axum::body::to_bytes(response.into_body(), 4096).await.expect("body");
+        let bytes = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .expect("body");
         let body: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
         assert_eq!(body["code"], "invalidQuery");
-        assert!(body["message"].as_str().is_some_and(|m| m.contains("page")), "{body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| m.contains("page")),
+            "{body}"
+        );
     }
 }

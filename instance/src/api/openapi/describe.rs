@@ -72,6 +72,20 @@ pub fn flow_source(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
     t
 }
 
+/// Flow sources to validate: YAML documents (none: nothing to validate).
+/// Any text is accepted: what is wrong with it is the answer.
+pub fn flow_sources(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let any = json_schema!(true);
+    let yaml = [("application/x-yaml", any.clone()), ("text/plain", any)];
+    set_body(
+        t.inner_mut(),
+        "Flows as YAML documents.",
+        false,
+        yaml.into(),
+    );
+    t
+}
+
 /// Inputs: a JSON object, a URL-encoded form or a multipart form (FILE
 /// inputs as file parts); none at all is no inputs.
 pub fn inputs(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
@@ -262,7 +276,12 @@ fn bulk_count(op: &mut Operation) {
 pub fn bulk_by_ids(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
     let ids = json_schema!({"type": "array", "items": {"type": "string"}});
     let op = t.inner_mut();
-    set_body(op, "The execution ids.", true, vec![("application/json", ids)]);
+    set_body(
+        op,
+        "The execution ids.",
+        true,
+        vec![("application/json", ids)],
+    );
     bulk_count(op);
     t
 }
@@ -297,11 +316,10 @@ pub fn optional_json_body<T: JsonSchema>(mut t: TransformOperation<'_>) -> Trans
     t
 }
 
-/// A task or trigger as a JSON object.
+/// A task or trigger as a JSON object (what is wrong with it is the
+/// answer, not a refusal).
 pub fn plugin_object(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
-    let item = json_schema!({"type": "object", "required": ["id", "type"],
-        "properties": {"id": {"type": "string"}, "type": {"type": "string"}}});
-    let content = vec![("application/json", item)];
+    let content = vec![("application/json", object())];
     set_body(t.inner_mut(), "The task or trigger.", true, content);
     t
 }
