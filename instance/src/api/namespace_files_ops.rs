@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{Editor, NamespaceName, Viewer};
 use super::namespace_files::{
-    EntryQuery, FileAttributes, FileType, PathQuery, check_writable, invalid_path, keep_parent,
-    lookup, resolve, resolve_entry,
+    EntryQuery, FileAttributes, FileType, PathQuery, check_writable, keep_parent, lookup, resolve,
+    resolve_entry,
 };
 use super::{ApiError, ApiResult, AppState};
 use crate::storage::{MAX_NAMESPACE_FILES, StoragePath, is_folder_marker};
