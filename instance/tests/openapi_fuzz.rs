@@ -19,8 +19,8 @@ use support::identity::{self, KEY_A_PEM, TestIdentity};
 
 const TENANT: &str = "acme";
 const TENANT_UID: &str = "uid-acme";
-/// Examples per operation: the run takes about a minute on 2 cores.
-const MAX_EXAMPLES: &str = "25";
+/// Examples per operation: the run takes about two minutes on 2 cores.
+const MAX_EXAMPLES: &str = "100";
 
 /// The failure codes that fail the test: all of them. Server errors and
 /// answers that break the document (ST1xx), requests the document allows
@@ -126,6 +126,95 @@ fn start_instance(dir: &std::path::Path, port: u16, issuer: &str) -> Proc {
     Proc(child)
 }
 
+/// Starts Identity and the instance; waits until it is ready.
+async fn ready_instance(dir: &std::path::Path) -> (TestIdentity, Proc, String, String) {
+    let id = TestIdentity::start().await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let instance = start_instance(dir, port, &id.issuer);
+    let http = reqwest::Client::new();
+    eventually("the instance is ready", Duration::from_secs(30), || async {
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+            .then_some(())
+    })
+    .await;
+    let admin = identity::sign(&id.claims(TENANT, "Admin"), KEY_A_PEM, "key-a");
+    (id, instance, base, admin)
+}
+
+/// The document needs no token, on both URL forms (not for another
+/// tenant); every route of the 501 table refuses a stranger (401) and
+/// tells a caller the feature Atoll does not implement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn document_is_public_and_unimplemented_routes_answer_501_after_authentication() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_id, _instance, base, admin) = ready_instance(dir.path()).await;
+    let http = reqwest::Client::new();
+    for (path, status) in [
+        ("/api/v1/openapi.json", 200),
+        ("/api/v1/acme/openapi.json", 200),
+        ("/api/v1/globex/openapi.json", 404),
+    ] {
+        let answer = http
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(answer.status().as_u16(), status, "GET {path}");
+    }
+    let doc: serde_json::Value = http
+        .get(format!("{base}/api/v1/openapi.json"))
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("json");
+    let table = doc["x-atoll-unimplemented"]
+        .as_array()
+        .expect("the 501 table");
+    assert!(table.len() > 40, "{} rows", table.len());
+    for row in table {
+        let feature = row["feature"].as_str().expect("feature");
+        let path = row["path"].as_str().expect("path");
+        let path = path
+            .replace("/*", "/anything")
+            .replace("{namespace}", "team")
+            .replace("{id}", "hello");
+        let method = row["methods"][0].as_str().unwrap_or("GET");
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        for prefix in ["/api/v1".to_owned(), format!("/api/v1/{TENANT}")] {
+            let url = format!("{base}{prefix}{path}");
+            let stranger = http
+                .request(method.clone(), &url)
+                .send()
+                .await
+                .expect("answer");
+            assert_eq!(
+                stranger.status().as_u16(),
+                401,
+                "{method} {url} without a token"
+            );
+            let answer = http
+                .request(method.clone(), &url)
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .expect("answer");
+            assert_eq!(answer.status().as_u16(), 501, "{method} {url}");
+            let body: serde_json::Value = answer.json().await.expect("json");
+            let message = body["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains(&format!("not implemented by Atoll: {feature}")),
+                "{method} {url}: {message}"
+            );
+        }
+    }
+}
+
 /// A flow and one ended execution of it, so reads find something.
 async fn seed(http: &reqwest::Client, base: &str, token: &str) -> String {
     let created = http
@@ -191,21 +280,9 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
     let Some(schemathesis) = schemathesis() else {
         return;
     };
-    let id = TestIdentity::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let _instance = start_instance(dir.path(), port, &id.issuer);
+    let (_id, _instance, base, admin) = ready_instance(dir.path()).await;
     let http = reqwest::Client::new();
-    eventually("the instance is ready", Duration::from_secs(30), || async {
-        http.get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-            .then_some(())
-    })
-    .await;
-    let admin = identity::sign(&id.claims(TENANT, "Admin"), KEY_A_PEM, "key-a");
     let execution = seed(&http, &base, &admin).await;
 
     // The tenant segment is this instance's; other segments are fuzzed.

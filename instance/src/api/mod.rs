@@ -139,7 +139,10 @@ pub fn api_routes() -> Routes {
             "/flows/{namespace}/{id}/revisions",
             get(flows::flow_revisions),
         )
-        .route("/executions/search", get(executions::search_executions))
+        .route(
+            "/executions/search",
+            get_with(executions::search_executions, describe::label_filter),
+        )
         .route(
             "/executions/restart/by-ids",
             post_with(bulk::restart_by_ids, describe::bulk_by_ids),
@@ -183,8 +186,10 @@ pub fn api_routes() -> Routes {
         .route(
             "/executions/{namespace}/{flow_id}",
             // File parts are limited one by one (inputs::MAX_FILE_BYTES).
-            post_with(executions::create_execution, describe::inputs)
-                .layer(DefaultBodyLimit::disable()),
+            post_with(executions::create_execution, |t| {
+                describe::label_filter(describe::inputs(t))
+            })
+            .layer(DefaultBodyLimit::disable()),
         )
         .route(
             "/executions/{id}/file",
@@ -225,7 +230,10 @@ pub fn api_routes() -> Routes {
             get(executions::get_execution)
                 .delete_with(executions::delete_execution, describe::no_content),
         )
-        .route("/executions", get(executions::search_executions))
+        .route(
+            "/executions",
+            get_with(executions::search_executions, describe::label_filter),
+        )
         .route(
             "/executions/latest",
             post_with(

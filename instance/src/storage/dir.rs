@@ -16,7 +16,7 @@ pub(super) async fn put(root: &Path, path: &StoragePath, bytes: Bytes) -> Result
     if let Some(parent) = file.parent() {
         tokio::fs::create_dir_all(parent)
             .await
-            .map_err(|e| io(path, e))?;
+            .map_err(|e| write_error(path, e))?;
     }
     let tmp = file.with_file_name(format!(
         "{}{PART}{}",
@@ -28,15 +28,33 @@ pub(super) async fn put(root: &Path, path: &StoragePath, bytes: Bytes) -> Result
         .map_err(|e| io(path, e))?;
     if let Err(e) = tokio::fs::rename(&tmp, &file).await {
         let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(io(path, e));
+        return Err(write_error(path, e));
     }
     Ok(())
+}
+
+/// A write failure: a path whose file would be a folder, or whose folder
+/// is a file, is a path that cannot be (S3 keys have no such clash).
+fn write_error(path: &StoragePath, err: std::io::Error) -> StorageError {
+    use std::io::ErrorKind::{AlreadyExists, DirectoryNotEmpty, IsADirectory, NotADirectory};
+    match err.kind() {
+        IsADirectory | NotADirectory | DirectoryNotEmpty | AlreadyExists => {
+            StorageError::InvalidPath {
+                path: path.as_str().chars().take(200).collect(),
+                reason: "a file and a folder cannot have the same name",
+            }
+        }
+        _ => io(path, err),
+    }
 }
 
 pub(super) async fn get(root: &Path, path: &StoragePath) -> Result<Bytes, StorageError> {
     match tokio::fs::read(root.join(path.as_str())).await {
         Ok(bytes) => Ok(Bytes::from(bytes)),
-        Err(e) if missing(&e) => Err(StorageError::NotFound(path.uri())),
+        // A folder is no file (S3 stores answer 404 for a prefix).
+        Err(e) if missing(&e) || e.kind() == std::io::ErrorKind::IsADirectory => {
+            Err(StorageError::NotFound(path.uri()))
+        }
         Err(e) => Err(io(path, e)),
     }
 }

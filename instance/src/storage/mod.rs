@@ -284,6 +284,12 @@ mod tests {
             Err(StorageError::NotFound(_))
         ));
         assert!(s.list(&missing).await.expect("list nothing").is_empty());
+        // A folder read as a file is a missing file, on every store.
+        let folder = StoragePath::new("ns/f/executions").expect("p");
+        assert!(matches!(
+            s.get(&folder).await,
+            Err(StorageError::NotFound(_))
+        ));
         assert!(s.delete(&p).await.expect("delete"));
         assert!(!s.delete(&p).await.expect("delete again"));
         assert!(matches!(s.get(&p).await, Err(StorageError::NotFound(_))));

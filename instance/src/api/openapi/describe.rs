@@ -4,8 +4,8 @@
 //! them as `post_with(handler, describe::flow_source)`.
 
 use aide::openapi::{
-    Header, MediaType, Operation, ParameterSchemaOrContent, ReferenceOr, RequestBody, Response,
-    SchemaObject, StatusCode,
+    Header, MediaType, Operation, Parameter, ParameterData, ParameterSchemaOrContent, QueryStyle,
+    ReferenceOr, RequestBody, Response, SchemaObject, StatusCode,
 };
 use aide::transform::TransformOperation;
 use indexmap::IndexMap;
@@ -209,6 +209,35 @@ pub fn log_page(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
     {
         ok.headers.insert("Link".into(), ReferenceOr::Item(link));
     }
+    t
+}
+
+/// The `labels` filter of a search, read from the raw query: `key:value`,
+/// repeated or comma-separated.
+pub fn label_filter(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let schema = json_schema!({"type": "array", "maxItems": crate::store::MAX_LABEL_FILTERS, "items": {"type": "string",
+        "pattern": "^([^,:]*:[^,]*)?(,([^,:]*:[^,]*)?)*$"}});
+    let labels = Parameter::Query {
+        parameter_data: ParameterData {
+            name: "labels".into(),
+            description: Some("`key:value` labels every result carries.".into()),
+            required: false,
+            format: ParameterSchemaOrContent::Schema(SchemaObject {
+                json_schema: schema,
+                example: None,
+                external_docs: None,
+            }),
+            extensions: IndexMap::new(),
+            deprecated: None,
+            example: None,
+            examples: IndexMap::new(),
+            explode: Some(true),
+        },
+        allow_reserved: false,
+        style: QueryStyle::Form,
+        allow_empty_value: None,
+    };
+    t.inner_mut().parameters.push(ReferenceOr::Item(labels));
     t
 }
 
