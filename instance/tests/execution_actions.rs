@@ -194,6 +194,13 @@ async fn labels_replace_an_ended_executions_own_and_are_searchable() {
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(message(&body).contains("has not ended"), "{body}");
+    for action in ["pause", "actions/pause"] {
+        let (status, body) = i
+            .send(Method::POST, &format!("/executions/{id}/{action}"), None)
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert!(message(&body).contains("is SUCCESS"), "{body}");
+    }
     let (status, _) = i
         .send(
             Method::DELETE,
@@ -203,6 +210,75 @@ async fn labels_replace_an_ended_executions_own_and_are_searchable() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     i.wait_state(running_id, &["KILLED"]).await;
+}
+
+const NAPS: &str = "id: naps\nnamespace: acme.team\ntasks:\n  - {id: nap, type: io.kestra.plugin.core.flow.Sleep, duration: PT1S}\n  - {id: after, type: io.kestra.plugin.core.log.Log, message: after}\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_by_hand_the_running_task_ends_nothing_starts_until_resumed() {
+    let i = Instance::start().await;
+    let (status, body) = i
+        .send(
+            Method::POST,
+            "/flows",
+            Some(("application/x-yaml", NAPS.into())),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for action in ["pause", "actions/pause"] {
+        let (_, started) = i.post_json("/executions/acme.team/naps", json!({})).await;
+        let id = started["id"].as_str().expect("id");
+        i.wait_state(id, &["RUNNING"]).await;
+        let (status, body) = i
+            .send(Method::POST, &format!("/executions/{id}/{action}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        i.wait_state(id, &["PAUSED"]).await;
+        // The nap ends; `after` does not start while paused.
+        let parked = eventually("the nap done, paused", Duration::from_secs(30), || async {
+            let (_, body) = i
+                .send(Method::GET, &format!("/executions/{id}"), None)
+                .await;
+            let runs = body["taskRunList"].as_array()?.clone();
+            (runs.len() == 1 && runs[0]["state"]["current"] == "SUCCESS").then_some(body)
+        })
+        .await;
+        assert_eq!(parked["state"]["current"], "PAUSED", "{parked}");
+        let (status, body) = i
+            .send(Method::POST, &format!("/executions/{id}/{action}"), None)
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        let resume = action.replace("pause", "resume");
+        let (status, body) = i
+            .send(Method::POST, &format!("/executions/{id}/{resume}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let done = i.wait_state(id, &["SUCCESS", "FAILED"]).await;
+        assert_eq!(done["state"]["current"], "SUCCESS", "{done}");
+        assert_eq!(done["taskRunList"].as_array().map(Vec::len), Some(2));
+    }
+    // Paused and killed.
+    let (_, started) = i.post_json("/executions/acme.team/sleepy", json!({})).await;
+    let id = started["id"].as_str().expect("id");
+    i.wait_state(id, &["RUNNING"]).await;
+    let (status, _) = i
+        .send(
+            Method::POST,
+            &format!("/executions/{id}/actions/pause"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    i.wait_state(id, &["PAUSED"]).await;
+    let (status, _) = i
+        .send(
+            Method::DELETE,
+            &format!("/executions/{id}/actions/kill"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    i.wait_state(id, &["KILLED"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,9 @@ CREATE TABLE trigger_controls (
     trigger_id  TEXT    NOT NULL,
     disabled    BOOLEAN NOT NULL DEFAULT FALSE,
     backfill    TEXT,
+    -- Bumped by every write: the trigger loop writes a backfill's progress
+    -- only over the version it read, never over a caller's change.
+    version     BIGINT  NOT NULL DEFAULT 0,
     updated_at  BIGINT  NOT NULL,
     PRIMARY KEY (namespace, flow_id, trigger_id)
 );

@@ -156,6 +156,29 @@ pub(super) async fn kill_execution(
     Ok((StatusCode::ACCEPTED, Json(KestraExecution::of(&execution))))
 }
 
+/// Pauses a RUNNING execution (Kestra's `pause` action): no task run
+/// starts any more and it is PAUSED; `resume` goes on. 409 when it does
+/// not run.
+pub(super) async fn pause_execution(
+    State(state): State<AppState>,
+    Editor(_): Editor,
+    ExecutionId(id): ExecutionId,
+) -> ApiResult<Json<KestraExecution>> {
+    let requested = state.engine.pause(&id).await?;
+    let execution = state
+        .engine
+        .execution(&id)
+        .await?
+        .ok_or_else(no_such_execution)?;
+    if !requested {
+        return Err(ApiError::Conflict(format!(
+            "only a RUNNING execution can be paused; this one is {}",
+            execution.state.current.as_str()
+        )));
+    }
+    Ok(Json(KestraExecution::of(&execution)))
+}
+
 /// A label as Kestra's clients send it.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct LabelBody {

@@ -1,12 +1,15 @@
-//! `/executions`: start, read, search and delete executions (what is done
+//! `/executions`: start, read, follow, search and delete executions (what is done
 //! to them after they start is in `execution_actions`).
 
+use std::convert::Infallible;
 use std::time::Duration;
 
 use super::query::Query;
 use axum::Json;
 use axum::extract::{RawQuery, Request, State};
 use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -208,4 +211,60 @@ pub(super) async fn search_executions(
         results: KestraExecution::all(&results),
         total,
     }))
+}
+
+/// How often a follower looks for a change of the execution.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+/// Longest a follow stream stays open.
+const FOLLOW_LIMIT: Duration = Duration::from_secs(3600);
+
+/// `/executions/{id}/follow`: server-sent events, the execution each time
+/// it changes, until it has ended (or after an hour).
+pub(super) async fn follow_execution(
+    State(state): State<AppState>,
+    Viewer(_): Viewer,
+    ExecutionId(id): ExecutionId,
+) -> ApiResult<Response> {
+    let first = state
+        .engine
+        .execution(&id)
+        .await?
+        .ok_or_else(no_such_execution)?;
+    let deadline = tokio::time::Instant::now() + FOLLOW_LIMIT;
+    let start = (
+        state.engine.clone(),
+        id,
+        Some(first),
+        None::<Execution>,
+        false,
+    );
+    let stream = futures::stream::unfold(start, move |(engine, id, next, last, done)| async move {
+        if done {
+            return None;
+        }
+        let mut next = next;
+        while next.is_none() {
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(FOLLOW_POLL).await;
+            next = match engine.execution(&id).await {
+                Ok(Some(e)) if Some(&e) != last.as_ref() => Some(e),
+                Ok(Some(_)) => None,
+                _ => return None,
+            };
+        }
+        let execution = next?;
+        let ended = execution.state.current.is_terminal();
+        let event = Event::default()
+            .json_data(KestraExecution::of(&execution))
+            .unwrap_or_default();
+        Some((
+            Ok::<Event, Infallible>(event),
+            (engine, id, None, Some(execution), ended),
+        ))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }

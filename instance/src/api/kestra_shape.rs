@@ -6,16 +6,46 @@
 //! `duration` (ISO-8601).
 
 use jiff::{SignedDuration, Timestamp};
-use schemars::JsonSchema;
+use std::borrow::Cow;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::execution::{Execution, LogEntry, StateInfo};
 
 /// An execution as Kestra answers it (see the module's documentation).
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(transparent)]
 pub(super) struct KestraExecution(Map<String, Value>);
+
+/// The engine's execution schema and what [`KestraExecution::of`] adds.
+impl JsonSchema for KestraExecution {
+    fn schema_name() -> Cow<'static, str> {
+        "KestraExecution".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let execution = generator.subschema_for::<Execution>();
+        json_schema!({
+            "description": "An execution, with the fields Kestra's clients require.",
+            "allOf": [execution],
+            "properties": {
+                "deleted": {"type": "boolean", "description": "Always false: deleted executions are gone."},
+                "originalId": {"type": "string", "description": "The execution this one was replayed from, else its own id."},
+                "metadata": {
+                    "type": "object",
+                    "properties": {
+                        "attemptNumber": {"type": "integer"},
+                        "originalCreatedDate": {"type": ["string", "null"], "format": "date-time"}
+                    },
+                    "required": ["attemptNumber", "originalCreatedDate"]
+                }
+            },
+            "required": ["deleted", "originalId", "metadata"]
+        })
+    }
+}
 
 impl KestraExecution {
     /// The JSON of `execution` with Kestra's required fields added.

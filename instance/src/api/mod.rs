@@ -235,6 +235,10 @@ pub fn api_routes() -> Routes {
             get_with(executions::search_executions, describe::label_filter),
         )
         .route(
+            "/executions/{id}/follow",
+            get_with(executions::follow_execution, describe::event_stream),
+        )
+        .route(
             "/executions/latest",
             post_with(
                 execution_discovery::latest_executions,
@@ -414,6 +418,7 @@ fn execution_action_routes(routes: Routes, base: &str) -> Routes {
             post(a::replay_with_inputs),
         )
         .route(&format!("{base}/resume"), post(a::resume_execution))
+        .route(&format!("{base}/pause"), post(a::pause_execution))
         .route(
             &format!("{base}/kill"),
             post_with(a::kill_execution, describe::kill)
@@ -446,6 +451,14 @@ pub fn public_routes() -> ApiRouter<AppState> {
         )
         .api_route(
             "/api/v1/{tenant}/executions/webhook/{namespace}/{flow_id}/{key}",
+            webhook(),
+        )
+        .api_route(
+            "/api/v1/executions/webhook/{namespace}/{flow_id}/{key}/{*path}",
+            webhook(),
+        )
+        .api_route(
+            "/api/v1/{tenant}/executions/webhook/{namespace}/{flow_id}/{key}/{*path}",
             webhook(),
         )
 }

@@ -40,8 +40,37 @@ fn segments(name: &str) -> Option<Vec<&str>> {
     Some(out)
 }
 
+/// A field as Kestra names it, whatever its case (1.x clients send
+/// `flowid`, models `FLOW_ID`); unknown fields are kept as given.
+fn canonical(field: &str) -> String {
+    let folded: String = field
+        .chars()
+        .filter(|c| *c != '_')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    let known = [
+        "namespace",
+        "flowId",
+        "state",
+        "labels",
+        "scope",
+        "triggerId",
+        "q",
+    ];
+    if folded == "query" {
+        return "q".into();
+    }
+    known
+        .iter()
+        .find(|k| k.to_ascii_lowercase() == folded)
+        .map_or_else(|| field.to_owned(), |k| (*k).to_owned())
+}
+
+/// The pairs of a query string that are not filters.
+type OtherPairs = Vec<(String, String)>;
+
 /// Every `filters[...]` leaf of a raw query string, and the other pairs.
-pub(super) fn parse(raw: Option<&str>) -> ApiResult<(Vec<Leaf>, Vec<(String, String)>)> {
+pub(super) fn parse(raw: Option<&str>) -> ApiResult<(Vec<Leaf>, OtherPairs)> {
     let pairs = form_pairs(raw.unwrap_or_default().as_bytes())
         .ok_or_else(|| invalid_filter("the query string is not URL-encoded"))?;
     let mut leaves = Vec::new();
@@ -53,13 +82,13 @@ pub(super) fn parse(raw: Option<&str>) -> ApiResult<(Vec<Leaf>, Vec<(String, Str
         };
         match parts.as_slice() {
             [field, operation] => leaves.push(Leaf {
-                field: (*field).to_owned(),
+                field: canonical(field),
                 operation: operation.to_ascii_uppercase(),
                 key: None,
                 value,
             }),
-            [field, operation, key] if *field == "labels" => leaves.push(Leaf {
-                field: (*field).to_owned(),
+            [field, operation, key] if canonical(field) == "labels" => leaves.push(Leaf {
+                field: canonical(field),
                 operation: operation.to_ascii_uppercase(),
                 key: Some((*key).to_owned()),
                 value,
@@ -268,11 +297,12 @@ mod tests {
     #[test]
     fn kestra_filters_and_legacy_parameters_select_executions() {
         let sel = execution_selection(Some(
-            "filters%5Bnamespace%5D%5BEQUALS%5D=acme&filters[state][IN]=FAILED,KILLED&filters[labels][EQUALS][team]=data&labels=env:prod&size=3",
+            "filters%5Bnamespace%5D%5BEQUALS%5D=acme&filters[STATE][IN]=FAILED,KILLED&filters[flowid][EQUALS]=load&filters[labels][EQUALS][team]=data&labels=env:prod&size=3",
         ))
         .expect("parses");
         assert_eq!(sel.filter.namespace.as_deref(), Some("acme"));
         assert_eq!(sel.exact_namespace.as_deref(), Some("acme"));
+        assert_eq!(sel.filter.flow_id.as_deref(), Some("load"));
         assert_eq!(
             sel.filter.states,
             vec![ExecState::Failed, ExecState::Killed]

@@ -224,7 +224,8 @@ async fn act(state: &AppState, action: TriggerAction, key: &TriggerKey) -> ApiRe
             .await
             .map(|_| true),
         TriggerAction::Unlock => engine.trigger_detail(key).await.map(|_| true),
-        TriggerAction::Delete => engine.forget_trigger(key).await,
+        // Counted even when the trigger had no state yet (nothing to forget).
+        TriggerAction::Delete => engine.forget_trigger(key).await.map(|_| true),
         TriggerAction::PauseBackfill(paused) => {
             engine.pause_backfill(key, paused).await.map(|_| true)
         }
@@ -309,6 +310,99 @@ async fn by_query(
     act_on_all(state, action, &keys).await
 }
 
+/// `DELETE /triggers/delete/by-triggers`: forgets the listed triggers' state.
+pub(super) async fn delete_by_triggers(
+    State(state): State<AppState>,
+    Editor(_): Editor,
+    body: Body,
+) -> ApiResult<Json<BulkResponse>> {
+    let refs: Vec<TriggerRef> = json_body(body, LIST).await?;
+    act_on_all(&state, TriggerAction::Delete, &keys(refs)?).await
+}
+
+/// A filter as Kestra's clients put it in a body (`{"filters": [...]}`).
+#[derive(Debug, Deserialize, JsonSchema)]
+pub(super) struct BodyFilter {
+    field: String,
+    operation: String,
+    value: Value,
+}
+
+/// The body of `DELETE /triggers/delete/by-query` (its filters may be in
+/// the query string instead).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+pub(super) struct FiltersBody {
+    #[serde(default)]
+    filters: Vec<BodyFilter>,
+}
+
+/// `DELETE /triggers/delete/by-query`: forgets the state of the triggers
+/// the filters select, given in the query string or in the body.
+pub(super) async fn delete_by_query(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    Editor(_): Editor,
+    body: Body,
+) -> ApiResult<Json<BulkResponse>> {
+    let bytes = super::read_body(body).await?;
+    let mut query = raw.unwrap_or_default();
+    if !bytes.iter().all(u8::is_ascii_whitespace) {
+        let given: FiltersBody = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::bad_request("invalidBody", format!("the body must be {{\"filters\": [{{\"field\", \"operation\", \"value\"}}]}}: {e}"))
+        })?;
+        for f in given.filters {
+            // 1.x clients wrap the value: {"value": ...}.
+            let value = match f.value {
+                Value::Object(mut map) if map.len() == 1 && map.contains_key("value") => {
+                    map.remove("value").unwrap_or(Value::Null)
+                }
+                other => other,
+            };
+            let value = match value {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            let field = camel_case(&f.field);
+            let pair = url_pair(&format!("filters[{field}][{}]", f.operation), &value);
+            if !query.is_empty() {
+                query.push('&');
+            }
+            query.push_str(&pair);
+        }
+    }
+    by_query(&state, TriggerAction::Delete, Some(query)).await
+}
+
+/// A filter field as Kestra names it: `FLOW_ID` (1.x models) is `flowId`,
+/// `QUERY` is `q`; other names are kept.
+fn camel_case(field: &str) -> String {
+    if field == "QUERY" {
+        return "q".into();
+    }
+    if field.chars().any(|c| c.is_ascii_lowercase()) {
+        return field.to_owned();
+    }
+    let mut out = String::new();
+    for (i, part) in field.to_ascii_lowercase().split('_').enumerate() {
+        let mut chars = part.chars();
+        match chars.next() {
+            Some(first) if i > 0 => {
+                out.push(first.to_ascii_uppercase());
+                out.extend(chars);
+            }
+            _ => out.push_str(part),
+        }
+    }
+    out
+}
+
+fn url_pair(name: &str, value: &str) -> String {
+    let encode = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    format!("{}={}", encode(name), encode(value))
+}
+
 macro_rules! trigger_bulk_handlers {
     ($(($by_triggers:ident, $by_query:ident, $action:expr)),* $(,)?) => {$(
         #[doc = concat!("`", stringify!($by_triggers), "`: the action on a JSON list of triggers.")]
@@ -334,7 +428,6 @@ macro_rules! trigger_bulk_handlers {
 
 trigger_bulk_handlers!(
     (unlock_by_triggers, unlock_by_query, TriggerAction::Unlock),
-    (delete_by_triggers, delete_by_query, TriggerAction::Delete),
     (
         pause_backfill_by_triggers,
         pause_backfill_by_query,

@@ -3,7 +3,9 @@
 //! `engine::webhook`).
 
 use axum::Json;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
+
+use super::query::Path;
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -27,6 +29,10 @@ pub(super) struct WebhookPath {
     namespace: String,
     flow_id: String,
     key: String,
+    /// Anything after the key (Kestra's webhook path): accepted and not
+    /// read, as on Kestra; callers route on it on their side.
+    #[allow(dead_code)]
+    path: Option<String>,
 }
 
 /// Starts an execution from a webhook call (GET, POST, PUT…), with or

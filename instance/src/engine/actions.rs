@@ -1,6 +1,7 @@
-//! What users do to executions besides starting them, beyond restart and
-//! kill: replay with Kestra's options, labels and state set on ended
-//! executions, the latest execution of flows.
+//! What users do to executions besides starting them, beyond restart,
+//! resume and kill: pause by hand, replay with Kestra's options, labels and
+//! state set on ended executions, expressions evaluated against one, the
+//! latest execution of flows.
 
 use jiff::Timestamp;
 use serde_json::{Map, Value};
@@ -43,6 +44,20 @@ impl Engine {
             return Err(RerunError::NotEnded(id.into()).into());
         }
         Ok(execution)
+    }
+
+    /// Asks a RUNNING execution to pause (Kestra's `pause` action): no task
+    /// run starts any more, it is PAUSED at once and parked once its
+    /// running task runs are done; [`Engine::resume`] goes on. False when
+    /// it is not running.
+    pub async fn pause(&self, id: &str) -> Result<bool, EngineError> {
+        let requested = self.inner.store.request_pause(id, true).await?;
+        if requested {
+            // The driver looks at the store when signalled (as for a kill).
+            self.inner.kill_signal(id).notify_one();
+            self.inner.work.notify_one();
+        }
+        Ok(requested)
     }
 
     /// A new execution repeating an ended one (see [`Replay`]).

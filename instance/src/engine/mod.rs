@@ -338,6 +338,12 @@ impl Engine {
             if current.state.current != State::Paused {
                 return Err(EngineError::NotPaused(id.into()));
             }
+            if store.request_pause(id, false).await? {
+                // Paused by hand while task runs still run: its driver
+                // goes on.
+                self.inner.kill_signal(id).notify_one();
+                return Ok(current);
+            }
             if let Some(execution) = store.claim_one(id, owner, lease).await? {
                 break execution;
             }
@@ -399,9 +405,14 @@ impl Engine {
             run.next_attempt_at = None;
             any = true;
         }
-        if !any {
+        let waiting = execution
+            .task_run_list
+            .iter()
+            .any(|r| r.state.current == State::Paused);
+        if !any && waiting {
             return Err(EngineError::NotPaused(execution.id.clone()));
         }
+        // With no task run waiting, it was paused by hand: it goes on.
         execution.state.set(State::Running, now);
         Ok(())
     }

@@ -60,8 +60,15 @@ pub trait Dialect: Database {
 }
 
 /// The embedded migrations of one database, same versions and names on both.
-fn migrator(sql: [&'static str; 5]) -> Migrator {
-    let names = ["init", "triggers", "retention", "kv", "trigger_controls"];
+fn migrator(sql: [&'static str; 6]) -> Migrator {
+    let names = [
+        "init",
+        "triggers",
+        "retention",
+        "kv",
+        "trigger_controls",
+        "pause",
+    ];
     Migrator::with_migrations(
         (1..)
             .zip(names)
@@ -109,6 +116,7 @@ impl Dialect for Sqlite {
             include_str!("../../migrations/sqlite/0003_retention.sql"),
             include_str!("../../migrations/sqlite/0004_kv.sql"),
             include_str!("../../migrations/sqlite/0005_trigger_controls.sql"),
+            include_str!("../../migrations/sqlite/0006_pause.sql"),
         ])
         .run(&pool)
         .await
@@ -211,6 +219,7 @@ impl Dialect for Postgres {
             include_str!("../../migrations/postgres/0003_retention.sql"),
             include_str!("../../migrations/postgres/0004_kv.sql"),
             include_str!("../../migrations/postgres/0005_trigger_controls.sql"),
+            include_str!("../../migrations/postgres/0006_pause.sql"),
         ])
         .run(&pool)
         .await

@@ -142,6 +142,8 @@ pub const MAX_LABEL_FILTERS: usize = 5;
 pub struct Lease {
     pub held: bool,
     pub kill_requested: bool,
+    /// A user asked for the execution to pause (see `request_pause`).
+    pub pause_requested: bool,
 }
 
 /// One trigger of one flow.
@@ -370,6 +372,15 @@ pub trait Repository: Send + Sync + 'static {
     /// or already finished.
     fn request_kill(&self, id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Asks a RUNNING execution to pause (its owner sees it when renewing
+    /// its lease): false when it is not running. With `pause` false,
+    /// withdraws the request: false when there was none.
+    fn request_pause(
+        &self,
+        id: &str,
+        pause: bool,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     fn append_logs(&self, logs: &[NewLog]) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The state of every trigger that has one.
@@ -596,6 +607,9 @@ impl Repository for Store {
     }
     async fn request_kill(&self, id: &str) -> Result<bool, StoreError> {
         dispatch!(self, r => r.request_kill(id))
+    }
+    async fn request_pause(&self, id: &str, pause: bool) -> Result<bool, StoreError> {
+        dispatch!(self, r => r.request_pause(id, pause))
     }
     async fn append_logs(&self, logs: &[NewLog]) -> Result<(), StoreError> {
         dispatch!(self, r => r.append_logs(logs))

@@ -56,7 +56,7 @@ const INSERT_FLOW: &str = "INSERT INTO flows (namespace, id, revision, source, d
 /// Writes a waiting execution and gives its lease up.
 const PARK: &str = "UPDATE executions
      SET state = $1, updated_at = $2, body = $3, not_before = $4,
-         lease_owner = NULL, lease_until = NULL
+         lease_owner = NULL, lease_until = NULL, pause_requested = FALSE
      WHERE id = $5 AND lease_owner = $6";
 
 impl<DB> Repository for SqlRepository<DB>
@@ -365,7 +365,8 @@ where
         let result = sqlx::query(
             "UPDATE executions
              SET state = $1, finished = FALSE, updated_at = $2, body = $3,
-                 lease_owner = NULL, lease_until = NULL, not_before = 0, kill_requested = FALSE
+                 lease_owner = NULL, lease_until = NULL, not_before = 0, kill_requested = FALSE,
+                 pause_requested = FALSE
              WHERE id = $4 AND finished = TRUE",
         )
         .bind(execution.state.current.as_str())
@@ -558,7 +559,7 @@ where
         let row = sqlx::query(
             "UPDATE executions SET lease_until = $1
              WHERE id = $2 AND lease_owner = $3
-             RETURNING kill_requested",
+             RETURNING kill_requested, pause_requested",
         )
         .bind(lease_until(lease))
         .bind(id)
@@ -568,7 +569,8 @@ where
         .map_err(query_error("renew lease"))?;
         Ok(Lease {
             held: row.is_some(),
-            kill_requested: row.is_some_and(|row| row.get("kill_requested")),
+            kill_requested: row.as_ref().is_some_and(|row| row.get("kill_requested")),
+            pause_requested: row.is_some_and(|row| row.get("pause_requested")),
         })
     }
 
@@ -594,6 +596,22 @@ where
         .execute(&self.pool)
         .await
         .map_err(query_error("request kill"))?;
+        Ok(DB::rows_affected(&result) > 0)
+    }
+
+    async fn request_pause(&self, id: &str, pause: bool) -> Result<bool, StoreError> {
+        let statement = if pause {
+            "UPDATE executions SET pause_requested = TRUE
+             WHERE id = $1 AND finished = FALSE AND state = 'RUNNING'"
+        } else {
+            "UPDATE executions SET pause_requested = FALSE
+             WHERE id = $1 AND finished = FALSE AND pause_requested = TRUE"
+        };
+        let result = sqlx::query(statement)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(query_error("request pause"))?;
         Ok(DB::rows_affected(&result) > 0)
     }
 

@@ -19,19 +19,23 @@ pub struct TriggerControl {
     pub disabled: bool,
     /// The backfill in progress, as the engine wrote it.
     pub backfill: Option<serde_json::Value>,
+    /// Bumped by every write (see [`Store::advance_trigger_backfill`]).
+    pub version: i64,
 }
 
 const UPSERT_DISABLED: &str =
     "INSERT INTO trigger_controls (namespace, flow_id, trigger_id, disabled, updated_at)
      VALUES ($1, $2, $3, $4, $5)
      ON CONFLICT (namespace, flow_id, trigger_id)
-     DO UPDATE SET disabled = excluded.disabled, updated_at = excluded.updated_at";
+     DO UPDATE SET disabled = excluded.disabled, updated_at = excluded.updated_at,
+                   version = trigger_controls.version + 1";
 
 const UPSERT_BACKFILL: &str =
     "INSERT INTO trigger_controls (namespace, flow_id, trigger_id, backfill, updated_at)
      VALUES ($1, $2, $3, $4, $5)
      ON CONFLICT (namespace, flow_id, trigger_id)
-     DO UPDATE SET backfill = excluded.backfill, updated_at = excluded.updated_at";
+     DO UPDATE SET backfill = excluded.backfill, updated_at = excluded.updated_at,
+                   version = trigger_controls.version + 1";
 
 impl<DB> SqlRepository<DB>
 where
@@ -49,7 +53,7 @@ where
 {
     async fn trigger_controls(&self) -> Result<Vec<TriggerControl>, StoreError> {
         let rows = sqlx::query(
-            "SELECT namespace, flow_id, trigger_id, disabled, backfill FROM trigger_controls",
+            "SELECT namespace, flow_id, trigger_id, disabled, backfill, version FROM trigger_controls",
         )
         .fetch_all(&self.pool)
         .await
@@ -64,6 +68,7 @@ where
                         trigger_id: row.get("trigger_id"),
                     },
                     disabled: row.get("disabled"),
+                    version: row.get("version"),
                     backfill: backfill
                         .map(|text| serde_json::from_str(&text))
                         .transpose()
@@ -96,6 +101,28 @@ where
             .await
             .map_err(query_error("write trigger controls"))?;
         Ok(())
+    }
+
+    async fn advance_backfill(
+        &self,
+        key: &TriggerKey,
+        version: i64,
+        backfill: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE trigger_controls SET backfill = $4, updated_at = $5, version = version + 1
+             WHERE namespace = $1 AND flow_id = $2 AND trigger_id = $3 AND version = $6",
+        )
+        .bind(key.namespace.as_str())
+        .bind(key.flow_id.as_str())
+        .bind(key.trigger_id.as_str())
+        .bind(backfill)
+        .bind(micros(Timestamp::now()))
+        .bind(version)
+        .execute(&self.pool)
+        .await
+        .map_err(query_error("write backfill progress"))?;
+        Ok(DB::rows_affected(&done) > 0)
     }
 
     async fn forget_trigger(&self, key: &TriggerKey) -> Result<bool, StoreError> {
@@ -158,6 +185,19 @@ impl Store {
         let text = backfill.map(serde_json::Value::to_string);
         let value = ControlValue::Backfill(text.as_deref());
         on_store!(self, r => r.upsert_control(UPSERT_BACKFILL, key, value))
+    }
+
+    /// Writes a backfill's progress (or removes it, finished) only if the
+    /// trigger's controls are still at `version`: false, and nothing
+    /// written, when a caller changed them meanwhile.
+    pub async fn advance_trigger_backfill(
+        &self,
+        key: &TriggerKey,
+        version: i64,
+        backfill: Option<&serde_json::Value>,
+    ) -> Result<bool, StoreError> {
+        let text = backfill.map(serde_json::Value::to_string);
+        on_store!(self, r => r.advance_backfill(key, version, text.as_deref()))
     }
 
     /// Forgets everything about a trigger (its state and controls); the

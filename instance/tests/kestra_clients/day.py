@@ -159,8 +159,13 @@ def main():
     strict_models()
     day = Day(args.host, args.tenant, args.token)
     print(f"kestrapy {day.release} against {day.host}, tenant {day.tenant}", flush=True)
+    run_namespace = day.namespace
     for module in area_modules():
         print(f"-- {module.__name__}", flush=True)
+        # Each area in a namespace of its own, so that one area's flows
+        # (say, a webhook) are not in another's searches.
+        area = module.__name__.removeprefix("day_").replace("_", "")
+        day.namespace = f"{run_namespace}.{area}"
         try:
             module.run(day)
         except Exception as err:  # an area that stops half-way is a failure

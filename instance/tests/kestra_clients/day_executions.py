@@ -56,6 +56,16 @@ tasks:
     duration: PT60S
 """
 
+NAPS = """
+tasks:
+  - id: nap
+    type: io.kestra.plugin.core.flow.Sleep
+    duration: PT1S
+  - id: after
+    type: io.kestra.plugin.core.log.Log
+    message: after the nap
+"""
+
 PAUSES = """
 tasks:
   - id: before
@@ -86,7 +96,18 @@ def run(day):
         return
     run_id = started.id
     day.check("executions.execution (wait for end)", lambda: expect_state(day.wait_for_end(run_id), "SUCCESS"))
-    day.check("executions.execution", lambda: ex.execution(execution_id=run_id, tenant=t))
+    done = day.check("executions.execution", lambda: ex.execution(execution_id=run_id, tenant=t))
+    if done is not None:
+        uri = done.inputs["attachment"]
+        day.check("executions.file_metadatas_from_execution", lambda: expect(
+            ex.file_metadatas_from_execution(execution_id=run_id, path_uri=uri, tenant=t).size == 11,
+            "the uploaded file's size"))
+        day.check("executions.download_file_from_execution", lambda: expect(
+            ex.download_file_from_execution(execution_id=run_id, path_uri=uri, tenant=t) == b"some notes\n",
+            "the uploaded file"))
+    day.check("executions.follow_execution", lambda: expect(
+        state_of(list(ex.follow_execution(execution_id=run_id, tenant=t))[-1]) == "SUCCESS",
+        "the followed execution ends in SUCCESS"))
     day.check("executions.create_execution (wait=true)", lambda: expect_state(
         ex.create_execution(tenant=t, namespace=ns, id="hello", wait=True, inputs={"who": "again"}), "SUCCESS"))
     day.check("executions.search_executions", lambda: expect_found(
@@ -116,13 +137,14 @@ def flows(day):
     day.check("flows.create_flow (fails)", lambda: day.create_flow("fails", FAILS))
     day.check("flows.create_flow (sleepy)", lambda: day.create_flow("sleepy", SLEEPY))
     day.check("flows.create_flow (pauses)", lambda: day.create_flow("pauses", PAUSES))
+    day.check("flows.create_flow (naps)", lambda: day.create_flow("naps", NAPS))
     day.check("flows.update_flow", lambda: fl.update_flow(
         namespace=ns, id="hello", tenant=t,
         body=day.flow_source("hello", HELLO.replace("hello {{", "hi {{"))))
     day.check("flows.flow", lambda: expect(fl.flow(namespace=ns, id="hello", tenant=t).revision == 2, "revision 2"))
     day.check("flows.search_flows", lambda: fl.search_flows(tenant=t, page=1, size=10))
     day.check("flows.list_flows_by_namespace", lambda: expect(
-        len(fl.list_flows_by_namespace(namespace=ns, tenant=t)) == 4, "four flows"))
+        len(fl.list_flows_by_namespace(namespace=ns, tenant=t)) == 5, "five flows"))
     day.check("flows.list_flow_revisions", lambda: expect(
         len(fl.list_flow_revisions(namespace=ns, id="hello", tenant=t)) == 2, "two revisions"))
 
@@ -133,6 +155,9 @@ def logs(day, run_id):
     day.check("logs.list_logs_from_execution", lambda: expect(
         any("hi kestra" in (e.message or "") for e in lg.list_logs_from_execution(execution_id=run_id, tenant=t)),
         "the greeting in the logs"))
+    day.check("logs.follow_logs_from_execution", lambda: expect(
+        any("hi kestra" in (e.message or "") for e in lg.follow_logs_from_execution(execution_id=run_id, tenant=t)),
+        "the greeting in the followed logs"))
     day.check("logs.download_logs_from_execution", lambda: expect(
         "hi kestra" in str(lg.download_logs_from_execution(execution_id=run_id, tenant=t)), "the greeting"))
 
@@ -181,6 +206,20 @@ def pause_resume(day):
     day.check("executions.execution (paused)", lambda: day.wait_for(paused.id, {"PAUSED"}))
     day.check("executions.resume_execution", lambda: ex.resume_execution(execution_id=paused.id, tenant=t))
     day.check("executions.execution (resumed)", lambda: expect_state(day.wait_for_end(paused.id), "SUCCESS"))
+    # Followed while it runs, until it ends.
+    followed = ex.create_execution(tenant=t, namespace=day.namespace, id="naps")
+    day.check("executions.follow_execution (running)", lambda: expect(
+        [state_of(e) for e in ex.follow_execution(execution_id=followed.id, tenant=t)][-1] == "SUCCESS",
+        "updates until SUCCESS"))
+    # Paused by hand while it runs, then resumed.
+    napping = ex.create_execution(tenant=t, namespace=day.namespace, id="naps")
+    day.wait_for(napping.id, {"RUNNING"})
+    day.check("executions.pause_execution", lambda: ex.pause_execution(execution_id=napping.id, tenant=t))
+    day.check("executions.execution (paused by hand)", lambda: day.wait_for(napping.id, {"PAUSED"}))
+    day.check("executions.resume_execution (paused by hand)",
+              lambda: ex.resume_execution(execution_id=napping.id, tenant=t))
+    day.check("executions.execution (resumed by hand)", lambda: expect_state(
+        day.wait_for_end(napping.id), "SUCCESS"))
 
 
 def labels_and_delete(day, run_id):

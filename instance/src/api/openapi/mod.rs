@@ -142,6 +142,12 @@ const METHODS: [&str; 8] = [
 /// bearer scheme and the 501 table.
 fn finish(doc: &mut Value) {
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        // axum's catch-all `{*rest}` is OpenAPI's `{rest}` (which matches
+        // one segment in the document; the route takes any number).
+        *paths = std::mem::take(paths)
+            .into_iter()
+            .map(|(path, item)| (path.replace("{*", "{"), item))
+            .collect();
         for (path, item) in paths.iter_mut() {
             for method in METHODS {
                 if let Some(operation) = item.get_mut(method).and_then(Value::as_object_mut) {

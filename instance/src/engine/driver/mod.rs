@@ -53,6 +53,9 @@ struct Driver<'a> {
     /// A CREATE_NEW_EXECUTION retry: this execution ends RETRIED and a new
     /// one starts at this time.
     retry_at: Option<Timestamp>,
+    /// A user asked for a pause: no task run starts; the execution is
+    /// parked PAUSED once the running ones are done.
+    pausing: bool,
     /// The secret values this execution resolved, masked in its logs,
     /// outputs and errors.
     masker: Arc<crate::secrets::Masker>,
@@ -72,6 +75,7 @@ pub(crate) async fn drive(inner: &Arc<Inner>, exec: Execution) -> Result<Stop, E
         error_logs: Vec::new(),
         dirty: true,
         retry_at: None,
+        pausing: false,
         masker: Arc::default(),
     };
     if !driver.exec.task_run_list.is_empty() {
@@ -101,12 +105,17 @@ impl Driver<'_> {
         renew.tick().await;
         let kill = self.inner.kill_signal(&self.exec.id);
         loop {
-            self.advance();
+            if !self.pausing {
+                self.advance();
+            }
             if self.dirty {
                 self.persist().await?;
             }
             if self.exec.state.current.is_terminal() {
                 return Ok(Stop::Finished);
+            }
+            if self.pausing && self.workers.is_empty() {
+                return self.park_paused().await;
             }
             if self.waiting_only() {
                 return self.park().await;
@@ -121,7 +130,12 @@ impl Driver<'_> {
             tokio::select! {
                 event = rx.recv() => self.received(event, rx).await?,
                 () = tokio::time::sleep(sleep) => {}
-                () = kill.notified() => self.kill(),
+                // A kill or a pause was asked for: both are in the store.
+                () = kill.notified() => {
+                    if let Some(stop) = self.renew().await? {
+                        return Ok(stop);
+                    }
+                }
                 _ = renew.tick() => {
                     if let Some(stop) = self.renew().await? {
                         return Ok(stop);
@@ -161,6 +175,10 @@ impl Driver<'_> {
                 self.persist().await?;
                 return Ok(Some(Stop::Finished));
             }
+            if lease.pause_requested {
+                // Paused by hand and not resumed: stays parked.
+                return self.park_paused().await.map(Some);
+            }
             self.exec.state.set(State::Running, Timestamp::now());
         }
         Ok(None)
@@ -199,6 +217,16 @@ impl Driver<'_> {
         }
         if lease.kill_requested {
             self.kill();
+        } else if lease.pause_requested != self.pausing && !self.exec.state.current.is_terminal() {
+            // Paused by hand, or resumed before the running task runs ended.
+            self.pausing = lease.pause_requested;
+            let state = if self.pausing {
+                State::Paused
+            } else {
+                State::Running
+            };
+            self.exec.state.set(state, Timestamp::now());
+            self.dirty = true;
         }
         Ok(None)
     }
@@ -364,6 +392,18 @@ impl Driver<'_> {
         self.inner
             .store
             .park_execution(&self.exec, &self.inner.owner, not_before)
+            .await?;
+        Ok(Stop::Parked)
+    }
+
+    /// Parks an execution paused by hand: PAUSED until resumed or killed
+    /// (its retry timers wait for the resume).
+    async fn park_paused(&mut self) -> Result<Stop, EngineError> {
+        self.exec.state.set(State::Paused, Timestamp::now());
+        self.flush_logs().await?;
+        self.inner
+            .store
+            .park_execution(&self.exec, &self.inner.owner, None)
             .await?;
         Ok(Stop::Parked)
     }

@@ -1,7 +1,8 @@
 //! A schedule's backfill, advanced by the trigger loop: the ticks between
 //! its start and end fire again (whether they fired before or not), each
 //! once, with the backfill's inputs and labels, a bounded batch per pass.
-//! Progress (`currentDate`) is stored after each batch, and each tick is
+//! Progress (`currentDate`) is stored after each batch (unless a caller
+//! changed the backfill meanwhile), and each tick is
 //! a trigger event named after the backfill, so a restart neither skips
 //! nor repeats one. A finished backfill is removed, as Kestra does.
 
@@ -34,6 +35,7 @@ impl Backfilling<'_> {
         inner: &Inner,
         schedule: &Schedule,
         mut backfill: Backfill,
+        version: i64,
     ) -> Result<(), EngineError> {
         if backfill.paused {
             return Ok(());
@@ -63,9 +65,11 @@ impl Backfilling<'_> {
                 EngineError::TriggerInputs(format!("the backfill does not encode: {e}"))
             })?)
         };
+        // Not over a caller's change (pause, delete) made meanwhile: the
+        // next pass reads it and fires again only what is not yet fired.
         inner
             .store
-            .set_trigger_backfill(self.key, stored.as_ref())
+            .advance_trigger_backfill(self.key, version, stored.as_ref())
             .await?;
         Ok(())
     }

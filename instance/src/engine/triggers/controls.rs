@@ -87,10 +87,50 @@ impl From<crate::store::StoreError> for TriggerActionError {
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TriggerDetail {
+    /// This instance's flat view; its `date` is always given, so the
+    /// object also reads as Kestra 1's `Trigger` context.
     #[serde(flatten)]
     pub view: TriggerView,
+    /// With `namespace`, `flowId` and `triggerId` above, Kestra 2's
+    /// `ApiTriggerState` (what its single-trigger calls answer).
+    #[schemars(with = "String")]
+    pub updated_at: Timestamp,
+    /// The backfill in progress (in both releases' single-trigger shapes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backfill: Option<Backfill>,
+    /// Kestra 1's search shape.
     pub abstract_trigger: AbstractTriggerView,
     pub trigger_context: TriggerContextView,
+    /// Kestra 2's search shape (`ApiTriggerAndState`).
+    pub trigger: AbstractTriggerView,
+    pub state: TriggerStateView,
+}
+
+/// Kestra 2's `ApiTriggerState`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerStateView {
+    pub namespace: String,
+    pub flow_id: String,
+    pub trigger_id: String,
+    #[schemars(with = "String")]
+    pub updated_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub next_evaluation_date: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backfill: Option<Backfill>,
+    pub disabled: bool,
+    /// Triggers here never hold a lock.
+    pub locked: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub last_triggered_date: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_id: Option<String>,
+    /// SCHEDULE for schedules (Kestra's `TriggerType`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 /// The trigger as the flow declares it (Kestra's `AbstractTrigger`).
@@ -152,7 +192,11 @@ fn key_string(key: &TriggerKey) -> String {
     format!("{}/{}/{}", key.namespace, key.flow_id, key.trigger_id)
 }
 
-fn detail(view: TriggerView, trigger: &Trigger, control: Option<&TriggerControl>) -> TriggerDetail {
+fn detail(
+    mut view: TriggerView,
+    trigger: &Trigger,
+    control: Option<&TriggerControl>,
+) -> TriggerDetail {
     let cron = match &trigger.kind {
         TriggerKind::Schedule(spec) => Some(spec.cron.clone()),
         _ => None,
@@ -170,14 +214,33 @@ fn detail(view: TriggerView, trigger: &Trigger, control: Option<&TriggerControl>
         backfill: backfill_of(control),
         execution_id: view.execution_id.clone(),
     };
+    let declared = AbstractTriggerView {
+        id: trigger.id.clone(),
+        type_name: trigger.kind.type_name().to_owned(),
+        disabled: trigger.disabled,
+        cron,
+    };
+    let state = TriggerStateView {
+        namespace: view.namespace.clone(),
+        flow_id: view.flow_id.clone(),
+        trigger_id: view.trigger_id.clone(),
+        updated_at: context.date,
+        next_evaluation_date: view.next_execution_date,
+        backfill: context.backfill.clone(),
+        disabled: view.disabled,
+        locked: false,
+        last_triggered_date: view.last_triggered_date,
+        execution_id: view.execution_id.clone(),
+        kind: declared.cron.as_ref().map(|_| "SCHEDULE".to_owned()),
+    };
+    view.date = Some(context.date);
     TriggerDetail {
-        abstract_trigger: AbstractTriggerView {
-            id: trigger.id.clone(),
-            type_name: trigger.kind.type_name().to_owned(),
-            disabled: trigger.disabled,
-            cron,
-        },
+        updated_at: context.date,
+        backfill: context.backfill.clone(),
+        abstract_trigger: declared.clone(),
+        trigger: declared,
         trigger_context: context,
+        state,
         view,
     }
 }

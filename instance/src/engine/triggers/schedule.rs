@@ -114,7 +114,7 @@ impl Scheduled<'_> {
             Some(s) => s.cursor.unwrap_or(now),
         };
         let cursor = self.fire_due(inner, &schedule, cursor, now).await?;
-        if let Some(backfill) = backfill_of(control) {
+        if let (Some(backfill), Some(control)) = (backfill_of(control), control) {
             let backfilling = Backfilling {
                 flow: self.flow,
                 revision: self.revision,
@@ -122,7 +122,9 @@ impl Scheduled<'_> {
                 spec: self.spec,
                 key: self.key,
             };
-            backfilling.advance(inner, &schedule, backfill).await?;
+            backfilling
+                .advance(inner, &schedule, backfill, control.version)
+                .await?;
         }
         Ok(schedule.next_after(cursor))
     }

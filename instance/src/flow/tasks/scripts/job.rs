@@ -17,8 +17,14 @@ use crate::runner::ScriptJob;
 /// The file a Python `Script` is written to, in the working directory.
 pub const PYTHON_SCRIPT_FILE: &str = ".script.py";
 
-/// Kestra's `kestra` Python module (outputs, logs, metrics), given to
-/// Python tasks that import it and bring none of their own.
+/// Where `executionContext: true` writes the execution's context, as
+/// Kestra does (read by `kestra.context` / `load_execution_context()`).
+pub const EXECUTION_CONTEXT_FILE: &str = ".kestra-execution-context.json";
+
+/// A stand-in for Kestra's `kestra` Python library (outputs, metrics,
+/// logs, assets), given to Python tasks that import it and bring no
+/// `kestra.py` of their own. When the task's Python has Kestra's library
+/// installed, importing the stand-in gives that library instead.
 const KESTRA_PY: &str = include_str!("kestra.py");
 
 /// The language of a script task: its default image, how a `Script` runs.
@@ -73,6 +79,9 @@ pub async fn build(
         input_files.extend(files::namespace_files(cx, &props.namespace_files).await?);
     }
     input_files.extend(files::input_files(cx, &props.input_files).await?);
+    if props.execution_context {
+        input_files.insert(EXECUTION_CONTEXT_FILE.into(), execution_context(cx));
+    }
     let script = script(cx, props, language, body, &mut input_files).await?;
     let script = files::localize_uris(cx, script, &mut input_files).await?;
     let mut env = BTreeMap::new();
@@ -144,13 +153,26 @@ async fn script(
     Ok(script)
 }
 
+/// The execution's context as JSON (flow, execution, inputs, outputs,
+/// labels, task, taskrun, vars, trigger...), the engine's own `__` values
+/// left out.
+fn execution_context(cx: &Context<'_>) -> Bytes {
+    let context: atoll_expr::Map = cx
+        .vars
+        .iter()
+        .filter(|(key, _)| !key.starts_with("__"))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    Bytes::from(atoll_expr::Value::map(context).to_json())
+}
+
 /// Whether `name` is a file written for the script (the Python script's
-/// file, Kestra's module, files fetched for `kestra://` URIs), not one the
-/// script made.
+/// file, Kestra's module, the execution context, files fetched for
+/// `kestra://` URIs), not one the script made.
 pub fn is_ours(language: Language, name: &str, content: &[u8]) -> bool {
     let python = language == Language::Python
         && (name == PYTHON_SCRIPT_FILE || (name == "kestra.py" && content == KESTRA_PY.as_bytes()));
-    python || name.starts_with(files::FETCHED_DIR)
+    python || name == EXECUTION_CONTEXT_FILE || name.starts_with(files::FETCHED_DIR)
 }
 
 /// Whether the script or one of its Python files imports `kestra`.

@@ -9,6 +9,7 @@
 
 mod files;
 mod job;
+mod messages;
 mod outputs;
 mod properties;
 

@@ -1,5 +1,5 @@
 //! What a script gives back: its output lines (logs, and Kestra's
-//! `::{"outputs": {...}}::` lines that set outputs), its output files (kept
+//! `::{...}::` lines, see [`super::messages`]), its output files (kept
 //! in the internal storage, named by `kestra:///` URIs), its exit code.
 
 use std::collections::BTreeMap;
@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use super::messages::{self, Message};
 use crate::flow::model::LogLevel;
 use crate::flow::tasks::Context;
 use crate::runner::Stream;
@@ -30,9 +31,11 @@ impl<'c, 'a> LineReader<'c, 'a> {
         }
     }
 
-    /// One line of the script's output.
+    /// One line of the script's output: a `::{...}::` line is read as
+    /// Kestra reads it, any other is logged (standard error at WARN when
+    /// `warningOnStdErr`).
     pub fn line(&self, stream: Stream, line: String) {
-        if let Some(message) = kestra_message(&line) {
+        if let Some(message) = messages::read(&line) {
             self.message(message);
             return;
         }
@@ -44,46 +47,32 @@ impl<'c, 'a> LineReader<'c, 'a> {
         self.cx.log(level, line);
     }
 
-    /// A `::{...}::` line: `outputs` set outputs, `logs` are logged at their
-    /// level; `metrics` are not kept.
-    fn message(&self, message: Map<String, Value>) {
-        if let Some(Value::Object(outputs)) = message.get("outputs") {
+    /// A `::{...}::` line: outputs merged, metrics logged at DEBUG (the
+    /// instance keeps no metrics store yet), log lines logged at their level, assets noted at DEBUG, what
+    /// could not be read said at WARN.
+    fn message(&self, message: Message) {
+        if !message.outputs.is_empty() {
             let mut vars = self.vars.lock().unwrap_or_else(|e| e.into_inner());
-            vars.extend(outputs.clone());
+            vars.extend(message.outputs);
         }
-        if let Some(Value::Array(logs)) = message.get("logs") {
-            for log in logs {
-                let level = log
-                    .get("level")
-                    .and_then(Value::as_str)
-                    .and_then(LogLevel::from_name)
-                    .unwrap_or(LogLevel::Info);
-                if let Some(text) = log.get("message").and_then(Value::as_str) {
-                    self.cx.log(level, text);
-                }
-            }
+        for (level, text) in message.logs {
+            self.cx.log(level, text);
+        }
+        for metric in &message.metrics {
+            self.cx.log(LogLevel::Debug, metric.to_string());
+        }
+        if message.assets {
+            let text = "assets accepted and not kept: the instance keeps no asset catalog";
+            self.cx.log(LogLevel::Debug, text);
+        }
+        for problem in message.problems {
+            self.cx.log(LogLevel::Warn, problem);
         }
     }
 
     /// The outputs the script set.
     pub fn into_vars(self) -> Map<String, Value> {
         self.vars.into_inner().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// `::{"outputs": {...}}::` (or `logs`, `metrics`): Kestra's way for a
-/// script to talk to the engine.
-pub fn kestra_message(line: &str) -> Option<Map<String, Value>> {
-    let inner = line.trim().strip_prefix("::")?.strip_suffix("::")?;
-    match serde_json::from_str(inner).ok()? {
-        Value::Object(map)
-            if ["outputs", "logs", "metrics"]
-                .iter()
-                .any(|k| map.contains_key(*k)) =>
-        {
-            Some(map)
-        }
-        _ => None,
     }
 }
 
@@ -117,22 +106,4 @@ pub async fn store_files(
         uris.insert(name, Value::String(path.uri()));
     }
     Ok(uris)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kestra_lines_are_recognised() {
-        let message = kestra_message(r#"::{"outputs":{"n":1,"s":"x"}}::"#);
-        assert_eq!(
-            message.map(Value::Object),
-            Some(serde_json::json!({"outputs": {"n": 1, "s": "x"}}))
-        );
-        assert!(kestra_message(r#"  ::{"logs":[{"level":"INFO","message":"m"}]}::"#).is_some());
-        assert_eq!(kestra_message("::not json::"), None);
-        assert_eq!(kestra_message(r#"::{"other":1}::"#), None);
-        assert_eq!(kestra_message("plain"), None);
-    }
 }

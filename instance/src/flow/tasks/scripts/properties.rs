@@ -67,6 +67,11 @@ pub struct ScriptProperties {
     /// Stderr lines are logged as warnings (else as info).
     pub warning_on_std_err: bool,
     pub task_runner: TaskRunner,
+    /// `executionContext`: the execution's context written to
+    /// `.kestra-execution-context.json` in the working directory, for
+    /// Kestra's library (`from kestra import context`).
+    #[serde(default)]
+    pub execution_context: bool,
 }
 
 /// The interpreter of script tasks that name none.
@@ -89,6 +94,7 @@ impl ScriptProperties {
         let namespace_files = namespace_files(f);
         let warning_on_std_err = f.bool("warningOnStdErr", true);
         let task_runner = task_runner(f);
+        let execution_context = f.bool("executionContext", false);
         ScriptProperties {
             container_image,
             before_commands,
@@ -99,6 +105,7 @@ impl ScriptProperties {
             namespace_files,
             warning_on_std_err,
             task_runner,
+            execution_context,
         }
     }
 
