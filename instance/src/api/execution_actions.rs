@@ -53,13 +53,13 @@ pub(super) async fn restart_execution(
 #[serde(rename_all = "camelCase")]
 pub(super) struct ReplayQuery {
     /// Replay from this task run on; from the start when absent.
-    #[schemars(regex(pattern = r"^[A-Za-z0-9-]{0,64}$"))]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9-]{0,64}(?!\n)$"))]
     task_run_id: Option<String>,
     /// The flow revision to replay with; the execution's when absent.
     #[schemars(range(min = 1))]
     revision: Option<i64>,
     /// Kestra's debugging breakpoints: not supported, only empty.
-    #[schemars(regex(pattern = r"^$"))]
+    #[schemars(regex(pattern = r"^(?!\n)$"))]
     breakpoints: Option<String>,
 }
 
@@ -288,7 +288,7 @@ pub(super) async fn eval_expression(
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct StatusQuery {
     /// SUCCESS, WARNING, FAILED or KILLED.
-    #[schemars(regex(pattern = r"^(SUCCESS|WARNING|FAILED|KILLED)$"))]
+    #[schemars(regex(pattern = r"^(SUCCESS|WARNING|FAILED|KILLED)(?!\n)$"))]
     status: String,
 }
 

@@ -19,7 +19,10 @@ use crate::storage::StoragePath;
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct FileQuery {
     /// The file's `kestra:///` URI (required: a 400 says so without it).
-    #[schemars(with = "String", regex(pattern = r"^kestra:///[^\\\x00-\x1f]+$"))]
+    #[schemars(
+        with = "String",
+        regex(pattern = r"^kestra:///[^\\\x00-\x1f\x7f-\x9f]+(?!\n)$")
+    )]
     path: Option<String>,
 }
 

@@ -110,7 +110,7 @@ pub(super) async fn validate_flows(
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct SectionQuery {
     /// TASKS (default) or TRIGGERS, in any case.
-    #[schemars(regex(pattern = r"^(TASKS|TRIGGERS|tasks|triggers)$"))]
+    #[schemars(regex(pattern = r"^(TASKS|TRIGGERS|tasks|triggers)(?!\n)$"))]
     section: Option<String>,
 }
 

@@ -83,7 +83,7 @@ pub(super) struct KvDetail {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub(super) struct DeleteBulkRequest {
     #[serde(default)]
-    #[schemars(inner(regex(pattern = r"^[A-Za-z0-9_.-]{1,255}$")))]
+    #[schemars(inner(regex(pattern = r"^[A-Za-z0-9_.-]{1,255}(?!\n)$")))]
     keys: Option<Vec<String>>,
 }
 

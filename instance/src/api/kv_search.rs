@@ -32,7 +32,7 @@ pub(super) struct KvSearchQuery {
     /// `key`, `namespace`, `description`, `creationDate`, `updateDate` or
     /// `expirationDate`, with `:asc` (default) or `:desc`.
     #[schemars(regex(
-        pattern = r"^(key|namespace|description|creationDate|updateDate|expirationDate)(:(asc|desc))?$"
+        pattern = r"^(key|namespace|description|creationDate|updateDate|expirationDate)(:(asc|desc))?(?!\n)$"
     ))]
     sort: Option<String>,
 }

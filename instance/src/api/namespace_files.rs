@@ -36,7 +36,7 @@ pub(super) struct PathQuery {
     /// The file or directory, relative to the namespace (`/dir/file.txt`);
     /// the namespace's root when absent, empty or `/`.
     #[schemars(regex(
-        pattern = r"^/?$|^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*$"
+        pattern = r"^/?(?!\n)$|^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*(?!\n)$"
     ))]
     pub(super) path: Option<String>,
 }
@@ -48,7 +48,7 @@ pub(super) struct EntryQuery {
     /// The file or directory, relative to the namespace (`/dir/file.txt`);
     /// a trailing `/` on an upload makes a directory.
     #[schemars(regex(
-        pattern = r"^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*/?$"
+        pattern = r"^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*/?(?!\n)$"
     ))]
     pub(super) path: String,
     /// The revision to read (only the current one, 1, is kept).

@@ -34,12 +34,12 @@ pub(super) struct FileRevision {
 pub(super) struct MoveQuery {
     /// The file or directory to move, as `/dir/file.txt`.
     #[schemars(regex(
-        pattern = r"^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*$"
+        pattern = r"^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*(?!\n)$"
     ))]
     from: String,
     /// Where it goes; it must not exist.
     #[schemars(regex(
-        pattern = r"^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*$"
+        pattern = r"^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*(?!\n)$"
     ))]
     to: String,
 }

@@ -152,7 +152,8 @@ pub fn import(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
 
 /// A namespace file upload (`fileContent`), answered `200` with no body.
 pub fn upload(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
-    let multipart = json_schema!({"type": "object", "required": ["fileContent"],
+    // No file with a path ending in `/`: a new directory.
+    let multipart = json_schema!({"type": "object",
         "properties": {"fileContent": {"type": "string", "format": "binary"}}});
     set_body(
         t.inner_mut(),
@@ -216,7 +217,7 @@ pub fn log_page(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
 /// repeated or comma-separated.
 pub fn label_filter(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
     let schema = json_schema!({"type": "array", "maxItems": crate::store::MAX_LABEL_FILTERS, "items": {"type": "string",
-        "pattern": "^([^,:]*:[^,]*)?(,([^,:]*:[^,]*)?)*$"}});
+        "pattern": "^([^,:]*:[^,]*)?$"}});
     let labels = Parameter::Query {
         parameter_data: ParameterData {
             name: "labels".into(),

@@ -251,9 +251,9 @@ fn name_path_parameters(path: &str, operation: &mut Map<String, Value>) {
 fn parameter_schema(path: &str, name: &str) -> Option<Value> {
     match name {
         "namespace" => Some(json!({"type": "string", "maxLength": 150,
-            "pattern": "^[a-z0-9][a-z0-9_-]*(\\.[a-z0-9][a-z0-9_-]*)*$"})),
+            "pattern": "^[a-z0-9][a-z0-9_-]*(\\.[a-z0-9][a-z0-9_-]*)*(?!\\n)$"})),
         "key" if path.contains("/kv/") => Some(json!({"type": "string",
-            "pattern": "^[A-Za-z0-9_.-]{1,255}$"})),
+            "pattern": "^[A-Za-z0-9_.-]{1,255}(?!\\n)$"})),
         _ => None,
     }
 }
