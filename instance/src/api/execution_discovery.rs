@@ -29,7 +29,7 @@ pub(super) struct FlowFilter {
         regex(pattern = r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*(?!\n)$")
     )]
     namespace: String,
-    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}(?!\n)$"))]
+    #[schemars(regex(pattern = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]{0,99}(?!\n)$"))]
     id: String,
 }
 

@@ -332,16 +332,28 @@ pub(super) async fn upload(
     let (root, _) = resolve(&namespace, None)?;
     let path = resolve_entry(&namespace, Some(query.path.as_str()))?;
     let storage = state.engine.storage();
-    if raw.ends_with('/') {
-        make_directory(storage, &root, &path).await?;
-        return Ok(StatusCode::OK);
-    }
     let not_valid = || {
         ApiError::bad_request(
             "invalidBody",
             "expected a multipart/form-data body with a `fileContent` file part",
         )
     };
+    if raw.ends_with('/') {
+        // A directory: any multipart body sent along must still be one.
+        if super::is_multipart(&request) {
+            let mut multipart = Multipart::from_request(request, &())
+                .await
+                .map_err(|_| not_valid())?;
+            while multipart
+                .next_field()
+                .await
+                .map_err(|_| not_valid())?
+                .is_some()
+            {}
+        }
+        make_directory(storage, &root, &path).await?;
+        return Ok(StatusCode::OK);
+    }
     let mut multipart = Multipart::from_request(request, &())
         .await
         .map_err(|_| not_valid())?;

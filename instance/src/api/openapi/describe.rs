@@ -216,8 +216,10 @@ pub fn log_page(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
 /// The `labels` filter of a search, read from the raw query: `key:value`,
 /// repeated or comma-separated.
 pub fn label_filter(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
-    let schema = json_schema!({"type": "array", "maxItems": crate::store::MAX_LABEL_FILTERS, "items": {"type": "string",
-        "pattern": "^([^,:]*:[^,]*)?$"}});
+    // At most `MAX_LABEL_FILTERS` labels in all, which a schema cannot
+    // count across comma-separated values: more are refused (400).
+    let schema = json_schema!({"type": "array", "items": {"type": "string",
+        "pattern": "^([^,:]*:[^,]*)?(,([^,:]*:[^,]*)?)*$"}});
     let labels = Parameter::Query {
         parameter_data: ParameterData {
             name: "labels".into(),
@@ -357,6 +359,11 @@ pub fn plugin_object(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
 /// An expression as text.
 pub fn expression(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
     let content = vec![("text/plain", text())];
-    set_body(t.inner_mut(), "The expression.", true, content);
+    set_body(
+        t.inner_mut(),
+        "The expression (none: empty).",
+        false,
+        content,
+    );
     t
 }
