@@ -37,7 +37,7 @@ const FATAL: &[&str] = &["ST"];
 /// takes. (Path regexes, both prefixes.)
 const CHECKED_BEYOND_THE_SCHEMA: &[&str] = &[
     "/executions/(by-ids|by-query)$",
-    "/executions/(restart|replay|kill|resume)/by-(ids|query)$",
+    "/executions/(restart|replay|kill|resume|labels)/by-(ids|query)$",
     "/flows$",
     "/flows/\\{namespace\\}/\\{id\\}$",
     "/flows/(graph|import)$",

@@ -264,7 +264,8 @@ async fn backfill(dir: &std::path::Path, url: &str) {
     let kept = second.trigger("hourly").await;
     assert_eq!(kept["backfill"]["paused"], true, "{kept}");
     let count = second.executions("hourly").await.len();
-    clock_ticks_on(&second).await;
+    second.create_flow(&every_second("clock")).await;
+    clock_ticks(&second, 3).await;
     assert_eq!(
         second.executions("hourly").await.len(),
         count,
@@ -280,14 +281,6 @@ async fn backfill(dir: &std::path::Path, url: &str) {
     assert_eq!(deleted, json!({"count": 1}));
     assert!(second.trigger("hourly").await.get("backfill").is_none());
     second.stop().await;
-}
-
-/// A clock flow created on this instance, ticking three times.
-async fn clock_ticks_on(instance: &Instance) {
-    if instance.executions("clock").await.is_empty() {
-        instance.create_flow(&every_second("clock")).await;
-    }
-    clock_ticks(instance, 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,13 +301,19 @@ async fn trigger_controls_persist_on_postgres() {
     backfill(dir.path(), &postgres.database_url("bf")).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_trigger_requests_are_refused_by_name() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite:{}", dir.path().join("bad.db").display());
-    let i = Instance::start(dir.path(), &url).await;
-    i.create_flow(HOURLY).await;
-    let refusals: Vec<(Method, &str, Option<Value>, StatusCode, &str)> = vec![
+/// A request, and the status and words of its refusal.
+type Refusal = (
+    Method,
+    &'static str,
+    Option<Value>,
+    StatusCode,
+    &'static str,
+);
+
+/// Bad trigger requests: unknown triggers, malformed bodies, impossible
+/// backfills, unsupported filters.
+fn refusals() -> Vec<Refusal> {
+    vec![
         (
             Method::PUT,
             "/triggers/set-disabled",
@@ -391,8 +390,16 @@ async fn bad_trigger_requests_are_refused_by_name() {
             StatusCode::NOT_FOUND,
             "ghost",
         ),
-    ];
-    for (method, path, body, status, names) in refusals {
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_trigger_requests_are_refused_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite:{}", dir.path().join("bad.db").display());
+    let i = Instance::start(dir.path(), &url).await;
+    i.create_flow(HOURLY).await;
+    for (method, path, body, status, names) in refusals() {
         let (got, answer) = i.call(method, path, body).await;
         assert_eq!(got, status, "{path}: {answer}");
         let message = answer["message"].as_str().unwrap_or_default();
@@ -426,9 +433,33 @@ async fn bulk_actions_check_every_execution_first() {
         fine["id"].as_str().expect("id"),
     );
 
+    refused_bulk_changes_nothing(&i, failed, fine).await;
+    refused_input_names_itself(&i, failed).await;
+    labels_in_bulk(&i, failed, fine).await;
+
+    // By query, selected exactly: only the ended executions of `fine`.
+    let deleted = i
+        .ok(
+            Method::DELETE,
+            "/executions/by-query?filters[namespace][EQUALS]=ctl&filters[flowId][EQUALS]=fine",
+            None,
+        )
+        .await;
+    assert_eq!(deleted, json!({"count": 1}));
+    assert_eq!(i.executions("fine").await.len(), 0);
+    assert_eq!(i.executions("fails").await.len(), 1);
+    i.stop().await;
+}
+
+/// A bulk restart with one execution that cannot restart and one unknown
+/// is refused, naming both, and changes nothing.
+async fn refused_bulk_changes_nothing(i: &Instance, failed: &str, fine: &str) {
     // One execution cannot be restarted, one is unknown: nothing restarts.
     let before = i
         .ok(Method::GET, &format!("/executions/{failed}"), None)
+        .await;
+    let fine_before = i
+        .ok(Method::GET, &format!("/executions/{fine}"), None)
         .await;
     let (status, answer) = i
         .call(
@@ -449,7 +480,14 @@ async fn bulk_actions_check_every_execution_first() {
         .ok(Method::GET, &format!("/executions/{failed}"), None)
         .await;
     assert_eq!(still, before);
+    let fine_still = i
+        .ok(Method::GET, &format!("/executions/{fine}"), None)
+        .await;
+    assert_eq!(fine_still, fine_before);
+}
 
+/// Refused filters and bodies name the problem.
+async fn refused_input_names_itself(i: &Instance, failed: &str) {
     // Refused filters name themselves; bodies that are not id lists too.
     let (status, answer) = i
         .call(
@@ -483,19 +521,42 @@ async fn bulk_actions_check_every_execution_first() {
         i.executions("fails").await.len() + i.executions("fine").await.len(),
         2
     );
+}
 
-    // By query, selected exactly: only the ended executions of `fine`.
-    let deleted = i
+/// Labels set on ended executions in bulk; system labels refused.
+async fn labels_in_bulk(i: &Instance, failed: &str, fine: &str) {
+    // Labels on ended executions, by ids; refused on an unknown one.
+    let labelled = i
         .ok(
-            Method::DELETE,
-            "/executions/by-query?filters[namespace][EQUALS]=ctl&filters[flowId][EQUALS]=fine",
-            None,
+            Method::POST,
+            "/executions/labels/by-ids",
+            Some(json!({"executionsId": [failed, fine], "executionLabels": [{"key": "seen", "value": "yes"}]})),
         )
         .await;
-    assert_eq!(deleted, json!({"count": 1}));
-    assert_eq!(i.executions("fine").await.len(), 0);
-    assert_eq!(i.executions("fails").await.len(), 1);
-    i.stop().await;
+    assert_eq!(labelled, json!({"count": 2}));
+    let seen = i
+        .ok(Method::GET, &format!("/executions/{fine}"), None)
+        .await;
+    assert!(
+        seen["labels"]
+            .as_array()
+            .is_some_and(|l| l.contains(&json!({"key": "seen", "value": "yes"}))),
+        "{seen}"
+    );
+    let (status, answer) = i
+        .call(
+            Method::POST,
+            "/executions/labels/by-query?filters[flowId][EQUALS]=fine",
+            Some(json!([{"key": "system.correlationId", "value": "x"}])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("system.correlationId")),
+        "{answer}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

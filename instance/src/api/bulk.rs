@@ -18,10 +18,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Map;
 
 use super::extract::{Editor, ExecutionId};
+use super::query::Query;
 use super::query_filters::execution_selection;
 use super::{ApiError, ApiResult, AppState, read_body};
-use crate::engine::EngineError;
+use crate::engine::{EngineError, Replay, SYSTEM_LABEL_PREFIX};
 use crate::execution::{Execution, State as ExecState};
+use crate::flow::Label;
 
 /// Most executions one bulk call acts on (ids given, or selected by a query).
 pub const MAX_BULK: usize = 1000;
@@ -32,7 +34,8 @@ pub struct BulkResponse {
     pub count: u64,
 }
 
-/// Kestra's `BulkErrorResponse`: why the bulk action was refused, by id.
+/// Kestra's `BulkErrorResponse`: why the bulk action was refused, by id;
+/// with `status` and `code` as every error answer here has them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct BulkErrorResponse {
     pub message: String,
@@ -44,9 +47,40 @@ pub struct BulkErrorResponse {
     pub invalids: BTreeMap<String, String>,
 }
 
-impl IntoResponse for BulkErrorResponse {
+/// What a bulk action answers: done (200, [`BulkResponse`]) or refused
+/// before anything was done (400, [`BulkErrorResponse`]).
+#[derive(Debug)]
+pub enum BulkAnswer {
+    Done(BulkResponse),
+    Refused(BulkErrorResponse),
+}
+
+impl IntoResponse for BulkAnswer {
     fn into_response(self) -> Response {
-        (StatusCode::BAD_REQUEST, Json(self)).into_response()
+        match self {
+            BulkAnswer::Done(done) => Json(done).into_response(),
+            BulkAnswer::Refused(refused) => {
+                (StatusCode::BAD_REQUEST, Json(refused)).into_response()
+            }
+        }
+    }
+}
+
+impl aide::OperationOutput for BulkAnswer {
+    type Inner = BulkResponse;
+
+    fn operation_response(
+        ctx: &mut aide::generate::GenContext,
+        operation: &mut aide::openapi::Operation,
+    ) -> Option<aide::openapi::Response> {
+        Json::<BulkResponse>::operation_response(ctx, operation)
+    }
+
+    fn inferred_responses(
+        ctx: &mut aide::generate::GenContext,
+        operation: &mut aide::openapi::Operation,
+    ) -> Vec<(Option<aide::openapi::StatusCode>, aide::openapi::Response)> {
+        Json::<BulkResponse>::inferred_responses(ctx, operation)
     }
 }
 
@@ -59,20 +93,26 @@ pub(super) async fn json_body<T: DeserializeOwned>(body: Body, expected: &str) -
 }
 
 /// The bulk actions on executions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Action {
     Restart,
-    Replay,
+    /// From the start; on the flow's latest revision when `latest`.
+    Replay {
+        latest: bool,
+    },
     Kill,
     Resume,
     Delete,
+    /// Labels set on ended executions (over theirs, system labels kept).
+    Labels(Vec<Label>),
 }
 
 impl Action {
-    fn name(self) -> &'static str {
+    fn name(&self) -> &'static str {
         match self {
             Action::Restart => "restart",
-            Action::Replay => "replay",
+            Action::Replay { .. } => "replay",
+            Action::Labels(_) => "labels",
             Action::Kill => "kill",
             Action::Resume => "resume",
             Action::Delete => "delete",
@@ -80,12 +120,13 @@ impl Action {
     }
 
     /// Why `execution` cannot take this action, if it cannot.
-    fn refusal(self, execution: &Execution) -> Option<&'static str> {
+    fn refusal(&self, execution: &Execution) -> Option<&'static str> {
         let state = execution.state.current;
         match self {
             Action::Restart => (!matches!(state, ExecState::Failed | ExecState::Killed))
                 .then_some("execution not in state FAILED or KILLED"),
-            Action::Replay => (!state.is_terminal()).then_some("execution has not ended"),
+            Action::Replay { .. } => (!state.is_terminal()).then_some("execution has not ended"),
+            Action::Labels(_) => (!state.is_terminal()).then_some("execution is not terminated"),
             Action::Kill => state.is_terminal().then_some("execution already finished"),
             Action::Resume => {
                 (state != ExecState::Paused).then_some("execution not in state PAUSED")
@@ -98,7 +139,7 @@ impl Action {
 }
 
 /// Checks every id, then applies the action to all (or to none).
-async fn bulk(state: &AppState, action: Action, ids: Vec<String>) -> ApiResult<Response> {
+async fn bulk(state: &AppState, action: Action, ids: Vec<String>) -> ApiResult<BulkAnswer> {
     if ids.len() > MAX_BULK {
         return Err(ApiError::bad_request(
             "tooManyExecutions",
@@ -125,35 +166,45 @@ async fn bulk(state: &AppState, action: Action, ids: Vec<String>) -> ApiResult<R
         }
     }
     if !invalids.is_empty() {
-        return Ok(BulkErrorResponse {
+        return Ok(BulkAnswer::Refused(BulkErrorResponse {
             message: format!("invalid bulk {}", action.name()),
             status: StatusCode::BAD_REQUEST.as_u16(),
             code: "invalidBulk".to_owned(),
             invalids,
-        }
-        .into_response());
+        }));
     }
     let mut count = 0;
     for execution in &selected {
-        if apply(state, action, execution).await? {
+        if apply(state, &action, execution).await? {
             count += 1;
         }
     }
-    Ok(Json(BulkResponse { count }).into_response())
+    Ok(BulkAnswer::Done(BulkResponse { count }))
 }
 
 /// Applies the action to one checked execution: false when it changed
 /// meanwhile so that the action no longer applies (another caller won).
-async fn apply(state: &AppState, action: Action, execution: &Execution) -> ApiResult<bool> {
+async fn apply(state: &AppState, action: &Action, execution: &Execution) -> ApiResult<bool> {
     let id = execution.id.as_str();
     let done = match action {
         Action::Restart => state.engine.restart(id).await.map(|_| true),
-        Action::Replay => {
-            // From its first task run: the whole execution again.
-            let Some(first) = execution.task_run_list.first() else {
-                return Ok(false);
+        Action::Replay { latest } => {
+            let revision = if *latest {
+                state
+                    .engine
+                    .flows()
+                    .get(&execution.namespace, &execution.flow_id, None)
+                    .await?
+                    .filter(|r| !r.deleted)
+                    .map(|r| r.revision)
+            } else {
+                None
             };
-            let replayed = state.engine.replay(id, &first.id).await.map(|_| true);
+            let replay = Replay {
+                revision,
+                ..Replay::default()
+            };
+            let replayed = state.engine.replay_with(id, replay).await.map(|_| true);
             if replayed.is_ok() {
                 state.metrics.executions_started.inc();
             }
@@ -162,6 +213,11 @@ async fn apply(state: &AppState, action: Action, execution: &Execution) -> ApiRe
         Action::Kill => state.engine.kill(id).await,
         Action::Resume => state.engine.resume(id, &Map::new()).await.map(|_| true),
         Action::Delete => return Ok(state.engine.delete_execution(id).await? == Some(true)),
+        Action::Labels(labels) => state
+            .engine
+            .set_labels(id, labels.clone())
+            .await
+            .map(|_| true),
     };
     match done {
         Ok(done) => Ok(done),
@@ -208,7 +264,7 @@ macro_rules! bulk_handlers {
             State(state): State<AppState>,
             Editor(_): Editor,
             body: Body,
-        ) -> ApiResult<Response> {
+        ) -> ApiResult<BulkAnswer> {
             let ids: Vec<String> = json_body(body, IDS).await?;
             bulk(&state, $action, ids).await
         }
@@ -218,7 +274,7 @@ macro_rules! bulk_handlers {
             State(state): State<AppState>,
             RawQuery(raw): RawQuery,
             Editor(_): Editor,
-        ) -> ApiResult<Response> {
+        ) -> ApiResult<BulkAnswer> {
             let ids = selected_ids(&state, raw).await?;
             bulk(&state, $action, ids).await
         }
@@ -227,8 +283,127 @@ macro_rules! bulk_handlers {
 
 bulk_handlers!(
     (restart_by_ids, restart_by_query, Action::Restart),
-    (replay_by_ids, replay_by_query, Action::Replay),
     (kill_by_ids, kill_by_query, Action::Kill),
     (resume_by_ids, resume_by_query, Action::Resume),
     (delete_by_ids, delete_by_query, Action::Delete),
 );
+
+/// `latestRevision` of the bulk replay.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ReplayOptions {
+    /// Replay on the flow's latest revision instead of each execution's.
+    #[serde(default)]
+    latest_revision: bool,
+}
+
+/// `POST /executions/replay/by-ids`: new executions repeating the listed
+/// ended ones from the start.
+pub(super) async fn replay_by_ids(
+    State(state): State<AppState>,
+    Query(options): Query<ReplayOptions>,
+    Editor(_): Editor,
+    body: Body,
+) -> ApiResult<BulkAnswer> {
+    let ids: Vec<String> = json_body(body, IDS).await?;
+    let latest = options.latest_revision;
+    bulk(&state, Action::Replay { latest }, ids).await
+}
+
+/// `POST /executions/replay/by-query`: replays the selected executions.
+pub(super) async fn replay_by_query(
+    State(state): State<AppState>,
+    Query(options): Query<ReplayOptions>,
+    RawQuery(raw): RawQuery,
+    Editor(_): Editor,
+) -> ApiResult<BulkAnswer> {
+    let ids = selected_ids(&state, raw).await?;
+    let latest = options.latest_revision;
+    bulk(&state, Action::Replay { latest }, ids).await
+}
+
+/// A label of Kestra's bodies.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub(super) struct LabelBody {
+    /// Not the system's (`system.`).
+    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^(?!system\.)"))]
+    key: String,
+    #[schemars(length(max = 1024))]
+    value: String,
+}
+
+/// Most labels set at once, and their longest key or value.
+const MAX_LABELS: usize = 100;
+const MAX_LABEL_LEN: usize = 1024;
+
+fn checked_labels(labels: Vec<LabelBody>) -> ApiResult<Vec<Label>> {
+    if labels.len() > MAX_LABELS {
+        return Err(ApiError::bad_request(
+            "invalidLabels",
+            format!("at most {MAX_LABELS} labels can be set at once"),
+        ));
+    }
+    labels
+        .into_iter()
+        .map(|l| {
+            if l.key.is_empty() || l.key.len() > MAX_LABEL_LEN || l.value.len() > MAX_LABEL_LEN {
+                return Err(ApiError::bad_request(
+                    "invalidLabels",
+                    format!(
+                        "label keys are 1 to {MAX_LABEL_LEN} bytes, values at most {MAX_LABEL_LEN}"
+                    ),
+                ));
+            }
+            if l.key.starts_with(SYSTEM_LABEL_PREFIX) {
+                return Err(ApiError::bad_request(
+                    "invalidLabels",
+                    format!(
+                        "label {:?}: {SYSTEM_LABEL_PREFIX}… labels are the system's",
+                        l.key
+                    ),
+                ));
+            }
+            Ok(Label {
+                key: l.key,
+                value: l.value,
+            })
+        })
+        .collect()
+}
+
+/// `POST /executions/labels/by-ids` body (Kestra's `SetLabelsByIdsRequest`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct LabelsByIds {
+    executions_id: Vec<String>,
+    execution_labels: Vec<LabelBody>,
+}
+
+/// Sets labels on the listed ended executions.
+pub(super) async fn labels_by_ids(
+    State(state): State<AppState>,
+    Editor(_): Editor,
+    body: Body,
+) -> ApiResult<BulkAnswer> {
+    let request: LabelsByIds = json_body(
+        body,
+        "{\"executionsId\": [ids], \"executionLabels\": [{\"key\", \"value\"}]}",
+    )
+    .await?;
+    let labels = checked_labels(request.execution_labels)?;
+    bulk(&state, Action::Labels(labels), request.executions_id).await
+}
+
+/// Sets labels (the body, a JSON list) on the selected ended executions.
+pub(super) async fn labels_by_query(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    Editor(_): Editor,
+    body: Body,
+) -> ApiResult<BulkAnswer> {
+    let labels: Vec<LabelBody> =
+        json_body(body, "a JSON list of labels ({\"key\", \"value\"})").await?;
+    let labels = checked_labels(labels)?;
+    let ids = selected_ids(&state, raw).await?;
+    bulk(&state, Action::Labels(labels), ids).await
+}

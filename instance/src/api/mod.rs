@@ -184,6 +184,20 @@ pub fn api_routes() -> Routes {
             delete_with(bulk::delete_by_query, describe::bulk_by_query),
         )
         .route(
+            "/executions/labels/by-ids",
+            post_with(
+                bulk::labels_by_ids,
+                describe::json_body::<bulk::LabelsByIds>,
+            ),
+        )
+        .route(
+            "/executions/labels/by-query",
+            post_with(
+                bulk::labels_by_query,
+                describe::json_body::<Vec<bulk::LabelBody>>,
+            ),
+        )
+        .route(
             "/executions/{namespace}/{flow_id}",
             // File parts are limited one by one (inputs::MAX_FILE_BYTES).
             post_with(executions::create_execution, |t| {

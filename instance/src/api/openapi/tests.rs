@@ -171,3 +171,21 @@ fn validator_python() -> Option<std::path::PathBuf> {
     }
     python
 }
+
+/// A route built with axum's own `get` still serves beside documented
+/// ones; the document lists its path with no operation, which
+/// `every_route_is_documented_under_both_prefixes` reports.
+#[test]
+fn a_plain_axum_route_coexists_and_is_reported_undocumented() {
+    let routes = super::Routes::new()
+        .route(
+            "/flows/search",
+            aide::axum::routing::get(crate::api::flows::search_flows),
+        )
+        .route("/plain", axum::routing::get(|| async { "plain" }));
+    assert_eq!(routes.paths(), ["/flows/search", "/plain"]);
+    let doc = super::document(routes.into_router(), aide::axum::ApiRouter::new());
+    assert!(doc["paths"]["/api/v1/flows/search"]["get"].is_object());
+    let plain = &doc["paths"]["/api/v1/plain"];
+    assert!(METHODS.iter().all(|m| plain.get(m).is_none()), "{plain}");
+}

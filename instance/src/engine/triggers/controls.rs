@@ -368,7 +368,15 @@ impl Engine {
         backfill.current_date = None;
         backfill.created = Some(now);
         self.write_backfill(key, Some(&backfill)).await?;
-        self.trigger_detail(key).await
+        let mut detail = self.trigger_detail(key).await?;
+        // The trigger loop may have fired a short backfill to its end and
+        // forgotten it already: the answer still shows what was created.
+        if detail.trigger_context.backfill.is_none() {
+            detail.backfill = Some(backfill.clone());
+            detail.trigger_context.backfill = Some(backfill.clone());
+            detail.state.backfill = Some(backfill);
+        }
+        Ok(detail)
     }
 
     /// Pauses or unpauses a trigger's backfill.
