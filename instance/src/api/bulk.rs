@@ -407,3 +407,59 @@ pub(super) async fn labels_by_query(
     let ids = selected_ids(&state, raw).await?;
     bulk(&state, Action::Labels(labels), ids).await
 }
+
+/// The bulk actions on executions, by ids and by query (joined to
+/// `api_routes`).
+pub(super) fn routes(routes: super::openapi::Routes) -> super::openapi::Routes {
+    use super::openapi::describe;
+    use aide::axum::routing::{delete_with, post_with};
+    routes
+        .route(
+            "/executions/restart/by-ids",
+            post_with(restart_by_ids, describe::bulk_by_ids),
+        )
+        .route(
+            "/executions/restart/by-query",
+            post_with(restart_by_query, describe::bulk_by_query),
+        )
+        .route(
+            "/executions/replay/by-ids",
+            post_with(replay_by_ids, describe::bulk_by_ids),
+        )
+        .route(
+            "/executions/replay/by-query",
+            post_with(replay_by_query, describe::bulk_by_query),
+        )
+        .route(
+            "/executions/kill/by-ids",
+            delete_with(kill_by_ids, describe::bulk_by_ids),
+        )
+        .route(
+            "/executions/kill/by-query",
+            delete_with(kill_by_query, describe::bulk_by_query),
+        )
+        .route(
+            "/executions/resume/by-ids",
+            post_with(resume_by_ids, describe::bulk_by_ids),
+        )
+        .route(
+            "/executions/resume/by-query",
+            post_with(resume_by_query, describe::bulk_by_query),
+        )
+        .route(
+            "/executions/by-ids",
+            delete_with(delete_by_ids, describe::bulk_by_ids),
+        )
+        .route(
+            "/executions/by-query",
+            delete_with(delete_by_query, describe::bulk_by_query),
+        )
+        .route(
+            "/executions/labels/by-ids",
+            post_with(labels_by_ids, describe::json_body::<LabelsByIds>),
+        )
+        .route(
+            "/executions/labels/by-query",
+            post_with(labels_by_query, describe::json_body::<Vec<LabelBody>>),
+        )
+}

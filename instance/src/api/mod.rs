@@ -144,60 +144,6 @@ pub fn api_routes() -> Routes {
             get_with(executions::search_executions, describe::label_filter),
         )
         .route(
-            "/executions/restart/by-ids",
-            post_with(bulk::restart_by_ids, describe::bulk_by_ids),
-        )
-        .route(
-            "/executions/restart/by-query",
-            post_with(bulk::restart_by_query, describe::bulk_by_query),
-        )
-        .route(
-            "/executions/replay/by-ids",
-            post_with(bulk::replay_by_ids, describe::bulk_by_ids),
-        )
-        .route(
-            "/executions/replay/by-query",
-            post_with(bulk::replay_by_query, describe::bulk_by_query),
-        )
-        .route(
-            "/executions/kill/by-ids",
-            delete_with(bulk::kill_by_ids, describe::bulk_by_ids),
-        )
-        .route(
-            "/executions/kill/by-query",
-            delete_with(bulk::kill_by_query, describe::bulk_by_query),
-        )
-        .route(
-            "/executions/resume/by-ids",
-            post_with(bulk::resume_by_ids, describe::bulk_by_ids),
-        )
-        .route(
-            "/executions/resume/by-query",
-            post_with(bulk::resume_by_query, describe::bulk_by_query),
-        )
-        .route(
-            "/executions/by-ids",
-            delete_with(bulk::delete_by_ids, describe::bulk_by_ids),
-        )
-        .route(
-            "/executions/by-query",
-            delete_with(bulk::delete_by_query, describe::bulk_by_query),
-        )
-        .route(
-            "/executions/labels/by-ids",
-            post_with(
-                bulk::labels_by_ids,
-                describe::json_body::<bulk::LabelsByIds>,
-            ),
-        )
-        .route(
-            "/executions/labels/by-query",
-            post_with(
-                bulk::labels_by_query,
-                describe::json_body::<Vec<bulk::LabelBody>>,
-            ),
-        )
-        .route(
             "/executions/{namespace}/{flow_id}",
             // File parts are limited one by one (inputs::MAX_FILE_BYTES).
             post_with(executions::create_execution, |t| {
@@ -416,6 +362,7 @@ pub fn api_routes() -> Routes {
                 .put_with(kv::put, describe::kv_value)
                 .delete(kv::delete),
         );
+    let routes = bulk::routes(routes);
     let routes = execution_action_routes(routes, "/executions/{id}");
     execution_action_routes(routes, "/executions/{id}/actions")
 }
