@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Map;
 
 use super::extract::{Editor, ExecutionId};
+use super::query::Query;
 use super::query_filters::execution_selection;
 use super::{ApiError, ApiResult, AppState, read_body};
 use crate::engine::{EngineError, Replay, SETTABLE_STATES, SYSTEM_LABEL_PREFIX};
@@ -38,12 +39,12 @@ pub struct BulkResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct BulkErrorResponse {
     pub message: String,
+    /// 400, as every error answer repeats its status.
+    pub status: u16,
+    /// `invalidBulk`, as every error answer names what went wrong.
+    pub code: String,
     /// Each refused id and the reason.
     pub invalids: BTreeMap<String, String>,
-    /// 400.
-    pub status: u16,
-    /// `invalidBulk`.
-    pub code: String,
 }
 
 /// What a bulk action answers: done (200, [`BulkResponse`]) or refused
@@ -176,9 +177,9 @@ async fn bulk(state: &AppState, action: Action, ids: Vec<String>) -> ApiResult<B
     if !invalids.is_empty() {
         return Ok(BulkAnswer::Refused(BulkErrorResponse {
             message: format!("invalid bulk {}", action.name()),
+            status: StatusCode::BAD_REQUEST.as_u16(),
+            code: "invalidBulk".to_owned(),
             invalids,
-            status: 400,
-            code: "invalidBulk".into(),
         }));
     }
     let mut count = 0;
@@ -303,6 +304,8 @@ bulk_handlers!(
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct NewStatusQuery {
+    /// The state the ended executions take.
+    #[schemars(extend("enum" = ["SUCCESS", "WARNING", "FAILED", "KILLED"]))]
     new_status: String,
 }
 
@@ -380,7 +383,10 @@ pub(super) async fn replay_by_query(
 /// A label of Kestra's bodies.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub(super) struct LabelBody {
+    /// Not the system's (`system.`).
+    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^(?!system\.)"))]
     key: String,
+    #[schemars(length(max = 1024))]
     value: String,
 }
 
@@ -458,4 +464,76 @@ pub(super) async fn labels_by_query(
     let labels = checked_labels(labels)?;
     let ids = selected_ids(&state, raw).await?;
     bulk(&state, Action::Labels(labels), ids).await
+}
+
+/// The bulk actions on executions, by ids and by query (joined to
+/// `api_routes`).
+pub(super) fn routes(routes: super::openapi::Routes) -> super::openapi::Routes {
+    use super::openapi::describe;
+    use aide::axum::routing::{delete_with, post_with};
+    routes
+        .route(
+            "/executions/restart/by-ids",
+            post_with(restart_by_ids, describe::bulk_by_ids),
+        )
+        .route(
+            "/executions/restart/by-query",
+            post_with(restart_by_query, describe::bulk_by_query),
+        )
+        .route(
+            "/executions/replay/by-ids",
+            post_with(replay_by_ids, describe::bulk_by_ids),
+        )
+        .route(
+            "/executions/replay/by-query",
+            post_with(replay_by_query, describe::bulk_by_query),
+        )
+        .route(
+            "/executions/kill/by-ids",
+            delete_with(kill_by_ids, describe::bulk_by_ids),
+        )
+        .route(
+            "/executions/kill/by-query",
+            delete_with(kill_by_query, describe::bulk_by_query),
+        )
+        .route(
+            "/executions/resume/by-ids",
+            post_with(resume_by_ids, describe::bulk_by_ids),
+        )
+        .route(
+            "/executions/resume/by-query",
+            post_with(resume_by_query, describe::bulk_by_query),
+        )
+        .route(
+            "/executions/by-ids",
+            delete_with(delete_by_ids, describe::bulk_by_ids),
+        )
+        .route(
+            "/executions/by-query",
+            delete_with(delete_by_query, describe::bulk_by_query),
+        )
+        .route(
+            "/executions/pause/by-ids",
+            post_with(pause_by_ids, describe::bulk_by_ids),
+        )
+        .route(
+            "/executions/pause/by-query",
+            post_with(pause_by_query, describe::bulk_by_query),
+        )
+        .route(
+            "/executions/change-status/by-ids",
+            post_with(change_status_by_ids, describe::bulk_by_ids),
+        )
+        .route(
+            "/executions/change-status/by-query",
+            post_with(change_status_by_query, describe::bulk_by_query),
+        )
+        .route(
+            "/executions/labels/by-ids",
+            post_with(labels_by_ids, describe::json_body::<LabelsByIds>),
+        )
+        .route(
+            "/executions/labels/by-query",
+            post_with(labels_by_query, describe::json_body::<Vec<LabelBody>>),
+        )
 }

@@ -140,8 +140,8 @@ impl IntoResponse for ApiError {
 }
 
 /// The documented error answer with `status` and `description`, JSON
-/// [`ErrorBody`]; a 400 may also be axum's plain-text refusal of a query
-/// string or a path it cannot read.
+/// [`ErrorBody`] (query strings and paths that cannot be read too: see
+/// `query`).
 pub(super) fn error_response(
     ctx: &mut GenContext,
     status: u16,
@@ -160,19 +160,6 @@ pub(super) fn error_response(
             ..Default::default()
         },
     );
-    if status == 400 {
-        content.insert(
-            "text/plain".to_owned(),
-            openapi::MediaType {
-                schema: Some(openapi::SchemaObject {
-                    json_schema: schemars::json_schema!({"type": "string"}),
-                    example: None,
-                    external_docs: None,
-                }),
-                ..Default::default()
-            },
-        );
-    }
     let response = openapi::Response {
         description: description.to_owned(),
         content,

@@ -3,9 +3,10 @@
 //! restart, replay (with new inputs too), resume, kill, labels on an ended
 //! execution, and its state changed by hand.
 
+use super::query::Query;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -26,7 +27,9 @@ const MAX_LABEL_LEN: usize = 1024;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct RestartQuery {
-    /// Kestra restarts on another revision of the flow; Atoll does not.
+    /// Kestra restarts on another revision of the flow; Atoll does not
+    /// (refused, so not in the document).
+    #[schemars(skip)]
     revision: Option<i64>,
 }
 
@@ -50,10 +53,13 @@ pub(super) async fn restart_execution(
 #[serde(rename_all = "camelCase")]
 pub(super) struct ReplayQuery {
     /// Replay from this task run on; from the start when absent.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9-]{0,64}(?!\n)$"))]
     task_run_id: Option<String>,
     /// The flow revision to replay with; the execution's when absent.
+    #[schemars(range(min = 1))]
     revision: Option<i64>,
-    /// Kestra's debugging breakpoints (not supported).
+    /// Kestra's debugging breakpoints: not supported, only empty.
+    #[schemars(regex(pattern = r"^(?!\n)$"))]
     breakpoints: Option<String>,
 }
 
@@ -176,7 +182,13 @@ pub(super) async fn pause_execution(
 /// A label as Kestra's clients send it.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct LabelBody {
+    /// Not blank, and not the system's (`system.`).
+    #[schemars(
+        length(min = 1, max = 1024),
+        regex(pattern = r"^(?!system\.)[\s\S]*\S")
+    )]
     key: String,
+    #[schemars(length(min = 1, max = 1024))]
     value: String,
 }
 
@@ -276,6 +288,7 @@ pub(super) async fn eval_expression(
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct StatusQuery {
     /// SUCCESS, WARNING, FAILED or KILLED.
+    #[schemars(regex(pattern = r"^(SUCCESS|WARNING|FAILED|KILLED)(?!\n)$"))]
     status: String,
 }
 

@@ -24,7 +24,12 @@ const MAX_LATEST_FLOWS: usize = 100;
 /// One flow of a `latest` request.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct FlowFilter {
+    #[schemars(
+        length(max = 150),
+        regex(pattern = r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*(?!\n)$")
+    )]
     namespace: String,
+    #[schemars(regex(pattern = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]{0,99}(?!\n)$"))]
     id: String,
 }
 

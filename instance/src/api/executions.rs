@@ -4,8 +4,9 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use super::query::Query;
 use axum::Json;
-use axum::extract::{Query, RawQuery, Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -143,7 +144,7 @@ pub(super) struct ExecutionSearch {
     flow_id: Option<String>,
     /// Comma-separated states.
     #[schemars(regex(
-        pattern = r"^((CREATED|QUEUED|RUNNING|PAUSED|RETRYING|SUCCESS|WARNING|FAILED|KILLING|KILLED|CANCELLED|RETRIED)(,(CREATED|QUEUED|RUNNING|PAUSED|RETRYING|SUCCESS|WARNING|FAILED|KILLING|KILLED|CANCELLED|RETRIED))*)?$"
+        pattern = r"^((CREATED|QUEUED|RUNNING|PAUSED|RETRYING|SUCCESS|WARNING|FAILED|KILLING|KILLED|CANCELLED|RETRIED)(,(CREATED|QUEUED|RUNNING|PAUSED|RETRYING|SUCCESS|WARNING|FAILED|KILLING|KILLED|CANCELLED|RETRIED))*)?(?!\n)$"
     ))]
     state: Option<String>,
     #[schemars(range(max = u32::MAX))]

@@ -3,13 +3,14 @@
 //! list the role extractor before the path ones, so a caller without the
 //! role is refused before anything about the path is revealed.
 
-use axum::extract::{FromRequestParts, Path};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
+use super::query::Path;
 use crate::auth::{Principal, Role};
 use crate::flow;
 
@@ -50,7 +51,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Editor {
     }
 }
 
-/// The path's parameters as `T` (today's rejection when they do not fit).
+/// The path's parameters as `T` (a JSON 400 when they do not fit).
 async fn path_params<T, S>(parts: &mut Parts, state: &S) -> Result<T, Response>
 where
     T: DeserializeOwned + Send,

@@ -3,9 +3,10 @@
 //! them, to anyone who may read the execution, and only from that
 //! execution's own storage folder.
 
+use super::query::Query;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
@@ -18,7 +19,10 @@ use crate::storage::StoragePath;
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct FileQuery {
     /// The file's `kestra:///` URI (required: a 400 says so without it).
-    #[schemars(with = "String", regex(pattern = r"^kestra:///[^\\\x00-\x1f]+$"))]
+    #[schemars(
+        with = "String",
+        regex(pattern = r"^kestra:///[^\\\x00-\x1f\x7f-\x9f]+(?!\n)$")
+    )]
     path: Option<String>,
 }
 

@@ -3,9 +3,11 @@
 //! flow graph (from a source or of a stored flow), one task of a stored
 //! flow, and the distinct namespaces of the flows.
 
+use super::query::Path;
+use super::query::Query;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -107,17 +109,23 @@ pub(super) async fn validate_flows(
 /// `section` of `/flows/validate/task` (TASKS or TRIGGERS).
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct SectionQuery {
+    /// TASKS (default) or TRIGGERS, in any case.
+    #[schemars(regex(pattern = r"^(TASKS|TRIGGERS|tasks|triggers)(?!\n)$"))]
     section: Option<String>,
 }
 
 /// A flow holding `item` (JSON or YAML text) as its only task or trigger.
 fn wrapped(item: &str, as_trigger: bool) -> ApiResult<String> {
-    let value: Value = serde_norway::from_str(item).map_err(|e| {
-        ApiError::bad_request(
-            "invalidBody",
-            format!("the body must be a task or trigger object: {e}"),
-        )
-    })?;
+    // JSON first: YAML does not read every JSON string (escaped surrogate
+    // pairs, C1 control characters).
+    let value: Value = serde_json::from_str(item)
+        .or_else(|_| serde_norway::from_str(item))
+        .map_err(|e| {
+            ApiError::bad_request(
+                "invalidBody",
+                format!("the body must be a task or trigger object: {e}"),
+            )
+        })?;
     if !value.is_object() {
         return Err(ApiError::bad_request(
             "invalidBody",

@@ -2,9 +2,10 @@
 //! searches. Changes go through the engine's flows service, which also
 //! refreshes what the engine derived from the flows.
 
+use super::query::Query;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -26,10 +26,10 @@ impl JsonSchema for KestraExecution {
     }
 
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        let execution = generator.subschema_for::<Execution>();
-        json_schema!({
-            "description": "An execution, with the fields Kestra's clients require.",
-            "allOf": [execution],
+        // The engine's execution, inline, with `metadata` replaced by
+        // Kestra's (an `allOf` would also demand the engine's metadata).
+        let mut schema = Execution::json_schema(generator);
+        let kestra = json_schema!({
             "properties": {
                 "deleted": {"type": "boolean", "description": "Always false: deleted executions are gone."},
                 "originalId": {"type": "string", "description": "The execution this one was replayed from, else its own id."},
@@ -43,7 +43,33 @@ impl JsonSchema for KestraExecution {
                 }
             },
             "required": ["deleted", "originalId", "metadata"]
-        })
+        });
+        schema.insert(
+            "description".into(),
+            "An execution, with the fields Kestra's clients require.".into(),
+        );
+        let props = schema
+            .ensure_object()
+            .entry("properties")
+            .or_insert_with(|| json!({}));
+        if let (Some(props), Some(added)) = (
+            props.as_object_mut(),
+            kestra.get("properties").and_then(Value::as_object),
+        ) {
+            props.extend(added.clone());
+        }
+        let required = schema
+            .ensure_object()
+            .entry("required")
+            .or_insert_with(|| json!([]));
+        if let Some(required) = required.as_array_mut() {
+            for name in ["deleted", "originalId", "metadata"] {
+                if !required.iter().any(|r| r == name) {
+                    required.push(json!(name));
+                }
+            }
+        }
+        schema
     }
 }
 

@@ -8,9 +8,10 @@
 //!
 //! The same store the KV tasks and `kv()` use (`Engine::kv_*`).
 
+use super::query::Path;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use jiff::Timestamp;
 use schemars::JsonSchema;
@@ -82,6 +83,7 @@ pub(super) struct KvDetail {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub(super) struct DeleteBulkRequest {
     #[serde(default)]
+    #[schemars(inner(regex(pattern = r"^[A-Za-z0-9_.-]{1,255}(?!\n)$")))]
     keys: Option<Vec<String>>,
 }
 

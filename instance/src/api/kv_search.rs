@@ -5,8 +5,9 @@
 
 use std::cmp::Ordering;
 
+use super::query::Query;
 use axum::Json;
-use axum::extract::{Query, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -23,11 +24,16 @@ pub const MAX_PAGE_SIZE: usize = 1000;
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct KvSearchQuery {
     /// The page, from 1 (default 1).
+    #[schemars(range(min = 1))]
     page: Option<usize>,
     /// Entries a page (default 10, at most 1000).
+    #[schemars(range(min = 1, max = 1000))]
     size: Option<usize>,
     /// `key`, `namespace`, `description`, `creationDate`, `updateDate` or
     /// `expirationDate`, with `:asc` (default) or `:desc`.
+    #[schemars(regex(
+        pattern = r"^(key|namespace|description|creationDate|updateDate|expirationDate)(:(asc|desc))?(?!\n)$"
+    ))]
     sort: Option<String>,
 }
 

@@ -29,6 +29,7 @@ mod metrics;
 mod namespace_files;
 mod namespace_files_ops;
 pub mod openapi;
+mod query;
 mod query_filters;
 mod transfer;
 mod trigger_actions;
@@ -38,7 +39,7 @@ mod unimplemented;
 use std::sync::Arc;
 
 use aide::axum::ApiRouter;
-use aide::axum::routing::{delete, get, get_with, post, post_with, put};
+use aide::axum::routing::{delete, delete_with, get, get_with, post, post_with, put_with};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::header;
@@ -101,13 +102,22 @@ pub fn api_routes() -> Routes {
             "/flows/import",
             post_with(transfer::import_flows, describe::import),
         )
-        .route("/flows/validate", post(flow_tools::validate_flows))
-        .route("/flows/validate/task", post(flow_tools::validate_task))
+        .route(
+            "/flows/validate",
+            post_with(flow_tools::validate_flows, describe::flow_sources),
+        )
+        .route(
+            "/flows/validate/task",
+            post_with(flow_tools::validate_task, describe::plugin_object),
+        )
         .route(
             "/flows/validate/trigger",
-            post(flow_tools::validate_trigger),
+            post_with(flow_tools::validate_trigger, describe::plugin_object),
         )
-        .route("/flows/graph", post(flow_tools::graph_from_source))
+        .route(
+            "/flows/graph",
+            post_with(flow_tools::graph_from_source, describe::flow_source),
+        )
         .route(
             "/flows/distinct-namespaces",
             get(flow_tools::distinct_namespaces),
@@ -135,33 +145,13 @@ pub fn api_routes() -> Routes {
             "/executions/search",
             get_with(executions::search_executions, describe::label_filter),
         )
-        .route("/executions/restart/by-ids", post(bulk::restart_by_ids))
-        .route("/executions/restart/by-query", post(bulk::restart_by_query))
-        .route("/executions/replay/by-ids", post(bulk::replay_by_ids))
-        .route("/executions/replay/by-query", post(bulk::replay_by_query))
-        .route("/executions/kill/by-ids", delete(bulk::kill_by_ids))
-        .route("/executions/kill/by-query", delete(bulk::kill_by_query))
-        .route("/executions/resume/by-ids", post(bulk::resume_by_ids))
-        .route("/executions/resume/by-query", post(bulk::resume_by_query))
-        .route("/executions/pause/by-ids", post(bulk::pause_by_ids))
-        .route("/executions/pause/by-query", post(bulk::pause_by_query))
-        .route(
-            "/executions/change-status/by-ids",
-            post(bulk::change_status_by_ids),
-        )
-        .route(
-            "/executions/change-status/by-query",
-            post(bulk::change_status_by_query),
-        )
-        .route("/executions/by-ids", delete(bulk::delete_by_ids))
-        .route("/executions/by-query", delete(bulk::delete_by_query))
-        .route("/executions/labels/by-ids", post(bulk::labels_by_ids))
-        .route("/executions/labels/by-query", post(bulk::labels_by_query))
         .route(
             "/executions/{namespace}/{flow_id}",
             // File parts are limited one by one (inputs::MAX_FILE_BYTES).
-            post_with(executions::create_execution, describe::inputs)
-                .layer(DefaultBodyLimit::disable()),
+            post_with(executions::create_execution, |t| {
+                describe::label_filter(describe::inputs(t))
+            })
+            .layer(DefaultBodyLimit::disable()),
         )
         .route(
             "/executions/{id}/file",
@@ -170,13 +160,14 @@ pub fn api_routes() -> Routes {
         .route("/executions/{id}/file/metas", get(files::metas))
         .route(
             "/namespaces/{namespace}/files/directory",
-            get(namespace_files::list_directory).post(namespace_files::create_directory),
+            get(namespace_files::list_directory)
+                .post_with(namespace_files::create_directory, describe::ok_empty),
         )
         .route(
             "/namespaces/{namespace}/files",
             get_with(namespace_files::download, describe::download)
                 .post_with(namespace_files::upload, describe::upload)
-                .put(namespace_files_ops::move_entry)
+                .put_with(namespace_files_ops::move_entry, describe::ok_empty)
                 .delete_with(namespace_files::delete, describe::no_content)
                 .layer(DefaultBodyLimit::disable()),
         )
@@ -194,21 +185,27 @@ pub fn api_routes() -> Routes {
         )
         .route(
             "/namespaces/{namespace}/files/export",
-            get(namespace_files_ops::export),
+            get_with(namespace_files_ops::export, describe::download),
         )
         .route(
             "/executions/{id}",
             get(executions::get_execution)
                 .delete_with(executions::delete_execution, describe::no_content),
         )
-        .route("/executions", get(executions::search_executions))
+        .route(
+            "/executions",
+            get_with(executions::search_executions, describe::label_filter),
+        )
         .route(
             "/executions/{id}/follow",
             get_with(executions::follow_execution, describe::event_stream),
         )
         .route(
             "/executions/latest",
-            post(execution_discovery::latest_executions),
+            post_with(
+                execution_discovery::latest_executions,
+                describe::json_body::<Vec<execution_discovery::FlowFilter>>,
+            ),
         )
         .route(
             "/executions/namespaces",
@@ -223,10 +220,19 @@ pub fn api_routes() -> Routes {
             post(execution_discovery::validate_inputs),
         )
         .route("/triggers/search", get(trigger_actions::search))
-        .route("/triggers/set-disabled", put(trigger_actions::set_disabled))
+        .route(
+            "/triggers/set-disabled",
+            put_with(
+                trigger_actions::set_disabled,
+                describe::json_body::<trigger_actions::SetDisabled>,
+            ),
+        )
         .route(
             "/triggers/set-disabled/by-triggers",
-            post(trigger_actions::set_disabled_by_triggers),
+            post_with(
+                trigger_actions::set_disabled_by_triggers,
+                describe::json_body::<trigger_actions::SetDisabledMany>,
+            ),
         )
         .route(
             "/triggers/set-disabled/by-query",
@@ -234,7 +240,10 @@ pub fn api_routes() -> Routes {
         )
         .route(
             "/triggers/unlock/by-triggers",
-            post(trigger_actions::unlock_by_triggers),
+            post_with(
+                trigger_actions::unlock_by_triggers,
+                describe::json_body::<Vec<trigger_actions::TriggerRef>>,
+            ),
         )
         .route(
             "/triggers/unlock/by-query",
@@ -242,7 +251,10 @@ pub fn api_routes() -> Routes {
         )
         .route(
             "/triggers/delete/by-triggers",
-            delete(trigger_actions::delete_by_triggers),
+            delete_with(
+                trigger_actions::delete_by_triggers,
+                describe::json_body::<Vec<trigger_actions::TriggerRef>>,
+            ),
         )
         .route(
             "/triggers/delete/by-query",
@@ -250,23 +262,38 @@ pub fn api_routes() -> Routes {
         )
         .route(
             "/triggers/backfill/create",
-            put(trigger_actions::create_backfill),
+            put_with(
+                trigger_actions::create_backfill,
+                describe::json_body::<trigger_actions::CreateBackfill>,
+            ),
         )
         .route(
             "/triggers/backfill/pause",
-            put(trigger_actions::pause_backfill),
+            put_with(
+                trigger_actions::pause_backfill,
+                describe::json_body::<trigger_actions::TriggerRef>,
+            ),
         )
         .route(
             "/triggers/backfill/unpause",
-            put(trigger_actions::unpause_backfill),
+            put_with(
+                trigger_actions::unpause_backfill,
+                describe::json_body::<trigger_actions::TriggerRef>,
+            ),
         )
         .route(
             "/triggers/backfill/delete",
-            post(trigger_actions::delete_backfill),
+            post_with(
+                trigger_actions::delete_backfill,
+                describe::json_body::<trigger_actions::TriggerRef>,
+            ),
         )
         .route(
             "/triggers/backfill/pause/by-triggers",
-            post(trigger_actions::pause_backfill_by_triggers),
+            post_with(
+                trigger_actions::pause_backfill_by_triggers,
+                describe::json_body::<Vec<trigger_actions::TriggerRef>>,
+            ),
         )
         .route(
             "/triggers/backfill/pause/by-query",
@@ -274,7 +301,10 @@ pub fn api_routes() -> Routes {
         )
         .route(
             "/triggers/backfill/unpause/by-triggers",
-            post(trigger_actions::unpause_backfill_by_triggers),
+            post_with(
+                trigger_actions::unpause_backfill_by_triggers,
+                describe::json_body::<Vec<trigger_actions::TriggerRef>>,
+            ),
         )
         .route(
             "/triggers/backfill/unpause/by-query",
@@ -282,7 +312,10 @@ pub fn api_routes() -> Routes {
         )
         .route(
             "/triggers/backfill/delete/by-triggers",
-            post(trigger_actions::delete_backfill_by_triggers),
+            post_with(
+                trigger_actions::delete_backfill_by_triggers,
+                describe::json_body::<Vec<trigger_actions::TriggerRef>>,
+            ),
         )
         .route(
             "/triggers/backfill/delete/by-query",
@@ -294,7 +327,7 @@ pub fn api_routes() -> Routes {
         )
         .route(
             "/triggers/{namespace}/{flow_id}/{trigger_id}",
-            delete(trigger_actions::delete),
+            delete_with(trigger_actions::delete, describe::no_content),
         )
         .route(
             "/triggers/{namespace}/{flow_id}/{trigger_id}/unlock",
@@ -312,11 +345,17 @@ pub fn api_routes() -> Routes {
             "/logs/{execution_id}/follow",
             get_with(logs::follow_logs, describe::event_stream),
         )
-        .route("/logs/{execution_id}/download", get(logs::download_logs))
+        .route(
+            "/logs/{execution_id}/download",
+            get_with(logs::download_logs, describe::text_download),
+        )
         .route("/kv", get(kv_search::search))
         .route(
             "/namespaces/{namespace}/kv",
-            get(kv::list).delete(kv::delete_bulk),
+            get(kv::list).delete_with(
+                kv::delete_bulk,
+                describe::optional_json_body::<kv::DeleteBulkRequest>,
+            ),
         )
         .route("/namespaces/{namespace}/kv/inheritance", get(kv::inherited))
         .route(
@@ -325,6 +364,7 @@ pub fn api_routes() -> Routes {
                 .put_with(kv::put, describe::kv_value)
                 .delete(kv::delete),
         );
+    let routes = bulk::routes(routes);
     let routes = execution_action_routes(routes, "/executions/{id}");
     execution_action_routes(routes, "/executions/{id}/actions")
 }
@@ -344,11 +384,18 @@ fn execution_action_routes(routes: Routes, base: &str) -> Routes {
         .route(&format!("{base}/pause"), post(a::pause_execution))
         .route(
             &format!("{base}/kill"),
-            post(a::kill_execution).delete(a::kill_execution),
+            post_with(a::kill_execution, describe::kill)
+                .delete_with(a::kill_execution, describe::kill),
         )
-        .route(&format!("{base}/labels"), post(a::set_labels))
+        .route(
+            &format!("{base}/labels"),
+            post_with(a::set_labels, describe::json_body::<Vec<a::LabelBody>>),
+        )
         .route(&format!("{base}/change-status"), post(a::change_status))
-        .route(&format!("{base}/eval"), post(a::eval_expression))
+        .route(
+            &format!("{base}/eval"),
+            post_with(a::eval_expression, describe::expression),
+        )
 }
 
 /// Routes with their full path and no token: the webhooks, where the key

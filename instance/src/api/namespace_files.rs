@@ -11,8 +11,9 @@
 
 use std::collections::BTreeMap;
 
+use super::query::Query;
 use axum::Json;
-use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
@@ -28,15 +29,28 @@ use crate::storage::{FOLDER_MARKER, Storage, StorageError, StoragePath, is_folde
 /// Longest file or directory name (as file systems have it).
 const MAX_NAME_BYTES: usize = 255;
 
-/// `?path=` of the namespace-file routes.
+/// `?path=` of the namespace-file routes that read a directory or the
+/// namespace's root (list, stats).
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct PathQuery {
     /// The file or directory, relative to the namespace (`/dir/file.txt`);
-    /// the namespace's root when absent.
+    /// the namespace's root when absent, empty or `/`.
     #[schemars(regex(
-        pattern = r"^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*$"
+        pattern = r"^/?(?!\n)$|^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*(?!\n)$"
     ))]
     pub(super) path: Option<String>,
+}
+
+/// `?path=` of the namespace-file routes on one file or directory (not
+/// the root): download, upload, delete, revisions, new directory.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub(super) struct EntryQuery {
+    /// The file or directory, relative to the namespace (`/dir/file.txt`);
+    /// a trailing `/` on an upload makes a directory.
+    #[schemars(regex(
+        pattern = r"^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*/?(?!\n)$"
+    ))]
+    pub(super) path: String,
     /// The revision to read (only the current one, 1, is kept).
     pub(super) revision: Option<u32>,
 }
@@ -58,7 +72,7 @@ pub(super) struct FileAttributes {
     /// Bytes; a directory's is the sum of its files'.
     pub(super) size: u64,
     /// User metadata (none is kept: always absent).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(super) metadata: BTreeMap<String, String>,
 }
 
@@ -254,12 +268,12 @@ pub(super) async fn list_directory(
 /// Creates an (empty) directory; nothing changes when it exists.
 pub(super) async fn create_directory(
     State(state): State<AppState>,
-    Query(query): Query<PathQuery>,
+    Query(query): Query<EntryQuery>,
     Editor(_): Editor,
     NamespaceName(namespace): NamespaceName,
 ) -> ApiResult<StatusCode> {
     let (root, _) = resolve(&namespace, None)?;
-    let dir = resolve_entry(&namespace, query.path.as_deref())?;
+    let dir = resolve_entry(&namespace, Some(query.path.as_str()))?;
     make_directory(state.engine.storage(), &root, &dir).await?;
     Ok(StatusCode::OK)
 }
@@ -284,11 +298,11 @@ async fn make_directory(storage: &Storage, root: &StoragePath, dir: &StoragePath
 /// Downloads one namespace file (its current revision).
 pub(super) async fn download(
     State(state): State<AppState>,
-    Query(query): Query<PathQuery>,
+    Query(query): Query<EntryQuery>,
     Viewer(_): Viewer,
     NamespaceName(namespace): NamespaceName,
 ) -> ApiResult<Response> {
-    let path = resolve_entry(&namespace, query.path.as_deref())?;
+    let path = resolve_entry(&namespace, Some(query.path.as_str()))?;
     if query.revision.is_some_and(|r| r != 1) {
         return Err(ApiError::NotFound(
             "no such revision: only the current revision (1) of a namespace file is kept".into(),
@@ -297,7 +311,7 @@ pub(super) async fn download(
     let storage = state.engine.storage();
     if let Some((FileType::Directory, _)) = lookup(storage, &path).await? {
         return Err(invalid_path(
-            query.path.as_deref().unwrap_or_default(),
+            query.path.as_str(),
             "it names a directory, not a file",
         ));
     }
@@ -309,25 +323,37 @@ pub(super) async fn download(
 /// `fileContent`; a path ending with `/` (and no file) creates a directory.
 pub(super) async fn upload(
     State(state): State<AppState>,
-    Query(query): Query<PathQuery>,
+    Query(query): Query<EntryQuery>,
     Editor(_): Editor,
     NamespaceName(namespace): NamespaceName,
     request: Request,
 ) -> ApiResult<StatusCode> {
-    let raw = query.path.clone().unwrap_or_default();
+    let raw = query.path.clone();
     let (root, _) = resolve(&namespace, None)?;
-    let path = resolve_entry(&namespace, query.path.as_deref())?;
+    let path = resolve_entry(&namespace, Some(query.path.as_str()))?;
     let storage = state.engine.storage();
-    if raw.ends_with('/') {
-        make_directory(storage, &root, &path).await?;
-        return Ok(StatusCode::OK);
-    }
     let not_valid = || {
         ApiError::bad_request(
             "invalidBody",
             "expected a multipart/form-data body with a `fileContent` file part",
         )
     };
+    if raw.ends_with('/') {
+        // A directory: any multipart body sent along must still be one.
+        if super::is_multipart(&request) {
+            let mut multipart = Multipart::from_request(request, &())
+                .await
+                .map_err(|_| not_valid())?;
+            while multipart
+                .next_field()
+                .await
+                .map_err(|_| not_valid())?
+                .is_some()
+            {}
+        }
+        make_directory(storage, &root, &path).await?;
+        return Ok(StatusCode::OK);
+    }
     let mut multipart = Multipart::from_request(request, &())
         .await
         .map_err(|_| not_valid())?;
@@ -349,12 +375,12 @@ pub(super) async fn upload(
 /// Deletes one namespace file, or a directory with everything in it.
 pub(super) async fn delete(
     State(state): State<AppState>,
-    Query(query): Query<PathQuery>,
+    Query(query): Query<EntryQuery>,
     Editor(_): Editor,
     NamespaceName(namespace): NamespaceName,
 ) -> ApiResult<StatusCode> {
     let (root, _) = resolve(&namespace, None)?;
-    let path = resolve_entry(&namespace, query.path.as_deref())?;
+    let path = resolve_entry(&namespace, Some(query.path.as_str()))?;
     let storage = state.engine.storage();
     match lookup(storage, &path).await? {
         Some((FileType::Directory, _)) => storage.delete_prefix(&path).await?,

@@ -4,8 +4,9 @@
 
 use std::io::Write;
 
+use super::query::Query;
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
@@ -13,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{Editor, NamespaceName, Viewer};
 use super::namespace_files::{
-    FileAttributes, FileType, PathQuery, check_writable, invalid_path, keep_parent, lookup,
-    resolve, resolve_entry,
+    EntryQuery, FileAttributes, FileType, PathQuery, check_writable, keep_parent, lookup, resolve,
+    resolve_entry,
 };
 use super::{ApiError, ApiResult, AppState};
 use crate::storage::{MAX_NAMESPACE_FILES, StoragePath, is_folder_marker};
@@ -32,9 +33,15 @@ pub(super) struct FileRevision {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(super) struct MoveQuery {
     /// The file or directory to move, as `/dir/file.txt`.
-    from: Option<String>,
+    #[schemars(regex(
+        pattern = r"^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*(?!\n)$"
+    ))]
+    from: String,
     /// Where it goes; it must not exist.
-    to: Option<String>,
+    #[schemars(regex(
+        pattern = r"^/?[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*(/[^/\\\x00-\x1f\x7f-\x9f.][^/\\\x00-\x1f\x7f-\x9f]*)*(?!\n)$"
+    ))]
+    to: String,
 }
 
 /// `?q=` of a search.
@@ -74,16 +81,16 @@ pub(super) async fn stats(
 /// A file's revisions: only its current one is kept, revision 1.
 pub(super) async fn revisions(
     State(state): State<AppState>,
-    Query(query): Query<PathQuery>,
+    Query(query): Query<EntryQuery>,
     Viewer(_): Viewer,
     NamespaceName(namespace): NamespaceName,
 ) -> ApiResult<Json<Vec<FileRevision>>> {
-    let path = resolve_entry(&namespace, query.path.as_deref())?;
+    let path = resolve_entry(&namespace, Some(query.path.as_str()))?;
     match lookup(state.engine.storage(), &path).await? {
         Some((FileType::File, _)) => Ok(Json(vec![FileRevision { revision: 1 }])),
-        Some((FileType::Directory, _)) => Err(invalid_path(
-            query.path.as_deref().unwrap_or_default(),
-            "a directory has no revisions",
+        // Revisions are a file's: no file is there (404, as for no entry).
+        Some((FileType::Directory, _)) => Err(ApiError::NotFound(
+            "no such file: the path names a directory, which has no revisions".into(),
         )),
         None => Err(ApiError::NotFound("no such file".into())),
     }
@@ -96,13 +103,9 @@ pub(super) async fn move_entry(
     Editor(_): Editor,
     NamespaceName(namespace): NamespaceName,
 ) -> ApiResult<StatusCode> {
-    let missing = |name| ApiError::bad_request("invalidPath", format!("`{name}` is required"));
     let (root, _) = resolve(&namespace, None)?;
-    let from = resolve_entry(
-        &namespace,
-        Some(query.from.as_deref().ok_or(missing("from"))?),
-    )?;
-    let to = resolve_entry(&namespace, Some(query.to.as_deref().ok_or(missing("to"))?))?;
+    let from = resolve_entry(&namespace, Some(query.from.as_str()))?;
+    let to = resolve_entry(&namespace, Some(query.to.as_str()))?;
     if to.starts_with(&from) {
         return Err(ApiError::bad_request(
             "invalidPath",

@@ -1,8 +1,9 @@
 //! Moving a namespace's flows in and out: `/flows/export/by-query` (a tar
 //! archive) and `/flows/import` (a tar archive or YAML, raw or multipart).
 
+use super::query::Query;
 use axum::Json;
-use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;

@@ -4,9 +4,11 @@
 //! trigger and in bulk (`/by-triggers` with a JSON list, `/by-query` with
 //! the search's filters). Bulk calls answer Kestra's `BulkResponse`.
 
+use super::query::Path;
+use super::query::Query;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -72,6 +72,20 @@ pub fn flow_source(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
     t
 }
 
+/// Flow sources to validate: YAML documents (none: nothing to validate).
+/// Any text is accepted: what is wrong with it is the answer.
+pub fn flow_sources(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let any = json_schema!(true);
+    let yaml = [("application/x-yaml", any.clone()), ("text/plain", any)];
+    set_body(
+        t.inner_mut(),
+        "Flows as YAML documents.",
+        false,
+        yaml.into(),
+    );
+    t
+}
+
 /// Inputs: a JSON object, a URL-encoded form or a multipart form (FILE
 /// inputs as file parts); none at all is no inputs.
 pub fn inputs(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
@@ -97,11 +111,6 @@ fn empty<'t>(
 /// `204 No Content` when done.
 pub fn no_content(t: TransformOperation<'_>) -> TransformOperation<'_> {
     empty(t, 204, "done")
-}
-
-/// `202 Accepted`: the kill is under way.
-pub fn accepted(t: TransformOperation<'_>) -> TransformOperation<'_> {
-    empty(t, 202, "the execution is being killed")
 }
 
 /// A file download.
@@ -143,7 +152,8 @@ pub fn import(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
 
 /// A namespace file upload (`fileContent`), answered `200` with no body.
 pub fn upload(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
-    let multipart = json_schema!({"type": "object", "required": ["fileContent"],
+    // No file with a path ending in `/`: a new directory.
+    let multipart = json_schema!({"type": "object",
         "properties": {"fileContent": {"type": "string", "format": "binary"}}});
     set_body(
         t.inner_mut(),
@@ -206,7 +216,9 @@ pub fn log_page(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
 /// The `labels` filter of a search, read from the raw query: `key:value`,
 /// repeated or comma-separated.
 pub fn label_filter(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
-    let schema = json_schema!({"type": "array", "maxItems": crate::store::MAX_LABEL_FILTERS, "items": {"type": "string",
+    // At most `MAX_LABEL_FILTERS` labels in all, which a schema cannot
+    // count across comma-separated values: more are refused (400).
+    let schema = json_schema!({"type": "array", "items": {"type": "string",
         "pattern": "^([^,:]*:[^,]*)?(,([^,:]*:[^,]*)?)*$"}});
     let labels = Parameter::Query {
         parameter_data: ParameterData {
@@ -268,6 +280,90 @@ pub fn webhook(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
         200,
         "the execution started, or its outputs",
         vec![("application/json", object())],
+    );
+    t
+}
+
+/// `200 OK` with no body.
+pub fn ok_empty(t: TransformOperation<'_>) -> TransformOperation<'_> {
+    empty(t, 200, "done")
+}
+
+/// A plain-text download (a log).
+pub fn text_download(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let content = vec![("text/plain", text())];
+    set_response(t.inner_mut(), 200, "the text", content);
+    t
+}
+
+/// A bulk action's count of executions or triggers acted on.
+fn bulk_count(op: &mut Operation) {
+    let count = schema_of::<crate::api::bulk::BulkResponse>();
+    let content = vec![("application/json", count)];
+    set_response(op, 200, "how many were acted on", content);
+}
+
+/// A bulk action on executions chosen by id: a JSON list of ids. A 400
+/// names each id that cannot take the action (`invalids`).
+pub fn bulk_by_ids(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let ids = json_schema!({"type": "array", "items": {"type": "string"}});
+    let op = t.inner_mut();
+    set_body(
+        op,
+        "The execution ids.",
+        true,
+        vec![("application/json", ids)],
+    );
+    bulk_count(op);
+    t
+}
+
+/// A bulk action on the executions the query's filters select (the
+/// search's filters; none selects every execution).
+pub fn bulk_by_query(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    bulk_count(t.inner_mut());
+    t
+}
+
+/// `202 Accepted` with the execution as it is: the kill is under way.
+pub fn kill(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let execution = schema_of::<crate::api::kestra_shape::KestraExecution>();
+    let content = vec![("application/json", execution)];
+    set_response(t.inner_mut(), 202, "the execution is being killed", content);
+    t
+}
+
+/// A JSON body read into `T` (the handler reads it raw, to say what it
+/// expected when it does not parse).
+pub fn json_body<T: JsonSchema>(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let content = vec![("application/json", schema_of::<T>())];
+    set_body(t.inner_mut(), "The request.", true, content);
+    t
+}
+
+/// Like [`json_body`], but none at all is allowed (an empty request).
+pub fn optional_json_body<T: JsonSchema>(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let content = vec![("application/json", schema_of::<T>())];
+    set_body(t.inner_mut(), "The request (none: empty).", false, content);
+    t
+}
+
+/// A task or trigger as a JSON object (what is wrong with it is the
+/// answer, not a refusal).
+pub fn plugin_object(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let content = vec![("application/json", object())];
+    set_body(t.inner_mut(), "The task or trigger.", true, content);
+    t
+}
+
+/// An expression as text.
+pub fn expression(mut t: TransformOperation<'_>) -> TransformOperation<'_> {
+    let content = vec![("text/plain", text())];
+    set_body(
+        t.inner_mut(),
+        "The expression (none: empty).",
+        false,
+        content,
     );
     t
 }

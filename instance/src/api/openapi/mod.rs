@@ -172,6 +172,35 @@ fn finish(doc: &mut Value) {
     if let Some(doc) = doc.as_object_mut() {
         doc.insert(UNIMPLEMENTED_EXTENSION.into(), unimplemented::described());
     }
+    bound_integers(doc);
+}
+
+/// Gives every sized integer (`format: uint32`…) the bounds of its Rust
+/// type, where its schema has none: a number past them is refused (400),
+/// so the document must not offer it.
+fn bound_integers(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let bounds = match map.get("format").and_then(Value::as_str) {
+                Some("uint8") => Some((json!(0), json!(u8::MAX))),
+                Some("uint16") => Some((json!(0), json!(u16::MAX))),
+                Some("uint32") => Some((json!(0), json!(u32::MAX))),
+                Some("uint64" | "uint") => Some((json!(0), json!(u64::MAX))),
+                Some("int8") => Some((json!(i8::MIN), json!(i8::MAX))),
+                Some("int16") => Some((json!(i16::MIN), json!(i16::MAX))),
+                Some("int32") => Some((json!(i32::MIN), json!(i32::MAX))),
+                Some("int64" | "int") => Some((json!(i64::MIN), json!(i64::MAX))),
+                _ => None,
+            };
+            if let Some((min, max)) = bounds {
+                map.entry("minimum").or_insert(min);
+                map.entry("maximum").or_insert(max);
+            }
+            map.values_mut().for_each(bound_integers);
+        }
+        Value::Array(items) => items.iter_mut().for_each(bound_integers),
+        _ => {}
+    }
 }
 
 /// The `{name}` segments of a route template.
@@ -222,9 +251,9 @@ fn name_path_parameters(path: &str, operation: &mut Map<String, Value>) {
 fn parameter_schema(path: &str, name: &str) -> Option<Value> {
     match name {
         "namespace" => Some(json!({"type": "string", "maxLength": 150,
-            "pattern": "^[a-z0-9][a-z0-9_-]*(\\.[a-z0-9][a-z0-9_-]*)*$"})),
+            "pattern": "^[a-z0-9][a-z0-9_-]*(\\.[a-z0-9][a-z0-9_-]*)*(?!\\n)$"})),
         "key" if path.contains("/kv/") => Some(json!({"type": "string",
-            "pattern": "^[A-Za-z0-9_.-]{1,255}$"})),
+            "pattern": "^[A-Za-z0-9_.-]{1,255}(?!\\n)$"})),
         _ => None,
     }
 }
