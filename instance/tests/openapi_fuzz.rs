@@ -37,7 +37,8 @@ const FATAL: &[&str] = &["ST"];
 /// takes. (Path regexes, both prefixes.)
 const CHECKED_BEYOND_THE_SCHEMA: &[&str] = &[
     "/executions/(by-ids|by-query)$",
-    "/executions/(restart|replay|kill|resume|labels)/by-(ids|query)$",
+    "/executions/(restart|replay|kill|resume|labels|pause|change-status)/by-(ids|query)$",
+    "/flows/delete/by-ids$",
     "/flows$",
     "/flows/\\{namespace\\}/\\{id\\}$",
     "/flows/(graph|import)$",

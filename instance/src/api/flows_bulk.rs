@@ -14,7 +14,7 @@ use super::{ApiError, ApiResult, AppState, Editor};
 
 /// Kestra's `IdWithNamespace`: one flow.
 #[derive(Debug, Deserialize, JsonSchema)]
-pub(super) struct IdWithNamespace {
+pub struct IdWithNamespace {
     namespace: String,
     id: String,
 }

@@ -93,7 +93,13 @@ pub fn api_routes() -> Routes {
             post_with(flows::create_flow, describe::flow_source),
         )
         .route("/flows/search", get(flows::search_flows))
-        .route("/flows/delete/by-ids", delete(flows_bulk::delete_by_ids))
+        .route(
+            "/flows/delete/by-ids",
+            delete_with(
+                flows_bulk::delete_by_ids,
+                describe::json_body::<Vec<flows_bulk::IdWithNamespace>>,
+            ),
+        )
         .route(
             "/flows/export/by-query",
             get_with(transfer::export_flows, describe::tar_download),
