@@ -22,7 +22,7 @@ use clap::Parser;
 use common::ClusterKind;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -175,7 +175,21 @@ async fn task_rights_network_storage_and_env_follow_the_tenant(kind: ClusterKind
     assert!(pod["volumes"].to_string().contains("initech-flow-secrets"));
 
     // At rest: a restarted operator applies everything again and changes
-    // nothing.
+    // nothing. The first operator must have finished a whole pass first
+    // (its last child, the Ingress, and then the status of this generation),
+    // or the second one finishes that pass and its writes are not "at rest".
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), NAMESPACE);
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    eventually(
+        "the first operator's pass to end with the status",
+        || async {
+            ingresses.get_opt("instance").await.ok()??;
+            let tenant = tenants.get_opt("initech").await.ok()??;
+            let observed = tenant.status.as_ref()?.observed_generation;
+            (observed.is_some() && observed == tenant.metadata.generation).then_some(())
+        },
+    )
+    .await;
     if let Some(sim) = cluster.sim() {
         operator.abort();
         let _ = operator.await;
