@@ -21,7 +21,7 @@ use super::extract::{Editor, ExecutionId};
 use super::query::Query;
 use super::query_filters::execution_selection;
 use super::{ApiError, ApiResult, AppState, read_body};
-use crate::engine::{EngineError, Replay, SETTABLE_STATES, SYSTEM_LABEL_PREFIX};
+use crate::engine::{EngineError, Replay, SYSTEM_LABEL_PREFIX};
 use crate::execution::{Execution, State as ExecState};
 use crate::flow::Label;
 
@@ -310,16 +310,8 @@ pub(super) struct NewStatusQuery {
 }
 
 fn settable(query: &NewStatusQuery) -> ApiResult<Action> {
-    ExecState::parse(&query.new_status)
-        .filter(|s| SETTABLE_STATES.contains(s))
+    super::execution_actions::settable_state(&query.new_status, "newStatus")
         .map(Action::ChangeStatus)
-        .ok_or_else(|| {
-            let names: Vec<&str> = SETTABLE_STATES.iter().map(|s| s.as_str()).collect();
-            ApiError::bad_request(
-                "invalidQuery",
-                format!("`newStatus` must be one of {}", names.join(", ")),
-            )
-        })
 }
 
 /// Sets the state of the ended executions of a JSON list of ids.

@@ -292,6 +292,20 @@ pub(super) struct StatusQuery {
     status: String,
 }
 
+/// The state an ended execution may be given by hand, read from the query
+/// parameter `param` (`status`, or `newStatus` of the bulk form).
+pub(super) fn settable_state(text: &str, param: &str) -> ApiResult<ExecState> {
+    ExecState::parse(text)
+        .filter(|s| SETTABLE_STATES.contains(s))
+        .ok_or_else(|| {
+            let names: Vec<&str> = SETTABLE_STATES.iter().map(|s| s.as_str()).collect();
+            ApiError::bad_request(
+                "invalidQuery",
+                format!("`{param}` must be one of {}", names.join(", ")),
+            )
+        })
+}
+
 /// Sets the final state of an ended execution by hand.
 pub(super) async fn change_status(
     State(state): State<AppState>,
@@ -299,15 +313,7 @@ pub(super) async fn change_status(
     Editor(_): Editor,
     ExecutionId(id): ExecutionId,
 ) -> ApiResult<Json<KestraExecution>> {
-    let status = ExecState::parse(&query.status)
-        .filter(|s| SETTABLE_STATES.contains(s))
-        .ok_or_else(|| {
-            let names: Vec<&str> = SETTABLE_STATES.iter().map(|s| s.as_str()).collect();
-            ApiError::bad_request(
-                "invalidQuery",
-                format!("`status` must be one of {}", names.join(", ")),
-            )
-        })?;
+    let status = settable_state(&query.status, "status")?;
     Ok(Json(KestraExecution::of(
         &state.engine.change_state(&id, status).await?,
     )))
