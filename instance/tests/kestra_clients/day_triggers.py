@@ -458,6 +458,12 @@ def bulk_executions(day):
         for r in runs_of(day, "fails"):
             wait_for_end(day, r["id"])
         assert bulk_count(ex.replay_executions_by_query(tenant=t, filters=by_flow)) == 3
+        # The three replays just started: labels are set on ended executions only.
+        while len(runs_of(day, "fails")) < 6:
+            assert time.monotonic() < deadline + 30, "the replays did not appear"
+            time.sleep(0.2)
+        for r in runs_of(day, "fails"):
+            wait_for_end(day, r["id"])
 
     day.check("executions.replay_executions_by_ids/by_query", replay)
 
