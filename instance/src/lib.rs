@@ -17,6 +17,7 @@ pub mod lookups;
 pub mod runner;
 pub mod secrets;
 pub mod server;
+pub mod session;
 pub mod storage;
 pub mod store;
 pub mod task_files;
