@@ -81,10 +81,13 @@ impl AppState {
 mod admin;
 mod login;
 mod oidc;
+mod pages;
 mod pats;
+mod sso;
 mod tenants;
 mod tokens;
 
+pub use sso::is_loopback_name;
 pub use tenants::is_dns_label;
 
 /// The router; `serve` adds the listener. Tests call it directly.
@@ -94,6 +97,20 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(oidc::readyz))
         .route("/.well-known/openid-configuration", get(oidc::discovery))
         .route("/.well-known/jwks.json", get(oidc::jwks))
+        .route("/oauth2/authorize", get(oidc::authorize::authorize))
+        .route("/oauth2/token", post(oidc::token::token))
+        .route(
+            "/oauth2/logout",
+            get(oidc::logout::end_session_get).post(oidc::logout::end_session_post),
+        )
+        .route("/", get(pages::tenants::home))
+        .route("/assets/identity.css", get(pages::layout::stylesheet))
+        .route(
+            "/login",
+            get(pages::login::show_login).post(pages::login::submit_login),
+        )
+        .route("/logout", post(oidc::logout::logout_form))
+        .route("/tenants", get(pages::tenants::my_tenants_page))
         .route("/api/v1/login", post(login::login))
         .route("/api/v1/logout", post(login::logout))
         .route("/api/v1/me", get(login::me))

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::sync::Arc;
 
 use atoll_identity::config::{Argon2Params, Config, LoginLimits, Secret};
