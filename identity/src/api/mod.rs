@@ -111,6 +111,20 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/logout", post(oidc::logout::logout_form))
         .route("/tenants", get(pages::tenants::my_tenants_page))
+        .route(
+            "/tokens",
+            get(pages::tokens::tokens_page).post(pages::tokens::create_token),
+        )
+        .route("/tokens/{id}/revoke", post(pages::tokens::revoke_token))
+        .route(
+            "/admin/users",
+            get(pages::admin::users).post(pages::admin::create),
+        )
+        .route(
+            "/admin/users/{id}/{action}",
+            post(pages::admin::disable_or_enable),
+        )
+        .route("/admin/tenants", get(pages::admin::tenants))
         .route("/api/v1/login", post(login::login))
         .route("/api/v1/logout", post(login::logout))
         .route("/api/v1/me", get(login::me))
