@@ -86,6 +86,7 @@ fn bad_client_page(message: &str) -> Response {
 pub(in crate::api) async fn authorize(
     State(state): State<AppState>,
     browser: Browser,
+    headers: HeaderMap,
     RawQuery(raw): RawQuery,
     params: Result<Query<AuthorizeParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, AppError> {
@@ -127,7 +128,7 @@ pub(in crate::api) async fn authorize(
     }
     let Some(session) = &browser.session else {
         let here = format!("/oauth2/authorize?{}", raw.unwrap_or_default());
-        return login_page(&state, StatusCode::OK, &here, "", None);
+        return login_page(&state, &headers, StatusCode::OK, &here, "", None);
     };
     if inner
         .store

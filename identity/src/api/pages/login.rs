@@ -33,15 +33,26 @@ pub(in crate::api) struct LoginForm {
 /// How long the login form's CSRF cookie lives.
 const LOGIN_CSRF_MAX_AGE: i64 = 3600;
 
-/// The login form, with a fresh double-submit token (cookie + field).
+/// The login form, with its double-submit token (cookie + field).
 pub(in crate::api) fn login_page(
     state: &AppState,
+    headers: &HeaderMap,
     status: StatusCode,
     return_to: &str,
     email: &str,
     error: Option<&str>,
 ) -> Result<Response, AppError> {
-    let token = sessions::random_token(32)?;
+    // The browser's token if it has one (another tab's form stays valid).
+    let token = match cookie(headers, login_csrf_cookie_name(state)) {
+        Some(t)
+            if t.len() == 43
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            t.to_owned()
+        }
+        _ => sessions::random_token(32)?,
+    };
     let body = login_form(&token, return_to, email, error);
     let response = html_response(status, page("Log in", None, body));
     let cookie = set_cookie(
@@ -84,13 +95,14 @@ fn login_form(csrf: &str, return_to: &str, email: &str, error: Option<&str>) -> 
 pub(in crate::api) async fn show_login(
     State(state): State<AppState>,
     browser: Browser,
+    headers: HeaderMap,
     Query(query): Query<LoginQuery>,
 ) -> Result<Response, AppError> {
     let return_to = local_path(query.return_to.as_deref());
     if browser.session.is_some() {
         return Ok(see_other(&return_to));
     }
-    login_page(&state, StatusCode::OK, &return_to, "", None)
+    login_page(&state, &headers, StatusCode::OK, &return_to, "", None)
 }
 
 /// `POST /login`.
@@ -104,7 +116,14 @@ pub(in crate::api) async fn submit_login(
     let expected = cookie(&headers, login_csrf_cookie_name(&state)).unwrap_or_default();
     if expected.is_empty() || !csrf_matches(expected, form.csrf.as_deref()) {
         let message = "The login form expired or was not sent from this service. Try again.";
-        return login_page(&state, StatusCode::FORBIDDEN, &return_to, "", Some(message));
+        return login_page(
+            &state,
+            &headers,
+            StatusCode::FORBIDDEN,
+            &return_to,
+            "",
+            Some(message),
+        );
     }
     let inner = &state.inner;
     let now = now();
@@ -131,6 +150,7 @@ pub(in crate::api) async fn submit_login(
             let shown = form.email.chars().take(254).collect::<String>();
             return login_page(
                 &state,
+                &headers,
                 StatusCode::UNAUTHORIZED,
                 &return_to,
                 &shown,
