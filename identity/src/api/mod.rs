@@ -163,8 +163,9 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { AppError::NotFound })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
-        // Method, path, status, latency; never headers (they carry tokens).
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Method, path, status, latency; never headers (they carry tokens)
+        // nor the query (an ID token hint, a return address).
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(sso::request_span))
         .with_state(state)
 }
 

@@ -151,6 +151,16 @@ impl FromRequestParts<AppState> for Browser {
     }
 }
 
+/// The tracing span of a request: method and path, never the query (the
+/// logout endpoint's `id_token_hint` travels there) nor headers.
+pub(super) fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+    )
+}
+
 /// Percent-encodes a query component (everything but RFC 3986 unreserved).
 pub(super) fn url_encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
