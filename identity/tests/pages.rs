@@ -25,6 +25,7 @@ async fn pages_on_postgres() {
 const SUITE: &[(&str, support::Scenario)] = scenarios![
     access_tokens_are_created_once_and_revoked,
     admin_pages_are_for_admins,
+    admins_manage_users_on_the_pages,
     the_login_form_is_throttled,
 ];
 
@@ -156,6 +157,23 @@ async fn admin_pages_are_for_admins(url: String) {
         )
         .await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
+
+    svc.stop().await;
+}
+
+async fn admins_manage_users_on_the_pages(url: String) {
+    let svc = Service::start(config(&url)).await;
+    let admin_token = svc.admin().await;
+    svc.sign_up(&admin_token, ALICE, ALICE_PW).await;
+    let (status, _) = svc
+        .register(
+            "acme",
+            support::CLUSTER_A,
+            json!([{"email": ALICE, "role": "Viewer"}]),
+        )
+        .await;
+    assert!(status.is_success());
+    let mut alice = log_in(&svc, ALICE, ALICE_PW).await;
 
     // The admin lists, creates, disables and enables.
     let mut admin = log_in(&svc, ADMIN_EMAIL, ADMIN_PASSWORD).await;

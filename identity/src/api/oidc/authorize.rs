@@ -15,7 +15,7 @@ use super::super::pages::login::login_page;
 use super::super::pages::tenants::not_a_member_page;
 use super::super::sso::{Browser, with_query};
 use super::super::*;
-use crate::store::AuthCode;
+use crate::store::{AuthCode, SsoSession};
 
 /// How long an authorization code is valid.
 pub const CODE_TTL_SECS: i64 = 60;
@@ -93,25 +93,11 @@ pub(in crate::api) async fn authorize(
     let Ok(Query(params)) = params else {
         return Ok(bad_client_page("The sign-in request is malformed."));
     };
-    let inner = &state.inner;
-    let client_id = params.client_id.clone().unwrap_or_default();
-    let tenant = if is_dns_label(&client_id) {
-        inner.store.tenant(&client_id).await?
-    } else {
-        None
-    };
-    let Some(tenant) = tenant else {
-        return Ok(bad_client_page(
-            "The application asking you to sign in is not registered here.",
-        ));
-    };
-    let redirect_uri = params.redirect_uri.clone().unwrap_or_default();
-    if tenant.redirect_uri.is_empty() || redirect_uri != tenant.redirect_uri {
-        return Ok(bad_client_page(
-            "The address this sign-in would return to is not the one registered for the application.",
-        ));
+    if let Some(refusal) = check_client(&state, &params).await? {
+        return Ok(refusal);
     }
-    let issuer = inner.config.issuer.as_str();
+    let issuer = state.inner.config.issuer.as_str();
+    let redirect_uri = params.redirect_uri.as_deref().unwrap_or_default();
     if let Some(description) = protocol_error(&params) {
         let mut query = vec![
             ("error", "invalid_request"),
@@ -123,64 +109,105 @@ pub(in crate::api) async fn authorize(
         query.push(("iss", issuer));
         return Ok(redirect(
             StatusCode::FOUND,
-            &with_query(&redirect_uri, &query),
+            &with_query(redirect_uri, &query),
         ));
     }
     let Some(session) = &browser.session else {
         let here = format!("/oauth2/authorize?{}", raw.unwrap_or_default());
         return login_page(&state, &headers, StatusCode::OK, &here, "", None);
     };
-    if inner
+    let client_id = params.client_id.as_deref().unwrap_or_default();
+    let member = state
+        .inner
         .store
-        .membership(&session.user.email, &client_id)
+        .membership(&session.user.email, client_id)
         .await?
-        .is_none()
-    {
-        inner
-            .audit
-            .record(
-                now(),
-                Some(&session.user.id),
-                "sso.authorize",
-                Some(&client_id),
-                Outcome::Denied,
-                None,
-            )
-            .await;
-        return not_a_member_page(&state, &browser, &client_id).await;
+        .is_some();
+    audit(&state, session, client_id, member).await;
+    if !member {
+        return not_a_member_page(&state, &browser, client_id).await;
     }
-    let code = sessions::random_token(32)?;
-    let now = now();
-    inner
-        .store
-        .insert_auth_code(&AuthCode {
-            code_hash: sessions::token_hash(&code),
-            client_id: client_id.clone(),
-            redirect_uri: redirect_uri.clone(),
-            code_challenge: params.code_challenge.unwrap_or_default(),
-            nonce: params.nonce.unwrap_or_default(),
-            user_id: session.user.id.clone(),
-            session_id: session.id.clone(),
-            auth_time: session.auth_time,
-            expires_at: now.saturating_add(CODE_TTL_SECS),
-        })
-        .await?;
-    inner.store.enter_tenant(&session.id, &client_id).await?;
-    inner
+    let code = issue_code(&state, session, &params).await?;
+    let location = with_query(
+        redirect_uri,
+        &[
+            ("code", &code),
+            ("state", params.state.as_deref().unwrap_or_default()),
+            ("iss", issuer),
+        ],
+    );
+    Ok(redirect(StatusCode::FOUND, &location))
+}
+
+/// The 400 page for an unknown client or a redirect URI that is not
+/// exactly the registered one; `None` when both are right.
+async fn check_client(
+    state: &AppState,
+    params: &AuthorizeParams,
+) -> Result<Option<Response>, AppError> {
+    let client_id = params.client_id.as_deref().unwrap_or_default();
+    let tenant = if is_dns_label(client_id) {
+        state.inner.store.tenant(client_id).await?
+    } else {
+        None
+    };
+    let Some(tenant) = tenant else {
+        return Ok(Some(bad_client_page(
+            "The application asking you to sign in is not registered here.",
+        )));
+    };
+    let redirect_uri = params.redirect_uri.as_deref().unwrap_or_default();
+    if tenant.redirect_uri.is_empty() || redirect_uri != tenant.redirect_uri {
+        return Ok(Some(bad_client_page(
+            "The address this sign-in would return to is not the one registered for the application.",
+        )));
+    }
+    Ok(None)
+}
+
+async fn audit(state: &AppState, session: &SsoSession, client_id: &str, member: bool) {
+    let outcome = if member {
+        Outcome::Success
+    } else {
+        Outcome::Denied
+    };
+    state
+        .inner
         .audit
         .record(
-            now,
+            now(),
             Some(&session.user.id),
             "sso.authorize",
-            Some(&client_id),
-            Outcome::Success,
+            Some(client_id),
+            outcome,
             None,
         )
         .await;
-    let state_param = params.state.unwrap_or_default();
-    let location = with_query(
-        &redirect_uri,
-        &[("code", &code), ("state", &state_param), ("iss", issuer)],
-    );
-    Ok(redirect(StatusCode::FOUND, &location))
+}
+
+/// A new code for `session` at the client of `params` (stored as its
+/// hash); the session records that it entered the tenant.
+async fn issue_code(
+    state: &AppState,
+    session: &SsoSession,
+    params: &AuthorizeParams,
+) -> Result<String, AppError> {
+    let code = sessions::random_token(32)?;
+    let client_id = params.client_id.clone().unwrap_or_default();
+    let store = &state.inner.store;
+    store
+        .insert_auth_code(&AuthCode {
+            code_hash: sessions::token_hash(&code),
+            client_id: client_id.clone(),
+            redirect_uri: params.redirect_uri.clone().unwrap_or_default(),
+            code_challenge: params.code_challenge.clone().unwrap_or_default(),
+            nonce: params.nonce.clone().unwrap_or_default(),
+            user_id: session.user.id.clone(),
+            session_id: session.id.clone(),
+            auth_time: session.auth_time,
+            expires_at: now().saturating_add(CODE_TTL_SECS),
+        })
+        .await?;
+    store.enter_tenant(&session.id, &client_id).await?;
+    Ok(code)
 }

@@ -16,7 +16,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use super::super::tokens::tenant_claims;
 use super::super::*;
 use crate::sso_tokens::IdClaims;
-use crate::store::SsoSession;
+use crate::store::{AuthCode, SsoSession};
 
 /// The prefix of refresh tokens.
 pub const REFRESH_PREFIX: &str = "atoll_rt_";
@@ -172,23 +172,7 @@ async fn exchange_code(
         expires_at: 0,
     };
     let mut body = tenant_token(inner, &session, client_id, now).await?;
-    let ttl = inner.config.token_ttl.as_secs();
-    let issued_at = u64::try_from(now).unwrap_or_default();
-    let id_claims = IdClaims {
-        iss: inner.config.issuer.clone(),
-        sub: session.user.id.clone(),
-        aud: client_id.to_owned(),
-        exp: issued_at + ttl,
-        iat: issued_at,
-        auth_time: u64::try_from(code.auth_time).unwrap_or_default(),
-        nonce: code.nonce.clone(),
-        sid: session.id.clone(),
-        email: session.user.email.clone(),
-    };
-    let id_token = inner
-        .keys
-        .sign(&id_claims, "JWT", now)
-        .map_err(AppError::from)?;
+    body["id_token"] = id_token(inner, &session, &code, now)?.into();
     let refresh_token = sessions::new_token(REFRESH_PREFIX).map_err(AppError::from)?;
     inner
         .store
@@ -200,10 +184,34 @@ async fn exchange_code(
         )
         .await
         .map_err(AppError::from)?;
-    body["id_token"] = id_token.into();
     body["refresh_token"] = refresh_token.expose().into();
     audit_token(inner, &session.user.id, client_id, Outcome::Success).await;
     Ok(body)
+}
+
+/// The ID token of `session` for the code's client, with the code's nonce.
+fn id_token(
+    inner: &Inner,
+    session: &SsoSession,
+    code: &AuthCode,
+    now: i64,
+) -> Result<String, OAuthError> {
+    let issued_at = u64::try_from(now).unwrap_or_default();
+    let claims = IdClaims {
+        iss: inner.config.issuer.clone(),
+        sub: session.user.id.clone(),
+        aud: code.client_id.clone(),
+        exp: issued_at + inner.config.token_ttl.as_secs(),
+        iat: issued_at,
+        auth_time: u64::try_from(code.auth_time).unwrap_or_default(),
+        nonce: code.nonce.clone(),
+        sid: session.id.clone(),
+        email: session.user.email.clone(),
+    };
+    Ok(inner
+        .keys
+        .sign(&claims, "JWT", now)
+        .map_err(AppError::from)?)
 }
 
 async fn refresh(

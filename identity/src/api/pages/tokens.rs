@@ -199,11 +199,32 @@ pub(in crate::api) async fn create_token(
         }
         Err(other) => return Err(other),
     }
+    let token = store_token(&state, &session.user, name, scope, days, &ip, now).await?;
+    render(
+        &state,
+        &viewer,
+        StatusCode::CREATED,
+        Some(token.expose()),
+        None,
+    )
+    .await
+}
+
+/// Stores a new access token of `user` (its hash) and audits it; the token.
+async fn store_token(
+    state: &AppState,
+    user: &User,
+    name: &str,
+    scope: PatScope,
+    days: u32,
+    ip: &str,
+    now: i64,
+) -> Result<Secret, AppError> {
     let token = sessions::new_token(PAT_PREFIX)?;
     let credential = NewCredential {
         id: uuid::Uuid::now_v7().to_string(),
         token_hash: sessions::token_hash(token.expose()),
-        user_id: session.user.id.clone(),
+        user_id: user.id.clone(),
         kind: CredentialKind::Pat,
         name: Some(name.to_owned()),
         scope: Some(scope),
@@ -216,21 +237,14 @@ pub(in crate::api) async fn create_token(
         .audit
         .record(
             now,
-            Some(&session.user.id),
+            Some(&user.id),
             "access-token.create",
             Some(&credential.id),
             Outcome::Success,
-            Some(&ip),
+            Some(ip),
         )
         .await;
-    render(
-        &state,
-        &viewer,
-        StatusCode::CREATED,
-        Some(token.expose()),
-        None,
-    )
-    .await
+    Ok(token)
 }
 
 /// `POST /tokens/{id}/revoke`.
