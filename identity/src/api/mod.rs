@@ -87,7 +87,6 @@ mod sso;
 mod tenants;
 mod tokens;
 
-pub use sso::is_loopback_name;
 pub use tenants::is_dns_label;
 
 /// The router; `serve` adds the listener. Tests call it directly.

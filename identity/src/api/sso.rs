@@ -43,7 +43,7 @@ pub(super) fn secure_cookies(issuer: &str) -> bool {
 }
 
 /// `localhost`, `*.localhost` (RFC 6761 §6.3) or a loopback address.
-pub fn is_loopback_name(host: &str) -> bool {
+pub(super) fn is_loopback_name(host: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     host == "localhost"
         || host.ends_with(".localhost")

@@ -72,7 +72,7 @@ async fn users_page(
                             td { (when(user.created_at)) }
                             td {
                                 @let (action, label) = if user.disabled { ("enable", "Enable") } else { ("disable", "Disable") };
-                                @if user.disabled { span.muted { "disabled " } }
+                                @if user.disabled { span.muted { "disabled " } } @else { "active " }
                                 @if user.id != viewer.user.id {
                                     form.inline method="post" action={ "/admin/users/" (user.id) "/" (action) } {
                                         input type="hidden" name="_csrf" value=(viewer.csrf);
