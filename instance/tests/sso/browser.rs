@@ -2,6 +2,8 @@
 //! followed by the test, every body kept to look for tokens in), and an
 //! instance started with identity (the fake provider) and a public URL.
 
+#![allow(dead_code)]
+
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -80,6 +82,16 @@ impl SsoInstance {
             public_url,
             shutdown,
             _dir: dir,
+        }
+    }
+
+    /// A server someone else started at `base` (its own public URL).
+    pub fn at(base: &str) -> SsoInstance {
+        SsoInstance {
+            base: base.to_owned(),
+            public_url: base.to_owned(),
+            shutdown: CancellationToken::new(),
+            _dir: tempfile::tempdir().expect("temp dir"),
         }
     }
 

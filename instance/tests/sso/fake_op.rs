@@ -5,6 +5,8 @@
 //! refresh_token) and `/oauth2/logout` (recorded). Tokens are signed with
 //! the same EdDSA test key the other instance tests mint tokens with.
 
+#![allow(dead_code)]
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
