@@ -144,15 +144,15 @@ impl Sessions {
     /// expired or is no longer accepted).
     async fn caller(&self, session: SessionRecord) -> Option<SessionCaller> {
         let now = Timestamp::now();
-        let fresh = session.access_expires > later(now, REFRESH_MARGIN);
-        let principal = match fresh {
-            true => match self.verifier.verify(&session.access_token).await {
+        let mut principal = None;
+        if session.access_expires > later(now, REFRESH_MARGIN) {
+            principal = match self.verifier.verify(&session.access_token).await {
                 Ok(principal) => Some(principal),
+                // Identity's keys are not loaded yet: no refresh would help.
                 Err(AuthError::KeysUnavailable) => return None,
                 Err(_) => None,
-            },
-            false => None,
-        };
+            };
+        }
         let (principal, session) = match principal {
             Some(principal) => (principal, session),
             None => self.refresh(session).await?,

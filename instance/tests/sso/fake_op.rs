@@ -47,7 +47,7 @@ pub struct OpState {
     codes: Mutex<HashMap<String, Code>>,
     /// refresh token → (client_id, revoked).
     refresh_tokens: Mutex<HashMap<String, (String, bool)>>,
-    /// Lifetime of the next access tokens, seconds (negative: expired).
+    /// Lifetime of the next access tokens, seconds.
     pub access_ttl: AtomicI64,
     /// The next id_token carries another nonce.
     pub tamper_nonce: AtomicBool,
@@ -216,9 +216,10 @@ async fn token(State(op): State<Arc<OpState>>, body: String) -> Response {
             {
                 return refused("invalid_grant");
             }
-            let nonce = match op.tamper_nonce.swap(false, Ordering::SeqCst) {
-                true => "not-the-sign-ins-nonce".to_owned(),
-                false => code.nonce,
+            let nonce = if op.tamper_nonce.swap(false, Ordering::SeqCst) {
+                "not-the-sign-ins-nonce".to_owned()
+            } else {
+                code.nonce
             };
             tokens(&op, &code.client_id, Some(&nonce))
         }
