@@ -215,7 +215,12 @@ async fn an_expired_access_token_is_refreshed_and_a_refused_refresh_ends_the_ses
 }
 
 /// The UI's pages, as the lead mounts them: `authenticate_page` in front.
-async fn serve_pages(op: &FakeOp, dir: &std::path::Path) -> (String, tokio::task::JoinHandle<()>) {
+/// With `authentication` false the instance runs open (no verifier).
+async fn serve_pages(
+    op: &FakeOp,
+    dir: &std::path::Path,
+    authentication: bool,
+) -> (String, tokio::task::JoinHandle<()>) {
     use atoll_instance::api::{AppState, authenticate_page};
     use atoll_instance::auth::{IdentityVerifier, Principal};
     use atoll_instance::session::{CsrfToken, Sessions};
@@ -234,10 +239,10 @@ async fn serve_pages(op: &FakeOp, dir: &std::path::Path) -> (String, tokio::task
     let state = AppState {
         engine: atoll_instance::engine::Engine::new(store, Default::default()),
         tenant: "acme".into(),
-        verifier: Some(verifier),
+        verifier: authentication.then_some(verifier as _),
         metrics: Arc::default(),
         attempts: Default::default(),
-        sessions: Some(Arc::new(sessions)),
+        sessions: authentication.then(|| Arc::new(sessions)),
     };
     let page = |principal: axum::Extension<Principal>, csrf: Option<axum::Extension<CsrfToken>>| async move {
         format!(
@@ -265,7 +270,7 @@ async fn serve_pages(op: &FakeOp, dir: &std::path::Path) -> (String, tokio::task
 async fn pages_send_strangers_to_sign_in_and_back() {
     let op = FakeOp::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let (base, server) = serve_pages(&op, dir.path()).await;
+    let (base, server) = serve_pages(&op, dir.path(), true).await;
     let browser = Browser::new();
     let page = format!("{base}/ui/flows?q=a%20b");
     let stranger = browser.get(&page).await;
@@ -290,6 +295,36 @@ async fn pages_send_strangers_to_sign_in_and_back() {
     assert_eq!(
         browser.send(Method::POST, &page, &[], form).await.status,
         StatusCode::FORBIDDEN
+    );
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_authentication_pages_are_open_and_ask_no_csrf_token() {
+    let op = FakeOp::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (base, server) = serve_pages(&op, dir.path(), false).await;
+    let browser = Browser::new();
+    let page = format!("{base}/ui/flows");
+    let shown = browser.get(&page).await;
+    assert_eq!(
+        (shown.status, shown.body.as_str()),
+        (StatusCode::OK, "local Admin csrf=false")
+    );
+    let form = Some(("application/x-www-form-urlencoded", "title=x".to_owned()));
+    assert_eq!(
+        browser.send(Method::POST, &page, &[], form).await.status,
+        StatusCode::OK
+    );
+    let login = browser
+        .get(&format!("{base}/auth/login?return_to=%2Fui%2Fflows"))
+        .await;
+    assert_eq!(login.location.as_deref(), Some("/ui/flows"));
+    let who: Value = serde_json::from_str(&browser.get(&format!("{base}/auth/session")).await.body)
+        .expect("json");
+    assert_eq!(
+        who,
+        json!({"subject": "local", "role": "Admin", "csrfToken": null})
     );
     server.abort();
 }
