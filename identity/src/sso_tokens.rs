@@ -163,8 +163,8 @@ pub fn verify_id_token(
 
 /// Verifies a back-channel logout token for `client_id`: signature, `typ`
 /// `logout+jwt`, issuer, audience, `iat` within
-/// [`LOGOUT_TOKEN_MAX_AGE_SECS`] of `now`, the logout event, `sid` or `sub`,
-/// and no `nonce`. Whether its `jti` was seen before is the caller's check.
+/// [`LOGOUT_TOKEN_MAX_AGE_SECS`] of `now` and not expired, the logout event,
+/// `sid` or `sub`, and no `nonce`. Whether its `jti` was seen before is the caller's check.
 pub fn verify_logout_token(
     keys: &KeySet,
     issuer: &str,
@@ -176,6 +176,9 @@ pub fn verify_logout_token(
     check_issuer_audience(&claims.iss, &claims.aud, issuer, client_id)?;
     if claims.iat.abs_diff(now) > LOGOUT_TOKEN_MAX_AGE_SECS {
         return Err(SsoTokenError::Stale);
+    }
+    if claims.exp <= now {
+        return Err(VerifyError::Expired.into());
     }
     let has_event = claims
         .events
