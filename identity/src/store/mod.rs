@@ -314,6 +314,8 @@ forward! {
     // Single sign-on.
     /// The SSO session behind a session token's hash, if live.
     pub async fn sso_session(&self, token_hash: &str, now: i64) -> Result<Option<SsoSession>, StoreError>;
+    /// The SSO session with this id, if live.
+    pub async fn sso_session_by_id(&self, id: &str, now: i64) -> Result<Option<SsoSession>, StoreError>;
     pub async fn membership(&self, email: &str, tenant: &str) -> Result<Option<Membership>, StoreError>;
     /// Records that a session entered a tenant (idempotent).
     pub async fn enter_tenant(&self, session_id: &str, tenant: &str) -> Result<(), StoreError>;

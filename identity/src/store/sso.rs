@@ -73,6 +73,33 @@ queries! {
         }))
     }
 
+    /// The SSO session with this id, if live and its user enabled.
+    pub async fn sso_session_by_id(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<SsoSession>, StoreError> {
+        const OP: &str = "find SSO session by id";
+        let row = sqlx::query(
+            "SELECT u.id, u.email, u.display_name, u.is_admin, u.disabled, u.created_at,
+                    c.id AS session_id, c.created_at AS auth_time, c.expires_at
+             FROM credentials c JOIN users u ON u.id = c.user_id
+             WHERE c.id = $1 AND c.kind = 'session' AND c.expires_at > $2 AND u.disabled = 0",
+        )
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .ctx(OP)?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(SsoSession {
+            id: row.try_get("session_id").ctx(OP)?,
+            user: user_of(&row).ctx(OP)?,
+            auth_time: row.try_get("auth_time").ctx(OP)?,
+            expires_at: row.try_get("expires_at").ctx(OP)?,
+        }))
+    }
+
     /// The membership of `email` in `tenant`, if any.
     pub async fn membership(
         &self,

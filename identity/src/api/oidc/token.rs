@@ -157,19 +157,15 @@ async fn exchange_code(
         audit_token(inner, &code.user_id, client_id, Outcome::Denied).await;
         return Err(invalid_grant(description));
     }
-    let user = inner
+    let session = inner
         .store
-        .user(&code.user_id)
+        .sso_session_by_id(&code.session_id, now)
         .await
         .map_err(AppError::from)?;
-    let Some(user) = user.filter(|u| !u.disabled) else {
-        return Err(invalid_grant("the account is disabled"));
-    };
-    let session = SsoSession {
-        id: code.session_id.clone(),
-        user,
-        auth_time: code.auth_time,
-        expires_at: 0,
+    let Some(session) = session.filter(|s| s.user.id == code.user_id) else {
+        return Err(invalid_grant(
+            "the session has ended or the account is disabled",
+        ));
     };
     let mut body = tenant_token(inner, &session, client_id, now).await?;
     body["id_token"] = id_token(inner, &session, &code, now)?.into();
