@@ -14,7 +14,7 @@ use support::browser::{Browser, encode};
 use support::eventually;
 use support::sso::{
     ALICE, ALICE_PW, CAROL, CAROL_PW, TenantApp, authorize_path, code_for, exchange, keys, now,
-    pkce, setup, signed_in, token,
+    pkce, register, setup, signed_in, token,
 };
 
 #[tokio::test]
@@ -302,6 +302,20 @@ async fn a_second_tenant_asks_no_password(url: String) {
         now(),
     )
     .expect("refreshed");
+
+    // Once she is no member of acme, its refresh token is refused.
+    register(&svc, "acme", &acme.url, serde_json::json!([])).await;
+    let (status, refused) = token(
+        &svc,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", body["refresh_token"].as_str().expect("rt")),
+            ("client_id", "acme"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused["error"], "invalid_grant");
     svc.stop().await;
 }
 
