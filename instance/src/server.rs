@@ -120,6 +120,10 @@ pub async fn serve_with_metrics(
             .as_ref()
             .map(|k| k.attempts())
             .unwrap_or_default(),
+        identity_issuer: match &config.auth {
+            crate::config::AuthMode::Identity { issuer, .. } => Some(issuer.clone()),
+            _ => None,
+        },
     };
     let local = listener.local_addr().map_err(ServeError::Serve)?;
     tracing::info!(

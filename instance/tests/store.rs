@@ -192,6 +192,7 @@ async fn executions_are_stored_and_searched(store: &Store) {
             labels: Vec::new(),
             limit: 100,
             offset: 0,
+            ..ExecutionFilter::default()
         };
         async move {
             let mut ids: Vec<String> = store

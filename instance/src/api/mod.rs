@@ -54,6 +54,10 @@ pub use extract::{Editor, ExecutionId, FlowKey, Viewer};
 pub use metrics::{Metrics, StateLabel, StatusLabel};
 use openapi::{Routes, describe};
 pub use unimplemented::{TABLE as UNIMPLEMENTED, Unimplemented};
+// What the web UI (`crate::ui`) reuses of the API.
+pub(crate) use bulk::{BulkAnswer, bulk_by_name};
+pub(crate) use flows::visible_source;
+pub(crate) use inputs::{form_pairs, parse_labels};
 
 use crate::auth::{AuthError, Principal, Role, Verifier};
 use crate::engine::Engine;
@@ -80,6 +84,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Task-pod attempts open for file transfer (`attempts` routes).
     pub attempts: crate::runner::kubernetes::Attempts,
+    /// Identity's URL, for the web UI's "Switch tenant" link (none when
+    /// authentication is off).
+    pub identity_issuer: Option<String>,
 }
 
 /// The routes under `/api/v1` that need a token. Handlers join with
@@ -451,6 +458,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .nest("/api/v1/{tenant}", tenant_api)
+        .merge(crate::ui::routes())
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .merge(Router::from(public_routes()))
         // The document describes routes and holds nothing of the tenant:

@@ -1,0 +1,86 @@
+// The flow page's YAML editor: CodeMirror 6 over the page's <textarea>
+// (the form still posts the textarea, so the page works without this
+// script). "Validate" asks the server and marks each problem at its line
+// and column before anything is saved.
+import { EditorState } from "@codemirror/state";
+import { EditorView, keymap, lineNumbers, highlightActiveLine, drawSelection } from "@codemirror/view";
+import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
+import { syntaxHighlighting, defaultHighlightStyle, indentOnInput, bracketMatching } from "@codemirror/language";
+import { lintGutter, setDiagnostics } from "@codemirror/lint";
+import { yaml } from "@codemirror/lang-yaml";
+
+function csrfToken() {
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  return meta ? meta.getAttribute("content") : "";
+}
+
+function offsetOf(doc, line, column) {
+  const n = Math.min(Math.max(line, 1), doc.lines);
+  const l = doc.line(n);
+  return Math.min(l.from + Math.max(column - 1, 0), l.to);
+}
+
+function showProblems(view, list, problems) {
+  const doc = view.state.doc;
+  const diagnostics = problems.map((p) => {
+    const from = offsetOf(doc, p.line || 1, p.column || 1);
+    const to = Math.max(from, doc.lineAt(from).to);
+    return { from, to, severity: "error", message: p.message };
+  });
+  view.dispatch(setDiagnostics(view.state, diagnostics));
+  list.replaceChildren();
+  for (const p of problems) {
+    const item = document.createElement("li");
+    const where = p.line ? p.line + ":" + p.column + " " : "";
+    item.textContent = where + p.message;
+    list.appendChild(item);
+  }
+  list.parentElement.hidden = problems.length === 0;
+}
+
+function mount(textarea) {
+  const form = textarea.form;
+  const view = new EditorView({
+    state: EditorState.create({
+      doc: textarea.value,
+      extensions: [
+        lineNumbers(), history(), drawSelection(), indentOnInput(), bracketMatching(),
+        highlightActiveLine(), lintGutter(), yaml(),
+        syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
+        keymap.of([...defaultKeymap, ...historyKeymap, indentWithTab]),
+        EditorView.lineWrapping,
+        EditorView.contentAttributes.of({ "aria-label": textarea.getAttribute("aria-label") || "Flow YAML" }),
+      ],
+    }),
+  });
+  textarea.hidden = true;
+  textarea.insertAdjacentElement("afterend", view.dom);
+  view.dom.classList.add("cm-flow");
+  form.addEventListener("submit", () => { textarea.value = view.state.doc.toString(); });
+  const list = document.getElementById("problems-list");
+  const button = form.querySelector("button[data-validate]");
+  if (button && list) {
+    button.addEventListener("click", async (event) => {
+      event.preventDefault();
+      const response = await fetch(button.dataset.validate, {
+        method: "POST",
+        headers: { "Content-Type": "text/plain", "X-CSRF-Token": csrfToken() },
+        body: view.state.doc.toString(),
+        credentials: "same-origin",
+      });
+      if (!response.ok) { showProblems(view, list, [{ message: "validation failed: HTTP " + response.status }]); return; }
+      const problems = await response.json();
+      showProblems(view, list, problems);
+      const status = document.getElementById("validate-status");
+      if (status) status.textContent = problems.length === 0 ? "Valid." : problems.length + " problem(s).";
+    });
+  }
+  const initial = list ? Array.from(list.querySelectorAll("li[data-line]")) : [];
+  if (initial.length) {
+    showProblems(view, list, initial.map((li) => ({
+      line: Number(li.dataset.line), column: Number(li.dataset.column), message: li.dataset.message,
+    })));
+  }
+}
+
+document.querySelectorAll("textarea[data-editor]").forEach(mount);
