@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 fn execution(i: usize, minutes_ago: i64) -> Execution {
     let start = Timestamp::now() - minutes_ago.minutes();
     let end = start + 3.seconds();
-    let state = if i % 10 == 0 {
+    let state = if i.is_multiple_of(10) {
         State::Failed
     } else {
         State::Success

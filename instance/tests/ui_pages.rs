@@ -315,7 +315,7 @@ async fn every_page_answers_with_its_content() {
     let page = ui.wait_for_state(&editor, &execution, "SUCCESS").await;
     assert_page_headers(&page);
     for needle in [
-        "gantt-chart",
+        "gantt-track",
         "class=\"bar state-success\"",
         "Hello world x3",
         "/download\"",

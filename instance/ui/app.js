@@ -16,40 +16,45 @@ function badge(name) {
   return span;
 }
 
-// The Gantt: redrawn from each execution event.
+// The Gantt: its rows redrawn from each execution event.
+function ganttRow(run, start, end, span) {
+  const from = Math.max(Date.parse(run.state.startDate) - start, 0);
+  const to = Math.max((run.state.endDate ? Date.parse(run.state.endDate) : end) - start, from);
+  const name = run.taskId + (run.value ? " [" + run.value + "]" : "");
+  const row = document.createElement("div");
+  row.className = "gantt-row";
+  const label = document.createElement("span");
+  label.className = "gantt-name";
+  label.append(name + " ", badge(run.state.current));
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", "gantt-track");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", name + ": " + run.state.current + ", from " + (from / 1000).toFixed(1) + " s to " + (to / 1000).toFixed(1) + " s");
+  svg.setAttribute("viewBox", "0 0 1000 20");
+  svg.setAttribute("preserveAspectRatio", "none");
+  const rect = document.createElementNS(SVG, "rect");
+  rect.setAttribute("class", "bar " + stateClass(run.state.current));
+  rect.setAttribute("x", (from / span * 1000).toFixed(1));
+  rect.setAttribute("y", "3");
+  rect.setAttribute("width", Math.max((to - from) / span * 1000, 4).toFixed(1));
+  rect.setAttribute("height", "14");
+  svg.appendChild(rect);
+  const time = document.createElement("span");
+  time.className = "gantt-time";
+  time.textContent = ((to - from) / 1000).toFixed(1) + " s";
+  row.append(label, svg, time);
+  return row;
+}
+
 function drawGantt(box, execution) {
-  const svg = box.querySelector("svg.gantt-chart");
-  const legend = box.querySelector("ol.gantt-legend");
+  const rows = box.querySelector(".gantt-rows");
   const empty = box.querySelector(".gantt-empty");
   const runs = execution.taskRunList || [];
   if (empty && runs.length) empty.remove();
   const start = Date.parse(execution.state.startDate);
   const end = execution.state.endDate ? Date.parse(execution.state.endDate) : Date.now();
   const span = Math.max(end - start, 1);
-  const row = 26, width = 1000, height = Math.max(runs.length, 1) * row;
-  svg.setAttribute("viewBox", "0 0 " + width + " " + height);
-  svg.setAttribute("height", String(height));
-  svg.replaceChildren();
-  legend.replaceChildren();
-  runs.forEach((run, i) => {
-    const from = Math.max(Date.parse(run.state.startDate) - start, 0);
-    const to = Math.max((run.state.endDate ? Date.parse(run.state.endDate) : end) - start, from);
-    const g = document.createElementNS(SVG, "g");
-    const title = document.createElementNS(SVG, "title");
-    const name = run.taskId + (run.value ? " [" + run.value + "]" : "");
-    title.textContent = name + ": " + run.state.current + " · " + ((to - from) / 1000).toFixed(1) + " s";
-    const rect = document.createElementNS(SVG, "rect");
-    rect.setAttribute("class", "bar " + stateClass(run.state.current));
-    rect.setAttribute("x", (from / span * width).toFixed(1));
-    rect.setAttribute("y", String(i * row + 4));
-    rect.setAttribute("width", Math.max((to - from) / span * width, 2).toFixed(1));
-    rect.setAttribute("height", String(row - 8));
-    g.append(title, rect);
-    svg.appendChild(g);
-    const li = document.createElement("li");
-    li.append(name + " ", badge(run.state.current));
-    legend.appendChild(li);
-  });
+  rows.replaceChildren(...runs.map((run) => ganttRow(run, start, end, span)));
   const state = document.getElementById("execution-state");
   if (state) state.replaceChildren(badge(execution.state.current));
 }
@@ -60,7 +65,12 @@ function followGantt(box) {
   source.onmessage = (event) => {
     const execution = JSON.parse(event.data);
     drawGantt(box, execution);
-    if (execution.state.endDate) { source.close(); box.dataset.ended = "true"; }
+    if (execution.state.endDate) {
+      source.close();
+      box.dataset.ended = "true";
+      // Drawn again by the server: its end, outputs and every log line.
+      window.setTimeout(() => window.location.reload(), 1000);
+    }
   };
   source.onerror = () => { if (source.readyState === EventSource.CLOSED || box.dataset.ended) source.close(); };
 }

@@ -22,7 +22,6 @@ const FIRST_LOG_LINES: u32 = 1000;
 const LEVELS: [&str; 5] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"];
 /// The Gantt's width in SVG units.
 const GANTT_W: f64 = 1000.0;
-const GANTT_ROW: i64 = 26;
 
 #[derive(Debug, Deserialize)]
 pub(super) struct LogQuery {
@@ -69,6 +68,7 @@ pub(super) async fn show(
                 h2 { "Outputs" }
                 @match &execution.outputs {
                     Some(outputs) => (json_block(outputs)),
+                    None if execution.state.current.is_terminal() => p.muted { "None." },
                     None => p.muted { "None yet." },
                 }
             }
@@ -105,31 +105,29 @@ fn seconds(from: Timestamp, to: Timestamp) -> f64 {
 }
 
 /// The task runs as bars between the execution's start and its end (or
-/// now); the script redraws it from the execution's event stream.
+/// now), one row each with its name, state and duration; the script
+/// redraws the rows from the execution's event stream.
 fn gantt(execution: &Execution, now: Timestamp) -> Markup {
     let start = execution.state.start_date;
     let end = execution.state.end_date.unwrap_or(now);
     let span = seconds(start, end).max(0.001);
-    let rows = execution.task_run_list.len() as i64;
-    let height = (rows.max(1)) * GANTT_ROW;
     html! {
         div.gantt data-follow={"/api/v1/executions/" (encode(&execution.id)) "/follow"} data-ended=[execution.state.current.is_terminal().then_some("true")] {
             @if execution.task_run_list.is_empty() { p.muted.gantt-empty { "No task run yet." } }
-            svg.gantt-chart role="img" aria-label="Gantt of the task runs" viewBox={"0 0 " (GANTT_W) " " (height)} preserveAspectRatio="none" width="100%" height=(height) xmlns="http://www.w3.org/2000/svg" {
-                @for (i, run) in execution.task_run_list.iter().enumerate() {
+            div.gantt-rows {
+                @for run in &execution.task_run_list {
                     @let from = seconds(start, run.state.start_date).max(0.0);
                     @let to = seconds(start, run.state.end_date.unwrap_or(end)).max(from);
                     @let x = from / span * GANTT_W;
-                    @let w = ((to - from) / span * GANTT_W).max(2.0);
-                    g {
-                        title { (run.task_id) @if let Some(v) = &run.value { " [" (v) "]" } ": " (run.state.current.as_str()) " · " (format!("{:.1}", to - from)) " s" }
-                        rect class={"bar state-" (run.state.current.as_str().to_ascii_lowercase())} x=(format!("{x:.1}")) y=(i as i64 * GANTT_ROW + 4) width=(format!("{w:.1}")) height=(GANTT_ROW - 8) {}
+                    @let w = ((to - from) / span * GANTT_W).max(4.0);
+                    @let name = match &run.value { Some(v) => format!("{} [{v}]", run.task_id), None => run.task_id.clone() };
+                    div.gantt-row {
+                        span.gantt-name { (name) " " (state_badge(run.state.current)) }
+                        svg.gantt-track role="img" aria-label={(name) ": " (run.state.current.as_str()) ", from " (format!("{from:.1}")) " s to " (format!("{to:.1}")) " s"} viewBox={"0 0 " (GANTT_W) " 20"} preserveAspectRatio="none" xmlns="http://www.w3.org/2000/svg" {
+                            rect class={"bar state-" (run.state.current.as_str().to_ascii_lowercase())} x=(format!("{x:.1}")) y="3" width=(format!("{w:.1}")) height="14" {}
+                        }
+                        span.gantt-time { (format!("{:.1}", to - from)) " s" }
                     }
-                }
-            }
-            ol.gantt-legend {
-                @for run in &execution.task_run_list {
-                    li { (run.task_id) @if let Some(v) = &run.value { " [" (v) "]" } " " (state_badge(run.state.current)) }
                 }
             }
         }

@@ -206,7 +206,7 @@ fn table(caller: &Page, query: &ListQuery, rows: &[Execution]) -> Markup {
                 @for e in rows {
                     tr {
                         @if editor { td { input type="checkbox" name="ids" value=(e.id) aria-label={"Select execution " (e.id)}; } }
-                        td { a href={"/ui/executions/" (encode(&e.id))} { code { (e.id.get(..8).unwrap_or(&e.id)) } } }
+                        td { a href={"/ui/executions/" (encode(&e.id))} { code.id { (e.id) } } }
                         td { a href=(flow_path(&e.namespace, &e.flow_id)) { (e.namespace) " / " (e.flow_id) } }
                         td { (state_badge(e.state.current)) }
                         td { (when(e.state.start_date)) }

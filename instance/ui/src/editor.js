@@ -38,9 +38,24 @@ function showProblems(view, list, problems) {
   list.parentElement.hidden = problems.length === 0;
 }
 
+// The page's Content-Security-Policy allows no <style> element, so the
+// editor lives in a shadow root, where CodeMirror's styles are adopted
+// stylesheets (built by script, which the policy allows).
+const theme = EditorView.theme({
+  "&": { border: "1px solid #9aa3b5", borderRadius: "4px", background: "#fff", maxHeight: "70vh", fontSize: "0.9rem" },
+  "&.cm-focused": { outline: "3px solid #f0b429", outlineOffset: "1px" },
+  ".cm-scroller": { overflow: "auto", fontFamily: "ui-monospace, SFMono-Regular, Menlo, Consolas, monospace" },
+  ".cm-content, .cm-gutter": { minHeight: "24rem" },
+});
+
 function mount(textarea) {
   const form = textarea.form;
+  const host = document.createElement("div");
+  host.className = "cm-host";
+  const shadow = host.attachShadow({ mode: "open" });
   const view = new EditorView({
+    root: shadow,
+    parent: shadow,
     state: EditorState.create({
       doc: textarea.value,
       extensions: [
@@ -48,14 +63,15 @@ function mount(textarea) {
         highlightActiveLine(), lintGutter(), yaml(),
         syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
         keymap.of([...defaultKeymap, ...historyKeymap, indentWithTab]),
-        EditorView.lineWrapping,
+        EditorView.lineWrapping, theme,
         EditorView.contentAttributes.of({ "aria-label": textarea.getAttribute("aria-label") || "Flow YAML" }),
       ],
     }),
   });
   textarea.hidden = true;
-  textarea.insertAdjacentElement("afterend", view.dom);
-  view.dom.classList.add("cm-flow");
+  textarea.insertAdjacentElement("afterend", host);
+  const label = form.querySelector('label[for="' + textarea.id + '"]');
+  if (label) label.addEventListener("click", () => view.focus());
   form.addEventListener("submit", () => { textarea.value = view.state.doc.toString(); });
   const list = document.getElementById("problems-list");
   const button = form.querySelector("button[data-validate]");
