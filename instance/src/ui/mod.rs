@@ -311,3 +311,52 @@ fn state_badge(state: crate::vocabulary::State) -> Markup {
 fn flow_path(namespace: &str, id: &str) -> String {
     format!("/ui/flows/{}/{}", encode(namespace), encode(id))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_page_without_a_caller_sends_the_browser_to_sign_in() {
+        let request = axum::http::Request::get("/ui/executions?state=FAILED&labels=a:b")
+            .body(())
+            .expect("request");
+        let (mut parts, ()) = request.into_parts();
+        let response = Page::from_request_parts(&mut parts, &())
+            .await
+            .expect_err("no caller");
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            response.headers()[header::LOCATION],
+            "/auth/login?return_to=%2Fui%2Fexecutions%3Fstate%3DFAILED%26labels%3Da%3Ab"
+        );
+
+        parts.extensions.insert(Principal {
+            subject: "alice".into(),
+            role: Role::Viewer,
+        });
+        parts.extensions.insert(CsrfToken("t0ken".into()));
+        let page = Page::from_request_parts(&mut parts, &())
+            .await
+            .expect("a caller");
+        assert!(!page.can_edit());
+        assert!(
+            page.csrf_field()
+                .into_string()
+                .contains("name=\"_csrf\" value=\"t0ken\"")
+        );
+        let forged = Form(vec![("_csrf".into(), "other".into())]);
+        assert_eq!(
+            page.check_csrf(&forged).map_err(|e| e.status),
+            Err(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(
+            page.check_csrf(&Form::default()).map_err(|e| e.status),
+            Err(StatusCode::FORBIDDEN)
+        );
+        assert!(
+            page.check_csrf(&Form(vec![("_csrf".into(), "t0ken".into())]))
+                .is_ok()
+        );
+    }
+}
