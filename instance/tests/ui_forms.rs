@@ -81,7 +81,7 @@ async fn validation_problems_are_shown_at_their_line_and_column() {
         .http
         .post(url)
         .bearer_auth(&editor)
-        .body(broken)
+        .body(broken.clone())
         .send()
         .await
         .expect("validate")
@@ -96,6 +96,47 @@ async fn validation_problems_are_shown_at_their_line_and_column() {
             .is_some_and(|m| m.contains("nope")),
         "{problems}"
     );
+
+    // A new flow from its form: the problems first, then its page.
+    let new_form = ui.get(&editor, "/ui/flows/new").await;
+    assert!(new_form.body.contains("<textarea"), "{}", new_form.body);
+    let other = FLOW.replace("id: greet", "id: greet-too");
+    let refused = ui
+        .post_form(
+            &editor,
+            "/ui/flows/new",
+            &[
+                ("action", "save"),
+                ("source", &broken.replace("id: greet", "id: greet-too")),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.body.contains("data-line=\"21\""),
+        "{}",
+        refused.body
+    );
+    let created = ui
+        .post_form(
+            &editor,
+            "/ui/flows/new",
+            &[("action", "save"), ("source", &other)],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    assert_eq!(
+        created.location(),
+        "/ui/flows/ui%2Etest/greet%2Dtoo?saved=1"
+    );
+    let again = ui
+        .post_form(
+            &editor,
+            "/ui/flows/new",
+            &[("action", "save"), ("source", &other)],
+        )
+        .await;
+    assert!(again.body.contains("already exists"), "{}", again.body);
 
     // A good save: back to the page, a new revision.
     let fixed = FLOW.replace("Greets", "Greets warmly");
