@@ -203,21 +203,28 @@ async fn flow_page(
     Ok(layout::page(state, caller, &title, "Flows", body))
 }
 
-/// The editor (Editors) or the source read-only (Viewers), with the list
-/// of problems at line:column.
-fn source_form(caller: &Page, action: &str, source: &str, editor: &EditorState) -> Markup {
+/// The problems of a source at line:column (hidden when there are none;
+/// the editor's script fills it when Validate is pressed).
+fn problem_list(problems: &[Located]) -> Markup {
     html! {
-        @if let Some(note) = editor.note { p.notice role="status" { (note) } }
-        div.problems hidden[editor.problems.is_empty()] role="alert" {
+        div.problems hidden[problems.is_empty()] role="alert" {
             h3 { "Problems" }
             ol id="problems-list" {
-                @for p in &editor.problems {
+                @for p in problems {
                     li data-line=(p.line) data-column=(p.column) data-message=(p.message) {
                         span.where { (p.line) ":" (p.column) } " " (p.message)
                     }
                 }
             }
         }
+    }
+}
+
+/// The editor (Editors) or the source read-only (Viewers), with the list
+/// of problems at line:column.
+fn source_form(caller: &Page, action: &str, source: &str, editor: &EditorState) -> Markup {
+    html! {
+        @if let Some(note) = editor.note { p.notice role="status" { (note) } }
         @if caller.can_edit() {
             form method="post" action=(action) {
                 (caller.csrf_field())
@@ -228,6 +235,7 @@ fn source_form(caller: &Page, action: &str, source: &str, editor: &EditorState) 
                     button.primary type="submit" name="action" value="save" { "Save" }
                     span id="validate-status" role="status" {}
                 }
+                (problem_list(&editor.problems))
             }
             script src=(assets::path(assets::EDITOR_JS)) defer {}
         } @else {
