@@ -318,6 +318,21 @@ impl Verifier {
         self.verify_cached_at(token, unix_now())
     }
 
+    /// Checks only the signature of `token` (EdDSA, a cached key by `kid`,
+    /// the cache refreshed once for an unknown `kid`) and returns its claims
+    /// as `T`, unchecked: for OpenID Connect's other tokens (an `id_token`,
+    /// a back-channel `logout_token`), whose claims the caller checks.
+    pub async fn verify_signature<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+    ) -> Result<T, VerifyError> {
+        let kid = key_id(token)?;
+        if !self.keys().contains(&kid) {
+            self.refresh_for_unknown_kid().await;
+        }
+        decode_signed(&self.keys(), token)
+    }
+
     /// Verifies against the cached keys only, at time `now` (seconds since
     /// the Unix epoch). No network.
     pub fn verify_cached_at(&self, token: &str, now: u64) -> Result<Claims, VerifyError> {
@@ -366,16 +381,27 @@ pub fn verify_with_keys(
     token: &str,
     now: u64,
 ) -> Result<Claims, VerifyError> {
+    let claims: Claims = decode_signed(keys, token)?;
+    check_claims(&claims, config, now)?;
+    Ok(claims)
+}
+
+/// The claims of `token` as `T` once its signature is good (EdDSA, a key
+/// of `keys` by `kid`); no claim is checked.
+fn decode_signed<T: serde::de::DeserializeOwned>(
+    keys: &KeySet,
+    token: &str,
+) -> Result<T, VerifyError> {
     let kid = key_id(token)?;
     let key = keys.get(&kid).ok_or(VerifyError::UnknownKey { kid })?;
     // The signature and algorithm are checked by jsonwebtoken; the claims
-    // below, so that the time is ours to give (and to test).
+    // by the caller, so that the time is ours to give (and to test).
     let mut validation = Validation::new(ALGORITHM);
     validation.required_spec_claims.clear();
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.validate_aud = false;
-    let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
+    Ok(jsonwebtoken::decode::<T>(token, key, &validation)
         .map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             match e.kind() {
@@ -385,9 +411,7 @@ pub fn verify_with_keys(
                 _ => VerifyError::Malformed,
             }
         })?
-        .claims;
-    check_claims(&claims, config, now)?;
-    Ok(claims)
+        .claims)
 }
 
 /// The claim checks: issuer, audience, expiry, not-before.

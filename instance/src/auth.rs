@@ -71,6 +71,29 @@ impl IdentityVerifier {
         self.inner.refresh().await.map_err(|e| e.to_string())
     }
 
+    /// The claims of another token identity signs (an `id_token`, a
+    /// back-channel `logout_token`): its signature is checked against
+    /// identity's keys, its claims are the caller's to check.
+    pub async fn signed_claims<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+    ) -> Result<T, AuthError> {
+        use atoll_identity::verify::VerifyError;
+        self.inner
+            .verify_signature(token)
+            .await
+            .map_err(|error| match error {
+                VerifyError::FetchKeys { .. }
+                | VerifyError::InvalidKeySet { .. }
+                | VerifyError::UnknownKey { .. }
+                    if self.inner.keys().is_empty() =>
+                {
+                    AuthError::KeysUnavailable
+                }
+                _ => AuthError::Invalid("signature not valid"),
+            })
+    }
+
     async fn verify_token(&self, token: &str) -> Result<Principal, AuthError> {
         use atoll_identity::verify::VerifyError;
         let claims = self

@@ -11,6 +11,7 @@ use crate::api::{self, AppState, Metrics, StateLabel};
 use crate::auth::{IdentityVerifier, Verifier};
 use crate::config::{AuthMode, Config, StorageSettings};
 use crate::engine::{Engine, EngineConfig};
+use crate::session::Sessions;
 use crate::storage::{Storage, StorageError};
 use crate::store::{Store, StoreError};
 
@@ -84,6 +85,7 @@ pub async fn serve_with_metrics(
     }
     let store = Store::connect(&config.database_url).await?;
     tracing::info!(backend = store.backend(), "database ready");
+    let session_store = store.clone();
     let storage_settings = storage_settings(&config);
     let storage = Storage::open(&storage_settings)?;
     tracing::info!(storage = ?storage_settings, "internal storage ready");
@@ -109,7 +111,9 @@ pub async fn serve_with_metrics(
             atoll_crds::contract::HTTP_ALLOW_PRIVATE
         );
     }
-    let verifier = verifier(&config, &shutdown);
+    let identity = verifier(&config, &shutdown);
+    let sessions = sessions(&config, session_store, identity.as_ref(), &shutdown);
+    let verifier = identity.map(|v| v as Arc<dyn Verifier>);
     let metrics = count_finished(&engine);
     let state = AppState {
         engine: engine.clone(),
@@ -120,10 +124,7 @@ pub async fn serve_with_metrics(
             .as_ref()
             .map(|k| k.attempts())
             .unwrap_or_default(),
-        identity_issuer: match &config.auth {
-            crate::config::AuthMode::Identity { issuer, .. } => Some(issuer.clone()),
-            _ => None,
-        },
+        sessions,
     };
     let local = listener.local_addr().map_err(ServeError::Serve)?;
     tracing::info!(
@@ -184,7 +185,7 @@ fn storage_settings(config: &Config) -> StorageSettings {
 
 /// The token verifier: identity's keys (re-read periodically until
 /// `shutdown`), or none when authentication is disabled.
-fn verifier(config: &Config, shutdown: &CancellationToken) -> Option<Arc<dyn Verifier>> {
+fn verifier(config: &Config, shutdown: &CancellationToken) -> Option<Arc<IdentityVerifier>> {
     match &config.auth {
         AuthMode::Identity { issuer, tenant_uid } => {
             let verifier = IdentityVerifier::new(issuer, &config.tenant, tenant_uid);
@@ -214,6 +215,36 @@ fn verifier(config: &Config, shutdown: &CancellationToken) -> Option<Arc<dyn Ver
             None
         }
     }
+}
+
+/// Browser sign-in, when identity is configured and the public URL known
+/// (identity sends browsers back to `<public url>/auth/callback`); expired
+/// sessions are purged until `shutdown`.
+fn sessions(
+    config: &Config,
+    store: Store,
+    verifier: Option<&Arc<IdentityVerifier>>,
+    shutdown: &CancellationToken,
+) -> Option<Arc<Sessions>> {
+    let (AuthMode::Identity { issuer, .. }, Some(verifier)) = (&config.auth, verifier) else {
+        return None;
+    };
+    let Some(public_url) = &config.public_url else {
+        tracing::warn!(
+            "no {}: browser sign-in is off, only bearer tokens are accepted",
+            atoll_crds::contract::PUBLIC_URL
+        );
+        return None;
+    };
+    let sessions = Arc::new(Sessions::new(
+        &config.tenant,
+        public_url,
+        issuer,
+        store,
+        verifier.clone(),
+    ));
+    sessions.spawn_purge(shutdown.clone());
+    Some(sessions)
 }
 
 /// The metrics, counting the executions this process finishes.

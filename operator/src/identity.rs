@@ -1,5 +1,5 @@
 //! The operator's side of the identity contract: register a tenant (URL,
-//! display name, phase, uid, members) and remove it. Idempotent PUT and
+//! its sign-in URIs, display name, phase, uid, members) and remove it. Idempotent PUT and
 //! DELETE with this cluster's own credential, from which identity derives
 //! the cluster: one cluster can neither change nor remove another's tenant.
 
@@ -44,6 +44,12 @@ pub struct TenantRecord {
     pub display_name: String,
     /// Where the instance answers.
     pub url: String,
+    /// The tenant's one OpenID Connect redirect URI: exactly
+    /// `<url>/auth/callback` (identity compares it by string equality).
+    pub redirect_uri: String,
+    /// Where identity posts back-channel logout tokens: exactly
+    /// `<url>/auth/backchannel-logout`.
+    pub backchannel_logout_uri: String,
     /// Lifecycle phase.
     pub phase: String,
     /// Which cluster registers it. Identity takes the cluster from the
@@ -60,9 +66,12 @@ impl TenantRecord {
     /// The record for a Tenant in the given phase.
     pub fn new(tenant: &Tenant, url: &str, phase: &str, cluster: &str) -> Self {
         let name = tenant.metadata.name.clone().unwrap_or_default();
+        let base = url.trim_end_matches('/');
         Self {
             display_name: tenant.spec.display_name.clone().unwrap_or(name),
             url: url.to_owned(),
+            redirect_uri: format!("{base}/auth/callback"),
+            backchannel_logout_uri: format!("{base}/auth/backchannel-logout"),
             phase: phase.to_owned(),
             cluster: cluster.to_owned(),
             uid: tenant.metadata.uid.clone().unwrap_or_default(),
@@ -187,5 +196,19 @@ mod tests {
             serde_json::to_value(&record.members).ok(),
             Some(serde_json::json!([{"email": "alice@acme.com", "role": "Editor"}]))
         );
+    }
+
+    #[test]
+    fn the_sign_in_uris_are_exactly_the_tenant_urls_own() {
+        let tenant = Tenant::new("acme", TenantSpec::default());
+        for url in ["https://acme.example", "https://acme.example/"] {
+            let record = TenantRecord::new(&tenant, url, "Ready", "eu-1");
+            let json = serde_json::to_value(&record).unwrap_or_default();
+            assert_eq!(json["redirectUri"], "https://acme.example/auth/callback");
+            assert_eq!(
+                json["backchannelLogoutUri"],
+                "https://acme.example/auth/backchannel-logout"
+            );
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! `extract`, and handlers reach data only through the engine.
 
 pub mod attempts;
+mod authn;
 mod bulk;
 mod error;
 mod execution_actions;
@@ -48,6 +49,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get as get_plain;
 use axum::{Json, Router};
 
+pub use authn::authenticate_page;
 pub use error::ApiError;
 use error::ApiResult;
 pub use extract::{Editor, ExecutionId, FlowKey, Viewer};
@@ -59,7 +61,7 @@ pub(crate) use bulk::{BulkAnswer, bulk_by_name};
 pub(crate) use flows::visible_source;
 pub(crate) use inputs::{form_pairs, parse_labels};
 
-use crate::auth::{AuthError, Principal, Role, Verifier};
+use crate::auth::Verifier;
 use crate::engine::Engine;
 use crate::flow;
 
@@ -84,9 +86,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Task-pod attempts open for file transfer (`attempts` routes).
     pub attempts: crate::runner::kubernetes::Attempts,
-    /// Identity's URL, for the web UI's "Switch tenant" link (none when
-    /// authentication is off).
-    pub identity_issuer: Option<String>,
+    /// Browser sign-in and sessions; `None` without authentication or
+    /// without a public URL (then only bearer tokens are taken).
+    pub sessions: Option<Arc<crate::session::Sessions>>,
 }
 
 /// The routes under `/api/v1` that need a token. Handlers join with
@@ -458,9 +460,18 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .nest("/api/v1/{tenant}", tenant_api)
-        .merge(crate::ui::routes())
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            authn::authenticate,
+        ))
+        // The web UI: the API's authentication, but a browser without a
+        // session is sent to sign in.
+        .merge(crate::ui::routes().layer(middleware::from_fn_with_state(
+            state.clone(),
+            authenticate_page,
+        )))
         .merge(Router::from(public_routes()))
+        .merge(crate::session::routes())
         // The document describes routes and holds nothing of the tenant:
         // served without a token, so tools can read it before they have one.
         .route(
@@ -525,41 +536,6 @@ async fn tenant_guard(
         Some(tenant) if *tenant == state.tenant => next.run(request).await,
         _ => ApiError::NotFound("no such endpoint".into()).into_response(),
     }
-}
-
-/// Verifies the bearer token once and leaves the caller in the request for
-/// the role extractors ([`Viewer`], [`Editor`]).
-async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let principal = match &state.verifier {
-        None => Principal {
-            subject: "local".into(),
-            role: Role::Admin,
-        },
-        Some(verifier) => {
-            let token = request
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim);
-            let Some(token) = token else {
-                return ApiError::Unauthorized.into_response();
-            };
-            match verifier.verify(token).await {
-                Ok(principal) => principal,
-                Err(AuthError::KeysUnavailable) => {
-                    tracing::warn!("no identity keys yet; refusing the token");
-                    return ApiError::Unauthorized.into_response();
-                }
-                Err(err) => {
-                    tracing::debug!(reason = %err, "token refused");
-                    return ApiError::Unauthorized.into_response();
-                }
-            }
-        }
-    };
-    request.extensions_mut().insert(principal);
-    next.run(request).await
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

@@ -12,7 +12,7 @@
 //! | `ATOLL_METRICS_LISTEN` | none: no metrics listener; else where `/metrics` (and `/healthz`) are served, apart from the API |
 //! | `ATOLL_DATA_DIR` | `atoll-data` (holds the SQLite file) |
 //! | `ATOLL_DATABASE_URL` | `sqlite:<data dir>/atoll.db`; a `postgres://` URL uses PostgreSQL |
-//! | `ATOLL_PUBLIC_URL` | none |
+//! | `ATOLL_PUBLIC_URL` | none: no browser sign-in; else where people reach it (identity sends them back to `<url>/auth/callback`; https makes its cookies Secure) |
 //! | `ATOLL_IDENTITY_ISSUER` | none: auth is off, allowed on loopback only |
 //! | `ATOLL_AUTH` | `disabled` turns auth off explicitly (logged as a warning) |
 //! | `ATOLL_LOG_LEVEL` | `info` (`error`, `warn`, `info`, `debug`, `trace`); `RUST_LOG`, when set, wins |
@@ -63,7 +63,8 @@ its environment. (`atoll-instance task-files` is a task pod's file helper.)
   ATOLL_DATA_DIR          holds the SQLite file (default: atoll-data)
   ATOLL_DATABASE_URL      sqlite:<file> (default: <data dir>/atoll.db) or a
                           postgres:// URL
-  ATOLL_PUBLIC_URL        the URL users reach it at (default: none)
+  ATOLL_PUBLIC_URL        the URL users reach it at; with an issuer, turns
+                          on browser sign-in (default: none)
   ATOLL_IDENTITY_ISSUER   identity's URL; tokens it signs are required
   ATOLL_AUTH=disabled     run without authentication (loopback only unless
                           set explicitly; logged as a warning)

@@ -60,7 +60,7 @@ pub trait Dialect: Database {
 }
 
 /// The embedded migrations of one database, same versions and names on both.
-fn migrator(sql: [&'static str; 6]) -> Migrator {
+fn migrator(sql: [&'static str; 7]) -> Migrator {
     let names = [
         "init",
         "triggers",
@@ -68,6 +68,7 @@ fn migrator(sql: [&'static str; 6]) -> Migrator {
         "kv",
         "trigger_controls",
         "pause",
+        "sessions",
     ];
     Migrator::with_migrations(
         (1..)
@@ -117,6 +118,7 @@ impl Dialect for Sqlite {
             include_str!("../../migrations/sqlite/0004_kv.sql"),
             include_str!("../../migrations/sqlite/0005_trigger_controls.sql"),
             include_str!("../../migrations/sqlite/0006_pause.sql"),
+            include_str!("../../migrations/sqlite/0007_sessions.sql"),
         ])
         .run(&pool)
         .await
@@ -220,6 +222,7 @@ impl Dialect for Postgres {
             include_str!("../../migrations/postgres/0004_kv.sql"),
             include_str!("../../migrations/postgres/0005_trigger_controls.sql"),
             include_str!("../../migrations/postgres/0006_pause.sql"),
+            include_str!("../../migrations/postgres/0007_sessions.sql"),
         ])
         .run(&pool)
         .await

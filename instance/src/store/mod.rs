@@ -39,6 +39,7 @@ use crate::execution::{Execution, LogEntry, NewLog, State};
 mod dialect;
 mod kv;
 mod query;
+mod sessions;
 mod sql;
 mod trigger_controls;
 
@@ -47,6 +48,7 @@ pub use kv::{
     KvEntry, KvType, MAX_KV_SEARCH, MAX_VALUE_BYTES as MAX_KV_VALUE_BYTES,
     check_key as check_kv_key,
 };
+pub use sessions::{PendingLogin, RefreshedTokens, SessionRecord};
 pub use sql::SqlRepository;
 pub use trigger_controls::TriggerControl;
 

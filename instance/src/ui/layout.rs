@@ -47,10 +47,11 @@ pub fn page(state: &AppState, caller: &Page, title: &str, active: &str, body: Ma
                         }
                     }
                     div.who {
-                        span.subject title="Signed in as" { (caller.principal.subject) }
+                        span.subject title="Signed in as" { (caller.who) }
                         " "
                         span.role { (format!("{:?}", caller.principal.role)) }
-                        @if let Some(issuer) = &state.identity_issuer {
+                        @if let Some(sessions) = &state.sessions {
+                            @let issuer = sessions.issuer();
                             " "
                             a href={(issuer) "/tenants"} { "Switch tenant" }
                         }

@@ -71,6 +71,9 @@ pub fn routes() -> Router<AppState> {
 pub struct Page {
     pub principal: Principal,
     pub csrf: Option<String>,
+    /// Who is signed in, as people read it: the e-mail address of a
+    /// browser session, else the token's subject.
+    pub who: String,
 }
 
 impl Page {
@@ -129,7 +132,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Page {
             return Err(Redirect::to(&target).into_response());
         };
         let csrf = parts.extensions.get::<CsrfToken>().map(|t| t.0.clone());
-        Ok(Page { principal, csrf })
+        let who = parts
+            .extensions
+            .get::<crate::session::SessionCaller>()
+            .map_or_else(|| principal.subject.clone(), |s| s.email.clone());
+        Ok(Page {
+            principal,
+            csrf,
+            who,
+        })
     }
 }
 

@@ -287,6 +287,14 @@ async fn run_in(
     if let Some(platform) = &platform {
         summary.insert_str(0, &platform.summary());
     }
+    if let Ok(tenants) = &applied {
+        summary.push_str(&open_lines(
+            tenants,
+            &args.base_domain,
+            ingress.port(),
+            platform.is_some(),
+        ));
+    }
     out.write_all(summary.as_bytes())
         .and_then(|()| out.flush())
         .map_err(SandboxError::Output)?;
@@ -308,6 +316,23 @@ async fn run_in(
     node.shutdown().await;
     backend.stop().await;
     Ok(())
+}
+
+/// What to open in a browser: each applied Tenant's URL (its web UI signs
+/// in through identity).
+fn open_lines(tenants: &[String], domain: &str, port: u16, platform: bool) -> String {
+    let mut lines = String::new();
+    for tenant in tenants {
+        lines.push_str(&format!(
+            "atoll-sandbox: open http://{tenant}.{domain}:{port}/ in a browser (tenant {tenant})\n"
+        ));
+    }
+    if platform && tenants.is_empty() {
+        lines.push_str(&format!(
+            "atoll-sandbox: apply a Tenant (--apply examples/tenant-minimal.yaml), then open http://<tenant>.{domain}:{port}/ in a browser\n"
+        ));
+    }
+    lines
 }
 
 /// The Tenant CRD, applied, once it is established.
@@ -343,8 +368,10 @@ async fn install_crd(client: &Client) -> Result<(), SandboxError> {
     ))
 }
 
-/// Applies every document of `files` server-side, in order.
-pub async fn apply_files(client: &Client, files: &[PathBuf]) -> Result<(), SandboxError> {
+/// Applies every document of `files` server-side, in order; returns the
+/// names of the Tenants among them.
+pub async fn apply_files(client: &Client, files: &[PathBuf]) -> Result<Vec<String>, SandboxError> {
+    let mut tenants = Vec::new();
     for path in files {
         let text = std::fs::read_to_string(path).map_err(io_error("reading", path))?;
         for (index, document) in serde_norway::Deserializer::from_str(&text).enumerate() {
@@ -361,10 +388,18 @@ pub async fn apply_files(client: &Client, files: &[PathBuf]) -> Result<(), Sandb
             }
             let object: DynamicObject =
                 serde_json::from_value(value).map_err(|e| parse(e.to_string()))?;
+            let tenant = object
+                .types
+                .as_ref()
+                .is_some_and(|t| t.kind == "Tenant" && t.api_version.starts_with("atoll.dev/"));
+            let name = object.name_any();
             apply_object(client, path, object).await?;
+            if tenant && !tenants.contains(&name) {
+                tenants.push(name);
+            }
         }
     }
-    Ok(())
+    Ok(tenants)
 }
 
 async fn apply_object(

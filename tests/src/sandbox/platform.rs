@@ -140,7 +140,7 @@ impl Platform {
 
     pub(super) fn summary(&self) -> String {
         format!(
-            "atoll-sandbox: identity at {url} (log in as {email} / {password})\n\
+            "atoll-sandbox: identity at {url}: sign in at {url}/login as {email} / {password}\n\
              atoll-sandbox: operator and identity logs in {logs}\n",
             url = self.identity_url,
             email = self.admin_email,
