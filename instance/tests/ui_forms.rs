@@ -154,6 +154,12 @@ async fn validation_problems_are_shown_at_their_line_and_column() {
             .body
             .contains("Revision 2")
     );
+    let earlier = ui.get(&editor, "/ui/flows/ui.test/greet?revision=1").await;
+    assert!(
+        earlier.body.contains("An earlier revision") && earlier.body.contains("Greets\n"),
+        "{}",
+        earlier.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

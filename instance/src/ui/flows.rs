@@ -179,6 +179,9 @@ async fn flow_page(
             a href={"/ui/triggers?namespace=" (encode(&key.namespace)) "&flowId=" (encode(&key.id))} { "Triggers" }
         }
         p.muted { "Revision " (record.revision) " · updated " (when(record.updated)) @if record.deleted { " · deleted" } }
+        @if revisions.last().is_some_and(|latest| latest.revision != record.revision) {
+            p.notice role="status" { "An earlier revision: saving it makes it the latest. " a href=(path) { "Open the latest" } }
+        }
         div.columns {
             section.editor aria-labelledby="source-title" {
                 h2 id="source-title" { "Source" }

@@ -91,6 +91,11 @@ function mount(textarea) {
   const label = form.querySelector('label[for="' + textarea.id + '"]');
   if (label) label.addEventListener("click", () => view.focus());
   form.addEventListener("submit", () => { textarea.value = view.state.doc.toString(); });
+  // For scripted browsers (tests): read and replace the text as typing would.
+  host.atollEditor = {
+    text: () => view.state.doc.toString(),
+    setText: (text) => view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: text } }),
+  };
   const list = document.getElementById("problems-list");
   const button = form.querySelector("button[data-validate]");
   if (button && list) {
