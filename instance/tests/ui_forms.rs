@@ -318,4 +318,17 @@ async fn a_paused_execution_is_resumed_from_its_page() {
     assert_eq!(resumed.location(), path);
     let done = ui.wait_for_state(&editor, &path, "SUCCESS").await;
     assert!(done.body.contains("resumed"), "{}", done.body);
+
+    // Its own actions, back to its page: replay (ended), not kill.
+    assert!(done.body.contains("value=\"replay\"") && !done.body.contains("value=\"kill\""));
+    let id = path.trim_start_matches("/ui/executions/");
+    let replayed = ui
+        .post_form(
+            &editor,
+            "/ui/executions/bulk",
+            &[("action", "replay"), ("ids", id), ("from", "execution")],
+        )
+        .await;
+    assert_eq!(replayed.status, StatusCode::SEE_OTHER, "{}", replayed.body);
+    assert_eq!(replayed.location(), path);
 }

@@ -141,7 +141,7 @@ function selectAll(box) {
 function confirmBulk(button) {
   button.addEventListener("click", (event) => {
     const form = button.form;
-    const count = form.querySelectorAll('input[name="ids"]:checked').length;
+    const count = form.querySelectorAll('input[name="ids"]:checked, input[type="hidden"][name="ids"]').length;
     if (count === 0) { event.preventDefault(); window.alert("Select at least one execution."); return; }
     if ((button.value === "delete" || button.value === "kill") && !window.confirm(button.textContent + " " + count + " execution(s)?")) {
       event.preventDefault();

@@ -89,6 +89,7 @@ fn summary(caller: &Page, execution: &Execution) -> Markup {
                     button.primary type="submit" { "Resume" }
                 }
             }
+            @if caller.can_edit() { (actions(caller, execution)) }
         }
         dl.facts {
             dt { "Flow" } dd { a href=(flow_path(&execution.namespace, &execution.flow_id)) { (execution.namespace) " / " (execution.flow_id) } " (revision " (execution.flow_revision) ")" }
@@ -96,6 +97,32 @@ fn summary(caller: &Page, execution: &Execution) -> Markup {
             dt { "Ended" } dd { @match ended { Some(end) => (when(end)), None => "—" } }
             dt { "Labels" } dd { @for l in &execution.labels { span.label { (l.key) ":" (l.value) } " " } @if execution.labels.is_empty() { "—" } }
             @if let Some(error) = &execution.error { dt { "Error" } dd.error { (error) } }
+        }
+    }
+}
+
+/// Kill (running), restart (failed or killed), replay and delete (ended),
+/// through the executions' bulk form, back to this page.
+fn actions(caller: &Page, execution: &Execution) -> Markup {
+    let state = execution.state.current;
+    let ended = state.is_terminal();
+    let offered = [
+        ("kill", "Kill", !ended),
+        (
+            "restart",
+            "Restart",
+            matches!(state, ExecState::Failed | ExecState::Killed),
+        ),
+        ("replay", "Replay", ended),
+    ];
+    html! {
+        form.inline method="post" action="/ui/executions/bulk" {
+            (caller.csrf_field())
+            input type="hidden" name="ids" value=(execution.id);
+            input type="hidden" name="from" value="execution";
+            @for (action, label, shown) in offered {
+                @if shown { button type="submit" name="action" value=(action) { (label) } " " }
+            }
         }
     }
 }

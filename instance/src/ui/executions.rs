@@ -282,6 +282,13 @@ pub(super) async fn bulk(
     // Re-encoded pair by pair: only the filters go back into the location.
     let back = ListQuery::read(form.get("query"))?.filters();
     match answer {
+        // From an execution's own page: back to it.
+        BulkAnswer::Done(_)
+            if form.get("from") == Some("execution") && form.all("ids").len() == 1 =>
+        {
+            let id = form.all("ids").concat();
+            Ok(see_other(&format!("/ui/executions/{}", encode(&id))))
+        }
         BulkAnswer::Done(done) => {
             let sep = if back.is_empty() { "" } else { "&" };
             Ok(see_other(&format!(
