@@ -22,4 +22,5 @@ pub mod storage;
 pub mod store;
 pub mod task_files;
 pub mod template;
+pub mod ui;
 pub mod vocabulary;

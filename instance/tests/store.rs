@@ -192,6 +192,7 @@ async fn executions_are_stored_and_searched(store: &Store) {
             labels: Vec::new(),
             limit: 100,
             offset: 0,
+            ..ExecutionFilter::default()
         };
         async move {
             let mut ids: Vec<String> = store
@@ -223,6 +224,29 @@ async fn executions_are_stored_and_searched(store: &Store) {
         .await
         .expect("count");
     assert_eq!(count, 2, "the count ignores the page size");
+
+    // A time range of creation: [from, until).
+    let hour = jiff::SignedDuration::from_hours(1);
+    let in_range = |from: Option<Timestamp>, until: Option<Timestamp>| ExecutionFilter {
+        namespace: Some("search.a".into()),
+        created_from: from,
+        created_until: until,
+        limit: 10,
+        ..ExecutionFilter::default()
+    };
+    let now = Timestamp::now();
+    for (from, until, expected) in [
+        (Some(now - hour), Some(now + hour), 2),
+        (Some(now + hour), None, 0),
+        (None, Some(now - hour), 0),
+        (None, Some(now + hour), 2),
+    ] {
+        let filter = in_range(from, until);
+        let found = store.search_executions(&filter).await.expect("search");
+        assert_eq!(found.len(), expected, "{from:?}..{until:?}");
+        let counted = store.count_executions(&filter).await.expect("count");
+        assert_eq!(counted, expected as u64, "{from:?}..{until:?}");
+    }
 
     // Labels: every label searched for must be on the execution.
     let mut labelled = execution("labelled-4", "labelled", "f4");

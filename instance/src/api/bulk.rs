@@ -191,6 +191,25 @@ async fn bulk(state: &AppState, action: Action, ids: Vec<String>) -> ApiResult<B
     Ok(BulkAnswer::Done(BulkResponse { count }))
 }
 
+/// A bulk action by its name (`restart`, `kill`, `replay`, `delete`,
+/// `resume`) on the listed executions, for the web UI's forms: the same
+/// checks and effects as the `/by-ids` routes. `None` for another name.
+pub(crate) async fn bulk_by_name(
+    state: &AppState,
+    name: &str,
+    ids: Vec<String>,
+) -> Option<ApiResult<BulkAnswer>> {
+    let action = match name {
+        "restart" => Action::Restart,
+        "kill" => Action::Kill,
+        "replay" => Action::Replay { latest: false },
+        "delete" => Action::Delete,
+        "resume" => Action::Resume,
+        _ => return None,
+    };
+    Some(bulk(state, action, ids).await)
+}
+
 /// Applies the action to one checked execution: false when it changed
 /// meanwhile so that the action no longer applies (another caller won).
 async fn apply(state: &AppState, action: &Action, execution: &Execution) -> ApiResult<bool> {

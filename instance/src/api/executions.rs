@@ -180,6 +180,7 @@ pub(super) fn execution_filter(
         labels,
         limit: size,
         offset: (page - 1).saturating_mul(size),
+        ..ExecutionFilter::default()
     };
     apply_filters(raw.as_deref(), &mut filter)?;
     if filter.labels.len() > MAX_LABEL_FILTERS {

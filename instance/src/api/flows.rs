@@ -102,7 +102,7 @@ fn label_list(labels: &Value) -> Vec<Value> {
 
 /// The source as `principal` may read it: Viewers get the webhook keys
 /// redacted (a key is enough to start the flow, which Viewers may not).
-pub(super) fn visible_source(source: String, principal: &Principal) -> String {
+pub(crate) fn visible_source(source: String, principal: &Principal) -> String {
     if principal.role >= Role::Editor {
         source
     } else {

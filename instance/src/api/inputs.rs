@@ -184,14 +184,14 @@ pub(super) async fn read_limited(
 }
 
 /// The pairs of a URL-encoded form or query string.
-pub(super) fn form_pairs(bytes: &[u8]) -> Option<Vec<(String, String)>> {
+pub(crate) fn form_pairs(bytes: &[u8]) -> Option<Vec<(String, String)>> {
     let text = std::str::from_utf8(bytes).ok()?;
     let url = reqwest::Url::parse(&format!("http://form.invalid/?{text}")).ok()?;
     Some(url.query_pairs().into_owned().collect())
 }
 
 /// `key:value` labels, comma-separated.
-pub(super) fn parse_labels(text: Option<&str>) -> ApiResult<Vec<Label>> {
+pub(crate) fn parse_labels(text: Option<&str>) -> ApiResult<Vec<Label>> {
     let mut labels = Vec::new();
     for item in text
         .unwrap_or_default()

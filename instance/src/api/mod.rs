@@ -56,6 +56,10 @@ pub use extract::{Editor, ExecutionId, FlowKey, Viewer};
 pub use metrics::{Metrics, StateLabel, StatusLabel};
 use openapi::{Routes, describe};
 pub use unimplemented::{TABLE as UNIMPLEMENTED, Unimplemented};
+// What the web UI (`crate::ui`) reuses of the API.
+pub(crate) use bulk::{BulkAnswer, bulk_by_name};
+pub(crate) use flows::visible_source;
+pub(crate) use inputs::{form_pairs, parse_labels};
 
 use crate::auth::Verifier;
 use crate::engine::Engine;
@@ -460,6 +464,12 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             authn::authenticate,
         ))
+        // The web UI: the API's authentication, but a browser without a
+        // session is sent to sign in.
+        .merge(crate::ui::routes().layer(middleware::from_fn_with_state(
+            state.clone(),
+            authenticate_page,
+        )))
         .merge(Router::from(public_routes()))
         .merge(crate::session::routes())
         // The document describes routes and holds nothing of the tenant:

@@ -161,6 +161,7 @@ impl Engine {
                 labels: Vec::new(),
                 limit: 20,
                 offset: 0,
+                ..ExecutionFilter::default()
             };
             // The namespace filter also matches namespaces below it.
             let found = self.inner.store.search_executions(&filter).await?;

@@ -103,6 +103,12 @@ impl Sessions {
         }
     }
 
+    /// Identity's issuer URL (no trailing slash): where people sign in
+    /// and switch tenants (the web UI links its `/tenants` page).
+    pub fn issuer(&self) -> &str {
+        &self.oidc.issuer
+    }
+
     /// The session cookie's name: `__Host-atoll_session` over https,
     /// `atoll_session` over http.
     pub fn cookie_name(&self) -> &'static str {

@@ -131,6 +131,10 @@ pub struct ExecutionFilter {
     pub states: Vec<State>,
     /// Every one of these labels.
     pub labels: Vec<crate::flow::Label>,
+    /// Created at or after this instant (the web UI's time range).
+    pub created_from: Option<jiff::Timestamp>,
+    /// Created before this instant.
+    pub created_until: Option<jiff::Timestamp>,
     pub limit: u32,
     pub offset: u32,
 }

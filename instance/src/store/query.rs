@@ -78,6 +78,12 @@ where
             }
             query.push(")");
         }
+        if let Some(from) = filter.created_from {
+            query.push(" AND created_at >= ").push_bind(micros(from));
+        }
+        if let Some(until) = filter.created_until {
+            query.push(" AND created_at < ").push_bind(micros(until));
+        }
         for label in &filter.labels {
             let needle = label_needle(&label.key, &label.value);
             query

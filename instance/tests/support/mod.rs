@@ -4,3 +4,4 @@
 pub mod api_instance;
 pub mod identity;
 pub mod task_cluster;
+pub mod ui;

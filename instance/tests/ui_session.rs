@@ -1,0 +1,166 @@
+//! The web UI with a signed-in browser (#18): the session cookie opens the
+//! pages, a browser without one is sent to sign in and back, every form
+//! carries the session's CSRF token (and a form or script request without
+//! it is refused), the header links identity's tenant switcher, and no
+//! token reaches the browser.
+
+mod support;
+
+#[path = "sso/browser.rs"]
+mod browser;
+#[path = "sso/fake_op.rs"]
+mod fake_op;
+
+use browser::{Browser, SsoInstance, encode};
+use fake_op::FakeOp;
+use reqwest::{Method, StatusCode};
+
+const FLOW: &str = "id: hello\nnamespace: company.team\ntasks:\n  - id: log\n    type: io.kestra.plugin.core.log.Log\n    message: hello\n";
+const FORM: &str = "application/x-www-form-urlencoded";
+
+fn form(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_in_browser_uses_the_pages_with_its_csrf_token() {
+    let op = FakeOp::start().await;
+    let acme = SsoInstance::start(&op, "acme", "Editor", None, None).await;
+    let browser = Browser::new();
+
+    let page = browser.get(&acme.url("/ui/executions?state=FAILED")).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        page.location.as_deref(),
+        Some("/auth/login?return_to=%2Fui%2Fexecutions%3Fstate%3DFAILED")
+    );
+    let signed_in = browser.sign_in(&acme, "/ui/flows").await;
+    assert_eq!(
+        signed_in.location.as_deref(),
+        Some("/ui/flows"),
+        "{}",
+        signed_in.body
+    );
+    let csrf = browser.csrf(&acme).await;
+
+    let flows = browser.get(&acme.url("/ui/flows")).await;
+    assert_eq!(flows.status, StatusCode::OK, "{}", flows.body);
+    assert!(
+        flows
+            .body
+            .contains(&format!("<meta name=\"csrf-token\" content=\"{csrf}\">")),
+        "{}",
+        flows.body
+    );
+    assert!(
+        flows
+            .body
+            .contains(&format!("href=\"{}/tenants\"", op.issuer())),
+        "the tenant switcher"
+    );
+    assert!(
+        flows
+            .body
+            .contains(&format!("name=\"_csrf\" value=\"{csrf}\"")),
+        "the log-out form's token"
+    );
+    assert!(
+        flows.body.contains(fake_op::EMAIL),
+        "the signed-in person's e-mail address: {}",
+        flows.body
+    );
+
+    // A form without the token is refused; with it, the flow is created.
+    let url = acme.url("/ui/flows/new");
+    let without = form(&[("action", "save"), ("source", FLOW)]);
+    let refused = browser
+        .send(Method::POST, &url, &[], Some((FORM, without)))
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    let wrong = form(&[("_csrf", "not-it"), ("action", "save"), ("source", FLOW)]);
+    let refused = browser
+        .send(Method::POST, &url, &[], Some((FORM, wrong)))
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let with = form(&[("_csrf", &csrf), ("action", "save"), ("source", FLOW)]);
+    let created = browser
+        .send(Method::POST, &url, &[], Some((FORM, with)))
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    assert_eq!(
+        created.location.as_deref(),
+        Some("/ui/flows/company%2Eteam/hello?saved=1")
+    );
+    let page = browser.get(&acme.url("/ui/flows/company.team/hello")).await;
+    assert!(
+        page.body
+            .contains(&format!("name=\"_csrf\" value=\"{csrf}\"")),
+        "the editor's form carries the token"
+    );
+
+    // The editor's script sends the token as a header.
+    let validate = acme.url("/ui/validate");
+    let bare = browser
+        .send(
+            Method::POST,
+            &validate,
+            &[],
+            Some(("text/plain", FLOW.into())),
+        )
+        .await;
+    assert_eq!(bare.status, StatusCode::FORBIDDEN);
+    let checked = browser
+        .send(
+            Method::POST,
+            &validate,
+            &[("x-csrf-token", &csrf)],
+            Some(("text/plain", FLOW.into())),
+        )
+        .await;
+    assert_eq!(checked.status, StatusCode::OK, "{}", checked.body);
+    assert_eq!(checked.body, "[]");
+
+    // Running from the form opens the execution's page.
+    let run = form(&[("_csrf", &csrf)]);
+    let started = browser
+        .send(
+            Method::POST,
+            &acme.url("/ui/flows/company.team/hello/run"),
+            &[],
+            Some((FORM, run)),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+    let execution = started.location.expect("the execution's page");
+    assert_eq!(
+        browser.get(&acme.url(&execution)).await.status,
+        StatusCode::OK
+    );
+    browser.assert_no_token(&op);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_in_viewer_gets_no_edit_controls() {
+    let op = FakeOp::start().await;
+    let acme = SsoInstance::start(&op, "acme", "Viewer", None, None).await;
+    let browser = Browser::new();
+    browser.sign_in(&acme, "/ui/flows").await;
+    let csrf = browser.csrf(&acme).await;
+    let flows = browser.get(&acme.url("/ui/flows")).await;
+    assert_eq!(flows.status, StatusCode::OK);
+    assert!(!flows.body.contains("New flow"));
+    let body = form(&[("_csrf", &csrf), ("action", "save"), ("source", FLOW)]);
+    let refused = browser
+        .send(
+            Method::POST,
+            &acme.url("/ui/flows/new"),
+            &[],
+            Some((FORM, body)),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+}
