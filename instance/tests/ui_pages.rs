@@ -25,7 +25,7 @@ async fn every_page_answers_with_its_content() {
     assert_page_headers(&flows);
     assert!(flows.body.contains("Atoll · acme"), "{}", flows.body);
     assert!(
-        flows.body.contains("href=\"/ui/flows/ui%2Etest/greet\""),
+        flows.body.contains("href=\"/ui/flows/ui.test/greet\""),
         "{}",
         flows.body
     );
@@ -56,7 +56,7 @@ async fn every_page_answers_with_its_content() {
         "nightly",
         ">both<",
         ">left<",
-        "href=\"/ui/flows/ui%2Etest/greet/run\"",
+        "href=\"/ui/flows/ui.test/greet/run\"",
     ] {
         assert!(
             flow.body.contains(needle),

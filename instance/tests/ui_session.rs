@@ -93,7 +93,7 @@ async fn a_signed_in_browser_uses_the_pages_with_its_csrf_token() {
     assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
     assert_eq!(
         created.location.as_deref(),
-        Some("/ui/flows/company%2Eteam/hello?saved=1")
+        Some("/ui/flows/company.team/hello?saved=1")
     );
     let page = browser.get(&acme.url("/ui/flows/company.team/hello")).await;
     assert!(
