@@ -415,6 +415,19 @@ impl Platform {
             .expect("http client")
     }
 
+    /// An HTTP client for a browser: requests to each of `hosts` go to
+    /// the ingress, and no redirect is followed (the test follows them, so
+    /// it sees every hop and keeps each host's cookies).
+    pub fn browser_http(&self, hosts: &[&str]) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30));
+        for host in hosts {
+            builder = builder.resolve(host, self.ingress);
+        }
+        builder.build().expect("http client")
+    }
+
     pub fn tenants(&self) -> Api<Tenant> {
         Api::all(self.client.clone())
     }

@@ -16,6 +16,8 @@
 //! version and prints, per scenario, what it checked and its figures.
 
 mod attacks;
+mod browser;
+mod cookies;
 mod endpoints;
 mod harness;
 mod scenarios;

@@ -10,13 +10,14 @@ use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 
 use crate::Report;
+use crate::cookies;
 use crate::endpoints;
 use crate::harness::{
     Instance, LIMIT, Platform, Session, eventually, pid_alive, pids, tenant_yaml,
 };
 
 /// A one-task flow whose log line names `marker`.
-fn flow(marker: &str) -> String {
+pub(crate) fn flow(marker: &str) -> String {
     format!(
         "id: hello\nnamespace: team\ntasks:\n  - id: say\n    type: io.kestra.plugin.core.log.Log\n    message: hello from {marker}\n"
     )
@@ -29,6 +30,8 @@ type TenantSpec<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
 pub(crate) struct World {
     pub(crate) sessions: Vec<Session>,
     pub(crate) instances: Vec<Instance>,
+    /// Each user's password, in the order of `users` (for the login form).
+    pub(crate) passwords: Vec<String>,
 }
 
 /// Creates `users` (by e-mail) in identity, applies `tenants` (name,
@@ -68,6 +71,7 @@ pub(crate) async fn world(
     World {
         sessions,
         instances,
+        passwords,
     }
 }
 
@@ -527,6 +531,19 @@ pub async fn isolation_matrix(platform: Arc<Platform>, report: Arc<Report>) {
     ));
     assert!(accepted.is_empty(), "accepted: {accepted:#?}");
     assert_eq!(accepted_cross_tenant, 0);
+
+    // The same with browsers' session cookies, codes and redirects (#18).
+    let tenants = cookies::Tenants {
+        platform: p,
+        acme,
+        globex,
+        alice: (alice, &world.passwords[0]),
+        carol: (carol, &world.passwords[2]),
+        operations: &operations,
+        acme_execution: &acme_execution,
+        globex_execution: &globex_execution,
+    };
+    cookies::cookie_cases(&tenants, &report).await;
 
     assert_eq!(
         snapshot(acme, &alice_token).await,
