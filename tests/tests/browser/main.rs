@@ -284,8 +284,10 @@ async fn people_sign_in_once_and_work_in_their_tenants() {
     let carol = Person::new(&driver, &chromium, "carol").await;
     story::carol(&sandbox, &carol).await;
     story::alice_logs_out(&sandbox, &alice).await;
+    let admin = Person::new(&driver, &chromium, "admin").await;
+    story::admin(&sandbox, &admin).await;
 
-    for person in [alice, bob, carol] {
+    for person in [alice, bob, carol, admin] {
         person.browser.quit().await;
     }
     sandbox.stop().await;
