@@ -315,3 +315,29 @@ async fn hostile_labels_and_log_lines_are_escaped() {
         .await;
     assert!(!search.body.contains("<script>alert(4)"), "{}", search.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_inputs_are_masked_on_the_execution_page() {
+    let ui = Ui::start().await;
+    let editor = &ui.token("Editor");
+    ui.create_flow(
+        editor,
+        "id: keyed\nnamespace: ui.secret\ninputs:\n  - id: key\n    type: SECRET\n  - id: who\n    type: STRING\ntasks:\n  - id: t\n    type: io.kestra.plugin.core.debug.Return\n    format: ok\n",
+    )
+    .await;
+    let run = ui
+        .post_form(
+            editor,
+            "/ui/flows/ui.secret/keyed/run",
+            &[("input.key", "hunter2-very-secret"), ("input.who", "ann")],
+        )
+        .await;
+    assert_eq!(run.status, StatusCode::SEE_OTHER, "{}", run.body);
+    let page = ui.wait_for_state(editor, run.location(), "SUCCESS").await;
+    assert!(
+        page.body.contains("&quot;******&quot;") && page.body.contains("&quot;ann&quot;"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("hunter2"), "the secret is not shown");
+}
