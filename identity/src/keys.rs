@@ -405,17 +405,36 @@ impl KeyRing {
     /// serialisation (RFC 7515), EdDSA over `header.payload`. The key pair
     /// is parsed once per key, not once per token.
     pub fn mint(&self, claims: &Claims, now: i64) -> Result<String, KeyError> {
+        self.sign(claims, "JWT", now)
+    }
+
+    /// Signs any claims set with the key that signs at `now`, header `typ`
+    /// as given: `JWT` for ID tokens, `logout+jwt` for back-channel logout
+    /// tokens (so that one can never pass for the other).
+    pub fn sign<T: serde::Serialize>(
+        &self,
+        claims: &T,
+        typ: &str,
+        now: i64,
+    ) -> Result<String, KeyError> {
         let state = self.state();
         let record = signing_key(&state.records, now).ok_or(KeyError::NoActiveKey)?;
         let signer = state
             .signers
             .get(&record.kid)
             .ok_or(KeyError::NoActiveKey)?;
-        let payload = serde_json::to_vec(claims).map_err(|_| KeyError::Sign {
+        let sign_error = || KeyError::Sign {
             kid: record.kid.clone(),
-        })?;
-        let mut token = String::with_capacity(signer.header.len() + payload.len() * 4 / 3 + 90);
-        token.push_str(&signer.header);
+        };
+        let payload = serde_json::to_vec(claims).map_err(|_| sign_error())?;
+        let header = if typ == "JWT" {
+            signer.header.clone()
+        } else {
+            let header = json!({"alg": "EdDSA", "typ": typ, "kid": record.kid});
+            URL_SAFE_NO_PAD.encode(header.to_string())
+        };
+        let mut token = String::with_capacity(header.len() + payload.len() * 4 / 3 + 90);
+        token.push_str(&header);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(payload, &mut token);
         let signature = signer.pair.sign(token.as_bytes());

@@ -7,6 +7,7 @@
 //! Without the default `server` feature the crate is only [`verify`]: what an
 //! instance needs, without the database, HTTP server or password hashing.
 
+pub mod sso_tokens;
 pub mod verify;
 
 #[cfg(feature = "server")]

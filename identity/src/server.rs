@@ -305,6 +305,9 @@ async fn maintenance_loop(store: Store, keys: Arc<KeyRing>, limits: crate::confi
         if let Err(error) = store.delete_expired_credentials(now).await {
             tracing::warn!(error = %error_chain(&error), "purging expired sessions failed");
         }
+        if let Err(error) = store.delete_expired_auth_codes(now).await {
+            tracing::warn!(error = %error_chain(&error), "purging expired authorization codes failed");
+        }
         // Rate-limit windows and lockouts that ended.
         let longest = i64::try_from(limits.lockout.as_secs().max(60)).unwrap_or(i64::MAX);
         if let Err(error) = store.purge_throttle(now, longest).await {

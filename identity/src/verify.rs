@@ -209,7 +209,7 @@ impl KeySet {
         self.keys.contains_key(kid)
     }
 
-    fn get(&self, kid: &str) -> Option<&DecodingKey> {
+    pub(crate) fn get(&self, kid: &str) -> Option<&DecodingKey> {
         self.keys.get(kid)
     }
 }
@@ -362,7 +362,7 @@ impl Verifier {
 
 /// The `kid` of a token whose header names EdDSA; any other algorithm is
 /// refused before a key is looked up.
-fn key_id(token: &str) -> Result<String, VerifyError> {
+pub(crate) fn key_id(token: &str) -> Result<String, VerifyError> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
     if header.alg != ALGORITHM {
         return Err(VerifyError::DisallowedAlgorithm(format!(

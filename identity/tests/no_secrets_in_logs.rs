@@ -132,6 +132,7 @@ async fn exercise(databases: &support::Databases) {
         )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    exercise_sso(&svc, alice_pw, &mut secrets).await;
     let (status, _) = svc
         .put(
             &format!("/api/v1/admin/users/{alice_id}/password"),
@@ -179,4 +180,69 @@ async fn exercise(databases: &support::Databases) {
         leaked.len(),
         secrets.len()
     );
+}
+
+/// Single sign-on: the login form, a code, its exchange, a refresh, and
+/// logout with an ID token hint (in the query) and back-channel logout.
+async fn exercise_sso(svc: &Service, password: &str, secrets: &mut Vec<String>) {
+    use aws_lc_rs::digest;
+    use support::browser::{Browser, form, query_of};
+
+    let verifier = "a-pkce-verifier-that-is-long-enough-0123456789";
+    let challenge = URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()));
+    let redirect_uri = "https://acme.atoll.test/auth/callback";
+    let authorize = format!(
+        "/oauth2/authorize?{}",
+        form(&[
+            ("response_type", "code"),
+            ("client_id", "acme"),
+            ("redirect_uri", redirect_uri),
+            ("scope", "openid email"),
+            ("state", "s"),
+            ("nonce", "n"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ])
+    );
+    let mut browser = Browser::new(&svc.base);
+    let answer = browser
+        .log_in_at(&authorize, "alice@acme.test", password)
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    let page = browser.get(&authorize).await;
+    let code = query_of(page.location().expect("code redirect"))["code"].clone();
+    let tokens: serde_json::Value = svc
+        .http
+        .post(format!("{}/oauth2/token", svc.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", redirect_uri),
+            ("client_id", "acme"),
+            ("code_verifier", verifier),
+        ]))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let field = |name: &str| tokens[name].as_str().expect(name).to_owned();
+    let (id_token, refresh) = (field("id_token"), field("refresh_token"));
+    secrets.extend([
+        code,
+        verifier.to_owned(),
+        id_token.clone(),
+        refresh,
+        field("access_token"),
+    ]);
+    secrets.extend(browser.cookies.values().cloned());
+    let page = browser
+        .get(&format!(
+            "/oauth2/logout?{}",
+            form(&[("id_token_hint", &id_token)])
+        ))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
 }

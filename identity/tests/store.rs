@@ -44,6 +44,8 @@ fn tenant(name: &str, cluster: &str, members: &[(&str, Role)]) -> TenantSpec {
         phase: "Ready".into(),
         cluster: cluster.into(),
         uid: format!("uid-{name}"),
+        redirect_uri: format!("https://{name}.example/auth/callback"),
+        backchannel_logout_uri: format!("https://{name}.example/auth/backchannel-logout"),
         members: members
             .iter()
             .map(|(email, role)| Member {

@@ -20,17 +20,37 @@ pub(super) async fn admin_create_user(
     Admin(admin): Admin,
     Body(request): Body<CreateUserRequest>,
 ) -> Result<(StatusCode, Json<UserView>), AppError> {
-    let email = normalize_email(&request.email).map_err(|e| AppError::BadRequest(e.to_string()))?;
-    check_new_password(request.password.expose())
-        .map_err(|e| AppError::BadRequest(e.to_string()))?;
+    let user = create_user(
+        &state,
+        &admin.user.id,
+        &request.email,
+        &request.password,
+        request.display_name.as_deref(),
+        request.admin,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(user.into())))
+}
+
+/// Creates a user as admin `admin_id` (the API's and the admin page's).
+pub(super) async fn create_user(
+    state: &AppState,
+    admin_id: &str,
+    email: &str,
+    password: &Secret,
+    display: Option<&str>,
+    is_admin: bool,
+) -> Result<User, AppError> {
+    let email = normalize_email(email).map_err(|e| AppError::BadRequest(e.to_string()))?;
+    check_new_password(password.expose()).map_err(|e| AppError::BadRequest(e.to_string()))?;
     let inner = &state.inner;
     let now = now();
-    let hash = inner.passwords.hash(&request.password).await?;
+    let hash = inner.passwords.hash(password).await?;
     let user = User {
         id: uuid::Uuid::now_v7().to_string(),
-        display_name: display_name(request.display_name.as_deref(), &email),
+        display_name: display_name(display, &email),
         email,
-        is_admin: request.admin,
+        is_admin,
         disabled: false,
         created_at: now,
     };
@@ -41,14 +61,14 @@ pub(super) async fn admin_create_user(
         .audit
         .record(
             now,
-            Some(&admin.user.id),
+            Some(admin_id),
             "user.create",
             Some(&user.id),
             Outcome::Success,
             None,
         )
         .await;
-    Ok((StatusCode::CREATED, Json(user.into())))
+    Ok(user)
 }
 
 pub(super) async fn admin_list_users(

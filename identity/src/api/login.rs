@@ -54,13 +54,13 @@ pub(super) async fn login(
 
 /// The email a login is counted and looked up under. A malformed email is
 /// just an unknown one: same answer, same work.
-fn login_email(raw: &str) -> String {
+pub(super) fn login_email(raw: &str) -> String {
     normalize_email(raw).unwrap_or_else(|_| raw.trim().to_lowercase().chars().take(254).collect())
 }
 
 /// The enabled user whose password this is (rehashing it if its cost is
 /// outdated); a failure is counted towards the lockout and audited.
-async fn check_login(
+pub(super) async fn check_login(
     inner: &Inner,
     email: &str,
     password: &Secret,
@@ -96,7 +96,11 @@ async fn check_login(
 }
 
 /// A new login session for `user`: its token (shown once) and expiry.
-async fn start_session(inner: &Inner, user: &User, now: i64) -> Result<(Secret, i64), AppError> {
+pub(super) async fn start_session(
+    inner: &Inner,
+    user: &User,
+    now: i64,
+) -> Result<(Secret, i64), AppError> {
     let token = sessions::new_token(SESSION_PREFIX)?;
     let expires_at = now.saturating_add(secs(inner.config.session_ttl));
     inner

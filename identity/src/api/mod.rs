@@ -81,7 +81,9 @@ impl AppState {
 mod admin;
 mod login;
 mod oidc;
+mod pages;
 mod pats;
+mod sso;
 mod tenants;
 mod tokens;
 
@@ -94,6 +96,34 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(oidc::readyz))
         .route("/.well-known/openid-configuration", get(oidc::discovery))
         .route("/.well-known/jwks.json", get(oidc::jwks))
+        .route("/oauth2/authorize", get(oidc::authorize::authorize))
+        .route("/oauth2/token", post(oidc::token::token))
+        .route(
+            "/oauth2/logout",
+            get(oidc::logout::end_session_get).post(oidc::logout::end_session_post),
+        )
+        .route("/", get(pages::tenants::home))
+        .route("/assets/identity.css", get(pages::layout::stylesheet))
+        .route(
+            "/login",
+            get(pages::login::show_login).post(pages::login::submit_login),
+        )
+        .route("/logout", post(oidc::logout::logout_form))
+        .route("/tenants", get(pages::tenants::my_tenants_page))
+        .route(
+            "/tokens",
+            get(pages::tokens::tokens_page).post(pages::tokens::create_token),
+        )
+        .route("/tokens/{id}/revoke", post(pages::tokens::revoke_token))
+        .route(
+            "/admin/users",
+            get(pages::admin::users).post(pages::admin::create),
+        )
+        .route(
+            "/admin/users/{id}/{action}",
+            post(pages::admin::disable_or_enable),
+        )
+        .route("/admin/tenants", get(pages::admin::tenants))
         .route("/api/v1/login", post(login::login))
         .route("/api/v1/logout", post(login::logout))
         .route("/api/v1/me", get(login::me))
@@ -132,8 +162,9 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { AppError::NotFound })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
-        // Method, path, status, latency; never headers (they carry tokens).
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Method, path, status, latency; never headers (they carry tokens)
+        // nor the query (an ID token hint, a return address).
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(sso::request_span))
         .with_state(state)
 }
 

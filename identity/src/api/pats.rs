@@ -37,7 +37,7 @@ pub(super) struct PatView {
 }
 
 /// The token's name, trimmed, and its lifetime in days (`max` when unset).
-fn name_and_days(
+pub(super) fn name_and_days(
     name: &str,
     expires_in_days: Option<u32>,
     max: u32,
@@ -152,7 +152,7 @@ pub(super) async fn list_pats(
 
 /// Checks the password a request re-states, like a login would: the same
 /// per-address and per-account-and-address limits, failures counted.
-async fn check_password_again(
+pub(super) async fn check_password_again(
     state: &AppState,
     user: &User,
     password: &Secret,

@@ -30,6 +30,13 @@ pub(super) struct TenantRequest {
     /// The Tenant object's Kubernetes `metadata.uid`.
     #[serde(default)]
     uid: Option<String>,
+    /// The OpenID client's redirect URI; `<url>/auth/callback` when absent.
+    #[serde(default)]
+    redirect_uri: Option<String>,
+    /// Where back-channel logout goes; `<url>/auth/backchannel-logout`
+    /// when absent.
+    #[serde(default)]
+    backchannel_logout_uri: Option<String>,
     #[serde(default)]
     members: Vec<MemberRequest>,
 }
@@ -55,6 +62,8 @@ pub(super) struct TenantView {
     phase: String,
     cluster: String,
     uid: String,
+    redirect_uri: String,
+    backchannel_logout_uri: String,
     members: i64,
     created_at: String,
     updated_at: String,
@@ -70,6 +79,8 @@ impl From<crate::store::Tenant> for TenantView {
             phase: t.phase,
             cluster: t.cluster,
             uid: t.uid,
+            redirect_uri: t.redirect_uri,
+            backchannel_logout_uri: t.backchannel_logout_uri,
             members: t.members,
             created_at: rfc3339(t.created_at),
             updated_at: rfc3339(t.updated_at),
@@ -108,6 +119,14 @@ pub(super) fn tenant_spec(
     if request.url.len() > 2048 || request.phase.len() > 64 {
         return Err(AppError::BadRequest("url or phase is too long".into()));
     }
+    let redirect_uri = client_uri("redirectUri", request.redirect_uri, || {
+        crate::store::derived_redirect_uri(&request.url)
+    })?;
+    let backchannel_logout_uri = client_uri(
+        "backchannelLogoutUri",
+        request.backchannel_logout_uri,
+        || crate::store::derived_backchannel_logout_uri(&request.url),
+    )?;
     let mut members = Vec::with_capacity(request.members.len());
     for (index, member) in request.members.into_iter().enumerate() {
         let email = normalize_email(&member.email)
@@ -129,8 +148,39 @@ pub(super) fn tenant_spec(
         phase: request.phase,
         cluster: cluster.to_owned(),
         uid,
+        redirect_uri,
+        backchannel_logout_uri,
         members,
     })
+}
+
+/// A registered client URI as sent, or derived from the tenant URL when
+/// absent. Stored exactly as given: redirect URIs are compared by exact
+/// string equality, so nothing is normalised. An empty tenant URL (a
+/// tenant not serving yet) derives an empty URI, which no request matches.
+fn client_uri(
+    field: &str,
+    sent: Option<String>,
+    derive: impl FnOnce() -> String,
+) -> Result<String, AppError> {
+    let Some(uri) = sent.filter(|u| !u.is_empty()) else {
+        let derived = derive();
+        return Ok(if derived.starts_with('/') {
+            String::new()
+        } else {
+            derived
+        });
+    };
+    let shaped = (uri.starts_with("https://") || uri.starts_with("http://"))
+        && uri.len() <= 2048
+        && !uri.contains(['#', '*', ' '])
+        && !uri.chars().any(char::is_control);
+    if !shaped {
+        return Err(AppError::BadRequest(format!(
+            "{field} must be an absolute http(s) URL without wildcards or fragment, at most 2048 characters"
+        )));
+    }
+    Ok(uri)
 }
 
 /// The audit actor of a cluster's operator.

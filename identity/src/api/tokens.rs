@@ -59,20 +59,7 @@ pub(super) async fn issue_token(
         Grant::Unauthenticated => return Err(AppError::Unauthorized),
     };
     let ttl = inner.config.token_ttl.as_secs();
-    let issued_at = u64::try_from(now).unwrap_or_default();
-    let claims = Claims {
-        iss: inner.config.issuer.clone(),
-        sub: user.id.clone(),
-        email: user.email.clone(),
-        aud: request.tenant.clone(),
-        tid: membership.tenant_id,
-        tenant_uid: Some(membership.tenant_uid).filter(|u| !u.is_empty()),
-        cluster: Some(membership.cluster).filter(|c| !c.is_empty()),
-        role: membership.role,
-        iat: issued_at,
-        exp: issued_at + ttl,
-        nbf: None,
-    };
+    let claims = tenant_claims(inner, &user, &request.tenant, membership, now);
     let token = inner.keys.mint(&claims, now)?;
     inner
         .audit
@@ -90,4 +77,29 @@ pub(super) async fn issue_token(
         token_type: "Bearer",
         expires_in: ttl,
     }))
+}
+
+/// The claims of `user`'s tenant token for `tenant`: what `/api/v1/tokens`
+/// and the OpenID token endpoint both mint.
+pub(super) fn tenant_claims(
+    inner: &Inner,
+    user: &User,
+    tenant: &str,
+    membership: crate::store::Membership,
+    now: i64,
+) -> Claims {
+    let issued_at = u64::try_from(now).unwrap_or_default();
+    Claims {
+        iss: inner.config.issuer.clone(),
+        sub: user.id.clone(),
+        email: user.email.clone(),
+        aud: tenant.to_owned(),
+        tid: membership.tenant_id,
+        tenant_uid: Some(membership.tenant_uid).filter(|u| !u.is_empty()),
+        cluster: Some(membership.cluster).filter(|c| !c.is_empty()),
+        role: membership.role,
+        iat: issued_at,
+        exp: issued_at + inner.config.token_ttl.as_secs(),
+        nbf: None,
+    }
 }

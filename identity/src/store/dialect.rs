@@ -27,8 +27,8 @@ pub(super) trait Dialect: Database {
 }
 
 /// The embedded migrations of one database, same versions and names on both.
-fn migrator(sql: [&'static str; 2]) -> Migrator {
-    let names = ["init", "clusters and scopes"];
+fn migrator(sql: [&'static str; 3]) -> Migrator {
+    let names = ["init", "clusters and scopes", "single sign-on"];
     Migrator::with_migrations(
         (1..)
             .zip(names)
@@ -71,6 +71,7 @@ impl Dialect for Sqlite {
         migrator([
             include_str!("../../migrations/sqlite/0001_init.sql"),
             include_str!("../../migrations/sqlite/0002_clusters_and_scopes.sql"),
+            include_str!("../../migrations/sqlite/0003_single_sign_on.sql"),
         ])
         .run(&pool)
         .await
@@ -98,6 +99,7 @@ impl Dialect for Postgres {
         migrator([
             include_str!("../../migrations/postgres/0001_init.sql"),
             include_str!("../../migrations/postgres/0002_clusters_and_scopes.sql"),
+            include_str!("../../migrations/postgres/0003_single_sign_on.sql"),
         ])
         .run(&pool)
         .await

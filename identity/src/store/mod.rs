@@ -54,6 +54,7 @@ mod audit;
 mod credentials;
 mod dialect;
 mod signing_keys;
+mod sso;
 mod tenants;
 mod throttle;
 mod users;
@@ -62,7 +63,11 @@ pub use audit::{AuditEntry, AuditEvent};
 pub use credentials::{
     Authenticated, CredentialKind, Grant, Membership, NewCredential, PatInfo, PatScope,
 };
-pub use tenants::{Member, MyTenant, OwnedElsewhere, Registered, Tenant, TenantSpec};
+pub use sso::{AuthCode, EnteredTenant, SsoSession};
+pub use tenants::{
+    Member, MyTenant, OwnedElsewhere, Registered, Tenant, TenantSpec,
+    derived_backchannel_logout_uri, derived_redirect_uri,
+};
 pub use throttle::Throttle;
 pub use users::{User, UserCredentials};
 
@@ -305,6 +310,35 @@ forward! {
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
     pub async fn tenant(&self, name: &str) -> Result<Option<Tenant>, StoreError>;
     pub async fn tenants_of(&self, email: &str) -> Result<Vec<MyTenant>, StoreError>;
+
+    // Single sign-on.
+    /// The SSO session behind a session token's hash, if live.
+    pub async fn sso_session(&self, token_hash: &str, now: i64) -> Result<Option<SsoSession>, StoreError>;
+    /// The SSO session with this id, if live.
+    pub async fn sso_session_by_id(&self, id: &str, now: i64) -> Result<Option<SsoSession>, StoreError>;
+    pub async fn membership(&self, email: &str, tenant: &str) -> Result<Option<Membership>, StoreError>;
+    /// Records that a session entered a tenant (idempotent).
+    pub async fn enter_tenant(&self, session_id: &str, tenant: &str) -> Result<(), StoreError>;
+    pub async fn entered_tenants(&self, session_id: &str) -> Result<Vec<EnteredTenant>, StoreError>;
+    /// Ends an SSO session and everything it granted.
+    pub async fn end_sso_session(&self, session_id: &str) -> Result<bool, StoreError>;
+    pub async fn insert_auth_code(&self, code: &AuthCode) -> Result<(), StoreError>;
+    /// Deletes a code and returns it: consumed on first use.
+    pub async fn take_auth_code(&self, code_hash: &str) -> Result<Option<AuthCode>, StoreError>;
+    pub async fn delete_expired_auth_codes(&self, now: i64) -> Result<u64, StoreError>;
+    pub async fn insert_refresh_token(
+        &self,
+        token_hash: &str,
+        session_id: &str,
+        client_id: &str,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// The live session and client of a refresh token.
+    pub async fn refresh_grant(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<(SsoSession, String)>, StoreError>;
 
     // Signing keys.
     pub async fn signing_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;

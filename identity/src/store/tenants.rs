@@ -22,6 +22,10 @@ pub struct TenantSpec {
     pub cluster: String,
     /// The Tenant object's Kubernetes `metadata.uid`.
     pub uid: String,
+    /// The OpenID client's one redirect URI (exact match).
+    pub redirect_uri: String,
+    /// Where back-channel logout tokens are POSTed.
+    pub backchannel_logout_uri: String,
     pub members: Vec<Member>,
 }
 
@@ -34,6 +38,11 @@ pub struct Tenant {
     pub phase: String,
     pub cluster: String,
     pub uid: String,
+    /// The OpenID client's one redirect URI (exact match); derived from
+    /// `url` for a record stored before it was registered.
+    pub redirect_uri: String,
+    /// Where back-channel logout tokens are POSTed (derived likewise).
+    pub backchannel_logout_uri: String,
     pub members: i64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -60,6 +69,17 @@ pub struct MyTenant {
     pub phase: String,
 }
 
+/// `<url>/auth/callback`: the redirect URI of a tenant that registered none.
+pub fn derived_redirect_uri(url: &str) -> String {
+    format!("{}/auth/callback", url.trim_end_matches('/'))
+}
+
+/// `<url>/auth/backchannel-logout`: the back-channel logout URI of a tenant
+/// that registered none.
+pub fn derived_backchannel_logout_uri(url: &str) -> String {
+    format!("{}/auth/backchannel-logout", url.trim_end_matches('/'))
+}
+
 fn tenant_of<R>(row: &R) -> Result<Tenant, sqlx::Error>
 where
     R: Row,
@@ -67,11 +87,24 @@ where
     for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
 {
+    let url: String = row.try_get("url")?;
+    let redirect_uri: String = row.try_get("redirect_uri")?;
+    let backchannel_logout_uri: String = row.try_get("backchannel_logout_uri")?;
     Ok(Tenant {
         name: row.try_get("name")?,
         id: row.try_get("id")?,
         display_name: row.try_get("display_name")?,
-        url: row.try_get("url")?,
+        redirect_uri: if redirect_uri.is_empty() {
+            derived_redirect_uri(&url)
+        } else {
+            redirect_uri
+        },
+        backchannel_logout_uri: if backchannel_logout_uri.is_empty() {
+            derived_backchannel_logout_uri(&url)
+        } else {
+            backchannel_logout_uri
+        },
+        url,
         phase: row.try_get("phase")?,
         cluster: row.try_get("cluster")?,
         uid: row.try_get("uid")?,
@@ -93,8 +126,9 @@ queries! {
         const OP: &str = "register tenant";
         let mut tx = self.pool.begin().await.ctx(OP)?;
         let inserted = sqlx::query(
-            "INSERT INTO tenants (name, id, display_name, url, phase, cluster, created_at, updated_at, uid)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)
+            "INSERT INTO tenants (name, id, display_name, url, phase, cluster, created_at, updated_at, uid,
+                                  redirect_uri, backchannel_logout_uri)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10)
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(&spec.name)
@@ -105,6 +139,8 @@ queries! {
         .bind(&spec.cluster)
         .bind(now)
         .bind(&spec.uid)
+        .bind(&spec.redirect_uri)
+        .bind(&spec.backchannel_logout_uri)
         .execute(&mut *tx)
         .await
         .ctx(OP)?
@@ -126,7 +162,8 @@ queries! {
             // Scoped to the owner in the statement too: the record is only
             // ever written by the cluster that registered it.
             sqlx::query(
-                "UPDATE tenants SET display_name = $2, url = $3, phase = $4, updated_at = $5, uid = $6
+                "UPDATE tenants SET display_name = $2, url = $3, phase = $4, updated_at = $5, uid = $6,
+                                    redirect_uri = $8, backchannel_logout_uri = $9
                  WHERE name = $1 AND cluster = $7",
             )
             .bind(&spec.name)
@@ -136,6 +173,8 @@ queries! {
             .bind(now)
             .bind(&spec.uid)
             .bind(&spec.cluster)
+            .bind(&spec.redirect_uri)
+            .bind(&spec.backchannel_logout_uri)
             .execute(&mut *tx)
             .await
             .ctx(OP)?;
@@ -199,6 +238,7 @@ queries! {
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
         let rows = sqlx::query(
             "SELECT t.name, t.id, t.display_name, t.url, t.phase, t.cluster, t.uid, t.created_at, t.updated_at,
+                    t.redirect_uri, t.backchannel_logout_uri,
                     (SELECT COUNT(*) FROM memberships m WHERE m.tenant = t.name) AS members
              FROM tenants t ORDER BY t.name",
         )
@@ -214,6 +254,7 @@ queries! {
     pub async fn tenant(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
         let row = sqlx::query(
             "SELECT t.name, t.id, t.display_name, t.url, t.phase, t.cluster, t.uid, t.created_at, t.updated_at,
+                    t.redirect_uri, t.backchannel_logout_uri,
                     (SELECT COUNT(*) FROM memberships m WHERE m.tenant = t.name) AS members
              FROM tenants t WHERE t.name = $1",
         )

@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod sso;
+
 use std::sync::Arc;
 
 use atoll_identity::config::{Argon2Params, Config, LoginLimits, Secret};
