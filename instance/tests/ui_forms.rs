@@ -92,10 +92,7 @@ async fn new_flow_from_its_form(ui: &Ui, editor: &str, broken: &str) {
         )
         .await;
     assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
-    assert_eq!(
-        created.location(),
-        "/ui/flows/ui.test/greet-too?saved=1"
-    );
+    assert_eq!(created.location(), "/ui/flows/ui.test/greet-too?saved=1");
     let again = ui
         .post_form(
             editor,
