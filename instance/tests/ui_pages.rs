@@ -157,6 +157,39 @@ async fn check_triggers_page(ui: &Ui, editor: &str) {
         "{}",
         triggers.body
     );
+    // Saved again, the flow keeps its trigger disabled.
+    let (status, body) = ui
+        .api(editor, reqwest::Method::PUT, "/flows/ui.test/greet", FLOW)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let triggers = ui.get(editor, "/ui/triggers?namespace=ui.test").await;
+    assert!(triggers.body.contains(">Enable<"), "{}", triggers.body);
+
+    // A backfill over two past days.
+    let backfill = ui
+        .post_form(
+            editor,
+            "/ui/triggers/backfill",
+            &[
+                ("namespace", "ui.test"),
+                ("flowId", "greet"),
+                ("triggerId", "nightly"),
+                ("start", "2020-01-01T00:00"),
+                ("end", "2020-01-03T00:00"),
+                ("back", "namespace=ui.test"),
+            ],
+        )
+        .await;
+    assert_eq!(backfill.status, StatusCode::SEE_OTHER, "{}", backfill.body);
+    assert_eq!(backfill.location(), "/ui/triggers?namespace=ui%2Etest");
+    let triggers = ui.get(editor, backfill.location()).await;
+    assert!(
+        triggers
+            .body
+            .contains("2020-01-01 00:00:00 UTC → 2020-01-03 00:00:00 UTC"),
+        "{}",
+        triggers.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
