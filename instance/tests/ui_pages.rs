@@ -53,6 +53,7 @@ async fn check_flow_pages(ui: &Ui, editor: &str) {
         ">both<",
         ">left<",
         "href=\"/ui/flows/ui%2Etest/greet/run\"",
+        "action=\"/ui/flows/ui%2Etest/greet/delete\"",
     ] {
         assert!(
             flow.body.contains(needle),
@@ -230,7 +231,13 @@ async fn a_viewer_sees_no_edit_controls_and_is_refused_them() {
         "the source is shown: {}",
         flow.body
     );
-    for control in ["<textarea", "value=\"save\"", "/run\"", "editor."] {
+    for control in [
+        "<textarea",
+        "value=\"save\"",
+        "/run\"",
+        "/delete\"",
+        "editor.",
+    ] {
         assert!(!flow.body.contains(control), "a Viewer sees {control}");
     }
     let triggers = ui.get(&viewer, "/ui/triggers").await;
