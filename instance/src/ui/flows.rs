@@ -313,8 +313,8 @@ pub(super) async fn save(
 
 /// `POST /ui/validate`: the problems of a flow source (the body, as
 /// text), each at its line and column: what the editor marks.
-pub(super) async fn validate_json(caller: Page, body: Body) -> UiResult<Response> {
-    let _ = caller;
+/// Any signed-in caller may validate (as the API's `/flows/validate`).
+pub(super) async fn validate_json(_caller: Page, body: Body) -> UiResult<Response> {
     let bytes = axum::body::to_bytes(body, crate::api::MAX_BODY_BYTES)
         .await
         .map_err(|_| UiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the flow is too large"))?;
