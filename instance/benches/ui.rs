@@ -1,5 +1,6 @@
-//! Web UI benchmark (not a test): with 10,000 executions stored (SQLite,
-//! the default database), the first paint of the executions page
+//! Web UI benchmark (not a test): with 10,000 executions stored (on SQLite,
+//! the default database, then on a throwaway PostgreSQL as in a cluster;
+//! `ATOLL_PG_BINDIR` names its server binaries), the first paint of the executions page
 //! (`GET /ui/executions`: the newest page of 25 and the total) — prints the
 //! server time (first request, then p50 and max over the following ones,
 //! measured on loopback around the whole request) and the bytes
@@ -172,10 +173,27 @@ async fn main() {
     let stored = env_number("BENCH_UI_EXECUTIONS", 10_000);
     let requests = env_number("BENCH_UI_REQUESTS", 50).max(2);
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite:{}", dir.path().join("db.sqlite").display());
-    store_executions(&url, stored).await;
+    let sqlite = format!("sqlite:{}", dir.path().join("db.sqlite").display());
+    first_paint("SQLite", dir.path(), &sqlite, stored, requests).await;
+    // A tenant's instance in a cluster stores on its PostgreSQL.
+    let server = atoll_testkit::pg::TestPostgres::start();
+    let postgres = server.database_url("ui_bench");
+    let pg_dir = tempfile::tempdir().unwrap();
+    first_paint("PostgreSQL", pg_dir.path(), &postgres, stored, requests).await;
+}
+
+/// Stores `stored` executions in `url`, starts an instance on it and prints
+/// the executions page's first paint.
+async fn first_paint(
+    database: &str,
+    dir: &std::path::Path,
+    url: &str,
+    stored: usize,
+    requests: usize,
+) {
+    store_executions(url, stored).await;
     let shutdown = CancellationToken::new();
-    let base = start(dir.path(), url, &shutdown).await;
+    let base = start(dir, url.to_owned(), &shutdown).await;
 
     let http = reqwest::Client::new();
     let (times, bytes, body) = fetch(&http, &format!("{base}/ui/executions"), requests).await;
@@ -187,18 +205,18 @@ async fn main() {
     rest.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "ui bench: GET /ui/executions with {stored} stored: server time first {:.1} ms, p50 {:.1} ms, max {:.1} ms over {} more (target ≤ 100 ms)",
+        "ui bench ({database}): GET /ui/executions with {stored} stored: server time first {:.1} ms, p50 {:.1} ms, max {:.1} ms over {} more (target ≤ 100 ms)",
         ms(times[0]),
         ms(percentile(&rest, 0.5)),
         ms(*rest.last().unwrap()),
         rest.len()
     );
     println!(
-        "ui bench: transferred {bytes} bytes ({:.1} KB; target ≤ 200 KB)",
+        "ui bench ({database}): transferred {bytes} bytes ({:.1} KB; target ≤ 200 KB)",
         bytes as f64 / 1024.0
     );
     println!(
-        "ui bench: its stylesheet and script, fetched once then cached: {:.1} KB",
+        "ui bench ({database}): its stylesheet and script, fetched once then cached: {:.1} KB",
         asset_bytes(&http, &base, &body).await as f64 / 1024.0
     );
     shutdown.cancel();

@@ -92,10 +92,7 @@ async fn new_flow_from_its_form(ui: &Ui, editor: &str, broken: &str) {
         )
         .await;
     assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
-    assert_eq!(
-        created.location(),
-        "/ui/flows/ui%2Etest/greet%2Dtoo?saved=1"
-    );
+    assert_eq!(created.location(), "/ui/flows/ui.test/greet-too?saved=1");
     let again = ui
         .post_form(
             editor,
@@ -240,7 +237,7 @@ async fn bulk_actions(ui: &Ui, editor: &str, first: &str) {
     assert_eq!(deleted.status, StatusCode::SEE_OTHER, "{}", deleted.body);
     assert_eq!(
         deleted.location(),
-        "/ui/executions?namespace=ui%2Ebulk&done=delete&count=2"
+        "/ui/executions?namespace=ui.bulk&done=delete&count=2"
     );
     let after = ui.get(editor, deleted.location()).await;
     assert!(
@@ -278,7 +275,7 @@ async fn the_executions_list_pages_filters_and_acts_in_bulk() {
     assert!(
         first
             .body
-            .contains("href=\"/ui/executions?namespace=ui%2Ebulk&amp;page=2\""),
+            .contains("href=\"/ui/executions?namespace=ui.bulk&amp;page=2\""),
         "{}",
         first.body
     );

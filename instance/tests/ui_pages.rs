@@ -21,7 +21,7 @@ async fn check_flow_pages(ui: &Ui, editor: &str) {
     assert_page_headers(&flows);
     assert!(flows.body.contains("Atoll · acme"), "{}", flows.body);
     assert!(
-        flows.body.contains("href=\"/ui/flows/ui%2Etest/greet\""),
+        flows.body.contains("href=\"/ui/flows/ui.test/greet\""),
         "{}",
         flows.body
     );
@@ -52,8 +52,8 @@ async fn check_flow_pages(ui: &Ui, editor: &str) {
         "nightly",
         ">both<",
         ">left<",
-        "href=\"/ui/flows/ui%2Etest/greet/run\"",
-        "action=\"/ui/flows/ui%2Etest/greet/delete\"",
+        "href=\"/ui/flows/ui.test/greet/run\"",
+        "action=\"/ui/flows/ui.test/greet/delete\"",
     ] {
         assert!(
             flow.body.contains(needle),
@@ -182,7 +182,7 @@ async fn check_triggers_page(ui: &Ui, editor: &str) {
         )
         .await;
     assert_eq!(backfill.status, StatusCode::SEE_OTHER, "{}", backfill.body);
-    assert_eq!(backfill.location(), "/ui/triggers?namespace=ui%2Etest");
+    assert_eq!(backfill.location(), "/ui/triggers?namespace=ui.test");
     let triggers = ui.get(editor, backfill.location()).await;
     assert!(
         triggers

@@ -47,7 +47,7 @@ async fn forms_and_scripts_need_the_token(browser: &Browser, acme: &SsoInstance,
     assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
     assert_eq!(
         created.location.as_deref(),
-        Some("/ui/flows/company%2Eteam/hello?saved=1")
+        Some("/ui/flows/company.team/hello?saved=1")
     );
     let page = browser.get(&acme.url("/ui/flows/company.team/hello")).await;
     assert!(

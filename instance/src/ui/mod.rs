@@ -29,7 +29,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::{Markup, html};
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::api::{ApiError, AppState};
 use crate::auth::{Principal, Role};
@@ -298,9 +298,17 @@ async fn page_headers(request: Request, next: Next) -> Response {
     response
 }
 
+/// What [`encode`] escapes: everything but RFC 3986's unreserved
+/// characters, so `company.team` stays readable in an address.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'.')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'~');
+
 /// `text` percent-encoded for a query string or path segment.
 fn encode(text: &str) -> String {
-    utf8_percent_encode(text, NON_ALPHANUMERIC).to_string()
+    utf8_percent_encode(text, COMPONENT).to_string()
 }
 
 /// A 303 to `location` (after a form post).
