@@ -160,6 +160,19 @@ async fn validation_problems_are_shown_at_their_line_and_column() {
             .body
             .contains("Revision 2")
     );
+    let refused = ui
+        .post_form(
+            &ui.token("Viewer"),
+            "/ui/flows/ui.test/greet-too/delete",
+            &[],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let deleted = ui
+        .post_form(editor, "/ui/flows/ui.test/greet-too/delete", &[])
+        .await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER, "{}", deleted.body);
+    assert!(!ui.get(editor, "/ui/flows").await.body.contains("greet-too"));
     let earlier = ui.get(editor, "/ui/flows/ui.test/greet?revision=1").await;
     assert!(
         earlier.body.contains("An earlier revision") && earlier.body.contains("Greets\n"),

@@ -53,6 +53,7 @@ async fn check_flow_pages(ui: &Ui, editor: &str) {
         ">both<",
         ">left<",
         "href=\"/ui/flows/ui.test/greet/run\"",
+        "action=\"/ui/flows/ui.test/greet/delete\"",
     ] {
         assert!(
             flow.body.contains(needle),
@@ -157,6 +158,39 @@ async fn check_triggers_page(ui: &Ui, editor: &str) {
         "{}",
         triggers.body
     );
+    // Saved again, the flow keeps its trigger disabled.
+    let (status, body) = ui
+        .api(editor, reqwest::Method::PUT, "/flows/ui.test/greet", FLOW)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let triggers = ui.get(editor, "/ui/triggers?namespace=ui.test").await;
+    assert!(triggers.body.contains(">Enable<"), "{}", triggers.body);
+
+    // A backfill over two past days.
+    let backfill = ui
+        .post_form(
+            editor,
+            "/ui/triggers/backfill",
+            &[
+                ("namespace", "ui.test"),
+                ("flowId", "greet"),
+                ("triggerId", "nightly"),
+                ("start", "2020-01-01T00:00"),
+                ("end", "2020-01-03T00:00"),
+                ("back", "namespace=ui.test"),
+            ],
+        )
+        .await;
+    assert_eq!(backfill.status, StatusCode::SEE_OTHER, "{}", backfill.body);
+    assert_eq!(backfill.location(), "/ui/triggers?namespace=ui.test");
+    let triggers = ui.get(editor, backfill.location()).await;
+    assert!(
+        triggers
+            .body
+            .contains("2020-01-01 00:00:00 UTC → 2020-01-03 00:00:00 UTC"),
+        "{}",
+        triggers.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,7 +231,13 @@ async fn a_viewer_sees_no_edit_controls_and_is_refused_them() {
         "the source is shown: {}",
         flow.body
     );
-    for control in ["<textarea", "value=\"save\"", "/run\"", "editor."] {
+    for control in [
+        "<textarea",
+        "value=\"save\"",
+        "/run\"",
+        "/delete\"",
+        "editor.",
+    ] {
         assert!(!flow.body.contains(control), "a Viewer sees {control}");
     }
     let triggers = ui.get(&viewer, "/ui/triggers").await;

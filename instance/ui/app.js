@@ -158,7 +158,15 @@ function confirmBulk(button) {
   });
 }
 
+// Buttons that ask first (data-confirm holds the question).
+function confirmFirst(button) {
+  button.addEventListener("click", (event) => {
+    if (!window.confirm(button.dataset.confirm)) event.preventDefault();
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("button[data-confirm]").forEach(confirmFirst);
   document.querySelectorAll(".gantt[data-follow]").forEach(followGantt);
   document.querySelectorAll("ol.logs[data-follow]").forEach(followLogs);
   document.querySelectorAll("select[data-log-filter]").forEach(filterLogs);
