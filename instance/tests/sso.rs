@@ -94,6 +94,12 @@ async fn sign_in_and_read_the_api(database_url: Option<String>) {
 
     let flows = browser.get(&acme.url(SEARCH)).await;
     assert_eq!(flows.status, StatusCode::OK, "{}", flows.body);
+    // What the API answers a browser is never sniffed into a page nor run.
+    assert_eq!(flows.headers["x-content-type-options"], "nosniff");
+    let policy = flows.headers["content-security-policy"]
+        .to_str()
+        .unwrap_or_default();
+    assert!(policy.starts_with("sandbox;"), "{policy}");
     let who: Value =
         serde_json::from_str(&browser.get(&acme.url("/auth/session")).await.body).expect("json");
     assert_eq!(who["subject"], fake_op::SUB);

@@ -26,6 +26,59 @@ fn form(fields: &[(&str, &str)]) -> String {
         .join("&")
 }
 
+/// The new-flow form and the editor's validation: refused without the session's CSRF token (or with another), done with it.
+async fn forms_and_scripts_need_the_token(browser: &Browser, acme: &SsoInstance, csrf: &str) {
+    // A form without the token is refused; with it, the flow is created.
+    let url = acme.url("/ui/flows/new");
+    let without = form(&[("action", "save"), ("source", FLOW)]);
+    let refused = browser
+        .send(Method::POST, &url, &[], Some((FORM, without)))
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    let wrong = form(&[("_csrf", "not-it"), ("action", "save"), ("source", FLOW)]);
+    let refused = browser
+        .send(Method::POST, &url, &[], Some((FORM, wrong)))
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let with = form(&[("_csrf", csrf), ("action", "save"), ("source", FLOW)]);
+    let created = browser
+        .send(Method::POST, &url, &[], Some((FORM, with)))
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    assert_eq!(
+        created.location.as_deref(),
+        Some("/ui/flows/company.team/hello?saved=1")
+    );
+    let page = browser.get(&acme.url("/ui/flows/company.team/hello")).await;
+    assert!(
+        page.body
+            .contains(&format!("name=\"_csrf\" value=\"{csrf}\"")),
+        "the editor's form carries the token"
+    );
+
+    // The editor's script sends the token as a header.
+    let validate = acme.url("/ui/validate");
+    let bare = browser
+        .send(
+            Method::POST,
+            &validate,
+            &[],
+            Some(("text/plain", FLOW.into())),
+        )
+        .await;
+    assert_eq!(bare.status, StatusCode::FORBIDDEN);
+    let checked = browser
+        .send(
+            Method::POST,
+            &validate,
+            &[("x-csrf-token", csrf)],
+            Some(("text/plain", FLOW.into())),
+        )
+        .await;
+    assert_eq!(checked.status, StatusCode::OK, "{}", checked.body);
+    assert_eq!(checked.body, "[]");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_in_browser_uses_the_pages_with_its_csrf_token() {
     let op = FakeOp::start().await;
@@ -74,56 +127,7 @@ async fn a_signed_in_browser_uses_the_pages_with_its_csrf_token() {
         flows.body
     );
 
-    // A form without the token is refused; with it, the flow is created.
-    let url = acme.url("/ui/flows/new");
-    let without = form(&[("action", "save"), ("source", FLOW)]);
-    let refused = browser
-        .send(Method::POST, &url, &[], Some((FORM, without)))
-        .await;
-    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
-    let wrong = form(&[("_csrf", "not-it"), ("action", "save"), ("source", FLOW)]);
-    let refused = browser
-        .send(Method::POST, &url, &[], Some((FORM, wrong)))
-        .await;
-    assert_eq!(refused.status, StatusCode::FORBIDDEN);
-    let with = form(&[("_csrf", &csrf), ("action", "save"), ("source", FLOW)]);
-    let created = browser
-        .send(Method::POST, &url, &[], Some((FORM, with)))
-        .await;
-    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
-    assert_eq!(
-        created.location.as_deref(),
-        Some("/ui/flows/company.team/hello?saved=1")
-    );
-    let page = browser.get(&acme.url("/ui/flows/company.team/hello")).await;
-    assert!(
-        page.body
-            .contains(&format!("name=\"_csrf\" value=\"{csrf}\"")),
-        "the editor's form carries the token"
-    );
-
-    // The editor's script sends the token as a header.
-    let validate = acme.url("/ui/validate");
-    let bare = browser
-        .send(
-            Method::POST,
-            &validate,
-            &[],
-            Some(("text/plain", FLOW.into())),
-        )
-        .await;
-    assert_eq!(bare.status, StatusCode::FORBIDDEN);
-    let checked = browser
-        .send(
-            Method::POST,
-            &validate,
-            &[("x-csrf-token", &csrf)],
-            Some(("text/plain", FLOW.into())),
-        )
-        .await;
-    assert_eq!(checked.status, StatusCode::OK, "{}", checked.body);
-    assert_eq!(checked.body, "[]");
-
+    forms_and_scripts_need_the_token(&browser, &acme, &csrf).await;
     // Running from the form opens the execution's page.
     let run = form(&[("_csrf", &csrf)]);
     let started = browser

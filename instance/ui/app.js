@@ -61,18 +61,27 @@ function drawGantt(box, execution) {
 
 function followGantt(box) {
   if (box.dataset.ended) return;
+  let last = null;
+  // Running bars grow with the clock between events.
+  const tick = window.setInterval(() => { if (last) drawGantt(box, last); }, 1000);
   const source = new EventSource(box.dataset.follow, { withCredentials: true });
   source.onmessage = (event) => {
-    const execution = JSON.parse(event.data);
-    drawGantt(box, execution);
-    if (execution.state.endDate) {
+    last = JSON.parse(event.data);
+    drawGantt(box, last);
+    if (last.state.endDate) {
       source.close();
+      window.clearInterval(tick);
       box.dataset.ended = "true";
       // Drawn again by the server: its end, outputs and every log line.
       window.setTimeout(() => window.location.reload(), 1000);
     }
   };
-  source.onerror = () => { if (source.readyState === EventSource.CLOSED || box.dataset.ended) source.close(); };
+  source.onerror = () => {
+    if (source.readyState === EventSource.CLOSED || box.dataset.ended) {
+      source.close();
+      window.clearInterval(tick);
+    }
+  };
 }
 
 // Logs: lines after those drawn with the page, appended as they come.
@@ -149,7 +158,15 @@ function confirmBulk(button) {
   });
 }
 
+// Buttons that ask first (data-confirm holds the question).
+function confirmFirst(button) {
+  button.addEventListener("click", (event) => {
+    if (!window.confirm(button.dataset.confirm)) event.preventDefault();
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("button[data-confirm]").forEach(confirmFirst);
   document.querySelectorAll(".gantt[data-follow]").forEach(followGantt);
   document.querySelectorAll("ol.logs[data-follow]").forEach(followLogs);
   document.querySelectorAll("select[data-log-filter]").forEach(filterLogs);

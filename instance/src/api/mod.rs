@@ -464,6 +464,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             authn::authenticate,
         ))
+        .layer(middleware::from_fn(harden_api_response))
         // The web UI: the API's authentication, but a browser without a
         // session is sent to sign in.
         .merge(crate::ui::routes().layer(middleware::from_fn_with_state(
@@ -511,6 +512,26 @@ pub fn metrics_app(state: AppState) -> Router {
         .route("/healthz", get_plain(|| async { "ok" }))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)
+}
+
+/// What the API answers is data, never a page: a browser that opens a
+/// download or a log (with the session cookie, which the API accepts too)
+/// must not sniff it into HTML nor run any script it holds, so every API
+/// answer carries `X-Content-Type-Options: nosniff` and a sandboxing
+/// Content-Security-Policy (which JSON clients ignore).
+async fn harden_api_response(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(header::HeaderValue::from_static(
+            "sandbox; default-src 'none'; frame-ancestors 'none'",
+        ));
+    response
 }
 
 async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {

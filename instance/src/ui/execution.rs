@@ -51,6 +51,7 @@ pub(super) async fn show(
         .filter(|l| LEVELS.contains(&l.as_str()))
         .unwrap_or_else(|| "TRACE".into());
     let logs = state.engine.logs(&execution.id, 0, FIRST_LOG_LINES).await?;
+    let inputs = masked_inputs(&state, &execution).await?;
     let title = format!("Execution {}", execution.id);
     let body = html! {
         (summary(&caller, &execution))
@@ -63,7 +64,7 @@ pub(super) async fn show(
             (log_view(&execution, &logs, &level))
         }
         div.columns {
-            section { h2 { "Inputs" } (json_block(&execution.inputs)) }
+            section { h2 { "Inputs" } (json_block(&inputs)) }
             section {
                 h2 { "Outputs" }
                 @match &execution.outputs {
@@ -161,6 +162,24 @@ fn gantt(execution: &Execution, now: Timestamp) -> Markup {
     }
 }
 
+/// Longest log message drawn with the page (the download has it all).
+const LOG_LINE_BYTES: usize = 2048;
+
+fn clipped(message: &str) -> std::borrow::Cow<'_, str> {
+    if message.len() <= LOG_LINE_BYTES {
+        return message.into();
+    }
+    let cut = (0..=LOG_LINE_BYTES)
+        .rev()
+        .find(|i| message.is_char_boundary(*i))
+        .unwrap_or(0);
+    format!(
+        "{}… (cut; download the logs for the whole line)",
+        &message[..cut]
+    )
+    .into()
+}
+
 fn level_rank(level: &str) -> usize {
     LEVELS.iter().position(|l| *l == level).unwrap_or(2)
 }
@@ -185,7 +204,7 @@ fn log_view(execution: &Execution, logs: &[LogEntry], level: &str) -> Markup {
                     time { (entry.timestamp.strftime("%H:%M:%S%.3f").to_string()) }
                     " " span.level { (entry.level) }
                     @if let Some(task) = &entry.task_id { " " span.task { (task) } }
-                    " " span.message { (entry.message) }
+                    " " span.message { (clipped(&entry.message)) }
                 }
             }
         }
@@ -195,11 +214,46 @@ fn log_view(execution: &Execution, logs: &[LogEntry], level: &str) -> Markup {
     }
 }
 
+/// The execution's inputs with those its flow declares SECRET masked, as
+/// Kestra's UI shows them.
+async fn masked_inputs(state: &AppState, execution: &Execution) -> UiResult<Map<String, Value>> {
+    let mut inputs = execution.inputs.clone();
+    let revision = state
+        .engine
+        .flows()
+        .get(
+            &execution.namespace,
+            &execution.flow_id,
+            Some(execution.flow_revision),
+        )
+        .await?;
+    let declared = revision.and_then(|r| crate::flow::parse(&r.source).ok());
+    for input in declared.iter().flat_map(|f| &f.inputs) {
+        if input.kind == crate::flow::InputType::Secret
+            && let Some(value) = inputs.get_mut(&input.id)
+        {
+            *value = Value::String("******".into());
+        }
+    }
+    Ok(inputs)
+}
+
+/// Most bytes of JSON shown in a block (the API has it all).
+const JSON_BYTES: usize = 256 * 1024;
+
 fn json_block(map: &Map<String, Value>) -> Markup {
     if map.is_empty() {
         return html! { p.muted { "None." } };
     }
-    let text = serde_json::to_string_pretty(map).unwrap_or_default();
+    let mut text = serde_json::to_string_pretty(map).unwrap_or_default();
+    if text.len() > JSON_BYTES {
+        let cut = (0..=JSON_BYTES)
+            .rev()
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(0);
+        text.truncate(cut);
+        text.push_str("\n… (cut here; the API has all of it)");
+    }
     html! { pre.json tabindex="0" { code { (text) } } }
 }
 

@@ -174,6 +174,12 @@ async fn flow_page(
             @if caller.can_edit() && !record.deleted {
                 a.button href={(path) "/run"} { "Run" }
             }
+            @if caller.can_edit() && !record.deleted && revision.is_none() {
+                form.inline method="post" action={(path) "/delete"} {
+                    (caller.csrf_field())
+                    button type="submit" data-confirm={"Delete flow " (key.namespace) "." (key.id) "?"} { "Delete" }
+                }
+            }
             a href={"/ui/executions?namespace=" (encode(&key.namespace)) "&flowId=" (encode(&key.id))} { "Executions" }
             " "
             a href={"/ui/triggers?namespace=" (encode(&key.namespace)) "&flowId=" (encode(&key.id))} { "Triggers" }
@@ -307,8 +313,8 @@ pub(super) async fn save(
 
 /// `POST /ui/validate`: the problems of a flow source (the body, as
 /// text), each at its line and column: what the editor marks.
-pub(super) async fn validate_json(caller: Page, body: Body) -> UiResult<Response> {
-    let _ = caller;
+/// Any signed-in caller may validate (as the API's `/flows/validate`).
+pub(super) async fn validate_json(_caller: Page, body: Body) -> UiResult<Response> {
     let bytes = axum::body::to_bytes(body, crate::api::MAX_BODY_BYTES)
         .await
         .map_err(|_| UiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the flow is too large"))?;
@@ -384,4 +390,22 @@ pub(super) async fn create(
         StatusCode::UNPROCESSABLE_ENTITY
     };
     Ok((status, new_page(&state, &caller, &source, &editor)).into_response())
+}
+
+/// `POST /ui/flows/{namespace}/{id}/delete`: deletes the flow (its
+/// revisions stay, as the API's delete leaves them), back to the list.
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    caller: Page,
+    Path((namespace, id)): Path<(String, String)>,
+    form: Form,
+) -> UiResult<Response> {
+    caller.check_csrf(&form)?;
+    caller.require_editor()?;
+    let key = key_of(namespace, id)?;
+    if state.engine.flows().delete(&key.namespace, &key.id).await? {
+        Ok(see_other("/ui/flows"))
+    } else {
+        Err(UiError::not_found("flow"))
+    }
 }

@@ -54,6 +54,7 @@ pub fn routes() -> Router<AppState> {
             "/ui/flows/{namespace}/{id}/run",
             get(run::form).post(run::start),
         )
+        .route("/ui/flows/{namespace}/{id}/delete", post(flows::delete))
         .route("/ui/executions", get(executions::list))
         .route("/ui/executions/bulk", post(executions::bulk))
         .route("/ui/executions/{id}", get(execution::show))

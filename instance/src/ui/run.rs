@@ -56,9 +56,12 @@ fn default_text(input: &Input) -> String {
 fn field(input: &Input, posted: &Form) -> Markup {
     let name = format!("input.{}", input.id);
     let fid = format!("input-{}", input.id);
-    let value = posted
-        .get(&name)
-        .map_or_else(|| default_text(input), str::to_owned);
+    // A secret typed in is never sent back in a page.
+    let value = match posted.get(&name) {
+        _ if input.kind == InputType::Secret => String::new(),
+        Some(posted) => posted.to_owned(),
+        None => default_text(input),
+    };
     let required = input.required && input.defaults.is_none();
     let kind = match input.kind {
         InputType::Int | InputType::Float => "number",

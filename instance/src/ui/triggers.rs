@@ -28,12 +28,14 @@ impl Selection {
         })
     }
 
+    /// The query string of the filters given (empty ones left out).
     fn query(&self) -> String {
-        format!(
-            "namespace={}&flowId={}",
-            encode(&self.namespace),
-            encode(&self.flow_id)
-        )
+        [("namespace", &self.namespace), ("flowId", &self.flow_id)]
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k}={}", encode(v)))
+            .collect::<Vec<_>>()
+            .join("&")
     }
 }
 

@@ -107,6 +107,7 @@ pub struct Answer {
     pub location: Option<String>,
     pub set_cookies: Vec<String>,
     pub content_type: String,
+    pub headers: reqwest::header::HeaderMap,
     pub body: String,
 }
 
@@ -196,6 +197,7 @@ impl Browser {
             self.remember(line);
         }
         let status = response.status();
+        let headers = response.headers().clone();
         let body = response.text().await.expect("body");
         self.bodies.lock().expect("lock").push(body.clone());
         Answer {
@@ -203,6 +205,7 @@ impl Browser {
             location,
             set_cookies,
             content_type,
+            headers,
             body,
         }
     }

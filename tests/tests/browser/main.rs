@@ -221,6 +221,26 @@ impl Sandbox {
     }
 }
 
+/// The controls of the page (and of open shadow roots) that have no
+/// accessible name, described by tag, type and name.
+const UNLABELLED_CONTROLS: &str = r#"
+const found = [];
+const visit = (root) => {
+  for (const el of root.querySelectorAll('input, select, textarea, button, [contenteditable=true]')) {
+    if (el.type === 'hidden' || el.hidden || el.closest('[hidden]')) continue;
+    const named = (el.labels && el.labels.length > 0)
+      || (el.getAttribute('aria-label') || '').trim()
+      || el.getAttribute('aria-labelledby')
+      || (el.tagName === 'BUTTON' && el.textContent.trim())
+      || el.getAttribute('title');
+    if (!named) found.push(el.tagName.toLowerCase() + '[type=' + (el.type || '') + '][name=' + (el.name || '') + ']');
+  }
+  for (const host of root.querySelectorAll('*')) if (host.shadowRoot) visit(host.shadowRoot);
+};
+visit(document);
+return found;
+"#;
+
 /// One person's browser, writing numbered screenshots of what they see.
 struct Person {
     name: &'static str,
@@ -242,6 +262,9 @@ impl Person {
         }
     }
 
+    /// Writes a screenshot of the page, and checks that every control on
+    /// it has a name a screen reader can say (a label, `aria-label`,
+    /// `aria-labelledby`, a title, or a button's text).
     async fn screenshot(&self, page: &str) {
         let n = self
             .shots
@@ -249,6 +272,13 @@ impl Person {
             + 1;
         let path = artifacts().join(format!("{}-{n:02}-{page}.png", self.name));
         self.browser.screenshot(&path).await;
+        let unlabelled = self.browser.execute(UNLABELLED_CONTROLS, json!([])).await;
+        assert_eq!(
+            unlabelled,
+            json!([]),
+            "controls without a label on {page} ({})",
+            self.browser.url().await
+        );
     }
 }
 
@@ -284,8 +314,10 @@ async fn people_sign_in_once_and_work_in_their_tenants() {
     let carol = Person::new(&driver, &chromium, "carol").await;
     story::carol(&sandbox, &carol).await;
     story::alice_logs_out(&sandbox, &alice).await;
+    let admin = Person::new(&driver, &chromium, "admin").await;
+    story::admin(&sandbox, &admin).await;
 
-    for person in [alice, bob, carol] {
+    for person in [alice, bob, carol, admin] {
         person.browser.quit().await;
     }
     sandbox.stop().await;

@@ -70,9 +70,33 @@ pub async fn alice(sandbox: &Sandbox, alice: &Person) {
     write_flow(alice, &acme).await;
     run_flow(alice, &acme).await;
 
-    // Her second tenant: identity remembers her, no password asked.
+    // The executions list and the triggers page of acme.
+    let executions = browser.wait_for("nav a[href='/ui/executions']").await;
+    browser.click(&executions).await;
+    browser
+        .wait_for_text("main", |t| t.contains("greet") && t.contains("SUCCESS"))
+        .await;
+    alice.screenshot("executions").await;
+    let triggers = browser.wait_for("nav a[href='/ui/triggers']").await;
+    browser.click(&triggers).await;
+    browser
+        .wait_for_url("the triggers page", |u| u.contains("/ui/triggers"))
+        .await;
+    alice.screenshot("triggers").await;
+
+    // Her second tenant, through identity's list of her tenants: identity
+    // remembers her, no password asked.
+    let switch = browser.wait_for("a[href$='/tenants']").await;
+    browser.click(&switch).await;
     let globex = sandbox.tenant_url("globex");
-    browser.goto(&format!("{globex}/")).await;
+    let link = browser.wait_for(&format!("a[href='{globex}/']")).await;
+    let listed = browser.text(&browser.wait_for("main").await).await;
+    assert!(
+        listed.contains("Acme Corp") && listed.contains("Globex") && listed.contains("Editor"),
+        "her tenants with their roles: {listed}"
+    );
+    alice.screenshot("my-tenants").await;
+    browser.click(&link).await;
     browser
         .wait_for_url("globex's flows page without a password", |u| {
             u.starts_with(&format!("{globex}/ui/flows")) || u.contains("/login")
@@ -281,3 +305,56 @@ pub async fn alice_logs_out(sandbox: &Sandbox, alice: &Person) {
 
 /// Ctrl+A: selects everything in the focused field.
 const SELECT_ALL: &str = "\u{E009}a\u{E009}";
+
+/// The first admin, at identity's own pages: an access token created
+/// (shown once) and revoked; the users and tenants identity knows.
+pub async fn admin(sandbox: &Sandbox, admin: &Person) {
+    let browser = &admin.browser;
+    let (email, password) = (&sandbox.admin.0, &sandbox.admin.1);
+    browser.goto(&format!("{}/login", sandbox.identity)).await;
+    sign_in(admin, sandbox, email, password).await;
+    browser
+        .wait_for_url("identity's home after signing in", |u| {
+            u.starts_with(&format!("{}/tenants", sandbox.identity))
+        })
+        .await;
+    browser.goto(&format!("{}/tokens", sandbox.identity)).await;
+    browser
+        .fill(&browser.wait_for("#name").await, "CI deploys")
+        .await;
+    browser.fill(&browser.wait_for("#days").await, "7").await;
+    browser
+        .fill(&browser.wait_for("#password").await, password)
+        .await;
+    let create = browser
+        .wait_for("main form button[type=submit]:not(.danger)")
+        .await;
+    browser.click(&create).await;
+    let shown = browser
+        .wait_for_text("code.secret", |t| t.starts_with("atoll_pat_"))
+        .await;
+    admin.screenshot("token-created").await;
+    // Shown once: the list no longer has it.
+    browser.goto(&format!("{}/tokens", sandbox.identity)).await;
+    browser.wait_for("button.danger").await;
+    let page = browser.text(&browser.wait_for("main").await).await;
+    assert!(
+        page.contains("CI deploys") && !page.contains(&shown),
+        "{page}"
+    );
+    let revoke = browser.wait_for("button.danger").await;
+    browser.click(&revoke).await;
+    browser
+        .wait_for_text("main", |t| !t.contains("CI deploys"))
+        .await;
+    for (path, expect) in [
+        ("/admin/users", "carol@example.com"),
+        ("/admin/tenants", "globex"),
+    ] {
+        browser.goto(&format!("{}{path}", sandbox.identity)).await;
+        browser.wait_for_text("main", |t| t.contains(expect)).await;
+        admin
+            .screenshot(&path.trim_start_matches('/').replace('/', "-"))
+            .await;
+    }
+}
