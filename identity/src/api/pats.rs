@@ -94,11 +94,37 @@ pub(super) async fn create_pat(
         ));
     };
     check_password_again(&state, &caller.user, &password, &ip, now).await?;
+    let (token, credential) = store_pat(&state, &caller.user, name, scope, days, None, now).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(PatView {
+            id: credential.id,
+            name: name.to_owned(),
+            scope,
+            created_at: rfc3339(now),
+            expires_at: rfc3339(credential.expires_at),
+            token: Some(token.expose().to_owned()),
+        }),
+    ))
+}
+
+/// Stores a new access token of `user` (only its hash) and audits its
+/// creation (with the client's address, when known); the token, shown
+/// once, and what was stored. Shared by the API and identity's pages.
+pub(super) async fn store_pat(
+    state: &AppState,
+    user: &User,
+    name: &str,
+    scope: PatScope,
+    days: u32,
+    ip: Option<&str>,
+    now: i64,
+) -> Result<(Secret, NewCredential), AppError> {
     let token = sessions::new_token(PAT_PREFIX)?;
     let credential = NewCredential {
         id: uuid::Uuid::now_v7().to_string(),
         token_hash: sessions::token_hash(token.expose()),
-        user_id: caller.user.id.clone(),
+        user_id: user.id.clone(),
         kind: CredentialKind::Pat,
         name: Some(name.to_owned()),
         scope: Some(scope),
@@ -111,24 +137,14 @@ pub(super) async fn create_pat(
         .audit
         .record(
             now,
-            Some(&caller.user.id),
+            Some(&user.id),
             "access-token.create",
             Some(&credential.id),
             Outcome::Success,
-            None,
+            ip,
         )
         .await;
-    Ok((
-        StatusCode::CREATED,
-        Json(PatView {
-            id: credential.id,
-            name: name.to_owned(),
-            scope,
-            created_at: rfc3339(now),
-            expires_at: rfc3339(credential.expires_at),
-            token: Some(token.expose().to_owned()),
-        }),
-    ))
+    Ok((token, credential))
 }
 
 pub(super) async fn list_pats(

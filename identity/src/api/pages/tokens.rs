@@ -5,7 +5,7 @@
 
 use maud::{Markup, html};
 
-use super::super::pats::{check_password_again, name_and_days};
+use super::super::pats::{check_password_again, name_and_days, store_pat};
 use super::super::sso::Browser;
 use super::super::*;
 use super::layout::{Viewer, error_page, html_response, page, see_other};
@@ -199,7 +199,7 @@ pub(in crate::api) async fn create_token(
         }
         Err(other) => return Err(other),
     }
-    let token = store_token(&state, &session.user, name, scope, days, &ip, now).await?;
+    let (token, _) = store_pat(&state, &session.user, name, scope, days, Some(&ip), now).await?;
     render(
         &state,
         &viewer,
@@ -208,43 +208,6 @@ pub(in crate::api) async fn create_token(
         None,
     )
     .await
-}
-
-/// Stores a new access token of `user` (its hash) and audits it; the token.
-async fn store_token(
-    state: &AppState,
-    user: &User,
-    name: &str,
-    scope: PatScope,
-    days: u32,
-    ip: &str,
-    now: i64,
-) -> Result<Secret, AppError> {
-    let token = sessions::new_token(PAT_PREFIX)?;
-    let credential = NewCredential {
-        id: uuid::Uuid::now_v7().to_string(),
-        token_hash: sessions::token_hash(token.expose()),
-        user_id: user.id.clone(),
-        kind: CredentialKind::Pat,
-        name: Some(name.to_owned()),
-        scope: Some(scope),
-        created_at: now,
-        expires_at: now.saturating_add(i64::from(days) * 86400),
-    };
-    state.inner.store.insert_credential(&credential).await?;
-    state
-        .inner
-        .audit
-        .record(
-            now,
-            Some(&user.id),
-            "access-token.create",
-            Some(&credential.id),
-            Outcome::Success,
-            Some(ip),
-        )
-        .await;
-    Ok(token)
 }
 
 /// `POST /tokens/{id}/revoke`.
