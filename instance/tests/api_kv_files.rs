@@ -171,8 +171,12 @@ async fn bulk_delete(i: &Instance) {
     );
     let (status, _) = i.send(call(Method::GET, kv("company.team", "s"))).await;
     assert_eq!(status, StatusCode::OK, "nothing was deleted");
-    let (status, err) = i.send(delete("[1, 2]")).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    // serde would read `[]` as a struct with no fields; the document says
+    // the body is an object (schemathesis found this one).
+    for not_an_object in ["[1, 2]", "[]", "\"keys\""] {
+        let (status, err) = i.send(delete(not_an_object)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{not_an_object}: {err}");
+    }
     let (status, done) = i
         .send(delete("{\"keys\": [\"s\", \"t\", \"never\"]}"))
         .await;

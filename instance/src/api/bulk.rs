@@ -85,11 +85,13 @@ impl aide::OperationOutput for BulkAnswer {
 }
 
 /// A JSON request body read into `T`; a 400 saying `expected` otherwise.
-pub(super) async fn json_body<T: DeserializeOwned>(body: Body, expected: &str) -> ApiResult<T> {
+/// (held to `T`'s published schema: [`super::body`]).
+pub(super) async fn json_body<T>(body: Body, expected: &str) -> ApiResult<T>
+where
+    T: DeserializeOwned + schemars::JsonSchema + 'static,
+{
     let bytes = read_body(body).await?;
-    serde_json::from_slice(&bytes).map_err(|err| {
-        ApiError::bad_request("invalidBody", format!("the body must be {expected}: {err}"))
-    })
+    super::body::parse(&bytes, expected)
 }
 
 /// The bulk actions on executions.

@@ -198,11 +198,13 @@ fn invalid_labels(message: impl Into<String>) -> ApiError {
 
 /// The labels of a body: a JSON list of `{"key", "value"}`.
 fn body_labels(bytes: &[u8]) -> ApiResult<Vec<Label>> {
-    let labels: Vec<LabelBody> = serde_json::from_slice(bytes).map_err(|e| {
-        invalid_labels(format!(
-            "the body must be a JSON list of {{\"key\", \"value\"}} labels: {e}"
-        ))
-    })?;
+    let labels: Vec<LabelBody> =
+        super::body::parse(bytes, "a JSON list of {\"key\", \"value\"} labels").map_err(
+            |e| match e {
+                ApiError::BadRequest { message, .. } => invalid_labels(message),
+                other => other,
+            },
+        )?;
     if labels.len() > MAX_LABELS {
         return Err(invalid_labels(format!("at most {MAX_LABELS} labels")));
     }

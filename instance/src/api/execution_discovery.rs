@@ -54,12 +54,8 @@ pub(super) async fn latest_executions(
     body: axum::body::Body,
 ) -> ApiResult<Json<Vec<LatestExecution>>> {
     let bytes = read_body(body).await?;
-    let filters: Vec<FlowFilter> = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::bad_request(
-            "invalidBody",
-            format!("the body must be a JSON list of {{\"namespace\", \"id\"}} flows: {e}"),
-        )
-    })?;
+    let filters: Vec<FlowFilter> =
+        super::body::parse(&bytes, "a JSON list of {\"namespace\", \"id\"} flows")?;
     if filters.len() > MAX_LATEST_FLOWS {
         return Err(ApiError::bad_request(
             "invalidBody",

@@ -272,12 +272,7 @@ pub(super) async fn delete_bulk(
     let request: DeleteBulkRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         DeleteBulkRequest::default()
     } else {
-        serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::bad_request(
-                "invalidBody",
-                format!("expected {{\"keys\": [\"key\", ...]}}: {e}"),
-            )
-        })?
+        super::body::parse(&bytes, "{\"keys\": [\"key\", ...]}")?
     };
     let keys = request.keys.unwrap_or_default();
     if keys.len() > MAX_BULK_KEYS {

@@ -11,6 +11,7 @@
 
 pub mod attempts;
 mod authn;
+mod body;
 mod bulk;
 mod error;
 mod execution_actions;

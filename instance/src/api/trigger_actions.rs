@@ -347,9 +347,10 @@ pub(super) async fn delete_by_query(
     let bytes = super::read_body(body).await?;
     let mut query = raw.unwrap_or_default();
     if !bytes.iter().all(u8::is_ascii_whitespace) {
-        let given: FiltersBody = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::bad_request("invalidBody", format!("the body must be {{\"filters\": [{{\"field\", \"operation\", \"value\"}}]}}: {e}"))
-        })?;
+        let given: FiltersBody = super::body::parse(
+            &bytes,
+            "{\"filters\": [{\"field\", \"operation\", \"value\"}]}",
+        )?;
         for f in given.filters {
             // 1.x clients wrap the value: {"value": ...}.
             let value = match f.value {
