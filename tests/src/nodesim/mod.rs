@@ -62,6 +62,7 @@ pub mod kubelet;
 pub mod kubelet_server;
 pub mod logs;
 mod node;
+mod pgsocket;
 mod pods;
 mod podstatus;
 pub mod postgres;

@@ -66,6 +66,9 @@ pub struct PostgresInit {
     pub script_env: Vec<(String, String)>,
     /// The port of the temporary server's socket (`PGPORT`, else 5432).
     pub port: u16,
+    /// Where the server keeps its Unix socket: the host directory of a
+    /// volume mounted at `/var/run/postgresql`; `None`: no socket.
+    pub socket_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for PostgresInit {
@@ -79,6 +82,7 @@ impl std::fmt::Debug for PostgresInit {
             .field("host_auth_method", &self.host_auth_method)
             .field("run_as", &self.run_as)
             .field("init_scripts", &self.init_scripts)
+            .field("socket_dir", &self.socket_dir)
             .finish_non_exhaustive()
     }
 }
@@ -122,6 +126,7 @@ impl PostgresInit {
             init_scripts: None,
             script_env: env.to_vec(),
             port: 5432,
+            socket_dir: None,
         }
     }
 
@@ -140,11 +145,31 @@ impl PostgresInit {
         self
     }
 
-    /// Arguments of the server process, listening on `ip:port` only, with no
-    /// Unix socket (so servers of several pods never share a socket path)
+    /// Puts the server's Unix socket into `dir` (the pod's own volume, so
+    /// servers of several pods never share a socket path); `None`: no
+    /// socket.
+    pub fn with_socket_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.socket_dir = dir;
+        self
+    }
+
+    /// Arguments of the server process, listening on `ip:port`, with its
+    /// Unix socket only in [`PostgresInit::socket_dir`] (none without one)
     /// and without fsync (data survives process deaths, which is what the
     /// simulation needs); the container's own args come last and win.
     pub fn server_args(&self, ip: std::net::Ipv4Addr, port: u16, extra: &[String]) -> Vec<String> {
+        let sockets = match &self.socket_dir {
+            // A list: a directory with a comma or a space is quoted.
+            Some(dir) => {
+                let dir = dir.to_string_lossy();
+                if dir.contains([',', ' ', '"']) {
+                    format!("\"{}\"", dir.replace('"', "\"\""))
+                } else {
+                    dir.into_owned()
+                }
+            }
+            None => String::new(),
+        };
         let mut args = vec![
             "-D".to_owned(),
             self.pgdata.to_string_lossy().into_owned(),
@@ -153,7 +178,7 @@ impl PostgresInit {
             "-p".to_owned(),
             port.to_string(),
             "-c".to_owned(),
-            "unix_socket_directories=".to_owned(),
+            format!("unix_socket_directories={sockets}"),
             "-c".to_owned(),
             "fsync=off".to_owned(),
         ];
