@@ -1,0 +1,16 @@
+//! Continuous backup of a tenant's PostgreSQL (#19): WAL archiving as
+//! PostgreSQL's `archive_command`/`restore_command`, base backups and
+//! point-in-time restore, into an S3-compatible object store.
+//!
+//! The library is shared by the `atoll-backup` binary (forked by
+//! PostgreSQL per WAL segment, so it stays small and starts fast) and the
+//! operator (catalog, layout, settings).
+
+pub mod cli;
+pub mod compress;
+pub mod install;
+pub mod layout;
+pub mod settings;
+pub mod status;
+pub mod store;
+pub mod wal;
