@@ -164,7 +164,10 @@ pub fn judge(
         Verdict::Promoted { reached } => {
             let last = match reached {
                 Some(t) => format!("the last transaction replayed committed at {t}"),
-                None => format!("no transaction after the backup's end ({})", backup.end_time),
+                None => format!(
+                    "no transaction after the backup's end ({})",
+                    backup.end_time
+                ),
             };
             Judgement::Done {
                 reached: reached.unwrap_or(backup.end_time),
@@ -188,7 +191,9 @@ pub fn judge(
             reached: None,
             message: format!(
                 "the recovery server failed: {}",
-                fatal.as_deref().unwrap_or("it exited without saying why (see its log)")
+                fatal
+                    .as_deref()
+                    .unwrap_or("it exited without saying why (see its log)")
             ),
         },
     }
@@ -229,7 +234,9 @@ fn end_of_archive(
             reached: reached.or(Some(backup.end_time)),
             message: format!(
                 "cannot reach {target}: the WAL archive of tenant {source} ends earlier; recovery could reach only {last}{}",
-                redo_done.map(|l| format!(", replay ended at WAL {l}")).unwrap_or_default()
+                redo_done
+                    .map(|l| format!(", replay ended at WAL {l}"))
+                    .unwrap_or_default()
             ),
         },
     }
@@ -245,7 +252,9 @@ fn prepare_pgdata(pgdata: &Path) -> Result<(), RestoreError> {
     match std::fs::read_dir(pgdata) {
         Ok(mut entries) => {
             if entries.next().is_some() {
-                return Err(err("not empty: a restore needs an empty data directory".into()));
+                return Err(err(
+                    "not empty: a restore needs an empty data directory".into()
+                ));
             }
             std::fs::set_permissions(pgdata, std::fs::Permissions::from_mode(0o700))
                 .map_err(|e| err(format!("cannot set its mode: {e}")))
@@ -285,7 +294,11 @@ async fn unpack(
 }
 
 /// The temporary server's plan.
-fn plan(settings_dir: &Path, args: &RestoreArgs, socket_dir: PathBuf) -> Result<Plan, RestoreError> {
+fn plan(
+    settings_dir: &Path,
+    args: &RestoreArgs,
+    socket_dir: PathBuf,
+) -> Result<Plan, RestoreError> {
     let exe = std::env::current_exe().map_err(RestoreError::Exe)?;
     let exe = recovery::quote(&exe.display().to_string());
     let config = std::path::absolute(settings_dir).map_err(RestoreError::Exe)?;
@@ -323,7 +336,12 @@ async fn attempt(
     let store = store::open(settings)?;
     let layout = Layout::new(settings.prefix.as_deref());
     let backups = catalog::list(store.as_ref(), &layout, source).await?;
-    let backup = catalog::pick(source, &backups, &Choice::parse(&args.backup), args.target_time)?;
+    let backup = catalog::pick(
+        source,
+        &backups,
+        &Choice::parse(&args.backup),
+        args.target_time,
+    )?;
     outcome.backup_id = Some(backup.id.clone());
     unpack(store.as_ref(), &layout, source, backup, &args.pgdata).await?;
     let socket_dir = recovery::socket_dir().map_err(|e| RestoreError::Pgdata {
@@ -409,7 +427,11 @@ pub async fn write_outcome(settings: &Settings, outcome: &RestoreOutcome) -> Res
         .restore_json(&settings.tenant_uid)
         .map_err(|e| e.to_string())?;
     let body = serde_json::to_vec_pretty(outcome).map_err(|e| e.to_string())?;
-    let put = store.put_opts(&key, PutPayload::from_bytes(Bytes::from(body)), PutOptions::default());
+    let put = store.put_opts(
+        &key,
+        PutPayload::from_bytes(Bytes::from(body)),
+        PutOptions::default(),
+    );
     match tokio::time::timeout(store::OP_TIMEOUT, put).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(settings.redact(&format!("put {key}: {e}"))),
@@ -427,7 +449,10 @@ pub async fn command(args: &RestoreArgs) -> ExitCode {
         }
     };
     if let Ok(done) = std::fs::read_to_string(args.pgdata.join(MARKER)) {
-        eprintln!("atoll-backup restore: {} was already restored", args.pgdata.display());
+        eprintln!(
+            "atoll-backup restore: {} was already restored",
+            args.pgdata.display()
+        );
         println!("{}", done.trim());
         return ExitCode::SUCCESS;
     }
