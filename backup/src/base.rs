@@ -245,6 +245,13 @@ async fn stream_backup(
         sniffer: LabelSniffer::new(),
     };
     let uploaded = store::put_stream(store, key, &mut reader, Compression::Lz4).await;
+    let label = reader.sniffer.label();
+    // Close the pipe before waiting: after a failed upload pg_basebackup
+    // would otherwise block on a full pipe forever.
+    drop(reader);
+    if uploaded.is_err() {
+        let _ = child.start_kill();
+    }
     let status = child.wait().await;
     let tail = match stderr {
         Some(task) => task.await.unwrap_or_default(),
@@ -255,8 +262,7 @@ async fn stream_backup(
         return Err(program_err("pg_basebackup", format!("{status}: {tail}")));
     }
     let size = uploaded?;
-    let label = reader.sniffer.label().ok_or(BaseError::NoLabel)?;
-    Ok((size, label))
+    Ok((size, label.ok_or(BaseError::NoLabel)?))
 }
 
 /// Reads a child's stderr to its end; returns the last lines.

@@ -62,7 +62,11 @@ pub struct RestoreArgs {
     /// segment) into the new tenant's prefix.
     #[arg(long)]
     pub no_archive: bool,
-    /// The data directory to create (empty or absent).
+    /// Remove whatever PGDATA holds first (the leftovers of a failed
+    /// attempt), unless it holds the marker of a finished restore.
+    #[arg(long)]
+    pub wipe: bool,
+    /// The data directory to create (empty or absent; see --wipe).
     pub pgdata: PathBuf,
 }
 
@@ -268,6 +272,31 @@ fn prepare_pgdata(pgdata: &Path) -> Result<(), RestoreError> {
     }
 }
 
+/// Removes everything inside `pgdata` (not the directory: it may be a
+/// mount point). The caller has checked that it holds no finished restore.
+fn wipe(pgdata: &Path) -> Result<(), RestoreError> {
+    let err = |e: std::io::Error| RestoreError::Pgdata {
+        path: pgdata.to_owned(),
+        problem: format!("cannot wipe it: {e}"),
+    };
+    let entries = match std::fs::read_dir(pgdata) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(err(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(err)?;
+        let path = entry.path();
+        let removed = if entry.file_type().map_err(err)?.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(err)?;
+    }
+    Ok(())
+}
+
 /// Unpacks the backup and asks for recovery.
 async fn unpack(
     store: &dyn ObjectStore,
@@ -331,6 +360,9 @@ async fn attempt(
     layout::check_uid(source)?;
     if source == settings.tenant_uid {
         return Err(RestoreError::SameTenant(source.to_owned()));
+    }
+    if args.wipe {
+        wipe(&args.pgdata)?;
     }
     prepare_pgdata(&args.pgdata)?;
     let store = store::open(settings)?;

@@ -180,3 +180,16 @@ fn pgdata_must_be_empty_or_absent() {
     let err = prepare_pgdata(&fresh).expect_err("not empty");
     assert!(err.to_string().contains("not empty"), "{err}");
 }
+
+#[test]
+fn wipe_empties_but_keeps_the_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pgdata = dir.path().join("pgdata");
+    std::fs::create_dir_all(pgdata.join("base/1")).expect("mkdir");
+    std::fs::write(pgdata.join("PG_VERSION"), "15").expect("write");
+    std::fs::write(pgdata.join("base/1/123"), "x").expect("write");
+    wipe(&pgdata).expect("wiped");
+    assert!(pgdata.is_dir());
+    prepare_pgdata(&pgdata).expect("empty now");
+    wipe(&dir.path().join("absent")).expect("nothing to wipe");
+}

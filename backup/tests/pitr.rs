@@ -95,6 +95,15 @@ fn base_backup(pg: &TestPostgres, cfg: &Path, name: &str) -> BackupInfo {
 
 /// `atoll-backup restore` as the PostgreSQL user (it runs the server).
 fn restore(cfg: &Path, target: Option<&str>, pgdata: &Path) -> (Output, RestoreOutcome) {
+    restore_with(cfg, target, &[], pgdata)
+}
+
+fn restore_with(
+    cfg: &Path,
+    target: Option<&str>,
+    extra: &[&str],
+    pgdata: &Path,
+) -> (Output, RestoreOutcome) {
     let mut cmd = Command::new(BIN);
     cmd.args(["restore", "--config"])
         .arg(cfg)
@@ -104,6 +113,7 @@ fn restore(cfg: &Path, target: Option<&str>, pgdata: &Path) -> (Output, RestoreO
     if let Some(t) = target {
         cmd.args(["--target-time", t]);
     }
+    cmd.args(extra);
     if let Some((uid, gid)) = unprivileged_user() {
         cmd.uid(uid).gid(gid);
     }
@@ -423,6 +433,14 @@ async fn refused_targets(s3: &TestS3, src: &Source) {
     );
     assert_eq!(stored_outcome(cfg.path(), uid).await, outcome);
     assert!(!pgdata.join("atoll-restored").exists());
+
+    // The failed attempt's leftovers: refused, unless wiped.
+    let (out, outcome) = restore(cfg.path(), None, &pgdata);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(outcome.message.contains("not empty"), "{}", outcome.message);
+    let (out, outcome) = restore_with(cfg.path(), None, &["--wipe"], &pgdata);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(outcome.ok, "{outcome:?}");
 }
 
 /// A target after the last commit, proven covered by a later backup:
