@@ -180,6 +180,21 @@ impl Settings {
         }
         out
     }
+
+    /// An error's message followed by those of its sources (each once), with
+    /// credential values redacted: what a command prints on failure.
+    pub fn redact_error(&self, error: &dyn std::error::Error) -> String {
+        let mut text = error.to_string();
+        let mut source = error.source();
+        while let Some(e) = source {
+            let more = e.to_string();
+            if !text.contains(&more) {
+                text = format!("{text}: {more}");
+            }
+            source = e.source();
+        }
+        self.redact(&text)
+    }
 }
 
 /// Both files, or neither (anonymous); one alone or an empty one is an error.

@@ -52,6 +52,15 @@ fn debug_and_redact_hide_the_credentials() {
         s.redact("denied for AKIDEXAMPLE with s3cr3t-value"),
         "denied for <redacted> with <redacted>"
     );
+    let inner = std::io::Error::other("signature of s3cr3t-value");
+    let outer = SettingsError::Read {
+        path: "/x/AKIDEXAMPLE".into(),
+        source: inner,
+    };
+    assert_eq!(
+        s.redact_error(&outer),
+        "cannot read /x/<redacted>: signature of <redacted>"
+    );
 }
 
 #[test]

@@ -187,31 +187,38 @@ pub async fn put_create_or_same_by(
 ) -> Result<PutOutcome, StoreError> {
     let opts = PutOptions::from(PutMode::Create);
     let put = store.put_opts(key, PutPayload::from_bytes(bytes), opts);
-    match tokio::time::timeout(OP_TIMEOUT, put).await {
+    let put_error = match tokio::time::timeout(OP_TIMEOUT, put).await {
         Ok(Ok(_)) => return Ok(PutOutcome::Created),
-        Ok(Err(object_store::Error::AlreadyExists { .. })) => {}
         // Some stores answer a failed If-None-Match with 412.
-        Ok(Err(object_store::Error::Precondition { .. })) => {}
-        Ok(Err(source)) => {
-            return Err(StoreError::Request {
-                op: "put",
-                key: key.to_string(),
-                source,
-            });
-        }
-        Err(_) => {
-            return Err(StoreError::Timeout {
-                op: "put",
-                key: key.to_string(),
-                limit: OP_TIMEOUT,
-            });
-        }
-    }
-    match get_bytes(store, key).await? {
-        Some(existing) if same(&existing) => Ok(PutOutcome::AlreadyThere),
-        // Gone again between the two calls: only a deletion (retention) can
-        // do that; report a conflict rather than guess.
-        _ => Err(StoreError::Conflict {
+        Ok(Err(
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+        )) => None,
+        // A store may refuse a conditional put before reading the body and
+        // close the connection: the client then sees a broken pipe, not
+        // "exists". And an answer may be lost after the object was stored.
+        // Either way, looking at the object tells.
+        Ok(Err(source)) => Some(StoreError::Request {
+            op: "put",
+            key: key.to_string(),
+            source,
+        }),
+        Err(_) => Some(StoreError::Timeout {
+            op: "put",
+            key: key.to_string(),
+            limit: OP_TIMEOUT,
+        }),
+    };
+    match (get_bytes(store, key).await, put_error) {
+        (Ok(Some(existing)), _) if same(&existing) => Ok(PutOutcome::AlreadyThere),
+        (Ok(Some(_)), _) => Err(StoreError::Conflict {
+            key: key.to_string(),
+        }),
+        // The put's own failure is the one to report.
+        (_, Some(put_error)) => Err(put_error),
+        (Err(get_error), None) => Err(get_error),
+        // Existed, then gone between the two calls: only a deletion
+        // (retention) does that; report a conflict rather than guess.
+        (Ok(None), None) => Err(StoreError::Conflict {
             key: key.to_string(),
         }),
     }

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use bytes::Bytes;
 use clap::Args;
+use object_store::ObjectStore;
 
 use crate::cli::DEFAULT_CONFIG_DIR;
 use crate::compress::{self, CompressError};
@@ -92,13 +93,24 @@ fn file_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> W
 /// Stores the WAL file at `path` under `settings.tenant_uid`: segments
 /// lz4-compressed, history and backup label files as they are.
 pub async fn push(settings: &Settings, path: &Path) -> Result<PutOutcome, WalError> {
+    let store = store::open(settings)?;
+    let layout = Layout::new(settings.prefix.as_deref());
+    push_to(store.as_ref(), &layout, &settings.tenant_uid, path).await
+}
+
+/// [`push`] into a given store.
+pub async fn push_to(
+    store: &dyn ObjectStore,
+    layout: &Layout,
+    uid: &str,
+    path: &Path,
+) -> Result<PutOutcome, WalError> {
     let name = file_name(path)?;
     let kind = WalKind::of(&name)?;
-    let key = Layout::new(settings.prefix.as_deref()).wal(&settings.tenant_uid, &name)?;
+    let key = layout.wal(uid, &name)?;
     let data = std::fs::read(path).map_err(file_err("cannot read", path))?;
-    let store = store::open(settings)?;
     if !kind.compressed() {
-        return Ok(store::put_create_or_same(store.as_ref(), &key, Bytes::from(data)).await?);
+        return Ok(store::put_create_or_same(store, &key, Bytes::from(data)).await?);
     }
     let packed = compress::compress(&data).map_err(|source| WalError::Damaged {
         key: key.to_string(),
@@ -107,9 +119,7 @@ pub async fn push(settings: &Settings, path: &Path) -> Result<PutOutcome, WalErr
     // Compare content, not compressed bytes: another compressor version
     // may have written the same segment differently.
     let same = move |existing: &Bytes| compress::decompress(existing).is_ok_and(|d| d == data);
-    let outcome =
-        store::put_create_or_same_by(store.as_ref(), &key, Bytes::from(packed), same).await?;
-    Ok(outcome)
+    Ok(store::put_create_or_same_by(store, &key, Bytes::from(packed), same).await?)
 }
 
 /// The outcome of [`fetch`].
@@ -129,10 +139,22 @@ pub async fn fetch(
     name: &str,
     dest: &Path,
 ) -> Result<Fetched, WalError> {
-    let kind = WalKind::of(name)?;
-    let key = Layout::new(settings.prefix.as_deref()).wal(uid, name)?;
     let store = store::open(settings)?;
-    let Some(bytes) = store::get_bytes(store.as_ref(), &key).await? else {
+    let layout = Layout::new(settings.prefix.as_deref());
+    fetch_from(store.as_ref(), &layout, uid, name, dest).await
+}
+
+/// [`fetch`] from a given store.
+pub async fn fetch_from(
+    store: &dyn ObjectStore,
+    layout: &Layout,
+    uid: &str,
+    name: &str,
+    dest: &Path,
+) -> Result<Fetched, WalError> {
+    let kind = WalKind::of(name)?;
+    let key = layout.wal(uid, name)?;
+    let Some(bytes) = store::get_bytes(store, &key).await? else {
         return Ok(Fetched::Absent);
     };
     let data = if kind.compressed() {
@@ -180,7 +202,7 @@ pub async fn push_command(args: &PushArgs) -> ExitCode {
     let result = match Settings::load(&args.config) {
         Ok(settings) => push(&settings, &args.path)
             .await
-            .map_err(|e| redact(&settings, &e)),
+            .map_err(|e| settings.redact_error(&e)),
         Err(e) => Err(e.to_string()),
     };
     if let Some(dir) = &args.status_dir {
@@ -227,23 +249,13 @@ pub async fn fetch_command(args: &FetchArgs) -> ExitCode {
             ExitCode::FAILURE
         }
         Err(e) => {
-            let message = redact(&settings, &e);
+            let message = settings.redact_error(&e);
             eprintln!("atoll-backup wal-fetch {}: {message}", args.name);
             ExitCode::from(2)
         }
     }
 }
 
-/// The error's message with its sources, credentials redacted.
-fn redact(settings: &Settings, error: &WalError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(e) = source {
-        let more = e.to_string();
-        if !text.contains(&more) {
-            text = format!("{text}: {more}");
-        }
-        source = e.source();
-    }
-    settings.redact(&text)
-}
+#[cfg(test)]
+#[path = "wal_tests.rs"]
+mod tests;
