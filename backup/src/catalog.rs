@@ -2,7 +2,6 @@
 //! written last, so its presence means the backup is complete), listing
 //! them from the store, and choosing one for a restore (pure functions).
 
-use futures::TryStreamExt;
 use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 
@@ -212,29 +211,7 @@ pub async fn list(
     uid: &str,
 ) -> Result<Vec<BackupInfo>, CatalogError> {
     let dir = layout.base_dir(uid)?;
-    let listing = tokio::time::timeout(
-        store::OP_TIMEOUT * 4,
-        store.list(Some(&dir)).try_collect::<Vec<_>>(),
-    );
-    let metas = match listing.await {
-        Ok(Ok(metas)) => metas,
-        Ok(Err(source)) => {
-            return Err(StoreError::Request {
-                op: "list",
-                key: dir.to_string(),
-                source,
-            }
-            .into());
-        }
-        Err(_) => {
-            return Err(StoreError::Timeout {
-                op: "list",
-                key: dir.to_string(),
-                limit: store::OP_TIMEOUT * 4,
-            }
-            .into());
-        }
-    };
+    let metas = store::list(store, &dir).await?;
     let mut out = Vec::new();
     for meta in metas
         .iter()

@@ -164,3 +164,61 @@ fn coverage_proof_is_the_first_backup_begun_after_the_target() {
     );
     assert_eq!(proof("2026-12-03T03:00:01Z"), None);
 }
+
+#[tokio::test]
+async fn only_complete_backups_are_listed() {
+    use object_store::memory::InMemory;
+    use object_store::{ObjectStoreExt, PutPayload};
+    let store = InMemory::new();
+    let layout = Layout::new(Some("p"));
+    let uid = "0b7d3c52-1f6e-4d0a-9c1e-5a2f8e9b7c31";
+    let all = three();
+    for b in &all {
+        let id: BackupId = b.id.parse().expect("id");
+        let tar = layout.base_tar(uid, id).expect("key");
+        store
+            .put(&tar, PutPayload::from_static(b"tar"))
+            .await
+            .expect("put");
+        let json = serde_json::to_vec(b).expect("json");
+        let key = layout.backup_json(uid, id).expect("key");
+        store.put(&key, PutPayload::from(json)).await.expect("put");
+    }
+    // Running: its tar is there, its backup.json not yet.
+    let running: BackupId = "20261204T030000Z".parse().expect("id");
+    let tar = layout.base_tar(uid, running).expect("key");
+    store
+        .put(&tar, PutPayload::from_static(b"partial"))
+        .await
+        .expect("put");
+    // Another tenant's backup is not listed.
+    let other_id: BackupId = "20261205T030000Z".parse().expect("id");
+    let other = layout.backup_json("other-uid", other_id).expect("key");
+    let json = serde_json::to_vec(&all[0]).expect("json");
+    store
+        .put(&other, PutPayload::from(json))
+        .await
+        .expect("put");
+
+    let listed = list(&store, &layout, uid).await.expect("list");
+    assert_eq!(listed, all);
+    let one = get(
+        &store,
+        &layout,
+        uid,
+        "20261202T030000Z".parse().expect("id"),
+    )
+    .await;
+    assert_eq!(one.expect("get"), Some(all[1].clone()));
+    assert_eq!(get(&store, &layout, uid, running).await.expect("get"), None);
+
+    let bad = layout.backup_json(uid, running).expect("key");
+    store
+        .put(&bad, PutPayload::from_static(b"{"))
+        .await
+        .expect("put");
+    let err = list(&store, &layout, uid)
+        .await
+        .expect_err("a damaged backup.json");
+    assert!(err.to_string().contains("backup.json"), "{err}");
+}
