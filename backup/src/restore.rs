@@ -46,6 +46,11 @@ pub struct RestoreArgs {
     /// The tenant whose backups and WAL archive to restore from.
     #[arg(long, value_name = "UID")]
     pub source_uid: String,
+    /// The configuration directory of the store holding the source's
+    /// backups, when it is not the new tenant's (a per-Tenant store);
+    /// default: --config. Only its store settings are used.
+    #[arg(long, value_name = "DIR")]
+    pub source_config: Option<PathBuf>,
     /// `latest`, a backup id or a TenantBackup name.
     #[arg(long, default_value = "latest")]
     pub backup: String,
@@ -127,6 +132,14 @@ pub enum RestoreError {
     /// This executable's path is unknown.
     #[error("cannot find this executable: {0}")]
     Exe(std::io::Error),
+    /// A path given could not be made absolute.
+    #[error("{path}: {source}")]
+    Path {
+        /// The path.
+        path: PathBuf,
+        /// The reason.
+        source: std::io::Error,
+    },
 }
 
 /// What the log of a recovery run means.
@@ -322,26 +335,30 @@ async fn unpack(
         .map_err(|e| file_err("cannot write recovery.signal", e))
 }
 
-/// The temporary server's plan.
-fn plan(
-    settings_dir: &Path,
-    args: &RestoreArgs,
-    socket_dir: PathBuf,
-) -> Result<Plan, RestoreError> {
+/// The temporary server's plan: WAL from the source's store, the new
+/// timeline archived into the new tenant's.
+fn plan(args: &RestoreArgs, socket_dir: PathBuf) -> Result<Plan, RestoreError> {
     let exe = std::env::current_exe().map_err(RestoreError::Exe)?;
     let exe = recovery::quote(&exe.display().to_string());
-    let config = std::path::absolute(settings_dir).map_err(RestoreError::Exe)?;
-    let config = recovery::quote(&config.display().to_string());
+    let absolute = |path: &Path| {
+        std::path::absolute(path).map_err(|source| RestoreError::Path {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let config = recovery::quote(&absolute(&args.config)?.display().to_string());
+    let source_config = args.source_config.as_deref().unwrap_or(&args.config);
+    let source_config = recovery::quote(&absolute(source_config)?.display().to_string());
     let postgres = args
         .bindir
         .as_ref()
         .map_or_else(|| PathBuf::from("postgres"), |d| d.join("postgres"));
     Ok(Plan {
         postgres,
-        pgdata: std::path::absolute(&args.pgdata).map_err(RestoreError::Exe)?,
+        pgdata: absolute(&args.pgdata)?,
         socket_dir,
         restore_command: format!(
-            "{exe} wal-fetch --config {config} --source-uid {} %f %p",
+            "{exe} wal-fetch --config {source_config} --source-uid {} %f %p",
             args.source_uid
         ),
         archive_command: (!args.no_archive).then(|| format!("{exe} wal-push --config {config} %p")),
@@ -350,9 +367,11 @@ fn plan(
     })
 }
 
-/// Restores; fills `outcome` as it goes (backup id, result).
+/// Restores from the store of `source_settings` into a tenant configured
+/// by `settings`; fills `outcome` as it goes (backup id, result).
 async fn attempt(
     settings: &Settings,
+    source_settings: &Settings,
     args: &RestoreArgs,
     outcome: &mut RestoreOutcome,
 ) -> Result<(), RestoreError> {
@@ -365,8 +384,8 @@ async fn attempt(
         wipe(&args.pgdata)?;
     }
     prepare_pgdata(&args.pgdata)?;
-    let store = store::open(settings)?;
-    let layout = Layout::new(settings.prefix.as_deref());
+    let store = store::open(source_settings)?;
+    let layout = Layout::new(source_settings.prefix.as_deref());
     let backups = catalog::list(store.as_ref(), &layout, source).await?;
     let backup = catalog::pick(
         source,
@@ -380,7 +399,7 @@ async fn attempt(
         path: "/tmp".into(),
         problem: format!("cannot create a socket directory: {e}"),
     })?;
-    let result = recover(&args.config, args, socket_dir.clone(), backup, &backups).await;
+    let result = recover(args, socket_dir.clone(), backup, &backups).await;
     let _ = std::fs::remove_dir_all(&socket_dir);
     let judgement = result?;
     match judgement {
@@ -401,13 +420,12 @@ async fn attempt(
 
 /// Runs the server (twice for a proven quiet tail) and judges the result.
 async fn recover(
-    config: &Path,
     args: &RestoreArgs,
     socket_dir: PathBuf,
     backup: &BackupInfo,
     backups: &[BackupInfo],
 ) -> Result<Judgement, RestoreError> {
-    let mut plan = plan(config, args, socket_dir)?;
+    let mut plan = plan(args, socket_dir)?;
     let source = args.source_uid.as_str();
     let first = recovery::run(&plan).await?;
     let judgement = judge(&first.log.verdict(), source, backup, plan.target, backups);
@@ -444,9 +462,22 @@ pub async fn restore(settings: &Settings, args: &RestoreArgs) -> RestoreOutcome 
         ok: false,
         message: String::new(),
     };
-    if let Err(e) = attempt(settings, args, &mut outcome).await {
+    let loaded = match &args.source_config {
+        Some(dir) => Settings::load(dir).map(Some),
+        None => Ok(None),
+    };
+    let source_settings = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            // Names a file and a field, never a credential.
+            outcome.message = format!("the source's configuration: {e}");
+            return outcome;
+        }
+    };
+    let source = source_settings.as_ref().unwrap_or(settings);
+    if let Err(e) = attempt(settings, source, args, &mut outcome).await {
         outcome.ok = false;
-        outcome.message = settings.redact(&chain(&e));
+        outcome.message = source.redact(&settings.redact(&chain(&e)));
     }
     outcome
 }

@@ -44,10 +44,15 @@ fn hand_over(path: &Path) {
 
 /// A configuration directory for tenant `uid` in the test store.
 fn config_dir(s3: &TestS3, uid: &str) -> tempfile::TempDir {
+    config_dir_in(s3, uid, PREFIX)
+}
+
+/// [`config_dir`] under another key prefix (a store of its own).
+fn config_dir_in(s3: &TestS3, uid: &str, prefix: &str) -> tempfile::TempDir {
     let dir = shared_dir("atoll-pitr-config-");
     let config = serde_json::json!({
         "endpoint": s3.endpoint, "bucket": s3.bucket, "region": s3.region,
-        "pathStyle": true, "allowHttp": true, "prefix": PREFIX, "tenantUid": uid,
+        "pathStyle": true, "allowHttp": true, "prefix": prefix, "tenantUid": uid,
     });
     let files = [
         ("config.json", config.to_string()),
@@ -221,7 +226,9 @@ async fn archive_everything(pg: &TestPostgres) {
 async fn stored_outcome(s3_cfg: &Path, uid: &str) -> RestoreOutcome {
     let settings = Settings::load(s3_cfg).expect("settings");
     let objects = store::open(&settings).expect("store");
-    let key = Layout::new(Some(PREFIX)).restore_json(uid).expect("key");
+    let key = Layout::new(settings.prefix.as_deref())
+        .restore_json(uid)
+        .expect("key");
     let bytes = store::get_bytes(objects.as_ref(), &key)
         .await
         .expect("get restore.json")
@@ -267,7 +274,7 @@ async fn point_in_time_restores() {
     let src = source(&s3).await;
     check_backup(&src).await;
     restore_at_t(&s3, &src).await;
-    restore_to_the_end(&s3).await;
+    restore_to_the_end(&s3, &src).await;
     refused_targets(&s3, &src).await;
     quiet_tail(&s3, &src).await;
 }
@@ -358,14 +365,18 @@ async fn restore_at_t(s3: &TestS3, src: &Source) {
 }
 
 /// No target: every row.
-async fn restore_to_the_end(s3: &TestS3) {
+/// The new tenant's store is not the source's (`--source-config`).
+async fn restore_to_the_end(s3: &TestS3, src: &Source) {
     let uid = "0a0a0a0a-0000-4000-8000-000000000002";
-    let cfg = config_dir(s3, uid);
+    let cfg = config_dir_in(s3, uid, "elsewhere");
     let parent = shared_dir("atoll-pitr-data-");
     let pgdata = parent.path().join("pgdata");
-    let (out, outcome) = restore(cfg.path(), None, &pgdata);
+    let source_cfg = src.cfg.path().to_str().expect("utf-8 path");
+    let extra = ["--source-config", source_cfg];
+    let (out, outcome) = restore_with(cfg.path(), None, &extra, &pgdata);
     assert!(out.status.success(), "{}", text(&out));
     assert!(outcome.ok && outcome.target_time.is_none(), "{outcome:?}");
+    assert_eq!(stored_outcome(cfg.path(), uid).await, outcome);
     let server = Restored::start(&pgdata).await;
     assert_eq!(
         server.query("SELECT batch, count(*) FROM t GROUP BY 1 ORDER BY 1"),
