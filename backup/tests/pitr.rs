@@ -492,3 +492,39 @@ async fn quiet_tail(s3: &TestS3, src: &Source) {
     let server = Restored::start(&pgdata).await;
     assert_eq!(server.query("SELECT count(*) FROM t"), "160");
 }
+
+/// A server archiving somewhere else: the backup is refused (its WAL is
+/// not in this store) and leaves nothing in the catalog.
+#[tokio::test]
+async fn base_backup_needs_the_wal_in_this_store() {
+    let Some(s3) = TestS3::start("atoll-backup base backup without archive") else {
+        return;
+    };
+    let uid = "0a0a0a0a-0000-4000-8000-000000000009";
+    let cfg = config_dir(&s3, uid);
+    let elsewhere = shared_dir("atoll-pitr-elsewhere-");
+    let archive = format!("archive_command=cp %p {}/%f", elsewhere.path().display());
+    let pg = TestPostgres::start_with(&["archive_mode=on", &archive]);
+    let out = Command::new(BIN)
+        .args(["base-backup", "--config"])
+        .arg(cfg.path())
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &pg.port.to_string(),
+            "--bindir",
+        ])
+        .arg(bindir_from_env())
+        .output()
+        .expect("run base-backup");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the WAL archive has no"), "{stderr}");
+    assert!(!stderr.contains(&s3.secret_access_key), "{stderr}");
+    let settings = Settings::load(cfg.path()).expect("settings");
+    let objects = store::open(&settings).expect("store");
+    let base = Layout::new(Some(PREFIX)).base_dir(uid).expect("key");
+    let left = store::list(objects.as_ref(), &base).await.expect("list");
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
