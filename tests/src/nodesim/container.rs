@@ -13,6 +13,7 @@ use rustix::process::Signal;
 use super::config::{ScriptImage, find_in_path, shells};
 use super::env::{self, PodFields, resolve_env};
 use super::kubelet::{ApiAccess, PodContext, SERVICE_ACCOUNT_MOUNT, log_path, program_for};
+use super::pgsocket;
 use super::postgres::{self, PostgresInit};
 use super::probe::ProbeSpec;
 use super::process::{LaunchSpec, Prepare, RestartPolicy};
@@ -104,24 +105,27 @@ pub(super) fn prepare_container(
             args: default_args,
         } => binary_launch(path, default_args, &command, args),
         Program::Script(image) => script_launch(image, &command, args, &mut env, setup)?,
-        Program::Postgres { bindir } if runs_shell(&command) => {
-            // A script in the image (the operator's `upgrade-roles` init
-            // container): a shell with the image's programs, as its user.
-            let image = postgres_tools(bindir);
-            let mut launch = script_launch(&image, &command, args, &mut env, setup)?;
-            launch.run_as = postgres::unprivileged_user();
-            launch
-        }
-        Program::Postgres { bindir } => {
-            let run = PostgresRun {
-                bindir,
-                ip: setup.ip,
-                uid: &setup.fields.uid,
-                config,
-                rewriter: &rewriter,
-            };
-            run.launch(&mut env, &command, args)
-        }
+        Program::Postgres { bindir } => match postgres_entry(&command, &args) {
+            PostgresEntry::Program(words) => {
+                // Another program of the image (`bash upgrade.sh`, a binary
+                // an init container put into an emptyDir): the image's
+                // tools first on `PATH`, as the image's user.
+                let image = postgres_tools(bindir);
+                let mut launch = script_launch(&image, &words, Vec::new(), &mut env, setup)?;
+                launch.run_as = postgres::unprivileged_user();
+                launch
+            }
+            PostgresEntry::Server(extra) => {
+                let run = PostgresRun {
+                    bindir,
+                    ip: setup.ip,
+                    uid: &setup.fields.uid,
+                    config,
+                    rewriter: &rewriter,
+                };
+                run.launch(&mut env, extra)?
+            }
+        },
     };
     Ok(Some(launch_spec(
         pod, container, setup, config, &rewriter, env, launch,
@@ -268,12 +272,47 @@ fn script_launch(
     })
 }
 
-/// Whether a command runs a shell (`bash`, `/bin/sh`), not the server.
-fn runs_shell(command: &[String]) -> bool {
-    command
-        .first()
-        .map(|w| w.rsplit('/').next().unwrap_or(w))
-        .is_some_and(|w| matches!(w, "bash" | "sh"))
+/// What a postgres-image container runs, decided as the image's
+/// `docker-entrypoint.sh` decides.
+#[derive(Debug, PartialEq, Eq)]
+enum PostgresEntry {
+    /// The server (initialised on first start), with these arguments after
+    /// `postgres`.
+    Server(Vec<String>),
+    /// Another program: these words, the program first.
+    Program(Vec<String>),
+}
+
+/// The image's entrypoint.
+const ENTRYPOINT: &str = "docker-entrypoint.sh";
+
+/// Without `command`, the image runs `docker-entrypoint.sh` with `args`
+/// (or its default `postgres`); the entrypoint puts `postgres` before
+/// arguments starting with `-` and starts the server when the first word
+/// is `postgres`, else runs the words as a program. A `command` of its own
+/// (`bash upgrade.sh`, `/atoll/bin/atoll-backup agent`) is a program
+/// unless it starts with `postgres` or the entrypoint.
+fn postgres_entry(command: &[String], args: &[String]) -> PostgresEntry {
+    let base = |w: &str| w.rsplit('/').next().unwrap_or(w).to_owned();
+    let mut words: Vec<String> = if command.is_empty() {
+        let default = ["postgres".to_owned()];
+        let cmd = if args.is_empty() { &default[..] } else { args };
+        std::iter::once(ENTRYPOINT.to_owned())
+            .chain(cmd.iter().cloned())
+            .collect()
+    } else {
+        command.iter().chain(args).cloned().collect()
+    };
+    if words.first().is_some_and(|w| base(w) == ENTRYPOINT) {
+        words.remove(0);
+        if words.first().is_none_or(|w| w.starts_with('-')) {
+            words.insert(0, "postgres".to_owned());
+        }
+    }
+    match words.split_first() {
+        Some((first, rest)) if base(first) == "postgres" => PostgresEntry::Server(rest.to_vec()),
+        _ => PostgresEntry::Program(words),
+    }
 }
 
 /// The PostgreSQL image as a script image: the shells and every program
@@ -313,13 +352,16 @@ struct PostgresRun<'a> {
 }
 
 impl PostgresRun<'_> {
-    /// Adds `PGHOST`/`PGPORT` to `env` unless set.
+    /// The server with `extra` arguments after nodesim's; adds
+    /// `PGHOST`/`PGPORT` and `PATH` (the server's tools first, so an
+    /// `archive_command` finds them) to `env` unless set. Its socket goes
+    /// into the volume mounted at `/var/run/postgresql`, if any (see
+    /// `pgsocket`).
     fn launch(
         &self,
         env: &mut Vec<(String, String)>,
-        command: &[String],
-        args: Vec<String>,
-    ) -> Launch {
+        extra: Vec<String>,
+    ) -> Result<Launch, ContainerError> {
         let get = |k: &str| {
             env.iter()
                 .rev()
@@ -339,28 +381,27 @@ impl PostgresRun<'_> {
                 .join("pgdata");
         }
         let port: u16 = get("PGPORT").and_then(|p| p.parse().ok()).unwrap_or(5432);
+        let socket_dir = self.socket_dir(port)?;
         let run_as = postgres::unprivileged_user();
         // The image's init scripts: wherever a volume is mounted at
         // /docker-entrypoint-initdb.d.
         let scripts = self.rewriter.rewrite(postgres::INITDB_DIR);
         let scripts = (scripts != postgres::INITDB_DIR).then(|| PathBuf::from(scripts));
         let init = PostgresInit::from_env(self.bindir.to_path_buf(), pgdata, env, run_as)
-            .with_init_scripts(scripts, env.clone(), port);
-        let extra: Vec<String> = if command.is_empty() {
-            args
-        } else {
-            command.iter().skip(1).cloned().chain(args).collect()
-        };
+            .with_init_scripts(scripts, env.clone(), port)
+            .with_socket_dir(socket_dir);
         let args = init.server_args(self.ip, port, &extra);
+        let path = format!("{}:{DEFAULT_PATH}", self.bindir.display());
         for (k, v) in [
             ("PGHOST", self.ip.to_string()),
             ("PGPORT", port.to_string()),
+            ("PATH", path),
         ] {
             if !env.iter().any(|(n, _)| n == k) {
                 env.push((k.to_owned(), v));
             }
         }
-        Launch {
+        Ok(Launch {
             program: self.bindir.join("postgres"),
             args,
             prepare: Prepare::Postgres(Box::new(init)),
@@ -370,7 +411,23 @@ impl PostgresRun<'_> {
             // does not wait for clients to disconnect.
             stop_signal: Signal::INT,
             root: None,
-        }
+        })
+    }
+
+    /// The host directory of the volume mounted at `/var/run/postgresql`,
+    /// if any; an error when a socket there would exceed the kernel's limit.
+    fn socket_dir(&self, port: u16) -> Result<Option<PathBuf>, ContainerError> {
+        let Some((_, dir)) = self
+            .rewriter
+            .mounts
+            .iter()
+            .find(|(mount, _)| mount.trim_end_matches('/') == pgsocket::SOCKET_MOUNT)
+        else {
+            return Ok(None);
+        };
+        pgsocket::check_socket_dir(dir, port)
+            .map_err(|message| ("CreateContainerError".to_owned(), message))?;
+        Ok(Some(dir.clone()))
     }
 }
 
@@ -472,8 +529,41 @@ mod tests {
         assert!(resolve("cat").ends_with("cat"));
         assert!(resolve("cat").is_absolute());
         assert_eq!(resolve("no-such-program"), PathBuf::from("no-such-program"));
-        assert!(runs_shell(&["bash".to_owned(), "/x/upgrade.sh".to_owned()]));
-        assert!(!runs_shell(&["postgres".to_owned()]));
-        assert!(!runs_shell(&[]));
+    }
+
+    #[test]
+    fn the_postgres_image_starts_the_server_only_as_its_entrypoint_would() {
+        let words = |w: &[&str]| w.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let entry = |command: &[&str], args: &[&str]| postgres_entry(&words(command), &words(args));
+        let server = |w: &[&str]| PostgresEntry::Server(words(w));
+        let program = |w: &[&str]| PostgresEntry::Program(words(w));
+        assert_eq!(entry(&[], &[]), server(&[]));
+        assert_eq!(entry(&[], &["-c", "a=b"]), server(&["-c", "a=b"]));
+        assert_eq!(
+            entry(&[], &["postgres", "-c", "a=b"]),
+            server(&["-c", "a=b"])
+        );
+        assert_eq!(entry(&[], &["pg_isready"]), program(&["pg_isready"]));
+        assert_eq!(entry(&["postgres"], &["-c", "a=b"]), server(&["-c", "a=b"]));
+        assert_eq!(
+            entry(&["/usr/local/bin/docker-entrypoint.sh"], &["postgres"]),
+            server(&[])
+        );
+        assert_eq!(
+            entry(&["docker-entrypoint.sh", "-p", "5433"], &[]),
+            server(&["-p", "5433"])
+        );
+        assert_eq!(
+            entry(&["docker-entrypoint.sh", "bash"], &[]),
+            program(&["bash"])
+        );
+        assert_eq!(
+            entry(&["bash", "/x/upgrade.sh"], &[]),
+            program(&["bash", "/x/upgrade.sh"])
+        );
+        assert_eq!(
+            entry(&["/atoll/bin/atoll-backup", "agent"], &["--port", "9187"]),
+            program(&["/atoll/bin/atoll-backup", "agent", "--port", "9187"])
+        );
     }
 }

@@ -13,6 +13,7 @@ use kube::ResourceExt;
 
 use super::container::{PodSetup, prepare_container};
 use super::env::{ConfigLookup, PodFields};
+use super::pgsocket;
 use super::process::{LaunchSpec, RestartPolicy, Supervisor, now};
 use super::rewrite::ServiceResolver;
 use super::{NodeSimConfig, Program};
@@ -163,6 +164,9 @@ pub struct PodRuntime {
     pub ended: Option<(String, String)>,
     /// Notified on container state changes.
     pub(super) changed: Arc<tokio::sync::Notify>,
+    /// Short links to its PostgreSQL socket directories, removed with it
+    /// (see `pgsocket`).
+    pub(super) links: Vec<PathBuf>,
 }
 
 /// The path of a container's log file.
@@ -211,7 +215,23 @@ pub fn normalize_image(image: &str) -> String {
     image.strip_prefix("library/").unwrap_or(image).to_owned()
 }
 
-/// Host directories of the pod's volumes, created as needed; `Err` says
+/// Creates the pod's directory and its `volumes` directory, both (and
+/// `<state>/pods`) traversable by every user, as the unprivileged user a
+/// postgres-image container runs as must reach its volumes.
+fn prepare_pod_dir(dir: &Path, config: &NodeSimConfig) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let volumes = dir.join("volumes");
+    let io = |path: &Path, e: std::io::Error| format!("preparing {}: {e}", path.display());
+    std::fs::create_dir_all(&volumes).map_err(|e| io(&volumes, e))?;
+    for path in [&config.state_dir.join("pods"), dir, &volumes] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| io(path, e))?;
+    }
+    Ok(())
+}
+
+/// Host directories of the pod's volumes, created as needed; an emptyDir
+/// is writable by every user, as kubelet makes it (mode 0777). `Err` says
 /// why the pod cannot start yet.
 fn volume_dirs(
     pod: &Pod,
@@ -219,6 +239,7 @@ fn volume_dirs(
     config: &NodeSimConfig,
     ctx: &dyn PodContext,
 ) -> Result<HashMap<String, PathBuf>, String> {
+    use std::os::unix::fs::PermissionsExt;
     let namespace = pod.namespace().unwrap_or_default();
     let mut dirs = HashMap::new();
     let io = |path: &Path, e: std::io::Error| format!("preparing {}: {e}", path.display());
@@ -262,6 +283,9 @@ fn volume_dirs(
             write_files(&own, &files, cm.items.as_deref()).map_err(|e| io(&own, e))?;
             own
         } else {
+            std::fs::create_dir_all(&own).map_err(|e| io(&own, e))?;
+            std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o777))
+                .map_err(|e| io(&own, e))?;
             own
         };
         std::fs::create_dir_all(&path).map_err(|e| io(&path, e))?;
@@ -359,6 +383,7 @@ pub fn start_pod(
         restart,
         ended: None,
         changed: changed.clone(),
+        links: Vec::new(),
     };
     let all = || {
         spec.init_containers
@@ -374,7 +399,13 @@ pub fn start_pod(
                 .push((c.name.clone(), reason, message.clone()));
         }
     };
-    let volumes = match volume_dirs(pod, &dir, config, ctx) {
+    let volumes = prepare_pod_dir(&dir, config)
+        .and_then(|()| volume_dirs(pod, &dir, config, ctx))
+        .and_then(|mut volumes| {
+            runtime.links = pgsocket::shorten_socket_dirs(pod, &uid, &mut volumes)?;
+            Ok(volumes)
+        });
+    let volumes = match volumes {
         Ok(v) => v,
         Err(message) => {
             wait_all(&mut runtime, message);

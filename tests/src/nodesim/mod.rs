@@ -42,7 +42,10 @@
 //!   service account (kubesim logs it and, with RBAC on, authorizes it).
 //! - **Volumes**: a PVC is the directory `<state>/pvc/<namespace>/<name>`,
 //!   removed with the PVC; Secret and ConfigMap volumes are written as files;
-//!   mount paths in env and args point into these directories.
+//!   an emptyDir is `<state>/pods/<uid>/volumes/<name>` (mode 0777, as
+//!   kubelet makes it); mount paths in env and args point into these
+//!   directories. A postgres-image server keeps its Unix socket in the
+//!   volume mounted at `/var/run/postgresql` (`pgsocket`).
 
 //!
 //! The code: [`config`] (what runs and how), [`informers`] (the watches
@@ -62,6 +65,7 @@ pub mod kubelet;
 pub mod kubelet_server;
 pub mod logs;
 mod node;
+mod pgsocket;
 mod pods;
 mod podstatus;
 pub mod postgres;

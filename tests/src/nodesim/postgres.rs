@@ -13,6 +13,19 @@
 //! does. Later starts find `PG_VERSION` and skip all that, so
 //! the data lives as long as the directory (the PVC's).
 //!
+//! The server starts only where the image's entrypoint would start it: a
+//! container without `command` (args empty, starting with `-` or with
+//! `postgres`), or whose command starts with `postgres` or
+//! `docker-entrypoint.sh postgres`. Any other command (`bash upgrade.sh`,
+//! `/atoll/bin/atoll-backup agent` from an emptyDir) runs as a program of
+//! the image: its tools first on `PATH`, as the server's user. The server's
+//! Unix socket goes into the volume mounted at `/var/run/postgresql`, if
+//! any (the pod's own; see `pgsocket`), where `pg_hba.conf`'s
+//! `local all all trust` and `local replication all trust` (what `initdb
+//! --auth-local=trust` writes, as in the stock image) let a sidecar in as
+//! `postgres`; TCP connections need the password (`scram-sha-256`, also
+//! on loopback, unlike the image: every pod shares this host's loopback).
+//!
 //! PostgreSQL refuses to run as root. When the simulator is root (CI), the
 //! server runs as the `postgres` user that the Debian package creates, or as
 //! `nobody` where there is none; the data directory is handed to that user.
@@ -25,6 +38,10 @@ use std::process::Stdio;
 
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
+
+use scratch::{PasswordFile, SocketDir};
+
+mod scratch;
 
 /// Where the image looks for init scripts.
 pub const INITDB_DIR: &str = "/docker-entrypoint-initdb.d";
@@ -66,6 +83,9 @@ pub struct PostgresInit {
     pub script_env: Vec<(String, String)>,
     /// The port of the temporary server's socket (`PGPORT`, else 5432).
     pub port: u16,
+    /// Where the server keeps its Unix socket: the host directory of a
+    /// volume mounted at `/var/run/postgresql`; `None`: no socket.
+    pub socket_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for PostgresInit {
@@ -79,6 +99,7 @@ impl std::fmt::Debug for PostgresInit {
             .field("host_auth_method", &self.host_auth_method)
             .field("run_as", &self.run_as)
             .field("init_scripts", &self.init_scripts)
+            .field("socket_dir", &self.socket_dir)
             .finish_non_exhaustive()
     }
 }
@@ -122,6 +143,7 @@ impl PostgresInit {
             init_scripts: None,
             script_env: env.to_vec(),
             port: 5432,
+            socket_dir: None,
         }
     }
 
@@ -140,11 +162,31 @@ impl PostgresInit {
         self
     }
 
-    /// Arguments of the server process, listening on `ip:port` only, with no
-    /// Unix socket (so servers of several pods never share a socket path)
+    /// Puts the server's Unix socket into `dir` (the pod's own volume, so
+    /// servers of several pods never share a socket path); `None`: no
+    /// socket.
+    pub fn with_socket_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.socket_dir = dir;
+        self
+    }
+
+    /// Arguments of the server process, listening on `ip:port`, with its
+    /// Unix socket only in [`PostgresInit::socket_dir`] (none without one)
     /// and without fsync (data survives process deaths, which is what the
     /// simulation needs); the container's own args come last and win.
     pub fn server_args(&self, ip: std::net::Ipv4Addr, port: u16, extra: &[String]) -> Vec<String> {
+        let sockets = match &self.socket_dir {
+            // A list: a directory with a comma or a space is quoted.
+            Some(dir) => {
+                let dir = dir.to_string_lossy();
+                if dir.contains([',', ' ', '"']) {
+                    format!("\"{}\"", dir.replace('"', "\"\""))
+                } else {
+                    dir.into_owned()
+                }
+            }
+            None => String::new(),
+        };
         let mut args = vec![
             "-D".to_owned(),
             self.pgdata.to_string_lossy().into_owned(),
@@ -153,7 +195,7 @@ impl PostgresInit {
             "-p".to_owned(),
             port.to_string(),
             "-c".to_owned(),
-            "unix_socket_directories=".to_owned(),
+            format!("unix_socket_directories={sockets}"),
             "-c".to_owned(),
             "fsync=off".to_owned(),
         ];
@@ -453,37 +495,6 @@ async fn run_init_script(
         })
 }
 
-/// A private directory for the temporary server's socket, removed when
-/// dropped.
-struct SocketDir(PathBuf);
-
-impl SocketDir {
-    fn create(init: &PostgresInit) -> Result<Self, PostgresError> {
-        use std::os::unix::fs::DirBuilderExt;
-        // Short: a socket path has a length limit of about 100 bytes.
-        let path = std::env::temp_dir().join(format!(
-            "nodesim-pg-{}-{}",
-            std::process::id(),
-            super::addr::random_u32()
-        ));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .map_err(data_dir_error(&path))?;
-        let dir = Self(path);
-        if let Some((uid, gid)) = init.run_as {
-            chown(&dir.0, Some(uid), Some(gid)).map_err(data_dir_error(&dir.0))?;
-        }
-        Ok(dir)
-    }
-}
-
-impl Drop for SocketDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn command(init: &PostgresInit, log: &File, program: &str) -> Result<Command, PostgresError> {
     let path = init.bindir.join(program);
     let io = |source| PostgresError::Step {
@@ -539,51 +550,6 @@ async fn run(
             step,
             detail: format!("exited with {status}"),
         })
-    }
-}
-
-/// The superuser password in a file only the server's user can read,
-/// removed when dropped.
-struct PasswordFile(Option<PathBuf>);
-
-impl PasswordFile {
-    fn create(init: &PostgresInit) -> Result<Self, PostgresError> {
-        let Some(password) = &init.password else {
-            return Ok(Self(None));
-        };
-        let path = std::env::temp_dir().join(format!(
-            "nodesim-pw-{}-{}",
-            std::process::id(),
-            super::addr::random_u32()
-        ));
-        let write = || -> std::io::Result<()> {
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut file = File::options()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)?;
-            file.write_all(password.as_bytes())?;
-            if let Some((uid, gid)) = init.run_as {
-                chown(&path, Some(uid), Some(gid))?;
-            }
-            Ok(())
-        };
-        match write() {
-            Ok(()) => Ok(Self(Some(path))),
-            Err(e) => {
-                let _ = std::fs::remove_file(&path);
-                Err(data_dir_error(&path)(e))
-            }
-        }
-    }
-}
-
-impl Drop for PasswordFile {
-    fn drop(&mut self) {
-        if let Some(path) = &self.0 {
-            let _ = std::fs::remove_file(path);
-        }
     }
 }
 

@@ -329,4 +329,32 @@ mod tests {
             "sqlite:///tmp/sim/pvc/atoll-acme/data-db-0/x.db?mode=rwc"
         );
     }
+
+    #[test]
+    fn paths_inside_an_archive_command_setting_point_into_their_volumes() {
+        let r = Rewriter {
+            mounts: vec![
+                (
+                    "/etc/atoll-backup".to_owned(),
+                    PathBuf::from("/s/pod/volumes/backup-config"),
+                ),
+                (
+                    "/atoll/bin".to_owned(),
+                    PathBuf::from("/s/pod/volumes/atoll-bin"),
+                ),
+            ],
+            ..rewriter()
+        };
+        assert_eq!(
+            r.rewrite(
+                "archive_command=/atoll/bin/atoll-backup wal-push --config /etc/atoll-backup %p"
+            ),
+            "archive_command=/s/pod/volumes/atoll-bin/atoll-backup wal-push --config /s/pod/volumes/backup-config %p"
+        );
+        assert_eq!(
+            r.rewrite("restore_command='/atoll/bin/atoll-backup wal-fetch --config=/etc/atoll-backup %f %p'"),
+            "restore_command='/s/pod/volumes/atoll-bin/atoll-backup wal-fetch --config=/s/pod/volumes/backup-config %f %p'"
+        );
+        assert_eq!(r.rewrite("/atoll/binary"), "/atoll/binary");
+    }
 }

@@ -157,6 +157,7 @@ impl PodRuntime {
             });
         futures::future::join_all(stops).await;
         let _ = std::fs::remove_dir_all(&self.dir);
+        super::pgsocket::remove_links(&self.links);
     }
 
     /// Whether the containers still wait to be created.

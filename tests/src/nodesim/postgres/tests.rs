@@ -36,3 +36,20 @@ fn reads_the_official_images_variables_and_redacts_the_password() {
         "-D /data -c listen_addresses=127.64.1.2 -p 5432 -c unix_socket_directories= -c fsync=off -c max_connections=20"
     );
 }
+
+#[test]
+fn the_socket_goes_into_the_given_directory_quoted_when_needed() {
+    let ip = std::net::Ipv4Addr::new(127, 64, 1, 2);
+    let init = PostgresInit::from_env("/pg".into(), "/data".into(), &[], None);
+    let with = |dir: &str| {
+        init.clone()
+            .with_socket_dir(Some(dir.into()))
+            .server_args(ip, 5432, &[])
+    };
+    assert!(
+        with("/pods/u/volumes/run")
+            .contains(&"unix_socket_directories=/pods/u/volumes/run".to_owned())
+    );
+    assert!(with("/a dir/run").contains(&"unix_socket_directories=\"/a dir/run\"".to_owned()));
+    assert!(with("/a,\"b").contains(&"unix_socket_directories=\"/a,\"\"b\"".to_owned()));
+}
