@@ -76,12 +76,19 @@ impl ServerArgs {
 
     fn command(&self, name: &str) -> Command {
         let mut cmd = Command::new(self.program(name));
-        cmd.args(["-h", &self.host, "-p", &self.port.to_string(), "-U", &self.user])
-            .arg("-w")
-            .env("PGCONNECT_TIMEOUT", "10")
-            .env_remove("PGPASSWORD")
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
+        cmd.args([
+            "-h",
+            &self.host,
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            &self.user,
+        ])
+        .arg("-w")
+        .env("PGCONNECT_TIMEOUT", "10")
+        .env_remove("PGPASSWORD")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
         cmd
     }
 }
@@ -176,7 +183,10 @@ pub async fn server_facts(server: &ServerArgs) -> Result<ServerFacts, BaseError>
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        return Err(program_err("psql", format!("{}: {}", out.status, stderr.trim())));
+        return Err(program_err(
+            "psql",
+            format!("{}: {}", out.status, stderr.trim()),
+        ));
     }
     parse_facts(&stdout).ok_or_else(|| program_err("psql", format!("unexpected answer {stdout:?}")))
 }
@@ -235,6 +245,13 @@ async fn stream_backup(
         sniffer: LabelSniffer::new(),
     };
     let uploaded = store::put_stream(store, key, &mut reader, Compression::Lz4).await;
+    let label = reader.sniffer.label();
+    // Close the pipe before waiting: after a failed upload pg_basebackup
+    // would otherwise block on a full pipe forever.
+    drop(reader);
+    if uploaded.is_err() {
+        let _ = child.start_kill();
+    }
     let status = child.wait().await;
     let tail = match stderr {
         Some(task) => task.await.unwrap_or_default(),
@@ -245,8 +262,7 @@ async fn stream_backup(
         return Err(program_err("pg_basebackup", format!("{status}: {tail}")));
     }
     let size = uploaded?;
-    let label = reader.sniffer.label().ok_or(BaseError::NoLabel)?;
-    Ok((size, label))
+    Ok((size, label.ok_or(BaseError::NoLabel)?))
 }
 
 /// Reads a child's stderr to its end; returns the last lines.
@@ -286,7 +302,10 @@ pub async fn base_backup(
     let layout = Layout::new(settings.prefix.as_deref());
     let uid = settings.tenant_uid.as_str();
     let id = args.id.unwrap_or_else(BackupId::now);
-    if catalog::get(store.as_ref(), &layout, uid, id).await?.is_some() {
+    if catalog::get(store.as_ref(), &layout, uid, id)
+        .await?
+        .is_some()
+    {
         return Err(BaseError::Exists(id));
     }
     let job = Job {
@@ -350,7 +369,8 @@ async fn record(
         size,
         objects: vec![tar.to_string(), json.to_string()],
     };
-    let body = serde_json::to_vec_pretty(&info).map_err(|e| program_err("backup.json", e.to_string()))?;
+    let body =
+        serde_json::to_vec_pretty(&info).map_err(|e| program_err("backup.json", e.to_string()))?;
     store::put_create_or_same(job.store, &json, Bytes::from(body)).await?;
     Ok(info)
 }
@@ -374,7 +394,8 @@ fn parse(text: &str, what: &str) -> Result<Label, BaseError> {
 
 /// The backup history file the server archived for this backup.
 async fn history(job: &Job<'_>, label: &Label) -> Result<Label, BaseError> {
-    let name = label::backup_history_name(&label.start_wal, label.start_lsn, job.facts.segment_size);
+    let name =
+        label::backup_history_name(&label.start_wal, label.start_lsn, job.facts.segment_size);
     let key = job.layout.wal(job.uid, &name)?;
     let bytes = store::get_bytes(job.store, &key)
         .await?
@@ -447,7 +468,11 @@ mod tests {
             })
         );
         assert_eq!(parse_facts("x|150018|16777216"), None);
-        assert_eq!(parse_facts("1|150018|1000"), None, "segment sizes are powers of two");
+        assert_eq!(
+            parse_facts("1|150018|1000"),
+            None,
+            "segment sizes are powers of two"
+        );
         assert_eq!(parse_facts(""), None);
     }
 
@@ -455,8 +480,17 @@ mod tests {
     fn end_time_bounds_the_stop_from_above() {
         let t = |s: &str| s.parse::<jiff::Timestamp>().expect("timestamp");
         let stop = Some(t("2026-12-07T11:15:08Z"));
-        assert_eq!(end_time(stop, t("2026-12-07T11:15:30Z")), t("2026-12-07T11:15:09Z"));
-        assert_eq!(end_time(stop, t("2026-12-07T11:15:08.5Z")), t("2026-12-07T11:15:08.5Z"));
-        assert_eq!(end_time(None, t("2026-12-07T11:15:30Z")), t("2026-12-07T11:15:30Z"));
+        assert_eq!(
+            end_time(stop, t("2026-12-07T11:15:30Z")),
+            t("2026-12-07T11:15:09Z")
+        );
+        assert_eq!(
+            end_time(stop, t("2026-12-07T11:15:08.5Z")),
+            t("2026-12-07T11:15:08.5Z")
+        );
+        assert_eq!(
+            end_time(None, t("2026-12-07T11:15:30Z")),
+            t("2026-12-07T11:15:30Z")
+        );
     }
 }

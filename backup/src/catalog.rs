@@ -2,7 +2,6 @@
 //! written last, so its presence means the backup is complete), listing
 //! them from the store, and choosing one for a restore (pure functions).
 
-use futures::TryStreamExt;
 use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 
@@ -113,7 +112,9 @@ pub fn first_recoverability_point(backups: &[BackupInfo]) -> Option<jiff::Timest
 
 /// The newest backup by end time.
 pub fn latest(backups: &[BackupInfo]) -> Option<&BackupInfo> {
-    backups.iter().max_by(|a, b| (a.end_time, &a.id).cmp(&(b.end_time, &b.id)))
+    backups
+        .iter()
+        .max_by(|a, b| (a.end_time, &a.id).cmp(&(b.end_time, &b.id)))
 }
 
 /// Picks the backup a restore of `uid` to `target` (`None` = the end of
@@ -125,7 +126,9 @@ pub fn pick<'a>(
     target: Option<jiff::Timestamp>,
 ) -> Result<&'a BackupInfo, PickError> {
     if backups.is_empty() {
-        return Err(PickError::NoBackups { uid: uid.to_owned() });
+        return Err(PickError::NoBackups {
+            uid: uid.to_owned(),
+        });
     }
     let chosen = match choice {
         Choice::Named(name) => backups
@@ -136,10 +139,15 @@ pub fn pick<'a>(
                 name: name.clone(),
             })?,
         Choice::Latest => match target {
-            None => latest(backups).ok_or_else(|| PickError::NoBackups { uid: uid.to_owned() })?,
+            None => latest(backups).ok_or_else(|| PickError::NoBackups {
+                uid: uid.to_owned(),
+            })?,
             Some(target) => {
-                let fitting: Vec<BackupInfo> =
-                    backups.iter().filter(|b| b.end_time <= target).cloned().collect();
+                let fitting: Vec<BackupInfo> = backups
+                    .iter()
+                    .filter(|b| b.end_time <= target)
+                    .cloned()
+                    .collect();
                 let newest = latest(&fitting).map(|b| b.id.clone());
                 match newest.and_then(|id| backups.iter().find(|b| b.id == id)) {
                     Some(b) => b,
@@ -203,28 +211,12 @@ pub async fn list(
     uid: &str,
 ) -> Result<Vec<BackupInfo>, CatalogError> {
     let dir = layout.base_dir(uid)?;
-    let listing = tokio::time::timeout(store::OP_TIMEOUT * 4, store.list(Some(&dir)).try_collect::<Vec<_>>());
-    let metas = match listing.await {
-        Ok(Ok(metas)) => metas,
-        Ok(Err(source)) => {
-            return Err(StoreError::Request {
-                op: "list",
-                key: dir.to_string(),
-                source,
-            }
-            .into());
-        }
-        Err(_) => {
-            return Err(StoreError::Timeout {
-                op: "list",
-                key: dir.to_string(),
-                limit: store::OP_TIMEOUT * 4,
-            }
-            .into());
-        }
-    };
+    let metas = store::list(store, &dir).await?;
     let mut out = Vec::new();
-    for meta in metas.iter().filter(|m| m.location.filename() == Some("backup.json")) {
+    for meta in metas
+        .iter()
+        .filter(|m| m.location.filename() == Some("backup.json"))
+    {
         if let Some(info) = read(store, &meta.location).await? {
             out.push(info);
         }

@@ -72,7 +72,10 @@ pub async fn extract(store: &dyn ObjectStore, key: &Key, dir: &Path) -> Result<u
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| unpack_err(format!("cannot run tar: {e}")))?;
-    let mut stdin = tar.stdin.take().ok_or_else(|| unpack_err("tar has no stdin".into()))?;
+    let mut stdin = tar
+        .stdin
+        .take()
+        .ok_or_else(|| unpack_err("tar has no stdin".into()))?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     let writer = tokio::task::spawn_blocking(move || {
         let mut decoder = lz4_flex::frame::FrameDecoder::new(ChannelReader {

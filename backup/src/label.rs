@@ -118,7 +118,10 @@ pub fn parse_label(text: &str) -> Result<Label, LabelError> {
         .ok_or(LabelError::Missing("START TIMELINE"))?
         .parse::<u32>()
         .map_err(|_| {
-            LabelError::Malformed("START TIMELINE", field("START TIMELINE").unwrap_or_default().into())
+            LabelError::Malformed(
+                "START TIMELINE",
+                field("START TIMELINE").unwrap_or_default().into(),
+            )
         })?;
     Ok(Label {
         start_lsn,
@@ -152,7 +155,9 @@ pub fn parse_label_time(value: &str) -> Option<jiff::Timestamp> {
         return None;
     }
     let dt = jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", civil).ok()?;
-    dt.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp())
+    dt.to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
 }
 
 /// Reads the first member of a tar stream as it passes by and keeps it

@@ -33,10 +33,19 @@ fn lsn_round_trips() {
 #[test]
 fn wal_names_follow_postgres() {
     let seg = 16 * 1024 * 1024;
-    assert_eq!(wal_file_name(1, Lsn(0x0400_0028), seg), "000000010000000000000004");
-    assert_eq!(wal_file_name(2, Lsn((0x1A << 32) | 0xFF00_0000), seg), "000000020000001A000000FF");
+    assert_eq!(
+        wal_file_name(1, Lsn(0x0400_0028), seg),
+        "000000010000000000000004"
+    );
+    assert_eq!(
+        wal_file_name(2, Lsn((0x1A << 32) | 0xFF00_0000), seg),
+        "000000020000001A000000FF"
+    );
     // 64 MB segments: 64 per 4 GB "xlogid".
-    assert_eq!(wal_file_name(1, Lsn((3 << 32) | 0x0C00_0000), 64 << 20), "000000010000000300000003");
+    assert_eq!(
+        wal_file_name(1, Lsn((3 << 32) | 0x0C00_0000), 64 << 20),
+        "000000010000000300000003"
+    );
     assert_eq!(
         backup_history_name("000000010000000000000004", Lsn(0x0400_0028), seg),
         "000000010000000000000004.00000028.backup"
@@ -70,16 +79,25 @@ fn backup_label_has_no_stop() {
 
 #[test]
 fn broken_labels_are_refused() {
-    assert_eq!(parse_label("LABEL: x\n"), Err(LabelError::Missing("START WAL LOCATION")));
+    assert_eq!(
+        parse_label("LABEL: x\n"),
+        Err(LabelError::Missing("START WAL LOCATION"))
+    );
     let bad = HISTORY.replace("(file 000000010000000000000004)", "(file 4)");
     assert!(matches!(parse_label(&bad), Err(LabelError::Malformed(..))));
     let no_tli = HISTORY.replace("START TIMELINE: 1\n", "");
-    assert_eq!(parse_label(&no_tli), Err(LabelError::Missing("START TIMELINE")));
+    assert_eq!(
+        parse_label(&no_tli),
+        Err(LabelError::Missing("START TIMELINE"))
+    );
 }
 
 #[test]
 fn only_utc_times_are_trusted() {
-    assert_eq!(parse_label_time("2026-12-07 11:15:08 GMT"), Some(ts("2026-12-07T11:15:08Z")));
+    assert_eq!(
+        parse_label_time("2026-12-07 11:15:08 GMT"),
+        Some(ts("2026-12-07T11:15:08Z"))
+    );
     assert_eq!(parse_label_time("2026-12-07 11:15:08 CET"), None);
     assert_eq!(parse_label_time("garbage"), None);
 }
@@ -110,7 +128,11 @@ fn sniffer_finds_the_label_in_any_chunking() {
         for part in tar.chunks(chunk) {
             sniffer.feed(part);
         }
-        assert_eq!(sniffer.label().as_deref(), Some(HISTORY), "chunks of {chunk}");
+        assert_eq!(
+            sniffer.label().as_deref(),
+            Some(HISTORY),
+            "chunks of {chunk}"
+        );
     }
 }
 

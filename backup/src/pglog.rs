@@ -37,13 +37,17 @@ pub enum Event {
 pub fn parse_line(line: &str) -> Option<Event> {
     let msg = message(line);
     if let Some(rest) = msg.strip_prefix("restored log file \"") {
-        return rest.split_once('"').map(|(name, _)| Event::Restored(name.to_owned()));
+        return rest
+            .split_once('"')
+            .map(|(name, _)| Event::Restored(name.to_owned()));
     }
     if let Some(rest) = msg.strip_prefix("consistent recovery state reached at ") {
         return rest.trim().parse().ok().map(Event::Consistent);
     }
     if msg.starts_with("recovery stopping ") {
-        let time = msg.rsplit_once(", time ").and_then(|(_, t)| parse_log_time(t));
+        let time = msg
+            .rsplit_once(", time ")
+            .and_then(|(_, t)| parse_log_time(t));
         return Some(Event::Stopping(time));
     }
     if let Some(rest) = msg.strip_prefix("redo done at ") {
@@ -57,10 +61,19 @@ pub fn parse_line(line: &str) -> Option<Event> {
         return rest.trim().parse().ok().map(Event::NewTimeline);
     }
     let fixed = [
-        ("recovery ended before configured recovery target was reached", Event::EndedBeforeTarget),
-        ("requested recovery stop point is before consistent recovery point", Event::BeforeConsistent),
+        (
+            "recovery ended before configured recovery target was reached",
+            Event::EndedBeforeTarget,
+        ),
+        (
+            "requested recovery stop point is before consistent recovery point",
+            Event::BeforeConsistent,
+        ),
         ("archive recovery complete", Event::RecoveryComplete),
-        ("database system is ready to accept connections", Event::Ready),
+        (
+            "database system is ready to accept connections",
+            Event::Ready,
+        ),
     ];
     if let Some((_, event)) = fixed.into_iter().find(|(text, _)| msg == *text) {
         return Some(event);
@@ -152,7 +165,9 @@ pub struct RecoveryLog {
 impl RecoveryLog {
     /// Takes one log line into account.
     pub fn feed(&mut self, line: &str) {
-        let Some(event) = parse_line(line) else { return };
+        let Some(event) = parse_line(line) else {
+            return;
+        };
         match event {
             Event::Restored(name) => self.last_restored = Some(name),
             Event::Consistent(lsn) => self.consistent_at = Some(lsn),

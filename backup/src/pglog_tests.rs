@@ -87,12 +87,18 @@ fn log_times_with_offsets() {
         parse_log_time("2026-12-07 11:15:13.047237+00"),
         Some(ts("2026-12-07T11:15:13.047237Z"))
     );
-    assert_eq!(parse_log_time("2026-12-07 11:15:13+00"), Some(ts("2026-12-07T11:15:13Z")));
+    assert_eq!(
+        parse_log_time("2026-12-07 11:15:13+00"),
+        Some(ts("2026-12-07T11:15:13Z"))
+    );
     assert_eq!(
         parse_log_time("2026-12-07 12:45:13.5+01:30"),
         Some(ts("2026-12-07T11:15:13.5Z"))
     );
-    assert_eq!(parse_log_time("2026-12-07 03:15:13-08"), Some(ts("2026-12-07T11:15:13Z")));
+    assert_eq!(
+        parse_log_time("2026-12-07 03:15:13-08"),
+        Some(ts("2026-12-07T11:15:13Z"))
+    );
     assert_eq!(parse_log_time("yesterday"), None);
 }
 
@@ -100,6 +106,9 @@ fn log_times_with_offsets() {
 fn target_times_avoid_the_z_postgres_refuses() {
     let t = ts("2026-12-07T11:15:13.061764Z");
     assert_eq!(format_target_time(t), "2026-12-07 11:15:13.061764+00:00");
-    assert_eq!(format_target_time(ts("2026-01-02T03:04:05Z")), "2026-01-02 03:04:05.000000+00:00");
+    assert_eq!(
+        format_target_time(ts("2026-01-02T03:04:05Z")),
+        "2026-01-02 03:04:05.000000+00:00"
+    );
     assert_eq!(parse_log_time(&format_target_time(t)), Some(t));
 }

@@ -50,6 +50,10 @@ pub fn server_args(plan: &Plan) -> Vec<String> {
         format!("restore_command={}", plan.restore_command),
         "recovery_target_timeline=latest".to_owned(),
         "recovery_target_action=promote".to_owned(),
+        // No read-only phase: nobody connects, and hot standby would refuse
+        // to start when the source ran with larger max_connections (or
+        // similar) than its files say ("insufficient parameter settings").
+        "hot_standby=off".to_owned(),
     ];
     match &plan.archive_command {
         Some(cmd) => {
@@ -63,12 +67,25 @@ pub fn server_args(plan: &Plan) -> Vec<String> {
             settings.push("archive_command=".to_owned());
         }
     }
-    if let Some(target) = plan.target {
-        settings.push(format!(
-            "recovery_target_time={}",
-            pglog::format_target_time(target)
-        ));
+    // Exactly one target (or none = the end of the archive), whatever the
+    // source's postgresql.auto.conf says; never stream from a primary. The
+    // empty ones go first: PostgreSQL 15 refuses any recovery_target* set
+    // after another kind was set, even to ''.
+    for empty in [
+        "recovery_target",
+        "recovery_target_name",
+        "recovery_target_xid",
+        "recovery_target_lsn",
+        "primary_conninfo",
+        "primary_slot_name",
+    ] {
+        settings.push(format!("{empty}="));
     }
+    let target = plan
+        .target
+        .map(pglog::format_target_time)
+        .unwrap_or_default();
+    settings.push(format!("recovery_target_time={target}"));
     let mut args = vec!["-D".to_owned(), plan.pgdata.display().to_string()];
     for setting in settings {
         args.push("-c".to_owned());
@@ -220,27 +237,46 @@ mod tests {
         let args = server_args(&plan(Some("2026-12-07T11:15:13.061764Z"), true));
         assert_eq!(&args[..2], ["-D", "/data/pgdata"]);
         let s = settings(&args);
-        assert!(s.contains(&"recovery_target_time=2026-12-07 11:15:13.061764+00:00"), "{s:?}");
+        assert!(
+            s.contains(&"recovery_target_time=2026-12-07 11:15:13.061764+00:00"),
+            "{s:?}"
+        );
         assert!(s.contains(&"recovery_target_action=promote"));
         assert!(s.contains(&"listen_addresses="));
         assert!(s.contains(&"lc_messages=C"));
         assert!(s.contains(&"archive_mode=on"));
         assert!(s.contains(&"archive_command='/bin/x' wal-push %p"));
         assert!(s.contains(&"restore_command='/bin/x' wal-fetch %f %p"));
+        let last = s.iter().rposition(|x| x.starts_with("recovery_target"));
+        let time = s
+            .iter()
+            .position(|x| x.starts_with("recovery_target_time="));
+        assert_eq!(
+            last, time,
+            "the time is set after the emptied targets: {s:?}"
+        );
     }
 
     #[test]
     fn no_target_recovers_to_the_end_without_archiving() {
         let s_args = server_args(&plan(None, false));
         let s = settings(&s_args);
-        assert!(!s.iter().any(|x| x.starts_with("recovery_target_time=")));
+        assert!(s.contains(&"recovery_target_time="), "no target: {s:?}");
+        assert!(s.contains(&"recovery_target_lsn="));
+        assert!(s.contains(&"primary_conninfo="));
         assert!(s.contains(&"archive_mode=off"));
-        assert!(s.contains(&"archive_command="), "the source's command is overridden");
+        assert!(
+            s.contains(&"archive_command="),
+            "the source's command is overridden"
+        );
     }
 
     #[test]
     fn quoting_for_the_shell_and_postgres() {
-        assert_eq!(quote("/atoll/bin/atoll-backup"), "'/atoll/bin/atoll-backup'");
+        assert_eq!(
+            quote("/atoll/bin/atoll-backup"),
+            "'/atoll/bin/atoll-backup'"
+        );
         assert_eq!(quote("/a b/it's"), "'/a b/it'\\''s'");
         assert_eq!(quote("/x/100%"), "'/x/100%%'");
     }

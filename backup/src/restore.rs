@@ -46,6 +46,11 @@ pub struct RestoreArgs {
     /// The tenant whose backups and WAL archive to restore from.
     #[arg(long, value_name = "UID")]
     pub source_uid: String,
+    /// The configuration directory of the store holding the source's
+    /// backups, when it is not the new tenant's (a per-Tenant store);
+    /// default: --config. Only its store settings are used.
+    #[arg(long, value_name = "DIR")]
+    pub source_config: Option<PathBuf>,
     /// `latest`, a backup id or a TenantBackup name.
     #[arg(long, default_value = "latest")]
     pub backup: String,
@@ -62,7 +67,11 @@ pub struct RestoreArgs {
     /// segment) into the new tenant's prefix.
     #[arg(long)]
     pub no_archive: bool,
-    /// The data directory to create (empty or absent).
+    /// Remove whatever PGDATA holds first (the leftovers of a failed
+    /// attempt), unless it holds the marker of a finished restore.
+    #[arg(long)]
+    pub wipe: bool,
+    /// The data directory to create (empty or absent; see --wipe).
     pub pgdata: PathBuf,
 }
 
@@ -123,6 +132,14 @@ pub enum RestoreError {
     /// This executable's path is unknown.
     #[error("cannot find this executable: {0}")]
     Exe(std::io::Error),
+    /// A path given could not be made absolute.
+    #[error("{path}: {source}")]
+    Path {
+        /// The path.
+        path: PathBuf,
+        /// The reason.
+        source: std::io::Error,
+    },
 }
 
 /// What the log of a recovery run means.
@@ -164,7 +181,10 @@ pub fn judge(
         Verdict::Promoted { reached } => {
             let last = match reached {
                 Some(t) => format!("the last transaction replayed committed at {t}"),
-                None => format!("no transaction after the backup's end ({})", backup.end_time),
+                None => format!(
+                    "no transaction after the backup's end ({})",
+                    backup.end_time
+                ),
             };
             Judgement::Done {
                 reached: reached.unwrap_or(backup.end_time),
@@ -188,7 +208,9 @@ pub fn judge(
             reached: None,
             message: format!(
                 "the recovery server failed: {}",
-                fatal.as_deref().unwrap_or("it exited without saying why (see its log)")
+                fatal
+                    .as_deref()
+                    .unwrap_or("it exited without saying why (see its log)")
             ),
         },
     }
@@ -229,7 +251,9 @@ fn end_of_archive(
             reached: reached.or(Some(backup.end_time)),
             message: format!(
                 "cannot reach {target}: the WAL archive of tenant {source} ends earlier; recovery could reach only {last}{}",
-                redo_done.map(|l| format!(", replay ended at WAL {l}")).unwrap_or_default()
+                redo_done
+                    .map(|l| format!(", replay ended at WAL {l}"))
+                    .unwrap_or_default()
             ),
         },
     }
@@ -245,7 +269,9 @@ fn prepare_pgdata(pgdata: &Path) -> Result<(), RestoreError> {
     match std::fs::read_dir(pgdata) {
         Ok(mut entries) => {
             if entries.next().is_some() {
-                return Err(err("not empty: a restore needs an empty data directory".into()));
+                return Err(err(
+                    "not empty: a restore needs an empty data directory".into()
+                ));
             }
             std::fs::set_permissions(pgdata, std::fs::Permissions::from_mode(0o700))
                 .map_err(|e| err(format!("cannot set its mode: {e}")))
@@ -257,6 +283,31 @@ fn prepare_pgdata(pgdata: &Path) -> Result<(), RestoreError> {
             .map_err(|e| err(format!("cannot create it: {e}"))),
         Err(e) => Err(err(format!("cannot read it: {e}"))),
     }
+}
+
+/// Removes everything inside `pgdata` (not the directory: it may be a
+/// mount point). The caller has checked that it holds no finished restore.
+fn wipe(pgdata: &Path) -> Result<(), RestoreError> {
+    let err = |e: std::io::Error| RestoreError::Pgdata {
+        path: pgdata.to_owned(),
+        problem: format!("cannot wipe it: {e}"),
+    };
+    let entries = match std::fs::read_dir(pgdata) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(err(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(err)?;
+        let path = entry.path();
+        let removed = if entry.file_type().map_err(err)?.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(err)?;
+    }
+    Ok(())
 }
 
 /// Unpacks the backup and asks for recovery.
@@ -284,22 +335,30 @@ async fn unpack(
         .map_err(|e| file_err("cannot write recovery.signal", e))
 }
 
-/// The temporary server's plan.
-fn plan(settings_dir: &Path, args: &RestoreArgs, socket_dir: PathBuf) -> Result<Plan, RestoreError> {
+/// The temporary server's plan: WAL from the source's store, the new
+/// timeline archived into the new tenant's.
+fn plan(args: &RestoreArgs, socket_dir: PathBuf) -> Result<Plan, RestoreError> {
     let exe = std::env::current_exe().map_err(RestoreError::Exe)?;
     let exe = recovery::quote(&exe.display().to_string());
-    let config = std::path::absolute(settings_dir).map_err(RestoreError::Exe)?;
-    let config = recovery::quote(&config.display().to_string());
+    let absolute = |path: &Path| {
+        std::path::absolute(path).map_err(|source| RestoreError::Path {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let config = recovery::quote(&absolute(&args.config)?.display().to_string());
+    let source_config = args.source_config.as_deref().unwrap_or(&args.config);
+    let source_config = recovery::quote(&absolute(source_config)?.display().to_string());
     let postgres = args
         .bindir
         .as_ref()
         .map_or_else(|| PathBuf::from("postgres"), |d| d.join("postgres"));
     Ok(Plan {
         postgres,
-        pgdata: std::path::absolute(&args.pgdata).map_err(RestoreError::Exe)?,
+        pgdata: absolute(&args.pgdata)?,
         socket_dir,
         restore_command: format!(
-            "{exe} wal-fetch --config {config} --source-uid {} %f %p",
+            "{exe} wal-fetch --config {source_config} --source-uid {} %f %p",
             args.source_uid
         ),
         archive_command: (!args.no_archive).then(|| format!("{exe} wal-push --config {config} %p")),
@@ -308,9 +367,11 @@ fn plan(settings_dir: &Path, args: &RestoreArgs, socket_dir: PathBuf) -> Result<
     })
 }
 
-/// Restores; fills `outcome` as it goes (backup id, result).
+/// Restores from the store of `source_settings` into a tenant configured
+/// by `settings`; fills `outcome` as it goes (backup id, result).
 async fn attempt(
     settings: &Settings,
+    source_settings: &Settings,
     args: &RestoreArgs,
     outcome: &mut RestoreOutcome,
 ) -> Result<(), RestoreError> {
@@ -319,18 +380,26 @@ async fn attempt(
     if source == settings.tenant_uid {
         return Err(RestoreError::SameTenant(source.to_owned()));
     }
+    if args.wipe {
+        wipe(&args.pgdata)?;
+    }
     prepare_pgdata(&args.pgdata)?;
-    let store = store::open(settings)?;
-    let layout = Layout::new(settings.prefix.as_deref());
+    let store = store::open(source_settings)?;
+    let layout = Layout::new(source_settings.prefix.as_deref());
     let backups = catalog::list(store.as_ref(), &layout, source).await?;
-    let backup = catalog::pick(source, &backups, &Choice::parse(&args.backup), args.target_time)?;
+    let backup = catalog::pick(
+        source,
+        &backups,
+        &Choice::parse(&args.backup),
+        args.target_time,
+    )?;
     outcome.backup_id = Some(backup.id.clone());
     unpack(store.as_ref(), &layout, source, backup, &args.pgdata).await?;
     let socket_dir = recovery::socket_dir().map_err(|e| RestoreError::Pgdata {
         path: "/tmp".into(),
         problem: format!("cannot create a socket directory: {e}"),
     })?;
-    let result = recover(&args.config, args, socket_dir.clone(), backup, &backups).await;
+    let result = recover(args, socket_dir.clone(), backup, &backups).await;
     let _ = std::fs::remove_dir_all(&socket_dir);
     let judgement = result?;
     match judgement {
@@ -351,13 +420,12 @@ async fn attempt(
 
 /// Runs the server (twice for a proven quiet tail) and judges the result.
 async fn recover(
-    config: &Path,
     args: &RestoreArgs,
     socket_dir: PathBuf,
     backup: &BackupInfo,
     backups: &[BackupInfo],
 ) -> Result<Judgement, RestoreError> {
-    let mut plan = plan(config, args, socket_dir)?;
+    let mut plan = plan(args, socket_dir)?;
     let source = args.source_uid.as_str();
     let first = recovery::run(&plan).await?;
     let judgement = judge(&first.log.verdict(), source, backup, plan.target, backups);
@@ -394,9 +462,22 @@ pub async fn restore(settings: &Settings, args: &RestoreArgs) -> RestoreOutcome 
         ok: false,
         message: String::new(),
     };
-    if let Err(e) = attempt(settings, args, &mut outcome).await {
+    let loaded = match &args.source_config {
+        Some(dir) => Settings::load(dir).map(Some),
+        None => Ok(None),
+    };
+    let source_settings = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            // Names a file and a field, never a credential.
+            outcome.message = format!("the source's configuration: {e}");
+            return outcome;
+        }
+    };
+    let source = source_settings.as_ref().unwrap_or(settings);
+    if let Err(e) = attempt(settings, source, args, &mut outcome).await {
         outcome.ok = false;
-        outcome.message = settings.redact(&chain(&e));
+        outcome.message = source.redact(&settings.redact(&chain(&e)));
     }
     outcome
 }
@@ -409,7 +490,11 @@ pub async fn write_outcome(settings: &Settings, outcome: &RestoreOutcome) -> Res
         .restore_json(&settings.tenant_uid)
         .map_err(|e| e.to_string())?;
     let body = serde_json::to_vec_pretty(outcome).map_err(|e| e.to_string())?;
-    let put = store.put_opts(&key, PutPayload::from_bytes(Bytes::from(body)), PutOptions::default());
+    let put = store.put_opts(
+        &key,
+        PutPayload::from_bytes(Bytes::from(body)),
+        PutOptions::default(),
+    );
     match tokio::time::timeout(store::OP_TIMEOUT, put).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(settings.redact(&format!("put {key}: {e}"))),
@@ -427,7 +512,10 @@ pub async fn command(args: &RestoreArgs) -> ExitCode {
         }
     };
     if let Ok(done) = std::fs::read_to_string(args.pgdata.join(MARKER)) {
-        eprintln!("atoll-backup restore: {} was already restored", args.pgdata.display());
+        eprintln!(
+            "atoll-backup restore: {} was already restored",
+            args.pgdata.display()
+        );
         println!("{}", done.trim());
         return ExitCode::SUCCESS;
     }
