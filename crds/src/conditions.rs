@@ -16,6 +16,18 @@ pub mod types {
     pub const INSTANCE_READY: &str = "InstanceReady";
     /// The identity service knows the tenant as it is now.
     pub const IDENTITY_SYNCED: &str = "IdentitySynced";
+    /// With `spec.backup`: the last scheduled backup (a base backup for a
+    /// Dedicated database, a dump for an External one) succeeded and the
+    /// next is due; False says what failed and what to check.
+    pub const BACKUP_READY: &str = "BackupReady";
+    /// With `spec.backup`, Dedicated databases only (External ones have no
+    /// WAL of their own): WAL segments reach the object store; False while
+    /// archiving fails (the database keeps serving and PostgreSQL keeps the
+    /// segments until they are archived).
+    pub const CONTINUOUS_ARCHIVING: &str = "ContinuousArchiving";
+    /// With `spec.restore`: the database was recovered from the source's
+    /// backups; False says why not and how far recovery got.
+    pub const RESTORED: &str = "Restored";
 }
 
 /// What a condition should say now; the helpers fill in times and generations.

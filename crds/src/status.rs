@@ -5,6 +5,7 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::backup::{BackupStatus, RestoreStatus};
 use crate::tenant::Tenant;
 
 /// Observed state of a Tenant, written by the operator.
@@ -26,10 +27,16 @@ pub struct TenantStatus {
     /// The metadata.generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, DatabaseReady, InstanceReady and IdentitySynced, each with a reason and a message.
+    /// Ready, DatabaseReady, InstanceReady and IdentitySynced, each with a reason and a message; with spec.backup also BackupReady and (Dedicated databases only) ContinuousArchiving; with spec.restore also Restored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+    /// The tenant's backups: how far back it can be restored, the last backups and the WAL archiving.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupStatus>,
+    /// The restore this Tenant was created with (spec.restore).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreStatus>,
 }
 
 /// Lifecycle phase of a Tenant.

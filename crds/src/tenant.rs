@@ -8,6 +8,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::backup::{BackupSpec, RESTORE_CREATE_ONLY_MESSAGE, RestoreSpec};
 use crate::quantity::Quantity;
 use crate::role::Role;
 use crate::status::TenantStatus;
@@ -97,7 +98,11 @@ pub const MAX_ENV: usize = 64;
     validation = Rule::new("!has(self.storage) || has(self.storage.s3) || !has(self.storage.size) || !has(self.quota) || !has(self.quota.storage) || quantity(string(self.storage.size)).add((has(self.database) && has(self.database.mode) && self.database.mode == 'External') ? quantity('0') : ((has(self.database) && has(self.database.dedicated) && has(self.database.dedicated.storage) && has(self.database.dedicated.storage.size)) ? quantity(string(self.database.dedicated.storage.size)) : quantity('1Gi'))).compareTo(quantity(string(self.quota.storage))) <= 0")
         .message("spec.storage.size plus the database volume must not exceed spec.quota.storage: the storage volume would be refused by the namespace quota")
         .field_path(".storage.size")
-        .reason(Reason::FieldValueInvalid)
+        .reason(Reason::FieldValueInvalid),
+    validation = Rule::new("has(self.restore) == has(oldSelf.restore) && (!has(self.restore) || self.restore == oldSelf.restore)")
+        .message(RESTORE_CREATE_ONLY_MESSAGE)
+        .field_path(".restore")
+        .reason(Reason::FieldValueForbidden)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TenantSpec {
@@ -154,6 +159,14 @@ pub struct TenantSpec {
     /// What happens to the tenant's data when the Tenant is deleted: Retain (default) keeps the namespace's database volume and credentials, and a new Tenant of the same name adopts them; Delete removes the namespace and everything in it.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// Back up the tenant's database to an object store. Dedicated databases: their WAL is archived continuously (a segment at least every 60 seconds while there are writes, so a restore loses at most a few minutes) and a base backup is taken on the schedule; the ContinuousArchiving condition reports the archiving. External databases (a shared server, whose WAL is not the tenant's alone): a logical dump of the tenant's database on the schedule, so the most a restore loses is the time since the last dump. Unset: no backups (on-demand TenantBackups still work).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSpec>,
+
+    /// Create this Tenant's database from another Tenant's backups, up to a chosen moment, instead of starting empty. Create-only: it can be set only when the Tenant is created, and cannot be changed or removed afterwards. The restore never touches the source Tenant; this Tenant gets its own URL, credentials and members. The Restored condition and status.restore report how it went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreSpec>,
 }
 
 /// The orchestration instance.

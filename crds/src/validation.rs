@@ -72,23 +72,32 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
 /// Collects every problem rather than stopping at the first, so one round
 /// trip shows a person all they have to fix.
 #[derive(Default)]
-struct Errors(Vec<FieldError>);
+pub(crate) struct Errors(Vec<FieldError>);
 
 impl Errors {
-    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    /// `Ok` when nothing was found, else every problem.
+    pub(crate) fn into_result(self) -> Result<(), Vec<FieldError>> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self.0)
+        }
+    }
+
+    pub(crate) fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.0.push(FieldError {
             field: field.into(),
             message: message.into(),
         });
     }
 
-    fn pattern(&mut self, field: &str, value: &str, re: &Regex, what: &str) {
+    pub(crate) fn pattern(&mut self, field: &str, value: &str, re: &Regex, what: &str) {
         if !re.is_match(value) {
             self.push(field, format!("{value:?} is not {what}"));
         }
     }
 
-    fn length(&mut self, field: &str, value: &str, min: usize, max: usize) {
+    pub(crate) fn length(&mut self, field: &str, value: &str, min: usize, max: usize) {
         let len = value.chars().count();
         if len < min {
             self.push(field, format!("must be at least {min} characters"));
@@ -109,7 +118,7 @@ impl Errors {
         }
     }
 
-    fn object_name(&mut self, field: &str, value: &str) {
+    pub(crate) fn object_name(&mut self, field: &str, value: &str) {
         self.length(field, value, 1, 253);
         self.pattern(
             field,
@@ -191,11 +200,7 @@ pub fn validate(tenant: &Tenant) -> Result<(), Vec<FieldError>> {
     let mut errors = Errors::default();
     validate_name(&mut errors, tenant.metadata.name.as_deref());
     validate_spec(&mut errors, &tenant.spec);
-    if errors.0.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.0)
-    }
+    errors.into_result()
 }
 
 fn validate_name(errors: &mut Errors, name: Option<&str>) {
@@ -272,6 +277,7 @@ fn validate_spec(errors: &mut Errors, spec: &TenantSpec) {
         );
     }
     validate_secrets(errors, &spec.secrets);
+    crate::backup_validation::validate_backup_and_restore(errors, spec);
 }
 
 fn validate_tasks(errors: &mut Errors, tasks: &TasksSpec) {

@@ -4,123 +4,12 @@
 //! operator runs), the CRD's OpenAPI schema (what the API server checks), and
 //! the CRD's CEL rules (evaluated here with kube-cel, as the API server would).
 
-use std::path::PathBuf;
-use std::sync::LazyLock;
+mod support;
 
 use atoll_crds::{Tenant, from_value, validate};
 use kube::CustomResourceExt;
 use serde_json::{Value, json};
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("crate lives in the workspace")
-        .to_path_buf()
-}
-
-fn example(name: &str) -> Value {
-    let path = repo_root().join("examples").join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-static SCHEMA: LazyLock<Value> = LazyLock::new(|| {
-    let crd = serde_json::to_value(Tenant::crd()).expect("CRD serializes");
-    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
-});
-
-static SCHEMA_VALIDATOR: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
-    jsonschema::validator_for(&SCHEMA).expect("openAPIV3Schema is a valid JSON schema")
-});
-
-/// `/spec/members/0/user` → `spec.members[0].user`
-fn pointer_to_field(pointer: &str) -> String {
-    let mut field = String::new();
-    for part in pointer.split('/').filter(|p| !p.is_empty()) {
-        if part.bytes().all(|b| b.is_ascii_digit()) {
-            field.push_str(&format!("[{part}]"));
-        } else {
-            if !field.is_empty() {
-                field.push('.');
-            }
-            field.push_str(part);
-        }
-    }
-    field
-}
-
-/// Problems the OpenAPI schema finds, as (field, message).
-fn schema_errors(object: &Value) -> Vec<(String, String)> {
-    SCHEMA_VALIDATOR
-        .iter_errors(object)
-        .map(|e| (pointer_to_field(e.instance_path().as_str()), e.to_string()))
-        .collect()
-}
-
-/// Problems the CRD's CEL rules find, as (field, message).
-fn cel_errors(object: &Value) -> Vec<(String, String)> {
-    match kube_cel::Validator::new().validate(&SCHEMA, object, None) {
-        Ok(()) => Vec::new(),
-        Err(errors) => errors
-            .into_vec()
-            .into_iter()
-            .map(|e| (e.field_path.clone(), e.message.clone()))
-            .collect(),
-    }
-}
-
-/// Problems the operator's own gate finds, as (field, message).
-fn operator_errors(object: &Value) -> Vec<(String, String)> {
-    match from_value(object.clone()) {
-        Err(e) => vec![(e.field, e.message)],
-        Ok(tenant) => match validate(&tenant) {
-            Ok(()) => Vec::new(),
-            Err(errors) => errors.into_iter().map(|e| (e.field, e.message)).collect(),
-        },
-    }
-}
-
-/// RFC 7386 JSON merge patch.
-fn merge(target: &mut Value, patch: &Value) {
-    match (target, patch) {
-        (Value::Object(target), Value::Object(patch)) => {
-            for (key, value) in patch {
-                if value.is_null() {
-                    target.remove(key);
-                } else {
-                    merge(target.entry(key.clone()).or_insert(Value::Null), value);
-                }
-            }
-        }
-        (target, patch) => *target = patch.clone(),
-    }
-}
-
-fn patched(patch: &Value) -> Value {
-    let mut object = example("tenant-full.yaml");
-    merge(&mut object, patch);
-    object
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Gate {
-    /// An OpenAPI schema constraint (type, enum, pattern, bounds).
-    Schema,
-    /// A CEL `x-kubernetes-validations` rule.
-    Cel,
-    /// Enforced by the API server through `x-kubernetes-list-type: map`,
-    /// which neither JSON Schema nor CEL evaluates; `validate` covers it and
-    /// the schema test below checks the list-map declaration.
-    ListMapKey,
-}
-
-struct Case {
-    rule: &'static str,
-    gate: Gate,
-    field: &'static str,
-    bad: Value,
-    good: Value,
-}
+use support::*;
 
 fn member(user: &str) -> Value {
     json!({"user": user, "role": "Viewer"})
@@ -562,19 +451,6 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// Whether some error points at `field` (or inside it). Rules on the root
-/// object cannot carry a fieldPath into `metadata` (the CRD schema does not
-/// describe it), so theirs name the field at the start of the message, as
-/// the API server prints it.
-fn names_field(errors: &[(String, String)], field: &str) -> bool {
-    errors.iter().any(|(f, message)| {
-        f == field
-            || f.starts_with(&format!("{field}."))
-            || f.starts_with(&format!("{field}["))
-            || (f.is_empty() && message.starts_with(field))
-    })
-}
-
 #[test]
 fn examples_are_valid_through_every_gate() {
     for name in [
@@ -592,60 +468,18 @@ fn examples_are_valid_through_every_gate() {
 
 #[test]
 fn every_rule_refuses_bad_and_accepts_good_naming_the_field() {
-    let mut failures = Vec::new();
-    for case in cases() {
-        let bad = patched(&case.bad);
-        let good = patched(&case.good);
-
-        let operator_bad = operator_errors(&bad);
-        if !names_field(&operator_bad, case.field) {
-            failures.push(format!(
-                "{}: validate did not name {} (got {operator_bad:?})",
-                case.rule, case.field
-            ));
-        }
-        let gate_bad = match case.gate {
-            Gate::Schema => Some(schema_errors(&bad)),
-            Gate::Cel => Some(cel_errors(&bad)),
-            Gate::ListMapKey => None,
-        };
-        if let Some(errors) = gate_bad {
-            // CEL rules on a struct report the struct's path plus their
-            // fieldPath; the schema reports the offending value's path.
-            if !names_field(&errors, case.field) {
-                failures.push(format!(
-                    "{}: {:?} gate did not name {} (got {errors:?})",
-                    case.rule, case.gate, case.field
-                ));
-            }
-        }
-        for (gate, errors) in [
-            ("validate", operator_errors(&good)),
-            ("schema", schema_errors(&good)),
-            ("CEL", cel_errors(&good)),
-        ] {
-            if !errors.is_empty() {
-                failures.push(format!(
-                    "{}: the good spec was refused by {gate}: {errors:?}",
-                    case.rule
-                ));
-            }
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} problems:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    check_cases("tenant-full.yaml", cases());
 }
 
 #[test]
 fn validate_reports_every_problem_at_once() {
-    let bad = patched(&json!({
-        "metadata": {"name": "Bad_Name"},
-        "spec": {"instance": {"replicas": 99}, "quota": {"pods": 0}}
-    }));
+    let bad = patched(
+        "tenant-full.yaml",
+        &json!({
+            "metadata": {"name": "Bad_Name"},
+            "spec": {"instance": {"replicas": 99}, "quota": {"pods": 0}}
+        }),
+    );
     let fields: Vec<String> = operator_errors(&bad).into_iter().map(|(f, _)| f).collect();
     assert_eq!(
         fields,
@@ -655,28 +489,22 @@ fn validate_reports_every_problem_at_once() {
 
 #[test]
 fn error_messages_read_well() {
-    let bad = patched(&json!({"spec": {"database": {"mode": "External", "dedicated": null}}}));
+    let bad = patched(
+        "tenant-full.yaml",
+        &json!({"spec": {"database": {"mode": "External", "dedicated": null}}}),
+    );
     let errors = validate(&from_value(bad).expect("parses")).expect_err("refused");
     assert_eq!(
         errors[0].to_string(),
         "spec.database.external: spec.database.external is required when mode is External"
     );
-    let wrong_type = patched(&json!({"spec": {"members": [{"user": "a@b.co", "role": "Owner"}]}}));
+    let wrong_type = patched(
+        "tenant-full.yaml",
+        &json!({"spec": {"members": [{"user": "a@b.co", "role": "Owner"}]}}),
+    );
     let error = from_value(wrong_type).expect_err("unknown role");
     assert_eq!(error.field, "spec.members[0].role");
     assert!(error.message.contains("Owner"), "{}", error.message);
-}
-
-fn schema_at<'a>(path: &[&str]) -> &'a Value {
-    let mut node: &Value = &SCHEMA;
-    for key in path {
-        node = if *key == "[]" {
-            &node["items"]
-        } else {
-            &node["properties"][key]
-        };
-    }
-    node
 }
 
 #[test]
@@ -717,46 +545,6 @@ fn cel_rules_compile_and_fit_the_api_server_cost_budget() {
     assert!(warnings.is_empty(), "{warnings:#?}");
 }
 
-fn collect_rules(node: &Value, out: &mut Vec<String>) {
-    if let Some(rules) = node["x-kubernetes-validations"].as_array() {
-        out.extend(
-            rules
-                .iter()
-                .filter_map(|r| r["rule"].as_str().map(str::to_owned)),
-        );
-    }
-    for child in children(node) {
-        collect_rules(child, out);
-    }
-}
-
-fn collect_cost_warnings(node: &Value, out: &mut Vec<String>) {
-    if let Some(rules) = node["x-kubernetes-validations"].as_array() {
-        let compiled = kube_cel::compile_schema(node);
-        for rule in rules.iter().filter_map(|r| r["rule"].as_str()) {
-            out.extend(
-                kube_cel::estimate_rule_cost(rule, &compiled)
-                    .into_iter()
-                    .map(|w| format!("{rule}: {}", w.message)),
-            );
-        }
-    }
-    for child in children(node) {
-        collect_cost_warnings(child, out);
-    }
-}
-
-fn children(node: &Value) -> Vec<&Value> {
-    let mut out: Vec<&Value> = node["properties"]
-        .as_object()
-        .map(|p| p.values().collect())
-        .unwrap_or_default();
-    if node["items"].is_object() {
-        out.push(&node["items"]);
-    }
-    out
-}
-
 #[test]
 fn every_spec_and_status_field_is_described() {
     let mut missing = Vec::new();
@@ -767,23 +555,6 @@ fn every_spec_and_status_field_is_described() {
         missing.is_empty(),
         "fields without a description: {missing:?}"
     );
-}
-
-fn check_descriptions(node: &Value, path: String, missing: &mut Vec<String>) {
-    if node["description"]
-        .as_str()
-        .is_none_or(|d| d.trim().is_empty())
-    {
-        missing.push(path.clone());
-    }
-    if let Some(properties) = node["properties"].as_object() {
-        for (name, child) in properties {
-            check_descriptions(child, format!("{path}.{name}"), missing);
-        }
-    }
-    if node["items"].is_object() {
-        check_descriptions(&node["items"], format!("{path}[]"), missing);
-    }
 }
 
 #[test]

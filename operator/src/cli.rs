@@ -20,8 +20,13 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the Tenant CustomResourceDefinition as YAML.
-    Crd,
+    /// Print the CustomResourceDefinitions as YAML: all of them (for
+    /// `kubectl apply -f -`), or the one named (`tenants.atoll.dev`,
+    /// `tenantbackups.atoll.dev`; how the chart's copies are generated).
+    Crd {
+        /// The CRD to print; all of them when unset.
+        name: Option<String>,
+    },
     /// Print every object a Tenant produces (for review; secrets are
     /// placeholders), after checking the Tenant as the operator would.
     Render(RenderArgs),
@@ -46,6 +51,14 @@ pub enum CliError {
     /// The CRD could not be rendered.
     #[error("rendering the CRD as YAML: {0}")]
     RenderCrd(#[from] serde_norway::Error),
+    /// `crd NAME` named no Atoll CRD.
+    #[error("{name} is not an Atoll CRD (known: {known})")]
+    UnknownCrd {
+        /// The name asked for.
+        name: String,
+        /// The CRDs there are.
+        known: String,
+    },
     /// A file could not be read.
     #[error("reading {path}: {source}")]
     ReadFile {
@@ -71,7 +84,16 @@ pub enum CliError {
 /// Runs the parsed command.
 pub fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
     match cli.command {
-        Command::Crd => out.write_all(crate::crd::crd_yaml()?.as_bytes())?,
+        Command::Crd { name: None } => out.write_all(crate::crd::crd_yaml()?.as_bytes())?,
+        Command::Crd { name: Some(name) } => match crate::crd::named_crd_yaml(&name) {
+            Some(yaml) => out.write_all(yaml?.as_bytes())?,
+            None => {
+                return Err(CliError::UnknownCrd {
+                    name,
+                    known: crate::crd::crd_names().join(", "),
+                });
+            }
+        },
         Command::Render(RenderArgs { file, config }) => {
             let path = file.display().to_string();
             let text = read_input(&file).map_err(|source| CliError::ReadFile {

@@ -152,6 +152,9 @@ pub fn desired_status(
         version: previous.version.clone(),
         observed_generation: generation,
         conditions: previous.conditions.clone(),
+        // Not written by this reconciler: kept as found (#19).
+        backup: previous.backup.clone(),
+        restore: previous.restore.clone(),
     };
     let mut set = |type_: &str, verdict: &Verdict| {
         conditions::set(

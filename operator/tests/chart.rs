@@ -140,15 +140,25 @@ fn ha_render_snapshot() {
 #[test]
 fn the_crd_is_kept_on_uninstall_and_optional() {
     let docs = documents(&render(None));
-    let crd = docs
+    let crds: Vec<&Value> = docs
         .iter()
-        .find(|d| d["kind"] == "CustomResourceDefinition")
-        .expect("the CRD is rendered by default");
+        .filter(|d| d["kind"] == "CustomResourceDefinition")
+        .collect();
+    let names: Vec<&str> = crds
+        .iter()
+        .filter_map(|crd| crd["metadata"]["name"].as_str())
+        .collect();
     assert_eq!(
-        crd["metadata"]["annotations"]["helm.sh/resource-policy"],
-        "keep"
+        names,
+        ["tenants.atoll.dev", "tenantbackups.atoll.dev"],
+        "the CRDs are rendered by default"
     );
-    assert_eq!(crd["metadata"]["name"], "tenants.atoll.dev");
+    for crd in crds {
+        assert_eq!(
+            crd["metadata"]["annotations"]["helm.sh/resource-policy"],
+            "keep"
+        );
+    }
     let file = chart().join("ci/supplied-secrets-values.yaml");
     let rendered = template(&[Path::new("--values"), &file]).expect("renders");
     let docs = documents(&rendered);

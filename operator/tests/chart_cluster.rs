@@ -555,6 +555,10 @@ fn assert_rbac_is_exact(docs: &[Value], records: &[RequestRecord]) {
         // writes the RoleBinding to the task-pods ClusterRole.
         ("bind", "clusterroles"),
     ];
+    // Granted ahead of the TenantBackup controller (#19: the API and the
+    // chart come first, the operator's backups in the next step); remove
+    // these once the operator takes backups and this story makes one.
+    const TENANT_BACKUPS: &[&str] = &["tenantbackups", "tenantbackups/status"];
     let unused: Vec<String> = coverage
         .unused
         .iter()
@@ -563,6 +567,7 @@ fn assert_rbac_is_exact(docs: &[Value], records: &[RequestRecord]) {
                 .iter()
                 .any(|(verb, resource)| g.verb == *verb && g.resource == *resource)
         })
+        .filter(|g| !TENANT_BACKUPS.contains(&g.resource.as_str()))
         .map(ToString::to_string)
         .collect();
     assert!(
