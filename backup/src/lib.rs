@@ -18,6 +18,7 @@ pub mod layout;
 pub mod pglog;
 pub mod recovery;
 pub mod restore;
+pub mod retention;
 pub mod settings;
 pub mod status;
 pub mod store;

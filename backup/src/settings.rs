@@ -135,6 +135,25 @@ impl Settings {
         Ok(settings)
     }
 
+    /// Validates `config.json`'s text with the given credentials, as
+    /// [`Settings::load`] does from files (the operator reads both from the
+    /// tenant's `backup-object-store` Secret). `origin` names the source in
+    /// errors.
+    pub fn from_parts(
+        config_json: &str,
+        credentials: Option<Credentials>,
+        origin: &Path,
+    ) -> Result<Settings, SettingsError> {
+        let file: ConfigFile =
+            serde_json::from_str(config_json).map_err(|source| SettingsError::Parse {
+                path: origin.to_owned(),
+                source,
+            })?;
+        let mut settings = Settings::from_file(file, origin)?;
+        settings.credentials = credentials;
+        Ok(settings)
+    }
+
     fn from_file(file: ConfigFile, path: &Path) -> Result<Settings, SettingsError> {
         let invalid = |field: &'static str, problem: String| SettingsError::Invalid {
             path: path.to_owned(),

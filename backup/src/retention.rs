@@ -1,0 +1,96 @@
+//! Retention (contract §7): which base backups and WAL objects of a tenant
+//! to delete. Pure: the operator lists the store, plans here and deletes
+//! what the plan names.
+//!
+//! Kept: every backup that ended inside the window, plus the newest one
+//! that ended before it (so the window's start stays recoverable), and
+//! always the newest backup of all. WAL is kept from the oldest kept
+//! backup's first segment on; timeline histories are always kept.
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::catalog::BackupInfo;
+use crate::layout::{WalKind, wal_name_of_object};
+
+/// A retention that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "retention {0:?} is not a count of hours, days or weeks such as 36h, 30d or 8w (1 to 9999)"
+)]
+pub struct RetentionError(pub String);
+
+/// Parses `spec.backup.retention` (`^[1-9][0-9]{0,3}[dhw]$`).
+pub fn parse_retention(text: &str) -> Result<SignedDuration, RetentionError> {
+    let err = || RetentionError(text.chars().take(16).collect());
+    let unit = text.chars().last().ok_or_else(err)?;
+    let count = &text[..text.len() - unit.len_utf8()];
+    let ok = !count.is_empty()
+        && count.len() <= 4
+        && !count.starts_with('0')
+        && count.bytes().all(|b| b.is_ascii_digit());
+    if !ok {
+        return Err(err());
+    }
+    let count: i64 = count.parse().map_err(|_| err())?;
+    let hours = match unit {
+        'h' => count,
+        'd' => count * 24,
+        'w' => count * 24 * 7,
+        _ => return Err(err()),
+    };
+    Ok(SignedDuration::from_hours(hours))
+}
+
+/// What to delete.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Ids of the backups to delete, oldest first.
+    pub delete: Vec<String>,
+    /// Ids of the backups kept, oldest first.
+    pub keep: Vec<String>,
+    /// WAL segments before this one (and their `.backup` labels) are no
+    /// longer needed: the oldest kept backup's first segment. `None`: keep
+    /// all WAL (no backup yet).
+    pub wal_before: Option<String>,
+}
+
+/// Plans retention of `backups` (complete ones) at `now` for a window of
+/// `keep_for`.
+pub fn plan(backups: &[BackupInfo], keep_for: SignedDuration, now: Timestamp) -> Plan {
+    let mut sorted: Vec<&BackupInfo> = backups.iter().collect();
+    sorted.sort_by(|a, b| (a.end_time, &a.id).cmp(&(b.end_time, &b.id)));
+    let cutoff = now.checked_sub(keep_for).unwrap_or(Timestamp::MIN);
+    // The newest backup that ended before the window still covers its start.
+    let anchor = sorted.iter().rposition(|b| b.end_time < cutoff);
+    let first_kept = anchor.unwrap_or(0);
+    let (delete, keep) = sorted.split_at(first_kept);
+    Plan {
+        delete: delete.iter().map(|b| b.id.clone()).collect(),
+        keep: keep.iter().map(|b| b.id.clone()).collect(),
+        wal_before: keep.iter().map(|b| b.begin_wal.clone()).min(),
+    }
+}
+
+/// The objects under `wal/` (their file names) that a plan deletes:
+/// segments, partial segments and backup labels of segments before
+/// `wal_before`. Timeline histories and unknown names are kept.
+pub fn wal_to_delete<'a>(objects: &[&'a str], wal_before: &str) -> Vec<&'a str> {
+    objects
+        .iter()
+        .copied()
+        .filter(|object| {
+            let Some((name, kind)) = wal_name_of_object(object) else {
+                return false;
+            };
+            let segment = match kind {
+                WalKind::History => return false,
+                WalKind::Segment | WalKind::Partial | WalKind::BackupLabel => &name[..24],
+            };
+            segment < wal_before
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "retention_tests.rs"]
+mod tests;
