@@ -43,7 +43,11 @@ fn keeps_the_window_and_the_newest_backup_before_it() {
     let backups = vec![backup(1, 2), backup(3, 5), backup(5, 9), backup(6, 0xC)];
     // Window of 2 days at Dec 6 04:00: cutoff Dec 4 04:00. Day 3 ended
     // before it but is the newest such: it keeps Dec 4 04:00 recoverable.
-    let plan = plan(&backups, SignedDuration::from_hours(48), ts("2026-12-06T04:00:00Z"));
+    let plan = plan(
+        &backups,
+        SignedDuration::from_hours(48),
+        ts("2026-12-06T04:00:00Z"),
+    );
     assert_eq!(plan.delete, vec!["20261201T030000Z"]);
     assert_eq!(
         plan.keep,
@@ -55,7 +59,11 @@ fn keeps_the_window_and_the_newest_backup_before_it() {
 #[test]
 fn never_deletes_the_newest_backup() {
     let backups = vec![backup(1, 2), backup(2, 4)];
-    let plan = plan(&backups, SignedDuration::from_hours(1), ts("2026-12-30T00:00:00Z"));
+    let plan = plan(
+        &backups,
+        SignedDuration::from_hours(1),
+        ts("2026-12-30T00:00:00Z"),
+    );
     assert_eq!(plan.delete, vec!["20261201T030000Z"]);
     assert_eq!(plan.keep, vec!["20261202T030000Z"]);
     assert_eq!(plan.wal_before.as_deref(), Some("000000010000000000000004"));
@@ -64,7 +72,11 @@ fn never_deletes_the_newest_backup() {
 #[test]
 fn everything_inside_the_window_is_kept() {
     let backups = vec![backup(5, 2), backup(6, 4)];
-    let plan = plan(&backups, SignedDuration::from_hours(720), ts("2026-12-07T00:00:00Z"));
+    let plan = plan(
+        &backups,
+        SignedDuration::from_hours(720),
+        ts("2026-12-07T00:00:00Z"),
+    );
     assert!(plan.delete.is_empty());
     assert_eq!(plan.keep.len(), 2);
     assert_eq!(plan.wal_before.as_deref(), Some("000000010000000000000002"));
@@ -72,7 +84,11 @@ fn everything_inside_the_window_is_kept() {
 
 #[test]
 fn no_backups_keep_all_wal() {
-    let plan = plan(&[], SignedDuration::from_hours(1), ts("2026-12-07T00:00:00Z"));
+    let plan = plan(
+        &[],
+        SignedDuration::from_hours(1),
+        ts("2026-12-07T00:00:00Z"),
+    );
     assert_eq!(plan, Plan::default());
 }
 

@@ -2,6 +2,7 @@
 //! come from small fixed sets (result categories, phases).
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +32,26 @@ pub struct Metrics {
     duration: Histogram,
     tenants: Family<PhaseLabels, Gauge>,
     phases: Arc<Mutex<HashMap<String, Phase>>>,
+    backups: Family<ResultLabels, Counter>,
+    backup_age: Family<PhaseLabels, Gauge<f64, AtomicU64>>,
+    archive_lag: Family<PhaseLabels, Gauge<f64, AtomicU64>>,
+    backup_times: Arc<Mutex<HashMap<String, BackupTimes>>>,
+}
+
+const PHASES: [Phase; 5] = [
+    Phase::Provisioning,
+    Phase::Ready,
+    Phase::Suspended,
+    Phase::Degraded,
+    Phase::Deleting,
+];
+
+/// A backed-up tenant's times, for the aggregate gauges.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct BackupTimes {
+    phase: Phase,
+    last_success: Option<jiff::Timestamp>,
+    last_archived: Option<jiff::Timestamp>,
 }
 
 impl Default for Metrics {
@@ -50,12 +71,34 @@ impl Default for Metrics {
         );
         let tenants = Family::<PhaseLabels, Gauge>::default();
         registry.register("tenants", "Tenants by phase", tenants.clone());
+        let backups = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "backups",
+            "TenantBackups finished, by result (Completed or Failed)",
+            backups.clone(),
+        );
+        let backup_age = Family::<PhaseLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "backup_last_success_age_seconds",
+            "Age of the last successful base backup, the largest over the backed-up tenants of each phase",
+            backup_age.clone(),
+        );
+        let archive_lag = Family::<PhaseLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "wal_archive_lag_seconds",
+            "Time since the last WAL segment was archived, the largest over the backed-up tenants of each phase",
+            archive_lag.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             reconciles,
             duration,
             tenants,
             phases: Arc::default(),
+            backups,
+            backup_age,
+            archive_lag,
+            backup_times: Arc::default(),
         }
     }
 }
@@ -100,6 +143,55 @@ impl Metrics {
         }
     }
 
+    /// Counts a finished TenantBackup (`Completed` or `Failed`).
+    pub fn count_backup(&self, result: &'static str) {
+        self.backups.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// Records a backed-up tenant's last successful backup and last
+    /// archived segment (`phase` None: the tenant has no backups any more).
+    pub fn set_backup_times(
+        &self,
+        tenant: &str,
+        phase: Option<Phase>,
+        last_success: Option<jiff::Timestamp>,
+        last_archived: Option<jiff::Timestamp>,
+    ) {
+        let mut times = self
+            .backup_times
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match phase {
+            Some(phase) => times.insert(
+                tenant.to_owned(),
+                BackupTimes {
+                    phase,
+                    last_success,
+                    last_archived,
+                },
+            ),
+            None => times.remove(tenant),
+        };
+        let now = jiff::Timestamp::now();
+        let age = |t: jiff::Timestamp| (now - t).total(jiff::Unit::Second).unwrap_or(0.0).max(0.0);
+        for phase in PHASES {
+            let of_phase = || times.values().filter(|t| t.phase == phase);
+            let labels = PhaseLabels {
+                phase: phase.as_str(),
+            };
+            let success = of_phase()
+                .filter_map(|t| t.last_success)
+                .map(age)
+                .fold(0.0, f64::max);
+            let lag = of_phase()
+                .filter_map(|t| t.last_archived)
+                .map(age)
+                .fold(0.0, f64::max);
+            self.backup_age.get_or_create(&labels).set(success);
+            self.archive_lag.get_or_create(&labels).set(lag);
+        }
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -137,5 +229,45 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("\"a\""), "no per-tenant labels");
+    }
+
+    #[test]
+    fn backup_gauges_take_the_largest_age_per_phase() {
+        let metrics = Metrics::default();
+        let ago = |s: i64| jiff::Timestamp::now() - jiff::SignedDuration::from_secs(s);
+        metrics.set_backup_times("a", Some(Phase::Ready), Some(ago(100)), Some(ago(10)));
+        metrics.set_backup_times("b", Some(Phase::Ready), Some(ago(5000)), Some(ago(30)));
+        metrics.set_backup_times("c", Some(Phase::Degraded), Some(ago(7)), None);
+        metrics.count_backup("Completed");
+        let text = metrics.encode();
+        let value = |name: &str| -> f64 {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} in {text}"));
+            line.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .expect("a number")
+        };
+        let age = value(r#"atoll_operator_backup_last_success_age_seconds{phase="Ready"}"#);
+        assert!((5000.0..5100.0).contains(&age), "{age}");
+        let lag = value(r#"atoll_operator_wal_archive_lag_seconds{phase="Ready"}"#);
+        assert!((30.0..100.0).contains(&lag), "{lag}");
+        assert!(
+            text.contains(r#"atoll_operator_backups_total{result="Completed"} 1"#),
+            "{text}"
+        );
+        metrics.set_backup_times("b", None, None, None);
+        let text = metrics.encode();
+        let age: f64 = text
+            .lines()
+            .find(|l| {
+                l.starts_with(r#"atoll_operator_backup_last_success_age_seconds{phase="Ready"}"#)
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .expect("age");
+        assert!(age < 1000.0, "{age}");
+        assert!(!text.contains("\"b\""), "no per-tenant labels");
     }
 }

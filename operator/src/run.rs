@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use atoll_crds::Tenant;
+use atoll_crds::{Tenant, TenantBackup};
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -157,14 +157,28 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
         metrics,
     ));
     let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stopped = stop_signal(candidate.clone(), lost.clone());
+    let stopped = futures::FutureExt::shared(stop_signal(candidate.clone(), lost.clone()));
+    let backups_stopped = stopped.clone();
     let tenant_events = watcher(tenants, watcher::Config::default())
         .default_backoff()
         .modify(|tenant| tenant.managed_fields_mut().clear())
         .reflect(writer)
         .touched_objects();
     let ours = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={FIELD_MANAGER}"));
-    Controller::for_stream(tenant_events, store)
+    let tenant_backups: Api<TenantBackup> = Api::all(client.clone());
+    // TenantBackups (#19): their own controller, on the leader like the
+    // Tenants'; their changes also wake their Tenant (status.backup).
+    let backups = Controller::new(tenant_backups.clone(), watcher::Config::default())
+        .graceful_shutdown_on(async move {
+            let _ = backups_stopped.await;
+        })
+        .run(
+            crate::backup::tenant_backup::reconcile,
+            crate::backup::tenant_backup::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+    let tenants = Controller::for_stream(tenant_events, store)
         // Not `owns()`: it keys a cluster-scoped owner by its child's
         // namespace, which the controller takes for another object than the
         // Tenant itself, so a child's change could reconcile a Tenant while
@@ -176,6 +190,11 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
             owning_tenant,
         )
         .watches(Api::<StatefulSet>::all(client.clone()), ours, owning_tenant)
+        .watches(
+            tenant_backups,
+            watcher::Config::default(),
+            |b: TenantBackup| Some(ObjectRef::new(&b.spec.tenant)),
+        )
         .with_config(controller::Config::default().concurrency(args.concurrency))
         .graceful_shutdown_on(async move {
             let _ = stopped.await;
@@ -185,8 +204,8 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
             if let Err(error) = result {
                 tracing::debug!(error = %error, "reconcile ended with an error");
             }
-        })
-        .await;
+        });
+    futures::future::join(tenants, backups).await;
     if lost.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(RunError::LostLeadership);
     }

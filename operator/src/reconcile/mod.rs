@@ -158,6 +158,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// What this process remembers of each Tenant.
     memory: memory::Memory,
+    /// What this process remembers of each Tenant's backups (#19).
+    pub backups: crate::backup::Backups,
 }
 
 impl std::fmt::Debug for Context {
@@ -199,6 +201,7 @@ impl Context {
             tenants,
             metrics,
             memory: memory::Memory::default(),
+            backups: crate::backup::Backups::default(),
         }
     }
 }
@@ -266,14 +269,15 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
         ctx.memory.update(uid(tenant), |m| m.applied = None);
     }
     let observed = sync_identity(tenant, &tenant_ctx, observed, ctx).await;
-    let status = status::desired_status(
+    let mut status = status::desired_status(
         tenant,
         &observed,
         &tenant_ctx.url(),
         &tenant_ctx.namespace,
         &now(),
     );
-    let action = next_action(tenant, &observed, status.phase);
+    let backup_wait = observe_backups(tenant, &tenant_ctx, &observed, &mut status, ctx).await;
+    let action = next_action(tenant, &observed, status.phase, backup_wait);
     report::write_status(tenant, status, ctx).await?;
     Ok(action)
 }
@@ -399,6 +403,38 @@ async fn report_backup(tenant: &Tenant, backup: &BackupWiring, ctx: &Context) {
     }
 }
 
+/// The backup part of the status (#19, [`crate::backup`]); returns when
+/// to look again for a due backup or the archiving check.
+async fn observe_backups(
+    tenant: &Tenant,
+    tenant_ctx: &TenantContext<'_>,
+    observed: &Observed,
+    status: &mut atoll_crds::TenantStatus,
+    ctx: &Context,
+) -> Option<Duration> {
+    if !matches!(observed, Observed::Applied { .. }) {
+        return None;
+    }
+    let database_ready = matches!(observed, Observed::Applied { database: DatabaseState::Dedicated(db), .. } if db.complete());
+    let unavailable = ctx.memory.get(uid(tenant)).backup_unavailable;
+    let view = crate::backup::TenantView {
+        namespace: &tenant_ctx.namespace,
+        unavailable: unavailable.as_deref(),
+        database_ready,
+    };
+    let (report, wait) = crate::backup::observe(tenant, view, ctx).await;
+    let times = report.status.as_ref().map(|b| {
+        let time = |t: &Option<Time>| t.as_ref().map(|t| t.0);
+        (time(&b.last_successful_backup), time(&b.last_archived_time))
+    });
+    let phase = status.phase.filter(|_| times.is_some());
+    let (success, archived) = times.unwrap_or_default();
+    ctx.metrics
+        .set_backup_times(&tenant.name_any(), phase, success, archived);
+    crate::backup::apply_report(status, report, tenant.metadata.generation, &now());
+    wait
+}
+
 /// Step 5: registers the tenant with identity once its instance is
 /// reachable, and again whenever the record (members, URL, phase)
 /// changes; returns what was observed with identity's state in it.
@@ -468,7 +504,13 @@ async fn sync_identity(
 }
 
 /// When to look again.
-fn next_action(tenant: &Tenant, observed: &Observed, phase: Option<Phase>) -> Action {
+fn next_action(
+    tenant: &Tenant,
+    observed: &Observed,
+    phase: Option<Phase>,
+    backup_wait: Option<Duration>,
+) -> Action {
+    let at_most = |d: Duration| backup_wait.map_or(d, |w| w.min(d));
     match observed {
         // Nothing to retry until someone changes the Tenant.
         Observed::Invalid(_) => Action::await_change(),
@@ -484,9 +526,9 @@ fn next_action(tenant: &Tenant, observed: &Observed, phase: Option<Phase>) -> Ac
             ..
         } => Action::requeue(backoff(3)),
         _ if phase == Some(Phase::Ready) || tenant.spec.suspended => {
-            Action::requeue(Duration::from_secs(600))
+            Action::requeue(at_most(Duration::from_secs(600)))
         }
         // Owned workloads wake us on every status change; this is a safety net.
-        _ => Action::requeue(Duration::from_secs(30)),
+        _ => Action::requeue(at_most(Duration::from_secs(30))),
     }
 }

@@ -1,0 +1,92 @@
+//! The tenant's record in the store (contract §2, §7):
+//! `tenants/<uid>/tenant.json` and the marker `names/<name>/<uid>`, written
+//! once backups are enabled, so a restore finds a deleted tenant's uid by
+//! its name; `deletedAt` is added when the Tenant is deleted (the store's
+//! data itself is never deleted with the Tenant: it expires by retention).
+
+use atoll_crds::{DatabaseMode, Tenant};
+use bytes::Bytes;
+use kube::ResourceExt;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::Serialize;
+
+use super::access::TenantStore;
+use crate::reconcile::Context;
+
+/// `tenant.json`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantRecord {
+    /// The Tenant's name.
+    pub name: String,
+    /// Its uid.
+    pub uid: String,
+    /// Dedicated or External.
+    pub mode: &'static str,
+    /// When the Tenant was created.
+    pub created_at: Option<jiff::Timestamp>,
+    /// When it was deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<jiff::Timestamp>,
+}
+
+impl TenantRecord {
+    /// The record of `tenant`.
+    pub fn of(tenant: &Tenant, deleted_at: Option<jiff::Timestamp>) -> TenantRecord {
+        TenantRecord {
+            name: tenant.name_any(),
+            uid: tenant.metadata.uid.clone().unwrap_or_default(),
+            mode: match tenant.spec.database.mode {
+                DatabaseMode::Dedicated => "Dedicated",
+                DatabaseMode::External => "External",
+            },
+            created_at: tenant.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            deleted_at,
+        }
+    }
+}
+
+/// Writes the record and the name marker (overwriting both).
+pub async fn write(store: &TenantStore, record: &TenantRecord) -> Result<(), String> {
+    let json = store
+        .layout
+        .tenant_json(&record.uid)
+        .map_err(|e| e.to_string())?;
+    let marker = store
+        .layout
+        .name_marker(&record.name, &record.uid)
+        .map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec(record).map_err(|e| e.to_string())?;
+    put(store.store.as_ref(), &json, Bytes::from(body))
+        .await
+        .map_err(|e| store.redact(&e))?;
+    put(store.store.as_ref(), &marker, Bytes::new())
+        .await
+        .map_err(|e| store.redact(&e))
+}
+
+async fn put(
+    store: &dyn ObjectStore,
+    key: &object_store::path::Path,
+    bytes: Bytes,
+) -> Result<(), object_store::Error> {
+    let limit = atoll_backup::store::OP_TIMEOUT;
+    match tokio::time::timeout(limit, store.put(key, PutPayload::from_bytes(bytes))).await {
+        Ok(result) => result.map(|_| ()),
+        Err(_) => Err(object_store::Error::Generic {
+            store: "S3",
+            source: format!("no answer within {} s", limit.as_secs()).into(),
+        }),
+    }
+}
+
+/// Writes the record once per process and Tenant (again after a failure).
+pub async fn once(tenant: &Tenant, store: &TenantStore, ctx: &Context) {
+    if !ctx.backups.first_registration(store.uid()) {
+        return;
+    }
+    if let Err(error) = write(store, &TenantRecord::of(tenant, None)).await {
+        ctx.backups.registration_failed(store.uid());
+        tracing::warn!(tenant = %tenant.name_any(), %error, "writing the tenant's record in the object store failed");
+    }
+}

@@ -1,0 +1,120 @@
+//! Retention's executor (the planner is `atoll_backup::retention`): after
+//! each completed backup, deletes the expired base backups (`backup.json`
+//! first, so a half-deleted backup is never taken for a complete one), the
+//! WAL no kept backup needs, and the scheduled TenantBackups of the deleted
+//! backups. On-demand TenantBackups stay (their status says what they were).
+
+use atoll_backup::catalog;
+use atoll_backup::retention::{self, Plan};
+use atoll_backup::store;
+use atoll_crds::TenantBackup;
+use kube::api::{Api, DeleteParams};
+use kube::{Client, ResourceExt};
+
+use super::SCHEDULED_ANNOTATION;
+use super::access::TenantStore;
+
+/// What retention deleted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Swept {
+    /// Base backups (ids).
+    pub backups: Vec<String>,
+    /// WAL objects.
+    pub wal: usize,
+    /// TenantBackups.
+    pub tenant_backups: Vec<String>,
+}
+
+/// Applies `retention` (`spec.backup.retention`) to the tenant's store and
+/// its scheduled TenantBackups.
+pub async fn enforce(
+    store: &TenantStore,
+    retention: &str,
+    client: &Client,
+    backups: &[TenantBackup],
+) -> Result<Swept, String> {
+    let keep_for = retention::parse_retention(retention).map_err(|e| e.to_string())?;
+    let uid = store.uid().to_owned();
+    let infos = catalog::list(store.store.as_ref(), &store.layout, &uid)
+        .await
+        .map_err(|e| store.redact(&e))?;
+    let plan = retention::plan(&infos, keep_for, jiff::Timestamp::now());
+    let mut swept = Swept::default();
+    for id in &plan.delete {
+        delete_backup(store, &uid, id).await?;
+        swept.backups.push(id.clone());
+    }
+    swept.wal = delete_wal(store, &uid, &plan).await?;
+    let api: Api<TenantBackup> = Api::all(client.clone());
+    for backup in backups.iter().filter(|b| expired(b, &uid, &plan)) {
+        match api
+            .delete(&backup.name_any(), &DeleteParams::default())
+            .await
+        {
+            Ok(_) | Err(kube::Error::Api(_)) => swept.tenant_backups.push(backup.name_any()),
+            Err(error) => {
+                return Err(format!(
+                    "deleting TenantBackup {}: {error}",
+                    backup.name_any()
+                ));
+            }
+        }
+    }
+    Ok(swept)
+}
+
+/// A scheduled TenantBackup of this uid whose backup the plan deletes.
+fn expired(backup: &TenantBackup, uid: &str, plan: &Plan) -> bool {
+    let scheduled = backup
+        .annotations()
+        .get(SCHEDULED_ANNOTATION)
+        .map(String::as_str)
+        == Some("true");
+    let status = backup.status.as_ref();
+    scheduled
+        && status.and_then(|s| s.tenant_uid.as_deref()) == Some(uid)
+        && status
+            .and_then(|s| s.backup_id.as_ref())
+            .is_some_and(|id| plan.delete.contains(id))
+}
+
+async fn delete_backup(store: &TenantStore, uid: &str, id: &str) -> Result<(), String> {
+    let id: atoll_backup::layout::BackupId =
+        id.parse().map_err(|_| format!("bad backup id {id:?}"))?;
+    let json = store
+        .layout
+        .backup_json(uid, id)
+        .map_err(|e| e.to_string())?;
+    store::delete(store.store.as_ref(), &json)
+        .await
+        .map_err(|e| store.redact(&e))?;
+    let dir = store.layout.base_dir(uid).map_err(|e| e.to_string())?;
+    let dir = dir.clone().join(id.to_string());
+    let rest = store::list(store.store.as_ref(), &dir)
+        .await
+        .map_err(|e| store.redact(&e))?;
+    for meta in rest {
+        store::delete(store.store.as_ref(), &meta.location)
+            .await
+            .map_err(|e| store.redact(&e))?;
+    }
+    Ok(())
+}
+
+async fn delete_wal(store: &TenantStore, uid: &str, plan: &Plan) -> Result<usize, String> {
+    let Some(before) = &plan.wal_before else {
+        return Ok(0);
+    };
+    let dir = store.layout.wal_dir(uid).map_err(|e| e.to_string())?;
+    let metas = store::list(store.store.as_ref(), &dir)
+        .await
+        .map_err(|e| store.redact(&e))?;
+    let names: Vec<&str> = metas.iter().filter_map(|m| m.location.filename()).collect();
+    let doomed = retention::wal_to_delete(&names, before);
+    for name in &doomed {
+        store::delete(store.store.as_ref(), &dir.clone().join(*name))
+            .await
+            .map_err(|e| store.redact(&e))?;
+    }
+    Ok(doomed.len())
+}
