@@ -158,7 +158,12 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
     ));
     let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stopped = futures::FutureExt::shared(stop_signal(candidate.clone(), lost.clone()));
-    let backups_stopped = stopped.clone();
+    let backups_stopped = {
+        let stopped = stopped.clone();
+        async move {
+            let _ = stopped.await;
+        }
+    };
     let tenant_events = watcher(tenants, watcher::Config::default())
         .default_backoff()
         .modify(|tenant| tenant.managed_fields_mut().clear())
@@ -166,18 +171,15 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
         .touched_objects();
     let ours = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={FIELD_MANAGER}"));
     let tenant_backups: Api<TenantBackup> = Api::all(client.clone());
+    let backups_served = serves_tenant_backups(&tenant_backups).await;
     // TenantBackups (#19): their own controller, on the leader like the
     // Tenants'; their changes also wake their Tenant (status.backup).
-    let backups = Controller::new(tenant_backups.clone(), watcher::Config::default())
-        .graceful_shutdown_on(async move {
-            let _ = backups_stopped.await;
-        })
-        .run(
-            crate::backup::tenant_backup::reconcile,
-            crate::backup::tenant_backup::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
+    let backups = crate::backup::tenant_backup::run(
+        tenant_backups.clone(),
+        ctx.clone(),
+        backups_stopped,
+        backups_served,
+    );
     let tenants = Controller::for_stream(tenant_events, store)
         // Not `owns()`: it keys a cluster-scoped owner by its child's
         // namespace, which the controller takes for another object than the
@@ -189,12 +191,15 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
             ours.clone(),
             owning_tenant,
         )
-        .watches(Api::<StatefulSet>::all(client.clone()), ours, owning_tenant)
-        .watches(
-            tenant_backups,
-            watcher::Config::default(),
-            |b: TenantBackup| Some(ObjectRef::new(&b.spec.tenant)),
-        )
+        .watches(Api::<StatefulSet>::all(client.clone()), ours, owning_tenant);
+    let tenants = if backups_served {
+        tenants.watches(tenant_backups, watcher::Config::default(), |b| {
+            Some(ObjectRef::new(&b.spec.tenant))
+        })
+    } else {
+        tenants
+    };
+    let tenants = tenants
         .with_config(controller::Config::default().concurrency(args.concurrency))
         .graceful_shutdown_on(async move {
             let _ = stopped.await;
@@ -214,6 +219,21 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Whether the TenantBackup CRD is installed; without it the operator
+/// runs as before backups existed, and says so.
+async fn serves_tenant_backups(api: &Api<TenantBackup>) -> bool {
+    let served = api
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+        .is_ok();
+    if !served {
+        tracing::warn!(
+            "the TenantBackup CRD is not installed: no backups are scheduled or taken (install it with `atoll-operator crd | kubectl apply -f -`)"
+        );
+    }
+    served
 }
 
 /// The client of identity's tenant directory, when one is configured.

@@ -14,11 +14,13 @@ use atoll_crds::conditions::{self, Desired, types};
 use atoll_crds::{
     BackupMethod, BackupPhase, DatabaseMode, Tenant, TenantBackup, TenantBackupStatus,
 };
+use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
 
 use super::agent_client::{AgentPhase, Started};
 use super::{BACKUP_ID_ANNOTATION, TENANT_LABEL, access, retention};
@@ -37,6 +39,29 @@ const WAIT: Duration = Duration::from_secs(10);
 pub struct Error {
     name: String,
     source: kube::Error,
+}
+
+/// Runs the TenantBackup controller until `stop` resolves (`served`
+/// false: the CRD is missing, only waits for `stop`).
+pub async fn run(
+    api: Api<TenantBackup>,
+    ctx: Arc<Context>,
+    stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    served: bool,
+) {
+    if !served {
+        stop.await;
+        return;
+    }
+    Controller::new(api, watcher::Config::default())
+        .graceful_shutdown_on(stop)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "TenantBackup reconcile ended with an error");
+            }
+        })
+        .await;
 }
 
 /// Entry point for the TenantBackup controller.

@@ -63,9 +63,19 @@ pub async fn start_cluster(kind: ClusterKind) -> TestCluster {
         .unwrap_or_else(|e| panic!("{kind} did not start: {e}"))
 }
 
-/// Applies `crd` (server-side, as the admin) and waits until the API
-/// server serves it (`Established`).
+/// Applies `crd` (server-side, as the admin) and Atoll's other CRDs
+/// (TenantBackup), and waits until the API server serves them
+/// (`Established`).
 pub async fn install_crd(client: &Client, crd: &CustomResourceDefinition) {
+    install_one_crd(client, crd).await;
+    for other in atoll_crds::all_crds() {
+        if other.metadata.name != crd.metadata.name {
+            install_one_crd(client, &other).await;
+        }
+    }
+}
+
+async fn install_one_crd(client: &Client, crd: &CustomResourceDefinition) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let name = crd.metadata.name.clone().expect("the CRD has a name");
     crds.patch(

@@ -335,9 +335,19 @@ fn open_lines(tenants: &[String], domain: &str, port: u16, platform: bool) -> St
     lines
 }
 
-/// The Tenant CRD, applied, once it is established.
+/// Every CRD of Atoll (Tenant, TenantBackup), applied, once established.
 async fn install_crd(client: &Client) -> Result<(), SandboxError> {
-    let crd = atoll_crds::tenant_crd();
+    for crd in atoll_crds::all_crds() {
+        install_one_crd(client, crd).await?;
+    }
+    Ok(())
+}
+
+/// One CRD, applied, once it is established.
+async fn install_one_crd(
+    client: &Client,
+    crd: CustomResourceDefinition,
+) -> Result<(), SandboxError> {
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
     let name = crd.name_any();
     crds.patch(
@@ -363,9 +373,9 @@ async fn install_crd(client: &Client) -> Result<(), SandboxError> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    Err(SandboxError::RealKube(
-        "the Tenant CRD was not established within 60s".into(),
-    ))
+    Err(SandboxError::RealKube(format!(
+        "the CRD {name} was not established within 60s"
+    )))
 }
 
 /// Applies every document of `files` server-side, in order; returns the
