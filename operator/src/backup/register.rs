@@ -90,3 +90,31 @@ pub async fn once(tenant: &Tenant, store: &TenantStore, ctx: &Context) {
         tracing::warn!(tenant = %tenant.name_any(), %error, "writing the tenant's record in the object store failed");
     }
 }
+
+/// Adds `deletedAt` (the Tenant's deletion time, so a repeated cleanup
+/// writes the same record) to the record of a Tenant being deleted, under
+/// either deletion policy: its backups stay in the store, restorable by
+/// its name, until retention expires them. Best effort: a store that
+/// cannot be reached is logged, not waited for.
+pub async fn mark_deleted(tenant: &Tenant, namespace: &str, ctx: &Context) {
+    if tenant.spec.backup.is_none() {
+        return;
+    }
+    let store = match super::access::open_store(&ctx.client, namespace).await {
+        Ok(Some(store)) => store,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::warn!(tenant = %tenant.name_any(), %error, "the store's tenant record keeps no deletion time");
+            return;
+        }
+    };
+    let deleted_at = tenant
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map_or_else(jiff::Timestamp::now, |t| t.0);
+    if let Err(error) = write(&store, &TenantRecord::of(tenant, Some(deleted_at))).await {
+        tracing::warn!(tenant = %tenant.name_any(), %error, "the store's tenant record keeps no deletion time");
+    }
+    ctx.backups.forget(store.uid());
+}

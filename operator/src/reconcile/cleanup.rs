@@ -35,6 +35,9 @@ pub(super) async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action, Er
     ctx.memory
         .forget(tenant.metadata.uid.as_deref().unwrap_or_default());
     let existing = own_namespace(&name, &namespace, ctx).await?;
+    if existing.is_some() {
+        crate::backup::register::mark_deleted(tenant, &namespace, ctx).await;
+    }
     match tenant.spec.deletion_policy {
         atoll_crds::DeletionPolicy::Delete => delete_data(tenant, existing, &namespace, ctx).await,
         atoll_crds::DeletionPolicy::Retain => {
