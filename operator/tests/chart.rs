@@ -386,11 +386,23 @@ fn task_pod_rights_are_bound_by_the_operator_never_held_by_it() {
         serde_json::json!(["atoll-task-pods"])
     );
     assert_eq!(bind["verbs"], serde_json::json!(["bind"]));
-    assert!(
-        !rules.iter().any(|r| r["resources"]
-            .as_array()
-            .is_some_and(|res| res.iter().any(|x| x == "pods" || x == "pods/log"))),
-        "the operator holds no pod rights"
+    // Pods: only reading the database pod by name (its IP, for the backup
+    // agent, #19); no right to create, list or exec into any.
+    let pod_rules: Vec<&Value> = rules
+        .iter()
+        .filter(|r| {
+            r["resources"]
+                .as_array()
+                .is_some_and(|res| res.iter().any(|x| x == "pods" || x == "pods/log"))
+        })
+        .collect();
+    assert_eq!(
+        pod_rules,
+        vec![&serde_json::json!({
+            "apiGroups": [""], "resources": ["pods"],
+            "resourceNames": ["database-0"], "verbs": ["get"],
+        })],
+        "the operator holds no pod rights but reading the database pod"
     );
     let operator = docs
         .iter()

@@ -11,9 +11,10 @@ use atoll_backup::layout::Layout;
 use atoll_backup::settings::{
     ACCESS_KEY_ID_FILE, CONFIG_FILE, Credentials, SECRET_ACCESS_KEY_FILE, Settings,
 };
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::Client;
 use kube::api::Api;
+use kube::{Client, ResourceExt};
 use object_store::ObjectStore;
 
 use super::agent_client::AgentClient;
@@ -110,7 +111,30 @@ pub async fn agent(
         .get_opt(&pod_name)
         .await
         .map_err(|e| format!("reading Pod {namespace}/{pod_name}: {e}"))?;
-    let Some(ip) = pod.and_then(|p| p.status).and_then(|s| s.pod_ip) else {
+    let Some(pod) = pod else {
+        return Ok(None);
+    };
+    // The token goes only to the database StatefulSet's own pod: a pod of
+    // that name made by anyone else (the tenant's task pods share the
+    // namespace) while the real one is absent gets nothing.
+    let set = Api::<StatefulSet>::namespaced(client.clone(), namespace)
+        .get_opt(DATABASE)
+        .await
+        .map_err(|e| format!("reading StatefulSet {namespace}/{DATABASE}: {e}"))?;
+    let owned = set.and_then(|s| s.metadata.uid).is_some_and(|uid| {
+        pod.owner_references().iter().any(|o| {
+            o.controller == Some(true)
+                && o.kind == "StatefulSet"
+                && o.name == DATABASE
+                && o.uid == uid
+        })
+    });
+    if !owned {
+        return Err(format!(
+            "Pod {namespace}/{pod_name} is not the database StatefulSet's: the backup agent is not asked"
+        ));
+    }
+    let Some(ip) = pod.status.and_then(|s| s.pod_ip) else {
         return Ok(None);
     };
     let Some(secret) = secret(client, namespace, BACKUP_AGENT_SECRET).await? else {
