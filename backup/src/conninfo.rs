@@ -169,7 +169,11 @@ impl ConnInfo {
                 info.raw_password = Some(raw.to_owned());
             }
         }
-        for required in [("PGHOST", "host"), ("PGUSER", "user"), ("PGDATABASE", "database")] {
+        for required in [
+            ("PGHOST", "host"),
+            ("PGUSER", "user"),
+            ("PGDATABASE", "database"),
+        ] {
             if info.var(required.0).is_none_or(str::is_empty) {
                 return Err(UrlError::Missing(required.1));
             }

@@ -72,7 +72,10 @@ fn debug_display_and_redaction_hide_the_password() {
     assert_eq!(info.to_string(), "atoll_acme@db:5432/atoll_acme");
     let noisy = format!("failed: {url} / p@ss:w/rd / p%40ss%3Aw%2Frd / p%40ss%3aw%2frd");
     let clean = info.redact(&noisy);
-    assert!(!clean.contains("p@ss") && !clean.contains("p%40ss"), "{clean}");
+    assert!(
+        !clean.contains("p@ss") && !clean.contains("p%40ss"),
+        "{clean}"
+    );
     assert_eq!(clean.matches("<redacted>").count(), 4, "{clean}");
     // Without a password only the URL is removed.
     let info = ConnInfo::parse("postgres://u@h/db").expect("valid");

@@ -137,7 +137,10 @@ async fn stream_dump(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| tools.error("pg_dump", &format!("cannot run it: {e}")))?;
-    let stderr = child.stderr.take().map(pgtools::collect_tail);
+    let stderr = child
+        .stderr
+        .take()
+        .map(|e| pgtools::collect_tail("pg_dump", e));
     let mut stdout = child
         .stdout
         .take()

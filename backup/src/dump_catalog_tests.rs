@@ -149,7 +149,13 @@ async fn only_complete_dumps_are_listed() {
         .expect("put");
 
     assert_eq!(list(&store, &layout, UID).await.expect("list"), all);
-    let one = get(&store, &layout, UID, "20261202T030000Z".parse().expect("id")).await;
+    let one = get(
+        &store,
+        &layout,
+        UID,
+        "20261202T030000Z".parse().expect("id"),
+    )
+    .await;
     assert_eq!(one.expect("get"), Some(all[1].clone()));
     assert_eq!(get(&store, &layout, UID, running).await.expect("get"), None);
 

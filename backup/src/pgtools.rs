@@ -122,7 +122,7 @@ impl Tools {
             .map_err(|e| self.error("psql", &format!("cannot run it: {e}")))?;
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
-            let lines: Vec<&str> = stderr.lines().map(str::trim).collect();
+            let lines: Vec<&str> = stderr.lines().map(|l| unprefixed("psql", l)).collect();
             return Err(self.error("psql", &lines.join(" ")));
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
@@ -162,9 +162,19 @@ impl Tools {
     }
 }
 
-/// Reads a child's stderr to its end; returns its last lines, joined.
-/// Redact before showing.
+/// A line of `program`'s stderr without its `program: ` prefix (the error
+/// names the program already).
+fn unprefixed<'a>(program: &str, line: &'a str) -> &'a str {
+    let line = line.trim();
+    line.strip_prefix(program)
+        .and_then(|rest| rest.strip_prefix(": "))
+        .unwrap_or(line)
+}
+
+/// Reads the stderr of `program` to its end; returns its last lines,
+/// joined. Redact before showing.
 pub fn collect_tail<R: AsyncRead + Unpin + Send + 'static>(
+    program: &'static str,
     stream: R,
 ) -> tokio::task::JoinHandle<String> {
     tokio::spawn(async move {
@@ -174,7 +184,7 @@ pub fn collect_tail<R: AsyncRead + Unpin + Send + 'static>(
             if tail.len() == TAIL_LINES {
                 tail.pop_front();
             }
-            tail.push_back(line.trim().to_owned());
+            tail.push_back(unprefixed(program, &line).to_owned());
         }
         Vec::from(tail).join(" ")
     })
@@ -216,6 +226,15 @@ mod tests {
         );
         assert_eq!(parse_server_version("9.6.1", 90601), None);
         assert_eq!(parse_server_version("", 150000), None);
+    }
+
+    #[test]
+    fn program_prefixes_are_dropped() {
+        assert_eq!(
+            unprefixed("pg_dump", "pg_dump: error: query failed "),
+            "error: query failed"
+        );
+        assert_eq!(unprefixed("psql", "FATAL: x"), "FATAL: x");
     }
 
     #[test]

@@ -182,8 +182,9 @@ pub fn decide(
         )),
         _ if empty => Decision::Restore,
         _ => Decision::Refuse(format!(
-            "database {database} is not empty ({} objects, e.g. {}): restore-dump restores only into a new, empty database",
+            "database {database} is not empty ({} object{}, e.g. {}): restore-dump restores only into a new, empty database",
             contents.count,
+            if contents.count == 1 { "" } else { "s" },
             contents.sample.join(", ")
         )),
     }
@@ -242,7 +243,12 @@ async fn inspect(tools: &Tools) -> Result<(Option<Marker>, Contents), ToolError>
 }
 
 /// Records `state` of restoring `dump_id` of `source` (one transaction).
-async fn set_marker(tools: &Tools, source: &str, dump_id: &str, state: &str) -> Result<(), ToolError> {
+async fn set_marker(
+    tools: &Tools,
+    source: &str,
+    dump_id: &str,
+    state: &str,
+) -> Result<(), ToolError> {
     let (source, dump_id, state) = (
         pgtools::literal(source),
         pgtools::literal(dump_id),
@@ -281,7 +287,10 @@ async fn stream_restore(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| tools.error("pg_restore", &format!("cannot run it: {e}")))?;
-    let stderr = child.stderr.take().map(pgtools::collect_tail);
+    let stderr = child
+        .stderr
+        .take()
+        .map(|e| pgtools::collect_tail("pg_restore", e));
     let mut stdin = child
         .stdin
         .take()
@@ -312,7 +321,9 @@ async fn stream_restore(
     fed?;
     let status = status.map_err(|e| tools.error("pg_restore", &e.to_string()))?;
     if !status.success() {
-        return Err(tools.error("pg_restore", &format!("{status}: {tail}")).into());
+        return Err(tools
+            .error("pg_restore", &format!("{status}: {tail}"))
+            .into());
     }
     Ok(())
 }

@@ -95,13 +95,15 @@ fn v(text: &str, major: u32) -> Version {
 fn older_servers_and_tools_are_refused() {
     assert!(check_versions(&info(15, 15), &v("15.18", 15), &v("15.1", 15)).is_ok());
     assert!(check_versions(&info(15, 16), &v("17.0", 17), &v("16.1", 16)).is_ok());
-    let err = check_versions(&info(16, 16), &v("16.4", 16), &v("15.18", 15))
-        .expect_err("older server");
+    let err =
+        check_versions(&info(16, 16), &v("16.4", 16), &v("15.18", 15)).expect_err("older server");
     assert_eq!(
         err.to_string(),
         "the target server runs PostgreSQL 15.18, older than the server dump 20261202T030000Z was taken from (16.4): restore into a server of major version 16 or newer"
     );
-    let err =
-        check_versions(&info(15, 16), &v("15.18", 15), &v("16.1", 16)).expect_err("old tool");
-    assert!(err.to_string().contains("pg_restore 15.18 is older"), "{err}");
+    let err = check_versions(&info(15, 16), &v("15.18", 15), &v("16.1", 16)).expect_err("old tool");
+    assert!(
+        err.to_string().contains("pg_restore 15.18 is older"),
+        "{err}"
+    );
 }
