@@ -161,10 +161,20 @@ fn dumped(out: &Output) -> DumpInfo {
 
 /// `atoll-backup restore-dump` from SOURCE into the database at `url`.
 fn restore_dump(cfg: &Path, url: &str, extra: &[&str]) -> (Output, RestoreOutcome) {
+    restore_dump_from(SOURCE, cfg, url, extra)
+}
+
+/// `atoll-backup restore-dump` from `source` into the database at `url`.
+fn restore_dump_from(
+    source: &str,
+    cfg: &Path,
+    url: &str,
+    extra: &[&str],
+) -> (Output, RestoreOutcome) {
     let out = Command::new(BIN)
         .args(["restore-dump", "--config"])
         .arg(cfg)
-        .args(["--source-uid", SOURCE, "--bindir"])
+        .args(["--source-uid", source, "--bindir"])
         .arg(bindir_from_env())
         .args(extra)
         .env("DATABASE_URL", url)
@@ -247,6 +257,8 @@ async fn dumps_and_restores() {
     restore_between(&s3, &src).await;
     refused(&s3, &src).await;
     wrong_passwords(&s3, &src).await;
+    failed_then_retried(&s3, &src).await;
+    interrupted_before_marking_done(&s3, &src);
 }
 
 /// dump.json describes both dumps; the data objects are there.
@@ -560,4 +572,67 @@ async fn a_hanging_dump_times_out_and_leaves_nothing() {
         stderr.contains("pg_dump 15.18 is older than the server (16.4)"),
         "{stderr}"
     );
+}
+
+/// A damaged dump: pg_restore fails, its transaction leaves the database
+/// empty (only the marker, `restoring`), and a later restore succeeds.
+async fn failed_then_retried(s3: &TestS3, src: &Source) {
+    const DAMAGED: &str = "d5a1e0c4-0000-4e61-9a3d-2c8f0b1e4d7a";
+    let cfg = config_dir(s3, &uid(6));
+    let settings = Settings::load(cfg.path()).expect("settings");
+    let objects = store::open(&settings).expect("store");
+    let layout = Layout::new(Some(PREFIX));
+    let data = s3.object(&src.first.objects[0]).expect("the first dump");
+    let half = data[..data.len() / 2].to_vec();
+    let id: BackupId = src.first.id.parse().expect("id");
+    let info = DumpInfo {
+        size: half.len() as u64,
+        ..src.first.clone()
+    };
+    let json = serde_json::to_vec(&info).expect("json");
+    for (key, body) in [
+        (layout.dump(DAMAGED, id).expect("key"), half),
+        (layout.dump_json(DAMAGED, id).expect("key"), json),
+    ] {
+        store::put_create_or_same(objects.as_ref(), &key, body.into())
+            .await
+            .expect("put");
+    }
+    let pg = &src.pg;
+    provision(pg, "atoll_new6", NEW_PW);
+    let target = url(pg, "atoll_new6", NEW_PW);
+    let (out, outcome) = restore_dump_from(DAMAGED, cfg.path(), &target, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(outcome.message.contains("pg_restore"), "{outcome:?}");
+    let tables = "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'";
+    assert_eq!(pg.psql("atoll_new6", tables), "0", "rolled back");
+    let marker = "SELECT source_uid, state FROM atoll_restore.marker";
+    assert_eq!(
+        pg.psql("atoll_new6", marker),
+        format!("{DAMAGED}|restoring")
+    );
+
+    let (out, outcome) = restore_dump(cfg.path(), &target, &[]);
+    assert!(out.status.success() && outcome.ok, "{}", text(&out));
+    assert_eq!(as_tenant(pg, "atoll_new6", NEW_PW, COUNTS), "1|100\n2|50");
+    assert_eq!(pg.psql("atoll_new6", marker), format!("{SOURCE}|done"));
+}
+
+/// pg_restore committed but the marker still says `restoring` (the
+/// process died in between): a rerun only marks it done.
+fn interrupted_before_marking_done(s3: &TestS3, src: &Source) {
+    let pg = &src.pg;
+    let marker = "SELECT state FROM atoll_restore.marker";
+    pg.psql(
+        "atoll_new2",
+        "UPDATE atoll_restore.marker SET state = 'restoring'",
+    );
+    let cfg = config_dir(s3, &uid(2));
+    let between = src.between.to_string();
+    let target = url(pg, "atoll_new2", NEW_PW);
+    let (out, outcome) = restore_dump(cfg.path(), &target, &["--target-time", &between]);
+    assert!(out.status.success() && outcome.ok, "{}", text(&out));
+    assert_eq!(outcome.backup_id.as_deref(), Some(src.first.id.as_str()));
+    assert_eq!(pg.psql("atoll_new2", marker), "done");
+    assert_eq!(as_tenant(pg, "atoll_new2", NEW_PW, COUNTS), "1|100");
 }
