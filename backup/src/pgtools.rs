@@ -18,6 +18,9 @@ use crate::conninfo::{self, ConnInfo};
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many stderr lines an error keeps.
 const TAIL_LINES: usize = 10;
+/// How many characters of a program's output an error keeps (a failed
+/// COPY quotes rows; status messages need the reason, not the data).
+const MESSAGE_CHARS: usize = 1000;
 
 /// A client program failed. The message is already redacted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,11 +90,11 @@ impl Tools {
         conninfo::dbname_arg(self.conn.database())
     }
 
-    /// An error of `program`, redacted.
+    /// An error of `program`, redacted, then cut at [`MESSAGE_CHARS`].
     pub fn error(&self, program: &str, message: &str) -> ToolError {
         ToolError {
             program: program.to_owned(),
-            message: self.conn.redact(message),
+            message: clip(&self.conn.redact(message), MESSAGE_CHARS),
         }
     }
 
@@ -171,6 +174,14 @@ fn unprefixed<'a>(program: &str, line: &'a str) -> &'a str {
         .unwrap_or(line)
 }
 
+/// `text` cut at `max` characters (marked with `...`).
+fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
 /// Reads the stderr of `program` to its end; returns its last lines,
 /// joined. Redact before showing.
 pub fn collect_tail<R: AsyncRead + Unpin + Send + 'static>(
@@ -235,6 +246,8 @@ mod tests {
             "error: query failed"
         );
         assert_eq!(unprefixed("psql", "FATAL: x"), "FATAL: x");
+        assert_eq!(clip("éé", 2), "éé");
+        assert_eq!(clip("ééé", 2), "éé...");
     }
 
     #[test]
