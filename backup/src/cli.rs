@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{install, wal};
+use crate::{agent, base, install, restore, wal};
 
 /// Where the configuration directory is mounted in the pods.
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/atoll-backup";
@@ -42,7 +42,15 @@ pub enum Command {
     WalPush(wal::PushArgs),
     /// PostgreSQL's restore_command: fetch one WAL file (`%f %p`).
     WalFetch(wal::FetchArgs),
-    // base-backup, restore: contract §4 (their modules add them here).
+    /// Take a base backup of the local server (pg_basebackup over its
+    /// socket) into the tenant's prefix; print its BackupInfo JSON.
+    BaseBackup(base::BaseBackupArgs),
+    /// Point-in-time restore of another tenant's backup into an empty
+    /// PGDATA; write restore.json for the new tenant; exit 0 or 1.
+    Restore(restore::RestoreArgs),
+    /// The database pod's sidecar: an HTTP API (bearer token) for archiving
+    /// status, base backups and WAL switches.
+    Agent(agent::AgentArgs),
 }
 
 /// Parses the command line, runs the command on a single-threaded runtime
@@ -79,6 +87,9 @@ pub async fn run(command: Command) -> ExitCode {
         },
         Command::WalPush(args) => wal::push_command(&args).await,
         Command::WalFetch(args) => wal::fetch_command(&args).await,
+        Command::BaseBackup(args) => base::command(&args).await,
+        Command::Restore(args) => restore::command(&args).await,
+        Command::Agent(args) => agent::command(&args).await,
     }
 }
 

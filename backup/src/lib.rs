@@ -6,10 +6,18 @@
 //! PostgreSQL per WAL segment, so it stays small and starts fast) and the
 //! operator (catalog, layout, settings).
 
+pub mod agent;
+pub mod base;
+pub mod catalog;
 pub mod cli;
 pub mod compress;
+pub mod extract;
 pub mod install;
+pub mod label;
 pub mod layout;
+pub mod pglog;
+pub mod recovery;
+pub mod restore;
 pub mod settings;
 pub mod status;
 pub mod store;

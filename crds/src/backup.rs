@@ -82,7 +82,7 @@ pub struct BackupSpec {
 
     /// When scheduled backups run: a 5-field cron expression in UTC (minute hour day-of-month month day-of-week; numbers, '*', ',', '-' and '/STEP'), default "0 3 * * *" (daily at 03:00). Dedicated databases take a base backup on it (their WAL is archived continuously in between); External databases take a logical dump (pg_dump) on it, so their recovery point is the last dump.
     #[serde(default = "default_schedule")]
-    #[schemars(length(min = 9, max = 128))]
+    #[schemars(length(max = 128))]
     #[x_kube(
         validation = Rule::new(CRON_RULE)
             .message(CRON_MESSAGE)

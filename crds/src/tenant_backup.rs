@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 use crate::tenant::NAME_PATTERN;
 
 /// Desired state of a TenantBackup: which Tenant to back up.
+// Two printer columns are both of type string: not a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "atoll.dev",

@@ -850,7 +850,7 @@ async fn the_crd_rules_refuse_invalid_tenants(kind: ClusterKind) {
     // (name, spec, what the refusal says: any of). A duplicate member is
     // refused by the list's map keys on the real API server before its
     // CEL rule runs; kubesim reaches the CEL rule.
-    let cases: [(&str, serde_json::Value, &[&str]); 7] = [
+    let cases: [(&str, serde_json::Value, &[&str]); 9] = [
         (
             "system",
             json!({}),
@@ -891,6 +891,16 @@ async fn the_crd_rules_refuse_invalid_tenants(kind: ClusterKind) {
             json!({"tasks": {"timeout": "PT0S"}}),
             &["spec.tasks.timeout must be longer than zero"],
         ),
+        (
+            "bad-cron",
+            json!({"backup": {"schedule": "0 3 * *"}}),
+            &["spec.backup.schedule must be a 5-field cron expression"],
+        ),
+        (
+            "bad-target-time",
+            json!({"restore": {"from": "acme", "targetTime": "2026-12-07T09:30:00"}}),
+            &["spec.restore.targetTime"],
+        ),
     ];
     for (name, spec, messages) in cases {
         let tenant: Tenant = serde_json::from_value(json!({
@@ -911,7 +921,72 @@ async fn the_crd_rules_refuse_invalid_tenants(kind: ClusterKind) {
             other => panic!("{} accepted Tenant {name}: {other:?}", cluster.describe()),
         }
     }
+    restore_is_create_only(&cluster, &tenants).await;
     cluster.stop().await.expect("the cluster stops");
+}
+
+/// `spec.restore` cannot be added to, changed in or removed from an
+/// existing Tenant (a CEL transition rule, evaluated on update).
+async fn restore_is_create_only(cluster: &TestCluster, tenants: &Api<Tenant>) {
+    let create = |name: &str, spec: serde_json::Value| -> Tenant {
+        serde_json::from_value(json!({
+            "apiVersion": "atoll.dev/v1alpha1", "kind": "Tenant",
+            "metadata": {"name": name}, "spec": spec,
+        }))
+        .expect("tenant")
+    };
+    let restore = json!({"from": "acme", "targetTime": "2026-12-07T09:30:00Z"});
+    for tenant in [
+        create("plain", json!({})),
+        create("restored", json!({"restore": restore})),
+    ] {
+        tenants
+            .create(&PostParams::default(), &tenant)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", cluster.describe()));
+    }
+    let changes = [
+        ("plain", json!({"spec": {"restore": restore}}), "added"),
+        (
+            "restored",
+            json!({"spec": {"restore": {"targetTime": "2026-12-07T10:00:00Z"}}}),
+            "changed",
+        ),
+        ("restored", json!({"spec": {"restore": null}}), "removed"),
+    ];
+    for (name, patch, what) in changes {
+        match tenants
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 422, "{what}: {status:?}");
+                assert!(
+                    status.message.contains("spec.restore is create-only"),
+                    "restore {what}: {}",
+                    status.message
+                );
+                println!(
+                    "{}: refused restore {what}: {}",
+                    cluster.describe(),
+                    status.message
+                );
+            }
+            other => panic!(
+                "{} let spec.restore be {what}: {other:?}",
+                cluster.describe()
+            ),
+        }
+    }
+    // Other fields of a restored Tenant still change.
+    tenants
+        .patch(
+            "restored",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"suspended": true}})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}: suspending a restored Tenant: {e}", cluster.describe()));
 }
 
 atoll_testkit::on_each_cluster!(

@@ -10,6 +10,7 @@ use atoll_crds::{Tenant, from_value, validate};
 use kube::CustomResourceExt;
 use serde_json::Value;
 
+/// The workspace's root directory.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -17,6 +18,7 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// `examples/<name>` as JSON.
 pub fn example(name: &str) -> Value {
     let path = repo_root().join("examples").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -29,8 +31,10 @@ pub fn schema_of(crd: &impl serde::Serialize) -> Value {
     crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
 }
 
+/// The Tenant CRD's `openAPIV3Schema`.
 pub static SCHEMA: LazyLock<Value> = LazyLock::new(|| schema_of(&Tenant::crd()));
 
+/// A validator of the Tenant CRD's schema.
 pub static SCHEMA_VALIDATOR: LazyLock<jsonschema::Validator> =
     LazyLock::new(|| validator_for(&SCHEMA));
 
@@ -127,6 +131,7 @@ pub fn patched(base: &str, patch: &Value) -> Value {
     object
 }
 
+/// Which API server gate a rule belongs to.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Gate {
     /// An OpenAPI schema constraint (type, enum, pattern, bounds).
@@ -139,6 +144,8 @@ pub enum Gate {
     ListMapKey,
 }
 
+/// One rule: a merge patch that breaks it, one that keeps it, and where
+/// the refusal must point.
 pub struct Case {
     pub rule: &'static str,
     pub gate: Gate,
@@ -212,6 +219,7 @@ pub fn check_cases(base: &str, cases: Vec<Case>) {
     );
 }
 
+/// The Tenant schema's node at `path` (`[]` steps into list items).
 pub fn schema_at<'a>(path: &[&str]) -> &'a Value {
     let mut node: &Value = &SCHEMA;
     for key in path {
@@ -224,6 +232,7 @@ pub fn schema_at<'a>(path: &[&str]) -> &'a Value {
     node
 }
 
+/// Every CEL rule under `node`.
 pub fn collect_rules(node: &Value, out: &mut Vec<String>) {
     if let Some(rules) = node["x-kubernetes-validations"].as_array() {
         out.extend(
@@ -237,6 +246,7 @@ pub fn collect_rules(node: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// The cost estimator's warnings for every CEL rule under `node`.
 pub fn collect_cost_warnings(node: &Value, out: &mut Vec<String>) {
     if let Some(rules) = node["x-kubernetes-validations"].as_array() {
         let compiled = kube_cel::compile_schema(node);
@@ -253,6 +263,7 @@ pub fn collect_cost_warnings(node: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// The property and item schemas directly under `node`.
 pub fn children(node: &Value) -> Vec<&Value> {
     let mut out: Vec<&Value> = node["properties"]
         .as_object()
@@ -264,6 +275,7 @@ pub fn children(node: &Value) -> Vec<&Value> {
     out
 }
 
+/// Collects into `missing` every field under `node` without a description.
 pub fn check_descriptions(node: &Value, path: String, missing: &mut Vec<String>) {
     if node["description"]
         .as_str()
