@@ -257,6 +257,8 @@ async fn a_backed_up_database_archives_its_wal_until_backups_are_removed(kind: C
         let token = String::from_utf8(token.0).expect("hex");
         let ok = status(Some(token)).await.expect("agent answers");
         assert_eq!(ok.status(), 200);
+        let body: Value = ok.json().await.expect("status JSON");
+        assert!(body["archiver"].is_object(), "{body}");
     } else {
         println!(
             "NOTE: atoll-backup has no `agent` subcommand yet: the backup-agent sidecar was not checked"
