@@ -275,6 +275,8 @@ async fn a_backed_up_database_archives_its_wal_until_backups_are_removed(kind: C
         );
     }
 
+    own_store_without_the_right_is_reported(&client).await;
+
     // Backups removed: Secrets, policy, sidecar and archiving go.
     Api::<Tenant>::all(client.clone())
         .patch(
@@ -310,6 +312,63 @@ async fn a_backed_up_database_archives_its_wal_until_backups_are_removed(kind: C
     operator.abort();
     node.shutdown().await;
     cluster.stop().await.expect("the cluster stops");
+}
+
+/// A Tenant naming a store of its own while the chart does not let the
+/// operator read Tenants' Secrets (backup.tenantObjectStores off, the
+/// default): refused by the API server's authorizer, the Tenant runs
+/// without backups and a Warning event says why.
+async fn own_store_without_the_right_is_reported(client: &Client) {
+    let tenant: Tenant = serde_json::from_value(json!({
+        "apiVersion": "atoll.dev/v1alpha1", "kind": "Tenant",
+        "metadata": {"name": "byos"},
+        "spec": {"backup": {"objectStore": {
+            "endpoint": "https://s3.example.com", "bucket": "byos-backups",
+            "credentialsSecretRef": {"name": "byos-store"},
+        }}},
+    }))
+    .expect("tenant");
+    Api::<Tenant>::all(client.clone())
+        .create(&PostParams::default(), &tenant)
+        .await
+        .expect("tenant created");
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    let note = eventually("a BackupUnavailable event about byos", || async {
+        events
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some("BackupUnavailable")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("byos")
+            })?
+            .note
+    })
+    .await;
+    assert!(
+        note.contains("Secret atoll-byos/byos-store") && note.contains("tenantObjectStores"),
+        "{note}"
+    );
+    let set = eventually("byos's database without backups", || async {
+        Api::<StatefulSet>::namespaced(client.clone(), "atoll-byos")
+            .get_opt("database")
+            .await
+            .ok()?
+    })
+    .await;
+    let template = serde_json::to_value(set).expect("json")["spec"]["template"]["spec"].clone();
+    assert_eq!(names(&template["containers"]), ["postgres"]);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "atoll-byos");
+    assert!(
+        secrets
+            .get_opt("backup-object-store")
+            .await
+            .expect("read")
+            .is_none()
+    );
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
