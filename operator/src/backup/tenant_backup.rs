@@ -144,6 +144,16 @@ async fn start(
         write(backup, &status, ctx).await?;
         return Ok(Action::requeue(Duration::from_millis(100)));
     }
+    ask_agent(backup, status, &tenant, ctx).await
+}
+
+/// Asks the tenant's agent for the backup (its id fixed in `status`).
+async fn ask_agent(
+    backup: &TenantBackup,
+    mut status: TenantBackupStatus,
+    tenant: &Tenant,
+    ctx: &Context,
+) -> Result<Action, Error> {
     let id = status.backup_id.clone().unwrap_or_default();
     let ready = tenant
         .status
