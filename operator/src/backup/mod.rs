@@ -79,7 +79,11 @@ pub async fn observe(
     if let Some(situation) = simple {
         return (status::report(&situation, previous), None);
     }
-    let store = match access::open_store(&ctx.client, view.namespace).await {
+    let store = match ctx
+        .backups
+        .store(&ctx.client, view.namespace, uid(tenant))
+        .await
+    {
         Ok(Some(store)) => store,
         Ok(None) => {
             let why = format!(

@@ -15,11 +15,14 @@ use super::agent_client::AgentStatus;
 
 /// How long a listing of the store is reused while no backup completes.
 const CATALOG_FOR: Duration = Duration::from_secs(300);
+/// How long an opened store is reused (a changed Secret is read after it).
+const STORE_FOR: Duration = Duration::from_secs(300);
 /// How long an agent report is reused.
 const AGENT_FOR: Duration = Duration::from_secs(20);
 
 #[derive(Clone, Default)]
 struct Track {
+    store: Option<(Instant, TenantStore)>,
     catalog: Option<(Instant, usize, Result<Vec<BackupInfo>, String>)>,
     agent: Option<(Instant, Result<Option<AgentStatus>, String>)>,
     registered: bool,
@@ -80,6 +83,30 @@ impl Backups {
         if let Some(track) = self.lock().get_mut(uid) {
             track.catalog = None;
         }
+    }
+
+    /// The store of the tenant `uid` in `namespace`, from its
+    /// `backup-object-store` Secret (read again every few minutes).
+    pub async fn store(
+        &self,
+        client: &Client,
+        namespace: &str,
+        uid: &str,
+    ) -> Result<Option<TenantStore>, String> {
+        let cached = self.lock().get(uid).and_then(|t| t.store.clone());
+        if let Some((at, store)) = cached
+            && at.elapsed() < STORE_FOR
+        {
+            return Ok(Some(store));
+        }
+        let opened = access::open_store(client, namespace).await?;
+        // A Secret of another uid (a re-created Tenant) is not this one's.
+        let opened = opened.filter(|store| store.uid() == uid);
+        if let Some(store) = &opened {
+            self.lock().entry(uid.to_owned()).or_default().store =
+                Some((Instant::now(), store.clone()));
+        }
+        Ok(opened)
     }
 
     /// The tenant's complete base backups, listed again when a TenantBackup
