@@ -30,6 +30,8 @@ use crate::reconcile::Context;
 pub const STARTED: &str = "Started";
 /// How often a running backup is polled.
 const POLL: Duration = Duration::from_secs(5);
+/// A running backup is given up after this (the agent's own limit is 6 h).
+const GIVE_UP: jiff::SignedDuration = jiff::SignedDuration::from_hours(7);
 /// How often a waiting one looks again.
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -230,6 +232,14 @@ async fn follow(
         )
         .await;
     };
+    let started = status.started_at.as_ref().map(|t| t.0);
+    if started.is_some_and(|t| jiff::Timestamp::now() > t + GIVE_UP) {
+        let why = format!(
+            "base backup {id} did not finish within {} hours (the agent gives up after 6): see the backup-agent container's log; create a new TenantBackup",
+            GIVE_UP.as_hours()
+        );
+        return fail(backup, status, why, ctx).await;
+    }
     let agent = match access::agent(&ctx.client, ctx.backups.http(), &namespace).await {
         Ok(Some(agent)) => agent,
         _ => return Ok(Action::requeue(WAIT)),
