@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+pub use crate::backup_config::BackupConfig;
+
 /// Settings that shape every tenant's objects.
 #[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
 pub struct OperatorConfig {
@@ -127,6 +129,10 @@ pub struct OperatorConfig {
     /// spec.ingress.host. The base domain is always allowed.
     #[arg(long, env = "ATOLL_ALLOWED_DOMAINS", value_delimiter = ',')]
     pub allowed_domains: Vec<String>,
+
+    /// Backups (#19): image, platform object store, network peers.
+    #[command(flatten)]
+    pub backup: BackupConfig,
 }
 
 /// Ranges instances may not reach by default: RFC 1918, CGNAT (RFC 6598),
@@ -216,7 +222,7 @@ impl OperatorConfig {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Labels(pub BTreeMap<String, String>);
 
-fn parse_labels(text: &str) -> Result<Labels, String> {
+pub(crate) fn parse_labels(text: &str) -> Result<Labels, String> {
     let mut labels = BTreeMap::new();
     for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (key, value) = pair
@@ -260,6 +266,7 @@ impl Default for OperatorConfig {
             api_server_cidrs: Cidrs::default(),
             api_server_port: 6443,
             task_pods_cluster_role: "atoll-task-pods".into(),
+            backup: BackupConfig::default(),
         }
     }
 }

@@ -14,6 +14,7 @@
 //! - Clients: [`identity`] (the tenant directory) and [`external`] (a
 //!   shared PostgreSQL server for External-mode databases).
 
+pub mod backup_config;
 pub mod build;
 pub mod claims;
 pub mod cli;

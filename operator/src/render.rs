@@ -9,6 +9,8 @@ use crate::config::OperatorConfig;
 /// Stands in for values only a cluster can give.
 const UID_PLACEHOLDER: &str = "00000000-0000-0000-0000-000000000000";
 const PASSWORD_PLACEHOLDER: &str = "generated-on-first-reconcile";
+/// Stands in for the object store's credentials the operator copies.
+const CREDENTIAL_PLACEHOLDER: &str = "copied-from-the-credentials-secret";
 
 /// Why a file could not be rendered.
 #[derive(Debug, thiserror::Error)]
@@ -120,8 +122,22 @@ pub fn render(
             port: 5432,
         },
     };
+    // A store that cannot be resolved (no platform store in `config`)
+    // renders without backups, as the operator would run the Tenant.
+    let backup = build::backup_store(&ctx).ok().map(|store| build::BackupSetup {
+        credentials: match build::credentials_source(&ctx) {
+            build::CredentialsSource::Platform(None) => None,
+            _ => Some(build::ObjectStoreCredentials {
+                access_key_id: CREDENTIAL_PLACEHOLDER.to_owned(),
+                secret_access_key: CREDENTIAL_PLACEHOLDER.to_owned(),
+            }),
+        },
+        store,
+        agent_token: PASSWORD_PLACEHOLDER.to_owned(),
+    });
+    let children = build::children_with_backup(&ctx, &credentials, backup.as_ref());
     let mut out = String::new();
-    for object in build::children(&ctx, &credentials).to_values()? {
+    for object in children.to_values()? {
         out.push_str("---\n");
         out.push_str(&serde_norway::to_string(&object)?);
     }

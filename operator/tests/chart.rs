@@ -202,6 +202,11 @@ fn bad_values_are_refused_with_a_clear_message() {
         // Not https, and not explicitly allowed.
         ("identity.allowInsecureIssuer=false", "allowInsecureIssuer"),
         ("identity.trustedProxies={in-cluster}", "trustedProxies"),
+        (
+            "backup.objectStore.endpoint=https://s3.example.com/bucket",
+            "backup/objectStore/endpoint",
+        ),
+        ("backup.objectStore.bucket=Not_A_Bucket", "backup/objectStore/bucket"),
     ] {
         match template(&["--set", set]) {
             Ok(_) => panic!("--set {set} was accepted"),
@@ -406,4 +411,70 @@ fn task_pod_rights_are_bound_by_the_operator_never_held_by_it() {
         Some("10.0.0.1/32")
     );
     assert_eq!(value("ATOLL_API_SERVER_PORT").as_deref(), Some("6443"));
+}
+
+/// Backups (#19): the platform store's settings reach the operator as
+/// variables (its credentials only as a Secret's name), the agent's peers
+/// are this release's operator pods, and the operator may touch only the
+/// two backup Secrets by name, unless Tenants may bring their own stores.
+#[test]
+fn the_platform_backup_store_reaches_the_operator_without_its_credentials() {
+    let set = "backup.objectStore.endpoint=http://minio.storage.svc:9000,backup.objectStore.bucket=atoll-backups,backup.objectStore.pathStyle=true,backup.objectStore.prefix=prod,backup.objectStore.credentialsSecret=atoll-backup-store,backup.image=registry.example.com/atoll-backup:9.9.9";
+    let docs = documents(&template(&[Path::new("--set"), Path::new(set)]).expect("renders"));
+    let operator = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "atoll-operator")
+        .expect("the operator's Deployment");
+    let env = operator["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env");
+    let value = |name: &str| {
+        env.iter()
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["value"].as_str())
+            .map(str::to_owned)
+    };
+    for (name, expected) in [
+        ("ATOLL_BACKUP_IMAGE", "registry.example.com/atoll-backup:9.9.9"),
+        ("ATOLL_BACKUP_ENDPOINT", "http://minio.storage.svc:9000"),
+        ("ATOLL_BACKUP_BUCKET", "atoll-backups"),
+        ("ATOLL_BACKUP_REGION", "us-east-1"),
+        ("ATOLL_BACKUP_PATH_STYLE", "true"),
+        ("ATOLL_BACKUP_PREFIX", "prod"),
+        ("ATOLL_BACKUP_CREDENTIALS_SECRET", "atoll-backup-store"),
+        (
+            "ATOLL_OPERATOR_NAMESPACE_SELECTOR",
+            "kubernetes.io/metadata.name=atoll-system",
+        ),
+        (
+            "ATOLL_OPERATOR_POD_SELECTOR",
+            "app.kubernetes.io/name=atoll-operator,app.kubernetes.io/instance=atoll",
+        ),
+    ] {
+        assert_eq!(value(name).as_deref(), Some(expected), "{name}");
+    }
+    assert!(!operator.to_string().contains("secretAccessKey"));
+    let secret_rules = |docs: &[Value]| -> Vec<String> {
+        docs.iter()
+            .filter(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "atoll-operator")
+            .flat_map(|d| d["rules"].as_array().cloned().unwrap_or_default())
+            .filter(|r| r["resources"].to_string().contains("\"secrets\""))
+            .map(|r| format!("{} {}", r["resourceNames"], r["verbs"]))
+            .collect()
+    };
+    assert_eq!(
+        secret_rules(&docs),
+        [
+            r#"["database-credentials"] ["get","create","patch"]"#,
+            r#"["backup-object-store","backup-agent"] ["get","create","patch","delete"]"#,
+        ]
+    );
+    let open = documents(
+        &template(&[
+            Path::new("--set"),
+            Path::new("backup.tenantObjectStores=true"),
+        ])
+        .expect("renders"),
+    );
+    assert!(secret_rules(&open).contains(&r#"null ["get"]"#.to_owned()));
 }

@@ -15,6 +15,10 @@ fn config() -> OperatorConfig {
     OperatorConfig {
         identity_issuer: Some("https://id.example.com".into()),
         instance_version: "0.1.0".into(),
+        backup: atoll_operator::config::BackupConfig {
+            backup_image: "atoll/atoll-backup:0.1.0".into(),
+            ..Default::default()
+        },
         ..OperatorConfig::default()
     }
 }
@@ -156,4 +160,12 @@ fn missing_file_is_named() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("/nonexistent/tenant.yaml"), "{stderr}");
+}
+
+/// A Tenant with its own backup store (#19): the backup Secrets (with
+/// placeholders for the credentials and the token), the archiving
+/// database pod with its agent, and the backup NetworkPolicy.
+#[test]
+fn backup_tenant_objects() {
+    insta::assert_snapshot!(render_example("tenant-backup.yaml"));
 }

@@ -56,7 +56,9 @@ const SCRIPTS_DIR: &str = "/atoll-scripts";
 pub const DATABASE_NAME: &str = "atoll";
 /// UID of the `postgres` user in the official image.
 const POSTGRES_UID: i64 = 999;
-const DATA_DIR: &str = "/var/lib/postgresql/data";
+pub(super) const DATA_DIR: &str = "/var/lib/postgresql/data";
+/// PGDATA of a Dedicated database (in the `data` volume).
+pub(super) const PGDATA: &str = "/var/lib/postgresql/data/pgdata";
 
 /// How the instance reaches its database. The password is generated once by
 /// the reconciler (or read back from the existing Secret) and never logged.
@@ -201,7 +203,7 @@ fn pg_isready() -> Probe {
     }
 }
 
-fn empty_dir(name: &str) -> Volume {
+pub(super) fn empty_dir(name: &str) -> Volume {
     Volume {
         name: name.to_owned(),
         empty_dir: Some(EmptyDirVolumeSource::default()),
@@ -209,7 +211,7 @@ fn empty_dir(name: &str) -> Volume {
     }
 }
 
-fn mount(name: &str, path: &str) -> VolumeMount {
+pub(super) fn mount(name: &str, path: &str) -> VolumeMount {
     VolumeMount {
         name: name.to_owned(),
         mount_path: path.to_owned(),
@@ -278,7 +280,7 @@ fn roles_env() -> Vec<EnvVar> {
         optional_secret_env("ATOLL_DATABASE_ADMIN_PASSWORD", DATABASE_ADMIN_PASSWORD_KEY),
         EnvVar {
             name: "PGDATA".to_owned(),
-            value: Some(format!("{DATA_DIR}/pgdata")),
+            value: Some(PGDATA.to_owned()),
             ..EnvVar::default()
         },
     ]

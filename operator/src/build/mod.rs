@@ -5,6 +5,7 @@
 //! applies what [`children`] returns in [`Children::in_order`], and
 //! `atoll-operator render` prints it for review.
 
+mod backup;
 mod database;
 mod instance;
 mod namespace;
@@ -26,6 +27,14 @@ use kube::Resource;
 
 use crate::config::OperatorConfig;
 
+pub use backup::{
+    ARCHIVE_TIMEOUT_SECONDS, BACKUP_AGENT, BACKUP_AGENT_PORT, BACKUP_AGENT_SECRET,
+    BACKUP_AGENT_TOKEN_KEY, BACKUP_BINARY, BACKUP_CONFIG_DIR, BACKUP_CONFIG_FILE,
+    BACKUP_IMAGE_BINARY, BACKUP_OBJECT_STORE_SECRET, BACKUP_STATUS_DIR, BackupSetup, BackupStore,
+    CredentialsSource, INSTALL_BACKUP, ObjectStoreCredentials, archive_args, backed_up_database_stateful_set,
+    backup_agent_secret, backup_config_json, backup_object_store_secret, backup_store,
+    backup_wanted, credentials_source,
+};
 pub use database::{
     DATABASE, DATABASE_INIT, DATABASE_NAME, DATABASE_PORT, DATABASE_SECRET, DATABASE_USER,
     DatabaseCredentials, database_init_config_map, database_secret, database_service,
@@ -38,7 +47,9 @@ pub use instance::{
 pub use namespace::{
     limit_range, namespace, resource_quota, service_account_database, service_account_instance,
 };
-pub use network::{DATABASE_NETWORK_POLICY, network_policies};
+pub use network::{
+    BACKUP_NETWORK_POLICY, DATABASE_NETWORK_POLICY, backup_network_policy, network_policies,
+};
 pub use tasks::{
     INSTANCE_FROM_TASK_PODS, SECRETS_DIR, STORAGE_CLAIM, STORAGE_DIR, TASK_PODS_NETWORK_POLICY,
     TASK_PODS_ROLE_BINDING, runs_task_pods, storage_claim, task_pod_selector,
@@ -279,6 +290,9 @@ pub struct Children {
     pub database_service_account: Option<k8s_openapi::api::core::v1::ServiceAccount>,
     /// Database credentials.
     pub database_secret: k8s_openapi::api::core::v1::Secret,
+    /// The backup Secrets (`backup-agent`, `backup-object-store`) of a
+    /// backed-up Dedicated database; empty otherwise.
+    pub backup_secrets: Vec<Secret>,
     /// PostgreSQL's init scripts: the instance's unprivileged role
     /// (Dedicated mode).
     pub database_init_config_map: Option<k8s_openapi::api::core::v1::ConfigMap>,
@@ -296,20 +310,48 @@ pub struct Children {
     pub instance_ingress: k8s_openapi::api::networking::v1::Ingress,
 }
 
-/// Builds every child of a Tenant from the credentials its database uses.
+/// Builds every child of a Tenant from the credentials its database uses,
+/// without backups (see [`children_with_backup`]).
 pub fn children(ctx: &TenantContext<'_>, credentials: &DatabaseCredentials) -> Children {
+    children_with_backup(ctx, credentials, None)
+}
+
+/// Builds every child of a Tenant from the credentials its database uses
+/// and, for a Tenant whose database is to be backed up ([`backup_wanted`]),
+/// what the reconciler found for its backups: with `Some`, the backup
+/// Secrets, the database pod's archiving and agent and their
+/// NetworkPolicy; with `None` (or a Tenant without backups) none of it.
+pub fn children_with_backup(
+    ctx: &TenantContext<'_>,
+    credentials: &DatabaseCredentials,
+    backup: Option<&BackupSetup>,
+) -> Children {
     let dedicated = ctx.dedicated_database();
+    let backup = backup.filter(|_| backup_wanted(ctx));
+    let mut policies = network_policies(ctx);
+    policies.extend(backup.map(|_| backup_network_policy(ctx)));
     Children {
         namespace: namespace(ctx),
         resource_quota: resource_quota(ctx),
         limit_range: limit_range(ctx),
-        network_policies: network_policies(ctx),
+        network_policies: policies,
         instance_service_account: service_account_instance(ctx),
         task_pods_role_binding: task_pods_role_binding(ctx),
         database_service_account: dedicated.then(|| service_account_database(ctx)),
         database_secret: database_secret(ctx, credentials),
+        backup_secrets: backup
+            .map(|setup| {
+                vec![
+                    backup_agent_secret(ctx, setup),
+                    backup_object_store_secret(ctx, setup),
+                ]
+            })
+            .unwrap_or_default(),
         database_init_config_map: dedicated.then(|| database_init_config_map(ctx)),
-        database_stateful_set: dedicated.then(|| database_stateful_set(ctx)),
+        database_stateful_set: dedicated.then(|| match backup {
+            Some(_) => backed_up_database_stateful_set(ctx),
+            None => database_stateful_set(ctx),
+        }),
         database_service: dedicated.then(|| database_service(ctx)),
         storage_claim: storage_claim(ctx),
         instance_deployment: instance_deployment(ctx, credentials),
@@ -386,6 +428,7 @@ impl Children {
                 .map(Child::ServiceAccount),
         );
         out.push(Child::Secret(&self.database_secret));
+        out.extend(self.backup_secrets.iter().map(Child::Secret));
         out.extend(self.database_init_config_map.iter().map(Child::ConfigMap));
         out.extend(self.database_service.iter().map(Child::Service));
         out.extend(self.database_stateful_set.iter().map(Child::StatefulSet));
@@ -406,5 +449,7 @@ impl Children {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_backup;
 #[cfg(test)]
 mod tests_tasks;

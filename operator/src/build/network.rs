@@ -10,6 +10,7 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::backup::BACKUP_AGENT_PORT;
 use super::database::{DATABASE, DATABASE_PORT};
 use super::tasks::{INSTANCE_FROM_TASK_PODS, TASK_PODS_NETWORK_POLICY, task_pod_selector};
 use super::{INSTANCE, INSTANCE_PORT, TenantContext};
@@ -31,6 +32,9 @@ fn port(protocol: &str, number: i32) -> NetworkPolicyPort {
 
 /// The policy letting the instance reach a Dedicated database.
 pub const DATABASE_NETWORK_POLICY: &str = "database-from-instance";
+/// The policy of a backed-up database pod: out to the object store, in
+/// from the operator to the backup agent (#19).
+pub const BACKUP_NETWORK_POLICY: &str = "database-backup";
 
 /// Everything in `all` except the blocked ranges.
 fn outside<'a>(all: &str, blocked: impl Iterator<Item = &'a str>) -> NetworkPolicyPeer {
@@ -114,6 +118,38 @@ pub fn network_policies(ctx: &TenantContext<'_>) -> Vec<NetworkPolicy> {
     ));
     policies.extend(task_pod_policies(ctx, instance_pods));
     policies
+}
+
+/// A backed-up database pod reaches its object store (outside the cluster
+/// minus the blocked ranges, or the in-cluster store the chart names), and
+/// only the operator's pods reach its backup agent.
+pub fn backup_network_policy(ctx: &TenantContext<'_>) -> NetworkPolicy {
+    let backup = &ctx.config.backup;
+    let mut egress = vec![outside_the_cluster(ctx)];
+    if !backup.backup_store_namespace_selector.0.is_empty() {
+        egress.push(NetworkPolicyEgressRule {
+            to: Some(vec![NetworkPolicyPeer {
+                namespace_selector: Some(selector(backup.backup_store_namespace_selector.0.clone())),
+                pod_selector: Some(selector(backup.backup_store_pod_selector.0.clone())),
+                ..NetworkPolicyPeer::default()
+            }]),
+            ports: Some(vec![port("TCP", i32::from(backup.backup_store_port))]),
+        });
+    }
+    policy(
+        ctx,
+        BACKUP_NETWORK_POLICY,
+        selector(ctx.selector(DATABASE)),
+        Some(vec![NetworkPolicyIngressRule {
+            from: Some(vec![NetworkPolicyPeer {
+                namespace_selector: Some(selector(backup.operator_namespace_selector.0.clone())),
+                pod_selector: Some(selector(backup.operator_pod_selector.0.clone())),
+                ..NetworkPolicyPeer::default()
+            }]),
+            ports: Some(vec![port("TCP", BACKUP_AGENT_PORT)]),
+        }]),
+        Some(egress),
+    )
 }
 
 /// Task pods (label `atoll.dev/task-pod: "true"`): nothing comes in; out

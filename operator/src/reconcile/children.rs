@@ -288,14 +288,16 @@ pub(super) async fn apply_children(
 }
 
 /// Removes the children the Tenant no longer needs: the Dedicated
-/// database's objects once the Tenant uses an External one, and the
-/// instance's task-pod RoleBinding once its tasks run as processes. Only
+/// database's objects once the Tenant uses an External one, the
+/// instance's task-pod RoleBinding once its tasks run as processes, and
+/// the backup Secrets and NetworkPolicy once its database is not backed up. Only
 /// objects carrying this Tenant's labels under the operator's field manager
 /// are removed, each with its uid as precondition; the database volume, the
 /// storage volume (files a switch to S3 does not move) and the credentials
 /// Secret (what a Retain deletion keeps) are never touched. Reads one
 /// StatefulSet per full apply of an External Tenant and one RoleBinding per
-/// full apply of a Process Tenant, and nothing else unless there is
+/// full apply of a Process Tenant, the three backup objects per full apply
+/// of a Tenant without backups, and nothing else unless there is
 /// something to remove.
 pub(super) async fn prune(
     client: &Client,
@@ -304,6 +306,14 @@ pub(super) async fn prune(
 ) -> Result<(), Error> {
     if children.task_pods_role_binding.is_none() {
         prune_one::<RoleBinding>(client, tenant_ctx, build::TASK_PODS_ROLE_BINDING).await?;
+    }
+    if children.backup_secrets.is_empty() {
+        // Backups off (or not possible): no way out to a store, no token,
+        // no credentials left in the namespace. The StatefulSet applied
+        // before this no longer mounts them.
+        prune_one::<NetworkPolicy>(client, tenant_ctx, build::BACKUP_NETWORK_POLICY).await?;
+        prune_one::<Secret>(client, tenant_ctx, build::BACKUP_OBJECT_STORE_SECRET).await?;
+        prune_one::<Secret>(client, tenant_ctx, build::BACKUP_AGENT_SECRET).await?;
     }
     prune_database(client, tenant_ctx, children).await
 }

@@ -22,6 +22,8 @@ pub struct Applied {
     pub fingerprint: u64,
     /// The database password they carry (read from the Secret once).
     pub password: String,
+    /// The backup setup they carry, with where its credentials came from.
+    pub backup: Option<super::backup::RememberedBackup>,
     /// Generations of the StatefulSet and Deployment as applied.
     pub workloads: [Option<i64>; 2],
     /// When.
@@ -50,6 +52,9 @@ pub struct TenantMemory {
     /// The External database as provisioned by this process, so the shared
     /// server is not visited on every resync.
     pub provisioned: Option<DatabaseCredentials>,
+    /// Why the Tenant's backups are not wired although it wants them
+    /// (`spec.backup` enabled on a Dedicated database), for its status.
+    pub backup_unavailable: Option<String>,
 }
 
 /// Every Tenant's memory.

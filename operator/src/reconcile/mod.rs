@@ -13,6 +13,7 @@
 //! Deletion runs `cleanup` instead. What the process remembers between
 //! reconciles lives in one `memory::Memory`, keyed by the Tenant's uid.
 
+mod backup;
 mod children;
 mod cleanup;
 mod database;
@@ -39,6 +40,7 @@ use crate::identity::{IdentityClient, IdentityError, TenantRecord};
 use crate::metrics::Metrics;
 use crate::status::{self, DatabaseState, IdentityState, Observed};
 
+pub use backup::{BackupWiring, RememberedBackup};
 pub use database::DatabaseError;
 pub use memory::REAPPLY_AFTER;
 pub use report::TenantEvents;
@@ -333,7 +335,10 @@ async fn converge(
         }
         _ => (DatabaseCredentials::dedicated(tenant_ctx, password), None),
     };
-    let children = build::children(tenant_ctx, &credentials);
+    let remembered = cached.as_ref().and_then(|a| a.backup.as_ref());
+    let (backup, remembered) = backup::wiring(tenant_ctx, ctx, remembered).await?;
+    report_backup(tenant, &backup, ctx).await;
+    let children = build::children_with_backup(tenant_ctx, &credentials, backup.setup());
     let fingerprint = children::fingerprint(&children);
     // What this process applied moments ago, unchanged, is only read back;
     // everything is applied again when anything differs, a workload is
@@ -357,6 +362,7 @@ async fn converge(
             let applied = memory::Applied {
                 fingerprint,
                 password: credentials.password.clone(),
+                backup: remembered,
                 workloads: workloads.generations,
                 at: std::time::Instant::now(),
             };
@@ -372,6 +378,25 @@ async fn converge(
         identity: IdentityState::Pending,
         version: tenant_ctx.version().to_owned(),
     })
+}
+
+/// Remembers why a Tenant that wants backups is not wired for them (for
+/// its status) and says so once per new reason, in the log and as a
+/// Warning event.
+async fn report_backup(tenant: &Tenant, backup: &BackupWiring, ctx: &Context) {
+    let reason = match backup {
+        BackupWiring::Unavailable(reason) => Some(reason.clone()),
+        _ => None,
+    };
+    let previous = ctx.memory.update(uid(tenant), |m| {
+        std::mem::replace(&mut m.backup_unavailable, reason.clone())
+    });
+    if let Some(reason) = reason
+        && previous.as_ref() != Some(&reason)
+    {
+        tracing::warn!(tenant = %tenant.name_any(), %reason, "backups are not wired");
+        report::publish_warning(tenant, "BackupUnavailable", &reason, ctx).await;
+    }
 }
 
 /// Step 5: registers the tenant with identity once its instance is

@@ -112,3 +112,19 @@ async fn publish_transition(tenant: &Tenant, status: &TenantStatus, ctx: &Contex
         tracing::warn!(tenant = %tenant.name_any(), error = %error, "could not publish event");
     }
 }
+
+/// Publishes a Warning event on the Tenant (`note` names what is wrong,
+/// never a secret value).
+pub(super) async fn publish_warning(tenant: &Tenant, reason: &str, note: &str, ctx: &Context) {
+    let event = Event {
+        type_: EventType::Warning,
+        reason: reason.to_owned(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    let recorder = ctx.recorder.for_tenant(&tenant.name_any());
+    if let Err(error) = recorder.publish(&event, &tenant.object_ref(&())).await {
+        tracing::warn!(tenant = %tenant.name_any(), error = %error, "could not publish event");
+    }
+}
