@@ -555,14 +555,9 @@ pub async fn write_outcome(settings: &Settings, outcome: &RestoreOutcome) -> Res
 }
 
 /// `restore`: prints the outcome JSON; exit 0 when recovered, else 1.
+/// A finished restore needs nothing more, not even its configuration
+/// (the operator removes the store's Secret once it is done).
 pub async fn command(args: &RestoreArgs) -> ExitCode {
-    let settings = match Settings::load(&args.config) {
-        Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("atoll-backup restore: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     if let Ok(done) = std::fs::read_to_string(args.pgdata.join(MARKER)) {
         eprintln!(
             "atoll-backup restore: {} was already restored",
@@ -571,6 +566,13 @@ pub async fn command(args: &RestoreArgs) -> ExitCode {
         println!("{}", done.trim());
         return ExitCode::SUCCESS;
     }
+    let settings = match Settings::load(&args.config) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("atoll-backup restore: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let outcome = restore(&settings, args).await;
     let json = serde_json::to_string_pretty(&outcome).unwrap_or_default();
     println!("{json}");

@@ -370,6 +370,11 @@ async fn restore_at_t(s3: &TestS3, src: &Source) {
     // Rerunning the step on the restored directory does nothing.
     let (again, _) = restore(cfg.path(), Some(&src.t), &pgdata);
     assert!(again.status.success(), "{}", text(&again));
+    // ... even once its configuration (the store's Secret) is gone.
+    let gone = parent.path().join("no-config");
+    let (again, same) = restore(&gone, Some(&src.t), &pgdata);
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(same, outcome);
 }
 
 /// No target: every row.
