@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{base, install, restore, wal};
+use crate::{agent, base, install, restore, wal};
 
 /// Where the configuration directory is mounted in the pods.
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/atoll-backup";
@@ -48,6 +48,9 @@ pub enum Command {
     /// Point-in-time restore of another tenant's backup into an empty
     /// PGDATA; write restore.json for the new tenant; exit 0 or 1.
     Restore(restore::RestoreArgs),
+    /// The database pod's sidecar: an HTTP API (bearer token) for archiving
+    /// status, base backups and WAL switches.
+    Agent(agent::AgentArgs),
 }
 
 /// Parses the command line, runs the command on a single-threaded runtime
@@ -86,6 +89,7 @@ pub async fn run(command: Command) -> ExitCode {
         Command::WalFetch(args) => wal::fetch_command(&args).await,
         Command::BaseBackup(args) => base::command(&args).await,
         Command::Restore(args) => restore::command(&args).await,
+        Command::Agent(args) => agent::command(&args).await,
     }
 }
 

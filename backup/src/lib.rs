@@ -6,6 +6,7 @@
 //! PostgreSQL per WAL segment, so it stays small and starts fast) and the
 //! operator (catalog, layout, settings).
 
+pub mod agent;
 pub mod base;
 pub mod catalog;
 pub mod cli;

@@ -124,17 +124,19 @@ pub fn render(
     };
     // A store that cannot be resolved (no platform store in `config`)
     // renders without backups, as the operator would run the Tenant.
-    let backup = build::backup_store(&ctx).ok().map(|store| build::BackupSetup {
-        credentials: match build::credentials_source(&ctx) {
-            build::CredentialsSource::Platform(None) => None,
-            _ => Some(build::ObjectStoreCredentials {
-                access_key_id: CREDENTIAL_PLACEHOLDER.to_owned(),
-                secret_access_key: CREDENTIAL_PLACEHOLDER.to_owned(),
-            }),
-        },
-        store,
-        agent_token: PASSWORD_PLACEHOLDER.to_owned(),
-    });
+    let backup = build::backup_store(&ctx)
+        .ok()
+        .map(|store| build::BackupSetup {
+            credentials: match build::credentials_source(&ctx) {
+                build::CredentialsSource::Platform(None) => None,
+                _ => Some(build::ObjectStoreCredentials {
+                    access_key_id: CREDENTIAL_PLACEHOLDER.to_owned(),
+                    secret_access_key: CREDENTIAL_PLACEHOLDER.to_owned(),
+                }),
+            },
+            store,
+            agent_token: PASSWORD_PLACEHOLDER.to_owned(),
+        });
     let children = build::children_with_backup(&ctx, &credentials, backup.as_ref());
     let mut out = String::new();
     for object in children.to_values()? {

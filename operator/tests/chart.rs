@@ -206,7 +206,10 @@ fn bad_values_are_refused_with_a_clear_message() {
             "backup.objectStore.endpoint=https://s3.example.com/bucket",
             "backup/objectStore/endpoint",
         ),
-        ("backup.objectStore.bucket=Not_A_Bucket", "backup/objectStore/bucket"),
+        (
+            "backup.objectStore.bucket=Not_A_Bucket",
+            "backup/objectStore/bucket",
+        ),
     ] {
         match template(&["--set", set]) {
             Ok(_) => panic!("--set {set} was accepted"),
@@ -435,7 +438,10 @@ fn the_platform_backup_store_reaches_the_operator_without_its_credentials() {
             .map(str::to_owned)
     };
     for (name, expected) in [
-        ("ATOLL_BACKUP_IMAGE", "registry.example.com/atoll-backup:9.9.9"),
+        (
+            "ATOLL_BACKUP_IMAGE",
+            "registry.example.com/atoll-backup:9.9.9",
+        ),
         ("ATOLL_BACKUP_ENDPOINT", "http://minio.storage.svc:9000"),
         ("ATOLL_BACKUP_BUCKET", "atoll-backups"),
         ("ATOLL_BACKUP_REGION", "us-east-1"),

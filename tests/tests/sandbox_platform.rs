@@ -71,6 +71,13 @@ async fn tenant_answers(extra: &[&str]) {
         binary(name);
     }
     let dir = tempfile::tempdir().expect("tempdir");
+    // A second Tenant with backups to the platform's store (#19).
+    let backed = dir.path().join("backed.yaml");
+    std::fs::write(
+        &backed,
+        "apiVersion: atoll.dev/v1alpha1\nkind: Tenant\nmetadata: {name: backed}\nspec: {backup: {}}\n",
+    )
+    .expect("tenant file");
     let identity = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
     let identity_addr = identity.local_addr().expect("addr");
     drop(identity);
@@ -87,6 +94,8 @@ async fn tenant_answers(extra: &[&str]) {
         .arg(dir.path().join("state"))
         .arg("--apply")
         .arg(repo_root().join("examples/tenant-minimal.yaml"))
+        .arg("--apply")
+        .arg(&backed)
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -97,6 +106,7 @@ async fn tenant_answers(extra: &[&str]) {
     let mut lines = BufReader::new(sandbox.stdout.take().expect("stdout")).lines();
     let mut ingress: Option<SocketAddr> = None;
     let mut identity_line = String::new();
+    let mut store_line = String::new();
     let kubeconfig = tokio::time::timeout(LIMIT, async {
         while let Ok(Some(line)) = lines.next_line().await {
             if let Some(addr) = line.split("ingress router at http://").nth(1) {
@@ -104,6 +114,9 @@ async fn tenant_answers(extra: &[&str]) {
             }
             if line.contains("identity at") {
                 identity_line = line.clone();
+            }
+            if line.contains("backup") {
+                store_line = line.clone();
             }
             if let Some(path) = line.strip_prefix("export KUBECONFIG=") {
                 return path.to_owned();
@@ -142,6 +155,33 @@ async fn tenant_answers(extra: &[&str]) {
         url.trim(),
         format!("http://acme.atoll.localhost:{}", ingress.port())
     );
+
+    // The platform's backup store (an s3s-fs on loopback, when installed):
+    // the backed-up Tenant's namespace gets its settings and credentials.
+    if atoll_testkit::s3::server_bin().is_file() {
+        assert!(
+            store_line.contains("backups go to http://127.0.0.1:"),
+            "{store_line}"
+        );
+        eventually("backed's backup-object-store Secret", LIMIT, || async {
+            let (ok, out) = kubectl(
+                &kubeconfig,
+                &[
+                    "get",
+                    "secret",
+                    "-n",
+                    "atoll-backed",
+                    "backup-object-store",
+                    "-o",
+                    "name",
+                ],
+            );
+            ok.then_some(out)
+        })
+        .await;
+    } else {
+        assert!(store_line.contains("no backup store"), "{store_line}");
+    }
 
     // The instance answers at the tenant's host, and wants a token.
     let (status, _) = eventually("acme's URL to answer", LIMIT, || async {

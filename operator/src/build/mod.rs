@@ -32,9 +32,9 @@ pub use backup::{
     ARCHIVE_TIMEOUT_SECONDS, BACKUP_AGENT, BACKUP_AGENT_PORT, BACKUP_AGENT_SECRET,
     BACKUP_AGENT_TOKEN_KEY, BACKUP_BINARY, BACKUP_CONFIG_DIR, BACKUP_CONFIG_FILE,
     BACKUP_IMAGE_BINARY, BACKUP_OBJECT_STORE_SECRET, BACKUP_STATUS_DIR, BackupSetup, BackupStore,
-    CredentialsSource, INSTALL_BACKUP, ObjectStoreCredentials, archive_args, backed_up_database_stateful_set,
-    backup_agent_secret, backup_config_json, backup_object_store_secret, backup_store,
-    backup_wanted, credentials_source,
+    CredentialsSource, INSTALL_BACKUP, ObjectStoreCredentials, archive_args,
+    backed_up_database_stateful_set, backup_agent_secret, backup_config_json,
+    backup_object_store_secret, backup_store, backup_wanted, credentials_source,
 };
 pub use database::{
     DATABASE, DATABASE_INIT, DATABASE_NAME, DATABASE_PORT, DATABASE_SECRET, DATABASE_USER,

@@ -129,7 +129,9 @@ pub fn backup_network_policy(ctx: &TenantContext<'_>) -> NetworkPolicy {
     if !backup.backup_store_namespace_selector.0.is_empty() {
         egress.push(NetworkPolicyEgressRule {
             to: Some(vec![NetworkPolicyPeer {
-                namespace_selector: Some(selector(backup.backup_store_namespace_selector.0.clone())),
+                namespace_selector: Some(selector(
+                    backup.backup_store_namespace_selector.0.clone(),
+                )),
                 pod_selector: Some(selector(backup.backup_store_pod_selector.0.clone())),
                 ..NetworkPolicyPeer::default()
             }]),

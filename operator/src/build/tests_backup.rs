@@ -74,7 +74,13 @@ fn mounts(container: &Container) -> Vec<(String, String, bool)> {
         .volume_mounts
         .iter()
         .flatten()
-        .map(|m| (m.name.clone(), m.mount_path.clone(), m.read_only == Some(true)))
+        .map(|m| {
+            (
+                m.name.clone(),
+                m.mount_path.clone(),
+                m.read_only == Some(true),
+            )
+        })
         .collect()
 }
 
@@ -189,9 +195,11 @@ fn a_tenants_own_store_replaces_the_platforms() {
         credentials_source(&ctx),
         CredentialsSource::Tenant("hooli-store".into())
     );
-    let json: serde_json::Value =
-        serde_json::from_str(&backup_config_json(&ctx, &backup_store(&ctx).expect("store")))
-            .expect("json");
+    let json: serde_json::Value = serde_json::from_str(&backup_config_json(
+        &ctx,
+        &backup_store(&ctx).expect("store"),
+    ))
+    .expect("json");
     assert_eq!(json["endpoint"], "https://s3.eu-central-1.amazonaws.com");
     assert_eq!(json["allowHttp"], false);
     assert_eq!(json.get("prefix"), None);
@@ -285,8 +293,14 @@ fn the_database_pod_archives_wal_and_runs_the_agent() {
     assert_eq!(value("PGHOST").as_deref(), Some("/var/run/postgresql"));
     assert_eq!(value("PGUSER").as_deref(), Some("postgres"));
     let port = &agent.ports.as_ref().expect("ports")[0];
-    assert_eq!((port.name.as_deref(), port.container_port), (Some(BACKUP_AGENT), 9187));
-    let probe = agent.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref());
+    assert_eq!(
+        (port.name.as_deref(), port.container_port),
+        (Some(BACKUP_AGENT), 9187)
+    );
+    let probe = agent
+        .readiness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.as_ref());
     assert_eq!(probe.and_then(|h| h.path.as_deref()), Some("/healthz"));
     // Small, and limited, so that the quota counts it.
     let limits = agent
@@ -301,7 +315,11 @@ fn the_database_pod_archives_wal_and_runs_the_agent() {
         ("atoll-bin", "/atoll/bin"),
         ("data", "/var/lib/postgresql/data"),
     ] {
-        assert_eq!(mounted(agent, volume), Some((path.into(), true)), "{volume}");
+        assert_eq!(
+            mounted(agent, volume),
+            Some((path.into(), true)),
+            "{volume}"
+        );
     }
     assert_eq!(
         mounted(agent, "run"),
@@ -362,7 +380,11 @@ fn secrets_reach_only_the_containers_that_read_them_and_never_env_or_args() {
             );
         }
         assert!(
-            container.security_context.as_ref().and_then(|s| s.run_as_non_root) == Some(true)
+            container
+                .security_context
+                .as_ref()
+                .and_then(|s| s.run_as_non_root)
+                == Some(true)
                 && container
                     .security_context
                     .as_ref()

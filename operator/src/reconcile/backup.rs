@@ -177,7 +177,10 @@ async fn agent_token(client: &Client, namespace: &str) -> Result<String, Error> 
 
 /// 64 lower-case hex digits.
 fn is_token(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// 256 random bits as 64 hex digits.

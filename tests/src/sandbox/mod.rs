@@ -16,6 +16,7 @@
 //! identity and the operator.
 
 mod backend;
+mod backups;
 mod platform;
 
 use std::io::Write;
@@ -38,7 +39,12 @@ pub const FIELD_MANAGER: &str = "atoll-sandbox";
 
 /// Our binaries that the sandbox maps to images of the same name when they
 /// have been built next to it.
-pub const OWN_BINARIES: &[&str] = &["atoll-instance", "atoll-identity", "atoll-operator"];
+pub const OWN_BINARIES: &[&str] = &[
+    "atoll-instance",
+    "atoll-identity",
+    "atoll-operator",
+    "atoll-backup",
+];
 
 /// Command line of `atoll-sandbox`.
 #[derive(Debug, Clone, clap::Parser)]
@@ -270,7 +276,7 @@ async fn run_in(
     let platform = if args.no_platform {
         None
     } else {
-        Some(Platform::start(args, state_dir, &kubeconfig, ingress.port()).await?)
+        Some(Platform::start(args, state_dir, &kubeconfig, ingress.port(), &client).await?)
     };
     let applied = apply_files(&client, &args.apply).await;
     let mut summary = format!(

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use super::backups::SandboxStore;
 use super::{Args, SandboxError, io_error};
 use crate::nodesim::workspace_binary;
 
@@ -15,6 +16,8 @@ pub(super) struct Platform {
     admin_email: String,
     admin_password: String,
     logs: PathBuf,
+    /// The platform's backup store, when s3s-fs is installed.
+    store: Option<SandboxStore>,
 }
 
 /// 32 random hex digits (a v4 UUID's 122 random bits).
@@ -66,6 +69,7 @@ impl Platform {
         state_dir: &Path,
         kubeconfig: &Path,
         ingress_port: u16,
+        client: &kube::Client,
     ) -> Result<Self, SandboxError> {
         let identity_bin = workspace_binary("atoll-identity");
         let operator_bin = workspace_binary("atoll-operator");
@@ -107,11 +111,14 @@ impl Platform {
                 .kill_on_drop(true),
         )?;
         wait_ready("identity", args.identity, "/readyz").await?;
+        let store = SandboxStore::start(client).await?;
+        let store_env = store.iter().flat_map(SandboxStore::operator_env);
         let operator_log = create_log(&logs, "operator.log")?;
         let operator = spawn(
             "operator",
             tokio::process::Command::new(&operator_bin)
                 .arg("run")
+                .envs(store_env)
                 .env("KUBECONFIG", kubeconfig)
                 .env("ATOLL_BASE_DOMAIN", &args.base_domain)
                 .env("ATOLL_PUBLIC_PORT", ingress_port.to_string())
@@ -135,18 +142,24 @@ impl Platform {
             admin_email,
             admin_password,
             logs,
+            store,
         })
     }
 
     pub(super) fn summary(&self) -> String {
-        format!(
-            "atoll-sandbox: identity at {url}: sign in at {url}/login as {email} / {password}\n\
+        let store = self.store.as_ref().map(SandboxStore::summary);
+        let store = store.unwrap_or_else(|| {
+            "atoll-sandbox: no backup store (s3s-fs is not installed): Tenants with spec.backup run without backups\n".to_owned()
+        });
+        store
+            + &format!(
+                "atoll-sandbox: identity at {url}: sign in at {url}/login as {email} / {password}\n\
              atoll-sandbox: operator and identity logs in {logs}\n",
-            url = self.identity_url,
-            email = self.admin_email,
-            password = self.admin_password,
-            logs = self.logs.display(),
-        )
+                url = self.identity_url,
+                email = self.admin_email,
+                password = self.admin_password,
+                logs = self.logs.display(),
+            )
     }
 
     /// SIGTERM, then SIGKILL after 10 seconds.

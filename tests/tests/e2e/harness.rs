@@ -157,8 +157,13 @@ impl Platform {
                 Ok((Backend::External, kubeconfig.clone(), ingress, client, name))
             }
             Target::Local(kind) => {
-                let binaries = ["atoll-operator", "atoll-identity", "atoll-instance"]
-                    .map(|name| (name, workspace_binary(name)));
+                let binaries = [
+                    "atoll-operator",
+                    "atoll-identity",
+                    "atoll-instance",
+                    "atoll-backup",
+                ]
+                .map(|name| (name, workspace_binary(name)));
                 for (_, path) in &binaries {
                     assert!(
                         path.is_file(),
