@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{agent, base, install, restore, wal};
+use crate::{agent, base, dump, install, restore, restore_dump, wal};
 
 /// Where the configuration directory is mounted in the pods.
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/atoll-backup";
@@ -51,6 +51,12 @@ pub enum Command {
     /// The database pod's sidecar: an HTTP API (bearer token) for archiving
     /// status, base backups and WAL switches.
     Agent(agent::AgentArgs),
+    /// Dump an External tenant's database (DATABASE_URL) with pg_dump into
+    /// its prefix; print its DumpInfo JSON.
+    Dump(dump::DumpArgs),
+    /// Restore another tenant's dump into a new, empty database
+    /// (DATABASE_URL); write restore.json for the new tenant; exit 0 or 1.
+    RestoreDump(restore_dump::RestoreDumpArgs),
 }
 
 /// Parses the command line, runs the command on a single-threaded runtime
@@ -90,6 +96,8 @@ pub async fn run(command: Command) -> ExitCode {
         Command::BaseBackup(args) => base::command(&args).await,
         Command::Restore(args) => restore::command(&args).await,
         Command::Agent(args) => agent::command(&args).await,
+        Command::Dump(args) => dump::command(&args).await,
+        Command::RestoreDump(args) => restore_dump::command(&args).await,
     }
 }
 

@@ -23,6 +23,7 @@ use atoll_testkit::nodesim::{NodeSim, NodeSimConfig, workspace_binary};
 use atoll_testkit::s3::TestS3;
 use clap::Parser;
 use common::{ClusterKind, RELEASE_NAMESPACE};
+use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -187,7 +188,35 @@ async fn a_backed_up_database_archives_its_wal_until_backups_are_removed(kind: C
     let uid = tenant.metadata.uid.clone().expect("uid");
     let operator = start_operator(&operator_client, &s3);
 
-    // The Secrets: settings and credentials as files, the agent's token.
+    let token = backup_objects_are_applied(&client, &s3, &uid).await;
+    wal_reaches_the_tenants_prefix(&client, &s3, &uid, &state.path().join("node")).await;
+    if agent_built() {
+        the_agent_answers_with_its_token(&client, &node, token).await;
+    } else {
+        println!(
+            "NOTE: atoll-backup has no `agent` subcommand yet: the backup-agent sidecar was not checked"
+        );
+    }
+    // No credential in any container's log.
+    for file in walk(&node.logs_dir()) {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        assert!(
+            !text.contains(&s3.secret_access_key),
+            "credential in {}",
+            file.display()
+        );
+    }
+    own_store_without_the_right_is_reported(&client).await;
+    removing_spec_backup_removes_it_all(&client).await;
+
+    operator.abort();
+    node.shutdown().await;
+    cluster.stop().await.expect("the cluster stops");
+}
+
+/// The Secrets (settings and credentials as files, the agent's token), the
+/// NetworkPolicy and the pod's backup containers; returns the token.
+async fn backup_objects_are_applied(client: &Client, s3: &TestS3, uid: &str) -> ByteString {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
     let store = eventually("the backup-object-store Secret", || async {
         secrets.get_opt("backup-object-store").await.ok()?
@@ -196,7 +225,7 @@ async fn a_backed_up_database_archives_its_wal_until_backups_are_removed(kind: C
     let data = store.data.expect("data");
     assert_eq!(data["secretAccessKey"].0, s3.secret_access_key.as_bytes());
     let config: Value = serde_json::from_slice(&data["config.json"].0).expect("config.json");
-    assert_eq!(config["tenantUid"], uid.as_str());
+    assert_eq!(config["tenantUid"], uid);
     assert_eq!(config["endpoint"], s3.endpoint.as_str());
     let token = eventually("the backup-agent Secret", || async {
         secrets.get_opt("backup-agent").await.ok()?
@@ -211,22 +240,24 @@ async fn a_backed_up_database_archives_its_wal_until_backups_are_removed(kind: C
         policies.get_opt("database-backup").await.ok()?
     })
     .await;
-    let template = eventually("the database StatefulSet", || database_template(&client)).await;
+    let template = eventually("the database StatefulSet", || database_template(client)).await;
     assert_eq!(names(&template["containers"]), ["postgres", "backup-agent"]);
     assert_eq!(
         names(&template["initContainers"]),
         ["install-backup", "upgrade-roles"]
     );
+    token
+}
 
-    // The server archives: a forced switch lands in the tenant's prefix.
+/// The server archives: a forced switch lands in the tenant's prefix.
+async fn wal_reaches_the_tenants_prefix(client: &Client, s3: &TestS3, uid: &str, node_dir: &Path) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let pod_uid = eventually("the database pod", || async {
         pods.get_opt("database-0").await.ok()??.metadata.uid
     })
     .await;
-    let node_dir = state.path().join("node");
     let segment = eventually("a WAL switch over the pod's socket", || {
-        switch_wal(&node_dir, &pod_uid)
+        switch_wal(node_dir, &pod_uid)
     })
     .await;
     let key = format!("tenants/{uid}/wal/{segment}.lz4");
@@ -236,44 +267,37 @@ async fn a_backed_up_database_archives_its_wal_until_backups_are_removed(kind: C
             .then_some(())
     })
     .await;
+}
 
-    if agent_built() {
-        let ip = eventually("the database pod to be ready (agent included)", || async {
-            let pod = pods.get_opt("database-0").await.ok()??;
-            atoll_testkit::nodesim::workloads::pod_ready(&pod)
-                .then(|| node.pod_ip(NAMESPACE, "database-0"))?
-        })
-        .await;
-        let http = reqwest::Client::new();
-        let status = |auth: Option<String>| {
-            let mut request = http.get(format!("http://{ip}:9187/status"));
-            if let Some(token) = auth {
-                request = request.bearer_auth(token);
-            }
-            request.send()
-        };
-        let refused = status(None).await.expect("agent answers");
-        assert_eq!(refused.status(), 401);
-        let token = String::from_utf8(token.0).expect("hex");
-        let ok = status(Some(token)).await.expect("agent answers");
-        assert_eq!(ok.status(), 200);
-    } else {
-        println!(
-            "NOTE: atoll-backup has no `agent` subcommand yet: the backup-agent sidecar was not checked"
-        );
-    }
+/// The sidecar is ready and answers on the pod's IP: 401 without the
+/// token, its status with it.
+async fn the_agent_answers_with_its_token(client: &Client, node: &NodeSim, token: ByteString) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let ip = eventually("the database pod to be ready (agent included)", || async {
+        let pod = pods.get_opt("database-0").await.ok()??;
+        atoll_testkit::nodesim::workloads::pod_ready(&pod)
+            .then(|| node.pod_ip(NAMESPACE, "database-0"))?
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let status = |auth: Option<String>| {
+        let mut request = http.get(format!("http://{ip}:9187/status"));
+        if let Some(token) = auth {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let refused = status(None).await.expect("agent answers");
+    assert_eq!(refused.status(), 401);
+    let token = String::from_utf8(token.0).expect("hex");
+    let ok = status(Some(token)).await.expect("agent answers");
+    assert_eq!(ok.status(), 200);
+    let body: Value = ok.json().await.expect("status JSON");
+    assert!(body["archiver"].is_object(), "{body}");
+}
 
-    // No credential in any container's log.
-    for file in walk(&node.logs_dir()) {
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
-        assert!(
-            !text.contains(&s3.secret_access_key),
-            "credential in {}",
-            file.display()
-        );
-    }
-
-    // Backups removed: Secrets, policy, sidecar and archiving go.
+/// Backups removed: Secrets, policy, sidecar and archiving go.
+async fn removing_spec_backup_removes_it_all(client: &Client) {
     Api::<Tenant>::all(client.clone())
         .patch(
             TENANT,
@@ -282,12 +306,14 @@ async fn a_backed_up_database_archives_its_wal_until_backups_are_removed(kind: C
         )
         .await
         .expect("spec.backup removed");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
     for name in ["backup-object-store", "backup-agent"] {
         eventually(&format!("Secret {name} to be removed"), || async {
             secrets.get_opt(name).await.ok()?.is_none().then_some(())
         })
         .await;
     }
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), NAMESPACE);
     eventually("the database-backup policy to be removed", || async {
         policies
             .get_opt("database-backup")
@@ -298,16 +324,69 @@ async fn a_backed_up_database_archives_its_wal_until_backups_are_removed(kind: C
     })
     .await;
     let template = eventually("the StatefulSet without backups", || async {
-        let template = database_template(&client).await?;
+        let template = database_template(client).await?;
         (names(&template["containers"]) == ["postgres"]).then_some(template)
     })
     .await;
     assert_eq!(names(&template["initContainers"]), ["upgrade-roles"]);
     assert!(!template.to_string().contains("atoll-backup"), "{template}");
+}
 
-    operator.abort();
-    node.shutdown().await;
-    cluster.stop().await.expect("the cluster stops");
+/// A Tenant naming a store of its own while the chart does not let the
+/// operator read Tenants' Secrets (backup.tenantObjectStores off, the
+/// default): refused by the API server's authorizer, the Tenant runs
+/// without backups and a Warning event says why.
+async fn own_store_without_the_right_is_reported(client: &Client) {
+    let tenant: Tenant = serde_json::from_value(json!({
+        "apiVersion": "atoll.dev/v1alpha1", "kind": "Tenant",
+        "metadata": {"name": "byos"},
+        "spec": {"backup": {"objectStore": {
+            "endpoint": "https://s3.example.com", "bucket": "byos-backups",
+            "credentialsSecretRef": {"name": "byos-store"},
+        }}},
+    }))
+    .expect("tenant");
+    Api::<Tenant>::all(client.clone())
+        .create(&PostParams::default(), &tenant)
+        .await
+        .expect("tenant created");
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    let note = eventually("a BackupUnavailable event about byos", || async {
+        events
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some("BackupUnavailable")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("byos")
+            })?
+            .note
+    })
+    .await;
+    assert!(
+        note.contains("Secret atoll-byos/byos-store") && note.contains("tenantObjectStores"),
+        "{note}"
+    );
+    let set = eventually("byos's database without backups", || async {
+        Api::<StatefulSet>::namespaced(client.clone(), "atoll-byos")
+            .get_opt("database")
+            .await
+            .ok()?
+    })
+    .await;
+    let template = serde_json::to_value(set).expect("json")["spec"]["template"]["spec"].clone();
+    assert_eq!(names(&template["containers"]), ["postgres"]);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "atoll-byos");
+    assert!(
+        secrets
+            .get_opt("backup-object-store")
+            .await
+            .expect("read")
+            .is_none()
+    );
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {

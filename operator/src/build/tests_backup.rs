@@ -255,7 +255,14 @@ fn the_database_pod_archives_wal_and_runs_the_agent() {
         mounted(server, "backup-status"),
         Some(("/var/run/atoll-backup".into(), false))
     );
+}
 
+#[test]
+fn the_agent_runs_the_installed_binary_in_the_postgres_image() {
+    let config = platform_config();
+    let tenant = tenant(Some(BackupSpec::default()));
+    let pod = pod(&build(&tenant, &config, true));
+    let server = container(&pod.containers, "postgres");
     let agent = container(&pod.containers, BACKUP_AGENT);
     assert_eq!(agent.image, server.image, "the PostgreSQL image's tools");
     assert_eq!(

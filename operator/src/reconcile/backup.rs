@@ -149,12 +149,13 @@ pub(super) async fn credentials(
             .filter(|text| !text.is_empty())
             .ok_or_else(|| format!("{place} has no key {key:?} holding text"))
     };
-    Ok((|| {
-        Ok(Some(ObjectStoreCredentials {
-            access_key_id: key(S3_ACCESS_KEY_ID_KEY)?,
+    let pair = key(S3_ACCESS_KEY_ID_KEY).and_then(|access_key_id| {
+        Ok(ObjectStoreCredentials {
+            access_key_id,
             secret_access_key: key(S3_SECRET_ACCESS_KEY_KEY)?,
-        }))
-    })())
+        })
+    });
+    Ok(pair.map(Some))
 }
 
 /// The agent's token: the one in the namespace's `backup-agent` Secret, or
