@@ -157,15 +157,11 @@ async fn restored(
     state: &str,
 ) -> (Value, String, String) {
     let what = format!("Tenant {name}: Restored={state}");
-    let wait = common::eventually(
-        &what,
-        TIMEOUT,
-        || async {
-            let status = tenant_status(client, name).await?;
-            let (s, reason, message) = condition(&status, "Restored")?;
-            (s == state).then_some((status, reason, message))
-        },
-    );
+    let wait = common::eventually(&what, TIMEOUT, || async {
+        let status = tenant_status(client, name).await?;
+        let (s, reason, message) = condition(&status, "Restored")?;
+        (s == state).then_some((status, reason, message))
+    });
     match tokio::time::timeout(TIMEOUT - Duration::from_secs(5), wait).await {
         Ok(found) => found,
         Err(_) => {
