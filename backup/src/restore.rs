@@ -71,6 +71,12 @@ pub struct RestoreArgs {
     /// attempt), unless it holds the marker of a finished restore.
     #[arg(long)]
     pub wipe: bool,
+    /// A file of the source's data directory not to keep (a name directly
+    /// in PGDATA, such as a marker of how the source was set up, so the
+    /// new tenant's set-up runs again); repeatable. Removed right after
+    /// unpacking, before recovery and before the finished restore's marker.
+    #[arg(long = "drop", value_name = "NAME", value_parser = parse_drop)]
+    pub drop: Vec<String>,
     /// The data directory to create (empty or absent; see --wipe).
     pub pgdata: PathBuf,
 }
@@ -259,6 +265,47 @@ fn end_of_archive(
     }
 }
 
+/// `--drop`: a plain file name (no `/`, not `.` or `..`), never one of
+/// PostgreSQL's own files or directories, which the recovery needs.
+pub fn parse_drop(name: &str) -> Result<String, String> {
+    let plain = !name.is_empty() && name != "." && name != ".." && !name.contains('/');
+    if !plain {
+        return Err(format!("{name:?} is not a file name in PGDATA"));
+    }
+    let postgres_own = name.starts_with("pg_")
+        || name.starts_with("postgresql")
+        || [
+            "PG_VERSION",
+            "base",
+            "global",
+            "backup_label",
+            "tablespace_map",
+        ]
+        .contains(&name);
+    if postgres_own {
+        return Err(format!(
+            "{name:?} is PostgreSQL's own: it cannot be dropped"
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// Removes the files `names` of `pgdata` (absent ones are fine).
+fn remove_files(pgdata: &Path, names: &[&str]) -> Result<(), RestoreError> {
+    for name in names {
+        match std::fs::remove_file(pgdata.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(RestoreError::Pgdata {
+                    path: pgdata.to_owned(),
+                    problem: format!("cannot remove {name}: {e}"),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Checks that `pgdata` is absent or empty; creates it (0700).
 fn prepare_pgdata(pgdata: &Path) -> Result<(), RestoreError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -310,29 +357,26 @@ fn wipe(pgdata: &Path) -> Result<(), RestoreError> {
     Ok(())
 }
 
-/// Unpacks the backup and asks for recovery.
+/// Unpacks the backup, drops what `drop` names, and asks for recovery.
 async fn unpack(
     store: &dyn ObjectStore,
     layout: &Layout,
     source: &str,
     backup: &BackupInfo,
     pgdata: &Path,
+    drop: &[String],
 ) -> Result<(), RestoreError> {
     let id: BackupId = backup.id.parse()?;
     extract::extract(store, &layout.base_tar(source, id)?, pgdata).await?;
-    let file_err = |what: &str, e: std::io::Error| RestoreError::Pgdata {
-        path: pgdata.to_owned(),
-        problem: format!("{what}: {e}"),
-    };
     // pg_basebackup's manifest (last tar member) is not part of a cluster.
-    match std::fs::remove_file(pgdata.join("backup_manifest")) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(file_err("cannot remove backup_manifest", e));
-        }
-        _ => {}
-    }
-    std::fs::write(pgdata.join("recovery.signal"), b"")
-        .map_err(|e| file_err("cannot write recovery.signal", e))
+    let names: Vec<&str> = std::iter::once("backup_manifest")
+        .chain(drop.iter().map(String::as_str))
+        .collect();
+    remove_files(pgdata, &names)?;
+    std::fs::write(pgdata.join("recovery.signal"), b"").map_err(|e| RestoreError::Pgdata {
+        path: pgdata.to_owned(),
+        problem: format!("cannot write recovery.signal: {e}"),
+    })
 }
 
 /// The temporary server's plan: WAL from the source's store, the new
@@ -394,7 +438,15 @@ async fn attempt(
         args.target_time,
     )?;
     outcome.backup_id = Some(backup.id.clone());
-    unpack(store.as_ref(), &layout, source, backup, &args.pgdata).await?;
+    unpack(
+        store.as_ref(),
+        &layout,
+        source,
+        backup,
+        &args.pgdata,
+        &args.drop,
+    )
+    .await?;
     let socket_dir = recovery::socket_dir().map_err(|e| RestoreError::Pgdata {
         path: "/tmp".into(),
         problem: format!("cannot create a socket directory: {e}"),
@@ -503,14 +555,9 @@ pub async fn write_outcome(settings: &Settings, outcome: &RestoreOutcome) -> Res
 }
 
 /// `restore`: prints the outcome JSON; exit 0 when recovered, else 1.
+/// A finished restore needs nothing more, not even its configuration
+/// (the operator removes the store's Secret once it is done).
 pub async fn command(args: &RestoreArgs) -> ExitCode {
-    let settings = match Settings::load(&args.config) {
-        Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("atoll-backup restore: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     if let Ok(done) = std::fs::read_to_string(args.pgdata.join(MARKER)) {
         eprintln!(
             "atoll-backup restore: {} was already restored",
@@ -519,6 +566,13 @@ pub async fn command(args: &RestoreArgs) -> ExitCode {
         println!("{}", done.trim());
         return ExitCode::SUCCESS;
     }
+    let settings = match Settings::load(&args.config) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("atoll-backup restore: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let outcome = restore(&settings, args).await;
     let json = serde_json::to_string_pretty(&outcome).unwrap_or_default();
     println!("{json}");

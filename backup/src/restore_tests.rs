@@ -193,3 +193,36 @@ fn wipe_empties_but_keeps_the_directory() {
     prepare_pgdata(&pgdata).expect("empty now");
     wipe(&dir.path().join("absent")).expect("nothing to wipe");
 }
+
+#[test]
+fn drop_takes_plain_names_that_are_not_postgresql_files() {
+    assert_eq!(
+        parse_drop("atoll-roles-layout").as_deref(),
+        Ok("atoll-roles-layout")
+    );
+    for bad in [
+        "",
+        ".",
+        "..",
+        "../x",
+        "a/b",
+        "/etc/passwd",
+        "PG_VERSION",
+        "pg_wal",
+        "global",
+        "postgresql.auto.conf",
+        "backup_label",
+    ] {
+        assert!(parse_drop(bad).is_err(), "{bad:?} accepted");
+    }
+}
+
+#[test]
+fn remove_files_removes_what_is_there_and_ignores_the_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("marker"), b"1").expect("write");
+    std::fs::write(dir.path().join("keep"), b"1").expect("write");
+    remove_files(dir.path(), &["marker", "absent"]).expect("removed");
+    assert!(!dir.path().join("marker").exists());
+    assert!(dir.path().join("keep").exists());
+}

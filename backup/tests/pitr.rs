@@ -25,6 +25,9 @@ use atoll_testkit::wait::eventually;
 const BIN: &str = env!("CARGO_BIN_EXE_atoll-backup");
 const SOURCE: &str = "5e1d7a3c-0c2b-4d8e-9a41-7f3b2c1d0e9a";
 const PREFIX: &str = "pitr";
+/// A marker of the source's set-up in its data directory (the operator's
+/// roles marker), which `--drop` leaves behind.
+const SETUP_MARKER: &str = "atoll-roles-layout";
 
 /// A directory the PostgreSQL server's user owns.
 fn shared_dir(prefix: &str) -> tempfile::TempDir {
@@ -238,6 +241,7 @@ async fn stored_outcome(s3_cfg: &Path, uid: &str) -> RestoreOutcome {
 
 /// The source: archiving server, one base backup, batches 0 (before the
 /// backup), 1 (before T) and 2 (after T), all archived.
+/// (Its data directory also holds [`SETUP_MARKER`].)
 struct Source {
     pg: TestPostgres,
     backup: BackupInfo,
@@ -258,6 +262,9 @@ async fn source(s3: &TestS3) -> Source {
         "CREATE TABLE t (batch int, i int, at timestamptz DEFAULT clock_timestamp())",
     );
     insert(&pg, 0, 10);
+    // A file of the source's own set-up, which a restore may drop.
+    let data = pg.psql("postgres", "SHOW data_directory");
+    std::fs::write(Path::new(&data).join(SETUP_MARKER), b"1\n").expect("write the marker");
     let backup = base_backup(&pg, cfg.path(), "nightly");
     insert(&pg, 1, 100);
     let t = pg.psql("postgres", NOW_UTC);
@@ -321,6 +328,7 @@ async fn restore_at_t(s3: &TestS3, src: &Source) {
     assert!(outcome.reached_time.is_some_and(|r| r <= t), "{outcome:?}");
     assert_eq!(stored_outcome(cfg.path(), uid).await, outcome);
     assert!(pgdata.join("atoll-restored").is_file());
+    assert!(pgdata.join(SETUP_MARKER).is_file(), "kept without --drop");
     assert!(!pgdata.join("recovery.signal").exists(), "promoted");
     let server = Restored::start(&pgdata).await;
     assert_eq!(
@@ -362,6 +370,11 @@ async fn restore_at_t(s3: &TestS3, src: &Source) {
     // Rerunning the step on the restored directory does nothing.
     let (again, _) = restore(cfg.path(), Some(&src.t), &pgdata);
     assert!(again.status.success(), "{}", text(&again));
+    // ... even once its configuration (the store's Secret) is gone.
+    let gone = parent.path().join("no-config");
+    let (again, same) = restore(&gone, Some(&src.t), &pgdata);
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(same, outcome);
 }
 
 /// No target: every row.
@@ -372,9 +385,10 @@ async fn restore_to_the_end(s3: &TestS3, src: &Source) {
     let parent = shared_dir("atoll-pitr-data-");
     let pgdata = parent.path().join("pgdata");
     let source_cfg = src.cfg.path().to_str().expect("utf-8 path");
-    let extra = ["--source-config", source_cfg];
+    let extra = ["--source-config", source_cfg, "--drop", SETUP_MARKER];
     let (out, outcome) = restore_with(cfg.path(), None, &extra, &pgdata);
     assert!(out.status.success(), "{}", text(&out));
+    assert!(!pgdata.join(SETUP_MARKER).exists(), "--drop removed it");
     assert!(outcome.ok && outcome.target_time.is_none(), "{outcome:?}");
     assert_eq!(stored_outcome(cfg.path(), uid).await, outcome);
     let server = Restored::start(&pgdata).await;

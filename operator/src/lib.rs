@@ -27,5 +27,6 @@ pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod render;
+pub mod restore;
 pub mod run;
 pub mod status;

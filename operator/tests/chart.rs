@@ -485,6 +485,7 @@ fn the_platform_backup_store_reaches_the_operator_without_its_credentials() {
         [
             r#"["database-credentials"] ["get","create","patch"]"#,
             r#"["backup-object-store","backup-agent"] ["get","create","patch","delete"]"#,
+            r#"["restore-object-store"] ["get","create","patch","delete"]"#,
         ]
     );
     let open = documents(

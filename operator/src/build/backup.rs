@@ -54,7 +54,7 @@ pub const INSTALL_BACKUP: &str = "install-backup";
 /// there was activity: the most a tenant can lose of committed work.
 pub const ARCHIVE_TIMEOUT_SECONDS: u32 = 60;
 
-const BIN_VOLUME: &str = "atoll-bin";
+pub(super) const BIN_VOLUME: &str = "atoll-bin";
 const STATUS_VOLUME: &str = "backup-status";
 const CONFIG_VOLUME: &str = "backup-config";
 const TOKEN_VOLUME: &str = "backup-agent-token";
@@ -330,7 +330,7 @@ fn amounts(cpu: &str, memory: &str) -> Option<BTreeMap<String, Quantity>> {
 }
 
 /// Copies the binary from the backup image into the `atoll-bin` emptyDir.
-fn install_container(image: &str) -> Container {
+pub(super) fn install_container(image: &str) -> Container {
     Container {
         name: INSTALL_BACKUP.to_owned(),
         image: Some(image.to_owned()),

@@ -10,6 +10,7 @@ mod database;
 mod instance;
 mod namespace;
 mod network;
+mod restore;
 mod tasks;
 
 use std::collections::BTreeMap;
@@ -49,6 +50,10 @@ pub use namespace::{
 };
 pub use network::{
     BACKUP_NETWORK_POLICY, DATABASE_NETWORK_POLICY, backup_network_policy, network_policies,
+};
+pub use restore::{
+    RESTORE_CONFIG_DIR, RESTORE_CONTAINER, RESTORE_SECRET, ROLES_MARKER, apply_restore,
+    restore_command, restore_secret,
 };
 pub use tasks::{
     INSTANCE_FROM_TASK_PODS, SECRETS_DIR, STORAGE_CLAIM, STORAGE_DIR, TASK_PODS_NETWORK_POLICY,
@@ -293,6 +298,9 @@ pub struct Children {
     /// The backup Secrets (`backup-agent`, `backup-object-store`) of a
     /// backed-up Dedicated database; empty otherwise.
     pub backup_secrets: Vec<Secret>,
+    /// The source store's Secret of a Tenant being restored
+    /// ([`apply_restore`]); `None` otherwise.
+    pub restore_secret: Option<Secret>,
     /// PostgreSQL's init scripts: the instance's unprivileged role
     /// (Dedicated mode).
     pub database_init_config_map: Option<k8s_openapi::api::core::v1::ConfigMap>,
@@ -347,6 +355,7 @@ pub fn children_with_backup(
                 ]
             })
             .unwrap_or_default(),
+        restore_secret: None,
         database_init_config_map: dedicated.then(|| database_init_config_map(ctx)),
         database_stateful_set: dedicated.then(|| match backup {
             Some(_) => backed_up_database_stateful_set(ctx),
@@ -429,6 +438,7 @@ impl Children {
         );
         out.push(Child::Secret(&self.database_secret));
         out.extend(self.backup_secrets.iter().map(Child::Secret));
+        out.extend(self.restore_secret.iter().map(Child::Secret));
         out.extend(self.database_init_config_map.iter().map(Child::ConfigMap));
         out.extend(self.database_service.iter().map(Child::Service));
         out.extend(self.database_stateful_set.iter().map(Child::StatefulSet));

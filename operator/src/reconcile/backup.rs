@@ -96,7 +96,7 @@ pub(super) async fn wiring(
 /// The store's credentials from their source: `Ok(Err(reason))` when the
 /// Secret is missing or unusable (the Tenant is told), `Err` when the API
 /// failed (retried).
-async fn credentials(
+pub(super) async fn credentials(
     tenant_ctx: &TenantContext<'_>,
     ctx: &Context,
     source: &CredentialsSource,

@@ -315,6 +315,10 @@ pub(super) async fn prune(
         prune_one::<Secret>(client, tenant_ctx, build::BACKUP_OBJECT_STORE_SECRET).await?;
         prune_one::<Secret>(client, tenant_ctx, build::BACKUP_AGENT_SECRET).await?;
     }
+    if tenant_ctx.tenant.spec.restore.is_some() && children.restore_secret.is_none() {
+        // Restored (or stopped): the source store's credentials go.
+        prune_one::<Secret>(client, tenant_ctx, build::RESTORE_SECRET).await?;
+    }
     prune_database(client, tenant_ctx, children).await
 }
 

@@ -55,6 +55,11 @@ pub struct TenantMemory {
     /// Why the Tenant's backups are not wired although it wants them
     /// (`spec.backup` enabled on a Dedicated database), for its status.
     pub backup_unavailable: Option<String>,
+    /// The source and backup `spec.restore` resolved to, until the status
+    /// holds them; and the restore's state, for this pass's status.
+    pub restore_resolved: Option<crate::restore::Resolved>,
+    /// The restore's state as this pass observed it.
+    pub restore: Option<crate::restore::RestoreView>,
 }
 
 /// Every Tenant's memory.

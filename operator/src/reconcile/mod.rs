@@ -19,6 +19,7 @@ mod cleanup;
 mod database;
 mod memory;
 mod report;
+mod restore;
 mod retry;
 
 use std::sync::Arc;
@@ -276,8 +277,10 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
         &tenant_ctx.namespace,
         &now(),
     );
+    let restoring = restore::overlay(tenant, &observed, &mut status, ctx);
     let backup_wait = observe_backups(tenant, &tenant_ctx, &observed, &mut status, ctx).await;
-    let action = next_action(tenant, &observed, status.phase, backup_wait);
+    let action =
+        restoring.unwrap_or_else(|| next_action(tenant, &observed, status.phase, backup_wait));
     report::write_status(tenant, status, ctx).await?;
     Ok(action)
 }
@@ -342,7 +345,8 @@ async fn converge(
     let remembered = cached.as_ref().and_then(|a| a.backup.as_ref());
     let (backup, remembered) = backup::wiring(tenant_ctx, ctx, remembered).await?;
     report_backup(tenant, &backup, ctx).await;
-    let children = build::children_with_backup(tenant_ctx, &credentials, backup.setup());
+    let mut children = build::children_with_backup(tenant_ctx, &credentials, backup.setup());
+    restore::shape(tenant, tenant_ctx, ctx, &mut children).await?;
     let fingerprint = children::fingerprint(&children);
     // What this process applied moments ago, unchanged, is only read back;
     // everything is applied again when anything differs, a workload is

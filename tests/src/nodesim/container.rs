@@ -113,6 +113,7 @@ pub(super) fn prepare_container(
                 let image = postgres_tools(bindir);
                 let mut launch = script_launch(&image, &words, Vec::new(), &mut env, setup)?;
                 launch.run_as = postgres::unprivileged_user();
+                own_writable_mounts(container, setup, launch.run_as);
                 launch
             }
             PostgresEntry::Server(extra) => {
@@ -130,6 +131,27 @@ pub(super) fn prepare_container(
     Ok(Some(launch_spec(
         pod, container, setup, config, &rewriter, env, launch,
     )))
+}
+
+/// As the pod's `fsGroup` makes a volume's root writable by the pod's
+/// user on a real node: the roots of the container's writable mounts go
+/// to the user it runs as (so a program of the PostgreSQL image can
+/// create PGDATA in an empty data volume, as `atoll-backup restore`
+/// does). Best effort: a failure shows as the program's own error.
+fn own_writable_mounts(container: &Container, setup: PodSetup<'_>, user: Option<(u32, u32)>) {
+    let Some((uid, gid)) = user else {
+        return;
+    };
+    for mount in container.volume_mounts.iter().flatten() {
+        if mount.read_only == Some(true) || mount.sub_path.as_deref().is_some_and(|p| !p.is_empty())
+        {
+            continue;
+        }
+        if let Some(dir) = setup.volumes.get(&mount.name) {
+            let _ = std::fs::create_dir_all(dir);
+            let _ = std::os::unix::fs::chown(dir, Some(uid), Some(gid));
+        }
+    }
 }
 
 /// The container's environment; with API access, the API server's address
