@@ -96,6 +96,10 @@ pub struct Platform {
     ingress: SocketAddr,
     pub dir: tempfile::TempDir,
     admin_password: String,
+    /// The platform's object store (`backup.objectStore`): a TestS3 on a
+    /// loopback port when the suite starts the cluster; `None` on an
+    /// external cluster (or without s3s-fs, when not required).
+    store: Option<atoll_testkit::s3::TestS3>,
     /// Every secret the suite generated or was handed, for the secrets scan.
     secrets: std::sync::Mutex<Vec<(String, String)>>,
 }
@@ -126,6 +130,24 @@ fn render_chart(extra: &[String]) -> Result<String, String> {
     args.extend(extra.iter().cloned());
     let rendered = chart::template(&args).map_err(|e| e.to_string())?;
     Ok(chart::crds_first(&rendered))
+}
+
+/// The Secret with the platform store's credentials.
+const STORE_SECRET: &str = "atoll-backup-store";
+
+/// The chart values pointing `backup.objectStore` at `store` (no
+/// credentials: the Secret's name only).
+fn store_values(store: &atoll_testkit::s3::TestS3) -> Vec<String> {
+    [
+        format!("backup.objectStore.endpoint={}", store.endpoint),
+        format!("backup.objectStore.bucket={}", store.bucket),
+        format!("backup.objectStore.region={}", store.region),
+        "backup.objectStore.pathStyle=true".to_owned(),
+        format!("backup.objectStore.credentialsSecret={STORE_SECRET}"),
+    ]
+    .into_iter()
+    .flat_map(|value| ["--set".to_owned(), value])
+    .collect()
 }
 
 impl Platform {
@@ -207,8 +229,16 @@ impl Platform {
             .split_whitespace()
             .map(str::to_owned)
             .collect();
+        let store = match target {
+            Target::Local(_) => atoll_testkit::s3::TestS3::start("the e2e backup drills"),
+            Target::External(_) => None,
+        };
+        let mut values = extra;
+        if let Some(store) = &store {
+            values.extend(store_values(store));
+        }
         let manifest = dir.path().join("chart.yaml");
-        std::fs::write(&manifest, render_chart(&extra)?).map_err(|e| e.to_string())?;
+        std::fs::write(&manifest, render_chart(&values)?).map_err(|e| e.to_string())?;
         let (backend, kubeconfig, ingress, client, cluster_name) =
             Self::start_backend(target, dir.path()).await?;
         let mut platform = Platform {
@@ -219,6 +249,7 @@ impl Platform {
             ingress,
             dir,
             admin_password: String::new(),
+            store,
             secrets: std::sync::Mutex::new(Vec::new()),
         };
 
@@ -239,6 +270,7 @@ impl Platform {
                 .await
                 .map_err(|e| format!("creating namespace {RELEASE_NAMESPACE}: {e}"))?;
         }
+        platform.create_store_secret().await?;
         platform
             .kubectl_ok(&[
                 "apply",
@@ -296,6 +328,42 @@ impl Platform {
         })
         .await;
         Ok(platform)
+    }
+
+    /// Writes the store's credentials Secret (the chart's
+    /// `backup.objectStore.credentialsSecret`) into the release namespace,
+    /// before the operator starts, and remembers the secret key for the
+    /// secrets scan.
+    async fn create_store_secret(&self) -> Result<(), String> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        self.remember_secret("the object store's secret key", &store.secret_access_key);
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": STORE_SECRET, "namespace": RELEASE_NAMESPACE},
+            "stringData": {
+                "accessKeyId": store.access_key_id,
+                "secretAccessKey": store.secret_access_key,
+            },
+        }))
+        .map_err(|e| e.to_string())?;
+        Api::<Secret>::namespaced(self.client.clone(), RELEASE_NAMESPACE)
+            .create(&kube::api::PostParams::default(), &secret)
+            .await
+            .map_err(|e| format!("creating the object store's Secret {STORE_SECRET}: {e}"))?;
+        Ok(())
+    }
+
+    /// The platform's object store, when there is one; prints why a check
+    /// is skipped otherwise.
+    pub fn store(&self, check: &str) -> Option<&atoll_testkit::s3::TestS3> {
+        if self.store.is_none() {
+            println!(
+                "    SKIPPED on {} (no platform object store): {check}",
+                self.cluster_name
+            );
+        }
+        self.store.as_ref()
     }
 
     /// True when nodesim is the node (process-level checks possible):

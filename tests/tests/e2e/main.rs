@@ -20,6 +20,7 @@ mod browser;
 mod cookies;
 mod endpoints;
 mod harness;
+mod restore_drills;
 mod scenarios;
 mod task_pods;
 
@@ -81,6 +82,14 @@ fn main() -> ExitCode {
         scenario!(
             "fault_api_errors_and_operator_kills",
             scenarios::fault_api_errors_and_operator_kills
+        ),
+        scenario!(
+            "restore_drill_point_in_time",
+            restore_drills::restore_drill_point_in_time
+        ),
+        scenario!(
+            "restore_drill_deleted",
+            restore_drills::restore_drill_deleted
         ),
         // Last: it scans what every other scenario left in logs and objects.
         scenario!("secrets", scenarios::secrets),
