@@ -283,6 +283,17 @@ pub async fn restore_drill_point_in_time(platform: Arc<Platform>, report: Arc<Re
         "{message}"
     );
     assert_ne!(copy.url, src.instance.url, "its own URL");
+    let restore = serde_json::to_value(p.tenant("rd-copy").await.expect("rd-copy")).expect("json")
+        ["status"]["restore"]
+        .clone();
+    assert_eq!(restore["phase"], "Completed", "{restore}");
+    let reached: jiff::Timestamp = restore["reachedTime"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no reachedTime in {restore}"));
+    let t: jiff::Timestamp = src.t.parse().expect("T");
+    assert!(reached <= t, "reached {reached}, past T {t}");
+    report.figure(format!("rd-copy: recovery reached {reached} (T {t})"));
 
     let token = token_when_synced(p, &carol, "rd-copy").await;
     assert!(
