@@ -156,14 +156,6 @@ async fn switch_wal(node_dir: &Path, pod_uid: &str) -> Option<String> {
         .ok()
 }
 
-/// Whether this build of `atoll-backup` has the agent (#19, second round).
-fn agent_built() -> bool {
-    std::process::Command::new(workspace_binary("atoll-backup"))
-        .args(["agent", "--help"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 async fn a_backed_up_database_archives_its_wal_until_backups_are_removed(kind: ClusterKind) {
     let Some(s3) = TestS3::start("the operator's backup test") else {
         return;
@@ -190,13 +182,7 @@ async fn a_backed_up_database_archives_its_wal_until_backups_are_removed(kind: C
 
     let token = backup_objects_are_applied(&client, &s3, &uid).await;
     wal_reaches_the_tenants_prefix(&client, &s3, &uid, &state.path().join("node")).await;
-    if agent_built() {
-        the_agent_answers_with_its_token(&client, &node, token).await;
-    } else {
-        println!(
-            "NOTE: atoll-backup has no `agent` subcommand yet: the backup-agent sidecar was not checked"
-        );
-    }
+    the_agent_answers_with_its_token(&client, &node, token).await;
     // No credential in any container's log.
     for file in walk(&node.logs_dir()) {
         let text = std::fs::read_to_string(&file).unwrap_or_default();
