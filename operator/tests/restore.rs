@@ -273,17 +273,23 @@ async fn save_flow(ingress: SocketAddr, tenant: &str) {
 /// The agent's base backup: its id once completed.
 async fn base_backup(agent: &str, token: &str) -> String {
     let http = reqwest::Client::new();
-    let started: Value = http
-        .post(format!("{agent}/backups"))
-        .bearer_auth(token)
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("POST /backups")
-        .json()
-        .await
-        .expect("json");
-    let id = started["id"].as_str().expect("id").to_owned();
+    // The operator's first scheduled backup may be running: the agent
+    // takes one at a time (409) until it ends.
+    let id = eventually("the agent to start a base backup", || async {
+        let answer = http
+            .post(format!("{agent}/backups"))
+            .bearer_auth(token)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("POST /backups");
+        if answer.status() == reqwest::StatusCode::CONFLICT {
+            return None;
+        }
+        let started: Value = answer.json().await.expect("json");
+        Some(started["id"].as_str().expect("id").to_owned())
+    })
+    .await;
     eventually(&format!("base backup {id}"), || async {
         let state: Value = http
             .get(format!("{agent}/backups/{id}"))
