@@ -6,7 +6,8 @@ use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 
 use crate::layout::{BackupId, Layout, LayoutError};
-use crate::store::{self, StoreError};
+use crate::manifest;
+use crate::store::StoreError;
 
 /// `tenants/<uid>/base/<id>/backup.json` (contract §2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,18 +212,14 @@ pub async fn list(
     uid: &str,
 ) -> Result<Vec<BackupInfo>, CatalogError> {
     let dir = layout.base_dir(uid)?;
-    let metas = store::list(store, &dir).await?;
-    let mut out = Vec::new();
-    for meta in metas
-        .iter()
-        .filter(|m| m.location.filename() == Some("backup.json"))
-    {
-        if let Some(info) = read(store, &meta.location).await? {
-            out.push(info);
-        }
-    }
-    out.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(out)
+    manifest::list(
+        store,
+        &dir,
+        "backup.json",
+        |i: &BackupInfo| i.id.as_str(),
+        invalid,
+    )
+    .await
 }
 
 /// One backup's info, `None` when it is not complete.
@@ -232,22 +229,11 @@ pub async fn get(
     uid: &str,
     id: BackupId,
 ) -> Result<Option<BackupInfo>, CatalogError> {
-    read(store, &layout.backup_json(uid, id)?).await
+    manifest::read(store, &layout.backup_json(uid, id)?, invalid).await
 }
 
-async fn read(
-    store: &dyn ObjectStore,
-    key: &object_store::path::Path,
-) -> Result<Option<BackupInfo>, CatalogError> {
-    let Some(bytes) = store::get_bytes(store, key).await? else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|source| CatalogError::Parse {
-            key: key.to_string(),
-            source,
-        })
+fn invalid(key: String, source: serde_json::Error) -> CatalogError {
+    CatalogError::Parse { key, source }
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::Choice;
 use crate::layout::{BackupId, Layout, LayoutError};
-use crate::store::{self, StoreError};
+use crate::manifest;
+use crate::store::StoreError;
 
 /// `tenants/<uid>/dumps/<id>/dump.json` (contract §2, §9).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,25 +155,22 @@ pub enum DumpCatalogError {
     },
 }
 
-/// Every complete dump of `uid` (those with a `dump.json`), oldest first.
+/// Every complete dump of `uid` (those with a `dump.json`), oldest
+/// first.
 pub async fn list(
     store: &dyn ObjectStore,
     layout: &Layout,
     uid: &str,
 ) -> Result<Vec<DumpInfo>, DumpCatalogError> {
     let dir = layout.dumps_dir(uid)?;
-    let metas = store::list(store, &dir).await?;
-    let mut out = Vec::new();
-    for meta in metas
-        .iter()
-        .filter(|m| m.location.filename() == Some("dump.json"))
-    {
-        if let Some(info) = read(store, &meta.location).await? {
-            out.push(info);
-        }
-    }
-    out.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(out)
+    manifest::list(
+        store,
+        &dir,
+        "dump.json",
+        |i: &DumpInfo| i.id.as_str(),
+        invalid,
+    )
+    .await
 }
 
 /// One dump's info, `None` when it is not complete.
@@ -182,22 +180,11 @@ pub async fn get(
     uid: &str,
     id: BackupId,
 ) -> Result<Option<DumpInfo>, DumpCatalogError> {
-    read(store, &layout.dump_json(uid, id)?).await
+    manifest::read(store, &layout.dump_json(uid, id)?, invalid).await
 }
 
-async fn read(
-    store: &dyn ObjectStore,
-    key: &object_store::path::Path,
-) -> Result<Option<DumpInfo>, DumpCatalogError> {
-    let Some(bytes) = store::get_bytes(store, key).await? else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|source| DumpCatalogError::Parse {
-            key: key.to_string(),
-            source,
-        })
+fn invalid(key: String, source: serde_json::Error) -> DumpCatalogError {
+    DumpCatalogError::Parse { key, source }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod extract;
 pub mod install;
 pub mod label;
 pub mod layout;
+mod manifest;
 pub mod pglog;
 pub mod pgtools;
 pub mod recovery;
