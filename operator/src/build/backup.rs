@@ -138,12 +138,21 @@ pub fn backup_wanted(ctx: &TenantContext<'_>) -> bool {
 /// The store a backed-up tenant uses: its own (`spec.backup.objectStore`)
 /// or the platform's; `Err` says why there is none.
 pub fn backup_store(ctx: &TenantContext<'_>) -> Result<BackupStore, String> {
-    let own = ctx
-        .tenant
-        .spec
-        .backup
-        .as_ref()
-        .and_then(|b| b.object_store.as_ref());
+    let own = ctx.tenant.spec.backup.as_ref();
+    store_named(
+        ctx,
+        own.and_then(|b| b.object_store.as_ref()),
+        "spec.backup",
+    )
+}
+
+/// `own` (a Tenant's `objectStore`, named by `field`) or else the
+/// platform's store; `Err` says why there is none.
+pub fn store_named(
+    ctx: &TenantContext<'_>,
+    own: Option<&atoll_crds::ObjectStoreSpec>,
+    field: &str,
+) -> Result<BackupStore, String> {
     if let Some(own) = own {
         return Ok(BackupStore {
             endpoint: own.endpoint.trim_end_matches('/').to_owned(),
@@ -155,10 +164,10 @@ pub fn backup_store(ctx: &TenantContext<'_>) -> Result<BackupStore, String> {
     }
     let config = &ctx.config.backup;
     let (endpoint, bucket) = config.platform_store().ok_or_else(|| {
-        "spec.backup names no objectStore and the platform has none configured (chart values backup.objectStore.endpoint and backup.objectStore.bucket)".to_owned()
+        format!("{field} names no objectStore and the platform has none configured (chart values backup.objectStore.endpoint and backup.objectStore.bucket)")
     })?;
     Ok(BackupStore {
-        endpoint: endpoint.to_owned(),
+        endpoint: endpoint.trim_end_matches('/').to_owned(),
         bucket: bucket.to_owned(),
         region: config.backup_region.clone(),
         path_style: config.backup_path_style,

@@ -34,7 +34,7 @@ pub use backup::{
     BACKUP_IMAGE_BINARY, BACKUP_OBJECT_STORE_SECRET, BACKUP_STATUS_DIR, BackupSetup, BackupStore,
     CredentialsSource, INSTALL_BACKUP, ObjectStoreCredentials, archive_args,
     backed_up_database_stateful_set, backup_agent_secret, backup_config_json,
-    backup_object_store_secret, backup_store, backup_wanted, credentials_source,
+    backup_object_store_secret, backup_store, backup_wanted, credentials_source, store_named,
 };
 pub use database::{
     DATABASE, DATABASE_INIT, DATABASE_NAME, DATABASE_PORT, DATABASE_SECRET, DATABASE_USER,

@@ -6,36 +6,18 @@
 
 use atoll_backup::settings::{Credentials, Settings};
 
-use crate::build::{BackupStore, CredentialsSource, ObjectStoreCredentials, TenantContext};
+use crate::build::{
+    BackupStore, CredentialsSource, ObjectStoreCredentials, TenantContext, store_named,
+};
 
 /// The store of the source's backups; `Err` says why there is none.
 pub fn restore_store(ctx: &TenantContext<'_>) -> Result<BackupStore, String> {
-    let own = ctx
-        .tenant
-        .spec
-        .restore
-        .as_ref()
-        .and_then(|r| r.object_store.as_ref());
-    if let Some(own) = own {
-        return Ok(BackupStore {
-            endpoint: own.endpoint.trim_end_matches('/').to_owned(),
-            bucket: own.bucket.clone(),
-            region: own.region.clone(),
-            path_style: own.path_style,
-            prefix: own.prefix.clone(),
-        });
-    }
-    let config = &ctx.config.backup;
-    let (endpoint, bucket) = config.platform_store().ok_or_else(|| {
-        "spec.restore names no objectStore and the platform has none configured (chart values backup.objectStore.endpoint and backup.objectStore.bucket)".to_owned()
-    })?;
-    Ok(BackupStore {
-        endpoint: endpoint.trim_end_matches('/').to_owned(),
-        bucket: bucket.to_owned(),
-        region: config.backup_region.clone(),
-        path_style: config.backup_path_style,
-        prefix: config.backup_prefix.clone(),
-    })
+    let own = ctx.tenant.spec.restore.as_ref();
+    store_named(
+        ctx,
+        own.and_then(|r| r.object_store.as_ref()),
+        "spec.restore",
+    )
 }
 
 /// Where the credentials of [`restore_store`] come from.
