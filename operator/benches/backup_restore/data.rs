@@ -153,7 +153,11 @@ impl Template {
     /// `g`): its executions row and its log rows.
     fn clone_sql(&self, from: i64, to: i64, id: &str) -> String {
         let template = literal(&self.id);
-        let task_run = |k: usize| format!("substr(md5(n.id || ':{k}'), 1, 22)");
+        // Fresh ids as long as the template's (at most md5's 32 digits).
+        let task_run = |k: usize| {
+            let length = self.task_runs[k].len().min(32);
+            format!("substr(md5(n.id || ':{k}'), 1, {length})")
+        };
         let mut body = format!("replace(t.body, {template}, n.id)");
         for (k, run) in self.task_runs.iter().enumerate() {
             body = format!("replace({body}, {}, {})", literal(run), task_run(k));
@@ -196,7 +200,7 @@ impl Template {
         format!(
             "WITH n AS MATERIALIZED (
                SELECT g, {id} AS id, 'customer-' || (random() * 100000)::int AS customer
-               FROM generate_series({from}, {to}) g
+               FROM generate_series({from}::bigint, {to}::bigint) g
              ), e AS (
                INSERT INTO executions ({ecols}) SELECT {evals}
                FROM executions t CROSS JOIN n WHERE t.id = {template}
@@ -231,8 +235,11 @@ pub async fn fill(db: &mut sqlx::PgConnection, template: &Template, target: u64)
             );
         }
         let to = next + BATCH - 1;
-        let id = "substr(md5(g::text || ':' || random()::text), 1, 22)";
-        sqlx::raw_sql(sqlx::AssertSqlSafe(template.clone_sql(next, to, id)))
+        let id = format!(
+            "substr(md5(g::text || ':' || random()::text), 1, {})",
+            template.id.len().min(32)
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(template.clone_sql(next, to, &id)))
             .execute(&mut *db)
             .await
             .unwrap_or_else(|e| panic!("cloning executions {next}..{to}: {e}"));
