@@ -6,6 +6,13 @@
 //! that ended before it (so the window's start stays recoverable), and
 //! always the newest backup of all. WAL is kept from the oldest kept
 //! backup's first segment on; timeline histories are always kept.
+//!
+//! The operator's periodic sweep ([`sweep`]) applies the same rule to every
+//! tenant in the store, deleted ones included: a deleted tenant's window is
+//! counted from now like a live one's (so what it left stays restorable
+//! for `retention` after its deletion), and once `deletedAt + retention`
+//! has passed nothing of it is restorable within the window any more and
+//! its whole prefix goes.
 
 use jiff::{SignedDuration, Timestamp};
 
@@ -68,6 +75,34 @@ pub fn plan(backups: &[BackupInfo], keep_for: SignedDuration, now: Timestamp) ->
         delete: delete.iter().map(|b| b.id.clone()).collect(),
         keep: keep.iter().map(|b| b.id.clone()).collect(),
         wal_before: keep.iter().map(|b| b.begin_wal.clone()).min(),
+    }
+}
+
+/// What the sweep does with one tenant's prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sweep {
+    /// Apply this plan (the newest backup always stays).
+    Plan(Plan),
+    /// Delete everything of the tenant: it was deleted at least
+    /// `retention` ago.
+    Forget,
+}
+
+/// Plans the sweep of a tenant deleted at `deleted_at` (`None`: not
+/// deleted) with a window of `keep_for` at `now`.
+pub fn sweep(
+    backups: &[BackupInfo],
+    keep_for: SignedDuration,
+    now: Timestamp,
+    deleted_at: Option<Timestamp>,
+) -> Sweep {
+    let expired = deleted_at
+        .and_then(|deleted| deleted.checked_add(keep_for).ok())
+        .is_some_and(|until| until <= now);
+    if expired {
+        Sweep::Forget
+    } else {
+        Sweep::Plan(plan(backups, keep_for, now))
     }
 }
 

@@ -116,3 +116,49 @@ fn wal_before_the_oldest_kept_backup_goes_histories_stay() {
         ]
     );
 }
+
+#[test]
+fn a_deleted_tenant_keeps_its_window_from_now_until_deletion_plus_retention() {
+    let backups = vec![backup(1, 2), backup(3, 5), backup(5, 9)];
+    let week = SignedDuration::from_hours(7 * 24);
+    let deleted = ts("2026-12-06T00:00:00Z");
+    // Two days after the deletion: like a live tenant, nothing older than
+    // the window's anchor goes, the newest stays.
+    let early = sweep(&backups, week, ts("2026-12-08T00:00:00Z"), Some(deleted));
+    assert_eq!(
+        early,
+        Sweep::Plan(plan(&backups, week, ts("2026-12-08T00:00:00Z")))
+    );
+    // Six days after: the window starts on Dec 6, after every backup: only
+    // the newest stays (it covers what was left at the deletion).
+    let Sweep::Plan(late) = sweep(&backups, week, ts("2026-12-12T23:00:00Z"), Some(deleted)) else {
+        panic!("still within deletion + retention");
+    };
+    assert_eq!(late.keep, vec!["20261205T030000Z"]);
+    assert_eq!(late.delete, vec!["20261201T030000Z", "20261203T030000Z"]);
+    // Once deletion + retention has passed: everything goes.
+    assert_eq!(
+        sweep(&backups, week, ts("2026-12-13T00:00:00Z"), Some(deleted)),
+        Sweep::Forget
+    );
+    assert_eq!(
+        sweep(&[], week, ts("2027-01-01T00:00:00Z"), Some(deleted)),
+        Sweep::Forget
+    );
+}
+
+#[test]
+fn a_live_tenant_is_never_forgotten_and_keeps_its_only_backup() {
+    let backups = vec![backup(1, 2)];
+    let swept = sweep(
+        &backups,
+        SignedDuration::from_hours(1),
+        ts("2027-06-01T00:00:00Z"),
+        None,
+    );
+    let Sweep::Plan(plan) = swept else {
+        panic!("a live tenant is never forgotten");
+    };
+    assert!(plan.delete.is_empty());
+    assert_eq!(plan.keep, vec!["20261201T030000Z"]);
+}

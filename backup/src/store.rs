@@ -365,6 +365,13 @@ pub async fn list(store: &dyn ObjectStore, prefix: &Path) -> Result<Vec<ObjectMe
     }
 }
 
+/// The "folders" directly under `prefix` (one level, e.g. the tenants'
+/// uids under `tenants/`), within [`OP_TIMEOUT`].
+pub async fn list_folders(store: &dyn ObjectStore, prefix: &Path) -> Result<Vec<Path>, StoreError> {
+    let listed = bounded("list", prefix, store.list_with_delimiter(Some(prefix))).await?;
+    Ok(listed.common_prefixes)
+}
+
 /// Deletes `key`; an absent object is not an error.
 pub async fn delete(store: &dyn ObjectStore, key: &Path) -> Result<(), StoreError> {
     let delete = async {

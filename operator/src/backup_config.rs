@@ -11,6 +11,9 @@ use crate::config::Labels;
 /// The default backup image: this release's `atoll/atoll-backup`.
 pub const DEFAULT_BACKUP_IMAGE: &str = concat!("atoll/atoll-backup:", env!("CARGO_PKG_VERSION"));
 
+/// A day between two retention sweeps.
+pub const DEFAULT_RETENTION_SWEEP_SECONDS: u64 = 24 * 60 * 60;
+
 /// Backup settings of the operator.
 #[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
 pub struct BackupConfig {
@@ -50,6 +53,17 @@ pub struct BackupConfig {
     /// `backup-object-store` Secret. Unset: anonymous requests (tests).
     #[arg(long, env = "ATOLL_BACKUP_CREDENTIALS_SECRET")]
     pub backup_credentials_secret: Option<String>,
+
+    /// Seconds between two retention sweeps of the platform store (the
+    /// leader sweeps once at start, then at this interval): every tenant
+    /// there, deleted ones included, keeps only what its retention covers.
+    #[arg(
+        long,
+        env = "ATOLL_BACKUP_RETENTION_SWEEP_SECONDS",
+        default_value_t = DEFAULT_RETENTION_SWEEP_SECONDS,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub backup_retention_sweep_seconds: u64,
 
     /// Labels (k=v,k=v) selecting the namespace of an object store that
     /// runs inside the cluster, which database pods may then reach on
@@ -98,6 +112,7 @@ impl Default for BackupConfig {
             backup_path_style: false,
             backup_prefix: None,
             backup_credentials_secret: None,
+            backup_retention_sweep_seconds: DEFAULT_RETENTION_SWEEP_SECONDS,
             backup_store_namespace_selector: Labels::default(),
             backup_store_pod_selector: Labels::default(),
             backup_store_port: 9000,

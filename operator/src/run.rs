@@ -164,6 +164,15 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
             let _ = stopped.await;
         }
     };
+    let sweep_stopped = {
+        let stopped = stopped.clone();
+        async move {
+            let _ = stopped.await;
+        }
+    };
+    // The retention sweep (#19): every tenant in the platform store,
+    // deleted ones included, on the leader.
+    let sweep = crate::backup::sweep::run(ctx.clone(), sweep_stopped);
     let tenant_events = watcher(tenants, watcher::Config::default())
         .default_backoff()
         .modify(|tenant| tenant.managed_fields_mut().clear())
@@ -210,7 +219,7 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
                 tracing::debug!(error = %error, "reconcile ended with an error");
             }
         });
-    futures::future::join(tenants, backups).await;
+    futures::future::join3(tenants, backups, sweep).await;
     if lost.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(RunError::LostLeadership);
     }

@@ -60,6 +60,7 @@ fn launch(data: &std::path::Path, logs: &std::path::Path, ip: Ipv4Addr) -> Launc
         liveness: None,
         restart: RestartPolicy::Always,
         backoff: Backoff::default(),
+        logs_on_error: false,
     }
 }
 

@@ -8,6 +8,8 @@
 //!   when to look again;
 //! - [`tenant_backup`]: the TenantBackup controller (asks the agent for a
 //!   base backup and follows it), which runs retention after each success;
+//! - [`sweep`]: the leader's periodic retention sweep of every tenant in
+//!   the platform store, deleted ones included;
 //! - pure parts: [`schedule`], [`status`], the planner in
 //!   `atoll_backup::retention`.
 
@@ -17,6 +19,7 @@ pub mod register;
 pub mod retention;
 pub mod schedule;
 pub mod status;
+pub mod sweep;
 pub mod tenant_backup;
 mod track;
 
@@ -179,7 +182,7 @@ pub fn apply_report(
 }
 
 /// The TenantBackups of this Tenant (this uid's, or not started yet).
-async fn list_backups(client: &Client, tenant: &Tenant) -> Vec<TenantBackup> {
+pub(crate) async fn list_backups(client: &Client, tenant: &Tenant) -> Vec<TenantBackup> {
     let api: Api<TenantBackup> = Api::all(client.clone());
     let params = ListParams::default().labels(&format!("{TENANT_LABEL}={}", tenant.name_any()));
     match api.list(&params).await {

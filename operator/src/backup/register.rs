@@ -2,19 +2,20 @@
 //! `tenants/<uid>/tenant.json` and the marker `names/<name>/<uid>`, written
 //! once backups are enabled, so a restore finds a deleted tenant's uid by
 //! its name; `deletedAt` is added when the Tenant is deleted (the store's
-//! data itself is never deleted with the Tenant: it expires by retention).
+//! data itself is never deleted with the Tenant: it expires by retention,
+//! which the operator's sweep applies with the record's `retention`).
 
 use atoll_crds::{DatabaseMode, Tenant};
 use bytes::Bytes;
 use kube::ResourceExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::access::TenantStore;
 use crate::reconcile::Context;
 
 /// `tenant.json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantRecord {
     /// The Tenant's name.
@@ -22,12 +23,17 @@ pub struct TenantRecord {
     /// Its uid.
     pub uid: String,
     /// Dedicated or External.
-    pub mode: &'static str,
+    pub mode: String,
     /// When the Tenant was created.
+    #[serde(default)]
     pub created_at: Option<jiff::Timestamp>,
     /// When it was deleted.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<jiff::Timestamp>,
+    /// Its `spec.backup.retention` (how long the sweep keeps its backups;
+    /// absent in records written before the sweep existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
 }
 
 impl TenantRecord {
@@ -39,9 +45,11 @@ impl TenantRecord {
             mode: match tenant.spec.database.mode {
                 DatabaseMode::Dedicated => "Dedicated",
                 DatabaseMode::External => "External",
-            },
+            }
+            .to_owned(),
             created_at: tenant.metadata.creation_timestamp.as_ref().map(|t| t.0),
             deleted_at,
+            retention: tenant.spec.backup.as_ref().map(|b| b.retention.clone()),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Retention's executor (the planner is `atoll_backup::retention`): after
-//! each completed backup, deletes the expired base backups (`backup.json`
+//! each completed backup, and for every tenant in the platform store by
+//! the periodic sweep ([`super::sweep`]), deletes the expired base backups (`backup.json`
 //! first, so a half-deleted backup is never taken for a complete one), the
 //! WAL no kept backup needs, and the scheduled TenantBackups of the deleted
 //! backups. On-demand TenantBackups stay (their status says what they were).
@@ -34,19 +35,36 @@ pub async fn enforce(
     backups: &[TenantBackup],
 ) -> Result<Swept, String> {
     let keep_for = retention::parse_retention(retention).map_err(|e| e.to_string())?;
-    let uid = store.uid().to_owned();
-    let infos = catalog::list(store.store.as_ref(), &store.layout, &uid)
-        .await
-        .map_err(|e| store.redact(&e))?;
+    let infos = catalog(store).await?;
     let plan = retention::plan(&infos, keep_for, jiff::Timestamp::now());
+    apply(store, &plan, client, backups).await
+}
+
+/// Lists the tenant's complete base backups.
+pub async fn catalog(store: &TenantStore) -> Result<Vec<catalog::BackupInfo>, String> {
+    catalog::list(store.store.as_ref(), &store.layout, store.uid())
+        .await
+        .map_err(|e| store.redact(&e))
+}
+
+/// Deletes what `plan` names: its backups, the WAL before its oldest kept
+/// backup, and the scheduled TenantBackups among `backups` of deleted
+/// backups.
+pub async fn apply(
+    store: &TenantStore,
+    plan: &Plan,
+    client: &Client,
+    backups: &[TenantBackup],
+) -> Result<Swept, String> {
+    let uid = store.uid().to_owned();
     let mut swept = Swept::default();
     for id in &plan.delete {
         delete_backup(store, &uid, id).await?;
         swept.backups.push(id.clone());
     }
-    swept.wal = delete_wal(store, &uid, &plan).await?;
+    swept.wal = delete_wal(store, &uid, plan).await?;
     let api: Api<TenantBackup> = Api::all(client.clone());
-    for backup in backups.iter().filter(|b| expired(b, &uid, &plan)) {
+    for backup in backups.iter().filter(|b| expired(b, &uid, plan)) {
         match api
             .delete(&backup.name_any(), &DeleteParams::default())
             .await

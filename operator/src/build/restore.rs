@@ -118,6 +118,9 @@ fn restore_container(server: &Container, command: Vec<String>) -> Container {
         command: Some(command),
         resources: server.resources.clone(),
         security_context: Some(restricted_container(true)),
+        // A failure before `restore.json` is written reaches the operator
+        // as the end of the log (the restore writes its errors redacted).
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         volume_mounts: Some(vec![
             mount("data", DATA_DIR),
             mount("tmp", "/tmp"),

@@ -101,6 +101,23 @@ pub(super) async fn credentials(
     ctx: &Context,
     source: &CredentialsSource,
 ) -> Result<Result<Option<ObjectStoreCredentials>, String>, Error> {
+    read_credentials(&tenant_ctx.namespace, ctx, source).await
+}
+
+/// The platform store's credentials (the chart value
+/// `backup.objectStore.credentialsSecret`), as [`credentials`] reads them.
+pub(crate) async fn platform_credentials(
+    ctx: &Context,
+) -> Result<Result<Option<ObjectStoreCredentials>, String>, Error> {
+    let source = CredentialsSource::Platform(ctx.config.backup.backup_credentials_secret.clone());
+    read_credentials("", ctx, &source).await
+}
+
+async fn read_credentials(
+    tenant_namespace: &str,
+    ctx: &Context,
+    source: &CredentialsSource,
+) -> Result<Result<Option<ObjectStoreCredentials>, String>, Error> {
     let (namespace, name, what) = match source {
         CredentialsSource::Platform(None) => return Ok(Ok(None)),
         CredentialsSource::Platform(Some(name)) => (
@@ -109,7 +126,7 @@ pub(super) async fn credentials(
             "the chart value backup.objectStore.credentialsSecret",
         ),
         CredentialsSource::Tenant(name) => (
-            tenant_ctx.namespace.as_str(),
+            tenant_namespace,
             name,
             "spec.backup.objectStore.credentialsSecretRef",
         ),

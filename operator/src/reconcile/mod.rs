@@ -13,7 +13,7 @@
 //! Deletion runs `cleanup` instead. What the process remembers between
 //! reconciles lives in one `memory::Memory`, keyed by the Tenant's uid.
 
-mod backup;
+pub(crate) mod backup;
 mod children;
 mod cleanup;
 mod database;

@@ -105,7 +105,12 @@ pub(super) async fn observe(
     ctx.memory.update(own, |m| m.restore_resolved = Some(keep));
     let view = match outcome(objects.as_ref(), &layout, &settings, &resolved).await {
         Some(outcome) => RestoreView::finished(&resolved, &outcome),
-        None => RestoreView::running(&resolved),
+        // No outcome: still running, unless its init container keeps
+        // failing before it could write one.
+        None => match crate::restore::pod::observe(&ctx.client, &tenant_ctx.namespace).await {
+            Some(failure) => RestoreView::init_failed(&resolved, &failure.describe()),
+            None => RestoreView::running(&resolved),
+        },
     };
     let store = view.needs_store().then_some((store, credentials));
     Ok(Some(RestoreInputs { view, store }))

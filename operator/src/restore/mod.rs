@@ -10,9 +10,12 @@
 //! completed (it exists, so its Service, Ingress and status are as for any
 //! Tenant, and it starts by a replica change only); the database
 //! StatefulSet is held at 0 until the source and backup are resolved, and
-//! again after a failed restore (no endless init loop).
+//! again after a failed restore (no endless init loop), including one
+//! whose init container keeps failing before it writes its outcome
+//! ([`pod`]).
 
 pub mod plan;
+pub mod pod;
 pub mod resolve;
 pub mod status;
 pub mod store;

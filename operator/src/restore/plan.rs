@@ -116,6 +116,28 @@ impl RestoreView {
         }
     }
 
+    /// The restore's init container kept failing before it wrote its
+    /// outcome (`why` from the pod's init container status): final, as a
+    /// failure the restore reported itself.
+    pub fn init_failed(resolved: &Resolved, why: &str) -> Self {
+        let message = format!(
+            "{}. The database is stopped; fix the cause and create a new Tenant with spec.restore to try again.",
+            why.trim_end_matches('.')
+        );
+        RestoreView {
+            status: RestoreStatus {
+                phase: Some(RestorePhase::Failed),
+                source_uid: Some(resolved.source_uid.clone()),
+                backup_id: Some(resolved.backup_id.clone()),
+                target_time: resolved.target_time.map(Time),
+                reached_time: None,
+                message: Some(message.clone()),
+            },
+            reason: reasons::FAILED,
+            message,
+        }
+    }
+
     /// A finished restore as the Tenant's status already holds it (it
     /// never changes again), `None` for any other.
     pub fn settled(previous: &RestoreStatus) -> Option<Self> {
@@ -244,6 +266,24 @@ mod tests {
             failed.status.reached_time.as_ref().map(|t| t.0.to_string()),
             Some("2026-12-07T10:29:58Z".to_owned())
         );
+    }
+
+    #[test]
+    fn an_init_container_failure_stops_the_database_for_good() {
+        let failed = RestoreView::init_failed(
+            &resolved(),
+            "The database pod's init container \"restore\" failed: no answer from the object store.",
+        );
+        assert_eq!(failed.phase(), RestorePhase::Failed);
+        assert_eq!(failed.reason, reasons::FAILED);
+        assert_eq!(failed.condition(), Some(false));
+        assert!(hold_database(&failed) && hold_instance(&failed));
+        assert!(
+            failed
+                .message
+                .contains("object store. The database is stopped")
+        );
+        assert_eq!(RestoreView::settled(&failed.status), Some(failed.clone()));
     }
 
     #[test]

@@ -524,6 +524,8 @@ fn launch_spec(
         restart,
         backoff: config.backoff,
         prepare: launch.prepare,
+        logs_on_error: container.termination_message_policy.as_deref()
+            == Some("FallbackToLogsOnError"),
     }
 }
 

@@ -125,6 +125,9 @@ pub struct LaunchSpec {
     pub restart: RestartPolicy,
     /// Restart backoff.
     pub backoff: Backoff,
+    /// `terminationMessagePolicy: FallbackToLogsOnError`: after a failed
+    /// run, the end of that run's log is the termination message.
+    pub logs_on_error: bool,
 }
 
 impl std::fmt::Debug for LaunchSpec {
@@ -427,6 +430,7 @@ async fn run_once(
             }
         }
     }
+    let log_start = log.metadata().map_or(0, |m| m.len());
     let mut child = match spawn(spec, &log) {
         Ok(child) => child,
         Err(e) => {
@@ -468,11 +472,30 @@ async fn run_once(
     // until the kernel has torn it down).
     drop(guard);
     wait_group_gone(pid, Duration::from_secs(5)).await;
-    let termination = termination(status, started_at, &outcome);
+    let mut termination = termination(status, started_at, &outcome);
+    if spec.logs_on_error && termination.exit_code != 0 && termination.message.is_none() {
+        termination.message = log_tail(&spec.log_path, log_start);
+    }
     match outcome {
         Outcome::Stopped => RunResult::Stopped(termination),
         Outcome::Exited(_) | Outcome::LivenessFailed(_) => RunResult::Ended(termination),
     }
+}
+
+/// The end of a run's log as kubelet keeps it for a termination message:
+/// its last 80 lines, at most 2048 bytes; `None` when it wrote nothing.
+fn log_tail(path: &Path, from: u64) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    let run = bytes.get(usize::try_from(from).ok()?..)?;
+    let text = String::from_utf8_lossy(run);
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    let tail = lines[lines.len().saturating_sub(80)..].join("\n");
+    let mut start = tail.len().saturating_sub(2048);
+    while !tail.is_char_boundary(start) {
+        start += 1;
+    }
+    let tail = tail[start..].trim();
+    (!tail.is_empty()).then(|| tail.to_owned())
 }
 
 fn termination(

@@ -20,6 +20,7 @@ fn shell(script: &str, dir: &Path) -> LaunchSpec {
             max: Duration::from_millis(200),
             reset_after: Duration::from_secs(60),
         },
+        logs_on_error: false,
     }
 }
 
@@ -77,6 +78,30 @@ async fn a_crashing_container_restarts_with_backoff_and_logs_its_output() {
     sup.stop().await;
     let log = std::fs::read_to_string(dir.path().join("sh.log")).expect("log");
     assert!(log.lines().filter(|l| *l == "hello").count() >= 3, "{log}");
+}
+
+#[tokio::test]
+async fn a_failed_run_ends_with_its_logs_tail_when_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spec = shell(
+        "echo run; seq 1 100; echo \"error: the store is unreachable\" >&2; exit 1",
+        dir.path(),
+    );
+    spec.logs_on_error = true;
+    let sup = Supervisor::spawn(spec, Arc::new(Notify::new()));
+    let state = wait_for(&sup, "a restart", |s| s.restart_count >= 2).await;
+    sup.stop().await;
+    let message = state
+        .last_termination
+        .and_then(|t| t.message)
+        .expect("a termination message");
+    // This run's last 80 lines only: not the first lines, not the runs before.
+    assert!(
+        message.ends_with("error: the store is unreachable"),
+        "{message}"
+    );
+    assert_eq!(message.lines().count(), 80, "{message}");
+    assert!(!message.contains("run"), "{message}");
 }
 
 #[tokio::test]
