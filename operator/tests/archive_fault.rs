@@ -391,7 +391,9 @@ async fn restore_reaches_the_last_write(
         .expect("reachedTime")
         .parse()
         .expect("time");
+    // Status times have whole seconds.
     let last = writer.before_last.expect("written");
+    let last = Timestamp::from_second(last.as_second()).expect("time");
     assert!(
         reached >= last,
         "reached {reached}, last write after {last}"
