@@ -17,12 +17,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use atoll_crds::{Tenant, tenant_crd};
-use atoll_operator::cli::{Cli, Command};
-use atoll_operator::run::{RunArgs, run_with_client};
-use atoll_testkit::nodesim::{NodeSim, NodeSimConfig, workspace_binary};
+use atoll_testkit::nodesim::NodeSim;
 use atoll_testkit::s3::TestS3;
-use clap::Parser;
-use common::{ClusterKind, RELEASE_NAMESPACE};
+use common::ClusterKind;
+use common::backup::{
+    assert_no_credential_in_logs, create_credentials, start_node, start_operator,
+};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -31,13 +31,11 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use sqlx::ConnectOptions;
-use tokio::task::JoinHandle;
 
 /// Generous: PostgreSQL's first start runs initdb on a busy machine.
 const TIMEOUT: Duration = Duration::from_secs(180);
 const TENANT: &str = "archie";
 const NAMESPACE: &str = "atoll-archie";
-const CREDENTIALS_SECRET: &str = "atoll-backup-store";
 
 async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
@@ -45,71 +43,6 @@ where
     Fut: Future<Output = Option<T>>,
 {
     common::eventually(what, TIMEOUT, check).await
-}
-
-fn start_operator(client: &Client, s3: &TestS3) -> JoinHandle<()> {
-    let cli = Cli::parse_from([
-        "atoll-operator",
-        "run",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--base-domain",
-        "atoll.localhost",
-        "--backup-image",
-        "atoll/atoll-backup:test",
-        "--backup-endpoint",
-        &s3.endpoint,
-        "--backup-bucket",
-        &s3.bucket,
-        "--backup-path-style",
-        "--backup-credentials-secret",
-        CREDENTIALS_SECRET,
-    ]);
-    let args: RunArgs = match cli.command {
-        Command::Run(args) => *args,
-        other => panic!("parsed {other:?}"),
-    };
-    let client = client.clone();
-    tokio::spawn(async move {
-        if let Err(error) = run_with_client(args, client).await {
-            panic!("operator stopped: {error}");
-        }
-    })
-}
-
-/// nodesim with PostgreSQL, the instance and `atoll-backup` as images.
-async fn start_node(cluster: &common::TestCluster, state: &Path) -> NodeSim {
-    let backup = workspace_binary("atoll-backup");
-    let instance = workspace_binary("atoll-instance");
-    for bin in [&backup, &instance] {
-        assert!(
-            bin.is_file(),
-            "{} is not built: run `cargo build --workspace --bins`",
-            bin.display()
-        );
-    }
-    let config = NodeSimConfig::new(state.join("node"))
-        .postgres()
-        .binary("atoll-instance", instance)
-        .binary("atoll-backup", backup);
-    cluster
-        .start_node(config)
-        .await
-        .unwrap_or_else(|e| panic!("nodesim on {}: {e}", cluster.kind()))
-}
-
-/// The platform's credentials Secret in the operator's namespace, as an
-/// admin creates it for the chart.
-async fn create_credentials(client: &Client, s3: &TestS3) {
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": CREDENTIALS_SECRET, "namespace": RELEASE_NAMESPACE},
-        "stringData": {"accessKeyId": s3.access_key_id, "secretAccessKey": s3.secret_access_key},
-    }))
-    .expect("secret");
-    Api::<Secret>::namespaced(client.clone(), RELEASE_NAMESPACE)
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("the platform's credentials Secret");
 }
 
 /// The database pod's template as the operator applied it.
@@ -166,7 +99,7 @@ async fn a_backed_up_database_archives_its_wal_until_backups_are_removed(kind: C
     let client = cluster.client();
     create_credentials(&client, &s3).await;
     let state = tempfile::tempdir().expect("tempdir");
-    let node = start_node(&cluster, state.path()).await;
+    let node = start_node(&cluster, state.path(), false).await;
     let tenant: Tenant = serde_json::from_value(json!({
         "apiVersion": "atoll.dev/v1alpha1", "kind": "Tenant",
         "metadata": {"name": TENANT},
@@ -178,20 +111,13 @@ async fn a_backed_up_database_archives_its_wal_until_backups_are_removed(kind: C
         .await
         .expect("tenant created");
     let uid = tenant.metadata.uid.clone().expect("uid");
-    let operator = start_operator(&operator_client, &s3);
+    let operator = start_operator(&operator_client, &s3, &["--base-domain", "atoll.localhost"]);
 
     let token = backup_objects_are_applied(&client, &s3, &uid).await;
     wal_reaches_the_tenants_prefix(&client, &s3, &uid, &state.path().join("node")).await;
     the_agent_answers_with_its_token(&client, &node, token).await;
     // No credential in any container's log.
-    for file in walk(&node.logs_dir()) {
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
-        assert!(
-            !text.contains(&s3.secret_access_key),
-            "credential in {}",
-            file.display()
-        );
-    }
+    assert_no_credential_in_logs(&node, &s3);
     own_store_without_the_right_is_reported(&client).await;
     removing_spec_backup_removes_it_all(&client).await;
 
@@ -373,19 +299,6 @@ async fn own_store_without_the_right_is_reported(client: &Client) {
             .expect("read")
             .is_none()
     );
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 atoll_testkit::on_each_cluster!(a_backed_up_database_archives_its_wal_until_backups_are_removed);

@@ -15,191 +15,25 @@
 
 mod common;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use atoll_crds::{Tenant, tenant_crd};
-use atoll_operator::cli::{Cli, Command};
-use atoll_operator::run::{RunArgs, run_with_client};
-use atoll_testkit::nodesim::{NodeSim, NodeSimConfig, workspace_binary};
+use atoll_crds::tenant_crd;
+use atoll_testkit::nodesim::NodeSim;
 use atoll_testkit::s3::TestS3;
-use clap::Parser;
+use common::backup::{
+    condition, create_credentials, create_tenant, database_pod, eventually, restored, secret_value,
+    socket, start_node, start_operator, tenant_status,
+};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use serde_json::{Value, json};
-use sqlx::ConnectOptions;
-use tokio::task::JoinHandle;
 
-/// Generous: PostgreSQL starts, recovers and starts again on a busy machine.
-const TIMEOUT: Duration = Duration::from_secs(240);
 const DOMAIN: &str = "atoll.localhost";
-const CREDENTIALS_SECRET: &str = "atoll-backup-store";
 const FLOW: &str = "id: hello\nnamespace: team\ntasks:\n  - id: say\n    type: io.kestra.plugin.core.log.Log\n    message: hello from the restore test\n";
-
-async fn eventually<T, F, Fut>(what: &str, check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    common::eventually(what, TIMEOUT, check).await
-}
-
-fn start_operator(client: &Client, s3: &TestS3) -> JoinHandle<()> {
-    let cli = Cli::parse_from([
-        "atoll-operator",
-        "run",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--base-domain",
-        DOMAIN,
-        "--public-port",
-        "8080",
-        "--backup-image",
-        "atoll/atoll-backup:test",
-        "--backup-endpoint",
-        &s3.endpoint,
-        "--backup-bucket",
-        &s3.bucket,
-        "--backup-path-style",
-        "--backup-credentials-secret",
-        CREDENTIALS_SECRET,
-    ]);
-    let args: RunArgs = match cli.command {
-        Command::Run(args) => *args,
-        other => panic!("parsed {other:?}"),
-    };
-    let client = client.clone();
-    tokio::spawn(async move {
-        if let Err(error) = run_with_client(args, client).await {
-            panic!("operator stopped: {error}");
-        }
-    })
-}
-
-/// nodesim with PostgreSQL, the instance and `atoll-backup` as images.
-async fn start_node(cluster: &common::TestCluster, state: &Path) -> NodeSim {
-    let backup = workspace_binary("atoll-backup");
-    let instance = workspace_binary("atoll-instance");
-    for bin in [&backup, &instance] {
-        assert!(
-            bin.is_file(),
-            "{} is not built: run `cargo build --workspace --bins`",
-            bin.display()
-        );
-    }
-    let config = NodeSimConfig::new(state.join("node"))
-        .postgres()
-        .binary("atoll-instance", instance)
-        .binary("atoll-backup", backup)
-        .ingress("127.0.0.1:0".parse().expect("addr"));
-    cluster
-        .start_node(config)
-        .await
-        .unwrap_or_else(|e| panic!("nodesim on {}: {e}", cluster.kind()))
-}
-
-async fn create_credentials(client: &Client, s3: &TestS3) {
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": CREDENTIALS_SECRET, "namespace": common::RELEASE_NAMESPACE},
-        "stringData": {"accessKeyId": s3.access_key_id, "secretAccessKey": s3.secret_access_key},
-    }))
-    .expect("secret");
-    Api::<Secret>::namespaced(client.clone(), common::RELEASE_NAMESPACE)
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("the platform's credentials Secret");
-}
-
-async fn create_tenant(client: &Client, name: &str, spec: Value) -> String {
-    let tenant: Tenant = serde_json::from_value(json!({
-        "apiVersion": "atoll.dev/v1alpha1", "kind": "Tenant",
-        "metadata": {"name": name}, "spec": spec,
-    }))
-    .expect("tenant");
-    Api::<Tenant>::all(client.clone())
-        .create(&PostParams::default(), &tenant)
-        .await
-        .unwrap_or_else(|e| panic!("Tenant {name}: {e}"))
-        .metadata
-        .uid
-        .expect("uid")
-}
-
-/// The Tenant's status as JSON.
-async fn tenant_status(client: &Client, name: &str) -> Option<Value> {
-    let tenant = Api::<Tenant>::all(client.clone())
-        .get_opt(name)
-        .await
-        .ok()??;
-    serde_json::to_value(tenant.status?).ok()
-}
-
-/// `(status, reason, message)` of a condition.
-fn condition(status: &Value, type_: &str) -> Option<(String, String, String)> {
-    let c = status["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)?;
-    let text = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
-    Some((text("status"), text("reason"), text("message")))
-}
-
-/// Waits for the Tenant's `Restored` condition to have `state`; on a
-/// timeout, says what the Tenant and its pods' logs show.
-async fn restored(
-    client: &Client,
-    node: &NodeSim,
-    name: &str,
-    state: &str,
-) -> (Value, String, String) {
-    let what = format!("Tenant {name}: Restored={state}");
-    let wait = common::eventually(&what, TIMEOUT, || async {
-        let status = tenant_status(client, name).await?;
-        let (s, reason, message) = condition(&status, "Restored")?;
-        (s == state).then_some((status, reason, message))
-    });
-    match tokio::time::timeout(TIMEOUT - Duration::from_secs(5), wait).await {
-        Ok(found) => found,
-        Err(_) => {
-            let logs: Vec<String> = walk(&node.logs_dir())
-                .into_iter()
-                .filter(|f| f.display().to_string().contains(&format!("atoll-{name}")))
-                .map(|f| {
-                    format!(
-                        "{}:\n{}",
-                        f.display(),
-                        std::fs::read_to_string(&f).unwrap_or_default()
-                    )
-                })
-                .collect();
-            panic!(
-                "Tenant {name}: no Restored={state}; status {:?}; logs:\n{}",
-                tenant_status(client, name).await,
-                logs.join("\n")
-            );
-        }
-    }
-}
-
-/// A connection to the pod's server over its Unix socket as `postgres`.
-async fn socket(node_dir: &Path, pod_uid: &str, db: &str) -> Option<sqlx::PgConnection> {
-    let volume = node_dir.join("pods").join(pod_uid).join("volumes/run");
-    // nodesim links a socket directory too long for a socket address.
-    let link = std::env::temp_dir().join(format!("nodesim-{pod_uid}-0"));
-    let dir = if link.exists() { link } else { volume };
-    sqlx::postgres::PgConnectOptions::new()
-        .socket(&dir)
-        .username("postgres")
-        .database(db)
-        .disable_statement_logging()
-        .connect()
-        .await
-        .ok()
-}
 
 async fn sql(connection: &mut sqlx::PgConnection, text: &'static str) -> String {
     sqlx::query_scalar::<_, String>(text)
@@ -215,32 +49,6 @@ async fn insert(connection: &mut sqlx::PgConnection, batch: i32, n: i32) {
         .execute(connection)
         .await
         .expect("insert");
-}
-
-/// The ready pod `database-0` of a namespace: its uid and IP.
-async fn database_pod(client: &Client, node: &NodeSim, namespace: &str) -> (String, String) {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    eventually(&format!("{namespace}/database-0 to be ready"), || async {
-        let pod = pods.get_opt("database-0").await.ok()??;
-        if !atoll_testkit::nodesim::workloads::pod_ready(&pod) {
-            return None;
-        }
-        Some((
-            pod.metadata.uid?,
-            node.pod_ip(namespace, "database-0")?.to_string(),
-        ))
-    })
-    .await
-}
-
-/// The value of `key` in a Secret of `namespace`.
-async fn secret_value(client: &Client, namespace: &str, name: &str, key: &str) -> String {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = eventually(&format!("Secret {namespace}/{name}"), || async {
-        secrets.get_opt(name).await.ok()?
-    })
-    .await;
-    String::from_utf8(secret.data.expect("data")[key].0.clone()).expect("text")
 }
 
 /// A client reaching a tenant's host through nodesim's ingress.
@@ -384,24 +192,21 @@ async fn a_new_tenant_is_restored_to_a_point_in_time(kind: common::ClusterKind) 
     let client = cluster.client();
     create_credentials(&client, &s3).await;
     let state = tempfile::tempdir().expect("tempdir");
-    let node = start_node(&cluster, state.path()).await;
+    let node = start_node(&cluster, state.path(), true).await;
     let ingress = node.ingress_addr().expect("ingress router");
     let node_dir = state.path().join("node");
-    let operator = start_operator(&operator_client, &s3);
+    let operator = start_operator(
+        &operator_client,
+        &s3,
+        &["--base-domain", DOMAIN, "--public-port", "8080"],
+    );
     let src = source(&client, &node, &node_dir, ingress).await;
 
     restore_at_t(&client, &node, &node_dir, ingress, &src).await;
     restore_past_the_archive(&client, &src).await;
     restore_from_nobody(&client, &node).await;
 
-    for file in walk(&node.logs_dir()) {
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
-        assert!(
-            !text.contains(&s3.secret_access_key),
-            "credential in {}",
-            file.display()
-        );
-    }
+    common::backup::assert_no_credential_in_logs(&node, &s3);
     operator.abort();
     node.shutdown().await;
     cluster.stop().await.expect("the cluster stops");
@@ -537,19 +342,6 @@ async fn restore_from_nobody(client: &Client, node: &NodeSim) {
     })
     .await;
     assert_eq!(set.spec.and_then(|s| s.replicas), Some(0));
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 atoll_testkit::on_each_cluster!(a_new_tenant_is_restored_to_a_point_in_time);

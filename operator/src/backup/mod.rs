@@ -46,7 +46,8 @@ pub const TENANT_LABEL: &str = "atoll.dev/tenant";
 pub const SCHEDULED_ANNOTATION: &str = "atoll.dev/scheduled";
 /// Annotation with the backup id the schedule chose.
 pub const BACKUP_ID_ANNOTATION: &str = "atoll.dev/backup-id";
-/// The longest a wired Tenant waits between two looks at its archiving.
+/// The longest a wired Tenant waits between two looks at its archiving
+/// while it is healthy (sooner while it is not: [`status::RECHECK_UNSETTLED`]).
 pub const CHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// What the Tenant reconciler knows when it asks.
@@ -143,6 +144,7 @@ pub async fn observe(
         .map_or(CHECK_EVERY, |d: Duration| {
             d.clamp(Duration::from_secs(1), CHECK_EVERY)
         });
+    let wait = status::look_again_within(&report, wait);
     (report, Some(wait))
 }
 

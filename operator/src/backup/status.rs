@@ -5,6 +5,8 @@
 //! redacted by the caller, the agent redacts its own); every False message
 //! says what failed and what to check.
 
+use std::time::Duration;
+
 use atoll_backup::catalog::{self, BackupInfo};
 use atoll_crds::{BackupPhase, BackupStatus, TenantBackup};
 use jiff::Timestamp;
@@ -14,6 +16,11 @@ use super::agent_client::AgentStatus;
 
 /// More segments than this waiting in `pg_wal` means archiving lags.
 pub const PENDING_SEGMENTS_LIMIT: u64 = 2;
+/// How soon archiving is looked at again while `ContinuousArchiving` is
+/// not True (failing, lagging, not known yet): the condition follows an
+/// outage of the store, and its end, within this rather than within the
+/// calm interval ([`super::CHECK_EVERY`]).
+pub const RECHECK_UNSETTLED: Duration = Duration::from_secs(15);
 
 /// One condition's desired value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -243,6 +250,16 @@ fn backup_ready(observation: &Observation<'_>, last_failed: Option<&TenantBackup
             latest.id, latest.end_time
         ),
     )
+}
+
+/// The longest to wait before looking at archiving again: `calm` while
+/// the report's `ContinuousArchiving` is True (or absent), at most
+/// [`RECHECK_UNSETTLED`] otherwise.
+pub fn look_again_within(report: &Report, calm: Duration) -> Duration {
+    match &report.archiving {
+        Some(v) if v.status != Some(true) => calm.min(RECHECK_UNSETTLED),
+        _ => calm,
+    }
 }
 
 /// `ContinuousArchiving` from the agent's report.

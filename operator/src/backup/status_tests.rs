@@ -315,3 +315,33 @@ fn other_situations_explain_themselves() {
         );
     }
 }
+
+#[test]
+fn archiving_not_true_is_looked_at_again_sooner() {
+    let calm = Duration::from_secs(60);
+    let backups = [info("20261207T030000Z", "2026-12-07T03:05:00Z")];
+    let look = |agent: &AgentStatus| {
+        let observed = observation(Ok(&backups), Ok(Some(agent)), &[]);
+        look_again_within(&report(&Situation::Wired(observed), None), calm)
+    };
+    assert_eq!(look(&healthy()), calm);
+    let mut failing = healthy();
+    if let Some(a) = failing.archiver.as_mut() {
+        a.last_failed_time = Some(ts("2026-12-07T10:05:00Z"));
+    }
+    assert_eq!(look(&failing), RECHECK_UNSETTLED);
+    let mut lagging = healthy();
+    lagging.pending_segments = Some(5);
+    assert_eq!(look(&lagging), RECHECK_UNSETTLED);
+    // A sooner due backup is not postponed; no archiving, no hurry.
+    let soon = Duration::from_secs(5);
+    let observed = observation(Ok(&backups), Ok(Some(&failing)), &[]);
+    assert_eq!(
+        look_again_within(&report(&Situation::Wired(observed), None), soon),
+        soon
+    );
+    assert_eq!(
+        look_again_within(&report(&Situation::Disabled, None), calm),
+        calm
+    );
+}

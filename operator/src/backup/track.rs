@@ -17,8 +17,9 @@ use super::agent_client::AgentStatus;
 const CATALOG_FOR: Duration = Duration::from_secs(300);
 /// How long an opened store is reused (a changed Secret is read after it).
 const STORE_FOR: Duration = Duration::from_secs(300);
-/// How long an agent report is reused.
-const AGENT_FOR: Duration = Duration::from_secs(20);
+/// How long an agent report is reused: less than
+/// [`super::status::RECHECK_UNSETTLED`], so each of those looks asks again.
+const AGENT_FOR: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Default)]
 struct Track {

@@ -14,6 +14,9 @@ use serde_json::Value;
 pub use atoll_testkit::eventually;
 
 pub use atoll_testkit::chart::RELEASE_NAMESPACE;
+
+pub mod backup;
+
 /// The operator's ServiceAccount with release name `atoll`.
 pub const OPERATOR_ACCOUNT: &str = "atoll-operator";
 
