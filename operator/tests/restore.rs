@@ -31,6 +31,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::Api;
 use serde_json::{Value, json};
+use sqlx::ConnectOptions;
 
 const DOMAIN: &str = "atoll.localhost";
 const FLOW: &str = "id: hello\nnamespace: team\ntasks:\n  - id: say\n    type: io.kestra.plugin.core.log.Log\n    message: hello from the restore test\n";
