@@ -162,6 +162,10 @@ fn run_routes_served(python: &Path, base: &str, token: &str) -> String {
         python.display(),
         output.status
     );
+    // The calls answered 501, with the feature named, for the note.
+    for line in stdout.lines().filter(|l| l.starts_with("501 ")) {
+        eprintln!("{}: {line}", python.display());
+    }
     let last = stdout.lines().last().unwrap_or_default().to_owned();
     assert!(
         last.ends_with(" failed 0"),

@@ -67,10 +67,11 @@ const fn some(
     }
 }
 
-/// The table: (methods, path, feature, why). A method Atoll does not serve
-/// on a path it does serve (say DELETE of `/logs/{execution_id}`) is not
-/// here: it answers 405 with the served methods in `Allow`, as the OpenAPI
-/// document describes that path.
+/// The table: (methods, path, feature, why). A method Kestra serves on a
+/// path Atoll serves with other methods (DELETE of `/logs/{execution_id}`)
+/// is here too, with the served route's parameter names: Kestra's clients
+/// call it, and a 405 would not say why. Other methods there answer 405
+/// with the served methods in `Allow`.
 pub const TABLE: &[Unimplemented] = &[
     all(
         "/apps/*",
@@ -389,6 +390,18 @@ pub const TABLE: &[Unimplemented] = &[
     some(&["POST"], "/flows/bulk", "flow bulk update", FLOW_FILES),
     some(
         &["POST"],
+        "/flows/{namespace}",
+        "namespace-wide flow update",
+        FLOW_FILES,
+    ),
+    some(
+        &["DELETE"],
+        "/flows/{namespace}/{id}/revisions",
+        "flow revision deletion",
+        "A flow keeps its revisions; deleting the flow deletes them.",
+    ),
+    some(
+        &["POST"],
         "/flows/enable/by-ids",
         "enabling and disabling flows",
         DISABLED,
@@ -462,6 +475,7 @@ pub const TABLE: &[Unimplemented] = &[
     ),
     some(&["GET"], "/logs/search", "log search", LOGS),
     some(&["DELETE"], "/logs/{namespace}/{id}", "log deletion", LOGS),
+    some(&["DELETE"], "/logs/{execution_id}", "log deletion", LOGS),
     all(
         "/namespaces/{namespace}/policies/*",
         "policies",
@@ -485,9 +499,17 @@ pub const TABLE: &[Unimplemented] = &[
     ),
 ];
 
-/// The answer of every route of the table.
+/// The most of a request body read before answering 501.
+const DRAINED: usize = 1 << 20;
+
+/// The answer of every route of the table. The request's body is read
+/// first (up to [`DRAINED`]): answered with its body unread, the
+/// connection is closed after the answer, and a client reusing it for its
+/// next call (keep-alive, as Kestra's clients do) finds it closed
+/// ("Remote end closed connection without response").
 fn refuse(entry: Unimplemented) -> MethodRouter<AppState> {
-    let handler = move |_: Viewer| async move {
+    let handler = move |_: Viewer, body: axum::body::Body| async move {
+        let _ = axum::body::to_bytes(body, DRAINED).await;
         ApiError::NotImplemented {
             feature: entry.feature,
             why: entry.why,
