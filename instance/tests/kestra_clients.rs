@@ -162,8 +162,11 @@ fn run_routes_served(python: &Path, base: &str, token: &str) -> String {
         python.display(),
         output.status
     );
-    // The calls answered 501, with the feature named, for the note.
-    for line in stdout.lines().filter(|l| l.starts_with("501 ")) {
+    // The calls answered 501 (the feature named) and 405, for the note.
+    for line in stdout
+        .lines()
+        .filter(|l| l.starts_with("501 ") || l.starts_with("405 "))
+    {
         eprintln!("{}: {line}", python.display());
     }
     let last = stdout.lines().last().unwrap_or_default().to_owned();

@@ -42,16 +42,6 @@ const CHECKED_BEYOND_THE_SCHEMA: &[&str] = &[
     "/executions(/search)?$",
 ];
 
-/// Paths where a method Kestra serves but Atoll does not answers 501
-/// naming the feature (`api::unimplemented`), not the 405 schemathesis'
-/// `unsupported_method` check expects for methods the document does not
-/// list: that check is off there (other checks stay on).
-const NOT_IMPLEMENTED_METHODS: &[&str] = &[
-    "/flows/\\{namespace\\}$",
-    "/flows/\\{namespace\\}/\\{id\\}/revisions$",
-    "/logs/\\{execution_id\\}$",
-];
-
 /// schemathesis' configuration: the tenant segment is this instance's
 /// (other segments are fuzzed), and the operations above may answer 400
 /// to valid-looking data.
@@ -62,12 +52,6 @@ fn config_text() -> String {
             "\n[[operations]]\ninclude-path-regex = '{path}'\n\
              [operations.checks.positive_data_acceptance]\n\
              expected-statuses = [\"2xx\", \"400\", \"401\", \"403\", \"404\", \"409\"]\n"
-        ));
-    }
-    for path in NOT_IMPLEMENTED_METHODS {
-        config.push_str(&format!(
-            "\n[[operations]]\ninclude-path-regex = '{path}'\n\
-             [operations.checks.unsupported_method]\nenabled = false\n"
         ));
     }
     config
