@@ -4,7 +4,8 @@
 //! ordinary calls (`kestra_clients/day.py` and its `day_*.py` areas).
 //!
 //! The routes added for those clients are also checked here against tokens,
-//! roles and tenants (`the_new_routes_check_token_role_and_tenant`).
+//! roles and tenants (`every_route_checks_token_role_and_tenant`,
+//! every operation of the OpenAPI document).
 //!
 //! The client's Python environments are named by `ATOLL_KESTRAPY_PYTHONS`
 //! (interpreters separated by `:`; `scripts/test` installs them). Without
@@ -18,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use atoll_testkit::eventually;
-use support::identity::{self, KEY_A_PEM, TestIdentity};
+use support::identity::{self, KEY_A_PEM, KEY_B_PEM, TestIdentity};
 
 const TENANT: &str = "acme";
 
@@ -161,6 +162,13 @@ fn run_routes_served(python: &Path, base: &str, token: &str) -> String {
         python.display(),
         output.status
     );
+    // The calls answered 501 (the feature named) and 405, for the note.
+    for line in stdout
+        .lines()
+        .filter(|l| l.starts_with("501 ") || l.starts_with("405 "))
+    {
+        eprintln!("{}: {line}", python.display());
+    }
     let last = stdout.lines().last().unwrap_or_default().to_owned();
     assert!(
         last.ends_with(" failed 0"),
@@ -193,56 +201,61 @@ async fn every_call_of_each_client_release_reaches_a_route() {
     }
 }
 
-/// The routes added for Kestra's clients, with a body each would take.
-const NEW_ROUTES: [(&str, &str, bool); 27] = [
-    // (method, path under /api/v1/acme, needs Editor)
-    ("POST", "/executions/{id}/actions/restart", true),
-    ("POST", "/executions/{id}/actions/replay", true),
-    ("POST", "/executions/{id}/actions/replay-with-inputs", true),
-    ("POST", "/executions/{id}/actions/resume", true),
-    ("POST", "/executions/{id}/actions/pause", true),
-    ("POST", "/executions/{id}/pause", true),
-    ("DELETE", "/executions/{id}/actions/kill", true),
-    ("POST", "/executions/{id}/actions/labels", true),
-    ("POST", "/executions/{id}/labels", true),
-    (
-        "POST",
-        "/executions/{id}/actions/change-status?status=FAILED",
-        true,
-    ),
-    ("POST", "/executions/{id}/change-status?status=FAILED", true),
-    ("POST", "/executions/{id}/actions/eval", true),
-    ("POST", "/executions/{id}/eval", true),
-    ("GET", "/executions?namespace=acme.team", false),
-    ("POST", "/executions/latest", false),
-    ("GET", "/executions/namespaces", false),
-    ("GET", "/executions/namespaces/acme.team/flows", false),
-    ("POST", "/executions/acme.team/hello/validate", false),
-    ("GET", "/logs/{id}/download", false),
-    ("GET", "/executions/{id}/follow", false),
-    ("POST", "/executions/pause/by-ids", true),
-    ("POST", "/executions/pause/by-query", true),
-    ("POST", "/executions/labels/by-ids", true),
-    ("POST", "/executions/labels/by-query", true),
-    (
-        "POST",
-        "/executions/change-status/by-ids?newStatus=FAILED",
-        true,
-    ),
-    (
-        "POST",
-        "/executions/change-status/by-query?newStatus=FAILED",
-        true,
-    ),
-    ("DELETE", "/flows/delete/by-ids", true),
-];
+/// Every operation of the document the instance serves under the tenant
+/// prefix (`atoll_instance::api::openapi_document`, generated from the
+/// handlers): (method, path under `/api/v1/acme` with sample segments and
+/// required query parameters, needs Editor by its `x-atoll-role` mark).
+/// Operations with no role mark take no token by design (webhooks: the key
+/// in the path is the secret) and have their own tests.
+fn document_routes(execution: &str) -> Vec<(String, String, bool)> {
+    let doc = atoll_instance::api::openapi_document();
+    let mut routes = Vec::new();
+    for (template, item) in doc["paths"].as_object().expect("the document's paths") {
+        let Some(rest) = template.strip_prefix("/api/v1/{tenant}") else {
+            continue;
+        };
+        for method in ["get", "put", "post", "delete", "patch"] {
+            let Some(op) = item.get(method) else { continue };
+            let editor = match op["x-atoll-role"].as_str() {
+                Some("Editor" | "Admin") => true,
+                Some(_) => false,
+                None => continue,
+            };
+            let mut path: Vec<String> = Vec::new();
+            for segment in rest.split('/') {
+                let value = match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some("namespace") => "acme.team",
+                    Some("id") if rest.starts_with("/executions/{id}") => execution,
+                    Some("execution_id" | "task_run_id") => execution,
+                    Some("id" | "flow_id") => "hello",
+                    Some(_) => "x",
+                    None => segment,
+                };
+                path.push(value.to_owned());
+            }
+            let mut path = path.join("/");
+            let required = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "query" && p["required"] == serde_json::Value::Bool(true))
+                .filter_map(|p| p["name"].as_str());
+            for (i, name) in required.enumerate() {
+                path.push_str(&format!("{}{name}=x", if i == 0 { '?' } else { '&' }));
+            }
+            routes.push((method.to_uppercase(), path, editor));
+        }
+    }
+    routes
+}
 
-/// Every route added for Kestra's clients refuses no token and another
+/// Every operation of the OpenAPI document (the routes added for Kestra's
+/// clients among them) refuses no token, a forged token and another
 /// tenant's token (401), a Viewer where an Editor is needed (403), and
 /// answers 404 on another tenant's path; nothing it refuses changes the
 /// execution.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_new_routes_check_token_role_and_tenant() {
+async fn every_route_checks_token_role_and_tenant() {
     let identity = TestIdentity::start().await;
     let data = tempfile::tempdir().expect("temp dir");
     let (_instance, base) = start_instance(&identity, data.path()).await;
@@ -254,6 +267,7 @@ async fn the_new_routes_check_token_role_and_tenant() {
         sign(TENANT, "Viewer"),
         sign("globex", "Admin"),
     );
+    let forged = identity::sign(&identity.claims(TENANT, "Admin"), KEY_B_PEM, "key-a");
     let http = reqwest::Client::new();
     let flow = "id: hello\nnamespace: acme.team\ntasks:\n  - {id: t, type: io.kestra.plugin.core.log.Log, message: hi}\n";
     let saved = http
@@ -277,11 +291,23 @@ async fn the_new_routes_check_token_role_and_tenant() {
         .await
         .expect("json");
     let id = run["id"].as_str().expect("id");
-    for (method, path, editor_only) in NEW_ROUTES {
-        let path = path.replace("{id}", id);
+    let routes = document_routes(id);
+    assert!(
+        routes.len() > 100,
+        "{} operations in the document",
+        routes.len()
+    );
+    let mut wrong = Vec::new();
+    for (method, path, editor_only) in &routes {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut cases = vec![
             ("no token", format!("/api/v1/{TENANT}{path}"), None, 401),
+            (
+                "a forged token (a key Identity does not publish)",
+                format!("/api/v1/{TENANT}{path}"),
+                Some(&forged),
+                401,
+            ),
             (
                 "other tenant's token",
                 format!("/api/v1/{TENANT}{path}"),
@@ -295,7 +321,7 @@ async fn the_new_routes_check_token_role_and_tenant() {
                 404,
             ),
         ];
-        if editor_only {
+        if *editor_only {
             cases.push((
                 "a Viewer",
                 format!("/api/v1/{TENANT}{path}"),
@@ -312,9 +338,19 @@ async fn the_new_routes_check_token_role_and_tenant() {
                 request = request.bearer_auth(token);
             }
             let status = request.send().await.expect("request").status().as_u16();
-            assert_eq!(status, expected, "{method} {url} with {who}");
+            if status != expected {
+                wrong.push(format!(
+                    "{method} {url} with {who}: {status}, not {expected}"
+                ));
+            }
         }
     }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} operations answered otherwise: {wrong:#?}",
+        wrong.len(),
+        routes.len()
+    );
     let after: serde_json::Value = http
         .get(format!("{base}/api/v1/{TENANT}/executions/{id}"))
         .bearer_auth(&viewer)

@@ -70,7 +70,8 @@ const fn some(
 /// The table: (methods, path, feature, why). A method Atoll does not serve
 /// on a path it does serve (say DELETE of `/logs/{execution_id}`) is not
 /// here: it answers 405 with the served methods in `Allow`, as the OpenAPI
-/// document describes that path.
+/// document describes that path (a 501 there, undocumented, fails
+/// schemathesis' server-error, undeclared-method and Allow checks).
 pub const TABLE: &[Unimplemented] = &[
     all(
         "/apps/*",
@@ -485,9 +486,17 @@ pub const TABLE: &[Unimplemented] = &[
     ),
 ];
 
-/// The answer of every route of the table.
+/// The most of a request body read before answering 501.
+const DRAINED: usize = 1 << 20;
+
+/// The answer of every route of the table. The request's body is read
+/// first (up to [`DRAINED`]): answered with its body unread, the
+/// connection is closed after the answer, and a client reusing it for its
+/// next call (keep-alive, as Kestra's clients do) finds it closed
+/// ("Remote end closed connection without response").
 fn refuse(entry: Unimplemented) -> MethodRouter<AppState> {
-    let handler = move |_: Viewer| async move {
+    let handler = move |_: Viewer, body: axum::body::Body| async move {
+        let _ = axum::body::to_bytes(body, DRAINED).await;
         ApiError::NotImplemented {
             feature: entry.feature,
             why: entry.why,

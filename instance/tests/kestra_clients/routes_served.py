@@ -10,8 +10,12 @@ token. A 404 naming a missing flow or execution is an answer of the
 route, and so is a 4xx for a dummy body.
 
 Usage: routes_served.py --host URL --tenant T --token JWT
-Prints one line per call that failed, then the figures:
-`checked N, implemented I, 501 U, failed F`.
+A 405 (a method Atoll does not serve on a path it serves) is accepted and
+printed.
+
+Prints one line per call that failed, one per call answered 501 (with the
+feature the answer names) or 405, then the figures:
+`checked N, implemented I, 501 U, 405 M, failed F`.
 """
 
 import argparse
@@ -185,15 +189,26 @@ def route_of(operations, method, path, tenant):
     return None
 
 
+def feature(resp):
+    """The feature a 501 names ("not implemented by Atoll: <feature>")."""
+    try:
+        message = resp.json().get("message", "")
+    except ValueError:
+        message = resp.text[:200]
+    named = message.split("not implemented by Atoll: ", 1)[-1]
+    return named.split(". ", 1)[0]
+
+
 def verdict(resp, path, operations, tenant, method):
     """("implemented" | "501" | None, why-failed) for the answer to `path`."""
     if resp.status_code >= 500 and resp.status_code != 501:
         return None, f"{resp.status_code} {resp.text[:200]}"
     if resp.status_code == 501:
-        return "501", ""
+        return "501", feature(resp)
     if resp.status_code == 405:
         # The path is served with other methods: 405 and its Allow header
-        # say so (a 501 there would contradict the OpenAPI document).
+        # say so (a 501 there would contradict the OpenAPI document). Printed,
+        # so the note can name each one.
         if any(route_of(operations, m, path, tenant) for m in ("GET", "POST", "PUT", "DELETE")):
             return "405", ""
         return None, "405: the path belongs to another route"
@@ -251,7 +266,8 @@ def main():
             else:
                 counts[kind] += 1
                 if args.v or kind in ("501", "405"):
-                    print(f"{kind:11} {cls_name}.{name}: {sent.method} {path}")
+                    named = f" ({why})" if why else ""
+                    print(f"{kind:11} {cls_name}.{name}: {sent.method} {path}{named}")
     print(
         f"checked {checked}, implemented {counts['implemented']}, "
         f"501 {counts['501']}, 405 {counts['405']}, failed {counts['failed']}"

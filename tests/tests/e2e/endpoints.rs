@@ -120,3 +120,17 @@ pub fn endpoints(
         })
         .collect()
 }
+
+/// The status a refused request must get: 401 for a credential that is
+/// missing, forged, expired or another tenant's (authentication comes
+/// first, whatever the path); for a valid token of this tenant, 404 on a
+/// path naming another tenant (the instance knows no such tenant: the
+/// answer of an unknown path, which tells nothing of other tenants) and
+/// 403 for a Viewer on an Editor route of its own tenant.
+pub fn refusal(valid_viewer_token: bool, names_other_tenant: bool) -> u16 {
+    match (valid_viewer_token, names_other_tenant) {
+        (false, _) => 401,
+        (true, true) => 404,
+        (true, false) => 403,
+    }
+}

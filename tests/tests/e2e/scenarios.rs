@@ -412,6 +412,7 @@ pub async fn isolation_matrix(platform: Arc<Platform>, report: Arc<Report>) {
     let mut requests = 0;
     let mut accepted_cross_tenant = 0;
     let mut accepted = Vec::new();
+    let mut unexpected = Vec::new();
     let at_acme = |who, token, cross| Attacker {
         instance: acme,
         tenant: "iso-acme",
@@ -494,6 +495,13 @@ pub async fn isolation_matrix(platform: Arc<Platform>, report: Arc<Report>) {
                 .await
                 .expect("instance answers");
             requests += 1;
+            let expected = endpoints::refusal(*editor_only, path.contains(other));
+            if answer.status != expected {
+                unexpected.push(format!(
+                    "{who}: {method} {path} -> {} (expected {expected})",
+                    answer.status
+                ));
+            }
             if (200..300).contains(&answer.status) {
                 accepted.push(format!("{who}: {method} {path} -> {}", answer.status));
                 if *cross {
@@ -514,6 +522,12 @@ pub async fn isolation_matrix(platform: Arc<Platform>, report: Arc<Report>) {
             .await
             .expect("instance answers");
         requests += 1;
+        if answer.status != 404 {
+            unexpected.push(format!(
+                "alice at acme naming iso-globex: {method} {path} -> {} (expected 404)",
+                answer.status
+            ));
+        }
         if (200..300).contains(&answer.status) {
             accepted.push(format!("alice at acme naming iso-globex: {method} {path}"));
             accepted_cross_tenant += 1;
@@ -529,7 +543,17 @@ pub async fn isolation_matrix(platform: Arc<Platform>, report: Arc<Report>) {
     report.figure(format!(
         "cross-tenant requests accepted: {accepted_cross_tenant}"
     ));
+    report.figure(format!(
+        "refusals with another status than expected (401 bad credential, \
+         403 Viewer on an Editor route, 404 a path naming another tenant): {}",
+        unexpected.len()
+    ));
     assert!(accepted.is_empty(), "accepted: {accepted:#?}");
+    assert!(
+        unexpected.is_empty(),
+        "{} refusals with an unexpected status: {unexpected:#?}",
+        unexpected.len()
+    );
     assert_eq!(accepted_cross_tenant, 0);
 
     // The same with browsers' session cookies, codes and redirects (#18).
