@@ -137,15 +137,36 @@ async fn write_flow(alice: &Person, acme: &str) {
     );
     alice.screenshot("editor-problem").await;
 
-    // The fix: retype the whole flow with the right task type.
+    // The fix: retype the whole flow with the right task type; then, from
+    // the keyboard only, out of the editor (Tab indents there; Escape then
+    // Tab moves on), Validate and Save.
     let fixed = FLOW_WITH_MISTAKE.replace("log.Lgo", "log.Log");
     browser.fill_keys(&editor, &[SELECT_ALL, &fixed]).await;
-    browser.click(&validate).await;
+    browser.press_keys(TAB).await;
+    let typed = browser
+        .execute(
+            "return document.querySelector('.cm-host').atollEditor.text()",
+            json!([]),
+        )
+        .await;
+    assert!(
+        typed.as_str().is_some_and(|t| t.contains("\n  ")) && focused_in_editor(browser).await,
+        "Tab alone indents in the editor and keeps the focus there: {typed}"
+    );
+    browser.fill_keys(&editor, &[SELECT_ALL, &fixed]).await;
+    browser.press_keys(&format!("{ESCAPE}{TAB}")).await;
+    assert_eq!(
+        focused(browser).await,
+        "button:validate",
+        "Escape then Tab leaves the editor for Validate"
+    );
+    browser.press_keys(ENTER).await;
     browser
         .wait_for_text("#validate-status", |t| t.contains("Valid"))
         .await;
-    let save = browser.wait_for("button[value=save]").await;
-    browser.click(&save).await;
+    browser.press_keys(TAB).await;
+    assert_eq!(focused(browser).await, "button:save", "Tab on to Save");
+    browser.press_keys(ENTER).await;
     browser
         .wait_for_url("the saved flow's page", |u| {
             u.starts_with(&format!("{acme}/ui/flows/company.team/greet"))
@@ -211,6 +232,35 @@ async fn run_flow(alice: &Person, acme: &str) {
     browser.wait_for(".gantt[data-ended]").await;
     browser.wait_for_text(".gantt", |t| t.contains("bye")).await;
     alice.screenshot("execution-success").await;
+}
+
+/// The focused element, as `tag:what`: `button:validate`, `button:save`,
+/// or the tag and id.
+async fn focused(browser: &super::webdriver::Browser) -> String {
+    let seen = browser
+        .execute(
+            "const e = document.activeElement;\
+             if (!e) return 'none';\
+             if (e.matches('button[data-validate]')) return 'button:validate';\
+             if (e.matches('button[value=save]')) return 'button:save';\
+             return e.tagName.toLowerCase() + ':' + (e.id || e.className);",
+            json!([]),
+        )
+        .await;
+    seen.as_str().unwrap_or_default().to_owned()
+}
+
+/// Whether the focus is in the editor (inside its shadow root).
+async fn focused_in_editor(browser: &super::webdriver::Browser) -> bool {
+    let inside = browser
+        .execute(
+            "const host = document.querySelector('.cm-host');\
+             return document.activeElement === host && !!host.shadowRoot.activeElement\
+               && host.shadowRoot.activeElement.classList.contains('cm-content');",
+            json!([]),
+        )
+        .await;
+    inside == true
 }
 
 /// bob (Viewer): signs in, sees acme's flow but no control to change it.
@@ -305,6 +355,10 @@ pub async fn alice_logs_out(sandbox: &Sandbox, alice: &Person) {
 
 /// Ctrl+A: selects everything in the focused field.
 const SELECT_ALL: &str = "\u{E009}a\u{E009}";
+/// WebDriver's Escape, Tab and Enter keys.
+const ESCAPE: &str = "\u{E00C}";
+const TAB: &str = "\u{E004}";
+const ENTER: &str = "\u{E007}";
 
 /// The first admin, at identity's own pages: an access token created
 /// (shown once) and revoked; the users and tenants identity knows.
