@@ -33,6 +33,7 @@ const SUITE: &[(&str, support::Scenario)] = scenarios![
     a_stranger_gets_the_not_a_member_page,
     logout_ends_the_session_everywhere,
     the_pages_are_framed_and_protected,
+    discovery_advertises_the_code_flow,
 ];
 
 async fn the_code_flow_with_pkce(url: String) {
@@ -340,4 +341,97 @@ async fn logout_token_of(
         "typ logout+jwt: never an ID token"
     );
     verify_logout_token(keys, issuer, tenant, &tokens[0], now()).expect("the logout token verifies")
+}
+
+/// The discovery document names the endpoints this suite uses and what they
+/// support; each advertised endpoint answers as that endpoint.
+async fn discovery_advertises_the_code_flow(url: String) {
+    let (svc, acme, _beta) = setup(&url).await;
+    let http = reqwest::Client::new();
+    let doc: serde_json::Value = http
+        .get(format!("{}/.well-known/openid-configuration", svc.base))
+        .send()
+        .await
+        .expect("discovery")
+        .json()
+        .await
+        .expect("discovery is JSON");
+    let base = &svc.base;
+    assert_eq!(doc["issuer"], base.as_str(), "{doc}");
+    assert_eq!(
+        doc["authorization_endpoint"],
+        format!("{base}/oauth2/authorize"),
+        "{doc}"
+    );
+    assert_eq!(
+        doc["token_endpoint"],
+        format!("{base}/oauth2/token"),
+        "{doc}"
+    );
+    assert_eq!(
+        doc["end_session_endpoint"],
+        format!("{base}/oauth2/logout"),
+        "{doc}"
+    );
+    assert_eq!(
+        doc["code_challenge_methods_supported"],
+        serde_json::json!(["S256"]),
+        "only S256: {doc}"
+    );
+    assert_eq!(doc["backchannel_logout_supported"], true, "{doc}");
+    assert_eq!(doc["backchannel_logout_session_supported"], true, "{doc}");
+    assert_eq!(doc["response_types_supported"], serde_json::json!(["code"]));
+    assert!(
+        doc["grant_types_supported"]
+            .as_array()
+            .is_some_and(|g| g.iter().any(|g| g == "authorization_code")),
+        "{doc}"
+    );
+
+    // The advertised authorization endpoint is where the code flow starts:
+    // without a session it shows the login form.
+    let endpoint = doc["authorization_endpoint"].as_str().expect("authorize");
+    let (_, challenge) = pkce();
+    let query = authorize_path("acme", &acme.redirect_uri(), &challenge, &[]);
+    let query = query.split_once('?').expect("a query").1;
+    let login = http
+        .get(format!("{endpoint}?{query}"))
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(login.status(), StatusCode::OK);
+    assert!(
+        login
+            .text()
+            .await
+            .expect("body")
+            .contains("<label for=\"password\">"),
+        "the login form"
+    );
+    // The advertised token endpoint refuses an unknown code as OAuth says.
+    let redirect = acme.redirect_uri();
+    let verifier = "v".repeat(43);
+    let refused = http
+        .post(doc["token_endpoint"].as_str().expect("token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=authorization_code&code=not-a-code&client_id=acme&redirect_uri={}&code_verifier={verifier}",
+            encode(&redirect)
+        ))
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let error: serde_json::Value = refused.json().await.expect("an OAuth error");
+    assert_eq!(error["error"], "invalid_grant", "{error}");
+    // The advertised end-session endpoint answers (no session to end).
+    let end = http
+        .get(doc["end_session_endpoint"].as_str().expect("end session"))
+        .send()
+        .await
+        .expect("end session");
+    assert_ne!(end.status(), StatusCode::NOT_FOUND);
+    assert!(!end.status().is_server_error(), "{}", end.status());
+
+    svc.stop().await;
 }

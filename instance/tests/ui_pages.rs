@@ -69,6 +69,56 @@ async fn check_flow_pages(ui: &Ui, editor: &str) {
             .expect("ascii")
             .contains("immutable")
     );
+    third_party_notices(ui, editor, &flow.body).await;
+}
+
+/// The licence notices of the packages bundled into the editor: linked from
+/// every page, and at the stable address the editor's banner names.
+async fn third_party_notices(ui: &Ui, editor: &str, page: &str) {
+    let at = page
+        .find("href=\"/assets/licenses.")
+        .expect("a link to the third-party licences")
+        + 6;
+    let hashed = page[at..].split('"').next().expect("href");
+    let script = page
+        .find("src=\"/assets/editor.")
+        .map(|at| page[at + 5..].split('"').next().expect("src").to_owned())
+        .expect("the editor's script");
+    let bundle = ui.get(editor, &script).await;
+    assert!(
+        bundle.body.starts_with("/*") && bundle.body[..300].contains("/assets/licenses.txt"),
+        "the editor names its notices: {}",
+        &bundle.body[..300]
+    );
+    for path in [hashed, "/assets/licenses.txt"] {
+        let notices = ui.get(editor, path).await;
+        assert_eq!(notices.status, StatusCode::OK, "{path}");
+        assert!(
+            notices.headers["content-type"]
+                .to_str()
+                .expect("ascii")
+                .starts_with("text/plain"),
+            "{path}"
+        );
+        for package in [
+            "@codemirror/view",
+            "@codemirror/state",
+            "@lezer/yaml",
+            "style-mod",
+        ] {
+            assert!(
+                notices.body.contains(&format!("\n{package} ")),
+                "{path} lacks {package}"
+            );
+        }
+        assert!(
+            notices.body.contains("Marijn Haverbeke")
+                && notices
+                    .body
+                    .contains("The above copyright notice and this permission notice"),
+            "{path}: the MIT notices themselves"
+        );
+    }
 }
 
 /// The run form, a run from it and the execution's page: the execution's path.

@@ -46,7 +46,17 @@ pub const EDITOR_JS: &Asset = &Asset {
     bytes: include_bytes!("../../ui/dist/editor.js"),
 };
 
-const ALL: [&Asset; 3] = [CSS, APP_JS, EDITOR_JS];
+/// The licence notices of the npm packages bundled into the editor, written
+/// next to it by the same build. Also served unhashed at
+/// `/assets/licenses.txt`, the address the editor's banner names.
+pub const LICENSES: &Asset = &Asset {
+    stem: "licenses",
+    ext: "txt",
+    content_type: "text/plain; charset=utf-8",
+    bytes: include_bytes!("../../ui/dist/licenses.txt"),
+};
+
+const ALL: [&Asset; 4] = [CSS, APP_JS, EDITOR_JS, LICENSES];
 
 /// Each asset's served name, computed once.
 static NAMES: LazyLock<Vec<String>> = LazyLock::new(|| {
@@ -77,20 +87,21 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn serve(Path(name): Path<String>) -> Response {
-    let Some(index) = NAMES.iter().position(|n| *n == name) else {
+    // The notices' stable address: revalidated, not cached for a year.
+    let (asset, cache) = if name == "licenses.txt" {
+        (LICENSES, "no-cache")
+    } else if let Some(index) = NAMES.iter().position(|n| *n == name) {
+        (ALL[index], "public, max-age=31536000, immutable")
+    } else {
         return (StatusCode::NOT_FOUND, "no such asset").into_response();
     };
-    let asset = ALL[index];
     let mut response = asset.bytes.into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(asset.content_type),
     );
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=31536000, immutable"),
-    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

@@ -238,7 +238,8 @@ fn source_form(caller: &Page, action: &str, source: &str, editor: &EditorState) 
             form method="post" action=(action) {
                 (caller.csrf_field())
                 label for="source" { "Flow YAML" }
-                textarea id="source" name="source" rows="28" spellcheck="false" data-editor aria-label="Flow YAML" { (source) }
+                p.muted id="source-keys" { "In the editor, Tab indents; press Escape then Tab to move on to Validate and Save." }
+                textarea id="source" name="source" rows="28" spellcheck="false" data-editor aria-label="Flow YAML" aria-describedby="source-keys" { (source) }
                 div.actions {
                     button type="submit" name="action" value="validate" data-validate="/ui/validate" { "Validate" }
                     button.primary type="submit" name="action" value="save" { "Save" }

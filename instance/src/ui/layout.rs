@@ -62,6 +62,9 @@ pub fn page(state: &AppState, caller: &Page, title: &str, active: &str, body: Ma
                     }
                 }
                 main id="main" { (body) }
+                footer.legal {
+                    a href=(assets::path(assets::LICENSES)) { "Third-party licences" }
+                }
             }
         }
     }

@@ -6,12 +6,14 @@ use serde_json::json;
 use super::{ALICE_PASSWORD, BOB_PASSWORD, CAROL_PASSWORD, Person, Sandbox};
 
 /// The flow alice writes, first with a mistake on line 4 (a task type that
-/// does not exist), typed line by line into the editor. Flow-style values
+/// does not exist), typed line by line into the editor. Its naps keep it
+/// running a while: `bye`'s WARN line comes 3 s after the start, while the
+/// execution page is open, and the execution runs 4 s more. Flow-style values
 /// keep every line at column 0, so the editor's auto-indent adds nothing.
 const FLOW_WITH_MISTAKE: &str = "id: greet\n\
 namespace: company.team\n\
 inputs: [{id: who, type: STRING, defaults: world}]\n\
-tasks: [{id: hello, type: io.kestra.plugin.core.log.Lgo, message: \"Hello {{ inputs.who }}\"}, {id: nap, type: io.kestra.plugin.core.flow.Sleep, duration: PT2S}, {id: bye, type: io.kestra.plugin.core.log.Log, message: done}]\n";
+tasks: [{id: hello, type: io.kestra.plugin.core.log.Lgo, message: \"Hello {{ inputs.who }}\"}, {id: nap, type: io.kestra.plugin.core.flow.Sleep, duration: PT3S}, {id: bye, type: io.kestra.plugin.core.log.Log, message: done, level: WARN}, {id: rest, type: io.kestra.plugin.core.flow.Sleep, duration: PT4S}]\n";
 
 /// Signs in on identity's login page, where the browser has just been sent.
 async fn sign_in(person: &Person, sandbox: &Sandbox, email: &str, password: &str) {
@@ -137,15 +139,36 @@ async fn write_flow(alice: &Person, acme: &str) {
     );
     alice.screenshot("editor-problem").await;
 
-    // The fix: retype the whole flow with the right task type.
+    // The fix: retype the whole flow with the right task type; then, from
+    // the keyboard only, out of the editor (Tab indents there; Escape then
+    // Tab moves on), Validate and Save.
     let fixed = FLOW_WITH_MISTAKE.replace("log.Lgo", "log.Log");
     browser.fill_keys(&editor, &[SELECT_ALL, &fixed]).await;
-    browser.click(&validate).await;
+    browser.press_keys(TAB).await;
+    let typed = browser
+        .execute(
+            "return document.querySelector('.cm-host').atollEditor.text()",
+            json!([]),
+        )
+        .await;
+    assert!(
+        typed.as_str().is_some_and(|t| t.contains("\n  ")) && focused_in_editor(browser).await,
+        "Tab alone indents in the editor and keeps the focus there: {typed}"
+    );
+    browser.fill_keys(&editor, &[SELECT_ALL, &fixed]).await;
+    browser.press_keys(&format!("{ESCAPE}{TAB}")).await;
+    assert_eq!(
+        focused(browser).await,
+        "button:validate",
+        "Escape then Tab leaves the editor for Validate"
+    );
+    browser.press_keys(ENTER).await;
     browser
         .wait_for_text("#validate-status", |t| t.contains("Valid"))
         .await;
-    let save = browser.wait_for("button[value=save]").await;
-    browser.click(&save).await;
+    browser.press_keys(TAB).await;
+    assert_eq!(focused(browser).await, "button:save", "Tab on to Save");
+    browser.press_keys(ENTER).await;
     browser
         .wait_for_url("the saved flow's page", |u| {
             u.starts_with(&format!("{acme}/ui/flows/company.team/greet"))
@@ -179,10 +202,20 @@ async fn run_flow(alice: &Person, acme: &str) {
             u.starts_with(&format!("{acme}/ui/executions/"))
         })
         .await;
-    // Still running when the page loads (the flow naps 2 s): what follows is
-    // the page updating itself.
+    // Still running when the page loads (the flow naps 3 s): what follows is
+    // the page updating itself. The mark is lost if the page reloads.
     browser.wait_for(".gantt").await;
-    alice.screenshot("execution-running").await;
+    let drawn = browser
+        .execute(
+            "window.atollFirstLoad = true; return document.getElementById('logs').textContent",
+            json!([]),
+        )
+        .await;
+    assert!(
+        !drawn.as_str().unwrap_or_default().contains("done"),
+        "the page was drawn after bye ran, nothing left to follow live: {drawn}"
+    );
+    watch_live(alice).await;
     browser
         .wait_for_text("#execution-state", |t| t.contains("SUCCESS"))
         .await;
@@ -211,6 +244,113 @@ async fn run_flow(alice: &Person, acme: &str) {
     browser.wait_for(".gantt[data-ended]").await;
     browser.wait_for_text(".gantt", |t| t.contains("bye")).await;
     alice.screenshot("execution-success").await;
+}
+
+/// What the execution page shows now: whether it is the page first loaded
+/// (not reloaded), its state, its log lines (text, hidden) and Gantt rows.
+const PAGE_NOW: &str = "return {\
+    first: window.atollFirstLoad === true,\
+    state: document.getElementById('execution-state').textContent,\
+    logs: Array.from(document.querySelectorAll('#logs li')).map(li => [li.textContent, li.hidden]),\
+    rows: Array.from(document.querySelectorAll('.gantt .gantt-name')).map(n => n.textContent)}";
+
+/// `bye`'s log line and Gantt row appear in the page while the execution
+/// still runs, before any reload; the level filter hides INFO lines.
+async fn watch_live(alice: &Person) {
+    let browser = &alice.browser;
+    let has = |list: &serde_json::Value, needle: &str| {
+        list.as_array().is_some_and(|all| {
+            all.iter().any(|e| {
+                e.as_str()
+                    .or(e[0].as_str())
+                    .is_some_and(|t| t.contains(needle))
+            })
+        })
+    };
+    let live = browser
+        .until("bye's log line and Gantt row to appear live", || async {
+            let now = browser.execute(PAGE_NOW, json!([])).await;
+            (has(&now["logs"], "done") && has(&now["rows"], "bye")).then_some(now)
+        })
+        .await;
+    assert_eq!(
+        live["first"], true,
+        "the page reloaded to show them: {live}"
+    );
+    assert!(
+        live["state"]
+            .as_str()
+            .is_some_and(|s| s.contains("RUNNING")),
+        "the execution still runs (rest naps 4 s): {live}"
+    );
+    alice.screenshot("execution-running").await;
+
+    // The level filter, in the page: WARN and above keeps bye's line only.
+    let chosen = browser
+        .execute(
+            "return document.getElementById('log-level').value",
+            json!([]),
+        )
+        .await;
+    let chosen = chosen.as_str().unwrap_or("INFO").to_owned();
+    browser
+        .click(&browser.wait_for("#log-level option[value=WARN]").await)
+        .await;
+    let filtered = browser.execute(PAGE_NOW, json!([])).await;
+    assert_eq!(filtered["first"], true, "{filtered}");
+    let lines = filtered["logs"].as_array().cloned().unwrap_or_default();
+    let hidden = |needle: &str| {
+        lines
+            .iter()
+            .find(|l| l[0].as_str().is_some_and(|t| t.contains(needle)))
+            .map(|l| l[1] == true)
+    };
+    assert_eq!(
+        hidden("Hello Atoll"),
+        Some(true),
+        "INFO hidden at WARN: {filtered}"
+    );
+    assert_eq!(
+        hidden("done"),
+        Some(false),
+        "WARN shown at WARN: {filtered}"
+    );
+    browser
+        .click(
+            &browser
+                .wait_for(&format!("#log-level option[value={chosen}]"))
+                .await,
+        )
+        .await;
+}
+
+/// The focused element, as `tag:what`: `button:validate`, `button:save`,
+/// or the tag and id.
+async fn focused(browser: &super::webdriver::Browser) -> String {
+    let seen = browser
+        .execute(
+            "const e = document.activeElement;\
+             if (!e) return 'none';\
+             if (e.matches('button[data-validate]')) return 'button:validate';\
+             if (e.matches('button[value=save]')) return 'button:save';\
+             return e.tagName.toLowerCase() + ':' + (e.id || e.className);",
+            json!([]),
+        )
+        .await;
+    seen.as_str().unwrap_or_default().to_owned()
+}
+
+/// Whether the focus is in the editor (inside its shadow root).
+async fn focused_in_editor(browser: &super::webdriver::Browser) -> bool {
+    let inside = browser
+        .execute(
+            "const host = document.querySelector('.cm-host');\
+             return document.activeElement === host && !!host.shadowRoot.activeElement\
+               && host.shadowRoot.activeElement.classList.contains('cm-content');",
+            json!([]),
+        )
+        .await;
+    inside == true
 }
 
 /// bob (Viewer): signs in, sees acme's flow but no control to change it.
@@ -305,6 +445,10 @@ pub async fn alice_logs_out(sandbox: &Sandbox, alice: &Person) {
 
 /// Ctrl+A: selects everything in the focused field.
 const SELECT_ALL: &str = "\u{E009}a\u{E009}";
+/// WebDriver's Escape, Tab and Enter keys.
+const ESCAPE: &str = "\u{E00C}";
+const TAB: &str = "\u{E004}";
+const ENTER: &str = "\u{E007}";
 
 /// The first admin, at identity's own pages: an access token created
 /// (shown once) and revoked; the users and tenants identity knows.

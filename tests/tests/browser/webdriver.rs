@@ -341,6 +341,27 @@ impl Browser {
         .await;
     }
 
+    /// Presses and releases each key of `keys` in turn (WebDriver key
+    /// codes, e.g. `\u{E00C}` Escape, `\u{E004}` Tab) wherever the focus
+    /// is, as a keyboard user would.
+    pub async fn press_keys(&self, keys: &str) {
+        let strokes: Vec<Value> = keys
+            .chars()
+            .flat_map(|k| {
+                let k = k.to_string();
+                [
+                    json!({"type": "keyDown", "value": k}),
+                    json!({"type": "keyUp", "value": k}),
+                ]
+            })
+            .collect();
+        self.post(
+            "/actions",
+            json!({"actions": [{"type": "key", "id": "keyboard", "actions": strokes}]}),
+        )
+        .await;
+    }
+
     /// Runs the asynchronous `script` (it calls its last argument with the
     /// result) in the page; returns that result.
     pub async fn execute_async(&self, script: &str, args: Value) -> Value {
