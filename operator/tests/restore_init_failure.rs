@@ -17,22 +17,16 @@ use std::time::Duration;
 use atoll_backup::layout::BackupId;
 use atoll_backup::settings::{Credentials, Settings};
 use atoll_crds::{Tenant, tenant_crd};
-use atoll_operator::cli::{Cli, Command};
-use atoll_operator::run::{RunArgs, run_with_client};
 use atoll_testkit::nodesim::{NodeSimConfig, workspace_binary};
 use atoll_testkit::s3::TestS3;
 use bytes::Bytes;
-use clap::Parser;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Secret;
-use kube::Client;
 use kube::api::{Api, PostParams};
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
-const CREDENTIALS_SECRET: &str = "atoll-backup-store";
 const SOURCE: &str = "7c1d2e3f-0000-4000-8000-0000000000aa";
 
 async fn put(store: &dyn ObjectStore, key: &str, body: &[u8]) {
@@ -85,51 +79,6 @@ async fn put_source(s3: &TestS3) -> String {
     id
 }
 
-fn start_operator(client: &Client, s3: &TestS3) -> tokio::task::JoinHandle<()> {
-    let cli = Cli::parse_from([
-        "atoll-operator",
-        "run",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--backup-image",
-        "atoll/atoll-backup:test",
-        "--backup-endpoint",
-        &s3.endpoint,
-        "--backup-bucket",
-        &s3.bucket,
-        "--backup-path-style",
-        "--backup-credentials-secret",
-        CREDENTIALS_SECRET,
-    ]);
-    let args: RunArgs = match cli.command {
-        Command::Run(args) => *args,
-        other => panic!("parsed {other:?}"),
-    };
-    let client = client.clone();
-    tokio::spawn(async move {
-        if let Err(error) = run_with_client(args, client).await {
-            panic!("operator stopped: {error}");
-        }
-    })
-}
-
-async fn status(client: &Client, name: &str) -> Option<Value> {
-    let tenant = Api::<Tenant>::all(client.clone())
-        .get_opt(name)
-        .await
-        .ok()??;
-    serde_json::to_value(tenant.status?).ok()
-}
-
-fn restored(status: &Value) -> Option<(String, String, String)> {
-    let c = status["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Restored")?;
-    let text = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
-    Some((text("status"), text("reason"), text("message")))
-}
-
 async fn a_restore_failing_before_its_outcome_says_so(kind: common::ClusterKind) {
     let Some(mut s3) = TestS3::start("the restore init failure test") else {
         return;
@@ -139,16 +88,8 @@ async fn a_restore_failing_before_its_outcome_says_so(kind: common::ClusterKind)
     let client = cluster.client();
     common::install_crd(&client, &tenant_crd()).await;
     let operator_client = common::operator_client_as_the_chart(&cluster).await;
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": CREDENTIALS_SECRET, "namespace": common::RELEASE_NAMESPACE},
-        "stringData": {"accessKeyId": s3.access_key_id, "secretAccessKey": s3.secret_access_key},
-    }))
-    .expect("secret");
-    Api::<Secret>::namespaced(client.clone(), common::RELEASE_NAMESPACE)
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("the platform's credentials Secret");
-    let operator = start_operator(&operator_client, &s3);
+    common::backup::create_credentials(&client, &s3).await;
+    let operator = common::backup::start_operator(&operator_client, &s3, &[]);
     let tenant: Tenant = serde_json::from_value(json!({
         "apiVersion": "atoll.dev/v1alpha1", "kind": "Tenant",
         "metadata": {"name": "broken"}, "spec": {"restore": {"from": "origin"}},
@@ -161,7 +102,7 @@ async fn a_restore_failing_before_its_outcome_says_so(kind: common::ClusterKind)
 
     // Resolved while the store is up: the restore runs from that backup.
     common::eventually("broken: the restore running", TIMEOUT, || async {
-        let status = status(&client, "broken").await?;
+        let status = common::backup::tenant_status(&client, "broken").await?;
         (status["restore"]["phase"] == "Running").then_some(())
     })
     .await;
@@ -186,8 +127,8 @@ async fn a_restore_failing_before_its_outcome_says_so(kind: common::ClusterKind)
 
     let (status, reason, message) =
         common::eventually("broken: Restored=False", TIMEOUT, || async {
-            let status = status(&client, "broken").await?;
-            let (state, reason, message) = restored(&status)?;
+            let status = common::backup::tenant_status(&client, "broken").await?;
+            let (state, reason, message) = common::backup::condition(&status, "Restored")?;
             (state == "False").then_some((status, reason, message))
         })
         .await;

@@ -14,21 +14,14 @@ use std::time::Duration;
 use atoll_backup::layout::BackupId;
 use atoll_backup::settings::{Credentials, Settings};
 use atoll_crds::tenant_crd;
-use atoll_operator::cli::{Cli, Command};
-use atoll_operator::run::{RunArgs, run_with_client};
 use atoll_testkit::s3::TestS3;
 use bytes::Bytes;
-use clap::Parser;
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::api::core::v1::Secret;
-use kube::Client;
-use kube::api::{Api, PostParams};
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::json;
 use std::sync::Arc;
 
-const CREDENTIALS_SECRET: &str = "atoll-backup-store";
 const GONE: &str = "6b0f4c1e-0000-4000-8000-00000000000a";
 const FRESH: &str = "6b0f4c1e-0000-4000-8000-00000000000b";
 const UNKNOWN: &str = "6b0f4c1e-0000-4000-8000-00000000000c";
@@ -108,34 +101,6 @@ async fn put_backup(store: &dyn ObjectStore, uid: &str, days_ago: i64, seg: u32)
     id
 }
 
-fn start_operator(client: &Client, s3: &TestS3) -> tokio::task::JoinHandle<()> {
-    let cli = Cli::parse_from([
-        "atoll-operator",
-        "run",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--backup-endpoint",
-        &s3.endpoint,
-        "--backup-bucket",
-        &s3.bucket,
-        "--backup-path-style",
-        "--backup-credentials-secret",
-        CREDENTIALS_SECRET,
-        "--backup-retention-sweep-seconds",
-        "2",
-    ]);
-    let args: RunArgs = match cli.command {
-        Command::Run(args) => *args,
-        other => panic!("parsed {other:?}"),
-    };
-    let client = client.clone();
-    tokio::spawn(async move {
-        if let Err(error) = run_with_client(args, client).await {
-            panic!("operator stopped: {error}");
-        }
-    })
-}
-
 async fn the_sweep_expires_deleted_tenants(kind: common::ClusterKind) {
     let Some(s3) = TestS3::start("the retention sweep") else {
         return;
@@ -161,16 +126,12 @@ async fn the_sweep_expires_deleted_tenants(kind: common::ClusterKind) {
     let client = cluster.client();
     common::install_crd(&client, &tenant_crd()).await;
     let operator_client = common::operator_client_as_the_chart(&cluster).await;
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": CREDENTIALS_SECRET, "namespace": common::RELEASE_NAMESPACE},
-        "stringData": {"accessKeyId": s3.access_key_id, "secretAccessKey": s3.secret_access_key},
-    }))
-    .expect("secret");
-    Api::<Secret>::namespaced(client.clone(), common::RELEASE_NAMESPACE)
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("the platform's credentials Secret");
-    let operator = start_operator(&operator_client, &s3);
+    common::backup::create_credentials(&client, &s3).await;
+    let operator = common::backup::start_operator(
+        &operator_client,
+        &s3,
+        &["--backup-retention-sweep-seconds", "2"],
+    );
 
     common::eventually(
         "the sweep to expire gone's objects and fresh's oldest backup",
