@@ -129,19 +129,12 @@ async fn a_signed_in_browser_uses_the_pages_with_its_csrf_token() {
 
     forms_and_scripts_need_the_token(&browser, &acme, &csrf).await;
     // Running from the form opens the execution's page.
-    let run = form(&[("_csrf", &csrf)]);
-    let started = browser
-        .send(
-            Method::POST,
-            &acme.url("/ui/flows/company.team/hello/run"),
-            &[],
-            Some((FORM, run)),
-        )
-        .await;
-    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
-    let execution = started.location.expect("the execution's page");
+    let execution = run_from_form(&browser, &acme, &csrf, "company.team/hello").await;
     assert_eq!(
-        browser.get(&acme.url(&execution)).await.status,
+        browser
+            .get(&acme.url(&format!("/ui/executions/{execution}")))
+            .await
+            .status,
         StatusCode::OK
     );
     browser.assert_no_token(&op);
