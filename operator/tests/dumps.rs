@@ -279,8 +279,9 @@ async fn dumps_are_taken_and_restored(kind: common::ClusterKind) {
     assert_dumped(&wait_completed(&client, "shop-now").await, &uid, &s3);
     let pods: Api<Pod> = Api::namespaced(client.clone(), "atoll-shop");
     eventually("the ended dump pods to be deleted", || async {
-        let left = pods.list(&ListParams::default().labels("app.kubernetes.io/component=dump"));
-        left.await.ok()?.items.is_empty().then_some(())
+        let params = ListParams::default().labels("app.kubernetes.io/component=dump");
+        let left = pods.list(&params).await.ok()?;
+        left.items.is_empty().then_some(())
     })
     .await;
 
