@@ -13,10 +13,14 @@
 //! for `retention` after its deletion), and once `deletedAt + retention`
 //! has passed nothing of it is restorable within the window any more and
 //! its whole prefix goes.
+//!
+//! Dumps of External databases ([`plan_dumps`]) follow the same rule by the
+//! time each dump holds (its `time`); they have no WAL.
 
 use jiff::{SignedDuration, Timestamp};
 
 use crate::catalog::BackupInfo;
+use crate::dump_catalog::DumpInfo;
 use crate::layout::{WalKind, wal_name_of_object};
 
 /// A retention that cannot be read.
@@ -64,17 +68,19 @@ pub struct Plan {
 /// Plans retention of `backups` (complete ones) at `now` for a window of
 /// `keep_for`.
 pub fn plan(backups: &[BackupInfo], keep_for: SignedDuration, now: Timestamp) -> Plan {
-    let mut sorted: Vec<&BackupInfo> = backups.iter().collect();
-    sorted.sort_by(|a, b| (a.end_time, &a.id).cmp(&(b.end_time, &b.id)));
-    let cutoff = now.checked_sub(keep_for).unwrap_or(Timestamp::MIN);
-    // The newest backup that ended before the window still covers its start.
-    let anchor = sorted.iter().rposition(|b| b.end_time < cutoff);
-    let first_kept = anchor.unwrap_or(0);
-    let (delete, keep) = sorted.split_at(first_kept);
+    let items: Vec<(Timestamp, &str)> = backups
+        .iter()
+        .map(|b| (b.end_time, b.id.as_str()))
+        .collect();
+    let (delete, keep) = split(items, keep_for, now);
     Plan {
-        delete: delete.iter().map(|b| b.id.clone()).collect(),
-        keep: keep.iter().map(|b| b.id.clone()).collect(),
-        wal_before: keep.iter().map(|b| b.begin_wal.clone()).min(),
+        wal_before: backups
+            .iter()
+            .filter(|b| keep.contains(&b.id))
+            .map(|b| b.begin_wal.clone())
+            .min(),
+        delete,
+        keep,
     }
 }
 
@@ -104,6 +110,34 @@ pub fn sweep(
     } else {
         Sweep::Plan(plan(backups, keep_for, now))
     }
+}
+
+/// Plans retention of an External tenant's `dumps` (complete ones) at
+/// `now` for a window of `keep_for`: by the time each dump holds. No WAL.
+pub fn plan_dumps(dumps: &[DumpInfo], keep_for: SignedDuration, now: Timestamp) -> Plan {
+    let items = dumps.iter().map(|d| (d.time, d.id.as_str())).collect();
+    let (delete, keep) = split(items, keep_for, now);
+    Plan {
+        delete,
+        keep,
+        wal_before: None,
+    }
+}
+
+/// Ids to delete and to keep, oldest first, of `(time, id)` items: those
+/// inside the window, the newest before it, and the newest of all are kept.
+fn split(
+    mut items: Vec<(Timestamp, &str)>,
+    keep_for: SignedDuration,
+    now: Timestamp,
+) -> (Vec<String>, Vec<String>) {
+    items.sort();
+    let cutoff = now.checked_sub(keep_for).unwrap_or(Timestamp::MIN);
+    // The newest item that ended before the window still covers its start.
+    let anchor = items.iter().rposition(|(time, _)| *time < cutoff);
+    let (delete, keep) = items.split_at(anchor.unwrap_or(0));
+    let ids = |items: &[(Timestamp, &str)]| items.iter().map(|(_, id)| (*id).to_owned()).collect();
+    (ids(delete), ids(keep))
 }
 
 /// The objects under `wal/` (their file names) that a plan deletes:

@@ -162,3 +162,54 @@ fn a_live_tenant_is_never_forgotten_and_keeps_its_only_backup() {
     assert!(plan.delete.is_empty());
     assert_eq!(plan.keep, vec!["20261201T030000Z"]);
 }
+
+/// A dump of day `day` of December 2026.
+fn dump(day: u32) -> DumpInfo {
+    DumpInfo {
+        id: format!("202612{day:02}T030000Z"),
+        tenant_backup: None,
+        time: ts(&format!("2026-12-{day:02}T03:00:00Z")),
+        end_time: ts(&format!("2026-12-{day:02}T03:01:00Z")),
+        server_version: "15.18".into(),
+        server_major: 15,
+        pg_dump_version: "15.18".into(),
+        pg_dump_major: 15,
+        size: 10,
+        objects: vec![],
+    }
+}
+
+#[test]
+fn dumps_expire_like_backups_by_the_time_they_hold() {
+    let dumps = [dump(5), dump(1), dump(3), dump(7)];
+    let plan = plan_dumps(
+        &dumps,
+        SignedDuration::from_hours(72),
+        ts("2026-12-07T12:00:00Z"),
+    );
+    // The window starts 12-04T12: dump 3 still covers its start.
+    assert_eq!(plan.delete, vec!["20261201T030000Z"]);
+    assert_eq!(
+        plan.keep,
+        vec!["20261203T030000Z", "20261205T030000Z", "20261207T030000Z"]
+    );
+    assert_eq!(plan.wal_before, None, "dumps have no WAL");
+    let late = plan_dumps(
+        &dumps,
+        SignedDuration::from_hours(1),
+        ts("2027-01-01T00:00:00Z"),
+    );
+    assert_eq!(
+        late.keep,
+        vec!["20261207T030000Z"],
+        "the newest is always kept"
+    );
+    assert_eq!(
+        plan_dumps(
+            &[],
+            SignedDuration::from_hours(1),
+            ts("2027-01-01T00:00:00Z")
+        ),
+        Plan::default()
+    );
+}

@@ -386,8 +386,10 @@ fn task_pod_rights_are_bound_by_the_operator_never_held_by_it() {
         serde_json::json!(["atoll-task-pods"])
     );
     assert_eq!(bind["verbs"], serde_json::json!(["bind"]));
-    // Pods: only reading the database pod by name (its IP, for the backup
-    // agent, #19); no right to create, list or exec into any.
+    // Pods: the backup ones only (#19): reading the database pod (its IP,
+    // for the backup agent), and creating, reading, deleting and reading the
+    // log of an External database's dump pods; never listing, watching or
+    // exec'ing into any.
     let pod_rules: Vec<&Value> = rules
         .iter()
         .filter(|r| {
@@ -398,11 +400,16 @@ fn task_pod_rights_are_bound_by_the_operator_never_held_by_it() {
         .collect();
     assert_eq!(
         pod_rules,
-        vec![&serde_json::json!({
-            "apiGroups": [""], "resources": ["pods"],
-            "resourceNames": ["database-0"], "verbs": ["get"],
-        })],
-        "the operator holds no pod rights but reading the database pod"
+        vec![
+            &serde_json::json!({
+                "apiGroups": [""], "resources": ["pods"],
+                "verbs": ["get", "create", "delete"],
+            }),
+            &serde_json::json!({
+                "apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"],
+            }),
+        ],
+        "the operator holds no pod rights but those of backup pods"
     );
     let operator = docs
         .iter()

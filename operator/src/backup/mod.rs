@@ -7,7 +7,8 @@
 //!   `status.backup`, the `BackupReady`/`ContinuousArchiving` conditions and
 //!   when to look again;
 //! - [`tenant_backup`]: the TenantBackup controller (asks the agent for a
-//!   base backup and follows it), which runs retention after each success;
+//!   base backup, or runs a dump pod for an External database, and follows
+//!   it), which runs retention after each success;
 //! - [`sweep`]: the leader's periodic retention sweep of every tenant in
 //!   the platform store, deleted ones included;
 //! - pure parts: [`schedule`], [`status`], the planner in
@@ -15,6 +16,7 @@
 
 pub mod access;
 pub mod agent_client;
+mod dump_pod;
 pub mod register;
 pub mod retention;
 pub mod schedule;
@@ -25,19 +27,20 @@ mod track;
 
 use std::time::Duration;
 
-use atoll_backup::catalog;
 use atoll_backup::layout::BackupId;
+use atoll_backup::{catalog, dump_catalog};
 use atoll_crds::conditions::{self, Desired, types};
 use atoll_crds::{BackupPhase, DatabaseMode, Tenant, TenantBackup, TenantBackupSpec, TenantStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 
+pub use dump_pod::{delete as delete_pod, failure as pod_failure};
 pub use track::Backups;
 
 use crate::reconcile::Context;
 use schedule::{Decision, History, Schedule};
-use status::{Observation, Report, Situation};
+use status::{DumpObservation, Observation, Report, Situation};
 
 /// Label naming the Tenant a TenantBackup backs up.
 pub const TENANT_LABEL: &str = "atoll.dev/tenant";
@@ -57,7 +60,8 @@ pub struct TenantView<'a> {
     pub namespace: &'a str,
     /// Why its backups are not wired although wanted (H5's reason).
     pub unavailable: Option<&'a str>,
-    /// The database is ready (and so is its agent).
+    /// The database is ready (and so is its agent; External: provisioned
+    /// and not being restored).
     pub database_ready: bool,
 }
 
@@ -73,12 +77,10 @@ pub async fn observe(
         ctx.backups.forget(uid(tenant));
         return (status::report(&Situation::Absent, previous), None);
     };
-    let simple = if !spec.enabled {
-        Some(Situation::Disabled)
-    } else if tenant.spec.database.mode == DatabaseMode::External {
-        Some(Situation::External)
-    } else {
+    let simple = if spec.enabled {
         view.unavailable.map(Situation::Unavailable)
+    } else {
+        Some(Situation::Disabled)
     };
     if let Some(situation) = simple {
         return (status::report(&situation, previous), None);
@@ -109,8 +111,13 @@ pub async fn observe(
     };
     register::once(tenant, &store, ctx).await;
     let backups = list_backups(&ctx.client, tenant).await;
-    let catalog = ctx.backups.catalog(&store, &backups).await;
-    let agent = if view.database_ready && !tenant.spec.suspended {
+    let external = tenant.spec.database.mode == DatabaseMode::External;
+    let (catalog, dumps) = if external {
+        (Ok(Vec::new()), ctx.backups.dumps(&store, &backups).await)
+    } else {
+        (ctx.backups.catalog(&store, &backups).await, Ok(Vec::new()))
+    };
+    let agent = if view.database_ready && !tenant.spec.suspended && !external {
         ctx.backups
             .agent_status(&ctx.client, view.namespace, uid(tenant))
             .await
@@ -120,7 +127,19 @@ pub async fn observe(
     let now = jiff::Timestamp::now();
     let next_due = match Schedule::parse(&spec.schedule) {
         Ok(schedule) => {
-            let history = history(tenant, &backups, catalog.as_deref().ok());
+            let newest = match external {
+                true => dumps
+                    .as_deref()
+                    .ok()
+                    .and_then(dump_catalog::latest)
+                    .map(|d| d.time),
+                false => catalog
+                    .as_deref()
+                    .ok()
+                    .and_then(catalog::latest)
+                    .map(|b| b.begin_time),
+            };
+            let history = history(tenant, &backups, newest);
             match schedule::decide(&schedule, &history, now) {
                 Decision::Due { first } if view.database_ready && !tenant.spec.suspended => {
                     create_scheduled(&ctx.client, tenant, first).await;
@@ -132,13 +151,21 @@ pub async fn observe(
         }
         Err(_) => None,
     };
-    let observation = Observation {
-        catalog: catalog.as_deref().map_err(String::as_str),
-        agent: agent.as_ref().map(Option::as_ref).map_err(String::as_str),
-        backups: &backups,
-        next_due,
+    let situation = if external {
+        Situation::Dumps(DumpObservation {
+            catalog: dumps.as_deref().map_err(String::as_str),
+            backups: &backups,
+            next_due,
+        })
+    } else {
+        Situation::Wired(Observation {
+            catalog: catalog.as_deref().map_err(String::as_str),
+            agent: agent.as_ref().map(Option::as_ref).map_err(String::as_str),
+            backups: &backups,
+            next_due,
+        })
     };
-    let report = status::report(&Situation::Wired(observation), previous);
+    let report = status::report(&situation, previous);
     let wait = next_due
         .and_then(|t| t.duration_since(now).try_into().ok())
         .map_or(CHECK_EVERY, |d: Duration| {
@@ -206,12 +233,9 @@ pub(crate) async fn list_backups(client: &Client, tenant: &Tenant) -> Vec<Tenant
     }
 }
 
-/// What the schedule needs to know.
-fn history(
-    tenant: &Tenant,
-    backups: &[TenantBackup],
-    catalog: Option<&[atoll_backup::catalog::BackupInfo]>,
-) -> History {
+/// What the schedule needs to know; `newest` is the start of the newest
+/// complete backup or dump in the store, if any.
+fn history(tenant: &Tenant, backups: &[TenantBackup], newest: Option<jiff::Timestamp>) -> History {
     let phase = |b: &TenantBackup| b.status.as_ref().and_then(|s| s.phase);
     let start = |b: &TenantBackup| {
         b.status
@@ -220,7 +244,6 @@ fn history(
             .or(b.metadata.creation_timestamp.as_ref())
             .map(|t| t.0)
     };
-    let catalog_newest = catalog.and_then(catalog::latest).map(|b| b.begin_time);
     History {
         in_flight: backups.iter().any(|b| {
             matches!(
@@ -228,11 +251,11 @@ fn history(
                 None | Some(BackupPhase::Pending | BackupPhase::Running)
             )
         }),
-        has_complete: catalog.is_some_and(|c| !c.is_empty())
+        has_complete: newest.is_some()
             || backups
                 .iter()
                 .any(|b| phase(b) == Some(BackupPhase::Completed)),
-        newest_start: backups.iter().filter_map(start).chain(catalog_newest).max(),
+        newest_start: backups.iter().filter_map(start).chain(newest).max(),
         last_failure: backups
             .iter()
             .filter(|b| phase(b) == Some(BackupPhase::Failed))
@@ -264,7 +287,7 @@ async fn create_scheduled(client: &Client, tenant: &Tenant, first: bool) {
     let api: Api<TenantBackup> = Api::all(client.clone());
     match api.create(&PostParams::default(), &backup).await {
         Ok(_) => {
-            tracing::info!(tenant = %tenant.name_any(), backup = %name, first, "scheduled a base backup")
+            tracing::info!(tenant = %tenant.name_any(), backup = %name, first, "scheduled a backup")
         }
         Err(kube::Error::Api(status)) if status.code == 409 => {}
         Err(error) => {

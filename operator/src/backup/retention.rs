@@ -4,10 +4,12 @@
 //! first, so a half-deleted backup is never taken for a complete one), the
 //! WAL no kept backup needs, and the scheduled TenantBackups of the deleted
 //! backups. On-demand TenantBackups stay (their status says what they were).
+//! An External tenant's dumps expire the same way ([`enforce_dumps`]).
 
-use atoll_backup::catalog;
+use atoll_backup::layout::BackupId;
 use atoll_backup::retention::{self, Plan};
 use atoll_backup::store;
+use atoll_backup::{catalog, dump_catalog};
 use atoll_crds::TenantBackup;
 use kube::api::{Api, DeleteParams};
 use kube::{Client, ResourceExt};
@@ -59,17 +61,84 @@ pub async fn apply(
     let uid = store.uid().to_owned();
     let mut swept = Swept::default();
     for id in &plan.delete {
-        delete_backup(store, &uid, id).await?;
-        swept.backups.push(id.clone());
+        let id = parse_id(id)?;
+        let json = store
+            .layout
+            .backup_json(&uid, id)
+            .map_err(|e| e.to_string())?;
+        let dir = store.layout.base_dir(&uid).map_err(|e| e.to_string())?;
+        delete_backup(store, &json, &dir.clone().join(id.to_string())).await?;
+        swept.backups.push(id.to_string());
     }
     swept.wal = delete_wal(store, &uid, plan).await?;
+    swept.tenant_backups = delete_tenant_backups(client, backups, &uid, plan).await?;
+    Ok(swept)
+}
+
+/// Applies `retention` to an External tenant's dumps and its scheduled
+/// TenantBackups.
+pub async fn enforce_dumps(
+    store: &TenantStore,
+    retention: &str,
+    client: &Client,
+    backups: &[TenantBackup],
+) -> Result<Swept, String> {
+    let keep_for = retention::parse_retention(retention).map_err(|e| e.to_string())?;
+    let dumps = dumps(store).await?;
+    let plan = retention::plan_dumps(&dumps, keep_for, jiff::Timestamp::now());
+    apply_dumps(store, &plan, client, backups).await
+}
+
+/// Lists the tenant's complete dumps.
+pub async fn dumps(store: &TenantStore) -> Result<Vec<dump_catalog::DumpInfo>, String> {
+    dump_catalog::list(store.store.as_ref(), &store.layout, store.uid())
+        .await
+        .map_err(|e| store.redact(&e))
+}
+
+/// Deletes the dumps `plan` names and the scheduled TenantBackups among
+/// `backups` of them.
+pub async fn apply_dumps(
+    store: &TenantStore,
+    plan: &Plan,
+    client: &Client,
+    backups: &[TenantBackup],
+) -> Result<Swept, String> {
+    let uid = store.uid().to_owned();
+    let mut swept = Swept::default();
+    for id in &plan.delete {
+        let id = parse_id(id)?;
+        let json = store
+            .layout
+            .dump_json(&uid, id)
+            .map_err(|e| e.to_string())?;
+        let dir = store.layout.dumps_dir(&uid).map_err(|e| e.to_string())?;
+        delete_backup(store, &json, &dir.clone().join(id.to_string())).await?;
+        swept.backups.push(id.to_string());
+    }
+    swept.tenant_backups = delete_tenant_backups(client, backups, &uid, plan).await?;
+    Ok(swept)
+}
+
+fn parse_id(id: &str) -> Result<BackupId, String> {
+    id.parse().map_err(|_| format!("bad backup id {id:?}"))
+}
+
+/// Deletes the scheduled TenantBackups of what `plan` deleted.
+async fn delete_tenant_backups(
+    client: &Client,
+    backups: &[TenantBackup],
+    uid: &str,
+    plan: &Plan,
+) -> Result<Vec<String>, String> {
     let api: Api<TenantBackup> = Api::all(client.clone());
-    for backup in backups.iter().filter(|b| expired(b, &uid, plan)) {
+    let mut deleted = Vec::new();
+    for backup in backups.iter().filter(|b| expired(b, uid, plan)) {
         match api
             .delete(&backup.name_any(), &DeleteParams::default())
             .await
         {
-            Ok(_) | Err(kube::Error::Api(_)) => swept.tenant_backups.push(backup.name_any()),
+            Ok(_) | Err(kube::Error::Api(_)) => deleted.push(backup.name_any()),
             Err(error) => {
                 return Err(format!(
                     "deleting TenantBackup {}: {error}",
@@ -78,7 +147,7 @@ pub async fn apply(
             }
         }
     }
-    Ok(swept)
+    Ok(deleted)
 }
 
 /// A scheduled TenantBackup of this uid whose backup the plan deletes.
@@ -96,19 +165,17 @@ fn expired(backup: &TenantBackup, uid: &str, plan: &Plan) -> bool {
             .is_some_and(|id| plan.delete.contains(id))
 }
 
-async fn delete_backup(store: &TenantStore, uid: &str, id: &str) -> Result<(), String> {
-    let id: atoll_backup::layout::BackupId =
-        id.parse().map_err(|_| format!("bad backup id {id:?}"))?;
-    let json = store
-        .layout
-        .backup_json(uid, id)
-        .map_err(|e| e.to_string())?;
-    store::delete(store.store.as_ref(), &json)
+/// Deletes one backup or dump: its description `json` first (so a
+/// half-deleted one is never taken for complete), then the rest of `dir`.
+async fn delete_backup(
+    store: &TenantStore,
+    json: &object_store::path::Path,
+    dir: &object_store::path::Path,
+) -> Result<(), String> {
+    store::delete(store.store.as_ref(), json)
         .await
         .map_err(|e| store.redact(&e))?;
-    let dir = store.layout.base_dir(uid).map_err(|e| e.to_string())?;
-    let dir = dir.clone().join(id.to_string());
-    let rest = store::list(store.store.as_ref(), &dir)
+    let rest = store::list(store.store.as_ref(), dir)
         .await
         .map_err(|e| store.redact(&e))?;
     for meta in rest {

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use atoll_backup::catalog::{self, BackupInfo};
+use atoll_backup::dump_catalog::{self, DumpInfo};
 use atoll_crds::{BackupPhase, BackupStatus, TenantBackup};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -48,8 +49,8 @@ pub enum Situation<'a> {
     Absent,
     /// `spec.backup.enabled: false`.
     Disabled,
-    /// An External database: dumps (§9) are not taken by the operator yet.
-    External,
+    /// An External database, wired: its dumps observed (§9).
+    Dumps(DumpObservation<'a>),
     /// The store cannot be used; why (names Secrets, never values).
     Unavailable(&'a str),
     /// Wired and observed.
@@ -67,6 +68,17 @@ pub struct Observation<'a> {
     /// The tenant's TenantBackups (this uid's).
     pub backups: &'a [TenantBackup],
     /// When the next scheduled backup is due.
+    pub next_due: Option<Timestamp>,
+}
+
+/// What was observed of a wired External tenant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DumpObservation<'a> {
+    /// The complete dumps in the store, or why they could not be listed.
+    pub catalog: Result<&'a [DumpInfo], &'a str>,
+    /// The tenant's TenantBackups (this uid's).
+    pub backups: &'a [TenantBackup],
+    /// When the next scheduled dump is due.
     pub next_due: Option<Timestamp>,
 }
 
@@ -105,15 +117,7 @@ pub fn report(situation: &Situation<'_>, previous: Option<&BackupStatus>) -> Rep
             )),
             archiving: None,
         },
-        Situation::External => Report {
-            status: kept,
-            backup_ready: Some(verdict(
-                Some(false),
-                "DumpsNotYetSupported",
-                "this operator version takes no logical dumps of External databases yet: back the shared server up by its own means",
-            )),
-            archiving: None,
-        },
+        Situation::Dumps(observation) => dumps(observation, kept),
         Situation::Unavailable(reason) => not_wired(
             "ObjectStoreUnavailable",
             format!("backups cannot be taken: {reason}"),
@@ -188,17 +192,70 @@ fn name(backup: &TenantBackup) -> &str {
 fn backup_ready(observation: &Observation<'_>, last_failed: Option<&TenantBackup>) -> Verdict {
     let backups = match observation.catalog {
         Ok(backups) => backups,
-        Err(error) => {
-            return verdict(
-                Some(false),
-                "ObjectStoreUnreachable",
-                format!(
-                    "the backups in the object store could not be listed: {error}. Check that the store is reachable and that its credentials are valid."
-                ),
-            );
-        }
+        Err(error) => return unreachable_store(error),
     };
-    let in_flight = observation.backups.iter().find(|b| {
+    let done = catalog::latest(backups).map(|latest| Done {
+        id: &latest.id,
+        end: latest.end_time,
+        first: catalog::first_recoverability_point(backups).unwrap_or(latest.end_time),
+    });
+    ready(
+        &BASE,
+        done,
+        observation.backups,
+        last_failed,
+        observation.next_due,
+    )
+}
+
+fn unreachable_store(error: &str) -> Verdict {
+    verdict(
+        Some(false),
+        "ObjectStoreUnreachable",
+        format!(
+            "the backups in the object store could not be listed: {error}. Check that the store is reachable and that its credentials are valid."
+        ),
+    )
+}
+
+/// How `BackupReady` names a kind of backup.
+struct Kind {
+    /// `base backup` or `dump`.
+    noun: &'static str,
+    /// The reason while none completed.
+    none_yet: &'static str,
+    /// Appended to the True message.
+    note: &'static str,
+}
+
+const BASE: Kind = Kind {
+    noun: "base backup",
+    none_yet: "NoBaseBackupYet",
+    note: "",
+};
+
+const DUMP: Kind = Kind {
+    noun: "dump",
+    none_yet: "NoDumpYet",
+    note: ". External mode is dump-based: a restore returns the newest dump taken at or before its target, so the RPO is the schedule; no WAL is archived",
+};
+
+/// The newest complete backup and the first recoverability point.
+struct Done<'a> {
+    id: &'a str,
+    end: Timestamp,
+    first: Timestamp,
+}
+
+fn ready(
+    kind: &Kind,
+    done: Option<Done<'_>>,
+    backups: &[TenantBackup],
+    last_failed: Option<&TenantBackup>,
+    next_due: Option<Timestamp>,
+) -> Verdict {
+    let noun = kind.noun;
+    let in_flight = backups.iter().find(|b| {
         matches!(
             phase(b),
             None | Some(BackupPhase::Pending | BackupPhase::Running)
@@ -212,42 +269,42 @@ fn backup_ready(observation: &Observation<'_>, last_failed: Option<&TenantBackup
             message.unwrap_or("no reason given")
         )
     });
-    let Some(latest) = catalog::latest(backups) else {
+    let Some(latest) = done else {
         let message = match (in_flight, &failure) {
             (Some(b), _) => format!(
-                "the first base backup (TenantBackup {}) is being taken; until it completes the database cannot be restored",
+                "the first {noun} (TenantBackup {}) is being taken; until it completes the database cannot be restored",
                 name(b)
             ),
             (None, Some(failure)) => format!(
-                "no base backup completed yet: {failure}. It is retried within 10 minutes; until one completes the database cannot be restored."
+                "no {noun} completed yet: {failure}. It is retried within 10 minutes; until one completes the database cannot be restored."
             ),
-            (None, None) => "no base backup yet: the first one starts once the database is ready; until it completes the database cannot be restored".to_owned(),
+            (None, None) => format!(
+                "no {noun} yet: the first one starts once the database is ready; until it completes the database cannot be restored"
+            ),
         };
-        return verdict(Some(false), "NoBaseBackupYet", message);
+        return verdict(Some(false), kind.none_yet, message);
     };
-    let next = observation
-        .next_due
+    let next = next_due
         .map(|t| format!("; the next is due at {t}"))
         .unwrap_or_default();
     if let (Some(failed), Some(failure)) = (last_failed, failure)
-        && stopped(failed).is_some_and(|t| t > latest.end_time)
+        && stopped(failed).is_some_and(|t| t > latest.end)
     {
         return verdict(
             Some(false),
             "BackupFailed",
             format!(
-                "{failure}. The last successful base backup is {} ({}){next}.",
-                latest.id, latest.end_time
+                "{failure}. The last successful {noun} is {} ({}){next}.",
+                latest.id, latest.end
             ),
         );
     }
-    let first = catalog::first_recoverability_point(backups).unwrap_or(latest.end_time);
     verdict(
         Some(true),
         "BackupsCompleted",
         format!(
-            "the last base backup {} completed at {}; recoverable from {first}{next}",
-            latest.id, latest.end_time
+            "the last {noun} {} completed at {}; recoverable from {}{next}{}",
+            latest.id, latest.end, latest.first, kind.note
         ),
     )
 }
@@ -259,6 +316,42 @@ pub fn look_again_within(report: &Report, calm: Duration) -> Duration {
     match &report.archiving {
         Some(v) if v.status != Some(true) => calm.min(RECHECK_UNSETTLED),
         _ => calm,
+    }
+}
+
+/// The report of a wired External tenant: `status.backup` from its dumps,
+/// `BackupReady` from them, no `ContinuousArchiving` (there is no WAL of
+/// the tenant's own on a shared server).
+fn dumps(observation: &DumpObservation<'_>, previous: Option<BackupStatus>) -> Report {
+    let mut status = previous.unwrap_or_default();
+    let last_failed = last_failed(observation.backups);
+    if let Some(failed) = last_failed {
+        status.last_failed_backup = failed.status.as_ref().and_then(|s| s.stopped_at.clone());
+    }
+    let ready_verdict = match observation.catalog {
+        Ok(dumps) => {
+            status.first_recoverability_point =
+                dump_catalog::first_recoverability_point(dumps).map(Time);
+            status.last_successful_backup = dump_catalog::latest(dumps).map(|d| Time(d.end_time));
+            let done = dump_catalog::latest(dumps).map(|latest| Done {
+                id: &latest.id,
+                end: latest.end_time,
+                first: dump_catalog::first_recoverability_point(dumps).unwrap_or(latest.time),
+            });
+            ready(
+                &DUMP,
+                done,
+                observation.backups,
+                last_failed,
+                observation.next_due,
+            )
+        }
+        Err(error) => unreachable_store(error),
+    };
+    Report {
+        status: Some(status),
+        backup_ready: Some(ready_verdict),
+        archiving: None,
     }
 }
 

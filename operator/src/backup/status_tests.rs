@@ -300,7 +300,6 @@ fn a_success_after_a_failure_is_archiving_again() {
 fn other_situations_explain_themselves() {
     for situation in [
         Situation::Disabled,
-        Situation::External,
         Situation::Unavailable(
             "Secret atoll-system/backup-store (the chart value backup.objectStore.credentialsSecret) does not exist",
         ),
@@ -344,4 +343,90 @@ fn archiving_not_true_is_looked_at_again_sooner() {
         look_again_within(&report(&Situation::Disabled, None), calm),
         calm
     );
+}
+
+fn dump(id: &str, time: &str) -> DumpInfo {
+    DumpInfo {
+        id: id.to_owned(),
+        tenant_backup: None,
+        time: ts(time),
+        end_time: ts(time),
+        server_version: "15.18".into(),
+        server_major: 15,
+        pg_dump_version: "15.18".into(),
+        pg_dump_major: 15,
+        size: 10,
+        objects: vec![],
+    }
+}
+
+#[test]
+fn an_external_tenant_is_ready_from_its_dumps_and_has_no_archiving() {
+    let dumps = [
+        dump("20261206T030000Z", "2026-12-06T03:00:00Z"),
+        dump("20261207T030000Z", "2026-12-07T03:00:00Z"),
+    ];
+    let observe = |catalog: Result<&[DumpInfo], &str>, backups: &[TenantBackup]| {
+        report(
+            &Situation::Dumps(DumpObservation {
+                catalog,
+                backups,
+                next_due: Some(ts("2026-12-08T03:00:00Z")),
+            }),
+            None,
+        )
+    };
+    let r = observe(Ok(&dumps[..]), &[]);
+    assert_eq!(
+        r.archiving, None,
+        "no WAL of its own: no ContinuousArchiving"
+    );
+    let ready = r.backup_ready.expect("BackupReady");
+    assert_eq!(
+        (ready.status, ready.reason),
+        (Some(true), "BackupsCompleted")
+    );
+    assert!(
+        ready.message.contains("the last dump 20261207T030000Z"),
+        "{}",
+        ready.message
+    );
+    assert!(
+        ready.message.contains("the RPO is the schedule"),
+        "{}",
+        ready.message
+    );
+    let status = r.status.expect("status.backup");
+    assert_eq!(
+        status.first_recoverability_point.map(|t| t.0),
+        Some(ts("2026-12-06T03:00:00Z"))
+    );
+    assert_eq!(
+        status.last_successful_backup.map(|t| t.0),
+        Some(ts("2026-12-07T03:00:00Z"))
+    );
+
+    let failed = [tb(
+        "acme-x",
+        BackupPhase::Failed,
+        Some("2026-12-07T04:00:00Z"),
+        Some("atoll-backup dump: pg_dump: error: permission denied for table probe"),
+    )];
+    let r = observe(Ok(&dumps[..]), &failed);
+    let ready = r.backup_ready.expect("BackupReady");
+    assert_eq!((ready.status, ready.reason), (Some(false), "BackupFailed"));
+    assert!(
+        ready.message.contains("permission denied"),
+        "{}",
+        ready.message
+    );
+    assert!(r.status.expect("status").last_failed_backup.is_some());
+
+    let none = observe(Ok(&[]), &[]).backup_ready.expect("BackupReady");
+    assert_eq!((none.status, none.reason), (Some(false), "NoDumpYet"));
+    assert_actionable(&none);
+    let down = observe(Err("connection refused"), &[])
+        .backup_ready
+        .expect("BackupReady");
+    assert_eq!(down.reason, "ObjectStoreUnreachable");
 }

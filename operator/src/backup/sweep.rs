@@ -10,7 +10,8 @@
 //! by the next). Prefixes without a record, or with no retention
 //! recorded, are left alone and counted as skipped. Tenants whose
 //! `spec.backup.objectStore` names a store of their own are swept only
-//! after their own backups (that store is not listed here).
+//! after their own backups (that store is not listed here). An External
+//! tenant's dumps are swept by the same window (`plan_dumps`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -73,7 +74,7 @@ pub struct Counts {
     pub deleted: usize,
     /// Deleted Tenants whose every object went.
     pub forgotten: usize,
-    /// Base backups deleted.
+    /// Base backups and dumps deleted.
     pub backups: usize,
     /// WAL objects deleted.
     pub wal: usize,
@@ -179,7 +180,15 @@ async fn sweep_tenant(
                 Some(tenant) => super::list_backups(client, tenant).await,
                 None => Vec::new(),
             };
-            let swept = super::retention::apply(&store, &plan, client, &backups).await?;
+            let mut swept = super::retention::apply(&store, &plan, client, &backups).await?;
+            // An External tenant's dumps, by the same window.
+            let dumps = super::retention::dumps(&store).await?;
+            if !dumps.is_empty() {
+                let plan = retention::plan_dumps(&dumps, keep_for, now);
+                let more = super::retention::apply_dumps(&store, &plan, client, &backups).await?;
+                swept.backups.extend(more.backups);
+                swept.tenant_backups.extend(more.tenant_backups);
+            }
             Ok((deleted, Done::Swept(plan, swept)))
         }
     }

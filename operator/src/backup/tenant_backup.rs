@@ -4,7 +4,8 @@
 //! (why). Waits, Pending with a `Started=False` condition, while the
 //! database is not ready or another backup runs; fails at once, saying
 //! why, when the Tenant cannot be backed up. Runs on the leader only,
-//! started next to the Tenant controller.
+//! started next to the Tenant controller. An External tenant's backup is
+//! a dump taken by a pod instead (`dump_pod`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,17 +24,17 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 
 use super::agent_client::{AgentPhase, Started};
-use super::{BACKUP_ID_ANNOTATION, TENANT_LABEL, access, retention};
+use super::{BACKUP_ID_ANNOTATION, TENANT_LABEL, access, dump_pod, retention};
 use crate::reconcile::Context;
 
 /// The condition saying why a Pending backup has not started.
 pub const STARTED: &str = "Started";
 /// How often a running backup is polled.
-const POLL: Duration = Duration::from_secs(5);
+pub(super) const POLL: Duration = Duration::from_secs(5);
 /// A running backup is given up after this (the agent's own limit is 6 h).
 const GIVE_UP: jiff::SignedDuration = jiff::SignedDuration::from_hours(7);
 /// How often a waiting one looks again.
-const WAIT: Duration = Duration::from_secs(10);
+pub(super) const WAIT: Duration = Duration::from_secs(10);
 
 /// Writing a TenantBackup failed (retried with backoff).
 #[derive(Debug, thiserror::Error)]
@@ -126,11 +127,7 @@ async fn start(
     let Some(tenant) = tenant else {
         return Ok(Action::await_change());
     };
-    if tenant.spec.database.mode == DatabaseMode::External {
-        status.method = Some(BackupMethod::Dump);
-        let why = "logical dumps of External databases are not taken by this operator version yet";
-        return wait(backup, status, "DumpsNotYetSupported", why, ctx).await;
-    }
+    let external = tenant.spec.database.mode == DatabaseMode::External;
     if status.backup_id.is_none() {
         // The id is fixed (and written) before the agent is asked, so a
         // retry after a lost answer asks for the same backup.
@@ -141,10 +138,16 @@ async fn start(
             .unwrap_or_else(BackupId::now);
         status.backup_id = Some(id.to_string());
         status.tenant_uid = tenant.metadata.uid.clone();
-        status.method = Some(BackupMethod::Base);
+        status.method = Some(match external {
+            true => BackupMethod::Dump,
+            false => BackupMethod::Base,
+        });
         status.phase = Some(BackupPhase::Pending);
         write(backup, &status, ctx).await?;
         return Ok(Action::requeue(Duration::from_millis(100)));
+    }
+    if external {
+        return dump_pod::start(backup, status, &tenant, ctx).await;
     }
     ask_agent(backup, status, &tenant, ctx).await
 }
@@ -220,6 +223,9 @@ async fn follow(
 ) -> Result<Action, Error> {
     let id = status.backup_id.clone().unwrap_or_default();
     let tenant = ctx.tenants.get(&ObjectRef::new(&backup.spec.tenant));
+    if status.method == Some(BackupMethod::Dump) {
+        return dump_pod::follow(backup, status, tenant.as_deref(), ctx).await;
+    }
     let namespace = tenant
         .as_ref()
         .and_then(|t| t.status.as_ref()?.namespace.clone());
@@ -284,7 +290,7 @@ async fn follow(
 }
 
 /// Retention, once a backup completed.
-async fn after_success(tenant: &Tenant, namespace: &str, ctx: &Context) {
+pub(super) async fn after_success(tenant: &Tenant, namespace: &str, ctx: &Context) {
     let Some(retention) = tenant.spec.backup.as_ref().map(|b| b.retention.clone()) else {
         return;
     };
@@ -301,7 +307,15 @@ async fn after_success(tenant: &Tenant, namespace: &str, ctx: &Context) {
     let params =
         kube::api::ListParams::default().labels(&format!("{TENANT_LABEL}={}", tenant.name_any()));
     let backups = api.list(&params).await.map(|l| l.items).unwrap_or_default();
-    match retention::enforce(&store, &retention, &ctx.client, &backups).await {
+    let swept = match tenant.spec.database.mode {
+        DatabaseMode::External => {
+            retention::enforce_dumps(&store, &retention, &ctx.client, &backups).await
+        }
+        DatabaseMode::Dedicated => {
+            retention::enforce(&store, &retention, &ctx.client, &backups).await
+        }
+    };
+    match swept {
         Ok(swept) => {
             tracing::info!(tenant = %tenant.name_any(), backups = ?swept.backups, wal = swept.wal, tenant_backups = ?swept.tenant_backups, "retention applied")
         }
@@ -309,7 +323,7 @@ async fn after_success(tenant: &Tenant, namespace: &str, ctx: &Context) {
     }
 }
 
-async fn fail(
+pub(super) async fn fail(
     backup: &TenantBackup,
     mut status: TenantBackupStatus,
     message: String,
@@ -323,7 +337,7 @@ async fn fail(
     Ok(Action::await_change())
 }
 
-async fn wait(
+pub(super) async fn wait(
     backup: &TenantBackup,
     mut status: TenantBackupStatus,
     reason: &'static str,
@@ -339,7 +353,7 @@ async fn wait(
     Ok(Action::requeue(WAIT))
 }
 
-fn set_started(
+pub(super) fn set_started(
     status: &mut TenantBackupStatus,
     backup: &TenantBackup,
     started: bool,
@@ -358,7 +372,7 @@ fn set_started(
     conditions::set(&mut status.conditions, desired, generation, &now);
 }
 
-async fn write(
+pub(super) async fn write(
     backup: &TenantBackup,
     status: &TenantBackupStatus,
     ctx: &Context,

@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use atoll_backup::catalog::{self, BackupInfo};
+use atoll_backup::dump_catalog::{self, DumpInfo};
 use atoll_crds::{BackupPhase, TenantBackup};
 use kube::Client;
 
@@ -25,6 +26,7 @@ const AGENT_FOR: Duration = Duration::from_secs(10);
 struct Track {
     store: Option<(Instant, TenantStore)>,
     catalog: Option<(Instant, usize, Result<Vec<BackupInfo>, String>)>,
+    dumps: Option<(Instant, usize, Result<Vec<DumpInfo>, String>)>,
     agent: Option<(Instant, Result<Option<AgentStatus>, String>)>,
     registered: bool,
 }
@@ -83,6 +85,7 @@ impl Backups {
     pub fn invalidate_catalog(&self, uid: &str) {
         if let Some(track) = self.lock().get_mut(uid) {
             track.catalog = None;
+            track.dumps = None;
         }
     }
 
@@ -130,6 +133,28 @@ impl Backups {
             .await
             .map_err(|e| store.redact(&e));
         self.lock().entry(uid).or_default().catalog = Some((Instant::now(), done, result.clone()));
+        result
+    }
+
+    /// The External tenant's complete dumps, cached as [`Backups::catalog`].
+    pub async fn dumps(
+        &self,
+        store: &TenantStore,
+        backups: &[TenantBackup],
+    ) -> Result<Vec<DumpInfo>, String> {
+        let uid = store.uid().to_owned();
+        let done = completed(backups);
+        let cached = self.lock().get(&uid).and_then(|t| t.dumps.clone());
+        if let Some((at, count, result)) = cached
+            && count == done
+            && at.elapsed() < CATALOG_FOR
+        {
+            return result;
+        }
+        let result = dump_catalog::list(store.store.as_ref(), &store.layout, &uid)
+            .await
+            .map_err(|e| store.redact(&e));
+        self.lock().entry(uid).or_default().dumps = Some((Instant::now(), done, result.clone()));
         result
     }
 

@@ -123,16 +123,14 @@ impl fmt::Debug for BackupSetup {
 }
 
 /// Whether the tenant's database is to be backed up: `spec.backup` present
-/// and enabled, and a Dedicated database (External databases are dumped,
-/// which this does not wire).
+/// and enabled (a Dedicated database by WAL archiving and base backups, an
+/// External one by dumps).
 pub fn backup_wanted(ctx: &TenantContext<'_>) -> bool {
-    ctx.dedicated_database()
-        && ctx
-            .tenant
-            .spec
-            .backup
-            .as_ref()
-            .is_some_and(|backup| backup.enabled)
+    ctx.tenant
+        .spec
+        .backup
+        .as_ref()
+        .is_some_and(|backup| backup.enabled)
 }
 
 /// The store a backed-up tenant uses: its own (`spec.backup.objectStore`)
@@ -310,7 +308,7 @@ pub fn archive_args() -> Vec<String> {
     .to_vec()
 }
 
-fn read_only(name: &str, path: &str) -> VolumeMount {
+pub(super) fn read_only(name: &str, path: &str) -> VolumeMount {
     VolumeMount {
         read_only: Some(true),
         ..mount(name, path)
@@ -331,7 +329,7 @@ fn secret_volume(name: &str, secret: &str) -> Volume {
     }
 }
 
-fn amounts(cpu: &str, memory: &str) -> Option<BTreeMap<String, Quantity>> {
+pub(super) fn amounts(cpu: &str, memory: &str) -> Option<BTreeMap<String, Quantity>> {
     Some(BTreeMap::from([
         ("cpu".to_owned(), Quantity(cpu.to_owned())),
         ("memory".to_owned(), Quantity(memory.to_owned())),

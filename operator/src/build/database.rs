@@ -55,7 +55,7 @@ const SCRIPTS_DIR: &str = "/atoll-scripts";
 /// Database the instance uses.
 pub const DATABASE_NAME: &str = "atoll";
 /// UID of the `postgres` user in the official image.
-const POSTGRES_UID: i64 = 999;
+pub(super) const POSTGRES_UID: i64 = 999;
 pub(super) const DATA_DIR: &str = "/var/lib/postgresql/data";
 /// PGDATA of a Dedicated database (in the `data` volume).
 pub(super) const PGDATA: &str = "/var/lib/postgresql/data/pgdata";

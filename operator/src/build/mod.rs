@@ -7,6 +7,7 @@
 
 mod backup;
 mod database;
+mod dump;
 mod instance;
 mod namespace;
 mod network;
@@ -41,6 +42,10 @@ pub use database::{
     DatabaseCredentials, database_init_config_map, database_secret, database_service,
     database_stateful_set,
 };
+pub use dump::{
+    DUMP_COMPONENT, DUMP_CONTAINER, RESTORE_DUMP_POD, TENANT_BACKUP_LABEL, dump_network_policy,
+    dump_pod, dump_pod_name, dumps_wanted, restore_dump_command, restore_dump_pod,
+};
 pub use instance::{
     DATABASE_ANNOTATION, INSTANCE, INSTANCE_PORT, INSTANCE_SERVICE_PORT, instance_deployment,
     instance_ingress, instance_service,
@@ -49,7 +54,8 @@ pub use namespace::{
     limit_range, namespace, resource_quota, service_account_database, service_account_instance,
 };
 pub use network::{
-    BACKUP_NETWORK_POLICY, DATABASE_NETWORK_POLICY, backup_network_policy, network_policies,
+    BACKUP_NETWORK_POLICY, DATABASE_NETWORK_POLICY, DUMP_NETWORK_POLICY, backup_network_policy,
+    network_policies,
 };
 pub use restore::{
     RESTORE_CONFIG_DIR, RESTORE_CONTAINER, RESTORE_SECRET, ROLES_MARKER, apply_restore,
@@ -296,7 +302,8 @@ pub struct Children {
     /// Database credentials.
     pub database_secret: k8s_openapi::api::core::v1::Secret,
     /// The backup Secrets (`backup-agent`, `backup-object-store`) of a
-    /// backed-up Dedicated database; empty otherwise.
+    /// backed-up Dedicated database, `backup-object-store` of a backed-up
+    /// External one; empty otherwise.
     pub backup_secrets: Vec<Secret>,
     /// The source store's Secret of a Tenant being restored
     /// ([`apply_restore`]); `None` otherwise.
@@ -337,7 +344,12 @@ pub fn children_with_backup(
     let dedicated = ctx.dedicated_database();
     let backup = backup.filter(|_| backup_wanted(ctx));
     let mut policies = network_policies(ctx);
-    policies.extend(backup.map(|_| backup_network_policy(ctx)));
+    policies.extend(
+        backup
+            .filter(|_| dedicated)
+            .map(|_| backup_network_policy(ctx)),
+    );
+    policies.extend(dumps_wanted(ctx).then(|| dump_network_policy(ctx)));
     Children {
         namespace: namespace(ctx),
         resource_quota: resource_quota(ctx),
@@ -347,12 +359,14 @@ pub fn children_with_backup(
         task_pods_role_binding: task_pods_role_binding(ctx),
         database_service_account: dedicated.then(|| service_account_database(ctx)),
         database_secret: database_secret(ctx, credentials),
+        // An External database has no agent: its dump pods use the store's.
         backup_secrets: backup
-            .map(|setup| {
-                vec![
+            .map(|setup| match dedicated {
+                true => vec![
                     backup_agent_secret(ctx, setup),
                     backup_object_store_secret(ctx, setup),
-                ]
+                ],
+                false => vec![backup_object_store_secret(ctx, setup)],
             })
             .unwrap_or_default(),
         restore_secret: None,
@@ -461,5 +475,7 @@ impl Children {
 mod tests;
 #[cfg(test)]
 mod tests_backup;
+#[cfg(test)]
+mod tests_dump;
 #[cfg(test)]
 mod tests_tasks;

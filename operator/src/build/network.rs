@@ -15,7 +15,7 @@ use super::database::{DATABASE, DATABASE_PORT};
 use super::tasks::{INSTANCE_FROM_TASK_PODS, TASK_PODS_NETWORK_POLICY, task_pod_selector};
 use super::{INSTANCE, INSTANCE_PORT, TenantContext};
 
-fn selector(labels: BTreeMap<String, String>) -> LabelSelector {
+pub(super) fn selector(labels: BTreeMap<String, String>) -> LabelSelector {
     LabelSelector {
         match_labels: Some(labels),
         ..LabelSelector::default()
@@ -35,6 +35,9 @@ pub const DATABASE_NETWORK_POLICY: &str = "database-from-instance";
 /// The policy of a backed-up database pod: out to the object store, in
 /// from the operator to the backup agent (#19).
 pub const BACKUP_NETWORK_POLICY: &str = "database-backup";
+/// The policy of an External tenant's dump and restore-dump pods: out to
+/// the shared server and the object store only (#19).
+pub const DUMP_NETWORK_POLICY: &str = "dump-egress";
 
 /// Everything in `all` except the blocked ranges.
 fn outside<'a>(all: &str, blocked: impl Iterator<Item = &'a str>) -> NetworkPolicyPeer {
@@ -48,7 +51,7 @@ fn outside<'a>(all: &str, blocked: impl Iterator<Item = &'a str>) -> NetworkPoli
     }
 }
 
-fn policy(
+pub(super) fn policy(
     ctx: &TenantContext<'_>,
     name: &str,
     pods: LabelSelector,
@@ -126,18 +129,7 @@ pub fn network_policies(ctx: &TenantContext<'_>) -> Vec<NetworkPolicy> {
 pub fn backup_network_policy(ctx: &TenantContext<'_>) -> NetworkPolicy {
     let backup = &ctx.config.backup;
     let mut egress = vec![outside_the_cluster(ctx)];
-    if !backup.backup_store_namespace_selector.0.is_empty() {
-        egress.push(NetworkPolicyEgressRule {
-            to: Some(vec![NetworkPolicyPeer {
-                namespace_selector: Some(selector(
-                    backup.backup_store_namespace_selector.0.clone(),
-                )),
-                pod_selector: Some(selector(backup.backup_store_pod_selector.0.clone())),
-                ..NetworkPolicyPeer::default()
-            }]),
-            ports: Some(vec![port("TCP", i32::from(backup.backup_store_port))]),
-        });
-    }
+    egress.extend(in_cluster_store(ctx));
     policy(
         ctx,
         BACKUP_NETWORK_POLICY,
@@ -152,6 +144,37 @@ pub fn backup_network_policy(ctx: &TenantContext<'_>) -> NetworkPolicy {
         }]),
         Some(egress),
     )
+}
+
+/// The in-cluster object store the chart names, if any.
+pub(super) fn in_cluster_store(ctx: &TenantContext<'_>) -> Option<NetworkPolicyEgressRule> {
+    let backup = &ctx.config.backup;
+    if backup.backup_store_namespace_selector.0.is_empty() {
+        return None;
+    }
+    Some(NetworkPolicyEgressRule {
+        to: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(selector(backup.backup_store_namespace_selector.0.clone())),
+            pod_selector: Some(selector(backup.backup_store_pod_selector.0.clone())),
+            ..NetworkPolicyPeer::default()
+        }]),
+        ports: Some(vec![port("TCP", i32::from(backup.backup_store_port))]),
+    })
+}
+
+/// A shared database server: it may sit anywhere, private ranges
+/// included; only its port is opened.
+pub(super) fn shared_server() -> NetworkPolicyEgressRule {
+    NetworkPolicyEgressRule {
+        to: Some(vec![NetworkPolicyPeer {
+            ip_block: Some(IPBlock {
+                cidr: "0.0.0.0/0".to_owned(),
+                except: None,
+            }),
+            ..NetworkPolicyPeer::default()
+        }]),
+        ports: Some(vec![port("TCP", DATABASE_PORT)]),
+    }
 }
 
 /// Task pods (label `atoll.dev/task-pod: "true"`): nothing comes in; out
@@ -197,7 +220,7 @@ fn task_pod_policies(ctx: &TenantContext<'_>, instance_pods: LabelSelector) -> [
 
 /// Anywhere outside the cluster except the blocked ranges (private
 /// networks, metadata), in IPv4 and IPv6.
-fn outside_the_cluster(ctx: &TenantContext<'_>) -> NetworkPolicyEgressRule {
+pub(super) fn outside_the_cluster(ctx: &TenantContext<'_>) -> NetworkPolicyEgressRule {
     NetworkPolicyEgressRule {
         to: Some(vec![
             outside("0.0.0.0/0", ctx.config.egress_blocked_cidrs.v4()),
@@ -261,18 +284,7 @@ fn instance_egress(
             ports: Some(vec![port("TCP", DATABASE_PORT)]),
         }
     } else {
-        // A shared server may sit anywhere, private ranges included; only
-        // its port is opened.
-        NetworkPolicyEgressRule {
-            to: Some(vec![NetworkPolicyPeer {
-                ip_block: Some(IPBlock {
-                    cidr: "0.0.0.0/0".to_owned(),
-                    except: None,
-                }),
-                ..NetworkPolicyPeer::default()
-            }]),
-            ports: Some(vec![port("TCP", DATABASE_PORT)]),
-        }
+        shared_server()
     };
     let mut rules = vec![
         database,

@@ -181,10 +181,11 @@ pub fn apply_restore(
     {
         spec.replicas = Some(0);
     }
+    // An External database is restored by a pod using the same Secret.
+    children.restore_secret = secret;
     let Some(set) = children.database_stateful_set.as_mut() else {
         return;
     };
-    children.restore_secret = secret;
     let Some(spec) = set.spec.as_mut() else {
         return;
     };

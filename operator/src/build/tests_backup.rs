@@ -122,10 +122,18 @@ fn a_tenant_without_backups_builds_what_it_built_before() {
             .collect();
         assert!(!names.contains(&BACKUP_NETWORK_POLICY.to_owned()));
     }
-    // An External database is not archived (it is dumped, elsewhere).
+    // An External database is not archived (it is dumped by pods of its
+    // own): only the store's Secret, no agent, no database pod.
     let mut external = tenant(Some(BackupSpec::default()));
     external.spec.database.mode = DatabaseMode::External;
-    assert!(build(&external, &config, true).backup_secrets.is_empty());
+    let children = build(&external, &config, true);
+    let names: Vec<_> = children
+        .backup_secrets
+        .iter()
+        .filter_map(|s| s.metadata.name.as_deref())
+        .collect();
+    assert_eq!(names, [BACKUP_OBJECT_STORE_SECRET]);
+    assert!(children.database_stateful_set.is_none());
 }
 
 #[test]

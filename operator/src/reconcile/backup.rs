@@ -21,7 +21,7 @@ use crate::build::{
 /// What the reconciler found for a Tenant's backups.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BackupWiring {
-    /// No backups wanted (no `spec.backup`, disabled, or not Dedicated).
+    /// No backups wanted (no `spec.backup`, or disabled).
     Off,
     /// Wired: the objects carry this.
     On(BackupSetup),
@@ -80,7 +80,11 @@ pub(super) async fn wiring(
         Ok(credentials) => credentials,
         Err(reason) => return Ok((BackupWiring::Unavailable(reason), None)),
     };
-    let agent_token = agent_token(&ctx.client, &tenant_ctx.namespace).await?;
+    // An External database is dumped by pods of its own: no agent.
+    let agent_token = match tenant_ctx.dedicated_database() {
+        true => agent_token(&ctx.client, &tenant_ctx.namespace).await?,
+        false => String::new(),
+    };
     let setup = BackupSetup {
         store,
         credentials,

@@ -315,6 +315,14 @@ pub(super) async fn prune(
         prune_one::<Secret>(client, tenant_ctx, build::BACKUP_OBJECT_STORE_SECRET).await?;
         prune_one::<Secret>(client, tenant_ctx, build::BACKUP_AGENT_SECRET).await?;
     }
+    if !tenant_ctx.dedicated_database() && !children.backup_secrets.is_empty() {
+        // An External database has no agent and no database pod to let out.
+        prune_one::<NetworkPolicy>(client, tenant_ctx, build::BACKUP_NETWORK_POLICY).await?;
+        prune_one::<Secret>(client, tenant_ctx, build::BACKUP_AGENT_SECRET).await?;
+    }
+    if !build::dumps_wanted(tenant_ctx) {
+        prune_one::<NetworkPolicy>(client, tenant_ctx, build::DUMP_NETWORK_POLICY).await?;
+    }
     if tenant_ctx.tenant.spec.restore.is_some() && children.restore_secret.is_none() {
         // Restored (or stopped): the source store's credentials go.
         prune_one::<Secret>(client, tenant_ctx, build::RESTORE_SECRET).await?;

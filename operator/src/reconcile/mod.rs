@@ -379,6 +379,7 @@ async fn converge(
             workloads
         }
     };
+    restore::run_pod(tenant, tenant_ctx, ctx).await;
     Ok(Observed::Applied {
         database: external
             .unwrap_or_else(|| DatabaseState::Dedicated(workloads.database.unwrap_or_default())),
@@ -419,7 +420,24 @@ async fn observe_backups(
     if !matches!(observed, Observed::Applied { .. }) {
         return None;
     }
-    let database_ready = matches!(observed, Observed::Applied { database: DatabaseState::Dedicated(db), .. } if db.complete());
+    // An External database restored from a dump is dumped once restored.
+    let restoring = tenant.spec.restore.is_some()
+        && ctx
+            .memory
+            .get(uid(tenant))
+            .restore
+            .is_none_or(|v| v.phase() != atoll_crds::RestorePhase::Completed);
+    let database_ready = match observed {
+        Observed::Applied {
+            database: DatabaseState::Dedicated(db),
+            ..
+        } => db.complete(),
+        Observed::Applied {
+            database: DatabaseState::ExternalProvisioned,
+            ..
+        } => !restoring,
+        _ => false,
+    };
     let unavailable = ctx.memory.get(uid(tenant)).backup_unavailable;
     let view = crate::backup::TenantView {
         namespace: &tenant_ctx.namespace,

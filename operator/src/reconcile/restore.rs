@@ -5,6 +5,11 @@
 //! children need for it (the store's Secret while the restore may run).
 //! Problems become the `Restored` condition's message, never an error of
 //! the reconcile; messages never hold credentials.
+//!
+//! An External Tenant is restored by a pod (`restore-dump`, [`run_pod`])
+//! once its database is provisioned and the children applied; it is
+//! deleted when the restore has ended, and a pod that failed without
+//! writing `restore.json` fails the restore with its message.
 
 use std::sync::Arc;
 
@@ -59,12 +64,6 @@ pub(super) async fn observe(
             reason, message, target,
         ))))
     };
-    if !tenant_ctx.dedicated_database() {
-        return pending(
-            reasons::NOT_SUPPORTED,
-            "Restoring into an External database (from a dump) is not implemented yet; the instance is held at 0 replicas.".to_owned(),
-        );
-    }
     let previous = tenant.status.as_ref().and_then(|s| s.restore.as_ref());
     if let Some(settled) = previous.and_then(RestoreView::settled) {
         return Ok(Some(RestoreInputs::only(settled)));
@@ -95,7 +94,8 @@ pub(super) async fn observe(
         Some(resolved) => resolved,
         None => {
             let live: Vec<Arc<Tenant>> = ctx.tenants.state();
-            match resolve(spec, own, &live, objects.as_ref(), &layout).await {
+            let mode = tenant.spec.database.mode;
+            match resolve(spec, own, &live, objects.as_ref(), &layout, mode).await {
                 Ok(resolved) => resolved,
                 Err(e) => return pending(e.reason(), settings.redact(&e.to_string())),
             }
@@ -105,12 +105,16 @@ pub(super) async fn observe(
     ctx.memory.update(own, |m| m.restore_resolved = Some(keep));
     let view = match outcome(objects.as_ref(), &layout, &settings, &resolved).await {
         Some(outcome) => RestoreView::finished(&resolved, &outcome),
-        // No outcome: still running, unless its init container keeps
-        // failing before it could write one.
-        None => match crate::restore::pod::observe(&ctx.client, &tenant_ctx.namespace).await {
-            Some(failure) => RestoreView::init_failed(&resolved, &failure.describe()),
-            None => RestoreView::running(&resolved),
-        },
+        // No outcome: still running, unless a Dedicated restore's init
+        // container keeps failing before it could write one (a failed
+        // restore-dump pod is read by `run_pod`).
+        None if tenant_ctx.dedicated_database() => {
+            match crate::restore::pod::observe(&ctx.client, &tenant_ctx.namespace).await {
+                Some(failure) => RestoreView::init_failed(&resolved, &failure.describe()),
+                None => RestoreView::running(&resolved),
+            }
+        }
+        None => RestoreView::running_dump(&resolved),
     };
     let store = view.needs_store().then_some((store, credentials));
     Ok(Some(RestoreInputs { view, store }))
@@ -191,4 +195,74 @@ pub(super) fn overlay(
         )),
         RestorePhase::Completed | RestorePhase::Failed => None,
     }
+}
+
+/// For an External Tenant being restored, after its children (the
+/// database credentials and the source store's Secret) are applied:
+/// starts the restore-dump pod while the restore runs, deletes it once it
+/// has ended, and fails the restore when the pod failed without an outcome.
+pub(super) async fn run_pod(tenant: &Tenant, tenant_ctx: &TenantContext<'_>, ctx: &Context) {
+    use atoll_crds::RestorePhase;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, PostParams};
+    if tenant.spec.restore.is_none() || tenant_ctx.dedicated_database() {
+        return;
+    }
+    let Some(view) = ctx.memory.get(uid(tenant)).restore else {
+        return;
+    };
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &tenant_ctx.namespace);
+    let name = crate::build::RESTORE_DUMP_POD;
+    let settled_before = tenant
+        .status
+        .as_ref()
+        .and_then(|s| s.restore.as_ref()?.phase)
+        .is_some_and(|p| matches!(p, RestorePhase::Completed | RestorePhase::Failed));
+    let resolved = match view.phase() {
+        RestorePhase::Pending => return,
+        RestorePhase::Completed | RestorePhase::Failed => {
+            if !settled_before {
+                crate::backup::delete_pod(&pods, name).await;
+            }
+            return;
+        }
+        RestorePhase::Running => match view.resolved() {
+            Some(resolved) => resolved,
+            None => return,
+        },
+    };
+    let pod = match pods.get_opt(name).await {
+        Ok(pod) => pod,
+        Err(error) => {
+            tracing::warn!(tenant = %tenant_ctx.name, %error, "reading the restore-dump pod failed");
+            return;
+        }
+    };
+    let Some(pod) = pod else {
+        let pod = crate::build::restore_dump_pod(tenant_ctx, &resolved);
+        match pods.create(&PostParams::default(), &pod).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(error) => {
+                tracing::warn!(tenant = %tenant_ctx.name, %error, "creating the restore-dump pod failed");
+            }
+        }
+        return;
+    };
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if phase != Some("Failed") {
+        return;
+    }
+    let message = crate::backup::pod_failure(&pods, &pod).await;
+    let outcome = RestoreOutcome {
+        source_uid: resolved.source_uid.clone(),
+        backup_id: Some(resolved.backup_id.clone()),
+        target_time: resolved.target_time,
+        reached_time: None,
+        ok: false,
+        message: format!("the restore-dump pod failed: {message}"),
+    };
+    let failed = RestoreView::finished(&resolved, &outcome);
+    ctx.memory.update(uid(tenant), |m| m.restore = Some(failed));
+    crate::backup::delete_pod(&pods, name).await;
 }

@@ -14,8 +14,8 @@ pub mod reasons {
     pub const NO_BACKUP: &str = "NoSuitableBackup";
     /// The store holding the source's backups cannot be used.
     pub const STORE_UNAVAILABLE: &str = "ObjectStoreUnavailable";
-    /// Restores of External databases are not implemented yet.
-    pub const NOT_SUPPORTED: &str = "NotSupported";
+    /// The source's backups are of the other database mode.
+    pub const OTHER_MODE: &str = "IncompatibleBackups";
     /// The database pod is recovering.
     pub const RESTORING: &str = "Restoring";
     /// Recovered.
@@ -82,6 +82,22 @@ impl RestoreView {
             reason: reasons::RESTORING,
             message,
         }
+    }
+
+    /// Resolved; the restore-dump pod restores the dump (External).
+    pub fn running_dump(resolved: &Resolved) -> Self {
+        let message = format!(
+            "Restoring dump {} of tenant {} (the newest taken at or before {}) into the new database; the instance starts once it is restored.",
+            resolved.backup_id,
+            resolved.source_uid,
+            resolved
+                .target_time
+                .map_or_else(|| "now".to_owned(), |t| t.to_string())
+        );
+        let mut view = RestoreView::running(resolved);
+        view.status.message = Some(message.clone());
+        view.message = message;
+        view
     }
 
     /// What the restore wrote (`restore.json`) for `resolved`.

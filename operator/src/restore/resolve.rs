@@ -7,13 +7,18 @@
 //! once backups are enabled). The new Tenant itself is never its own
 //! source, so a Tenant re-created under a deleted one's name may restore
 //! from it by that name.
+//!
+//! A Dedicated Tenant restores from a base backup, an External one from a
+//! dump ([`resolve`] takes the new Tenant's mode): the other kind is
+//! refused, saying which mode the source's backups need.
 
 use std::sync::Arc;
 
 use atoll_backup::catalog::{self, CatalogError, Choice, PickError};
+use atoll_backup::dump_catalog::{self, DumpCatalogError, DumpPickError};
 use atoll_backup::layout::Layout;
 use atoll_backup::store::{self, StoreError};
-use atoll_crds::{RestoreSpec, Tenant};
+use atoll_crds::{DatabaseMode, RestoreSpec, Tenant};
 use kube::ResourceExt;
 use object_store::ObjectStore;
 
@@ -45,6 +50,31 @@ pub enum ResolveError {
     /// No backup fits.
     #[error("{0}")]
     Pick(#[from] PickError),
+    /// The dump catalog could not be read.
+    #[error("the dumps of tenant {uid}: {source}")]
+    DumpCatalog {
+        /// The source.
+        uid: String,
+        /// Why.
+        source: DumpCatalogError,
+    },
+    /// No dump fits.
+    #[error("{0}")]
+    DumpPick(#[from] DumpPickError),
+    /// The source's backups are of the other mode.
+    #[error(
+        "tenant {uid} has {has} but no {needs}: {has} restore only into a Tenant with spec.database.mode {mode}"
+    )]
+    OtherMode {
+        /// The source.
+        uid: String,
+        /// What it has.
+        has: &'static str,
+        /// What this Tenant needs.
+        needs: &'static str,
+        /// The mode they restore into.
+        mode: &'static str,
+    },
 }
 
 impl ResolveError {
@@ -52,8 +82,11 @@ impl ResolveError {
     pub fn reason(&self) -> &'static str {
         match self {
             ResolveError::NoSource(_) | ResolveError::SameTenant => reasons::SOURCE_UNAVAILABLE,
-            ResolveError::Store(_) | ResolveError::Catalog { .. } => reasons::STORE_UNAVAILABLE,
-            ResolveError::Pick(_) => reasons::NO_BACKUP,
+            ResolveError::Store(_)
+            | ResolveError::Catalog { .. }
+            | ResolveError::DumpCatalog { .. } => reasons::STORE_UNAVAILABLE,
+            ResolveError::Pick(_) | ResolveError::DumpPick(_) => reasons::NO_BACKUP,
+            ResolveError::OtherMode { .. } => reasons::OTHER_MODE,
         }
     }
 }
@@ -115,14 +148,16 @@ async fn source_uid(
     newest_marker(markers, own_uid).ok_or_else(|| ResolveError::NoSource(from.to_owned()))
 }
 
-/// Resolves `spec` for the Tenant `own_uid`: the source's uid and the base
-/// backup a restore to the target starts from.
+/// Resolves `spec` for the Tenant `own_uid` whose database is of `mode`:
+/// the source's uid and the base backup (Dedicated) or dump (External) a
+/// restore to the target starts from.
 pub async fn resolve(
     spec: &RestoreSpec,
     own_uid: &str,
     live: &[Arc<Tenant>],
     store: &dyn ObjectStore,
     layout: &Layout,
+    mode: DatabaseMode,
 ) -> Result<Resolved, ResolveError> {
     let uid = source_uid(&spec.from, own_uid, live, store, layout).await?;
     let backups =
@@ -132,11 +167,35 @@ pub async fn resolve(
                 uid: uid.clone(),
                 source,
             })?;
+    let dumps = dump_catalog::list(store, layout, &uid)
+        .await
+        .map_err(|source| ResolveError::DumpCatalog {
+            uid: uid.clone(),
+            source,
+        })?;
     let target = spec.target_timestamp();
-    let backup = catalog::pick(&uid, &backups, &Choice::parse(&spec.backup), target)?;
+    let choice = Choice::parse(&spec.backup);
+    let other = |has, needs, mode| ResolveError::OtherMode {
+        uid: uid.clone(),
+        has,
+        needs,
+        mode,
+    };
+    let backup_id = match mode {
+        DatabaseMode::Dedicated if backups.is_empty() && !dumps.is_empty() => {
+            return Err(other("dumps", "base backups", "External"));
+        }
+        DatabaseMode::External if dumps.is_empty() && !backups.is_empty() => {
+            return Err(other("base backups", "dumps", "Dedicated"));
+        }
+        DatabaseMode::Dedicated => catalog::pick(&uid, &backups, &choice, target)?.id.clone(),
+        DatabaseMode::External => dump_catalog::pick(&uid, &dumps, &choice, target)?
+            .id
+            .clone(),
+    };
     Ok(Resolved {
         source_uid: uid.clone(),
-        backup_id: backup.id.clone(),
+        backup_id,
         target_time: target,
     })
 }

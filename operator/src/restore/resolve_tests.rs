@@ -7,6 +7,7 @@ use object_store::{ObjectStoreExt, PutPayload, path::Path};
 const OWN: &str = "0a0a0a0a-0000-4000-8000-000000000001";
 const OLD: &str = "0b0b0b0b-0000-4000-8000-000000000001";
 const OLDER: &str = "0c0c0c0c-0000-4000-8000-000000000001";
+const OWN2: &str = "0d0d0d0d-0000-4000-8000-000000000001";
 
 fn tenant(name: &str, uid: &str) -> Arc<Tenant> {
     let mut t = Tenant::new(name, TenantSpec::default());
@@ -87,18 +88,25 @@ async fn resolves_a_deleted_tenant_by_name_and_picks_the_backup() {
     }
     let live = [tenant("acme", OWN)];
     let at = spec("acme", Some("2026-12-07T09:30:00Z"));
-    let resolved = resolve(&at, OWN, &live, &store, &layout)
+    let resolved = resolve(&at, OWN, &live, &store, &layout, DatabaseMode::Dedicated)
         .await
         .expect("resolved");
     assert_eq!(resolved.source_uid, OLD);
     assert_eq!(resolved.backup_id, "20261207T090000Z");
-    let latest = resolve(&spec(OLD, None), OWN, &[], &store, &layout)
-        .await
-        .expect("by uid");
+    let latest = resolve(
+        &spec(OLD, None),
+        OWN,
+        &[],
+        &store,
+        &layout,
+        DatabaseMode::Dedicated,
+    )
+    .await
+    .expect("by uid");
     assert_eq!(latest.backup_id, "20261207T100000Z");
 
     let early = spec("acme", Some("2026-12-07T08:00:00Z"));
-    let err = resolve(&early, OWN, &live, &store, &layout)
+    let err = resolve(&early, OWN, &live, &store, &layout, DatabaseMode::Dedicated)
         .await
         .expect_err("before the first backup");
     assert_eq!(err.reason(), reasons::NO_BACKUP);
@@ -107,16 +115,110 @@ async fn resolves_a_deleted_tenant_by_name_and_picks_the_backup() {
         "{err}"
     );
 
-    let err = resolve(&spec("nobody", None), OWN, &[], &store, &layout)
-        .await
-        .expect_err("unknown");
+    let err = resolve(
+        &spec("nobody", None),
+        OWN,
+        &[],
+        &store,
+        &layout,
+        DatabaseMode::Dedicated,
+    )
+    .await
+    .expect_err("unknown");
     assert_eq!(err.reason(), reasons::SOURCE_UNAVAILABLE);
-    let err = resolve(&spec(OWN, None), OWN, &[], &store, &layout)
-        .await
-        .expect_err("itself");
+    let err = resolve(
+        &spec(OWN, None),
+        OWN,
+        &[],
+        &store,
+        &layout,
+        DatabaseMode::Dedicated,
+    )
+    .await
+    .expect_err("itself");
     assert!(matches!(err, ResolveError::SameTenant));
-    let err = resolve(&spec(OLDER, None), OWN, &[], &store, &layout)
-        .await
-        .expect_err("no backups");
+    let err = resolve(
+        &spec(OLDER, None),
+        OWN,
+        &[],
+        &store,
+        &layout,
+        DatabaseMode::Dedicated,
+    )
+    .await
+    .expect_err("no backups");
     assert!(err.to_string().contains("no complete base backup"), "{err}");
+}
+
+fn dump_json(id: &str, time: &str) -> Vec<u8> {
+    serde_json::to_vec(&atoll_backup::dump_catalog::DumpInfo {
+        id: id.to_owned(),
+        tenant_backup: Some(format!("acme-{id}")),
+        time: time.parse().expect("time"),
+        end_time: time.parse().expect("time"),
+        server_version: "15.18".into(),
+        server_major: 15,
+        pg_dump_version: "15.18".into(),
+        pg_dump_major: 15,
+        size: 10,
+        objects: vec![],
+    })
+    .expect("json")
+}
+
+#[tokio::test]
+async fn an_external_tenant_restores_from_dumps_and_refuses_base_backups() {
+    let store = InMemory::new();
+    let layout = Layout::new(None);
+    for (id, time) in [
+        ("20261207T090000Z", "2026-12-07T09:00:00Z"),
+        ("20261207T100000Z", "2026-12-07T10:00:00Z"),
+    ] {
+        let key = format!("tenants/{OLD}/dumps/{id}/dump.json");
+        put(&store, key, dump_json(id, time)).await;
+    }
+    let at = spec(OLD, Some("2026-12-07T09:30:00Z"));
+    let resolved = resolve(&at, OWN, &[], &store, &layout, DatabaseMode::External)
+        .await
+        .expect("resolved");
+    assert_eq!(resolved.backup_id, "20261207T090000Z");
+    let err = resolve(&at, OWN, &[], &store, &layout, DatabaseMode::Dedicated)
+        .await
+        .expect_err("dumps into Dedicated");
+    assert_eq!(err.reason(), reasons::OTHER_MODE);
+    assert!(
+        err.to_string().contains("spec.database.mode External"),
+        "{err}"
+    );
+
+    let body = serde_json::to_vec(&info("20261207T090000Z", "2026-12-07T09:00:05Z")).expect("json");
+    let key = format!("tenants/{OLDER}/base/20261207T090000Z/backup.json");
+    put(&store, key, body).await;
+    let err = resolve(
+        &spec(OLDER, None),
+        OWN,
+        &[],
+        &store,
+        &layout,
+        DatabaseMode::External,
+    )
+    .await
+    .expect_err("base backups into External");
+    assert_eq!(err.reason(), reasons::OTHER_MODE);
+    assert!(
+        err.to_string().contains("spec.database.mode Dedicated"),
+        "{err}"
+    );
+    let err = resolve(
+        &spec(OWN2, None),
+        OWN,
+        &[],
+        &store,
+        &layout,
+        DatabaseMode::External,
+    )
+    .await
+    .expect_err("nothing at all");
+    assert_eq!(err.reason(), reasons::NO_BACKUP);
+    assert!(err.to_string().contains("no complete dump"), "{err}");
 }

@@ -91,6 +91,10 @@ fn main() -> ExitCode {
             "restore_drill_deleted",
             restore_drills::restore_drill_deleted
         ),
+        scenario!(
+            "restore_drill_external",
+            restore_drills::restore_drill_external
+        ),
         // Last: it scans what every other scenario left in logs and objects.
         scenario!("secrets", scenarios::secrets),
     ];

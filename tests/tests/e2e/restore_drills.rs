@@ -10,6 +10,11 @@
 //! - `restore_drill_deleted`: a Tenant deleted with `deletionPolicy:
 //!   Delete` (namespace gone) is restored by name from its retained
 //!   backups into a new Tenant, with its data.
+//! - `restore_drill_external`: External mode (a database of its own on a
+//!   shared PostgreSQL server the suite starts), backed up by dumps: flows
+//!   and executions, an on-demand TenantBackup (a dump), then a new
+//!   External Tenant restored from it has the same counted data, its own
+//!   URL, database, credentials and members.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -372,4 +377,129 @@ pub async fn restore_drill_deleted(platform: Arc<Platform>, report: Arc<Report>)
     );
     report.figure("rd-back: 20 executions and the flow, dave works in it");
     p.delete_tenant("rd-back", true).await;
+}
+
+/// The shared server's admin Secret in the operator's namespace, labelled
+/// for Tenants to name.
+const SHARED_ADMIN: &str = "rd-shared-admin";
+
+/// Drill 3: External mode with dumps.
+pub async fn restore_drill_external(platform: Arc<Platform>, report: Arc<Report>) {
+    let p = &*platform;
+    if p.store("restore drill of an External tenant").is_none()
+        || p.node("a shared PostgreSQL server on this machine")
+            .is_none()
+    {
+        return;
+    }
+    let shared = atoll_testkit::pg::TestPostgres::start();
+    let admin_secret: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": SHARED_ADMIN, "labels": {"atoll.dev/database-admin": "true"}},
+            "stringData": {"url": shared.url},
+        }))
+        .expect("secret");
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
+        p.client.clone(),
+        atoll_testkit::chart::RELEASE_NAMESPACE,
+    )
+    .create(&Default::default(), &admin_secret)
+    .await
+    .expect("the shared server's admin Secret");
+    let external = format!(
+        "  database:\n    mode: External\n    external:\n      adminSecretRef:\n        name: {SHARED_ADMIN}\n        key: url\n"
+    );
+
+    let (erin, frank) = ("erin@rd-ext.example", "frank@rd-ext-copy.example");
+    let admin = p.admin().await;
+    let erin_password = p.create_user(&admin, erin).await;
+    let frank_password = p.create_user(&admin, frank).await;
+    let erin = p.login(erin, &erin_password).await.expect("erin logs in");
+    let frank = p
+        .login(frank, &frank_password)
+        .await
+        .expect("frank logs in");
+
+    let extra = format!("{external}{BACKUP}");
+    let (source, _) = apply_until_ready(p, "rd-ext", &[(&erin.email, "Admin")], &extra).await;
+    let first = wait_backup_ready(p, "rd-ext").await;
+    let (_, _, message) = condition(p, "rd-ext", conditions::types::BACKUP_READY)
+        .await
+        .expect("BackupReady");
+    assert!(message.contains("the RPO is the schedule"), "{message}");
+    assert!(
+        condition(p, "rd-ext", conditions::types::CONTINUOUS_ARCHIVING)
+            .await
+            .is_none(),
+        "no WAL archiving on a shared server"
+    );
+    report.figure(format!(
+        "rd-ext (External): BackupReady=True (first dump) {:.1}s after Ready",
+        secs(first)
+    ));
+    let token = token_when_synced(p, &erin, "rd-ext").await;
+    save(&source, &token, TICK).await;
+    save(&source, &token, DOOMED).await;
+    run_many(&source, &token, 200).await;
+    assert_eq!(count_executions(&source, &token).await, 200);
+    let took = take_backup(p, "rd-ext", "rd-ext-dump").await;
+    report.figure(format!(
+        "rd-ext: 200 executions, 2 flows; on-demand dump completed in {:.1}s",
+        secs(took)
+    ));
+
+    let restore = format!("{external}  restore:\n    from: rd-ext\n    backup: rd-ext-dump\n");
+    let (copy, took) = apply_until_ready(
+        p,
+        "rd-ext-copy",
+        &[(frank.email.as_str(), "Admin")],
+        &restore,
+    )
+    .await;
+    report.figure(format!(
+        "rd-ext-copy restored from the dump: Ready and answering in {:.1}s",
+        secs(took)
+    ));
+    let (status, reason, message) = condition(p, "rd-ext-copy", conditions::types::RESTORED)
+        .await
+        .expect("a Restored condition");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "Restored"),
+        "{message}"
+    );
+    assert_ne!(copy.url, source.url, "its own URL");
+    let copy_token = token_when_synced(p, &frank, "rd-ext-copy").await;
+    assert!(
+        erin.tenant_token(p, "rd-ext-copy").await.is_err(),
+        "erin (a member of the source only) gets no rd-ext-copy token"
+    );
+    assert_eq!(
+        count_executions(&copy, &copy_token).await,
+        200,
+        "the dump's executions"
+    );
+    assert_eq!(flow_status(&copy, &copy_token, "tick").await, 200);
+    assert_eq!(flow_status(&copy, &copy_token, "doomed").await, 200);
+    assert_ne!(
+        db_password(p, "rd-ext-copy").await,
+        db_password(p, "rd-ext").await,
+        "its own database credentials"
+    );
+    let owner = tokio::task::spawn_blocking(move || {
+        let owner = shared.psql(
+            "atoll_rd_ext_copy",
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'executions'",
+        );
+        (owner, shared)
+    })
+    .await
+    .expect("psql");
+    assert_eq!(owner.0, "atoll_rd_ext_copy", "its own database and role");
+    report
+        .figure("rd-ext-copy: 200 executions and both flows, own URL, database, role and members");
+
+    p.delete_tenant("rd-ext-copy", true).await;
+    p.delete_tenant("rd-ext", true).await;
+    drop(owner);
 }
