@@ -28,6 +28,9 @@ pub mod types {
     /// With `spec.restore`: the database was recovered from the source's
     /// backups; False says why not and how far recovery got.
     pub const RESTORED: &str = "Restored";
+    /// With `spec.idle`: the instance is awake (False while it sleeps or
+    /// wakes, with the reason `Sleeping` or `Waking`).
+    pub const AWAKE: &str = "Awake";
 }
 
 /// What a condition should say now; the helpers fill in times and generations.

@@ -11,6 +11,7 @@ mod backup;
 mod backup_validation;
 pub mod conditions;
 pub mod contract;
+mod idle;
 pub mod quantity;
 mod role;
 mod status;
@@ -21,6 +22,7 @@ mod validation;
 
 pub use backup::*;
 pub use backup_validation::{validate_tenant_backup, validate_update};
+pub use idle::*;
 pub use quantity::Quantity;
 pub use role::{Role, UnknownRole};
 pub use status::{Phase, TenantStatus};

@@ -6,13 +6,14 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::backup::{BackupStatus, RestoreStatus};
+use crate::idle::IdleStatus;
 use crate::tenant::Tenant;
 
 /// Observed state of a Tenant, written by the operator.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantStatus {
-    /// Where the tenant is in its life: Provisioning, Ready, Suspended, Degraded or Deleting.
+    /// Where the tenant is in its life: Provisioning, Ready, Sleeping, Suspended, Degraded or Deleting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// URL at which the tenant's instance answers.
@@ -27,7 +28,7 @@ pub struct TenantStatus {
     /// The metadata.generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, DatabaseReady, InstanceReady and IdentitySynced, each with a reason and a message; with spec.backup also BackupReady and (Dedicated databases only) ContinuousArchiving; with spec.restore also Restored.
+    /// Ready, DatabaseReady, InstanceReady and IdentitySynced, each with a reason and a message; with spec.idle also Awake; with spec.backup also BackupReady and (Dedicated databases only) ContinuousArchiving; with spec.restore also Restored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -37,6 +38,9 @@ pub struct TenantStatus {
     /// The restore this Tenant was created with (spec.restore).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestoreStatus>,
+    /// With spec.idle: since when the tenant sleeps, when it will wake for its next scheduled run, and its last wake (cause and duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<IdleStatus>,
 }
 
 /// Lifecycle phase of a Tenant.
@@ -46,6 +50,8 @@ pub enum Phase {
     Provisioning,
     /// The instance answers at its URL.
     Ready,
+    /// Asleep after its idle time (spec.idle): no instance process; the first request or its next scheduled run wakes it.
+    Sleeping,
     /// Scaled to zero on request; data kept.
     Suspended,
     /// Was ready, and something is now failing; see the conditions.
@@ -60,6 +66,7 @@ impl Phase {
         match self {
             Phase::Provisioning => "Provisioning",
             Phase::Ready => "Ready",
+            Phase::Sleeping => "Sleeping",
             Phase::Suspended => "Suspended",
             Phase::Degraded => "Degraded",
             Phase::Deleting => "Deleting",

@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::backup::{BackupSpec, RESTORE_CREATE_ONLY_MESSAGE, RestoreSpec};
+use crate::idle::IdleSpec;
 use crate::quantity::Quantity;
 use crate::role::Role;
 use crate::status::TenantStatus;
@@ -163,6 +164,10 @@ pub struct TenantSpec {
     /// Back up the tenant's database to an object store. Dedicated databases: their WAL is archived continuously (a segment at least every 60 seconds while there are writes, so a restore loses at most a few minutes) and a base backup is taken on the schedule; the ContinuousArchiving condition reports the archiving. External databases (a shared server, whose WAL is not the tenant's alone): a logical dump of the tenant's database on the schedule, so the most a restore loses is the time since the last dump. Unset: no backups (on-demand TenantBackups still work).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupSpec>,
+
+    /// Sleep when idle: after this long without activity the instance (and optionally a Dedicated database) is stopped and its URL is served by the wake gate, which holds the first requests while the tenant wakes; the operator wakes it ahead of its next scheduled run. Unset (default): never sleeps. spec.suspended wins over it: a suspended tenant stays stopped and its requests get a "suspended" answer, not a wake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<IdleSpec>,
 
     /// Create this Tenant's database from another Tenant's backups, up to a chosen moment, instead of starting empty. Create-only: it can be set only when the Tenant is created, and cannot be changed or removed afterwards. The restore never touches the source Tenant; this Tenant gets its own URL, credentials and members. The Restored condition and status.restore report how it went.
     #[serde(default, skip_serializing_if = "Option::is_none")]

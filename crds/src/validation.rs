@@ -278,6 +278,11 @@ fn validate_spec(errors: &mut Errors, spec: &TenantSpec) {
     }
     validate_secrets(errors, &spec.secrets);
     crate::backup_validation::validate_backup_and_restore(errors, spec);
+    if let Some(idle) = &spec.idle
+        && let Err(message) = idle.after_seconds()
+    {
+        errors.push("spec.idle.after", message);
+    }
 }
 
 fn validate_tasks(errors: &mut Errors, tasks: &TasksSpec) {

@@ -442,6 +442,27 @@ fn cases() -> Vec<Case> {
             good: json!({"spec": {"secrets": [{"name": "a"}, {"name": "b"}]}}),
         },
         Case {
+            rule: "idle time is a number of seconds, minutes or hours",
+            gate: Gate::Schema,
+            field: "spec.idle.after",
+            bad: json!({"spec": {"idle": {"after": "1d"}}}),
+            good: json!({"spec": {"idle": {"after": "24h"}}}),
+        },
+        Case {
+            rule: "idle time from 10s to 168h",
+            gate: Gate::Cel,
+            field: "spec.idle.after",
+            bad: json!({"spec": {"idle": {"after": "5s"}}}),
+            good: json!({"spec": {"idle": {"after": "10s"}}}),
+        },
+        Case {
+            rule: "idle time at most a week",
+            gate: Gate::Cel,
+            field: "spec.idle.after",
+            bad: json!({"spec": {"idle": {"after": "169h"}}}),
+            good: json!({"spec": {"idle": {"after": "10080m"}}}),
+        },
+        Case {
             rule: "deletionPolicy is Retain or Delete",
             gate: Gate::Schema,
             field: "spec.deletionPolicy",

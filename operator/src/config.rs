@@ -133,6 +133,28 @@ pub struct OperatorConfig {
     /// Backups (#19): image, platform object store, network peers.
     #[command(flatten)]
     pub backup: BackupConfig,
+
+    /// The wake gate's Service in the operator's namespace (#20): a
+    /// sleeping tenant's host is routed to the ready pods behind it (the
+    /// operator copies that Service's EndpointSlices into the tenant's
+    /// namespace).
+    #[arg(
+        long,
+        env = "ATOLL_WAKE_GATE_SERVICE",
+        default_value = "atoll-wake-gate"
+    )]
+    pub wake_gate_service: String,
+
+    /// Labels (k=v,k=v) selecting the wake gate's pods in the operator's
+    /// namespace: the only pods besides the ingress controller that reach a
+    /// tenant's instance (held requests of a waking tenant).
+    #[arg(
+        long,
+        env = "ATOLL_WAKE_GATE_POD_SELECTOR",
+        default_value = "app.kubernetes.io/name=atoll-wake-gate",
+        value_parser = parse_labels
+    )]
+    pub wake_gate_pod_selector: Labels,
 }
 
 /// Ranges instances may not reach by default: RFC 1918, CGNAT (RFC 6598),
@@ -267,6 +289,11 @@ impl Default for OperatorConfig {
             api_server_port: 6443,
             task_pods_cluster_role: "atoll-task-pods".into(),
             backup: BackupConfig::default(),
+            wake_gate_service: "atoll-wake-gate".into(),
+            wake_gate_pod_selector: Labels(BTreeMap::from([(
+                "app.kubernetes.io/name".into(),
+                "atoll-wake-gate".into(),
+            )])),
         }
     }
 }

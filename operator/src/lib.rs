@@ -23,6 +23,7 @@ pub mod config;
 pub mod crd;
 pub mod external;
 pub mod identity;
+pub mod idle;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;

@@ -20,6 +20,11 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabels {
     phase: &'static str,
 }
@@ -36,11 +41,15 @@ pub struct Metrics {
     backup_age: Family<PhaseLabels, Gauge<f64, AtomicU64>>,
     archive_lag: Family<PhaseLabels, Gauge<f64, AtomicU64>>,
     backup_times: Arc<Mutex<HashMap<String, BackupTimes>>>,
+    sleeps: Counter,
+    wakes: Family<CauseLabels, Counter>,
+    wake_duration: Family<CauseLabels, Histogram>,
 }
 
-const PHASES: [Phase; 5] = [
+const PHASES: [Phase; 6] = [
     Phase::Provisioning,
     Phase::Ready,
+    Phase::Sleeping,
     Phase::Suspended,
     Phase::Degraded,
     Phase::Deleting,
@@ -89,8 +98,31 @@ impl Default for Metrics {
             "Time since the last WAL segment was archived, the largest over the backed-up tenants of each phase",
             archive_lag.clone(),
         );
+        let sleeps = Counter::default();
+        registry.register(
+            "sleeps",
+            "Tenants put to sleep after their idle time (spec.idle)",
+            sleeps.clone(),
+        );
+        let wakes = Family::<CauseLabels, Counter>::default();
+        registry.register(
+            "wakes",
+            "Sleeping tenants woken, by cause (Request, Schedule, Manual)",
+            wakes.clone(),
+        );
+        let wake_duration = Family::<CauseLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.025, 2.0, 12))
+        });
+        registry.register(
+            "wake_duration_seconds",
+            "From the wake's request (the first held request, the schedule or the annotation) to the instance ready, by cause",
+            wake_duration.clone(),
+        );
         Self {
             registry: Arc::new(registry),
+            sleeps,
+            wakes,
+            wake_duration,
             reconciles,
             duration,
             tenants,
@@ -141,6 +173,29 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Counts a tenant put to sleep.
+    pub fn count_sleep(&self) {
+        self.sleeps.inc();
+    }
+
+    /// Counts a wake that starts, by cause.
+    pub fn count_wake(&self, cause: atoll_crds::WakeCause) {
+        self.wakes
+            .get_or_create(&CauseLabels {
+                cause: cause.as_str(),
+            })
+            .inc();
+    }
+
+    /// Records how long a completed wake took.
+    pub fn observe_wake(&self, cause: atoll_crds::WakeCause, took: Duration) {
+        self.wake_duration
+            .get_or_create(&CauseLabels {
+                cause: cause.as_str(),
+            })
+            .observe(took.as_secs_f64());
     }
 
     /// Counts a finished TenantBackup (`Completed` or `Failed`).

@@ -99,8 +99,15 @@ pub fn phase(tenant: &Tenant, observed: &Observed) -> Phase {
                 tenant.status.as_ref().and_then(|s| s.phase),
                 Some(Phase::Ready | Phase::Degraded)
             );
+            let sleeping = tenant
+                .status
+                .as_ref()
+                .and_then(|s| s.idle.as_ref())
+                .is_some_and(|i| i.sleeping_since.is_some());
             if suspended {
                 Phase::Suspended
+            } else if sleeping {
+                Phase::Sleeping
             } else if database_ready && instance_ready {
                 Phase::Ready
             } else if was_ready {
@@ -155,6 +162,8 @@ pub fn desired_status(
         // Not written by this reconciler: kept as found (#19).
         backup: previous.backup.clone(),
         restore: previous.restore.clone(),
+        // Written by the sleep's overlay (#20, `crate::idle::status`).
+        idle: previous.idle.clone(),
     };
     let mut set = |type_: &str, verdict: &Verdict| {
         conditions::set(

@@ -13,6 +13,7 @@ mod namespace;
 mod network;
 mod restore;
 mod tasks;
+mod wake_gate;
 
 use std::collections::BTreeMap;
 
@@ -65,6 +66,10 @@ pub use tasks::{
     INSTANCE_FROM_TASK_PODS, SECRETS_DIR, STORAGE_CLAIM, STORAGE_DIR, TASK_PODS_NETWORK_POLICY,
     TASK_PODS_ROLE_BINDING, runs_task_pods, storage_claim, task_pod_selector,
     task_pods_role_binding, task_resources_json,
+};
+pub use wake_gate::{
+    GateEndpoints, SERVICE_NAME_LABEL, SLICE_MANAGED_BY_LABEL, Sleep, WAKE_GATE, gate_endpoints,
+    shape_for_sleep, wake_gate_endpoints, wake_gate_service,
 };
 
 /// The field manager of every write the operator makes.
@@ -323,6 +328,13 @@ pub struct Children {
     pub instance_service: k8s_openapi::api::core::v1::Service,
     /// Its Ingress.
     pub instance_ingress: k8s_openapi::api::networking::v1::Ingress,
+    /// While the tenant sleeps or wakes (#20, [`shape_for_sleep`]): the
+    /// Service its Ingress routes to instead, and that Service's endpoints
+    /// (the wake gate's pods); `None` while it is awake.
+    pub wake_gate: Option<(
+        k8s_openapi::api::core::v1::Service,
+        k8s_openapi::api::discovery::v1::EndpointSlice,
+    )>,
 }
 
 /// Builds every child of a Tenant from the credentials its database uses,
@@ -380,6 +392,7 @@ pub fn children_with_backup(
         instance_deployment: instance_deployment(ctx, credentials),
         instance_service: instance_service(ctx),
         instance_ingress: instance_ingress(ctx),
+        wake_gate: None,
     }
 }
 
@@ -409,6 +422,8 @@ pub enum Child<'a> {
     StatefulSet(&'a StatefulSet),
     /// The instance.
     Deployment(&'a Deployment),
+    /// The wake gate's endpoints of a sleeping tenant.
+    EndpointSlice(&'a k8s_openapi::api::discovery::v1::EndpointSlice),
     /// The instance's Ingress.
     Ingress(&'a Ingress),
 }
@@ -429,6 +444,7 @@ impl Child<'_> {
             Child::Service(o) => to_value(o),
             Child::StatefulSet(o) => to_value(o),
             Child::Deployment(o) => to_value(o),
+            Child::EndpointSlice(o) => to_value(o),
             Child::Ingress(o) => to_value(o),
         }
     }
@@ -459,6 +475,10 @@ impl Children {
         out.push(Child::Service(&self.instance_service));
         out.extend(self.storage_claim.iter().map(Child::PersistentVolumeClaim));
         out.push(Child::Deployment(&self.instance_deployment));
+        if let Some((service, endpoints)) = &self.wake_gate {
+            out.push(Child::Service(service));
+            out.push(Child::EndpointSlice(endpoints));
+        }
         out.push(Child::Ingress(&self.instance_ingress));
         out
     }

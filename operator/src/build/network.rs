@@ -251,19 +251,49 @@ fn allow_dns(ctx: &TenantContext<'_>) -> NetworkPolicy {
     )
 }
 
-/// Users reach the instance only through the ingress controller.
+/// Users reach the instance only through the ingress controller. A
+/// Tenant that sleeps when idle (#20) also lets in the wake gate's pods
+/// (the requests they held while it woke) and the operator's pods on the
+/// metrics port (its activity, which decides when it sleeps).
 fn instance_from_ingress(ctx: &TenantContext<'_>, instance_pods: LabelSelector) -> NetworkPolicy {
+    let mut rules = vec![NetworkPolicyIngressRule {
+        from: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(selector(ctx.config.ingress_namespace_selector.0.clone())),
+            ..NetworkPolicyPeer::default()
+        }]),
+        ports: Some(vec![port("TCP", INSTANCE_PORT)]),
+    }];
+    if ctx.tenant.spec.idle.is_some() {
+        let platform = || {
+            Some(selector(
+                ctx.config.backup.operator_namespace_selector.0.clone(),
+            ))
+        };
+        rules.push(NetworkPolicyIngressRule {
+            from: Some(vec![NetworkPolicyPeer {
+                namespace_selector: platform(),
+                pod_selector: Some(selector(ctx.config.wake_gate_pod_selector.0.clone())),
+                ..NetworkPolicyPeer::default()
+            }]),
+            ports: Some(vec![port("TCP", INSTANCE_PORT)]),
+        });
+        rules.push(NetworkPolicyIngressRule {
+            from: Some(vec![NetworkPolicyPeer {
+                namespace_selector: platform(),
+                pod_selector: Some(selector(ctx.config.backup.operator_pod_selector.0.clone())),
+                ..NetworkPolicyPeer::default()
+            }]),
+            ports: Some(vec![port(
+                "TCP",
+                i32::from(atoll_crds::contract::METRICS_PORT),
+            )]),
+        });
+    }
     policy(
         ctx,
         "instance-from-ingress",
         instance_pods,
-        Some(vec![NetworkPolicyIngressRule {
-            from: Some(vec![NetworkPolicyPeer {
-                namespace_selector: Some(selector(ctx.config.ingress_namespace_selector.0.clone())),
-                ..NetworkPolicyPeer::default()
-            }]),
-            ports: Some(vec![port("TCP", INSTANCE_PORT)]),
-        }]),
+        Some(rules),
         None,
     )
 }

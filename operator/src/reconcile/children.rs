@@ -8,6 +8,7 @@ use atoll_crds::Tenant;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -271,6 +272,9 @@ pub(super) async fn apply_children(
             Child::Ingress(o) => {
                 apply_namespaced(client, namespace, o).await?;
             }
+            Child::EndpointSlice(o) => {
+                apply_namespaced(client, namespace, o).await?;
+            }
             Child::StatefulSet(o) => {
                 let applied = apply_namespaced(client, namespace, o).await?;
                 database = Some(readiness_of_stateful_set(&applied));
@@ -322,6 +326,18 @@ pub(super) async fn prune(
     }
     if !build::dumps_wanted(tenant_ctx) {
         prune_one::<NetworkPolicy>(client, tenant_ctx, build::DUMP_NETWORK_POLICY).await?;
+    }
+    let slept = tenant_ctx.tenant.spec.idle.is_some()
+        || tenant_ctx
+            .tenant
+            .status
+            .as_ref()
+            .is_some_and(|s| s.idle.is_some());
+    if children.wake_gate.is_none() && slept {
+        // Awake again: the Ingress (applied before this) routes to the
+        // instance; the gate's Service and endpoints go.
+        prune_one::<EndpointSlice>(client, tenant_ctx, build::WAKE_GATE).await?;
+        prune_one::<Service>(client, tenant_ctx, build::WAKE_GATE).await?;
     }
     if tenant_ctx.tenant.spec.restore.is_some() && children.restore_secret.is_none() {
         // Restored (or stopped): the source store's credentials go.

@@ -17,6 +17,7 @@ pub(crate) mod backup;
 mod children;
 mod cleanup;
 mod database;
+mod idle;
 mod memory;
 mod report;
 mod restore;
@@ -257,13 +258,17 @@ pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Ac
 /// identity → one status write.
 async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     let tenant_ctx = TenantContext::new(tenant, &ctx.config)?;
+    let mut sleep = None;
     let observed = match admit(tenant, &tenant_ctx, ctx).await {
         Some(refused) => refused,
-        None => match converge(tenant, &tenant_ctx, ctx).await {
-            Ok(observed) => observed,
-            Err(Error::Refused(refusal)) => Observed::Refused(refusal),
-            Err(error) => return Err(error),
-        },
+        None => {
+            let step = sleep.insert(idle::step(tenant, &tenant_ctx, ctx).await);
+            match converge(tenant, &tenant_ctx, ctx, step).await {
+                Ok(observed) => observed,
+                Err(Error::Refused(refusal)) => Observed::Refused(refusal),
+                Err(error) => return Err(error),
+            }
+        }
     };
     if !matches!(observed, Observed::Applied { .. }) {
         // Nothing of it is applied now: the next admitted pass applies all.
@@ -277,10 +282,27 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
         &tenant_ctx.namespace,
         &now(),
     );
+    let url = tenant_ctx.url();
+    if let Some(step) = &sleep
+        && matches!(observed, Observed::Applied { .. })
+    {
+        let view = idle::view(step, tenant, &url);
+        crate::idle::status::overlay(
+            &mut status,
+            &view,
+            tenant.spec.suspended,
+            tenant.metadata.generation,
+            &now(),
+        );
+    }
     let restoring = restore::overlay(tenant, &observed, &mut status, ctx);
     let backup_wait = observe_backups(tenant, &tenant_ctx, &observed, &mut status, ctx).await;
-    let action =
-        restoring.unwrap_or_else(|| next_action(tenant, &observed, status.phase, backup_wait));
+    let idle_wait = sleep.as_ref().and_then(|s| s.recheck);
+    let wait = match (backup_wait, idle_wait) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let action = restoring.unwrap_or_else(|| next_action(tenant, &observed, status.phase, wait));
     report::write_status(tenant, status, ctx).await?;
     Ok(action)
 }
@@ -311,6 +333,7 @@ async fn converge(
     tenant: &Tenant,
     tenant_ctx: &TenantContext<'_>,
     ctx: &Context,
+    sleep: &mut idle::IdleStep,
 ) -> Result<Observed, Error> {
     let namespace = &tenant_ctx.namespace;
     let cached = ctx.memory.get(uid(tenant)).applied.filter(|a| a.fresh());
@@ -347,6 +370,7 @@ async fn converge(
     report_backup(tenant, &backup, ctx).await;
     let mut children = build::children_with_backup(tenant_ctx, &credentials, backup.setup());
     restore::shape(tenant, tenant_ctx, ctx, &mut children).await?;
+    idle::shape(sleep, tenant_ctx, ctx, &mut children).await;
     let fingerprint = children::fingerprint(&children);
     // What this process applied moments ago, unchanged, is only read back;
     // everything is applied again when anything differs, a workload is
@@ -380,6 +404,7 @@ async fn converge(
         }
     };
     restore::run_pod(tenant, tenant_ctx, ctx).await;
+    idle::finish_wake(sleep, &workloads.instance, workloads.database.as_ref(), ctx);
     Ok(Observed::Applied {
         database: external
             .unwrap_or_else(|| DatabaseState::Dedicated(workloads.database.unwrap_or_default())),
@@ -547,7 +572,7 @@ fn next_action(
             identity: IdentityState::Unavailable(_),
             ..
         } => Action::requeue(backoff(3)),
-        _ if phase == Some(Phase::Ready) || tenant.spec.suspended => {
+        _ if matches!(phase, Some(Phase::Ready | Phase::Sleeping)) || tenant.spec.suspended => {
             Action::requeue(at_most(Duration::from_secs(600)))
         }
         // Owned workloads wake us on every status change; this is a safety net.
