@@ -32,6 +32,10 @@ pub enum Command {
     Render(RenderArgs),
     /// Run the operator: reconcile Tenants until SIGTERM or Ctrl-C.
     Run(Box<crate::run::RunArgs>),
+    /// Run the wake gate: serve the hosts of sleeping and suspended
+    /// tenants, wake them on the first request and forward the requests
+    /// it held once they answer (until SIGTERM or Ctrl-C).
+    WakeGate(crate::gate::GateArgs),
 }
 
 /// Arguments of `render`.
@@ -73,6 +77,9 @@ pub enum CliError {
     /// The operator stopped with an error.
     #[error(transparent)]
     Run(#[from] crate::run::RunError),
+    /// The wake gate stopped with an error.
+    #[error(transparent)]
+    Gate(#[from] crate::gate::GateError),
     /// The async runtime could not start.
     #[error("starting the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -110,6 +117,14 @@ pub fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
                 .build()
                 .map_err(CliError::Runtime)?;
             runtime.block_on(crate::run::run(*args))?;
+        }
+        Command::WakeGate(args) => {
+            init_tracing();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(CliError::Runtime)?;
+            runtime.block_on(crate::gate::run(args))?;
         }
     }
     Ok(())

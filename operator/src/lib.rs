@@ -22,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod crd;
 pub mod external;
+pub mod gate;
 pub mod identity;
 pub mod idle;
 pub mod leader;

@@ -341,7 +341,7 @@ fn owning_tenant<K: Resource>(child: K) -> Option<ObjectRef<Tenant>> {
 }
 
 /// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
