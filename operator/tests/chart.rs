@@ -386,10 +386,11 @@ fn task_pod_rights_are_bound_by_the_operator_never_held_by_it() {
         serde_json::json!(["atoll-task-pods"])
     );
     assert_eq!(bind["verbs"], serde_json::json!(["bind"]));
-    // Pods: the backup ones only (#19): reading the database pod (its IP,
-    // for the backup agent), and creating, reading, deleting and reading the
-    // log of an External database's dump pods; never listing, watching or
-    // exec'ing into any.
+    // Pods: the backup ones (#19): reading the database pod (its IP, for
+    // the backup agent), and creating, reading, deleting and reading the
+    // log of an External database's dump pods; and listing an idle
+    // tenant's instance pods for their IPs (#20, their activity); never
+    // watching or exec'ing into any.
     let pod_rules: Vec<&Value> = rules
         .iter()
         .filter(|r| {
@@ -403,7 +404,7 @@ fn task_pod_rights_are_bound_by_the_operator_never_held_by_it() {
         vec![
             &serde_json::json!({
                 "apiGroups": [""], "resources": ["pods"],
-                "verbs": ["get", "create", "delete"],
+                "verbs": ["get", "list", "create", "delete"],
             }),
             &serde_json::json!({
                 "apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"],

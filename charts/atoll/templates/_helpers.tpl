@@ -18,6 +18,11 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 
 {{- define "atoll.taskPodsRole" -}}{{ include "atoll.fullname" . }}-task-pods{{- end -}}
 {{- define "atoll.operator.name" -}}{{ include "atoll.fullname" . }}-operator{{- end -}}
+{{- define "atoll.wakeGate.name" -}}{{ include "atoll.fullname" . }}-wake-gate{{- end -}}
+{{- define "atoll.wakeGate.selector" -}}
+app.kubernetes.io/name: atoll-wake-gate
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
 {{- define "atoll.identity.name" -}}{{ include "atoll.fullname" . }}-identity{{- end -}}
 
 {{- define "atoll.operator.selector" -}}
