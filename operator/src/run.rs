@@ -12,6 +12,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, WatchStreamExt, controller, reflector, watcher};
@@ -189,6 +190,7 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
         backups_stopped,
         backups_served,
     );
+    let routed = store.clone();
     let tenants = Controller::for_stream(tenant_events, store)
         // Not `owns()`: it keys a cluster-scoped owner by its child's
         // namespace, which the controller takes for another object than the
@@ -201,6 +203,25 @@ pub async fn run_with_client(args: RunArgs, client: Client) -> Result<(), RunErr
             owning_tenant,
         )
         .watches(Api::<StatefulSet>::all(client.clone()), ours, owning_tenant);
+    // The wake gate's pods (#20): every tenant routed to it (asleep,
+    // waking or suspended) follows them in its wake-gate EndpointSlice.
+    let gate_slices = watcher::Config::default().labels(&format!(
+        "{}={}",
+        crate::build::SERVICE_NAME_LABEL,
+        ctx.config.wake_gate_service
+    ));
+    let tenants = tenants.watches(
+        Api::<EndpointSlice>::namespaced(client.clone(), &args.operator_namespace),
+        gate_slices,
+        move |_| {
+            routed
+                .state()
+                .into_iter()
+                .filter(|t| routed_to_gate(t))
+                .map(|t| ObjectRef::from_obj(t.as_ref()))
+                .collect::<Vec<_>>()
+        },
+    );
     let tenants = if backups_served {
         tenants.watches(tenant_backups, watcher::Config::default(), |b| {
             Some(ObjectRef::new(&b.spec.tenant))
@@ -329,6 +350,17 @@ fn stop_signal(
 }
 
 /// The Tenant that owns a child, keyed as the cluster-scoped object it is.
+/// Whether a Tenant's host is routed to the wake gate: asleep, waking or
+/// suspended.
+fn routed_to_gate(tenant: &Tenant) -> bool {
+    tenant.spec.suspended
+        || tenant
+            .status
+            .as_ref()
+            .and_then(|s| s.idle.as_ref())
+            .is_some_and(|i| i.sleeping_since.is_some())
+}
+
 fn owning_tenant<K: Resource>(child: K) -> Option<ObjectRef<Tenant>> {
     child
         .owner_references()
