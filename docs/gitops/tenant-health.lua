@@ -44,6 +44,10 @@ end
 
 if status.phase == "Ready" and ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
+elseif status.phase == "Sleeping" then
+  -- Asleep after its idle time (spec.idle): by design, and its URL still
+  -- answers (the first request wakes it).
+  hs.status = "Healthy"
 elseif status.phase == "Suspended" then
   hs.status = "Suspended"
 elseif status.phase == "Degraded" then

@@ -1,6 +1,6 @@
 //! The Argo CD health check (docs/gitops/tenant-health.lua) run by a real Lua
 //! interpreter against Tenant statuses computed by the operator's own status
-//! code: Provisioning, Ready, Degraded, Suspended and an invalid spec.
+//! code: Provisioning, Ready, Degraded, Suspended, Sleeping and an invalid spec.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -154,6 +154,27 @@ fn tenant_health_follows_phase_and_ready() {
         None,
     );
     assert_eq!(health(&suspended).0, "Suspended");
+
+    // Asleep after its idle time (#20): healthy, its URL still answers.
+    let mut sleeping = is_ready.clone();
+    if let Some(status) = sleeping.status.as_mut() {
+        let view = atoll_operator::idle::status::IdleView {
+            after: Some("15m"),
+            mode: atoll_operator::idle::Mode::Asleep,
+            idle: Some(atoll_crds::IdleStatus {
+                sleeping_since: Some(at(20)),
+                ..atoll_crds::IdleStatus::default()
+            }),
+            url: "http://acme.example.com",
+        };
+        atoll_operator::idle::status::overlay(status, &view, false, Some(2), &at(20));
+    }
+    let (status, message) = health(&sleeping);
+    assert_eq!(status, "Healthy");
+    assert!(
+        message.contains("the first request to http://acme.example.com wakes it"),
+        "{message}"
+    );
 
     let invalid = tenant_with(
         TenantSpec::default(),
