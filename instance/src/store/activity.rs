@@ -17,7 +17,9 @@ pub struct ExecutionActivity {
     /// In flight: neither PAUSED nor QUEUED, and not waiting for a later
     /// start (a retried execution's delay).
     pub running: u64,
+    /// QUEUED behind their flow's concurrency limit.
     pub queued: u64,
+    /// PAUSED, by a Pause task or by hand.
     pub paused: u64,
     /// The earliest moment a waiting execution is due (see [`ACTIVITY`]).
     pub next_timer: Option<Timestamp>,
