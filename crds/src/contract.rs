@@ -105,3 +105,94 @@ pub const ALL: &[&str] = &[
 
 /// The port the instance serves `/metrics` on in its pod.
 pub const METRICS_PORT: u16 = 9090;
+
+/// Where the instance reports its activity, on the metrics listener
+/// ([`METRICS_LISTEN`], [`METRICS_PORT`]) only: the operator reads it to
+/// decide when an idle tenant may sleep and when it must wake for its next
+/// scheduled run. Answered with an [`InstanceActivity`] as JSON.
+pub const ACTIVITY_PATH: &str = "/activity";
+
+/// What `GET` [`ACTIVITY_PATH`] answers (JSON, camelCase; times are RFC 3339
+/// in UTC, `null` when there is none).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceActivity {
+    /// The last request a user or a client made on the public listener (the
+    /// API, the web UI and its assets, webhooks), to the millisecond; the
+    /// probes (`/healthz`, `/readyz`), task pods' file transfers and the
+    /// metrics listener do not count. `None` until the first one.
+    pub last_request_at: Option<jiff::Timestamp>,
+    /// Executions in flight (CREATED, RUNNING, RETRYING, KILLING), not
+    /// counting a retry of a whole execution that waits for its delay
+    /// (that is a timer: [`InstanceActivity::next_timer_at`]).
+    pub running: u64,
+    /// Executions QUEUED behind their flow's concurrency limit.
+    pub queued: u64,
+    /// Executions PAUSED (by a Pause task or by hand).
+    pub paused: u64,
+    /// The earliest moment the instance acts on its own on work already
+    /// stored: a paused execution resuming (a Pause task's `delay` or
+    /// `pauseDuration`) or failing (its `timeout`), a retried execution
+    /// starting after its delay. At or before now: due. `None`: no timer
+    /// (a pause without one waits for a person).
+    pub next_timer_at: Option<jiff::Timestamp>,
+    /// The earliest tick an enabled Schedule trigger of an enabled flow
+    /// fires next (each in its cron's time zone, after the last tick the
+    /// instance handled). At or before now when ticks are due: missed ticks
+    /// its `recoverMissedSchedules` runs, or a backfill in progress.
+    /// `None`: no schedule.
+    pub next_schedule_at: Option<jiff::Timestamp>,
+    /// When this instance process started.
+    pub started_at: jiff::Timestamp,
+    /// What happens to schedule ticks missed while no instance ran, for
+    /// triggers that do not set their own `recoverMissedSchedules`.
+    pub recover_missed_schedules: RecoverMissedSchedules,
+}
+
+/// Kestra's `recoverMissedSchedules`: which schedule ticks missed while no
+/// instance ran are fired when one starts again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RecoverMissedSchedules {
+    /// Every missed tick (Kestra's default).
+    #[default]
+    All,
+    /// Only the most recent missed tick.
+    Last,
+    /// None of them.
+    None,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_activity_report_reads_as_documented() {
+        let text = r#"{"lastRequestAt":null,"running":1,"queued":0,"paused":2,
+            "nextTimerAt":"2026-12-07T19:00:00.250Z","nextScheduleAt":null,
+            "startedAt":"2026-12-07T18:00:00Z","recoverMissedSchedules":"ALL"}"#;
+        let activity: InstanceActivity = serde_json::from_str(text).expect("reads");
+        assert_eq!(activity.last_request_at, None);
+        assert_eq!(
+            (activity.running, activity.queued, activity.paused),
+            (1, 0, 2)
+        );
+        assert_eq!(
+            activity.next_timer_at.map(|t| t.to_string()).as_deref(),
+            Some("2026-12-07T19:00:00.25Z")
+        );
+        assert_eq!(
+            activity.recover_missed_schedules,
+            RecoverMissedSchedules::All
+        );
+        // Written back: the same fields, absent times as null.
+        let written = serde_json::to_value(&activity).expect("writes");
+        assert_eq!(written["nextScheduleAt"], serde_json::Value::Null);
+        assert_eq!(written["startedAt"], "2026-12-07T18:00:00Z");
+        assert_eq!(
+            serde_json::to_value(RecoverMissedSchedules::None).expect("writes"),
+            "NONE"
+        );
+    }
+}

@@ -80,6 +80,7 @@ pub async fn serve_with_metrics(
     metrics_listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    let activity = Arc::new(api::Activity::new(jiff::Timestamp::now()));
     if config.database_url.starts_with("sqlite:") {
         std::fs::create_dir_all(&config.data_dir).map_err(ServeError::DataDir)?;
     }
@@ -125,6 +126,7 @@ pub async fn serve_with_metrics(
             .map(|k| k.attempts())
             .unwrap_or_default(),
         sessions,
+        activity,
     };
     let local = listener.local_addr().map_err(ServeError::Serve)?;
     tracing::info!(

@@ -243,6 +243,7 @@ async fn serve_pages(
         metrics: Arc::default(),
         attempts: Default::default(),
         sessions: authentication.then(|| Arc::new(sessions)),
+        activity: Arc::default(),
     };
     let page = |principal: axum::Extension<Principal>, csrf: Option<axum::Extension<CsrfToken>>| async move {
         format!(

@@ -1,14 +1,16 @@
 //! The REST API, shaped like Kestra's, under `/api/v1` and under Kestra's
 //! tenant segment `/api/v1/{tenant}` (answered only for this instance's
 //! tenant). Operational endpoints `/healthz` and `/readyz` sit at the root
-//! without authentication; `/metrics` is served only by [`metrics_app`], on
-//! a separate listener the Ingress does not route.
+//! without authentication; `/metrics` and the activity report `/activity`
+//! are served only by [`metrics_app`], on a separate listener the Ingress
+//! does not route.
 //!
 //! One file per resource (`flows`, `transfer` for import and export,
 //! `executions`, `logs`, `triggers` with the webhooks, `metrics`); the
 //! caller's role and the path segments are checked by the extractors in
 //! `extract`, and handlers reach data only through the engine.
 
+mod activity;
 pub mod attempts;
 mod authn;
 mod body;
@@ -50,6 +52,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get as get_plain;
 use axum::{Json, Router};
 
+pub use activity::Activity;
 pub use authn::authenticate_page;
 pub use error::ApiError;
 use error::ApiResult;
@@ -90,6 +93,8 @@ pub struct AppState {
     /// Browser sign-in and sessions; `None` without authentication or
     /// without a public URL (then only bearer tokens are taken).
     pub sessions: Option<Arc<crate::session::Sessions>>,
+    /// When the instance started and last served a user (`/activity`).
+    pub activity: Arc<Activity>,
 }
 
 /// The routes under `/api/v1` that need a token. Handlers join with
@@ -502,14 +507,23 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             count_requests,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            activity::record_request,
+        ))
         .with_state(state)
 }
 
-/// The metrics listener's application: `/metrics` and `/healthz` only, for
-/// a port the Ingress does not route (`ATOLL_METRICS_LISTEN`).
+/// The metrics listener's application: `/metrics`, the activity report
+/// (`/activity`, see `activity`) and `/healthz` only, for a port the
+/// Ingress does not route (`ATOLL_METRICS_LISTEN`).
 pub fn metrics_app(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get_plain(metrics::metrics))
+        .route(
+            atoll_crds::contract::ACTIVITY_PATH,
+            get_plain(activity::activity),
+        )
         .route("/healthz", get_plain(|| async { "ok" }))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)

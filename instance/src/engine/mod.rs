@@ -17,6 +17,7 @@ mod triggers;
 
 pub use actions::{Replay, SETTABLE_STATES, SYSTEM_LABEL_PREFIX};
 pub use flows::{FlowChangeError, Flows, ImportProblem};
+pub use reads::EngineActivity;
 pub use rerun::RerunError;
 pub use triggers::{
     AbstractTriggerView, Backfill, BackfillLabel, TriggerActionError, TriggerContextView,

@@ -1,14 +1,35 @@
 //! What the API reads of executions and logs, and the readiness check: the
 //! store stays private to the engine.
 
-use super::Engine;
+use jiff::Timestamp;
+
+use super::{Engine, EngineError};
 use crate::execution::{Execution, LogEntry};
-use crate::store::{ExecutionFilter, Repository, StoreError};
+use crate::store::{ExecutionActivity, ExecutionFilter, Repository, StoreError};
+
+/// What the engine has left to do, for the activity report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineActivity {
+    /// The unfinished executions counted, and the earliest timer they wait on.
+    pub executions: ExecutionActivity,
+    /// The earliest tick a schedule fires next (at or before now when due).
+    pub next_schedule: Option<Timestamp>,
+}
 
 impl Engine {
     /// Checks the database answers (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.inner.store.ping().await
+    }
+
+    /// The unfinished executions and the next schedule tick at `now`.
+    pub async fn activity(&self, now: Timestamp) -> Result<EngineActivity, EngineError> {
+        let executions = self.inner.store.execution_activity(now).await?;
+        let next_schedule = super::triggers::next_schedule(&self.inner, now).await?;
+        Ok(EngineActivity {
+            executions,
+            next_schedule,
+        })
     }
 
     pub async fn execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {

@@ -36,6 +36,7 @@ use serde::Serialize;
 
 use crate::execution::{Execution, LogEntry, NewLog, State};
 
+mod activity;
 mod dialect;
 mod kv;
 mod query;
@@ -43,6 +44,7 @@ mod sessions;
 mod sql;
 mod trigger_controls;
 
+pub use activity::ExecutionActivity;
 pub use dialect::Dialect;
 pub use kv::{
     KvEntry, KvType, MAX_KV_SEARCH, MAX_VALUE_BYTES as MAX_KV_VALUE_BYTES,

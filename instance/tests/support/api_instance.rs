@@ -17,6 +17,8 @@ pub const TENANT: &str = "acme";
 /// The running instance, stopped when dropped.
 pub struct Instance {
     pub base: String,
+    /// The metrics listener's base URL, when it has one.
+    pub metrics_base: Option<String>,
     pub http: reqwest::Client,
     shutdown: CancellationToken,
     /// Where the storage keeps its files (a folder, or an S3 bucket's).
@@ -69,6 +71,20 @@ impl Instance {
         database_url: Option<String>,
         s3: Option<&TestS3>,
     ) -> Instance {
+        Instance::start_full(auth, database_url, s3, false).await
+    }
+
+    /// [`Instance::start`] with a metrics listener too (`metrics_base`).
+    pub async fn start_with_metrics(auth: AuthMode, database_url: Option<String>) -> Instance {
+        Instance::start_full(auth, database_url, None, true).await
+    }
+
+    async fn start_full(
+        auth: AuthMode,
+        database_url: Option<String>,
+        s3: Option<&TestS3>,
+        metrics: bool,
+    ) -> Instance {
         let dir = tempfile::tempdir().expect("temp dir");
         let (storage, stored_in) = match s3 {
             None => (
@@ -90,6 +106,17 @@ impl Instance {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let metrics_listener = match metrics {
+            true => Some(
+                tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind metrics"),
+            ),
+            false => None,
+        };
+        let metrics_base = metrics_listener
+            .as_ref()
+            .map(|l| format!("http://{}", l.local_addr().expect("addr")));
         let config = Config {
             tenant: TENANT.into(),
             listen: addr,
@@ -104,11 +131,18 @@ impl Instance {
         tokio::spawn({
             let shutdown = shutdown.clone();
             async move {
-                atoll_instance::server::serve_with_metrics(config, listener, None, shutdown).await
+                atoll_instance::server::serve_with_metrics(
+                    config,
+                    listener,
+                    metrics_listener,
+                    shutdown,
+                )
+                .await
             }
         });
         let instance = Instance {
             base: format!("http://{addr}"),
+            metrics_base,
             http: reqwest::Client::new(),
             shutdown,
             stored_in,

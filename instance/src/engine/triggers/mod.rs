@@ -75,6 +75,42 @@ async fn pass(inner: &Inner) -> Result<Duration, EngineError> {
     schedule::pass(inner, &index).await
 }
 
+/// The earliest tick an enabled Schedule trigger of an enabled flow fires
+/// next (see [`schedule::next_fire`]), for the activity report: at or
+/// before `now` when ticks are due.
+pub(crate) async fn next_schedule(
+    inner: &Inner,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, EngineError> {
+    let index = FlowIndex::current(inner).await?;
+    let states = trigger_states(inner).await?;
+    let controls = controls::controls(inner).await?;
+    let mut earliest: Option<Timestamp> = None;
+    for (flow, _) in index.flows().iter().filter(|(flow, _)| !flow.disabled) {
+        for trigger in flow.triggers.iter().filter(|t| !t.disabled) {
+            let TriggerKind::Schedule(spec) = &trigger.kind else {
+                continue;
+            };
+            let key = key_of(flow, trigger);
+            let control = controls.get(&key);
+            if control.is_some_and(|c| c.disabled) {
+                continue;
+            }
+            let Ok(schedule) = spec.schedule() else {
+                continue;
+            };
+            let backfill = controls::backfill_of(control);
+            let next =
+                schedule::next_fire(spec, &schedule, states.get(&key), backfill.as_ref(), now);
+            earliest = match (earliest, next) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+    Ok(earliest)
+}
+
 /// A trigger as the API lists it (Kestra's trigger context fields).
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::FlowIndex;
 use super::backfill::Backfilling;
-use super::controls::{backfill_of, controls};
+use super::controls::{Backfill, backfill_of, controls};
 use super::fire::{fire, key_of, trigger_states, triggered_execution};
 use crate::cron::Schedule;
 use crate::engine::{EngineError, Inner};
@@ -211,6 +211,44 @@ pub(super) fn next(
     spec.schedule().ok().and_then(|s| s.next_after(from))
 }
 
+/// The first tick of an enabled schedule that starts an execution, for the
+/// activity report: at or before `now` when ticks are due (ticks missed
+/// since the trigger's cursor that its `recoverMissedSchedules` fires, the
+/// next tick of its `backfill` in progress), else the next tick after now.
+pub(super) fn next_fire(
+    spec: &ScheduleTrigger,
+    schedule: &Schedule,
+    state: Option<&TriggerState>,
+    backfill: Option<&Backfill>,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    let cursor = match state {
+        Some(s) if !s.disabled => s.cursor.unwrap_or(now),
+        // Enabled again: it starts from the present (see `handle`).
+        Some(_) => now,
+        None => initial_cursor(spec, now),
+    };
+    let due = schedule.due(cursor, now);
+    let next = select_ticks(spec, &due, now)
+        .into_iter()
+        .find_map(|(tick, fires)| fires.then_some(tick))
+        .or_else(|| schedule.next_after(cursor.max(now)));
+    let backfilled = backfill.filter(|b| !b.paused).and_then(|b| {
+        let after = b.current_date.unwrap_or_else(|| {
+            b.start
+                .checked_sub(SignedDuration::from_micros(1))
+                .unwrap_or(b.start)
+        });
+        schedule
+            .next_after(after)
+            .filter(|tick| *tick <= b.end.unwrap_or(now))
+    });
+    match (next, backfilled) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 fn initial_cursor(spec: &ScheduleTrigger, now: Timestamp) -> Timestamp {
     match spec.backfill_start {
         // Just before the start, so a tick at the start itself fires.
@@ -305,5 +343,113 @@ mod tests {
             initial_cursor(&s, ts(30)),
             ts(5) - SignedDuration::from_micros(1)
         );
+    }
+
+    fn minutely(recover: RecoverMissed) -> ScheduleTrigger {
+        ScheduleTrigger {
+            cron: "*/1 * * * *".into(),
+            with_seconds: false,
+            ..spec(recover)
+        }
+    }
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().expect("timestamp")
+    }
+
+    fn cursor(at_: &str, disabled: bool) -> TriggerState {
+        TriggerState {
+            key: TriggerKey {
+                namespace: "acme".into(),
+                flow_id: "f".into(),
+                trigger_id: "t".into(),
+            },
+            cursor: Some(at(at_)),
+            disabled,
+            last_execution_id: None,
+            last_fired: None,
+        }
+    }
+
+    fn next_of(
+        spec: &ScheduleTrigger,
+        state: Option<&TriggerState>,
+        backfill: Option<&Backfill>,
+        now: &str,
+    ) -> Option<String> {
+        let schedule = spec.schedule().expect("schedule");
+        next_fire(spec, &schedule, state, backfill, at(now)).map(|t| t.to_string())
+    }
+
+    #[test]
+    fn the_next_fire_follows_the_cursor_and_the_time_zone() {
+        let spec = minutely(RecoverMissed::All);
+        let handled = cursor("2026-12-07T10:05:00Z", false);
+        let next = next_of(&spec, Some(&handled), None, "2026-12-07T10:05:30Z");
+        assert_eq!(next.as_deref(), Some("2026-12-07T10:06:00Z"));
+        // Never seen by the trigger loop yet: from now.
+        let next = next_of(&spec, None, None, "2026-12-07T10:05:30Z");
+        assert_eq!(next.as_deref(), Some("2026-12-07T10:06:00Z"));
+        // Enabled again after being disabled: from now too, not the old cursor.
+        let old = cursor("2026-12-07T08:00:00Z", true);
+        let next = next_of(&spec, Some(&old), None, "2026-12-07T10:05:30Z");
+        assert_eq!(next.as_deref(), Some("2026-12-07T10:06:00Z"));
+        // 09:00 in Paris is 08:00 UTC in winter.
+        let paris = ScheduleTrigger {
+            cron: "0 9 * * *".into(),
+            timezone: Some("Europe/Paris".into()),
+            ..spec.clone()
+        };
+        let handled = cursor("2026-12-07T08:00:00Z", false);
+        let next = next_of(&paris, Some(&handled), None, "2026-12-07T10:05:30Z");
+        assert_eq!(next.as_deref(), Some("2026-12-08T08:00:00Z"));
+    }
+
+    #[test]
+    fn missed_ticks_make_the_next_fire_due_as_the_recovery_policy_says() {
+        // Handled up to 10:00; the instance slept until 10:05:30.
+        let handled = cursor("2026-12-07T10:00:00Z", false);
+        let now = "2026-12-07T10:05:30Z";
+        let all = next_of(&minutely(RecoverMissed::All), Some(&handled), None, now);
+        assert_eq!(all.as_deref(), Some("2026-12-07T10:01:00Z"));
+        let last = next_of(&minutely(RecoverMissed::Last), Some(&handled), None, now);
+        assert_eq!(last.as_deref(), Some("2026-12-07T10:05:00Z"));
+        // None of them runs: the next one is the next tick to come.
+        let none = next_of(&minutely(RecoverMissed::None), Some(&handled), None, now);
+        assert_eq!(none.as_deref(), Some("2026-12-07T10:06:00Z"));
+        // A tick only just passed is not missed: it fires whatever the policy.
+        let none = next_of(
+            &minutely(RecoverMissed::None),
+            Some(&handled),
+            None,
+            "2026-12-07T10:05:05Z",
+        );
+        assert_eq!(none.as_deref(), Some("2026-12-07T10:05:00Z"));
+    }
+
+    #[test]
+    fn a_backfill_in_progress_is_due_unless_paused() {
+        let spec = minutely(RecoverMissed::All);
+        let handled = cursor("2026-12-07T10:05:00Z", false);
+        let now = "2026-12-07T10:05:30Z";
+        let mut backfill = Backfill {
+            start: at("2026-12-06T00:00:00Z"),
+            end: Some(at("2026-12-06T01:00:00Z")),
+            current_date: Some(at("2026-12-06T00:30:00Z")),
+            paused: false,
+            inputs: None,
+            labels: None,
+            created: None,
+        };
+        let next = next_of(&spec, Some(&handled), Some(&backfill), now);
+        assert_eq!(next.as_deref(), Some("2026-12-06T00:31:00Z"));
+        backfill.paused = true;
+        let next = next_of(&spec, Some(&handled), Some(&backfill), now);
+        assert_eq!(next.as_deref(), Some("2026-12-07T10:06:00Z"));
+        // Done (its last tick handled): nothing more from it.
+        backfill.paused = false;
+        backfill.current_date = backfill.end;
+        let next = next_of(&spec, Some(&handled), Some(&backfill), now);
+        assert_eq!(next.as_deref(), Some("2026-12-07T10:06:00Z"));
     }
 }
