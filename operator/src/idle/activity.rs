@@ -8,52 +8,26 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::{Api, ListParams};
-use serde::Deserialize;
 
-/// What an instance says it is doing.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Activity {
-    /// The last request a user or client made to it.
-    #[serde(default)]
-    pub last_request_at: Option<Timestamp>,
-    /// Executions in flight (not paused).
-    #[serde(default)]
-    pub running: u64,
-    /// Executions waiting for a slot.
-    #[serde(default)]
-    pub queued: u64,
-    /// Paused executions (a person or a timer resumes them).
-    #[serde(default)]
-    pub paused: u64,
-    /// The earliest moment it acts on its own for work already stored (a
-    /// paused execution's resume time, a retry's delay).
-    #[serde(default)]
-    pub next_timer_at: Option<Timestamp>,
-    /// Its next scheduled run.
-    #[serde(default)]
-    pub next_schedule_at: Option<Timestamp>,
-    /// When the process started.
-    pub started_at: Timestamp,
-}
+pub use atoll_crds::contract::InstanceActivity as Activity;
 
-impl Activity {
-    /// One view of several replicas.
-    pub fn combine(reports: Vec<Activity>) -> Option<Activity> {
-        let min = |a: Option<Timestamp>, b: Option<Timestamp>| match (a, b) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        reports.into_iter().reduce(|a, b| Activity {
-            last_request_at: a.last_request_at.max(b.last_request_at),
-            running: a.running.max(b.running),
-            queued: a.queued.max(b.queued),
-            paused: a.paused.max(b.paused),
-            next_timer_at: min(a.next_timer_at, b.next_timer_at),
-            next_schedule_at: min(a.next_schedule_at, b.next_schedule_at),
-            started_at: a.started_at.max(b.started_at),
-        })
-    }
+/// One view of several replicas: the latest request, the most work, the
+/// earliest due time.
+pub fn combine(reports: Vec<Activity>) -> Option<Activity> {
+    let min = |a: Option<Timestamp>, b: Option<Timestamp>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    reports.into_iter().reduce(|a, b| Activity {
+        last_request_at: a.last_request_at.max(b.last_request_at),
+        running: a.running.max(b.running),
+        queued: a.queued.max(b.queued),
+        paused: a.paused.max(b.paused),
+        next_timer_at: min(a.next_timer_at, b.next_timer_at),
+        next_schedule_at: min(a.next_schedule_at, b.next_schedule_at),
+        started_at: a.started_at.max(b.started_at),
+        recover_missed_schedules: a.recover_missed_schedules,
+    })
 }
 
 /// Asks every ready instance pod of the namespace; `None` when none answered.
@@ -77,7 +51,7 @@ pub async fn read(
         let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()) else {
             continue;
         };
-        let url = format!("http://{ip}:{port}/activity");
+        let url = format!("http://{ip}:{port}{}", atoll_crds::contract::ACTIVITY_PATH);
         let answer = http
             .get(&url)
             .timeout(Duration::from_secs(2))
@@ -96,7 +70,7 @@ pub async fn read(
             }
         }
     }
-    Activity::combine(reports)
+    combine(reports)
 }
 
 fn ready(pod: &Pod) -> bool {

@@ -13,6 +13,7 @@ fn activity(last_request: Option<&str>) -> Activity {
         next_timer_at: None,
         next_schedule_at: None,
         started_at: ts("2026-12-07T10:00:00Z"),
+        recover_missed_schedules: atoll_crds::contract::RecoverMissedSchedules::All,
     }
 }
 
@@ -126,11 +127,11 @@ fn replicas_combine_into_the_busiest_view() {
     let mut b = activity(Some("2026-12-07T11:30:00Z"));
     b.running = 3;
     b.next_schedule_at = Some(ts("2026-12-07T11:45:00Z"));
-    let both = Activity::combine(vec![a, b]).expect("two reports");
+    let both = super::super::activity::combine(vec![a, b]).expect("two reports");
     assert_eq!(both.last_request_at, Some(ts("2026-12-07T11:30:00Z")));
     assert_eq!(both.running, 3);
     assert_eq!(both.next_schedule_at, Some(ts("2026-12-07T11:45:00Z")));
-    assert_eq!(Activity::combine(vec![]), None);
+    assert_eq!(super::super::activity::combine(vec![]), None);
 }
 
 fn asleep_inputs() -> AsleepInputs {
