@@ -143,10 +143,7 @@ pub fn update(rt: &ResourceType, old: &Value, new: &Value) -> Vec<Cause> {
             vec![cause(
                 "FieldValueInvalid",
                 "addressType",
-                format!(
-                    "Invalid value: {}: field is immutable",
-                    new["addressType"]
-                ),
+                format!("Invalid value: {}: field is immutable", new["addressType"]),
             )]
         }
         "rbac.authorization.k8s.io"

@@ -27,9 +27,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service};
-use k8s_openapi::api::discovery::v1::{
-    Endpoint, EndpointConditions, EndpointPort, EndpointSlice,
-};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
@@ -73,7 +71,11 @@ pub fn by_service(slices: &[Arc<EndpointSlice>]) -> SlicesByService<'_> {
 /// `<service>-<5 characters>`, the characters derived from its uid.
 pub fn slice_name(service: &Service) -> String {
     let seed = service.uid().unwrap_or_else(|| {
-        format!("{}/{}", service.namespace().unwrap_or_default(), service.name_any())
+        format!(
+            "{}/{}",
+            service.namespace().unwrap_or_default(),
+            service.name_any()
+        )
     });
     format!("{}-{}", service.name_any(), stable_suffix(&seed, 5))
 }

@@ -112,9 +112,7 @@ impl MarkDirty for EndpointSlice {
     /// or its own slice (selector) may have to follow.
     fn mark(&self, dirty: &mut Dirty) {
         if let Some(service) = self.labels().get(super::endpointslices::SERVICE_NAME_LABEL) {
-            dirty
-                .services
-                .insert((key_of(self).0, service.clone()));
+            dirty.services.insert((key_of(self).0, service.clone()));
         }
     }
 }

@@ -49,8 +49,12 @@ pub fn endpoint_slice(object: &Value) -> Vec<Cause> {
             ),
         ));
     }
-    causes.extend(ports(object["ports"].as_array().map_or(&[][..], Vec::as_slice)));
-    let endpoints = object["endpoints"].as_array().map_or(&[][..], Vec::as_slice);
+    causes.extend(ports(
+        object["ports"].as_array().map_or(&[][..], Vec::as_slice),
+    ));
+    let endpoints = object["endpoints"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
     if endpoints.len() > MAX_ENDPOINTS {
         causes.push(cause(
             "FieldValueTooMany",
@@ -64,7 +68,9 @@ pub fn endpoint_slice(object: &Value) -> Vec<Cause> {
     }
     for (i, endpoint) in endpoints.iter().enumerate() {
         let field = format!("endpoints[{i}].addresses");
-        let addresses = endpoint["addresses"].as_array().map_or(&[][..], Vec::as_slice);
+        let addresses = endpoint["addresses"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice);
         if addresses.is_empty() {
             causes.push(cause(
                 "FieldValueRequired",
@@ -246,16 +252,28 @@ mod tests {
                 ("FieldValueRequired".into(), "endpoints[0].addresses".into()),
                 ("FieldValueRequired".into(), "endpoints[1].addresses".into()),
                 ("FieldValueTooMany".into(), "endpoints[2].addresses".into()),
-                ("FieldValueInvalid".into(), "endpoints[3].addresses[0]".into()),
+                (
+                    "FieldValueInvalid".into(),
+                    "endpoints[3].addresses[0]".into()
+                ),
                 ("FieldValueInvalid".into(), "endpoints[3].addresses".into()),
-                ("FieldValueInvalid".into(), "endpoints[3].addresses[2]".into()),
-                ("FieldValueInvalid".into(), "endpoints[3].addresses[3]".into()),
+                (
+                    "FieldValueInvalid".into(),
+                    "endpoints[3].addresses[2]".into()
+                ),
+                (
+                    "FieldValueInvalid".into(),
+                    "endpoints[3].addresses[3]".into()
+                ),
             ]
         );
         let fqdn = json!({"addressType": "FQDN", "endpoints": [{"addresses": ["gate.example.com", "gate"]}]});
         assert_eq!(
             fields(fqdn),
-            [("FieldValueInvalid".into(), "endpoints[0].addresses[1]".into())]
+            [(
+                "FieldValueInvalid".into(),
+                "endpoints[0].addresses[1]".into()
+            )]
         );
     }
 

@@ -37,11 +37,14 @@ fn a_selector_service_gets_one_labelled_owned_slice_of_its_pods() {
     assert!(name.starts_with("web-") && name.len() == 9, "{name}");
     assert_eq!(name, slice_name(&svc), "stable");
     let got = serde_json::to_value(&desired).expect("json");
-    assert_eq!(got["metadata"]["labels"], json!({
-        "team": "a",
-        "kubernetes.io/service-name": "web",
-        "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"
-    }));
+    assert_eq!(
+        got["metadata"]["labels"],
+        json!({
+            "team": "a",
+            "kubernetes.io/service-name": "web",
+            "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"
+        })
+    );
     assert_eq!(got["metadata"]["ownerReferences"][0]["uid"], "svc-uid");
     assert_eq!(got["addressType"], "IPv4");
     assert_eq!(
@@ -62,7 +65,8 @@ fn a_selector_service_gets_one_labelled_owned_slice_of_its_pods() {
 
 #[test]
 fn only_a_difference_is_written() {
-    let svc = service(json!({"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}));
+    let svc =
+        service(json!({"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}));
     let a = pod("a", "127.64.0.1", true);
     let desired = desired_slice(&svc, &[&a]).expect("slice");
     assert!(needs_write(None, &desired));
