@@ -29,8 +29,10 @@ fn supported(values: &[&str]) -> String {
         .join(", ")
 }
 
-/// Rules on every write of an EndpointSlice.
-pub fn endpoint_slice(object: &Value) -> Vec<Cause> {
+/// Rules on every write of an EndpointSlice; an update that leaves the
+/// endpoints as they were is not judged on them (`old`: the slice it
+/// replaces), as the real server does.
+pub fn endpoint_slice(object: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut causes = Vec::new();
     let address_type = object["addressType"].as_str().unwrap_or_default();
     if address_type.is_empty() {
@@ -52,6 +54,9 @@ pub fn endpoint_slice(object: &Value) -> Vec<Cause> {
     causes.extend(ports(
         object["ports"].as_array().map_or(&[][..], Vec::as_slice),
     ));
+    if old.is_some_and(|old| old["endpoints"] == object["endpoints"]) {
+        return causes;
+    }
     let endpoints = object["endpoints"]
         .as_array()
         .map_or(&[][..], Vec::as_slice);
@@ -204,7 +209,7 @@ mod tests {
     use serde_json::json;
 
     fn fields(object: Value) -> Vec<(String, String)> {
-        endpoint_slice(&object)
+        endpoint_slice(&object, None)
             .into_iter()
             .map(|c| (c.reason, c.field))
             .collect()
@@ -227,7 +232,7 @@ mod tests {
             fields(json!({"endpoints": []})),
             [("FieldValueRequired".into(), "addressType".into())]
         );
-        let causes = endpoint_slice(&json!({"addressType": "IPv5"}));
+        let causes = endpoint_slice(&json!({"addressType": "IPv5"}), None);
         assert_eq!(causes[0].reason, "FieldValueNotSupported");
         assert!(
             causes[0]
@@ -269,11 +274,15 @@ mod tests {
         );
         let fqdn = json!({"addressType": "FQDN", "endpoints": [{"addresses": ["gate.example.com", "gate"]}]});
         assert_eq!(
-            fields(fqdn),
+            fields(fqdn.clone()),
             [(
                 "FieldValueInvalid".into(),
                 "endpoints[0].addresses[1]".into()
             )]
+        );
+        assert!(
+            endpoint_slice(&fqdn, Some(&fqdn)).is_empty(),
+            "unchanged endpoints are not judged again"
         );
     }
 

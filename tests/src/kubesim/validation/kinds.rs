@@ -12,12 +12,13 @@ use crate::kubesim::conversion::EVENTS_GROUP;
 use crate::kubesim::error::Cause;
 use crate::kubesim::resources::ResourceType;
 
-/// Rules on every write of a built-in object.
-pub fn spec(rt: &ResourceType, object: &Value) -> Vec<Cause> {
+/// Rules on every write of a built-in object (`old`: the object it
+/// replaces, on an update).
+pub fn spec(rt: &ResourceType, object: &Value, old: Option<&Value>) -> Vec<Cause> {
     match (rt.group.as_str(), rt.plural.as_str()) {
         ("apps", "deployments" | "statefulsets") => workload_selector(object),
         ("networking.k8s.io", "ingresses") => ingress_paths(object),
-        ("discovery.k8s.io", "endpointslices") => endpoint_slice(object),
+        ("discovery.k8s.io", "endpointslices") => endpoint_slice(object, old),
         _ => Vec::new(),
     }
 }
