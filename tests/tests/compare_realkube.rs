@@ -1,7 +1,8 @@
 //! kubesim against the real API server: the same requests, for the objects
 //! Atoll uses (the Tenant CRD and a Tenant, Namespace, Secret, ConfigMap,
-//! Deployment, StatefulSet, Service, NetworkPolicy, Ingress, Role,
-//! RoleBinding, and Events in both versions), go to kubesim and to
+//! Deployment, StatefulSet, Service, NetworkPolicy, Ingress,
+//! EndpointSlice, Role, RoleBinding, and Events in both versions), go to
+//! kubesim and to
 //! realkube, and their answers are compared: status codes, `Status`
 //! reasons and the fields of their causes, managedFields managers,
 //! operations and subresources, server-side apply conflicts, Event field
@@ -31,6 +32,7 @@ use kube::api::{Api, WatchEvent, WatchParams};
 use serde_json::{Value, json};
 
 const NS: &str = "cmp";
+const DISCOVERY: &str = "discovery.k8s.io/v1";
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// Differences kubesim keeps, by step name, with the reason.
@@ -300,6 +302,22 @@ fn network() -> Vec<Step> {
             .body(json!({
                 "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "bad"},
                 "spec": {"rules": [{"http": {"paths": [{"path": "/", "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}
+            })),
+        step("endpointslice create", "POST", ns_path(DISCOVERY, "endpointslices", ""))
+            .body(json!({
+                "apiVersion": DISCOVERY, "kind": "EndpointSlice",
+                "metadata": {"name": "gate", "labels": {"kubernetes.io/service-name": "web"}},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": ["10.1.2.3"], "conditions": {"ready": true}}],
+                "ports": [{"port": 8080}]
+            }))
+            .picks(&["/addressType", "/ports/0/name", "/ports/0/protocol", "/endpoints/0/conditions/ready"]),
+        step("endpointslice addressType change", "PATCH", ns_path(DISCOVERY, "endpointslices", "gate"))
+            .merge(json!({"addressType": "IPv6"})),
+        step("endpointslice without addressType and addresses", "POST", ns_path(DISCOVERY, "endpointslices", ""))
+            .body(json!({
+                "apiVersion": DISCOVERY, "kind": "EndpointSlice", "metadata": {"name": "bad"},
+                "endpoints": [{"addresses": []}]
             })),
     ]
 }

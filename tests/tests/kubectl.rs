@@ -312,6 +312,7 @@ async fn logs_scale_and_discovery_of_built_in_kinds() {
         "events.events.k8s.io",
         "ingresses.networking.k8s.io",
         "networkpolicies.networking.k8s.io",
+        "endpointslices.discovery.k8s.io",
         "roles.rbac.authorization.k8s.io",
         "rolebindings.rbac.authorization.k8s.io",
         "clusterroles.rbac.authorization.k8s.io",

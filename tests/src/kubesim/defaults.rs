@@ -3,7 +3,8 @@
 //! compares whole objects instead of applying its own fields shows the
 //! endless updates it would cause there): the namespace name label, Secret
 //! `stringData` folded into `data`, Service types, ports and cluster IPs,
-//! workload and pod template defaults.
+//! EndpointSlice port names and protocols, workload and pod template
+//! defaults.
 
 use serde_json::{Map, Value, json};
 
@@ -80,6 +81,13 @@ pub fn apply(
         ("", "persistentvolumeclaims") => {
             if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) {
                 set_default(spec, "volumeMode", json!("Filesystem"));
+            }
+        }
+        ("discovery.k8s.io", "endpointslices") => {
+            let ports = object.get_mut("ports").and_then(Value::as_array_mut);
+            for port in ports.into_iter().flatten().filter_map(Value::as_object_mut) {
+                set_default(port, "name", json!(""));
+                set_default(port, "protocol", json!("TCP"));
             }
         }
         ("apps", "deployments") => {

@@ -178,6 +178,15 @@ const BUILTINS: &[Builtin] = &[
     ),
     b("", "v1", "endpoints", "Endpoints", true, &["ep"], false),
     b(
+        "discovery.k8s.io",
+        "v1",
+        "endpointslices",
+        "EndpointSlice",
+        true,
+        &[],
+        false,
+    ),
+    b(
         "apps",
         "v1",
         "deployments",
@@ -366,6 +375,7 @@ fn builtin_columns(group: &str, plural: &str) -> Vec<PrinterColumn> {
             column("Hosts", "string", ".spec.rules[0].host"),
         ],
         "leases" => vec![column("Holder", "string", ".spec.holderIdentity")],
+        "endpointslices" => vec![column("AddressType", "string", ".addressType")],
         "events" => vec![
             column("Type", "string", ".type"),
             column("Reason", "string", ".reason"),

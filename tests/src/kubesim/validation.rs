@@ -1,8 +1,10 @@
 //! Checks the real server makes on every object, and the immutability rules
 //! of the built-in kinds an operator most easily trips over: names, label
 //! and annotation syntax, `immutable` ConfigMaps and Secrets, workload
-//! selectors, StatefulSet specs and PersistentVolumeClaim specs.
+//! selectors, StatefulSet specs, PersistentVolumeClaim specs and
+//! EndpointSlice address types.
 
+mod endpointslice;
 mod kinds;
 
 pub use kinds::{event_create, spec};
@@ -135,6 +137,15 @@ pub fn update(rt: &ResourceType, old: &Value, new: &Value) -> Vec<Cause> {
     match rt.group.as_str() {
         "" => core_update(plural, old, new),
         "apps" => apps_update(plural, old, new),
+        "discovery.k8s.io"
+            if plural == "endpointslices" && old["addressType"] != new["addressType"] =>
+        {
+            vec![cause(
+                "FieldValueInvalid",
+                "addressType",
+                format!("Invalid value: {}: field is immutable", new["addressType"]),
+            )]
+        }
         "rbac.authorization.k8s.io"
             if matches!(plural, "rolebindings" | "clusterrolebindings")
                 && old["roleRef"] != new["roleRef"] =>

@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
@@ -27,6 +28,7 @@ pub(super) struct Stores {
     pub(super) statefulsets: Store<StatefulSet>,
     pub(super) pods: Store<Pod>,
     pub(super) services: Store<Service>,
+    pub(super) endpoint_slices: Store<EndpointSlice>,
     pub(super) ingresses: Store<Ingress>,
     pub(super) secrets: Store<Secret>,
     pub(super) config_maps: Store<ConfigMap>,
@@ -102,6 +104,16 @@ impl MarkDirty for Pod {
 impl MarkDirty for Service {
     fn mark(&self, dirty: &mut Dirty) {
         dirty.services.insert(key_of(self));
+    }
+}
+
+impl MarkDirty for EndpointSlice {
+    /// The Service the slice names is revisited: its proxy (no selector)
+    /// or its own slice (selector) may have to follow.
+    fn mark(&self, dirty: &mut Dirty) {
+        if let Some(service) = self.labels().get(super::endpointslices::SERVICE_NAME_LABEL) {
+            dirty.services.insert((key_of(self).0, service.clone()));
+        }
     }
 }
 
@@ -222,6 +234,8 @@ impl Stores {
         add(t);
         let (services, t) = watch_all(cluster, all.clone(), changed, dirty);
         add(t);
+        let (endpoint_slices, t) = watch_all(cluster, all.clone(), changed, dirty);
+        add(t);
         let (ingresses, t) = watch_all(cluster, all.clone(), changed, dirty);
         add(t);
         let (secrets, config_maps) = if kubelet_only {
@@ -243,6 +257,7 @@ impl Stores {
             statefulsets,
             pods,
             services,
+            endpoint_slices,
             ingresses,
             secrets,
             config_maps,
@@ -270,6 +285,7 @@ impl Stores {
         ready!(self.statefulsets, "statefulsets");
         ready!(self.pods, "pods");
         ready!(self.services, "services");
+        ready!(self.endpoint_slices, "endpointslices");
         ready!(self.ingresses, "ingresses");
         ready!(self.secrets, "secrets");
         ready!(self.config_maps, "configmaps");

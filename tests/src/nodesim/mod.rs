@@ -2,9 +2,9 @@
 //! cluster, running containers as local processes.
 //!
 //! It is a plain Kubernetes client: it watches Deployments, StatefulSets,
-//! Pods, Services, Ingresses, Secrets, ConfigMaps and PVCs through any
-//! `kube::Client` (kubesim in process, or a real API server) and writes Pods,
-//! PVCs and statuses back.
+//! Pods, Services, EndpointSlices, Ingresses, Secrets, ConfigMaps and PVCs
+//! through any `kube::Client` (kubesim in process, or a real API server)
+//! and writes Pods, PVCs, EndpointSlices and statuses back.
 //!
 //! - **Workloads** ([`workloads`]): Deployments and StatefulSets get Pod
 //!   objects (StatefulSets also their PVCs) and a status with `replicas`,
@@ -28,6 +28,11 @@
 //!   address from `ATOLL_LISTEN`, which the operator sets), and in-cluster
 //!   names (`svc.ns`, `svc.ns.svc`, `svc.ns.svc.cluster.local`) become the
 //!   Service address, ports unchanged.
+//! - **EndpointSlices** ([`endpointslices`]): on kubesim, the EndpointSlice
+//!   controller's job (one slice per Service with a selector, listing its
+//!   pods); in both modes a Service without a selector forwards to the
+//!   ready addresses of the slices labelled with its name, whoever wrote
+//!   them (so an Ingress whose backend is such a Service reaches them).
 //! - **Ingress** ([`ingress`]): one loopback HTTP port routing by `Host` and
 //!   path to the Service behind each Ingress rule; Ingress status shows it.
 //! - **Logs** ([`logs`], [`kubelet_server`]): served to kubesim's pod
@@ -58,6 +63,7 @@ pub mod config;
 mod container;
 mod context;
 mod controllers;
+pub mod endpointslices;
 pub mod env;
 pub mod informers;
 pub mod ingress;

@@ -14,6 +14,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use super::addr::AddressPool;
+use super::endpointslices;
 use super::informers::{Dirty, Key, Stores, key_of};
 use super::ingress::IngressRouter;
 use super::kubelet::PodRuntime;
@@ -120,11 +121,20 @@ impl Node {
                 || dirty.services.contains(&key)
                 || dirty.services.contains(&(key.0, String::new()))
         };
+        let slices = self.stores.endpoint_slices.state();
+        let slices_by_service = endpointslices::by_service(&slices);
+        // The EndpointSlice controller's job, where nodesim serves pods
+        // (not in instant mode, where nothing would answer).
+        if !self.kubelet_only && self.config.serve_services {
+            self.sync_endpoint_slices(&service_refs, &by_namespace, &slices_by_service, &revisit)
+                .await;
+        }
         self.shared
             .services
             .sync(
                 &service_refs,
                 &by_namespace,
+                &slices_by_service,
                 self.config.serve_services,
                 revisit,
             )

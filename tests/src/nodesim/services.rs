@@ -1,7 +1,9 @@
 //! Services and Ingresses on loopback: each Service gets its own address
 //! (see [`super::addr`]) and a [`ServiceProxy`] per declared TCP port, fed
-//! with the addresses of its ready pods; each Ingress rule becomes a route
-//! of the ingress router.
+//! with the addresses of its ready pods (a Service without a selector: the
+//! ready addresses of its EndpointSlices, see
+//! [`slice_endpoints`](super::endpointslices::slice_endpoints)); each
+//! Ingress rule becomes a route of the ingress router.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -13,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
 use super::addr::{AddressPool, Block};
+use super::endpointslices::{SlicesByService, has_selector, slice_endpoints};
 use super::ingress::Route;
 use super::probe::resolve_port;
 use super::proxy::ServiceProxy;
@@ -123,13 +126,16 @@ impl ServiceTable {
     }
 
     /// Makes the proxies match `services` and feeds them the ready pods of
-    /// their namespace (`pods` by namespace). Services that already have an
-    /// address are only revisited when `revisit` says so. With `serve`
-    /// false, Services only get addresses (instant mode).
+    /// their namespace (`pods` by namespace), or for a Service without a
+    /// selector the ready addresses of its EndpointSlices (`slices`).
+    /// Services that already have an address are only revisited when
+    /// `revisit` says so. With `serve` false, Services only get addresses
+    /// (instant mode).
     pub async fn sync(
         &self,
         services: &[&Service],
         pods: &HashMap<String, Vec<&Pod>>,
+        slices: &SlicesByService<'_>,
         serve: bool,
         revisit: impl Fn(&Service) -> bool,
     ) {
@@ -192,8 +198,11 @@ impl ServiceTable {
                     }
                 }
             }
-            let no_pods = Vec::new();
-            let endpoints = endpoints(service, pods.get(&key.0).unwrap_or(&no_pods));
+            let endpoints = if has_selector(service) {
+                endpoints(service, pods.get(&key.0).map_or(&[][..], Vec::as_slice))
+            } else {
+                slice_endpoints(service, slices.get(&key).map_or(&[][..], Vec::as_slice))
+            };
             let mut proxies = self.proxies.lock().unwrap_or_else(|e| e.into_inner());
             let entry = proxies.entry(key).or_default();
             entry.retain(|port, _| ports.contains(port));

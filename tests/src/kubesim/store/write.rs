@@ -294,7 +294,7 @@ impl Store {
     ) -> ApiResult<Value> {
         let mut causes = validation::metadata(rt, &new);
         if !rt.custom {
-            causes.extend(validation::spec(rt, &new));
+            causes.extend(validation::spec(rt, &new, old.map(|o| o.as_ref())));
         }
         match old {
             Some(old) => causes.extend(validation::update(rt, old, &new)),

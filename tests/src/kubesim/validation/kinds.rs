@@ -1,20 +1,24 @@
 //! Validation of the built-in kinds' own fields, as the API server's
 //! `pkg/apis/*/validation` does it for the rules Atoll's objects meet:
-//! workload selectors, Ingress path types, and Events (stored in their
-//! core form, so causes name core fields, as the real server's do).
+//! workload selectors, Ingress path types, EndpointSlices, and Events
+//! (stored in their core form, so causes name core fields, as the real
+//! server's do).
 
 use serde_json::Value;
 
 use super::cause;
+use super::endpointslice::endpoint_slice;
 use crate::kubesim::conversion::EVENTS_GROUP;
 use crate::kubesim::error::Cause;
 use crate::kubesim::resources::ResourceType;
 
-/// Rules on every write of a built-in object.
-pub fn spec(rt: &ResourceType, object: &Value) -> Vec<Cause> {
+/// Rules on every write of a built-in object (`old`: the object it
+/// replaces, on an update).
+pub fn spec(rt: &ResourceType, object: &Value, old: Option<&Value>) -> Vec<Cause> {
     match (rt.group.as_str(), rt.plural.as_str()) {
         ("apps", "deployments" | "statefulsets") => workload_selector(object),
         ("networking.k8s.io", "ingresses") => ingress_paths(object),
+        ("discovery.k8s.io", "endpointslices") => endpoint_slice(object, old),
         _ => Vec::new(),
     }
 }

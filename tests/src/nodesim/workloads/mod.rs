@@ -62,6 +62,12 @@ pub fn template_hash(template: &PodTemplateSpec) -> String {
     encode(fnv1a(json.as_bytes()), 10)
 }
 
+/// `len` characters of that alphabet derived from `seed`: the same seed
+/// always gives the same characters (a deterministic `generateName` suffix).
+pub fn stable_suffix(seed: &str, len: usize) -> String {
+    encode(fnv1a(seed.as_bytes()), len)
+}
+
 fn fnv1a(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
