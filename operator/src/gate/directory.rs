@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use atoll_crds::Tenant;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
 /// Where a tenant stands for the gate.
@@ -72,44 +72,38 @@ pub fn find<'a>(tenants: impl IntoIterator<Item = &'a Tenant>, host: &str) -> Op
     })
 }
 
-/// The ready addresses of a namespace's instance Service, from its
-/// EndpointSlices (port named `http`).
+/// The ready instance pods of a namespace (pod IP and the container port
+/// named `http`), from the gate's cache of instance pods.
 pub fn ready_instance(
-    slices: impl IntoIterator<Item = impl AsRef<EndpointSlice>>,
+    pods: impl IntoIterator<Item = impl AsRef<Pod>>,
     namespace: &str,
 ) -> Vec<SocketAddr> {
-    let mut out = Vec::new();
-    for slice in slices {
-        let slice = slice.as_ref();
-        if slice.metadata.namespace.as_deref() != Some(namespace) {
-            continue;
-        }
-        let port = slice
-            .ports
-            .iter()
-            .flatten()
-            .find(|p| p.name.as_deref() == Some("http"))
-            .and_then(|p| p.port)
-            .and_then(|p| u16::try_from(p).ok());
-        let Some(port) = port else {
-            continue;
-        };
-        for endpoint in &slice.endpoints {
-            let conditions = endpoint.conditions.as_ref();
-            let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
-            let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
-            if !ready || terminating {
-                continue;
+    let mut out: Vec<SocketAddr> = pods
+        .into_iter()
+        .filter_map(|pod| {
+            let pod = pod.as_ref();
+            if pod.metadata.namespace.as_deref() != Some(namespace)
+                || pod.metadata.deletion_timestamp.is_some()
+            {
+                return None;
             }
-            out.extend(
-                endpoint
-                    .addresses
-                    .iter()
-                    .filter_map(|a| a.parse::<std::net::IpAddr>().ok())
-                    .map(|ip| SocketAddr::new(ip, port)),
-            );
-        }
-    }
+            let status = pod.status.as_ref()?;
+            let ready = status
+                .conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            let ip: std::net::IpAddr = status.pod_ip.as_deref()?.parse().ok()?;
+            let port = pod
+                .spec
+                .iter()
+                .flat_map(|s| s.containers.iter())
+                .flat_map(|c| c.ports.iter().flatten())
+                .find(|p| p.name.as_deref() == Some("http"))
+                .and_then(|p| u16::try_from(p.container_port).ok())?;
+            ready.then_some(SocketAddr::new(ip, port))
+        })
+        .collect();
     out.sort();
     out.dedup();
     out

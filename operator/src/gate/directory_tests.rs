@@ -1,5 +1,4 @@
 use atoll_crds::{IdleStatus, TenantStatus};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
 
@@ -87,49 +86,35 @@ fn hosts_find_their_tenant_and_how_it_stands() {
     assert_eq!(find(""), None);
 }
 
-fn slice(namespace: &str, endpoints: &[(&str, Option<bool>)]) -> EndpointSlice {
-    EndpointSlice {
-        metadata: kube::api::ObjectMeta {
-            namespace: Some(namespace.to_owned()),
-            ..Default::default()
-        },
-        address_type: "IPv4".into(),
-        endpoints: endpoints
-            .iter()
-            .map(|(ip, ready)| Endpoint {
-                addresses: vec![(*ip).to_owned()],
-                conditions: Some(EndpointConditions {
-                    ready: *ready,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .collect(),
-        ports: Some(vec![EndpointPort {
-            name: Some("http".into()),
-            port: Some(8080),
-            ..Default::default()
-        }]),
+fn pod(namespace: &str, ip: &str, ready: bool, deleting: bool) -> Pod {
+    let mut pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": format!("instance-{ip}"), "namespace": namespace},
+        "spec": {"containers": [{"name": "instance", "ports": [
+            {"name": "http", "containerPort": 8080},
+            {"name": "metrics", "containerPort": 9090}]}]},
+        "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]},
+    }))
+    .expect("pod");
+    if deleting {
+        pod.metadata.deletion_timestamp = Some(Time("2026-12-07T10:00:00Z".parse().expect("time")));
     }
+    pod
 }
 
 #[test]
 fn only_ready_pods_of_the_tenants_namespace_are_targets() {
-    let slices = [
-        std::sync::Arc::new(slice(
-            "atoll-acme",
-            &[
-                ("10.0.0.2", Some(true)),
-                ("10.0.0.3", Some(false)),
-                ("10.0.0.4", None),
-            ],
-        )),
-        std::sync::Arc::new(slice("atoll-other", &[("10.0.9.9", Some(true))])),
+    let pods = [
+        std::sync::Arc::new(pod("atoll-acme", "10.0.0.2", true, false)),
+        std::sync::Arc::new(pod("atoll-acme", "10.0.0.3", false, false)),
+        std::sync::Arc::new(pod("atoll-acme", "10.0.0.4", true, true)),
+        std::sync::Arc::new(pod("atoll-other", "10.0.9.9", true, false)),
     ];
-    let ready = ready_instance(slices.iter(), "atoll-acme");
-    let ready: Vec<String> = ready.iter().map(ToString::to_string).collect();
-    assert_eq!(ready, ["10.0.0.2:8080", "10.0.0.4:8080"]);
-    assert!(ready_instance(slices.iter(), "atoll-none").is_empty());
+    let ready: Vec<String> = ready_instance(pods.iter(), "atoll-acme")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(ready, ["10.0.0.2:8080"]);
+    assert!(ready_instance(pods.iter(), "atoll-none").is_empty());
 }
 
 #[test]

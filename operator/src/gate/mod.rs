@@ -5,15 +5,15 @@
 //!
 //! A request for a sleeping tenant asks the operator to wake it (the wake
 //! annotation on the Tenant, once per sleep however many requests come),
-//! is held until one of the tenant's instance pods is ready (its
-//! EndpointSlices say so), and is then forwarded to it unchanged, its
+//! is held until one of the tenant's instance pods is ready (the gate
+//! watches instance pods), and is then forwarded to it unchanged, its
 //! answer streamed back: no request fails because the tenant slept. Held
 //! longer than `--hold-limit-seconds`, it gets 503 with `Retry-After`; a
 //! browser asking for a page is held briefly and then gets a "waking up"
 //! page that reloads itself. A suspended tenant's requests get a clear
 //! "suspended" answer and wake nothing.
 //!
-//! The gate reads Tenants and instance EndpointSlices (watch caches) and
+//! The gate reads Tenants and instance pods (watch caches, by label) and
 //! may only change the two wake annotations of a Tenant (its RBAC and the
 //! chart's admission policy): a compromised gate can wake tenants, nothing
 //! more.
@@ -34,11 +34,11 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::Client;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 
 use directory::{Standing, Target};
@@ -86,7 +86,7 @@ pub enum GateError {
 struct Gate {
     client: Client,
     tenants: Store<Tenant>,
-    slices: Store<EndpointSlice>,
+    pods: Store<Pod>,
     changed: watch::Receiver<u64>,
     http: reqwest::Client,
     hold_limit: Duration,
@@ -116,17 +116,20 @@ pub async fn run_with_client(args: GateArgs, client: Client) -> Result<(), GateE
     )
     .default_backoff()
     .touched_objects();
-    let (slices, slice_writer) = reflector::store();
-    let instance_slices = watcher::Config::default().labels(&format!(
-        "{}={}",
-        crate::build::SERVICE_NAME_LABEL,
-        crate::build::INSTANCE
+    let (pods, pod_writer) = reflector::store();
+    let instance_pods = watcher::Config::default().labels(&format!(
+        "{}={},{}={}",
+        crate::build::COMPONENT_LABEL,
+        crate::build::INSTANCE,
+        crate::build::MANAGED_BY_LABEL,
+        crate::build::FIELD_MANAGER
     ));
-    let slice_stream = reflector::reflector(
-        slice_writer,
-        watcher(Api::<EndpointSlice>::all(client.clone()), instance_slices),
+    let pod_stream = reflector::reflector(
+        pod_writer,
+        watcher(Api::<Pod>::all(client.clone()), instance_pods),
     )
     .default_backoff()
+    .modify(|pod| pod.managed_fields_mut().clear())
     .touched_objects();
     let follow = |stream: futures::stream::BoxStream<'static, ()>| {
         let bump = bump.clone();
@@ -136,11 +139,11 @@ pub async fn run_with_client(args: GateArgs, client: Client) -> Result<(), GateE
         }))
     };
     let tenant_task = follow(tenant_stream.map(|_| ()).boxed());
-    let slice_task = follow(slice_stream.map(|_| ()).boxed());
+    let pod_task = follow(pod_stream.map(|_| ()).boxed());
     let gate = Arc::new(Gate {
         client,
         tenants,
-        slices,
+        pods,
         changed,
         http: forward::client(),
         hold_limit: Duration::from_secs(args.hold_limit_seconds),
@@ -164,7 +167,7 @@ pub async fn run_with_client(args: GateArgs, client: Client) -> Result<(), GateE
     let app = Router::new().fallback(handle).with_state(gate.clone());
     let admin = metrics::router(gate.metrics.clone(), {
         let gate = gate.clone();
-        move || gate.tenants.is_ready() && gate.slices.is_ready()
+        move || gate.tenants.is_ready() && gate.pods.is_ready()
     });
     let stop = crate::run::shutdown_signal();
     let result = tokio::select! {
@@ -172,7 +175,7 @@ pub async fn run_with_client(args: GateArgs, client: Client) -> Result<(), GateE
         r = axum::serve(private, admin) => r,
     };
     tenant_task.abort();
-    slice_task.abort();
+    pod_task.abort();
     result.map_err(GateError::Serve)
 }
 
@@ -302,7 +305,7 @@ impl Gate {
         let mut changed = self.changed.clone();
         let mut counted = false;
         loop {
-            let ready = directory::ready_instance(self.slices.state(), &target.namespace);
+            let ready = directory::ready_instance(self.pods.state(), &target.namespace);
             if let Some(addr) = pick(&ready) {
                 return forward::forward(&self.http, addr, request).await;
             }
