@@ -372,6 +372,11 @@ impl Platform {
         matches!(self.backend, Some(Backend::Local { .. }))
     }
 
+    /// Where the ingress listens.
+    pub fn ingress_addr(&self) -> SocketAddr {
+        self.ingress
+    }
+
     /// Which cluster the suite runs on, and its Kubernetes version.
     pub fn cluster_name(&self) -> &str {
         &self.cluster_name

@@ -14,6 +14,10 @@
 //!
 //! The summary at the end names each run's cluster and its Kubernetes
 //! version and prints, per scenario, what it checked and its figures.
+//!
+//! Long scenarios that mostly wait ([`BACKGROUND`]: ten minutes of a
+//! schedule) run beside the others, on the last cluster of the run only,
+//! and end before `secrets` scans what every scenario left.
 
 mod attacks;
 mod browser;
@@ -22,6 +26,7 @@ mod endpoints;
 mod harness;
 mod restore_drills;
 mod scenarios;
+mod sleep_wake;
 mod task_pods;
 
 use std::process::ExitCode;
@@ -51,6 +56,9 @@ impl Report {
         self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
+
+/// Scenarios that run beside the others (on the last cluster of the run).
+const BACKGROUND: &[&str] = &["sleep_schedule_ticks"];
 
 type ScenarioFn = fn(
     Arc<Platform>,
@@ -95,6 +103,8 @@ fn main() -> ExitCode {
             "restore_drill_external",
             restore_drills::restore_drill_external
         ),
+        scenario!("sleep_wake", sleep_wake::sleep_wake),
+        scenario!("sleep_schedule_ticks", sleep_wake::sleep_schedule_ticks),
         // Last: it scans what every other scenario left in logs and objects.
         scenario!("secrets", scenarios::secrets),
     ];
@@ -127,8 +137,10 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         let mut runs = Vec::new();
-        for target in Target::from_env() {
-            runs.push(run_suite(&target, &selected).await);
+        let targets = Target::from_env();
+        let last = targets.len().saturating_sub(1);
+        for (i, target) in targets.iter().enumerate() {
+            runs.push(run_suite(target, &selected, i == last).await);
         }
         println!();
         for run in &runs {
@@ -187,7 +199,13 @@ impl Run {
 }
 
 /// Installs the platform on `target`, runs the scenarios, uninstalls.
-async fn run_suite(target: &Target, selected: &[(&'static str, ScenarioFn)]) -> Run {
+/// With `background`, the [`BACKGROUND`] scenarios run beside the others;
+/// without, they are left to the last cluster.
+async fn run_suite(
+    target: &Target,
+    selected: &[(&'static str, ScenarioFn)],
+    background: bool,
+) -> Run {
     let started = Instant::now();
     println!("\n==== e2e on {target:?}");
     let platform = match Platform::install(target).await {
@@ -206,8 +224,22 @@ async fn run_suite(target: &Target, selected: &[(&'static str, ScenarioFn)]) -> 
         "e2e: chart installed on {cluster} in {:.1}s",
         started.elapsed().as_secs_f64()
     );
+    let mut beside = Vec::new();
+    for (name, run) in selected.iter().filter(|(n, _)| BACKGROUND.contains(n)) {
+        if !background {
+            println!("\n== scenario {name}: runs on the last cluster of this run only");
+            continue;
+        }
+        println!("\n== scenario {name} on {cluster} (beside the others)");
+        let report = Arc::new(Report::default());
+        let task = tokio::spawn(run(platform.clone(), report.clone()));
+        beside.push((*name, Instant::now(), report, task));
+    }
     let mut results = Vec::new();
-    for (name, run) in selected {
+    for (name, run) in selected.iter().filter(|(n, _)| !BACKGROUND.contains(n)) {
+        if *name == "secrets" {
+            finish(&mut beside, &cluster, &mut results).await;
+        }
         println!("\n== scenario {name} on {cluster}");
         let report = Arc::new(Report::default());
         let began = Instant::now();
@@ -220,11 +252,33 @@ async fn run_suite(target: &Target, selected: &[(&'static str, ScenarioFn)]) -> 
         );
         results.push((*name, passed, began.elapsed(), report.lines()));
     }
+    finish(&mut beside, &cluster, &mut results).await;
     let platform = Arc::try_unwrap(platform).expect("scenarios ended");
     platform.uninstall().await;
     Run {
         cluster,
         took: started.elapsed(),
         results: Ok(results),
+    }
+}
+
+/// A scenario running beside the others.
+type Beside = (
+    &'static str,
+    Instant,
+    Arc<Report>,
+    tokio::task::JoinHandle<()>,
+);
+
+/// Waits for the scenarios running beside the others.
+async fn finish(beside: &mut Vec<Beside>, cluster: &str, results: &mut Vec<Outcome>) {
+    for (name, began, report, task) in beside.drain(..) {
+        let passed = task.await.is_ok();
+        println!(
+            "== scenario {name} on {cluster}: {} in {:.1}s",
+            if passed { "ok" } else { "FAILED" },
+            began.elapsed().as_secs_f64()
+        );
+        results.push((name, passed, began.elapsed(), report.lines()));
     }
 }
