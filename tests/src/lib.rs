@@ -9,5 +9,6 @@ pub mod realkube;
 pub mod s3;
 pub mod sandbox;
 pub mod wait;
+pub mod wake_gate;
 
 pub use wait::eventually;

@@ -12,6 +12,12 @@ use crate::nodesim::workspace_binary;
 pub(super) struct Platform {
     identity: tokio::process::Child,
     operator: tokio::process::Child,
+    /// The wake gate (#20): serves sleeping tenants' hosts.
+    gate: tokio::process::Child,
+    gate_addr: std::net::SocketAddr,
+    /// Whether the API server took the gate's loopback endpoint (kubesim
+    /// does, a real one does not).
+    gate_routed: bool,
     identity_url: String,
     admin_email: String,
     admin_password: String,
@@ -135,9 +141,31 @@ impl Platform {
                 .stderr(operator_log)
                 .kill_on_drop(true),
         )?;
+        // The wake gate (#20), as the chart's Deployment and Service would
+        // provide it: sleeping tenants' hosts are routed to it.
+        let (gate, gate_addr) = crate::wake_gate::spawn(
+            &operator_bin,
+            kubeconfig,
+            create_log(&logs, "wake-gate.log")?,
+            60,
+        )
+        .await
+        .map_err(|message| SandboxError::Platform {
+            what: "wake gate",
+            message,
+        })?;
+        let gate_routed = crate::wake_gate::register(client, "atoll-system", gate_addr)
+            .await
+            .map_err(|message| SandboxError::Platform {
+                what: "wake gate",
+                message,
+            })?;
         Ok(Self {
             identity,
             operator,
+            gate,
+            gate_addr,
+            gate_routed,
             identity_url,
             admin_email,
             admin_password,
@@ -154,17 +182,24 @@ impl Platform {
         store
             + &format!(
                 "atoll-sandbox: identity at {url}: sign in at {url}/login as {email} / {password}\n\
-             atoll-sandbox: operator and identity logs in {logs}\n",
+             atoll-sandbox: wake gate at {gate} ({routing})\n\
+             atoll-sandbox: operator, wake gate and identity logs in {logs}\n",
                 url = self.identity_url,
                 email = self.admin_email,
                 password = self.admin_password,
+                gate = self.gate_addr,
+                routing = if self.gate_routed {
+                    "serves the hosts of sleeping and suspended tenants"
+                } else {
+                    "not routed: this API server refuses its loopback address in an EndpointSlice, so sleeping tenants wake only on schedule or by annotation here"
+                },
                 logs = self.logs.display(),
             )
     }
 
     /// SIGTERM, then SIGKILL after 10 seconds.
     pub(super) async fn stop(mut self) {
-        for child in [&mut self.operator, &mut self.identity] {
+        for child in [&mut self.gate, &mut self.operator, &mut self.identity] {
             if let Some(pid) = child
                 .id()
                 .and_then(|id| i32::try_from(id).ok())
