@@ -1,0 +1,425 @@
+//! Wake time and idle cost of sleeping tenants (#20), in the sandbox's
+//! cluster: kubesim, nodesim running PostgreSQL 15 and `atoll-instance` as
+//! local processes with its ingress router on a loopback port, the
+//! operator in process, the wake gate as a process (`atoll-operator
+//! wake-gate`) routed as the chart routes it. Not a test: it prints
+//! figures.
+//!
+//! 1. **Wake time**, from the first request to its response, through the
+//!    ingress and the gate: `BENCH_WAKE_TENANTS` (default 8) tenants with
+//!    `idle: {after: 10s}` (instance only: their PostgreSQL keeps running)
+//!    and as many with `database: true` (PostgreSQL stopped too), woken
+//!    `BENCH_WAKE_ROUNDS` (default 4) times each by `GET /readyz`; p50,
+//!    p95, p99 and max per kind.
+//! 2. **Idle cost**: the resident memory (RSS, and PSS, which shares
+//!    PostgreSQL's shared memory out fairly) of a tenant's processes awake,
+//!    asleep with its database running, and asleep with it stopped; then
+//!    `BENCH_IDLE_TENANTS` (default 100) tenants of which 90 % sleep (with
+//!    `database: true`) and 10 % stay awake: their processes' total.
+//!
+//! `cargo build --release -p atoll-instance -p atoll-operator && cargo
+//! bench -p atoll-operator --bench wake` (needs PostgreSQL 15's binaries,
+//! as the operator's cluster tests do).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use atoll_crds::Tenant;
+use atoll_operator::cli::{Cli, Command};
+use atoll_operator::run::{RunArgs, run_with_client};
+use atoll_testkit::cluster::{ClusterKind, TestCluster};
+use atoll_testkit::nodesim::{NodeSim, NodeSimConfig, workspace_binary};
+use clap::Parser;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+const DOMAIN: &str = "atoll.localhost";
+const LIMIT: Duration = Duration::from_secs(600);
+const POLL: Duration = Duration::from_millis(50);
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn until<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+struct Bench {
+    client: Client,
+    node: NodeSim,
+    ingress: SocketAddr,
+    http: reqwest::Client,
+}
+
+impl Bench {
+    async fn create(&self, name: &str, spec: Value) {
+        let tenant: Tenant = serde_json::from_value(json!({
+            "apiVersion": "atoll.dev/v1alpha1", "kind": "Tenant",
+            "metadata": {"name": name}, "spec": spec,
+        }))
+        .expect("a Tenant");
+        Api::<Tenant>::all(self.client.clone())
+            .create(&PostParams::default(), &tenant)
+            .await
+            .unwrap_or_else(|e| panic!("creating Tenant {name}: {e}"));
+    }
+
+    async fn phase(&self, name: &str) -> Option<String> {
+        let tenant = Api::<Tenant>::all(self.client.clone())
+            .get_opt(name)
+            .await
+            .ok()??;
+        serde_json::to_value(tenant.status?.phase?)
+            .ok()?
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    async fn pods(&self, name: &str) -> Vec<Pod> {
+        Api::<Pod>::namespaced(self.client.clone(), &format!("atoll-{name}"))
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+    }
+
+    async fn wait_phase(&self, name: &str, phase: &str) {
+        until(&format!("{name} to be {phase}"), LIMIT, || async {
+            (self.phase(name).await.as_deref() == Some(phase)).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits until `name` sleeps with no instance pod (and, with
+    /// `database`, no database pod) left.
+    async fn wait_asleep(&self, name: &str, database: bool) {
+        self.wait_phase(name, "Sleeping").await;
+        until(&format!("{name}'s pods to stop"), LIMIT, || async {
+            let pods = self.pods(name).await;
+            let left = pods.iter().filter(|p| {
+                let component = p.labels().get("app.kubernetes.io/component").cloned();
+                component.as_deref() == Some("instance")
+                    || (database && component.as_deref() == Some("database"))
+            });
+            (left.count() == 0).then_some(())
+        })
+        .await;
+    }
+
+    /// The first request to a sleeping tenant: time until its response.
+    async fn wake(&self, name: &str) -> Duration {
+        let started = Instant::now();
+        let answer = self
+            .http
+            .get(format!("http://{}/readyz", self.ingress))
+            .header("host", format!("{name}.{DOMAIN}"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let took = started.elapsed();
+        assert_eq!(answer.status().as_u16(), 200, "{name} did not wake");
+        took
+    }
+
+    /// RSS and PSS (kB) of every process of the tenant's pods and their
+    /// children, and how many processes.
+    async fn memory(&self, name: &str) -> (u64, u64, usize) {
+        let namespace = format!("atoll-{name}");
+        let mut roots = Vec::new();
+        for pod in self.pods(name).await {
+            roots.extend(self.node.pod_pids(&namespace, &pod.name_any()));
+        }
+        let all = descendants(&roots);
+        let (mut rss, mut pss) = (0, 0);
+        for pid in &all {
+            rss += proc_kb(&format!("/proc/{pid}/status"), "VmRSS:");
+            pss += proc_kb(&format!("/proc/{pid}/smaps_rollup"), "Pss:");
+        }
+        (rss, pss, all.len())
+    }
+}
+
+/// `pids` and all their descendants.
+fn descendants(pids: &[u32]) -> Vec<u32> {
+    let mut parents: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parents.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut out = Vec::new();
+    let mut stack: Vec<u32> = pids.to_vec();
+    while let Some(pid) = stack.pop() {
+        if out.contains(&pid) || !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        out.push(pid);
+        stack.extend(parents.get(&pid).into_iter().flatten());
+    }
+    out
+}
+
+fn proc_kb(path: &str, key: &str) -> u64 {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn print_times(kind: &str, mut times: Vec<Duration>) {
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "wake, {kind}: {} wakes, p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        times.len(),
+        ms(percentile(&times, 50.0)),
+        ms(percentile(&times, 95.0)),
+        ms(percentile(&times, 99.0)),
+        ms(times.last().copied().unwrap_or_default()),
+    );
+}
+
+fn start_operator(client: &Client) -> tokio::task::JoinHandle<()> {
+    let cli = Cli::parse_from([
+        "atoll-operator",
+        "run",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--base-domain",
+        DOMAIN,
+    ]);
+    let args: RunArgs = match cli.command {
+        Command::Run(args) => *args,
+        other => panic!("parsed {other:?}"),
+    };
+    let client = client.clone();
+    tokio::spawn(async move {
+        if let Err(error) = run_with_client(args, client).await {
+            panic!("operator stopped: {error}");
+        }
+    })
+}
+
+fn idle(database: bool, after: &str) -> Value {
+    json!({"idle": {"after": after, "database": database}})
+}
+
+async fn wake_times(bench: &Bench) {
+    let tenants = env_number("BENCH_WAKE_TENANTS", 8);
+    let rounds = env_number("BENCH_WAKE_ROUNDS", 4);
+    let mut names = Vec::new();
+    for i in 0..tenants {
+        for (kind, database) in [("inst", false), ("pg", true)] {
+            let name = format!("wake-{kind}-{i}");
+            bench.create(&name, idle(database, "10s")).await;
+            names.push((name, database));
+        }
+    }
+    for (name, _) in &names {
+        bench.wait_phase(name, "Ready").await;
+    }
+    let mut instance_only = Vec::new();
+    let mut with_database = Vec::new();
+    for round in 0..rounds {
+        let results = futures::future::join_all(names.iter().map(|(name, database)| async move {
+            bench.wait_asleep(name, *database).await;
+            (*database, bench.wake(name).await)
+        }))
+        .await;
+        for (database, took) in results {
+            if database {
+                with_database.push(took);
+            } else {
+                instance_only.push(took);
+            }
+        }
+        println!("round {}/{rounds} done", round + 1);
+    }
+    print_times("instance only (PostgreSQL kept running)", instance_only);
+    print_times(
+        "instance and PostgreSQL (spec.idle.database: true)",
+        with_database,
+    );
+    for (name, _) in &names {
+        let _ = Api::<Tenant>::all(bench.client.clone())
+            .delete(name, &Default::default())
+            .await;
+    }
+}
+
+async fn idle_cost(bench: &Bench) {
+    // One tenant in each state.
+    bench.create("cost", idle(true, "10s")).await;
+    bench.wait_phase("cost", "Ready").await;
+    let (rss, pss, n) = bench.memory("cost").await;
+    println!(
+        "idle cost, awake: {n} processes (instance and PostgreSQL), RSS {} MB, PSS {} MB",
+        rss / 1024,
+        pss / 1024
+    );
+    bench.wait_asleep("cost", true).await;
+    let (rss, pss, n) = bench.memory("cost").await;
+    println!(
+        "idle cost, asleep with database: true: {n} processes, RSS {} MB, PSS {} MB",
+        rss / 1024,
+        pss / 1024
+    );
+    bench.create("cost-db", idle(false, "10s")).await;
+    bench.wait_phase("cost-db", "Ready").await;
+    bench.wait_asleep("cost-db", false).await;
+    let (rss, pss, n) = bench.memory("cost-db").await;
+    println!(
+        "idle cost, asleep with database: false: {n} processes (PostgreSQL), RSS {} MB, PSS {} MB",
+        rss / 1024,
+        pss / 1024
+    );
+
+    // Many tenants, 90 % asleep.
+    let total = env_number("BENCH_IDLE_TENANTS", 100);
+    let awake = total.div_ceil(10);
+    let started = Instant::now();
+    let names: Vec<String> = (0..total).map(|i| format!("many-{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        // The awake tenth has a long idle time: it stays up for the count.
+        let after = if i < awake { "168h" } else { "10s" };
+        bench.create(name, idle(true, after)).await;
+    }
+    for name in &names {
+        bench.wait_phase(name, "Ready").await;
+    }
+    for name in &names[awake..] {
+        bench.wait_asleep(name, true).await;
+    }
+    let (mut rss, mut pss, mut processes) = (0, 0, 0);
+    for name in &names {
+        let (r, p, n) = bench.memory(name).await;
+        rss += r;
+        pss += p;
+        processes += n;
+    }
+    println!(
+        "idle cost, {total} tenants of which {} asleep (ready and asleep in {:.0}s): {processes} processes, RSS {} MB in all ({:.1} MB a tenant), PSS {} MB ({:.1} MB a tenant)",
+        total - awake,
+        started.elapsed().as_secs_f64(),
+        rss / 1024,
+        rss as f64 / 1024.0 / total as f64,
+        pss / 1024,
+        pss as f64 / 1024.0 / total as f64,
+    );
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let instance = workspace_binary("atoll-instance");
+        let operator = workspace_binary("atoll-operator");
+        for bin in [&instance, &operator] {
+            assert!(
+                bin.is_file(),
+                "{} is not built: run `cargo build --release -p atoll-instance -p atoll-operator` first",
+                bin.display()
+            );
+        }
+        let cluster = TestCluster::start(ClusterKind::KubeSim)
+            .await
+            .unwrap_or_else(|e| panic!("kubesim did not start: {e}"));
+        let client = cluster.client();
+        for crd in atoll_crds::all_crds() {
+            Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(client.clone())
+                .create(&PostParams::default(), &crd)
+                .await
+                .expect("the CRDs");
+        }
+        let state = tempfile::Builder::new()
+            .prefix("atoll-wake-bench-")
+            .tempdir()
+            .expect("a temporary directory");
+        let config = NodeSimConfig::new(state.path().join("node"))
+            .postgres()
+            .binary("atoll-instance", instance)
+            .ingress("127.0.0.1:0".parse().expect("addr"));
+        let node = cluster
+            .start_node(config)
+            .await
+            .unwrap_or_else(|e| panic!("nodesim did not start: {e}"));
+        let ingress = node.ingress_addr().expect("the ingress router");
+        let log = std::fs::File::create(state.path().join("wake-gate.log")).expect("a log file");
+        let (gate, gate_addr) = atoll_testkit::wake_gate::spawn(
+            &operator,
+            cluster.kubeconfig_path(),
+            log,
+            120,
+        )
+        .await
+        .expect("the wake gate");
+        let routed = atoll_testkit::wake_gate::register(&client, "atoll-system", gate_addr)
+            .await
+            .expect("the wake gate's Service");
+        assert!(routed, "kubesim takes the gate's loopback endpoint");
+        let operator_task = start_operator(&client);
+        let bench = Bench {
+            client,
+            node,
+            ingress,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(180))
+                .build()
+                .expect("http client"),
+        };
+        println!("wake benchmark: kubesim, nodesim (PostgreSQL 15, atoll-instance), wake gate at {gate_addr}");
+        wake_times(&bench).await;
+        idle_cost(&bench).await;
+        operator_task.abort();
+        drop(gate);
+        bench.node.shutdown().await;
+        if let Err(e) = cluster.stop().await {
+            eprintln!("stopping kubesim: {e}");
+        }
+    });
+}
