@@ -479,6 +479,7 @@ fn examples_are_valid_through_every_gate() {
         "tenant-full.yaml",
         "tenant-external.yaml",
         "tenant-tasks.yaml",
+        "tenant-idle.yaml",
     ] {
         let object = example(name);
         assert_eq!(operator_errors(&object), vec![], "{name}: validate");

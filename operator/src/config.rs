@@ -125,6 +125,26 @@ pub struct OperatorConfig {
     )]
     pub task_pods_cluster_role: String,
 
+    /// ClusterRole (listing pods) that the operator binds, in the
+    /// namespace of each Tenant with spec.idle only, to its own service
+    /// account ([`Self::activity_reader`]): it lists that tenant's instance
+    /// pods to read their activity, and holds no pod listing elsewhere.
+    #[arg(
+        long,
+        env = "ATOLL_ACTIVITY_CLUSTER_ROLE",
+        default_value = "atoll-instance-activity"
+    )]
+    pub activity_cluster_role: String,
+
+    /// The operator's own service account, `<namespace>/<name>`: the
+    /// subject of those RoleBindings.
+    #[arg(
+        long,
+        env = "ATOLL_ACTIVITY_READER",
+        default_value = "atoll-system/atoll-operator"
+    )]
+    pub activity_reader: String,
+
     /// Domains (comma-separated) under which Tenants may set
     /// spec.ingress.host. The base domain is always allowed.
     #[arg(long, env = "ATOLL_ALLOWED_DOMAINS", value_delimiter = ',')]
@@ -288,6 +308,8 @@ impl Default for OperatorConfig {
             api_server_cidrs: Cidrs::default(),
             api_server_port: 6443,
             task_pods_cluster_role: "atoll-task-pods".into(),
+            activity_cluster_role: "atoll-instance-activity".into(),
+            activity_reader: "atoll-system/atoll-operator".into(),
             backup: BackupConfig::default(),
             wake_gate_service: "atoll-wake-gate".into(),
             wake_gate_pod_selector: Labels(BTreeMap::from([(

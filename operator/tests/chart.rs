@@ -383,14 +383,14 @@ fn task_pod_rights_are_bound_by_the_operator_never_held_by_it() {
     assert_eq!(bind["resources"], serde_json::json!(["clusterroles"]));
     assert_eq!(
         bind["resourceNames"],
-        serde_json::json!(["atoll-task-pods"])
+        serde_json::json!(["atoll-task-pods", "atoll-instance-activity"])
     );
     assert_eq!(bind["verbs"], serde_json::json!(["bind"]));
-    // Pods: the backup ones (#19): reading the database pod (its IP, for
-    // the backup agent), and creating, reading, deleting and reading the
-    // log of an External database's dump pods; and listing an idle
-    // tenant's instance pods for their IPs (#20, their activity); never
-    // watching or exec'ing into any.
+    // Pods: the backup ones only (#19): reading the database pod (its IP,
+    // for the backup agent), and creating, reading, deleting and reading the
+    // log of an External database's dump pods; never listing (an idle
+    // tenant's pods are listed through a RoleBinding in its namespace,
+    // #20), watching or exec'ing into any.
     let pod_rules: Vec<&Value> = rules
         .iter()
         .filter(|r| {
@@ -404,7 +404,7 @@ fn task_pod_rights_are_bound_by_the_operator_never_held_by_it() {
         vec![
             &serde_json::json!({
                 "apiGroups": [""], "resources": ["pods"],
-                "verbs": ["get", "list", "create", "delete"],
+                "verbs": ["get", "create", "delete"],
             }),
             &serde_json::json!({
                 "apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"],

@@ -169,3 +169,11 @@ fn missing_file_is_named() {
 fn backup_tenant_objects() {
     insta::assert_snapshot!(render_example("tenant-backup.yaml"));
 }
+
+/// A Tenant that sleeps when idle (#20): rendered awake (what `render`
+/// shows is the Tenant as applied); its instance NetworkPolicy lets in the
+/// wake gate and the operator's activity reads.
+#[test]
+fn idle_tenant_objects() {
+    insta::assert_snapshot!(render_example("tenant-idle.yaml"));
+}

@@ -16,6 +16,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 {{- end -}}
 
+{{- define "atoll.activityRole" -}}{{ include "atoll.fullname" . }}-instance-activity{{- end -}}
 {{- define "atoll.taskPodsRole" -}}{{ include "atoll.fullname" . }}-task-pods{{- end -}}
 {{- define "atoll.operator.name" -}}{{ include "atoll.fullname" . }}-operator{{- end -}}
 {{- define "atoll.wakeGate.name" -}}{{ include "atoll.fullname" . }}-wake-gate{{- end -}}

@@ -68,8 +68,9 @@ pub use tasks::{
     task_pods_role_binding, task_resources_json,
 };
 pub use wake_gate::{
-    GateEndpoints, SERVICE_NAME_LABEL, SLICE_MANAGED_BY_LABEL, Sleep, WAKE_GATE, gate_endpoints,
-    shape_for_sleep, wake_gate_endpoints, wake_gate_service,
+    ACTIVITY_ROLE_BINDING, GateEndpoints, SERVICE_NAME_LABEL, SLICE_MANAGED_BY_LABEL, Sleep,
+    WAKE_GATE, activity_role_binding, gate_endpoints, shape_for_sleep, wake_gate_endpoints,
+    wake_gate_service,
 };
 
 /// The field manager of every write the operator makes.
@@ -302,6 +303,8 @@ pub struct Children {
     pub instance_service_account: k8s_openapi::api::core::v1::ServiceAccount,
     /// The instance's task-pod rights (Kubernetes runner).
     pub task_pods_role_binding: Option<RoleBinding>,
+    /// The operator's right to list this namespace's pods (spec.idle).
+    pub activity_role_binding: Option<RoleBinding>,
     /// Identity of the database pods (Dedicated mode).
     pub database_service_account: Option<k8s_openapi::api::core::v1::ServiceAccount>,
     /// Database credentials.
@@ -369,6 +372,7 @@ pub fn children_with_backup(
         network_policies: policies,
         instance_service_account: service_account_instance(ctx),
         task_pods_role_binding: task_pods_role_binding(ctx),
+        activity_role_binding: activity_role_binding(ctx),
         database_service_account: dedicated.then(|| service_account_database(ctx)),
         database_secret: database_secret(ctx, credentials),
         // An External database has no agent: its dump pods use the store's.
@@ -461,6 +465,7 @@ impl Children {
         out.extend(self.network_policies.iter().map(Child::NetworkPolicy));
         out.push(Child::ServiceAccount(&self.instance_service_account));
         out.extend(self.task_pods_role_binding.iter().map(Child::RoleBinding));
+        out.extend(self.activity_role_binding.iter().map(Child::RoleBinding));
         out.extend(
             self.database_service_account
                 .iter()

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 
 use super::{Children, FIELD_MANAGER, INSTANCE_SERVICE_PORT, TenantContext};
 
@@ -21,6 +22,36 @@ pub const WAKE_GATE: &str = "wake-gate";
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// The label naming who manages an EndpointSlice.
 pub const SLICE_MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
+
+/// Name of the RoleBinding that lets the operator list a sleeping-capable
+/// tenant's pods (their activity).
+pub const ACTIVITY_ROLE_BINDING: &str = "operator-activity";
+
+/// For a Tenant with `spec.idle`: the operator's service account may list
+/// pods in this namespace (the instance pods whose activity it reads), by
+/// the chart's ClusterRole bound here only; `None` otherwise.
+pub fn activity_role_binding(ctx: &TenantContext<'_>) -> Option<RoleBinding> {
+    ctx.tenant.spec.idle.as_ref()?;
+    let (namespace, name) = ctx
+        .config
+        .activity_reader
+        .split_once('/')
+        .unwrap_or(("atoll-system", ctx.config.activity_reader.as_str()));
+    Some(RoleBinding {
+        metadata: ctx.meta(ACTIVITY_ROLE_BINDING, None),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".to_owned(),
+            kind: "ClusterRole".to_owned(),
+            name: ctx.config.activity_cluster_role.clone(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".to_owned(),
+            name: name.to_owned(),
+            namespace: Some(namespace.to_owned()),
+            api_group: None,
+        }]),
+    })
+}
 
 /// The wake gate's ready pods, as its Service's EndpointSlices list them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -327,12 +327,15 @@ pub(super) async fn prune(
     if !build::dumps_wanted(tenant_ctx) {
         prune_one::<NetworkPolicy>(client, tenant_ctx, build::DUMP_NETWORK_POLICY).await?;
     }
+    // A Tenant that may have slept (#20) or was suspended: its host may
+    // still be routed to the wake gate.
+    let status = tenant_ctx.tenant.status.as_ref();
     let slept = tenant_ctx.tenant.spec.idle.is_some()
-        || tenant_ctx
-            .tenant
-            .status
-            .as_ref()
-            .is_some_and(|s| s.idle.is_some());
+        || status.is_some_and(|s| s.idle.is_some())
+        || status.and_then(|s| s.phase) == Some(atoll_crds::Phase::Suspended);
+    if children.activity_role_binding.is_none() && slept {
+        prune_one::<RoleBinding>(client, tenant_ctx, build::ACTIVITY_ROLE_BINDING).await?;
+    }
     if children.wake_gate.is_none() && slept {
         // Awake again: the Ingress (applied before this) routes to the
         // instance; the gate's Service and endpoints go.

@@ -332,12 +332,14 @@ pub async fn sleep_schedule_ticks(platform: Arc<Platform>, report: Arc<Report>) 
     .await;
     let mut per_tick: BTreeMap<String, usize> = BTreeMap::new();
     for execution in executions["results"].as_array().into_iter().flatten() {
-        let date = execution["trigger"]["variables"]["date"]
+        let trigger = &execution["trigger"];
+        let date = trigger["date"]
             .as_str()
+            .or_else(|| trigger["variables"]["date"].as_str())
             .unwrap_or_default();
         let tick: jiff::Timestamp = date
             .parse()
-            .unwrap_or_else(|e| panic!("tick {date:?}: {e}"));
+            .unwrap_or_else(|e| panic!("tick {date:?} of {execution}: {e}"));
         *per_tick.entry(tick.to_string()).or_default() += 1;
     }
     let expected: Vec<String> = minute_ticks(from, until);
