@@ -464,6 +464,7 @@ pub async fn chart_enforced(platform: Arc<Platform>, report: Arc<Report>) {
     assert_eq!(code, 403, "{binding}");
     assert!(binding.contains("ValidatingAdmissionPolicy"), "{binding}");
     let escalation = bind_only_the_task_pods_role(p, cluster, &operator).await;
+    let gate = gate_may_only_wake(p, cluster).await;
     namespaces
         .delete(bystander, &Default::default())
         .await
@@ -475,9 +476,74 @@ pub async fn chart_enforced(platform: Arc<Platform>, report: Arc<Report>) {
     println!("    refused by the chart's admission policy on {server}: {admission}");
     println!("    refused by the chart's admission policy on {server}: {binding}");
     println!("    {escalation}");
+    println!("    {gate}");
     report.figure(format!(
-        "{server} enforced the chart: RBAC refused the operator's account a Secret it does not name and listing Pods (403); the ValidatingAdmissionPolicy refused it a ConfigMap, a RoleBinding and a namespace deletion outside tenant namespaces (403), nothing stored; in a tenant namespace it may bind the task-pods role only"
+        "{server} enforced the chart: RBAC refused the operator's account a Secret it does not name and listing Pods (403); the ValidatingAdmissionPolicy refused it a ConfigMap, a RoleBinding and a namespace deletion outside tenant namespaces (403), nothing stored; in a tenant namespace it may bind the task-pods role only; the wake gate's account may set a Tenant's wake annotations and nothing else"
     ));
+}
+
+/// The wake gate's account (#20): RBAC lets it patch Tenants, and the
+/// chart's admission policy lets those patches set the two wake
+/// annotations only; a change of the spec or of another annotation is
+/// refused, and so is reading a Secret.
+async fn gate_may_only_wake(p: &Platform, cluster: &atoll_testkit::cluster::TestCluster) -> String {
+    use atoll_crds::{Tenant, WAKE_CAUSE_ANNOTATION, WAKE_REQUESTED_AT_ANNOTATION};
+    let name = "e2e-gate-scope";
+    let (ok, out) = p.apply_yaml(name, &tenant_yaml(name, &[], "")).await;
+    assert!(ok, "{out}");
+    let gate = cluster
+        .client_as_service_account(RELEASE_NAMESPACE, "atoll-wake-gate")
+        .await
+        .expect("a client as the wake gate's account");
+    let tenants = Api::<Tenant>::all(gate.clone());
+    let wake = json!({"metadata": {"annotations": {
+        WAKE_REQUESTED_AT_ANNOTATION: "2026-12-07T12:00:00.000Z",
+        WAKE_CAUSE_ANNOTATION: "request",
+    }}});
+    tenants
+        .patch(name, &PatchParams::default(), &Patch::Merge(&wake))
+        .await
+        .expect("the gate may ask for a wake");
+    let (code, spec) = refusal(
+        tenants
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": {"suspended": true}})),
+            )
+            .await,
+        "changing a Tenant's spec as the wake gate",
+    );
+    assert_eq!(code, 403, "{spec}");
+    assert!(
+        spec.contains("may change only a Tenant's wake annotations"),
+        "{spec}"
+    );
+    let (code, other) = refusal(
+        tenants
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"metadata": {"annotations": {"argocd.argoproj.io/sync-options": "Prune=false"}}})),
+            )
+            .await,
+        "setting another annotation as the wake gate",
+    );
+    assert_eq!(code, 403, "{other}");
+    let (code, secret) = refusal(
+        Api::<Secret>::namespaced(gate, RELEASE_NAMESPACE)
+            .get("atoll-identity-first-admin")
+            .await,
+        "reading a Secret as the wake gate",
+    );
+    assert_eq!(code, 403, "{secret}");
+    let kept = p.tenant(name).await.expect("the Tenant");
+    assert!(!kept.spec.suspended, "the refused change was stored");
+    p.delete_tenant(name, true).await;
+    format!(
+        "the wake gate's account set the wake annotations; refused on {}: {spec}",
+        p.cluster_name()
+    )
 }
 
 /// A RoleBinding giving the `instance` account of its namespace `role`.
