@@ -39,7 +39,7 @@ pub async fn enforce(
     let keep_for = retention::parse_retention(retention).map_err(|e| e.to_string())?;
     let infos = catalog(store).await?;
     let plan = retention::plan(&infos, keep_for, jiff::Timestamp::now());
-    apply(store, &plan, client, backups).await
+    apply(store, &plan, Kind::BaseBackups, client, backups).await
 }
 
 /// Lists the tenant's complete base backups.
@@ -49,12 +49,22 @@ pub async fn catalog(store: &TenantStore) -> Result<Vec<catalog::BackupInfo>, St
         .map_err(|e| store.redact(&e))
 }
 
-/// Deletes what `plan` names: its backups, the WAL before its oldest kept
-/// backup, and the scheduled TenantBackups among `backups` of deleted
-/// backups.
+/// What a plan's ids name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Base backups (a Dedicated database), with their WAL.
+    BaseBackups,
+    /// Dumps (an External database); no WAL.
+    Dumps,
+}
+
+/// Deletes what `plan` names: its base backups or dumps, the WAL before
+/// its oldest kept backup (base backups only), and the scheduled
+/// TenantBackups among `backups` of what it deleted.
 pub async fn apply(
     store: &TenantStore,
     plan: &Plan,
+    kind: Kind,
     client: &Client,
     backups: &[TenantBackup],
 ) -> Result<Swept, String> {
@@ -62,15 +72,19 @@ pub async fn apply(
     let mut swept = Swept::default();
     for id in &plan.delete {
         let id = parse_id(id)?;
-        let json = store
-            .layout
-            .backup_json(&uid, id)
-            .map_err(|e| e.to_string())?;
-        let dir = store.layout.base_dir(&uid).map_err(|e| e.to_string())?;
+        let layout = &store.layout;
+        let (json, dir) = match kind {
+            Kind::BaseBackups => (layout.backup_json(&uid, id), layout.base_dir(&uid)),
+            Kind::Dumps => (layout.dump_json(&uid, id), layout.dumps_dir(&uid)),
+        };
+        let json = json.map_err(|e| e.to_string())?;
+        let dir = dir.map_err(|e| e.to_string())?;
         delete_backup(store, &json, &dir.clone().join(id.to_string())).await?;
         swept.backups.push(id.to_string());
     }
-    swept.wal = delete_wal(store, &uid, plan).await?;
+    if kind == Kind::BaseBackups {
+        swept.wal = delete_wal(store, &uid, plan).await?;
+    }
     swept.tenant_backups = delete_tenant_backups(client, backups, &uid, plan).await?;
     Ok(swept)
 }
@@ -86,7 +100,7 @@ pub async fn enforce_dumps(
     let keep_for = retention::parse_retention(retention).map_err(|e| e.to_string())?;
     let dumps = dumps(store).await?;
     let plan = retention::plan_dumps(&dumps, keep_for, jiff::Timestamp::now());
-    apply_dumps(store, &plan, client, backups).await
+    apply(store, &plan, Kind::Dumps, client, backups).await
 }
 
 /// Lists the tenant's complete dumps.
@@ -94,30 +108,6 @@ pub async fn dumps(store: &TenantStore) -> Result<Vec<dump_catalog::DumpInfo>, S
     dump_catalog::list(store.store.as_ref(), &store.layout, store.uid())
         .await
         .map_err(|e| store.redact(&e))
-}
-
-/// Deletes the dumps `plan` names and the scheduled TenantBackups among
-/// `backups` of them.
-pub async fn apply_dumps(
-    store: &TenantStore,
-    plan: &Plan,
-    client: &Client,
-    backups: &[TenantBackup],
-) -> Result<Swept, String> {
-    let uid = store.uid().to_owned();
-    let mut swept = Swept::default();
-    for id in &plan.delete {
-        let id = parse_id(id)?;
-        let json = store
-            .layout
-            .dump_json(&uid, id)
-            .map_err(|e| e.to_string())?;
-        let dir = store.layout.dumps_dir(&uid).map_err(|e| e.to_string())?;
-        delete_backup(store, &json, &dir.clone().join(id.to_string())).await?;
-        swept.backups.push(id.to_string());
-    }
-    swept.tenant_backups = delete_tenant_backups(client, backups, &uid, plan).await?;
-    Ok(swept)
 }
 
 fn parse_id(id: &str) -> Result<BackupId, String> {

@@ -28,6 +28,7 @@ use object_store::ObjectStore;
 
 use super::access::TenantStore;
 use super::register::TenantRecord;
+use super::retention::Kind;
 use crate::build::BackupStore;
 use crate::reconcile::Context;
 
@@ -180,12 +181,14 @@ async fn sweep_tenant(
                 Some(tenant) => super::list_backups(client, tenant).await,
                 None => Vec::new(),
             };
-            let mut swept = super::retention::apply(&store, &plan, client, &backups).await?;
+            let mut swept =
+                super::retention::apply(&store, &plan, Kind::BaseBackups, client, &backups).await?;
             // An External tenant's dumps, by the same window.
             let dumps = super::retention::dumps(&store).await?;
             if !dumps.is_empty() {
                 let plan = retention::plan_dumps(&dumps, keep_for, now);
-                let more = super::retention::apply_dumps(&store, &plan, client, &backups).await?;
+                let more =
+                    super::retention::apply(&store, &plan, Kind::Dumps, client, &backups).await?;
                 swept.backups.extend(more.backups);
                 swept.tenant_backups.extend(more.tenant_backups);
             }
