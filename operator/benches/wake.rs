@@ -111,6 +111,19 @@ impl Bench {
         .await;
     }
 
+    /// Waits until `name` has been Ready: Ready, or already asleep after
+    /// its idle time.
+    async fn wait_up(&self, name: &str) {
+        until(&format!("{name} to be Ready"), LIMIT, || async {
+            matches!(
+                self.phase(name).await.as_deref(),
+                Some("Ready" | "Sleeping")
+            )
+            .then_some(())
+        })
+        .await;
+    }
+
     /// Waits until `name` sleeps with no instance pod (and, with
     /// `database`, no database pod) left.
     async fn wait_asleep(&self, name: &str, database: bool) {
@@ -259,7 +272,7 @@ async fn wake_times(bench: &Bench) {
         }
     }
     for (name, _) in &names {
-        bench.wait_phase(name, "Ready").await;
+        bench.wait_up(name).await;
     }
     let mut instance_only = Vec::new();
     let mut with_database = Vec::new();
@@ -292,23 +305,25 @@ async fn wake_times(bench: &Bench) {
 
 async fn idle_cost(bench: &Bench) {
     // One tenant in each state.
-    bench.create("cost", idle(true, "10s")).await;
-    bench.wait_phase("cost", "Ready").await;
-    let (rss, pss, n) = bench.memory("cost").await;
+    bench.create("cost-awake", idle(true, "168h")).await;
+    bench.wait_phase("cost-awake", "Ready").await;
+    let (rss, pss, n) = bench.memory("cost-awake").await;
     println!(
         "idle cost, awake: {n} processes (instance and PostgreSQL), RSS {} MB, PSS {} MB",
         rss / 1024,
         pss / 1024
     );
-    bench.wait_asleep("cost", true).await;
-    let (rss, pss, n) = bench.memory("cost").await;
+    bench.create("cost-asleep", idle(true, "10s")).await;
+    bench.wait_up("cost-asleep").await;
+    bench.wait_asleep("cost-asleep", true).await;
+    let (rss, pss, n) = bench.memory("cost-asleep").await;
     println!(
         "idle cost, asleep with database: true: {n} processes, RSS {} MB, PSS {} MB",
         rss / 1024,
         pss / 1024
     );
     bench.create("cost-db", idle(false, "10s")).await;
-    bench.wait_phase("cost-db", "Ready").await;
+    bench.wait_up("cost-db").await;
     bench.wait_asleep("cost-db", false).await;
     let (rss, pss, n) = bench.memory("cost-db").await;
     println!(
@@ -328,7 +343,7 @@ async fn idle_cost(bench: &Bench) {
         bench.create(name, idle(true, after)).await;
     }
     for name in &names {
-        bench.wait_phase(name, "Ready").await;
+        bench.wait_up(name).await;
     }
     for name in &names[awake..] {
         bench.wait_asleep(name, true).await;

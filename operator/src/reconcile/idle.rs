@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use atoll_crds::{DatabaseMode, IdleStatus, Phase, Tenant, Wake};
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
@@ -18,6 +18,12 @@ use crate::idle::decide::{self, AsleepInputs, AsleepVerdict, AwakeInputs, AwakeV
 use crate::idle::status::IdleView;
 use crate::idle::{self, Mode, activity};
 use crate::status::WorkloadReadiness;
+
+/// How long a tenant going to sleep keeps its workloads after its host
+/// was routed to the gate: the ingress controller follows the Ingress's
+/// change in that time (a request it still sends to the instance is
+/// answered), and requests in flight end.
+const DRAIN: Duration = Duration::from_secs(5);
 
 /// What this reconcile does about the sleep.
 #[derive(Clone, Debug)]
@@ -145,14 +151,16 @@ pub(super) async fn step(
                     idle.database_asleep = database_stopped;
                     idle.next_wake = wake_at.map(Time);
                     idle.waking = None;
+                    // The host goes to the gate first; the workloads stop
+                    // once the ingress controller has had time to follow.
                     IdleStep {
                         mode: Mode::Asleep,
                         idle: Some(idle),
                         sleep: Some(Sleep {
-                            instance_stopped: true,
-                            database_stopped,
+                            instance_stopped: false,
+                            database_stopped: false,
                         }),
-                        recheck: wake_at.map(|at| until(at, now)),
+                        recheck: Some(DRAIN),
                     }
                 }
             }
@@ -165,15 +173,27 @@ pub(super) async fn step(
                 idle_wanted: spec.is_some(),
             };
             match decide::asleep(&inputs, now) {
-                AsleepVerdict::Sleep { until: at } => IdleStep {
-                    mode,
-                    sleep: Some(Sleep {
-                        instance_stopped: true,
-                        database_stopped: idle.database_asleep,
-                    }),
-                    idle: Some(idle),
-                    recheck: at.map(|at| until(at, now)),
-                },
+                AsleepVerdict::Sleep { until: at } => {
+                    let since = time(&idle.sleeping_since).unwrap_or(now);
+                    let drained = since
+                        .checked_add(SignedDuration::try_from(DRAIN).unwrap_or_default())
+                        .unwrap_or(since);
+                    let stop = drained <= now;
+                    let recheck = if stop {
+                        at.map(|at| until(at, now))
+                    } else {
+                        Some(until(drained, now))
+                    };
+                    IdleStep {
+                        mode,
+                        sleep: Some(Sleep {
+                            instance_stopped: stop,
+                            database_stopped: stop && idle.database_asleep,
+                        }),
+                        idle: Some(idle),
+                        recheck,
+                    }
+                }
                 AsleepVerdict::Wake {
                     cause,
                     requested_at,
