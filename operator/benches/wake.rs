@@ -67,6 +67,7 @@ where
 
 struct Bench {
     client: Client,
+    gate_log: std::path::PathBuf,
     node: NodeSim,
     ingress: SocketAddr,
     http: reqwest::Client,
@@ -151,7 +152,16 @@ impl Bench {
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let took = started.elapsed();
-        assert_eq!(answer.status().as_u16(), 200, "{name} did not wake");
+        let status = answer.status().as_u16();
+        if status != 200 {
+            let body = answer.text().await.unwrap_or_default();
+            let log = std::fs::read_to_string(&self.gate_log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            panic!(
+                "{name} did not wake: {status} {body}\nthe gate's log, newest first:\n{}",
+                tail.join("\n")
+            );
+        }
         took
     }
 
@@ -404,7 +414,8 @@ fn main() {
             .await
             .unwrap_or_else(|e| panic!("nodesim did not start: {e}"));
         let ingress = node.ingress_addr().expect("the ingress router");
-        let log = std::fs::File::create(state.path().join("wake-gate.log")).expect("a log file");
+        let gate_log = state.path().join("wake-gate.log");
+        let log = std::fs::File::create(&gate_log).expect("a log file");
         let (gate, gate_addr) = atoll_testkit::wake_gate::spawn(
             &operator,
             cluster.kubeconfig_path(),
@@ -420,6 +431,7 @@ fn main() {
         let operator_task = start_operator(&client);
         let bench = Bench {
             client,
+            gate_log,
             node,
             ingress,
             http: reqwest::Client::builder()

@@ -337,8 +337,9 @@ pub(super) async fn prune(
         prune_one::<RoleBinding>(client, tenant_ctx, build::ACTIVITY_ROLE_BINDING).await?;
     }
     if children.wake_gate.is_none() && slept {
-        // Awake again: the Ingress (applied before this) routes to the
-        // instance; the gate's Service and endpoints go.
+        // No spec.idle (any more) and not suspended: the Ingress (applied
+        // before this) routes to the instance; the gate's Service and
+        // endpoints go. (A Tenant with spec.idle keeps them.)
         prune_one::<EndpointSlice>(client, tenant_ctx, build::WAKE_GATE).await?;
         prune_one::<Service>(client, tenant_ctx, build::WAKE_GATE).await?;
     }

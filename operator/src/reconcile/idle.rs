@@ -243,11 +243,23 @@ pub(super) async fn shape(
     ctx: &Context,
     children: &mut Children,
 ) {
-    let Some(sleep) = step.sleep else {
+    let idle = tenant_ctx.tenant.spec.idle.is_some();
+    if step.sleep.is_none() && !idle {
         return;
-    };
+    }
     let gate = gate_endpoints(ctx).await;
-    build::shape_for_sleep(tenant_ctx, sleep, &gate, children);
+    match step.sleep {
+        Some(sleep) => build::shape_for_sleep(tenant_ctx, sleep, &gate, children),
+        // Awake, but it may sleep: the gate's Service and endpoints stay
+        // (the Ingress routes to the instance). Deleting them as the tenant
+        // wakes would cut the requests the gate still holds.
+        None => {
+            children.wake_gate = Some((
+                build::wake_gate_service(tenant_ctx),
+                build::wake_gate_endpoints(tenant_ctx, &gate),
+            ));
+        }
+    }
 }
 
 /// The wake gate's ready pods, from its Service's EndpointSlices.
