@@ -9,8 +9,8 @@
 //!    ingress and the gate: `BENCH_WAKE_TENANTS` (default 8) tenants with
 //!    `idle: {after: 10s}` (instance only: their PostgreSQL keeps running)
 //!    and as many with `database: true` (PostgreSQL stopped too), woken
-//!    `BENCH_WAKE_ROUNDS` (default 4) times each by `GET /readyz`; p50,
-//!    p95, p99 and max per kind.
+//!    `BENCH_WAKE_ROUNDS` (default 4) times each by `GET /readyz`, one
+//!    tenant at a time; p50, p95, p99 and max per kind.
 //! 2. **Idle cost**: the resident memory (RSS, and PSS, which shares
 //!    PostgreSQL's shared memory out fairly) of a tenant's processes awake,
 //!    asleep with its database running, and asleep with it stopped; then
@@ -19,7 +19,8 @@
 //!
 //! `cargo build --release -p atoll-instance -p atoll-operator && cargo
 //! bench -p atoll-operator --bench wake` (needs PostgreSQL 15's binaries,
-//! as the operator's cluster tests do).
+//! as the operator's cluster tests do); `BENCH_PARTS=wake` or `cost` for
+//! one part.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -287,11 +288,18 @@ async fn wake_times(bench: &Bench) {
     let mut instance_only = Vec::new();
     let mut with_database = Vec::new();
     for round in 0..rounds {
-        let results = futures::future::join_all(names.iter().map(|(name, database)| async move {
-            bench.wait_asleep(name, *database).await;
-            (*database, bench.wake(name).await)
-        }))
+        // All asleep, then woken one after the other: the first request's
+        // latency, not two cores shared by ten wakes.
+        futures::future::join_all(
+            names
+                .iter()
+                .map(|(name, database)| bench.wait_asleep(name, *database)),
+        )
         .await;
+        let mut results = Vec::new();
+        for (name, database) in &names {
+            results.push((*database, bench.wake(name).await));
+        }
         for (database, took) in results {
             if database {
                 with_database.push(took);
@@ -440,8 +448,14 @@ fn main() {
                 .expect("http client"),
         };
         println!("wake benchmark: kubesim, nodesim (PostgreSQL 15, atoll-instance), wake gate at {gate_addr}");
-        wake_times(&bench).await;
-        idle_cost(&bench).await;
+        // BENCH_PARTS: `wake`, `cost` or both (default).
+        let parts = std::env::var("BENCH_PARTS").unwrap_or_else(|_| "wake,cost".into());
+        if parts.contains("wake") {
+            wake_times(&bench).await;
+        }
+        if parts.contains("cost") {
+            idle_cost(&bench).await;
+        }
         operator_task.abort();
         drop(gate);
         bench.node.shutdown().await;

@@ -78,6 +78,24 @@ pub fn ready_instance(
     pods: impl IntoIterator<Item = impl AsRef<Pod>>,
     namespace: &str,
 ) -> Vec<SocketAddr> {
+    instance_addrs(pods, namespace, true)
+}
+
+/// The instance pods of a namespace that have an address but are not
+/// Ready yet: the gate asks them itself (`/readyz`) rather than wait for
+/// the kubelet's next readiness probe, as a wake is that much shorter.
+pub fn starting_instance(
+    pods: impl IntoIterator<Item = impl AsRef<Pod>>,
+    namespace: &str,
+) -> Vec<SocketAddr> {
+    instance_addrs(pods, namespace, false)
+}
+
+fn instance_addrs(
+    pods: impl IntoIterator<Item = impl AsRef<Pod>>,
+    namespace: &str,
+    want_ready: bool,
+) -> Vec<SocketAddr> {
     let mut out: Vec<SocketAddr> = pods
         .into_iter()
         .filter_map(|pod| {
@@ -101,7 +119,7 @@ pub fn ready_instance(
                 .flat_map(|c| c.ports.iter().flatten())
                 .find(|p| p.name.as_deref() == Some("http"))
                 .and_then(|p| u16::try_from(p.container_port).ok())?;
-            ready.then_some(SocketAddr::new(ip, port))
+            (ready == want_ready).then_some(SocketAddr::new(ip, port))
         })
         .collect();
     out.sort();

@@ -51,6 +51,16 @@ fn strip(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether the instance at `addr` says it is ready (`GET /readyz` answers
+/// 200 within a short time).
+pub async fn answers_ready(http: &reqwest::Client, addr: SocketAddr) -> bool {
+    http.get(format!("http://{addr}/readyz"))
+        .timeout(Duration::from_millis(250))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
 /// Sends `request` to `addr` and streams the answer back; 502 when the
 /// pod does not answer.
 pub async fn forward(http: &reqwest::Client, addr: SocketAddr, request: Request) -> Response {

@@ -82,6 +82,9 @@ pub enum GateError {
     Serve(#[source] std::io::Error),
 }
 
+/// How often a starting instance pod is asked whether it is ready.
+const STARTING_RECHECK: Duration = Duration::from_millis(25);
+
 /// The gate's shared state.
 struct Gate {
     client: Client,
@@ -305,18 +308,34 @@ impl Gate {
         let mut changed = self.changed.clone();
         let mut counted = false;
         loop {
-            let ready = directory::ready_instance(self.pods.state(), &target.namespace);
+            let pods = self.pods.state();
+            let ready = directory::ready_instance(pods.iter(), &target.namespace);
             if let Some(addr) = pick(&ready) {
                 return forward::forward(&self.http, addr, request).await;
+            }
+            // A started pod answers before the kubelet's next readiness
+            // probe says so: ask it.
+            let starting = directory::starting_instance(pods.iter(), &target.namespace);
+            for addr in &starting {
+                if forward::answers_ready(&self.http, *addr).await {
+                    return forward::forward(&self.http, *addr, request).await;
+                }
             }
             if !counted {
                 counted = true;
                 self.metrics.held();
             }
             let left = limit.saturating_sub(started.elapsed());
-            if left.is_zero() || tokio::time::timeout(left, changed.changed()).await.is_err() {
+            // While a pod starts, look again soon; else wait for a change.
+            let wait = if starting.is_empty() {
+                left
+            } else {
+                left.min(STARTING_RECHECK)
+            };
+            if left.is_zero() {
                 break;
             }
+            let _ = tokio::time::timeout(wait, changed.changed()).await;
         }
         self.metrics.hold_limit_exceeded();
         let mut response = if html {
