@@ -499,15 +499,39 @@ fn assert_rbac_is_exact(docs: &[Value], records: &[RequestRecord]) {
             && r.user.as_deref()
                 == Some(format!("system:serviceaccount:{}:instance", r.namespace).as_str())
     };
+    // The wake gate (#20) holds one too: it only reads Tenants and
+    // instance pods and patches Tenants (their wake annotations, fenced by
+    // the chart's admission policy), never refused.
+    let gate_user = format!(
+        "system:serviceaccount:{}:atoll-wake-gate",
+        common::RELEASE_NAMESPACE
+    );
+    let is_gate = |r: &RequestRecord| r.user.as_deref() == Some(gate_user.as_str());
+    let gate_beyond: Vec<&RequestRecord> = records
+        .iter()
+        .filter(|r| is_gate(r))
+        .filter(|r| {
+            let verb = r.verb.rbac_verb();
+            let reads = matches!(verb, "list" | "watch");
+            let allowed =
+                (r.group == "atoll.dev" && r.resource == "tenants" && (reads || verb == "patch"))
+                    || (r.group.is_empty() && r.resource == "pods" && reads);
+            !allowed || r.code == 403
+        })
+        .collect();
+    assert!(
+        gate_beyond.is_empty(),
+        "the wake gate asked for more than Tenants and pods: {gate_beyond:#?}"
+    );
     let others: Vec<&str> = records
         .iter()
-        .filter(|r| !is_instance(r))
+        .filter(|r| !is_instance(r) && !is_gate(r))
         .filter_map(|r| r.user.as_deref())
         .filter(|u| *u != operator.name)
         .collect();
     assert!(
         others.is_empty(),
-        "only the operator and instances hold a token (identity's pod mounts none): {others:?}"
+        "only the operator, the wake gate and instances hold a token (identity's pod mounts none): {others:?}"
     );
     let beyond_pods: Vec<&RequestRecord> = records
         .iter()
