@@ -19,8 +19,9 @@
 //!
 //! `cargo build --release -p atoll-instance -p atoll-operator && cargo
 //! bench -p atoll-operator --bench wake` (needs PostgreSQL 15's binaries,
-//! as the operator's cluster tests do); `BENCH_PARTS=wake` or `cost` for
-//! one part.
+//! as the operator's cluster tests do); `BENCH_PARTS=wake`, `cost` or
+//! `many` for one part; `BENCH_IDLE_SHARED=1` puts the many tenants'
+//! databases on one shared server (External).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -349,8 +350,38 @@ async fn idle_cost(bench: &Bench) {
         rss / 1024,
         pss / 1024
     );
+}
 
-    // Many tenants, 90 % asleep.
+async fn many_cost(bench: &Bench) {
+    // Many tenants, 90 % asleep. With BENCH_IDLE_SHARED=1 their databases
+    // are External, on one shared PostgreSQL (so a tenant's processes are
+    // its instance only: what sleeping saves), else Dedicated ones stopped
+    // with them (database: true).
+    let shared = std::env::var("BENCH_IDLE_SHARED").is_ok_and(|v| v == "1");
+    let _server = if shared {
+        let server = atoll_testkit::pg::TestPostgres::start();
+        let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+            "metadata": {"name": "shared-postgres-admin", "namespace": "atoll-system",
+                "labels": {"atoll.dev/database-admin": "true"}},
+            "stringData": {"url": server.url},
+        }))
+        .expect("a Secret");
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(bench.client.clone(), "atoll-system")
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("the shared server's admin Secret");
+        Some(server)
+    } else {
+        None
+    };
+    let many = |after: &str| {
+        if shared {
+            json!({"idle": {"after": after}, "database": {"mode": "External",
+                "external": {"adminSecretRef": {"name": "shared-postgres-admin", "key": "url"}}}})
+        } else {
+            idle(true, after)
+        }
+    };
     let total = env_number("BENCH_IDLE_TENANTS", 100);
     let awake = total.div_ceil(10);
     let started = Instant::now();
@@ -358,13 +389,13 @@ async fn idle_cost(bench: &Bench) {
     for (i, name) in names.iter().enumerate() {
         // The awake tenth has a long idle time: it stays up for the count.
         let after = if i < awake { "168h" } else { "10s" };
-        bench.create(name, idle(true, after)).await;
+        bench.create(name, many(after)).await;
     }
     for name in &names {
         bench.wait_up(name).await;
     }
     for name in &names[awake..] {
-        bench.wait_asleep(name, true).await;
+        bench.wait_asleep(name, !shared).await;
     }
     let (mut rss, mut pss, mut processes) = (0, 0, 0);
     for name in &names {
@@ -374,7 +405,12 @@ async fn idle_cost(bench: &Bench) {
         processes += n;
     }
     println!(
-        "idle cost, {total} tenants of which {} asleep (ready and asleep in {:.0}s): {processes} processes, RSS {} MB in all ({:.1} MB a tenant), PSS {} MB ({:.1} MB a tenant)",
+        "idle cost, {total} tenants ({}) of which {} asleep (ready and asleep in {:.0}s): {processes} processes, RSS {} MB in all ({:.1} MB a tenant), PSS {} MB ({:.1} MB a tenant)",
+        if shared {
+            "External databases on one shared server"
+        } else {
+            "Dedicated databases, stopped while asleep"
+        },
         total - awake,
         started.elapsed().as_secs_f64(),
         rss / 1024,
@@ -448,13 +484,17 @@ fn main() {
                 .expect("http client"),
         };
         println!("wake benchmark: kubesim, nodesim (PostgreSQL 15, atoll-instance), wake gate at {gate_addr}");
-        // BENCH_PARTS: `wake`, `cost` or both (default).
-        let parts = std::env::var("BENCH_PARTS").unwrap_or_else(|_| "wake,cost".into());
+        // BENCH_PARTS: `wake`, `cost` (one tenant in each state), `many`
+        // (100 tenants, 90 % asleep); all by default.
+        let parts = std::env::var("BENCH_PARTS").unwrap_or_else(|_| "wake,cost,many".into());
         if parts.contains("wake") {
             wake_times(&bench).await;
         }
         if parts.contains("cost") {
             idle_cost(&bench).await;
+        }
+        if parts.contains("many") {
+            many_cost(&bench).await;
         }
         operator_task.abort();
         drop(gate);
