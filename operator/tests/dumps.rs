@@ -19,68 +19,23 @@
 
 mod common;
 
-use std::future::Future;
-use std::path::Path;
-use std::time::Duration;
+use common::backup::{
+    CREDENTIALS_SECRET, condition, create_tenant, eventually, tenant_status, walk,
+};
 
-use atoll_crds::{BackupMethod, BackupPhase, Tenant, TenantBackup, tenant_crd};
+use atoll_crds::{BackupMethod, BackupPhase, TenantBackup, tenant_crd};
 use atoll_operator::backup::TENANT_LABEL;
-use atoll_operator::cli::{Cli, Command};
-use atoll_operator::run::{RunArgs, run_with_client};
-use atoll_testkit::nodesim::{NodeSim, NodeSimConfig, workspace_binary};
+use atoll_testkit::nodesim::NodeSim;
 use atoll_testkit::pg::TestPostgres;
 use atoll_testkit::s3::TestS3;
-use clap::Parser;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
 use sqlx::ConnectOptions;
-use tokio::task::JoinHandle;
 
-/// Generous: pods start processes, the instance migrates, on a busy machine.
-const TIMEOUT: Duration = Duration::from_secs(240);
-const CREDENTIALS_SECRET: &str = "atoll-backup-store";
 const ADMIN_SECRET: &str = "shared-postgres-admin";
-
-async fn eventually<T, F, Fut>(what: &str, check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    common::eventually(what, TIMEOUT, check).await
-}
-
-fn start_operator(client: &Client, s3: &TestS3) -> JoinHandle<()> {
-    let cli = Cli::parse_from([
-        "atoll-operator",
-        "run",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--base-domain",
-        "atoll.localhost",
-        "--backup-image",
-        "atoll/atoll-backup:test",
-        "--backup-endpoint",
-        &s3.endpoint,
-        "--backup-bucket",
-        &s3.bucket,
-        "--backup-path-style",
-        "--backup-credentials-secret",
-        CREDENTIALS_SECRET,
-    ]);
-    let args: RunArgs = match cli.command {
-        Command::Run(args) => *args,
-        other => panic!("parsed {other:?}"),
-    };
-    let client = client.clone();
-    tokio::spawn(async move {
-        if let Err(error) = run_with_client(args, client).await {
-            panic!("operator stopped: {error}");
-        }
-    })
-}
 
 /// The platform store's credentials and the shared server's admin URL, in
 /// the operator's namespace.
@@ -113,39 +68,6 @@ fn external(extra: Value) -> Value {
         spec.extend(extra.clone());
     }
     spec
-}
-
-async fn create_tenant(client: &Client, name: &str, spec: Value) -> String {
-    let tenant: Tenant = serde_json::from_value(json!({
-        "apiVersion": "atoll.dev/v1alpha1", "kind": "Tenant",
-        "metadata": {"name": name}, "spec": spec,
-    }))
-    .expect("tenant");
-    Api::<Tenant>::all(client.clone())
-        .create(&PostParams::default(), &tenant)
-        .await
-        .unwrap_or_else(|e| panic!("Tenant {name}: {e}"))
-        .metadata
-        .uid
-        .expect("uid")
-}
-
-async fn tenant_status(client: &Client, name: &str) -> Option<Value> {
-    let tenant = Api::<Tenant>::all(client.clone())
-        .get_opt(name)
-        .await
-        .ok()??;
-    serde_json::to_value(tenant.status?).ok()
-}
-
-/// `(status, reason, message)` of a condition.
-fn condition(status: &Value, type_: &str) -> Option<(String, String, String)> {
-    let c = status["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)?;
-    let text = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
-    Some((text("status"), text("reason"), text("message")))
 }
 
 /// Waits for a condition to have `state`; returns the status and message.
@@ -229,8 +151,8 @@ async fn dumps_are_taken_and_restored(kind: common::ClusterKind) {
     let operator_client = common::operator_client_as_the_chart(&cluster).await;
     create_secrets(&client, &s3, &shared).await;
     let state = tempfile::tempdir().expect("tempdir");
-    let node = start_node(&cluster, state.path()).await;
-    let operator = start_operator(&operator_client, &s3);
+    let node = common::backup::start_node(&cluster, state.path(), false).await;
+    let operator = common::backup::start_operator(&operator_client, &s3, &[]);
 
     let uid = create_tenant(&client, "shop", external(json!({"backup": {}}))).await;
     // Without spec.backup: a source with no dumps.
@@ -370,27 +292,6 @@ async fn restore_from_no_dumps(client: &Client) {
     assert_eq!(instance.spec.and_then(|s| s.replicas), Some(0));
 }
 
-/// nodesim with PostgreSQL's tools, the instance and `atoll-backup`.
-async fn start_node(cluster: &common::TestCluster, state: &Path) -> NodeSim {
-    let backup = workspace_binary("atoll-backup");
-    let instance = workspace_binary("atoll-instance");
-    for bin in [&backup, &instance] {
-        assert!(
-            bin.is_file(),
-            "{} is not built: run `cargo build --workspace --bins`",
-            bin.display()
-        );
-    }
-    let config = NodeSimConfig::new(state.join("node"))
-        .postgres()
-        .binary("atoll-instance", instance)
-        .binary("atoll-backup", backup);
-    cluster
-        .start_node(config)
-        .await
-        .unwrap_or_else(|e| panic!("nodesim on {}: {e}", cluster.kind()))
-}
-
 fn logs_of(node: &NodeSim, namespace: &str) -> String {
     walk(&node.logs_dir())
         .into_iter()
@@ -401,19 +302,6 @@ fn logs_of(node: &NodeSim, namespace: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 atoll_testkit::on_each_cluster!(dumps_are_taken_and_restored);
