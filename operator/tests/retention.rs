@@ -140,9 +140,15 @@ async fn retention_deletes_expired_backups_their_wal_and_scheduled_tenant_backup
     ];
 
     // A window of 3 days: the backup of 5 days ago is the newest before it.
-    let swept = retention::enforce(&store, "3d", &client, &backups)
-        .await
-        .expect("retention");
+    let swept = retention::enforce(
+        &store,
+        "3d",
+        retention::Kind::BaseBackups,
+        &client,
+        &backups,
+    )
+    .await
+    .expect("retention");
     assert_eq!(swept.backups, vec![oldest.clone(), older.clone()]);
     assert_eq!(swept.wal, 3);
     assert_eq!(swept.tenant_backups, vec!["acme-scheduled".to_owned()]);
@@ -182,7 +188,7 @@ async fn retention_deletes_expired_backups_their_wal_and_scheduled_tenant_backup
     );
 
     // Again: nothing more to delete, and the newest backup always stays.
-    let again = retention::enforce(&store, "1h", &client, &[])
+    let again = retention::enforce(&store, "1h", retention::Kind::BaseBackups, &client, &[])
         .await
         .expect("retention");
     assert_eq!(again.backups, vec![anchor]);

@@ -4,7 +4,7 @@
 //! first, so a half-deleted backup is never taken for a complete one), the
 //! WAL no kept backup needs, and the scheduled TenantBackups of the deleted
 //! backups. On-demand TenantBackups stay (their status says what they were).
-//! An External tenant's dumps expire the same way ([`enforce_dumps`]).
+//! An External tenant's dumps expire the same way (`Kind::Dumps`).
 
 use atoll_backup::layout::BackupId;
 use atoll_backup::retention::{self, Plan};
@@ -28,18 +28,22 @@ pub struct Swept {
     pub tenant_backups: Vec<String>,
 }
 
-/// Applies `retention` (`spec.backup.retention`) to the tenant's store and
-/// its scheduled TenantBackups.
+/// Applies `retention` (`spec.backup.retention`) to the tenant's base
+/// backups or dumps (`kind`) and its scheduled TenantBackups.
 pub async fn enforce(
     store: &TenantStore,
     retention: &str,
+    kind: Kind,
     client: &Client,
     backups: &[TenantBackup],
 ) -> Result<Swept, String> {
     let keep_for = retention::parse_retention(retention).map_err(|e| e.to_string())?;
-    let infos = catalog(store).await?;
-    let plan = retention::plan(&infos, keep_for, jiff::Timestamp::now());
-    apply(store, &plan, Kind::BaseBackups, client, backups).await
+    let now = jiff::Timestamp::now();
+    let plan = match kind {
+        Kind::BaseBackups => retention::plan(&catalog(store).await?, keep_for, now),
+        Kind::Dumps => retention::plan_dumps(&dumps(store).await?, keep_for, now),
+    };
+    apply(store, &plan, kind, client, backups).await
 }
 
 /// Lists the tenant's complete base backups.
@@ -87,20 +91,6 @@ pub async fn apply(
     }
     swept.tenant_backups = delete_tenant_backups(client, backups, &uid, plan).await?;
     Ok(swept)
-}
-
-/// Applies `retention` to an External tenant's dumps and its scheduled
-/// TenantBackups.
-pub async fn enforce_dumps(
-    store: &TenantStore,
-    retention: &str,
-    client: &Client,
-    backups: &[TenantBackup],
-) -> Result<Swept, String> {
-    let keep_for = retention::parse_retention(retention).map_err(|e| e.to_string())?;
-    let dumps = dumps(store).await?;
-    let plan = retention::plan_dumps(&dumps, keep_for, jiff::Timestamp::now());
-    apply(store, &plan, Kind::Dumps, client, backups).await
 }
 
 /// Lists the tenant's complete dumps.

@@ -307,14 +307,11 @@ pub(super) async fn after_success(tenant: &Tenant, namespace: &str, ctx: &Contex
     let params =
         kube::api::ListParams::default().labels(&format!("{TENANT_LABEL}={}", tenant.name_any()));
     let backups = api.list(&params).await.map(|l| l.items).unwrap_or_default();
-    let swept = match tenant.spec.database.mode {
-        DatabaseMode::External => {
-            retention::enforce_dumps(&store, &retention, &ctx.client, &backups).await
-        }
-        DatabaseMode::Dedicated => {
-            retention::enforce(&store, &retention, &ctx.client, &backups).await
-        }
+    let kind = match tenant.spec.database.mode {
+        DatabaseMode::External => retention::Kind::Dumps,
+        DatabaseMode::Dedicated => retention::Kind::BaseBackups,
     };
+    let swept = retention::enforce(&store, &retention, kind, &ctx.client, &backups).await;
     match swept {
         Ok(swept) => {
             tracing::info!(tenant = %tenant.name_any(), backups = ?swept.backups, wal = swept.wal, tenant_backups = ?swept.tenant_backups, "retention applied")
