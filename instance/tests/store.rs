@@ -862,3 +862,96 @@ async fn unsupported_urls_are_refused() {
     let err = Store::connect("mysql://x").await.expect_err("refused");
     assert!(matches!(err, StoreError::UnsupportedUrl));
 }
+
+/// A waking tenant's instance starts beside its PostgreSQL (#20): the
+/// store waits for a server that answers "the database system is starting
+/// up" (SQLSTATE 57P03, as PostgreSQL does while it replays its WAL), and
+/// an error that is not "not there yet" (no such database) still ends the
+/// connect at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connect_waits_for_a_starting_server() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let server = atoll_testkit::pg::TestPostgres::start();
+    let url = server.database_url("waits");
+    let (base, _) = url.rsplit_once('/').expect("a database name");
+    let (_, port) = base.rsplit_once(':').expect("a port");
+    let port: u16 = port.parse().expect("a port number");
+    // In front of the server: the first connections get PostgreSQL's own
+    // "starting up" answer; later ones are passed through.
+    let front = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let front_port = front.local_addr().expect("addr").port();
+    let turned_away = Arc::new(AtomicUsize::new(0));
+    let counter = turned_away.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = front.accept().await {
+            if counter.fetch_add(1, Ordering::SeqCst) < 3 {
+                tokio::spawn(async move {
+                    let _ = answer_starting_up(&mut client).await;
+                });
+                continue;
+            }
+            tokio::spawn(async move {
+                if let Ok(mut upstream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            });
+        }
+    });
+    let through = url.replace(&format!(":{port}/"), &format!(":{front_port}/"));
+    let store = Store::connect(&through)
+        .await
+        .expect("connects once the server answers");
+    assert!(
+        turned_away.load(Ordering::SeqCst) >= 3,
+        "the first connections were turned away and retried"
+    );
+    store
+        .save_flow("acme.team", "hello", "v1", FlowExpect::Any)
+        .await
+        .expect("the store works");
+
+    let missing = url.replace("/waits", "/no_such_database");
+    let err = Store::connect(&missing).await.expect_err("refused");
+    assert!(
+        matches!(err, StoreError::Connect(_)) && err.to_string().contains("no_such_database"),
+        "{err}"
+    );
+}
+
+/// PostgreSQL's answer while it starts: SSL refused, then after the
+/// start-up message a FATAL ErrorResponse 57P03, and the connection closed.
+async fn answer_starting_up(client: &mut tokio::net::TcpStream) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SSL_REQUEST: u32 = 80_877_103;
+    let mut head = [0u8; 8];
+    client.read_exact(&mut head).await?;
+    let mut length = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    if u32::from_be_bytes([head[4], head[5], head[6], head[7]]) == SSL_REQUEST {
+        client.write_all(b"N").await?;
+        client.read_exact(&mut head).await?;
+        length = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    }
+    let mut rest = vec![0u8; (length as usize).saturating_sub(8)];
+    client.read_exact(&mut rest).await?;
+    let mut fields = Vec::new();
+    for (code, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', "57P03"),
+        (b'M', "the database system is starting up"),
+    ] {
+        fields.push(code);
+        fields.extend_from_slice(value.as_bytes());
+        fields.push(0);
+    }
+    fields.push(0);
+    let mut message = vec![b'E'];
+    message.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
+    message.extend_from_slice(&fields);
+    client.write_all(&message).await?;
+    client.shutdown().await
+}

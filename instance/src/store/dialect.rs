@@ -196,25 +196,7 @@ impl Dialect for Postgres {
 
     async fn open(url: &str) -> Result<Pool<Self>, StoreError> {
         let options = PgConnectOptions::from_str(url).map_err(StoreError::Connect)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
-            // A connection is checked (one round trip) before use only when
-            // it sat idle long enough for the server to have gone away; a
-            // busy one is not, as that would double the round trips of
-            // every statement outside a transaction.
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= IDLE_CHECK {
-                        sqlx::Connection::ping(conn).await?;
-                    }
-                    Ok(true)
-                })
-            })
-            .connect_with(options)
-            .await
-            .map_err(StoreError::Connect)?;
+        let pool = connect_waiting(options).await?;
         migrator([
             include_str!("../../migrations/postgres/0001_init.sql"),
             include_str!("../../migrations/postgres/0002_triggers.sql"),
@@ -288,5 +270,62 @@ impl Dialect for Postgres {
 
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
+    }
+}
+
+/// How long the instance waits at start-up for its PostgreSQL to accept
+/// connections: a waking tenant's database starts beside it (#20), and a
+/// retry here costs 50 ms where a crash costs the kubelet's restart
+/// back-off (10 s and more). Past it the process ends with the error,
+/// before the kubelet's liveness probe (first at 10 s, 3 failures 10 s
+/// apart) would kill it without one.
+const DATABASE_WAIT: Duration = Duration::from_secs(25);
+const DATABASE_RETRY: Duration = Duration::from_millis(50);
+
+/// The pool, once the server accepts connections; errors other than "not
+/// there yet" (refused, or the server starting or stopping) end at once.
+async fn connect_waiting(options: PgConnectOptions) -> Result<Pool<Postgres>, StoreError> {
+    let started = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            // A connection is checked (one round trip) before use only when
+            // it sat idle long enough for the server to have gone away; a
+            // busy one is not, as that would double the round trips of
+            // every statement outside a transaction.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_CHECK {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
+            .connect_with(options.clone())
+            .await;
+        match pool {
+            Ok(pool) => return Ok(pool),
+            Err(error) if not_there_yet(&error) && started.elapsed() < DATABASE_WAIT => {
+                if !said {
+                    said = true;
+                    tracing::info!(%error, "waiting for the database to accept connections");
+                }
+                tokio::time::sleep(DATABASE_RETRY).await;
+            }
+            Err(error) => return Err(StoreError::Connect(error)),
+        }
+    }
+}
+
+/// The server is not listening yet, or says it is starting up or shutting
+/// down (SQLSTATE 57P03 and 57P01).
+fn not_there_yet(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(e) => e.code().is_some_and(|c| c == "57P03" || c == "57P01"),
+        _ => false,
     }
 }
