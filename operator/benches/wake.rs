@@ -15,7 +15,8 @@
 //!    PostgreSQL's shared memory out fairly) of a tenant's processes awake,
 //!    asleep with its database running, and asleep with it stopped; then
 //!    `BENCH_IDLE_TENANTS` (default 100) tenants of which 90 % sleep (with
-//!    `database: true`) and 10 % stay awake: their processes' total.
+//!    `database: true`) and 10 % stay awake, brought up `BENCH_IDLE_BATCH`
+//!    (default 10) at a time: their processes' total.
 //!
 //! `cargo build --release -p atoll-instance -p atoll-operator && cargo
 //! bench -p atoll-operator --bench wake` (needs PostgreSQL 15's binaries,
@@ -383,19 +384,32 @@ async fn many_cost(bench: &Bench) {
         }
     };
     let total = env_number("BENCH_IDLE_TENANTS", 100);
+    let batch = env_number("BENCH_IDLE_BATCH", 10).max(1);
     let awake = total.div_ceil(10);
     let started = Instant::now();
     let names: Vec<String> = (0..total).map(|i| format!("many-{i}")).collect();
-    for (i, name) in names.iter().enumerate() {
-        // The awake tenth has a long idle time: it stays up for the count.
-        let after = if i < awake { "168h" } else { "10s" };
-        bench.create(name, many(after)).await;
-    }
-    for name in &names {
-        bench.wait_up(name).await;
-    }
-    for name in &names[awake..] {
-        bench.wait_asleep(name, !shared).await;
+    // In batches, each up (and its sleepers asleep) before the next: the
+    // count is of the steady state, not of 100 tenants starting at once on
+    // two cores (which their liveness probes do not survive).
+    for (b, chunk) in names.chunks(batch).enumerate() {
+        for (i, name) in chunk.iter().enumerate() {
+            // The awake tenth has a long idle time: it stays up for the count.
+            let after = if b * batch + i < awake { "168h" } else { "10s" };
+            bench.create(name, many(after)).await;
+        }
+        for name in chunk {
+            bench.wait_up(name).await;
+        }
+        for (i, name) in chunk.iter().enumerate() {
+            if b * batch + i >= awake {
+                bench.wait_asleep(name, !shared).await;
+            }
+        }
+        println!(
+            "{} tenants up, {:.0}s",
+            (b * batch + chunk.len()).min(total),
+            started.elapsed().as_secs_f64()
+        );
     }
     let (mut rss, mut pss, mut processes) = (0, 0, 0);
     for name in &names {
