@@ -21,6 +21,7 @@ use atoll_testkit::cluster::ClusterKind;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams};
 use kube::runtime::watcher;
 use serde_json::Value;
@@ -154,6 +155,25 @@ fn last_wake(t: &Tenant) -> Option<atoll_crds::Wake> {
     t.status.as_ref()?.idle.as_ref()?.last_wake.clone()
 }
 
+fn sleeping_since(t: &Tenant) -> Time {
+    t.status
+        .as_ref()
+        .and_then(|s| s.idle.as_ref()?.sleeping_since.clone())
+        .expect("sleepingSince")
+}
+
+/// The wake asked for since `since` (status times are whole seconds), once
+/// recorded: the operator records it when the Deployment reports the
+/// instance ready, which can be after the gate, asking the starting pod
+/// itself, has forwarded the first requests.
+async fn recorded_wake(p: &Platform, name: &str, since: &Time) -> atoll_crds::Wake {
+    eventually(&format!("{name}'s wake to be recorded"), LIMIT, || async {
+        last_wake(&tenant(p, name).await)
+            .filter(|w| w.requested_at.0 >= since.0 && w.ready_at.is_some())
+    })
+    .await
+}
+
 const SLOW: &str = "id: slow\nnamespace: team\ntasks:\n  - {id: nap, type: io.kestra.plugin.core.flow.Sleep, duration: PT20S}\n";
 const HOOKED: &str = "id: hooked\nnamespace: team\ntasks:\n  - {id: say, type: io.kestra.plugin.core.log.Log, message: woken by a webhook}\ntriggers:\n  - {id: hook, type: io.kestra.plugin.core.trigger.Webhook, key: wake-up-key}\n";
 
@@ -198,11 +218,7 @@ pub async fn sleep_wake(platform: Arc<Platform>, report: Arc<Report>) {
     report.figure("a 20 s execution ran past the 10 s idle time; the tenant stayed awake");
 
     let asleep = wait_asleep(p, "sw-acme", &report).await;
-    let since = asleep
-        .status
-        .as_ref()
-        .and_then(|s| s.idle.as_ref()?.sleeping_since.clone())
-        .expect("sleepingSince");
+    let since = sleeping_since(&asleep);
     let url = asleep
         .status
         .as_ref()
@@ -226,11 +242,8 @@ pub async fn sleep_wake(platform: Arc<Platform>, report: Arc<Report>) {
         assert!(reply.body.contains("\"slow\""), "{}", reply.body);
     }
     let slowest = replies.iter().map(|r| r.took).max().unwrap_or_default();
-    let woken = tenant(p, "sw-acme").await;
-    let wake = last_wake(&woken).expect("a recorded wake");
+    let wake = recorded_wake(p, "sw-acme", &since).await;
     assert_eq!(wake.cause, WakeCause::Request);
-    // Status times are whole seconds.
-    assert!(wake.requested_at.0 >= since.0, "{wake:?} after {since:?}");
     let pods = instance_pods(p, "atoll-sw-acme").await;
     assert_eq!(pods.len(), 1, "one wake, one instance pod: {pods:?}");
     report.figure(format!(
@@ -240,7 +253,7 @@ pub async fn sleep_wake(platform: Arc<Platform>, report: Arc<Report>) {
     ));
 
     // Asleep again; a webhook wakes it and its execution runs.
-    wait_asleep(p, "sw-acme", &report).await;
+    let since = sleeping_since(&wait_asleep(p, "sw-acme", &report).await);
     let hook = door
         .call(
             "POST",
@@ -258,7 +271,7 @@ pub async fn sleep_wake(platform: Arc<Platform>, report: Arc<Report>) {
     let execution = hooked["id"].as_str().expect("execution id").to_owned();
     let state = acme.wait_final(&token, &execution).await;
     assert_eq!(state, "SUCCESS");
-    let wake = last_wake(&tenant(p, "sw-acme").await).expect("the webhook's wake");
+    let wake = recorded_wake(p, "sw-acme", &since).await;
     assert_eq!(wake.cause, WakeCause::Request);
     report.figure(format!(
         "a webhook woke the sleeping tenant in {:.2}s; its execution {execution} succeeded",
