@@ -208,6 +208,17 @@ async fn handle(State(gate): State<Arc<Gate>>, request: Request) -> Response {
         .or_else(|| request.uri().host())
         .unwrap_or_default()
         .to_owned();
+    // A replica that has just started has not read the Tenants and pods
+    // yet: it waits for them (as long as a request may be held) rather
+    // than answer "unknown host" for a tenant it has not seen.
+    if !gate.caches_ready().await {
+        let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, page::gate_starting());
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(page::RETRY_AFTER_SECONDS),
+        );
+        return response;
+    }
     let tenants = gate.tenants.state();
     let Some(target) = directory::find(tenants.iter().map(AsRef::as_ref), &host) else {
         return plain(
@@ -258,6 +269,18 @@ fn plain(status: StatusCode, text: String) -> Response {
 }
 
 impl Gate {
+    /// Whether the Tenant and pod caches have been filled, waiting for
+    /// them up to the hold limit.
+    async fn caches_ready(&self) -> bool {
+        let filled = async {
+            self.tenants.wait_until_ready().await.is_ok()
+                && self.pods.wait_until_ready().await.is_ok()
+        };
+        tokio::time::timeout(self.hold_limit, filled)
+            .await
+            .unwrap_or(false)
+    }
+
     /// Asks the operator to wake `tenant`, at most once in a few seconds
     /// per replica (the operator wakes it once per sleep whatever comes).
     async fn ask_wake(&self, tenant: &str) {

@@ -55,6 +55,11 @@ pub fn still_waking(tenant: &str, held_seconds: u64) -> String {
     )
 }
 
+/// The answer while a replica that has just started reads the Tenants.
+pub fn gate_starting() -> String {
+    format!("The wake gate is starting; retry in {RETRY_AFTER_SECONDS} s (Retry-After).\n")
+}
+
 /// The answer for a host no tenant is served at.
 pub fn unknown_host(host: &str) -> String {
     format!("No tenant is served at {host:?}.\n")
@@ -75,6 +80,7 @@ mod tests {
         assert!(!suspended("acme", true).contains("refresh"));
         assert!(suspended("acme", false).starts_with("acme is suspended"));
         assert!(still_waking("acme", 60).contains("after 60 s"));
+        assert!(gate_starting().contains("retry in 2 s"));
         assert_eq!(
             unknown_host("x.example.com"),
             "No tenant is served at \"x.example.com\".\n"
