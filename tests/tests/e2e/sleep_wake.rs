@@ -32,6 +32,10 @@ use crate::scenarios::{token_when_synced, world};
 
 /// After 10 s without activity a tenant sleeps (the shortest idle time).
 const IDLE: &str = "  idle:\n    after: 10s\n";
+/// `sleep_wake`'s idle time: long enough for the set-up (identity's sync,
+/// the token, two flows saved) on the real control plane, so that the
+/// tenant is awake when its execution starts.
+const IDLE_SLOWER: &str = "  idle:\n    after: 20s\n";
 
 /// The door to a tenant's host: the ingress (kubesim) or the wake gate's
 /// Service (realkube), with the tenant's Host header.
@@ -174,7 +178,7 @@ async fn recorded_wake(p: &Platform, name: &str, since: &Time) -> atoll_crds::Wa
     .await
 }
 
-const SLOW: &str = "id: slow\nnamespace: team\ntasks:\n  - {id: nap, type: io.kestra.plugin.core.flow.Sleep, duration: PT20S}\n";
+const SLOW: &str = "id: slow\nnamespace: team\ntasks:\n  - {id: nap, type: io.kestra.plugin.core.flow.Sleep, duration: PT30S}\n";
 const HOOKED: &str = "id: hooked\nnamespace: team\ntasks:\n  - {id: say, type: io.kestra.plugin.core.log.Log, message: woken by a webhook}\ntriggers:\n  - {id: hook, type: io.kestra.plugin.core.trigger.Webhook, key: wake-up-key}\n";
 
 /// A running execution keeps the tenant awake; idle, it sleeps; ten
@@ -183,7 +187,12 @@ const HOOKED: &str = "id: hooked\nnamespace: team\ntasks:\n  - {id: say, type: i
 pub async fn sleep_wake(platform: Arc<Platform>, report: Arc<Report>) {
     let p = &*platform;
     let alice = "alice@sw-acme.example";
-    let world = world(p, &[alice], &[("sw-acme", &[(alice, "Admin")], IDLE)]).await;
+    let world = world(
+        p,
+        &[alice],
+        &[("sw-acme", &[(alice, "Admin")], IDLE_SLOWER)],
+    )
+    .await;
     let acme = &world.instances[0];
     let token = token_when_synced(p, &world.sessions[0], "sw-acme").await;
     for flow in [SLOW, HOOKED] {
@@ -191,7 +200,7 @@ pub async fn sleep_wake(platform: Arc<Platform>, report: Arc<Report>) {
         assert!((200..300).contains(&saved.status), "{}", saved.body);
     }
 
-    // Work in flight: a 20 s execution outlives the 10 s idle time.
+    // Work in flight: a 30 s execution outlives the 20 s idle time.
     let id = acme.run(&token, "team", "slow").await;
     let state = eventually("the slow execution to end, awake", LIMIT, || async {
         let t = tenant(p, "sw-acme").await;
@@ -215,7 +224,7 @@ pub async fn sleep_wake(platform: Arc<Platform>, report: Arc<Report>) {
     })
     .await;
     assert_eq!(state, "SUCCESS");
-    report.figure("a 20 s execution ran past the 10 s idle time; the tenant stayed awake");
+    report.figure("a 30 s execution ran past the 20 s idle time; the tenant stayed awake");
 
     let asleep = wait_asleep(p, "sw-acme", &report).await;
     let since = sleeping_since(&asleep);
