@@ -285,27 +285,26 @@ const DATABASE_RETRY: Duration = Duration::from_millis(50);
 /// The pool, once the server accepts connections; errors other than "not
 /// there yet" (refused, or the server starting or stopping) end at once.
 async fn connect_waiting(options: PgConnectOptions) -> Result<Pool<Postgres>, StoreError> {
+    let pool_options = PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(10))
+        // A connection is checked (one round trip) before use only when
+        // it sat idle long enough for the server to have gone away; a
+        // busy one is not, as that would double the round trips of
+        // every statement outside a transaction.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= IDLE_CHECK {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        });
     let started = std::time::Instant::now();
     let mut said = false;
     loop {
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
-            // A connection is checked (one round trip) before use only when
-            // it sat idle long enough for the server to have gone away; a
-            // busy one is not, as that would double the round trips of
-            // every statement outside a transaction.
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= IDLE_CHECK {
-                        sqlx::Connection::ping(conn).await?;
-                    }
-                    Ok(true)
-                })
-            })
-            .connect_with(options.clone())
-            .await;
+        let pool = pool_options.clone().connect_with(options.clone()).await;
         match pool {
             Ok(pool) => return Ok(pool),
             Err(error) if not_there_yet(&error) && started.elapsed() < DATABASE_WAIT => {

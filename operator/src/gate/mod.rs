@@ -213,10 +213,7 @@ async fn handle(State(gate): State<Arc<Gate>>, request: Request) -> Response {
     // than answer "unknown host" for a tenant it has not seen.
     if !gate.caches_ready().await {
         let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, page::gate_starting());
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(page::RETRY_AFTER_SECONDS),
-        );
+        retry_after(&mut response);
         return response;
     }
     let tenants = gate.tenants.state();
@@ -260,6 +257,13 @@ fn set_type(response: &mut Response, html: bool) {
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+}
+
+fn retry_after(response: &mut Response) {
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(page::RETRY_AFTER_SECONDS),
+    );
 }
 
 fn plain(status: StatusCode, text: String) -> Response {
@@ -371,10 +375,7 @@ impl Gate {
                 .into_response()
         };
         set_type(&mut response, html);
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(page::RETRY_AFTER_SECONDS),
-        );
+        retry_after(&mut response);
         response
     }
 }
