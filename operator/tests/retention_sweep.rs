@@ -133,16 +133,21 @@ async fn the_sweep_expires_deleted_tenants(kind: common::ClusterKind) {
         &["--backup-retention-sweep-seconds", "2"],
     );
 
+    // A sweep deletes a tenant's expired backups, then the WAL before the
+    // oldest kept one: wait for both (the sweep runs every 2 s).
     common::eventually(
-        "the sweep to expire gone's objects and fresh's oldest backup",
+        "the sweep to expire gone's objects, fresh's oldest backup and its WAL",
         Duration::from_secs(60),
         || async {
             let gone = s3.list_keys(&format!("tenants/{GONE}/"));
             let marker = s3.list_keys("names/gone/");
-            let fresh = s3.list_keys(&format!("tenants/{FRESH}/base/"));
+            let fresh = s3.list_keys(&format!("tenants/{FRESH}/"));
             (gone.is_empty()
                 && marker.is_empty()
-                && !fresh.iter().any(|k| k.contains(&fresh_expired)))
+                && !fresh.iter().any(|k| k.contains(&fresh_expired))
+                && !fresh
+                    .iter()
+                    .any(|k| k.contains("/wal/000000010000000000000002")))
             .then_some(())
         },
     )

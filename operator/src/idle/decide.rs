@@ -185,6 +185,72 @@ pub fn asleep(inputs: &AsleepInputs, now: Timestamp) -> AsleepVerdict {
     }
 }
 
+/// What a tenant's instance says at the end of its drain (its host has
+/// gone to the gate, its workloads still run): the last look before they
+/// stop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DrainInputs {
+    /// The instance's report (`None`: no ready instance answered, nothing
+    /// left to stop).
+    pub activity: Option<Activity>,
+    /// When it went to sleep.
+    pub sleeping_since: Timestamp,
+    /// Its scheduled wake.
+    pub next_wake: Option<Timestamp>,
+    /// Twice the last measured wake, at least [`MIN_LEAD`].
+    pub lead: Duration,
+}
+
+/// The verdict at the end of a drain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DrainVerdict {
+    /// Stop the workloads; wake at `next_wake` (earlier than before if a
+    /// run or timer appeared in the drain).
+    Stop {
+        /// The scheduled wake.
+        next_wake: Option<Timestamp>,
+    },
+    /// Work reached the instance in the drain (a request an ingress
+    /// controller still sent it, an execution started): it wakes instead,
+    /// its workloads never stop.
+    Wake {
+        /// Why.
+        cause: WakeCause,
+        /// When the wake was asked for.
+        requested_at: Timestamp,
+    },
+}
+
+/// Decides at the end of a drain, at `now`: a tenant with work in flight
+/// never sleeps, and a request served after the sleep began is activity
+/// like any other.
+pub fn drained(inputs: &DrainInputs, now: Timestamp) -> DrainVerdict {
+    let Some(activity) = &inputs.activity else {
+        return DrainVerdict::Stop {
+            next_wake: inputs.next_wake,
+        };
+    };
+    let served = activity
+        .last_request_at
+        .is_some_and(|at| at > inputs.sleeping_since);
+    if activity.running > 0 || activity.queued > 0 || served {
+        return DrainVerdict::Wake {
+            cause: WakeCause::Request,
+            requested_at: now,
+        };
+    }
+    let due = [activity.next_schedule_at, activity.next_timer_at]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|due| due.saturating_sub(signed(inputs.lead)).unwrap_or(due));
+    let next_wake = match (inputs.next_wake, due) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    DrainVerdict::Stop { next_wake }
+}
+
 /// The lead before a scheduled run: twice the last measured wake, at least
 /// [`MIN_LEAD`].
 pub fn lead(last_wake_ms: Option<i64>) -> Duration {

@@ -189,3 +189,76 @@ fn the_lead_is_twice_the_last_wake_and_at_least_the_minimum() {
     assert_eq!(lead(Some(8_000)), Duration::from_secs(16));
     assert_eq!(lead(Some(-5)), MIN_LEAD);
 }
+
+fn drain_inputs(activity: Option<Activity>) -> DrainInputs {
+    DrainInputs {
+        activity,
+        sleeping_since: ts("2026-12-07T11:00:00Z"),
+        next_wake: Some(ts("2026-12-07T12:00:00Z")),
+        lead: MIN_LEAD,
+    }
+}
+
+#[test]
+fn work_that_reached_the_instance_in_its_drain_wakes_it_instead_of_being_stopped() {
+    let now = ts("2026-12-07T11:00:05Z");
+    let woken = DrainVerdict::Wake {
+        cause: WakeCause::Request,
+        requested_at: now,
+    };
+    // An execution started in the drain (by a request an ingress
+    // controller still sent to the instance): it is not stopped.
+    let mut running = activity(Some("2026-12-07T10:50:00Z"));
+    running.running = 1;
+    assert_eq!(drained(&drain_inputs(Some(running)), now), woken);
+    let mut queued = activity(None);
+    queued.queued = 1;
+    assert_eq!(drained(&drain_inputs(Some(queued)), now), woken);
+    // A request served after the sleep began, even one that started nothing.
+    let served = activity(Some("2026-12-07T11:00:02Z"));
+    assert_eq!(drained(&drain_inputs(Some(served)), now), woken);
+    // Nothing new: the workloads stop, the scheduled wake stays.
+    let quiet = activity(Some("2026-12-07T10:50:00Z"));
+    assert_eq!(
+        drained(&drain_inputs(Some(quiet)), now),
+        DrainVerdict::Stop {
+            next_wake: Some(ts("2026-12-07T12:00:00Z"))
+        }
+    );
+    // No instance answered (already stopped): nothing to look at.
+    assert_eq!(
+        drained(&drain_inputs(None), now),
+        DrainVerdict::Stop {
+            next_wake: Some(ts("2026-12-07T12:00:00Z"))
+        }
+    );
+}
+
+#[test]
+fn a_run_scheduled_in_the_drain_moves_the_wake_earlier() {
+    let now = ts("2026-12-07T11:00:05Z");
+    let mut a = activity(Some("2026-12-07T10:50:00Z"));
+    a.next_schedule_at = Some(ts("2026-12-07T11:30:00Z"));
+    assert_eq!(
+        drained(&drain_inputs(Some(a.clone())), now),
+        DrainVerdict::Stop {
+            next_wake: Some(ts("2026-12-07T11:29:50Z"))
+        }
+    );
+    // A later one leaves the wake where it was; none before, this one.
+    a.next_schedule_at = Some(ts("2026-12-07T13:00:00Z"));
+    assert_eq!(
+        drained(&drain_inputs(Some(a.clone())), now),
+        DrainVerdict::Stop {
+            next_wake: Some(ts("2026-12-07T12:00:00Z"))
+        }
+    );
+    let mut i = drain_inputs(Some(a));
+    i.next_wake = None;
+    assert_eq!(
+        drained(&i, now),
+        DrainVerdict::Stop {
+            next_wake: Some(ts("2026-12-07T12:59:50Z"))
+        }
+    );
+}

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use atoll_crds::{DatabaseMode, IdleStatus, Phase, Tenant, Wake};
+use atoll_crds::{DatabaseMode, IdleStatus, Phase, Tenant, Wake, WakeCause};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -14,7 +14,9 @@ use kube::api::{Api, ListParams};
 
 use super::Context;
 use crate::build::{self, Children, GateEndpoints, SERVICE_NAME_LABEL, Sleep, TenantContext};
-use crate::idle::decide::{self, AsleepInputs, AsleepVerdict, AwakeInputs, AwakeVerdict};
+use crate::idle::decide::{
+    self, AsleepInputs, AsleepVerdict, AwakeInputs, AwakeVerdict, DrainInputs, DrainVerdict,
+};
 use crate::idle::status::IdleView;
 use crate::idle::{self, Mode, activity};
 use crate::status::WorkloadReadiness;
@@ -126,11 +128,7 @@ pub(super) async fn step(
                 after,
                 activity,
                 woke_at: idle.last_wake.as_ref().and_then(|w| time(&w.ready_at)),
-                lead: decide::lead(
-                    idle.last_wake
-                        .as_ref()
-                        .and_then(|w| w.duration_milliseconds),
-                ),
+                lead: lead(&idle),
                 busy,
             };
             match decide::awake(&inputs, now) {
@@ -179,8 +177,38 @@ pub(super) async fn step(
                         .checked_add(SignedDuration::try_from(DRAIN).unwrap_or_default())
                         .unwrap_or(since);
                     let stop = drained <= now;
+                    let mut until_wake = at;
+                    if stop {
+                        // The last look before the workloads stop: work
+                        // that reached the instance in the drain wakes it.
+                        let inputs = DrainInputs {
+                            activity: activity::read(
+                                &ctx.client,
+                                ctx.backups.http(),
+                                &tenant_ctx.namespace,
+                                &selector(tenant_ctx),
+                            )
+                            .await,
+                            sleeping_since: since,
+                            next_wake: at,
+                            lead: lead(&idle),
+                        };
+                        match decide::drained(&inputs, now) {
+                            DrainVerdict::Stop { next_wake } => {
+                                idle.next_wake = next_wake.map(Time);
+                                until_wake = next_wake;
+                            }
+                            DrainVerdict::Wake {
+                                cause,
+                                requested_at,
+                            } => {
+                                tracing::info!(tenant = %tenant.name_any(), "work reached the instance while it drained: it stays awake");
+                                return wake(idle, cause, requested_at, ctx);
+                            }
+                        }
+                    }
                     let recheck = if stop {
-                        at.map(|at| until(at, now))
+                        until_wake.map(|at| until(at, now))
                     } else {
                         Some(until(drained, now))
                     };
@@ -199,19 +227,38 @@ pub(super) async fn step(
                     requested_at,
                 } => {
                     tracing::info!(tenant = %tenant.name_any(), cause = cause.as_str(), "waking");
-                    ctx.metrics.count_wake(cause);
-                    idle.waking = Some(Wake {
-                        cause,
-                        requested_at: Time(requested_at),
-                        ready_at: None,
-                        duration_milliseconds: None,
-                    });
-                    waking(idle)
+                    wake(idle, cause, requested_at, ctx)
                 }
             }
         }
         Mode::Waking => waking(idle),
     }
+}
+
+/// Starts a wake: counted, recorded in the status, workloads up.
+fn wake(
+    mut idle: IdleStatus,
+    cause: WakeCause,
+    requested_at: Timestamp,
+    ctx: &Context,
+) -> IdleStep {
+    ctx.metrics.count_wake(cause);
+    idle.waking = Some(Wake {
+        cause,
+        requested_at: Time(requested_at),
+        ready_at: None,
+        duration_milliseconds: None,
+    });
+    waking(idle)
+}
+
+/// Twice the last measured wake, at least [`decide::MIN_LEAD`].
+fn lead(idle: &IdleStatus) -> Duration {
+    decide::lead(
+        idle.last_wake
+            .as_ref()
+            .and_then(|w| w.duration_milliseconds),
+    )
 }
 
 fn waking(idle: IdleStatus) -> IdleStep {

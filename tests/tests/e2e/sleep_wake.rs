@@ -1,7 +1,7 @@
 //! Sleep when idle, wake on request or schedule (#20): tenants with
 //! `spec.idle` go to sleep (their processes gone), concurrent requests and
 //! webhooks wake them through the wake gate and all succeed, a running
-//! execution keeps a tenant awake, and a schedule every minute runs every
+//! execution keeps a tenant awake (one started while it drains too), and a schedule every minute runs every
 //! tick exactly once while its tenant sleeps between runs.
 //!
 //! Requests reach a sleeping tenant as a user's would: through the ingress
@@ -80,6 +80,13 @@ impl Door {
     }
 
     async fn call(&self, method: &str, path: &str, token: Option<&str>) -> Reply {
+        self.try_call(method, path, token)
+            .await
+            .expect("the door answers")
+    }
+
+    /// `None` when nothing listens behind the door.
+    async fn try_call(&self, method: &str, path: &str, token: Option<&str>) -> Option<Reply> {
         let started = Instant::now();
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut request = self
@@ -89,14 +96,14 @@ impl Door {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.expect("the door answers");
+        let response = request.send().await.ok()?;
         let status = response.status().as_u16();
         let body = response.text().await.unwrap_or_default();
-        Reply {
+        Some(Reply {
             status,
             body,
             took: started.elapsed(),
-        }
+        })
     }
 }
 
@@ -179,11 +186,13 @@ async fn recorded_wake(p: &Platform, name: &str, since: &Time) -> atoll_crds::Wa
 }
 
 const SLOW: &str = "id: slow\nnamespace: team\ntasks:\n  - {id: nap, type: io.kestra.plugin.core.flow.Sleep, duration: PT30S}\n";
+const DRAINED: &str = "id: drained\nnamespace: team\ntasks:\n  - {id: nap, type: io.kestra.plugin.core.flow.Sleep, duration: PT10S}\n";
 const HOOKED: &str = "id: hooked\nnamespace: team\ntasks:\n  - {id: say, type: io.kestra.plugin.core.log.Log, message: woken by a webhook}\ntriggers:\n  - {id: hook, type: io.kestra.plugin.core.trigger.Webhook, key: wake-up-key}\n";
 
 /// A running execution keeps the tenant awake; idle, it sleeps; ten
 /// concurrent requests wake it once and all succeed; asleep again, a
-/// webhook wakes it and its execution runs.
+/// webhook wakes it and its execution runs; an execution started on the
+/// instance while it drains keeps it awake.
 pub async fn sleep_wake(platform: Arc<Platform>, report: Arc<Report>) {
     let p = &*platform;
     let alice = "alice@sw-acme.example";
@@ -195,7 +204,7 @@ pub async fn sleep_wake(platform: Arc<Platform>, report: Arc<Report>) {
     .await;
     let acme = &world.instances[0];
     let token = token_when_synced(p, &world.sessions[0], "sw-acme").await;
-    for flow in [SLOW, HOOKED] {
+    for flow in [SLOW, DRAINED, HOOKED] {
         let saved = acme.save_flow(&token, flow).await;
         assert!((200..300).contains(&saved.status), "{}", saved.body);
     }
@@ -286,7 +295,80 @@ pub async fn sleep_wake(platform: Arc<Platform>, report: Arc<Report>) {
         "a webhook woke the sleeping tenant in {:.2}s; its execution {execution} succeeded",
         hook.took.as_secs_f64()
     ));
+
+    drained_work_keeps_it_awake(p, &door, &token, &report).await;
     p.delete_tenant("sw-acme", true).await;
+}
+
+/// Work that reaches the instance while its tenant drains (its host
+/// already at the gate, its workloads not yet stopped: an ingress
+/// controller that has not followed the Ingress yet sends it there) keeps
+/// the tenant awake: the execution it starts is not stopped with it.
+async fn drained_work_keeps_it_awake(p: &Platform, door: &Door, token: &str, report: &Report) {
+    let draining = eventually("sw-acme to begin its sleep", LIMIT, || async {
+        let t = tenant(p, "sw-acme").await;
+        (phase(&t) == Some(Phase::Sleeping)).then_some(t)
+    })
+    .await;
+    let since = sleeping_since(&draining);
+    let pods = instance_pods(p, "atoll-sw-acme").await;
+    let [pod] = pods.as_slice() else {
+        panic!("one instance pod while sw-acme drains: {pods:?}");
+    };
+    let ip = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .expect("the instance pod's IP");
+    let direct = Door {
+        base: format!("http://{ip}:8080"),
+        ..door.clone()
+    };
+    let started = direct
+        .call("POST", "/api/v1/executions/team/drained", Some(token))
+        .await;
+    assert!(
+        (200..300).contains(&started.status),
+        "an execution started while draining: {} {}",
+        started.status,
+        started.body
+    );
+    let started: Value = serde_json::from_str(&started.body).expect("execution");
+    let id = started["id"].as_str().expect("execution id").to_owned();
+    let state = eventually(
+        "the execution started while draining to end",
+        LIMIT,
+        || async {
+            let Some(reply) = direct
+                .try_call("GET", &format!("/api/v1/executions/{id}"), Some(token))
+                .await
+            else {
+                panic!("sw-acme's instance was stopped with an execution started in its drain");
+            };
+            let body: Value = serde_json::from_str(&reply.body).ok()?;
+            let state = body["state"]["current"].as_str()?.to_owned();
+            ["SUCCESS", "FAILED", "KILLED", "WARNING"]
+                .contains(&state.as_str())
+                .then_some(state)
+        },
+    )
+    .await;
+    assert_eq!(state, "SUCCESS", "the execution started while draining");
+    let wake = recorded_wake(p, "sw-acme", &since).await;
+    assert_eq!(wake.cause, WakeCause::Request);
+    let after = instance_pods(p, "atoll-sw-acme").await;
+    assert_eq!(
+        after
+            .iter()
+            .map(|p| p.metadata.uid.clone())
+            .collect::<Vec<_>>(),
+        vec![pod.metadata.uid.clone()],
+        "the instance pod that took the work kept running"
+    );
+    report.figure(format!(
+        "an execution started on the instance in its drain kept sw-acme awake (same pod, wake {} ms) and succeeded",
+        wake.duration_milliseconds.unwrap_or_default()
+    ));
 }
 
 const TICKER: &str = "id: ticker\nnamespace: team\ntasks:\n  - {id: tick, type: io.kestra.plugin.core.log.Log, message: tick}\ntriggers:\n  - {id: every-minute, type: io.kestra.plugin.core.trigger.Schedule, cron: \"*/1 * * * *\"}\n";
