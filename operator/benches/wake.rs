@@ -50,22 +50,14 @@ fn env_number(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-async fn until<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+/// Checks `check` every [`POLL`] until it returns `Some`; panics naming
+/// `what` after `limit`.
+async fn until<T, F, Fut>(what: &str, limit: Duration, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
+    atoll_testkit::wait::eventually_every(what, limit, POLL, check).await
 }
 
 struct Bench {

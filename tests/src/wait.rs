@@ -9,7 +9,22 @@ const POLL: Duration = Duration::from_millis(25);
 
 /// Checks `check` until it returns `Some`, and returns that value; panics
 /// naming `what` once `limit` has passed.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    eventually_every(what, limit, POLL, check).await
+}
+
+/// [`eventually`], checking every `poll` (a benchmark that must not load
+/// the API server more than it measures).
+pub async fn eventually_every<T, F, Fut>(
+    what: &str,
+    limit: Duration,
+    poll: Duration,
+    mut check: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -23,7 +38,7 @@ where
             tokio::time::Instant::now() < deadline,
             "timed out after {limit:?} waiting for {what}"
         );
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(poll).await;
     }
 }
 

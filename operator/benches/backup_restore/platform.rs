@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use atoll_crds::Tenant;
 use atoll_operator::cli::{Cli, Command};
@@ -36,22 +36,12 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// Checks `check` every [`POLL`] until it returns `Some`; panics naming
 /// `what` after `limit`.
-pub async fn until<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+pub async fn until<T, F, Fut>(what: &str, limit: Duration, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
+    atoll_testkit::wait::eventually_every(what, limit, POLL, check).await
 }
 
 /// The running cluster, node, store and operator.

@@ -9,7 +9,7 @@
 
 use atoll_backup::dump_catalog;
 use atoll_backup::layout::BackupId;
-use atoll_crds::conditions::{self, types};
+use atoll_crds::conditions::types;
 use atoll_crds::{BackupPhase, Tenant, TenantBackup, TenantBackupStatus};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
@@ -34,15 +34,8 @@ pub(super) async fn start(
     ctx: &Context,
 ) -> Result<Action, Error> {
     let id = status.backup_id.clone().unwrap_or_default();
-    let ready = tenant
-        .status
-        .as_ref()
-        .is_some_and(|s| conditions::is_true(&s.conditions, types::DATABASE_READY));
-    let restoring = tenant.spec.restore.is_some()
-        && !tenant
-            .status
-            .as_ref()
-            .is_some_and(|s| conditions::is_true(&s.conditions, types::RESTORED));
+    let ready = super::status_says(tenant, types::DATABASE_READY);
+    let restoring = tenant.spec.restore.is_some() && !super::status_says(tenant, types::RESTORED);
     let namespace = tenant.status.as_ref().and_then(|s| s.namespace.clone());
     let (true, false, Some(namespace)) = (ready, restoring, namespace) else {
         let why = format!(

@@ -175,6 +175,14 @@ pub async fn observe(
     (report, Some(wait))
 }
 
+/// Whether the Tenant's status holds the condition `type_` at True.
+fn status_says(tenant: &Tenant, type_: &str) -> bool {
+    tenant
+        .status
+        .as_ref()
+        .is_some_and(|s| conditions::is_true(&s.conditions, type_))
+}
+
 fn uid(tenant: &Tenant) -> &str {
     tenant.metadata.uid.as_deref().unwrap_or_default()
 }

@@ -160,10 +160,7 @@ async fn ask_agent(
     ctx: &Context,
 ) -> Result<Action, Error> {
     let id = status.backup_id.clone().unwrap_or_default();
-    let ready = tenant
-        .status
-        .as_ref()
-        .is_some_and(|s| conditions::is_true(&s.conditions, types::DATABASE_READY));
+    let ready = super::status_says(tenant, types::DATABASE_READY);
     let namespace = tenant.status.as_ref().and_then(|s| s.namespace.clone());
     let (true, Some(namespace)) = (ready, namespace) else {
         let why = format!(

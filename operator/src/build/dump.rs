@@ -85,22 +85,7 @@ pub fn dump_pod(ctx: &TenantContext<'_>, backup: &OwnerReference, id: &str) -> P
 
 /// `atoll-backup restore-dump ...` for `resolved`. Names no secret.
 pub fn restore_dump_command(resolved: &Resolved) -> Vec<String> {
-    let mut command: Vec<String> = [
-        BACKUP_BINARY,
-        "restore-dump",
-        "--config",
-        RESTORE_CONFIG_DIR,
-        "--source-uid",
-        &resolved.source_uid,
-        "--backup",
-        &resolved.backup_id,
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    if let Some(target) = resolved.target_time {
-        command.extend(["--target-time".to_owned(), target.to_string()]);
-    }
-    command
+    super::restore::restore_verb("restore-dump", resolved)
 }
 
 /// The pod restoring the source's dump into the new tenant's empty

@@ -80,9 +80,25 @@ fn archives(ctx: &TenantContext<'_>) -> bool {
 
 /// `atoll-backup restore ...` for `resolved`. Names no secret.
 pub fn restore_command(ctx: &TenantContext<'_>, resolved: &Resolved) -> Vec<String> {
+    let mut command = restore_verb("restore", resolved);
+    if !archives(ctx) {
+        command.push("--no-archive".to_owned());
+    }
+    command.extend(
+        ["--drop", ROLES_MARKER, "--wipe", PGDATA]
+            .map(str::to_owned)
+            .to_vec(),
+    );
+    command
+}
+
+/// `atoll-backup <verb> --config ... --source-uid ... --backup ...
+/// [--target-time ...]` for `resolved`: the arguments `restore` and
+/// `restore-dump` share. Names no secret.
+pub(super) fn restore_verb(verb: &str, resolved: &Resolved) -> Vec<String> {
     let mut command: Vec<String> = [
         BACKUP_BINARY,
-        "restore",
+        verb,
         "--config",
         RESTORE_CONFIG_DIR,
         "--source-uid",
@@ -95,14 +111,6 @@ pub fn restore_command(ctx: &TenantContext<'_>, resolved: &Resolved) -> Vec<Stri
     if let Some(target) = resolved.target_time {
         command.extend(["--target-time".to_owned(), target.to_string()]);
     }
-    if !archives(ctx) {
-        command.push("--no-archive".to_owned());
-    }
-    command.extend(
-        ["--drop", ROLES_MARKER, "--wipe", PGDATA]
-            .map(str::to_owned)
-            .to_vec(),
-    );
     command
 }
 

@@ -85,6 +85,21 @@ impl Door {
             .expect("the door answers")
     }
 
+    /// Starts an execution with a `POST` to `path` (`what` names it in a
+    /// failure): its id and how long the answer took.
+    async fn start(&self, path: &str, token: Option<&str>, what: &str) -> (String, Duration) {
+        let reply = self.call("POST", path, token).await;
+        assert!(
+            (200..300).contains(&reply.status),
+            "{what}: {} {}",
+            reply.status,
+            reply.body
+        );
+        let body: Value = serde_json::from_str(&reply.body).expect(what);
+        let id = body["id"].as_str().expect("execution id").to_owned();
+        (id, reply.took)
+    }
+
     /// `None` when nothing listens behind the door.
     async fn try_call(&self, method: &str, path: &str, token: Option<&str>) -> Option<Reply> {
         let started = Instant::now();
@@ -272,28 +287,20 @@ pub async fn sleep_wake(platform: Arc<Platform>, report: Arc<Report>) {
 
     // Asleep again; a webhook wakes it and its execution runs.
     let since = sleeping_since(&wait_asleep(p, "sw-acme", &report).await);
-    let hook = door
-        .call(
-            "POST",
+    let (execution, took) = door
+        .start(
             "/api/v1/executions/webhook/team/hooked/wake-up-key",
             None,
+            "webhook",
         )
         .await;
-    assert!(
-        (200..300).contains(&hook.status),
-        "webhook: {} {}",
-        hook.status,
-        hook.body
-    );
-    let hooked: Value = serde_json::from_str(&hook.body).expect("webhook answer");
-    let execution = hooked["id"].as_str().expect("execution id").to_owned();
     let state = acme.wait_final(&token, &execution).await;
     assert_eq!(state, "SUCCESS");
     let wake = recorded_wake(p, "sw-acme", &since).await;
     assert_eq!(wake.cause, WakeCause::Request);
     report.figure(format!(
         "a webhook woke the sleeping tenant in {:.2}s; its execution {execution} succeeded",
-        hook.took.as_secs_f64()
+        took.as_secs_f64()
     ));
 
     drained_work_keeps_it_awake(p, &door, &token, &report).await;
@@ -324,17 +331,13 @@ async fn drained_work_keeps_it_awake(p: &Platform, door: &Door, token: &str, rep
         base: format!("http://{ip}:8080"),
         ..door.clone()
     };
-    let started = direct
-        .call("POST", "/api/v1/executions/team/drained", Some(token))
+    let (id, _) = direct
+        .start(
+            "/api/v1/executions/team/drained",
+            Some(token),
+            "an execution started while draining",
+        )
         .await;
-    assert!(
-        (200..300).contains(&started.status),
-        "an execution started while draining: {} {}",
-        started.status,
-        started.body
-    );
-    let started: Value = serde_json::from_str(&started.body).expect("execution");
-    let id = started["id"].as_str().expect("execution id").to_owned();
     let state = eventually(
         "the execution started while draining to end",
         LIMIT,
