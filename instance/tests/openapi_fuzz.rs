@@ -36,7 +36,8 @@ fn max_examples() -> String {
 /// import archives are checked by their own rules; a bulk action refuses
 /// every id that cannot take it (Kestra's `BulkErrorResponse`); a move
 /// into itself, a backfill of the future, more label filters than a search
-/// takes. (Path regexes, both prefixes.)
+/// takes; a storage path with an empty, `.` or `..` segment (a namespace
+/// file's, an execution's output file's). (Path regexes, both prefixes.)
 const CHECKED_BEYOND_THE_SCHEMA: &[&str] = &[
     "/executions/(by-ids|by-query)$",
     "/executions/(restart|replay|kill|resume|labels|pause|change-status)/by-(ids|query)$",
@@ -46,6 +47,7 @@ const CHECKED_BEYOND_THE_SCHEMA: &[&str] = &[
     "/flows/(graph|import)$",
     "/executions/\\{namespace\\}/\\{flow_id\\}$",
     "/namespaces/\\{namespace\\}/files$",
+    "/executions/\\{id\\}/file(/metas)?$",
     "/triggers/backfill/create$",
     // At most 5 label filters in all, comma-separated or repeated.
     "/executions(/search)?$",

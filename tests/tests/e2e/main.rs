@@ -12,8 +12,12 @@
 //! independent. Run one or a few by name:
 //! `cargo test -p atoll-testkit --test e2e -- isolation`.
 //!
-//! The summary at the end names each run's cluster and its Kubernetes
-//! version and prints, per scenario, what it checked and its figures.
+//! With both clusters the two runs go side by side (each its own cluster,
+//! node and platform; the machine mostly waits on them), their lines
+//! marked with the cluster; `ATOLL_E2E_SERIAL=1` runs one after the
+//! other. The summary at the end names each run's cluster and its
+//! Kubernetes version and prints, per scenario, what it checked and its
+//! figures.
 //!
 //! Long scenarios that mostly wait ([`BACKGROUND`]: ten minutes of a
 //! schedule) run beside the others, on the last cluster of the run only,
@@ -38,14 +42,23 @@ use harness::{Platform, Target};
 /// Figures one scenario reports for the summary.
 #[derive(Debug, Default)]
 pub struct Report {
+    /// The cluster the scenario runs on, marking its printed lines.
+    cluster: String,
     lines: std::sync::Mutex<Vec<String>>,
 }
 
 impl Report {
+    fn new(cluster: &str) -> Report {
+        Report {
+            cluster: cluster.to_owned(),
+            lines: std::sync::Mutex::default(),
+        }
+    }
+
     /// Prints a figure now and keeps it for the summary.
     pub fn figure(&self, line: impl Into<String>) {
         let line = line.into();
-        println!("    {line}");
+        println!("    [{}] {line}", self.cluster);
         self.lines
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -124,8 +137,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
+    // kubesim and nodesim's proxies run on this runtime: two workers a
+    // cluster, so that one run's busy moment does not hold the other's.
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(4)
         .enable_all()
         .build()
         .expect("tokio runtime");
@@ -136,12 +151,21 @@ fn main() -> ExitCode {
             println!("SKIPPED the end-to-end suite: {why}");
             return ExitCode::SUCCESS;
         }
-        let mut runs = Vec::new();
         let targets = Target::from_env();
         let last = targets.len().saturating_sub(1);
-        for (i, target) in targets.iter().enumerate() {
-            runs.push(run_suite(target, &selected, i == last).await);
-        }
+        let suites = targets
+            .iter()
+            .enumerate()
+            .map(|(i, target)| run_suite(target, &selected, i == last));
+        let runs = if std::env::var("ATOLL_E2E_SERIAL").is_ok_and(|v| v == "1") {
+            let mut runs = Vec::new();
+            for suite in suites {
+                runs.push(suite.await);
+            }
+            runs
+        } else {
+            futures::future::join_all(suites).await
+        };
         println!();
         for run in &runs {
             run.print();
@@ -231,7 +255,7 @@ async fn run_suite(
             continue;
         }
         println!("\n== scenario {name} on {cluster} (beside the others)");
-        let report = Arc::new(Report::default());
+        let report = Arc::new(Report::new(&cluster));
         let task = tokio::spawn(run(platform.clone(), report.clone()));
         beside.push((*name, Instant::now(), report, task));
     }
@@ -241,7 +265,7 @@ async fn run_suite(
             finish(&mut beside, &cluster, &mut results).await;
         }
         println!("\n== scenario {name} on {cluster}");
-        let report = Arc::new(Report::default());
+        let report = Arc::new(Report::new(&cluster));
         let began = Instant::now();
         let outcome = tokio::spawn(run(platform.clone(), report.clone())).await;
         let passed = outcome.is_ok();
