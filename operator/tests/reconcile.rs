@@ -567,12 +567,15 @@ async fn a_standby_replica_stays_idle_until_the_leader_is_gone(kind: ClusterKind
             .await
             .expect("namespace");
     }
-    // Another replica holds the lease and renews it.
+    // Another replica holds the lease and renews it. 6 s: the set-up below
+    // and the renewals must fit within one lease on a loaded machine (with
+    // 2 s the standby once took the lease before the first renewal, and
+    // the renewal met a 409).
     let leases: Api<Lease> = Api::namespaced(client.clone(), "atoll-system");
     let lease = |renewed: Timestamp| -> Lease {
         serde_json::from_value(json!({
             "metadata": {"name": "atoll-operator", "namespace": "atoll-system"},
-            "spec": {"holderIdentity": "leader-0", "leaseDurationSeconds": 2,
+            "spec": {"holderIdentity": "leader-0", "leaseDurationSeconds": 6,
                      "renewTime": MicroTime(renewed), "acquireTime": MicroTime(renewed)}
         }))
         .expect("lease")
@@ -594,7 +597,7 @@ async fn a_standby_replica_stays_idle_until_the_leader_is_gone(kind: ClusterKind
         "--operator-namespace",
         "atoll-system",
         "--lease-duration-seconds",
-        "2",
+        "6",
     ]);
     let Command::Run(args) = cli.command else {
         panic!("run")
